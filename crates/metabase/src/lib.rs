@@ -13,6 +13,4 @@ pub mod mbxml;
 pub mod secrets;
 pub mod store;
 pub mod tree;
-pub(crate) mod persist {
-    pub(crate) fn sync_parent_dir(_p: &std::path::Path) -> crate::Result<()> { Ok(()) }
-}
+pub mod persist;
