@@ -557,7 +557,7 @@ fn split(path: &MbPath) -> Result<(MbPath, String)> {
 }
 
 /// Merges `source` into `target`: source data wins; children merge.
-fn merge_into(target: &mut Key, source: &Key) {
+pub(crate) fn merge_into(target: &mut Key, source: &Key) {
     for (id, p) in &source.props {
         target.props.insert(*id, p.clone());
         target.sealed.remove(id);
