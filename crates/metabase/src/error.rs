@@ -48,7 +48,7 @@ pub enum Error {
         allowed: String,
     },
 
-    #[error("{path}: the key is a {actual}, not a {expected}")]
+    #[error("{path}: the key is of type {actual}, not {expected}")]
     KeyTypeMismatch {
         path: String,
         expected: String,

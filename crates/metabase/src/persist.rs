@@ -163,7 +163,7 @@ impl MetabaseFiles {
         if !location.metabase.exists() {
             initialise(&location)?;
         }
-        Self::open_locked(location, mode, lock)
+        Self::open_locked(location, mode, Some(lock))
     }
 
     /// Opens an existing metabase file.
@@ -175,11 +175,18 @@ impl MetabaseFiles {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such metabase file"),
             ));
         }
-        let lock = acquire_lock(&location)?;
+        // A reader of a file in a directory it may not write to can still
+        // read; it just cannot coordinate with writers (it will fail to
+        // save, cleanly, if it ever tries).
+        let lock = match (acquire_lock(&location), mode) {
+            (Ok(lock), _) => Some(lock),
+            (Err(_), LockMode::WhileWriting) => None,
+            (Err(e), LockMode::Exclusive) => return Err(e),
+        };
         Self::open_locked(location, mode, lock)
     }
 
-    fn open_locked(location: Location, mode: LockMode, lock: File) -> Result<MetabaseFiles> {
+    fn open_locked(location: Location, mode: LockMode, lock: Option<File>) -> Result<MetabaseFiles> {
         let schema = load_schema(&location.schema)?;
         let key = SecretKey::load(&location.key_file)?;
         let bytes = std::fs::read(&location.metabase).map_err(|e| Error::io(&location.metabase, e))?;
@@ -195,7 +202,7 @@ impl MetabaseFiles {
             schema_digest,
             minor: 0,
             adopt: None,
-            held_lock: (mode == LockMode::Exclusive).then_some(lock),
+            held_lock: if mode == LockMode::Exclusive { lock } else { None },
             key,
         };
         let tree = Tree {

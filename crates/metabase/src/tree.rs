@@ -242,6 +242,23 @@ impl Tree {
             .ok_or_else(|| Error::PathNotFound(path.to_string()))
     }
 
+    /// The key at `path`, checked to be of type `expected`. An object model
+    /// that addresses keys as classes uses this: an IIsWebServer object at
+    /// `/LM/W3SVC` is refused because that key is the IIsWebService (the
+    /// IIS WMI Provider seed's example).
+    pub fn expect_key_type(&self, path: &MbPath, expected: &str) -> Result<&Key> {
+        let key = self.key(path)?;
+        if key.key_type().eq_ignore_ascii_case(expected) {
+            Ok(key)
+        } else {
+            Err(Error::KeyTypeMismatch {
+                path: path.to_string(),
+                expected: expected.to_string(),
+                actual: key.key_type().to_string(),
+            })
+        }
+    }
+
     /// The path with each name as the key stores it (its own case).
     pub fn canonical(&self, path: &MbPath) -> Option<MbPath> {
         let mut key = &*self.root;

@@ -53,6 +53,34 @@ fn the_seed_example_server_bindings() {
     );
 }
 
+/// The WMI Provider seed, step by step: Susan sets ServerBindings through
+/// an IIsWebServer object at /LM/W3SVC/1 (works), then at /LM/W3SVC (fails:
+/// that path is not an IIsWebServer); another user changes it back, and
+/// Susan sees the change.
+#[test]
+fn the_seed_example_addressed_as_a_class() {
+    let mb = store();
+    let as_server = |path: &str, value: &str| {
+        mb.write(|t| {
+            t.expect_key_type(&p(path), "IIsWebServer")?;
+            t.set_text(&p(path), "ServerBindings", &text(&[value]))
+        })
+    };
+    as_server("/LM/W3SVC/1", ":1080:").unwrap();
+    let err = as_server("/LM/W3SVC", ":1080:").unwrap_err();
+    assert!(matches!(err, Error::KeyTypeMismatch { .. }), "{err}");
+    assert_eq!(err.to_string(), "/LM/W3SVC: the key is of type IIsWebService, not IIsWebServer");
+    assert!(mb.snapshot().get(&p("/LM/W3SVC"), 1023, GetMode::Own).is_err());
+    mb.write(|t| t.set_text(&p("/LM/W3SVC/1"), "ServerBindings", &text(&[":80:"])))
+        .unwrap();
+    let seen = mb.snapshot();
+    seen.expect_key_type(&p("/LM/W3SVC/1"), "IIsWebServer").unwrap();
+    assert_eq!(
+        seen.get(&p("/LM/W3SVC/1"), 1023, GetMode::Own).unwrap().value,
+        Value::MultiSz(vec![":80:".into()])
+    );
+}
+
 #[test]
 fn every_validation_rejection_leaves_the_store_unchanged() {
     let mb = store();

@@ -1,0 +1,613 @@
+//! `inetsrv mb`: adsutil's verbs over the metabase.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use metabase::{
+    Attributes, DataType, GetMode, MbPath, MetabaseFiles, Property, PropertyDef, SchemaType,
+    Snapshot, UserType,
+};
+use serde_json::json;
+
+use crate::output;
+use crate::target::{self, split_property};
+use crate::Cli;
+
+#[derive(Subcommand, Debug)]
+pub enum MbCommand {
+    /// Print a property's value (set on the key or inherited):
+    /// `mb get W3SVC/1/ServerBindings`. A flag name (AccessRead) reads
+    /// that bit of its bit field.
+    Get {
+        /// PATH/PROPERTY; the property by name or ID.
+        path: String,
+        /// Only a value set on the key itself, not an inherited one.
+        #[arg(long)]
+        own: bool,
+    },
+    /// Set a property: `mb set W3SVC/1/ServerBindings :80: 10.0.0.1:443:host`.
+    /// Each VALUE is one entry of a list; flags are names joined by `|` or
+    /// a number; BOOL is TRUE or FALSE; binary is hex.
+    Set(SetArgs),
+    /// List a key's properties, those it inherits marked, then its child
+    /// keys.
+    Enum {
+        /// The key (default /LM).
+        #[arg(default_value = "/LM")]
+        path: String,
+        /// Only properties set on the key itself.
+        #[arg(long)]
+        own: bool,
+    },
+    /// List a key and every key below it with their own properties.
+    #[command(name = "enum_all", visible_alias = "enum-all")]
+    EnumAll {
+        #[arg(default_value = "/LM")]
+        path: String,
+    },
+    /// Create a key: `mb create W3SVC/1/ROOT/images IIsWebDirectory`.
+    Create {
+        path: String,
+        /// Its key type (IIsWebServer, IIsWebVirtualDir, …).
+        key_type: String,
+    },
+    /// Delete a key with everything below it, or a property:
+    /// `mb delete W3SVC/2`, `mb delete W3SVC/1/ServerComment`.
+    Delete { path: String },
+    /// Copy a key with its subtree. An existing destination is merged
+    /// into (the source's values win) unless --overwrite.
+    Copy {
+        source: String,
+        destination: String,
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Rename a key (the destination is a new name or a path under the
+    /// same parent).
+    Rename { source: String, destination: String },
+    /// Move a key with its subtree to another parent.
+    Move {
+        source: String,
+        destination: String,
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Where a property is set (GetDataPaths): the starting key if it has
+    /// the property (set or inherited), then every key below that sets it.
+    Find {
+        /// The property, by name or ID.
+        property: String,
+        /// Where to start (default /LM).
+        #[arg(default_value = "/LM")]
+        path: String,
+    },
+    /// The schema: classes (key types), properties, and extending them.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SetArgs {
+    /// PATH/PROPERTY; the property by name, flag name or ID.
+    path: String,
+    /// The value (several for a list).
+    #[arg(num_args = 0.., allow_hyphen_values = true)]
+    values: Vec<String>,
+    /// For data outside the schema (PROPERTY given as an ID): its type,
+    /// DWORD, STRING, EXPANDSZ, MULTISZ or BINARY.
+    #[arg(long = "type", value_name = "TYPE")]
+    data_type: Option<String>,
+    /// For data outside the schema: attributes such as `INHERIT`.
+    #[arg(long)]
+    attributes: Option<String>,
+    /// For data outside the schema: user type (IIS_MD_UT_SERVER, …).
+    #[arg(long)]
+    user_type: Option<String>,
+    /// For data outside the schema: the name to write it under.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SchemaCommand {
+    /// List the classes (key types).
+    Classes {
+        /// Include IIS's hidden internal classes.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a class: what it may contain and the properties it may carry.
+    Class { name: String },
+    /// Show a property's definition: ID, type, attributes, default, range,
+    /// flags.
+    Property { name: String },
+    /// Add a property to the schema (saved to MBSchema.xml).
+    AddProperty {
+        name: String,
+        /// Its numeric ID (unused; 65536 and above are outside IIS's own).
+        #[arg(long)]
+        id: u32,
+        /// DWORD, BOOL, STRING, EXPANDSZ, MULTISZ or BINARY.
+        #[arg(long = "type", value_name = "TYPE")]
+        data_type: String,
+        /// Attributes, e.g. `INHERIT` (default NO_ATTRIBUTES).
+        #[arg(long, default_value = "NO_ATTRIBUTES")]
+        attributes: String,
+        #[arg(long, default_value = "IIS_MD_UT_SERVER")]
+        user_type: String,
+        #[arg(long)]
+        default: Option<String>,
+        /// Lowest value of a DWORD.
+        #[arg(long)]
+        min: Option<u32>,
+        /// Highest value of a DWORD.
+        #[arg(long)]
+        max: Option<u32>,
+        /// Key types that may carry it (repeat or comma-separate).
+        #[arg(long = "class", value_delimiter = ',')]
+        classes: Vec<String>,
+    },
+    /// Add a class (a new key type) to the schema.
+    AddClass {
+        name: String,
+        /// Key types it may contain.
+        #[arg(long, value_delimiter = ',')]
+        contains: Vec<String>,
+        /// Existing key types that may contain it.
+        #[arg(long, value_delimiter = ',')]
+        under: Vec<String>,
+        /// Properties it may carry.
+        #[arg(long = "property", value_delimiter = ',')]
+        properties: Vec<String>,
+    },
+    /// Let a class carry an existing property.
+    Allow { class: String, property: String },
+}
+
+pub fn run(cli: &Cli, command: &MbCommand) -> Result<()> {
+    let writes = matches!(
+        command,
+        MbCommand::Set(_)
+            | MbCommand::Create { .. }
+            | MbCommand::Delete { .. }
+            | MbCommand::Copy { .. }
+            | MbCommand::Rename { .. }
+            | MbCommand::Move { .. }
+            | MbCommand::Schema {
+                command: SchemaCommand::AddProperty { .. }
+                    | SchemaCommand::AddClass { .. }
+                    | SchemaCommand::Allow { .. }
+            }
+    );
+    let files = target::open(cli, writes)?;
+    match command {
+        MbCommand::Get { path, own } => get(cli, &files, path, *own),
+        MbCommand::Set(args) => set(cli, &files, args),
+        MbCommand::Enum { path, own } => enumerate(cli, &files, path, *own),
+        MbCommand::EnumAll { path } => enum_all(cli, &files, path),
+        MbCommand::Create { path, key_type } => {
+            let path = target::path(path)?;
+            files.metabase().write(|t| t.create_key(&path, key_type))?;
+            done(cli, &format!("created {path} ({key_type})"))
+        }
+        MbCommand::Delete { path } => delete(cli, &files, path),
+        MbCommand::Copy {
+            source,
+            destination,
+            overwrite,
+        } => copy(cli, &files, source, destination, *overwrite, true),
+        MbCommand::Move {
+            source,
+            destination,
+            overwrite,
+        } => copy(cli, &files, source, destination, *overwrite, false),
+        MbCommand::Rename {
+            source,
+            destination,
+        } => rename(cli, &files, source, destination),
+        MbCommand::Find { property, path } => find(cli, &files, property, path),
+        MbCommand::Schema { command } => schema(cli, &files, command),
+    }
+}
+
+fn done(cli: &Cli, message: &str) -> Result<()> {
+    if cli.json {
+        output::print_json(&json!({ "ok": true, "message": message }));
+    } else {
+        println!("{message}");
+    }
+    Ok(())
+}
+
+fn get(cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
+    let (key_path, name) = split_property(path)?;
+    let snap = files.metabase().snapshot();
+    let schema = snap.schema();
+    let mode = if own { GetMode::Own } else { GetMode::Inherited };
+    let resolved = if let Some(id) = property_id(&snap, &name) {
+        snap.get(&key_path, id, mode)
+            .map_err(|e| not_set_hint(&snap, e, &key_path, &name))?
+    } else if let Some((def, bit)) = schema.flag_by_name(&name) {
+        // A flag reads as a BOOLEAN from its bit field.
+        let field = snap.get(&key_path, def.id, mode).ok();
+        let set = field
+            .as_ref()
+            .and_then(|r| r.value.as_dword())
+            .or_else(|| if own { None } else { def.default_value()?.as_dword() })
+            .ok_or_else(|| anyhow!("{} is not set at {key_path}", def.name))?;
+        let flag_name = def
+            .flags
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(&name))
+            .map_or(name.clone(), |f| f.name.clone());
+        let on = set & bit == bit;
+        if cli.json {
+            output::print_json(&json!({ "name": flag_name, "value": on, "flag_of": def.name }));
+        } else {
+            println!("{:<31} : (BOOLEAN) {}", flag_name, if on { "True" } else { "False" });
+        }
+        return Ok(());
+    } else if snap.exists(&key_path.join(&name)?) {
+        bail!("{} is a key, not a property: list it with `inetsrv mb enum {}`", key_path.join(&name)?, key_path.join(&name)?)
+    } else {
+        bail!("unknown property '{name}'")
+    };
+    if cli.json {
+        let mut obj = output::json(schema, &resolved, cli.show_secrets);
+        obj["path"] = json!(snap.canonical(&key_path).unwrap_or(key_path).to_string());
+        output::print_json(&obj);
+    } else {
+        println!("{}", output::text(schema, &resolved, cli.show_secrets));
+    }
+    Ok(())
+}
+
+/// A property named by schema name, `MD_<id>`-style name, ID, or the
+/// name of custom data set somewhere on the path.
+fn property_id(snap: &Snapshot, name: &str) -> Option<u32> {
+    if let Some(def) = snap.schema().property_by_name(name) {
+        return Some(def.id);
+    }
+    if let Some(id) = name.strip_prefix("MD_").and_then(|n| n.parse().ok()) {
+        return Some(id);
+    }
+    name.parse().ok()
+}
+
+fn not_set_hint(snap: &Snapshot, e: metabase::Error, path: &MbPath, name: &str) -> anyhow::Error {
+    if let metabase::Error::DataNotFound { .. } = e {
+        if let Some(def) = snap.schema().property_by_name(name) {
+            if let Some(default) = def.default.as_ref().filter(|d| !d.is_empty()) {
+                return anyhow!("{} is not set at {path} (nor inherited); its schema default is {default}", def.name);
+            }
+            return anyhow!("{} is not set at {path} (nor inherited)", def.name);
+        }
+    }
+    e.into()
+}
+
+fn set(cli: &Cli, files: &MetabaseFiles, args: &SetArgs) -> Result<()> {
+    let (path, name) = split_property(&args.path)?;
+    let snap = files.metabase().snapshot();
+    let known = snap.schema().property_by_name(&name).is_some() || snap.schema().flag_by_name(&name).is_some();
+    if known {
+        if args.data_type.is_some() || args.attributes.is_some() || args.user_type.is_some() {
+            bail!("{name} is in the schema: its type, attributes and user type come from there");
+        }
+        files.metabase().write(|t| t.set_text(&path, &name, &args.values))?;
+    } else {
+        // Data outside the schema: the ID and type must be given.
+        let id: u32 = name.strip_prefix("MD_").unwrap_or(&name).parse().map_err(|_| {
+            anyhow!("unknown property '{name}': give a numeric ID with --type to set data outside the schema, or add it with `inetsrv mb schema add-property`")
+        })?;
+        let type_name = args
+            .data_type
+            .as_deref()
+            .ok_or_else(|| anyhow!("property {id} is not in the schema: give its --type"))?;
+        let data_type = DataType::from_xml_name(type_name)
+            .ok_or_else(|| anyhow!("unknown type {type_name} (DWORD, STRING, EXPANDSZ, MULTISZ, BINARY)"))?;
+        let attributes = match &args.attributes {
+            Some(a) => Attributes::parse(a).ok_or_else(|| anyhow!("bad attributes '{a}'"))?,
+            None => Attributes::NO_ATTRIBUTES,
+        };
+        let user_type = match &args.user_type {
+            Some(u) => UserType::parse(u).ok_or_else(|| anyhow!("bad user type '{u}'"))?,
+            None => UserType::SERVER,
+        };
+        let def = PropertyDef::custom(id, args.name.as_deref().unwrap_or(&name), data_type, user_type, attributes);
+        let value = def
+            .parse_args(&args.values)
+            .map_err(|reason| anyhow!("{path}: {id}: {reason}"))?;
+        let property = Property {
+            id,
+            value,
+            attributes,
+            user_type,
+            custom_name: args.name.clone(),
+        };
+        files.metabase().write(|t| t.set_property(&path, property))?;
+    }
+    if cli.json {
+        return get(cli, files, &args.path, true);
+    }
+    Ok(())
+}
+
+fn key_listing(cli: &Cli, snap: &Snapshot, path: &MbPath, mode: GetMode) -> Result<serde_json::Value> {
+    let schema = snap.schema();
+    let key = snap.key(path)?;
+    let canonical = snap.canonical(path).unwrap_or_else(|| path.clone());
+    let props = snap.enum_data(path, mode)?;
+    let children: Vec<String> = key
+        .children()
+        .map(|c| canonical.join(c.name()).map(|p| p.to_string()).unwrap_or_default())
+        .collect();
+    let sealed: Vec<String> = key.sealed().map(|s| s.name.clone()).collect();
+    if cli.json {
+        Ok(json!({
+            "path": canonical.to_string(),
+            "key_type": key.key_type(),
+            "properties": props.iter().map(|r| output::json(schema, r, cli.show_secrets)).collect::<Vec<_>>(),
+            "sealed": sealed,
+            "children": children,
+        }))
+    } else {
+        for r in &props {
+            println!("{}", output::text(schema, r, cli.show_secrets));
+        }
+        for name in sealed {
+            println!("{name:<31} : (SEALED) encrypted under another machine's key; kept unchanged");
+        }
+        Ok(json!(children))
+    }
+}
+
+fn enumerate(cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
+    let path = target::path(path)?;
+    let snap = files.metabase().snapshot();
+    let mode = if own { GetMode::Own } else { GetMode::Inherited };
+    let listing = key_listing(cli, &snap, &path, mode)?;
+    if cli.json {
+        output::print_json(&listing);
+    } else {
+        if let Some(children) = listing.as_array() {
+            if !children.is_empty() {
+                println!();
+            }
+            for c in children {
+                println!("[{}]", c.as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn enum_all(cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
+    let path = target::path(path)?;
+    let snap = files.metabase().snapshot();
+    let mut paths = Vec::new();
+    snap.walk(&path, |p, _| paths.push(p.clone()))?;
+    let mut all = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        if !cli.json {
+            if i > 0 {
+                println!();
+            }
+            println!("[{p}]  ({})", snap.key(p)?.key_type());
+        }
+        all.push(key_listing(cli, &snap, p, GetMode::Own)?);
+    }
+    if cli.json {
+        output::print_json(&json!(all));
+    }
+    Ok(())
+}
+
+fn delete(cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
+    let full = target::path(path)?;
+    let snap = files.metabase().snapshot();
+    if let (Some(parent), Some(name)) = (full.parent(), full.name()) {
+        if let Some(key) = snap.find(&parent) {
+            let id = property_id(&snap, name).or_else(|| {
+                key.properties()
+                    .find(|p| p.custom_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                    .map(|p| p.id)
+            });
+            if let Some(id) = id.filter(|id| key.property(*id).is_some() || key.sealed().any(|s| s.id == *id)) {
+                files.metabase().write(|t| t.delete_data(&parent, id))?;
+                return done(cli, &format!("deleted {} from {parent}", snap.schema().name_of(id)));
+            }
+        }
+    }
+    if !snap.exists(&full) {
+        bail!("{full} is neither a key nor a property set on {}", full.parent().unwrap_or_default());
+    }
+    let count = snap.key(&full)?.subtree_len();
+    files.metabase().write(|t| t.delete_key(&full))?;
+    done(cli, &format!("deleted {full} ({count} key{})", if count == 1 { "" } else { "s" }))
+}
+
+fn copy(cli: &Cli, files: &MetabaseFiles, source: &str, destination: &str, overwrite: bool, keep_source: bool) -> Result<()> {
+    let src = target::path(source)?;
+    let dst = target::path(destination)?;
+    files
+        .metabase()
+        .write(|t| t.copy_key(&src, &dst, overwrite, keep_source))?;
+    done(cli, &format!("{} {src} to {dst}", if keep_source { "copied" } else { "moved" }))
+}
+
+fn rename(cli: &Cli, files: &MetabaseFiles, source: &str, destination: &str) -> Result<()> {
+    let src = target::path(source)?;
+    let new_name = if destination.contains(['/', '\\']) {
+        let dst = target::path(destination)?;
+        if dst.parent() != src.parent() && !dst.parent().zip(src.parent()).is_some_and(|(a, b)| a.eq_ignore_case(&b)) {
+            bail!("rename keeps a key under the same parent; to put {src} elsewhere use `inetsrv mb move`");
+        }
+        dst.name().unwrap_or_default().to_string()
+    } else {
+        destination.to_string()
+    };
+    files.metabase().write(|t| t.rename_key(&src, &new_name))?;
+    done(cli, &format!("renamed {src} to {new_name}"))
+}
+
+fn find(cli: &Cli, files: &MetabaseFiles, property: &str, path: &str) -> Result<()> {
+    let path = target::path(path)?;
+    let snap = files.metabase().snapshot();
+    let id = property_id(&snap, property).ok_or_else(|| anyhow!("unknown property '{property}'"))?;
+    let paths = snap.data_paths(&path, id, None)?;
+    if cli.json {
+        output::print_json(&json!({
+            "property": snap.schema().name_of(id),
+            "id": id,
+            "paths": paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }));
+    } else if paths.is_empty() {
+        println!("{} is not set at or below {path}", snap.schema().name_of(id));
+    } else {
+        println!("{} is set at:", snap.schema().name_of(id));
+        for p in paths {
+            println!("  {p}");
+        }
+    }
+    Ok(())
+}
+
+fn schema(cli: &Cli, files: &MetabaseFiles, command: &SchemaCommand) -> Result<()> {
+    let snap = files.metabase().snapshot();
+    let schema = snap.schema();
+    match command {
+        SchemaCommand::Classes { all } => {
+            let classes: Vec<_> = schema
+                .classes()
+                .iter()
+                .filter(|c| *all || (!c.is_hidden() && c.name != "MetabaseBaseClass"))
+                .collect();
+            if cli.json {
+                output::print_json(&json!(classes.iter().map(|c| &c.name).collect::<Vec<_>>()));
+            } else {
+                for c in classes {
+                    println!("{}", c.name);
+                }
+            }
+        }
+        SchemaCommand::Class { name } => {
+            let class = schema
+                .class(name)
+                .ok_or_else(|| anyhow!("unknown class '{name}'"))?;
+            let props: Vec<String> = schema.class_properties(&class.name).iter().map(|d| d.name.clone()).collect();
+            if cli.json {
+                output::print_json(&json!({
+                    "name": class.name,
+                    "contains": class.container_class_list,
+                    "properties": props,
+                }));
+            } else {
+                println!("{}", class.name);
+                match &class.container_class_list {
+                    Some(list) if list.is_empty() => println!("  contains: nothing"),
+                    Some(list) => println!("  contains: {}", list.join(", ")),
+                    None => println!("  contains: anything"),
+                }
+                println!("  properties ({}):", props.len());
+                for p in props {
+                    println!("    {p}");
+                }
+            }
+        }
+        SchemaCommand::Property { name } => {
+            let def = schema
+                .property_by_name(name)
+                .ok_or_else(|| anyhow!("unknown property '{name}'"))?;
+            let classes: Vec<&str> = schema
+                .classes()
+                .iter()
+                .filter(|c| c.properties.iter().any(|p| p.is_reference && p.name.eq_ignore_ascii_case(&def.name)))
+                .map(|c| c.name.as_str())
+                .collect();
+            if cli.json {
+                output::print_json(&json!({
+                    "name": def.name,
+                    "id": def.id,
+                    "type": def.schema_type.to_string(),
+                    "user_type": def.user_type.to_string(),
+                    "attributes": def.attributes.to_string(),
+                    "default": def.default,
+                    "range": def.range(),
+                    "flags": def.flags.iter().map(|f| json!({"name": f.name, "value": f.value})).collect::<Vec<_>>(),
+                    "classes": classes,
+                }));
+            } else {
+                println!("{} (ID {})", def.name, def.id);
+                println!("  type:       {}", def.schema_type);
+                println!("  user type:  {}", def.user_type);
+                println!("  attributes: {}", def.attributes);
+                if let Some(d) = &def.default {
+                    println!("  default:    {d}");
+                }
+                if let Some((lo, hi)) = def.range() {
+                    println!("  range:      {lo} to {hi}");
+                }
+                for f in &def.flags {
+                    println!("  flag:       {} = {}", f.name, f.value);
+                }
+                println!("  classes:    {}", classes.join(", "));
+            }
+        }
+        SchemaCommand::AddProperty {
+            name,
+            id,
+            data_type,
+            attributes,
+            user_type,
+            default,
+            min,
+            max,
+            classes,
+        } => {
+            let schema_type = SchemaType::parse(data_type)
+                .ok_or_else(|| anyhow!("unknown type {data_type} (DWORD, BOOL, STRING, EXPANDSZ, MULTISZ, BINARY)"))?;
+            let mut def = PropertyDef::custom(
+                *id,
+                name,
+                schema_type.data_type(),
+                UserType::parse(user_type).ok_or_else(|| anyhow!("bad user type '{user_type}'"))?,
+                Attributes::parse(attributes).ok_or_else(|| anyhow!("bad attributes '{attributes}'"))?,
+            );
+            def.schema_type = schema_type;
+            def.default = default.clone();
+            if min.is_some() || max.is_some() {
+                if schema_type != SchemaType::Dword {
+                    bail!("--min and --max apply to DWORD properties");
+                }
+                def.starting_number = Some(min.unwrap_or(0));
+                def.ending_number = Some(max.unwrap_or(u32::MAX));
+            }
+            files
+                .metabase()
+                .write(|t| t.extend_schema(|s| s.add_property(def, classes)))
+                .context("cannot add the property")?;
+            done(cli, &format!("added property {name} (ID {id})"))?;
+        }
+        SchemaCommand::AddClass {
+            name,
+            contains,
+            under,
+            properties,
+        } => {
+            files
+                .metabase()
+                .write(|t| t.extend_schema(|s| s.add_class(name, contains.clone(), under, properties)))
+                .context("cannot add the class")?;
+            done(cli, &format!("added class {name}"))?;
+        }
+        SchemaCommand::Allow { class, property } => {
+            files
+                .metabase()
+                .write(|t| t.extend_schema(|s| s.add_property_to_class(class, property)))?;
+            done(cli, &format!("{class} may now carry {property}"))?;
+        }
+    }
+    Ok(())
+}

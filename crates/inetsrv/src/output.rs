@@ -1,0 +1,152 @@
+//! How values are printed: adsutil's text layout
+//! (`ServerComment : (STRING) "Default Web Site"`) or JSON.
+
+use metabase::{Attributes, PropertyDef, Resolved, Schema, SchemaType, Value};
+use serde_json::{json, Value as Json};
+
+const MASK: &str = "**********";
+
+/// The type label adsutil prints.
+fn label(def: Option<&PropertyDef>, value: &Value) -> &'static str {
+    match (def.map(|d| d.schema_type), value) {
+        (Some(SchemaType::Bool), _) => "BOOLEAN",
+        (_, Value::Dword(_)) => "INTEGER",
+        (_, Value::String(_)) => "STRING",
+        (_, Value::ExpandSz(_)) => "EXPANDSZ",
+        (_, Value::MultiSz(_)) => "LIST",
+        (_, Value::Binary(_)) => "BINARY",
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// One property in adsutil's layout; a LIST continues on further lines.
+pub fn text(schema: &Schema, r: &Resolved, show_secrets: bool) -> String {
+    let def = schema.property(r.id).map(|d| &**d).filter(|d| d.data_type() == r.data_type());
+    let masked = r.is_secure() && !show_secrets;
+    let body = if masked {
+        quote(MASK)
+    } else {
+        match (&r.value, def) {
+            (Value::Dword(v), Some(d)) if d.schema_type == SchemaType::Bool => {
+                if *v != 0 { "True" } else { "False" }.to_string()
+            }
+            (Value::Dword(v), Some(d)) if !d.flags.is_empty() => {
+                format!("{v} ({})", d.format_flags(*v))
+            }
+            (Value::Dword(v), _) => v.to_string(),
+            (Value::String(s) | Value::ExpandSz(s), _) => quote(s),
+            (Value::Binary(b), _) => format!("{} bytes: {}", b.len(), hex(b)),
+            (Value::MultiSz(items), _) => {
+                let mut out = format!("({} Items)", items.len());
+                for item in items {
+                    out.push_str("\n  ");
+                    out.push_str(&quote(item));
+                }
+                out
+            }
+        }
+    };
+    let mut line = format!("{:<31} : ({}) {body}", r.name, label(def, &r.value));
+    if r.inherited {
+        line.push_str(&format!("  [inherited from {}]", r.defined_at));
+    }
+    line
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A value as JSON: numbers, booleans, strings, arrays; flags also by name.
+pub fn json_value(def: Option<&PropertyDef>, value: &Value) -> Json {
+    match (value, def.map(|d| d.schema_type)) {
+        (Value::Dword(v), Some(SchemaType::Bool)) => json!(*v != 0),
+        (Value::Dword(v), _) => json!(v),
+        (Value::String(s) | Value::ExpandSz(s), _) => json!(s),
+        (Value::MultiSz(items), _) => json!(items),
+        (Value::Binary(b), _) => json!(hex(b)),
+    }
+}
+
+/// One property as a JSON object.
+pub fn json(schema: &Schema, r: &Resolved, show_secrets: bool) -> Json {
+    let def = schema.property(r.id).map(|d| &**d).filter(|d| d.data_type() == r.data_type());
+    let value = if r.is_secure() && !show_secrets {
+        json!(MASK)
+    } else {
+        json_value(def, &r.value)
+    };
+    let mut obj = json!({
+        "name": r.name,
+        "id": r.id,
+        "type": def.map_or_else(|| r.data_type().to_string(), |d| d.schema_type.to_string()),
+        "value": value,
+        "attributes": r.attributes.without(Attributes::ISINHERITED).to_string(),
+        "user_type": r.user_type.to_string(),
+        "inherited": r.inherited,
+        "defined_at": r.defined_at.to_string(),
+    });
+    if let (Some(d), Value::Dword(v)) = (def, &r.value) {
+        if !d.flags.is_empty() && !(r.is_secure() && !show_secrets) {
+            let names: Vec<String> = d
+                .flags
+                .iter()
+                .filter(|f| f.value != 0 && v & f.value == f.value)
+                .map(|f| f.name.clone())
+                .collect();
+            obj["flags"] = json!(names);
+        }
+    }
+    obj
+}
+
+/// Prints JSON with a trailing newline.
+pub fn print_json(value: &Json) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+/// A time as `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn time(t: Option<std::time::SystemTime>) -> String {
+    let Some(t) = t else {
+        return "-".into();
+    };
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
+        assert_eq!(time(Some(t)), "2026-11-18 07:46:40");
+        assert_eq!(time(Some(std::time::UNIX_EPOCH)), "1970-01-01 00:00:00");
+    }
+}

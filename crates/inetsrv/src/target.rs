@@ -1,0 +1,68 @@
+//! Which metabase a command works on: a state directory (default
+//! `$INETSRV_HOME`, else `./inetsrv-data`) or a file given with
+//! `--metabase`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use metabase::{LockMode, MbPath, MetabaseFiles};
+
+use crate::Cli;
+
+/// The state directory the command line names.
+pub fn state_dir(cli: &Cli) -> PathBuf {
+    cli.state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("inetsrv-data"))
+}
+
+/// Opens the metabase for a command. Commands that change it hold the
+/// write lock until they finish, so concurrent commands never lose each
+/// other's changes.
+pub fn open(cli: &Cli, writes: bool) -> Result<MetabaseFiles> {
+    let mode = if writes {
+        LockMode::Exclusive
+    } else {
+        LockMode::WhileWriting
+    };
+    let files = match &cli.metabase {
+        Some(file) => MetabaseFiles::open_file(file, mode)
+            .with_context(|| format!("cannot open metabase file {}", file.display()))?,
+        None => {
+            let dir = state_dir(cli);
+            MetabaseFiles::open_state_dir(&dir, mode)
+                .with_context(|| format!("cannot open state directory {}", dir.display()))?
+        }
+    };
+    for warning in files.load_warnings() {
+        eprintln!("inetsrv: warning: {warning}");
+    }
+    Ok(files)
+}
+
+/// Parses a command-line metabase path (`W3SVC/1` means `/LM/W3SVC/1`).
+pub fn path(text: &str) -> Result<MbPath> {
+    Ok(MbPath::parse_relaxed(text)?)
+}
+
+/// Splits `PATH/PROPERTY` into the key path and the property name.
+pub fn split_property(text: &str) -> Result<(MbPath, String)> {
+    let full = path(text)?;
+    match (full.parent(), full.name()) {
+        (Some(parent), Some(name)) if !parent.is_root() => Ok((parent, name.to_string())),
+        _ => anyhow::bail!("'{text}' does not name a property: give PATH/PROPERTY, as in W3SVC/1/ServerComment"),
+    }
+}
+
+/// Reads a password given directly or in a file (first line).
+pub fn password(direct: &Option<String>, file: &Option<PathBuf>) -> Result<Option<String>> {
+    match (direct, file) {
+        (Some(p), _) => Ok(Some(p.clone())),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read password file {}", f.display()))?;
+            Ok(Some(text.lines().next().unwrap_or("").to_string()))
+        }
+        (None, None) => Ok(None),
+    }
+}
