@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 /// inetsrv: the IIS 6.0 architecture for Linux.
 #[derive(Parser, Debug)]
-#[command(name = "inetsrv", version, about, long_about = None, propagate_version = true)]
+#[command(name = "inetsrv", version, about, long_about = None)]
 pub struct Cli {
     /// State directory: MetaBase.xml, MBSchema.xml, History/, MetaBack/,
     /// wwwroot/, logs/. Created with the default configuration if empty.
@@ -73,6 +73,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let result = match &cli.command {

@@ -92,7 +92,7 @@ pub struct SetArgs {
     /// PATH/PROPERTY; the property by name, flag name or ID.
     path: String,
     /// The value (several for a list).
-    #[arg(num_args = 0.., allow_hyphen_values = true)]
+    #[arg(num_args = 0..)]
     values: Vec<String>,
     /// For data outside the schema (PROPERTY given as an ID): its type,
     /// DWORD, STRING, EXPANDSZ, MULTISZ or BINARY.

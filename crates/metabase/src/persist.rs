@@ -187,6 +187,9 @@ impl MetabaseFiles {
     }
 
     fn open_locked(location: Location, mode: LockMode, lock: Option<File>) -> Result<MetabaseFiles> {
+        if lock.is_some() {
+            remove_stale_temporaries(&location);
+        }
         let schema = load_schema(&location.schema)?;
         let key = SecretKey::load(&location.key_file)?;
         let bytes = std::fs::read(&location.metabase).map_err(|e| Error::io(&location.metabase, e))?;
@@ -560,6 +563,20 @@ pub fn write_durably(path: &Path, contents: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Removes what writers killed mid-save left behind. Only called with the
+/// write lock held, when no save can be in progress.
+fn remove_stale_temporaries(location: &Location) {
+    let Ok(entries) = std::fs::read_dir(&location.dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp.") && !name.ends_with(".lock") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// fsyncs the directory holding `path`, making a rename into it durable.

@@ -170,16 +170,16 @@ impl MetabaseFiles {
             Err(error) => {
                 let saved_as = self.save_error_file(&bytes)?;
                 let message = error.to_string();
+                // Put the running configuration back on disk, then say so.
+                let mut disk = lock_state(&self.disk);
+                save(&self.location, &mut disk, &self.metabase.snapshot(), false)?;
+                drop(disk);
+                drop(lock);
                 tracing::error!(
                     error = %message,
                     saved_as = %saved_as.display(),
                     "refused a hand edit of MetaBase.xml; the running configuration is unchanged"
                 );
-                // Put the running configuration back on disk.
-                let mut disk = lock_state(&self.disk);
-                save(&self.location, &mut disk, &self.metabase.snapshot(), false)?;
-                drop(disk);
-                drop(lock);
                 Ok(EditOutcome::Rejected {
                     error: message,
                     saved_as,
