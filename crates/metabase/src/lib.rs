@@ -38,6 +38,8 @@
 pub mod backup;
 pub mod error;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod mbxml;
 pub mod path;
 pub mod persist;

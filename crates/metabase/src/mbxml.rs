@@ -8,7 +8,6 @@
 //! child elements, other top-level elements) is kept verbatim and written
 //! back unchanged.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use quick_xml::events::{BytesStart, Event};
@@ -93,11 +92,10 @@ pub fn parse_metabase(
         key,
         warnings: Vec::new(),
     };
-    let mut root = Key::new("", "IIS_ROOT");
+    let mut root = Key::default();
     let mut global = GlobalInfo::default();
     let mut extra_elements = Vec::new();
     let mut inherited = Vec::new();
-    let mut defined: HashSet<String> = HashSet::new();
 
     // The prologue, up to <configuration>.
     let config_empty = loop {
@@ -125,7 +123,7 @@ pub fn parse_metabase(
             match p.next()? {
                 Event::End(_) => break,
                 Event::Start(e) if local_name(&e) == "MBProperty" => {
-                    p.keys(&mut root, &mut global, &mut inherited, &mut defined)?;
+                    p.keys(&mut root, &mut global, &mut inherited)?;
                 }
                 Event::Empty(e) if local_name(&e) == "MBProperty" => {}
                 Event::Start(e) => {
@@ -155,6 +153,9 @@ pub fn parse_metabase(
             }
             _ => {}
         }
+    }
+    if !root.props.contains_key(&KEY_TYPE_ID) {
+        root.set_key_type("IIS_ROOT");
     }
     Ok(Document {
         root: Arc::new(root),
@@ -191,7 +192,6 @@ impl<'t> Parser<'t, '_> {
         root: &mut Key,
         global: &mut GlobalInfo,
         inherited: &mut Vec<(MbPath, Vec<Property>)>,
-        defined: &mut HashSet<String>,
     ) -> Result<()> {
         loop {
             let at = self.pos();
@@ -208,8 +208,8 @@ impl<'t> Parser<'t, '_> {
             let key_type = local_name(&element);
             let attrs = raw_attributes(&element).map_err(|m| self.err(at, m))?;
             let location = find(&attrs, "Location")
-                .ok_or_else(|| self.err(at, format!("<{key_type}> has no Location")))?
-                .to_string();
+                .ok_or_else(|| self.err(at, format!("<{key_type}> has no Location")))?;
+            let location = xmlutil::unescape(location).map_err(|m| self.err(at, m))?;
             let mut customs = Vec::new();
             let mut raw_children = Vec::new();
             if has_content {
@@ -225,15 +225,17 @@ impl<'t> Parser<'t, '_> {
                 inherited.push((path, props.into_values().collect()));
                 continue;
             }
-            if !defined.insert(path.to_string().to_lowercase()) {
-                return Err(self.err(at, format!("Location {path} appears twice")));
-            }
             if self.schema.class(&key_type).is_none() {
                 self.warnings.push(format!(
                     "{path}: key type {key_type} is not in the schema (kept as it is)"
                 ));
             }
             let key = slot(root, &path);
+            // Every element sets a KeyType; intermediate keys made for a
+            // deeper Location have none until their own element comes.
+            if key.props.contains_key(&KEY_TYPE_ID) {
+                return Err(self.err(at, format!("Location {path} appears twice")));
+            }
             key.props = props;
             key.set_key_type(&key_type);
             key.sealed = sealed;
@@ -409,26 +411,26 @@ impl<'t> Parser<'t, '_> {
         &self,
         attrs: &[(String, String)],
     ) -> std::result::Result<(u32, std::result::Result<Property, SealedValue>), String> {
-        let get = |k: &str| find(attrs, k);
-        let id = get("ID")
+        // Every attribute but Value (split into lines first) is plain text.
+        let get = |k: &str| find(attrs, k).map(xmlutil::unescape).transpose();
+        let id = get("ID")?
+            .as_deref()
             .and_then(parse_u32)
             .ok_or("ID is missing or not a number")?;
-        let name = match get("Name") {
-            Some(n) => xmlutil::unescape(n)?,
-            None => self.schema.name_of(id),
-        };
-        let type_name = get("Type").ok_or("Type is missing")?;
+        let name = get("Name")?.unwrap_or_else(|| self.schema.name_of(id));
+        let type_name = get("Type")?.ok_or("Type is missing")?;
+        let type_name = type_name.as_str();
         let data_type =
             DataType::from_xml_name(type_name).ok_or_else(|| format!("unknown Type {type_name}"))?;
-        let user_type = match get("UserType") {
-            Some(u) => UserType::parse(u).ok_or_else(|| format!("unknown UserType {u}"))?,
+        let user_type = match get("UserType")? {
+            Some(u) => UserType::parse(&u).ok_or_else(|| format!("unknown UserType {u}"))?,
             None => UserType::SERVER,
         };
-        let attributes = match get("Attributes") {
-            Some(a) => Attributes::parse(a).ok_or_else(|| format!("bad Attributes {a}"))?,
+        let attributes = match get("Attributes")? {
+            Some(a) => Attributes::parse(&a).ok_or_else(|| format!("bad Attributes {a}"))?,
             None => Attributes::NO_ATTRIBUTES,
         };
-        let raw = get("Value").unwrap_or("");
+        let raw = find(attrs, "Value").unwrap_or("");
         let def = PropertyDef::custom(id, &name, data_type, user_type, attributes);
         let text = if data_type == DataType::MultiSz {
             split_multisz(raw)?.join("\n")

@@ -161,23 +161,34 @@ impl CiStr {
 
 impl PartialEq for CiStr {
     fn eq(&self, other: &Self) -> bool {
-        if self.0.is_ascii() && other.0.is_ascii() {
-            return self.0.eq_ignore_ascii_case(&other.0);
-        }
-        self.folded().eq(other.folded())
+        self.cmp(other) == Ordering::Equal
     }
 }
 
 impl Eq for CiStr {}
 
 impl Ord for CiStr {
+    /// One pass over the bytes while they are ASCII; Unicode case folding
+    /// only for names that need it. Both orders agree: up to the first
+    /// difference the names are equal ASCII, and ASCII folds to itself.
     fn cmp(&self, other: &Self) -> Ordering {
-        if self.0.is_ascii() && other.0.is_ascii() {
-            let a = self.0.bytes().map(|b| b.to_ascii_lowercase());
-            let b = other.0.bytes().map(|b| b.to_ascii_lowercase());
-            return a.cmp(b);
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        for (x, y) in a.iter().zip(b) {
+            if (x | y) & 0x80 != 0 {
+                return self.folded().cmp(other.folded());
+            }
+            match x.to_ascii_lowercase().cmp(&y.to_ascii_lowercase()) {
+                Ordering::Equal => {}
+                order => return order,
+            }
         }
-        self.folded().cmp(other.folded())
+        match a.len().cmp(&b.len()) {
+            Ordering::Equal => Ordering::Equal,
+            // A longer name's non-ASCII tail folds to at least one char.
+            _ if a.len() > b.len() && !a[b.len()..].is_ascii() => self.folded().cmp(other.folded()),
+            _ if b.len() > a.len() && !b[a.len()..].is_ascii() => self.folded().cmp(other.folded()),
+            order => order,
+        }
     }
 }
 
@@ -274,10 +285,35 @@ mod tests {
     }
 
     #[test]
+    fn fast_comparison_agrees_with_unicode_folding() {
+        let alphabet = ['a', 'B', 'z', 'Z', '0', '_', 'é', 'É', 'ß', 'İ', 'k', 'K'];
+        let mut seed = 12345u64;
+        let mut name = |len: u64| -> String {
+            (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % alphabet.len() as u64) as usize]
+                })
+                .collect()
+        };
+        for i in 0..20_000u64 {
+            let (a, b) = (name(i % 5), name((i / 5) % 5));
+            let reference = CiStr::new(&a).folded().cmp(CiStr::new(&b).folded());
+            assert_eq!(CiStr::new(&a).cmp(CiStr::new(&b)), reference, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
     fn case_insensitive_names() {
         assert_eq!(CiStr::new("ROOT"), CiStr::new("root"));
         assert_eq!(CiStr::new("Ärger"), CiStr::new("äRGER"));
         assert!(CiName::new("a") < CiName::new("B"));
+        assert!(CiStr::new("ab") < CiStr::new("abc"));
+        assert!(CiStr::new("ABC") > CiStr::new("ab"));
+        assert_ne!(CiStr::new("ab"), CiStr::new("abé"));
+        assert!(CiStr::new("abé") > CiStr::new("ab"));
         let mut map = std::collections::BTreeMap::new();
         map.insert(CiName::new("Default"), 1);
         assert_eq!(map.get(CiStr::new("DEFAULT")), Some(&1));

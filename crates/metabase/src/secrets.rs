@@ -153,16 +153,17 @@ impl SecretKey {
 pub fn is_sealed_text(text: &str) -> bool {
     text.len() > 8
         && text.len() % 2 == 0
-        && text[..8].eq_ignore_ascii_case(&hex::encode(MAGIC))
         && text.bytes().all(|b| b.is_ascii_hexdigit())
+        && text[..8].eq_ignore_ascii_case(&hex::encode(MAGIC))
 }
 
 /// True when `text` looks like IIS's own encrypted form (hex beginning
 /// with the `IcDb` signature).
 fn is_iis_sealed_text(text: &str) -> bool {
+    // All hex digits first: only then is slicing at byte 8 safe.
     text.len() > 8
-        && text[..8].eq_ignore_ascii_case("49634462")
         && text.bytes().all(|b| b.is_ascii_hexdigit())
+        && text[..8].eq_ignore_ascii_case("49634462")
 }
 
 /// Reads the stored text of a SECURE property. Text that is neither
@@ -245,6 +246,17 @@ mod tests {
         assert_eq!(
             unseal(None, 1, DataType::String, "typed by hand", parse).unwrap(),
             Unsealed::Value(Value::String("typed by hand".into()))
+        );
+        // Not hex (a multi-byte character inside the signature): plain text.
+        let odd = "495356\u{feff}32deadbeef";
+        assert_eq!(
+            unseal(None, 1, DataType::String, odd, parse).unwrap(),
+            Unsealed::Value(Value::String(odd.into()))
+        );
+        let odd = "496344\u{feff}62deadbeef";
+        assert_eq!(
+            unseal(None, 1, DataType::String, odd, parse).unwrap(),
+            Unsealed::Value(Value::String(odd.into()))
         );
         let iis = "4963446270000000220000004000000031b103f7";
         assert_eq!(unseal(None, 1, DataType::String, iis, parse).unwrap(), Unsealed::Foreign);

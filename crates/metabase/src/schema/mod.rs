@@ -380,11 +380,15 @@ impl ClassDef {
 #[derive(Clone, Debug)]
 pub struct Schema {
     props: HashMap<u32, Arc<PropertyDef>>,
+    /// Lower-cased names, and the names as defined (the common spelling,
+    /// found without allocating).
     by_name: HashMap<String, u32>,
+    by_exact_name: HashMap<String, u32>,
     /// Definition order, as written to MBSchema.xml.
     prop_order: Vec<u32>,
     classes: Vec<ClassDef>,
     class_index: HashMap<String, usize>,
+    class_exact_index: HashMap<String, usize>,
     /// Per class: the IDs its property list allows.
     class_props: Vec<HashSet<u32>>,
     flags_by_name: HashMap<String, (u32, u32)>,
@@ -417,9 +421,11 @@ impl Schema {
         let mut schema = Schema {
             props: HashMap::new(),
             by_name: HashMap::new(),
+            by_exact_name: HashMap::new(),
             prop_order: Vec::new(),
             classes: Vec::new(),
             class_index: HashMap::new(),
+            class_exact_index: HashMap::new(),
             class_props: Vec::new(),
             flags_by_name: HashMap::new(),
             database_extra,
@@ -454,6 +460,7 @@ impl Schema {
                 .or_insert((def.id, flag.value));
         }
         self.by_name.insert(lower, def.id);
+        self.by_exact_name.insert(def.name.clone(), def.id);
         self.prop_order.push(def.id);
         self.props.insert(def.id, Arc::new(def));
         Ok(())
@@ -469,6 +476,7 @@ impl Schema {
         }
         let allowed = self.resolve_class_props(&class)?;
         self.class_index.insert(lower, self.classes.len());
+        self.class_exact_index.insert(class.name.clone(), self.classes.len());
         self.classes.push(class);
         self.class_props.push(allowed);
         Ok(())
@@ -495,6 +503,9 @@ impl Schema {
     /// Looks a property up by name (case-insensitively), by `MD_<id>`
     /// spelling, or by decimal ID.
     pub fn property_by_name(&self, name: &str) -> Option<&Arc<PropertyDef>> {
+        if let Some(id) = self.by_exact_name.get(name) {
+            return self.props.get(id);
+        }
         if let Some(id) = self.by_name.get(&name.to_ascii_lowercase()) {
             return self.props.get(id);
         }
@@ -522,9 +533,14 @@ impl Schema {
     }
 
     pub fn class(&self, name: &str) -> Option<&ClassDef> {
-        self.class_index
-            .get(&name.to_ascii_lowercase())
-            .map(|&i| &self.classes[i])
+        self.class_position(name).map(|i| &self.classes[i])
+    }
+
+    fn class_position(&self, name: &str) -> Option<usize> {
+        self.class_exact_index
+            .get(name)
+            .or_else(|| self.class_index.get(&name.to_ascii_lowercase()))
+            .copied()
     }
 
     pub fn classes(&self) -> &[ClassDef] {
@@ -555,8 +571,8 @@ impl Schema {
         if id == KEY_TYPE_ID || Self::is_generic(key_type) || !self.props.contains_key(&id) {
             return true;
         }
-        match self.class_index.get(&key_type.to_ascii_lowercase()) {
-            Some(&i) => self.class_props[i].contains(&id),
+        match self.class_position(key_type) {
+            Some(i) => self.class_props[i].contains(&id),
             None => true,
         }
     }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Fuzzes every target for SECONDS each (default 60) with cargo-fuzz on the
+# stable toolchain (no sanitizer; Rust's own checks catch what matters
+# here). New inputs go to fuzz/target/corpus-work, so fuzz/corpus keeps
+# only the hand-written cases; crashes land in fuzz/artifacts: copy each
+# into fuzz/corpus/<target>/ as a regression case once fixed.
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds=${1:-60}
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+for target in metabase_xml mbschema_xml; do
+    mkdir -p "target/corpus-work/$target"
+    cargo fuzz run --sanitizer none "$target" "target/corpus-work/$target" "corpus/$target" \
+        -- -max_total_time="$seconds"
+done
