@@ -77,7 +77,12 @@ pub fn run(cli: &Cli, command: &BackupCommand) -> Result<()> {
             overwrite,
         } => {
             let password = target::password(password, password_file)?;
-            let info = files.backup(name, version(*v, BackupVersion::Next), password.as_deref(), *overwrite)?;
+            let info = files.backup(
+                name,
+                version(*v, BackupVersion::Next),
+                password.as_deref(),
+                *overwrite,
+            )?;
             (info, "created")
         }
         BackupCommand::List { name } => {
@@ -87,7 +92,10 @@ pub fn run(cli: &Cli, command: &BackupCommand) -> Result<()> {
             } else if all.is_empty() {
                 println!("no backups in {}", files.location().backups.display());
             } else {
-                println!("{:<24} {:>7}  {:<19}  password", "name", "version", "date (UTC)");
+                println!(
+                    "{:<24} {:>7}  {:<19}  password",
+                    "name", "version", "date (UTC)"
+                );
                 for b in &all {
                     println!(
                         "{:<24} {:>7}  {:<19}  {}",
@@ -107,12 +115,17 @@ pub fn run(cli: &Cli, command: &BackupCommand) -> Result<()> {
             password_file,
         } => {
             let password = target::password(password, password_file)?;
-            let info = files.restore_backup(name, version(*v, BackupVersion::Highest), password.as_deref())?;
+            let info = files.restore_backup(
+                name,
+                version(*v, BackupVersion::Highest),
+                password.as_deref(),
+            )?;
             (info, "restored")
         }
-        BackupCommand::Delete { name, version: v } => {
-            (files.delete_backup(name, version(*v, BackupVersion::Highest))?, "deleted")
-        }
+        BackupCommand::Delete { name, version: v } => (
+            files.delete_backup(name, version(*v, BackupVersion::Highest))?,
+            "deleted",
+        ),
     };
     if cli.json {
         let mut obj = describe(&info);

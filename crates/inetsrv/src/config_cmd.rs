@@ -67,13 +67,19 @@ pub enum ConfigCommand {
 }
 
 pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<()> {
-    let writes = !matches!(command, ConfigCommand::History | ConfigCommand::Export { .. });
+    let writes = !matches!(
+        command,
+        ConfigCommand::History | ConfigCommand::Export { .. }
+    );
     let files = target::open(cli, writes)?;
     let message = match command {
         ConfigCommand::Save => {
             files.save()?;
             let (major, minor) = files.version();
-            format!("saved {} as version {major}.{minor}", files.location().metabase.display())
+            format!(
+                "saved {} as version {major}.{minor}",
+                files.location().metabase.display()
+            )
         }
         ConfigCommand::Export {
             path,
@@ -90,7 +96,11 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<()> {
                 node_only: *node_only,
             };
             let n = files.export(&path, file, password.as_deref(), options)?;
-            format!("exported {path} ({n} key{}) to {}", if n == 1 { "" } else { "s" }, file.display())
+            format!(
+                "exported {path} ({n} key{}) to {}",
+                if n == 1 { "" } else { "s" },
+                file.display()
+            )
         }
         ConfigCommand::Import {
             file,
@@ -110,7 +120,11 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<()> {
                 merge: *merge,
             };
             let n = files.import(file, &source, &dest, password.as_deref(), options)?;
-            format!("imported {source} from {} as {dest} ({n} key{})", file.display(), if n == 1 { "" } else { "s" })
+            format!(
+                "imported {source} from {} as {dest} ({n} key{})",
+                file.display(),
+                if n == 1 { "" } else { "s" }
+            )
         }
         ConfigCommand::History => {
             let entries = files.history()?;
@@ -141,13 +155,20 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<()> {
         }
         ConfigCommand::RestoreHistory { version } => {
             let (major, minor) = match version.split_once('.') {
-                Some((a, b)) => (a.parse().ok(), Some(b.parse().map_err(|_| anyhow!("bad version '{version}'"))?)),
+                Some((a, b)) => (
+                    a.parse().ok(),
+                    Some(b.parse().map_err(|_| anyhow!("bad version '{version}'"))?),
+                ),
                 None => (version.parse().ok(), None),
             };
-            let major = major.ok_or_else(|| anyhow!("bad version '{version}' (MAJOR or MAJOR.MINOR)"))?;
+            let major =
+                major.ok_or_else(|| anyhow!("bad version '{version}' (MAJOR or MAJOR.MINOR)"))?;
             let entry = files.restore_history(major, minor)?;
             let (now, _) = files.version();
-            format!("restored history version {}.{} (saved as version {now})", entry.major, entry.minor)
+            format!(
+                "restored history version {}.{} (saved as version {now})",
+                entry.major, entry.minor
+            )
         }
     };
     if cli.json {

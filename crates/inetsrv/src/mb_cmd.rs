@@ -224,7 +224,11 @@ fn get(cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
     let (key_path, name) = split_property(path)?;
     let snap = files.metabase().snapshot();
     let schema = snap.schema();
-    let mode = if own { GetMode::Own } else { GetMode::Inherited };
+    let mode = if own {
+        GetMode::Own
+    } else {
+        GetMode::Inherited
+    };
     let resolved = if let Some(id) = property_id(&snap, &name) {
         snap.get(&key_path, id, mode)
             .map_err(|e| not_set_hint(&snap, e, &key_path, &name))?
@@ -234,7 +238,13 @@ fn get(cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
         let set = field
             .as_ref()
             .and_then(|r| r.value.as_dword())
-            .or_else(|| if own { None } else { def.default_value()?.as_dword() })
+            .or_else(|| {
+                if own {
+                    None
+                } else {
+                    def.default_value()?.as_dword()
+                }
+            })
             .ok_or_else(|| anyhow!("{} is not set at {key_path}", def.name))?;
         let flag_name = def
             .flags
@@ -245,11 +255,19 @@ fn get(cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
         if cli.json {
             output::print_json(&json!({ "name": flag_name, "value": on, "flag_of": def.name }));
         } else {
-            println!("{:<31} : (BOOLEAN) {}", flag_name, if on { "True" } else { "False" });
+            println!(
+                "{:<31} : (BOOLEAN) {}",
+                flag_name,
+                if on { "True" } else { "False" }
+            );
         }
         return Ok(());
     } else if snap.exists(&key_path.join(&name)?) {
-        bail!("{} is a key, not a property: list it with `inetsrv mb enum {}`", key_path.join(&name)?, key_path.join(&name)?)
+        bail!(
+            "{} is a key, not a property: list it with `inetsrv mb enum {}`",
+            key_path.join(&name)?,
+            key_path.join(&name)?
+        )
     } else {
         bail!("unknown property '{name}'")
     };
@@ -279,7 +297,10 @@ fn not_set_hint(snap: &Snapshot, e: metabase::Error, path: &MbPath, name: &str) 
     if let metabase::Error::DataNotFound { .. } = e {
         if let Some(def) = snap.schema().property_by_name(name) {
             if let Some(default) = def.default.as_ref().filter(|d| !d.is_empty()) {
-                return anyhow!("{} is not set at {path} (nor inherited); its schema default is {default}", def.name);
+                return anyhow!(
+                    "{} is not set at {path} (nor inherited); its schema default is {default}",
+                    def.name
+                );
             }
             return anyhow!("{} is not set at {path} (nor inherited)", def.name);
         }
@@ -290,12 +311,15 @@ fn not_set_hint(snap: &Snapshot, e: metabase::Error, path: &MbPath, name: &str) 
 fn set(cli: &Cli, files: &MetabaseFiles, args: &SetArgs) -> Result<()> {
     let (path, name) = split_property(&args.path)?;
     let snap = files.metabase().snapshot();
-    let known = snap.schema().property_by_name(&name).is_some() || snap.schema().flag_by_name(&name).is_some();
+    let known = snap.schema().property_by_name(&name).is_some()
+        || snap.schema().flag_by_name(&name).is_some();
     if known {
         if args.data_type.is_some() || args.attributes.is_some() || args.user_type.is_some() {
             bail!("{name} is in the schema: its type, attributes and user type come from there");
         }
-        files.metabase().write(|t| t.set_text(&path, &name, &args.values))?;
+        files
+            .metabase()
+            .write(|t| t.set_text(&path, &name, &args.values))?;
     } else {
         // Data outside the schema: the ID and type must be given.
         let id: u32 = name.strip_prefix("MD_").unwrap_or(&name).parse().map_err(|_| {
@@ -305,8 +329,9 @@ fn set(cli: &Cli, files: &MetabaseFiles, args: &SetArgs) -> Result<()> {
             .data_type
             .as_deref()
             .ok_or_else(|| anyhow!("property {id} is not in the schema: give its --type"))?;
-        let data_type = DataType::from_xml_name(type_name)
-            .ok_or_else(|| anyhow!("unknown type {type_name} (DWORD, STRING, EXPANDSZ, MULTISZ, BINARY)"))?;
+        let data_type = DataType::from_xml_name(type_name).ok_or_else(|| {
+            anyhow!("unknown type {type_name} (DWORD, STRING, EXPANDSZ, MULTISZ, BINARY)")
+        })?;
         let attributes = match &args.attributes {
             Some(a) => Attributes::parse(a).ok_or_else(|| anyhow!("bad attributes '{a}'"))?,
             None => Attributes::NO_ATTRIBUTES,
@@ -315,7 +340,13 @@ fn set(cli: &Cli, files: &MetabaseFiles, args: &SetArgs) -> Result<()> {
             Some(u) => UserType::parse(u).ok_or_else(|| anyhow!("bad user type '{u}'"))?,
             None => UserType::SERVER,
         };
-        let def = PropertyDef::custom(id, args.name.as_deref().unwrap_or(&name), data_type, user_type, attributes);
+        let def = PropertyDef::custom(
+            id,
+            args.name.as_deref().unwrap_or(&name),
+            data_type,
+            user_type,
+            attributes,
+        );
         let value = def
             .parse_args(&args.values)
             .map_err(|reason| anyhow!("{path}: {id}: {reason}"))?;
@@ -326,7 +357,9 @@ fn set(cli: &Cli, files: &MetabaseFiles, args: &SetArgs) -> Result<()> {
             user_type,
             custom_name: args.name.clone(),
         };
-        files.metabase().write(|t| t.set_property(&path, property))?;
+        files
+            .metabase()
+            .write(|t| t.set_property(&path, property))?;
     }
     if cli.json {
         return get(cli, files, &args.path, true);
@@ -334,14 +367,24 @@ fn set(cli: &Cli, files: &MetabaseFiles, args: &SetArgs) -> Result<()> {
     Ok(())
 }
 
-fn key_listing(cli: &Cli, snap: &Snapshot, path: &MbPath, mode: GetMode) -> Result<serde_json::Value> {
+fn key_listing(
+    cli: &Cli,
+    snap: &Snapshot,
+    path: &MbPath,
+    mode: GetMode,
+) -> Result<serde_json::Value> {
     let schema = snap.schema();
     let key = snap.key(path)?;
     let canonical = snap.canonical(path).unwrap_or_else(|| path.clone());
     let props = snap.enum_data(path, mode)?;
     let children: Vec<String> = key
         .children()
-        .map(|c| canonical.join(c.name()).map(|p| p.to_string()).unwrap_or_default())
+        .map(|c| {
+            canonical
+                .join(c.name())
+                .map(|p| p.to_string())
+                .unwrap_or_default()
+        })
         .collect();
     let sealed: Vec<String> = key.sealed().map(|s| s.name.clone()).collect();
     if cli.json {
@@ -366,7 +409,11 @@ fn key_listing(cli: &Cli, snap: &Snapshot, path: &MbPath, mode: GetMode) -> Resu
 fn enumerate(cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
     let path = target::path(path)?;
     let snap = files.metabase().snapshot();
-    let mode = if own { GetMode::Own } else { GetMode::Inherited };
+    let mode = if own {
+        GetMode::Own
+    } else {
+        GetMode::Inherited
+    };
     let listing = key_listing(cli, &snap, &path, mode)?;
     if cli.json {
         output::print_json(&listing);
@@ -411,37 +458,73 @@ fn delete(cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
         if let Some(key) = snap.find(&parent) {
             let id = property_id(&snap, name).or_else(|| {
                 key.properties()
-                    .find(|p| p.custom_name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                    .find(|p| {
+                        p.custom_name
+                            .as_deref()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    })
                     .map(|p| p.id)
             });
-            if let Some(id) = id.filter(|id| key.property(*id).is_some() || key.sealed().any(|s| s.id == *id)) {
+            if let Some(id) =
+                id.filter(|id| key.property(*id).is_some() || key.sealed().any(|s| s.id == *id))
+            {
                 files.metabase().write(|t| t.delete_data(&parent, id))?;
-                return done(cli, &format!("deleted {} from {parent}", snap.schema().name_of(id)));
+                return done(
+                    cli,
+                    &format!("deleted {} from {parent}", snap.schema().name_of(id)),
+                );
             }
         }
     }
     if !snap.exists(&full) {
-        bail!("{full} is neither a key nor a property set on {}", full.parent().unwrap_or_default());
+        bail!(
+            "{full} is neither a key nor a property set on {}",
+            full.parent().unwrap_or_default()
+        );
     }
     let count = snap.key(&full)?.subtree_len();
     files.metabase().write(|t| t.delete_key(&full))?;
-    done(cli, &format!("deleted {full} ({count} key{})", if count == 1 { "" } else { "s" }))
+    done(
+        cli,
+        &format!(
+            "deleted {full} ({count} key{})",
+            if count == 1 { "" } else { "s" }
+        ),
+    )
 }
 
-fn copy(cli: &Cli, files: &MetabaseFiles, source: &str, destination: &str, overwrite: bool, keep_source: bool) -> Result<()> {
+fn copy(
+    cli: &Cli,
+    files: &MetabaseFiles,
+    source: &str,
+    destination: &str,
+    overwrite: bool,
+    keep_source: bool,
+) -> Result<()> {
     let src = target::path(source)?;
     let dst = target::path(destination)?;
     files
         .metabase()
         .write(|t| t.copy_key(&src, &dst, overwrite, keep_source))?;
-    done(cli, &format!("{} {src} to {dst}", if keep_source { "copied" } else { "moved" }))
+    done(
+        cli,
+        &format!(
+            "{} {src} to {dst}",
+            if keep_source { "copied" } else { "moved" }
+        ),
+    )
 }
 
 fn rename(cli: &Cli, files: &MetabaseFiles, source: &str, destination: &str) -> Result<()> {
     let src = target::path(source)?;
     let new_name = if destination.contains(['/', '\\']) {
         let dst = target::path(destination)?;
-        if dst.parent() != src.parent() && !dst.parent().zip(src.parent()).is_some_and(|(a, b)| a.eq_ignore_case(&b)) {
+        if dst.parent() != src.parent()
+            && !dst
+                .parent()
+                .zip(src.parent())
+                .is_some_and(|(a, b)| a.eq_ignore_case(&b))
+        {
             bail!("rename keeps a key under the same parent; to put {src} elsewhere use `inetsrv mb move`");
         }
         dst.name().unwrap_or_default().to_string()
@@ -455,7 +538,8 @@ fn rename(cli: &Cli, files: &MetabaseFiles, source: &str, destination: &str) -> 
 fn find(cli: &Cli, files: &MetabaseFiles, property: &str, path: &str) -> Result<()> {
     let path = target::path(path)?;
     let snap = files.metabase().snapshot();
-    let id = property_id(&snap, property).ok_or_else(|| anyhow!("unknown property '{property}'"))?;
+    let id =
+        property_id(&snap, property).ok_or_else(|| anyhow!("unknown property '{property}'"))?;
     let paths = snap.data_paths(&path, id, None)?;
     if cli.json {
         output::print_json(&json!({
@@ -464,7 +548,10 @@ fn find(cli: &Cli, files: &MetabaseFiles, property: &str, path: &str) -> Result<
             "paths": paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }));
     } else if paths.is_empty() {
-        println!("{} is not set at or below {path}", snap.schema().name_of(id));
+        println!(
+            "{} is not set at or below {path}",
+            snap.schema().name_of(id)
+        );
     } else {
         println!("{} is set at:", snap.schema().name_of(id));
         for p in paths {
@@ -496,7 +583,11 @@ fn schema(cli: &Cli, files: &MetabaseFiles, command: &SchemaCommand) -> Result<(
             let class = schema
                 .class(name)
                 .ok_or_else(|| anyhow!("unknown class '{name}'"))?;
-            let props: Vec<String> = schema.class_properties(&class.name).iter().map(|d| d.name.clone()).collect();
+            let props: Vec<String> = schema
+                .class_properties(&class.name)
+                .iter()
+                .map(|d| d.name.clone())
+                .collect();
             if cli.json {
                 output::print_json(&json!({
                     "name": class.name,
@@ -523,7 +614,11 @@ fn schema(cli: &Cli, files: &MetabaseFiles, command: &SchemaCommand) -> Result<(
             let classes: Vec<&str> = schema
                 .classes()
                 .iter()
-                .filter(|c| c.properties.iter().any(|p| p.is_reference && p.name.eq_ignore_ascii_case(&def.name)))
+                .filter(|c| {
+                    c.properties
+                        .iter()
+                        .any(|p| p.is_reference && p.name.eq_ignore_ascii_case(&def.name))
+                })
                 .map(|c| c.name.as_str())
                 .collect();
             if cli.json {
@@ -566,14 +661,16 @@ fn schema(cli: &Cli, files: &MetabaseFiles, command: &SchemaCommand) -> Result<(
             max,
             classes,
         } => {
-            let schema_type = SchemaType::parse(data_type)
-                .ok_or_else(|| anyhow!("unknown type {data_type} (DWORD, BOOL, STRING, EXPANDSZ, MULTISZ, BINARY)"))?;
+            let schema_type = SchemaType::parse(data_type).ok_or_else(|| {
+                anyhow!("unknown type {data_type} (DWORD, BOOL, STRING, EXPANDSZ, MULTISZ, BINARY)")
+            })?;
             let mut def = PropertyDef::custom(
                 *id,
                 name,
                 schema_type.data_type(),
                 UserType::parse(user_type).ok_or_else(|| anyhow!("bad user type '{user_type}'"))?,
-                Attributes::parse(attributes).ok_or_else(|| anyhow!("bad attributes '{attributes}'"))?,
+                Attributes::parse(attributes)
+                    .ok_or_else(|| anyhow!("bad attributes '{attributes}'"))?,
             );
             def.schema_type = schema_type;
             def.default = default.clone();
@@ -598,7 +695,9 @@ fn schema(cli: &Cli, files: &MetabaseFiles, command: &SchemaCommand) -> Result<(
         } => {
             files
                 .metabase()
-                .write(|t| t.extend_schema(|s| s.add_class(name, contains.clone(), under, properties)))
+                .write(|t| {
+                    t.extend_schema(|s| s.add_class(name, contains.clone(), under, properties))
+                })
                 .context("cannot add the class")?;
             done(cli, &format!("added class {name}"))?;
         }

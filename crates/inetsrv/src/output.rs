@@ -24,7 +24,10 @@ fn quote(s: &str) -> String {
 
 /// One property in adsutil's layout; a LIST continues on further lines.
 pub fn text(schema: &Schema, r: &Resolved, show_secrets: bool) -> String {
-    let def = schema.property(r.id).map(|d| &**d).filter(|d| d.data_type() == r.data_type());
+    let def = schema
+        .property(r.id)
+        .map(|d| &**d)
+        .filter(|d| d.data_type() == r.data_type());
     let masked = r.is_secure() && !show_secrets;
     let body = if masked {
         quote(MASK)
@@ -73,7 +76,10 @@ pub fn json_value(def: Option<&PropertyDef>, value: &Value) -> Json {
 
 /// One property as a JSON object.
 pub fn json(schema: &Schema, r: &Resolved, show_secrets: bool) -> Json {
-    let def = schema.property(r.id).map(|d| &**d).filter(|d| d.data_type() == r.data_type());
+    let def = schema
+        .property(r.id)
+        .map(|d| &**d)
+        .filter(|d| d.data_type() == r.data_type());
     let value = if r.is_secure() && !show_secrets {
         json!(MASK)
     } else {
@@ -90,7 +96,8 @@ pub fn json(schema: &Schema, r: &Resolved, show_secrets: bool) -> Json {
         "defined_at": r.defined_at.to_string(),
     });
     if let (Some(d), Value::Dword(v)) = (def, &r.value) {
-        if !d.flags.is_empty() && !(r.is_secure() && !show_secrets) {
+        let visible = !r.is_secure() || show_secrets;
+        if !d.flags.is_empty() && visible {
             let names: Vec<String> = d
                 .flags
                 .iter()

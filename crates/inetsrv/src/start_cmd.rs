@@ -38,7 +38,11 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
     );
     for batch in changes {
         for change in &batch.changes {
-            let names: Vec<String> = change.ids.iter().map(|id| files.metabase().snapshot().schema().name_of(*id)).collect();
+            let names: Vec<String> = change
+                .ids
+                .iter()
+                .map(|id| files.metabase().snapshot().schema().name_of(*id))
+                .collect();
             tracing::info!(
                 change_number = batch.change_number,
                 origin = batch.origin.as_deref().unwrap_or("write"),

@@ -50,7 +50,9 @@ pub fn split_property(text: &str) -> Result<(MbPath, String)> {
     let full = path(text)?;
     match (full.parent(), full.name()) {
         (Some(parent), Some(name)) if !parent.is_root() => Ok((parent, name.to_string())),
-        _ => anyhow::bail!("'{text}' does not name a property: give PATH/PROPERTY, as in W3SVC/1/ServerComment"),
+        _ => anyhow::bail!(
+            "'{text}' does not name a property: give PATH/PROPERTY, as in W3SVC/1/ServerComment"
+        ),
     }
 }
 

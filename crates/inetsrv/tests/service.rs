@@ -56,7 +56,10 @@ impl Service {
                         return line;
                     }
                 }
-                Err(_) => panic!("no log line with {needles:?}; the service said:\n{}", self.seen.join("\n")),
+                Err(_) => panic!(
+                    "no log line with {needles:?}; the service said:\n{}",
+                    self.seen.join("\n")
+                ),
             }
         }
     }
@@ -70,12 +73,21 @@ impl Drop for Service {
 }
 
 fn inetsrv(state: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN).arg("--state-dir").arg(state).args(args).output().unwrap()
+    Command::new(BIN)
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn get(state: &Path, prop: &str) -> serde_json::Value {
     let out = inetsrv(state, &["--json", "mb", "get", prop]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["value"].clone()
 }
 
@@ -93,25 +105,46 @@ fn edit_while_running() {
     let mut service = Service::start(&state);
 
     // A valid hand edit is applied and announced.
-    edit(&state, "ServerComment=\"Default Web Site\"", "ServerComment=\"Edited by hand\"");
-    service.expect(&["metabase change", "edit-while-running", "/LM/W3SVC/1", "ServerComment"]);
-    let history = std::fs::read_dir(state.join("History")).unwrap().flatten()
+    edit(
+        &state,
+        "ServerComment=\"Default Web Site\"",
+        "ServerComment=\"Edited by hand\"",
+    );
+    service.expect(&[
+        "metabase change",
+        "edit-while-running",
+        "/LM/W3SVC/1",
+        "ServerComment",
+    ]);
+    let history = std::fs::read_dir(state.join("History"))
+        .unwrap()
+        .flatten()
         .any(|e| e.file_name().to_string_lossy() == "MetaBase_0000000001_0000000001.xml");
     assert!(history, "the edit is kept as minor version 1.1");
 
     // An invalid one is refused, kept aside, and the file put back.
-    edit(&state, "AppPoolQueueLength=\"1000\"", "AppPoolQueueLength=\"70000\"");
+    edit(
+        &state,
+        "AppPoolQueueLength=\"1000\"",
+        "AppPoolQueueLength=\"70000\"",
+    );
     let line = service.expect(&["refused a hand edit"]);
     assert!(line.contains("AppPoolQueueLength"), "{line}");
     let error_file = state.join("History/MetaBaseError_0000000000.xml");
-    assert!(std::fs::read_to_string(&error_file).unwrap().contains("AppPoolQueueLength=\"70000\""));
+    assert!(std::fs::read_to_string(&error_file)
+        .unwrap()
+        .contains("AppPoolQueueLength=\"70000\""));
     let on_disk = std::fs::read_to_string(state.join("MetaBase.xml")).unwrap();
     assert!(on_disk.contains("AppPoolQueueLength=\"1000\"") && on_disk.contains("Edited by hand"));
     assert_eq!(get(&state, "W3SVC/AppPools/AppPoolQueueLength"), 1000);
 
     // A command-line write while the service runs reaches it as well.
     let out = inetsrv(&state, &["mb", "set", "W3SVC/1/ServerBindings", ":8081:"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     service.expect(&["metabase change", "/LM/W3SVC/1", "ServerBindings"]);
     assert_eq!(get(&state, "W3SVC/1/ServerComment"), "Edited by hand");
 }
@@ -125,7 +158,10 @@ fn killed_writes_never_tear_the_file() {
     let state = dir.path().join("state");
     assert_eq!(get(&state, "W3SVC/1/ServerComment"), "Default Web Site");
     let started = Instant::now();
-    let out = inetsrv(&state, &["mb", "set", "W3SVC/1/ServerComment", "calibration"]);
+    let out = inetsrv(
+        &state,
+        &["mb", "set", "W3SVC/1/ServerComment", "calibration"],
+    );
     assert!(out.status.success());
     let run_time = started.elapsed().as_micros().max(1000) as u64;
 
@@ -155,16 +191,28 @@ fn killed_writes_never_tear_the_file() {
             acked = value;
         } else {
             killed += 1;
-            assert!(now == acked.as_str() || now == value.as_str(), "after kill {i}: unexpected value");
+            assert!(
+                now == acked.as_str() || now == value.as_str(),
+                "after kill {i}: unexpected value"
+            );
             if now == value.as_str() {
                 acked = value;
             }
         }
     }
-    assert!(killed > 0 && completed > 0, "killed {killed}, completed {completed}: the timing never raced");
+    assert!(
+        killed > 0 && completed > 0,
+        "killed {killed}, completed {completed}: the timing never raced"
+    );
     // The next writer clears what killed writers left behind.
-    assert!(inetsrv(&state, &["mb", "set", "W3SVC/1/ServerComment", "final"]).status.success());
-    let leftovers: Vec<String> = std::fs::read_dir(&state).unwrap().flatten()
+    assert!(
+        inetsrv(&state, &["mb", "set", "W3SVC/1/ServerComment", "final"])
+            .status
+            .success()
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".tmp."))
         .collect();

@@ -72,9 +72,13 @@ fn main() {
     println!("keys {keys} count");
     println!("file_size {} bytes", text.len());
 
-    let parse = best_of(5, || parse_metabase(&text, "bench", &schema, None).expect("parse"));
+    let parse = best_of(5, || {
+        parse_metabase(&text, "bench", &schema, None).expect("parse")
+    });
     println!("parse {:.1} ms", parse.as_secs_f64() * 1e3);
-    let load = best_of(5, || MetabaseFiles::open_file(&file, LockMode::WhileWriting).expect("load"));
+    let load = best_of(5, || {
+        MetabaseFiles::open_file(&file, LockMode::WhileWriting).expect("load")
+    });
     println!("load {:.1} ms", load.as_secs_f64() * 1e3);
 
     let files = MetabaseFiles::open_file(&file, LockMode::WhileWriting).expect("load");
@@ -87,28 +91,48 @@ fn main() {
             .write(|t| t.set_text(&one, "ServerComment", &[format!("{:?}", Instant::now())]))
             .expect("write")
     });
-    println!("write_one_property_durably {:.1} ms", write.as_secs_f64() * 1e3);
+    println!(
+        "write_one_property_durably {:.1} ms",
+        write.as_secs_f64() * 1e3
+    );
 
     // DefaultDoc is set on /LM/W3SVC only: every read walks the whole path.
     let snapshot = files.metabase().snapshot();
     let deep = MbPath::parse("/LM/W3SVC/7777/ROOT/vdir1/images").unwrap();
     assert_eq!(deep.depth(), 6);
     let id = schema.property_by_name("DefaultDoc").unwrap().id;
-    assert!(snapshot.lookup(&deep, id, GetMode::Inherited).unwrap().is_some());
+    assert!(snapshot
+        .lookup(&deep, id, GetMode::Inherited)
+        .unwrap()
+        .is_some());
     let n = 2_000_000u32;
     let resolve = best_of(3, || {
         for _ in 0..n {
-            black_box(snapshot.lookup(black_box(&deep), black_box(id), GetMode::Inherited).ok());
+            black_box(
+                snapshot
+                    .lookup(black_box(&deep), black_box(id), GetMode::Inherited)
+                    .ok(),
+            );
         }
     });
-    println!("resolve_depth6 {:.0} ns", resolve.as_nanos() as f64 / f64::from(n));
+    println!(
+        "resolve_depth6 {:.0} ns",
+        resolve.as_nanos() as f64 / f64::from(n)
+    );
     let n = 500_000u32;
     let get = best_of(3, || {
         for _ in 0..n {
-            black_box(snapshot.get(black_box(&deep), black_box(id), GetMode::Inherited).ok());
+            black_box(
+                snapshot
+                    .get(black_box(&deep), black_box(id), GetMode::Inherited)
+                    .ok(),
+            );
         }
     });
-    println!("get_with_origin_depth6 {:.0} ns", get.as_nanos() as f64 / f64::from(n));
+    println!(
+        "get_with_origin_depth6 {:.0} ns",
+        get.as_nanos() as f64 / f64::from(n)
+    );
     let snap = best_of(3, || {
         for _ in 0..n {
             black_box(files.metabase().snapshot());

@@ -62,7 +62,9 @@ fn validate_name(name: &str) -> Result<()> {
     let bad = name.is_empty()
         || name.chars().count() > MAX_BACKUP_NAME
         || name.starts_with('.')
-        || name.chars().any(|c| c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|'));
+        || name.chars().any(|c| {
+            c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
+        });
     if bad {
         return Err(Error::InvalidArgument(format!(
             "'{name}' is not a valid backup name (1 to {MAX_BACKUP_NAME} characters, no path separators or wildcards, not starting with '.')"
@@ -85,9 +87,13 @@ pub(crate) fn write_sealed(
             let mut salt = [0u8; 16];
             getrandom::fill(&mut salt).map_err(|e| Error::Crypto(format!("no randomness: {e}")))?;
             let key = SecretKey::from_password(password, &salt);
-            doc.global.extra.retain(|(k, _)| k != SALT_ATTR && k != CHECK_ATTR);
+            doc.global
+                .extra
+                .retain(|(k, _)| k != SALT_ATTR && k != CHECK_ATTR);
             doc.global.extra.push((SALT_ATTR.into(), hex::encode(salt)));
-            doc.global.extra.push((CHECK_ATTR.into(), key.password_check()?));
+            doc.global
+                .extra
+                .push((CHECK_ATTR.into(), key.password_check()?));
             key
         }
         None => files.key()?,
@@ -181,7 +187,12 @@ impl MetabaseFiles {
                 schema_file,
             });
         }
-        out.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.version.cmp(&b.version)));
+        out.sort_by(|a, b| {
+            a.name
+                .to_lowercase()
+                .cmp(&b.name.to_lowercase())
+                .then(a.version.cmp(&b.version))
+        });
         Ok(out)
     }
 
@@ -233,7 +244,13 @@ impl MetabaseFiles {
             extra: Vec::new(),
         };
         let doc = Document::new(snapshot.tree().root.clone(), global);
-        let text = write_sealed(self, doc, snapshot.schema(), WriteScope::default(), password)?;
+        let text = write_sealed(
+            self,
+            doc,
+            snapshot.schema(),
+            WriteScope::default(),
+            password,
+        )?;
         std::fs::create_dir_all(&self.location.backups)
             .map_err(|e| Error::io(&self.location.backups, e))?;
         let (md, sc) = self.backup_files(name, version);
@@ -244,11 +261,19 @@ impl MetabaseFiles {
 
     /// Restores a backup: the metabase (and schema) become what it holds,
     /// as one change that subscribers see, saved as a new version.
-    pub fn restore_backup(&self, name: &str, version: BackupVersion, password: Option<&str>) -> Result<BackupInfo> {
+    pub fn restore_backup(
+        &self,
+        name: &str,
+        version: BackupVersion,
+        password: Option<&str>,
+    ) -> Result<BackupInfo> {
         validate_name(name)?;
         let info = self.resolve_version(name, version)?;
         let schema = match std::fs::read_to_string(&info.schema_file) {
-            Ok(text) => Arc::new(parse_schema(&text, &info.schema_file.display().to_string())?),
+            Ok(text) => Arc::new(parse_schema(
+                &text,
+                &info.schema_file.display().to_string(),
+            )?),
             Err(_) => Schema::standard(),
         };
         let doc = read_sealed(self, &info.metabase_file, &schema, password)?;
@@ -291,7 +316,12 @@ mod tests {
     }
 
     fn comment(files: &MetabaseFiles) -> Value {
-        files.metabase().snapshot().get(&p("/LM/W3SVC/1"), 1015, GetMode::Own).unwrap().value
+        files
+            .metabase()
+            .snapshot()
+            .get(&p("/LM/W3SVC/1"), 1015, GetMode::Own)
+            .unwrap()
+            .value
     }
 
     fn set_comment(files: &MetabaseFiles, value: &str) {
@@ -310,25 +340,42 @@ mod tests {
             .metabase()
             .write(|t| t.set_text(&p("/LM/W3SVC"), "AnonymousUserPass", &["pw1".to_string()]))
             .unwrap();
-        let b0 = files.backup("nightly", BackupVersion::Next, None, false).unwrap();
+        let b0 = files
+            .backup("nightly", BackupVersion::Next, None, false)
+            .unwrap();
         assert_eq!(b0.version, 0);
         assert!(dir.path().join("MetaBack/nightly.MD0").exists());
         assert!(dir.path().join("MetaBack/nightly.SC0").exists());
         let text = std::fs::read_to_string(dir.path().join("MetaBack/nightly.MD0")).unwrap();
         assert!(!text.contains("pw1"));
         set_comment(&files, "middle");
-        let b1 = files.backup("nightly", BackupVersion::Next, None, false).unwrap();
+        let b1 = files
+            .backup("nightly", BackupVersion::Next, None, false)
+            .unwrap();
         assert_eq!(b1.version, 1);
-        assert!(files.backup("nightly", BackupVersion::Exact(1), None, false).is_err());
-        files.backup("nightly", BackupVersion::Exact(1), None, true).unwrap();
-        files.backup("other", BackupVersion::Next, None, false).unwrap();
+        assert!(files
+            .backup("nightly", BackupVersion::Exact(1), None, false)
+            .is_err());
+        files
+            .backup("nightly", BackupVersion::Exact(1), None, true)
+            .unwrap();
+        files
+            .backup("other", BackupVersion::Next, None, false)
+            .unwrap();
         let all: Vec<(String, u32)> = files
             .list_backups(None)
             .unwrap()
             .into_iter()
             .map(|b| (b.name, b.version))
             .collect();
-        assert_eq!(all, vec![("nightly".into(), 0), ("nightly".into(), 1), ("other".into(), 0)]);
+        assert_eq!(
+            all,
+            vec![
+                ("nightly".into(), 0),
+                ("nightly".into(), 1),
+                ("other".into(), 0)
+            ]
+        );
 
         set_comment(&files, "after");
         files
@@ -336,7 +383,9 @@ mod tests {
             .write(|t| t.delete_key(&p("/LM/W3SVC/AppPools/DefaultAppPool")))
             .unwrap();
         let rx = files.metabase().subscribe();
-        files.restore_backup("nightly", BackupVersion::Exact(0), None).unwrap();
+        files
+            .restore_backup("nightly", BackupVersion::Exact(0), None)
+            .unwrap();
         assert_eq!(comment(&files), Value::String("before".into()));
         let s = files.metabase().snapshot();
         assert!(s.exists(&p("/LM/W3SVC/AppPools/DefaultAppPool")));
@@ -350,13 +399,21 @@ mod tests {
         drop(files);
         let files = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).unwrap();
         assert_eq!(comment(&files), Value::String("before".into()));
-        files.restore_backup("nightly", BackupVersion::Highest, None).unwrap();
+        files
+            .restore_backup("nightly", BackupVersion::Highest, None)
+            .unwrap();
         assert_eq!(comment(&files), Value::String("middle".into()));
 
-        files.delete_backup("nightly", BackupVersion::Highest).unwrap();
+        files
+            .delete_backup("nightly", BackupVersion::Highest)
+            .unwrap();
         assert_eq!(files.list_backups(Some("nightly")).unwrap().len(), 1);
-        assert!(files.delete_backup("nightly", BackupVersion::Exact(7)).is_err());
-        assert!(files.restore_backup("missing", BackupVersion::Highest, None).is_err());
+        assert!(files
+            .delete_backup("nightly", BackupVersion::Exact(7))
+            .is_err());
+        assert!(files
+            .restore_backup("missing", BackupVersion::Highest, None)
+            .is_err());
     }
 
     #[test]
@@ -367,7 +424,9 @@ mod tests {
             .metabase()
             .write(|t| t.set_text(&p("/LM/W3SVC"), "AnonymousUserPass", &["pw1".to_string()]))
             .unwrap();
-        let info = files.backup("portable", BackupVersion::Next, Some("s3cret"), false).unwrap();
+        let info = files
+            .backup("portable", BackupVersion::Next, Some("s3cret"), false)
+            .unwrap();
         assert!(info.password_protected);
         // Another machine (another state dir, another key) restores it with
         // the password.
@@ -381,13 +440,24 @@ mod tests {
             )
             .unwrap();
         }
-        let no_pw = other.restore_backup("portable", BackupVersion::Highest, None).unwrap_err();
+        let no_pw = other
+            .restore_backup("portable", BackupVersion::Highest, None)
+            .unwrap_err();
         assert!(no_pw.to_string().contains("password"), "{no_pw}");
-        let wrong = other.restore_backup("portable", BackupVersion::Highest, Some("guess")).unwrap_err();
+        let wrong = other
+            .restore_backup("portable", BackupVersion::Highest, Some("guess"))
+            .unwrap_err();
         assert!(wrong.to_string().contains("wrong password"), "{wrong}");
-        other.restore_backup("portable", BackupVersion::Highest, Some("s3cret")).unwrap();
+        other
+            .restore_backup("portable", BackupVersion::Highest, Some("s3cret"))
+            .unwrap();
         assert_eq!(
-            other.metabase().snapshot().get(&p("/LM/W3SVC"), 6021, GetMode::Own).unwrap().value,
+            other
+                .metabase()
+                .snapshot()
+                .get(&p("/LM/W3SVC"), 6021, GetMode::Own)
+                .unwrap()
+                .value,
             Value::String("pw1".into())
         );
     }
@@ -396,11 +466,26 @@ mod tests {
     fn names_and_versions_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let files = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).unwrap();
-        for bad in ["", "../escape", "a/b", ".hidden", &"x".repeat(100), "tab\tname"] {
-            assert!(files.backup(bad, BackupVersion::Next, None, false).is_err(), "{bad:?}");
+        for bad in [
+            "",
+            "../escape",
+            "a/b",
+            ".hidden",
+            &"x".repeat(100),
+            "tab\tname",
+        ] {
+            assert!(
+                files.backup(bad, BackupVersion::Next, None, false).is_err(),
+                "{bad:?}"
+            );
         }
-        assert!(files.backup("ok", BackupVersion::Exact(10_000), None, false).is_err());
+        assert!(files
+            .backup("ok", BackupVersion::Exact(10_000), None, false)
+            .is_err());
         assert!(BackupVersion::from_code(10_000).is_err());
-        assert_eq!(BackupVersion::from_code(0xFFFF_FFFE).unwrap(), BackupVersion::Highest);
+        assert_eq!(
+            BackupVersion::from_code(0xFFFF_FFFE).unwrap(),
+            BackupVersion::Highest
+        );
     }
 }

@@ -16,7 +16,9 @@ pub enum Error {
     #[error("{path}: property {property} is not set")]
     DataNotFound { path: String, property: String },
 
-    #[error("unknown property '{0}' (not in the schema; give its ID and type, or extend the schema)")]
+    #[error(
+        "unknown property '{0}' (not in the schema; give its ID and type, or extend the schema)"
+    )]
     UnknownProperty(String),
 
     #[error("unknown key type '{0}' (not a class in the schema)")]
@@ -111,9 +113,9 @@ impl Error {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 0x8007_0002 // ERROR_FILE_NOT_FOUND
             }
-            Error::Io { .. } => 0x8007_001F, // ERROR_GEN_FAILURE
-            Error::Conflict(_) => 0x8007_0094, // ERROR_PATH_BUSY
-            Error::Crypto(_) => 0x8007_052B,   // ERROR_WRONG_PASSWORD
+            Error::Io { .. } => 0x8007_001F,     // ERROR_GEN_FAILURE
+            Error::Conflict(_) => 0x8007_0094,   // ERROR_PATH_BUSY
+            Error::Crypto(_) => 0x8007_052B,     // ERROR_WRONG_PASSWORD
             Error::Sealed { .. } => 0x8009_0005, // NTE_BAD_DATA
             _ => E_INVALIDARG,
         }

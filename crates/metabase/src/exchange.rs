@@ -39,7 +39,13 @@ pub struct ImportOptions {
 impl MetabaseFiles {
     /// Exports the key at `path` (and, unless `node_only`, its subtree) to
     /// `file`.
-    pub fn export(&self, path: &MbPath, file: &Path, password: Option<&str>, options: ExportOptions) -> Result<usize> {
+    pub fn export(
+        &self,
+        path: &MbPath,
+        file: &Path,
+        password: Option<&str>,
+        options: ExportOptions,
+    ) -> Result<usize> {
         let snapshot = self.metabase.snapshot();
         let path = snapshot
             .canonical(path)
@@ -75,7 +81,11 @@ impl MetabaseFiles {
         let text = write_sealed(self, doc, snapshot.schema(), scope, password)?;
         write_durably(file, text.as_bytes())?;
         let key = snapshot.key(&path)?;
-        Ok(if options.node_only { 1 } else { key.subtree_len() })
+        Ok(if options.node_only {
+            1
+        } else {
+            key.subtree_len()
+        })
     }
 
     /// Imports the key `source` of an exported file as `dest`. The
@@ -109,7 +119,10 @@ impl MetabaseFiles {
                 // Values inherited from keys of other types (MaxBandwidth
                 // from /LM) apply only where this key type may carry them.
                 let key_type = key.key_type().to_string();
-                for p in props.iter().filter(|p| schema.property_allowed(&key_type, p.id)) {
+                for p in props
+                    .iter()
+                    .filter(|p| schema.property_allowed(&key_type, p.id))
+                {
                     key.props.entry(p.id).or_insert_with(|| p.clone());
                 }
             }
@@ -150,11 +163,12 @@ fn validate_subtree(t: &Txn, path: &MbPath, key: &Key) -> Result<()> {
     while let Some((p, k)) = stack.pop() {
         for prop in k.properties() {
             if let Some(def) = schema.property(prop.id) {
-                def.check(&prop.value).map_err(|reason| Error::InvalidValue {
-                    path: p.to_string(),
-                    property: def.name.clone(),
-                    reason,
-                })?;
+                def.check(&prop.value)
+                    .map_err(|reason| Error::InvalidValue {
+                        path: p.to_string(),
+                        property: def.name.clone(),
+                        reason,
+                    })?;
                 if !schema.property_allowed(k.key_type(), prop.id) {
                     return Err(Error::PropertyNotAllowed {
                         path: p.to_string(),
@@ -173,7 +187,13 @@ fn validate_subtree(t: &Txn, path: &MbPath, key: &Key) -> Result<()> {
     Ok(())
 }
 
-fn check_child(schema: &crate::schema::Schema, path: &MbPath, parent: &MbPath, parent_type: &str, key: &Key) -> Result<()> {
+fn check_child(
+    schema: &crate::schema::Schema,
+    path: &MbPath,
+    parent: &MbPath,
+    parent_type: &str,
+    key: &Key,
+) -> Result<()> {
     schema
         .may_contain(parent_type, key.key_type())
         .map_err(|allowed| Error::ContainmentViolation {
@@ -201,34 +221,63 @@ mod tests {
         files
             .metabase()
             .write(|t| {
-                t.set_text(&p("/LM/W3SVC/1"), "ServerComment", &["Exported".to_string()])?;
+                t.set_text(
+                    &p("/LM/W3SVC/1"),
+                    "ServerComment",
+                    &["Exported".to_string()],
+                )?;
                 t.set_text(&p("/LM/W3SVC/1"), "ServerBindings", &[":81:".to_string()])?;
                 t.set_text(&p("/LM/W3SVC"), "AnonymousUserPass", &["pw".to_string()])?;
                 t.create_key(&p("/LM/W3SVC/1/ROOT/app"), "IIsWebVirtualDir")?;
-                t.set_text(&p("/LM/W3SVC/1/ROOT/app"), "Path", &["/srv/app".to_string()])
+                t.set_text(
+                    &p("/LM/W3SVC/1/ROOT/app"),
+                    "Path",
+                    &["/srv/app".to_string()],
+                )
             })
             .unwrap();
         (dir, files)
     }
 
     fn value(files: &MetabaseFiles, path: &str, id: u32, mode: GetMode) -> Option<Value> {
-        files.metabase().snapshot().get(&p(path), id, mode).ok().map(|r| r.value)
+        files
+            .metabase()
+            .snapshot()
+            .get(&p(path), id, mode)
+            .ok()
+            .map(|r| r.value)
     }
 
     #[test]
     fn export_then_import_as_a_new_site() {
         let (dir, files) = setup();
         let out = dir.path().join("site1.xml");
-        let n = files.export(&p("/LM/W3SVC/1"), &out, None, ExportOptions::default()).unwrap();
+        let n = files
+            .export(&p("/LM/W3SVC/1"), &out, None, ExportOptions::default())
+            .unwrap();
         assert_eq!(n, 4); // site, Filters, ROOT, ROOT/app
         let text = std::fs::read_to_string(&out).unwrap();
-        assert!(text.contains("Location =\"/LM/W3SVC/1\"") && !text.contains("Location =\"/LM/W3SVC\""));
+        assert!(
+            text.contains("Location =\"/LM/W3SVC/1\"") && !text.contains("Location =\"/LM/W3SVC\"")
+        );
         let rx = files.metabase().subscribe();
         files
-            .import(&out, &p("/LM/W3SVC/1"), &p("/LM/W3SVC/2"), None, ImportOptions::default())
+            .import(
+                &out,
+                &p("/LM/W3SVC/1"),
+                &p("/LM/W3SVC/2"),
+                None,
+                ImportOptions::default(),
+            )
             .unwrap();
-        assert_eq!(value(&files, "/LM/W3SVC/2", 1015, GetMode::Own), Some(Value::String("Exported".into())));
-        assert_eq!(value(&files, "/LM/W3SVC/2/ROOT/app", 3001, GetMode::Own), Some(Value::String("/srv/app".into())));
+        assert_eq!(
+            value(&files, "/LM/W3SVC/2", 1015, GetMode::Own),
+            Some(Value::String("Exported".into()))
+        );
+        assert_eq!(
+            value(&files, "/LM/W3SVC/2/ROOT/app", 3001, GetMode::Own),
+            Some(Value::String("/srv/app".into()))
+        );
         assert_eq!(rx.try_recv().unwrap().origin.as_deref(), Some("import"));
     }
 
@@ -237,7 +286,15 @@ mod tests {
         let (dir, files) = setup();
         let out = dir.path().join("app.xml");
         files
-            .export(&p("/LM/W3SVC/1/ROOT/app"), &out, Some("pw"), ExportOptions { inherited: true, node_only: true })
+            .export(
+                &p("/LM/W3SVC/1/ROOT/app"),
+                &out,
+                Some("pw"),
+                ExportOptions {
+                    inherited: true,
+                    node_only: true,
+                },
+            )
             .unwrap();
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.contains("<IIS_Inherited"));
@@ -248,7 +305,13 @@ mod tests {
             .unwrap();
         // Without MD_IMPORT_INHERITED the inherited values stay behind.
         files
-            .import(&out, &p("/LM/W3SVC/1/ROOT/app"), &p("/LM/W3SVC/1/ROOT/plain"), Some("pw"), ImportOptions::default())
+            .import(
+                &out,
+                &p("/LM/W3SVC/1/ROOT/app"),
+                &p("/LM/W3SVC/1/ROOT/plain"),
+                Some("pw"),
+                ImportOptions::default(),
+            )
             .unwrap();
         assert!(value(&files, "/LM/W3SVC/1/ROOT/plain", 6021, GetMode::Own).is_none());
         files
@@ -257,19 +320,51 @@ mod tests {
                 &p("/LM/W3SVC/1/ROOT/app"),
                 &p("/LM/W3SVC/1/ROOT/copy"),
                 Some("pw"),
-                ImportOptions { inherited: true, ..ImportOptions::default() },
+                ImportOptions {
+                    inherited: true,
+                    ..ImportOptions::default()
+                },
             )
             .unwrap();
-        assert_eq!(value(&files, "/LM/W3SVC/1/ROOT/copy", 6021, GetMode::Own), Some(Value::String("pw".into())));
-        assert!(files.import(&out, &p("/LM/W3SVC/1/ROOT/app"), &p("/LM/W3SVC/1/ROOT/x"), Some("bad"), ImportOptions::default()).is_err());
-        assert!(files.import(&out, &p("/LM/W3SVC/1/ROOT/app"), &p("/LM/W3SVC/1/ROOT/x"), None, ImportOptions::default()).is_err());
+        assert_eq!(
+            value(&files, "/LM/W3SVC/1/ROOT/copy", 6021, GetMode::Own),
+            Some(Value::String("pw".into()))
+        );
+        assert!(files
+            .import(
+                &out,
+                &p("/LM/W3SVC/1/ROOT/app"),
+                &p("/LM/W3SVC/1/ROOT/x"),
+                Some("bad"),
+                ImportOptions::default()
+            )
+            .is_err());
+        assert!(files
+            .import(
+                &out,
+                &p("/LM/W3SVC/1/ROOT/app"),
+                &p("/LM/W3SVC/1/ROOT/x"),
+                None,
+                ImportOptions::default()
+            )
+            .is_err());
     }
 
     #[test]
     fn merge_versus_replace() {
         let (dir, files) = setup();
         let out = dir.path().join("site.xml");
-        files.export(&p("/LM/W3SVC/1"), &out, None, ExportOptions { node_only: true, ..Default::default() }).unwrap();
+        files
+            .export(
+                &p("/LM/W3SVC/1"),
+                &out,
+                None,
+                ExportOptions {
+                    node_only: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         files
             .metabase()
             .write(|t| {
@@ -278,31 +373,95 @@ mod tests {
             })
             .unwrap();
         files
-            .import(&out, &p("/LM/W3SVC/1"), &p("/LM/W3SVC/1"), None, ImportOptions { merge: true, node_only: true, ..Default::default() })
+            .import(
+                &out,
+                &p("/LM/W3SVC/1"),
+                &p("/LM/W3SVC/1"),
+                None,
+                ImportOptions {
+                    merge: true,
+                    node_only: true,
+                    ..Default::default()
+                },
+            )
             .unwrap();
-        assert_eq!(value(&files, "/LM/W3SVC/1", 1015, GetMode::Own), Some(Value::String("Exported".into())));
-        assert_eq!(value(&files, "/LM/W3SVC/1", 1014, GetMode::Own), Some(Value::Dword(5)));
-        assert!(files.metabase().snapshot().exists(&p("/LM/W3SVC/1/ROOT/app")), "merge keeps children");
+        assert_eq!(
+            value(&files, "/LM/W3SVC/1", 1015, GetMode::Own),
+            Some(Value::String("Exported".into()))
+        );
+        assert_eq!(
+            value(&files, "/LM/W3SVC/1", 1014, GetMode::Own),
+            Some(Value::Dword(5))
+        );
+        assert!(
+            files
+                .metabase()
+                .snapshot()
+                .exists(&p("/LM/W3SVC/1/ROOT/app")),
+            "merge keeps children"
+        );
         files
-            .import(&out, &p("/LM/W3SVC/1"), &p("/LM/W3SVC/1"), None, ImportOptions::default())
+            .import(
+                &out,
+                &p("/LM/W3SVC/1"),
+                &p("/LM/W3SVC/1"),
+                None,
+                ImportOptions::default(),
+            )
             .unwrap();
-        assert_eq!(value(&files, "/LM/W3SVC/1", 1014, GetMode::Own), None, "replace drops local-only data");
-        assert!(!files.metabase().snapshot().exists(&p("/LM/W3SVC/1/ROOT")), "the export held the node only");
+        assert_eq!(
+            value(&files, "/LM/W3SVC/1", 1014, GetMode::Own),
+            None,
+            "replace drops local-only data"
+        );
+        assert!(
+            !files.metabase().snapshot().exists(&p("/LM/W3SVC/1/ROOT")),
+            "the export held the node only"
+        );
     }
 
     #[test]
     fn imports_are_validated() {
         let (dir, files) = setup();
         let out = dir.path().join("site.xml");
-        files.export(&p("/LM/W3SVC/1"), &out, None, ExportOptions::default()).unwrap();
+        files
+            .export(&p("/LM/W3SVC/1"), &out, None, ExportOptions::default())
+            .unwrap();
         // A site may not go under the app pools container.
         let err = files
-            .import(&out, &p("/LM/W3SVC/1"), &p("/LM/W3SVC/AppPools/1"), None, ImportOptions::default())
+            .import(
+                &out,
+                &p("/LM/W3SVC/1"),
+                &p("/LM/W3SVC/AppPools/1"),
+                None,
+                ImportOptions::default(),
+            )
             .unwrap_err();
         assert!(matches!(err, Error::ContainmentViolation { .. }), "{err}");
-        assert!(files.import(&out, &p("/LM/W3SVC/9"), &p("/LM/W3SVC/3"), None, ImportOptions::default()).is_err());
-        assert!(files.import(&out, &p("/LM/W3SVC/1"), &p("/LM/nowhere/3"), None, ImportOptions::default()).is_err());
-        assert!(files.export(&p("/LM/none"), &out, None, ExportOptions::default()).is_err());
-        assert!(!files.metabase().snapshot().exists(&p("/LM/W3SVC/AppPools/1")));
+        assert!(files
+            .import(
+                &out,
+                &p("/LM/W3SVC/9"),
+                &p("/LM/W3SVC/3"),
+                None,
+                ImportOptions::default()
+            )
+            .is_err());
+        assert!(files
+            .import(
+                &out,
+                &p("/LM/W3SVC/1"),
+                &p("/LM/nowhere/3"),
+                None,
+                ImportOptions::default()
+            )
+            .is_err());
+        assert!(files
+            .export(&p("/LM/none"), &out, None, ExportOptions::default())
+            .is_err());
+        assert!(!files
+            .metabase()
+            .snapshot()
+            .exists(&p("/LM/W3SVC/AppPools/1")));
     }
 }

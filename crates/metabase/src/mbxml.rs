@@ -106,7 +106,10 @@ pub fn parse_metabase(
             Event::Start(e) | Event::Empty(e) => {
                 return Err(p.err(
                     at,
-                    format!("root element is <{}>, expected <configuration>", local_name(&e)),
+                    format!(
+                        "root element is <{}>, expected <configuration>",
+                        local_name(&e)
+                    ),
                 ))
             }
             Event::Eof => return Err(p.err(at, "no <configuration> element")),
@@ -220,7 +223,8 @@ impl<'t> Parser<'t, '_> {
                 continue;
             }
             let path = MbPath::parse(&location).map_err(|e| self.err(at, e.to_string()))?;
-            let (props, sealed, unknown) = self.properties(&path, &key_type, &attrs, &customs, at)?;
+            let (props, sealed, unknown) =
+                self.properties(&path, &key_type, &attrs, &customs, at)?;
             if key_type == INHERITED_ELEMENT {
                 inherited.push((path, props.into_values().collect()));
                 continue;
@@ -292,7 +296,10 @@ impl<'t> Parser<'t, '_> {
                 "Location" => {}
                 "ChangeNumber" => {
                     global.change_number = raw.trim().parse().map_err(|_| {
-                        self.err(at, format!("IIS_Global ChangeNumber '{raw}' is not a number"))
+                        self.err(
+                            at,
+                            format!("IIS_Global ChangeNumber '{raw}' is not a number"),
+                        )
                     })?
                 }
                 "HistoryMajorVersionNumber" => {
@@ -330,7 +337,11 @@ impl<'t> Parser<'t, '_> {
             if name == "Location" || name.starts_with("xmlns") {
                 continue;
             }
-            let Some(def) = self.schema.property_by_name(name).filter(|d| d.name.eq_ignore_ascii_case(name)) else {
+            let Some(def) = self
+                .schema
+                .property_by_name(name)
+                .filter(|d| d.name.eq_ignore_ascii_case(name))
+            else {
                 self.warnings.push(format!(
                     "{path}: {name} is not a property in the schema (kept as it is)"
                 ));
@@ -394,14 +405,20 @@ impl<'t> Parser<'t, '_> {
         Ok((props, sealed, unknown))
     }
 
-    fn attribute_value(&self, def: &PropertyDef, raw: &str) -> std::result::Result<Unsealed, String> {
+    fn attribute_value(
+        &self,
+        def: &PropertyDef,
+        raw: &str,
+    ) -> std::result::Result<Unsealed, String> {
         let text = if def.data_type() == DataType::MultiSz {
             split_multisz(raw)?.join("\n")
         } else {
             xmlutil::unescape(raw)?
         };
         if def.is_secure() {
-            return unseal(self.key, def.id, def.data_type(), &text, |t| def.parse_text(t));
+            return unseal(self.key, def.id, def.data_type(), &text, |t| {
+                def.parse_text(t)
+            });
         }
         def.parse_text(&text).map(Unsealed::Value)
     }
@@ -420,8 +437,8 @@ impl<'t> Parser<'t, '_> {
         let name = get("Name")?.unwrap_or_else(|| self.schema.name_of(id));
         let type_name = get("Type")?.ok_or("Type is missing")?;
         let type_name = type_name.as_str();
-        let data_type =
-            DataType::from_xml_name(type_name).ok_or_else(|| format!("unknown Type {type_name}"))?;
+        let data_type = DataType::from_xml_name(type_name)
+            .ok_or_else(|| format!("unknown Type {type_name}"))?;
         let user_type = match get("UserType")? {
             Some(u) => UserType::parse(&u).ok_or_else(|| format!("unknown UserType {u}"))?,
             None => UserType::SERVER,
@@ -491,24 +508,14 @@ fn slot<'a>(root: &'a mut Key, path: &MbPath) -> &'a mut Key {
     key
 }
 
-/// How much of the tree to write.
-#[derive(Clone, Copy, Debug)]
+/// How much of the tree to write (by default: all of it).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct WriteScope<'a> {
     /// Write only this key and (unless `node_only`) the keys below it.
     pub subtree: Option<&'a MbPath>,
     pub node_only: bool,
     /// VOLATILE data is not saved to disk ([MS-IMSA] 2.2.7) unless asked.
     pub include_volatile: bool,
-}
-
-impl Default for WriteScope<'_> {
-    fn default() -> Self {
-        WriteScope {
-            subtree: None,
-            node_only: false,
-            include_volatile: false,
-        }
-    }
 }
 
 /// Writes a document as MetaBase.xml. SECURE data is sealed with `key`,
@@ -653,7 +660,12 @@ impl Writer<'_> {
     }
 
     /// The escaped attribute text of a value.
-    fn value_text(&self, location: &str, p: &Property, def: Option<&PropertyDef>) -> Result<String> {
+    fn value_text(
+        &self,
+        location: &str,
+        p: &Property,
+        def: Option<&PropertyDef>,
+    ) -> Result<String> {
         let mut out = String::new();
         if p.attributes.contains(Attributes::SECURE) {
             let key = self.key.ok_or_else(|| {

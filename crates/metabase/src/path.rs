@@ -301,7 +301,11 @@ mod tests {
         for i in 0..20_000u64 {
             let (a, b) = (name(i % 5), name((i / 5) % 5));
             let reference = CiStr::new(&a).folded().cmp(CiStr::new(&b).folded());
-            assert_eq!(CiStr::new(&a).cmp(CiStr::new(&b)), reference, "{a:?} vs {b:?}");
+            assert_eq!(
+                CiStr::new(&a).cmp(CiStr::new(&b)),
+                reference,
+                "{a:?} vs {b:?}"
+            );
         }
     }
 

@@ -186,13 +186,18 @@ impl MetabaseFiles {
         Self::open_locked(location, mode, lock)
     }
 
-    fn open_locked(location: Location, mode: LockMode, lock: Option<File>) -> Result<MetabaseFiles> {
+    fn open_locked(
+        location: Location,
+        mode: LockMode,
+        lock: Option<File>,
+    ) -> Result<MetabaseFiles> {
         if lock.is_some() {
             remove_stale_temporaries(&location);
         }
         let schema = load_schema(&location.schema)?;
         let key = SecretKey::load(&location.key_file)?;
-        let bytes = std::fs::read(&location.metabase).map_err(|e| Error::io(&location.metabase, e))?;
+        let bytes =
+            std::fs::read(&location.metabase).map_err(|e| Error::io(&location.metabase, e))?;
         let text = decode(&location.metabase, &bytes)?;
         let file_name = location.metabase.display().to_string();
         let doc = parse_metabase(text, &file_name, &schema, key.as_ref())?;
@@ -205,7 +210,11 @@ impl MetabaseFiles {
             schema_digest,
             minor: 0,
             adopt: None,
-            held_lock: if mode == LockMode::Exclusive { lock } else { None },
+            held_lock: if mode == LockMode::Exclusive {
+                lock
+            } else {
+                None
+            },
             key,
         };
         let tree = Tree {
@@ -292,10 +301,14 @@ impl MetabaseFiles {
                 ))
             })?;
         let schema = match std::fs::read_to_string(&entry.schema_file) {
-            Ok(text) => Arc::new(parse_schema(&text, &entry.schema_file.display().to_string())?),
+            Ok(text) => Arc::new(parse_schema(
+                &text,
+                &entry.schema_file.display().to_string(),
+            )?),
             Err(_) => self.metabase.snapshot().schema_arc().clone(),
         };
-        let bytes = std::fs::read(&entry.metabase_file).map_err(|e| Error::io(&entry.metabase_file, e))?;
+        let bytes =
+            std::fs::read(&entry.metabase_file).map_err(|e| Error::io(&entry.metabase_file, e))?;
         let key = lock_state(&self.disk).key.clone();
         let doc = parse_metabase(
             decode(&entry.metabase_file, &bytes)?,
@@ -311,7 +324,10 @@ impl MetabaseFiles {
 fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str> {
     std::str::from_utf8(bytes).map_err(|e| Error::Parse {
         file: path.display().to_string(),
-        line: 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count(),
+        line: 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count(),
         column: 1,
         message: "the file is not UTF-8".into(),
     })
@@ -352,7 +368,13 @@ fn initialise(location: &Location) -> Result<()> {
     let dir = &location.dir;
     let www = dir.join("wwwroot");
     let logs = dir.join("logs");
-    for d in [&www, &logs.join("W3SVC1"), &logs.join("HTTPERR"), &location.history, &location.backups] {
+    for d in [
+        &www,
+        &logs.join("W3SVC1"),
+        &logs.join("HTTPERR"),
+        &location.history,
+        &location.backups,
+    ] {
         std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
     }
     let start = www.join("iisstart.htm");
@@ -382,7 +404,13 @@ fn initialise(location: &Location) -> Result<()> {
         held_lock: None,
         key: None,
     };
-    let snapshot = Snapshot::new(Tree { root: doc.root, schema }, 0);
+    let snapshot = Snapshot::new(
+        Tree {
+            root: doc.root,
+            schema,
+        },
+        0,
+    );
     save(location, &mut disk, &snapshot, false)
 }
 
@@ -405,19 +433,31 @@ impl CommitHook for Persister {
         // Never overwrite a file someone else changed since we saw it.
         let now = stamp(&self.location.metabase);
         if now != disk.stamp {
-            let on_disk = std::fs::read(&self.location.metabase).ok().map(|b| digest(&b));
+            let on_disk = std::fs::read(&self.location.metabase)
+                .ok()
+                .map(|b| digest(&b));
             if on_disk != disk.digest {
                 return Err(Error::Conflict(self.location.metabase.clone()));
             }
             disk.stamp = now;
         }
-        save(&self.location, &mut disk, next, batch.origin.as_deref() == Some(ORIGIN_EDIT))
+        save(
+            &self.location,
+            &mut disk,
+            next,
+            batch.origin.as_deref() == Some(ORIGIN_EDIT),
+        )
     }
 }
 
 /// Records a hand edit that was applied: the file on disk is the new
 /// version (same major, next minor), copied to History as IIS does.
-fn adopt_edit(location: &Location, disk: &mut DiskState, next: &Snapshot, adopt: Adopt) -> Result<()> {
+fn adopt_edit(
+    location: &Location,
+    disk: &mut DiskState,
+    next: &Snapshot,
+    adopt: Adopt,
+) -> Result<()> {
     disk.minor += 1;
     disk.global.change_number = next.change_number();
     disk.global.extra = adopt.global.extra;
@@ -430,7 +470,12 @@ fn adopt_edit(location: &Location, disk: &mut DiskState, next: &Snapshot, adopt:
 
 /// Writes MetaBase.xml (and MBSchema.xml when it changed) durably, then
 /// the history copy.
-pub(crate) fn save(location: &Location, disk: &mut DiskState, snapshot: &Snapshot, minor_version: bool) -> Result<()> {
+pub(crate) fn save(
+    location: &Location,
+    disk: &mut DiskState,
+    snapshot: &Snapshot,
+    minor_version: bool,
+) -> Result<()> {
     let key = ensure_key(location, disk)?;
     let mut global = disk.global.clone();
     global.change_number = snapshot.change_number();
@@ -465,11 +510,19 @@ pub(crate) fn save(location: &Location, disk: &mut DiskState, snapshot: &Snapsho
 fn history_enabled(tree: &Tree) -> (bool, usize) {
     let lm = MbPath::parse("/LM").unwrap_or_default();
     let enabled = tree.effective_dword(&lm, ids::ENABLE_HISTORY).unwrap_or(1) != 0;
-    let keep = tree.effective_dword(&lm, ids::MAX_HISTORY_FILES).unwrap_or(10) as usize;
+    let keep = tree
+        .effective_dword(&lm, ids::MAX_HISTORY_FILES)
+        .unwrap_or(10) as usize;
     (enabled, keep)
 }
 
-fn write_history(location: &Location, disk: &DiskState, snapshot: &Snapshot, text: &str, schema_text: &str) -> Result<()> {
+fn write_history(
+    location: &Location,
+    disk: &DiskState,
+    snapshot: &Snapshot,
+    text: &str,
+    schema_text: &str,
+) -> Result<()> {
     let (enabled, keep) = history_enabled(snapshot.tree());
     if !enabled {
         return Ok(());

@@ -65,10 +65,16 @@ impl SecretKey {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let raw = hex::decode(text.trim()).map_err(|_| {
-                    Error::Crypto(format!("{}: not a key file (expected 64 hex digits)", path.display()))
+                    Error::Crypto(format!(
+                        "{}: not a key file (expected 64 hex digits)",
+                        path.display()
+                    ))
                 })?;
                 let key: [u8; 32] = raw.try_into().map_err(|_| {
-                    Error::Crypto(format!("{}: not a key file (expected 64 hex digits)", path.display()))
+                    Error::Crypto(format!(
+                        "{}: not a key file (expected 64 hex digits)",
+                        path.display()
+                    ))
                 })?;
                 Ok(Some(SecretKey(key)))
             }
@@ -152,7 +158,7 @@ impl SecretKey {
 /// True when `text` is a value sealed by inetsrv (under some key).
 pub fn is_sealed_text(text: &str) -> bool {
     text.len() > 8
-        && text.len() % 2 == 0
+        && text.len().is_multiple_of(2)
         && text.bytes().all(|b| b.is_ascii_hexdigit())
         && text[..8].eq_ignore_ascii_case(&hex::encode(MAGIC))
 }
@@ -235,7 +241,10 @@ mod tests {
             unseal(Some(&other), 6021, DataType::String, &text, plain).unwrap(),
             Unsealed::Foreign
         );
-        assert_eq!(unseal(None, 6021, DataType::String, &text, plain).unwrap(), Unsealed::Foreign);
+        assert_eq!(
+            unseal(None, 6021, DataType::String, &text, plain).unwrap(),
+            Unsealed::Foreign
+        );
         // Two seals of one value differ (fresh nonce).
         assert_ne!(text, key.seal(6021, &v).unwrap());
     }
@@ -259,7 +268,10 @@ mod tests {
             Unsealed::Value(Value::String(odd.into()))
         );
         let iis = "4963446270000000220000004000000031b103f7";
-        assert_eq!(unseal(None, 1, DataType::String, iis, parse).unwrap(), Unsealed::Foreign);
+        assert_eq!(
+            unseal(None, 1, DataType::String, iis, parse).unwrap(),
+            Unsealed::Foreign
+        );
     }
 
     #[test]

@@ -159,7 +159,11 @@ impl Metabase {
     }
 
     /// [`Metabase::write`], labelling the change's origin for subscribers.
-    pub fn write_as<R>(&self, origin: Option<&str>, f: impl FnOnce(&mut Txn) -> Result<R>) -> Result<R> {
+    pub fn write_as<R>(
+        &self,
+        origin: Option<&str>,
+        f: impl FnOnce(&mut Txn) -> Result<R>,
+    ) -> Result<R> {
         let mut writer = lock(&self.shared.writer);
         let current = self.shared.current.load_full();
         let mut txn = Txn {
@@ -280,14 +284,17 @@ impl Txn {
         let key_type = class.name.clone();
         if self.exists(path) {
             return Err(Error::KeyExists(
-                self.canonical(path).unwrap_or_else(|| path.clone()).to_string(),
+                self.canonical(path)
+                    .unwrap_or_else(|| path.clone())
+                    .to_string(),
             ));
         }
         if !self.exists(&parent) {
             return Err(Error::PathNotFound(parent.to_string()));
         }
         self.check_containment(path, &parent, &key_type)?;
-        self.key_mut(&parent)?.insert_child(Key::new(&name, &key_type));
+        self.key_mut(&parent)?
+            .insert_child(Key::new(&name, &key_type));
         self.log.record(path, ChangeKind::ADD_OBJECT, None);
         Ok(())
     }
@@ -295,7 +302,9 @@ impl Txn {
     /// Deletes a key and everything below it (DeleteKey).
     pub fn delete_key(&mut self, path: &MbPath) -> Result<()> {
         let (parent, name) = split(path)?;
-        let path = self.canonical(path).ok_or_else(|| Error::PathNotFound(path.to_string()))?;
+        let path = self
+            .canonical(path)
+            .ok_or_else(|| Error::PathNotFound(path.to_string()))?;
         self.key_mut(&parent)?.remove_child(&name);
         self.log.record(&path, ChangeKind::DELETE_OBJECT, None);
         Ok(())
@@ -407,7 +416,11 @@ impl Txn {
             })? == 1;
             self.key(path)?;
             let current = self.tree.effective_dword(path, def.id).unwrap_or(0);
-            let next = if enable { current | bit } else { current & !bit };
+            let next = if enable {
+                current | bit
+            } else {
+                current & !bit
+            };
             return self.set(path, def.id, Value::Dword(next));
         }
         Err(Error::UnknownProperty(name.to_string()))
@@ -433,7 +446,13 @@ impl Txn {
     /// The destination's parent must exist and accept the key's type. When
     /// the destination exists, `overwrite` replaces it; otherwise the two
     /// are merged, the source's data winning.
-    pub fn copy_key(&mut self, src: &MbPath, dst: &MbPath, overwrite: bool, copy: bool) -> Result<()> {
+    pub fn copy_key(
+        &mut self,
+        src: &MbPath,
+        dst: &MbPath,
+        overwrite: bool,
+        copy: bool,
+    ) -> Result<()> {
         let source = self.key(src)?.clone();
         let (dst_parent, dst_name) = split(dst)?;
         if !copy && src.is_root() {

@@ -147,7 +147,8 @@ impl Key {
     }
 
     pub(crate) fn insert_child(&mut self, key: Key) {
-        self.children.insert(CiName::new(key.name.clone()), Arc::new(key));
+        self.children
+            .insert(CiName::new(key.name.clone()), Arc::new(key));
     }
 
     pub(crate) fn remove_child(&mut self, name: &str) -> Option<Arc<Key>> {
@@ -291,7 +292,12 @@ impl Tree {
     /// depth of the key it is set on. The nearest inheritable setting above
     /// the key wins; settings above it without METADATA_INHERIT are passed
     /// over, not obeyed.
-    pub fn lookup(&self, path: &MbPath, id: u32, mode: GetMode) -> Result<Option<(&Property, usize)>> {
+    pub fn lookup(
+        &self,
+        path: &MbPath,
+        id: u32,
+        mode: GetMode,
+    ) -> Result<Option<(&Property, usize)>> {
         let mut key = &*self.root;
         let mut found: Option<(&Property, usize)> = None;
         for (depth, part) in path.parts().iter().enumerate() {
@@ -356,14 +362,15 @@ impl Tree {
 
     fn resolved(&self, path: &MbPath, property: &Property, depth: usize) -> Resolved {
         let inherited = depth < path.depth();
-        let defined = MbPath::from_parts(path.parts()[..depth].iter().cloned())
-            .unwrap_or_default();
+        let defined = MbPath::from_parts(path.parts()[..depth].iter().cloned()).unwrap_or_default();
         let defined_at = self.canonical(&defined).unwrap_or(defined);
         let mut value = property.value.clone();
         if property.attributes.contains(Attributes::INSERT_PATH) {
             let relative = path.parts()[depth..].join("/");
             match &mut value {
-                Value::String(s) | Value::ExpandSz(s) => *s = s.replace(INSERT_PATH_TOKEN, &relative),
+                Value::String(s) | Value::ExpandSz(s) => {
+                    *s = s.replace(INSERT_PATH_TOKEN, &relative)
+                }
                 Value::MultiSz(items) => {
                     for s in items {
                         *s = s.replace(INSERT_PATH_TOKEN, &relative);
@@ -419,7 +426,12 @@ impl Tree {
     /// GetDataPaths ([MS-IMSA] 3.1.4.17): `path` itself when data `id` is
     /// found there (set or inherited), then every key below it that sets
     /// `id` itself. `data_type` narrows the match.
-    pub fn data_paths(&self, path: &MbPath, id: u32, data_type: Option<DataType>) -> Result<Vec<MbPath>> {
+    pub fn data_paths(
+        &self,
+        path: &MbPath,
+        id: u32,
+        data_type: Option<DataType>,
+    ) -> Result<Vec<MbPath>> {
         let start = self.key(path)?;
         let start_path = self.canonical(path).unwrap_or_else(|| path.clone());
         let matches = |p: &Property| data_type.is_none_or(|t| p.data_type() == t);
@@ -436,7 +448,7 @@ impl Tree {
             .map(|k| (start_path.join(&k.name).unwrap_or_default(), &**k))
             .collect();
         while let Some((p, key)) = stack.pop() {
-            if key.props.get(&id).is_some_and(|prop| matches(prop)) {
+            if key.props.get(&id).is_some_and(&matches) {
                 out.push(p.clone());
             }
             for child in key.children.values().rev() {
@@ -448,7 +460,11 @@ impl Tree {
 
     /// Visits `path` and every key below it, parents before children,
     /// children in name order.
-    pub fn walk<'a>(&'a self, path: &MbPath, mut visit: impl FnMut(&MbPath, &'a Key)) -> Result<()> {
+    pub fn walk<'a>(
+        &'a self,
+        path: &MbPath,
+        mut visit: impl FnMut(&MbPath, &'a Key),
+    ) -> Result<()> {
         let start = self.key(path)?;
         let start_path = self.canonical(path).unwrap_or_else(|| path.clone());
         let mut stack = vec![(start_path, start)];
@@ -495,7 +511,11 @@ mod tests {
         let mut images = Key::new("images", "IIsWebDirectory");
         images.props.insert(
             3001,
-            prop(3001, Value::String("/srv/<%INSERT_PATH%>".into()), Attributes(0x41)),
+            prop(
+                3001,
+                Value::String("/srv/<%INSERT_PATH%>".into()),
+                Attributes(0x41),
+            ),
         );
         let mut root_vdir = Key::new("ROOT", "IIsWebVirtualDir");
         root_vdir
@@ -530,7 +550,9 @@ mod tests {
     #[test]
     fn own_versus_inherited() {
         let t = sample();
-        let r = t.get(&p("/LM/W3SVC/1/ROOT"), 6016, GetMode::Inherited).unwrap();
+        let r = t
+            .get(&p("/LM/W3SVC/1/ROOT"), 6016, GetMode::Inherited)
+            .unwrap();
         assert_eq!((r.value, r.inherited), (Value::Dword(3), false));
         assert!(!r.attributes.contains(Attributes::ISINHERITED));
         let r = t.get(&p("/lm/w3svc/1"), 6016, GetMode::Inherited).unwrap();
@@ -547,7 +569,9 @@ mod tests {
     fn non_inheritable_data_is_passed_over() {
         let t = sample();
         // ServerComment on W3SVC lacks INHERIT: ROOT inherits the site's.
-        let r = t.get(&p("/LM/W3SVC/1/ROOT"), 1015, GetMode::Inherited).unwrap();
+        let r = t
+            .get(&p("/LM/W3SVC/1/ROOT"), 1015, GetMode::Inherited)
+            .unwrap();
         assert_eq!(r.value, Value::String("site".into()));
         assert_eq!(r.defined_at.to_string(), "/LM/W3SVC/1");
         // And W3SVC's own non-inheritable value is still its own.
@@ -589,7 +613,11 @@ mod tests {
             .unwrap();
         assert_eq!(r.value, Value::String("/srv/".into()));
         let r = t
-            .get(&p("/LM/W3SVC/1/ROOT/images/a/b"), 3001, GetMode::PartialPath)
+            .get(
+                &p("/LM/W3SVC/1/ROOT/images/a/b"),
+                3001,
+                GetMode::PartialPath,
+            )
             .unwrap();
         assert_eq!(r.value, Value::String("/srv/a/b".into()));
     }
@@ -604,7 +632,9 @@ mod tests {
             .map(|r| r.id)
             .collect();
         assert_eq!(own, vec![KEY_TYPE_ID, 6016]);
-        let all = t.enum_data(&p("/LM/W3SVC/1/ROOT"), GetMode::Inherited).unwrap();
+        let all = t
+            .enum_data(&p("/LM/W3SVC/1/ROOT"), GetMode::Inherited)
+            .unwrap();
         let ids: Vec<(u32, bool)> = all.iter().map(|r| (r.id, r.inherited)).collect();
         // KeyType is never inherited (not INHERIT); ServerComment from the
         // site, DefaultDoc from the service, AccessFlags own.

@@ -130,7 +130,7 @@ impl Value {
     /// a well-formed value of `data_type`.
     pub fn from_wire_bytes(data_type: DataType, bytes: &[u8]) -> Option<Value> {
         fn utf16_units(bytes: &[u8]) -> Option<Vec<u16>> {
-            if bytes.len() % 2 != 0 {
+            if !bytes.len().is_multiple_of(2) {
                 return None;
             }
             Some(
@@ -319,10 +319,7 @@ impl fmt::Display for UserType {
 /// Parses a decimal or `0x`-prefixed hexadecimal DWORD.
 pub fn parse_u32(text: &str) -> Option<u32> {
     let text = text.trim();
-    if let Some(hex) = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-    {
+    if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         u32::from_str_radix(hex, 16).ok()
     } else if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         text.parse().ok()

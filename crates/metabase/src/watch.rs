@@ -78,7 +78,11 @@ impl MetabaseFiles {
     pub fn check_for_edit(&self) -> Result<EditOutcome> {
         let lm = MbPath::parse("/LM")?;
         let snapshot = self.metabase.snapshot();
-        if snapshot.effective_dword(&lm, ids::ENABLE_EDIT_WHILE_RUNNING).unwrap_or(0) != 1 {
+        if snapshot
+            .effective_dword(&lm, ids::ENABLE_EDIT_WHILE_RUNNING)
+            .unwrap_or(0)
+            != 1
+        {
             return Ok(EditOutcome::Disabled);
         }
         let path = &self.location.metabase;
@@ -115,8 +119,9 @@ impl MetabaseFiles {
             }
         }
         let parsed = (|| {
-            let text = std::str::from_utf8(&bytes)
-                .map_err(|_| Error::InvalidArgument(format!("{}: the file is not UTF-8", path.display())))?;
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                Error::InvalidArgument(format!("{}: the file is not UTF-8", path.display()))
+            })?;
             let schema_changed = std::fs::read(&self.location.schema)
                 .ok()
                 .map(|b| digest(&b))
@@ -129,7 +134,10 @@ impl MetabaseFiles {
             let key = lock_state(&self.disk).key.clone();
             let doc = parse_metabase(text, &path.display().to_string(), &schema, key.as_ref())?;
             if doc.root.child("LM").is_none() {
-                return Err(Error::InvalidArgument(format!("{}: the edit removed /LM", path.display())));
+                return Err(Error::InvalidArgument(format!(
+                    "{}: the edit removed /LM",
+                    path.display()
+                )));
             }
             Ok((text.to_string(), doc, schema))
         })();
@@ -153,9 +161,7 @@ impl MetabaseFiles {
                     t.replace_subtree(&MbPath::root(), root)
                 });
                 let leftover = lock_state(&self.disk).adopt.take();
-                if let Err(e) = result {
-                    return Err(e);
-                }
+                result?;
                 if let Some(adopt) = leftover {
                     // Nothing that matters changed (formatting only).
                     let mut disk = lock_state(&self.disk);
@@ -254,8 +260,15 @@ mod tests {
         let (dir, files) = service();
         let rx = files.metabase().subscribe();
         assert_eq!(files.check_for_edit().unwrap(), EditOutcome::Unchanged);
-        edit(dir.path(), "ServerComment=\"Default Web Site\"", "ServerComment=\"Edited by hand\"");
-        assert_eq!(files.check_for_edit().unwrap(), EditOutcome::Applied { keys_changed: 1 });
+        edit(
+            dir.path(),
+            "ServerComment=\"Default Web Site\"",
+            "ServerComment=\"Edited by hand\"",
+        );
+        assert_eq!(
+            files.check_for_edit().unwrap(),
+            EditOutcome::Applied { keys_changed: 1 }
+        );
         let s = files.metabase().snapshot();
         assert_eq!(
             s.get(&p("/LM/W3SVC/1"), 1015, GetMode::Own).unwrap().value,
@@ -275,7 +288,13 @@ mod tests {
         assert_eq!(files.check_for_edit().unwrap(), EditOutcome::Unchanged);
         files
             .metabase()
-            .write(|t| t.set_text(&p("/LM/W3SVC/1"), "ServerComment", &["by the service".to_string()]))
+            .write(|t| {
+                t.set_text(
+                    &p("/LM/W3SVC/1"),
+                    "ServerComment",
+                    &["by the service".to_string()],
+                )
+            })
             .unwrap();
         assert_eq!(files.check_for_edit().unwrap(), EditOutcome::Unchanged);
         let on_disk = std::fs::read_to_string(dir.path().join("MetaBase.xml")).unwrap();
@@ -287,7 +306,11 @@ mod tests {
         let (dir, files) = service();
         let rx = files.metabase().subscribe();
         // AppPoolQueueLength 5 is below its range (10 to 65535).
-        edit(dir.path(), "AppPoolQueueLength=\"1000\"", "AppPoolQueueLength=\"5\"");
+        edit(
+            dir.path(),
+            "AppPoolQueueLength=\"1000\"",
+            "AppPoolQueueLength=\"5\"",
+        );
         let broken = std::fs::read_to_string(dir.path().join("MetaBase.xml")).unwrap();
         let outcome = files.check_for_edit().unwrap();
         let EditOutcome::Rejected { error, saved_as } = outcome else {
@@ -299,14 +322,27 @@ mod tests {
         // The running configuration is unchanged and back on disk.
         assert!(rx.try_recv().is_err());
         let s = files.metabase().snapshot();
-        assert_eq!(s.effective_dword(&p("/LM/W3SVC/AppPools"), 9017), Some(1000));
+        assert_eq!(
+            s.effective_dword(&p("/LM/W3SVC/AppPools"), 9017),
+            Some(1000)
+        );
         let on_disk = std::fs::read_to_string(dir.path().join("MetaBase.xml")).unwrap();
         assert!(on_disk.contains("AppPoolQueueLength=\"1000\""));
         assert_eq!(files.check_for_edit().unwrap(), EditOutcome::Unchanged);
         // Malformed XML likewise.
-        std::fs::write(dir.path().join("MetaBase.xml"), "<configuration><MBProperty>").unwrap();
-        assert!(matches!(files.check_for_edit().unwrap(), EditOutcome::Rejected { .. }));
-        assert!(dir.path().join("History/MetaBaseError_0000000001.xml").exists());
+        std::fs::write(
+            dir.path().join("MetaBase.xml"),
+            "<configuration><MBProperty>",
+        )
+        .unwrap();
+        assert!(matches!(
+            files.check_for_edit().unwrap(),
+            EditOutcome::Rejected { .. }
+        ));
+        assert!(dir
+            .path()
+            .join("History/MetaBaseError_0000000001.xml")
+            .exists());
     }
 
     #[test]
@@ -316,7 +352,11 @@ mod tests {
             .metabase()
             .write(|t| t.set_text(&p("/LM"), "EnableEditWhileRunning", &["0".to_string()]))
             .unwrap();
-        edit(dir.path(), "ServerComment=\"Default Web Site\"", "ServerComment=\"ignored\"");
+        edit(
+            dir.path(),
+            "ServerComment=\"Default Web Site\"",
+            "ServerComment=\"ignored\"",
+        );
         assert_eq!(files.check_for_edit().unwrap(), EditOutcome::Disabled);
     }
 
@@ -325,8 +365,14 @@ mod tests {
         let (dir, files) = service();
         let rx = files.metabase().subscribe();
         let _watcher = files.watch_edits(Duration::from_millis(50));
-        edit(dir.path(), "ServerComment=\"Default Web Site\"", "ServerComment=\"from the thread\"");
-        let batch = rx.recv_timeout(Duration::from_secs(20)).expect("the edit was not applied");
+        edit(
+            dir.path(),
+            "ServerComment=\"Default Web Site\"",
+            "ServerComment=\"from the thread\"",
+        );
+        let batch = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the edit was not applied");
         assert_eq!(batch.origin.as_deref(), Some(ORIGIN_EDIT));
     }
 }

@@ -10,8 +10,14 @@ pub(crate) fn error_at(file: &str, text: &str, offset: usize, message: impl Into
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     Error::Parse {
         file: file.to_string(),
         line,
@@ -80,10 +86,9 @@ pub(crate) fn escape_attr(text: &str, out: &mut String) {
 
 /// Characters XML 1.0 cannot carry at all, not even as references.
 pub(crate) fn check_xml_chars(text: &str) -> Result<(), String> {
-    match text
-        .chars()
-        .find(|&c| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}')
-    {
+    match text.chars().find(|&c| {
+        (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{FFFE}' || c == '\u{FFFF}'
+    }) {
         Some(c) => Err(format!(
             "character U+{:04X} cannot be stored in an XML file",
             c as u32

@@ -5,11 +5,18 @@
 use std::path::Path;
 
 fn corpus(name: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(name);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
         .collect();
     files.sort();
     assert!(files.len() >= 5, "the {name} corpus is missing");
@@ -29,7 +36,11 @@ fn mutations(data: &[u8], count: usize, mut seed: u64) -> Vec<Vec<u8>> {
         .map(|_| {
             let mut m = data.to_vec();
             for _ in 0..(next() % 3 + 1) {
-                let i = if m.is_empty() { 0 } else { (next() as usize) % m.len() };
+                let i = if m.is_empty() {
+                    0
+                } else {
+                    (next() as usize) % m.len()
+                };
                 match next() % 4 {
                     0 if !m.is_empty() => m[i] = BYTES[(next() as usize) % BYTES.len()],
                     1 if !m.is_empty() => {

@@ -27,7 +27,10 @@ fn reads_the_iis_format() {
     let doc = parse(FIXTURE).unwrap();
     assert_eq!(doc.global.change_number, 42);
     assert_eq!(doc.global.history_major, 7);
-    assert_eq!(doc.global.extra, vec![("SessionKey".to_string(), "0011aabb".to_string())]);
+    assert_eq!(
+        doc.global.extra,
+        vec![("SessionKey".to_string(), "0011aabb".to_string())]
+    );
     let t = tree(&doc);
     assert_eq!(t.key(&p("/LM/W3SVC/1")).unwrap().key_type(), "IIsWebServer");
     let get = |path: &str, id: u32| t.get(&p(path), id, GetMode::Own).unwrap().value;
@@ -45,15 +48,23 @@ fn reads_the_iis_format() {
     );
     assert_eq!(
         get("/LM/W3SVC", 6004),
-        Value::MultiSz(vec!["X-Powered-By: inetsrv".into(), "X-Frame-Options: DENY".into()])
+        Value::MultiSz(vec![
+            "X-Powered-By: inetsrv".into(),
+            "X-Frame-Options: DENY".into()
+        ])
     );
     // Custom data outside the schema, with its own name and attributes.
     let custom = t.key(&p("/LM/W3SVC")).unwrap().property(70001).unwrap();
     assert_eq!(custom.custom_name.as_deref(), Some("VendorCounter"));
     assert_eq!(custom.user_type, UserType::FILE);
     assert!(custom.is_inheritable());
-    let r = t.get(&p("/LM/W3SVC/1/ROOT"), 70001, GetMode::Inherited).unwrap();
-    assert_eq!((r.value, r.name.as_str()), (Value::Dword(65535), "VendorCounter"));
+    let r = t
+        .get(&p("/LM/W3SVC/1/ROOT"), 70001, GetMode::Inherited)
+        .unwrap();
+    assert_eq!(
+        (r.value, r.name.as_str()),
+        (Value::Dword(65535), "VendorCounter")
+    );
     // Unknown key type and attribute are kept, with warnings.
     assert_eq!(t.key(&p("/LM/Vendor")).unwrap().key_type(), "VendorWidget");
     assert!(doc.warnings.iter().any(|w| w.contains("FutureSetting")));
@@ -79,10 +90,15 @@ fn round_trip_keeps_everything() {
     assert!(written.contains("ServerBindings=\":80:\n\t\t\t127.0.0.1:8080:www.example.com\""));
     assert!(written.contains("<IIsWebServer\tLocation =\"/LM/W3SVC/1\"\n"));
     let again = parse(&written).unwrap();
-    assert_eq!(write(&again, None), written, "a second round trip changes nothing");
+    assert_eq!(
+        write(&again, None),
+        written,
+        "a second round trip changes nothing"
+    );
     let (a, b) = (tree(&doc), tree(&again));
     let mut paths = Vec::new();
-    a.walk(&MbPath::root(), |path, _| paths.push(path.clone())).unwrap();
+    a.walk(&MbPath::root(), |path, _| paths.push(path.clone()))
+        .unwrap();
     assert_eq!(paths.len(), 9);
     for path in paths {
         let ka = a.key(&path).unwrap();
@@ -98,10 +114,14 @@ fn attributes_sorted_as_iis_sorts_them() {
     let doc = parse(FIXTURE).unwrap();
     let written = write(&doc, None);
     let service = &written[written.find("<IIsWebService").unwrap()..];
-    let order: Vec<&str> = ["AuthFlags", "DefaultDoc", "DirBrowseFlags", "FutureSetting", "HttpCustomHeaders", "ServerComment"]
-        .iter()
-        .map(|name| *name)
-        .collect();
+    let order = [
+        "AuthFlags",
+        "DefaultDoc",
+        "DirBrowseFlags",
+        "FutureSetting",
+        "HttpCustomHeaders",
+        "ServerComment",
+    ];
     let positions: Vec<usize> = order
         .iter()
         .map(|n| service.find(&format!("\t\t{n}=")).unwrap())
@@ -115,7 +135,8 @@ fn volatile_data_is_not_written() {
     let mut root = (*doc.root).clone();
     let site = slot(&mut root, &p("/LM/W3SVC/1"));
     let schema = Schema::standard();
-    site.props.insert(1016, Property::from_schema(&schema, 1016, Value::Dword(2))); // ServerState
+    site.props
+        .insert(1016, Property::from_schema(&schema, 1016, Value::Dword(2))); // ServerState
     let doc = Document::new(Arc::new(root), doc.global.clone());
     let written = write(&doc, None);
     assert!(!written.contains("ServerState"));
@@ -174,7 +195,10 @@ fn multisz_edge_cases() {
         6004,
         Property::from_schema(&schema, 6004, Value::MultiSz(tricky.clone())),
     );
-    site.props.insert(1023, Property::from_schema(&schema, 1023, Value::MultiSz(vec![])));
+    site.props.insert(
+        1023,
+        Property::from_schema(&schema, 1023, Value::MultiSz(vec![])),
+    );
     let doc = Document::new(Arc::new(root), doc.global.clone());
     let again = parse(&write(&doc, None)).unwrap();
     let t = tree(&again);
@@ -204,7 +228,10 @@ fn secure_data_is_sealed_at_rest() {
     // The right key reads it back.
     let back = parse_metabase(&written, "m", &Schema::standard(), Some(&key)).unwrap();
     assert_eq!(
-        tree(&back).get(&p("/LM/W3SVC/1"), 6021, GetMode::Own).unwrap().value,
+        tree(&back)
+            .get(&p("/LM/W3SVC/1"), 6021, GetMode::Own)
+            .unwrap()
+            .value,
         Value::String("typed in clear".into())
     );
     // Another machine's key cannot, but keeps the sealed text unchanged.
@@ -244,14 +271,26 @@ fn parse_error(text: &str) -> (usize, String) {
 
 #[test]
 fn rejections_name_line_and_property() {
-    let (line, msg) = parse_error(&FIXTURE.replace("AppPoolQueueLength=\"1000\"", "AppPoolQueueLength=\"9\""));
-    assert!(msg.contains("AppPoolQueueLength") && msg.contains("out of range"), "{msg}");
+    let (line, msg) =
+        parse_error(&FIXTURE.replace("AppPoolQueueLength=\"1000\"", "AppPoolQueueLength=\"9\""));
+    assert!(
+        msg.contains("AppPoolQueueLength") && msg.contains("out of range"),
+        "{msg}"
+    );
     assert_eq!(line, 65, "the attribute's own line");
-    let (_, msg) = parse_error(&FIXTURE.replace("PeriodicRestartTime=\"1740\"", "PeriodicRestartTime=\"soon\""));
-    assert!(msg.contains("PeriodicRestartTime") && msg.contains("not a DWORD"), "{msg}");
-    let (_, msg) = parse_error(&FIXTURE.replace("AccessRead | AccessScript", "AccessRead | AccessEverything"));
+    let (_, msg) = parse_error(&FIXTURE.replace(
+        "PeriodicRestartTime=\"1740\"",
+        "PeriodicRestartTime=\"soon\"",
+    ));
+    assert!(
+        msg.contains("PeriodicRestartTime") && msg.contains("not a DWORD"),
+        "{msg}"
+    );
+    let (_, msg) =
+        parse_error(&FIXTURE.replace("AccessRead | AccessScript", "AccessRead | AccessEverything"));
     assert!(msg.contains("AccessEverything"), "{msg}");
-    let (_, msg) = parse_error(&FIXTURE.replace("ServerAutoStart=\"TRUE\"", "ServerAutoStart=\"perhaps\""));
+    let (_, msg) =
+        parse_error(&FIXTURE.replace("ServerAutoStart=\"TRUE\"", "ServerAutoStart=\"perhaps\""));
     assert!(msg.contains("ServerAutoStart"), "{msg}");
     let (line, msg) = parse_error(&FIXTURE.replace(
         "Location =\"/LM/W3SVC/AppPools/DefaultAppPool\"",
@@ -259,7 +298,8 @@ fn rejections_name_line_and_property() {
     ));
     assert!(msg.contains("appears twice"), "{msg}");
     assert_eq!(line, 69);
-    let (_, msg) = parse_error(&FIXTURE.replace("<IIsWebServer\tLocation =\"/LM/W3SVC/1\"", "<IIsWebServer"));
+    let (_, msg) =
+        parse_error(&FIXTURE.replace("<IIsWebServer\tLocation =\"/LM/W3SVC/1\"", "<IIsWebServer"));
     assert!(msg.contains("no Location"), "{msg}");
     let (_, msg) = parse_error(&FIXTURE.replace("/LM/W3SVC/1/ROOT/images", "/LM/W3SVC/../x"));
     assert!(msg.contains("invalid path"), "{msg}");

@@ -11,28 +11,60 @@ fn args(a: &[&str]) -> Vec<String> {
 }
 
 fn set(files: &MetabaseFiles, path: &str, prop: &str, value: &[&str]) -> Result<()> {
-    files.metabase().write(|t| t.set_text(&p(path), prop, &args(value)))
+    files
+        .metabase()
+        .write(|t| t.set_text(&p(path), prop, &args(value)))
 }
 
 #[test]
 fn a_fresh_state_dir_gets_the_default_metabase() {
     let dir = tempfile::tempdir().unwrap();
     let files = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).unwrap();
-    for f in ["MetaBase.xml", "MBSchema.xml", "wwwroot/iisstart.htm", "logs/W3SVC1", "logs/HTTPERR", "History", "MetaBack"] {
+    for f in [
+        "MetaBase.xml",
+        "MBSchema.xml",
+        "wwwroot/iisstart.htm",
+        "logs/W3SVC1",
+        "logs/HTTPERR",
+        "History",
+        "MetaBack",
+    ] {
         assert!(dir.path().join(f).exists(), "{f}");
     }
-    assert!(files.load_warnings().is_empty(), "{:?}", files.load_warnings());
+    assert!(
+        files.load_warnings().is_empty(),
+        "{:?}",
+        files.load_warnings()
+    );
     let s = files.metabase().snapshot();
     let get = |path: &str, id| s.get(&p(path), id, GetMode::Inherited).unwrap().value;
-    assert_eq!(get("/LM/W3SVC/1", 1015), Value::String("Default Web Site".into()));
-    assert_eq!(get("/LM/W3SVC/1", 1023), Value::MultiSz(vec![":8080:".into()]));
+    assert_eq!(
+        get("/LM/W3SVC/1", 1015),
+        Value::String("Default Web Site".into())
+    );
+    assert_eq!(
+        get("/LM/W3SVC/1", 1023),
+        Value::MultiSz(vec![":8080:".into()])
+    );
     let www = std::path::absolute(dir.path().join("wwwroot")).unwrap();
-    assert_eq!(get("/LM/W3SVC/1/ROOT", 3001), Value::String(www.display().to_string()));
-    assert_eq!(get("/LM/W3SVC/1/ROOT", 9101), Value::String("DefaultAppPool".into()));
+    assert_eq!(
+        get("/LM/W3SVC/1/ROOT", 3001),
+        Value::String(www.display().to_string())
+    );
+    assert_eq!(
+        get("/LM/W3SVC/1/ROOT", 9101),
+        Value::String("DefaultAppPool".into())
+    );
     assert!(s.exists(&p("/LM/W3SVC/AppPools/DefaultAppPool")));
-    assert_eq!(s.key(&p("/LM/W3SVC/AppPools")).unwrap().key_type(), "IIsApplicationPools");
+    assert_eq!(
+        s.key(&p("/LM/W3SVC/AppPools")).unwrap().key_type(),
+        "IIsApplicationPools"
+    );
     let mime = get("/LM/MimeMap", 6015);
-    assert!(mime.as_multi_sz().unwrap().contains(&".html,text/html".to_string()));
+    assert!(mime
+        .as_multi_sz()
+        .unwrap()
+        .contains(&".html,text/html".to_string()));
     assert_eq!(files.history().unwrap().len(), 1);
 }
 
@@ -41,7 +73,13 @@ fn writes_are_durable_and_reopen_identically() {
     let dir = tempfile::tempdir().unwrap();
     {
         let files = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).unwrap();
-        set(&files, "/LM/W3SVC/1", "ServerComment", &["Renamed & <escaped>"]).unwrap();
+        set(
+            &files,
+            "/LM/W3SVC/1",
+            "ServerComment",
+            &["Renamed & <escaped>"],
+        )
+        .unwrap();
         files
             .metabase()
             .write(|t| {
@@ -60,7 +98,10 @@ fn writes_are_durable_and_reopen_identically() {
         s.get(&p("/LM/W3SVC/1"), 1015, GetMode::Own).unwrap().value,
         Value::String("Renamed & <escaped>".into())
     );
-    assert_eq!(s.key(&p("/LM/W3SVC/1/ROOT/app")).unwrap().key_type(), "IIsWebVirtualDir");
+    assert_eq!(
+        s.key(&p("/LM/W3SVC/1/ROOT/app")).unwrap().key_type(),
+        "IIsWebVirtualDir"
+    );
     assert_eq!(s.change_number(), 2);
     // No temporary files are left behind.
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
@@ -84,7 +125,12 @@ fn history_keeps_max_history_files_and_restores() {
     assert_eq!(versions, vec![(5, 0), (6, 0), (7, 0)]);
     for e in &history {
         assert!(e.schema_file.exists());
-        let name = e.metabase_file.file_name().unwrap().to_string_lossy().into_owned();
+        let name = e
+            .metabase_file
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         assert_eq!(name, format!("MetaBase_{:010}_0000000000.xml", e.major));
     }
     let schema_files = std::fs::read_dir(dir.path().join("History"))
@@ -97,7 +143,10 @@ fn history_keeps_max_history_files_and_restores() {
     let rx = files.metabase().subscribe();
     files.restore_history(5, None).unwrap();
     let s = files.metabase().snapshot();
-    assert_eq!(s.get(&p("/LM/W3SVC/1"), 1015, GetMode::Own).unwrap().value, Value::String("v2".into()));
+    assert_eq!(
+        s.get(&p("/LM/W3SVC/1"), 1015, GetMode::Own).unwrap().value,
+        Value::String("v2".into())
+    );
     let batch = rx.try_recv().unwrap();
     assert_eq!(batch.origin.as_deref(), Some("history-restore"));
     assert_eq!(batch.changes.len(), 1, "only the changed key is reported");
@@ -122,21 +171,32 @@ fn secure_values_are_encrypted_at_rest() {
         let files = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).unwrap();
         set(&files, "/LM/W3SVC", "AnonymousUserPass", &["hunter2"]).unwrap();
     }
-    for file in ["MetaBase.xml"] {
-        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
-        assert!(!text.contains("hunter2"), "{file} holds the password in clear");
-        assert!(text.contains("AnonymousUserPass=\"49535631"));
-    }
-    for e in std::fs::read_dir(dir.path().join("History")).unwrap().flatten() {
-        assert!(!std::fs::read_to_string(e.path()).unwrap().contains("hunter2"));
+    let text = std::fs::read_to_string(dir.path().join("MetaBase.xml")).unwrap();
+    assert!(
+        !text.contains("hunter2"),
+        "MetaBase.xml holds the password in clear"
+    );
+    assert!(text.contains("AnonymousUserPass=\"49535631"));
+    for e in std::fs::read_dir(dir.path().join("History"))
+        .unwrap()
+        .flatten()
+    {
+        assert!(!std::fs::read_to_string(e.path())
+            .unwrap()
+            .contains("hunter2"));
     }
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("MetaBase.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.path().join("MetaBase.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let files = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).unwrap();
     let s = files.metabase().snapshot();
     assert_eq!(
-        s.get(&p("/LM/W3SVC/1/ROOT"), 6021, GetMode::Inherited).unwrap().value,
+        s.get(&p("/LM/W3SVC/1/ROOT"), 6021, GetMode::Inherited)
+            .unwrap()
+            .value,
         Value::String("hunter2".into())
     );
 }
@@ -151,8 +211,14 @@ fn another_writers_change_is_never_overwritten() {
     let err = set(&b, "/LM/W3SVC/1", "ServerComment", &["from b"]).unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
     // b's store did not take the change either; the file holds a's.
-    assert!(b.metabase().snapshot().get(&p("/LM/W3SVC/1"), 1015, GetMode::Own).unwrap().value
-        == Value::String("Default Web Site".into()));
+    assert!(
+        b.metabase()
+            .snapshot()
+            .get(&p("/LM/W3SVC/1"), 1015, GetMode::Own)
+            .unwrap()
+            .value
+            == Value::String("Default Web Site".into())
+    );
     let text = std::fs::read_to_string(dir.path().join("MetaBase.xml")).unwrap();
     assert!(text.contains("from a") && !text.contains("from b"));
 }
@@ -167,7 +233,12 @@ fn an_exclusive_open_makes_other_writers_wait() {
     let waiter = std::thread::spawn(move || {
         let second = MetabaseFiles::open_state_dir(&path, LockMode::Exclusive).unwrap();
         let was_released = flag.load(std::sync::atomic::Ordering::SeqCst);
-        let comment = second.metabase().snapshot().get(&p("/LM/W3SVC/1"), 1015, GetMode::Own).unwrap().value;
+        let comment = second
+            .metabase()
+            .snapshot()
+            .get(&p("/LM/W3SVC/1"), 1015, GetMode::Own)
+            .unwrap()
+            .value;
         (was_released, comment)
     });
     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -175,8 +246,15 @@ fn an_exclusive_open_makes_other_writers_wait() {
     released.store(true, std::sync::atomic::Ordering::SeqCst);
     drop(first);
     let (was_released, comment) = waiter.join().unwrap();
-    assert!(was_released, "the second writer opened before the first let go");
-    assert_eq!(comment, Value::String("first".into()), "and it saw the first writer's change");
+    assert!(
+        was_released,
+        "the second writer opened before the first let go"
+    );
+    assert_eq!(
+        comment,
+        Value::String("first".into()),
+        "and it saw the first writer's change"
+    );
 }
 
 #[test]
@@ -188,9 +266,14 @@ fn a_corrupt_file_is_refused_and_left_alone() {
         .unwrap()
         .replace("ServerAutoStart=\"TRUE\"", "ServerAutoStart=\"sometimes\"");
     std::fs::write(&file, &broken).unwrap();
-    let err = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).err().unwrap();
+    let err = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive)
+        .err()
+        .unwrap();
     let msg = err.to_string();
-    assert!(msg.contains("MetaBase.xml:") && msg.contains("ServerAutoStart"), "{msg}");
+    assert!(
+        msg.contains("MetaBase.xml:") && msg.contains("ServerAutoStart"),
+        "{msg}"
+    );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), broken);
     // A file that is not UTF-8 is refused too.
     std::fs::write(&file, b"\xff\xfe<configuration/>").unwrap();
@@ -207,10 +290,21 @@ fn schema_extensions_are_persisted_to_mbschema() {
             .write(|t| {
                 t.extend_schema(|s| {
                     s.add_property(
-                        crate::PropertyDef::custom(70000, "IIsWebCustomer", crate::DataType::String, crate::UserType::SERVER, crate::Attributes::INHERIT),
+                        crate::PropertyDef::custom(
+                            70000,
+                            "IIsWebCustomer",
+                            crate::DataType::String,
+                            crate::UserType::SERVER,
+                            crate::Attributes::INHERIT,
+                        ),
                         &["IIsWebServer".into()],
                     )?;
-                    s.add_class("MySiteSettings", vec![], &["IIsWebServer".into()], &["IIsWebCustomer".into()])
+                    s.add_class(
+                        "MySiteSettings",
+                        vec![],
+                        &["IIsWebServer".into()],
+                        &["IIsWebCustomer".into()],
+                    )
                 })?;
                 t.set_text(&p("/LM/W3SVC/1"), "IIsWebCustomer", &args(&["Contoso"]))?;
                 t.create_key(&p("/LM/W3SVC/1/Mine"), "MySiteSettings")
@@ -225,6 +319,12 @@ fn schema_extensions_are_persisted_to_mbschema() {
     assert!(metabase_text.contains("<MySiteSettings\tLocation =\"/LM/W3SVC/1/Mine\""));
     let files = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).unwrap();
     let s = files.metabase().snapshot();
-    assert!(s.schema().may_contain("IIsWebServer", "MySiteSettings").is_ok());
-    assert_eq!(s.get(&p("/LM/W3SVC/1"), 70000, GetMode::Own).unwrap().name, "IIsWebCustomer");
+    assert!(s
+        .schema()
+        .may_contain("IIsWebServer", "MySiteSettings")
+        .is_ok());
+    assert_eq!(
+        s.get(&p("/LM/W3SVC/1"), 70000, GetMode::Own).unwrap().name,
+        "IIsWebCustomer"
+    );
 }

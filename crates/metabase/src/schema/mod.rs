@@ -223,9 +223,7 @@ impl PropertyDef {
             (SchemaType::Bool, Value::Dword(v)) => {
                 if *v != 0 { "TRUE" } else { "FALSE" }.to_string()
             }
-            (SchemaType::Dword, Value::Dword(v)) if !self.flags.is_empty() => {
-                self.format_flags(*v)
-            }
+            (SchemaType::Dword, Value::Dword(v)) if !self.flags.is_empty() => self.format_flags(*v),
             (_, value) => format_plain(value),
         }
     }
@@ -360,7 +358,10 @@ impl ClassDef {
             container_class_list,
             properties: Vec::new(),
             extra: vec![
-                ("MetaFlagsEx".into(), "NOTABLESCHEMAHEAPENTRY | CONTAINERCLASS".into()),
+                (
+                    "MetaFlagsEx".into(),
+                    "NOTABLESCHEMAHEAPENTRY | CONTAINERCLASS".into(),
+                ),
                 ("MetaFlags".into(), "HASUNKNOWNSIZES".into()),
                 ("InheritsPropertiesFrom".into(), "MetabaseBaseClass".into()),
             ],
@@ -476,7 +477,8 @@ impl Schema {
         }
         let allowed = self.resolve_class_props(&class)?;
         self.class_index.insert(lower, self.classes.len());
-        self.class_exact_index.insert(class.name.clone(), self.classes.len());
+        self.class_exact_index
+            .insert(class.name.clone(), self.classes.len());
         self.classes.push(class);
         self.class_props.push(allowed);
         Ok(())
@@ -485,12 +487,15 @@ impl Schema {
     fn resolve_class_props(&self, class: &ClassDef) -> Result<HashSet<u32>> {
         let mut allowed = HashSet::new();
         for p in class.properties.iter().filter(|p| p.is_reference) {
-            let id = self.by_name.get(&p.name.to_ascii_lowercase()).ok_or_else(|| {
-                Error::Schema(format!(
-                    "class {} lists property {}, which is not defined",
-                    class.name, p.name
-                ))
-            })?;
+            let id = self
+                .by_name
+                .get(&p.name.to_ascii_lowercase())
+                .ok_or_else(|| {
+                    Error::Schema(format!(
+                        "class {} lists property {}, which is not defined",
+                        class.name, p.name
+                    ))
+                })?;
             allowed.insert(*id);
         }
         Ok(allowed)
@@ -561,7 +566,8 @@ impl Schema {
     }
 
     fn is_generic(key_type: &str) -> bool {
-        key_type.eq_ignore_ascii_case(GENERIC_KEY_TYPE) || key_type.eq_ignore_ascii_case(GENERIC_CHILD)
+        key_type.eq_ignore_ascii_case(GENERIC_KEY_TYPE)
+            || key_type.eq_ignore_ascii_case(GENERIC_CHILD)
     }
 
     /// Whether a key of `key_type` may carry property `id`. Generic keys,
@@ -732,7 +738,10 @@ impl Schema {
 fn validate_identifier(name: &str, what: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 256
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ok {
         Ok(())
@@ -761,7 +770,11 @@ mod tests {
             let def = s.property_by_name(name).unwrap_or_else(|| panic!("{name}"));
             assert_eq!(def.id, id, "{name}");
             assert_eq!(def.schema_type, ty, "{name}");
-            assert_eq!(def.attributes.contains(Attributes::INHERIT), inherit, "{name}");
+            assert_eq!(
+                def.attributes.contains(Attributes::INHERIT),
+                inherit,
+                "{name}"
+            );
         };
         check("ServerBindings", 1023, SchemaType::MultiSz, false);
         check("ServerComment", 1015, SchemaType::String, true);
@@ -790,8 +803,14 @@ mod tests {
             access.parse_text("AccessRead | AccessScript").unwrap(),
             Value::Dword(0x201)
         );
-        assert_eq!(access.format_text(&Value::Dword(0x201)), "AccessRead | AccessScript");
-        assert_eq!(access.parse_text("accessread,0x200").unwrap(), Value::Dword(0x201));
+        assert_eq!(
+            access.format_text(&Value::Dword(0x201)),
+            "AccessRead | AccessScript"
+        );
+        assert_eq!(
+            access.parse_text("accessread,0x200").unwrap(),
+            Value::Dword(0x201)
+        );
         assert!(access.parse_text("AccessBogus").is_err());
         assert_eq!(access.format_text(&Value::Dword(0)), "0");
         let (def, bit) = s.flag_by_name("AccessWrite").unwrap();
@@ -825,13 +844,22 @@ mod tests {
         assert!(s.may_contain("IIsWebService", "IIsWebServer").is_ok());
         assert!(s.may_contain("IIsWebServer", "IIsWebVirtualDir").is_ok());
         assert!(s.may_contain("IIsWebVirtualDir", "IIsWebDirectory").is_ok());
-        assert!(s.may_contain("IIsApplicationPools", "IIsApplicationPool").is_ok());
-        let refused = s.may_contain("IIsApplicationPools", "IIsWebServer").unwrap_err();
+        assert!(s
+            .may_contain("IIsApplicationPools", "IIsApplicationPool")
+            .is_ok());
+        let refused = s
+            .may_contain("IIsApplicationPools", "IIsWebServer")
+            .unwrap_err();
         assert_eq!(refused, "IIsApplicationPool");
-        assert_eq!(s.may_contain("IIsWebFile", "IIsWebFile").unwrap_err(), "nothing");
+        assert_eq!(
+            s.may_contain("IIsWebFile", "IIsWebFile").unwrap_err(),
+            "nothing"
+        );
         // The generic key type goes where IIsObject is listed.
         assert!(s.may_contain("IIsWebVirtualDir", "IIsConfigObject").is_ok());
-        assert!(s.may_contain("IIsApplicationPools", "IIsConfigObject").is_err());
+        assert!(s
+            .may_contain("IIsApplicationPools", "IIsConfigObject")
+            .is_err());
         let bindings = s.property_by_name("ServerBindings").unwrap().id;
         assert!(s.property_allowed("IIsWebServer", bindings));
         assert!(!s.property_allowed("IIsWebVirtualDir", bindings));
@@ -852,7 +880,8 @@ mod tests {
             UserType::SERVER,
             Attributes::INHERIT,
         );
-        s.add_property(def.clone(), &["IIsWebServer".into()]).unwrap();
+        s.add_property(def.clone(), &["IIsWebServer".into()])
+            .unwrap();
         assert!(s.property_allowed("IIsWebServer", 70000));
         assert!(!s.property_allowed("IIsWebVirtualDir", 70000));
         assert!(s.add_property(def.clone(), &[]).is_err(), "duplicate ID");
@@ -875,9 +904,7 @@ mod tests {
         assert!(s.may_contain("MySiteSettings", "IIsWebServer").is_err());
         assert!(s.property_allowed("MySiteSettings", 70000));
         assert!(!s.property_allowed("MySiteSettings", 1023));
-        assert!(s
-            .add_class("MySiteSettings", vec![], &[], &[])
-            .is_err());
+        assert!(s.add_class("MySiteSettings", vec![], &[], &[]).is_err());
         assert!(s
             .add_class("Other", vec![], &["NoSuchClass".into()], &[])
             .is_err());

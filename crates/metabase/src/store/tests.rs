@@ -36,19 +36,30 @@ fn the_seed_example_server_bindings() {
         .unwrap_err();
     assert!(matches!(err, Error::PropertyNotAllowed { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("/LM/W3SVC/1/ROOT") && msg.contains("ServerBindings") && msg.contains("IIsWebVirtualDir"), "{msg}");
+    assert!(
+        msg.contains("/LM/W3SVC/1/ROOT")
+            && msg.contains("ServerBindings")
+            && msg.contains("IIsWebVirtualDir"),
+        "{msg}"
+    );
     // …nor on an application pool.
     mb.write(|t| t.create_key(&p("/LM/W3SVC/AppPools/P"), "IIsApplicationPool"))
         .unwrap();
     assert!(mb
-        .write(|t| t.set_text(&p("/LM/W3SVC/AppPools/P"), "ServerBindings", &text(&[":80:"])))
+        .write(|t| t.set_text(
+            &p("/LM/W3SVC/AppPools/P"),
+            "ServerBindings",
+            &text(&[":80:"])
+        ))
         .is_err());
     // Another writer changes it back; a reader sees the change.
     mb.write(|t| t.set_text(&p("/LM/W3SVC/1"), "1023", &text(&[":80:"])))
         .unwrap();
     let snap = mb.snapshot();
     assert_eq!(
-        snap.get(&p("/LM/W3SVC/1"), 1023, GetMode::Own).unwrap().value,
+        snap.get(&p("/LM/W3SVC/1"), 1023, GetMode::Own)
+            .unwrap()
+            .value,
         Value::MultiSz(vec![":80:".into()])
     );
 }
@@ -69,14 +80,23 @@ fn the_seed_example_addressed_as_a_class() {
     as_server("/LM/W3SVC/1", ":1080:").unwrap();
     let err = as_server("/LM/W3SVC", ":1080:").unwrap_err();
     assert!(matches!(err, Error::KeyTypeMismatch { .. }), "{err}");
-    assert_eq!(err.to_string(), "/LM/W3SVC: the key is of type IIsWebService, not IIsWebServer");
-    assert!(mb.snapshot().get(&p("/LM/W3SVC"), 1023, GetMode::Own).is_err());
+    assert_eq!(
+        err.to_string(),
+        "/LM/W3SVC: the key is of type IIsWebService, not IIsWebServer"
+    );
+    assert!(mb
+        .snapshot()
+        .get(&p("/LM/W3SVC"), 1023, GetMode::Own)
+        .is_err());
     mb.write(|t| t.set_text(&p("/LM/W3SVC/1"), "ServerBindings", &text(&[":80:"])))
         .unwrap();
     let seen = mb.snapshot();
-    seen.expect_key_type(&p("/LM/W3SVC/1"), "IIsWebServer").unwrap();
+    seen.expect_key_type(&p("/LM/W3SVC/1"), "IIsWebServer")
+        .unwrap();
     assert_eq!(
-        seen.get(&p("/LM/W3SVC/1"), 1023, GetMode::Own).unwrap().value,
+        seen.get(&p("/LM/W3SVC/1"), 1023, GetMode::Own)
+            .unwrap()
+            .value,
         Value::MultiSz(vec![":80:".into()])
     );
 }
@@ -85,29 +105,118 @@ fn the_seed_example_addressed_as_a_class() {
 fn every_validation_rejection_leaves_the_store_unchanged() {
     let mb = store();
     let before = mb.snapshot();
-    let attempts: Vec<(&str, Box<dyn Fn(&mut Txn) -> Result<()>>)> = vec![
-        ("wrong type", Box::new(|t| t.set(&p("/LM/W3SVC/1"), 1015, Value::Dword(1)))),
-        ("not a number", Box::new(|t| t.set_text(&p("/LM/W3SVC/AppPools"), "IdleTimeout", &text(&["soon"])))),
-        ("out of range", Box::new(|t| t.set_text(&p("/LM/W3SVC/AppPools"), "AppPoolQueueLength", &text(&["70000"])))),
-        ("bad flag", Box::new(|t| t.set_text(&p("/LM/W3SVC/1/ROOT"), "AccessFlags", &text(&["AccessEverything"])))),
-        ("bad bool", Box::new(|t| t.set_text(&p("/LM/W3SVC/1"), "ServerAutoStart", &text(&["maybe"])))),
-        ("unknown property", Box::new(|t| t.set_text(&p("/LM/W3SVC/1"), "NoSuchProperty", &text(&["x"])))),
-        ("not allowed on key type", Box::new(|t| t.set_text(&p("/LM/W3SVC/AppPools"), "Path", &text(&["/x"])))),
-        ("key type not allowed under parent", Box::new(|t| t.create_key(&p("/LM/W3SVC/AppPools/site"), "IIsWebServer"))),
-        ("unknown key type", Box::new(|t| t.create_key(&p("/LM/W3SVC/9"), "IIsWebSever"))),
-        ("parent missing", Box::new(|t| t.create_key(&p("/LM/W3SVC/9/ROOT"), "IIsWebVirtualDir"))),
-        ("key exists", Box::new(|t| t.create_key(&p("/lm/w3svc/1"), "IIsWebServer"))),
-        ("path missing", Box::new(|t| t.set_text(&p("/LM/W3SVC/7"), "ServerComment", &text(&["x"])))),
-        ("control character", Box::new(|t| t.set_text(&p("/LM/W3SVC/1"), "ServerComment", &text(&["a\u{1}b"])))),
-        ("read-only attribute", Box::new(|t| {
-            t.set_property(&p("/LM/W3SVC/1"), Property { attributes: Attributes::ISINHERITED, ..Property::from_schema(&Schema::standard(), 1015, Value::String("x".into())) })
-        })),
-        ("key type change not allowed", Box::new(|t| t.set_text(&p("/LM/W3SVC/1/ROOT"), "KeyType", &text(&["IIsApplicationPool"])))),
-        ("delete the root", Box::new(|t| t.delete_key(&MbPath::root()))),
-        ("delete missing data", Box::new(|t| t.delete_data(&p("/LM/W3SVC/1"), 1023))),
-        ("copy into itself", Box::new(|t| t.copy_key(&p("/LM/W3SVC/1"), &p("/LM/W3SVC/1/ROOT/x"), false, true))),
-        ("copy under a wrong parent", Box::new(|t| t.copy_key(&p("/LM/W3SVC/1"), &p("/LM/W3SVC/AppPools/1"), false, true))),
-        ("rename onto existing", Box::new(|t| t.rename_key(&p("/LM/W3SVC/1"), "AppPools"))),
+    type Attempt = Box<dyn Fn(&mut Txn) -> Result<()>>;
+    let attempts: Vec<(&str, Attempt)> = vec![
+        (
+            "wrong type",
+            Box::new(|t| t.set(&p("/LM/W3SVC/1"), 1015, Value::Dword(1))),
+        ),
+        (
+            "not a number",
+            Box::new(|t| t.set_text(&p("/LM/W3SVC/AppPools"), "IdleTimeout", &text(&["soon"]))),
+        ),
+        (
+            "out of range",
+            Box::new(|t| {
+                t.set_text(
+                    &p("/LM/W3SVC/AppPools"),
+                    "AppPoolQueueLength",
+                    &text(&["70000"]),
+                )
+            }),
+        ),
+        (
+            "bad flag",
+            Box::new(|t| {
+                t.set_text(
+                    &p("/LM/W3SVC/1/ROOT"),
+                    "AccessFlags",
+                    &text(&["AccessEverything"]),
+                )
+            }),
+        ),
+        (
+            "bad bool",
+            Box::new(|t| t.set_text(&p("/LM/W3SVC/1"), "ServerAutoStart", &text(&["maybe"]))),
+        ),
+        (
+            "unknown property",
+            Box::new(|t| t.set_text(&p("/LM/W3SVC/1"), "NoSuchProperty", &text(&["x"]))),
+        ),
+        (
+            "not allowed on key type",
+            Box::new(|t| t.set_text(&p("/LM/W3SVC/AppPools"), "Path", &text(&["/x"]))),
+        ),
+        (
+            "key type not allowed under parent",
+            Box::new(|t| t.create_key(&p("/LM/W3SVC/AppPools/site"), "IIsWebServer")),
+        ),
+        (
+            "unknown key type",
+            Box::new(|t| t.create_key(&p("/LM/W3SVC/9"), "IIsWebSever")),
+        ),
+        (
+            "parent missing",
+            Box::new(|t| t.create_key(&p("/LM/W3SVC/9/ROOT"), "IIsWebVirtualDir")),
+        ),
+        (
+            "key exists",
+            Box::new(|t| t.create_key(&p("/lm/w3svc/1"), "IIsWebServer")),
+        ),
+        (
+            "path missing",
+            Box::new(|t| t.set_text(&p("/LM/W3SVC/7"), "ServerComment", &text(&["x"]))),
+        ),
+        (
+            "control character",
+            Box::new(|t| t.set_text(&p("/LM/W3SVC/1"), "ServerComment", &text(&["a\u{1}b"]))),
+        ),
+        (
+            "read-only attribute",
+            Box::new(|t| {
+                t.set_property(
+                    &p("/LM/W3SVC/1"),
+                    Property {
+                        attributes: Attributes::ISINHERITED,
+                        ..Property::from_schema(
+                            &Schema::standard(),
+                            1015,
+                            Value::String("x".into()),
+                        )
+                    },
+                )
+            }),
+        ),
+        (
+            "key type change not allowed",
+            Box::new(|t| {
+                t.set_text(
+                    &p("/LM/W3SVC/1/ROOT"),
+                    "KeyType",
+                    &text(&["IIsApplicationPool"]),
+                )
+            }),
+        ),
+        (
+            "delete the root",
+            Box::new(|t| t.delete_key(&MbPath::root())),
+        ),
+        (
+            "delete missing data",
+            Box::new(|t| t.delete_data(&p("/LM/W3SVC/1"), 1023)),
+        ),
+        (
+            "copy into itself",
+            Box::new(|t| t.copy_key(&p("/LM/W3SVC/1"), &p("/LM/W3SVC/1/ROOT/x"), false, true)),
+        ),
+        (
+            "copy under a wrong parent",
+            Box::new(|t| t.copy_key(&p("/LM/W3SVC/1"), &p("/LM/W3SVC/AppPools/1"), false, true)),
+        ),
+        (
+            "rename onto existing",
+            Box::new(|t| t.rename_key(&p("/LM/W3SVC/1"), "AppPools")),
+        ),
     ];
     for (what, attempt) in attempts {
         let err = mb.write(|t| {
@@ -118,26 +227,40 @@ fn every_validation_rejection_leaves_the_store_unchanged() {
         assert!(err.is_err(), "{what} was accepted");
         let after = mb.snapshot();
         assert_eq!(after.change_number(), before.change_number(), "{what}");
-        assert!(Arc::ptr_eq(&after.tree().root, &before.tree().root), "{what}");
+        assert!(
+            Arc::ptr_eq(&after.tree().root, &before.tree().root),
+            "{what}"
+        );
     }
 }
 
 #[test]
 fn flag_names_set_single_bits() {
     let mb = store();
-    mb.write(|t| t.set_text(&p("/LM/W3SVC"), "AccessFlags", &text(&["AccessRead", "|", "AccessScript"])))
-        .unwrap();
+    mb.write(|t| {
+        t.set_text(
+            &p("/LM/W3SVC"),
+            "AccessFlags",
+            &text(&["AccessRead", "|", "AccessScript"]),
+        )
+    })
+    .unwrap();
     // Turning on AccessWrite at ROOT starts from the inherited value.
     mb.write(|t| t.set_text(&p("/LM/W3SVC/1/ROOT"), "AccessWrite", &text(&["true"])))
         .unwrap();
     let snap = mb.snapshot();
     assert_eq!(
-        snap.get(&p("/LM/W3SVC/1/ROOT"), 6016, GetMode::Own).unwrap().value,
+        snap.get(&p("/LM/W3SVC/1/ROOT"), 6016, GetMode::Own)
+            .unwrap()
+            .value,
         Value::Dword(0x203)
     );
     mb.write(|t| t.set_text(&p("/LM/W3SVC/1/ROOT"), "AccessRead", &text(&["FALSE"])))
         .unwrap();
-    assert_eq!(mb.snapshot().effective_dword(&p("/LM/W3SVC/1/ROOT"), 6016), Some(0x202));
+    assert_eq!(
+        mb.snapshot().effective_dword(&p("/LM/W3SVC/1/ROOT"), 6016),
+        Some(0x202)
+    );
 }
 
 #[test]
@@ -149,7 +272,11 @@ fn transactions_are_atomic_and_notified_once() {
             let site = p(&format!("/LM/W3SVC/{n}"));
             t.create_key(&site, "IIsWebServer")?;
             t.set_text(&site, "ServerComment", &text(&[&format!("site {n}")]))?;
-            t.set_text(&site, "ServerBindings", &text(&[&format!(":{}:", 8000 + n)]))?;
+            t.set_text(
+                &site,
+                "ServerBindings",
+                &text(&[&format!(":{}:", 8000 + n)]),
+            )?;
         }
         Ok(())
     })
@@ -194,7 +321,10 @@ fn snapshots_are_isolated_from_later_writes() {
     // Untouched subtrees are shared, not copied.
     let new = mb.snapshot();
     let pools = p("/LM/W3SVC/AppPools");
-    assert!(std::ptr::eq(old.find(&pools).unwrap(), new.find(&pools).unwrap()));
+    assert!(std::ptr::eq(
+        old.find(&pools).unwrap(),
+        new.find(&pools).unwrap()
+    ));
 }
 
 #[test]
@@ -215,8 +345,14 @@ fn concurrent_readers_never_see_half_a_transaction() {
                 let mut checked = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let s = mb.snapshot();
-                    let a = s.get(&p("/LM/W3SVC/2"), 1015, GetMode::Own).ok().map(|r| r.value);
-                    let b = s.get(&p("/LM/W3SVC/3"), 1015, GetMode::Own).ok().map(|r| r.value);
+                    let a = s
+                        .get(&p("/LM/W3SVC/2"), 1015, GetMode::Own)
+                        .ok()
+                        .map(|r| r.value);
+                    let b = s
+                        .get(&p("/LM/W3SVC/3"), 1015, GetMode::Own)
+                        .ok()
+                        .map(|r| r.value);
                     assert_eq!(a, b, "torn read");
                     checked += 1;
                 }
@@ -266,9 +402,15 @@ fn copy_merge_overwrite_move_and_rename() {
         .unwrap();
     let s = mb.snapshot();
     let own = |s: &Snapshot, path: &str, id| s.get(&p(path), id, GetMode::Own).map(|r| r.value);
-    assert_eq!(own(&s, "/LM/W3SVC/2", 1015).unwrap(), Value::String("one".into()));
+    assert_eq!(
+        own(&s, "/LM/W3SVC/2", 1015).unwrap(),
+        Value::String("one".into())
+    );
     assert!(own(&s, "/LM/W3SVC/2", 1023).is_ok());
-    assert_eq!(own(&s, "/LM/W3SVC/2/ROOT", 3001).unwrap(), Value::String("/srv/one".into()));
+    assert_eq!(
+        own(&s, "/LM/W3SVC/2/ROOT", 3001).unwrap(),
+        Value::String("/srv/one".into())
+    );
     // Overwrite: the destination is replaced.
     mb.write(|t| t.copy_key(&p("/LM/W3SVC/1"), &p("/LM/W3SVC/2"), true, true))
         .unwrap();
@@ -284,8 +426,15 @@ fn copy_merge_overwrite_move_and_rename() {
     let batch = rx.try_recv().unwrap();
     assert_eq!(batch.changes[0].kind, ChangeKind::RENAME_OBJECT);
     assert_eq!(batch.changes[0].new_path, Some(p("/LM/W3SVC/6")));
-    mb.write(|t| t.rename_key(&p("/LM/W3SVC/6/ROOT"), "root")).unwrap();
-    assert_eq!(mb.snapshot().canonical(&p("/LM/W3SVC/6/ROOT")).unwrap().to_string(), "/LM/W3SVC/6/root");
+    mb.write(|t| t.rename_key(&p("/LM/W3SVC/6/ROOT"), "root"))
+        .unwrap();
+    assert_eq!(
+        mb.snapshot()
+            .canonical(&p("/LM/W3SVC/6/ROOT"))
+            .unwrap()
+            .to_string(),
+        "/LM/W3SVC/6/root"
+    );
 }
 
 #[test]
@@ -311,9 +460,17 @@ fn replace_subtree_reports_the_difference() {
     mb.write(|t| t.replace_subtree(&p("/LM/W3SVC"), edited.clone()))
         .unwrap();
     let batch = rx.try_recv().unwrap();
-    let find = |path: &str| batch.changes.iter().find(|c| c.path.to_string() == path).unwrap();
+    let find = |path: &str| {
+        batch
+            .changes
+            .iter()
+            .find(|c| c.path.to_string() == path)
+            .unwrap()
+    };
     let site = find("/LM/W3SVC/1");
-    assert!(site.kind.contains(ChangeKind::SET_DATA) && site.kind.contains(ChangeKind::DELETE_DATA));
+    assert!(
+        site.kind.contains(ChangeKind::SET_DATA) && site.kind.contains(ChangeKind::DELETE_DATA)
+    );
     assert_eq!(site.ids, vec![1015, 1023]);
     assert_eq!(find("/LM/W3SVC/1/ROOT").kind, ChangeKind::DELETE_OBJECT);
     assert_eq!(find("/LM/W3SVC/7").kind, ChangeKind::ADD_OBJECT);
@@ -330,8 +487,12 @@ fn custom_data_and_secure_attribute_rules() {
         user_type: UserType(5000),
         custom_name: Some("VendorThing".into()),
     };
-    mb.write(|t| t.set_property(&p("/LM/W3SVC"), custom.clone())).unwrap();
-    let r = mb.snapshot().get(&p("/LM/W3SVC/1/ROOT"), 80000, GetMode::Inherited).unwrap();
+    mb.write(|t| t.set_property(&p("/LM/W3SVC"), custom.clone()))
+        .unwrap();
+    let r = mb
+        .snapshot()
+        .get(&p("/LM/W3SVC/1/ROOT"), 80000, GetMode::Inherited)
+        .unwrap();
     assert_eq!((r.name.as_str(), r.inherited), ("VendorThing", true));
     mb.write(|t| t.set_text(&p("/LM/W3SVC"), "AnonymousUserPass", &text(&["pw"])))
         .unwrap();
@@ -339,7 +500,9 @@ fn custom_data_and_secure_attribute_rules() {
         attributes: Attributes::INHERIT,
         ..Property::from_schema(&Schema::standard(), 6021, Value::String("pw2".into()))
     };
-    let err = mb.write(|t| t.set_property(&p("/LM/W3SVC"), insecure.clone())).unwrap_err();
+    let err = mb
+        .write(|t| t.set_property(&p("/LM/W3SVC"), insecure.clone()))
+        .unwrap_err();
     assert!(err.to_string().contains("SECURE"), "{err}");
     mb.write(|t| {
         t.delete_data(&p("/LM/W3SVC"), 6021)?;
@@ -355,7 +518,13 @@ fn schema_extension_is_transactional() {
     mb.write(|t| {
         t.extend_schema(|s| {
             s.add_property(
-                crate::schema::PropertyDef::custom(70000, "IIsWebCustomer", crate::value::DataType::String, UserType::SERVER, Attributes::INHERIT),
+                crate::schema::PropertyDef::custom(
+                    70000,
+                    "IIsWebCustomer",
+                    crate::value::DataType::String,
+                    UserType::SERVER,
+                    Attributes::INHERIT,
+                ),
                 &["IIsWebServer".into()],
             )
         })?;
@@ -364,7 +533,10 @@ fn schema_extension_is_transactional() {
     .unwrap();
     assert!(rx.try_recv().unwrap().schema_changed);
     let s = mb.snapshot();
-    assert_eq!(s.get(&p("/LM/W3SVC/1"), 70000, GetMode::Own).unwrap().name, "IIsWebCustomer");
+    assert_eq!(
+        s.get(&p("/LM/W3SVC/1"), 70000, GetMode::Own).unwrap().name,
+        "IIsWebCustomer"
+    );
     // Not allowed where the extension did not put it.
     assert!(mb
         .write(|t| t.set_text(&p("/LM/W3SVC/1/ROOT"), "IIsWebCustomer", &text(&["x"])))
@@ -394,6 +566,9 @@ fn a_failed_commit_hook_abandons_the_transaction() {
         .write(|t| t.set_text(&p("/LM/W3SVC/1"), "ServerComment", &text(&["x"])))
         .is_err());
     assert_eq!(mb.snapshot().change_number(), before);
-    assert!(mb.snapshot().get(&p("/LM/W3SVC/1"), 1015, GetMode::Own).is_err());
+    assert!(mb
+        .snapshot()
+        .get(&p("/LM/W3SVC/1"), 1015, GetMode::Own)
+        .is_err());
     assert!(rx.try_recv().is_err());
 }
