@@ -153,7 +153,9 @@ mod tests {
     #[test]
     fn dates() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
-        assert_eq!(time(Some(t)), "2026-11-18 07:46:40");
+        assert_eq!(time(Some(t)), "2026-11-18 11:06:40");
+        let leap = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
+        assert_eq!(time(Some(leap)), "2000-02-29 00:00:00");
         assert_eq!(time(Some(std::time::UNIX_EPOCH)), "1970-01-01 00:00:00");
     }
 }
