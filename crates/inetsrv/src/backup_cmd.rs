@@ -1,14 +1,12 @@
 //! `inetsrv backup`: iisback's verbs.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Subcommand;
 use metabase::{BackupInfo, BackupVersion};
 use serde_json::json;
 
 use crate::output;
-use crate::target;
+use crate::target::{self, PasswordArgs};
 use crate::Cli;
 
 #[derive(Subcommand, Debug)]
@@ -19,13 +17,10 @@ pub enum BackupCommand {
         /// The version number (default: the next free one).
         #[arg(long)]
         version: Option<u32>,
-        /// Seal passwords under this password, so the backup can be
+        /// Seal SECURE data under a password, so the backup can be
         /// restored on another machine.
-        #[arg(long, conflicts_with = "password_file")]
-        password: Option<String>,
-        /// Read the password from the first line of FILE.
-        #[arg(long, value_name = "FILE")]
-        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
         /// Replace a backup of the same name and version.
         #[arg(long)]
         overwrite: bool,
@@ -38,10 +33,9 @@ pub enum BackupCommand {
         /// The version (default: the highest).
         #[arg(long)]
         version: Option<u32>,
-        #[arg(long, conflicts_with = "password_file")]
-        password: Option<String>,
-        #[arg(long, value_name = "FILE")]
-        password_file: Option<PathBuf>,
+        /// The password the backup was made with, if any.
+        #[command(flatten)]
+        password: PasswordArgs,
     },
     /// Delete a backup version (default: the highest).
     Delete {
@@ -73,10 +67,9 @@ pub fn run(cli: &Cli, command: &BackupCommand) -> Result<()> {
             name,
             version: v,
             password,
-            password_file,
             overwrite,
         } => {
-            let password = target::password(password, password_file)?;
+            let password = password.get()?;
             let info = files.backup(
                 name,
                 version(*v, BackupVersion::Next),
@@ -112,9 +105,8 @@ pub fn run(cli: &Cli, command: &BackupCommand) -> Result<()> {
             name,
             version: v,
             password,
-            password_file,
         } => {
-            let password = target::password(password, password_file)?;
+            let password = password.get()?;
             let info = files.restore_backup(
                 name,
                 version(*v, BackupVersion::Highest),

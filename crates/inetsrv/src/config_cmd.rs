@@ -8,7 +8,7 @@ use metabase::{ExportOptions, ImportOptions};
 use serde_json::json;
 
 use crate::output;
-use crate::target;
+use crate::target::{self, PasswordArgs};
 use crate::Cli;
 
 #[derive(Subcommand, Debug)]
@@ -23,12 +23,10 @@ pub enum ConfigCommand {
         /// The file to write.
         #[arg(long)]
         file: PathBuf,
-        /// Seal passwords under this password, so the file can be imported
+        /// Seal SECURE data under a password, so the file can be imported
         /// on another machine.
-        #[arg(long, conflicts_with = "password_file")]
-        password: Option<String>,
-        #[arg(long, value_name = "FILE")]
-        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
         /// Include the values the key inherits.
         #[arg(long)]
         inherited: bool,
@@ -46,10 +44,9 @@ pub enum ConfigCommand {
         /// Where to put it.
         #[arg(long)]
         dest_path: String,
-        #[arg(long, conflicts_with = "password_file")]
-        password: Option<String>,
-        #[arg(long, value_name = "FILE")]
-        password_file: Option<PathBuf>,
+        /// The password the file was exported with, if any.
+        #[command(flatten)]
+        password: PasswordArgs,
         /// Apply the inherited values the export carries.
         #[arg(long)]
         inherited: bool,
@@ -85,11 +82,10 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<()> {
             path,
             file,
             password,
-            password_file,
             inherited,
             node_only,
         } => {
-            let password = target::password(password, password_file)?;
+            let password = password.get()?;
             let path = target::path(path)?;
             let options = ExportOptions {
                 inherited: *inherited,
@@ -107,12 +103,11 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<()> {
             source_path,
             dest_path,
             password,
-            password_file,
             inherited,
             node_only,
             merge,
         } => {
-            let password = target::password(password, password_file)?;
+            let password = password.get()?;
             let (source, dest) = (target::path(source_path)?, target::path(dest_path)?);
             let options = ImportOptions {
                 inherited: *inherited,

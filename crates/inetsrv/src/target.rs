@@ -56,15 +56,28 @@ pub fn split_property(text: &str) -> Result<(MbPath, String)> {
     }
 }
 
-/// Reads a password given directly or in a file (first line).
-pub fn password(direct: &Option<String>, file: &Option<PathBuf>) -> Result<Option<String>> {
-    match (direct, file) {
-        (Some(p), _) => Ok(Some(p.clone())),
-        (None, Some(f)) => {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read password file {}", f.display()))?;
-            Ok(Some(text.lines().next().unwrap_or("").to_string()))
+/// A password for sealing or unsealing SECURE data, given on the command
+/// line or, kept out of the process list, in a file.
+#[derive(clap::Args, Debug)]
+pub struct PasswordArgs {
+    /// The password.
+    #[arg(long, conflicts_with = "password_file")]
+    password: Option<String>,
+    /// Read the password from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+impl PasswordArgs {
+    pub fn get(&self) -> Result<Option<String>> {
+        match (&self.password, &self.password_file) {
+            (Some(p), _) => Ok(Some(p.clone())),
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read password file {}", f.display()))?;
+                Ok(Some(text.lines().next().unwrap_or("").to_string()))
+            }
+            (None, None) => Ok(None),
         }
-        (None, None) => Ok(None),
     }
 }

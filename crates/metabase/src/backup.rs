@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 use crate::mbxml::{parse_metabase, write_metabase, Document, GlobalInfo, WriteScope};
-use crate::persist::{lock_state, write_durably, MetabaseFiles};
+use crate::persist::{dir_entries, lock_state, write_durably, MetabaseFiles};
 use crate::schema::{parse_schema, write_schema, Schema};
 use crate::secrets::SecretKey;
 
@@ -156,14 +156,8 @@ impl MetabaseFiles {
     /// The backups in `MetaBack/`, by name then version; only those named
     /// `name` when given.
     pub fn list_backups(&self, name: Option<&str>) -> Result<Vec<BackupInfo>> {
-        let dir = &self.location.backups;
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(dir, e)),
-        };
         let mut out = Vec::new();
-        for entry in entries.flatten() {
+        for entry in dir_entries(&self.location.backups)? {
             let file_name = entry.file_name().to_string_lossy().into_owned();
             let Some((base, version)) = file_name.rsplit_once(".MD") else {
                 continue;

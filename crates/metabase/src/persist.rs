@@ -411,7 +411,7 @@ fn initialise(location: &Location) -> Result<()> {
         },
         0,
     );
-    save(location, &mut disk, &snapshot, false)
+    save(location, &mut disk, &snapshot)
 }
 
 /// The commit hook: a commit is durable before it is acknowledged.
@@ -421,7 +421,7 @@ struct Persister {
 }
 
 impl CommitHook for Persister {
-    fn commit(&mut self, next: &Snapshot, batch: &ChangeBatch) -> Result<()> {
+    fn commit(&mut self, next: &Snapshot, _batch: &ChangeBatch) -> Result<()> {
         let mut disk = lock_state(&self.disk);
         let _lock = match disk.held_lock {
             Some(_) => None,
@@ -441,12 +441,7 @@ impl CommitHook for Persister {
             }
             disk.stamp = now;
         }
-        save(
-            &self.location,
-            &mut disk,
-            next,
-            batch.origin.as_deref() == Some(ORIGIN_EDIT),
-        )
+        save(&self.location, &mut disk, next)
     }
 }
 
@@ -470,21 +465,11 @@ fn adopt_edit(
 
 /// Writes MetaBase.xml (and MBSchema.xml when it changed) durably, then
 /// the history copy.
-pub(crate) fn save(
-    location: &Location,
-    disk: &mut DiskState,
-    snapshot: &Snapshot,
-    minor_version: bool,
-) -> Result<()> {
+pub(crate) fn save(location: &Location, disk: &mut DiskState, snapshot: &Snapshot) -> Result<()> {
     let key = ensure_key(location, disk)?;
     let mut global = disk.global.clone();
     global.change_number = snapshot.change_number();
-    let minor = if minor_version {
-        disk.minor + 1
-    } else {
-        global.history_major = global.history_major.wrapping_add(1);
-        0
-    };
+    global.history_major = global.history_major.wrapping_add(1);
     let doc = Document {
         root: snapshot.tree().root.clone(),
         global: global.clone(),
@@ -501,7 +486,7 @@ pub(crate) fn save(
     }
     write_durably(&location.metabase, text.as_bytes())?;
     disk.global = global;
-    disk.minor = minor;
+    disk.minor = 0;
     disk.stamp = stamp(&location.metabase);
     disk.digest = Some(digest(text.as_bytes()));
     write_history(location, disk, snapshot, &text, &schema_text)
@@ -556,14 +541,18 @@ fn history_version(name: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
+/// The entries of a directory; none when it does not exist.
+pub(crate) fn dir_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.flatten().collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
 pub(crate) fn list_history(dir: &Path) -> Result<Vec<HistoryEntry>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
     let mut out = Vec::new();
-    for entry in entries.flatten() {
+    for entry in dir_entries(dir)? {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some((major, minor)) = history_version(&name) {
             out.push(HistoryEntry {

@@ -308,14 +308,10 @@ impl Tree {
             }
             match key.child(part) {
                 Some(child) => key = child,
-                None if mode == GetMode::PartialPath => {
-                    // The deepest existing key is an ancestor here: only its
-                    // inheritable data applies.
-                    if let Some(p) = key.props.get(&id).filter(|p| p.is_inheritable()) {
-                        found = Some((p, depth));
-                    }
-                    return Ok(found);
-                }
+                // The deepest existing key is an ancestor of the path: its
+                // inheritable data was taken above; its other data does not
+                // apply.
+                None if mode == GetMode::PartialPath => return Ok(found),
                 None => return Err(Error::PathNotFound(path.to_string())),
             }
         }

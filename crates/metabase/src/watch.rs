@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::mbxml::parse_metabase;
 use crate::path::MbPath;
 use crate::persist::{
-    acquire_lock, digest, ids, load_schema, lock_state, save, stamp, write_durably, Adopt,
-    MetabaseFiles, ORIGIN_EDIT,
+    acquire_lock, digest, dir_entries, ids, load_schema, lock_state, save, stamp, write_durably,
+    Adopt, MetabaseFiles, ORIGIN_EDIT,
 };
 
 /// What one look at the file found.
@@ -178,7 +178,7 @@ impl MetabaseFiles {
                 let message = error.to_string();
                 // Put the running configuration back on disk, then say so.
                 let mut disk = lock_state(&self.disk);
-                save(&self.location, &mut disk, &self.metabase.snapshot(), false)?;
+                save(&self.location, &mut disk, &self.metabase.snapshot())?;
                 drop(disk);
                 drop(lock);
                 tracing::error!(
@@ -199,9 +199,8 @@ impl MetabaseFiles {
     fn save_error_file(&self, bytes: &[u8]) -> Result<PathBuf> {
         let dir = &self.location.history;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut numbers: Vec<u64> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .flatten()
+        let mut numbers: Vec<u64> = dir_entries(dir)?
+            .into_iter()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
                 name.strip_prefix("MetaBaseError_")?
