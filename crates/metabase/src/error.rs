@@ -74,11 +74,12 @@ pub enum Error {
         message: String,
     },
 
-    #[error("{}: {source}", path.display())]
+    /// The cause is part of the message (not also a `source()`, which
+    /// would print it twice in an error chain).
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("{0}")]
@@ -98,7 +99,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 
@@ -110,7 +111,7 @@ impl Error {
             Error::PathNotFound(_) => 0x8007_0003, // ERROR_PATH_NOT_FOUND
             Error::KeyExists(_) => 0x8007_00B7,    // ERROR_ALREADY_EXISTS
             Error::DataNotFound { .. } => 0x800C_C801, // MD_ERROR_DATA_NOT_FOUND
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Error::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound => {
                 0x8007_0002 // ERROR_FILE_NOT_FOUND
             }
             Error::Io { .. } => 0x8007_001F,     // ERROR_GEN_FAILURE
