@@ -1,0 +1,142 @@
+//! Errors the listener answers itself, each with the status it sends and
+//! the reason HTTP.SYS writes to the HTTPERR log (`s-reason`).
+
+use std::fmt;
+
+/// The `s-reason` values of the HTTPERR log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorReason {
+    AppOffline,
+    BadRequest,
+    ConnectionAbandonedByAppPool,
+    ConnectionDropped,
+    ConnLimit,
+    EntityTooLarge,
+    ExpectationFailed,
+    FieldLength,
+    Header,
+    Hostname,
+    InvalidCrLf,
+    LengthRequired,
+    NotImplemented,
+    NotFound,
+    QueueFull,
+    RequestLength,
+    TimerAppPool,
+    TimerConnectionIdle,
+    TimerEntityBody,
+    TimerHeaderWait,
+    TimerMinBytesPerSecond,
+    Url,
+    UrlLength,
+    Verb,
+    VersionNotSupported,
+    Internal,
+}
+
+impl ErrorReason {
+    /// The spelling in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AppOffline => "AppOffline",
+            Self::BadRequest => "BadRequest",
+            Self::ConnectionAbandonedByAppPool => "Connection_Abandoned_By_AppPool",
+            Self::ConnectionDropped => "Connection_Dropped",
+            Self::ConnLimit => "ConnLimit",
+            Self::EntityTooLarge => "EntityTooLarge",
+            Self::ExpectationFailed => "Precondition",
+            Self::FieldLength => "FieldLength",
+            Self::Header => "Header",
+            Self::Hostname => "Hostname",
+            Self::InvalidCrLf => "Invalid_CR/LF",
+            Self::LengthRequired => "LengthRequired",
+            Self::NotImplemented => "N/I",
+            Self::NotFound => "NotFound",
+            Self::QueueFull => "QueueFull",
+            Self::RequestLength => "RequestLength",
+            Self::TimerAppPool => "Timer_AppPool",
+            Self::TimerConnectionIdle => "Timer_ConnectionIdle",
+            Self::TimerEntityBody => "Timer_EntityBody",
+            Self::TimerHeaderWait => "Timer_HeaderWait",
+            Self::TimerMinBytesPerSecond => "Timer_MinBytesPerSecond",
+            Self::Url => "URL",
+            Self::UrlLength => "URL_Length",
+            Self::Verb => "Verb",
+            Self::VersionNotSupported => "Version_N/S",
+            Self::Internal => "Internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request the listener refuses, with what to answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpError {
+    pub status: u16,
+    pub reason: ErrorReason,
+    /// The short description in the error page's heading.
+    pub detail: &'static str,
+}
+
+impl HttpError {
+    pub const fn new(status: u16, reason: ErrorReason, detail: &'static str) -> HttpError {
+        HttpError {
+            status,
+            reason,
+            detail,
+        }
+    }
+
+    pub const fn bad_request(reason: ErrorReason, detail: &'static str) -> HttpError {
+        HttpError::new(400, reason, detail)
+    }
+
+    /// The status line's reason phrase.
+    pub fn status_text(&self) -> &'static str {
+        status_text(self.status)
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} ({}): {}",
+            self.status,
+            self.status_text(),
+            self.reason,
+            self.detail
+        )
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// Reason phrases of the statuses the listener sends itself.
+pub fn status_text(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        206 => "Partial Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}

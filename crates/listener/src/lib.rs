@@ -1,0 +1,4 @@
+//! The listener: the HTTP.SYS role.
+pub mod http;
+pub mod routing;
+pub mod url;
