@@ -337,11 +337,11 @@ fn push_char(out: &mut Vec<u8>, code: u32) -> Result<(), HttpError> {
 /// True when `bytes` hold an overlong UTF-8 encoding (a character written
 /// with more bytes than it needs), the classic way to smuggle `/` or `.`.
 fn has_overlong_utf8(bytes: &[u8]) -> bool {
-    bytes.windows(2).any(|w| match (w[0], w[1]) {
-        (0xC0 | 0xC1, _) => true,
-        (0xE0, 0x80..=0x9F) => true,
-        (0xF0, 0x80..=0x8F) => true,
-        _ => false,
+    bytes.windows(2).any(|w| {
+        matches!(
+            (w[0], w[1]),
+            (0xC0 | 0xC1, _) | (0xE0, 0x80..=0x9F) | (0xF0, 0x80..=0x8F)
+        )
     }) || bytes.last().is_some_and(|&b| b == 0xC0 || b == 0xC1)
 }
 
