@@ -1,1 +1,33 @@
-//! placeholder
+//! The request-queue API: the client side of the HTTP Server API's role.
+//! Any program, not only inetsrv's own workers, links this library to own
+//! URL prefixes on the shared listener and serve the requests routed to
+//! them. Several programs share one port this way, each behind its own
+//! prefixes.
+//!
+//! ```no_run
+//! use httpapi::{Response, Session};
+//! # async fn run() -> httpapi::Result<()> {
+//! let session = Session::connect("inetsrv-data/run/httpapi.sock").await?;
+//! let mut queue = session.create_queue("hello").await?;
+//! queue.add_url("http://+:8081/hello/", 0).await?;
+//! loop {
+//!     let request = queue.receive().await?;
+//!     let text = format!("hello from {}\n", request.url.path);
+//!     request
+//!         .respond(Response::new(200).header("Content-Type", "text/plain").body(text))
+//!         .await?;
+//! }
+//! # }
+//! ```
+//!
+//! What it owns: the wire protocol ([`proto`]) and the client library
+//! ([`Session`], [`Queue`], [`Request`], [`ResponseWriter`]). It must not
+//! depend on the listener: the listener depends on it.
+
+mod client;
+pub mod proto;
+
+pub use client::{
+    socket_for_state_dir, Error, Queue, Request, Response, ResponseWriter, Result, Session,
+};
+pub use proto::{CachePolicy, Header};

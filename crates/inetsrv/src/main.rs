@@ -1,7 +1,8 @@
 //! `inetsrv`: the one binary. `inetsrv start` runs the service host;
 //! every other verb is an administration command in the manner of the IIS 6
-//! tools (`mb` is adsutil, `backup` is iisback, `config` is iiscnfg),
-//! working on a state directory or a metabase file.
+//! tools (`mb` is adsutil, `backup` is iisback, `config` is iiscnfg,
+//! `urlacl` is netsh http urlacl), working on a state directory or a
+//! metabase file.
 
 mod backup_cmd;
 mod config_cmd;
@@ -9,6 +10,7 @@ mod mb_cmd;
 mod output;
 mod start_cmd;
 mod target;
+mod urlacl_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +62,11 @@ pub enum Command {
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
     },
+    /// URL reservations: who may register which URL prefixes.
+    Urlacl {
+        #[command(subcommand)]
+        command: urlacl_cmd::UrlAclCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
         Command::Mb { command } => mb_cmd::run(&cli, command),
         Command::Backup { command } => backup_cmd::run(&cli, command),
         Command::Config { command } => config_cmd::run(&cli, command),
+        Command::Urlacl { command } => urlacl_cmd::run(&cli, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

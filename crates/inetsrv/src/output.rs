@@ -120,42 +120,11 @@ pub fn print_json(value: &Json) {
 
 /// A time as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn time(t: Option<std::time::SystemTime>) -> String {
-    let Some(t) = t else {
-        return "-".into();
-    };
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
-        assert_eq!(time(Some(t)), "2026-11-18 11:06:40");
-        let leap = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
-        assert_eq!(time(Some(leap)), "2000-02-29 00:00:00");
-        assert_eq!(time(Some(std::time::UNIX_EPOCH)), "1970-01-01 00:00:00");
+    match t {
+        Some(t) => {
+            let (date, time) = listener::httperr::w3c_date_time(t);
+            format!("{date} {time}")
+        }
+        None => "-".into(),
     }
 }

@@ -1,4 +1,28 @@
-//! The listener: the HTTP.SYS role.
+//! The listener: the HTTP.SYS role. It reads from the network, parses and
+//! validates every request against HTTP/1.1, canonicalises its URL, and
+//! routes it by URL prefix to a request queue that a separate process
+//! serves through the request-queue API (`httpapi`). Several processes
+//! share one port this way. It also answers cacheable responses itself,
+//! enforces HTTP.SYS's limits and timeouts, and writes the HTTPERR log.
+//!
+//! What it owns: client connections, the routing table, queues, the
+//! response cache, URL reservations. What it must not touch: the
+//! metabase, processes, anything an application decides (that arrives
+//! through a queue).
+
+pub mod acl;
+pub mod cache;
+pub mod config;
+mod conn;
 pub mod http;
+pub mod httperr;
+pub mod queue;
+pub mod response;
 pub mod routing;
+mod server;
+mod session;
 pub mod url;
+
+pub use config::ListenerConfig;
+pub use queue::{DemandStartHook, Queue};
+pub use server::{Listener, QueueHandle};

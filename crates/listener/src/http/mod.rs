@@ -8,12 +8,7 @@ mod error;
 mod parse;
 
 pub use body::{ChunkedDecoder, Step};
-pub use error::{ErrorReason, HttpError};
+pub use error::{status_text as status_text_for, ErrorReason, HttpError};
 pub use parse::{parse_head, Framing, Head, Limits, Version};
 
-/// The tchar set of RFC 9110 5.6.2 (token characters).
-pub(crate) fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
-}
+pub(crate) use httpapi::proto::is_tchar;

@@ -1,0 +1,120 @@
+//! A program of its own that owns a URL prefix on the inetsrv listener:
+//! it registers `http://+:PORT/hello/` and answers every request routed
+//! there, while other programs (and inetsrv's sites) share the same port.
+//!
+//! ```sh
+//! cargo run --release -p inetsrv -- start &          # the listener
+//! cargo run -p httpapi --example hello -- --port 8081
+//! curl http://127.0.0.1:8081/hello/world
+//! ```
+//!
+//! Options: `--socket PATH` (default: `$INETSRV_HOME/run/httpapi.sock`,
+//! else `./inetsrv-data/run/httpapi.sock`), `--port N` (default 8081),
+//! `--queue NAME` (default `hello`), `--open` to serve a queue another
+//! process created, `--cache` to let the listener cache the answers.
+
+use std::path::PathBuf;
+
+use httpapi::{CachePolicy, Response, Session};
+
+struct Options {
+    socket: PathBuf,
+    port: u16,
+    queue: String,
+    open: bool,
+    cache: bool,
+}
+
+fn options() -> Result<Options, String> {
+    let home = std::env::var_os("INETSRV_HOME")
+        .map_or_else(|| PathBuf::from("inetsrv-data"), PathBuf::from);
+    let mut o = Options {
+        socket: httpapi::socket_for_state_dir(&home),
+        port: 8081,
+        queue: "hello".into(),
+        open: false,
+        cache: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--socket" => o.socket = PathBuf::from(value("--socket")?),
+            "--port" => {
+                o.port = value("--port")?
+                    .parse()
+                    .map_err(|_| "--port takes a number")?
+            }
+            "--queue" => o.queue = value("--queue")?,
+            "--open" => o.open = true,
+            "--cache" => o.cache = true,
+            "--help" | "-h" => {
+                return Err(
+                    "usage: hello [--socket PATH] [--port N] [--queue NAME] [--open] [--cache]"
+                        .into(),
+                )
+            }
+            other => return Err(format!("unknown argument {other} (try --help)")),
+        }
+    }
+    Ok(o)
+}
+
+#[tokio::main]
+async fn main() {
+    let options = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = serve(options).await {
+        eprintln!("hello: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(o: Options) -> httpapi::Result<()> {
+    let session = Session::connect(&o.socket).await?;
+    let mut queue = if o.open {
+        session.open_queue(&o.queue).await?
+    } else {
+        session.create_queue(&o.queue).await?
+    };
+    if !o.open {
+        queue
+            .add_url(&format!("http://+:{}/hello/", o.port), 0)
+            .await?;
+    }
+    println!(
+        "serving http://+:{}/hello/ (queue {}, pid {})",
+        o.port,
+        o.queue,
+        std::process::id()
+    );
+    loop {
+        let mut request = queue.receive().await?;
+        let pid = std::process::id();
+        tokio::spawn(async move {
+            let body = match request.read_body(1 << 20).await {
+                Ok(b) => b,
+                Err(_) => return,
+            };
+            let text = format!(
+                "hello from process {pid}: {} {} ({} body bytes)\n",
+                request.method,
+                request.url.path,
+                body.len()
+            );
+            let mut response = Response::new(200)
+                .header("Content-Type", "text/plain; charset=utf-8")
+                .header("X-Served-By", pid.to_string())
+                .body(text);
+            if o.cache {
+                response = response.cache(CachePolicy::UntilInvalidated);
+            }
+            let _ = request.respond(response).await;
+        });
+    }
+}

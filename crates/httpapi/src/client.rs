@@ -1,0 +1,695 @@
+//! The client side: a program connects to the listener's control socket,
+//! creates or opens request queues, registers URL prefixes, and serves the
+//! requests that arrive. Everything is asynchronous (tokio); many requests
+//! may be in flight at once, each answered when the program is ready.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::proto::{
+    self, decode_frame, decode_message, encode_message, encode_response_body, ApiError,
+    CachePolicy, ErrorCode, Frame, Header, QueueProperty, RequestHead, ResponseBody, ResponseHead,
+    ToApp, ToListener,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("cannot reach the listener: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the listener closed the connection")]
+    Closed,
+    #[error("the request was aborted (its client went away)")]
+    Aborted,
+    #[error("the request body is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug)]
+enum BodyEvent {
+    Data(Bytes),
+    Trailers(Vec<Header>),
+    End,
+    Aborted,
+}
+
+struct Slot {
+    body: mpsc::UnboundedSender<BodyEvent>,
+    window: Arc<Semaphore>,
+}
+
+struct Shared {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    calls: Mutex<HashMap<u32, oneshot::Sender<Result<u64, ApiError>>>>,
+    next_call: AtomicU32,
+    queues: Mutex<HashMap<u32, mpsc::UnboundedSender<Request>>>,
+    requests: Mutex<HashMap<u64, Slot>>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn send(&self, msg: &ToListener) -> Result<()> {
+        let mut frame = Vec::with_capacity(128);
+        encode_message(msg, &mut frame);
+        self.tx.send(frame).map_err(|_| Error::Closed)
+    }
+
+    async fn call(&self, make: impl FnOnce(u32) -> ToListener) -> Result<u64> {
+        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.calls).insert(call, tx);
+        if self.closed.load(Ordering::Acquire) {
+            lock(&self.calls).remove(&call);
+            return Err(Error::Closed);
+        }
+        self.send(&make(call))?;
+        Ok(rx.await.map_err(|_| Error::Closed)??)
+    }
+}
+
+/// A connection to the listener. Cheap to clone; closed when the last
+/// clone (and every queue and request from it) is dropped.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+/// The control socket of a state directory (`DIR/run/httpapi.sock`).
+pub fn socket_for_state_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join("run/httpapi.sock")
+}
+
+impl Session {
+    /// Connects to the listener's control socket.
+    pub async fn connect(path: impl AsRef<Path>) -> Result<Session> {
+        let stream = UnixStream::connect(path.as_ref()).await?;
+        let (mut reader, mut writer) = stream.into_split();
+        let program = std::env::args().next().unwrap_or_default();
+        let mut hello = Vec::new();
+        encode_message(
+            &ToListener::Hello {
+                version: proto::PROTOCOL_VERSION,
+                program,
+            },
+            &mut hello,
+        );
+        writer.write_all(&hello).await?;
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        loop {
+            if let Some((frame, len)) =
+                decode_frame(&buf).map_err(|e| Error::Io(std::io::Error::other(e)))?
+            {
+                let Frame::Message(bytes) = frame else {
+                    return Err(Error::Closed);
+                };
+                match decode_message::<ToApp>(bytes)
+                    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+                {
+                    ToApp::Welcome { .. } => {
+                        buf.advance(len);
+                        break;
+                    }
+                    _ => return Err(Error::Closed),
+                }
+            }
+            if reader.read_buf(&mut buf).await? == 0 {
+                return Err(Error::Closed);
+            }
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let shared = Arc::new(Shared {
+            tx,
+            calls: Mutex::new(HashMap::new()),
+            next_call: AtomicU32::new(1),
+            queues: Mutex::new(HashMap::new()),
+            requests: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        });
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(64 * 1024);
+            while let Some(first) = rx.recv().await {
+                batch.clear();
+                batch.extend_from_slice(&first);
+                while batch.len() < 256 * 1024 {
+                    match rx.try_recv() {
+                        Ok(more) => batch.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                if writer.write_all(&batch).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let weak = Arc::downgrade(&shared);
+        tokio::spawn(async move {
+            read_loop(weak.clone(), reader, buf).await;
+            if let Some(shared) = weak.upgrade() {
+                shut(&shared);
+            }
+        });
+        Ok(Session { shared })
+    }
+
+    async fn queue(&self, name: &str, open_existing: bool) -> Result<Queue> {
+        // The channel exists before the listener can route to the queue.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let name_owned = name.to_string();
+        let id = self
+            .shared
+            .call(|call| ToListener::OpenQueue {
+                call,
+                name: name_owned,
+                open_existing,
+            })
+            .await? as u32;
+        lock(&self.shared.queues).insert(id, tx);
+        Ok(Queue {
+            shared: self.shared.clone(),
+            id,
+            name: name.to_string(),
+            rx,
+            receive_ahead: 64,
+            granted: false,
+            ungranted: 0,
+        })
+    }
+
+    /// Creates a queue (an error if one of that name exists).
+    pub async fn create_queue(&self, name: &str) -> Result<Queue> {
+        self.queue(name, false).await
+    }
+
+    /// Opens an existing queue to serve it too: several processes may
+    /// serve one queue.
+    pub async fn open_queue(&self, name: &str) -> Result<Queue> {
+        self.queue(name, true).await
+    }
+}
+
+/// Marks the session dead: calls fail, queues end, requests abort.
+fn shut(shared: &Shared) {
+    shared.closed.store(true, Ordering::Release);
+    for (_, tx) in lock(&shared.calls).drain() {
+        let _ = tx.send(Err(ApiError::new(
+            ErrorCode::Protocol,
+            "the listener closed the connection",
+        )));
+    }
+    lock(&shared.queues).clear();
+    for (_, slot) in lock(&shared.requests).drain() {
+        let _ = slot.body.send(BodyEvent::Aborted);
+        slot.window.close();
+    }
+}
+
+async fn read_loop(
+    shared: std::sync::Weak<Shared>,
+    mut reader: tokio::net::unix::OwnedReadHalf,
+    mut buf: BytesMut,
+) {
+    loop {
+        loop {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let (frame_len, outcome) = match decode_frame(&buf) {
+                Ok(Some((Frame::Message(bytes), len))) => {
+                    (len, decode_message::<ToApp>(bytes).map(Some))
+                }
+                Ok(Some((Frame::RequestBody { request, end, data }, len))) => {
+                    let start = len - data.len();
+                    let frame = buf.split_to(len).freeze();
+                    let data = frame.slice(start..);
+                    let slot_body = lock(&shared.requests).get(&request).map(|s| s.body.clone());
+                    if let Some(body) = slot_body {
+                        if !data.is_empty() {
+                            let _ = body.send(BodyEvent::Data(data));
+                        }
+                        if end {
+                            let _ = body.send(BodyEvent::End);
+                        }
+                    }
+                    continue;
+                }
+                Ok(Some((Frame::ResponseBody { .. }, _))) => return,
+                Ok(None) => break,
+                Err(_) => return,
+            };
+            let msg = match outcome {
+                Ok(Some(msg)) => msg,
+                _ => return,
+            };
+            buf.advance(frame_len);
+            dispatch(&shared, msg);
+        }
+        match reader.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
+    match msg {
+        ToApp::Welcome { .. } => {}
+        ToApp::Reply { call, result } => {
+            if let Some(tx) = lock(&shared.calls).remove(&call) {
+                let _ = tx.send(result);
+            }
+        }
+        ToApp::Request(head) => {
+            let (body_tx, body_rx) = mpsc::unbounded_channel();
+            let window = Arc::new(Semaphore::new(proto::BODY_WINDOW as usize));
+            let id = head.id;
+            let queue = head.queue;
+            lock(&shared.requests).insert(
+                id,
+                Slot {
+                    body: body_tx,
+                    window: window.clone(),
+                },
+            );
+            let request = Request {
+                body_done: matches!(head.body, proto::BodyInfo::None),
+                head: *head,
+                body: body_rx,
+                trailers: Vec::new(),
+                shared: shared.clone(),
+                window,
+                answered: false,
+            };
+            let delivered = lock(&shared.queues)
+                .get(&queue)
+                .map(|q| q.send(request).is_ok())
+                .unwrap_or(false);
+            if !delivered {
+                // The queue was closed here: give the request back.
+                lock(&shared.requests).remove(&id);
+                let _ = shared.send(&ToListener::Abort { request: id });
+            }
+        }
+        ToApp::RequestTrailers { request, trailers } => {
+            if let Some(slot) = lock(&shared.requests).get(&request) {
+                let _ = slot.body.send(BodyEvent::Trailers(trailers));
+            }
+        }
+        ToApp::ResponseConsumed { request, bytes } => {
+            if let Some(slot) = lock(&shared.requests).get(&request) {
+                slot.window.add_permits(bytes as usize);
+            }
+        }
+        ToApp::Aborted { request } => {
+            if let Some(slot) = lock(&shared.requests).remove(&request) {
+                let _ = slot.body.send(BodyEvent::Aborted);
+                slot.window.close();
+            }
+        }
+    }
+}
+
+/// A request queue this program serves.
+pub struct Queue {
+    shared: Arc<Shared>,
+    id: u32,
+    name: String,
+    rx: mpsc::UnboundedReceiver<Request>,
+    receive_ahead: u32,
+    granted: bool,
+    ungranted: u32,
+}
+
+impl Queue {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Routes `prefix` (`http://+:8080/app/`) to this queue; each request
+    /// it routes carries `context`. Refused without a URL reservation for
+    /// this program's user.
+    pub async fn add_url(&self, prefix: &str, context: u64) -> Result<()> {
+        let (queue, prefix) = (self.id, prefix.to_string());
+        self.shared
+            .call(|call| ToListener::AddUrl {
+                call,
+                queue,
+                prefix,
+                context,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn remove_url(&self, prefix: &str) -> Result<()> {
+        let (queue, prefix) = (self.id, prefix.to_string());
+        self.shared
+            .call(|call| ToListener::RemoveUrl {
+                call,
+                queue,
+                prefix,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn set(&self, property: QueueProperty) -> Result<()> {
+        let queue = self.id;
+        self.shared
+            .call(|call| ToListener::SetQueue {
+                call,
+                queue,
+                property,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// A stopped queue answers 503 (AppOffline) until started again.
+    pub async fn set_stopped(&self, stopped: bool) -> Result<()> {
+        self.set(QueueProperty::Stopped(stopped)).await
+    }
+
+    /// Requests waiting beyond this answer 503 (QueueFull).
+    pub async fn set_max_length(&self, length: u32) -> Result<()> {
+        self.set(QueueProperty::MaxLength(length)).await
+    }
+
+    /// Drops the listener's cached responses at or under `prefix`;
+    /// returns how many.
+    pub async fn flush_cache(&self, prefix: &str) -> Result<usize> {
+        let (queue, prefix) = (self.id, prefix.to_string());
+        self.shared
+            .call(|call| ToListener::FlushCache {
+                call,
+                queue,
+                prefix,
+            })
+            .await
+            .map(|n| n as usize)
+    }
+
+    /// How many requests the listener may hand this program ahead of
+    /// `receive` calls (default 64). Set before the first `receive`.
+    pub fn set_receive_ahead(&mut self, count: u32) {
+        self.receive_ahead = count.max(1);
+    }
+
+    fn grant(&mut self, count: u32) -> Result<()> {
+        self.shared.send(&ToListener::Receive {
+            queue: self.id,
+            count,
+        })
+    }
+
+    /// The next request routed to this queue.
+    pub async fn receive(&mut self) -> Result<Request> {
+        if !self.granted {
+            self.granted = true;
+            let n = self.receive_ahead;
+            self.grant(n)?;
+        }
+        let request = match self.rx.try_recv() {
+            Ok(r) => r,
+            Err(_) => {
+                if self.ungranted > 0 {
+                    let n = std::mem::take(&mut self.ungranted);
+                    self.grant(n)?;
+                }
+                self.rx.recv().await.ok_or(Error::Closed)?
+            }
+        };
+        self.ungranted += 1;
+        if self.ungranted >= (self.receive_ahead / 4).max(1) {
+            let n = std::mem::take(&mut self.ungranted);
+            self.grant(n)?;
+        }
+        Ok(request)
+    }
+
+    /// Stops serving the queue (it goes away once nobody holds it).
+    pub async fn close(self) -> Result<()> {
+        let queue = self.id;
+        lock(&self.shared.queues).remove(&queue);
+        self.shared
+            .call(|call| ToListener::CloseQueue { call, queue })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A request to answer. Dropping it unanswered aborts it (its client's
+/// connection is closed).
+pub struct Request {
+    head: RequestHead,
+    body: mpsc::UnboundedReceiver<BodyEvent>,
+    body_done: bool,
+    trailers: Vec<Header>,
+    shared: Arc<Shared>,
+    window: Arc<Semaphore>,
+    answered: bool,
+}
+
+impl Deref for Request {
+    type Target = RequestHead;
+    fn deref(&self) -> &RequestHead {
+        &self.head
+    }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request").field("head", &self.head).finish()
+    }
+}
+
+impl Request {
+    /// The first header field of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_slice())
+    }
+
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The next piece of the request body; `None` at its end.
+    pub async fn body_chunk(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            if self.body_done {
+                return Ok(None);
+            }
+            match self.body.recv().await {
+                Some(BodyEvent::Data(data)) => {
+                    self.shared.send(&ToListener::BodyConsumed {
+                        request: self.head.id,
+                        bytes: data.len() as u64,
+                    })?;
+                    return Ok(Some(data));
+                }
+                Some(BodyEvent::Trailers(t)) => self.trailers = t,
+                Some(BodyEvent::End) => self.body_done = true,
+                Some(BodyEvent::Aborted) | None => return Err(Error::Aborted),
+            }
+        }
+    }
+
+    /// The whole body, refused beyond `limit` bytes.
+    pub async fn read_body(&mut self, limit: usize) -> Result<Vec<u8>> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.body_chunk().await? {
+            if all.len() + chunk.len() > limit {
+                return Err(Error::TooLarge(limit));
+            }
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all)
+    }
+
+    /// The trailer fields of a chunked body, once it is read.
+    pub fn trailers(&self) -> &[Header] {
+        &self.trailers
+    }
+
+    /// Answers with a complete response.
+    pub async fn respond(self, response: Response) -> Result<()> {
+        let body = response.body.clone();
+        let mut writer = self.start(response.head(ResponseBody::Length(body.len() as u64)))?;
+        if !body.is_empty() {
+            writer.send(&body).await?;
+        }
+        writer.finish(Vec::new()).await
+    }
+
+    /// Starts a response whose body is sent piece by piece (chunked to
+    /// HTTP/1.1 clients); `length` if it is known.
+    pub async fn start_response(
+        self,
+        response: Response,
+        length: Option<u64>,
+    ) -> Result<ResponseWriter> {
+        let body = match length {
+            Some(n) => ResponseBody::Length(n),
+            None => ResponseBody::Streamed,
+        };
+        self.start(response.head(body))
+    }
+
+    fn start(mut self, head: ResponseHead) -> Result<ResponseWriter> {
+        proto::validate_response_head(&head).map_err(Error::InvalidResponse)?;
+        self.shared.send(&ToListener::Respond {
+            request: self.head.id,
+            head,
+        })?;
+        self.answered = true;
+        Ok(ResponseWriter {
+            id: self.head.id,
+            shared: self.shared.clone(),
+            window: self.window.clone(),
+            finished: false,
+        })
+    }
+
+    /// Gives the request up: its client's connection is closed.
+    pub fn abort(mut self) {
+        self.answered = true;
+        let _ = self.shared.send(&ToListener::Abort {
+            request: self.head.id,
+        });
+        lock(&self.shared.requests).remove(&self.head.id);
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = self.shared.send(&ToListener::Abort {
+                request: self.head.id,
+            });
+            lock(&self.shared.requests).remove(&self.head.id);
+        }
+    }
+}
+
+/// A response being sent.
+pub struct ResponseWriter {
+    id: u64,
+    shared: Arc<Shared>,
+    window: Arc<Semaphore>,
+    finished: bool,
+}
+
+impl ResponseWriter {
+    /// Sends body bytes, waiting while the client is slower than this
+    /// program (the listener acknowledges what it has written).
+    pub async fn send(&mut self, data: &[u8]) -> Result<()> {
+        for piece in data.chunks(proto::MAX_BODY_CHUNK) {
+            let permit = self
+                .window
+                .acquire_many(piece.len() as u32)
+                .await
+                .map_err(|_| Error::Aborted)?;
+            permit.forget();
+            let mut frame = Vec::with_capacity(piece.len() + 14);
+            encode_response_body(self.id, false, piece, &mut frame);
+            self.shared.tx.send(frame).map_err(|_| Error::Closed)?;
+        }
+        Ok(())
+    }
+
+    /// Completes the response, with trailer fields for a chunked one.
+    pub async fn finish(mut self, trailers: Vec<Header>) -> Result<()> {
+        self.finished = true;
+        lock(&self.shared.requests).remove(&self.id);
+        self.shared.send(&ToListener::ResponseEnd {
+            request: self.id,
+            trailers,
+        })
+    }
+}
+
+impl Drop for ResponseWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.shared.send(&ToListener::Abort { request: self.id });
+            lock(&self.shared.requests).remove(&self.id);
+        }
+    }
+}
+
+/// A response to send.
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub reason: Option<String>,
+    pub headers: Vec<Header>,
+    pub body: Bytes,
+    pub cache: Option<CachePolicy>,
+}
+
+impl Response {
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            reason: None,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            cache: None,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Response {
+        self.headers.push(Header::new(name, value));
+        self
+    }
+
+    pub fn reason(mut self, reason: &str) -> Response {
+        self.reason = Some(reason.to_string());
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Bytes>) -> Response {
+        self.body = body.into();
+        self
+    }
+
+    /// Lets the listener keep the response and serve it itself.
+    pub fn cache(mut self, policy: CachePolicy) -> Response {
+        self.cache = Some(policy);
+        self
+    }
+
+    fn head(&self, body: ResponseBody) -> ResponseHead {
+        ResponseHead {
+            status: self.status,
+            reason: self.reason.clone(),
+            headers: self.headers.clone(),
+            body,
+            cache: self.cache,
+        }
+    }
+}

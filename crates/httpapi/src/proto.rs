@@ -1,0 +1,517 @@
+//! The wire protocol between the listener and the programs that own URL
+//! prefixes, over a Unix stream socket. One connection per program carries
+//! any number of queues and requests at once.
+//!
+//! A frame is `u32 length (LE) | u8 kind | body`. Control messages
+//! ([`ToListener`], [`ToApp`]) are described once here with serde and
+//! encoded with postcard; body bytes travel in raw frames
+//! (`u64 request | u8 flags | data`) so they are copied as little as
+//! possible. Both directions of body data are flow-controlled by windows:
+//! a sender may have at most [`BODY_WINDOW`] bytes unacknowledged.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The largest frame either side accepts.
+pub const MAX_FRAME: usize = 1 << 24;
+/// The most body bytes sent per frame.
+pub const MAX_BODY_CHUNK: usize = 64 * 1024;
+/// Unacknowledged body bytes allowed in flight per request and direction.
+pub const BODY_WINDOW: u64 = 512 * 1024;
+
+const KIND_MESSAGE: u8 = 0;
+const KIND_REQUEST_BODY: u8 = 1;
+const KIND_RESPONSE_BODY: u8 = 2;
+const FLAG_END: u8 = 1;
+
+/// A header field; values are bytes (HTTP allows obs-text).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub name: String,
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+}
+
+impl Header {
+    pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Header {
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpVersion {
+    Http10,
+    Http11,
+}
+
+/// The URL after the listener's canonicalisation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CookedUrl {
+    /// `scheme://host:port/path?query`
+    pub full: String,
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    /// Decoded and normalised.
+    pub path: String,
+    /// Raw, without `?`.
+    pub query: String,
+}
+
+/// How the request body arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BodyInfo {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// What the listener knows of a TLS connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    pub protocol: String,
+    pub cipher: String,
+    pub server_name: Option<String>,
+}
+
+/// A request as delivered to the queue's owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestHead {
+    pub id: u64,
+    pub queue: u32,
+    /// The context given with the URL prefix that routed this request.
+    pub url_context: u64,
+    /// The prefix that routed it.
+    pub prefix: String,
+    pub method: String,
+    /// The request target exactly as the client sent it.
+    #[serde(with = "serde_bytes")]
+    pub raw_url: Vec<u8>,
+    pub url: CookedUrl,
+    pub version: HttpVersion,
+    pub headers: Vec<Header>,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: Option<TlsInfo>,
+    pub body: BodyInfo,
+}
+
+/// How the listener may cache a response (the kernel cache's role).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CachePolicy {
+    /// Until the owner flushes it (or it goes unused for the scavenger
+    /// period).
+    UntilInvalidated,
+    TimeToLive {
+        seconds: u32,
+    },
+}
+
+/// How the response body follows its head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResponseBody {
+    /// No body (HEAD, 204, 304, or an empty one).
+    Empty,
+    /// Exactly this many bytes follow.
+    Length(u64),
+    /// Bytes follow until the end (chunked to HTTP/1.1 clients).
+    Streamed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub reason: Option<String>,
+    pub headers: Vec<Header>,
+    pub body: ResponseBody,
+    pub cache: Option<CachePolicy>,
+}
+
+/// A queue's settings that its owner may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueueProperty {
+    /// A stopped queue answers 503 (AppOffline).
+    Stopped(bool),
+    /// Requests waiting beyond this answer 503 (QueueFull).
+    MaxLength(u32),
+}
+
+/// Why an operation failed, with the Win32 code the HTTP Server API
+/// returns for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// ERROR_ACCESS_DENIED (5): no URL reservation allows it.
+    AccessDenied,
+    /// ERROR_ALREADY_EXISTS (183).
+    AlreadyExists,
+    /// ERROR_FILE_NOT_FOUND (2).
+    NotFound,
+    /// ERROR_INVALID_PARAMETER (87).
+    InvalidParameter,
+    /// ERROR_SHARING_VIOLATION (32): the prefix is another queue's.
+    SharingViolation,
+    /// ERROR_INVALID_HANDLE (6).
+    InvalidHandle,
+    /// The port could not be listened on.
+    AddressInUse,
+    Protocol,
+}
+
+impl ErrorCode {
+    pub fn win32(self) -> u32 {
+        match self {
+            ErrorCode::AccessDenied => 5,
+            ErrorCode::AlreadyExists => 183,
+            ErrorCode::NotFound => 2,
+            ErrorCode::InvalidParameter => 87,
+            ErrorCode::SharingViolation => 32,
+            ErrorCode::InvalidHandle => 6,
+            ErrorCode::AddressInUse => 10048,
+            ErrorCode::Protocol => 1726,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} ({code:?}, error {})", code.win32())]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Messages from a program to the listener. `call` numbers pair a request
+/// with its [`ToApp::Reply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToListener {
+    Hello {
+        version: u32,
+        program: String,
+    },
+    /// Creates a queue (`open_existing` false), or opens one that exists
+    /// to serve it too (`open_existing` true). Replies with its id.
+    OpenQueue {
+        call: u32,
+        name: String,
+        open_existing: bool,
+    },
+    CloseQueue {
+        call: u32,
+        queue: u32,
+    },
+    AddUrl {
+        call: u32,
+        queue: u32,
+        prefix: String,
+        context: u64,
+    },
+    RemoveUrl {
+        call: u32,
+        queue: u32,
+        prefix: String,
+    },
+    SetQueue {
+        call: u32,
+        queue: u32,
+        property: QueueProperty,
+    },
+    /// Drops cached responses under the prefix.
+    FlushCache {
+        call: u32,
+        queue: u32,
+        prefix: String,
+    },
+    /// Ready for `count` more requests of the queue.
+    Receive {
+        queue: u32,
+        count: u32,
+    },
+    Respond {
+        request: u64,
+        head: ResponseHead,
+    },
+    /// The response is complete, with its trailers.
+    ResponseEnd {
+        request: u64,
+        trailers: Vec<Header>,
+    },
+    /// This many request body bytes were taken (opens the window).
+    BodyConsumed {
+        request: u64,
+        bytes: u64,
+    },
+    /// Abandon the request: the client's connection is closed.
+    Abort {
+        request: u64,
+    },
+}
+
+/// Messages from the listener to a program.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToApp {
+    Welcome {
+        version: u32,
+    },
+    Reply {
+        call: u32,
+        result: Result<u64, ApiError>,
+    },
+    Request(Box<RequestHead>),
+    /// The trailer fields of a chunked request body; sent just before the
+    /// body's final frame.
+    RequestTrailers {
+        request: u64,
+        trailers: Vec<Header>,
+    },
+    /// This many response body bytes went to the client.
+    ResponseConsumed {
+        request: u64,
+        bytes: u64,
+    },
+    /// The client went away, or the listener gave up on the request.
+    Aborted {
+        request: u64,
+    },
+}
+
+/// The tchar set of RFC 9110 5.6.2 (token characters).
+pub fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+/// Whether a header field is well-formed: a token name, a value without
+/// CR, LF or NUL (which would let it inject other fields).
+pub fn is_valid_header(h: &Header) -> bool {
+    !h.name.is_empty()
+        && h.name.bytes().all(is_tchar)
+        && !h.value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+/// Checks a response head before it is sent; `Err` says what is wrong.
+pub fn validate_response_head(head: &ResponseHead) -> Result<(), String> {
+    if !(200..=999).contains(&head.status) {
+        return Err(format!(
+            "status {} is not a final status (200 to 999)",
+            head.status
+        ));
+    }
+    if let Some(reason) = &head.reason {
+        if reason.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err("the reason phrase holds a line break".into());
+        }
+    }
+    if let Some(bad) = head.headers.iter().find(|h| !is_valid_header(h)) {
+        return Err(format!("header '{}' is not a valid field", bad.name));
+    }
+    Ok(())
+}
+
+/// A decoded frame, borrowing from the input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    Message(&'a [u8]),
+    RequestBody {
+        request: u64,
+        end: bool,
+        data: &'a [u8],
+    },
+    ResponseBody {
+        request: u64,
+        end: bool,
+        data: &'a [u8],
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("frame of {0} bytes is larger than the limit")]
+    TooLarge(usize),
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("truncated frame")]
+    Truncated,
+    #[error("bad message: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+/// Appends a control message frame to `out`.
+pub fn encode_message<M: Serialize>(msg: &M, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0, KIND_MESSAGE]);
+    // Serialising these types into a Vec cannot fail.
+    let encoded = postcard::to_extend(msg, std::mem::take(out)).unwrap_or_default();
+    *out = encoded;
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+fn encode_body(kind: u8, request: u64, end: bool, data: &[u8], out: &mut Vec<u8>) {
+    let len = (1 + 8 + 1 + data.len()) as u32;
+    out.reserve(4 + len as usize);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(&request.to_le_bytes());
+    out.push(if end { FLAG_END } else { 0 });
+    out.extend_from_slice(data);
+}
+
+/// Appends a request body frame (listener to program).
+pub fn encode_request_body(request: u64, end: bool, data: &[u8], out: &mut Vec<u8>) {
+    encode_body(KIND_REQUEST_BODY, request, end, data, out)
+}
+
+/// Appends a response body frame (program to listener).
+pub fn encode_response_body(request: u64, end: bool, data: &[u8], out: &mut Vec<u8>) {
+    encode_body(KIND_RESPONSE_BODY, request, end, data, out)
+}
+
+/// Decodes the frame at the start of `buf`: the frame and its total
+/// length, or `None` when more bytes are needed.
+pub fn decode_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, ProtoError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len > MAX_FRAME {
+        return Err(ProtoError::TooLarge(len));
+    }
+    if len == 0 {
+        return Err(ProtoError::Truncated);
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    let body = &buf[4..4 + len];
+    let frame = match body[0] {
+        KIND_MESSAGE => Frame::Message(&body[1..]),
+        kind @ (KIND_REQUEST_BODY | KIND_RESPONSE_BODY) => {
+            if body.len() < 10 {
+                return Err(ProtoError::Truncated);
+            }
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&body[1..9]);
+            let request = u64::from_le_bytes(id);
+            let end = body[9] & FLAG_END != 0;
+            let data = &body[10..];
+            if kind == KIND_REQUEST_BODY {
+                Frame::RequestBody { request, end, data }
+            } else {
+                Frame::ResponseBody { request, end, data }
+            }
+        }
+        other => return Err(ProtoError::UnknownKind(other)),
+    };
+    Ok(Some((frame, 4 + len)))
+}
+
+/// Decodes a control message.
+pub fn decode_message<'a, M: Deserialize<'a>>(bytes: &'a [u8]) -> Result<M, ProtoError> {
+    Ok(postcard::from_bytes(bytes)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let mut out = Vec::new();
+        let msg = ToListener::AddUrl {
+            call: 7,
+            queue: 3,
+            prefix: "http://+:8080/hello/".into(),
+            context: 42,
+        };
+        encode_message(&msg, &mut out);
+        encode_request_body(9, false, b"hello", &mut out);
+        encode_response_body(u64::MAX, true, b"", &mut out);
+        let (frame, used) = decode_frame(&out).unwrap().unwrap();
+        let Frame::Message(bytes) = frame else {
+            panic!()
+        };
+        assert_eq!(decode_message::<ToListener>(bytes).unwrap(), msg);
+        let rest = &out[used..];
+        let (frame, used2) = decode_frame(rest).unwrap().unwrap();
+        assert_eq!(
+            frame,
+            Frame::RequestBody {
+                request: 9,
+                end: false,
+                data: b"hello"
+            }
+        );
+        let (frame, used3) = decode_frame(&rest[used2..]).unwrap().unwrap();
+        assert_eq!(
+            frame,
+            Frame::ResponseBody {
+                request: u64::MAX,
+                end: true,
+                data: b""
+            }
+        );
+        assert_eq!(used + used2 + used3, out.len());
+        // Partial input asks for more.
+        for cut in 0..out.len().min(used) {
+            assert!(decode_frame(&out[..cut]).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_errors() {
+        assert!(decode_frame(&[0, 0, 0, 0]).is_err());
+        assert!(decode_frame(&[0xff, 0xff, 0xff, 0x7f, 0]).is_err());
+        assert!(decode_frame(&[1, 0, 0, 0, 9]).is_err());
+        assert!(decode_frame(&[2, 0, 0, 0, KIND_REQUEST_BODY, 0]).is_err());
+        assert!(decode_message::<ToApp>(&[200, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn a_request_head_round_trips() {
+        let head = RequestHead {
+            id: 1,
+            queue: 2,
+            url_context: 3,
+            prefix: "http://+:80/".into(),
+            method: "GET".into(),
+            raw_url: b"/caf%C3%A9?x".to_vec(),
+            url: CookedUrl {
+                full: "http://h:80/café?x".into(),
+                scheme: "http".into(),
+                host: "h".into(),
+                port: 80,
+                path: "/café".into(),
+                query: "x".into(),
+            },
+            version: HttpVersion::Http11,
+            headers: vec![Header::new("Host", "h"), Header::new("X-Latin", vec![0xe9])],
+            remote: "127.0.0.1:5000".parse().unwrap(),
+            local: "[::1]:80".parse().unwrap(),
+            tls: None,
+            body: BodyInfo::Chunked,
+        };
+        let mut out = Vec::new();
+        encode_message(&ToApp::Request(Box::new(head.clone())), &mut out);
+        let (Frame::Message(bytes), _) = decode_frame(&out).unwrap().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            decode_message::<ToApp>(bytes).unwrap(),
+            ToApp::Request(Box::new(head))
+        );
+    }
+}

@@ -1,0 +1,905 @@
+//! One client connection: read and validate each request, route it, answer
+//! from the cache or hand it to its queue, stream the body to the process
+//! and the response back, keep the connection alive where HTTP allows.
+//!
+//! Timeouts are HTTP.SYS's: IdleConnection between requests, HeaderWait
+//! for a whole request head, EntityBody for each piece of a body,
+//! DrainEntityBody for a body left unread after the response, RequestQueue
+//! for a request waiting for a process, and MinSendRate for responses. A
+//! client that trickles bytes holds nothing past them.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use httpapi::proto::{
+    self, BodyInfo, Header, HttpVersion, RequestHead, ResponseBody, ResponseHead,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, timeout_at, Instant};
+
+use crate::cache::{CacheEntry, ResponseCache};
+use crate::config::ListenerConfig;
+use crate::http::{
+    parse_head, ChunkedDecoder, ErrorReason as R, Framing, Head, HttpError, Step, Version,
+};
+use crate::httperr::ErrorRecord;
+use crate::queue::{ConnEvent, Dispatch};
+use crate::response::{error_response, validate_head, write_head, Framed, WireBody};
+use crate::routing::Routed;
+use crate::server::{Route, Shared};
+use crate::session::Session;
+use crate::url::{canonicalize, CookedUrl, Scheme, Target};
+
+/// How an exchange ended for the connection.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    scheme: Scheme,
+    buf: BytesMut,
+    out: Vec<u8>,
+}
+
+/// What the log line of a request knows.
+#[derive(Clone, Default)]
+struct Seen {
+    version: Option<&'static str>,
+    method: Option<String>,
+    uri: Option<String>,
+    site_id: Option<u32>,
+    queue: Option<String>,
+}
+
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    scheme: Scheme,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn {
+        shared,
+        stream,
+        remote,
+        local,
+        scheme,
+        buf: BytesMut::with_capacity(8 * 1024),
+        out: Vec::with_capacity(8 * 1024),
+    };
+    while let Next::KeepAlive = conn.exchange().await {}
+    let _ = conn.stream.shutdown().await;
+}
+
+/// Answers a connection over MaxConnections with 503 and closes it.
+pub(crate) async fn refuse(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+) {
+    let e = HttpError::new(503, R::ConnLimit, "Too Many Connections");
+    let _ = timeout(
+        Duration::from_secs(5),
+        stream.write_all(&error_response(&e, false)),
+    )
+    .await;
+    shared.errlog.write(&ErrorRecord {
+        client: Some(remote),
+        server: Some(local),
+        status: Some(503),
+        reason: R::ConnLimit.as_str(),
+        ..ErrorRecord::default()
+    });
+}
+
+fn config(shared: &Shared) -> &ListenerConfig {
+    &shared.config
+}
+
+impl Conn {
+    fn log(&self, seen: &Seen, status: Option<u16>, reason: R) {
+        self.shared.errlog.write(&ErrorRecord {
+            client: Some(self.remote),
+            server: Some(self.local),
+            version: seen.version,
+            method: seen.method.clone(),
+            uri: seen.uri.clone(),
+            status,
+            site_id: seen.site_id,
+            reason: reason.as_str(),
+            queue: seen.queue.clone(),
+        });
+    }
+
+    /// Sends the listener's own error page and logs it.
+    async fn refuse(&mut self, error: HttpError, seen: &Seen, head_only: bool) -> Next {
+        self.log(seen, Some(error.status), error.reason);
+        let page = error_response(&error, head_only);
+        let _ = self.write_timed(&page).await;
+        Next::Close
+    }
+
+    /// Writes all of `data` within the time MinSendRate allows.
+    async fn write_timed(&mut self, data: &[u8]) -> Result<(), R> {
+        let rate = config(&self.shared).min_send_rate.max(1);
+        let allowed = Duration::from_secs_f64((data.len() as f64 / rate as f64).max(1.0));
+        match timeout(allowed, self.stream.write_all(data)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(R::ConnectionDropped),
+            Err(_) => Err(R::TimerMinBytesPerSecond),
+        }
+    }
+
+    /// Reads more into the buffer before `deadline`.
+    async fn read_more(&mut self, deadline: Instant) -> Result<usize, ReadError> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(8 * 1024);
+        }
+        match timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+            Err(_) => Err(ReadError::Timeout),
+            Ok(Ok(0)) => Err(ReadError::Closed),
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(_)) => Err(ReadError::Closed),
+        }
+    }
+
+    async fn exchange(&mut self) -> Next {
+        let shared = self.shared.clone();
+        let cfg = config(&shared);
+        let limits = shared.limits;
+
+        // The head: IdleConnection until the first byte, then HeaderWait
+        // for the rest.
+        let idle_deadline = Instant::now() + ListenerConfig::seconds(cfg.idle_connection_timeout);
+        let mut head_deadline: Option<Instant> = None;
+        let head: Head = loop {
+            if !self.buf.is_empty() {
+                head_deadline.get_or_insert_with(|| {
+                    Instant::now() + ListenerConfig::seconds(cfg.header_wait_timeout)
+                });
+                match parse_head(&self.buf, &limits) {
+                    Ok(Some(head)) => break head,
+                    Ok(None) => {}
+                    Err(e) => return self.refuse(e, &Seen::default(), false).await,
+                }
+            }
+            match self.read_more(head_deadline.unwrap_or(idle_deadline)).await {
+                Ok(_) => {}
+                Err(ReadError::Timeout) => {
+                    let reason = if head_deadline.is_some() {
+                        R::TimerHeaderWait
+                    } else {
+                        R::TimerConnectionIdle
+                    };
+                    self.log(&Seen::default(), None, reason);
+                    return Next::Close;
+                }
+                Err(ReadError::Closed) => {
+                    if !self.buf.is_empty() {
+                        self.log(&Seen::default(), None, R::ConnectionDropped);
+                    }
+                    return Next::Close;
+                }
+            }
+        };
+        let raw = self.buf.split_to(head.len).freeze();
+        let method = String::from_utf8_lossy(&raw[head.method.0..head.method.1]).into_owned();
+        let target = &raw[head.target.0..head.target.1];
+        let mut seen = Seen {
+            version: Some(head.version.as_str()),
+            method: Some(method.clone()),
+            uri: Some(String::from_utf8_lossy(target).into_owned()),
+            ..Seen::default()
+        };
+        let is_head = method == "HEAD";
+        let host_header = head.host.map(|i| {
+            let (lo, hi) = head.headers[i].1;
+            &raw[lo..hi]
+        });
+        let local_host = match self.local.ip() {
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
+            std::net::IpAddr::V4(a) => a.to_string(),
+        };
+        let url = match canonicalize(
+            &Target {
+                raw: target,
+                host_header,
+                local_host: &local_host,
+                scheme: self.scheme,
+                local_port: self.local.port(),
+                is_options: method == "OPTIONS",
+            },
+            &limits,
+            &shared.url_options,
+        ) {
+            Ok(url) => url,
+            Err(e) => return self.refuse(e, &seen, is_head).await,
+        };
+        if url.path == "*" {
+            // OPTIONS * asks about the server, which answers itself.
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nAllow: OPTIONS, GET, HEAD, POST, PUT, DELETE, TRACE\r\nServer: {}\r\nDate: {}\r\nContent-Length: 0\r\n\r\n",
+                crate::response::SERVER,
+                crate::response::http_date()
+            );
+            if head.framing != Framing::None {
+                return self
+                    .refuse(
+                        HttpError::bad_request(R::BadRequest, "Invalid Request"),
+                        &seen,
+                        false,
+                    )
+                    .await;
+            }
+            return match self.write_timed(reply.as_bytes()).await {
+                Ok(()) if head.keep_alive => Next::KeepAlive,
+                _ => Next::Close,
+            };
+        }
+
+        let routes = shared.routes.load();
+        let route: Route = match routes.route(
+            self.scheme,
+            self.local.port(),
+            &url.host,
+            self.local.ip(),
+            &url.path,
+        ) {
+            Routed::Found { target, .. } => target.clone(),
+            Routed::NoPath => {
+                return self
+                    .refuse(
+                        HttpError::new(404, R::NotFound, "Not Found"),
+                        &seen,
+                        is_head,
+                    )
+                    .await;
+            }
+            Routed::NoHost => {
+                return self
+                    .refuse(
+                        HttpError::bad_request(R::Hostname, "Invalid Hostname"),
+                        &seen,
+                        is_head,
+                    )
+                    .await;
+            }
+        };
+        drop(routes);
+        seen.site_id = route.site_id;
+        seen.queue = Some(route.queue.name.clone());
+
+        let header = |name: &str| -> Option<&[u8]> {
+            head.headers
+                .iter()
+                .find(|((nlo, nhi), _)| raw[*nlo..*nhi].eq_ignore_ascii_case(name.as_bytes()))
+                .map(|(_, (vlo, vhi))| &raw[*vlo..*vhi])
+        };
+
+        // The cache answers what it can without the queue.
+        let cacheable_request = cfg.uri_enable_cache
+            && (method == "GET" || is_head)
+            && url.query.is_empty()
+            && head.framing == Framing::None
+            && header("authorization").is_none()
+            && header("range").is_none()
+            && header("if-range").is_none();
+        let cache_key =
+            cacheable_request.then(|| ResponseCache::key(&url.host, url.port, &url.path));
+        if let Some(key) = &cache_key {
+            if let Some(entry) = shared.cache.get(key) {
+                let not_modified =
+                    entry.not_modified(header("if-none-match"), header("if-modified-since"));
+                self.out.clear();
+                let mut out = std::mem::take(&mut self.out);
+                entry.render(
+                    not_modified,
+                    is_head,
+                    head.keep_alive,
+                    head.version == Version::Http10,
+                    &mut out,
+                );
+                let result = self.write_timed(&out).await;
+                self.out = out;
+                return match result {
+                    Ok(()) if head.keep_alive => Next::KeepAlive,
+                    Ok(()) => Next::Close,
+                    Err(reason) => {
+                        self.log(&seen, Some(200), reason);
+                        Next::Close
+                    }
+                };
+            }
+        }
+
+        let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let request = Box::new(RequestHead {
+            id,
+            queue: route.queue.id,
+            url_context: route.context,
+            prefix: route.prefix.clone(),
+            method: method.clone(),
+            raw_url: target.to_vec(),
+            url: proto::CookedUrl {
+                full: url.full(),
+                scheme: url.scheme.as_str().to_string(),
+                host: url.host.clone(),
+                port: url.port,
+                path: url.path.clone(),
+                query: url.query.clone(),
+            },
+            version: match head.version {
+                Version::Http10 => HttpVersion::Http10,
+                Version::Http11 => HttpVersion::Http11,
+            },
+            headers: head
+                .headers
+                .iter()
+                .map(|((nlo, nhi), (vlo, vhi))| Header {
+                    name: String::from_utf8_lossy(&raw[*nlo..*nhi]).into_owned(),
+                    value: raw[*vlo..*vhi].to_vec(),
+                })
+                .collect(),
+            remote: self.remote,
+            local: self.local,
+            tls: None,
+            body: match head.framing {
+                Framing::None => BodyInfo::None,
+                Framing::Length(n) => BodyInfo::Length(n),
+                Framing::Chunked => BodyInfo::Chunked,
+            },
+        });
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let demand = shared.demand_hook();
+        match route.queue.dispatch(request, events_tx, demand.as_ref()) {
+            Dispatch::Offline => {
+                return self
+                    .refuse(
+                        HttpError::new(503, R::AppOffline, "Service Unavailable"),
+                        &seen,
+                        is_head,
+                    )
+                    .await;
+            }
+            Dispatch::Full => {
+                return self
+                    .refuse(
+                        HttpError::new(503, R::QueueFull, "Service Unavailable"),
+                        &seen,
+                        is_head,
+                    )
+                    .await;
+            }
+            Dispatch::Delivered | Dispatch::Queued => {}
+        }
+
+        // Wait (RequestQueue at most) for a process to take it.
+        let queue_deadline = Instant::now() + ListenerConfig::seconds(cfg.request_queue_timeout);
+        let session = loop {
+            match timeout_at(queue_deadline, events.recv()).await {
+                Ok(Some(ConnEvent::Delivered(session))) => break session,
+                Ok(Some(ConnEvent::Abandoned)) | Ok(None) => {
+                    return self
+                        .refuse(
+                            HttpError::new(503, R::AppOffline, "Service Unavailable"),
+                            &seen,
+                            is_head,
+                        )
+                        .await;
+                }
+                Ok(Some(_)) => continue,
+                Err(_) => {
+                    if route.queue.cancel(id) {
+                        return self
+                            .refuse(
+                                HttpError::new(503, R::TimerAppPool, "Service Unavailable"),
+                                &seen,
+                                is_head,
+                            )
+                            .await;
+                    }
+                    // Taken just now: its Delivered event is on its way.
+                }
+            }
+        };
+
+        let ctx = ExchangeCtx {
+            id,
+            version: head.version,
+            keep_alive: head.keep_alive,
+            expect_continue: head.expect_continue,
+            is_head,
+            cache_key: if method == "GET" { cache_key } else { None },
+            url,
+        };
+        let next = self
+            .run_exchange(&session, &mut events, head.framing, ctx, &seen)
+            .await;
+        session.finish(id);
+        next
+    }
+
+    /// Streams the request body to the process and its response back.
+    async fn run_exchange(
+        &mut self,
+        session: &Arc<Session>,
+        events: &mut mpsc::UnboundedReceiver<ConnEvent>,
+        framing: Framing,
+        ctx: ExchangeCtx,
+        seen: &Seen,
+    ) -> Next {
+        let shared = self.shared.clone();
+        let cfg = config(&shared);
+        let mut body = BodyState::new(framing, &shared);
+        let mut response: Option<ResponseState> = None;
+        let mut sent_continue = false;
+
+        loop {
+            // Forward what the buffer already holds, within the window.
+            if let Err(e) = body.forward(&mut self.buf, session, ctx.id) {
+                session.abort(ctx.id);
+                if response.is_none() {
+                    return self.refuse(e, seen, ctx.is_head).await;
+                }
+                self.log(seen, None, e.reason);
+                return Next::Close;
+            }
+            if ctx.expect_continue && !sent_continue && response.is_none() && body.wants_more() {
+                sent_continue = true;
+                if self
+                    .write_timed(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    session.abort(ctx.id);
+                    return Next::Close;
+                }
+            }
+            let reading = body.wants_more() && body.window_open();
+            let entity_deadline = Instant::now() + ListenerConfig::seconds(cfg.entity_body_timeout);
+            tokio::select! {
+                biased;
+                event = events.recv() => {
+                    let Some(event) = event else {
+                        self.log(seen, None, R::ConnectionAbandonedByAppPool);
+                        return Next::Close;
+                    };
+                    match event {
+                        ConnEvent::BodyConsumed(n) => body.acknowledge(n),
+                        ConnEvent::Head(h) => {
+                            if response.is_some() {
+                                session.abort(ctx.id);
+                                self.log(seen, None, R::Internal);
+                                return Next::Close;
+                            }
+                            if let Err(why) = validate_head(&h) {
+                                tracing::warn!(request = ctx.id, %why, "a process sent an invalid response");
+                                session.abort(ctx.id);
+                                return self.refuse(HttpError::new(500, R::Internal, "Internal Server Error"), seen, ctx.is_head).await;
+                            }
+                            self.out.clear();
+                            let framed = write_head(&h, ctx.version, ctx.is_head, ctx.keep_alive, &mut self.out);
+                            let state = ResponseState::new(&h, framed, &ctx, &shared);
+                            let out = std::mem::take(&mut self.out);
+                            let result = self.write_timed(&out).await;
+                            self.out = out;
+                            if let Err(reason) = result {
+                                session.abort(ctx.id);
+                                self.log(seen, Some(h.status), reason);
+                                return Next::Close;
+                            }
+                            response = Some(state);
+                        }
+                        ConnEvent::Body(data) => {
+                            let Some(state) = response.as_mut() else {
+                                session.abort(ctx.id);
+                                self.log(seen, None, R::Internal);
+                                return Next::Close;
+                            };
+                            let n = data.len() as u64;
+                            let Some(wire) = state.frame_chunk(&data, &mut self.out) else {
+                                session.abort(ctx.id);
+                                self.log(seen, Some(state.status), R::Internal);
+                                return Next::Close;
+                            };
+                            if wire {
+                                let out = std::mem::take(&mut self.out);
+                                let result = self.write_timed(&out).await;
+                                self.out = out;
+                                if let Err(reason) = result {
+                                    session.abort(ctx.id);
+                                    self.log(seen, Some(state.status), reason);
+                                    return Next::Close;
+                                }
+                            }
+                            session.response_consumed(ctx.id, n);
+                        }
+                        ConnEvent::End(trailers) => {
+                            let Some(state) = response.as_mut() else {
+                                self.log(seen, None, R::Internal);
+                                return Next::Close;
+                            };
+                            let Some(finish) = state.finish(&trailers) else {
+                                self.log(seen, Some(state.status), R::Internal);
+                                return Next::Close;
+                            };
+                            if !finish.is_empty() {
+                                let result = self.write_timed(&finish).await;
+                                if let Err(reason) = result {
+                                    self.log(seen, Some(state.status), reason);
+                                    return Next::Close;
+                                }
+                            }
+                            if let Some((key, entry)) = state.cache_entry(&ctx) {
+                                shared.cache.insert(key, entry);
+                            }
+                            let keep = state.keep_alive && ctx.keep_alive;
+                            return self.after_response(&mut body, keep, seen).await;
+                        }
+                        ConnEvent::Abandoned => {
+                            if response.is_none() {
+                                return self
+                                    .refuse(HttpError::new(503, R::ConnectionAbandonedByAppPool, "Service Unavailable"), seen, ctx.is_head)
+                                    .await;
+                            }
+                            self.log(seen, response.as_ref().map(|r| r.status), R::ConnectionAbandonedByAppPool);
+                            return Next::Close;
+                        }
+                        ConnEvent::Delivered(_) => {}
+                    }
+                }
+                read = self.stream.read_buf(&mut self.buf), if reading => {
+                    match read {
+                        Ok(0) | Err(_) => {
+                            session.abort(ctx.id);
+                            self.log(seen, None, R::ConnectionDropped);
+                            return Next::Close;
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                _ = tokio::time::sleep_until(entity_deadline), if reading => {
+                    session.abort(ctx.id);
+                    self.log(seen, None, R::TimerEntityBody);
+                    return Next::Close;
+                }
+            }
+        }
+    }
+
+    /// After the response: the rest of the request body is read and
+    /// dropped (DrainEntityBody at most) so the connection can be reused.
+    async fn after_response(
+        &mut self,
+        body: &mut BodyState,
+        keep_alive: bool,
+        seen: &Seen,
+    ) -> Next {
+        if !keep_alive {
+            return Next::Close;
+        }
+        let cfg = config(&self.shared);
+        let deadline = Instant::now() + ListenerConfig::seconds(cfg.drain_entity_body_timeout);
+        loop {
+            match body.drain(&mut self.buf) {
+                Err(_) => return Next::Close,
+                Ok(true) => return Next::KeepAlive,
+                Ok(false) => {}
+            }
+            match self.read_more(deadline).await {
+                Ok(_) => {}
+                Err(ReadError::Timeout) => {
+                    self.log(seen, None, R::TimerEntityBody);
+                    return Next::Close;
+                }
+                Err(ReadError::Closed) => return Next::Close,
+            }
+        }
+    }
+}
+
+enum ReadError {
+    Timeout,
+    Closed,
+}
+
+struct ExchangeCtx {
+    id: u64,
+    version: Version,
+    keep_alive: bool,
+    expect_continue: bool,
+    is_head: bool,
+    cache_key: Option<String>,
+    url: CookedUrl,
+}
+
+/// The request body on its way to the process.
+struct BodyState {
+    kind: BodyKind,
+    /// Sent but not yet acknowledged by the process.
+    unacked: u64,
+    ended: bool,
+}
+
+enum BodyKind {
+    None,
+    Length(u64),
+    Chunked(Box<ChunkedDecoder>),
+}
+
+impl BodyState {
+    fn new(framing: Framing, shared: &Shared) -> BodyState {
+        let kind = match framing {
+            Framing::None => BodyKind::None,
+            Framing::Length(n) => BodyKind::Length(n),
+            Framing::Chunked => BodyKind::Chunked(Box::new(ChunkedDecoder::new(
+                shared.config.max_request_bytes,
+                shared.config.max_field_length,
+            ))),
+        };
+        BodyState {
+            ended: matches!(kind, BodyKind::None),
+            kind,
+            unacked: 0,
+        }
+    }
+
+    fn wants_more(&self) -> bool {
+        !self.ended
+    }
+
+    fn window_open(&self) -> bool {
+        self.unacked < proto::BODY_WINDOW
+    }
+
+    fn acknowledge(&mut self, n: u64) {
+        self.unacked = self.unacked.saturating_sub(n);
+    }
+
+    /// Sends body bytes from `buf` to the process while the window allows.
+    fn forward(&mut self, buf: &mut BytesMut, session: &Session, id: u64) -> Result<(), HttpError> {
+        while !self.ended && self.window_open() && !buf.is_empty() {
+            let room = (proto::BODY_WINDOW - self.unacked) as usize;
+            match &mut self.kind {
+                BodyKind::None => self.ended = true,
+                BodyKind::Length(remaining) => {
+                    let take = (*remaining)
+                        .min(buf.len() as u64)
+                        .min(room as u64)
+                        .min(proto::MAX_BODY_CHUNK as u64) as usize;
+                    let chunk = buf.split_to(take);
+                    *remaining -= take as u64;
+                    self.unacked += take as u64;
+                    self.ended = *remaining == 0;
+                    session.send_body(id, self.ended, &chunk);
+                }
+                BodyKind::Chunked(decoder) => match decoder.decode(buf)? {
+                    // The window is a bound on what is buffered, not a
+                    // hard cut: a decoded piece goes whole.
+                    Step::Data {
+                        start,
+                        end,
+                        consumed,
+                    } => {
+                        for piece in buf[start..end].chunks(proto::MAX_BODY_CHUNK) {
+                            session.send_body(id, false, piece);
+                        }
+                        self.unacked += (end - start) as u64;
+                        bytes::Buf::advance(buf, consumed);
+                    }
+                    Step::NeedMore { consumed } => {
+                        bytes::Buf::advance(buf, consumed);
+                        break;
+                    }
+                    Step::End { consumed, trailers } => {
+                        bytes::Buf::advance(buf, consumed);
+                        self.ended = true;
+                        if !trailers.is_empty() {
+                            session.send_trailers(id, parse_trailers(&trailers));
+                        }
+                        session.send_body(id, true, &[]);
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and drops body bytes; true once the body is over.
+    fn drain(&mut self, buf: &mut BytesMut) -> Result<bool, HttpError> {
+        while !self.ended && !buf.is_empty() {
+            match &mut self.kind {
+                BodyKind::None => self.ended = true,
+                BodyKind::Length(remaining) => {
+                    let take = (*remaining).min(buf.len() as u64) as usize;
+                    let _ = buf.split_to(take);
+                    *remaining -= take as u64;
+                    self.ended = *remaining == 0;
+                }
+                BodyKind::Chunked(decoder) => match decoder.decode(buf)? {
+                    Step::Data { consumed, .. } | Step::NeedMore { consumed } => {
+                        let _ = buf.split_to(consumed);
+                    }
+                    Step::End { consumed, .. } => {
+                        let _ = buf.split_to(consumed);
+                        self.ended = true;
+                    }
+                },
+            }
+        }
+        Ok(self.ended)
+    }
+}
+
+/// The response on its way to the client.
+struct ResponseState {
+    status: u16,
+    wire: WireBody,
+    written: u64,
+    keep_alive: bool,
+    /// The head and body kept for the cache, while the response may go in.
+    cache: Option<(Vec<u8>, Vec<u8>, Option<Duration>)>,
+}
+
+impl ResponseState {
+    fn new(
+        head: &ResponseHead,
+        framed: Framed,
+        ctx: &ExchangeCtx,
+        shared: &Shared,
+    ) -> ResponseState {
+        let cfg = &shared.config;
+        let cache = match (head.cache, head.body, &ctx.cache_key) {
+            (Some(policy), ResponseBody::Length(n), Some(_))
+                if head.status == 200 && n <= cfg.uri_max_uri_bytes && !ctx.is_head =>
+            {
+                let kept_head = cacheable_head(head);
+                (kept_head.len() <= cfg.uri_max_header_bytes).then(|| {
+                    let ttl = match policy {
+                        proto::CachePolicy::UntilInvalidated => None,
+                        proto::CachePolicy::TimeToLive { seconds } => {
+                            Some(Duration::from_secs(u64::from(seconds)))
+                        }
+                    };
+                    (kept_head, Vec::with_capacity(n as usize), ttl)
+                })
+            }
+            _ => None,
+        };
+        ResponseState {
+            status: head.status,
+            wire: framed.body,
+            written: 0,
+            keep_alive: framed.keep_alive,
+            cache,
+        }
+    }
+
+    /// Frames a body chunk into `out`. `Some(true)` if there is something
+    /// to write, `Some(false)` if nothing goes on the wire (HEAD), `None`
+    /// if the process sent more than it announced.
+    fn frame_chunk(&mut self, data: &Bytes, out: &mut Vec<u8>) -> Option<bool> {
+        out.clear();
+        self.written += data.len() as u64;
+        if let Some((_, body, _)) = &mut self.cache {
+            body.extend_from_slice(data);
+        }
+        match self.wire {
+            WireBody::None => Some(false),
+            WireBody::Length(n) => {
+                if self.written > n {
+                    return None;
+                }
+                out.extend_from_slice(data);
+                Some(true)
+            }
+            WireBody::Chunked => {
+                out.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\r\n");
+                Some(true)
+            }
+            WireBody::UntilClose => {
+                out.extend_from_slice(data);
+                Some(true)
+            }
+        }
+    }
+
+    /// The bytes that end the response, or `None` if the body fell short.
+    fn finish(&mut self, trailers: &[Header]) -> Option<Vec<u8>> {
+        match self.wire {
+            WireBody::Length(n) if self.written != n => None,
+            WireBody::Chunked => {
+                let mut end = b"0\r\n".to_vec();
+                for t in trailers.iter().filter(|t| {
+                    t.name.bytes().all(crate::http::is_tchar)
+                        && !t.value.iter().any(|&b| b == b'\r' || b == b'\n')
+                }) {
+                    end.extend_from_slice(t.name.as_bytes());
+                    end.extend_from_slice(b": ");
+                    end.extend_from_slice(&t.value);
+                    end.extend_from_slice(b"\r\n");
+                }
+                end.extend_from_slice(b"\r\n");
+                Some(end)
+            }
+            _ => Some(Vec::new()),
+        }
+    }
+
+    fn cache_entry(&mut self, ctx: &ExchangeCtx) -> Option<(String, CacheEntry)> {
+        let (head, body, ttl) = self.cache.take()?;
+        let key = ctx.cache_key.clone()?;
+        let entry = CacheEntry::new(
+            head,
+            Bytes::from(body),
+            &ctx.url.host,
+            ctx.url.port,
+            &ctx.url.path,
+            ttl,
+        );
+        Some((key, entry))
+    }
+}
+
+/// Raw trailer lines (`name: value\r\n`, already validated) as fields.
+fn parse_trailers(raw: &[u8]) -> Vec<Header> {
+    raw.split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|&b| b == b':')?;
+            Some(Header {
+                name: String::from_utf8_lossy(&line[..colon]).into_owned(),
+                value: line[colon + 1..].trim_ascii().to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// The head a cache entry keeps: status line and the application's
+/// headers, without what is written fresh for each hit.
+fn cacheable_head(head: &ResponseHead) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let reason = head
+        .reason
+        .as_deref()
+        .unwrap_or_else(|| crate::http::status_text_for(head.status));
+    out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", head.status).as_bytes());
+    let mut has_server = false;
+    for h in &head.headers {
+        let skip = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "keep-alive",
+            "date",
+        ]
+        .iter()
+        .any(|n| h.name.eq_ignore_ascii_case(n));
+        if skip {
+            continue;
+        }
+        has_server |= h.name.eq_ignore_ascii_case("server");
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_server {
+        out.extend_from_slice(format!("Server: {}\r\n", crate::response::SERVER).as_bytes());
+    }
+    out
+}

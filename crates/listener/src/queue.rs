@@ -1,0 +1,245 @@
+//! Request queues. A queue holds requests routed to it until a process
+//! serving it is ready for them; any number of processes may serve one
+//! queue. A full queue answers 503 QueueFull, a stopped one 503
+//! AppOffline, and a queue nobody serves asks its controller to start a
+//! process (demand start).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use httpapi::proto::{Header, RequestHead, ResponseHead};
+use tokio::sync::mpsc;
+
+use crate::session::Session;
+
+/// What a connection hears about its request from the serving side.
+#[derive(Debug)]
+pub(crate) enum ConnEvent {
+    /// A process took the request.
+    Delivered(Arc<Session>),
+    /// The process read this many request body bytes.
+    BodyConsumed(u64),
+    Head(ResponseHead),
+    Body(Bytes),
+    End(Vec<Header>),
+    /// The process went away or gave the request up.
+    Abandoned,
+}
+
+pub(crate) type EventSender = mpsc::UnboundedSender<ConnEvent>;
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Dispatch {
+    Delivered,
+    Queued,
+    Full,
+    Offline,
+}
+
+struct Consumer {
+    session: Arc<Session>,
+    credit: u32,
+}
+
+struct Pending {
+    head: Box<RequestHead>,
+    events: EventSender,
+}
+
+struct Inner {
+    max_length: usize,
+    stopped: bool,
+    pending: VecDeque<Pending>,
+    consumers: Vec<Consumer>,
+    next: usize,
+    /// Sessions that have the queue open (0 for a queue held in-process).
+    holders: usize,
+    demand_signalled: bool,
+}
+
+/// A request queue.
+pub struct Queue {
+    pub id: u32,
+    pub name: String,
+    /// The user that created it; that user (and root) may open it again.
+    pub owner_uid: u32,
+    inner: Mutex<Inner>,
+}
+
+/// Called when a request arrives for a queue nobody serves.
+pub type DemandStartHook = Arc<dyn Fn(&Queue) + Send + Sync>;
+
+impl Queue {
+    pub(crate) fn new(id: u32, name: &str, owner_uid: u32, max_length: usize) -> Queue {
+        Queue {
+            id,
+            name: name.to_string(),
+            owner_uid,
+            inner: Mutex::new(Inner {
+                max_length,
+                stopped: false,
+                pending: VecDeque::new(),
+                consumers: Vec::new(),
+                next: 0,
+                holders: 0,
+                demand_signalled: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Routes a request to a ready process, or queues it. `demand` is
+    /// called (once until a process attaches) when nobody serves the queue.
+    pub(crate) fn dispatch(
+        &self,
+        head: Box<RequestHead>,
+        events: EventSender,
+        demand: Option<&DemandStartHook>,
+    ) -> Dispatch {
+        let mut inner = self.lock();
+        if inner.stopped {
+            return Dispatch::Offline;
+        }
+        if let Some(session) = take_credit(&mut inner) {
+            drop(inner);
+            deliver(&session, head, events);
+            return Dispatch::Delivered;
+        }
+        if inner.pending.len() >= inner.max_length {
+            return Dispatch::Full;
+        }
+        inner.pending.push_back(Pending { head, events });
+        let signal = inner.consumers.is_empty() && !inner.demand_signalled;
+        if signal {
+            inner.demand_signalled = true;
+        }
+        drop(inner);
+        if signal {
+            if let Some(hook) = demand {
+                hook(self);
+            }
+        }
+        Dispatch::Queued
+    }
+
+    /// A process is ready for `count` more requests.
+    pub(crate) fn grant(&self, session: &Arc<Session>, count: u32) {
+        let mut deliveries = Vec::new();
+        {
+            let mut inner = self.lock();
+            inner.demand_signalled = false;
+            let index = match inner
+                .consumers
+                .iter()
+                .position(|c| Arc::ptr_eq(&c.session, session))
+            {
+                Some(i) => i,
+                None => {
+                    inner.consumers.push(Consumer {
+                        session: session.clone(),
+                        credit: 0,
+                    });
+                    inner.consumers.len() - 1
+                }
+            };
+            inner.consumers[index].credit = inner.consumers[index].credit.saturating_add(count);
+            while inner.consumers[index].credit > 0 {
+                let Some(p) = inner.pending.pop_front() else {
+                    break;
+                };
+                inner.consumers[index].credit -= 1;
+                deliveries.push(p);
+            }
+        }
+        for p in deliveries {
+            deliver(session, p.head, p.events);
+        }
+    }
+
+    /// Takes a request that is still waiting out of the queue (its time
+    /// ran out or its client left); false if a process already has it.
+    pub(crate) fn cancel(&self, request: u64) -> bool {
+        let mut inner = self.lock();
+        match inner.pending.iter().position(|p| p.head.id == request) {
+            Some(i) => {
+                inner.pending.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A session stops serving the queue.
+    pub(crate) fn detach(&self, session: &Arc<Session>) {
+        let mut inner = self.lock();
+        inner
+            .consumers
+            .retain(|c| !Arc::ptr_eq(&c.session, session));
+    }
+
+    pub(crate) fn add_holder(&self) {
+        self.lock().holders += 1;
+    }
+
+    /// Returns true when nobody holds the queue any more.
+    pub(crate) fn remove_holder(&self) -> bool {
+        let mut inner = self.lock();
+        inner.holders = inner.holders.saturating_sub(1);
+        inner.holders == 0
+    }
+
+    pub fn set_stopped(&self, stopped: bool) {
+        self.lock().stopped = stopped;
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.lock().stopped
+    }
+
+    pub fn set_max_length(&self, max: usize) {
+        self.lock().max_length = max;
+    }
+
+    /// Requests waiting for a process.
+    pub fn pending(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    /// Processes serving the queue.
+    pub fn consumers(&self) -> usize {
+        self.lock().consumers.len()
+    }
+
+    /// Fails every waiting request (the queue is going away).
+    pub(crate) fn drain(&self) {
+        let pending: Vec<Pending> = self.lock().pending.drain(..).collect();
+        for p in pending {
+            let _ = p.events.send(ConnEvent::Abandoned);
+        }
+    }
+}
+
+/// The next consumer with credit, round robin.
+fn take_credit(inner: &mut Inner) -> Option<Arc<Session>> {
+    let n = inner.consumers.len();
+    for k in 0..n {
+        let i = (inner.next + k) % n;
+        if inner.consumers[i].credit > 0 {
+            inner.consumers[i].credit -= 1;
+            inner.next = (i + 1) % n;
+            return Some(inner.consumers[i].session.clone());
+        }
+    }
+    None
+}
+
+fn deliver(session: &Arc<Session>, head: Box<RequestHead>, events: EventSender) {
+    // Registered before the process can answer, so no answer is lost.
+    session.track(head.id, events.clone());
+    let _ = events.send(ConnEvent::Delivered(session.clone()));
+    session.send_request(head);
+}

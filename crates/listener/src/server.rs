@@ -1,0 +1,537 @@
+//! The listener itself: queues and URL prefixes, endpoints bound as
+//! prefixes need them (several queues, several processes, one port), the
+//! control socket programs connect to, and the cache scavenger.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use arc_swap::ArcSwap;
+use httpapi::proto::{ApiError, ErrorCode};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::acl::UrlAcl;
+use crate::cache::ResponseCache;
+use crate::config::ListenerConfig;
+use crate::http::Limits;
+use crate::httperr::HttpErrLog;
+use crate::queue::{DemandStartHook, Queue};
+use crate::routing::{RoutingTable, UrlPrefix};
+use crate::url::{Scheme, UrlOptions};
+
+/// What a prefix routes to.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub queue: Arc<Queue>,
+    pub context: u64,
+    pub site_id: Option<u32>,
+    pub prefix: String,
+}
+
+/// The accept loops listening for each (scheme, port).
+type Endpoints = HashMap<(Scheme, u16), Vec<JoinHandle<()>>>;
+
+pub(crate) struct Shared {
+    pub config: ListenerConfig,
+    pub limits: Limits,
+    pub url_options: UrlOptions,
+    pub routes: ArcSwap<RoutingTable<Route>>,
+    route_edit: Mutex<()>,
+    queues: Mutex<HashMap<String, Arc<Queue>>>,
+    next_queue_id: AtomicU32,
+    pub next_request_id: AtomicU64,
+    endpoints: Mutex<Endpoints>,
+    pub cache: ResponseCache,
+    pub errlog: HttpErrLog,
+    connections: Option<Arc<Semaphore>>,
+    demand_hook: RwLock<Option<DemandStartHook>>,
+    uid: u32,
+    runtime: tokio::runtime::Handle,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn demand_hook(&self) -> Option<DemandStartHook> {
+        self.demand_hook
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Creates a queue, or opens an existing one to serve it too.
+    pub(crate) fn open_queue(
+        &self,
+        name: &str,
+        uid: u32,
+        open_existing: bool,
+    ) -> Result<Arc<Queue>, ApiError> {
+        if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control() || c == '/') {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!("'{name}' is not a valid queue name"),
+            ));
+        }
+        let mut queues = lock(&self.queues);
+        match queues.get(name) {
+            Some(queue) if open_existing => {
+                if uid != queue.owner_uid && uid != 0 && uid != self.uid {
+                    return Err(ApiError::new(
+                        ErrorCode::AccessDenied,
+                        format!("queue {name} belongs to another user"),
+                    ));
+                }
+                Ok(queue.clone())
+            }
+            Some(_) => Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("queue {name} exists"),
+            )),
+            None if open_existing => Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no queue named {name}"),
+            )),
+            None => {
+                let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
+                let queue = Arc::new(Queue::new(
+                    id,
+                    name,
+                    uid,
+                    self.config.default_queue_length as usize,
+                ));
+                queues.insert(name.to_string(), queue.clone());
+                Ok(queue)
+            }
+        }
+    }
+
+    /// Removes a queue nobody holds any more, with its prefixes.
+    pub(crate) fn remove_queue(&self, queue: &Arc<Queue>) {
+        {
+            let mut queues = lock(&self.queues);
+            if queues
+                .get(&queue.name)
+                .is_some_and(|q| Arc::ptr_eq(q, queue))
+            {
+                queues.remove(&queue.name);
+            }
+        }
+        let _edit = lock(&self.route_edit);
+        let mut table = clone_table(&self.routes.load());
+        let mut removed = Vec::new();
+        table.retain(|prefix, route| {
+            let keep = !Arc::ptr_eq(&route.queue, queue);
+            if !keep {
+                removed.push(prefix.clone());
+            }
+            keep
+        });
+        self.close_unused_endpoints(&table);
+        self.routes.store(Arc::new(table));
+        for prefix in removed {
+            self.cache.flush(&prefix);
+        }
+        queue.drain();
+    }
+
+    /// Registers a prefix for a queue. `uid` is the registering program's
+    /// user, checked against the URL reservations (`None` in-process).
+    pub(crate) fn add_url(
+        self: &Arc<Self>,
+        queue: &Arc<Queue>,
+        prefix: &str,
+        context: u64,
+        site_id: Option<u32>,
+        uid: Option<u32>,
+    ) -> Result<(), ApiError> {
+        let parsed = UrlPrefix::parse(prefix)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
+        if parsed.scheme == Scheme::Https {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                "https prefixes need TLS, which this listener does not serve yet",
+            ));
+        }
+        if let Some(uid) = uid {
+            if uid != 0 && uid != self.uid {
+                let acl = UrlAcl::load(&self.config.url_acl_file).map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::AccessDenied,
+                        format!("URL reservations unreadable: {e}"),
+                    )
+                })?;
+                if !acl.allows(uid, &parsed) {
+                    return Err(ApiError::new(
+                        ErrorCode::AccessDenied,
+                        format!(
+                            "no URL reservation lets user {} register {parsed}; an administrator can add one with: inetsrv urlacl add {parsed} --user {}",
+                            crate::acl::user_name(uid),
+                            crate::acl::user_name(uid)
+                        ),
+                    ));
+                }
+            }
+        }
+        let _edit = lock(&self.route_edit);
+        let mut table = clone_table(&self.routes.load());
+        let route = Route {
+            queue: queue.clone(),
+            context,
+            site_id,
+            prefix: parsed.to_string(),
+        };
+        if let Err(existing) = table.insert(parsed.clone(), route) {
+            return Err(if Arc::ptr_eq(&existing.queue, queue) {
+                ApiError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("{parsed} is already registered to this queue"),
+                )
+            } else {
+                ApiError::new(
+                    ErrorCode::SharingViolation,
+                    format!("{parsed} is registered to queue {}", existing.queue.name),
+                )
+            });
+        }
+        self.ensure_endpoint(parsed.scheme, parsed.port)?;
+        self.routes.store(Arc::new(table));
+        Ok(())
+    }
+
+    pub(crate) fn remove_url(&self, queue: &Arc<Queue>, prefix: &str) -> Result<(), ApiError> {
+        let parsed = UrlPrefix::parse(prefix)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
+        let _edit = lock(&self.route_edit);
+        let mut table = clone_table(&self.routes.load());
+        let owned = table
+            .iter()
+            .any(|(p, r)| *p == parsed && Arc::ptr_eq(&r.queue, queue));
+        if !owned {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("{parsed} is not registered to this queue"),
+            ));
+        }
+        table.remove(&parsed);
+        self.close_unused_endpoints(&table);
+        self.routes.store(Arc::new(table));
+        self.cache.flush(&parsed);
+        Ok(())
+    }
+
+    pub(crate) fn flush_cache(&self, prefix: &str) -> Result<usize, ApiError> {
+        let parsed = UrlPrefix::parse(prefix)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
+        Ok(self.cache.flush(&parsed))
+    }
+
+    /// Listens on (scheme, port) on every listen address, if not yet.
+    fn ensure_endpoint(self: &Arc<Self>, scheme: Scheme, port: u16) -> Result<(), ApiError> {
+        let mut endpoints = lock(&self.endpoints);
+        if endpoints.contains_key(&(scheme, port)) {
+            return Ok(());
+        }
+        let mut listeners = Vec::new();
+        let mut last_error = None;
+        for ip in &self.config.listen_addresses {
+            match bind(SocketAddr::new(*ip, port)) {
+                Ok(l) => listeners.push(l),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    return Err(ApiError::new(
+                        ErrorCode::AddressInUse,
+                        format!("port {port} on {ip} is in use by another program"),
+                    ));
+                }
+                Err(e) => last_error = Some(format!("{ip}:{port}: {e}")),
+            }
+        }
+        if listeners.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::AddressInUse,
+                last_error.unwrap_or_else(|| format!("cannot listen on port {port}")),
+            ));
+        }
+        // Callers may be on any thread (the activation service's too).
+        let _guard = self.runtime.enter();
+        let mut tasks = Vec::new();
+        for std_listener in listeners {
+            let listener = TcpListener::from_std(std_listener)
+                .map_err(|e| ApiError::new(ErrorCode::AddressInUse, e.to_string()))?;
+            tasks.push(
+                self.runtime
+                    .spawn(accept_loop(self.clone(), listener, scheme)),
+            );
+        }
+        endpoints.insert((scheme, port), tasks);
+        Ok(())
+    }
+
+    fn close_unused_endpoints(&self, table: &RoutingTable<Route>) {
+        let used: Vec<(Scheme, u16)> = table.ports().collect();
+        lock(&self.endpoints).retain(|key, tasks| {
+            let keep = used.contains(key);
+            if !keep {
+                for t in tasks {
+                    t.abort();
+                }
+            }
+            keep
+        });
+    }
+}
+
+fn clone_table(table: &RoutingTable<Route>) -> RoutingTable<Route> {
+    let mut copy = RoutingTable::default();
+    for (prefix, route) in table.iter() {
+        let _ = copy.insert(prefix.clone(), route.clone());
+    }
+    copy
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, scheme: Scheme) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|_| listener.local_addr().unwrap_or(remote));
+        let shared = shared.clone();
+        match &shared.connections {
+            Some(limit) => match limit.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(async move {
+                        crate::conn::serve(shared, stream, remote, local, scheme).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    tokio::spawn(crate::conn::refuse(shared, stream, remote, local));
+                }
+            },
+            None => {
+                tokio::spawn(crate::conn::serve(shared, stream, remote, local, scheme));
+            }
+        }
+    }
+}
+
+/// A queue held in-process (by the activation service, or a test): it
+/// lives until the handle is dropped.
+pub struct QueueHandle {
+    queue: Arc<Queue>,
+    shared: Arc<Shared>,
+}
+
+impl QueueHandle {
+    pub fn queue(&self) -> &Arc<Queue> {
+        &self.queue
+    }
+
+    pub fn add_url(
+        &self,
+        prefix: &str,
+        context: u64,
+        site_id: Option<u32>,
+    ) -> Result<(), ApiError> {
+        self.shared
+            .add_url(&self.queue, prefix, context, site_id, None)
+    }
+
+    pub fn remove_url(&self, prefix: &str) -> Result<(), ApiError> {
+        self.shared.remove_url(&self.queue, prefix)
+    }
+}
+
+impl Drop for QueueHandle {
+    fn drop(&mut self) {
+        if self.queue.remove_holder() {
+            self.shared.remove_queue(&self.queue);
+        }
+    }
+}
+
+/// A running listener.
+pub struct Listener {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    control_socket: PathBuf,
+}
+
+impl Listener {
+    /// Starts the listener on the current tokio runtime: the control
+    /// socket is bound at once; ports are bound as prefixes need them.
+    pub async fn start(config: ListenerConfig) -> std::io::Result<Listener> {
+        config.validate().map_err(std::io::Error::other)?;
+        let runtime = tokio::runtime::Handle::current();
+        let shared = Arc::new(Shared {
+            limits: config.limits(),
+            url_options: config.url_options(),
+            routes: ArcSwap::from_pointee(RoutingTable::default()),
+            route_edit: Mutex::new(()),
+            queues: Mutex::new(HashMap::new()),
+            next_queue_id: AtomicU32::new(1),
+            next_request_id: AtomicU64::new(1),
+            endpoints: Mutex::new(HashMap::new()),
+            cache: ResponseCache::new(config.uri_max_cache_megabyte_count.saturating_mul(1 << 20)),
+            errlog: HttpErrLog::new(
+                config.error_logging_dir.clone(),
+                config.error_log_file_truncate_size,
+            ),
+            connections: (config.max_connections > 0)
+                .then(|| Arc::new(Semaphore::new(config.max_connections))),
+            demand_hook: RwLock::new(None),
+            uid: current_uid(),
+            runtime,
+            config,
+        });
+
+        let socket_path = shared.config.control_socket.clone();
+        if let Some(dir) = socket_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        remove_stale_socket(&socket_path)?;
+        let control = UnixListener::bind(&socket_path)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Anyone may connect; URL reservations decide what they may do.
+            std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o666))?;
+        }
+        let mut tasks = Vec::new();
+        let me = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let next = AtomicU64::new(1);
+            loop {
+                match control.accept().await {
+                    Ok((stream, _)) => {
+                        let id = next.fetch_add(1, Ordering::Relaxed);
+                        tokio::spawn(crate::session::run(me.clone(), stream, id));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }));
+        let me = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let period = ListenerConfig::seconds(me.config.uri_scavenger_period);
+            let mut tick = tokio::time::interval(period / 2);
+            loop {
+                tick.tick().await;
+                me.cache.scavenge(period);
+            }
+        }));
+        Ok(Listener {
+            shared,
+            tasks,
+            control_socket: socket_path,
+        })
+    }
+
+    pub fn control_socket(&self) -> &std::path::Path {
+        &self.control_socket
+    }
+
+    pub fn config(&self) -> &ListenerConfig {
+        &self.shared.config
+    }
+
+    /// Creates a queue held by this process (the activation service's
+    /// queues, created before any worker exists).
+    pub fn create_queue(&self, name: &str) -> Result<QueueHandle, ApiError> {
+        let queue = self.shared.open_queue(name, self.shared.uid, false)?;
+        queue.add_holder();
+        Ok(QueueHandle {
+            queue,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Called when a request arrives for a queue nobody serves: the
+    /// activation service starts a worker here.
+    pub fn set_demand_start(&self, hook: DemandStartHook) {
+        *self
+            .shared
+            .demand_hook
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// The prefixes registered, as text.
+    pub fn prefixes(&self) -> Vec<String> {
+        self.shared
+            .routes
+            .load()
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect()
+    }
+
+    pub fn cache_hits(&self) -> u64 {
+        self.shared.cache.hits()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for (_, tasks) in lock(&self.shared.endpoints).drain() {
+            for t in tasks {
+                t.abort();
+            }
+        }
+        let _ = std::fs::remove_file(&self.control_socket);
+    }
+}
+
+fn current_uid() -> u32 {
+    // The owner of our own /proc entry is our effective uid.
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+/// A socket file left by a listener that is gone is removed; one that
+/// answers belongs to a running listener, which is an error.
+fn remove_stale_socket(path: &std::path::Path) -> std::io::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("{} belongs to a running listener", path.display()),
+        )),
+        Err(_) => std::fs::remove_file(path),
+    }
+}

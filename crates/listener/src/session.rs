@@ -1,0 +1,357 @@
+//! Sessions: one per program connected to the control socket. A session
+//! opens queues, registers URL prefixes (checked against the URL
+//! reservations with the peer's Unix credentials), receives requests and
+//! sends responses, all multiplexed on one connection. When a program
+//! goes away its in-flight requests are abandoned (their clients'
+//! connections close) and the queues only it held are removed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Buf, BytesMut};
+use httpapi::proto::{
+    decode_frame, decode_message, encode_message, encode_request_body, ApiError, ErrorCode, Frame,
+    QueueProperty, RequestHead, ToApp, ToListener, PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use crate::queue::{ConnEvent, EventSender, Queue};
+use crate::server::Shared;
+
+/// A connected program.
+pub struct Session {
+    pub id: u64,
+    pub uid: u32,
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+    requests: Mutex<HashMap<u64, EventSender>>,
+    queues: Mutex<HashMap<u32, Arc<Queue>>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("uid", &self.uid)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Session {
+    fn send(&self, msg: &ToApp) {
+        let mut frame = Vec::with_capacity(256);
+        encode_message(msg, &mut frame);
+        let _ = self.writer.send(frame);
+    }
+
+    pub(crate) fn send_request(&self, head: Box<RequestHead>) {
+        self.send(&ToApp::Request(head));
+    }
+
+    pub(crate) fn send_body(&self, request: u64, end: bool, data: &[u8]) {
+        let mut frame = Vec::with_capacity(data.len() + 14);
+        encode_request_body(request, end, data, &mut frame);
+        let _ = self.writer.send(frame);
+    }
+
+    pub(crate) fn send_trailers(&self, request: u64, trailers: Vec<httpapi::proto::Header>) {
+        self.send(&ToApp::RequestTrailers { request, trailers });
+    }
+
+    pub(crate) fn response_consumed(&self, request: u64, bytes: u64) {
+        self.send(&ToApp::ResponseConsumed { request, bytes });
+    }
+
+    /// The listener gives up on a request (its client left).
+    pub(crate) fn abort(&self, request: u64) {
+        if lock(&self.requests).remove(&request).is_some() {
+            self.send(&ToApp::Aborted { request });
+        }
+    }
+
+    /// The connection is done with the request.
+    pub(crate) fn finish(&self, request: u64) {
+        lock(&self.requests).remove(&request);
+    }
+
+    pub(crate) fn track(&self, request: u64, events: EventSender) {
+        let mut requests = lock(&self.requests);
+        if self.closed.load(Ordering::Acquire) {
+            let _ = events.send(ConnEvent::Abandoned);
+        } else {
+            requests.insert(request, events);
+        }
+    }
+
+    fn event_sender(&self, request: u64) -> Option<EventSender> {
+        lock(&self.requests).get(&request).cloned()
+    }
+}
+
+/// Serves one program's connection until it closes.
+pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
+    let cred = stream.peer_cred().ok();
+    let uid = cred.map(|c| c.uid()).unwrap_or(u32::MAX);
+    let pid = cred.and_then(|c| c.pid());
+    tracing::debug!(session = id, uid, pid, "program connected");
+    let (mut reader, mut writer_half) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let session = Arc::new(Session {
+        id,
+        uid,
+        writer: tx,
+        requests: Mutex::new(HashMap::new()),
+        queues: Mutex::new(HashMap::new()),
+        closed: AtomicBool::new(false),
+    });
+
+    // Writes are batched: whatever is queued goes out in one write.
+    let writer = tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(64 * 1024);
+        while let Some(first) = rx.recv().await {
+            batch.clear();
+            batch.extend_from_slice(&first);
+            while batch.len() < 256 * 1024 {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if writer_half.write_all(&batch).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut greeted = false;
+    'read: loop {
+        loop {
+            let decoded = match decode_frame(&buf) {
+                Ok(Some((frame, len))) => match frame {
+                    Frame::Message(bytes) => match decode_message::<ToListener>(bytes) {
+                        Ok(msg) => Some((Some(msg), len, None)),
+                        Err(e) => {
+                            tracing::warn!(session = id, error = %e, "bad message; closing the session");
+                            break 'read;
+                        }
+                    },
+                    Frame::ResponseBody { request, end, data } => {
+                        let data_start = len - data.len();
+                        Some((None, len, Some((request, end, data_start))))
+                    }
+                    Frame::RequestBody { .. } => {
+                        tracing::warn!(
+                            session = id,
+                            "a program sent a request body frame; closing the session"
+                        );
+                        break 'read;
+                    }
+                },
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(session = id, error = %e, "bad frame; closing the session");
+                    break 'read;
+                }
+            };
+            let Some((msg, len, body)) = decoded else {
+                break;
+            };
+            if let Some((request, end, data_start)) = body {
+                let frame = buf.split_to(len).freeze();
+                let data = frame.slice(data_start..);
+                let events = if end {
+                    lock(&session.requests).remove(&request)
+                } else {
+                    session.event_sender(request)
+                };
+                if let Some(events) = events {
+                    if !data.is_empty() {
+                        let _ = events.send(ConnEvent::Body(data));
+                    }
+                    if end {
+                        // The same as a ResponseEnd without trailers.
+                        let _ = events.send(ConnEvent::End(Vec::new()));
+                    }
+                }
+                continue;
+            }
+            buf.advance(len);
+            let Some(msg) = msg else { continue };
+            if !greeted {
+                match msg {
+                    ToListener::Hello { version, .. } if version == PROTOCOL_VERSION => {
+                        greeted = true;
+                        session.send(&ToApp::Welcome {
+                            version: PROTOCOL_VERSION,
+                        });
+                        continue;
+                    }
+                    _ => {
+                        tracing::warn!(
+                            session = id,
+                            "the first message was not a Hello of this protocol version"
+                        );
+                        break 'read;
+                    }
+                }
+            }
+            handle(&shared, &session, msg);
+        }
+        match reader.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+
+    close(&shared, &session);
+    drop(session);
+    let _ = writer.await;
+}
+
+/// Ends a session: its requests are abandoned, its queues released.
+fn close(shared: &Arc<Shared>, session: &Arc<Session>) {
+    let requests: Vec<EventSender> = {
+        let mut map = lock(&session.requests);
+        session.closed.store(true, Ordering::Release);
+        map.drain().map(|(_, s)| s).collect()
+    };
+    for events in requests {
+        let _ = events.send(ConnEvent::Abandoned);
+    }
+    let queues: Vec<Arc<Queue>> = lock(&session.queues).drain().map(|(_, q)| q).collect();
+    for queue in queues {
+        queue.detach(session);
+        if queue.remove_holder() {
+            shared.remove_queue(&queue);
+        }
+    }
+}
+
+fn reply(session: &Session, call: u32, result: Result<u64, ApiError>) {
+    session.send(&ToApp::Reply { call, result });
+}
+
+fn own_queue(session: &Session, queue: u32) -> Result<Arc<Queue>, ApiError> {
+    lock(&session.queues).get(&queue).cloned().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidHandle,
+            format!("queue {queue} is not open in this session"),
+        )
+    })
+}
+
+fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
+    match msg {
+        ToListener::Hello { .. } => {}
+        ToListener::OpenQueue {
+            call,
+            name,
+            open_existing,
+        } => {
+            let result = shared
+                .open_queue(&name, session.uid, open_existing)
+                .map(|queue| {
+                    let id = queue.id;
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        lock(&session.queues).entry(id)
+                    {
+                        queue.add_holder();
+                        slot.insert(queue);
+                    }
+                    u64::from(id)
+                });
+            reply(session, call, result);
+        }
+        ToListener::CloseQueue { call, queue } => {
+            let result = match lock(&session.queues).remove(&queue) {
+                Some(q) => {
+                    q.detach(session);
+                    if q.remove_holder() {
+                        shared.remove_queue(&q);
+                    }
+                    Ok(0)
+                }
+                None => Err(ApiError::new(ErrorCode::InvalidHandle, "queue not open")),
+            };
+            reply(session, call, result);
+        }
+        ToListener::AddUrl {
+            call,
+            queue,
+            prefix,
+            context,
+        } => {
+            let result = own_queue(session, queue)
+                .and_then(|q| shared.add_url(&q, &prefix, context, None, Some(session.uid)))
+                .map(|()| 0);
+            reply(session, call, result);
+        }
+        ToListener::RemoveUrl {
+            call,
+            queue,
+            prefix,
+        } => {
+            let result = own_queue(session, queue)
+                .and_then(|q| shared.remove_url(&q, &prefix))
+                .map(|()| 0);
+            reply(session, call, result);
+        }
+        ToListener::SetQueue {
+            call,
+            queue,
+            property,
+        } => {
+            let result = own_queue(session, queue).map(|q| {
+                match property {
+                    QueueProperty::Stopped(stopped) => q.set_stopped(stopped),
+                    QueueProperty::MaxLength(n) => q.set_max_length(n as usize),
+                }
+                0
+            });
+            reply(session, call, result);
+        }
+        ToListener::FlushCache {
+            call,
+            queue,
+            prefix,
+        } => {
+            let result = own_queue(session, queue)
+                .and_then(|_| shared.flush_cache(&prefix))
+                .map(|n| n as u64);
+            reply(session, call, result);
+        }
+        ToListener::Receive { queue, count } => {
+            if let Ok(q) = own_queue(session, queue) {
+                q.grant(session, count);
+            }
+        }
+        ToListener::Respond { request, head } => {
+            if let Some(events) = session.event_sender(request) {
+                let _ = events.send(ConnEvent::Head(head));
+            }
+        }
+        ToListener::ResponseEnd { request, trailers } => {
+            if let Some(events) = lock(&session.requests).remove(&request) {
+                let _ = events.send(ConnEvent::End(trailers));
+            }
+        }
+        ToListener::BodyConsumed { request, bytes } => {
+            if let Some(events) = session.event_sender(request) {
+                let _ = events.send(ConnEvent::BodyConsumed(bytes));
+            }
+        }
+        ToListener::Abort { request } => {
+            if let Some(events) = lock(&session.requests).remove(&request) {
+                let _ = events.send(ConnEvent::Abandoned);
+            }
+        }
+    }
+}
