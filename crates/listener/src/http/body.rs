@@ -108,6 +108,9 @@ impl ChunkedDecoder {
                             i += 1;
                             continue;
                         }
+                        b'\n' => {
+                            return Err(HttpError::bad_request(R::InvalidCrLf, "Invalid Line Ending"))
+                        }
                         _ => return Err(bad("Invalid Chunk Size")),
                     };
                     if digits == MAX_SIZE_DIGITS {
