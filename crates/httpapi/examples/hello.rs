@@ -10,8 +10,9 @@
 //!
 //! Options: `--socket PATH` (default: `$INETSRV_HOME/run/httpapi.sock`,
 //! else `./inetsrv-data/run/httpapi.sock`), `--port N` (default 8081),
-//! `--queue NAME` (default `hello`), `--open` to serve a queue another
-//! process created, `--cache` to let the listener cache the answers.
+//! `--path /P/` (default `/hello/`), `--queue NAME` (default `hello`),
+//! `--open` to serve a queue another process created, `--cache` to let
+//! the listener cache the answers.
 
 use std::path::PathBuf;
 
@@ -20,6 +21,7 @@ use httpapi::{CachePolicy, Response, Session};
 struct Options {
     socket: PathBuf,
     port: u16,
+    path: String,
     queue: String,
     open: bool,
     cache: bool,
@@ -31,6 +33,7 @@ fn options() -> Result<Options, String> {
     let mut o = Options {
         socket: httpapi::socket_for_state_dir(&home),
         port: 8081,
+        path: "/hello/".into(),
         queue: "hello".into(),
         open: false,
         cache: false,
@@ -45,12 +48,13 @@ fn options() -> Result<Options, String> {
                     .parse()
                     .map_err(|_| "--port takes a number")?
             }
+            "--path" => o.path = value("--path")?,
             "--queue" => o.queue = value("--queue")?,
             "--open" => o.open = true,
             "--cache" => o.cache = true,
             "--help" | "-h" => {
                 return Err(
-                    "usage: hello [--socket PATH] [--port N] [--queue NAME] [--open] [--cache]"
+                    "usage: hello [--socket PATH] [--port N] [--path /P/] [--queue NAME] [--open] [--cache]"
                         .into(),
                 )
             }

@@ -192,14 +192,11 @@ impl Client {
     }
 
     async fn fill(&mut self, deadline: tokio::time::Instant) -> bool {
-        let mut chunk = [0u8; 65536];
-        match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            _ => false,
-        }
+        self.buf.reserve(64 * 1024);
+        matches!(
+            tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await,
+            Ok(Ok(n)) if n > 0
+        )
     }
 
     /// Reads one response; `None` if the connection closed (or nothing
@@ -283,20 +280,24 @@ impl Client {
 
     /// True when the server has closed the connection (EOF within `wait`).
     pub async fn closed(&mut self, wait: Duration) -> bool {
-        let mut chunk = [0u8; 1024];
         loop {
-            match tokio::time::timeout(wait, self.stream.read(&mut chunk)).await {
+            self.buf.reserve(4096);
+            match tokio::time::timeout(wait, self.stream.read_buf(&mut self.buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return true,
-                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Ok(_)) => {}
                 Err(_) => return false,
             }
         }
     }
 }
 
-/// Sends `request` on a fresh connection and reads the response.
+/// Sends `request` on a fresh connection and reads the response; `None`
+/// if nothing answers (a refused connection included).
 pub async fn exchange(port: u16, request: &[u8]) -> Option<Reply> {
-    let mut c = Client::connect(port).await;
+    let mut c = Client {
+        stream: TcpStream::connect(("127.0.0.1", port)).await.ok()?,
+        buf: Vec::new(),
+    };
     c.send(request).await;
     let head_request = request.starts_with(b"HEAD ");
     c.read(head_request, Duration::from_secs(10)).await
