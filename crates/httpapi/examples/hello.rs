@@ -86,14 +86,12 @@ async fn serve(o: Options) -> httpapi::Result<()> {
     } else {
         session.create_queue(&o.queue).await?
     };
+    let prefix = format!("http://+:{}{}", o.port, o.path);
     if !o.open {
-        queue
-            .add_url(&format!("http://+:{}/hello/", o.port), 0)
-            .await?;
+        queue.add_url(&prefix, 0).await?;
     }
     println!(
-        "serving http://+:{}/hello/ (queue {}, pid {})",
-        o.port,
+        "serving {prefix} (queue {}, pid {})",
         o.queue,
         std::process::id()
     );

@@ -29,7 +29,15 @@ async fn routing_precedence_across_queues() {
     assert_eq!(queue_of(port, "/x", "anything").await, "weak");
     let _ip = echo(&s, "ip", &[format!("http://127.0.0.1:{port}/")]).await;
     assert_eq!(queue_of(port, "/x", "anything").await, "ip");
-    let _name = echo(&s, "name", &[format!("http://www.example.com:{port}/"), format!("http://www.example.com:{port}/deep/path/")]).await;
+    let _name = echo(
+        &s,
+        "name",
+        &[
+            format!("http://www.example.com:{port}/"),
+            format!("http://www.example.com:{port}/deep/path/"),
+        ],
+    )
+    .await;
     assert_eq!(queue_of(port, "/x", "www.example.com").await, "name");
     assert_eq!(queue_of(port, "/x", "WWW.EXAMPLE.COM:80").await, "name");
     assert_eq!(queue_of(port, "/x", "other.example.com").await, "ip");
@@ -38,8 +46,13 @@ async fn routing_precedence_across_queues() {
     assert_eq!(queue_of(port, "/API", "anything").await, "strong");
     assert_eq!(queue_of(port, "/apix", "www.example.com").await, "name");
     // Longest path within a category; the prefix and its context reach the app.
-    let reply = exchange(port, &get("/deep/path/file", "www.example.com")).await.unwrap();
-    assert_eq!(reply.json()["prefix"], json!(format!("http://www.example.com:{port}/deep/path/")));
+    let reply = exchange(port, &get("/deep/path/file", "www.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.json()["prefix"],
+        json!(format!("http://www.example.com:{port}/deep/path/"))
+    );
     assert_eq!(reply.json()["context"], json!(2));
 }
 
@@ -47,13 +60,24 @@ async fn routing_precedence_across_queues() {
 async fn unknown_hosts_and_paths() {
     let server = Server::start(json!({}));
     let port = free_port();
-    let _app = echo(&server.socket(), "named", &[format!("http://shop.example:{port}/store/")]).await;
-    let reply = exchange(port, &get("/store/x", "shop.example")).await.unwrap();
+    let _app = echo(
+        &server.socket(),
+        "named",
+        &[format!("http://shop.example:{port}/store/")],
+    )
+    .await;
+    let reply = exchange(port, &get("/store/x", "shop.example"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
-    let reply = exchange(port, &get("/elsewhere", "shop.example")).await.unwrap();
+    let reply = exchange(port, &get("/elsewhere", "shop.example"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 404);
     server.wait_httperr(&["/elsewhere", "404", "NotFound"]);
-    let reply = exchange(port, &get("/store/x", "other.example")).await.unwrap();
+    let reply = exchange(port, &get("/store/x", "other.example"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 400);
     server.wait_httperr(&["/store/x", "400", "Hostname"]);
 }
@@ -65,7 +89,10 @@ async fn full_stopped_and_unserved_queues() {
     let session = Session::connect(server.socket()).await.unwrap();
     // Nobody receives from this queue: requests wait in it.
     let queue = session.create_queue("idle").await.unwrap();
-    queue.add_url(&format!("http://+:{port}/"), 0).await.unwrap();
+    queue
+        .add_url(&format!("http://+:{port}/"), 0)
+        .await
+        .unwrap();
     queue.set_max_length(2).await.unwrap();
     let mut waiting = Vec::new();
     for i in 0..2 {
@@ -100,7 +127,10 @@ async fn a_request_waits_for_a_process_to_attach() {
     let port = free_port();
     let session = Session::connect(server.socket()).await.unwrap();
     let mut queue = session.create_queue("later").await.unwrap();
-    queue.add_url(&format!("http://+:{port}/"), 0).await.unwrap();
+    queue
+        .add_url(&format!("http://+:{port}/"), 0)
+        .await
+        .unwrap();
     let mut c = Client::connect(port).await;
     c.send(&get("/held", "h")).await;
     // Nothing answers while nobody serves the queue…
@@ -108,9 +138,14 @@ async fn a_request_waits_for_a_process_to_attach() {
     // …and the request is delivered once someone does.
     let req = queue.receive().await.unwrap();
     assert_eq!(req.url.path, "/held");
-    req.respond(httpapi::Response::new(200).body("late")).await.unwrap();
+    req.respond(httpapi::Response::new(200).body("late"))
+        .await
+        .unwrap();
     let reply = c.read(false, Duration::from_secs(10)).await.unwrap();
-    assert_eq!((reply.status, reply.body.as_slice()), (200, b"late".as_slice()));
+    assert_eq!(
+        (reply.status, reply.body.as_slice()),
+        (200, b"late".as_slice())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +154,10 @@ async fn a_program_that_leaves_abandons_its_requests() {
     let port = free_port();
     let session = Session::connect(server.socket()).await.unwrap();
     let mut queue = session.create_queue("leaver").await.unwrap();
-    queue.add_url(&format!("http://+:{port}/"), 0).await.unwrap();
+    queue
+        .add_url(&format!("http://+:{port}/"), 0)
+        .await
+        .unwrap();
     let mut c = Client::connect(port).await;
     c.send(&get("/abandoned", "h")).await;
     let req = queue.receive().await.unwrap();
@@ -162,7 +200,13 @@ async fn timeouts_and_slow_clients() {
     // So is one kept alive after a request and then idle.
     let mut kept = Client::connect(port).await;
     kept.send(&get("/first", "h")).await;
-    assert_eq!(kept.read(false, Duration::from_secs(5)).await.unwrap().status, 200);
+    assert_eq!(
+        kept.read(false, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     assert!(kept.closed(Duration::from_secs(10)).await);
 
     // A head that never completes.
@@ -175,18 +219,28 @@ async fn timeouts_and_slow_clients() {
     let mut loris = Client::connect(port).await;
     let started = Instant::now();
     let mut closed = false;
-    for byte in b"GET /loris HTTP/1.1\r\nHost: h\r\nX-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
-        if loris.stream.try_write(&[*byte]).is_err() || loris.closed(Duration::from_millis(200)).await {
+    for byte in
+        b"GET /loris HTTP/1.1\r\nHost: h\r\nX-A: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()
+    {
+        if loris.stream.try_write(&[*byte]).is_err()
+            || loris.closed(Duration::from_millis(200)).await
+        {
             closed = true;
             break;
         }
     }
     assert!(closed, "a trickling client was kept");
-    assert!(started.elapsed() < Duration::from_secs(4), "closed only after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "closed only after {:?}",
+        started.elapsed()
+    );
 
     // A body that stops arriving.
     let mut stalled = Client::connect(port).await;
-    stalled.send(b"POST /stall HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc").await;
+    stalled
+        .send(b"POST /stall HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+        .await;
     assert!(stalled.closed(Duration::from_secs(10)).await);
     server.wait_httperr(&["/stall", "Timer_EntityBody", "slow"]);
 }
@@ -197,7 +251,10 @@ async fn a_client_that_does_not_read_is_dropped() {
     let port = free_port();
     let session = Session::connect(server.socket()).await.unwrap();
     let mut queue = session.create_queue("big").await.unwrap();
-    queue.add_url(&format!("http://+:{port}/"), 0).await.unwrap();
+    queue
+        .add_url(&format!("http://+:{port}/"), 0)
+        .await
+        .unwrap();
     tokio::spawn(async move {
         while let Ok(req) = queue.receive().await {
             tokio::spawn(async move {
@@ -230,8 +287,14 @@ async fn the_connection_limit() {
     let mut b = Client::connect(port).await;
     a.send(&get("/a", "h")).await;
     b.send(&get("/b", "h")).await;
-    assert_eq!(a.read(false, Duration::from_secs(5)).await.unwrap().status, 200);
-    assert_eq!(b.read(false, Duration::from_secs(5)).await.unwrap().status, 200);
+    assert_eq!(
+        a.read(false, Duration::from_secs(5)).await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        b.read(false, Duration::from_secs(5)).await.unwrap().status,
+        200
+    );
     let third = exchange(port, &get("/c", "h")).await.unwrap();
     assert_eq!(third.status, 503);
     server.wait_httperr(&["503", "ConnLimit"]);
@@ -239,7 +302,10 @@ async fn the_connection_limit() {
     // A freed slot serves again.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if exchange(port, &get("/d", "h")).await.is_some_and(|r| r.status == 200) {
+        if exchange(port, &get("/d", "h"))
+            .await
+            .is_some_and(|r| r.status == 200)
+        {
             break;
         }
         assert!(Instant::now() < deadline);
@@ -255,12 +321,23 @@ async fn httperr_lines_field_by_field() {
     let mut c = Client::connect(port).await;
     let client_port = c.stream.local_addr().unwrap().port();
     c.send(b"GET /bad%zz HTTP/1.1\r\nHost: h\r\n\r\n").await;
-    assert_eq!(c.read(false, Duration::from_secs(5)).await.unwrap().status, 400);
+    assert_eq!(
+        c.read(false, Duration::from_secs(5)).await.unwrap().status,
+        400
+    );
     let line = server.wait_httperr(&["/bad%zz"]);
     let f: Vec<&str> = line.split(' ').collect();
     assert_eq!(f.len(), 13, "{line}");
-    assert!(f[0].len() == 10 && f[0].as_bytes()[4] == b'-' && f[0].as_bytes()[7] == b'-', "date {}", f[0]);
-    assert!(f[1].len() == 8 && f[1].as_bytes()[2] == b':', "time {}", f[1]);
+    assert!(
+        f[0].len() == 10 && f[0].as_bytes()[4] == b'-' && f[0].as_bytes()[7] == b'-',
+        "date {}",
+        f[0]
+    );
+    assert!(
+        f[1].len() == 8 && f[1].as_bytes()[2] == b':',
+        "time {}",
+        f[1]
+    );
     assert_eq!(f[2], "127.0.0.1");
     assert_eq!(f[3], client_port.to_string());
     assert_eq!(f[4], "127.0.0.1");
@@ -296,12 +373,16 @@ async fn pipelining_keep_alive_and_continue() {
         assert_eq!(r.json()["body"], json!(body));
     }
     // Expect: 100-continue: the head alone, then the body after the 100.
-    c.send(b"PUT /cont HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n").await;
+    c.send(b"PUT /cont HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .await;
     let mut interim = [0u8; 25];
-    tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read_exact(&mut c.stream, &mut interim))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_exact(&mut c.stream, &mut interim),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
     c.send(b"hello").await;
     let r = c.read(false, Duration::from_secs(5)).await.unwrap();

@@ -78,7 +78,13 @@ impl Server {
         files.sort();
         files
             .iter()
-            .flat_map(|f| std::fs::read_to_string(f).unwrap_or_default().lines().map(str::to_string).collect::<Vec<_>>())
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
             .filter(|l| !l.starts_with('#'))
             .collect()
     }
@@ -87,10 +93,18 @@ impl Server {
     pub fn wait_httperr(&self, needles: &[&str]) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(line) = self.httperr().into_iter().find(|l| needles.iter().all(|n| l.contains(n))) {
+            if let Some(line) = self
+                .httperr()
+                .into_iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
                 return line;
             }
-            assert!(Instant::now() < deadline, "no HTTPERR line with {needles:?}: {:?}", self.httperr());
+            assert!(
+                Instant::now() < deadline,
+                "no HTTPERR line with {needles:?}: {:?}",
+                self.httperr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -138,7 +152,11 @@ pub async fn echo(socket: &Path, queue: &str, prefixes: &[String]) -> Session {
                     "prefix": req.prefix,
                 });
                 let _ = req
-                    .respond(Response::new(200).header("Content-Type", "application/json").body(described.to_string()))
+                    .respond(
+                        Response::new(200)
+                            .header("Content-Type", "application/json")
+                            .body(described.to_string()),
+                    )
                     .await;
             });
         }
@@ -165,11 +183,13 @@ impl Reply {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn closes(&self) -> bool {
-        self.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
     }
 }
 
@@ -229,14 +249,20 @@ impl Client {
             if head_request || status == 204 || status == 304 {
                 return Some(reply);
             }
-            if let Some(len) = reply.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            if let Some(len) = reply
+                .header("content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+            {
                 while self.buf.len() < len {
                     if !self.fill(deadline).await {
                         return Some(reply);
                     }
                 }
                 reply.body = self.buf.drain(..len).collect();
-            } else if reply.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            } else if reply
+                .header("transfer-encoding")
+                .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+            {
                 loop {
                     let line_end = loop {
                         if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
@@ -246,7 +272,11 @@ impl Client {
                             return Some(reply);
                         }
                     };
-                    let size = usize::from_str_radix(String::from_utf8_lossy(&self.buf[..line_end]).trim(), 16).ok()?;
+                    let size = usize::from_str_radix(
+                        String::from_utf8_lossy(&self.buf[..line_end]).trim(),
+                        16,
+                    )
+                    .ok()?;
                     self.buf.drain(..line_end + 2);
                     if size == 0 {
                         // Trailers, up to the empty line.

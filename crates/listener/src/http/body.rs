@@ -109,7 +109,10 @@ impl ChunkedDecoder {
                             continue;
                         }
                         b'\n' => {
-                            return Err(HttpError::bad_request(R::InvalidCrLf, "Invalid Line Ending"))
+                            return Err(HttpError::bad_request(
+                                R::InvalidCrLf,
+                                "Invalid Line Ending",
+                            ))
                         }
                         _ => return Err(bad("Invalid Chunk Size")),
                     };
