@@ -388,3 +388,85 @@ async fn pipelining_keep_alive_and_continue() {
     let r = c.read(false, Duration::from_secs(5)).await.unwrap();
     assert_eq!(r.json()["body"], json!("hello"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_early_answers_and_dropped_clients() {
+    let server =
+        Server::start(json!({ "MaxRequestEntityBytes": 1000, "DrainEntityBodyTimeout": 5 }));
+    let port = free_port();
+    let session = Session::connect(server.socket()).await.unwrap();
+    let mut queue = session.create_queue("bodies").await.unwrap();
+    queue
+        .add_url(&format!("http://+:{port}/"), 0)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok(mut req) = queue.receive().await {
+            tokio::spawn(async move {
+                if req.url.path == "/early" {
+                    // Answer without reading the body: the listener drains it.
+                    let _ = req.respond(httpapi::Response::new(202).body("early")).await;
+                } else {
+                    let body = req.read_body(1 << 20).await.unwrap_or_default();
+                    let _ = req
+                        .respond(httpapi::Response::new(200).body(format!("{}", body.len())))
+                        .await;
+                }
+            });
+        }
+    });
+    let big = exchange(
+        port,
+        b"POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: 1001\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(big.status, 413);
+    server.wait_httperr(&["/big", "413", "EntityTooLarge"]);
+    let mut chunked =
+        b"POST /chunky HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        chunked.extend_from_slice(b"190\r\n");
+        chunked.extend(std::iter::repeat_n(b'c', 400));
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let r = exchange(port, &chunked).await.unwrap();
+    assert_eq!(r.status, 413);
+    server.wait_httperr(&["/chunky", "413", "EntityTooLarge"]);
+    let ok = exchange(
+        port,
+        b"POST /fits HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n"
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(b'f', 1000))
+            .collect::<Vec<u8>>()
+            .as_slice(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((ok.status, ok.body.as_slice()), (200, b"1000".as_slice()));
+
+    // An early answer: the unread body is drained and the connection kept.
+    let mut c = Client::connect(port).await;
+    let mut early = b"POST /early HTTP/1.1\r\nHost: h\r\nContent-Length: 900\r\n\r\n".to_vec();
+    early.extend(std::iter::repeat_n(b'e', 900));
+    early.extend_from_slice(b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n");
+    c.send(&early).await;
+    let first = c.read(false, Duration::from_secs(5)).await.unwrap();
+    assert_eq!((first.status, first.closes()), (202, false));
+    let second = c.read(false, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        (second.status, second.body.as_slice()),
+        (200, b"0".as_slice())
+    );
+
+    // A client that leaves half-way through its body.
+    let mut leaver = Client::connect(port).await;
+    leaver
+        .send(b"POST /leaving HTTP/1.1\r\nHost: h\r\nContent-Length: 500\r\n\r\nonly a little")
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(leaver);
+    server.wait_httperr(&["/leaving", "Connection_Dropped", "bodies"]);
+}

@@ -34,6 +34,9 @@ pub struct ListenerConfig {
     pub request_queue_timeout: f64,
     /// Bytes per second below which a response send is abandoned.
     pub min_send_rate: u64,
+    /// The largest request body accepted (413 beyond); 0 for no limit,
+    /// HTTP.SYS's own behaviour (IIS limits bodies per URL in the worker).
+    pub max_request_entity_bytes: u64,
     /// The default request queue length (AppPoolQueueLength).
     pub default_queue_length: u32,
     /// Addresses endpoints listen on (HTTP.SYS's IP listen list).
@@ -74,6 +77,7 @@ impl Default for ListenerConfig {
             drain_entity_body_timeout: 120.0,
             request_queue_timeout: 120.0,
             min_send_rate: 150,
+            max_request_entity_bytes: 0,
             default_queue_length: 1000,
             listen_addresses: vec![
                 IpAddr::V4(Ipv4Addr::UNSPECIFIED),

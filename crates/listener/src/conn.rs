@@ -281,6 +281,17 @@ impl Conn {
         seen.site_id = route.site_id;
         seen.queue = Some(route.queue.name.clone());
 
+        let max_body = cfg.max_request_entity_bytes;
+        if max_body > 0 && matches!(head.framing, Framing::Length(n) if n > max_body) {
+            return self
+                .refuse(
+                    HttpError::new(413, R::EntityTooLarge, "Request Entity Too Large"),
+                    &seen,
+                    is_head,
+                )
+                .await;
+        }
+
         let header = |name: &str| -> Option<&[u8]> {
             head.headers
                 .iter()
@@ -631,6 +642,9 @@ struct BodyState {
     /// Sent but not yet acknowledged by the process.
     unacked: u64,
     ended: bool,
+    /// Bytes forwarded so far, against MaxRequestEntityBytes (0: none).
+    forwarded: u64,
+    max: u64,
 }
 
 enum BodyKind {
@@ -653,6 +667,8 @@ impl BodyState {
             ended: matches!(kind, BodyKind::None),
             kind,
             unacked: 0,
+            forwarded: 0,
+            max: shared.config.max_request_entity_bytes,
         }
     }
 
@@ -693,6 +709,14 @@ impl BodyState {
                         end,
                         consumed,
                     } => {
+                        self.forwarded += (end - start) as u64;
+                        if self.max > 0 && self.forwarded > self.max {
+                            return Err(HttpError::new(
+                                413,
+                                R::EntityTooLarge,
+                                "Request Entity Too Large",
+                            ));
+                        }
                         for piece in buf[start..end].chunks(proto::MAX_BODY_CHUNK) {
                             session.send_body(id, false, piece);
                         }

@@ -1,0 +1,80 @@
+//! Demand start: a request for a queue nobody serves asks the controller
+//! (the activation service's hook) to start a process, and waits for one
+//! to attach.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use httpapi::{Response, Session};
+use listener::{Listener, ListenerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_starts_a_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = Listener::start(ListenerConfig {
+        listen_addresses: vec!["127.0.0.1".parse().unwrap()],
+        control_socket: dir.path().join("run/httpapi.sock"),
+        url_acl_file: dir.path().join("urlacl.json"),
+        ..ListenerConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The controller holds the queue before any process exists.
+    let pool = listener.create_queue("pool").unwrap();
+    pool.add_url(&format!("http://+:{port}/app/"), 0, Some(1))
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    listener.set_demand_start(Arc::new(move |queue: &listener::Queue| {
+        let _ = tx.send(queue.name.clone());
+    }));
+
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(
+            format!("GET /app/{i} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        clients.push(s);
+    }
+    // Asked once, not once per request.
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap(),
+        "pool"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rx.try_recv().is_err());
+    assert_eq!(pool.queue().pending(), 3);
+
+    // The "started process" attaches to the queue and serves what waited.
+    let session = Session::connect(listener.control_socket()).await.unwrap();
+    let mut queue = session.open_queue("pool").await.unwrap();
+    tokio::spawn(async move {
+        while let Ok(req) = queue.receive().await {
+            let path = req.url.path.clone();
+            let _ = req.respond(Response::new(200).body(path)).await;
+        }
+    });
+    for (i, mut s) in clients.into_iter().enumerate() {
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.ends_with(&format!("/app/{i}")), "{text}");
+    }
+    assert_eq!(pool.queue().consumers(), 1);
+}
