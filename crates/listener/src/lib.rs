@@ -14,6 +14,8 @@ pub mod acl;
 pub mod cache;
 pub mod config;
 mod conn;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod http;
 pub mod httperr;
 pub mod queue;
