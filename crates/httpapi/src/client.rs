@@ -145,6 +145,10 @@ impl Session {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(64 * 1024);
             while let Some(first) = rx.recv().await {
+                // Let the other ready tasks queue their frames first: the
+                // scheduler would otherwise run this writer right after
+                // each sender, one frame per write.
+                tokio::task::yield_now().await;
                 batch.clear();
                 batch.extend_from_slice(&first);
                 while batch.len() < 256 * 1024 {
@@ -260,6 +264,10 @@ async fn read_loop(
             buf.advance(frame_len);
             dispatch(&shared, msg);
         }
+        // Keep room to read into: consumed frames shrink the buffer.
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
         match reader.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
@@ -289,6 +297,7 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
             );
             let request = Request {
                 body_done: matches!(head.body, proto::BodyInfo::None),
+                unacked: 0,
                 head: *head,
                 body: body_rx,
                 trailers: Vec::new(),
@@ -464,6 +473,8 @@ pub struct Request {
     head: RequestHead,
     body: mpsc::UnboundedReceiver<BodyEvent>,
     body_done: bool,
+    /// Body bytes taken but not yet acknowledged to the listener.
+    unacked: u64,
     trailers: Vec<Header>,
     shared: Arc<Shared>,
     window: Arc<Semaphore>,
@@ -505,10 +516,13 @@ impl Request {
             }
             match self.body.recv().await {
                 Some(BodyEvent::Data(data)) => {
-                    self.shared.send(&ToListener::BodyConsumed {
-                        request: self.head.id,
-                        bytes: data.len() as u64,
-                    })?;
+                    self.unacked += data.len() as u64;
+                    if self.unacked >= proto::ACK_STEP {
+                        self.shared.send(&ToListener::BodyConsumed {
+                            request: self.head.id,
+                            bytes: std::mem::take(&mut self.unacked),
+                        })?;
+                    }
                     return Ok(Some(data));
                 }
                 Some(BodyEvent::Trailers(t)) => self.trailers = t,
@@ -535,14 +549,27 @@ impl Request {
         &self.trailers
     }
 
-    /// Answers with a complete response.
+    /// Answers with a complete response. A body within the flow-control
+    /// window goes out with its head in a single write.
     pub async fn respond(self, response: Response) -> Result<()> {
         let body = response.body.clone();
-        let mut writer = self.start(response.head(ResponseBody::Length(body.len() as u64)))?;
-        if !body.is_empty() {
+        if body.len() as u64 > proto::BODY_WINDOW {
+            let mut writer =
+                self.start(response.into_head(ResponseBody::Length(body.len() as u64)))?;
             writer.send(&body).await?;
+            return writer.finish(Vec::new()).await;
         }
-        writer.finish(Vec::new()).await
+        let head = response.into_head(ResponseBody::Length(body.len() as u64));
+        proto::validate_response_head(&head).map_err(Error::InvalidResponse)?;
+        let mut this = self;
+        this.answered = true;
+        let id = this.head.id;
+        let mut frames = Vec::with_capacity(body.len() + 256);
+        encode_message(&ToListener::Respond { request: id, head }, &mut frames);
+        // The end flag on the body frame completes the response.
+        encode_response_body(id, true, &body, &mut frames);
+        lock(&this.shared.requests).remove(&id);
+        this.shared.tx.send(frames).map_err(|_| Error::Closed)
     }
 
     /// Starts a response whose body is sent piece by piece (chunked to
@@ -556,7 +583,7 @@ impl Request {
             Some(n) => ResponseBody::Length(n),
             None => ResponseBody::Streamed,
         };
-        self.start(response.head(body))
+        self.start(response.into_head(body))
     }
 
     fn start(mut self, head: ResponseHead) -> Result<ResponseWriter> {
@@ -683,11 +710,11 @@ impl Response {
         self
     }
 
-    fn head(&self, body: ResponseBody) -> ResponseHead {
+    fn into_head(self, body: ResponseBody) -> ResponseHead {
         ResponseHead {
             status: self.status,
-            reason: self.reason.clone(),
-            headers: self.headers.clone(),
+            reason: self.reason,
+            headers: self.headers,
             body,
             cache: self.cache,
         }

@@ -20,6 +20,10 @@ pub const MAX_FRAME: usize = 1 << 24;
 pub const MAX_BODY_CHUNK: usize = 64 * 1024;
 /// Unacknowledged body bytes allowed in flight per request and direction.
 pub const BODY_WINDOW: u64 = 512 * 1024;
+/// Receivers acknowledge body bytes in steps of at least this much, so a
+/// small body costs no acknowledgement at all; it is well under the
+/// window, so a sender waiting for room always gets it.
+pub const ACK_STEP: u64 = 64 * 1024;
 
 const KIND_MESSAGE: u8 = 0;
 const KIND_REQUEST_BODY: u8 = 1;

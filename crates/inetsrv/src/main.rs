@@ -17,6 +17,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// The listener allocates per request; mimalloc keeps that cheap under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// inetsrv: the IIS 6.0 architecture for Linux.
 #[derive(Parser, Debug)]
 #[command(name = "inetsrv", version, about, long_about = None)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::response::http_date;
+use crate::response::push_date;
 use crate::routing::{HostSpec, UrlPrefix};
 
 /// A cached response.
@@ -30,6 +30,8 @@ pub struct CacheEntry {
     pub port: u16,
     /// Lower case.
     pub path: String,
+    /// `Content-Length: N\r\n`, made once.
+    length_line: Vec<u8>,
     last_used: AtomicU64,
 }
 
@@ -56,6 +58,7 @@ impl CacheEntry {
             .and_then(|v| String::from_utf8(v).ok())
             .and_then(|v| httpdate::parse_http_date(&v).ok());
         CacheEntry {
+            length_line: format!("Content-Length: {}\r\n", body.len()).into_bytes(),
             head,
             body,
             etag,
@@ -131,9 +134,9 @@ impl CacheEntry {
             }
         } else {
             out.extend_from_slice(&self.head);
-            out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
+            out.extend_from_slice(&self.length_line);
         }
-        out.extend_from_slice(format!("Date: {}\r\n", http_date()).as_bytes());
+        push_date(out);
         if !keep_alive {
             out.extend_from_slice(b"Connection: close\r\n");
         } else if http10 {

@@ -49,16 +49,21 @@ struct Conn {
     scheme: Scheme,
     buf: BytesMut,
     out: Vec<u8>,
+    /// The local address as a host, for HTTP/1.0 requests without Host.
+    local_host: String,
 }
 
-/// What the log line of a request knows.
+/// A request head with its method's and target's byte ranges.
+type SeenHead = (Bytes, (usize, usize), (usize, usize));
+
+/// What the log line of a request knows. Its text is only made when a
+/// line is written.
 #[derive(Clone, Default)]
 struct Seen {
+    head: Option<SeenHead>,
     version: Option<&'static str>,
-    method: Option<String>,
-    uri: Option<String>,
     site_id: Option<u32>,
-    queue: Option<String>,
+    queue: Option<Arc<crate::queue::Queue>>,
 }
 
 pub(crate) async fn serve(
@@ -77,6 +82,10 @@ pub(crate) async fn serve(
         scheme,
         buf: BytesMut::with_capacity(8 * 1024),
         out: Vec::with_capacity(8 * 1024),
+        local_host: match local.ip() {
+            std::net::IpAddr::V6(a) => format!("[{a}]"),
+            std::net::IpAddr::V4(a) => a.to_string(),
+        },
     };
     while let Next::KeepAlive = conn.exchange().await {}
     let _ = conn.stream.shutdown().await;
@@ -114,12 +123,18 @@ impl Conn {
             client: Some(self.remote),
             server: Some(self.local),
             version: seen.version,
-            method: seen.method.clone(),
-            uri: seen.uri.clone(),
+            method: seen
+                .head
+                .as_ref()
+                .map(|(raw, m, _)| String::from_utf8_lossy(&raw[m.0..m.1]).into_owned()),
+            uri: seen
+                .head
+                .as_ref()
+                .map(|(raw, _, t)| String::from_utf8_lossy(&raw[t.0..t.1]).into_owned()),
             status,
             site_id: seen.site_id,
             reason: reason.as_str(),
-            queue: seen.queue.clone(),
+            queue: seen.queue.as_ref().map(|q| q.name.clone()),
         });
     }
 
@@ -195,31 +210,26 @@ impl Conn {
             }
         };
         let raw = self.buf.split_to(head.len).freeze();
-        let method = String::from_utf8_lossy(&raw[head.method.0..head.method.1]).into_owned();
+        let method = &raw[head.method.0..head.method.1];
         let target = &raw[head.target.0..head.target.1];
         let mut seen = Seen {
+            head: Some((raw.clone(), head.method, head.target)),
             version: Some(head.version.as_str()),
-            method: Some(method.clone()),
-            uri: Some(String::from_utf8_lossy(target).into_owned()),
             ..Seen::default()
         };
-        let is_head = method == "HEAD";
+        let is_head = method == b"HEAD";
         let host_header = head.host.map(|i| {
             let (lo, hi) = head.headers[i].1;
             &raw[lo..hi]
         });
-        let local_host = match self.local.ip() {
-            std::net::IpAddr::V6(a) => format!("[{a}]"),
-            std::net::IpAddr::V4(a) => a.to_string(),
-        };
         let url = match canonicalize(
             &Target {
                 raw: target,
                 host_header,
-                local_host: &local_host,
+                local_host: &self.local_host,
                 scheme: self.scheme,
                 local_port: self.local.port(),
-                is_options: method == "OPTIONS",
+                is_options: method == b"OPTIONS",
             },
             &limits,
             &shared.url_options,
@@ -249,15 +259,15 @@ impl Conn {
             };
         }
 
-        let routes = shared.routes.load();
-        let route: Route = match routes.route(
+        let routes = shared.routes.load_full();
+        let route: &Route = match routes.route(
             self.scheme,
             self.local.port(),
             &url.host,
             self.local.ip(),
             &url.path,
         ) {
-            Routed::Found { target, .. } => target.clone(),
+            Routed::Found { target, .. } => target,
             Routed::NoPath => {
                 return self
                     .refuse(
@@ -277,9 +287,8 @@ impl Conn {
                     .await;
             }
         };
-        drop(routes);
         seen.site_id = route.site_id;
-        seen.queue = Some(route.queue.name.clone());
+        seen.queue = Some(route.queue.clone());
 
         let max_body = cfg.max_request_entity_bytes;
         if max_body > 0 && matches!(head.framing, Framing::Length(n) if n > max_body) {
@@ -301,7 +310,7 @@ impl Conn {
 
         // The cache answers what it can without the queue.
         let cacheable_request = cfg.uri_enable_cache
-            && (method == "GET" || is_head)
+            && (method == b"GET" || is_head)
             && url.query.is_empty()
             && head.framing == Framing::None
             && header("authorization").is_none()
@@ -341,7 +350,7 @@ impl Conn {
             queue: route.queue.id,
             url_context: route.context,
             prefix: route.prefix.clone(),
-            method: method.clone(),
+            method: String::from_utf8_lossy(method).into_owned(),
             raw_url: target.to_vec(),
             url: proto::CookedUrl {
                 full: url.full(),
@@ -432,7 +441,7 @@ impl Conn {
             keep_alive: head.keep_alive,
             expect_continue: head.expect_continue,
             is_head,
-            cache_key: if method == "GET" { cache_key } else { None },
+            cache_key: if method == b"GET" { cache_key } else { None },
             url,
         };
         let next = self
@@ -443,6 +452,8 @@ impl Conn {
     }
 
     /// Streams the request body to the process and its response back.
+    /// Response events that are ready together are written together: a
+    /// small response is one write.
     async fn run_exchange(
         &mut self,
         session: &Arc<Session>,
@@ -483,92 +494,67 @@ impl Conn {
             tokio::select! {
                 biased;
                 event = events.recv() => {
-                    let Some(event) = event else {
+                    let Some(mut event) = event else {
                         self.log(seen, None, R::ConnectionAbandonedByAppPool);
                         return Next::Close;
                     };
-                    match event {
-                        ConnEvent::BodyConsumed(n) => body.acknowledge(n),
-                        ConnEvent::Head(h) => {
-                            if response.is_some() {
-                                session.abort(ctx.id);
-                                self.log(seen, None, R::Internal);
-                                return Next::Close;
-                            }
-                            if let Err(why) = validate_head(&h) {
-                                tracing::warn!(request = ctx.id, %why, "a process sent an invalid response");
-                                session.abort(ctx.id);
-                                return self.refuse(HttpError::new(500, R::Internal, "Internal Server Error"), seen, ctx.is_head).await;
-                            }
-                            self.out.clear();
-                            let framed = write_head(&h, ctx.version, ctx.is_head, ctx.keep_alive, &mut self.out);
-                            let state = ResponseState::new(&h, framed, &ctx, &shared);
-                            let out = std::mem::take(&mut self.out);
-                            let result = self.write_timed(&out).await;
-                            self.out = out;
-                            if let Err(reason) = result {
-                                session.abort(ctx.id);
-                                self.log(seen, Some(h.status), reason);
-                                return Next::Close;
-                            }
-                            response = Some(state);
+                    self.out.clear();
+                    let mut outcome = EventOutcome::Continue;
+                    loop {
+                        if let ConnEvent::BodyConsumed(n) = event {
+                            body.acknowledge(n);
+                        } else {
+                            outcome = apply(event, &mut response, &ctx, &shared, &mut self.out);
                         }
-                        ConnEvent::Body(data) => {
-                            let Some(state) = response.as_mut() else {
-                                session.abort(ctx.id);
-                                self.log(seen, None, R::Internal);
-                                return Next::Close;
-                            };
-                            let n = data.len() as u64;
-                            let Some(wire) = state.frame_chunk(&data, &mut self.out) else {
-                                session.abort(ctx.id);
-                                self.log(seen, Some(state.status), R::Internal);
-                                return Next::Close;
-                            };
-                            if wire {
-                                let out = std::mem::take(&mut self.out);
-                                let result = self.write_timed(&out).await;
-                                self.out = out;
-                                if let Err(reason) = result {
-                                    session.abort(ctx.id);
-                                    self.log(seen, Some(state.status), reason);
-                                    return Next::Close;
-                                }
-                            }
-                            session.response_consumed(ctx.id, n);
+                        if !matches!(outcome, EventOutcome::Continue) {
+                            break;
                         }
-                        ConnEvent::End(trailers) => {
-                            let Some(state) = response.as_mut() else {
-                                self.log(seen, None, R::Internal);
-                                return Next::Close;
-                            };
-                            let Some(finish) = state.finish(&trailers) else {
-                                self.log(seen, Some(state.status), R::Internal);
-                                return Next::Close;
-                            };
-                            if !finish.is_empty() {
-                                let result = self.write_timed(&finish).await;
-                                if let Err(reason) = result {
-                                    self.log(seen, Some(state.status), reason);
-                                    return Next::Close;
-                                }
-                            }
-                            if let Some((key, entry)) = state.cache_entry(&ctx) {
-                                shared.cache.insert(key, entry);
-                            }
-                            let keep = state.keep_alive && ctx.keep_alive;
-                            return self.after_response(&mut body, keep, seen).await;
+                        match events.try_recv() {
+                            Ok(more) => event = more,
+                            Err(_) => break,
                         }
-                        ConnEvent::Abandoned => {
-                            if response.is_none() {
-                                return self
-                                    .refuse(HttpError::new(503, R::ConnectionAbandonedByAppPool, "Service Unavailable"), seen, ctx.is_head)
-                                    .await;
-                            }
-                            self.log(seen, response.as_ref().map(|r| r.status), R::ConnectionAbandonedByAppPool);
+                    }
+                    if let EventOutcome::Fail { error: Some(error), .. } = outcome {
+                        if response.is_none() {
+                            session.abort(ctx.id);
+                            return self.refuse(error, seen, ctx.is_head).await;
+                        }
+                    }
+                    // A finished response goes into the cache before its
+                    // last bytes leave, so the client's next request hits.
+                    if let (EventOutcome::Done, Some(state)) = (&outcome, response.as_mut()) {
+                        if let Some((key, entry)) = state.cache_entry(&ctx) {
+                            shared.cache.insert(key, entry);
+                        }
+                    }
+                    if !self.out.is_empty() {
+                        let out = std::mem::take(&mut self.out);
+                        let result = self.write_timed(&out).await;
+                        self.out = out;
+                        if let Err(reason) = result {
+                            session.abort(ctx.id);
+                            self.log(seen, response.as_ref().map(|r| r.status), reason);
                             return Next::Close;
                         }
-                        ConnEvent::Delivered(_) => {}
+                    }
+                    if let Some(state) = response.as_mut() {
+                        if state.unacked >= proto::ACK_STEP {
+                            session.response_consumed(ctx.id, std::mem::take(&mut state.unacked));
+                        }
+                    }
+                    match outcome {
+                        EventOutcome::Continue => {}
+                        EventOutcome::Done => {
+                            let keep = response.as_ref().is_some_and(|r| r.keep_alive) && ctx.keep_alive;
+                            return self.after_response(&mut body, keep, seen).await;
+                        }
+                        EventOutcome::Fail { reason, abort, .. } => {
+                            if abort {
+                                session.abort(ctx.id);
+                            }
+                            self.log(seen, response.as_ref().map(|r| r.status), reason);
+                            return Next::Close;
+                        }
                     }
                 }
                 read = self.stream.read_buf(&mut self.buf), if reading => {
@@ -624,6 +610,84 @@ impl Conn {
 enum ReadError {
     Timeout,
     Closed,
+}
+
+/// What one response event did to the exchange.
+enum EventOutcome {
+    Continue,
+    /// The response is complete (its last bytes are in the buffer).
+    Done,
+    /// The exchange cannot go on. `error` is the page to send if no
+    /// response has started; `abort` tells the process.
+    Fail {
+        error: Option<HttpError>,
+        reason: R,
+        abort: bool,
+    },
+}
+
+fn internal() -> HttpError {
+    HttpError::new(500, R::Internal, "Internal Server Error")
+}
+
+/// Applies a response event, appending what goes on the wire to `out`.
+fn apply(
+    event: ConnEvent,
+    response: &mut Option<ResponseState>,
+    ctx: &ExchangeCtx,
+    shared: &Shared,
+    out: &mut Vec<u8>,
+) -> EventOutcome {
+    let fail = |error: Option<HttpError>, reason: R, abort: bool| EventOutcome::Fail {
+        error,
+        reason,
+        abort,
+    };
+    match event {
+        ConnEvent::Delivered(_) | ConnEvent::BodyConsumed(_) => EventOutcome::Continue,
+        ConnEvent::Head(h) => {
+            if response.is_some() {
+                return fail(None, R::Internal, true);
+            }
+            if let Err(why) = validate_head(&h) {
+                tracing::warn!(request = ctx.id, %why, "a process sent an invalid response");
+                return fail(Some(internal()), R::Internal, true);
+            }
+            let framed = write_head(&h, ctx.version, ctx.is_head, ctx.keep_alive, out);
+            *response = Some(ResponseState::new(&h, framed, ctx, shared));
+            EventOutcome::Continue
+        }
+        ConnEvent::Body(data) => {
+            let Some(state) = response.as_mut() else {
+                return fail(Some(internal()), R::Internal, true);
+            };
+            if state.frame_chunk(&data, out).is_none() {
+                return fail(None, R::Internal, true);
+            }
+            EventOutcome::Continue
+        }
+        ConnEvent::End(trailers) => {
+            let Some(state) = response.as_mut() else {
+                return fail(Some(internal()), R::Internal, false);
+            };
+            match state.finish(&trailers) {
+                Some(end) => {
+                    out.extend_from_slice(&end);
+                    EventOutcome::Done
+                }
+                None => fail(None, R::Internal, false),
+            }
+        }
+        ConnEvent::Abandoned => fail(
+            Some(HttpError::new(
+                503,
+                R::ConnectionAbandonedByAppPool,
+                "Service Unavailable",
+            )),
+            R::ConnectionAbandonedByAppPool,
+            false,
+        ),
+    }
 }
 
 struct ExchangeCtx {
@@ -772,6 +836,8 @@ struct ResponseState {
     status: u16,
     wire: WireBody,
     written: u64,
+    /// Written to the client but not yet acknowledged to the process.
+    unacked: u64,
     keep_alive: bool,
     /// The head and body kept for the cache, while the response may go in.
     cache: Option<(Vec<u8>, Vec<u8>, Option<Duration>)>,
@@ -806,6 +872,7 @@ impl ResponseState {
             status: head.status,
             wire: framed.body,
             written: 0,
+            unacked: 0,
             keep_alive: framed.keep_alive,
             cache,
         }
@@ -815,8 +882,8 @@ impl ResponseState {
     /// to write, `Some(false)` if nothing goes on the wire (HEAD), `None`
     /// if the process sent more than it announced.
     fn frame_chunk(&mut self, data: &Bytes, out: &mut Vec<u8>) -> Option<bool> {
-        out.clear();
         self.written += data.len() as u64;
+        self.unacked += data.len() as u64;
         if let Some((_, body, _)) = &mut self.cache {
             body.extend_from_slice(data);
         }

@@ -12,10 +12,11 @@ use crate::http::{status_text_for, HttpError, Version};
 
 pub const SERVER: &str = "inetsrv";
 
-/// The current `Date` header value, formatted once a second per thread.
-pub fn http_date() -> String {
+/// Appends `Date: <now>\r\n`; the value is formatted once a second per
+/// thread.
+pub fn push_date(out: &mut Vec<u8>) {
     thread_local! {
-        static CACHE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+        static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [0; 29])) };
     }
     let now = SystemTime::now();
     let secs = now
@@ -24,11 +25,24 @@ pub fn http_date() -> String {
         .unwrap_or(0);
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if c.0 != secs || c.1.is_empty() {
-            *c = (secs, httpdate::fmt_http_date(now));
+        if c.0 != secs {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == 29 {
+                c.1.copy_from_slice(text.as_bytes());
+                c.0 = secs;
+            }
         }
-        c.1.clone()
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(&c.1);
+        out.extend_from_slice(b"\r\n");
     })
+}
+
+/// The current `Date` value as text.
+pub fn http_date() -> String {
+    let mut line = Vec::with_capacity(37);
+    push_date(&mut line);
+    String::from_utf8_lossy(&line[6..line.len() - 2]).into_owned()
 }
 
 /// The page HTTP.SYS sends with the errors it answers itself.
@@ -146,7 +160,7 @@ pub fn write_head(
         out.extend_from_slice(format!("Server: {SERVER}\r\n").as_bytes());
     }
     if !has_date {
-        out.extend_from_slice(format!("Date: {}\r\n", http_date()).as_bytes());
+        push_date(out);
     }
     match wire {
         WireBody::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),

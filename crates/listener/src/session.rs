@@ -116,6 +116,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
     let writer = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(64 * 1024);
         while let Some(first) = rx.recv().await {
+            // Let the other ready tasks queue their frames first: the
+            // scheduler would otherwise run this writer right after each
+            // sender, one frame per write.
+            tokio::task::yield_now().await;
             batch.clear();
             batch.extend_from_slice(&first);
             while batch.len() < 256 * 1024 {
@@ -204,6 +208,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
                 }
             }
             handle(&shared, &session, msg);
+        }
+        // Keep room to read into: consumed frames shrink the buffer.
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
         }
         match reader.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,

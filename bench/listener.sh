@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The listener against nginx, side by side in one run, with wrk on
+# loopback: the same small file, one server core each (CPU 0), wrk on
+# CPU 1.
+#   (a) a cached response: the listener answers from its response cache;
+#   (b) a response made by a separate process through httpapi (the
+#       serve_file example), listener and process sharing CPU 0.
+# Targets: (a) >= 1.3x nginx's requests per second, (b) >= 0.8x.
+#
+# The machine's speed drifts, so the three servers are measured in turns
+# over several rounds and compared by their medians.
+#
+# Usage: bench/listener.sh [SECONDS] [CONNECTIONS] [ROUNDS]  (defaults 5, 64, 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-5}
+conns=${2:-64}
+rounds=${3:-3}
+
+need() { command -v "$1" >/dev/null || { apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }; }; }
+need nginx nginx
+need wrk wrk
+need taskset util-linux
+
+cargo build -q --release -p inetsrv
+cargo build -q --release -p httpapi --examples
+bin=target/release
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+nginx_port=$(free_port); cached_port=$(free_port); queued_port=$(free_port)
+
+mkdir -p "$work/www" "$work/state" "$work/nginx/logs"
+# A small page, about the size of nginx's own welcome page.
+python3 - "$work/www/index.html" <<'PY'
+import sys
+body = "<!DOCTYPE html>\n<html><head><title>bench</title></head><body>\n" + "<p>inetsrv listener benchmark page.</p>\n" * 14 + "</body></html>\n"
+open(sys.argv[1], "w").write(body)
+PY
+size=$(stat -c %s "$work/www/index.html")
+
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 10000000;
+    open_file_cache max=100 inactive=60s;
+    default_type text/html;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        root $work/www;
+    }
+}
+CONF
+taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+pids+=($!)
+
+echo '{"ListenAddresses": ["127.0.0.1"]}' > "$work/state/httpsys.json"
+INETSRV_LOG=warn taskset -c 0 "$bin/inetsrv" --state-dir "$work/state" start --threads 1 &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$work/state/run/httpapi.sock" ] && break; sleep 0.1; done
+taskset -c 0 "$bin/examples/serve_file" --socket "$work/state/run/httpapi.sock" --port "$cached_port" --file "$work/www/index.html" --cache >/dev/null &
+pids+=($!)
+taskset -c 0 "$bin/examples/serve_file" --socket "$work/state/run/httpapi.sock" --port "$queued_port" --file "$work/www/index.html" >/dev/null &
+pids+=($!)
+for p in "$nginx_port" "$cached_port" "$queued_port"; do
+    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$p/index.html" && break; sleep 0.1; done
+done
+
+# run NAME PORT: prints "NAME rps p99"
+run() {
+    local out rps p99
+    out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${seconds}s" --latency "http://127.0.0.1:$2/index.html")
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    echo "$1 $rps $p99"
+}
+
+for p in "$nginx_port" "$cached_port" "$queued_port"; do
+    taskset -c 1 wrk -t1 -c"$conns" -d2s "http://127.0.0.1:$p/index.html" >/dev/null
+done
+echo "== ${size}-byte page, wrk -t1 -c$conns, ${rounds} rounds of ${seconds}s each, servers on CPU 0, wrk on CPU 1 ($(nproc) CPUs)"
+results=$(for _ in $(seq "$rounds"); do run nginx "$nginx_port"; run inetsrv_cached "$cached_port"; run inetsrv_httpapi "$queued_port"; done)
+echo "$results" | awk '{printf "  %-16s %10s req/s   p99 %s\n", $1, $2, $3}'
+echo "$results" | sort -k1,1 -k2,2n | awk '
+    { v[$1] = v[$1] " " $2; p[$1] = p[$1] " " $3; n[$1]++ }
+    function median(list, count,   a) { split(list, a, " "); return a[int((count + 1) / 2)] }
+    END {
+        nm = median(v["nginx"], n["nginx"]); cm = median(v["inetsrv_cached"], n["inetsrv_cached"]); qm = median(v["inetsrv_httpapi"], n["inetsrv_httpapi"])
+        printf "medians: nginx %.0f, inetsrv cached %.0f, inetsrv through httpapi %.0f req/s\n", nm, cm, qm
+        printf "(a) cached response:   %.2fx nginx (target 1.30x): %s\n", cm/nm, (cm/nm >= 1.3 ? "met" : "MISSED")
+        printf "(b) through httpapi:   %.2fx nginx (target 0.80x): %s\n", qm/nm, (qm/nm >= 0.8 ? "met" : "MISSED")
+    }'
