@@ -366,4 +366,15 @@ mod tests {
         assert!(c.get("ttl").is_none(), "expired at once");
         assert_eq!(c.scavenge(Duration::from_secs(3600)), 0);
     }
+
+    #[test]
+    fn unused_entries_are_scavenged() {
+        let c = ResponseCache::new(1 << 20);
+        c.insert("idle".into(), entry("/idle", "x"));
+        c.insert("busy".into(), entry("/busy", "y"));
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(c.get("busy").is_some());
+        assert_eq!(c.scavenge(Duration::from_secs(1)), 1);
+        assert!(c.get("idle").is_none() && c.get("busy").is_some());
+    }
 }
