@@ -133,7 +133,7 @@ impl Session {
                 return Err(Error::Closed);
             }
         }
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let shared = Arc::new(Shared {
             tx,
             calls: Mutex::new(HashMap::new()),
@@ -142,26 +142,7 @@ impl Session {
             requests: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         });
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(64 * 1024);
-            while let Some(first) = rx.recv().await {
-                // Let the other ready tasks queue their frames first: the
-                // scheduler would otherwise run this writer right after
-                // each sender, one frame per write.
-                tokio::task::yield_now().await;
-                batch.clear();
-                batch.extend_from_slice(&first);
-                while batch.len() < 256 * 1024 {
-                    match rx.try_recv() {
-                        Ok(more) => batch.extend_from_slice(&more),
-                        Err(_) => break,
-                    }
-                }
-                if writer.write_all(&batch).await.is_err() {
-                    break;
-                }
-            }
-        });
+        tokio::spawn(proto::write_batched(rx, writer));
         let weak = Arc::downgrade(&shared);
         tokio::spawn(async move {
             read_loop(weak.clone(), reader, buf).await;

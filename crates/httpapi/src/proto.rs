@@ -423,6 +423,33 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, ProtoError
     Ok(Some((frame, 4 + len)))
 }
 
+/// Writes frames from `frames` to `out` until either side closes. Frames
+/// that are ready together go out in one write.
+pub async fn write_batched<W: tokio::io::AsyncWrite + Unpin>(
+    mut frames: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    mut out: W,
+) {
+    use tokio::io::AsyncWriteExt;
+    let mut batch = Vec::with_capacity(64 * 1024);
+    while let Some(first) = frames.recv().await {
+        // Let the other ready tasks queue their frames first: the
+        // scheduler would otherwise run this writer right after each
+        // sender, one frame per write.
+        tokio::task::yield_now().await;
+        batch.clear();
+        batch.extend_from_slice(&first);
+        while batch.len() < 256 * 1024 {
+            match frames.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if out.write_all(&batch).await.is_err() {
+            break;
+        }
+    }
+}
+
 /// Decodes a control message.
 pub fn decode_message<'a, M: Deserialize<'a>>(bytes: &'a [u8]) -> Result<M, ProtoError> {
     Ok(postcard::from_bytes(bytes)?)

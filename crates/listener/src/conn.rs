@@ -964,33 +964,6 @@ fn parse_trailers(raw: &[u8]) -> Vec<Header> {
 /// headers, without what is written fresh for each hit.
 fn cacheable_head(head: &ResponseHead) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    let reason = head
-        .reason
-        .as_deref()
-        .unwrap_or_else(|| crate::http::status_text_for(head.status));
-    out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", head.status).as_bytes());
-    let mut has_server = false;
-    for h in &head.headers {
-        let skip = [
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "keep-alive",
-            "date",
-        ]
-        .iter()
-        .any(|n| h.name.eq_ignore_ascii_case(n));
-        if skip {
-            continue;
-        }
-        has_server |= h.name.eq_ignore_ascii_case("server");
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&h.value);
-        out.extend_from_slice(b"\r\n");
-    }
-    if !has_server {
-        out.extend_from_slice(format!("Server: {}\r\n", crate::response::SERVER).as_bytes());
-    }
+    crate::response::push_status_and_fields(head, true, &mut out);
     out
 }

@@ -116,6 +116,35 @@ pub fn validate_head(head: &ResponseHead) -> Result<(), String> {
     httpapi::proto::validate_response_head(head)
 }
 
+/// Appends the status line and the application's fields (framing fields
+/// left out, and Date too when `skip_date`), then Server if the
+/// application gave none. Returns whether the application gave a Date.
+pub fn push_status_and_fields(head: &ResponseHead, skip_date: bool, out: &mut Vec<u8>) -> bool {
+    let reason = head
+        .reason
+        .as_deref()
+        .unwrap_or_else(|| status_text_for(head.status));
+    out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", head.status).as_bytes());
+    let mut has_server = false;
+    let mut has_date = false;
+    for h in head.headers.iter().filter(|h| !is_framing_header(&h.name)) {
+        let is_date = h.name.eq_ignore_ascii_case("date");
+        has_date |= is_date;
+        if is_date && skip_date {
+            continue;
+        }
+        has_server |= h.name.eq_ignore_ascii_case("server");
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_server {
+        out.extend_from_slice(format!("Server: {SERVER}\r\n").as_bytes());
+    }
+    has_date
+}
+
 /// How a written response head frames what follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Framed {
@@ -141,24 +170,7 @@ pub fn write_head(
         (ResponseBody::Streamed, Version::Http10) => WireBody::UntilClose,
     };
     let keep_alive = keep_alive && wire != WireBody::UntilClose;
-    let reason = head
-        .reason
-        .as_deref()
-        .unwrap_or_else(|| status_text_for(head.status));
-    out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", head.status).as_bytes());
-    let mut has_server = false;
-    let mut has_date = false;
-    for h in head.headers.iter().filter(|h| !is_framing_header(&h.name)) {
-        has_server |= h.name.eq_ignore_ascii_case("server");
-        has_date |= h.name.eq_ignore_ascii_case("date");
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&h.value);
-        out.extend_from_slice(b"\r\n");
-    }
-    if !has_server {
-        out.extend_from_slice(format!("Server: {SERVER}\r\n").as_bytes());
-    }
+    let has_date = push_status_and_fields(head, false, out);
     if !has_date {
         push_date(out);
     }

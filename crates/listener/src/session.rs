@@ -14,7 +14,7 @@ use httpapi::proto::{
     decode_frame, decode_message, encode_message, encode_request_body, ApiError, ErrorCode, Frame,
     QueueProperty, RequestHead, ToApp, ToListener, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
@@ -101,8 +101,8 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
     let uid = cred.map(|c| c.uid()).unwrap_or(u32::MAX);
     let pid = cred.and_then(|c| c.pid());
     tracing::debug!(session = id, uid, pid, "program connected");
-    let (mut reader, mut writer_half) = stream.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (mut reader, writer_half) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let session = Arc::new(Session {
         id,
         uid,
@@ -112,27 +112,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
         closed: AtomicBool::new(false),
     });
 
-    // Writes are batched: whatever is queued goes out in one write.
-    let writer = tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(64 * 1024);
-        while let Some(first) = rx.recv().await {
-            // Let the other ready tasks queue their frames first: the
-            // scheduler would otherwise run this writer right after each
-            // sender, one frame per write.
-            tokio::task::yield_now().await;
-            batch.clear();
-            batch.extend_from_slice(&first);
-            while batch.len() < 256 * 1024 {
-                match rx.try_recv() {
-                    Ok(more) => batch.extend_from_slice(&more),
-                    Err(_) => break,
-                }
-            }
-            if writer_half.write_all(&batch).await.is_err() {
-                break;
-            }
-        }
-    });
+    let writer = tokio::spawn(httpapi::proto::write_batched(rx, writer_half));
 
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut greeted = false;

@@ -1,6 +1,5 @@
-//! Replays the fuzz corpus (fuzz/corpus/*) through the properties the fuzz
-//! targets check, plus seeded mutations of every file, so the ordinary
-//! test run covers the hand-written ugly cases and their neighbours.
+//! Each fuzz target's corpus, replayed with mutations through the same
+//! check the target runs.
 
 use std::path::Path;
 
@@ -31,7 +30,7 @@ fn mutations(data: &[u8], count: usize, mut seed: u64) -> Vec<Vec<u8>> {
         seed ^= seed << 17;
         seed
     };
-    const BYTES: &[u8] = b"<>/=\"&;#x\n\t |:.0aZ\xc3\xa9";
+    const BYTES: &[u8] = b"<>/=\"&;#x\n\r\t |:.0aZfF-%\\?\x00\x7f\xc0\xaf\xc3\xa9";
     (0..count)
         .map(|_| {
             let mut m = data.to_vec();
@@ -60,24 +59,38 @@ fn mutations(data: &[u8], count: usize, mut seed: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-#[test]
-fn metabase_xml_corpus() {
-    for (name, data) in corpus("metabase_xml") {
-        metabase::fuzz_checks::metabase_xml(&data);
-        for m in mutations(&data, 150, name.len() as u64 + 1) {
-            metabase::fuzz_checks::metabase_xml(&m);
+fn replay(name: &str, mutations_per_file: usize, check: fn(&[u8])) {
+    for (file, data) in corpus(name) {
+        check(&data);
+        for m in mutations(&data, mutations_per_file, file.len() as u64 * 31 + 1) {
+            check(&m);
         }
     }
 }
 
 #[test]
-fn mbschema_xml_corpus() {
+fn metabase_xml() {
+    replay("metabase_xml", 150, metabase::fuzz_checks::metabase_xml);
+}
+
+#[test]
+fn mbschema_xml() {
     let embedded = metabase::schema::write_schema(&metabase::Schema::standard());
     metabase::fuzz_checks::mbschema_xml(embedded.as_bytes());
-    for (name, data) in corpus("mbschema_xml") {
-        metabase::fuzz_checks::mbschema_xml(&data);
-        for m in mutations(&data, 300, name.len() as u64 + 7) {
-            metabase::fuzz_checks::mbschema_xml(&m);
-        }
-    }
+    replay("mbschema_xml", 300, metabase::fuzz_checks::mbschema_xml);
+}
+
+#[test]
+fn http_head() {
+    replay("http_head", 300, listener::fuzz_checks::http_head);
+}
+
+#[test]
+fn chunked() {
+    replay("chunked", 300, listener::fuzz_checks::chunked);
+}
+
+#[test]
+fn url() {
+    replay("url", 300, listener::fuzz_checks::url);
 }
