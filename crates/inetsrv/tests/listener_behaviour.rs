@@ -392,7 +392,7 @@ async fn pipelining_keep_alive_and_continue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_early_answers_and_dropped_clients() {
     let server =
-        Server::start(json!({ "MaxRequestEntityBytes": 1000, "DrainEntityBodyTimeout": 5 }));
+        Server::start(json!({ "MaxRequestEntityBytes": 1000, "DrainEntityBodyTimeout": 1.0 }));
     let port = free_port();
     let session = Session::connect(server.socket()).await.unwrap();
     let mut queue = session.create_queue("bodies").await.unwrap();
@@ -460,6 +460,24 @@ async fn bodies_over_the_limit_early_answers_and_dropped_clients() {
         (second.status, second.body.as_slice()),
         (200, b"0".as_slice())
     );
+
+    // An early answer whose body never comes: draining gives up.
+    let mut stuck = Client::connect(port).await;
+    stuck
+        .send(b"POST /early HTTP/1.1\r\nHost: h\r\nContent-Length: 900\r\n\r\nonly this")
+        .await;
+    assert_eq!(
+        stuck
+            .read(false, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .status,
+        202
+    );
+    let started = Instant::now();
+    assert!(stuck.closed(Duration::from_secs(10)).await);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    server.wait_httperr(&["/early", "Timer_EntityBody", "bodies"]);
 
     // A client that leaves half-way through its body.
     let mut leaver = Client::connect(port).await;
