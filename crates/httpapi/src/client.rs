@@ -326,15 +326,15 @@ pub struct Queue {
     ungranted: u32,
 }
 
-impl Queue {
-    pub fn id(&self) -> u32 {
-        self.id
-    }
+/// The operations on a queue other than receiving; cheap to clone and
+/// usable while another task receives.
+#[derive(Clone)]
+pub struct QueueControl {
+    shared: Arc<Shared>,
+    id: u32,
+}
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
+impl QueueControl {
     /// Routes `prefix` (`http://+:8080/app/`) to this queue; each request
     /// it routes carries `context`. Refused without a URL reservation for
     /// this program's user.
@@ -354,11 +354,7 @@ impl Queue {
     pub async fn remove_url(&self, prefix: &str) -> Result<()> {
         let (queue, prefix) = (self.id, prefix.to_string());
         self.shared
-            .call(|call| ToListener::RemoveUrl {
-                call,
-                queue,
-                prefix,
-            })
+            .call(|call| ToListener::RemoveUrl { call, queue, prefix })
             .await
             .map(|_| ())
     }
@@ -366,11 +362,7 @@ impl Queue {
     async fn set(&self, property: QueueProperty) -> Result<()> {
         let queue = self.id;
         self.shared
-            .call(|call| ToListener::SetQueue {
-                call,
-                queue,
-                property,
-            })
+            .call(|call| ToListener::SetQueue { call, queue, property })
             .await
             .map(|_| ())
     }
@@ -390,13 +382,65 @@ impl Queue {
     pub async fn flush_cache(&self, prefix: &str) -> Result<usize> {
         let (queue, prefix) = (self.id, prefix.to_string());
         self.shared
-            .call(|call| ToListener::FlushCache {
-                call,
-                queue,
-                prefix,
-            })
+            .call(|call| ToListener::FlushCache { call, queue, prefix })
             .await
             .map(|n| n as usize)
+    }
+}
+
+impl Queue {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A handle for the operations other than receiving.
+    pub fn control(&self) -> QueueControl {
+        QueueControl {
+            shared: self.shared.clone(),
+            id: self.id,
+        }
+    }
+
+    /// See [`QueueControl::add_url`].
+    pub async fn add_url(&self, prefix: &str, context: u64) -> Result<()> {
+        self.control().add_url(prefix, context).await
+    }
+
+    pub async fn remove_url(&self, prefix: &str) -> Result<()> {
+        self.control().remove_url(prefix).await
+    }
+
+    pub async fn set_stopped(&self, stopped: bool) -> Result<()> {
+        self.control().set_stopped(stopped).await
+    }
+
+    pub async fn set_max_length(&self, length: u32) -> Result<()> {
+        self.control().set_max_length(length).await
+    }
+
+    pub async fn flush_cache(&self, prefix: &str) -> Result<usize> {
+        self.control().flush_cache(prefix).await
+    }
+
+    /// Stops the listener delivering requests of this queue to this
+    /// program. When it returns, every request already delivered is in
+    /// hand: take them with [`Queue::try_receive`] and answer them, and
+    /// nothing is lost (a worker being recycled does this).
+    pub async fn stop_receiving(&mut self) -> Result<()> {
+        let queue = self.id;
+        self.shared
+            .call(|call| ToListener::StopReceiving { call, queue })
+            .await
+            .map(|_| ())
+    }
+
+    /// A request already delivered, if there is one.
+    pub fn try_receive(&mut self) -> Option<Request> {
+        self.rx.try_recv().ok()
     }
 
     /// How many requests the listener may hand this program ahead of

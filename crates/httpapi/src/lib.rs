@@ -25,6 +25,7 @@
 //! depend on the listener: the listener depends on it.
 
 mod client;
+pub mod dates;
 pub mod proto;
 
 pub use client::{

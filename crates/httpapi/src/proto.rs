@@ -243,6 +243,9 @@ pub enum ToListener {
         queue: u32,
         count: u32,
     },
+    /// Deliver no more requests of the queue to this program; the reply
+    /// comes after every request already delivered.
+    StopReceiving { call: u32, queue: u32 },
     Respond {
         request: u64,
         head: ResponseHead,

@@ -316,6 +316,13 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
                 .map(|n| n as u64);
             reply(session, call, result);
         }
+        ToListener::StopReceiving { call, queue } => {
+            let result = own_queue(session, queue).map(|q| {
+                q.detach(session);
+                0
+            });
+            reply(session, call, result);
+        }
         ToListener::Receive { queue, count } => {
             if let Ok(q) = own_queue(session, queue) {
                 q.grant(session, count);

@@ -321,6 +321,23 @@ impl MetabaseFiles {
     }
 }
 
+/// Reads a metabase without opening it for writing: no lock, no key file
+/// created, nothing written. Worker processes read their configuration
+/// this way. SECURE values sealed under a key this process cannot read
+/// stay sealed.
+pub fn read_snapshot(location: &Location) -> Result<Arc<Snapshot>> {
+    let schema = load_schema(&location.schema)?;
+    let key = SecretKey::load(&location.key_file).ok().flatten();
+    let bytes = std::fs::read(&location.metabase).map_err(|e| Error::io(&location.metabase, e))?;
+    let text = decode(&location.metabase, &bytes)?;
+    let doc = parse_metabase(text, &location.metabase.display().to_string(), &schema, key.as_ref())?;
+    let tree = Tree {
+        root: doc.root,
+        schema,
+    };
+    Ok(Arc::new(Snapshot::new(tree, doc.global.change_number)))
+}
+
 fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str> {
     std::str::from_utf8(bytes).map_err(|e| Error::Parse {
         file: path.display().to_string(),
