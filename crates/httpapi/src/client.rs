@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::proto::{
     self, decode_frame, decode_message, encode_message, encode_response_body, ApiError,
-    CachePolicy, ErrorCode, Frame, Header, QueueProperty, RequestHead, ResponseBody, ResponseHead,
-    ToApp, ToListener,
+    CachePolicy, ErrorCode, Frame, Header, LogInfo, QueueProperty, RequestHead, ResponseBody,
+    ResponseHead, ToApp, ToListener,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -354,7 +354,11 @@ impl QueueControl {
     pub async fn remove_url(&self, prefix: &str) -> Result<()> {
         let (queue, prefix) = (self.id, prefix.to_string());
         self.shared
-            .call(|call| ToListener::RemoveUrl { call, queue, prefix })
+            .call(|call| ToListener::RemoveUrl {
+                call,
+                queue,
+                prefix,
+            })
             .await
             .map(|_| ())
     }
@@ -362,7 +366,11 @@ impl QueueControl {
     async fn set(&self, property: QueueProperty) -> Result<()> {
         let queue = self.id;
         self.shared
-            .call(|call| ToListener::SetQueue { call, queue, property })
+            .call(|call| ToListener::SetQueue {
+                call,
+                queue,
+                property,
+            })
             .await
             .map(|_| ())
     }
@@ -382,7 +390,11 @@ impl QueueControl {
     pub async fn flush_cache(&self, prefix: &str) -> Result<usize> {
         let (queue, prefix) = (self.id, prefix.to_string());
         self.shared
-            .call(|call| ToListener::FlushCache { call, queue, prefix })
+            .call(|call| ToListener::FlushCache {
+                call,
+                queue,
+                prefix,
+            })
             .await
             .map(|n| n as usize)
     }
@@ -701,6 +713,7 @@ pub struct Response {
     pub headers: Vec<Header>,
     pub body: Bytes,
     pub cache: Option<CachePolicy>,
+    pub log: Option<LogInfo>,
 }
 
 impl Response {
@@ -711,6 +724,7 @@ impl Response {
             headers: Vec::new(),
             body: Bytes::new(),
             cache: None,
+            log: None,
         }
     }
 
@@ -735,6 +749,12 @@ impl Response {
         self
     }
 
+    /// Fields for the request log that only the application knows.
+    pub fn log(mut self, log: LogInfo) -> Response {
+        self.log = Some(log);
+        self
+    }
+
     fn into_head(self, body: ResponseBody) -> ResponseHead {
         ResponseHead {
             status: self.status,
@@ -742,6 +762,7 @@ impl Response {
             headers: self.headers,
             body,
             cache: self.cache,
+            log: self.log,
         }
     }
 }

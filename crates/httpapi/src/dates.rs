@@ -16,10 +16,28 @@ pub struct Civil {
 }
 
 pub const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
-pub const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+pub const WEEKDAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 
 impl Civil {
     /// The proleptic Gregorian date of a moment.
@@ -68,10 +86,16 @@ mod tests {
     #[test]
     fn known_dates() {
         let c = Civil::from_system_time(UNIX_EPOCH + Duration::from_secs(1_795_000_000));
-        assert_eq!((c.date(), c.time()), ("2026-11-18".into(), "11:06:40".into()));
+        assert_eq!(
+            (c.date(), c.time()),
+            ("2026-11-18".into(), "11:06:40".into())
+        );
         assert_eq!(WEEKDAYS[c.weekday as usize], "Wednesday");
         let leap = Civil::from_system_time(UNIX_EPOCH + Duration::from_secs(951_782_400));
-        assert_eq!((leap.date(), WEEKDAYS[leap.weekday as usize]), ("2000-02-29".into(), "Tuesday"));
+        assert_eq!(
+            (leap.date(), WEEKDAYS[leap.weekday as usize]),
+            ("2000-02-29".into(), "Tuesday")
+        );
         let epoch = Civil::from_system_time(UNIX_EPOCH);
         assert_eq!((epoch.date(), epoch.weekday), ("1970-01-01".into(), 4));
     }

@@ -29,6 +29,7 @@ pub mod dates;
 pub mod proto;
 
 pub use client::{
-    socket_for_state_dir, Error, Queue, Request, Response, ResponseWriter, Result, Session,
+    socket_for_state_dir, Error, Queue, QueueControl, Request, Response, ResponseWriter, Result,
+    Session,
 };
-pub use proto::{CachePolicy, Header};
+pub use proto::{CachePolicy, Header, LogInfo};

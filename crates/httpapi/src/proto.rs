@@ -134,6 +134,22 @@ pub struct ResponseHead {
     pub headers: Vec<Header>,
     pub body: ResponseBody,
     pub cache: Option<CachePolicy>,
+    /// What the listener's request log records beyond what it sees itself
+    /// (HTTP_LOG_FIELDS_DATA's role).
+    pub log: Option<LogInfo>,
+}
+
+/// Log fields only the application knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogInfo {
+    /// The authenticated user; empty for anonymous requests.
+    pub user: String,
+    /// IIS's sub-status (the 3 of 404.3).
+    pub substatus: u16,
+    /// The Win32 error behind the status (2 for a missing file).
+    pub win32_status: u32,
+    /// DontLog: leave this request out of the site's log.
+    pub dont_log: bool,
 }
 
 /// A queue's settings that its owner may change.
@@ -245,7 +261,10 @@ pub enum ToListener {
     },
     /// Deliver no more requests of the queue to this program; the reply
     /// comes after every request already delivered.
-    StopReceiving { call: u32, queue: u32 },
+    StopReceiving {
+        call: u32,
+        queue: u32,
+    },
     Respond {
         request: u64,
         head: ResponseHead,

@@ -28,7 +28,7 @@ pub struct CacheEntry {
     pub expires: Option<Instant>,
     pub host: String,
     pub port: u16,
-    /// Lower case.
+    /// As requested (file names are case-sensitive).
     pub path: String,
     /// `Content-Length: N\r\n`, made once.
     length_line: Vec<u8>,
@@ -66,7 +66,7 @@ impl CacheEntry {
             expires: ttl.map(|t| Instant::now() + t),
             host: host.to_string(),
             port,
-            path: path.to_lowercase(),
+            path: path.to_string(),
             last_used: AtomicU64::new(0),
         }
     }
@@ -177,17 +177,14 @@ impl ResponseCache {
         }
     }
 
-    /// The key of a cooked URL without query: `host:port/path`, lower case.
+    /// The key of a cooked URL without query: `host:port/path` (the host
+    /// is lower case already; the path keeps its case, as file names do).
     pub fn key(host: &str, port: u16, path: &str) -> String {
         let mut k = String::with_capacity(host.len() + path.len() + 7);
         k.push_str(host);
         k.push(':');
         k.push_str(&port.to_string());
-        if path.is_ascii() {
-            k.extend(path.chars().map(|c| c.to_ascii_lowercase()));
-        } else {
-            k.push_str(&path.to_lowercase());
-        }
+        k.push_str(path);
         k
     }
 
@@ -254,13 +251,16 @@ impl ResponseCache {
     pub fn flush(&self, prefix: &UrlPrefix) -> usize {
         let mut map = write(&self.entries);
         let before = map.len();
+        // Prefixes match paths without regard to case, as routing does.
+        let prefix_path = prefix.path.to_lowercase();
         map.retain(|_, e| {
             let host_matches = match &prefix.host {
                 HostSpec::Strong | HostSpec::Weak => true,
                 HostSpec::Name(n) => *n == e.host,
                 HostSpec::Ip(ip) => e.host.trim_matches(['[', ']']) == ip.to_string(),
             };
-            let under = e.path.starts_with(&prefix.path) || format!("{}/", e.path) == prefix.path;
+            let path = e.path.to_lowercase();
+            let under = path.starts_with(&prefix_path) || format!("{path}/") == prefix_path;
             let doomed = e.port == prefix.port && host_matches && under;
             if doomed {
                 self.total.fetch_sub(e.size(), Ordering::Relaxed);
@@ -306,10 +306,14 @@ mod tests {
             entry("/A/b.txt", "hello"),
         );
         c.insert(ResponseCache::key("h", 80, "/other"), entry("/other", "x"));
-        assert!(c.get(&ResponseCache::key("h", 80, "/a/B.TXT")).is_some());
+        assert!(c.get(&ResponseCache::key("h", 80, "/A/b.txt")).is_some());
+        assert!(
+            c.get(&ResponseCache::key("h", 80, "/a/B.TXT")).is_none(),
+            "paths are case-sensitive"
+        );
         assert!(c.get(&ResponseCache::key("h", 81, "/a/b.txt")).is_none());
         assert_eq!(c.flush(&UrlPrefix::parse("http://+:80/a/").unwrap()), 1);
-        assert!(c.get(&ResponseCache::key("h", 80, "/a/b.txt")).is_none());
+        assert!(c.get(&ResponseCache::key("h", 80, "/A/b.txt")).is_none());
         assert_eq!(c.flush(&UrlPrefix::parse("http://other:80/").unwrap()), 0);
         assert_eq!(c.flush(&UrlPrefix::parse("http://h:80/").unwrap()), 1);
         assert!(c.is_empty());

@@ -208,6 +208,7 @@ mod tests {
             headers,
             body,
             cache: None,
+            log: None,
         }
     }
 

@@ -330,7 +330,12 @@ pub fn read_snapshot(location: &Location) -> Result<Arc<Snapshot>> {
     let key = SecretKey::load(&location.key_file).ok().flatten();
     let bytes = std::fs::read(&location.metabase).map_err(|e| Error::io(&location.metabase, e))?;
     let text = decode(&location.metabase, &bytes)?;
-    let doc = parse_metabase(text, &location.metabase.display().to_string(), &schema, key.as_ref())?;
+    let doc = parse_metabase(
+        text,
+        &location.metabase.display().to_string(),
+        &schema,
+        key.as_ref(),
+    )?;
     let tree = Tree {
         root: doc.root,
         schema,

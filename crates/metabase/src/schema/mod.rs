@@ -194,9 +194,13 @@ impl PropertyDef {
             } else {
                 text.split('\n').map(str::to_string).collect()
             }),
-            SchemaType::Binary | SchemaType::NtAcl | SchemaType::IpSecList => {
-                Value::Binary(parse_hex(text)?)
-            }
+            // Hex is taken as the stored form; anything else is the
+            // readable GrantByDefault/IPGrant/IPDeny form.
+            SchemaType::IpSecList => match parse_hex(text) {
+                Ok(bytes) if !text.trim().is_empty() => Value::Binary(bytes),
+                _ => Value::Binary(crate::ipsec::IpSecurity::parse_text(text)?.to_bytes()),
+            },
+            SchemaType::Binary | SchemaType::NtAcl => Value::Binary(parse_hex(text)?),
         };
         self.check(&value)?;
         Ok(value)
@@ -224,6 +228,12 @@ impl PropertyDef {
                 if *v != 0 { "TRUE" } else { "FALSE" }.to_string()
             }
             (SchemaType::Dword, Value::Dword(v)) if !self.flags.is_empty() => self.format_flags(*v),
+            (SchemaType::IpSecList, Value::Binary(bytes)) => {
+                match crate::ipsec::IpSecurity::from_bytes(bytes) {
+                    Some(list) => list.to_text(),
+                    None => format_plain(value),
+                }
+            }
             (_, value) => format_plain(value),
         }
     }

@@ -1,0 +1,605 @@
+//! Every setting the pipeline needs for one URL, read once from the
+//! metabase snapshot and kept until the configuration changes: the worker
+//! resolves a URL's inherited settings on its first request, not on each.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use metabase::ipsec::IpSecurity;
+use metabase::{GetMode, MbPath, Snapshot, Value};
+
+use crate::site::{ids, Location};
+
+/// More IDs: compression (`/LM/W3SVC/Filters/Compression/...`).
+mod hc {
+    pub const COMPRESSION_DIRECTORY: u32 = 2210;
+    pub const CACHE_CONTROL_HEADER: u32 = 2211;
+    pub const EXPIRES_HEADER: u32 = 2212;
+    pub const DO_STATIC: u32 = 2214;
+    pub const SEND_CACHE_HEADERS: u32 = 2220;
+    pub const NO_FOR_PROXIES: u32 = 2218;
+    pub const NO_FOR_RANGE: u32 = 2219;
+    pub const MIN_FILE_SIZE: u32 = 2226;
+    pub const FILE_EXTENSIONS: u32 = 2238;
+    pub const ON_DEMAND_LEVEL: u32 = 2242;
+    pub const NO_FOR_HTTP10: u32 = 2217;
+    pub const DO_STATIC_URL: u32 = 2256;
+}
+
+/// AccessSSLFlags bits.
+pub const ACCESS_SSL: u32 = 0x8;
+
+/// A MIME map: extension (with its dot, lower case) to type.
+#[derive(Debug, Default)]
+pub struct MimeTable {
+    types: HashMap<String, String>,
+    wildcard: Option<String>,
+}
+
+impl MimeTable {
+    fn from_entries(entries: &[String]) -> MimeTable {
+        let mut table = MimeTable::default();
+        for entry in entries {
+            let Some((ext, mime)) = entry.split_once(',') else {
+                continue;
+            };
+            let (ext, mime) = (ext.trim(), mime.trim().to_string());
+            if ext == "*" {
+                table.wildcard = Some(mime);
+            } else if !ext.is_empty() {
+                let ext = if ext.starts_with('.') {
+                    ext.to_ascii_lowercase()
+                } else {
+                    format!(".{}", ext.to_ascii_lowercase())
+                };
+                table.types.insert(ext, mime);
+            }
+        }
+        table
+    }
+
+    fn get(&self, extension: &str) -> Option<&str> {
+        self.types.get(extension).map(String::as_str)
+    }
+}
+
+/// The extension of a file name, with its dot and in lower case (`""`
+/// when it has none).
+pub fn extension_of(name: &str) -> String {
+    match name.rfind('.') {
+        Some(i) if i > 0 => name[i..].to_ascii_lowercase(),
+        _ => String::new(),
+    }
+}
+
+/// HttpRedirect, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub destination: String,
+    pub exact: bool,
+    pub child_only: bool,
+    pub permanent: bool,
+    /// The URL path of the key that sets it (suffixes are relative to it).
+    pub base: String,
+}
+
+/// HttpExpires, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expires {
+    /// `D, 0x<seconds>`: Cache-Control max-age.
+    After(u32),
+    /// `S, <HTTP date>`: an Expires header.
+    At(String),
+}
+
+/// One HttpErrors entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomError {
+    pub status: u16,
+    /// `None` for `*`.
+    pub substatus: Option<u16>,
+    pub kind: CustomErrorKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CustomErrorKind {
+    File(PathBuf),
+    Url(String),
+    Default,
+}
+
+/// The settings in force at one URL.
+#[derive(Debug)]
+pub struct UrlConfig {
+    pub site_id: u32,
+    pub mb_path: MbPath,
+    pub physical: Option<PathBuf>,
+    pub access: u32,
+    pub access_ssl: u32,
+    pub auth: u32,
+    pub realm: String,
+    pub browse: u32,
+    pub default_docs: Vec<String>,
+    pub redirect: Option<Redirect>,
+    pub custom_headers: Vec<(String, String)>,
+    pub expires: Option<Expires>,
+    pub errors: Vec<CustomError>,
+    pub max_entity: u64,
+    /// `Some(None)` when IPSecurity is set but unreadable: refuse all.
+    pub ip_security: Option<Option<IpSecurity>>,
+    pub dont_log: bool,
+    /// DoStaticCompression set here or above; `None` follows the global
+    /// setting.
+    pub compress_static: Option<bool>,
+    local_mime: Option<Arc<MimeTable>>,
+    global_mime: Arc<MimeTable>,
+}
+
+impl UrlConfig {
+    /// The type of a file name, `None` when the map has none (404.3).
+    pub fn mime_type(&self, name: &str) -> Option<&str> {
+        let ext = extension_of(name);
+        if let Some(local) = &self.local_mime {
+            if let Some(t) = local.get(&ext) {
+                return Some(t);
+            }
+        }
+        if let Some(t) = self.global_mime.get(&ext) {
+            return Some(t);
+        }
+        self.local_mime
+            .as_ref()
+            .and_then(|l| l.wildcard.as_deref())
+            .or(self.global_mime.wildcard.as_deref())
+    }
+
+    pub fn ip_allowed(&self, ip: &IpAddr) -> bool {
+        match &self.ip_security {
+            None => true,
+            Some(Some(list)) => list.allows(ip),
+            Some(None) => false,
+        }
+    }
+}
+
+/// Static compression as the `/LM/W3SVC/Filters/Compression` keys set it.
+#[derive(Clone, Debug, Default)]
+pub struct Compression {
+    /// HcDoStaticCompression on Parameters.
+    pub enabled: bool,
+    /// Scheme name (`gzip`, `deflate`) and the extensions it compresses,
+    /// in preference order.
+    pub schemes: Vec<(String, Vec<String>, u32)>,
+    pub min_size: u64,
+    pub no_http10: bool,
+    pub no_proxies: bool,
+    pub no_range: bool,
+    pub cache_headers: Option<(String, String)>,
+    pub directory: Option<PathBuf>,
+}
+
+impl Compression {
+    fn read(snapshot: &Snapshot, state_dir: &Path) -> Compression {
+        let Ok(base) = MbPath::parse("/LM/W3SVC/Filters/Compression") else {
+            return Compression::default();
+        };
+        let params = base.join("Parameters").unwrap_or_default();
+        let dword = |path: &MbPath, id| snapshot.effective_dword(path, id).unwrap_or(0);
+        let own_dword = |path: &MbPath, id| {
+            snapshot
+                .lookup(path, id, GetMode::Own)
+                .ok()
+                .flatten()
+                .and_then(|(p, _)| p.value.as_dword())
+        };
+        let string = |path: &MbPath, id| match snapshot.effective(path, id) {
+            Some(Value::String(s)) | Some(Value::ExpandSz(s)) => Some(s),
+            _ => None,
+        };
+        let mut schemes = Vec::new();
+        for name in ["gzip", "deflate"] {
+            let Ok(path) = base.join(name) else { continue };
+            if snapshot.find(&path).is_none() || own_dword(&path, hc::DO_STATIC) != Some(1) {
+                continue;
+            }
+            let extensions = match snapshot.effective(&path, hc::FILE_EXTENSIONS) {
+                Some(Value::MultiSz(v)) => v
+                    .iter()
+                    .flat_map(|e| e.split([' ', ',']))
+                    .map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase())
+                    .filter(|e| !e.is_empty())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let level = own_dword(&path, hc::ON_DEMAND_LEVEL).unwrap_or(10);
+            schemes.push((name.to_string(), extensions, level));
+        }
+        let directory = string(&params, hc::COMPRESSION_DIRECTORY)
+            .filter(|d| d.starts_with('/'))
+            .map(PathBuf::from)
+            .or_else(|| Some(state_dir.join("temp/IIS Temporary Compressed Files")));
+        Compression {
+            enabled: own_dword(&params, hc::DO_STATIC) == Some(1) && !schemes.is_empty(),
+            schemes,
+            min_size: u64::from(own_dword(&params, hc::MIN_FILE_SIZE).unwrap_or(256)),
+            no_http10: own_dword(&params, hc::NO_FOR_HTTP10).unwrap_or(1) == 1,
+            no_proxies: dword(&params, hc::NO_FOR_PROXIES) == 1,
+            no_range: dword(&params, hc::NO_FOR_RANGE) == 1,
+            cache_headers: (dword(&params, hc::SEND_CACHE_HEADERS) == 1).then(|| {
+                (
+                    string(&params, hc::CACHE_CONTROL_HEADER).unwrap_or_default(),
+                    string(&params, hc::EXPIRES_HEADER).unwrap_or_default(),
+                )
+            }),
+            directory,
+        }
+    }
+
+    /// The schemes that would compress a file with this extension.
+    pub fn schemes_for(
+        &self,
+        extension: &str,
+    ) -> impl Iterator<Item = &(String, Vec<String>, u32)> {
+        let ext = extension.trim_start_matches('.').to_string();
+        self.schemes
+            .iter()
+            .filter(move |(_, exts, _)| exts.iter().any(|e| *e == ext))
+    }
+}
+
+/// One configuration generation: a snapshot and what was read from it.
+pub struct Config {
+    pub snapshot: Arc<Snapshot>,
+    pub compression: Compression,
+    global_mime: Arc<MimeTable>,
+    mime_tables: Mutex<HashMap<Vec<String>, Arc<MimeTable>>>,
+    urls: Mutex<HashMap<(u32, String), Arc<UrlConfig>>>,
+}
+
+/// URLs remembered per generation; beyond this the memory starts over.
+const MAX_CACHED_URLS: usize = 16 * 1024;
+
+impl Config {
+    pub fn new(snapshot: Arc<Snapshot>, state_dir: &Path) -> Config {
+        let global_mime = match MbPath::parse("/LM/MimeMap")
+            .ok()
+            .and_then(|p| snapshot.effective(&p, ids::MIME_MAP))
+        {
+            Some(Value::MultiSz(entries)) => MimeTable::from_entries(&entries),
+            _ => MimeTable::default(),
+        };
+        Config {
+            compression: Compression::read(&snapshot, state_dir),
+            snapshot,
+            global_mime: Arc::new(global_mime),
+            mime_tables: Mutex::new(HashMap::new()),
+            urls: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The settings of a decoded URL path of a site; `None` for a path
+    /// that cannot be a metabase path.
+    pub fn url(&self, site_id: u32, url_path: &str) -> Option<Arc<UrlConfig>> {
+        let key = (site_id, url_path.to_string());
+        if let Some(found) = lock(&self.urls).get(&key) {
+            return Some(found.clone());
+        }
+        let resolved = Arc::new(self.resolve(site_id, url_path)?);
+        let mut urls = lock(&self.urls);
+        if urls.len() >= MAX_CACHED_URLS {
+            urls.clear();
+        }
+        urls.insert(key, resolved.clone());
+        Some(resolved)
+    }
+
+    fn resolve(&self, site_id: u32, url_path: &str) -> Option<UrlConfig> {
+        let at = Location::resolve(self.snapshot.clone(), site_id, url_path)?;
+        let local_mime =
+            match self
+                .snapshot
+                .lookup(&at.mb_path, ids::MIME_MAP, GetMode::PartialPath)
+            {
+                // The global map is at /LM/MimeMap, above every site.
+                Ok(Some((p, depth))) if depth > 2 => match &p.value {
+                    Value::MultiSz(entries) => {
+                        let mut tables = lock(&self.mime_tables);
+                        Some(
+                            tables
+                                .entry(entries.clone())
+                                .or_insert_with(|| Arc::new(MimeTable::from_entries(entries)))
+                                .clone(),
+                        )
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+        let redirect =
+            match self
+                .snapshot
+                .lookup(&at.mb_path, ids::HTTP_REDIRECT, GetMode::PartialPath)
+            {
+                Ok(Some((p, depth))) => p.value.as_str().and_then(|text| {
+                    let base_parts = &at.mb_path.parts()[4.min(depth)..depth];
+                    let base = format!("/{}", base_parts.join("/"));
+                    parse_redirect(text, &base)
+                }),
+                _ => None,
+            };
+        let ip_security = match self.snapshot.lookup(
+            &at.mb_path,
+            ids::IP_SECURITY,
+            GetMode::PartialPath,
+        ) {
+            Ok(Some((p, _))) => Some(match &p.value {
+                Value::Binary(bytes) if bytes.is_empty() => Some(IpSecurity::default()),
+                Value::Binary(bytes) => {
+                    let parsed = IpSecurity::from_bytes(bytes);
+                    if parsed.is_none() {
+                        tracing::warn!(path = %at.mb_path, "IPSecurity is not in inetsrv's form; refusing every client");
+                    }
+                    parsed
+                }
+                _ => None,
+            }),
+            _ => None,
+        };
+        let compress_static = self
+            .snapshot
+            .lookup(&at.mb_path, hc::DO_STATIC_URL, GetMode::PartialPath)
+            .ok()
+            .flatten()
+            .and_then(|(p, _)| p.value.as_dword())
+            .map(|v| v != 0);
+        Some(UrlConfig {
+            site_id,
+            access: at.dword(ids::ACCESS_FLAGS),
+            access_ssl: at.dword(ids::ACCESS_SSL_FLAGS),
+            auth: at.dword(ids::AUTH_FLAGS),
+            realm: at.string(ids::REALM).unwrap_or_default(),
+            browse: at.dword(ids::DIR_BROWSE_FLAGS),
+            default_docs: at
+                .string(ids::DEFAULT_DOC)
+                .unwrap_or_default()
+                .split(',')
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty() && !d.contains('/'))
+                .collect(),
+            redirect,
+            custom_headers: at
+                .list(ids::HTTP_CUSTOM_HEADERS)
+                .iter()
+                .filter_map(|h| {
+                    let (name, value) = h.split_once(':')?;
+                    let name = name.trim();
+                    (!name.is_empty() && name.bytes().all(httpapi::proto::is_tchar))
+                        .then(|| (name.to_string(), value.trim().to_string()))
+                })
+                .collect(),
+            expires: at
+                .explicit_string(ids::HTTP_EXPIRES)
+                .and_then(|t| parse_expires(&t)),
+            errors: at
+                .list(ids::HTTP_ERRORS)
+                .iter()
+                .filter_map(|e| parse_custom_error(e))
+                .collect(),
+            max_entity: u64::from(at.dword(ids::MAX_REQUEST_ENTITY_ALLOWED)),
+            ip_security,
+            dont_log: at.dword(ids::DONT_LOG) != 0,
+            compress_static,
+            physical: at.physical,
+            mb_path: at.mb_path,
+            local_mime,
+            global_mime: self.global_mime.clone(),
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `destination[, EXACT_DESTINATION][, CHILD_ONLY][, PERMANENT]`.
+pub fn parse_redirect(text: &str, base: &str) -> Option<Redirect> {
+    let mut parts = text.split(',').map(str::trim);
+    let destination = parts.next()?.to_string();
+    if destination.is_empty() {
+        return None;
+    }
+    let mut r = Redirect {
+        destination,
+        exact: false,
+        child_only: false,
+        permanent: false,
+        base: base.to_string(),
+    };
+    for option in parts {
+        match option.to_ascii_uppercase().as_str() {
+            "EXACT_DESTINATION" => r.exact = true,
+            "CHILD_ONLY" => r.child_only = true,
+            "PERMANENT" => r.permanent = true,
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
+/// `D, 0x<seconds>` or `S, <date>`; empty means none.
+pub fn parse_expires(text: &str) -> Option<Expires> {
+    let (kind, value) = text.split_once(',')?;
+    let value = value.trim();
+    match kind.trim().to_ascii_uppercase().as_str() {
+        "D" => {
+            let secs = match value
+                .strip_prefix("0x")
+                .or_else(|| value.strip_prefix("0X"))
+            {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => value.parse().ok()?,
+            };
+            Some(Expires::After(secs))
+        }
+        "S" => httpdate::parse_http_date(value)
+            .ok()
+            .map(|t| Expires::At(httpdate::fmt_http_date(t))),
+        _ => None,
+    }
+}
+
+/// `status,substatus|*,FILE|URL|DEFAULT[,target]`.
+pub fn parse_custom_error(text: &str) -> Option<CustomError> {
+    let mut parts = text.splitn(4, ',');
+    let status: u16 = parts.next()?.trim().parse().ok()?;
+    let substatus = match parts.next()?.trim() {
+        "*" => None,
+        s => Some(s.parse().ok()?),
+    };
+    let kind = match parts.next()?.trim().to_ascii_uppercase().as_str() {
+        "FILE" => CustomErrorKind::File(PathBuf::from(parts.next()?.trim())),
+        "URL" => CustomErrorKind::Url(parts.next()?.trim().to_string()),
+        "DEFAULT" => CustomErrorKind::Default,
+        _ => return None,
+    };
+    Some(CustomError {
+        status,
+        substatus,
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metabase::Metabase;
+
+    fn p(s: &str) -> MbPath {
+        MbPath::parse(s).unwrap()
+    }
+
+    fn config() -> Config {
+        let mb = Metabase::empty();
+        let set = |t: &mut metabase::Txn, path: &str, prop: &str, v: &[&str]| {
+            t.set_text(
+                &p(path),
+                prop,
+                &v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        mb.write(|t| {
+            t.create_key(&p("/LM/MimeMap"), "IIsMimeMap")?;
+            set(
+                t,
+                "/LM/MimeMap",
+                "MimeMap",
+                &[".htm,text/html", ".TXT,text/plain"],
+            )?;
+            t.create_key(&p("/LM/W3SVC"), "IIsWebService")?;
+            set(t, "/LM/W3SVC", "DefaultDoc", &["index.htm, default.htm"])?;
+            t.create_key(&p("/LM/W3SVC/1"), "IIsWebServer")?;
+            t.create_key(&p("/LM/W3SVC/1/ROOT"), "IIsWebVirtualDir")?;
+            set(t, "/LM/W3SVC/1/ROOT", "Path", &["/srv/www"])?;
+            set(
+                t,
+                "/LM/W3SVC/1/ROOT",
+                "HttpCustomHeaders",
+                &["X-Site: one", "bad header: x"],
+            )?;
+            t.create_key(&p("/LM/W3SVC/1/ROOT/old"), "IIsWebDirectory")?;
+            set(
+                t,
+                "/LM/W3SVC/1/ROOT/old",
+                "HttpRedirect",
+                &["/new, PERMANENT"],
+            )?;
+            set(t, "/LM/W3SVC/1/ROOT/old", "HttpExpires", &["D, 0x3c"])?;
+            set(
+                t,
+                "/LM/W3SVC/1/ROOT/old",
+                "IPSecurity",
+                &["GrantByDefault=FALSE; IPGrant=127.0.0.1"],
+            )?;
+            set(
+                t,
+                "/LM/W3SVC/1/ROOT/old",
+                "MimeMap",
+                &["*,application/octet-stream"],
+            )?;
+            set(
+                t,
+                "/LM/W3SVC/1/ROOT/old",
+                "HttpErrors",
+                &["404,*,FILE,/srv/404.htm", "500,12,URL,/e.htm", "x"],
+            )
+        })
+        .unwrap();
+        Config::new(mb.snapshot(), Path::new("/state"))
+    }
+
+    #[test]
+    fn settings_are_inherited_and_cached() {
+        let c = config();
+        let root = c.url(1, "/a.htm").unwrap();
+        assert_eq!(root.default_docs, vec!["index.htm", "default.htm"]);
+        assert_eq!(
+            root.custom_headers,
+            vec![("X-Site".to_string(), "one".to_string())]
+        );
+        assert_eq!(root.redirect, None);
+        assert_eq!(root.expires, None, "the schema default does not apply");
+        assert!(root.ip_allowed(&"10.0.0.1".parse().unwrap()));
+        assert_eq!(root.mime_type("A.TXT"), Some("text/plain"));
+        assert_eq!(root.mime_type("a.bin"), None);
+        assert!(Arc::ptr_eq(&root, &c.url(1, "/a.htm").unwrap()));
+
+        let old = c.url(1, "/old/sub/page.htm").unwrap();
+        let r = old.redirect.as_ref().unwrap();
+        assert_eq!(
+            (r.destination.as_str(), r.permanent, r.base.as_str()),
+            ("/new", true, "/old")
+        );
+        assert_eq!(old.expires, Some(Expires::After(60)));
+        assert!(old.ip_allowed(&"127.0.0.1".parse().unwrap()));
+        assert!(!old.ip_allowed(&"127.0.0.2".parse().unwrap()));
+        assert_eq!(
+            old.mime_type("a.htm"),
+            Some("text/html"),
+            "the global map still applies"
+        );
+        assert_eq!(
+            old.mime_type("a.bin"),
+            Some("application/octet-stream"),
+            "wildcard"
+        );
+        assert_eq!(old.errors.len(), 2);
+        assert_eq!(old.errors[1].kind, CustomErrorKind::Url("/e.htm".into()));
+        assert!(!c.compression.enabled);
+    }
+
+    #[test]
+    fn parsers() {
+        assert_eq!(parse_expires("D, 0x15180"), Some(Expires::After(86400)));
+        assert_eq!(parse_expires("D, 0"), Some(Expires::After(0)));
+        assert_eq!(
+            parse_expires("S, Wed, 01 Jan 2031 00:00:00 GMT"),
+            Some(Expires::At("Wed, 01 Jan 2031 00:00:00 GMT".into()))
+        );
+        assert_eq!(parse_expires(""), None);
+        assert_eq!(parse_expires("S, never"), None);
+        let r = parse_redirect("http://x/$S, EXACT_DESTINATION, CHILD_ONLY", "/a").unwrap();
+        assert!(r.exact && r.child_only && !r.permanent);
+        assert_eq!(parse_redirect("", "/"), None);
+        assert_eq!(
+            parse_custom_error("404,3,DEFAULT"),
+            Some(CustomError {
+                status: 404,
+                substatus: Some(3),
+                kind: CustomErrorKind::Default
+            })
+        );
+        assert_eq!(parse_custom_error("abc,*,FILE,/x"), None);
+    }
+}

@@ -1,0 +1,890 @@
+//! The request pipeline, in IIS 6's order: map the URL to its settings,
+//! check the client's address, SSL and authentication, apply HttpRedirect,
+//! then hand the request to the static-content handler (files, default
+//! documents, directory listings, PUT and DELETE). Every answer passes
+//! through the same last phase: custom headers, HttpErrors pages, and the
+//! fields the listener logs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use httpapi::proto::{BodyInfo, CachePolicy, HttpVersion, LogInfo};
+use httpapi::{QueueControl, Request, Response};
+
+use crate::auth::{self, Logons};
+use crate::config::{Config, CustomErrorKind, Expires, UrlConfig, ACCESS_SSL};
+use crate::errors::HttpError;
+use crate::files::{self, Conditions, FileInfo, Precondition, Ranges};
+use crate::listing;
+use crate::site::{access, auth as auth_flags, browse};
+use crate::watch::CacheWatch;
+
+/// Files up to this size are read whole and sent with their head.
+const SMALL_FILE: u64 = 64 * 1024;
+/// The piece size a large file is read and sent in.
+const CHUNK: usize = 256 * 1024;
+/// Custom error files larger than this are not used.
+const MAX_ERROR_FILE: u64 = 1 << 20;
+
+/// The state every request shares.
+pub struct Pipeline {
+    pub config: ArcSwap<Config>,
+    pub logons: Logons,
+    pub watch: CacheWatch,
+    pub control: QueueControl,
+    /// Requests answered.
+    pub served: AtomicU64,
+}
+
+/// What to send.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Body,
+    cache: bool,
+    log: LogInfo,
+}
+
+enum Body {
+    Empty,
+    Bytes(Bytes),
+    /// Parts of a file, with literal bytes between them (multipart).
+    File {
+        path: PathBuf,
+        parts: Vec<Part>,
+    },
+}
+
+enum Part {
+    Literal(Bytes),
+    Range { offset: u64, len: u64 },
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { parts, .. } => parts
+                .iter()
+                .map(|p| match p {
+                    Part::Literal(b) => b.len() as u64,
+                    Part::Range { len, .. } => *len,
+                })
+                .sum(),
+        }
+    }
+}
+
+impl Reply {
+    fn new(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Body::Empty,
+            cache: false,
+            log: LogInfo::default(),
+        }
+    }
+
+    fn header(mut self, name: &str, value: impl Into<String>) -> Reply {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    fn html(mut self, page: String) -> Reply {
+        self.headers
+            .push(("Content-Type".into(), "text/html; charset=utf-8".into()));
+        self.body = Body::Bytes(Bytes::from(page));
+        self
+    }
+}
+
+/// What the phases before the handler learned.
+struct Ctx {
+    cfg: Arc<UrlConfig>,
+    user: String,
+    /// The request carried credentials (its answer is not for everyone).
+    authenticated: bool,
+}
+
+fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.header_str(name)
+}
+
+/// `scheme://host[:port]` of the request, for absolute Locations.
+fn origin(req: &Request) -> String {
+    let url = &req.url;
+    let default_port = if url.scheme == "https" { 443 } else { 80 };
+    let host = if url.host.contains(':') && !url.host.starts_with('[') {
+        format!("[{}]", url.host)
+    } else {
+        url.host.clone()
+    };
+    if url.port == default_port {
+        format!("{}://{host}", url.scheme)
+    } else {
+        format!("{}://{host}:{}", url.scheme, url.port)
+    }
+}
+
+impl Pipeline {
+    pub fn new(config: Config, logons: Logons, control: QueueControl) -> Pipeline {
+        Pipeline {
+            config: ArcSwap::from_pointee(config),
+            logons,
+            watch: CacheWatch::default(),
+            control,
+            served: AtomicU64::new(0),
+        }
+    }
+
+    /// Answers one request.
+    pub async fn serve(&self, mut req: Request) {
+        let config = self.config.load_full();
+        let reply = match self.process(&config, &mut req).await {
+            Ok(reply) => reply,
+            Err((error, cfg, challenge)) => {
+                self.error_reply(&config, cfg.as_deref(), &req, error, challenge)
+            }
+        };
+        self.send(req, reply).await;
+        self.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn process(
+        &self,
+        config: &Config,
+        req: &mut Request,
+    ) -> Result<Reply, (HttpError, Option<Arc<UrlConfig>>, bool)> {
+        let site_id = req.url_context as u32;
+        let Some(cfg) = config.url(site_id, &req.url.path) else {
+            return Err((HttpError::new(404, 0).win32(2), None, false));
+        };
+        let fail = |e: HttpError| Err((e, Some(cfg.clone()), false));
+        if !cfg.ip_allowed(&req.remote.ip()) {
+            return fail(HttpError::new(403, 6));
+        }
+        if cfg.access_ssl & ACCESS_SSL != 0 && req.tls.is_none() {
+            return fail(HttpError::new(403, 4));
+        }
+        let ctx = match self.authenticate(&cfg, req).await {
+            Ok(ctx) => ctx,
+            Err(e) => return Err((e, Some(cfg.clone()), true)),
+        };
+        if let BodyInfo::Length(n) = req.body {
+            if n > cfg.max_entity {
+                return Err((HttpError::new(413, 0), Some(cfg.clone()), false));
+            }
+        }
+        if let Some(reply) = redirect(&cfg, req) {
+            return Ok(self.finish(&ctx, reply));
+        }
+        let reply = match req.method.as_str() {
+            "GET" | "HEAD" => self.get(config, &ctx, req).await,
+            "PUT" => self.put(&ctx, req).await,
+            "DELETE" => self.delete(&ctx, req).await,
+            "OPTIONS" => Ok(Reply::new(200)
+                .header("Allow", allowed_methods(&cfg))
+                .header("Public", allowed_methods(&cfg))),
+            "POST" => Err(HttpError::new(405, 0)),
+            _ => Err(HttpError::new(501, 0)),
+        };
+        match reply {
+            Ok(reply) => Ok(self.finish(&ctx, reply)),
+            Err(e) => Err((e, Some(cfg.clone()), false)),
+        }
+    }
+
+    fn finish(&self, ctx: &Ctx, mut reply: Reply) -> Reply {
+        reply.log.user = ctx.user.clone();
+        reply
+    }
+
+    async fn authenticate(&self, cfg: &Arc<UrlConfig>, req: &Request) -> Result<Ctx, HttpError> {
+        let anonymous = cfg.auth & auth_flags::ANONYMOUS != 0;
+        let basic = cfg.auth & auth_flags::BASIC != 0;
+        let sent = header(req, "authorization");
+        let is_basic = sent.is_some_and(|s| {
+            s.trim_start()
+                .get(..6)
+                .is_some_and(|p| p.eq_ignore_ascii_case("basic "))
+        });
+        match sent.and_then(auth::parse_basic) {
+            Some((user, password)) if basic => match self.logons.check(&user, &password).await {
+                Ok(true) => Ok(Ctx {
+                    cfg: cfg.clone(),
+                    user,
+                    authenticated: true,
+                }),
+                Ok(false) => Err(HttpError::new(401, 1)),
+                Err(_) => Err(HttpError::new(500, 0)),
+            },
+            // Credentials of a kind not enabled here are ignored where
+            // anonymous access is allowed, as IIS ignores them.
+            _ if anonymous => Ok(Ctx {
+                cfg: cfg.clone(),
+                user: String::new(),
+                authenticated: sent.is_some(),
+            }),
+            // Basic credentials that do not decode are a failed logon.
+            None if basic && is_basic => Err(HttpError::new(401, 1)),
+            _ => Err(HttpError::new(401, 2)),
+        }
+    }
+
+    /// GET and HEAD: a file, a directory's default document or listing.
+    async fn get(&self, config: &Config, ctx: &Ctx, req: &Request) -> Result<Reply, HttpError> {
+        let cfg = &ctx.cfg;
+        if cfg.access & access::READ == 0 {
+            return Err(HttpError::new(403, 2).win32(5));
+        }
+        let physical = cfg
+            .physical
+            .as_ref()
+            .ok_or(HttpError::new(404, 0).win32(3))?;
+        let meta = std::fs::metadata(physical).map_err(io_error)?;
+        let path = &req.url.path;
+        if !meta.is_dir() {
+            if path.ends_with('/') {
+                return Err(HttpError::new(404, 0).win32(2));
+            }
+            return self.file(ctx, cfg, req, physical, &meta, None);
+        }
+        if !path.ends_with('/') {
+            // The courtesy redirect: relative links in the directory's
+            // pages need the slash.
+            let mut location = format!("{}{}/", origin(req), listing::encode_path(path));
+            if !req.url.query.is_empty() {
+                location.push('?');
+                location.push_str(&req.url.query);
+            }
+            return Ok(moved(302, &location));
+        }
+        if cfg.browse & browse::ENABLE_DEFAULT_DOC != 0 {
+            for doc in &cfg.default_docs {
+                let candidate = physical.join(doc);
+                let Ok(doc_meta) = std::fs::metadata(&candidate) else {
+                    continue;
+                };
+                if !doc_meta.is_file() {
+                    continue;
+                }
+                // The document is served as its own URL would be.
+                let doc_url = format!("{path}{doc}");
+                let doc_cfg = config
+                    .url(cfg.site_id, &doc_url)
+                    .unwrap_or_else(|| cfg.clone());
+                if doc_cfg.access & access::READ == 0 {
+                    return Err(HttpError::new(403, 2).win32(5));
+                }
+                return self.file(ctx, &doc_cfg, req, &candidate, &doc_meta, Some(physical));
+            }
+        }
+        if cfg.browse & browse::ENABLE_DIR_BROWSING != 0 {
+            let entries = listing::read_entries(physical).map_err(io_error)?;
+            let page = listing::render(&req.url.host, path, &entries, cfg.browse);
+            return Ok(Reply::new(200).html(page));
+        }
+        Err(HttpError::new(403, 14))
+    }
+
+    /// A file, whole or in ranges, compressed where configured.
+    fn file(
+        &self,
+        ctx: &Ctx,
+        cfg: &Arc<UrlConfig>,
+        req: &Request,
+        physical: &Path,
+        meta: &std::fs::Metadata,
+        directory: Option<&Path>,
+    ) -> Result<Reply, HttpError> {
+        let name = physical.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let content_type = cfg
+            .mime_type(name)
+            .ok_or(HttpError::new(404, 3))?
+            .to_string();
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let plain = FileInfo {
+            len: meta.len(),
+            modified,
+            variant: None,
+        };
+        let config = self.config.load();
+        let compression = &config.compression;
+        let extension = crate::config::extension_of(name);
+        let compressible = compression.enabled
+            && cfg.compress_static != Some(false)
+            && compression.schemes_for(&extension).next().is_some();
+        let accept_encoding = header(req, "accept-encoding");
+        let mut chosen = None;
+        if compressible
+            && plain.len >= compression.min_size
+            && header(req, "range").is_none()
+            && !(compression.no_http10 && req.version == HttpVersion::Http10)
+            && !(compression.no_proxies && header(req, "via").is_some())
+        {
+            for (scheme, _, level) in compression.schemes_for(&extension) {
+                if !crate::compress::accepts(accept_encoding, scheme) {
+                    continue;
+                }
+                let Some(dir) = &compression.directory else {
+                    break;
+                };
+                match crate::compress::compressed_copy(dir, physical, &plain, scheme, *level) {
+                    Ok(copy) => {
+                        let coding: &'static str =
+                            if scheme == "gzip" { "gzip" } else { "deflate" };
+                        chosen = Some((copy, coding));
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %physical.display(), error = %e, "cannot compress; sending it plain")
+                    }
+                }
+                break;
+            }
+        }
+        let info = FileInfo {
+            variant: chosen.as_ref().map(|(_, c)| *c),
+            ..plain
+        };
+        let conditions = Conditions {
+            if_match: header(req, "if-match"),
+            if_none_match: header(req, "if-none-match"),
+            if_modified_since: header(req, "if-modified-since"),
+            if_unmodified_since: header(req, "if-unmodified-since"),
+            range: header(req, "range"),
+            if_range: header(req, "if-range"),
+        };
+        let mut reply = Reply::new(200)
+            .header("Content-Type", content_type.clone())
+            .header(
+                "Last-Modified",
+                httpdate::fmt_http_date(info.last_modified()),
+            )
+            .header("ETag", info.etag());
+        if compressible {
+            reply = reply.header("Vary", "Accept-Encoding");
+        }
+        match &cfg.expires {
+            Some(Expires::After(0)) => reply = reply.header("Cache-Control", "no-cache"),
+            Some(Expires::After(secs)) => {
+                reply = reply.header("Cache-Control", format!("max-age={secs}"))
+            }
+            Some(Expires::At(date)) => reply = reply.header("Expires", date.clone()),
+            None => {}
+        }
+        match files::evaluate(&conditions, &info, true) {
+            Precondition::NotModified => {
+                reply.status = 304;
+                reply.headers.retain(|(n, _)| n != "Content-Type");
+                return Ok(reply);
+            }
+            Precondition::Failed => return Err(HttpError::new(412, 0)),
+            Precondition::Proceed => {}
+        }
+        if let Some((copy, coding)) = chosen {
+            let len = std::fs::metadata(&copy).map_err(io_error)?.len();
+            reply = reply.header("Content-Encoding", coding);
+            if let Some((cache_control, expires)) = &compression.cache_headers {
+                if !cache_control.is_empty() {
+                    reply = reply.header("Cache-Control", cache_control.clone());
+                }
+                if !expires.is_empty() {
+                    reply = reply.header("Expires", expires.clone());
+                }
+            }
+            reply.body = Body::File {
+                path: copy,
+                parts: vec![Part::Range { offset: 0, len }],
+            };
+            return Ok(reply);
+        }
+        reply = reply.header("Accept-Ranges", "bytes");
+        match files::ranges(&conditions, &info) {
+            Ranges::Whole => {
+                reply.body = Body::File {
+                    path: physical.to_path_buf(),
+                    parts: vec![Part::Range {
+                        offset: 0,
+                        len: info.len,
+                    }],
+                };
+                // The listener may keep what everyone would get alike.
+                reply.cache = req.method == "GET"
+                    && !ctx.authenticated
+                    && cfg.ip_security.is_none()
+                    && !compressible
+                    && cfg.auth & auth_flags::ANONYMOUS != 0;
+                if reply.cache {
+                    let mut deps = vec![physical.to_path_buf()];
+                    deps.extend(directory.map(Path::to_path_buf));
+                    self.watch
+                        .register(&req.url.scheme, req.url.port, &req.url.path, deps);
+                }
+            }
+            Ranges::Parts(parts) if parts.len() == 1 => {
+                let (first, last) = parts[0];
+                reply.status = 206;
+                reply = reply.header(
+                    "Content-Range",
+                    format!("bytes {first}-{last}/{}", info.len),
+                );
+                reply.body = Body::File {
+                    path: physical.to_path_buf(),
+                    parts: vec![Part::Range {
+                        offset: first,
+                        len: last - first + 1,
+                    }],
+                };
+            }
+            Ranges::Parts(parts) => {
+                let boundary = format!(
+                    "{:016x}",
+                    info.modified
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(0)
+                        ^ info.len
+                );
+                reply.status = 206;
+                reply.headers.retain(|(n, _)| n != "Content-Type");
+                reply = reply.header(
+                    "Content-Type",
+                    format!("multipart/byteranges; boundary={boundary}"),
+                );
+                let mut body = Vec::new();
+                for (first, last) in parts {
+                    body.push(Part::Literal(Bytes::from(format!(
+                        "\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: bytes {first}-{last}/{}\r\n\r\n",
+                        info.len
+                    ))));
+                    body.push(Part::Range {
+                        offset: first,
+                        len: last - first + 1,
+                    });
+                }
+                body.push(Part::Literal(Bytes::from(format!(
+                    "\r\n--{boundary}--\r\n"
+                ))));
+                reply.body = Body::File {
+                    path: physical.to_path_buf(),
+                    parts: body,
+                };
+            }
+            Ranges::Unsatisfiable => {
+                let mut e =
+                    Reply::new(416).header("Content-Range", format!("bytes */{}", info.len));
+                e.log.substatus = 0;
+                return Ok(e);
+            }
+        }
+        Ok(reply)
+    }
+
+    /// PUT: stores the body as the file, where AccessWrite allows.
+    async fn put(&self, ctx: &Ctx, req: &mut Request) -> Result<Reply, HttpError> {
+        let cfg = &ctx.cfg;
+        if cfg.access & access::WRITE == 0 {
+            return Err(HttpError::new(403, 3).win32(5));
+        }
+        let physical = cfg
+            .physical
+            .clone()
+            .ok_or(HttpError::new(404, 0).win32(3))?;
+        if req.url.path.ends_with('/') {
+            return Err(HttpError::new(405, 0));
+        }
+        let parent = physical
+            .parent()
+            .ok_or(HttpError::new(409, 0))?
+            .to_path_buf();
+        if !parent.is_dir() {
+            return Err(HttpError::new(409, 0).win32(3));
+        }
+        let existing = std::fs::metadata(&physical).ok();
+        if existing.as_ref().is_some_and(|m| m.is_dir()) {
+            return Err(HttpError::new(405, 0));
+        }
+        let conditions = Conditions {
+            if_match: header(req, "if-match"),
+            if_none_match: header(req, "if-none-match"),
+            if_unmodified_since: header(req, "if-unmodified-since"),
+            ..Default::default()
+        };
+        match &existing {
+            Some(meta) => {
+                let info = FileInfo {
+                    len: meta.len(),
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    variant: None,
+                };
+                if files::evaluate(&conditions, &info, false) != Precondition::Proceed {
+                    return Err(HttpError::new(412, 0));
+                }
+            }
+            None if conditions.if_match.is_some() => return Err(HttpError::new(412, 0)),
+            None => {}
+        }
+        let mut temp = tempfile::Builder::new()
+            .prefix(".inetsrv-put-")
+            .tempfile_in(&parent)
+            .map_err(io_error)?;
+        let mut total: u64 = 0;
+        loop {
+            let chunk = match req.body_chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                // The client went away: nothing is stored.
+                Err(_) => return Err(HttpError::new(400, 0)),
+            };
+            total += chunk.len() as u64;
+            if total > cfg.max_entity {
+                return Err(HttpError::new(413, 0));
+            }
+            std::io::Write::write_all(temp.as_file_mut(), &chunk).map_err(io_error)?;
+        }
+        temp.as_file().sync_all().map_err(io_error)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = existing
+                .as_ref()
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(0o644);
+            let _ = temp
+                .as_file()
+                .set_permissions(std::fs::Permissions::from_mode(mode));
+        }
+        temp.persist(&physical).map_err(|e| io_error(e.error))?;
+        self.flush_url(req).await;
+        Ok(if existing.is_some() {
+            Reply::new(204)
+        } else {
+            let location = format!("{}{}", origin(req), listing::encode_path(&req.url.path));
+            Reply::new(201).header("Location", location)
+        })
+    }
+
+    /// DELETE: removes a file (or an empty directory), where AccessWrite
+    /// allows.
+    async fn delete(&self, ctx: &Ctx, req: &Request) -> Result<Reply, HttpError> {
+        let cfg = &ctx.cfg;
+        if cfg.access & access::WRITE == 0 {
+            return Err(HttpError::new(403, 3).win32(5));
+        }
+        let physical = cfg
+            .physical
+            .as_ref()
+            .ok_or(HttpError::new(404, 0).win32(3))?;
+        let meta = std::fs::symlink_metadata(physical).map_err(io_error)?;
+        if meta.is_dir() {
+            std::fs::remove_dir(physical).map_err(|e| match e.kind() {
+                std::io::ErrorKind::DirectoryNotEmpty => HttpError::new(409, 0),
+                _ => io_error(e),
+            })?;
+        } else {
+            std::fs::remove_file(physical).map_err(io_error)?;
+        }
+        self.flush_url(req).await;
+        Ok(Reply::new(204))
+    }
+
+    /// Drops the listener's cached copy of the request's URL.
+    async fn flush_url(&self, req: &Request) {
+        if let Some(prefix) =
+            crate::watch::flush_prefix(&req.url.scheme, req.url.port, &req.url.path)
+        {
+            let _ = self.control.flush_cache(&prefix).await;
+        }
+    }
+
+    /// An error as the site wants it shown: HttpErrors' file or URL, or
+    /// the built-in page.
+    fn error_reply(
+        &self,
+        config: &Config,
+        cfg: Option<&UrlConfig>,
+        req: &Request,
+        error: HttpError,
+        challenge: bool,
+    ) -> Reply {
+        let mut reply = Reply::new(error.status);
+        reply.log.substatus = error.substatus;
+        reply.log.win32_status = error.win32;
+        if let Some(cfg) = cfg {
+            reply.log.dont_log = cfg.dont_log;
+            if challenge && error.status == 401 && cfg.auth & auth_flags::BASIC != 0 {
+                let realm = if cfg.realm.is_empty() {
+                    req.url.host.as_str()
+                } else {
+                    cfg.realm.as_str()
+                };
+                reply = reply.header(
+                    "WWW-Authenticate",
+                    format!("Basic realm=\"{}\"", realm.replace('"', "")),
+                );
+            }
+            if error.status == 405 {
+                reply = reply.header("Allow", allowed_methods(cfg));
+            }
+            let custom = cfg
+                .errors
+                .iter()
+                .filter(|e| e.status == error.status)
+                .find(|e| e.substatus == Some(error.substatus))
+                .or_else(|| {
+                    cfg.errors
+                        .iter()
+                        .find(|e| e.status == error.status && e.substatus.is_none())
+                });
+            let page = custom.and_then(|entry| match &entry.kind {
+                CustomErrorKind::File(path) => read_error_file(path, cfg),
+                CustomErrorKind::Url(url) => {
+                    let target = config.url(cfg.site_id, url.split('?').next().unwrap_or(url))?;
+                    let path = target.physical.as_ref()?;
+                    read_error_file(path, &target)
+                }
+                CustomErrorKind::Default => None,
+            });
+            if let Some((content_type, body)) = page {
+                reply.headers.push(("Content-Type".into(), content_type));
+                reply.body = Body::Bytes(body);
+                return reply;
+            }
+        }
+        reply.html(error.page())
+    }
+
+    async fn send(&self, req: Request, reply: Reply) {
+        let is_head = req.method == "HEAD";
+        let Reply {
+            status,
+            headers,
+            body,
+            cache,
+            mut log,
+        } = reply;
+        let config = self.config.load();
+        let cfg = config.url(req.url_context as u32, &req.url.path);
+        if let Some(cfg) = &cfg {
+            log.dont_log |= cfg.dont_log;
+        }
+        let mut response = Response::new(status).log(log);
+        if let Some(cfg) = &cfg {
+            for (name, value) in &cfg.custom_headers {
+                response = response.header(name, value.as_bytes());
+            }
+        }
+        for (name, value) in headers {
+            response = response.header(&name, value.into_bytes());
+        }
+        if cache {
+            response = response.cache(CachePolicy::UntilInvalidated);
+        }
+        let total = body.len();
+        match body {
+            Body::Empty => {
+                let _ = req.respond(response).await;
+            }
+            Body::Bytes(bytes) => {
+                let _ = req.respond(response.body(bytes)).await;
+            }
+            Body::File { path, parts } => {
+                if is_head {
+                    if let Ok(w) = req.start_response(response, Some(total)).await {
+                        let _ = w.finish(Vec::new()).await;
+                    }
+                    return;
+                }
+                if let [Part::Range { offset: 0, len }] = parts.as_slice() {
+                    if *len <= SMALL_FILE {
+                        match std::fs::read(&path) {
+                            Ok(bytes) if bytes.len() as u64 == *len => {
+                                let _ = req.respond(response.body(bytes)).await;
+                            }
+                            // Changed since it was examined: the client
+                            // must not get a head that lies about it.
+                            _ => req.abort(),
+                        }
+                        return;
+                    }
+                }
+                stream_file(req, response, path, parts, total).await;
+            }
+        }
+    }
+}
+
+/// Sends a large file piece by piece, reading it off the async threads.
+async fn stream_file(
+    req: Request,
+    response: Response,
+    path: PathBuf,
+    parts: Vec<Part>,
+    total: u64,
+) {
+    let file = match tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || std::fs::File::open(path)
+    })
+    .await
+    {
+        Ok(Ok(file)) => Arc::new(file),
+        _ => return req.abort(),
+    };
+    let Ok(mut writer) = req.start_response(response, Some(total)).await else {
+        return;
+    };
+    for part in parts {
+        match part {
+            Part::Literal(bytes) => {
+                if writer.send(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            Part::Range { offset, len } => {
+                let mut at = offset;
+                let end = offset + len;
+                while at < end {
+                    let want = (end - at).min(CHUNK as u64) as usize;
+                    let f = file.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        use std::os::unix::fs::FileExt;
+                        let mut buf = vec![0u8; want];
+                        let mut filled = 0;
+                        while filled < want {
+                            match f.read_at(&mut buf[filled..], at + filled as u64) {
+                                Ok(0) => break,
+                                Ok(n) => filled += n,
+                                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                                Err(_) => break,
+                            }
+                        }
+                        buf.truncate(filled);
+                        buf
+                    })
+                    .await;
+                    // A file cut short mid-response: abort rather than send
+                    // fewer bytes than the head promised.
+                    let Ok(buf) = read else { return };
+                    if buf.len() != want {
+                        return;
+                    }
+                    if writer.send(&buf).await.is_err() {
+                        return;
+                    }
+                    at += want as u64;
+                }
+            }
+        }
+    }
+    let _ = writer.finish(Vec::new()).await;
+}
+
+fn read_error_file(path: &Path, cfg: &UrlConfig) -> Option<(String, Bytes)> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > MAX_ERROR_FILE {
+        return None;
+    }
+    let body = std::fs::read(path).ok()?;
+    let name = path.file_name()?.to_str()?;
+    let content_type = cfg.mime_type(name).unwrap_or("text/html").to_string();
+    Some((content_type, Bytes::from(body)))
+}
+
+fn io_error(e: std::io::Error) -> HttpError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => HttpError::new(404, 0).win32(2),
+        std::io::ErrorKind::NotADirectory => HttpError::new(404, 0).win32(3),
+        // The file system refuses the worker's identity: IIS's "denied by
+        // the resource's ACL".
+        std::io::ErrorKind::PermissionDenied => HttpError::new(401, 3).win32(5),
+        _ => {
+            tracing::warn!(error = %e, "file system error");
+            HttpError::new(500, 0)
+        }
+    }
+}
+
+fn allowed_methods(cfg: &UrlConfig) -> String {
+    if cfg.access & access::WRITE != 0 {
+        "OPTIONS, TRACE, GET, HEAD, PUT, DELETE".into()
+    } else {
+        "OPTIONS, TRACE, GET, HEAD".into()
+    }
+}
+
+fn moved(status: u16, location: &str) -> Reply {
+    let escaped = listing::html_escape(location);
+    Reply::new(status).header("Location", location.to_string()).html(format!(
+        "<head><title>Object moved</title></head><body><h1>Object Moved</h1>This object may be found <a HREF=\"{escaped}\">here</a>.</body>"
+    ))
+}
+
+/// HttpRedirect: `None` when the request is served here.
+fn redirect(cfg: &UrlConfig, req: &Request) -> Option<Reply> {
+    let r = cfg.redirect.as_ref()?;
+    let path = &req.url.path;
+    let suffix = path
+        .get(r.base.trim_end_matches('/').len()..)
+        .unwrap_or("")
+        .to_string();
+    let query = &req.url.query;
+    let has_variables = r.destination.contains('$');
+    let mut target = if r.exact || has_variables {
+        r.destination
+            .replace("$S", &listing::encode_path(&suffix))
+            .replace("$V", &listing::encode_path(path))
+            .replace(
+                "$Q",
+                &if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                },
+            )
+            .replace("$P", query)
+    } else {
+        let base = r.destination.trim_end_matches('/');
+        let rest = listing::encode_path(&suffix);
+        if rest.is_empty() && r.destination.ends_with('/') {
+            r.destination.clone()
+        } else {
+            format!("{base}{rest}")
+        }
+    };
+    if r.child_only {
+        // The destination lies below the redirecting URL: requests that
+        // already reached it are served, not sent round again.
+        let dest_path = target_path(&r.destination);
+        if !dest_path.is_empty()
+            && path
+                .to_ascii_lowercase()
+                .starts_with(&dest_path.to_ascii_lowercase())
+        {
+            return None;
+        }
+    }
+    if target.starts_with('/') {
+        target = format!("{}{}", origin(req), target);
+    }
+    let mut reply = moved(if r.permanent { 301 } else { 302 }, &target);
+    reply.log.substatus = 0;
+    Some(reply)
+}
+
+/// The path part of a redirect destination (absolute URL or path).
+fn target_path(destination: &str) -> String {
+    let d = destination.split(['$', '?']).next().unwrap_or("");
+    if let Some(rest) = d.split_once("://").map(|(_, r)| r) {
+        rest.find('/')
+            .map(|i| rest[i..].to_string())
+            .unwrap_or_else(|| "/".into())
+    } else {
+        d.to_string()
+    }
+}
