@@ -1,9 +1,11 @@
-//! `inetsrv`: the one binary. `inetsrv start` runs the service host;
-//! every other verb is an administration command in the manner of the IIS 6
-//! tools (`mb` is adsutil, `backup` is iisback, `config` is iiscnfg,
-//! `urlacl` is netsh http urlacl), working on a state directory or a
-//! metabase file.
+//! `inetsrv`: the one binary. `inetsrv start` runs the service host and
+//! `inetsrv worker` is the worker process it starts; every other verb is
+//! an administration command in the manner of the IIS 6 tools (`mb` is
+//! adsutil, `site` iisweb, `vdir` iisvdir, `pool` iisapp, `backup`
+//! iisback, `config` iiscnfg, `urlacl` netsh http urlacl), working on a
+//! running server or on a state directory or metabase file.
 
+mod admin;
 mod backup_cmd;
 mod config_cmd;
 mod mb_cmd;
@@ -11,6 +13,9 @@ mod output;
 mod start_cmd;
 mod target;
 mod urlacl_cmd;
+mod user_cmd;
+mod web_cmd;
+mod worker_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +56,28 @@ pub struct Cli {
 pub enum Command {
     /// Run the service host on the state directory's configuration.
     Start(start_cmd::StartArgs),
+    /// Sites: create, delete, start, stop, pause, continue, list (iisweb).
+    Site {
+        #[command(subcommand)]
+        command: web_cmd::SiteVerb,
+    },
+    /// Virtual directories: create, delete, list (iisvdir).
+    Vdir {
+        #[command(subcommand)]
+        command: web_cmd::VdirVerb,
+    },
+    /// Application pools and their worker processes (iisapp).
+    Pool {
+        #[command(subcommand)]
+        command: web_cmd::PoolVerb,
+    },
+    /// Users for Basic authentication.
+    User {
+        #[command(subcommand)]
+        command: user_cmd::UserCommand,
+    },
+    /// A worker process (started by the activation service, not by hand).
+    Worker(worker_cmd::WorkerArgs),
     /// Read and change the metabase (the IIS 6 adsutil verbs).
     Mb {
         #[command(subcommand)]
@@ -75,20 +102,24 @@ pub enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = match cli.command {
-        Command::Start(_) => "info",
-        _ => "warn",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("INETSRV_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The service host sets up its own logs (a file in the state directory).
+    if !matches!(cli.command, Command::Start(_)) {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("INETSRV_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 
     let result = match &cli.command {
         Command::Start(args) => start_cmd::run(&cli, args),
+        Command::Site { command } => run_web(&cli, WebVerb::Site(command)),
+        Command::Vdir { command } => run_web(&cli, WebVerb::Vdir(command)),
+        Command::Pool { command } => run_web(&cli, WebVerb::Pool(command)),
+        Command::User { command } => user_cmd::run(&cli, command),
+        Command::Worker(args) => worker_cmd::run(args),
         Command::Mb { command } => mb_cmd::run(&cli, command),
         Command::Backup { command } => backup_cmd::run(&cli, command),
         Command::Config { command } => config_cmd::run(&cli, command),
@@ -96,9 +127,69 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<RemoteFailure>().is_some() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("inetsrv: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+enum WebVerb<'a> {
+    Site(&'a web_cmd::SiteVerb),
+    Vdir(&'a web_cmd::VdirVerb),
+    Pool(&'a web_cmd::PoolVerb),
+}
+
+/// The server already printed why a remote command failed.
+#[derive(Debug)]
+struct RemoteFailure;
+
+impl std::fmt::Display for RemoteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server refused the command")
+    }
+}
+
+impl std::error::Error for RemoteFailure {}
+
+/// Runs a site, vdir or pool verb on the running server when there is
+/// one, else on the metabase files.
+fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
+    if cli.metabase.is_none() {
+        let argv: Vec<String> = std::env::args().skip(1).collect();
+        if let Some(reply) = admin::call(&target::state_dir(cli), argv)? {
+            print!("{}", reply.stdout);
+            eprint!("{}", reply.stderr);
+            return if reply.code == 0 {
+                Ok(())
+            } else {
+                Err(RemoteFailure.into())
+            };
+        }
+    }
+    let writes = match &verb {
+        WebVerb::Site(v) => v.writes(),
+        WebVerb::Vdir(v) => v.writes(),
+        WebVerb::Pool(v) => v.writes(),
+    };
+    let files = target::open(cli, writes)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut ctx = web_cmd::Ctx {
+        files: &files,
+        was: None,
+        json: cli.json,
+        out: String::new(),
+    };
+    let result = runtime.block_on(async {
+        match verb {
+            WebVerb::Site(v) => web_cmd::site(&mut ctx, v).await,
+            WebVerb::Vdir(v) => web_cmd::vdir(&mut ctx, v).await,
+            WebVerb::Pool(v) => web_cmd::pool(&mut ctx, v).await,
+        }
+    });
+    print!("{}", ctx.out);
+    result
 }

@@ -1,21 +1,35 @@
 //! `inetsrv start`: the service host. It runs the listener (the HTTP.SYS
 //! role: programs connect to `DIR/run/httpapi.sock` and own URL prefixes
-//! through it) and the configuration service (it loads the metabase,
-//! applies hand edits of MetaBase.xml while running and logs every
-//! change). The activation service and workers join it as they land.
+//! through it), the configuration service (the metabase, with hand edits
+//! of MetaBase.xml applied while running), the activation service (sites,
+//! pools and worker processes) and the admin socket the `site`, `vdir`
+//! and `pool` verbs use. It says on stdout where everything is, then
+//! prints `ready`.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use listener::{Listener, ListenerConfig};
-use metabase::LockMode;
+use metabase::{LockMode, MetabaseFiles};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
+use crate::admin;
 use crate::target;
 use crate::Cli;
 
 #[derive(Args, Debug)]
 pub struct StartArgs {
+    /// Log everything to the terminal (stderr) as well as to
+    /// DIR/logs/inetsrv.log; without it only warnings and errors go to the
+    /// terminal. For service managers that collect stderr.
+    #[arg(long)]
+    foreground: bool,
     /// How often to look for hand edits of MetaBase.xml, in milliseconds.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     edit_poll_ms: u64,
@@ -24,14 +38,65 @@ pub struct StartArgs {
     threads: Option<usize>,
 }
 
+/// Service log: a file in the state directory, and the terminal.
+fn init_logging(log_dir: &Path, foreground: bool) -> Result<PathBuf> {
+    std::fs::create_dir_all(log_dir)
+        .with_context(|| format!("cannot create {}", log_dir.display()))?;
+    let file_path = log_dir.join("inetsrv.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file_path)
+        .with_context(|| format!("cannot open {}", file_path.display()))?;
+    let level = || {
+        tracing_subscriber::EnvFilter::try_from_env("INETSRV_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let to_file = tracing_subscriber::fmt::layer()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_filter(level());
+    let terminal_level = if foreground {
+        level()
+    } else {
+        tracing_subscriber::EnvFilter::new("warn")
+    };
+    let to_terminal = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(terminal_level);
+    tracing_subscriber::registry()
+        .with(to_file)
+        .with(to_terminal)
+        .init();
+    Ok(file_path)
+}
+
+/// Tells a service manager we are up (sd_notify), when one asks.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = PathBuf::from(path);
+    if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() {
+        let _ = socket.send_to(b"READY=1", &path);
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
     let dir = target::state_dir(cli);
     let files = match &cli.metabase {
-        Some(file) => metabase::MetabaseFiles::open_file(file, LockMode::WhileWriting)?,
-        None => metabase::MetabaseFiles::open_state_dir(&dir, LockMode::WhileWriting)?,
+        Some(file) => MetabaseFiles::open_file(file, LockMode::WhileWriting)?,
+        None => MetabaseFiles::open_state_dir(&dir, LockMode::WhileWriting)?,
     };
-    let config_dir = files.location().dir.clone();
-    let config = ListenerConfig::for_state_dir(&config_dir).map_err(anyhow::Error::msg)?;
+    let location = files.location().clone();
+    let state_dir = absolute(&location.dir);
+    let log_file = init_logging(&state_dir.join("logs"), args.foreground)?;
+    let config = ListenerConfig::for_state_dir(&state_dir).map_err(anyhow::Error::msg)?;
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -39,22 +104,80 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         runtime.worker_threads(n.max(1));
     }
     let runtime = runtime.build().context("cannot start the runtime")?;
-    let listener = runtime
-        .block_on(Listener::start(config))
-        .context("cannot start the listener")?;
+    let listener = Arc::new(
+        runtime
+            .block_on(Listener::start(config))
+            .context("cannot start the listener")?,
+    );
     tracing::info!(control_socket = %listener.control_socket().display(), "listener started");
 
     for warning in files.load_warnings() {
         tracing::warn!(%warning, "MetaBase.xml");
     }
-    let changes = files.metabase().subscribe();
+    log_changes(&files)?;
     let _watcher = files.watch_edits(Duration::from_millis(args.edit_poll_ms.max(10)));
     let (major, minor) = files.version();
     tracing::info!(
-        metabase = %files.location().metabase.display(),
+        metabase = %location.metabase.display(),
         version = %format!("{major}.{minor}"),
         "configuration service started"
     );
+
+    let program =
+        std::env::current_exe().context("cannot find this program's path to start workers")?;
+    let admin_socket = admin::socket_path(&state_dir);
+    let was = {
+        let _guard = runtime.enter();
+        was::Was::start(was::Options {
+            listener: listener.clone(),
+            files: files.clone(),
+            program: was::WorkerProgram {
+                program,
+                args: vec!["worker".into()],
+            },
+            state_dir: state_dir.clone(),
+        })
+    };
+    let admin_task = {
+        let _guard = runtime.enter();
+        admin::serve(&admin_socket, files.clone(), was.clone())?
+    };
+    tracing::info!("activation service started");
+
+    let sites = runtime.block_on(was.sites());
+    print_summary(
+        &state_dir,
+        &absolute(&location.metabase),
+        &log_file,
+        &admin_socket,
+        &sites,
+    );
+    notify_ready();
+
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: worker processes finish the requests they hold");
+        println!("stopping...");
+        let _ = std::io::stdout().flush();
+        was.shutdown().await;
+        Ok::<(), std::io::Error>(())
+    })?;
+    admin_task.abort();
+    let _ = std::fs::remove_file(&admin_socket);
+    drop(listener);
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    tracing::info!("stopped");
+    println!("stopped");
+    Ok(())
+}
+
+/// Every metabase change goes to the service log.
+fn log_changes(files: &MetabaseFiles) -> Result<()> {
+    let changes = files.metabase().subscribe();
     let log_files = files.clone();
     std::thread::Builder::new()
         .name("config-changes".into())
@@ -78,17 +201,65 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
                 }
             }
         })?;
-
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("stopping");
-        Ok::<(), std::io::Error>(())
-    })?;
-    drop(listener);
-    runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(())
+}
+
+fn print_summary(
+    state_dir: &Path,
+    metabase: &Path,
+    log_file: &Path,
+    admin_socket: &Path,
+    sites: &[was::SiteStatus],
+) {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "inetsrv {} is running\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    for site in sites {
+        let urls: Vec<String> = site
+            .bindings
+            .iter()
+            .filter_map(|b| was::Binding::parse(b).ok())
+            .map(|b| {
+                let host = match (&b.host, &b.ip) {
+                    (Some(h), _) => h.clone(),
+                    (None, Some(std::net::IpAddr::V6(ip))) => format!("[{ip}]"),
+                    (None, Some(ip)) => ip.to_string(),
+                    (None, None) => "localhost".into(),
+                };
+                format!("http://{host}:{}/", b.port)
+            })
+            .collect();
+        let state = match &site.error {
+            Some(e) => format!("NOT STARTED: {e}"),
+            None => site.state.clone(),
+        };
+        out.push_str(&format!(
+            "  site {} {:?}: {} ({state})\n",
+            site.id,
+            site.comment,
+            if urls.is_empty() {
+                "no bindings".into()
+            } else {
+                urls.join(" ")
+            }
+        ));
+    }
+    let www = state_dir.join("wwwroot");
+    out.push_str(&format!("  state directory: {}\n", state_dir.display()));
+    out.push_str(&format!("  configuration:   {}\n", metabase.display()));
+    if www.is_dir() {
+        out.push_str(&format!("  web content:     {}\n", www.display()));
+    }
+    out.push_str(&format!(
+        "  logs:            {} (request logs in W3SVC<site>/, errors in HTTPERR/)\n",
+        log_file.parent().unwrap_or(state_dir).display()
+    ));
+    out.push_str(&format!("  service log:     {}\n", log_file.display()));
+    out.push_str(&format!("  admin socket:    {}\n", admin_socket.display()));
+    out.push_str("  Ctrl-C stops the server; requests in progress finish first.\n");
+    out.push_str("ready\n");
+    print!("{out}");
+    let _ = std::io::stdout().flush();
 }

@@ -18,10 +18,18 @@ struct Service {
 
 impl Service {
     fn start(state: &Path) -> Service {
+        // No site: these tests are about the configuration service, and
+        // must not compete for the default site's port.
+        let out = inetsrv(state, &["mb", "set", "W3SVC/1/ServerAutoStart", "FALSE"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut child = Command::new(BIN)
             .arg("--state-dir")
             .arg(state)
-            .args(["start", "--edit-poll-ms", "50"])
+            .args(["start", "--foreground", "--edit-poll-ms", "50"])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

@@ -393,6 +393,10 @@ impl Conn {
                     )
                     .await;
             }
+            Dispatch::Dropped => {
+                self.log(&seen, None, R::AppOffline);
+                return Next::Close;
+            }
             Dispatch::Full => {
                 return self
                     .refuse(

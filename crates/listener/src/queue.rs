@@ -35,6 +35,10 @@ pub(crate) enum Dispatch {
     Queued,
     Full,
     Offline,
+    /// Stopped, and its owner wants connections dropped rather than
+    /// answered (IIS's LoadBalancerCapabilities 1, for load balancers
+    /// that watch for closed connections).
+    Dropped,
 }
 
 struct Consumer {
@@ -50,12 +54,14 @@ struct Pending {
 struct Inner {
     max_length: usize,
     stopped: bool,
+    drop_when_stopped: bool,
     pending: VecDeque<Pending>,
     consumers: Vec<Consumer>,
     next: usize,
     /// Sessions that have the queue open (0 for a queue held in-process).
     holders: usize,
     demand_signalled: bool,
+    allowed_uids: Vec<u32>,
 }
 
 /// A request queue.
@@ -79,11 +85,13 @@ impl Queue {
             inner: Mutex::new(Inner {
                 max_length,
                 stopped: false,
+                drop_when_stopped: false,
                 pending: VecDeque::new(),
                 consumers: Vec::new(),
                 next: 0,
                 holders: 0,
                 demand_signalled: false,
+                allowed_uids: Vec::new(),
             }),
         }
     }
@@ -102,7 +110,11 @@ impl Queue {
     ) -> Dispatch {
         let mut inner = self.lock();
         if inner.stopped {
-            return Dispatch::Offline;
+            return if inner.drop_when_stopped {
+                Dispatch::Dropped
+            } else {
+                Dispatch::Offline
+            };
         }
         if let Some(session) = take_credit(&mut inner) {
             drop(inner);
@@ -194,6 +206,23 @@ impl Queue {
 
     pub fn set_stopped(&self, stopped: bool) {
         self.lock().stopped = stopped;
+    }
+
+    /// Whether a stopped queue drops connections (true) or answers 503.
+    pub fn set_drop_when_stopped(&self, drop: bool) {
+        self.lock().drop_when_stopped = drop;
+    }
+
+    /// Lets another user open the queue (the identity a worker runs as).
+    pub fn allow_user(&self, uid: u32) {
+        let mut inner = self.lock();
+        if !inner.allowed_uids.contains(&uid) {
+            inner.allowed_uids.push(uid);
+        }
+    }
+
+    pub(crate) fn may_open(&self, uid: u32) -> bool {
+        uid == self.owner_uid || self.lock().allowed_uids.contains(&uid)
     }
 
     pub fn is_stopped(&self) -> bool {

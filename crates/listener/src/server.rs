@@ -81,7 +81,7 @@ impl Shared {
         let mut queues = lock(&self.queues);
         match queues.get(name) {
             Some(queue) if open_existing => {
-                if uid != queue.owner_uid && uid != 0 && uid != self.uid {
+                if !queue.may_open(uid) && uid != 0 && uid != self.uid {
                     return Err(ApiError::new(
                         ErrorCode::AccessDenied,
                         format!("queue {name} belongs to another user"),
@@ -492,6 +492,11 @@ impl Listener {
             .iter()
             .map(|(p, _)| p.to_string())
             .collect()
+    }
+
+    /// Drops cached responses at or under a prefix; returns how many.
+    pub fn flush_cache(&self, prefix: &str) -> Result<usize, ApiError> {
+        self.shared.flush_cache(prefix)
     }
 
     pub fn cache_hits(&self) -> u64 {

@@ -442,8 +442,33 @@ struct Persister {
     disk: Arc<Mutex<DiskState>>,
 }
 
+/// True when a batch only sets or deletes VOLATILE data (run-time state
+/// such as ServerState): nothing on disk would change.
+fn only_volatile(next: &Snapshot, batch: &ChangeBatch) -> bool {
+    use crate::store::ChangeKind;
+    use crate::value::Attributes;
+    !batch.schema_changed
+        && batch.origin.is_none()
+        && !batch.changes.is_empty()
+        && batch.changes.iter().all(|c| {
+            let data_only =
+                ChangeKind(c.kind.0 & !(ChangeKind::SET_DATA.0 | ChangeKind::DELETE_DATA.0))
+                    == ChangeKind(0);
+            data_only
+                && !c.ids.is_empty()
+                && c.ids.iter().all(|id| {
+                    next.schema()
+                        .property(*id)
+                        .is_some_and(|d| d.attributes.contains(Attributes::VOLATILE))
+                })
+        })
+}
+
 impl CommitHook for Persister {
-    fn commit(&mut self, next: &Snapshot, _batch: &ChangeBatch) -> Result<()> {
+    fn commit(&mut self, next: &Snapshot, batch: &ChangeBatch) -> Result<()> {
+        if only_volatile(next, batch) {
+            return Ok(());
+        }
         let mut disk = lock_state(&self.disk);
         let _lock = match disk.held_lock {
             Some(_) => None,

@@ -181,7 +181,7 @@ pub struct Compression {
 }
 
 impl Compression {
-    fn read(snapshot: &Snapshot, state_dir: &Path) -> Compression {
+    fn read(snapshot: &Snapshot, state_dir: &Path, pool: &str) -> Compression {
         let Ok(base) = MbPath::parse("/LM/W3SVC/Filters/Compression") else {
             return Compression::default();
         };
@@ -216,10 +216,12 @@ impl Compression {
             let level = own_dword(&path, hc::ON_DEMAND_LEVEL).unwrap_or(10);
             schemes.push((name.to_string(), extensions, level));
         }
+        // One directory per pool: pools may run as different users.
         let directory = string(&params, hc::COMPRESSION_DIRECTORY)
             .filter(|d| d.starts_with('/'))
             .map(PathBuf::from)
-            .or_else(|| Some(state_dir.join("temp/IIS Temporary Compressed Files")));
+            .or_else(|| Some(state_dir.join("temp/IIS Temporary Compressed Files")))
+            .map(|d| d.join(safe_dir_name(pool)));
         Compression {
             enabled: own_dword(&params, hc::DO_STATIC) == Some(1) && !schemes.is_empty(),
             schemes,
@@ -245,7 +247,7 @@ impl Compression {
         let ext = extension.trim_start_matches('.').to_string();
         self.schemes
             .iter()
-            .filter(move |(_, exts, _)| exts.iter().any(|e| *e == ext))
+            .filter(move |(_, exts, _)| exts.contains(&ext))
     }
 }
 
@@ -262,7 +264,7 @@ pub struct Config {
 const MAX_CACHED_URLS: usize = 16 * 1024;
 
 impl Config {
-    pub fn new(snapshot: Arc<Snapshot>, state_dir: &Path) -> Config {
+    pub fn new(snapshot: Arc<Snapshot>, state_dir: &Path, pool: &str) -> Config {
         let global_mime = match MbPath::parse("/LM/MimeMap")
             .ok()
             .and_then(|p| snapshot.effective(&p, ids::MIME_MAP))
@@ -271,7 +273,7 @@ impl Config {
             _ => MimeTable::default(),
         };
         Config {
-            compression: Compression::read(&snapshot, state_dir),
+            compression: Compression::read(&snapshot, state_dir, pool),
             snapshot,
             global_mime: Arc::new(global_mime),
             mime_tables: Mutex::new(HashMap::new()),
@@ -396,6 +398,26 @@ impl Config {
             local_mime,
             global_mime: self.global_mime.clone(),
         })
+    }
+}
+
+/// A pool name as a directory name: characters other than letters,
+/// digits, `-`, `_` and `.` become `_`.
+pub fn safe_dir_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.is_empty() || clean.starts_with('.') {
+        format!("_{clean}")
+    } else {
+        clean
     }
 }
 
@@ -536,7 +558,7 @@ mod tests {
             )
         })
         .unwrap();
-        Config::new(mb.snapshot(), Path::new("/state"))
+        Config::new(mb.snapshot(), Path::new("/state"), "DefaultAppPool")
     }
 
     #[test]

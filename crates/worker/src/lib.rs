@@ -82,7 +82,7 @@ pub async fn run(options: Options) -> Result<(), WorkerError> {
     result
 }
 
-async fn load(location: &Location) -> Result<Config, WorkerError> {
+async fn load(location: &Location, pool: &str) -> Result<Config, WorkerError> {
     let location = location.clone();
     let dir = location.dir.clone();
     let snapshot = tokio::task::spawn_blocking(move || metabase::persist::read_snapshot(&location))
@@ -91,14 +91,14 @@ async fn load(location: &Location) -> Result<Config, WorkerError> {
             path: "MetaBase.xml".into(),
             error: std::io::Error::other(e),
         })??;
-    Ok(Config::new(snapshot, &dir))
+    Ok(Config::new(snapshot, &dir, pool))
 }
 
 async fn serve(
     options: Options,
     out: mpsc::UnboundedSender<FromWorker>,
 ) -> Result<(), WorkerError> {
-    let config = load(&options.metabase).await?;
+    let config = load(&options.metabase, &options.pool).await?;
     let session = httpapi::Session::connect(&options.socket)
         .await
         .map_err(|source| WorkerError::Listener {
@@ -125,6 +125,7 @@ async fn serve(
     tokio::spawn(read_control(
         pipeline.clone(),
         options.metabase.clone(),
+        options.pool.clone(),
         active.clone(),
         stop.clone(),
         out.clone(),
@@ -223,6 +224,7 @@ async fn write_control(mut rx: mpsc::UnboundedReceiver<FromWorker>) {
 async fn read_control(
     pipeline: Arc<Pipeline>,
     location: Location,
+    pool: String,
     active: Arc<AtomicU64>,
     stop: Arc<Notify>,
     out: mpsc::UnboundedSender<FromWorker>,
@@ -246,7 +248,7 @@ async fn read_control(
                     active: active.load(Ordering::Relaxed),
                 });
             }
-            ToWorker::Reload => match load(&location).await {
+            ToWorker::Reload => match load(&location, &pool).await {
                 Ok(config) => {
                     pipeline.config.store(Arc::new(config));
                     for prefix in pipeline.watch.take_all() {

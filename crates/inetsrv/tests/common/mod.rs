@@ -43,6 +43,19 @@ impl Server {
             }
         }
         std::fs::write(state.join("httpsys.json"), config.to_string()).unwrap();
+        // No site: these tests register their own prefixes, and must not
+        // compete for the default site's port.
+        let out = Command::new(BIN)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["mb", "set", "W3SVC/1/ServerAutoStart", "FALSE"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let child = Command::new(BIN)
             .arg("--state-dir")
             .arg(&state)

@@ -328,3 +328,34 @@ fn schema_extensions_are_persisted_to_mbschema() {
         "IIsWebCustomer"
     );
 }
+
+#[test]
+fn volatile_run_time_state_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).unwrap();
+    let before = files.version();
+    let text = std::fs::read(dir.path().join("MetaBase.xml")).unwrap();
+    let rx = files.metabase().subscribe();
+    set(&files, "/LM/W3SVC/1", "ServerState", &["2"]).unwrap();
+    assert_eq!(
+        rx.try_recv().unwrap().changes[0].ids,
+        vec![1016],
+        "still notified"
+    );
+    assert_eq!(files.version(), before, "no new version");
+    assert_eq!(
+        std::fs::read(dir.path().join("MetaBase.xml")).unwrap(),
+        text
+    );
+    // Readers in this process see it.
+    let s = files.metabase().snapshot();
+    assert_eq!(
+        s.get(&p("/LM/W3SVC/1"), 1016, GetMode::Own).unwrap().value,
+        Value::Dword(2)
+    );
+    // A change with persistent data is written (without the volatile value).
+    set(&files, "/LM/W3SVC/1", "ServerComment", &["x"]).unwrap();
+    assert_ne!(files.version(), before);
+    let saved = std::fs::read_to_string(dir.path().join("MetaBase.xml")).unwrap();
+    assert!(saved.contains("ServerComment=\"x\"") && !saved.contains("ServerState"));
+}

@@ -1,0 +1,180 @@
+//! The local admin socket (`DIR/run/admin.sock`): how `inetsrv site`,
+//! `vdir` and `pool` reach a running server. The client sends its command
+//! line; the server parses and runs it against its live metabase and
+//! activation service and sends back what to print. Only the server's own
+//! user (and root) may connect.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use metabase::MetabaseFiles;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use was::Was;
+
+use crate::web_cmd::{self, Ctx};
+use crate::{Cli, Command};
+
+/// The admin socket of a state directory.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("run/admin.sock")
+}
+
+/// The longest request accepted.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// What the server answers.
+pub struct Reply {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Serves the admin socket until the task is dropped.
+pub fn serve(path: &Path, files: MetabaseFiles, was: Was) -> Result<tokio::task::JoinHandle<()>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("{} belongs to a running server", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            };
+            let allowed = stream
+                .peer_cred()
+                .map(|c| c.uid() == me || c.uid() == 0)
+                .unwrap_or(false);
+            let (files, was) = (files.clone(), was.clone());
+            tokio::spawn(async move {
+                let _ = connection(stream, allowed, files, was).await;
+            });
+        }
+    }))
+}
+
+async fn connection(
+    stream: UnixStream,
+    allowed: bool,
+    files: MetabaseFiles,
+    was: Was,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    tokio::io::BufReader::new(read.take(MAX_REQUEST))
+        .read_line(&mut line)
+        .await?;
+    let reply = if !allowed {
+        Reply {
+            code: 1,
+            stdout: String::new(),
+            stderr: "inetsrv: error: only the server's own user may administer it\n".into(),
+        }
+    } else {
+        execute(&line, &files, &was).await
+    };
+    let text = json!({"code": reply.code, "stdout": reply.stdout, "stderr": reply.stderr})
+        .to_string()
+        + "\n";
+    write.write_all(text.as_bytes()).await?;
+    write.shutdown().await
+}
+
+async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
+    let fail = |code, text: String| Reply {
+        code,
+        stdout: String::new(),
+        stderr: text,
+    };
+    let argv: Vec<String> = match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(v) => v["argv"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Err(e) => return fail(2, format!("inetsrv: error: bad admin request: {e}\n")),
+    };
+    let cli = match Cli::try_parse_from(std::iter::once("inetsrv".to_string()).chain(argv)) {
+        Ok(cli) => cli,
+        Err(e) => return fail(2, e.render().to_string()),
+    };
+    let mut ctx = Ctx {
+        files,
+        was: Some(was),
+        json: cli.json,
+        out: String::new(),
+    };
+    let result = match &cli.command {
+        Command::Site { command } => web_cmd::site(&mut ctx, command).await,
+        Command::Vdir { command } => web_cmd::vdir(&mut ctx, command).await,
+        Command::Pool { command } => web_cmd::pool(&mut ctx, command).await,
+        _ => Err(anyhow::anyhow!(
+            "this command is not served over the admin socket"
+        )),
+    };
+    match result {
+        Ok(()) => Reply {
+            code: 0,
+            stdout: ctx.out,
+            stderr: String::new(),
+        },
+        Err(e) => Reply {
+            code: 1,
+            stdout: ctx.out,
+            stderr: format!("inetsrv: error: {e:#}\n"),
+        },
+    }
+}
+
+/// Sends a command line to the server running on `state_dir`; `None`
+/// when no server runs there.
+pub fn call(state_dir: &Path, argv: Vec<String>) -> Result<Option<Reply>> {
+    let path = socket_path(state_dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut stream = match UnixStream::connect(&path).await {
+            Ok(s) => s,
+            // A socket left by a server that is gone.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(None),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot reach the server at {}", path.display()))
+            }
+        };
+        let request = json!({ "argv": argv }).to_string() + "\n";
+        stream.write_all(request.as_bytes()).await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("unreadable answer from the server: {text:?}"))?;
+        Ok(Some(Reply {
+            code: v["code"].as_i64().unwrap_or(1) as i32,
+            stdout: v["stdout"].as_str().unwrap_or("").to_string(),
+            stderr: v["stderr"].as_str().unwrap_or("").to_string(),
+        }))
+    })
+}

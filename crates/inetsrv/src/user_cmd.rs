@@ -1,0 +1,112 @@
+//! `inetsrv user`: the user database Basic authentication checks
+//! (`DIR/users`, 0600, Argon2id hashes). A running server notices changes
+//! at once; cached logons of a changed or deleted user are forgotten.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use serde_json::json;
+use userdb::UserDb;
+
+use crate::output;
+use crate::target;
+use crate::Cli;
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user. The password is read from --password-file, or from
+    /// standard input (asked for when it is a terminal).
+    Add {
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Change a user's password.
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Delete a user.
+    Delete { name: String },
+    /// List user names.
+    List,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PasswordSource {
+    /// The password (visible in the process list: prefer --password-file
+    /// or standard input).
+    #[arg(long, conflicts_with = "password_file")]
+    password: Option<String>,
+    /// Read the password from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+impl PasswordSource {
+    fn get(&self) -> Result<String> {
+        let password = match (&self.password, &self.password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read password file {}", f.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            (None, None) => {
+                let stdin = std::io::stdin();
+                if stdin.is_terminal() {
+                    eprint!("password: ");
+                }
+                let mut line = String::new();
+                stdin
+                    .lock()
+                    .read_line(&mut line)
+                    .context("cannot read the password")?;
+                line.trim_end_matches(['\r', '\n']).to_string()
+            }
+        };
+        if password.is_empty() {
+            bail!("the password is empty");
+        }
+        Ok(password)
+    }
+}
+
+pub fn run(cli: &Cli, command: &UserCommand) -> Result<()> {
+    let db = UserDb::for_state_dir(&target::state_dir(cli));
+    match command {
+        UserCommand::Add { name, password } => {
+            userdb::check_name(name)?;
+            db.add(name, &password.get()?)?;
+            println!("user {name} added");
+        }
+        UserCommand::Passwd { name, password } => {
+            db.set_password(name, &password.get()?)?;
+            println!("password of {name} changed");
+        }
+        UserCommand::Delete { name } => {
+            db.delete(name)?;
+            println!("user {name} deleted");
+        }
+        UserCommand::List => {
+            let users = db.users()?;
+            if cli.json {
+                output::print_json(&json!(users
+                    .iter()
+                    .map(|u| json!({"name": u.name}))
+                    .collect::<Vec<_>>()));
+            } else if users.is_empty() {
+                println!("no users in {}", db.path().display());
+            } else {
+                for u in users {
+                    println!("{}", u.name);
+                }
+            }
+        }
+    }
+    Ok(())
+}

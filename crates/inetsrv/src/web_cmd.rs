@@ -1,0 +1,789 @@
+//! `inetsrv site` (iisweb), `inetsrv vdir` (iisvdir) and `inetsrv pool`
+//! (iisapp): sites, virtual directories and application pools.
+//!
+//! With a server running on the state directory, each verb is carried out
+//! by the server through its admin socket: the metabase change and its
+//! effect (a site listening, a pool recycled) happen before the command
+//! returns. Without one, the verbs that only change configuration work on
+//! the metabase files, and take effect when the server starts.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
+use metabase::{MbPath, MetabaseFiles, Value};
+use serde_json::json;
+use was::model::{ids, Binding, Model};
+use was::{PoolCommand, SiteCommand, Was};
+
+/// What a verb works with: the metabase, and the activation service when
+/// the server runs it.
+pub struct Ctx<'a> {
+    pub files: &'a MetabaseFiles,
+    pub was: Option<&'a Was>,
+    pub json: bool,
+    pub out: String,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum SiteVerb {
+    /// Create a site: its root serves DIR; it starts at once unless
+    /// --dont-start.
+    Create {
+        /// The site's name (ServerComment).
+        name: String,
+        /// The directory the site's root serves (created if missing).
+        #[arg(long, value_name = "DIR")]
+        path: PathBuf,
+        /// TCP port of the binding.
+        #[arg(long, default_value_t = 80)]
+        port: u16,
+        /// Bind to this local IP address only.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        /// Host header the site answers to.
+        #[arg(long)]
+        host: Option<String>,
+        /// Application pool of the root application.
+        #[arg(long, default_value = "DefaultAppPool")]
+        pool: String,
+        /// Site ID (default: the next free one).
+        #[arg(long)]
+        id: Option<u32>,
+        /// Leave the site stopped (ServerAutoStart FALSE).
+        #[arg(long)]
+        dont_start: bool,
+    },
+    /// Delete a site and everything under it.
+    Delete {
+        /// Site ID or name.
+        site: String,
+    },
+    /// Start a site (it also starts with the server from now on).
+    Start { site: String },
+    /// Stop a site (it stays stopped across restarts).
+    Stop { site: String },
+    /// Pause a running site: its requests get 503 until `continue`.
+    Pause { site: String },
+    /// Resume a paused site.
+    Continue { site: String },
+    /// List sites with their state, bindings and root directory.
+    List,
+    /// Add a binding (IP:port:host) to a site.
+    Bind {
+        site: String,
+        /// `:8081:`, `127.0.0.1:80:`, `:80:www.example.com`.
+        binding: String,
+    },
+    /// Remove a binding from a site.
+    Unbind { site: String, binding: String },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum VdirVerb {
+    /// Create a virtual directory ALIAS in SITE serving DIR.
+    Create {
+        /// Site ID or name.
+        site: String,
+        /// URL path under the site, e.g. `docs` or `docs/2026`.
+        alias: String,
+        /// The directory it serves.
+        path: PathBuf,
+        /// Make it an application (its own AppRoot).
+        #[arg(long)]
+        app: bool,
+        /// The application's pool (with --app; default: inherited).
+        #[arg(long, requires = "app")]
+        pool: Option<String>,
+    },
+    /// Delete a virtual directory.
+    Delete { site: String, alias: String },
+    /// List a site's virtual directories.
+    List { site: String },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum PoolVerb {
+    /// Create an application pool.
+    Create {
+        name: String,
+        /// LocalSystem, LocalService, NetworkService (default), or a Unix
+        /// user name (SpecifiedUser).
+        #[arg(long)]
+        identity: Option<String>,
+        /// Worker processes (a web garden when more than 1).
+        #[arg(long)]
+        max_processes: Option<u32>,
+    },
+    /// Delete an application pool no application uses.
+    Delete { name: String },
+    /// Start a pool (also after rapid-fail protection stopped it).
+    Start { name: String },
+    /// Stop a pool: its workers finish their requests and exit; its
+    /// requests get 503 (or a dropped connection, LoadBalancerCapabilities 1).
+    Stop { name: String },
+    /// Replace a pool's worker processes (overlapped unless
+    /// DisallowOverlappingRotation): no request is lost.
+    Recycle { name: String },
+    /// List pools with their worker processes (PIDs).
+    List,
+}
+
+impl SiteVerb {
+    pub fn writes(&self) -> bool {
+        !matches!(self, SiteVerb::List)
+    }
+}
+
+impl VdirVerb {
+    pub fn writes(&self) -> bool {
+        !matches!(self, VdirVerb::List { .. })
+    }
+}
+
+impl PoolVerb {
+    pub fn writes(&self) -> bool {
+        !matches!(self, PoolVerb::List)
+    }
+}
+
+fn p(text: &str) -> MbPath {
+    MbPath::parse(text).unwrap_or_default()
+}
+
+fn args(values: &[&str]) -> Vec<String> {
+    values.iter().map(|s| s.to_string()).collect()
+}
+
+impl Ctx<'_> {
+    fn line(&mut self, text: impl AsRef<str>) {
+        self.out.push_str(text.as_ref());
+        self.out.push('\n');
+    }
+
+    fn model(&self) -> Model {
+        Model::read(&self.files.metabase().snapshot())
+    }
+
+    /// A site by ID, `W3SVC/ID`, or name (ServerComment).
+    fn site_id(&self, site: &str) -> Result<u32> {
+        let model = self.model();
+        let trimmed = site.trim_start_matches("/LM/").trim_start_matches("W3SVC/");
+        if let Ok(id) = trimmed.parse::<u32>() {
+            if model.sites.contains_key(&id) {
+                return Ok(id);
+            }
+        }
+        let named: Vec<u32> = model
+            .sites
+            .values()
+            .filter(|s| s.comment.eq_ignore_ascii_case(site))
+            .map(|s| s.id)
+            .collect();
+        match named.as_slice() {
+            [id] => Ok(*id),
+            [] => bail!("no site '{site}' (give its ID or name; `inetsrv site list` shows them)"),
+            _ => bail!("several sites are named '{site}': give the ID"),
+        }
+    }
+
+    /// Waits until the running server has applied what was just written.
+    async fn settle(&self) {
+        if let Some(was) = self.was {
+            was.synced(self.files.metabase().snapshot().change_number())
+                .await;
+        }
+    }
+
+    fn write(&self, f: impl FnOnce(&mut metabase::Txn) -> metabase::Result<()>) -> Result<()> {
+        self.files.metabase().write(f)?;
+        Ok(())
+    }
+}
+
+pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
+    match verb {
+        SiteVerb::Create {
+            name,
+            path,
+            port,
+            ip,
+            host,
+            pool,
+            id,
+            dont_start,
+        } => {
+            let model = ctx.model();
+            if model
+                .sites
+                .values()
+                .any(|s| s.comment.eq_ignore_ascii_case(name))
+            {
+                bail!("a site named '{name}' exists");
+            }
+            if model.pool(pool).is_none() {
+                bail!("no application pool '{pool}' (create it with: inetsrv pool create {pool})");
+            }
+            let binding = Binding {
+                ip: *ip,
+                port: *port,
+                host: host.as_ref().map(|h| h.to_ascii_lowercase()),
+            };
+            let binding_text = binding.to_string();
+            Binding::parse(&binding_text).map_err(|e| anyhow!(e))?;
+            if let Some(other) = model.sites.values().find(|s| s.bindings.contains(&binding)) {
+                bail!(
+                    "binding {binding_text} is used by site {} ({})",
+                    other.id,
+                    other.comment
+                );
+            }
+            let id = match id {
+                Some(id) if model.sites.contains_key(id) => bail!("site ID {id} is taken"),
+                Some(0) => bail!("site IDs start at 1"),
+                Some(id) => *id,
+                None => (1..).find(|n| !model.sites.contains_key(n)).unwrap_or(1),
+            };
+            let dir = absolute(path)?;
+            if !dir.exists() {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let site = format!("/LM/W3SVC/{id}");
+            let root = format!("{site}/ROOT");
+            let dir_text = dir.display().to_string();
+            ctx.write(|t| {
+                t.create_key(&p(&site), "IIsWebServer")?;
+                t.set_text(&p(&site), "ServerComment", &args(&[name]))?;
+                t.set_text(&p(&site), "ServerBindings", &args(&[&binding_text]))?;
+                t.set_text(
+                    &p(&site),
+                    "ServerAutoStart",
+                    &args(&[if *dont_start { "FALSE" } else { "TRUE" }]),
+                )?;
+                t.create_key(&p(&format!("{site}/Filters")), "IIsFilters")?;
+                t.create_key(&p(&root), "IIsWebVirtualDir")?;
+                t.set_text(&p(&root), "Path", &args(&[&dir_text]))?;
+                t.set_text(
+                    &p(&root),
+                    "AccessFlags",
+                    &args(&["AccessRead | AccessScript"]),
+                )?;
+                t.set_text(&p(&root), "AppRoot", &args(&[&root]))?;
+                t.set_text(&p(&root), "AppIsolated", &args(&["2"]))?;
+                t.set_text(&p(&root), "AppPoolId", &args(&[pool]))?;
+                t.set_text(
+                    &p(&root),
+                    "AppFriendlyName",
+                    &args(&["Default Application"]),
+                )
+            })?;
+            ctx.settle().await;
+            ctx.line(format!(
+                "site {id} ({name}) created: {} serves {}",
+                binding.prefix("/"),
+                dir.display()
+            ));
+            report_site_error(ctx, id).await
+        }
+        SiteVerb::Delete { site } => {
+            let id = ctx.site_id(site)?;
+            ctx.write(|t| t.delete_key(&p(&format!("/LM/W3SVC/{id}"))))?;
+            ctx.settle().await;
+            ctx.line(format!("site {id} deleted"));
+            Ok(())
+        }
+        SiteVerb::Start { site } | SiteVerb::Stop { site } => {
+            let id = ctx.site_id(site)?;
+            let start = matches!(verb, SiteVerb::Start { .. });
+            // IIS keeps a stopped site stopped across restarts.
+            ctx.write(|t| {
+                t.set_text(
+                    &p(&format!("/LM/W3SVC/{id}")),
+                    "ServerAutoStart",
+                    &args(&[if start { "TRUE" } else { "FALSE" }]),
+                )
+            })?;
+            ctx.settle().await;
+            match ctx.was {
+                Some(was) => {
+                    let command = if start {
+                        SiteCommand::Start
+                    } else {
+                        SiteCommand::Stop
+                    };
+                    let message = was
+                        .site_command(id, command)
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                    ctx.line(message);
+                }
+                None => ctx.line(format!(
+                    "site {id} will {} when the server starts (no server is running)",
+                    if start { "start" } else { "stay stopped" }
+                )),
+            }
+            Ok(())
+        }
+        SiteVerb::Pause { site } | SiteVerb::Continue { site } => {
+            let id = ctx.site_id(site)?;
+            let Some(was) = ctx.was else {
+                bail!("no server is running on this state directory: only a running site can be paused or continued");
+            };
+            let command = if matches!(verb, SiteVerb::Pause { .. }) {
+                SiteCommand::Pause
+            } else {
+                SiteCommand::Continue
+            };
+            let message = was
+                .site_command(id, command)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            ctx.line(message);
+            Ok(())
+        }
+        SiteVerb::Bind { site, binding } | SiteVerb::Unbind { site, binding } => {
+            let id = ctx.site_id(site)?;
+            let parsed = Binding::parse(binding).map_err(|e| anyhow!(e))?;
+            let model = ctx.model();
+            let mut bindings = model.sites[&id].bindings.clone();
+            let adding = matches!(verb, SiteVerb::Bind { .. });
+            if adding {
+                if let Some(other) = model.sites.values().find(|s| s.bindings.contains(&parsed)) {
+                    bail!(
+                        "binding {parsed} is used by site {} ({})",
+                        other.id,
+                        other.comment
+                    );
+                }
+                bindings.push(parsed.clone());
+            } else {
+                let before = bindings.len();
+                bindings.retain(|b| *b != parsed);
+                if bindings.len() == before {
+                    bail!("site {id} has no binding {parsed}");
+                }
+            }
+            let texts: Vec<String> = bindings.iter().map(|b| b.to_string()).collect();
+            ctx.write(|t| {
+                t.set(
+                    &p(&format!("/LM/W3SVC/{id}")),
+                    ids::SERVER_BINDINGS,
+                    Value::MultiSz(texts),
+                )
+            })?;
+            ctx.settle().await;
+            ctx.line(format!(
+                "site {id}: {} {parsed}",
+                if adding {
+                    "added binding"
+                } else {
+                    "removed binding"
+                }
+            ));
+            report_site_error(ctx, id).await
+        }
+        SiteVerb::List => {
+            let model = ctx.model();
+            let live = match ctx.was {
+                Some(was) => Some(was.sites().await),
+                None => None,
+            };
+            let snapshot = ctx.files.metabase().snapshot();
+            let rows: Vec<serde_json::Value> = model
+                .sites
+                .values()
+                .map(|s| {
+                    let status = live.as_ref().and_then(|l| l.iter().find(|x| x.id == s.id));
+                    let state = match status {
+                        Some(st) => st.state.clone(),
+                        None => "not running".to_string(),
+                    };
+                    let root = snapshot
+                        .effective(&p(&format!("/LM/W3SVC/{}/ROOT", s.id)), ids::PATH)
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    json!({
+                        "id": s.id,
+                        "name": s.comment,
+                        "state": state,
+                        "auto_start": s.auto_start,
+                        "bindings": s.bindings.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+                        "path": root,
+                        "apps": s.apps,
+                        "error": status.and_then(|st| st.error.clone()),
+                    })
+                })
+                .collect();
+            if ctx.json {
+                ctx.out = serde_json::to_string_pretty(&rows)? + "\n";
+                return Ok(());
+            }
+            ctx.line(format!(
+                "{:<5} {:<24} {:<12} {:<28} PATH",
+                "ID", "NAME", "STATE", "BINDINGS"
+            ));
+            for r in &rows {
+                let bindings: Vec<&str> = r["bindings"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| b.as_str())
+                    .collect();
+                let mut line = String::new();
+                let _ = write!(
+                    line,
+                    "{:<5} {:<24} {:<12} {:<28} {}",
+                    r["id"].as_u64().unwrap_or(0),
+                    r["name"].as_str().unwrap_or(""),
+                    r["state"].as_str().unwrap_or(""),
+                    bindings.join(","),
+                    r["path"].as_str().unwrap_or("")
+                );
+                if let Some(e) = r["error"].as_str() {
+                    let _ = write!(line, "  ({e})");
+                }
+                ctx.line(line);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn report_site_error(ctx: &mut Ctx<'_>, id: u32) -> Result<()> {
+    if let Some(was) = ctx.was {
+        if let Some(site) = was.sites().await.into_iter().find(|s| s.id == id) {
+            if let Some(error) = site.error {
+                bail!("site {id} cannot start: {error}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(path))
+    }
+}
+
+fn alias_path(id: u32, alias: &str) -> Result<(String, Vec<String>)> {
+    let parts: Vec<String> = alias
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if parts.is_empty() {
+        bail!("give the alias of a virtual directory below the site's root, e.g. docs");
+    }
+    if parts.iter().any(|s| s == "." || s == "..") {
+        bail!("'{alias}' may not hold . or .. segments");
+    }
+    Ok((format!("/LM/W3SVC/{id}/ROOT/{}", parts.join("/")), parts))
+}
+
+pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
+    match verb {
+        VdirVerb::Create {
+            site,
+            alias,
+            path,
+            app,
+            pool,
+        } => {
+            let id = ctx.site_id(site)?;
+            let (key, parts) = alias_path(id, alias)?;
+            let mb_key = MbPath::parse(&key)?;
+            let snapshot = ctx.files.metabase().snapshot();
+            if snapshot.find(&mb_key).is_some() {
+                bail!("{key} exists");
+            }
+            if let Some(pool) = pool {
+                if ctx.model().pool(pool).is_none() {
+                    bail!("no application pool '{pool}'");
+                }
+            }
+            let dir = absolute(path)?;
+            if !dir.is_dir() {
+                bail!("{} is not a directory", dir.display());
+            }
+            let dir_text = dir.display().to_string();
+            ctx.write(|t| {
+                // Directories between the root and the alias become keys.
+                let mut at = format!("/LM/W3SVC/{id}/ROOT");
+                for part in &parts[..parts.len() - 1] {
+                    at = format!("{at}/{part}");
+                    if snapshot.find(&p(&at)).is_none() {
+                        t.create_key(&p(&at), "IIsWebDirectory")?;
+                    }
+                }
+                t.create_key(&mb_key, "IIsWebVirtualDir")?;
+                t.set_text(&mb_key, "Path", &args(&[&dir_text]))?;
+                if *app {
+                    t.set_text(&mb_key, "AppRoot", &args(&[&key]))?;
+                    t.set_text(&mb_key, "AppIsolated", &args(&["2"]))?;
+                    t.set_text(
+                        &mb_key,
+                        "AppFriendlyName",
+                        &args(&[parts.last().map(String::as_str).unwrap_or("")]),
+                    )?;
+                    if let Some(pool) = pool {
+                        t.set_text(&mb_key, "AppPoolId", &args(&[pool]))?;
+                    }
+                }
+                Ok(())
+            })?;
+            ctx.settle().await;
+            ctx.line(format!(
+                "virtual directory /{} of site {id} created: serves {}{}",
+                parts.join("/"),
+                dir.display(),
+                if *app { " (an application)" } else { "" }
+            ));
+            Ok(())
+        }
+        VdirVerb::Delete { site, alias } => {
+            let id = ctx.site_id(site)?;
+            let (key, parts) = alias_path(id, alias)?;
+            let mb_key = MbPath::parse(&key)?;
+            let snapshot = ctx.files.metabase().snapshot();
+            match snapshot.find(&mb_key) {
+                None => bail!("no virtual directory /{} in site {id}", parts.join("/")),
+                Some(k) if !k.key_type().eq_ignore_ascii_case("IIsWebVirtualDir") => {
+                    bail!("{key} is a {}, not a virtual directory", k.key_type())
+                }
+                Some(_) => {}
+            }
+            ctx.write(|t| t.delete_key(&mb_key))?;
+            ctx.settle().await;
+            ctx.line(format!(
+                "virtual directory /{} of site {id} deleted",
+                parts.join("/")
+            ));
+            Ok(())
+        }
+        VdirVerb::List { site } => {
+            let id = ctx.site_id(site)?;
+            let snapshot = ctx.files.metabase().snapshot();
+            let root = p(&format!("/LM/W3SVC/{id}/ROOT"));
+            let mut rows = Vec::new();
+            let base = root.depth();
+            let _ = snapshot.walk(&root, |path, key| {
+                if !key.key_type().eq_ignore_ascii_case("IIsWebVirtualDir") {
+                    return;
+                }
+                let url = format!("/{}", path.parts()[base..].join("/"));
+                let physical = key
+                    .property(ids::PATH)
+                    .and_then(|v| v.value.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let app = key
+                    .property(ids::APP_ROOT)
+                    .and_then(|v| v.value.as_str())
+                    .is_some_and(|v| !v.is_empty());
+                let pool = snapshot
+                    .effective(path, ids::APP_POOL_ID)
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                rows.push(
+                    json!({"alias": url, "path": physical, "application": app, "pool": pool}),
+                );
+            });
+            if ctx.json {
+                ctx.out = serde_json::to_string_pretty(&rows)? + "\n";
+                return Ok(());
+            }
+            ctx.line(format!("{:<30} {:<6} {:<20} PATH", "ALIAS", "APP", "POOL"));
+            for r in rows {
+                ctx.line(format!(
+                    "{:<30} {:<6} {:<20} {}",
+                    r["alias"].as_str().unwrap_or(""),
+                    if r["application"].as_bool().unwrap_or(false) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    r["pool"].as_str().unwrap_or(""),
+                    r["path"].as_str().unwrap_or("")
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// AppPoolIdentityType and WAMUserName for an --identity value.
+fn identity(text: &str) -> (u32, Option<&str>) {
+    match text.to_ascii_lowercase().as_str() {
+        "localsystem" => (0, None),
+        "localservice" => (1, None),
+        "networkservice" => (2, None),
+        _ => (3, Some(text)),
+    }
+}
+
+pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
+    match verb {
+        PoolVerb::Create {
+            name,
+            identity: who,
+            max_processes,
+        } => {
+            if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) {
+                bail!("'{name}' is not a valid pool name");
+            }
+            if ctx.model().pool(name).is_some() {
+                bail!("application pool '{name}' exists");
+            }
+            let key = p("/LM/W3SVC/AppPools").join(name)?;
+            ctx.write(|t| {
+                t.create_key(&key, "IIsApplicationPool")?;
+                t.set_text(&key, "AppPoolAutoStart", &args(&["TRUE"]))?;
+                if let Some(who) = who {
+                    let (kind, user) = identity(who);
+                    t.set(&key, ids::APP_POOL_IDENTITY_TYPE, Value::Dword(kind))?;
+                    if let Some(user) = user {
+                        t.set(&key, ids::WAM_USER_NAME, Value::String(user.to_string()))?;
+                    }
+                }
+                if let Some(n) = max_processes {
+                    t.set(&key, ids::MAX_PROCESSES, Value::Dword(*n))?;
+                }
+                Ok(())
+            })?;
+            ctx.settle().await;
+            ctx.line(format!("application pool {name} created"));
+            Ok(())
+        }
+        PoolVerb::Delete { name } => {
+            let model = ctx.model();
+            let Some(settings) = model.pool(name) else {
+                bail!("no application pool '{name}'");
+            };
+            let users: Vec<String> = model
+                .sites
+                .values()
+                .flat_map(|s| s.apps.iter().map(move |a| (s.id, a)))
+                .filter(|(_, a)| a.pool.eq_ignore_ascii_case(name))
+                .map(|(id, a)| format!("site {id} {}", a.url))
+                .collect();
+            if !users.is_empty() {
+                bail!(
+                    "application pool {} is used by {}: move them to another pool first",
+                    settings.name,
+                    users.join(", ")
+                );
+            }
+            let key = p("/LM/W3SVC/AppPools").join(&settings.name)?;
+            ctx.write(|t| t.delete_key(&key))?;
+            ctx.settle().await;
+            ctx.line(format!("application pool {} deleted", settings.name));
+            Ok(())
+        }
+        PoolVerb::Start { name } | PoolVerb::Stop { name } => {
+            let model = ctx.model();
+            let Some(settings) = model.pool(name) else {
+                bail!("no application pool '{name}'");
+            };
+            let start = matches!(verb, PoolVerb::Start { .. });
+            let key = p("/LM/W3SVC/AppPools").join(&settings.name)?;
+            ctx.write(|t| {
+                t.set(
+                    &key,
+                    ids::APP_POOL_AUTO_START,
+                    Value::Dword(u32::from(start)),
+                )
+            })?;
+            ctx.settle().await;
+            match ctx.was {
+                Some(was) => {
+                    let command = if start {
+                        PoolCommand::Start
+                    } else {
+                        PoolCommand::Stop
+                    };
+                    let message = was
+                        .pool_command(&settings.name, command)
+                        .await
+                        .map_err(|e| anyhow!(e))?;
+                    ctx.line(message);
+                }
+                None => ctx.line(format!(
+                    "application pool {} will {} when the server starts (no server is running)",
+                    settings.name,
+                    if start { "start" } else { "stay stopped" }
+                )),
+            }
+            Ok(())
+        }
+        PoolVerb::Recycle { name } => {
+            let Some(was) = ctx.was else {
+                bail!("no server is running on this state directory: there is nothing to recycle");
+            };
+            let message = was
+                .pool_command(name, PoolCommand::Recycle)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            ctx.line(message);
+            Ok(())
+        }
+        PoolVerb::List => {
+            let model = ctx.model();
+            let rows: Vec<serde_json::Value> = match ctx.was {
+                Some(was) => was
+                    .pools()
+                    .await
+                    .into_iter()
+                    .map(|s| serde_json::to_value(s).unwrap_or_default())
+                    .collect(),
+                None => model
+                    .pools
+                    .values()
+                    .map(|s| json!({"name": s.name, "state": "not running", "reason": null, "workers": [], "queued": 0, "recent_failures": 0}))
+                    .collect(),
+            };
+            if ctx.json {
+                ctx.out = serde_json::to_string_pretty(&rows)? + "\n";
+                return Ok(());
+            }
+            ctx.line(format!(
+                "{:<24} {:<12} WORKER PROCESSES (PID state requests user)",
+                "POOL", "STATE"
+            ));
+            for r in rows {
+                let workers: Vec<String> = r["workers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|w| {
+                        format!(
+                            "{} {} {} {}",
+                            w["pid"].as_u64().unwrap_or(0),
+                            w["state"].as_str().unwrap_or(""),
+                            w["requests"].as_u64().unwrap_or(0),
+                            w["user"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                let mut line = format!(
+                    "{:<24} {:<12} {}",
+                    r["name"].as_str().unwrap_or(""),
+                    r["state"].as_str().unwrap_or(""),
+                    if workers.is_empty() {
+                        "-".to_string()
+                    } else {
+                        workers.join("; ")
+                    }
+                );
+                if let Some(reason) = r["reason"].as_str() {
+                    let _ = write!(line, "  ({reason})");
+                }
+                ctx.line(line);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! `inetsrv worker`: a worker process (w3wp). The activation service
+//! starts it for an application pool and talks to it over stdin/stdout;
+//! it is not meant to be started by hand.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The application pool whose queue to serve.
+    #[arg(long)]
+    pool: String,
+    /// The listener's control socket.
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// The MetaBase.xml to read (read-only).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Ask to be recycled after this many requests (0: never).
+    #[arg(long, default_value_t = 0)]
+    restart_requests: u64,
+}
+
+pub fn run(args: &WorkerArgs) -> Result<()> {
+    // As many threads as CPUs this process may use (taskset narrows it).
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let options = worker::Options {
+        pool: args.pool.clone(),
+        socket: args.socket.clone(),
+        metabase: metabase::persist::Location::file(&args.config),
+        restart_requests: args.restart_requests,
+    };
+    runtime.block_on(worker::run(options))?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}

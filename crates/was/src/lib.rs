@@ -1,0 +1,171 @@
+//! The activation service (the WAS and W3SVC roles of IIS 6).
+//!
+//! It owns the run-time life of sites and application pools: it reads
+//! `/LM/W3SVC` ([`model`]), registers each started site's URL prefixes in
+//! the listener, one request queue per pool, starts `inetsrv worker`
+//! processes when a pool's queue gets a request and none serves it, pings
+//! them, replaces the ones that crash or hang, recycles them (overlapped:
+//! the new one takes requests before the old one drains), stops pools that
+//! keep failing (rapid-fail protection), shuts idle workers down, and
+//! applies every metabase change while running.
+//!
+//! It never touches a client connection (the listener does) nor serves a
+//! request (workers do). Its state machine runs on one task; everything
+//! else talks to it through [`Was`].
+
+pub mod model;
+pub mod process;
+mod service;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use listener::Listener;
+use metabase::MetabaseFiles;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+pub use model::{Binding, Model, PoolSettings, Site};
+pub use process::WorkerProgram;
+
+/// What the activation service needs.
+pub struct Options {
+    pub listener: Arc<Listener>,
+    pub files: MetabaseFiles,
+    pub program: WorkerProgram,
+    /// The state directory (logs, temporary files, the user database).
+    pub state_dir: PathBuf,
+}
+
+/// What can be asked of a pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolCommand {
+    Start,
+    Stop,
+    Recycle,
+}
+
+/// What can be asked of a site (ServerCommand).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteCommand {
+    Start,
+    Stop,
+    Pause,
+    Continue,
+}
+
+/// A worker process, as `pool list` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerStatus {
+    pub pid: u32,
+    /// `starting`, `running` or `stopping`.
+    pub state: String,
+    pub uptime_seconds: u64,
+    pub requests: u64,
+    pub user: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolStatus {
+    pub name: String,
+    /// `started` or `stopped`.
+    pub state: String,
+    /// Why a stopped pool stopped (rapid-fail protection, a command).
+    pub reason: Option<String>,
+    pub workers: Vec<WorkerStatus>,
+    pub queued: usize,
+    pub recent_failures: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteStatus {
+    pub id: u32,
+    pub comment: String,
+    /// `started`, `stopped` or `paused`.
+    pub state: String,
+    pub bindings: Vec<String>,
+    pub apps: Vec<model::App>,
+    /// Why the site could not start (a binding in use, …).
+    pub error: Option<String>,
+}
+
+pub(crate) enum AdminCall {
+    Pools(oneshot::Sender<Vec<PoolStatus>>),
+    Sites(oneshot::Sender<Vec<SiteStatus>>),
+    Pool {
+        name: String,
+        command: PoolCommand,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    Site {
+        id: u32,
+        command: SiteCommand,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    Sync {
+        change_number: u64,
+        reply: oneshot::Sender<()>,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle on the running activation service.
+#[derive(Clone)]
+pub struct Was {
+    tx: mpsc::UnboundedSender<service::Event>,
+}
+
+impl Was {
+    /// Starts the service on the current tokio runtime: pools' queues are
+    /// created and started sites' prefixes registered before it returns.
+    pub fn start(options: Options) -> Was {
+        let tx = service::start(options);
+        Was { tx }
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> AdminCall) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(service::Event::Admin(make(reply))).ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn pools(&self) -> Vec<PoolStatus> {
+        self.call(AdminCall::Pools).await.unwrap_or_default()
+    }
+
+    pub async fn sites(&self) -> Vec<SiteStatus> {
+        self.call(AdminCall::Sites).await.unwrap_or_default()
+    }
+
+    pub async fn pool_command(&self, name: &str, command: PoolCommand) -> Result<String, String> {
+        let name = name.to_string();
+        self.call(|reply| AdminCall::Pool {
+            name,
+            command,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err("the activation service is not running".into()))
+    }
+
+    pub async fn site_command(&self, id: u32, command: SiteCommand) -> Result<String, String> {
+        self.call(|reply| AdminCall::Site { id, command, reply })
+            .await
+            .unwrap_or_else(|| Err("the activation service is not running".into()))
+    }
+
+    /// Returns once metabase changes up to `change_number` are in effect.
+    pub async fn synced(&self, change_number: u64) {
+        self.call(|reply| AdminCall::Sync {
+            change_number,
+            reply,
+        })
+        .await;
+    }
+
+    /// Stops every worker (each finishes the requests it holds, within
+    /// its pool's ShutdownTimeLimit) and ends the service.
+    pub async fn shutdown(&self) {
+        self.call(AdminCall::Shutdown).await;
+    }
+}

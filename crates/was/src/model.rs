@@ -1,0 +1,501 @@
+//! What the activation service reads from `/LM/W3SVC`: sites with their
+//! bindings and state, applications with their pools, and each
+//! application pool's settings (inherited from `/LM/W3SVC/AppPools`).
+//! From these come the URL prefixes each pool's queue serves.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use metabase::{GetMode, MbPath, Snapshot, Value};
+use serde::Serialize;
+
+pub mod ids {
+    pub const SERVER_COMMAND: u32 = 1012;
+    pub const SERVER_COMMENT: u32 = 1015;
+    pub const SERVER_STATE: u32 = 1016;
+    pub const SERVER_AUTO_START: u32 = 1017;
+    pub const SERVER_BINDINGS: u32 = 1023;
+    pub const WIN32_ERROR: u32 = 1099;
+    pub const APP_ROOT: u32 = 2103;
+    pub const PATH: u32 = 3001;
+    pub const PERIODIC_RESTART_TIME: u32 = 9001;
+    pub const PERIODIC_RESTART_REQUESTS: u32 = 9002;
+    pub const MAX_PROCESSES: u32 = 9003;
+    pub const PINGING_ENABLED: u32 = 9004;
+    pub const IDLE_TIMEOUT: u32 = 9005;
+    pub const RAPID_FAIL_PROTECTION: u32 = 9006;
+    pub const STARTUP_TIME_LIMIT: u32 = 9011;
+    pub const SHUTDOWN_TIME_LIMIT: u32 = 9012;
+    pub const PING_INTERVAL: u32 = 9013;
+    pub const PING_RESPONSE_TIME: u32 = 9014;
+    pub const DISALLOW_OVERLAPPING_ROTATION: u32 = 9015;
+    pub const APP_POOL_QUEUE_LENGTH: u32 = 9017;
+    pub const DISALLOW_ROTATION_ON_CONFIG_CHANGE: u32 = 9018;
+    pub const PERIODIC_RESTART_SCHEDULE: u32 = 9020;
+    pub const APP_POOL_IDENTITY_TYPE: u32 = 9021;
+    pub const PERIODIC_RESTART_MEMORY: u32 = 9024;
+    pub const APP_POOL_COMMAND: u32 = 9026;
+    pub const APP_POOL_STATE: u32 = 9027;
+    pub const APP_POOL_AUTO_START: u32 = 9028;
+    pub const RAPID_FAIL_PROTECTION_INTERVAL: u32 = 9029;
+    pub const RAPID_FAIL_PROTECTION_MAX_CRASHES: u32 = 9030;
+    pub const LOAD_BALANCER_CAPABILITIES: u32 = 9034;
+    pub const PERIODIC_RESTART_PRIVATE_MEMORY: u32 = 9038;
+    pub const APP_POOL_ID: u32 = 9101;
+    pub const WAM_USER_NAME: u32 = 7501;
+    pub const LOG_TYPE: u32 = 4000;
+    pub const LOG_FILE_DIRECTORY: u32 = 4001;
+    pub const LOG_FILE_PERIOD: u32 = 4003;
+    pub const LOG_FILE_TRUNCATE_SIZE: u32 = 4004;
+    pub const LOG_EXT_FILE_FLAGS: u32 = 4013;
+    pub const LOG_FILE_LOCALTIME_ROLLOVER: u32 = 4015;
+}
+
+/// ServerState values (MD_SERVER_STATE_*).
+pub mod server_state {
+    pub const STARTING: u32 = 1;
+    pub const STARTED: u32 = 2;
+    pub const STOPPING: u32 = 3;
+    pub const STOPPED: u32 = 4;
+    pub const PAUSING: u32 = 5;
+    pub const PAUSED: u32 = 6;
+    pub const CONTINUING: u32 = 7;
+}
+
+/// ServerCommand values (MD_SERVER_COMMAND_*).
+pub mod server_command {
+    pub const START: u32 = 1;
+    pub const STOP: u32 = 2;
+    pub const PAUSE: u32 = 3;
+    pub const CONTINUE: u32 = 4;
+}
+
+/// AppPoolState and AppPoolCommand values.
+pub mod pool_state {
+    pub const STARTING: u32 = 1;
+    pub const STARTED: u32 = 2;
+    pub const STOPPING: u32 = 3;
+    pub const STOPPED: u32 = 4;
+    pub const COMMAND_START: u32 = 1;
+    pub const COMMAND_STOP: u32 = 2;
+}
+
+/// One ServerBindings entry, `IP:port:host`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Binding {
+    pub ip: Option<IpAddr>,
+    pub port: u16,
+    pub host: Option<String>,
+}
+
+impl Binding {
+    pub fn parse(text: &str) -> Result<Binding, String> {
+        let text = text.trim();
+        let bad = |why: &str| format!("'{text}' is not a binding (IP:port:host): {why}");
+        let (ip, rest) = if let Some(r) = text.strip_prefix('[') {
+            let close = r.find(']').ok_or_else(|| bad("unclosed IPv6 address"))?;
+            let ip: IpAddr = r[..close].parse().map_err(|_| bad("bad IPv6 address"))?;
+            let rest = r[close + 1..]
+                .strip_prefix(':')
+                .ok_or_else(|| bad("no port"))?;
+            (Some(ip), rest)
+        } else {
+            let (ip, rest) = text.split_once(':').ok_or_else(|| bad("no port"))?;
+            let ip = if ip.is_empty() {
+                None
+            } else {
+                Some(ip.parse().map_err(|_| bad("bad IP address"))?)
+            };
+            (ip, rest)
+        };
+        let (port, host) = rest.split_once(':').unwrap_or((rest, ""));
+        let port: u16 = port
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("the port must be 1 to 65535"))?;
+        let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        let host = if host.is_empty() { None } else { Some(host) };
+        Ok(Binding { ip, port, host })
+    }
+
+    /// The URL prefix of `path` (`/` or `/app/`) on this binding, as
+    /// HTTP.SYS spells it.
+    pub fn prefix(&self, path: &str) -> String {
+        let host = match (&self.host, &self.ip) {
+            (Some(h), _) => h.clone(),
+            (None, Some(IpAddr::V6(ip))) => format!("[{ip}]"),
+            (None, Some(ip)) => ip.to_string(),
+            (None, None) => "*".to_string(),
+        };
+        format!("http://{host}:{}{path}", self.port)
+    }
+}
+
+impl std::fmt::Display for Binding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = match &self.ip {
+            Some(IpAddr::V6(ip)) => format!("[{ip}]"),
+            Some(ip) => ip.to_string(),
+            None => String::new(),
+        };
+        write!(
+            f,
+            "{ip}:{}:{}",
+            self.port,
+            self.host.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// An application: a URL path of a site served by one pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct App {
+    /// `/` or `/path/` (ending in a slash).
+    pub url: String,
+    pub pool: String,
+}
+
+/// A site (`/LM/W3SVC/<id>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Site {
+    pub id: u32,
+    pub comment: String,
+    pub bindings: Vec<Binding>,
+    /// Entries that did not parse, with the reason.
+    pub bad_bindings: Vec<String>,
+    pub auto_start: bool,
+    pub apps: Vec<App>,
+    pub log: LogSettings,
+}
+
+/// A site's W3C log settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LogSettings {
+    /// LogType 1 (enabled) with the W3C module.
+    pub enabled: bool,
+    pub directory: String,
+    /// 0 by size, 1 daily, 2 weekly, 3 monthly, 4 hourly.
+    pub period: u32,
+    pub truncate_size: u64,
+    pub fields: u32,
+    pub local_time_rollover: bool,
+}
+
+/// An application pool's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PoolSettings {
+    pub name: String,
+    pub auto_start: bool,
+    pub max_processes: u32,
+    pub pinging_enabled: bool,
+    /// Seconds.
+    pub ping_interval: u32,
+    pub ping_response_time: u32,
+    pub startup_time_limit: u32,
+    pub shutdown_time_limit: u32,
+    /// Minutes (0: never).
+    pub periodic_restart_time: u32,
+    pub periodic_restart_requests: u32,
+    /// `hh:mm`, local time.
+    pub periodic_restart_schedule: Vec<(u32, u32)>,
+    /// Kilobytes (0: no limit).
+    pub periodic_restart_memory: u32,
+    pub periodic_restart_private_memory: u32,
+    pub rapid_fail_protection: bool,
+    /// Minutes.
+    pub rapid_fail_interval: u32,
+    pub rapid_fail_max_crashes: u32,
+    /// 1: drop the connection when stopped; 2: answer 503.
+    pub load_balancer_capabilities: u32,
+    /// Minutes (0: never).
+    pub idle_timeout: u32,
+    pub queue_length: u32,
+    pub disallow_overlapping_rotation: bool,
+    pub disallow_rotation_on_config_change: bool,
+    /// 0 LocalSystem, 1 LocalService, 2 NetworkService, 3 the user in
+    /// WAMUserName.
+    pub identity_type: u32,
+    pub wam_user: String,
+}
+
+impl PoolSettings {
+    /// Settings that the worker process itself depends on: a change
+    /// recycles the pool (unless DisallowRotationOnConfigChange).
+    pub fn process_differs(&self, other: &PoolSettings) -> bool {
+        self.identity_type != other.identity_type
+            || self.wam_user != other.wam_user
+            || self.periodic_restart_requests != other.periodic_restart_requests
+    }
+}
+
+/// Everything the activation service acts on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Model {
+    pub sites: BTreeMap<u32, Site>,
+    /// By lower-case name (pool names ignore case, as key names do).
+    pub pools: BTreeMap<String, PoolSettings>,
+}
+
+fn path(text: &str) -> MbPath {
+    MbPath::parse(text).unwrap_or_default()
+}
+
+fn dword(s: &Snapshot, p: &MbPath, id: u32, default: u32) -> u32 {
+    s.effective_dword(p, id).unwrap_or(default)
+}
+
+fn string(s: &Snapshot, p: &MbPath, id: u32) -> String {
+    match s.effective(p, id) {
+        Some(Value::String(v)) | Some(Value::ExpandSz(v)) => v,
+        _ => String::new(),
+    }
+}
+
+fn own_string(s: &Snapshot, p: &MbPath, id: u32) -> Option<String> {
+    s.lookup(p, id, GetMode::Own)
+        .ok()
+        .flatten()
+        .and_then(|(prop, _)| prop.value.as_str().map(str::to_string))
+}
+
+impl Model {
+    pub fn read(s: &Snapshot) -> Model {
+        let mut model = Model::default();
+        let pools_path = path("/LM/W3SVC/AppPools");
+        if let Some(pools) = s.find(&pools_path) {
+            for key in pools.children() {
+                if !key.key_type().eq_ignore_ascii_case("IIsApplicationPool") {
+                    continue;
+                }
+                let Ok(p) = pools_path.join(key.name()) else {
+                    continue;
+                };
+                let settings = read_pool(s, &p, key.name());
+                model.pools.insert(key.name().to_lowercase(), settings);
+            }
+        }
+        let w3svc = path("/LM/W3SVC");
+        if let Some(service) = s.find(&w3svc) {
+            for key in service.children() {
+                let Ok(id) = key.name().parse::<u32>() else {
+                    continue;
+                };
+                if !key.key_type().eq_ignore_ascii_case("IIsWebServer") {
+                    continue;
+                }
+                let Ok(site_path) = w3svc.join(key.name()) else {
+                    continue;
+                };
+                model.sites.insert(id, read_site(s, &site_path, id));
+            }
+        }
+        model
+    }
+
+    /// The pool an application names, if it exists.
+    pub fn pool(&self, name: &str) -> Option<&PoolSettings> {
+        self.pools.get(&name.to_lowercase())
+    }
+}
+
+fn read_site(s: &Snapshot, site_path: &MbPath, id: u32) -> Site {
+    let mut bindings = Vec::new();
+    let mut bad_bindings = Vec::new();
+    if let Ok(Some((prop, _))) = s.lookup(site_path, ids::SERVER_BINDINGS, GetMode::Own) {
+        if let Value::MultiSz(entries) = &prop.value {
+            for entry in entries.iter().filter(|e| !e.trim().is_empty()) {
+                match Binding::parse(entry) {
+                    Ok(b) if !bindings.contains(&b) => bindings.push(b),
+                    Ok(_) => {}
+                    Err(e) => bad_bindings.push(e),
+                }
+            }
+        }
+    }
+    let mut apps = Vec::new();
+    if let Ok(root) = site_path.join("ROOT") {
+        if s.find(&root).is_some() {
+            let base = root.depth();
+            let _ = s.walk(&root, |p, key| {
+                let is_root = p.depth() == base;
+                let is_app = is_root
+                    || key
+                        .property(ids::APP_ROOT)
+                        .and_then(|v| v.value.as_str())
+                        .is_some_and(|v| !v.is_empty());
+                if !is_app {
+                    return;
+                }
+                let mut url = String::from("/");
+                for part in &p.parts()[base..] {
+                    url.push_str(part);
+                    url.push('/');
+                }
+                let pool = string(s, p, ids::APP_POOL_ID);
+                let pool = if pool.is_empty() {
+                    "DefaultAppPool".to_string()
+                } else {
+                    pool
+                };
+                apps.push(App { url, pool });
+            });
+        }
+    }
+    let log_dir = string(s, site_path, ids::LOG_FILE_DIRECTORY);
+    Site {
+        id,
+        comment: own_string(s, site_path, ids::SERVER_COMMENT).unwrap_or_default(),
+        bindings,
+        bad_bindings,
+        auto_start: dword(s, site_path, ids::SERVER_AUTO_START, 1) != 0,
+        apps,
+        log: LogSettings {
+            enabled: dword(s, site_path, ids::LOG_TYPE, 1) == 1,
+            directory: log_dir,
+            period: dword(s, site_path, ids::LOG_FILE_PERIOD, 1),
+            truncate_size: u64::from(dword(s, site_path, ids::LOG_FILE_TRUNCATE_SIZE, 20 << 20)),
+            fields: dword(s, site_path, ids::LOG_EXT_FILE_FLAGS, 0),
+            local_time_rollover: dword(s, site_path, ids::LOG_FILE_LOCALTIME_ROLLOVER, 0) != 0,
+        },
+    }
+}
+
+fn read_pool(s: &Snapshot, p: &MbPath, name: &str) -> PoolSettings {
+    let schedule = match s.effective(p, ids::PERIODIC_RESTART_SCHEDULE) {
+        Some(Value::MultiSz(entries)) => entries
+            .iter()
+            .filter_map(|e| {
+                let (h, m) = e.trim().split_once(':')?;
+                let (h, m): (u32, u32) = (h.trim().parse().ok()?, m.trim().parse().ok()?);
+                (h < 24 && m < 60).then_some((h, m))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    PoolSettings {
+        name: name.to_string(),
+        auto_start: dword(s, p, ids::APP_POOL_AUTO_START, 1) != 0,
+        max_processes: dword(s, p, ids::MAX_PROCESSES, 1).max(1),
+        pinging_enabled: dword(s, p, ids::PINGING_ENABLED, 1) != 0,
+        ping_interval: dword(s, p, ids::PING_INTERVAL, 30).max(1),
+        ping_response_time: dword(s, p, ids::PING_RESPONSE_TIME, 90).max(1),
+        startup_time_limit: dword(s, p, ids::STARTUP_TIME_LIMIT, 90).max(1),
+        shutdown_time_limit: dword(s, p, ids::SHUTDOWN_TIME_LIMIT, 90).max(1),
+        periodic_restart_time: dword(s, p, ids::PERIODIC_RESTART_TIME, 1740),
+        periodic_restart_requests: dword(s, p, ids::PERIODIC_RESTART_REQUESTS, 0),
+        periodic_restart_schedule: schedule,
+        periodic_restart_memory: dword(s, p, ids::PERIODIC_RESTART_MEMORY, 0),
+        periodic_restart_private_memory: dword(s, p, ids::PERIODIC_RESTART_PRIVATE_MEMORY, 0),
+        rapid_fail_protection: dword(s, p, ids::RAPID_FAIL_PROTECTION, 1) != 0,
+        rapid_fail_interval: dword(s, p, ids::RAPID_FAIL_PROTECTION_INTERVAL, 5).max(1),
+        rapid_fail_max_crashes: dword(s, p, ids::RAPID_FAIL_PROTECTION_MAX_CRASHES, 5).max(1),
+        load_balancer_capabilities: dword(s, p, ids::LOAD_BALANCER_CAPABILITIES, 2),
+        idle_timeout: dword(s, p, ids::IDLE_TIMEOUT, 20),
+        queue_length: dword(s, p, ids::APP_POOL_QUEUE_LENGTH, 1000).max(10),
+        disallow_overlapping_rotation: dword(s, p, ids::DISALLOW_OVERLAPPING_ROTATION, 0) != 0,
+        disallow_rotation_on_config_change: dword(s, p, ids::DISALLOW_ROTATION_ON_CONFIG_CHANGE, 0)
+            != 0,
+        identity_type: dword(s, p, ids::APP_POOL_IDENTITY_TYPE, 2),
+        wam_user: string(s, p, ids::WAM_USER_NAME),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metabase::Metabase;
+
+    #[test]
+    fn bindings() {
+        let b = Binding::parse(":80:").unwrap();
+        assert_eq!((b.ip, b.port, b.host.clone()), (None, 80, None));
+        assert_eq!(b.prefix("/"), "http://*:80/");
+        let h = Binding::parse("10.0.0.1:8080:WWW.Example.com").unwrap();
+        assert_eq!(h.prefix("/app/"), "http://www.example.com:8080/app/");
+        assert_eq!(h.to_string(), "10.0.0.1:8080:www.example.com");
+        let ip = Binding::parse("127.0.0.1:81:").unwrap();
+        assert_eq!(ip.prefix("/"), "http://127.0.0.1:81/");
+        let v6 = Binding::parse("[::1]:82:").unwrap();
+        assert_eq!(v6.prefix("/"), "http://[::1]:82/");
+        assert_eq!(Binding::parse(":80").unwrap().port, 80);
+        for bad in ["", "80", ":0:", ":99999:", "x:80:", "[::1:80:"] {
+            assert!(Binding::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sites_apps_and_pools() {
+        let mb = Metabase::empty();
+        let p = |s: &str| MbPath::parse(s).unwrap();
+        let set = |t: &mut metabase::Txn, path: &str, prop: &str, v: &[&str]| {
+            t.set_text(
+                &p(path),
+                prop,
+                &v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        mb.write(|t| {
+            t.create_key(&p("/LM/W3SVC"), "IIsWebService")?;
+            set(t, "/LM/W3SVC", "AppPoolId", &["DefaultAppPool"])?;
+            t.create_key(&p("/LM/W3SVC/AppPools"), "IIsApplicationPools")?;
+            set(t, "/LM/W3SVC/AppPools", "PingInterval", &["5"])?;
+            t.create_key(
+                &p("/LM/W3SVC/AppPools/DefaultAppPool"),
+                "IIsApplicationPool",
+            )?;
+            t.create_key(&p("/LM/W3SVC/AppPools/Shop"), "IIsApplicationPool")?;
+            set(t, "/LM/W3SVC/AppPools/Shop", "MaxProcesses", &["3"])?;
+            set(
+                t,
+                "/LM/W3SVC/AppPools/Shop",
+                "PeriodicRestartSchedule",
+                &["03:30", "25:00", "x"],
+            )?;
+            t.create_key(&p("/LM/W3SVC/1"), "IIsWebServer")?;
+            set(t, "/LM/W3SVC/1", "ServerBindings", &[":80:", "bad", ":80:"])?;
+            set(t, "/LM/W3SVC/1", "ServerComment", &["Default Web Site"])?;
+            t.create_key(&p("/LM/W3SVC/1/ROOT"), "IIsWebVirtualDir")?;
+            t.create_key(&p("/LM/W3SVC/1/ROOT/shop"), "IIsWebVirtualDir")?;
+            set(
+                t,
+                "/LM/W3SVC/1/ROOT/shop",
+                "AppRoot",
+                &["/LM/W3SVC/1/ROOT/shop"],
+            )?;
+            set(t, "/LM/W3SVC/1/ROOT/shop", "AppPoolId", &["Shop"])?;
+            t.create_key(&p("/LM/W3SVC/1/ROOT/shop/img"), "IIsWebDirectory")?;
+            t.create_key(&p("/LM/W3SVC/1/ROOT/docs"), "IIsWebVirtualDir")?;
+            t.create_key(&p("/LM/W3SVC/Info"), "IIsWebInfo")?;
+            t.create_key(&p("/LM/W3SVC/2"), "IIsWebServer")?;
+            set(t, "/LM/W3SVC/2", "ServerAutoStart", &["FALSE"])
+        })
+        .unwrap();
+        let m = Model::read(&mb.snapshot());
+        assert_eq!(m.sites.len(), 2);
+        let site = &m.sites[&1];
+        assert_eq!(site.comment, "Default Web Site");
+        assert_eq!(site.bindings.len(), 1);
+        assert_eq!(site.bad_bindings.len(), 1);
+        assert_eq!(
+            site.apps,
+            vec![
+                App {
+                    url: "/".into(),
+                    pool: "DefaultAppPool".into()
+                },
+                App {
+                    url: "/shop/".into(),
+                    pool: "Shop".into()
+                },
+            ]
+        );
+        assert!(!m.sites[&2].auto_start && m.sites[&2].apps.is_empty());
+        let shop = m.pool("shop").unwrap();
+        assert_eq!((shop.max_processes, shop.ping_interval), (3, 5));
+        assert_eq!(shop.periodic_restart_schedule, vec![(3, 30)]);
+        assert_eq!(m.pool("DefaultAppPool").unwrap().max_processes, 1);
+        assert_eq!(m.pool("DefaultAppPool").unwrap().identity_type, 2);
+    }
+}

@@ -1,0 +1,222 @@
+//! Worker processes: how one is started (its program, arguments,
+//! identity and control pipes), what its memory use is, and how it is
+//! killed.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use worker::control::{self, FromWorker, ToWorker};
+
+/// How to run `inetsrv worker`.
+#[derive(Clone, Debug)]
+pub struct WorkerProgram {
+    pub program: PathBuf,
+    /// Arguments before the worker's own (`["worker"]`).
+    pub args: Vec<String>,
+}
+
+/// The Unix account a worker runs as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Whether this process may start workers as other users.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The account of a pool identity (AppPoolIdentityType): LocalSystem is
+/// root, LocalService `nobody`, NetworkService `www-data` (or `nobody`
+/// where there is none), SpecifiedUser the Unix user named by WAMUserName
+/// (a `DOMAIN\` prefix is ignored).
+pub fn account_for(identity_type: u32, wam_user: &str) -> Result<Account, String> {
+    let name = match identity_type {
+        0 => "root".to_string(),
+        1 => "nobody".to_string(),
+        2 => {
+            if nix::unistd::User::from_name("www-data")
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                "www-data".to_string()
+            } else {
+                "nobody".to_string()
+            }
+        }
+        3 => {
+            let user = wam_user
+                .rsplit('\\')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            if user.is_empty() {
+                return Err(
+                    "AppPoolIdentityType is 3 (SpecifiedUser) but WAMUserName is empty".into(),
+                );
+            }
+            user
+        }
+        other => return Err(format!("AppPoolIdentityType {other} is not 0 to 3")),
+    };
+    match nix::unistd::User::from_name(&name) {
+        Ok(Some(user)) => Ok(Account {
+            name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        }),
+        _ => Err(format!(
+            "there is no Unix user '{name}' for the pool identity"
+        )),
+    }
+}
+
+/// A started worker: its pid, the channel to its stdin, and the child.
+pub struct Spawned {
+    pub pid: u32,
+    pub to_worker: mpsc::UnboundedSender<ToWorker>,
+    pub child: Child,
+}
+
+/// What a worker needs to know to start.
+pub struct Launch<'a> {
+    pub program: &'a WorkerProgram,
+    pub pool: &'a str,
+    pub socket: &'a Path,
+    pub metabase: &'a Path,
+    pub restart_requests: u32,
+    pub account: Option<&'a Account>,
+}
+
+/// Starts a worker. Messages it writes arrive on `from_worker` tagged
+/// with `id`; its stdout closing ends them.
+pub fn spawn<T: Send + 'static>(
+    launch: &Launch<'_>,
+    id: u64,
+    from_worker: mpsc::UnboundedSender<T>,
+    wrap: fn(u64, FromWorker) -> T,
+) -> std::io::Result<Spawned> {
+    let mut cmd = Command::new(&launch.program.program);
+    cmd.args(&launch.program.args)
+        .arg("--pool")
+        .arg(launch.pool)
+        .arg("--socket")
+        .arg(launch.socket)
+        .arg("--config")
+        .arg(launch.metabase)
+        .arg("--restart-requests")
+        .arg(launch.restart_requests.to_string())
+        .env("APP_POOL_ID", launch.pool)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        // Its own process group: Ctrl-C at the service's terminal reaches
+        // the service, which then stops the workers in order.
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(account) = launch.account {
+        cmd.uid(account.uid).gid(account.gid);
+        cmd.env("HOME", "/").env("USER", &account.name);
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child.id().unwrap_or(0);
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdin"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout"))?;
+    let (to_worker, mut rx) = mpsc::unbounded_channel::<ToWorker>();
+    tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if stdin
+                .write_all(control::encode(&message).as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match control::decode::<FromWorker>(&line) {
+                Some(message) => {
+                    if from_worker.send(wrap(id, message)).is_err() {
+                        break;
+                    }
+                }
+                None => tracing::warn!(worker = pid, %line, "unreadable message from a worker"),
+            }
+        }
+    });
+    Ok(Spawned {
+        pid,
+        to_worker,
+        child,
+    })
+}
+
+/// Kills a process outright (a hung worker, or one past its shutdown
+/// time limit).
+pub fn kill(pid: u32) {
+    if pid == 0 {
+        return;
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// A process's memory in kilobytes: (virtual, private). Private is the
+/// resident anonymous memory plus what is swapped out.
+pub fn memory_kb(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Some((field("VmSize:"), field("RssAnon:") + field("VmSwap:")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_map_to_accounts() {
+        assert_eq!(account_for(0, "").unwrap().uid, 0);
+        assert_eq!(account_for(1, "").unwrap().name, "nobody");
+        let network = account_for(2, "").unwrap();
+        assert!(network.name == "www-data" || network.name == "nobody");
+        assert_eq!(account_for(3, "DOMAIN\\root").unwrap().uid, 0);
+        assert!(account_for(3, "").is_err());
+        assert!(account_for(3, "no-such-user-here")
+            .unwrap_err()
+            .contains("no Unix user"));
+        assert!(account_for(9, "").is_err());
+    }
+
+    #[test]
+    fn memory_of_this_process() {
+        let (virt, private) = memory_kb(std::process::id()).unwrap();
+        assert!(virt > 0 && private > 0 && virt >= private);
+        assert!(memory_kb(u32::MAX).is_none());
+    }
+}

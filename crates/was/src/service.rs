@@ -1,0 +1,1350 @@
+//! The activation service's state machine: one task owns every pool,
+//! site and worker; metabase changes, demand starts, worker messages and
+//! exits, admin calls and a clock tick arrive as events.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use listener::QueueHandle;
+use metabase::{ChangeBatch, MbPath, Value};
+use tokio::sync::{mpsc, oneshot};
+use worker::control::{FromWorker, ToWorker};
+
+use crate::model::{ids, pool_state, server_command, server_state, Model, PoolSettings};
+use crate::process::{self, Account, Launch};
+use crate::{AdminCall, Options, PoolCommand, PoolStatus, SiteCommand, SiteStatus, WorkerStatus};
+
+pub(crate) enum Event {
+    Changes(Arc<ChangeBatch>),
+    Demand(String),
+    Worker(u64, FromWorker),
+    Exited(u64, String),
+    Admin(AdminCall),
+}
+
+/// How often the clock ticks: timeouts are enforced to this precision.
+const TICK: Duration = Duration::from_millis(250);
+/// Status pings when PingingEnabled is off (idle detection needs them).
+const STATUS_PING: Duration = Duration::from_secs(5);
+/// How often memory limits are checked.
+const MEMORY_CHECK: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Starting,
+    Ready,
+    Stopping(Instant),
+}
+
+struct Worker {
+    pool: String,
+    pid: u32,
+    user: String,
+    to: mpsc::UnboundedSender<ToWorker>,
+    phase: Phase,
+    started: Instant,
+    ready_at: Option<Instant>,
+    ping: Option<(u64, Instant)>,
+    next_ping: Instant,
+    last_activity: Instant,
+    requests: u64,
+    /// The worker this one replaces in an overlapped recycle.
+    replaces: Option<u64>,
+    replaced_by: Option<u64>,
+    /// Why the service killed it (its exit then counts as a failure).
+    killed: Option<&'static str>,
+}
+
+struct Pool {
+    settings: PoolSettings,
+    queue: QueueHandle,
+    running: bool,
+    reason: Option<String>,
+    failures: VecDeque<Instant>,
+    /// A non-overlapped recycle waits for the old worker to exit.
+    start_after_exit: bool,
+    last_schedule: Option<(u32, u32, i64)>,
+    /// An application names it but it is not in the metabase: its queue
+    /// stays stopped (503), as IIS answers for a missing pool.
+    missing: bool,
+}
+
+struct SiteRt {
+    state: u32,
+    error: Option<String>,
+}
+
+/// What a registered prefix routes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    Pool(String),
+    Paused(u32),
+}
+
+struct Service {
+    opts: Options,
+    events: mpsc::UnboundedSender<Event>,
+    model: Model,
+    applied_change: u64,
+    waiters: Vec<(u64, oneshot::Sender<()>)>,
+    pools: BTreeMap<String, Pool>,
+    sites: BTreeMap<u32, SiteRt>,
+    paused: HashMap<u32, QueueHandle>,
+    registered: HashMap<String, (Target, u32)>,
+    workers: BTreeMap<u64, Worker>,
+    next_worker: u64,
+    shutdown: Option<(Instant, Vec<oneshot::Sender<()>>)>,
+    users_stamp: Option<SystemTime>,
+    last_memory_check: Instant,
+    root: bool,
+}
+
+pub(crate) fn start(opts: Options) -> mpsc::UnboundedSender<Event> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    // Metabase changes arrive on a std channel: forward them.
+    let changes = opts.files.metabase().subscribe();
+    let forward = tx.clone();
+    let _ = std::thread::Builder::new()
+        .name("was-changes".into())
+        .spawn(move || {
+            for batch in changes {
+                if forward.send(Event::Changes(batch)).is_err() {
+                    break;
+                }
+            }
+        });
+    let demand = tx.clone();
+    opts.listener
+        .set_demand_start(Arc::new(move |queue: &listener::Queue| {
+            let _ = demand.send(Event::Demand(queue.name.clone()));
+        }));
+    let snapshot = opts.files.metabase().snapshot();
+    let mut service = Service {
+        model: Model::default(),
+        applied_change: snapshot.change_number(),
+        waiters: Vec::new(),
+        pools: BTreeMap::new(),
+        sites: BTreeMap::new(),
+        paused: HashMap::new(),
+        registered: HashMap::new(),
+        workers: BTreeMap::new(),
+        next_worker: 1,
+        shutdown: None,
+        users_stamp: users_stamp(&opts),
+        last_memory_check: Instant::now(),
+        root: process::is_root(),
+        events: tx.clone(),
+        opts,
+    };
+    service.apply_model(Model::read(&snapshot), &[]);
+    tokio::spawn(service.run(rx));
+    tx
+}
+
+fn users_stamp(opts: &Options) -> Option<SystemTime> {
+    std::fs::metadata(userdb::UserDb::for_state_dir(&opts.state_dir).path())
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+fn path(text: &str) -> MbPath {
+    MbPath::parse(text).unwrap_or_default()
+}
+
+fn site_path(id: u32) -> MbPath {
+    path(&format!("/LM/W3SVC/{id}"))
+}
+
+fn pool_path(name: &str) -> MbPath {
+    path("/LM/W3SVC/AppPools").join(name).unwrap_or_default()
+}
+
+fn state_name(state: u32) -> &'static str {
+    match state {
+        server_state::STARTED => "started",
+        server_state::PAUSED => "paused",
+        _ => "stopped",
+    }
+}
+
+impl Service {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Event>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(e) => self.handle(e),
+                    None => break,
+                },
+                _ = tick.tick() => self.tick(),
+            }
+            if let Some((_, waiters)) = &mut self.shutdown {
+                if self.workers.is_empty() {
+                    for w in waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    // Stay to answer calls, with nothing running.
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Changes(batch) => self.on_changes(&batch),
+            Event::Demand(queue) => self.on_demand(&queue.to_lowercase()),
+            Event::Worker(id, message) => self.on_message(id, message),
+            Event::Exited(id, status) => self.on_exit(id, &status),
+            Event::Admin(call) => self.on_admin(call),
+        }
+    }
+
+    // ----- configuration -------------------------------------------------
+
+    fn on_changes(&mut self, batch: &ChangeBatch) {
+        let snapshot = self.opts.files.metabase().snapshot();
+        let state_ids = [
+            ids::SERVER_STATE,
+            ids::APP_POOL_STATE,
+            ids::WIN32_ERROR,
+            ids::SERVER_COMMAND,
+            ids::APP_POOL_COMMAND,
+        ];
+        let substantive = batch.schema_changed
+            || batch
+                .changes
+                .iter()
+                .any(|c| c.ids.is_empty() || c.ids.iter().any(|id| !state_ids.contains(id)));
+        // Commands written by administrators (adsutil's way).
+        let mut commands = Vec::new();
+        for change in &batch.changes {
+            let parts = change.path.parts();
+            if change.ids.contains(&ids::SERVER_COMMAND) && parts.len() == 3 {
+                if let (Ok(id), Some(cmd)) = (
+                    parts[2].parse::<u32>(),
+                    snapshot.effective_dword(&change.path, ids::SERVER_COMMAND),
+                ) {
+                    commands.push((Some(id), None, cmd));
+                }
+            }
+            if change.ids.contains(&ids::APP_POOL_COMMAND) && parts.len() == 4 {
+                if let Some(cmd) = snapshot.effective_dword(&change.path, ids::APP_POOL_COMMAND) {
+                    commands.push((None, Some(parts[3].clone()), cmd));
+                }
+            }
+        }
+        if substantive {
+            let model = Model::read(&snapshot);
+            if model != self.model {
+                self.apply_model(model, &batch.changes);
+            }
+            // Workers read the metabase again (vdirs, MIME maps, …).
+            for w in self.workers.values() {
+                if !matches!(w.phase, Phase::Stopping(_)) {
+                    let _ = w.to.send(ToWorker::Reload);
+                }
+            }
+            self.flush_all_caches();
+            self.write_states();
+        }
+        for (site, pool, cmd) in commands {
+            if let Some(id) = site {
+                let command = match cmd {
+                    server_command::START => SiteCommand::Start,
+                    server_command::STOP => SiteCommand::Stop,
+                    server_command::PAUSE => SiteCommand::Pause,
+                    server_command::CONTINUE => SiteCommand::Continue,
+                    _ => continue,
+                };
+                if let Err(e) = self.site_command(id, command) {
+                    tracing::warn!(site = id, error = %e, "ServerCommand not applied");
+                }
+            }
+            if let Some(name) = pool {
+                let command = match cmd {
+                    pool_state::COMMAND_START => PoolCommand::Start,
+                    pool_state::COMMAND_STOP => PoolCommand::Stop,
+                    _ => continue,
+                };
+                if let Err(e) = self.pool_command(&name, command) {
+                    tracing::warn!(pool = %name, error = %e, "AppPoolCommand not applied");
+                }
+            }
+        }
+        self.applied_change = self.applied_change.max(batch.change_number);
+        let applied = self.applied_change;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|(n, _)| *n <= applied);
+        self.waiters = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Brings pools, sites and prefixes in line with a new model.
+    fn apply_model(&mut self, model: Model, _changes: &[metabase::Change]) {
+        // Pools: new ones get a queue, removed ones go, changed ones take
+        // their new settings (recycling when the process itself changes).
+        let mut needed: BTreeMap<String, Option<PoolSettings>> = model
+            .pools
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        for site in model.sites.values() {
+            for app in &site.apps {
+                needed.entry(app.pool.to_lowercase()).or_insert(None);
+            }
+        }
+        let gone: Vec<String> = self
+            .pools
+            .keys()
+            .filter(|k| !needed.contains_key(*k))
+            .cloned()
+            .collect();
+        for (key, settings) in &needed {
+            let missing = settings.is_none();
+            let name = settings
+                .as_ref()
+                .map(|s| s.name.clone())
+                .or_else(|| {
+                    model
+                        .sites
+                        .values()
+                        .flat_map(|s| &s.apps)
+                        .find(|a| a.pool.to_lowercase() == *key)
+                        .map(|a| a.pool.clone())
+                })
+                .unwrap_or_else(|| key.clone());
+            let settings = settings.clone().unwrap_or_else(|| missing_pool(&name));
+            match self.pools.get_mut(key) {
+                Some(pool) => {
+                    let recycle = !missing
+                        && !pool.missing
+                        && pool.settings.process_differs(&settings)
+                        && !settings.disallow_rotation_on_config_change;
+                    let was_missing = pool.missing;
+                    pool.settings = settings;
+                    pool.missing = missing;
+                    configure_queue(pool);
+                    if was_missing && !missing && pool.settings.auto_start {
+                        pool.running = true;
+                        pool.reason = None;
+                        pool.queue.queue().set_stopped(false);
+                    }
+                    if recycle {
+                        self.recycle_pool(key, "its settings changed");
+                    }
+                }
+                None => match self.opts.listener.create_queue(&name) {
+                    Ok(queue) => {
+                        let running = !missing && settings.auto_start;
+                        let mut pool = Pool {
+                            settings,
+                            queue,
+                            running,
+                            reason: if missing {
+                                Some("no such application pool in the metabase".into())
+                            } else if !running {
+                                Some("AppPoolAutoStart is FALSE".into())
+                            } else {
+                                None
+                            },
+                            failures: VecDeque::new(),
+                            start_after_exit: false,
+                            last_schedule: None,
+                            missing,
+                        };
+                        configure_queue(&mut pool);
+                        pool.queue.queue().set_stopped(!running);
+                        self.pools.insert(key.clone(), pool);
+                    }
+                    Err(e) => {
+                        tracing::error!(pool = %name, error = %e, "cannot create the pool's queue")
+                    }
+                },
+            }
+        }
+        // Sites: new ones start if ServerAutoStart says so.
+        let old_sites = std::mem::take(&mut self.model.sites);
+        for (id, site) in &model.sites {
+            if !old_sites.contains_key(id) || !self.sites.contains_key(id) {
+                self.sites.insert(
+                    *id,
+                    SiteRt {
+                        state: if site.auto_start {
+                            server_state::STARTED
+                        } else {
+                            server_state::STOPPED
+                        },
+                        error: None,
+                    },
+                );
+            }
+        }
+        self.sites.retain(|id, _| model.sites.contains_key(id));
+        self.paused.retain(|id, _| model.sites.contains_key(id));
+        self.model = model;
+        self.apply_routes();
+        for key in gone {
+            let ids: Vec<u64> = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.pool == key)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                self.stop_worker(id);
+            }
+            self.pools.remove(&key);
+        }
+    }
+
+    /// Registers and unregisters prefixes so each started site's
+    /// applications route to their pools and paused sites answer 503.
+    fn apply_routes(&mut self) {
+        let mut desired: BTreeMap<u32, Vec<(String, Target)>> = BTreeMap::new();
+        for (id, site) in &self.model.sites {
+            let state = self
+                .sites
+                .get(id)
+                .map(|s| s.state)
+                .unwrap_or(server_state::STOPPED);
+            if state != server_state::STARTED && state != server_state::PAUSED {
+                continue;
+            }
+            let mut prefixes = Vec::new();
+            for binding in &site.bindings {
+                for app in &site.apps {
+                    let target = if state == server_state::PAUSED {
+                        Target::Paused(*id)
+                    } else {
+                        Target::Pool(app.pool.to_lowercase())
+                    };
+                    prefixes.push((binding.prefix(&app.url), target));
+                }
+            }
+            desired.insert(*id, prefixes);
+        }
+        // Two sites with one binding: the lower ID keeps it, the other
+        // cannot start (IIS reports the same).
+        let mut claimed: HashMap<String, u32> = HashMap::new();
+        let mut conflicts = Vec::new();
+        for (id, prefixes) in &desired {
+            if let Some((prefix, other)) = prefixes
+                .iter()
+                .find_map(|(p, _)| claimed.get(&p.to_lowercase()).map(|o| (p.clone(), *o)))
+            {
+                conflicts.push((*id, format!("{prefix} is already bound by site {other}")));
+                continue;
+            }
+            for (p, _) in prefixes {
+                claimed.insert(p.to_lowercase(), *id);
+            }
+        }
+        for (id, why) in &conflicts {
+            desired.remove(id);
+            if let Some(s) = self.sites.get_mut(id) {
+                if s.error.as_deref() != Some(why) {
+                    tracing::error!(site = id, error = %why, "site cannot start");
+                }
+                s.error = Some(why.clone());
+            }
+        }
+        let wanted: HashMap<String, (Target, u32)> = desired
+            .iter()
+            .flat_map(|(id, ps)| ps.iter().map(move |(p, t)| (p.clone(), (t.clone(), *id))))
+            .collect();
+        // Removals first, so a prefix can move between queues.
+        let stale: Vec<String> = self
+            .registered
+            .iter()
+            .filter(|(p, t)| wanted.get(*p) != Some(t))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for prefix in stale {
+            if let Some((target, _)) = self.registered.remove(&prefix) {
+                if let Some(q) = self.queue_of(&target) {
+                    let _ = q.remove_url(&prefix);
+                }
+            }
+        }
+        for (id, prefixes) in desired {
+            let mut failure = None;
+            for (prefix, target) in &prefixes {
+                if self.registered.contains_key(prefix) {
+                    continue;
+                }
+                if let Target::Paused(site) = target {
+                    if !self.paused.contains_key(site) {
+                        match self
+                            .opts
+                            .listener
+                            .create_queue(&format!("W3SVC-{site}-paused"))
+                        {
+                            Ok(q) => {
+                                q.queue().set_stopped(true);
+                                self.paused.insert(*site, q);
+                            }
+                            Err(e) => {
+                                failure = Some(e.message.clone());
+                                break;
+                            }
+                        }
+                    }
+                }
+                let Some(queue) = self.queue_of(target) else {
+                    failure = Some(format!("no queue for {prefix}"));
+                    break;
+                };
+                match queue.add_url(prefix, u64::from(id), Some(id)) {
+                    Ok(()) => {
+                        self.registered.insert(prefix.clone(), (target.clone(), id));
+                    }
+                    Err(e) => {
+                        failure = Some(e.message.clone());
+                        break;
+                    }
+                }
+            }
+            let site = self.sites.entry(id).or_insert(SiteRt {
+                state: server_state::STARTED,
+                error: None,
+            });
+            match failure {
+                Some(why) => {
+                    tracing::error!(site = id, error = %why, "site cannot start");
+                    site.error = Some(why);
+                    site.state = server_state::STOPPED;
+                    let mine: Vec<String> = self
+                        .registered
+                        .iter()
+                        .filter(|(_, (_, s))| *s == id)
+                        .map(|(p, _)| p.clone())
+                        .collect();
+                    for prefix in mine {
+                        if let Some((target, _)) = self.registered.remove(&prefix) {
+                            if let Some(q) = self.queue_of(&target) {
+                                let _ = q.remove_url(&prefix);
+                            }
+                        }
+                    }
+                }
+                None if !conflicts.iter().any(|(c, _)| *c == id) => site.error = None,
+                None => {}
+            }
+        }
+    }
+
+    fn queue_of(&self, target: &Target) -> Option<&QueueHandle> {
+        match target {
+            Target::Pool(name) => self.pools.get(name).map(|p| &p.queue),
+            Target::Paused(site) => self.paused.get(site),
+        }
+    }
+
+    fn flush_all_caches(&self) {
+        for prefix in self.registered.keys() {
+            let _ = self.opts.listener.flush_cache(prefix);
+        }
+    }
+
+    fn flush_pool_cache(&self, pool: &str) {
+        for (prefix, (target, _)) in &self.registered {
+            if *target == Target::Pool(pool.to_string()) {
+                let _ = self.opts.listener.flush_cache(prefix);
+            }
+        }
+    }
+
+    /// Writes ServerState and AppPoolState (VOLATILE: never saved) where
+    /// they differ from what is running.
+    fn write_states(&self) {
+        let snapshot = self.opts.files.metabase().snapshot();
+        let mut writes: Vec<(MbPath, u32, u32)> = Vec::new();
+        for (id, site) in &self.sites {
+            let p = site_path(*id);
+            if snapshot.find(&p).is_some()
+                && snapshot.effective_dword(&p, ids::SERVER_STATE) != Some(site.state)
+            {
+                writes.push((p, ids::SERVER_STATE, site.state));
+            }
+        }
+        for pool in self.pools.values().filter(|p| !p.missing) {
+            let p = pool_path(&pool.settings.name);
+            let state = if pool.running {
+                pool_state::STARTED
+            } else {
+                pool_state::STOPPED
+            };
+            if snapshot.find(&p).is_some()
+                && snapshot.effective_dword(&p, ids::APP_POOL_STATE) != Some(state)
+            {
+                writes.push((p, ids::APP_POOL_STATE, state));
+            }
+        }
+        if writes.is_empty() {
+            return;
+        }
+        let result = self.opts.files.metabase().write(|t| {
+            for (p, id, v) in &writes {
+                t.set(p, *id, Value::Dword(*v))?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot record run-time state in the metabase");
+        }
+    }
+
+    // ----- workers -------------------------------------------------------
+
+    fn live_workers(&self, pool: &str) -> usize {
+        self.workers
+            .values()
+            .filter(|w| w.pool == pool && !matches!(w.phase, Phase::Stopping(_)))
+            .count()
+    }
+
+    fn on_demand(&mut self, pool: &str) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let Some(p) = self.pools.get(pool) else {
+            return;
+        };
+        if !p.running || p.start_after_exit {
+            return;
+        }
+        let want = p.settings.max_processes as usize;
+        while self.live_workers(pool) < want {
+            if self.start_worker(pool, None).is_none() {
+                break;
+            }
+        }
+    }
+
+    fn account(&self, settings: &PoolSettings) -> Result<Option<Account>, String> {
+        if !self.root {
+            return Ok(None);
+        }
+        let account = process::account_for(settings.identity_type, &settings.wam_user)?;
+        Ok(if account.uid == 0 {
+            None
+        } else {
+            Some(account)
+        })
+    }
+
+    fn start_worker(&mut self, pool_key: &str, replaces: Option<u64>) -> Option<u64> {
+        let pool = self.pools.get(pool_key)?;
+        let settings = pool.settings.clone();
+        let account = match self.account(&settings) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(pool = %settings.name, error = %e, "cannot start a worker");
+                self.record_failure(pool_key, &e);
+                return None;
+            }
+        };
+        if let Some(a) = &account {
+            pool.queue.queue().allow_user(a.uid);
+            self.prepare_temp_dir(&settings.name, a);
+        }
+        let id = self.next_worker;
+        self.next_worker += 1;
+        let socket = self.opts.listener.control_socket().to_path_buf();
+        let metabase = self.opts.files.location().metabase.clone();
+        let launch = Launch {
+            program: &self.opts.program,
+            pool: &settings.name,
+            socket: &socket,
+            metabase: &metabase,
+            restart_requests: settings.periodic_restart_requests,
+            account: account.as_ref(),
+        };
+        let spawned = match process::spawn(&launch, id, self.events.clone(), Event::Worker) {
+            Ok(s) => s,
+            Err(e) => {
+                let why = format!("cannot start {}: {e}", self.opts.program.program.display());
+                tracing::error!(pool = %settings.name, error = %why);
+                self.record_failure(pool_key, &why);
+                return None;
+            }
+        };
+        let mut child = spawned.child;
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let _ = events.send(Event::Exited(id, status));
+        });
+        let now = Instant::now();
+        let user = account
+            .as_ref()
+            .map(|a| a.name.clone())
+            .unwrap_or_else(current_user);
+        tracing::info!(pool = %settings.name, pid = spawned.pid, user = %user, "worker process started");
+        self.workers.insert(
+            id,
+            Worker {
+                pool: pool_key.to_string(),
+                pid: spawned.pid,
+                user,
+                to: spawned.to_worker,
+                phase: Phase::Starting,
+                started: now,
+                ready_at: None,
+                ping: None,
+                next_ping: now,
+                last_activity: now,
+                requests: 0,
+                replaces,
+                replaced_by: None,
+                killed: None,
+            },
+        );
+        Some(id)
+    }
+
+    /// The compression directory a worker of another identity can write.
+    fn prepare_temp_dir(&self, pool: &str, account: &Account) {
+        let dir = self
+            .opts
+            .state_dir
+            .join("temp/IIS Temporary Compressed Files")
+            .join(worker::config::safe_dir_name(pool));
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let _ = nix::unistd::chown(
+                &dir,
+                Some(nix::unistd::Uid::from_raw(account.uid)),
+                Some(nix::unistd::Gid::from_raw(account.gid)),
+            );
+        }
+    }
+
+    fn stop_worker(&mut self, id: u64) {
+        if let Some(w) = self.workers.get_mut(&id) {
+            if !matches!(w.phase, Phase::Stopping(_)) {
+                w.phase = Phase::Stopping(Instant::now());
+                let _ = w.to.send(ToWorker::Stop);
+            }
+        }
+    }
+
+    fn kill_worker(&mut self, id: u64, why: &'static str) {
+        if let Some(w) = self.workers.get_mut(&id) {
+            tracing::warn!(pool = %w.pool, pid = w.pid, reason = why, "killing worker process");
+            w.killed = Some(why);
+            process::kill(w.pid);
+        }
+    }
+
+    fn on_message(&mut self, id: u64, message: FromWorker) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        match message {
+            FromWorker::Ready { .. } => {
+                if w.phase == Phase::Starting {
+                    w.phase = Phase::Ready;
+                    w.ready_at = Some(Instant::now());
+                    w.last_activity = Instant::now();
+                    w.next_ping = Instant::now() + Duration::from_secs(1);
+                }
+                if let Some(old) = w.replaces.take() {
+                    self.stop_worker(old);
+                }
+            }
+            FromWorker::Pong {
+                seq,
+                requests,
+                active,
+            } => {
+                if w.ping.is_some_and(|(s, _)| s == seq) {
+                    w.ping = None;
+                }
+                if requests != w.requests || active > 0 {
+                    w.last_activity = Instant::now();
+                }
+                w.requests = requests;
+            }
+            FromWorker::RecycleMe { reason } => {
+                tracing::info!(pool = %w.pool, pid = w.pid, %reason, "recycling worker process");
+                self.recycle_worker(id);
+            }
+            FromWorker::Logon {
+                id: call,
+                user,
+                password,
+            } => {
+                let to = w.to.clone();
+                let db = userdb::UserDb::for_state_dir(&self.opts.state_dir);
+                tokio::task::spawn_blocking(move || {
+                    let ok = match db.verify(&user, &password) {
+                        Ok(ok) => ok,
+                        Err(e) => {
+                            tracing::error!(error = %e, "user database unreadable");
+                            false
+                        }
+                    };
+                    let _ = to.send(ToWorker::LogonResult { id: call, ok });
+                });
+            }
+            FromWorker::Draining => {}
+            FromWorker::Fatal { message } => {
+                tracing::error!(pool = %w.pool, pid = w.pid, %message, "worker process failed");
+            }
+        }
+    }
+
+    fn recycle_worker(&mut self, id: u64) {
+        let Some(w) = self.workers.get(&id) else {
+            return;
+        };
+        if w.phase != Phase::Ready || w.replaced_by.is_some() {
+            return;
+        }
+        let pool = w.pool.clone();
+        let overlapped = self
+            .pools
+            .get(&pool)
+            .is_some_and(|p| !p.settings.disallow_overlapping_rotation);
+        if overlapped {
+            if let Some(new) = self.start_worker(&pool, Some(id)) {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.replaced_by = Some(new);
+                }
+            }
+        } else {
+            self.stop_worker(id);
+            if let Some(p) = self.pools.get_mut(&pool) {
+                p.start_after_exit = true;
+            }
+        }
+    }
+
+    fn recycle_pool(&mut self, pool: &str, why: &str) {
+        let ids: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.pool == pool && w.phase == Phase::Ready)
+            .map(|(id, _)| *id)
+            .collect();
+        if !ids.is_empty() {
+            tracing::info!(
+                pool,
+                reason = why,
+                workers = ids.len(),
+                "recycling application pool"
+            );
+        }
+        for id in ids {
+            self.recycle_worker(id);
+        }
+    }
+
+    fn on_exit(&mut self, id: u64, status: &str) {
+        let Some(w) = self.workers.remove(&id) else {
+            return;
+        };
+        let pool_key = w.pool.clone();
+        let pool_name = self
+            .pools
+            .get(&pool_key)
+            .map(|p| p.settings.name.clone())
+            .unwrap_or_else(|| pool_key.clone());
+        self.flush_pool_cache(&pool_key);
+        let expected = matches!(w.phase, Phase::Stopping(_)) && w.killed.is_none();
+        if expected {
+            tracing::info!(pool = %pool_name, pid = w.pid, "worker process exited");
+        } else {
+            let why = match w.killed {
+                Some(reason) => format!("killed: {reason}"),
+                None => format!("exited unexpectedly ({status})"),
+            };
+            tracing::warn!(pool = %pool_name, pid = w.pid, reason = %why, "worker process failed");
+            // A replacement that failed leaves the old worker serving.
+            if let Some(old) = w.replaces {
+                if let Some(o) = self.workers.get_mut(&old) {
+                    o.replaced_by = None;
+                }
+            }
+            if let Some(new) = w.replaced_by {
+                // The old one died while its successor starts: the
+                // successor no longer replaces anything.
+                if let Some(n) = self.workers.get_mut(&new) {
+                    n.replaces = None;
+                }
+            }
+            if !matches!(w.phase, Phase::Stopping(_)) || w.killed.is_some() {
+                self.record_failure(&pool_key, &why);
+            }
+        }
+        let Some(pool) = self.pools.get_mut(&pool_key) else {
+            return;
+        };
+        let restart_now = pool.start_after_exit;
+        pool.start_after_exit = false;
+        let pending = pool.queue.queue().pending();
+        let running = pool.running;
+        if self.shutdown.is_none()
+            && running
+            && (restart_now || pending > 0)
+            && self.live_workers(&pool_key) == 0
+        {
+            self.on_demand(&pool_key);
+        }
+    }
+
+    /// Counts a failure toward rapid-fail protection.
+    fn record_failure(&mut self, pool_key: &str, why: &str) {
+        let Some(pool) = self.pools.get_mut(pool_key) else {
+            return;
+        };
+        let now = Instant::now();
+        let window = Duration::from_secs(u64::from(pool.settings.rapid_fail_interval) * 60);
+        pool.failures.push_back(now);
+        while pool
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            pool.failures.pop_front();
+        }
+        if pool.settings.rapid_fail_protection
+            && pool.running
+            && pool.failures.len() >= pool.settings.rapid_fail_max_crashes as usize
+        {
+            let reason = format!(
+                "rapid-fail protection: {} failures within {} minutes (last: {why})",
+                pool.failures.len(),
+                pool.settings.rapid_fail_interval
+            );
+            tracing::error!(pool = %pool.settings.name, %reason, "application pool stopped");
+            pool.running = false;
+            pool.reason = Some(reason);
+            pool.queue.queue().set_stopped(true);
+            let ids: Vec<u64> = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.pool == pool_key)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                self.stop_worker(id);
+            }
+            self.write_states();
+        }
+    }
+
+    // ----- the clock -----------------------------------------------------
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let mut kills = Vec::new();
+        let mut stops = Vec::new();
+        let mut recycles = Vec::new();
+        let check_memory = now.duration_since(self.last_memory_check) >= MEMORY_CHECK;
+        if check_memory {
+            self.last_memory_check = now;
+        }
+        let mut seq_base = now.elapsed().as_nanos() as u64;
+        for (id, w) in self.workers.iter_mut() {
+            let Some(pool) = self.pools.get(&w.pool) else {
+                continue;
+            };
+            let s = &pool.settings;
+            match w.phase {
+                Phase::Starting => {
+                    if now.duration_since(w.started)
+                        > Duration::from_secs(u64::from(s.startup_time_limit))
+                    {
+                        kills.push((*id, "StartupTimeLimit exceeded"));
+                    }
+                }
+                Phase::Stopping(since) => {
+                    if now.duration_since(since)
+                        > Duration::from_secs(u64::from(s.shutdown_time_limit))
+                        && w.killed.is_none()
+                    {
+                        kills.push((*id, "ShutdownTimeLimit exceeded"));
+                    }
+                }
+                Phase::Ready => {
+                    if let Some((_, sent)) = w.ping {
+                        if s.pinging_enabled
+                            && now.duration_since(sent)
+                                > Duration::from_secs(u64::from(s.ping_response_time))
+                        {
+                            kills.push((*id, "no answer to ping within PingResponseTime"));
+                            continue;
+                        }
+                    } else if now >= w.next_ping {
+                        seq_base += 1;
+                        let seq = (*id << 32) ^ seq_base;
+                        w.ping = Some((seq, now));
+                        let _ = w.to.send(ToWorker::Ping { seq });
+                        let every = if s.pinging_enabled {
+                            Duration::from_secs(u64::from(s.ping_interval))
+                        } else {
+                            STATUS_PING
+                        };
+                        w.next_ping = now + every;
+                    }
+                    if !s.pinging_enabled {
+                        // Status pings only: an unanswered one is retried.
+                        if w.ping
+                            .is_some_and(|(_, sent)| now.duration_since(sent) > STATUS_PING)
+                        {
+                            w.ping = None;
+                        }
+                    }
+                    if s.idle_timeout > 0
+                        && w.replaced_by.is_none()
+                        && now.duration_since(w.last_activity)
+                            >= Duration::from_secs(u64::from(s.idle_timeout) * 60)
+                    {
+                        tracing::info!(pool = %s.name, pid = w.pid, "worker process idle for IdleTimeout: shutting it down");
+                        stops.push(*id);
+                        continue;
+                    }
+                    let age = w
+                        .ready_at
+                        .map(|t| now.duration_since(t))
+                        .unwrap_or_default();
+                    if s.periodic_restart_time > 0
+                        && age >= Duration::from_secs(u64::from(s.periodic_restart_time) * 60)
+                    {
+                        recycles.push((*id, "PeriodicRestartTime".to_string()));
+                        continue;
+                    }
+                    if check_memory
+                        && (s.periodic_restart_memory > 0 || s.periodic_restart_private_memory > 0)
+                    {
+                        if let Some((virt, private)) = process::memory_kb(w.pid) {
+                            if s.periodic_restart_memory > 0
+                                && virt > u64::from(s.periodic_restart_memory)
+                            {
+                                recycles.push((
+                                    *id,
+                                    format!("virtual memory {virt} KB > PeriodicRestartMemory"),
+                                ));
+                            } else if s.periodic_restart_private_memory > 0
+                                && private > u64::from(s.periodic_restart_private_memory)
+                            {
+                                recycles.push((*id, format!("private memory {private} KB > PeriodicRestartPrivateMemory")));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (id, why) in kills {
+            self.kill_worker(id, why);
+        }
+        for id in stops {
+            self.stop_worker(id);
+        }
+        for (id, why) in recycles {
+            if let Some(w) = self.workers.get(&id) {
+                tracing::info!(pool = %w.pool, pid = w.pid, reason = %why, "recycling worker process");
+            }
+            self.recycle_worker(id);
+        }
+        // PeriodicRestartSchedule, in local time.
+        let local = chrono::Local::now();
+        let (hour, minute, day) = {
+            use chrono::{Datelike, Timelike};
+            (
+                local.hour(),
+                local.minute(),
+                i64::from(local.num_days_from_ce()),
+            )
+        };
+        let due: Vec<String> = self
+            .pools
+            .iter_mut()
+            .filter(|(_, p)| {
+                p.settings
+                    .periodic_restart_schedule
+                    .contains(&(hour, minute))
+            })
+            .filter_map(|(k, p)| {
+                let stamp = (hour, minute, day);
+                (p.last_schedule != Some(stamp)).then(|| {
+                    p.last_schedule = Some(stamp);
+                    k.clone()
+                })
+            })
+            .collect();
+        for pool in due {
+            self.recycle_pool(&pool, "PeriodicRestartSchedule");
+        }
+        // The user database changed: workers forget cached logons.
+        let stamp = users_stamp(&self.opts);
+        if stamp != self.users_stamp {
+            self.users_stamp = stamp;
+            for w in self.workers.values() {
+                let _ = w.to.send(ToWorker::UsersChanged);
+            }
+        }
+        if let Some((since, _)) = &self.shutdown {
+            // Past every pool's ShutdownTimeLimit: kill what is left.
+            let limit = self
+                .pools
+                .values()
+                .map(|p| p.settings.shutdown_time_limit)
+                .max()
+                .unwrap_or(90);
+            if now.duration_since(*since) > Duration::from_secs(u64::from(limit) + 1) {
+                let left: Vec<u64> = self.workers.keys().copied().collect();
+                for id in left {
+                    self.kill_worker(id, "service shutting down");
+                }
+            }
+        }
+    }
+
+    // ----- administration ------------------------------------------------
+
+    fn on_admin(&mut self, call: AdminCall) {
+        match call {
+            AdminCall::Pools(reply) => {
+                let _ = reply.send(self.pool_statuses());
+            }
+            AdminCall::Sites(reply) => {
+                let _ = reply.send(self.site_statuses());
+            }
+            AdminCall::Pool {
+                name,
+                command,
+                reply,
+            } => {
+                let _ = reply.send(self.pool_command(&name, command));
+            }
+            AdminCall::Site { id, command, reply } => {
+                let _ = reply.send(self.site_command(id, command));
+            }
+            AdminCall::Sync {
+                change_number,
+                reply,
+            } => {
+                if change_number <= self.applied_change {
+                    let _ = reply.send(());
+                } else {
+                    self.waiters.push((change_number, reply));
+                }
+            }
+            AdminCall::Shutdown(reply) => {
+                // New requests are refused (503) while workers finish
+                // the ones they hold.
+                for pool in self.pools.values() {
+                    pool.queue.queue().set_stopped(true);
+                }
+                let ids: Vec<u64> = self.workers.keys().copied().collect();
+                for id in ids {
+                    self.stop_worker(id);
+                }
+                match &mut self.shutdown {
+                    Some((_, waiters)) => waiters.push(reply),
+                    None => self.shutdown = Some((Instant::now(), vec![reply])),
+                }
+            }
+        }
+    }
+
+    fn pool_statuses(&self) -> Vec<PoolStatus> {
+        let now = Instant::now();
+        self.pools
+            .iter()
+            .map(|(key, p)| PoolStatus {
+                name: p.settings.name.clone(),
+                state: if p.running { "started" } else { "stopped" }.into(),
+                reason: p.reason.clone(),
+                workers: self
+                    .workers
+                    .values()
+                    .filter(|w| w.pool == *key)
+                    .map(|w| WorkerStatus {
+                        pid: w.pid,
+                        state: match w.phase {
+                            Phase::Starting => "starting",
+                            Phase::Ready => "running",
+                            Phase::Stopping(_) => "stopping",
+                        }
+                        .into(),
+                        uptime_seconds: now.duration_since(w.started).as_secs(),
+                        requests: w.requests,
+                        user: w.user.clone(),
+                    })
+                    .collect(),
+                queued: p.queue.queue().pending(),
+                recent_failures: p.failures.len(),
+            })
+            .collect()
+    }
+
+    fn site_statuses(&self) -> Vec<SiteStatus> {
+        self.model
+            .sites
+            .values()
+            .map(|s| {
+                let rt = self.sites.get(&s.id);
+                SiteStatus {
+                    id: s.id,
+                    comment: s.comment.clone(),
+                    state: state_name(rt.map(|r| r.state).unwrap_or(server_state::STOPPED)).into(),
+                    bindings: s.bindings.iter().map(|b| b.to_string()).collect(),
+                    apps: s.apps.clone(),
+                    error: rt
+                        .and_then(|r| r.error.clone())
+                        .or_else(|| s.bad_bindings.first().cloned()),
+                }
+            })
+            .collect()
+    }
+
+    fn pool_command(&mut self, name: &str, command: PoolCommand) -> Result<String, String> {
+        let key = name.to_lowercase();
+        let Some(pool) = self.pools.get_mut(&key) else {
+            return Err(format!("no application pool named '{name}'"));
+        };
+        if pool.missing {
+            return Err(format!("application pool '{name}' is not in the metabase"));
+        }
+        let display = pool.settings.name.clone();
+        let message = match command {
+            PoolCommand::Start => {
+                let was = pool.running;
+                pool.running = true;
+                pool.reason = None;
+                pool.failures.clear();
+                pool.queue.queue().set_stopped(false);
+                let pending = pool.queue.queue().pending();
+                if pending > 0 {
+                    self.on_demand(&key);
+                }
+                if was {
+                    format!("application pool {display} is already started")
+                } else {
+                    format!("application pool {display} started")
+                }
+            }
+            PoolCommand::Stop => {
+                pool.running = false;
+                pool.reason = Some("stopped by an administrator".into());
+                pool.queue.queue().set_stopped(true);
+                let ids: Vec<u64> = self
+                    .workers
+                    .iter()
+                    .filter(|(_, w)| w.pool == key)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.stop_worker(id);
+                }
+                format!("application pool {display} stopped")
+            }
+            PoolCommand::Recycle => {
+                if !pool.running {
+                    return Err(format!(
+                        "application pool {display} is stopped: start it first"
+                    ));
+                }
+                let n = self
+                    .workers
+                    .values()
+                    .filter(|w| w.pool == key && w.phase == Phase::Ready)
+                    .count();
+                self.recycle_pool(&key, "recycle requested by an administrator");
+                format!("application pool {display} recycled ({n} worker process(es) replaced)")
+            }
+        };
+        self.write_states();
+        Ok(message)
+    }
+
+    fn site_command(&mut self, id: u32, command: SiteCommand) -> Result<String, String> {
+        if !self.model.sites.contains_key(&id) {
+            return Err(format!("no site with ID {id}"));
+        }
+        let site = self.sites.entry(id).or_insert(SiteRt {
+            state: server_state::STOPPED,
+            error: None,
+        });
+        let (next, verb) = match (command, site.state) {
+            (SiteCommand::Start, _) => (server_state::STARTED, "started"),
+            (SiteCommand::Stop, _) => (server_state::STOPPED, "stopped"),
+            (SiteCommand::Pause, server_state::STARTED | server_state::PAUSED) => {
+                (server_state::PAUSED, "paused")
+            }
+            (SiteCommand::Pause, _) => {
+                return Err(format!(
+                    "site {id} is not running: only a started site can be paused"
+                ))
+            }
+            (SiteCommand::Continue, server_state::PAUSED | server_state::STARTED) => {
+                (server_state::STARTED, "continued")
+            }
+            (SiteCommand::Continue, _) => return Err(format!("site {id} is not paused")),
+        };
+        site.state = next;
+        site.error = None;
+        self.apply_routes();
+        self.write_states();
+        match self.sites.get(&id).and_then(|s| s.error.clone()) {
+            Some(e) => Err(format!("site {id} cannot start: {e}")),
+            None => Ok(format!("site {id} {verb}")),
+        }
+    }
+}
+
+fn configure_queue(pool: &mut Pool) {
+    let q = pool.queue.queue();
+    q.set_max_length(pool.settings.queue_length as usize);
+    q.set_drop_when_stopped(pool.settings.load_balancer_capabilities == 1);
+    if pool.missing {
+        q.set_stopped(true);
+    }
+}
+
+fn missing_pool(name: &str) -> PoolSettings {
+    PoolSettings {
+        name: name.to_string(),
+        auto_start: false,
+        max_processes: 1,
+        pinging_enabled: false,
+        ping_interval: 30,
+        ping_response_time: 90,
+        startup_time_limit: 90,
+        shutdown_time_limit: 90,
+        periodic_restart_time: 0,
+        periodic_restart_requests: 0,
+        periodic_restart_schedule: Vec::new(),
+        periodic_restart_memory: 0,
+        periodic_restart_private_memory: 0,
+        rapid_fail_protection: false,
+        rapid_fail_interval: 5,
+        rapid_fail_max_crashes: 5,
+        load_balancer_capabilities: 2,
+        idle_timeout: 0,
+        queue_length: 1000,
+        disallow_overlapping_rotation: false,
+        disallow_rotation_on_config_change: true,
+        identity_type: 2,
+        wam_user: String::new(),
+    }
+}
+
+fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| nix::unistd::geteuid().to_string())
+}
