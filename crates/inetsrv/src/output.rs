@@ -41,6 +41,9 @@ pub fn text(schema: &Schema, r: &Resolved, show_secrets: bool) -> String {
             }
             (Value::Dword(v), _) => v.to_string(),
             (Value::String(s) | Value::ExpandSz(s), _) => quote(s),
+            (Value::Binary(b), Some(d)) if ipsec_text(d, b).is_some() => {
+                quote(&ipsec_text(d, b).unwrap_or_default())
+            }
             (Value::Binary(b), _) => format!("{} bytes: {}", b.len(), hex(b)),
             (Value::MultiSz(items), _) => {
                 let mut out = format!("({} Items)", items.len());
@@ -59,6 +62,14 @@ pub fn text(schema: &Schema, r: &Resolved, show_secrets: bool) -> String {
     line
 }
 
+/// IPSecurity in its readable form, when it is in inetsrv's format.
+fn ipsec_text(def: &PropertyDef, bytes: &[u8]) -> Option<String> {
+    (def.schema_type == SchemaType::IpSecList)
+        .then(|| metabase::ipsec::IpSecurity::from_bytes(bytes))
+        .flatten()
+        .map(|list| list.to_text())
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -70,6 +81,11 @@ pub fn json_value(def: Option<&PropertyDef>, value: &Value) -> Json {
         (Value::Dword(v), _) => json!(v),
         (Value::String(s) | Value::ExpandSz(s), _) => json!(s),
         (Value::MultiSz(items), _) => json!(items),
+        (Value::Binary(b), Some(SchemaType::IpSecList)) => match def.and_then(|d| ipsec_text(d, b))
+        {
+            Some(text) => json!(text),
+            None => json!(hex(b)),
+        },
         (Value::Binary(b), _) => json!(hex(b)),
     }
 }

@@ -315,7 +315,10 @@ impl Conn {
             && head.framing == Framing::None
             && header("authorization").is_none()
             && header("range").is_none()
-            && header("if-range").is_none();
+            && header("if-range").is_none()
+            // Preconditions the cache does not evaluate go to the owner.
+            && header("if-match").is_none()
+            && header("if-unmodified-since").is_none();
         let cache_key =
             cacheable_request.then(|| ResponseCache::key(&url.host, url.port, &url.path));
         if let Some(key) = &cache_key {

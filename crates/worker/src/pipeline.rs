@@ -700,18 +700,17 @@ impl Pipeline {
                     }
                     return;
                 }
-                if let [Part::Range { offset: 0, len }] = parts.as_slice() {
-                    if *len <= SMALL_FILE {
-                        match std::fs::read(&path) {
-                            Ok(bytes) if bytes.len() as u64 == *len => {
-                                let _ = req.respond(response.body(bytes)).await;
-                            }
-                            // Changed since it was examined: the client
-                            // must not get a head that lies about it.
-                            _ => req.abort(),
+                if total <= SMALL_FILE {
+                    // Small: read now and send with the head.
+                    match read_parts(&path, &parts) {
+                        Some(bytes) => {
+                            let _ = req.respond(response.body(bytes)).await;
                         }
-                        return;
+                        // Changed since it was examined: the client must
+                        // not get a head that lies about it.
+                        None => req.abort(),
                     }
+                    return;
                 }
                 stream_file(req, response, path, parts, total).await;
             }
@@ -783,6 +782,25 @@ async fn stream_file(
         }
     }
     let _ = writer.finish(Vec::new()).await;
+}
+
+/// The bytes of a small response made of file parts; `None` if the file
+/// is shorter than it was.
+fn read_parts(path: &Path, parts: &[Part]) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).ok()?;
+    let mut out = Vec::new();
+    for part in parts {
+        match part {
+            Part::Literal(bytes) => out.extend_from_slice(bytes),
+            Part::Range { offset, len } => {
+                let start = out.len();
+                out.resize(start + *len as usize, 0);
+                file.read_exact_at(&mut out[start..], *offset).ok()?;
+            }
+        }
+    }
+    Some(out)
 }
 
 fn read_error_file(path: &Path, cfg: &UrlConfig) -> Option<(String, Bytes)> {

@@ -1,0 +1,328 @@
+//! A real `inetsrv start` serving sites through real worker processes, on
+//! a temporary state directory with site 1 bound to a free port, and
+//! curl as the HTTP client.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{free_port, BIN};
+
+pub struct Web {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+    stdout: Option<mpsc::Receiver<String>>,
+}
+
+/// A response as curl got it.
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> Option<String> {
+        // The last response's head (after any 100 Continue).
+        let last = self
+            .head
+            .split("\r\n\r\n")
+            .filter(|b| !b.trim().is_empty())
+            .last()
+            .unwrap_or("");
+        last.split("\r\n").skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Web {
+    /// A state directory (not started yet) whose site 1 listens on a free
+    /// loopback port.
+    pub fn prepare() -> Web {
+        let dir = tempfile::tempdir().unwrap();
+        // Workers may run as another user (when the tests run as root):
+        // they must be able to reach the state directory, as they must
+        // on a real machine.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(
+            state.join("httpsys.json"),
+            r#"{"ListenAddresses": ["127.0.0.1"]}"#,
+        )
+        .unwrap();
+        let web = Web {
+            dir,
+            port: free_port(),
+            child: None,
+            stdout: None,
+        };
+        web.cli_ok(&[
+            "mb",
+            "set",
+            "W3SVC/1/ServerBindings",
+            &format!(":{}:", web.port),
+        ]);
+        web
+    }
+
+    /// Prepares and starts.
+    pub fn start() -> Web {
+        let mut web = Web::prepare();
+        web.launch();
+        web
+    }
+
+    /// Starts `inetsrv start` and waits for its `ready` line.
+    pub fn launch(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("stderr.log")).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("--state-dir")
+            .arg(self.state())
+            .args(["start", "--foreground", "--edit-poll-ms", "100"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line == "ready" => break,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!(
+                    "the server did not get ready; it said:\n{}\n{}",
+                    seen.join("\n"),
+                    self.log()
+                ),
+            }
+        }
+        self.child = Some(child);
+        self.stdout = Some(rx);
+    }
+
+    /// Lines the server printed on stdout after `ready`.
+    pub fn stdout_lines(&self, wait: Duration) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(rx) = &self.stdout {
+            let deadline = Instant::now() + wait;
+            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                lines.push(line);
+            }
+        }
+        lines
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends a signal to the server.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the server to exit; its exit status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn www(&self) -> PathBuf {
+        self.state().join("wwwroot")
+    }
+
+    /// What the server and its workers logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--state-dir")
+            .arg(self.state())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a command that must succeed; its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "inetsrv {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail; its stderr.
+    pub fn cli_err(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            !out.status.success(),
+            "inetsrv {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `curl` with `args`, then the URL of `path` on site 1.
+    pub fn curl(&self, path: &str, args: &[&str]) -> Got {
+        curl(&self.url(path), args)
+    }
+
+    /// The JSON `pool list` prints.
+    pub fn pools(&self) -> serde_json::Value {
+        serde_json::from_str(&self.cli_ok(&["--json", "pool", "list"])).unwrap()
+    }
+
+    /// The PIDs of a pool's workers in a state (`running`, …).
+    pub fn worker_pids(&self, pool: &str, state: &str) -> Vec<u32> {
+        self.pools()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                p["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(pool))
+            })
+            .flat_map(|p| p["workers"].as_array().cloned().unwrap_or_default())
+            .filter(|w| w["state"] == state)
+            .map(|w| w["pid"].as_u64().unwrap() as u32)
+            .collect()
+    }
+
+    /// Waits until `check` holds.
+    pub fn wait_for(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !check() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The W3C log lines of a site written so far (directives skipped).
+    pub fn w3c_lines(&self, site: u32) -> Vec<String> {
+        let dir = self.state().join(format!("logs/W3SVC{site}"));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|l| !l.starts_with('#'))
+            .collect()
+    }
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs curl on a URL: status, head and body.
+pub fn curl(url: &str, args: &[&str]) -> Got {
+    let dir = tempfile::tempdir().unwrap();
+    let head = dir.path().join("head");
+    let body = dir.path().join("body");
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "20", "-o"])
+        .arg(&body)
+        .arg("-D")
+        .arg(&head)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl is installed");
+    let status = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    Got {
+        status,
+        head: std::fs::read_to_string(&head).unwrap_or_default(),
+        body: std::fs::read(&body).unwrap_or_default(),
+    }
+}
+
+/// Writes a file under a directory, creating its parents.
+pub fn write(root: &Path, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, contents).unwrap();
+    path
+}
