@@ -1,5 +1,5 @@
-//! The local admin socket (`DIR/run/admin.sock`): how `inetsrv site`,
-//! `vdir` and `pool` reach a running server. The client sends its command
+//! The local admin socket (`DIR/run/admin.sock`): how `inetsrv mb`,
+//! `site`, `vdir` and `pool` reach a running server. The client sends its command
 //! line; the server parses and runs it against its live metabase and
 //! activation service and sends back what to print. Only the server's own
 //! user (and root) may connect.
@@ -124,6 +124,15 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
         out: String::new(),
     };
     let result = match &cli.command {
+        Command::Mb { command } => {
+            let result = crate::mb_cmd::execute(&mut ctx.out, &cli, files, command);
+            if result.is_ok() && crate::mb_cmd::writes(command) {
+                // The change is in effect (in every worker) on return.
+                was.synced(files.metabase().snapshot().change_number())
+                    .await;
+            }
+            result
+        }
         Command::Site { command } => web_cmd::site(&mut ctx, command).await,
         Command::Vdir { command } => web_cmd::vdir(&mut ctx, command).await,
         Command::Pool { command } => web_cmd::pool(&mut ctx, command).await,

@@ -120,7 +120,7 @@ fn main() -> ExitCode {
         Command::Pool { command } => run_web(&cli, WebVerb::Pool(command)),
         Command::User { command } => user_cmd::run(&cli, command),
         Command::Worker(args) => worker_cmd::run(args),
-        Command::Mb { command } => mb_cmd::run(&cli, command),
+        Command::Mb { command } => run_web(&cli, WebVerb::Mb(command)),
         Command::Backup { command } => backup_cmd::run(&cli, command),
         Command::Config { command } => config_cmd::run(&cli, command),
         Command::Urlacl { command } => urlacl_cmd::run(&cli, command),
@@ -136,6 +136,7 @@ fn main() -> ExitCode {
 }
 
 enum WebVerb<'a> {
+    Mb(&'a mb_cmd::MbCommand),
     Site(&'a web_cmd::SiteVerb),
     Vdir(&'a web_cmd::VdirVerb),
     Pool(&'a web_cmd::PoolVerb),
@@ -153,8 +154,8 @@ impl std::fmt::Display for RemoteFailure {
 
 impl std::error::Error for RemoteFailure {}
 
-/// Runs a site, vdir or pool verb on the running server when there is
-/// one, else on the metabase files.
+/// Runs an mb, site, vdir or pool verb on the running server when there
+/// is one, else on the metabase files.
 fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
     if cli.metabase.is_none() {
         let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -169,6 +170,7 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
         }
     }
     let writes = match &verb {
+        WebVerb::Mb(v) => return mb_cmd::run(cli, v),
         WebVerb::Site(v) => v.writes(),
         WebVerb::Vdir(v) => v.writes(),
         WebVerb::Pool(v) => v.writes(),
@@ -185,6 +187,7 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
     };
     let result = runtime.block_on(async {
         match verb {
+            WebVerb::Mb(_) => Ok(()),
             WebVerb::Site(v) => web_cmd::site(&mut ctx, v).await,
             WebVerb::Vdir(v) => web_cmd::vdir(&mut ctx, v).await,
             WebVerb::Pool(v) => web_cmd::pool(&mut ctx, v).await,

@@ -9,6 +9,17 @@ use metabase::{
 use serde_json::json;
 
 use crate::output;
+
+/// `println!` into the command's output.
+macro_rules! say {
+    ($out:expr) => {
+        $out.push('\n')
+    };
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
 use crate::target::{self, split_property};
 use crate::Cli;
 
@@ -165,8 +176,18 @@ pub enum SchemaCommand {
     Allow { class: String, property: String },
 }
 
+/// Runs a verb on the metabase files (no server running).
 pub fn run(cli: &Cli, command: &MbCommand) -> Result<()> {
-    let writes = matches!(
+    let files = target::open(cli, writes(command))?;
+    let mut out = String::new();
+    let result = execute(&mut out, cli, &files, command);
+    print!("{out}");
+    result
+}
+
+/// Whether a verb changes the metabase.
+pub fn writes(command: &MbCommand) -> bool {
+    matches!(
         command,
         MbCommand::Set(_)
             | MbCommand::Create { .. }
@@ -179,48 +200,57 @@ pub fn run(cli: &Cli, command: &MbCommand) -> Result<()> {
                     | SchemaCommand::AddClass { .. }
                     | SchemaCommand::Allow { .. }
             }
-    );
-    let files = target::open(cli, writes)?;
+    )
+}
+
+/// Runs a verb on `files`, writing what it prints to `out`.
+pub fn execute(
+    out: &mut String,
+    cli: &Cli,
+    files: &MetabaseFiles,
+    command: &MbCommand,
+) -> Result<()> {
+    let files = files.clone();
     match command {
-        MbCommand::Get { path, own } => get(cli, &files, path, *own),
-        MbCommand::Set(args) => set(cli, &files, args),
-        MbCommand::Enum { path, own } => enumerate(cli, &files, path, *own),
-        MbCommand::EnumAll { path } => enum_all(cli, &files, path),
+        MbCommand::Get { path, own } => get(out, cli, &files, path, *own),
+        MbCommand::Set(args) => set(out, cli, &files, args),
+        MbCommand::Enum { path, own } => enumerate(out, cli, &files, path, *own),
+        MbCommand::EnumAll { path } => enum_all(out, cli, &files, path),
         MbCommand::Create { path, key_type } => {
             let path = target::path(path)?;
             files.metabase().write(|t| t.create_key(&path, key_type))?;
-            done(cli, &format!("created {path} ({key_type})"))
+            done(out, cli, &format!("created {path} ({key_type})"))
         }
-        MbCommand::Delete { path } => delete(cli, &files, path),
+        MbCommand::Delete { path } => delete(out, cli, &files, path),
         MbCommand::Copy {
             source,
             destination,
             overwrite,
-        } => copy(cli, &files, source, destination, *overwrite, true),
+        } => copy(out, cli, &files, source, destination, *overwrite, true),
         MbCommand::Move {
             source,
             destination,
             overwrite,
-        } => copy(cli, &files, source, destination, *overwrite, false),
+        } => copy(out, cli, &files, source, destination, *overwrite, false),
         MbCommand::Rename {
             source,
             destination,
-        } => rename(cli, &files, source, destination),
-        MbCommand::Find { property, path } => find(cli, &files, property, path),
-        MbCommand::Schema { command } => schema(cli, &files, command),
+        } => rename(out, cli, &files, source, destination),
+        MbCommand::Find { property, path } => find(out, cli, &files, property, path),
+        MbCommand::Schema { command } => schema(out, cli, &files, command),
     }
 }
 
-fn done(cli: &Cli, message: &str) -> Result<()> {
+fn done(out: &mut String, cli: &Cli, message: &str) -> Result<()> {
     if cli.json {
-        output::print_json(&json!({ "ok": true, "message": message }));
+        output::push_json(out, &json!({ "ok": true, "message": message }));
     } else {
-        println!("{message}");
+        say!(out, "{message}");
     }
     Ok(())
 }
 
-fn get(cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
+fn get(out: &mut String, cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
     let (key_path, name) = split_property(path)?;
     let snap = files.metabase().snapshot();
     let schema = snap.schema();
@@ -253,9 +283,13 @@ fn get(cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
             .map_or(name.clone(), |f| f.name.clone());
         let on = set & bit == bit;
         if cli.json {
-            output::print_json(&json!({ "name": flag_name, "value": on, "flag_of": def.name }));
+            output::push_json(
+                out,
+                &json!({ "name": flag_name, "value": on, "flag_of": def.name }),
+            );
         } else {
-            println!(
+            say!(
+                out,
                 "{:<31} : (BOOLEAN) {}",
                 flag_name,
                 if on { "True" } else { "False" }
@@ -274,9 +308,9 @@ fn get(cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
     if cli.json {
         let mut obj = output::json(schema, &resolved, cli.show_secrets);
         obj["path"] = json!(snap.canonical(&key_path).unwrap_or(key_path).to_string());
-        output::print_json(&obj);
+        output::push_json(out, &obj);
     } else {
-        println!("{}", output::text(schema, &resolved, cli.show_secrets));
+        say!(out, "{}", output::text(schema, &resolved, cli.show_secrets));
     }
     Ok(())
 }
@@ -308,7 +342,7 @@ fn not_set_hint(snap: &Snapshot, e: metabase::Error, path: &MbPath, name: &str) 
     e.into()
 }
 
-fn set(cli: &Cli, files: &MetabaseFiles, args: &SetArgs) -> Result<()> {
+fn set(out: &mut String, cli: &Cli, files: &MetabaseFiles, args: &SetArgs) -> Result<()> {
     let (path, name) = split_property(&args.path)?;
     let snap = files.metabase().snapshot();
     let known = snap.schema().property_by_name(&name).is_some()
@@ -362,12 +396,13 @@ fn set(cli: &Cli, files: &MetabaseFiles, args: &SetArgs) -> Result<()> {
             .write(|t| t.set_property(&path, property))?;
     }
     if cli.json {
-        return get(cli, files, &args.path, true);
+        return get(out, cli, files, &args.path, true);
     }
     Ok(())
 }
 
 fn key_listing(
+    out: &mut String,
     cli: &Cli,
     snap: &Snapshot,
     path: &MbPath,
@@ -397,16 +432,25 @@ fn key_listing(
         }))
     } else {
         for r in &props {
-            println!("{}", output::text(schema, r, cli.show_secrets));
+            say!(out, "{}", output::text(schema, r, cli.show_secrets));
         }
         for name in sealed {
-            println!("{name:<31} : (SEALED) encrypted under another machine's key; kept unchanged");
+            say!(
+                out,
+                "{name:<31} : (SEALED) encrypted under another machine's key; kept unchanged"
+            );
         }
         Ok(json!(children))
     }
 }
 
-fn enumerate(cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
+fn enumerate(
+    out: &mut String,
+    cli: &Cli,
+    files: &MetabaseFiles,
+    path: &str,
+    own: bool,
+) -> Result<()> {
     let path = target::path(path)?;
     let snap = files.metabase().snapshot();
     let mode = if own {
@@ -414,23 +458,23 @@ fn enumerate(cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<
     } else {
         GetMode::Inherited
     };
-    let listing = key_listing(cli, &snap, &path, mode)?;
+    let listing = key_listing(out, cli, &snap, &path, mode)?;
     if cli.json {
-        output::print_json(&listing);
+        output::push_json(out, &listing);
     } else {
         if let Some(children) = listing.as_array() {
             if !children.is_empty() {
-                println!();
+                say!(out);
             }
             for c in children {
-                println!("[{}]", c.as_str().unwrap_or_default());
+                say!(out, "[{}]", c.as_str().unwrap_or_default());
             }
         }
     }
     Ok(())
 }
 
-fn enum_all(cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
+fn enum_all(out: &mut String, cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
     let path = target::path(path)?;
     let snap = files.metabase().snapshot();
     let mut paths = Vec::new();
@@ -439,19 +483,19 @@ fn enum_all(cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
     for (i, p) in paths.iter().enumerate() {
         if !cli.json {
             if i > 0 {
-                println!();
+                say!(out);
             }
-            println!("[{p}]  ({})", snap.key(p)?.key_type());
+            say!(out, "[{p}]  ({})", snap.key(p)?.key_type());
         }
-        all.push(key_listing(cli, &snap, p, GetMode::Own)?);
+        all.push(key_listing(out, cli, &snap, p, GetMode::Own)?);
     }
     if cli.json {
-        output::print_json(&json!(all));
+        output::push_json(out, &json!(all));
     }
     Ok(())
 }
 
-fn delete(cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
+fn delete(out: &mut String, cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
     let full = target::path(path)?;
     let snap = files.metabase().snapshot();
     if let (Some(parent), Some(name)) = (full.parent(), full.name()) {
@@ -470,6 +514,7 @@ fn delete(cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
             {
                 files.metabase().write(|t| t.delete_data(&parent, id))?;
                 return done(
+                    out,
                     cli,
                     &format!("deleted {} from {parent}", snap.schema().name_of(id)),
                 );
@@ -485,6 +530,7 @@ fn delete(cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
     let count = snap.key(&full)?.subtree_len();
     files.metabase().write(|t| t.delete_key(&full))?;
     done(
+        out,
         cli,
         &format!(
             "deleted {full} ({count} key{})",
@@ -494,6 +540,7 @@ fn delete(cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
 }
 
 fn copy(
+    out: &mut String,
     cli: &Cli,
     files: &MetabaseFiles,
     source: &str,
@@ -507,6 +554,7 @@ fn copy(
         .metabase()
         .write(|t| t.copy_key(&src, &dst, overwrite, keep_source))?;
     done(
+        out,
         cli,
         &format!(
             "{} {src} to {dst}",
@@ -515,7 +563,13 @@ fn copy(
     )
 }
 
-fn rename(cli: &Cli, files: &MetabaseFiles, source: &str, destination: &str) -> Result<()> {
+fn rename(
+    out: &mut String,
+    cli: &Cli,
+    files: &MetabaseFiles,
+    source: &str,
+    destination: &str,
+) -> Result<()> {
     let src = target::path(source)?;
     let new_name = if destination.contains(['/', '\\']) {
         let dst = target::path(destination)?;
@@ -532,36 +586,51 @@ fn rename(cli: &Cli, files: &MetabaseFiles, source: &str, destination: &str) -> 
         destination.to_string()
     };
     files.metabase().write(|t| t.rename_key(&src, &new_name))?;
-    done(cli, &format!("renamed {src} to {new_name}"))
+    done(out, cli, &format!("renamed {src} to {new_name}"))
 }
 
-fn find(cli: &Cli, files: &MetabaseFiles, property: &str, path: &str) -> Result<()> {
+fn find(
+    out: &mut String,
+    cli: &Cli,
+    files: &MetabaseFiles,
+    property: &str,
+    path: &str,
+) -> Result<()> {
     let path = target::path(path)?;
     let snap = files.metabase().snapshot();
     let id =
         property_id(&snap, property).ok_or_else(|| anyhow!("unknown property '{property}'"))?;
     let paths = snap.data_paths(&path, id, None)?;
     if cli.json {
-        output::print_json(&json!({
-            "property": snap.schema().name_of(id),
-            "id": id,
-            "paths": paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        }));
+        output::push_json(
+            out,
+            &json!({
+                "property": snap.schema().name_of(id),
+                "id": id,
+                "paths": paths.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+        );
     } else if paths.is_empty() {
-        println!(
+        say!(
+            out,
             "{} is not set at or below {path}",
             snap.schema().name_of(id)
         );
     } else {
-        println!("{} is set at:", snap.schema().name_of(id));
+        say!(out, "{} is set at:", snap.schema().name_of(id));
         for p in paths {
-            println!("  {p}");
+            say!(out, "  {p}");
         }
     }
     Ok(())
 }
 
-fn schema(cli: &Cli, files: &MetabaseFiles, command: &SchemaCommand) -> Result<()> {
+fn schema(
+    out: &mut String,
+    cli: &Cli,
+    files: &MetabaseFiles,
+    command: &SchemaCommand,
+) -> Result<()> {
     let snap = files.metabase().snapshot();
     let schema = snap.schema();
     match command {
@@ -572,10 +641,13 @@ fn schema(cli: &Cli, files: &MetabaseFiles, command: &SchemaCommand) -> Result<(
                 .filter(|c| *all || (!c.is_hidden() && c.name != "MetabaseBaseClass"))
                 .collect();
             if cli.json {
-                output::print_json(&json!(classes.iter().map(|c| &c.name).collect::<Vec<_>>()));
+                output::push_json(
+                    out,
+                    &json!(classes.iter().map(|c| &c.name).collect::<Vec<_>>()),
+                );
             } else {
                 for c in classes {
-                    println!("{}", c.name);
+                    say!(out, "{}", c.name);
                 }
             }
         }
@@ -589,21 +661,24 @@ fn schema(cli: &Cli, files: &MetabaseFiles, command: &SchemaCommand) -> Result<(
                 .map(|d| d.name.clone())
                 .collect();
             if cli.json {
-                output::print_json(&json!({
-                    "name": class.name,
-                    "contains": class.container_class_list,
-                    "properties": props,
-                }));
+                output::push_json(
+                    out,
+                    &json!({
+                        "name": class.name,
+                        "contains": class.container_class_list,
+                        "properties": props,
+                    }),
+                );
             } else {
-                println!("{}", class.name);
+                say!(out, "{}", class.name);
                 match &class.container_class_list {
-                    Some(list) if list.is_empty() => println!("  contains: nothing"),
-                    Some(list) => println!("  contains: {}", list.join(", ")),
-                    None => println!("  contains: anything"),
+                    Some(list) if list.is_empty() => say!(out, "  contains: nothing"),
+                    Some(list) => say!(out, "  contains: {}", list.join(", ")),
+                    None => say!(out, "  contains: anything"),
                 }
-                println!("  properties ({}):", props.len());
+                say!(out, "  properties ({}):", props.len());
                 for p in props {
-                    println!("    {p}");
+                    say!(out, "    {p}");
                 }
             }
         }
@@ -622,32 +697,35 @@ fn schema(cli: &Cli, files: &MetabaseFiles, command: &SchemaCommand) -> Result<(
                 .map(|c| c.name.as_str())
                 .collect();
             if cli.json {
-                output::print_json(&json!({
-                    "name": def.name,
-                    "id": def.id,
-                    "type": def.schema_type.to_string(),
-                    "user_type": def.user_type.to_string(),
-                    "attributes": def.attributes.to_string(),
-                    "default": def.default,
-                    "range": def.range(),
-                    "flags": def.flags.iter().map(|f| json!({"name": f.name, "value": f.value})).collect::<Vec<_>>(),
-                    "classes": classes,
-                }));
+                output::push_json(
+                    out,
+                    &json!({
+                        "name": def.name,
+                        "id": def.id,
+                        "type": def.schema_type.to_string(),
+                        "user_type": def.user_type.to_string(),
+                        "attributes": def.attributes.to_string(),
+                        "default": def.default,
+                        "range": def.range(),
+                        "flags": def.flags.iter().map(|f| json!({"name": f.name, "value": f.value})).collect::<Vec<_>>(),
+                        "classes": classes,
+                    }),
+                );
             } else {
-                println!("{} (ID {})", def.name, def.id);
-                println!("  type:       {}", def.schema_type);
-                println!("  user type:  {}", def.user_type);
-                println!("  attributes: {}", def.attributes);
+                say!(out, "{} (ID {})", def.name, def.id);
+                say!(out, "  type:       {}", def.schema_type);
+                say!(out, "  user type:  {}", def.user_type);
+                say!(out, "  attributes: {}", def.attributes);
                 if let Some(d) = &def.default {
-                    println!("  default:    {d}");
+                    say!(out, "  default:    {d}");
                 }
                 if let Some((lo, hi)) = def.range() {
-                    println!("  range:      {lo} to {hi}");
+                    say!(out, "  range:      {lo} to {hi}");
                 }
                 for f in &def.flags {
-                    println!("  flag:       {} = {}", f.name, f.value);
+                    say!(out, "  flag:       {} = {}", f.name, f.value);
                 }
-                println!("  classes:    {}", classes.join(", "));
+                say!(out, "  classes:    {}", classes.join(", "));
             }
         }
         SchemaCommand::AddProperty {
@@ -685,7 +763,7 @@ fn schema(cli: &Cli, files: &MetabaseFiles, command: &SchemaCommand) -> Result<(
                 .metabase()
                 .write(|t| t.extend_schema(|s| s.add_property(def, classes)))
                 .context("cannot add the property")?;
-            done(cli, &format!("added property {name} (ID {id})"))?;
+            done(out, cli, &format!("added property {name} (ID {id})"))?;
         }
         SchemaCommand::AddClass {
             name,
@@ -699,13 +777,13 @@ fn schema(cli: &Cli, files: &MetabaseFiles, command: &SchemaCommand) -> Result<(
                     t.extend_schema(|s| s.add_class(name, contains.clone(), under, properties))
                 })
                 .context("cannot add the class")?;
-            done(cli, &format!("added class {name}"))?;
+            done(out, cli, &format!("added class {name}"))?;
         }
         SchemaCommand::Allow { class, property } => {
             files
                 .metabase()
                 .write(|t| t.extend_schema(|s| s.add_property_to_class(class, property)))?;
-            done(cli, &format!("{class} may now carry {property}"))?;
+            done(out, cli, &format!("{class} may now carry {property}"))?;
         }
     }
     Ok(())

@@ -126,6 +126,12 @@ pub fn json(schema: &Schema, r: &Resolved, show_secrets: bool) -> Json {
     obj
 }
 
+/// Appends JSON with a trailing newline to a command's output.
+pub fn push_json(out: &mut String, value: &Json) {
+    out.push_str(&serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+    out.push('\n');
+}
+
 /// Prints JSON with a trailing newline.
 pub fn print_json(value: &Json) {
     println!(

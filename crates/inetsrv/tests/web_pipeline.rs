@@ -227,7 +227,7 @@ fn redirects_custom_headers_expires_and_errors() {
     write(&web.www(), "app/landing/index.htm", "landing");
     write(&web.www(), "errors/oops.htm", "<p>custom not found</p>");
     write(
-        &web.dir.path(),
+        web.dir.path(),
         "error-files/403.htm",
         "<p>custom forbidden</p>",
     );

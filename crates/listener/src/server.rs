@@ -112,7 +112,7 @@ impl Shared {
     }
 
     /// Removes a queue nobody holds any more, with its prefixes.
-    pub(crate) fn remove_queue(&self, queue: &Arc<Queue>) {
+    pub(crate) fn remove_queue(self: &Arc<Self>, queue: &Arc<Queue>) {
         {
             let mut queues = lock(&self.queues);
             if queues
@@ -132,7 +132,7 @@ impl Shared {
             }
             keep
         });
-        self.close_unused_endpoints(&table);
+        self.close_unused_endpoints();
         self.routes.store(Arc::new(table));
         for prefix in removed {
             self.cache.flush(&prefix);
@@ -204,7 +204,11 @@ impl Shared {
         Ok(())
     }
 
-    pub(crate) fn remove_url(&self, queue: &Arc<Queue>, prefix: &str) -> Result<(), ApiError> {
+    pub(crate) fn remove_url(
+        self: &Arc<Self>,
+        queue: &Arc<Queue>,
+        prefix: &str,
+    ) -> Result<(), ApiError> {
         let parsed = UrlPrefix::parse(prefix)
             .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
         let _edit = lock(&self.route_edit);
@@ -219,7 +223,7 @@ impl Shared {
             ));
         }
         table.remove(&parsed);
-        self.close_unused_endpoints(&table);
+        self.close_unused_endpoints();
         self.routes.store(Arc::new(table));
         self.cache.flush(&parsed);
         Ok(())
@@ -240,7 +244,7 @@ impl Shared {
         let mut listeners = Vec::new();
         let mut last_error = None;
         for ip in &self.config.listen_addresses {
-            match bind(SocketAddr::new(*ip, port)) {
+            match bind_retrying(SocketAddr::new(*ip, port)) {
                 Ok(l) => listeners.push(l),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                     return Err(ApiError::new(
@@ -272,19 +276,30 @@ impl Shared {
         Ok(())
     }
 
-    fn close_unused_endpoints(&self, table: &RoutingTable<Route>) {
-        let used: Vec<(Scheme, u16)> = table.ports().collect();
-        lock(&self.endpoints).retain(|key, tasks| {
-            let keep = used.contains(key);
-            if !keep {
-                for t in tasks {
-                    t.abort();
+    /// Closes ports no prefix uses any more, after a grace period: a
+    /// prefix moving between queues (a site paused, a pool replaced) keeps
+    /// its port open instead of racing to bind it again.
+    fn close_unused_endpoints(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        self.runtime.spawn(async move {
+            tokio::time::sleep(ENDPOINT_GRACE).await;
+            let Some(me) = me.upgrade() else { return };
+            let used: Vec<(Scheme, u16)> = me.routes.load().ports().collect();
+            lock(&me.endpoints).retain(|key, tasks| {
+                let keep = used.contains(key);
+                if !keep {
+                    for t in tasks.iter() {
+                        t.abort();
+                    }
                 }
-            }
-            keep
+                keep
+            });
         });
     }
 }
+
+/// How long an unused port stays open.
+const ENDPOINT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn clone_table(table: &RoutingTable<Route>) -> RoutingTable<Route> {
     let mut copy = RoutingTable::default();
@@ -292,6 +307,20 @@ fn clone_table(table: &RoutingTable<Route>) -> RoutingTable<Route> {
         let _ = copy.insert(prefix.clone(), route.clone());
     }
     copy
+}
+
+/// Binds, giving a listener of ours that is closing a moment to let go.
+fn bind_retrying(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let mut tries = 0;
+    loop {
+        match bind(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {

@@ -54,6 +54,8 @@ struct Worker {
     replaced_by: Option<u64>,
     /// Why the service killed it (its exit then counts as a failure).
     killed: Option<&'static str>,
+    /// The last configuration generation it confirmed.
+    reloaded: u64,
 }
 
 struct Pool {
@@ -69,6 +71,18 @@ struct Pool {
     /// stays stopped (503), as IIS answers for a missing pool.
     missing: bool,
 }
+
+struct Waiter {
+    change_number: u64,
+    /// The reload generation workers must confirm, once the change is
+    /// applied.
+    reload: Option<u64>,
+    since: Instant,
+    reply: oneshot::Sender<()>,
+}
+
+/// How long an admin call waits for workers to confirm a reload.
+const RELOAD_WAIT: Duration = Duration::from_secs(5);
 
 struct SiteRt {
     state: u32,
@@ -87,7 +101,10 @@ struct Service {
     events: mpsc::UnboundedSender<Event>,
     model: Model,
     applied_change: u64,
-    waiters: Vec<(u64, oneshot::Sender<()>)>,
+    /// Configuration generations sent to workers ([`ToWorker::Reload`]).
+    reload_seq: u64,
+    /// Admin calls waiting for a change number and the workers' reload.
+    waiters: Vec<Waiter>,
     pools: BTreeMap<String, Pool>,
     sites: BTreeMap<u32, SiteRt>,
     paused: HashMap<u32, QueueHandle>,
@@ -123,6 +140,7 @@ pub(crate) fn start(opts: Options) -> mpsc::UnboundedSender<Event> {
     let mut service = Service {
         model: Model::default(),
         applied_change: snapshot.change_number(),
+        reload_seq: 0,
         waiters: Vec::new(),
         pools: BTreeMap::new(),
         sites: BTreeMap::new(),
@@ -241,9 +259,11 @@ impl Service {
                 self.apply_model(model, &batch.changes);
             }
             // Workers read the metabase again (vdirs, MIME maps, …).
+            self.reload_seq += 1;
+            let seq = self.reload_seq;
             for w in self.workers.values() {
                 if !matches!(w.phase, Phase::Stopping(_)) {
-                    let _ = w.to.send(ToWorker::Reload);
+                    let _ = w.to.send(ToWorker::Reload { seq });
                 }
             }
             self.flush_all_caches();
@@ -275,12 +295,31 @@ impl Service {
         }
         self.applied_change = self.applied_change.max(batch.change_number);
         let applied = self.applied_change;
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+        for w in &mut self.waiters {
+            if w.reload.is_none() && w.change_number <= applied {
+                w.reload = Some(self.reload_seq);
+            }
+        }
+        self.release_waiters();
+    }
+
+    /// Answers admin calls whose change is in effect in every worker.
+    fn release_waiters(&mut self) {
+        let workers = &self.workers;
+        let (done, waiting): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
             .into_iter()
-            .partition(|(n, _)| *n <= applied);
+            .partition(|w| {
+                w.reload.is_some_and(|seq| {
+                    w.since.elapsed() > RELOAD_WAIT
+                        || workers
+                            .values()
+                            .filter(|x| !matches!(x.phase, Phase::Stopping(_)))
+                            .all(|x| x.reloaded >= seq)
+                })
+            });
         self.waiters = waiting;
-        for (_, reply) in done {
-            let _ = reply.send(());
+        for w in done {
+            let _ = w.reply.send(());
         }
     }
 
@@ -706,6 +745,8 @@ impl Service {
                 replaces,
                 replaced_by: None,
                 killed: None,
+                // It reads the configuration as it is now.
+                reloaded: self.reload_seq,
             },
         );
         Some(id)
@@ -745,6 +786,7 @@ impl Service {
     }
 
     fn on_message(&mut self, id: u64, message: FromWorker) {
+        tracing::debug!(worker = id, ?message, "from worker");
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -795,6 +837,10 @@ impl Service {
                     let _ = to.send(ToWorker::LogonResult { id: call, ok });
                 });
             }
+            FromWorker::Reloaded { seq } => {
+                w.reloaded = w.reloaded.max(seq);
+                self.release_waiters();
+            }
             FromWorker::Draining => {}
             FromWorker::Fatal { message } => {
                 tracing::error!(pool = %w.pool, pid = w.pid, %message, "worker process failed");
@@ -806,6 +852,7 @@ impl Service {
         let Some(w) = self.workers.get(&id) else {
             return;
         };
+        tracing::debug!(worker = id, phase = ?w.phase, replaced_by = ?w.replaced_by, "recycle asked");
         if w.phase != Phase::Ready || w.replaced_by.is_some() {
             return;
         }
@@ -852,6 +899,7 @@ impl Service {
         let Some(w) = self.workers.remove(&id) else {
             return;
         };
+        self.release_waiters();
         let pool_key = w.pool.clone();
         let pool_name = self
             .pools
@@ -946,6 +994,7 @@ impl Service {
 
     fn tick(&mut self) {
         let now = Instant::now();
+        self.release_waiters();
         let mut kills = Vec::new();
         let mut stops = Vec::new();
         let mut recycles = Vec::new();
@@ -1134,11 +1183,14 @@ impl Service {
                 change_number,
                 reply,
             } => {
-                if change_number <= self.applied_change {
-                    let _ = reply.send(());
-                } else {
-                    self.waiters.push((change_number, reply));
-                }
+                let reload = (change_number <= self.applied_change).then_some(self.reload_seq);
+                self.waiters.push(Waiter {
+                    change_number,
+                    reload,
+                    since: Instant::now(),
+                    reply,
+                });
+                self.release_waiters();
             }
             AdminCall::Shutdown(reply) => {
                 // New requests are refused (503) while workers finish

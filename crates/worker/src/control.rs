@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 pub enum ToWorker {
     /// Answer with [`FromWorker::Pong`] carrying the same sequence number.
     Ping { seq: u64 },
-    /// The metabase changed: read it again.
-    Reload,
+    /// The metabase changed: read it again, then answer
+    /// [`FromWorker::Reloaded`] with the same number.
+    Reload { seq: u64 },
     /// Stop taking requests, finish those in hand, exit.
     Stop,
     /// The answer to [`FromWorker::Logon`].
@@ -45,6 +46,8 @@ pub enum FromWorker {
         user: String,
         password: String,
     },
+    /// The configuration of [`ToWorker::Reload`] `seq` is in effect.
+    Reloaded { seq: u64 },
     /// The worker stopped taking requests and is finishing those in hand.
     Draining,
     /// The worker cannot go on (its configuration or queue is gone).

@@ -99,6 +99,7 @@ async fn serve(
     out: mpsc::UnboundedSender<FromWorker>,
 ) -> Result<(), WorkerError> {
     let config = load(&options.metabase, &options.pool).await?;
+    tracing::debug!(pool = %options.pool, "configuration read");
     let session = httpapi::Session::connect(&options.socket)
         .await
         .map_err(|source| WorkerError::Listener {
@@ -113,6 +114,7 @@ async fn serve(
                 pool: options.pool.clone(),
                 source,
             })?;
+    tracing::debug!(pool = %options.pool, "queue open");
     let pipeline = Arc::new(Pipeline::new(
         config,
         Logons::new(out.clone()),
@@ -207,6 +209,9 @@ async fn serve(
         }
         notified.await;
     }
+    // Responses are written by the session's writer task: a call answered
+    // after them is the proof that the listener has every byte.
+    let _ = queue.close().await;
     tracing::info!(pool = %options.pool, served = pipeline.served.load(Ordering::Relaxed), "worker stopped");
     Ok(())
 }
@@ -248,15 +253,18 @@ async fn read_control(
                     active: active.load(Ordering::Relaxed),
                 });
             }
-            ToWorker::Reload => match load(&location, &pool).await {
-                Ok(config) => {
-                    pipeline.config.store(Arc::new(config));
-                    for prefix in pipeline.watch.take_all() {
-                        let _ = pipeline.control.flush_cache(&prefix).await;
+            ToWorker::Reload { seq } => {
+                match load(&location, &pool).await {
+                    Ok(config) => {
+                        pipeline.config.store(Arc::new(config));
+                        for prefix in pipeline.watch.take_all() {
+                            let _ = pipeline.control.flush_cache(&prefix).await;
+                        }
                     }
+                    Err(e) => tracing::warn!(error = %e, "configuration not reloaded"),
                 }
-                Err(e) => tracing::warn!(error = %e, "configuration not reloaded"),
-            },
+                let _ = out.send(FromWorker::Reloaded { seq });
+            }
             ToWorker::LogonResult { id, ok } => pipeline.logons.answer(id, ok),
             ToWorker::UsersChanged => pipeline.logons.forget(),
             ToWorker::Stop => break,

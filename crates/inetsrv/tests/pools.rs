@@ -1,0 +1,537 @@
+//! Application pools and worker processes, end to end: the real server,
+//! real workers killed, hung, recycled and replaced under load, and the
+//! site, vdir and pool verbs changing a running server.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::web::{curl, write, Web};
+
+/// Requests sent by a load generator and how they ended.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// Failures after `mark` was set.
+    failed_after_mark: AtomicU64,
+    ok_after_mark: AtomicU64,
+    mark: AtomicBool,
+}
+
+/// Keeps `connections` keep-alive connections busy with GETs of `path`
+/// until `stop`; a failure is any answer but 200 with `body`, or none.
+fn load(
+    port: u16,
+    path: &str,
+    body: &'static str,
+    connections: usize,
+    stop: Arc<AtomicBool>,
+) -> (Arc<Tally>, std::thread::JoinHandle<()>) {
+    let tally = Arc::new(Tally::default());
+    let t = tally.clone();
+    let path = path.to_string();
+    let handle = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut tasks = Vec::new();
+            for _ in 0..connections {
+                let (t, stop, path) = (t.clone(), stop.clone(), path.clone());
+                tasks.push(tokio::spawn(async move {
+                    let request = format!("GET {path} HTTP/1.1\r\nHost: load\r\n\r\n");
+                    let mut conn: Option<common::Client> = None;
+                    while !stop.load(Ordering::SeqCst) {
+                        if conn.is_none() {
+                            match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                                Ok(_) => conn = Some(common::Client::connect(port).await),
+                                Err(_) => {
+                                    record(&t, false);
+                                    tokio::time::sleep(Duration::from_millis(20)).await;
+                                    continue;
+                                }
+                            }
+                        }
+                        let c = conn.as_mut().unwrap();
+                        c.send(request.as_bytes()).await;
+                        let good = match c.read(false, Duration::from_secs(20)).await {
+                            Some(r) => {
+                                let good = r.status == 200 && r.body == body.as_bytes();
+                                if r.closes() {
+                                    conn = None;
+                                }
+                                good
+                            }
+                            None => {
+                                conn = None;
+                                false
+                            }
+                        };
+                        record(&t, good);
+                    }
+                }));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+        });
+    });
+    (tally, handle)
+}
+
+fn record(t: &Tally, good: bool) {
+    let after = t.mark.load(Ordering::SeqCst);
+    if good {
+        t.ok.fetch_add(1, Ordering::SeqCst);
+        if after {
+            t.ok_after_mark.fetch_add(1, Ordering::SeqCst);
+        }
+    } else {
+        t.failed.fetch_add(1, Ordering::SeqCst);
+        if after {
+            t.failed_after_mark.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn kill(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+fn one_pid(web: &Web, pool: &str) -> u32 {
+    let mut pid = 0;
+    web.wait_for(
+        &format!("a running worker in {pool}"),
+        Duration::from_secs(20),
+        || {
+            pid = web
+                .worker_pids(pool, "running")
+                .first()
+                .copied()
+                .unwrap_or(0);
+            pid != 0
+        },
+    );
+    pid
+}
+
+#[test]
+fn a_killed_worker_is_replaced_and_the_other_pool_never_notices() {
+    let mut web = Web::prepare();
+    let port_b = common::free_port();
+    let site_b = web.dir.path().join("site-b");
+    web.cli_ok(&["pool", "create", "PoolA"]);
+    web.cli_ok(&["pool", "create", "PoolB"]);
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AppPoolId", "PoolA"]);
+    web.cli_ok(&[
+        "site",
+        "create",
+        "Site B",
+        "--path",
+        site_b.to_str().unwrap(),
+        "--port",
+        &port_b.to_string(),
+        "--pool",
+        "PoolB",
+    ]);
+    write(&web.www(), "a.txt", "site a");
+    write(&site_b, "b.txt", "site b");
+    web.launch();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (a, load_a) = load(web.port, "/a.txt", "site a", 4, stop.clone());
+    let (b, load_b) = load(port_b, "/b.txt", "site b", 4, stop.clone());
+    let victim = one_pid(&web, "PoolA");
+    let other = one_pid(&web, "PoolB");
+    std::thread::sleep(Duration::from_millis(500));
+    kill(victim, "KILL");
+    a.mark.store(true, Ordering::SeqCst);
+    // The pool recovers: a new worker serves it.
+    web.wait_for("a replacement worker", Duration::from_secs(20), || {
+        web.worker_pids("PoolA", "running")
+            .iter()
+            .any(|p| *p != victim)
+    });
+    let served_before = a.ok_after_mark.load(Ordering::SeqCst);
+    web.wait_for(
+        "requests served by the replacement",
+        Duration::from_secs(20),
+        || a.ok_after_mark.load(Ordering::SeqCst) > served_before + 50,
+    );
+    stop.store(true, Ordering::SeqCst);
+    load_a.join().unwrap();
+    load_b.join().unwrap();
+
+    assert_eq!(
+        b.failed.load(Ordering::SeqCst),
+        0,
+        "the other pool saw errors"
+    );
+    assert!(b.ok.load(Ordering::SeqCst) > 100, "the other pool was busy");
+    assert_eq!(
+        web.worker_pids("PoolB", "running"),
+        vec![other],
+        "the other pool's worker was untouched"
+    );
+    // Requests the killed worker held fail (as in IIS); no more than those.
+    assert!(
+        a.failed.load(Ordering::SeqCst) <= 8,
+        "{} failures",
+        a.failed.load(Ordering::SeqCst)
+    );
+    assert!(web.log().contains("worker process failed"), "{}", web.log());
+}
+
+#[test]
+fn rapid_fail_protection_stops_a_pool_and_pool_start_restores_it() {
+    let mut web = Web::prepare();
+    write(&web.www(), "a.txt", "up");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/DefaultAppPool/RapidFailProtectionMaxCrashes",
+        "2",
+    ]);
+    web.launch();
+
+    for _ in 0..2 {
+        assert_eq!(web.curl("/a.txt", &[]).text(), "up");
+        let pid = one_pid(&web, "DefaultAppPool");
+        kill(pid, "KILL");
+        web.wait_for("the worker to be gone", Duration::from_secs(10), || {
+            !web.worker_pids("DefaultAppPool", "running").contains(&pid)
+        });
+    }
+    web.wait_for("the pool to stop", Duration::from_secs(10), || {
+        web.pools()[0]["state"] == "stopped"
+    });
+    let listed = web.cli_ok(&["pool", "list"]);
+    assert!(listed.contains("rapid-fail protection"), "{listed}");
+    let state = web.cli_ok(&["mb", "get", "W3SVC/AppPools/DefaultAppPool/AppPoolState"]);
+    assert!(state.trim_end().ends_with('4'), "{state}");
+    let refused = web.curl("/a.txt", &[]);
+    assert_eq!(refused.status, 503);
+    assert!(web.worker_pids("DefaultAppPool", "running").is_empty());
+
+    assert!(web
+        .cli_ok(&["pool", "start", "DefaultAppPool"])
+        .contains("started"));
+    assert_eq!(web.curl("/a.txt", &[]).text(), "up");
+
+    // LoadBalancerCapabilities 1: a stopped pool drops connections.
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/DefaultAppPool/LoadBalancerCapabilities",
+        "1",
+    ]);
+    web.cli_ok(&["pool", "stop", "DefaultAppPool"]);
+    web.wait_for("dropped connections", Duration::from_secs(10), || {
+        web.curl("/a.txt", &[]).status == 0
+    });
+    web.cli_ok(&["pool", "start", "DefaultAppPool"]);
+    assert_eq!(web.curl("/a.txt", &[]).text(), "up");
+}
+
+#[test]
+fn recycling_under_load_loses_no_request() {
+    let mut web = Web::prepare();
+    write(&web.www(), "r.txt", "recycled");
+    web.launch();
+    // A query keeps the listener's cache out of it: every request reaches
+    // a worker.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tally, handle) = load(web.port, "/r.txt?nocache", "recycled", 6, stop.clone());
+    let first = one_pid(&web, "DefaultAppPool");
+    let mut seen = vec![first];
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(400));
+        let out = web.cli_ok(&["pool", "recycle", "DefaultAppPool"]);
+        assert!(out.contains("recycled"), "{out}");
+        web.wait_for("the new worker", Duration::from_secs(20), || {
+            let running = web.worker_pids("DefaultAppPool", "running");
+            running.len() == 1 && !seen.contains(&running[0])
+        });
+        seen.push(web.worker_pids("DefaultAppPool", "running")[0]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    handle.join().unwrap();
+    assert_eq!(
+        tally.failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during recycles; log:\n{}",
+        web.log()
+    );
+    assert!(tally.ok.load(Ordering::SeqCst) > 200);
+    assert_eq!(seen.len(), 5);
+
+    // Without overlap: the old worker leaves first; still nothing lost.
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/DefaultAppPool/DisallowOverlappingRotation",
+        "TRUE",
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tally, handle) = load(web.port, "/r.txt?nocache", "recycled", 4, stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let before = one_pid(&web, "DefaultAppPool");
+    web.cli_ok(&["pool", "recycle", "DefaultAppPool"]);
+    web.wait_for("the new worker", Duration::from_secs(20), || {
+        web.worker_pids("DefaultAppPool", "running")
+            .iter()
+            .any(|p| *p != before)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    handle.join().unwrap();
+    assert_eq!(tally.failed.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn periodic_restart_requests_web_gardens_and_hung_workers() {
+    let mut web = Web::prepare();
+    write(&web.www(), "p.txt", "p");
+    web.cli_ok(&["pool", "create", "Garden", "--max-processes", "2"]);
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AppPoolId", "Garden"]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/Garden/PeriodicRestartRequests",
+        "20",
+    ]);
+    web.cli_ok(&["mb", "set", "W3SVC/AppPools/Garden/PingInterval", "1"]);
+    web.cli_ok(&["mb", "set", "W3SVC/AppPools/Garden/PingResponseTime", "2"]);
+    web.launch();
+
+    assert_eq!(web.curl("/p.txt?x", &[]).text(), "p");
+    web.wait_for(
+        "two workers (a web garden)",
+        Duration::from_secs(20),
+        || web.worker_pids("Garden", "running").len() == 2,
+    );
+    let garden = web.worker_pids("Garden", "running");
+
+    // 20 requests per worker, then each asks to be replaced.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tally, handle) = load(web.port, "/p.txt?x", "p", 4, stop.clone());
+    web.wait_for("both workers replaced", Duration::from_secs(30), || {
+        let now = web.worker_pids("Garden", "running");
+        now.len() == 2 && now.iter().all(|p| !garden.contains(p))
+    });
+    stop.store(true, Ordering::SeqCst);
+    handle.join().unwrap();
+    assert_eq!(tally.failed.load(Ordering::SeqCst), 0);
+
+    // A hung worker stops answering pings and is replaced. (Once the
+    // recycles above have settled: a worker being replaced is past pings
+    // and waits out ShutdownTimeLimit instead.)
+    web.wait_for("a settled garden", Duration::from_secs(20), || {
+        let pools = web.pools();
+        let garden = pools
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "Garden")
+            .unwrap()
+            .clone();
+        let workers = garden["workers"].as_array().unwrap().clone();
+        workers.len() == 2 && workers.iter().all(|w| w["state"] == "running")
+    });
+    let hung = web.worker_pids("Garden", "running")[0];
+    kill(hung, "STOP");
+    web.wait_for(
+        "the hung worker to be killed",
+        Duration::from_secs(20),
+        || {
+            !web.worker_pids("Garden", "running").contains(&hung)
+                && !web.worker_pids("Garden", "stopping").contains(&hung)
+        },
+    );
+    assert!(web.log().contains("no answer to ping"), "{}", web.log());
+    assert_eq!(web.curl("/p.txt?x", &[]).text(), "p");
+}
+
+#[test]
+fn sites_bindings_and_vdirs_change_while_running() {
+    let web = Web::start();
+    write(&web.www(), "index.htm", "site one");
+    let docs = web.dir.path().join("docs");
+    write(&docs, "readme.txt", "the docs");
+    assert_eq!(web.curl("/index.htm", &[]).text(), "site one");
+
+    // A new binding.
+    let port2 = common::free_port();
+    let out = web.cli_ok(&["site", "bind", "1", &format!(":{port2}:")]);
+    assert!(out.contains("added binding"), "{out}");
+    assert_eq!(
+        curl(&format!("http://127.0.0.1:{port2}/index.htm"), &[]).text(),
+        "site one"
+    );
+    // A new virtual directory, and an application in its own pool.
+    web.cli_ok(&[
+        "vdir",
+        "create",
+        "Default Web Site",
+        "docs",
+        docs.to_str().unwrap(),
+    ]);
+    assert_eq!(web.curl("/docs/readme.txt", &[]).text(), "the docs");
+    web.cli_ok(&["pool", "create", "Apps"]);
+    web.cli_ok(&[
+        "vdir",
+        "create",
+        "1",
+        "app",
+        docs.to_str().unwrap(),
+        "--app",
+        "--pool",
+        "Apps",
+    ]);
+    assert_eq!(web.curl("/app/readme.txt", &[]).text(), "the docs");
+    assert_eq!(
+        web.worker_pids("Apps", "running").len(),
+        1,
+        "the application runs in its pool"
+    );
+    let vdirs = web.cli_ok(&["vdir", "list", "1"]);
+    assert!(
+        vdirs.contains("/docs") && vdirs.contains("/app") && vdirs.contains("Apps"),
+        "{vdirs}"
+    );
+    assert!(web
+        .cli_err(&["pool", "delete", "Apps"])
+        .contains("used by site 1 /app/"));
+    web.cli_ok(&["vdir", "delete", "1", "app"]);
+    assert_eq!(web.curl("/app/readme.txt", &[]).status, 404);
+    web.cli_ok(&["pool", "delete", "Apps"]);
+
+    // A new site.
+    let port3 = common::free_port();
+    let site_dir = web.dir.path().join("third");
+    let created = web.cli_ok(&[
+        "site",
+        "create",
+        "Third",
+        "--path",
+        site_dir.to_str().unwrap(),
+        "--port",
+        &port3.to_string(),
+    ]);
+    assert!(created.contains("site 2 (Third) created"), "{created}");
+    write(&site_dir, "t.txt", "third site");
+    let third = format!("http://127.0.0.1:{port3}/t.txt");
+    assert_eq!(curl(&third, &[]).text(), "third site");
+    assert!(web
+        .cli_err(&[
+            "site",
+            "create",
+            "Clash",
+            "--path",
+            "/tmp",
+            "--port",
+            &port3.to_string()
+        ])
+        .contains("used by site 2"));
+    // Stop, start, pause, continue.
+    web.cli_ok(&["site", "stop", "Third"]);
+    web.wait_for(
+        "a stopped site's port to close",
+        Duration::from_secs(5),
+        || curl(&third, &[]).status == 0,
+    );
+    let auto = web.cli_ok(&["mb", "get", "W3SVC/2/ServerAutoStart"]);
+    assert!(auto.contains("False"), "{auto}");
+    web.cli_ok(&["site", "start", "Third"]);
+    assert_eq!(curl(&third, &[]).text(), "third site");
+    web.cli_ok(&["site", "pause", "2"]);
+    assert_eq!(curl(&third, &[]).status, 503);
+    let list: serde_json::Value =
+        serde_json::from_str(&web.cli_ok(&["--json", "site", "list"])).unwrap();
+    assert_eq!(list[1]["state"], "paused");
+    web.cli_ok(&["site", "continue", "2"]);
+    assert_eq!(curl(&third, &[]).text(), "third site");
+    // adsutil's way: ServerCommand.
+    web.cli_ok(&["mb", "set", "W3SVC/2/ServerCommand", "2"]);
+    web.wait_for(
+        "ServerCommand 2 to stop the site",
+        Duration::from_secs(10),
+        || curl(&third, &[]).status == 0,
+    );
+    assert!(web
+        .cli_ok(&["mb", "get", "W3SVC/2/ServerState"])
+        .contains(": (INTEGER) 4"));
+    web.cli_ok(&["site", "delete", "Third"]);
+    assert!(!web.cli_ok(&["site", "list"]).contains("Third"));
+    assert!(web
+        .cli_err(&["site", "stop", "Third"])
+        .contains("no site 'Third'"));
+}
+
+#[test]
+fn ctrl_c_lets_requests_in_progress_finish() {
+    let mut web = Web::start();
+    // Larger than what socket buffers hold, sent slowly: the worker is
+    // still sending when the signal comes.
+    let big: Vec<u8> = (0..32_000_000u32).map(|i| (i % 7) as u8).collect();
+    write(&web.www(), "big.bin", &big);
+    let url = web.url("/big.bin");
+    let download = std::thread::spawn(move || curl(&url, &["--limit-rate", "10M"]));
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    web.signal("INT");
+    let got = download.join().unwrap();
+    assert_eq!(
+        (got.status, got.body.len()),
+        (200, big.len()),
+        "the download was cut"
+    );
+    assert!(got.body == big);
+    let status = web.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "it waited for the download"
+    );
+    let said = web.stdout_lines(Duration::from_millis(100));
+    assert!(said.iter().any(|l| l == "stopped"), "{said:?}");
+}
+
+#[test]
+fn idle_workers_shut_down_after_idle_timeout() {
+    let mut web = Web::prepare();
+    write(&web.www(), "i.txt", "idle");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/DefaultAppPool/IdleTimeout",
+        "1",
+    ]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/DefaultAppPool/PingInterval",
+        "5",
+    ]);
+    web.launch();
+    assert_eq!(web.curl("/i.txt", &[]).text(), "idle");
+    let pid = one_pid(&web, "DefaultAppPool");
+    web.wait_for("the idle worker to exit", Duration::from_secs(90), || {
+        web.worker_pids("DefaultAppPool", "running").is_empty()
+            && web.worker_pids("DefaultAppPool", "stopping").is_empty()
+    });
+    assert!(web.log().contains("idle for IdleTimeout"));
+    // The next request starts a new one.
+    assert_eq!(web.curl("/i.txt?again", &[]).text(), "idle");
+    assert_ne!(one_pid(&web, "DefaultAppPool"), pid);
+}
