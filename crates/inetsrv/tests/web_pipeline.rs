@@ -569,6 +569,21 @@ fn ip_restrictions_ssl_and_basic_authentication() {
         "{}",
         web.log()
     );
+    web.wait_for(
+        "the user in the request log",
+        Duration::from_secs(10),
+        || {
+            web.w3c_lines(1).iter().any(|l| {
+                l.contains("/private/secret.txt - ")
+                    && l.contains(" alice ")
+                    && l.ends_with(" 200 0 0")
+            })
+        },
+    );
+    assert!(
+        web.w3c_lines(1).iter().any(|l| l.contains(" 401 1 0")),
+        "the failed logon is logged as 401.1"
+    );
     // Anonymous clients never get it from the listener's cache.
     assert_eq!(web.curl("/private/secret.txt", &[]).status, 401);
     // A deleted user's cached logon is forgotten.
@@ -691,4 +706,111 @@ fn cached_responses_follow_file_changes() {
     web.wait_for("Default.htm", Duration::from_secs(10), || {
         web.curl("/d/", &[]).text() == "default"
     });
+}
+
+#[test]
+fn w3c_request_logs_follow_the_site_settings() {
+    let web = Web::start();
+    write(&web.www(), "hello.txt", "hello");
+    write(&web.www(), "quiet/q.txt", "quiet");
+    write(&web.www(), "x.unknownext", "x");
+    assert_eq!(
+        web.curl("/hello.txt?a=1", &["-A", "Test Agent/1.0"]).status,
+        200
+    );
+    assert_eq!(web.curl("/x.unknownext", &[]).status, 404);
+    assert_eq!(web.curl("/missing.txt", &[]).status, 404);
+    let mut lines = Vec::new();
+    web.wait_for("three log lines", Duration::from_secs(10), || {
+        lines = web.w3c_lines(1);
+        lines.len() >= 3
+    });
+    // The default fields: date time s-sitename s-ip cs-method cs-uri-stem
+    // cs-uri-query s-port cs-username c-ip cs(User-Agent) sc-status
+    // sc-substatus sc-win32-status.
+    let files: Vec<_> = std::fs::read_dir(web.state().join("logs/W3SVC1"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(files.len(), 1);
+    let name = files[0].file_name().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("ex") && name.len() == "ex261122.log".len(),
+        "{name}"
+    );
+    let text = std::fs::read_to_string(files[0].path()).unwrap();
+    assert!(text.starts_with("#Software: inetsrv"), "{text}");
+    assert!(text.contains("#Version: 1.0\r\n#Date: "), "{text}");
+    assert!(
+        text.contains("#Fields: date time s-sitename s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) sc-status sc-substatus sc-win32-status\r\n"),
+        "{text}"
+    );
+    let port = web.port;
+    assert!(
+        lines[0].contains(&format!(
+            " W3SVC1 127.0.0.1 GET /hello.txt a=1 {port} - 127.0.0.1 Test+Agent/1.0 200 0 0"
+        )),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("GET /x.unknownext - ") && lines[1].ends_with(" 404 3 0"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].ends_with(" 404 0 2"), "{}", lines[2]);
+
+    // Cached responses are logged too (the listener answers them).
+    for _ in 0..3 {
+        web.curl("/hello.txt", &[]);
+    }
+    web.wait_for("cache hits in the log", Duration::from_secs(10), || {
+        web.w3c_lines(1)
+            .iter()
+            .filter(|l| l.contains("GET /hello.txt - "))
+            .count()
+            == 3
+    });
+
+    // DontLog leaves a directory out.
+    web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/quiet", "IIsWebDirectory"]);
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/quiet/DontLog", "TRUE"]);
+    for _ in 0..2 {
+        assert_eq!(web.curl("/quiet/q.txt", &[]).text(), "quiet");
+    }
+    // Other fields: a new directive block in the same file.
+    web.cli_ok(&["mb", "set", "W3SVC/1/LogExtFileFlags", "LogExtFileTime | LogExtFileMethod | LogExtFileUriStem | LogExtFileBytesSent | LogExtFileTimeTaken | LogExtFileHttpStatus"]);
+    web.curl("/hello.txt?b", &[]);
+    web.wait_for("the new fields", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(files[0].path()).unwrap();
+        text.contains("#Fields: time cs-method cs-uri-stem sc-status sc-bytes time-taken\r\n")
+    });
+    let last = web.w3c_lines(1).last().cloned().unwrap();
+    let parts: Vec<&str> = last.split(' ').collect();
+    assert_eq!(&parts[1..4], &["GET", "/hello.txt", "200"], "{last}");
+    assert!(
+        parts[4].parse::<u64>().unwrap() > 5,
+        "sc-bytes counts the head: {last}"
+    );
+    assert!(
+        !web.w3c_lines(1).iter().any(|l| l.contains("/quiet/")),
+        "DontLog"
+    );
+
+    // By size: extend1.log, extend2.log, … at LogFileTruncateSize.
+    web.cli_ok(&["mb", "set", "W3SVC/1/LogFilePeriod", "0"]);
+    web.cli_ok(&["mb", "set", "W3SVC/1/LogFileTruncateSize", "1024"]);
+    for i in 0..30 {
+        web.curl(&format!("/hello.txt?n={i}"), &[]);
+    }
+    web.wait_for("extend2.log", Duration::from_secs(10), || {
+        web.state().join("logs/W3SVC1/extend2.log").exists()
+    });
+    // LogType 0: no more lines.
+    web.cli_ok(&["mb", "set", "W3SVC/1/LogType", "0"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = web.w3c_lines(1).len();
+    web.curl("/hello.txt?off", &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(web.w3c_lines(1).len(), before);
 }

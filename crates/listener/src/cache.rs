@@ -33,6 +33,8 @@ pub struct CacheEntry {
     /// `Content-Length: N\r\n`, made once.
     length_line: Vec<u8>,
     last_used: AtomicU64,
+    /// The application's DontLog: hits are not logged either.
+    pub dont_log: bool,
 }
 
 impl CacheEntry {
@@ -68,6 +70,7 @@ impl CacheEntry {
             port,
             path: path.to_string(),
             last_used: AtomicU64::new(0),
+            dont_log: false,
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use httpapi::proto::{
-    self, BodyInfo, Header, HttpVersion, RequestHead, ResponseBody, ResponseHead,
+    self, BodyInfo, Header, HttpVersion, LogInfo, RequestHead, ResponseBody, ResponseHead,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -51,6 +51,21 @@ struct Conn {
     out: Vec<u8>,
     /// The local address as a host, for HTTP/1.0 requests without Host.
     local_host: String,
+    /// Bytes written for the current exchange (sc-bytes).
+    sent: u64,
+}
+
+/// What a site's request log needs of a request, kept while it is served.
+struct RequestLog {
+    site_id: u32,
+    started: Instant,
+    method: Bytes,
+    version: &'static str,
+    head_len: u64,
+    user_agent: Option<Bytes>,
+    cookie: Option<Bytes>,
+    referer: Option<Bytes>,
+    host: Option<Bytes>,
 }
 
 /// A request head with its method's and target's byte ranges.
@@ -86,6 +101,7 @@ pub(crate) async fn serve(
             std::net::IpAddr::V6(a) => format!("[{a}]"),
             std::net::IpAddr::V4(a) => a.to_string(),
         },
+        sent: 0,
     };
     while let Next::KeepAlive = conn.exchange().await {}
     let _ = conn.stream.shutdown().await;
@@ -138,6 +154,39 @@ impl Conn {
         });
     }
 
+    /// Writes the site's request log line of an exchange.
+    fn w3c(
+        &self,
+        rl: &RequestLog,
+        url: &CookedUrl,
+        status: u16,
+        log: Option<&LogInfo>,
+        body_received: u64,
+    ) {
+        let method = String::from_utf8_lossy(&rl.method);
+        self.shared.w3c.write(&crate::w3c::Record {
+            site_id: rl.site_id,
+            time: std::time::SystemTime::now(),
+            client: self.remote.ip(),
+            server: self.local,
+            method: &method,
+            stem: &url.path,
+            query: &url.query,
+            user: log.map(|l| l.user.as_str()).unwrap_or(""),
+            version: rl.version,
+            user_agent: rl.user_agent.as_deref(),
+            cookie: rl.cookie.as_deref(),
+            referer: rl.referer.as_deref(),
+            host: rl.host.as_deref(),
+            status,
+            substatus: log.map(|l| l.substatus).unwrap_or(0),
+            win32: log.map(|l| l.win32_status).unwrap_or(0),
+            sent: self.sent,
+            received: rl.head_len + body_received,
+            taken_ms: rl.started.elapsed().as_millis() as u64,
+        });
+    }
+
     /// Sends the listener's own error page and logs it.
     async fn refuse(&mut self, error: HttpError, seen: &Seen, head_only: bool) -> Next {
         self.log(seen, Some(error.status), error.reason);
@@ -151,7 +200,10 @@ impl Conn {
         let rate = config(&self.shared).min_send_rate.max(1);
         let allowed = Duration::from_secs_f64((data.len() as f64 / rate as f64).max(1.0));
         match timeout(allowed, self.stream.write_all(data)).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.sent += data.len() as u64;
+                Ok(())
+            }
             Ok(Err(_)) => Err(R::ConnectionDropped),
             Err(_) => Err(R::TimerMinBytesPerSecond),
         }
@@ -210,6 +262,8 @@ impl Conn {
             }
         };
         let raw = self.buf.split_to(head.len).freeze();
+        self.sent = 0;
+        let started = Instant::now();
         let method = &raw[head.method.0..head.method.1];
         let target = &raw[head.target.0..head.target.1];
         let mut seen = Seen {
@@ -289,6 +343,30 @@ impl Conn {
         };
         seen.site_id = route.site_id;
         seen.queue = Some(route.queue.clone());
+        let request_log = route
+            .site_id
+            .filter(|id| shared.w3c.is_logging(*id))
+            .map(|site_id| {
+                let header = |name: &str| -> Option<Bytes> {
+                    head.headers
+                        .iter()
+                        .find(|((nlo, nhi), _)| {
+                            raw[*nlo..*nhi].eq_ignore_ascii_case(name.as_bytes())
+                        })
+                        .map(|(_, (vlo, vhi))| raw.slice(*vlo..*vhi))
+                };
+                RequestLog {
+                    site_id,
+                    started,
+                    method: raw.slice(head.method.0..head.method.1),
+                    version: head.version.as_str(),
+                    head_len: raw.len() as u64,
+                    user_agent: header("user-agent"),
+                    cookie: header("cookie"),
+                    referer: header("referer"),
+                    host: header("host"),
+                }
+            });
 
         let max_body = cfg.max_request_entity_bytes;
         if max_body > 0 && matches!(head.framing, Framing::Length(n) if n > max_body) {
@@ -336,6 +414,10 @@ impl Conn {
                 );
                 let result = self.write_timed(&out).await;
                 self.out = out;
+                if let (Ok(()), Some(rl), false) = (&result, &request_log, entry.dont_log) {
+                    let status = if not_modified { 304 } else { 200 };
+                    self.w3c(rl, &url, status, None, 0);
+                }
                 return match result {
                     Ok(()) if head.keep_alive => Next::KeepAlive,
                     Ok(()) => Next::Close,
@@ -450,6 +532,7 @@ impl Conn {
             is_head,
             cache_key: if method == b"GET" { cache_key } else { None },
             url,
+            request_log,
         };
         let next = self
             .run_exchange(&session, &mut events, head.framing, ctx, &seen)
@@ -552,6 +635,11 @@ impl Conn {
                     match outcome {
                         EventOutcome::Continue => {}
                         EventOutcome::Done => {
+                            if let (Some(rl), Some(r)) = (&ctx.request_log, response.as_ref()) {
+                                if !r.log.as_ref().is_some_and(|l| l.dont_log) {
+                                    self.w3c(rl, &ctx.url, r.status, r.log.as_ref(), body.forwarded);
+                                }
+                            }
                             let keep = response.as_ref().is_some_and(|r| r.keep_alive) && ctx.keep_alive;
                             return self.after_response(&mut body, keep, seen).await;
                         }
@@ -705,6 +793,7 @@ struct ExchangeCtx {
     is_head: bool,
     cache_key: Option<String>,
     url: CookedUrl,
+    request_log: Option<RequestLog>,
 }
 
 /// The request body on its way to the process.
@@ -848,6 +937,8 @@ struct ResponseState {
     keep_alive: bool,
     /// The head and body kept for the cache, while the response may go in.
     cache: Option<(Vec<u8>, Vec<u8>, Option<Duration>)>,
+    /// What the application added for the request log.
+    log: Option<LogInfo>,
 }
 
 impl ResponseState {
@@ -882,6 +973,7 @@ impl ResponseState {
             unacked: 0,
             keep_alive: framed.keep_alive,
             cache,
+            log: head.log.clone(),
         }
     }
 
@@ -941,7 +1033,7 @@ impl ResponseState {
     fn cache_entry(&mut self, ctx: &ExchangeCtx) -> Option<(String, CacheEntry)> {
         let (head, body, ttl) = self.cache.take()?;
         let key = ctx.cache_key.clone()?;
-        let entry = CacheEntry::new(
+        let mut entry = CacheEntry::new(
             head,
             Bytes::from(body),
             &ctx.url.host,
@@ -949,6 +1041,7 @@ impl ResponseState {
             &ctx.url.path,
             ttl,
         );
+        entry.dont_log = self.log.as_ref().is_some_and(|l| l.dont_log);
         Some((key, entry))
     }
 }

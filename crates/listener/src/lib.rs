@@ -24,6 +24,7 @@ pub mod routing;
 mod server;
 mod session;
 pub mod url;
+pub mod w3c;
 
 pub use config::ListenerConfig;
 pub use queue::{DemandStartHook, Queue};

@@ -47,6 +47,7 @@ pub(crate) struct Shared {
     endpoints: Mutex<Endpoints>,
     pub cache: ResponseCache,
     pub errlog: HttpErrLog,
+    pub w3c: crate::w3c::W3cLogs,
     connections: Option<Arc<Semaphore>>,
     demand_hook: RwLock<Option<DemandStartHook>>,
     uid: u32,
@@ -432,6 +433,7 @@ impl Listener {
                 config.error_logging_dir.clone(),
                 config.error_log_file_truncate_size,
             ),
+            w3c: crate::w3c::W3cLogs::new(),
             connections: (config.max_connections > 0)
                 .then(|| Arc::new(Semaphore::new(config.max_connections))),
             demand_hook: RwLock::new(None),
@@ -466,6 +468,16 @@ impl Listener {
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
                 }
+            }
+        }));
+        let me = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            // Request logs reach their files at least once a second.
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let logs = me.clone();
+                let _ = tokio::task::spawn_blocking(move || logs.w3c.flush_all()).await;
             }
         }));
         let me = shared.clone();
@@ -523,6 +535,16 @@ impl Listener {
             .collect()
     }
 
+    /// Sets a site's W3C request log (`None`: the site does not log).
+    pub fn set_site_logging(&self, site_id: u32, settings: Option<crate::w3c::W3cSettings>) {
+        self.shared.w3c.configure(site_id, settings);
+    }
+
+    /// Writes buffered request log lines now.
+    pub fn flush_logs(&self) {
+        self.shared.w3c.flush_all();
+    }
+
     /// Drops cached responses at or under a prefix; returns how many.
     pub fn flush_cache(&self, prefix: &str) -> Result<usize, ApiError> {
         self.shared.flush_cache(prefix)
@@ -535,6 +557,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        self.shared.w3c.flush_all();
         for t in &self.tasks {
             t.abort();
         }

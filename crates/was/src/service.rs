@@ -424,6 +424,17 @@ impl Service {
             }
         }
         self.sites.retain(|id, _| model.sites.contains_key(id));
+        // Request logs: every site's settings, in the listener.
+        for id in self.model.sites.keys().chain(old_sites.keys()) {
+            if !model.sites.contains_key(id) {
+                self.opts.listener.set_site_logging(*id, None);
+            }
+        }
+        for (id, site) in &model.sites {
+            self.opts
+                .listener
+                .set_site_logging(*id, log_settings(&self.opts.state_dir, &site.log));
+        }
         self.paused.retain(|id, _| model.sites.contains_key(id));
         self.model = model;
         self.apply_routes();
@@ -1354,6 +1365,30 @@ impl Service {
             None => Ok(format!("site {id} {verb}")),
         }
     }
+}
+
+/// A site's W3C log settings for the listener; a LogFileDirectory that is
+/// not an absolute Unix path (IIS's `%WinDir%\System32\LogFiles`) means
+/// the state directory's `logs`.
+fn log_settings(
+    state_dir: &std::path::Path,
+    log: &crate::model::LogSettings,
+) -> Option<listener::w3c::W3cSettings> {
+    if !log.enabled {
+        return None;
+    }
+    let directory = if log.directory.starts_with('/') {
+        std::path::PathBuf::from(&log.directory)
+    } else {
+        state_dir.join("logs")
+    };
+    Some(listener::w3c::W3cSettings {
+        directory,
+        period: log.period,
+        truncate_size: log.truncate_size,
+        fields: log.fields,
+        local_time_rollover: log.local_time_rollover,
+    })
 }
 
 fn configure_queue(pool: &mut Pool) {
