@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::fdpass::Outgoing;
 use crate::proto::{
     self, decode_frame, decode_message, encode_message, encode_response_body, ApiError,
     CachePolicy, ErrorCode, Frame, Header, LogInfo, QueueProperty, RequestHead, ResponseBody,
@@ -56,7 +57,7 @@ struct Slot {
 }
 
 struct Shared {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Outgoing>,
     calls: Mutex<HashMap<u32, oneshot::Sender<Result<u64, ApiError>>>>,
     next_call: AtomicU32,
     queues: Mutex<HashMap<u32, mpsc::UnboundedSender<Request>>>,
@@ -68,7 +69,7 @@ impl Shared {
     fn send(&self, msg: &ToListener) -> Result<()> {
         let mut frame = Vec::with_capacity(128);
         encode_message(msg, &mut frame);
-        self.tx.send(frame).map_err(|_| Error::Closed)
+        self.tx.send(frame.into()).map_err(|_| Error::Closed)
     }
 
     async fn call(&self, make: impl FnOnce(u32) -> ToListener) -> Result<u64> {
@@ -133,7 +134,7 @@ impl Session {
                 return Err(Error::Closed);
             }
         }
-        let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
         let shared = Arc::new(Shared {
             tx,
             calls: Mutex::new(HashMap::new()),
@@ -142,7 +143,7 @@ impl Session {
             requests: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         });
-        tokio::spawn(proto::write_batched(rx, writer));
+        tokio::spawn(crate::fdpass::write_frames(rx, writer));
         let weak = Arc::downgrade(&shared);
         tokio::spawn(async move {
             read_loop(weak.clone(), reader, buf).await;
@@ -606,7 +607,10 @@ impl Request {
         // The end flag on the body frame completes the response.
         encode_response_body(id, true, &body, &mut frames);
         lock(&this.shared.requests).remove(&id);
-        this.shared.tx.send(frames).map_err(|_| Error::Closed)
+        this.shared
+            .tx
+            .send(frames.into())
+            .map_err(|_| Error::Closed)
     }
 
     /// Starts a response whose body is sent piece by piece (chunked to
@@ -680,9 +684,35 @@ impl ResponseWriter {
             permit.forget();
             let mut frame = Vec::with_capacity(piece.len() + 14);
             encode_response_body(self.id, false, piece, &mut frame);
-            self.shared.tx.send(frame).map_err(|_| Error::Closed)?;
+            self.shared
+                .tx
+                .send(frame.into())
+                .map_err(|_| Error::Closed)?;
         }
         Ok(())
+    }
+
+    /// Sends `len` bytes of `file` from `offset` as body bytes. The listener
+    /// sends them from the file itself (sendfile), without the bytes
+    /// passing through this program; the file must hold them.
+    pub async fn send_file(&mut self, file: &std::fs::File, offset: u64, len: u64) -> Result<()> {
+        let fd = std::os::fd::OwnedFd::from(file.try_clone()?);
+        let mut frame = Vec::with_capacity(32);
+        encode_message(
+            &ToListener::SendFile {
+                request: self.id,
+                offset,
+                len,
+            },
+            &mut frame,
+        );
+        self.shared
+            .tx
+            .send(Outgoing {
+                bytes: frame,
+                fd: Some(fd),
+            })
+            .map_err(|_| Error::Closed)
     }
 
     /// Completes the response, with trailer fields for a chunked one.

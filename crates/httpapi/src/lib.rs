@@ -26,6 +26,7 @@
 
 mod client;
 pub mod dates;
+pub mod fdpass;
 pub mod proto;
 
 pub use client::{

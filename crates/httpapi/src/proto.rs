@@ -283,6 +283,13 @@ pub enum ToListener {
     Abort {
         request: u64,
     },
+    /// Body bytes from a file: `len` bytes at `offset` of the descriptor
+    /// that travels with this frame ([`crate::fdpass`]).
+    SendFile {
+        request: u64,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// Messages from the listener to a program.

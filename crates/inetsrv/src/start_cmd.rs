@@ -164,6 +164,11 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         println!("stopping...");
         let _ = std::io::stdout().flush();
         was.shutdown().await;
+        // Responses the listener is still sending (files handed over by
+        // workers) finish too.
+        if !listener.drain(Duration::from_secs(90)).await {
+            tracing::warn!("responses still in progress after 90 s were cut");
+        }
         Ok::<(), std::io::Error>(())
     })?;
     admin_task.abort();

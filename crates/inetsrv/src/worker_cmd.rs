@@ -24,23 +24,31 @@ pub struct WorkerArgs {
 }
 
 pub fn run(args: &WorkerArgs) -> Result<()> {
-    // As many threads as CPUs this process may use (taskset narrows it).
+    // As many threads as CPUs this process may use (taskset narrows it);
+    // on one CPU, one thread does everything (no cross-thread wake-ups).
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the runtime")?;
     let options = worker::Options {
         pool: args.pool.clone(),
         socket: args.socket.clone(),
         metabase: metabase::persist::Location::file(&args.config),
         restart_requests: args.restart_requests,
     };
-    runtime.block_on(worker::run(options))?;
+    // The serving loop runs as a task, on the runtime's own threads.
+    runtime.block_on(async { tokio::spawn(worker::run(options)).await })??;
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
 }

@@ -11,6 +11,24 @@ use serde::Deserialize;
 use crate::http::Limits;
 use crate::url::UrlOptions;
 
+/// A switch as the registry holds it (a DWORD, 0 or 1) or as JSON does.
+fn registry_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Switch {
+        Bool(bool),
+        Dword(u32),
+    }
+    match Switch::deserialize(d)? {
+        Switch::Bool(b) => Ok(b),
+        Switch::Dword(0) => Ok(false),
+        Switch::Dword(1) => Ok(true),
+        Switch::Dword(n) => Err(serde::de::Error::custom(format!(
+            "{n} is not a switch: use 0 or 1 (or false or true)"
+        ))),
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
 pub struct ListenerConfig {
@@ -21,10 +39,14 @@ pub struct ListenerConfig {
     /// Concurrent client connections; 0 for no limit.
     pub max_connections: usize,
     #[serde(rename = "EnableNonUTF8")]
+    #[serde(deserialize_with = "registry_bool")]
     pub enable_non_utf8: bool,
     #[serde(rename = "FavorUTF8")]
+    #[serde(deserialize_with = "registry_bool")]
     pub favor_utf8: bool,
+    #[serde(deserialize_with = "registry_bool")]
     pub percent_u_allowed: bool,
+    #[serde(deserialize_with = "registry_bool")]
     pub allow_restricted_chars: bool,
     /// Seconds; fractions are accepted (tests use them).
     pub idle_connection_timeout: f64,
@@ -44,6 +66,7 @@ pub struct ListenerConfig {
     /// Where HTTPERR logs go; none turns error logging off.
     pub error_logging_dir: Option<PathBuf>,
     pub error_log_file_truncate_size: u64,
+    #[serde(deserialize_with = "registry_bool")]
     pub uri_enable_cache: bool,
     /// The largest response the cache keeps (UriMaxUriBytes).
     pub uri_max_uri_bytes: u64,
@@ -214,5 +237,15 @@ mod tests {
         )
         .unwrap();
         assert!(ListenerConfig::for_state_dir(dir.path()).is_err());
+        // Switches as the registry writes them.
+        std::fs::write(dir.path().join("httpsys.json"), r#"{"UriEnableCache": 0}"#).unwrap();
+        assert!(
+            !ListenerConfig::for_state_dir(dir.path())
+                .unwrap()
+                .uri_enable_cache
+        );
+        std::fs::write(dir.path().join("httpsys.json"), r#"{"UriEnableCache": 2}"#).unwrap();
+        let e = ListenerConfig::for_state_dir(dir.path()).unwrap_err();
+        assert!(e.contains("use 0 or 1"), "{e}");
     }
 }

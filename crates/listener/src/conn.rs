@@ -55,6 +55,22 @@ struct Conn {
     sent: u64,
 }
 
+/// Counts a request being answered, for a graceful shutdown.
+struct Busy(Arc<Shared>);
+
+impl Busy {
+    fn new(shared: &Arc<Shared>) -> Busy {
+        shared.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(shared.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// What a site's request log needs of a request, kept while it is served.
 struct RequestLog {
     site_id: u32,
@@ -152,6 +168,69 @@ impl Conn {
             reason: reason.as_str(),
             queue: seen.queue.as_ref().map(|q| q.name.clone()),
         });
+    }
+
+    /// Sends body bytes from a file: framed as the response's body is, with
+    /// sendfile(2), within the time MinSendRate allows.
+    async fn send_file_body(
+        &mut self,
+        response: Option<&mut ResponseState>,
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), R> {
+        let state = response.ok_or(R::Internal)?;
+        let Some((prefix, suffix)) = state.frame_file(len) else {
+            return Err(R::Internal);
+        };
+        if !state.wire_sends() {
+            return Ok(());
+        }
+        if !prefix.is_empty() {
+            self.write_timed(&prefix).await?;
+        }
+        let rate = config(&self.shared).min_send_rate.max(1);
+        let allowed = Duration::from_secs_f64((len as f64 / rate as f64).max(1.0));
+        let deadline = Instant::now() + allowed;
+        let (mut at, mut left) = (offset, len);
+        while left > 0 {
+            let stream = &self.stream;
+            let step = timeout_at(deadline, async {
+                loop {
+                    stream.writable().await?;
+                    let attempt = stream.try_io(tokio::io::Interest::WRITABLE, || {
+                        let mut off = at as i64;
+                        nix::sys::sendfile::sendfile64(
+                            stream,
+                            file,
+                            Some(&mut off),
+                            left.min(1 << 30) as usize,
+                        )
+                        .map_err(std::io::Error::from)
+                    });
+                    match attempt {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        other => return other,
+                    }
+                }
+            })
+            .await;
+            match step {
+                // The file is shorter than the program said.
+                Ok(Ok(0)) => return Err(R::Internal),
+                Ok(Ok(n)) => {
+                    at += n as u64;
+                    left -= n as u64;
+                    self.sent += n as u64;
+                }
+                Ok(Err(_)) => return Err(R::ConnectionDropped),
+                Err(_) => return Err(R::TimerMinBytesPerSecond),
+            }
+        }
+        if !suffix.is_empty() {
+            self.write_timed(suffix).await?;
+        }
+        Ok(())
     }
 
     /// Writes the site's request log line of an exchange.
@@ -262,6 +341,7 @@ impl Conn {
             }
         };
         let raw = self.buf.split_to(head.len).freeze();
+        let _busy = Busy::new(&shared);
         self.sent = 0;
         let started = Instant::now();
         let method = &raw[head.method.0..head.method.1];
@@ -590,9 +670,14 @@ impl Conn {
                     };
                     self.out.clear();
                     let mut outcome = EventOutcome::Continue;
+                    let mut file = None;
                     loop {
                         if let ConnEvent::BodyConsumed(n) = event {
                             body.acknowledge(n);
+                        } else if let ConnEvent::File { file: f, offset, len } = event {
+                            // Written after what is already framed.
+                            file = Some((f, offset, len));
+                            break;
                         } else {
                             outcome = apply(event, &mut response, &ctx, &shared, &mut self.out);
                         }
@@ -617,11 +702,25 @@ impl Conn {
                             shared.cache.insert(key, entry);
                         }
                     }
+                    // Head and file leave in full segments (nginx's
+                    // tcp_nopush): cork until the file is handed over.
+                    let corked = file.is_some() && socket2::SockRef::from(&self.stream).set_tcp_cork(true).is_ok();
                     if !self.out.is_empty() {
                         let out = std::mem::take(&mut self.out);
                         let result = self.write_timed(&out).await;
                         self.out = out;
                         if let Err(reason) = result {
+                            session.abort(ctx.id);
+                            self.log(seen, response.as_ref().map(|r| r.status), reason);
+                            return Next::Close;
+                        }
+                    }
+                    if let Some((f, offset, len)) = file {
+                        let sent = self.send_file_body(response.as_mut(), &f, offset, len).await;
+                        if corked {
+                            let _ = socket2::SockRef::from(&self.stream).set_tcp_cork(false);
+                        }
+                        if let Err(reason) = sent {
                             session.abort(ctx.id);
                             self.log(seen, response.as_ref().map(|r| r.status), reason);
                             return Next::Close;
@@ -739,7 +838,10 @@ fn apply(
         abort,
     };
     match event {
-        ConnEvent::Delivered(_) | ConnEvent::BodyConsumed(_) => EventOutcome::Continue,
+        // Files are sent by the connection itself, outside this batch.
+        ConnEvent::Delivered(_) | ConnEvent::BodyConsumed(_) | ConnEvent::File { .. } => {
+            EventOutcome::Continue
+        }
         ConnEvent::Head(h) => {
             if response.is_some() {
                 return fail(None, R::Internal, true);
@@ -1006,6 +1108,24 @@ impl ResponseState {
                 Some(true)
             }
         }
+    }
+
+    /// Accounts for `len` body bytes coming from a file: the bytes to write
+    /// before and after them (chunk framing), or `None` if they are more
+    /// than the response announced. Such a body is never cached.
+    fn frame_file(&mut self, len: u64) -> Option<(Vec<u8>, &'static [u8])> {
+        self.written += len;
+        self.cache = None;
+        match self.wire {
+            WireBody::Length(n) if self.written > n => None,
+            WireBody::Chunked if len > 0 => Some((format!("{len:X}\r\n").into_bytes(), b"\r\n")),
+            _ => Some((Vec::new(), b"")),
+        }
+    }
+
+    /// Whether body bytes go on the wire (not for HEAD, 204, 304).
+    fn wire_sends(&self) -> bool {
+        self.wire != WireBody::None
     }
 
     /// The bytes that end the response, or `None` if the body fell short.

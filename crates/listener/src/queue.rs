@@ -22,6 +22,12 @@ pub(crate) enum ConnEvent {
     BodyConsumed(u64),
     Head(ResponseHead),
     Body(Bytes),
+    /// Body bytes to send from a file (sendfile).
+    File {
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+    },
     End(Vec<Header>),
     /// The process went away or gave the request up.
     Abandoned,

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub cache: ResponseCache,
     pub errlog: HttpErrLog,
     pub w3c: crate::w3c::W3cLogs,
+    /// Requests being answered (heads read, responses not yet sent).
+    pub busy: std::sync::atomic::AtomicUsize,
     connections: Option<Arc<Semaphore>>,
     demand_hook: RwLock<Option<DemandStartHook>>,
     uid: u32,
@@ -434,6 +436,7 @@ impl Listener {
                 config.error_log_file_truncate_size,
             ),
             w3c: crate::w3c::W3cLogs::new(),
+            busy: std::sync::atomic::AtomicUsize::new(0),
             connections: (config.max_connections > 0)
                 .then(|| Arc::new(Semaphore::new(config.max_connections))),
             demand_hook: RwLock::new(None),
@@ -538,6 +541,25 @@ impl Listener {
     /// Sets a site's W3C request log (`None`: the site does not log).
     pub fn set_site_logging(&self, site_id: u32, settings: Option<crate::w3c::W3cSettings>) {
         self.shared.w3c.configure(site_id, settings);
+    }
+
+    /// Stops taking connections and waits (up to `grace`) for the
+    /// requests being answered to finish; true if they all did.
+    pub async fn drain(&self, grace: std::time::Duration) -> bool {
+        for (_, tasks) in lock(&self.shared.endpoints).drain() {
+            for t in tasks {
+                t.abort();
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.shared.busy.load(Ordering::SeqCst) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.shared.w3c.flush_all();
+        true
     }
 
     /// Writes buffered request log lines now.

@@ -14,7 +14,6 @@ use httpapi::proto::{
     decode_frame, decode_message, encode_message, encode_request_body, ApiError, ErrorCode, Frame,
     QueueProperty, RequestHead, ToApp, ToListener, PROTOCOL_VERSION,
 };
-use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
@@ -101,7 +100,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
     let uid = cred.map(|c| c.uid()).unwrap_or(u32::MAX);
     let pid = cred.and_then(|c| c.pid());
     tracing::debug!(session = id, uid, pid, "program connected");
-    let (mut reader, writer_half) = stream.into_split();
+    let (reader, writer_half) = stream.into_split();
+    let mut fds: std::collections::VecDeque<std::os::fd::OwnedFd> =
+        std::collections::VecDeque::new();
+    let mut reader_buf = httpapi::fdpass::FdReader::new(64 * 1024);
     let (tx, rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let session = Arc::new(Session {
         id,
@@ -187,15 +189,35 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
                     }
                 }
             }
+            if let ToListener::SendFile {
+                request,
+                offset,
+                len,
+            } = msg
+            {
+                let Some(fd) = fds.pop_front() else {
+                    tracing::warn!(
+                        session = id,
+                        "a SendFile frame came without a descriptor; closing the session"
+                    );
+                    break 'read;
+                };
+                send_file(&session, request, std::fs::File::from(fd), offset, len);
+                continue;
+            }
             handle(&shared, &session, msg);
         }
-        // Keep room to read into: consumed frames shrink the buffer.
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
-        }
-        match reader.read_buf(&mut buf).await {
+        // Descriptors may come with the bytes (SendFile).
+        match reader_buf.read(reader.as_ref(), &mut fds).await {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(n) => buf.extend_from_slice(&reader_buf.scratch[..n]),
+        }
+        if fds.len() > httpapi::fdpass::MAX_PENDING_FDS {
+            tracing::warn!(
+                session = id,
+                "a program sent descriptors no frame claims; closing the session"
+            );
+            break;
         }
     }
 
@@ -220,6 +242,21 @@ fn close(shared: &Arc<Shared>, session: &Arc<Session>) {
         if queue.remove_holder() {
             shared.remove_queue(&queue);
         }
+    }
+}
+
+/// Hands a file to the connection of its request; anything but a regular
+/// file aborts the request.
+fn send_file(session: &Session, request: u64, file: std::fs::File, offset: u64, len: u64) {
+    let Some(events) = session.event_sender(request) else {
+        return;
+    };
+    let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if regular {
+        let _ = events.send(ConnEvent::File { file, offset, len });
+    } else {
+        lock(&session.requests).remove(&request);
+        let _ = events.send(ConnEvent::Abandoned);
     }
 }
 
@@ -343,6 +380,8 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
                 let _ = events.send(ConnEvent::BodyConsumed(bytes));
             }
         }
+        // Taken in the read loop, with its descriptor.
+        ToListener::SendFile { .. } => {}
         ToListener::Abort { request } => {
             if let Some(events) = lock(&session.requests).remove(&request) {
                 let _ = events.send(ConnEvent::Abandoned);

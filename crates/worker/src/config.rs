@@ -257,7 +257,8 @@ pub struct Config {
     pub compression: Compression,
     global_mime: Arc<MimeTable>,
     mime_tables: Mutex<HashMap<Vec<String>, Arc<MimeTable>>>,
-    urls: Mutex<HashMap<(u32, String), Arc<UrlConfig>>>,
+    /// By site, then URL path (looked up without allocating).
+    urls: Mutex<HashMap<u32, HashMap<String, Arc<UrlConfig>>>>,
 }
 
 /// URLs remembered per generation; beyond this the memory starts over.
@@ -284,16 +285,17 @@ impl Config {
     /// The settings of a decoded URL path of a site; `None` for a path
     /// that cannot be a metabase path.
     pub fn url(&self, site_id: u32, url_path: &str) -> Option<Arc<UrlConfig>> {
-        let key = (site_id, url_path.to_string());
-        if let Some(found) = lock(&self.urls).get(&key) {
+        if let Some(found) = lock(&self.urls).get(&site_id).and_then(|m| m.get(url_path)) {
             return Some(found.clone());
         }
         let resolved = Arc::new(self.resolve(site_id, url_path)?);
         let mut urls = lock(&self.urls);
-        if urls.len() >= MAX_CACHED_URLS {
+        if urls.values().map(HashMap::len).sum::<usize>() >= MAX_CACHED_URLS {
             urls.clear();
         }
-        urls.insert(key, resolved.clone());
+        urls.entry(site_id)
+            .or_default()
+            .insert(url_path.to_string(), resolved.clone());
         Some(resolved)
     }
 

@@ -14,6 +14,7 @@ pub mod compress;
 pub mod config;
 pub mod control;
 pub mod errors;
+pub mod filecache;
 pub mod files;
 pub mod listing;
 pub mod pipeline;

@@ -5,7 +5,7 @@
 //! through the same last phase: custom headers, HttpErrors pages, and the
 //! fields the listener logs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -25,8 +25,6 @@ use crate::watch::CacheWatch;
 
 /// Files up to this size are read whole and sent with their head.
 const SMALL_FILE: u64 = 64 * 1024;
-/// The piece size a large file is read and sent in.
-const CHUNK: usize = 256 * 1024;
 /// Custom error files larger than this are not used.
 const MAX_ERROR_FILE: u64 = 1 << 20;
 
@@ -38,6 +36,8 @@ pub struct Pipeline {
     pub control: QueueControl,
     /// Requests answered.
     pub served: AtomicU64,
+    /// Small files' contents, checked against the file on every use.
+    pub files: crate::filecache::FileCache,
 }
 
 /// What to send.
@@ -54,9 +54,16 @@ enum Body {
     Bytes(Bytes),
     /// Parts of a file, with literal bytes between them (multipart).
     File {
-        path: PathBuf,
+        source: Source,
         parts: Vec<Part>,
     },
+}
+
+/// Where a file's bytes come from.
+enum Source {
+    Open(std::fs::File),
+    /// A small file, from the worker's file cache.
+    Memory(Bytes),
 }
 
 enum Part {
@@ -140,32 +147,34 @@ impl Pipeline {
             watch: CacheWatch::default(),
             control,
             served: AtomicU64::new(0),
+            files: crate::filecache::FileCache::default(),
         }
     }
 
     /// Answers one request.
     pub async fn serve(&self, mut req: Request) {
         let config = self.config.load_full();
-        let reply = match self.process(&config, &mut req).await {
+        let cfg = config.url(req.url_context as u32, &req.url.path);
+        let reply = match self.process(&config, cfg.clone(), &mut req).await {
             Ok(reply) => reply,
-            Err((error, cfg, challenge)) => {
+            Err((error, challenge)) => {
                 self.error_reply(&config, cfg.as_deref(), &req, error, challenge)
             }
         };
-        self.send(req, reply).await;
+        self.send(req, reply, cfg.as_deref()).await;
         self.served.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn process(
         &self,
         config: &Config,
+        cfg: Option<Arc<UrlConfig>>,
         req: &mut Request,
-    ) -> Result<Reply, (HttpError, Option<Arc<UrlConfig>>, bool)> {
-        let site_id = req.url_context as u32;
-        let Some(cfg) = config.url(site_id, &req.url.path) else {
-            return Err((HttpError::new(404, 0).win32(2), None, false));
+    ) -> Result<Reply, (HttpError, bool)> {
+        let Some(cfg) = cfg else {
+            return Err((HttpError::new(404, 0).win32(2), false));
         };
-        let fail = |e: HttpError| Err((e, Some(cfg.clone()), false));
+        let fail = |e: HttpError| Err((e, false));
         if !cfg.ip_allowed(&req.remote.ip()) {
             return fail(HttpError::new(403, 6));
         }
@@ -174,11 +183,11 @@ impl Pipeline {
         }
         let ctx = match self.authenticate(&cfg, req).await {
             Ok(ctx) => ctx,
-            Err(e) => return Err((e, Some(cfg.clone()), true)),
+            Err(e) => return Err((e, true)),
         };
         if let BodyInfo::Length(n) = req.body {
             if n > cfg.max_entity {
-                return Err((HttpError::new(413, 0), Some(cfg.clone()), false));
+                return Err((HttpError::new(413, 0), false));
             }
         }
         if let Some(reply) = redirect(&cfg, req) {
@@ -186,8 +195,8 @@ impl Pipeline {
         }
         let reply = match req.method.as_str() {
             "GET" | "HEAD" => self.get(config, &ctx, req).await,
-            "PUT" => self.put(&ctx, req).await,
-            "DELETE" => self.delete(&ctx, req).await,
+            "PUT" => Box::pin(self.put(&ctx, req)).await,
+            "DELETE" => Box::pin(self.delete(&ctx, req)).await,
             "OPTIONS" => Ok(Reply::new(200)
                 .header("Allow", allowed_methods(&cfg))
                 .header("Public", allowed_methods(&cfg))),
@@ -196,7 +205,7 @@ impl Pipeline {
         };
         match reply {
             Ok(reply) => Ok(self.finish(&ctx, reply)),
-            Err(e) => Err((e, Some(cfg.clone()), false)),
+            Err(e) => Err((e, false)),
         }
     }
 
@@ -215,15 +224,17 @@ impl Pipeline {
                 .is_some_and(|p| p.eq_ignore_ascii_case("basic "))
         });
         match sent.and_then(auth::parse_basic) {
-            Some((user, password)) if basic => match self.logons.check(&user, &password).await {
-                Ok(true) => Ok(Ctx {
-                    cfg: cfg.clone(),
-                    user,
-                    authenticated: true,
-                }),
-                Ok(false) => Err(HttpError::new(401, 1)),
-                Err(_) => Err(HttpError::new(500, 0)),
-            },
+            Some((user, password)) if basic => {
+                match Box::pin(self.logons.check(&user, &password)).await {
+                    Ok(true) => Ok(Ctx {
+                        cfg: cfg.clone(),
+                        user,
+                        authenticated: true,
+                    }),
+                    Ok(false) => Err(HttpError::new(401, 1)),
+                    Err(_) => Err(HttpError::new(500, 0)),
+                }
+            }
             // Credentials of a kind not enabled here are ignored where
             // anonymous access is allowed, as IIS ignores them.
             _ if anonymous => Ok(Ctx {
@@ -388,7 +399,8 @@ impl Pipeline {
             Precondition::Proceed => {}
         }
         if let Some((copy, coding)) = chosen {
-            let len = std::fs::metadata(&copy).map_err(io_error)?.len();
+            let copy_file = std::fs::File::open(&copy).map_err(io_error)?;
+            let len = copy_file.metadata().map_err(io_error)?.len();
             reply = reply.header("Content-Encoding", coding);
             if let Some((cache_control, expires)) = &compression.cache_headers {
                 if !cache_control.is_empty() {
@@ -399,7 +411,7 @@ impl Pipeline {
                 }
             }
             reply.body = Body::File {
-                path: copy,
+                source: Source::Open(copy_file),
                 parts: vec![Part::Range { offset: 0, len }],
             };
             return Ok(reply);
@@ -408,7 +420,7 @@ impl Pipeline {
         match files::ranges(&conditions, &info) {
             Ranges::Whole => {
                 reply.body = Body::File {
-                    path: physical.to_path_buf(),
+                    source: self.source(physical, meta)?,
                     parts: vec![Part::Range {
                         offset: 0,
                         len: info.len,
@@ -435,7 +447,7 @@ impl Pipeline {
                     format!("bytes {first}-{last}/{}", info.len),
                 );
                 reply.body = Body::File {
-                    path: physical.to_path_buf(),
+                    source: self.source(physical, meta)?,
                     parts: vec![Part::Range {
                         offset: first,
                         len: last - first + 1,
@@ -472,7 +484,7 @@ impl Pipeline {
                     "\r\n--{boundary}--\r\n"
                 ))));
                 reply.body = Body::File {
-                    path: physical.to_path_buf(),
+                    source: self.source(physical, meta)?,
                     parts: body,
                 };
             }
@@ -484,6 +496,25 @@ impl Pipeline {
             }
         }
         Ok(reply)
+    }
+
+    /// The bytes of a file to send: small ones from the file cache (read
+    /// on first use), large ones opened (sent with sendfile).
+    fn source(&self, physical: &Path, meta: &std::fs::Metadata) -> Result<Source, HttpError> {
+        if meta.len() <= SMALL_FILE {
+            if let Some(data) = self.files.get(physical, meta) {
+                return Ok(Source::Memory(data));
+            }
+            let data = Bytes::from(std::fs::read(physical).map_err(io_error)?);
+            // Changed while being read: send what was read, keep nothing.
+            if data.len() as u64 == meta.len() {
+                self.files.put(physical, meta, data.clone());
+            }
+            return Ok(Source::Memory(data));
+        }
+        Ok(Source::Open(
+            std::fs::File::open(physical).map_err(io_error)?,
+        ))
     }
 
     /// PUT: stores the body as the file, where AccessWrite allows.
@@ -659,7 +690,7 @@ impl Pipeline {
         reply.html(error.page())
     }
 
-    async fn send(&self, req: Request, reply: Reply) {
+    async fn send(&self, req: Request, reply: Reply, cfg: Option<&UrlConfig>) {
         let is_head = req.method == "HEAD";
         let Reply {
             status,
@@ -668,13 +699,11 @@ impl Pipeline {
             cache,
             mut log,
         } = reply;
-        let config = self.config.load();
-        let cfg = config.url(req.url_context as u32, &req.url.path);
-        if let Some(cfg) = &cfg {
+        if let Some(cfg) = cfg {
             log.dont_log |= cfg.dont_log;
         }
         let mut response = Response::new(status).log(log);
-        if let Some(cfg) = &cfg {
+        if let Some(cfg) = cfg {
             for (name, value) in &cfg.custom_headers {
                 response = response.header(name, value.as_bytes());
             }
@@ -693,16 +722,28 @@ impl Pipeline {
             Body::Bytes(bytes) => {
                 let _ = req.respond(response.body(bytes)).await;
             }
-            Body::File { path, parts } => {
+            Body::File { source, parts } => {
                 if is_head {
                     if let Ok(w) = req.start_response(response, Some(total)).await {
                         let _ = w.finish(Vec::new()).await;
                     }
                     return;
                 }
+                let file = match source {
+                    Source::Memory(data) => {
+                        match memory_parts(&data, &parts) {
+                            Some(bytes) => {
+                                let _ = req.respond(response.body(bytes)).await;
+                            }
+                            None => req.abort(),
+                        }
+                        return;
+                    }
+                    Source::Open(file) => file,
+                };
                 if total <= SMALL_FILE {
                     // Small: read now and send with the head.
-                    match read_parts(&path, &parts) {
+                    match read_parts(&file, &parts) {
                         Some(bytes) => {
                             let _ = req.respond(response.body(bytes)).await;
                         }
@@ -712,83 +753,62 @@ impl Pipeline {
                     }
                     return;
                 }
-                stream_file(req, response, path, parts, total).await;
+                // Boxed: the common (small) path keeps a small future.
+                Box::pin(stream_file(req, response, file, parts, total)).await;
             }
         }
     }
 }
 
-/// Sends a large file piece by piece, reading it off the async threads.
+/// Sends a large file: its open descriptor goes to the listener, which
+/// sends the bytes with sendfile(2) (HTTP.SYS's TransmitFile role); the
+/// bytes never pass through this process.
 async fn stream_file(
     req: Request,
     response: Response,
-    path: PathBuf,
+    file: std::fs::File,
     parts: Vec<Part>,
     total: u64,
 ) {
-    let file = match tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || std::fs::File::open(path)
-    })
-    .await
-    {
-        Ok(Ok(file)) => Arc::new(file),
-        _ => return req.abort(),
-    };
     let Ok(mut writer) = req.start_response(response, Some(total)).await else {
         return;
     };
     for part in parts {
-        match part {
-            Part::Literal(bytes) => {
-                if writer.send(&bytes).await.is_err() {
-                    return;
-                }
-            }
-            Part::Range { offset, len } => {
-                let mut at = offset;
-                let end = offset + len;
-                while at < end {
-                    let want = (end - at).min(CHUNK as u64) as usize;
-                    let f = file.clone();
-                    let read = tokio::task::spawn_blocking(move || {
-                        use std::os::unix::fs::FileExt;
-                        let mut buf = vec![0u8; want];
-                        let mut filled = 0;
-                        while filled < want {
-                            match f.read_at(&mut buf[filled..], at + filled as u64) {
-                                Ok(0) => break,
-                                Ok(n) => filled += n,
-                                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                                Err(_) => break,
-                            }
-                        }
-                        buf.truncate(filled);
-                        buf
-                    })
-                    .await;
-                    // A file cut short mid-response: abort rather than send
-                    // fewer bytes than the head promised.
-                    let Ok(buf) = read else { return };
-                    if buf.len() != want {
-                        return;
-                    }
-                    if writer.send(&buf).await.is_err() {
-                        return;
-                    }
-                    at += want as u64;
-                }
-            }
+        let sent = match part {
+            Part::Literal(bytes) => writer.send(&bytes).await,
+            Part::Range { offset, len } => writer.send_file(&file, offset, len).await,
+        };
+        if sent.is_err() {
+            return;
         }
     }
     let _ = writer.finish(Vec::new()).await;
 }
 
+/// A response body made of parts of a file in memory (the whole file is
+/// shared, not copied).
+fn memory_parts(data: &Bytes, parts: &[Part]) -> Option<Bytes> {
+    if let [Part::Range { offset, len }] = parts {
+        let (start, end) = (*offset as usize, (*offset + *len) as usize);
+        return (end <= data.len()).then(|| data.slice(start..end));
+    }
+    let mut out = Vec::new();
+    for part in parts {
+        match part {
+            Part::Literal(bytes) => out.extend_from_slice(bytes),
+            Part::Range { offset, len } => {
+                let (start, end) = (*offset as usize, (*offset + *len) as usize);
+                out.extend_from_slice(data.get(start..end)?);
+            }
+        }
+    }
+    Some(Bytes::from(out))
+}
+
 /// The bytes of a small response made of file parts; `None` if the file
 /// is shorter than it was.
-fn read_parts(path: &Path, parts: &[Part]) -> Option<Vec<u8>> {
+fn read_parts(file: &std::fs::File, parts: &[Part]) -> Option<Vec<u8>> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path).ok()?;
     let mut out = Vec::new();
     for part in parts {
         match part {
