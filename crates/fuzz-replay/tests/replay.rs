@@ -94,3 +94,12 @@ fn chunked() {
 fn url() {
     replay("url", 300, listener::fuzz_checks::url);
 }
+
+#[test]
+fn config_values() {
+    replay("config_values", 300, |data| {
+        was::fuzz_checks::binding(data);
+        metabase::fuzz_checks::ipsecurity(data);
+        worker::fuzz_checks::url_settings(data);
+    });
+}

@@ -19,18 +19,23 @@ pub enum UserCommand {
     /// Add a user. The password is read from --password-file, or from
     /// standard input (asked for when it is a terminal).
     Add {
+        /// The user name (compared without regard to case, as Windows does).
         name: String,
         #[command(flatten)]
         password: PasswordSource,
     },
     /// Change a user's password.
     Passwd {
+        /// The user name.
         name: String,
         #[command(flatten)]
         password: PasswordSource,
     },
     /// Delete a user.
-    Delete { name: String },
+    Delete {
+        /// The user name.
+        name: String,
+    },
     /// List user names.
     List,
 }

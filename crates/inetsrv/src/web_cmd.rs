@@ -61,23 +61,41 @@ pub enum SiteVerb {
         site: String,
     },
     /// Start a site (it also starts with the server from now on).
-    Start { site: String },
+    Start {
+        /// Site ID or name.
+        site: String,
+    },
     /// Stop a site (it stays stopped across restarts).
-    Stop { site: String },
+    Stop {
+        /// Site ID or name.
+        site: String,
+    },
     /// Pause a running site: its requests get 503 until `continue`.
-    Pause { site: String },
+    Pause {
+        /// Site ID or name.
+        site: String,
+    },
     /// Resume a paused site.
-    Continue { site: String },
+    Continue {
+        /// Site ID or name.
+        site: String,
+    },
     /// List sites with their state, bindings and root directory.
     List,
     /// Add a binding (IP:port:host) to a site.
     Bind {
+        /// Site ID or name.
         site: String,
         /// `:8081:`, `127.0.0.1:80:`, `:80:www.example.com`.
         binding: String,
     },
     /// Remove a binding from a site.
-    Unbind { site: String, binding: String },
+    Unbind {
+        /// Site ID or name.
+        site: String,
+        /// The binding as `site list` shows it, e.g. `:8081:`.
+        binding: String,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -98,15 +116,24 @@ pub enum VdirVerb {
         pool: Option<String>,
     },
     /// Delete a virtual directory.
-    Delete { site: String, alias: String },
+    Delete {
+        /// Site ID or name.
+        site: String,
+        /// The virtual directory's URL path under the site.
+        alias: String,
+    },
     /// List a site's virtual directories.
-    List { site: String },
+    List {
+        /// Site ID or name.
+        site: String,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum PoolVerb {
     /// Create an application pool.
     Create {
+        /// The pool's name: its key under /LM/W3SVC/AppPools.
         name: String,
         /// LocalSystem, LocalService, NetworkService (default), or a Unix
         /// user name (SpecifiedUser).
@@ -117,15 +144,27 @@ pub enum PoolVerb {
         max_processes: Option<u32>,
     },
     /// Delete an application pool no application uses.
-    Delete { name: String },
+    Delete {
+        /// The pool's name.
+        name: String,
+    },
     /// Start a pool (also after rapid-fail protection stopped it).
-    Start { name: String },
+    Start {
+        /// The pool's name.
+        name: String,
+    },
     /// Stop a pool: its workers finish their requests and exit; its
     /// requests get 503 (or a dropped connection, LoadBalancerCapabilities 1).
-    Stop { name: String },
+    Stop {
+        /// The pool's name.
+        name: String,
+    },
     /// Replace a pool's worker processes (overlapped unless
     /// DisallowOverlappingRotation): no request is lost.
-    Recycle { name: String },
+    Recycle {
+        /// The pool's name.
+        name: String,
+    },
     /// List pools with their worker processes (PIDs).
     List,
 }
@@ -750,7 +789,7 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
                 return Ok(());
             }
             ctx.line(format!(
-                "{:<24} {:<12} WORKER PROCESSES (PID state requests user)",
+                "{:<24} {:<12} WORKER PROCESSES (PID state requests-at-last-ping user)",
                 "POOL", "STATE"
             ));
             for r in rows {

@@ -23,7 +23,26 @@ pub struct WorkerArgs {
     restart_requests: u64,
 }
 
+/// Fault injection for tests of StartupTimeLimit: a worker whose pool is
+/// named in this variable (comma-separated) hangs before it registers with
+/// the service, as a worker stuck in its start-up would.
+const STALL_ON_START: &str = "INETSRV_TEST_STALL_WORKER_START";
+
 pub fn run(args: &WorkerArgs) -> Result<()> {
+    if let Ok(pools) = std::env::var(STALL_ON_START) {
+        if pools
+            .split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case(&args.pool))
+        {
+            eprintln!(
+                "{STALL_ON_START}: pool {} stalls before registering",
+                args.pool
+            );
+            loop {
+                std::thread::park();
+            }
+        }
+    }
     // As many threads as CPUs this process may use (taskset narrows it);
     // on one CPU, one thread does everything (no cross-thread wake-ups).
     let threads = std::thread::available_parallelism()

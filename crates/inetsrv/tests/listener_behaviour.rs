@@ -112,8 +112,14 @@ async fn full_stopped_and_unserved_queues() {
     }
     assert!(started.elapsed() < Duration::from_secs(5));
     server.wait_httperr(&["/wait0", "503", "Timer_AppPool", "idle"]);
-    // A stopped queue is offline.
+    // A stopped queue is offline, for the requests waiting in it too.
+    let mut held = Client::connect(port).await;
+    held.send(&get("/held-when-stopped", "h")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     queue.set_stopped(true).await.unwrap();
+    let reply = held.read(false, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reply.status, 503);
+    server.wait_httperr(&["/held-when-stopped", "503", "AppOffline", "idle"]);
     let offline = exchange(port, &get("/off", "h")).await.unwrap();
     assert_eq!(offline.status, 503);
     server.wait_httperr(&["/off", "503", "AppOffline", "idle"]);

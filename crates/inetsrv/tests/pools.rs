@@ -363,6 +363,72 @@ fn periodic_restart_requests_web_gardens_and_hung_workers() {
 }
 
 #[test]
+fn startup_and_shutdown_time_limits_are_enforced() {
+    let mut web = Web::prepare();
+    write(&web.www(), "s.txt", "s");
+    // Workers of pool Stuck hang before registering (fault injection).
+    web.env
+        .push(("INETSRV_TEST_STALL_WORKER_START".into(), "Stuck".into()));
+    web.cli_ok(&["pool", "create", "Stuck"]);
+    web.cli_ok(&["mb", "set", "W3SVC/AppPools/Stuck/StartupTimeLimit", "1"]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/Stuck/RapidFailProtectionMaxCrashes",
+        "2",
+    ]);
+    web.cli_ok(&["pool", "create", "Slow"]);
+    web.cli_ok(&["mb", "set", "W3SVC/AppPools/Slow/ShutdownTimeLimit", "2"]);
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AppPoolId", "Slow"]);
+    web.cli_ok(&[
+        "vdir",
+        "create",
+        "1",
+        "stuck",
+        web.www().to_str().unwrap(),
+        "--app",
+        "--pool",
+        "Stuck",
+    ]);
+    web.launch();
+
+    // A worker that never registers is killed after StartupTimeLimit and
+    // counts as a failure; the waiting request asks for another, which
+    // fails too, and rapid-fail protection stops the pool: 503.
+    let started = Instant::now();
+    let got = web.curl("/stuck/s.txt", &["--max-time", "20"]);
+    assert_eq!(got.status, 503, "{}", web.log());
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let log = web.log();
+    assert_eq!(
+        log.matches("reason=killed: StartupTimeLimit exceeded")
+            .count(),
+        2,
+        "{log}"
+    );
+    assert!(log.contains("rapid-fail protection"), "{log}");
+    // The other pool serves on.
+    assert_eq!(web.curl("/s.txt", &[]).text(), "s");
+
+    // A worker that does not exit when told is killed after
+    // ShutdownTimeLimit; its replacement serves meanwhile.
+    let old = one_pid(&web, "Slow");
+    kill(old, "STOP");
+    web.cli_ok(&["pool", "recycle", "Slow"]);
+    assert_eq!(web.curl("/s.txt", &[]).text(), "s");
+    web.wait_for("the old worker killed", Duration::from_secs(15), || {
+        !std::path::Path::new(&format!("/proc/{old}")).exists()
+            || std::fs::read_to_string(format!("/proc/{old}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    assert!(
+        web.log().contains("ShutdownTimeLimit exceeded"),
+        "{}",
+        web.log()
+    );
+}
+
+#[test]
 fn sites_bindings_and_vdirs_change_while_running() {
     let web = Web::start();
     write(&web.www(), "index.htm", "site one");

@@ -599,6 +599,160 @@ fn ip_restrictions_ssl_and_basic_authentication() {
 }
 
 #[test]
+fn script_maps_and_script_execute_source_and_no_physical_dir_access() {
+    let web = Web::start();
+    write(&web.www(), "default.asp", "<% Response.Write(secret) %>");
+    write(
+        &web.www(),
+        "global.asa",
+        "<script runat=server>secret</script>",
+    );
+    write(&web.www(), "tool.exe", "MZ");
+    write(&web.www(), "page.htm", "<p>static</p>");
+    write(&web.www(), "py/run.py", "print('secret')");
+    write(&web.www(), "py/old.asp", "old");
+    write(&web.www(), "wild/page.htm", "<p>wild</p>");
+    let substatus = |got: &common::web::Got| (got.status, got.text());
+
+    // The default configuration maps .asp, .asa, … (as IIS 6's does) and
+    // the site's root has Read and Script: the engine would run, and none
+    // is enabled — 404.2, never the source.
+    let asp = web.curl("/default.asp", &[]);
+    let (status, text) = substatus(&asp);
+    assert_eq!(status, 404, "{text}");
+    assert!(
+        text.contains("404.2") && text.contains("Lockdown"),
+        "{text}"
+    );
+    assert!(!text.contains("secret"));
+    assert_eq!(web.curl("/global.asa", &[]).status, 404);
+    assert_eq!(web.curl("/DEFAULT.ASP", &[]).status, 404);
+    // Translate: f asks for the source; without Source access it is refused.
+    let raw = web.curl("/default.asp", &["-H", "Translate: f"]);
+    assert!(!raw.text().contains("secret"), "{}", raw.text());
+    // An executable without Execute access: 403.1.
+    let exe = web.curl("/tool.exe", &[]);
+    assert_eq!(exe.status, 403);
+    assert!(exe.text().contains("403.1"), "{}", exe.text());
+    assert_eq!(web.curl("/page.htm", &[]).status, 200);
+    // A default document that is a script is handled as the script.
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/DefaultDoc",
+        "default.asp,page.htm",
+    ]);
+    web.wait_for("DefaultDoc", Duration::from_secs(10), || {
+        web.curl("/", &[]).status == 404
+    });
+    assert!(web.curl("/", &[]).text().contains("404.2"));
+
+    // Read and Source, no Script: the script is refused (403.1), and its
+    // source comes back to a WebDAV-style request.
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/AccessFlags",
+        "AccessRead | AccessSource",
+    ]);
+    web.wait_for("AccessSource", Duration::from_secs(10), || {
+        web.curl("/default.asp", &[]).status == 403
+    });
+    assert!(web.curl("/default.asp", &[]).text().contains("403.1"));
+    // .asp has no MIME type, so its source is 404.3 unless the map gives one.
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/MimeMap", ".asp,text/plain"]);
+    web.wait_for("MimeMap", Duration::from_secs(10), || {
+        web.curl("/default.asp", &["-H", "Translate: f"]).status == 200
+    });
+    assert_eq!(
+        web.curl("/default.asp", &["-H", "Translate: f"]).text(),
+        "<% Response.Write(secret) %>"
+    );
+    // Execute covers executables and scripts alike.
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/AccessFlags",
+        "AccessRead | AccessExecute",
+    ]);
+    web.wait_for("AccessExecute", Duration::from_secs(10), || {
+        web.curl("/tool.exe", &[]).status == 404
+    });
+    assert!(web.curl("/tool.exe", &[]).text().contains("404.2"));
+    assert!(web.curl("/default.asp", &[]).text().contains("404.2"));
+
+    // A script map of a directory's own, flag 0: only Execute will do.
+    web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/py", "IIsWebDirectory"]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/py/AccessFlags",
+        "AccessRead | AccessScript",
+    ]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/py/ScriptMaps",
+        ".py,python.dll,0",
+    ]);
+    web.wait_for("ScriptMaps", Duration::from_secs(10), || {
+        web.curl("/py/run.py", &[]).status == 403
+    });
+    assert!(web.curl("/py/run.py", &[]).text().contains("403.1"));
+    // Its own list replaces the inherited one, as in IIS: .asp is a plain
+    // file there (text/plain by the MimeMap set above).
+    assert_eq!(web.curl("/py/old.asp", &[]).text(), "old");
+    // A wildcard map takes every request.
+    web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/wild", "IIsWebDirectory"]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/wild/ScriptMaps",
+        "*,filter.dll,0",
+    ]);
+    web.wait_for("wildcard map", Duration::from_secs(10), || {
+        web.curl("/wild/page.htm", &[]).status == 404
+    });
+    assert!(web.curl("/wild/page.htm", &[]).text().contains("404.2"));
+
+    // NoPhysicalDir: the directory exists only for a handler; its files
+    // are not served from the disk beneath it.
+    web.cli_ok(&["vdir", "create", "1", "virt", web.www().to_str().unwrap()]);
+    web.wait_for("vdir", Duration::from_secs(10), || {
+        web.curl("/virt/page.htm", &[]).status == 200
+    });
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/virt/AccessFlags",
+        "AccessRead | AccessNoPhysicalDir",
+    ]);
+    web.wait_for("AccessNoPhysicalDir", Duration::from_secs(10), || {
+        web.curl("/virt/page.htm", &[]).status == 404
+    });
+
+    // The log says why: 404 2 1260 (ERROR_ACCESS_DISABLED_BY_POLICY) and
+    // 403 1 5 (the listener writes its log lines in batches).
+    let mut lines = Vec::new();
+    web.wait_for("log lines", Duration::from_secs(10), || {
+        lines = web.w3c_lines(1);
+        lines.iter().any(|l| l.contains("GET /virt/page.htm "))
+    });
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("GET /default.asp ") && l.ends_with(" 404 2 1260")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("GET /tool.exe ") && l.ends_with(" 403 1 5")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
 fn static_compression_per_the_iis_settings() {
     let web = Web::start();
     let text = "compress me please ".repeat(500);

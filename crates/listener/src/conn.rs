@@ -579,7 +579,11 @@ impl Conn {
         let session = loop {
             match timeout_at(queue_deadline, events.recv()).await {
                 Ok(Some(ConnEvent::Delivered(session))) => break session,
-                Ok(Some(ConnEvent::Abandoned)) | Ok(None) => {
+                Ok(Some(ConnEvent::Offline { drop: true })) => {
+                    self.log(&seen, None, R::AppOffline);
+                    return Next::Close;
+                }
+                Ok(Some(ConnEvent::Abandoned | ConnEvent::Offline { .. })) | Ok(None) => {
                     return self
                         .refuse(
                             HttpError::new(503, R::AppOffline, "Service Unavailable"),
@@ -875,7 +879,7 @@ fn apply(
                 None => fail(None, R::Internal, false),
             }
         }
-        ConnEvent::Abandoned => fail(
+        ConnEvent::Abandoned | ConnEvent::Offline { .. } => fail(
             Some(HttpError::new(
                 503,
                 R::ConnectionAbandonedByAppPool,

@@ -31,6 +31,11 @@ pub(crate) enum ConnEvent {
     End(Vec<Header>),
     /// The process went away or gave the request up.
     Abandoned,
+    /// The queue was stopped while the request waited in it: answer 503
+    /// AppOffline, or drop the connection when `drop`.
+    Offline {
+        drop: bool,
+    },
 }
 
 pub(crate) type EventSender = mpsc::UnboundedSender<ConnEvent>;
@@ -210,8 +215,22 @@ impl Queue {
         inner.holders == 0
     }
 
+    /// Stops or restarts the queue. Stopping it turns away the requests
+    /// waiting in it too, as new ones are (HTTP.SYS does the same when an
+    /// application pool is disabled): they would otherwise wait out the
+    /// RequestQueue timeout for a process that will not come.
     pub fn set_stopped(&self, stopped: bool) {
-        self.lock().stopped = stopped;
+        let (waiting, drop) = {
+            let mut inner = self.lock();
+            inner.stopped = stopped;
+            if !stopped {
+                return;
+            }
+            (std::mem::take(&mut inner.pending), inner.drop_when_stopped)
+        };
+        for p in waiting {
+            let _ = p.events.send(ConnEvent::Offline { drop });
+        }
     }
 
     /// Whether a stopped queue drops connections (true) or answers 503.

@@ -71,6 +71,16 @@ pub struct PrefixError {
     pub reason: &'static str,
 }
 
+/// A host name a prefix (or a site binding) may name: letters, digits,
+/// `-`, `_` and dots between non-empty labels.
+pub fn valid_host_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        && !h.starts_with('.')
+        && !h.contains("..")
+}
+
 impl UrlPrefix {
     /// Parses `http://host:port/path/`. The port is required, as the HTTP
     /// Server API requires it; a missing final `/` is added.
@@ -116,12 +126,7 @@ impl UrlPrefix {
             h => match h.parse::<IpAddr>() {
                 Ok(ip) => HostSpec::Ip(ip),
                 Err(_) => {
-                    let ok = !h.is_empty()
-                        && h.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-                        && !h.starts_with('.')
-                        && !h.contains("..");
-                    if !ok {
+                    if !valid_host_name(h) {
                         return Err(err("bad host name"));
                     }
                     HostSpec::Name(h.to_string())

@@ -41,3 +41,27 @@ pub fn mbschema_xml(data: &[u8]) {
     let again = parse_schema(&written, "rewritten").expect("a written schema does not parse");
     assert_eq!(write_schema(&again), written);
 }
+
+/// IPSecurity: the text form parses or is refused; what parses survives
+/// the stored form and its own text unchanged; any stored blob is read or
+/// refused without panicking.
+pub fn ipsecurity(data: &[u8]) {
+    use crate::ipsec::IpSecurity;
+    let _ = IpSecurity::from_bytes(data);
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(list) = IpSecurity::parse_text(text) else {
+        return;
+    };
+    assert_eq!(
+        IpSecurity::from_bytes(&list.to_bytes()).as_ref(),
+        Some(&list),
+        "the stored form does not read back: {text:?}"
+    );
+    assert_eq!(
+        IpSecurity::parse_text(&list.to_text()).as_ref(),
+        Ok(&list),
+        "the text form does not read back: {text:?}"
+    );
+}

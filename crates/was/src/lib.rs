@@ -13,6 +13,7 @@
 //! request (workers do). Its state machine runs on one task; everything
 //! else talks to it through [`Was`].
 
+pub mod fuzz_checks;
 pub mod model;
 pub mod process;
 mod service;

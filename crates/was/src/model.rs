@@ -116,6 +116,11 @@ impl Binding {
             .filter(|p| *p != 0)
             .ok_or_else(|| bad("the port must be 1 to 65535"))?;
         let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        if !host.is_empty() && !listener::routing::valid_host_name(&host) {
+            return Err(bad(
+                "a host name has letters, digits, '-' and '_' in labels separated by single dots",
+            ));
+        }
         let host = if host.is_empty() { None } else { Some(host) };
         Ok(Binding { ip, port, host })
     }

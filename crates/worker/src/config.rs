@@ -133,8 +133,53 @@ pub struct UrlConfig {
     /// DoStaticCompression set here or above; `None` follows the global
     /// setting.
     pub compress_static: Option<bool>,
+    /// ScriptMaps in force here: extensions handled by a script engine
+    /// or ISAPI extension rather than sent as files.
+    pub script_maps: Vec<ScriptMap>,
     local_mime: Option<Arc<MimeTable>>,
     global_mime: Arc<MimeTable>,
+}
+
+/// One ScriptMaps entry, `extension,executable,flags[,verbs]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptMap {
+    /// Lower-case with its dot (`.asp`), or `*` for a wildcard map.
+    pub extension: String,
+    pub executable: String,
+    /// MD_SCRIPTMAPFLAG_SCRIPT (1): Script access suffices; without it
+    /// the extension needs Execute access.
+    pub script: bool,
+}
+
+/// Who would handle a file, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handler {
+    /// Sent as it is (MimeMap decides its type).
+    Static,
+    /// A script-mapped extension; `script_access_suffices` as its flag says.
+    ScriptMapped { script_access_suffices: bool },
+    /// `.exe` or `.dll`: a CGI program or an ISAPI extension.
+    Executable,
+}
+
+/// `.asp,C:\WINDOWS\system32\inetsrv\asp.dll,5,GET,HEAD,POST`.
+pub fn parse_script_map(text: &str) -> Option<ScriptMap> {
+    let mut fields = text.split(',').map(str::trim);
+    let extension = fields.next().filter(|e| !e.is_empty())?;
+    let executable = fields.next().unwrap_or_default();
+    let flags: u32 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0);
+    let extension = if extension == "*" {
+        "*".to_string()
+    } else if extension.starts_with('.') {
+        extension.to_ascii_lowercase()
+    } else {
+        format!(".{}", extension.to_ascii_lowercase())
+    };
+    Some(ScriptMap {
+        extension,
+        executable: executable.to_string(),
+        script: flags & 1 != 0,
+    })
 }
 
 impl UrlConfig {
@@ -153,6 +198,28 @@ impl UrlConfig {
             .as_ref()
             .and_then(|l| l.wildcard.as_deref())
             .or(self.global_mime.wildcard.as_deref())
+    }
+
+    /// Who handles a file of this name here: a wildcard map takes every
+    /// request, then the extension's map, then IIS's executables.
+    pub fn handler(&self, name: &str) -> Handler {
+        // The extension as `extension_of` finds it, without allocating.
+        let ext = match name.rfind('.') {
+            Some(i) if i > 0 => &name[i..],
+            _ => "",
+        };
+        let mapped = |m: &&ScriptMap| {
+            m.extension == "*" || (!ext.is_empty() && m.extension.eq_ignore_ascii_case(ext))
+        };
+        if let Some(map) = self.script_maps.iter().find(mapped) {
+            return Handler::ScriptMapped {
+                script_access_suffices: map.script,
+            };
+        }
+        if ext.eq_ignore_ascii_case(".exe") || ext.eq_ignore_ascii_case(".dll") {
+            return Handler::Executable;
+        }
+        Handler::Static
     }
 
     pub fn ip_allowed(&self, ip: &IpAddr) -> bool {
@@ -360,6 +427,11 @@ impl Config {
             .map(|v| v != 0);
         Some(UrlConfig {
             site_id,
+            script_maps: at
+                .list(ids::SCRIPT_MAPS)
+                .iter()
+                .filter_map(|m| parse_script_map(m))
+                .collect(),
             access: at.dword(ids::ACCESS_FLAGS),
             access_ssl: at.dword(ids::ACCESS_SSL_FLAGS),
             auth: at.dword(ids::AUTH_FLAGS),
@@ -498,6 +570,21 @@ pub fn parse_custom_error(text: &str) -> Option<CustomError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn script_maps_parse_as_iis_writes_them() {
+        let map = parse_script_map(".ASP,C:\\inetsrv\\asp.dll,5,GET,HEAD,POST").unwrap();
+        assert_eq!(map.extension, ".asp");
+        assert!(map.script);
+        assert_eq!(
+            parse_script_map("py,python.dll,0").unwrap().extension,
+            ".py"
+        );
+        assert!(!parse_script_map("py,python.dll,4").unwrap().script);
+        assert_eq!(parse_script_map("*,wild.dll,0").unwrap().extension, "*");
+        assert_eq!(parse_script_map(""), None);
+        assert_eq!(parse_script_map(",x.dll,1"), None);
+    }
     use metabase::Metabase;
 
     fn p(s: &str) -> MbPath {

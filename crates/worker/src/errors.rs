@@ -59,6 +59,7 @@ impl HttpError {
             (403, 14) => "Directory listing denied.",
             (403, 18) => "Cannot execute request from that application pool.",
             (403, _) => "Access is denied.",
+            (404, 2) => "Lockdown policy prevents this request.",
             (404, 3) => "MIME map policy prevents this request.",
             (404, _) => "File or directory not found.",
             (405, _) => "HTTP verb used to access this page is not allowed.",

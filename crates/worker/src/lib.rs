@@ -16,6 +16,7 @@ pub mod control;
 pub mod errors;
 pub mod filecache;
 pub mod files;
+pub mod fuzz_checks;
 pub mod listing;
 pub mod pipeline;
 pub mod site;

@@ -16,7 +16,7 @@ use httpapi::proto::{BodyInfo, CachePolicy, HttpVersion, LogInfo};
 use httpapi::{QueueControl, Request, Response};
 
 use crate::auth::{self, Logons};
-use crate::config::{Config, CustomErrorKind, Expires, UrlConfig, ACCESS_SSL};
+use crate::config::{Config, CustomErrorKind, Expires, Handler, UrlConfig, ACCESS_SSL};
 use crate::errors::HttpError;
 use crate::files::{self, Conditions, FileInfo, Precondition, Ranges};
 use crate::listing;
@@ -193,6 +193,15 @@ impl Pipeline {
         if let Some(reply) = redirect(&cfg, req) {
             return Ok(self.finish(&ctx, reply));
         }
+        if cfg.access & access::NO_PHYSICAL_DIR != 0 {
+            // Such a directory exists only for a handler (a wildcard
+            // script map); with none that can run, there is nothing here.
+            return fail(HttpError::new(404, 0).win32(3));
+        }
+        let name = req.url.path.rsplit('/').next().unwrap_or("");
+        if let Err(e) = dynamic_content(&cfg, req, name) {
+            return fail(e);
+        }
         let reply = match req.method.as_str() {
             "GET" | "HEAD" => self.get(config, &ctx, req).await,
             "PUT" => Box::pin(self.put(&ctx, req)).await,
@@ -290,6 +299,7 @@ impl Pipeline {
                 let doc_cfg = config
                     .url(cfg.site_id, &doc_url)
                     .unwrap_or_else(|| cfg.clone());
+                dynamic_content(&doc_cfg, req, doc)?;
                 if doc_cfg.access & access::READ == 0 {
                     return Err(HttpError::new(403, 2).win32(5));
                 }
@@ -846,6 +856,44 @@ fn io_error(e: std::io::Error) -> HttpError {
             HttpError::new(500, 0)
         }
     }
+}
+
+/// What IIS 6 does with a request for a script-mapped or executable file
+/// (AccessFlags Script, Execute and Source): without the access its handler
+/// needs, 403.1; with it, the handler would run — and no script engine,
+/// CGI program or ISAPI extension is enabled in inetsrv, so the request is
+/// refused as IIS 6's Web Service Extension lockdown refuses a prohibited
+/// one (404.2, Win32 1260). Such files are never sent as their source,
+/// except with Source access: a GET or HEAD with `Translate: f` (what
+/// WebDAV clients send) and Read, or a PUT or DELETE with Write.
+fn dynamic_content(cfg: &UrlConfig, req: &Request, name: &str) -> Result<(), HttpError> {
+    let needed = match cfg.handler(name) {
+        Handler::Static => return Ok(()),
+        Handler::ScriptMapped {
+            script_access_suffices: true,
+        } => access::SCRIPT | access::EXECUTE,
+        Handler::ScriptMapped { .. } | Handler::Executable => access::EXECUTE,
+    };
+    if cfg.access & access::SOURCE != 0 {
+        let raw = match req.method.as_str() {
+            "GET" | "HEAD" => {
+                header(req, "translate").is_some_and(|t| t.trim().eq_ignore_ascii_case("f"))
+            }
+            "PUT" | "DELETE" => true,
+            _ => false,
+        };
+        if raw {
+            return Ok(());
+        }
+    }
+    if matches!(req.method.as_str(), "PUT" | "DELETE") && cfg.access & access::WRITE != 0 {
+        // Writing a script needs Source access besides Write.
+        return Err(HttpError::new(403, 3).win32(5));
+    }
+    if cfg.access & needed == 0 {
+        return Err(HttpError::new(403, 1).win32(5));
+    }
+    Err(HttpError::new(404, 2).win32(1260))
 }
 
 fn allowed_methods(cfg: &UrlConfig) -> String {

@@ -27,6 +27,7 @@ pub mod ids {
     pub const REALM: u32 = 6001;
     pub const DEFAULT_LOGON_DOMAIN: u32 = 6012;
     pub const ACCESS_SSL_FLAGS: u32 = 6030;
+    pub const SCRIPT_MAPS: u32 = 6014;
 }
 
 /// AccessFlags bits.

@@ -13,6 +13,8 @@ use super::{free_port, BIN};
 pub struct Web {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// Extra environment for the server (and so its workers).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     stdout: Option<mpsc::Receiver<String>>,
 }
@@ -69,6 +71,7 @@ impl Web {
         let web = Web {
             dir,
             port: free_port(),
+            env: Vec::new(),
             child: None,
             stdout: None,
         };
@@ -95,6 +98,7 @@ impl Web {
             .arg("--state-dir")
             .arg(self.state())
             .args(["start", "--foreground", "--edit-poll-ms", "100"])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()

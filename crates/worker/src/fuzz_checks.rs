@@ -1,0 +1,52 @@
+//! The properties the `config_values` fuzz target checks for the worker's
+//! parsers of metabase values and request headers, shared with the test
+//! suite that replays the fuzz corpus. Each panics on a violation.
+
+use std::time::{Duration, SystemTime};
+
+use crate::config::{parse_custom_error, parse_expires, parse_redirect, parse_script_map};
+use crate::files::{ranges, Conditions, FileInfo, Ranges};
+
+/// Every parser takes any text: HttpRedirect, HttpExpires, HttpErrors,
+/// ScriptMaps, Basic credentials, Accept-Encoding; a Range header's answer
+/// lies inside the file, sorted, merged and bounded in count.
+pub fn url_settings(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = parse_redirect(&text, "/base");
+    let _ = parse_expires(&text);
+    let _ = parse_custom_error(&text);
+    if let Some(map) = parse_script_map(&text) {
+        assert!(map.extension == "*" || map.extension.starts_with('.'));
+    }
+    let _ = crate::auth::parse_basic(&text);
+    let _ = crate::compress::accepts(Some(&text), "gzip");
+    for len in [0u64, 1, 1000, u64::MAX] {
+        let file = FileInfo {
+            len,
+            modified: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            variant: None,
+        };
+        let conditions = Conditions {
+            range: Some(&text),
+            ..Conditions::default()
+        };
+        if let Ranges::Parts(parts) = ranges(&conditions, &file) {
+            assert!(
+                !parts.is_empty() && parts.len() <= 16,
+                "{text:?}: {parts:?}"
+            );
+            for (i, (first, last)) in parts.iter().enumerate() {
+                assert!(
+                    first <= last && *last < len,
+                    "{text:?} len {len}: {parts:?}"
+                );
+                if i > 0 {
+                    assert!(
+                        parts[i - 1].1.saturating_add(1) < *first,
+                        "{text:?}: {parts:?}"
+                    );
+                }
+            }
+        }
+    }
+}
