@@ -22,6 +22,10 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join("run/admin.sock")
 }
 
+/// The answer to a client that names a metabase file other than the
+/// server's.
+const OTHER_METABASE: i32 = 97;
+
 /// The longest request accepted.
 const MAX_REQUEST: u64 = 64 * 1024;
 
@@ -80,7 +84,20 @@ async fn connection(
     tokio::io::BufReader::new(read.take(MAX_REQUEST))
         .read_line(&mut line)
         .await?;
-    let reply = if !allowed {
+    let wanted = serde_json::from_str::<serde_json::Value>(&line)
+        .ok()
+        .and_then(|v| v["metabase"].as_str().map(PathBuf::from));
+    let mine = std::fs::canonicalize(&files.location().metabase)
+        .unwrap_or_else(|_| files.location().metabase.clone());
+    let reply = if wanted.is_some_and(|w| w != mine) {
+        // The client means another metabase file in this directory: it
+        // works on that file itself.
+        Reply {
+            code: OTHER_METABASE,
+            stdout: String::new(),
+            stderr: String::new(),
+        }
+    } else if !allowed {
         Reply {
             code: 1,
             stdout: String::new(),
@@ -154,9 +171,9 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
     }
 }
 
-/// Sends a command line to the server running on `state_dir`; `None`
-/// when no server runs there.
-pub fn call(state_dir: &Path, argv: Vec<String>) -> Result<Option<Reply>> {
+/// Sends a command line to the server running on `state_dir` (on the
+/// metabase file `metabase`, when given); `None` when no such server runs.
+pub fn call(state_dir: &Path, argv: Vec<String>, metabase: Option<&Path>) -> Result<Option<Reply>> {
     let path = socket_path(state_dir);
     if !path.exists() {
         return Ok(None);
@@ -174,14 +191,18 @@ pub fn call(state_dir: &Path, argv: Vec<String>) -> Result<Option<Reply>> {
                     .with_context(|| format!("cannot reach the server at {}", path.display()))
             }
         };
-        let request = json!({ "argv": argv }).to_string() + "\n";
+        let request = json!({ "argv": argv, "metabase": metabase }).to_string() + "\n";
         stream.write_all(request.as_bytes()).await?;
         let mut text = String::new();
         stream.read_to_string(&mut text).await?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("unreadable answer from the server: {text:?}"))?;
+        let code = v["code"].as_i64().unwrap_or(1) as i32;
+        if code == OTHER_METABASE {
+            return Ok(None);
+        }
         Ok(Some(Reply {
-            code: v["code"].as_i64().unwrap_or(1) as i32,
+            code,
             stdout: v["stdout"].as_str().unwrap_or("").to_string(),
             stderr: v["stderr"].as_str().unwrap_or("").to_string(),
         }))

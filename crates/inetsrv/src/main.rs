@@ -17,7 +17,7 @@ mod user_cmd;
 mod web_cmd;
 mod worker_cmd;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -157,17 +157,25 @@ impl std::error::Error for RemoteFailure {}
 /// Runs an mb, site, vdir or pool verb on the running server when there
 /// is one, else on the metabase files.
 fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
-    if cli.metabase.is_none() {
-        let argv: Vec<String> = std::env::args().skip(1).collect();
-        if let Some(reply) = admin::call(&target::state_dir(cli), argv)? {
-            print!("{}", reply.stdout);
-            eprint!("{}", reply.stderr);
-            return if reply.code == 0 {
-                Ok(())
-            } else {
-                Err(RemoteFailure.into())
-            };
+    // A server started on the same state directory, or on the same
+    // metabase file (its state lives beside the file), runs the verb.
+    let (dir, file) = match &cli.metabase {
+        Some(file) => {
+            let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+            let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+            (dir, Some(file))
         }
+        None => (target::state_dir(cli), None),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(reply) = admin::call(&dir, argv, file.as_deref())? {
+        print!("{}", reply.stdout);
+        eprint!("{}", reply.stderr);
+        return if reply.code == 0 {
+            Ok(())
+        } else {
+            Err(RemoteFailure.into())
+        };
     }
     let writes = match &verb {
         WebVerb::Mb(v) => return mb_cmd::run(cli, v),

@@ -429,6 +429,164 @@ fn startup_and_shutdown_time_limits_are_enforced() {
 }
 
 #[test]
+fn recycling_by_time_schedule_memory_and_configuration_change() {
+    let mut web = Web::prepare();
+    write(&web.www(), "t.txt", "t");
+    let www = web.www().to_str().unwrap().to_string();
+    for (pool, property, value) in [
+        ("Timed", "PeriodicRestartTime", "1"),
+        ("Sched", "PeriodicRestartSchedule", ""),
+        ("Mem", "PeriodicRestartPrivateMemory", "1024"),
+        ("Conf", "PeriodicRestartRequests", "0"),
+    ] {
+        web.cli_ok(&["pool", "create", pool]);
+        web.cli_ok(&[
+            "mb",
+            "set",
+            &format!("W3SVC/AppPools/{pool}/{property}"),
+            value,
+        ]);
+        let alias = pool.to_lowercase();
+        web.cli_ok(&["vdir", "create", "1", &alias, &www, "--app", "--pool", pool]);
+    }
+    web.launch();
+    let mut first = std::collections::HashMap::new();
+    for pool in ["Timed", "Sched", "Mem", "Conf"] {
+        let url = format!("/{}/t.txt?x", pool.to_lowercase());
+        assert_eq!(web.curl(&url, &[]).text(), "t");
+        first.insert(pool, one_pid(&web, pool));
+    }
+    // The next minute on the local clock (PeriodicRestartSchedule's), set
+    // while the worker runs and far enough ahead that it is not missed.
+    let date = |format: &str, offset: &str| {
+        let out = std::process::Command::new("date")
+            .args([format, "-d", offset])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    if date("+%S", "now").parse::<u32>().unwrap() >= 55 {
+        std::thread::sleep(Duration::from_secs(6));
+    }
+    let next_minute = date("+%H:%M", "+1 minute");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/Sched/PeriodicRestartSchedule",
+        &next_minute,
+    ]);
+    let replaced = |pool: &str| {
+        let now = web.worker_pids(pool, "running");
+        !now.is_empty() && !now.contains(&first[pool])
+    };
+
+    // Private memory over the limit (1 MB: every worker is): recycled at
+    // the next memory check. Then the same for virtual memory.
+    web.wait_for("a memory recycle", Duration::from_secs(30), || {
+        replaced("Mem")
+    });
+    assert!(
+        web.log().contains("> PeriodicRestartPrivateMemory"),
+        "{}",
+        web.log()
+    );
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/Mem/PeriodicRestartPrivateMemory",
+        "0",
+    ]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/Mem/PeriodicRestartMemory",
+        "1024",
+    ]);
+    web.wait_for("a virtual memory recycle", Duration::from_secs(30), || {
+        web.log().contains("> PeriodicRestartMemory")
+    });
+
+    // A setting the worker was started with changes: recycled, unless
+    // DisallowRotationOnConfigChange.
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/Conf/PeriodicRestartRequests",
+        "100000",
+    ]);
+    web.wait_for("a recycle on change", Duration::from_secs(20), || {
+        replaced("Conf")
+    });
+    let conf = one_pid(&web, "Conf");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/Conf/DisallowRotationOnConfigChange",
+        "TRUE",
+    ]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/Conf/PeriodicRestartRequests",
+        "200000",
+    ]);
+    assert_eq!(web.curl("/conf/t.txt?x", &[]).text(), "t");
+    assert_eq!(web.worker_pids("Conf", "running"), vec![conf]);
+    assert!(web.worker_pids("Conf", "stopping").is_empty());
+
+    // Age (one minute) and the schedule (the next minute).
+    web.wait_for("a recycle by age", Duration::from_secs(90), || {
+        replaced("Timed")
+    });
+    web.wait_for("a scheduled recycle", Duration::from_secs(90), || {
+        replaced("Sched")
+    });
+    let log = web.log();
+    assert!(log.contains("reason=PeriodicRestartTime"), "{log}");
+    assert!(log.contains("PeriodicRestartSchedule"), "{log}");
+    for pool in ["Timed", "Sched", "Mem", "Conf"] {
+        let url = format!("/{}/t.txt?y", pool.to_lowercase());
+        assert_eq!(web.curl(&url, &[]).text(), "t", "{pool}");
+    }
+}
+
+#[test]
+fn a_server_on_a_metabase_file_is_administered_through_that_file() {
+    let mut web = Web::prepare();
+    write(&web.www(), "f.txt", "from a file");
+    // The configuration as a file of another name; the server's state
+    // (logs, run/, temp/) lives beside it.
+    let file = web.state().join("site.xml");
+    std::fs::rename(web.state().join("MetaBase.xml"), &file).unwrap();
+    web.metabase_file = Some(file.clone());
+    web.launch();
+    assert_eq!(web.curl("/f.txt", &[]).text(), "from a file");
+    // Verbs naming the file reach the running server: live worker PIDs,
+    // and a new binding served at once.
+    assert!(!web.worker_pids("DefaultAppPool", "running").is_empty());
+    let port = common::free_port();
+    web.cli_ok(&["site", "bind", "1", &format!(":{port}:")]);
+    assert_eq!(
+        curl(&format!("http://127.0.0.1:{port}/f.txt"), &[]).text(),
+        "from a file"
+    );
+    // Another file in the same directory is not the server's: the verb
+    // works on that file alone.
+    let other = web.state().join("other.xml");
+    std::fs::copy(&file, &other).unwrap();
+    web.metabase_file = Some(other);
+    let offline = web.cli_ok(&["--json", "pool", "list"]);
+    assert!(offline.contains("not running"), "{offline}");
+    web.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Other"]);
+    web.metabase_file = Some(file);
+    let sites = web.cli_ok(&["site", "list"]);
+    assert!(
+        sites.contains("Default Web Site") && !sites.contains("Other"),
+        "{sites}"
+    );
+}
+
+#[test]
 fn sites_bindings_and_vdirs_change_while_running() {
     let web = Web::start();
     write(&web.www(), "index.htm", "site one");

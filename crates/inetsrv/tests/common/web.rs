@@ -15,6 +15,9 @@ pub struct Web {
     pub port: u16,
     /// Extra environment for the server (and so its workers).
     pub env: Vec<(String, String)>,
+    /// Work on this metabase file (`--metabase`) instead of the state
+    /// directory (`--state-dir`).
+    pub metabase_file: Option<PathBuf>,
     child: Option<Child>,
     stdout: Option<mpsc::Receiver<String>>,
 }
@@ -72,6 +75,7 @@ impl Web {
             dir,
             port: free_port(),
             env: Vec::new(),
+            metabase_file: None,
             child: None,
             stdout: None,
         };
@@ -95,8 +99,7 @@ impl Web {
     pub fn launch(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("stderr.log")).unwrap();
         let mut child = Command::new(BIN)
-            .arg("--state-dir")
-            .arg(self.state())
+            .args(self.target())
             .args(["start", "--foreground", "--edit-poll-ms", "100"])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
@@ -181,10 +184,17 @@ impl Web {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
+    /// `--state-dir DIR`, or `--metabase FILE` once `metabase_file` is set.
+    pub fn target(&self) -> [std::ffi::OsString; 2] {
+        match &self.metabase_file {
+            Some(file) => ["--metabase".into(), file.into()],
+            None => ["--state-dir".into(), self.state().into()],
+        }
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(BIN)
-            .arg("--state-dir")
-            .arg(self.state())
+            .args(self.target())
             .args(args)
             .output()
             .unwrap()
