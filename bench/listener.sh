@@ -17,7 +17,7 @@ seconds=${1:-5}
 conns=${2:-64}
 rounds=${3:-3}
 
-need() { command -v "$1" >/dev/null || { apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }; }; }
+. bench/lib.sh
 need nginx nginx
 need wrk wrk
 need taskset util-linux
@@ -26,16 +26,6 @@ cargo build -q --release -p inetsrv
 cargo build -q --release -p httpapi --examples
 bin=target/release
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 nginx_port=$(free_port); cached_port=$(free_port); queued_port=$(free_port)
 
 mkdir -p "$work/www" "$work/state" "$work/nginx/logs"
@@ -78,30 +68,20 @@ taskset -c 0 "$bin/examples/serve_file" --socket "$work/state/run/httpapi.sock" 
 pids+=($!)
 taskset -c 0 "$bin/examples/serve_file" --socket "$work/state/run/httpapi.sock" --port "$queued_port" --file "$work/www/index.html" >/dev/null &
 pids+=($!)
-for p in "$nginx_port" "$cached_port" "$queued_port"; do
-    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$p/index.html" && break; sleep 0.1; done
-done
-
-# run NAME PORT: prints "NAME rps p99"
-run() {
-    local out rps p99
-    out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${seconds}s" --latency "http://127.0.0.1:$2/index.html")
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-    echo "$1 $rps $p99"
-}
-
-for p in "$nginx_port" "$cached_port" "$queued_port"; do
-    taskset -c 1 wrk -t1 -c"$conns" -d2s "http://127.0.0.1:$p/index.html" >/dev/null
-done
+urls=("http://127.0.0.1:$nginx_port/index.html" "http://127.0.0.1:$cached_port/index.html" "http://127.0.0.1:$queued_port/index.html")
+wait_up "${urls[@]}"
+wrk_warm "${urls[@]}"
 echo "== ${size}-byte page, wrk -t1 -c$conns, ${rounds} rounds of ${seconds}s each, servers on CPU 0, wrk on CPU 1 ($(nproc) CPUs)"
-results=$(for _ in $(seq "$rounds"); do run nginx "$nginx_port"; run inetsrv_cached "$cached_port"; run inetsrv_httpapi "$queued_port"; done)
-echo "$results" | awk '{printf "  %-16s %10s req/s   p99 %s\n", $1, $2, $3}'
-echo "$results" | sort -k1,1 -k2,2n | awk '
-    { v[$1] = v[$1] " " $2; p[$1] = p[$1] " " $3; n[$1]++ }
-    function median(list, count,   a) { split(list, a, " "); return a[int((count + 1) / 2)] }
+results=$(for _ in $(seq "$rounds"); do
+    wrk_run nginx "${urls[0]}"
+    wrk_run inetsrv_cached "${urls[1]}"
+    wrk_run inetsrv_httpapi "${urls[2]}"
+done | medians)
+echo "$results" | grep -v '^median'
+echo "$results" | awk '
+    $1 == "median" { m[$2] = $3 }
     END {
-        nm = median(v["nginx"], n["nginx"]); cm = median(v["inetsrv_cached"], n["inetsrv_cached"]); qm = median(v["inetsrv_httpapi"], n["inetsrv_httpapi"])
+        nm = m["nginx"]; cm = m["inetsrv_cached"]; qm = m["inetsrv_httpapi"]
         printf "medians: nginx %.0f, inetsrv cached %.0f, inetsrv through httpapi %.0f req/s\n", nm, cm, qm
         printf "(a) cached response:   %.2fx nginx (target 1.30x): %s\n", cm/nm, (cm/nm >= 1.3 ? "met" : "MISSED")
         printf "(b) through httpapi:   %.2fx nginx (target 0.80x): %s\n", qm/nm, (qm/nm >= 0.8 ? "met" : "MISSED")

@@ -19,7 +19,7 @@ seconds=${1:-5}
 conns=${2:-64}
 rounds=${3:-3}
 
-need() { command -v "$1" >/dev/null || { apt-get install -y "$2" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }; }; }
+. bench/lib.sh
 need nginx nginx
 need wrk wrk
 need taskset util-linux
@@ -28,18 +28,6 @@ need curl curl
 cargo build -q --release -p inetsrv
 bin=$PWD/target/release/inetsrv
 
-work=$(mktemp -d)
-# Workers may run as another user (www-data when this runs as root).
-chmod 755 "$work"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 nginx_port=$(free_port); uncached_port=$(free_port); cached_port=$(free_port)
 
 mkdir -p "$work/www" "$work/nginx/logs"
@@ -84,36 +72,22 @@ start() {
 }
 start uncached "$uncached_port" 0
 start cached "$cached_port" 1
-for p in "$nginx_port" "$uncached_port" "$cached_port"; do
-    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$p/small.txt" && break; sleep 0.1; done
-done
-
-# run NAME PORT PATH: prints "NAME rps p99"
-run() {
-    local out rps p99
-    out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${seconds}s" --latency "http://127.0.0.1:$2$3")
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-    echo "$1 $rps $p99"
-}
-
-for p in "$nginx_port" "$uncached_port" "$cached_port"; do
-    taskset -c 1 wrk -t1 -c"$conns" -d2s "http://127.0.0.1:$p/small.txt" >/dev/null
-done
+wait_up "http://127.0.0.1:$nginx_port/small.txt" "http://127.0.0.1:$uncached_port/small.txt" "http://127.0.0.1:$cached_port/small.txt"
+wrk_warm "http://127.0.0.1:$nginx_port/small.txt" "http://127.0.0.1:$uncached_port/small.txt" "http://127.0.0.1:$cached_port/small.txt"
 echo "== wrk -t1 -c$conns, ${rounds} rounds of ${seconds}s each, servers on CPU 0, wrk on CPU 1 ($(nproc) CPUs)"
+url() { echo "http://127.0.0.1:$1$2"; }
 results=$(for _ in $(seq "$rounds"); do
-    run nginx_1k "$nginx_port" /small.txt
-    run inetsrv_1k "$uncached_port" /small.txt
-    run nginx_1m "$nginx_port" /large.bin
-    run inetsrv_1m "$uncached_port" /large.bin
-    run inetsrv_1k_cached "$cached_port" /small.txt
-done)
-echo "$results" | awk '{printf "  %-18s %10s req/s   p99 %s\n", $1, $2, $3}'
-echo "$results" | sort -k1,1 -k2,2n | awk '
-    { v[$1] = v[$1] " " $2; n[$1]++ }
-    function median(name,   a) { split(v[name], a, " "); return a[int((n[name] + 1) / 2)] }
+    wrk_run nginx_1k "$(url "$nginx_port" /small.txt)"
+    wrk_run inetsrv_1k "$(url "$uncached_port" /small.txt)"
+    wrk_run nginx_1m "$(url "$nginx_port" /large.bin)"
+    wrk_run inetsrv_1m "$(url "$uncached_port" /large.bin)"
+    wrk_run inetsrv_1k_cached "$(url "$cached_port" /small.txt)"
+done | medians)
+echo "$results" | grep -v '^median'
+echo "$results" | awk '
+    $1 == "median" { m[$2] = $3 }
     END {
-        n1 = median("nginx_1k"); i1 = median("inetsrv_1k"); nm = median("nginx_1m"); im = median("inetsrv_1m"); c1 = median("inetsrv_1k_cached")
+        n1 = m["nginx_1k"]; i1 = m["inetsrv_1k"]; nm = m["nginx_1m"]; im = m["inetsrv_1m"]; c1 = m["inetsrv_1k_cached"]
         printf "medians: 1 KB nginx %.0f, inetsrv %.0f, inetsrv cached %.0f; 1 MB nginx %.0f, inetsrv %.0f req/s\n", n1, i1, c1, nm, im
         printf "(a) 1 KB through the worker:  %.2fx nginx (target 0.80x): %s\n", i1/n1, (i1/n1 >= 0.8 ? "met" : "MISSED")
         printf "(b) 1 MB through the worker:  %.2fx nginx (target 0.80x): %s\n", im/nm, (im/nm >= 0.8 ? "met" : "MISSED")

@@ -1,0 +1,56 @@
+# Shared by the HTTP benchmarks (sourced, not run): installing the peer and
+# the load generator, a work directory cleaned up on exit, free ports,
+# waiting for servers, wrk runs and medians.
+# The sourcing script sets `seconds` and `conns` before calling wrk_run.
+
+# need COMMAND PACKAGE: installs PACKAGE (apt) when COMMAND is missing.
+need() {
+    command -v "$1" >/dev/null && return
+    apt-get install -y "$2" >/dev/null 2>&1 ||
+        { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }
+}
+
+# A temporary directory in $work, removed with every process in $pids on exit.
+work=$(mktemp -d)
+# Workers may run as another user (www-data when this runs as root).
+chmod 755 "$work"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# wait_up URL...: until each answers (10 s at most each).
+wait_up() {
+    for url in "$@"; do
+        for _ in $(seq 100); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
+    done
+}
+
+# wrk_warm URL...: a short unmeasured run against each.
+wrk_warm() {
+    for url in "$@"; do taskset -c 1 wrk -t1 -c"$conns" -d2s "$url" >/dev/null; done
+}
+
+# wrk_run NAME URL: prints "NAME requests-per-second p99".
+wrk_run() {
+    local out rps p99
+    out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${seconds}s" --latency "$2")
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    echo "$1 $rps $p99"
+}
+
+# medians < "NAME rps p99" lines: prints each run, then "median NAME rps" lines.
+medians() {
+    local results
+    results=$(cat)
+    echo "$results" | awk '{printf "  %-18s %10s req/s   p99 %s\n", $1, $2, $3}'
+    echo "$results" | sort -k1,1 -k2,2n | awk '
+        { v[$1] = v[$1] " " $2; n[$1]++ }
+        END { for (k in v) { split(v[k], a, " "); print "median", k, a[int((n[k] + 1) / 2)] } }'
+}
