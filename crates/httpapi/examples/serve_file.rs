@@ -12,6 +12,11 @@ use std::path::PathBuf;
 
 use httpapi::{CachePolicy, Response, Session};
 
+// As the worker does: a request costs a few small allocations, and
+// mimalloc keeps them cheap.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut socket = httpapi::socket_for_state_dir(
