@@ -1,0 +1,657 @@
+//! Instances over a metabase snapshot. Every key below /LM whose key type
+//! has classes is one instance of its element class and one of its setting
+//! class, named by its path below /LM (`W3SVC/1/ROOT`; `/LM` itself is
+//! `LM`). Values are read when asked for, so a query touches only the
+//! properties it names; a setting's value is the one in force at the key —
+//! set there, inherited, or the schema's default — as ADSI reports it.
+
+use std::collections::HashMap;
+
+use metabase::ipsec::IpSecurity;
+use metabase::{MbPath, Snapshot, Value};
+
+use crate::classes::{ClassKind, ClassModel, Source, WmiClass};
+use crate::error::{Result, WbemStatus, WmiError};
+use crate::path::ObjectPath;
+use crate::value::{CimType, EmbeddedObject, WmiValue};
+use crate::wql::{self, Expr, Literal, Op, Query};
+
+/// One instance: its class and the key it stands for.
+#[derive(Clone, Debug)]
+pub struct InstanceRef<'m> {
+    pub class: &'m WmiClass,
+    pub path: MbPath,
+}
+
+/// An instance with its values, as returned to a client.
+#[derive(Clone, Debug)]
+pub struct Instance {
+    pub class: String,
+    /// The relative object path, `IIsWebServerSetting.Name="W3SVC/1"`.
+    pub relpath: String,
+    pub properties: Vec<(String, WmiValue)>,
+}
+
+impl Instance {
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        map.insert("__CLASS".into(), self.class.clone().into());
+        map.insert("__RELPATH".into(), self.relpath.clone().into());
+        for (k, v) in &self.properties {
+            map.insert(k.clone(), v.to_json());
+        }
+        serde_json::Value::Object(map)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&WmiValue> {
+        self.properties
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// What a query returned.
+#[derive(Clone, Debug)]
+pub struct QueryResult {
+    /// The properties asked for (`None` for `*`).
+    pub columns: Option<Vec<String>>,
+    pub instances: Vec<Instance>,
+}
+
+/// The provider's view of one metabase snapshot.
+pub struct Provider<'a> {
+    pub model: &'a ClassModel,
+    pub snapshot: &'a Snapshot,
+    /// Show SECURE values (passwords) instead of masking them.
+    pub show_secrets: bool,
+    /// Key paths by lower-cased key type, built on first use.
+    by_type: std::sync::OnceLock<HashMap<String, Vec<MbPath>>>,
+}
+
+const MASK: &str = "**********";
+
+/// The `/LM` key.
+fn lm() -> MbPath {
+    MbPath::parse("/LM").unwrap_or_default()
+}
+
+impl<'a> Provider<'a> {
+    pub fn new(model: &'a ClassModel, snapshot: &'a Snapshot) -> Provider<'a> {
+        Provider {
+            model,
+            snapshot,
+            show_secrets: false,
+            by_type: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn keys_of_type(&self, key_type: &str) -> &[MbPath] {
+        let map = self.by_type.get_or_init(|| {
+            let mut map: HashMap<String, Vec<MbPath>> = HashMap::new();
+            let _ = self.snapshot.walk(&lm(), |path, key| {
+                map.entry(key.key_type().to_ascii_lowercase())
+                    .or_default()
+                    .push(path.clone());
+            });
+            map
+        });
+        map.get(&key_type.to_ascii_lowercase())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// A class by name, or WBEM_E_INVALID_CLASS.
+    pub fn class(&self, name: &str) -> Result<&'a WmiClass> {
+        self.model.class(name).ok_or_else(|| {
+            WmiError::new(
+                WbemStatus::InvalidClass,
+                format!("there is no class {name} in root/MicrosoftIISv2"),
+            )
+        })
+    }
+
+    /// Every instance of `class` and of the classes derived from it.
+    pub fn instances_of(&self, class: &str) -> Result<Vec<InstanceRef<'a>>> {
+        self.class(class)?;
+        let mut out = Vec::new();
+        let model: &'a ClassModel = self.model;
+        for c in model.descendants(class) {
+            let Some(key_type) = &c.key_type else {
+                continue;
+            };
+            for path in self.keys_of_type(key_type) {
+                out.push(InstanceRef {
+                    class: c,
+                    path: path.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The instance an object path names.
+    pub fn resolve(&self, text: &str) -> Result<InstanceRef<'a>> {
+        let path = ObjectPath::parse(text)?;
+        let class = self.class(&path.class)?;
+        let Some((key_name, value)) = path.key else {
+            return Err(WmiError::new(
+                WbemStatus::InvalidObjectPath,
+                format!("'{text}' names the class, not an instance: add .Name=\"…\""),
+            ));
+        };
+        if let Some(k) = &key_name {
+            if !k.eq_ignore_ascii_case("Name") {
+                return Err(WmiError::new(
+                    WbemStatus::InvalidObjectPath,
+                    format!("the key of {} is Name, not {k}", class.name),
+                ));
+            }
+        }
+        let not_found = || {
+            WmiError::new(
+                WbemStatus::NotFound,
+                format!("there is no {} named '{value}'", class.name),
+            )
+        };
+        let Some(key_type) = &class.key_type else {
+            return Err(not_found());
+        };
+        let mb_path = key_path(&value).ok_or_else(not_found)?;
+        let key = self.snapshot.find(&mb_path).ok_or_else(not_found)?;
+        if !key.key_type().eq_ignore_ascii_case(key_type) {
+            // The seed's Susan example: /LM/W3SVC is not an IIsWebServer.
+            return Err(WmiError::new(
+                WbemStatus::NotFound,
+                format!(
+                    "'{value}' is a {}, not an {key_type}: no {} there",
+                    if key.key_type().is_empty() {
+                        "key without a type"
+                    } else {
+                        key.key_type()
+                    },
+                    class.name
+                ),
+            ));
+        }
+        let canonical = self.snapshot.canonical(&mb_path).unwrap_or(mb_path);
+        Ok(InstanceRef {
+            class,
+            path: canonical,
+        })
+    }
+
+    /// The instance's relative object path.
+    pub fn relpath(&self, inst: &InstanceRef<'_>) -> String {
+        ObjectPath::format(&inst.class.name, "Name", &name_of(&inst.path))
+    }
+
+    /// One property's value; WBEM_E_INVALID_PROPERTY if the class has none
+    /// of that name. System properties (__CLASS, …) are answered too.
+    pub fn value(&self, inst: &InstanceRef<'_>, name: &str) -> Result<WmiValue> {
+        if name.starts_with("__") {
+            return self.system_property(inst, name);
+        }
+        let prop = inst.class.property(name).ok_or_else(|| {
+            WmiError::new(
+                WbemStatus::InvalidProperty,
+                format!("{} has no property {name}", inst.class.name),
+            )
+        })?;
+        Ok(match &prop.source {
+            Source::Name => WmiValue::String(name_of(&inst.path)),
+            Source::Empty => WmiValue::Null,
+            Source::Flag { id, mask } => match self.snapshot.effective_dword(&inst.path, *id) {
+                Some(v) => WmiValue::Bool(v & mask == *mask && *mask != 0),
+                None => WmiValue::Null,
+            },
+            Source::Metabase(id) => {
+                let secure = self
+                    .snapshot
+                    .schema()
+                    .property(*id)
+                    .is_some_and(|d| d.is_secure());
+                match self.snapshot.effective(&inst.path, *id) {
+                    None => WmiValue::Null,
+                    Some(_) if secure && !self.show_secrets => WmiValue::String(MASK.into()),
+                    Some(v) => convert(&prop.ty.base, prop.ty.array, &prop.name, v),
+                }
+            }
+        })
+    }
+
+    fn system_property(&self, inst: &InstanceRef<'_>, name: &str) -> Result<WmiValue> {
+        let upper = name.to_ascii_uppercase();
+        Ok(match upper.as_str() {
+            "__CLASS" => WmiValue::String(inst.class.name.clone()),
+            "__RELPATH" => WmiValue::String(self.relpath(inst)),
+            "__PATH" => WmiValue::String(format!(
+                "\\\\.\\root\\MicrosoftIISv2:{}",
+                self.relpath(inst)
+            )),
+            "__NAMESPACE" => WmiValue::String("root\\MicrosoftIISv2".into()),
+            "__SUPERCLASS" => inst
+                .class
+                .superclass
+                .clone()
+                .map_or(WmiValue::Null, WmiValue::String),
+            "__DERIVATION" => WmiValue::Array(
+                self.model
+                    .derivation(&inst.class.name)
+                    .into_iter()
+                    .map(WmiValue::String)
+                    .collect(),
+            ),
+            _ => {
+                return Err(WmiError::new(
+                    WbemStatus::InvalidProperty,
+                    format!("{name} is not a system property"),
+                ))
+            }
+        })
+    }
+
+    /// The instance with the named properties (all of them for `None`).
+    pub fn materialize(
+        &self,
+        inst: &InstanceRef<'_>,
+        names: Option<&[String]>,
+    ) -> Result<Instance> {
+        let mut properties = Vec::new();
+        match names {
+            Some(list) => {
+                for n in list {
+                    properties.push((n.clone(), self.value(inst, n)?));
+                }
+            }
+            None => {
+                for p in &inst.class.properties {
+                    properties.push((p.name.clone(), self.value(inst, &p.name)?));
+                }
+            }
+        }
+        Ok(Instance {
+            class: inst.class.name.clone(),
+            relpath: self.relpath(inst),
+            properties,
+        })
+    }
+
+    /// GetObject: the instance at an object path, all its properties.
+    pub fn get_object(&self, path: &str) -> Result<Instance> {
+        let inst = self.resolve(path)?;
+        self.materialize(&inst, None)
+    }
+
+    /// Runs a WQL data query.
+    pub fn query(&self, text: &str) -> Result<QueryResult> {
+        let query = wql::parse(text)?;
+        self.run(&query)
+    }
+
+    pub fn run(&self, query: &Query) -> Result<QueryResult> {
+        let class = self.model.class(&query.class.text).ok_or_else(|| {
+            WmiError::at(
+                WbemStatus::InvalidClass,
+                query.class.position,
+                format!(
+                    "there is no class {} in root/MicrosoftIISv2",
+                    query.class.text
+                ),
+            )
+        })?;
+        // Names are checked against the queried class before anything runs.
+        let columns: Option<Vec<String>> = match &query.properties {
+            None => None,
+            Some(list) => {
+                let mut out = Vec::new();
+                for n in list {
+                    out.push(self.check_property(class, n)?);
+                }
+                Some(out)
+            }
+        };
+        if let Some(filter) = &query.filter {
+            self.check_expr(class, filter)?;
+        }
+        let mut instances = Vec::new();
+        for inst in self.instances_of(&class.name)? {
+            if let Some(filter) = &query.filter {
+                if !self.eval(&inst, filter)? {
+                    continue;
+                }
+            }
+            instances.push(self.materialize(&inst, columns.as_deref())?);
+        }
+        Ok(QueryResult { columns, instances })
+    }
+
+    fn check_property(&self, class: &WmiClass, name: &wql::Name) -> Result<String> {
+        if name.text.starts_with("__") {
+            const SYSTEM: [&str; 7] = [
+                "__CLASS",
+                "__RELPATH",
+                "__PATH",
+                "__NAMESPACE",
+                "__SUPERCLASS",
+                "__DERIVATION",
+                "__THIS",
+            ];
+            return match SYSTEM.iter().find(|s| s.eq_ignore_ascii_case(&name.text)) {
+                Some(s) => Ok(s.to_string()),
+                None => Err(WmiError::at(
+                    WbemStatus::InvalidQuery,
+                    name.position,
+                    format!("{} is not a system property", name.text),
+                )),
+            };
+        }
+        match class.property(&name.text) {
+            Some(p) => Ok(p.name.clone()),
+            None => Err(WmiError::at(
+                WbemStatus::InvalidQuery,
+                name.position,
+                format!("{} has no property {}", class.name, name.text),
+            )),
+        }
+    }
+
+    fn check_expr(&self, class: &WmiClass, e: &Expr) -> Result<()> {
+        match e {
+            Expr::Compare { property, .. } | Expr::IsNull { property, .. } => {
+                if property.text.eq_ignore_ascii_case("__THIS") {
+                    return Err(WmiError::at(
+                        WbemStatus::InvalidQuery,
+                        property.position,
+                        "__THIS is only tested with ISA",
+                    ));
+                }
+                let name = self.check_property(class, property)?;
+                if let Some(p) = class.property(&name) {
+                    if (p.ty.array || matches!(p.ty.base, CimType::Object(_)))
+                        && matches!(e, Expr::Compare { .. })
+                    {
+                        return Err(WmiError::at(
+                            WbemStatus::InvalidQuery,
+                            property.position,
+                            format!(
+                                "{} is {} and cannot be compared; test it with IS NULL or ISA",
+                                p.name, p.ty
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Expr::Isa {
+                property,
+                class: target,
+            } => {
+                self.check_property(class, property)?;
+                if self.model.class(&target.text).is_none() {
+                    return Err(WmiError::at(
+                        WbemStatus::InvalidClass,
+                        target.position,
+                        format!("there is no class {}", target.text),
+                    ));
+                }
+                Ok(())
+            }
+            Expr::Not(inner) => self.check_expr(class, inner),
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                self.check_expr(class, a)?;
+                self.check_expr(class, b)
+            }
+        }
+    }
+
+    fn eval(&self, inst: &InstanceRef<'_>, e: &Expr) -> Result<bool> {
+        Ok(match e {
+            Expr::And(a, b) => self.eval(inst, a)? && self.eval(inst, b)?,
+            Expr::Or(a, b) => self.eval(inst, a)? || self.eval(inst, b)?,
+            Expr::Not(a) => !self.eval(inst, a)?,
+            Expr::IsNull { property, negated } => {
+                // A property a subclass lacks is NULL for it.
+                let v = self.value(inst, &property.text).unwrap_or(WmiValue::Null);
+                v.is_null() != *negated
+            }
+            Expr::Isa { property, class } => {
+                if property.text.eq_ignore_ascii_case("__THIS") {
+                    self.model.is_a(&inst.class.name, &class.text)
+                } else {
+                    match self.value(inst, &property.text).unwrap_or(WmiValue::Null) {
+                        WmiValue::Object(o) => self.model.is_a(&o.class, &class.text),
+                        WmiValue::String(s) if property.text.eq_ignore_ascii_case("__CLASS") => {
+                            self.model.is_a(&s, &class.text)
+                        }
+                        WmiValue::Array(items) => items.iter().any(|i| {
+                            matches!(i, WmiValue::Object(o) if self.model.is_a(&o.class, &class.text))
+                        }),
+                        _ => false,
+                    }
+                }
+            }
+            Expr::Compare {
+                property,
+                op,
+                value,
+            } => {
+                let v = self.value(inst, &property.text).unwrap_or(WmiValue::Null);
+                compare(&v, *op, value, property.position)?
+            }
+        })
+    }
+}
+
+/// `W3SVC/1` → `/LM/W3SVC/1`; `LM` → `/LM`.
+fn key_path(name: &str) -> Option<MbPath> {
+    let trimmed = name.trim_matches('/');
+    if trimmed.eq_ignore_ascii_case("LM") {
+        return Some(lm());
+    }
+    MbPath::parse_relaxed(trimmed).ok()
+}
+
+/// `/LM/W3SVC/1` → `W3SVC/1`; `/LM` → `LM`.
+pub fn name_of(path: &MbPath) -> String {
+    match path.relative_to(&lm()) {
+        Some(rel) if !rel.is_empty() => rel,
+        _ => "LM".to_string(),
+    }
+}
+
+/// A WQL comparison; NULL compares false with everything.
+fn compare(v: &WmiValue, op: Op, literal: &Literal, position: usize) -> Result<bool> {
+    use std::cmp::Ordering;
+    let ordering: Option<Ordering> = match (v, literal) {
+        (WmiValue::Null, _) => return Ok(false),
+        (WmiValue::String(s), Literal::String(l)) => {
+            if op == Op::Like {
+                return Ok(wql::like(s, l));
+            }
+            Some(s.to_lowercase().cmp(&l.to_lowercase()))
+        }
+        (WmiValue::UInt32(n), Literal::Int(l)) => Some(i64::from(*n).cmp(l)),
+        (WmiValue::UInt32(n), Literal::Real(l)) => f64::from(*n).partial_cmp(l),
+        (WmiValue::UInt32(n), Literal::Bool(b)) => Some(i64::from(*n).cmp(&i64::from(*b))),
+        (WmiValue::UInt32(n), Literal::String(l)) => match l.trim().parse::<i64>() {
+            Ok(l) => Some(i64::from(*n).cmp(&l)),
+            Err(_) if op == Op::Like => return Ok(wql::like(&n.to_string(), l)),
+            Err(_) => {
+                return Err(WmiError::at(
+                    WbemStatus::InvalidQuery,
+                    position,
+                    format!("'{l}' is not a number"),
+                ))
+            }
+        },
+        (WmiValue::Bool(b), Literal::Bool(l)) => Some(b.cmp(l)),
+        (WmiValue::Bool(b), Literal::Int(l)) => Some(i64::from(*b).cmp(l)),
+        (WmiValue::Bool(b), Literal::String(l)) => {
+            let l = match l.to_ascii_lowercase().as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(WmiError::at(
+                        WbemStatus::InvalidQuery,
+                        position,
+                        format!("'{l}' is not a boolean"),
+                    ))
+                }
+            };
+            Some(b.cmp(&l))
+        }
+        (WmiValue::String(s), Literal::Int(l)) => Some(s.to_lowercase().cmp(&l.to_string())),
+        (WmiValue::String(s), Literal::Bool(l)) => {
+            Some(s.to_lowercase().cmp(&l.to_string().to_lowercase()))
+        }
+        (WmiValue::String(s), Literal::Real(l)) => Some(s.to_lowercase().cmp(&l.to_string())),
+        _ => {
+            return Err(WmiError::at(
+                WbemStatus::InvalidQuery,
+                position,
+                "the operator does not apply to this property's type",
+            ))
+        }
+    };
+    let Some(ord) = ordering else {
+        return Ok(false);
+    };
+    Ok(match op {
+        Op::Eq | Op::Like => ord == Ordering::Equal,
+        Op::Ne => ord != Ordering::Equal,
+        Op::Lt => ord == Ordering::Less,
+        Op::Gt => ord == Ordering::Greater,
+        Op::Le => ord != Ordering::Greater,
+        Op::Ge => ord != Ordering::Less,
+    })
+}
+
+/// A metabase value as the property's CIM type.
+fn convert(base: &CimType, array: bool, property: &str, value: Value) -> WmiValue {
+    match (base, value) {
+        (CimType::Boolean, Value::Dword(v)) => WmiValue::Bool(v != 0),
+        (CimType::UInt32, Value::Dword(v)) => WmiValue::UInt32(v),
+        (CimType::String, Value::String(s) | Value::ExpandSz(s)) if !array => WmiValue::String(s),
+        (CimType::String, Value::MultiSz(v)) if array => {
+            WmiValue::Array(v.into_iter().map(WmiValue::String).collect())
+        }
+        (CimType::UInt8, Value::Binary(b)) => WmiValue::Bytes(b),
+        (CimType::Object(class), Value::Binary(b)) if class == "IPSecuritySetting" => {
+            match IpSecurity::from_bytes(&b) {
+                Some(list) => WmiValue::Object(EmbeddedObject {
+                    class: class.clone(),
+                    properties: vec![
+                        (
+                            "GrantByDefault".into(),
+                            WmiValue::Bool(list.grant_by_default),
+                        ),
+                        (
+                            "IPDeny".into(),
+                            WmiValue::Array(
+                                list.deny
+                                    .iter()
+                                    .map(|n| WmiValue::String(n.to_string()))
+                                    .collect(),
+                            ),
+                        ),
+                        (
+                            "IPGrant".into(),
+                            WmiValue::Array(
+                                list.grant
+                                    .iter()
+                                    .map(|n| WmiValue::String(n.to_string()))
+                                    .collect(),
+                            ),
+                        ),
+                    ],
+                }),
+                None if b.is_empty() => WmiValue::Null,
+                None => WmiValue::Bytes(b),
+            }
+        }
+        (CimType::Object(class), Value::MultiSz(items)) => WmiValue::Array(
+            items
+                .iter()
+                .map(|item| WmiValue::Object(embedded(class, property, item)))
+                .collect(),
+        ),
+        (_, other) => WmiValue::String(metabase::schema::format_plain(&other)),
+    }
+}
+
+/// One MULTISZ entry as its embedded object.
+fn embedded(class: &str, property: &str, item: &str) -> EmbeddedObject {
+    let s = |v: &str| WmiValue::String(v.trim().to_string());
+    let properties: Vec<(String, WmiValue)> = match class {
+        "ServerBinding" => {
+            let (ip, rest) = split_ip(item);
+            let (port, host) = rest.split_once(':').unwrap_or((rest, ""));
+            vec![
+                ("Hostname".into(), s(host)),
+                ("IP".into(), s(ip)),
+                ("Port".into(), s(port)),
+            ]
+        }
+        "SecureBinding" => {
+            let (ip, rest) = split_ip(item);
+            let port = rest.split(':').next().unwrap_or("");
+            vec![("IP".into(), s(ip)), ("Port".into(), s(port))]
+        }
+        "ScriptMap" => {
+            let mut f = item.splitn(4, ',');
+            let ext = f.next().unwrap_or("");
+            let exe = f.next().unwrap_or("");
+            let flags = f.next().and_then(|x| x.trim().parse().ok()).unwrap_or(0);
+            let verbs = f.next().unwrap_or("");
+            vec![
+                ("Extensions".into(), s(ext)),
+                ("Flags".into(), WmiValue::UInt32(flags)),
+                ("IncludedVerbs".into(), s(verbs)),
+                ("ScriptProcessor".into(), s(exe)),
+            ]
+        }
+        "HttpError" => {
+            let mut f = item.splitn(4, ',');
+            let code = f.next().unwrap_or("");
+            let sub = f.next().unwrap_or("");
+            let kind = f.next().unwrap_or("");
+            let location = f.next().unwrap_or("");
+            vec![
+                ("HandlerLocation".into(), s(location)),
+                ("HandlerType".into(), s(kind)),
+                ("HttpErrorCode".into(), s(code)),
+                ("HttpErrorSubcode".into(), s(sub)),
+            ]
+        }
+        "HttpCustomHeader" => {
+            let (k, v) = item.split_once(':').unwrap_or((item, ""));
+            vec![("Keyname".into(), s(k)), ("Value".into(), s(v))]
+        }
+        "MimeMap" => {
+            let (e, t) = item.split_once(',').unwrap_or((item, ""));
+            vec![("Extension".into(), s(e)), ("MimeType".into(), s(t))]
+        }
+        _ => vec![(property.to_string(), s(item))],
+    };
+    EmbeddedObject {
+        class: class.to_string(),
+        properties,
+    }
+}
+
+/// `IP:rest` where IP may be `[v6]` or empty.
+fn split_ip(item: &str) -> (&str, &str) {
+    if let Some(r) = item.strip_prefix('[') {
+        if let Some(close) = r.find(']') {
+            let rest = r[close + 1..].strip_prefix(':').unwrap_or(&r[close + 1..]);
+            return (&item[..close + 2], rest);
+        }
+    }
+    item.split_once(':').unwrap_or((item, ""))
+}
+
+/// Kinds of class that have instances.
+pub fn has_instances(class: &WmiClass) -> bool {
+    matches!(class.kind, ClassKind::Element | ClassKind::Setting)
+}

@@ -1,0 +1,348 @@
+//! The provider over a real metabase (a fresh state directory's default
+//! configuration plus what each test adds): classes generated from the
+//! schema, instances, GetObject, and WQL with every operator.
+
+use metabase::{LockMode, MbPath, MetabaseFiles, PropertyDef, SchemaType};
+use wmi::{ClassModel, Provider, WbemStatus, WmiValue};
+
+fn files() -> (tempfile::TempDir, MetabaseFiles) {
+    let dir = tempfile::tempdir().unwrap();
+    let files = MetabaseFiles::open_state_dir(dir.path(), LockMode::WhileWriting).unwrap();
+    (dir, files)
+}
+
+fn p(text: &str) -> MbPath {
+    MbPath::parse_relaxed(text).unwrap()
+}
+
+fn set(files: &MetabaseFiles, path: &str, name: &str, args: &[&str]) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    files
+        .metabase()
+        .write(|t| t.set_text(&p(path), name, &args))
+        .unwrap();
+}
+
+fn create(files: &MetabaseFiles, path: &str, key_type: &str) {
+    files
+        .metabase()
+        .write(|t| t.create_key(&p(path), key_type))
+        .unwrap();
+}
+
+/// Names of what a query returns, sorted.
+fn names(files: &MetabaseFiles, wql: &str) -> Vec<String> {
+    let snapshot = files.metabase().snapshot();
+    let model = ClassModel::from_schema(snapshot.schema());
+    let provider = Provider::new(&model, &snapshot);
+    let result = provider.query(wql).unwrap_or_else(|e| panic!("{wql}: {e}"));
+    let mut out: Vec<String> = result
+        .instances
+        .iter()
+        .map(|i| match i.get("Name") {
+            Some(WmiValue::String(s)) => format!("{}:{s}", i.class),
+            _ => format!("{}:?", i.class),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn error(files: &MetabaseFiles, wql: &str) -> wmi::WmiError {
+    let snapshot = files.metabase().snapshot();
+    let model = ClassModel::from_schema(snapshot.schema());
+    Provider::new(&model, &snapshot)
+        .query(wql)
+        .map(|r| r.instances.len())
+        .unwrap_err()
+}
+
+#[test]
+fn classes_come_from_the_schema() {
+    let (_dir, files) = files();
+    let snapshot = files.metabase().snapshot();
+    let model = ClassModel::from_schema(snapshot.schema());
+    let server = model.class("IIsWebServer").unwrap();
+    assert_eq!(server.superclass.as_deref(), Some("IIsObject"));
+    assert!(model.is_a("IIsWebServer", "CIM_ManagedSystemElement"));
+    assert!(model.is_a("iiswebserversetting", "CIM_Setting"));
+    assert!(!model.is_a("IIsWebServerSetting", "CIM_ManagedSystemElement"));
+    // Element classes carry the read-only state, settings the rest.
+    assert!(server.property("ServerState").unwrap().read_only);
+    assert!(server.property("ServerComment").is_none());
+    let setting = model.class("IIsWebServerSetting").unwrap();
+    assert_eq!(setting.key_property().unwrap().name, "Name");
+    assert_eq!(
+        setting.property("ServerBindings").unwrap().ty.to_string(),
+        "object:ServerBinding[]"
+    );
+    assert_eq!(
+        setting.property("ServerAutoStart").unwrap().ty.to_string(),
+        "boolean"
+    );
+    assert_eq!(
+        setting.property("MaxConnections").unwrap().ty.to_string(),
+        "uint32"
+    );
+    assert!(setting.property("ServerState").is_none());
+    // A flag of a bit field is a boolean of its own.
+    let vdir = model.class("IIsWebVirtualDirSetting").unwrap();
+    assert_eq!(
+        vdir.property("AccessWrite").unwrap().ty.to_string(),
+        "boolean"
+    );
+    assert_eq!(
+        vdir.property("AccessFlags").unwrap().ty.to_string(),
+        "uint32"
+    );
+    assert!(model.class("IIsApplicationPoolSetting").is_some());
+    assert!(model.class("ServerBinding").is_some());
+    // The IIS 5.1 names of the seed's examples.
+    assert_eq!(
+        model
+            .class("MicrosoftIIS_WebVirtualDirSetting")
+            .unwrap()
+            .name,
+        "IIsWebVirtualDirSetting"
+    );
+}
+
+#[test]
+fn the_seeds_vdir_listing_example() {
+    // Set VDirSettings = GetObject("winmgmts:root\MsIIs").ExecQuery(
+    //   "select * from MicrosoftIIS_WebVirtualDirSetting where AccessWrite != TRUE")
+    let (_dir, files) = files();
+    create(&files, "W3SVC/1/ROOT/upload", "IIsWebVirtualDir");
+    set(&files, "W3SVC/1/ROOT/upload", "Path", &["/srv/upload"]);
+    set(
+        &files,
+        "W3SVC/1/ROOT/upload",
+        "AccessFlags",
+        &["AccessRead | AccessWrite"],
+    );
+    create(&files, "W3SVC/1/ROOT/docs", "IIsWebVirtualDir");
+    set(&files, "W3SVC/1/ROOT/docs", "Path", &["/srv/docs"]);
+    assert_eq!(
+        names(
+            &files,
+            "select * from MicrosoftIIS_WebVirtualDirSetting where AccessWrite != TRUE"
+        ),
+        vec![
+            "IIsWebVirtualDirSetting:W3SVC/1/ROOT",
+            "IIsWebVirtualDirSetting:W3SVC/1/ROOT/docs"
+        ]
+    );
+    assert_eq!(
+        names(
+            &files,
+            "select Name, AccessWrite from IIsWebVirtualDirSetting where AccessWrite = TRUE"
+        ),
+        vec!["IIsWebVirtualDirSetting:W3SVC/1/ROOT/upload"]
+    );
+}
+
+#[test]
+fn every_operator() {
+    let (_dir, files) = files();
+    for (id, comment, size) in [("2", "Shop", "0"), ("3", "Intranet test", "2")] {
+        create(&files, &format!("W3SVC/{id}"), "IIsWebServer");
+        set(&files, &format!("W3SVC/{id}"), "ServerComment", &[comment]);
+        set(&files, &format!("W3SVC/{id}"), "ServerSize", &[size]);
+        set(
+            &files,
+            &format!("W3SVC/{id}"),
+            "ServerBindings",
+            &[&format!(":808{id}:")],
+        );
+    }
+    set(&files, "W3SVC/3", "ServerAutoStart", &["FALSE"]);
+    set(&files, "W3SVC/1", "ServerSize", &["1"]);
+    let q = |w: &str| {
+        names(
+            &files,
+            &format!("SELECT Name FROM IIsWebServerSetting WHERE {w}"),
+        )
+        .into_iter()
+        .map(|n| n.rsplit('/').next().unwrap().to_string())
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(q("ServerComment = 'shop'"), ["2"], "strings ignore case");
+    assert_eq!(q("ServerComment <> 'Shop'"), ["1", "3"]);
+    assert_eq!(q("ServerComment != \"Shop\""), ["1", "3"]);
+    assert_eq!(q("ServerSize < 1"), ["2"]);
+    assert_eq!(q("ServerSize > 1"), ["3"]);
+    assert_eq!(q("ServerSize <= 1"), ["1", "2"]);
+    assert_eq!(q("ServerSize >= 1"), ["1", "3"]);
+    assert_eq!(q("1 < ServerSize"), ["3"], "a constant on the left");
+    assert_eq!(q("ServerComment LIKE '%test%'"), ["3"]);
+    assert_eq!(q("ServerComment LIKE '[^i]%'"), ["1", "2"]);
+    assert_eq!(q("ServerAutoStart = FALSE"), ["3"]);
+    assert_eq!(q("ServerAutoStart = TRUE AND ServerSize = 0"), ["2"]);
+    assert_eq!(q("ServerSize = 0 OR ServerSize = 2"), ["2", "3"]);
+    assert_eq!(q("NOT ServerSize = 1"), ["2", "3"]);
+    assert_eq!(
+        q("NOT (ServerSize = 1 OR ServerComment = 'Shop') AND ServerSize >= 0"),
+        ["3"]
+    );
+    assert_eq!(q("ServerComment IS NOT NULL"), ["1", "2", "3"]);
+    assert!(q("ServerComment IS NULL").is_empty());
+    assert_eq!(
+        q("__THIS ISA 'IIsWebServerSetting' AND ServerSize = 1"),
+        ["1"]
+    );
+    assert_eq!(
+        q("ServerBindings ISA 'ServerBinding' AND ServerSize = 2"),
+        ["3"]
+    );
+    assert_eq!(
+        q("__CLASS = 'IIsWebServerSetting' AND ServerSize = 0"),
+        ["2"]
+    );
+    assert_eq!(
+        q("ServerSize = '2'"),
+        ["3"],
+        "a numeric string compares as a number"
+    );
+}
+
+#[test]
+fn base_classes_return_their_subclasses_instances() {
+    let (_dir, files) = files();
+    let settings = names(&files, "select * from IIsSetting where Name = 'W3SVC/1'");
+    assert_eq!(settings, vec!["IIsWebServerSetting:W3SVC/1"]);
+    let all = names(&files, "select * from CIM_Setting");
+    assert!(
+        all.contains(&"IIsWebServiceSetting:W3SVC".to_string()),
+        "{all:?}"
+    );
+    assert!(all.contains(&"IIsApplicationPoolSetting:W3SVC/AppPools/DefaultAppPool".to_string()));
+    assert!(all.contains(&"IIsComputerSetting:LM".to_string()));
+    let elements = names(&files, "select * from IIsObject where Name = 'W3SVC/1'");
+    assert_eq!(elements, vec!["IIsWebServer:W3SVC/1"]);
+}
+
+#[test]
+fn get_object_and_the_susan_example() {
+    let (_dir, files) = files();
+    let snapshot = files.metabase().snapshot();
+    let model = ClassModel::from_schema(snapshot.schema());
+    let provider = Provider::new(&model, &snapshot);
+    let site = provider
+        .get_object(r#"IIsWebServerSetting.Name="W3SVC/1""#)
+        .unwrap();
+    assert_eq!(site.relpath, r#"IIsWebServerSetting.Name="W3SVC/1""#);
+    assert_eq!(
+        site.get("ServerComment"),
+        Some(&WmiValue::String("Default Web Site".into()))
+    );
+    match site.get("ServerBindings") {
+        Some(WmiValue::Array(items)) => match &items[0] {
+            WmiValue::Object(o) => {
+                assert_eq!(o.class, "ServerBinding");
+                assert_eq!(o.get("Port"), Some(&WmiValue::String("8080".into())));
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    // Inherited values are reported where they apply.
+    let root = provider
+        .get_object("IIsWebVirtualDirSetting='W3SVC/1/ROOT'")
+        .unwrap();
+    assert_eq!(root.get("AccessRead"), Some(&WmiValue::Bool(true)));
+    assert!(matches!(root.get("DefaultDoc"), Some(WmiValue::String(s)) if !s.is_empty()));
+    // /LM/W3SVC is not an IIsWebServer: no IIsWebServerSetting there.
+    let e = provider
+        .get_object(r#"IIsWebServerSetting.Name="W3SVC""#)
+        .unwrap_err();
+    assert_eq!(e.status, WbemStatus::NotFound);
+    assert!(e.message.contains("IIsWebService"), "{e}");
+    let e = provider
+        .get_object("IIsWebServerSetting.Name='W3SVC/99'")
+        .unwrap_err();
+    assert_eq!(e.status, WbemStatus::NotFound);
+    let e = provider.get_object("NoSuchClass.Name='x'").unwrap_err();
+    assert_eq!(e.status, WbemStatus::InvalidClass);
+    let e = provider
+        .get_object("IIsWebServerSetting.Name=W3SVC/1")
+        .unwrap_err();
+    assert_eq!(e.status, WbemStatus::InvalidObjectPath);
+}
+
+#[test]
+fn schema_extensions_made_in_the_metabase_are_classes_and_properties() {
+    let (_dir, files) = files();
+    files
+        .metabase()
+        .write(|t| {
+            t.extend_schema(|s| {
+                let mut def = PropertyDef::custom(
+                    70000,
+                    "IIsWebCustomer",
+                    metabase::DataType::String,
+                    metabase::UserType::SERVER,
+                    metabase::Attributes::INHERIT,
+                );
+                def.schema_type = SchemaType::String;
+                s.add_property(def, &["IIsWebServer".to_string()])?;
+                s.add_class(
+                    "MySiteSettings",
+                    vec![],
+                    &["IIsWebServer".to_string()],
+                    &["IIsWebCustomer".to_string()],
+                )
+            })
+        })
+        .unwrap();
+    set(&files, "W3SVC/1", "IIsWebCustomer", &["Contoso"]);
+    create(&files, "W3SVC/1/Mine", "MySiteSettings");
+    assert_eq!(
+        names(
+            &files,
+            "select Name from IIsWebServerSetting where IIsWebCustomer = 'Contoso'"
+        ),
+        vec!["IIsWebServerSetting:W3SVC/1"]
+    );
+    assert_eq!(
+        names(&files, "select * from MySiteSettingsSetting"),
+        vec!["MySiteSettingsSetting:W3SVC/1/Mine"]
+    );
+    // Inherited from the site, as the metabase inherits it.
+    assert_eq!(
+        names(
+            &files,
+            "select * from MySiteSettingsSetting where IIsWebCustomer = 'contoso'"
+        ),
+        vec!["MySiteSettingsSetting:W3SVC/1/Mine"]
+    );
+}
+
+#[test]
+fn query_errors_name_the_problem_and_its_column() {
+    let (_dir, files) = files();
+    let e = error(&files, "select * from IIsNoSuchThing");
+    assert_eq!((e.status, e.position), (WbemStatus::InvalidClass, Some(15)));
+    let e = error(&files, "select Name, Bogus from IIsWebServerSetting");
+    assert_eq!((e.status, e.position), (WbemStatus::InvalidQuery, Some(14)));
+    assert!(e.message.contains("Bogus"), "{e}");
+    let e = error(&files, "select * from IIsWebServerSetting where Nope = 1");
+    assert_eq!((e.status, e.position), (WbemStatus::InvalidQuery, Some(41)));
+    let e = error(
+        &files,
+        "select * from IIsWebServerSetting where ServerBindings = ':80:'",
+    );
+    assert_eq!(e.status, WbemStatus::InvalidQuery);
+    assert!(e.message.contains("cannot be compared"), "{e}");
+    let e = error(
+        &files,
+        "select * from IIsWebServerSetting where __THIS ISA 'Nope'",
+    );
+    assert_eq!((e.status, e.position), (WbemStatus::InvalidClass, Some(52)));
+    let e = error(
+        &files,
+        "select * from IIsWebServerSetting where ServerSize = 'big'",
+    );
+    assert_eq!(e.status, WbemStatus::InvalidQuery);
+    let e = error(&files, "associators of {IIsWebServer.Name='W3SVC/1'}");
+    assert_eq!(e.status, WbemStatus::NotSupported);
+}
