@@ -103,3 +103,8 @@ fn config_values() {
         worker::fuzz_checks::url_settings(data);
     });
 }
+
+#[test]
+fn wql() {
+    replay("wql", 400, wmi::fuzz_checks::wql);
+}

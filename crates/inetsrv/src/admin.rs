@@ -150,6 +150,18 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
             }
             result
         }
+        Command::Query { wql } => crate::wmi_cmd::execute(
+            &mut ctx.out,
+            &cli,
+            files,
+            crate::wmi_cmd::Request::Query(wql),
+        ),
+        Command::Wmi { command } => crate::wmi_cmd::execute(
+            &mut ctx.out,
+            &cli,
+            files,
+            crate::wmi_cmd::Request::Wmi(command),
+        ),
         Command::Site { command } => web_cmd::site(&mut ctx, command).await,
         Command::Vdir { command } => web_cmd::vdir(&mut ctx, command).await,
         Command::Pool { command } => web_cmd::pool(&mut ctx, command).await,

@@ -15,6 +15,7 @@ mod target;
 mod urlacl_cmd;
 mod user_cmd;
 mod web_cmd;
+mod wmi_cmd;
 mod worker_cmd;
 
 use std::path::{Path, PathBuf};
@@ -98,6 +99,17 @@ pub enum Command {
         #[command(subcommand)]
         command: urlacl_cmd::UrlAclCommand,
     },
+    /// A WMI query (WQL) on the IIS provider's classes, e.g.
+    /// "select * from IIsWebVirtualDirSetting where AccessWrite != TRUE".
+    Query {
+        /// The query: SELECT props|* FROM class [WHERE …].
+        wql: String,
+    },
+    /// The IIS WMI provider's object model: instances and classes.
+    Wmi {
+        #[command(subcommand)]
+        command: wmi_cmd::WmiCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -124,6 +136,8 @@ fn main() -> ExitCode {
         Command::Backup { command } => backup_cmd::run(&cli, command),
         Command::Config { command } => config_cmd::run(&cli, command),
         Command::Urlacl { command } => urlacl_cmd::run(&cli, command),
+        Command::Query { wql } => run_web(&cli, WebVerb::Query(wql)),
+        Command::Wmi { command } => run_web(&cli, WebVerb::Wmi(command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,6 +151,8 @@ fn main() -> ExitCode {
 
 enum WebVerb<'a> {
     Mb(&'a mb_cmd::MbCommand),
+    Query(&'a str),
+    Wmi(&'a wmi_cmd::WmiCommand),
     Site(&'a web_cmd::SiteVerb),
     Vdir(&'a web_cmd::VdirVerb),
     Pool(&'a web_cmd::PoolVerb),
@@ -179,6 +195,8 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
     }
     let writes = match &verb {
         WebVerb::Mb(v) => return mb_cmd::run(cli, v),
+        WebVerb::Query(q) => return wmi_cmd::run(cli, wmi_cmd::Request::Query(q)),
+        WebVerb::Wmi(v) => return wmi_cmd::run(cli, wmi_cmd::Request::Wmi(v)),
         WebVerb::Site(v) => v.writes(),
         WebVerb::Vdir(v) => v.writes(),
         WebVerb::Pool(v) => v.writes(),
@@ -195,7 +213,7 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
     };
     let result = runtime.block_on(async {
         match verb {
-            WebVerb::Mb(_) => Ok(()),
+            WebVerb::Mb(_) | WebVerb::Query(_) | WebVerb::Wmi(_) => Ok(()),
             WebVerb::Site(v) => web_cmd::site(&mut ctx, v).await,
             WebVerb::Vdir(v) => web_cmd::vdir(&mut ctx, v).await,
             WebVerb::Pool(v) => web_cmd::pool(&mut ctx, v).await,

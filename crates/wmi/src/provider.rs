@@ -164,9 +164,9 @@ impl<'a> Provider<'a> {
             return Err(WmiError::new(
                 WbemStatus::NotFound,
                 format!(
-                    "'{value}' is a {}, not an {key_type}: no {} there",
+                    "'{value}' is a key of type {}, not {key_type}: there is no {} there",
                     if key.key_type().is_empty() {
-                        "key without a type"
+                        "(none)"
                     } else {
                         key.key_type()
                     },

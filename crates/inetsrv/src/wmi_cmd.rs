@@ -1,0 +1,221 @@
+//! `inetsrv query` and `inetsrv wmi`: the IIS WMI provider's object model
+//! (root/MicrosoftIISv2) on the command line, offline on the metabase
+//! files or on a running server through its admin socket.
+
+use anyhow::Result;
+use clap::Subcommand;
+use metabase::MetabaseFiles;
+use wmi::{ClassModel, Provider};
+
+use crate::Cli;
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum WmiCommand {
+    /// Print an instance by its object path, e.g. IIsWebServerSetting.Name="W3SVC/1".
+    Get {
+        /// The object path (Class.Name="value", or Class="value").
+        path: String,
+    },
+    /// List the classes of root/MicrosoftIISv2, or one class's properties.
+    Classes {
+        /// Show this class's properties: type, key, read-only, defining class.
+        #[arg(long, value_name = "CLASS")]
+        schema: Option<String>,
+    },
+}
+
+/// What to run: a query or a wmi verb.
+pub enum Request<'a> {
+    Query(&'a str),
+    Wmi(&'a WmiCommand),
+}
+
+pub fn run(cli: &Cli, request: Request<'_>) -> Result<()> {
+    let files = crate::target::open(cli, false)?;
+    let mut out = String::new();
+    let result = execute(&mut out, cli, &files, request);
+    print!("{out}");
+    result
+}
+
+pub fn execute(
+    out: &mut String,
+    cli: &Cli,
+    files: &MetabaseFiles,
+    request: Request<'_>,
+) -> Result<()> {
+    let snapshot = files.metabase().snapshot();
+    let model = ClassModel::from_schema(snapshot.schema());
+    let mut provider = Provider::new(&model, &snapshot);
+    provider.show_secrets = cli.show_secrets;
+    match request {
+        Request::Query(text) => {
+            let result = provider.query(text).map_err(|e| with_caret(e, text))?;
+            if cli.json {
+                let rows: Vec<_> = result.instances.iter().map(|i| i.to_json()).collect();
+                *out = serde_json::to_string_pretty(&rows)? + "\n";
+                return Ok(());
+            }
+            match &result.columns {
+                Some(_) if result.instances.is_empty() => {}
+                Some(columns) => table(out, columns, &result.instances),
+                None => {
+                    for (i, inst) in result.instances.iter().enumerate() {
+                        if i > 0 {
+                            out.push('\n');
+                        }
+                        block(out, inst);
+                    }
+                }
+            }
+            if result.instances.is_empty() {
+                out.push_str("(no instances)\n");
+            }
+        }
+        Request::Wmi(WmiCommand::Get { path }) => {
+            let inst = provider.get_object(path)?;
+            if cli.json {
+                *out = serde_json::to_string_pretty(&inst.to_json())? + "\n";
+            } else {
+                block(out, &inst);
+            }
+        }
+        Request::Wmi(WmiCommand::Classes { schema: None }) => {
+            let mut rows: Vec<_> = model
+                .classes()
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        c.superclass.clone().unwrap_or_default(),
+                        format!("{:?}", c.kind).to_lowercase(),
+                    )
+                })
+                .collect();
+            rows.sort_by_key(|r| r.0.to_ascii_lowercase());
+            if cli.json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(n, s, k)| serde_json::json!({"name": n, "superclass": s, "kind": k}))
+                    .collect();
+                *out = serde_json::to_string_pretty(&v)? + "\n";
+            } else {
+                out.push_str(&format!("{:<40} {:<26} KIND\n", "CLASS", "SUPERCLASS"));
+                for (n, s, k) in rows {
+                    out.push_str(&format!("{n:<40} {s:<26} {k}\n"));
+                }
+            }
+        }
+        Request::Wmi(WmiCommand::Classes { schema: Some(name) }) => {
+            let class = provider.class(name)?;
+            if cli.json {
+                let props: Vec<_> = class
+                    .properties
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "name": p.name, "type": p.ty.to_string(), "key": p.key,
+                            "read_only": p.read_only, "origin": p.origin,
+                        })
+                    })
+                    .collect();
+                let v = serde_json::json!({
+                    "name": class.name,
+                    "superclass": class.superclass,
+                    "derivation": model.derivation(&class.name),
+                    "kind": format!("{:?}", class.kind).to_lowercase(),
+                    "key_type": class.key_type,
+                    "properties": props,
+                });
+                *out = serde_json::to_string_pretty(&v)? + "\n";
+            } else {
+                let mut chain = vec![class.name.clone()];
+                chain.extend(model.derivation(&class.name));
+                out.push_str(&format!("class {}\n", chain.join(" : ")));
+                if let Some(k) = &class.key_type {
+                    out.push_str(&format!("instances: metabase keys of type {k}\n"));
+                }
+                out.push_str(&format!(
+                    "{:<36} {:<26} {:<10} FROM\n",
+                    "PROPERTY", "TYPE", "QUALIFIERS"
+                ));
+                for p in &class.properties {
+                    let mut q = Vec::new();
+                    if p.key {
+                        q.push("key");
+                    }
+                    if p.read_only {
+                        q.push("read");
+                    }
+                    out.push_str(&format!(
+                        "{:<36} {:<26} {:<10} {}\n",
+                        p.name,
+                        p.ty.to_string(),
+                        q.join(","),
+                        p.origin
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn table(out: &mut String, columns: &[String], rows: &[wmi::Instance]) {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| r.get(c).map(|v| v.to_string()).unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |out: &mut String, values: &[String]| {
+        let parts: Vec<String> = values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(out, columns);
+    for row in &cells {
+        line(out, row);
+    }
+}
+
+/// `Class.Name="…"` and its non-NULL properties, one per line.
+fn block(out: &mut String, inst: &wmi::Instance) {
+    out.push_str(&inst.relpath);
+    out.push('\n');
+    for (name, value) in &inst.properties {
+        if !value.is_null() {
+            out.push_str(&format!("  {name} = {value}\n"));
+        }
+    }
+}
+
+/// A query error with the query and a caret under the column at fault.
+fn with_caret(e: wmi::WmiError, text: &str) -> anyhow::Error {
+    match e.position {
+        Some(p) if !text.contains('\n') => {
+            let pad = " ".repeat(p.saturating_sub(1));
+            anyhow::anyhow!("{e}\n  {text}\n  {pad}^")
+        }
+        _ => e.into(),
+    }
+}
