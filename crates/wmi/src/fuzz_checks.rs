@@ -10,6 +10,10 @@ pub fn wql(data: &[u8]) {
     match crate::wql::parse(text) {
         Ok(query) => {
             let printed = query.to_string();
+            // The canonical spacing can make a query at the limit longer.
+            if printed.chars().count() > crate::wql::MAX_QUERY_CHARS {
+                return;
+            }
             let again = crate::wql::parse(&printed)
                 .unwrap_or_else(|e| panic!("{text:?} printed as {printed:?}, which fails: {e}"));
             assert_eq!(again, query, "{text:?} printed as {printed:?}");

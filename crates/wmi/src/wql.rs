@@ -537,6 +537,29 @@ impl fmt::Display for Literal {
     }
 }
 
+impl Expr {
+    /// Binding strength: OR 1, AND 2, everything else 3.
+    fn precedence(&self) -> u8 {
+        match self {
+            Expr::Or(..) => 1,
+            Expr::And(..) => 2,
+            _ => 3,
+        }
+    }
+
+    /// Prints `self` as an operand that needs at least `min` precedence,
+    /// in parentheses only when it binds more loosely.
+    fn operand(&self, f: &mut fmt::Formatter<'_>, min: u8) -> fmt::Result {
+        if self.precedence() < min {
+            write!(f, "({self})")
+        } else {
+            write!(f, "{self}")
+        }
+    }
+}
+
+/// The canonical text: parentheses only where the tree needs them (AND
+/// and OR group to the left), so printing adds no nesting.
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -554,9 +577,20 @@ impl fmt::Display for Expr {
             Expr::Isa { property, class } => {
                 write!(f, "{} ISA {}", property.text, quote(&class.text))
             }
-            Expr::Not(e) => write!(f, "NOT ({e})"),
-            Expr::And(a, b) => write!(f, "({a}) AND ({b})"),
-            Expr::Or(a, b) => write!(f, "({a}) OR ({b})"),
+            Expr::Not(e) => {
+                f.write_str("NOT ")?;
+                e.operand(f, 3)
+            }
+            Expr::And(a, b) => {
+                a.operand(f, 2)?;
+                f.write_str(" AND ")?;
+                b.operand(f, 3)
+            }
+            Expr::Or(a, b) => {
+                a.operand(f, 1)?;
+                f.write_str(" OR ")?;
+                b.operand(f, 2)
+            }
         }
     }
 }
@@ -678,6 +712,12 @@ mod tests {
         .unwrap();
         assert_eq!(q.properties.as_ref().unwrap().len(), 2);
         assert_eq!(parse(&q.to_string()).unwrap(), q);
+        assert_eq!(
+            parse("select * from X where A = 1 or B = 2 or (C = 3 or D = 4) and not (E = 5 and F = 6)")
+                .unwrap()
+                .to_string(),
+            "SELECT * FROM X WHERE A = 1 OR B = 2 OR (C = 3 OR D = 4) AND NOT (E = 5 AND F = 6)"
+        );
         let q = parse("select * from CIM_Setting where __THIS ISA 'IIsWebServerSetting'").unwrap();
         assert!(matches!(q.filter, Some(Expr::Isa { .. })));
         let q = parse("select * from X where 5 < A").unwrap();
