@@ -5,10 +5,8 @@
 //! properties it names; a setting's value is the one in force at the key —
 //! set there, inherited, or the schema's default — as ADSI reports it.
 
-use std::collections::HashMap;
-
 use metabase::ipsec::IpSecurity;
-use metabase::{MbPath, Snapshot, Value};
+use metabase::{Key, MbPath, Snapshot, Value};
 
 use crate::classes::{ClassKind, ClassModel, Source, WmiClass};
 use crate::error::{Result, WbemStatus, WmiError};
@@ -65,8 +63,6 @@ pub struct Provider<'a> {
     pub snapshot: &'a Snapshot,
     /// Show SECURE values (passwords) instead of masking them.
     pub show_secrets: bool,
-    /// Key paths by lower-cased key type, built on first use.
-    by_type: std::sync::OnceLock<HashMap<String, Vec<MbPath>>>,
 }
 
 const MASK: &str = "**********";
@@ -82,23 +78,39 @@ impl<'a> Provider<'a> {
             model,
             snapshot,
             show_secrets: false,
-            by_type: std::sync::OnceLock::new(),
         }
     }
 
-    fn keys_of_type(&self, key_type: &str) -> &[MbPath] {
-        let map = self.by_type.get_or_init(|| {
-            let mut map: HashMap<String, Vec<MbPath>> = HashMap::new();
-            let _ = self.snapshot.walk(&lm(), |path, key| {
-                map.entry(key.key_type().to_ascii_lowercase())
-                    .or_default()
-                    .push(path.clone());
-            });
-            map
-        });
-        map.get(&key_type.to_ascii_lowercase())
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+    /// The paths of the keys below /LM (and /LM itself) whose key type is
+    /// one of `wanted`, each with the index of its type in `wanted`.
+    /// Paths are built only for the keys that match.
+    fn keys_of_types(&self, wanted: &[&str]) -> Vec<(usize, MbPath)> {
+        fn visit<'k>(
+            key: &'k Key,
+            parts: &mut Vec<&'k str>,
+            wanted: &[&str],
+            out: &mut Vec<(usize, MbPath)>,
+        ) {
+            if let Some(i) = wanted
+                .iter()
+                .position(|w| w.eq_ignore_ascii_case(key.key_type()))
+            {
+                if let Ok(path) = MbPath::from_parts(parts.iter().copied()) {
+                    out.push((i, path));
+                }
+            }
+            for child in key.children() {
+                parts.push(child.name());
+                visit(child, parts, wanted, out);
+                parts.pop();
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(lm_key) = self.snapshot.find(&lm()) {
+            let mut parts = vec!["LM"];
+            visit(lm_key, &mut parts, wanted, &mut out);
+        }
+        out
     }
 
     /// A class by name, or WBEM_E_INVALID_CLASS.
@@ -114,15 +126,24 @@ impl<'a> Provider<'a> {
     /// Every instance of `class` and of the classes derived from it.
     pub fn instances_of(&self, class: &str) -> Result<Vec<InstanceRef<'a>>> {
         self.class(class)?;
-        let mut out = Vec::new();
         let model: &'a ClassModel = self.model;
-        for c in model.descendants(class) {
-            let Some(key_type) = &c.key_type else {
-                continue;
-            };
-            for path in self.keys_of_type(key_type) {
+        let classes: Vec<&'a WmiClass> = model
+            .descendants(class)
+            .into_iter()
+            .filter(|c| c.key_type.is_some())
+            .collect();
+        let wanted: Vec<&str> = classes
+            .iter()
+            .filter_map(|c| c.key_type.as_deref())
+            .collect();
+        // One walk finds the keys of every class asked for; instances come
+        // class by class, as WMI enumerates them.
+        let found = self.keys_of_types(&wanted);
+        let mut out = Vec::with_capacity(found.len());
+        for (i, class) in classes.iter().enumerate() {
+            for (_, path) in found.iter().filter(|(w, _)| *w == i) {
                 out.push(InstanceRef {
-                    class: c,
+                    class,
                     path: path.clone(),
                 });
             }
