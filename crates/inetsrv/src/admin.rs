@@ -155,13 +155,24 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
             &cli,
             files,
             crate::wmi_cmd::Request::Query(wql),
-        ),
-        Command::Wmi { command } => crate::wmi_cmd::execute(
-            &mut ctx.out,
-            &cli,
-            files,
-            crate::wmi_cmd::Request::Wmi(command),
-        ),
+        )
+        .map(|_| ()),
+        Command::Wmi { command } => {
+            let request = crate::wmi_cmd::Request::Wmi(command);
+            let writes = request.writes();
+            match crate::wmi_cmd::execute(&mut ctx.out, &cli, files, request) {
+                Ok(Some(action)) => server_action(was, action, &mut ctx.out).await,
+                Ok(None) => {
+                    if writes {
+                        // In effect (in every worker) on return, as mb.
+                        was.synced(files.metabase().snapshot().change_number())
+                            .await;
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
         Command::Site { command } => web_cmd::site(&mut ctx, command).await,
         Command::Vdir { command } => web_cmd::vdir(&mut ctx, command).await,
         Command::Pool { command } => web_cmd::pool(&mut ctx, command).await,
@@ -219,4 +230,32 @@ pub fn call(state_dir: &Path, argv: Vec<String>, metabase: Option<&Path>) -> Res
             stderr: v["stderr"].as_str().unwrap_or("").to_string(),
         }))
     })
+}
+
+/// A WMI method only the running service can carry out.
+async fn server_action(
+    was: &Was,
+    action: wmi::methods::ServerAction,
+    out: &mut String,
+) -> anyhow::Result<()> {
+    use wmi::methods::ServerAction as A;
+    let result = match action {
+        A::StartSite(id) => was.site_command(id, was::SiteCommand::Start).await,
+        A::StopSite(id) => was.site_command(id, was::SiteCommand::Stop).await,
+        A::PauseSite(id) => was.site_command(id, was::SiteCommand::Pause).await,
+        A::ContinueSite(id) => was.site_command(id, was::SiteCommand::Continue).await,
+        A::StartPool(name) => was.pool_command(&name, was::PoolCommand::Start).await,
+        A::StopPool(name) => was.pool_command(&name, was::PoolCommand::Stop).await,
+        A::RecyclePool(name) => was.pool_command(&name, was::PoolCommand::Recycle).await,
+    };
+    match result {
+        Ok(text) => {
+            if !text.is_empty() {
+                out.push_str(&text);
+                out.push('\n');
+            }
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(e)),
+    }
 }

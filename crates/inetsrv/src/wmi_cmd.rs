@@ -5,6 +5,7 @@
 use anyhow::Result;
 use clap::Subcommand;
 use metabase::MetabaseFiles;
+use wmi::methods::{Outcome, ServerAction};
 use wmi::{ClassModel, Provider};
 
 use crate::Cli;
@@ -15,6 +16,35 @@ pub enum WmiCommand {
     Get {
         /// The object path (Class.Name="value", or Class="value").
         path: String,
+    },
+    /// Create or update an instance (SpawnInstance then Put): CLASS
+    /// Name=W3SVC/20 Prop=value …; repeat a property for an array
+    /// (ServerBindings=:83: ServerBindings=:84:).
+    Put {
+        /// The class, e.g. IIsWebServerSetting.
+        class: String,
+        /// Name=… (the key, required) and Property=value pairs.
+        #[arg(value_name = "PROP=VALUE", required = true)]
+        properties: Vec<String>,
+    },
+    /// Delete an instance: the metabase key and everything below it.
+    Delete {
+        /// The object path, e.g. IIsWebVirtualDir.Name="W3SVC/1/ROOT/old".
+        path: String,
+    },
+    /// Call a method: PATH METHOD Arg=value …, e.g.
+    /// IIsWebServer='W3SVC/1' Stop, or IIsWebService='W3SVC' CreateNewSite
+    /// ServerComment=Shop ServerBindings=:83: PathOfRootVirtualDir=/srv/shop.
+    Call {
+        /// The object path of the instance.
+        path: String,
+        /// The method: Start, Stop, Pause, Continue, CreateNewSite, Recycle,
+        /// EnumAppsInPool, AppCreate, AppCreate2, AppCreate3, AppDelete,
+        /// AppEnable, AppDisable, AppUnload, AppGetStatus.
+        method: String,
+        /// Arguments as Name=value (repeat a name for an array).
+        #[arg(value_name = "ARG=VALUE")]
+        args: Vec<String>,
     },
     /// List the classes of root/MicrosoftIISv2, or one class's properties.
     Classes {
@@ -30,20 +60,60 @@ pub enum Request<'a> {
     Wmi(&'a WmiCommand),
 }
 
+impl Request<'_> {
+    /// Whether it may change the metabase.
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Request::Wmi(
+                WmiCommand::Put { .. } | WmiCommand::Delete { .. } | WmiCommand::Call { .. }
+            )
+        )
+    }
+}
+
+/// Offline, on the files: a method that needs the running server fails.
 pub fn run(cli: &Cli, request: Request<'_>) -> Result<()> {
-    let files = crate::target::open(cli, false)?;
+    let files = crate::target::open(cli, request.writes())?;
     let mut out = String::new();
     let result = execute(&mut out, cli, &files, request);
     print!("{out}");
-    result
+    match result? {
+        None => Ok(()),
+        Some(action) if !action.needs_server() => Ok(()),
+        Some(action) => anyhow::bail!(
+            "{action:?} needs the running server (inetsrv start) on this state directory"
+        ),
+    }
 }
 
+/// `NAME=VALUE` arguments, a name repeated for an array.
+fn pairs(items: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for item in items {
+        let Some((name, value)) = item.split_once('=') else {
+            anyhow::bail!("'{item}' is not NAME=VALUE");
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            anyhow::bail!("'{item}' has no name before '='");
+        }
+        match out.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, values)) => values.push(value.to_string()),
+            None => out.push((name.to_string(), vec![value.to_string()])),
+        }
+    }
+    Ok(out)
+}
+
+/// Runs a request; returns what only the running server can do, when the
+/// request needs it.
 pub fn execute(
     out: &mut String,
     cli: &Cli,
     files: &MetabaseFiles,
     request: Request<'_>,
-) -> Result<()> {
+) -> Result<Option<ServerAction>> {
     let snapshot = files.metabase().snapshot();
     let model = ClassModel::from_schema(snapshot.schema());
     let mut provider = Provider::new(&model, &snapshot);
@@ -54,7 +124,7 @@ pub fn execute(
             if cli.json {
                 let rows: Vec<_> = result.instances.iter().map(|i| i.to_json()).collect();
                 *out = serde_json::to_string_pretty(&rows)? + "\n";
-                return Ok(());
+                return Ok(None);
             }
             match &result.columns {
                 Some(_) if result.instances.is_empty() => {}
@@ -70,6 +140,34 @@ pub fn execute(
             }
             if result.instances.is_empty() {
                 out.push_str("(no instances)\n");
+            }
+        }
+        Request::Wmi(WmiCommand::Put { class, properties }) => {
+            let relpath =
+                wmi::write::put_instance(files.metabase(), &model, class, &pairs(properties)?)?;
+            out.push_str(&relpath);
+            out.push('\n');
+        }
+        Request::Wmi(WmiCommand::Delete { path }) => {
+            wmi::write::delete_instance(files.metabase(), &model, path)?;
+            out.push_str(&format!("deleted {path}\n"));
+        }
+        Request::Wmi(WmiCommand::Call { path, method, args }) => {
+            match wmi::methods::call(files.metabase(), &model, path, method, &pairs(args)?)? {
+                Outcome::Server(action) => return Ok(Some(action)),
+                Outcome::Done(params) => {
+                    if cli.json {
+                        let mut map = serde_json::Map::new();
+                        for (k, v) in &params {
+                            map.insert(k.clone(), v.to_json());
+                        }
+                        *out = serde_json::to_string_pretty(&map)? + "\n";
+                    } else {
+                        for (k, v) in params.iter().filter(|(_, v)| !v.is_null()) {
+                            out.push_str(&format!("{k} = {v}\n"));
+                        }
+                    }
+                }
             }
         }
         Request::Wmi(WmiCommand::Get { path }) => {
@@ -158,7 +256,7 @@ pub fn execute(
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn table(out: &mut String, columns: &[String], rows: &[wmi::Instance]) {

@@ -116,3 +116,216 @@ fn queries_offline_and_on_a_running_server() {
         .iter()
         .any(|p| p["name"] == "AccessWrite" && p["type"] == "boolean"));
 }
+
+#[test]
+fn the_seeds_site_creation_example_the_susan_example_and_methods() {
+    let mut web = Web::start();
+    let port = common::free_port();
+    let content = web.dir.path().join("delme");
+    std::fs::create_dir_all(&content).unwrap();
+    std::fs::write(content.join("hello.txt"), "from wmi").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&content, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let content = content.to_str().unwrap();
+
+    // ServerObj = ServerClass.SpawnInstance_(); ServerObj.Name = "W3SVC/20"; Put_
+    assert_eq!(
+        web.cli_ok(&["wmi", "put", "IIsWebServer", "Name=W3SVC/20"])
+            .trim(),
+        "IIsWebServer.Name=\"W3SVC/20\""
+    );
+    // The setting: ServerSize, ServerComment, ServerBindings (":83:" in the seed).
+    web.cli_ok(&[
+        "wmi",
+        "put",
+        "IIsWebServerSetting",
+        "Name=W3SVC/20",
+        "ServerSize=1",
+        "ServerComment=SampleWMISite",
+        &format!("ServerBindings=:{port}:"),
+    ]);
+    // The root virtual directory and its setting.
+    web.cli_ok(&["wmi", "put", "IIsWebVirtualDir", "Name=W3SVC/20/ROOT"]);
+    web.cli_ok(&[
+        "wmi",
+        "put",
+        "IIsWebVirtualDirSetting",
+        "Name=W3SVC/20/ROOT",
+        "AccessRead=TRUE",
+        "AccessWrite=TRUE",
+        "EnableDirBrowsing=TRUE",
+        &format!("Path={content}"),
+    ]);
+    let url = format!("http://127.0.0.1:{port}/");
+    // A new site starts as IIS starts it (ServerAutoStart's default);
+    // Stop stops it, and the seed's ServerObj.Start() brings it back.
+    web.cli_ok(&["wmi", "call", "IIsWebServer='W3SVC/20'", "Stop"]);
+    web.wait_for(
+        "the site stopped",
+        std::time::Duration::from_secs(10),
+        || common::web::curl(&url, &["--max-time", "2"]).status != 200,
+    );
+    let stopped = json(&web.cli_ok(&["--json", "wmi", "get", "IIsWebServer='W3SVC/20'"]));
+    assert_eq!(stopped["ServerState"], 4, "MD_SERVER_STATE_STOPPED");
+    web.cli_ok(&["wmi", "call", "IIsWebServer='W3SVC/20'", "Start"]);
+    let listing = common::web::curl(&url, &[]);
+    assert_eq!(listing.status, 200);
+    assert!(listing.text().contains("hello.txt"), "{}", listing.text());
+    assert_eq!(
+        common::web::curl(&format!("{url}hello.txt"), &[]).text(),
+        "from wmi"
+    );
+    let state = json(&web.cli_ok(&["--json", "wmi", "get", "IIsWebServer='W3SVC/20'"]));
+    assert_eq!(state["ServerState"], 2, "MD_SERVER_STATE_STARTED");
+
+    // Pause answers 503, Continue serves again.
+    web.cli_ok(&["wmi", "call", "IIsWebServer='W3SVC/20'", "Pause"]);
+    assert_eq!(
+        common::web::curl(&format!("{url}hello.txt"), &[]).status,
+        503
+    );
+    web.cli_ok(&["wmi", "call", "IIsWebServer='W3SVC/20'", "Continue"]);
+    assert_eq!(
+        common::web::curl(&format!("{url}hello.txt"), &[]).status,
+        200
+    );
+
+    // Susan: ServerBindings on /LM/W3SVC/1 as an IIsWebServer works; on
+    // /LM/W3SVC it fails, for the path is not a web server's.
+    let err = web.cli_err(&[
+        "wmi",
+        "put",
+        "IIsWebServerSetting",
+        "Name=W3SVC",
+        "ServerBindings=:1080:",
+    ]);
+    assert!(err.contains("WBEM_E_INVALID_PARAMETER"), "{err}");
+    assert!(err.contains("IIsWebService"), "{err}");
+    let other = common::free_port();
+    web.cli_ok(&[
+        "wmi",
+        "put",
+        "IIsWebServerSetting",
+        "Name=W3SVC/1",
+        &format!("ServerBindings=:{other}:"),
+    ]);
+    // Another user changes it back; Susan sees the change.
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ServerBindings",
+        &format!(":{}:", web.port),
+    ]);
+    let site = json(&web.cli_ok(&["--json", "wmi", "get", "IIsWebServerSetting='W3SVC/1'"]));
+    assert_eq!(site["ServerBindings"][0]["Port"], web.port.to_string());
+    // A bad value is refused and changes nothing.
+    let err = web.cli_err(&[
+        "wmi",
+        "put",
+        "IIsWebServerSetting",
+        "Name=W3SVC/20",
+        "ServerSize=big",
+    ]);
+    assert!(err.contains("WBEM_E_TYPE_MISMATCH"), "{err}");
+    let err = web.cli_err(&[
+        "wmi",
+        "put",
+        "IIsWebServer",
+        "Name=W3SVC/20",
+        "ServerState=4",
+    ]);
+    assert!(err.contains("read-only"), "{err}");
+
+    // CreateNewSite, application methods, pools.
+    let created = web.cli_ok(&[
+        "wmi",
+        "call",
+        "IIsWebService='W3SVC'",
+        "CreateNewSite",
+        "ServerComment=Made by WMI",
+        &format!("ServerBindings=:{}:", common::free_port()),
+        &format!("PathOfRootVirtualDir={content}"),
+    ]);
+    assert!(
+        created.starts_with("ReturnValue = IIsWebServer='W3SVC/"),
+        "{created}"
+    );
+    web.cli_ok(&["wmi", "put", "IIsWebVirtualDir", "Name=W3SVC/20/ROOT/app"]);
+    web.cli_ok(&[
+        "wmi",
+        "put",
+        "IIsWebVirtualDirSetting",
+        "Name=W3SVC/20/ROOT/app",
+        &format!("Path={content}"),
+    ]);
+    assert_eq!(
+        web.cli_ok(&[
+            "wmi",
+            "call",
+            "IIsWebVirtualDir='W3SVC/20/ROOT/app'",
+            "AppGetStatus"
+        ])
+        .trim(),
+        "ReturnValue = 2"
+    );
+    web.cli_ok(&[
+        "wmi",
+        "call",
+        "IIsWebVirtualDir='W3SVC/20/ROOT/app'",
+        "AppCreate3",
+        "AppMode=2",
+        "AppPoolName=WmiPool",
+        "bCreatePool=TRUE",
+    ]);
+    assert_eq!(
+        web.cli_ok(&[
+            "wmi",
+            "call",
+            "IIsWebVirtualDir='W3SVC/20/ROOT/app'",
+            "AppGetStatus"
+        ])
+        .trim(),
+        "ReturnValue = 1"
+    );
+    assert_eq!(
+        common::web::curl(&format!("{url}app/hello.txt"), &[]).text(),
+        "from wmi"
+    );
+    let apps = json(&web.cli_ok(&[
+        "--json",
+        "wmi",
+        "call",
+        "IIsApplicationPool='W3SVC/AppPools/WmiPool'",
+        "EnumAppsInPool",
+    ]));
+    assert_eq!(apps["Applications"][0], "/LM/W3SVC/20/ROOT/app");
+    let before = web.worker_pids("WmiPool", "running");
+    assert_eq!(before.len(), 1);
+    web.cli_ok(&[
+        "wmi",
+        "call",
+        "IIsApplicationPool='W3SVC/AppPools/WmiPool'",
+        "Recycle",
+    ]);
+    web.wait_for(
+        "a recycled WmiPool",
+        std::time::Duration::from_secs(20),
+        || {
+            let now = web.worker_pids("WmiPool", "running");
+            now.len() == 1 && now != before
+        },
+    );
+    let err = web.cli_err(&["wmi", "call", "IIsWebServer='W3SVC/20'", "Recycle"]);
+    assert!(err.contains("WBEM_E_INVALID_METHOD"), "{err}");
+
+    // Delete: the vdir goes, and is no longer served.
+    web.cli_ok(&["wmi", "delete", "IIsWebVirtualDir='W3SVC/20/ROOT/app'"]);
+    assert_eq!(
+        common::web::curl(&format!("{url}app/hello.txt"), &[]).status,
+        404
+    );
+    let err = web.cli_err(&["wmi", "get", "IIsWebVirtualDir='W3SVC/20/ROOT/app'"]);
+    assert!(err.contains("WBEM_E_NOT_FOUND"), "{err}");
+}

@@ -11,6 +11,8 @@
 //!   instance of its element and setting classes, named by its path
 //!   (`IIsWebServerSetting.Name="W3SVC/1"`); values are the metabase's,
 //!   inherited as the server sees them.
+//! - [`write`]: PutInstance and DeleteInstance, validated as the metabase
+//!   validates every write.
 //! - [`wql`]: the WMI Query Language ([MS-WMI] 2.2.1), parsed with the
 //!   position of every error, and evaluated against instances.
 //!
@@ -20,10 +22,12 @@
 pub mod classes;
 pub mod error;
 pub mod fuzz_checks;
+pub mod methods;
 pub mod path;
 pub mod provider;
 pub mod value;
 pub mod wql;
+pub mod write;
 
 pub use classes::{ClassKind, ClassModel, WmiClass, WmiProperty};
 pub use error::{WbemStatus, WmiError};

@@ -346,3 +346,70 @@ fn query_errors_name_the_problem_and_its_column() {
     let e = error(&files, "associators of {IIsWebServer.Name='W3SVC/1'}");
     assert_eq!(e.status, WbemStatus::NotSupported);
 }
+
+#[test]
+fn puts_and_deletes_are_validated_like_metabase_writes() {
+    let (_dir, files) = files();
+    let model = ClassModel::from_schema(files.metabase().snapshot().schema());
+    let put = |class: &str, props: &[(&str, &str)]| {
+        let props: Vec<(String, Vec<String>)> = props
+            .iter()
+            .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+            .collect();
+        wmi::write::put_instance(files.metabase(), &model, class, &props)
+    };
+    let before = files.metabase().snapshot().change_number();
+    // A web server may not live under a virtual directory.
+    let e = put("IIsWebServer", &[("Name", "W3SVC/1/ROOT/site")]).unwrap_err();
+    assert_eq!(e.status, WbemStatus::InvalidParameter, "{e}");
+    let e = put("IIsWebServerSetting", &[("ServerComment", "x")]).unwrap_err();
+    assert_eq!(e.status, WbemStatus::InvalidParameter);
+    assert!(e.message.contains("Name"), "{e}");
+    let e = put("IIsWebServerSetting", &[("Name", "W3SVC/1"), ("Nope", "1")]).unwrap_err();
+    assert_eq!(e.status, WbemStatus::InvalidProperty);
+    let e = put("CIM_Setting", &[("Name", "W3SVC/1")]).unwrap_err();
+    assert_eq!(e.status, WbemStatus::InvalidOperation);
+    // A refused value leaves the key unmade too: one transaction.
+    let e = put(
+        "IIsWebServerSetting",
+        &[("Name", "W3SVC/30"), ("ServerAutoStart", "maybe")],
+    )
+    .unwrap_err();
+    assert_eq!(e.status, WbemStatus::TypeMismatch, "{e}");
+    assert!(files.metabase().snapshot().find(&p("W3SVC/30")).is_none());
+    assert_eq!(
+        files.metabase().snapshot().change_number(),
+        before,
+        "nothing changed"
+    );
+    // A good one: the key, its flags as booleans.
+    put(
+        "IIsWebVirtualDirSetting",
+        &[
+            ("Name", "W3SVC/1/ROOT/new"),
+            ("Path", "/srv/new"),
+            ("AccessWrite", "TRUE"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        names(
+            &files,
+            "select Name from IIsWebVirtualDirSetting where AccessWrite = TRUE"
+        ),
+        vec!["IIsWebVirtualDirSetting:W3SVC/1/ROOT/new"]
+    );
+    wmi::write::delete_instance(
+        files.metabase(),
+        &model,
+        "IIsWebVirtualDir='W3SVC/1/ROOT/new'",
+    )
+    .unwrap();
+    assert!(files
+        .metabase()
+        .snapshot()
+        .find(&p("W3SVC/1/ROOT/new"))
+        .is_none());
+    let e = wmi::write::delete_instance(files.metabase(), &model, "IIsComputer='LM'").unwrap_err();
+    assert_eq!(e.status, WbemStatus::InvalidOperation);
+}

@@ -324,7 +324,8 @@ pub fn format_plain(value: &Value) -> String {
     }
 }
 
-pub(crate) fn parse_bool(text: &str) -> std::result::Result<u32, String> {
+/// A BOOL in text: TRUE/FALSE, 1/0, YES/NO, ON/OFF (any case) → 1 or 0.
+pub fn parse_bool(text: &str) -> std::result::Result<u32, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(1),
         "false" | "0" | "no" | "off" => Ok(0),
