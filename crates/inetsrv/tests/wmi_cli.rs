@@ -119,7 +119,7 @@ fn queries_offline_and_on_a_running_server() {
 
 #[test]
 fn the_seeds_site_creation_example_the_susan_example_and_methods() {
-    let mut web = Web::start();
+    let web = Web::start();
     let port = common::free_port();
     let content = web.dir.path().join("delme");
     std::fs::create_dir_all(&content).unwrap();
