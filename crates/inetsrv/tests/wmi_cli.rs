@@ -76,6 +76,17 @@ fn queries_offline_and_on_a_running_server() {
         "{text}"
     );
 
+    // Associations: from the site to its setting.
+    let assoc = web.cli_ok(&[
+        "query",
+        "ASSOCIATORS OF {IIsWebServer='W3SVC/7'} WHERE ResultClass = CIM_Setting",
+    ]);
+    assert!(
+        assoc.starts_with("IIsWebServerSetting.Name=\"W3SVC/7\"\n"),
+        "{assoc}"
+    );
+    assert!(assoc.contains("  ServerComment = Shop\n"), "{assoc}");
+
     // Errors: WMI's code, the column, a caret under it.
     let err = web.cli_err(&["query", "select * from IIsWebServerSetting where Bogus = 1"]);
     assert!(

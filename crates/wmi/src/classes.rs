@@ -25,6 +25,18 @@ pub enum ClassKind {
     Setting,
     /// The class of a structured value.
     Embedded,
+    /// An association: two references (CIM_ElementSetting, CIM_Component).
+    Association,
+}
+
+/// Which relationship an association class models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssocKind {
+    /// A key's element and its setting (roles Element, Setting).
+    ElementSetting,
+    /// A key and a key directly below it (roles GroupComponent,
+    /// PartComponent), as the schema's containment allows.
+    Component,
 }
 
 /// Where a property's value comes from.
@@ -38,6 +50,8 @@ pub enum Source {
     Flag { id: u32, mask: u32 },
     /// Not backed by the metabase (CIM's Caption, Description, …): NULL.
     Empty,
+    /// One end of an association: the object path of that instance.
+    Reference,
 }
 
 #[derive(Clone, Debug)]
@@ -60,6 +74,9 @@ pub struct WmiClass {
     pub key_type: Option<String>,
     /// Own and inherited properties, inherited first.
     pub properties: Vec<WmiProperty>,
+    /// For association classes: what they relate, and the class at each
+    /// end (Element/GroupComponent first, Setting/PartComponent second).
+    pub association: Option<(AssocKind, String, String)>,
     index: HashMap<String, usize>,
 }
 
@@ -71,6 +88,7 @@ impl WmiClass {
             kind,
             key_type: None,
             properties: Vec::new(),
+            association: None,
             index: HashMap::new(),
         };
         if let Some(parent) = superclass {
@@ -98,7 +116,8 @@ impl WmiClass {
         self.push(WmiProperty {
             name: name.to_string(),
             ty,
-            key: matches!(source, Source::Name),
+            // An instance is named by its key, an association by its ends.
+            key: matches!(source, Source::Name | Source::Reference),
             read_only: false,
             source,
             origin,
@@ -220,6 +239,30 @@ pub struct ClassModel {
 /// The key type of a setting class, or of an element class.
 pub const SETTING_SUFFIX: &str = "Setting";
 
+/// `First_Second`, relating instances of `first` and `second`.
+fn association(
+    base: &WmiClass,
+    kind: AssocKind,
+    first: &str,
+    second: &str,
+    roles: [&str; 2],
+) -> WmiClass {
+    let mut c = WmiClass::new(
+        &format!("{first}_{second}"),
+        Some(base),
+        ClassKind::Association,
+    );
+    for (role, target) in roles.iter().zip([first, second]) {
+        c.add(
+            role,
+            PropType::scalar(CimType::Reference(target.to_string())),
+            Source::Reference,
+        );
+    }
+    c.association = Some((kind, first.to_string(), second.to_string()));
+    c
+}
+
 impl ClassModel {
     /// Generates the classes for a metabase schema.
     pub fn from_schema(schema: &Schema) -> ClassModel {
@@ -245,6 +288,54 @@ impl ClassModel {
         let mut iis_setting = WmiClass::new("IIsSetting", Some(&setting), ClassKind::Abstract);
         iis_setting.add("Name", string(), Source::Name);
 
+        let mut element_setting = WmiClass::new("CIM_ElementSetting", None, ClassKind::Abstract);
+        let mut component = WmiClass::new("CIM_Component", None, ClassKind::Abstract);
+        for (c, roles) in [
+            (&mut element_setting, ["Element", "Setting"]),
+            (&mut component, ["GroupComponent", "PartComponent"]),
+        ] {
+            for role in roles {
+                c.add(
+                    role,
+                    PropType::scalar(CimType::Reference(String::new())),
+                    Source::Reference,
+                );
+            }
+        }
+        let mut associations = Vec::new();
+        let generated_types: Vec<&str> = schema
+            .classes()
+            .iter()
+            .filter(|c| !c.is_hidden() && !c.name.eq_ignore_ascii_case("IIsConfigObject"))
+            .map(|c| c.name.as_str())
+            .collect();
+        for class in schema.classes() {
+            if !generated_types.contains(&class.name.as_str()) {
+                continue;
+            }
+            let setting_name = format!("{}{SETTING_SUFFIX}", class.name);
+            associations.push(association(
+                &element_setting,
+                AssocKind::ElementSetting,
+                &class.name,
+                &setting_name,
+                ["Element", "Setting"],
+            ));
+            for child in class.container_class_list.iter().flatten() {
+                if let Some(child) = generated_types
+                    .iter()
+                    .find(|t| t.eq_ignore_ascii_case(child))
+                {
+                    associations.push(association(
+                        &component,
+                        AssocKind::Component,
+                        &class.name,
+                        child,
+                        ["GroupComponent", "PartComponent"],
+                    ));
+                }
+            }
+        }
         let mut generated = Vec::new();
         for class in schema.classes() {
             if class.is_hidden() || class.name.eq_ignore_ascii_case("IIsConfigObject") {
@@ -311,7 +402,18 @@ impl ClassModel {
             generated.push(element);
             generated.push(settings);
         }
-        for c in [mse, logical, object, setting, iis_setting] {
+        for c in [
+            mse,
+            logical,
+            object,
+            setting,
+            iis_setting,
+            element_setting,
+            component,
+        ] {
+            model.insert(c);
+        }
+        for c in associations {
             model.insert(c);
         }
         for (_, name, props) in EMBEDDED {

@@ -7,14 +7,14 @@ pub fn wql(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match crate::wql::parse(text) {
+    match crate::wql::parse_statement(text) {
         Ok(query) => {
             let printed = query.to_string();
             // The canonical spacing can make a query at the limit longer.
             if printed.chars().count() > crate::wql::MAX_QUERY_CHARS {
                 return;
             }
-            let again = crate::wql::parse(&printed)
+            let again = crate::wql::parse_statement(&printed)
                 .unwrap_or_else(|e| panic!("{text:?} printed as {printed:?}, which fails: {e}"));
             assert_eq!(again, query, "{text:?} printed as {printed:?}");
         }

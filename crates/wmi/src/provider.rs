@@ -8,7 +8,7 @@
 use metabase::ipsec::IpSecurity;
 use metabase::{Key, MbPath, Snapshot, Value};
 
-use crate::classes::{ClassKind, ClassModel, Source, WmiClass};
+use crate::classes::{AssocKind, ClassKind, ClassModel, Source, WmiClass};
 use crate::error::{Result, WbemStatus, WmiError};
 use crate::path::ObjectPath;
 use crate::value::{CimType, EmbeddedObject, WmiValue};
@@ -47,6 +47,16 @@ impl Instance {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     }
+}
+
+/// One association an instance takes part in.
+#[derive(Clone, Debug)]
+pub struct Link<'m> {
+    pub association: InstanceRef<'m>,
+    /// The role the instance plays (`Element`, `GroupComponent`, …).
+    pub role: &'static str,
+    pub other_role: &'static str,
+    pub other: InstanceRef<'m>,
 }
 
 /// What a query returned.
@@ -127,21 +137,44 @@ impl<'a> Provider<'a> {
     pub fn instances_of(&self, class: &str) -> Result<Vec<InstanceRef<'a>>> {
         self.class(class)?;
         let model: &'a ClassModel = self.model;
-        let classes: Vec<&'a WmiClass> = model
-            .descendants(class)
-            .into_iter()
-            .filter(|c| c.key_type.is_some())
-            .collect();
-        let wanted: Vec<&str> = classes
-            .iter()
-            .filter_map(|c| c.key_type.as_deref())
-            .collect();
+        // Per class: the key type of the keys that are its instances, and
+        // for a containment association the key type of their parent.
+        let mut plan: Vec<(&'a WmiClass, &'a str, Option<&'a str>)> = Vec::new();
+        for c in model.descendants(class) {
+            match (&c.association, &c.key_type) {
+                (Some((AssocKind::ElementSetting, element, _)), _) => plan.push((c, element, None)),
+                (Some((AssocKind::Component, group, part)), _) => {
+                    plan.push((c, part, Some(group.as_str())))
+                }
+                (None, Some(key_type)) => plan.push((c, key_type, None)),
+                (None, None) => {}
+            }
+        }
+        let mut wanted: Vec<&str> = Vec::new();
+        for (_, t, _) in &plan {
+            if !wanted.iter().any(|w| w.eq_ignore_ascii_case(t)) {
+                wanted.push(t);
+            }
+        }
         // One walk finds the keys of every class asked for; instances come
         // class by class, as WMI enumerates them.
         let found = self.keys_of_types(&wanted);
         let mut out = Vec::with_capacity(found.len());
-        for (i, class) in classes.iter().enumerate() {
+        for (class, key_type, parent_type) in plan {
+            let i = wanted
+                .iter()
+                .position(|w| w.eq_ignore_ascii_case(key_type))
+                .unwrap_or(usize::MAX);
             for (_, path) in found.iter().filter(|(w, _)| *w == i) {
+                if let Some(parent_type) = parent_type {
+                    let parent_ok = path
+                        .parent()
+                        .and_then(|p| self.snapshot.find(&p).map(|k| k.key_type().to_string()))
+                        .is_some_and(|t| t.eq_ignore_ascii_case(parent_type));
+                    if !parent_ok {
+                        continue;
+                    }
+                }
                 out.push(InstanceRef {
                     class,
                     path: path.clone(),
@@ -202,9 +235,46 @@ impl<'a> Provider<'a> {
         })
     }
 
-    /// The instance's relative object path.
+    /// The instance's relative object path; an association's names both
+    /// its ends: `A_B.Role1="A.Name=\"…\"",Role2="…"`.
     pub fn relpath(&self, inst: &InstanceRef<'_>) -> String {
+        if inst.class.association.is_some() {
+            let keys: Vec<String> = inst
+                .class
+                .properties
+                .iter()
+                .filter(|p| p.key)
+                .map(|p| {
+                    let target = self.reference(inst, &p.name).unwrap_or_default();
+                    let escaped = target.replace('\\', "\\\\").replace('"', "\\\"");
+                    format!("{}=\"{escaped}\"", p.name)
+                })
+                .collect();
+            return format!("{}.{}", inst.class.name, keys.join(","));
+        }
         ObjectPath::format(&inst.class.name, "Name", &name_of(&inst.path))
+    }
+
+    /// The object path at one end (`role`) of an association instance.
+    pub fn reference(&self, inst: &InstanceRef<'_>, role: &str) -> Option<String> {
+        let (kind, first, second) = inst.class.association.as_ref()?;
+        let setting = format!("{first}{}", crate::classes::SETTING_SUFFIX);
+        let (class, path) = match (kind, role.to_ascii_lowercase().as_str()) {
+            (AssocKind::ElementSetting, "element") => (first.as_str(), inst.path.clone()),
+            (AssocKind::ElementSetting, "setting") => (
+                if second.eq_ignore_ascii_case(&setting) {
+                    second.as_str()
+                } else {
+                    setting.as_str()
+                },
+                inst.path.clone(),
+            ),
+            (AssocKind::Component, "groupcomponent") => (first.as_str(), inst.path.parent()?),
+            (AssocKind::Component, "partcomponent") => (second.as_str(), inst.path.clone()),
+            _ => return None,
+        };
+        let class = self.model.class(class)?;
+        Some(ObjectPath::format(&class.name, "Name", &name_of(&path)))
     }
 
     /// One property's value; WBEM_E_INVALID_PROPERTY if the class has none
@@ -221,6 +291,9 @@ impl<'a> Provider<'a> {
         })?;
         Ok(match &prop.source {
             Source::Name => WmiValue::String(name_of(&inst.path)),
+            Source::Reference => self
+                .reference(inst, &prop.name)
+                .map_or(WmiValue::Null, WmiValue::String),
             Source::Empty => WmiValue::Null,
             Source::Flag { id, mask } => match self.snapshot.effective_dword(&inst.path, *id) {
                 Some(v) => WmiValue::Bool(v & mask == *mask && *mask != 0),
@@ -304,10 +377,195 @@ impl<'a> Provider<'a> {
         self.materialize(&inst, None)
     }
 
-    /// Runs a WQL data query.
+    /// Runs a WQL data query: SELECT, ASSOCIATORS OF or REFERENCES OF.
     pub fn query(&self, text: &str) -> Result<QueryResult> {
-        let query = wql::parse(text)?;
-        self.run(&query)
+        match wql::parse_statement(text)? {
+            wql::Statement::Select(query) => self.run(&query),
+            wql::Statement::Assoc(query) => self.run_assoc(&query),
+        }
+    }
+
+    /// The associations `src` takes part in: each association instance,
+    /// the role `src` plays in it, the other role, and the other end.
+    pub fn links(&self, src: &InstanceRef<'a>) -> Vec<Link<'a>> {
+        let model: &'a ClassModel = self.model;
+        let mut out = Vec::new();
+        let Some(key_type) = src.class.key_type.as_deref() else {
+            return out;
+        };
+        if src.class.association.is_some() {
+            return out;
+        }
+        let element = model.class(key_type);
+        let setting = model.class(&format!("{key_type}{}", crate::classes::SETTING_SUFFIX));
+        let es = model.class(&format!(
+            "{key_type}_{key_type}{}",
+            crate::classes::SETTING_SUFFIX
+        ));
+        let at = |class: &'a WmiClass, path: &MbPath| InstanceRef {
+            class,
+            path: path.clone(),
+        };
+        match src.class.kind {
+            ClassKind::Setting => {
+                if let (Some(es), Some(element)) = (es, element) {
+                    out.push(Link {
+                        association: at(es, &src.path),
+                        role: "Setting",
+                        other_role: "Element",
+                        other: at(element, &src.path),
+                    });
+                }
+            }
+            ClassKind::Element => {
+                if let (Some(es), Some(setting)) = (es, setting) {
+                    out.push(Link {
+                        association: at(es, &src.path),
+                        role: "Element",
+                        other_role: "Setting",
+                        other: at(setting, &src.path),
+                    });
+                }
+                // The key above, when the schema's containment relates them.
+                if let Some(parent) = src.path.parent().filter(|p| p.depth() >= 1) {
+                    if let Some(parent_key) = self.snapshot.find(&parent) {
+                        let parent_type = parent_key.key_type();
+                        if let (Some(assoc), Some(parent_class)) = (
+                            model.class(&format!("{parent_type}_{key_type}")),
+                            model.class(parent_type),
+                        ) {
+                            if assoc.association.is_some() {
+                                out.push(Link {
+                                    association: at(assoc, &src.path),
+                                    role: "PartComponent",
+                                    other_role: "GroupComponent",
+                                    other: at(parent_class, &parent),
+                                });
+                            }
+                        }
+                    }
+                }
+                // The keys directly below.
+                if let Some(key) = self.snapshot.find(&src.path) {
+                    for child in key.children() {
+                        let child_type = child.key_type();
+                        let (Some(assoc), Some(child_class)) = (
+                            model.class(&format!("{key_type}_{child_type}")),
+                            model.class(child_type),
+                        ) else {
+                            continue;
+                        };
+                        if assoc.association.is_none() {
+                            continue;
+                        }
+                        if let Ok(child_path) = src.path.join(child.name()) {
+                            out.push(Link {
+                                association: at(assoc, &child_path),
+                                role: "GroupComponent",
+                                other_role: "PartComponent",
+                                other: at(child_class, &child_path),
+                            });
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn run_assoc(&self, q: &wql::AssocQuery) -> Result<QueryResult> {
+        let src = self.resolve(&q.path).map_err(|mut e| {
+            e.position = Some(q.path_position);
+            e
+        })?;
+        for name in [&q.result_class, &q.assoc_class].into_iter().flatten() {
+            if self.model.class(&name.text).is_none() {
+                return Err(WmiError::at(
+                    WbemStatus::InvalidClass,
+                    name.position,
+                    format!("there is no class {}", name.text),
+                ));
+            }
+        }
+        let is = |class: &str, filter: &Option<wql::Name>| {
+            filter
+                .as_ref()
+                .is_none_or(|f| self.model.is_a(class, &f.text))
+        };
+        let role_is = |role: &str, filter: &Option<wql::Name>| {
+            filter
+                .as_ref()
+                .is_none_or(|f| f.text.eq_ignore_ascii_case(role))
+        };
+        // Instances carry no qualifiers but on their classes: association
+        // classes have Association, every other qualifier matches nothing.
+        let assoc_qualifier_ok = q
+            .required_assoc_qualifier
+            .as_ref()
+            .is_none_or(|n| n.text.eq_ignore_ascii_case("Association"));
+        let qualifier_ok = q
+            .required_qualifier
+            .as_ref()
+            .is_none_or(|n| q.references && n.text.eq_ignore_ascii_case("Association"));
+        let mut rows: Vec<InstanceRef<'a>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        if assoc_qualifier_ok && qualifier_ok {
+            for link in self.links(&src) {
+                let assoc_class = link.association.class.name.as_str();
+                if !role_is(link.role, &q.role) {
+                    continue;
+                }
+                let row = if q.references {
+                    if !is(assoc_class, &q.result_class) {
+                        continue;
+                    }
+                    link.association
+                } else {
+                    if !is(assoc_class, &q.assoc_class)
+                        || !is(&link.other.class.name, &q.result_class)
+                        || !role_is(link.other_role, &q.result_role)
+                    {
+                        continue;
+                    }
+                    link.other
+                };
+                if seen.insert(self.relpath(&row)) {
+                    rows.push(row);
+                }
+            }
+        }
+        let mut instances = Vec::new();
+        if q.class_defs_only {
+            let mut classes: Vec<&str> = Vec::new();
+            for r in &rows {
+                if !classes.contains(&r.class.name.as_str()) {
+                    classes.push(&r.class.name);
+                }
+            }
+            for c in classes {
+                instances.push(Instance {
+                    class: c.to_string(),
+                    relpath: c.to_string(),
+                    properties: Vec::new(),
+                });
+            }
+        } else {
+            for r in &rows {
+                let keys: Vec<String> = r
+                    .class
+                    .properties
+                    .iter()
+                    .filter(|p| p.key)
+                    .map(|p| p.name.clone())
+                    .collect();
+                instances.push(self.materialize(r, q.keys_only.then_some(keys.as_slice()))?);
+            }
+        }
+        Ok(QueryResult {
+            columns: None,
+            instances,
+        })
     }
 
     pub fn run(&self, query: &Query) -> Result<QueryResult> {

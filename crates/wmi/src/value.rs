@@ -13,6 +13,8 @@ pub enum CimType {
     UInt8,
     /// An embedded object of this class.
     Object(String),
+    /// A reference (an object path) to an instance of this class.
+    Reference(String),
 }
 
 /// The type of a property: a CIM type, or an array of one.
@@ -40,6 +42,8 @@ impl fmt::Display for PropType {
             CimType::String => f.write_str("string")?,
             CimType::UInt8 => f.write_str("uint8")?,
             CimType::Object(c) => write!(f, "object:{c}")?,
+            CimType::Reference(c) if c.is_empty() => f.write_str("ref")?,
+            CimType::Reference(c) => write!(f, "ref:{c}")?,
         }
         if self.array {
             f.write_str("[]")?;

@@ -99,6 +99,50 @@ pub struct Query {
     pub filter: Option<Expr>,
 }
 
+/// `ASSOCIATORS OF {path}` or `REFERENCES OF {path}` with its WHERE
+/// keywords ([MS-WMI] 2.2.1.1).
+#[derive(Clone, Debug, Default)]
+pub struct AssocQuery {
+    /// REFERENCES OF (the associations themselves) rather than
+    /// ASSOCIATORS OF (the instances at their other ends).
+    pub references: bool,
+    /// The object path between the braces, as written.
+    pub path: String,
+    /// Its column, for errors about it.
+    pub path_position: usize,
+    pub result_class: Option<Name>,
+    pub assoc_class: Option<Name>,
+    pub role: Option<Name>,
+    pub result_role: Option<Name>,
+    pub required_qualifier: Option<Name>,
+    pub required_assoc_qualifier: Option<Name>,
+    pub class_defs_only: bool,
+    pub keys_only: bool,
+}
+
+/// Equal when they ask the same thing (where it was written aside).
+impl PartialEq for AssocQuery {
+    fn eq(&self, o: &AssocQuery) -> bool {
+        self.references == o.references
+            && self.path == o.path
+            && self.result_class == o.result_class
+            && self.assoc_class == o.assoc_class
+            && self.role == o.role
+            && self.result_role == o.result_role
+            && self.required_qualifier == o.required_qualifier
+            && self.required_assoc_qualifier == o.required_assoc_qualifier
+            && self.class_defs_only == o.class_defs_only
+            && self.keys_only == o.keys_only
+    }
+}
+
+/// Any WQL data statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Statement {
+    Select(Query),
+    Assoc(AssocQuery),
+}
+
 // ----- lexing ---------------------------------------------------------
 
 #[derive(Clone, Debug, PartialEq)]
@@ -125,6 +169,11 @@ fn invalid(pos: usize, message: impl Into<String>) -> WmiError {
 pub const MAX_QUERY_CHARS: usize = 16 * 1024;
 
 fn lex(text: &str) -> Result<Vec<Token>> {
+    lex_at(text, 0)
+}
+
+/// Lexes `text`, whose first character is at column `offset + 1`.
+fn lex_at(text: &str, offset: usize) -> Result<Vec<Token>> {
     let chars: Vec<char> = text.chars().collect();
     if chars.len() > MAX_QUERY_CHARS {
         return Err(invalid(
@@ -136,7 +185,7 @@ fn lex(text: &str) -> Result<Vec<Token>> {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        let pos = i + 1;
+        let pos = offset + i + 1;
         if c.is_whitespace() {
             i += 1;
             continue;
@@ -238,7 +287,7 @@ fn lex(text: &str) -> Result<Vec<Token>> {
     }
     out.push(Token {
         tok: Tok::End,
-        pos: chars.len() + 1,
+        pos: offset + chars.len() + 1,
     });
     Ok(out)
 }
@@ -506,7 +555,178 @@ fn is_reserved(word: &str) -> bool {
     .any(|r| r.eq_ignore_ascii_case(word))
 }
 
-/// Parses a query.
+/// Parses any statement: SELECT, ASSOCIATORS OF, REFERENCES OF.
+pub fn parse_statement(text: &str) -> Result<Statement> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() > MAX_QUERY_CHARS {
+        return Err(invalid(
+            MAX_QUERY_CHARS + 1,
+            format!("a query is at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < chars.len() && chars[*i].is_whitespace() {
+            *i += 1;
+        }
+    };
+    let word = |i: &mut usize| -> String {
+        let start = *i;
+        while *i < chars.len() && (chars[*i].is_ascii_alphanumeric() || chars[*i] == '_') {
+            *i += 1;
+        }
+        chars[start..*i].iter().collect()
+    };
+    skip_ws(&mut i);
+    let first = word(&mut i);
+    let references = if first.eq_ignore_ascii_case("REFERENCES") {
+        true
+    } else if first.eq_ignore_ascii_case("ASSOCIATORS") {
+        false
+    } else {
+        return parse(text).map(Statement::Select);
+    };
+    skip_ws(&mut i);
+    let of_pos = i + 1;
+    if !word(&mut i).eq_ignore_ascii_case("OF") {
+        return Err(invalid(of_pos, "expected OF"));
+    }
+    skip_ws(&mut i);
+    if chars.get(i) != Some(&'{') {
+        return Err(invalid(i + 1, "expected '{' and an object path"));
+    }
+    let open = i;
+    i += 1;
+    // The path ends at the first '}' outside quotes.
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    while i < chars.len() {
+        let c = chars[i];
+        match quote {
+            Some(_) if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '}' => break,
+            None => {}
+        }
+        i += 1;
+    }
+    if i >= chars.len() {
+        return Err(invalid(open + 1, "the object path's '{' is not closed"));
+    }
+    let raw: String = chars[open + 1..i].iter().collect();
+    let path = raw.trim().to_string();
+    if path.is_empty() {
+        return Err(invalid(open + 1, "the braces hold no object path"));
+    }
+    let path_position = open + 2 + (raw.len() - raw.trim_start().len());
+    let rest: String = chars[i + 1..].iter().collect();
+    let tokens = lex_at(&rest, i + 1)?;
+    let mut parser = Parser {
+        tokens,
+        at: 0,
+        depth: 0,
+    };
+    let mut q = AssocQuery {
+        references,
+        path,
+        path_position,
+        ..AssocQuery::default()
+    };
+    if parser.is_word("WHERE") {
+        parser.next();
+        if parser.peek().tok == Tok::End {
+            return Err(parser.unexpected("expected a keyword (ResultClass, AssocClass, Role, ResultRole, KeysOnly, ClassDefsOnly, …)"));
+        }
+        while parser.peek().tok != Tok::End {
+            let t = parser.next();
+            let Tok::Word(keyword) = t.tok else {
+                parser.at -= 1;
+                return Err(parser.unexpected("expected a keyword"));
+            };
+            let k = keyword.to_ascii_lowercase();
+            let allowed_here = !references
+                || matches!(
+                    k.as_str(),
+                    "resultclass" | "role" | "requiredqualifier" | "classdefsonly" | "keysonly"
+                );
+            let repeated = |set: bool| {
+                if set {
+                    Err(invalid(t.pos, format!("{keyword} is given twice")))
+                } else {
+                    Ok(())
+                }
+            };
+            if matches!(k.as_str(), "classdefsonly" | "keysonly") {
+                if !allowed_here {
+                    return Err(invalid(
+                        t.pos,
+                        format!("{keyword} is not a REFERENCES OF keyword"),
+                    ));
+                }
+                let flag = if k == "keysonly" {
+                    &mut q.keys_only
+                } else {
+                    &mut q.class_defs_only
+                };
+                repeated(*flag)?;
+                *flag = true;
+                continue;
+            }
+            let slot = match k.as_str() {
+                "resultclass" => &mut q.result_class,
+                "assocclass" => &mut q.assoc_class,
+                "role" => &mut q.role,
+                "resultrole" => &mut q.result_role,
+                "requiredqualifier" => &mut q.required_qualifier,
+                "requiredassocqualifier" => &mut q.required_assoc_qualifier,
+                _ => {
+                    return Err(invalid(
+                        t.pos,
+                        format!("'{keyword}' is not an ASSOCIATORS OF or REFERENCES OF keyword"),
+                    ))
+                }
+            };
+            if !allowed_here {
+                return Err(invalid(
+                    t.pos,
+                    format!("{keyword} is not a REFERENCES OF keyword"),
+                ));
+            }
+            repeated(slot.is_some())?;
+            if parser.peek().tok != Tok::Sym("=") {
+                return Err(parser.unexpected(&format!("expected '=' after {keyword}")));
+            }
+            parser.next();
+            let v = parser.peek().clone();
+            let value = match v.tok {
+                Tok::Word(w) => w,
+                Tok::Str(s) if !s.is_empty() => s,
+                _ => {
+                    return Err(parser.unexpected(&format!("expected a name after {keyword} =")));
+                }
+            };
+            parser.next();
+            *slot = Some(Name {
+                text: value,
+                position: v.pos,
+            });
+        }
+    } else if parser.peek().tok != Tok::End {
+        return Err(parser.unexpected("expected WHERE or the end of the query"));
+    }
+    if q.keys_only && q.class_defs_only {
+        return Err(invalid(
+            path_position,
+            "KeysOnly and ClassDefsOnly exclude each other",
+        ));
+    }
+    Ok(Statement::Assoc(q))
+}
+
+/// Parses a SELECT query.
 pub fn parse(text: &str) -> Result<Query> {
     let tokens = lex(text)?;
     Parser {
@@ -610,6 +830,48 @@ impl fmt::Display for Query {
             write!(f, " WHERE {e}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for AssocQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.references {
+            "REFERENCES"
+        } else {
+            "ASSOCIATORS"
+        };
+        write!(f, "{verb} OF {{{}}}", self.path)?;
+        let named = [
+            ("ResultClass", &self.result_class),
+            ("AssocClass", &self.assoc_class),
+            ("Role", &self.role),
+            ("ResultRole", &self.result_role),
+            ("RequiredQualifier", &self.required_qualifier),
+            ("RequiredAssocQualifier", &self.required_assoc_qualifier),
+        ];
+        let mut parts: Vec<String> = named
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|n| format!("{k} = {}", quote(&n.text))))
+            .collect();
+        if self.class_defs_only {
+            parts.push("ClassDefsOnly".into());
+        }
+        if self.keys_only {
+            parts.push("KeysOnly".into());
+        }
+        if !parts.is_empty() {
+            write!(f, " WHERE {}", parts.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Statement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Statement::Select(q) => write!(f, "{q}"),
+            Statement::Assoc(q) => write!(f, "{q}"),
+        }
     }
 }
 
@@ -761,6 +1023,42 @@ mod tests {
             .unwrap_err()
             .message
             .contains("nested too deeply"));
+    }
+
+    #[test]
+    fn associators_and_references_parse_and_print_back() {
+        let s = parse_statement(
+            r#"associators of { IIsWebServer.Name="W3SVC/1" } where resultclass = IIsWebVirtualDir Role=GroupComponent keysonly"#,
+        )
+        .unwrap();
+        let Statement::Assoc(q) = &s else { panic!() };
+        assert!(!q.references && q.keys_only);
+        assert_eq!(q.path, r#"IIsWebServer.Name="W3SVC/1""#);
+        assert_eq!(q.path_position, 18);
+        assert_eq!(q.result_class.as_ref().unwrap().text, "IIsWebVirtualDir");
+        assert_eq!(parse_statement(&s.to_string()).unwrap(), s);
+        // A brace inside the quoted key does not end the path.
+        let s = parse_statement(r#"REFERENCES OF {X.Name="a}\"b"} WHERE ClassDefsOnly"#).unwrap();
+        let Statement::Assoc(q) = &s else { panic!() };
+        assert_eq!(q.path, r#"X.Name="a}\"b""#);
+        assert_eq!(parse_statement(&s.to_string()).unwrap(), s);
+        for (text, pos) in [
+            ("associators {X='1'}", 13),
+            ("associators of X='1'", 16),
+            ("associators of {X='1'", 16),
+            ("associators of {}", 16),
+            ("associators of {X='1'} where", 29),
+            ("associators of {X='1'} where Role", 34),
+            ("associators of {X='1'} where Role = ", 37),
+            ("associators of {X='1'} where KeysOnly KeysOnly", 39),
+            ("associators of {X='1'} where KeysOnly ClassDefsOnly", 17),
+            ("references of {X='1'} where ResultRole = A", 29),
+            ("associators of {X='1'} extra", 24),
+        ] {
+            let e = parse_statement(text).unwrap_err();
+            assert_eq!(e.status, WbemStatus::InvalidQuery, "{text}");
+            assert_eq!(e.position, Some(pos), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -64,7 +64,11 @@ pub fn put_instance(
             format!("there is no class {class_name} in root/MicrosoftIISv2"),
         )
     })?;
-    let Some(key_type) = class.key_type.clone() else {
+    let Some(key_type) = class
+        .key_type
+        .clone()
+        .filter(|_| class.association.is_none())
+    else {
         return Err(WmiError::new(
             WbemStatus::InvalidOperation,
             format!(
@@ -116,7 +120,7 @@ pub fn put_instance(
             Source::Metabase(_) | Source::Flag { .. } => {
                 sets.push((prop.name.clone(), values.clone()))
             }
-            Source::Name | Source::Empty => {
+            Source::Name | Source::Empty | Source::Reference => {
                 return Err(WmiError::new(
                     WbemStatus::InvalidOperation,
                     format!("{}.{} is not stored in the metabase", class.name, prop.name),

@@ -343,8 +343,23 @@ fn query_errors_name_the_problem_and_its_column() {
         "select * from IIsWebServerSetting where ServerSize = 'big'",
     );
     assert_eq!(e.status, WbemStatus::InvalidQuery);
-    let e = error(&files, "associators of {IIsWebServer.Name='W3SVC/1'}");
-    assert_eq!(e.status, WbemStatus::NotSupported);
+    let e = error(
+        &files,
+        "associators of {IIsWebServer.Name='W3SVC/1'} where Bogus = X",
+    );
+    assert_eq!((e.status, e.position), (WbemStatus::InvalidQuery, Some(52)));
+    let e = error(
+        &files,
+        "references of {IIsWebServer.Name='W3SVC/1'} where ResultRole = Element",
+    );
+    assert_eq!(e.status, WbemStatus::InvalidQuery);
+    let e = error(
+        &files,
+        "associators of {IIsWebServer.Name='W3SVC/1'} where ResultClass = Nope",
+    );
+    assert_eq!((e.status, e.position), (WbemStatus::InvalidClass, Some(66)));
+    let e = error(&files, "associators of {IIsWebServer.Name='W3SVC/1'");
+    assert_eq!((e.status, e.position), (WbemStatus::InvalidQuery, Some(16)));
 }
 
 #[test]
@@ -412,4 +427,141 @@ fn puts_and_deletes_are_validated_like_metabase_writes() {
         .is_none());
     let e = wmi::write::delete_instance(files.metabase(), &model, "IIsComputer='LM'").unwrap_err();
     assert_eq!(e.status, WbemStatus::InvalidOperation);
+}
+
+/// Relative paths a query returns, sorted.
+fn paths(files: &MetabaseFiles, wql: &str) -> Vec<String> {
+    let snapshot = files.metabase().snapshot();
+    let model = ClassModel::from_schema(snapshot.schema());
+    let mut out: Vec<String> = Provider::new(&model, &snapshot)
+        .query(wql)
+        .unwrap_or_else(|e| panic!("{wql}: {e}"))
+        .instances
+        .into_iter()
+        .map(|i| i.relpath)
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn associations_associators_and_references() {
+    let (_dir, files) = files();
+    create(&files, "W3SVC/1/ROOT/docs", "IIsWebVirtualDir");
+    create(&files, "W3SVC/1/ROOT/docs/img", "IIsWebDirectory");
+    let site = "{IIsWebServer.Name=\"W3SVC/1\"}";
+    // Association classes come from the schema: a key's element and
+    // setting, and containment.
+    let snapshot = files.metabase().snapshot();
+    let model = ClassModel::from_schema(snapshot.schema());
+    assert!(model.is_a("IIsWebServer_IIsWebServerSetting", "CIM_ElementSetting"));
+    assert!(model.is_a("IIsWebService_IIsWebServer", "CIM_Component"));
+    assert!(model.is_a("IIsWebVirtualDir_IIsWebDirectory", "CIM_Component"));
+    assert!(model.is_a("IIsApplicationPools_IIsApplicationPool", "CIM_Component"));
+    drop(snapshot);
+    assert_eq!(
+        paths(&files, &format!("ASSOCIATORS OF {site}")),
+        vec![
+            "IIsFilters.Name=\"W3SVC/1/Filters\"",
+            "IIsWebServerSetting.Name=\"W3SVC/1\"",
+            "IIsWebService.Name=\"W3SVC\"",
+            "IIsWebVirtualDir.Name=\"W3SVC/1/ROOT\"",
+        ]
+    );
+    assert_eq!(
+        paths(
+            &files,
+            &format!("associators of {site} where ResultClass = CIM_Setting")
+        ),
+        vec!["IIsWebServerSetting.Name=\"W3SVC/1\""]
+    );
+    assert_eq!(
+        paths(
+            &files,
+            &format!(
+                "associators of {site} where AssocClass = CIM_Component Role = GroupComponent"
+            )
+        ),
+        vec![
+            "IIsFilters.Name=\"W3SVC/1/Filters\"",
+            "IIsWebVirtualDir.Name=\"W3SVC/1/ROOT\""
+        ]
+    );
+    assert_eq!(
+        paths(
+            &files,
+            &format!("associators of {site} where ResultRole = GroupComponent")
+        ),
+        vec!["IIsWebService.Name=\"W3SVC\""]
+    );
+    assert_eq!(
+        paths(&files, "associators of {IIsWebVirtualDir='W3SVC/1/ROOT/docs'} where ResultClass = IIsWebDirectory"),
+        vec!["IIsWebDirectory.Name=\"W3SVC/1/ROOT/docs/img\""]
+    );
+    // From a setting, its element.
+    assert_eq!(
+        paths(&files, "ASSOCIATORS OF {IIsWebServerSetting='W3SVC/1'}"),
+        vec!["IIsWebServer.Name=\"W3SVC/1\""]
+    );
+    assert_eq!(
+        paths(&files, &format!("references of {site} where ResultClass = CIM_ElementSetting")),
+        vec!["IIsWebServer_IIsWebServerSetting.Element=\"IIsWebServer.Name=\\\"W3SVC/1\\\"\",Setting=\"IIsWebServerSetting.Name=\\\"W3SVC/1\\\"\""]
+    );
+    assert_eq!(
+        paths(
+            &files,
+            &format!("references of {site} where Role = PartComponent")
+        )
+        .len(),
+        1
+    );
+    assert_eq!(paths(&files, &format!("references of {site}")).len(), 4);
+    // ClassDefsOnly: the classes; KeysOnly: only the keys.
+    assert_eq!(
+        paths(
+            &files,
+            &format!("associators of {site} where ClassDefsOnly")
+        ),
+        vec![
+            "IIsFilters",
+            "IIsWebServerSetting",
+            "IIsWebService",
+            "IIsWebVirtualDir"
+        ]
+    );
+    let snapshot = files.metabase().snapshot();
+    let model = ClassModel::from_schema(snapshot.schema());
+    let keys = Provider::new(&model, &snapshot)
+        .query(&format!(
+            "associators of {site} where ResultClass = IIsWebVirtualDir KeysOnly"
+        ))
+        .unwrap();
+    assert_eq!(keys.instances[0].properties.len(), 1);
+    assert_eq!(keys.instances[0].properties[0].0, "Name");
+    // Association instances are enumerated and queried like any other.
+    assert_eq!(
+        paths(&files, "select * from IIsWebVirtualDir_IIsWebDirectory").len(),
+        1
+    );
+    assert_eq!(
+        names_of_parts(&files, "select PartComponent from CIM_Component where GroupComponent = 'IIsWebServer.Name=\"W3SVC/1\"'"),
+        vec!["IIsFilters.Name=\"W3SVC/1/Filters\"", "IIsWebVirtualDir.Name=\"W3SVC/1/ROOT\""]
+    );
+}
+
+fn names_of_parts(files: &MetabaseFiles, wql: &str) -> Vec<String> {
+    let snapshot = files.metabase().snapshot();
+    let model = ClassModel::from_schema(snapshot.schema());
+    let mut out: Vec<String> = Provider::new(&model, &snapshot)
+        .query(wql)
+        .unwrap()
+        .instances
+        .iter()
+        .filter_map(|i| match i.get("PartComponent") {
+            Some(WmiValue::String(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
 }
