@@ -46,6 +46,21 @@ pub enum WmiCommand {
         #[arg(value_name = "ARG=VALUE")]
         args: Vec<String>,
     },
+    /// Print events as they happen: SELECT * FROM __InstanceModificationEvent
+    /// WITHIN 2 WHERE TargetInstance ISA 'IIsWebServerSetting' (also
+    /// __InstanceCreationEvent, __InstanceDeletionEvent,
+    /// __InstanceOperationEvent). The configuration is compared every
+    /// WITHIN seconds (default 1); Ctrl-C stops.
+    Watch {
+        /// The event query.
+        query: String,
+        /// Stop after this many events.
+        #[arg(long, value_name = "N")]
+        count: Option<usize>,
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+    },
     /// List the classes of root/MicrosoftIISv2, or one class's properties.
     Classes {
         /// Show this class's properties: type, key, read-only, defining class.
@@ -74,6 +89,14 @@ impl Request<'_> {
 
 /// Offline, on the files: a method that needs the running server fails.
 pub fn run(cli: &Cli, request: Request<'_>) -> Result<()> {
+    if let Request::Wmi(WmiCommand::Watch {
+        query,
+        count,
+        timeout,
+    }) = request
+    {
+        return watch(cli, query, *count, *timeout);
+    }
     let files = crate::target::open(cli, request.writes())?;
     let mut out = String::new();
     let result = execute(&mut out, cli, &files, request);
@@ -169,6 +192,9 @@ pub fn execute(
                     }
                 }
             }
+        }
+        Request::Wmi(WmiCommand::Watch { .. }) => {
+            anyhow::bail!("wmi watch reads the configuration file itself; run it directly")
         }
         Request::Wmi(WmiCommand::Get { path }) => {
             let inst = provider.get_object(path)?;
@@ -315,5 +341,84 @@ fn with_caret(e: wmi::WmiError, text: &str) -> anyhow::Error {
             anyhow::anyhow!("{e}\n  {text}\n  {pad}^")
         }
         _ => e.into(),
+    }
+}
+
+/// `wmi watch`: compares the configuration every WITHIN seconds and prints
+/// the events the query selects. It reads MetaBase.xml, which a running
+/// server rewrites on every change, so it sees changes made by any path
+/// (volatile state such as ServerState is not in the file).
+fn watch(cli: &Cli, text: &str, count: Option<usize>, timeout: Option<f64>) -> Result<()> {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    use wmi::events::EventQuery;
+
+    let files = crate::target::open(cli, false)?;
+    let path = files.location().metabase.clone();
+    let mut snapshot = files.metabase().snapshot();
+    let model = ClassModel::from_schema(snapshot.schema());
+    let query = EventQuery::parse(&model, text).map_err(|e| with_caret(e, text))?;
+    let interval = Duration::from_secs_f64(query.within.unwrap_or(1.0).clamp(0.05, 3600.0));
+    let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut last = stamp(&path);
+    eprintln!(
+        "watching {} every {:.2} s{}",
+        path.display(),
+        interval.as_secs_f64(),
+        if deadline.is_none() && count.is_none() {
+            "; Ctrl-C stops"
+        } else {
+            ""
+        }
+    );
+    let mut seen = 0usize;
+    let mut stdout = std::io::stdout();
+    loop {
+        let mut wait = interval;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            wait = wait.min(left);
+        }
+        std::thread::sleep(wait);
+        let now = stamp(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        let fresh =
+            match metabase::MetabaseFiles::open_file(&path, metabase::LockMode::WhileWriting) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("inetsrv: warning: {}: {e}", path.display());
+                    continue;
+                }
+            };
+        let next = fresh.metabase().snapshot();
+        // The classes follow schema extensions.
+        let model = ClassModel::from_schema(next.schema());
+        for event in query.events(&model, &snapshot, &next)? {
+            if cli.json {
+                writeln!(stdout, "{}", event.to_json())?;
+            } else {
+                writeln!(stdout, "{} {}", event.class, event.target.relpath)?;
+                for (name, before, after) in event.changes() {
+                    writeln!(stdout, "  {name}: {before} -> {after}")?;
+                }
+            }
+            stdout.flush()?;
+            seen += 1;
+            if count.is_some_and(|c| seen >= c) {
+                return Ok(());
+            }
+        }
+        snapshot = next;
     }
 }

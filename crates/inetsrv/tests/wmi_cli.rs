@@ -340,3 +340,96 @@ fn the_seeds_site_creation_example_the_susan_example_and_methods() {
     let err = web.cli_err(&["wmi", "get", "IIsWebVirtualDir='W3SVC/20/ROOT/app'"]);
     assert!(err.contains("WBEM_E_NOT_FOUND"), "{err}");
 }
+
+#[test]
+fn events_seen_after_changes_made_through_mb() {
+    let web = Web::start();
+    // The watcher runs beside the server, as an administrator would run it.
+    let mut watcher = std::process::Command::new(common::BIN)
+        .args(web.target())
+        .args([
+            "--json",
+            "wmi",
+            "watch",
+            "SELECT * FROM __InstanceOperationEvent WITHIN 0.2 WHERE TargetInstance ISA 'IIsWebServerSetting'",
+            "--count",
+            "3",
+            "--timeout",
+            "30",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It says it is watching once it has read the configuration.
+    let mut stderr = std::io::BufReader::new(watcher.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(first.starts_with("watching "), "{first}");
+
+    web.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Renamed"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Not selected: a virtual directory is not an IIsWebServerSetting.
+    web.cli_ok(&[
+        "vdir",
+        "create",
+        "1",
+        "ignored",
+        web.www().to_str().unwrap(),
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    web.cli_ok(&[
+        "site",
+        "create",
+        "Evented",
+        "--path",
+        web.www().to_str().unwrap(),
+        "--port",
+        "1",
+        "--dont-start",
+        "--id",
+        "5",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    web.cli_ok(&["site", "delete", "5"]);
+
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut watcher.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(watcher.wait().unwrap().success());
+    let events: Vec<serde_json::Value> = out.lines().map(json).collect();
+    assert_eq!(events.len(), 3, "{out}");
+    assert_eq!(events[0]["__CLASS"], "__InstanceModificationEvent");
+    assert_eq!(events[0]["TargetInstance"]["ServerComment"], "Renamed");
+    assert_eq!(
+        events[0]["PreviousInstance"]["ServerComment"],
+        "Default Web Site"
+    );
+    assert_eq!(events[1]["__CLASS"], "__InstanceCreationEvent");
+    assert_eq!(events[1]["TargetInstance"]["Name"], "W3SVC/5");
+    assert_eq!(events[2]["__CLASS"], "__InstanceDeletionEvent");
+    assert_eq!(
+        events[2]["TargetInstance"]["__RELPATH"],
+        "IIsWebServerSetting.Name=\"W3SVC/5\""
+    );
+
+    // An event query is watched, a data query run; each says so.
+    let err = web.cli_err(&["wmi", "watch", "select * from IIsWebServerSetting"]);
+    assert!(
+        err.contains("WBEM_E_INVALID_CLASS") && err.contains("not an event class"),
+        "{err}"
+    );
+    let err = web.cli_err(&[
+        "query",
+        "select * from __InstanceModificationEvent within 5",
+    ]);
+    assert!(err.contains("wmi watch"), "{err}");
+    let err = web.cli_err(&[
+        "wmi",
+        "watch",
+        "select * from __InstanceCreationEvent where PreviousInstance.Name = 'x'",
+    ]);
+    assert!(
+        err.contains("has no property PreviousInstance.Name"),
+        "{err}"
+    );
+}

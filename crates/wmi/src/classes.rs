@@ -27,6 +27,8 @@ pub enum ClassKind {
     Embedded,
     /// An association: two references (CIM_ElementSetting, CIM_Component).
     Association,
+    /// An intrinsic event class (`__InstanceModificationEvent`, …).
+    Event,
 }
 
 /// Which relationship an association class models.
@@ -414,6 +416,36 @@ impl ClassModel {
             model.insert(c);
         }
         for c in associations {
+            model.insert(c);
+        }
+        // Intrinsic events ([MS-WMI] 2.2.1.2), for `wmi watch`.
+        let mut operation = WmiClass::new("__InstanceOperationEvent", None, ClassKind::Event);
+        operation.add(
+            "TargetInstance",
+            PropType::scalar(CimType::Object(String::new())),
+            Source::Empty,
+        );
+        let creation = WmiClass::new(
+            "__InstanceCreationEvent",
+            Some(&operation),
+            ClassKind::Event,
+        );
+        let deletion = WmiClass::new(
+            "__InstanceDeletionEvent",
+            Some(&operation),
+            ClassKind::Event,
+        );
+        let mut modification = WmiClass::new(
+            "__InstanceModificationEvent",
+            Some(&operation),
+            ClassKind::Event,
+        );
+        modification.add(
+            "PreviousInstance",
+            PropType::scalar(CimType::Object(String::new())),
+            Source::Empty,
+        );
+        for c in [operation, creation, deletion, modification] {
             model.insert(c);
         }
         for (_, name, props) in EMBEDDED {

@@ -21,6 +21,7 @@
 
 pub mod classes;
 pub mod error;
+pub mod events;
 pub mod fuzz_checks;
 pub mod methods;
 pub mod path;

@@ -579,6 +579,13 @@ impl<'a> Provider<'a> {
                 ),
             )
         })?;
+        if class.kind == ClassKind::Event || query.within.is_some() {
+            return Err(WmiError::at(
+                WbemStatus::InvalidQuery,
+                query.class.position,
+                "an event query (an event class, WITHIN) is watched, not run: use `inetsrv wmi watch`",
+            ));
+        }
         // Names are checked against the queried class before anything runs.
         let columns: Option<Vec<String>> = match &query.properties {
             None => None,
@@ -685,41 +692,51 @@ impl<'a> Provider<'a> {
     }
 
     fn eval(&self, inst: &InstanceRef<'_>, e: &Expr) -> Result<bool> {
-        Ok(match e {
-            Expr::And(a, b) => self.eval(inst, a)? && self.eval(inst, b)?,
-            Expr::Or(a, b) => self.eval(inst, a)? || self.eval(inst, b)?,
-            Expr::Not(a) => !self.eval(inst, a)?,
-            Expr::IsNull { property, negated } => {
-                // A property a subclass lacks is NULL for it.
-                let v = self.value(inst, &property.text).unwrap_or(WmiValue::Null);
-                v.is_null() != *negated
-            }
-            Expr::Isa { property, class } => {
-                if property.text.eq_ignore_ascii_case("__THIS") {
-                    self.model.is_a(&inst.class.name, &class.text)
-                } else {
-                    match self.value(inst, &property.text).unwrap_or(WmiValue::Null) {
-                        WmiValue::Object(o) => self.model.is_a(&o.class, &class.text),
-                        WmiValue::String(s) if property.text.eq_ignore_ascii_case("__CLASS") => {
-                            self.model.is_a(&s, &class.text)
-                        }
-                        WmiValue::Array(items) => items.iter().any(|i| {
-                            matches!(i, WmiValue::Object(o) if self.model.is_a(&o.class, &class.text))
-                        }),
-                        _ => false,
+        // A property a subclass lacks is NULL for it.
+        let get = |name: &str| self.value(inst, name).unwrap_or(WmiValue::Null);
+        eval_with(self.model, &inst.class.name, &get, e)
+    }
+}
+
+/// Evaluates a WHERE clause for an object of class `this_class` whose
+/// properties `get` gives (NULL for what it lacks).
+pub fn eval_with(
+    model: &ClassModel,
+    this_class: &str,
+    get: &dyn Fn(&str) -> WmiValue,
+    e: &Expr,
+) -> Result<bool> {
+    Ok(match e {
+        Expr::And(a, b) => {
+            eval_with(model, this_class, get, a)? && eval_with(model, this_class, get, b)?
+        }
+        Expr::Or(a, b) => {
+            eval_with(model, this_class, get, a)? || eval_with(model, this_class, get, b)?
+        }
+        Expr::Not(a) => !eval_with(model, this_class, get, a)?,
+        Expr::IsNull { property, negated } => get(&property.text).is_null() != *negated,
+        Expr::Isa { property, class } => {
+            if property.text.eq_ignore_ascii_case("__THIS") {
+                model.is_a(this_class, &class.text)
+            } else {
+                match get(&property.text) {
+                    WmiValue::Object(o) => model.is_a(&o.class, &class.text),
+                    WmiValue::String(s) if property.text.eq_ignore_ascii_case("__CLASS") => {
+                        model.is_a(&s, &class.text)
                     }
+                    WmiValue::Array(items) => items.iter().any(
+                        |i| matches!(i, WmiValue::Object(o) if model.is_a(&o.class, &class.text)),
+                    ),
+                    _ => false,
                 }
             }
-            Expr::Compare {
-                property,
-                op,
-                value,
-            } => {
-                let v = self.value(inst, &property.text).unwrap_or(WmiValue::Null);
-                compare(&v, *op, value, property.position)?
-            }
-        })
-    }
+        }
+        Expr::Compare {
+            property,
+            op,
+            value,
+        } => compare(&get(&property.text), *op, value, property.position)?,
+    })
 }
 
 /// `W3SVC/1` → `/LM/W3SVC/1`; `LM` → `/LM`.

@@ -96,6 +96,8 @@ pub struct Query {
     /// `None` for `*`.
     pub properties: Option<Vec<Name>>,
     pub class: Name,
+    /// `WITHIN n` (seconds), for event queries.
+    pub within: Option<f64>,
     pub filter: Option<Expr>,
 }
 
@@ -355,6 +357,19 @@ impl Parser {
         }
     }
 
+    /// A property, or a property of an embedded object
+    /// (`TargetInstance.ServerComment`).
+    fn property_name(&mut self, what: &str) -> Result<Name> {
+        let mut name = self.name(what)?;
+        while self.peek().tok == Tok::Sym(".") {
+            self.next();
+            let part = self.name("a property name after '.'")?;
+            name.text.push('.');
+            name.text.push_str(&part.text);
+        }
+        Ok(name)
+    }
+
     fn query(&mut self) -> Result<Query> {
         if !self.is_word("SELECT") {
             let t = self.peek();
@@ -382,6 +397,19 @@ impl Parser {
         };
         self.expect_word("FROM")?;
         let class = self.name("a class name")?;
+        let within = if self.is_word("WITHIN") {
+            self.next();
+            let t = self.peek().clone();
+            let seconds = match t.tok {
+                Tok::Num(Literal::Int(n)) if n > 0 => n as f64,
+                Tok::Num(Literal::Real(r)) if r > 0.0 && r.is_finite() => r,
+                _ => return Err(self.unexpected("expected a number of seconds after WITHIN")),
+            };
+            self.next();
+            Some(seconds)
+        } else {
+            None
+        };
         let filter = if self.is_word("WHERE") {
             self.next();
             Some(self.or()?)
@@ -394,6 +422,7 @@ impl Parser {
         Ok(Query {
             properties,
             class,
+            within,
             filter,
         })
     }
@@ -483,7 +512,7 @@ impl Parser {
             if op == Op::Like {
                 return Err(invalid(literal_pos, "LIKE takes the property on its left"));
             }
-            let property = self.name("a property name")?;
+            let property = self.property_name("a property name")?;
             if value == Literal::Null {
                 return Err(invalid(
                     literal_pos,
@@ -496,7 +525,7 @@ impl Parser {
                 value,
             });
         }
-        let property = self.name("a property name, NOT or '('")?;
+        let property = self.property_name("a property name, NOT or '('")?;
         if self.is_word("IS") {
             self.next();
             let negated = if self.is_word("NOT") {
@@ -549,7 +578,8 @@ impl Parser {
 
 fn is_reserved(word: &str) -> bool {
     [
-        "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IS", "ISA", "LIKE", "NULL", "TRUE", "FALSE",
+        "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IS", "ISA", "LIKE", "NULL", "TRUE",
+        "FALSE", "WITHIN",
     ]
     .iter()
     .any(|r| r.eq_ignore_ascii_case(word))
@@ -826,6 +856,9 @@ impl fmt::Display for Query {
             }
         }
         write!(f, " FROM {}", self.class.text)?;
+        if let Some(w) = self.within {
+            write!(f, " WITHIN {}", Literal::Real(w))?;
+        }
         if let Some(e) = &self.filter {
             write!(f, " WHERE {e}")?;
         }
