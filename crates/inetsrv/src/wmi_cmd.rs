@@ -61,6 +61,35 @@ pub enum WmiCommand {
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
     },
+    /// Extend the schema: a new property on CLASS's key type (and so on its
+    /// setting class), written to MBSchema.xml.
+    AddProperty {
+        /// An element or setting class, e.g. IIsWebServerSetting.
+        class: String,
+        /// The new property's name.
+        name: String,
+        /// boolean, uint32, string, string[] or uint8[].
+        #[arg(long = "type", value_name = "TYPE")]
+        cim_type: String,
+        /// Its metabase ID (default: the next free one from 70000).
+        #[arg(long)]
+        id: Option<u32>,
+        /// Inherited by keys below, as INHERIT metabase properties are.
+        #[arg(long)]
+        inherit: bool,
+    },
+    /// Extend the schema: a new class (a new metabase key type, with its
+    /// element and setting classes), written to MBSchema.xml.
+    AddClass {
+        /// The class's name (its setting class is NAMESetting).
+        name: String,
+        /// Classes whose keys may contain it (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',', required = true)]
+        under: Vec<String>,
+        /// Existing properties it carries (repeat or comma-separate).
+        #[arg(long = "property", value_delimiter = ',')]
+        properties: Vec<String>,
+    },
     /// List the classes of root/MicrosoftIISv2, or one class's properties.
     Classes {
         /// Show this class's properties: type, key, read-only, defining class.
@@ -192,6 +221,32 @@ pub fn execute(
                     }
                 }
             }
+        }
+        Request::Wmi(WmiCommand::AddProperty {
+            class,
+            name,
+            cim_type,
+            id,
+            inherit,
+        }) => {
+            let id = wmi::extend::add_property(
+                files.metabase(),
+                &model,
+                class,
+                name,
+                cim_type,
+                *id,
+                *inherit,
+            )?;
+            out.push_str(&format!("added property {name} (ID {id}) to {class}\n"));
+        }
+        Request::Wmi(WmiCommand::AddClass {
+            name,
+            under,
+            properties,
+        }) => {
+            wmi::extend::add_class(files.metabase(), &model, name, under, properties)?;
+            out.push_str(&format!("added classes {name} and {name}Setting\n"));
         }
         Request::Wmi(WmiCommand::Watch { .. }) => {
             anyhow::bail!("wmi watch reads the configuration file itself; run it directly")

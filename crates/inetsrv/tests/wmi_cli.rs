@@ -433,3 +433,88 @@ fn events_seen_after_changes_made_through_mb() {
         "{err}"
     );
 }
+
+#[test]
+fn schema_extensions_made_through_the_model_reach_the_metabase() {
+    let web = Web::start();
+    // A property: on the metabase's IIsWebServer key type, saved in MBSchema.xml.
+    let added = web.cli_ok(&[
+        "wmi",
+        "add-property",
+        "IIsWebServerSetting",
+        "IIsWebCustomer",
+        "--type",
+        "string",
+        "--inherit",
+    ]);
+    assert!(added.contains("ID 70000"), "{added}");
+    let def = json(&web.cli_ok(&["--json", "mb", "schema", "property", "IIsWebCustomer"]));
+    assert_eq!(def["id"], 70000, "{def}");
+    let schema_file = std::fs::read_to_string(web.state().join("MBSchema.xml")).unwrap();
+    assert!(schema_file.contains("IIsWebCustomer"));
+    web.cli_ok(&[
+        "wmi",
+        "put",
+        "IIsWebServerSetting",
+        "Name=W3SVC/1",
+        "IIsWebCustomer=Contoso",
+    ]);
+    let got = web.cli_ok(&["mb", "get", "W3SVC/1/IIsWebCustomer"]);
+    assert!(got.contains("(STRING) \"Contoso\""), "{got}");
+    // A class: a new key type under IIsWebServer, its keys made with mb.
+    web.cli_ok(&[
+        "wmi",
+        "add-class",
+        "MySiteSettings",
+        "--under",
+        "IIsWebServer",
+        "--property",
+        "IIsWebCustomer",
+    ]);
+    web.cli_ok(&["mb", "create", "W3SVC/1/Mine", "MySiteSettings"]);
+    let rows = json(&web.cli_ok(&[
+        "--json",
+        "query",
+        "select Name, IIsWebCustomer from MySiteSettingsSetting",
+    ]));
+    assert_eq!(rows[0]["Name"], "W3SVC/1/Mine");
+    assert_eq!(
+        rows[0]["IIsWebCustomer"], "Contoso",
+        "inherited from the site"
+    );
+    let assoc = web.cli_ok(&[
+        "query",
+        "ASSOCIATORS OF {MySiteSettings='W3SVC/1/Mine'} WHERE ResultClass = IIsWebServer",
+    ]);
+    assert!(
+        assoc.starts_with("IIsWebServer.Name=\"W3SVC/1\""),
+        "{assoc}"
+    );
+    // Refusals change nothing.
+    let err = web.cli_err(&[
+        "wmi",
+        "add-class",
+        "MySiteSettings",
+        "--under",
+        "IIsWebServer",
+    ]);
+    assert!(err.contains("WBEM_E_ALREADY_EXISTS"), "{err}");
+    let err = web.cli_err(&[
+        "wmi",
+        "add-property",
+        "IIsWebServerSetting",
+        "Other",
+        "--type",
+        "real64",
+    ]);
+    assert!(err.contains("WBEM_E_TYPE_MISMATCH"), "{err}");
+    let err = web.cli_err(&[
+        "wmi",
+        "add-property",
+        "IIsWebServerSetting",
+        "IIsWebCustomer",
+        "--type",
+        "string",
+    ]);
+    assert!(err.contains("already exists"), "{err}");
+}

@@ -22,6 +22,7 @@
 pub mod classes;
 pub mod error;
 pub mod events;
+pub mod extend;
 pub mod fuzz_checks;
 pub mod methods;
 pub mod path;
