@@ -170,6 +170,7 @@ pub fn execute(
     let model = ClassModel::from_schema(snapshot.schema());
     let mut provider = Provider::new(&model, &snapshot);
     provider.show_secrets = cli.show_secrets;
+    provider.backups = files.list_backups(None).unwrap_or_default();
     match request {
         Request::Query(text) => {
             let result = provider.query(text).map_err(|e| with_caret(e, text))?;
@@ -195,17 +196,32 @@ pub fn execute(
             }
         }
         Request::Wmi(WmiCommand::Put { class, properties }) => {
-            let relpath =
-                wmi::write::put_instance(files.metabase(), &model, class, &pairs(properties)?)?;
+            let props = pairs(properties)?;
+            let is_backup = model
+                .class(class)
+                .is_some_and(|c| c.kind == wmi::ClassKind::Backup);
+            let relpath = if is_backup {
+                wmi::computer::put_backup(files, &props)?
+            } else {
+                wmi::write::put_instance(files.metabase(), &model, class, &props)?
+            };
             out.push_str(&relpath);
             out.push('\n');
         }
         Request::Wmi(WmiCommand::Delete { path }) => {
-            wmi::write::delete_instance(files.metabase(), &model, path)?;
+            let parsed = wmi::path::ObjectPath::parse(path)?;
+            let is_backup = model
+                .class(&parsed.class)
+                .is_some_and(|c| c.kind == wmi::ClassKind::Backup);
+            if is_backup {
+                wmi::computer::delete_backup(files, &parsed)?;
+            } else {
+                wmi::write::delete_instance(files.metabase(), &model, path)?;
+            }
             out.push_str(&format!("deleted {path}\n"));
         }
         Request::Wmi(WmiCommand::Call { path, method, args }) => {
-            match wmi::methods::call(files.metabase(), &model, path, method, &pairs(args)?)? {
+            match wmi::methods::call_with_files(files, &model, path, method, &pairs(args)?)? {
                 Outcome::Server(action) => return Ok(Some(action)),
                 Outcome::Done(params) => {
                     if cli.json {

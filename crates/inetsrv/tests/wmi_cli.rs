@@ -518,3 +518,101 @@ fn schema_extensions_made_through_the_model_reach_the_metabase() {
     ]);
     assert!(err.contains("already exists"), "{err}");
 }
+
+#[test]
+fn backups_as_instances_and_the_computers_methods() {
+    let web = Web::start();
+    let lm = "IIsComputer='LM'";
+    // Creating an IIsBackup makes a backup; the computer's Backup too.
+    assert_eq!(
+        web.cli_ok(&["wmi", "put", "IIsBackup", "Location=nightly"])
+            .trim(),
+        "IIsBackup.Location=\"nightly\",Version=0"
+    );
+    let made = web.cli_ok(&[
+        "wmi",
+        "call",
+        lm,
+        "BackupWithPassword",
+        "BackupLocation=nightly",
+        "BackupPassword=s3cret",
+    ]);
+    assert!(made.contains("BackupVersion = 1"), "{made}");
+    let rows = json(&web.cli_ok(&[
+        "--json",
+        "query",
+        "select * from IIsBackup where Location = 'nightly'",
+    ]));
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    assert_eq!(rows[1]["PasswordProtected"], true);
+    let listed = web.cli_ok(&["backup", "list"]);
+    assert!(listed.contains("nightly"), "{listed}");
+    let first = json(&web.cli_ok(&[
+        "--json",
+        "wmi",
+        "call",
+        lm,
+        "EnumBackups",
+        "BackupLocation=nightly",
+        "IndexIn=0",
+    ]));
+    assert_eq!(first["BackupVersionOut"], 0);
+    let err = web.cli_err(&["wmi", "call", lm, "EnumBackups", "IndexIn=5"]);
+    assert!(err.contains("WBEM_E_NOT_FOUND"), "{err}");
+
+    // Restore brings the configuration back, live.
+    web.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Changed"]);
+    web.cli_ok(&[
+        "wmi",
+        "call",
+        lm,
+        "Restore",
+        "BackupLocation=nightly",
+        "BackupVersion=0",
+    ]);
+    let site = json(&web.cli_ok(&["--json", "wmi", "get", "IIsWebServerSetting='W3SVC/1'"]));
+    assert_eq!(site["ServerComment"], "Default Web Site");
+    let err = web.cli_err(&[
+        "wmi",
+        "call",
+        lm,
+        "RestoreWithPassword",
+        "BackupLocation=nightly",
+        "BackupVersion=1",
+        "BackupPassword=wrong",
+    ]);
+    assert!(err.contains("WBEM_E"), "{err}");
+
+    // Export and Import: a copy of site 1 as site 9.
+    let file = web.dir.path().join("site1.xml");
+    let file = file.to_str().unwrap();
+    web.cli_ok(&[
+        "wmi",
+        "call",
+        lm,
+        "Export",
+        &format!("FileName={file}"),
+        "SourcePath=W3SVC/1",
+        "Passwd=pw",
+    ]);
+    web.cli_ok(&[
+        "wmi",
+        "call",
+        lm,
+        "Import",
+        &format!("FileName={file}"),
+        "SourcePath=W3SVC/1",
+        "DestPath=W3SVC/9",
+        "Passwd=pw",
+    ]);
+    let copy = json(&web.cli_ok(&["--json", "wmi", "get", "IIsWebServerSetting='W3SVC/9'"]));
+    assert_eq!(copy["ServerComment"], "Default Web Site");
+    web.cli_ok(&["wmi", "call", lm, "SaveData"]);
+
+    // Deleting the instance deletes the backup.
+    web.cli_ok(&["wmi", "delete", "IIsBackup.Location=\"nightly\",Version=0"]);
+    let err = web.cli_err(&["wmi", "get", "IIsBackup.Location=\"nightly\",Version=0"]);
+    assert!(err.contains("WBEM_E_NOT_FOUND"), "{err}");
+    let err = web.cli_err(&["wmi", "call", lm, "Frobnicate"]);
+    assert!(err.contains("WBEM_E_INVALID_METHOD"), "{err}");
+}

@@ -29,6 +29,8 @@ pub enum ClassKind {
     Association,
     /// An intrinsic event class (`__InstanceModificationEvent`, …).
     Event,
+    /// IIsBackup: the metabase backups, an instance each.
+    Backup,
 }
 
 /// Which relationship an association class models.
@@ -238,6 +240,9 @@ pub struct ClassModel {
     index: HashMap<String, usize>,
 }
 
+/// The class whose instances are the metabase backups.
+pub const BACKUP_CLASS: &str = "IIsBackup";
+
 /// The key type of a setting class, or of an element class.
 pub const SETTING_SUFFIX: &str = "Setting";
 
@@ -418,6 +423,21 @@ impl ClassModel {
         for c in associations {
             model.insert(c);
         }
+        // The backups: creating an instance makes one, deleting it deletes it.
+        let mut backup = WmiClass::new(BACKUP_CLASS, None, ClassKind::Backup);
+        for (name, ty, key) in [
+            ("Location", CimType::String, true),
+            ("Version", CimType::UInt32, true),
+            ("DateTime", CimType::String, false),
+            ("PasswordProtected", CimType::Boolean, false),
+        ] {
+            backup.add(name, PropType::scalar(ty), Source::Empty);
+            if let Some(p) = backup.properties.last_mut() {
+                p.key = key;
+                p.read_only = !key;
+            }
+        }
+        model.insert(backup);
         // Intrinsic events ([MS-WMI] 2.2.1.2), for `wmi watch`.
         let mut operation = WmiClass::new("__InstanceOperationEvent", None, ClassKind::Event);
         operation.add(

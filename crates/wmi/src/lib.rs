@@ -20,6 +20,7 @@
 //! it knows nothing of the server's processes.
 
 pub mod classes;
+pub mod computer;
 pub mod error;
 pub mod events;
 pub mod extend;

@@ -48,6 +48,9 @@ pub enum Outcome {
 /// The methods each element class has, for the catalogue and for errors.
 pub fn methods_of(model: &ClassModel, class: &str) -> Vec<&'static str> {
     let mut out = Vec::new();
+    if model.is_a(class, "IIsComputer") {
+        out.extend(crate::computer::METHODS);
+    }
     if model.is_a(class, "IIsWebServer") {
         out.extend(["Start", "Stop", "Pause", "Continue"]);
     }
@@ -124,6 +127,23 @@ fn done(value: WmiValue) -> Outcome {
 
 fn p(text: &str) -> MbPath {
     MbPath::parse(text).unwrap_or_default()
+}
+
+/// Runs `method` on the instance at `path`, with the metabase's files at
+/// hand for IIsComputer's methods (backups, export, import).
+pub fn call_with_files(
+    files: &metabase::MetabaseFiles,
+    model: &ClassModel,
+    path: &str,
+    method: &str,
+    args: &[(String, Vec<String>)],
+) -> Result<Outcome> {
+    let snapshot = files.metabase().snapshot();
+    let inst = Provider::new(model, &snapshot).resolve(path)?;
+    if model.is_a(&inst.class.name, "IIsComputer") {
+        return crate::computer::call(files, method, args);
+    }
+    call(files.metabase(), model, path, method, args)
 }
 
 /// Runs `method` on the instance at `path`.

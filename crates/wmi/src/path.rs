@@ -11,6 +11,8 @@ pub struct ObjectPath {
     pub class: String,
     /// The key's value; `None` for a class path.
     pub key: Option<(Option<String>, String)>,
+    /// Further keys of a class with several (`IIsBackup.Location="a",Version=1`).
+    pub more_keys: Vec<(String, String)>,
 }
 
 /// The namespace the provider serves.
@@ -55,6 +57,7 @@ impl ObjectPath {
             return Ok(ObjectPath {
                 class: class.to_string(),
                 key: None,
+                more_keys: Vec::new(),
             });
         }
         let mut rest = &body[class_end..];
@@ -70,18 +73,63 @@ impl ObjectPath {
             key_name = Some(name.to_string());
             rest = &r[eq..];
         }
-        let value_text = rest[1..].trim();
-        let value_pos = start + body.len() - value_text.len() + 1;
-        let value = parse_quoted(value_text).ok_or_else(|| {
-            bad(
-                value_pos,
-                "the key's value is a quoted string (\"…\" or '…') ending the path",
-            )
-        })?;
+        let mut keys: Vec<(Option<String>, String)> = Vec::new();
+        loop {
+            let value_text = rest[1..].trim_start();
+            let value_pos = start + body.len() - value_text.len() + 1;
+            let (value, after) = parse_value(value_text).ok_or_else(|| {
+                bad(
+                    value_pos,
+                    "a key's value is a quoted string (\"…\" or '…') or a number",
+                )
+            })?;
+            keys.push((key_name.take(), value));
+            let after = after.trim_start();
+            if after.is_empty() {
+                break;
+            }
+            let Some(next) = after.strip_prefix(',') else {
+                return Err(bad(
+                    start + body.len() - after.len() + 1,
+                    "keys are separated by ',' and end the path",
+                ));
+            };
+            let eq = next
+                .find('=')
+                .ok_or_else(|| bad(start + body.len() - next.len() + 1, "a key is NAME=value"))?;
+            let name = next[..eq].trim();
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(bad(
+                    start + body.len() - next.len() + 1,
+                    "a key name is a property name",
+                ));
+            }
+            key_name = Some(name.to_string());
+            rest = &next[eq..];
+        }
+        if keys.len() > 1 && keys.iter().any(|(n, _)| n.is_none()) {
+            return Err(bad(start + 1, "with several keys, each is NAME=value"));
+        }
+        let mut keys = keys.into_iter();
+        let first = keys.next();
         Ok(ObjectPath {
             class: class.to_string(),
-            key: Some((key_name, value)),
+            key: first,
+            more_keys: keys.map(|(n, v)| (n.unwrap_or_default(), v)).collect(),
         })
+    }
+
+    /// The value of key `name` (the first key also answers to no name).
+    pub fn key_value(&self, name: &str) -> Option<&str> {
+        if let Some((n, v)) = &self.key {
+            if n.as_deref().is_none_or(|n| n.eq_ignore_ascii_case(name)) {
+                return Some(v);
+            }
+        }
+        self.more_keys
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The canonical relative path: `Class.Key="value"`.
@@ -89,6 +137,37 @@ impl ObjectPath {
         let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
         format!("{class}.{key}=\"{escaped}\"")
     }
+}
+
+/// A key's value at the start of `text` — a quoted string or a number —
+/// and what follows it.
+fn parse_value(text: &str) -> Option<(String, &str)> {
+    if text.starts_with(['"', '\'']) {
+        let end = quoted_len(text)?;
+        return Some((parse_quoted(&text[..end])?, &text[end..]));
+    }
+    let end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(text.len());
+    let number = &text[..end];
+    number.parse::<i64>().ok()?;
+    Some((number.to_string(), &text[end..]))
+}
+
+/// The length in bytes of the quoted string `text` starts with.
+fn quoted_len(text: &str) -> Option<usize> {
+    let quote = text.chars().next()?;
+    let mut escaped = false;
+    for (i, c) in text.char_indices().skip(1) {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && quote == '"' {
+            escaped = true;
+        } else if c == quote {
+            return Some(i + c.len_utf8());
+        }
+    }
+    None
 }
 
 /// A whole quoted string, with backslash escapes inside double quotes.

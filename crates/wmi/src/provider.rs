@@ -73,6 +73,9 @@ pub struct Provider<'a> {
     pub snapshot: &'a Snapshot,
     /// Show SECURE values (passwords) instead of masking them.
     pub show_secrets: bool,
+    /// The backups, for IIsBackup (the caller lists them: they are files,
+    /// not metabase keys).
+    pub backups: Vec<metabase::BackupInfo>,
 }
 
 const MASK: &str = "**********";
@@ -88,6 +91,7 @@ impl<'a> Provider<'a> {
             model,
             snapshot,
             show_secrets: false,
+            backups: Vec::new(),
         }
     }
 
@@ -188,6 +192,12 @@ impl<'a> Provider<'a> {
     pub fn resolve(&self, text: &str) -> Result<InstanceRef<'a>> {
         let path = ObjectPath::parse(text)?;
         let class = self.class(&path.class)?;
+        if !path.more_keys.is_empty() {
+            return Err(WmiError::new(
+                WbemStatus::InvalidObjectPath,
+                format!("{} has one key, Name", class.name),
+            ));
+        }
         let Some((key_name, value)) = path.key else {
             return Err(WmiError::new(
                 WbemStatus::InvalidObjectPath,
@@ -371,8 +381,65 @@ impl<'a> Provider<'a> {
         })
     }
 
+    /// The IIsBackup instances.
+    pub fn backup_instances(&self) -> Vec<Instance> {
+        self.backups
+            .iter()
+            .map(|b| {
+                let when = b
+                    .modified
+                    .map(dmtf_datetime)
+                    .map_or(WmiValue::Null, WmiValue::String);
+                Instance {
+                    class: crate::classes::BACKUP_CLASS.into(),
+                    relpath: format!(
+                        "{}.Location=\"{}\",Version={}",
+                        crate::classes::BACKUP_CLASS,
+                        b.name.replace('\\', "\\\\").replace('"', "\\\""),
+                        b.version
+                    ),
+                    properties: vec![
+                        ("Location".into(), WmiValue::String(b.name.clone())),
+                        ("Version".into(), WmiValue::UInt32(b.version)),
+                        ("DateTime".into(), when),
+                        (
+                            "PasswordProtected".into(),
+                            WmiValue::Bool(b.password_protected),
+                        ),
+                    ],
+                }
+            })
+            .collect()
+    }
+
     /// GetObject: the instance at an object path, all its properties.
     pub fn get_object(&self, path: &str) -> Result<Instance> {
+        let parsed = ObjectPath::parse(path)?;
+        if let Some(class) = self.model.class(&parsed.class) {
+            if class.kind == ClassKind::Backup {
+                let (Some(location), Some(version)) =
+                    (parsed.key_value("Location"), parsed.key_value("Version"))
+                else {
+                    return Err(WmiError::new(
+                        WbemStatus::InvalidObjectPath,
+                        "an IIsBackup is named by Location and Version: IIsBackup.Location=\"name\",Version=1",
+                    ));
+                };
+                return self
+                    .backup_instances()
+                    .into_iter()
+                    .find(|b| {
+                        b.get("Location") == Some(&WmiValue::String(location.to_string()))
+                            && b.get("Version").map(|v| v.to_string()).as_deref() == Some(version)
+                    })
+                    .ok_or_else(|| {
+                        WmiError::new(
+                            WbemStatus::NotFound,
+                            format!("there is no backup {location} version {version}"),
+                        )
+                    });
+            }
+        }
         let inst = self.resolve(path)?;
         self.materialize(&inst, None)
     }
@@ -579,6 +646,9 @@ impl<'a> Provider<'a> {
                 ),
             )
         })?;
+        if class.kind == ClassKind::Backup {
+            return self.run_backups(class, query);
+        }
         if class.kind == ClassKind::Event || query.within.is_some() {
             return Err(WmiError::at(
                 WbemStatus::InvalidQuery,
@@ -608,6 +678,41 @@ impl<'a> Provider<'a> {
                 }
             }
             instances.push(self.materialize(&inst, columns.as_deref())?);
+        }
+        Ok(QueryResult { columns, instances })
+    }
+
+    fn run_backups(&self, class: &WmiClass, query: &Query) -> Result<QueryResult> {
+        let columns: Option<Vec<String>> = match &query.properties {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .map(|n| self.check_property(class, n))
+                    .collect::<Result<_>>()?,
+            ),
+        };
+        if let Some(filter) = &query.filter {
+            self.check_expr(class, filter)?;
+        }
+        let mut instances = Vec::new();
+        for inst in self.backup_instances() {
+            if let Some(filter) = &query.filter {
+                let get = |n: &str| inst.get(n).cloned().unwrap_or(WmiValue::Null);
+                if !eval_with(self.model, &class.name, &get, filter)? {
+                    continue;
+                }
+            }
+            let inst = match &columns {
+                None => inst,
+                Some(cols) => Instance {
+                    properties: cols
+                        .iter()
+                        .map(|c| (c.clone(), inst.get(c).cloned().unwrap_or(WmiValue::Null)))
+                        .collect(),
+                    ..inst
+                },
+            };
+            instances.push(inst);
         }
         Ok(QueryResult { columns, instances })
     }
@@ -950,4 +1055,11 @@ fn split_ip(item: &str) -> (&str, &str) {
 /// Kinds of class that have instances.
 pub fn has_instances(class: &WmiClass) -> bool {
     matches!(class.kind, ClassKind::Element | ClassKind::Setting)
+}
+
+/// A time as WMI's DMTF datetime, in UTC: `yyyymmddHHMMSS.000000+000`.
+pub fn dmtf_datetime(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%Y%m%d%H%M%S.000000+000")
+        .to_string()
 }

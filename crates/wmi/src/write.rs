@@ -27,6 +27,7 @@ pub fn from_metabase(e: MbError) -> WmiError {
         | MbError::KeyTypeMismatch { .. }
         | MbError::RootKey(_)
         | MbError::InvalidArgument(_) => WbemStatus::InvalidParameter,
+        MbError::Backup(why) if why.starts_with("no backup") => WbemStatus::NotFound,
         _ => WbemStatus::Failed,
     };
     WmiError::new(status, e.to_string())
