@@ -103,6 +103,9 @@ async fn connection(
             stdout: String::new(),
             stderr: "inetsrv: error: only the server's own user may administer it\n".into(),
         }
+    } else if let Some(watch) = watch_request(&line) {
+        // Events stream as they happen, then the final reply.
+        watch_stream(&mut write, &files, watch).await?
     } else {
         execute(&line, &files, &was).await
     };
@@ -111,6 +114,140 @@ async fn connection(
         + "\n";
     write.write_all(text.as_bytes()).await?;
     write.shutdown().await
+}
+
+/// A `wmi watch` request: (json output, query, count, timeout).
+struct Watch {
+    json: bool,
+    query: String,
+    count: Option<usize>,
+    timeout: Option<f64>,
+}
+
+fn watch_request(line: &str) -> Option<Watch> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let argv: Vec<String> = v["argv"]
+        .as_array()?
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
+    let cli = Cli::try_parse_from(std::iter::once("inetsrv".to_string()).chain(argv)).ok()?;
+    match cli.command {
+        Command::Wmi {
+            command:
+                crate::wmi_cmd::WmiCommand::Watch {
+                    query,
+                    count,
+                    timeout,
+                },
+        } => Some(Watch {
+            json: cli.json,
+            query,
+            count,
+            timeout,
+        }),
+        _ => None,
+    }
+}
+
+/// One line of streamed output.
+async fn send(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    field: &str,
+    text: &str,
+) -> std::io::Result<()> {
+    let line = json!({ field: text }).to_string() + "\n";
+    write.write_all(line.as_bytes()).await
+}
+
+/// `wmi watch` on the running server: events from the metabase's change
+/// notifications, as they happen — volatile state (ServerState,
+/// AppPoolState) included — each instance at or below a changed key
+/// compared before and after the change.
+async fn watch_stream(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    files: &MetabaseFiles,
+    watch: Watch,
+) -> std::io::Result<Reply> {
+    use wmi::events::EventQuery;
+    let mut old = files.metabase().snapshot();
+    let query = match EventQuery::parse(&wmi::ClassModel::from_schema(old.schema()), &watch.query) {
+        Ok(q) => q,
+        Err(e) => {
+            return Ok(Reply {
+                code: 1,
+                stdout: String::new(),
+                stderr: format!(
+                    "inetsrv: error: {:#}\n",
+                    crate::wmi_cmd::with_caret(e, &watch.query)
+                ),
+            })
+        }
+    };
+    let notifications = files.metabase().subscribe();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        while let Ok(batch) = notifications.recv() {
+            if tx.send(batch).is_err() {
+                break;
+            }
+        }
+    });
+    send(
+        write,
+        "stderr",
+        "watching the running server's configuration (change notifications)\n",
+    )
+    .await?;
+    let deadline = watch
+        .timeout
+        .map(|t| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(t.max(0.0)));
+    let mut seen = 0usize;
+    loop {
+        let batch = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                Ok(b) => b,
+                Err(_) => break,
+            },
+            None => rx.recv().await,
+        };
+        let Some(batch) = batch else { break };
+        let new = files.metabase().snapshot();
+        let model = wmi::ClassModel::from_schema(new.schema());
+        let scope: Vec<metabase::MbPath> = batch.changes.iter().map(|c| c.path.clone()).collect();
+        let events = match query.events_within(&model, &old, &new, Some(&scope)) {
+            Ok(e) => e,
+            Err(e) => {
+                return Ok(Reply {
+                    code: 1,
+                    stdout: String::new(),
+                    stderr: format!("inetsrv: error: {e}\n"),
+                })
+            }
+        };
+        old = new;
+        for event in events {
+            send(
+                write,
+                "stdout",
+                &crate::wmi_cmd::format_event(&event, watch.json),
+            )
+            .await?;
+            seen += 1;
+            if watch.count.is_some_and(|c| seen >= c) {
+                return Ok(Reply {
+                    code: 0,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                });
+            }
+        }
+    }
+    Ok(Reply {
+        code: 0,
+        stdout: String::new(),
+        stderr: String::new(),
+    })
 }
 
 async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
@@ -216,19 +353,34 @@ pub fn call(state_dir: &Path, argv: Vec<String>, metabase: Option<&Path>) -> Res
         };
         let request = json!({ "argv": argv, "metabase": metabase }).to_string() + "\n";
         stream.write_all(request.as_bytes()).await?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).await?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("unreadable answer from the server: {text:?}"))?;
-        let code = v["code"].as_i64().unwrap_or(1) as i32;
-        if code == OTHER_METABASE {
-            return Ok(None);
+        // Streamed lines ({"stdout": …} or {"stderr": …}) come first, as
+        // they happen; the line with "code" ends the answer.
+        let mut lines = tokio::io::BufReader::new(stream).lines();
+        while let Some(line) = lines.next_line().await? {
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .with_context(|| format!("unreadable answer from the server: {line:?}"))?;
+            if let Some(code) = v["code"].as_i64() {
+                let code = code as i32;
+                if code == OTHER_METABASE {
+                    return Ok(None);
+                }
+                return Ok(Some(Reply {
+                    code,
+                    stdout: v["stdout"].as_str().unwrap_or("").to_string(),
+                    stderr: v["stderr"].as_str().unwrap_or("").to_string(),
+                }));
+            }
+            use std::io::Write;
+            if let Some(text) = v["stdout"].as_str() {
+                let mut out = std::io::stdout();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            if let Some(text) = v["stderr"].as_str() {
+                eprint!("{text}");
+            }
         }
-        Ok(Some(Reply {
-            code,
-            stdout: v["stdout"].as_str().unwrap_or("").to_string(),
-            stderr: v["stderr"].as_str().unwrap_or("").to_string(),
-        }))
+        anyhow::bail!("the server closed the admin connection without an answer")
     })
 }
 

@@ -184,14 +184,7 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
         None => (target::state_dir(cli), None),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    // A watch reads the configuration file itself, server or not.
-    let local_only = matches!(verb, WebVerb::Wmi(wmi_cmd::WmiCommand::Watch { .. }));
-    let remote = if local_only {
-        None
-    } else {
-        admin::call(&dir, argv, file.as_deref())?
-    };
-    if let Some(reply) = remote {
+    if let Some(reply) = admin::call(&dir, argv, file.as_deref())? {
         print!("{}", reply.stdout);
         eprint!("{}", reply.stderr);
         return if reply.code == 0 {

@@ -49,8 +49,9 @@ pub enum WmiCommand {
     /// Print events as they happen: SELECT * FROM __InstanceModificationEvent
     /// WITHIN 2 WHERE TargetInstance ISA 'IIsWebServerSetting' (also
     /// __InstanceCreationEvent, __InstanceDeletionEvent,
-    /// __InstanceOperationEvent). The configuration is compared every
-    /// WITHIN seconds (default 1); Ctrl-C stops.
+    /// __InstanceOperationEvent). On a running server they come from its
+    /// change notifications, state changes included; offline MetaBase.xml
+    /// is compared every WITHIN seconds (default 1). Ctrl-C stops.
     Watch {
         /// The event query.
         query: String,
@@ -405,7 +406,7 @@ fn block(out: &mut String, inst: &wmi::Instance) {
 }
 
 /// A query error with the query and a caret under the column at fault.
-fn with_caret(e: wmi::WmiError, text: &str) -> anyhow::Error {
+pub fn with_caret(e: wmi::WmiError, text: &str) -> anyhow::Error {
     match e.position {
         Some(p) if !text.contains('\n') => {
             let pad = " ".repeat(p.saturating_sub(1));
@@ -476,14 +477,7 @@ fn watch(cli: &Cli, text: &str, count: Option<usize>, timeout: Option<f64>) -> R
         // The classes follow schema extensions.
         let model = ClassModel::from_schema(next.schema());
         for event in query.events(&model, &snapshot, &next)? {
-            if cli.json {
-                writeln!(stdout, "{}", event.to_json())?;
-            } else {
-                writeln!(stdout, "{} {}", event.class, event.target.relpath)?;
-                for (name, before, after) in event.changes() {
-                    writeln!(stdout, "  {name}: {before} -> {after}")?;
-                }
-            }
+            write!(stdout, "{}", format_event(&event, cli.json))?;
             stdout.flush()?;
             seen += 1;
             if count.is_some_and(|c| seen >= c) {
@@ -492,4 +486,17 @@ fn watch(cli: &Cli, text: &str, count: Option<usize>, timeout: Option<f64>) -> R
         }
         snapshot = next;
     }
+}
+
+/// An event as `wmi watch` prints it: one JSON line, or the event class
+/// and instance with each changed property as `before -> after`.
+pub fn format_event(event: &wmi::events::Event, json: bool) -> String {
+    if json {
+        return format!("{}\n", event.to_json());
+    }
+    let mut out = format!("{} {}\n", event.class, event.target.relpath);
+    for (name, before, after) in event.changes() {
+        out.push_str(&format!("  {name}: {before} -> {after}\n"));
+    }
+    out
 }

@@ -412,6 +412,37 @@ fn events_seen_after_changes_made_through_mb() {
         "IIsWebServerSetting.Name=\"W3SVC/5\""
     );
 
+    // State changes, volatile (not in MetaBase.xml), are events too on a
+    // running server: a site stopping.
+    let mut state = std::process::Command::new(common::BIN)
+        .args(web.target())
+        .args([
+            "wmi",
+            "watch",
+            "SELECT * FROM __InstanceModificationEvent WHERE TargetInstance ISA 'IIsWebServer' AND TargetInstance.ServerState = 4",
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(state.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(first.contains("change notifications"), "{first}");
+    web.cli_ok(&["site", "stop", "1"]);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut state.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(state.wait().unwrap().success());
+    assert!(
+        out.starts_with("__InstanceModificationEvent IIsWebServer.Name=\"W3SVC/1\"\n"),
+        "{out}"
+    );
+    assert!(out.contains("  ServerState: 2 -> 4"), "{out}");
+
     // An event query is watched, a data query run; each says so.
     let err = web.cli_err(&["wmi", "watch", "select * from IIsWebServerSetting"]);
     assert!(

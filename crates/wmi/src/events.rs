@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use metabase::Snapshot;
+use metabase::{MbPath, Snapshot};
 
 use crate::classes::{ClassKind, ClassModel};
 use crate::error::{Result, WbemStatus, WmiError};
@@ -119,8 +119,21 @@ impl EventQuery {
     /// The events between two looks at the configuration that the query
     /// selects, in order: creations, modifications, deletions.
     pub fn events(&self, model: &ClassModel, old: &Snapshot, new: &Snapshot) -> Result<Vec<Event>> {
-        let before = self.all(model, old)?;
-        let after = self.all(model, new)?;
+        self.events_within(model, old, new, None)
+    }
+
+    /// [`EventQuery::events`] for the instances at or below `scope` only:
+    /// the keys a change notification names (a value set on a key is
+    /// inherited below it).
+    pub fn events_within(
+        &self,
+        model: &ClassModel,
+        old: &Snapshot,
+        new: &Snapshot,
+        scope: Option<&[MbPath]>,
+    ) -> Result<Vec<Event>> {
+        let before = self.all(model, old, scope)?;
+        let after = self.all(model, new, scope)?;
         let mut out = Vec::new();
         for (path, inst) in &after {
             match before.get(path) {
@@ -155,12 +168,20 @@ impl EventQuery {
         Ok(selected)
     }
 
-    fn all(&self, model: &ClassModel, snapshot: &Snapshot) -> Result<BTreeMap<String, Instance>> {
+    fn all(
+        &self,
+        model: &ClassModel,
+        snapshot: &Snapshot,
+        scope: Option<&[MbPath]>,
+    ) -> Result<BTreeMap<String, Instance>> {
         let provider = Provider::new(model, snapshot);
         let mut map = BTreeMap::new();
         for class in &self.targets {
             for inst in provider.instances_of(class)? {
                 if inst.class.name != *class {
+                    continue;
+                }
+                if scope.is_some_and(|s| !s.iter().any(|p| inst.path.starts_with(p))) {
                     continue;
                 }
                 let m = provider.materialize(&inst, None)?;

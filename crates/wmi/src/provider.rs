@@ -192,6 +192,9 @@ impl<'a> Provider<'a> {
     pub fn resolve(&self, text: &str) -> Result<InstanceRef<'a>> {
         let path = ObjectPath::parse(text)?;
         let class = self.class(&path.class)?;
+        if let Some((kind, _, _)) = &class.association {
+            return self.resolve_association(class, *kind, &path, text);
+        }
         if !path.more_keys.is_empty() {
             return Err(WmiError::new(
                 WbemStatus::InvalidObjectPath,
@@ -243,6 +246,47 @@ impl<'a> Provider<'a> {
             class,
             path: canonical,
         })
+    }
+
+    /// An association instance by its two references.
+    fn resolve_association(
+        &self,
+        class: &'a WmiClass,
+        kind: AssocKind,
+        path: &ObjectPath,
+        text: &str,
+    ) -> Result<InstanceRef<'a>> {
+        let roles = match kind {
+            AssocKind::ElementSetting => ["Element", "Setting"],
+            AssocKind::Component => ["GroupComponent", "PartComponent"],
+        };
+        let (Some(first), Some(second)) = (path.key_value(roles[0]), path.key_value(roles[1]))
+        else {
+            return Err(WmiError::new(
+                WbemStatus::InvalidObjectPath,
+                format!("{} is named by {} and {}", class.name, roles[0], roles[1]),
+            ));
+        };
+        // The instance lives at the second end's key (the setting, or the
+        // part); both ends must be what the association relates.
+        let end = self.resolve(second)?;
+        let inst = InstanceRef {
+            class,
+            path: end.path.clone(),
+        };
+        let matches = |role: &str, given: &str| {
+            let expected = self.reference(&inst, role);
+            let given = self.resolve(given).ok().map(|g| self.relpath(&g));
+            expected.is_some() && expected == given
+        };
+        if matches(roles[0], first) && matches(roles[1], second) {
+            Ok(inst)
+        } else {
+            Err(WmiError::new(
+                WbemStatus::NotFound,
+                format!("there is no {} instance {text}", class.name),
+            ))
+        }
     }
 
     /// The instance's relative object path; an association's names both

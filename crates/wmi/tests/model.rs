@@ -538,6 +538,20 @@ fn associations_associators_and_references() {
         .unwrap();
     assert_eq!(keys.instances[0].properties.len(), 1);
     assert_eq!(keys.instances[0].properties[0].0, "Name");
+    // Every association's path resolves back to it (GetObject).
+    for path in paths(&files, &format!("references of {site}")) {
+        let got = Provider::new(&model, &snapshot).get_object(&path).unwrap();
+        assert_eq!(got.relpath, path);
+    }
+    let wrong = "IIsWebServer_IIsWebVirtualDir.GroupComponent=\"IIsWebServer='W3SVC/1'\",PartComponent=\"IIsWebVirtualDir='W3SVC/1/ROOT/docs'\"";
+    assert_eq!(
+        Provider::new(&model, &snapshot)
+            .get_object(wrong)
+            .unwrap_err()
+            .status,
+        WbemStatus::NotFound,
+        "docs is below ROOT, not directly below the site"
+    );
     // Association instances are enumerated and queried like any other.
     assert_eq!(
         paths(&files, "select * from IIsWebVirtualDir_IIsWebDirectory").len(),
@@ -564,4 +578,87 @@ fn names_of_parts(files: &MetabaseFiles, wql: &str) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+#[test]
+fn events_between_two_looks_at_the_configuration() {
+    use wmi::events::EventQuery;
+    let (_dir, files) = files();
+    let model = ClassModel::from_schema(files.metabase().snapshot().schema());
+    let before = files.metabase().snapshot();
+    // An inherited change: DefaultDoc set on the service reaches ROOT.
+    set(&files, "W3SVC", "DefaultDoc", &["home.htm"]);
+    create(&files, "W3SVC/1/ROOT/new", "IIsWebVirtualDir");
+    files
+        .metabase()
+        .write(|t| t.delete_key(&p("W3SVC/1/Filters")))
+        .unwrap();
+    let after = files.metabase().snapshot();
+    let q = EventQuery::parse(
+        &model,
+        "SELECT * FROM __InstanceModificationEvent WITHIN 1 WHERE TargetInstance ISA 'IIsWebVirtualDirSetting' AND TargetInstance.DefaultDoc = 'home.htm' AND PreviousInstance.DefaultDoc <> 'home.htm'",
+    )
+    .unwrap();
+    let events = q.events(&model, &before, &after).unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        events[0].target.relpath,
+        "IIsWebVirtualDirSetting.Name=\"W3SVC/1/ROOT\""
+    );
+    assert!(events[0]
+        .changes()
+        .iter()
+        .any(|(name, _, after)| *name == "DefaultDoc" && after.to_string() == "home.htm"));
+    let all = EventQuery::parse(&model, "select * from __InstanceOperationEvent").unwrap();
+    let kinds: Vec<(&str, String)> = all
+        .events(&model, &before, &after)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.class, e.target.relpath))
+        .collect();
+    assert!(kinds.contains(&(
+        "__InstanceCreationEvent",
+        "IIsWebVirtualDir.Name=\"W3SVC/1/ROOT/new\"".into()
+    )));
+    assert!(kinds.contains(&(
+        "__InstanceDeletionEvent",
+        "IIsFiltersSetting.Name=\"W3SVC/1/Filters\"".into()
+    )));
+    assert!(kinds.contains(&(
+        "__InstanceModificationEvent",
+        "IIsWebServiceSetting.Name=\"W3SVC\"".into()
+    )));
+    // Only what a change notification names, and what lies below it.
+    let scoped = all
+        .events_within(&model, &before, &after, Some(&[p("W3SVC/1/ROOT/new")]))
+        .unwrap();
+    assert!(
+        scoped
+            .iter()
+            .all(|e| e.target.relpath.contains("W3SVC/1/ROOT/new")),
+        "{scoped:?}"
+    );
+    assert_eq!(scoped.len(), 2, "element and setting");
+    // Errors.
+    for (text, status) in [
+        (
+            "select * from IIsWebServerSetting",
+            WbemStatus::InvalidClass,
+        ),
+        (
+            "select * from __InstanceCreationEvent where PreviousInstance.Name = 'x'",
+            WbemStatus::InvalidQuery,
+        ),
+        (
+            "select * from __InstanceCreationEvent where TargetInstance ISA 'Nope'",
+            WbemStatus::InvalidClass,
+        ),
+        (
+            "select * from __InstanceCreationEvent within 0",
+            WbemStatus::InvalidQuery,
+        ),
+    ] {
+        let e = EventQuery::parse(&model, text).err().unwrap();
+        assert_eq!(e.status, status, "{text}: {e}");
+    }
 }
