@@ -10,6 +10,30 @@ fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// Starts `inetsrv wmi watch ARGS…` beside the server; returns it once it
+/// has said (its first stderr line) that it is watching.
+fn watch(web: &Web, args: &[&str]) -> (std::process::Child, String) {
+    let mut child = std::process::Command::new(common::BIN)
+        .args(web.target())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    (child, first)
+}
+
+/// Everything a watch printed, once it has ended by itself.
+fn watched(mut child: std::process::Child) -> String {
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(child.wait().unwrap().success());
+    out
+}
+
 #[test]
 fn queries_offline_and_on_a_running_server() {
     let mut web = Web::prepare();
@@ -102,8 +126,10 @@ fn queries_offline_and_on_a_running_server() {
         err.contains("WBEM_E_INVALID_CLASS (0x80041010) at column 15"),
         "{err}"
     );
-    let err = web.cli_err(&["wmi", "get", "IIsWebServerSetting.Name=\"W3SVC\""]);
-    assert!(err.contains("WBEM_E_NOT_FOUND"), "{err}");
+    web.cli_fails_with(
+        &["wmi", "get", "IIsWebServerSetting.Name=\"W3SVC\""],
+        "WBEM_E_NOT_FOUND",
+    );
 
     // The class catalogue.
     let classes = web.cli_ok(&["wmi", "classes"]);
@@ -205,14 +231,16 @@ fn the_seeds_site_creation_example_the_susan_example_and_methods() {
 
     // Susan: ServerBindings on /LM/W3SVC/1 as an IIsWebServer works; on
     // /LM/W3SVC it fails, for the path is not a web server's.
-    let err = web.cli_err(&[
-        "wmi",
-        "put",
-        "IIsWebServerSetting",
-        "Name=W3SVC",
-        "ServerBindings=:1080:",
-    ]);
-    assert!(err.contains("WBEM_E_INVALID_PARAMETER"), "{err}");
+    let err = web.cli_fails_with(
+        &[
+            "wmi",
+            "put",
+            "IIsWebServerSetting",
+            "Name=W3SVC",
+            "ServerBindings=:1080:",
+        ],
+        "WBEM_E_INVALID_PARAMETER",
+    );
     assert!(err.contains("IIsWebService"), "{err}");
     let other = common::free_port();
     web.cli_ok(&[
@@ -232,22 +260,26 @@ fn the_seeds_site_creation_example_the_susan_example_and_methods() {
     let site = json(&web.cli_ok(&["--json", "wmi", "get", "IIsWebServerSetting='W3SVC/1'"]));
     assert_eq!(site["ServerBindings"][0]["Port"], web.port.to_string());
     // A bad value is refused and changes nothing.
-    let err = web.cli_err(&[
-        "wmi",
-        "put",
-        "IIsWebServerSetting",
-        "Name=W3SVC/20",
-        "ServerSize=big",
-    ]);
-    assert!(err.contains("WBEM_E_TYPE_MISMATCH"), "{err}");
-    let err = web.cli_err(&[
-        "wmi",
-        "put",
-        "IIsWebServer",
-        "Name=W3SVC/20",
-        "ServerState=4",
-    ]);
-    assert!(err.contains("read-only"), "{err}");
+    web.cli_fails_with(
+        &[
+            "wmi",
+            "put",
+            "IIsWebServerSetting",
+            "Name=W3SVC/20",
+            "ServerSize=big",
+        ],
+        "WBEM_E_TYPE_MISMATCH",
+    );
+    web.cli_fails_with(
+        &[
+            "wmi",
+            "put",
+            "IIsWebServer",
+            "Name=W3SVC/20",
+            "ServerState=4",
+        ],
+        "read-only",
+    );
 
     // CreateNewSite, application methods, pools.
     let created = web.cli_ok(&[
@@ -328,8 +360,10 @@ fn the_seeds_site_creation_example_the_susan_example_and_methods() {
             now.len() == 1 && now != before
         },
     );
-    let err = web.cli_err(&["wmi", "call", "IIsWebServer='W3SVC/20'", "Recycle"]);
-    assert!(err.contains("WBEM_E_INVALID_METHOD"), "{err}");
+    web.cli_fails_with(
+        &["wmi", "call", "IIsWebServer='W3SVC/20'", "Recycle"],
+        "WBEM_E_INVALID_METHOD",
+    );
 
     // Delete: the vdir goes, and is no longer served.
     web.cli_ok(&["wmi", "delete", "IIsWebVirtualDir='W3SVC/20/ROOT/app'"]);
@@ -337,17 +371,19 @@ fn the_seeds_site_creation_example_the_susan_example_and_methods() {
         common::web::curl(&format!("{url}app/hello.txt"), &[]).status,
         404
     );
-    let err = web.cli_err(&["wmi", "get", "IIsWebVirtualDir='W3SVC/20/ROOT/app'"]);
-    assert!(err.contains("WBEM_E_NOT_FOUND"), "{err}");
+    web.cli_fails_with(
+        &["wmi", "get", "IIsWebVirtualDir='W3SVC/20/ROOT/app'"],
+        "WBEM_E_NOT_FOUND",
+    );
 }
 
 #[test]
 fn events_seen_after_changes_made_through_mb() {
     let web = Web::start();
     // The watcher runs beside the server, as an administrator would run it.
-    let mut watcher = std::process::Command::new(common::BIN)
-        .args(web.target())
-        .args([
+    let (watcher, first) = watch(
+        &web,
+        &[
             "--json",
             "wmi",
             "watch",
@@ -356,15 +392,8 @@ fn events_seen_after_changes_made_through_mb() {
             "3",
             "--timeout",
             "30",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // It says it is watching once it has read the configuration.
-    let mut stderr = std::io::BufReader::new(watcher.stderr.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+        ],
+    );
     assert!(first.starts_with("watching "), "{first}");
 
     web.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Renamed"]);
@@ -393,9 +422,7 @@ fn events_seen_after_changes_made_through_mb() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     web.cli_ok(&["site", "delete", "5"]);
 
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut watcher.stdout.take().unwrap(), &mut out).unwrap();
-    assert!(watcher.wait().unwrap().success());
+    let out = watched(watcher);
     let events: Vec<serde_json::Value> = out.lines().map(json).collect();
     assert_eq!(events.len(), 3, "{out}");
     assert_eq!(events[0]["__CLASS"], "__InstanceModificationEvent");
@@ -414,9 +441,9 @@ fn events_seen_after_changes_made_through_mb() {
 
     // State changes, volatile (not in MetaBase.xml), are events too on a
     // running server: a site stopping.
-    let mut state = std::process::Command::new(common::BIN)
-        .args(web.target())
-        .args([
+    let (state, first) = watch(
+        &web,
+        &[
             "wmi",
             "watch",
             "SELECT * FROM __InstanceModificationEvent WHERE TargetInstance ISA 'IIsWebServer' AND TargetInstance.ServerState = 4",
@@ -424,19 +451,11 @@ fn events_seen_after_changes_made_through_mb() {
             "1",
             "--timeout",
             "30",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(state.stderr.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+        ],
+    );
     assert!(first.contains("change notifications"), "{first}");
     web.cli_ok(&["site", "stop", "1"]);
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut state.stdout.take().unwrap(), &mut out).unwrap();
-    assert!(state.wait().unwrap().success());
+    let out = watched(state);
     assert!(
         out.starts_with("__InstanceModificationEvent IIsWebServer.Name=\"W3SVC/1\"\n"),
         "{out}"
@@ -449,11 +468,13 @@ fn events_seen_after_changes_made_through_mb() {
         err.contains("WBEM_E_INVALID_CLASS") && err.contains("not an event class"),
         "{err}"
     );
-    let err = web.cli_err(&[
-        "query",
-        "select * from __InstanceModificationEvent within 5",
-    ]);
-    assert!(err.contains("wmi watch"), "{err}");
+    web.cli_fails_with(
+        &[
+            "query",
+            "select * from __InstanceModificationEvent within 5",
+        ],
+        "wmi watch",
+    );
     let err = web.cli_err(&[
         "wmi",
         "watch",
@@ -522,32 +543,38 @@ fn schema_extensions_made_through_the_model_reach_the_metabase() {
         "{assoc}"
     );
     // Refusals change nothing.
-    let err = web.cli_err(&[
-        "wmi",
-        "add-class",
-        "MySiteSettings",
-        "--under",
-        "IIsWebServer",
-    ]);
-    assert!(err.contains("WBEM_E_ALREADY_EXISTS"), "{err}");
-    let err = web.cli_err(&[
-        "wmi",
-        "add-property",
-        "IIsWebServerSetting",
-        "Other",
-        "--type",
-        "real64",
-    ]);
-    assert!(err.contains("WBEM_E_TYPE_MISMATCH"), "{err}");
-    let err = web.cli_err(&[
-        "wmi",
-        "add-property",
-        "IIsWebServerSetting",
-        "IIsWebCustomer",
-        "--type",
-        "string",
-    ]);
-    assert!(err.contains("already exists"), "{err}");
+    web.cli_fails_with(
+        &[
+            "wmi",
+            "add-class",
+            "MySiteSettings",
+            "--under",
+            "IIsWebServer",
+        ],
+        "WBEM_E_ALREADY_EXISTS",
+    );
+    web.cli_fails_with(
+        &[
+            "wmi",
+            "add-property",
+            "IIsWebServerSetting",
+            "Other",
+            "--type",
+            "real64",
+        ],
+        "WBEM_E_TYPE_MISMATCH",
+    );
+    web.cli_fails_with(
+        &[
+            "wmi",
+            "add-property",
+            "IIsWebServerSetting",
+            "IIsWebCustomer",
+            "--type",
+            "string",
+        ],
+        "already exists",
+    );
 }
 
 #[test]
@@ -588,8 +615,10 @@ fn backups_as_instances_and_the_computers_methods() {
         "IndexIn=0",
     ]));
     assert_eq!(first["BackupVersionOut"], 0);
-    let err = web.cli_err(&["wmi", "call", lm, "EnumBackups", "IndexIn=5"]);
-    assert!(err.contains("WBEM_E_NOT_FOUND"), "{err}");
+    web.cli_fails_with(
+        &["wmi", "call", lm, "EnumBackups", "IndexIn=5"],
+        "WBEM_E_NOT_FOUND",
+    );
 
     // Restore brings the configuration back, live.
     web.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Changed"]);
@@ -603,16 +632,18 @@ fn backups_as_instances_and_the_computers_methods() {
     ]);
     let site = json(&web.cli_ok(&["--json", "wmi", "get", "IIsWebServerSetting='W3SVC/1'"]));
     assert_eq!(site["ServerComment"], "Default Web Site");
-    let err = web.cli_err(&[
-        "wmi",
-        "call",
-        lm,
-        "RestoreWithPassword",
-        "BackupLocation=nightly",
-        "BackupVersion=1",
-        "BackupPassword=wrong",
-    ]);
-    assert!(err.contains("WBEM_E"), "{err}");
+    web.cli_fails_with(
+        &[
+            "wmi",
+            "call",
+            lm,
+            "RestoreWithPassword",
+            "BackupLocation=nightly",
+            "BackupVersion=1",
+            "BackupPassword=wrong",
+        ],
+        "WBEM_E",
+    );
 
     // Export and Import: a copy of site 1 as site 9.
     let file = web.dir.path().join("site1.xml");
@@ -642,8 +673,9 @@ fn backups_as_instances_and_the_computers_methods() {
 
     // Deleting the instance deletes the backup.
     web.cli_ok(&["wmi", "delete", "IIsBackup.Location=\"nightly\",Version=0"]);
-    let err = web.cli_err(&["wmi", "get", "IIsBackup.Location=\"nightly\",Version=0"]);
-    assert!(err.contains("WBEM_E_NOT_FOUND"), "{err}");
-    let err = web.cli_err(&["wmi", "call", lm, "Frobnicate"]);
-    assert!(err.contains("WBEM_E_INVALID_METHOD"), "{err}");
+    web.cli_fails_with(
+        &["wmi", "get", "IIsBackup.Location=\"nightly\",Version=0"],
+        "WBEM_E_NOT_FOUND",
+    );
+    web.cli_fails_with(&["wmi", "call", lm, "Frobnicate"], "WBEM_E_INVALID_METHOD");
 }

@@ -223,6 +223,13 @@ impl Web {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Runs a command that must fail saying `needle`; its stderr.
+    pub fn cli_fails_with(&self, args: &[&str], needle: &str) -> String {
+        let err = self.cli_err(args);
+        assert!(err.contains(needle), "inetsrv {args:?}: {err}");
+        err
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
