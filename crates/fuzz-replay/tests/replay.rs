@@ -108,3 +108,8 @@ fn config_values() {
 fn wql() {
     replay("wql", 400, wmi::fuzz_checks::wql);
 }
+
+#[test]
+fn pdu() {
+    replay("pdu", 400, msrpc::fuzz_checks::pdu);
+}
