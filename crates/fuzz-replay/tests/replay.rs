@@ -113,3 +113,8 @@ fn wql() {
 fn pdu() {
     replay("pdu", 400, msrpc::fuzz_checks::pdu);
 }
+
+#[test]
+fn ndr() {
+    replay("ndr", 400, msrpc::fuzz_checks::ndr);
+}

@@ -19,3 +19,34 @@ pub fn pdu(data: &[u8]) {
     let again = Pdu::decode(&bytes).unwrap_or_else(|e| panic!("re-encoded PDU fails: {e}"));
     assert_eq!(again.encode(), bytes, "encoding is not stable");
 }
+
+/// NDR: the first byte picks the syntax and byte order, the rest is
+/// decoded as strings, pointers and arrays; nothing panics or allocates
+/// beyond the input, and what decodes re-encodes to a stream that decodes
+/// to the same value.
+pub fn ndr(data: &[u8]) {
+    use crate::ndr::{
+        from_bytes, to_bytes, CString, ConformantArray, Ndr, Syntax, Unique, WString,
+    };
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let syntax = if selector & 1 == 0 {
+        Syntax::Ndr20
+    } else {
+        Syntax::Ndr64
+    };
+    let little = selector & 2 == 0;
+    fn check<T: Ndr + PartialEq + std::fmt::Debug>(rest: &[u8], syntax: Syntax, little: bool) {
+        if let Ok(v) = from_bytes::<T>(rest, syntax, little) {
+            let again = from_bytes::<T>(&to_bytes(&v, syntax), syntax, true)
+                .unwrap_or_else(|e| panic!("re-encoded {v:?} fails: {e}"));
+            assert_eq!(again, v);
+        }
+    }
+    check::<WString>(rest, syntax, little);
+    check::<CString>(rest, syntax, little);
+    check::<ConformantArray<u16>>(rest, syntax, little);
+    check::<ConformantArray<Unique<WString>>>(rest, syntax, little);
+    check::<Unique<ConformantArray<Unique<u32>>>>(rest, syntax, little);
+}

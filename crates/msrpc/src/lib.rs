@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fuzz_checks;
+pub mod ndr;
 pub mod pdu;
 pub mod uuid;
 

@@ -1,0 +1,582 @@
+//! NDR: the Network Data Representation of C706 chapter 14, in both
+//! transfer syntaxes — NDR 2.0 and NDR64 ([MS-RPCE] 2.2.5) — with the
+//! strict data consistency checks of [MS-RPCE] 3.1.1.5.3.
+//!
+//! A type is marshalled in two phases, as C706 orders the octet stream:
+//! its scalars (fixed-size parts, pointer identifiers in place of the
+//! data pointed to), then its buffers (the referents of its embedded
+//! pointers, deferred until the containing type's scalars are done).
+//! [`Ndr`] is implemented here for the primitives, UUIDs, unique pointers,
+//! conformant arrays and strings; interfaces describe their structures
+//! once and the marshalling is generated from that description.
+//!
+//! Decoding never trusts a count: every conformance, variance and string
+//! count is checked against the bytes present before anything is
+//! allocated, offsets must be zero where the IDL gives none, strings must
+//! end with their terminator, and pointer chains are bounded in depth.
+
+use crate::uuid::Uuid;
+
+/// The transfer syntax of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    /// NDR 2.0: 8a885d04-1ceb-11c9-9fe8-08002b104860 v2.
+    Ndr20,
+    /// NDR64: 71710533-beba-4937-8319-b5dbef9ccc36 v1.
+    Ndr64,
+}
+
+impl Syntax {
+    /// The size and alignment of pointers, conformance and variance
+    /// counts: 4 in NDR 2.0, 8 in NDR64.
+    pub fn wide(self) -> usize {
+        match self {
+            Syntax::Ndr20 => 4,
+            Syntax::Ndr64 => 8,
+        }
+    }
+}
+
+/// Why a stream is not valid stub data. Each is a fault for the caller:
+/// RPC_X_BAD_STUB_DATA, [MS-RPCE] 3.1.1.5.3.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NdrError {
+    #[error("the stub data ends at {have} bytes; {needed} are needed for {what}")]
+    Insufficient {
+        what: &'static str,
+        needed: usize,
+        have: usize,
+    },
+    #[error("{what}: a count of {count} does not fit the {remaining} bytes left")]
+    CountTooLarge {
+        what: &'static str,
+        count: u64,
+        remaining: usize,
+    },
+    #[error("{what}: {found} where {expected} was required (correlation)")]
+    Correlation {
+        what: &'static str,
+        expected: u64,
+        found: u64,
+    },
+    #[error("{what}: offset {offset} where the IDL gives none (it must be 0)")]
+    Offset { what: &'static str, offset: u64 },
+    #[error("{0}")]
+    Invalid(&'static str),
+    #[error("pointers nest deeper than {0}")]
+    TooDeep(usize),
+}
+
+impl NdrError {
+    /// RPC_X_BAD_STUB_DATA ([MS-ERREF] 2.2).
+    pub const FAULT: u32 = 0x0000_06F7;
+}
+
+pub type Result<T> = std::result::Result<T, NdrError>;
+
+/// Writes an octet stream, little-endian.
+pub struct Encoder {
+    pub syntax: Syntax,
+    pub buf: Vec<u8>,
+    next_referent: u32,
+}
+
+impl Encoder {
+    pub fn new(syntax: Syntax) -> Encoder {
+        Encoder {
+            syntax,
+            buf: Vec::new(),
+            next_referent: 0x0002_0000,
+        }
+    }
+
+    pub fn align(&mut self, n: usize) {
+        while !self.buf.len().is_multiple_of(n) {
+            self.buf.push(0);
+        }
+    }
+
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    pub fn u16(&mut self, v: u16) {
+        self.align(2);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn u32(&mut self, v: u32) {
+        self.align(4);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn u64(&mut self, v: u64) {
+        self.align(8);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// A conformance, variance or offset count in the syntax's width.
+    pub fn count(&mut self, n: usize) {
+        match self.syntax {
+            Syntax::Ndr20 => self.u32(n as u32),
+            Syntax::Ndr64 => self.u64(n as u64),
+        }
+    }
+
+    /// A pointer's referent identifier (0 for null).
+    pub fn pointer(&mut self, present: bool) {
+        let id = if present {
+            let id = self.next_referent;
+            self.next_referent = self.next_referent.wrapping_add(4);
+            id
+        } else {
+            0
+        };
+        match self.syntax {
+            Syntax::Ndr20 => self.u32(id),
+            Syntax::Ndr64 => self.u64(u64::from(id)),
+        }
+    }
+
+    /// The end of a structure of alignment `align`: NDR64 pads a structure
+    /// to a multiple of its alignment (the trailing gap, [MS-RPCE] 4.8).
+    pub fn end_struct(&mut self, align: usize, start: usize) {
+        if self.syntax == Syntax::Ndr64 {
+            while !(self.buf.len() - start).is_multiple_of(align) {
+                self.buf.push(0);
+            }
+        }
+    }
+}
+
+/// The deepest chain of pointers decoded.
+pub const MAX_DEPTH: usize = 64;
+
+/// Reads an octet stream in either byte order.
+pub struct Decoder<'a> {
+    pub syntax: Syntax,
+    data: &'a [u8],
+    pos: usize,
+    little: bool,
+    depth: usize,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(data: &'a [u8], syntax: Syntax, little_endian: bool) -> Decoder<'a> {
+        Decoder {
+            syntax,
+            data,
+            pos: 0,
+            little: little_endian,
+            depth: 0,
+        }
+    }
+
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.data.len().saturating_sub(self.pos)
+    }
+
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.data.len())
+            .ok_or(NdrError::Insufficient {
+                what,
+                needed: self.pos.saturating_add(n),
+                have: self.data.len(),
+            })?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    pub fn align(&mut self, n: usize) -> Result<()> {
+        let pad = (n - self.pos % n) % n;
+        self.take(pad, "alignment").map(|_| ())
+    }
+
+    pub fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1, "a byte")?[0])
+    }
+
+    pub fn u16(&mut self) -> Result<u16> {
+        self.align(2)?;
+        let b = self.take(2, "a short")?;
+        let b = [b[0], b[1]];
+        Ok(if self.little {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        })
+    }
+
+    pub fn u32(&mut self) -> Result<u32> {
+        self.align(4)?;
+        let b = self.take(4, "a long")?;
+        let b = [b[0], b[1], b[2], b[3]];
+        Ok(if self.little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    }
+
+    pub fn u64(&mut self) -> Result<u64> {
+        self.align(8)?;
+        let b = self.take(8, "a hyper")?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(if self.little {
+            u64::from_le_bytes(a)
+        } else {
+            u64::from_be_bytes(a)
+        })
+    }
+
+    fn raw_count(&mut self) -> Result<u64> {
+        match self.syntax {
+            Syntax::Ndr20 => self.u32().map(u64::from),
+            Syntax::Ndr64 => self.u64(),
+        }
+    }
+
+    /// A count of elements of `element_size` bytes each that must follow:
+    /// refused when the rest of the stream cannot hold them, so no count
+    /// ever makes the decoder allocate more than the stream's size.
+    pub fn count(&mut self, what: &'static str, element_size: usize) -> Result<usize> {
+        let count = self.raw_count()?;
+        let remaining = self.remaining();
+        let fits = usize::try_from(count)
+            .ok()
+            .and_then(|c| c.checked_mul(element_size.max(1)))
+            .is_some_and(|bytes| bytes <= remaining);
+        if !fits {
+            return Err(NdrError::CountTooLarge {
+                what,
+                count,
+                remaining,
+            });
+        }
+        Ok(count as usize)
+    }
+
+    /// A varying array's offset, which must be 0 when the IDL gives no
+    /// first_is ([MS-RPCE] 3.1.1.5.3.2.1.7).
+    pub fn zero_offset(&mut self, what: &'static str) -> Result<()> {
+        match self.raw_count()? {
+            0 => Ok(()),
+            offset => Err(NdrError::Offset { what, offset }),
+        }
+    }
+
+    /// A pointer's referent identifier: whether the referent follows.
+    pub fn pointer(&mut self) -> Result<bool> {
+        Ok(self.raw_count()? != 0)
+    }
+
+    /// Checks a correlation ([MS-RPCE] 3.1.1.5.3.1).
+    pub fn correlate(&self, what: &'static str, expected: u64, found: u64) -> Result<()> {
+        if expected == found {
+            Ok(())
+        } else {
+            Err(NdrError::Correlation {
+                what,
+                expected,
+                found,
+            })
+        }
+    }
+
+    pub fn end_struct(&mut self, align: usize, start: usize) -> Result<()> {
+        if self.syntax == Syntax::Ndr64 {
+            let pad = (align - (self.pos - start) % align) % align;
+            self.take(pad, "a structure's trailing gap")?;
+        }
+        Ok(())
+    }
+
+    fn enter(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(NdrError::TooDeep(MAX_DEPTH));
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+}
+
+/// A type with an NDR representation.
+pub trait Ndr: Sized {
+    /// The alignment of the type's scalars in `syntax`.
+    fn align(syntax: Syntax) -> usize;
+    /// The fixed-size part, pointers as referent identifiers.
+    fn encode_scalars(&self, e: &mut Encoder);
+    /// The referents of embedded pointers, after the scalars.
+    fn encode_buffers(&self, _e: &mut Encoder) {}
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self>;
+    fn decode_buffers(&mut self, _d: &mut Decoder<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Marshals a value (a top-level parameter: its scalars, then its buffers).
+pub fn encode<T: Ndr>(value: &T, e: &mut Encoder) {
+    value.encode_scalars(e);
+    value.encode_buffers(e);
+}
+
+pub fn decode<T: Ndr>(d: &mut Decoder<'_>) -> Result<T> {
+    let mut v = T::decode_scalars(d)?;
+    v.decode_buffers(d)?;
+    Ok(v)
+}
+
+/// Marshals one value into a fresh stream.
+pub fn to_bytes<T: Ndr>(value: &T, syntax: Syntax) -> Vec<u8> {
+    let mut e = Encoder::new(syntax);
+    encode(value, &mut e);
+    e.buf
+}
+
+/// Unmarshals one value that must use the whole stream (up to alignment
+/// padding of fewer than 8 bytes).
+pub fn from_bytes<T: Ndr>(data: &[u8], syntax: Syntax, little_endian: bool) -> Result<T> {
+    let mut d = Decoder::new(data, syntax, little_endian);
+    let v = decode(&mut d)?;
+    if d.remaining() >= 8 {
+        return Err(NdrError::Invalid("bytes are left over after the stub data"));
+    }
+    Ok(v)
+}
+
+macro_rules! primitive {
+    ($t:ty, $size:expr, $put:ident, $get:ident, $conv_out:expr, $conv_in:expr) => {
+        impl Ndr for $t {
+            fn align(_: Syntax) -> usize {
+                $size
+            }
+            fn encode_scalars(&self, e: &mut Encoder) {
+                e.$put($conv_out(*self));
+            }
+            fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+                d.$get().map($conv_in)
+            }
+        }
+    };
+}
+
+primitive!(u8, 1, u8, u8, |v| v, |v| v);
+primitive!(i8, 1, u8, u8, |v: i8| v as u8, |v: u8| v as i8);
+primitive!(u16, 2, u16, u16, |v| v, |v| v);
+primitive!(i16, 2, u16, u16, |v: i16| v as u16, |v: u16| v as i16);
+primitive!(u32, 4, u32, u32, |v| v, |v| v);
+primitive!(i32, 4, u32, u32, |v: i32| v as u32, |v: u32| v as i32);
+primitive!(u64, 8, u64, u64, |v| v, |v| v);
+primitive!(i64, 8, u64, u64, |v: i64| v as u64, |v: u64| v as i64);
+
+impl Ndr for Uuid {
+    fn align(_: Syntax) -> usize {
+        4
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        e.u32(self.time_low);
+        e.u16(self.time_mid);
+        e.u16(self.time_hi_and_version);
+        e.buf.extend_from_slice(&self.clock_seq_and_node);
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        let time_low = d.u32()?;
+        let time_mid = d.u16()?;
+        let time_hi_and_version = d.u16()?;
+        let mut clock_seq_and_node = [0u8; 8];
+        clock_seq_and_node.copy_from_slice(d.take(8, "a UUID")?);
+        Ok(Uuid {
+            time_low,
+            time_mid,
+            time_hi_and_version,
+            clock_seq_and_node,
+        })
+    }
+}
+
+/// A `[unique]` pointer: NULL, or a referent marshalled with the buffers.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Unique<T> {
+    pub value: Option<Box<T>>,
+    /// Decoding: a referent identifier was seen; the referent comes with
+    /// the buffers.
+    pending: bool,
+}
+
+impl<T> Unique<T> {
+    pub fn new(value: Option<T>) -> Unique<T> {
+        Unique {
+            value: value.map(Box::new),
+            pending: false,
+        }
+    }
+
+    pub fn get(&self) -> Option<&T> {
+        self.value.as_deref()
+    }
+}
+
+impl<T: Ndr> Ndr for Unique<T> {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide()
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        e.pointer(self.value.is_some());
+    }
+    fn encode_buffers(&self, e: &mut Encoder) {
+        if let Some(v) = &self.value {
+            encode(v.as_ref(), e);
+        }
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        Ok(Unique {
+            value: None,
+            pending: d.pointer()?,
+        })
+    }
+    fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
+        if self.pending {
+            d.enter()?;
+            let v = decode(d);
+            d.leave();
+            self.value = Some(Box::new(v?));
+            self.pending = false;
+        }
+        Ok(())
+    }
+}
+
+/// A conformant array (`[size_is(n)] T a[]`), as a referent or a
+/// parameter: its maximum count, then its elements.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ConformantArray<T>(pub Vec<T>);
+
+/// The least number of bytes one element occupies in the stream: counts
+/// are checked against it.
+fn min_size<T: Ndr>(syntax: Syntax) -> usize {
+    T::align(syntax).min(8)
+}
+
+impl<T: Ndr> Ndr for ConformantArray<T> {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide()
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        e.count(self.0.len());
+        for item in &self.0 {
+            item.encode_scalars(e);
+        }
+    }
+    fn encode_buffers(&self, e: &mut Encoder) {
+        for item in &self.0 {
+            item.encode_buffers(e);
+        }
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        let n = d.count("a conformant array", min_size::<T>(d.syntax))?;
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            items.push(T::decode_scalars(d)?);
+        }
+        Ok(ConformantArray(items))
+    }
+    fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
+        for item in &mut self.0 {
+            item.decode_buffers(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// A `[string] wchar_t *` referent: a conformant varying array of UTF-16
+/// code units ending with a NUL that the text does not include.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct WString(pub String);
+
+impl Ndr for WString {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide()
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        let units: Vec<u16> = self.0.encode_utf16().chain([0]).collect();
+        e.count(units.len());
+        e.count(0);
+        e.count(units.len());
+        for u in units {
+            e.u16(u);
+        }
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        let max = d.count("a string's maximum count", 2)?;
+        d.zero_offset("a string")?;
+        let actual = d.count("a string's actual count", 2)?;
+        if actual > max {
+            return Err(NdrError::Correlation {
+                what: "a string's actual count against its maximum count",
+                expected: max as u64,
+                found: actual as u64,
+            });
+        }
+        if actual == 0 {
+            return Err(NdrError::Invalid("a string has no terminating NUL"));
+        }
+        let mut units = Vec::with_capacity(actual);
+        for _ in 0..actual {
+            units.push(d.u16()?);
+        }
+        if units.pop() != Some(0) {
+            return Err(NdrError::Invalid("a string does not end with NUL"));
+        }
+        String::from_utf16(&units)
+            .map(WString)
+            .map_err(|_| NdrError::Invalid("a string is not valid UTF-16"))
+    }
+}
+
+/// A `[string] char *` referent: bytes ending with NUL.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct CString(pub Vec<u8>);
+
+impl Ndr for CString {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide()
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        e.count(self.0.len() + 1);
+        e.count(0);
+        e.count(self.0.len() + 1);
+        e.buf.extend_from_slice(&self.0);
+        e.buf.push(0);
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        let max = d.count("a string's maximum count", 1)?;
+        d.zero_offset("a string")?;
+        let actual = d.count("a string's actual count", 1)?;
+        d.correlate(
+            "a string's actual count within its maximum",
+            1,
+            u64::from(actual <= max),
+        )?;
+        let bytes = d.take(actual, "a string")?;
+        match bytes.split_last() {
+            Some((0, text)) if !text.contains(&0) => Ok(CString(text.to_vec())),
+            _ => Err(NdrError::Invalid("a string does not end with its only NUL")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

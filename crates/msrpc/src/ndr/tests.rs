@@ -1,0 +1,347 @@
+use super::*;
+
+/// [MS-RPCE] 4.7: UNICODE_STRING, whose pointer's referent is a
+/// conformant varying array correlated with the structure's fields:
+/// max count = MaximumLength/2, actual count = Length/2.
+#[derive(Debug, PartialEq)]
+struct UnicodeString {
+    length: u16,
+    maximum_length: u16,
+    buffer: Unique<Vec<u16>>,
+}
+
+impl Ndr for UnicodeString {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide()
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        e.align(Self::align(e.syntax));
+        e.u16(self.length);
+        e.u16(self.maximum_length);
+        e.pointer(self.buffer.get().is_some());
+    }
+    fn encode_buffers(&self, e: &mut Encoder) {
+        if let Some(units) = self.buffer.get() {
+            e.count(usize::from(self.maximum_length / 2));
+            e.count(0);
+            e.count(usize::from(self.length / 2));
+            for u in units.iter().take(usize::from(self.length / 2)) {
+                e.u16(*u);
+            }
+        }
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        d.align(Self::align(d.syntax))?;
+        let length = d.u16()?;
+        let maximum_length = d.u16()?;
+        let present = d.pointer()?;
+        Ok(UnicodeString {
+            length,
+            maximum_length,
+            buffer: Unique {
+                value: None,
+                pending: present,
+            },
+        })
+    }
+    fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
+        if !self.buffer.pending {
+            return Ok(());
+        }
+        let max = d.count("pString's maximum count", 2)?;
+        d.correlate(
+            "size_is(MaximumLength/2)",
+            u64::from(self.maximum_length / 2),
+            max as u64,
+        )?;
+        d.zero_offset("pString")?;
+        let actual = d.count("pString's actual count", 2)?;
+        d.correlate(
+            "length_is(Length/2)",
+            u64::from(self.length / 2),
+            actual as u64,
+        )?;
+        let mut units = Vec::with_capacity(actual);
+        for _ in 0..actual {
+            units.push(d.u16()?);
+        }
+        self.buffer = Unique::new(Some(units));
+        Ok(())
+    }
+}
+
+fn utf16(s: &str) -> Vec<u16> {
+    s.encode_utf16().collect()
+}
+
+#[test]
+fn unicode_string_as_section_4_7_lays_it_out() {
+    let value = UnicodeString {
+        length: 6,
+        maximum_length: 12,
+        buffer: Unique::new(Some(utf16("abc"))),
+    };
+    let bytes = to_bytes(&value, Syntax::Ndr20);
+    let expected: Vec<u8> = [
+        &[6, 0, 12, 0][..], // Length, MaximumLength
+        &[0, 0, 2, 0],      // pointer identifier
+        &[6, 0, 0, 0],      // maximum count = MaximumLength/2
+        &[0, 0, 0, 0],      // offset
+        &[3, 0, 0, 0],      // actual count = Length/2
+        &[b'a', 0, b'b', 0, b'c', 0],
+    ]
+    .concat();
+    assert_eq!(bytes, expected);
+    let back: UnicodeString = from_bytes(&bytes, Syntax::Ndr20, true).unwrap();
+    assert_eq!(back, value);
+
+    // Correlation validation: counts that disagree with the fields.
+    let mut wrong_max = expected.clone();
+    wrong_max[8] = 7;
+    assert!(matches!(
+        from_bytes::<UnicodeString>(&wrong_max, Syntax::Ndr20, true),
+        Err(NdrError::Correlation {
+            what: "size_is(MaximumLength/2)",
+            expected: 6,
+            found: 7
+        })
+    ));
+    let mut wrong_actual = expected.clone();
+    wrong_actual[16] = 2;
+    assert!(matches!(
+        from_bytes::<UnicodeString>(&wrong_actual, Syntax::Ndr20, true),
+        Err(NdrError::Correlation {
+            what: "length_is(Length/2)",
+            ..
+        })
+    ));
+    let mut offset = expected.clone();
+    offset[12] = 1;
+    assert!(matches!(
+        from_bytes::<UnicodeString>(&offset, Syntax::Ndr20, true),
+        Err(NdrError::Offset { offset: 1, .. })
+    ));
+
+    // NDR64: pointer and counts are 8 bytes, 8-aligned.
+    let wide = to_bytes(&value, Syntax::Ndr64);
+    assert_eq!(wide.len(), 8 + 8 + 24 + 6);
+    assert_eq!(
+        from_bytes::<UnicodeString>(&wide, Syntax::Ndr64, true).unwrap(),
+        value
+    );
+}
+
+/// [MS-RPCE] 4.8: { long l; short s; } has a 2-byte trailing gap in NDR64.
+#[derive(Debug, PartialEq)]
+struct StructWithPad {
+    l: i32,
+    s: i16,
+}
+
+impl Ndr for StructWithPad {
+    fn align(_: Syntax) -> usize {
+        4
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        e.align(4);
+        let start = e.buf.len();
+        self.l.encode_scalars(e);
+        self.s.encode_scalars(e);
+        e.end_struct(4, start);
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        d.align(4)?;
+        let start = d.position();
+        let l = i32::decode_scalars(d)?;
+        let s = i16::decode_scalars(d)?;
+        d.end_struct(4, start)?;
+        Ok(StructWithPad { l, s })
+    }
+}
+
+#[test]
+fn the_ndr64_trailing_gap_of_section_4_8() {
+    let v = StructWithPad { l: -2, s: 7 };
+    assert_eq!(to_bytes(&v, Syntax::Ndr20).len(), 6);
+    let wide = to_bytes(&v, Syntax::Ndr64);
+    assert_eq!(wide, vec![0xFE, 0xFF, 0xFF, 0xFF, 7, 0, 0, 0]);
+    let array = ConformantArray(vec![
+        StructWithPad { l: 1, s: 2 },
+        StructWithPad { l: 3, s: 4 },
+    ]);
+    let wide = to_bytes(&array, Syntax::Ndr64);
+    assert_eq!(wide.len(), 8 + 2 * 8, "each element padded to 8");
+    assert_eq!(
+        from_bytes::<ConformantArray<StructWithPad>>(&wide, Syntax::Ndr64, true).unwrap(),
+        array
+    );
+}
+
+#[test]
+fn primitives_strings_pointers_and_arrays_round_trip_in_both_syntaxes() {
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        let s = WString("café 日本".into());
+        assert_eq!(
+            from_bytes::<WString>(&to_bytes(&s, syntax), syntax, true).unwrap(),
+            s
+        );
+        let c = CString(b"ncacn_ip_tcp".to_vec());
+        assert_eq!(
+            from_bytes::<CString>(&to_bytes(&c, syntax), syntax, true).unwrap(),
+            c
+        );
+        let list = ConformantArray(vec![
+            Unique::new(Some(WString("one".into()))),
+            Unique::new(None),
+            Unique::new(Some(WString("three".into()))),
+        ]);
+        let bytes = to_bytes(&list, syntax);
+        assert_eq!(
+            from_bytes::<ConformantArray<Unique<WString>>>(&bytes, syntax, true).unwrap(),
+            list
+        );
+        let u = Uuid::parse("e1af8308-5d1f-11c9-91a4-08002b14a0fa").unwrap();
+        assert_eq!(
+            from_bytes::<Uuid>(&to_bytes(&u, syntax), syntax, true).unwrap(),
+            u
+        );
+        for v in [0u64, 1, u64::MAX] {
+            assert_eq!(
+                from_bytes::<u64>(&to_bytes(&v, syntax), syntax, true).unwrap(),
+                v
+            );
+        }
+    }
+    // Big-endian streams are read.
+    let be = [0, 0, 0, 2, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0];
+    assert_eq!(
+        from_bytes::<ConformantArray<u32>>(&be, Syntax::Ndr20, false).unwrap(),
+        ConformantArray(vec![0x1234_5678, 0x9abc_def0])
+    );
+}
+
+#[test]
+fn malformed_streams_are_refused() {
+    // A count far beyond the stream: refused before allocating.
+    let huge = [0xFF, 0xFF, 0xFF, 0x7F, 1, 2, 3, 4];
+    assert!(matches!(
+        from_bytes::<ConformantArray<u32>>(&huge, Syntax::Ndr20, true),
+        Err(NdrError::CountTooLarge {
+            count: 0x7FFF_FFFF,
+            ..
+        })
+    ));
+    let huge64 = [0xFF; 16];
+    assert!(matches!(
+        from_bytes::<ConformantArray<u8>>(&huge64, Syntax::Ndr64, true),
+        Err(NdrError::CountTooLarge { .. })
+    ));
+    // Strings: actual above max, no NUL, NUL inside, empty, bad UTF-16.
+    let string = |max: u32, offset: u32, actual: u32, units: &[u16]| {
+        let mut b = Vec::new();
+        for n in [max, offset, actual] {
+            b.extend_from_slice(&n.to_le_bytes());
+        }
+        for u in units {
+            b.extend_from_slice(&u.to_le_bytes());
+        }
+        b
+    };
+    assert!(matches!(
+        from_bytes::<WString>(&string(1, 0, 2, &[65, 0]), Syntax::Ndr20, true),
+        Err(NdrError::Correlation { .. })
+    ));
+    assert!(from_bytes::<WString>(&string(2, 0, 2, &[65, 66]), Syntax::Ndr20, true).is_err());
+    assert!(from_bytes::<WString>(&string(0, 0, 0, &[]), Syntax::Ndr20, true).is_err());
+    assert!(matches!(
+        from_bytes::<WString>(&string(2, 1, 2, &[65, 0]), Syntax::Ndr20, true),
+        Err(NdrError::Offset { .. })
+    ));
+    assert!(from_bytes::<WString>(&string(2, 0, 2, &[0xD800, 0]), Syntax::Ndr20, true).is_err());
+    assert_eq!(
+        from_bytes::<WString>(&string(3, 0, 2, &[65, 0]), Syntax::Ndr20, true).unwrap(),
+        WString("A".into())
+    );
+    let cstring = |bytes: &[u8]| {
+        let mut b = Vec::new();
+        for _ in 0..2 {
+            b.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            if b.len() == 4 {
+                b.extend_from_slice(&0u32.to_le_bytes());
+            }
+        }
+        b.extend_from_slice(bytes);
+        b
+    };
+    assert!(from_bytes::<CString>(&cstring(b"ab\0c\0"), Syntax::Ndr20, true).is_err());
+    assert!(from_bytes::<CString>(&cstring(b"abc"), Syntax::Ndr20, true).is_err());
+    assert_eq!(
+        from_bytes::<CString>(&cstring(b"abc\0"), Syntax::Ndr20, true).unwrap(),
+        CString(b"abc".to_vec())
+    );
+    // Truncated: a pointer whose referent is missing.
+    assert!(matches!(
+        from_bytes::<Unique<u32>>(&[0, 0, 2, 0], Syntax::Ndr20, true),
+        Err(NdrError::Insufficient { .. })
+    ));
+    // Leftover bytes are not ignored.
+    assert!(from_bytes::<u32>(&[0; 12], Syntax::Ndr20, true).is_err());
+}
+
+/// A linked list, to bound pointer chains.
+#[derive(Debug, PartialEq)]
+struct Node {
+    value: u32,
+    next: Unique<Node>,
+}
+
+impl Ndr for Node {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide()
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        self.value.encode_scalars(e);
+        self.next.encode_scalars(e);
+    }
+    fn encode_buffers(&self, e: &mut Encoder) {
+        self.next.encode_buffers(e);
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        Ok(Node {
+            value: u32::decode_scalars(d)?,
+            next: Unique::decode_scalars(d)?,
+        })
+    }
+    fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
+        self.next.decode_buffers(d)
+    }
+}
+
+#[test]
+fn pointer_chains_are_bounded() {
+    let chain = |n: u32| {
+        let mut node = Node {
+            value: n,
+            next: Unique::new(None),
+        };
+        for i in (0..n).rev() {
+            node = Node {
+                value: i,
+                next: Unique::new(Some(node)),
+            };
+        }
+        node
+    };
+    let short = chain(10);
+    let bytes = to_bytes(&short, Syntax::Ndr20);
+    assert_eq!(
+        from_bytes::<Node>(&bytes, Syntax::Ndr20, true).unwrap(),
+        short
+    );
+    let long = chain(MAX_DEPTH as u32 + 5);
+    let bytes = to_bytes(&long, Syntax::Ndr20);
+    assert_eq!(
+        from_bytes::<Node>(&bytes, Syntax::Ndr20, true).unwrap_err(),
+        NdrError::TooDeep(MAX_DEPTH)
+    );
+}
