@@ -11,10 +11,14 @@
 
 #![forbid(unsafe_code)]
 
+// The derive names `::msrpc::ndr`; inside this crate that is `crate`.
+extern crate self as msrpc;
+
 pub mod fuzz_checks;
 pub mod ndr;
 pub mod pdu;
 pub mod uuid;
 
+pub use msrpc_derive::Ndr;
 pub use pdu::{Pdu, PduError, PduType};
 pub use uuid::Uuid;

@@ -345,3 +345,58 @@ fn pointer_chains_are_bounded() {
         NdrError::TooDeep(MAX_DEPTH)
     );
 }
+
+/// The same structure as [`StructWithPad`], described once and derived.
+#[derive(crate::Ndr, Debug, PartialEq)]
+struct DerivedPad {
+    l: i32,
+    s: i16,
+}
+
+#[derive(crate::Ndr, Debug, PartialEq)]
+struct Entry {
+    object: Uuid,
+    annotation: Unique<WString>,
+    version: u16,
+    next: Unique<Entry>,
+}
+
+#[test]
+fn derived_structures_marshal_as_hand_written_ones() {
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        let hand = to_bytes(&StructWithPad { l: 5, s: -1 }, syntax);
+        let derived = to_bytes(&DerivedPad { l: 5, s: -1 }, syntax);
+        assert_eq!(hand, derived, "{syntax:?}");
+        assert_eq!(
+            from_bytes::<DerivedPad>(&derived, syntax, true).unwrap(),
+            DerivedPad { l: 5, s: -1 }
+        );
+    }
+    let entry = Entry {
+        object: Uuid::parse("e1af8308-5d1f-11c9-91a4-08002b14a0fa").unwrap(),
+        annotation: Unique::new(Some(WString("x".into()))),
+        version: 3,
+        next: Unique::new(Some(Entry {
+            object: Uuid::NIL,
+            annotation: Unique::new(None),
+            version: 4,
+            next: Unique::new(None),
+        })),
+    };
+    let bytes = to_bytes(&entry, Syntax::Ndr20);
+    // Scalars: the UUID, a referent id, the version, a referent id; then
+    // the buffers in field order: the string, then the next entry.
+    assert_eq!(&bytes[16..20], &[0, 0, 2, 0]);
+    assert_eq!(&bytes[20..22], &[3, 0]);
+    assert_eq!(&bytes[24..28], &[4, 0, 2, 0]);
+    assert_eq!(&bytes[28..40], &[2, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]);
+    assert_eq!(&bytes[40..44], &[b'x', 0, 0, 0]);
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        let bytes = to_bytes(&entry, syntax);
+        assert_eq!(
+            from_bytes::<Entry>(&bytes, syntax, true).unwrap(),
+            entry,
+            "{syntax:?}"
+        );
+    }
+}
