@@ -400,3 +400,66 @@ fn derived_structures_marshal_as_hand_written_ones() {
         );
     }
 }
+
+/// MGMT's rpc_if_id_t and rpc_if_id_vector_t (C706 appendix): a
+/// conformant structure whose array of unique pointers is sized by its
+/// count field.
+#[derive(crate::Ndr, Debug, PartialEq, Clone)]
+struct IfId {
+    uuid: Uuid,
+    vers_major: u16,
+    vers_minor: u16,
+}
+
+#[derive(crate::Ndr, Debug, PartialEq)]
+struct IfIdVector {
+    count: u32,
+    #[ndr(size_is = "count")]
+    if_id: Vec<Unique<IfId>>,
+}
+
+#[test]
+fn a_conformant_structure_leads_with_its_conformance() {
+    let epm = IfId {
+        uuid: Uuid::parse("e1af8308-5d1f-11c9-91a4-08002b14a0fa").unwrap(),
+        vers_major: 3,
+        vers_minor: 0,
+    };
+    let v = IfIdVector {
+        count: 2,
+        if_id: vec![Unique::new(Some(epm.clone())), Unique::new(Some(epm))],
+    };
+    let bytes = to_bytes(&v, Syntax::Ndr20);
+    // max count, count, two referent ids, then the two referents.
+    assert_eq!(&bytes[0..4], &[2, 0, 0, 0]);
+    assert_eq!(&bytes[4..8], &[2, 0, 0, 0]);
+    assert_eq!(&bytes[8..12], &[0, 0, 2, 0]);
+    assert_eq!(&bytes[12..16], &[4, 0, 2, 0]);
+    assert_eq!(bytes.len(), 16 + 2 * 20);
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        let bytes = to_bytes(&v, syntax);
+        assert_eq!(
+            from_bytes::<IfIdVector>(&bytes, syntax, true).unwrap(),
+            v,
+            "{syntax:?}"
+        );
+    }
+    // The count field must equal the conformance.
+    let mut wrong = to_bytes(&v, Syntax::Ndr20);
+    wrong[4] = 3;
+    assert!(matches!(
+        from_bytes::<IfIdVector>(&wrong, Syntax::Ndr20, true),
+        Err(NdrError::Correlation {
+            what: "size_is(count) of IfIdVector.if_id",
+            expected: 3,
+            found: 2
+        })
+    ));
+    // A conformance the stream cannot hold.
+    let mut huge = to_bytes(&v, Syntax::Ndr20);
+    huge[0..4].copy_from_slice(&0x4000_0000u32.to_le_bytes());
+    assert!(matches!(
+        from_bytes::<IfIdVector>(&huge, Syntax::Ndr20, true),
+        Err(NdrError::CountTooLarge { .. })
+    ));
+}
