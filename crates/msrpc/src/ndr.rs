@@ -407,6 +407,65 @@ impl Ndr for Uuid {
     }
 }
 
+/// NDR's boolean: one octet, 0 false, anything else true (C706 14.2.3).
+impl Ndr for bool {
+    fn align(_: Syntax) -> usize {
+        1
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        e.u8(u8::from(*self));
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        Ok(d.u8()? != 0)
+    }
+}
+
+/// A fixed array (`T a[N]`): its elements, no counts.
+impl<T: Ndr, const N: usize> Ndr for [T; N] {
+    fn align(syntax: Syntax) -> usize {
+        T::align(syntax)
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        for item in self {
+            item.encode_scalars(e);
+        }
+    }
+    fn encode_buffers(&self, e: &mut Encoder) {
+        for item in self {
+            item.encode_buffers(e);
+        }
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        let mut items = Vec::with_capacity(N.min(d.remaining()));
+        for _ in 0..N {
+            items.push(T::decode_scalars(d)?);
+        }
+        items
+            .try_into()
+            .map_err(|_| NdrError::Invalid("a fixed array has the wrong number of elements"))
+    }
+    fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
+        for item in self.iter_mut() {
+            item.decode_buffers(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// A context handle on the wire (ndr_context_handle, C706 14.3.12.4):
+/// 20 octets, attributes then a UUID; all zero is the NULL handle.
+#[derive(msrpc_derive::Ndr, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub struct ContextHandle {
+    pub attributes: u32,
+    pub uuid: Uuid,
+}
+
+impl ContextHandle {
+    pub fn is_null(&self) -> bool {
+        self.attributes == 0 && self.uuid == Uuid::NIL
+    }
+}
+
 /// A `[unique]` pointer: NULL, or a referent marshalled with the buffers.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Unique<T> {

@@ -463,3 +463,37 @@ fn a_conformant_structure_leads_with_its_conformance() {
         Err(NdrError::CountTooLarge { .. })
     ));
 }
+
+#[test]
+fn booleans_fixed_arrays_and_context_handles() {
+    #[derive(crate::Ndr, Debug, PartialEq)]
+    struct Mixed {
+        flag: bool,
+        annotation: [u8; 5],
+        handle: ContextHandle,
+        listening: u32,
+    }
+    let m = Mixed {
+        flag: true,
+        annotation: *b"abc\0\0",
+        handle: ContextHandle {
+            attributes: 0,
+            uuid: Uuid::parse("01234567-89ab-cdef-0123-456789abcdef").unwrap(),
+        },
+        listening: 1,
+    };
+    let bytes = to_bytes(&m, Syntax::Ndr20);
+    assert_eq!(&bytes[0..6], &[1, b'a', b'b', b'c', 0, 0]);
+    assert_eq!(&bytes[6..8], &[0, 0], "the handle is 4-aligned");
+    assert_eq!(bytes.len(), 8 + 20 + 4);
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        assert_eq!(
+            from_bytes::<Mixed>(&to_bytes(&m, syntax), syntax, true).unwrap(),
+            m
+        );
+    }
+    assert!(ContextHandle::default().is_null());
+    assert!(!m.handle.is_null());
+    // Any non-zero octet is true.
+    assert!(from_bytes::<bool>(&[7], Syntax::Ndr20, true).unwrap());
+}
