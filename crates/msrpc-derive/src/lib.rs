@@ -16,9 +16,17 @@ use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, Data, DeriveInput, Fields, LitStr};
 
-/// The `size_is` of a field, when it has one.
-fn size_is(field: &syn::Field) -> syn::Result<Option<syn::Ident>> {
-    let mut found = None;
+/// A field's `#[ndr(...)]` attributes.
+#[derive(Default)]
+struct FieldAttrs {
+    /// `size_is = "count"`.
+    size_is: Option<syn::Ident>,
+    /// `range(min, max)`.
+    range: Option<(syn::LitInt, syn::LitInt)>,
+}
+
+fn field_attrs(field: &syn::Field) -> syn::Result<FieldAttrs> {
+    let mut out = FieldAttrs::default();
     for attr in &field.attrs {
         if !attr.path().is_ident("ndr") {
             continue;
@@ -26,14 +34,22 @@ fn size_is(field: &syn::Field) -> syn::Result<Option<syn::Ident>> {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("size_is") {
                 let lit: LitStr = meta.value()?.parse()?;
-                found = Some(syn::Ident::new(&lit.value(), lit.span()));
+                out.size_is = Some(syn::Ident::new(&lit.value(), lit.span()));
+                Ok(())
+            } else if meta.path.is_ident("range") {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let min: syn::LitInt = content.parse()?;
+                content.parse::<syn::Token![,]>()?;
+                let max: syn::LitInt = content.parse()?;
+                out.range = Some((min, max));
                 Ok(())
             } else {
-                Err(meta.error("supported: #[ndr(size_is = \"field\")]"))
+                Err(meta.error("supported: #[ndr(size_is = \"field\")], #[ndr(range(min, max))]"))
             }
         })?;
     }
-    Ok(found)
+    Ok(out)
 }
 
 #[proc_macro_derive(Ndr, attributes(ndr))]
@@ -66,8 +82,20 @@ fn expand(input: DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     };
     // The conformant array, if any, must be the last field.
     let mut conformant = None;
+    let mut range_checks = Vec::new();
     for (i, f) in fields.iter().enumerate() {
-        if let Some(count) = size_is(f)? {
+        let attrs = field_attrs(f)?;
+        if let Some((min, max)) = attrs.range {
+            let ident = &f.ident;
+            let what = format!(
+                "range of {name}.{}",
+                ident.as_ref().map(|i| i.to_string()).unwrap_or_default()
+            );
+            range_checks.push(quote! {
+                ::msrpc::ndr::check_range(#what, u64::try_from(#ident).unwrap_or(u64::MAX), #min, #max)?;
+            });
+        }
+        if let Some(count) = attrs.size_is {
             if i + 1 != fields.len() {
                 return Err(syn::Error::new_spanned(
                     f,
@@ -183,6 +211,7 @@ fn expand(input: DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
                 #( let #fixed_idents = <#fixed_types as #ndr::Ndr>::decode_scalars(d)?; )*
                 #decode_array
                 d.end_struct(align, start)?;
+                #( #range_checks )*
                 #check_count
                 Ok(Self { #( #all_idents ),* })
             }

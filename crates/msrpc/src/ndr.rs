@@ -65,6 +65,13 @@ pub enum NdrError {
     Invalid(&'static str),
     #[error("pointers nest deeper than {0}")]
     TooDeep(usize),
+    #[error("{what}: {value} is outside its range [{min}, {max}]")]
+    Range {
+        what: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
 }
 
 impl NdrError {
@@ -634,6 +641,56 @@ impl Ndr for CString {
             Some((0, text)) if !text.contains(&0) => Ok(CString(text.to_vec())),
             _ => Err(NdrError::Invalid("a string does not end with its only NUL")),
         }
+    }
+}
+
+/// A `[string] char a[MAX]` field: a varying array — offset (0) and actual
+/// count, no maximum (it is fixed by the IDL) — of at most MAX bytes
+/// ending with NUL, as ept_entry_t's annotation.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct VaryingCString<const MAX: usize>(pub Vec<u8>);
+
+impl<const MAX: usize> Ndr for VaryingCString<MAX> {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide()
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        // Text longer than the IDL's bound is cut to fit with its NUL.
+        let text = &self.0[..self.0.len().min(MAX.saturating_sub(1))];
+        e.count(0);
+        e.count(text.len() + 1);
+        e.buf.extend_from_slice(text);
+        e.buf.push(0);
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        d.zero_offset("a varying string")?;
+        let actual = d.count("a varying string's actual count", 1)?;
+        if actual > MAX {
+            return Err(NdrError::Correlation {
+                what: "a varying string's actual count within its fixed size",
+                expected: MAX as u64,
+                found: actual as u64,
+            });
+        }
+        let bytes = d.take(actual, "a varying string")?;
+        match bytes.split_last() {
+            Some((0, text)) if !text.contains(&0) => Ok(VaryingCString(text.to_vec())),
+            _ => Err(NdrError::Invalid("a string does not end with its only NUL")),
+        }
+    }
+}
+
+/// Checks a `[range(min, max)]` value ([MS-RPCE] 2.2.4.2 and 3.1.1.5.3).
+pub fn check_range(what: &'static str, value: u64, min: u64, max: u64) -> Result<()> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(NdrError::Range {
+            what,
+            value,
+            min,
+            max,
+        })
     }
 }
 

@@ -497,3 +497,69 @@ fn booleans_fixed_arrays_and_context_handles() {
     // Any non-zero octet is true.
     assert!(from_bytes::<bool>(&[7], Syntax::Ndr20, true).unwrap());
 }
+
+/// ept_entry_t's shape: a varying string of fixed size, and twr_t's
+/// ranged, conformant tower.
+#[derive(crate::Ndr, Debug, PartialEq)]
+struct Tower {
+    #[ndr(range(0, 2000))]
+    tower_length: u32,
+    #[ndr(size_is = "tower_length")]
+    tower_octet_string: Vec<u8>,
+}
+
+#[derive(crate::Ndr, Debug, PartialEq)]
+struct EptEntry {
+    object: Uuid,
+    tower: Unique<Tower>,
+    annotation: VaryingCString<64>,
+}
+
+#[test]
+fn ranges_and_varying_strings() {
+    let entry = EptEntry {
+        object: Uuid::NIL,
+        tower: Unique::new(Some(Tower {
+            tower_length: 3,
+            tower_octet_string: vec![1, 2, 3],
+        })),
+        annotation: VaryingCString(b"Impl friendly name".to_vec()),
+    };
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        let bytes = to_bytes(&entry, syntax);
+        assert_eq!(from_bytes::<EptEntry>(&bytes, syntax, true).unwrap(), entry);
+    }
+    let bytes = to_bytes(&entry, Syntax::Ndr20);
+    // UUID, referent id, then the annotation inline: offset 0, actual 19.
+    assert_eq!(&bytes[20..28], &[0, 0, 0, 0, 19, 0, 0, 0]);
+    // A tower over its range is refused.
+    let big = Tower {
+        tower_length: 2001,
+        tower_octet_string: vec![0; 2001],
+    };
+    assert!(matches!(
+        from_bytes::<Tower>(&to_bytes(&big, Syntax::Ndr20), Syntax::Ndr20, true),
+        Err(NdrError::Range {
+            value: 2001,
+            max: 2000,
+            ..
+        })
+    ));
+    // A varying string longer than its fixed size is refused.
+    let mut long = Vec::new();
+    long.extend_from_slice(&0u32.to_le_bytes());
+    long.extend_from_slice(&65u32.to_le_bytes());
+    long.extend_from_slice(&[b'a'; 64]);
+    long.push(0);
+    assert!(matches!(
+        from_bytes::<VaryingCString<64>>(&long, Syntax::Ndr20, true),
+        Err(NdrError::Correlation { .. })
+    ));
+    // Text longer than the bound is cut to fit when written.
+    let cut = VaryingCString::<4>(b"abcdef".to_vec());
+    assert_eq!(
+        from_bytes::<VaryingCString<4>>(&to_bytes(&cut, Syntax::Ndr20), Syntax::Ndr20, true)
+            .unwrap(),
+        VaryingCString(b"abc".to_vec())
+    );
+}
