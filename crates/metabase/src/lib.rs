@@ -40,6 +40,7 @@ pub mod error;
 pub mod exchange;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod ids;
 pub mod ipsec;
 pub mod mbxml;
 pub mod path;

@@ -10,45 +10,7 @@ use metabase::{GetMode, MbPath, Snapshot, Value};
 use serde::Serialize;
 
 pub mod ids {
-    pub const SERVER_COMMAND: u32 = 1012;
-    pub const SERVER_COMMENT: u32 = 1015;
-    pub const SERVER_STATE: u32 = 1016;
-    pub const SERVER_AUTO_START: u32 = 1017;
-    pub const SERVER_BINDINGS: u32 = 1023;
-    pub const WIN32_ERROR: u32 = 1099;
-    pub const APP_ROOT: u32 = 2103;
-    pub const PATH: u32 = 3001;
-    pub const PERIODIC_RESTART_TIME: u32 = 9001;
-    pub const PERIODIC_RESTART_REQUESTS: u32 = 9002;
-    pub const MAX_PROCESSES: u32 = 9003;
-    pub const PINGING_ENABLED: u32 = 9004;
-    pub const IDLE_TIMEOUT: u32 = 9005;
-    pub const RAPID_FAIL_PROTECTION: u32 = 9006;
-    pub const STARTUP_TIME_LIMIT: u32 = 9011;
-    pub const SHUTDOWN_TIME_LIMIT: u32 = 9012;
-    pub const PING_INTERVAL: u32 = 9013;
-    pub const PING_RESPONSE_TIME: u32 = 9014;
-    pub const DISALLOW_OVERLAPPING_ROTATION: u32 = 9015;
-    pub const APP_POOL_QUEUE_LENGTH: u32 = 9017;
-    pub const DISALLOW_ROTATION_ON_CONFIG_CHANGE: u32 = 9018;
-    pub const PERIODIC_RESTART_SCHEDULE: u32 = 9020;
-    pub const APP_POOL_IDENTITY_TYPE: u32 = 9021;
-    pub const PERIODIC_RESTART_MEMORY: u32 = 9024;
-    pub const APP_POOL_COMMAND: u32 = 9026;
-    pub const APP_POOL_STATE: u32 = 9027;
-    pub const APP_POOL_AUTO_START: u32 = 9028;
-    pub const RAPID_FAIL_PROTECTION_INTERVAL: u32 = 9029;
-    pub const RAPID_FAIL_PROTECTION_MAX_CRASHES: u32 = 9030;
-    pub const LOAD_BALANCER_CAPABILITIES: u32 = 9034;
-    pub const PERIODIC_RESTART_PRIVATE_MEMORY: u32 = 9038;
-    pub const APP_POOL_ID: u32 = 9101;
-    pub const WAM_USER_NAME: u32 = 7501;
-    pub const LOG_TYPE: u32 = 4000;
-    pub const LOG_FILE_DIRECTORY: u32 = 4001;
-    pub const LOG_FILE_PERIOD: u32 = 4003;
-    pub const LOG_FILE_TRUNCATE_SIZE: u32 = 4004;
-    pub const LOG_EXT_FILE_FLAGS: u32 = 4013;
-    pub const LOG_FILE_LOCALTIME_ROLLOVER: u32 = 4015;
+    pub use metabase::ids::*;
 }
 
 /// ServerState values (MD_SERVER_STATE_*).

@@ -330,10 +330,7 @@ fn site_id(key: &MbPath) -> Result<u32> {
         .ok_or_else(|| WmiError::new(WbemStatus::Failed, "a site's key name is its ID"))
 }
 
-const APP_ROOT: u32 = 2103;
-const APP_ISOLATED: u32 = 2104;
-const APP_FRIENDLY_NAME: u32 = 2102;
-const APP_POOL_ID: u32 = 9101;
+use metabase::ids::{APP_FRIENDLY_NAME, APP_ISOLATED, APP_POOL_ID, APP_ROOT};
 
 /// IIsWebService.CreateNewSite(ServerComment, ServerBindings[],
 /// PathOfRootVirtualDir[, ServerId]): a site with its root application,

@@ -11,23 +11,7 @@ use metabase::{GetMode, MbPath, Snapshot, Value};
 
 /// Metabase IDs the pipeline reads.
 pub mod ids {
-    pub const PATH: u32 = 3001;
-    pub const ACCESS_FLAGS: u32 = 6016;
-    pub const DEFAULT_DOC: u32 = 6006;
-    pub const DIR_BROWSE_FLAGS: u32 = 6005;
-    pub const MIME_MAP: u32 = 6015;
-    pub const HTTP_REDIRECT: u32 = 6011;
-    pub const HTTP_CUSTOM_HEADERS: u32 = 6004;
-    pub const HTTP_EXPIRES: u32 = 6002;
-    pub const HTTP_ERRORS: u32 = 6008;
-    pub const MAX_REQUEST_ENTITY_ALLOWED: u32 = 6051;
-    pub const AUTH_FLAGS: u32 = 6000;
-    pub const IP_SECURITY: u32 = 6019;
-    pub const DONT_LOG: u32 = 6023;
-    pub const REALM: u32 = 6001;
-    pub const DEFAULT_LOGON_DOMAIN: u32 = 6012;
-    pub const ACCESS_SSL_FLAGS: u32 = 6030;
-    pub const SCRIPT_MAPS: u32 = 6014;
+    pub use metabase::ids::*;
 }
 
 /// AccessFlags bits.
