@@ -7,7 +7,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{echo, exchange, free_port, Client, Server};
-use httpapi::Session;
 use serde_json::json;
 
 fn get(path: &str, host: &str) -> Vec<u8> {
@@ -85,14 +84,8 @@ async fn unknown_hosts_and_paths() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_stopped_and_unserved_queues() {
     let server = Server::start(json!({ "RequestQueueTimeout": 1.5 }));
-    let port = free_port();
-    let session = Session::connect(server.socket()).await.unwrap();
     // Nobody receives from this queue: requests wait in it.
-    let queue = session.create_queue("idle").await.unwrap();
-    queue
-        .add_url(&format!("http://+:{port}/"), 0)
-        .await
-        .unwrap();
+    let (port, _session, queue) = server.queue_on_free_port("idle").await;
     queue.set_max_length(2).await.unwrap();
     let mut waiting = Vec::new();
     for i in 0..2 {
@@ -130,13 +123,7 @@ async fn full_stopped_and_unserved_queues() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_waits_for_a_process_to_attach() {
     let server = Server::start(json!({ "RequestQueueTimeout": 30 }));
-    let port = free_port();
-    let session = Session::connect(server.socket()).await.unwrap();
-    let mut queue = session.create_queue("later").await.unwrap();
-    queue
-        .add_url(&format!("http://+:{port}/"), 0)
-        .await
-        .unwrap();
+    let (port, _session, mut queue) = server.queue_on_free_port("later").await;
     let mut c = Client::connect(port).await;
     c.send(&get("/held", "h")).await;
     // Nothing answers while nobody serves the queue…
@@ -157,13 +144,7 @@ async fn a_request_waits_for_a_process_to_attach() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_that_leaves_abandons_its_requests() {
     let server = Server::start(json!({}));
-    let port = free_port();
-    let session = Session::connect(server.socket()).await.unwrap();
-    let mut queue = session.create_queue("leaver").await.unwrap();
-    queue
-        .add_url(&format!("http://+:{port}/"), 0)
-        .await
-        .unwrap();
+    let (port, session, mut queue) = server.queue_on_free_port("leaver").await;
     let mut c = Client::connect(port).await;
     c.send(&get("/abandoned", "h")).await;
     let req = queue.receive().await.unwrap();
@@ -254,13 +235,7 @@ async fn timeouts_and_slow_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_is_dropped() {
     let server = Server::start(json!({ "MinSendRate": 50_000_000 }));
-    let port = free_port();
-    let session = Session::connect(server.socket()).await.unwrap();
-    let mut queue = session.create_queue("big").await.unwrap();
-    queue
-        .add_url(&format!("http://+:{port}/"), 0)
-        .await
-        .unwrap();
+    let (port, _session, mut queue) = server.queue_on_free_port("big").await;
     tokio::spawn(async move {
         while let Ok(req) = queue.receive().await {
             tokio::spawn(async move {
@@ -399,13 +374,7 @@ async fn pipelining_keep_alive_and_continue() {
 async fn bodies_over_the_limit_early_answers_and_dropped_clients() {
     let server =
         Server::start(json!({ "MaxRequestEntityBytes": 1000, "DrainEntityBodyTimeout": 1.0 }));
-    let port = free_port();
-    let session = Session::connect(server.socket()).await.unwrap();
-    let mut queue = session.create_queue("bodies").await.unwrap();
-    queue
-        .add_url(&format!("http://+:{port}/"), 0)
-        .await
-        .unwrap();
+    let (port, _session, mut queue) = server.queue_on_free_port("bodies").await;
     tokio::spawn(async move {
         while let Ok(mut req) = queue.receive().await {
             tokio::spawn(async move {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{exchange, free_port, Client, Server, BIN};
-use httpapi::{CachePolicy, Response, Session};
+use httpapi::{CachePolicy, Response};
 use serde_json::json;
 
 /// The `hello` example, built by `cargo test --workspace` with the rest.
@@ -201,13 +201,7 @@ async fn url_reservations_decide_who_may_register() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_response_cache() {
     let server = Server::start(json!({}));
-    let port = free_port();
-    let session = Session::connect(server.socket()).await.unwrap();
-    let mut queue = session.create_queue("cached").await.unwrap();
-    queue
-        .add_url(&format!("http://+:{port}/"), 0)
-        .await
-        .unwrap();
+    let (port, _session, mut queue) = server.queue_on_free_port("cached").await;
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     let (flush_tx, mut flush_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -307,13 +301,7 @@ async fn the_response_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_and_streamed_bodies() {
     let server = Server::start(json!({}));
-    let port = free_port();
-    let session = Session::connect(server.socket()).await.unwrap();
-    let mut queue = session.create_queue("stream").await.unwrap();
-    queue
-        .add_url(&format!("http://+:{port}/"), 0)
-        .await
-        .unwrap();
+    let (port, _session, mut queue) = server.queue_on_free_port("stream").await;
     tokio::spawn(async move {
         while let Ok(mut req) = queue.receive().await {
             tokio::spawn(async move {

@@ -321,9 +321,18 @@ fn uploads_deletes_and_body_limits() {
     let body_file = web.dir.path().join("payload.txt");
     std::fs::write(&body_file, "uploaded text").unwrap();
     let payload = format!("@{}", body_file.display());
+    // PUT the payload file with these request headers.
+    let put = |path: &str, headers: &[&str]| {
+        let mut args = vec!["-X", "PUT"];
+        for h in headers {
+            args.extend(["-H", h]);
+        }
+        args.extend(["--data-binary", payload.as_str()]);
+        web.curl(path, &args)
+    };
 
     // Without AccessWrite: 403.3.
-    let refused = web.curl("/upload/a.txt", &["-X", "PUT", "--data-binary", &payload]);
+    let refused = put("/upload/a.txt", &[]);
     assert_eq!(refused.status, 403);
     assert!(refused.text().contains("403.3"));
     web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/upload", "IIsWebDirectory"]);
@@ -334,9 +343,7 @@ fn uploads_deletes_and_body_limits() {
         "AccessRead | AccessWrite",
     ]);
     web.wait_for("AccessWrite", Duration::from_secs(10), || {
-        web.curl("/upload/a.txt", &["-X", "PUT", "--data-binary", &payload])
-            .status
-            == 201
+        put("/upload/a.txt", &[]).status == 201
     });
     assert_eq!(
         std::fs::read_to_string(upload_dir.join("a.txt")).unwrap(),
@@ -345,21 +352,11 @@ fn uploads_deletes_and_body_limits() {
     assert_eq!(web.curl("/upload/a.txt", &[]).text(), "uploaded text");
     // Replacing: 204, and the listener's cached copy is gone at once.
     std::fs::write(&body_file, "second version").unwrap();
-    let replaced = web.curl("/upload/a.txt", &["-X", "PUT", "--data-binary", &payload]);
+    let replaced = put("/upload/a.txt", &[]);
     assert_eq!(replaced.status, 204);
     assert_eq!(web.curl("/upload/a.txt", &[]).text(), "second version");
     // A chunked upload.
-    let chunked = web.curl(
-        "/upload/c.txt",
-        &[
-            "-X",
-            "PUT",
-            "-H",
-            "Transfer-Encoding: chunked",
-            "--data-binary",
-            &payload,
-        ],
-    );
+    let chunked = put("/upload/c.txt", &["Transfer-Encoding: chunked"]);
     assert_eq!(chunked.status, 201);
     // Preconditions on PUT.
     let etag = web.curl("/upload/a.txt", &[]).header("etag").unwrap();
@@ -379,59 +376,13 @@ fn uploads_deletes_and_body_limits() {
         412
     );
     assert_eq!(
-        web.curl(
-            "/upload/a.txt",
-            &[
-                "-X",
-                "PUT",
-                "-H",
-                &format!("If-Match: {etag}"),
-                "--data-binary",
-                &payload
-            ]
-        )
-        .status,
+        put("/upload/a.txt", &[&format!("If-Match: {etag}")]).status,
         204
     );
-    assert_eq!(
-        web.curl(
-            "/upload/new.txt",
-            &[
-                "-X",
-                "PUT",
-                "-H",
-                "If-None-Match: *",
-                "--data-binary",
-                &payload
-            ]
-        )
-        .status,
-        201
-    );
-    assert_eq!(
-        web.curl(
-            "/upload/new.txt",
-            &[
-                "-X",
-                "PUT",
-                "-H",
-                "If-None-Match: *",
-                "--data-binary",
-                &payload
-            ]
-        )
-        .status,
-        412
-    );
+    assert_eq!(put("/upload/new.txt", &["If-None-Match: *"]).status, 201);
+    assert_eq!(put("/upload/new.txt", &["If-None-Match: *"]).status, 412);
     // No parent directory: 409.
-    assert_eq!(
-        web.curl(
-            "/upload/no/such/dir.txt",
-            &["-X", "PUT", "--data-binary", &payload]
-        )
-        .status,
-        409
-    );
+    assert_eq!(put("/upload/no/such/dir.txt", &[]).status, 409);
     // DELETE.
     assert_eq!(web.curl("/upload/a.txt", &["-X", "DELETE"]).status, 204);
     assert!(!upload_dir.join("a.txt").exists());

@@ -267,6 +267,17 @@ impl Conn {
     }
 
     /// Sends the listener's own error page and logs it.
+    /// A stopped queue's answer: 503 AppOffline, or with `drop`
+    /// (LoadBalancerCapabilities 1) a closed connection, logged either way.
+    async fn offline(&mut self, drop: bool, seen: &Seen, head_only: bool) -> Next {
+        if drop {
+            self.log(seen, None, R::AppOffline);
+            return Next::Close;
+        }
+        self.refuse(HttpError::unavailable(R::AppOffline), seen, head_only)
+            .await
+    }
+
     async fn refuse(&mut self, error: HttpError, seen: &Seen, head_only: bool) -> Next {
         self.log(seen, Some(error.status), error.reason);
         let page = error_response(&error, head_only);
@@ -549,26 +560,11 @@ impl Conn {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let demand = shared.demand_hook();
         match route.queue.dispatch(request, events_tx, demand.as_ref()) {
-            Dispatch::Offline => {
-                return self
-                    .refuse(
-                        HttpError::new(503, R::AppOffline, "Service Unavailable"),
-                        &seen,
-                        is_head,
-                    )
-                    .await;
-            }
-            Dispatch::Dropped => {
-                self.log(&seen, None, R::AppOffline);
-                return Next::Close;
-            }
+            Dispatch::Offline => return self.offline(false, &seen, is_head).await,
+            Dispatch::Dropped => return self.offline(true, &seen, is_head).await,
             Dispatch::Full => {
                 return self
-                    .refuse(
-                        HttpError::new(503, R::QueueFull, "Service Unavailable"),
-                        &seen,
-                        is_head,
-                    )
+                    .refuse(HttpError::unavailable(R::QueueFull), &seen, is_head)
                     .await;
             }
             Dispatch::Delivered | Dispatch::Queued => {}
@@ -579,28 +575,17 @@ impl Conn {
         let session = loop {
             match timeout_at(queue_deadline, events.recv()).await {
                 Ok(Some(ConnEvent::Delivered(session))) => break session,
-                Ok(Some(ConnEvent::Offline { drop: true })) => {
-                    self.log(&seen, None, R::AppOffline);
-                    return Next::Close;
+                Ok(Some(ConnEvent::Offline { drop })) => {
+                    return self.offline(drop, &seen, is_head).await;
                 }
-                Ok(Some(ConnEvent::Abandoned | ConnEvent::Offline { .. })) | Ok(None) => {
-                    return self
-                        .refuse(
-                            HttpError::new(503, R::AppOffline, "Service Unavailable"),
-                            &seen,
-                            is_head,
-                        )
-                        .await;
+                Ok(Some(ConnEvent::Abandoned)) | Ok(None) => {
+                    return self.offline(false, &seen, is_head).await;
                 }
                 Ok(Some(_)) => continue,
                 Err(_) => {
                     if route.queue.cancel(id) {
                         return self
-                            .refuse(
-                                HttpError::new(503, R::TimerAppPool, "Service Unavailable"),
-                                &seen,
-                                is_head,
-                            )
+                            .refuse(HttpError::unavailable(R::TimerAppPool), &seen, is_head)
                             .await;
                     }
                     // Taken just now: its Delivered event is on its way.
@@ -880,11 +865,7 @@ fn apply(
             }
         }
         ConnEvent::Abandoned | ConnEvent::Offline { .. } => fail(
-            Some(HttpError::new(
-                503,
-                R::ConnectionAbandonedByAppPool,
-                "Service Unavailable",
-            )),
+            Some(HttpError::unavailable(R::ConnectionAbandonedByAppPool)),
             R::ConnectionAbandonedByAppPool,
             false,
         ),

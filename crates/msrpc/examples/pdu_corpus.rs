@@ -94,6 +94,6 @@ fn main() {
         ("shutdown", pdu(Body::Shutdown, None)),
     ];
     for (name, p) in seeds {
-        std::fs::write(format!("{dir}/{name}"), p.encode()).expect("write");
+        std::fs::write(format!("{dir}/{name}"), p.encode().unwrap()).expect("write");
     }
 }

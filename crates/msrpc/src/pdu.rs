@@ -574,8 +574,13 @@ impl Pdu {
 
     /// Encodes the fragment, little-endian, padding the body so the
     /// sec_trailer starts 16-byte aligned (the padding is counted in
-    /// `auth.pad_length`, which is recomputed).
-    pub fn encode(&self) -> Vec<u8> {
+    /// `auth.pad_length`, which is recomputed). A list longer than its
+    /// 8-bit count, or a fragment longer than 65535 bytes, is refused
+    /// rather than cut: fragmenting is the caller's work.
+    pub fn encode(&self) -> Result<Vec<u8>, PduError> {
+        fn count8(n: usize, what: &'static str) -> Result<u8, PduError> {
+            u8::try_from(n).map_err(|_| PduError::Invalid(what))
+        }
         let mut w = Vec::with_capacity(64);
         w.extend_from_slice(&[5, self.rpc_vers_minor, self.pdu_type() as u8, self.flags]);
         w.extend_from_slice(&NDR_LITTLE_ENDIAN);
@@ -586,10 +591,18 @@ impl Pdu {
                 w.extend_from_slice(&b.max_xmit_frag.to_le_bytes());
                 w.extend_from_slice(&b.max_recv_frag.to_le_bytes());
                 w.extend_from_slice(&b.assoc_group_id.to_le_bytes());
-                w.extend_from_slice(&[b.contexts.len() as u8, 0, 0, 0]);
+                w.extend_from_slice(&[
+                    count8(b.contexts.len(), "more than 255 presentation contexts")?,
+                    0,
+                    0,
+                    0,
+                ]);
                 for c in &b.contexts {
                     w.extend_from_slice(&c.context_id.to_le_bytes());
-                    w.extend_from_slice(&[c.transfer_syntaxes.len() as u8, 0]);
+                    w.extend_from_slice(&[
+                        count8(c.transfer_syntaxes.len(), "more than 255 transfer syntaxes")?,
+                        0,
+                    ]);
                     put_syntax(&mut w, &c.abstract_syntax);
                     for t in &c.transfer_syntaxes {
                         put_syntax(&mut w, t);
@@ -605,14 +618,16 @@ impl Pdu {
                 if b.secondary_address.is_empty() {
                     w.extend_from_slice(&0u16.to_le_bytes());
                 } else {
-                    w.extend_from_slice(&((b.secondary_address.len() + 1) as u16).to_le_bytes());
+                    let len = u16::try_from(b.secondary_address.len() + 1)
+                        .map_err(|_| PduError::Invalid("a secondary address over 65534 bytes"))?;
+                    w.extend_from_slice(&len.to_le_bytes());
                     w.extend_from_slice(&b.secondary_address);
                     w.push(0);
                 }
                 while w.len() % 4 != 0 {
                     w.push(0);
                 }
-                w.extend_from_slice(&[b.results.len() as u8, 0, 0, 0]);
+                w.extend_from_slice(&[count8(b.results.len(), "more than 255 results")?, 0, 0, 0]);
                 for r in &b.results {
                     w.extend_from_slice(&r.result.to_le_bytes());
                     w.extend_from_slice(&r.reason.to_le_bytes());
@@ -621,7 +636,7 @@ impl Pdu {
             }
             Body::BindNak(n) => {
                 w.extend_from_slice(&n.reason.to_le_bytes());
-                w.push(n.versions.len() as u8);
+                w.push(count8(n.versions.len(), "more than 255 protocol versions")?);
                 for (major, minor) in &n.versions {
                     w.extend_from_slice(&[*major, *minor]);
                 }
@@ -668,10 +683,13 @@ impl Pdu {
             w.extend_from_slice(&a.token);
             auth_length = a.token.len();
         }
-        let frag = w.len() as u16;
+        let frag =
+            u16::try_from(w.len()).map_err(|_| PduError::Invalid("a fragment over 65535 bytes"))?;
+        let auth_length = u16::try_from(auth_length)
+            .map_err(|_| PduError::Invalid("an authentication token over 65535 bytes"))?;
         w[8..10].copy_from_slice(&frag.to_le_bytes());
-        w[10..12].copy_from_slice(&(auth_length as u16).to_le_bytes());
-        w
+        w[10..12].copy_from_slice(&auth_length.to_le_bytes());
+        Ok(w)
     }
 }
 

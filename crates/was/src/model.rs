@@ -9,9 +9,7 @@ use std::net::IpAddr;
 use metabase::{GetMode, MbPath, Snapshot, Value};
 use serde::Serialize;
 
-pub mod ids {
-    pub use metabase::ids::*;
-}
+pub use metabase::ids;
 
 /// ServerState values (MD_SERVER_STATE_*).
 pub mod server_state {

@@ -439,15 +439,7 @@ impl Service {
         self.model = model;
         self.apply_routes();
         for key in gone {
-            let ids: Vec<u64> = self
-                .workers
-                .iter()
-                .filter(|(_, w)| w.pool == key)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                self.stop_worker(id);
-            }
+            self.stop_pool_workers(&key);
             self.pools.remove(&key);
         }
     }
@@ -886,6 +878,19 @@ impl Service {
         }
     }
 
+    /// Tells every worker of a pool to finish its requests and exit.
+    fn stop_pool_workers(&mut self, pool: &str) {
+        let ids: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.pool == pool)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.stop_worker(id);
+        }
+    }
+
     fn recycle_pool(&mut self, pool: &str, why: &str) {
         let ids: Vec<u64> = self
             .workers
@@ -988,15 +993,7 @@ impl Service {
             pool.running = false;
             pool.reason = Some(reason);
             pool.queue.queue().set_stopped(true);
-            let ids: Vec<u64> = self
-                .workers
-                .iter()
-                .filter(|(_, w)| w.pool == pool_key)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                self.stop_worker(id);
-            }
+            self.stop_pool_workers(pool_key);
             self.write_states();
         }
     }
@@ -1302,15 +1299,7 @@ impl Service {
                 pool.running = false;
                 pool.reason = Some("stopped by an administrator".into());
                 pool.queue.queue().set_stopped(true);
-                let ids: Vec<u64> = self
-                    .workers
-                    .iter()
-                    .filter(|(_, w)| w.pool == key)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in ids {
-                    self.stop_worker(id);
-                }
+                self.stop_pool_workers(&key);
                 format!("application pool {display} stopped")
             }
             PoolCommand::Recycle => {

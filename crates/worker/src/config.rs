@@ -587,19 +587,10 @@ mod tests {
     }
     use metabase::Metabase;
 
-    fn p(s: &str) -> MbPath {
-        MbPath::parse(s).unwrap()
-    }
+    use crate::site::testing::{p, set};
 
     fn config() -> Config {
         let mb = Metabase::empty();
-        let set = |t: &mut metabase::Txn, path: &str, prop: &str, v: &[&str]| {
-            t.set_text(
-                &p(path),
-                prop,
-                &v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            )
-        };
         mb.write(|t| {
             t.create_key(&p("/LM/MimeMap"), "IIsMimeMap")?;
             set(

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use metabase::{GetMode, MbPath, Snapshot, Value};
 
 /// Metabase IDs the pipeline reads.
-pub mod ids {
-    pub use metabase::ids::*;
-}
+pub use metabase::ids;
 
 /// AccessFlags bits.
 pub mod access {
@@ -160,24 +158,31 @@ impl Location {
     }
 }
 
+/// Fixture helpers for the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use metabase::MbPath;
+
+    pub fn p(s: &str) -> MbPath {
+        MbPath::parse(s).unwrap()
+    }
+
+    /// `mb set PATH/PROP VALUES…` inside a transaction.
+    pub fn set(t: &mut metabase::Txn, path: &str, prop: &str, v: &[&str]) -> metabase::Result<()> {
+        let values: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        t.set_text(&p(path), prop, &values)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use metabase::Metabase;
 
-    fn p(s: &str) -> MbPath {
-        MbPath::parse(s).unwrap()
-    }
+    use crate::site::testing::{p, set};
 
     fn snapshot() -> Arc<Snapshot> {
         let mb = Metabase::empty();
-        let set = |t: &mut metabase::Txn, path: &str, prop: &str, v: &[&str]| {
-            t.set_text(
-                &p(path),
-                prop,
-                &v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            )
-        };
         mb.write(|t| {
             t.create_key(&p("/LM/MimeMap"), "IIsMimeMap")?;
             set(

@@ -32,6 +32,19 @@ pub struct Server {
 }
 
 impl Server {
+    /// A session with queue `name` registered for every host on a free
+    /// port: (port, session, queue). Keep the session while using the queue.
+    pub async fn queue_on_free_port(&self, name: &str) -> (u16, Session, httpapi::Queue) {
+        let port = free_port();
+        let session = Session::connect(self.socket()).await.unwrap();
+        let queue = session.create_queue(name).await.unwrap();
+        queue
+            .add_url(&format!("http://+:{port}/"), 0)
+            .await
+            .unwrap();
+        (port, session, queue)
+    }
+
     /// Starts the server with `httpsys` (HTTP.SYS parameters as JSON
     /// fields) added to a loopback-only configuration.
     pub fn start(httpsys: Value) -> Server {
@@ -86,22 +99,7 @@ impl Server {
 
     /// The HTTPERR lines written so far (headers skipped).
     pub fn httperr(&self) -> Vec<String> {
-        let dir = self.state().join("logs/HTTPERR");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.sort();
-        files
-            .iter()
-            .flat_map(|f| {
-                std::fs::read_to_string(f)
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .filter(|l| !l.starts_with('#'))
-            .collect()
+        log_lines(&self.state().join("logs/HTTPERR"))
     }
 
     /// Waits for an HTTPERR line holding all of `needles`.
@@ -346,4 +344,24 @@ pub async fn exchange(port: u16, request: &[u8]) -> Option<Reply> {
     c.send(request).await;
     let head_request = request.starts_with(b"HEAD ");
     c.read(head_request, Duration::from_secs(10)).await
+}
+
+/// The lines of the log files in `dir`, oldest file first, without the
+/// `#` directives.
+pub fn log_lines(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.starts_with('#'))
+        .collect()
 }

@@ -276,22 +276,7 @@ impl Web {
 
     /// The W3C log lines of a site written so far (directives skipped).
     pub fn w3c_lines(&self, site: u32) -> Vec<String> {
-        let dir = self.state().join(format!("logs/W3SVC{site}"));
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.sort();
-        files
-            .iter()
-            .flat_map(|f| {
-                std::fs::read_to_string(f)
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .filter(|l| !l.starts_with('#'))
-            .collect()
+        super::log_lines(&self.state().join(format!("logs/W3SVC{site}")))
     }
 }
 

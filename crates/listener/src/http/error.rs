@@ -96,6 +96,12 @@ impl HttpError {
         HttpError::new(400, reason, detail)
     }
 
+    /// 503 for a request no process will serve (offline, full or
+    /// abandoned queue, RequestQueue timeout).
+    pub const fn unavailable(reason: ErrorReason) -> HttpError {
+        HttpError::new(503, reason, "Service Unavailable")
+    }
+
     /// The status line's reason phrase.
     pub fn status_text(&self) -> &'static str {
         status_text(self.status)

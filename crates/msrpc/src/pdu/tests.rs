@@ -42,14 +42,14 @@ fn the_endpoint_mapper_bind_byte_for_byte() {
     assert_eq!(b.contexts[0].abstract_syntax, epm());
     assert_eq!(b.contexts[0].abstract_syntax.major(), 3);
     assert_eq!(b.contexts[0].transfer_syntaxes, vec![ndr()]);
-    assert_eq!(pdu.encode(), EPM_BIND.to_vec());
+    assert_eq!(pdu.encode().unwrap(), EPM_BIND.to_vec());
     assert_eq!(frag_length(&EPM_BIND[..16]), Ok(72));
 }
 
 fn round_trip(pdu: &Pdu) -> Pdu {
-    let bytes = pdu.encode();
+    let bytes = pdu.encode().unwrap();
     let back = Pdu::decode(&bytes).unwrap_or_else(|e| panic!("{e}: {pdu:?}"));
-    assert_eq!(back.encode(), bytes, "re-encoding is stable");
+    assert_eq!(back.encode().unwrap(), bytes, "re-encoding is stable");
     back
 }
 
@@ -188,7 +188,7 @@ fn the_sec_trailer_is_16_byte_aligned_and_the_padding_is_not_stub_data() {
             }),
             Some(auth(&[0xEE; 16])),
         );
-        let bytes = p.encode();
+        let bytes = p.encode().unwrap();
         let auth_length = u16::from_le_bytes([bytes[10], bytes[11]]) as usize;
         let trailer_at = bytes.len() - auth_length - SEC_TRAILER_LEN;
         assert_eq!((trailer_at - HEADER_LEN) % 16, 0, "stub {stub_len}");
@@ -292,12 +292,13 @@ fn malformed_pdus_are_refused_without_panicking() {
         }),
         Some(auth(&[1; 16])),
     )
-    .encode();
+    .encode()
+    .unwrap();
     let trailer_at = p.len() - 16 - SEC_TRAILER_LEN;
     p[trailer_at + 2] = 15;
     assert!(Pdu::decode(&p).is_err());
     // rpc_auth_3 without a token.
-    let bare = pdu(Body::Auth3, None).encode();
+    let bare = pdu(Body::Auth3, None).encode().unwrap();
     assert!(Pdu::decode(&bare).is_err());
     // frag_length below the header's size.
     let mut tiny = EPM_BIND;
