@@ -54,3 +54,31 @@ medians() {
         { v[$1] = v[$1] " " $2; n[$1]++ }
         END { for (k in v) { split(v[k], a, " "); print "median", k, a[int((n[k] + 1) / 2)] } }'
 }
+
+# start_nginx PORT "EXTRA http-block directives": nginx with one worker on
+# CPU 0 serving $work/www, tuned for static files (sendfile, nopush,
+# keep-alive, no access log); its pid joins $pids.
+start_nginx() {
+    mkdir -p "$work/nginx/logs"
+    cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 10000000;
+    $2
+    server {
+        listen 127.0.0.1:$1;
+        root $work/www;
+    }
+}
+CONF
+    taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+    pids+=($!)
+}

@@ -37,28 +37,7 @@ open(sys.argv[1], "w").write(body)
 PY
 size=$(stat -c %s "$work/www/index.html")
 
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_requests 10000000;
-    open_file_cache max=100 inactive=60s;
-    default_type text/html;
-    server {
-        listen 127.0.0.1:$nginx_port;
-        root $work/www;
-    }
-}
-CONF
-taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-pids+=($!)
+start_nginx "$nginx_port" "open_file_cache max=100 inactive=60s; default_type text/html;"
 
 echo '{"ListenAddresses": ["127.0.0.1"]}' > "$work/state/httpsys.json"
 INETSRV_LOG=warn taskset -c 0 "$bin/inetsrv" --state-dir "$work/state" start --threads 1 &

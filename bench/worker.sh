@@ -35,28 +35,7 @@ head -c 1024 /dev/urandom | base64 -w 76 | head -c 1024 > "$work/www/small.txt"
 head -c $((1024 * 1024)) /dev/urandom > "$work/www/large.bin"
 chmod -R a+rX "$work/www"
 
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_requests 10000000;
-    default_type application/octet-stream;
-    types { text/plain txt; }
-    server {
-        listen 127.0.0.1:$nginx_port;
-        root $work/www;
-    }
-}
-CONF
-taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-pids+=($!)
+start_nginx "$nginx_port" "default_type application/octet-stream; types { text/plain txt; }"
 
 # start NAME PORT CACHE: an inetsrv state directory serving $work/www.
 start() {
