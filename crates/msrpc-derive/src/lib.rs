@@ -239,3 +239,284 @@ fn element_type(ty: &syn::Type) -> syn::Result<syn::Type> {
     }
     Err(syn::Error::new_spanned(ty, "a size_is field is a Vec<T>"))
 }
+
+/// `#[interface(uuid = "…", version = "major.minor")]` on a trait: an IDL
+/// interface described once. Each method is
+/// `#[opnum(N)] fn name(&self, call: &Call, in_params…) -> CallResult<Out>`
+/// where the in-parameters and `Out` (one type or a tuple: the
+/// `[out]` parameters in order, the return value last) are [`Ndr`] types;
+/// `#[ndr(range(min, max))]` on an in-parameter checks its range.
+///
+/// Generated beside the trait: `{Trait}Server<T>`, which implements
+/// `msrpc::server::Interface` (unmarshal, check, call, marshal; unknown
+/// opnums answer nca_s_op_rng_error), and `{Trait}Client`, whose async
+/// methods of the same names marshal a call over a
+/// `msrpc::client::Connection`.
+#[proc_macro_attribute]
+pub fn interface(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut trait_item = parse_macro_input!(item as syn::ItemTrait);
+    match expand_interface(attr.into(), &mut trait_item) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+struct Method {
+    name: syn::Ident,
+    opnum: u16,
+    in_names: Vec<syn::Ident>,
+    in_types: Vec<syn::Type>,
+    ranges: Vec<(syn::Ident, syn::LitInt, syn::LitInt)>,
+    out: syn::Type,
+    docs: Vec<syn::Attribute>,
+}
+
+fn expand_interface(
+    attr: proc_macro2::TokenStream,
+    trait_item: &mut syn::ItemTrait,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let mut uuid = None;
+    let mut version = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("uuid") {
+            uuid = Some(meta.value()?.parse::<LitStr>()?);
+            Ok(())
+        } else if meta.path.is_ident("version") {
+            version = Some(meta.value()?.parse::<LitStr>()?);
+            Ok(())
+        } else {
+            Err(meta.error("supported: uuid = \"…\", version = \"major.minor\""))
+        }
+    });
+    syn::parse::Parser::parse2(parser, attr)?;
+    let span = trait_item.ident.span();
+    let uuid = uuid.ok_or_else(|| syn::Error::new(span, "#[interface] needs uuid = \"…\""))?;
+    let version =
+        version.ok_or_else(|| syn::Error::new(span, "#[interface] needs version = \"1.0\""))?;
+    let uuid_text = uuid.value();
+    if uuid_text.len() != 36 || uuid_text.split('-').count() != 5 {
+        return Err(syn::Error::new_spanned(&uuid, "not a UUID"));
+    }
+    let (major, minor) = version
+        .value()
+        .split_once('.')
+        .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)))
+        .ok_or_else(|| syn::Error::new_spanned(&version, "the version is major.minor"))?;
+
+    let mut methods = Vec::new();
+    for item in &mut trait_item.items {
+        let syn::TraitItem::Fn(f) = item else {
+            continue;
+        };
+        let mut opnum = None;
+        let mut kept = Vec::new();
+        for a in f.attrs.drain(..) {
+            if a.path().is_ident("opnum") {
+                let lit: syn::LitInt = a.parse_args()?;
+                opnum = Some(lit.base10_parse::<u16>()?);
+            } else {
+                kept.push(a);
+            }
+        }
+        f.attrs = kept;
+        let opnum = opnum.ok_or_else(|| {
+            syn::Error::new_spanned(&f.sig.ident, "each method needs #[opnum(N)]")
+        })?;
+        let mut in_names = Vec::new();
+        let mut in_types = Vec::new();
+        let mut ranges = Vec::new();
+        // Skip &self and the call context.
+        for (i, input) in f.sig.inputs.iter_mut().enumerate() {
+            let syn::FnArg::Typed(pt) = input else {
+                continue;
+            };
+            let attrs = std::mem::take(&mut pt.attrs);
+            if i < 2 {
+                continue;
+            }
+            let syn::Pat::Ident(pi) = pt.pat.as_ref() else {
+                return Err(syn::Error::new_spanned(
+                    &pt.pat,
+                    "parameters are plain names",
+                ));
+            };
+            for a in attrs {
+                if !a.path().is_ident("ndr") {
+                    return Err(syn::Error::new_spanned(
+                        a,
+                        "only #[ndr(range(min, max))] here",
+                    ));
+                }
+                a.parse_nested_meta(|meta| {
+                    if meta.path.is_ident("range") {
+                        let content;
+                        syn::parenthesized!(content in meta.input);
+                        let min: syn::LitInt = content.parse()?;
+                        content.parse::<syn::Token![,]>()?;
+                        let max: syn::LitInt = content.parse()?;
+                        ranges.push((pi.ident.clone(), min, max));
+                        Ok(())
+                    } else {
+                        Err(meta.error("only #[ndr(range(min, max))] here"))
+                    }
+                })?;
+            }
+            in_names.push(pi.ident.clone());
+            in_types.push((*pt.ty).clone());
+        }
+        let out = result_ok_type(&f.sig.output)?;
+        let docs = f
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .cloned()
+            .collect();
+        methods.push(Method {
+            name: f.sig.ident.clone(),
+            opnum,
+            in_names,
+            in_types,
+            ranges,
+            out,
+            docs,
+        });
+    }
+
+    let trait_name = &trait_item.ident;
+    let vis = &trait_item.vis;
+    let server = syn::Ident::new(&format!("{trait_name}Server"), span);
+    let client = syn::Ident::new(&format!("{trait_name}Client"), span);
+    let name_text = trait_name.to_string();
+    let ndr = quote!(::msrpc::ndr);
+    let uuid_lit = &uuid;
+
+    let arms = methods.iter().map(|m| {
+        let Method {
+            name,
+            opnum,
+            in_names,
+            in_types,
+            ranges,
+            ..
+        } = m;
+        let checks = ranges.iter().map(|(ident, min, max)| {
+            let what = format!("range of {name_text}.{name}'s {ident}");
+            quote! {
+                #ndr::check_range(#what, u64::try_from(#ident).unwrap_or(u64::MAX), #min, #max)
+                    .map_err(|e| ::msrpc::server::Fault::stub(e))?;
+            }
+        });
+        quote! {
+            #opnum => {
+                let (#( #in_names, )*): (#( #in_types, )*) =
+                    #ndr::params_from_bytes(stub, call.syntax, call.little_endian)
+                        .map_err(::msrpc::server::Fault::stub)?;
+                #( #checks )*
+                let out = self.0.#name(call, #( #in_names ),*)?;
+                Ok(#ndr::params_to_bytes(&out, call.syntax))
+            }
+        }
+    });
+    let opnums = methods.iter().map(|m| m.opnum);
+    let client_methods = methods.iter().map(|m| {
+        let Method {
+            name,
+            opnum,
+            in_names,
+            in_types,
+            out,
+            docs,
+            ..
+        } = m;
+        quote! {
+            #( #docs )*
+            #[allow(clippy::too_many_arguments)]
+            pub async fn #name(&mut self, #( #in_names: #in_types ),*) -> ::std::result::Result<#out, ::msrpc::client::CallError> {
+                let syntax = self.connection.transfer_syntax(self.context_id)?;
+                let stub = #ndr::params_to_bytes(&(#( #in_names, )*), syntax);
+                let reply = self.connection.call(self.context_id, #opnum, stub).await?;
+                #ndr::params_from_bytes::<#out>(&reply.stub, syntax, reply.little_endian)
+                    .map_err(::msrpc::client::CallError::Stub)
+            }
+        }
+    });
+
+    Ok(quote! {
+        #trait_item
+
+        /// Serves the interface with an implementation of the trait.
+        #vis struct #server<T>(pub T);
+
+        impl<T: #trait_name + Send + Sync + 'static> ::msrpc::server::Interface for #server<T> {
+            fn syntax(&self) -> ::msrpc::pdu::SyntaxId {
+                ::msrpc::pdu::SyntaxId::new(
+                    ::msrpc::Uuid::parse(#uuid_lit).expect("checked by #[interface]"),
+                    #major,
+                    #minor,
+                )
+            }
+            fn name(&self) -> &'static str {
+                #name_text
+            }
+            fn opnums(&self) -> &'static [u16] {
+                &[#( #opnums ),*]
+            }
+            fn dispatch(
+                &self,
+                call: &::msrpc::server::Call,
+                opnum: u16,
+                stub: &[u8],
+            ) -> ::std::result::Result<Vec<u8>, ::msrpc::server::Fault> {
+                match opnum {
+                    #( #arms )*
+                    _ => Err(::msrpc::server::Fault::op_rng()),
+                }
+            }
+        }
+
+        /// Calls the interface on a bound presentation context.
+        #vis struct #client<'c> {
+            pub connection: &'c mut ::msrpc::client::Connection,
+            pub context_id: u16,
+        }
+
+        impl<'c> #client<'c> {
+            /// The interface's syntax identifier, to bind.
+            pub fn syntax() -> ::msrpc::pdu::SyntaxId {
+                ::msrpc::pdu::SyntaxId::new(
+                    ::msrpc::Uuid::parse(#uuid_lit).expect("checked by #[interface]"),
+                    #major,
+                    #minor,
+                )
+            }
+
+            /// Binds the interface on the connection (a new presentation
+            /// context) and returns its client.
+            pub async fn bind(connection: &'c mut ::msrpc::client::Connection) -> ::std::result::Result<#client<'c>, ::msrpc::client::CallError> {
+                let context_id = connection.bind(Self::syntax()).await?;
+                Ok(#client { connection, context_id })
+            }
+
+            #( #client_methods )*
+        }
+    })
+}
+
+/// `T` of a method's `-> Result<T, _>` or `-> CallResult<T>`.
+fn result_ok_type(output: &syn::ReturnType) -> syn::Result<syn::Type> {
+    if let syn::ReturnType::Type(_, ty) = output {
+        if let syn::Type::Path(p) = ty.as_ref() {
+            if let Some(seg) = p.path.segments.last() {
+                if let syn::PathArguments::AngleBracketed(args) = &seg.arguments {
+                    if let Some(syn::GenericArgument::Type(t)) = args.args.first() {
+                        return Ok(t.clone());
+                    }
+                }
+            }
+        }
+    }
+    Err(syn::Error::new_spanned(
+        output,
+        "a method returns CallResult<Out> (Out: the [out] parameters, then the return value)",
+    ))
+}

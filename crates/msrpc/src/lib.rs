@@ -14,11 +14,16 @@
 // The derive names `::msrpc::ndr`; inside this crate that is `crate`.
 extern crate self as msrpc;
 
+pub mod client;
+pub mod epm;
 pub mod fuzz_checks;
+pub mod mgmt;
 pub mod ndr;
 pub mod pdu;
+pub mod server;
+pub mod status;
 pub mod uuid;
 
-pub use msrpc_derive::Ndr;
+pub use msrpc_derive::{interface, Ndr};
 pub use pdu::{Pdu, PduError, PduType};
 pub use uuid::Uuid;

@@ -680,6 +680,172 @@ impl<const MAX: usize> Ndr for VaryingCString<MAX> {
     }
 }
 
+/// A conformant varying array (`[size_is(max), length_is(n)] T a[]`):
+/// the maximum count, the offset (0) and the actual count, then the
+/// elements present — as ept_lookup's entries.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ConformantVaryingArray<T> {
+    /// The maximum count (size_is); at least `items.len()`.
+    pub max: usize,
+    pub items: Vec<T>,
+}
+
+impl<T: Ndr> Ndr for ConformantVaryingArray<T> {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide().max(T::align(syntax))
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        e.count(self.max.max(self.items.len()));
+        e.count(0);
+        e.count(self.items.len());
+        for item in &self.items {
+            item.encode_scalars(e);
+        }
+    }
+    fn encode_buffers(&self, e: &mut Encoder) {
+        for item in &self.items {
+            item.encode_buffers(e);
+        }
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        let max = d.raw_count()?;
+        d.zero_offset("a conformant varying array")?;
+        let actual = d.count("a conformant varying array", min_size::<T>(d.syntax))?;
+        if actual as u64 > max {
+            return Err(NdrError::Correlation {
+                what: "a varying array's actual count within its maximum count",
+                expected: max,
+                found: actual as u64,
+            });
+        }
+        let mut items = Vec::with_capacity(actual);
+        for _ in 0..actual {
+            items.push(T::decode_scalars(d)?);
+        }
+        Ok(ConformantVaryingArray {
+            max: max as usize,
+            items,
+        })
+    }
+    fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
+        for item in &mut self.items {
+            item.decode_buffers(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// A `[string, size_is(max)] char a[]` parameter: a conformant varying
+/// string whose maximum count is the caller's buffer size, not its length
+/// (rpc_mgmt_inq_princ_name's princ_name).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SizedCString {
+    pub max: usize,
+    pub text: Vec<u8>,
+}
+
+impl Ndr for SizedCString {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide()
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        // Cut to the buffer, keeping room for the NUL.
+        let text = &self.text[..self.text.len().min(self.max.saturating_sub(1))];
+        e.count(self.max.max(1));
+        e.count(0);
+        e.count(text.len() + 1);
+        e.buf.extend_from_slice(text);
+        e.buf.push(0);
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        let max = d.raw_count()?;
+        d.zero_offset("a string")?;
+        let actual = d.count("a string's actual count", 1)?;
+        if actual as u64 > max {
+            return Err(NdrError::Correlation {
+                what: "a string's actual count within its maximum count",
+                expected: max,
+                found: actual as u64,
+            });
+        }
+        let bytes = d.take(actual, "a string")?;
+        match bytes.split_last() {
+            Some((0, text)) if !text.contains(&0) => Ok(SizedCString {
+                max: max as usize,
+                text: text.to_vec(),
+            }),
+            _ => Err(NdrError::Invalid("a string does not end with its only NUL")),
+        }
+    }
+}
+
+/// The parameters of a call in one direction: each marshalled whole — its
+/// scalars, then its referents — before the next (C706 14.3.12: top-level
+/// parameters are not a structure; a `[ref]` pointer parameter is
+/// represented by its referent alone).
+pub trait Params: Sized {
+    fn encode_params(&self, e: &mut Encoder);
+    fn decode_params(d: &mut Decoder<'_>) -> Result<Self>;
+}
+
+impl Params for () {
+    fn encode_params(&self, _: &mut Encoder) {}
+    fn decode_params(_: &mut Decoder<'_>) -> Result<Self> {
+        Ok(())
+    }
+}
+
+impl<T: Ndr> Params for T {
+    fn encode_params(&self, e: &mut Encoder) {
+        encode(self, e);
+    }
+    fn decode_params(d: &mut Decoder<'_>) -> Result<Self> {
+        decode(d)
+    }
+}
+
+macro_rules! tuple_params {
+    ($($name:ident),+) => {
+        impl<$($name: Ndr),+> Params for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn encode_params(&self, e: &mut Encoder) {
+                let ($($name,)+) = self;
+                $( encode($name, e); )+
+            }
+            fn decode_params(d: &mut Decoder<'_>) -> Result<Self> {
+                Ok(($( decode::<$name>(d)?, )+))
+            }
+        }
+    };
+}
+
+tuple_params!(A);
+tuple_params!(A, B);
+tuple_params!(A, B, C);
+tuple_params!(A, B, C, D);
+tuple_params!(A, B, C, D, E);
+tuple_params!(A, B, C, D, E, F);
+tuple_params!(A, B, C, D, E, F, G);
+tuple_params!(A, B, C, D, E, F, G, H);
+
+/// Marshals parameters into a fresh stream.
+pub fn params_to_bytes<P: Params>(params: &P, syntax: Syntax) -> Vec<u8> {
+    let mut e = Encoder::new(syntax);
+    params.encode_params(&mut e);
+    e.buf
+}
+
+/// Unmarshals parameters that must use the whole stream (up to alignment
+/// padding of fewer than 8 bytes).
+pub fn params_from_bytes<P: Params>(data: &[u8], syntax: Syntax, little_endian: bool) -> Result<P> {
+    let mut d = Decoder::new(data, syntax, little_endian);
+    let v = P::decode_params(&mut d)?;
+    if d.remaining() >= 8 {
+        return Err(NdrError::Invalid("bytes are left over after the stub data"));
+    }
+    Ok(v)
+}
+
 /// Checks a `[range(min, max)]` value ([MS-RPCE] 2.2.4.2 and 3.1.1.5.3).
 pub fn check_range(what: &'static str, value: u64, min: u64, max: u64) -> Result<()> {
     if (min..=max).contains(&value) {

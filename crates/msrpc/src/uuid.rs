@@ -19,6 +19,45 @@ impl Uuid {
         clock_seq_and_node: [0; 8],
     };
 
+    /// A random (version 4) UUID, for context handles and association
+    /// groups that must not be guessed.
+    pub fn random() -> Uuid {
+        let mut b = [0u8; 16];
+        // Without the system's randomness, fail loudly rather than hand
+        // out guessable handles.
+        getrandom::fill(&mut b).expect("the system's random number generator");
+        let mut node = [0u8; 8];
+        node.copy_from_slice(&b[8..]);
+        node[0] = (node[0] & 0x3F) | 0x80;
+        Uuid {
+            time_low: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            time_mid: u16::from_le_bytes([b[4], b[5]]),
+            time_hi_and_version: (u16::from_le_bytes([b[6], b[7]]) & 0x0FFF) | 0x4000,
+            clock_seq_and_node: node,
+        }
+    }
+
+    /// The 16 bytes in little-endian NDR order (as towers carry them).
+    pub fn to_le_bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&self.time_low.to_le_bytes());
+        b[4..6].copy_from_slice(&self.time_mid.to_le_bytes());
+        b[6..8].copy_from_slice(&self.time_hi_and_version.to_le_bytes());
+        b[8..].copy_from_slice(&self.clock_seq_and_node);
+        b
+    }
+
+    pub fn from_le_bytes(b: &[u8; 16]) -> Uuid {
+        let mut node = [0u8; 8];
+        node.copy_from_slice(&b[8..]);
+        Uuid {
+            time_low: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            time_mid: u16::from_le_bytes([b[4], b[5]]),
+            time_hi_and_version: u16::from_le_bytes([b[6], b[7]]),
+            clock_seq_and_node: node,
+        }
+    }
+
     /// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
     pub fn parse(text: &str) -> Option<Uuid> {
         let parts: Vec<&str> = text.trim().split('-').collect();

@@ -1,0 +1,292 @@
+//! The client runtime: binds interfaces on a connection (ncacn_ip_tcp or
+//! ncalrpc), negotiates transfer syntaxes, fragments requests under the
+//! negotiated max_xmit_frag and reassembles responses. The generated
+//! `…Client` types marshal calls through it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::ndr::{NdrError, Syntax};
+use crate::pdu::{self, flags, Bind, Body, ContextElem, Pdu, PduError, SyntaxId, HEADER_LEN};
+use crate::server::{ndr20, ndr64};
+use crate::status;
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server sent a malformed PDU: {0}")]
+    Pdu(#[from] PduError),
+    #[error("the server refused the bind (bind_nak reason {0})")]
+    BindNak(u16),
+    #[error("the server refused the interface (result {result}, reason {reason})")]
+    Rejected { result: u16, reason: u16 },
+    #[error("the call faulted: {} ({status:#010x})", status::name(*status))]
+    Fault { status: u32 },
+    #[error("the response's stub data is malformed: {0}")]
+    Stub(NdrError),
+    #[error("presentation context {0} is not bound")]
+    UnknownContext(u16),
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+}
+
+/// How the client negotiates.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Offer NDR64 (alone) instead of NDR 2.0.
+    pub ndr64: bool,
+    /// The largest fragment offered (max_xmit_frag and max_recv_frag).
+    pub max_frag: u16,
+    /// Offer bind-time feature negotiation with this bitmask.
+    pub features: Option<u64>,
+    /// Join this association group.
+    pub assoc_group_id: u32,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            ndr64: false,
+            max_frag: 5840,
+            features: None,
+            assoc_group_id: 0,
+        }
+    }
+}
+
+/// A reassembled response.
+pub struct Reply {
+    pub stub: Vec<u8>,
+    pub little_endian: bool,
+}
+
+pub struct Connection {
+    stream: Box<dyn Stream>,
+    options: Options,
+    bound: bool,
+    max_xmit: usize,
+    /// The association group the server put this connection in.
+    pub assoc_group_id: u32,
+    /// Features the server acknowledged in bind-time feature negotiation.
+    pub features: Option<u64>,
+    contexts: HashMap<u16, Syntax>,
+    next_context: u16,
+    next_call_id: u32,
+}
+
+impl Connection {
+    fn new(stream: Box<dyn Stream>, options: Options) -> Connection {
+        Connection {
+            stream,
+            max_xmit: usize::from(options.max_frag),
+            options,
+            bound: false,
+            assoc_group_id: 0,
+            features: None,
+            contexts: HashMap::new(),
+            next_context: 0,
+            next_call_id: 1,
+        }
+    }
+
+    /// ncacn_ip_tcp.
+    pub async fn connect_tcp(addr: SocketAddr, options: Options) -> Result<Connection, CallError> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Connection::new(Box::new(stream), options))
+    }
+
+    /// ncalrpc: the server's Unix socket.
+    pub async fn connect_local(path: &Path, options: Options) -> Result<Connection, CallError> {
+        let stream = tokio::net::UnixStream::connect(path).await?;
+        Ok(Connection::new(Box::new(stream), options))
+    }
+
+    /// The transfer syntax negotiated for a presentation context.
+    pub fn transfer_syntax(&self, context_id: u16) -> Result<Syntax, CallError> {
+        self.contexts
+            .get(&context_id)
+            .copied()
+            .ok_or(CallError::UnknownContext(context_id))
+    }
+
+    fn call_id(&mut self) -> u32 {
+        let id = self.next_call_id;
+        self.next_call_id = self.next_call_id.wrapping_add(1);
+        id
+    }
+
+    /// Binds an interface (a bind on a new connection, an alter_context
+    /// after) and returns its presentation context id.
+    pub async fn bind(&mut self, interface: SyntaxId) -> Result<u16, CallError> {
+        let context_id = self.next_context;
+        self.next_context += 1;
+        let transfer = if self.options.ndr64 { ndr64() } else { ndr20() };
+        let mut contexts = vec![ContextElem {
+            context_id,
+            abstract_syntax: interface,
+            transfer_syntaxes: vec![transfer],
+        }];
+        if let (Some(bits), false) = (self.options.features, self.bound) {
+            let mut uuid = crate::Uuid::parse("6cb71c2c-9812-4540-0000-000000000000")
+                .unwrap_or(crate::Uuid::NIL);
+            uuid.clock_seq_and_node = bits.to_le_bytes();
+            contexts.push(ContextElem {
+                context_id: self.next_context,
+                abstract_syntax: interface,
+                transfer_syntaxes: vec![SyntaxId::new(uuid, 1, 0)],
+            });
+            self.next_context += 1;
+        }
+        let body = Bind {
+            max_xmit_frag: self.options.max_frag,
+            max_recv_frag: self.options.max_frag,
+            assoc_group_id: self.options.assoc_group_id,
+            contexts,
+        };
+        let call_id = self.call_id();
+        let body = if self.bound {
+            Body::AlterContext(body)
+        } else {
+            Body::Bind(body)
+        };
+        self.send(call_id, flags::FIRST_FRAG | flags::LAST_FRAG, body)
+            .await?;
+        let reply = self.receive().await?;
+        let ack = match reply.body {
+            Body::BindAck(ack) | Body::AlterContextResp(ack) => ack,
+            Body::BindNak(nak) => return Err(CallError::BindNak(nak.reason)),
+            Body::Fault(f) => return Err(CallError::Fault { status: f.status }),
+            _ => {
+                return Err(CallError::Protocol(
+                    "the answer to a bind is not a bind_ack",
+                ))
+            }
+        };
+        if !self.bound {
+            self.bound = true;
+            self.assoc_group_id = ack.assoc_group_id;
+            self.max_xmit = usize::from(ack.max_recv_frag.min(self.options.max_frag));
+        }
+        let mut results = ack.results.iter();
+        let first = results
+            .next()
+            .ok_or(CallError::Protocol("the bind_ack has no results"))?;
+        if let Some(btfn) = results.next() {
+            if btfn.result == 3 {
+                self.features = Some(u64::from(btfn.reason));
+            }
+        }
+        if first.result != 0 {
+            return Err(CallError::Rejected {
+                result: first.result,
+                reason: first.reason,
+            });
+        }
+        let syntax = if first.transfer_syntax == ndr64() {
+            Syntax::Ndr64
+        } else {
+            Syntax::Ndr20
+        };
+        self.contexts.insert(context_id, syntax);
+        Ok(context_id)
+    }
+
+    /// Makes a call; fragments the request as negotiated.
+    pub async fn call(
+        &mut self,
+        context_id: u16,
+        opnum: u16,
+        stub: Vec<u8>,
+    ) -> Result<Reply, CallError> {
+        self.transfer_syntax(context_id)?;
+        let call_id = self.call_id();
+        let room = (self.max_xmit - 24) & !7;
+        let mut at = 0;
+        loop {
+            let end = (at + room).min(stub.len());
+            let mut pfc = 0;
+            if at == 0 {
+                pfc |= flags::FIRST_FRAG;
+            }
+            if end == stub.len() {
+                pfc |= flags::LAST_FRAG;
+            }
+            let body = Body::Request(pdu::Request {
+                alloc_hint: (stub.len() - at) as u32,
+                context_id,
+                opnum,
+                object: None,
+                stub: stub[at..end].to_vec(),
+            });
+            self.send(call_id, pfc, body).await?;
+            at = end;
+            if at >= stub.len() {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        let little_endian = loop {
+            let pdu = self.receive().await?;
+            if pdu.call_id != call_id {
+                return Err(CallError::Protocol("a response for another call"));
+            }
+            match pdu.body {
+                Body::Response(r) => {
+                    out.extend_from_slice(&r.stub);
+                    if pdu.flags & flags::LAST_FRAG != 0 {
+                        break pdu.drep[0] & 0xF0 != 0;
+                    }
+                }
+                Body::Fault(f) => return Err(CallError::Fault { status: f.status }),
+                _ => {
+                    return Err(CallError::Protocol(
+                        "the answer to a request is not a response",
+                    ))
+                }
+            }
+        };
+        Ok(Reply {
+            stub: out,
+            little_endian,
+        })
+    }
+
+    /// Sends raw bytes (for tests of malformed input).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), CallError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    async fn send(&mut self, call_id: u32, pfc: u8, body: Body) -> Result<(), CallError> {
+        let pdu = Pdu {
+            rpc_vers_minor: 0,
+            flags: pfc,
+            drep: pdu::NDR_LITTLE_ENDIAN,
+            call_id,
+            body,
+            auth: None,
+        };
+        let bytes = pdu.encode()?;
+        self.stream.write_all(&bytes).await?;
+        Ok(())
+    }
+
+    /// Reads one whole fragment.
+    pub async fn receive(&mut self) -> Result<Pdu, CallError> {
+        let mut frag = vec![0u8; HEADER_LEN];
+        self.stream.read_exact(&mut frag).await?;
+        let len = pdu::frag_length(&frag)?;
+        frag.resize(len, 0);
+        self.stream.read_exact(&mut frag[HEADER_LEN..]).await?;
+        Ok(Pdu::decode(&frag)?)
+    }
+}

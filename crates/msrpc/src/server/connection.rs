@@ -1,0 +1,646 @@
+//! One connection's state machine (C706 12.5 CO_SERVER with [MS-RPCE]
+//! 3.3.1.5 and 3.3.3.5): bind and alter_context negotiation, request
+//! reassembly, dispatch, response fragmentation, faults.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+
+use super::{Association, Call, Fault, Registered, Server, Transport};
+use crate::ndr::Syntax;
+use crate::pdu::{
+    self, flags, Bind, BindAck, BindNak, Body, ContextResult, Pdu, PduType, SyntaxId, HEADER_LEN,
+};
+use crate::status;
+use crate::uuid::Uuid;
+
+/// C706's MustRecvFragSize: every implementation receives fragments of
+/// this size, so no negotiation goes below it.
+const MUST_RECV_FRAG_SIZE: u16 = 1432;
+/// The size of a request or response header before the stub data.
+const RESPONSE_HEADER_LEN: usize = 24;
+
+/// bind_nak reasons ([MS-RPCE] 2.2.2.5, C706 12.6.3.1).
+mod nak {
+    pub const NOT_SPECIFIED: u16 = 0;
+    pub const LOCAL_LIMIT_EXCEEDED: u16 = 2;
+    pub const PROTOCOL_ERROR: u16 = 4;
+    pub const AUTHENTICATION_TYPE_NOT_RECOGNIZED: u16 = 8;
+}
+
+/// p_cont_def_result_t and p_provider_reason_t (C706 12.6.3.1).
+mod result {
+    pub const ACCEPTANCE: u16 = 0;
+    pub const PROVIDER_REJECTION: u16 = 2;
+    pub const NEGOTIATE_ACK: u16 = 3;
+    pub const ABSTRACT_SYNTAX_NOT_SUPPORTED: u16 = 1;
+    pub const TRANSFER_SYNTAXES_NOT_SUPPORTED: u16 = 2;
+}
+
+pub fn ndr20() -> SyntaxId {
+    SyntaxId::new(
+        Uuid::parse("8a885d04-1ceb-11c9-9fe8-08002b104860").unwrap_or(Uuid::NIL),
+        2,
+        0,
+    )
+}
+
+pub fn ndr64() -> SyntaxId {
+    SyntaxId::new(
+        Uuid::parse("71710533-beba-4937-8319-b5dbef9ccc36").unwrap_or(Uuid::NIL),
+        1,
+        0,
+    )
+}
+
+/// Bind-time feature negotiation ([MS-RPCE] 3.3.1.5.3): a transfer syntax
+/// whose UUID starts 6cb71c2c-9812-4540 and whose last eight octets are
+/// the client's feature bitmask.
+fn feature_bitmask(syntax: &SyntaxId) -> Option<u64> {
+    let u = &syntax.uuid;
+    (u.time_low == 0x6cb7_1c2c && u.time_mid == 0x9812 && u.time_hi_and_version == 0x4540)
+        .then(|| u64::from_le_bytes(u.clock_seq_and_node))
+}
+
+/// The features this server acknowledges: 0x2, keep the connection on
+/// an orphaned call. (0x1, security context multiplexing, comes with the
+/// security providers.)
+const SUPPORTED_FEATURES: u64 = 0x2;
+
+struct Context {
+    registered: Registered,
+    syntax: Syntax,
+}
+
+/// A request being reassembled.
+struct Pending {
+    call_id: u32,
+    context_id: u16,
+    opnum: u16,
+    object: Option<Uuid>,
+    little_endian: bool,
+    stub: Vec<u8>,
+}
+
+struct Connection {
+    server: Arc<Server>,
+    transport: Transport,
+    association: Option<Arc<Association>>,
+    contexts: HashMap<u16, Context>,
+    rpc_vers_minor: u8,
+    /// The largest fragment we send and the largest we accept.
+    max_xmit: usize,
+    max_recv: usize,
+    conc_mpx: bool,
+    last_call_id: Option<u32>,
+    pending: Option<Pending>,
+    /// The remaining fragments of a call already answered with a fault.
+    discard_call_id: Option<u32>,
+    out: Vec<u8>,
+}
+
+/// What to do after a PDU.
+enum Next {
+    Continue,
+    Close,
+}
+
+pub(super) async fn serve<S>(server: Arc<Server>, stream: S, transport: Transport)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (read, mut write) = tokio::io::split(stream);
+    let mut read = BufReader::with_capacity(16 * 1024, read);
+    let mut conn = Connection {
+        max_xmit: usize::from(server.limits.max_frag),
+        max_recv: usize::from(u16::MAX),
+        server,
+        transport,
+        association: None,
+        contexts: HashMap::new(),
+        rpc_vers_minor: 0,
+        conc_mpx: false,
+        last_call_id: None,
+        pending: None,
+        discard_call_id: None,
+        out: Vec::new(),
+    };
+    let mut frag = Vec::with_capacity(8192);
+    loop {
+        frag.resize(HEADER_LEN, 0);
+        match read.read_exact(&mut frag[..HEADER_LEN]).await {
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        let len = match pdu::frag_length(&frag) {
+            Ok(len) => len,
+            Err(e) => {
+                tracing::debug!("rpc: closing a connection: {e}");
+                break;
+            }
+        };
+        if len > conn.max_recv {
+            tracing::debug!(
+                "rpc: a {len}-byte fragment exceeds max_recv_frag {}",
+                conn.max_recv
+            );
+            conn.fault_raw(&frag, status::NCA_S_PROTO_ERROR);
+            let _ = write.write_all(&conn.out).await;
+            break;
+        }
+        frag.resize(len, 0);
+        if read.read_exact(&mut frag[HEADER_LEN..]).await.is_err() {
+            break;
+        }
+        conn.server.stats.pkts_in.fetch_add(1, Ordering::Relaxed);
+        let next = match Pdu::decode(&frag) {
+            Ok(pdu) => conn.handle(pdu),
+            Err(e) => {
+                tracing::debug!("rpc: a malformed PDU: {e}");
+                conn.fault_raw(&frag, status::NCA_S_PROTO_ERROR);
+                Next::Close
+            }
+        };
+        if !conn.out.is_empty() {
+            if write.write_all(&conn.out).await.is_err() {
+                break;
+            }
+            conn.out.clear();
+        }
+        if let Next::Close = next {
+            break;
+        }
+    }
+    let _ = write.shutdown().await;
+}
+
+impl Connection {
+    fn send(&mut self, call_id: u32, pfc_flags: u8, body: Body) {
+        let pdu = Pdu {
+            rpc_vers_minor: self.rpc_vers_minor,
+            flags: pfc_flags,
+            drep: pdu::NDR_LITTLE_ENDIAN,
+            call_id,
+            body,
+            auth: None,
+        };
+        match pdu.encode() {
+            Ok(bytes) => {
+                self.out.extend_from_slice(&bytes);
+                self.server.stats.pkts_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!("rpc: could not encode a {:?}: {e}", pdu.pdu_type()),
+        }
+    }
+
+    fn fault(&mut self, call_id: u32, context_id: u16, fault: Fault) {
+        let mut pfc = flags::FIRST_FRAG | flags::LAST_FRAG;
+        if fault.did_not_execute {
+            pfc |= flags::DID_NOT_EXECUTE;
+        }
+        self.send(
+            call_id,
+            pfc,
+            Body::Fault(pdu::Fault {
+                alloc_hint: 0,
+                context_id,
+                cancel_count: 0,
+                fault_flags: 0,
+                status: fault.status,
+                stub: Vec::new(),
+            }),
+        );
+    }
+
+    /// A fault for bytes that did not decode: the call_id is read from
+    /// the header as it stands.
+    fn fault_raw(&mut self, header: &[u8], status: u32) {
+        let call_id = if header.len() >= 16 {
+            let b = [header[12], header[13], header[14], header[15]];
+            if header[4] & 0xF0 == 0 {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        } else {
+            0
+        };
+        self.fault(call_id, 0, Fault::new(status));
+    }
+
+    fn bind_nak(&mut self, call_id: u32, reason: u16) {
+        self.send(
+            call_id,
+            flags::FIRST_FRAG | flags::LAST_FRAG,
+            Body::BindNak(BindNak {
+                reason,
+                versions: vec![(5, 0)],
+                signature: None,
+                extended_error: Vec::new(),
+            }),
+        );
+    }
+
+    fn handle(&mut self, pdu: Pdu) -> Next {
+        let call_id = pdu.call_id;
+        let pfc = pdu.flags;
+        match pdu.body {
+            Body::Bind(bind) => self.bind(call_id, pfc, pdu.rpc_vers_minor, bind, pdu.auth),
+            Body::AlterContext(alter) => self.alter_context(call_id, alter, pdu.auth),
+            Body::Request(req) => {
+                let little = pdu.drep[0] & 0xF0 != 0;
+                self.request(call_id, pfc, little, req, pdu.auth)
+            }
+            Body::Orphaned | Body::CoCancel => {
+                // Calls run to completion once dispatched; an orphaned
+                // request still being reassembled is dropped.
+                if pdu.pdu_type() == PduType::Orphaned
+                    && self.pending.as_ref().is_some_and(|p| p.call_id == call_id)
+                {
+                    self.pending = None;
+                    self.discard_call_id = Some(call_id);
+                }
+                Next::Continue
+            }
+            Body::Auth3 => {
+                // No security context awaits a third leg.
+                self.fault(call_id, 0, Fault::new(status::NCA_S_PROTO_ERROR));
+                Next::Close
+            }
+            // PDUs only a server sends.
+            Body::BindAck(_)
+            | Body::AlterContextResp(_)
+            | Body::BindNak(_)
+            | Body::Response(_)
+            | Body::Fault(_)
+            | Body::Shutdown => {
+                self.fault(call_id, 0, Fault::new(status::NCA_S_PROTO_ERROR));
+                Next::Close
+            }
+        }
+    }
+
+    fn bind(
+        &mut self,
+        call_id: u32,
+        pfc: u8,
+        minor: u8,
+        bind: Bind,
+        auth: Option<pdu::Auth>,
+    ) -> Next {
+        self.rpc_vers_minor = minor;
+        if self.association.is_some() {
+            // A second bind on a bound connection.
+            self.bind_nak(call_id, nak::PROTOCOL_ERROR);
+            return Next::Close;
+        }
+        if let Some(auth) = &auth {
+            if auth.auth_type != 0 {
+                // [MS-RPCE] 3.3.3.5.3: no security provider of this type.
+                self.bind_nak(call_id, nak::AUTHENTICATION_TYPE_NOT_RECOGNIZED);
+                return Next::Close;
+            }
+        }
+        let Some(group) = self
+            .server
+            .association(bind.assoc_group_id, &self.transport)
+        else {
+            self.bind_nak(call_id, nak::NOT_SPECIFIED);
+            return Next::Close;
+        };
+        let ours = self.server.limits.max_frag.max(MUST_RECV_FRAG_SIZE);
+        let negotiated = |theirs: u16| theirs.clamp(MUST_RECV_FRAG_SIZE, ours);
+        let max_xmit = negotiated(bind.max_recv_frag);
+        let max_recv = negotiated(bind.max_xmit_frag);
+        let Some(results) = self.negotiate(&bind) else {
+            self.bind_nak(call_id, nak::LOCAL_LIMIT_EXCEEDED);
+            return Next::Close;
+        };
+        self.max_xmit = usize::from(max_xmit);
+        self.max_recv = usize::from(max_recv);
+        self.conc_mpx = pfc & flags::CONC_MPX != 0;
+        let secondary_address = match &self.transport {
+            Transport::Tcp { local, .. } => local.port().to_string().into_bytes(),
+            Transport::Local { path } => path
+                .file_name()
+                .map(|n| n.to_string_lossy().as_bytes().to_vec())
+                .unwrap_or_default(),
+        };
+        let assoc_group_id = group.id;
+        self.association = Some(group);
+        let reply_flags = flags::FIRST_FRAG
+            | flags::LAST_FRAG
+            | (pfc & (flags::CONC_MPX | flags::SUPPORT_HEADER_SIGN));
+        self.send(
+            call_id,
+            reply_flags,
+            Body::BindAck(BindAck {
+                max_xmit_frag: max_xmit,
+                max_recv_frag: max_recv,
+                assoc_group_id,
+                secondary_address,
+                results,
+            }),
+        );
+        Next::Continue
+    }
+
+    fn alter_context(&mut self, call_id: u32, alter: Bind, auth: Option<pdu::Auth>) -> Next {
+        let Some(group) = &self.association else {
+            self.fault(call_id, 0, Fault::new(status::NCA_S_PROTO_ERROR));
+            return Next::Close;
+        };
+        let assoc_group_id = group.id;
+        if auth.is_some_and(|a| a.auth_type != 0) {
+            self.fault(call_id, 0, Fault::new(status::RPC_S_UNKNOWN_AUTHN_SERVICE));
+            return Next::Close;
+        }
+        let Some(results) = self.negotiate(&alter) else {
+            self.fault(call_id, 0, Fault::new(status::NCA_S_PROTO_ERROR));
+            return Next::Close;
+        };
+        self.send(
+            call_id,
+            flags::FIRST_FRAG | flags::LAST_FRAG,
+            Body::AlterContextResp(BindAck {
+                max_xmit_frag: self.max_xmit as u16,
+                max_recv_frag: self.max_recv as u16,
+                assoc_group_id,
+                secondary_address: Vec::new(),
+                results,
+            }),
+        );
+        Next::Continue
+    }
+
+    /// Presentation context negotiation ([MS-RPCE] 3.3.1.5.6): NDR64 is
+    /// preferred when offered for an interface, else the first syntax the
+    /// server knows; bind-time feature negotiation answered with
+    /// negotiate_ack. None when the connection's context limit is reached.
+    fn negotiate(&mut self, bind: &Bind) -> Option<Vec<ContextResult>> {
+        let limit = self
+            .server
+            .limits
+            .max_contexts
+            .saturating_mul(self.server.interface_count());
+        let ndr64 = ndr64();
+        let ndr20 = ndr20();
+        // Interfaces for which some element offers NDR64: their NDR 2.0
+        // elements are turned down in its favour.
+        let offers_ndr64: Vec<SyntaxId> = bind
+            .contexts
+            .iter()
+            .filter(|c| c.transfer_syntaxes.contains(&ndr64))
+            .map(|c| c.abstract_syntax)
+            .collect();
+        let rejected = |reason| ContextResult {
+            result: result::PROVIDER_REJECTION,
+            reason,
+            transfer_syntax: SyntaxId::new(Uuid::NIL, 0, 0),
+        };
+        let mut results = Vec::with_capacity(bind.contexts.len());
+        for elem in &bind.contexts {
+            if let Some(bits) = elem.transfer_syntaxes.iter().find_map(feature_bitmask) {
+                results.push(ContextResult {
+                    result: result::NEGOTIATE_ACK,
+                    reason: (bits & SUPPORTED_FEATURES) as u16,
+                    transfer_syntax: SyntaxId::new(Uuid::NIL, 0, 0),
+                });
+                continue;
+            }
+            let Some(registered) = self.server.find(&elem.abstract_syntax) else {
+                results.push(rejected(result::ABSTRACT_SYNTAX_NOT_SUPPORTED));
+                continue;
+            };
+            let choice = if elem.transfer_syntaxes.contains(&ndr64) {
+                Some((ndr64, Syntax::Ndr64))
+            } else if elem.transfer_syntaxes.contains(&ndr20)
+                && !offers_ndr64.contains(&elem.abstract_syntax)
+            {
+                Some((ndr20, Syntax::Ndr20))
+            } else {
+                None
+            };
+            let Some((transfer_syntax, syntax)) = choice else {
+                results.push(rejected(result::TRANSFER_SYNTAXES_NOT_SUPPORTED));
+                continue;
+            };
+            if !self.contexts.contains_key(&elem.context_id) && self.contexts.len() >= limit {
+                return None;
+            }
+            // A context id already negotiated keeps its first meaning
+            // unless it names the same interface (C706 12.6.3.1).
+            match self.contexts.get(&elem.context_id) {
+                Some(existing)
+                    if existing.registered.interface.syntax().uuid
+                        != registered.interface.syntax().uuid =>
+                {
+                    results.push(rejected(result::ABSTRACT_SYNTAX_NOT_SUPPORTED));
+                    continue;
+                }
+                _ => {}
+            }
+            self.contexts
+                .insert(elem.context_id, Context { registered, syntax });
+            results.push(ContextResult {
+                result: result::ACCEPTANCE,
+                reason: 0,
+                transfer_syntax,
+            });
+        }
+        Some(results)
+    }
+
+    fn request(
+        &mut self,
+        call_id: u32,
+        pfc: u8,
+        little_endian: bool,
+        req: pdu::Request,
+        auth: Option<pdu::Auth>,
+    ) -> Next {
+        if self.association.is_none() {
+            self.fault(
+                call_id,
+                req.context_id,
+                Fault::new(status::NCA_S_PROTO_ERROR),
+            );
+            return Next::Close;
+        }
+        if auth.is_some() {
+            // No security context was established to verify it with.
+            self.fault(
+                call_id,
+                req.context_id,
+                Fault::new(status::ERROR_ACCESS_DENIED),
+            );
+            return Next::Continue;
+        }
+        if pfc & flags::FIRST_FRAG != 0 {
+            if self.pending.is_some() {
+                // The fragments of one request are sent together, even on
+                // a multiplexed connection ([MS-RPCE] 3.3.1.5.8).
+                self.pending = None;
+                self.fault(
+                    call_id,
+                    req.context_id,
+                    Fault::new(status::NCA_S_PROTO_ERROR),
+                );
+                return Next::Close;
+            }
+            // [MS-RPCE] 3.3.3.5.2: call_ids increase.
+            if self.last_call_id.is_some_and(|last| call_id <= last) {
+                self.fault(
+                    call_id,
+                    req.context_id,
+                    Fault::new(status::NCA_S_PROTO_ERROR),
+                );
+                return Next::Continue;
+            }
+            self.last_call_id = Some(call_id);
+            self.discard_call_id = None;
+            self.pending = Some(Pending {
+                call_id,
+                context_id: req.context_id,
+                opnum: req.opnum,
+                object: req.object,
+                little_endian,
+                stub: Vec::with_capacity(req.alloc_hint.min(64 * 1024) as usize),
+            });
+        } else {
+            match &self.pending {
+                Some(p) if p.call_id == call_id => {}
+                Some(_) => {
+                    self.pending = None;
+                    self.fault(
+                        call_id,
+                        req.context_id,
+                        Fault::new(status::NCA_S_PROTO_ERROR),
+                    );
+                    return Next::Close;
+                }
+                None => {
+                    // [MS-RPCE] 3.3.3.5.6: a late fragment of a recent call
+                    // is dropped; an older one is a protocol error.
+                    let last = self.last_call_id.unwrap_or(0);
+                    if self.discard_call_id == Some(call_id)
+                        || (call_id <= last && last - call_id < 150)
+                    {
+                        return Next::Continue;
+                    }
+                    self.fault(
+                        call_id,
+                        req.context_id,
+                        Fault::new(status::NCA_S_PROTO_ERROR),
+                    );
+                    return Next::Close;
+                }
+            }
+        }
+        let Some(pending) = self.pending.as_mut() else {
+            return Next::Continue;
+        };
+        if pending.stub.len() + req.stub.len() > self.server.limits.max_input {
+            // [MS-RPCE] 3.3.3.5.4, answered at once (3.3.3.5.8).
+            let context_id = pending.context_id;
+            self.pending = None;
+            self.discard_call_id = Some(call_id);
+            self.fault(call_id, context_id, Fault::new(status::ERROR_ACCESS_DENIED));
+            return Next::Continue;
+        }
+        pending.stub.extend_from_slice(&req.stub);
+        if pfc & flags::LAST_FRAG == 0 {
+            return Next::Continue;
+        }
+        let Some(call) = self.pending.take() else {
+            return Next::Continue;
+        };
+        self.dispatch(call);
+        Next::Continue
+    }
+
+    fn dispatch(&mut self, pending: Pending) {
+        let server = Arc::clone(&self.server);
+        server.stats.calls_in.fetch_add(1, Ordering::Relaxed);
+        let Some(context) = self.contexts.get(&pending.context_id) else {
+            self.fault(
+                pending.call_id,
+                pending.context_id,
+                Fault {
+                    status: status::NCA_S_UNK_IF,
+                    did_not_execute: true,
+                },
+            );
+            return;
+        };
+        let level = super::auth_level::NONE;
+        if level < context.registered.min_auth_level {
+            self.fault(
+                pending.call_id,
+                pending.context_id,
+                Fault {
+                    status: status::ERROR_ACCESS_DENIED,
+                    did_not_execute: true,
+                },
+            );
+            return;
+        }
+        let Some(association) = self.association.clone() else {
+            return;
+        };
+        let call = Call {
+            syntax: context.syntax,
+            little_endian: pending.little_endian,
+            opnum: pending.opnum,
+            call_id: pending.call_id,
+            object: pending.object,
+            auth_level: level,
+            client: None,
+            transport: &self.transport,
+            association: &association,
+            server: &server,
+        };
+        let outcome = context
+            .registered
+            .interface
+            .dispatch(&call, pending.opnum, &pending.stub);
+        match outcome {
+            Ok(stub) => self.respond(pending.call_id, pending.context_id, &stub),
+            Err(fault) => self.fault(pending.call_id, pending.context_id, fault),
+        }
+    }
+
+    /// Sends a response in fragments of at most max_xmit_frag bytes,
+    /// alloc_hint counting the stub data left ([MS-RPCE] 2.2.2.6).
+    fn respond(&mut self, call_id: u32, context_id: u16, stub: &[u8]) {
+        // Fragments' stub data stays 8-aligned, as NDR64 expects.
+        let room = (self.max_xmit - RESPONSE_HEADER_LEN) & !7;
+        let mut at = 0;
+        loop {
+            let end = (at + room).min(stub.len());
+            let mut pfc = 0;
+            if at == 0 {
+                pfc |= flags::FIRST_FRAG;
+            }
+            if end == stub.len() {
+                pfc |= flags::LAST_FRAG;
+            }
+            self.send(
+                call_id,
+                pfc,
+                Body::Response(pdu::Response {
+                    alloc_hint: (stub.len() - at) as u32,
+                    context_id,
+                    cancel_count: 0,
+                    stub: stub[at..end].to_vec(),
+                }),
+            );
+            at = end;
+            if at >= stub.len() {
+                break;
+            }
+        }
+    }
+}
