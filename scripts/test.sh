@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it on a fresh machine: formatting,
 # lints, then every unit, integration and doc test (the real binary, real
 # processes, real files, real clients). Installs what the tests need that a
-# fresh machine may lack: curl (the HTTP client of the end-to-end tests) and
-# procps (kill).
+# fresh machine may lack: curl (the HTTP client of the end-to-end tests),
+# procps (kill), and Impacket 0.13 (the RPC interop tests' client) in a
+# virtual environment under target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,24 @@ need() {
 }
 need curl curl
 need kill procps
+need python3 python3
+
+# Impacket, pinned, in its own environment; the RPC tests find it through
+# INETSRV_TEST_PYTHON (its scripts sit beside the interpreter).
+venv="$PWD/target/test-venv"
+if ! "$venv/bin/python" -c 'import impacket.version as v; assert v.version == "0.13.0"' 2>/dev/null; then
+    echo "== installing Impacket 0.13.0 into $venv"
+    python3 -m venv "$venv" >/dev/null 2>&1 || {
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get install -y -q python3-venv >/dev/null 2>&1 ||
+            { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q python3-venv >/dev/null; }
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+    }
+    "$venv/bin/pip" install -q 'impacket==0.13.0'
+fi
+export INETSRV_TEST_PYTHON="$venv/bin/python"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -10,6 +10,7 @@ mod backup_cmd;
 mod config_cmd;
 mod mb_cmd;
 mod output;
+mod rpc;
 mod start_cmd;
 mod target;
 mod urlacl_cmd;

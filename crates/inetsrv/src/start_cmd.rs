@@ -36,6 +36,17 @@ pub struct StartArgs {
     /// Threads serving connections (default: one per CPU).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// The TCP port of the RPC endpoint (endpoint mapper and remote
+    /// administration). Default: 135 when running as root and the port is
+    /// free, else 8135. 0 picks a free port.
+    #[arg(long, value_name = "PORT")]
+    rpc_port: Option<u16>,
+    /// The address the RPC endpoint listens on.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    rpc_address: std::net::IpAddr,
+    /// Do not start the RPC endpoint.
+    #[arg(long, conflicts_with_all = ["rpc_port"])]
+    no_rpc: bool,
 }
 
 /// Service log: a file in the state directory, and the terminal.
@@ -143,6 +154,15 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         admin::serve(&admin_socket, files.clone(), was.clone())?
     };
     tracing::info!("activation service started");
+    let rpc = if args.no_rpc {
+        None
+    } else {
+        let options = crate::rpc::RpcOptions {
+            address: args.rpc_address,
+            port: args.rpc_port,
+        };
+        runtime.block_on(crate::rpc::start(&options, &state_dir))?
+    };
 
     let sites = runtime.block_on(was.sites());
     print_summary(
@@ -150,6 +170,7 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         &absolute(&location.metabase),
         &log_file,
         &admin_socket,
+        rpc.as_ref(),
         &sites,
     );
     notify_ready();
@@ -173,6 +194,9 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
     })?;
     admin_task.abort();
     let _ = std::fs::remove_file(&admin_socket);
+    if let Some(rpc) = &rpc {
+        let _ = std::fs::remove_file(&rpc.local);
+    }
     drop(listener);
     runtime.shutdown_timeout(Duration::from_secs(2));
     tracing::info!("stopped");
@@ -214,6 +238,7 @@ fn print_summary(
     metabase: &Path,
     log_file: &Path,
     admin_socket: &Path,
+    rpc: Option<&crate::rpc::RpcEndpoint>,
     sites: &[was::SiteStatus],
 ) {
     let mut out = String::new();
@@ -263,6 +288,14 @@ fn print_summary(
     ));
     out.push_str(&format!("  service log:     {}\n", log_file.display()));
     out.push_str(&format!("  admin socket:    {}\n", admin_socket.display()));
+    if let Some(rpc) = rpc {
+        out.push_str(&format!(
+            "  RPC endpoint:    ncacn_ip_tcp:{}[{}] ncalrpc:{}\n",
+            rpc.tcp.ip(),
+            rpc.tcp.port(),
+            rpc.local.display()
+        ));
+    }
     out.push_str("  Ctrl-C stops the server; requests in progress finish first.\n");
     out.push_str("ready\n");
     print!("{out}");

@@ -29,7 +29,7 @@ impl Service {
         let mut child = Command::new(BIN)
             .arg("--state-dir")
             .arg(state)
-            .args(["start", "--foreground", "--edit-poll-ms", "50"])
+            .args(["start", "--foreground", "--edit-poll-ms", "50", "--no-rpc"])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

@@ -74,7 +74,7 @@ impl Server {
         let child = Command::new(BIN)
             .arg("--state-dir")
             .arg(&state)
-            .args(["start", "--threads", "2"])
+            .args(["start", "--threads", "2", "--no-rpc"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

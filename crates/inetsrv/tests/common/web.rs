@@ -20,6 +20,10 @@ pub struct Web {
     pub metabase_file: Option<PathBuf>,
     child: Option<Child>,
     stdout: Option<mpsc::Receiver<String>>,
+    /// What the server printed before `ready`.
+    pub summary: Vec<String>,
+    /// How the RPC endpoint is started: loopback, a free port.
+    pub rpc_args: Vec<String>,
 }
 
 /// A response as curl got it.
@@ -78,6 +82,10 @@ impl Web {
             metabase_file: None,
             child: None,
             stdout: None,
+            summary: Vec::new(),
+            rpc_args: ["--rpc-address", "127.0.0.1", "--rpc-port", "0"]
+                .map(String::from)
+                .to_vec(),
         };
         web.cli_ok(&[
             "mb",
@@ -101,6 +109,7 @@ impl Web {
         let mut child = Command::new(BIN)
             .args(self.target())
             .args(["start", "--foreground", "--edit-poll-ms", "100"])
+            .args(&self.rpc_args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -130,6 +139,19 @@ impl Web {
         }
         self.child = Some(child);
         self.stdout = Some(rx);
+        self.summary = seen;
+    }
+
+    /// The RPC endpoint's TCP port, from the start-up summary.
+    pub fn rpc_port(&self) -> u16 {
+        let line = self
+            .summary
+            .iter()
+            .find(|l| l.contains("RPC endpoint:"))
+            .unwrap_or_else(|| panic!("no RPC endpoint in {:?}", self.summary));
+        let start = line.find('[').unwrap() + 1;
+        let end = line.find(']').unwrap();
+        line[start..end].parse().unwrap()
     }
 
     /// Lines the server printed on stdout after `ready`.

@@ -291,10 +291,32 @@ impl Connection {
         auth: Option<pdu::Auth>,
     ) -> Next {
         self.rpc_vers_minor = minor;
-        if self.association.is_some() {
-            // A second bind on a bound connection.
-            self.bind_nak(call_id, nak::PROTOCOL_ERROR);
-            return Next::Close;
+        if let Some(group) = &self.association {
+            // A second bind on a bound connection (Impacket's helpers send
+            // one): taken as an alter_context that is answered with a
+            // bind_ack, unless it names another association.
+            if bind.assoc_group_id != 0 && bind.assoc_group_id != group.id {
+                self.bind_nak(call_id, nak::PROTOCOL_ERROR);
+                return Next::Close;
+            }
+            let assoc_group_id = group.id;
+            let Some(results) = self.negotiate(&bind) else {
+                self.bind_nak(call_id, nak::LOCAL_LIMIT_EXCEEDED);
+                return Next::Close;
+            };
+            let secondary_address = self.secondary_address();
+            self.send(
+                call_id,
+                flags::FIRST_FRAG | flags::LAST_FRAG,
+                Body::BindAck(BindAck {
+                    max_xmit_frag: self.max_xmit as u16,
+                    max_recv_frag: self.max_recv as u16,
+                    assoc_group_id,
+                    secondary_address,
+                    results,
+                }),
+            );
+            return Next::Continue;
         }
         if let Some(auth) = &auth {
             if auth.auth_type != 0 {
@@ -321,13 +343,7 @@ impl Connection {
         self.max_xmit = usize::from(max_xmit);
         self.max_recv = usize::from(max_recv);
         self.conc_mpx = pfc & flags::CONC_MPX != 0;
-        let secondary_address = match &self.transport {
-            Transport::Tcp { local, .. } => local.port().to_string().into_bytes(),
-            Transport::Local { path } => path
-                .file_name()
-                .map(|n| n.to_string_lossy().as_bytes().to_vec())
-                .unwrap_or_default(),
-        };
+        let secondary_address = self.secondary_address();
         let assoc_group_id = group.id;
         self.association = Some(group);
         let reply_flags = flags::FIRST_FRAG
@@ -345,6 +361,18 @@ impl Connection {
             }),
         );
         Next::Continue
+    }
+
+    /// The secondary address of a bind_ack: the port or socket name
+    /// reached ([MS-RPCE] 3.3.1.5.5: the same as the primary).
+    fn secondary_address(&self) -> Vec<u8> {
+        match &self.transport {
+            Transport::Tcp { local, .. } => local.port().to_string().into_bytes(),
+            Transport::Local { path } => path
+                .file_name()
+                .map(|n| n.to_string_lossy().as_bytes().to_vec())
+                .unwrap_or_default(),
+        }
     }
 
     fn alter_context(&mut self, call_id: u32, alter: Bind, auth: Option<pdu::Auth>) -> Next {

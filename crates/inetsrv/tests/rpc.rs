@@ -1,0 +1,195 @@
+//! The RPC endpoint of `inetsrv start` against clients no one here wrote:
+//! Impacket 0.13 (its library, rpcdump.py and rpcmap.py). scripts/test.sh
+//! installs Impacket in a virtual environment and names its interpreter
+//! in INETSRV_TEST_PYTHON.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::web::Web;
+use serde_json::Value;
+
+fn python() -> PathBuf {
+    std::env::var_os("INETSRV_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// An Impacket script (rpcdump.py, rpcmap.py) beside the interpreter, or
+/// on PATH.
+fn impacket_script(name: &str) -> PathBuf {
+    let beside = python().parent().map(|d| d.join(name));
+    if let Some(p) = beside.filter(|p| p.is_file()) {
+        return p;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed (pip install impacket==0.13.0)"))
+}
+
+fn run_python(args: &[String]) -> (bool, String, String) {
+    run(Command::new(python()).args(args))
+}
+
+/// Runs an installed Impacket script by its own #! line.
+fn run_script(name: &str, args: &[String]) -> (bool, String, String) {
+    run(Command::new(impacket_script(name)).args(args))
+}
+
+fn run(command: &mut Command) -> (bool, String, String) {
+    let out = command
+        .output()
+        .expect("python3 with Impacket (pip install impacket==0.13.0)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn impacket_calls(port: u16, extra: &[&str]) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rpc/impacket_calls.py");
+    let mut args = vec![script.to_string(), port.to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let (ok, stdout, stderr) = run_python(&args);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("{e}: stdout {stdout:?} stderr {stderr}"));
+    assert!(ok, "{v} {stderr}");
+    v
+}
+
+fn epm_bindings(port: u16) -> Value {
+    serde_json::json!([
+        [format!("ncacn_ip_tcp:127.0.0.1[{port}]"), "Epm"],
+        ["ncalrpc:[epmapper]", "Epm"]
+    ])
+}
+
+#[test]
+fn impacket_calls_mgmt_and_epm_unauthenticated() {
+    let web = Web::start();
+    let port = web.rpc_port();
+    let v = impacket_calls(port, &[]);
+    assert_eq!(
+        v["if_ids"],
+        serde_json::json!(["e1af8308-5d1f-11c9-91a4-08002b14a0fa v3.0"])
+    );
+    assert_eq!(v["listening"], true);
+    let host = nix_hostname();
+    assert_eq!(v["princ_name"], host.as_str());
+    let stats = v["stats"].as_array().unwrap();
+    assert_eq!(stats.len(), 4);
+    assert!(stats[0].as_u64().unwrap() >= 2, "{v}");
+    assert!(
+        v["stop"].as_str().unwrap().contains("access_denied"),
+        "stop_server_listening is refused: {v}"
+    );
+    assert_eq!(v["lookup"], epm_bindings(port));
+    assert_eq!(v["map"], format!("ncacn_ip_tcp:127.0.0.1[{port}]"));
+}
+
+#[test]
+fn impacket_over_ndr64_and_in_small_fragments() {
+    let web = Web::start();
+    let port = web.rpc_port();
+    let v = impacket_calls(port, &["--ndr64"]);
+    assert_eq!(v["listening"], true, "{v}");
+    assert_eq!(v["lookup"], epm_bindings(port));
+    // Requests cut into 8-byte fragments, NDR 2.0 and NDR64.
+    for extra in [&["--frag", "8"][..], &["--frag", "8", "--ndr64"][..]] {
+        let v = impacket_calls(port, extra);
+        assert_eq!(v["princ_name"], nix_hostname().as_str(), "{extra:?}: {v}");
+        assert_eq!(v["stats"].as_array().unwrap().len(), 4);
+        assert_eq!(v["lookup"], epm_bindings(port));
+        assert_eq!(v["map"], format!("ncacn_ip_tcp:127.0.0.1[{port}]"));
+    }
+}
+
+#[test]
+fn rpcmap_finds_the_interfaces_and_their_opnums() {
+    let web = Web::start();
+    let binding = format!("ncacn_ip_tcp:127.0.0.1[{}]", web.rpc_port());
+    let (ok, out, err) = run_script(
+        "rpcmap.py",
+        &[
+            "-auth-level".into(),
+            "1".into(),
+            "-brute-opnums".into(),
+            "-opnum-max".into(),
+            "6".into(),
+            binding,
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("UUID: AFA8BD80-7D8A-11C9-BEF4-08002B102989 v1.0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("UUID: E1AF8308-5D1F-11C9-91A4-08002B14A0FA v3.0"),
+        "{out}"
+    );
+    // MGMT: opnums 0, 2 and 3 take no arguments and succeed; 5 and on are
+    // beyond the interface.
+    assert!(out.contains("Opnum 0: success"), "{out}");
+    assert!(out.contains("Opnum 2: success"), "{out}");
+    assert!(out.contains("Opnums 5-6: nca_s_op_rng_error"), "{out}");
+}
+
+#[test]
+fn rpcdump_lists_the_endpoint_map_on_port_135() {
+    // rpcdump.py only speaks to the well-known ports; this test needs to
+    // bind 135, which takes root (CI runs as root).
+    let mut web = Web::prepare();
+    web.rpc_args = ["--rpc-address", "127.0.0.1", "--rpc-port", "135"]
+        .map(String::from)
+        .to_vec();
+    web.launch();
+    assert_eq!(web.rpc_port(), 135);
+    let (ok, out, err) = run_script(
+        "rpcdump.py",
+        &["-port".into(), "135".into(), "127.0.0.1".into()],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("UUID    : E1AF8308-5D1F-11C9-91A4-08002B14A0FA v3.0"),
+        "{out}"
+    );
+    assert!(out.contains("ncacn_ip_tcp:127.0.0.1[135]"), "{out}");
+    assert!(out.contains("ncalrpc:[epmapper]"), "{out}");
+    assert!(out.contains("[*] Received 2 endpoints."), "{out}");
+}
+
+#[test]
+fn an_explicit_rpc_port_in_use_is_an_error() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port().to_string();
+    let mut web = Web::prepare();
+    let out = Command::new(common::BIN)
+        .args(web.target())
+        .args(["start", "--rpc-address", "127.0.0.1", "--rpc-port", &port])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen for RPC on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    // Without RPC the server starts.
+    web.rpc_args = vec!["--no-rpc".into()];
+    web.launch();
+    assert!(!web.summary.iter().any(|l| l.contains("RPC endpoint")));
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
