@@ -111,8 +111,9 @@ pub(super) async fn serve<S>(server: Arc<Server>, stream: S, transport: Transpor
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (read, mut write) = tokio::io::split(stream);
-    let mut read = BufReader::with_capacity(16 * 1024, read);
+    // Calls are dispatched in turn, so reads and writes never overlap: one
+    // buffered stream, no split halves (and no lock between them).
+    let mut read = BufReader::with_capacity(16 * 1024, stream);
     let mut conn = Connection {
         max_xmit: usize::from(server.limits.max_frag),
         max_recv: usize::from(u16::MAX),
@@ -147,7 +148,7 @@ where
                 conn.max_recv
             );
             conn.fault_raw(&frag, status::NCA_S_PROTO_ERROR);
-            let _ = write.write_all(&conn.out).await;
+            let _ = read.get_mut().write_all(&conn.out).await;
             break;
         }
         frag.resize(len, 0);
@@ -164,7 +165,7 @@ where
             }
         };
         if !conn.out.is_empty() {
-            if write.write_all(&conn.out).await.is_err() {
+            if read.get_mut().write_all(&conn.out).await.is_err() {
                 break;
             }
             conn.out.clear();
@@ -173,7 +174,7 @@ where
             break;
         }
     }
-    let _ = write.shutdown().await;
+    let _ = read.get_mut().shutdown().await;
 }
 
 impl Connection {

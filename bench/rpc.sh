@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# RPC calls per second and latency for a small call over loopback,
+# inetsrv's RPC runtime against Samba's endpoint mapper (samba-dcerpcd with
+# rpcd_epmapper, which also serves MGMT) side by side, with the same client
+# (crates/msrpc/examples/rpc_bench.rs) in the same run. Each server is
+# pinned to CPU 0, the client to CPU 1.
+#   calls: rpc_mgmt_is_server_listening (MGMT opnum 2) and
+#          ept_lookup_handle_free(NULL) (EPM opnum 4), at auth level none.
+# Target: at least 2x Samba's calls per second.
+#
+# Usage: bench/rpc.sh [SECONDS] [CONNECTIONS]   (root: Samba's endpoint
+# mapper binds port 135; installs samba when missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+seconds=${1:-5}
+conns=${2:-4}
+[ "$(id -u)" -eq 0 ] || { echo "bench/rpc.sh runs as root: Samba's endpoint mapper binds port 135" >&2; exit 1; }
+[ -x /usr/libexec/samba/samba-dcerpcd ] || need smbd samba
+if ss -ltn | grep -q '127.0.0.1:135 '; then
+    echo "port 135 is in use; stop what holds it first" >&2
+    exit 1
+fi
+
+echo "== building (release)"
+cargo build -q --release -p msrpc --example rpc_server --example rpc_bench
+bin=target/release/examples
+
+mkdir -p "$work"/samba/{private,lock,state,cache,pid,ncalrpc}
+cat > "$work/samba/smb.conf" <<CONF
+[global]
+  workgroup = BENCH
+  netbios name = BENCH
+  server role = standalone server
+  private dir = $work/samba/private
+  lock directory = $work/samba/lock
+  state directory = $work/samba/state
+  cache directory = $work/samba/cache
+  pid directory = $work/samba/pid
+  ncalrpc dir = $work/samba/ncalrpc
+  log file = $work/samba/log.%m
+  interfaces = lo
+  bind interfaces only = yes
+  rpc start on demand helpers = false
+CONF
+taskset -c 0 /usr/libexec/samba/samba-dcerpcd -F --libexec-rpcds -s "$work/samba/smb.conf" \
+    >"$work/samba/out.log" 2>&1 &
+pids+=($!)
+port=$(free_port)
+taskset -c 0 "$bin/rpc_server" "127.0.0.1:$port" >"$work/ours.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+    ss -ltn | grep -q '127.0.0.1:135 ' && ss -ltn | grep -q "127.0.0.1:$port " && break
+    sleep 0.1
+done
+samba_version=$(/usr/libexec/samba/samba-dcerpcd --version 2>/dev/null || smbd --version)
+
+run() { # NAME ADDR CALL
+    local out
+    out=$(taskset -c 1 "$bin/rpc_bench" "$2" "$3" "$conns" "$seconds")
+    echo "$1 $(echo "$out" | sed -E 's/.*calls_per_sec=([0-9]+) p50_us=([0-9.]+) p99_us=([0-9.]+).*/\1 \2 \3/')"
+}
+
+for call in is_server_listening ept_lookup_handle_free; do
+    echo "== $call, $conns connections, ${seconds}s runs (Samba: $samba_version)"
+    # Warm both.
+    taskset -c 1 "$bin/rpc_bench" "127.0.0.1:135" "$call" 1 1 >/dev/null
+    taskset -c 1 "$bin/rpc_bench" "127.0.0.1:$port" "$call" 1 1 >/dev/null
+    results=$(for _ in 1 2 3; do
+        run inetsrv "127.0.0.1:$port" "$call"
+        run samba "127.0.0.1:135" "$call"
+    done)
+    echo "$results" | awk '{printf "  %-8s %8s calls/s   p50 %6s us   p99 %7s us\n", $1, $2, $3, $4}'
+    ours=$(echo "$results" | awk '$1=="inetsrv" {print $2}' | sort -n | sed -n 2p)
+    peer=$(echo "$results" | awk '$1=="samba" {print $2}' | sort -n | sed -n 2p)
+    echo "  median: inetsrv $ours calls/s, samba $peer calls/s, ratio $(awk -v a="$ours" -v b="$peer" 'BEGIN {printf "%.2fx", a / b}')"
+done
