@@ -637,3 +637,74 @@ impl Epm for EndpointMapper {
         Ok((ContextHandle::default(), 0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The endpoint mapper on 127.0.0.1[135] as a tower (C706 Appendix L
+    /// floors, [MS-RPCE] 2.2.1.2.2), byte for byte.
+    #[test]
+    fn towers_encode_and_decode_exactly() {
+        let epm = Uuid::parse("e1af8308-5d1f-11c9-91a4-08002b14a0fa").unwrap();
+        let tower = TowerInfo {
+            interface: SyntaxId::new(epm, 3, 0),
+            transfer: crate::server::ndr20(),
+            address: Address::Tcp("127.0.0.1:135".parse().unwrap()),
+        };
+        let mut expected = vec![5, 0];
+        expected.extend([19, 0, 0x0d]);
+        expected.extend([0x08, 0x83, 0xaf, 0xe1, 0x1f, 0x5d, 0xc9, 0x11]);
+        expected.extend([0x91, 0xa4, 0x08, 0x00, 0x2b, 0x14, 0xa0, 0xfa]);
+        expected.extend([3, 0, 2, 0, 0, 0]);
+        expected.extend([19, 0, 0x0d]);
+        expected.extend([0x04, 0x5d, 0x88, 0x8a, 0xeb, 0x1c, 0xc9, 0x11]);
+        expected.extend([0x9f, 0xe8, 0x08, 0x00, 0x2b, 0x10, 0x48, 0x60]);
+        expected.extend([2, 0, 2, 0, 0, 0]);
+        expected.extend([1, 0, 0x0b, 2, 0, 0, 0]);
+        expected.extend([1, 0, 0x07, 2, 0, 0x00, 0x87]);
+        expected.extend([1, 0, 0x09, 4, 0, 127, 0, 0, 1]);
+        assert_eq!(tower.encode(), expected);
+        assert_eq!(TowerInfo::decode(&expected).unwrap(), tower);
+
+        let local = TowerInfo {
+            address: Address::Local("epmapper".into()),
+            ..tower.clone()
+        };
+        assert_eq!(TowerInfo::decode(&local.encode()).unwrap(), local);
+    }
+
+    #[test]
+    fn malformed_towers_are_refused() {
+        let good = TowerInfo {
+            interface: SyntaxId::new(Uuid::random(), 1, 0),
+            transfer: crate::server::ndr20(),
+            address: Address::Tcp("127.0.0.1:135".parse().unwrap()),
+        }
+        .encode();
+        for cut in 0..good.len() {
+            assert!(TowerInfo::decode(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut floors = good.clone();
+        floors[0] = 200;
+        assert!(TowerInfo::decode(&floors).is_err());
+        let mut protocol = good.clone();
+        // Floor 3's protocol: ncadg (0x0a) is not served.
+        let at = good.iter().position(|b| *b == 0x0b).unwrap();
+        protocol[at] = 0x0a;
+        assert!(TowerInfo::decode(&protocol).is_err());
+    }
+
+    #[test]
+    fn version_options_match_as_c706_says() {
+        assert!(version_matches(vers::ALL, (1, 0), (9, 9)));
+        assert!(version_matches(vers::COMPATIBLE, (3, 0), (3, 2)));
+        assert!(!version_matches(vers::COMPATIBLE, (3, 2), (3, 1)));
+        assert!(version_matches(vers::EXACT, (3, 0), (3, 0)));
+        assert!(!version_matches(vers::EXACT, (3, 0), (3, 1)));
+        assert!(version_matches(vers::MAJOR_ONLY, (3, 5), (3, 0)));
+        assert!(version_matches(vers::UPTO, (3, 1), (2, 9)));
+        assert!(!version_matches(vers::UPTO, (3, 1), (3, 2)));
+        assert!(!version_matches(99, (3, 1), (3, 1)));
+    }
+}

@@ -563,3 +563,64 @@ fn ranges_and_varying_strings() {
         VaryingCString(b"abc".to_vec())
     );
 }
+
+#[test]
+fn conformant_varying_arrays_sized_strings_and_parameter_lists() {
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        let w = syntax.wide();
+        let a = ConformantVaryingArray {
+            max: 5,
+            items: vec![7u16, 8],
+        };
+        let bytes = to_bytes(&a, syntax);
+        // max, offset 0, actual, then the elements.
+        assert_eq!(bytes.len(), 3 * w + 4);
+        assert_eq!(bytes[0], 5);
+        assert_eq!(bytes[2 * w], 2);
+        assert_eq!(
+            from_bytes::<ConformantVaryingArray<u16>>(&bytes, syntax, true).unwrap(),
+            a
+        );
+        // actual beyond max is refused.
+        let mut bad = bytes.clone();
+        bad[0] = 1;
+        assert!(matches!(
+            from_bytes::<ConformantVaryingArray<u16>>(&bad, syntax, true),
+            Err(NdrError::Correlation { .. })
+        ));
+
+        let s = SizedCString {
+            max: 16,
+            text: b"host".to_vec(),
+        };
+        let bytes = to_bytes(&s, syntax);
+        assert_eq!(bytes[0], 16);
+        assert_eq!(bytes[2 * w], 5);
+        assert_eq!(&bytes[3 * w..], b"host\0");
+        assert_eq!(from_bytes::<SizedCString>(&bytes, syntax, true).unwrap(), s);
+        // Text longer than the buffer is cut to fit with its NUL.
+        let cut = SizedCString {
+            max: 3,
+            text: b"host".to_vec(),
+        };
+        assert_eq!(&to_bytes(&cut, syntax)[3 * w..], b"ho\0");
+
+        // Top-level parameters: each whole before the next, no structure
+        // alignment or trailing gap between them.
+        let params = (1u8, Unique::new(Some(2u32)), 3u16);
+        let bytes = params_to_bytes(&params, syntax);
+        let mut expected = vec![1u8];
+        expected.resize(w, 0);
+        expected.extend_from_slice(&0x0002_0000u64.to_le_bytes()[..w]);
+        expected.extend_from_slice(&[2, 0, 0, 0, 3, 0]);
+        assert_eq!(bytes, expected);
+        let back: (u8, Unique<u32>, u16) = params_from_bytes(&bytes, syntax, true).unwrap();
+        assert_eq!(back, params);
+        assert!(params_from_bytes::<(u8, Unique<u32>, u16)>(
+            &bytes[..bytes.len() - 1],
+            syntax,
+            true
+        )
+        .is_err());
+    }
+}
