@@ -209,29 +209,15 @@ impl Connection {
     ) -> Result<Reply, CallError> {
         self.transfer_syntax(context_id)?;
         let call_id = self.call_id();
-        let room = (self.max_xmit - 24) & !7;
-        let mut at = 0;
-        loop {
-            let end = (at + room).min(stub.len());
-            let mut pfc = 0;
-            if at == 0 {
-                pfc |= flags::FIRST_FRAG;
-            }
-            if end == stub.len() {
-                pfc |= flags::LAST_FRAG;
-            }
+        for (pfc, range) in pdu::fragments(stub.len(), self.max_xmit) {
             let body = Body::Request(pdu::Request {
-                alloc_hint: (stub.len() - at) as u32,
+                alloc_hint: (stub.len() - range.start) as u32,
                 context_id,
                 opnum,
                 object: None,
-                stub: stub[at..end].to_vec(),
+                stub: stub[range].to_vec(),
             });
             self.send(call_id, pfc, body).await?;
-            at = end;
-            if at >= stub.len() {
-                break;
-            }
         }
         let mut out = Vec::new();
         let little_endian = loop {

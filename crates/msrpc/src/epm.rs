@@ -223,13 +223,10 @@ struct Element {
     annotation: Vec<u8>,
 }
 
-/// Where an unfinished lookup stands, kept under its context handle.
-struct Lookup {
-    remaining: Vec<EptEntry>,
-}
-
-struct MapLookup {
-    remaining: Vec<Tower>,
+/// What an unfinished ept_lookup (entries) or ept_map (towers) has left
+/// to return, kept under its context handle.
+struct Paging<T> {
+    remaining: Vec<T>,
 }
 
 #[crate::interface(uuid = "e1af8308-5d1f-11c9-91a4-08002b14a0fa", version = "3.0")]
@@ -362,21 +359,44 @@ impl EndpointMapper {
 
 /// Takes up to `max` items; the rest stay behind a context handle, which
 /// is NULL when nothing is left.
-fn page<T, S: Send + 'static>(
+fn first_page<T: Send + 'static>(
     call: &Call,
     mut items: Vec<T>,
     max: usize,
-    keep: impl FnOnce(Vec<T>) -> S,
 ) -> CallResult<(ContextHandle, Vec<T>)> {
     if items.len() <= max {
         return Ok((ContextHandle::default(), items));
     }
-    let rest = items.split_off(max);
+    let remaining = items.split_off(max);
     let handle = call
         .association
-        .open_handle(keep(rest))
+        .open_handle(Paging { remaining })
         .ok_or(Fault::new(status::EPT_S_CANT_PERFORM_OP))?;
     Ok((handle, items))
+}
+
+/// The next `max` items behind a handle from [`first_page`]; the handle is
+/// closed (and NULL returned) with the last of them. A handle of another
+/// kind — a map handle given to ept_lookup — is as unknown as a stale one.
+fn next_page<T: Send + 'static>(
+    call: &Call,
+    handle: ContextHandle,
+    max: usize,
+) -> CallResult<(ContextHandle, Vec<T>)> {
+    let taken = call.association.with_handle(&handle, |p: &mut Paging<T>| {
+        let n = p.remaining.len().min(max);
+        let items: Vec<T> = p.remaining.drain(..n).collect();
+        (items, p.remaining.is_empty())
+    });
+    let Some((items, done)) = taken else {
+        return Err(Fault::new(status::NCA_S_FAULT_CONTEXT_MISMATCH));
+    };
+    if done {
+        call.association.close_handle(&handle);
+        Ok((ContextHandle::default(), items))
+    } else {
+        Ok((handle, items))
+    }
 }
 
 impl Epm for EndpointMapper {
@@ -496,26 +516,9 @@ impl Epm for EndpointMapper {
                 })
                 .map(EndpointMapper::entry)
                 .collect();
-            page(call, matching, max, |remaining| Lookup { remaining })?
+            first_page(call, matching, max)?
         } else {
-            let taken = call
-                .association
-                .with_handle(&entry_handle, |l: &mut Lookup| {
-                    let n = l.remaining.len().min(max);
-                    (
-                        l.remaining.drain(..n).collect::<Vec<_>>(),
-                        l.remaining.is_empty(),
-                    )
-                });
-            let Some((items, done)) = taken else {
-                return Err(Fault::new(status::NCA_S_FAULT_CONTEXT_MISMATCH));
-            };
-            if done {
-                call.association.close_handle(&entry_handle);
-                (ContextHandle::default(), items)
-            } else {
-                (entry_handle, items)
-            }
+            next_page(call, entry_handle, max)?
         };
         let status = if entries.is_empty() {
             status::EPT_S_NOT_REGISTERED
@@ -591,26 +594,9 @@ impl Epm for EndpointMapper {
                     Tower::new(e.tower.encode())
                 })
                 .collect();
-            page(call, towers, max, |remaining| MapLookup { remaining })?
+            first_page(call, towers, max)?
         } else {
-            let taken = call
-                .association
-                .with_handle(&entry_handle, |l: &mut MapLookup| {
-                    let n = l.remaining.len().min(max);
-                    (
-                        l.remaining.drain(..n).collect::<Vec<_>>(),
-                        l.remaining.is_empty(),
-                    )
-                });
-            let Some((items, done)) = taken else {
-                return Err(Fault::new(status::NCA_S_FAULT_CONTEXT_MISMATCH));
-            };
-            if done {
-                call.association.close_handle(&entry_handle);
-                (ContextHandle::default(), items)
-            } else {
-                (entry_handle, items)
-            }
+            next_page(call, entry_handle, max)?
         };
         if towers.is_empty() {
             return empty(status::EPT_S_NOT_REGISTERED);

@@ -259,6 +259,34 @@ pub struct Pdu {
     pub auth: Option<Auth>,
 }
 
+/// The size of a request or response header, before the stub data.
+pub const CALL_HEADER_LEN: usize = 24;
+
+/// How a stub of `len` bytes is cut into the fragments of one call whose
+/// fragments may be `max_frag` bytes long: for each, its PFC flags
+/// (first/last) and its byte range. The stub data of every fragment but
+/// the last is a multiple of 8 bytes, as NDR64 alignment expects; an empty
+/// stub is one fragment.
+pub fn fragments(
+    len: usize,
+    max_frag: usize,
+) -> impl Iterator<Item = (u8, std::ops::Range<usize>)> {
+    let room = (max_frag.saturating_sub(CALL_HEADER_LEN) & !7).max(8);
+    let count = len.div_ceil(room).max(1);
+    (0..count).map(move |i| {
+        let start = i * room;
+        let end = (start + room).min(len);
+        let mut pfc = 0;
+        if i == 0 {
+            pfc |= flags::FIRST_FRAG;
+        }
+        if i + 1 == count {
+            pfc |= flags::LAST_FRAG;
+        }
+        (pfc, start..end)
+    })
+}
+
 /// The frag_length of a fragment whose first 16 bytes are `header`, to
 /// frame PDUs on a byte stream.
 pub fn frag_length(header: &[u8]) -> Result<usize, PduError> {

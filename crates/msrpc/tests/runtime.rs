@@ -11,7 +11,9 @@ use msrpc::epm::{
     inquiry, vers, Address, EndpointMapper, EpmClient, EpmServer, EptEntry, Tower, TowerInfo,
 };
 use msrpc::mgmt::{IfIdVector, Management, MgmtClient, MgmtServer, RpcIfId};
-use msrpc::ndr::{ConformantArray, ContextHandle, Syntax, Unique, VaryingCString};
+use msrpc::ndr::{
+    ConformantArray, ConformantVaryingArray, ContextHandle, Syntax, Unique, VaryingCString,
+};
 use msrpc::pdu::{self, flags, Bind, Body, ContextElem, Pdu, SyntaxId};
 use msrpc::server::{auth_level, ndr20, ndr64, Limits, Server};
 use msrpc::{status, Uuid};
@@ -57,6 +59,25 @@ async fn start() -> Running {
 
 async fn connect(r: &Running, options: Options) -> Connection {
     Connection::connect_tcp(r.tcp, options).await.unwrap()
+}
+
+type LookupOut = (ContextHandle, u32, ConformantVaryingArray<EptEntry>, u32);
+
+/// ept_lookup of every element, from `handle` on.
+async fn all_elts(
+    epm: &mut EpmClient<'_>,
+    handle: ContextHandle,
+    max: u32,
+) -> Result<LookupOut, CallError> {
+    epm.ept_lookup(
+        inquiry::ALL_ELTS,
+        Unique::new(None),
+        Unique::new(None),
+        vers::ALL,
+        handle,
+        max,
+    )
+    .await
 }
 
 fn epm_syntax() -> SyntaxId {
@@ -118,15 +139,7 @@ async fn endpoint_mapper_lists_and_maps_every_endpoint() {
     let r = start().await;
     let mut conn = connect(&r, Options::default()).await;
     let mut epm = EpmClient::bind(&mut conn).await.unwrap();
-    let (handle, n, entries, st) = epm
-        .ept_lookup(
-            inquiry::ALL_ELTS,
-            Unique::new(None),
-            Unique::new(None),
-            vers::ALL,
-            ContextHandle::default(),
-            500,
-        )
+    let (handle, n, entries, st) = all_elts(&mut epm, ContextHandle::default(), 500)
         .await
         .unwrap();
     assert_eq!((n, st), (2, 0));
@@ -220,17 +233,7 @@ async fn local_inserts_fragmented_both_ways_and_lookup_handles_page() {
     let mut handle = ContextHandle::default();
     let mut seen = Vec::new();
     for round in 0.. {
-        let (next, n, page, st) = epm
-            .ept_lookup(
-                inquiry::ALL_ELTS,
-                Unique::new(None),
-                Unique::new(None),
-                vers::ALL,
-                handle,
-                100,
-            )
-            .await
-            .unwrap();
+        let (next, n, page, st) = all_elts(&mut epm, handle, 100).await.unwrap();
         assert_eq!(st, 0);
         assert_eq!(n as usize, page.items.len());
         seen.extend(page.items);
@@ -263,15 +266,7 @@ async fn local_inserts_fragmented_both_ways_and_lookup_handles_page() {
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!(page.items[0], entries[7]);
-    let (handle, ..) = epm
-        .ept_lookup(
-            inquiry::ALL_ELTS,
-            Unique::new(None),
-            Unique::new(None),
-            vers::ALL,
-            ContextHandle::default(),
-            1,
-        )
+    let (handle, ..) = all_elts(&mut epm, ContextHandle::default(), 1)
         .await
         .unwrap();
     assert!(!handle.is_null());
@@ -279,17 +274,7 @@ async fn local_inserts_fragmented_both_ways_and_lookup_handles_page() {
     assert!(freed.is_null());
     assert_eq!(st, 0);
     // A freed handle is unknown.
-    match epm
-        .ept_lookup(
-            inquiry::ALL_ELTS,
-            Unique::new(None),
-            Unique::new(None),
-            vers::ALL,
-            handle,
-            1,
-        )
-        .await
-    {
+    match all_elts(&mut epm, handle, 1).await {
         Err(CallError::Fault { status }) => {
             assert_eq!(status, status::NCA_S_FAULT_CONTEXT_MISMATCH)
         }
@@ -302,15 +287,7 @@ async fn association_groups_share_handles_and_unknown_groups_are_refused() {
     let r = start().await;
     let mut first = connect(&r, Options::default()).await;
     let mut epm = EpmClient::bind(&mut first).await.unwrap();
-    let (handle, ..) = epm
-        .ept_lookup(
-            inquiry::ALL_ELTS,
-            Unique::new(None),
-            Unique::new(None),
-            vers::ALL,
-            ContextHandle::default(),
-            1,
-        )
+    let (handle, ..) = all_elts(&mut epm, ContextHandle::default(), 1)
         .await
         .unwrap();
     assert!(!handle.is_null());
@@ -327,17 +304,7 @@ async fn association_groups_share_handles_and_unknown_groups_are_refused() {
     .await;
     let mut epm2 = EpmClient::bind(&mut second).await.unwrap();
     assert_eq!(epm2.connection.assoc_group_id, group);
-    let (next, n, _, _) = epm2
-        .ept_lookup(
-            inquiry::ALL_ELTS,
-            Unique::new(None),
-            Unique::new(None),
-            vers::ALL,
-            handle,
-            10,
-        )
-        .await
-        .unwrap();
+    let (next, n, _, _) = all_elts(&mut epm2, handle, 10).await.unwrap();
     assert_eq!(n, 1, "the second connection continues the first's lookup");
     assert!(next.is_null());
 

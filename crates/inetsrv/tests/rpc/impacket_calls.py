@@ -15,6 +15,20 @@ from impacket.uuid import bin_to_string
 NDR64 = ("71710533-BEBA-4937-8319-B5DBEF9CCC36", "1.0")
 
 
+def connect(binding, a):
+    """A connected DCE/RPC session with the options asked for."""
+    t = transport.DCERPCTransportFactory(binding)
+    if a.auth_level:
+        t.set_credentials(a.user, a.password)
+    dce = t.get_dce_rpc()
+    if a.auth_level:
+        dce.set_auth_level(a.auth_level)
+    if a.frag:
+        dce.set_max_fragment_size(a.frag)
+    dce.connect()
+    return dce
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("port", type=int)
@@ -27,15 +41,7 @@ def main():
 
     out = {}
     binding = "ncacn_ip_tcp:127.0.0.1[%d]" % a.port
-    t = transport.DCERPCTransportFactory(binding)
-    if a.auth_level:
-        t.set_credentials(a.user, a.password)
-    dce = t.get_dce_rpc()
-    if a.auth_level:
-        dce.set_auth_level(a.auth_level)
-    if a.frag:
-        dce.set_max_fragment_size(a.frag)
-    dce.connect()
+    dce = connect(binding, a)
     syntax = {"transfer_syntax": NDR64} if a.ndr64 else {}
     dce.bind(mgmt.MSRPC_UUID_MGMT, **syntax)
 
@@ -65,15 +71,7 @@ def main():
 
     # ept_lookup through Impacket's helper (its own connection), and
     # ept_map for the endpoint mapper itself.
-    t2 = transport.DCERPCTransportFactory(binding)
-    if a.auth_level:
-        t2.set_credentials(a.user, a.password)
-    d2 = t2.get_dce_rpc()
-    if a.auth_level:
-        d2.set_auth_level(a.auth_level)
-    if a.frag:
-        d2.set_max_fragment_size(a.frag)
-    d2.connect()
+    d2 = connect(binding, a)
     entries = epm.hept_lookup(None, dce=d2)
     out["lookup"] = [
         [epm.PrintStringBinding(e["tower"]["Floors"]),

@@ -306,3 +306,22 @@ fn malformed_pdus_are_refused_without_panicking() {
     tiny[9] = 0;
     assert!(frag_length(&tiny).is_err());
 }
+
+#[test]
+fn stubs_are_cut_into_8_aligned_fragments() {
+    let cut: Vec<_> = fragments(0, 1432).collect();
+    assert_eq!(cut, vec![(flags::FIRST_FRAG | flags::LAST_FRAG, 0..0)]);
+    // 1432 - 24 = 1408 bytes of stub a fragment (a multiple of 8).
+    let cut: Vec<_> = fragments(3000, 1432).collect();
+    assert_eq!(
+        cut,
+        vec![
+            (flags::FIRST_FRAG, 0..1408),
+            (0, 1408..2816),
+            (flags::LAST_FRAG, 2816..3000)
+        ]
+    );
+    let cut: Vec<_> = fragments(2816, 1432).collect();
+    assert_eq!(cut.len(), 2);
+    assert_eq!(cut[1], (flags::LAST_FRAG, 1408..2816));
+}

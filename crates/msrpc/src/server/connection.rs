@@ -19,8 +19,6 @@ use crate::uuid::Uuid;
 /// C706's MustRecvFragSize: every implementation receives fragments of
 /// this size, so no negotiation goes below it.
 const MUST_RECV_FRAG_SIZE: u16 = 1432;
-/// The size of a request or response header before the stub data.
-const RESPONSE_HEADER_LEN: usize = 24;
 
 /// bind_nak reasons ([MS-RPCE] 2.2.2.5, C706 12.6.3.1).
 mod nak {
@@ -292,70 +290,51 @@ impl Connection {
         auth: Option<pdu::Auth>,
     ) -> Next {
         self.rpc_vers_minor = minor;
-        if let Some(group) = &self.association {
+        let mut reply_flags = flags::FIRST_FRAG | flags::LAST_FRAG;
+        match &self.association {
             // A second bind on a bound connection (Impacket's helpers send
             // one): taken as an alter_context that is answered with a
             // bind_ack, unless it names another association.
-            if bind.assoc_group_id != 0 && bind.assoc_group_id != group.id {
-                self.bind_nak(call_id, nak::PROTOCOL_ERROR);
-                return Next::Close;
+            Some(group) => {
+                if bind.assoc_group_id != 0 && bind.assoc_group_id != group.id {
+                    self.bind_nak(call_id, nak::PROTOCOL_ERROR);
+                    return Next::Close;
+                }
             }
-            let assoc_group_id = group.id;
-            let Some(results) = self.negotiate(&bind) else {
-                self.bind_nak(call_id, nak::LOCAL_LIMIT_EXCEEDED);
-                return Next::Close;
-            };
-            let secondary_address = self.secondary_address();
-            self.send(
-                call_id,
-                flags::FIRST_FRAG | flags::LAST_FRAG,
-                Body::BindAck(BindAck {
-                    max_xmit_frag: self.max_xmit as u16,
-                    max_recv_frag: self.max_recv as u16,
-                    assoc_group_id,
-                    secondary_address,
-                    results,
-                }),
-            );
-            return Next::Continue;
-        }
-        if let Some(auth) = &auth {
-            if auth.auth_type != 0 {
-                // [MS-RPCE] 3.3.3.5.3: no security provider of this type.
-                self.bind_nak(call_id, nak::AUTHENTICATION_TYPE_NOT_RECOGNIZED);
-                return Next::Close;
+            None => {
+                if auth.as_ref().is_some_and(|a| a.auth_type != 0) {
+                    // [MS-RPCE] 3.3.3.5.3: no security provider of this type.
+                    self.bind_nak(call_id, nak::AUTHENTICATION_TYPE_NOT_RECOGNIZED);
+                    return Next::Close;
+                }
+                let Some(group) = self
+                    .server
+                    .association(bind.assoc_group_id, &self.transport)
+                else {
+                    self.bind_nak(call_id, nak::NOT_SPECIFIED);
+                    return Next::Close;
+                };
+                let ours = self.server.limits.max_frag.max(MUST_RECV_FRAG_SIZE);
+                let negotiated = |theirs: u16| usize::from(theirs.clamp(MUST_RECV_FRAG_SIZE, ours));
+                self.max_xmit = negotiated(bind.max_recv_frag);
+                self.max_recv = negotiated(bind.max_xmit_frag);
+                self.conc_mpx = pfc & flags::CONC_MPX != 0;
+                reply_flags |= pfc & (flags::CONC_MPX | flags::SUPPORT_HEADER_SIGN);
+                self.association = Some(group);
             }
         }
-        let Some(group) = self
-            .server
-            .association(bind.assoc_group_id, &self.transport)
-        else {
-            self.bind_nak(call_id, nak::NOT_SPECIFIED);
-            return Next::Close;
-        };
-        let ours = self.server.limits.max_frag.max(MUST_RECV_FRAG_SIZE);
-        let negotiated = |theirs: u16| theirs.clamp(MUST_RECV_FRAG_SIZE, ours);
-        let max_xmit = negotiated(bind.max_recv_frag);
-        let max_recv = negotiated(bind.max_xmit_frag);
         let Some(results) = self.negotiate(&bind) else {
             self.bind_nak(call_id, nak::LOCAL_LIMIT_EXCEEDED);
             return Next::Close;
         };
-        self.max_xmit = usize::from(max_xmit);
-        self.max_recv = usize::from(max_recv);
-        self.conc_mpx = pfc & flags::CONC_MPX != 0;
+        let assoc_group_id = self.association.as_ref().map_or(0, |g| g.id);
         let secondary_address = self.secondary_address();
-        let assoc_group_id = group.id;
-        self.association = Some(group);
-        let reply_flags = flags::FIRST_FRAG
-            | flags::LAST_FRAG
-            | (pfc & (flags::CONC_MPX | flags::SUPPORT_HEADER_SIGN));
         self.send(
             call_id,
             reply_flags,
             Body::BindAck(BindAck {
-                max_xmit_frag: max_xmit,
-                max_recv_frag: max_recv,
+                max_xmit_frag: self.max_xmit as u16,
+                max_recv_frag: self.max_recv as u16,
                 assoc_group_id,
                 secondary_address,
                 results,
@@ -644,32 +623,17 @@ impl Connection {
     /// Sends a response in fragments of at most max_xmit_frag bytes,
     /// alloc_hint counting the stub data left ([MS-RPCE] 2.2.2.6).
     fn respond(&mut self, call_id: u32, context_id: u16, stub: &[u8]) {
-        // Fragments' stub data stays 8-aligned, as NDR64 expects.
-        let room = (self.max_xmit - RESPONSE_HEADER_LEN) & !7;
-        let mut at = 0;
-        loop {
-            let end = (at + room).min(stub.len());
-            let mut pfc = 0;
-            if at == 0 {
-                pfc |= flags::FIRST_FRAG;
-            }
-            if end == stub.len() {
-                pfc |= flags::LAST_FRAG;
-            }
+        for (pfc, range) in pdu::fragments(stub.len(), self.max_xmit) {
             self.send(
                 call_id,
                 pfc,
                 Body::Response(pdu::Response {
-                    alloc_hint: (stub.len() - at) as u32,
+                    alloc_hint: (stub.len() - range.start) as u32,
                     context_id,
                     cancel_count: 0,
-                    stub: stub[at..end].to_vec(),
+                    stub: stub[range].to_vec(),
                 }),
             );
-            at = end;
-            if at >= stub.len() {
-                break;
-            }
         }
     }
 }
