@@ -1,13 +1,20 @@
 //! The MS-RPCE runtime ([MS-RPCE], on DCE 1.1 RPC, C706): independent of
 //! the web server, so that any interface can be served or called with it.
 //!
-//! Today: [`pdu`], the connection-oriented PDUs — the common header with
-//! both data representations, bind, bind_ack, bind_nak (with MS-RPCE's
-//! signature), alter_context and its response, request, response, fault,
-//! rpc_auth_3, shutdown, co_cancel, orphaned, and the sec_trailer with its
-//! authentication token — decoded with every length checked, encoded
-//! byte-exact. NDR, the connection state machine, transports and security
-//! providers are built on it.
+//! - [`pdu`]: the connection-oriented PDUs, decoded from either data
+//!   representation with every length checked, encoded byte-exact.
+//! - [`ndr`]: NDR 2.0 and NDR64 marshalling with the strict consistency
+//!   checks; `#[derive(Ndr)]` describes structures.
+//! - `#[interface]` describes an interface once, as a trait; the server
+//!   dispatch and the client stub are generated from it.
+//! - [`server`] and [`client`]: the connection state machine over
+//!   ncacn_ip_tcp and ncalrpc (negotiation, association groups,
+//!   fragmentation, faults).
+//! - [`epm`] and [`mgmt`]: the endpoint mapper and the management
+//!   interface every server offers.
+//!
+//! Security providers (NTLM, SPNEGO, Kerberos) are still to come: binds
+//! that ask for authentication are refused.
 
 #![forbid(unsafe_code)]
 

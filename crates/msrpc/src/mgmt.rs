@@ -123,14 +123,14 @@ impl Mgmt for Management {
         }
         let name = call.server.principal.as_bytes();
         if name.len() + 1 > size {
-            // RPC_S_BUFFER_TOO_SMALL? C706 leaves the string cut; Windows
-            // answers ERROR_INSUFFICIENT_BUFFER (122).
+            // The name and its NUL do not fit the caller's buffer: an
+            // empty string and the status say so, rather than a cut name.
             return Ok((
                 SizedCString {
                     max: size,
                     text: Vec::new(),
                 },
-                122,
+                status::ERROR_INSUFFICIENT_BUFFER,
             ));
         }
         Ok((

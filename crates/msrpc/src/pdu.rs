@@ -606,10 +606,26 @@ impl Pdu {
     /// 8-bit count, or a fragment longer than 65535 bytes, is refused
     /// rather than cut: fragmenting is the caller's work.
     pub fn encode(&self) -> Result<Vec<u8>, PduError> {
+        let mut w = Vec::with_capacity(64);
+        self.encode_into(&mut w)?;
+        Ok(w)
+    }
+
+    /// Appends the encoded fragment to `out` (a connection's output
+    /// buffer); on error `out` is left as it was.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), PduError> {
+        let start = out.len();
+        let result = self.encode_at(out, start);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn encode_at(&self, w: &mut Vec<u8>, start: usize) -> Result<(), PduError> {
         fn count8(n: usize, what: &'static str) -> Result<u8, PduError> {
             u8::try_from(n).map_err(|_| PduError::Invalid(what))
         }
-        let mut w = Vec::with_capacity(64);
         w.extend_from_slice(&[5, self.rpc_vers_minor, self.pdu_type() as u8, self.flags]);
         w.extend_from_slice(&NDR_LITTLE_ENDIAN);
         w.extend_from_slice(&[0, 0, 0, 0]); // frag_length, auth_length
@@ -631,9 +647,9 @@ impl Pdu {
                         count8(c.transfer_syntaxes.len(), "more than 255 transfer syntaxes")?,
                         0,
                     ]);
-                    put_syntax(&mut w, &c.abstract_syntax);
+                    put_syntax(w, &c.abstract_syntax);
                     for t in &c.transfer_syntaxes {
-                        put_syntax(&mut w, t);
+                        put_syntax(w, t);
                     }
                 }
             }
@@ -652,14 +668,14 @@ impl Pdu {
                     w.extend_from_slice(&b.secondary_address);
                     w.push(0);
                 }
-                while w.len() % 4 != 0 {
+                while !(w.len() - start).is_multiple_of(4) {
                     w.push(0);
                 }
                 w.extend_from_slice(&[count8(b.results.len(), "more than 255 results")?, 0, 0, 0]);
                 for r in &b.results {
                     w.extend_from_slice(&r.result.to_le_bytes());
                     w.extend_from_slice(&r.reason.to_le_bytes());
-                    put_syntax(&mut w, &r.transfer_syntax);
+                    put_syntax(w, &r.transfer_syntax);
                 }
             }
             Body::BindNak(n) => {
@@ -669,10 +685,10 @@ impl Pdu {
                     w.extend_from_slice(&[*major, *minor]);
                 }
                 if let Some(sig) = &n.signature {
-                    while w.len() % 4 != 0 {
+                    while !(w.len() - start).is_multiple_of(4) {
                         w.push(0);
                     }
-                    put_uuid(&mut w, sig);
+                    put_uuid(w, sig);
                     w.extend_from_slice(&n.extended_error);
                 }
             }
@@ -681,7 +697,7 @@ impl Pdu {
                 w.extend_from_slice(&q.context_id.to_le_bytes());
                 w.extend_from_slice(&q.opnum.to_le_bytes());
                 if let Some(o) = &q.object {
-                    put_uuid(&mut w, o);
+                    put_uuid(w, o);
                 }
                 w.extend_from_slice(&q.stub);
             }
@@ -704,20 +720,20 @@ impl Pdu {
         }
         let mut auth_length = 0usize;
         if let Some(a) = &self.auth {
-            let pad = (16 - (w.len() - HEADER_LEN) % 16) % 16;
+            let pad = (16 - (w.len() - start - HEADER_LEN) % 16) % 16;
             w.resize(w.len() + pad, 0);
             w.extend_from_slice(&[a.auth_type, a.auth_level, pad as u8, 0]);
             w.extend_from_slice(&a.context_id.to_le_bytes());
             w.extend_from_slice(&a.token);
             auth_length = a.token.len();
         }
-        let frag =
-            u16::try_from(w.len()).map_err(|_| PduError::Invalid("a fragment over 65535 bytes"))?;
+        let frag = u16::try_from(w.len() - start)
+            .map_err(|_| PduError::Invalid("a fragment over 65535 bytes"))?;
         let auth_length = u16::try_from(auth_length)
             .map_err(|_| PduError::Invalid("an authentication token over 65535 bytes"))?;
-        w[8..10].copy_from_slice(&frag.to_le_bytes());
-        w[10..12].copy_from_slice(&auth_length.to_le_bytes());
-        Ok(w)
+        w[start + 8..start + 10].copy_from_slice(&frag.to_le_bytes());
+        w[start + 10..start + 12].copy_from_slice(&auth_length.to_le_bytes());
+        Ok(())
     }
 }
 

@@ -51,25 +51,26 @@ impl Fault {
         }
     }
 
-    /// Stub data that broke a consistency rule: RPC_X_BAD_STUB_DATA, or
-    /// RPC_S_INVALID_BOUND for a value outside its `[range]`.
-    pub fn stub(e: NdrError) -> Fault {
-        let status = match e {
-            NdrError::Range { .. } => status::RPC_S_INVALID_BOUND,
-            _ => NdrError::FAULT,
-        };
+    /// A call turned away before its method ran (PFC_DID_NOT_EXECUTE).
+    pub fn not_executed(status: u32) -> Fault {
         Fault {
             status,
             did_not_execute: true,
         }
     }
 
+    /// Stub data that broke a consistency rule: RPC_X_BAD_STUB_DATA, or
+    /// RPC_S_INVALID_BOUND for a value outside its `[range]`.
+    pub fn stub(e: NdrError) -> Fault {
+        Fault::not_executed(match e {
+            NdrError::Range { .. } => status::RPC_S_INVALID_BOUND,
+            _ => NdrError::FAULT,
+        })
+    }
+
     /// An opnum the interface does not have.
     pub fn op_rng() -> Fault {
-        Fault {
-            status: status::NCA_S_OP_RNG_ERROR,
-            did_not_execute: true,
-        }
+        Fault::not_executed(status::NCA_S_OP_RNG_ERROR)
     }
 }
 
@@ -376,9 +377,26 @@ impl Server {
         Ok(bound)
     }
 
-    /// Listens on a Unix socket (ncalrpc), replacing a stale socket file.
+    /// Listens on a Unix socket (ncalrpc). A socket file nobody answers on
+    /// is stale and replaced; one that answers belongs to a running server
+    /// and anything that is not a socket is left alone: both are errors.
     pub async fn listen_local(self: &Arc<Self>, path: PathBuf) -> std::io::Result<()> {
-        let _ = std::fs::remove_file(&path);
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", path.display()),
+                ));
+            }
+            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("{} belongs to a running server", path.display()),
+                ));
+            }
+            std::fs::remove_file(&path)?;
+        }
         let listener = tokio::net::UnixListener::bind(&path)?;
         self.endpoints
             .write()

@@ -12,6 +12,9 @@ pub const NCA_S_FAULT_CONTEXT_MISMATCH: u32 = 0x1C00_001A;
 /// ERROR_ACCESS_DENIED: also the fault for a request over 4 MB
 /// ([MS-RPCE] 3.3.3.5.4) and for a call below the interface's level.
 pub const ERROR_ACCESS_DENIED: u32 = 0x0000_0005;
+/// ERROR_INSUFFICIENT_BUFFER: an out-parameter buffer the caller sized
+/// too small.
+pub const ERROR_INSUFFICIENT_BUFFER: u32 = 0x0000_007A;
 /// RPC_S_UNKNOWN_AUTHN_SERVICE.
 pub const RPC_S_UNKNOWN_AUTHN_SERVICE: u32 = 0x0000_06D3;
 /// RPC_X_BAD_STUB_DATA: stub data that breaks a consistency rule.
@@ -32,6 +35,7 @@ pub fn name(status: u32) -> &'static str {
         NCA_S_PROTO_ERROR => "nca_s_proto_error",
         NCA_S_FAULT_CONTEXT_MISMATCH => "nca_s_fault_context_mismatch",
         ERROR_ACCESS_DENIED => "access denied",
+        ERROR_INSUFFICIENT_BUFFER => "insufficient buffer",
         RPC_S_UNKNOWN_AUTHN_SERVICE => "rpc_s_unknown_authn_service",
         RPC_X_BAD_STUB_DATA => "rpc_x_bad_stub_data",
         RPC_S_INVALID_BOUND => "rpc_s_invalid_bound",

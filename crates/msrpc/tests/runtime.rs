@@ -119,6 +119,12 @@ async fn mgmt_calls_in_both_transfer_syntaxes() {
         assert!(stats.0[2] > stats.0[0] && stats.0[3] > 0);
         let (name, st) = mgmt.inq_princ_name(10, 100).await.unwrap();
         assert_eq!((name.text.as_slice(), st), (&b"testhost"[..], 0));
+        // "testhost" and its NUL need 9 bytes.
+        let (name, st) = mgmt.inq_princ_name(10, 8).await.unwrap();
+        assert_eq!(
+            (name.text.len(), st),
+            (0, status::ERROR_INSUFFICIENT_BUFFER)
+        );
         let (_, st) = mgmt.inq_princ_name(99, 100).await.unwrap();
         assert_eq!(st, status::RPC_S_UNKNOWN_AUTHN_SERVICE);
         assert_eq!(
@@ -503,6 +509,34 @@ async fn oversized_requests_are_refused_at_once() {
         conn.receive().await.unwrap().body,
         Body::Response(_)
     ));
+}
+
+#[tokio::test]
+async fn a_local_endpoint_never_takes_a_live_socket_or_another_file() {
+    let r = start().await;
+    // The running server's socket answers: a second server may not take it.
+    let other = Server::new(Limits::default(), "other".into());
+    other.register(MgmtServer(Management), auth_level::NONE, false);
+    let e = other.listen_local(r.local.clone()).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+    let mut conn = Connection::connect_local(&r.local, Options::default())
+        .await
+        .unwrap();
+    assert!(MgmtClient::bind(&mut conn).await.is_ok());
+    // A file that is not a socket is left as it was.
+    let file = r.local.with_file_name("notes.txt");
+    std::fs::write(&file, "keep me").unwrap();
+    let e = other.listen_local(file.clone()).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    // A stale socket (its server gone) is replaced.
+    let stale = r.local.with_file_name("stale");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    other.listen_local(stale.clone()).await.unwrap();
+    let mut conn = Connection::connect_local(&stale, Options::default())
+        .await
+        .unwrap();
+    assert!(MgmtClient::bind(&mut conn).await.is_ok());
 }
 
 #[tokio::test]

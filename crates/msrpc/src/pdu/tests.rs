@@ -325,3 +325,51 @@ fn stubs_are_cut_into_8_aligned_fragments() {
     assert_eq!(cut.len(), 2);
     assert_eq!(cut[1], (flags::LAST_FRAG, 1408..2816));
 }
+
+#[test]
+fn encoding_into_a_buffer_appends_one_fragment_or_nothing() {
+    let pdu = Pdu {
+        rpc_vers_minor: 0,
+        flags: flags::FIRST_FRAG | flags::LAST_FRAG,
+        drep: NDR_LITTLE_ENDIAN,
+        call_id: 7,
+        body: Body::Response(Response {
+            alloc_hint: 3,
+            context_id: 1,
+            cancel_count: 0,
+            stub: vec![1, 2, 3],
+        }),
+        auth: Some(Auth {
+            auth_type: 10,
+            auth_level: 6,
+            pad_length: 0,
+            context_id: 0,
+            token: vec![9; 16],
+        }),
+    };
+    let alone = pdu.encode().unwrap();
+    // After 5 bytes already in the buffer, the padding and lengths are
+    // those of the fragment, not of the buffer.
+    let mut out = vec![0xAA; 5];
+    pdu.encode_into(&mut out).unwrap();
+    assert_eq!(&out[..5], &[0xAA; 5]);
+    assert_eq!(&out[5..], &alone[..]);
+    assert_eq!(Pdu::decode(&out[5..]).unwrap(), {
+        let mut p = pdu.clone();
+        if let Some(a) = p.auth.as_mut() {
+            a.pad_length = 5;
+        }
+        p
+    });
+
+    let mut too_big = pdu.clone();
+    too_big.body = Body::Response(Response {
+        alloc_hint: 0,
+        context_id: 1,
+        cancel_count: 0,
+        stub: vec![0; 70_000],
+    });
+    let mut out = vec![0xAA; 5];
+    assert!(too_big.encode_into(&mut out).is_err());
+    assert_eq!(out, vec![0xAA; 5], "nothing of a failed fragment is left");
+}

@@ -185,9 +185,8 @@ impl Connection {
             body,
             auth: None,
         };
-        match pdu.encode() {
-            Ok(bytes) => {
-                self.out.extend_from_slice(&bytes);
+        match pdu.encode_into(&mut self.out) {
+            Ok(()) => {
                 self.server.stats.pkts_out.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => tracing::warn!("rpc: could not encode a {:?}: {e}", pdu.pdu_type()),
@@ -515,7 +514,7 @@ impl Connection {
                 opnum: req.opnum,
                 object: req.object,
                 little_endian,
-                stub: Vec::with_capacity(req.alloc_hint.min(64 * 1024) as usize),
+                stub: Vec::new(),
             });
         } else {
             match &self.pending {
@@ -558,7 +557,13 @@ impl Connection {
             self.fault(call_id, context_id, Fault::new(status::ERROR_ACCESS_DENIED));
             return Next::Continue;
         }
-        pending.stub.extend_from_slice(&req.stub);
+        if pending.stub.is_empty() {
+            // The first fragment's stub is taken as it is: a request in one
+            // fragment is never copied.
+            pending.stub = req.stub;
+        } else {
+            pending.stub.extend_from_slice(&req.stub);
+        }
         if pfc & flags::LAST_FRAG == 0 {
             return Next::Continue;
         }
@@ -576,10 +581,7 @@ impl Connection {
             self.fault(
                 pending.call_id,
                 pending.context_id,
-                Fault {
-                    status: status::NCA_S_UNK_IF,
-                    did_not_execute: true,
-                },
+                Fault::not_executed(status::NCA_S_UNK_IF),
             );
             return;
         };
@@ -588,10 +590,7 @@ impl Connection {
             self.fault(
                 pending.call_id,
                 pending.context_id,
-                Fault {
-                    status: status::ERROR_ACCESS_DENIED,
-                    did_not_execute: true,
-                },
+                Fault::not_executed(status::ERROR_ACCESS_DENIED),
             );
             return;
         }
@@ -615,23 +614,30 @@ impl Connection {
             .interface
             .dispatch(&call, pending.opnum, &pending.stub);
         match outcome {
-            Ok(stub) => self.respond(pending.call_id, pending.context_id, &stub),
+            Ok(stub) => self.respond(pending.call_id, pending.context_id, stub),
             Err(fault) => self.fault(pending.call_id, pending.context_id, fault),
         }
     }
 
     /// Sends a response in fragments of at most max_xmit_frag bytes,
     /// alloc_hint counting the stub data left ([MS-RPCE] 2.2.2.6).
-    fn respond(&mut self, call_id: u32, context_id: u16, stub: &[u8]) {
-        for (pfc, range) in pdu::fragments(stub.len(), self.max_xmit) {
+    fn respond(&mut self, call_id: u32, context_id: u16, mut stub: Vec<u8>) {
+        let total = stub.len();
+        for (pfc, range) in pdu::fragments(total, self.max_xmit) {
+            // A response in one fragment hands its stub over uncopied.
+            let chunk = if range.len() == total {
+                std::mem::take(&mut stub)
+            } else {
+                stub[range.clone()].to_vec()
+            };
             self.send(
                 call_id,
                 pfc,
                 Body::Response(pdu::Response {
-                    alloc_hint: (stub.len() - range.start) as u32,
+                    alloc_hint: (total - range.start) as u32,
                     context_id,
                     cancel_count: 0,
-                    stub: stub[range].to_vec(),
+                    stub: chunk,
                 }),
             );
         }
