@@ -675,8 +675,11 @@ mod tests {
         floors[0] = 200;
         assert!(TowerInfo::decode(&floors).is_err());
         let mut protocol = good.clone();
-        // Floor 3's protocol: ncadg (0x0a) is not served.
-        let at = good.iter().position(|b| *b == 0x0b).unwrap();
+        // Floor 3's protocol identifier, after the floor count (2 bytes),
+        // two UUID floors (25 bytes each) and its own lhs length (2):
+        // ncadg (0x0a) is not served.
+        let at = 2 + 25 + 25 + 2;
+        assert_eq!(protocol[at], floor::NCACN);
         protocol[at] = 0x0a;
         assert!(TowerInfo::decode(&protocol).is_err());
     }
