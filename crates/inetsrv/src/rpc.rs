@@ -1,7 +1,8 @@
 //! The RPC endpoint of `inetsrv start`: the `msrpc` runtime serving the
 //! endpoint mapper and the management interface over ncacn_ip_tcp (port
 //! 135 when the process may bind it, else 8135, or `--rpc-port`) and
-//! ncalrpc (`DIR/run/rpc/epmapper`, for tools on this machine).
+//! ncalrpc (`DIR/run/rpc/epmapper`, for tools on this machine). Callers
+//! authenticate with NTLM as the users of `inetsrv user add`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -9,7 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use msrpc::epm::{EndpointMapper, EpmServer};
 use msrpc::mgmt::{Management, MgmtServer};
+use msrpc::security::Credentials;
 use msrpc::server::{auth_level, Limits, Server};
+use userdb::UserDb;
 
 /// The endpoint mapper's well-known port.
 pub const EPM_PORT: u16 = 135;
@@ -31,6 +34,34 @@ pub struct RpcEndpoint {
 
 pub fn local_socket(state_dir: &Path) -> PathBuf {
     state_dir.join("run").join("rpc").join("epmapper")
+}
+
+/// NTLM's accounts: the user database, read at each logon so that
+/// `inetsrv user add/passwd/delete` take effect at once.
+struct UserDbCredentials(UserDb);
+
+impl Credentials for UserDbCredentials {
+    fn nt_hash(&self, user: &str) -> Option<(String, [u8; 16])> {
+        match self.0.user(user) {
+            Ok(Some(u)) => match u.nt_hash {
+                Some(hash) => Some((u.name, hash)),
+                None => {
+                    tracing::warn!(
+                        "RPC: user '{}' has no NT hash (set before NTLM was supported); \
+                         `inetsrv user passwd {}` adds one",
+                        u.name,
+                        u.name
+                    );
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!("RPC: cannot read the user database: {e}");
+                None
+            }
+        }
+    }
 }
 
 fn principal() -> String {
@@ -56,6 +87,9 @@ pub async fn start(options: &RpcOptions, state_dir: &Path) -> Result<Option<RpcE
 
 async fn start_endpoint(options: &RpcOptions, state_dir: &Path) -> Result<RpcEndpoint> {
     let server = Server::new(Limits::default(), principal());
+    server.set_credentials(std::sync::Arc::new(UserDbCredentials(
+        UserDb::for_state_dir(state_dir),
+    )));
     server.register(EpmServer(EndpointMapper::new()), auth_level::NONE, true);
     server.register(MgmtServer(Management), auth_level::NONE, false);
     let tcp = match options.port {

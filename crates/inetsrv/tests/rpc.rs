@@ -111,6 +111,62 @@ fn impacket_over_ndr64_and_in_small_fragments() {
 }
 
 #[test]
+fn impacket_authenticates_with_ntlm_at_connect_integrity_and_privacy() {
+    let web = Web::start();
+    let port = web.rpc_port();
+    web.cli_ok(&["user", "add", "alice", "--password", "Secret-1"]);
+    for level in ["2", "5", "6"] {
+        let auth = [
+            "--auth-level",
+            level,
+            "--user",
+            "alice",
+            "--password",
+            "Secret-1",
+        ];
+        let v = impacket_calls(port, &auth);
+        assert_eq!(v["listening"], true, "level {level}: {v}");
+        assert_eq!(v["princ_name"], nix_hostname().as_str());
+        assert_eq!(v["lookup"], epm_bindings(port), "level {level}");
+        assert_eq!(v["map"], format!("ncacn_ip_tcp:127.0.0.1[{port}]"));
+        // Sealed and signed requests in small fragments too.
+        let mut small = auth.to_vec();
+        small.extend(["--frag", "64"]);
+        let v = impacket_calls(port, &small);
+        assert_eq!(
+            v["lookup"],
+            epm_bindings(port),
+            "level {level}, 64-byte fragments"
+        );
+    }
+    // A wrong password: the first call after the bind is refused.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rpc/impacket_calls.py");
+    let args: Vec<String> = [
+        script,
+        &port.to_string(),
+        "--auth-level",
+        "6",
+        "--user",
+        "alice",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["--password".to_string(), "wrong".to_string()])
+    .collect();
+    let (ok, out, err) = run_python(&args);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("access_denied") || err.contains("access_denied"),
+        "{out}\n{err}"
+    );
+    assert!(
+        web.log().contains("wrong password for 'alice'"),
+        "{}",
+        web.log()
+    );
+}
+
+#[test]
 fn rpcmap_finds_the_interfaces_and_their_opnums() {
     let web = Web::start();
     let binding = format!("ncacn_ip_tcp:127.0.0.1[{}]", web.rpc_port());

@@ -1,7 +1,9 @@
 //! The client runtime: binds interfaces on a connection (ncacn_ip_tcp or
-//! ncalrpc), negotiates transfer syntaxes, fragments requests under the
-//! negotiated max_xmit_frag and reassembles responses. The generated
-//! `…Client` types marshal calls through it.
+//! ncalrpc), negotiates transfer syntaxes, authenticates with NTLM
+//! (bind, bind_ack, rpc_auth_3) at the level asked for, fragments requests
+//! under the negotiated max_xmit_frag, signs or seals them, and verifies
+//! and reassembles responses. The generated `…Client` types marshal calls
+//! through it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,8 +13,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::ndr::{NdrError, Syntax};
 use crate::pdu::{self, flags, Bind, Body, ContextElem, Pdu, PduError, SyntaxId, HEADER_LEN};
+use crate::security::{auth_level, protects_pdus, SecurityContext, SecurityError, SIGNATURE_LEN};
 use crate::server::{ndr20, ndr64};
 use crate::status;
+
+/// The auth_context_id this client gives its security context.
+const AUTH_CONTEXT_ID: u32 = 1;
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -36,6 +42,18 @@ pub enum CallError {
     UnknownContext(u16),
     #[error("protocol: {0}")]
     Protocol(&'static str),
+    #[error("authentication: {0}")]
+    Security(#[from] SecurityError),
+}
+
+/// Who the client authenticates as, and at what level.
+#[derive(Clone, Debug)]
+pub struct ClientAuth {
+    /// [`auth_level`]: connect, packet, integrity or privacy.
+    pub level: u8,
+    pub user: String,
+    pub domain: String,
+    pub password: String,
 }
 
 /// How the client negotiates.
@@ -49,6 +67,8 @@ pub struct Options {
     pub features: Option<u64>,
     /// Join this association group.
     pub assoc_group_id: u32,
+    /// Authenticate with NTLM on the first bind.
+    pub auth: Option<ClientAuth>,
 }
 
 impl Default for Options {
@@ -58,6 +78,7 @@ impl Default for Options {
             max_frag: 5840,
             features: None,
             assoc_group_id: 0,
+            auth: None,
         }
     }
 }
@@ -80,6 +101,7 @@ pub struct Connection {
     contexts: HashMap<u16, Syntax>,
     next_context: u16,
     next_call_id: u32,
+    security: Option<SecurityContext>,
 }
 
 impl Connection {
@@ -94,6 +116,7 @@ impl Connection {
             contexts: HashMap::new(),
             next_context: 0,
             next_call_id: 1,
+            security: None,
         }
     }
 
@@ -153,14 +176,29 @@ impl Connection {
             contexts,
         };
         let call_id = self.call_id();
+        let mut pfc = flags::FIRST_FRAG | flags::LAST_FRAG;
+        let mut auth = None;
         let body = if self.bound {
             Body::AlterContext(body)
         } else {
+            if let Some(a) = &self.options.auth {
+                let (context, token) = SecurityContext::ntlm_client(
+                    a.level,
+                    AUTH_CONTEXT_ID,
+                    &a.user,
+                    &a.domain,
+                    &a.password,
+                )?;
+                if a.level >= auth_level::INTEGRITY {
+                    pfc |= flags::SUPPORT_HEADER_SIGN;
+                }
+                auth = Some(self.trailer(&context, token));
+                self.security = Some(context);
+            }
             Body::Bind(body)
         };
-        self.send(call_id, flags::FIRST_FRAG | flags::LAST_FRAG, body)
-            .await?;
-        let reply = self.receive().await?;
+        self.send(call_id, pfc, body, auth).await?;
+        let (reply, _) = self.receive_raw().await?;
         let ack = match reply.body {
             Body::BindAck(ack) | Body::AlterContextResp(ack) => ack,
             Body::BindNak(nak) => return Err(CallError::BindNak(nak.reason)),
@@ -175,6 +213,22 @@ impl Connection {
             self.bound = true;
             self.assoc_group_id = ack.assoc_group_id;
             self.max_xmit = usize::from(ack.max_recv_frag.min(self.options.max_frag));
+            if let Some(mut context) = self.security.take() {
+                // The challenge, answered by rpc_auth_3 (NTLM has three
+                // legs, [MS-RPCE] 3.3.1.5.2.1).
+                let challenge = reply
+                    .auth
+                    .ok_or(CallError::Protocol("the bind_ack carries no challenge"))?;
+                let token = match context.initiate(Some(&challenge.token))? {
+                    crate::security::Leg::Done(token) => token,
+                    crate::security::Leg::Continue(_) => {
+                        return Err(CallError::Protocol("NTLM asked for a fourth leg"))
+                    }
+                };
+                let auth = self.trailer(&context, token);
+                self.send(call_id, pfc, Body::Auth3, Some(auth)).await?;
+                self.security = Some(context);
+            }
         }
         let mut results = ack.results.iter();
         let first = results
@@ -209,7 +263,17 @@ impl Connection {
     ) -> Result<Reply, CallError> {
         self.transfer_syntax(context_id)?;
         let call_id = self.call_id();
-        for (pfc, range) in pdu::fragments(stub.len(), self.max_xmit) {
+        let protected = self
+            .security
+            .as_ref()
+            .is_some_and(|c| protects_pdus(c.level));
+        // Room for the padding, sec_trailer and signature of each fragment.
+        let max_frag = if protected {
+            self.max_xmit - 32
+        } else {
+            self.max_xmit
+        };
+        for (pfc, range) in pdu::fragments(stub.len(), max_frag) {
             let body = Body::Request(pdu::Request {
                 alloc_hint: (stub.len() - range.start) as u32,
                 context_id,
@@ -217,11 +281,33 @@ impl Connection {
                 object: None,
                 stub: stub[range].to_vec(),
             });
-            self.send(call_id, pfc, body).await?;
+            let auth = match &self.security {
+                Some(c) if protected => Some(self.trailer(c, vec![0; SIGNATURE_LEN])),
+                _ => None,
+            };
+            self.send(call_id, pfc, body, auth).await?;
         }
         let mut out = Vec::new();
         let little_endian = loop {
-            let pdu = self.receive().await?;
+            let (mut pdu, mut raw) = self.receive_raw().await?;
+            if let (Some(auth), Body::Response(r)) = (&pdu.auth, &mut pdu.body) {
+                let context = self.security.as_mut().ok_or(CallError::Protocol(
+                    "a signed response on a plain connection",
+                ))?;
+                context.unprotect(&mut raw, pdu::CALL_HEADER_LEN)?;
+                if context.level == auth_level::PRIVACY {
+                    let end = raw.len() - SIGNATURE_LEN - crate::security::SEC_TRAILER_LEN;
+                    let end = end.saturating_sub(usize::from(auth.pad_length));
+                    r.stub = raw
+                        .get(pdu::CALL_HEADER_LEN..end)
+                        .ok_or(CallError::Protocol("a sealed response too short"))?
+                        .to_vec();
+                }
+            } else if protected && matches!(pdu.body, Body::Response(_)) {
+                return Err(CallError::Protocol(
+                    "an unsigned response to a signed request",
+                ));
+            }
             if pdu.call_id != call_id {
                 return Err(CallError::Protocol("a response for another call"));
             }
@@ -252,27 +338,58 @@ impl Connection {
         Ok(())
     }
 
-    async fn send(&mut self, call_id: u32, pfc: u8, body: Body) -> Result<(), CallError> {
+    fn trailer(&self, context: &SecurityContext, token: Vec<u8>) -> pdu::Auth {
+        pdu::Auth {
+            auth_type: context.auth_type,
+            auth_level: context.level,
+            pad_length: 0,
+            context_id: context.context_id,
+            token,
+        }
+    }
+
+    /// Sends one fragment; a request with a signature placeholder is
+    /// signed or sealed first.
+    async fn send(
+        &mut self,
+        call_id: u32,
+        pfc: u8,
+        body: Body,
+        auth: Option<pdu::Auth>,
+    ) -> Result<(), CallError> {
+        let is_request = matches!(body, Body::Request(_));
+        let protect = is_request && auth.is_some();
         let pdu = Pdu {
             rpc_vers_minor: 0,
             flags: pfc,
             drep: pdu::NDR_LITTLE_ENDIAN,
             call_id,
             body,
-            auth: None,
+            auth,
         };
-        let bytes = pdu.encode()?;
+        let mut bytes = pdu.encode()?;
+        if protect {
+            if let Some(context) = self.security.as_mut() {
+                context.protect(&mut bytes, pdu::CALL_HEADER_LEN)?;
+            }
+        }
         self.stream.write_all(&bytes).await?;
         Ok(())
     }
 
     /// Reads one whole fragment.
     pub async fn receive(&mut self) -> Result<Pdu, CallError> {
+        Ok(self.receive_raw().await?.0)
+    }
+
+    /// Reads one whole fragment, decoded and as sent.
+    async fn receive_raw(&mut self) -> Result<(Pdu, Vec<u8>), CallError> {
         let mut frag = vec![0u8; HEADER_LEN];
         self.stream.read_exact(&mut frag).await?;
         let len = pdu::frag_length(&frag)?;
         frag.resize(len, 0);
         self.stream.read_exact(&mut frag[HEADER_LEN..]).await?;
-        Ok(Pdu::decode(&frag)?)
+        let pdu = Pdu::decode(&frag)?;
+        Ok((pdu, frag))
     }
 }

@@ -27,6 +27,7 @@ pub mod fuzz_checks;
 pub mod mgmt;
 pub mod ndr;
 pub mod pdu;
+pub mod security;
 pub mod server;
 pub mod status;
 pub mod uuid;

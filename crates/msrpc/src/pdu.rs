@@ -600,9 +600,10 @@ impl Pdu {
         })
     }
 
-    /// Encodes the fragment, little-endian, padding the body so the
-    /// sec_trailer starts 16-byte aligned (the padding is counted in
-    /// `auth.pad_length`, which is recomputed). A list longer than its
+    /// Encodes the fragment, little-endian, padding the stub data of a
+    /// request or response to 16 bytes before a sec_trailer, and other
+    /// bodies to 4 (the padding is counted in `auth.pad_length`, which is
+    /// recomputed). A list longer than its
     /// 8-bit count, or a fragment longer than 65535 bytes, is refused
     /// rather than cut: fragmenting is the caller's work.
     pub fn encode(&self) -> Result<Vec<u8>, PduError> {
@@ -630,6 +631,12 @@ impl Pdu {
         w.extend_from_slice(&NDR_LITTLE_ENDIAN);
         w.extend_from_slice(&[0, 0, 0, 0]); // frag_length, auth_length
         w.extend_from_slice(&self.call_id.to_le_bytes());
+        // The padding before a sec_trailer ([MS-RPCE] 2.2.2.11): the stub
+        // data of a request or response is padded to 16 bytes, as Windows
+        // does; other PDUs only align the trailer to 4 (Impacket, like
+        // Windows, expects no padding after a bind_ack's results).
+        let mut pad_from = start;
+        let mut align = 4;
         match &self.body {
             Body::Bind(b) | Body::AlterContext(b) => {
                 w.extend_from_slice(&b.max_xmit_frag.to_le_bytes());
@@ -699,12 +706,16 @@ impl Pdu {
                 if let Some(o) = &q.object {
                     put_uuid(w, o);
                 }
+                pad_from = w.len();
+                align = 16;
                 w.extend_from_slice(&q.stub);
             }
             Body::Response(p) => {
                 w.extend_from_slice(&p.alloc_hint.to_le_bytes());
                 w.extend_from_slice(&p.context_id.to_le_bytes());
                 w.extend_from_slice(&[p.cancel_count, 0]);
+                pad_from = w.len();
+                align = 16;
                 w.extend_from_slice(&p.stub);
             }
             Body::Fault(f) => {
@@ -720,7 +731,7 @@ impl Pdu {
         }
         let mut auth_length = 0usize;
         if let Some(a) = &self.auth {
-            let pad = (16 - (w.len() - start - HEADER_LEN) % 16) % 16;
+            let pad = (align - (w.len() - pad_from) % align) % align;
             w.resize(w.len() + pad, 0);
             w.extend_from_slice(&[a.auth_type, a.auth_level, pad as u8, 0]);
             w.extend_from_slice(&a.context_id.to_le_bytes());

@@ -21,18 +21,11 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use crate::ndr::{ContextHandle, NdrError, Syntax};
 use crate::pdu::SyntaxId;
+use crate::security::Credentials;
 use crate::status;
 use crate::uuid::Uuid;
 
-/// The authentication levels of [MS-RPCE] 2.2.1.1.8.
-pub mod auth_level {
-    pub const NONE: u8 = 1;
-    pub const CONNECT: u8 = 2;
-    pub const CALL: u8 = 3;
-    pub const PKT: u8 = 4;
-    pub const INTEGRITY: u8 = 5;
-    pub const PRIVACY: u8 = 6;
-}
+pub use crate::security::auth_level;
 
 /// A call that ends in a fault PDU instead of a response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,6 +207,9 @@ pub struct Limits {
     pub max_input: usize,
     /// Presentation contexts per connection.
     pub max_contexts: usize,
+    /// Security contexts per connection ([MS-RPCE] 3.3.1.5.4 lets the
+    /// server set a limit; clients stop at 2,000).
+    pub max_security_contexts: usize,
 }
 
 impl Default for Limits {
@@ -222,6 +218,7 @@ impl Default for Limits {
             max_frag: 5840,
             max_input: 4 * 1024 * 1024,
             max_contexts: 4000,
+            max_security_contexts: 64,
         }
     }
 }
@@ -253,6 +250,17 @@ pub struct Server {
     /// The principal name rpc_mgmt_inq_princ_name reports.
     pub principal: String,
     listening: AtomicBool,
+    credentials: RwLock<Arc<dyn Credentials>>,
+}
+
+/// The credential store of a server that has been given none: every
+/// logon fails.
+struct NoAccounts;
+
+impl Credentials for NoAccounts {
+    fn nt_hash(&self, _user: &str) -> Option<(String, [u8; 16])> {
+        None
+    }
 }
 
 impl Server {
@@ -265,7 +273,17 @@ impl Server {
             limits,
             principal,
             listening: AtomicBool::new(true),
+            credentials: RwLock::new(Arc::new(NoAccounts)),
         })
+    }
+
+    /// Where NTLM finds accounts (until set, every logon fails).
+    pub fn set_credentials(&self, credentials: Arc<dyn Credentials>) {
+        *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = credentials;
+    }
+
+    fn credentials(&self) -> Arc<dyn Credentials> {
+        Arc::clone(&self.credentials.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Registers an interface; a second registration of the same syntax

@@ -26,6 +26,10 @@ pub const EPT_S_NOT_REGISTERED: u32 = 0x16C9_A0D6;
 /// EPT_S_CANT_PERFORM_OP ([MS-RPCE] 2.2.1.2.1).
 pub const EPT_S_CANT_PERFORM_OP: u32 = 0x0000_06D8;
 
+/// RPC_S_SEC_PKG_ERROR ([MS-ERREF] 2.2): the security provider failed,
+/// as when a PDU's signature does not verify.
+pub const RPC_S_SEC_PKG_ERROR: u32 = 0x0000_0721;
+
 /// A readable name for a status, for errors shown to people.
 pub fn name(status: u32) -> &'static str {
     match status {
@@ -41,6 +45,7 @@ pub fn name(status: u32) -> &'static str {
         RPC_S_INVALID_BOUND => "rpc_s_invalid_bound",
         EPT_S_NOT_REGISTERED => "ept_s_not_registered",
         EPT_S_CANT_PERFORM_OP => "ept_s_cant_perform_op",
+        RPC_S_SEC_PKG_ERROR => "rpc_s_sec_pkg_error",
         _ => "unknown status",
     }
 }

@@ -1,9 +1,14 @@
-//! inetsrv's own user database, for Basic authentication (the role the
-//! Windows account database plays for IIS 6).
+//! inetsrv's own user database, for Basic authentication and for NTLM on
+//! the RPC endpoint (the role the Windows account database plays for IIS 6).
 //!
 //! One file (`DIR/users`), mode 0600, one user per line:
-//! `name:$argon2id$v=19$...`. Passwords are kept only as Argon2id hashes
-//! with a random salt each. Names compare without regard to case, as
+//! `name:$argon2id$v=19$...:NTHASH`. Passwords are kept only as hashes:
+//! an Argon2id hash with a random salt each, for Basic, and the NT hash
+//! (MD4 of the UTF-16LE password, [MS-NLMP] 3.3.1 NTOWFv1), which NTLM
+//! needs to check a response. The NT hash is as secret as the password
+//! itself, so the file is never readable by others. Lines written before
+//! NT hashes were kept have no third field: those users can log on with
+//! Basic but not with NTLM until their password is set again. Names compare without regard to case, as
 //! Windows account names do. Every change is written to a temporary file,
 //! synced and renamed over the old one, so a crash never leaves a torn
 //! file and concurrent readers see the old or the new version whole.
@@ -47,6 +52,8 @@ pub struct User {
     pub name: String,
     /// The PHC string of the password's hash.
     pub hash: String,
+    /// The NT hash, when the password was set since NT hashes are kept.
+    pub nt_hash: Option<[u8; 16]>,
 }
 
 /// The user database file.
@@ -114,17 +121,36 @@ impl UserDb {
                 line: i + 1,
                 reason: reason.to_string(),
             };
-            let (name, hash) = line
-                .split_once(':')
-                .ok_or_else(|| corrupt("expected NAME:HASH"))?;
+            let mut fields = line.split(':');
+            let (Some(name), Some(hash)) = (fields.next(), fields.next()) else {
+                return Err(corrupt("expected NAME:HASH[:NTHASH]"));
+            };
+            let nt_hash = match fields.next() {
+                None => None,
+                Some(hex_text) => {
+                    let mut bytes = [0u8; 16];
+                    hex::decode_to_slice(hex_text, &mut bytes)
+                        .map_err(|_| corrupt("the NT hash is not 32 hex digits"))?;
+                    Some(bytes)
+                }
+            };
+            if fields.next().is_some() {
+                return Err(corrupt("expected NAME:HASH[:NTHASH]"));
+            }
             check_name(name).map_err(|e| corrupt(&e.to_string()))?;
             PasswordHash::new(hash).map_err(|_| corrupt("the hash is not a PHC string"))?;
             users.push(User {
                 name: name.to_string(),
                 hash: hash.to_string(),
+                nt_hash,
             });
         }
         Ok(users)
+    }
+
+    /// The user of that name (compared without regard to case), if any.
+    pub fn user(&self, name: &str) -> Result<Option<User>> {
+        Ok(Self::find(&self.users()?, name).cloned())
     }
 
     fn find<'a>(users: &'a [User], name: &str) -> Option<&'a User> {
@@ -143,6 +169,7 @@ impl UserDb {
         users.push(User {
             name: name.to_string(),
             hash: hash_password(password)?,
+            nt_hash: Some(nt_hash(password)),
         });
         self.write(&users)
     }
@@ -156,6 +183,7 @@ impl UserDb {
             .find(|u| u.name.to_lowercase() == lower)
             .ok_or_else(|| Error::NotFound(name.to_string()))?;
         user.hash = hash_password(password)?;
+        user.nt_hash = Some(nt_hash(password));
         self.write(&users)
     }
 
@@ -207,7 +235,10 @@ impl UserDb {
                 .open(&tmp)?;
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             for u in users {
-                writeln!(file, "{}:{}", u.name, u.hash)?;
+                match &u.nt_hash {
+                    Some(nt) => writeln!(file, "{}:{}:{}", u.name, u.hash, hex::encode(nt))?,
+                    None => writeln!(file, "{}:{}", u.name, u.hash)?,
+                }
             }
             file.sync_all()?;
             std::fs::rename(&tmp, &self.path)?;
@@ -218,6 +249,13 @@ impl UserDb {
         }
         result.map_err(io)
     }
+}
+
+/// The NT hash of a password: MD4 of its UTF-16LE form ([MS-NLMP] 3.3.1).
+pub fn nt_hash(password: &str) -> [u8; 16] {
+    use md4::Digest;
+    let utf16: Vec<u8> = password.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    md4::Md4::digest(&utf16).into()
 }
 
 fn hash_password(password: &str) -> Result<String> {
@@ -253,6 +291,43 @@ mod tests {
         assert!(matches!(db.delete("bob"), Err(Error::NotFound(_))));
         let names: Vec<String> = db.users().unwrap().into_iter().map(|u| u.name).collect();
         assert_eq!(names, vec!["alice"]);
+    }
+
+    #[test]
+    fn nt_hashes_are_kept_and_old_lines_still_read() {
+        // [MS-NLMP] 4.2.1: the password "Password" has this NTOWFv1.
+        assert_eq!(
+            hex::encode(nt_hash("Password")),
+            "a4f49c406510bdcab6824ee7c30fd852"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::for_state_dir(dir.path());
+        db.add("alice", "Password").unwrap();
+        let text = std::fs::read_to_string(db.path()).unwrap();
+        assert!(
+            text.trim_end()
+                .ends_with(":a4f49c406510bdcab6824ee7c30fd852"),
+            "{text}"
+        );
+        assert_eq!(
+            db.user("ALICE").unwrap().unwrap().nt_hash,
+            Some(nt_hash("Password"))
+        );
+        // A line from before NT hashes: read, usable for Basic, no NT hash.
+        let old = text.rsplit_once(':').unwrap().0.to_string();
+        std::fs::write(db.path(), format!("{}\n", old.replace("alice", "bob"))).unwrap();
+        let bob = db.user("bob").unwrap().unwrap();
+        assert_eq!(bob.nt_hash, None);
+        assert!(db.verify("bob", "Password").unwrap());
+        db.set_password("bob", "new").unwrap();
+        assert_eq!(
+            db.user("bob").unwrap().unwrap().nt_hash,
+            Some(nt_hash("new"))
+        );
+        // A damaged NT hash is reported, not ignored.
+        std::fs::write(db.path(), format!("{old}:xyz\n")).unwrap();
+        let err = db.users().unwrap_err().to_string();
+        assert!(err.contains("NT hash"), "{err}");
     }
 
     #[test]

@@ -176,7 +176,7 @@ fn every_pdu_type_round_trips() {
 }
 
 #[test]
-fn the_sec_trailer_is_16_byte_aligned_and_the_padding_is_not_stub_data() {
+fn stub_data_is_padded_to_16_bytes_before_a_sec_trailer_and_the_padding_is_not_stub_data() {
     for stub_len in [0usize, 1, 7, 8, 15, 16, 17] {
         let p = pdu(
             Body::Request(Request {
@@ -191,20 +191,36 @@ fn the_sec_trailer_is_16_byte_aligned_and_the_padding_is_not_stub_data() {
         let bytes = p.encode().unwrap();
         let auth_length = u16::from_le_bytes([bytes[10], bytes[11]]) as usize;
         let trailer_at = bytes.len() - auth_length - SEC_TRAILER_LEN;
-        assert_eq!((trailer_at - HEADER_LEN) % 16, 0, "stub {stub_len}");
+        assert_eq!((trailer_at - CALL_HEADER_LEN) % 16, 0, "stub {stub_len}");
         let back = Pdu::decode(&bytes).unwrap();
         let Body::Request(q) = &back.body else {
             panic!()
         };
         assert_eq!(q.stub.len(), stub_len);
         let a = back.auth.unwrap();
-        assert_eq!(usize::from(a.pad_length), (16 - (8 + stub_len) % 16) % 16);
+        assert_eq!(usize::from(a.pad_length), (16 - stub_len % 16) % 16);
         assert_eq!(a.token, vec![0xEE; 16]);
         assert_eq!((a.auth_type, a.auth_level, a.context_id), (10, 6, 1));
     }
     // rpc_auth_3: a pad and the trailer.
     let p = pdu(Body::Auth3, Some(auth(b"NTLMSSP\0...")));
     assert_eq!(round_trip(&p).auth.unwrap().token, b"NTLMSSP\0...".to_vec());
+    // Other bodies are only 4-byte aligned: a bind_ack's trailer follows
+    // its results directly, where Impacket and Windows expect it.
+    let ack = pdu(
+        Body::BindAck(BindAck {
+            max_xmit_frag: 4280,
+            max_recv_frag: 4280,
+            assoc_group_id: 1,
+            secondary_address: b"135".to_vec(),
+            results: vec![],
+        }),
+        Some(auth(b"NTLMSSP\0")),
+    );
+    let bytes = ack.encode().unwrap();
+    // 16 header + 8 + port_any (2 + 4) + 2 pad + 4 results = 36: aligned.
+    assert_eq!(bytes.len(), 36 + SEC_TRAILER_LEN + 8);
+    assert_eq!(round_trip(&ack).auth.unwrap().pad_length, 0);
 }
 
 #[test]
@@ -357,7 +373,7 @@ fn encoding_into_a_buffer_appends_one_fragment_or_nothing() {
     assert_eq!(Pdu::decode(&out[5..]).unwrap(), {
         let mut p = pdu.clone();
         if let Some(a) = p.auth.as_mut() {
-            a.pad_length = 5;
+            a.pad_length = 13;
         }
         p
     });

@@ -8,10 +8,14 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::{Association, Call, Fault, Registered, Server, Transport};
+use super::{auth_level, Association, Call, Fault, Registered, Server, Transport};
 use crate::ndr::Syntax;
 use crate::pdu::{
-    self, flags, Bind, BindAck, BindNak, Body, ContextResult, Pdu, PduType, SyntaxId, HEADER_LEN,
+    self, flags, Bind, BindAck, BindNak, Body, ContextResult, Pdu, PduType, SyntaxId,
+    CALL_HEADER_LEN, HEADER_LEN,
+};
+use crate::security::{
+    protects_pdus, SecurityContext, SecurityError, SEC_TRAILER_LEN, SIGNATURE_LEN,
 };
 use crate::status;
 use crate::uuid::Uuid;
@@ -26,6 +30,7 @@ mod nak {
     pub const LOCAL_LIMIT_EXCEEDED: u16 = 2;
     pub const PROTOCOL_ERROR: u16 = 4;
     pub const AUTHENTICATION_TYPE_NOT_RECOGNIZED: u16 = 8;
+    pub const INVALID_CHECKSUM: u16 = 9;
 }
 
 /// p_cont_def_result_t and p_provider_reason_t (C706 12.6.3.1).
@@ -62,10 +67,15 @@ fn feature_bitmask(syntax: &SyntaxId) -> Option<u64> {
         .then(|| u64::from_le_bytes(u.clock_seq_and_node))
 }
 
-/// The features this server acknowledges: 0x2, keep the connection on
-/// an orphaned call. (0x1, security context multiplexing, comes with the
-/// security providers.)
-const SUPPORTED_FEATURES: u64 = 0x2;
+/// The features this server acknowledges ([MS-RPCE] 2.2.2.14): 0x1,
+/// security context multiplexing, and 0x2, keep the connection on an
+/// orphaned call.
+const SUPPORTED_FEATURES: u64 = 0x3;
+
+/// What a protected fragment adds after its stub data: up to 15 bytes of
+/// padding (8 when the stub is a multiple of 8), the sec_trailer and the
+/// signature.
+const PROTECTION_OVERHEAD: usize = 8 + SEC_TRAILER_LEN + SIGNATURE_LEN;
 
 struct Context {
     registered: Registered,
@@ -80,6 +90,8 @@ struct Pending {
     object: Option<Uuid>,
     little_endian: bool,
     stub: Vec<u8>,
+    /// The security context the call came in on.
+    auth_context: Option<u32>,
 }
 
 struct Connection {
@@ -87,6 +99,12 @@ struct Connection {
     transport: Transport,
     association: Option<Arc<Association>>,
     contexts: HashMap<u16, Context>,
+    /// Security contexts by auth_context_id, being built or established.
+    security: HashMap<u32, SecurityContext>,
+    /// A security context failed to build in rpc_auth_3: a request with
+    /// no authentication information is no longer taken as the connect
+    /// level's.
+    security_failed: bool,
     rpc_vers_minor: u8,
     /// The largest fragment we send and the largest we accept.
     max_xmit: usize,
@@ -119,6 +137,8 @@ where
         transport,
         association: None,
         contexts: HashMap::new(),
+        security: HashMap::new(),
+        security_failed: false,
         rpc_vers_minor: 0,
         conc_mpx: false,
         last_call_id: None,
@@ -155,7 +175,7 @@ where
         }
         conn.server.stats.pkts_in.fetch_add(1, Ordering::Relaxed);
         let next = match Pdu::decode(&frag) {
-            Ok(pdu) => conn.handle(pdu),
+            Ok(pdu) => conn.handle(pdu, &mut frag),
             Err(e) => {
                 tracing::debug!("rpc: a malformed PDU: {e}");
                 conn.fault_raw(&frag, status::NCA_S_PROTO_ERROR);
@@ -177,13 +197,17 @@ where
 
 impl Connection {
     fn send(&mut self, call_id: u32, pfc_flags: u8, body: Body) {
+        self.send_with_auth(call_id, pfc_flags, body, None);
+    }
+
+    fn send_with_auth(&mut self, call_id: u32, pfc_flags: u8, body: Body, auth: Option<pdu::Auth>) {
         let pdu = Pdu {
             rpc_vers_minor: self.rpc_vers_minor,
             flags: pfc_flags,
             drep: pdu::NDR_LITTLE_ENDIAN,
             call_id,
             body,
-            auth: None,
+            auth,
         };
         match pdu.encode_into(&mut self.out) {
             Ok(()) => {
@@ -191,6 +215,106 @@ impl Connection {
             }
             Err(e) => tracing::warn!("rpc: could not encode a {:?}: {e}", pdu.pdu_type()),
         }
+    }
+
+    /// Sends a response fragment signed or sealed with a security context.
+    fn send_protected(&mut self, call_id: u32, pfc_flags: u8, body: Body, context_id: u32) {
+        let Some(context) = self.security.get(&context_id) else {
+            return;
+        };
+        let auth = pdu::Auth {
+            auth_type: context.auth_type,
+            auth_level: context.level,
+            pad_length: 0,
+            context_id,
+            token: vec![0; SIGNATURE_LEN],
+        };
+        let start = self.out.len();
+        self.send_with_auth(call_id, pfc_flags, body, Some(auth));
+        let Some(context) = self.security.get_mut(&context_id) else {
+            return;
+        };
+        if self.out.len() > start {
+            if let Err(e) = context.protect(&mut self.out[start..], CALL_HEADER_LEN) {
+                tracing::warn!("rpc: could not protect a response: {e}");
+                self.out.truncate(start);
+            }
+        }
+    }
+
+    fn peer(&self) -> String {
+        match &self.transport {
+            Transport::Tcp { peer, .. } => peer.to_string(),
+            Transport::Local { path } => format!("ncalrpc:{}", path.display()),
+        }
+    }
+
+    /// One leg of building a security context from the trailer of a bind,
+    /// alter_context or rpc_auth_3 ([MS-RPCE] 3.3.1.5.2.1). Returns the
+    /// trailer to answer with, if the provider has a token to send.
+    fn security_leg(&mut self, auth: pdu::Auth) -> Result<Option<pdu::Auth>, SecurityError> {
+        let id = auth.context_id;
+        if self.security.get(&id).is_some_and(|c| c.is_established()) {
+            // A client that binds again with the id of an established
+            // context starts it over (Impacket's helpers do, on a second
+            // bind): the old one ends here, the new one must log on anew.
+            self.security.remove(&id);
+        }
+        let leg = match self.security.get_mut(&id) {
+            Some(context) => {
+                if context.auth_type != auth.auth_type || context.level != auth.auth_level {
+                    return Err(SecurityError::Token(
+                        "a leg for a security context that is not being built",
+                    ));
+                }
+                let leg = context.accept(&auth.token);
+                if leg.is_err() {
+                    self.security.remove(&id);
+                }
+                leg?
+            }
+            None => {
+                if self.security.len() >= self.server.limits.max_security_contexts {
+                    return Err(SecurityError::Token(
+                        "the connection's limit of security contexts",
+                    ));
+                }
+                let mut context = SecurityContext::server(
+                    auth.auth_type,
+                    auth.auth_level,
+                    id,
+                    self.server.credentials(),
+                )?;
+                let leg = context.accept(&auth.token)?;
+                self.security.insert(id, context);
+                leg
+            }
+        };
+        let token = match leg {
+            crate::security::Leg::Continue(token) => token,
+            crate::security::Leg::Done(token) => {
+                if let Some(who) = self.security.get(&id).and_then(|c| c.identity()) {
+                    tracing::info!(
+                        "rpc: {} logged on from {} at level {}",
+                        who,
+                        self.peer(),
+                        auth_level::name(auth.auth_level)
+                    );
+                }
+                token
+            }
+        };
+        Ok((!token.is_empty()).then_some(pdu::Auth {
+            auth_type: auth.auth_type,
+            auth_level: auth.auth_level,
+            pad_length: 0,
+            context_id: id,
+            token,
+        }))
+    }
+
+    fn log_security_failure(&self, e: &SecurityError) {
+        tracing::warn!("rpc: authentication from {} failed: {e}", self.peer());
     }
 
     fn fault(&mut self, call_id: u32, context_id: u16, fault: Fault) {
@@ -241,7 +365,7 @@ impl Connection {
         );
     }
 
-    fn handle(&mut self, pdu: Pdu) -> Next {
+    fn handle(&mut self, pdu: Pdu, raw: &mut [u8]) -> Next {
         let call_id = pdu.call_id;
         let pfc = pdu.flags;
         match pdu.body {
@@ -249,7 +373,7 @@ impl Connection {
             Body::AlterContext(alter) => self.alter_context(call_id, alter, pdu.auth),
             Body::Request(req) => {
                 let little = pdu.drep[0] & 0xF0 != 0;
-                self.request(call_id, pfc, little, req, pdu.auth)
+                self.request(call_id, pfc, little, req, pdu.auth, raw)
             }
             Body::Orphaned | Body::CoCancel => {
                 // Calls run to completion once dispatched; an orphaned
@@ -263,9 +387,25 @@ impl Connection {
                 Next::Continue
             }
             Body::Auth3 => {
-                // No security context awaits a third leg.
-                self.fault(call_id, 0, Fault::new(status::NCA_S_PROTO_ERROR));
-                Next::Close
+                let Some(auth) = pdu.auth.filter(|a| {
+                    self.security
+                        .get(&a.context_id)
+                        .is_some_and(|c| !c.is_established())
+                }) else {
+                    // No security context awaits a third leg.
+                    self.fault(call_id, 0, Fault::new(status::NCA_S_PROTO_ERROR));
+                    return Next::Close;
+                };
+                // [MS-RPCE] 3.3.1.5.2.1: no answer to rpc_auth_3; when it
+                // fails, the context is dropped and the first request
+                // that names it gets a fault.
+                let id = auth.context_id;
+                if let Err(e) = self.security_leg(auth) {
+                    self.log_security_failure(&e);
+                    self.security.remove(&id);
+                    self.security_failed = true;
+                }
+                Next::Continue
             }
             // PDUs only a server sends.
             Body::BindAck(_)
@@ -290,6 +430,7 @@ impl Connection {
     ) -> Next {
         self.rpc_vers_minor = minor;
         let mut reply_flags = flags::FIRST_FRAG | flags::LAST_FRAG;
+        let auth = auth.filter(|a| a.auth_type != crate::security::auth_type::NONE);
         match &self.association {
             // A second bind on a bound connection (Impacket's helpers send
             // one): taken as an alter_context that is answered with a
@@ -301,11 +442,6 @@ impl Connection {
                 }
             }
             None => {
-                if auth.as_ref().is_some_and(|a| a.auth_type != 0) {
-                    // [MS-RPCE] 3.3.3.5.3: no security provider of this type.
-                    self.bind_nak(call_id, nak::AUTHENTICATION_TYPE_NOT_RECOGNIZED);
-                    return Next::Close;
-                }
                 let Some(group) = self
                     .server
                     .association(bind.assoc_group_id, &self.transport)
@@ -322,13 +458,27 @@ impl Connection {
                 self.association = Some(group);
             }
         }
+        let reply_auth = match auth.map(|a| self.security_leg(a)).transpose() {
+            Ok(reply) => reply.flatten(),
+            Err(e) => {
+                self.log_security_failure(&e);
+                // [MS-RPCE] 3.3.3.5.3: no security provider of this type;
+                // 2.2.2.5: any other failure of the provider.
+                let reason = match e {
+                    SecurityError::UnknownType(_) => nak::AUTHENTICATION_TYPE_NOT_RECOGNIZED,
+                    _ => nak::INVALID_CHECKSUM,
+                };
+                self.bind_nak(call_id, reason);
+                return Next::Close;
+            }
+        };
         let Some(results) = self.negotiate(&bind) else {
             self.bind_nak(call_id, nak::LOCAL_LIMIT_EXCEEDED);
             return Next::Close;
         };
         let assoc_group_id = self.association.as_ref().map_or(0, |g| g.id);
         let secondary_address = self.secondary_address();
-        self.send(
+        self.send_with_auth(
             call_id,
             reply_flags,
             Body::BindAck(BindAck {
@@ -338,6 +488,7 @@ impl Connection {
                 secondary_address,
                 results,
             }),
+            reply_auth,
         );
         Next::Continue
     }
@@ -360,15 +511,26 @@ impl Connection {
             return Next::Close;
         };
         let assoc_group_id = group.id;
-        if auth.is_some_and(|a| a.auth_type != 0) {
-            self.fault(call_id, 0, Fault::new(status::RPC_S_UNKNOWN_AUTHN_SERVICE));
-            return Next::Close;
-        }
+        let auth = auth.filter(|a| a.auth_type != crate::security::auth_type::NONE);
+        let reply_auth = match auth.map(|a| self.security_leg(a)).transpose() {
+            Ok(reply) => reply.flatten(),
+            Err(e) => {
+                // [MS-RPCE] 3.3.1.5.2.1: a fault answers a failed
+                // alter_context; the connection and its other contexts stay.
+                self.log_security_failure(&e);
+                let status = match e {
+                    SecurityError::UnknownType(_) => status::RPC_S_UNKNOWN_AUTHN_SERVICE,
+                    _ => status::ERROR_ACCESS_DENIED,
+                };
+                self.fault(call_id, 0, Fault::new(status));
+                return Next::Continue;
+            }
+        };
         let Some(results) = self.negotiate(&alter) else {
             self.fault(call_id, 0, Fault::new(status::NCA_S_PROTO_ERROR));
             return Next::Close;
         };
-        self.send(
+        self.send_with_auth(
             call_id,
             flags::FIRST_FRAG | flags::LAST_FRAG,
             Body::AlterContextResp(BindAck {
@@ -378,6 +540,7 @@ impl Connection {
                 secondary_address: Vec::new(),
                 results,
             }),
+            reply_auth,
         );
         Next::Continue
     }
@@ -465,8 +628,9 @@ impl Connection {
         call_id: u32,
         pfc: u8,
         little_endian: bool,
-        req: pdu::Request,
+        mut req: pdu::Request,
         auth: Option<pdu::Auth>,
+        raw: &mut [u8],
     ) -> Next {
         if self.association.is_none() {
             self.fault(
@@ -476,15 +640,15 @@ impl Connection {
             );
             return Next::Close;
         }
-        if auth.is_some() {
-            // No security context was established to verify it with.
-            self.fault(
-                call_id,
-                req.context_id,
-                Fault::new(status::ERROR_ACCESS_DENIED),
-            );
-            return Next::Continue;
-        }
+        // Every fragment is verified as it arrives, so that the security
+        // provider's sequence numbers stay in step.
+        let auth_context = match self.verify_request(&mut req, auth, raw) {
+            Ok(id) => id,
+            Err((fault, next)) => {
+                self.fault(call_id, req.context_id, fault);
+                return next;
+            }
+        };
         if pfc & flags::FIRST_FRAG != 0 {
             if self.pending.is_some() {
                 // The fragments of one request are sent together, even on
@@ -515,6 +679,7 @@ impl Connection {
                 object: req.object,
                 little_endian,
                 stub: Vec::new(),
+                auth_context,
             });
         } else {
             match &self.pending {
@@ -549,6 +714,16 @@ impl Connection {
         let Some(pending) = self.pending.as_mut() else {
             return Next::Continue;
         };
+        if pending.auth_context != auth_context {
+            // All fragments of a call use one security context.
+            self.pending = None;
+            self.fault(
+                call_id,
+                req.context_id,
+                Fault::new(status::NCA_S_PROTO_ERROR),
+            );
+            return Next::Close;
+        }
         if pending.stub.len() + req.stub.len() > self.server.limits.max_input {
             // [MS-RPCE] 3.3.3.5.4, answered at once (3.3.3.5.8).
             let context_id = pending.context_id;
@@ -574,6 +749,74 @@ impl Connection {
         Next::Continue
     }
 
+    /// Checks a request fragment's authentication ([MS-RPCE]
+    /// 3.3.1.5.2.2): the security context it names, its level, and at
+    /// the integrity and privacy levels its signature, decrypting the
+    /// stub data in place when sealed. Returns the context, or the fault
+    /// to answer with and whether the connection goes on.
+    fn verify_request(
+        &mut self,
+        req: &mut pdu::Request,
+        auth: Option<pdu::Auth>,
+        raw: &mut [u8],
+    ) -> Result<Option<u32>, (Fault, Next)> {
+        let denied = || {
+            (
+                Fault::not_executed(status::ERROR_ACCESS_DENIED),
+                Next::Continue,
+            )
+        };
+        let Some(auth) = auth else {
+            // 3.3.1.5.4: with one security context, at the connect level,
+            // requests may come without authentication information.
+            let mut contexts = self.security.values();
+            return match (contexts.next(), contexts.next()) {
+                (None, _) if !self.security_failed => Ok(None),
+                (Some(only), None)
+                    if only.is_established() && only.level == auth_level::CONNECT =>
+                {
+                    Ok(Some(only.context_id))
+                }
+                _ => Err(denied()),
+            };
+        };
+        let peer = self.peer();
+        let Some(context) = self
+            .security
+            .get_mut(&auth.context_id)
+            .filter(|c| c.is_established())
+        else {
+            tracing::debug!("rpc: a request from {peer} names no established security context");
+            return Err(denied());
+        };
+        if context.level != auth.auth_level || context.auth_type != auth.auth_type {
+            return Err(denied());
+        }
+        if protects_pdus(context.level) {
+            let body_start = CALL_HEADER_LEN + if req.object.is_some() { 16 } else { 0 };
+            let sealed = context.level == auth_level::PRIVACY;
+            let checked = if auth.token.len() == SIGNATURE_LEN {
+                context.unprotect(raw, body_start)
+            } else {
+                Err(SecurityError::Token(
+                    "a verifier that is not an NTLM signature",
+                ))
+            };
+            if let Err(e) = checked {
+                // The sequence numbers can no longer be trusted: fault
+                // and close ([MS-RPCE] 3.3.1.5.2.1, error on the server).
+                tracing::warn!("rpc: a request from {peer} failed verification: {e}");
+                return Err((Fault::new(status::RPC_S_SEC_PKG_ERROR), Next::Close));
+            }
+            if sealed {
+                let stub_end = raw.len() - SIGNATURE_LEN - SEC_TRAILER_LEN;
+                let stub_end = stub_end.saturating_sub(usize::from(auth.pad_length));
+                req.stub = raw.get(body_start..stub_end).unwrap_or_default().to_vec();
+            }
+        }
+        Ok(Some(auth.context_id))
+    }
+
     fn dispatch(&mut self, pending: Pending) {
         let server = Arc::clone(&self.server);
         server.stats.calls_in.fetch_add(1, Ordering::Relaxed);
@@ -585,7 +828,9 @@ impl Connection {
             );
             return;
         };
-        let level = super::auth_level::NONE;
+        let security = pending.auth_context.and_then(|id| self.security.get(&id));
+        let level = security.map_or(auth_level::NONE, |s| s.level);
+        let client = security.and_then(|s| s.identity()).map(|i| i.user.clone());
         if level < context.registered.min_auth_level {
             self.fault(
                 pending.call_id,
@@ -604,7 +849,7 @@ impl Connection {
             call_id: pending.call_id,
             object: pending.object,
             auth_level: level,
-            client: None,
+            client,
             transport: &self.transport,
             association: &association,
             server: &server,
@@ -614,32 +859,47 @@ impl Connection {
             .interface
             .dispatch(&call, pending.opnum, &pending.stub);
         match outcome {
-            Ok(stub) => self.respond(pending.call_id, pending.context_id, stub),
+            Ok(stub) => self.respond(
+                pending.call_id,
+                pending.context_id,
+                stub,
+                pending.auth_context,
+            ),
             Err(fault) => self.fault(pending.call_id, pending.context_id, fault),
         }
     }
 
     /// Sends a response in fragments of at most max_xmit_frag bytes,
-    /// alloc_hint counting the stub data left ([MS-RPCE] 2.2.2.6).
-    fn respond(&mut self, call_id: u32, context_id: u16, mut stub: Vec<u8>) {
+    /// alloc_hint counting the stub data left ([MS-RPCE] 2.2.2.6), each
+    /// fragment signed or sealed as the request was.
+    fn respond(&mut self, call_id: u32, context_id: u16, mut stub: Vec<u8>, auth: Option<u32>) {
         let total = stub.len();
-        for (pfc, range) in pdu::fragments(total, self.max_xmit) {
+        let protect_with = auth.filter(|id| {
+            self.security
+                .get(id)
+                .is_some_and(|c| protects_pdus(c.level))
+        });
+        let max_frag = match protect_with {
+            Some(_) => self.max_xmit - PROTECTION_OVERHEAD,
+            None => self.max_xmit,
+        };
+        for (pfc, range) in pdu::fragments(total, max_frag) {
             // A response in one fragment hands its stub over uncopied.
             let chunk = if range.len() == total {
                 std::mem::take(&mut stub)
             } else {
                 stub[range.clone()].to_vec()
             };
-            self.send(
-                call_id,
-                pfc,
-                Body::Response(pdu::Response {
-                    alloc_hint: (total - range.start) as u32,
-                    context_id,
-                    cancel_count: 0,
-                    stub: chunk,
-                }),
-            );
+            let body = Body::Response(pdu::Response {
+                alloc_hint: (total - range.start) as u32,
+                context_id,
+                cancel_count: 0,
+                stub: chunk,
+            });
+            match protect_with {
+                Some(id) => self.send_protected(call_id, pfc, body, id),
+                None => self.send(call_id, pfc, body),
+            }
         }
     }
 }

@@ -1,0 +1,440 @@
+//! NTLM security contexts between the server and client runtimes over
+//! real sockets: every level, the caller's identity and level as the
+//! method sees them, per-interface minimum levels, fragmented protected
+//! calls, and the failures (wrong password, unknown user, tampered PDUs,
+//! requests naming no context).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use msrpc::client::{CallError, ClientAuth, Connection, Options};
+use msrpc::epm::{EndpointMapper, EpmClient, EpmServer, EptEntry};
+use msrpc::mgmt::{Management, MgmtClient, MgmtServer};
+use msrpc::ndr::{ConformantArray, ConformantVaryingArray, ContextHandle, Unique, VaryingCString};
+use msrpc::pdu::{self, flags, Bind, Body, ContextElem, Pdu};
+use msrpc::security::{auth_level, auth_type, Credentials};
+use msrpc::server::{ndr20, Call, CallResult, Limits, Server};
+use msrpc::{status, Uuid};
+
+/// A method that reports who called it and at what level.
+#[msrpc::interface(uuid = "5b8f3e1a-7c2d-4e6f-9a0b-1c2d3e4f5a6b", version = "1.0")]
+pub trait Whoami {
+    #[opnum(0)]
+    fn whoami(&self, call: &Call) -> CallResult<(VaryingCString<256>, u32)>;
+
+    /// Echoes `data`: a large request and a large response.
+    #[opnum(1)]
+    fn echo(&self, call: &Call, data: ConformantArray<u8>) -> CallResult<ConformantArray<u8>>;
+}
+
+struct Reporter;
+
+impl Whoami for Reporter {
+    fn whoami(&self, call: &Call) -> CallResult<(VaryingCString<256>, u32)> {
+        let who = call.client.clone().unwrap_or_default();
+        Ok((VaryingCString(who.into_bytes()), u32::from(call.auth_level)))
+    }
+
+    fn echo(&self, _call: &Call, data: ConformantArray<u8>) -> CallResult<ConformantArray<u8>> {
+        Ok(data)
+    }
+}
+
+/// A secured interface: integrity or better.
+#[msrpc::interface(uuid = "5b8f3e1a-7c2d-4e6f-9a0b-1c2d3e4f5a6c", version = "1.0")]
+pub trait Guarded {
+    #[opnum(0)]
+    fn ping(&self, call: &Call) -> CallResult<u32>;
+}
+
+struct Guard;
+
+impl Guarded for Guard {
+    fn ping(&self, _call: &Call) -> CallResult<u32> {
+        Ok(7)
+    }
+}
+
+/// Accounts: alice / "Secret-1", and bob who has no NT hash.
+struct Accounts;
+
+impl Credentials for Accounts {
+    fn nt_hash(&self, user: &str) -> Option<(String, [u8; 16])> {
+        user.eq_ignore_ascii_case("alice")
+            .then(|| ("alice".to_string(), nt_hash("Secret-1")))
+    }
+}
+
+fn nt_hash(password: &str) -> [u8; 16] {
+    use md4::Digest;
+    let utf16: Vec<u8> = password.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    md4::Md4::digest(&utf16).into()
+}
+
+async fn start() -> (Arc<Server>, SocketAddr) {
+    let server = Server::new(Limits::default(), "testhost".into());
+    server.set_credentials(Arc::new(Accounts));
+    server.register(EpmServer(EndpointMapper::new()), auth_level::NONE, true);
+    server.register(MgmtServer(Management), auth_level::NONE, false);
+    server.register(WhoamiServer(Reporter), auth_level::NONE, true);
+    server.register(GuardedServer(Guard), auth_level::INTEGRITY, true);
+    let addr = server
+        .listen_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    (server, addr)
+}
+
+fn as_user(level: u8, user: &str, password: &str) -> Options {
+    Options {
+        auth: Some(ClientAuth {
+            level,
+            user: user.into(),
+            domain: "WORKGROUP".into(),
+            password: password.into(),
+        }),
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn every_level_authenticates_and_the_method_sees_who_and_how() {
+    let (_server, addr) = start().await;
+    for level in [
+        auth_level::CONNECT,
+        auth_level::PKT,
+        auth_level::INTEGRITY,
+        auth_level::PRIVACY,
+    ] {
+        let mut conn = Connection::connect_tcp(addr, as_user(level, "ALICE", "Secret-1"))
+            .await
+            .unwrap();
+        let mut who = WhoamiClient::bind(&mut conn).await.unwrap();
+        let (name, seen_level) = who.whoami().await.unwrap();
+        assert_eq!(
+            name.0, b"alice",
+            "the stored account name, at level {level}"
+        );
+        assert_eq!(seen_level, u32::from(level));
+        // Several calls: sequence numbers advance on both sides.
+        for _ in 0..3 {
+            assert_eq!(who.whoami().await.unwrap().1, u32::from(level));
+        }
+        let mut mgmt = MgmtClient::bind(who.connection).await.unwrap();
+        assert_eq!(mgmt.is_server_listening().await.unwrap(), (0, 1));
+    }
+}
+
+#[tokio::test]
+async fn protected_calls_fragment_both_ways() {
+    let (_server, addr) = start().await;
+    for level in [auth_level::INTEGRITY, auth_level::PRIVACY] {
+        let mut options = as_user(level, "alice", "Secret-1");
+        options.max_frag = 1432;
+        let mut conn = Connection::connect_tcp(addr, options).await.unwrap();
+        let mut who = WhoamiClient::bind(&mut conn).await.unwrap();
+        // 20 000 bytes: 15 fragments each way at 1432 bytes.
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let back = who.echo(ConformantArray(data.clone())).await.unwrap();
+        assert_eq!(back.0, data);
+        let back = who.echo(ConformantArray(vec![1, 2, 3])).await.unwrap();
+        assert_eq!(back.0, vec![1, 2, 3]);
+    }
+}
+
+#[tokio::test]
+async fn interfaces_demand_their_minimum_level() {
+    let (_server, addr) = start().await;
+    for (level, allowed) in [
+        (None, false),
+        (Some(auth_level::CONNECT), false),
+        (Some(auth_level::INTEGRITY), true),
+        (Some(auth_level::PRIVACY), true),
+    ] {
+        let options = match level {
+            Some(l) => as_user(l, "alice", "Secret-1"),
+            None => Options::default(),
+        };
+        let mut conn = Connection::connect_tcp(addr, options).await.unwrap();
+        let mut guarded = GuardedClient::bind(&mut conn).await.unwrap();
+        match guarded.ping().await {
+            Ok(7) if allowed => {}
+            Err(CallError::Fault { status }) if !allowed => {
+                assert_eq!(status, status::ERROR_ACCESS_DENIED)
+            }
+            other => panic!("level {level:?}: {:?}", other.map_err(|e| e.to_string())),
+        }
+    }
+}
+
+#[tokio::test]
+async fn wrong_passwords_and_unknown_users_are_denied() {
+    let (_server, addr) = start().await;
+    for (user, password) in [
+        ("alice", "wrong"),
+        ("bob", "Secret-1"),
+        ("nobody", "x"),
+        ("", ""),
+    ] {
+        for level in [auth_level::CONNECT, auth_level::PRIVACY] {
+            let mut conn = Connection::connect_tcp(addr, as_user(level, user, password))
+                .await
+                .unwrap();
+            // The bind succeeds (NTLM's third leg is rpc_auth_3, which is
+            // not answered); the first call is refused.
+            let mut who = match WhoamiClient::bind(&mut conn).await {
+                Ok(who) => who,
+                Err(e) => {
+                    // sspi refuses an empty user name before sending.
+                    assert!(user.is_empty(), "{user}: {e}");
+                    continue;
+                }
+            };
+            match who.whoami().await {
+                Err(CallError::Fault { status }) => {
+                    assert_eq!(status, status::ERROR_ACCESS_DENIED, "{user}")
+                }
+                other => panic!("{user}/{password}: {:?}", other.map(|_| ())),
+            }
+        }
+    }
+}
+
+/// A raw connection that binds with an NTLM context built by the client
+/// runtime's provider, to send hand-made PDUs after it.
+async fn raw_bind(addr: SocketAddr) -> (tokio::net::TcpStream, msrpc::security::SecurityContext) {
+    use msrpc::security::{Leg, SecurityContext};
+    use tokio::io::AsyncWriteExt;
+    let (mut context, negotiate) =
+        SecurityContext::ntlm_client(auth_level::INTEGRITY, 5, "alice", "", "Secret-1").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let bind = Pdu {
+        rpc_vers_minor: 0,
+        flags: flags::FIRST_FRAG | flags::LAST_FRAG | flags::SUPPORT_HEADER_SIGN,
+        drep: pdu::NDR_LITTLE_ENDIAN,
+        call_id: 1,
+        body: Body::Bind(Bind {
+            max_xmit_frag: 4280,
+            max_recv_frag: 4280,
+            assoc_group_id: 0,
+            contexts: vec![ContextElem {
+                context_id: 0,
+                abstract_syntax: WhoamiClient::syntax(),
+                transfer_syntaxes: vec![ndr20()],
+            }],
+        }),
+        auth: Some(pdu::Auth {
+            auth_type: auth_type::WINNT,
+            auth_level: auth_level::INTEGRITY,
+            pad_length: 0,
+            context_id: 5,
+            token: negotiate,
+        }),
+    };
+    stream.write_all(&bind.encode().unwrap()).await.unwrap();
+    let ack = read_pdu(&mut stream).await;
+    assert_eq!(
+        ack.flags & flags::SUPPORT_HEADER_SIGN,
+        flags::SUPPORT_HEADER_SIGN,
+        "header signing is acknowledged"
+    );
+    let challenge = ack.auth.expect("a challenge in the bind_ack").token;
+    let Leg::Done(authenticate) = context.initiate(Some(&challenge)).unwrap() else {
+        panic!("NTLM has three legs")
+    };
+    let auth3 = Pdu {
+        rpc_vers_minor: 0,
+        flags: flags::FIRST_FRAG | flags::LAST_FRAG,
+        drep: pdu::NDR_LITTLE_ENDIAN,
+        call_id: 1,
+        body: Body::Auth3,
+        auth: Some(pdu::Auth {
+            auth_type: auth_type::WINNT,
+            auth_level: auth_level::INTEGRITY,
+            pad_length: 0,
+            context_id: 5,
+            token: authenticate,
+        }),
+    };
+    stream.write_all(&auth3.encode().unwrap()).await.unwrap();
+    (stream, context)
+}
+
+async fn read_pdu(stream: &mut tokio::net::TcpStream) -> Pdu {
+    use tokio::io::AsyncReadExt;
+    let mut frag = vec![0u8; pdu::HEADER_LEN];
+    stream.read_exact(&mut frag).await.unwrap();
+    let len = pdu::frag_length(&frag).unwrap();
+    frag.resize(len, 0);
+    stream
+        .read_exact(&mut frag[pdu::HEADER_LEN..])
+        .await
+        .unwrap();
+    Pdu::decode(&frag).unwrap()
+}
+
+fn signed_request(
+    context: &mut msrpc::security::SecurityContext,
+    call_id: u32,
+    context_id: u32,
+) -> Vec<u8> {
+    let mut bytes = Pdu {
+        rpc_vers_minor: 0,
+        flags: flags::FIRST_FRAG | flags::LAST_FRAG,
+        drep: pdu::NDR_LITTLE_ENDIAN,
+        call_id,
+        body: Body::Request(pdu::Request {
+            alloc_hint: 0,
+            context_id: 0,
+            opnum: 0,
+            object: None,
+            stub: Vec::new(),
+        }),
+        auth: Some(pdu::Auth {
+            auth_type: auth_type::WINNT,
+            auth_level: auth_level::INTEGRITY,
+            pad_length: 0,
+            context_id,
+            token: vec![0; 16],
+        }),
+    }
+    .encode()
+    .unwrap();
+    context.protect(&mut bytes, pdu::CALL_HEADER_LEN).unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn tampered_and_unsigned_requests_are_refused() {
+    use tokio::io::AsyncWriteExt;
+    let (_server, addr) = start().await;
+
+    // A good signed call works; the signed response names the context.
+    let (mut stream, mut context) = raw_bind(addr).await;
+    stream
+        .write_all(&signed_request(&mut context, 2, 5))
+        .await
+        .unwrap();
+    let reply = read_pdu(&mut stream).await;
+    assert!(matches!(reply.body, Body::Response(_)), "{reply:?}");
+    assert_eq!(reply.auth.as_ref().map(|a| a.context_id), Some(5));
+
+    // An unsigned request on a connection secured at integrity: denied.
+    let mut plain = signed_request(&mut context, 3, 5);
+    plain.truncate(pdu::CALL_HEADER_LEN);
+    plain[8..10].copy_from_slice(&(pdu::CALL_HEADER_LEN as u16).to_le_bytes());
+    plain[10..12].copy_from_slice(&0u16.to_le_bytes());
+    stream.write_all(&plain).await.unwrap();
+    let reply = read_pdu(&mut stream).await;
+    assert!(
+        matches!(&reply.body, Body::Fault(f) if f.status == status::ERROR_ACCESS_DENIED),
+        "{reply:?}"
+    );
+
+    // A request naming a security context that does not exist: denied.
+    let (mut stream, mut context) = raw_bind(addr).await;
+    stream
+        .write_all(&signed_request(&mut context, 2, 6))
+        .await
+        .unwrap();
+    let reply = read_pdu(&mut stream).await;
+    assert!(
+        matches!(&reply.body, Body::Fault(f) if f.status == status::ERROR_ACCESS_DENIED),
+        "{reply:?}"
+    );
+
+    // One flipped bit of the signed header: rpc_s_sec_pkg_error, and the
+    // connection is closed.
+    let (mut stream, mut context) = raw_bind(addr).await;
+    let mut tampered = signed_request(&mut context, 2, 5);
+    tampered[20] ^= 0x01; // the context id of the request header
+    stream.write_all(&tampered).await.unwrap();
+    let reply = read_pdu(&mut stream).await;
+    assert!(
+        matches!(&reply.body, Body::Fault(f) if f.status == status::RPC_S_SEC_PKG_ERROR),
+        "{reply:?}"
+    );
+    let mut rest = Vec::new();
+    use tokio::io::AsyncReadExt;
+    assert_eq!(stream.read_to_end(&mut rest).await.unwrap(), 0, "closed");
+
+    // The server still serves everyone else.
+    let mut conn = Connection::connect_tcp(addr, as_user(auth_level::PRIVACY, "alice", "Secret-1"))
+        .await
+        .unwrap();
+    let mut who = WhoamiClient::bind(&mut conn).await.unwrap();
+    assert_eq!(
+        who.whoami().await.unwrap().1,
+        u32::from(auth_level::PRIVACY)
+    );
+}
+
+#[tokio::test]
+async fn binds_with_unknown_providers_or_bad_tokens_are_refused() {
+    use tokio::io::AsyncWriteExt;
+    let (_server, addr) = start().await;
+    for (auth_type, level, token, reason) in [
+        (0x44u8, auth_level::CONNECT, b"x".to_vec(), 8u16),
+        (
+            auth_type::WINNT,
+            auth_level::CONNECT,
+            b"not ntlm".to_vec(),
+            9,
+        ),
+        (auth_type::WINNT, 9, b"NTLMSSP\0\x01\0\0\0".to_vec(), 9),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let bind = Pdu {
+            rpc_vers_minor: 0,
+            flags: flags::FIRST_FRAG | flags::LAST_FRAG,
+            drep: pdu::NDR_LITTLE_ENDIAN,
+            call_id: 1,
+            body: Body::Bind(Bind {
+                max_xmit_frag: 4280,
+                max_recv_frag: 4280,
+                assoc_group_id: 0,
+                contexts: vec![ContextElem {
+                    context_id: 0,
+                    abstract_syntax: WhoamiClient::syntax(),
+                    transfer_syntaxes: vec![ndr20()],
+                }],
+            }),
+            auth: Some(pdu::Auth {
+                auth_type,
+                auth_level: level,
+                pad_length: 0,
+                context_id: 1,
+                token,
+            }),
+        };
+        stream.write_all(&bind.encode().unwrap()).await.unwrap();
+        match read_pdu(&mut stream).await.body {
+            Body::BindNak(nak) => assert_eq!(nak.reason, reason, "type {auth_type} level {level}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_endpoint_mapper_answers_sealed_paged_lookups() {
+    let (_server, addr) = start().await;
+    let mut conn = Connection::connect_tcp(addr, as_user(auth_level::PRIVACY, "alice", "Secret-1"))
+        .await
+        .unwrap();
+    let mut epm = EpmClient::bind(&mut conn).await.unwrap();
+    let (handle, n, page, st): (ContextHandle, u32, ConformantVaryingArray<EptEntry>, u32) = epm
+        .ept_lookup(
+            msrpc::epm::inquiry::ALL_ELTS,
+            Unique::new(None),
+            Unique::new(None),
+            msrpc::epm::vers::ALL,
+            ContextHandle::default(),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, 0);
+    assert!(n >= 1 && handle.is_null(), "{n} entries");
+    assert_eq!(page.items.len(), n as usize);
+    let _ = Uuid::NIL;
+}
