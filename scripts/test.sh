@@ -3,8 +3,9 @@
 # lints, then every unit, integration and doc test (the real binary, real
 # processes, real files, real clients). Installs what the tests need that a
 # fresh machine may lack: curl (the HTTP client of the end-to-end tests),
-# procps (kill), and Impacket 0.13 (the RPC interop tests' client) in a
-# virtual environment under target/.
+# procps (kill), Samba's smbtorture (samba-testsuite: the rpc.mgmt and
+# rpc.epmapper suites) and Impacket 0.13 (the RPC interop tests' client) in
+# a virtual environment under target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ need() {
 need curl curl
 need kill procps
 need python3 python3
+need smbtorture samba-testsuite
 
 # Impacket, pinned, in its own environment; the RPC tests find it through
 # INETSRV_TEST_PYTHON (its scripts sit beside the interpreter).

@@ -358,13 +358,19 @@ impl EndpointMapper {
 }
 
 /// Takes up to `max` items; the rest stay behind a context handle, which
-/// is NULL when nothing is left.
+/// is NULL when nothing is left. With `hold_full_page` a full page keeps
+/// its handle even when nothing is left behind it: ept_lookup does, as
+/// Windows answers, so a client that got as many entries as it asked for
+/// asks again and that call ends the search with none (smbtorture's
+/// epmapper tests check both cases). ept_map closes with the last towers.
 fn first_page<T: Send + 'static>(
     call: &Call,
     mut items: Vec<T>,
     max: usize,
+    hold_full_page: bool,
 ) -> CallResult<(ContextHandle, Vec<T>)> {
-    if items.len() <= max {
+    let full = max > 0 && items.len() == max;
+    if items.len() < max || (full && !hold_full_page) {
         return Ok((ContextHandle::default(), items));
     }
     let remaining = items.split_off(max);
@@ -382,6 +388,7 @@ fn next_page<T: Send + 'static>(
     call: &Call,
     handle: ContextHandle,
     max: usize,
+    hold_full_page: bool,
 ) -> CallResult<(ContextHandle, Vec<T>)> {
     let taken = call.association.with_handle(&handle, |p: &mut Paging<T>| {
         let n = p.remaining.len().min(max);
@@ -391,7 +398,8 @@ fn next_page<T: Send + 'static>(
     let Some((items, done)) = taken else {
         return Err(Fault::new(status::NCA_S_FAULT_CONTEXT_MISMATCH));
     };
-    if done {
+    let full = max > 0 && items.len() == max;
+    if done && !(full && hold_full_page) {
         call.association.close_handle(&handle);
         Ok((ContextHandle::default(), items))
     } else {
@@ -516,10 +524,15 @@ impl Epm for EndpointMapper {
                 })
                 .map(EndpointMapper::entry)
                 .collect();
-            first_page(call, matching, max)?
+            first_page(call, matching, max, true)?
         } else {
-            next_page(call, entry_handle, max)?
+            next_page(call, entry_handle, max, true)?
         };
+        // [MS-RPCE] 2.2.1.2.4: 0 when at least one element is returned,
+        // EPT_S_NOT_REGISTERED when none is. (Samba's own server also ends
+        // a search with EPT_S_NOT_REGISTERED on a last page that holds
+        // entries, which smbtorture's epmapper.Lookup_simple expects;
+        // Impacket, like Windows, takes that status as a failure.)
         let status = if entries.is_empty() {
             status::EPT_S_NOT_REGISTERED
         } else {
@@ -594,9 +607,9 @@ impl Epm for EndpointMapper {
                     Tower::new(e.tower.encode())
                 })
                 .collect();
-            first_page(call, towers, max)?
+            first_page(call, towers, max, false)?
         } else {
-            next_page(call, entry_handle, max)?
+            next_page(call, entry_handle, max, false)?
         };
         if towers.is_empty() {
             return empty(status::EPT_S_NOT_REGISTERED);

@@ -9,6 +9,7 @@
 //! [`Fault`].
 
 mod connection;
+pub mod verification;
 
 pub use connection::{ndr20, ndr64};
 

@@ -14,7 +14,7 @@ use msrpc::ndr::{ConformantArray, ConformantVaryingArray, ContextHandle, Unique,
 use msrpc::pdu::{self, flags, Bind, Body, ContextElem, Pdu};
 use msrpc::security::{auth_level, auth_type, Credentials};
 use msrpc::server::{ndr20, Call, CallResult, Limits, Server};
-use msrpc::{status, Uuid};
+use msrpc::status;
 
 /// A method that reports who called it and at what level.
 #[msrpc::interface(uuid = "5b8f3e1a-7c2d-4e6f-9a0b-1c2d3e4f5a6b", version = "1.0")]
@@ -422,19 +422,30 @@ async fn the_endpoint_mapper_answers_sealed_paged_lookups() {
         .await
         .unwrap();
     let mut epm = EpmClient::bind(&mut conn).await.unwrap();
-    let (handle, n, page, st): (ContextHandle, u32, ConformantVaryingArray<EptEntry>, u32) = epm
-        .ept_lookup(
-            msrpc::epm::inquiry::ALL_ELTS,
-            Unique::new(None),
-            Unique::new(None),
-            msrpc::epm::vers::ALL,
-            ContextHandle::default(),
-            10,
-        )
-        .await
-        .unwrap();
-    assert_eq!(st, 0);
-    assert!(n >= 1 && handle.is_null(), "{n} entries");
-    assert_eq!(page.items.len(), n as usize);
-    let _ = Uuid::NIL;
+    // One entry a page: EPM and the two listed test interfaces.
+    let mut handle = ContextHandle::default();
+    let mut seen = 0;
+    loop {
+        let (next, n, page, st): (ContextHandle, u32, ConformantVaryingArray<EptEntry>, u32) = epm
+            .ept_lookup(
+                msrpc::epm::inquiry::ALL_ELTS,
+                Unique::new(None),
+                Unique::new(None),
+                msrpc::epm::vers::ALL,
+                handle,
+                1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), n as usize);
+        seen += n;
+        handle = next;
+        if handle.is_null() {
+            // Three full pages keep the handle; the fourth call ends it.
+            assert_eq!((n, st), (0, status::EPT_S_NOT_REGISTERED));
+            break;
+        }
+        assert_eq!((n, st), (1, 0));
+    }
+    assert_eq!(seen, 3);
 }

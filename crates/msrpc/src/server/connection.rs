@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
+use super::verification::{self, Command};
 use super::{auth_level, Association, Call, Fault, Registered, Server, Transport};
 use crate::ndr::Syntax;
 use crate::pdu::{
@@ -80,6 +81,10 @@ const PROTECTION_OVERHEAD: usize = 8 + SEC_TRAILER_LEN + SIGNATURE_LEN;
 struct Context {
     registered: Registered,
     syntax: Syntax,
+    /// The abstract and transfer syntaxes as negotiated, which a
+    /// verification trailer's pcontext command repeats.
+    abstract_syntax: SyntaxId,
+    transfer_syntax: SyntaxId,
 }
 
 /// A request being reassembled.
@@ -89,6 +94,7 @@ struct Pending {
     opnum: u16,
     object: Option<Uuid>,
     little_endian: bool,
+    drep: [u8; 4],
     stub: Vec<u8>,
     /// The security context the call came in on.
     auth_context: Option<u32>,
@@ -110,6 +116,8 @@ struct Connection {
     max_xmit: usize,
     max_recv: usize,
     conc_mpx: bool,
+    /// PFC_SUPPORT_HEADER_SIGN was set on the bind (and echoed).
+    header_sign: bool,
     last_call_id: Option<u32>,
     pending: Option<Pending>,
     /// The remaining fragments of a call already answered with a fault.
@@ -141,6 +149,7 @@ where
         security_failed: false,
         rpc_vers_minor: 0,
         conc_mpx: false,
+        header_sign: false,
         last_call_id: None,
         pending: None,
         discard_call_id: None,
@@ -371,10 +380,7 @@ impl Connection {
         match pdu.body {
             Body::Bind(bind) => self.bind(call_id, pfc, pdu.rpc_vers_minor, bind, pdu.auth),
             Body::AlterContext(alter) => self.alter_context(call_id, alter, pdu.auth),
-            Body::Request(req) => {
-                let little = pdu.drep[0] & 0xF0 != 0;
-                self.request(call_id, pfc, little, req, pdu.auth, raw)
-            }
+            Body::Request(req) => self.request(call_id, pfc, pdu.drep, req, pdu.auth, raw),
             Body::Orphaned | Body::CoCancel => {
                 // Calls run to completion once dispatched; an orphaned
                 // request still being reassembled is dropped.
@@ -454,6 +460,7 @@ impl Connection {
                 self.max_xmit = negotiated(bind.max_recv_frag);
                 self.max_recv = negotiated(bind.max_xmit_frag);
                 self.conc_mpx = pfc & flags::CONC_MPX != 0;
+                self.header_sign = pfc & flags::SUPPORT_HEADER_SIGN != 0;
                 reply_flags |= pfc & (flags::CONC_MPX | flags::SUPPORT_HEADER_SIGN);
                 self.association = Some(group);
             }
@@ -612,8 +619,15 @@ impl Connection {
                 }
                 _ => {}
             }
-            self.contexts
-                .insert(elem.context_id, Context { registered, syntax });
+            self.contexts.insert(
+                elem.context_id,
+                Context {
+                    registered,
+                    syntax,
+                    abstract_syntax: elem.abstract_syntax,
+                    transfer_syntax,
+                },
+            );
             results.push(ContextResult {
                 result: result::ACCEPTANCE,
                 reason: 0,
@@ -627,7 +641,7 @@ impl Connection {
         &mut self,
         call_id: u32,
         pfc: u8,
-        little_endian: bool,
+        drep: [u8; 4],
         mut req: pdu::Request,
         auth: Option<pdu::Auth>,
         raw: &mut [u8],
@@ -640,6 +654,7 @@ impl Connection {
             );
             return Next::Close;
         }
+        let little_endian = drep[0] & 0xF0 != 0;
         // Every fragment is verified as it arrives, so that the security
         // provider's sequence numbers stay in step.
         let auth_context = match self.verify_request(&mut req, auth, raw) {
@@ -678,6 +693,7 @@ impl Connection {
                 opnum: req.opnum,
                 object: req.object,
                 little_endian,
+                drep,
                 stub: Vec::new(),
                 auth_context,
             });
@@ -817,7 +833,33 @@ impl Connection {
         Ok(Some(auth.context_id))
     }
 
-    fn dispatch(&mut self, pending: Pending) {
+    /// Checks a verification trailer's commands against the request and
+    /// its connection ([MS-RPCE] 2.2.2.13.2 to .4).
+    fn trailer_matches(&self, commands: &[Command], pending: &Pending, context: &Context) -> bool {
+        commands.iter().all(|c| match c {
+            Command::Bitmask(bits) => bits & 1 == 0 || self.header_sign,
+            Command::PContext {
+                interface,
+                transfer,
+            } => *interface == context.abstract_syntax && *transfer == context.transfer_syntax,
+            Command::Header2 {
+                ptype,
+                drep,
+                call_id,
+                context_id,
+                opnum,
+            } => {
+                *ptype == PduType::Request as u8
+                    && *drep == pending.drep
+                    && *call_id == pending.call_id
+                    && *context_id == pending.context_id
+                    && *opnum == pending.opnum
+            }
+            Command::UnknownMustProcess(_) => false,
+        })
+    }
+
+    fn dispatch(&mut self, mut pending: Pending) {
         let server = Arc::clone(&self.server);
         server.stats.calls_in.fetch_add(1, Ordering::Relaxed);
         let Some(context) = self.contexts.get(&pending.context_id) else {
@@ -828,6 +870,21 @@ impl Connection {
             );
             return;
         };
+        if let Some((at, commands)) = verification::find(&pending.stub) {
+            if !self.trailer_matches(&commands, &pending, context) {
+                tracing::warn!(
+                    "rpc: a request from {} has a verification trailer that does not match it",
+                    self.peer()
+                );
+                self.fault(
+                    pending.call_id,
+                    pending.context_id,
+                    Fault::not_executed(status::ERROR_ACCESS_DENIED),
+                );
+                return;
+            }
+            pending.stub.truncate(at);
+        }
         let security = pending.auth_context.and_then(|id| self.security.get(&id));
         let level = security.map_or(auth_level::NONE, |s| s.level);
         let client = security.and_then(|s| s.identity()).map(|i| i.user.clone());
