@@ -4,8 +4,11 @@
 # rpcd_epmapper, which also serves MGMT) side by side, with the same client
 # (crates/msrpc/examples/rpc_bench.rs) in the same run. Each server is
 # pinned to CPU 0, the client to CPU 1.
-#   calls: rpc_mgmt_is_server_listening (MGMT opnum 2) and
-#          ept_lookup_handle_free(NULL) (EPM opnum 4), at auth level none.
+#   calls: rpc_mgmt_is_server_listening (MGMT opnum 2) at auth level none
+#          and privacy (NTLM, sealed), and ept_lookup_handle_free(NULL) (EPM
+#          opnum 4) at level none. For the privacy runs both servers know
+#          the account rpcbench (a Unix user for Samba's passdb, created
+#          when missing).
 # Target: at least 2x Samba's calls per second.
 #
 # Usage: bench/rpc.sh [SECONDS] [CONNECTIONS]   (root: Samba's endpoint
@@ -42,12 +45,18 @@ cat > "$work/samba/smb.conf" <<CONF
   interfaces = lo
   bind interfaces only = yes
   rpc start on demand helpers = false
+  passdb backend = tdbsam:$work/samba/private/passdb.tdb
 CONF
+password=Bench-Pass-1
+id rpcbench >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin rpcbench
+printf '%s\n%s\n' "$password" "$password" |
+    smbpasswd -c "$work/samba/smb.conf" -s -a rpcbench >/dev/null
 taskset -c 0 /usr/libexec/samba/samba-dcerpcd -F --libexec-rpcds -s "$work/samba/smb.conf" \
     >"$work/samba/out.log" 2>&1 &
 pids+=($!)
 port=$(free_port)
-taskset -c 0 "$bin/rpc_server" "127.0.0.1:$port" >"$work/ours.log" 2>&1 &
+RPC_SERVER_USER="rpcbench:$password" taskset -c 0 "$bin/rpc_server" "127.0.0.1:$port" \
+    >"$work/ours.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
     ss -ltn | grep -q '127.0.0.1:135 ' && ss -ltn | grep -q "127.0.0.1:$port " && break
@@ -55,20 +64,22 @@ for _ in $(seq 100); do
 done
 samba_version=$(/usr/libexec/samba/samba-dcerpcd --version 2>/dev/null || smbd --version)
 
-run() { # NAME ADDR CALL
+run() { # NAME ADDR CALL LEVEL
     local out
-    out=$(taskset -c 1 "$bin/rpc_bench" "$2" "$3" "$conns" "$seconds")
+    out=$(taskset -c 1 "$bin/rpc_bench" "$2" "$3" "$conns" "$seconds" "$4" rpcbench "$password")
     echo "$1 $(echo "$out" | sed -E 's/.*calls_per_sec=([0-9]+) p50_us=([0-9.]+) p99_us=([0-9.]+).*/\1 \2 \3/')"
 }
 
-for call in is_server_listening ept_lookup_handle_free; do
-    echo "== $call, $conns connections, ${seconds}s runs (Samba: $samba_version)"
+for case in is_server_listening:none is_server_listening:privacy ept_lookup_handle_free:none; do
+    call=${case%:*}
+    level=${case#*:}
+    echo "== $call at level $level, $conns connections, ${seconds}s runs (Samba: $samba_version)"
     # Warm both.
-    taskset -c 1 "$bin/rpc_bench" "127.0.0.1:135" "$call" 1 1 >/dev/null
-    taskset -c 1 "$bin/rpc_bench" "127.0.0.1:$port" "$call" 1 1 >/dev/null
+    taskset -c 1 "$bin/rpc_bench" "127.0.0.1:135" "$call" 1 1 "$level" rpcbench "$password" >/dev/null
+    taskset -c 1 "$bin/rpc_bench" "127.0.0.1:$port" "$call" 1 1 "$level" rpcbench "$password" >/dev/null
     results=$(for _ in 1 2 3; do
-        run inetsrv "127.0.0.1:$port" "$call"
-        run samba "127.0.0.1:135" "$call"
+        run inetsrv "127.0.0.1:$port" "$call" "$level"
+        run samba "127.0.0.1:135" "$call" "$level"
     done)
     echo "$results" | awk '{printf "  %-8s %8s calls/s   p50 %6s us   p99 %7s us\n", $1, $2, $3, $4}'
     ours=$(echo "$results" | awk '$1=="inetsrv" {print $2}' | sort -n | sed -n 2p)

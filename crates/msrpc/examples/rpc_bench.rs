@@ -4,14 +4,18 @@
 //! endpoint and Samba's, so the ratio compares servers.
 //!
 //! usage: rpc_bench ADDR [is_server_listening|ept_lookup_handle_free]
-//!                  [CONNECTIONS] [SECONDS]
+//!                  [CONNECTIONS] [SECONDS] [LEVEL USER PASSWORD]
+//!
+//! LEVEL is an authentication level (none, connect, integrity, privacy);
+//! above none each connection logs on with NTLM as USER.
 
 use std::time::{Duration, Instant};
 
-use msrpc::client::{Connection, Options};
+use msrpc::client::{ClientAuth, Connection, Options};
 use msrpc::epm::EpmClient;
 use msrpc::mgmt::MgmtClient;
 use msrpc::ndr::ContextHandle;
+use msrpc::security::auth_level;
 
 // One thread: the benchmark pins the client to one CPU.
 #[tokio::main(flavor = "current_thread")]
@@ -21,12 +25,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let call = args.next().unwrap_or_else(|| "is_server_listening".into());
     let connections: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(4);
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let level = args.next().unwrap_or_else(|| "none".into());
+    let level = auth_level::parse(&level).ok_or("LEVEL: none, connect, integrity or privacy")?;
+    let auth = (level > auth_level::NONE)
+        .then(|| -> Result<ClientAuth, &str> {
+            Ok(ClientAuth {
+                level,
+                user: args.next().ok_or("USER")?,
+                domain: String::new(),
+                password: args.next().ok_or("PASSWORD")?,
+            })
+        })
+        .transpose()?;
     let until = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let call = call.clone();
+        let options = Options {
+            auth: auth.clone(),
+            ..Options::default()
+        };
         tasks.push(tokio::spawn(async move {
-            let mut conn = Connection::connect_tcp(addr, Options::default()).await?;
+            let mut conn = Connection::connect_tcp(addr, options).await?;
             let mut latencies = Vec::new();
             if call == "is_server_listening" {
                 let mut mgmt = MgmtClient::bind(&mut conn).await?;

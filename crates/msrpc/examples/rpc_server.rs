@@ -1,13 +1,29 @@
 //! Serves the endpoint mapper and the management interface on a TCP port
 //! (default 8135) and, with a second argument, a Unix socket — to try
 //! clients against the runtime alone: `cargo run -p msrpc --example
-//! rpc_server -- 127.0.0.1:8135 /tmp/epmapper`.
+//! rpc_server -- 127.0.0.1:8135 /tmp/epmapper`. With
+//! `RPC_SERVER_USER=name:password` in the environment, that one account
+//! can log on with NTLM.
 
 use std::sync::Arc;
 
 use msrpc::epm::{EndpointMapper, EpmServer};
 use msrpc::mgmt::{Management, MgmtServer};
+use msrpc::security::Credentials;
 use msrpc::server::{auth_level, Limits, Server};
+
+/// The one account of `RPC_SERVER_USER`.
+struct OneAccount {
+    name: String,
+    nt_hash: [u8; 16],
+}
+
+impl Credentials for OneAccount {
+    fn nt_hash(&self, user: &str) -> Option<(String, [u8; 16])> {
+        user.eq_ignore_ascii_case(&self.name)
+            .then(|| (self.name.clone(), self.nt_hash))
+    }
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> std::io::Result<()> {
@@ -15,6 +31,15 @@ async fn main() -> std::io::Result<()> {
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:8135".into());
     let addr = addr.parse().map_err(std::io::Error::other)?;
     let server: Arc<Server> = Server::new(Limits::default(), "inetsrv".into());
+    if let Ok(account) = std::env::var("RPC_SERVER_USER") {
+        use md4::Digest;
+        let (name, password) = account.split_once(':').unwrap_or((&account, ""));
+        let utf16: Vec<u8> = password.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        server.set_credentials(Arc::new(OneAccount {
+            name: name.to_string(),
+            nt_hash: md4::Md4::digest(&utf16).into(),
+        }));
+    }
     server.register(EpmServer(EndpointMapper::new()), auth_level::NONE, true);
     server.register(MgmtServer(Management), auth_level::NONE, false);
     let bound = server.listen_tcp(addr).await?;
