@@ -118,3 +118,13 @@ fn pdu() {
 fn ndr() {
     replay("ndr", 400, msrpc::fuzz_checks::ndr);
 }
+
+#[test]
+fn rpc_session() {
+    replay("rpc_session", 60, msrpc::fuzz_checks::rpc_session);
+}
+
+#[test]
+fn ntlm() {
+    replay("ntlm", 400, msrpc::fuzz_checks::ntlm);
+}

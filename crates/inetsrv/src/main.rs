@@ -73,7 +73,7 @@ pub enum Command {
         #[command(subcommand)]
         command: web_cmd::PoolVerb,
     },
-    /// Users for Basic authentication.
+    /// Users: Basic authentication over HTTP and NTLM on the RPC endpoint.
     User {
         #[command(subcommand)]
         command: user_cmd::UserCommand,

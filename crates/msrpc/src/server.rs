@@ -367,6 +367,15 @@ impl Server {
         Some(group)
     }
 
+    /// Serves one connection over any byte stream until it closes (the
+    /// listeners use it; so does the fuzz check of the state machine).
+    pub async fn serve_stream<S>(self: &Arc<Self>, stream: S, transport: Transport)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        connection::serve(Arc::clone(self), stream, transport).await
+    }
+
     /// Listens on TCP and serves each connection on its own task. Returns
     /// the bound address (port 0 picks a free one).
     pub async fn listen_tcp(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
