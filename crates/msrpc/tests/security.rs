@@ -200,17 +200,11 @@ async fn wrong_passwords_and_unknown_users_are_denied() {
     }
 }
 
-/// A raw connection that binds with an NTLM context built by the client
-/// runtime's provider, to send hand-made PDUs after it.
-async fn raw_bind(addr: SocketAddr) -> (tokio::net::TcpStream, msrpc::security::SecurityContext) {
-    use msrpc::security::{Leg, SecurityContext};
-    use tokio::io::AsyncWriteExt;
-    let (mut context, negotiate) =
-        SecurityContext::ntlm_client(auth_level::INTEGRITY, 5, "alice", "", "Secret-1").unwrap();
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let bind = Pdu {
+/// A bind of the Whoami interface carrying one sec_trailer.
+fn bind_with_auth(pfc: u8, auth_type: u8, level: u8, context_id: u32, token: Vec<u8>) -> Vec<u8> {
+    Pdu {
         rpc_vers_minor: 0,
-        flags: flags::FIRST_FRAG | flags::LAST_FRAG | flags::SUPPORT_HEADER_SIGN,
+        flags: pfc,
         drep: pdu::NDR_LITTLE_ENDIAN,
         call_id: 1,
         body: Body::Bind(Bind {
@@ -224,14 +218,33 @@ async fn raw_bind(addr: SocketAddr) -> (tokio::net::TcpStream, msrpc::security::
             }],
         }),
         auth: Some(pdu::Auth {
-            auth_type: auth_type::WINNT,
-            auth_level: auth_level::INTEGRITY,
+            auth_type,
+            auth_level: level,
             pad_length: 0,
-            context_id: 5,
-            token: negotiate,
+            context_id,
+            token,
         }),
-    };
-    stream.write_all(&bind.encode().unwrap()).await.unwrap();
+    }
+    .encode()
+    .unwrap()
+}
+
+/// A raw connection that binds with an NTLM context built by the client
+/// runtime's provider, to send hand-made PDUs after it.
+async fn raw_bind(addr: SocketAddr) -> (tokio::net::TcpStream, msrpc::security::SecurityContext) {
+    use msrpc::security::{Leg, SecurityContext};
+    use tokio::io::AsyncWriteExt;
+    let (mut context, negotiate) =
+        SecurityContext::ntlm_client(auth_level::INTEGRITY, 5, "alice", "", "Secret-1").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let bind = bind_with_auth(
+        flags::FIRST_FRAG | flags::LAST_FRAG | flags::SUPPORT_HEADER_SIGN,
+        auth_type::WINNT,
+        auth_level::INTEGRITY,
+        5,
+        negotiate,
+    );
+    stream.write_all(&bind).await.unwrap();
     let ack = read_pdu(&mut stream).await;
     assert_eq!(
         ack.flags & flags::SUPPORT_HEADER_SIGN,
@@ -384,30 +397,14 @@ async fn binds_with_unknown_providers_or_bad_tokens_are_refused() {
         (auth_type::WINNT, 9, b"NTLMSSP\0\x01\0\0\0".to_vec(), 9),
     ] {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let bind = Pdu {
-            rpc_vers_minor: 0,
-            flags: flags::FIRST_FRAG | flags::LAST_FRAG,
-            drep: pdu::NDR_LITTLE_ENDIAN,
-            call_id: 1,
-            body: Body::Bind(Bind {
-                max_xmit_frag: 4280,
-                max_recv_frag: 4280,
-                assoc_group_id: 0,
-                contexts: vec![ContextElem {
-                    context_id: 0,
-                    abstract_syntax: WhoamiClient::syntax(),
-                    transfer_syntaxes: vec![ndr20()],
-                }],
-            }),
-            auth: Some(pdu::Auth {
-                auth_type,
-                auth_level: level,
-                pad_length: 0,
-                context_id: 1,
-                token,
-            }),
-        };
-        stream.write_all(&bind.encode().unwrap()).await.unwrap();
+        let bind = bind_with_auth(
+            flags::FIRST_FRAG | flags::LAST_FRAG,
+            auth_type,
+            level,
+            1,
+            token,
+        );
+        stream.write_all(&bind).await.unwrap();
         match read_pdu(&mut stream).await.body {
             Body::BindNak(nak) => assert_eq!(nak.reason, reason, "type {auth_type} level {level}"),
             other => panic!("{other:?}"),
