@@ -10,11 +10,15 @@
 //! - [`server`] and [`client`]: the connection state machine over
 //!   ncacn_ip_tcp and ncalrpc (negotiation, association groups,
 //!   fragmentation, faults).
+//! - [`security`]: NTLM security contexts (through the `sspi` crate, with
+//!   the NTLMv2 check against a [`security::Credentials`] store done
+//!   here), signing and sealing of PDUs at every authentication level;
+//!   the server also checks and strips verification trailers.
 //! - [`epm`] and [`mgmt`]: the endpoint mapper and the management
 //!   interface every server offers.
 //!
-//! Security providers (NTLM, SPNEGO, Kerberos) are still to come: binds
-//! that ask for authentication are refused.
+//! Still to come: SPNEGO and Kerberos (binds that ask for them get
+//! bind_nak reason 8).
 
 #![forbid(unsafe_code)]
 

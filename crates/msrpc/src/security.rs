@@ -541,62 +541,32 @@ fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
 mod tests {
     use super::*;
 
-    /// [MS-NLMP] 4.2.4: NTLMv2 with User "User", UserDom "Domain",
-    /// Passwd "Password", ServerChallenge 0123456789abcdef, and the
-    /// NTLMv2 temp of 4.2.4.1.3 (Time 0, ClientChallenge aa..aa, the
-    /// AV pairs of 4.2.4): NTProofStr is 68cd0ab851e51c96aabc927bebef6a1c.
     #[test]
-    fn the_ntlmv2_response_of_ms_nlmp_4_2_4_verifies() {
-        let nt_hash = NT_HASH_OF_PASSWORD;
+    fn the_user_name_is_upper_cased_the_domain_is_not_and_ntlmv1_is_refused() {
         let challenge = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
-        // temp = 0x01 0x01, 6 zero bytes, Time, ClientChallenge, 4 zero
-        // bytes, ServerName (the AV pairs), 4 zero bytes.
-        let av_pairs: [u8; 36] = [
-            0x02, 0x00, 0x0c, 0x00, 0x44, 0x00, 0x6f, 0x00, 0x6d, 0x00, 0x61, 0x00, 0x69, 0x00,
-            0x6e, 0x00, 0x01, 0x00, 0x0c, 0x00, 0x53, 0x00, 0x65, 0x00, 0x72, 0x00, 0x76, 0x00,
-            0x65, 0x00, 0x72, 0x00, 0x00, 0x00, 0x00, 0x00,
-        ];
-        let mut temp = vec![0x01, 0x01, 0, 0, 0, 0, 0, 0];
-        temp.extend_from_slice(&[0; 8]);
-        temp.extend_from_slice(&[0xaa; 8]);
-        temp.extend_from_slice(&[0; 4]);
-        temp.extend_from_slice(&av_pairs);
-        temp.extend_from_slice(&[0; 4]);
-        let proof: [u8; 16] = [
-            0x68, 0xcd, 0x0a, 0xb8, 0x51, 0xe5, 0x1c, 0x96, 0xaa, 0xbc, 0x92, 0x7b, 0xeb, 0xef,
-            0x6a, 0x1c,
-        ];
-        let mut nt_response = proof.to_vec();
-        nt_response.extend_from_slice(&temp);
-        let message = AuthenticateMessage {
-            user: "User".into(),
-            domain: "Domain".into(),
-            nt_response: nt_response.clone(),
+        let message = AuthenticateMessage::parse(&hex_bytes(NLMP_4_2_4_AUTHENTICATE)).unwrap();
+        let lower_user = AuthenticateMessage {
+            user: "user".into(),
+            domain: message.domain.clone(),
+            nt_response: message.nt_response.clone(),
         };
-        assert!(message.verify_ntlmv2(&nt_hash, &challenge).unwrap());
-        // The user name is upper-cased, the domain is not.
-        let other_domain = AuthenticateMessage {
+        assert!(lower_user
+            .verify_ntlmv2(&NT_HASH_OF_PASSWORD, &challenge)
+            .unwrap());
+        let upper_domain = AuthenticateMessage {
+            user: message.user.clone(),
             domain: "DOMAIN".into(),
-            ..AuthenticateMessage {
-                user: "user".into(),
-                domain: String::new(),
-                nt_response: nt_response.clone(),
-            }
+            nt_response: message.nt_response.clone(),
         };
-        assert!(!other_domain.verify_ntlmv2(&nt_hash, &challenge).unwrap());
-        let wrong_password = AuthenticateMessage {
-            user: "User".into(),
-            domain: "Domain".into(),
-            nt_response,
-        };
-        assert!(!wrong_password.verify_ntlmv2(&[0; 16], &challenge).unwrap());
+        assert!(!upper_domain
+            .verify_ntlmv2(&NT_HASH_OF_PASSWORD, &challenge)
+            .unwrap());
         let v1 = AuthenticateMessage {
-            user: "User".into(),
-            domain: "Domain".into(),
             nt_response: vec![0; 24],
+            ..message
         };
         assert!(matches!(
-            v1.verify_ntlmv2(&nt_hash, &challenge),
+            v1.verify_ntlmv2(&NT_HASH_OF_PASSWORD, &challenge),
             Err(SecurityError::LogonFailure(_))
         ));
     }
