@@ -13,7 +13,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::ndr::{NdrError, Syntax};
 use crate::pdu::{self, flags, Bind, Body, ContextElem, Pdu, PduError, SyntaxId, HEADER_LEN};
-use crate::security::{auth_level, protects_pdus, SecurityContext, SecurityError, SIGNATURE_LEN};
+use crate::security::{
+    auth_level, protects_pdus, SecurityContext, SecurityError, PROTECTION_OVERHEAD, SIGNATURE_LEN,
+};
 use crate::server::{ndr20, ndr64};
 use crate::status;
 
@@ -267,9 +269,10 @@ impl Connection {
             .security
             .as_ref()
             .is_some_and(|c| protects_pdus(c.level));
-        // Room for the padding, sec_trailer and signature of each fragment.
+        // Room for the padding, sec_trailer and signature of each fragment
+        // (a server's tiny max_recv_frag makes fragments small, not a panic).
         let max_frag = if protected {
-            self.max_xmit - 32
+            self.max_xmit.saturating_sub(PROTECTION_OVERHEAD)
         } else {
             self.max_xmit
         };
@@ -294,14 +297,9 @@ impl Connection {
                 let context = self.security.as_mut().ok_or(CallError::Protocol(
                     "a signed response on a plain connection",
                 ))?;
-                context.unprotect(&mut raw, pdu::CALL_HEADER_LEN)?;
+                let stub = context.unprotect(&mut raw, pdu::CALL_HEADER_LEN, auth.pad_length)?;
                 if context.level == auth_level::PRIVACY {
-                    let end = raw.len() - SIGNATURE_LEN - crate::security::SEC_TRAILER_LEN;
-                    let end = end.saturating_sub(usize::from(auth.pad_length));
-                    r.stub = raw
-                        .get(pdu::CALL_HEADER_LEN..end)
-                        .ok_or(CallError::Protocol("a sealed response too short"))?
-                        .to_vec();
+                    r.stub = raw[stub].to_vec();
                 }
             } else if protected && matches!(pdu.body, Body::Response(_)) {
                 return Err(CallError::Protocol(

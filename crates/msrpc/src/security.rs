@@ -71,6 +71,12 @@ pub const SIGNATURE_LEN: usize = 16;
 /// The sec_trailer ([MS-RPCE] 2.2.2.11).
 pub const SEC_TRAILER_LEN: usize = 8;
 
+/// What protecting a fragment adds after its stub data, for sizing
+/// fragments: padding (at most 8 bytes when the stub of every fragment
+/// but the last is a multiple of 8, and the last is no longer than they
+/// are), the sec_trailer and the signature.
+pub const PROTECTION_OVERHEAD: usize = 8 + SEC_TRAILER_LEN + SIGNATURE_LEN;
+
 /// Where the server finds the accounts NTLM logs on with.
 pub trait Credentials: Send + Sync {
     /// The account's name as stored and its NT hash (MD4 of the UTF-16LE
@@ -357,56 +363,67 @@ impl SecurityContext {
     pub fn protect(&mut self, frag: &mut [u8], body_start: usize) -> Result<(), SecurityError> {
         let seal = self.level == auth_level::PRIVACY;
         let ntlm = self.ntlm()?;
-        let mut buffers = Segments::split(frag, body_start, seal)?;
+        let mut buffers = gss_buffers(frag, body_start, seal)?;
         ntlm.encrypt_message(EncryptionFlags::empty(), &mut buffers)?;
         Ok(())
     }
 
     /// Verifies (and at the privacy level decrypts) a received fragment
-    /// in place, laid out as for [`SecurityContext::protect`].
-    pub fn unprotect(&mut self, frag: &mut [u8], body_start: usize) -> Result<(), SecurityError> {
+    /// in place, laid out as for [`SecurityContext::protect`], with
+    /// `pad_length` bytes of authentication padding. Returns where its
+    /// stub data (now plain text) lies in `frag`.
+    pub fn unprotect(
+        &mut self,
+        frag: &mut [u8],
+        body_start: usize,
+        pad_length: u8,
+    ) -> Result<std::ops::Range<usize>, SecurityError> {
         let seal = self.level == auth_level::PRIVACY;
         let ntlm = self.ntlm()?;
-        let mut buffers = Segments::split(frag, body_start, seal)?;
+        let mut buffers = gss_buffers(frag, body_start, seal)?;
         ntlm.decrypt_message(&mut buffers)?;
-        Ok(())
+        // gss_buffers checked that the body fits before the trailer.
+        let body_end = frag.len() - SIGNATURE_LEN - SEC_TRAILER_LEN;
+        let stub_end = body_end
+            .checked_sub(usize::from(pad_length))
+            .filter(|&end| end >= body_start)
+            .ok_or(SecurityError::Token(
+                "auth_pad_length is longer than the body",
+            ))?;
+        Ok(body_start..stub_end)
     }
 }
 
 /// The PDU as GSS_WrapEx's ordered buffers ([MS-RPCE] 3.3.1.5.2.2):
 /// header and sec_trailer signed only, the body signed and, when sealing,
 /// encrypted; then the signature.
-struct Segments;
-
-impl Segments {
-    fn split(
-        frag: &mut [u8],
-        body_start: usize,
-        seal: bool,
-    ) -> Result<[SecurityBufferRef<'_>; 4], SecurityError> {
-        let len = frag.len();
-        let trailer_start = len
-            .checked_sub(SIGNATURE_LEN + SEC_TRAILER_LEN)
-            .filter(|&t| t >= body_start)
-            .ok_or(SecurityError::Token(
-                "a fragment too short for its verifier",
-            ))?;
-        let (header, rest) = frag.split_at_mut(body_start);
-        let (body, rest) = rest.split_at_mut(trailer_start - body_start);
-        let (trailer, signature) = rest.split_at_mut(SEC_TRAILER_LEN);
-        let signed_only = SecurityBufferFlags::SECBUFFER_READONLY_WITH_CHECKSUM;
-        let body = SecurityBufferRef::data_buf(body);
-        Ok([
-            SecurityBufferRef::data_buf(header).with_flags(signed_only),
-            if seal {
-                body
-            } else {
-                body.with_flags(signed_only)
-            },
-            SecurityBufferRef::data_buf(trailer).with_flags(signed_only),
-            SecurityBufferRef::token_buf(signature),
-        ])
-    }
+fn gss_buffers(
+    frag: &mut [u8],
+    body_start: usize,
+    seal: bool,
+) -> Result<[SecurityBufferRef<'_>; 4], SecurityError> {
+    let len = frag.len();
+    let trailer_start = len
+        .checked_sub(SIGNATURE_LEN + SEC_TRAILER_LEN)
+        .filter(|&t| t >= body_start)
+        .ok_or(SecurityError::Token(
+            "a fragment too short for its verifier",
+        ))?;
+    let (header, rest) = frag.split_at_mut(body_start);
+    let (body, rest) = rest.split_at_mut(trailer_start - body_start);
+    let (trailer, signature) = rest.split_at_mut(SEC_TRAILER_LEN);
+    let signed_only = SecurityBufferFlags::SECBUFFER_READONLY_WITH_CHECKSUM;
+    let body = SecurityBufferRef::data_buf(body);
+    Ok([
+        SecurityBufferRef::data_buf(header).with_flags(signed_only),
+        if seal {
+            body
+        } else {
+            body.with_flags(signed_only)
+        },
+        SecurityBufferRef::data_buf(trailer).with_flags(signed_only),
+        SecurityBufferRef::token_buf(signature),
+    ])
 }
 
 fn accept_step(
@@ -527,10 +544,8 @@ impl AuthenticateMessage {
 }
 
 fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
-    // HMAC takes keys of any length; the error case cannot happen.
-    let Ok(mut mac) = <Hmac<Md5> as KeyInit>::new_from_slice(key) else {
-        return [0; 16];
-    };
+    let mut mac =
+        <Hmac<Md5> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
     for part in parts {
         mac.update(part);
     }

@@ -16,7 +16,8 @@ use crate::pdu::{
     CALL_HEADER_LEN, HEADER_LEN,
 };
 use crate::security::{
-    protects_pdus, SecurityContext, SecurityError, SEC_TRAILER_LEN, SIGNATURE_LEN,
+    auth_type, protects_pdus, Leg, SecurityContext, SecurityError, PROTECTION_OVERHEAD,
+    SIGNATURE_LEN,
 };
 use crate::status;
 use crate::uuid::Uuid;
@@ -73,11 +74,6 @@ fn feature_bitmask(syntax: &SyntaxId) -> Option<u64> {
 /// orphaned call.
 const SUPPORTED_FEATURES: u64 = 0x3;
 
-/// What a protected fragment adds after its stub data: up to 15 bytes of
-/// padding (8 when the stub is a multiple of 8), the sec_trailer and the
-/// signature.
-const PROTECTION_OVERHEAD: usize = 8 + SEC_TRAILER_LEN + SIGNATURE_LEN;
-
 struct Context {
     registered: Registered,
     syntax: Syntax,
@@ -93,7 +89,6 @@ struct Pending {
     context_id: u16,
     opnum: u16,
     object: Option<Uuid>,
-    little_endian: bool,
     drep: [u8; 4],
     stub: Vec<u8>,
     /// The security context the call came in on.
@@ -260,49 +255,41 @@ impl Connection {
 
     /// One leg of building a security context from the trailer of a bind,
     /// alter_context or rpc_auth_3 ([MS-RPCE] 3.3.1.5.2.1). Returns the
-    /// trailer to answer with, if the provider has a token to send.
+    /// trailer to answer with, if the provider has a token to send. A
+    /// context whose leg fails is gone.
     fn security_leg(&mut self, auth: pdu::Auth) -> Result<Option<pdu::Auth>, SecurityError> {
         let id = auth.context_id;
-        if self.security.get(&id).is_some_and(|c| c.is_established()) {
-            // A client that binds again with the id of an established
-            // context starts it over (Impacket's helpers do, on a second
-            // bind): the old one ends here, the new one must log on anew.
-            self.security.remove(&id);
-        }
-        let leg = match self.security.get_mut(&id) {
-            Some(context) => {
-                if context.auth_type != auth.auth_type || context.level != auth.auth_level {
+        let mut context = match self.security.remove(&id) {
+            Some(building) if !building.is_established() => {
+                if building.auth_type != auth.auth_type || building.level != auth.auth_level {
                     return Err(SecurityError::Token(
                         "a leg for a security context that is not being built",
                     ));
                 }
-                let leg = context.accept(&auth.token);
-                if leg.is_err() {
-                    self.security.remove(&id);
-                }
-                leg?
+                building
             }
-            None => {
+            // None, or the id of an established context: a client that
+            // binds again with it starts it over (Impacket's helpers do, on
+            // a second bind); the old one has ended, the new one must log
+            // on anew.
+            _ => {
                 if self.security.len() >= self.server.limits.max_security_contexts {
                     return Err(SecurityError::Token(
                         "the connection's limit of security contexts",
                     ));
                 }
-                let mut context = SecurityContext::server(
+                SecurityContext::server(
                     auth.auth_type,
                     auth.auth_level,
                     id,
                     self.server.credentials(),
-                )?;
-                let leg = context.accept(&auth.token)?;
-                self.security.insert(id, context);
-                leg
+                )?
             }
         };
-        let token = match leg {
-            crate::security::Leg::Continue(token) => token,
-            crate::security::Leg::Done(token) => {
-                if let Some(who) = self.security.get(&id).and_then(|c| c.identity()) {
+        let token = match context.accept(&auth.token)? {
+            Leg::Continue(token) => token,
+            Leg::Done(token) => {
+                if let Some(who) = context.identity() {
                     tracing::info!(
                         "rpc: {} logged on from {} at level {}",
                         who,
@@ -313,6 +300,7 @@ impl Connection {
                 token
             }
         };
+        self.security.insert(id, context);
         Ok((!token.is_empty()).then_some(pdu::Auth {
             auth_type: auth.auth_type,
             auth_level: auth.auth_level,
@@ -320,6 +308,19 @@ impl Connection {
             context_id: id,
             token,
         }))
+    }
+
+    /// The security leg a bind or alter_context carries, if any; a
+    /// failure is logged, and answered by the caller.
+    fn bind_time_leg(
+        &mut self,
+        auth: Option<pdu::Auth>,
+    ) -> Result<Option<pdu::Auth>, SecurityError> {
+        let Some(auth) = auth.filter(|a| a.auth_type != auth_type::NONE) else {
+            return Ok(None);
+        };
+        self.security_leg(auth)
+            .inspect_err(|e| self.log_security_failure(e))
     }
 
     fn log_security_failure(&self, e: &SecurityError) {
@@ -405,10 +406,8 @@ impl Connection {
                 // [MS-RPCE] 3.3.1.5.2.1: no answer to rpc_auth_3; when it
                 // fails, the context is dropped and the first request
                 // that names it gets a fault.
-                let id = auth.context_id;
                 if let Err(e) = self.security_leg(auth) {
                     self.log_security_failure(&e);
-                    self.security.remove(&id);
                     self.security_failed = true;
                 }
                 Next::Continue
@@ -436,7 +435,6 @@ impl Connection {
     ) -> Next {
         self.rpc_vers_minor = minor;
         let mut reply_flags = flags::FIRST_FRAG | flags::LAST_FRAG;
-        let auth = auth.filter(|a| a.auth_type != crate::security::auth_type::NONE);
         match &self.association {
             // A second bind on a bound connection (Impacket's helpers send
             // one): taken as an alter_context that is answered with a
@@ -465,10 +463,9 @@ impl Connection {
                 self.association = Some(group);
             }
         }
-        let reply_auth = match auth.map(|a| self.security_leg(a)).transpose() {
-            Ok(reply) => reply.flatten(),
+        let reply_auth = match self.bind_time_leg(auth) {
+            Ok(reply) => reply,
             Err(e) => {
-                self.log_security_failure(&e);
                 // [MS-RPCE] 3.3.3.5.3: no security provider of this type;
                 // 2.2.2.5: any other failure of the provider.
                 let reason = match e {
@@ -518,13 +515,11 @@ impl Connection {
             return Next::Close;
         };
         let assoc_group_id = group.id;
-        let auth = auth.filter(|a| a.auth_type != crate::security::auth_type::NONE);
-        let reply_auth = match auth.map(|a| self.security_leg(a)).transpose() {
-            Ok(reply) => reply.flatten(),
+        let reply_auth = match self.bind_time_leg(auth) {
+            Ok(reply) => reply,
             Err(e) => {
                 // [MS-RPCE] 3.3.1.5.2.1: a fault answers a failed
                 // alter_context; the connection and its other contexts stay.
-                self.log_security_failure(&e);
                 let status = match e {
                     SecurityError::UnknownType(_) => status::RPC_S_UNKNOWN_AUTHN_SERVICE,
                     _ => status::ERROR_ACCESS_DENIED,
@@ -654,7 +649,6 @@ impl Connection {
             );
             return Next::Close;
         }
-        let little_endian = drep[0] & 0xF0 != 0;
         // Every fragment is verified as it arrives, so that the security
         // provider's sequence numbers stay in step.
         let auth_context = match self.verify_request(&mut req, auth, raw) {
@@ -692,7 +686,6 @@ impl Connection {
                 context_id: req.context_id,
                 opnum: req.opnum,
                 object: req.object,
-                little_endian,
                 drep,
                 stub: Vec::new(),
                 auth_context,
@@ -796,13 +789,15 @@ impl Connection {
                 _ => Err(denied()),
             };
         };
-        let peer = self.peer();
         let Some(context) = self
             .security
             .get_mut(&auth.context_id)
             .filter(|c| c.is_established())
         else {
-            tracing::debug!("rpc: a request from {peer} names no established security context");
+            tracing::debug!(
+                "rpc: a request from {} names no established security context",
+                self.peer()
+            );
             return Err(denied());
         };
         if context.level != auth.auth_level || context.auth_type != auth.auth_type {
@@ -812,22 +807,25 @@ impl Connection {
             let body_start = CALL_HEADER_LEN + if req.object.is_some() { 16 } else { 0 };
             let sealed = context.level == auth_level::PRIVACY;
             let checked = if auth.token.len() == SIGNATURE_LEN {
-                context.unprotect(raw, body_start)
+                context.unprotect(raw, body_start, auth.pad_length)
             } else {
                 Err(SecurityError::Token(
                     "a verifier that is not an NTLM signature",
                 ))
             };
-            if let Err(e) = checked {
-                // The sequence numbers can no longer be trusted: fault
-                // and close ([MS-RPCE] 3.3.1.5.2.1, error on the server).
-                tracing::warn!("rpc: a request from {peer} failed verification: {e}");
-                return Err((Fault::new(status::RPC_S_SEC_PKG_ERROR), Next::Close));
-            }
-            if sealed {
-                let stub_end = raw.len() - SIGNATURE_LEN - SEC_TRAILER_LEN;
-                let stub_end = stub_end.saturating_sub(usize::from(auth.pad_length));
-                req.stub = raw.get(body_start..stub_end).unwrap_or_default().to_vec();
+            match checked {
+                // Signed only: the decoded stub data is the plain text.
+                Ok(stub) if sealed => req.stub = raw[stub].to_vec(),
+                Ok(_) => {}
+                Err(e) => {
+                    // The sequence numbers can no longer be trusted: fault
+                    // and close ([MS-RPCE] 3.3.1.5.2.1, error on the server).
+                    tracing::warn!(
+                        "rpc: a request from {} failed verification: {e}",
+                        self.peer()
+                    );
+                    return Err((Fault::new(status::RPC_S_SEC_PKG_ERROR), Next::Close));
+                }
             }
         }
         Ok(Some(auth.context_id))
@@ -901,7 +899,7 @@ impl Connection {
         };
         let call = Call {
             syntax: context.syntax,
-            little_endian: pending.little_endian,
+            little_endian: pending.drep[0] & 0xF0 != 0,
             opnum: pending.opnum,
             call_id: pending.call_id,
             object: pending.object,

@@ -66,30 +66,25 @@ fn parse_commands(mut bytes: &[u8]) -> Option<Vec<Command>> {
         let length = usize::from(u16::from_le_bytes([bytes[2], bytes[3]]));
         let body = bytes.get(4..4 + length)?;
         let parsed = match (command & COMMAND_TYPE, length) {
-            (COMMAND_BITMASK_1, 4) => Command::Bitmask(u32_le(body, 0)),
-            (COMMAND_PCONTEXT, 40) => Command::PContext {
+            (COMMAND_BITMASK_1, 4) => Some(Command::Bitmask(u32_le(body, 0))),
+            (COMMAND_PCONTEXT, 40) => Some(Command::PContext {
                 interface: syntax(&body[..20]),
                 transfer: syntax(&body[20..]),
-            },
-            (COMMAND_HEADER2, 16) => Command::Header2 {
+            }),
+            (COMMAND_HEADER2, 16) => Some(Command::Header2 {
                 ptype: body[0],
                 drep: [body[4], body[5], body[6], body[7]],
                 call_id: u32_le(body, 8),
                 context_id: u16::from_le_bytes([body[12], body[13]]),
                 opnum: u16::from_le_bytes([body[14], body[15]]),
-            },
+            }),
+            // A known command of the wrong length: not a trailer.
             (COMMAND_BITMASK_1 | COMMAND_PCONTEXT | COMMAND_HEADER2, _) => return None,
-            (other, _) if command & MUST_PROCESS != 0 => Command::UnknownMustProcess(other),
+            (other, _) if command & MUST_PROCESS != 0 => Some(Command::UnknownMustProcess(other)),
             // A command it does not know and need not process is ignored.
-            _ => {
-                bytes = &bytes[4 + length..];
-                if command & COMMAND_END != 0 {
-                    return bytes.is_empty().then_some(commands);
-                }
-                continue;
-            }
+            _ => None,
         };
-        commands.push(parsed);
+        commands.extend(parsed);
         bytes = &bytes[4 + length..];
         if command & COMMAND_END != 0 {
             return bytes.is_empty().then_some(commands);
