@@ -244,7 +244,14 @@ fn smbtorture_rpc_mgmt_and_epmapper_pass_signed_and_sealed() {
         "epmapper.Lookup_terminate_search",
         "epmapper.Insert_noreplace",
     ];
-    for flags in ["ntlm", "ntlm,sign", "ntlm,seal"] {
+    for flags in [
+        "ntlm,connect",
+        "ntlm,sign",
+        "ntlm,seal",
+        "spnego,connect",
+        "spnego,sign",
+        "spnego,seal",
+    ] {
         let binding = format!("ncacn_ip_tcp:127.0.0.1[{flags}]");
         let mgmt = smbtorture(&binding, "rpc.mgmt");
         assert_eq!(
@@ -269,6 +276,15 @@ fn smbtorture_rpc_mgmt_and_epmapper_pass_signed_and_sealed() {
             })
             .collect();
         assert_eq!(epm, expected, "{flags}");
+    }
+    // The SPNEGO runs went through the Negotiate provider (and its
+    // mechListMIC exchange), at each level.
+    let log = web.log();
+    for level in ["connect", "integrity", "privacy"] {
+        assert!(
+            log.contains(&format!("with Negotiate (SPNEGO) at level {level}")),
+            "no SPNEGO logon at level {level} in the log:\n{log}"
+        );
     }
 }
 

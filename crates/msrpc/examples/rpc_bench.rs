@@ -15,7 +15,7 @@ use msrpc::client::{ClientAuth, Connection, Options};
 use msrpc::epm::EpmClient;
 use msrpc::mgmt::MgmtClient;
 use msrpc::ndr::ContextHandle;
-use msrpc::security::auth_level;
+use msrpc::security::{auth_level, auth_type};
 
 // One thread: the benchmark pins the client to one CPU.
 #[tokio::main(flavor = "current_thread")]
@@ -30,6 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auth = (level > auth_level::NONE)
         .then(|| -> Result<ClientAuth, &str> {
             Ok(ClientAuth {
+                auth_type: auth_type::WINNT,
                 level,
                 user: args.next().ok_or("USER")?,
                 domain: String::new(),

@@ -14,7 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::ndr::{NdrError, Syntax};
 use crate::pdu::{self, flags, Bind, Body, ContextElem, Pdu, PduError, SyntaxId, HEADER_LEN};
 use crate::security::{
-    auth_level, protects_pdus, SecurityContext, SecurityError, PROTECTION_OVERHEAD, SIGNATURE_LEN,
+    auth_level, protects_pdus, Leg, SecurityContext, SecurityError, PROTECTION_OVERHEAD,
+    SIGNATURE_LEN,
 };
 use crate::server::{ndr20, ndr64};
 use crate::status;
@@ -51,6 +52,9 @@ pub enum CallError {
 /// Who the client authenticates as, and at what level.
 #[derive(Clone, Debug)]
 pub struct ClientAuth {
+    /// [`auth_type`](crate::security::auth_type): WINNT (NTLM) or GSS_NEGOTIATE (SPNEGO offering
+    /// NTLM).
+    pub auth_type: u8,
     /// [`auth_level`]: connect, packet, integrity or privacy.
     pub level: u8,
     pub user: String,
@@ -171,7 +175,7 @@ impl Connection {
             });
             self.next_context += 1;
         }
-        let body = Bind {
+        let bind_body = Bind {
             max_xmit_frag: self.options.max_frag,
             max_recv_frag: self.options.max_frag,
             assoc_group_id: self.options.assoc_group_id,
@@ -181,10 +185,11 @@ impl Connection {
         let mut pfc = flags::FIRST_FRAG | flags::LAST_FRAG;
         let mut auth = None;
         let body = if self.bound {
-            Body::AlterContext(body)
+            Body::AlterContext(bind_body.clone())
         } else {
             if let Some(a) = &self.options.auth {
-                let (context, token) = SecurityContext::ntlm_client(
+                let (context, token) = SecurityContext::client(
+                    a.auth_type,
                     a.level,
                     AUTH_CONTEXT_ID,
                     &a.user,
@@ -197,7 +202,7 @@ impl Connection {
                 auth = Some(self.trailer(&context, token));
                 self.security = Some(context);
             }
-            Body::Bind(body)
+            Body::Bind(bind_body.clone())
         };
         self.send(call_id, pfc, body, auth).await?;
         let (reply, _) = self.receive_raw().await?;
@@ -216,19 +221,8 @@ impl Connection {
             self.assoc_group_id = ack.assoc_group_id;
             self.max_xmit = usize::from(ack.max_recv_frag.min(self.options.max_frag));
             if let Some(mut context) = self.security.take() {
-                // The challenge, answered by rpc_auth_3 (NTLM has three
-                // legs, [MS-RPCE] 3.3.1.5.2.1).
-                let challenge = reply
-                    .auth
-                    .ok_or(CallError::Protocol("the bind_ack carries no challenge"))?;
-                let token = match context.initiate(Some(&challenge.token))? {
-                    crate::security::Leg::Done(token) => token,
-                    crate::security::Leg::Continue(_) => {
-                        return Err(CallError::Protocol("NTLM asked for a fourth leg"))
-                    }
-                };
-                let auth = self.trailer(&context, token);
-                self.send(call_id, pfc, Body::Auth3, Some(auth)).await?;
+                self.finish_security(&mut context, call_id, pfc, reply.auth, bind_body)
+                    .await?;
                 self.security = Some(context);
             }
         }
@@ -254,6 +248,48 @@ impl Connection {
         };
         self.contexts.insert(context_id, syntax);
         Ok(context_id)
+    }
+
+    /// The legs after the bind_ack ([MS-RPCE] 3.3.1.5.2.1): a last token
+    /// goes in rpc_auth_3, which is not answered; a token that expects
+    /// an answer (SPNEGO's mechListMIC) goes in alter_context.
+    async fn finish_security(
+        &mut self,
+        context: &mut SecurityContext,
+        call_id: u32,
+        pfc: u8,
+        mut answer: Option<pdu::Auth>,
+        bind: Bind,
+    ) -> Result<(), CallError> {
+        loop {
+            let token = answer
+                .take()
+                .ok_or(CallError::Protocol("the server's answer carries no token"))?
+                .token;
+            match context.initiate(&token)? {
+                Leg::Done(token) if token.is_empty() => return Ok(()),
+                Leg::Done(token) => {
+                    let auth = self.trailer(context, token);
+                    return self.send(call_id, pfc, Body::Auth3, Some(auth)).await;
+                }
+                Leg::Continue(token) => {
+                    let auth = self.trailer(context, token);
+                    let call_id = self.call_id();
+                    self.send(call_id, pfc, Body::AlterContext(bind.clone()), Some(auth))
+                        .await?;
+                    let (reply, _) = self.receive_raw().await?;
+                    match reply.body {
+                        Body::AlterContextResp(_) => answer = reply.auth,
+                        Body::Fault(f) => return Err(CallError::Fault { status: f.status }),
+                        _ => {
+                            return Err(CallError::Protocol(
+                                "the answer to an alter_context is not its response",
+                            ))
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Makes a call; fragments the request as negotiated.

@@ -177,16 +177,18 @@ pub fn ntlm(data: &[u8]) {
         }
     }
     let _ = crate::server::verification::find(data);
-    let new = || {
-        SecurityContext::server(
-            auth_type::WINNT,
-            auth_level::PRIVACY,
-            0,
-            std::sync::Arc::new(NoOne),
-        )
+    let new_of = |provider| {
+        SecurityContext::server(provider, auth_level::PRIVACY, 0, std::sync::Arc::new(NoOne))
     };
+    let new = || new_of(auth_type::WINNT);
     if let Ok(mut first_leg) = new() {
         let _ = first_leg.accept(data);
+    }
+    // SPNEGO: the input as the NegTokenInit, and as the leg after one.
+    if let Ok(mut spnego) = new_of(auth_type::GSS_NEGOTIATE) {
+        let _ = spnego.accept(data);
+        let _ = spnego.accept(data);
+        assert!(!spnego.is_established(), "a logon without an account");
     }
     // A well-formed NEGOTIATE_MESSAGE first, then the input as the third
     // leg: never established, since no account exists.

@@ -86,8 +86,16 @@ async fn start() -> (Arc<Server>, SocketAddr) {
 }
 
 fn as_user(level: u8, user: &str, password: &str) -> Options {
+    by(auth_type::WINNT, level, user, password)
+}
+
+/// The providers a client can use: NTLM, and SPNEGO negotiating NTLM.
+const PROVIDERS: [u8; 2] = [auth_type::WINNT, auth_type::GSS_NEGOTIATE];
+
+fn by(provider: u8, level: u8, user: &str, password: &str) -> Options {
     Options {
         auth: Some(ClientAuth {
+            auth_type: provider,
             level,
             user: user.into(),
             domain: "WORKGROUP".into(),
@@ -100,20 +108,23 @@ fn as_user(level: u8, user: &str, password: &str) -> Options {
 #[tokio::test]
 async fn every_level_authenticates_and_the_method_sees_who_and_how() {
     let (_server, addr) = start().await;
-    for level in [
-        auth_level::CONNECT,
-        auth_level::PKT,
-        auth_level::INTEGRITY,
-        auth_level::PRIVACY,
-    ] {
-        let mut conn = Connection::connect_tcp(addr, as_user(level, "ALICE", "Secret-1"))
+    for (provider, level) in PROVIDERS.into_iter().flat_map(|p| {
+        [
+            auth_level::CONNECT,
+            auth_level::PKT,
+            auth_level::INTEGRITY,
+            auth_level::PRIVACY,
+        ]
+        .map(|l| (p, l))
+    }) {
+        let mut conn = Connection::connect_tcp(addr, by(provider, level, "ALICE", "Secret-1"))
             .await
             .unwrap();
         let mut who = WhoamiClient::bind(&mut conn).await.unwrap();
         let (name, seen_level) = who.whoami().await.unwrap();
         assert_eq!(
             name.0, b"alice",
-            "the stored account name, at level {level}"
+            "the stored account name, with provider {provider} at level {level}"
         );
         assert_eq!(seen_level, u32::from(level));
         // Several calls: sequence numbers advance on both sides.
@@ -128,8 +139,11 @@ async fn every_level_authenticates_and_the_method_sees_who_and_how() {
 #[tokio::test]
 async fn protected_calls_fragment_both_ways() {
     let (_server, addr) = start().await;
-    for level in [auth_level::INTEGRITY, auth_level::PRIVACY] {
-        let mut options = as_user(level, "alice", "Secret-1");
+    for (provider, level) in PROVIDERS
+        .into_iter()
+        .flat_map(|p| [auth_level::INTEGRITY, auth_level::PRIVACY].map(|l| (p, l)))
+    {
+        let mut options = by(provider, level, "alice", "Secret-1");
         options.max_frag = 1432;
         let mut conn = Connection::connect_tcp(addr, options).await.unwrap();
         let mut who = WhoamiClient::bind(&mut conn).await.unwrap();
@@ -196,6 +210,17 @@ async fn wrong_passwords_and_unknown_users_are_denied() {
                 }
                 other => panic!("{user}/{password}: {:?}", other.map(|_| ())),
             }
+            // SPNEGO's third leg is an alter_context, answered: the bind
+            // itself is refused.
+            let spnego = by(auth_type::GSS_NEGOTIATE, level, user, password);
+            let mut conn = Connection::connect_tcp(addr, spnego).await.unwrap();
+            match WhoamiClient::bind(&mut conn).await {
+                Err(CallError::Fault { status }) => {
+                    assert_eq!(status, status::ERROR_ACCESS_DENIED, "{user}")
+                }
+                Err(e) => assert!(user.is_empty(), "{user}: {e}"),
+                Ok(_) => panic!("{user}/{password} logged on with SPNEGO"),
+            }
         }
     }
 }
@@ -234,8 +259,15 @@ fn bind_with_auth(pfc: u8, auth_type: u8, level: u8, context_id: u32, token: Vec
 async fn raw_bind(addr: SocketAddr) -> (tokio::net::TcpStream, msrpc::security::SecurityContext) {
     use msrpc::security::{Leg, SecurityContext};
     use tokio::io::AsyncWriteExt;
-    let (mut context, negotiate) =
-        SecurityContext::ntlm_client(auth_level::INTEGRITY, 5, "alice", "", "Secret-1").unwrap();
+    let (mut context, negotiate) = SecurityContext::client(
+        auth_type::WINNT,
+        auth_level::INTEGRITY,
+        5,
+        "alice",
+        "",
+        "Secret-1",
+    )
+    .unwrap();
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let bind = bind_with_auth(
         flags::FIRST_FRAG | flags::LAST_FRAG | flags::SUPPORT_HEADER_SIGN,
@@ -252,7 +284,7 @@ async fn raw_bind(addr: SocketAddr) -> (tokio::net::TcpStream, msrpc::security::
         "header signing is acknowledged"
     );
     let challenge = ack.auth.expect("a challenge in the bind_ack").token;
-    let Leg::Done(authenticate) = context.initiate(Some(&challenge)).unwrap() else {
+    let Leg::Done(authenticate) = context.initiate(&challenge).unwrap() else {
         panic!("NTLM has three legs")
     };
     let auth3 = Pdu {
@@ -395,6 +427,13 @@ async fn binds_with_unknown_providers_or_bad_tokens_are_refused() {
             9,
         ),
         (auth_type::WINNT, 9, b"NTLMSSP\0\x01\0\0\0".to_vec(), 9),
+        // A raw NTLM message where SPNEGO's NegTokenInit belongs.
+        (
+            auth_type::GSS_NEGOTIATE,
+            auth_level::CONNECT,
+            b"NTLMSSP\0\x01\0\0\0".to_vec(),
+            9,
+        ),
     ] {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let bind = bind_with_auth(

@@ -291,9 +291,10 @@ impl Connection {
             Leg::Done(token) => {
                 if let Some(who) = context.identity() {
                     tracing::info!(
-                        "rpc: {} logged on from {} at level {}",
+                        "rpc: {} logged on from {} with {} at level {}",
                         who,
                         self.peer(),
+                        auth_type::name(auth.auth_type),
                         auth_level::name(auth.auth_level)
                     );
                 }

@@ -1,0 +1,518 @@
+//! SPNEGO, the Negotiate provider (auth type 9; [RFC 4178] as extended
+//! by [MS-SPNG]), with NTLM as its mechanism.
+//!
+//! The tokens are DER, encoded and decoded with the `der` crate (which
+//! fails cleanly on any malformed input). The exchange over RPC:
+//! bind (NegTokenInit with the NEGOTIATE_MESSAGE) → bind_ack
+//! (accept-incomplete, CHALLENGE) → alter_context or rpc_auth_3
+//! (AUTHENTICATE_MESSAGE and the client's mechListMIC) → the server's
+//! accept-completed with its own mechListMIC. A client whose first choice
+//! is another mechanism (Kerberos) is told to use NTLM and sends its
+//! NEGOTIATE_MESSAGE in a further leg.
+
+use der::asn1::{Any, BitString, ContextSpecific, ObjectIdentifier, OctetString};
+use der::{Decode, Encode, Enumerated, Sequence, TagMode, TagNumber};
+
+use super::ntlm::{Established, NtlmAcceptor, NtlmInitiator, NtlmSession};
+use super::SecurityError;
+
+/// 1.3.6.1.5.5.2: SPNEGO itself, in the GSS-API framing of the first token.
+const SPNEGO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.2");
+/// 1.3.6.1.4.1.311.2.2.10: NTLMSSP.
+const NTLMSSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.2.10");
+
+/// NegTokenInit ([RFC 4178] 4.2.1) or NegTokenInit2 ([MS-SPNG] 2.2.1),
+/// which puts negHints at [3] and mechListMIC at [4]. Neither is used
+/// from a first token, but both are read.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct NegTokenInit {
+    #[asn1(context_specific = "0", optional = "true")]
+    mech_types: Option<Vec<ObjectIdentifier>>,
+    #[asn1(context_specific = "1", optional = "true")]
+    req_flags: Option<BitString>,
+    #[asn1(context_specific = "2", optional = "true")]
+    mech_token: Option<OctetString>,
+    /// mechListMIC (NegTokenInit) or negHints (NegTokenInit2).
+    #[asn1(context_specific = "3", optional = "true")]
+    mic_or_hints: Option<Any>,
+    /// mechListMIC of a NegTokenInit2.
+    #[asn1(context_specific = "4", optional = "true")]
+    mech_list_mic: Option<OctetString>,
+}
+
+/// negState ([RFC 4178] 4.2.2).
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Enumerated)]
+#[repr(u32)]
+enum NegState {
+    AcceptCompleted = 0,
+    AcceptIncomplete = 1,
+    Reject = 2,
+    RequestMic = 3,
+}
+
+/// NegTokenResp ([RFC 4178] 4.2.2).
+#[derive(Clone, Debug, Default, Eq, PartialEq, Sequence)]
+struct NegTokenResp {
+    #[asn1(context_specific = "0", optional = "true")]
+    neg_state: Option<NegState>,
+    #[asn1(context_specific = "1", optional = "true")]
+    supported_mech: Option<ObjectIdentifier>,
+    #[asn1(context_specific = "2", optional = "true")]
+    response_token: Option<OctetString>,
+    #[asn1(context_specific = "3", optional = "true")]
+    mech_list_mic: Option<OctetString>,
+}
+
+/// The GSS-API framing of the first token ([RFC 2743] 3.1):
+/// `[APPLICATION 0] IMPLICIT SEQUENCE { thisMech, innerContextToken }`,
+/// where SPNEGO's inner token is `[0] NegTokenInit`.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct InitialContextToken {
+    this_mech: ObjectIdentifier,
+    #[asn1(context_specific = "0")]
+    neg_token_init: NegTokenInit,
+}
+
+fn malformed(_: der::Error) -> SecurityError {
+    SecurityError::Token("a malformed SPNEGO token")
+}
+
+fn octets(bytes: Vec<u8>) -> Result<OctetString, SecurityError> {
+    OctetString::new(bytes).map_err(|_| SecurityError::Token("an SPNEGO token too long"))
+}
+
+fn decode_init(token: &[u8]) -> Result<NegTokenInit, SecurityError> {
+    let mut reader = der::SliceReader::new(token).map_err(malformed)?;
+    let framed =
+        der::asn1::Application::<InitialContextToken>::decode_implicit(&mut reader, TagNumber(0))
+            .map_err(malformed)?
+            .ok_or(SecurityError::Token(
+                "the first Negotiate token is not a GSS-API initial token",
+            ))?;
+    der::Reader::finish(reader).map_err(malformed)?;
+    if framed.value.this_mech != SPNEGO {
+        return Err(SecurityError::Token("the first token is not SPNEGO's"));
+    }
+    Ok(framed.value.neg_token_init)
+}
+
+fn encode_init(init: NegTokenInit) -> Result<Vec<u8>, SecurityError> {
+    der::asn1::Application {
+        tag_number: TagNumber(0),
+        tag_mode: TagMode::Implicit,
+        value: InitialContextToken {
+            this_mech: SPNEGO,
+            neg_token_init: init,
+        },
+    }
+    .to_der()
+    .map_err(malformed)
+}
+
+/// `[1] NegTokenResp`, the choice of NegotiationToken every later token is.
+fn decode_resp(token: &[u8]) -> Result<NegTokenResp, SecurityError> {
+    let choice = ContextSpecific::<NegTokenResp>::from_der(token).map_err(malformed)?;
+    if choice.tag_number != TagNumber(1) {
+        return Err(SecurityError::Token(
+            "an SPNEGO token that is not a NegTokenResp",
+        ));
+    }
+    Ok(choice.value)
+}
+
+fn encode_resp(resp: NegTokenResp) -> Result<Vec<u8>, SecurityError> {
+    ContextSpecific {
+        tag_number: TagNumber(1),
+        tag_mode: TagMode::Explicit,
+        value: resp,
+    }
+    .to_der()
+    .map_err(malformed)
+}
+
+/// The server side.
+pub(super) struct SpnegoAcceptor {
+    ntlm: NtlmAcceptor,
+    /// The client's MechTypeList as DER, which the mechListMICs cover.
+    mech_types: Option<Vec<u8>>,
+    /// NTLM was the client's first choice: the MIC exchange is then
+    /// optional unless the AUTHENTICATE_MESSAGE carries a MIC ([RFC 4178] 5).
+    ntlm_preferred: bool,
+}
+
+impl SpnegoAcceptor {
+    pub fn new(ntlm: NtlmAcceptor) -> SpnegoAcceptor {
+        SpnegoAcceptor {
+            ntlm,
+            mech_types: None,
+            ntlm_preferred: false,
+        }
+    }
+
+    pub fn step(&mut self, token: &[u8]) -> Result<(Vec<u8>, Option<Established>), SecurityError> {
+        let Some(mech_types) = &self.mech_types else {
+            return self.first(token);
+        };
+        let resp = decode_resp(token)?;
+        if resp.neg_state == Some(NegState::Reject) {
+            return Err(SecurityError::LogonFailure(
+                "the client rejected the negotiation".to_string(),
+            ));
+        }
+        let inner = resp
+            .response_token
+            .ok_or(SecurityError::Token("a NegTokenResp without an NTLM token"))?;
+        let (out, established) = self.ntlm.step(inner.as_bytes())?;
+        let Some(mut established) = established else {
+            return Ok((self.incomplete(out, false)?, None));
+        };
+        let mic_required = !self.ntlm_preferred || established.authenticate_has_mic;
+        let our_mic = match resp.mech_list_mic {
+            Some(mic) => {
+                if !established
+                    .session
+                    .verify_mech_list_mic(mech_types, mic.as_bytes())
+                {
+                    return Err(SecurityError::LogonFailure(
+                        "the client's mechListMIC does not verify".to_string(),
+                    ));
+                }
+                Some(octets(
+                    established.session.mech_list_mic(mech_types).to_vec(),
+                )?)
+            }
+            None if mic_required => {
+                return Err(SecurityError::LogonFailure(
+                    "the client sent no mechListMIC".to_string(),
+                ))
+            }
+            None => None,
+        };
+        let out = encode_resp(NegTokenResp {
+            neg_state: Some(NegState::AcceptCompleted),
+            response_token: (!out.is_empty()).then(|| octets(out)).transpose()?,
+            mech_list_mic: our_mic,
+            ..NegTokenResp::default()
+        })?;
+        Ok((out, Some(established)))
+    }
+
+    /// The NegTokenInit: NTLM is chosen if offered; its optimistic token
+    /// is used when it is the client's first choice.
+    fn first(&mut self, token: &[u8]) -> Result<(Vec<u8>, Option<Established>), SecurityError> {
+        let init = decode_init(token)?;
+        let offered = init.mech_types.unwrap_or_default();
+        let position = offered.iter().position(|m| *m == NTLMSSP).ok_or_else(|| {
+            SecurityError::LogonFailure(format!(
+                "the client offers no mechanism this server has (NTLM); it offers {}",
+                offered
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        self.mech_types = Some(offered.to_der().map_err(malformed)?);
+        self.ntlm_preferred = position == 0;
+        let out = match init.mech_token.filter(|_| self.ntlm_preferred) {
+            Some(optimistic) => self.ntlm.step(optimistic.as_bytes())?.0,
+            None => Vec::new(),
+        };
+        Ok((self.incomplete(out, true)?, None))
+    }
+
+    fn incomplete(&self, out: Vec<u8>, first: bool) -> Result<Vec<u8>, SecurityError> {
+        encode_resp(NegTokenResp {
+            neg_state: Some(NegState::AcceptIncomplete),
+            supported_mech: first.then_some(NTLMSSP),
+            response_token: (!out.is_empty()).then(|| octets(out)).transpose()?,
+            mech_list_mic: None,
+        })
+    }
+}
+
+/// The client side.
+pub(super) struct SpnegoInitiator {
+    ntlm: NtlmInitiator,
+    mech_types: Vec<u8>,
+    /// Set once the AUTHENTICATE_MESSAGE is sent: the session, waiting for
+    /// the server's mechListMIC.
+    pending: Option<NtlmSession>,
+}
+
+impl SpnegoInitiator {
+    /// The initiator and its NegTokenInit (NTLM only, with the
+    /// NEGOTIATE_MESSAGE as optimistic token).
+    pub fn new(mut ntlm: NtlmInitiator) -> Result<(SpnegoInitiator, Vec<u8>), SecurityError> {
+        let mech_types = vec![NTLMSSP];
+        let (negotiate, _) = ntlm.step(None)?;
+        let token = encode_init(NegTokenInit {
+            mech_types: Some(mech_types.clone()),
+            req_flags: None,
+            mech_token: Some(octets(negotiate)?),
+            mic_or_hints: None,
+            mech_list_mic: None,
+        })?;
+        let initiator = SpnegoInitiator {
+            ntlm,
+            mech_types: mech_types.to_der().map_err(malformed)?,
+            pending: None,
+        };
+        Ok((initiator, token))
+    }
+
+    /// The next token given the server's; the session once the server's
+    /// mechListMIC has verified.
+    pub fn step(&mut self, input: &[u8]) -> Result<(Vec<u8>, Option<NtlmSession>), SecurityError> {
+        let resp = decode_resp(input)?;
+        match resp.neg_state {
+            Some(NegState::Reject) => {
+                return Err(SecurityError::LogonFailure(
+                    "the server rejected the negotiation".to_string(),
+                ))
+            }
+            Some(NegState::RequestMic) => {
+                return Err(SecurityError::Token(
+                    "the server asks for a MIC out of turn",
+                ))
+            }
+            _ => {}
+        }
+        if let Some(mut session) = self.pending.take() {
+            let mic = resp
+                .mech_list_mic
+                .ok_or(SecurityError::Token("the server sent no mechListMIC"))?;
+            if resp.neg_state != Some(NegState::AcceptCompleted)
+                || !session.verify_mech_list_mic(&self.mech_types, mic.as_bytes())
+            {
+                return Err(SecurityError::LogonFailure(
+                    "the server's mechListMIC does not verify".to_string(),
+                ));
+            }
+            return Ok((Vec::new(), Some(session)));
+        }
+        if resp.supported_mech.is_some_and(|m| m != NTLMSSP) {
+            return Err(SecurityError::Token(
+                "the server chose a mechanism not offered",
+            ));
+        }
+        let challenge = resp
+            .response_token
+            .ok_or(SecurityError::Token("the server sent no NTLM challenge"))?;
+        let (authenticate, session) = self.ntlm.step(Some(challenge.as_bytes()))?;
+        let mut session =
+            session.ok_or(SecurityError::Token("NTLM did not finish on the challenge"))?;
+        let mic = session.mech_list_mic(&self.mech_types);
+        self.pending = Some(session);
+        let out = encode_resp(NegTokenResp {
+            response_token: Some(octets(authenticate)?),
+            mech_list_mic: Some(octets(mic.to_vec())?),
+            ..NegTokenResp::default()
+        })?;
+        Ok((out, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::security::{auth_level, Credentials};
+
+    struct Alice;
+    impl Credentials for Alice {
+        fn nt_hash(&self, user: &str) -> Option<(String, [u8; 16])> {
+            use md4::{Digest, Md4};
+            let password: Vec<u8> = "Secret-1"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect();
+            user.eq_ignore_ascii_case("alice")
+                .then(|| ("alice".to_string(), Md4::digest(&password).into()))
+        }
+    }
+
+    fn acceptor() -> SpnegoAcceptor {
+        SpnegoAcceptor::new(NtlmAcceptor::new(Arc::new(Alice)))
+    }
+
+    fn initiator(password: &str) -> (SpnegoInitiator, Vec<u8>) {
+        let ntlm = NtlmInitiator::new(auth_level::PRIVACY, "alice", "WORKGROUP", password).unwrap();
+        SpnegoInitiator::new(ntlm).unwrap()
+    }
+
+    fn hex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The NegTokenInit2 of [MS-SPNG] 4, byte for byte: NEGOEX first,
+    /// NTLM second, negHints at [3].
+    const MS_SPNG_4: &str = "6082015d06062b0601050502a08201513082014da01a3018060a2b0601040182\
+        3702021e060a2b06010401823702020aa28201010481fe4e45474f455854530100000000000000\
+        6000000070000000cffa11765e12599a347d766852bfce7097458710bb8242b4c7dfbad2da897a\
+        a311a7d868463430952562dc13c554f2010000000000000000600000000100000000000000000000\
+        005c33530deaf90d4db2ec4ae3786ec3084e45474f455854530300000001000000400000008e0000\
+        00cffa11765e12599a347d766852bfce705c33530deaf90d4db2ec4ae3786ec308400000004e0000\
+        00304ca04a3048302a80283026312430220603550403131b584d4c50726f76696465722049\
+        6e7465726d656469617465204341301a80183016311430120603550403130b584d4c50726f7669\
+        646572a32a3028a0261b246e6f745f646566696e65645f696e5f5246433431373840706c65617365\
+        5f69676e6f7265";
+
+    #[test]
+    fn the_example_of_ms_spng_4_decodes_and_ntlm_is_chosen_without_its_token() {
+        let clean: String = MS_SPNG_4.split_whitespace().collect();
+        let token = hex(&clean);
+        assert_eq!(token.len(), 0x161);
+        let init = decode_init(&token).unwrap();
+        let negoex = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.2.30");
+        assert_eq!(init.mech_types, Some(vec![negoex, NTLMSSP]));
+        assert!(init.mech_token.unwrap().as_bytes().starts_with(b"NEGOEXTS"));
+        assert!(init.mic_or_hints.is_some(), "the negHints");
+        // NTLM is not the first choice: the server names it and uses no
+        // optimistic token (it is NEGOEX's).
+        let mut server = acceptor();
+        let (out, done) = server.step(&token).unwrap();
+        assert!(done.is_none());
+        let resp = decode_resp(&out).unwrap();
+        assert_eq!(resp.neg_state, Some(NegState::AcceptIncomplete));
+        assert_eq!(resp.supported_mech, Some(NTLMSSP));
+        assert_eq!(resp.response_token, None);
+        assert!(!server.ntlm_preferred);
+    }
+
+    #[test]
+    fn initiator_and_acceptor_agree_and_exchange_mics() {
+        let (mut client, init) = initiator("Secret-1");
+        let mut server = acceptor();
+        let (challenge, done) = server.step(&init).unwrap();
+        assert!(done.is_none());
+        assert_eq!(
+            decode_resp(&challenge).unwrap().supported_mech,
+            Some(NTLMSSP)
+        );
+        let (authenticate, session) = client.step(&challenge).unwrap();
+        assert!(session.is_none(), "the client waits for the server's MIC");
+        let sent = decode_resp(&authenticate).unwrap();
+        assert!(sent.mech_list_mic.is_some());
+        let (last, done) = server.step(&authenticate).unwrap();
+        let mut server_side = done.expect("established");
+        assert_eq!(server_side.identity.as_ref().unwrap().user, "alice");
+        let answer = decode_resp(&last).unwrap();
+        assert_eq!(answer.neg_state, Some(NegState::AcceptCompleted));
+        assert!(answer.mech_list_mic.is_some());
+        let (nothing, session) = client.step(&last).unwrap();
+        assert!(nothing.is_empty());
+        let mut client_side = session.expect("established");
+        // Both halves are in step after the MICs: a sealed PDU each way.
+        let mut frag = vec![0u8; 16 + 8 + 8 + 16];
+        frag[16..24].copy_from_slice(b"stubdata");
+        client_side.protect(&mut frag, 16, true).unwrap();
+        assert_ne!(&frag[16..24], b"stubdata");
+        server_side.session.unprotect(&mut frag, 16, true).unwrap();
+        assert_eq!(&frag[16..24], b"stubdata");
+        server_side.session.protect(&mut frag, 16, true).unwrap();
+        client_side.unprotect(&mut frag, 16, true).unwrap();
+        assert_eq!(&frag[16..24], b"stubdata");
+    }
+
+    #[test]
+    fn a_wrong_password_or_a_tampered_mic_is_refused() {
+        let (mut client, init) = initiator("wrong");
+        let mut server = acceptor();
+        let (challenge, _) = server.step(&init).unwrap();
+        let (authenticate, _) = client.step(&challenge).unwrap();
+        assert!(matches!(
+            server.step(&authenticate),
+            Err(SecurityError::LogonFailure(_))
+        ));
+
+        let (mut client, init) = initiator("Secret-1");
+        let mut server = acceptor();
+        let (challenge, _) = server.step(&init).unwrap();
+        let (authenticate, _) = client.step(&challenge).unwrap();
+        let mut resp = decode_resp(&authenticate).unwrap();
+        let mut mic = resp.mech_list_mic.unwrap().as_bytes().to_vec();
+        mic[5] ^= 1;
+        resp.mech_list_mic = Some(octets(mic).unwrap());
+        let error = server.step(&encode_resp(resp).unwrap()).err().unwrap();
+        assert!(error.to_string().contains("mechListMIC"), "{error}");
+    }
+
+    /// A client preferring Kerberos is steered to NTLM, sends its
+    /// NEGOTIATE_MESSAGE in a further leg, and then must send a MIC.
+    #[test]
+    fn a_client_preferring_kerberos_is_steered_to_ntlm_and_must_send_a_mic() {
+        let krb5 = ObjectIdentifier::new_unwrap("1.2.840.113554.1.2.2");
+        let init = encode_init(NegTokenInit {
+            mech_types: Some(vec![krb5, NTLMSSP]),
+            req_flags: None,
+            mech_token: Some(octets(b"an AP-REQ".to_vec()).unwrap()),
+            mic_or_hints: None,
+            mech_list_mic: None,
+        })
+        .unwrap();
+        let mut server = acceptor();
+        let (out, _) = server.step(&init).unwrap();
+        let resp = decode_resp(&out).unwrap();
+        assert_eq!(resp.supported_mech, Some(NTLMSSP));
+        assert!(resp.response_token.is_none());
+
+        let mut ntlm = NtlmInitiator::new(auth_level::INTEGRITY, "alice", "", "Secret-1").unwrap();
+        let (negotiate, _) = ntlm.step(None).unwrap();
+        let wrap = |token: Vec<u8>| {
+            encode_resp(NegTokenResp {
+                response_token: Some(octets(token).unwrap()),
+                ..NegTokenResp::default()
+            })
+            .unwrap()
+        };
+        let (challenge, done) = server.step(&wrap(negotiate)).unwrap();
+        assert!(done.is_none());
+        let challenge = decode_resp(&challenge).unwrap().response_token.unwrap();
+        let (authenticate, _) = ntlm.step(Some(challenge.as_bytes())).unwrap();
+        let error = server.step(&wrap(authenticate)).err().unwrap();
+        assert!(error.to_string().contains("no mechListMIC"), "{error}");
+    }
+
+    #[test]
+    fn mechanisms_other_than_ntlm_and_malformed_tokens_are_refused() {
+        let krb5 = ObjectIdentifier::new_unwrap("1.2.840.113554.1.2.2");
+        let only_kerberos = encode_init(NegTokenInit {
+            mech_types: Some(vec![krb5]),
+            req_flags: None,
+            mech_token: None,
+            mic_or_hints: None,
+            mech_list_mic: None,
+        })
+        .unwrap();
+        let error = acceptor().step(&only_kerberos).err().unwrap();
+        assert!(
+            error.to_string().contains("1.2.840.113554.1.2.2"),
+            "{error}"
+        );
+
+        let (_, init) = initiator("Secret-1");
+        for bad in [
+            &init[..init.len() - 1],
+            &init[..2],
+            b"NTLMSSP\0\x01\0\0\0".as_slice(),
+            &[],
+        ] {
+            assert!(acceptor().step(bad).is_err());
+        }
+        // A NegTokenResp where the NegTokenInit belongs, and the reverse.
+        let resp = encode_resp(NegTokenResp::default()).unwrap();
+        assert!(acceptor().step(&resp).is_err());
+        let mut server = acceptor();
+        server.step(&init).unwrap();
+        assert!(server.step(&init).is_err());
+        assert!(
+            server.step(&resp).is_err(),
+            "a NegTokenResp without a token"
+        );
+    }
+}
