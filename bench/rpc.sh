@@ -5,7 +5,8 @@
 # (crates/msrpc/examples/rpc_bench.rs) in the same run. Each server is
 # pinned to CPU 0, the client to CPU 1.
 #   calls: rpc_mgmt_is_server_listening (MGMT opnum 2) at auth level none
-#          and privacy (NTLM, sealed), and ept_lookup_handle_free(NULL) (EPM
+#          and privacy (NTLM, and SPNEGO negotiating NTLM, sealed), and
+#          ept_lookup_handle_free(NULL) (EPM
 #          opnum 4) at level none. For the privacy runs both servers know
 #          the account rpcbench (a Unix user for Samba's passdb, created
 #          when missing).
@@ -64,22 +65,24 @@ for _ in $(seq 100); do
 done
 samba_version=$(/usr/libexec/samba/samba-dcerpcd --version 2>/dev/null || smbd --version)
 
-run() { # NAME ADDR CALL LEVEL
+run() { # NAME ADDR CALL LEVEL PROVIDER
     local out
-    out=$(taskset -c 1 "$bin/rpc_bench" "$2" "$3" "$conns" "$seconds" "$4" rpcbench "$password")
+    out=$(taskset -c 1 "$bin/rpc_bench" "$2" "$3" "$conns" "$seconds" "$4" rpcbench "$password" "$5")
     echo "$1 $(echo "$out" | sed -E 's/.*calls_per_sec=([0-9]+) p50_us=([0-9.]+) p99_us=([0-9.]+).*/\1 \2 \3/')"
 }
 
-for case in is_server_listening:none is_server_listening:privacy ept_lookup_handle_free:none; do
-    call=${case%:*}
-    level=${case#*:}
-    echo "== $call at level $level, $conns connections, ${seconds}s runs (Samba: $samba_version)"
+for case in is_server_listening:none:ntlm is_server_listening:privacy:ntlm \
+    is_server_listening:privacy:spnego ept_lookup_handle_free:none:ntlm; do
+    IFS=: read -r call level provider <<<"$case"
+    with=""
+    [ "$level" = none ] || with=" with $provider"
+    echo "== $call at level $level$with, $conns connections, ${seconds}s runs (Samba: $samba_version)"
     # Warm both.
-    taskset -c 1 "$bin/rpc_bench" "127.0.0.1:135" "$call" 1 1 "$level" rpcbench "$password" >/dev/null
-    taskset -c 1 "$bin/rpc_bench" "127.0.0.1:$port" "$call" 1 1 "$level" rpcbench "$password" >/dev/null
+    taskset -c 1 "$bin/rpc_bench" "127.0.0.1:135" "$call" 1 1 "$level" rpcbench "$password" "$provider" >/dev/null
+    taskset -c 1 "$bin/rpc_bench" "127.0.0.1:$port" "$call" 1 1 "$level" rpcbench "$password" "$provider" >/dev/null
     results=$(for _ in 1 2 3; do
-        run inetsrv "127.0.0.1:$port" "$call" "$level"
-        run samba "127.0.0.1:135" "$call" "$level"
+        run inetsrv "127.0.0.1:$port" "$call" "$level" "$provider"
+        run samba "127.0.0.1:135" "$call" "$level" "$provider"
     done)
     echo "$results" | awk '{printf "  %-8s %8s calls/s   p50 %6s us   p99 %7s us\n", $1, $2, $3, $4}'
     ours=$(echo "$results" | awk '$1=="inetsrv" {print $2}' | sort -n | sed -n 2p)

@@ -23,6 +23,9 @@ struct FieldAttrs {
     size_is: Option<syn::Ident>,
     /// `range(min, max)`.
     range: Option<(syn::LitInt, syn::LitInt)>,
+    /// `switch_is = "field"`: a union whose discriminant must equal the
+    /// field.
+    switch_is: Option<syn::Ident>,
 }
 
 fn field_attrs(field: &syn::Field) -> syn::Result<FieldAttrs> {
@@ -44,8 +47,15 @@ fn field_attrs(field: &syn::Field) -> syn::Result<FieldAttrs> {
                 let max: syn::LitInt = content.parse()?;
                 out.range = Some((min, max));
                 Ok(())
+            } else if meta.path.is_ident("switch_is") {
+                let lit: LitStr = meta.value()?.parse()?;
+                out.switch_is = Some(syn::Ident::new(&lit.value(), lit.span()));
+                Ok(())
             } else {
-                Err(meta.error("supported: #[ndr(size_is = \"field\")], #[ndr(range(min, max))]"))
+                Err(meta.error(
+                    "supported: #[ndr(size_is = \"field\")], #[ndr(range(min, max))], \
+                     #[ndr(switch_is = \"field\")]",
+                ))
             }
         })?;
     }
@@ -63,6 +73,9 @@ pub fn derive_ndr(input: TokenStream) -> TokenStream {
 fn expand(input: DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    if let Data::Enum(data) = &input.data {
+        return expand_enum(&input, data);
+    }
     let fields: Vec<&syn::Field> = match &input.data {
         Data::Struct(s) => match &s.fields {
             Fields::Named(named) => named.named.iter().collect(),
@@ -76,7 +89,7 @@ fn expand(input: DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
         _ => {
             return Err(syn::Error::new_spanned(
                 name,
-                "#[derive(Ndr)] describes structures",
+                "#[derive(Ndr)] describes structures, enumerations and unions",
             ))
         }
     };
@@ -85,6 +98,19 @@ fn expand(input: DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     let mut range_checks = Vec::new();
     for (i, f) in fields.iter().enumerate() {
         let attrs = field_attrs(f)?;
+        if let Some(discriminant) = &attrs.switch_is {
+            let ident = &f.ident;
+            let ty = &f.ty;
+            let what = format!(
+                "switch_is({discriminant}) of {name}.{}",
+                ident.as_ref().map(|i| i.to_string()).unwrap_or_default()
+            );
+            // [MS-RPCE] 3.1.1.5.3.2.1.3: the union's discriminant is the
+            // field's value.
+            range_checks.push(quote! {
+                d.correlate(#what, #discriminant as u64, <#ty>::switch_value(&#ident))?;
+            });
+        }
         if let Some((min, max)) = attrs.range {
             let ident = &f.ident;
             let what = format!(
@@ -218,6 +244,299 @@ fn expand(input: DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             fn decode_buffers(&mut self, d: &mut #ndr::Decoder<'_>) -> #ndr::Result<()> {
                 #( #ndr::Ndr::decode_buffers(&mut self.#fixed_idents, d)?; )*
                 #decode_array_buffers
+                Ok(())
+            }
+        }
+    })
+}
+
+/// The container-level `#[ndr(...)]` of an enumeration or union.
+#[derive(Default)]
+struct EnumAttrs {
+    /// `v1_enum`: 32 bits in NDR 2.0 too.
+    v1_enum: bool,
+    /// `switch_type = "u32"`: a union, with this discriminant type.
+    switch_type: Option<syn::Type>,
+    /// `encapsulated`: aligned as a whole to its discriminant and arms.
+    encapsulated: bool,
+}
+
+fn enum_attrs(attrs: &[syn::Attribute]) -> syn::Result<EnumAttrs> {
+    let mut out = EnumAttrs::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("ndr")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("v1_enum") {
+                out.v1_enum = true;
+            } else if meta.path.is_ident("encapsulated") {
+                out.encapsulated = true;
+            } else if meta.path.is_ident("switch_type") {
+                let lit: LitStr = meta.value()?.parse()?;
+                out.switch_type = Some(lit.parse()?);
+            } else {
+                return Err(meta.error(
+                    "supported: #[ndr(v1_enum)], #[ndr(switch_type = \"u32\")], #[ndr(encapsulated)]",
+                ));
+            }
+            Ok(())
+        })?;
+    }
+    Ok(out)
+}
+
+/// A union arm's `#[ndr(case = N)]` or `#[ndr(default)]`.
+enum Case {
+    Value(syn::Expr),
+    Default,
+}
+
+fn variant_case(variant: &syn::Variant) -> syn::Result<Case> {
+    let mut case = None;
+    for attr in variant.attrs.iter().filter(|a| a.path().is_ident("ndr")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("case") {
+                case = Some(Case::Value(meta.value()?.parse()?));
+            } else if meta.path.is_ident("default") {
+                case = Some(Case::Default);
+            } else {
+                return Err(meta.error("supported: #[ndr(case = N)], #[ndr(default)]"));
+            }
+            Ok(())
+        })?;
+    }
+    case.ok_or_else(|| {
+        syn::Error::new_spanned(
+            variant,
+            "a union arm needs #[ndr(case = N)] or #[ndr(default)]",
+        )
+    })
+}
+
+/// Fieldless enums are NDR enumerations; enums with `switch_type` are
+/// unions.
+fn expand_enum(input: &DeriveInput, data: &syn::DataEnum) -> syn::Result<proc_macro2::TokenStream> {
+    let attrs = enum_attrs(&input.attrs)?;
+    match &attrs.switch_type {
+        Some(switch_type) => expand_union(input, data, switch_type, attrs.encapsulated),
+        None => expand_enumeration(input, data, attrs.v1_enum),
+    }
+}
+
+/// An enumeration (C706 14.2.7, [MS-RPCE] 2.2.5.2): 16 bits unsigned in
+/// NDR 2.0 (0..=32767) unless `[v1_enum]`, a long in NDR64; a value the
+/// enumeration does not have is refused.
+fn expand_enumeration(
+    input: &DeriveInput,
+    data: &syn::DataEnum,
+    v1_enum: bool,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let name = &input.ident;
+    let ndr = quote!(::msrpc::ndr);
+    let mut next: i64 = 0;
+    let mut idents = Vec::new();
+    let mut values = Vec::new();
+    for variant in &data.variants {
+        if !matches!(variant.fields, Fields::Unit) {
+            return Err(syn::Error::new_spanned(
+                variant,
+                "an enumeration's variants have no fields; a union needs #[ndr(switch_type = \"…\")]",
+            ));
+        }
+        if let Some((_, expr)) = &variant.discriminant {
+            next = discriminant_value(expr)?;
+        }
+        let limit = if v1_enum { i64::from(i32::MAX) } else { 0x7fff };
+        if next < 0 && !v1_enum || next > limit || next < i64::from(i32::MIN) {
+            return Err(syn::Error::new_spanned(
+                variant,
+                "outside the enumeration's range (0..=32767, or a 32-bit value with #[ndr(v1_enum)])",
+            ));
+        }
+        idents.push(variant.ident.clone());
+        values.push(next as i32 as u32);
+        next += 1;
+    }
+    let what = name.to_string();
+    Ok(quote! {
+        impl #ndr::Ndr for #name {
+            fn align(syntax: #ndr::Syntax) -> usize {
+                if #v1_enum || syntax == #ndr::Syntax::Ndr64 { 4 } else { 2 }
+            }
+            fn encode_scalars(&self, e: &mut #ndr::Encoder) {
+                let value: u32 = match self { #( Self::#idents => #values, )* };
+                e.enum_value(value, #v1_enum);
+            }
+            fn decode_scalars(d: &mut #ndr::Decoder<'_>) -> #ndr::Result<Self> {
+                match d.enum_value(#v1_enum)? {
+                    #( #values => Ok(Self::#idents), )*
+                    value => Err(#ndr::NdrError::EnumValue { what: #what, value: u64::from(value) }),
+                }
+            }
+        }
+    })
+}
+
+fn discriminant_value(expr: &syn::Expr) -> syn::Result<i64> {
+    match expr {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(int),
+            ..
+        }) => int.base10_parse(),
+        syn::Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            expr,
+            ..
+        }) => Ok(-discriminant_value(expr)?),
+        _ => Err(syn::Error::new_spanned(
+            expr,
+            "an enumeration value is an integer literal",
+        )),
+    }
+}
+
+/// A union (C706 14.3.8, [MS-RPCE] 2.2.5.3.4.4): the discriminant, then
+/// the selected arm. Its alignment (what a containing structure aligns
+/// to) is the largest of the discriminant's and the arms'. In NDR64 the
+/// union starts at that alignment and the arm is aligned to the largest
+/// of the arms'; in NDR 2.0 the discriminant and the arm each align only
+/// to their own type, unless the union is encapsulated (then it starts
+/// aligned as a whole, like the structure it is).
+///
+/// Each variant is an arm: `#[ndr(case = N)] Name(T)` or an empty
+/// `#[ndr(case = N)] Name`; `#[ndr(default)] Name(D)` (D the discriminant
+/// type) takes every other value, with an empty arm. Without a default,
+/// another value is refused (RPC_S_INVALID_TAG).
+fn expand_union(
+    input: &DeriveInput,
+    data: &syn::DataEnum,
+    switch_type: &syn::Type,
+    encapsulated: bool,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let ndr = quote!(::msrpc::ndr);
+    let what = name.to_string();
+    let mut arm_types = Vec::new();
+    let mut encode_arms = Vec::new();
+    let mut encode_buffers = Vec::new();
+    let mut decode_arms = Vec::new();
+    let mut decode_buffers = Vec::new();
+    let mut switch_values = Vec::new();
+    let mut default_arm = None;
+    for variant in &data.variants {
+        let ident = &variant.ident;
+        let field = match &variant.fields {
+            Fields::Unit => None,
+            Fields::Unnamed(f) if f.unnamed.len() == 1 => Some(f.unnamed[0].ty.clone()),
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    variant,
+                    "a union arm holds one value (Name(T)) or none (Name)",
+                ))
+            }
+        };
+        match variant_case(variant)? {
+            Case::Default => {
+                if field.is_none() || default_arm.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        variant,
+                        "one #[ndr(default)] arm, Name(discriminant), with an empty arm",
+                    ));
+                }
+                encode_arms.push(quote! { Self::#ident(tag) => e_tag(e, *tag), });
+                switch_values.push(quote! { Self::#ident(tag) => *tag as u64, });
+                encode_buffers.push(quote! { Self::#ident(_) => {} });
+                decode_buffers.push(quote! { Self::#ident(_) => {} });
+                default_arm = Some(quote! { tag => Self::#ident(tag), });
+            }
+            Case::Value(case) => {
+                switch_values.push(match &field {
+                    Some(_) => quote! { Self::#ident(_) => (#case) as u64, },
+                    None => quote! { Self::#ident => (#case) as u64, },
+                });
+                match &field {
+                    Some(ty) => {
+                        arm_types.push(ty.clone());
+                        encode_arms.push(quote! {
+                            Self::#ident(arm) => {
+                                e_tag(e, #case);
+                                if e.syntax == #ndr::Syntax::Ndr64 {
+                                    e.align(Self::ndr_arms_align(e.syntax));
+                                }
+                                #ndr::Ndr::encode_scalars(arm, e);
+                            }
+                        });
+                        encode_buffers.push(
+                            quote! { Self::#ident(arm) => #ndr::Ndr::encode_buffers(arm, e), },
+                        );
+                        decode_arms.push(quote! {
+                            tag if tag == (#case) => {
+                                if d.syntax == #ndr::Syntax::Ndr64 {
+                                    d.align(Self::ndr_arms_align(d.syntax))?;
+                                }
+                                Self::#ident(<#ty as #ndr::Ndr>::decode_scalars(d)?)
+                            }
+                        });
+                        decode_buffers.push(
+                            quote! { Self::#ident(arm) => #ndr::Ndr::decode_buffers(arm, d)?, },
+                        );
+                    }
+                    None => {
+                        encode_arms.push(quote! { Self::#ident => e_tag(e, #case), });
+                        encode_buffers.push(quote! { Self::#ident => {} });
+                        decode_arms.push(quote! { tag if tag == (#case) => Self::#ident, });
+                        decode_buffers.push(quote! { Self::#ident => {} });
+                    }
+                }
+            }
+        }
+    }
+    let fallback = default_arm.unwrap_or_else(|| {
+        quote! {
+            tag => return Err(#ndr::NdrError::InvalidTag { what: #what, value: tag as u64 }),
+        }
+    });
+    Ok(quote! {
+        impl #impl_generics #name #ty_generics #where_clause {
+            /// The union's discriminant.
+            pub fn switch_value(&self) -> u64 {
+                match self { #( #switch_values )* }
+            }
+
+            fn ndr_arms_align(syntax: #ndr::Syntax) -> usize {
+                let mut arms = 1usize;
+                #( arms = arms.max(<#arm_types as #ndr::Ndr>::align(syntax)); )*
+                arms
+            }
+        }
+
+        impl #impl_generics #ndr::Ndr for #name #ty_generics #where_clause {
+            fn align(syntax: #ndr::Syntax) -> usize {
+                <#switch_type as #ndr::Ndr>::align(syntax).max(Self::ndr_arms_align(syntax))
+            }
+            fn encode_scalars(&self, e: &mut #ndr::Encoder) {
+                fn e_tag(e: &mut #ndr::Encoder, tag: #switch_type) {
+                    #ndr::Ndr::encode_scalars(&tag, e);
+                }
+                if #encapsulated || e.syntax == #ndr::Syntax::Ndr64 {
+                    e.align(<Self as #ndr::Ndr>::align(e.syntax));
+                }
+                match self { #( #encode_arms )* }
+            }
+            fn encode_buffers(&self, e: &mut #ndr::Encoder) {
+                match self { #( #encode_buffers )* }
+            }
+            fn decode_scalars(d: &mut #ndr::Decoder<'_>) -> #ndr::Result<Self> {
+                if #encapsulated || d.syntax == #ndr::Syntax::Ndr64 {
+                    d.align(<Self as #ndr::Ndr>::align(d.syntax))?;
+                }
+                let tag = <#switch_type as #ndr::Ndr>::decode_scalars(d)?;
+                Ok(match tag {
+                    #( #decode_arms )*
+                    #fallback
+                })
+            }
+            fn decode_buffers(&mut self, d: &mut #ndr::Decoder<'_>) -> #ndr::Result<()> {
+                match self { #( #decode_buffers )* }
                 Ok(())
             }
         }

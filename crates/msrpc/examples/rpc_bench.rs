@@ -4,10 +4,11 @@
 //! endpoint and Samba's, so the ratio compares servers.
 //!
 //! usage: rpc_bench ADDR [is_server_listening|ept_lookup_handle_free]
-//!                  [CONNECTIONS] [SECONDS] [LEVEL USER PASSWORD]
+//!                  [CONNECTIONS] [SECONDS] [LEVEL USER PASSWORD [PROVIDER]]
 //!
 //! LEVEL is an authentication level (none, connect, integrity, privacy);
-//! above none each connection logs on with NTLM as USER.
+//! above none each connection logs on as USER with PROVIDER: ntlm (the
+//! default) or spnego.
 
 use std::time::{Duration, Instant};
 
@@ -29,12 +30,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let level = auth_level::parse(&level).ok_or("LEVEL: none, connect, integrity or privacy")?;
     let auth = (level > auth_level::NONE)
         .then(|| -> Result<ClientAuth, &str> {
+            let user = args.next().ok_or("USER")?;
+            let password = args.next().ok_or("PASSWORD")?;
+            let provider = match args.next().as_deref() {
+                None | Some("ntlm") => auth_type::WINNT,
+                Some("spnego") => auth_type::GSS_NEGOTIATE,
+                Some(_) => return Err("PROVIDER: ntlm or spnego"),
+            };
             Ok(ClientAuth {
-                auth_type: auth_type::WINNT,
+                auth_type: provider,
                 level,
-                user: args.next().ok_or("USER")?,
+                user,
                 domain: String::new(),
-                password: args.next().ok_or("PASSWORD")?,
+                password,
             })
         })
         .transpose()?;

@@ -57,6 +57,37 @@ pub fn ndr(data: &[u8]) {
     check::<ConformantArray<u16>>(rest, syntax, little);
     check::<ConformantArray<Unique<WString>>>(rest, syntax, little);
     check::<Unique<ConformantArray<Unique<u32>>>>(rest, syntax, little);
+    check::<FuzzUnion>(rest, syntax, little);
+    check::<FuzzFull>(rest, syntax, little);
+    if let Ok(mut stream) = crate::ndr::serialization::Deserializer::new(rest) {
+        while stream.read::<FuzzUnion>().is_ok() && !stream.is_empty() {}
+    }
+}
+
+#[derive(msrpc_derive::Ndr, Clone, Debug, PartialEq, Eq)]
+enum FuzzEnum {
+    First,
+    Third = 3,
+}
+
+#[derive(msrpc_derive::Ndr, Clone, Debug, PartialEq, Eq)]
+#[ndr(switch_type = "u16")]
+enum FuzzUnion {
+    #[ndr(case = 1)]
+    Long(u32),
+    #[ndr(case = 2)]
+    Text(crate::ndr::Unique<crate::ndr::WString>),
+    #[ndr(case = 3)]
+    Enum(FuzzEnum),
+    #[ndr(default)]
+    Other(u16),
+}
+
+/// Two full pointers that may alias.
+#[derive(msrpc_derive::Ndr, Clone, Debug, PartialEq)]
+struct FuzzFull {
+    first: crate::ndr::Full<FuzzUnion>,
+    second: crate::ndr::Full<FuzzUnion>,
 }
 
 /// The server's connection state machine: `data` is what a client sends

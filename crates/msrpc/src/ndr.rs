@@ -15,7 +15,13 @@
 //! allocated, offsets must be zero where the IDL gives none, strings must
 //! end with their terminator, and pointer chains are bounded in depth.
 
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use crate::uuid::Uuid;
+
+pub mod serialization;
 
 /// The transfer syntax of a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,11 +78,19 @@ pub enum NdrError {
         min: u64,
         max: u64,
     },
+    #[error("{what}: {value} is not one of the enumeration's values")]
+    EnumValue { what: &'static str, value: u64 },
+    #[error("{what}: no arm for the discriminant {value}")]
+    InvalidTag { what: &'static str, value: u64 },
 }
 
 impl NdrError {
     /// RPC_X_BAD_STUB_DATA ([MS-ERREF] 2.2).
     pub const FAULT: u32 = 0x0000_06F7;
+    /// RPC_X_ENUM_VALUE_OUT_OF_RANGE.
+    pub const ENUM_FAULT: u32 = 0x0000_06F5;
+    /// RPC_S_INVALID_TAG.
+    pub const TAG_FAULT: u32 = 0x0000_06C5;
 }
 
 pub type Result<T> = std::result::Result<T, NdrError>;
@@ -86,6 +100,10 @@ pub struct Encoder {
     pub syntax: Syntax,
     pub buf: Vec<u8>,
     next_referent: u32,
+    /// Full pointers: the referent identifier given to each referent (by
+    /// address), and those whose referent is already in the stream.
+    full_ids: HashMap<usize, u32>,
+    full_written: HashSet<u32>,
 }
 
 impl Encoder {
@@ -94,6 +112,31 @@ impl Encoder {
             syntax,
             buf: Vec::new(),
             next_referent: 0x0002_0000,
+            full_ids: HashMap::new(),
+            full_written: HashSet::new(),
+        }
+    }
+
+    fn referent_id(&mut self) -> u32 {
+        let id = self.next_referent;
+        self.next_referent = self.next_referent.wrapping_add(4);
+        id
+    }
+
+    fn write_referent_id(&mut self, id: u32) {
+        match self.syntax {
+            Syntax::Ndr20 => self.u32(id),
+            Syntax::Ndr64 => self.u64(u64::from(id)),
+        }
+    }
+
+    /// An enumeration's value: 16 bits in NDR 2.0 unless `[v1_enum]`, a
+    /// signed long in NDR64 ([MS-RPCE] 2.2.5.2).
+    pub fn enum_value(&mut self, value: u32, v1_enum: bool) {
+        if v1_enum || self.syntax == Syntax::Ndr64 {
+            self.u32(value)
+        } else {
+            self.u16(value as u16)
         }
     }
 
@@ -132,17 +175,8 @@ impl Encoder {
 
     /// A pointer's referent identifier (0 for null).
     pub fn pointer(&mut self, present: bool) {
-        let id = if present {
-            let id = self.next_referent;
-            self.next_referent = self.next_referent.wrapping_add(4);
-            id
-        } else {
-            0
-        };
-        match self.syntax {
-            Syntax::Ndr20 => self.u32(id),
-            Syntax::Ndr64 => self.u64(u64::from(id)),
-        }
+        let id = if present { self.referent_id() } else { 0 };
+        self.write_referent_id(id);
     }
 
     /// The end of a structure of alignment `align`: NDR64 pads a structure
@@ -166,6 +200,9 @@ pub struct Decoder<'a> {
     pos: usize,
     little: bool,
     depth: usize,
+    /// Full pointers: the referents decoded so far by identifier; None
+    /// while one is being decoded (a cycle, which cannot be represented).
+    full: HashMap<u64, Option<Arc<dyn Any + Send + Sync>>>,
 }
 
 impl<'a> Decoder<'a> {
@@ -176,6 +213,20 @@ impl<'a> Decoder<'a> {
             pos: 0,
             little: little_endian,
             depth: 0,
+            full: HashMap::new(),
+        }
+    }
+
+    pub fn is_little_endian(&self) -> bool {
+        self.little
+    }
+
+    /// An enumeration's value, as [`Encoder::enum_value`] writes it.
+    pub fn enum_value(&mut self, v1_enum: bool) -> Result<u32> {
+        if v1_enum || self.syntax == Syntax::Ndr64 {
+            self.u32()
+        } else {
+            self.u16().map(u32::from)
         }
     }
 
@@ -286,6 +337,10 @@ impl<'a> Decoder<'a> {
         Ok(self.raw_count()? != 0)
     }
 
+    fn referent_id(&mut self) -> Result<u64> {
+        self.raw_count()
+    }
+
     /// Checks a correlation ([MS-RPCE] 3.1.1.5.3.1).
     pub fn correlate(&self, what: &'static str, expected: u64, found: u64) -> Result<()> {
         if expected == found {
@@ -322,6 +377,9 @@ impl<'a> Decoder<'a> {
 
 /// A type with an NDR representation.
 pub trait Ndr: Sized {
+    /// A primitive type (type serialization writes no private header
+    /// before one, [MS-RPCE] 2.2.6.3).
+    const PRIMITIVE: bool = false;
     /// The alignment of the type's scalars in `syntax`.
     fn align(syntax: Syntax) -> usize;
     /// The fixed-size part, pointers as referent identifiers.
@@ -367,6 +425,7 @@ pub fn from_bytes<T: Ndr>(data: &[u8], syntax: Syntax, little_endian: bool) -> R
 macro_rules! primitive {
     ($t:ty, $size:expr, $put:ident, $get:ident, $conv_out:expr, $conv_in:expr) => {
         impl Ndr for $t {
+            const PRIMITIVE: bool = true;
             fn align(_: Syntax) -> usize {
                 $size
             }
@@ -416,6 +475,7 @@ impl Ndr for Uuid {
 
 /// NDR's boolean: one octet, 0 false, anything else true (C706 14.2.3).
 impl Ndr for bool {
+    const PRIMITIVE: bool = true;
     fn align(_: Syntax) -> usize {
         1
     }
@@ -521,6 +581,111 @@ impl<T: Ndr> Ndr for Unique<T> {
             self.value = Some(Box::new(v?));
             self.pending = false;
         }
+        Ok(())
+    }
+}
+
+/// A `[ptr]` (full) pointer: NULL, or a referent that other full
+/// pointers in the same stream may alias (C706 14.3.12.1). Pointers that
+/// share an `Arc` share one referent identifier, and the referent is
+/// marshalled once, with the first of them; decoding gives aliases the
+/// same `Arc`.
+#[derive(Debug, Default)]
+pub struct Full<T> {
+    pub value: Option<Arc<T>>,
+    /// Decoding: the referent identifier seen with the scalars.
+    pending: Option<u64>,
+}
+
+impl<T> Clone for Full<T> {
+    fn clone(&self) -> Full<T> {
+        Full {
+            value: self.value.clone(),
+            pending: self.pending,
+        }
+    }
+}
+
+impl<T: PartialEq> PartialEq for Full<T> {
+    fn eq(&self, other: &Full<T>) -> bool {
+        self.value == other.value
+    }
+}
+
+impl<T> Full<T> {
+    pub fn new(value: Option<Arc<T>>) -> Full<T> {
+        Full {
+            value,
+            pending: None,
+        }
+    }
+
+    pub fn get(&self) -> Option<&T> {
+        self.value.as_deref()
+    }
+}
+
+impl<T: Ndr + Send + Sync + 'static> Ndr for Full<T> {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide()
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        let id = match &self.value {
+            None => 0,
+            Some(referent) => {
+                let address = Arc::as_ptr(referent) as usize;
+                match e.full_ids.get(&address) {
+                    Some(&id) => id,
+                    None => {
+                        let id = e.referent_id();
+                        e.full_ids.insert(address, id);
+                        id
+                    }
+                }
+            }
+        };
+        e.write_referent_id(id);
+    }
+    fn encode_buffers(&self, e: &mut Encoder) {
+        if let Some(referent) = &self.value {
+            let id = e.full_ids[&(Arc::as_ptr(referent) as usize)];
+            if e.full_written.insert(id) {
+                encode(referent.as_ref(), e);
+            }
+        }
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        let id = d.referent_id()?;
+        Ok(Full {
+            value: None,
+            pending: (id != 0).then_some(id),
+        })
+    }
+    fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
+        let Some(id) = self.pending.take() else {
+            return Ok(());
+        };
+        let referent = match d.full.get(&id) {
+            Some(Some(seen)) => Arc::clone(seen).downcast::<T>().map_err(|_| {
+                NdrError::Invalid("a full pointer aliases a referent of another type")
+            })?,
+            Some(None) => {
+                return Err(NdrError::Invalid(
+                    "a full pointer points into its own referent (a cycle)",
+                ))
+            }
+            None => {
+                d.full.insert(id, None);
+                d.enter()?;
+                let decoded = decode::<T>(d);
+                d.leave();
+                let referent = Arc::new(decoded?);
+                d.full
+                    .insert(id, Some(referent.clone() as Arc<dyn Any + Send + Sync>));
+                referent
+            }
+        };
+        self.value = Some(referent);
         Ok(())
     }
 }

@@ -54,10 +54,14 @@ impl Fault {
     }
 
     /// Stub data that broke a consistency rule: RPC_X_BAD_STUB_DATA, or
-    /// RPC_S_INVALID_BOUND for a value outside its `[range]`.
+    /// RPC_S_INVALID_BOUND for a value outside its `[range]`,
+    /// RPC_X_ENUM_VALUE_OUT_OF_RANGE for an enumeration's,
+    /// RPC_S_INVALID_TAG for a union's discriminant without an arm.
     pub fn stub(e: NdrError) -> Fault {
         Fault::not_executed(match e {
             NdrError::Range { .. } => status::RPC_S_INVALID_BOUND,
+            NdrError::EnumValue { .. } => NdrError::ENUM_FAULT,
+            NdrError::InvalidTag { .. } => NdrError::TAG_FAULT,
             _ => NdrError::FAULT,
         })
     }

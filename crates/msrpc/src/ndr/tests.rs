@@ -624,3 +624,281 @@ fn conformant_varying_arrays_sized_strings_and_parameter_lists() {
         .is_err());
     }
 }
+
+/// An enumeration: 16 bits in NDR 2.0, a long in NDR64.
+#[derive(msrpc_derive::Ndr, Clone, Copy, Debug, PartialEq, Eq)]
+enum Color {
+    Red,
+    Green = 5,
+    Blue,
+}
+
+/// `[v1_enum]`: 32 bits in both syntaxes.
+#[derive(msrpc_derive::Ndr, Clone, Copy, Debug, PartialEq, Eq)]
+#[ndr(v1_enum)]
+enum Wide {
+    Small = 1,
+    Large = 0x10000,
+    Negative = -2,
+}
+
+#[derive(msrpc_derive::Ndr, Clone, Debug, PartialEq, Eq)]
+struct Paint {
+    coats: u8,
+    color: Color,
+}
+
+#[test]
+fn enumerations_are_16_bits_in_ndr20_and_32_in_ndr64() {
+    assert_eq!(to_bytes(&Color::Blue, Syntax::Ndr20), [6, 0]);
+    assert_eq!(to_bytes(&Color::Blue, Syntax::Ndr64), [6, 0, 0, 0]);
+    assert_eq!(to_bytes(&Wide::Large, Syntax::Ndr20), [0, 0, 1, 0]);
+    assert_eq!(
+        to_bytes(&Wide::Negative, Syntax::Ndr64),
+        [0xfe, 0xff, 0xff, 0xff]
+    );
+    let paint = Paint {
+        coats: 3,
+        color: Color::Green,
+    };
+    assert_eq!(to_bytes(&paint, Syntax::Ndr20), [3, 0, 5, 0]);
+    assert_eq!(to_bytes(&paint, Syntax::Ndr64), [3, 0, 0, 0, 5, 0, 0, 0]);
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        for color in [Color::Red, Color::Green, Color::Blue] {
+            assert_eq!(
+                from_bytes::<Color>(&to_bytes(&color, syntax), syntax, true).unwrap(),
+                color
+            );
+        }
+        for wide in [Wide::Small, Wide::Large, Wide::Negative] {
+            assert_eq!(
+                from_bytes::<Wide>(&to_bytes(&wide, syntax), syntax, true).unwrap(),
+                wide
+            );
+        }
+    }
+    assert_eq!(
+        from_bytes::<Color>(&[0, 5], Syntax::Ndr20, false).unwrap(),
+        Color::Green,
+        "big-endian"
+    );
+    // A value the enumeration lacks: RPC_X_ENUM_VALUE_OUT_OF_RANGE.
+    let err = from_bytes::<Color>(&[7, 0], Syntax::Ndr20, true).unwrap_err();
+    assert!(matches!(err, NdrError::EnumValue { value: 7, .. }), "{err}");
+    assert_eq!(crate::server::Fault::stub(err).status, NdrError::ENUM_FAULT);
+}
+
+/// A non-encapsulated union with a pointer arm, an 8-byte arm, an empty
+/// arm and a default.
+#[derive(msrpc_derive::Ndr, Clone, Debug, PartialEq, Eq)]
+#[ndr(switch_type = "u32")]
+enum Info {
+    #[ndr(case = 1)]
+    Short(u16),
+    #[ndr(case = 2)]
+    Name(Unique<WString>),
+    #[ndr(case = 3)]
+    Hyper(u64),
+    #[ndr(case = 4)]
+    Empty,
+    #[ndr(default)]
+    Other(u32),
+}
+
+/// A union with no default, encapsulated.
+#[derive(msrpc_derive::Ndr, Clone, Debug, PartialEq, Eq)]
+#[ndr(switch_type = "u16", encapsulated)]
+enum Tagged {
+    #[ndr(case = 7)]
+    Long(u32),
+}
+
+/// `DWORD Level; [switch_is(Level)] INFO Info;`
+#[derive(msrpc_derive::Ndr, Clone, Debug, PartialEq, Eq)]
+struct LevelAndInfo {
+    level: u32,
+    #[ndr(switch_is = "level")]
+    info: Info,
+}
+
+#[test]
+fn unions_carry_their_discriminant_and_align_as_each_syntax_says() {
+    // NDR 2.0: the discriminant, then the arm aligned to its own type.
+    assert_eq!(
+        to_bytes(&Info::Short(0x1234), Syntax::Ndr20),
+        [1, 0, 0, 0, 0x34, 0x12]
+    );
+    // NDR64: the union aligned to 8 (its largest arm), the arm too.
+    assert_eq!(
+        to_bytes(&Info::Short(0x1234), Syntax::Ndr64),
+        [1, 0, 0, 0, 0, 0, 0, 0, 0x34, 0x12]
+    );
+    assert_eq!(
+        to_bytes(&Info::Hyper(9), Syntax::Ndr20),
+        [3, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0]
+    );
+    assert_eq!(to_bytes(&Info::Empty, Syntax::Ndr20), [4, 0, 0, 0]);
+    assert_eq!(to_bytes(&Info::Other(99), Syntax::Ndr20), [99, 0, 0, 0]);
+    // The pointer arm's referent follows with the buffers.
+    let named = Info::Name(Unique::new(Some(WString("ab".into()))));
+    let bytes = to_bytes(&named, Syntax::Ndr20);
+    assert_eq!(&bytes[..8], [2, 0, 0, 0, 0, 0, 2, 0]);
+    assert_eq!(bytes.len(), 8 + 12 + 6);
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        for info in [
+            Info::Short(7),
+            named.clone(),
+            Info::Name(Unique::new(None)),
+            Info::Hyper(u64::MAX),
+            Info::Empty,
+            Info::Other(1000),
+        ] {
+            let value = LevelAndInfo {
+                level: info.switch_value() as u32,
+                info,
+            };
+            assert_eq!(
+                from_bytes::<LevelAndInfo>(&to_bytes(&value, syntax), syntax, true).unwrap(),
+                value,
+                "{syntax:?}"
+            );
+        }
+        let tagged = Tagged::Long(5);
+        assert_eq!(
+            from_bytes::<Tagged>(&to_bytes(&tagged, syntax), syntax, true).unwrap(),
+            tagged
+        );
+    }
+    // Encapsulated in NDR 2.0: aligned as a whole to 4 (its arm).
+    let mut e = Encoder::new(Syntax::Ndr20);
+    e.u8(1);
+    Tagged::Long(5).encode_scalars(&mut e);
+    assert_eq!(e.buf, [1, 0, 0, 0, 7, 0, 0, 0, 5, 0, 0, 0]);
+    // No arm for the discriminant: RPC_S_INVALID_TAG.
+    let err = from_bytes::<Tagged>(&[8, 0, 0, 0, 5, 0, 0, 0], Syntax::Ndr20, true).unwrap_err();
+    assert!(
+        matches!(err, NdrError::InvalidTag { value: 8, .. }),
+        "{err}"
+    );
+    assert_eq!(crate::server::Fault::stub(err).status, NdrError::TAG_FAULT);
+    // switch_is: the level and the union's discriminant must agree.
+    let mismatched = [2, 0, 0, 0, 1, 0, 0, 0, 7, 0];
+    let err = from_bytes::<LevelAndInfo>(&mismatched, Syntax::Ndr20, true).unwrap_err();
+    assert!(matches!(err, NdrError::Correlation { .. }), "{err}");
+}
+
+/// A full pointer may alias another in the same stream.
+#[derive(msrpc_derive::Ndr, Clone, Debug, PartialEq)]
+struct TwoOwners {
+    first: Full<u32>,
+    second: Full<u32>,
+    third: Full<u32>,
+}
+
+#[test]
+fn full_pointers_share_referents() {
+    let shared = Arc::new(0xabcd_u32);
+    let value = TwoOwners {
+        first: Full::new(Some(shared.clone())),
+        second: Full::new(Some(shared)),
+        third: Full::new(None),
+    };
+    let bytes = to_bytes(&value, Syntax::Ndr20);
+    // Two equal referent identifiers, a NULL, and the referent once.
+    assert_eq!(
+        bytes,
+        [0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0xcd, 0xab, 0, 0]
+    );
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        let decoded: TwoOwners = from_bytes(&to_bytes(&value, syntax), syntax, true).unwrap();
+        assert_eq!(decoded, value);
+        let (a, b) = (decoded.first.value.unwrap(), decoded.second.value.unwrap());
+        assert!(Arc::ptr_eq(&a, &b), "the aliases share one referent");
+        assert!(decoded.third.value.is_none());
+    }
+    // Distinct referents with equal values stay distinct.
+    let apart = TwoOwners {
+        first: Full::new(Some(Arc::new(1))),
+        second: Full::new(Some(Arc::new(1))),
+        third: Full::new(None),
+    };
+    assert_eq!(to_bytes(&apart, Syntax::Ndr20).len(), 12 + 8);
+    // An alias whose referent is of another type is refused.
+    #[derive(msrpc_derive::Ndr, Clone, Debug, PartialEq)]
+    struct Mixed {
+        small: Full<u16>,
+        large: Full<u32>,
+    }
+    let forged = [0, 0, 2, 0, 0, 0, 2, 0, 5, 0, 0, 0];
+    assert!(from_bytes::<Mixed>(&forged, Syntax::Ndr20, true).is_err());
+}
+
+#[test]
+fn type_serialization_v1_and_v2() {
+    use serialization::{Deserializer, Serializer, Version};
+    // Version 1: common header, private header, the structure padded to 8.
+    let paint = Paint {
+        coats: 2,
+        color: Color::Blue,
+    };
+    let mut s = Serializer::v1();
+    s.push(&paint).push(&0x1122_3344u32);
+    let bytes = s.finish();
+    assert_eq!(
+        bytes,
+        [
+            1, 0x10, 8, 0, 0xcc, 0xcc, 0xcc, 0xcc, // common header
+            8, 0, 0, 0, 0, 0, 0, 0, // private header: 8 bytes follow
+            2, 0, 6, 0, 0, 0, 0, 0, // Paint, padded
+            0x44, 0x33, 0x22, 0x11, 0, 0, 0, 0, // a primitive: no private header
+        ]
+    );
+    let mut d = Deserializer::new(&bytes).unwrap();
+    assert_eq!(d.version(), Version::V1);
+    assert_eq!(d.read::<Paint>().unwrap(), paint);
+    assert_eq!(d.read::<u32>().unwrap(), 0x1122_3344);
+    assert!(d.is_empty());
+    // A big-endian version 1 stream is read.
+    let be = [
+        1, 0x00, 8, 0, 0xcc, 0xcc, 0xcc, 0xcc, 0, 0, 0, 8, 0, 0, 0, 0, 2, 0, 0, 6, 0, 0, 0, 0,
+    ];
+    assert_eq!(
+        Deserializer::new(&be).unwrap().read::<Paint>().unwrap(),
+        paint
+    );
+    // Version 2, in each syntax: 0x40-byte header, 16-byte private
+    // headers, values padded to 16.
+    let interface = crate::pdu::SyntaxId::new(
+        Uuid::parse("12345678-1234-abcd-ef00-0123456789ab").unwrap(),
+        1,
+        0,
+    );
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        let info = Info::Name(Unique::new(Some(WString("pickle".into()))));
+        let mut s = Serializer::v2(syntax, interface);
+        s.push(&info).push(&7u16);
+        let bytes = s.finish();
+        assert_eq!(&bytes[..4], [2, 0x10, 0x40, 0]);
+        assert_eq!(bytes.len() % 16, 0);
+        let length = u32::from_le_bytes([bytes[0x40], bytes[0x41], bytes[0x42], bytes[0x43]]);
+        assert_eq!(length % 16, 0);
+        let mut d = Deserializer::new(&bytes).unwrap();
+        assert_eq!((d.version(), d.syntax()), (Version::V2, syntax));
+        assert_eq!(d.read::<Info>().unwrap(), info);
+        assert_eq!(d.read::<u16>().unwrap(), 7);
+        assert!(d.is_empty());
+    }
+    // Malformed streams.
+    for bad in [
+        &[][..],
+        &[3, 0x10, 8, 0, 0, 0, 0, 0][..],
+        &[1, 0x10, 9, 0, 0, 0, 0, 0][..],
+        &[2, 0x00, 0x40, 0][..],
+        &[
+            1, 0x10, 8, 0, 0xcc, 0xcc, 0xcc, 0xcc, 0xff, 0, 0, 0, 0, 0, 0, 0, 1,
+        ][..],
+    ] {
+        let result = Deserializer::new(bad).and_then(|mut d| d.read::<Paint>());
+        assert!(result.is_err(), "{bad:?}");
+    }
+}
