@@ -58,6 +58,8 @@ pub fn ndr(data: &[u8]) {
     check::<ConformantArray<Unique<WString>>>(rest, syntax, little);
     check::<Unique<ConformantArray<Unique<u32>>>>(rest, syntax, little);
     check::<FuzzUnion>(rest, syntax, little);
+    check::<crate::ndr::OffsetVaryingArray<u16>>(rest, syntax, little);
+    check::<crate::ndr::ConformantMatrix<u16, 2>>(rest, syntax, little);
     check::<FuzzFull>(rest, syntax, little);
     if let Ok(mut stream) = crate::ndr::serialization::Deserializer::new(rest) {
         while stream.read::<FuzzUnion>().is_ok() && !stream.is_empty() {}

@@ -900,6 +900,126 @@ impl<T: Ndr> Ndr for ConformantVaryingArray<T> {
     }
 }
 
+/// A conformant varying array with `[first_is]` (`[size_is(max),
+/// first_is(offset), length_is(n)] T a[]`): of the array's `max`
+/// elements, those from `offset` on are transmitted (C706 14.3.3.3).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OffsetVaryingArray<T> {
+    pub max: usize,
+    pub offset: usize,
+    pub items: Vec<T>,
+}
+
+impl<T: Ndr> Ndr for OffsetVaryingArray<T> {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide().max(T::align(syntax))
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        e.count(self.max.max(self.offset + self.items.len()));
+        e.count(self.offset);
+        e.count(self.items.len());
+        for item in &self.items {
+            item.encode_scalars(e);
+        }
+    }
+    fn encode_buffers(&self, e: &mut Encoder) {
+        for item in &self.items {
+            item.encode_buffers(e);
+        }
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        let max = d.raw_count()?;
+        let offset = d.raw_count()?;
+        let actual = d.count("a varying array", min_size::<T>(d.syntax))?;
+        // [MS-RPCE] 3.1.1.5.3.2.1.7: the elements sent lie within the
+        // array.
+        let end = offset.checked_add(actual as u64).unwrap_or(u64::MAX);
+        if end > max {
+            return Err(NdrError::Correlation {
+                what: "a varying array's offset and actual count within its maximum count",
+                expected: max,
+                found: end,
+            });
+        }
+        let mut items = Vec::with_capacity(actual);
+        for _ in 0..actual {
+            items.push(T::decode_scalars(d)?);
+        }
+        Ok(OffsetVaryingArray {
+            max: max as usize,
+            offset: offset as usize,
+            items,
+        })
+    }
+    fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
+        for item in &mut self.items {
+            item.decode_buffers(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// A multidimensional conformant array (`[size_is(a, b)] T m[][]`,
+/// C706 14.3.3.4): the maximum count of each of its `D` dimensions, then
+/// the elements in row-major order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConformantMatrix<T, const D: usize> {
+    pub dims: [usize; D],
+    /// `dims` multiplied out, the last dimension varying fastest.
+    pub items: Vec<T>,
+}
+
+impl<T: Ndr, const D: usize> Ndr for ConformantMatrix<T, D> {
+    fn align(syntax: Syntax) -> usize {
+        syntax.wide().max(T::align(syntax))
+    }
+    fn encode_scalars(&self, e: &mut Encoder) {
+        for dim in self.dims {
+            e.count(dim);
+        }
+        for item in &self.items {
+            item.encode_scalars(e);
+        }
+    }
+    fn encode_buffers(&self, e: &mut Encoder) {
+        for item in &self.items {
+            item.encode_buffers(e);
+        }
+    }
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        let mut dims = [0usize; D];
+        let mut total: u64 = 1;
+        for dim in &mut dims {
+            let count = d.raw_count()?;
+            total = total.saturating_mul(count);
+            *dim = usize::try_from(count).unwrap_or(usize::MAX);
+        }
+        let remaining = d.remaining();
+        let fits = usize::try_from(total)
+            .ok()
+            .and_then(|t| t.checked_mul(min_size::<T>(d.syntax)))
+            .is_some_and(|bytes| bytes <= remaining);
+        if !fits {
+            return Err(NdrError::CountTooLarge {
+                what: "a multidimensional conformant array",
+                count: total,
+                remaining,
+            });
+        }
+        let mut items = Vec::with_capacity(total as usize);
+        for _ in 0..total {
+            items.push(T::decode_scalars(d)?);
+        }
+        Ok(ConformantMatrix { dims, items })
+    }
+    fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
+        for item in &mut self.items {
+            item.decode_buffers(d)?;
+        }
+        Ok(())
+    }
+}
+
 /// A `[string, size_is(max)] char a[]` parameter: a conformant varying
 /// string whose maximum count is the caller's buffer size, not its length
 /// (rpc_mgmt_inq_princ_name's princ_name).

@@ -902,3 +902,70 @@ fn type_serialization_v1_and_v2() {
         assert!(result.is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn first_is_and_multidimensional_arrays() {
+    // Of 10 elements, 3 from the fourth on.
+    let window = OffsetVaryingArray {
+        max: 10,
+        offset: 3,
+        items: vec![7u16, 8, 9],
+    };
+    assert_eq!(
+        to_bytes(&window, Syntax::Ndr20),
+        [10, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0, 7, 0, 8, 0, 9, 0]
+    );
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        assert_eq!(
+            from_bytes::<OffsetVaryingArray<u16>>(&to_bytes(&window, syntax), syntax, true)
+                .unwrap(),
+            window
+        );
+    }
+    // Offset + actual count beyond the maximum count.
+    let outside = [4, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 2, 0];
+    assert!(matches!(
+        from_bytes::<OffsetVaryingArray<u16>>(&outside, Syntax::Ndr20, true),
+        Err(NdrError::Correlation { .. })
+    ));
+    // Without first_is, an offset is still refused.
+    let offset = [4, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0];
+    assert!(matches!(
+        from_bytes::<ConformantVaryingArray<u16>>(&offset, Syntax::Ndr20, true),
+        Err(NdrError::Offset { .. })
+    ));
+
+    // [size_is(2, 3)]: both counts first, then six elements row by row.
+    let matrix = ConformantMatrix {
+        dims: [2, 3],
+        items: vec![1u8, 2, 3, 4, 5, 6],
+    };
+    assert_eq!(
+        to_bytes(&matrix, Syntax::Ndr20),
+        [2, 0, 0, 0, 3, 0, 0, 0, 1, 2, 3, 4, 5, 6]
+    );
+    for syntax in [Syntax::Ndr20, Syntax::Ndr64] {
+        assert_eq!(
+            from_bytes::<ConformantMatrix<u8, 2>>(&to_bytes(&matrix, syntax), syntax, true)
+                .unwrap(),
+            matrix
+        );
+    }
+    // Counts whose product overflows or exceeds the stream: refused
+    // before allocating.
+    let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2];
+    assert!(matches!(
+        from_bytes::<ConformantMatrix<u8, 2>>(&huge, Syntax::Ndr20, true),
+        Err(NdrError::CountTooLarge { .. })
+    ));
+    // A fixed multidimensional array (T m[2][3]) is arrays of arrays.
+    let fixed: [[u16; 3]; 2] = [[1, 2, 3], [4, 5, 6]];
+    assert_eq!(
+        to_bytes(&fixed, Syntax::Ndr20),
+        [1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0]
+    );
+    assert_eq!(
+        from_bytes::<[[u16; 3]; 2]>(&to_bytes(&fixed, Syntax::Ndr64), Syntax::Ndr64, true).unwrap(),
+        fixed
+    );
+}
