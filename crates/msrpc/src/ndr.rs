@@ -933,7 +933,7 @@ impl<T: Ndr> Ndr for OffsetVaryingArray<T> {
         let actual = d.count("a varying array", min_size::<T>(d.syntax))?;
         // [MS-RPCE] 3.1.1.5.3.2.1.7: the elements sent lie within the
         // array.
-        let end = offset.checked_add(actual as u64).unwrap_or(u64::MAX);
+        let end = offset.saturating_add(actual as u64);
         if end > max {
             return Err(NdrError::Correlation {
                 what: "a varying array's offset and actual count within its maximum count",
