@@ -215,6 +215,9 @@ pub struct Limits {
     /// Security contexts per connection ([MS-RPCE] 3.3.1.5.4 lets the
     /// server set a limit; clients stop at 2,000).
     pub max_security_contexts: usize,
+    /// Calls running at once on one multiplexed connection (PFC_CONC_MPX);
+    /// at the limit the server reads no further requests until one ends.
+    pub max_concurrent_calls: usize,
 }
 
 impl Default for Limits {
@@ -224,6 +227,7 @@ impl Default for Limits {
             max_input: 4 * 1024 * 1024,
             max_contexts: 4000,
             max_security_contexts: 64,
+            max_concurrent_calls: 32,
         }
     }
 }

@@ -601,3 +601,109 @@ async fn malformed_pdus_close_only_their_connection() {
     let mut mgmt = MgmtClient::bind(&mut good).await.unwrap();
     assert_eq!(mgmt.is_server_listening().await.unwrap(), (0, 1));
 }
+
+/// A method that takes as long as it is asked to.
+#[msrpc::interface(uuid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", version = "1.0")]
+pub trait Sleeper {
+    #[opnum(0)]
+    fn nap(&self, call: &msrpc::server::Call, millis: u32) -> msrpc::server::CallResult<u32>;
+}
+
+struct Napper;
+
+impl Sleeper for Napper {
+    fn nap(&self, _call: &msrpc::server::Call, millis: u32) -> msrpc::server::CallResult<u32> {
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(millis)));
+        Ok(millis)
+    }
+}
+
+/// A raw connection bound to Sleeper, multiplexed or not.
+async fn sleeper_connection(r: &Running, multiplexed: bool) -> Connection {
+    let mut pfc = flags::FIRST_FRAG | flags::LAST_FRAG;
+    if multiplexed {
+        pfc |= flags::CONC_MPX;
+    }
+    let bind = Pdu {
+        rpc_vers_minor: 0,
+        flags: pfc,
+        drep: pdu::NDR_LITTLE_ENDIAN,
+        call_id: 1,
+        body: Body::Bind(Bind {
+            max_xmit_frag: 4280,
+            max_recv_frag: 4280,
+            assoc_group_id: 0,
+            contexts: vec![ContextElem {
+                context_id: 0,
+                abstract_syntax: SleeperClient::syntax(),
+                transfer_syntaxes: vec![ndr20()],
+            }],
+        }),
+        auth: None,
+    };
+    let mut raw = connect(r, Options::default()).await;
+    raw.send_raw(&bind.encode().unwrap()).await.unwrap();
+    let ack = raw.receive().await.unwrap();
+    assert_eq!(ack.flags & flags::CONC_MPX != 0, multiplexed);
+    raw
+}
+
+/// The call_id and the returned milliseconds of the next response.
+async fn next_nap(raw: &mut Connection) -> (u32, u32) {
+    let reply = raw.receive().await.unwrap();
+    let Body::Response(response) = reply.body else {
+        panic!("{reply:?}")
+    };
+    let millis = u32::from_le_bytes(response.stub[..4].try_into().unwrap());
+    (reply.call_id, millis)
+}
+
+#[tokio::test]
+async fn a_multiplexed_connection_runs_calls_concurrently() {
+    let r = start().await;
+    r.server
+        .register(SleeperServer(Napper), auth_level::NONE, false);
+    let nap = |call_id: u32, millis: u32| {
+        request(
+            call_id,
+            flags::FIRST_FRAG | flags::LAST_FRAG,
+            0,
+            millis.to_le_bytes().to_vec(),
+        )
+    };
+
+    // Multiplexed: the quick call is answered while the slow one runs.
+    let mut raw = sleeper_connection(&r, true).await;
+    raw.send_raw(&nap(2, 300)).await.unwrap();
+    raw.send_raw(&nap(3, 0)).await.unwrap();
+    assert_eq!(next_nap(&mut raw).await, (3, 0));
+    assert_eq!(next_nap(&mut raw).await, (2, 300));
+
+    // An orphaned running call ends unanswered: call 4 (200 ms) is
+    // orphaned, so the next answer after call 5 is call 6 (400 ms), not 4.
+    raw.send_raw(&nap(4, 200)).await.unwrap();
+    let orphan = Pdu {
+        rpc_vers_minor: 0,
+        flags: flags::FIRST_FRAG | flags::LAST_FRAG,
+        drep: pdu::NDR_LITTLE_ENDIAN,
+        call_id: 4,
+        body: Body::Orphaned,
+        auth: None,
+    };
+    raw.send_raw(&orphan.encode().unwrap()).await.unwrap();
+    raw.send_raw(&nap(5, 0)).await.unwrap();
+    raw.send_raw(&nap(6, 400)).await.unwrap();
+    assert_eq!(next_nap(&mut raw).await, (5, 0));
+    assert_eq!(next_nap(&mut raw).await, (6, 400));
+
+    // Calls still running when the client stops sending are answered.
+    raw.send_raw(&nap(7, 100)).await.unwrap();
+    assert_eq!(next_nap(&mut raw).await, (7, 100));
+
+    // Not multiplexed: calls are answered in turn.
+    let mut raw = sleeper_connection(&r, false).await;
+    raw.send_raw(&nap(2, 300)).await.unwrap();
+    raw.send_raw(&nap(3, 0)).await.unwrap();
+    assert_eq!(next_nap(&mut raw).await, (2, 300));
+    assert_eq!(next_nap(&mut raw).await, (3, 0));
+}

@@ -2,11 +2,12 @@
 //! 3.3.1.5 and 3.3.3.5): bind and alter_context negotiation, request
 //! reassembly, dispatch, response fragmentation, faults.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
 
 use super::verification::{self, Command};
 use super::{auth_level, Association, Call, Fault, Registered, Server, Transport};
@@ -118,6 +119,19 @@ struct Connection {
     /// The remaining fragments of a call already answered with a fault.
     discard_call_id: Option<u32>,
     out: Vec<u8>,
+    /// Multiplexed connections: where running calls report, and which are
+    /// running (an orphaned one's answer is dropped).
+    finished: Option<mpsc::UnboundedSender<Finished>>,
+    running: HashSet<u32>,
+    orphaned: HashSet<u32>,
+}
+
+/// A call that ran on its own on a multiplexed connection.
+struct Finished {
+    call_id: u32,
+    context_id: u16,
+    auth_context: Option<u32>,
+    outcome: Result<Vec<u8>, Fault>,
 }
 
 /// What to do after a PDU.
@@ -149,6 +163,9 @@ where
         pending: None,
         discard_call_id: None,
         out: Vec::new(),
+        finished: None,
+        running: HashSet::new(),
+        orphaned: HashSet::new(),
     };
     let mut frag = Vec::with_capacity(8192);
     loop {
@@ -157,35 +174,21 @@ where
             Ok(_) => {}
             Err(_) => break,
         }
-        let len = match pdu::frag_length(&frag) {
+        let len = match conn.frame_length(&frag) {
             Ok(len) => len,
-            Err(e) => {
-                tracing::debug!("rpc: closing a connection: {e}");
-                break;
+            Err(next) => {
+                let _ = read.get_mut().write_all(&conn.out).await;
+                if let Next::Close = next {
+                    break;
+                }
+                continue;
             }
         };
-        if len > conn.max_recv {
-            tracing::debug!(
-                "rpc: a {len}-byte fragment exceeds max_recv_frag {}",
-                conn.max_recv
-            );
-            conn.fault_raw(&frag, status::NCA_S_PROTO_ERROR);
-            let _ = read.get_mut().write_all(&conn.out).await;
-            break;
-        }
         frag.resize(len, 0);
         if read.read_exact(&mut frag[HEADER_LEN..]).await.is_err() {
             break;
         }
-        conn.server.stats.pkts_in.fetch_add(1, Ordering::Relaxed);
-        let next = match Pdu::decode(&frag) {
-            Ok(pdu) => conn.handle(pdu, &mut frag),
-            Err(e) => {
-                tracing::debug!("rpc: a malformed PDU: {e}");
-                conn.fault_raw(&frag, status::NCA_S_PROTO_ERROR);
-                Next::Close
-            }
-        };
+        let next = conn.process(&mut frag);
         if !conn.out.is_empty() {
             if read.get_mut().write_all(&conn.out).await.is_err() {
                 break;
@@ -195,11 +198,120 @@ where
         if let Next::Close = next {
             break;
         }
+        if conn.conc_mpx {
+            // The client asked for concurrent calls: from here on reads and
+            // running calls are waited for together.
+            return serve_multiplexed(conn, read).await;
+        }
     }
     let _ = read.get_mut().shutdown().await;
 }
 
+/// A multiplexed connection ([MS-RPCE] 3.3.1.5.8, PFC_CONC_MPX): each
+/// complete request runs on the blocking pool while further PDUs are
+/// read; answers go out as calls end, each signed or sealed then, so the
+/// security provider's sequence numbers follow the order on the wire.
+async fn serve_multiplexed<S>(mut conn: Connection, stream: BufReader<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (finished, mut results) = mpsc::unbounded_channel();
+    conn.finished = Some(finished);
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut received: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut eof = false;
+    'connection: loop {
+        // Every whole fragment received so far.
+        while received.len() >= HEADER_LEN {
+            let len = match conn.frame_length(&received) {
+                Ok(len) => len,
+                Err(_) => {
+                    let _ = writer.write_all(&conn.out).await;
+                    break 'connection;
+                }
+            };
+            if received.len() < len {
+                break;
+            }
+            let mut frag: Vec<u8> = received.drain(..len).collect();
+            let next = conn.process(&mut frag);
+            if !conn.out.is_empty() {
+                if writer.write_all(&conn.out).await.is_err() {
+                    break 'connection;
+                }
+                conn.out.clear();
+            }
+            if let Next::Close = next {
+                break 'connection;
+            }
+        }
+        let room = conn.running.len() < conn.server.limits.max_concurrent_calls;
+        tokio::select! {
+            read = reader.read(&mut chunk), if room && !eof => match read {
+                // The client is done sending: the running calls are still
+                // answered.
+                Ok(0) | Err(_) => eof = true,
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+            },
+            Some(done) = results.recv(), if !conn.running.is_empty() => conn.finish(done),
+            else => break,
+        }
+        if !conn.out.is_empty() {
+            if writer.write_all(&conn.out).await.is_err() {
+                break;
+            }
+            conn.out.clear();
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
 impl Connection {
+    /// The length of the fragment whose header `header` starts with; a
+    /// header that cannot be one, or a fragment over max_recv_frag, closes
+    /// the connection (with a fault queued for the latter).
+    fn frame_length(&mut self, header: &[u8]) -> Result<usize, Next> {
+        let len = pdu::frag_length(header).map_err(|e| {
+            tracing::debug!("rpc: closing a connection: {e}");
+            Next::Close
+        })?;
+        if len > self.max_recv {
+            tracing::debug!(
+                "rpc: a {len}-byte fragment exceeds max_recv_frag {}",
+                self.max_recv
+            );
+            self.fault_raw(header, status::NCA_S_PROTO_ERROR);
+            return Err(Next::Close);
+        }
+        Ok(len)
+    }
+
+    /// Decodes and handles one whole fragment.
+    fn process(&mut self, frag: &mut [u8]) -> Next {
+        self.server.stats.pkts_in.fetch_add(1, Ordering::Relaxed);
+        match Pdu::decode(frag) {
+            Ok(pdu) => self.handle(pdu, frag),
+            Err(e) => {
+                tracing::debug!("rpc: a malformed PDU: {e}");
+                self.fault_raw(frag, status::NCA_S_PROTO_ERROR);
+                Next::Close
+            }
+        }
+    }
+
+    /// Answers a call that ran on its own, unless it was orphaned.
+    fn finish(&mut self, done: Finished) {
+        self.running.remove(&done.call_id);
+        if self.orphaned.remove(&done.call_id) {
+            return;
+        }
+        match done.outcome {
+            Ok(stub) => self.respond(done.call_id, done.context_id, stub, done.auth_context),
+            Err(fault) => self.fault(done.call_id, done.context_id, fault),
+        }
+    }
+
     fn send(&mut self, call_id: u32, pfc_flags: u8, body: Body) {
         self.send_with_auth(call_id, pfc_flags, body, None);
     }
@@ -386,11 +498,14 @@ impl Connection {
             Body::Orphaned | Body::CoCancel => {
                 // Calls run to completion once dispatched; an orphaned
                 // request still being reassembled is dropped.
-                if pdu.pdu_type() == PduType::Orphaned
-                    && self.pending.as_ref().is_some_and(|p| p.call_id == call_id)
-                {
-                    self.pending = None;
-                    self.discard_call_id = Some(call_id);
+                if pdu.pdu_type() == PduType::Orphaned {
+                    if self.pending.as_ref().is_some_and(|p| p.call_id == call_id) {
+                        self.pending = None;
+                        self.discard_call_id = Some(call_id);
+                    } else if self.running.contains(&call_id) {
+                        // Running on its own: it ends, unanswered.
+                        self.orphaned.insert(call_id);
+                    }
                 }
                 Next::Continue
             }
@@ -898,6 +1013,35 @@ impl Connection {
         let Some(association) = self.association.clone() else {
             return;
         };
+        if let Some(finished) = self.finished.clone() {
+            let interface = Arc::clone(&context.registered.interface);
+            let syntax = context.syntax;
+            let transport = self.transport.clone();
+            self.running.insert(pending.call_id);
+            tokio::task::spawn_blocking(move || {
+                let call = Call {
+                    syntax,
+                    little_endian: pending.drep[0] & 0xF0 != 0,
+                    opnum: pending.opnum,
+                    call_id: pending.call_id,
+                    object: pending.object,
+                    auth_level: level,
+                    client,
+                    transport: &transport,
+                    association: &association,
+                    server: &server,
+                };
+                let outcome = interface.dispatch(&call, pending.opnum, &pending.stub);
+                // The connection may have closed meanwhile.
+                let _ = finished.send(Finished {
+                    call_id: pending.call_id,
+                    context_id: pending.context_id,
+                    auth_context: pending.auth_context,
+                    outcome,
+                });
+            });
+            return;
+        }
         let call = Call {
             syntax: context.syntax,
             little_endian: pending.drep[0] & 0xF0 != 0,
