@@ -11,6 +11,7 @@ mod config_cmd;
 mod mb_cmd;
 mod output;
 mod rpc;
+mod rpc_cmd;
 mod start_cmd;
 mod target;
 mod urlacl_cmd;
@@ -111,6 +112,12 @@ pub enum Command {
         #[command(subcommand)]
         command: wmi_cmd::WmiCommand,
     },
+    /// The RPC endpoint of this server or another (--server HOST): ping,
+    /// interfaces, stats, principal name, endpoint map.
+    Rpc {
+        #[command(subcommand)]
+        command: rpc_cmd::RpcCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -139,6 +146,7 @@ fn main() -> ExitCode {
         Command::Urlacl { command } => urlacl_cmd::run(&cli, command),
         Command::Query { wql } => run_web(&cli, WebVerb::Query(wql)),
         Command::Wmi { command } => run_web(&cli, WebVerb::Wmi(command)),
+        Command::Rpc { command } => rpc_cmd::run(&cli, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,7 +52,7 @@ pub struct PasswordSource {
 }
 
 impl PasswordSource {
-    fn get(&self) -> Result<String> {
+    pub fn get(&self) -> Result<String> {
         let password = match (&self.password, &self.password_file) {
             (Some(p), _) => p.clone(),
             (None, Some(f)) => std::fs::read_to_string(f)

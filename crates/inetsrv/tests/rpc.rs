@@ -335,3 +335,101 @@ fn nix_hostname() -> String {
         .trim()
         .to_string()
 }
+
+#[test]
+fn the_rpc_cli_reaches_the_endpoint_locally_and_by_server_name() {
+    let web = Web::start();
+    web.cli_ok(&["user", "add", "alice", "--password", "Secret-1"]);
+    let server = format!("127.0.0.1:{}", web.rpc_port());
+    // On this machine, over the state directory's Unix socket.
+    let out = web.cli_ok(&["rpc", "ping"]);
+    assert!(
+        out.contains("ncalrpc:") && out.contains(": listening"),
+        "{out}"
+    );
+    // By name, anonymously and logged on with each provider and level.
+    let out = web.cli_ok(&["rpc", "ping", "--server", &server]);
+    assert_eq!(
+        out.trim(),
+        format!("ncacn_ip_tcp:127.0.0.1[{}]: listening", web.rpc_port())
+    );
+    for auth in ["negotiate", "ntlm"] {
+        for level in ["connect", "integrity", "privacy"] {
+            let out = web.cli_ok(&[
+                "rpc",
+                "interfaces",
+                "--server",
+                &server,
+                "--user",
+                "alice",
+                "--password",
+                "Secret-1",
+                "--auth",
+                auth,
+                "--level",
+                level,
+                "--json",
+            ]);
+            let list: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(
+                list[0]["uuid"], "e1af8308-5d1f-11c9-91a4-08002b14a0fa",
+                "{out}"
+            );
+            assert_eq!(list[0]["name"], "endpoint mapper (EPM)");
+        }
+    }
+    let log = web.log();
+    assert!(log.contains("alice logged on from 127.0.0.1"), "{log}");
+    assert!(log.contains("with NTLM at level integrity"), "{log}");
+    assert!(
+        log.contains("with Negotiate (SPNEGO) at level privacy"),
+        "{log}"
+    );
+    // The endpoint map lists both transports, as rpcdump does.
+    let out = web.cli_ok(&["rpc", "endpoints", "--server", &server, "--json"]);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let bindings: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["binding"].as_str().unwrap())
+        .collect();
+    assert!(
+        bindings.contains(&format!("ncacn_ip_tcp:127.0.0.1[{}]", web.rpc_port()).as_str()),
+        "{out}"
+    );
+    assert!(bindings.contains(&"ncalrpc:[epmapper]"), "{out}");
+    let stats: Value =
+        serde_json::from_str(&web.cli_ok(&["rpc", "stats", "--server", &server, "--json"]))
+            .unwrap();
+    assert!(stats["calls_in"].as_u64().unwrap() >= 7, "{stats}");
+    assert_eq!(stats["calls_out"], 0);
+    assert_eq!(
+        web.cli_ok(&["rpc", "principal", "--server", &server])
+            .trim(),
+        nix_hostname()
+    );
+    // Failures say what went wrong.
+    web.cli_fails_with(
+        &[
+            "rpc",
+            "ping",
+            "--server",
+            &server,
+            "--user",
+            "alice",
+            "--password",
+            "wrong",
+        ],
+        "the server refused the logon of 'alice'",
+    );
+    web.cli_fails_with(
+        &["rpc", "ping", "--server", "127.0.0.1:9"],
+        "cannot reach the RPC endpoint",
+    );
+    web.cli_fails_with(&["rpc", "ping", "--server", "[::1"], "closing ']'");
+    web.cli_fails_with(
+        &["rpc", "ping", "--level", "none", "--user", "x"],
+        "connect, integrity or privacy",
+    );
+}

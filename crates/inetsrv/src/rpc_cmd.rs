@@ -1,0 +1,424 @@
+//! `inetsrv rpc`: a server's RPC endpoint seen through the `msrpc` client
+//! runtime — whether it listens, its interfaces, counters, principal name
+//! and endpoint map — on this machine (the state directory's Unix
+//! socket) or on another (`--server HOST[:PORT]`), anonymously or logged
+//! on with NTLM or Negotiate at any level.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use msrpc::client::{ClientAuth, Connection, Options};
+use msrpc::epm::{inquiry, vers, Address, EpmClient, TowerInfo};
+use msrpc::mgmt::MgmtClient;
+use msrpc::ndr::{ContextHandle, Unique};
+use msrpc::security::{auth_level, auth_type};
+use msrpc::status;
+use serde_json::json;
+
+use crate::user_cmd::PasswordSource;
+use crate::{output, rpc, target, Cli};
+
+#[derive(Subcommand, Debug)]
+pub enum RpcCommand {
+    /// Whether the server listens (rpc_mgmt_is_server_listening).
+    Ping(Target),
+    /// The interfaces the server offers (rpc_mgmt_inq_if_ids).
+    Interfaces(Target),
+    /// Calls and packets in and out so far (rpc_mgmt_inq_stats).
+    Stats(Target),
+    /// The name the server authenticates as (rpc_mgmt_inq_princ_name).
+    Principal(Target),
+    /// The endpoint map: each interface and where it listens (ept_lookup),
+    /// as rpcdump lists it.
+    Endpoints(Target),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Provider {
+    /// SPNEGO negotiating NTLM (what Windows clients use).
+    Negotiate,
+    /// NTLM alone.
+    Ntlm,
+}
+
+#[derive(Args, Debug)]
+pub struct Target {
+    /// The server's endpoint mapper: HOST or HOST:PORT ([::1]:135 for
+    /// IPv6). Without a port, 135 and then 8135 are tried. Without
+    /// --server, the server of --state-dir on this machine, over its Unix
+    /// socket.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    server: Option<String>,
+    /// Log on as this user (added on the server with `inetsrv user add`);
+    /// the password comes from --password, --password-file or standard
+    /// input. Anonymous without it.
+    #[arg(long)]
+    user: Option<String>,
+    /// The domain to log on in (informational: accounts are the server's).
+    #[arg(long, default_value = "")]
+    domain: String,
+    #[command(flatten)]
+    password: PasswordSource,
+    /// The authentication level with --user: connect, integrity or privacy
+    /// (signed and sealed).
+    #[arg(long, default_value = "privacy", value_parser = parse_level)]
+    level: u8,
+    /// The security provider with --user.
+    #[arg(long, value_enum, default_value_t = Provider::Negotiate)]
+    auth: Provider,
+}
+
+fn parse_level(text: &str) -> Result<u8, String> {
+    match auth_level::parse(text) {
+        Some(level) if level > auth_level::NONE => Ok(level),
+        _ => Err("connect, integrity or privacy (packet and call are taken as integrity)".into()),
+    }
+}
+
+/// Well-known interfaces, to name what a server lists.
+fn interface_name(uuid: &msrpc::Uuid) -> &'static str {
+    match uuid.to_string().as_str() {
+        "e1af8308-5d1f-11c9-91a4-08002b14a0fa" => "endpoint mapper (EPM)",
+        "afa8bd80-7d8a-11c9-bef4-08002b102989" => "management (MGMT)",
+        "70b51430-b6ca-11d0-b9b9-00a0c922e750" => "IIS admin base (IMSAdminBaseW)",
+        "bc8e4b31-aa7e-11d1-a56e-00c04fb6f27e" => "IIS admin base 2 (IMSAdminBase2W)",
+        "4e65a71e-4ede-4886-be67-3c90a08d1f29" => "IIS reset (IIisServiceControl)",
+        _ => "",
+    }
+}
+
+pub fn run(cli: &Cli, command: &RpcCommand) -> Result<()> {
+    let target = match command {
+        RpcCommand::Ping(t)
+        | RpcCommand::Interfaces(t)
+        | RpcCommand::Stats(t)
+        | RpcCommand::Principal(t)
+        | RpcCommand::Endpoints(t) => t,
+    };
+    let auth = match &target.user {
+        Some(user) => Some(ClientAuth {
+            auth_type: match target.auth {
+                Provider::Negotiate => auth_type::GSS_NEGOTIATE,
+                Provider::Ntlm => auth_type::WINNT,
+            },
+            level: target.level,
+            user: user.clone(),
+            domain: target.domain.clone(),
+            password: target.password.get()?,
+        }),
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the RPC client")?;
+    runtime.block_on(async {
+        let (mut conn, reached) = connect(cli, target, auth).await?;
+        let result = match command {
+            RpcCommand::Ping(_) => ping(cli, &mut conn, &reached).await,
+            RpcCommand::Interfaces(_) => interfaces(cli, &mut conn).await,
+            RpcCommand::Stats(_) => stats(cli, &mut conn).await,
+            RpcCommand::Principal(_) => principal(cli, &mut conn, target).await,
+            RpcCommand::Endpoints(_) => endpoints(cli, &mut conn).await,
+        };
+        result
+            .map_err(|e| explain(e, target))
+            .with_context(|| format!("on {reached}"))
+    })
+}
+
+/// Says what an access-denied fault most likely means.
+fn explain(error: anyhow::Error, target: &Target) -> anyhow::Error {
+    let denied = matches!(
+        error.downcast_ref::<msrpc::client::CallError>(),
+        Some(msrpc::client::CallError::Fault { status: 5 })
+    );
+    match (&target.user, denied) {
+        (Some(user), true) => error.context(format!(
+            "the server refused the logon of '{user}' (unknown user, wrong password, or a \
+             user added before NTLM was supported: `inetsrv user passwd {user}` on the server)"
+        )),
+        (None, true) => error.context("the server requires a logon: give --user"),
+        _ => error,
+    }
+}
+
+/// Connects to the named server or the local one; also says where.
+async fn connect(
+    cli: &Cli,
+    target: &Target,
+    auth: Option<ClientAuth>,
+) -> Result<(Connection, String)> {
+    let options = Options {
+        auth,
+        ..Options::default()
+    };
+    let Some(server) = &target.server else {
+        let socket = rpc::local_socket(&target::state_dir(cli));
+        if !socket.exists() {
+            bail!(
+                "no server runs on {} (no RPC socket at {}): start one with `inetsrv start`, \
+                 or name one with --server HOST",
+                target::state_dir(cli).display(),
+                socket.display()
+            );
+        }
+        let conn = Connection::connect_local(&socket, options)
+            .await
+            .with_context(|| format!("cannot reach the RPC socket {}", socket.display()))?;
+        return Ok((conn, format!("ncalrpc:{}", socket.display())));
+    };
+    let (host, port) = split_host_port(server)?;
+    let ports = match port {
+        Some(port) => vec![port],
+        None => vec![rpc::EPM_PORT, rpc::FALLBACK_PORT],
+    };
+    let mut last_error = None;
+    for port in ports {
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .with_context(|| format!("cannot resolve {host}"))?
+            .collect();
+        for addr in addresses {
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(10),
+                Connection::connect_tcp(addr, options.clone()),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(conn)) => return Ok((conn, format!("ncacn_ip_tcp:{host}[{port}]"))),
+                Ok(Err(e)) => last_error = Some(anyhow!("{addr}: {e}")),
+                Err(_) => last_error = Some(anyhow!("{addr}: no answer in 10 seconds")),
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow!("{host} has no address")))
+        .with_context(|| format!("cannot reach the RPC endpoint of {server}"))
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT`.
+fn split_host_port(text: &str) -> Result<(String, Option<u16>)> {
+    let port = |p: &str| -> Result<u16> {
+        p.parse()
+            .map_err(|_| anyhow!("'{p}' is not a port number (in --server {text})"))
+    };
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| anyhow!("--server {text}: an IPv6 address needs its closing ']'"))?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host.to_string(), Some(port(p)?))),
+            None if after.is_empty() => Ok((host.to_string(), None)),
+            None => bail!("--server {text}: expected [ADDRESS]:PORT"),
+        };
+    }
+    match text.rsplit_once(':') {
+        // A bare IPv6 address has several colons.
+        Some((host, p)) if !host.contains(':') => Ok((host.to_string(), Some(port(p)?))),
+        _ if text.is_empty() => bail!("--server needs a host name or address"),
+        _ => Ok((text.to_string(), None)),
+    }
+}
+
+async fn ping(cli: &Cli, conn: &mut Connection, reached: &str) -> Result<()> {
+    let mut mgmt = MgmtClient::bind(conn).await?;
+    let (st, listening) = mgmt.is_server_listening().await?;
+    let listening = st == 0 && listening != 0;
+    if cli.json {
+        output::print_json(&json!({ "server": reached, "listening": listening }));
+    } else if listening {
+        println!("{reached}: listening");
+    } else {
+        println!("{reached}: not listening ({})", status::name(st));
+    }
+    if !listening {
+        bail!("the server does not listen");
+    }
+    Ok(())
+}
+
+async fn interfaces(cli: &Cli, conn: &mut Connection) -> Result<()> {
+    let mut mgmt = MgmtClient::bind(conn).await?;
+    let (vector, st) = mgmt.inq_if_ids().await?;
+    if st != 0 {
+        bail!("rpc_mgmt_inq_if_ids: {} ({st:#010x})", status::name(st));
+    }
+    let ids: Vec<_> = vector
+        .get()
+        .map(|v| v.if_id.iter().filter_map(|i| i.get().copied()).collect())
+        .unwrap_or_default();
+    if cli.json {
+        let list: Vec<_> = ids
+            .iter()
+            .map(|i| {
+                json!({
+                    "uuid": i.uuid.to_string(),
+                    "version": format!("{}.{}", i.vers_major, i.vers_minor),
+                    "name": interface_name(&i.uuid),
+                })
+            })
+            .collect();
+        output::print_json(&json!(list));
+    } else {
+        for i in ids {
+            println!(
+                "{} v{}.{}  {}",
+                i.uuid,
+                i.vers_major,
+                i.vers_minor,
+                interface_name(&i.uuid)
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn stats(cli: &Cli, conn: &mut Connection) -> Result<()> {
+    let mut mgmt = MgmtClient::bind(conn).await?;
+    let (_, counters, st) = mgmt.inq_stats(4).await?;
+    if st != 0 {
+        bail!("rpc_mgmt_inq_stats: {} ({st:#010x})", status::name(st));
+    }
+    let names = ["calls_in", "calls_out", "packets_in", "packets_out"];
+    let pairs: Vec<(&str, u32)> = names.iter().copied().zip(counters.0).collect();
+    if cli.json {
+        let object: serde_json::Map<String, serde_json::Value> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        output::print_json(&serde_json::Value::Object(object));
+    } else {
+        for (name, value) in pairs {
+            println!("{:<12} {value}", name.replace('_', " "));
+        }
+    }
+    Ok(())
+}
+
+async fn principal(cli: &Cli, conn: &mut Connection, target: &Target) -> Result<()> {
+    let mut mgmt = MgmtClient::bind(conn).await?;
+    let service = match target.auth {
+        Provider::Negotiate => auth_type::GSS_NEGOTIATE,
+        Provider::Ntlm => auth_type::WINNT,
+    };
+    let (name, st) = mgmt.inq_princ_name(u32::from(service), 1024).await?;
+    if st != 0 {
+        bail!("rpc_mgmt_inq_princ_name: {} ({st:#010x})", status::name(st));
+    }
+    let name = String::from_utf8_lossy(&name.text).to_string();
+    if cli.json {
+        output::print_json(&json!({ "principal": name }));
+    } else {
+        println!("{name}");
+    }
+    Ok(())
+}
+
+/// Every entry of the endpoint map, page by page.
+async fn endpoints(cli: &Cli, conn: &mut Connection) -> Result<()> {
+    let mut epm = EpmClient::bind(conn).await?;
+    let mut handle = ContextHandle::default();
+    let mut entries = Vec::new();
+    loop {
+        let (next, _, page, st) = epm
+            .ept_lookup(
+                inquiry::ALL_ELTS,
+                Unique::new(None),
+                Unique::new(None),
+                vers::ALL,
+                handle,
+                100,
+            )
+            .await?;
+        handle = next;
+        match st {
+            0 => entries.extend(page.items),
+            status::EPT_S_NOT_REGISTERED => break,
+            other => bail!("ept_lookup: {} ({other:#010x})", status::name(other)),
+        }
+        if handle.is_null() {
+            break;
+        }
+    }
+    if !handle.is_null() {
+        let _ = epm.ept_lookup_handle_free(handle).await;
+    }
+    let rows: Vec<(String, String, String, String)> = entries
+        .iter()
+        .map(|entry| {
+            let annotation = String::from_utf8_lossy(&entry.annotation.0).to_string();
+            match entry.tower.get().map(|t| TowerInfo::decode(&t.octets)) {
+                Some(Ok(tower)) => (
+                    tower.interface.uuid.to_string(),
+                    format!("{}.{}", tower.interface.major(), tower.interface.minor()),
+                    binding(&tower.address),
+                    annotation,
+                ),
+                _ => (
+                    entry.object.to_string(),
+                    String::new(),
+                    "(a tower this client does not read)".to_string(),
+                    annotation,
+                ),
+            }
+        })
+        .collect();
+    if cli.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(uuid, version, binding, annotation)| {
+                json!({
+                    "uuid": uuid,
+                    "version": version,
+                    "binding": binding,
+                    "annotation": annotation,
+                    "name": msrpc::Uuid::parse(uuid).map(|u| interface_name(&u)).unwrap_or(""),
+                })
+            })
+            .collect();
+        output::print_json(&json!(list));
+    } else {
+        for (uuid, version, binding, annotation) in rows {
+            let name = msrpc::Uuid::parse(&uuid)
+                .map(|u| interface_name(&u))
+                .unwrap_or("");
+            let label = if annotation.is_empty() {
+                name
+            } else {
+                &annotation
+            };
+            println!("{uuid} v{version}  {binding}  {label}");
+        }
+    }
+    Ok(())
+}
+
+fn binding(address: &Address) -> String {
+    match address {
+        Address::Tcp(addr) => format!("ncacn_ip_tcp:{}[{}]", addr.ip(), addr.port()),
+        Address::Local(name) => format!("ncalrpc:[{name}]"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_with_and_without_ports() {
+        let split = |t: &str| split_host_port(t).map_err(|e| e.to_string());
+        assert_eq!(split("host").unwrap(), ("host".into(), None));
+        assert_eq!(
+            split("10.0.0.1:8135").unwrap(),
+            ("10.0.0.1".into(), Some(8135))
+        );
+        assert_eq!(split("[::1]:135").unwrap(), ("::1".into(), Some(135)));
+        assert_eq!(split("[::1]").unwrap(), ("::1".into(), None));
+        assert_eq!(split("::1").unwrap(), ("::1".into(), None));
+        assert!(split("host:http").unwrap_err().contains("not a port"));
+        assert!(split("[::1").unwrap_err().contains("closing"));
+        assert!(split("").is_err());
+    }
+}
