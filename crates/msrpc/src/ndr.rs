@@ -860,44 +860,73 @@ impl<T: Ndr> Ndr for ConformantVaryingArray<T> {
         syntax.wide().max(T::align(syntax))
     }
     fn encode_scalars(&self, e: &mut Encoder) {
-        e.count(self.max.max(self.items.len()));
-        e.count(0);
-        e.count(self.items.len());
-        for item in &self.items {
-            item.encode_scalars(e);
-        }
+        encode_varying(e, self.max, 0, &self.items);
     }
     fn encode_buffers(&self, e: &mut Encoder) {
-        for item in &self.items {
-            item.encode_buffers(e);
-        }
+        encode_items_buffers(&self.items, e);
     }
     fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
-        let max = d.raw_count()?;
-        d.zero_offset("a conformant varying array")?;
-        let actual = d.count("a conformant varying array", min_size::<T>(d.syntax))?;
-        if actual as u64 > max {
-            return Err(NdrError::Correlation {
-                what: "a varying array's actual count within its maximum count",
-                expected: max,
-                found: actual as u64,
-            });
-        }
-        let mut items = Vec::with_capacity(actual);
-        for _ in 0..actual {
-            items.push(T::decode_scalars(d)?);
-        }
-        Ok(ConformantVaryingArray {
-            max: max as usize,
-            items,
-        })
+        let (max, _, items) = decode_varying(d, "a conformant varying array", false)?;
+        Ok(ConformantVaryingArray { max, items })
     }
     fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
-        for item in &mut self.items {
-            item.decode_buffers(d)?;
-        }
-        Ok(())
+        decode_items_buffers(&mut self.items, d)
     }
+}
+
+/// A varying array's counts and elements: the maximum count (at least
+/// what is sent), the offset, the actual count, then the elements.
+fn encode_varying<T: Ndr>(e: &mut Encoder, max: usize, offset: usize, items: &[T]) {
+    e.count(max.max(offset + items.len()));
+    e.count(offset);
+    e.count(items.len());
+    for item in items {
+        item.encode_scalars(e);
+    }
+}
+
+/// Reads what [`encode_varying`] writes. Without `first_is` the offset
+/// must be 0 ([MS-RPCE] 3.1.1.5.3.2.1.7); with it, the elements sent must
+/// lie within the maximum count.
+fn decode_varying<T: Ndr>(
+    d: &mut Decoder<'_>,
+    what: &'static str,
+    first_is: bool,
+) -> Result<(usize, usize, Vec<T>)> {
+    let max = d.raw_count()?;
+    let offset = if first_is {
+        d.raw_count()?
+    } else {
+        d.zero_offset(what)?;
+        0
+    };
+    let actual = d.count(what, min_size::<T>(d.syntax))?;
+    let end = offset.saturating_add(actual as u64);
+    if end > max {
+        return Err(NdrError::Correlation {
+            what: "a varying array's offset and actual count within its maximum count",
+            expected: max,
+            found: end,
+        });
+    }
+    let mut items = Vec::with_capacity(actual);
+    for _ in 0..actual {
+        items.push(T::decode_scalars(d)?);
+    }
+    Ok((max as usize, offset as usize, items))
+}
+
+fn encode_items_buffers<T: Ndr>(items: &[T], e: &mut Encoder) {
+    for item in items {
+        item.encode_buffers(e);
+    }
+}
+
+fn decode_items_buffers<T: Ndr>(items: &mut [T], d: &mut Decoder<'_>) -> Result<()> {
+    for item in items {
+        item.decode_buffers(d)?;
+    }
+    Ok(())
 }
 
 /// A conformant varying array with `[first_is]` (`[size_is(max),
@@ -915,47 +944,17 @@ impl<T: Ndr> Ndr for OffsetVaryingArray<T> {
         syntax.wide().max(T::align(syntax))
     }
     fn encode_scalars(&self, e: &mut Encoder) {
-        e.count(self.max.max(self.offset + self.items.len()));
-        e.count(self.offset);
-        e.count(self.items.len());
-        for item in &self.items {
-            item.encode_scalars(e);
-        }
+        encode_varying(e, self.max, self.offset, &self.items);
     }
     fn encode_buffers(&self, e: &mut Encoder) {
-        for item in &self.items {
-            item.encode_buffers(e);
-        }
+        encode_items_buffers(&self.items, e);
     }
     fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
-        let max = d.raw_count()?;
-        let offset = d.raw_count()?;
-        let actual = d.count("a varying array", min_size::<T>(d.syntax))?;
-        // [MS-RPCE] 3.1.1.5.3.2.1.7: the elements sent lie within the
-        // array.
-        let end = offset.saturating_add(actual as u64);
-        if end > max {
-            return Err(NdrError::Correlation {
-                what: "a varying array's offset and actual count within its maximum count",
-                expected: max,
-                found: end,
-            });
-        }
-        let mut items = Vec::with_capacity(actual);
-        for _ in 0..actual {
-            items.push(T::decode_scalars(d)?);
-        }
-        Ok(OffsetVaryingArray {
-            max: max as usize,
-            offset: offset as usize,
-            items,
-        })
+        let (max, offset, items) = decode_varying(d, "a varying array", true)?;
+        Ok(OffsetVaryingArray { max, offset, items })
     }
     fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
-        for item in &mut self.items {
-            item.decode_buffers(d)?;
-        }
-        Ok(())
+        decode_items_buffers(&mut self.items, d)
     }
 }
 
@@ -982,9 +981,7 @@ impl<T: Ndr, const D: usize> Ndr for ConformantMatrix<T, D> {
         }
     }
     fn encode_buffers(&self, e: &mut Encoder) {
-        for item in &self.items {
-            item.encode_buffers(e);
-        }
+        encode_items_buffers(&self.items, e);
     }
     fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
         let mut dims = [0usize; D];
@@ -1013,10 +1010,7 @@ impl<T: Ndr, const D: usize> Ndr for ConformantMatrix<T, D> {
         Ok(ConformantMatrix { dims, items })
     }
     fn decode_buffers(&mut self, d: &mut Decoder<'_>) -> Result<()> {
-        for item in &mut self.items {
-            item.decode_buffers(d)?;
-        }
-        Ok(())
+        decode_items_buffers(&mut self.items, d)
     }
 }
 

@@ -568,30 +568,18 @@ async fn malformed_pdus_close_only_their_connection() {
 
     // A bind with an authentication type no provider serves.
     let mut auth = connect(&r, Options::default()).await;
-    let bind = Pdu {
-        rpc_vers_minor: 0,
-        flags: WHOLE,
-        drep: pdu::NDR_LITTLE_ENDIAN,
-        call_id: 1,
-        body: Body::Bind(Bind {
-            max_xmit_frag: 5840,
-            max_recv_frag: 5840,
-            assoc_group_id: 0,
-            contexts: vec![ContextElem {
-                context_id: 0,
-                abstract_syntax: MgmtClient::syntax(),
-                transfer_syntaxes: vec![ndr20()],
-            }],
-        }),
-        auth: Some(pdu::Auth {
+    let bind = bind_one(
+        WHOLE,
+        MgmtClient::syntax(),
+        Some(pdu::Auth {
             auth_type: 0x44,
             auth_level: auth_level::CONNECT,
             pad_length: 0,
             context_id: 0,
             token: vec![1, 2, 3, 4],
         }),
-    };
-    auth.send_raw(&bind.encode().unwrap()).await.unwrap();
+    );
+    auth.send_raw(&bind).await.unwrap();
     match auth.receive().await.unwrap().body {
         Body::BindNak(nak) => assert_eq!(nak.reason, 8),
         other => panic!("{other:?}"),
@@ -600,6 +588,29 @@ async fn malformed_pdus_close_only_their_connection() {
     let mut good = connect(&r, Options::default()).await;
     let mut mgmt = MgmtClient::bind(&mut good).await.unwrap();
     assert_eq!(mgmt.is_server_listening().await.unwrap(), (0, 1));
+}
+
+/// A bind of one interface in NDR 2.0 (context 0), 4280-byte fragments.
+fn bind_one(pfc: u8, interface: SyntaxId, auth: Option<pdu::Auth>) -> Vec<u8> {
+    Pdu {
+        rpc_vers_minor: 0,
+        flags: pfc,
+        drep: pdu::NDR_LITTLE_ENDIAN,
+        call_id: 1,
+        body: Body::Bind(Bind {
+            max_xmit_frag: 4280,
+            max_recv_frag: 4280,
+            assoc_group_id: 0,
+            contexts: vec![ContextElem {
+                context_id: 0,
+                abstract_syntax: interface,
+                transfer_syntaxes: vec![ndr20()],
+            }],
+        }),
+        auth,
+    }
+    .encode()
+    .unwrap()
 }
 
 /// A method that takes as long as it is asked to.
@@ -624,25 +635,9 @@ async fn sleeper_connection(r: &Running, multiplexed: bool) -> Connection {
     if multiplexed {
         pfc |= flags::CONC_MPX;
     }
-    let bind = Pdu {
-        rpc_vers_minor: 0,
-        flags: pfc,
-        drep: pdu::NDR_LITTLE_ENDIAN,
-        call_id: 1,
-        body: Body::Bind(Bind {
-            max_xmit_frag: 4280,
-            max_recv_frag: 4280,
-            assoc_group_id: 0,
-            contexts: vec![ContextElem {
-                context_id: 0,
-                abstract_syntax: SleeperClient::syntax(),
-                transfer_syntaxes: vec![ndr20()],
-            }],
-        }),
-        auth: None,
-    };
+    let bind = bind_one(pfc, SleeperClient::syntax(), None);
     let mut raw = connect(r, Options::default()).await;
-    raw.send_raw(&bind.encode().unwrap()).await.unwrap();
+    raw.send_raw(&bind).await.unwrap();
     let ack = raw.receive().await.unwrap();
     assert_eq!(ack.flags & flags::CONC_MPX != 0, multiplexed);
     raw

@@ -126,6 +126,41 @@ struct Connection {
     orphaned: HashSet<u32>,
 }
 
+/// A call that passed every check, with what its method is told.
+struct Ready {
+    interface: Arc<dyn super::Interface>,
+    syntax: Syntax,
+    level: u8,
+    client: Option<String>,
+    pending: Pending,
+}
+
+impl Ready {
+    /// Unmarshals, calls the method, marshals (once: the caller's name
+    /// moves into the call).
+    fn run(
+        &mut self,
+        transport: &Transport,
+        association: &Association,
+        server: &Server,
+    ) -> Result<Vec<u8>, Fault> {
+        let pending = &self.pending;
+        let call = Call {
+            syntax: self.syntax,
+            little_endian: pending.drep[0] & 0xF0 != 0,
+            opnum: pending.opnum,
+            call_id: pending.call_id,
+            object: pending.object,
+            auth_level: self.level,
+            client: self.client.take(),
+            transport,
+            association,
+            server,
+        };
+        self.interface.dispatch(&call, pending.opnum, &pending.stub)
+    }
+}
+
 /// A call that ran on its own on a multiplexed connection.
 struct Finished {
     call_id: u32,
@@ -1013,51 +1048,30 @@ impl Connection {
         let Some(association) = self.association.clone() else {
             return;
         };
+        let mut ready = Ready {
+            interface: Arc::clone(&context.registered.interface),
+            syntax: context.syntax,
+            level,
+            client,
+            pending,
+        };
         if let Some(finished) = self.finished.clone() {
-            let interface = Arc::clone(&context.registered.interface);
-            let syntax = context.syntax;
             let transport = self.transport.clone();
-            self.running.insert(pending.call_id);
+            self.running.insert(ready.pending.call_id);
             tokio::task::spawn_blocking(move || {
-                let call = Call {
-                    syntax,
-                    little_endian: pending.drep[0] & 0xF0 != 0,
-                    opnum: pending.opnum,
-                    call_id: pending.call_id,
-                    object: pending.object,
-                    auth_level: level,
-                    client,
-                    transport: &transport,
-                    association: &association,
-                    server: &server,
-                };
-                let outcome = interface.dispatch(&call, pending.opnum, &pending.stub);
+                let outcome = ready.run(&transport, &association, &server);
                 // The connection may have closed meanwhile.
                 let _ = finished.send(Finished {
-                    call_id: pending.call_id,
-                    context_id: pending.context_id,
-                    auth_context: pending.auth_context,
+                    call_id: ready.pending.call_id,
+                    context_id: ready.pending.context_id,
+                    auth_context: ready.pending.auth_context,
                     outcome,
                 });
             });
             return;
         }
-        let call = Call {
-            syntax: context.syntax,
-            little_endian: pending.drep[0] & 0xF0 != 0,
-            opnum: pending.opnum,
-            call_id: pending.call_id,
-            object: pending.object,
-            auth_level: level,
-            client,
-            transport: &self.transport,
-            association: &association,
-            server: &server,
-        };
-        let outcome = context
-            .registered
-            .interface
-            .dispatch(&call, pending.opnum, &pending.stub);
+        let outcome = ready.run(&self.transport, &association, &server);
+        let pending = ready.pending;
         match outcome {
             Ok(stub) => self.respond(
                 pending.call_id,
