@@ -75,6 +75,9 @@ pub struct Options {
     pub assoc_group_id: u32,
     /// Authenticate with NTLM on the first bind.
     pub auth: Option<ClientAuth>,
+    /// Ask for concurrent calls on the connection (PFC_CONC_MPX); see
+    /// [`Connection::call_many`].
+    pub multiplex: bool,
 }
 
 impl Default for Options {
@@ -85,8 +88,19 @@ impl Default for Options {
             features: None,
             assoc_group_id: 0,
             auth: None,
+            multiplex: false,
         }
     }
+}
+
+/// One fragment of an answer.
+enum Part {
+    Data {
+        stub: Vec<u8>,
+        last: bool,
+        little_endian: bool,
+    },
+    Fault(u32),
 }
 
 /// A reassembled response.
@@ -183,6 +197,9 @@ impl Connection {
         };
         let call_id = self.call_id();
         let mut pfc = flags::FIRST_FRAG | flags::LAST_FRAG;
+        if self.options.multiplex {
+            pfc |= flags::CONC_MPX;
+        }
         let mut auth = None;
         let body = if self.bound {
             Body::AlterContext(bind_body.clone())
@@ -299,6 +316,94 @@ impl Connection {
         opnum: u16,
         stub: Vec<u8>,
     ) -> Result<Reply, CallError> {
+        let call_id = self.send_request(context_id, opnum, stub).await?;
+        let mut out = Vec::new();
+        loop {
+            let (id, part) = self.receive_part().await?;
+            if id != call_id {
+                return Err(CallError::Protocol("a response for another call"));
+            }
+            match part {
+                Part::Data {
+                    stub,
+                    last,
+                    little_endian,
+                } => {
+                    out.extend_from_slice(&stub);
+                    if last {
+                        return Ok(Reply {
+                            stub: out,
+                            little_endian,
+                        });
+                    }
+                }
+                Part::Fault(status) => return Err(CallError::Fault { status }),
+            }
+        }
+    }
+
+    /// Several calls at once: every request is sent before any answer is
+    /// read, and the answers are matched to their calls by call_id in
+    /// whatever order the server sends them — on a connection bound with
+    /// [`Options::multiplex`] a server may run them concurrently. The
+    /// results are in the order of `calls`; a fault fails only its call.
+    pub async fn call_many(
+        &mut self,
+        calls: Vec<(u16, u16, Vec<u8>)>,
+    ) -> Result<Vec<Result<Reply, CallError>>, CallError> {
+        let mut ids = Vec::with_capacity(calls.len());
+        for (context_id, opnum, stub) in calls {
+            ids.push(self.send_request(context_id, opnum, stub).await?);
+        }
+        let mut partial: HashMap<u32, Vec<u8>> = HashMap::new();
+        let mut done: HashMap<u32, Result<Reply, CallError>> = HashMap::new();
+        while done.len() < ids.len() {
+            let (id, part) = self.receive_part().await?;
+            if !ids.contains(&id) || done.contains_key(&id) {
+                return Err(CallError::Protocol("a response for another call"));
+            }
+            match part {
+                Part::Data {
+                    stub,
+                    last,
+                    little_endian,
+                } => {
+                    let out = partial.entry(id).or_default();
+                    out.extend_from_slice(&stub);
+                    if last {
+                        let stub = partial.remove(&id).unwrap_or_default();
+                        done.insert(
+                            id,
+                            Ok(Reply {
+                                stub,
+                                little_endian,
+                            }),
+                        );
+                    }
+                }
+                Part::Fault(status) => {
+                    partial.remove(&id);
+                    done.insert(id, Err(CallError::Fault { status }));
+                }
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| {
+                done.remove(id)
+                    .unwrap_or(Err(CallError::Protocol("a call was not answered")))
+            })
+            .collect())
+    }
+
+    /// Sends a request in fragments as negotiated, signed or sealed as the
+    /// connection's security context says; returns its call_id.
+    async fn send_request(
+        &mut self,
+        context_id: u16,
+        opnum: u16,
+        stub: Vec<u8>,
+    ) -> Result<u32, CallError> {
         self.transfer_syntax(context_id)?;
         let call_id = self.call_id();
         let protected = self
@@ -326,44 +431,44 @@ impl Connection {
             };
             self.send(call_id, pfc, body, auth).await?;
         }
-        let mut out = Vec::new();
-        let little_endian = loop {
-            let (mut pdu, mut raw) = self.receive_raw().await?;
-            if let (Some(auth), Body::Response(r)) = (&pdu.auth, &mut pdu.body) {
-                let context = self.security.as_mut().ok_or(CallError::Protocol(
-                    "a signed response on a plain connection",
-                ))?;
-                let stub = context.unprotect(&mut raw, pdu::CALL_HEADER_LEN, auth.pad_length)?;
-                if context.level == auth_level::PRIVACY {
-                    r.stub = raw[stub].to_vec();
-                }
-            } else if protected && matches!(pdu.body, Body::Response(_)) {
+        Ok(call_id)
+    }
+
+    /// Reads one fragment of an answer, verified (and unsealed) when the
+    /// connection protects its PDUs.
+    async fn receive_part(&mut self) -> Result<(u32, Part), CallError> {
+        let protected = self
+            .security
+            .as_ref()
+            .is_some_and(|c| protects_pdus(c.level));
+        let (mut pdu, mut raw) = self.receive_raw().await?;
+        if let (Some(auth), Body::Response(r)) = (&pdu.auth, &mut pdu.body) {
+            let context = self.security.as_mut().ok_or(CallError::Protocol(
+                "a signed response on a plain connection",
+            ))?;
+            let stub = context.unprotect(&mut raw, pdu::CALL_HEADER_LEN, auth.pad_length)?;
+            if context.level == auth_level::PRIVACY {
+                r.stub = raw[stub].to_vec();
+            }
+        } else if protected && matches!(pdu.body, Body::Response(_)) {
+            return Err(CallError::Protocol(
+                "an unsigned response to a signed request",
+            ));
+        }
+        let part = match pdu.body {
+            Body::Response(r) => Part::Data {
+                stub: r.stub,
+                last: pdu.flags & flags::LAST_FRAG != 0,
+                little_endian: pdu.drep[0] & 0xF0 != 0,
+            },
+            Body::Fault(f) => Part::Fault(f.status),
+            _ => {
                 return Err(CallError::Protocol(
-                    "an unsigned response to a signed request",
-                ));
-            }
-            if pdu.call_id != call_id {
-                return Err(CallError::Protocol("a response for another call"));
-            }
-            match pdu.body {
-                Body::Response(r) => {
-                    out.extend_from_slice(&r.stub);
-                    if pdu.flags & flags::LAST_FRAG != 0 {
-                        break pdu.drep[0] & 0xF0 != 0;
-                    }
-                }
-                Body::Fault(f) => return Err(CallError::Fault { status: f.status }),
-                _ => {
-                    return Err(CallError::Protocol(
-                        "the answer to a request is not a response",
-                    ))
-                }
+                    "the answer to a request is not a response",
+                ))
             }
         };
-        Ok(Reply {
-            stub: out,
-            little_endian,
-        })
+        Ok((pdu.call_id, part))
     }
 
     /// Sends raw bytes (for tests of malformed input).

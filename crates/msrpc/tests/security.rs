@@ -25,7 +25,15 @@ pub trait Whoami {
     /// Echoes `data`: a large request and a large response.
     #[opnum(1)]
     fn echo(&self, call: &Call, data: ConformantArray<u8>) -> CallResult<ConformantArray<u8>>;
+
+    /// Waits until `count` calls are inside at once (1), or 10 seconds
+    /// have passed (0): only concurrent calls meet.
+    #[opnum(2)]
+    fn meet(&self, call: &Call, count: u32) -> CallResult<u32>;
 }
+
+static INSIDE: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
+static ARRIVED: std::sync::Condvar = std::sync::Condvar::new();
 
 struct Reporter;
 
@@ -37,6 +45,17 @@ impl Whoami for Reporter {
 
     fn echo(&self, _call: &Call, data: ConformantArray<u8>) -> CallResult<ConformantArray<u8>> {
         Ok(data)
+    }
+
+    fn meet(&self, _call: &Call, count: u32) -> CallResult<u32> {
+        let mut inside = INSIDE.lock().unwrap_or_else(|e| e.into_inner());
+        *inside += 1;
+        ARRIVED.notify_all();
+        let (inside, wait) = ARRIVED
+            .wait_timeout_while(inside, std::time::Duration::from_secs(10), |n| *n < count)
+            .unwrap_or_else(|e| e.into_inner());
+        drop(inside);
+        Ok(u32::from(!wait.timed_out()))
     }
 }
 
@@ -133,6 +152,41 @@ async fn every_level_authenticates_and_the_method_sees_who_and_how() {
         }
         let mut mgmt = MgmtClient::bind(who.connection).await.unwrap();
         assert_eq!(mgmt.is_server_listening().await.unwrap(), (0, 1));
+    }
+}
+
+/// Calls sent together on a multiplexed connection run at once on the
+/// server, and their sealed answers, sent as each call ends, verify.
+#[tokio::test]
+async fn sealed_calls_run_concurrently_on_a_multiplexed_connection() {
+    let (_server, addr) = start().await;
+    for provider in PROVIDERS {
+        let mut options = by(provider, auth_level::PRIVACY, "alice", "Secret-1");
+        options.multiplex = true;
+        let mut conn = Connection::connect_tcp(addr, options).await.unwrap();
+        let who = WhoamiClient::bind(&mut conn).await.unwrap();
+        let conn = who.connection;
+        let three = msrpc::ndr::to_bytes(&3u32, msrpc::ndr::Syntax::Ndr20);
+        let echo =
+            msrpc::ndr::to_bytes(&ConformantArray(vec![9u8; 3000]), msrpc::ndr::Syntax::Ndr20);
+        *INSIDE.lock().unwrap() = 0;
+        let replies = conn
+            .call_many(vec![
+                (0, 2, three.clone()),
+                (0, 1, echo.clone()),
+                (0, 2, three.clone()),
+                (0, 2, three),
+            ])
+            .await
+            .unwrap();
+        let met: Vec<Vec<u8>> = replies
+            .into_iter()
+            .map(|r| r.map(|reply| reply.stub).unwrap())
+            .collect();
+        assert_eq!(met[0], [1, 0, 0, 0], "provider {provider}: the calls met");
+        assert_eq!(met[2], [1, 0, 0, 0]);
+        assert_eq!(met[3], [1, 0, 0, 0]);
+        assert_eq!(met[1], echo, "the echo answered between them");
     }
 }
 
