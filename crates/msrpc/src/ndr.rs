@@ -877,7 +877,7 @@ impl<T: Ndr> Ndr for ConformantVaryingArray<T> {
 /// A varying array's counts and elements: the maximum count (at least
 /// what is sent), the offset, the actual count, then the elements.
 fn encode_varying<T: Ndr>(e: &mut Encoder, max: usize, offset: usize, items: &[T]) {
-    e.count(max.max(offset + items.len()));
+    e.count(max.max(offset.saturating_add(items.len())));
     e.count(offset);
     e.count(items.len());
     for item in items {
