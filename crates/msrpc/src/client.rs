@@ -14,8 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::ndr::{NdrError, Syntax};
 use crate::pdu::{self, flags, Bind, Body, ContextElem, Pdu, PduError, SyntaxId, HEADER_LEN};
 use crate::security::{
-    auth_level, protects_pdus, Leg, SecurityContext, SecurityError, PROTECTION_OVERHEAD,
-    SIGNATURE_LEN,
+    auth_level, protects_pdus, Leg, SecurityContext, SecurityError,
 };
 use crate::server::{ndr20, ndr64};
 use crate::status;
@@ -122,6 +121,8 @@ pub struct Connection {
     next_context: u16,
     next_call_id: u32,
     security: Option<SecurityContext>,
+    /// The server echoed PFC_SUPPORT_HEADER_SIGN in its bind_ack.
+    header_sign: bool,
 }
 
 impl Connection {
@@ -135,6 +136,7 @@ impl Connection {
             features: None,
             contexts: HashMap::new(),
             next_context: 0,
+            header_sign: false,
             next_call_id: 1,
             security: None,
         }
@@ -235,6 +237,7 @@ impl Connection {
         };
         if !self.bound {
             self.bound = true;
+            self.header_sign = reply.flags & flags::SUPPORT_HEADER_SIGN != 0;
             self.assoc_group_id = ack.assoc_group_id;
             self.max_xmit = usize::from(ack.max_recv_frag.min(self.options.max_frag));
             if let Some(mut context) = self.security.take() {
@@ -412,10 +415,9 @@ impl Connection {
             .is_some_and(|c| protects_pdus(c.level));
         // Room for the padding, sec_trailer and signature of each fragment
         // (a server's tiny max_recv_frag makes fragments small, not a panic).
-        let max_frag = if protected {
-            self.max_xmit.saturating_sub(PROTECTION_OVERHEAD)
-        } else {
-            self.max_xmit
+        let max_frag = match &self.security {
+            Some(c) if protected => self.max_xmit.saturating_sub(c.protection_overhead()),
+            _ => self.max_xmit,
         };
         for (pfc, range) in pdu::fragments(stub.len(), max_frag) {
             let body = Body::Request(pdu::Request {
@@ -426,7 +428,7 @@ impl Connection {
                 stub: stub[range].to_vec(),
             });
             let auth = match &self.security {
-                Some(c) if protected => Some(self.trailer(c, vec![0; SIGNATURE_LEN])),
+                Some(c) if protected => Some(self.trailer(c, vec![0; c.token_len()])),
                 _ => None,
             };
             self.send(call_id, pfc, body, auth).await?;
@@ -446,7 +448,13 @@ impl Connection {
             let context = self.security.as_mut().ok_or(CallError::Protocol(
                 "a signed response on a plain connection",
             ))?;
-            let stub = context.unprotect(&mut raw, pdu::CALL_HEADER_LEN, auth.pad_length)?;
+            let stub = context.unprotect(
+                &mut raw,
+                pdu::CALL_HEADER_LEN,
+                auth.pad_length,
+                auth.token.len(),
+                self.header_sign,
+            )?;
             if context.level == auth_level::PRIVACY {
                 r.stub = raw[stub].to_vec();
             }
@@ -509,7 +517,7 @@ impl Connection {
         let mut bytes = pdu.encode()?;
         if protect {
             if let Some(context) = self.security.as_mut() {
-                context.protect(&mut bytes, pdu::CALL_HEADER_LEN)?;
+                context.protect(&mut bytes, pdu::CALL_HEADER_LEN, self.header_sign)?;
             }
         }
         self.stream.write_all(&bytes).await?;

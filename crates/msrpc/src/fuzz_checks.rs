@@ -202,7 +202,9 @@ fn a_session_is_answered() {
 /// first or the third leg, the server's provider refuses or accepts
 /// without panicking, and with no accounts nothing logs on.
 pub fn ntlm(data: &[u8]) {
-    use crate::security::{auth_level, auth_type, Credentials, SecurityContext};
+    use crate::security::{
+        auth_level, auth_type, Acceptors, Credentials, KerberosService, Keytab, SecurityContext,
+    };
     struct NoOne;
     impl Credentials for NoOne {
         fn nt_hash(&self, _user: &str) -> Option<(String, [u8; 16])> {
@@ -210,9 +212,22 @@ pub fn ntlm(data: &[u8]) {
         }
     }
     let _ = crate::server::verification::find(data);
-    let new_of = |provider| {
-        SecurityContext::server(provider, auth_level::PRIVACY, 0, std::sync::Arc::new(NoOne))
+    // Kerberos with a keytab of one key: the input as the keytab, and as
+    // the AP-REQ (alone or in SPNEGO).
+    let _ = Keytab::parse(data);
+    let mut keytab = Keytab::default();
+    keytab.push(&["host", "localhost"], "FUZZ.TEST", 1, 18, vec![7; 32]);
+    let acceptors = Acceptors {
+        credentials: std::sync::Arc::new(NoOne),
+        kerberos: Some(std::sync::Arc::new(KerberosService::new(keytab))),
     };
+    let new_of =
+        |provider| SecurityContext::server(provider, auth_level::PRIVACY, 0, &acceptors);
+    if let Ok(mut kerberos) = new_of(auth_type::GSS_KERBEROS) {
+        let _ = kerberos.accept(data);
+        let _ = kerberos.accept(data);
+        assert!(!kerberos.is_established(), "a Kerberos logon without a ticket");
+    }
     let new = || new_of(auth_type::WINNT);
     if let Ok(mut first_leg) = new() {
         let _ = first_leg.accept(data);

@@ -11,12 +11,19 @@
 //! then derives the session key and checks the MIC. NTLMv1 responses are
 //! refused, as IIS with LmCompatibilityLevel 5 refuses them.
 //!
+//! Kerberos (auth type 16, and as SPNEGO's mechanism) where the server
+//! has a keytab: [`kerberos`] accepts service tickets with its keys and
+//! makes the RFC 4121 per-message tokens in [MS-KILE]'s DCE style.
+//!
 //! With NTLMv2 every segment of the PDU is covered by the signature
 //! ([MS-NLMP] 3.4.6.1): header, body and sec_trailer; at the privacy
 //! level the body is also encrypted.
 
+mod kerberos;
 mod ntlm;
 mod spnego;
+
+pub use kerberos::{KerberosService, Keytab, KeytabEntry, KeytabError};
 
 use std::fmt;
 use std::sync::Arc;
@@ -165,7 +172,22 @@ enum Handshake {
     NtlmClient(ntlm::NtlmInitiator),
     SpnegoServer(spnego::SpnegoAcceptor),
     SpnegoClient(Box<spnego::SpnegoInitiator>),
+    KerberosServer(kerberos::KerberosAcceptor),
     Done,
+}
+
+/// What an established context protects PDUs with.
+enum Session {
+    Ntlm(ntlm::NtlmSession),
+    Kerberos(kerberos::KerberosSession),
+}
+
+/// The providers a server accepts logons with: NTLM against its
+/// credential store, and Kerberos when it has a keytab.
+#[derive(Clone)]
+pub struct Acceptors {
+    pub credentials: Arc<dyn Credentials>,
+    pub kerberos: Option<Arc<KerberosService>>,
 }
 
 /// One security context of a connection (one auth_context_id).
@@ -176,7 +198,7 @@ pub struct SecurityContext {
     identity: Option<Identity>,
     handshake: Handshake,
     /// The keys, once established.
-    session: Option<ntlm::NtlmSession>,
+    session: Option<Session>,
 }
 
 impl SecurityContext {
@@ -185,14 +207,27 @@ impl SecurityContext {
         auth_type: u8,
         level: u8,
         context_id: u32,
-        credentials: Arc<dyn Credentials>,
+        acceptors: &Acceptors,
     ) -> Result<SecurityContext, SecurityError> {
         check_level(level)?;
         let handshake = match auth_type {
-            auth_type::WINNT => Handshake::NtlmServer(ntlm::NtlmAcceptor::new(credentials)),
+            auth_type::WINNT => {
+                Handshake::NtlmServer(ntlm::NtlmAcceptor::new(acceptors.credentials.clone()))
+            }
             auth_type::GSS_NEGOTIATE => Handshake::SpnegoServer(spnego::SpnegoAcceptor::new(
-                ntlm::NtlmAcceptor::new(credentials),
+                ntlm::NtlmAcceptor::new(acceptors.credentials.clone()),
+                acceptors
+                    .kerberos
+                    .clone()
+                    .map(kerberos::KerberosAcceptor::new),
             )),
+            auth_type::GSS_KERBEROS => match &acceptors.kerberos {
+                Some(service) => {
+                    Handshake::KerberosServer(kerberos::KerberosAcceptor::new(service.clone()))
+                }
+                // Without a keytab the provider is not there at all.
+                None => return Err(SecurityError::UnknownType(auth_type)),
+            },
             other => return Err(SecurityError::UnknownType(other)),
         };
         Ok(SecurityContext {
@@ -254,8 +289,18 @@ impl SecurityContext {
     /// Server: processes a leg from the client.
     pub fn accept(&mut self, token: &[u8]) -> Result<Leg, SecurityError> {
         let (out, established) = match &mut self.handshake {
-            Handshake::NtlmServer(ntlm) => ntlm.step(token)?,
+            Handshake::NtlmServer(ntlm) => {
+                let (out, done) = ntlm.step(token)?;
+                (out, done.map(|d| (d.identity, Session::Ntlm(d.session))))
+            }
             Handshake::SpnegoServer(spnego) => spnego.step(token)?,
+            Handshake::KerberosServer(krb) => {
+                let (out, done) = krb.step(token)?;
+                (
+                    out,
+                    done.map(|d| (Some(d.identity), Session::Kerberos(d.session))),
+                )
+            }
             Handshake::Done => {
                 return Err(SecurityError::Token(
                     "a leg after the context is established",
@@ -266,9 +311,9 @@ impl SecurityContext {
             }
         };
         Ok(match established {
-            Some(done) => {
-                self.identity = done.identity;
-                self.session = Some(done.session);
+            Some((identity, session)) => {
+                self.identity = identity;
+                self.session = Some(session);
                 self.handshake = Handshake::Done;
                 Leg::Done(out)
             }
@@ -286,13 +331,13 @@ impl SecurityContext {
                     "a leg after the context is established",
                 ))
             }
-            Handshake::NtlmServer(_) | Handshake::SpnegoServer(_) => {
+            Handshake::NtlmServer(_) | Handshake::SpnegoServer(_) | Handshake::KerberosServer(_) => {
                 return Err(SecurityError::Token("a server context initiates nothing"))
             }
         };
         Ok(match session {
             Some(session) => {
-                self.session = Some(session);
+                self.session = Some(Session::Ntlm(session));
                 self.handshake = Handshake::Done;
                 Leg::Done(out)
             }
@@ -300,33 +345,73 @@ impl SecurityContext {
         })
     }
 
-    fn session(&mut self) -> Result<&mut ntlm::NtlmSession, SecurityError> {
+    fn session(&mut self) -> Result<&mut Session, SecurityError> {
         self.session.as_mut().ok_or(SecurityError::NotEstablished)
     }
 
+    /// The length of the verifier this side puts after the sec_trailer of
+    /// a protected PDU: an NTLM signature, or a Kerberos MIC or Wrap token.
+    pub fn token_len(&self) -> usize {
+        match self.session {
+            Some(Session::Kerberos(_)) => {
+                kerberos::KerberosSession::token_len(self.level == auth_level::PRIVACY)
+            }
+            _ => SIGNATURE_LEN,
+        }
+    }
+
+    /// What protecting a fragment adds after its stub data: padding to
+    /// 16, the sec_trailer and the verifier.
+    pub fn protection_overhead(&self) -> usize {
+        15 + SEC_TRAILER_LEN + self.token_len()
+    }
+
     /// Signs (and at the privacy level seals) an encoded fragment in
-    /// place. `frag` ends with a [`SIGNATURE_LEN`]-byte authentication
-    /// token to fill in, after the sec_trailer; its body (stub data and
-    /// padding) starts at `body_start`.
-    pub fn protect(&mut self, frag: &mut [u8], body_start: usize) -> Result<(), SecurityError> {
+    /// place. `frag` ends with a [`SecurityContext::token_len`]-byte
+    /// verifier to fill in, after the sec_trailer; its body (stub data and
+    /// padding) starts at `body_start`. With `header_sign`
+    /// (PFC_SUPPORT_HEADER_SIGN negotiated), Kerberos covers the header
+    /// and sec_trailer too; NTLMv2 always does.
+    pub fn protect(
+        &mut self,
+        frag: &mut [u8],
+        body_start: usize,
+        header_sign: bool,
+    ) -> Result<(), SecurityError> {
         let seal = self.level == auth_level::PRIVACY;
-        self.session()?.protect(frag, body_start, seal)
+        match self.session()? {
+            Session::Ntlm(s) => s.protect(frag, body_start, seal),
+            Session::Kerberos(s) => s.protect(frag, body_start, seal, header_sign),
+        }
     }
 
     /// Verifies (and at the privacy level decrypts) a received fragment
-    /// in place, laid out as for [`SecurityContext::protect`], with
-    /// `pad_length` bytes of authentication padding. Returns where its
-    /// stub data (now plain text) lies in `frag`.
+    /// in place, laid out as for [`SecurityContext::protect`] with a
+    /// verifier of `token_len` bytes, with `pad_length` bytes of
+    /// authentication padding. Returns where its stub data (now plain
+    /// text) lies in `frag`.
     pub fn unprotect(
         &mut self,
         frag: &mut [u8],
         body_start: usize,
         pad_length: u8,
+        token_len: usize,
+        header_sign: bool,
     ) -> Result<std::ops::Range<usize>, SecurityError> {
         let seal = self.level == auth_level::PRIVACY;
-        self.session()?.unprotect(frag, body_start, seal)?;
+        match self.session()? {
+            Session::Ntlm(s) => {
+                if token_len != SIGNATURE_LEN {
+                    return Err(SecurityError::Token(
+                        "a verifier that is not an NTLM signature",
+                    ));
+                }
+                s.unprotect(frag, body_start, seal)?
+            }
+            Session::Kerberos(s) => s.unprotect(frag, body_start, token_len, seal, header_sign)?,
+        }
         // unprotect checked that the body fits before the trailer.
-        let body_end = frag.len() - SIGNATURE_LEN - SEC_TRAILER_LEN;
+        let body_end = frag.len() - token_len - SEC_TRAILER_LEN;
         let stub_end = body_end
             .checked_sub(usize::from(pad_length))
             .filter(|&end| end >= body_start)

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use crate::ndr::{ContextHandle, NdrError, Syntax};
 use crate::pdu::SyntaxId;
-use crate::security::Credentials;
+use crate::security::{Acceptors, Credentials, KerberosService, Keytab};
 use crate::status;
 use crate::uuid::Uuid;
 
@@ -259,7 +259,7 @@ pub struct Server {
     /// The principal name rpc_mgmt_inq_princ_name reports.
     pub principal: String,
     listening: AtomicBool,
-    credentials: RwLock<Arc<dyn Credentials>>,
+    acceptors: RwLock<Acceptors>,
 }
 
 /// The credential store of a server that has been given none: every
@@ -282,17 +282,35 @@ impl Server {
             limits,
             principal,
             listening: AtomicBool::new(true),
-            credentials: RwLock::new(Arc::new(NoAccounts)),
+            acceptors: RwLock::new(Acceptors {
+                credentials: Arc::new(NoAccounts),
+                kerberos: None,
+            }),
         })
     }
 
     /// Where NTLM finds accounts (until set, every logon fails).
     pub fn set_credentials(&self, credentials: Arc<dyn Credentials>) {
-        *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = credentials;
+        self.acceptors
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .credentials = credentials;
     }
 
-    fn credentials(&self) -> Arc<dyn Credentials> {
-        Arc::clone(&self.credentials.read().unwrap_or_else(|e| e.into_inner()))
+    /// The keytab Kerberos accepts service tickets with (auth type 16, and
+    /// as SPNEGO's mechanism); None turns Kerberos off.
+    pub fn set_keytab(&self, keytab: Option<Keytab>) {
+        self.acceptors
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .kerberos = keytab.map(|k| Arc::new(KerberosService::new(k)));
+    }
+
+    fn acceptors(&self) -> Acceptors {
+        self.acceptors
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Registers an interface; a second registration of the same syntax

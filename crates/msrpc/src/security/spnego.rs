@@ -1,5 +1,7 @@
 //! SPNEGO, the Negotiate provider (auth type 9; [RFC 4178] as extended
-//! by [MS-SPNG]), with NTLM as its mechanism.
+//! by [MS-SPNG]), with NTLM and, where the server has a keytab, Kerberos
+//! as its mechanisms (the client's first choice among them wins, as on
+//! Windows).
 //!
 //! The tokens are DER, encoded and decoded with the `der` crate (which
 //! fails cleanly on any malformed input). The exchange over RPC:
@@ -13,13 +15,19 @@
 use der::asn1::{Any, BitString, ContextSpecific, ObjectIdentifier, OctetString};
 use der::{Decode, Encode, Enumerated, Sequence, TagMode, TagNumber};
 
-use super::ntlm::{Established, NtlmAcceptor, NtlmInitiator, NtlmSession};
-use super::SecurityError;
+use super::kerberos::KerberosAcceptor;
+use super::ntlm::{NtlmAcceptor, NtlmInitiator, NtlmSession};
+use super::{Identity, SecurityError, Session};
 
 /// 1.3.6.1.5.5.2: SPNEGO itself, in the GSS-API framing of the first token.
 const SPNEGO: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.2");
 /// 1.3.6.1.4.1.311.2.2.10: NTLMSSP.
 const NTLMSSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.2.2.10");
+/// 1.2.840.113554.1.2.2: Kerberos V5 ([RFC 4121]).
+const KRB5: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113554.1.2.2");
+/// 1.2.840.48018.1.2.2: Kerberos V5 as Windows 2000 misencoded it, which
+/// Windows clients still list first ([MS-SPNG] 3.1.5.2).
+const MS_KRB5: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.48018.1.2.2");
 
 /// NegTokenInit ([RFC 4178] 4.2.1) or NegTokenInit2 ([MS-SPNG] 2.2.1),
 /// which puts negHints at [3] and mechListMIC at [4]. Neither is used
@@ -130,29 +138,82 @@ fn encode_resp(resp: NegTokenResp) -> Result<Vec<u8>, SecurityError> {
     .map_err(malformed)
 }
 
+/// The mechanism the server chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mech {
+    Ntlm,
+    Kerberos(ObjectIdentifier),
+}
+
+impl Mech {
+    fn oid(self) -> ObjectIdentifier {
+        match self {
+            Mech::Ntlm => NTLMSSP,
+            Mech::Kerberos(oid) => oid,
+        }
+    }
+}
+
+/// A context SPNEGO's mechanism established: who, and the keys.
+pub(super) type Done = (Option<Identity>, Session);
+
 /// The server side.
 pub(super) struct SpnegoAcceptor {
     ntlm: NtlmAcceptor,
+    /// Kerberos, when the server has a keytab.
+    kerberos: Option<KerberosAcceptor>,
+    /// The chosen mechanism, once the NegTokenInit is read.
+    mech: Option<Mech>,
     /// The client's MechTypeList as DER, which the mechListMICs cover.
-    mech_types: Option<Vec<u8>>,
-    /// NTLM was the client's first choice: the MIC exchange is then
-    /// optional unless the AUTHENTICATE_MESSAGE carries a MIC ([RFC 4178] 5).
-    ntlm_preferred: bool,
+    mech_types: Vec<u8>,
+    /// The chosen mechanism was the client's first choice: the MIC
+    /// exchange is then optional unless the mechanism asks for it
+    /// ([RFC 4178] 5).
+    preferred: bool,
 }
 
 impl SpnegoAcceptor {
-    pub fn new(ntlm: NtlmAcceptor) -> SpnegoAcceptor {
+    pub fn new(ntlm: NtlmAcceptor, kerberos: Option<KerberosAcceptor>) -> SpnegoAcceptor {
         SpnegoAcceptor {
             ntlm,
-            mech_types: None,
-            ntlm_preferred: false,
+            kerberos,
+            mech: None,
+            mech_types: Vec::new(),
+            preferred: false,
         }
     }
 
-    pub fn step(&mut self, token: &[u8]) -> Result<(Vec<u8>, Option<Established>), SecurityError> {
-        let Some(mech_types) = &self.mech_types else {
+    /// One leg of the chosen mechanism.
+    fn mech_step(&mut self, token: &[u8]) -> Result<(Vec<u8>, Option<(Done, bool)>), SecurityError> {
+        match self.mech {
+            Some(Mech::Kerberos(_)) => {
+                let krb = self
+                    .kerberos
+                    .as_mut()
+                    .ok_or(SecurityError::Token("Kerberos is not configured"))?;
+                let (out, done) = krb.step(token)?;
+                Ok((
+                    out,
+                    done.map(|d| ((Some(d.identity), Session::Kerberos(d.session)), false)),
+                ))
+            }
+            _ => {
+                let (out, done) = self.ntlm.step(token)?;
+                Ok((
+                    out,
+                    done.map(|d| {
+                        let has_mic = d.authenticate_has_mic;
+                        ((d.identity, Session::Ntlm(d.session)), has_mic)
+                    }),
+                ))
+            }
+        }
+    }
+
+    pub fn step(&mut self, token: &[u8]) -> Result<(Vec<u8>, Option<Done>), SecurityError> {
+        if self.mech.is_none() {
             return self.first(token);
-        };
+        }
         let resp = decode_resp(token)?;
         if resp.neg_state == Some(NegState::Reject) {
             return Err(SecurityError::LogonFailure(
@@ -161,25 +222,33 @@ impl SpnegoAcceptor {
         }
         let inner = resp
             .response_token
-            .ok_or(SecurityError::Token("a NegTokenResp without an NTLM token"))?;
-        let (out, established) = self.ntlm.step(inner.as_bytes())?;
-        let Some(mut established) = established else {
-            return Ok((self.incomplete(out, false)?, None));
-        };
-        let mic_required = !self.ntlm_preferred || established.authenticate_has_mic;
-        let our_mic = match resp.mech_list_mic {
+            .ok_or(SecurityError::Token("a NegTokenResp without a mechanism token"))?;
+        let (out, established) = self.mech_step(inner.as_bytes())?;
+        match established {
+            Some((done, mech_wants_mic)) => self.complete(out, done, mech_wants_mic, resp.mech_list_mic),
+            None => Ok((self.incomplete(out, false)?, None)),
+        }
+    }
+
+    /// The mechanism is done: the mechListMICs are exchanged when the
+    /// client sends one or must ([MS-SPNG] 3.2.5.1), and the negotiation
+    /// completes.
+    fn complete(
+        &mut self,
+        out: Vec<u8>,
+        mut done: Done,
+        mech_wants_mic: bool,
+        client_mic: Option<OctetString>,
+    ) -> Result<(Vec<u8>, Option<Done>), SecurityError> {
+        let mic_required = !self.preferred || mech_wants_mic;
+        let our_mic = match client_mic {
             Some(mic) => {
-                if !established
-                    .session
-                    .verify_mech_list_mic(mech_types, mic.as_bytes())
-                {
+                if !verify_mech_list_mic(&mut done.1, &self.mech_types, mic.as_bytes()) {
                     return Err(SecurityError::LogonFailure(
                         "the client's mechListMIC does not verify".to_string(),
                     ));
                 }
-                Some(octets(
-                    established.session.mech_list_mic(mech_types).to_vec(),
-                )?)
+                Some(octets(mech_list_mic(&mut done.1, &self.mech_types)?)?)
             }
             None if mic_required => {
                 return Err(SecurityError::LogonFailure(
@@ -194,40 +263,78 @@ impl SpnegoAcceptor {
             mech_list_mic: our_mic,
             ..NegTokenResp::default()
         })?;
-        Ok((out, Some(established)))
+        Ok((out, Some(done)))
     }
 
-    /// The NegTokenInit: NTLM is chosen if offered; its optimistic token
-    /// is used when it is the client's first choice.
-    fn first(&mut self, token: &[u8]) -> Result<(Vec<u8>, Option<Established>), SecurityError> {
+    /// The NegTokenInit: the first mechanism of the client's list this
+    /// server has (Kerberos only with a keytab) is chosen; its optimistic
+    /// token is used when it is the client's first choice.
+    fn first(&mut self, token: &[u8]) -> Result<(Vec<u8>, Option<Done>), SecurityError> {
         let init = decode_init(token)?;
         let offered = init.mech_types.unwrap_or_default();
-        let position = offered.iter().position(|m| *m == NTLMSSP).ok_or_else(|| {
-            SecurityError::LogonFailure(format!(
-                "the client offers no mechanism this server has (NTLM); it offers {}",
+        let kerberos = self.kerberos.is_some();
+        let chosen = offered.iter().enumerate().find_map(|(i, m)| match *m {
+            NTLMSSP => Some((i, Mech::Ntlm)),
+            KRB5 | MS_KRB5 if kerberos => Some((i, Mech::Kerberos(*m))),
+            _ => None,
+        });
+        let Some((position, mech)) = chosen else {
+            let ours = if kerberos { "Kerberos, NTLM" } else { "NTLM" };
+            return Err(SecurityError::LogonFailure(format!(
+                "the client offers no mechanism this server has ({ours}); it offers {}",
                 offered
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
-            ))
-        })?;
-        self.mech_types = Some(offered.to_der().map_err(malformed)?);
-        self.ntlm_preferred = position == 0;
-        let out = match init.mech_token.filter(|_| self.ntlm_preferred) {
-            Some(optimistic) => self.ntlm.step(optimistic.as_bytes())?.0,
-            None => Vec::new(),
+            )));
         };
-        Ok((self.incomplete(out, true)?, None))
+        self.mech = Some(mech);
+        self.mech_types = offered.to_der().map_err(malformed)?;
+        self.preferred = position == 0;
+        let Some(optimistic) = init.mech_token.filter(|_| self.preferred) else {
+            return Ok((self.incomplete(Vec::new(), true)?, None));
+        };
+        let (out, established) = self.mech_step(optimistic.as_bytes())?;
+        match established {
+            // A mechanism done in one leg (Kerberos without the DCE
+            // style); the client's MIC can only come in a further leg.
+            Some((done, false)) => {
+                let out = encode_resp(NegTokenResp {
+                    neg_state: Some(NegState::AcceptCompleted),
+                    supported_mech: Some(mech.oid()),
+                    response_token: (!out.is_empty()).then(|| octets(out)).transpose()?,
+                    mech_list_mic: None,
+                })?;
+                Ok((out, Some(done)))
+            }
+            Some((_, true)) => Err(SecurityError::Token("a mechanism done out of turn")),
+            None => Ok((self.incomplete(out, true)?, None)),
+        }
     }
 
     fn incomplete(&self, out: Vec<u8>, first: bool) -> Result<Vec<u8>, SecurityError> {
         encode_resp(NegTokenResp {
             neg_state: Some(NegState::AcceptIncomplete),
-            supported_mech: first.then_some(NTLMSSP),
+            supported_mech: if first { self.mech.map(Mech::oid) } else { None },
             response_token: (!out.is_empty()).then(|| octets(out)).transpose()?,
             mech_list_mic: None,
         })
+    }
+}
+
+/// GSS_GetMIC over the mechTypes with the chosen mechanism's session.
+fn mech_list_mic(session: &mut Session, mech_types: &[u8]) -> Result<Vec<u8>, SecurityError> {
+    match session {
+        Session::Ntlm(s) => Ok(s.mech_list_mic(mech_types).to_vec()),
+        Session::Kerberos(s) => s.get_mic(mech_types),
+    }
+}
+
+fn verify_mech_list_mic(session: &mut Session, mech_types: &[u8], mic: &[u8]) -> bool {
+    match session {
+        Session::Ntlm(s) => s.verify_mech_list_mic(mech_types, mic),
+        Session::Kerberos(s) => s.verify_mic(mech_types, mic).is_ok(),
     }
 }
 
@@ -334,7 +441,7 @@ mod tests {
     }
 
     fn acceptor() -> SpnegoAcceptor {
-        SpnegoAcceptor::new(NtlmAcceptor::new(Arc::new(Alice)))
+        SpnegoAcceptor::new(NtlmAcceptor::new(Arc::new(Alice)), None)
     }
 
     fn initiator(password: &str) -> (SpnegoInitiator, Vec<u8>) {
@@ -381,7 +488,7 @@ mod tests {
         assert_eq!(resp.neg_state, Some(NegState::AcceptIncomplete));
         assert_eq!(resp.supported_mech, Some(NTLMSSP));
         assert_eq!(resp.response_token, None);
-        assert!(!server.ntlm_preferred);
+        assert!(!server.preferred);
     }
 
     #[test]
@@ -399,8 +506,11 @@ mod tests {
         let sent = decode_resp(&authenticate).unwrap();
         assert!(sent.mech_list_mic.is_some());
         let (last, done) = server.step(&authenticate).unwrap();
-        let mut server_side = done.expect("established");
-        assert_eq!(server_side.identity.as_ref().unwrap().user, "alice");
+        let (identity, server_side) = done.expect("established");
+        assert_eq!(identity.unwrap().user, "alice");
+        let Session::Ntlm(mut server_side) = server_side else {
+            panic!("not an NTLM session")
+        };
         let answer = decode_resp(&last).unwrap();
         assert_eq!(answer.neg_state, Some(NegState::AcceptCompleted));
         assert!(answer.mech_list_mic.is_some());
@@ -412,9 +522,9 @@ mod tests {
         frag[16..24].copy_from_slice(b"stubdata");
         client_side.protect(&mut frag, 16, true).unwrap();
         assert_ne!(&frag[16..24], b"stubdata");
-        server_side.session.unprotect(&mut frag, 16, true).unwrap();
+        server_side.unprotect(&mut frag, 16, true).unwrap();
         assert_eq!(&frag[16..24], b"stubdata");
-        server_side.session.protect(&mut frag, 16, true).unwrap();
+        server_side.protect(&mut frag, 16, true).unwrap();
         client_side.unprotect(&mut frag, 16, true).unwrap();
         assert_eq!(&frag[16..24], b"stubdata");
     }
@@ -514,5 +624,82 @@ mod tests {
             server.step(&resp).is_err(),
             "a NegTokenResp without a token"
         );
+    }
+
+    /// Kerberos through SPNEGO as Impacket and Windows send it: the
+    /// (misencoded) Microsoft OID first, an optimistic AP-REQ in the GSS
+    /// framing with the DCE style asked for, a bare AP-REP back, the
+    /// client's AP-REP in the third leg.
+    #[test]
+    fn kerberos_is_chosen_when_the_client_prefers_it_and_the_server_has_a_keytab() {
+        use super::super::kerberos::{self, KerberosInitiator, KerberosService, Keytab};
+        use picky_krb::crypto::CipherSuite;
+        let mut keytab = Keytab::default();
+        keytab.push(&["host", "localhost"], "TEST.REALM", 1, 18, vec![9; 32]);
+        let service = Arc::new(KerberosService::new(keytab));
+        let (ticket, key) = kerberos::issue_ticket(
+            &["host", "localhost"],
+            "TEST.REALM",
+            &[9; 32],
+            1,
+            &["alice"],
+            600,
+        );
+        let mut client = KerberosInitiator::new(
+            ticket,
+            CipherSuite::Aes256CtsHmacSha196,
+            key,
+            &["alice"],
+            "TEST.REALM",
+            true,
+        )
+        .unwrap();
+        let framed = kerberos::frame([1, 0], &client.ap_req().unwrap());
+        let init = encode_init(NegTokenInit {
+            mech_types: Some(vec![MS_KRB5, NTLMSSP]),
+            req_flags: None,
+            mech_token: Some(OctetString::new(framed).unwrap()),
+            mic_or_hints: None,
+            mech_list_mic: None,
+        })
+        .unwrap();
+        let mut server = SpnegoAcceptor::new(
+            NtlmAcceptor::new(Arc::new(Alice)),
+            Some(KerberosAcceptor::new(service.clone())),
+        );
+        let (first, done) = server.step(&init).unwrap();
+        assert!(done.is_none());
+        let first = decode_resp(&first).unwrap();
+        assert_eq!(first.supported_mech, Some(MS_KRB5), "the client's own OID");
+        assert_eq!(first.neg_state, Some(NegState::AcceptIncomplete));
+        let ap_rep = first.response_token.unwrap();
+        let (reply, _session) = client.ap_rep(ap_rep.as_bytes()).unwrap();
+        let third = encode_resp(NegTokenResp {
+            response_token: Some(OctetString::new(reply.unwrap()).unwrap()),
+            ..NegTokenResp::default()
+        })
+        .unwrap();
+        let (last, done) = server.step(&third).unwrap();
+        let (identity, session) = done.expect("established");
+        assert_eq!(identity.unwrap().user, "alice@TEST.REALM");
+        assert!(matches!(session, Session::Kerberos(_)));
+        let last = decode_resp(&last).unwrap();
+        assert_eq!(last.neg_state, Some(NegState::AcceptCompleted));
+        assert!(last.mech_list_mic.is_none(), "Kerberos was the client's first choice");
+
+        // Without a keytab the same client is steered to NTLM.
+        let mut plain = acceptor();
+        let (answer, _) = plain.step(&init).unwrap();
+        assert_eq!(decode_resp(&answer).unwrap().supported_mech, Some(NTLMSSP));
+        // Kerberos alone, without a keytab: nothing in common.
+        let only = encode_init(NegTokenInit {
+            mech_types: Some(vec![KRB5]),
+            req_flags: None,
+            mech_token: None,
+            mic_or_hints: None,
+            mech_list_mic: None,
+        })
+        .unwrap();
+        assert!(acceptor().step(&only).is_err());
     }
 }

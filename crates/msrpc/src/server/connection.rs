@@ -17,8 +17,7 @@ use crate::pdu::{
     CALL_HEADER_LEN, HEADER_LEN,
 };
 use crate::security::{
-    auth_type, protects_pdus, Leg, SecurityContext, SecurityError, PROTECTION_OVERHEAD,
-    SIGNATURE_LEN,
+    auth_type, protects_pdus, Leg, SecurityContext, SecurityError,
 };
 use crate::status;
 use crate::uuid::Uuid;
@@ -378,7 +377,7 @@ impl Connection {
             auth_level: context.level,
             pad_length: 0,
             context_id,
-            token: vec![0; SIGNATURE_LEN],
+            token: vec![0; context.token_len()],
         };
         let start = self.out.len();
         self.send_with_auth(call_id, pfc_flags, body, Some(auth));
@@ -386,7 +385,9 @@ impl Connection {
             return;
         };
         if self.out.len() > start {
-            if let Err(e) = context.protect(&mut self.out[start..], CALL_HEADER_LEN) {
+            if let Err(e) =
+                context.protect(&mut self.out[start..], CALL_HEADER_LEN, self.header_sign)
+            {
                 tracing::warn!("rpc: could not protect a response: {e}");
                 self.out.truncate(start);
             }
@@ -429,7 +430,7 @@ impl Connection {
                     auth.auth_type,
                     auth.auth_level,
                     id,
-                    self.server.credentials(),
+                    &self.server.acceptors(),
                 )?
             }
         };
@@ -957,13 +958,13 @@ impl Connection {
         if protects_pdus(context.level) {
             let body_start = CALL_HEADER_LEN + if req.object.is_some() { 16 } else { 0 };
             let sealed = context.level == auth_level::PRIVACY;
-            let checked = if auth.token.len() == SIGNATURE_LEN {
-                context.unprotect(raw, body_start, auth.pad_length)
-            } else {
-                Err(SecurityError::Token(
-                    "a verifier that is not an NTLM signature",
-                ))
-            };
+            let checked = context.unprotect(
+                raw,
+                body_start,
+                auth.pad_length,
+                auth.token.len(),
+                self.header_sign,
+            );
             match checked {
                 // Signed only: the decoded stub data is the plain text.
                 Ok(stub) if sealed => req.stub = raw[stub].to_vec(),
@@ -1093,8 +1094,8 @@ impl Connection {
                 .get(id)
                 .is_some_and(|c| protects_pdus(c.level))
         });
-        let max_frag = match protect_with {
-            Some(_) => self.max_xmit - PROTECTION_OVERHEAD,
+        let max_frag = match protect_with.and_then(|id| self.security.get(&id)) {
+            Some(context) => self.max_xmit - context.protection_overhead(),
             None => self.max_xmit,
         };
         for (pfc, range) in pdu::fragments(total, max_frag) {
