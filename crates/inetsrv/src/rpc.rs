@@ -2,7 +2,8 @@
 //! endpoint mapper and the management interface over ncacn_ip_tcp (port
 //! 135 when the process may bind it, else 8135, or `--rpc-port`) and
 //! ncalrpc (`DIR/run/rpc/epmapper`, for tools on this machine). Callers
-//! authenticate with NTLM as the users of `inetsrv user add`.
+//! authenticate with NTLM as the users of `inetsrv user add`, or with
+//! Kerberos service tickets when a keytab is configured.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use msrpc::epm::{EndpointMapper, EpmServer};
 use msrpc::mgmt::{Management, MgmtServer};
-use msrpc::security::Credentials;
+use msrpc::security::{Credentials, Keytab};
 use msrpc::server::{auth_level, Limits, Server};
 use userdb::UserDb;
 
@@ -24,12 +25,42 @@ pub struct RpcOptions {
     pub address: IpAddr,
     /// None: 135 if this process may bind it, else 8135.
     pub port: Option<u16>,
+    /// The keytab Kerberos uses, read at start-up.
+    pub keytab: Option<(PathBuf, Keytab)>,
 }
 
 /// The running endpoint, for the start-up summary.
 pub struct RpcEndpoint {
     pub tcp: SocketAddr,
     pub local: PathBuf,
+    /// The keytab and its principals, when Kerberos is on.
+    pub kerberos: Option<(PathBuf, Vec<String>)>,
+}
+
+/// The keytab to use: `--keytab` (which must load), else
+/// `DIR/krb5.keytab`, else `$KRB5_KTNAME` (`FILE:` prefix allowed) when
+/// they exist. One that exists but does not load is an error: a server
+/// started without the Kerberos its administrator set up would refuse
+/// every Kerberos logon with no clue why.
+pub fn find_keytab(explicit: Option<&Path>, state_dir: &Path) -> Result<Option<(PathBuf, Keytab)>> {
+    let candidate = match explicit {
+        Some(path) => Some(path.to_path_buf()),
+        None => {
+            let in_state = state_dir.join("krb5.keytab");
+            let from_env = std::env::var("KRB5_KTNAME").ok().map(|v| {
+                PathBuf::from(v.strip_prefix("FILE:").unwrap_or(&v).to_string())
+            });
+            [Some(in_state), from_env]
+                .into_iter()
+                .flatten()
+                .find(|p| p.exists())
+        }
+    };
+    let Some(path) = candidate else {
+        return Ok(None);
+    };
+    let keytab = Keytab::load(&path).context("cannot use the Kerberos keytab")?;
+    Ok(Some((path, keytab)))
 }
 
 pub fn local_socket(state_dir: &Path) -> PathBuf {
@@ -90,6 +121,16 @@ async fn start_endpoint(options: &RpcOptions, state_dir: &Path) -> Result<RpcEnd
     server.set_credentials(std::sync::Arc::new(UserDbCredentials(
         UserDb::for_state_dir(state_dir),
     )));
+    let kerberos = options.keytab.as_ref().map(|(path, keytab)| {
+        let principals = keytab.principals();
+        tracing::info!(
+            "RPC: Kerberos with {} ({})",
+            path.display(),
+            principals.join(", ")
+        );
+        (path.clone(), principals)
+    });
+    server.set_keytab(options.keytab.as_ref().map(|(_, k)| k.clone()));
     server.register(EpmServer(EndpointMapper::new()), auth_level::NONE, true);
     server.register(MgmtServer(Management), auth_level::NONE, false);
     let tcp = match options.port {
@@ -133,5 +174,9 @@ async fn start_endpoint(options: &RpcOptions, state_dir: &Path) -> Result<RpcEnd
         .await
         .with_context(|| format!("cannot listen on {}", local.display()))?;
     tracing::info!(tcp = %tcp, local = %local.display(), "RPC endpoint started");
-    Ok(RpcEndpoint { tcp, local })
+    Ok(RpcEndpoint {
+        tcp,
+        local,
+        kerberos,
+    })
 }

@@ -45,8 +45,14 @@ pub struct StartArgs {
     #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
     rpc_address: std::net::IpAddr,
     /// Do not start the RPC endpoint.
-    #[arg(long, conflicts_with_all = ["rpc_port"])]
+    #[arg(long, conflicts_with_all = ["rpc_port", "keytab"])]
     no_rpc: bool,
+    /// The keytab whose keys RPC callers' Kerberos service tickets are
+    /// decrypted with (for example host/NAME@REALM, from `kadmin ktadd`,
+    /// `ktutil` or `ktpass`). Default: DIR/krb5.keytab if it exists, else
+    /// $KRB5_KTNAME; without one Kerberos is off and Negotiate uses NTLM.
+    #[arg(long, value_name = "FILE")]
+    keytab: Option<PathBuf>,
 }
 
 /// Service log: a file in the state directory, and the terminal.
@@ -108,6 +114,13 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
     let state_dir = absolute(&location.dir);
     let log_file = init_logging(&state_dir.join("logs"), args.foreground)?;
     let config = ListenerConfig::for_state_dir(&state_dir).map_err(anyhow::Error::msg)?;
+    // Read before anything starts: a keytab that does not load stops the
+    // start with nothing left running.
+    let keytab = if args.no_rpc {
+        None
+    } else {
+        crate::rpc::find_keytab(args.keytab.as_deref(), &state_dir)?
+    };
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -160,6 +173,7 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         let options = crate::rpc::RpcOptions {
             address: args.rpc_address,
             port: args.rpc_port,
+            keytab,
         };
         runtime.block_on(crate::rpc::start(&options, &state_dir))?
     };
@@ -295,6 +309,14 @@ fn print_summary(
             rpc.tcp.port(),
             rpc.local.display()
         ));
+        match &rpc.kerberos {
+            Some((path, principals)) => out.push_str(&format!(
+                "  RPC Kerberos:    {} ({})\n",
+                path.display(),
+                principals.join(", ")
+            )),
+            None => out.push_str("  RPC Kerberos:    off (no keytab; Negotiate uses NTLM)\n"),
+        }
     }
     out.push_str("  Ctrl-C stops the server; requests in progress finish first.\n");
     out.push_str("ready\n");

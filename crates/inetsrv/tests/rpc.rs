@@ -4,6 +4,8 @@
 //! in INETSRV_TEST_PYTHON.
 
 mod common;
+#[path = "rpc/kdc.rs"]
+mod kdc;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -52,15 +54,152 @@ fn run(command: &mut Command) -> (bool, String, String) {
 }
 
 fn impacket_calls(port: u16, extra: &[&str]) -> Value {
+    let (ok, v, stderr) = impacket_calls_with(port, extra, &[]);
+    assert!(ok, "{v} {stderr}");
+    v
+}
+
+/// impacket_calls.py in an environment, whether it succeeds or not.
+fn impacket_calls_with(
+    port: u16,
+    extra: &[&str],
+    env: &[(&str, PathBuf)],
+) -> (bool, Value, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rpc/impacket_calls.py");
-    let mut args = vec![script.to_string(), port.to_string()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let (ok, stdout, stderr) = run_python(&args);
+    let (ok, stdout, stderr) = run(Command::new(python())
+        .arg(script)
+        .arg(port.to_string())
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (*k, v))));
     let line = stdout.lines().last().unwrap_or_default();
     let v: Value = serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("{e}: stdout {stdout:?} stderr {stderr}"));
-    assert!(ok, "{v} {stderr}");
-    v
+    (ok, v, stderr)
+}
+
+/// A server whose RPC endpoint takes Kerberos tickets with `keytab`.
+fn web_with_keytab(keytab: &std::path::Path, on_135: bool) -> Web {
+    let mut web = Web::prepare();
+    if on_135 {
+        web.rpc_args[3] = "135".to_string();
+    }
+    web.rpc_args
+        .extend(["--keytab".to_string(), keytab.display().to_string()]);
+    web.launch();
+    web
+}
+
+/// Impacket's Negotiate logon with alice's Kerberos ticket at a level.
+fn impacket_kerberos(port: u16, level: &str, extra: &[&str]) -> (bool, Value, String) {
+    let mut args = vec![
+        "--auth-level",
+        level,
+        "--kerberos",
+        "--user",
+        "alice",
+        "--realm",
+        kdc::REALM,
+    ];
+    args.extend(extra);
+    impacket_calls_with(port, &args, &kdc::kdc().client_env())
+}
+
+#[test]
+fn impacket_logs_on_with_kerberos_through_negotiate_at_every_level() {
+    let realm = kdc::kdc();
+    let web = web_with_keytab(&realm.keytab(), false);
+    let shown = format!(
+        "RPC Kerberos:    {} (host/localhost@INETSRV.TEST)",
+        realm.keytab().display()
+    );
+    assert!(
+        web.summary.iter().any(|l| l.contains(&shown)),
+        "{:?}",
+        web.summary
+    );
+    let port = web.rpc_port();
+    for level in ["2", "5", "6"] {
+        let (ok, v, err) = impacket_kerberos(port, level, &[]);
+        assert!(ok, "level {level}: {v} {err}");
+        assert_eq!(v["listening"], true, "level {level}: {v}");
+        assert_eq!(v["lookup"], epm_bindings(port), "level {level}");
+        assert_eq!(v["map"], format!("ncacn_ip_tcp:127.0.0.1[{port}]"));
+        // Sealed or signed requests in 64-byte fragments: a Wrap or MIC
+        // token on each.
+        let (ok, v, err) = impacket_kerberos(port, level, &["--frag", "64"]);
+        assert!(ok, "level {level}, 64-byte fragments: {v} {err}");
+        assert_eq!(v["lookup"], epm_bindings(port));
+    }
+    let log = web.log();
+    for level in ["connect", "integrity", "privacy"] {
+        let line = format!("alice@INETSRV.TEST logged on from 127.0.0.1");
+        assert!(
+            log.lines().any(|l| l.contains(&line)
+                && l.contains(&format!("with Negotiate (SPNEGO) at level {level}"))),
+            "no Kerberos logon at level {level}:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn kerberos_tickets_the_keytab_has_no_key_for_are_refused() {
+    let realm = kdc::kdc();
+    let web = web_with_keytab(&realm.other_keytab(), false);
+    let (ok, v, _) = impacket_kerberos(web.rpc_port(), "6", &[]);
+    assert!(!ok, "a ticket for host/localhost logged on: {v}");
+    let log = web.log();
+    assert!(
+        log.contains("no key in the keytab for host/localhost@INETSRV.TEST"),
+        "{log}"
+    );
+    // The server goes on serving others.
+    assert_eq!(impacket_calls(web.rpc_port(), &[])["listening"], true);
+
+    // Without a keytab, Negotiate has only NTLM; Impacket offers only
+    // Kerberos, so the negotiation fails, saying why.
+    let plain = Web::start();
+    let (ok, v, _) = impacket_kerberos(plain.rpc_port(), "6", &[]);
+    assert!(!ok, "{v}");
+    assert!(
+        plain.log().contains("offers no mechanism this server has (NTLM)"),
+        "{}",
+        plain.log()
+    );
+    assert!(
+        plain
+            .summary
+            .iter()
+            .any(|l| l.contains("RPC Kerberos:    off")),
+        "{:?}",
+        plain.summary
+    );
+}
+
+#[test]
+fn a_keytab_that_does_not_load_stops_the_start() {
+    let web = Web::prepare();
+    let missing = web.state().join("no-such.keytab");
+    let out = Command::new(common::BIN)
+        .args(web.target())
+        .args(["start", "--rpc-port", "0", "--keytab"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot use the Kerberos keytab"), "{err}");
+    assert!(err.contains("no-such.keytab"), "{err}");
+    let junk = web.state().join("junk.keytab");
+    std::fs::write(&junk, b"not a keytab").unwrap();
+    let out = Command::new(common::BIN)
+        .args(web.target())
+        .args(["start", "--rpc-port", "0", "--keytab"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a keytab"), "{err}");
 }
 
 fn epm_bindings(port: u16) -> Value {
@@ -214,8 +353,19 @@ fn on_port_135() -> (std::sync::MutexGuard<'static, ()>, Web) {
 /// Runs one smbtorture suite and returns its subtests' outcomes, as
 /// (name, "success" | "failure" | "error" | "skip").
 fn smbtorture(binding: &str, suite: &str) -> Vec<(String, String)> {
+    smbtorture_with(binding, suite, &[], &[])
+}
+
+fn smbtorture_with(
+    binding: &str,
+    suite: &str,
+    extra: &[&str],
+    env: &[(&str, PathBuf)],
+) -> Vec<(String, String)> {
     let out = Command::new("smbtorture")
         .args([binding, "-U", "alice%Secret-1", suite])
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (*k, v)))
         .output()
         .expect("smbtorture (apt package samba-testsuite) is installed by scripts/test.sh");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -284,6 +434,78 @@ fn smbtorture_rpc_mgmt_and_epmapper_pass_signed_and_sealed() {
         assert!(
             log.contains(&format!("with Negotiate (SPNEGO) at level {level}")),
             "no SPNEGO logon at level {level} in the log:\n{log}"
+        );
+    }
+}
+
+/// The epmapper subtests' outcomes smbtorture gets from this server,
+/// with every provider.
+fn epmapper_expected() -> Vec<(String, String)> {
+    [
+        "epmapper.Map_simple",
+        "epmapper.Map_full",
+        "epmapper.Lookup_simple",
+        "epmapper.Lookup_terminate_search",
+        "epmapper.Insert_noreplace",
+    ]
+    .iter()
+    .map(|t| {
+        // Lookup_simple: see smbtorture_rpc_mgmt_and_epmapper_pass_signed_and_sealed.
+        let outcome = if *t == "epmapper.Lookup_simple" {
+            "failure"
+        } else {
+            "success"
+        };
+        (t.to_string(), outcome.to_string())
+    })
+    .collect()
+}
+
+#[test]
+fn smbtorture_logs_on_with_kerberos_signed_and_sealed() {
+    let realm = kdc::kdc();
+    let _turn = PORT_135.lock().unwrap_or_else(|e| e.into_inner());
+    let web = web_with_keytab(&realm.keytab(), true);
+    assert_eq!(web.rpc_port(), 135);
+    // Samba's client takes its tickets from the KDC itself (kinit with
+    // -U's password), in its own cache; it will not use Kerberos with an
+    // IP address, so the host is named.
+    let cache = realm.root.join("samba-ccache");
+    let env = [
+        ("KRB5_CONFIG", realm.config()),
+        ("KRB5CCNAME", cache),
+    ];
+    let extra = ["-k", "yes", "--realm", kdc::REALM];
+    for flags in [
+        "krb5,connect",
+        "krb5,sign",
+        "krb5,seal",
+        "spnego,krb5,connect",
+        "spnego,krb5,sign",
+        "spnego,krb5,seal",
+    ] {
+        let binding = format!("ncacn_ip_tcp:127.0.0.1[{flags},target_hostname=localhost]");
+        let mgmt = smbtorture_with(&binding, "rpc.mgmt", &extra, &env);
+        assert_eq!(
+            mgmt,
+            vec![("mgmt".to_string(), "success".to_string())],
+            "{flags}"
+        );
+        let epm = smbtorture_with(&binding, "rpc.epmapper", &extra, &env);
+        assert_eq!(epm, epmapper_expected(), "{flags}");
+    }
+    let log = web.log();
+    for (provider, level) in [
+        ("Kerberos", "connect"),
+        ("Kerberos", "integrity"),
+        ("Kerberos", "privacy"),
+        ("Negotiate (SPNEGO)", "connect"),
+        ("Negotiate (SPNEGO)", "privacy"),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains("alice@INETSRV.TEST logged on")
+                && l.contains(&format!("with {provider} at level {level}"))),
+            "no {provider} logon at level {level}:\n{log}"
         );
     }
 }

@@ -3,13 +3,19 @@ one here wrote) and prints what it got as one JSON object.
 
 usage: impacket_calls.py PORT [--ndr64] [--frag N] [--bogus-binds N]
                          [--auth-level L --user NAME --password SECRET]
+                         [--auth-level L --kerberos --user NAME --realm REALM]
+
+With --kerberos, Impacket logs on with Negotiate (SPNEGO) and Kerberos,
+from the service ticket for host/localhost in the credential cache that
+KRB5CCNAME names (kinit and kvno fill it), and reaches the server as
+"localhost".
 """
 import argparse
 import json
 import sys
 
 from impacket.dcerpc.v5 import epm, mgmt, transport
-from impacket.dcerpc.v5.rpcrt import DCERPCException
+from impacket.dcerpc.v5.rpcrt import DCERPCException, RPC_C_AUTHN_GSS_NEGOTIATE
 from impacket.uuid import bin_to_string
 
 NDR64 = ("71710533-BEBA-4937-8319-B5DBEF9CCC36", "1.0")
@@ -18,9 +24,14 @@ NDR64 = ("71710533-BEBA-4937-8319-B5DBEF9CCC36", "1.0")
 def connect(binding, a):
     """A connected DCE/RPC session with the options asked for."""
     t = transport.DCERPCTransportFactory(binding)
-    if a.auth_level:
+    if a.kerberos:
+        t.set_credentials(a.user, "", a.realm)
+        t.set_kerberos(True)
+    elif a.auth_level:
         t.set_credentials(a.user, a.password)
     dce = t.get_dce_rpc()
+    if a.kerberos:
+        dce.set_auth_type(RPC_C_AUTHN_GSS_NEGOTIATE)
     if a.auth_level:
         dce.set_auth_level(a.auth_level)
     if a.frag:
@@ -37,10 +48,13 @@ def main():
     p.add_argument("--auth-level", type=int, default=0)
     p.add_argument("--user", default="")
     p.add_argument("--password", default="")
+    p.add_argument("--kerberos", action="store_true")
+    p.add_argument("--realm", default="")
     a = p.parse_args()
 
     out = {}
-    binding = "ncacn_ip_tcp:127.0.0.1[%d]" % a.port
+    host = "localhost" if a.kerberos else "127.0.0.1"
+    binding = "ncacn_ip_tcp:%s[%d]" % (host, a.port)
     dce = connect(binding, a)
     syntax = {"transfer_syntax": NDR64} if a.ndr64 else {}
     dce.bind(mgmt.MSRPC_UUID_MGMT, **syntax)
