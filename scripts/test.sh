@@ -4,16 +4,21 @@
 # processes, real files, real clients). Installs what the tests need that a
 # fresh machine may lack: curl (the HTTP client of the end-to-end tests),
 # procps (kill), Samba's smbtorture (samba-testsuite: the rpc.mgmt and
-# rpc.epmapper suites) and Impacket 0.13 (the RPC interop tests' client) in
+# rpc.epmapper suites), MIT Kerberos (krb5-kdc, krb5-admin-server,
+# krb5-user: a realm on loopback for the Kerberos tests) and Impacket 0.13 (the RPC interop tests' client) in
 # a virtual environment under target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The KDC's tools live in sbin, which a non-login shell may not list.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 need() {
     type -P "$1" >/dev/null && return
     echo "== installing $2"
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get install -y -q "$2" >/dev/null 2>&1 ||
         { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$2" >/dev/null; }
     type -P "$1" >/dev/null || { echo "could not install $2 (needed for $1)" >&2; exit 1; }
@@ -22,6 +27,9 @@ need curl curl
 need kill procps
 need python3 python3
 need smbtorture samba-testsuite
+need krb5kdc krb5-kdc
+need kadmin.local krb5-admin-server
+need kinit krb5-user
 
 # Impacket, pinned, in its own environment; the RPC tests find it through
 # INETSRV_TEST_PYTHON (its scripts sit beside the interpreter).

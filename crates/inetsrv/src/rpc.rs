@@ -47,9 +47,9 @@ pub fn find_keytab(explicit: Option<&Path>, state_dir: &Path) -> Result<Option<(
         Some(path) => Some(path.to_path_buf()),
         None => {
             let in_state = state_dir.join("krb5.keytab");
-            let from_env = std::env::var("KRB5_KTNAME").ok().map(|v| {
-                PathBuf::from(v.strip_prefix("FILE:").unwrap_or(&v).to_string())
-            });
+            let from_env = std::env::var("KRB5_KTNAME")
+                .ok()
+                .map(|v| PathBuf::from(v.strip_prefix("FILE:").unwrap_or(&v).to_string()));
             [Some(in_state), from_env]
                 .into_iter()
                 .flatten()

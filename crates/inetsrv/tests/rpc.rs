@@ -132,9 +132,9 @@ fn impacket_logs_on_with_kerberos_through_negotiate_at_every_level() {
     }
     let log = web.log();
     for level in ["connect", "integrity", "privacy"] {
-        let line = format!("alice@INETSRV.TEST logged on from 127.0.0.1");
+        let line = "alice@INETSRV.TEST logged on from 127.0.0.1";
         assert!(
-            log.lines().any(|l| l.contains(&line)
+            log.lines().any(|l| l.contains(line)
                 && l.contains(&format!("with Negotiate (SPNEGO) at level {level}"))),
             "no Kerberos logon at level {level}:\n{log}"
         );
@@ -161,7 +161,9 @@ fn kerberos_tickets_the_keytab_has_no_key_for_are_refused() {
     let (ok, v, _) = impacket_kerberos(plain.rpc_port(), "6", &[]);
     assert!(!ok, "{v}");
     assert!(
-        plain.log().contains("offers no mechanism this server has (NTLM)"),
+        plain
+            .log()
+            .contains("offers no mechanism this server has (NTLM)"),
         "{}",
         plain.log()
     );
@@ -471,10 +473,7 @@ fn smbtorture_logs_on_with_kerberos_signed_and_sealed() {
     // -U's password), in its own cache; it will not use Kerberos with an
     // IP address, so the host is named.
     let cache = realm.root.join("samba-ccache");
-    let env = [
-        ("KRB5_CONFIG", realm.config()),
-        ("KRB5CCNAME", cache),
-    ];
+    let env = [("KRB5_CONFIG", realm.config()), ("KRB5CCNAME", cache)];
     let extra = ["-k", "yes", "--realm", kdc::REALM];
     for flags in [
         "krb5,connect",
@@ -503,8 +502,9 @@ fn smbtorture_logs_on_with_kerberos_signed_and_sealed() {
         ("Negotiate (SPNEGO)", "privacy"),
     ] {
         assert!(
-            log.lines().any(|l| l.contains("alice@INETSRV.TEST logged on")
-                && l.contains(&format!("with {provider} at level {level}"))),
+            log.lines()
+                .any(|l| l.contains("alice@INETSRV.TEST logged on")
+                    && l.contains(&format!("with {provider} at level {level}"))),
             "no {provider} logon at level {level}:\n{log}"
         );
     }

@@ -13,9 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::ndr::{NdrError, Syntax};
 use crate::pdu::{self, flags, Bind, Body, ContextElem, Pdu, PduError, SyntaxId, HEADER_LEN};
-use crate::security::{
-    auth_level, protects_pdus, Leg, SecurityContext, SecurityError,
-};
+use crate::security::{auth_level, protects_pdus, Leg, SecurityContext, SecurityError};
 use crate::server::{ndr20, ndr64};
 use crate::status;
 

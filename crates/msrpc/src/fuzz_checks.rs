@@ -221,12 +221,14 @@ pub fn ntlm(data: &[u8]) {
         credentials: std::sync::Arc::new(NoOne),
         kerberos: Some(std::sync::Arc::new(KerberosService::new(keytab))),
     };
-    let new_of =
-        |provider| SecurityContext::server(provider, auth_level::PRIVACY, 0, &acceptors);
+    let new_of = |provider| SecurityContext::server(provider, auth_level::PRIVACY, 0, &acceptors);
     if let Ok(mut kerberos) = new_of(auth_type::GSS_KERBEROS) {
         let _ = kerberos.accept(data);
         let _ = kerberos.accept(data);
-        assert!(!kerberos.is_established(), "a Kerberos logon without a ticket");
+        assert!(
+            !kerberos.is_established(),
+            "a Kerberos logon without a ticket"
+        );
     }
     let new = || new_of(auth_type::WINNT);
     if let Ok(mut first_leg) = new() {

@@ -10,15 +10,18 @@
 //! - [`server`] and [`client`]: the connection state machine over
 //!   ncacn_ip_tcp and ncalrpc (negotiation, association groups,
 //!   fragmentation, faults).
-//! - [`security`]: NTLM security contexts (through the `sspi` crate, with
+//! - [`security`]: the security providers, signing and sealing PDUs at
+//!   every authentication level: NTLM (the `sspi` crate's messages, with
 //!   the NTLMv2 check against a [`security::Credentials`] store done
-//!   here), signing and sealing of PDUs at every authentication level;
-//!   the server also checks and strips verification trailers.
+//!   here), SPNEGO over NTLM or Kerberos, and Kerberos with a
+//!   [`security::Keytab`] (`picky-krb`'s messages and crypto, the GSS-API
+//!   mechanism and MS-KILE's DCE style here); the server also checks and
+//!   strips verification trailers.
 //! - [`epm`] and [`mgmt`]: the endpoint mapper and the management
 //!   interface every server offers.
 //!
-//! Still to come: SPNEGO and Kerberos (binds that ask for them get
-//! bind_nak reason 8).
+//! The client runtime logs on with NTLM or SPNEGO/NTLM; Kerberos is
+//! server-side only so far.
 
 #![forbid(unsafe_code)]
 

@@ -178,7 +178,7 @@ enum Handshake {
 
 /// What an established context protects PDUs with.
 enum Session {
-    Ntlm(ntlm::NtlmSession),
+    Ntlm(Box<ntlm::NtlmSession>),
     Kerberos(kerberos::KerberosSession),
 }
 
@@ -291,7 +291,10 @@ impl SecurityContext {
         let (out, established) = match &mut self.handshake {
             Handshake::NtlmServer(ntlm) => {
                 let (out, done) = ntlm.step(token)?;
-                (out, done.map(|d| (d.identity, Session::Ntlm(d.session))))
+                (
+                    out,
+                    done.map(|d| (d.identity, Session::Ntlm(Box::new(d.session)))),
+                )
             }
             Handshake::SpnegoServer(spnego) => spnego.step(token)?,
             Handshake::KerberosServer(krb) => {
@@ -331,13 +334,15 @@ impl SecurityContext {
                     "a leg after the context is established",
                 ))
             }
-            Handshake::NtlmServer(_) | Handshake::SpnegoServer(_) | Handshake::KerberosServer(_) => {
+            Handshake::NtlmServer(_)
+            | Handshake::SpnegoServer(_)
+            | Handshake::KerberosServer(_) => {
                 return Err(SecurityError::Token("a server context initiates nothing"))
             }
         };
         Ok(match session {
             Some(session) => {
-                self.session = Some(Session::Ntlm(session));
+                self.session = Some(Session::Ntlm(Box::new(session)));
                 self.handshake = Handshake::Done;
                 Leg::Done(out)
             }

@@ -399,7 +399,9 @@ fn signed_request(
     }
     .encode()
     .unwrap();
-    context.protect(&mut bytes, pdu::CALL_HEADER_LEN).unwrap();
+    context
+        .protect(&mut bytes, pdu::CALL_HEADER_LEN, true)
+        .unwrap();
     bytes
 }
 

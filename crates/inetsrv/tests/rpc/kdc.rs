@@ -21,6 +21,7 @@ pub struct Kdc {
     /// closes, that is when the test process ends (statics are never
     /// dropped).
     _lifeline: std::process::ChildStdin,
+    _shell: Child,
 }
 
 impl Kdc {
@@ -38,7 +39,10 @@ impl Kdc {
     }
     /// The environment a Kerberos client of this realm runs with.
     pub fn client_env(&self) -> [(&'static str, PathBuf); 2] {
-        [("KRB5_CONFIG", self.config()), ("KRB5CCNAME", self.ccache())]
+        [
+            ("KRB5_CONFIG", self.config()),
+            ("KRB5CCNAME", self.ccache()),
+        ]
     }
 
     fn admin(&self, query: &str) {
@@ -145,10 +149,14 @@ fn start() -> Kdc {
         _dir: dir,
         root,
         _lifeline: shell.stdin.take().unwrap(),
+        _shell: shell,
     };
     kdc.admin("addprinc -pw Secret-1 alice");
     kdc.admin("addprinc -randkey host/localhost");
-    kdc.admin(&format!("ktadd -k {} host/localhost", kdc.keytab().display()));
+    kdc.admin(&format!(
+        "ktadd -k {} host/localhost",
+        kdc.keytab().display()
+    ));
     // alice's tickets: kinit reads the password from stdin; the KDC may
     // take a moment to listen.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -72,10 +72,7 @@ const MAX_SKEW: Duration = Duration::from_secs(300);
 #[derive(Debug, thiserror::Error)]
 pub enum KeytabError {
     #[error("{path}: {error}")]
-    Io {
-        path: String,
-        error: std::io::Error,
-    },
+    Io { path: String, error: std::io::Error },
     #[error("{path}: not a keytab: {why}")]
     Format { path: String, why: &'static str },
     #[error("{path}: holds no AES key (aes256-cts or aes128-cts); RC4 and DES keys are not used")]
@@ -268,7 +265,14 @@ impl Keytab {
     }
 
     /// Adds a key (tests, and keys derived from a password).
-    pub fn push(&mut self, components: &[&str], realm: &str, kvno: u32, enctype: u16, key: Vec<u8>) {
+    pub fn push(
+        &mut self,
+        components: &[&str],
+        realm: &str,
+        kvno: u32,
+        enctype: u16,
+        key: Vec<u8>,
+    ) {
         self.entries.push(KeytabEntry {
             components: components.iter().map(|c| c.to_string()).collect(),
             realm: realm.to_string(),
@@ -319,7 +323,8 @@ impl KerberosService {
             return false;
         };
         seen.retain(|_, at| now.duration_since(*at).unwrap_or_default() < 2 * MAX_SKEW);
-        seen.insert((client.to_string(), ctime, cusec), now).is_none()
+        seen.insert((client.to_string(), ctime, cusec), now)
+            .is_none()
     }
 }
 
@@ -368,7 +373,7 @@ fn der_len_bytes(len: usize) -> Vec<u8> {
 /// Removes the GSS-API framing of [RFC 2743] 3.1 with the Kerberos
 /// OID and the given token ID, if the token has it; a DCE-style token
 /// comes without it.
-pub(super) fn unframe<'a>(token: &'a [u8], tok_id: [u8; 2]) -> Result<&'a [u8], SecurityError> {
+pub(super) fn unframe(token: &[u8], tok_id: [u8; 2]) -> Result<&[u8], SecurityError> {
     if token.first() != Some(&0x60) {
         return Ok(token);
     }
@@ -510,7 +515,9 @@ impl KerberosAcceptor {
                 }
                 Ok((Vec::new(), Some(*established)))
             }
-            AcceptorState::Done => Err(token_error("a Kerberos leg after the context is established")),
+            AcceptorState::Done => Err(token_error(
+                "a Kerberos leg after the context is established",
+            )),
         }
     }
 
@@ -617,9 +624,8 @@ impl KerberosAcceptor {
             .map(|f| u32::from_le_bytes([f[0], f[1], f[2], f[3]]))
             .unwrap_or(0);
         self.dce_style = flags & GSS_C_DCE_STYLE != 0;
-        let mutual = flags & GSS_C_MUTUAL_FLAG != 0
-            || ap_req.0.ap_options.0 .0.is_set(2)
-            || self.dce_style;
+        let mutual =
+            flags & GSS_C_MUTUAL_FLAG != 0 || ap_req.0.ap_options.0 .0.is_set(2) || self.dce_style;
 
         let initiator_seq = authenticator
             .seq_number
@@ -721,7 +727,12 @@ struct Regions {
 }
 
 impl Regions {
-    fn of(len: usize, body_start: usize, token_len: usize, header_sign: bool) -> Result<Regions, SecurityError> {
+    fn of(
+        len: usize,
+        body_start: usize,
+        token_len: usize,
+        header_sign: bool,
+    ) -> Result<Regions, SecurityError> {
         let token_start = len
             .checked_sub(token_len)
             .ok_or(token_error("a fragment too short for its verifier"))?;
@@ -788,7 +799,11 @@ impl KerberosSession {
             // Sent by our own side: a reflected token.
             return Err(SecurityError::BadSignature);
         }
-        let seq = u64::from_be_bytes(header[8..16].try_into().map_err(|_| SecurityError::BadSignature)?);
+        let seq = u64::from_be_bytes(
+            header[8..16]
+                .try_into()
+                .map_err(|_| SecurityError::BadSignature)?,
+        );
         if seq < self.recv_seq {
             return Err(SecurityError::BadSignature);
         }
@@ -990,13 +1005,21 @@ impl KerberosInitiator {
             client: client.iter().map(|c| c.to_string()).collect(),
             realm: realm.to_string(),
             dce_style,
-            seq: u32::from_be_bytes([seq_bytes[0], seq_bytes[1], seq_bytes[2], seq_bytes[3] & 0x3f]),
+            seq: u32::from_be_bytes([
+                seq_bytes[0],
+                seq_bytes[1],
+                seq_bytes[2],
+                seq_bytes[3] & 0x3f,
+            ]),
             ctime: None,
         })
     }
 
     fn principal(&self) -> Result<PrincipalName, SecurityError> {
-        principal_name(1, &self.client.iter().map(String::as_str).collect::<Vec<_>>())
+        principal_name(
+            1,
+            &self.client.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
     }
 
     /// The AP-REQ (mutual authentication, the DCE style if asked).
@@ -1004,7 +1027,9 @@ impl KerberosInitiator {
         use picky_asn1::wrapper::{ExplicitContextTag4, ExplicitContextTag5, ExplicitContextTag7};
         use picky_krb::data_types::{AuthenticatorInner, Checksum};
         let now = time::OffsetDateTime::now_utc();
-        let ctime: KerberosTime = picky_asn1::date::GeneralizedTime::from(now.replace_nanosecond(0).unwrap_or(now)).into();
+        let ctime: KerberosTime =
+            picky_asn1::date::GeneralizedTime::from(now.replace_nanosecond(0).unwrap_or(now))
+                .into();
         self.ctime = Some(ctime.clone());
         let mut flags = GSS_C_MUTUAL_FLAG | 0x04 | 0x08 | 0x10 | 0x20;
         if self.dce_style {
@@ -1027,21 +1052,30 @@ impl KerberosInitiator {
             seq_number: Optional::from(Some(ExplicitContextTag7::from(unsigned(self.seq)))),
             authorization_data: Optional::from(None),
         });
-        let encoded = picky_asn1_der::to_vec(&authenticator).map_err(|_| token_error("an authenticator"))?;
+        let encoded =
+            picky_asn1_der::to_vec(&authenticator).map_err(|_| token_error("an authenticator"))?;
         let sealed = self
             .session_cipher
             .cipher()
-            .encrypt(&self.session_key, key_usages::AP_REQ_AUTHENTICATOR, &encoded)
+            .encrypt(
+                &self.session_key,
+                key_usages::AP_REQ_AUTHENTICATOR,
+                &encoded,
+            )
             .map_err(crypto)?;
         let mut options = picky_asn1::bit_string::BitString::with_len(32);
         options.set(2, true); // mutual-required
         let ap_req = ApReq::from(picky_krb::messages::ApReqInner {
             pvno: ExplicitContextTag0::from(IntegerAsn1::from(vec![5])),
             msg_type: ExplicitContextTag1::from(IntegerAsn1::from(vec![14])),
-            ap_options: ExplicitContextTag2::from(picky_asn1::wrapper::BitStringAsn1::from(options)),
+            ap_options: ExplicitContextTag2::from(picky_asn1::wrapper::BitStringAsn1::from(
+                options,
+            )),
             ticket: picky_asn1::wrapper::ExplicitContextTag3::from(self.ticket.clone()),
             authenticator: picky_asn1::wrapper::ExplicitContextTag4::from(EncryptedData {
-                etype: ExplicitContextTag0::from(unsigned(u32::from(u8::from(&self.session_cipher)))),
+                etype: ExplicitContextTag0::from(unsigned(u32::from(u8::from(
+                    &self.session_cipher,
+                )))),
                 kvno: Optional::from(None),
                 cipher: ExplicitContextTag2::from(OctetStringAsn1::from(sealed)),
             }),
@@ -1056,19 +1090,34 @@ impl KerberosInitiator {
 
     /// Reads the server's AP-REP: the session (with the acceptor's subkey)
     /// and, in the DCE style, the AP-REP to send back.
-    pub fn ap_rep(&mut self, token: &[u8]) -> Result<(Option<Vec<u8>>, KerberosSession), SecurityError> {
+    pub fn ap_rep(
+        &mut self,
+        token: &[u8],
+    ) -> Result<(Option<Vec<u8>>, KerberosSession), SecurityError> {
         let raw = unframe(token, TOK_AP_REP)?;
-        let ap_rep: ApRep = picky_asn1_der::from_bytes(raw).map_err(|_| token_error("a malformed AP-REP"))?;
+        let ap_rep: ApRep =
+            picky_asn1_der::from_bytes(raw).map_err(|_| token_error("a malformed AP-REP"))?;
         let plain = self
             .session_cipher
             .cipher()
-            .decrypt(&self.session_key, key_usages::AP_REP_ENC, &ap_rep.0.enc_part.0.cipher.0 .0)
+            .decrypt(
+                &self.session_key,
+                key_usages::AP_REP_ENC,
+                &ap_rep.0.enc_part.0.cipher.0 .0,
+            )
             .map_err(crypto)?;
-        let part: EncApRepPart = picky_asn1_der::from_bytes(&plain).map_err(|_| token_error("a malformed EncAPRepPart"))?;
+        let part: EncApRepPart = picky_asn1_der::from_bytes(&plain)
+            .map_err(|_| token_error("a malformed EncAPRepPart"))?;
         if Some(&part.0.ctime.0) != self.ctime.as_ref() {
             return Err(logon("the server's AP-REP answers another authenticator"));
         }
-        let server_seq = part.0.seq_number.0.as_ref().and_then(|s| integer(&s.0)).unwrap_or(0);
+        let server_seq = part
+            .0
+            .seq_number
+            .0
+            .as_ref()
+            .and_then(|s| integer(&s.0))
+            .unwrap_or(0);
         let (cipher, key, subkey) = match part.0.subkey.0.as_ref() {
             Some(sub) => (
                 small_integer(&sub.0.key_type.0)
@@ -1107,7 +1156,9 @@ impl KerberosInitiator {
             pvno: ExplicitContextTag0::from(IntegerAsn1::from(vec![5])),
             msg_type: ExplicitContextTag1::from(IntegerAsn1::from(vec![15])),
             enc_part: ExplicitContextTag2::from(EncryptedData {
-                etype: ExplicitContextTag0::from(unsigned(u32::from(u8::from(&self.session_cipher)))),
+                etype: ExplicitContextTag0::from(unsigned(u32::from(u8::from(
+                    &self.session_cipher,
+                )))),
                 kvno: Optional::from(None),
                 cipher: ExplicitContextTag2::from(OctetStringAsn1::from(sealed)),
             }),
@@ -1149,13 +1200,15 @@ pub(super) fn issue_ticket(
     client: &[&str],
     lifetime: i64,
 ) -> (picky_krb::data_types::Ticket, Vec<u8>) {
-    use picky_asn1::wrapper::{
-        ExplicitContextTag4, ExplicitContextTag5, ExplicitContextTag7,
-    };
+    use picky_asn1::wrapper::{ExplicitContextTag4, ExplicitContextTag5, ExplicitContextTag7};
     use picky_krb::data_types::{EncTicketPartInner, TicketInner, TransitedEncoding};
     let session_key = random_bytes(32).unwrap();
-    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    let time_of = |t: time::OffsetDateTime| -> KerberosTime { picky_asn1::date::GeneralizedTime::from(t).into() };
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let time_of = |t: time::OffsetDateTime| -> KerberosTime {
+        picky_asn1::date::GeneralizedTime::from(t).into()
+    };
     let part = EncTicketPart::from(EncTicketPartInner {
         flags: ExplicitContextTag0::from(picky_asn1::wrapper::BitStringAsn1::from(
             picky_asn1::bit_string::BitString::with_len(32),
@@ -1253,10 +1306,21 @@ mod tests {
 
     #[test]
     fn a_keytab_is_read_in_both_versions_keeping_aes_keys_only() {
-        fn entry(v2: bool, realm: &str, names: &[&str], etype: u16, key: &[u8], kvno: u32) -> Vec<u8> {
+        fn entry(
+            v2: bool,
+            realm: &str,
+            names: &[&str],
+            etype: u16,
+            key: &[u8],
+            kvno: u32,
+        ) -> Vec<u8> {
             let mut e = Vec::new();
             let count = names.len() as u16 + u16::from(!v2);
-            e.extend(if v2 { count.to_be_bytes() } else { count.to_le_bytes() });
+            e.extend(if v2 {
+                count.to_be_bytes()
+            } else {
+                count.to_le_bytes()
+            });
             let counted = |e: &mut Vec<u8>, b: &[u8]| {
                 let n = b.len() as u16;
                 e.extend(if v2 { n.to_be_bytes() } else { n.to_le_bytes() });
@@ -1271,10 +1335,23 @@ mod tests {
             }
             e.extend([0, 0, 0, 0]); // timestamp
             e.push(kvno as u8);
-            e.extend(if v2 { etype.to_be_bytes() } else { etype.to_le_bytes() });
+            e.extend(if v2 {
+                etype.to_be_bytes()
+            } else {
+                etype.to_le_bytes()
+            });
             counted(&mut e, key);
-            e.extend(if v2 { kvno.to_be_bytes() } else { kvno.to_le_bytes() });
-            let mut out = if v2 { (e.len() as u32).to_be_bytes() } else { (e.len() as u32).to_le_bytes() }.to_vec();
+            e.extend(if v2 {
+                kvno.to_be_bytes()
+            } else {
+                kvno.to_le_bytes()
+            });
+            let mut out = if v2 {
+                (e.len() as u32).to_be_bytes()
+            } else {
+                (e.len() as u32).to_le_bytes()
+            }
+            .to_vec();
             out.extend(e);
             out
         }
@@ -1286,8 +1363,15 @@ mod tests {
         file.extend(entry(true, REALM, &["host", "web1"], 17, &[3; 16], 301));
         let keytab = Keytab::parse(&file).unwrap();
         assert_eq!(keytab.entries().len(), 2);
-        assert_eq!(keytab.principals(), vec!["host/web1@TEST.REALM".to_string()]);
-        assert_eq!(keytab.entries()[0].kvno, 300, "the 32-bit kvno wins over the 8-bit one");
+        assert_eq!(
+            keytab.principals(),
+            vec!["host/web1@TEST.REALM".to_string()]
+        );
+        assert_eq!(
+            keytab.entries()[0].kvno,
+            300,
+            "the 32-bit kvno wins over the 8-bit one"
+        );
         let names = ["host".to_string(), "web1".to_string()];
         assert_eq!(keytab.key_for(&names, REALM, 17, None).unwrap().kvno, 301);
         assert!(keytab.key_for(&names, REALM, 18, Some(301)).is_none());
@@ -1299,7 +1383,10 @@ mod tests {
         assert_eq!(keytab.entries()[0].principal(), "HTTP/web1@TEST.REALM");
 
         assert!(Keytab::parse(b"\x05\x03").is_err());
-        assert!(Keytab::parse(&file[..file.len() - 3]).is_err(), "a truncated entry");
+        assert!(
+            Keytab::parse(&file[..file.len() - 3]).is_err(),
+            "a truncated entry"
+        );
         let mut long = vec![0x05, 0x02];
         long.extend(1000u32.to_be_bytes());
         assert!(Keytab::parse(&long).is_err());
@@ -1317,12 +1404,16 @@ mod tests {
                     if seal && !body.is_empty() {
                         assert_ne!(&frag[24..24 + body.len()], body, "the body is sealed");
                     }
-                    server.unprotect(&mut frag, 24, token_len, seal, header_sign).unwrap();
+                    server
+                        .unprotect(&mut frag, 24, token_len, seal, header_sign)
+                        .unwrap();
                     assert_eq!(&frag[24..24 + body.len()], body);
 
                     let mut answer = fragment(body, token_len);
                     server.protect(&mut answer, 24, seal, header_sign).unwrap();
-                    client.unprotect(&mut answer, 24, token_len, seal, header_sign).unwrap();
+                    client
+                        .unprotect(&mut answer, 24, token_len, seal, header_sign)
+                        .unwrap();
                     assert_eq!(&answer[24..24 + body.len()], body);
                 }
             }
@@ -1339,26 +1430,40 @@ mod tests {
             // The header is covered when header signing is on.
             let mut tampered = frag.clone();
             tampered[2] ^= 1;
-            assert!(server.unprotect(&mut tampered, 24, token_len, seal, true).is_err());
+            assert!(server
+                .unprotect(&mut tampered, 24, token_len, seal, true)
+                .is_err());
             let mut tampered = frag.clone();
             tampered[30] ^= 1;
-            assert!(server.unprotect(&mut tampered, 24, token_len, seal, true).is_err());
+            assert!(server
+                .unprotect(&mut tampered, 24, token_len, seal, true)
+                .is_err());
             // Signed with the header but checked without: refused.
-            assert!(server.unprotect(&mut frag.clone(), 24, token_len, seal, false).is_err());
+            assert!(server
+                .unprotect(&mut frag.clone(), 24, token_len, seal, false)
+                .is_err());
             let mut good = frag.clone();
-            server.unprotect(&mut good, 24, token_len, seal, true).unwrap();
+            server
+                .unprotect(&mut good, 24, token_len, seal, true)
+                .unwrap();
             // The same PDU again: its sequence number is spent.
-            assert!(server.unprotect(&mut frag, 24, token_len, seal, true).is_err());
+            assert!(server
+                .unprotect(&mut frag, 24, token_len, seal, true)
+                .is_err());
             // The server's own token sent back to it.
             let mut own = fragment(b"reflected.......", token_len);
             server.protect(&mut own, 24, seal, true).unwrap();
-            assert!(server.unprotect(&mut own, 24, token_len, seal, true).is_err());
+            assert!(server
+                .unprotect(&mut own, 24, token_len, seal, true)
+                .is_err());
         }
         // A verifier of the wrong size for the body.
         let mut frag = fragment(b"0123456789abcdef", WRAP_TOKEN_LEN);
         client.protect(&mut frag, 24, true, false).unwrap();
         frag.push(0);
-        assert!(server.unprotect(&mut frag, 24, WRAP_TOKEN_LEN + 1, true, false).is_err());
+        assert!(server
+            .unprotect(&mut frag, 24, WRAP_TOKEN_LEN + 1, true, false)
+            .is_err());
     }
 
     #[test]
@@ -1368,7 +1473,11 @@ mod tests {
         client.protect(&mut frag, 24, true, false).unwrap();
         let token = &frag[frag.len() - WRAP_TOKEN_LEN..];
         assert_eq!(&token[..2], &TOK_WRAP);
-        assert_eq!(token[2], SEALED | ACCEPTOR_SUBKEY, "from the initiator, with the acceptor's subkey");
+        assert_eq!(
+            token[2],
+            SEALED | ACCEPTOR_SUBKEY,
+            "from the initiator, with the acceptor's subkey"
+        );
         assert_eq!(token[3], 0xff);
         assert_eq!(u16::from_be_bytes([token[4], token[5]]), 16, "EC");
         assert_eq!(u16::from_be_bytes([token[6], token[7]]), 28, "RRC");
@@ -1376,7 +1485,10 @@ mod tests {
         let mut signed = fragment(&[0x11; 32], MIC_TOKEN_LEN);
         client.protect(&mut signed, 24, false, false).unwrap();
         let mic = &signed[signed.len() - MIC_TOKEN_LEN..];
-        assert_eq!(&mic[..8], &[0x04, 0x04, ACCEPTOR_SUBKEY, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            &mic[..8],
+            &[0x04, 0x04, ACCEPTOR_SUBKEY, 0xff, 0xff, 0xff, 0xff, 0xff]
+        );
         // Sequence numbers follow: the MIC came after one Wrap token.
         let first = u64::from_be_bytes(token[8..16].try_into().unwrap());
         let second = u64::from_be_bytes(mic[8..16].try_into().unwrap());
@@ -1396,7 +1508,12 @@ mod tests {
         assert!(reply.is_none());
         let mic = client_session.get_mic(b"mech types").unwrap();
         server_session.verify_mic(b"mech types", &mic).unwrap();
-        assert!(server_session.verify_mic(b"mech typez", &client_session.get_mic(b"mech types").unwrap()).is_err());
+        assert!(server_session
+            .verify_mic(
+                b"mech typez",
+                &client_session.get_mic(b"mech types").unwrap()
+            )
+            .is_err());
     }
 
     #[test]
@@ -1408,10 +1525,18 @@ mod tests {
                 other => panic!("{why}: {:?}", other.map(|r| r.0)),
             }
         };
-        refuse(initiator(true, 3600, &[0x43; 32]), service(), "does not decrypt");
+        refuse(
+            initiator(true, 3600, &[0x43; 32]),
+            service(),
+            "does not decrypt",
+        );
         refuse(initiator(true, -3600, &SERVICE_KEY), service(), "expired");
         let other = Arc::new(KerberosService::new(Keytab::default()));
-        refuse(initiator(true, 3600, &SERVICE_KEY), other, "no key in the keytab for host/localhost@TEST.REALM");
+        refuse(
+            initiator(true, 3600, &SERVICE_KEY),
+            other,
+            "no key in the keytab for host/localhost@TEST.REALM",
+        );
 
         // The same AP-REQ twice: a replay, even on another connection.
         let shared = service();
@@ -1422,7 +1547,12 @@ mod tests {
             _ => panic!("a replay was accepted"),
         }
         // Garbage and half tokens.
-        for bad in [&b""[..], b"\x60\x03\x06\x01", b"\x6e\x82\xff\xff", &ap_req[..ap_req.len() / 2]] {
+        for bad in [
+            &b""[..],
+            b"\x60\x03\x06\x01",
+            b"\x6e\x82\xff\xff",
+            &ap_req[..ap_req.len() / 2],
+        ] {
             assert!(KerberosAcceptor::new(service()).step(bad).is_err());
         }
     }

@@ -157,6 +157,10 @@ impl Mech {
 /// A context SPNEGO's mechanism established: who, and the keys.
 pub(super) type Done = (Option<Identity>, Session);
 
+/// One leg of the mechanism: the token to send and, once it is done, the
+/// context and whether the mechanism requires the mechListMIC exchange.
+type MechLeg = (Vec<u8>, Option<(Done, bool)>);
+
 /// The server side.
 pub(super) struct SpnegoAcceptor {
     ntlm: NtlmAcceptor,
@@ -184,7 +188,7 @@ impl SpnegoAcceptor {
     }
 
     /// One leg of the chosen mechanism.
-    fn mech_step(&mut self, token: &[u8]) -> Result<(Vec<u8>, Option<(Done, bool)>), SecurityError> {
+    fn mech_step(&mut self, token: &[u8]) -> Result<MechLeg, SecurityError> {
         match self.mech {
             Some(Mech::Kerberos(_)) => {
                 let krb = self
@@ -203,7 +207,7 @@ impl SpnegoAcceptor {
                     out,
                     done.map(|d| {
                         let has_mic = d.authenticate_has_mic;
-                        ((d.identity, Session::Ntlm(d.session)), has_mic)
+                        ((d.identity, Session::Ntlm(Box::new(d.session))), has_mic)
                     }),
                 ))
             }
@@ -220,12 +224,14 @@ impl SpnegoAcceptor {
                 "the client rejected the negotiation".to_string(),
             ));
         }
-        let inner = resp
-            .response_token
-            .ok_or(SecurityError::Token("a NegTokenResp without a mechanism token"))?;
+        let inner = resp.response_token.ok_or(SecurityError::Token(
+            "a NegTokenResp without a mechanism token",
+        ))?;
         let (out, established) = self.mech_step(inner.as_bytes())?;
         match established {
-            Some((done, mech_wants_mic)) => self.complete(out, done, mech_wants_mic, resp.mech_list_mic),
+            Some((done, mech_wants_mic)) => {
+                self.complete(out, done, mech_wants_mic, resp.mech_list_mic)
+            }
             None => Ok((self.incomplete(out, false)?, None)),
         }
     }
@@ -316,7 +322,11 @@ impl SpnegoAcceptor {
     fn incomplete(&self, out: Vec<u8>, first: bool) -> Result<Vec<u8>, SecurityError> {
         encode_resp(NegTokenResp {
             neg_state: Some(NegState::AcceptIncomplete),
-            supported_mech: if first { self.mech.map(Mech::oid) } else { None },
+            supported_mech: if first {
+                self.mech.map(Mech::oid)
+            } else {
+                None
+            },
             response_token: (!out.is_empty()).then(|| octets(out)).transpose()?,
             mech_list_mic: None,
         })
@@ -685,7 +695,10 @@ mod tests {
         assert!(matches!(session, Session::Kerberos(_)));
         let last = decode_resp(&last).unwrap();
         assert_eq!(last.neg_state, Some(NegState::AcceptCompleted));
-        assert!(last.mech_list_mic.is_none(), "Kerberos was the client's first choice");
+        assert!(
+            last.mech_list_mic.is_none(),
+            "Kerberos was the client's first choice"
+        );
 
         // Without a keytab the same client is steered to NTLM.
         let mut plain = acceptor();

@@ -16,9 +16,7 @@ use crate::pdu::{
     self, flags, Bind, BindAck, BindNak, Body, ContextResult, Pdu, PduType, SyntaxId,
     CALL_HEADER_LEN, HEADER_LEN,
 };
-use crate::security::{
-    auth_type, protects_pdus, Leg, SecurityContext, SecurityError,
-};
+use crate::security::{auth_type, protects_pdus, Leg, SecurityContext, SecurityError};
 use crate::status;
 use crate::uuid::Uuid;
 
