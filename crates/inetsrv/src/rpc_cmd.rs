@@ -2,7 +2,8 @@
 //! runtime — whether it listens, its interfaces, counters, principal name
 //! and endpoint map — on this machine (the state directory's Unix
 //! socket) or on another (`--server HOST[:PORT]`), anonymously or logged
-//! on with NTLM or Negotiate at any level.
+//! on with NTLM, Negotiate or Kerberos (a ticket of the user's credential
+//! cache) at any level.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use msrpc::client::{ClientAuth, Connection, Options};
 use msrpc::epm::{inquiry, vers, Address, EpmClient, TowerInfo};
 use msrpc::mgmt::MgmtClient;
 use msrpc::ndr::{ContextHandle, Unique};
-use msrpc::security::{auth_level, auth_type};
+use msrpc::security::{auth_level, auth_type, CredentialCache};
 use msrpc::status;
 use serde_json::json;
 
@@ -37,10 +38,24 @@ pub enum RpcCommand {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Provider {
-    /// SPNEGO negotiating NTLM (what Windows clients use).
+    /// SPNEGO (what Windows clients use): NTLM with --user, Kerberos with
+    /// --kerberos.
     Negotiate,
     /// NTLM alone.
     Ntlm,
+    /// Kerberos alone (auth type 16), with a ticket of the credential
+    /// cache.
+    Kerberos,
+}
+
+impl Provider {
+    fn auth_type(self) -> u8 {
+        match self {
+            Provider::Negotiate => auth_type::GSS_NEGOTIATE,
+            Provider::Ntlm => auth_type::WINNT,
+            Provider::Kerberos => auth_type::GSS_KERBEROS,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -65,9 +80,27 @@ pub struct Target {
     /// (signed and sealed).
     #[arg(long, default_value = "privacy", value_parser = parse_level)]
     level: u8,
-    /// The security provider with --user.
+    /// The security provider with --user or --kerberos.
     #[arg(long, value_enum, default_value_t = Provider::Negotiate)]
     auth: Provider,
+    /// Log on with Kerberos: a service ticket for --spn from the
+    /// credential cache (`kinit`, then `kvno SPN`), no password. Implied
+    /// by --auth kerberos.
+    #[arg(short = 'k', long)]
+    kerberos: bool,
+    /// The service principal to use the ticket of (default host/HOST, the
+    /// --server name, or this machine's name without --server).
+    #[arg(long, value_name = "SERVICE/HOST[@REALM]")]
+    spn: Option<String>,
+    /// The credential cache (default $KRB5CCNAME, else /tmp/krb5cc_UID).
+    #[arg(long, value_name = "FILE")]
+    ccache: Option<String>,
+}
+
+impl Target {
+    fn uses_kerberos(&self) -> bool {
+        self.kerberos || self.auth == Provider::Kerberos
+    }
 }
 
 fn parse_level(text: &str) -> Result<u8, String> {
@@ -97,18 +130,20 @@ pub fn run(cli: &Cli, command: &RpcCommand) -> Result<()> {
         | RpcCommand::Principal(t)
         | RpcCommand::Endpoints(t) => t,
     };
-    let auth = match &target.user {
-        Some(user) => Some(ClientAuth {
-            auth_type: match target.auth {
-                Provider::Negotiate => auth_type::GSS_NEGOTIATE,
-                Provider::Ntlm => auth_type::WINNT,
-            },
-            level: target.level,
-            user: user.clone(),
-            domain: target.domain.clone(),
-            password: target.password.get()?,
-        }),
-        None => None,
+    let auth = if target.uses_kerberos() {
+        Some(kerberos_auth(target)?)
+    } else {
+        match &target.user {
+            Some(user) => Some(ClientAuth {
+                auth_type: target.auth.auth_type(),
+                level: target.level,
+                user: user.clone(),
+                domain: target.domain.clone(),
+                password: target.password.get()?,
+                ticket: None,
+            }),
+            None => None,
+        }
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -129,12 +164,87 @@ pub fn run(cli: &Cli, command: &RpcCommand) -> Result<()> {
     })
 }
 
-/// Says what an access-denied fault most likely means.
+/// Kerberos credentials: the cached ticket for the service principal.
+fn kerberos_auth(target: &Target) -> Result<ClientAuth> {
+    if target.auth == Provider::Ntlm {
+        bail!("--kerberos goes with --auth negotiate or --auth kerberos, not ntlm");
+    }
+    let path = match &target.ccache {
+        Some(name) => CredentialCache::resolve(name)?,
+        None => CredentialCache::default_path()?,
+    };
+    let cache = CredentialCache::load(&path)?;
+    if let Some(user) = &target.user {
+        let named = user.split('@').next().unwrap_or(user);
+        if !named.eq_ignore_ascii_case(&cache.principal.join("/")) {
+            bail!(
+                "the credential cache {} holds the tickets of {}, not of '{user}' (kinit {user})",
+                path.display(),
+                cache.principal_name()
+            );
+        }
+    }
+    let (service, realm) = service_principal(target)?;
+    let ticket = cache.ticket_for(&service, realm.as_deref())?;
+    Ok(ClientAuth {
+        auth_type: target.auth.auth_type(),
+        level: target.level,
+        user: cache.principal.join("/"),
+        domain: cache.realm.clone(),
+        password: String::new(),
+        ticket: Some(ticket.clone()),
+    })
+}
+
+/// `--spn SERVICE/HOST[@REALM]`, or host/ and the server's name.
+fn service_principal(target: &Target) -> Result<(Vec<String>, Option<String>)> {
+    let text = match &target.spn {
+        Some(spn) => spn.clone(),
+        None => {
+            let host = match &target.server {
+                Some(server) => split_host_port(server)?.0,
+                None => nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .ok_or_else(|| anyhow!("this machine has no host name: give --spn"))?,
+            };
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                bail!(
+                    "Kerberos names the server, not its address: give --server by host name                      or --spn host/NAME"
+                );
+            }
+            format!("host/{}", host.to_ascii_lowercase())
+        }
+    };
+    let (name, realm) = match text.rsplit_once('@') {
+        Some((name, realm)) => (name, Some(realm.to_string())),
+        None => (text.as_str(), None),
+    };
+    let components: Vec<String> = name.split('/').map(str::to_string).collect();
+    if components.iter().any(String::is_empty) {
+        bail!("--spn {text}: expected SERVICE/HOST or SERVICE/HOST@REALM");
+    }
+    Ok((components, realm))
+}
+
+/// Says what a refused logon most likely means.
 fn explain(error: anyhow::Error, target: &Target) -> anyhow::Error {
+    use msrpc::client::CallError;
+    use msrpc::pdu::nak;
+    // A logon refused at the bind, or an access-denied fault after it.
     let denied = matches!(
-        error.downcast_ref::<msrpc::client::CallError>(),
-        Some(msrpc::client::CallError::Fault { status: 5 })
+        error.downcast_ref::<CallError>(),
+        Some(CallError::Fault { status: 5 })
+            | Some(CallError::BindNak(
+                nak::INVALID_CHECKSUM | nak::AUTHENTICATION_TYPE_NOT_RECOGNIZED
+            ))
     );
+    if denied && target.uses_kerberos() {
+        return error.context(
+            "the server refused the Kerberos logon (it has no keytab with the key of the \
+             ticket's service, or its clock is off; see its log)",
+        );
+    }
     match (&target.user, denied) {
         (Some(user), true) => error.context(format!(
             "the server refused the logon of '{user}' (unknown user, wrong password, or a \
@@ -299,10 +409,7 @@ async fn stats(cli: &Cli, conn: &mut Connection) -> Result<()> {
 
 async fn principal(cli: &Cli, conn: &mut Connection, target: &Target) -> Result<()> {
     let mut mgmt = MgmtClient::bind(conn).await?;
-    let service = match target.auth {
-        Provider::Negotiate => auth_type::GSS_NEGOTIATE,
-        Provider::Ntlm => auth_type::WINNT,
-    };
+    let service = target.auth.auth_type();
     let (name, st) = mgmt.inq_princ_name(u32::from(service), 1024).await?;
     if st != 0 {
         bail!("rpc_mgmt_inq_princ_name: {} ({st:#010x})", status::name(st));

@@ -177,6 +177,120 @@ fn kerberos_tickets_the_keytab_has_no_key_for_are_refused() {
     );
 }
 
+/// `inetsrv rpc` with alice's credential cache, as a Windows client
+/// logs on in a domain: Negotiate (SPNEGO choosing Kerberos) and Kerberos
+/// alone, at every level.
+#[test]
+fn the_rpc_cli_logs_on_with_kerberos_from_the_credential_cache() {
+    let realm = kdc::kdc();
+    let web = web_with_keytab(&realm.keytab(), false);
+    let port = web.rpc_port();
+    let server = format!("localhost:{port}");
+    let ccache = realm.ccache().display().to_string();
+    let kerberos = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["--server", &server, "--kerberos", "--ccache", &ccache]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    for auth in ["negotiate", "kerberos"] {
+        for level in ["connect", "integrity", "privacy"] {
+            let mut args = vec!["rpc".to_string(), "endpoints".to_string()];
+            args.extend(kerberos(&["--auth", auth, "--level", level, "--json"]));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = web.cli_ok(&args);
+            let list: Value = serde_json::from_str(&out).unwrap();
+            let binding = format!("ncacn_ip_tcp:127.0.0.1[{port}]");
+            assert!(
+                list.as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["binding"] == binding.as_str()),
+                "{auth} at {level}: {out}"
+            );
+        }
+    }
+    let log = web.log();
+    for (provider, level) in [
+        ("Negotiate (SPNEGO)", "connect"),
+        ("Negotiate (SPNEGO)", "privacy"),
+        ("Kerberos", "integrity"),
+        ("Kerberos", "privacy"),
+    ] {
+        let with = format!("with {provider} at level {level}");
+        assert!(
+            log.lines().any(
+                |l| l.contains("alice@INETSRV.TEST logged on from 127.0.0.1") && l.ends_with(&with)
+            ),
+            "no Kerberos logon {with} in:\n{log}"
+        );
+    }
+    // The principal Kerberos knows the server by: its keytab's.
+    let mut args = vec!["rpc".to_string(), "principal".to_string()];
+    args.extend(kerberos(&["--auth", "kerberos"]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(web.cli_ok(&args).trim(), "host/localhost@INETSRV.TEST");
+    let run = |extra: &[&str]| -> String {
+        let mut args = vec!["rpc".to_string(), "ping".to_string()];
+        args.extend(kerberos(extra));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        web.cli_err(&args)
+    };
+    // What the cache lacks, and what Kerberos cannot name, is said.
+    let err = run(&["--spn", "http/localhost"]);
+    assert!(
+        err.contains("holds no ticket for http/localhost@INETSRV.TEST")
+            && err.contains("kvno http/localhost"),
+        "{err}"
+    );
+    let err = run(&["--user", "bob"]);
+    assert!(
+        err.contains("holds the tickets of alice@INETSRV.TEST, not of 'bob'"),
+        "{err}"
+    );
+    let err = run(&["--auth", "ntlm"]);
+    assert!(err.contains("not ntlm"), "{err}");
+    let err = web.cli_err(&[
+        "rpc",
+        "ping",
+        "--server",
+        &server,
+        "--kerberos",
+        "--ccache",
+        "/nonexistent/ccache",
+    ]);
+    assert!(
+        err.contains("/nonexistent/ccache") && err.contains("kinit"),
+        "{err}"
+    );
+    web.cli_fails_with(
+        &[
+            "rpc",
+            "ping",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--kerberos",
+            "--ccache",
+            &ccache,
+        ],
+        "Kerberos names the server, not its address",
+    );
+    // A server without the service's key refuses the ticket.
+    let other = web_with_keytab(&realm.other_keytab(), false);
+    let err = web.cli_err(&[
+        "rpc",
+        "ping",
+        "--server",
+        &format!("localhost:{}", other.rpc_port()),
+        "--kerberos",
+        "--ccache",
+        &ccache,
+    ]);
+    assert!(err.contains("refused the Kerberos logon"), "{err}");
+}
+
 #[test]
 fn a_keytab_that_does_not_load_stops_the_start() {
     let web = Web::prepare();

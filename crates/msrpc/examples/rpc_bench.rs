@@ -43,6 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 user,
                 domain: String::new(),
                 password,
+                ticket: None,
             })
         })
         .transpose()?;

@@ -1,6 +1,7 @@
 //! The client runtime: binds interfaces on a connection (ncacn_ip_tcp or
-//! ncalrpc), negotiates transfer syntaxes, authenticates with NTLM
-//! (bind, bind_ack, rpc_auth_3) at the level asked for, fragments requests
+//! ncalrpc), negotiates transfer syntaxes, authenticates with NTLM,
+//! SPNEGO or Kerberos (bind, bind_ack, rpc_auth_3, alter_context) at the
+//! level asked for, fragments requests
 //! under the negotiated max_xmit_frag, signs or seals them, and verifies
 //! and reassembles responses. The generated `…Client` types marshal calls
 //! through it.
@@ -13,7 +14,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::ndr::{NdrError, Syntax};
 use crate::pdu::{self, flags, Bind, Body, ContextElem, Pdu, PduError, SyntaxId, HEADER_LEN};
-use crate::security::{auth_level, protects_pdus, Leg, SecurityContext, SecurityError};
+use crate::security::{
+    auth_level, protects_pdus, CachedTicket, Leg, SecurityContext, SecurityError,
+};
 use crate::server::{ndr20, ndr64};
 use crate::status;
 
@@ -30,7 +33,7 @@ pub enum CallError {
     Io(#[from] std::io::Error),
     #[error("the server sent a malformed PDU: {0}")]
     Pdu(#[from] PduError),
-    #[error("the server refused the bind (bind_nak reason {0})")]
+    #[error("the server refused the bind: {} (bind_nak reason {})", pdu::nak::name(*.0), .0)]
     BindNak(u16),
     #[error("the server refused the interface (result {result}, reason {reason})")]
     Rejected { result: u16, reason: u16 },
@@ -49,14 +52,19 @@ pub enum CallError {
 /// Who the client authenticates as, and at what level.
 #[derive(Clone, Debug)]
 pub struct ClientAuth {
-    /// [`auth_type`](crate::security::auth_type): WINNT (NTLM) or GSS_NEGOTIATE (SPNEGO offering
-    /// NTLM).
+    /// [`auth_type`](crate::security::auth_type): WINNT (NTLM),
+    /// GSS_NEGOTIATE (SPNEGO offering NTLM, or Kerberos with a ticket) or
+    /// GSS_KERBEROS (with a ticket).
     pub auth_type: u8,
     /// [`auth_level`]: connect, packet, integrity or privacy.
     pub level: u8,
+    /// The account and password NTLM logs on with.
     pub user: String,
     pub domain: String,
     pub password: String,
+    /// A service ticket from the credential cache: Kerberos logs on with
+    /// it instead of the password.
+    pub ticket: Option<CachedTicket>,
 }
 
 /// How the client negotiates.
@@ -70,7 +78,7 @@ pub struct Options {
     pub features: Option<u64>,
     /// Join this association group.
     pub assoc_group_id: u32,
-    /// Authenticate with NTLM on the first bind.
+    /// Authenticate on the first bind.
     pub auth: Option<ClientAuth>,
     /// Ask for concurrent calls on the connection (PFC_CONC_MPX); see
     /// [`Connection::call_many`].
@@ -205,14 +213,22 @@ impl Connection {
             Body::AlterContext(bind_body.clone())
         } else {
             if let Some(a) = &self.options.auth {
-                let (context, token) = SecurityContext::client(
-                    a.auth_type,
-                    a.level,
-                    AUTH_CONTEXT_ID,
-                    &a.user,
-                    &a.domain,
-                    &a.password,
-                )?;
+                let (context, token) = match &a.ticket {
+                    Some(ticket) => SecurityContext::kerberos_client(
+                        a.auth_type,
+                        a.level,
+                        AUTH_CONTEXT_ID,
+                        ticket,
+                    )?,
+                    None => SecurityContext::client(
+                        a.auth_type,
+                        a.level,
+                        AUTH_CONTEXT_ID,
+                        &a.user,
+                        &a.domain,
+                        &a.password,
+                    )?,
+                };
                 if a.level >= auth_level::INTEGRITY {
                     pfc |= flags::SUPPORT_HEADER_SIGN;
                 }

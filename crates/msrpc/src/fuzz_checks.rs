@@ -200,7 +200,8 @@ fn a_session_is_answered() {
 
 /// NTLM tokens and verification trailers: whatever a client sends as the
 /// first or the third leg, the server's provider refuses or accepts
-/// without panicking, and with no accounts nothing logs on.
+/// without panicking, and with no accounts nothing logs on. The input is
+/// also read as a keytab and as a credential cache.
 pub fn ntlm(data: &[u8]) {
     use crate::security::{
         auth_level, auth_type, Acceptors, Credentials, KerberosService, Keytab, SecurityContext,
@@ -215,6 +216,10 @@ pub fn ntlm(data: &[u8]) {
     // Kerberos with a keytab of one key: the input as the keytab, and as
     // the AP-REQ (alone or in SPNEGO).
     let _ = Keytab::parse(data);
+    // And as a client's credential cache.
+    if let Ok(cache) = crate::security::CredentialCache::parse(data) {
+        let _ = cache.ticket_for(&["host".into(), "localhost".into()], None);
+    }
     let mut keytab = Keytab::default();
     keytab.push(&["host", "localhost"], "FUZZ.TEST", 1, 18, vec![7; 32]);
     let acceptors = Acceptors {

@@ -20,8 +20,9 @@
 //! - [`epm`] and [`mgmt`]: the endpoint mapper and the management
 //!   interface every server offers.
 //!
-//! The client runtime logs on with NTLM or SPNEGO/NTLM; Kerberos is
-//! server-side only so far.
+//! The client runtime logs on with NTLM or SPNEGO/NTLM with a password,
+//! and with Kerberos or SPNEGO/Kerberos with a service ticket of the
+//! user's credential cache ([`security::CredentialCache`]).
 
 #![forbid(unsafe_code)]
 

@@ -23,8 +23,9 @@ pub struct IfIdVector {
 }
 
 /// RPC_C_AUTHN_* values rpc_mgmt_inq_princ_name answers for: SPNEGO (9)
-/// and NTLM (10).
+/// and NTLM (10) always, Kerberos (16) when the server has a keytab.
 pub const PRINCIPAL_AUTHN_SERVICES: [u32; 2] = [9, 10];
+const AUTHN_KERBEROS: u32 = 16;
 
 #[crate::interface(uuid = "afa8bd80-7d8a-11c9-bef4-08002b102989", version = "1.0")]
 pub trait Mgmt {
@@ -112,7 +113,11 @@ impl Mgmt for Management {
         princ_name_size: u32,
     ) -> CallResult<(SizedCString, u32)> {
         let size = princ_name_size as usize;
-        if !PRINCIPAL_AUTHN_SERVICES.contains(&authn_proto) {
+        // Kerberos names the service its keytab holds keys for.
+        let kerberos = (authn_proto == AUTHN_KERBEROS)
+            .then(|| call.server.kerberos_principal())
+            .flatten();
+        if !PRINCIPAL_AUTHN_SERVICES.contains(&authn_proto) && kerberos.is_none() {
             return Ok((
                 SizedCString {
                     max: size,
@@ -121,7 +126,8 @@ impl Mgmt for Management {
                 status::RPC_S_UNKNOWN_AUTHN_SERVICE,
             ));
         }
-        let name = call.server.principal.as_bytes();
+        let name = kerberos.unwrap_or_else(|| call.server.principal.clone());
+        let name = name.as_bytes();
         if name.len() + 1 > size {
             // The name and its NUL do not fit the caller's buffer: an
             // empty string and the status say so, rather than a cut name.

@@ -5,6 +5,33 @@
 
 use crate::uuid::Uuid;
 
+/// bind_nak reasons ([MS-RPCE] 2.2.2.5, C706 12.6.3.1).
+pub mod nak {
+    pub const NOT_SPECIFIED: u16 = 0;
+    pub const TEMPORARY_CONGESTION: u16 = 1;
+    pub const LOCAL_LIMIT_EXCEEDED: u16 = 2;
+    pub const PROTOCOL_ERROR: u16 = 4;
+    pub const AUTHENTICATION_TYPE_NOT_RECOGNIZED: u16 = 8;
+    pub const INVALID_CHECKSUM: u16 = 9;
+
+    /// What a reason means, for messages.
+    pub fn name(reason: u16) -> &'static str {
+        match reason {
+            NOT_SPECIFIED => "reason not specified",
+            TEMPORARY_CONGESTION => "temporary congestion",
+            LOCAL_LIMIT_EXCEEDED => "local limit exceeded",
+            3 => "called address unknown",
+            PROTOCOL_ERROR => "protocol version not supported",
+            5 => "default context not supported",
+            6 => "user data not readable",
+            7 => "no presentation service access point available",
+            AUTHENTICATION_TYPE_NOT_RECOGNIZED => "authentication type not recognized",
+            INVALID_CHECKSUM => "the authentication failed",
+            _ => "unknown reason",
+        }
+    }
+}
+
 /// The PDU types of connection-oriented RPC (C706 12.6.4, [MS-RPCE]
 /// 2.2.2.10 for rpc_auth_3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

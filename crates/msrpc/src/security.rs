@@ -13,7 +13,9 @@
 //!
 //! Kerberos (auth type 16, and as SPNEGO's mechanism) where the server
 //! has a keytab: [`kerberos`] accepts service tickets with its keys and
-//! makes the RFC 4121 per-message tokens in [MS-KILE]'s DCE style.
+//! makes the RFC 4121 per-message tokens in [MS-KILE]'s DCE style. A
+//! client logs on with a service ticket from the user's credential cache
+//! ([`CredentialCache`], what `kinit` and `kvno` leave).
 //!
 //! With NTLMv2 every segment of the PDU is covered by the signature
 //! ([MS-NLMP] 3.4.6.1): header, body and sec_trailer; at the privacy
@@ -23,7 +25,10 @@ mod kerberos;
 mod ntlm;
 mod spnego;
 
-pub use kerberos::{KerberosService, Keytab, KeytabEntry, KeytabError};
+pub use kerberos::{
+    CachedTicket, CredentialCache, CredentialCacheError, KerberosService, Keytab, KeytabEntry,
+    KeytabError,
+};
 
 use std::fmt;
 use std::sync::Arc;
@@ -173,6 +178,7 @@ enum Handshake {
     SpnegoServer(spnego::SpnegoAcceptor),
     SpnegoClient(Box<spnego::SpnegoInitiator>),
     KerberosServer(kerberos::KerberosAcceptor),
+    KerberosClient(Box<kerberos::KerberosInitiator>),
     Done,
 }
 
@@ -258,7 +264,8 @@ impl SecurityContext {
                 (Handshake::NtlmClient(ntlm), token)
             }
             auth_type::GSS_NEGOTIATE => {
-                let (spnego, token) = spnego::SpnegoInitiator::new(ntlm)?;
+                let (spnego, token) =
+                    spnego::SpnegoInitiator::new(spnego::InitiatorMech::Ntlm(ntlm))?;
                 (Handshake::SpnegoClient(Box::new(spnego)), token)
             }
             other => return Err(SecurityError::UnknownType(other)),
@@ -270,6 +277,44 @@ impl SecurityContext {
             identity: Some(Identity {
                 user: user.to_string(),
                 domain: domain.to_string(),
+            }),
+            handshake,
+            session: None,
+        };
+        Ok((context, first))
+    }
+
+    /// The client side of a Kerberos context (auth type 16, or SPNEGO
+    /// offering Kerberos) with a service ticket of the credential cache,
+    /// in the DCE style of [MS-KILE] 3.4.5.1, and its first token (the
+    /// AP-REQ).
+    pub fn kerberos_client(
+        auth_type: u8,
+        level: u8,
+        context_id: u32,
+        ticket: &CachedTicket,
+    ) -> Result<(SecurityContext, Vec<u8>), SecurityError> {
+        check_level(level)?;
+        let mut krb = kerberos::KerberosInitiator::from_cache(ticket, true)?;
+        let (handshake, first) = match auth_type {
+            auth_type::GSS_KERBEROS => {
+                let token = krb.ap_req()?;
+                (Handshake::KerberosClient(Box::new(krb)), token)
+            }
+            auth_type::GSS_NEGOTIATE => {
+                let (spnego, token) =
+                    spnego::SpnegoInitiator::new(spnego::InitiatorMech::Kerberos(Box::new(krb)))?;
+                (Handshake::SpnegoClient(Box::new(spnego)), token)
+            }
+            other => return Err(SecurityError::UnknownType(other)),
+        };
+        let context = SecurityContext {
+            auth_type,
+            level,
+            context_id,
+            identity: Some(Identity {
+                user: ticket.client_principal(),
+                domain: ticket.client_realm.clone(),
             }),
             handshake,
             session: None,
@@ -309,7 +354,9 @@ impl SecurityContext {
                     "a leg after the context is established",
                 ))
             }
-            Handshake::NtlmClient(_) | Handshake::SpnegoClient(_) => {
+            Handshake::NtlmClient(_)
+            | Handshake::SpnegoClient(_)
+            | Handshake::KerberosClient(_) => {
                 return Err(SecurityError::Token("a client context accepts no tokens"))
             }
         };
@@ -327,8 +374,15 @@ impl SecurityContext {
     /// Client: the next token, given the server's last one.
     pub fn initiate(&mut self, input: &[u8]) -> Result<Leg, SecurityError> {
         let (out, session) = match &mut self.handshake {
-            Handshake::NtlmClient(ntlm) => ntlm.step(Some(input))?,
+            Handshake::NtlmClient(ntlm) => {
+                let (out, session) = ntlm.step(Some(input))?;
+                (out, session.map(|s| Session::Ntlm(Box::new(s))))
+            }
             Handshake::SpnegoClient(spnego) => spnego.step(input)?,
+            Handshake::KerberosClient(krb) => {
+                let (reply, session) = krb.ap_rep(input)?;
+                (reply.unwrap_or_default(), Some(Session::Kerberos(session)))
+            }
             Handshake::Done => {
                 return Err(SecurityError::Token(
                     "a leg after the context is established",
@@ -342,7 +396,7 @@ impl SecurityContext {
         };
         Ok(match session {
             Some(session) => {
-                self.session = Some(Session::Ntlm(Box::new(session)));
+                self.session = Some(session);
                 self.handshake = Handshake::Done;
                 Leg::Done(out)
             }

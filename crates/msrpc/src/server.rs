@@ -306,6 +306,15 @@ impl Server {
             .kerberos = keytab.map(|k| Arc::new(KerberosService::new(k)));
     }
 
+    /// The first principal of the keytab, when Kerberos is configured.
+    pub fn kerberos_principal(&self) -> Option<String> {
+        let acceptors = self.acceptors.read().unwrap_or_else(|e| e.into_inner());
+        acceptors
+            .kerberos
+            .as_ref()
+            .and_then(|k| k.keytab().principals().into_iter().next())
+    }
+
     fn acceptors(&self) -> Acceptors {
         self.acceptors
             .read()

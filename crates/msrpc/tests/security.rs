@@ -119,6 +119,7 @@ fn by(provider: u8, level: u8, user: &str, password: &str) -> Options {
             user: user.into(),
             domain: "WORKGROUP".into(),
             password: password.into(),
+            ticket: None,
         }),
         ..Options::default()
     }

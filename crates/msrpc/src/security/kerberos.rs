@@ -37,6 +37,9 @@ use picky_krb::messages::{ApRep, ApRepInner, ApReq};
 
 use super::{Identity, SecurityError, SEC_TRAILER_LEN};
 
+mod ccache;
+pub use ccache::{CachedTicket, CredentialCache, CredentialCacheError};
+
 /// The Kerberos V5 GSS-API mechanism, 1.2.840.113554.1.2.2, DER-encoded.
 pub(super) const KRB5_OID_DER: &[u8] = &[
     0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02,
@@ -973,9 +976,7 @@ impl KerberosSession {
 
 /// The client side, for a client that holds a service ticket and its
 /// session key (from a credential cache, or made by a test): builds the
-/// AP-REQ and completes the context from the AP-REP. The unit tests drive
-/// the acceptor with it.
-#[cfg(test)]
+/// AP-REQ and completes the context from the AP-REP.
 pub(super) struct KerberosInitiator {
     ticket: picky_krb::data_types::Ticket,
     session_cipher: CipherSuite,
@@ -987,8 +988,26 @@ pub(super) struct KerberosInitiator {
     ctime: Option<KerberosTime>,
 }
 
-#[cfg(test)]
 impl KerberosInitiator {
+    /// The initiator for a ticket of the credential cache.
+    pub fn from_cache(ticket: &CachedTicket, dce_style: bool) -> Result<Self, SecurityError> {
+        let parsed: picky_krb::data_types::Ticket = picky_asn1_der::from_bytes(&ticket.ticket)
+            .map_err(|_| token_error("a malformed ticket in the credential cache"))?;
+        let cipher = CipherSuite::try_from(usize::from(ticket.key_type))
+            .ok()
+            .filter(is_aes)
+            .ok_or_else(|| logon("the cached ticket's session key is not an AES key"))?;
+        let client: Vec<&str> = ticket.client.iter().map(String::as_str).collect();
+        KerberosInitiator::new(
+            parsed,
+            cipher,
+            ticket.key.clone(),
+            &client,
+            &ticket.client_realm,
+            dce_style,
+        )
+    }
+
     pub fn new(
         ticket: picky_krb::data_types::Ticket,
         session_cipher: CipherSuite,
@@ -1081,11 +1100,9 @@ impl KerberosInitiator {
             }),
         });
         let encoded = picky_asn1_der::to_vec(&ap_req).map_err(|_| token_error("an AP-REQ"))?;
-        Ok(if self.dce_style {
-            encoded
-        } else {
-            frame(TOK_AP_REQ, &encoded)
-        })
+        // The initial token is framed in the DCE style too (only the
+        // AP-REPs go bare), as Windows clients send it.
+        Ok(frame(TOK_AP_REQ, &encoded))
     }
 
     /// Reads the server's AP-REP: the session (with the acceptor's subkey)
@@ -1168,14 +1185,12 @@ impl KerberosInitiator {
     }
 }
 
-#[cfg(test)]
 fn realm_string(realm: &str) -> Result<picky_asn1::wrapper::GeneralStringAsn1, SecurityError> {
     picky_asn1::restricted_string::Ia5String::from_string(realm.to_string())
         .map(picky_asn1::wrapper::GeneralStringAsn1::from)
         .map_err(|_| token_error("a realm that is not IA5"))
 }
 
-#[cfg(test)]
 fn principal_name(name_type: u8, components: &[&str]) -> Result<PrincipalName, SecurityError> {
     use picky_asn1::wrapper::Asn1SequenceOf;
     let names = components
@@ -1281,9 +1296,15 @@ mod tests {
     fn established() -> (KerberosSession, KerberosSession) {
         let mut client = initiator(true, 3600, &SERVICE_KEY);
         let mut server = KerberosAcceptor::new(service());
-        let ap_req = client.ap_req().unwrap();
-        assert_eq!(ap_req[0], 0x6e, "DCE style: a bare AP-REQ");
-        let (ap_rep, done) = server.step(&ap_req).unwrap();
+        let framed = client.ap_req().unwrap();
+        assert_eq!(
+            framed[0], 0x60,
+            "the AP-REQ is GSS-framed in the DCE style too"
+        );
+        // Some DCE-style clients send it bare: the acceptor takes both.
+        let ap_req = unframe(&framed, TOK_AP_REQ).unwrap();
+        assert_eq!(ap_req[0], 0x6e, "an AP-REQ");
+        let (ap_rep, done) = server.step(ap_req).unwrap();
         assert!(done.is_none() && server.dce_style);
         let (reply, client_session) = client.ap_rep(&ap_rep).unwrap();
         let (last, done) = server.step(&reply.unwrap()).unwrap();

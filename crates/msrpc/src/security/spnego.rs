@@ -15,8 +15,8 @@
 use der::asn1::{Any, BitString, ContextSpecific, ObjectIdentifier, OctetString};
 use der::{Decode, Encode, Enumerated, Sequence, TagMode, TagNumber};
 
-use super::kerberos::KerberosAcceptor;
-use super::ntlm::{NtlmAcceptor, NtlmInitiator, NtlmSession};
+use super::kerberos::{KerberosAcceptor, KerberosInitiator};
+use super::ntlm::{NtlmAcceptor, NtlmInitiator};
 use super::{Identity, SecurityError, Session};
 
 /// 1.3.6.1.5.5.2: SPNEGO itself, in the GSS-API framing of the first token.
@@ -348,39 +348,49 @@ fn verify_mech_list_mic(session: &mut Session, mech_types: &[u8], mic: &[u8]) ->
     }
 }
 
-/// The client side.
+/// The mechanism a client runs inside SPNEGO.
+pub(super) enum InitiatorMech {
+    Ntlm(NtlmInitiator),
+    /// Kerberos with a cached service ticket, in the DCE style.
+    Kerberos(Box<KerberosInitiator>),
+}
+
+/// The client side: offers one mechanism, NTLM or Kerberos (as Windows
+/// does, under both Kerberos OIDs, Microsoft's first), with its first
+/// token as the optimistic one.
 pub(super) struct SpnegoInitiator {
-    ntlm: NtlmInitiator,
+    mech: InitiatorMech,
     mech_types: Vec<u8>,
-    /// Set once the AUTHENTICATE_MESSAGE is sent: the session, waiting for
-    /// the server's mechListMIC.
-    pending: Option<NtlmSession>,
+    /// Set once the mechanism is done, when the server's mechListMIC is
+    /// still to come (NTLM): the session waiting for it.
+    pending: Option<Session>,
 }
 
 impl SpnegoInitiator {
-    /// The initiator and its NegTokenInit (NTLM only, with the
-    /// NEGOTIATE_MESSAGE as optimistic token).
-    pub fn new(mut ntlm: NtlmInitiator) -> Result<(SpnegoInitiator, Vec<u8>), SecurityError> {
-        let mech_types = vec![NTLMSSP];
-        let (negotiate, _) = ntlm.step(None)?;
+    /// The initiator and its NegTokenInit.
+    pub fn new(mut mech: InitiatorMech) -> Result<(SpnegoInitiator, Vec<u8>), SecurityError> {
+        let (mech_types, first) = match &mut mech {
+            InitiatorMech::Ntlm(ntlm) => (vec![NTLMSSP], ntlm.step(None)?.0),
+            InitiatorMech::Kerberos(krb) => (vec![MS_KRB5, KRB5], krb.ap_req()?),
+        };
         let token = encode_init(NegTokenInit {
             mech_types: Some(mech_types.clone()),
             req_flags: None,
-            mech_token: Some(octets(negotiate)?),
+            mech_token: Some(octets(first)?),
             mic_or_hints: None,
             mech_list_mic: None,
         })?;
         let initiator = SpnegoInitiator {
-            ntlm,
+            mech,
             mech_types: mech_types.to_der().map_err(malformed)?,
             pending: None,
         };
         Ok((initiator, token))
     }
 
-    /// The next token given the server's; the session once the server's
-    /// mechListMIC has verified.
-    pub fn step(&mut self, input: &[u8]) -> Result<(Vec<u8>, Option<NtlmSession>), SecurityError> {
+    /// The next token given the server's; the session once the
+    /// negotiation is complete on this side.
+    pub fn step(&mut self, input: &[u8]) -> Result<(Vec<u8>, Option<Session>), SecurityError> {
         let resp = decode_resp(input)?;
         match resp.neg_state {
             Some(NegState::Reject) => {
@@ -400,7 +410,7 @@ impl SpnegoInitiator {
                 .mech_list_mic
                 .ok_or(SecurityError::Token("the server sent no mechListMIC"))?;
             if resp.neg_state != Some(NegState::AcceptCompleted)
-                || !session.verify_mech_list_mic(&self.mech_types, mic.as_bytes())
+                || !verify_mech_list_mic(&mut session, &self.mech_types, mic.as_bytes())
             {
                 return Err(SecurityError::LogonFailure(
                     "the server's mechListMIC does not verify".to_string(),
@@ -408,25 +418,47 @@ impl SpnegoInitiator {
             }
             return Ok((Vec::new(), Some(session)));
         }
-        if resp.supported_mech.is_some_and(|m| m != NTLMSSP) {
+        let offered: &[ObjectIdentifier] = match self.mech {
+            InitiatorMech::Ntlm(_) => &[NTLMSSP],
+            InitiatorMech::Kerberos(_) => &[MS_KRB5, KRB5],
+        };
+        if resp.supported_mech.is_some_and(|m| !offered.contains(&m)) {
             return Err(SecurityError::Token(
                 "the server chose a mechanism not offered",
             ));
         }
-        let challenge = resp
+        let answer = resp
             .response_token
-            .ok_or(SecurityError::Token("the server sent no NTLM challenge"))?;
-        let (authenticate, session) = self.ntlm.step(Some(challenge.as_bytes()))?;
-        let mut session =
-            session.ok_or(SecurityError::Token("NTLM did not finish on the challenge"))?;
-        let mic = session.mech_list_mic(&self.mech_types);
-        self.pending = Some(session);
-        let out = encode_resp(NegTokenResp {
-            response_token: Some(octets(authenticate)?),
-            mech_list_mic: Some(octets(mic.to_vec())?),
-            ..NegTokenResp::default()
-        })?;
-        Ok((out, None))
+            .ok_or(SecurityError::Token("the server sent no mechanism token"))?;
+        match &mut self.mech {
+            InitiatorMech::Ntlm(ntlm) => {
+                let (authenticate, session) = ntlm.step(Some(answer.as_bytes()))?;
+                let mut session =
+                    session.ok_or(SecurityError::Token("NTLM did not finish on the challenge"))?;
+                let mic = session.mech_list_mic(&self.mech_types);
+                self.pending = Some(Session::Ntlm(Box::new(session)));
+                let out = encode_resp(NegTokenResp {
+                    response_token: Some(octets(authenticate)?),
+                    mech_list_mic: Some(octets(mic.to_vec())?),
+                    ..NegTokenResp::default()
+                })?;
+                Ok((out, None))
+            }
+            InitiatorMech::Kerberos(krb) => {
+                // Kerberos was the first choice and needs no MIC exchange
+                // ([RFC 4178] 5): in the DCE style the client's AP-REP
+                // completes it; otherwise the server's AP-REP does.
+                let (reply, session) = krb.ap_rep(answer.as_bytes())?;
+                let out = match reply {
+                    Some(reply) => encode_resp(NegTokenResp {
+                        response_token: Some(octets(reply)?),
+                        ..NegTokenResp::default()
+                    })?,
+                    None => Vec::new(),
+                };
+                Ok((out, Some(Session::Kerberos(session))))
+            }
+        }
     }
 }
 
@@ -456,7 +488,7 @@ mod tests {
 
     fn initiator(password: &str) -> (SpnegoInitiator, Vec<u8>) {
         let ntlm = NtlmInitiator::new(auth_level::PRIVACY, "alice", "WORKGROUP", password).unwrap();
-        SpnegoInitiator::new(ntlm).unwrap()
+        SpnegoInitiator::new(InitiatorMech::Ntlm(ntlm)).unwrap()
     }
 
     fn hex(text: &str) -> Vec<u8> {
@@ -526,7 +558,9 @@ mod tests {
         assert!(answer.mech_list_mic.is_some());
         let (nothing, session) = client.step(&last).unwrap();
         assert!(nothing.is_empty());
-        let mut client_side = session.expect("established");
+        let Some(Session::Ntlm(mut client_side)) = session else {
+            panic!("not an NTLM session")
+        };
         // Both halves are in step after the MICs: a sealed PDU each way.
         let mut frag = vec![0u8; 16 + 8 + 8 + 16];
         frag[16..24].copy_from_slice(b"stubdata");
@@ -664,7 +698,8 @@ mod tests {
             true,
         )
         .unwrap();
-        let framed = kerberos::frame([1, 0], &client.ap_req().unwrap());
+        let framed = client.ap_req().unwrap();
+        assert_eq!(framed[0], 0x60, "the AP-REQ is GSS-framed");
         let init = encode_init(NegTokenInit {
             mech_types: Some(vec![MS_KRB5, NTLMSSP]),
             req_flags: None,
@@ -714,5 +749,82 @@ mod tests {
         })
         .unwrap();
         assert!(acceptor().step(&only).is_err());
+    }
+
+    /// This runtime's own client: SPNEGO offering Kerberos alone, in the
+    /// DCE style, against the acceptor; then a sealed PDU each way.
+    #[test]
+    fn the_initiator_logs_on_with_kerberos_and_both_sides_seal() {
+        use super::super::kerberos::{self, KerberosInitiator, KerberosService, Keytab};
+        use picky_krb::crypto::CipherSuite;
+        let mut keytab = Keytab::default();
+        keytab.push(&["host", "web1"], "TEST.REALM", 3, 18, vec![5; 32]);
+        let service = Arc::new(KerberosService::new(keytab));
+        let (ticket, key) =
+            kerberos::issue_ticket(&["host", "web1"], "TEST.REALM", &[5; 32], 3, &["bob"], 600);
+        let krb = KerberosInitiator::new(
+            ticket,
+            CipherSuite::Aes256CtsHmacSha196,
+            key,
+            &["bob"],
+            "TEST.REALM",
+            true,
+        )
+        .unwrap();
+        let (mut client, init) =
+            SpnegoInitiator::new(InitiatorMech::Kerberos(Box::new(krb))).unwrap();
+        let offered = decode_init(&init).unwrap().mech_types.unwrap();
+        assert_eq!(offered, vec![MS_KRB5, KRB5]);
+        let mut server = SpnegoAcceptor::new(
+            NtlmAcceptor::new(Arc::new(Alice)),
+            Some(KerberosAcceptor::new(service)),
+        );
+        let (first, done) = server.step(&init).unwrap();
+        assert!(done.is_none(), "the DCE style takes a third leg");
+        let (third, session) = client.step(&first).unwrap();
+        let Some(Session::Kerberos(mut client_side)) = session else {
+            panic!("the client is not done with Kerberos")
+        };
+        let (_, done) = server.step(&third).unwrap();
+        let (identity, server_side) = done.expect("established");
+        assert_eq!(identity.unwrap().user, "bob@TEST.REALM");
+        let Session::Kerberos(mut server_side) = server_side else {
+            panic!("not a Kerberos session")
+        };
+        let token = kerberos::WRAP_TOKEN_LEN;
+        let mut frag = vec![0u8; 16 + 16 + 8 + token];
+        frag[16..32].copy_from_slice(b"sixteen byte stb");
+        client_side.protect(&mut frag, 16, true, true).unwrap();
+        assert_ne!(&frag[16..32], b"sixteen byte stb");
+        server_side
+            .unprotect(&mut frag, 16, token, true, true)
+            .unwrap();
+        assert_eq!(&frag[16..32], b"sixteen byte stb");
+        server_side.protect(&mut frag, 16, true, true).unwrap();
+        client_side
+            .unprotect(&mut frag, 16, token, true, true)
+            .unwrap();
+        assert_eq!(&frag[16..32], b"sixteen byte stb");
+
+        // A server that answers with another mechanism is refused.
+        let krb = KerberosInitiator::new(
+            kerberos::issue_ticket(&["host", "web1"], "TEST.REALM", &[5; 32], 3, &["bob"], 600).0,
+            CipherSuite::Aes256CtsHmacSha196,
+            vec![1; 32],
+            &["bob"],
+            "TEST.REALM",
+            true,
+        )
+        .unwrap();
+        let (mut client, _) = SpnegoInitiator::new(InitiatorMech::Kerberos(Box::new(krb))).unwrap();
+        let steered = encode_resp(NegTokenResp {
+            neg_state: Some(NegState::AcceptIncomplete),
+            supported_mech: Some(NTLMSSP),
+            response_token: Some(octets(b"challenge".to_vec()).unwrap()),
+            mech_list_mic: None,
+        })
+        .unwrap();
+        let error = client.step(&steered).err().unwrap();
+        assert!(error.to_string().contains("not offered"), "{error}");
     }
 }

@@ -24,14 +24,7 @@ use crate::uuid::Uuid;
 /// this size, so no negotiation goes below it.
 const MUST_RECV_FRAG_SIZE: u16 = 1432;
 
-/// bind_nak reasons ([MS-RPCE] 2.2.2.5, C706 12.6.3.1).
-mod nak {
-    pub const NOT_SPECIFIED: u16 = 0;
-    pub const LOCAL_LIMIT_EXCEEDED: u16 = 2;
-    pub const PROTOCOL_ERROR: u16 = 4;
-    pub const AUTHENTICATION_TYPE_NOT_RECOGNIZED: u16 = 8;
-    pub const INVALID_CHECKSUM: u16 = 9;
-}
+use crate::pdu::nak;
 
 /// p_cont_def_result_t and p_provider_reason_t (C706 12.6.3.1).
 mod result {
