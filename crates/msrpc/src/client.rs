@@ -20,6 +20,9 @@ use crate::security::{
 use crate::server::{ndr20, ndr64};
 use crate::status;
 
+/// How much room a read is given when no fragment is partly read.
+const INBOX_CHUNK: usize = 8192;
+
 /// The auth_context_id this client gives its security context.
 const AUTH_CONTEXT_ID: u32 = 1;
 
@@ -129,6 +132,8 @@ pub struct Connection {
     security: Option<SecurityContext>,
     /// The server echoed PFC_SUPPORT_HEADER_SIGN in its bind_ack.
     header_sign: bool,
+    /// Bytes read and not yet taken as a fragment.
+    inbox: Vec<u8>,
 }
 
 impl Connection {
@@ -145,6 +150,7 @@ impl Connection {
             header_sign: false,
             next_call_id: 1,
             security: None,
+            inbox: Vec::new(),
         }
     }
 
@@ -545,12 +551,24 @@ impl Connection {
 
     /// Reads one whole fragment, decoded and as sent.
     async fn receive_raw(&mut self) -> Result<(Pdu, Vec<u8>), CallError> {
-        let mut frag = vec![0u8; HEADER_LEN];
-        self.stream.read_exact(&mut frag).await?;
-        let len = pdu::frag_length(&frag)?;
-        frag.resize(len, 0);
-        self.stream.read_exact(&mut frag[HEADER_LEN..]).await?;
-        let pdu = Pdu::decode(&frag)?;
-        Ok((pdu, frag))
+        // Whatever the stream has is read at once (one read per fragment,
+        // not two), and what follows the fragment is kept for the next.
+        loop {
+            if self.inbox.len() >= HEADER_LEN {
+                let len = pdu::frag_length(&self.inbox[..HEADER_LEN])?;
+                if self.inbox.len() >= len {
+                    let rest = self.inbox.split_off(len);
+                    let frag = std::mem::replace(&mut self.inbox, rest);
+                    let pdu = Pdu::decode(&frag)?;
+                    return Ok((pdu, frag));
+                }
+                self.inbox.reserve(len - self.inbox.len());
+            } else {
+                self.inbox.reserve(INBOX_CHUNK);
+            }
+            if self.stream.read_buf(&mut self.inbox).await? == 0 {
+                return Err(CallError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
     }
 }
