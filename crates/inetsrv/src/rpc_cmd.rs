@@ -83,9 +83,9 @@ pub struct Target {
     /// The security provider with --user or --kerberos.
     #[arg(long, value_enum, default_value_t = Provider::Negotiate)]
     auth: Provider,
-    /// Log on with Kerberos: a service ticket for --spn from the
-    /// credential cache (`kinit`, then `kvno SPN`), no password. Implied
-    /// by --auth kerberos.
+    /// Log on with Kerberos, no password: the service ticket for --spn
+    /// from the credential cache, or one the KDC issues for the cache's
+    /// TGT (after `kinit`). Implied by --auth kerberos.
     #[arg(short = 'k', long)]
     kerberos: bool,
     /// The service principal to use the ticket of (default host/HOST, the
@@ -185,14 +185,14 @@ fn kerberos_auth(target: &Target) -> Result<ClientAuth> {
         }
     }
     let (service, realm) = service_principal(target)?;
-    let ticket = cache.ticket_for(&service, realm.as_deref())?;
+    let ticket = cache.service_ticket(&service, realm.as_deref())?;
     Ok(ClientAuth {
         auth_type: target.auth.auth_type(),
         level: target.level,
         user: cache.principal.join("/"),
         domain: cache.realm.clone(),
         password: String::new(),
-        ticket: Some(ticket.clone()),
+        ticket: Some(ticket),
     })
 }
 

@@ -238,11 +238,62 @@ fn the_rpc_cli_logs_on_with_kerberos_from_the_credential_cache() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         web.cli_err(&args)
     };
-    // What the cache lacks, and what Kerberos cannot name, is said.
-    let err = run(&["--spn", "http/localhost"]);
+    // With the TGT alone the client asks the KDC (found through
+    // KRB5_CONFIG) for the service ticket, as kvno would; the cache is
+    // left as it was.
+    let tgt_only = realm.tgt_only_ccache();
+    let before = std::fs::read(&tgt_only).unwrap();
+    let krb5_config = [("KRB5_CONFIG", realm.config())];
+    let out = web.cli_env(
+        &[
+            "rpc",
+            "interfaces",
+            "--server",
+            &server,
+            "--auth",
+            "kerberos",
+            "--ccache",
+            &tgt_only.display().to_string(),
+        ],
+        &krb5_config,
+    );
     assert!(
-        err.contains("holds no ticket for http/localhost@INETSRV.TEST")
-            && err.contains("kvno http/localhost"),
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("endpoint mapper (EPM)"));
+    assert_eq!(
+        std::fs::read(&tgt_only).unwrap(),
+        before,
+        "the cache is only read"
+    );
+    // A service the KDC does not know, and one it cannot be asked about.
+    let out = web.cli_env(
+        &[
+            "rpc",
+            "ping",
+            "--server",
+            &server,
+            "--kerberos",
+            "--ccache",
+            &ccache,
+            "--spn",
+            "http/localhost",
+        ],
+        &krb5_config,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("the KDC refused a ticket for http/localhost@INETSRV.TEST")
+            && err.contains("does not know"),
+        "{err}"
+    );
+    let err = run(&["--spn", "http/elsewhere@OTHER.TEST"]);
+    assert!(
+        err.contains("holds no ticket for http/elsewhere@OTHER.TEST")
+            && err.contains("no TGT for OTHER.TEST"),
         "{err}"
     );
     let err = run(&["--user", "bob"]);

@@ -215,9 +215,15 @@ impl Web {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(args, &[])
+    }
+
+    /// The CLI with more environment (KRB5_CONFIG, …).
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, std::path::PathBuf)]) -> Output {
         Command::new(BIN)
             .args(self.target())
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v)))
             .output()
             .unwrap()
     }

@@ -72,6 +72,51 @@ impl Kdc {
     }
 }
 
+impl Kdc {
+    /// A second credential cache of alice's with her TGT only (kinit and
+    /// no kvno): a client must ask the KDC for the service ticket.
+    pub fn tgt_only_ccache(&self) -> PathBuf {
+        static MADE: OnceLock<PathBuf> = OnceLock::new();
+        MADE.get_or_init(|| {
+            let path = self.root.join("tgt-only.ccache");
+            kinit(self, &path);
+            path
+        })
+        .clone()
+    }
+}
+
+/// alice's TGT into `ccache`: kinit reads the password from stdin; the
+/// KDC may take a moment to listen.
+fn kinit(kdc: &Kdc, ccache: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut child = Command::new("kinit")
+            .arg(format!("alice@{REALM}"))
+            .env("KRB5_CONFIG", kdc.config())
+            .env("KRB5CCNAME", ccache)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kinit (apt package krb5-user)");
+        {
+            use std::io::Write;
+            let _ = child.stdin.take().unwrap().write_all(b"Secret-1\n");
+        }
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kinit: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn run(command: &mut Command) -> String {
     let out = command
         .output()
@@ -157,33 +202,7 @@ fn start() -> Kdc {
         "ktadd -k {} host/localhost",
         kdc.keytab().display()
     ));
-    // alice's tickets: kinit reads the password from stdin; the KDC may
-    // take a moment to listen.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut child = Command::new("kinit")
-            .arg(format!("alice@{REALM}"))
-            .envs(kdc.client_env())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kinit (apt package krb5-user)");
-        {
-            use std::io::Write;
-            let _ = child.stdin.take().unwrap().write_all(b"Secret-1\n");
-        }
-        let out = child.wait_with_output().unwrap();
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kinit: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    kinit(&kdc, &kdc.ccache());
     run(Command::new("kvno")
         .arg(format!("host/localhost@{REALM}"))
         .envs(kdc.client_env()));

@@ -38,6 +38,7 @@ use picky_krb::messages::{ApRep, ApRepInner, ApReq};
 use super::{Identity, SecurityError, SEC_TRAILER_LEN};
 
 mod ccache;
+mod tgs;
 pub use ccache::{CachedTicket, CredentialCache, CredentialCacheError};
 
 /// The Kerberos V5 GSS-API mechanism, 1.2.840.113554.1.2.2, DER-encoded.
@@ -1034,22 +1035,8 @@ impl KerberosInitiator {
         })
     }
 
-    fn principal(&self) -> Result<PrincipalName, SecurityError> {
-        principal_name(
-            1,
-            &self.client.iter().map(String::as_str).collect::<Vec<_>>(),
-        )
-    }
-
     /// The AP-REQ (mutual authentication, the DCE style if asked).
     pub fn ap_req(&mut self) -> Result<Vec<u8>, SecurityError> {
-        use picky_asn1::wrapper::{ExplicitContextTag4, ExplicitContextTag5, ExplicitContextTag7};
-        use picky_krb::data_types::{AuthenticatorInner, Checksum};
-        let now = time::OffsetDateTime::now_utc();
-        let ctime: KerberosTime =
-            picky_asn1::date::GeneralizedTime::from(now.replace_nanosecond(0).unwrap_or(now))
-                .into();
-        self.ctime = Some(ctime.clone());
         let mut flags = GSS_C_MUTUAL_FLAG | 0x04 | 0x08 | 0x10 | 0x20;
         if self.dce_style {
             flags |= GSS_C_DCE_STYLE;
@@ -1057,48 +1044,19 @@ impl KerberosInitiator {
         let mut checksum = 16u32.to_le_bytes().to_vec();
         checksum.extend_from_slice(&[0; 16]);
         checksum.extend_from_slice(&flags.to_le_bytes());
-        let authenticator = Authenticator::from(AuthenticatorInner {
-            authenticator_vno: ExplicitContextTag0::from(IntegerAsn1::from(vec![5])),
-            crealm: ExplicitContextTag1::from(realm_string(&self.realm)?),
-            cname: ExplicitContextTag2::from(self.principal()?),
-            cksum: Optional::from(Some(ExplicitContextTag3::from(Checksum {
-                cksumtype: ExplicitContextTag0::from(unsigned(0x8003)),
-                checksum: ExplicitContextTag1::from(OctetStringAsn1::from(checksum)),
-            }))),
-            cusec: ExplicitContextTag4::from(unsigned(now.microsecond())),
-            ctime: ExplicitContextTag5::from(ctime),
-            subkey: Optional::from(None),
-            seq_number: Optional::from(Some(ExplicitContextTag7::from(unsigned(self.seq)))),
-            authorization_data: Optional::from(None),
-        });
-        let encoded =
-            picky_asn1_der::to_vec(&authenticator).map_err(|_| token_error("an authenticator"))?;
-        let sealed = self
-            .session_cipher
-            .cipher()
-            .encrypt(
-                &self.session_key,
-                key_usages::AP_REQ_AUTHENTICATOR,
-                &encoded,
-            )
-            .map_err(crypto)?;
-        let mut options = picky_asn1::bit_string::BitString::with_len(32);
-        options.set(2, true); // mutual-required
-        let ap_req = ApReq::from(picky_krb::messages::ApReqInner {
-            pvno: ExplicitContextTag0::from(IntegerAsn1::from(vec![5])),
-            msg_type: ExplicitContextTag1::from(IntegerAsn1::from(vec![14])),
-            ap_options: ExplicitContextTag2::from(picky_asn1::wrapper::BitStringAsn1::from(
-                options,
-            )),
-            ticket: picky_asn1::wrapper::ExplicitContextTag3::from(self.ticket.clone()),
-            authenticator: picky_asn1::wrapper::ExplicitContextTag4::from(EncryptedData {
-                etype: ExplicitContextTag0::from(unsigned(u32::from(u8::from(
-                    &self.session_cipher,
-                )))),
-                kvno: Optional::from(None),
-                cipher: ExplicitContextTag2::from(OctetStringAsn1::from(sealed)),
-            }),
-        });
+        let client: Vec<&str> = self.client.iter().map(String::as_str).collect();
+        let (ap_req, ctime) = build_ap_req(&ApReqParts {
+            ticket: &self.ticket,
+            cipher: &self.session_cipher,
+            key: &self.session_key,
+            key_usage: key_usages::AP_REQ_AUTHENTICATOR,
+            client: &client,
+            realm: &self.realm,
+            checksum: (GSS_CHECKSUM_TYPE, checksum),
+            seq: Some(self.seq),
+            mutual: true,
+        })?;
+        self.ctime = Some(ctime);
         let encoded = picky_asn1_der::to_vec(&ap_req).map_err(|_| token_error("an AP-REQ"))?;
         // The initial token is framed in the DCE style too (only the
         // AP-REPs go bare), as Windows clients send it.
@@ -1183,6 +1141,68 @@ impl KerberosInitiator {
         let encoded = picky_asn1_der::to_vec(&ap_rep).map_err(|_| token_error("an AP-REP"))?;
         Ok((Some(encoded), session))
     }
+}
+
+/// What an AP-REQ is made of: the ticket and its session key, the
+/// authenticator's key usage (an AP-REQ to a service, or the one inside a
+/// TGS-REQ), the client, and the authenticator's checksum.
+pub(super) struct ApReqParts<'a> {
+    pub ticket: &'a picky_krb::data_types::Ticket,
+    pub cipher: &'a CipherSuite,
+    pub key: &'a [u8],
+    pub key_usage: i32,
+    pub client: &'a [&'a str],
+    pub realm: &'a str,
+    /// Checksum type and value.
+    pub checksum: (u32, Vec<u8>),
+    pub seq: Option<u32>,
+    /// Ask for mutual authentication (an AP-REP).
+    pub mutual: bool,
+}
+
+/// An AP-REQ ([RFC 4120] 5.5.1) and its authenticator's ctime, which the
+/// AP-REP must echo.
+pub(super) fn build_ap_req(parts: &ApReqParts<'_>) -> Result<(ApReq, KerberosTime), SecurityError> {
+    use picky_asn1::wrapper::{ExplicitContextTag4, ExplicitContextTag5, ExplicitContextTag7};
+    use picky_krb::data_types::{AuthenticatorInner, Checksum};
+    let now = time::OffsetDateTime::now_utc();
+    let ctime: KerberosTime =
+        picky_asn1::date::GeneralizedTime::from(now.replace_nanosecond(0).unwrap_or(now)).into();
+    let authenticator = Authenticator::from(AuthenticatorInner {
+        authenticator_vno: ExplicitContextTag0::from(IntegerAsn1::from(vec![5])),
+        crealm: ExplicitContextTag1::from(realm_string(parts.realm)?),
+        cname: ExplicitContextTag2::from(principal_name(1, parts.client)?),
+        cksum: Optional::from(Some(ExplicitContextTag3::from(Checksum {
+            cksumtype: ExplicitContextTag0::from(unsigned(parts.checksum.0)),
+            checksum: ExplicitContextTag1::from(OctetStringAsn1::from(parts.checksum.1.clone())),
+        }))),
+        cusec: ExplicitContextTag4::from(unsigned(now.microsecond())),
+        ctime: ExplicitContextTag5::from(ctime.clone()),
+        subkey: Optional::from(None),
+        seq_number: Optional::from(parts.seq.map(|s| ExplicitContextTag7::from(unsigned(s)))),
+        authorization_data: Optional::from(None),
+    });
+    let encoded =
+        picky_asn1_der::to_vec(&authenticator).map_err(|_| token_error("an authenticator"))?;
+    let sealed = parts
+        .cipher
+        .cipher()
+        .encrypt(parts.key, parts.key_usage, &encoded)
+        .map_err(crypto)?;
+    let mut options = picky_asn1::bit_string::BitString::with_len(32);
+    options.set(2, parts.mutual); // mutual-required
+    let ap_req = ApReq::from(picky_krb::messages::ApReqInner {
+        pvno: ExplicitContextTag0::from(IntegerAsn1::from(vec![5])),
+        msg_type: ExplicitContextTag1::from(IntegerAsn1::from(vec![14])),
+        ap_options: ExplicitContextTag2::from(picky_asn1::wrapper::BitStringAsn1::from(options)),
+        ticket: picky_asn1::wrapper::ExplicitContextTag3::from(parts.ticket.clone()),
+        authenticator: picky_asn1::wrapper::ExplicitContextTag4::from(EncryptedData {
+            etype: ExplicitContextTag0::from(unsigned(u32::from(u8::from(parts.cipher)))),
+            kvno: Optional::from(None),
+            cipher: ExplicitContextTag2::from(OctetStringAsn1::from(sealed)),
+        }),
+    });
+    Ok((ap_req, ctime))
 }
 
 fn realm_string(realm: &str) -> Result<picky_asn1::wrapper::GeneralStringAsn1, SecurityError> {

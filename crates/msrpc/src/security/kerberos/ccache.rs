@@ -235,6 +235,30 @@ impl CredentialCache {
         format!("{}@{}", self.principal.join("/"), self.realm)
     }
 
+    /// A ticket for a service: the cache's (see [`Self::ticket_for`]), or
+    /// else one the KDC issues for the cache's TGT (the TGS exchange, as
+    /// `kvno` does; the realm's KDC from krb5.conf). The cache is not
+    /// written.
+    pub fn service_ticket(
+        &self,
+        service: &[String],
+        realm: Option<&str>,
+    ) -> Result<CachedTicket, SecurityError> {
+        let cached = match self.ticket_for(service, realm) {
+            Ok(ticket) => return Ok(ticket.clone()),
+            Err(e) => e,
+        };
+        let realm = realm.unwrap_or(&self.realm);
+        let tgs = ["krbtgt".to_string(), realm.to_string()];
+        let tgt = self.ticket_for(&tgs, Some(realm)).map_err(|_| {
+            SecurityError::LogonFailure(format!(
+                "{} and no TGT for {realm} to ask the KDC with (kinit)",
+                cached.to_string().trim_start_matches("logon failure: ")
+            ))
+        })?;
+        super::tgs::service_ticket(tgt, service, realm)
+    }
+
     /// The default principal's ticket for a service (`host/NAME`, in the
     /// given realm or, with None, in any): the newest one that has not
     /// expired and has an AES session key.
