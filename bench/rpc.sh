@@ -10,6 +10,9 @@
 #          opnum 4) at level none. For the privacy runs both servers know
 #          the account rpcbench (a Unix user for Samba's passdb, created
 #          when missing).
+# Also the server's CPU time per call (CPU 0's busy time over the run):
+# how much each server spends on a call, which does not depend on how
+# well the client keeps up.
 # Target: at least 2x Samba's calls per second.
 #
 # Usage: bench/rpc.sh [SECONDS] [CONNECTIONS]   (root: Samba's endpoint
@@ -65,10 +68,19 @@ for _ in $(seq 100); do
 done
 samba_version=$(/usr/libexec/samba/samba-dcerpcd --version 2>/dev/null || smbd --version)
 
+# CPU 0's busy time in jiffies (USER_HZ, 100 per second): only the server
+# under test works there during its run, so the growth is that server's
+# CPU time, with the kernel's TCP work done on that CPU (its own sends,
+# and on loopback the delivery of its answers to the client).
+busy0() { awk '$1 == "cpu0" {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+
 run() { # NAME ADDR CALL LEVEL PROVIDER
-    local out
+    local out before after
+    before=$(busy0)
     out=$(taskset -c 1 "$bin/rpc_bench" "$2" "$3" "$conns" "$seconds" "$4" rpcbench "$password" "$5")
-    echo "$1 $(echo "$out" | sed -E 's/.*calls_per_sec=([0-9]+) p50_us=([0-9.]+) p99_us=([0-9.]+).*/\1 \2 \3/')"
+    after=$(busy0)
+    echo "$1 $(echo "$out" | sed -E 's/calls=([0-9]+) calls_per_sec=([0-9]+) p50_us=([0-9.]+) p99_us=([0-9.]+).*/\2 \3 \4 \1/')" |
+        awk -v jiffies=$((after - before)) '{printf "%s %s %s %s %.2f\n", $1, $2, $3, $4, jiffies * 10000 / $5}'
 }
 
 for case in is_server_listening:none:ntlm is_server_listening:privacy:ntlm \
@@ -84,8 +96,11 @@ for case in is_server_listening:none:ntlm is_server_listening:privacy:ntlm \
         run inetsrv "127.0.0.1:$port" "$call" "$level" "$provider"
         run samba "127.0.0.1:135" "$call" "$level" "$provider"
     done)
-    echo "$results" | awk '{printf "  %-8s %8s calls/s   p50 %6s us   p99 %7s us\n", $1, $2, $3, $4}'
+    echo "$results" | awk '{printf "  %-8s %8s calls/s   p50 %6s us   p99 %7s us   server CPU %5s us/call\n", $1, $2, $3, $4, $5}'
     ours=$(echo "$results" | awk '$1=="inetsrv" {print $2}' | sort -n | sed -n 2p)
     peer=$(echo "$results" | awk '$1=="samba" {print $2}' | sort -n | sed -n 2p)
+    ours_cpu=$(echo "$results" | awk '$1=="inetsrv" {print $5}' | sort -n | sed -n 2p)
+    peer_cpu=$(echo "$results" | awk '$1=="samba" {print $5}' | sort -n | sed -n 2p)
     echo "  median: inetsrv $ours calls/s, samba $peer calls/s, ratio $(awk -v a="$ours" -v b="$peer" 'BEGIN {printf "%.2fx", a / b}')"
+    echo "  server CPU per call: inetsrv $ours_cpu us, samba $peer_cpu us, ratio $(awk -v a="$ours_cpu" -v b="$peer_cpu" 'BEGIN {printf "%.2fx", b / a}')"
 done

@@ -212,21 +212,15 @@ fn the_rpc_cli_logs_on_with_kerberos_from_the_credential_cache() {
             );
         }
     }
-    let log = web.log();
-    for (provider, level) in [
-        ("Negotiate (SPNEGO)", "connect"),
-        ("Negotiate (SPNEGO)", "privacy"),
-        ("Kerberos", "integrity"),
-        ("Kerberos", "privacy"),
-    ] {
-        let with = format!("with {provider} at level {level}");
-        assert!(
-            log.lines().any(
-                |l| l.contains("alice@INETSRV.TEST logged on from 127.0.0.1") && l.ends_with(&with)
-            ),
-            "no Kerberos logon {with} in:\n{log}"
-        );
-    }
+    assert_kerberos_logons(
+        &web.log(),
+        &[
+            ("Negotiate (SPNEGO)", "connect"),
+            ("Negotiate (SPNEGO)", "privacy"),
+            ("Kerberos", "integrity"),
+            ("Kerberos", "privacy"),
+        ],
+    );
     // The principal Kerberos knows the server by: its keytab's.
     let mut args = vec!["rpc".to_string(), "principal".to_string()];
     args.extend(kerberos(&["--auth", "kerberos"]));
@@ -658,19 +652,28 @@ fn smbtorture_logs_on_with_kerberos_signed_and_sealed() {
         let epm = smbtorture_with(&binding, "rpc.epmapper", &extra, &env);
         assert_eq!(epm, epmapper_expected(), "{flags}");
     }
-    let log = web.log();
-    for (provider, level) in [
-        ("Kerberos", "connect"),
-        ("Kerberos", "integrity"),
-        ("Kerberos", "privacy"),
-        ("Negotiate (SPNEGO)", "connect"),
-        ("Negotiate (SPNEGO)", "privacy"),
-    ] {
+    assert_kerberos_logons(
+        &web.log(),
+        &[
+            ("Kerberos", "connect"),
+            ("Kerberos", "integrity"),
+            ("Kerberos", "privacy"),
+            ("Negotiate (SPNEGO)", "connect"),
+            ("Negotiate (SPNEGO)", "privacy"),
+        ],
+    );
+}
+
+/// The server's log has alice's Kerberos logon with each provider and
+/// level.
+fn assert_kerberos_logons(log: &str, expected: &[(&str, &str)]) {
+    for (provider, level) in expected {
+        let with = format!("with {provider} at level {level}");
         assert!(
-            log.lines()
-                .any(|l| l.contains("alice@INETSRV.TEST logged on")
-                    && l.contains(&format!("with {provider} at level {level}"))),
-            "no {provider} logon at level {level}:\n{log}"
+            log.lines().any(
+                |l| l.contains("alice@INETSRV.TEST logged on from 127.0.0.1") && l.ends_with(&with)
+            ),
+            "no Kerberos logon {with} in:\n{log}"
         );
     }
 }

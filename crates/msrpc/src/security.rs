@@ -270,18 +270,32 @@ impl SecurityContext {
             }
             other => return Err(SecurityError::UnknownType(other)),
         };
-        let context = SecurityContext {
+        let identity = Identity {
+            user: user.to_string(),
+            domain: domain.to_string(),
+        };
+        Ok((
+            SecurityContext::initiator(auth_type, level, context_id, identity, handshake),
+            first,
+        ))
+    }
+
+    /// A client context about to send its first token.
+    fn initiator(
+        auth_type: u8,
+        level: u8,
+        context_id: u32,
+        identity: Identity,
+        handshake: Handshake,
+    ) -> SecurityContext {
+        SecurityContext {
             auth_type,
             level,
             context_id,
-            identity: Some(Identity {
-                user: user.to_string(),
-                domain: domain.to_string(),
-            }),
+            identity: Some(identity),
             handshake,
             session: None,
-        };
-        Ok((context, first))
+        }
     }
 
     /// The client side of a Kerberos context (auth type 16, or SPNEGO
@@ -308,17 +322,11 @@ impl SecurityContext {
             }
             other => return Err(SecurityError::UnknownType(other)),
         };
-        let context = SecurityContext {
-            auth_type,
-            level,
-            context_id,
-            identity: Some(Identity {
-                user: ticket.client_principal(),
-                domain: ticket.client_realm.clone(),
-            }),
-            handshake,
-            session: None,
+        let identity = Identity {
+            user: ticket.client_principal(),
+            domain: ticket.client_realm.clone(),
         };
+        let context = SecurityContext::initiator(auth_type, level, context_id, identity, handshake);
         Ok((context, first))
     }
 

@@ -94,10 +94,15 @@ pub struct KeytabEntry {
     key: Vec<u8>,
 }
 
+/// A principal as written: `host/web1.example.com@EXAMPLE.COM`.
+fn principal_text(components: &[String], realm: &str) -> String {
+    format!("{}@{realm}", components.join("/"))
+}
+
 impl KeytabEntry {
     /// `host/web1.example.com@EXAMPLE.COM`
     pub fn principal(&self) -> String {
-        format!("{}@{}", self.components.join("/"), self.realm)
+        principal_text(&self.components, &self.realm)
     }
 }
 

@@ -30,12 +30,12 @@ pub struct CachedTicket {
 impl CachedTicket {
     /// `host/web1.example.com@EXAMPLE.COM`
     pub fn server_principal(&self) -> String {
-        format!("{}@{}", self.server.join("/"), self.server_realm)
+        super::principal_text(&self.server, &self.server_realm)
     }
 
     /// `alice@EXAMPLE.COM`
     pub fn client_principal(&self) -> String {
-        format!("{}@{}", self.client.join("/"), self.client_realm)
+        super::principal_text(&self.client, &self.client_realm)
     }
 }
 
@@ -232,7 +232,7 @@ impl CredentialCache {
 
     /// `alice@EXAMPLE.COM`
     pub fn principal_name(&self) -> String {
-        format!("{}@{}", self.principal.join("/"), self.realm)
+        super::principal_text(&self.principal, &self.realm)
     }
 
     /// A ticket for a service: the cache's (see [`Self::ticket_for`]), or
