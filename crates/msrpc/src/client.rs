@@ -1,10 +1,11 @@
 //! The client runtime: binds interfaces on a connection (ncacn_ip_tcp or
 //! ncalrpc), negotiates transfer syntaxes, authenticates with NTLM,
 //! SPNEGO or Kerberos (bind, bind_ack, rpc_auth_3, alter_context) at the
-//! level asked for, fragments requests
-//! under the negotiated max_xmit_frag, signs or seals them, and verifies
-//! and reassembles responses. The generated `…Client` types marshal calls
-//! through it.
+//! level asked for, fragments requests under the negotiated
+//! max_xmit_frag, signs or seals them, and verifies and reassembles
+//! responses. A connection may hold several security
+//! contexts (alter_context with a new auth_context_id). The generated
+//! `…Client` types marshal calls through it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -101,6 +102,21 @@ impl Default for Options {
     }
 }
 
+/// A client security context for `auth`, and its first token.
+fn new_context(auth: &ClientAuth, id: u32) -> Result<(SecurityContext, Vec<u8>), SecurityError> {
+    match &auth.ticket {
+        Some(ticket) => SecurityContext::kerberos_client(auth.auth_type, auth.level, id, ticket),
+        None => SecurityContext::client(
+            auth.auth_type,
+            auth.level,
+            id,
+            &auth.user,
+            &auth.domain,
+            &auth.password,
+        ),
+    }
+}
+
 /// One fragment of an answer.
 enum Part {
     Data {
@@ -134,6 +150,13 @@ pub struct Connection {
     header_sign: bool,
     /// Bytes read and not yet taken as a fragment.
     inbox: Vec<u8>,
+    /// The first bind, whose presentation contexts an alter_context for
+    /// a further security context presents again.
+    first_bind: Option<Bind>,
+    /// Security contexts built on this connection other than the one
+    /// calls use now, by auth_context_id.
+    parked: HashMap<u32, SecurityContext>,
+    next_auth_context_id: u32,
 }
 
 impl Connection {
@@ -151,6 +174,9 @@ impl Connection {
             next_call_id: 1,
             security: None,
             inbox: Vec::new(),
+            first_bind: None,
+            parked: HashMap::new(),
+            next_auth_context_id: AUTH_CONTEXT_ID + 1,
         }
     }
 
@@ -219,22 +245,7 @@ impl Connection {
             Body::AlterContext(bind_body.clone())
         } else {
             if let Some(a) = &self.options.auth {
-                let (context, token) = match &a.ticket {
-                    Some(ticket) => SecurityContext::kerberos_client(
-                        a.auth_type,
-                        a.level,
-                        AUTH_CONTEXT_ID,
-                        ticket,
-                    )?,
-                    None => SecurityContext::client(
-                        a.auth_type,
-                        a.level,
-                        AUTH_CONTEXT_ID,
-                        &a.user,
-                        &a.domain,
-                        &a.password,
-                    )?,
-                };
+                let (context, token) = new_context(a, AUTH_CONTEXT_ID)?;
                 if a.level >= auth_level::INTEGRITY {
                     pfc |= flags::SUPPORT_HEADER_SIGN;
                 }
@@ -257,6 +268,7 @@ impl Connection {
         };
         if !self.bound {
             self.bound = true;
+            self.first_bind = Some(bind_body.clone());
             self.header_sign = reply.flags & flags::SUPPORT_HEADER_SIGN != 0;
             self.assoc_group_id = ack.assoc_group_id;
             self.max_xmit = usize::from(ack.max_recv_frag.min(self.options.max_frag));
@@ -288,6 +300,81 @@ impl Connection {
         };
         self.contexts.insert(context_id, syntax);
         Ok(context_id)
+    }
+
+    /// Builds another security context on this bound connection: an
+    /// alter_context carrying a new auth_context_id ([MS-RPCE] 3.3.1.5.2.2,
+    /// several contexts per connection), then its further legs. Calls use
+    /// it from then on; the earlier ones stay established for
+    /// [`Connection::use_security_context`]. Returns its auth_context_id.
+    pub async fn add_security_context(&mut self, auth: &ClientAuth) -> Result<u32, CallError> {
+        let mut bind = self
+            .first_bind
+            .clone()
+            .ok_or(CallError::Protocol("the connection is not bound yet"))?;
+        // Only the presentation contexts the server accepted.
+        bind.contexts
+            .retain(|c| self.contexts.contains_key(&c.context_id));
+        let id = self.next_auth_context_id;
+        self.next_auth_context_id += 1;
+        let (mut context, token) = new_context(auth, id)?;
+        let mut pfc = flags::FIRST_FRAG | flags::LAST_FRAG;
+        if self.options.multiplex {
+            pfc |= flags::CONC_MPX;
+        }
+        let call_id = self.call_id();
+        let trailer = self.trailer(&context, token);
+        self.send(
+            call_id,
+            pfc,
+            Body::AlterContext(bind.clone()),
+            Some(trailer),
+        )
+        .await?;
+        let (reply, _) = self.receive_raw().await?;
+        match reply.body {
+            Body::AlterContextResp(ack) => {
+                if let Some(refused) = ack.results.iter().find(|r| r.result != 0) {
+                    return Err(CallError::Rejected {
+                        result: refused.result,
+                        reason: refused.reason,
+                    });
+                }
+            }
+            Body::Fault(f) => return Err(CallError::Fault { status: f.status }),
+            Body::BindNak(nak) => return Err(CallError::BindNak(nak.reason)),
+            _ => {
+                return Err(CallError::Protocol(
+                    "the answer to an alter_context is not its response",
+                ))
+            }
+        }
+        self.finish_security(&mut context, call_id, pfc, reply.auth, bind)
+            .await?;
+        if let Some(previous) = self.security.replace(context) {
+            self.parked.insert(previous.context_id, previous);
+        }
+        Ok(id)
+    }
+
+    /// Makes calls use the security context with this auth_context_id
+    /// (one built at the bind or by [`Connection::add_security_context`]).
+    pub fn use_security_context(&mut self, auth_context_id: u32) -> Result<(), CallError> {
+        if self
+            .security
+            .as_ref()
+            .is_some_and(|c| c.context_id == auth_context_id)
+        {
+            return Ok(());
+        }
+        let chosen = self
+            .parked
+            .remove(&auth_context_id)
+            .ok_or(CallError::Protocol("no security context has that id"))?;
+        if let Some(previous) = self.security.replace(chosen) {
+            self.parked.insert(previous.context_id, previous);
+        }
+        Ok(())
     }
 
     /// The legs after the bind_ack ([MS-RPCE] 3.3.1.5.2.1): a last token
@@ -465,9 +552,13 @@ impl Connection {
             .is_some_and(|c| protects_pdus(c.level));
         let (mut pdu, mut raw) = self.receive_raw().await?;
         if let (Some(auth), Body::Response(r)) = (&pdu.auth, &mut pdu.body) {
-            let context = self.security.as_mut().ok_or(CallError::Protocol(
-                "a signed response on a plain connection",
-            ))?;
+            let context = self
+                .security
+                .as_mut()
+                .filter(|c| c.context_id == auth.context_id)
+                .ok_or(CallError::Protocol(
+                    "a signed response under another security context",
+                ))?;
             let stub = context.unprotect(
                 &mut raw,
                 pdu::CALL_HEADER_LEN,

@@ -236,6 +236,73 @@ async fn interfaces_demand_their_minimum_level() {
     }
 }
 
+/// The client builds further security contexts on a bound connection
+/// (alter_context with a new auth_context_id) and chooses which one its
+/// calls use; the server sees each call's own level.
+#[tokio::test]
+async fn a_connection_carries_several_client_security_contexts() {
+    let (_server, addr) = start().await;
+    let auth = |provider, level| ClientAuth {
+        auth_type: provider,
+        level,
+        user: "alice".into(),
+        domain: "WORKGROUP".into(),
+        password: "Secret-1".into(),
+        ticket: None,
+    };
+    for provider in PROVIDERS {
+        // Anonymous at the bind, then logged on at integrity, then privacy.
+        let mut conn = Connection::connect_tcp(addr, Options::default())
+            .await
+            .unwrap();
+        let mut who = WhoamiClient::bind(&mut conn).await.unwrap();
+        assert_eq!(who.whoami().await.unwrap().1, u32::from(auth_level::NONE));
+        let signed = who
+            .connection
+            .add_security_context(&auth(provider, auth_level::INTEGRITY))
+            .await
+            .unwrap();
+        let (name, level) = who.whoami().await.unwrap();
+        assert_eq!((name.0.as_slice(), level), (b"alice".as_slice(), 5));
+        let sealed = who
+            .connection
+            .add_security_context(&auth(provider, auth_level::PRIVACY))
+            .await
+            .unwrap();
+        assert_ne!(signed, sealed);
+        for _ in 0..2 {
+            assert_eq!(who.whoami().await.unwrap().1, 6);
+        }
+        // Back to the signed context: its sequence numbers carry on.
+        who.connection.use_security_context(signed).unwrap();
+        for _ in 0..2 {
+            assert_eq!(who.whoami().await.unwrap().1, 5);
+        }
+        who.connection.use_security_context(sealed).unwrap();
+        assert_eq!(who.whoami().await.unwrap().1, 6);
+        assert!(who.connection.use_security_context(99).is_err());
+        // A context whose logon fails leaves the others usable.
+        let mut wrong = auth(provider, auth_level::PRIVACY);
+        wrong.password = "wrong".into();
+        match who.connection.add_security_context(&wrong).await {
+            // SPNEGO's last leg is answered: the alter_context is refused.
+            Err(CallError::Fault { status }) => {
+                assert_eq!(status, status::ERROR_ACCESS_DENIED, "provider {provider}")
+            }
+            // NTLM's rpc_auth_3 is not: the first call under it is.
+            Ok(_) => match who.whoami().await {
+                Err(CallError::Fault { status }) => {
+                    assert_eq!(status, status::ERROR_ACCESS_DENIED)
+                }
+                other => panic!("a wrong password: {:?}", other.map(|_| ())),
+            },
+            Err(e) => panic!("provider {provider}: {e}"),
+        }
+        who.connection.use_security_context(signed).unwrap();
+        assert_eq!(who.whoami().await.unwrap().1, 5, "provider {provider}");
+    }
+}
+
 #[tokio::test]
 async fn wrong_passwords_and_unknown_users_are_denied() {
     let (_server, addr) = start().await;
