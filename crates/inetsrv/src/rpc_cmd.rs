@@ -210,7 +210,8 @@ fn service_principal(target: &Target) -> Result<(Vec<String>, Option<String>)> {
             };
             if host.parse::<std::net::IpAddr>().is_ok() {
                 bail!(
-                    "Kerberos names the server, not its address: give --server by host name                      or --spn host/NAME"
+                    "Kerberos names the server, not its address: give --server by host name \
+                     or --spn host/NAME"
                 );
             }
             format!("host/{}", host.to_ascii_lowercase())

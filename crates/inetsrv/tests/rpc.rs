@@ -187,20 +187,47 @@ fn the_rpc_cli_logs_on_with_kerberos_from_the_credential_cache() {
     let port = web.rpc_port();
     let server = format!("localhost:{port}");
     let ccache = realm.ccache().display().to_string();
-    let kerberos = |extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = ["--server", &server, "--kerberos", "--ccache", &ccache]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
+    let tgt_only = realm.tgt_only_ccache();
+    let tgt_only_name = tgt_only.display().to_string();
+    // KRB5_CONFIG names the KDC, for the client's TGS exchange.
+    let krb5_config = [("KRB5_CONFIG", realm.config())];
+    // `inetsrv rpc VERB --server localhost:PORT --kerberos --ccache C …`
+    let rpc = |verb: &str, cache: &str, extra: &[&str]| {
+        let mut args = vec![
+            "rpc",
+            verb,
+            "--server",
+            &server,
+            "--kerberos",
+            "--ccache",
+            cache,
+        ];
+        args.extend_from_slice(extra);
+        web.cli_env(&args, &krb5_config)
+    };
+    let ok = |out: std::process::Output| -> String {
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{stdout}{stderr}");
+        stdout
+    };
+    let refused = |out: std::process::Output| -> String {
+        assert!(
+            !out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
     };
     for auth in ["negotiate", "kerberos"] {
         for level in ["connect", "integrity", "privacy"] {
-            let mut args = vec!["rpc".to_string(), "endpoints".to_string()];
-            args.extend(kerberos(&["--auth", auth, "--level", level, "--json"]));
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = web.cli_ok(&args);
+            let out = ok(rpc(
+                "endpoints",
+                &ccache,
+                &["--auth", auth, "--level", level, "--json"],
+            ));
             let list: Value = serde_json::from_str(&out).unwrap();
             let binding = format!("ncacn_ip_tcp:127.0.0.1[{port}]");
             assert!(
@@ -222,90 +249,43 @@ fn the_rpc_cli_logs_on_with_kerberos_from_the_credential_cache() {
         ],
     );
     // The principal Kerberos knows the server by: its keytab's.
-    let mut args = vec!["rpc".to_string(), "principal".to_string()];
-    args.extend(kerberos(&["--auth", "kerberos"]));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert_eq!(web.cli_ok(&args).trim(), "host/localhost@INETSRV.TEST");
-    let run = |extra: &[&str]| -> String {
-        let mut args = vec!["rpc".to_string(), "ping".to_string()];
-        args.extend(kerberos(extra));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        web.cli_err(&args)
-    };
-    // With the TGT alone the client asks the KDC (found through
-    // KRB5_CONFIG) for the service ticket, as kvno would; the cache is
-    // left as it was.
-    let tgt_only = realm.tgt_only_ccache();
+    let out = ok(rpc("principal", &ccache, &["--auth", "kerberos"]));
+    assert_eq!(out.trim(), "host/localhost@INETSRV.TEST");
+    // With the TGT alone the client asks the KDC for the service ticket,
+    // as kvno would; the cache is left as it was.
     let before = std::fs::read(&tgt_only).unwrap();
-    let krb5_config = [("KRB5_CONFIG", realm.config())];
-    let out = web.cli_env(
-        &[
-            "rpc",
-            "interfaces",
-            "--server",
-            &server,
-            "--auth",
-            "kerberos",
-            "--ccache",
-            &tgt_only.display().to_string(),
-        ],
-        &krb5_config,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("endpoint mapper (EPM)"));
+    let out = ok(rpc("interfaces", &tgt_only_name, &["--auth", "kerberos"]));
+    assert!(out.contains("endpoint mapper (EPM)"), "{out}");
     assert_eq!(
         std::fs::read(&tgt_only).unwrap(),
         before,
         "the cache is only read"
     );
     // A service the KDC does not know, and one it cannot be asked about.
-    let out = web.cli_env(
-        &[
-            "rpc",
-            "ping",
-            "--server",
-            &server,
-            "--kerberos",
-            "--ccache",
-            &ccache,
-            "--spn",
-            "http/localhost",
-        ],
-        &krb5_config,
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(rpc("ping", &ccache, &["--spn", "http/localhost"]));
     assert!(
-        !out.status.success()
-            && err.contains("the KDC refused a ticket for http/localhost@INETSRV.TEST")
+        err.contains("the KDC refused a ticket for http/localhost@INETSRV.TEST")
             && err.contains("does not know"),
         "{err}"
     );
-    let err = run(&["--spn", "http/elsewhere@OTHER.TEST"]);
+    let err = refused(rpc(
+        "ping",
+        &ccache,
+        &["--spn", "http/elsewhere@OTHER.TEST"],
+    ));
     assert!(
         err.contains("holds no ticket for http/elsewhere@OTHER.TEST")
             && err.contains("no TGT for OTHER.TEST"),
         "{err}"
     );
-    let err = run(&["--user", "bob"]);
+    let err = refused(rpc("ping", &ccache, &["--user", "bob"]));
     assert!(
         err.contains("holds the tickets of alice@INETSRV.TEST, not of 'bob'"),
         "{err}"
     );
-    let err = run(&["--auth", "ntlm"]);
+    let err = refused(rpc("ping", &ccache, &["--auth", "ntlm"]));
     assert!(err.contains("not ntlm"), "{err}");
-    let err = web.cli_err(&[
-        "rpc",
-        "ping",
-        "--server",
-        &server,
-        "--kerberos",
-        "--ccache",
-        "/nonexistent/ccache",
-    ]);
+    let err = refused(rpc("ping", "/nonexistent/ccache", &[]));
     assert!(
         err.contains("/nonexistent/ccache") && err.contains("kinit"),
         "{err}"
@@ -320,7 +300,8 @@ fn the_rpc_cli_logs_on_with_kerberos_from_the_credential_cache() {
             "--ccache",
             &ccache,
         ],
-        "Kerberos names the server, not its address",
+        "Kerberos names the server, not its address: give --server by host name or --spn \
+         host/NAME",
     );
     // A server without the service's key refuses the ticket.
     let other = web_with_keytab(&realm.other_keytab(), false);

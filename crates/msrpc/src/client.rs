@@ -117,6 +117,23 @@ fn new_context(auth: &ClientAuth, id: u32) -> Result<(SecurityContext, Vec<u8>),
     }
 }
 
+/// The server's answer to a bind (`alter` false) or an alter_context
+/// (`alter` true), or why there is none.
+fn acknowledgement(body: Body, alter: bool) -> Result<pdu::BindAck, CallError> {
+    match body {
+        Body::BindAck(ack) if !alter => Ok(ack),
+        Body::AlterContextResp(ack) if alter => Ok(ack),
+        Body::BindNak(nak) => Err(CallError::BindNak(nak.reason)),
+        Body::Fault(f) => Err(CallError::Fault { status: f.status }),
+        _ if alter => Err(CallError::Protocol(
+            "the answer to an alter_context is not its response",
+        )),
+        _ => Err(CallError::Protocol(
+            "the answer to a bind is not a bind_ack",
+        )),
+    }
+}
+
 /// One fragment of an answer.
 enum Part {
     Data {
@@ -236,10 +253,7 @@ impl Connection {
             contexts,
         };
         let call_id = self.call_id();
-        let mut pfc = flags::FIRST_FRAG | flags::LAST_FRAG;
-        if self.options.multiplex {
-            pfc |= flags::CONC_MPX;
-        }
+        let mut pfc = self.whole_pdu_flags();
         let mut auth = None;
         let body = if self.bound {
             Body::AlterContext(bind_body.clone())
@@ -256,16 +270,7 @@ impl Connection {
         };
         self.send(call_id, pfc, body, auth).await?;
         let (reply, _) = self.receive_raw().await?;
-        let ack = match reply.body {
-            Body::BindAck(ack) | Body::AlterContextResp(ack) => ack,
-            Body::BindNak(nak) => return Err(CallError::BindNak(nak.reason)),
-            Body::Fault(f) => return Err(CallError::Fault { status: f.status }),
-            _ => {
-                return Err(CallError::Protocol(
-                    "the answer to a bind is not a bind_ack",
-                ))
-            }
-        };
+        let ack = acknowledgement(reply.body, self.bound)?;
         if !self.bound {
             self.bound = true;
             self.first_bind = Some(bind_body.clone());
@@ -302,6 +307,15 @@ impl Connection {
         Ok(context_id)
     }
 
+    /// The flags of an unfragmented bind or alter_context.
+    fn whole_pdu_flags(&self) -> u8 {
+        let mut pfc = flags::FIRST_FRAG | flags::LAST_FRAG;
+        if self.options.multiplex {
+            pfc |= flags::CONC_MPX;
+        }
+        pfc
+    }
+
     /// Builds another security context on this bound connection: an
     /// alter_context carrying a new auth_context_id ([MS-RPCE] 3.3.1.5.2.2,
     /// several contexts per connection), then its further legs. Calls use
@@ -318,10 +332,7 @@ impl Connection {
         let id = self.next_auth_context_id;
         self.next_auth_context_id += 1;
         let (mut context, token) = new_context(auth, id)?;
-        let mut pfc = flags::FIRST_FRAG | flags::LAST_FRAG;
-        if self.options.multiplex {
-            pfc |= flags::CONC_MPX;
-        }
+        let pfc = self.whole_pdu_flags();
         let call_id = self.call_id();
         let trailer = self.trailer(&context, token);
         self.send(
@@ -332,22 +343,12 @@ impl Connection {
         )
         .await?;
         let (reply, _) = self.receive_raw().await?;
-        match reply.body {
-            Body::AlterContextResp(ack) => {
-                if let Some(refused) = ack.results.iter().find(|r| r.result != 0) {
-                    return Err(CallError::Rejected {
-                        result: refused.result,
-                        reason: refused.reason,
-                    });
-                }
-            }
-            Body::Fault(f) => return Err(CallError::Fault { status: f.status }),
-            Body::BindNak(nak) => return Err(CallError::BindNak(nak.reason)),
-            _ => {
-                return Err(CallError::Protocol(
-                    "the answer to an alter_context is not its response",
-                ))
-            }
+        let ack = acknowledgement(reply.body, true)?;
+        if let Some(refused) = ack.results.iter().find(|r| r.result != 0) {
+            return Err(CallError::Rejected {
+                result: refused.result,
+                reason: refused.reason,
+            });
         }
         self.finish_security(&mut context, call_id, pfc, reply.auth, bind)
             .await?;
@@ -405,15 +406,8 @@ impl Connection {
                     self.send(call_id, pfc, Body::AlterContext(bind.clone()), Some(auth))
                         .await?;
                     let (reply, _) = self.receive_raw().await?;
-                    match reply.body {
-                        Body::AlterContextResp(_) => answer = reply.auth,
-                        Body::Fault(f) => return Err(CallError::Fault { status: f.status }),
-                        _ => {
-                            return Err(CallError::Protocol(
-                                "the answer to an alter_context is not its response",
-                            ))
-                        }
-                    }
+                    acknowledgement(reply.body, true)?;
+                    answer = reply.auth;
                 }
             }
         }

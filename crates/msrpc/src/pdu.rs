@@ -10,7 +10,11 @@ pub mod nak {
     pub const NOT_SPECIFIED: u16 = 0;
     pub const TEMPORARY_CONGESTION: u16 = 1;
     pub const LOCAL_LIMIT_EXCEEDED: u16 = 2;
+    pub const CALLED_PADDR_UNKNOWN: u16 = 3;
     pub const PROTOCOL_ERROR: u16 = 4;
+    pub const DEFAULT_CONTEXT_NOT_SUPPORTED: u16 = 5;
+    pub const USER_DATA_NOT_READABLE: u16 = 6;
+    pub const NO_PSAP_AVAILABLE: u16 = 7;
     pub const AUTHENTICATION_TYPE_NOT_RECOGNIZED: u16 = 8;
     pub const INVALID_CHECKSUM: u16 = 9;
 
@@ -20,11 +24,11 @@ pub mod nak {
             NOT_SPECIFIED => "reason not specified",
             TEMPORARY_CONGESTION => "temporary congestion",
             LOCAL_LIMIT_EXCEEDED => "local limit exceeded",
-            3 => "called address unknown",
+            CALLED_PADDR_UNKNOWN => "called address unknown",
             PROTOCOL_ERROR => "protocol version not supported",
-            5 => "default context not supported",
-            6 => "user data not readable",
-            7 => "no presentation service access point available",
+            DEFAULT_CONTEXT_NOT_SUPPORTED => "default context not supported",
+            USER_DATA_NOT_READABLE => "user data not readable",
+            NO_PSAP_AVAILABLE => "no presentation service access point available",
             AUTHENTICATION_TYPE_NOT_RECOGNIZED => "authentication type not recognized",
             INVALID_CHECKSUM => "the authentication failed",
             _ => "unknown reason",

@@ -113,15 +113,20 @@ const PROVIDERS: [u8; 2] = [auth_type::WINNT, auth_type::GSS_NEGOTIATE];
 
 fn by(provider: u8, level: u8, user: &str, password: &str) -> Options {
     Options {
-        auth: Some(ClientAuth {
-            auth_type: provider,
-            level,
-            user: user.into(),
-            domain: "WORKGROUP".into(),
-            password: password.into(),
-            ticket: None,
-        }),
+        auth: Some(logon(provider, level, user, password)),
         ..Options::default()
+    }
+}
+
+/// A logon with a password.
+fn logon(provider: u8, level: u8, user: &str, password: &str) -> ClientAuth {
+    ClientAuth {
+        auth_type: provider,
+        level,
+        user: user.into(),
+        domain: "WORKGROUP".into(),
+        password: password.into(),
+        ticket: None,
     }
 }
 
@@ -242,14 +247,7 @@ async fn interfaces_demand_their_minimum_level() {
 #[tokio::test]
 async fn a_connection_carries_several_client_security_contexts() {
     let (_server, addr) = start().await;
-    let auth = |provider, level| ClientAuth {
-        auth_type: provider,
-        level,
-        user: "alice".into(),
-        domain: "WORKGROUP".into(),
-        password: "Secret-1".into(),
-        ticket: None,
-    };
+    let auth = |provider, level| logon(provider, level, "alice", "Secret-1");
     for provider in PROVIDERS {
         // Anonymous at the bind, then logged on at integrity, then privacy.
         let mut conn = Connection::connect_tcp(addr, Options::default())
@@ -282,8 +280,7 @@ async fn a_connection_carries_several_client_security_contexts() {
         assert_eq!(who.whoami().await.unwrap().1, 6);
         assert!(who.connection.use_security_context(99).is_err());
         // A context whose logon fails leaves the others usable.
-        let mut wrong = auth(provider, auth_level::PRIVACY);
-        wrong.password = "wrong".into();
+        let wrong = logon(provider, auth_level::PRIVACY, "alice", "wrong");
         match who.connection.add_security_context(&wrong).await {
             // SPNEGO's last leg is answered: the alter_context is refused.
             Err(CallError::Fault { status }) => {

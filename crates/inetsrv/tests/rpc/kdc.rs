@@ -70,9 +70,7 @@ impl Kdc {
         })
         .clone()
     }
-}
 
-impl Kdc {
     /// A second credential cache of alice's with her TGT only (kinit and
     /// no kvno): a client must ask the KDC for the service ticket.
     pub fn tgt_only_ccache(&self) -> PathBuf {

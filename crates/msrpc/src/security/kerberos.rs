@@ -126,6 +126,7 @@ pub struct Keytab {
     entries: Vec<KeytabEntry>,
 }
 
+/// The binary files of MIT Kerberos (keytabs, credential caches).
 struct Reader<'a> {
     bytes: &'a [u8],
     big_endian: bool,
@@ -156,12 +157,24 @@ impl<'a> Reader<'a> {
             u32::from_le_bytes(b)
         })
     }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    /// Octets after a 16-bit length (keytabs).
     fn counted(&mut self) -> Option<&'a [u8]> {
         let n = self.u16()?;
         self.take(usize::from(n))
     }
     fn text(&mut self) -> Option<String> {
         String::from_utf8(self.counted()?.to_vec()).ok()
+    }
+    /// Octets after a 32-bit length (credential caches).
+    fn data(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()?;
+        self.take(usize::try_from(n).ok()?)
+    }
+    fn data_text(&mut self) -> Option<String> {
+        String::from_utf8(self.data()?.to_vec()).ok()
     }
 }
 
@@ -299,6 +312,13 @@ fn is_aes(cipher: &CipherSuite) -> bool {
     )
 }
 
+/// The AES profile of a key type, if it is one.
+fn aes_suite(key_type: u16) -> Option<CipherSuite> {
+    CipherSuite::try_from(usize::from(key_type))
+        .ok()
+        .filter(is_aes)
+}
+
 fn aes_size(cipher: &CipherSuite) -> AesSize {
     match cipher {
         CipherSuite::Aes128CtsHmacSha196 => AesSize::Aes128,
@@ -431,6 +451,11 @@ fn small_integer(value: &IntegerAsn1) -> Option<u16> {
 
 fn unsigned(value: u32) -> IntegerAsn1 {
     IntegerAsn1::from_bytes_be_unsigned(value.to_be_bytes().to_vec())
+}
+
+/// A time as Kerberos carries it: whole seconds.
+fn kerberos_time(at: time::OffsetDateTime) -> KerberosTime {
+    picky_asn1::date::GeneralizedTime::from(at.replace_nanosecond(0).unwrap_or(at)).into()
 }
 
 fn kerberos_time_to_system(time: &KerberosTime) -> Option<SystemTime> {
@@ -997,12 +1022,7 @@ pub(super) struct KerberosInitiator {
 impl KerberosInitiator {
     /// The initiator for a ticket of the credential cache.
     pub fn from_cache(ticket: &CachedTicket, dce_style: bool) -> Result<Self, SecurityError> {
-        let parsed: picky_krb::data_types::Ticket = picky_asn1_der::from_bytes(&ticket.ticket)
-            .map_err(|_| token_error("a malformed ticket in the credential cache"))?;
-        let cipher = CipherSuite::try_from(usize::from(ticket.key_type))
-            .ok()
-            .filter(is_aes)
-            .ok_or_else(|| logon("the cached ticket's session key is not an AES key"))?;
+        let (parsed, cipher) = ticket.for_ap_req()?;
         let client: Vec<&str> = ticket.client.iter().map(String::as_str).collect();
         KerberosInitiator::new(
             parsed,
@@ -1171,8 +1191,7 @@ pub(super) fn build_ap_req(parts: &ApReqParts<'_>) -> Result<(ApReq, KerberosTim
     use picky_asn1::wrapper::{ExplicitContextTag4, ExplicitContextTag5, ExplicitContextTag7};
     use picky_krb::data_types::{AuthenticatorInner, Checksum};
     let now = time::OffsetDateTime::now_utc();
-    let ctime: KerberosTime =
-        picky_asn1::date::GeneralizedTime::from(now.replace_nanosecond(0).unwrap_or(now)).into();
+    let ctime = kerberos_time(now);
     let authenticator = Authenticator::from(AuthenticatorInner {
         authenticator_vno: ExplicitContextTag0::from(IntegerAsn1::from(vec![5])),
         crealm: ExplicitContextTag1::from(realm_string(parts.realm)?),

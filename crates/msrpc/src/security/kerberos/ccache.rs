@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use picky_krb::crypto::CipherSuite;
+use picky_krb::data_types::Ticket;
 
-use super::{is_aes, SecurityError};
+use super::{Reader, SecurityError};
 
 /// One ticket of the cache, with what the client needs to use it.
 #[derive(Clone)]
@@ -36,6 +37,25 @@ impl CachedTicket {
     /// `alice@EXAMPLE.COM`
     pub fn client_principal(&self) -> String {
         super::principal_text(&self.client, &self.client_realm)
+    }
+
+    /// The session key's AES profile, if it has one.
+    pub(super) fn cipher(&self) -> Option<CipherSuite> {
+        super::aes_suite(self.key_type)
+    }
+
+    /// What an AP-REQ is made with: the ticket, decoded, and the session
+    /// key's profile (AES only).
+    pub(super) fn for_ap_req(&self) -> Result<(Ticket, CipherSuite), SecurityError> {
+        let ticket = picky_asn1_der::from_bytes(&self.ticket)
+            .map_err(|_| SecurityError::Token("a malformed ticket in the credential cache"))?;
+        let cipher = self.cipher().ok_or_else(|| {
+            SecurityError::LogonFailure(format!(
+                "the ticket for {} has no AES session key (RC4 and DES are not used)",
+                self.server_principal()
+            ))
+        })?;
+        Ok((ticket, cipher))
     }
 }
 
@@ -71,37 +91,9 @@ pub enum CredentialCacheError {
     Unsupported(String),
 }
 
-/// The cache's data: big-endian in 0x0503 and 0x0504.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.bytes.len() < n {
-            return None;
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Some(head)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
-    }
-    /// A counted octet string (32-bit length).
-    fn data(&mut self) -> Option<&'a [u8]> {
-        let n = self.u32()?;
-        self.take(usize::try_from(n).ok()?)
-    }
-    fn text(&mut self) -> Option<String> {
-        String::from_utf8(self.data()?.to_vec()).ok()
-    }
+/// What a credential cache adds to the reader (its data is big-endian
+/// in 0x0503 and 0x0504).
+impl Reader<'_> {
     /// A principal: name type, component count, realm, components.
     fn principal(&mut self) -> Option<(Vec<String>, String)> {
         self.u32()?; // name type
@@ -110,9 +102,9 @@ impl<'a> Reader<'a> {
         if usize::try_from(count).ok()? > self.bytes.len() / 4 {
             return None;
         }
-        let realm = self.text()?;
+        let realm = self.data_text()?;
         let components = (0..count)
-            .map(|_| self.text())
+            .map(|_| self.data_text())
             .collect::<Option<Vec<_>>>()?;
         Some((components, realm))
     }
@@ -177,7 +169,10 @@ impl CredentialCache {
             [0x05, 0x01 | 0x02, ..] => return Err("format versions 1 and 2 are not read"),
             _ => return Err("it does not start with 0x0503 or 0x0504"),
         };
-        let mut r = Reader { bytes: &bytes[2..] };
+        let mut r = Reader {
+            bytes: &bytes[2..],
+            big_endian: true,
+        };
         if version == 0x04 {
             let header_len = r.u16().ok_or("a truncated header")?;
             r.take(usize::from(header_len))
@@ -244,16 +239,16 @@ impl CredentialCache {
         service: &[String],
         realm: Option<&str>,
     ) -> Result<CachedTicket, SecurityError> {
-        let cached = match self.ticket_for(service, realm) {
+        let missing = match self.ticket_for(service, realm) {
             Ok(ticket) => return Ok(ticket.clone()),
-            Err(e) => e,
+            Err(SecurityError::LogonFailure(why)) => why,
+            Err(other) => return Err(other),
         };
         let realm = realm.unwrap_or(&self.realm);
         let tgs = ["krbtgt".to_string(), realm.to_string()];
         let tgt = self.ticket_for(&tgs, Some(realm)).map_err(|_| {
             SecurityError::LogonFailure(format!(
-                "{} and no TGT for {realm} to ask the KDC with (kinit)",
-                cached.to_string().trim_start_matches("logon failure: ")
+                "{missing} and no TGT for {realm} to ask the KDC with (kinit)"
             ))
         })?;
         super::tgs::service_ticket(tgt, service, realm)
@@ -307,7 +302,7 @@ impl CredentialCache {
         }
         fresh
             .into_iter()
-            .filter(|t| CipherSuite::try_from(usize::from(t.key_type)).is_ok_and(|c| is_aes(&c)))
+            .filter(|t| t.cipher().is_some())
             .max_by_key(|t| t.end_time)
             .ok_or_else(|| {
                 SecurityError::LogonFailure(format!(

@@ -6,9 +6,9 @@
 //! to the cache, which stays the user's.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use picky_asn1::wrapper::{
     Asn1SequenceOf, ExplicitContextTag0, ExplicitContextTag1, ExplicitContextTag2,
@@ -17,15 +17,15 @@ use picky_asn1::wrapper::{
 };
 use picky_krb::constants::key_usages;
 use picky_krb::crypto::CipherSuite;
-use picky_krb::data_types::{KerberosTime, PaData, Ticket};
+use picky_krb::data_types::PaData;
 use picky_krb::messages::{
     EncAsRepPart, EncTgsRepPart, KdcReq, KdcReqBody, KrbError, TgsRep, TgsReq,
 };
 
 use super::{
-    build_ap_req, crypto, integer, is_aes, kerberos_time_to_system, logon, principal_components,
-    principal_name, random_bytes, realm_string, small_integer, token_error, unsigned, ApReqParts,
-    CachedTicket, SecurityError,
+    aes_suite, build_ap_req, crypto, integer, kerberos_time, kerberos_time_to_system, logon,
+    principal_components, principal_name, random_bytes, realm_string, small_integer, token_error,
+    unsigned, ApReqParts, CachedTicket, SecurityError,
 };
 
 /// How long one KDC may take to answer.
@@ -113,19 +113,34 @@ pub fn service_ticket(
     )))
 }
 
-/// One request and its reply over TCP: each prefixed with its length.
-fn exchange(kdc: &str, request: &[u8]) -> std::io::Result<Vec<u8>> {
-    let with_port = if kdc.rsplit_once(':').is_some_and(|(h, p)| {
-        !h.ends_with(':') && p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']'))
-    }) {
-        kdc.to_string()
-    } else {
-        format!("{kdc}:88")
+/// A `kdc =` value with the port: `host`, `host:port`, `[v6]`,
+/// `[v6]:port` or a bare IPv6 address; 88 when none is given.
+fn with_port(kdc: &str) -> String {
+    let has_port = match kdc.strip_prefix('[') {
+        Some(rest) => rest.contains("]:"),
+        None => kdc.matches(':').count() == 1,
     };
-    let addr = with_port
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other("no address"))?;
+    match (has_port, kdc.contains(':') && !kdc.starts_with('[')) {
+        (true, _) => kdc.to_string(),
+        (false, true) => format!("[{kdc}]:88"),
+        (false, false) => format!("{kdc}:88"),
+    }
+}
+
+/// One request and its reply over TCP: each prefixed with its length.
+/// Every address of the KDC's name is tried in turn.
+fn exchange(kdc: &str, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut last = std::io::Error::other("no address");
+    for addr in with_port(kdc).to_socket_addrs()? {
+        match exchange_with(addr, request) {
+            Ok(reply) => return Ok(reply),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn exchange_with(addr: SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect_timeout(&addr, KDC_TIMEOUT)?;
     stream.set_read_timeout(Some(KDC_TIMEOUT))?;
     stream.set_write_timeout(Some(KDC_TIMEOUT))?;
@@ -143,23 +158,13 @@ fn exchange(kdc: &str, request: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(reply)
 }
 
-fn kerberos_time(at: SystemTime) -> KerberosTime {
-    let at = time::OffsetDateTime::from(at);
-    picky_asn1::date::GeneralizedTime::from(at.replace_nanosecond(0).unwrap_or(at)).into()
-}
-
 /// The TGS-REQ and its nonce.
 fn tgs_req(
     tgt: &CachedTicket,
     service: &[String],
     realm: &str,
 ) -> Result<(Vec<u8>, u32), SecurityError> {
-    let cipher = CipherSuite::try_from(usize::from(tgt.key_type))
-        .ok()
-        .filter(is_aes)
-        .ok_or_else(|| logon("the TGT's session key is not an AES key"))?;
-    let ticket: Ticket = picky_asn1_der::from_bytes(&tgt.ticket)
-        .map_err(|_| token_error("a malformed TGT in the credential cache"))?;
+    let (ticket, cipher) = tgt.for_ap_req()?;
     let nonce_bytes = random_bytes(4)?;
     let nonce = u32::from_be_bytes([
         nonce_bytes[0] & 0x7f,
@@ -180,7 +185,7 @@ fn tgs_req(
             &components,
         )?))),
         from: Optional::from(None),
-        till: ExplicitContextTag5::from(kerberos_time(tgt.end_time)),
+        till: ExplicitContextTag5::from(kerberos_time(tgt.end_time.into())),
         rtime: Optional::from(None),
         nonce: ExplicitContextTag7::from(unsigned(nonce)),
         etype: ExplicitContextTag8::from(Asn1SequenceOf::from(vec![
@@ -270,8 +275,9 @@ fn read_tgs_rep(
     let rep: TgsRep =
         picky_asn1_der::from_bytes(reply).map_err(|_| token_error("a malformed TGS-REP"))?;
     let rep = rep.0;
-    let cipher = CipherSuite::try_from(usize::from(tgt.key_type))
-        .map_err(|_| logon("the TGT's session key is not an AES key"))?;
+    let cipher = tgt
+        .cipher()
+        .ok_or_else(|| logon("the TGT's session key is not an AES key"))?;
     let plain = cipher
         .cipher()
         .decrypt(
@@ -293,7 +299,7 @@ fn read_tgs_rep(
         return Err(logon("the KDC's reply answers another request"));
     }
     let key_type = small_integer(&part.key.0.key_type.0)
-        .filter(|t| CipherSuite::try_from(usize::from(*t)).is_ok_and(|c| is_aes(&c)))
+        .filter(|t| aes_suite(*t).is_some())
         .ok_or_else(|| logon(format!("the ticket for {shown} has no AES session key")))?;
     let end_time = kerberos_time_to_system(&part.end_time.0)
         .ok_or(token_error("a ticket with a bad end time"))?;
@@ -323,6 +329,16 @@ mod tests {
         assert_eq!(kdcs_in(conf, "A.TEST"), vec!["kdc1.a.test:88", "10.0.0.2"]);
         assert_eq!(kdcs_in(conf, "B.TEST"), vec!["kdc.b.test"]);
         assert!(kdcs_in(conf, "C.TEST").is_empty());
+    }
+
+    #[test]
+    fn kdc_addresses_get_port_88_unless_they_name_one() {
+        assert_eq!(with_port("kdc.a.test"), "kdc.a.test:88");
+        assert_eq!(with_port("kdc.a.test:750"), "kdc.a.test:750");
+        assert_eq!(with_port("10.0.0.2"), "10.0.0.2:88");
+        assert_eq!(with_port("[::1]"), "[::1]:88");
+        assert_eq!(with_port("[::1]:8888"), "[::1]:8888");
+        assert_eq!(with_port("::1"), "[::1]:88");
     }
 
     #[test]
