@@ -19,6 +19,8 @@ struct Tally {
     failed_after_mark: AtomicU64,
     ok_after_mark: AtomicU64,
     mark: AtomicBool,
+    /// How the first failure looked, for the assertion's message.
+    first_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// Keeps `connections` keep-alive connections busy with GETs of `path`
@@ -49,8 +51,8 @@ fn load(
                         if conn.is_none() {
                             match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
                                 Ok(_) => conn = Some(common::Client::connect(port).await),
-                                Err(_) => {
-                                    record(&t, false);
+                                Err(e) => {
+                                    record(&t, Err(format!("connect: {e}")));
                                     tokio::time::sleep(Duration::from_millis(20)).await;
                                     continue;
                                 }
@@ -58,20 +60,28 @@ fn load(
                         }
                         let c = conn.as_mut().unwrap();
                         c.send(request.as_bytes()).await;
-                        let good = match c.read(false, Duration::from_secs(20)).await {
+                        let outcome = match c.read(false, Duration::from_secs(20)).await {
                             Some(r) => {
                                 let good = r.status == 200 && r.body == body.as_bytes();
                                 if r.closes() {
                                     conn = None;
                                 }
-                                good
+                                if good {
+                                    Ok(())
+                                } else {
+                                    Err(format!(
+                                        "status {}: {}",
+                                        r.status,
+                                        String::from_utf8_lossy(&r.body)
+                                    ))
+                                }
                             }
                             None => {
                                 conn = None;
-                                false
+                                Err("no answer (connection closed or 20 s passed)".to_string())
                             }
                         };
-                        record(&t, good);
+                        record(&t, outcome);
                     }
                 }));
             }
@@ -83,9 +93,13 @@ fn load(
     (tally, handle)
 }
 
-fn record(t: &Tally, good: bool) {
+fn record(t: &Tally, outcome: Result<(), String>) {
     let after = t.mark.load(Ordering::SeqCst);
-    if good {
+    if let Err(why) = &outcome {
+        let mut first = t.first_failure.lock().unwrap();
+        first.get_or_insert_with(|| why.clone());
+    }
+    if outcome.is_ok() {
         t.ok.fetch_add(1, Ordering::SeqCst);
         if after {
             t.ok_after_mark.fetch_add(1, Ordering::SeqCst);
@@ -268,7 +282,8 @@ fn recycling_under_load_loses_no_request() {
     assert_eq!(
         tally.failed.load(Ordering::SeqCst),
         0,
-        "requests failed during recycles; log:\n{}",
+        "requests failed during recycles, the first: {:?}; log:\n{}",
+        tally.first_failure.lock().unwrap(),
         web.log()
     );
     assert!(tally.ok.load(Ordering::SeqCst) > 200);
@@ -295,7 +310,12 @@ fn recycling_under_load_loses_no_request() {
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
     handle.join().unwrap();
-    assert_eq!(tally.failed.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        tally.failed.load(Ordering::SeqCst),
+        0,
+        "the first failure: {:?}",
+        tally.first_failure.lock().unwrap()
+    );
 }
 
 #[test]
@@ -331,7 +351,12 @@ fn periodic_restart_requests_web_gardens_and_hung_workers() {
     });
     stop.store(true, Ordering::SeqCst);
     handle.join().unwrap();
-    assert_eq!(tally.failed.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        tally.failed.load(Ordering::SeqCst),
+        0,
+        "the first failure: {:?}",
+        tally.first_failure.lock().unwrap()
+    );
 
     // A hung worker stops answering pings and is replaced. (Once the
     // recycles above have settled: a worker being replaced is past pings
