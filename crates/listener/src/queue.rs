@@ -127,11 +127,14 @@ impl Queue {
                 Dispatch::Offline
             };
         }
-        if let Some(session) = take_credit(&mut inner) {
-            drop(inner);
-            deliver(&session, head, events);
-            return Dispatch::Delivered;
-        }
+        // Delivered under the queue's lock: a process that stops
+        // receiving (detach, under the same lock) has every request handed
+        // to it on the wire before its StopReceiving reply, so its drain
+        // sees them all.
+        let (head, events) = match deliver_to_any(&mut inner, head, events) {
+            Ok(()) => return Dispatch::Delivered,
+            Err(undelivered) => undelivered,
+        };
         if inner.pending.len() >= inner.max_length {
             return Dispatch::Full;
         }
@@ -151,35 +154,34 @@ impl Queue {
 
     /// A process is ready for `count` more requests.
     pub(crate) fn grant(&self, session: &Arc<Session>, count: u32) {
-        let mut deliveries = Vec::new();
+        let mut inner = self.lock();
+        inner.demand_signalled = false;
+        let index = match inner
+            .consumers
+            .iter()
+            .position(|c| Arc::ptr_eq(&c.session, session))
         {
-            let mut inner = self.lock();
-            inner.demand_signalled = false;
-            let index = match inner
-                .consumers
-                .iter()
-                .position(|c| Arc::ptr_eq(&c.session, session))
-            {
-                Some(i) => i,
-                None => {
-                    inner.consumers.push(Consumer {
-                        session: session.clone(),
-                        credit: 0,
-                    });
-                    inner.consumers.len() - 1
-                }
-            };
-            inner.consumers[index].credit = inner.consumers[index].credit.saturating_add(count);
-            while inner.consumers[index].credit > 0 {
-                let Some(p) = inner.pending.pop_front() else {
-                    break;
-                };
-                inner.consumers[index].credit -= 1;
-                deliveries.push(p);
+            Some(i) => i,
+            None => {
+                inner.consumers.push(Consumer {
+                    session: session.clone(),
+                    credit: 0,
+                });
+                inner.consumers.len() - 1
             }
-        }
-        for p in deliveries {
-            deliver(session, p.head, p.events);
+        };
+        inner.consumers[index].credit = inner.consumers[index].credit.saturating_add(count);
+        while inner.consumers[index].credit > 0 {
+            let Some(p) = inner.pending.pop_front() else {
+                break;
+            };
+            if let Err((head, events)) = deliver(session, p.head, p.events) {
+                // The session is closing: the request waits for another.
+                inner.pending.push_front(Pending { head, events });
+                inner.consumers.remove(index);
+                return;
+            }
+            inner.consumers[index].credit -= 1;
         }
     }
 
@@ -291,9 +293,41 @@ fn take_credit(inner: &mut Inner) -> Option<Arc<Session>> {
     None
 }
 
-fn deliver(session: &Arc<Session>, head: Box<RequestHead>, events: EventSender) {
+type Undelivered = (Box<RequestHead>, EventSender);
+
+/// Hands a request to the next consumer with credit. A consumer whose
+/// session is closing (its process went away) is dropped and the next
+/// one tried; with none left the request is given back to wait.
+fn deliver_to_any(
+    inner: &mut Inner,
+    mut head: Box<RequestHead>,
+    mut events: EventSender,
+) -> Result<(), Undelivered> {
+    while let Some(session) = take_credit(inner) {
+        match deliver(&session, head, events) {
+            Ok(()) => return Ok(()),
+            Err(back) => {
+                (head, events) = back;
+                inner
+                    .consumers
+                    .retain(|c| !Arc::ptr_eq(&c.session, &session));
+            }
+        }
+    }
+    Err((head, events))
+}
+
+/// Hands a request to a session, unless that session is closing.
+fn deliver(
+    session: &Arc<Session>,
+    head: Box<RequestHead>,
+    events: EventSender,
+) -> Result<(), Undelivered> {
     // Registered before the process can answer, so no answer is lost.
-    session.track(head.id, events.clone());
+    if !session.track(head.id, events.clone()) {
+        return Err((head, events));
+    }
     let _ = events.send(ConnEvent::Delivered(session.clone()));
     session.send_request(head);
+    Ok(())
 }

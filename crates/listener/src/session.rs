@@ -80,13 +80,15 @@ impl Session {
         lock(&self.requests).remove(&request);
     }
 
-    pub(crate) fn track(&self, request: u64, events: EventSender) {
+    /// Registers a request handed to this session; false when the
+    /// session is closing and will never answer it.
+    pub(crate) fn track(&self, request: u64, events: EventSender) -> bool {
         let mut requests = lock(&self.requests);
         if self.closed.load(Ordering::Acquire) {
-            let _ = events.send(ConnEvent::Abandoned);
-        } else {
-            requests.insert(request, events);
+            return false;
         }
+        requests.insert(request, events);
+        true
     }
 
     fn event_sender(&self, request: u64) -> Option<EventSender> {
