@@ -38,6 +38,7 @@ use picky_krb::messages::{ApRep, ApRepInner, ApReq};
 use super::{Identity, SecurityError, SEC_TRAILER_LEN};
 
 mod ccache;
+mod der;
 mod tgs;
 pub use ccache::{CachedTicket, CredentialCache, CredentialCacheError};
 
@@ -529,8 +530,7 @@ impl KerberosAcceptor {
                 established,
             } => {
                 let raw = unframe(token, TOK_AP_REP)?;
-                let ap_rep: ApRep = picky_asn1_der::from_bytes(raw)
-                    .map_err(|_| token_error("a malformed AP-REP"))?;
+                let ap_rep: ApRep = der::decode(raw, "a malformed AP-REP")?;
                 let plain = ticket_cipher
                     .cipher()
                     .decrypt(
@@ -539,8 +539,7 @@ impl KerberosAcceptor {
                         &ap_rep.0.enc_part.0.cipher.0 .0,
                     )
                     .map_err(crypto)?;
-                let part: EncApRepPart = picky_asn1_der::from_bytes(&plain)
-                    .map_err(|_| token_error("a malformed EncAPRepPart"))?;
+                let part: EncApRepPart = der::decode(&plain, "a malformed EncAPRepPart")?;
                 let echoed = part.0.seq_number.0.as_ref().and_then(|s| integer(&s.0));
                 if echoed != Some(our_seq) {
                     return Err(logon(
@@ -557,8 +556,7 @@ impl KerberosAcceptor {
 
     fn ap_req(&mut self, token: &[u8]) -> Result<(Vec<u8>, Option<Established>), SecurityError> {
         let raw = unframe(token, TOK_AP_REQ)?;
-        let ap_req: ApReq =
-            picky_asn1_der::from_bytes(raw).map_err(|_| token_error("a malformed AP-REQ"))?;
+        let ap_req: ApReq = der::decode(raw, "a malformed AP-REQ")?;
         let ticket = &ap_req.0.ticket.0 .0;
         let sname = principal_components(&ticket.sname.0);
         let realm = ticket.realm.0 .0.to_string();
@@ -582,8 +580,7 @@ impl KerberosAcceptor {
             .cipher()
             .decrypt(&entry.key, key_usages::TICKET_REP, &enc.cipher.0 .0)
             .map_err(crypto)?;
-        let part: EncTicketPart = picky_asn1_der::from_bytes(&plain)
-            .map_err(|_| token_error("a malformed EncTicketPart"))?;
+        let part: EncTicketPart = der::decode(&plain, "a malformed EncTicketPart")?;
         let part = part.0;
 
         let session_type = small_integer(&part.key.0.key_type.0)
@@ -618,8 +615,7 @@ impl KerberosAcceptor {
                 &auth.cipher.0 .0,
             )
             .map_err(crypto)?;
-        let authenticator: Authenticator = picky_asn1_der::from_bytes(&plain)
-            .map_err(|_| token_error("a malformed authenticator"))?;
+        let authenticator: Authenticator = der::decode(&plain, "a malformed authenticator")?;
         let authenticator = authenticator.0;
         let cname = principal_components(&authenticator.cname.0);
         let crealm = authenticator.crealm.0 .0.to_string();
@@ -1095,8 +1091,7 @@ impl KerberosInitiator {
         token: &[u8],
     ) -> Result<(Option<Vec<u8>>, KerberosSession), SecurityError> {
         let raw = unframe(token, TOK_AP_REP)?;
-        let ap_rep: ApRep =
-            picky_asn1_der::from_bytes(raw).map_err(|_| token_error("a malformed AP-REP"))?;
+        let ap_rep: ApRep = der::decode(raw, "a malformed AP-REP")?;
         let plain = self
             .session_cipher
             .cipher()
@@ -1106,8 +1101,7 @@ impl KerberosInitiator {
                 &ap_rep.0.enc_part.0.cipher.0 .0,
             )
             .map_err(crypto)?;
-        let part: EncApRepPart = picky_asn1_der::from_bytes(&plain)
-            .map_err(|_| token_error("a malformed EncAPRepPart"))?;
+        let part: EncApRepPart = der::decode(&plain, "a malformed EncAPRepPart")?;
         if Some(&part.0.ctime.0) != self.ctime.as_ref() {
             return Err(logon("the server's AP-REP answers another authenticator"));
         }

@@ -47,8 +47,8 @@ impl CachedTicket {
     /// What an AP-REQ is made with: the ticket, decoded, and the session
     /// key's profile (AES only).
     pub(super) fn for_ap_req(&self) -> Result<(Ticket, CipherSuite), SecurityError> {
-        let ticket = picky_asn1_der::from_bytes(&self.ticket)
-            .map_err(|_| SecurityError::Token("a malformed ticket in the credential cache"))?;
+        let ticket =
+            super::der::decode(&self.ticket, "a malformed ticket in the credential cache")?;
         let cipher = self.cipher().ok_or_else(|| {
             SecurityError::LogonFailure(format!(
                 "the ticket for {} has no AES session key (RC4 and DES are not used)",

@@ -264,16 +264,14 @@ fn read_tgs_rep(
 ) -> Result<CachedTicket, SecurityError> {
     let shown = format!("{}@{realm}", service.join("/"));
     if reply.first() == Some(&0x7e) {
-        let error: KrbError =
-            picky_asn1_der::from_bytes(reply).map_err(|_| token_error("a malformed KRB-ERROR"))?;
+        let error: KrbError = super::der::decode(reply, "a malformed KRB-ERROR")?;
         let code = error.0.error_code.0;
         return Err(logon(format!(
             "the KDC refused a ticket for {shown}: {} (error {code})",
             krb_error_text(code)
         )));
     }
-    let rep: TgsRep =
-        picky_asn1_der::from_bytes(reply).map_err(|_| token_error("a malformed TGS-REP"))?;
+    let rep: TgsRep = super::der::decode(reply, "a malformed TGS-REP")?;
     let rep = rep.0;
     let cipher = tgt
         .cipher()
@@ -287,13 +285,9 @@ fn read_tgs_rep(
         )
         .map_err(crypto)?;
     // Some KDCs tag the part as an EncASRepPart ([RFC 4120] 5.4.2).
-    let part = match picky_asn1_der::from_bytes::<EncTgsRepPart>(&plain) {
+    let part = match super::der::decode::<EncTgsRepPart>(&plain, "a malformed EncTGSRepPart") {
         Ok(part) => part.0,
-        Err(_) => {
-            picky_asn1_der::from_bytes::<EncAsRepPart>(&plain)
-                .map_err(|_| token_error("a malformed EncTGSRepPart"))?
-                .0
-        }
+        Err(_) => super::der::decode::<EncAsRepPart>(&plain, "a malformed EncTGSRepPart")?.0,
     };
     if integer(&part.nonce.0) != Some(nonce) {
         return Err(logon("the KDC's reply answers another request"));
