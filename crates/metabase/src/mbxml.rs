@@ -209,6 +209,16 @@ impl<'t> Parser<'t, '_> {
                 _ => continue,
             };
             let key_type = local_name(&element);
+            // A namespace prefix is dropped (`<x:IIsWebServer>`), but what
+            // is left must be one name: a second colon would lose itself
+            // one prefix at a time through each save and reload.
+            if key_type.is_empty() || key_type.contains(':') {
+                let raw = element.name().as_ref().to_string();
+                return Err(self.err(
+                    at,
+                    format!("<{raw}> is not a key type: a class name has no ':' in it"),
+                ));
+            }
             let attrs = raw_attributes(&element).map_err(|m| self.err(at, m))?;
             let location = find(&attrs, "Location")
                 .ok_or_else(|| self.err(at, format!("<{key_type}> has no Location")))?;

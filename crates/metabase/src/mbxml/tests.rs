@@ -301,6 +301,22 @@ fn rejections_name_line_and_property() {
     let (_, msg) =
         parse_error(&FIXTURE.replace("<IIsWebServer\tLocation =\"/LM/W3SVC/1\"", "<IIsWebServer"));
     assert!(msg.contains("no Location"), "{msg}");
+    // A prefixed class reads as the class; a colon left after the prefix
+    // is no class name (the fuzzer's find: it lost a colon per save).
+    let prefixed = FIXTURE
+        .replace("<IIsWebServer\t", "<iis:IIsWebServer\t")
+        .replace("</IIsWebServer>", "</iis:IIsWebServer>");
+    assert_eq!(
+        write(&parse(&prefixed).unwrap(), None),
+        write(&parse(FIXTURE).unwrap(), None)
+    );
+    let (line, msg) = parse_error(
+        &FIXTURE
+            .replace("<IIsWebServer\t", "<IIsWeb::Server\t")
+            .replace("</IIsWebServer>", "</IIsWeb::Server>"),
+    );
+    assert!(msg.contains("<IIsWeb::Server> is not a key type"), "{msg}");
+    assert!(line > 1);
     let (_, msg) = parse_error(&FIXTURE.replace("/LM/W3SVC/1/ROOT/images", "/LM/W3SVC/../x"));
     assert!(msg.contains("invalid path"), "{msg}");
     let (_, msg) = parse_error(&FIXTURE.replace("</IIsWebServer>", ""));
