@@ -212,11 +212,11 @@ impl<'t> Parser<'t, '_> {
             // A namespace prefix is dropped (`<x:IIsWebServer>`), but what
             // is left must be one name: a second colon would lose itself
             // one prefix at a time through each save and reload.
-            if key_type.is_empty() || key_type.contains(':') {
+            if !xmlutil::is_xml_name(&key_type) || key_type.contains(':') {
                 let raw = element.name().as_ref().to_string();
                 return Err(self.err(
                     at,
-                    format!("<{raw}> is not a key type: a class name has no ':' in it"),
+                    format!("<{raw}> is not a key type: a class name is one XML name, without ':'"),
                 ));
             }
             let attrs = raw_attributes(&element).map_err(|m| self.err(at, m))?;

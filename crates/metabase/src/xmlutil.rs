@@ -31,6 +31,22 @@ pub(crate) fn local_name(e: &BytesStart<'_>) -> String {
     e.local_name().as_ref().to_string()
 }
 
+/// Whether `name` is an XML name (XML 1.0 production 5, with every
+/// non-ASCII character allowed): what the writer can put back as it was
+/// read. The parser is lenient about names, and an unknown attribute or
+/// class is kept and written back verbatim, so a name holding `"`, `<` or
+/// `/` would write a file that no longer parses.
+pub(crate) fn is_xml_name(name: &str) -> bool {
+    let name_char = |c: char| !c.is_ascii() || c.is_ascii_alphanumeric() || "_:.-".contains(c);
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) if name_char(first) && !first.is_ascii_digit() && !".-".contains(first) => {
+            chars.all(name_char)
+        }
+        _ => false,
+    }
+}
+
 /// The element's attributes as (name, raw value) pairs, in document order.
 /// Values are not unescaped: callers that split MULTISZ lines must see the
 /// literal newlines before character references are expanded.
@@ -39,6 +55,9 @@ pub(crate) fn raw_attributes(e: &BytesStart<'_>) -> Result<Vec<(String, String)>
     for attr in e.attributes() {
         let attr = attr.map_err(|err| format!("malformed attribute: {err}"))?;
         let name = attr.key.as_ref().to_string();
+        if !is_xml_name(&name) {
+            return Err(format!("`{name}` is not an attribute name"));
+        }
         out.push((name, attr.value.to_string()));
     }
     Ok(out)
@@ -100,6 +119,24 @@ pub(crate) fn check_xml_chars(text: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_names() {
+        for good in [
+            "Location",
+            "x:IIsWebServer",
+            "_a.b-c1",
+            "Größe",
+            "AppPoolId",
+        ] {
+            assert!(is_xml_name(good), "{good}");
+        }
+        for bad in [
+            "", "1st", "-a", ".a", "a\"b", "a<b", "/x", "a=b", "a b", "a&b", "a'b",
+        ] {
+            assert!(!is_xml_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn positions() {

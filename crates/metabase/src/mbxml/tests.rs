@@ -317,6 +317,19 @@ fn rejections_name_line_and_property() {
     );
     assert!(msg.contains("<IIsWeb::Server> is not a key type"), "{msg}");
     assert!(line > 1);
+    // Unknown attributes are kept and written back as they are, so their
+    // names must be names (the fuzzer's next find: `a"b` broke the file).
+    let (_, msg) = parse_error(&FIXTURE.replace(
+        "<IIsWebServer\tLocation =\"/LM/W3SVC/1\"",
+        "<IIsWebServer\tLocation =\"/LM/W3SVC/1\" /x\"y\"z=\"1\"",
+    ));
+    assert!(msg.contains("`/x\"y\"z` is not an attribute name"), "{msg}");
+    let (_, msg) = parse_error(
+        &FIXTURE
+            .replace("<IIsWebServer\t", "<IIs&Web\t")
+            .replace("</IIsWebServer>", "</IIs&Web>"),
+    );
+    assert!(msg.contains("is not a key type"), "{msg}");
     let (_, msg) = parse_error(&FIXTURE.replace("/LM/W3SVC/1/ROOT/images", "/LM/W3SVC/../x"));
     assert!(msg.contains("invalid path"), "{msg}");
     let (_, msg) = parse_error(&FIXTURE.replace("</IIsWebServer>", ""));
