@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use msrpc::epm::{EndpointMapper, EpmServer};
@@ -27,6 +28,9 @@ pub struct RpcOptions {
     pub port: Option<u16>,
     /// The keytab Kerberos uses, read at start-up.
     pub keytab: Option<(PathBuf, Keytab)>,
+    /// How long the endpoint's thread polls after each PDU before it
+    /// sleeps (zero: not at all).
+    pub idle_poll: Duration,
 }
 
 /// The running endpoint, for the start-up summary.
@@ -102,13 +106,48 @@ fn principal() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Starts the endpoint (inside the runtime). An explicit port that cannot
-/// be bound is an error; the default falls back from 135 to 8135, and
-/// when neither is free the server runs without RPC (with a warning).
-pub async fn start(options: &RpcOptions, state_dir: &Path) -> Result<Option<RpcEndpoint>> {
-    match start_endpoint(options, state_dir).await {
+/// Starts the endpoint on a thread of its own, with a runtime of one
+/// thread: administration is kept apart from the web traffic, and the
+/// endpoint can poll between calls (which needs a runtime whose one
+/// worker waits for the I/O). The thread serves until the process ends.
+/// An explicit port that cannot be bound is an error; the default falls
+/// back from 135 to 8135, and when neither is free the server runs
+/// without RPC (with a warning).
+pub fn start(options: RpcOptions, state_dir: &Path) -> Result<Option<RpcEndpoint>> {
+    let explicit_port = options.port.is_some();
+    let state_dir = state_dir.to_path_buf();
+    let (started, result) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("rpc".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = started
+                        .send(Err(anyhow::Error::new(e)
+                            .context("cannot start the RPC endpoint's runtime")));
+                    return;
+                }
+            };
+            runtime.block_on(async {
+                let endpoint = start_endpoint(&options, &state_dir).await;
+                let serving = endpoint.is_ok();
+                let _ = started.send(endpoint);
+                if serving {
+                    std::future::pending::<()>().await;
+                }
+            });
+        })
+        .context("cannot start the RPC endpoint's thread")?;
+    let endpoint = result
+        .recv()
+        .context("the RPC endpoint's thread ended while starting")?;
+    match endpoint {
         Ok(endpoint) => Ok(Some(endpoint)),
-        Err(e) if options.port.is_none() => {
+        Err(e) if !explicit_port => {
             tracing::warn!("the RPC endpoint is not started: {e:#}");
             Ok(None)
         }
@@ -131,6 +170,11 @@ async fn start_endpoint(options: &RpcOptions, state_dir: &Path) -> Result<RpcEnd
         (path.clone(), principals)
     });
     server.set_keytab(options.keytab.as_ref().map(|(_, k)| k.clone()));
+    if !options.idle_poll.is_zero() {
+        server
+            .poll_between_calls(options.idle_poll)
+            .context("cannot poll between RPC calls")?;
+    }
     server.register(EpmServer(EndpointMapper::new()), auth_level::NONE, true);
     server.register(MgmtServer(Management), auth_level::NONE, false);
     let tcp = match options.port {

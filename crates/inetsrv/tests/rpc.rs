@@ -9,6 +9,7 @@ mod kdc;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use common::web::Web;
 use serde_json::Value;
@@ -698,6 +699,62 @@ fn an_explicit_rpc_port_in_use_is_an_error() {
     web.rpc_args = vec!["--no-rpc".into()];
     web.launch();
     assert!(!web.summary.iter().any(|l| l.contains("RPC endpoint")));
+}
+
+/// The CPU time (user + system, in clock ticks) of the server's thread
+/// named `name`.
+fn thread_cpu_ticks(pid: u32, name: &str) -> u64 {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        if std::fs::read_to_string(task.join("comm")).unwrap().trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        // After the parenthesised name: state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        return fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    }
+    panic!("the server has no thread named {name}");
+}
+
+#[test]
+fn the_endpoint_polls_between_calls_only_while_they_come() {
+    let web = Web::start();
+    let server = format!("127.0.0.1:{}", web.rpc_port());
+    // Calls answered on the endpoint's own thread, polling between them
+    // (the default window)...
+    for _ in 0..3 {
+        let out = web.cli_ok(&["rpc", "ping", "--server", &server]);
+        assert!(out.contains(": listening"), "{out}");
+    }
+    // ...which then sleeps: an idle endpoint spends no CPU (a thread that
+    // kept polling would spend the whole second, 100 ticks).
+    std::thread::sleep(Duration::from_millis(100));
+    let before = thread_cpu_ticks(web.pid(), "rpc");
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = thread_cpu_ticks(web.pid(), "rpc") - before;
+    assert!(
+        spent <= 2,
+        "the idle RPC thread spent {spent} ticks in a second"
+    );
+
+    // Turned off, calls are answered the same; the window is bounded.
+    let mut web = Web::prepare();
+    web.rpc_args
+        .extend(["--rpc-idle-poll-us".to_string(), "0".to_string()]);
+    web.launch();
+    let server = format!("127.0.0.1:{}", web.rpc_port());
+    let out = web.cli_ok(&["rpc", "ping", "--server", &server]);
+    assert!(out.contains(": listening"), "{out}");
+    web.cli_fails_with(
+        &["start", "--rpc-idle-poll-us", "2000000"],
+        "2000000 is not in 0..=1000000",
+    );
 }
 
 fn nix_hostname() -> String {

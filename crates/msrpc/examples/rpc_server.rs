@@ -3,14 +3,16 @@
 //! clients against the runtime alone: `cargo run -p msrpc --example
 //! rpc_server -- 127.0.0.1:8135 /tmp/epmapper`. With
 //! `RPC_SERVER_USER=name:password` in the environment, that one account
-//! can log on with NTLM.
+//! can log on with NTLM. It polls between calls as `inetsrv start` does
+//! (the default window; `RPC_IDLE_POLL_US=0` turns it off).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use msrpc::epm::{EndpointMapper, EpmServer};
 use msrpc::mgmt::{Management, MgmtServer};
 use msrpc::security::Credentials;
-use msrpc::server::{auth_level, Limits, Server};
+use msrpc::server::{auth_level, Limits, Server, DEFAULT_IDLE_POLL};
 
 /// The one account of `RPC_SERVER_USER`.
 struct OneAccount {
@@ -39,6 +41,17 @@ async fn main() -> std::io::Result<()> {
             name: name.to_string(),
             nt_hash: md4::Md4::digest(&utf16).into(),
         }));
+    }
+    // As inetsrv runs it: polling between calls for the default window,
+    // or RPC_IDLE_POLL_US microseconds (0: off).
+    let window = match std::env::var("RPC_IDLE_POLL_US") {
+        Ok(us) => Duration::from_micros(us.parse().map_err(std::io::Error::other)?),
+        Err(_) => DEFAULT_IDLE_POLL,
+    };
+    if !window.is_zero() {
+        server
+            .poll_between_calls(window)
+            .map_err(std::io::Error::other)?;
     }
     server.register(EpmServer(EndpointMapper::new()), auth_level::NONE, true);
     server.register(MgmtServer(Management), auth_level::NONE, false);

@@ -9,16 +9,19 @@
 //! [`Fault`].
 
 mod connection;
+mod idle_poll;
 pub mod verification;
 
 pub use connection::{ndr20, ndr64};
+pub use idle_poll::{IdlePollError, DEFAULT_IDLE_POLL};
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::Duration;
 
 use crate::ndr::{ContextHandle, NdrError, Syntax};
 use crate::pdu::SyntaxId;
@@ -260,6 +263,7 @@ pub struct Server {
     pub principal: String,
     listening: AtomicBool,
     acceptors: RwLock<Acceptors>,
+    idle_poll: OnceLock<Arc<idle_poll::IdlePoll>>,
 }
 
 /// The credential store of a server that has been given none: every
@@ -286,7 +290,30 @@ impl Server {
                 credentials: Arc::new(NoAccounts),
                 kerberos: None,
             }),
+            idle_poll: OnceLock::new(),
         })
+    }
+
+    /// Keeps the runtime polling for `window` after each PDU instead of
+    /// letting its thread sleep (see `idle_poll.rs`: where waking an idle
+    /// CPU is slow, as in a VM, a client calling back to back waits on
+    /// that wake-up after each answer). Needs a runtime with one worker
+    /// thread, which it starts a task on.
+    pub fn poll_between_calls(&self, window: Duration) -> Result<(), IdlePollError> {
+        if self.idle_poll.get().is_some() {
+            return Err(IdlePollError::AlreadyOn);
+        }
+        let poll = idle_poll::IdlePoll::start(window)?;
+        self.idle_poll
+            .set(poll)
+            .map_err(|_| IdlePollError::AlreadyOn)
+    }
+
+    /// A PDU came in (the connections tell every one).
+    fn pdu_arrived(&self) {
+        if let Some(poll) = self.idle_poll.get() {
+            poll.pdu_arrived();
+        }
     }
 
     /// Where NTLM finds accounts (until set, every logon fails).

@@ -315,6 +315,7 @@ impl Connection {
     /// Decodes and handles one whole fragment.
     fn process(&mut self, frag: &mut [u8]) -> Next {
         self.server.stats.pkts_in.fetch_add(1, Ordering::Relaxed);
+        self.server.pdu_arrived();
         match Pdu::decode(frag) {
             Ok(pdu) => self.handle(pdu, frag),
             Err(e) => {
