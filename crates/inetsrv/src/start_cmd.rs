@@ -52,7 +52,7 @@ pub struct StartArgs {
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     rpc_idle_poll_us: u64,
     /// Do not start the RPC endpoint.
-    #[arg(long, conflicts_with_all = ["rpc_port", "keytab"])]
+    #[arg(long, conflicts_with_all = ["rpc_port", "keytab", "rpc_idle_poll_us"])]
     no_rpc: bool,
     /// The keytab whose keys RPC callers' Kerberos service tickets are
     /// decrypted with (for example host/NAME@REALM, from `kadmin ktadd`,
