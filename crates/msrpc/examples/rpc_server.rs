@@ -3,8 +3,9 @@
 //! clients against the runtime alone: `cargo run -p msrpc --example
 //! rpc_server -- 127.0.0.1:8135 /tmp/epmapper`. With
 //! `RPC_SERVER_USER=name:password` in the environment, that one account
-//! can log on with NTLM. It polls between calls as `inetsrv start` does
-//! (the default window; `RPC_IDLE_POLL_US=0` turns it off).
+//! can log on with NTLM. It runs as `inetsrv start` runs its endpoint: on
+//! a one-thread runtime, polling between calls for the default window
+//! (`RPC_IDLE_POLL_US` sets another; 0 turns it off).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ impl Credentials for OneAccount {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:8135".into());
