@@ -21,11 +21,11 @@
 //! several workers the driver may be held by one asleep in `epoll_wait`
 //! while the polling one spins for nothing, so it is refused there.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 /// The window inetsrv uses by default: a few client round trips.
@@ -34,9 +34,9 @@ pub const DEFAULT_IDLE_POLL: Duration = Duration::from_micros(100);
 /// The shared state of one server's polling task.
 pub(crate) struct IdlePoll {
     window: Duration,
-    epoch: Instant,
-    /// When the last PDU came, in nanoseconds since `epoch`.
-    last_pdu: AtomicU64,
+    /// A PDU came since the polling task last looked. A flag, not a time:
+    /// the clock is read by the polling task, never on a call's path.
+    fresh: AtomicBool,
     sleeping: AtomicBool,
     wake: Notify,
 }
@@ -59,14 +59,14 @@ impl IdlePoll {
     /// Starts the polling task on the current runtime.
     pub(crate) fn start(window: Duration) -> Result<Arc<IdlePoll>, IdlePollError> {
         let runtime = Handle::try_current().map_err(|_| IdlePollError::NoRuntime)?;
+        // A current-thread runtime counts one worker too.
         let workers = runtime.metrics().num_workers();
-        if runtime.runtime_flavor() != RuntimeFlavor::CurrentThread && workers != 1 {
+        if workers != 1 {
             return Err(IdlePollError::SeveralWorkers(workers));
         }
         let poll = Arc::new(IdlePoll {
             window,
-            epoch: Instant::now(),
-            last_pdu: AtomicU64::new(0),
+            fresh: AtomicBool::new(false),
             sleeping: AtomicBool::new(true),
             wake: Notify::new(),
         });
@@ -74,34 +74,29 @@ impl IdlePoll {
         Ok(poll)
     }
 
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
     /// A PDU came: poll for another window from now.
     pub(crate) fn pdu_arrived(&self) {
-        self.last_pdu.store(self.now(), Ordering::Relaxed);
+        self.fresh.store(true, Ordering::Relaxed);
         if self.sleeping.load(Ordering::Relaxed) {
             self.wake.notify_one();
         }
-    }
-
-    fn in_window(&self) -> bool {
-        let since = self
-            .now()
-            .saturating_sub(self.last_pdu.load(Ordering::Relaxed));
-        since < u64::try_from(self.window.as_nanos()).unwrap_or(u64::MAX)
     }
 
     async fn run(self: Arc<Self>) {
         loop {
             self.wake.notified().await;
             self.sleeping.store(false, Ordering::Relaxed);
-            while self.in_window() {
+            let mut until = Instant::now() + self.window;
+            loop {
                 tokio::task::yield_now().await;
+                if self.fresh.swap(false, Ordering::Relaxed) {
+                    until = Instant::now() + self.window;
+                } else if Instant::now() >= until {
+                    break;
+                }
             }
             self.sleeping.store(true, Ordering::Relaxed);
-            // A PDU between the last check and the flag: its notify_one
+            // A PDU between the last look and the flag: its notify_one
             // left a permit, so the next wait returns at once.
         }
     }
@@ -132,6 +127,13 @@ mod tests {
             IdlePoll::start(Duration::from_micros(50)).err(),
             Some(IdlePollError::SeveralWorkers(2))
         );
+        drop(_guard);
+        let one_worker = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let _guard = one_worker.enter();
+        assert!(IdlePoll::start(Duration::from_micros(50)).is_ok());
     }
 
     #[test]
@@ -141,7 +143,9 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let poll = IdlePoll::start(Duration::from_millis(20)).unwrap();
+            // A window long enough that a busy machine cannot pass it
+            // between two lines of this test.
+            let poll = IdlePoll::start(Duration::from_millis(300)).unwrap();
             tokio::task::yield_now().await;
             assert!(!poll.is_polling(), "idle before any PDU");
             poll.pdu_arrived();
@@ -158,6 +162,13 @@ mod tests {
             poll.pdu_arrived();
             tokio::time::sleep(Duration::from_millis(1)).await;
             assert!(poll.is_polling(), "a new PDU starts a new window");
+            // PDUs inside the window keep extending it: polling at every
+            // look, for twice the window.
+            for _ in 0..12 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert!(poll.is_polling(), "PDUs within the window extend it");
+                poll.pdu_arrived();
+            }
         });
     }
 }

@@ -37,18 +37,10 @@ fn element_len(bytes: &[u8], depth: usize) -> Option<usize> {
     let identifier = *bytes.first()?;
     let mut at = 1;
     if identifier & 0x1f == 0x1f {
-        // High tag numbers (X.690 8.1.2.4): continuation octets, at most
-        // four of them (a tag number far beyond any Kerberos uses).
-        loop {
-            let octet = *bytes.get(at)?;
-            at += 1;
-            if octet & 0x80 == 0 {
-                break;
-            }
-            if at > 5 {
-                return None;
-            }
-        }
+        // A high tag number (X.690 8.1.2.4) in at most four octets, the
+        // last without bit 8: far beyond any tag Kerberos uses.
+        let octets = bytes.get(1..)?.iter().take(4).position(|o| o & 0x80 == 0)? + 1;
+        at += octets;
     }
     let first_length = *bytes.get(at)?;
     at += 1;
@@ -118,11 +110,15 @@ mod tests {
             element_len(&[0x04, 0x89, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0], 0),
             None
         );
-        // A length octet missing, and a high tag number that never ends.
+        // A length octet missing, and a high tag number in five octets.
         assert_eq!(element_len(&[0x04], 0), None);
         assert_eq!(
-            element_len(&[0x1f, 0x81, 0x81, 0x81, 0x81, 0x81, 0x01, 0x00], 0),
+            element_len(&[0x1f, 0x81, 0x81, 0x81, 0x81, 0x01, 0x00], 0),
             None
+        );
+        assert_eq!(
+            element_len(&[0x1f, 0x81, 0x81, 0x81, 0x01, 0x00], 0),
+            Some(6)
         );
         assert_eq!(element_len(&[], 0), None);
     }
