@@ -16,12 +16,16 @@
 # Target: at least 2x Samba's calls per second.
 #
 # Usage: bench/rpc.sh [SECONDS] [CONNECTIONS]   (root: Samba's endpoint
-# mapper binds port 135; installs samba when missing)
+# mapper binds port 135; installs samba when missing; RPC_BENCH_ROUNDS
+# alternations per case, 5 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 seconds=${1:-5}
 conns=${2:-4}
+# Alternating runs of each server per case: a VM's speed drifts by 10-20%
+# over seconds, so the median of several alternations is compared.
+rounds=${RPC_BENCH_ROUNDS:-5}
 [ "$(id -u)" -eq 0 ] || { echo "bench/rpc.sh runs as root: Samba's endpoint mapper binds port 135" >&2; exit 1; }
 [ -x /usr/libexec/samba/samba-dcerpcd ] || need smbd samba
 if ss -ltn | grep -q '127.0.0.1:135 '; then
@@ -92,15 +96,15 @@ for case in is_server_listening:none:ntlm is_server_listening:privacy:ntlm \
     # Warm both.
     taskset -c 1 "$bin/rpc_bench" "127.0.0.1:135" "$call" 1 1 "$level" rpcbench "$password" "$provider" >/dev/null
     taskset -c 1 "$bin/rpc_bench" "127.0.0.1:$port" "$call" 1 1 "$level" rpcbench "$password" "$provider" >/dev/null
-    results=$(for _ in 1 2 3; do
+    results=$(for _ in $(seq "$rounds"); do
         run inetsrv "127.0.0.1:$port" "$call" "$level" "$provider"
         run samba "127.0.0.1:135" "$call" "$level" "$provider"
     done)
     echo "$results" | awk '{printf "  %-8s %8s calls/s   p50 %6s us   p99 %7s us   server CPU %5s us/call\n", $1, $2, $3, $4, $5}'
-    ours=$(echo "$results" | awk '$1=="inetsrv" {print $2}' | sort -n | sed -n 2p)
-    peer=$(echo "$results" | awk '$1=="samba" {print $2}' | sort -n | sed -n 2p)
-    ours_cpu=$(echo "$results" | awk '$1=="inetsrv" {print $5}' | sort -n | sed -n 2p)
-    peer_cpu=$(echo "$results" | awk '$1=="samba" {print $5}' | sort -n | sed -n 2p)
+    ours=$(echo "$results" | awk '$1=="inetsrv" {print $2}' | sort -n | sed -n "$(((rounds + 1) / 2))p")
+    peer=$(echo "$results" | awk '$1=="samba" {print $2}' | sort -n | sed -n "$(((rounds + 1) / 2))p")
+    ours_cpu=$(echo "$results" | awk '$1=="inetsrv" {print $5}' | sort -n | sed -n "$(((rounds + 1) / 2))p")
+    peer_cpu=$(echo "$results" | awk '$1=="samba" {print $5}' | sort -n | sed -n "$(((rounds + 1) / 2))p")
     echo "  median: inetsrv $ours calls/s, samba $peer calls/s, ratio $(awk -v a="$ours" -v b="$peer" 'BEGIN {printf "%.2fx", a / b}')"
     echo "  server CPU per call: inetsrv $ours_cpu us, samba $peer_cpu us, ratio $(awk -v a="$ours_cpu" -v b="$peer_cpu" 'BEGIN {printf "%.2fx", b / a}')"
 done

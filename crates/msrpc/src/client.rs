@@ -159,7 +159,9 @@ pub struct Connection {
     pub assoc_group_id: u32,
     /// Features the server acknowledged in bind-time feature negotiation.
     pub features: Option<u64>,
-    contexts: HashMap<u16, Syntax>,
+    /// The presentation contexts the server accepted, by context id: a
+    /// few at most, looked up on every call.
+    contexts: Vec<(u16, Syntax)>,
     next_context: u16,
     next_call_id: u32,
     security: Option<SecurityContext>,
@@ -167,6 +169,8 @@ pub struct Connection {
     header_sign: bool,
     /// Bytes read and not yet taken as a fragment.
     inbox: Vec<u8>,
+    /// The buffer each fragment sent is encoded into, kept between calls.
+    outbox: Vec<u8>,
     /// The first bind, whose presentation contexts an alter_context for
     /// a further security context presents again.
     first_bind: Option<Bind>,
@@ -185,12 +189,13 @@ impl Connection {
             bound: false,
             assoc_group_id: 0,
             features: None,
-            contexts: HashMap::new(),
+            contexts: Vec::new(),
             next_context: 0,
             header_sign: false,
             next_call_id: 1,
             security: None,
             inbox: Vec::new(),
+            outbox: Vec::new(),
             first_bind: None,
             parked: HashMap::new(),
             next_auth_context_id: AUTH_CONTEXT_ID + 1,
@@ -204,6 +209,16 @@ impl Connection {
         Ok(Connection::new(Box::new(stream), options))
     }
 
+    /// Any byte stream already connected to a server: a transport of the
+    /// caller's own (a tunnel, a test harness, an event loop other than
+    /// tokio's). The client needs only its reads and writes.
+    pub fn over<S>(stream: S, options: Options) -> Connection
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Connection::new(Box::new(stream), options)
+    }
+
     /// ncalrpc: the server's Unix socket.
     pub async fn connect_local(path: &Path, options: Options) -> Result<Connection, CallError> {
         let stream = tokio::net::UnixStream::connect(path).await?;
@@ -213,8 +228,9 @@ impl Connection {
     /// The transfer syntax negotiated for a presentation context.
     pub fn transfer_syntax(&self, context_id: u16) -> Result<Syntax, CallError> {
         self.contexts
-            .get(&context_id)
-            .copied()
+            .iter()
+            .find(|(id, _)| *id == context_id)
+            .map(|(_, syntax)| *syntax)
             .ok_or(CallError::UnknownContext(context_id))
     }
 
@@ -303,7 +319,8 @@ impl Connection {
         } else {
             Syntax::Ndr20
         };
-        self.contexts.insert(context_id, syntax);
+        self.contexts.retain(|(id, _)| *id != context_id);
+        self.contexts.push((context_id, syntax));
         Ok(context_id)
     }
 
@@ -328,7 +345,7 @@ impl Connection {
             .ok_or(CallError::Protocol("the connection is not bound yet"))?;
         // Only the presentation contexts the server accepted.
         bind.contexts
-            .retain(|c| self.contexts.contains_key(&c.context_id));
+            .retain(|c| self.contexts.iter().any(|(id, _)| *id == c.context_id));
         let id = self.next_auth_context_id;
         self.next_auth_context_id += 1;
         let (mut context, token) = new_context(auth, id)?;
@@ -433,6 +450,13 @@ impl Connection {
                     last,
                     little_endian,
                 } => {
+                    if last && out.is_empty() {
+                        // An unfragmented answer: its stub as decoded.
+                        return Ok(Reply {
+                            stub,
+                            little_endian,
+                        });
+                    }
                     out.extend_from_slice(&stub);
                     if last {
                         return Ok(Reply {
@@ -506,7 +530,7 @@ impl Connection {
         &mut self,
         context_id: u16,
         opnum: u16,
-        stub: Vec<u8>,
+        mut stub: Vec<u8>,
     ) -> Result<u32, CallError> {
         self.transfer_syntax(context_id)?;
         let call_id = self.call_id();
@@ -520,13 +544,22 @@ impl Connection {
             Some(c) if protected => self.max_xmit.saturating_sub(c.protection_overhead()),
             _ => self.max_xmit,
         };
-        for (pfc, range) in pdu::fragments(stub.len(), max_frag) {
+        let len = stub.len();
+        let whole = flags::FIRST_FRAG | flags::LAST_FRAG;
+        for (pfc, range) in pdu::fragments(len, max_frag) {
+            let alloc_hint = (len - range.start) as u32;
+            // The only fragment takes the stub as it is.
+            let stub = if pfc & whole == whole {
+                std::mem::take(&mut stub)
+            } else {
+                stub[range].to_vec()
+            };
             let body = Body::Request(pdu::Request {
-                alloc_hint: (stub.len() - range.start) as u32,
+                alloc_hint,
                 context_id,
                 opnum,
                 object: None,
-                stub: stub[range].to_vec(),
+                stub,
             });
             let auth = match &self.security {
                 Some(c) if protected => Some(self.trailer(c, vec![0; c.token_len()])),
@@ -544,7 +577,18 @@ impl Connection {
             .security
             .as_ref()
             .is_some_and(|c| protects_pdus(c.level));
-        let (mut pdu, mut raw) = self.receive_raw().await?;
+        // The fragment is decoded (and unprotected) where it was read.
+        let len = self.fill_fragment().await?;
+        let part = self.take_part(len, protected);
+        self.inbox.drain(..len);
+        part
+    }
+
+    /// The answer fragment at the head of the inbox (`len` bytes),
+    /// verified and unsealed in place.
+    fn take_part(&mut self, len: usize, protected: bool) -> Result<(u32, Part), CallError> {
+        let raw = &mut self.inbox[..len];
+        let mut pdu = Pdu::decode(raw)?;
         if let (Some(auth), Body::Response(r)) = (&pdu.auth, &mut pdu.body) {
             let context = self
                 .security
@@ -554,7 +598,7 @@ impl Connection {
                     "a signed response under another security context",
                 ))?;
             let stub = context.unprotect(
-                &mut raw,
+                raw,
                 pdu::CALL_HEADER_LEN,
                 auth.pad_length,
                 auth.token.len(),
@@ -619,13 +663,16 @@ impl Connection {
             body,
             auth,
         };
-        let mut bytes = pdu.encode()?;
+        let mut bytes = std::mem::take(&mut self.outbox);
+        bytes.clear();
+        pdu.encode_into(&mut bytes)?;
         if protect {
             if let Some(context) = self.security.as_mut() {
                 context.protect(&mut bytes, pdu::CALL_HEADER_LEN, self.header_sign)?;
             }
         }
         self.stream.write_all(&bytes).await?;
+        self.outbox = bytes;
         Ok(())
     }
 
@@ -636,16 +683,23 @@ impl Connection {
 
     /// Reads one whole fragment, decoded and as sent.
     async fn receive_raw(&mut self) -> Result<(Pdu, Vec<u8>), CallError> {
-        // Whatever the stream has is read at once (one read per fragment,
-        // not two), and what follows the fragment is kept for the next.
+        let len = self.fill_fragment().await?;
+        let rest = self.inbox.split_off(len);
+        let frag = std::mem::replace(&mut self.inbox, rest);
+        let pdu = Pdu::decode(&frag)?;
+        Ok((pdu, frag))
+    }
+
+    /// Reads until the inbox begins with one whole fragment; returns its
+    /// length. Whatever the stream has is read at once (one read per
+    /// fragment, not two), and what follows the fragment is kept for the
+    /// next.
+    async fn fill_fragment(&mut self) -> Result<usize, CallError> {
         loop {
             if self.inbox.len() >= HEADER_LEN {
                 let len = pdu::frag_length(&self.inbox[..HEADER_LEN])?;
                 if self.inbox.len() >= len {
-                    let rest = self.inbox.split_off(len);
-                    let frag = std::mem::replace(&mut self.inbox, rest);
-                    let pdu = Pdu::decode(&frag)?;
-                    return Ok((pdu, frag));
+                    return Ok(len);
                 }
                 self.inbox.reserve(len - self.inbox.len());
             } else {

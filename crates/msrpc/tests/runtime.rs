@@ -702,3 +702,99 @@ async fn a_multiplexed_connection_runs_calls_concurrently() {
     assert_eq!(next_nap(&mut raw).await, (2, 300));
     assert_eq!(next_nap(&mut raw).await, (3, 0));
 }
+
+/// A TCP stream that hands over at most 7 bytes a read, so that every
+/// fragment reaches the client in pieces.
+struct Trickle(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for Trickle {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = {
+            let mut piece = buf.take(7);
+            std::task::ready!(std::pin::Pin::new(&mut self.0).poll_read(cx, &mut piece))?;
+            piece.filled().len()
+        };
+        // SAFETY: the inner read initialised and filled these n bytes.
+        unsafe { buf.assume_init(n) };
+        buf.advance(n);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for Trickle {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bytes: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, bytes)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_connection_over_a_stream_of_the_callers_own() {
+    let r = start().await;
+    // 60 more entries make an ept_lookup answer of several fragments.
+    let mut local = Connection::connect_local(&r.local, Options::default())
+        .await
+        .unwrap();
+    let mut epm = EpmClient::bind(&mut local).await.unwrap();
+    let entries: Vec<EptEntry> = (0..60).map(entry).collect();
+    assert_eq!(
+        epm.ept_insert(60, ConformantArray(entries.clone()), 0)
+            .await
+            .unwrap(),
+        0
+    );
+
+    // The same calls over the whole stream (several fragments per read)
+    // and over one that trickles (a fragment over many reads).
+    for trickle in [false, true] {
+        let stream = tokio::net::TcpStream::connect(r.tcp).await.unwrap();
+        let options = Options {
+            max_frag: 1432,
+            ..Options::default()
+        };
+        let mut conn = if trickle {
+            Connection::over(Trickle(stream), options)
+        } else {
+            Connection::over(stream, options)
+        };
+        let mut mgmt = MgmtClient::bind(&mut conn).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(mgmt.is_server_listening().await.unwrap(), (0, 1));
+        }
+        let mut epm = EpmClient::bind(&mut conn).await.unwrap();
+        let (handle, n, page, st) = all_elts(&mut epm, ContextHandle::default(), 500)
+            .await
+            .unwrap();
+        assert_eq!((st, n as usize), (0, 62), "trickle {trickle}");
+        assert!(handle.is_null(), "everything in one answer");
+        assert_eq!(&page.items[2..], &entries[..], "trickle {trickle}");
+        // A fault still comes back as one, and the connection goes on.
+        let mut mgmt = MgmtClient::bind(&mut conn).await.unwrap();
+        match mgmt.inq_stats(51).await {
+            Err(CallError::Fault { status }) => assert_eq!(status, status::RPC_S_INVALID_BOUND),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert_eq!(mgmt.is_server_listening().await.unwrap(), (0, 1));
+    }
+}

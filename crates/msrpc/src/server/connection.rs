@@ -134,7 +134,33 @@ impl Ready {
         association: &Association,
         server: &Server,
     ) -> Result<Vec<u8>, Fault> {
-        let pending = &self.pending;
+        let how = CallSetting {
+            syntax: self.syntax,
+            level: self.level,
+            transport,
+            association,
+            server,
+        };
+        how.run(&*self.interface, &self.pending, self.client.take())
+    }
+}
+
+/// What a method is told about its call besides its arguments.
+struct CallSetting<'a> {
+    syntax: Syntax,
+    level: u8,
+    transport: &'a Transport,
+    association: &'a Association,
+    server: &'a Server,
+}
+
+impl CallSetting<'_> {
+    fn run(
+        &self,
+        interface: &dyn super::Interface,
+        pending: &Pending,
+        client: Option<String>,
+    ) -> Result<Vec<u8>, Fault> {
         let call = Call {
             syntax: self.syntax,
             little_endian: pending.drep[0] & 0xF0 != 0,
@@ -142,12 +168,12 @@ impl Ready {
             call_id: pending.call_id,
             object: pending.object,
             auth_level: self.level,
-            client: self.client.take(),
-            transport,
-            association,
-            server,
+            client,
+            transport: self.transport,
+            association: self.association,
+            server: self.server,
         };
-        self.interface.dispatch(&call, pending.opnum, &pending.stub)
+        interface.dispatch(&call, pending.opnum, &pending.stub)
     }
 }
 
@@ -1002,8 +1028,7 @@ impl Connection {
     }
 
     fn dispatch(&mut self, mut pending: Pending) {
-        let server = Arc::clone(&self.server);
-        server.stats.calls_in.fetch_add(1, Ordering::Relaxed);
+        self.server.stats.calls_in.fetch_add(1, Ordering::Relaxed);
         let Some(context) = self.contexts.get(&pending.context_id) else {
             self.fault(
                 pending.call_id,
@@ -1038,7 +1063,33 @@ impl Connection {
             );
             return;
         }
-        let Some(association) = self.association.clone() else {
+        let Some(association) = self.association.as_deref() else {
+            return;
+        };
+        if self.finished.is_none() {
+            // In turn, on this task: nothing is shared, nothing cloned.
+            let how = CallSetting {
+                syntax: context.syntax,
+                level,
+                transport: &self.transport,
+                association,
+                server: &self.server,
+            };
+            let outcome = how.run(&*context.registered.interface, &pending, client);
+            match outcome {
+                Ok(stub) => self.respond(
+                    pending.call_id,
+                    pending.context_id,
+                    stub,
+                    pending.auth_context,
+                ),
+                Err(fault) => self.fault(pending.call_id, pending.context_id, fault),
+            }
+            return;
+        }
+        // Multiplexed: the call runs on the blocking pool and reports back.
+        let (Some(association), Some(finished)) = (self.association.clone(), self.finished.clone())
+        else {
             return;
         };
         let mut ready = Ready {
@@ -1048,32 +1099,19 @@ impl Connection {
             client,
             pending,
         };
-        if let Some(finished) = self.finished.clone() {
-            let transport = self.transport.clone();
-            self.running.insert(ready.pending.call_id);
-            tokio::task::spawn_blocking(move || {
-                let outcome = ready.run(&transport, &association, &server);
-                // The connection may have closed meanwhile.
-                let _ = finished.send(Finished {
-                    call_id: ready.pending.call_id,
-                    context_id: ready.pending.context_id,
-                    auth_context: ready.pending.auth_context,
-                    outcome,
-                });
+        let server = Arc::clone(&self.server);
+        let transport = self.transport.clone();
+        self.running.insert(ready.pending.call_id);
+        tokio::task::spawn_blocking(move || {
+            let outcome = ready.run(&transport, &association, &server);
+            // The connection may have closed meanwhile.
+            let _ = finished.send(Finished {
+                call_id: ready.pending.call_id,
+                context_id: ready.pending.context_id,
+                auth_context: ready.pending.auth_context,
+                outcome,
             });
-            return;
-        }
-        let outcome = ready.run(&self.transport, &association, &server);
-        let pending = ready.pending;
-        match outcome {
-            Ok(stub) => self.respond(
-                pending.call_id,
-                pending.context_id,
-                stub,
-                pending.auth_context,
-            ),
-            Err(fault) => self.fault(pending.call_id, pending.context_id, fault),
-        }
+        });
     }
 
     /// Sends a response in fragments of at most max_xmit_frag bytes,

@@ -31,6 +31,9 @@ use tokio::sync::Notify;
 /// The window inetsrv uses by default: a few client round trips.
 pub const DEFAULT_IDLE_POLL: Duration = Duration::from_micros(100);
 
+/// How many looks at the flag the polling task makes per clock read.
+const LOOKS_PER_CLOCK_READ: u32 = 8;
+
 /// The shared state of one server's polling task.
 pub(crate) struct IdlePoll {
     window: Duration,
@@ -87,11 +90,23 @@ impl IdlePoll {
             self.wake.notified().await;
             self.sleeping.store(false, Ordering::Relaxed);
             let mut until = Instant::now() + self.window;
+            // The clock is read once every few looks, not at each: a busy
+            // server looks once per scheduler tick, and each read costs
+            // about as much as a PDU's decoding. A PDU seen in between
+            // moves the deadline at the next read, a few looks late.
+            let mut fresh = false;
+            let mut looks = 0u32;
             loop {
                 tokio::task::yield_now().await;
-                if self.fresh.swap(false, Ordering::Relaxed) {
-                    until = Instant::now() + self.window;
-                } else if Instant::now() >= until {
+                fresh |= self.fresh.swap(false, Ordering::Relaxed);
+                looks = looks.wrapping_add(1);
+                if !looks.is_multiple_of(LOOKS_PER_CLOCK_READ) {
+                    continue;
+                }
+                let now = Instant::now();
+                if std::mem::take(&mut fresh) {
+                    until = now + self.window;
+                } else if now >= until {
                     break;
                 }
             }
