@@ -4,7 +4,7 @@
 //!
 //! Two providers: NTLM (auth type 10, [MS-NLMP]) and SPNEGO (auth type 9,
 //! [MS-SPNG]) negotiating NTLM. The NTLM messages are made and read by
-//! the `sspi` crate; on the server side [`ntlm`] adds what `sspi` leaves
+//! the `sspi` crate; on the server side the `ntlm` module adds what `sspi` leaves
 //! to its caller: it finds the user's NT hash in a [`Credentials`] store
 //! (the product's user database) and checks the NTLMv2 response
 //! (NTProofStr, [MS-NLMP] 3.3.2) before the context is completed; `sspi`
@@ -12,7 +12,7 @@
 //! refused, as IIS with LmCompatibilityLevel 5 refuses them.
 //!
 //! Kerberos (auth type 16, and as SPNEGO's mechanism) where the server
-//! has a keytab: [`kerberos`] accepts service tickets with its keys and
+//! has a keytab: the `kerberos` module accepts service tickets with its keys and
 //! makes the RFC 4121 per-message tokens in [MS-KILE]'s DCE style. A
 //! client logs on with a service ticket from the user's credential cache
 //! ([`CredentialCache`], what `kinit` and `kvno` leave).

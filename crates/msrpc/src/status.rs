@@ -19,7 +19,7 @@ pub const ERROR_INSUFFICIENT_BUFFER: u32 = 0x0000_007A;
 pub const RPC_S_UNKNOWN_AUTHN_SERVICE: u32 = 0x0000_06D3;
 /// RPC_X_BAD_STUB_DATA: stub data that breaks a consistency rule.
 pub const RPC_X_BAD_STUB_DATA: u32 = 0x0000_06F7;
-/// RPC_S_INVALID_BOUND: an out-of-range [range] value.
+/// RPC_S_INVALID_BOUND: an out-of-range `[range]` value.
 pub const RPC_S_INVALID_BOUND: u32 = 0x0000_06C6;
 /// EPT_S_NOT_REGISTERED: no endpoint map element matches.
 pub const EPT_S_NOT_REGISTERED: u32 = 0x16C9_A0D6;

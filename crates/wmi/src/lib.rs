@@ -11,7 +11,7 @@
 //!   instance of its element and setting classes, named by its path
 //!   (`IIsWebServerSetting.Name="W3SVC/1"`); values are the metabase's,
 //!   inherited as the server sees them.
-//! - [`write`]: PutInstance and DeleteInstance, validated as the metabase
+//! - [`write`](mod@write): PutInstance and DeleteInstance, validated as the metabase
 //!   validates every write.
 //! - [`wql`]: the WMI Query Language ([MS-WMI] 2.2.1), parsed with the
 //!   position of every error, and evaluated against instances.
