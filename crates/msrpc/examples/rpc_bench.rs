@@ -79,26 +79,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut conn = Connection::over(Socket(stream), options);
         let epm = call == "ept_lookup_handle_free";
         tasks.push(Box::pin(async move {
+            let mut client = if epm {
+                Client::Epm(EpmClient::bind(&mut conn).await?)
+            } else {
+                Client::Mgmt(MgmtClient::bind(&mut conn).await?)
+            };
             let mut latencies = Vec::new();
             // One clock read a call: a call's end is the next one's start.
-            if epm {
-                let mut epm = EpmClient::bind(&mut conn).await?;
-                let mut start = Instant::now();
-                while start < until {
-                    epm.ept_lookup_handle_free(ContextHandle::default()).await?;
-                    let end = Instant::now();
-                    latencies.push(end - start);
-                    start = end;
-                }
-            } else {
-                let mut mgmt = MgmtClient::bind(&mut conn).await?;
-                let mut start = Instant::now();
-                while start < until {
-                    mgmt.is_server_listening().await?;
-                    let end = Instant::now();
-                    latencies.push(end - start);
-                    start = end;
-                }
+            let mut start = Instant::now();
+            while start < until {
+                client.call().await?;
+                let end = Instant::now();
+                latencies.push(end - start);
+                start = end;
             }
             Ok(latencies)
         }));
@@ -121,6 +114,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(0.99)
     );
     Ok(())
+}
+
+/// The interface a connection calls, bound.
+enum Client<'c> {
+    Mgmt(MgmtClient<'c>),
+    Epm(EpmClient<'c>),
+}
+
+impl Client<'_> {
+    /// The small call of its interface.
+    async fn call(&mut self) -> Result<(), CallError> {
+        match self {
+            Client::Mgmt(mgmt) => mgmt.is_server_listening().await.map(drop),
+            Client::Epm(epm) => epm
+                .ept_lookup_handle_free(ContextHandle::default())
+                .await
+                .map(drop),
+        }
+    }
 }
 
 /// One connection's calls, start to end: each call's latency.

@@ -319,7 +319,7 @@ impl Connection {
         } else {
             Syntax::Ndr20
         };
-        self.contexts.retain(|(id, _)| *id != context_id);
+        // Context ids are never reused (next_context only grows).
         self.contexts.push((context_id, syntax));
         Ok(context_id)
     }

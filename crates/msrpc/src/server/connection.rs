@@ -1063,10 +1063,10 @@ impl Connection {
             );
             return;
         }
-        let Some(association) = self.association.as_deref() else {
+        let Some(association) = self.association.as_ref() else {
             return;
         };
-        if self.finished.is_none() {
+        let Some(finished) = self.finished.clone() else {
             // In turn, on this task: nothing is shared, nothing cloned.
             let how = CallSetting {
                 syntax: context.syntax,
@@ -1086,12 +1086,9 @@ impl Connection {
                 Err(fault) => self.fault(pending.call_id, pending.context_id, fault),
             }
             return;
-        }
-        // Multiplexed: the call runs on the blocking pool and reports back.
-        let (Some(association), Some(finished)) = (self.association.clone(), self.finished.clone())
-        else {
-            return;
         };
+        // Multiplexed: the call runs on the blocking pool and reports back.
+        let association = Arc::clone(association);
         let mut ready = Ready {
             interface: Arc::clone(&context.registered.interface),
             syntax: context.syntax,
