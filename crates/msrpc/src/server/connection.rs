@@ -3,10 +3,11 @@
 //! reassembly, dispatch, response fragmentation, faults.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::verification::{self, Command};
@@ -74,6 +75,43 @@ struct Context {
     transfer_syntax: SyntaxId,
 }
 
+/// A map keyed by a context id the client chose (a presentation
+/// context's u16, a security context's u32), hashed by one multiply.
+/// SipHash guards a map against keys picked to collide; these maps are
+/// capped by the server's limits and a multiply spreads every id, so
+/// that guard would only cost each call a SipHash.
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
+        }
+    }
+
+    fn write_u16(&mut self, id: u16) {
+        self.write_u64(u64::from(id));
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.write_u64(u64::from(id));
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        // Fibonacci hashing: the product's high bits depend on every bit
+        // of the id; folding them down feeds the bucket index too.
+        let product = (self.0 ^ id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = product ^ (product >> 32);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A request being reassembled.
 struct Pending {
     call_id: u32,
@@ -90,9 +128,9 @@ struct Connection {
     server: Arc<Server>,
     transport: Transport,
     association: Option<Arc<Association>>,
-    contexts: HashMap<u16, Context>,
+    contexts: IdMap<u16, Context>,
     /// Security contexts by auth_context_id, being built or established.
-    security: HashMap<u32, SecurityContext>,
+    security: IdMap<u32, SecurityContext>,
     /// A security context failed to build in rpc_auth_3: a request with
     /// no authentication information is no longer taken as the connect
     /// level's.
@@ -191,21 +229,18 @@ enum Next {
     Close,
 }
 
-pub(super) async fn serve<S>(server: Arc<Server>, stream: S, transport: Transport)
+pub(super) async fn serve<S>(server: Arc<Server>, mut stream: S, transport: Transport)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // Calls are dispatched in turn, so reads and writes never overlap: one
-    // buffered stream, no split halves (and no lock between them).
-    let mut read = BufReader::with_capacity(16 * 1024, stream);
     let mut conn = Connection {
         max_xmit: usize::from(server.limits.max_frag),
         max_recv: usize::from(u16::MAX),
         server,
         transport,
         association: None,
-        contexts: HashMap::new(),
-        security: HashMap::new(),
+        contexts: IdMap::default(),
+        security: IdMap::default(),
         security_failed: false,
         rpc_vers_minor: 0,
         conc_mpx: false,
@@ -218,73 +253,87 @@ where
         running: HashSet::new(),
         orphaned: HashSet::new(),
     };
-    let mut frag = Vec::with_capacity(8192);
-    loop {
-        frag.resize(HEADER_LEN, 0);
-        match read.read_exact(&mut frag[..HEADER_LEN]).await {
-            Ok(_) => {}
-            Err(_) => break,
-        }
-        let len = match conn.frame_length(&frag) {
-            Ok(len) => len,
-            Err(next) => {
-                let _ = read.get_mut().write_all(&conn.out).await;
-                if let Next::Close = next {
-                    break;
+    // Calls are dispatched in turn, so reads and writes never overlap: one
+    // stream, no split halves. What is read lands in one buffer, and each
+    // whole fragment is handled where it lies: no copy, no buffered
+    // reader between the socket and the decoder.
+    let mut inbox: Vec<u8> = Vec::with_capacity(INBOX_ROOM);
+    'connection: loop {
+        let mut taken = 0;
+        while let Some(len) = whole_fragment(&mut conn, &inbox[taken..]) {
+            let Ok(len) = len else {
+                let _ = stream.write_all(&conn.out).await;
+                break 'connection;
+            };
+            let next = conn.process(&mut inbox[taken..taken + len]);
+            taken += len;
+            if !conn.out.is_empty() {
+                if stream.write_all(&conn.out).await.is_err() {
+                    break 'connection;
                 }
-                continue;
+                conn.out.clear();
             }
-        };
-        frag.resize(len, 0);
-        if read.read_exact(&mut frag[HEADER_LEN..]).await.is_err() {
-            break;
-        }
-        let next = conn.process(&mut frag);
-        if !conn.out.is_empty() {
-            if read.get_mut().write_all(&conn.out).await.is_err() {
-                break;
+            if let Next::Close = next {
+                break 'connection;
             }
-            conn.out.clear();
+            if conn.conc_mpx {
+                // The client asked for concurrent calls: from here on reads
+                // and running calls are waited for together.
+                inbox.drain(..taken);
+                return serve_multiplexed(conn, stream, inbox).await;
+            }
         }
-        if let Next::Close = next {
-            break;
+        inbox.drain(..taken);
+        // Room for a whole fragment at most (max_recv bounds it), read
+        // into the spare capacity without zeroing it first.
+        if inbox.capacity() - inbox.len() < INBOX_ROOM / 4 {
+            inbox.reserve(INBOX_ROOM);
         }
-        if conn.conc_mpx {
-            // The client asked for concurrent calls: from here on reads and
-            // running calls are waited for together.
-            return serve_multiplexed(conn, read).await;
+        match stream.read_buf(&mut inbox).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
     }
-    let _ = read.get_mut().shutdown().await;
+    let _ = stream.shutdown().await;
+}
+
+/// How much the inbox reads at a time.
+const INBOX_ROOM: usize = 16 * 1024;
+
+/// The length of the whole fragment `received` starts with; None while
+/// it is not all there yet, Err for a header that closes the connection
+/// (with what to send first in `conn.out`).
+fn whole_fragment(conn: &mut Connection, received: &[u8]) -> Option<Result<usize, Next>> {
+    if received.len() < HEADER_LEN {
+        return None;
+    }
+    match conn.frame_length(received) {
+        Ok(len) if received.len() < len => None,
+        other => Some(other),
+    }
 }
 
 /// A multiplexed connection ([MS-RPCE] 3.3.1.5.8, PFC_CONC_MPX): each
 /// complete request runs on the blocking pool while further PDUs are
 /// read; answers go out as calls end, each signed or sealed then, so the
 /// security provider's sequence numbers follow the order on the wire.
-async fn serve_multiplexed<S>(mut conn: Connection, stream: BufReader<S>)
+/// `received` is what was read past the PDU that asked for it.
+async fn serve_multiplexed<S>(mut conn: Connection, stream: S, mut received: Vec<u8>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (finished, mut results) = mpsc::unbounded_channel();
     conn.finished = Some(finished);
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut received: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut chunk = vec![0u8; INBOX_ROOM];
     let mut eof = false;
     'connection: loop {
         // Every whole fragment received so far.
-        while received.len() >= HEADER_LEN {
-            let len = match conn.frame_length(&received) {
-                Ok(len) => len,
-                Err(_) => {
-                    let _ = writer.write_all(&conn.out).await;
-                    break 'connection;
-                }
+        while let Some(len) = whole_fragment(&mut conn, &received) {
+            let Ok(len) = len else {
+                let _ = writer.write_all(&conn.out).await;
+                break 'connection;
             };
-            if received.len() < len {
-                break;
-            }
             let mut frag: Vec<u8> = received.drain(..len).collect();
             let next = conn.process(&mut frag);
             if !conn.out.is_empty() {
