@@ -24,6 +24,8 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -71,12 +73,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_nonblocking(true)?;
-        sockets.push(stream.as_raw_fd());
+        let drained = Arc::new(AtomicBool::new(false));
+        sockets.push((stream.as_raw_fd(), Arc::clone(&drained)));
         let options = Options {
             auth: auth.clone(),
             ..Options::default()
         };
-        let mut conn = Connection::over(Socket(stream), options);
+        let mut conn = Connection::over(Socket { stream, drained }, options);
         let epm = call == "ept_lookup_handle_free";
         tasks.push(Box::pin(async move {
             let mut client = if epm {
@@ -142,9 +145,13 @@ type Task = Pin<Box<dyn Future<Output = TaskResult>>>;
 /// Runs each task until it ends: a task is polled at first, then again
 /// whenever epoll reports its socket (`sockets[i]` for `tasks[i]`)
 /// readable or writable. Edge-triggered, so a task is parked only once a
-/// read or write of its socket would block, which is the only way its
-/// future waits: the waker has nothing to do.
-fn run_to_completion(sockets: &[RawFd], mut tasks: Vec<Task>) -> io::Result<Vec<TaskResult>> {
+/// read or write of its socket would block (or its socket is known
+/// drained), which is the only way its future waits: the waker has
+/// nothing to do. A readable event clears the socket's drained flag.
+fn run_to_completion(
+    sockets: &[(RawFd, Arc<AtomicBool>)],
+    mut tasks: Vec<Task>,
+) -> io::Result<Vec<TaskResult>> {
     // SAFETY: plain syscalls on descriptors this process owns; the epoll
     // descriptor is closed before returning.
     let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -152,7 +159,7 @@ fn run_to_completion(sockets: &[RawFd], mut tasks: Vec<Task>) -> io::Result<Vec<
         return Err(io::Error::last_os_error());
     }
     let result = (|| {
-        for (i, fd) in sockets.iter().enumerate() {
+        for (i, (fd, _)) in sockets.iter().enumerate() {
             let mut event = libc::epoll_event {
                 events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
                 u64: i as u64,
@@ -188,7 +195,12 @@ fn run_to_completion(sockets: &[RawFd], mut tasks: Vec<Task>) -> io::Result<Vec<
                 return Err(e);
             }
             for event in &events[..n as usize] {
-                poll_task(event.u64 as usize, &mut results, &mut running);
+                let i = event.u64 as usize;
+                let arrived = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR;
+                if event.events & arrived as u32 != 0 {
+                    sockets[i].1.store(false, Ordering::Relaxed);
+                }
+                poll_task(i, &mut results, &mut running);
             }
         }
         Ok(results.into_iter().flatten().collect())
@@ -199,8 +211,15 @@ fn run_to_completion(sockets: &[RawFd], mut tasks: Vec<Task>) -> io::Result<Vec<
 
 /// A connected non-blocking socket read and written with one syscall
 /// each: a read or write that would block is `Pending`, and the event
-/// loop polls again when the socket is ready.
-struct Socket(TcpStream);
+/// loop polls again when the socket is ready. A read that filled less
+/// than its room left the socket drained: the next read is `Pending`
+/// with no syscall until epoll reports the socket readable again (as
+/// tokio does; what arrives after the read raises a new edge), which
+/// saves a `recv` that would fail with EAGAIN before every answer.
+struct Socket {
+    stream: TcpStream,
+    drained: Arc<AtomicBool>,
+}
 
 /// The outcome of a syscall that returned `n`: a count, or `Pending` when
 /// it would block.
@@ -221,21 +240,30 @@ impl AsyncRead for Socket {
         _: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.drained.load(Ordering::Relaxed) {
+            return Poll::Pending;
+        }
         loop {
             // SAFETY: recv writes at most `room.len()` bytes into the
             // unfilled part, and only the `n` it wrote are marked filled.
             let room = unsafe { buf.unfilled_mut() };
-            let n =
-                unsafe { libc::recv(self.0.as_raw_fd(), room.as_mut_ptr().cast(), room.len(), 0) };
+            let fd = self.stream.as_raw_fd();
+            let n = unsafe { libc::recv(fd, room.as_mut_ptr().cast(), room.len(), 0) };
             match syscall_result(n) {
                 Poll::Ready(Ok(n)) => {
+                    if n > 0 && n < room.len() {
+                        self.drained.store(true, Ordering::Relaxed);
+                    }
                     unsafe { buf.assume_init(n) };
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
                 Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.drained.store(true, Ordering::Relaxed);
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -251,7 +279,7 @@ impl AsyncWrite for Socket {
             // SAFETY: send reads `bytes.len()` bytes of a live slice.
             let n = unsafe {
                 libc::send(
-                    self.0.as_raw_fd(),
+                    self.stream.as_raw_fd(),
                     bytes.as_ptr().cast(),
                     bytes.len(),
                     libc::MSG_NOSIGNAL,
@@ -269,6 +297,6 @@ impl AsyncWrite for Socket {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.0.shutdown(std::net::Shutdown::Write))
+        Poll::Ready(self.stream.shutdown(std::net::Shutdown::Write))
     }
 }
