@@ -1194,3 +1194,40 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    /// Ids a client could pick to share bucket bits (the same low bits,
+    /// or the same high bits) still spread over the low bits hashbrown
+    /// indexes buckets by and the top seven it tags them with.
+    #[test]
+    fn context_ids_spread_over_buckets_and_tags() {
+        let hasher = BuildHasherDefault::<IdHasher>::default();
+        for ids in [
+            (0..256u16).map(|i| i << 8).collect::<Vec<_>>(),
+            (0..256u16).collect(),
+            (0..256u16).map(|i| i << 4 | 7).collect(),
+        ] {
+            let hashes: Vec<u64> = ids.iter().map(|id| hasher.hash_one(id)).collect();
+            let buckets: HashSet<u64> = hashes.iter().map(|h| h & 0xFF).collect();
+            let tags: HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+            assert!(buckets.len() > 128, "{} of 256 buckets used", buckets.len());
+            assert!(tags.len() > 64, "{} of 128 tags used", tags.len());
+        }
+    }
+
+    #[test]
+    fn a_map_of_context_ids_finds_every_one() {
+        let mut map: IdMap<u16, u16> = IdMap::default();
+        for id in (0..u16::MAX).step_by(7) {
+            map.insert(id, id ^ 0x5A5A);
+        }
+        assert!((0..u16::MAX)
+            .step_by(7)
+            .all(|id| map.get(&id) == Some(&(id ^ 0x5A5A))));
+        assert_eq!(map.get(&1), None);
+    }
+}
