@@ -285,7 +285,7 @@ impl Connection {
             Body::Bind(bind_body.clone())
         };
         self.send(call_id, pfc, body, auth).await?;
-        let (reply, _) = self.receive_raw().await?;
+        let reply = self.receive().await?;
         let ack = acknowledgement(reply.body, self.bound)?;
         if !self.bound {
             self.bound = true;
@@ -359,7 +359,7 @@ impl Connection {
             Some(trailer),
         )
         .await?;
-        let (reply, _) = self.receive_raw().await?;
+        let reply = self.receive().await?;
         let ack = acknowledgement(reply.body, true)?;
         if let Some(refused) = ack.results.iter().find(|r| r.result != 0) {
             return Err(CallError::Rejected {
@@ -422,7 +422,7 @@ impl Connection {
                     let call_id = self.call_id();
                     self.send(call_id, pfc, Body::AlterContext(bind.clone()), Some(auth))
                         .await?;
-                    let (reply, _) = self.receive_raw().await?;
+                    let reply = self.receive().await?;
                     acknowledgement(reply.body, true)?;
                     answer = reply.auth;
                 }
@@ -530,7 +530,7 @@ impl Connection {
         &mut self,
         context_id: u16,
         opnum: u16,
-        mut stub: Vec<u8>,
+        stub: Vec<u8>,
     ) -> Result<u32, CallError> {
         self.transfer_syntax(context_id)?;
         let call_id = self.call_id();
@@ -544,16 +544,7 @@ impl Connection {
             Some(c) if protected => self.max_xmit.saturating_sub(c.protection_overhead()),
             _ => self.max_xmit,
         };
-        let len = stub.len();
-        let whole = flags::FIRST_FRAG | flags::LAST_FRAG;
-        for (pfc, range) in pdu::fragments(len, max_frag) {
-            let alloc_hint = (len - range.start) as u32;
-            // The only fragment takes the stub as it is.
-            let stub = if pfc & whole == whole {
-                std::mem::take(&mut stub)
-            } else {
-                stub[range].to_vec()
-            };
+        for (pfc, alloc_hint, stub) in pdu::stub_fragments(stub, max_frag) {
             let body = Body::Request(pdu::Request {
                 alloc_hint,
                 context_id,
@@ -676,18 +667,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Reads one whole fragment.
+    /// Reads one whole fragment, decoded where it was read.
     pub async fn receive(&mut self) -> Result<Pdu, CallError> {
-        Ok(self.receive_raw().await?.0)
-    }
-
-    /// Reads one whole fragment, decoded and as sent.
-    async fn receive_raw(&mut self) -> Result<(Pdu, Vec<u8>), CallError> {
         let len = self.fill_fragment().await?;
-        let rest = self.inbox.split_off(len);
-        let frag = std::mem::replace(&mut self.inbox, rest);
-        let pdu = Pdu::decode(&frag)?;
-        Ok((pdu, frag))
+        let pdu = Pdu::decode(&self.inbox[..len]);
+        self.inbox.drain(..len);
+        Ok(pdu?)
     }
 
     /// Reads until the inbox begins with one whole fragment; returns its

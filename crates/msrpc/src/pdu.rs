@@ -318,6 +318,26 @@ pub fn fragments(
     })
 }
 
+/// A call's stub cut as [`fragments`] cuts it: for each fragment its PFC
+/// flags, its alloc_hint (the stub bytes from its start to the end,
+/// [MS-RPCE] 2.2.2.6) and its stub data. A stub that fits in one fragment
+/// is handed over as it is, not copied.
+pub fn stub_fragments(
+    mut stub: Vec<u8>,
+    max_frag: usize,
+) -> impl Iterator<Item = (u8, u32, Vec<u8>)> {
+    let len = stub.len();
+    fragments(len, max_frag).map(move |(pfc, range)| {
+        let alloc_hint = (len - range.start) as u32;
+        let data = if range.len() == len {
+            std::mem::take(&mut stub)
+        } else {
+            stub[range].to_vec()
+        };
+        (pfc, alloc_hint, data)
+    })
+}
+
 /// The frag_length of a fragment whose first 16 bytes are `header`, to
 /// frame PDUs on a byte stream.
 pub fn frag_length(header: &[u8]) -> Result<usize, PduError> {

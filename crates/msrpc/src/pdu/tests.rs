@@ -343,6 +343,34 @@ fn stubs_are_cut_into_8_aligned_fragments() {
 }
 
 #[test]
+fn a_stub_is_cut_with_its_alloc_hints_and_one_fragment_is_not_copied() {
+    let stub: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    let cut: Vec<_> = stub_fragments(stub.clone(), 1432).collect();
+    let hints: Vec<_> = cut.iter().map(|(pfc, hint, _)| (*pfc, *hint)).collect();
+    assert_eq!(
+        hints,
+        vec![
+            (flags::FIRST_FRAG, 3000),
+            (0, 3000 - 1408),
+            (flags::LAST_FRAG, 3000 - 2816)
+        ]
+    );
+    let data: Vec<u8> = cut.iter().flat_map(|(_, _, d)| d.iter().copied()).collect();
+    assert_eq!(data, stub);
+    // One fragment: the very buffer comes back.
+    let small = vec![7u8; 100];
+    let at = small.as_ptr();
+    let cut: Vec<_> = stub_fragments(small, 1432).collect();
+    assert_eq!(cut.len(), 1);
+    assert_eq!(
+        (cut[0].0, cut[0].1),
+        (flags::FIRST_FRAG | flags::LAST_FRAG, 100)
+    );
+    assert_eq!(cut[0].2.as_ptr(), at);
+    assert_eq!(cut[0].2, vec![7u8; 100]);
+}
+
+#[test]
 fn encoding_into_a_buffer_appends_one_fragment_or_nothing() {
     let pdu = Pdu {
         rpc_vers_minor: 0,

@@ -258,37 +258,17 @@ where
     // whole fragment is handled where it lies: no copy, no buffered
     // reader between the socket and the decoder.
     let mut inbox: Vec<u8> = Vec::with_capacity(INBOX_ROOM);
-    'connection: loop {
-        let mut taken = 0;
-        while let Some(len) = whole_fragment(&mut conn, &inbox[taken..]) {
-            let Ok(len) = len else {
-                let _ = stream.write_all(&conn.out).await;
-                break 'connection;
-            };
-            let next = conn.process(&mut inbox[taken..taken + len]);
-            taken += len;
-            if !conn.out.is_empty() {
-                if stream.write_all(&conn.out).await.is_err() {
-                    break 'connection;
-                }
-                conn.out.clear();
-            }
-            if let Next::Close = next {
-                break 'connection;
-            }
-            if conn.conc_mpx {
-                // The client asked for concurrent calls: from here on reads
-                // and running calls are waited for together.
-                inbox.drain(..taken);
-                return serve_multiplexed(conn, stream, inbox).await;
-            }
-        }
+    loop {
+        let Some(taken) = handle_fragments(&mut conn, &mut inbox, &mut stream).await else {
+            break;
+        };
         inbox.drain(..taken);
-        // Room for a whole fragment at most (max_recv bounds it), read
-        // into the spare capacity without zeroing it first.
-        if inbox.capacity() - inbox.len() < INBOX_ROOM / 4 {
-            inbox.reserve(INBOX_ROOM);
+        if conn.conc_mpx {
+            // The client asked for concurrent calls: from here on reads
+            // and running calls are waited for together.
+            return serve_multiplexed(conn, stream, inbox).await;
         }
+        make_room(&mut inbox);
         match stream.read_buf(&mut inbox).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
@@ -300,17 +280,60 @@ where
 /// How much the inbox reads at a time.
 const INBOX_ROOM: usize = 16 * 1024;
 
-/// The length of the whole fragment `received` starts with; None while
-/// it is not all there yet, Err for a header that closes the connection
-/// (with what to send first in `conn.out`).
-fn whole_fragment(conn: &mut Connection, received: &[u8]) -> Option<Result<usize, Next>> {
-    if received.len() < HEADER_LEN {
-        return None;
+/// Room in `inbox` for the next read, into its spare capacity (never
+/// zeroed). A fragment is at most max_recv_frag bytes, so the inbox stays
+/// bounded.
+fn make_room(inbox: &mut Vec<u8>) {
+    if inbox.capacity() - inbox.len() < INBOX_ROOM / 4 {
+        inbox.reserve(INBOX_ROOM);
     }
-    match conn.frame_length(received) {
-        Ok(len) if received.len() < len => None,
-        other => Some(other),
+}
+
+/// Handles every whole fragment at the head of `received`, each where it
+/// lies, and sends what each one queues. Returns how many bytes were
+/// taken, or None when the connection closes. It stops after the
+/// fragment that asks for concurrent calls on a connection still served
+/// in turn, so that the caller changes how it reads first.
+async fn handle_fragments<W>(
+    conn: &mut Connection,
+    received: &mut [u8],
+    writer: &mut W,
+) -> Option<usize>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut taken = 0;
+    while let Some(len) = conn.whole_fragment(&received[taken..]) {
+        let Ok(len) = len else {
+            // The fault queued for an oversized fragment, if any.
+            let _ = send_queued(conn, writer).await;
+            return None;
+        };
+        let next = conn.process(&mut received[taken..taken + len]);
+        taken += len;
+        if send_queued(conn, writer).await.is_err() {
+            return None;
+        }
+        if let Next::Close = next {
+            return None;
+        }
+        if conn.conc_mpx && conn.finished.is_none() {
+            break;
+        }
     }
+    Some(taken)
+}
+
+/// Sends what the connection has queued, if anything.
+async fn send_queued<W>(conn: &mut Connection, writer: &mut W) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    if !conn.out.is_empty() {
+        writer.write_all(&conn.out).await?;
+        conn.out.clear();
+    }
+    Ok(())
 }
 
 /// A multiplexed connection ([MS-RPCE] 3.3.1.5.8, PFC_CONC_MPX): each
@@ -325,66 +348,57 @@ where
     let (finished, mut results) = mpsc::unbounded_channel();
     conn.finished = Some(finished);
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut chunk = vec![0u8; INBOX_ROOM];
     let mut eof = false;
-    'connection: loop {
-        // Every whole fragment received so far.
-        while let Some(len) = whole_fragment(&mut conn, &received) {
-            let Ok(len) = len else {
-                let _ = writer.write_all(&conn.out).await;
-                break 'connection;
-            };
-            let mut frag: Vec<u8> = received.drain(..len).collect();
-            let next = conn.process(&mut frag);
-            if !conn.out.is_empty() {
-                if writer.write_all(&conn.out).await.is_err() {
-                    break 'connection;
-                }
-                conn.out.clear();
-            }
-            if let Next::Close = next {
-                break 'connection;
-            }
-        }
+    loop {
+        let Some(taken) = handle_fragments(&mut conn, &mut received, &mut writer).await else {
+            break;
+        };
+        received.drain(..taken);
         let room = conn.running.len() < conn.server.limits.max_concurrent_calls;
+        make_room(&mut received);
         tokio::select! {
-            read = reader.read(&mut chunk), if room && !eof => match read {
+            read = reader.read_buf(&mut received), if room && !eof => {
                 // The client is done sending: the running calls are still
                 // answered.
-                Ok(0) | Err(_) => eof = true,
-                Ok(n) => received.extend_from_slice(&chunk[..n]),
-            },
+                if !matches!(read, Ok(n) if n > 0) {
+                    eof = true;
+                }
+            }
             Some(done) = results.recv(), if !conn.running.is_empty() => conn.finish(done),
             else => break,
         }
-        if !conn.out.is_empty() {
-            if writer.write_all(&conn.out).await.is_err() {
-                break;
-            }
-            conn.out.clear();
+        if send_queued(&mut conn, &mut writer).await.is_err() {
+            break;
         }
     }
     let _ = writer.shutdown().await;
 }
 
 impl Connection {
-    /// The length of the fragment whose header `header` starts with; a
-    /// header that cannot be one, or a fragment over max_recv_frag, closes
-    /// the connection (with a fault queued for the latter).
-    fn frame_length(&mut self, header: &[u8]) -> Result<usize, Next> {
-        let len = pdu::frag_length(header).map_err(|e| {
-            tracing::debug!("rpc: closing a connection: {e}");
-            Next::Close
-        })?;
+    /// The length of the whole fragment `received` starts with; None
+    /// while it is not all there yet. A header that cannot be one, or a
+    /// fragment over max_recv_frag, closes the connection (with a fault
+    /// queued for the latter).
+    fn whole_fragment(&mut self, received: &[u8]) -> Option<Result<usize, Next>> {
+        if received.len() < HEADER_LEN {
+            return None;
+        }
+        let len = match pdu::frag_length(received) {
+            Ok(len) => len,
+            Err(e) => {
+                tracing::debug!("rpc: closing a connection: {e}");
+                return Some(Err(Next::Close));
+            }
+        };
         if len > self.max_recv {
             tracing::debug!(
                 "rpc: a {len}-byte fragment exceeds max_recv_frag {}",
                 self.max_recv
             );
-            self.fault_raw(header, status::NCA_S_PROTO_ERROR);
-            return Err(Next::Close);
+            self.fault_raw(received, status::NCA_S_PROTO_ERROR);
+            return Some(Err(Next::Close));
         }
-        Ok(len)
+        (received.len() >= len).then_some(Ok(len))
     }
 
     /// Decodes and handles one whole fragment.
@@ -1163,8 +1177,7 @@ impl Connection {
     /// Sends a response in fragments of at most max_xmit_frag bytes,
     /// alloc_hint counting the stub data left ([MS-RPCE] 2.2.2.6), each
     /// fragment signed or sealed as the request was.
-    fn respond(&mut self, call_id: u32, context_id: u16, mut stub: Vec<u8>, auth: Option<u32>) {
-        let total = stub.len();
+    fn respond(&mut self, call_id: u32, context_id: u16, stub: Vec<u8>, auth: Option<u32>) {
         let protect_with = auth.filter(|id| {
             self.security
                 .get(id)
@@ -1174,18 +1187,12 @@ impl Connection {
             Some(context) => self.max_xmit - context.protection_overhead(),
             None => self.max_xmit,
         };
-        for (pfc, range) in pdu::fragments(total, max_frag) {
-            // A response in one fragment hands its stub over uncopied.
-            let chunk = if range.len() == total {
-                std::mem::take(&mut stub)
-            } else {
-                stub[range.clone()].to_vec()
-            };
+        for (pfc, alloc_hint, stub) in pdu::stub_fragments(stub, max_frag) {
             let body = Body::Response(pdu::Response {
-                alloc_hint: (total - range.start) as u32,
+                alloc_hint,
                 context_id,
                 cancel_count: 0,
-                stub: chunk,
+                stub,
             });
             match protect_with {
                 Some(id) => self.send_protected(call_id, pfc, body, id),
@@ -1217,17 +1224,5 @@ mod tests {
             assert!(buckets.len() > 128, "{} of 256 buckets used", buckets.len());
             assert!(tags.len() > 64, "{} of 128 tags used", tags.len());
         }
-    }
-
-    #[test]
-    fn a_map_of_context_ids_finds_every_one() {
-        let mut map: IdMap<u16, u16> = IdMap::default();
-        for id in (0..u16::MAX).step_by(7) {
-            map.insert(id, id ^ 0x5A5A);
-        }
-        assert!((0..u16::MAX)
-            .step_by(7)
-            .all(|id| map.get(&id) == Some(&(id ^ 0x5A5A))));
-        assert_eq!(map.get(&1), None);
     }
 }
