@@ -1,26 +1,17 @@
 //! `inetsrv worker`: a worker process (w3wp). The activation service
-//! starts it for an application pool and talks to it over stdin/stdout;
-//! it is not meant to be started by hand.
-
-use std::path::PathBuf;
+//! starts it for an application pool with its control socket as standard
+//! input, and hands it its configuration there; it is not meant to be
+//! started by hand.
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// The application pool whose queue to serve.
+    /// The application pool whose queue to serve (its configuration
+    /// comes from the activation service on standard input).
     #[arg(long)]
     pool: String,
-    /// The listener's control socket.
-    #[arg(long, value_name = "PATH")]
-    socket: PathBuf,
-    /// The MetaBase.xml to read (read-only).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
-    /// Ask to be recycled after this many requests (0: never).
-    #[arg(long, default_value_t = 0)]
-    restart_requests: u64,
 }
 
 /// Fault injection for tests of StartupTimeLimit: a worker whose pool is
@@ -62,9 +53,6 @@ pub fn run(args: &WorkerArgs) -> Result<()> {
     .context("cannot start the runtime")?;
     let options = worker::Options {
         pool: args.pool.clone(),
-        socket: args.socket.clone(),
-        metabase: metabase::persist::Location::file(&args.config),
-        restart_requests: args.restart_requests,
     };
     // The serving loop runs as a task, on the runtime's own threads.
     runtime.block_on(async { tokio::spawn(worker::run(options)).await })??;

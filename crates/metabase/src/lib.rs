@@ -41,6 +41,7 @@ pub mod exchange;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod ids;
+pub mod image;
 pub mod ipsec;
 pub mod mbxml;
 pub mod path;

@@ -59,7 +59,7 @@ impl fmt::Display for DataType {
 }
 
 /// A data item's value.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     Dword(u32),
     String(String),

@@ -14,6 +14,7 @@
 //! else talks to it through [`Was`].
 
 pub mod fuzz_checks;
+pub mod handover;
 pub mod model;
 pub mod process;
 mod service;

@@ -1,15 +1,15 @@
-//! Worker processes: how one is started (its program, arguments,
-//! identity and control pipes), what its memory use is, and how it is
-//! killed.
+//! Worker processes: how one is started (its program, arguments and
+//! control socket), which account a pool identity is, what a worker's
+//! memory use is, and how it is killed.
 
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use worker::control::{self, FromWorker, ToWorker};
+use worker_control::{FromWorker, ToWorker};
 
 /// How to run `inetsrv worker`.
 #[derive(Clone, Debug)]
@@ -79,85 +79,52 @@ pub fn account_for(identity_type: u32, wam_user: &str) -> Result<Account, String
     }
 }
 
-/// A started worker: its pid, the channel to its stdin, and the child.
+/// A started worker: its pid, the channel to it, and the child.
 pub struct Spawned {
     pub pid: u32,
-    pub to_worker: mpsc::UnboundedSender<ToWorker>,
+    pub to_worker: worker_control::Sender<ToWorker>,
     pub child: Child,
 }
 
-/// What a worker needs to know to start.
+/// What a worker needs to know to start; the rest comes over its
+/// control channel ([`crate::handover`]).
 pub struct Launch<'a> {
     pub program: &'a WorkerProgram,
     pub pool: &'a str,
-    pub socket: &'a Path,
-    pub metabase: &'a Path,
-    pub restart_requests: u32,
-    pub account: Option<&'a Account>,
 }
 
-/// Starts a worker. Messages it writes arrive on `from_worker` tagged
-/// with `id`; its stdout closing ends them.
+/// Starts a worker with the service's own rights (it becomes its pool's
+/// identity itself, once handed what it needs) and its control channel,
+/// a socket, as its standard input. Messages it sends arrive on
+/// `from_worker` tagged with `id`; the channel closing ends them.
 pub fn spawn<T: Send + 'static>(
     launch: &Launch<'_>,
     id: u64,
     from_worker: mpsc::UnboundedSender<T>,
     wrap: fn(u64, FromWorker) -> T,
 ) -> std::io::Result<Spawned> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let mut cmd = Command::new(&launch.program.program);
     cmd.args(&launch.program.args)
         .arg("--pool")
         .arg(launch.pool)
-        .arg("--socket")
-        .arg(launch.socket)
-        .arg("--config")
-        .arg(launch.metabase)
-        .arg("--restart-requests")
-        .arg(launch.restart_requests.to_string())
         .env("APP_POOL_ID", launch.pool)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         // Its own process group: Ctrl-C at the service's terminal reaches
         // the service, which then stops the workers in order.
         .process_group(0)
         .kill_on_drop(true);
-    if let Some(account) = launch.account {
-        cmd.uid(account.uid).gid(account.gid);
-        cmd.env("HOME", "/").env("USER", &account.name);
-    }
-    let mut child = cmd.spawn()?;
+    let child = cmd.spawn()?;
     let pid = child.id().unwrap_or(0);
-    let mut stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| std::io::Error::other("no stdin"))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| std::io::Error::other("no stdout"))?;
-    let (to_worker, mut rx) = mpsc::unbounded_channel::<ToWorker>();
+    ours.set_nonblocking(true)?;
+    let (to_worker, mut inbox) =
+        worker_control::channel::<ToWorker, FromWorker>(tokio::net::UnixStream::from_std(ours)?);
     tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            if stdin
-                .write_all(control::encode(&message).as_bytes())
-                .await
-                .is_err()
-            {
+        while let Some(received) = inbox.recv().await {
+            if from_worker.send(wrap(id, received.message)).is_err() {
                 break;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            match control::decode::<FromWorker>(&line) {
-                Some(message) => {
-                    if from_worker.send(wrap(id, message)).is_err() {
-                        break;
-                    }
-                }
-                None => tracing::warn!(worker = pid, %line, "unreadable message from a worker"),
             }
         }
     });

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 use listener::QueueHandle;
 use metabase::{ChangeBatch, MbPath, Value};
 use tokio::sync::{mpsc, oneshot};
-use worker::control::{FromWorker, ToWorker};
+use worker_control::{FromWorker, ToWorker};
+
+use crate::handover::Handover;
 
 use crate::model::{ids, pool_state, server_command, server_state, Model, PoolSettings};
 use crate::process::{self, Account, Launch};
@@ -41,7 +43,7 @@ struct Worker {
     pool: String,
     pid: u32,
     user: String,
-    to: mpsc::UnboundedSender<ToWorker>,
+    to: worker_control::Sender<ToWorker>,
     phase: Phase,
     started: Instant,
     ready_at: Option<Instant>,
@@ -101,7 +103,7 @@ struct Service {
     events: mpsc::UnboundedSender<Event>,
     model: Model,
     applied_change: u64,
-    /// Configuration generations sent to workers ([`ToWorker::Reload`]).
+    /// Configuration generations sent to workers ([`ToWorker::Configure`]).
     reload_seq: u64,
     /// Admin calls waiting for a change number and the workers' reload.
     waiters: Vec<Waiter>,
@@ -258,12 +260,22 @@ impl Service {
             if model != self.model {
                 self.apply_model(model, &batch.changes);
             }
-            // Workers read the metabase again (vdirs, MIME maps, …).
+            // Workers get their configuration again (vdirs, MIME maps, …).
             self.reload_seq += 1;
             let seq = self.reload_seq;
+            let mut handovers: HashMap<String, Handover> = HashMap::new();
             for w in self.workers.values() {
-                if !matches!(w.phase, Phase::Stopping(_)) {
-                    let _ = w.to.send(ToWorker::Reload { seq });
+                if matches!(w.phase, Phase::Stopping(_)) {
+                    continue;
+                }
+                if !handovers.contains_key(&w.pool) {
+                    let Some(handover) = self.handover(&snapshot, &w.pool) else {
+                        continue;
+                    };
+                    handovers.insert(w.pool.clone(), handover);
+                }
+                if let Some(handover) = handovers.get(&w.pool) {
+                    handover.send(&w.to, seq);
                 }
             }
             self.flush_all_caches();
@@ -691,21 +703,15 @@ impl Service {
                 return None;
             }
         };
-        if let Some(a) = &account {
-            pool.queue.queue().allow_user(a.uid);
-            self.prepare_temp_dir(&settings.name, a);
-        }
+        let snapshot = self.opts.files.metabase().snapshot();
+        let Some(handover) = self.handover(&snapshot, pool_key) else {
+            return None;
+        };
         let id = self.next_worker;
         self.next_worker += 1;
-        let socket = self.opts.listener.control_socket().to_path_buf();
-        let metabase = self.opts.files.location().metabase.clone();
         let launch = Launch {
             program: &self.opts.program,
             pool: &settings.name,
-            socket: &socket,
-            metabase: &metabase,
-            restart_requests: settings.periodic_restart_requests,
-            account: account.as_ref(),
         };
         let spawned = match process::spawn(&launch, id, self.events.clone(), Event::Worker) {
             Ok(s) => s,
@@ -716,6 +722,7 @@ impl Service {
                 return None;
             }
         };
+        handover.send(&spawned.to_worker, self.reload_seq);
         let mut child = spawned.child;
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -755,27 +762,33 @@ impl Service {
         Some(id)
     }
 
-    /// The compression directory a worker of another identity can write.
-    fn prepare_temp_dir(&self, pool: &str, account: &Account) {
-        let dir = self
-            .opts
-            .state_dir
-            .join("temp/IIS Temporary Compressed Files")
-            .join(worker::config::safe_dir_name(pool));
-        if std::fs::create_dir_all(&dir).is_ok() {
-            let _ = nix::unistd::chown(
-                &dir,
-                Some(nix::unistd::Uid::from_raw(account.uid)),
-                Some(nix::unistd::Gid::from_raw(account.gid)),
-            );
-        }
+    /// What a worker of this pool is handed now; `None` (logged) when
+    /// the pool's identity has no account.
+    fn handover(&self, snapshot: &metabase::Snapshot, pool_key: &str) -> Option<Handover> {
+        let settings = &self.pools.get(pool_key)?.settings;
+        let account = match self.account(settings) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(pool = %settings.name, error = %e, "cannot configure a worker");
+                return None;
+            }
+        };
+        Some(Handover::new(
+            snapshot,
+            &self.model,
+            &self.opts.state_dir,
+            &settings.name,
+            self.opts.listener.control_socket(),
+            settings.periodic_restart_requests,
+            account.as_ref(),
+        ))
     }
 
     fn stop_worker(&mut self, id: u64) {
         if let Some(w) = self.workers.get_mut(&id) {
             if !matches!(w.phase, Phase::Stopping(_)) {
                 w.phase = Phase::Stopping(Instant::now());
-                let _ = w.to.send(ToWorker::Stop);
+                w.to.send(&ToWorker::Stop);
             }
         }
     }
@@ -837,7 +850,7 @@ impl Service {
                             false
                         }
                     };
-                    let _ = to.send(ToWorker::LogonResult { id: call, ok });
+                    to.send(&ToWorker::LogonResult { id: call, ok });
                 });
             }
             FromWorker::Reloaded { seq } => {
@@ -1045,7 +1058,7 @@ impl Service {
                         seq_base += 1;
                         let seq = (*id << 32) ^ seq_base;
                         w.ping = Some((seq, now));
-                        let _ = w.to.send(ToWorker::Ping { seq });
+                        w.to.send(&ToWorker::Ping { seq });
                         let every = if s.pinging_enabled {
                             Duration::from_secs(u64::from(s.ping_interval))
                         } else {
@@ -1147,7 +1160,7 @@ impl Service {
         if stamp != self.users_stamp {
             self.users_stamp = stamp;
             for w in self.workers.values() {
-                let _ = w.to.send(ToWorker::UsersChanged);
+                w.to.send(&ToWorker::UsersChanged);
             }
         }
         if let Some((since, _)) = &self.shutdown {

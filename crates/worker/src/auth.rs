@@ -12,7 +12,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::control::FromWorker;
+use worker_control::FromWorker;
 
 /// How long a successful logon is remembered (IIS's UserTokenTTL default).
 const TOKEN_TTL: Duration = Duration::from_secs(900);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::content::Content;
 use crate::files::FileInfo;
 
 /// Whether an Accept-Encoding value accepts `coding` (q > 0, directly or
@@ -39,6 +40,7 @@ pub fn accepts(header: Option<&str>, coding: &str) -> bool {
 /// The compressed copy of `file` for `scheme` (`gzip` or `deflate`),
 /// made now if there is none for this version of the file.
 pub fn compressed_copy(
+    content: &Content,
     directory: &Path,
     file: &Path,
     info: &FileInfo,
@@ -51,14 +53,13 @@ pub fn compressed_copy(
     hash.update(info.etag().as_bytes());
     let name = format!("{}.{scheme}", hex(&hash.finalize()[..16]));
     let target = directory.join(name);
-    if target.is_file() {
+    if content.metadata(&target).is_ok_and(|m| m.is_file()) {
         return Ok(target);
     }
-    std::fs::create_dir_all(directory)?;
     let level = flate2::Compression::new(level.min(9));
-    let input = std::fs::read(file)?;
-    let temp = tempfile::NamedTempFile::new_in(directory)?;
-    let mut out = std::io::BufWriter::new(temp);
+    let input = content.read(file)?;
+    let mut temp = content.create_temp(&target, ".inetsrv-gz-")?;
+    let mut out = std::io::BufWriter::new(&mut temp.file);
     match scheme {
         "gzip" => {
             let mut enc = flate2::write::GzEncoder::new(&mut out, level);
@@ -71,8 +72,8 @@ pub fn compressed_copy(
             enc.finish()?;
         }
     }
-    let temp = out.into_inner().map_err(|e| e.into_error())?;
-    temp.persist(&target).map_err(|e| e.error)?;
+    out.into_inner().map_err(|e| e.into_error())?;
+    content.persist(temp, &target)?;
     Ok(target)
 }
 
@@ -109,22 +110,25 @@ mod tests {
             variant: None,
         };
         let cache = dir.path().join("cache");
-        let copy = compressed_copy(&cache, &file, &info, "gzip", 10).unwrap();
+        std::fs::create_dir(&cache).unwrap();
+        let root = |p: &Path| (p.to_path_buf(), worker_control::open_root(p).unwrap());
+        let c = Content::new(vec![root(dir.path()), root(&cache)]);
+        let copy = compressed_copy(&c, &cache, &file, &info, "gzip", 10).unwrap();
         let mut text = String::new();
         flate2::read::GzDecoder::new(std::fs::File::open(&copy).unwrap())
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "hello hello hello hello");
         assert_eq!(
-            compressed_copy(&cache, &file, &info, "gzip", 10).unwrap(),
+            compressed_copy(&c, &cache, &file, &info, "gzip", 10).unwrap(),
             copy
         );
         let other = FileInfo { len: 1, ..info };
         assert_ne!(
-            compressed_copy(&cache, &file, &other, "gzip", 10).unwrap(),
+            compressed_copy(&c, &cache, &file, &other, "gzip", 10).unwrap(),
             copy
         );
-        let deflate = compressed_copy(&cache, &file, &info, "deflate", 1).unwrap();
+        let deflate = compressed_copy(&c, &cache, &file, &info, "deflate", 1).unwrap();
         let mut text = String::new();
         flate2::read::ZlibDecoder::new(std::fs::File::open(deflate).unwrap())
             .read_to_string(&mut text)

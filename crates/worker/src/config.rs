@@ -4,17 +4,17 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use metabase::ipsec::IpSecurity;
 use metabase::{GetMode, MbPath, Snapshot, Value};
 
+use crate::content::Content;
 use crate::site::{ids, Location};
 
 /// More IDs: compression (`/LM/W3SVC/Filters/Compression/...`).
 mod hc {
-    pub const COMPRESSION_DIRECTORY: u32 = 2210;
     pub const CACHE_CONTROL_HEADER: u32 = 2211;
     pub const EXPIRES_HEADER: u32 = 2212;
     pub const DO_STATIC: u32 = 2214;
@@ -248,7 +248,9 @@ pub struct Compression {
 }
 
 impl Compression {
-    fn read(snapshot: &Snapshot, state_dir: &Path, pool: &str) -> Compression {
+    /// The settings, with the directory the service prepared for this
+    /// pool's compressed copies.
+    fn read(snapshot: &Snapshot, directory: Option<PathBuf>) -> Compression {
         let Ok(base) = MbPath::parse("/LM/W3SVC/Filters/Compression") else {
             return Compression::default();
         };
@@ -283,12 +285,6 @@ impl Compression {
             let level = own_dword(&path, hc::ON_DEMAND_LEVEL).unwrap_or(10);
             schemes.push((name.to_string(), extensions, level));
         }
-        // One directory per pool: pools may run as different users.
-        let directory = string(&params, hc::COMPRESSION_DIRECTORY)
-            .filter(|d| d.starts_with('/'))
-            .map(PathBuf::from)
-            .or_else(|| Some(state_dir.join("temp/IIS Temporary Compressed Files")))
-            .map(|d| d.join(safe_dir_name(pool)));
         Compression {
             enabled: own_dword(&params, hc::DO_STATIC) == Some(1) && !schemes.is_empty(),
             schemes,
@@ -324,6 +320,8 @@ pub struct Config {
     pub compression: Compression,
     global_mime: Arc<MimeTable>,
     mime_tables: Mutex<HashMap<Vec<String>, Arc<MimeTable>>>,
+    /// The directories the service handed over, and what is beneath them.
+    pub content: Content,
     /// By site, then URL path (looked up without allocating).
     urls: Mutex<HashMap<u32, HashMap<String, Arc<UrlConfig>>>>,
 }
@@ -332,7 +330,11 @@ pub struct Config {
 const MAX_CACHED_URLS: usize = 16 * 1024;
 
 impl Config {
-    pub fn new(snapshot: Arc<Snapshot>, state_dir: &Path, pool: &str) -> Config {
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        compression_dir: Option<PathBuf>,
+        content: Content,
+    ) -> Config {
         let global_mime = match MbPath::parse("/LM/MimeMap")
             .ok()
             .and_then(|p| snapshot.effective(&p, ids::MIME_MAP))
@@ -341,7 +343,8 @@ impl Config {
             _ => MimeTable::default(),
         };
         Config {
-            compression: Compression::read(&snapshot, state_dir, pool),
+            compression: Compression::read(&snapshot, compression_dir),
+            content,
             snapshot,
             global_mime: Arc::new(global_mime),
             mime_tables: Mutex::new(HashMap::new()),
@@ -472,26 +475,6 @@ impl Config {
             local_mime,
             global_mime: self.global_mime.clone(),
         })
-    }
-}
-
-/// A pool name as a directory name: characters other than letters,
-/// digits, `-`, `_` and `.` become `_`.
-pub fn safe_dir_name(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if clean.is_empty() || clean.starts_with('.') {
-        format!("_{clean}")
-    } else {
-        clean
     }
 }
 
@@ -638,7 +621,7 @@ mod tests {
             )
         })
         .unwrap();
-        Config::new(mb.snapshot(), Path::new("/state"), "DefaultAppPool")
+        Config::new(mb.snapshot(), None, Content::default())
     }
 
     #[test]

@@ -1,18 +1,21 @@
 //! The w3wp role: a worker process serving one application pool's request
 //! queue with IIS 6's static-content pipeline.
 //!
-//! The activation service starts it (`inetsrv worker --pool NAME …`) and
-//! talks to it over stdin/stdout ([`control`]). The worker reads the
-//! metabase read-only ([`metabase::persist::read_snapshot`]), opens its
-//! pool's queue on the listener, and answers requests until told to stop;
-//! then it stops taking requests, finishes those in hand and exits, so a
-//! recycle loses nothing. It owns no configuration and no client
-//! connection: the listener owns those.
+//! The activation service starts it (`inetsrv worker --pool NAME`) with
+//! the control channel on its standard input ([`worker_control`]) and
+//! hands it everything it needs there: its configuration (the keys of its
+//! pool's sites, without secrets), the content directories as open
+//! descriptors ([`content`]), and the identity to become. The worker
+//! connects to the listener, becomes that identity, opens its pool's
+//! queue, and answers requests until told to stop; then it stops taking
+//! requests, finishes those in hand and exits, so a recycle loses nothing.
+//! It never reads the state directory, owns no configuration and no
+//! client connection: the service and the listener own those.
 
 pub mod auth;
 pub mod compress;
 pub mod config;
-pub mod control;
+pub mod content;
 pub mod errors;
 pub mod filecache;
 pub mod files;
@@ -22,42 +25,46 @@ pub mod pipeline;
 pub mod site;
 pub mod watch;
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use metabase::persist::Location;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
+use worker_control::{FromWorker, Identity, Received, Sender, ToWorker, WorkerConfig};
 
 use crate::auth::Logons;
 use crate::config::Config;
-use crate::control::{FromWorker, ToWorker};
+use crate::content::Content;
 use crate::pipeline::Pipeline;
 
 /// How a worker is started.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The application pool (the queue's name).
+    /// The application pool (the queue's name), as the command line
+    /// names it; the configuration must agree.
     pub pool: String,
-    /// The listener's control socket.
-    pub socket: PathBuf,
-    /// The metabase to read.
-    pub metabase: Location,
-    /// PeriodicRestartRequests: ask to be recycled after this many
-    /// requests (0: never).
-    pub restart_requests: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("cannot read the configuration: {0}")]
+    #[error("the control channel: {0} (inetsrv worker is started by the activation service, with its control socket as standard input)")]
+    Control(String),
+    #[error("the configuration: {0}")]
     Config(#[from] metabase::Error),
     #[error("cannot reach the listener at {path}: {source}")]
     Listener {
         path: String,
         source: httpapi::Error,
+    },
+    #[error("cannot become user {user} (uid {uid}, gid {gid}): {reason}")]
+    Identity {
+        user: String,
+        uid: u32,
+        gid: u32,
+        reason: String,
     },
     #[error("cannot open the queue of application pool {pool}: {source}")]
     Queue {
@@ -69,13 +76,15 @@ pub enum WorkerError {
 /// How often cached files are checked for changes.
 const WATCH_PERIOD: Duration = Duration::from_millis(500);
 
+type Inbox = mpsc::UnboundedReceiver<Received<ToWorker>>;
+
 /// Runs the worker until it is told to stop (or its service goes away).
 pub async fn run(options: Options) -> Result<(), WorkerError> {
-    let (out_tx, out_rx) = mpsc::unbounded_channel::<FromWorker>();
-    tokio::spawn(write_control(out_rx));
-    let result = serve(options, out_tx.clone()).await;
+    let stream = control_socket()?;
+    let (out, inbox) = worker_control::channel::<FromWorker, ToWorker>(stream);
+    let result = serve(options, out.clone(), inbox).await;
     if let Err(e) = &result {
-        let _ = out_tx.send(FromWorker::Fatal {
+        out.send(&FromWorker::Fatal {
             message: e.to_string(),
         });
         // Let the writer deliver the last word.
@@ -84,30 +93,113 @@ pub async fn run(options: Options) -> Result<(), WorkerError> {
     result
 }
 
-async fn load(location: &Location, pool: &str) -> Result<Config, WorkerError> {
-    let location = location.clone();
-    let dir = location.dir.clone();
-    let snapshot = tokio::task::spawn_blocking(move || metabase::persist::read_snapshot(&location))
-        .await
-        .map_err(|e| metabase::Error::Io {
-            path: "MetaBase.xml".into(),
-            error: std::io::Error::other(e),
-        })??;
-    Ok(Config::new(snapshot, &dir, pool))
+/// The control socket: standard input, which must be a Unix socket.
+fn control_socket() -> Result<UnixStream, WorkerError> {
+    let bad = |e: std::io::Error| WorkerError::Control(e.to_string());
+    let fd: OwnedFd = std::io::stdin().as_fd().try_clone_to_owned().map_err(bad)?;
+    use nix::sys::stat::SFlag;
+    let is_socket = nix::sys::stat::fstat(&fd)
+        .is_ok_and(|st| st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFSOCK.bits());
+    if !is_socket {
+        return Err(WorkerError::Control(
+            "standard input is not a socket".into(),
+        ));
+    }
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(true).map_err(bad)?;
+    UnixStream::from_std(stream).map_err(bad)
+}
+
+/// Waits for the first configuration, keeping the roots sent before it.
+async fn first_configuration(
+    inbox: &mut Inbox,
+    roots: &mut Vec<(PathBuf, OwnedFd)>,
+) -> Result<Option<(u64, Box<WorkerConfig>)>, WorkerError> {
+    loop {
+        let Some(Received { message, fd }) = inbox.recv().await else {
+            return Err(WorkerError::Control(
+                "closed before the configuration came".into(),
+            ));
+        };
+        match message {
+            ToWorker::Root { path } => roots.extend(fd.map(|fd| (path, fd))),
+            ToWorker::Configure { seq, config } => return Ok(Some((seq, config))),
+            ToWorker::Stop => return Ok(None),
+            _ => {}
+        }
+    }
+}
+
+/// One configuration generation from what the service sent.
+fn build_config(
+    config: &WorkerConfig,
+    roots: Vec<(PathBuf, OwnedFd)>,
+) -> Result<Config, WorkerError> {
+    let snapshot = metabase::Snapshot::from_image(&config.metabase, config.change_number)?;
+    Ok(Config::new(
+        Arc::new(snapshot),
+        config.compression_dir.clone(),
+        Content::new(roots),
+    ))
+}
+
+/// Becomes the pool's identity: its groups, then its group and user, for
+/// every thread of the process (glibc's set*id reach them all). Nothing
+/// here can be undone: a worker that did this has no way back to root.
+fn become_identity(identity: &Identity) -> Result<(), WorkerError> {
+    use nix::unistd::{getegid, geteuid, getuid, setgid, setgroups, setuid, Gid, Uid};
+    let fail = |reason: String| WorkerError::Identity {
+        user: identity.name.clone(),
+        uid: identity.uid,
+        gid: identity.gid,
+        reason,
+    };
+    let (uid, gid) = (Uid::from_raw(identity.uid), Gid::from_raw(identity.gid));
+    if geteuid() == uid && getegid() == gid {
+        return Ok(());
+    }
+    let groups = std::ffi::CString::new(identity.name.as_str())
+        .ok()
+        .and_then(|name| nix::unistd::getgrouplist(&name, gid).ok())
+        .unwrap_or_else(|| vec![gid]);
+    setgroups(&groups).map_err(|e| fail(format!("setgroups: {e}")))?;
+    setgid(gid).map_err(|e| fail(format!("setgid: {e}")))?;
+    setuid(uid).map_err(|e| fail(format!("setuid: {e}")))?;
+    if getuid() != uid || geteuid() != uid || (!uid.is_root() && setuid(Uid::from_raw(0)).is_ok()) {
+        return Err(fail("the change did not hold".into()));
+    }
+    Ok(())
 }
 
 async fn serve(
     options: Options,
-    out: mpsc::UnboundedSender<FromWorker>,
+    out: Sender<FromWorker>,
+    mut inbox: Inbox,
 ) -> Result<(), WorkerError> {
-    let config = load(&options.metabase, &options.pool).await?;
-    tracing::debug!(pool = %options.pool, "configuration read");
-    let session = httpapi::Session::connect(&options.socket)
+    let mut roots = Vec::new();
+    let Some((seq, start)) = first_configuration(&mut inbox, &mut roots).await? else {
+        return Ok(());
+    };
+    if !start.pool.eq_ignore_ascii_case(&options.pool) {
+        return Err(WorkerError::Control(format!(
+            "the configuration is for pool {}, not {}",
+            start.pool, options.pool
+        )));
+    }
+    let config = build_config(&start, std::mem::take(&mut roots))?;
+    tracing::debug!(pool = %options.pool, "configuration received");
+    // Connected with the rights the worker was started with; the socket
+    // stays usable after the worker becomes its pool's identity.
+    let session = httpapi::Session::connect(&start.listener_socket)
         .await
         .map_err(|source| WorkerError::Listener {
-            path: options.socket.display().to_string(),
+            path: start.listener_socket.display().to_string(),
             source,
         })?;
+    if let Some(identity) = &start.identity {
+        become_identity(identity)?;
+        tracing::debug!(user = %identity.name, "running as the pool's identity");
+    }
     let mut queue =
         session
             .open_queue(&options.pool)
@@ -117,19 +209,27 @@ async fn serve(
                 source,
             })?;
     tracing::debug!(pool = %options.pool, "queue open");
+    // Logons travel the control channel: one task forwards them.
+    let (logon_tx, mut logon_rx) = mpsc::unbounded_channel::<FromWorker>();
+    let forward = out.clone();
+    tokio::spawn(async move {
+        while let Some(message) = logon_rx.recv().await {
+            forward.send(&message);
+        }
+    });
     let pipeline = Arc::new(Pipeline::new(
         config,
-        Logons::new(out.clone()),
+        Logons::new(logon_tx),
         queue.control(),
     ));
+    out.send(&FromWorker::Reloaded { seq });
     let active = Arc::new(AtomicU64::new(0));
     let idle = Arc::new(Notify::new());
     let stop = Arc::new(Notify::new());
 
     tokio::spawn(read_control(
         pipeline.clone(),
-        options.metabase.clone(),
-        options.pool.clone(),
+        inbox,
         active.clone(),
         stop.clone(),
         out.clone(),
@@ -143,19 +243,21 @@ async fn serve(
                 continue;
             }
             let w = watcher.clone();
-            let changed = tokio::task::spawn_blocking(move || w.watch.changed())
-                .await
-                .unwrap_or_default();
+            let changed =
+                tokio::task::spawn_blocking(move || w.watch.changed(&w.config.load().content))
+                    .await
+                    .unwrap_or_default();
             for prefix in changed {
                 let _ = watcher.control.flush_cache(&prefix).await;
             }
         }
     });
-    let _ = out.send(FromWorker::Ready {
+    out.send(&FromWorker::Ready {
         pid: std::process::id(),
     });
     tracing::info!(pool = %options.pool, pid = std::process::id(), "worker ready");
 
+    let restart_requests = start.restart_requests;
     let mut recycle_asked = false;
     let spawn = |req: httpapi::Request| {
         active.fetch_add(1, Ordering::SeqCst);
@@ -174,9 +276,9 @@ async fn serve(
                 Ok(req) => {
                     spawn(req);
                     let served = pipeline.served.load(Ordering::Relaxed) + active.load(Ordering::Relaxed);
-                    if options.restart_requests > 0 && served >= options.restart_requests && !recycle_asked {
+                    if restart_requests > 0 && served >= restart_requests && !recycle_asked {
                         recycle_asked = true;
-                        let _ = out.send(FromWorker::RecycleMe {
+                        out.send(&FromWorker::RecycleMe {
                             reason: format!("{served} requests served (PeriodicRestartRequests)"),
                         });
                     }
@@ -199,7 +301,7 @@ async fn serve(
 
     // Drain: the listener stops handing us requests; those already handed
     // over are answered before the process ends.
-    let _ = out.send(FromWorker::Draining);
+    out.send(&FromWorker::Draining);
     let _ = queue.stop_receiving().await;
     while let Some(req) = queue.try_receive() {
         spawn(req);
@@ -218,54 +320,36 @@ async fn serve(
     Ok(())
 }
 
-async fn write_control(mut rx: mpsc::UnboundedReceiver<FromWorker>) {
-    let mut stdout = tokio::io::stdout();
-    while let Some(message) = rx.recv().await {
-        let line = control::encode(&message);
-        if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
-            return;
-        }
-    }
-}
-
 async fn read_control(
     pipeline: Arc<Pipeline>,
-    location: Location,
-    pool: String,
+    mut inbox: Inbox,
     active: Arc<AtomicU64>,
     stop: Arc<Notify>,
-    out: mpsc::UnboundedSender<FromWorker>,
+    out: Sender<FromWorker>,
 ) {
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            // The service is gone: an orphaned worker stops.
-            _ => break,
-        };
-        let Some(message) = control::decode::<ToWorker>(&line) else {
-            tracing::warn!(%line, "unknown control message");
-            continue;
-        };
+    let mut roots = Vec::new();
+    // The service is gone when the channel closes: an orphaned worker stops.
+    while let Some(Received { message, fd }) = inbox.recv().await {
         match message {
             ToWorker::Ping { seq } => {
-                let _ = out.send(FromWorker::Pong {
+                out.send(&FromWorker::Pong {
                     seq,
                     requests: pipeline.served.load(Ordering::Relaxed),
                     active: active.load(Ordering::Relaxed),
                 });
             }
-            ToWorker::Reload { seq } => {
-                match load(&location, &pool).await {
+            ToWorker::Root { path } => roots.extend(fd.map(|fd| (path, fd))),
+            ToWorker::Configure { seq, config } => {
+                match build_config(&config, std::mem::take(&mut roots)) {
                     Ok(config) => {
                         pipeline.config.store(Arc::new(config));
                         for prefix in pipeline.watch.take_all() {
                             let _ = pipeline.control.flush_cache(&prefix).await;
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "configuration not reloaded"),
+                    Err(e) => tracing::warn!(error = %e, "configuration not applied"),
                 }
-                let _ = out.send(FromWorker::Reloaded { seq });
+                out.send(&FromWorker::Reloaded { seq });
             }
             ToWorker::LogonResult { id, ok } => pipeline.logons.answer(id, ok),
             ToWorker::UsersChanged => pipeline.logons.forget(),

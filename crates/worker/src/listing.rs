@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Local};
 
+use crate::content::Content;
 use crate::site::browse;
 
 /// One entry of a directory.
@@ -20,20 +21,13 @@ pub struct Entry {
 
 /// Reads a directory's entries, sorted by name; names starting with a dot
 /// (hidden files on Unix) and names that are not UTF-8 are left out.
-pub fn read_entries(dir: &Path) -> std::io::Result<Vec<Entry>> {
+pub fn read_entries(content: &Content, dir: &Path) -> std::io::Result<Vec<Entry>> {
     let mut entries = Vec::new();
-    for item in std::fs::read_dir(dir)? {
-        let Ok(item) = item else { continue };
-        let Ok(name) = item.file_name().into_string() else {
-            continue;
-        };
+    // Symbolic links are described by what they point to.
+    for (name, meta) in content.read_dir(dir)? {
         if name.starts_with('.') {
             continue;
         }
-        // Symbolic links are described by what they point to.
-        let Ok(meta) = std::fs::metadata(item.path()) else {
-            continue;
-        };
         entries.push(Entry {
             name,
             is_dir: meta.is_dir(),
@@ -209,7 +203,11 @@ mod tests {
         std::fs::write(dir.path().join("a.txt"), "xy").unwrap();
         std::fs::write(dir.path().join(".hidden"), "").unwrap();
         std::fs::create_dir(dir.path().join("c")).unwrap();
-        let names: Vec<String> = read_entries(dir.path())
+        let content = Content::new(vec![(
+            dir.path().to_path_buf(),
+            worker_control::open_root(dir.path()).unwrap(),
+        )]);
+        let names: Vec<String> = read_entries(&content, dir.path())
             .unwrap()
             .into_iter()
             .map(|e| e.name)

@@ -17,6 +17,7 @@ use httpapi::{QueueControl, Request, Response};
 
 use crate::auth::{self, Logons};
 use crate::config::{Config, CustomErrorKind, Expires, Handler, UrlConfig, ACCESS_SSL};
+use crate::content::Content;
 use crate::errors::HttpError;
 use crate::files::{self, Conditions, FileInfo, Precondition, Ranges};
 use crate::listing;
@@ -204,8 +205,8 @@ impl Pipeline {
         }
         let reply = match req.method.as_str() {
             "GET" | "HEAD" => self.get(config, &ctx, req).await,
-            "PUT" => Box::pin(self.put(&ctx, req)).await,
-            "DELETE" => Box::pin(self.delete(&ctx, req)).await,
+            "PUT" => Box::pin(self.put(config, &ctx, req)).await,
+            "DELETE" => Box::pin(self.delete(config, &ctx, req)).await,
             "OPTIONS" => Ok(Reply::new(200)
                 .header("Allow", allowed_methods(&cfg))
                 .header("Public", allowed_methods(&cfg))),
@@ -267,13 +268,14 @@ impl Pipeline {
             .physical
             .as_ref()
             .ok_or(HttpError::new(404, 0).win32(3))?;
-        let meta = std::fs::metadata(physical).map_err(io_error)?;
+        let content = &config.content;
+        let meta = content.metadata(physical).map_err(io_error)?;
         let path = &req.url.path;
         if !meta.is_dir() {
             if path.ends_with('/') {
                 return Err(HttpError::new(404, 0).win32(2));
             }
-            return self.file(ctx, cfg, req, physical, &meta, None);
+            return self.file(config, ctx, cfg, req, physical, &meta, None);
         }
         if !path.ends_with('/') {
             // The courtesy redirect: relative links in the directory's
@@ -288,7 +290,7 @@ impl Pipeline {
         if cfg.browse & browse::ENABLE_DEFAULT_DOC != 0 {
             for doc in &cfg.default_docs {
                 let candidate = physical.join(doc);
-                let Ok(doc_meta) = std::fs::metadata(&candidate) else {
+                let Ok(doc_meta) = content.metadata(&candidate) else {
                     continue;
                 };
                 if !doc_meta.is_file() {
@@ -303,11 +305,19 @@ impl Pipeline {
                 if doc_cfg.access & access::READ == 0 {
                     return Err(HttpError::new(403, 2).win32(5));
                 }
-                return self.file(ctx, &doc_cfg, req, &candidate, &doc_meta, Some(physical));
+                return self.file(
+                    config,
+                    ctx,
+                    &doc_cfg,
+                    req,
+                    &candidate,
+                    &doc_meta,
+                    Some(physical),
+                );
             }
         }
         if cfg.browse & browse::ENABLE_DIR_BROWSING != 0 {
-            let entries = listing::read_entries(physical).map_err(io_error)?;
+            let entries = listing::read_entries(content, physical).map_err(io_error)?;
             let page = listing::render(&req.url.host, path, &entries, cfg.browse);
             return Ok(Reply::new(200).html(page));
         }
@@ -315,8 +325,10 @@ impl Pipeline {
     }
 
     /// A file, whole or in ranges, compressed where configured.
+    #[allow(clippy::too_many_arguments)]
     fn file(
         &self,
+        config: &Config,
         ctx: &Ctx,
         cfg: &Arc<UrlConfig>,
         req: &Request,
@@ -335,7 +347,7 @@ impl Pipeline {
             modified,
             variant: None,
         };
-        let config = self.config.load();
+        let content = &config.content;
         let compression = &config.compression;
         let extension = crate::config::extension_of(name);
         let compressible = compression.enabled
@@ -356,7 +368,9 @@ impl Pipeline {
                 let Some(dir) = &compression.directory else {
                     break;
                 };
-                match crate::compress::compressed_copy(dir, physical, &plain, scheme, *level) {
+                match crate::compress::compressed_copy(
+                    content, dir, physical, &plain, scheme, *level,
+                ) {
                     Ok(copy) => {
                         let coding: &'static str =
                             if scheme == "gzip" { "gzip" } else { "deflate" };
@@ -409,7 +423,7 @@ impl Pipeline {
             Precondition::Proceed => {}
         }
         if let Some((copy, coding)) = chosen {
-            let copy_file = std::fs::File::open(&copy).map_err(io_error)?;
+            let copy_file = content.open(&copy).map_err(io_error)?;
             let len = copy_file.metadata().map_err(io_error)?.len();
             reply = reply.header("Content-Encoding", coding);
             if let Some((cache_control, expires)) = &compression.cache_headers {
@@ -430,7 +444,7 @@ impl Pipeline {
         match files::ranges(&conditions, &info) {
             Ranges::Whole => {
                 reply.body = Body::File {
-                    source: self.source(physical, meta)?,
+                    source: self.source(content, physical, meta)?,
                     parts: vec![Part::Range {
                         offset: 0,
                         len: info.len,
@@ -445,8 +459,13 @@ impl Pipeline {
                 if reply.cache {
                     let mut deps = vec![physical.to_path_buf()];
                     deps.extend(directory.map(Path::to_path_buf));
-                    self.watch
-                        .register(&req.url.scheme, req.url.port, &req.url.path, deps);
+                    self.watch.register(
+                        content,
+                        &req.url.scheme,
+                        req.url.port,
+                        &req.url.path,
+                        deps,
+                    );
                 }
             }
             Ranges::Parts(parts) if parts.len() == 1 => {
@@ -457,7 +476,7 @@ impl Pipeline {
                     format!("bytes {first}-{last}/{}", info.len),
                 );
                 reply.body = Body::File {
-                    source: self.source(physical, meta)?,
+                    source: self.source(content, physical, meta)?,
                     parts: vec![Part::Range {
                         offset: first,
                         len: last - first + 1,
@@ -494,7 +513,7 @@ impl Pipeline {
                     "\r\n--{boundary}--\r\n"
                 ))));
                 reply.body = Body::File {
-                    source: self.source(physical, meta)?,
+                    source: self.source(content, physical, meta)?,
                     parts: body,
                 };
             }
@@ -510,25 +529,28 @@ impl Pipeline {
 
     /// The bytes of a file to send: small ones from the file cache (read
     /// on first use), large ones opened (sent with sendfile).
-    fn source(&self, physical: &Path, meta: &std::fs::Metadata) -> Result<Source, HttpError> {
+    fn source(
+        &self,
+        content: &Content,
+        physical: &Path,
+        meta: &std::fs::Metadata,
+    ) -> Result<Source, HttpError> {
         if meta.len() <= SMALL_FILE {
             if let Some(data) = self.files.get(physical, meta) {
                 return Ok(Source::Memory(data));
             }
-            let data = Bytes::from(std::fs::read(physical).map_err(io_error)?);
+            let data = Bytes::from(content.read(physical).map_err(io_error)?);
             // Changed while being read: send what was read, keep nothing.
             if data.len() as u64 == meta.len() {
                 self.files.put(physical, meta, data.clone());
             }
             return Ok(Source::Memory(data));
         }
-        Ok(Source::Open(
-            std::fs::File::open(physical).map_err(io_error)?,
-        ))
+        Ok(Source::Open(content.open(physical).map_err(io_error)?))
     }
 
     /// PUT: stores the body as the file, where AccessWrite allows.
-    async fn put(&self, ctx: &Ctx, req: &mut Request) -> Result<Reply, HttpError> {
+    async fn put(&self, config: &Config, ctx: &Ctx, req: &mut Request) -> Result<Reply, HttpError> {
         let cfg = &ctx.cfg;
         if cfg.access & access::WRITE == 0 {
             return Err(HttpError::new(403, 3).win32(5));
@@ -540,14 +562,12 @@ impl Pipeline {
         if req.url.path.ends_with('/') {
             return Err(HttpError::new(405, 0));
         }
-        let parent = physical
-            .parent()
-            .ok_or(HttpError::new(409, 0))?
-            .to_path_buf();
-        if !parent.is_dir() {
+        let content = &config.content;
+        let parent = physical.parent().ok_or(HttpError::new(409, 0))?;
+        if !content.metadata(parent).is_ok_and(|m| m.is_dir()) {
             return Err(HttpError::new(409, 0).win32(3));
         }
-        let existing = std::fs::metadata(&physical).ok();
+        let existing = content.metadata(&physical).ok();
         if existing.as_ref().is_some_and(|m| m.is_dir()) {
             return Err(HttpError::new(405, 0));
         }
@@ -571,9 +591,8 @@ impl Pipeline {
             None if conditions.if_match.is_some() => return Err(HttpError::new(412, 0)),
             None => {}
         }
-        let mut temp = tempfile::Builder::new()
-            .prefix(".inetsrv-put-")
-            .tempfile_in(&parent)
+        let mut temp = content
+            .create_temp(&physical, ".inetsrv-put-")
             .map_err(io_error)?;
         let mut total: u64 = 0;
         loop {
@@ -587,9 +606,9 @@ impl Pipeline {
             if total > cfg.max_entity {
                 return Err(HttpError::new(413, 0));
             }
-            std::io::Write::write_all(temp.as_file_mut(), &chunk).map_err(io_error)?;
+            std::io::Write::write_all(&mut temp.file, &chunk).map_err(io_error)?;
         }
-        temp.as_file().sync_all().map_err(io_error)?;
+        temp.file.sync_all().map_err(io_error)?;
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = existing
@@ -597,10 +616,10 @@ impl Pipeline {
                 .map(|m| m.permissions().mode() & 0o7777)
                 .unwrap_or(0o644);
             let _ = temp
-                .as_file()
+                .file
                 .set_permissions(std::fs::Permissions::from_mode(mode));
         }
-        temp.persist(&physical).map_err(|e| io_error(e.error))?;
+        content.persist(temp, &physical).map_err(io_error)?;
         self.flush_url(req).await;
         Ok(if existing.is_some() {
             Reply::new(204)
@@ -612,7 +631,7 @@ impl Pipeline {
 
     /// DELETE: removes a file (or an empty directory), where AccessWrite
     /// allows.
-    async fn delete(&self, ctx: &Ctx, req: &Request) -> Result<Reply, HttpError> {
+    async fn delete(&self, config: &Config, ctx: &Ctx, req: &Request) -> Result<Reply, HttpError> {
         let cfg = &ctx.cfg;
         if cfg.access & access::WRITE == 0 {
             return Err(HttpError::new(403, 3).win32(5));
@@ -621,14 +640,15 @@ impl Pipeline {
             .physical
             .as_ref()
             .ok_or(HttpError::new(404, 0).win32(3))?;
-        let meta = std::fs::symlink_metadata(physical).map_err(io_error)?;
+        let content = &config.content;
+        let meta = content.symlink_metadata(physical).map_err(io_error)?;
         if meta.is_dir() {
-            std::fs::remove_dir(physical).map_err(|e| match e.kind() {
+            content.remove_dir(physical).map_err(|e| match e.kind() {
                 std::io::ErrorKind::DirectoryNotEmpty => HttpError::new(409, 0),
                 _ => io_error(e),
             })?;
         } else {
-            std::fs::remove_file(physical).map_err(io_error)?;
+            content.remove_file(physical).map_err(io_error)?;
         }
         self.flush_url(req).await;
         Ok(Reply::new(204))
@@ -683,11 +703,11 @@ impl Pipeline {
                         .find(|e| e.status == error.status && e.substatus.is_none())
                 });
             let page = custom.and_then(|entry| match &entry.kind {
-                CustomErrorKind::File(path) => read_error_file(path, cfg),
+                CustomErrorKind::File(path) => read_error_file(&config.content, path, cfg),
                 CustomErrorKind::Url(url) => {
                     let target = config.url(cfg.site_id, url.split('?').next().unwrap_or(url))?;
                     let path = target.physical.as_ref()?;
-                    read_error_file(path, &target)
+                    read_error_file(&config.content, path, &target)
                 }
                 CustomErrorKind::Default => None,
             });
@@ -833,12 +853,12 @@ fn read_parts(file: &std::fs::File, parts: &[Part]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn read_error_file(path: &Path, cfg: &UrlConfig) -> Option<(String, Bytes)> {
-    let meta = std::fs::metadata(path).ok()?;
+fn read_error_file(content: &Content, path: &Path, cfg: &UrlConfig) -> Option<(String, Bytes)> {
+    let meta = content.metadata(path).ok()?;
     if !meta.is_file() || meta.len() > MAX_ERROR_FILE {
         return None;
     }
-    let body = std::fs::read(path).ok()?;
+    let body = content.read(path).ok()?;
     let name = path.file_name()?.to_str()?;
     let content_type = cfg.mime_type(name).unwrap_or("text/html").to_string();
     Some((content_type, Bytes::from(body)))

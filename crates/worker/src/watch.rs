@@ -8,12 +8,14 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use crate::content::Content;
+
 /// What identifies a file's version: size, modification time, inode.
 type Stamp = Option<(u64, SystemTime, u64)>;
 
-fn stamp(path: &PathBuf) -> Stamp {
+fn stamp(content: &Content, path: &PathBuf) -> Stamp {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
+    let m = content.metadata(path).ok()?;
     Some((m.len(), m.modified().ok()?, m.ino()))
 }
 
@@ -51,7 +53,14 @@ pub fn flush_prefix(scheme: &str, port: u16, path: &str) -> Option<String> {
 
 impl CacheWatch {
     /// Remembers that `path` of the URL was cached from these files.
-    pub fn register(&self, scheme: &str, port: u16, path: &str, files: Vec<PathBuf>) {
+    pub fn register(
+        &self,
+        content: &Content,
+        scheme: &str,
+        port: u16,
+        path: &str,
+        files: Vec<PathBuf>,
+    ) {
         let Some(prefix) = flush_prefix(scheme, port, path) else {
             return;
         };
@@ -60,21 +69,21 @@ impl CacheWatch {
             return;
         }
         let stamped = files.into_iter().map(|f| {
-            let s = stamp(&f);
+            let s = stamp(content, &f);
             (f, s)
         });
         entries.insert(prefix, stamped.collect());
     }
 
     /// The prefixes whose files changed; they are forgotten.
-    pub fn changed(&self) -> Vec<String> {
+    pub fn changed(&self, content: &Content) -> Vec<String> {
         let snapshot: Vec<(String, Vec<(PathBuf, Stamp)>)> = lock(&self.entries)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let changed: Vec<String> = snapshot
             .into_iter()
-            .filter(|(_, files)| files.iter().any(|(f, s)| stamp(f) != *s))
+            .filter(|(_, files)| files.iter().any(|(f, s)| stamp(content, f) != *s))
             .map(|(k, _)| k)
             .collect();
         let mut entries = lock(&self.entries);
@@ -123,14 +132,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.htm");
         std::fs::write(&file, "one").unwrap();
+        let c = Content::new(vec![(
+            dir.path().to_path_buf(),
+            worker_control::open_root(dir.path()).unwrap(),
+        )]);
         let w = CacheWatch::default();
-        w.register("http", 80, "/a.htm", vec![file.clone()]);
-        assert!(w.changed().is_empty());
+        w.register(&c, "http", 80, "/a.htm", vec![file.clone()]);
+        assert!(w.changed(&c).is_empty());
         std::fs::write(&file, "three").unwrap();
-        assert_eq!(w.changed(), vec!["http://+:80/a.htm".to_string()]);
-        assert!(w.changed().is_empty() && w.is_empty());
-        w.register("http", 80, "/a.htm", vec![file.clone()]);
+        assert_eq!(w.changed(&c), vec!["http://+:80/a.htm".to_string()]);
+        assert!(w.changed(&c).is_empty() && w.is_empty());
+        w.register(&c, "http", 80, "/a.htm", vec![file.clone()]);
         std::fs::remove_file(&file).unwrap();
-        assert_eq!(w.changed().len(), 1);
+        assert_eq!(w.changed(&c).len(), 1);
     }
 }

@@ -1,0 +1,349 @@
+//! What a worker is handed at start and after every change (the service's
+//! side of [`worker_control`]): the part of the metabase its pool serves,
+//! without secrets; the directories it serves from, opened here with the
+//! service's rights; the directory for its compressed copies, made here
+//! and given to its identity; and the identity it becomes.
+//!
+//! It also finds, before a client does, the content a pool's identity
+//! cannot read.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use metabase::image::Take;
+use metabase::{ids, MbPath, Snapshot, Value};
+use worker_control::{Identity, ToWorker, WorkerConfig};
+
+use crate::model::Model;
+use crate::process::Account;
+
+/// HcCompressionDirectory.
+const COMPRESSION_DIRECTORY: u32 = 2210;
+
+/// The sites with an application in `pool` (by lower-case name).
+pub fn sites_of_pool(model: &Model, pool: &str) -> BTreeSet<u32> {
+    model
+        .sites
+        .values()
+        .filter(|s| s.apps.iter().any(|a| a.pool.eq_ignore_ascii_case(pool)))
+        .map(|s| s.id)
+        .collect()
+}
+
+/// The keys a worker of these sites reads: `/LM` and `/LM/W3SVC` for
+/// what they pass down, the MIME map, the service's own subkeys
+/// (compression filters, …) but not the application pools, and the sites.
+pub fn select_for(sites: &BTreeSet<u32>) -> impl Fn(&MbPath) -> Take + '_ {
+    move |path: &MbPath| {
+        let parts = path.parts();
+        let is = |i: usize, name: &str| parts[i].eq_ignore_ascii_case(name);
+        match parts.len() {
+            1 if is(0, "LM") => Take::Key,
+            2 if is(1, "W3SVC") => Take::Key,
+            2 if is(1, "MimeMap") => Take::Subtree,
+            3 if is(1, "W3SVC") => match parts[2].parse::<u32>() {
+                Ok(id) if sites.contains(&id) => Take::Subtree,
+                Ok(_) => Take::Skip,
+                Err(_) if is(2, "AppPools") => Take::Skip,
+                Err(_) => Take::Subtree,
+            },
+            _ => Take::Skip,
+        }
+    }
+}
+
+/// The directories the sites serve from: every absolute Path set in them,
+/// and the folders of HttpErrors files set in them or above them.
+pub fn content_dirs(snapshot: &Snapshot, sites: &BTreeSet<u32>) -> BTreeSet<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    let mut note = |key: &metabase::Key| {
+        if let Some(Value::String(p)) | Some(Value::ExpandSz(p)) =
+            key.property(ids::PATH).map(|p| &p.value)
+        {
+            if p.starts_with('/') {
+                dirs.insert(PathBuf::from(p.trim_end_matches('/')).join(""));
+            }
+        }
+        if let Some(Value::MultiSz(errors)) = key.property(ids::HTTP_ERRORS).map(|p| &p.value) {
+            for entry in errors {
+                let mut parts = entry.splitn(4, ',').map(str::trim);
+                let kind = parts.nth(2).unwrap_or("");
+                if let (true, Some(file)) = (kind.eq_ignore_ascii_case("FILE"), parts.next()) {
+                    if let Some(dir) = Path::new(file).parent().filter(|d| d.is_absolute()) {
+                        dirs.insert(dir.to_path_buf());
+                    }
+                }
+            }
+        }
+    };
+    for above in ["/LM", "/LM/W3SVC"] {
+        if let Some(key) = MbPath::parse(above).ok().and_then(|p| snapshot.find(&p)) {
+            note(key);
+        }
+    }
+    for id in sites {
+        let Some(site) = MbPath::parse(&format!("/LM/W3SVC/{id}"))
+            .ok()
+            .and_then(|p| snapshot.find(&p))
+        else {
+            continue;
+        };
+        let mut stack = vec![site];
+        while let Some(key) = stack.pop() {
+            note(key);
+            stack.extend(key.children());
+        }
+    }
+    // `/srv/www/` and `/srv/www` are one directory.
+    dirs.into_iter()
+        .map(|d| d.components().collect::<PathBuf>())
+        .collect()
+}
+
+/// A pool name as a directory name: characters other than letters,
+/// digits, `-`, `_` and `.` become `_`.
+pub fn safe_dir_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.is_empty() || clean.starts_with('.') {
+        format!("_{clean}")
+    } else {
+        clean
+    }
+}
+
+/// Where a pool's compressed copies go: HcCompressionDirectory (when it
+/// is an absolute path) or the state directory's temp folder, then one
+/// folder per pool, since pools may run as different users.
+pub fn compression_dir(snapshot: &Snapshot, state_dir: &Path, pool: &str) -> PathBuf {
+    let configured = MbPath::parse("/LM/W3SVC/Filters/Compression/Parameters")
+        .ok()
+        .and_then(|p| snapshot.effective(&p, COMPRESSION_DIRECTORY))
+        .and_then(|v| match v {
+            Value::String(s) | Value::ExpandSz(s) if s.starts_with('/') => Some(PathBuf::from(s)),
+            _ => None,
+        });
+    configured
+        .unwrap_or_else(|| state_dir.join("temp/IIS Temporary Compressed Files"))
+        .join(safe_dir_name(pool))
+}
+
+/// Makes the compression folder and gives it to the pool's identity.
+pub fn prepare_compression_dir(dir: &Path, account: Option<&Account>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if let Some(a) = account {
+        nix::unistd::chown(
+            dir,
+            Some(nix::unistd::Uid::from_raw(a.uid)),
+            Some(nix::unistd::Gid::from_raw(a.gid)),
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether `account` may list and enter `dir` by its mode bits (the
+/// parents do not matter: the worker gets the directory opened). `None`
+/// means the service's own user, which opened it.
+pub fn readable_by(dir: &Path, account: Option<&Account>) -> Result<(), String> {
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let Some(a) = account else { return Ok(()) };
+    let mode = meta.mode();
+    let bits = if a.uid == 0 {
+        0o5
+    } else if meta.uid() == a.uid {
+        (mode >> 6) & 0o7
+    } else if meta.gid() == a.gid || in_group(a, meta.gid()) {
+        (mode >> 3) & 0o7
+    } else {
+        mode & 0o7
+    };
+    if bits & 0o5 == 0o5 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} (mode {:o}, owner uid {} gid {}) cannot be read by user {}, the identity of its application pool; make it readable (for example chmod o+rx, or chgrp {} and chmod g+rx) or choose another identity",
+            dir.display(),
+            mode & 0o7777,
+            meta.uid(),
+            meta.gid(),
+            a.name,
+            a.gid,
+        ))
+    }
+}
+
+fn in_group(account: &Account, gid: u32) -> bool {
+    std::ffi::CString::new(account.name.as_str())
+        .ok()
+        .and_then(|name| {
+            nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(account.gid)).ok()
+        })
+        .is_some_and(|groups| groups.iter().any(|g| g.as_raw() == gid))
+}
+
+/// Everything one worker is sent, ready to go.
+pub struct Handover {
+    pub config: WorkerConfig,
+    pub roots: Vec<PathBuf>,
+}
+
+impl Handover {
+    pub fn new(
+        snapshot: &Snapshot,
+        model: &Model,
+        state_dir: &Path,
+        pool: &str,
+        listener_socket: &Path,
+        restart_requests: u32,
+        account: Option<&Account>,
+    ) -> Handover {
+        let sites = sites_of_pool(model, pool);
+        let select = select_for(&sites);
+        let metabase = snapshot.image(&select);
+        let compression = compression_dir(snapshot, state_dir, pool);
+        let mut roots: Vec<PathBuf> = content_dirs(snapshot, &sites).into_iter().collect();
+        let compression_dir = match prepare_compression_dir(&compression, account) {
+            Ok(()) => {
+                roots.push(compression.clone());
+                Some(compression)
+            }
+            Err(e) => {
+                tracing::warn!(pool, dir = %compression.display(), error = %e, "no directory for compressed files; files are sent uncompressed");
+                None
+            }
+        };
+        Handover {
+            config: WorkerConfig {
+                pool: pool.to_string(),
+                listener_socket: listener_socket.to_path_buf(),
+                restart_requests: u64::from(restart_requests),
+                identity: account.map(|a| Identity {
+                    name: a.name.clone(),
+                    uid: a.uid,
+                    gid: a.gid,
+                }),
+                metabase,
+                change_number: snapshot.change_number(),
+                compression_dir,
+            },
+            roots,
+        }
+    }
+
+    /// Sends it: each root that opens, with its descriptor, then the
+    /// configuration. Roots that do not open are left out (requests for
+    /// them get 404, as for a missing directory); they are logged.
+    pub fn send(&self, to: &worker_control::Sender<ToWorker>, seq: u64) {
+        for path in &self.roots {
+            match worker_control::open_root(path) {
+                Ok(fd) => {
+                    to.send_with_fd(&ToWorker::Root { path: path.clone() }, fd);
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %path.display(), error = %e, "content directory not handed over")
+                }
+            }
+        }
+        to.send(&ToWorker::Configure {
+            seq,
+            config: Box::new(self.config.clone()),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metabase::Metabase;
+
+    fn snapshot() -> std::sync::Arc<Snapshot> {
+        let mb = Metabase::empty();
+        let p = |s: &str| MbPath::parse(s).unwrap();
+        mb.write(|t| {
+            t.create_key(&p("/LM/W3SVC"), "IIsWebService")?;
+            t.create_key(&p("/LM/W3SVC/1"), "IIsWebServer")?;
+            t.create_key(&p("/LM/W3SVC/1/ROOT"), "IIsWebVirtualDir")?;
+            t.set(
+                &p("/LM/W3SVC/1/ROOT"),
+                ids::PATH,
+                Value::String("/srv/one/".into()),
+            )?;
+            t.create_key(&p("/LM/W3SVC/1/ROOT/docs"), "IIsWebVirtualDir")?;
+            t.set(
+                &p("/LM/W3SVC/1/ROOT/docs"),
+                ids::PATH,
+                Value::String("/srv/docs".into()),
+            )?;
+            t.set(
+                &p("/LM/W3SVC/1/ROOT"),
+                ids::HTTP_ERRORS,
+                Value::MultiSz(vec![
+                    "404,*,FILE,/srv/errors/404.htm".into(),
+                    "500,*,URL,/e".into(),
+                ]),
+            )?;
+            t.create_key(&p("/LM/W3SVC/2"), "IIsWebServer")?;
+            t.create_key(&p("/LM/W3SVC/2/ROOT"), "IIsWebVirtualDir")?;
+            t.set(
+                &p("/LM/W3SVC/2/ROOT"),
+                ids::PATH,
+                Value::String("/srv/two".into()),
+            )?;
+            t.create_key(&p("/LM/W3SVC/AppPools"), "IIsApplicationPools")?;
+            Ok(())
+        })
+        .unwrap();
+        mb.snapshot()
+    }
+
+    #[test]
+    fn a_worker_gets_its_sites_and_their_directories() {
+        let snap = snapshot();
+        let sites: BTreeSet<u32> = [1].into();
+        let dirs: Vec<PathBuf> = content_dirs(&snap, &sites).into_iter().collect();
+        assert_eq!(
+            dirs,
+            ["/srv/docs", "/srv/errors", "/srv/one"].map(PathBuf::from)
+        );
+        let image = snap.image(&select_for(&sites));
+        let copy = Snapshot::from_image(&image, 1).unwrap();
+        let p = |s: &str| MbPath::parse(s).unwrap();
+        assert!(copy.find(&p("/LM/W3SVC/1/ROOT/docs")).is_some());
+        assert!(copy.find(&p("/LM/W3SVC/2")).is_none());
+        assert!(copy.find(&p("/LM/W3SVC/AppPools")).is_none());
+    }
+
+    #[test]
+    fn unreadable_content_is_named_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let me = nix::unistd::getuid().as_raw();
+        let other = Account {
+            name: "nobody".into(),
+            uid: if me == 65534 { 65533 } else { 65534 },
+            gid: 65534,
+        };
+        assert!(readable_by(dir.path(), None).is_ok());
+        let e = readable_by(dir.path(), Some(&other)).unwrap_err();
+        assert!(
+            e.contains("cannot be read by user nobody") && e.contains("chmod o+rx"),
+            "{e}"
+        );
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(readable_by(dir.path(), Some(&other)).is_ok());
+        assert!(readable_by(&dir.path().join("missing"), None).is_err());
+    }
+}

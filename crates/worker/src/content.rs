@@ -1,0 +1,316 @@
+//! The worker's files: directories the service opened and handed over
+//! ([`worker_control::ToWorker::Root`]), and every path beneath them.
+//!
+//! The configuration names files by their full paths, as IIS does. Each
+//! is resolved from the nearest root that holds it with
+//! `openat2(RESOLVE_BENEATH)`: the worker's identity needs no right on a
+//! root's parents (a site under a 0700 home works), and neither `..` nor a
+//! symbolic link leads out of the root. Rights on the root itself and
+//! below it are checked as usual, against the worker's identity.
+//! Changes (PUT, DELETE, compressed copies) go through a descriptor of the
+//! parent directory, resolved the same way, and a single name.
+
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
+use std::io::{Error, ErrorKind, Result};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, renameat, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+/// One directory handed over, and the path the configuration knows it by.
+#[derive(Debug)]
+struct Root {
+    path: PathBuf,
+    dir: OwnedFd,
+}
+
+/// The roots of one configuration generation.
+#[derive(Debug, Default)]
+pub struct Content {
+    /// Longest path first: nested roots (a vdir inside another's
+    /// directory) resolve from the nearest.
+    roots: Vec<Root>,
+}
+
+fn to_io(e: Errno) -> Error {
+    match e {
+        // A path that would leave its root is, for the worker, not there.
+        Errno::EXDEV => Error::new(
+            ErrorKind::NotFound,
+            "the path leads out of its content root",
+        ),
+        e => Error::from(e),
+    }
+}
+
+fn beneath(flags: OFlag) -> OpenHow {
+    // openat2 refuses O_PATH with any flag but these three.
+    let extra = if flags.contains(OFlag::O_PATH) {
+        OFlag::O_CLOEXEC
+    } else {
+        OFlag::O_CLOEXEC | OFlag::O_NOCTTY
+    };
+    OpenHow::new()
+        .flags(flags | extra)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+}
+
+impl Content {
+    pub fn new(roots: Vec<(PathBuf, OwnedFd)>) -> Content {
+        let mut roots: Vec<Root> = roots
+            .into_iter()
+            .map(|(path, dir)| Root { path, dir })
+            .collect();
+        roots.sort_by_key(|r| std::cmp::Reverse(r.path.components().count()));
+        Content { roots }
+    }
+
+    /// The paths of the roots, nearest-first.
+    pub fn roots(&self) -> impl Iterator<Item = &Path> {
+        self.roots.iter().map(|r| r.path.as_path())
+    }
+
+    /// The root holding `path`, and the rest of the path below it.
+    fn locate<'a>(&'a self, path: &'a Path) -> Result<(BorrowedFd<'a>, &'a Path)> {
+        for root in &self.roots {
+            if let Ok(rest) = path.strip_prefix(&root.path) {
+                let rest = if rest.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    rest
+                };
+                return Ok((root.dir.as_fd(), rest));
+            }
+        }
+        Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "{} is in no directory the service handed this worker",
+                path.display()
+            ),
+        ))
+    }
+
+    fn open_with(&self, path: &Path, flags: OFlag) -> Result<OwnedFd> {
+        let (dir, rest) = self.locate(path)?;
+        openat2(dir, rest, beneath(flags)).map_err(to_io)
+    }
+
+    /// Opens a file (or directory) for reading.
+    pub fn open(&self, path: &Path) -> Result<File> {
+        self.open_with(path, OFlag::O_RDONLY).map(File::from)
+    }
+
+    /// What a path names, following a final symbolic link (which must
+    /// stay inside the root too).
+    pub fn metadata(&self, path: &Path) -> Result<Metadata> {
+        File::from(self.open_with(path, OFlag::O_PATH)?).metadata()
+    }
+
+    /// What a path names, not following a final symbolic link.
+    pub fn symlink_metadata(&self, path: &Path) -> Result<Metadata> {
+        File::from(self.open_with(path, OFlag::O_PATH | OFlag::O_NOFOLLOW)?).metadata()
+    }
+
+    /// Reads a whole file.
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>> {
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut self.open(path)?, &mut data)?;
+        Ok(data)
+    }
+
+    /// A directory's entries (without `.` and `..`), each described by
+    /// what it names; entries that cannot be described (a link out of
+    /// the root, a file gone meanwhile) are left out.
+    pub fn read_dir(&self, path: &Path) -> Result<Vec<(String, Metadata)>> {
+        let dir = self.open_with(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+        let listing = nix::dir::Dir::from_fd(dir.try_clone()?).map_err(Error::from)?;
+        let mut entries = Vec::new();
+        for entry in listing {
+            let Ok(entry) = entry else { continue };
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            if name == "." || name == ".." {
+                continue;
+            }
+            let Ok(fd) = openat2(&dir, name, beneath(OFlag::O_PATH)) else {
+                continue;
+            };
+            if let Ok(meta) = File::from(fd).metadata() {
+                entries.push((name.to_string(), meta));
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The parent directory of `path`, opened beneath its root, and the
+    /// last name.
+    fn parent<'a>(&self, path: &'a Path) -> Result<(OwnedFd, &'a OsStr)> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the path has no file name"))?;
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let dir = self.open_with(parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+        Ok((dir, name))
+    }
+
+    /// Creates a new, empty file beside `target` (mode 0600) that
+    /// [`Content::persist`] later puts in its place.
+    pub fn create_temp(&self, target: &Path, prefix: &str) -> Result<TempFile> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let (dir, _) = self.parent(target)?;
+        for _ in 0..16 {
+            let name = format!(
+                "{prefix}{:x}-{:x}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+                    ^ std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.subsec_nanos() as u64)
+                        .unwrap_or(0)
+                        << 20
+            );
+            let how = beneath(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL)
+                .mode(Mode::from_bits_truncate(0o600));
+            match openat2(&dir, name.as_str(), how) {
+                Ok(fd) => {
+                    return Ok(TempFile {
+                        file: File::from(fd),
+                        dir,
+                        name: Some(name),
+                    })
+                }
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(to_io(e)),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::AlreadyExists,
+            "no free temporary name",
+        ))
+    }
+
+    /// Renames a temporary file over `target`, in the same directory.
+    pub fn persist(&self, mut temp: TempFile, target: &Path) -> Result<()> {
+        let (dir, name) = self.parent(target)?;
+        let from = temp.name.take().unwrap_or_default();
+        renameat(&temp.dir, from.as_str(), &dir, name).map_err(|e| {
+            let _ = unlinkat(&temp.dir, from.as_str(), UnlinkatFlags::NoRemoveDir);
+            to_io(e)
+        })
+    }
+
+    /// Removes a file (not a directory).
+    pub fn remove_file(&self, path: &Path) -> Result<()> {
+        let (dir, name) = self.parent(path)?;
+        unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir).map_err(to_io)
+    }
+
+    /// Removes an empty directory.
+    pub fn remove_dir(&self, path: &Path) -> Result<()> {
+        let (dir, name) = self.parent(path)?;
+        unlinkat(&dir, name, UnlinkatFlags::RemoveDir).map_err(to_io)
+    }
+}
+
+/// A file being written beside its final place; removed unless persisted.
+#[derive(Debug)]
+pub struct TempFile {
+    pub file: File,
+    dir: OwnedFd,
+    name: Option<String>,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(name) = &self.name {
+            let _ = unlinkat(&self.dir, name.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use worker_control::open_root;
+
+    fn content_of(dir: &Path) -> Content {
+        Content::new(vec![(dir.to_path_buf(), open_root(dir).unwrap())])
+    }
+
+    #[test]
+    fn paths_resolve_beneath_the_nearest_root() {
+        let top = tempfile::tempdir().unwrap();
+        let www = top.path().join("www");
+        let docs = top.path().join("elsewhere/docs");
+        std::fs::create_dir_all(www.join("sub")).unwrap();
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(www.join("sub/a.txt"), "a").unwrap();
+        std::fs::write(docs.join("b.txt"), "bb").unwrap();
+        std::fs::write(top.path().join("secret.txt"), "no").unwrap();
+        let content = Content::new(vec![
+            (www.clone(), open_root(&www).unwrap()),
+            (www.join("sub"), open_root(&docs).unwrap()),
+        ]);
+        assert_eq!(content.read(&www.join("sub/b.txt")).unwrap(), b"bb");
+        assert!(content.metadata(&www).unwrap().is_dir());
+        assert_eq!(content.metadata(&www.join("sub")).unwrap().is_dir(), true);
+        // Nothing outside a root, by `..` or by a link.
+        let e = content.read(&top.path().join("secret.txt")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let e = content.read(&www.join("../secret.txt")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        std::os::unix::fs::symlink(top.path().join("secret.txt"), www.join("out")).unwrap();
+        std::os::unix::fs::symlink("../secret.txt", www.join("up")).unwrap();
+        std::os::unix::fs::symlink("sub/a.txt", www.join("in")).unwrap();
+        assert_eq!(
+            content.read(&www.join("out")).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            content.read(&www.join("up")).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert!(content
+            .symlink_metadata(&www.join("up"))
+            .unwrap()
+            .is_symlink());
+        // A link inside the root is followed... within the root it was
+        // found in (sub is another root: www/sub/a.txt is not under it).
+        assert_eq!(content.read(&www.join("in")).unwrap(), b"a");
+        let names: Vec<String> = content
+            .read_dir(&www)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert!(names.contains(&"sub".to_string()) && names.contains(&"in".to_string()));
+        assert!(!names.contains(&"out".to_string()), "{names:?}");
+    }
+
+    #[test]
+    fn files_are_written_beside_their_place_and_removed() {
+        let top = tempfile::tempdir().unwrap();
+        let content = content_of(top.path());
+        let target = top.path().join("new.txt");
+        let mut temp = content.create_temp(&target, ".put-").unwrap();
+        temp.file.write_all(b"stored").unwrap();
+        content.persist(temp, &target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"stored");
+        // An abandoned temporary file leaves nothing behind.
+        drop(content.create_temp(&target, ".put-").unwrap());
+        assert_eq!(std::fs::read_dir(top.path()).unwrap().count(), 1);
+        content.remove_file(&target).unwrap();
+        assert!(!target.exists());
+        std::fs::create_dir(top.path().join("d")).unwrap();
+        content.remove_dir(&top.path().join("d")).unwrap();
+        assert!(!top.path().join("d").exists());
+    }
+}
