@@ -297,6 +297,9 @@ fn print_summary(
                 urls.join(" ")
             }
         ));
+        if let Some(problem) = &site.content_problem {
+            out.push_str(&format!("    warning: {problem}\n"));
+        }
     }
     let www = state_dir.join("wwwroot");
     out.push_str(&format!("  state directory: {}\n", state_dir.display()));

@@ -452,6 +452,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                         "path": root,
                         "apps": s.apps,
                         "error": status.and_then(|st| st.error.clone()),
+                        "content_problem": status.and_then(|st| st.content_problem.clone()),
                     })
                 })
                 .collect();
@@ -484,6 +485,9 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                     let _ = write!(line, "  ({e})");
                 }
                 ctx.line(line);
+                if let Some(problem) = r["content_problem"].as_str() {
+                    ctx.line(format!("      warning: {problem}"));
+                }
             }
             Ok(())
         }
@@ -781,7 +785,7 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
                 None => model
                     .pools
                     .values()
-                    .map(|s| json!({"name": s.name, "state": "not running", "reason": null, "workers": [], "queued": 0, "recent_failures": 0}))
+                    .map(|s| json!({"name": s.name, "state": "not running", "reason": null, "workers": [], "queued": 0, "recent_failures": 0, "last_failure": null}))
                     .collect(),
             };
             if ctx.json {
@@ -819,6 +823,8 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
                 );
                 if let Some(reason) = r["reason"].as_str() {
                     let _ = write!(line, "  ({reason})");
+                } else if let Some(failure) = r["last_failure"].as_str() {
+                    let _ = write!(line, "  (last failure: {failure})");
                 }
                 ctx.line(line);
             }

@@ -418,12 +418,34 @@ fn startup_and_shutdown_time_limits_are_enforced() {
     web.launch();
 
     // A worker that never registers is killed after StartupTimeLimit and
-    // counts as a failure; the waiting request asks for another, which
-    // fails too, and rapid-fail protection stops the pool: 503.
+    // counts as a failure; the request waiting for it is answered 503 at
+    // once (it would otherwise wait out the queue timeout), and pool list
+    // says why. The next request asks for another worker, which fails
+    // too, and rapid-fail protection stops the pool.
     let started = Instant::now();
     let got = web.curl("/stuck/s.txt", &["--max-time", "20"]);
     assert_eq!(got.status, 503, "{}", web.log());
-    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let stuck = web.pools();
+    let stuck = stuck
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Stuck")
+        .unwrap()
+        .clone();
+    assert_eq!(stuck["state"], "started", "{stuck}");
+    let why = stuck["last_failure"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("failed to start") && why.contains("StartupTimeLimit"),
+        "{stuck}"
+    );
+    assert_eq!(web.curl("/stuck/s.txt", &["--max-time", "20"]).status, 503);
     let log = web.log();
     assert_eq!(
         log.matches("reason=killed: StartupTimeLimit exceeded")

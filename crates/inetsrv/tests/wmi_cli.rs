@@ -161,10 +161,6 @@ fn the_seeds_site_creation_example_the_susan_example_and_methods() {
     let content = web.dir.path().join("delme");
     std::fs::create_dir_all(&content).unwrap();
     std::fs::write(content.join("hello.txt"), "from wmi").unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&content, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
     let content = content.to_str().unwrap();
 
     // ServerObj = ServerClass.SpawnInstance_(); ServerObj.Name = "W3SVC/20"; Put_

@@ -222,17 +222,28 @@ impl Queue {
     /// application pool is disabled): they would otherwise wait out the
     /// RequestQueue timeout for a process that will not come.
     pub fn set_stopped(&self, stopped: bool) {
+        self.lock().stopped = stopped;
+        if stopped {
+            self.turn_away_waiting();
+        }
+    }
+
+    /// Answers the requests waiting in the queue as a stopped queue
+    /// would (503 AppOffline, or a dropped connection), leaving the queue
+    /// open for new ones: no process could be started for them, and they
+    /// should not wait out the RequestQueue timeout for one. Returns how
+    /// many were turned away.
+    pub fn turn_away_waiting(&self) -> usize {
         let (waiting, drop) = {
             let mut inner = self.lock();
-            inner.stopped = stopped;
-            if !stopped {
-                return;
-            }
+            inner.demand_signalled = false;
             (std::mem::take(&mut inner.pending), inner.drop_when_stopped)
         };
+        let count = waiting.len();
         for p in waiting {
             let _ = p.events.send(ConnEvent::Offline { drop });
         }
+        count
     }
 
     /// Whether a stopped queue drops connections (true) or answers 503.

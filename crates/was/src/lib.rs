@@ -77,6 +77,9 @@ pub struct PoolStatus {
     pub workers: Vec<WorkerStatus>,
     pub queued: usize,
     pub recent_failures: usize,
+    /// Why the last worker failed, while it is among the recent failures
+    /// (it could not start, crashed, hung, …).
+    pub last_failure: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -89,6 +92,9 @@ pub struct SiteStatus {
     pub apps: Vec<model::App>,
     /// Why the site could not start (a binding in use, …).
     pub error: Option<String>,
+    /// Why its pool's identity cannot read its content directory, with
+    /// the fix (the site runs; its requests would fail).
+    pub content_problem: Option<String>,
 }
 
 pub(crate) enum AdminCall {

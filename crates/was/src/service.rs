@@ -56,6 +56,8 @@ struct Worker {
     replaced_by: Option<u64>,
     /// Why the service killed it (its exit then counts as a failure).
     killed: Option<&'static str>,
+    /// What it said before it gave up.
+    fatal: Option<String>,
     /// The last configuration generation it confirmed.
     reloaded: u64,
 }
@@ -66,6 +68,8 @@ struct Pool {
     running: bool,
     reason: Option<String>,
     failures: VecDeque<Instant>,
+    /// Why the last worker failed.
+    last_failure: Option<String>,
     /// A non-overlapped recycle waits for the old worker to exit.
     start_after_exit: bool,
     last_schedule: Option<(u32, u32, i64)>,
@@ -117,6 +121,8 @@ struct Service {
     users_stamp: Option<SystemTime>,
     last_memory_check: Instant,
     root: bool,
+    /// Sites whose content directory their pool's identity cannot read.
+    content_problems: BTreeMap<u32, String>,
 }
 
 pub(crate) fn start(opts: Options) -> mpsc::UnboundedSender<Event> {
@@ -154,10 +160,12 @@ pub(crate) fn start(opts: Options) -> mpsc::UnboundedSender<Event> {
         users_stamp: users_stamp(&opts),
         last_memory_check: Instant::now(),
         root: process::is_root(),
+        content_problems: BTreeMap::new(),
         events: tx.clone(),
         opts,
     };
     service.apply_model(Model::read(&snapshot), &[]);
+    service.check_content(&snapshot);
     tokio::spawn(service.run(rx));
     tx
 }
@@ -280,6 +288,7 @@ impl Service {
             }
             self.flush_all_caches();
             self.write_states();
+            self.check_content(&snapshot);
         }
         for (site, pool, cmd) in commands {
             if let Some(id) = site {
@@ -404,6 +413,7 @@ impl Service {
                                 None
                             },
                             failures: VecDeque::new(),
+                            last_failure: None,
                             start_after_exit: false,
                             last_schedule: None,
                             missing,
@@ -699,7 +709,7 @@ impl Service {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(pool = %settings.name, error = %e, "cannot start a worker");
-                self.record_failure(pool_key, &e);
+                self.start_failed(pool_key, &e);
                 return None;
             }
         };
@@ -718,7 +728,7 @@ impl Service {
             Err(e) => {
                 let why = format!("cannot start {}: {e}", self.opts.program.program.display());
                 tracing::error!(pool = %settings.name, error = %why);
-                self.record_failure(pool_key, &why);
+                self.start_failed(pool_key, &why);
                 return None;
             }
         };
@@ -755,11 +765,46 @@ impl Service {
                 replaces,
                 replaced_by: None,
                 killed: None,
+                fatal: None,
                 // It reads the configuration as it is now.
                 reloaded: self.reload_seq,
             },
         );
         Some(id)
+    }
+
+    /// Finds the sites whose pool's identity cannot read their content
+    /// directory, and says so once per new finding.
+    fn check_content(&mut self, snapshot: &metabase::Snapshot) {
+        let mut found = BTreeMap::new();
+        for site in self.model.sites.values() {
+            let Some(app) = site.apps.iter().find(|a| a.url == "/") else {
+                continue;
+            };
+            let Some(pool) = self.pools.get(&app.pool.to_lowercase()) else {
+                continue;
+            };
+            // A pool without an account fails at start and says so there.
+            let Ok(account) = self.account(&pool.settings) else {
+                continue;
+            };
+            let root = site_path(site.id).join("ROOT").unwrap_or_default();
+            let Some(dir) = snapshot
+                .effective(&root, ids::PATH)
+                .and_then(|v| v.as_str().map(str::to_string))
+            else {
+                continue;
+            };
+            if let Err(problem) =
+                crate::handover::readable_by(std::path::Path::new(&dir), account.as_ref())
+            {
+                if self.content_problems.get(&site.id) != Some(&problem) {
+                    tracing::warn!(site = site.id, %problem, "site content cannot be read");
+                }
+                found.insert(site.id, problem);
+            }
+        }
+        self.content_problems = found;
     }
 
     /// What a worker of this pool is handed now; `None` (logged) when
@@ -860,6 +905,7 @@ impl Service {
             FromWorker::Draining => {}
             FromWorker::Fatal { message } => {
                 tracing::error!(pool = %w.pool, pid = w.pid, %message, "worker process failed");
+                w.fatal = Some(message);
             }
         }
     }
@@ -958,7 +1004,18 @@ impl Service {
                     n.replaces = None;
                 }
             }
-            if !matches!(w.phase, Phase::Stopping(_)) || w.killed.is_some() {
+            if w.phase == Phase::Starting {
+                // It never took a request: whatever waits for it would
+                // wait out the queue timeout for nothing.
+                let why = match &w.fatal {
+                    Some(message) => format!("{message} ({why})"),
+                    None => why,
+                };
+                self.start_failed(
+                    &pool_key,
+                    &format!("the worker process failed to start: {why}"),
+                );
+            } else if !matches!(w.phase, Phase::Stopping(_)) || w.killed.is_some() {
                 self.record_failure(&pool_key, &why);
             }
         }
@@ -978,11 +1035,27 @@ impl Service {
         }
     }
 
+    /// A worker could not be started, or died before it was ready: the
+    /// requests waiting for it are answered 503 at once (HTTPERR
+    /// AppOffline) and the failure counts toward rapid-fail protection.
+    fn start_failed(&mut self, pool_key: &str, why: &str) {
+        if self.live_workers(pool_key) == 0 {
+            if let Some(pool) = self.pools.get(pool_key) {
+                let turned = pool.queue.queue().turn_away_waiting();
+                if turned > 0 {
+                    tracing::warn!(pool = %pool.settings.name, requests = turned, "requests answered 503: no worker process could be started");
+                }
+            }
+        }
+        self.record_failure(pool_key, why);
+    }
+
     /// Counts a failure toward rapid-fail protection.
     fn record_failure(&mut self, pool_key: &str, why: &str) {
         let Some(pool) = self.pools.get_mut(pool_key) else {
             return;
         };
+        pool.last_failure = Some(why.to_string());
         let now = Instant::now();
         let window = Duration::from_secs(u64::from(pool.settings.rapid_fail_interval) * 60);
         pool.failures.push_back(now);
@@ -1188,6 +1261,9 @@ impl Service {
                 let _ = reply.send(self.pool_statuses());
             }
             AdminCall::Sites(reply) => {
+                // Permissions change without the metabase knowing: look again.
+                let snapshot = self.opts.files.metabase().snapshot();
+                self.check_content(&snapshot);
                 let _ = reply.send(self.site_statuses());
             }
             AdminCall::Pool {
@@ -1258,6 +1334,7 @@ impl Service {
                     .collect(),
                 queued: p.queue.queue().pending(),
                 recent_failures: p.failures.len(),
+                last_failure: p.last_failure.clone().filter(|_| !p.failures.is_empty()),
             })
             .collect()
     }
@@ -1277,6 +1354,7 @@ impl Service {
                     error: rt
                         .and_then(|r| r.error.clone())
                         .or_else(|| s.bad_bindings.first().cloned()),
+                    content_problem: self.content_problems.get(&s.id).cloned(),
                 }
             })
             .collect()

@@ -60,13 +60,12 @@ impl Web {
     /// A state directory (not started yet) whose site 1 listens on a free
     /// loopback port.
     pub fn prepare() -> Web {
+        // A 0700 directory, as a user's home is: workers running as
+        // another user (the tests run as root) need no way through it.
         let dir = tempfile::tempdir().unwrap();
-        // Workers may run as another user (when the tests run as root):
-        // they must be able to reach the state directory, as they must
-        // on a real machine.
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         }
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
