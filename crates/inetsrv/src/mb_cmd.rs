@@ -259,7 +259,8 @@ fn get(out: &mut String, cli: &Cli, files: &MetabaseFiles, path: &str, own: bool
     } else {
         GetMode::Inherited
     };
-    let resolved = if let Some(id) = property_id(&snap, &name) {
+    let id = property_id(&snap, &name).or_else(|| custom_id(&snap, &key_path, &name));
+    let resolved = if let Some(id) = id {
         snap.get(&key_path, id, mode)
             .map_err(|e| not_set_hint(&snap, e, &key_path, &name))?
     } else if let Some((def, bit)) = schema.flag_by_name(&name) {
@@ -325,6 +326,28 @@ fn property_id(snap: &Snapshot, name: &str) -> Option<u32> {
         return Some(id);
     }
     name.parse().ok()
+}
+
+/// Data outside the schema named (`--name`) on the key or above it, the
+/// nearest first.
+fn custom_id(snap: &Snapshot, path: &MbPath, name: &str) -> Option<u32> {
+    let mut at = Some(path.clone());
+    while let Some(p) = at {
+        let found = snap.find(&p).and_then(|key| {
+            key.properties()
+                .find(|prop| {
+                    prop.custom_name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                })
+                .map(|prop| prop.id)
+        });
+        if found.is_some() {
+            return found;
+        }
+        at = p.parent();
+    }
+    None
 }
 
 fn not_set_hint(snap: &Snapshot, e: metabase::Error, path: &MbPath, name: &str) -> anyhow::Error {

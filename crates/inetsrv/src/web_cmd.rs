@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use metabase::{MbPath, MetabaseFiles, Value};
 use serde_json::json;
@@ -285,9 +285,12 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                 None => (1..).find(|n| !model.sites.contains_key(n)).unwrap_or(1),
             };
             let dir = absolute(path)?;
-            if !dir.exists() {
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            if !dir.is_dir() {
+                bail!(
+                    "{} is not a directory (create it first, for example: mkdir -p {})",
+                    dir.display(),
+                    dir.display()
+                );
             }
             let site = format!("/LM/W3SVC/{id}");
             let root = format!("{site}/ROOT");
@@ -551,7 +554,11 @@ pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
             }
             let dir = absolute(path)?;
             if !dir.is_dir() {
-                bail!("{} is not a directory", dir.display());
+                bail!(
+                    "{} is not a directory (create it first, for example: mkdir -p {})",
+                    dir.display(),
+                    dir.display()
+                );
             }
             let dir_text = dir.display().to_string();
             ctx.write(|t| {
@@ -658,14 +665,24 @@ pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
     }
 }
 
-/// AppPoolIdentityType and WAMUserName for an --identity value.
-fn identity(text: &str) -> (u32, Option<&str>) {
-    match text.to_ascii_lowercase().as_str() {
+/// AppPoolIdentityType and WAMUserName for an --identity value; any
+/// other name must be a Unix user of this machine (a `DOMAIN\\` prefix is
+/// ignored, as the service ignores it).
+fn identity(text: &str) -> Result<(u32, Option<&str>)> {
+    Ok(match text.to_ascii_lowercase().as_str() {
         "localsystem" => (0, None),
         "localservice" => (1, None),
         "networkservice" => (2, None),
-        _ => (3, Some(text)),
-    }
+        _ => {
+            let user = text.rsplit('\\').next().unwrap_or("").trim();
+            if !matches!(nix::unistd::User::from_name(user), Ok(Some(_))) {
+                bail!(
+                    "'{text}' is not an identity: give LocalSystem, LocalService, NetworkService or the name of a Unix user of this machine"
+                );
+            }
+            (3, Some(text))
+        }
+    })
 }
 
 pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
@@ -682,11 +699,11 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
                 bail!("application pool '{name}' exists");
             }
             let key = p("/LM/W3SVC/AppPools").join(name)?;
+            let who = who.as_deref().map(identity).transpose()?;
             ctx.write(|t| {
                 t.create_key(&key, "IIsApplicationPool")?;
                 t.set_text(&key, "AppPoolAutoStart", &args(&["TRUE"]))?;
-                if let Some(who) = who {
-                    let (kind, user) = identity(who);
+                if let Some((kind, user)) = who {
                     t.set(&key, ids::APP_POOL_IDENTITY_TYPE, Value::Dword(kind))?;
                     if let Some(user) = user {
                         t.set(&key, ids::WAM_USER_NAME, Value::String(user.to_string()))?;

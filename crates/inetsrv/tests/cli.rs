@@ -156,6 +156,49 @@ fn rejected_writes_explain_and_change_nothing() {
             &["AppPoolQueueLength", "out of range: 10 to 65535"],
         ),
         (
+            &["mb", "set", "W3SVC/1/ServerBindings", "8080"],
+            &[
+                "/LM/W3SVC/1",
+                "ServerBindings",
+                "'8080' is not a binding IP:port:host",
+                "':80:'",
+            ],
+        ),
+        (
+            &["mb", "set", "W3SVC/1/ROOT/Path"],
+            &["/LM/W3SVC/1/ROOT", "Path cannot be empty"],
+        ),
+        (
+            &["mb", "set", "W3SVC/1/ROOT/Path", ""],
+            &["/LM/W3SVC/1/ROOT", "Path cannot be empty"],
+        ),
+        (
+            &[
+                "site",
+                "create",
+                "Nowhere",
+                "--path",
+                "/nonexistent-inetsrv-dir",
+                "--port",
+                "8181",
+            ],
+            &["/nonexistent-inetsrv-dir is not a directory", "mkdir -p"],
+        ),
+        (
+            &["vdir", "create", "1", "nowhere", "/nonexistent-inetsrv-dir"],
+            &["/nonexistent-inetsrv-dir is not a directory"],
+        ),
+        (
+            &[
+                "pool",
+                "create",
+                "Bogus",
+                "--identity",
+                "Bogus-no-such-user",
+            ],
+            &["'Bogus-no-such-user' is not an identity", "NetworkService"],
+        ),
+        (
             &["mb", "set", "W3SVC/1/ROOT/AccessFlags", "AccessAll"],
             &["AccessAll", "is not a flag of AccessFlags"],
         ),
@@ -338,6 +381,15 @@ fn custom_data_outside_the_schema() {
         (Some(42), Some(true))
     );
     assert_eq!(j["name"], "VendorCounter");
+    // Read back by the name it was given, here and below (inherited).
+    for path in ["W3SVC/1/VendorCounter", "W3SVC/1/ROOT/vendorcounter"] {
+        let j = env.json(&["mb", "get", path]);
+        assert_eq!(
+            (j["value"].as_u64(), j["id"].as_u64()),
+            (Some(42), Some(70001)),
+            "{path}: {j}"
+        );
+    }
     assert!(env.metabase_text().contains(
         "Name=\"VendorCounter\"\n\t\tID=\"70001\"\n\t\tValue=\"42\"\n\t\tType=\"DWORD\""
     ));

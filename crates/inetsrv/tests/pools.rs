@@ -142,6 +142,7 @@ fn a_killed_worker_is_replaced_and_the_other_pool_never_notices() {
     let mut web = Web::prepare();
     let port_b = common::free_port();
     let site_b = web.dir.path().join("site-b");
+    std::fs::create_dir(&site_b).unwrap();
     web.cli_ok(&["pool", "create", "PoolA"]);
     web.cli_ok(&["pool", "create", "PoolB"]);
     web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AppPoolId", "PoolA"]);
@@ -690,6 +691,7 @@ fn sites_bindings_and_vdirs_change_while_running() {
     // A new site.
     let port3 = common::free_port();
     let site_dir = web.dir.path().join("third");
+    std::fs::create_dir(&site_dir).unwrap();
     let created = web.cli_ok(&[
         "site",
         "create",

@@ -164,6 +164,7 @@ fn validate_subtree(t: &Txn, path: &MbPath, key: &Key) -> Result<()> {
         for prop in k.properties() {
             if let Some(def) = schema.property(prop.id) {
                 def.check(&prop.value)
+                    .and_then(|()| def.check_meaning(&prop.value))
                     .map_err(|reason| Error::InvalidValue {
                         path: p.to_string(),
                         property: def.name.clone(),

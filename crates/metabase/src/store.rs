@@ -342,6 +342,7 @@ impl Txn {
         .map_err(invalid)?;
         if let Some(def) = schema.property(property.id) {
             def.check(&property.value).map_err(invalid)?;
+            def.check_meaning(&property.value).map_err(invalid)?;
             if !schema.property_allowed(&key_type, property.id) {
                 return Err(Error::PropertyNotAllowed {
                     path: path.to_string(),

@@ -714,9 +714,7 @@ impl Service {
             }
         };
         let snapshot = self.opts.files.metabase().snapshot();
-        let Some(handover) = self.handover(&snapshot, pool_key) else {
-            return None;
-        };
+        let handover = self.handover(&snapshot, pool_key)?;
         let id = self.next_worker;
         self.next_worker += 1;
         let launch = Launch {

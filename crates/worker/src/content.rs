@@ -261,7 +261,7 @@ mod tests {
         ]);
         assert_eq!(content.read(&www.join("sub/b.txt")).unwrap(), b"bb");
         assert!(content.metadata(&www).unwrap().is_dir());
-        assert_eq!(content.metadata(&www.join("sub")).unwrap().is_dir(), true);
+        assert!(content.metadata(&www.join("sub")).unwrap().is_dir());
         // Nothing outside a root, by `..` or by a link.
         let e = content.read(&top.path().join("secret.txt")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);

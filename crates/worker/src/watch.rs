@@ -4,7 +4,7 @@
 //! notifications IIS registers for its cached files).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -13,7 +13,7 @@ use crate::content::Content;
 /// What identifies a file's version: size, modification time, inode.
 type Stamp = Option<(u64, SystemTime, u64)>;
 
-fn stamp(content: &Content, path: &PathBuf) -> Stamp {
+fn stamp(content: &Content, path: &Path) -> Stamp {
     use std::os::unix::fs::MetadataExt;
     let m = content.metadata(path).ok()?;
     Some((m.len(), m.modified().ok()?, m.ino()))

@@ -260,6 +260,27 @@ impl PropertyDef {
         Ok(())
     }
 
+    /// Checks what the server will make of a value written through the
+    /// API (set, import), beyond its type and range: a `ServerBindings`
+    /// entry must have the `IP:port:host` form, a `Path` must not be
+    /// empty. Files loaded from disk are not held to this (a hand edit
+    /// that breaks a binding is reported by the service instead).
+    pub fn check_meaning(&self, value: &Value) -> std::result::Result<(), String> {
+        match (self.id, value) {
+            (crate::ids::SERVER_BINDINGS, Value::MultiSz(entries)) => entries
+                .iter()
+                .filter(|e| !e.trim().is_empty())
+                .try_for_each(|e| check_binding(e)),
+            (crate::ids::PATH, Value::String(p) | Value::ExpandSz(p)) if p.trim().is_empty() => {
+                Err(
+                    "a virtual directory's Path cannot be empty (give the directory it serves)"
+                        .into(),
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The schema default as a value, where the schema gives one that parses.
     pub fn default_value(&self) -> Option<Value> {
         self.parse_text(self.default.as_deref()?).ok()
@@ -919,5 +940,76 @@ mod tests {
         assert!(s
             .add_class("Other", vec![], &["NoSuchClass".into()], &[])
             .is_err());
+    }
+}
+
+/// One `ServerBindings` entry: `IP:port:host`, the IP and host optional
+/// (`:80:`, `10.0.0.1:80:`, `[::1]:8080:`, `:80:www.example.com`).
+fn check_binding(entry: &str) -> std::result::Result<(), String> {
+    let bad = |why: &str| {
+        format!("'{entry}' is not a binding IP:port:host ({why}); for example ':80:' or '127.0.0.1:8080:'")
+    };
+    let text = entry.trim();
+    let rest = if let Some(r) = text.strip_prefix('[') {
+        let (ip, rest) = r
+            .split_once(']')
+            .ok_or_else(|| bad("unclosed IPv6 address"))?;
+        ip.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| bad("bad IPv6 address"))?;
+        rest.strip_prefix(':').ok_or_else(|| bad("no port"))?
+    } else {
+        let (ip, rest) = text
+            .split_once(':')
+            .ok_or_else(|| bad("no colon: the port needs one before it"))?;
+        if !ip.is_empty() {
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|_| bad("bad IP address"))?;
+        }
+        rest
+    };
+    let (port, host) = rest
+        .split_once(':')
+        .ok_or_else(|| bad("no colon after the port"))?;
+    match port.trim().parse::<u16>() {
+        Ok(p) if p != 0 => {}
+        _ => return Err(bad("the port must be 1 to 65535")),
+    }
+    if host.contains(|c: char| c.is_whitespace() || matches!(c, '/' | ':' | '[' | ']')) {
+        return Err(bad("bad host name"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod meaning_tests {
+    use super::*;
+
+    #[test]
+    fn bindings_and_paths_are_checked_for_meaning() {
+        let schema = Schema::standard();
+        let bindings = schema.property(crate::ids::SERVER_BINDINGS).unwrap();
+        let ok = |v: &[&str]| {
+            bindings.check_meaning(&Value::MultiSz(v.iter().map(|s| s.to_string()).collect()))
+        };
+        assert!(ok(&[
+            ":80:",
+            "10.0.0.1:8080:",
+            "[::1]:81:",
+            ":80:www.example.com",
+            ""
+        ])
+        .is_ok());
+        let e = ok(&["8080"]).unwrap_err();
+        assert!(e.contains("'8080' is not a binding"), "{e}");
+        assert!(ok(&[":0:"]).is_err());
+        assert!(ok(&[":80"]).is_err());
+        assert!(ok(&["300.1.1.1:80:"]).is_err());
+        assert!(ok(&["[::1:80:"]).is_err());
+        assert!(ok(&[":80:a b"]).is_err());
+        let path = schema.property(crate::ids::PATH).unwrap();
+        assert!(path
+            .check_meaning(&Value::String("/srv/www".into()))
+            .is_ok());
+        assert!(path.check_meaning(&Value::String("  ".into())).is_err());
     }
 }
