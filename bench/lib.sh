@@ -12,8 +12,13 @@ need() {
 
 # A temporary directory in $work, removed with every process in $pids on exit.
 work=$(mktemp -d)
-# Workers may run as another user (www-data when this runs as root).
+# nginx's workers (www-data when this runs as root) open the content by its
+# path, so they need a way through $work; inetsrv's workers do not (they are
+# handed the content directory), and inetsrv's state lives in $private,
+# which stays 0700 as a home directory would.
 chmod 755 "$work"
+private="$work/private"
+mkdir -m 700 "$private"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -28,7 +28,7 @@ bin=target/release
 
 nginx_port=$(free_port); cached_port=$(free_port); queued_port=$(free_port)
 
-mkdir -p "$work/www" "$work/state" "$work/nginx/logs"
+mkdir -p "$work/www" "$private/state" "$work/nginx/logs"
 # A small page, about the size of nginx's own welcome page.
 python3 - "$work/www/index.html" <<'PY'
 import sys
@@ -39,13 +39,13 @@ size=$(stat -c %s "$work/www/index.html")
 
 start_nginx "$nginx_port" "open_file_cache max=100 inactive=60s; default_type text/html;"
 
-echo '{"ListenAddresses": ["127.0.0.1"]}' > "$work/state/httpsys.json"
-INETSRV_LOG=warn taskset -c 0 "$bin/inetsrv" --state-dir "$work/state" start --threads 1 &
+echo '{"ListenAddresses": ["127.0.0.1"]}' > "$private/state/httpsys.json"
+INETSRV_LOG=warn taskset -c 0 "$bin/inetsrv" --state-dir "$private/state" start --threads 1 &
 pids+=($!)
-for _ in $(seq 100); do [ -S "$work/state/run/httpapi.sock" ] && break; sleep 0.1; done
-taskset -c 0 "$bin/examples/serve_file" --socket "$work/state/run/httpapi.sock" --port "$cached_port" --file "$work/www/index.html" --cache >/dev/null &
+for _ in $(seq 100); do [ -S "$private/state/run/httpapi.sock" ] && break; sleep 0.1; done
+taskset -c 0 "$bin/examples/serve_file" --socket "$private/state/run/httpapi.sock" --port "$cached_port" --file "$work/www/index.html" --cache >/dev/null &
 pids+=($!)
-taskset -c 0 "$bin/examples/serve_file" --socket "$work/state/run/httpapi.sock" --port "$queued_port" --file "$work/www/index.html" >/dev/null &
+taskset -c 0 "$bin/examples/serve_file" --socket "$private/state/run/httpapi.sock" --port "$queued_port" --file "$work/www/index.html" >/dev/null &
 pids+=($!)
 urls=("http://127.0.0.1:$nginx_port/index.html" "http://127.0.0.1:$cached_port/index.html" "http://127.0.0.1:$queued_port/index.html")
 wait_up "${urls[@]}"

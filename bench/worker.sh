@@ -39,7 +39,7 @@ start_nginx "$nginx_port" "default_type application/octet-stream; types { text/p
 
 # start NAME PORT CACHE: an inetsrv state directory serving $work/www.
 start() {
-    local state="$work/$1"
+    local state="$private/$1"
     mkdir -p "$state"
     echo "{\"ListenAddresses\": [\"127.0.0.1\"], \"UriEnableCache\": $3}" > "$state/httpsys.json"
     "$bin" --state-dir "$state" mb set W3SVC/1/ServerBindings ":$2:" >/dev/null

@@ -390,6 +390,7 @@ fn initialise(location: &Location) -> Result<()> {
     let dir = &location.dir;
     let www = dir.join("wwwroot");
     let logs = dir.join("logs");
+    let fresh_www = !www.exists();
     for d in [
         &www,
         &logs.join("W3SVC1"),
@@ -402,6 +403,17 @@ fn initialise(location: &Location) -> Result<()> {
     let start = www.join("iisstart.htm");
     if !start.exists() {
         write_durably(&start, START_PAGE.as_bytes())?;
+    }
+    // The default pool's identity must read the default content, whatever
+    // the creator's umask (a root shell with umask 077 is common).
+    if fresh_www {
+        use std::os::unix::fs::PermissionsExt;
+        let readable = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(p, e))
+        };
+        readable(&www, 0o755)?;
+        readable(&start, 0o644)?;
     }
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let escape = |p: &Path| {

@@ -419,7 +419,14 @@ mod tests {
                 &["03:30", "25:00", "x"],
             )?;
             t.create_key(&p("/LM/W3SVC/1"), "IIsWebServer")?;
-            set(t, "/LM/W3SVC/1", "ServerBindings", &[":80:", "bad", ":80:"])?;
+            // One the metabase takes but the service cannot use (an empty
+            // DNS label), as a hand edit might leave.
+            set(
+                t,
+                "/LM/W3SVC/1",
+                "ServerBindings",
+                &[":80:", ":81:a..b", ":80:"],
+            )?;
             set(t, "/LM/W3SVC/1", "ServerComment", &["Default Web Site"])?;
             t.create_key(&p("/LM/W3SVC/1/ROOT"), "IIsWebVirtualDir")?;
             t.create_key(&p("/LM/W3SVC/1/ROOT/shop"), "IIsWebVirtualDir")?;

@@ -123,6 +123,19 @@ struct Service {
     root: bool,
     /// Sites whose content directory their pool's identity cannot read.
     content_problems: BTreeMap<u32, String>,
+    pings: PingSequence,
+}
+
+/// Ping sequence numbers: never repeated while the service runs, so a
+/// late answer to an old ping cannot clear a newer one.
+#[derive(Debug, Default)]
+struct PingSequence(u64);
+
+impl PingSequence {
+    fn next(&mut self) -> u64 {
+        self.0 += 1;
+        self.0
+    }
 }
 
 pub(crate) fn start(opts: Options) -> mpsc::UnboundedSender<Event> {
@@ -161,6 +174,7 @@ pub(crate) fn start(opts: Options) -> mpsc::UnboundedSender<Event> {
         last_memory_check: Instant::now(),
         root: process::is_root(),
         content_problems: BTreeMap::new(),
+        pings: PingSequence::default(),
         events: tx.clone(),
         opts,
     };
@@ -1094,7 +1108,7 @@ impl Service {
         if check_memory {
             self.last_memory_check = now;
         }
-        let mut seq_base = now.elapsed().as_nanos() as u64;
+        let mut pings = std::mem::take(&mut self.pings);
         for (id, w) in self.workers.iter_mut() {
             let Some(pool) = self.pools.get(&w.pool) else {
                 continue;
@@ -1126,8 +1140,7 @@ impl Service {
                             continue;
                         }
                     } else if now >= w.next_ping {
-                        seq_base += 1;
-                        let seq = (*id << 32) ^ seq_base;
+                        let seq = pings.next();
                         w.ping = Some((seq, now));
                         w.to.send(&ToWorker::Ping { seq });
                         let every = if s.pinging_enabled {
@@ -1185,6 +1198,7 @@ impl Service {
                 }
             }
         }
+        self.pings = pings;
         for (id, why) in kills {
             self.kill_worker(id, why);
         }
@@ -1512,4 +1526,26 @@ fn current_user() -> String {
         .flatten()
         .map(|u| u.name)
         .unwrap_or_else(|| nix::unistd::geteuid().to_string())
+}
+
+#[cfg(test)]
+mod ping_tests {
+    use super::PingSequence;
+
+    #[test]
+    fn ping_numbers_never_repeat_across_ticks() {
+        // Each tick takes the sequence and gives it back; a number seen in
+        // one tick must not come again in the next (a late pong to the
+        // first ping would clear the second).
+        let mut service_side = PingSequence::default();
+        let mut seen = std::collections::HashSet::new();
+        for _tick in 0..3 {
+            let mut pings = std::mem::take(&mut service_side);
+            for _worker in 0..4 {
+                assert!(seen.insert(pings.next()));
+            }
+            service_side = pings;
+        }
+        assert_eq!(seen.len(), 12);
+    }
 }
