@@ -757,6 +757,19 @@ fn static_compression_per_the_iis_settings() {
         .status,
         304
     );
+    // A file seen for the first time goes as it is while its copy is made
+    // in the background (as IIS 6 does); the next requests get the copy.
+    write(&web.www(), "fresh.htm", &text);
+    let first = web.curl("/fresh.htm", &["-H", "Accept-Encoding: gzip"]);
+    assert_eq!(first.header("content-encoding"), None);
+    assert_eq!(first.header("vary").as_deref(), Some("Accept-Encoding"));
+    assert_eq!(first.text(), text);
+    web.wait_for("the copy of fresh.htm", Duration::from_secs(10), || {
+        web.curl("/fresh.htm", &["-H", "Accept-Encoding: gzip"])
+            .header("content-encoding")
+            .as_deref()
+            == Some("gzip")
+    });
     // Clients that do not accept it, extensions not listed, ranges: plain.
     assert_eq!(web.curl("/page.htm", &[]).body.len(), text.len());
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Static compression as IIS 6 does it: a compressed copy of a file is made
-//! once, kept in the compression directory (HcCompressionDirectory), and
-//! served to every client that accepts the scheme until the file changes.
+//! once, in the background (the first requests get the file as it is),
+//! kept in the compression directory (HcCompressionDirectory), and served
+//! to every client that accepts the scheme until the file changes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,44 +38,45 @@ pub fn accepts(header: Option<&str>, coding: &str) -> bool {
     star.unwrap_or(false)
 }
 
-/// The compressed copy of `file` for `scheme` (`gzip` or `deflate`),
-/// made now if there is none for this version of the file.
-pub fn compressed_copy(
-    content: &Content,
-    directory: &Path,
-    file: &Path,
-    info: &FileInfo,
-    scheme: &str,
-    level: u32,
-) -> std::io::Result<PathBuf> {
+/// Where the compressed copy of this version of `file` for `scheme`
+/// (`gzip` or `deflate`) is kept: one name per file, version and scheme.
+pub fn copy_path(directory: &Path, file: &Path, info: &FileInfo, scheme: &str) -> PathBuf {
     let mut hash = Sha256::new();
     hash.update(file.as_os_str().as_encoded_bytes());
     hash.update([0]);
     hash.update(info.etag().as_bytes());
-    let name = format!("{}.{scheme}", hex(&hash.finalize()[..16]));
-    let target = directory.join(name);
-    if content.metadata(&target).is_ok_and(|m| m.is_file()) {
-        return Ok(target);
-    }
+    directory.join(format!("{}.{scheme}", hex(&hash.finalize()[..16])))
+}
+
+/// Makes the compressed copy `target` of `file`, streaming (the file is
+/// never in memory whole). It runs on the blocking pool: compressing a
+/// large file takes a while, and no request waits for it.
+pub fn make_copy(
+    content: &Content,
+    file: &Path,
+    target: &Path,
+    scheme: &str,
+    level: u32,
+) -> std::io::Result<()> {
     let level = flate2::Compression::new(level.min(9));
-    let input = content.read(file)?;
-    let mut temp = content.create_temp(&target, ".inetsrv-gz-")?;
-    let mut out = std::io::BufWriter::new(&mut temp.file);
+    let mut input = std::io::BufReader::with_capacity(64 * 1024, content.open(file)?);
+    let mut temp = content.create_temp(target, ".inetsrv-gz-")?;
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, &mut temp.file);
     match scheme {
         "gzip" => {
             let mut enc = flate2::write::GzEncoder::new(&mut out, level);
-            enc.write_all(&input)?;
+            std::io::copy(&mut input, &mut enc)?;
             enc.finish()?;
         }
         _ => {
             let mut enc = flate2::write::ZlibEncoder::new(&mut out, level);
-            enc.write_all(&input)?;
+            std::io::copy(&mut input, &mut enc)?;
             enc.finish()?;
         }
     }
-    out.into_inner().map_err(|e| e.into_error())?;
-    content.persist(temp, &target)?;
-    Ok(target)
+    out.flush()?;
+    drop(out);
+    content.persist(temp, target)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -113,26 +115,26 @@ mod tests {
         std::fs::create_dir(&cache).unwrap();
         let root = |p: &Path| (p.to_path_buf(), worker_control::open_root(p).unwrap());
         let c = Content::new(vec![root(dir.path()), root(&cache)]);
-        let copy = compressed_copy(&c, &cache, &file, &info, "gzip", 10).unwrap();
+        let copy = copy_path(&cache, &file, &info, "gzip");
+        make_copy(&c, &file, &copy, "gzip", 10).unwrap();
         let mut text = String::new();
         flate2::read::GzDecoder::new(std::fs::File::open(&copy).unwrap())
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "hello hello hello hello");
-        assert_eq!(
-            compressed_copy(&c, &cache, &file, &info, "gzip", 10).unwrap(),
-            copy
-        );
+        // One name per version and scheme.
+        assert_eq!(copy_path(&cache, &file, &info, "gzip"), copy);
         let other = FileInfo { len: 1, ..info };
-        assert_ne!(
-            compressed_copy(&c, &cache, &file, &other, "gzip", 10).unwrap(),
-            copy
-        );
-        let deflate = compressed_copy(&c, &cache, &file, &info, "deflate", 1).unwrap();
+        assert_ne!(copy_path(&cache, &file, &other, "gzip"), copy);
+        let deflate = copy_path(&cache, &file, &info, "deflate");
+        assert_ne!(deflate, copy);
+        make_copy(&c, &file, &deflate, "deflate", 1).unwrap();
         let mut text = String::new();
         flate2::read::ZlibDecoder::new(std::fs::File::open(deflate).unwrap())
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "hello hello hello hello");
+        // Nothing but the two copies is left in the directory.
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
     }
 }

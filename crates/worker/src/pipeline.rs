@@ -5,9 +5,10 @@
 //! through the same last phase: custom headers, HttpErrors pages, and the
 //! fields the listener logs.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -39,6 +40,8 @@ pub struct Pipeline {
     pub served: AtomicU64,
     /// Small files' contents, checked against the file on every use.
     pub files: crate::filecache::FileCache,
+    /// Compressed copies being made.
+    compressing: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 /// What to send.
@@ -149,6 +152,7 @@ impl Pipeline {
             control,
             served: AtomicU64::new(0),
             files: crate::filecache::FileCache::default(),
+            compressing: Arc::default(),
         }
     }
 
@@ -168,7 +172,7 @@ impl Pipeline {
 
     async fn process(
         &self,
-        config: &Config,
+        config: &Arc<Config>,
         cfg: Option<Arc<UrlConfig>>,
         req: &mut Request,
     ) -> Result<Reply, (HttpError, bool)> {
@@ -259,7 +263,12 @@ impl Pipeline {
     }
 
     /// GET and HEAD: a file, a directory's default document or listing.
-    async fn get(&self, config: &Config, ctx: &Ctx, req: &Request) -> Result<Reply, HttpError> {
+    async fn get(
+        &self,
+        config: &Arc<Config>,
+        ctx: &Ctx,
+        req: &Request,
+    ) -> Result<Reply, HttpError> {
         let cfg = &ctx.cfg;
         if cfg.access & access::READ == 0 {
             return Err(HttpError::new(403, 2).win32(5));
@@ -328,7 +337,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn file(
         &self,
-        config: &Config,
+        config: &Arc<Config>,
         ctx: &Ctx,
         cfg: &Arc<UrlConfig>,
         req: &Request,
@@ -368,17 +377,14 @@ impl Pipeline {
                 let Some(dir) = &compression.directory else {
                     break;
                 };
-                match crate::compress::compressed_copy(
-                    content, dir, physical, &plain, scheme, *level,
-                ) {
-                    Ok(copy) => {
-                        let coding: &'static str =
-                            if scheme == "gzip" { "gzip" } else { "deflate" };
-                        chosen = Some((copy, coding));
-                    }
-                    Err(e) => {
-                        tracing::warn!(file = %physical.display(), error = %e, "cannot compress; sending it plain")
-                    }
+                let copy = crate::compress::copy_path(dir, physical, &plain, scheme);
+                if content.metadata(&copy).is_ok_and(|m| m.is_file()) {
+                    let coding: &'static str = if scheme == "gzip" { "gzip" } else { "deflate" };
+                    chosen = Some((copy, coding));
+                } else {
+                    // As IIS 6 does: this answer goes as it is, and the
+                    // copy is made in the background for the next ones.
+                    self.compress_later(config, physical, copy, scheme, *level);
                 }
                 break;
             }
@@ -525,6 +531,31 @@ impl Pipeline {
             }
         }
         Ok(reply)
+    }
+
+    /// Queues the compressed copy of a file on the blocking pool, once
+    /// while it is being made.
+    fn compress_later(
+        &self,
+        config: &Arc<Config>,
+        file: &Path,
+        copy: PathBuf,
+        scheme: &str,
+        level: u32,
+    ) {
+        if !lock(&self.compressing).insert(copy.clone()) {
+            return;
+        }
+        let (config, file, scheme) = (config.clone(), file.to_path_buf(), scheme.to_string());
+        let compressing = self.compressing.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) =
+                crate::compress::make_copy(&config.content, &file, &copy, &scheme, level)
+            {
+                tracing::warn!(file = %file.display(), error = %e, "cannot compress; the file is sent as it is");
+            }
+            lock(&compressing).remove(&copy);
+        });
     }
 
     /// The bytes of a file to send: small ones from the file cache (read
@@ -993,4 +1024,8 @@ fn target_path(destination: &str) -> String {
     } else {
         d.to_string()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
