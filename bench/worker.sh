@@ -7,7 +7,7 @@
 #   (b) 1 MB file, uncached;
 #   (c) 1 KB file from the listener's response cache (the worker marks it
 #       cacheable; the listener answers it without the worker).
-# Targets: (a) and (b) >= 0.8x nginx's requests per second, (c) >= 1.3x.
+# Targets: (a) >= 0.8x nginx's requests per second, (b) >= 0.9x, (c) >= 1.5x.
 #
 # The machine's speed drifts, so the servers are measured in turns over
 # several rounds and compared by their medians.
@@ -25,8 +25,11 @@ need wrk wrk
 need taskset util-linux
 need curl curl
 
-cargo build -q --release -p inetsrv
-bin=$PWD/target/release/inetsrv
+# INETSRV_BIN=PATH measures another build (an A/B against an older one).
+if [ -z "${INETSRV_BIN:-}" ]; then
+    cargo build -q --release -p inetsrv
+fi
+bin=${INETSRV_BIN:-$PWD/target/release/inetsrv}
 
 nginx_port=$(free_port); uncached_port=$(free_port); cached_port=$(free_port)
 
@@ -69,6 +72,6 @@ echo "$results" | awk '
         n1 = m["nginx_1k"]; i1 = m["inetsrv_1k"]; nm = m["nginx_1m"]; im = m["inetsrv_1m"]; c1 = m["inetsrv_1k_cached"]
         printf "medians: 1 KB nginx %.0f, inetsrv %.0f, inetsrv cached %.0f; 1 MB nginx %.0f, inetsrv %.0f req/s\n", n1, i1, c1, nm, im
         printf "(a) 1 KB through the worker:  %.2fx nginx (target 0.80x): %s\n", i1/n1, (i1/n1 >= 0.8 ? "met" : "MISSED")
-        printf "(b) 1 MB through the worker:  %.2fx nginx (target 0.80x): %s\n", im/nm, (im/nm >= 0.8 ? "met" : "MISSED")
-        printf "(c) 1 KB from the cache:      %.2fx nginx (target 1.30x): %s\n", c1/n1, (c1/n1 >= 1.3 ? "met" : "MISSED")
+        printf "(b) 1 MB through the worker:  %.2fx nginx (target 0.90x): %s\n", im/nm, (im/nm >= 0.9 ? "met" : "MISSED")
+        printf "(c) 1 KB from the cache:      %.2fx nginx (target 1.50x): %s\n", c1/n1, (c1/n1 >= 1.5 ? "met" : "MISSED")
     }'

@@ -160,6 +160,7 @@ async fn read_with_fds(
         for fd in received {
             // SAFETY: the kernel just installed this descriptor in our
             // table for us (SCM_RIGHTS); nothing else owns it.
+            #[allow(unsafe_code)]
             fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
         }
         match attempt {

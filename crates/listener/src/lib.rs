@@ -15,6 +15,8 @@ pub mod cache;
 pub mod config;
 mod conn;
 #[doc(hidden)]
+/// What the fuzz targets and the corpus replay call; not in the product.
+#[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
 pub mod http;
 pub mod httperr;

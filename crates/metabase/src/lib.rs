@@ -39,6 +39,8 @@ pub mod backup;
 pub mod error;
 pub mod exchange;
 #[doc(hidden)]
+/// What the fuzz targets and the corpus replay call; not in the product.
+#[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
 pub mod ids;
 pub mod image;

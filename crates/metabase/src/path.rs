@@ -145,6 +145,7 @@ impl fmt::Display for MbPath {
 pub struct CiStr(str);
 
 impl CiStr {
+    #[allow(unsafe_code)]
     pub fn new(s: &str) -> &CiStr {
         // SAFETY: CiStr is a repr(transparent) wrapper around str.
         unsafe { &*(s as *const str as *const CiStr) }

@@ -31,6 +31,8 @@ extern crate self as msrpc;
 
 pub mod client;
 pub mod epm;
+/// What the fuzz targets and the corpus replay call; not in the product.
+#[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
 pub mod mgmt;
 pub mod ndr;

@@ -713,14 +713,11 @@ impl tokio::io::AsyncRead for Trickle {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let n = {
-            let mut piece = buf.take(7);
-            std::task::ready!(std::pin::Pin::new(&mut self.0).poll_read(cx, &mut piece))?;
-            piece.filled().len()
-        };
-        // SAFETY: the inner read initialised and filled these n bytes.
-        unsafe { buf.assume_init(n) };
-        buf.advance(n);
+        let mut piece = [0u8; 7];
+        let want = buf.remaining().min(piece.len());
+        let mut small = tokio::io::ReadBuf::new(&mut piece[..want]);
+        std::task::ready!(std::pin::Pin::new(&mut self.0).poll_read(cx, &mut small))?;
+        buf.put_slice(small.filled());
         std::task::Poll::Ready(Ok(()))
     }
 }

@@ -200,12 +200,14 @@ pub struct Handover {
 }
 
 impl Handover {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         snapshot: &Snapshot,
         model: &Model,
         state_dir: &Path,
         pool: &str,
         listener_socket: &Path,
+        listener_caches: bool,
         restart_requests: u32,
         account: Option<&Account>,
     ) -> Handover {
@@ -237,6 +239,7 @@ impl Handover {
                 metabase,
                 change_number: snapshot.change_number(),
                 compression_dir,
+                listener_caches,
             },
             roots,
         }

@@ -13,6 +13,8 @@
 //! request (workers do). Its state machine runs on one task; everything
 //! else talks to it through [`Was`].
 
+/// What the fuzz targets and the corpus replay call; not in the product.
+#[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
 pub mod handover;
 pub mod model;

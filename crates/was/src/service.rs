@@ -12,7 +12,6 @@ use tokio::sync::{mpsc, oneshot};
 use worker_control::{FromWorker, ToWorker};
 
 use crate::handover::Handover;
-
 use crate::model::{ids, pool_state, server_command, server_state, Model, PoolSettings};
 use crate::process::{self, Account, Launch};
 use crate::{AdminCall, Options, PoolCommand, PoolStatus, SiteCommand, SiteStatus, WorkerStatus};
@@ -285,18 +284,15 @@ impl Service {
             // Workers get their configuration again (vdirs, MIME maps, …).
             self.reload_seq += 1;
             let seq = self.reload_seq;
-            let mut handovers: HashMap<String, Handover> = HashMap::new();
+            let mut handovers: HashMap<&str, Option<Handover>> = HashMap::new();
             for w in self.workers.values() {
                 if matches!(w.phase, Phase::Stopping(_)) {
                     continue;
                 }
-                if !handovers.contains_key(&w.pool) {
-                    let Some(handover) = self.handover(&snapshot, &w.pool) else {
-                        continue;
-                    };
-                    handovers.insert(w.pool.clone(), handover);
-                }
-                if let Some(handover) = handovers.get(&w.pool) {
+                let handover = handovers
+                    .entry(&w.pool)
+                    .or_insert_with(|| self.handover(&snapshot, &w.pool));
+                if let Some(handover) = handover {
                     handover.send(&w.to, seq);
                 }
             }
@@ -836,6 +832,7 @@ impl Service {
             &self.opts.state_dir,
             &settings.name,
             self.opts.listener.control_socket(),
+            self.opts.listener.config().uri_enable_cache,
             settings.periodic_restart_requests,
             account.as_ref(),
         ))

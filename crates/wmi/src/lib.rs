@@ -24,6 +24,8 @@ pub mod computer;
 pub mod error;
 pub mod events;
 pub mod extend;
+/// What the fuzz targets and the corpus replay call; not in the product.
+#[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
 pub mod methods;
 pub mod path;

@@ -55,6 +55,10 @@ pub struct WorkerConfig {
     /// Where compressed copies of static files are kept: one of the
     /// roots, writable by the pool's identity.
     pub compression_dir: Option<PathBuf>,
+    /// Whether the listener keeps cacheable responses (UriEnableCache):
+    /// when it does not, the worker neither marks responses cacheable nor
+    /// watches their files.
+    pub listener_caches: bool,
 }
 
 /// The service to a worker.

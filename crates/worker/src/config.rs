@@ -322,6 +322,8 @@ pub struct Config {
     mime_tables: Mutex<HashMap<Vec<String>, Arc<MimeTable>>>,
     /// The directories the service handed over, and what is beneath them.
     pub content: Content,
+    /// Whether the listener keeps responses marked cacheable.
+    pub listener_caches: bool,
     /// By site, then URL path (looked up without allocating).
     urls: Mutex<HashMap<u32, HashMap<String, Arc<UrlConfig>>>>,
 }
@@ -345,6 +347,7 @@ impl Config {
         Config {
             compression: Compression::read(&snapshot, compression_dir),
             content,
+            listener_caches: true,
             snapshot,
             global_mime: Arc::new(global_mime),
             mime_tables: Mutex::new(HashMap::new()),

@@ -75,17 +75,30 @@ impl Content {
         self.roots.iter().map(|r| r.path.as_path())
     }
 
-    /// The root holding `path`, and the rest of the path below it.
+    /// The root holding `path`, and the rest of the path below it. Paths
+    /// are compared as bytes, on a `/` boundary (this runs several times
+    /// a request; `Path::strip_prefix`'s component walk showed in
+    /// profiles); slashes left at the front of the rest are dropped, so
+    /// `//` in a path resolves as it would from `/`.
     fn locate<'a>(&'a self, path: &'a Path) -> Result<(BorrowedFd<'a>, &'a Path)> {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
         for root in &self.roots {
-            if let Ok(rest) = path.strip_prefix(&root.path) {
-                let rest = if rest.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    rest
-                };
-                return Ok((root.dir.as_fd(), rest));
+            let prefix = root.path.as_os_str().as_bytes();
+            let Some(rest) = bytes.strip_prefix(prefix) else {
+                continue;
+            };
+            if !(rest.is_empty() || rest[0] == b'/' || prefix.ends_with(b"/")) {
+                continue;
             }
+            let start = rest.iter().position(|&b| b != b'/').unwrap_or(rest.len());
+            let rest = &rest[start..];
+            let rest = if rest.is_empty() {
+                Path::new(".")
+            } else {
+                Path::new(OsStr::from_bytes(rest))
+            };
+            return Ok((root.dir.as_fd(), rest));
         }
         Err(Error::new(
             ErrorKind::NotFound,
@@ -262,6 +275,15 @@ mod tests {
         assert_eq!(content.read(&www.join("sub/b.txt")).unwrap(), b"bb");
         assert!(content.metadata(&www).unwrap().is_dir());
         assert!(content.metadata(&www.join("sub")).unwrap().is_dir());
+        // A root is matched on a `/` boundary only: www2 is not under www.
+        std::fs::create_dir_all(top.path().join("www2")).unwrap();
+        std::fs::write(top.path().join("www2/c.txt"), "c").unwrap();
+        let sibling = PathBuf::from(format!("{}2/c.txt", www.display()));
+        assert_eq!(
+            content.read(&sibling).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(content.read(&www.join("sub//b.txt")).unwrap(), b"bb");
         // Nothing outside a root, by `..` or by a link.
         let e = content.read(&top.path().join("secret.txt")).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::NotFound);

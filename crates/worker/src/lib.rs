@@ -19,6 +19,8 @@ pub mod content;
 pub mod errors;
 pub mod filecache;
 pub mod files;
+/// What the fuzz targets and the corpus replay call; not in the product.
+#[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
 pub mod listing;
 pub mod pipeline;
@@ -136,11 +138,13 @@ fn build_config(
     roots: Vec<(PathBuf, OwnedFd)>,
 ) -> Result<Config, WorkerError> {
     let snapshot = metabase::Snapshot::from_image(&config.metabase, config.change_number)?;
-    Ok(Config::new(
+    let mut built = Config::new(
         Arc::new(snapshot),
         config.compression_dir.clone(),
         Content::new(roots),
-    ))
+    );
+    built.listener_caches = config.listener_caches;
+    Ok(built)
 }
 
 /// Becomes the pool's identity: its groups, then its group and user, for

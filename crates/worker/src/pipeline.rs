@@ -457,7 +457,8 @@ impl Pipeline {
                     }],
                 };
                 // The listener may keep what everyone would get alike.
-                reply.cache = req.method == "GET"
+                reply.cache = config.listener_caches
+                    && req.method == "GET"
                     && !ctx.authenticated
                     && cfg.ip_security.is_none()
                     && !compressible
