@@ -333,21 +333,24 @@ fn property_id(snap: &Snapshot, name: &str) -> Option<u32> {
 fn custom_id(snap: &Snapshot, path: &MbPath, name: &str) -> Option<u32> {
     let mut at = Some(path.clone());
     while let Some(p) = at {
-        let found = snap.find(&p).and_then(|key| {
-            key.properties()
-                .find(|prop| {
-                    prop.custom_name
-                        .as_deref()
-                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
-                })
-                .map(|prop| prop.id)
-        });
+        let found = snap.find(&p).and_then(|key| custom_on_key(key, name));
         if found.is_some() {
             return found;
         }
         at = p.parent();
     }
     None
+}
+
+/// Data outside the schema set on this key under `name`.
+fn custom_on_key(key: &metabase::Key, name: &str) -> Option<u32> {
+    key.properties()
+        .find(|p| {
+            p.custom_name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .map(|p| p.id)
 }
 
 fn not_set_hint(snap: &Snapshot, e: metabase::Error, path: &MbPath, name: &str) -> anyhow::Error {
@@ -523,15 +526,7 @@ fn delete(out: &mut String, cli: &Cli, files: &MetabaseFiles, path: &str) -> Res
     let snap = files.metabase().snapshot();
     if let (Some(parent), Some(name)) = (full.parent(), full.name()) {
         if let Some(key) = snap.find(&parent) {
-            let id = property_id(&snap, name).or_else(|| {
-                key.properties()
-                    .find(|p| {
-                        p.custom_name
-                            .as_deref()
-                            .is_some_and(|n| n.eq_ignore_ascii_case(name))
-                    })
-                    .map(|p| p.id)
-            });
+            let id = property_id(&snap, name).or_else(|| custom_on_key(key, name));
             if let Some(id) =
                 id.filter(|id| key.property(*id).is_some() || key.sealed().any(|s| s.id == *id))
             {

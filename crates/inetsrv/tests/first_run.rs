@@ -48,7 +48,7 @@ fn the_default_site_is_served_from_a_0700_home() {
     if running_as_root() {
         // NetworkService: www-data (or nobody), never root.
         assert_ne!(uid, 0, "the worker kept root's rights");
-        let user = web.pools()[0]["workers"][0]["user"].clone();
+        let user = web.pool("DefaultAppPool")["workers"][0]["user"].clone();
         assert!(user == "www-data" || user == "nobody", "{user}");
     } else {
         assert_eq!(uid, std::fs::metadata("/proc/self").unwrap().uid());
@@ -121,14 +121,14 @@ fn a_pool_whose_worker_cannot_start_answers_at_once_and_says_why() {
         "the request waited {:?} for a worker that could not start",
         started.elapsed()
     );
-    let pools = web.pools();
-    let why = pools[0]["last_failure"]
+    let pool = web.pool("DefaultAppPool");
+    let why = pool["last_failure"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     assert!(
         why.contains("no Unix user 'no-such-user-for-inetsrv'"),
-        "{pools}"
+        "{pool}"
     );
     let listed = web.cli_ok(&["pool", "list"]);
     assert!(listed.contains("no-such-user-for-inetsrv"), "{listed}");

@@ -363,14 +363,7 @@ fn periodic_restart_requests_web_gardens_and_hung_workers() {
     // recycles above have settled: a worker being replaced is past pings
     // and waits out ShutdownTimeLimit instead.)
     web.wait_for("a settled garden", Duration::from_secs(20), || {
-        let pools = web.pools();
-        let garden = pools
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "Garden")
-            .unwrap()
-            .clone();
+        let garden = web.pool("Garden");
         let workers = garden["workers"].as_array().unwrap().clone();
         workers.len() == 2 && workers.iter().all(|w| w["state"] == "running")
     });
@@ -432,14 +425,7 @@ fn startup_and_shutdown_time_limits_are_enforced() {
         "{:?}",
         started.elapsed()
     );
-    let stuck = web.pools();
-    let stuck = stuck
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "Stuck")
-        .unwrap()
-        .clone();
+    let stuck = web.pool("Stuck");
     assert_eq!(stuck["state"], "started", "{stuck}");
     let why = stuck["last_failure"].as_str().unwrap_or_default();
     assert!(

@@ -271,6 +271,22 @@ impl Web {
         serde_json::from_str(&self.cli_ok(&["--json", "pool", "list"])).unwrap()
     }
 
+    /// One pool as `pool list --json` shows it.
+    pub fn pool(&self, name: &str) -> serde_json::Value {
+        let pools = self.pools();
+        pools
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| {
+                p["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .unwrap_or_else(|| panic!("no pool {name}: {pools}"))
+            .clone()
+    }
+
     /// The PIDs of a pool's workers in a state (`running`, …).
     pub fn worker_pids(&self, pool: &str, state: &str) -> Vec<u32> {
         self.pools()
