@@ -400,14 +400,8 @@ async fn server_action(
         A::StopPool(name) => was.pool_command(&name, was::PoolCommand::Stop).await,
         A::RecyclePool(name) => was.pool_command(&name, was::PoolCommand::Recycle).await,
     };
-    match result {
-        Ok(text) => {
-            if !text.is_empty() {
-                out.push_str(&text);
-                out.push('\n');
-            }
-            Ok(())
-        }
-        Err(e) => Err(anyhow::anyhow!(e)),
-    }
+    let done = result?;
+    out.push_str(&done.to_string());
+    out.push('\n');
+    Ok(())
 }

@@ -285,7 +285,7 @@ fn print_summary(
             .collect();
         let state = match &site.error {
             Some(e) => format!("NOT STARTED: {e}"),
-            None => site.state.clone(),
+            None => site.state.to_string(),
         };
         out.push_str(&format!(
             "  site {} {:?}: {} ({state})\n",

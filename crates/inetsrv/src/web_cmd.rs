@@ -355,11 +355,8 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                     } else {
                         SiteCommand::Stop
                     };
-                    let message = was
-                        .site_command(id, command)
-                        .await
-                        .map_err(|e| anyhow!(e))?;
-                    ctx.line(message);
+                    let done = was.site_command(id, command).await?;
+                    ctx.line(done.to_string());
                 }
                 None => ctx.line(format!(
                     "site {id} will {} when the server starts (no server is running)",
@@ -378,11 +375,8 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
             } else {
                 SiteCommand::Continue
             };
-            let message = was
-                .site_command(id, command)
-                .await
-                .map_err(|e| anyhow!(e))?;
-            ctx.line(message);
+            let done = was.site_command(id, command).await?;
+            ctx.line(done.to_string());
             Ok(())
         }
         SiteVerb::Bind { site, binding } | SiteVerb::Unbind { site, binding } => {
@@ -439,7 +433,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                 .map(|s| {
                     let status = live.as_ref().and_then(|l| l.iter().find(|x| x.id == s.id));
                     let state = match status {
-                        Some(st) => st.state.clone(),
+                        Some(st) => st.state.to_string(),
                         None => "not running".to_string(),
                     };
                     let root = snapshot
@@ -765,11 +759,8 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
                     } else {
                         PoolCommand::Stop
                     };
-                    let message = was
-                        .pool_command(&settings.name, command)
-                        .await
-                        .map_err(|e| anyhow!(e))?;
-                    ctx.line(message);
+                    let done = was.pool_command(&settings.name, command).await?;
+                    ctx.line(done.to_string());
                 }
                 None => ctx.line(format!(
                     "application pool {} will {} when the server starts (no server is running)",
@@ -783,11 +774,8 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
             let Some(was) = ctx.was else {
                 bail!("no server is running on this state directory: there is nothing to recycle");
             };
-            let message = was
-                .pool_command(name, PoolCommand::Recycle)
-                .await
-                .map_err(|e| anyhow!(e))?;
-            ctx.line(message);
+            let done = was.pool_command(name, PoolCommand::Recycle).await?;
+            ctx.line(done.to_string());
             Ok(())
         }
         PoolVerb::List => {

@@ -138,13 +138,11 @@ fn a_pool_whose_worker_cannot_start_answers_at_once_and_says_why() {
         "{}",
         web.log()
     );
-    let httperr = log_lines(&web.state().join("logs/HTTPERR"));
-    assert!(
-        httperr
+    web.wait_for("the 503 in HTTPERR", Duration::from_secs(10), || {
+        log_lines(&web.state().join("logs/HTTPERR"))
             .iter()
-            .any(|l| l.contains(" 503 ") && l.contains("AppOffline")),
-        "{httperr:?}"
-    );
+            .any(|l| l.contains(" 503 ") && l.contains("AppOffline"))
+    });
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{echo, exchange, free_port, Reply, Server};
 use serde_json::{json, Value};
 
@@ -1226,14 +1228,24 @@ async fn conformance_table() {
                     case.name
                 ));
             }
-            let lines = server.httperr();
-            let new = &lines[logged_before.min(lines.len())..];
+            // The log's thread writes the line just after the answer:
+            // wait for it (so the next case counts only its own lines).
             let expected = format!(" {} - {reason} ", case.status);
-            if !new.iter().any(|l| l.contains(&expected)) {
-                failures.push(format!(
-                    "{}: HTTPERR has no '{expected}' line: {new:?}",
-                    case.name
-                ));
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let lines = server.httperr();
+                let new = &lines[logged_before.min(lines.len())..];
+                if new.iter().any(|l| l.contains(&expected)) {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    failures.push(format!(
+                        "{}: HTTPERR has no '{expected}' line: {new:?}",
+                        case.name
+                    ));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
     }

@@ -6,7 +6,8 @@ use std::fs::File;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 pub const FIELDS: &str =
@@ -73,30 +74,116 @@ struct Current {
     index: u32,
 }
 
-/// The log writer. Lines are written as they happen (errors are rare, and
-/// each line should survive a crash).
+/// What the log's thread is asked to do.
+enum Job {
+    Line(String),
+    /// Answers once every line before it is written.
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Lines waiting for the log's thread; beyond this, lines are dropped and
+/// counted (a flood of bad requests must not grow memory or slow the
+/// listener), and the count is written to the log when there is room.
+const BACKLOG: usize = 16 * 1024;
+
+/// The log writer. The listener formats each line where the error
+/// happens and hands it to the log's own thread, which writes it at once
+/// (errors are rare, and each line should survive a crash); no runtime
+/// thread ever waits on the file.
 pub struct HttpErrLog {
-    dir: Option<PathBuf>,
+    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+    dropped: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The file side, owned by the log's thread.
+struct Files {
+    dir: PathBuf,
     truncate_size: u64,
-    current: Mutex<Option<Current>>,
+    current: Option<Current>,
 }
 
 impl HttpErrLog {
     pub fn new(dir: Option<PathBuf>, truncate_size: u64) -> HttpErrLog {
-        HttpErrLog {
+        let Some(dir) = dir else {
+            return HttpErrLog {
+                jobs: None,
+                dropped: Arc::default(),
+                thread: None,
+            };
+        };
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(BACKLOG);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = dropped.clone();
+        let mut files = Files {
             dir,
             truncate_size: truncate_size.max(1024),
-            current: Mutex::new(None),
+            current: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("httperr-log".into())
+            .spawn(move || {
+                for job in rx {
+                    match job {
+                        Job::Line(line) => {
+                            let lost = counted.swap(0, Ordering::Relaxed);
+                            if lost > 0 {
+                                files.write(&format!(
+                                    "#Dropped: {lost} lines (the log fell behind)\r\n"
+                                ));
+                            }
+                            files.write(&line);
+                        }
+                        Job::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+            .ok();
+        HttpErrLog {
+            jobs: thread.as_ref().map(|_| jobs),
+            dropped,
+            thread,
         }
     }
 
+    pub fn write(&self, record: &ErrorRecord) {
+        let Some(jobs) = &self.jobs else {
+            return;
+        };
+        let line = format!("{}\r\n", record.line(SystemTime::now()));
+        if jobs.try_send(Job::Line(line)).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Returns once every line written before the call is in the file.
+    pub fn flush(&self) {
+        let Some(jobs) = &self.jobs else {
+            return;
+        };
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        if jobs.send(Job::Flush(done)).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+}
+
+impl Drop for HttpErrLog {
+    /// The lines still waiting are written before the log goes.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Files {
     fn open(&self, index: u32) -> std::io::Result<Current> {
-        let dir = self
-            .dir
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("no log directory"))?;
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("httperr{index}.log"));
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.dir.join(format!("httperr{index}.log"));
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -115,8 +202,7 @@ impl HttpErrLog {
 
     /// The highest-numbered existing log, to continue after a restart.
     fn last_index(&self) -> u32 {
-        let Some(dir) = &self.dir else { return 1 };
-        std::fs::read_dir(dir)
+        std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
             .flatten()
@@ -131,23 +217,18 @@ impl HttpErrLog {
             .unwrap_or(1)
     }
 
-    pub fn write(&self, record: &ErrorRecord) {
-        if self.dir.is_none() {
-            return;
-        }
-        let line = format!("{}\r\n", record.line(SystemTime::now()));
-        let mut guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
+    fn write(&mut self, line: &str) {
         let result = (|| -> std::io::Result<()> {
-            if guard.is_none() {
-                *guard = Some(self.open(self.last_index())?);
+            if self.current.is_none() {
+                self.current = Some(self.open(self.last_index())?);
             }
-            if let Some(cur) = guard.as_ref() {
+            if let Some(cur) = self.current.as_ref() {
                 if cur.size + line.len() as u64 > self.truncate_size {
                     let next = cur.index + 1;
-                    *guard = Some(self.open(next)?);
+                    self.current = Some(self.open(next)?);
                 }
             }
-            if let Some(cur) = guard.as_mut() {
+            if let Some(cur) = self.current.as_mut() {
                 cur.file.write_all(line.as_bytes())?;
                 cur.size += line.len() as u64;
             }
@@ -155,7 +236,7 @@ impl HttpErrLog {
         })();
         if let Err(e) = result {
             tracing::warn!(error = %e, "cannot write the HTTPERR log");
-            *guard = None;
+            self.current = None;
         }
     }
 }
@@ -212,6 +293,7 @@ mod tests {
         for _ in 0..30 {
             log.write(&record);
         }
+        log.flush();
         let first = std::fs::read_to_string(dir.path().join("httperr1.log")).unwrap();
         assert!(first.starts_with("#Software: "));
         assert!(first.contains(&format!("#Fields: {FIELDS}\r\n")));
@@ -219,8 +301,15 @@ mod tests {
         assert!(dir.path().join("httperr2.log").exists());
         let second = std::fs::read_to_string(dir.path().join("httperr2.log")).unwrap();
         assert!(second.starts_with("#Software: "));
-        // A new writer continues with the newest file.
+        // A new writer continues with the newest file, not the first.
+        drop(log);
+        let first_before = std::fs::read(dir.path().join("httperr1.log")).unwrap();
         let again = HttpErrLog::new(Some(dir.path().to_path_buf()), 1024);
-        assert_eq!(again.last_index(), log.last_index());
+        again.write(&record);
+        drop(again);
+        assert_eq!(
+            std::fs::read(dir.path().join("httperr1.log")).unwrap(),
+            first_before
+        );
     }
 }

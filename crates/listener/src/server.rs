@@ -559,12 +559,14 @@ impl Listener {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         self.shared.w3c.flush_all();
+        self.shared.errlog.flush();
         true
     }
 
-    /// Writes buffered request log lines now.
+    /// Writes buffered request log lines and waiting HTTPERR lines now.
     pub fn flush_logs(&self) {
         self.shared.w3c.flush_all();
+        self.shared.errlog.flush();
     }
 
     /// Drops cached responses at or under a prefix; returns how many.

@@ -58,12 +58,113 @@ pub enum SiteCommand {
     Continue,
 }
 
+/// Where a worker process is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    /// Started, not yet serving its queue.
+    Starting,
+    Running,
+    /// Told to stop (or replaced): finishing the requests it holds.
+    Stopping,
+}
+
+/// Whether a pool takes requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolState {
+    Started,
+    Stopped,
+}
+
+/// A site's ServerState, as the service keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteState {
+    Started,
+    Stopped,
+    Paused,
+}
+
+impl SiteState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteState::Started => "started",
+            SiteState::Stopped => "stopped",
+            SiteState::Paused => "paused",
+        }
+    }
+}
+
+impl std::fmt::Display for SiteState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a pool or site command did, in words for the administrator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Done {
+    PoolStarted { pool: String, already: bool },
+    PoolStopped { pool: String },
+    PoolRecycled { pool: String, workers: usize },
+    Site { id: u32, command: SiteCommand },
+}
+
+impl std::fmt::Display for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Done::PoolStarted {
+                pool,
+                already: true,
+            } => {
+                write!(f, "application pool {pool} is already started")
+            }
+            Done::PoolStarted { pool, .. } => write!(f, "application pool {pool} started"),
+            Done::PoolStopped { pool } => write!(f, "application pool {pool} stopped"),
+            Done::PoolRecycled { pool, workers } => write!(
+                f,
+                "application pool {pool} recycled ({workers} worker process(es) replaced)"
+            ),
+            Done::Site { id, command } => {
+                let verb = match command {
+                    SiteCommand::Start => "started",
+                    SiteCommand::Stop => "stopped",
+                    SiteCommand::Pause => "paused",
+                    SiteCommand::Continue => "continued",
+                };
+                write!(f, "site {id} {verb}")
+            }
+        }
+    }
+}
+
+/// Why a pool or site command was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no application pool named '{0}'")]
+    NoSuchPool(String),
+    #[error("application pool '{0}' is not in the metabase")]
+    PoolNotInMetabase(String),
+    #[error("application pool {0} is stopped: start it first")]
+    PoolIsStopped(String),
+    #[error("no site with ID {0}")]
+    NoSuchSite(u32),
+    #[error("site {0} is not running: only a started site can be paused")]
+    SiteNotRunning(u32),
+    #[error("site {0} is not paused")]
+    SiteNotPaused(u32),
+    #[error("site {id} cannot start: {reason}")]
+    SiteCannotStart { id: u32, reason: String },
+    #[error("the activation service is not running")]
+    ServiceGone,
+}
+
 /// A worker process, as `pool list` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct WorkerStatus {
     pub pid: u32,
-    /// `starting`, `running` or `stopping`.
-    pub state: String,
+    pub state: WorkerState,
     pub uptime_seconds: u64,
     pub requests: u64,
     pub user: String,
@@ -72,8 +173,7 @@ pub struct WorkerStatus {
 #[derive(Clone, Debug, Serialize)]
 pub struct PoolStatus {
     pub name: String,
-    /// `started` or `stopped`.
-    pub state: String,
+    pub state: PoolState,
     /// Why a stopped pool stopped (rapid-fail protection, a command).
     pub reason: Option<String>,
     pub workers: Vec<WorkerStatus>,
@@ -88,8 +188,7 @@ pub struct PoolStatus {
 pub struct SiteStatus {
     pub id: u32,
     pub comment: String,
-    /// `started`, `stopped` or `paused`.
-    pub state: String,
+    pub state: SiteState,
     pub bindings: Vec<String>,
     pub apps: Vec<model::App>,
     /// Why the site could not start (a binding in use, …).
@@ -105,12 +204,12 @@ pub(crate) enum AdminCall {
     Pool {
         name: String,
         command: PoolCommand,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Result<Done, CommandError>>,
     },
     Site {
         id: u32,
         command: SiteCommand,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Result<Done, CommandError>>,
     },
     Sync {
         change_number: u64,
@@ -147,7 +246,11 @@ impl Was {
         self.call(AdminCall::Sites).await.unwrap_or_default()
     }
 
-    pub async fn pool_command(&self, name: &str, command: PoolCommand) -> Result<String, String> {
+    pub async fn pool_command(
+        &self,
+        name: &str,
+        command: PoolCommand,
+    ) -> Result<Done, CommandError> {
         let name = name.to_string();
         self.call(|reply| AdminCall::Pool {
             name,
@@ -155,13 +258,13 @@ impl Was {
             reply,
         })
         .await
-        .unwrap_or_else(|| Err("the activation service is not running".into()))
+        .unwrap_or(Err(CommandError::ServiceGone))
     }
 
-    pub async fn site_command(&self, id: u32, command: SiteCommand) -> Result<String, String> {
+    pub async fn site_command(&self, id: u32, command: SiteCommand) -> Result<Done, CommandError> {
         self.call(|reply| AdminCall::Site { id, command, reply })
             .await
-            .unwrap_or_else(|| Err("the activation service is not running".into()))
+            .unwrap_or(Err(CommandError::ServiceGone))
     }
 
     /// Returns once metabase changes up to `change_number` are in effect.

@@ -32,11 +32,22 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Why a pool identity has no account.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("AppPoolIdentityType is 3 (SpecifiedUser) but WAMUserName is empty")]
+    NoUserName,
+    #[error("AppPoolIdentityType {0} is not 0 to 3")]
+    UnknownType(u32),
+    #[error("there is no Unix user '{0}' for the pool identity")]
+    NoSuchUser(String),
+}
+
 /// The account of a pool identity (AppPoolIdentityType): LocalSystem is
 /// root, LocalService `nobody`, NetworkService `www-data` (or `nobody`
 /// where there is none), SpecifiedUser the Unix user named by WAMUserName
 /// (a `DOMAIN\` prefix is ignored).
-pub fn account_for(identity_type: u32, wam_user: &str) -> Result<Account, String> {
+pub fn account_for(identity_type: u32, wam_user: &str) -> Result<Account, IdentityError> {
     let name = match identity_type {
         0 => "root".to_string(),
         1 => "nobody".to_string(),
@@ -59,13 +70,11 @@ pub fn account_for(identity_type: u32, wam_user: &str) -> Result<Account, String
                 .trim()
                 .to_string();
             if user.is_empty() {
-                return Err(
-                    "AppPoolIdentityType is 3 (SpecifiedUser) but WAMUserName is empty".into(),
-                );
+                return Err(IdentityError::NoUserName);
             }
             user
         }
-        other => return Err(format!("AppPoolIdentityType {other} is not 0 to 3")),
+        other => return Err(IdentityError::UnknownType(other)),
     };
     match nix::unistd::User::from_name(&name) {
         Ok(Some(user)) => Ok(Account {
@@ -73,9 +82,7 @@ pub fn account_for(identity_type: u32, wam_user: &str) -> Result<Account, String
             uid: user.uid.as_raw(),
             gid: user.gid.as_raw(),
         }),
-        _ => Err(format!(
-            "there is no Unix user '{name}' for the pool identity"
-        )),
+        _ => Err(IdentityError::NoSuchUser(name)),
     }
 }
 
@@ -173,11 +180,12 @@ mod tests {
         let network = account_for(2, "").unwrap();
         assert!(network.name == "www-data" || network.name == "nobody");
         assert_eq!(account_for(3, "DOMAIN\\root").unwrap().uid, 0);
-        assert!(account_for(3, "").is_err());
-        assert!(account_for(3, "no-such-user-here")
-            .unwrap_err()
-            .contains("no Unix user"));
-        assert!(account_for(9, "").is_err());
+        assert_eq!(account_for(3, ""), Err(IdentityError::NoUserName));
+        assert_eq!(
+            account_for(3, "no-such-user-here"),
+            Err(IdentityError::NoSuchUser("no-such-user-here".into()))
+        );
+        assert_eq!(account_for(9, ""), Err(IdentityError::UnknownType(9)));
     }
 
     #[test]

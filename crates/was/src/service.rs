@@ -13,8 +13,11 @@ use worker_control::{FromWorker, ToWorker};
 
 use crate::handover::Handover;
 use crate::model::{ids, pool_state, server_command, server_state, Model, PoolSettings};
-use crate::process::{self, Account, Launch};
-use crate::{AdminCall, Options, PoolCommand, PoolStatus, SiteCommand, SiteStatus, WorkerStatus};
+use crate::process::{self, Account, IdentityError, Launch};
+use crate::{
+    AdminCall, CommandError, Done, Options, PoolCommand, PoolState, PoolStatus, SiteCommand,
+    SiteState, SiteStatus, WorkerState, WorkerStatus,
+};
 
 pub(crate) enum Event {
     Changes(Arc<ChangeBatch>),
@@ -201,11 +204,11 @@ fn pool_path(name: &str) -> MbPath {
     path("/LM/W3SVC/AppPools").join(name).unwrap_or_default()
 }
 
-fn state_name(state: u32) -> &'static str {
+fn site_state(state: u32) -> SiteState {
     match state {
-        server_state::STARTED => "started",
-        server_state::PAUSED => "paused",
-        _ => "stopped",
+        server_state::STARTED => SiteState::Started,
+        server_state::PAUSED => SiteState::Paused,
+        _ => SiteState::Stopped,
     }
 }
 
@@ -700,7 +703,7 @@ impl Service {
         }
     }
 
-    fn account(&self, settings: &PoolSettings) -> Result<Option<Account>, String> {
+    fn account(&self, settings: &PoolSettings) -> Result<Option<Account>, IdentityError> {
         if !self.root {
             return Ok(None);
         }
@@ -719,7 +722,7 @@ impl Service {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(pool = %settings.name, error = %e, "cannot start a worker");
-                self.start_failed(pool_key, &e);
+                self.start_failed(pool_key, &e.to_string());
                 return None;
             }
         };
@@ -1322,7 +1325,11 @@ impl Service {
             .iter()
             .map(|(key, p)| PoolStatus {
                 name: p.settings.name.clone(),
-                state: if p.running { "started" } else { "stopped" }.into(),
+                state: if p.running {
+                    PoolState::Started
+                } else {
+                    PoolState::Stopped
+                },
                 reason: p.reason.clone(),
                 workers: self
                     .workers
@@ -1331,11 +1338,10 @@ impl Service {
                     .map(|w| WorkerStatus {
                         pid: w.pid,
                         state: match w.phase {
-                            Phase::Starting => "starting",
-                            Phase::Ready => "running",
-                            Phase::Stopping(_) => "stopping",
-                        }
-                        .into(),
+                            Phase::Starting => WorkerState::Starting,
+                            Phase::Ready => WorkerState::Running,
+                            Phase::Stopping(_) => WorkerState::Stopping,
+                        },
                         uptime_seconds: now.duration_since(w.started).as_secs(),
                         requests: w.requests,
                         user: w.user.clone(),
@@ -1357,7 +1363,7 @@ impl Service {
                 SiteStatus {
                     id: s.id,
                     comment: s.comment.clone(),
-                    state: state_name(rt.map(|r| r.state).unwrap_or(server_state::STOPPED)).into(),
+                    state: site_state(rt.map(|r| r.state).unwrap_or(server_state::STOPPED)),
                     bindings: s.bindings.iter().map(|b| b.to_string()).collect(),
                     apps: s.apps.clone(),
                     error: rt
@@ -1369,16 +1375,16 @@ impl Service {
             .collect()
     }
 
-    fn pool_command(&mut self, name: &str, command: PoolCommand) -> Result<String, String> {
+    fn pool_command(&mut self, name: &str, command: PoolCommand) -> Result<Done, CommandError> {
         let key = name.to_lowercase();
         let Some(pool) = self.pools.get_mut(&key) else {
-            return Err(format!("no application pool named '{name}'"));
+            return Err(CommandError::NoSuchPool(name.to_string()));
         };
         if pool.missing {
-            return Err(format!("application pool '{name}' is not in the metabase"));
+            return Err(CommandError::PoolNotInMetabase(name.to_string()));
         }
         let display = pool.settings.name.clone();
-        let message = match command {
+        let done = match command {
             PoolCommand::Start => {
                 let was = pool.running;
                 pool.running = true;
@@ -1389,10 +1395,9 @@ impl Service {
                 if pending > 0 {
                     self.on_demand(&key);
                 }
-                if was {
-                    format!("application pool {display} is already started")
-                } else {
-                    format!("application pool {display} started")
+                Done::PoolStarted {
+                    pool: display,
+                    already: was,
                 }
             }
             PoolCommand::Stop => {
@@ -1400,13 +1405,11 @@ impl Service {
                 pool.reason = Some("stopped by an administrator".into());
                 pool.queue.queue().set_stopped(true);
                 self.stop_pool_workers(&key);
-                format!("application pool {display} stopped")
+                Done::PoolStopped { pool: display }
             }
             PoolCommand::Recycle => {
                 if !pool.running {
-                    return Err(format!(
-                        "application pool {display} is stopped: start it first"
-                    ));
+                    return Err(CommandError::PoolIsStopped(display));
                 }
                 let n = self
                     .workers
@@ -1414,44 +1417,43 @@ impl Service {
                     .filter(|w| w.pool == key && w.phase == Phase::Ready)
                     .count();
                 self.recycle_pool(&key, "recycle requested by an administrator");
-                format!("application pool {display} recycled ({n} worker process(es) replaced)")
+                Done::PoolRecycled {
+                    pool: display,
+                    workers: n,
+                }
             }
         };
         self.write_states();
-        Ok(message)
+        Ok(done)
     }
 
-    fn site_command(&mut self, id: u32, command: SiteCommand) -> Result<String, String> {
+    fn site_command(&mut self, id: u32, command: SiteCommand) -> Result<Done, CommandError> {
         if !self.model.sites.contains_key(&id) {
-            return Err(format!("no site with ID {id}"));
+            return Err(CommandError::NoSuchSite(id));
         }
         let site = self.sites.entry(id).or_insert(SiteRt {
             state: server_state::STOPPED,
             error: None,
         });
-        let (next, verb) = match (command, site.state) {
-            (SiteCommand::Start, _) => (server_state::STARTED, "started"),
-            (SiteCommand::Stop, _) => (server_state::STOPPED, "stopped"),
+        let next = match (command, site.state) {
+            (SiteCommand::Start, _) => server_state::STARTED,
+            (SiteCommand::Stop, _) => server_state::STOPPED,
             (SiteCommand::Pause, server_state::STARTED | server_state::PAUSED) => {
-                (server_state::PAUSED, "paused")
+                server_state::PAUSED
             }
-            (SiteCommand::Pause, _) => {
-                return Err(format!(
-                    "site {id} is not running: only a started site can be paused"
-                ))
-            }
+            (SiteCommand::Pause, _) => return Err(CommandError::SiteNotRunning(id)),
             (SiteCommand::Continue, server_state::PAUSED | server_state::STARTED) => {
-                (server_state::STARTED, "continued")
+                server_state::STARTED
             }
-            (SiteCommand::Continue, _) => return Err(format!("site {id} is not paused")),
+            (SiteCommand::Continue, _) => return Err(CommandError::SiteNotPaused(id)),
         };
         site.state = next;
         site.error = None;
         self.apply_routes();
         self.write_states();
         match self.sites.get(&id).and_then(|s| s.error.clone()) {
-            Some(e) => Err(format!("site {id} cannot start: {e}")),
-            None => Ok(format!("site {id} {verb}")),
+            Some(reason) => Err(CommandError::SiteCannotStart { id, reason }),
+            None => Ok(Done::Site { id, command }),
         }
     }
 }
