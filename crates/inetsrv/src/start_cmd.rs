@@ -129,11 +129,22 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         crate::rpc::find_keytab(args.keytab.as_deref(), &state_dir)?
     };
 
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One thread (asked for, or all this process may use): a current-
+    // thread runtime, with no hand-offs between a driver thread and a
+    // worker thread on every wake-up; more: one worker thread each.
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let mut runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut multi = tokio::runtime::Builder::new_multi_thread();
+        multi.worker_threads(threads);
+        multi
+    };
     runtime.enable_all();
-    if let Some(n) = args.threads {
-        runtime.worker_threads(n.max(1));
-    }
     let runtime = runtime.build().context("cannot start the runtime")?;
     let listener = Arc::new(
         runtime

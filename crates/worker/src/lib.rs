@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod site;
 pub mod watch;
 
+use std::future::Future;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -263,22 +264,37 @@ async fn serve(
 
     let restart_requests = start.restart_requests;
     let mut recycle_asked = false;
-    let spawn = |req: httpapi::Request| {
+    let inline = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread;
+    let answer = |req: httpapi::Request| {
         active.fetch_add(1, Ordering::SeqCst);
         let (p, a, i) = (pipeline.clone(), active.clone(), idle.clone());
-        tokio::spawn(async move {
+        let mut task = Box::pin(async move {
             p.serve(req).await;
             if a.fetch_sub(1, Ordering::SeqCst) == 1 {
                 i.notify_waiters();
             }
         });
+        async move {
+            // On one thread a request is polled here first: most (a file
+            // from memory) are answered in that one poll, without a task
+            // of their own. One that has to wait goes on as a task.
+            let pending = inline
+                && std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(task.as_mut().poll(cx).is_pending())
+                })
+                .await;
+            if pending || !inline {
+                tokio::spawn(task);
+            }
+        }
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
         tokio::select! {
             received = queue.receive() => match received {
                 Ok(req) => {
-                    spawn(req);
+                    answer(req).await;
                     let served = pipeline.served.load(Ordering::Relaxed) + active.load(Ordering::Relaxed);
                     if restart_requests > 0 && served >= restart_requests && !recycle_asked {
                         recycle_asked = true;
@@ -308,7 +324,7 @@ async fn serve(
     out.send(&FromWorker::Draining);
     let _ = queue.stop_receiving().await;
     while let Some(req) = queue.try_receive() {
-        spawn(req);
+        answer(req).await;
     }
     loop {
         let notified = idle.notified();

@@ -107,7 +107,16 @@ impl Web {
         let log = std::fs::File::create(self.dir.path().join("stderr.log")).unwrap();
         let mut child = Command::new(BIN)
             .args(self.target())
-            .args(["start", "--foreground", "--edit-poll-ms", "100"])
+            // One thread, as on a one-CPU machine (the listener then runs a
+            // current-thread runtime); the listener tests run two.
+            .args([
+                "start",
+                "--foreground",
+                "--edit-poll-ms",
+                "100",
+                "--threads",
+                "1",
+            ])
             .args(&self.rpc_args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
