@@ -1,4 +1,7 @@
-//! Calendar dates from Unix time, UTC, for logs and directory listings.
+//! Dates: calendar dates from Unix time (UTC) for logs and listings, and
+//! HTTP dates (RFC 9110 5.6.7) written and read. The one place dates are
+//! formatted or parsed; parsing leans on chrono, the project's one date
+//! library (msrpc also links `time`, which picky's Kerberos types use).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -78,6 +81,52 @@ impl Civil {
     }
 }
 
+const SHORT_DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+/// An IMF-fixdate, as HTTP sends dates: `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(t: SystemTime) -> String {
+    let c = Civil::from_system_time(t);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        SHORT_DAYS[c.weekday as usize],
+        c.day,
+        &MONTHS[(c.month - 1) as usize][..3],
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
+    )
+}
+
+/// Reads an HTTP date in any of the three forms RFC 9110 5.6.7 says a
+/// recipient accepts: IMF-fixdate, RFC 850 (`Sunday, 06-Nov-94 08:49:37
+/// GMT`, a two-digit year within 50 years of now read as RFC 9110 asks)
+/// and asctime (`Sun Nov  6 08:49:37 1994`). `None` for anything else.
+pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    use chrono::{Datelike, NaiveDateTime};
+    let text = text.trim();
+    let parsed = NaiveDateTime::parse_from_str(text, "%a, %d %b %Y %H:%M:%S GMT")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%a %b %e %H:%M:%S %Y"))
+        .ok()
+        .or_else(|| {
+            let rfc850 = NaiveDateTime::parse_from_str(text, "%A, %d-%b-%y %H:%M:%S GMT").ok()?;
+            // chrono reads %y as 1969-2068; RFC 9110: a date more than 50
+            // years ahead is the same year a century earlier.
+            let now = chrono::Utc::now().year();
+            if rfc850.year() > now + 50 {
+                rfc850.with_year(rfc850.year() - 100)
+            } else {
+                Some(rfc850)
+            }
+        })?;
+    let secs = parsed.and_utc().timestamp();
+    if secs >= 0 {
+        Some(UNIX_EPOCH + std::time::Duration::from_secs(secs as u64))
+    } else {
+        UNIX_EPOCH.checked_sub(std::time::Duration::from_secs(secs.unsigned_abs()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +147,30 @@ mod tests {
         );
         let epoch = Civil::from_system_time(UNIX_EPOCH);
         assert_eq!((epoch.date(), epoch.weekday), ("1970-01-01".into(), 4));
+    }
+
+    #[test]
+    fn http_dates_are_written_and_read_in_every_form() {
+        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        for text in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "  Sun, 06 Nov 1994 08:49:37 GMT ",
+        ] {
+            assert_eq!(parse_http_date(text), Some(t), "{text:?}");
+        }
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(parse_http_date(&http_date(leap)), Some(leap));
+        for bad in [
+            "",
+            "yesterday",
+            "Sun, 06 Nov 1994 08:49:37",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
     }
 }

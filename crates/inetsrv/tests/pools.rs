@@ -23,6 +23,15 @@ struct Tally {
     first_failure: std::sync::Mutex<Option<String>>,
 }
 
+/// Waits until the load has had `more` more good answers than now: it is
+/// flowing (a kill or recycle then lands among requests in flight).
+fn flowing(web: &Web, tally: &Tally, more: u64) {
+    let target = tally.ok.load(Ordering::SeqCst) + more;
+    web.wait_for("the load to flow", Duration::from_secs(20), || {
+        tally.ok.load(Ordering::SeqCst) >= target
+    });
+}
+
 /// Keeps `connections` keep-alive connections busy with GETs of `path`
 /// until `stop`; a failure is any answer but 200 with `body`, or none.
 fn load(
@@ -166,7 +175,8 @@ fn a_killed_worker_is_replaced_and_the_other_pool_never_notices() {
     let (b, load_b) = load(port_b, "/b.txt", "site b", 4, stop.clone());
     let victim = one_pid(&web, "PoolA");
     let other = one_pid(&web, "PoolB");
-    std::thread::sleep(Duration::from_millis(500));
+    flowing(&web, &a, 100);
+    flowing(&web, &b, 100);
     kill(victim, "KILL");
     a.mark.store(true, Ordering::SeqCst);
     // The pool recovers: a new worker serves it.
@@ -268,7 +278,7 @@ fn recycling_under_load_loses_no_request() {
     let first = one_pid(&web, "DefaultAppPool");
     let mut seen = vec![first];
     for _ in 0..4 {
-        std::thread::sleep(Duration::from_millis(400));
+        flowing(&web, &tally, 100);
         let out = web.cli_ok(&["pool", "recycle", "DefaultAppPool"]);
         assert!(out.contains("recycled"), "{out}");
         web.wait_for("the new worker", Duration::from_secs(20), || {
@@ -277,7 +287,7 @@ fn recycling_under_load_loses_no_request() {
         });
         seen.push(web.worker_pids("DefaultAppPool", "running")[0]);
     }
-    std::thread::sleep(Duration::from_millis(300));
+    flowing(&web, &tally, 100);
     stop.store(true, Ordering::SeqCst);
     handle.join().unwrap();
     assert_eq!(
@@ -297,10 +307,9 @@ fn recycling_under_load_loses_no_request() {
         "W3SVC/AppPools/DefaultAppPool/DisallowOverlappingRotation",
         "TRUE",
     ]);
-    std::thread::sleep(Duration::from_millis(300));
     let stop = Arc::new(AtomicBool::new(false));
     let (tally, handle) = load(web.port, "/r.txt?nocache", "recycled", 4, stop.clone());
-    std::thread::sleep(Duration::from_millis(300));
+    flowing(&web, &tally, 100);
     let before = one_pid(&web, "DefaultAppPool");
     web.cli_ok(&["pool", "recycle", "DefaultAppPool"]);
     web.wait_for("the new worker", Duration::from_secs(20), || {
@@ -308,7 +317,7 @@ fn recycling_under_load_loses_no_request() {
             .iter()
             .any(|p| *p != before)
     });
-    std::thread::sleep(Duration::from_millis(300));
+    flowing(&web, &tally, 100);
     stop.store(true, Ordering::SeqCst);
     handle.join().unwrap();
     assert_eq!(

@@ -392,9 +392,20 @@ fn events_seen_after_changes_made_through_mb() {
     );
     assert!(first.starts_with("watching "), "{first}");
 
+    // Each event is read as the watcher prints it, before the next change
+    // (a creation and a deletion inside one polling interval would show
+    // as nothing at all).
+    let mut watcher = watcher;
+    let mut events_out = std::io::BufReader::new(watcher.stdout.take().unwrap());
+    let mut next_event = || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut events_out, &mut line).unwrap();
+        json(&line)
+    };
     web.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Renamed"]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    // Not selected: a virtual directory is not an IIsWebServerSetting.
+    let renamed = next_event();
+    // Not selected: a virtual directory is not an IIsWebServerSetting (the
+    // next event read must be the site's creation).
     web.cli_ok(&[
         "vdir",
         "create",
@@ -402,7 +413,6 @@ fn events_seen_after_changes_made_through_mb() {
         "ignored",
         web.www().to_str().unwrap(),
     ]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
     web.cli_ok(&[
         "site",
         "create",
@@ -415,12 +425,11 @@ fn events_seen_after_changes_made_through_mb() {
         "--id",
         "5",
     ]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let created = next_event();
     web.cli_ok(&["site", "delete", "5"]);
-
-    let out = watched(watcher);
-    let events: Vec<serde_json::Value> = out.lines().map(json).collect();
-    assert_eq!(events.len(), 3, "{out}");
+    let deleted = next_event();
+    assert!(watcher.wait().unwrap().success(), "--count 3 ends it");
+    let events = [renamed, created, deleted];
     assert_eq!(events[0]["__CLASS"], "__InstanceModificationEvent");
     assert_eq!(events[0]["TargetInstance"]["ServerComment"], "Renamed");
     assert_eq!(

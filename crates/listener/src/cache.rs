@@ -58,7 +58,7 @@ impl CacheEntry {
         let etag = header("etag");
         let last_modified = header("last-modified")
             .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|v| httpdate::parse_http_date(&v).ok());
+            .and_then(|v| httpapi::dates::parse_http_date(&v));
         CacheEntry {
             length_line: format!("Content-Length: {}\r\n", body.len()).into_bytes(),
             head,
@@ -97,7 +97,7 @@ impl CacheEntry {
             let Ok(ims) = std::str::from_utf8(ims) else {
                 return false;
             };
-            if let Ok(since) = httpdate::parse_http_date(ims) {
+            if let Some(since) = httpapi::dates::parse_http_date(ims) {
                 return lm <= since;
             }
         }

@@ -26,7 +26,7 @@ pub fn push_date(out: &mut Vec<u8>) {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.0 != secs {
-            let text = httpdate::fmt_http_date(now);
+            let text = httpapi::dates::http_date(now);
             if text.len() == 29 {
                 c.1.copy_from_slice(text.as_bytes());
                 c.0 = secs;

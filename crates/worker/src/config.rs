@@ -525,9 +525,8 @@ pub fn parse_expires(text: &str) -> Option<Expires> {
             };
             Some(Expires::After(secs))
         }
-        "S" => httpdate::parse_http_date(value)
-            .ok()
-            .map(|t| Expires::At(httpdate::fmt_http_date(t))),
+        "S" => httpapi::dates::parse_http_date(value)
+            .map(|t| Expires::At(httpapi::dates::http_date(t))),
         _ => None,
     }
 }

@@ -113,11 +113,12 @@ fn control_socket() -> Result<UnixStream, WorkerError> {
     UnixStream::from_std(stream).map_err(bad)
 }
 
-/// Waits for the first configuration, keeping the roots sent before it.
-async fn first_configuration(
-    inbox: &mut Inbox,
-    roots: &mut Vec<(PathBuf, OwnedFd)>,
-) -> Result<Option<(u64, Box<WorkerConfig>)>, WorkerError> {
+/// The roots sent before a configuration, and the configuration.
+type Handed = (u64, Box<WorkerConfig>, Vec<(PathBuf, OwnedFd)>);
+
+/// Waits for the first configuration (`None`: told to stop first).
+async fn first_configuration(inbox: &mut Inbox) -> Result<Option<Handed>, WorkerError> {
+    let mut roots = Vec::new();
     loop {
         let Some(Received { message, fd }) = inbox.recv().await else {
             return Err(WorkerError::Control(
@@ -126,7 +127,7 @@ async fn first_configuration(
         };
         match message {
             ToWorker::Root { path } => roots.extend(fd.map(|fd| (path, fd))),
-            ToWorker::Configure { seq, config } => return Ok(Some((seq, config))),
+            ToWorker::Configure { seq, config } => return Ok(Some((seq, config, roots))),
             ToWorker::Stop => return Ok(None),
             _ => {}
         }
@@ -181,8 +182,7 @@ async fn serve(
     out: Sender<FromWorker>,
     mut inbox: Inbox,
 ) -> Result<(), WorkerError> {
-    let mut roots = Vec::new();
-    let Some((seq, start)) = first_configuration(&mut inbox, &mut roots).await? else {
+    let Some((seq, start, roots)) = first_configuration(&mut inbox).await? else {
         return Ok(());
     };
     if !start.pool.eq_ignore_ascii_case(&options.pool) {
@@ -191,7 +191,7 @@ async fn serve(
             start.pool, options.pool
         )));
     }
-    let config = build_config(&start, std::mem::take(&mut roots))?;
+    let config = build_config(&start, roots)?;
     tracing::debug!(pool = %options.pool, "configuration received");
     // Connected with the rights the worker was started with; the socket
     // stays usable after the worker becomes its pool's identity.

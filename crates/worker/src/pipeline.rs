@@ -405,7 +405,7 @@ impl Pipeline {
             .header("Content-Type", content_type.clone())
             .header(
                 "Last-Modified",
-                httpdate::fmt_http_date(info.last_modified()),
+                httpapi::dates::http_date(info.last_modified()),
             )
             .header("ETag", info.etag());
         if compressible {
