@@ -177,3 +177,31 @@ fn content_the_pools_identity_cannot_read_is_reported_before_a_request() {
     assert!(!listed.contains("warning"), "{listed}");
     assert_eq!(web.curl("/a.htm", &[]).text(), "a");
 }
+
+#[test]
+fn a_release_switched_by_a_symbolic_link_is_served() {
+    let mut web = Web::prepare();
+    let home = web.dir.path().to_path_buf();
+    write(&home.join("release-1"), "v.htm", "one");
+    write(&home.join("release-2"), "v.htm", "two");
+    let current = home.join("current");
+    std::os::unix::fs::symlink("release-1", &current).unwrap();
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/Path", current.to_str().unwrap()]);
+    web.launch();
+    assert_eq!(web.curl("/v.htm", &[]).text(), "one");
+    // Deploy as release tools do: a new link renamed over the old one.
+    std::os::unix::fs::symlink("release-2", home.join("next")).unwrap();
+    std::fs::rename(home.join("next"), &current).unwrap();
+    web.wait_for("the new release", Duration::from_secs(10), || {
+        web.curl("/v.htm", &[]).text() == "two"
+    });
+    // A directory created after the configuration named it is served too.
+    let later = home.join("later");
+    web.cli_ok(&["vdir", "create", "1", "later", home.to_str().unwrap()]);
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/later/Path", later.to_str().unwrap()]);
+    assert_eq!(web.curl("/later/l.htm", &[]).status, 404);
+    write(&later, "l.htm", "made later");
+    web.wait_for("the new directory", Duration::from_secs(10), || {
+        web.curl("/later/l.htm", &[]).text() == "made later"
+    });
+}

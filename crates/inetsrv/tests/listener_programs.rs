@@ -29,6 +29,18 @@ fn hello_binary() -> PathBuf {
     exe
 }
 
+/// A copy of `exe` in a new world-readable directory (kept while the
+/// returned directory lives).
+fn install_for_everyone(exe: &Path) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.path().join(exe.file_name().unwrap());
+    std::fs::copy(exe, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, copy)
+}
+
 #[derive(Debug)]
 struct Program(Child);
 
@@ -42,7 +54,15 @@ impl Drop for Program {
 /// Starts `hello` and waits for it to say it serves; `Err` with what it
 /// printed if it exits instead.
 fn hello(socket: &Path, args: &[&str], uid: Option<u32>) -> Result<Program, String> {
-    let mut cmd = Command::new(hello_binary());
+    // Run as another user, the program is installed where that user can
+    // run it, as an administrator would install it: the build tree may
+    // sit in a 0700 home.
+    let installed = uid.map(|_| install_for_everyone(&hello_binary()));
+    let program = installed
+        .as_ref()
+        .map(|(_, exe)| exe.clone())
+        .unwrap_or_else(hello_binary);
+    let mut cmd = Command::new(&program);
     cmd.arg("--socket")
         .arg(socket)
         .args(args)

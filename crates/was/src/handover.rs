@@ -247,14 +247,22 @@ impl Handover {
 
     /// Sends it: each root that opens, with its descriptor, then the
     /// configuration. Roots that do not open are left out (requests for
-    /// them get 404, as for a missing directory); they are logged.
-    pub fn send(&self, to: &worker_control::Sender<ToWorker>, seq: u64) {
+    /// them get 404, as for a missing directory); they are logged. Returns
+    /// what each root path named when it was opened, for
+    /// [`roots_moved`].
+    pub fn send(&self, to: &worker_control::Sender<ToWorker>, seq: u64) -> HandedRoots {
+        let mut handed = Vec::with_capacity(self.roots.len());
         for path in &self.roots {
             match worker_control::open_root(path) {
                 Ok(fd) => {
+                    let dir = std::fs::File::from(fd);
+                    let id = dir.metadata().ok().map(|m| (m.dev(), m.ino()));
+                    let fd = std::os::fd::OwnedFd::from(dir);
+                    handed.push((path.clone(), id));
                     to.send_with_fd(&ToWorker::Root { path: path.clone() }, fd);
                 }
                 Err(e) => {
+                    handed.push((path.clone(), None));
                     tracing::debug!(dir = %path.display(), error = %e, "content directory not handed over")
                 }
             }
@@ -263,7 +271,25 @@ impl Handover {
             seq,
             config: Box::new(self.config.clone()),
         });
+        handed
     }
+}
+
+/// Each root path handed to a worker and the directory (device, inode)
+/// it named then; `None` where it did not open.
+pub type HandedRoots = Vec<(PathBuf, Option<(u64, u64)>)>;
+
+/// The directory a path names now, by device and inode.
+fn identity_of(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Whether a root path names another directory than the one handed over:
+/// a symbolic link switched to a new release, a directory renamed into
+/// place, one created since. A worker holds the directory it was handed,
+/// so it must be handed the new one.
+pub fn roots_moved(handed: &HandedRoots) -> bool {
+    handed.iter().any(|(path, id)| identity_of(path) != *id)
 }
 
 #[cfg(test)]
@@ -326,6 +352,33 @@ mod tests {
         assert!(copy.find(&p("/LM/W3SVC/1/ROOT/docs")).is_some());
         assert!(copy.find(&p("/LM/W3SVC/2")).is_none());
         assert!(copy.find(&p("/LM/W3SVC/AppPools")).is_none());
+    }
+
+    #[test]
+    fn a_replaced_root_is_noticed() {
+        let top = tempfile::tempdir().unwrap();
+        for d in ["one", "two"] {
+            std::fs::create_dir(top.path().join(d)).unwrap();
+        }
+        let current = top.path().join("current");
+        std::os::unix::fs::symlink("one", &current).unwrap();
+        let missing = top.path().join("later");
+        let handed: HandedRoots = vec![
+            (current.clone(), identity_of(&current)),
+            (missing.clone(), None),
+        ];
+        assert!(!roots_moved(&handed));
+        // The release switch: a new link renamed over the old one.
+        std::os::unix::fs::symlink("two", top.path().join("next")).unwrap();
+        std::fs::rename(top.path().join("next"), &current).unwrap();
+        assert!(roots_moved(&handed));
+        // A directory that appears where none was.
+        let handed: HandedRoots = vec![
+            (current.clone(), identity_of(&current)),
+            (missing.clone(), None),
+        ];
+        std::fs::create_dir(&missing).unwrap();
+        assert!(roots_moved(&handed));
     }
 
     #[test]

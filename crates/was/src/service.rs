@@ -33,6 +33,9 @@ const TICK: Duration = Duration::from_millis(250);
 const STATUS_PING: Duration = Duration::from_secs(5);
 /// How often memory limits are checked.
 const MEMORY_CHECK: Duration = Duration::from_secs(5);
+/// How often the content directories handed to workers are looked at
+/// again (a stat each).
+const ROOTS_CHECK: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -125,6 +128,9 @@ struct Service {
     root: bool,
     /// Sites whose content directory their pool's identity cannot read.
     content_problems: BTreeMap<u32, String>,
+    /// The directories each pool's workers hold (by pool key).
+    handed: HashMap<String, crate::handover::HandedRoots>,
+    last_roots_check: Instant,
     pings: PingSequence,
 }
 
@@ -176,6 +182,8 @@ pub(crate) fn start(opts: Options) -> mpsc::UnboundedSender<Event> {
         last_memory_check: Instant::now(),
         root: process::is_root(),
         content_problems: BTreeMap::new(),
+        handed: HashMap::new(),
+        last_roots_check: Instant::now(),
         pings: PingSequence::default(),
         events: tx.clone(),
         opts,
@@ -286,19 +294,7 @@ impl Service {
             }
             // Workers get their configuration again (vdirs, MIME maps, …).
             self.reload_seq += 1;
-            let seq = self.reload_seq;
-            let mut handovers: HashMap<&str, Option<Handover>> = HashMap::new();
-            for w in self.workers.values() {
-                if matches!(w.phase, Phase::Stopping(_)) {
-                    continue;
-                }
-                let handover = handovers
-                    .entry(&w.pool)
-                    .or_insert_with(|| self.handover(&snapshot, &w.pool));
-                if let Some(handover) = handover {
-                    handover.send(&w.to, seq);
-                }
-            }
+            self.push_configuration(&snapshot, None, self.reload_seq);
             self.flush_all_caches();
             self.write_states();
             self.check_content(&snapshot);
@@ -743,7 +739,8 @@ impl Service {
                 return None;
             }
         };
-        handover.send(&spawned.to_worker, self.reload_seq);
+        let handed = handover.send(&spawned.to_worker, self.reload_seq);
+        self.handed.insert(pool_key.to_string(), handed);
         let mut child = spawned.child;
         let events = self.events.clone();
         tokio::spawn(async move {
@@ -782,6 +779,46 @@ impl Service {
             },
         );
         Some(id)
+    }
+
+    /// Sends the live workers (of one pool, or all) their configuration
+    /// as generation `seq`, and remembers the directories handed over.
+    fn push_configuration(&mut self, snapshot: &metabase::Snapshot, only: Option<&str>, seq: u64) {
+        let mut handovers: HashMap<String, Option<Handover>> = HashMap::new();
+        let mut handed = HashMap::new();
+        for w in self.workers.values() {
+            if matches!(w.phase, Phase::Stopping(_)) || only.is_some_and(|p| p != w.pool) {
+                continue;
+            }
+            let handover = handovers
+                .entry(w.pool.clone())
+                .or_insert_with(|| self.handover(snapshot, &w.pool));
+            if let Some(handover) = handover {
+                handed.insert(w.pool.clone(), handover.send(&w.to, seq));
+            }
+        }
+        self.handed.extend(handed);
+    }
+
+    /// Hands the directories over again to the pools where a content
+    /// directory's path now names another directory (a release switched
+    /// by a symbolic link, a directory renamed into place or created).
+    /// The generation stays: this is the same configuration.
+    fn check_roots(&mut self) {
+        let moved: Vec<String> = self
+            .handed
+            .iter()
+            .filter(|(_, roots)| crate::handover::roots_moved(roots))
+            .map(|(pool, _)| pool.clone())
+            .collect();
+        if moved.is_empty() {
+            return;
+        }
+        let snapshot = self.opts.files.metabase().snapshot();
+        for pool in moved {
+            tracing::info!(pool = %pool, "a content directory was replaced: handing it over again");
+            self.push_configuration(&snapshot, Some(&pool), self.reload_seq);
+        }
     }
 
     /// Finds the sites whose pool's identity cannot read their content
@@ -1031,6 +1068,9 @@ impl Service {
                 self.record_failure(&pool_key, &why);
             }
         }
+        if self.workers.values().all(|w| w.pool != pool_key) {
+            self.handed.remove(&pool_key);
+        }
         let Some(pool) = self.pools.get_mut(&pool_key) else {
             return;
         };
@@ -1107,6 +1147,10 @@ impl Service {
         let check_memory = now.duration_since(self.last_memory_check) >= MEMORY_CHECK;
         if check_memory {
             self.last_memory_check = now;
+        }
+        if now.duration_since(self.last_roots_check) >= ROOTS_CHECK {
+            self.last_roots_check = now;
+            self.check_roots();
         }
         let mut pings = std::mem::take(&mut self.pings);
         for (id, w) in self.workers.iter_mut() {
