@@ -198,7 +198,12 @@ fn a_release_switched_by_a_symbolic_link_is_served() {
     // A directory created after the configuration named it is served too.
     let later = home.join("later");
     web.cli_ok(&["vdir", "create", "1", "later", home.to_str().unwrap()]);
-    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/later/Path", later.to_str().unwrap()]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/later/Path",
+        later.to_str().unwrap(),
+    ]);
     assert_eq!(web.curl("/later/l.htm", &[]).status, 404);
     write(&later, "l.htm", "made later");
     web.wait_for("the new directory", Duration::from_secs(10), || {

@@ -324,6 +324,8 @@ pub struct Config {
     pub content: Content,
     /// Whether the listener keeps responses marked cacheable.
     pub listener_caches: bool,
+    /// What paths were found to be, until a change says otherwise.
+    pub meta: crate::changes::MetaCache,
     /// By site, then URL path (looked up without allocating).
     urls: Mutex<HashMap<u32, HashMap<String, Arc<UrlConfig>>>>,
 }
@@ -348,6 +350,7 @@ impl Config {
             compression: Compression::read(&snapshot, compression_dir),
             content,
             listener_caches: true,
+            meta: crate::changes::MetaCache::default(),
             snapshot,
             global_mime: Arc::new(global_mime),
             mime_tables: Mutex::new(HashMap::new()),

@@ -13,7 +13,7 @@
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
 use std::io::{Error, ErrorKind, Result};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -107,6 +107,24 @@ impl Content {
                 path.display()
             ),
         ))
+    }
+
+    /// The root path holding `path`, and the rest below it.
+    pub fn root_of<'a>(&'a self, path: &'a Path) -> Option<(&'a Path, &'a Path)> {
+        let (dir, rest) = self.locate(path).ok()?;
+        let root = self
+            .roots
+            .iter()
+            .find(|r| r.dir.as_fd().as_raw_fd() == dir.as_raw_fd())?;
+        Some((root.path.as_path(), rest))
+    }
+
+    /// A path to `dir` through this process's descriptor of its root
+    /// (`/proc/self/fd/N/…`), for calls that take only a path (inotify):
+    /// it needs no right on the root's parents.
+    pub fn proc_path(&self, dir: &Path) -> Option<PathBuf> {
+        let (fd, rest) = self.locate(dir).ok()?;
+        Some(PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(rest))
     }
 
     fn open_with(&self, path: &Path, flags: OFlag) -> Result<OwnedFd> {

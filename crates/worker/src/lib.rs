@@ -13,6 +13,7 @@
 //! client connection: the service and the listener own those.
 
 pub mod auth;
+pub mod changes;
 pub mod compress;
 pub mod config;
 pub mod content;
@@ -239,6 +240,28 @@ async fn serve(
         stop.clone(),
         out.clone(),
     ));
+    // File changes, as inotify reports them, forget what was looked up:
+    // a thread of its own waits for them (the runtime has no safe way to
+    // wait on a descriptor it does not own).
+    if pipeline.changes.fd().is_some() {
+        let changes = pipeline.clone();
+        let _ = std::thread::Builder::new()
+            .name("file-changes".into())
+            .spawn(move || loop {
+                if let Err(e) = changes.changes.wait() {
+                    tracing::warn!(error = %e, "inotify failed; file metadata is no longer remembered");
+                    changes.changes.disable();
+                    break;
+                }
+                if let Err(e) = changes.changes.process(&changes.config.load().meta) {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        tracing::warn!(error = %e, "inotify failed; file metadata is no longer remembered");
+                        changes.changes.disable();
+                        break;
+                    }
+                }
+            });
+    }
     let watcher = pipeline.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(WATCH_PERIOD);
@@ -363,6 +386,9 @@ async fn read_control(
                 match build_config(&config, std::mem::take(&mut roots)) {
                     Ok(config) => {
                         pipeline.config.store(Arc::new(config));
+                        // The new roots may be other directories under the
+                        // same paths: watches are taken again as needed.
+                        pipeline.changes.reset();
                         for prefix in pipeline.watch.take_all() {
                             let _ = pipeline.control.flush_cache(&prefix).await;
                         }

@@ -42,6 +42,8 @@ pub struct Pipeline {
     pub files: crate::filecache::FileCache,
     /// Compressed copies being made.
     compressing: Arc<Mutex<HashSet<PathBuf>>>,
+    /// File metadata validated by inotify.
+    pub changes: crate::changes::Changes,
 }
 
 /// What to send.
@@ -153,6 +155,7 @@ impl Pipeline {
             served: AtomicU64::new(0),
             files: crate::filecache::FileCache::default(),
             compressing: Arc::default(),
+            changes: crate::changes::Changes::new(),
         }
     }
 
@@ -278,7 +281,10 @@ impl Pipeline {
             .as_ref()
             .ok_or(HttpError::new(404, 0).win32(3))?;
         let content = &config.content;
-        let meta = content.metadata(physical).map_err(io_error)?;
+        let meta = self
+            .changes
+            .metadata(&config.meta, content, physical)
+            .map_err(io_error)?;
         let path = &req.url.path;
         if !meta.is_dir() {
             if path.ends_with('/') {
@@ -299,7 +305,7 @@ impl Pipeline {
         if cfg.browse & browse::ENABLE_DEFAULT_DOC != 0 {
             for doc in &cfg.default_docs {
                 let candidate = physical.join(doc);
-                let Ok(doc_meta) = content.metadata(&candidate) else {
+                let Ok(doc_meta) = self.changes.metadata(&config.meta, content, &candidate) else {
                     continue;
                 };
                 if !doc_meta.is_file() {
