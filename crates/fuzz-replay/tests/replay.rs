@@ -128,3 +128,17 @@ fn rpc_session() {
 fn ntlm() {
     replay("ntlm", 400, msrpc::fuzz_checks::ntlm);
 }
+
+#[test]
+fn worker_config() {
+    // A whole site's configuration builds (so the checks past the decoder
+    // run); the rest of the corpus and its mutations may be refused.
+    let site = corpus("worker_config")
+        .into_iter()
+        .find(|(name, _)| name == "site.json")
+        .expect("site.json in the corpus");
+    assert!(worker::fuzz_checks::worker_config(&site.1));
+    replay("worker_config", 300, |data| {
+        worker::fuzz_checks::worker_config(data);
+    });
+}

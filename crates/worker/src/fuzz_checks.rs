@@ -50,3 +50,38 @@ pub fn url_settings(data: &[u8]) {
         }
     }
 }
+
+/// The configuration a worker is handed (the `worker_config` target): any
+/// line is a message or is skipped; any image builds a snapshot or is
+/// refused with an error; a snapshot that builds answers URL lookups, and
+/// its own image builds again to the same image. True when it built.
+pub fn worker_config(data: &[u8]) -> bool {
+    use std::sync::Arc;
+
+    use metabase::image::Take;
+    use metabase::{MbPath, Snapshot};
+    use worker_control::ToWorker;
+
+    let Some(ToWorker::Configure { config, .. }) = worker_control::decode::<ToWorker>(data) else {
+        return false;
+    };
+    let Ok(snapshot) = Snapshot::from_image(&config.metabase, config.change_number) else {
+        return false;
+    };
+    let everything = |_: &MbPath| Take::Subtree;
+    let image = snapshot.image(&everything);
+    let again = Snapshot::from_image(&image, 0)
+        .unwrap_or_else(|e| panic!("the image of a built snapshot is refused: {e}"));
+    assert_eq!(again.image(&everything), image, "the image is not stable");
+    let built = crate::config::Config::new(
+        Arc::new(snapshot),
+        config.compression_dir.clone(),
+        crate::content::Content::default(),
+    );
+    for site in [1, 2, 7] {
+        for url in ["/", "/a/b.htm", "/docs/", "/x/../y", "/%zz"] {
+            let _ = built.url(site, url);
+        }
+    }
+    true
+}
