@@ -320,11 +320,23 @@ pub enum ToApp {
     },
 }
 
-/// The tchar set of RFC 9110 5.6.2 (token characters).
+/// The tchar set of RFC 9110 5.6.2 (token characters), as a table: every
+/// header name of every response is checked against it.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+            | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z');
+        b += 1;
+    }
+    table
+};
+
+/// Whether a byte is a tchar (RFC 9110 5.6.2).
 pub fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+    TCHAR[b as usize]
 }
 
 /// Whether a header field is well-formed: a token name, a value without
@@ -332,7 +344,7 @@ pub fn is_tchar(b: u8) -> bool {
 pub fn is_valid_header(h: &Header) -> bool {
     !h.name.is_empty()
         && h.name.bytes().all(is_tchar)
-        && !h.value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+        && memchr::memchr3(b'\r', b'\n', 0, &h.value).is_none()
 }
 
 /// Checks a response head before it is sent; `Err` says what is wrong.

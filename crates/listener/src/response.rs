@@ -4,6 +4,7 @@
 //! written by the listener to match how the body is actually sent.
 
 use std::cell::RefCell;
+use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use httpapi::proto::{ResponseBody, ResponseHead};
@@ -124,7 +125,8 @@ pub fn push_status_and_fields(head: &ResponseHead, skip_date: bool, out: &mut Ve
         .reason
         .as_deref()
         .unwrap_or_else(|| status_text_for(head.status));
-    out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", head.status).as_bytes());
+    // Written in place: no String per response.
+    let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", head.status);
     let mut has_server = false;
     let mut has_date = false;
     for h in head.headers.iter().filter(|h| !is_framing_header(&h.name)) {
@@ -140,7 +142,9 @@ pub fn push_status_and_fields(head: &ResponseHead, skip_date: bool, out: &mut Ve
         out.extend_from_slice(b"\r\n");
     }
     if !has_server {
-        out.extend_from_slice(format!("Server: {SERVER}\r\n").as_bytes());
+        out.extend_from_slice(b"Server: ");
+        out.extend_from_slice(SERVER.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     has_date
 }
@@ -175,7 +179,9 @@ pub fn write_head(
         push_date(out);
     }
     match wire {
-        WireBody::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        WireBody::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
         WireBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         WireBody::None | WireBody::UntilClose => {}
     }
