@@ -17,6 +17,7 @@
 #[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
 pub mod handover;
+mod host;
 pub mod model;
 pub mod process;
 mod service;

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use worker_control::{FromWorker, ToWorker};
 
 use crate::handover::Handover;
+use crate::host::{Host, LocalMinute, SystemHost};
 use crate::model::{ids, pool_state, server_command, server_state, Model, PoolSettings};
 use crate::process::{self, Account, IdentityError, Launch};
 use crate::{
@@ -109,6 +110,8 @@ enum Target {
 
 struct Service {
     opts: Options,
+    /// The clock and the processes.
+    host: Box<dyn Host>,
     events: mpsc::UnboundedSender<Event>,
     model: Model,
     applied_change: u64,
@@ -165,33 +168,44 @@ pub(crate) fn start(opts: Options) -> mpsc::UnboundedSender<Event> {
         .set_demand_start(Arc::new(move |queue: &listener::Queue| {
             let _ = demand.send(Event::Demand(queue.name.clone()));
         }));
-    let snapshot = opts.files.metabase().snapshot();
-    let mut service = Service {
-        model: Model::default(),
-        applied_change: snapshot.change_number(),
-        reload_seq: 0,
-        waiters: Vec::new(),
-        pools: BTreeMap::new(),
-        sites: BTreeMap::new(),
-        paused: HashMap::new(),
-        registered: HashMap::new(),
-        workers: BTreeMap::new(),
-        next_worker: 1,
-        shutdown: None,
-        users_stamp: users_stamp(&opts),
-        last_memory_check: Instant::now(),
-        root: process::is_root(),
-        content_problems: BTreeMap::new(),
-        handed: HashMap::new(),
-        last_roots_check: Instant::now(),
-        pings: PingSequence::default(),
-        events: tx.clone(),
-        opts,
-    };
-    service.apply_model(Model::read(&snapshot), &[]);
-    service.check_content(&snapshot);
+    let service = Service::new(opts, Box::new(SystemHost), tx.clone());
     tokio::spawn(service.run(rx));
     tx
+}
+
+impl Service {
+    /// A service over `opts`'s metabase with its model applied (queues
+    /// created, prefixes registered) and its content checked.
+    fn new(opts: Options, host: Box<dyn Host>, events: mpsc::UnboundedSender<Event>) -> Service {
+        let snapshot = opts.files.metabase().snapshot();
+        let now = host.now();
+        let mut service = Service {
+            model: Model::default(),
+            applied_change: snapshot.change_number(),
+            reload_seq: 0,
+            waiters: Vec::new(),
+            pools: BTreeMap::new(),
+            sites: BTreeMap::new(),
+            paused: HashMap::new(),
+            registered: HashMap::new(),
+            workers: BTreeMap::new(),
+            next_worker: 1,
+            shutdown: None,
+            users_stamp: users_stamp(&opts),
+            last_memory_check: now,
+            root: process::is_root(),
+            content_problems: BTreeMap::new(),
+            handed: HashMap::new(),
+            last_roots_check: now,
+            pings: PingSequence::default(),
+            events,
+            host,
+            opts,
+        };
+        service.apply_model(Model::read(&snapshot), &[]);
+        service.check_content(&snapshot);
+        service
+    }
 }
 
 fn users_stamp(opts: &Options) -> Option<SystemTime> {
@@ -730,7 +744,7 @@ impl Service {
             program: &self.opts.program,
             pool: &settings.name,
         };
-        let spawned = match process::spawn(&launch, id, self.events.clone(), Event::Worker) {
+        let spawned = match self.host.spawn(&launch, id, self.events.clone()) {
             Ok(s) => s,
             Err(e) => {
                 let why = format!("cannot start {}: {e}", self.opts.program.program.display());
@@ -741,16 +755,7 @@ impl Service {
         };
         let handed = handover.send(&spawned.to_worker, self.reload_seq);
         self.handed.insert(pool_key.to_string(), handed);
-        let mut child = spawned.child;
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            let status = match child.wait().await {
-                Ok(s) => s.to_string(),
-                Err(e) => e.to_string(),
-            };
-            let _ = events.send(Event::Exited(id, status));
-        });
-        let now = Instant::now();
+        let now = self.host.now();
         let user = account
             .as_ref()
             .map(|a| a.name.clone())
@@ -881,7 +886,7 @@ impl Service {
     fn stop_worker(&mut self, id: u64) {
         if let Some(w) = self.workers.get_mut(&id) {
             if !matches!(w.phase, Phase::Stopping(_)) {
-                w.phase = Phase::Stopping(Instant::now());
+                w.phase = Phase::Stopping(self.host.now());
                 w.to.send(&ToWorker::Stop);
             }
         }
@@ -889,9 +894,14 @@ impl Service {
 
     fn kill_worker(&mut self, id: u64, why: &'static str) {
         if let Some(w) = self.workers.get_mut(&id) {
+            // Once is enough: its exit is on its way, and a pid signalled
+            // again after that could be another process's.
+            if w.killed.is_some() {
+                return;
+            }
             tracing::warn!(pool = %w.pool, pid = w.pid, reason = why, "killing worker process");
             w.killed = Some(why);
-            process::kill(w.pid);
+            self.host.kill(w.pid);
         }
     }
 
@@ -904,9 +914,9 @@ impl Service {
             FromWorker::Ready { .. } => {
                 if w.phase == Phase::Starting {
                     w.phase = Phase::Ready;
-                    w.ready_at = Some(Instant::now());
-                    w.last_activity = Instant::now();
-                    w.next_ping = Instant::now() + Duration::from_secs(1);
+                    w.ready_at = Some(self.host.now());
+                    w.last_activity = self.host.now();
+                    w.next_ping = self.host.now() + Duration::from_secs(1);
                 }
                 if let Some(old) = w.replaces.take() {
                     self.stop_worker(old);
@@ -921,7 +931,7 @@ impl Service {
                     w.ping = None;
                 }
                 if requests != w.requests || active > 0 {
-                    w.last_activity = Instant::now();
+                    w.last_activity = self.host.now();
                 }
                 w.requests = requests;
             }
@@ -1108,7 +1118,7 @@ impl Service {
             return;
         };
         pool.last_failure = Some(why.to_string());
-        let now = Instant::now();
+        let now = self.host.now();
         let window = Duration::from_secs(u64::from(pool.settings.rapid_fail_interval) * 60);
         pool.failures.push_back(now);
         while pool
@@ -1139,7 +1149,7 @@ impl Service {
     // ----- the clock -----------------------------------------------------
 
     fn tick(&mut self) {
-        let now = Instant::now();
+        let now = self.host.now();
         self.release_waiters();
         let mut kills = Vec::new();
         let mut stops = Vec::new();
@@ -1224,7 +1234,7 @@ impl Service {
                     if check_memory
                         && (s.periodic_restart_memory > 0 || s.periodic_restart_private_memory > 0)
                     {
-                        if let Some((virt, private)) = process::memory_kb(w.pid) {
+                        if let Some((virt, private)) = self.host.memory_kb(w.pid) {
                             if s.periodic_restart_memory > 0
                                 && virt > u64::from(s.periodic_restart_memory)
                             {
@@ -1256,15 +1266,7 @@ impl Service {
             self.recycle_worker(id);
         }
         // PeriodicRestartSchedule, in local time.
-        let local = chrono::Local::now();
-        let (hour, minute, day) = {
-            use chrono::{Datelike, Timelike};
-            (
-                local.hour(),
-                local.minute(),
-                i64::from(local.num_days_from_ce()),
-            )
-        };
+        let LocalMinute { hour, minute, day } = self.host.local_minute();
         let due: Vec<String> = self
             .pools
             .iter_mut()
@@ -1340,7 +1342,7 @@ impl Service {
                 self.waiters.push(Waiter {
                     change_number,
                     reload,
-                    since: Instant::now(),
+                    since: self.host.now(),
                     reply,
                 });
                 self.release_waiters();
@@ -1357,14 +1359,14 @@ impl Service {
                 }
                 match &mut self.shutdown {
                     Some((_, waiters)) => waiters.push(reply),
-                    None => self.shutdown = Some((Instant::now(), vec![reply])),
+                    None => self.shutdown = Some((self.host.now(), vec![reply])),
                 }
             }
         }
     }
 
     fn pool_statuses(&self) -> Vec<PoolStatus> {
-        let now = Instant::now();
+        let now = self.host.now();
         self.pools
             .iter()
             .map(|(key, p)| PoolStatus {
@@ -1570,6 +1572,10 @@ fn current_user() -> String {
         .map(|u| u.name)
         .unwrap_or_else(|| nix::unistd::geteuid().to_string())
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod state_machine_tests;
 
 #[cfg(test)]
 mod ping_tests {
