@@ -381,6 +381,15 @@ impl QueueControl {
         self.set(QueueProperty::Stopped(stopped)).await
     }
 
+    /// How many requests wait in the queue, not yet taken by a process.
+    pub async fn queued_requests(&self) -> Result<usize> {
+        let queue = self.id;
+        self.shared
+            .call(|call| ToListener::QueuedRequests { call, queue })
+            .await
+            .map(|n| n as usize)
+    }
+
     /// Requests waiting beyond this answer 503 (QueueFull).
     pub async fn set_max_length(&self, length: u32) -> Result<()> {
         self.set(QueueProperty::MaxLength(length)).await
@@ -429,6 +438,11 @@ impl Queue {
 
     pub async fn set_stopped(&self, stopped: bool) -> Result<()> {
         self.control().set_stopped(stopped).await
+    }
+
+    /// See [`QueueControl::queued_requests`].
+    pub async fn queued_requests(&self) -> Result<usize> {
+        self.control().queued_requests().await
     }
 
     pub async fn set_max_length(&self, length: u32) -> Result<()> {

@@ -290,6 +290,12 @@ pub enum ToListener {
         offset: u64,
         len: u64,
     },
+    /// How many requests wait in the queue for a process to take them
+    /// (the reply's value).
+    QueuedRequests {
+        call: u32,
+        queue: u32,
+    },
 }
 
 /// Messages from the listener to a program.

@@ -81,6 +81,22 @@ async fn unknown_hosts_and_paths() {
     server.wait_httperr(&["/store/x", "400", "Hostname"]);
 }
 
+/// Waits (10 s at most) until `n` requests wait in `queue`.
+async fn wait_queued(queue: &httpapi::Queue, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let queued = queue.queued_requests().await.unwrap();
+        if queued == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{queued} requests queued, not {n}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_stopped_and_unserved_queues() {
     let server = Server::start(json!({ "RequestQueueTimeout": 1.5 }));
@@ -93,7 +109,7 @@ async fn full_stopped_and_unserved_queues() {
         c.send(&get(&format!("/wait{i}"), "h")).await;
         waiting.push(c);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_queued(&queue, 2).await;
     let full = exchange(port, &get("/third", "h")).await.unwrap();
     assert_eq!(full.status, 503);
     server.wait_httperr(&["/third", "503", "QueueFull", "idle"]);
@@ -108,7 +124,7 @@ async fn full_stopped_and_unserved_queues() {
     // A stopped queue is offline, for the requests waiting in it too.
     let mut held = Client::connect(port).await;
     held.send(&get("/held-when-stopped", "h")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_queued(&queue, 1).await;
     queue.set_stopped(true).await.unwrap();
     let reply = held.read(false, Duration::from_secs(10)).await.unwrap();
     assert_eq!(reply.status, 503);
@@ -375,8 +391,11 @@ async fn bodies_over_the_limit_early_answers_and_dropped_clients() {
     let server =
         Server::start(json!({ "MaxRequestEntityBytes": 1000, "DrainEntityBodyTimeout": 1.0 }));
     let (port, _session, mut queue) = server.queue_on_free_port("bodies").await;
+    // The program says which requests it took.
+    let (took, mut taken) = tokio::sync::mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         while let Ok(mut req) = queue.receive().await {
+            let _ = took.send(req.url.path.clone());
             tokio::spawn(async move {
                 if req.url.path == "/early" {
                     // Answer without reading the body: the listener drains it.
@@ -459,7 +478,17 @@ async fn bodies_over_the_limit_early_answers_and_dropped_clients() {
     leaver
         .send(b"POST /leaving HTTP/1.1\r\nHost: h\r\nContent-Length: 500\r\n\r\nonly a little")
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Gone once the program holds the request and waits for the rest.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(path) = taken.recv().await {
+            if path == "/leaving" {
+                return;
+            }
+        }
+        panic!("the program stopped taking requests");
+    })
+    .await
+    .expect("the program took /leaving");
     drop(leaver);
     server.wait_httperr(&["/leaving", "Connection_Dropped", "bodies"]);
 }

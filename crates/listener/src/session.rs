@@ -355,6 +355,10 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
                 .map(|n| n as u64);
             reply(session, call, result);
         }
+        ToListener::QueuedRequests { call, queue } => {
+            let result = own_queue(session, queue).map(|q| q.pending() as u64);
+            reply(session, call, result);
+        }
         ToListener::StopReceiving { call, queue } => {
             let result = own_queue(session, queue).map(|q| {
                 q.detach(session);

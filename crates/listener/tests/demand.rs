@@ -53,7 +53,16 @@ async fn a_request_starts_a_process() {
             .unwrap(),
         "pool"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once all three wait in the queue, each has been dispatched (and
+    // would have asked by now).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pool.queue().pending() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the requests never queued"
+        );
+        tokio::task::yield_now().await;
+    }
     assert!(rx.try_recv().is_err());
     assert_eq!(pool.queue().pending(), 3);
 
