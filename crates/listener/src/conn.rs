@@ -14,26 +14,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use httpapi::proto::{
-    self, BodyInfo, Header, HttpVersion, LogInfo, RequestHead, ResponseBody, ResponseHead,
-};
+use httpapi::proto::{self, Header, LogInfo, ResponseBody, ResponseHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, timeout_at, Instant};
 
-use crate::cache::{CacheEntry, ResponseCache};
+use crate::admit::{
+    admit, request_message, Admission, Admitted, ConnInfo, Destination, Request, Rules,
+};
+use crate::cache::CacheEntry;
 use crate::config::ListenerConfig;
 use crate::http::{
-    parse_head, ChunkedDecoder, ErrorReason as R, Framing, Head, HttpError, Step, Version,
+    parse_head, ChunkedDecoder, ErrorReason as R, Framing, HttpError, Step, Version,
 };
 use crate::httperr::ErrorRecord;
 use crate::queue::{ConnEvent, Dispatch};
 use crate::response::{error_response, validate_head, write_head, Framed, WireBody};
-use crate::routing::Routed;
 use crate::server::{Route, Shared};
 use crate::session::Session;
-use crate::url::{canonicalize, CookedUrl, Scheme, Target};
+use crate::url::{CookedUrl, Scheme};
 
 /// How an exchange ended for the connection.
 enum Next {
@@ -41,16 +41,15 @@ enum Next {
     Close,
 }
 
+/// A connection's state between its phases: what it is ([`ConnInfo`]),
+/// its socket, the bytes read and not yet used, the output buffer, and
+/// what the current exchange has sent.
 struct Conn {
     shared: Arc<Shared>,
     stream: TcpStream,
-    remote: SocketAddr,
-    local: SocketAddr,
-    scheme: Scheme,
+    info: ConnInfo,
     buf: BytesMut,
     out: Vec<u8>,
-    /// The local address as a host, for HTTP/1.0 requests without Host.
-    local_host: String,
     /// Bytes written for the current exchange (sc-bytes).
     sent: u64,
 }
@@ -108,15 +107,9 @@ pub(crate) async fn serve(
     let mut conn = Conn {
         shared,
         stream,
-        remote,
-        local,
-        scheme,
+        info: ConnInfo::new(remote, local, scheme),
         buf: BytesMut::with_capacity(8 * 1024),
         out: Vec::with_capacity(8 * 1024),
-        local_host: match local.ip() {
-            std::net::IpAddr::V6(a) => format!("[{a}]"),
-            std::net::IpAddr::V4(a) => a.to_string(),
-        },
         sent: 0,
     };
     while let Next::KeepAlive = conn.exchange().await {}
@@ -152,8 +145,8 @@ fn config(shared: &Shared) -> &ListenerConfig {
 impl Conn {
     fn log(&self, seen: &Seen, status: Option<u16>, reason: R) {
         self.shared.errlog.write(&ErrorRecord {
-            client: Some(self.remote),
-            server: Some(self.local),
+            client: Some(self.info.remote),
+            server: Some(self.info.local),
             version: seen.version,
             method: seen
                 .head
@@ -246,8 +239,8 @@ impl Conn {
         self.shared.w3c.write(&crate::w3c::Record {
             site_id: rl.site_id,
             time: std::time::SystemTime::now(),
-            client: self.remote.ip(),
-            server: self.local,
+            client: self.info.remote.ip(),
+            server: self.info.local,
             method: &method,
             stem: &url.path,
             query: &url.query,
@@ -312,24 +305,115 @@ impl Conn {
         }
     }
 
+    /// One request and its response, in phases: the head is read
+    /// ([`Conn::read_head`]), admitted ([`admit`]: canonical URL, route,
+    /// refusals), answered from the cache ([`Conn::answer_from_cache`]) or
+    /// handed to its queue and waited for ([`Conn::hand_to_queue`]), then
+    /// streamed ([`Conn::run_exchange`]).
     async fn exchange(&mut self) -> Next {
+        let request = match self.read_head().await {
+            Ok(request) => request,
+            Err(next) => return next,
+        };
         let shared = self.shared.clone();
-        let cfg = config(&shared);
-        let limits = shared.limits;
+        let _busy = Busy::new(&shared);
+        self.sent = 0;
+        let started = Instant::now();
+        let mut seen = Seen {
+            head: Some((
+                request.raw.clone(),
+                request.head.method,
+                request.head.target,
+            )),
+            version: Some(request.head.version.as_str()),
+            ..Seen::default()
+        };
+        let is_head = request.is_head();
+        let rules = Rules {
+            config: &shared.config,
+            limits: &shared.limits,
+            url_options: &shared.url_options,
+        };
+        let routes = shared.routes.load_full();
+        let admitted = match admit(&self.info, &request, &routes, &rules) {
+            Ok(Admission::Routed(admitted)) => admitted,
+            Ok(Admission::ServerOptions) => return self.answer_server_options(&request).await,
+            Err(refusal) => {
+                if let Some(route) = refusal.route {
+                    seen.site_id = route.site_id;
+                    seen.queue = Some(route.queue.clone());
+                }
+                return self.refuse(refusal.error, &seen, is_head).await;
+            }
+        };
+        let route = admitted.route;
+        seen.site_id = route.site_id;
+        seen.queue = Some(route.queue.clone());
+        let request_log = route
+            .site_id
+            .filter(|id| shared.w3c.is_logging(*id))
+            .map(|site_id| RequestLog {
+                site_id,
+                started,
+                method: request
+                    .raw
+                    .slice(request.head.method.0..request.head.method.1),
+                version: request.head.version.as_str(),
+                head_len: request.raw.len() as u64,
+                user_agent: request.header_bytes("user-agent"),
+                cookie: request.header_bytes("cookie"),
+                referer: request.header_bytes("referer"),
+                host: request.header_bytes("host"),
+            });
+        if let Some(key) = &admitted.cache_key {
+            if let Some(entry) = shared.cache.get(key) {
+                return self
+                    .answer_from_cache(&entry, &request, &admitted.url, request_log.as_ref(), &seen)
+                    .await;
+            }
+        }
+        let (id, session, mut events) = match self.hand_to_queue(&request, &admitted, &seen).await {
+            Ok(handed) => handed,
+            Err(next) => return next,
+        };
+        let ctx = ExchangeCtx {
+            id,
+            version: request.head.version,
+            keep_alive: request.head.keep_alive,
+            expect_continue: request.head.expect_continue,
+            is_head,
+            cache_key: if request.method() == b"GET" {
+                admitted.cache_key
+            } else {
+                None
+            },
+            url: admitted.url,
+            request_log,
+        };
+        let next = self
+            .run_exchange(&session, &mut events, request.head.framing, ctx, &seen)
+            .await;
+        session.finish(id);
+        next
+    }
 
-        // The head: IdleConnection until the first byte, then HeaderWait
-        // for the rest.
+    /// Reads a request head: IdleConnection until its first byte, then
+    /// HeaderWait for the rest. `Err` when the connection is done.
+    async fn read_head(&mut self) -> Result<Request, Next> {
+        let cfg = config(&self.shared);
         let idle_deadline = Instant::now() + ListenerConfig::seconds(cfg.idle_connection_timeout);
+        let header_wait = ListenerConfig::seconds(cfg.header_wait_timeout);
         let mut head_deadline: Option<Instant> = None;
-        let head: Head = loop {
+        loop {
             if !self.buf.is_empty() {
-                head_deadline.get_or_insert_with(|| {
-                    Instant::now() + ListenerConfig::seconds(cfg.header_wait_timeout)
-                });
-                match parse_head(&self.buf, &limits) {
-                    Ok(Some(head)) => break head,
+                head_deadline.get_or_insert_with(|| Instant::now() + header_wait);
+                match parse_head(&self.buf, &self.shared.limits) {
+                    Ok(Some(head)) => {
+                        let raw = self.buf.split_to(head.len).freeze();
+                        return Ok(Request { raw, head });
+                    }
                     Ok(None) => {}
-                    Err(e) => return self.refuse(e, &Seen::default(), false).await,
+                    Err(e) => return Err(self.refuse(e, &Seen::default(), false).await),
                 }
             }
             match self.read_more(head_deadline.unwrap_or(idle_deadline)).await {
@@ -341,273 +425,127 @@ impl Conn {
                         R::TimerConnectionIdle
                     };
                     self.log(&Seen::default(), None, reason);
-                    return Next::Close;
+                    return Err(Next::Close);
                 }
                 Err(ReadError::Closed) => {
                     if !self.buf.is_empty() {
                         self.log(&Seen::default(), None, R::ConnectionDropped);
                     }
-                    return Next::Close;
+                    return Err(Next::Close);
                 }
             }
-        };
-        let raw = self.buf.split_to(head.len).freeze();
-        let _busy = Busy::new(&shared);
-        self.sent = 0;
-        let started = Instant::now();
-        let method = &raw[head.method.0..head.method.1];
-        let target = &raw[head.target.0..head.target.1];
-        let mut seen = Seen {
-            head: Some((raw.clone(), head.method, head.target)),
-            version: Some(head.version.as_str()),
-            ..Seen::default()
-        };
-        let is_head = method == b"HEAD";
-        let host_header = head.host.map(|i| {
-            let (lo, hi) = head.headers[i].1;
-            &raw[lo..hi]
-        });
-        let url = match canonicalize(
-            &Target {
-                raw: target,
-                host_header,
-                local_host: &self.local_host,
-                scheme: self.scheme,
-                local_port: self.local.port(),
-                is_options: method == b"OPTIONS",
-            },
-            &limits,
-            &shared.url_options,
-        ) {
-            Ok(url) => url,
-            Err(e) => return self.refuse(e, &seen, is_head).await,
-        };
-        if url.path == "*" {
-            // OPTIONS * asks about the server, which answers itself.
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\nAllow: OPTIONS, GET, HEAD, POST, PUT, DELETE, TRACE\r\nServer: {}\r\nDate: {}\r\nContent-Length: 0\r\n\r\n",
-                crate::response::SERVER,
-                crate::response::http_date()
-            );
-            if head.framing != Framing::None {
-                return self
-                    .refuse(
-                        HttpError::bad_request(R::BadRequest, "Invalid Request"),
-                        &seen,
-                        false,
-                    )
-                    .await;
-            }
-            return match self.write_timed(reply.as_bytes()).await {
-                Ok(()) if head.keep_alive => Next::KeepAlive,
-                _ => Next::Close,
-            };
         }
+    }
 
-        let routes = shared.routes.load_full();
-        let route: &Route = match routes.route(
-            self.scheme,
-            self.local.port(),
-            &url.host,
-            self.local.ip(),
-            &url.path,
-        ) {
-            Routed::Found { target, .. } => target,
-            Routed::NoPath => {
-                return self
-                    .refuse(
-                        HttpError::new(404, R::NotFound, "Not Found"),
-                        &seen,
-                        is_head,
-                    )
-                    .await;
-            }
-            Routed::NoHost => {
-                return self
-                    .refuse(
-                        HttpError::bad_request(R::Hostname, "Invalid Hostname"),
-                        &seen,
-                        is_head,
-                    )
-                    .await;
-            }
-        };
-        seen.site_id = route.site_id;
-        seen.queue = Some(route.queue.clone());
-        let request_log = route
-            .site_id
-            .filter(|id| shared.w3c.is_logging(*id))
-            .map(|site_id| {
-                let header = |name: &str| -> Option<Bytes> {
-                    head.headers
-                        .iter()
-                        .find(|((nlo, nhi), _)| {
-                            raw[*nlo..*nhi].eq_ignore_ascii_case(name.as_bytes())
-                        })
-                        .map(|(_, (vlo, vhi))| raw.slice(*vlo..*vhi))
-                };
-                RequestLog {
-                    site_id,
-                    started,
-                    method: raw.slice(head.method.0..head.method.1),
-                    version: head.version.as_str(),
-                    head_len: raw.len() as u64,
-                    user_agent: header("user-agent"),
-                    cookie: header("cookie"),
-                    referer: header("referer"),
-                    host: header("host"),
-                }
-            });
-
-        let max_body = cfg.max_request_entity_bytes;
-        if max_body > 0 && matches!(head.framing, Framing::Length(n) if n > max_body) {
-            return self
-                .refuse(
-                    HttpError::new(413, R::EntityTooLarge, "Request Entity Too Large"),
-                    &seen,
-                    is_head,
-                )
-                .await;
+    /// `OPTIONS *`: what the server allows.
+    async fn answer_server_options(&mut self, request: &Request) -> Next {
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nAllow: OPTIONS, GET, HEAD, POST, PUT, DELETE, TRACE\r\nServer: {}\r\nDate: {}\r\nContent-Length: 0\r\n\r\n",
+            crate::response::SERVER,
+            crate::response::http_date()
+        );
+        match self.write_timed(reply.as_bytes()).await {
+            Ok(()) if request.head.keep_alive => Next::KeepAlive,
+            _ => Next::Close,
         }
+    }
 
-        let header = |name: &str| -> Option<&[u8]> {
-            head.headers
-                .iter()
-                .find(|((nlo, nhi), _)| raw[*nlo..*nhi].eq_ignore_ascii_case(name.as_bytes()))
-                .map(|(_, (vlo, vhi))| &raw[*vlo..*vhi])
-        };
-
-        // The cache answers what it can without the queue.
-        let cacheable_request = cfg.uri_enable_cache
-            && (method == b"GET" || is_head)
-            && url.query.is_empty()
-            && head.framing == Framing::None
-            && header("authorization").is_none()
-            && header("range").is_none()
-            && header("if-range").is_none()
-            // Preconditions the cache does not evaluate go to the owner.
-            && header("if-match").is_none()
-            && header("if-unmodified-since").is_none();
-        let cache_key =
-            cacheable_request.then(|| ResponseCache::key(&url.host, url.port, &url.path));
-        if let Some(key) = &cache_key {
-            if let Some(entry) = shared.cache.get(key) {
-                let not_modified =
-                    entry.not_modified(header("if-none-match"), header("if-modified-since"));
-                self.out.clear();
-                let mut out = std::mem::take(&mut self.out);
-                entry.render(
-                    not_modified,
-                    is_head,
-                    head.keep_alive,
-                    head.version == Version::Http10,
-                    &mut out,
-                );
-                let result = self.write_timed(&out).await;
-                self.out = out;
-                if let (Ok(()), Some(rl), false) = (&result, &request_log, entry.dont_log) {
-                    let status = if not_modified { 304 } else { 200 };
-                    self.w3c(rl, &url, status, None, 0);
-                }
-                return match result {
-                    Ok(()) if head.keep_alive => Next::KeepAlive,
-                    Ok(()) => Next::Close,
-                    Err(reason) => {
-                        self.log(&seen, Some(200), reason);
-                        Next::Close
-                    }
-                };
+    /// A response the cache holds, written without the queue.
+    async fn answer_from_cache(
+        &mut self,
+        entry: &CacheEntry,
+        request: &Request,
+        url: &CookedUrl,
+        request_log: Option<&RequestLog>,
+        seen: &Seen,
+    ) -> Next {
+        let not_modified = entry.not_modified(
+            request.header("if-none-match"),
+            request.header("if-modified-since"),
+        );
+        self.out.clear();
+        let mut out = std::mem::take(&mut self.out);
+        entry.render(
+            not_modified,
+            request.is_head(),
+            request.head.keep_alive,
+            request.head.version == Version::Http10,
+            &mut out,
+        );
+        let result = self.write_timed(&out).await;
+        self.out = out;
+        if let (Ok(()), Some(rl), false) = (&result, request_log, entry.dont_log) {
+            let status = if not_modified { 304 } else { 200 };
+            self.w3c(rl, url, status, None, 0);
+        }
+        match result {
+            Ok(()) if request.head.keep_alive => Next::KeepAlive,
+            Ok(()) => Next::Close,
+            Err(reason) => {
+                self.log(seen, Some(200), reason);
+                Next::Close
             }
         }
+    }
 
+    /// Hands the request to its route's queue and waits (RequestQueue at
+    /// most) for a process to take it: the request's id, the process's
+    /// session and the events of the exchange.
+    async fn hand_to_queue(
+        &mut self,
+        request: &Request,
+        admitted: &Admitted<'_, Route>,
+        seen: &Seen,
+    ) -> Result<(u64, Arc<Session>, mpsc::UnboundedReceiver<ConnEvent>), Next> {
+        let shared = self.shared.clone();
+        let route = admitted.route;
+        let is_head = request.is_head();
         let id = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
-        let request = Box::new(RequestHead {
-            id,
-            queue: route.queue.id,
-            url_context: route.context,
-            prefix: route.prefix.clone(),
-            method: String::from_utf8_lossy(method).into_owned(),
-            raw_url: target.to_vec(),
-            url: proto::CookedUrl {
-                full: url.full(),
-                scheme: url.scheme.as_str().to_string(),
-                host: url.host.clone(),
-                port: url.port,
-                path: url.path.clone(),
-                query: url.query.clone(),
+        let message = request_message(
+            &self.info,
+            request,
+            &admitted.url,
+            &Destination {
+                id,
+                queue: route.queue.id,
+                url_context: route.context,
+                prefix: &route.prefix,
             },
-            version: match head.version {
-                Version::Http10 => HttpVersion::Http10,
-                Version::Http11 => HttpVersion::Http11,
-            },
-            headers: head
-                .headers
-                .iter()
-                .map(|((nlo, nhi), (vlo, vhi))| Header {
-                    name: String::from_utf8_lossy(&raw[*nlo..*nhi]).into_owned(),
-                    value: raw[*vlo..*vhi].to_vec(),
-                })
-                .collect(),
-            remote: self.remote,
-            local: self.local,
-            tls: None,
-            body: match head.framing {
-                Framing::None => BodyInfo::None,
-                Framing::Length(n) => BodyInfo::Length(n),
-                Framing::Chunked => BodyInfo::Chunked,
-            },
-        });
+        );
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let demand = shared.demand_hook();
-        match route.queue.dispatch(request, events_tx, demand.as_ref()) {
-            Dispatch::Offline => return self.offline(false, &seen, is_head).await,
-            Dispatch::Dropped => return self.offline(true, &seen, is_head).await,
+        match route.queue.dispatch(message, events_tx, demand.as_ref()) {
+            Dispatch::Offline => return Err(self.offline(false, seen, is_head).await),
+            Dispatch::Dropped => return Err(self.offline(true, seen, is_head).await),
             Dispatch::Full => {
-                return self
-                    .refuse(HttpError::unavailable(R::QueueFull), &seen, is_head)
-                    .await;
+                return Err(self
+                    .refuse(HttpError::unavailable(R::QueueFull), seen, is_head)
+                    .await);
             }
             Dispatch::Delivered | Dispatch::Queued => {}
         }
-
-        // Wait (RequestQueue at most) for a process to take it.
-        let queue_deadline = Instant::now() + ListenerConfig::seconds(cfg.request_queue_timeout);
-        let session = loop {
+        let queue_deadline =
+            Instant::now() + ListenerConfig::seconds(config(&shared).request_queue_timeout);
+        loop {
             match timeout_at(queue_deadline, events.recv()).await {
-                Ok(Some(ConnEvent::Delivered(session))) => break session,
+                Ok(Some(ConnEvent::Delivered(session))) => return Ok((id, session, events)),
                 Ok(Some(ConnEvent::Offline { drop })) => {
-                    return self.offline(drop, &seen, is_head).await;
+                    return Err(self.offline(drop, seen, is_head).await);
                 }
                 Ok(Some(ConnEvent::Abandoned)) | Ok(None) => {
-                    return self.offline(false, &seen, is_head).await;
+                    return Err(self.offline(false, seen, is_head).await);
                 }
                 Ok(Some(_)) => continue,
                 Err(_) => {
                     if route.queue.cancel(id) {
-                        return self
-                            .refuse(HttpError::unavailable(R::TimerAppPool), &seen, is_head)
-                            .await;
+                        return Err(self
+                            .refuse(HttpError::unavailable(R::TimerAppPool), seen, is_head)
+                            .await);
                     }
                     // Taken just now: its Delivered event is on its way.
                 }
             }
-        };
-
-        let ctx = ExchangeCtx {
-            id,
-            version: head.version,
-            keep_alive: head.keep_alive,
-            expect_continue: head.expect_continue,
-            is_head,
-            cache_key: if method == b"GET" { cache_key } else { None },
-            url,
-            request_log,
-        };
-        let next = self
-            .run_exchange(&session, &mut events, head.framing, ctx, &seen)
-            .await;
-        session.finish(id);
-        next
+        }
     }
 
     /// Streams the request body to the process and its response back.

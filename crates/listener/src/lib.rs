@@ -11,6 +11,7 @@
 //! through a queue).
 
 pub mod acl;
+mod admit;
 pub mod cache;
 pub mod config;
 mod conn;
