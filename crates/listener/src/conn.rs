@@ -17,13 +17,13 @@ use bytes::{Bytes, BytesMut};
 use httpapi::proto::{self, Header, LogInfo, ResponseBody, ResponseHead};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use crate::admit::{
     admit, request_message, Admission, Admitted, ConnInfo, Destination, Request, Rules,
 };
 use crate::cache::CacheEntry;
+use crate::completion::{self, Events};
 use crate::config::ListenerConfig;
 use crate::http::{
     parse_head, ChunkedDecoder, ErrorReason as R, Framing, HttpError, Step, Version,
@@ -496,7 +496,7 @@ impl Conn {
         request: &Request,
         admitted: &Admitted<'_, Route>,
         seen: &Seen,
-    ) -> Result<(u64, Arc<Session>, mpsc::UnboundedReceiver<ConnEvent>), Next> {
+    ) -> Result<(u64, Arc<Session>, Events), Next> {
         let shared = self.shared.clone();
         let route = admitted.route;
         let is_head = request.is_head();
@@ -512,7 +512,7 @@ impl Conn {
                 prefix: &route.prefix,
             },
         );
-        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (events_tx, mut events) = completion::slot();
         let demand = shared.demand_hook();
         match route.queue.dispatch(message, events_tx, demand.as_ref()) {
             Dispatch::Offline => return Err(self.offline(false, seen, is_head).await),
@@ -554,7 +554,7 @@ impl Conn {
     async fn run_exchange(
         &mut self,
         session: &Arc<Session>,
-        events: &mut mpsc::UnboundedReceiver<ConnEvent>,
+        events: &mut Events,
         framing: Framing,
         ctx: ExchangeCtx,
         seen: &Seen,
@@ -612,8 +612,8 @@ impl Conn {
                             break;
                         }
                         match events.try_recv() {
-                            Ok(more) => event = more,
-                            Err(_) => break,
+                            Some(more) => event = more,
+                            None => break,
                         }
                     }
                     if let EventOutcome::Fail { error: Some(error), .. } = outcome {

@@ -13,6 +13,7 @@
 pub mod acl;
 mod admit;
 pub mod cache;
+mod completion;
 pub mod config;
 mod conn;
 #[doc(hidden)]

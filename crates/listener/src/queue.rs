@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use httpapi::proto::{Header, RequestHead, ResponseHead};
-use tokio::sync::mpsc;
 
 use crate::session::Session;
 
@@ -38,7 +37,7 @@ pub(crate) enum ConnEvent {
     },
 }
 
-pub(crate) type EventSender = mpsc::UnboundedSender<ConnEvent>;
+pub(crate) use crate::completion::EventSender;
 
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Dispatch {

@@ -94,6 +94,13 @@ impl Session {
     fn event_sender(&self, request: u64) -> Option<EventSender> {
         lock(&self.requests).get(&request).cloned()
     }
+
+    /// Hands `event` to the connection of `request`, if it still waits.
+    fn deliver(&self, request: u64, event: ConnEvent) {
+        if let Some(events) = lock(&self.requests).get(&request) {
+            let _ = events.send(event);
+        }
+    }
 }
 
 /// Serves one program's connection until it closes.
@@ -155,19 +162,16 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
             if let Some((request, end, data_start)) = body {
                 let frame = buf.split_to(len).freeze();
                 let data = frame.slice(data_start..);
-                let events = if end {
-                    lock(&session.requests).remove(&request)
-                } else {
-                    session.event_sender(request)
-                };
-                if let Some(events) = events {
+                if !end {
+                    if !data.is_empty() {
+                        session.deliver(request, ConnEvent::Body(data));
+                    }
+                } else if let Some(events) = lock(&session.requests).remove(&request) {
                     if !data.is_empty() {
                         let _ = events.send(ConnEvent::Body(data));
                     }
-                    if end {
-                        // The same as a ResponseEnd without trailers.
-                        let _ = events.send(ConnEvent::End(Vec::new()));
-                    }
+                    // The same as a ResponseEnd without trailers.
+                    let _ = events.send(ConnEvent::End(Vec::new()));
                 }
                 continue;
             }
@@ -372,9 +376,7 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
             }
         }
         ToListener::Respond { request, head } => {
-            if let Some(events) = session.event_sender(request) {
-                let _ = events.send(ConnEvent::Head(head));
-            }
+            session.deliver(request, ConnEvent::Head(head));
         }
         ToListener::ResponseEnd { request, trailers } => {
             if let Some(events) = lock(&session.requests).remove(&request) {
@@ -382,9 +384,7 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
             }
         }
         ToListener::BodyConsumed { request, bytes } => {
-            if let Some(events) = session.event_sender(request) {
-                let _ = events.send(ConnEvent::BodyConsumed(bytes));
-            }
+            session.deliver(request, ConnEvent::BodyConsumed(bytes));
         }
         // Taken in the read loop, with its descriptor.
         ToListener::SendFile { .. } => {}
