@@ -2,6 +2,15 @@
 # the load generator, a work directory cleaned up on exit, free ports,
 # waiting for servers, wrk runs and medians.
 # The sourcing script sets `seconds` and `conns` before calling wrk_run.
+#
+# Where things run: servers on $server_cpus, wrk on $wrk_cpus with
+# $wrk_threads threads, nginx with $nginx_workers workers. The default
+# (one server CPU, wrk beside it) compares per-CPU cost; a script may set
+# them before sourcing to show scaling.
+server_cpus=${server_cpus:-0}
+wrk_cpus=${wrk_cpus:-1}
+wrk_threads=${wrk_threads:-1}
+nginx_workers=${nginx_workers:-1}
 
 # need COMMAND PACKAGE: installs PACKAGE (apt) when COMMAND is missing.
 need() {
@@ -38,13 +47,13 @@ wait_up() {
 
 # wrk_warm URL...: a short unmeasured run against each.
 wrk_warm() {
-    for url in "$@"; do taskset -c 1 wrk -t1 -c"$conns" -d2s "$url" >/dev/null; done
+    for url in "$@"; do taskset -c "$wrk_cpus" wrk -t"$wrk_threads" -c"$conns" -d2s "$url" >/dev/null; done
 }
 
 # wrk_run NAME URL: prints "NAME requests-per-second p99".
 wrk_run() {
     local out rps p99
-    out=$(taskset -c 1 wrk -t1 -c"$conns" -d"${seconds}s" --latency "$2")
+    out=$(taskset -c "$wrk_cpus" wrk -t"$wrk_threads" -c"$conns" -d"${seconds}s" --latency "$2")
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p99=$(echo "$out" | awk '$1=="99%" {print $2}')
     echo "$1 $rps $p99"
@@ -66,7 +75,7 @@ medians() {
 start_nginx() {
     mkdir -p "$work/nginx/logs"
     cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
+worker_processes $nginx_workers;
 daemon off;
 pid $work/nginx/nginx.pid;
 error_log $work/nginx/logs/error.log;
@@ -84,6 +93,6 @@ http {
     }
 }
 CONF
-    taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+    taskset -c "$server_cpus" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
     pids+=($!)
 }

@@ -12,12 +12,22 @@
 # The machine's speed drifts, so the servers are measured in turns over
 # several rounds and compared by their medians.
 #
-# Usage: bench/worker.sh [SECONDS] [CONNECTIONS] [ROUNDS]  (defaults 5, 64, 3)
+# With THREADS=2 it shows the scaling instead: the listener on two
+# threads and nginx with two workers, servers and wrk (two threads) all
+# sharing CPUs 0 and 1.
+#
+# Usage: [THREADS=2] bench/worker.sh [SECONDS] [CONNECTIONS] [ROUNDS]  (defaults 5, 64, 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-5}
 conns=${2:-64}
 rounds=${3:-3}
+threads=${THREADS:-1}
+case "$threads" in
+    1) ;;
+    2) server_cpus=0,1 wrk_cpus=0,1 wrk_threads=2 nginx_workers=2 ;;
+    *) echo "THREADS must be 1 or 2" >&2; exit 2 ;;
+esac
 
 . bench/lib.sh
 need nginx nginx
@@ -49,14 +59,15 @@ start() {
     "$bin" --state-dir "$state" mb set W3SVC/1/ROOT/Path "$work/www" >/dev/null
     # Request logs off, as for nginx.
     "$bin" --state-dir "$state" mb set W3SVC/1/LogType 0 >/dev/null
-    INETSRV_LOG=warn taskset -c 0 "$bin" --state-dir "$state" start --threads 1 >/dev/null &
+    INETSRV_LOG=warn taskset -c "$server_cpus" "$bin" --state-dir "$state" start --threads "$threads" >/dev/null &
     pids+=($!)
 }
 start uncached "$uncached_port" 0
 start cached "$cached_port" 1
 wait_up "http://127.0.0.1:$nginx_port/small.txt" "http://127.0.0.1:$uncached_port/small.txt" "http://127.0.0.1:$cached_port/small.txt"
 wrk_warm "http://127.0.0.1:$nginx_port/small.txt" "http://127.0.0.1:$uncached_port/small.txt" "http://127.0.0.1:$cached_port/small.txt"
-echo "== wrk -t1 -c$conns, ${rounds} rounds of ${seconds}s each, servers on CPU 0, wrk on CPU 1 ($(nproc) CPUs)"
+echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs"
+echo "== wrk -t$wrk_threads -c$conns, ${rounds} rounds of ${seconds}s each, servers on CPU $server_cpus (inetsrv --threads $threads, nginx $nginx_workers worker(s)), wrk on CPU $wrk_cpus"
 url() { echo "http://127.0.0.1:$1$2"; }
 results=$(for _ in $(seq "$rounds"); do
     wrk_run nginx_1k "$(url "$nginx_port" /small.txt)"

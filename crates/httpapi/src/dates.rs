@@ -86,6 +86,30 @@ const SHORT_DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 /// An IMF-fixdate, as HTTP sends dates: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn http_date(t: SystemTime) -> String {
     let c = Civil::from_system_time(t);
+    if (0..=9999).contains(&c.year) {
+        // Written directly: this runs for every static response.
+        let mut out = String::with_capacity(29);
+        let two = |out: &mut String, n: u32| {
+            out.push(char::from(b'0' + (n / 10) as u8));
+            out.push(char::from(b'0' + (n % 10) as u8));
+        };
+        out.push_str(SHORT_DAYS[c.weekday as usize]);
+        out.push_str(", ");
+        two(&mut out, c.day);
+        out.push(' ');
+        out.push_str(&MONTHS[(c.month - 1) as usize][..3]);
+        out.push(' ');
+        two(&mut out, (c.year / 100) as u32);
+        two(&mut out, (c.year % 100) as u32);
+        out.push(' ');
+        two(&mut out, c.hour);
+        out.push(':');
+        two(&mut out, c.minute);
+        out.push(':');
+        two(&mut out, c.second);
+        out.push_str(" GMT");
+        return out;
+    }
     format!(
         "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
         SHORT_DAYS[c.weekday as usize],
@@ -147,6 +171,21 @@ mod tests {
         );
         let epoch = Civil::from_system_time(UNIX_EPOCH);
         assert_eq!((epoch.date(), epoch.weekday), ("1970-01-01".into(), 4));
+    }
+
+    #[test]
+    fn http_dates_match_chrono_across_the_calendar() {
+        // Every ~37 hours from 1970 to 2100 (leap years, month ends,
+        // every weekday), against chrono's own formatting.
+        let mut secs: u64 = 0;
+        while secs < 4_102_444_800 {
+            let t = UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            let expected = chrono::DateTime::<chrono::Utc>::from(t)
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string();
+            assert_eq!(http_date(t), expected);
+            secs += 133_337;
+        }
     }
 
     #[test]

@@ -22,10 +22,19 @@ impl FileInfo {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        match self.variant {
-            Some(coding) => format!("\"{nanos:x}:{:x}-{coding}\"", self.len),
-            None => format!("\"{nanos:x}:{:x}\"", self.len),
+        // "nanos:len[-coding]" in hex, written directly (every static
+        // response carries one).
+        let mut out = String::with_capacity(48);
+        out.push('"');
+        push_hex(&mut out, nanos);
+        out.push(':');
+        push_hex(&mut out, u128::from(self.len));
+        if let Some(coding) = self.variant {
+            out.push('-');
+            out.push_str(coding);
         }
+        out.push('"');
+        out
     }
 
     /// Last-Modified, to the second (HTTP dates have no finer grain).
@@ -36,6 +45,25 @@ impl FileInfo {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         UNIX_EPOCH + Duration::from_secs(secs)
+    }
+}
+
+/// `n` in lower-case hexadecimal, without leading zeros.
+fn push_hex(out: &mut String, n: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = DIGITS[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[at..] {
+        out.push(char::from(b));
     }
 }
 
@@ -216,6 +244,11 @@ mod tests {
             ..f
         };
         assert!(gzip.etag().ends_with(":3e8-gzip\""));
+        for n in [0u128, 1, 15, 16, 0xabc, u128::from(u64::MAX), u128::MAX] {
+            let mut out = String::new();
+            push_hex(&mut out, n);
+            assert_eq!(out, format!("{n:x}"));
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use httpapi::proto::{BodyInfo, CachePolicy, HttpVersion, LogInfo};
+use httpapi::proto::{BodyInfo, CachePolicy, Header, HttpVersion, LogInfo};
 use httpapi::{QueueControl, Request, Response};
 
 use crate::auth::{self, Logons};
@@ -49,7 +49,8 @@ pub struct Pipeline {
 /// What to send.
 struct Reply {
     status: u16,
-    headers: Vec<(String, String)>,
+    /// In the form the response carries them (moved, not copied, into it).
+    headers: Vec<Header>,
     body: Body,
     cache: bool,
     log: LogInfo,
@@ -105,13 +106,18 @@ impl Reply {
     }
 
     fn header(mut self, name: &str, value: impl Into<String>) -> Reply {
-        self.headers.push((name.to_string(), value.into()));
+        self.headers.push(Header {
+            name: name.to_string(),
+            value: value.into().into_bytes(),
+        });
         self
     }
 
     fn html(mut self, page: String) -> Reply {
-        self.headers
-            .push(("Content-Type".into(), "text/html; charset=utf-8".into()));
+        self.headers.push(Header::new(
+            "Content-Type",
+            b"text/html; charset=utf-8".as_slice(),
+        ));
         self.body = Body::Bytes(Bytes::from(page));
         self
     }
@@ -428,7 +434,7 @@ impl Pipeline {
         match files::evaluate(&conditions, &info, true) {
             Precondition::NotModified => {
                 reply.status = 304;
-                reply.headers.retain(|(n, _)| n != "Content-Type");
+                reply.headers.retain(|h| h.name != "Content-Type");
                 return Ok(reply);
             }
             Precondition::Failed => return Err(HttpError::new(412, 0)),
@@ -506,7 +512,7 @@ impl Pipeline {
                         ^ info.len
                 );
                 reply.status = 206;
-                reply.headers.retain(|(n, _)| n != "Content-Type");
+                reply.headers.retain(|h| h.name != "Content-Type");
                 reply = reply.header(
                     "Content-Type",
                     format!("multipart/byteranges; boundary={boundary}"),
@@ -750,7 +756,9 @@ impl Pipeline {
                 CustomErrorKind::Default => None,
             });
             if let Some((content_type, body)) = page {
-                reply.headers.push(("Content-Type".into(), content_type));
+                reply
+                    .headers
+                    .push(Header::new("Content-Type", content_type.into_bytes()));
                 reply.body = Body::Bytes(body);
                 return reply;
             }
@@ -776,9 +784,7 @@ impl Pipeline {
                 response = response.header(name, value.as_bytes());
             }
         }
-        for (name, value) in headers {
-            response = response.header(&name, value.into_bytes());
-        }
+        response.headers.extend(headers);
         if cache {
             response = response.cache(CachePolicy::UntilInvalidated);
         }
