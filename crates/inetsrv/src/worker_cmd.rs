@@ -34,23 +34,18 @@ pub fn run(args: &WorkerArgs) -> Result<()> {
             }
         }
     }
-    // As many threads as CPUs this process may use (taskset narrows it);
-    // on one CPU, one thread does everything (no cross-thread wake-ups).
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    let runtime = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .context("cannot start the runtime")?;
+    // One serving thread, as an nginx worker has: a request's work is
+    // short and asynchronous (files are opened and stat'ed in place, large
+    // bodies leave by sendfile from the listener), and a multi-threaded
+    // scheduler's hand-offs cost more than they give: measured on two
+    // CPUs, 3.8 us of worker CPU per 1 KB request against 2.1 with one
+    // thread (BENCHMARKS.md). What may block for long (compression, change
+    // scans) runs on the blocking pool; a pool scales out across CPUs with
+    // MaxProcesses (a web garden), as IIS's does.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     let options = worker::Options {
         pool: args.pool.clone(),
     };
