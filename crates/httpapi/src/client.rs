@@ -549,11 +549,7 @@ impl std::fmt::Debug for Request {
 impl Request {
     /// The first header field of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.head
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_slice())
+        self.head.headers.get(name)
     }
 
     pub fn header_str(&self, name: &str) -> Option<&str> {

@@ -33,4 +33,4 @@ pub use client::{
     socket_for_state_dir, Error, Queue, QueueControl, Request, Response, ResponseWriter, Result,
     Session,
 };
-pub use proto::{CachePolicy, Header, LogInfo};
+pub use proto::{CachePolicy, Header, HeaderBlock, LogInfo};

@@ -47,6 +47,106 @@ impl Header {
     }
 }
 
+/// A request's header fields in one piece: their bytes in one buffer and
+/// each field's name and value ranges in it. The listener copies the
+/// fields of the head it parsed in one go, and the worker reads them where
+/// they lie: two allocations on each side whatever the number of fields,
+/// where a list of named fields costs two per field.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderBlock {
+    #[serde(with = "serde_bytes")]
+    bytes: Vec<u8>,
+    /// (name start, name end, value start, value end) in `bytes`.
+    fields: Vec<[u32; 4]>,
+}
+
+impl HeaderBlock {
+    pub fn new() -> HeaderBlock {
+        HeaderBlock::default()
+    }
+
+    /// A block over `bytes` (at most 4 GiB) whose fields are given as
+    /// ranges into it, as a parser found them. Ranges outside `bytes` are
+    /// kept but read as absent.
+    pub fn from_ranges(bytes: Vec<u8>, fields: Vec<[u32; 4]>) -> HeaderBlock {
+        HeaderBlock { bytes, fields }
+    }
+
+    /// Appends a field.
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        let at = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
+        let name_start = at(self.bytes.len());
+        self.bytes.extend_from_slice(name.as_bytes());
+        let value_start = at(self.bytes.len());
+        self.bytes.extend_from_slice(value);
+        self.fields
+            .push([name_start, value_start, value_start, at(self.bytes.len())]);
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Each field as (name, value), in the order received. A field whose
+    /// ranges do not fit the buffer, or whose name is not text, is left
+    /// out (a listener never sends one).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.fields.iter().filter_map(|&[nlo, nhi, vlo, vhi]| {
+            let range = |lo: u32, hi: u32| self.bytes.get(lo as usize..hi as usize);
+            let name = std::str::from_utf8(range(nlo, nhi)?).ok()?;
+            Some((name, range(vlo, vhi)?))
+        })
+    }
+
+    /// The first field named `name` (ASCII case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.fields.iter().find_map(|&[nlo, nhi, vlo, vhi]| {
+            let field = self.bytes.get(nlo as usize..nhi as usize)?;
+            if !field.eq_ignore_ascii_case(name.as_bytes()) {
+                return None;
+            }
+            self.bytes.get(vlo as usize..vhi as usize)
+        })
+    }
+
+    /// Every field named `name`, in order. Names are compared as bytes
+    /// (the pipeline asks for a dozen fields of every request).
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields.iter().filter_map(move |&[nlo, nhi, vlo, vhi]| {
+            let field = self.bytes.get(nlo as usize..nhi as usize)?;
+            if !field.eq_ignore_ascii_case(name.as_bytes()) {
+                return None;
+            }
+            self.bytes.get(vlo as usize..vhi as usize)
+        })
+    }
+}
+
+impl std::fmt::Debug for HeaderBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.iter()
+                    .map(|(n, v)| (n, String::from_utf8_lossy(v).into_owned())),
+            )
+            .finish()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a [u8])> for HeaderBlock {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a [u8])>>(fields: I) -> HeaderBlock {
+        let mut block = HeaderBlock::new();
+        for (name, value) in fields {
+            block.push(name, value);
+        }
+        block
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HttpVersion {
     Http10,
@@ -56,8 +156,6 @@ pub enum HttpVersion {
 /// The URL after the listener's canonicalisation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CookedUrl {
-    /// `scheme://host:port/path?query`
-    pub full: String,
     pub scheme: String,
     pub host: String,
     pub port: u16,
@@ -65,6 +163,18 @@ pub struct CookedUrl {
     pub path: String,
     /// Raw, without `?`.
     pub query: String,
+}
+
+impl CookedUrl {
+    /// `scheme://host:port/path?query`
+    pub fn full(&self) -> String {
+        let mut full = format!("{}://{}:{}{}", self.scheme, self.host, self.port, self.path);
+        if !self.query.is_empty() {
+            full.push('?');
+            full.push_str(&self.query);
+        }
+        full
+    }
 }
 
 /// How the request body arrives.
@@ -98,7 +208,7 @@ pub struct RequestHead {
     pub raw_url: Vec<u8>,
     pub url: CookedUrl,
     pub version: HttpVersion,
-    pub headers: Vec<Header>,
+    pub headers: HeaderBlock,
     pub remote: SocketAddr,
     pub local: SocketAddr,
     pub tls: Option<TlsInfo>,
@@ -568,7 +678,6 @@ mod tests {
             method: "GET".into(),
             raw_url: b"/caf%C3%A9?x".to_vec(),
             url: CookedUrl {
-                full: "http://h:80/café?x".into(),
                 scheme: "http".into(),
                 host: "h".into(),
                 port: 80,
@@ -576,7 +685,9 @@ mod tests {
                 query: "x".into(),
             },
             version: HttpVersion::Http11,
-            headers: vec![Header::new("Host", "h"), Header::new("X-Latin", vec![0xe9])],
+            headers: [("Host", b"h".as_slice()), ("X-Latin", &[0xe9])]
+                .into_iter()
+                .collect(),
             remote: "127.0.0.1:5000".parse().unwrap(),
             local: "[::1]:80".parse().unwrap(),
             tls: None,
@@ -587,9 +698,33 @@ mod tests {
         let (Frame::Message(bytes), _) = decode_frame(&out).unwrap().unwrap() else {
             panic!()
         };
+        let ToApp::Request(decoded) = decode_message::<ToApp>(bytes).unwrap() else {
+            panic!("not a request")
+        };
+        assert_eq!(decoded.url.full(), "http://h:80/café?x");
+        assert_eq!(decoded.headers.get("x-latin"), Some([0xe9].as_slice()));
+        assert_eq!(decoded, Box::new(head));
+    }
+
+    #[test]
+    fn header_blocks_read_fields_in_order_and_survive_bad_ranges() {
+        let mut block = HeaderBlock::new();
+        block.push("Accept", b"a");
+        block.push("Cookie", b"x=1");
+        block.push("accept", b"b");
+        assert_eq!(block.len(), 3);
+        assert_eq!(block.get("ACCEPT"), Some(b"a".as_slice()));
         assert_eq!(
-            decode_message::<ToApp>(bytes).unwrap(),
-            ToApp::Request(Box::new(head))
+            block.get_all("accept").collect::<Vec<_>>(),
+            [b"a".as_slice(), b"b".as_slice()]
         );
+        assert_eq!(block.get("missing"), None);
+        // Ranges that do not fit (a corrupt or hostile message) read as
+        // absent, never as a panic.
+        let odd = HeaderBlock::from_ranges(
+            b"HostxBad\xff".to_vec(),
+            vec![[0, 4, 4, 5], [5, 99, 0, 1], [3, 1, 0, 1], [8, 9, 0, 1]],
+        );
+        assert_eq!(odd.iter().collect::<Vec<_>>(), [("Host", b"x".as_slice())]);
     }
 }

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use httpapi::proto::{self, BodyInfo, Header, HttpVersion, RequestHead};
+use httpapi::proto::{self, BodyInfo, HeaderBlock, HttpVersion, RequestHead};
 
 use crate::cache::ResponseCache;
 use crate::config::ListenerConfig;
@@ -214,7 +214,6 @@ pub(crate) fn request_message(
         method: String::from_utf8_lossy(request.method()).into_owned(),
         raw_url: request.target().to_vec(),
         url: proto::CookedUrl {
-            full: url.full(),
             scheme: url.scheme.as_str().to_string(),
             host: url.host.clone(),
             port: url.port,
@@ -225,15 +224,7 @@ pub(crate) fn request_message(
             Version::Http10 => HttpVersion::Http10,
             Version::Http11 => HttpVersion::Http11,
         },
-        headers: request
-            .head
-            .headers
-            .iter()
-            .map(|((nlo, nhi), (vlo, vhi))| Header {
-                name: String::from_utf8_lossy(&raw[*nlo..*nhi]).into_owned(),
-                value: raw[*vlo..*vhi].to_vec(),
-            })
-            .collect(),
+        headers: header_block(raw, &request.head),
         remote: conn.remote,
         local: conn.local,
         tls: None,
@@ -243,6 +234,24 @@ pub(crate) fn request_message(
             Framing::Chunked => BodyInfo::Chunked,
         },
     })
+}
+
+/// The fields of a parsed head in one piece: the stretch of the head they
+/// lie in, copied once, with their ranges moved to it.
+fn header_block(raw: &[u8], head: &Head) -> HeaderBlock {
+    let fields = &head.headers;
+    let (Some(first), Some(last)) = (fields.first(), fields.last()) else {
+        return HeaderBlock::new();
+    };
+    let (base, end) = (first.0 .0, last.1 .1.max(last.0 .1));
+    let at = |i: usize| (i - base) as u32;
+    HeaderBlock::from_ranges(
+        raw[base..end].to_vec(),
+        fields
+            .iter()
+            .map(|&((nlo, nhi), (vlo, vhi))| [at(nlo), at(nhi), at(vlo), at(vhi)])
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -402,15 +411,11 @@ mod tests {
         assert_eq!((msg.id, msg.queue, msg.url_context), (7, 3, 9));
         assert_eq!(msg.method, "GET");
         assert_eq!(msg.raw_url, b"/App/%7Euser?q=1");
-        assert_eq!(msg.url.full, "http://example:8080/App/~user?q=1");
+        assert_eq!(msg.url.full(), "http://example:8080/App/~user?q=1");
         assert_eq!(msg.version, HttpVersion::Http10);
-        assert_eq!(msg.headers.len(), 2);
         assert_eq!(
-            (
-                msg.headers[1].name.as_str(),
-                msg.headers[1].value.as_slice()
-            ),
-            ("X-A", b"1".as_slice())
+            msg.headers.iter().collect::<Vec<_>>(),
+            [("Host", b"Example".as_slice()), ("X-A", b"1".as_slice())]
         );
         assert_eq!(msg.body, BodyInfo::None);
     }

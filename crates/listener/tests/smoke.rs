@@ -34,7 +34,7 @@ async fn hello_through_a_queue() {
     tokio::spawn(async move {
         loop {
             let req = queue.receive().await.unwrap();
-            let text = format!("{} {} ctx={}", req.method, req.url.full, req.url_context);
+            let text = format!("{} {} ctx={}", req.method, req.url.full(), req.url_context);
             req.respond(Response::new(200).body(text)).await.unwrap();
         }
     });
