@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::fdpass::Outgoing;
 use crate::proto::{
     self, decode_frame, decode_message, encode_message, encode_response_body, ApiError,
-    CachePolicy, ErrorCode, Frame, Header, LogInfo, QueueProperty, RequestHead, ResponseBody,
-    ResponseHead, ToApp, ToListener,
+    CachePolicy, ErrorCode, Frame, Header, HeaderBlock, LogInfo, QueueProperty, RequestHead,
+    ResponseBody, ResponseHead, ToApp, ToListener,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -750,7 +750,7 @@ impl Drop for ResponseWriter {
 pub struct Response {
     pub status: u16,
     pub reason: Option<String>,
-    pub headers: Vec<Header>,
+    pub headers: HeaderBlock,
     pub body: Bytes,
     pub cache: Option<CachePolicy>,
     pub log: Option<LogInfo>,
@@ -761,15 +761,15 @@ impl Response {
         Response {
             status,
             reason: None,
-            headers: Vec::new(),
+            headers: HeaderBlock::new(),
             body: Bytes::new(),
             cache: None,
             log: None,
         }
     }
 
-    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Response {
-        self.headers.push(Header::new(name, value));
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Response {
+        self.headers.push(name, value.as_ref());
         self
     }
 

@@ -72,6 +72,39 @@ impl HeaderBlock {
         HeaderBlock { bytes, fields }
     }
 
+    /// Each field's (name, value) bytes as stored, `None` for one whose
+    /// ranges do not fit the buffer: what a receiver validates.
+    pub fn raw_fields(&self) -> impl Iterator<Item = Option<(&[u8], &[u8])>> + '_ {
+        self.fields.iter().map(|&[nlo, nhi, vlo, vhi]| {
+            Some((
+                self.bytes.get(nlo as usize..nhi as usize)?,
+                self.bytes.get(vlo as usize..vhi as usize)?,
+            ))
+        })
+    }
+
+    /// Keeps the fields `keep` says yes to (their bytes stay in the buffer
+    /// until the block goes).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
+        let bytes = &self.bytes;
+        self.fields.retain(|&[nlo, nhi, vlo, vhi]| {
+            let name = bytes
+                .get(nlo as usize..nhi as usize)
+                .and_then(|n| std::str::from_utf8(n).ok());
+            match (name, bytes.get(vlo as usize..vhi as usize)) {
+                (Some(name), Some(value)) => keep(name, value),
+                _ => false,
+            }
+        });
+    }
+
+    /// Appends `other`'s fields after these.
+    pub fn append(&mut self, other: &HeaderBlock) {
+        for (name, value) in other.iter() {
+            self.push(name, value);
+        }
+    }
+
     /// Appends a field.
     pub fn push(&mut self, name: &str, value: &[u8]) {
         let at = |len: usize| u32::try_from(len).unwrap_or(u32::MAX);
@@ -241,7 +274,7 @@ pub enum ResponseBody {
 pub struct ResponseHead {
     pub status: u16,
     pub reason: Option<String>,
-    pub headers: Vec<Header>,
+    pub headers: HeaderBlock,
     pub body: ResponseBody,
     pub cache: Option<CachePolicy>,
     /// What the listener's request log records beyond what it sees itself
@@ -458,9 +491,14 @@ pub fn is_tchar(b: u8) -> bool {
 /// Whether a header field is well-formed: a token name, a value without
 /// CR, LF or NUL (which would let it inject other fields).
 pub fn is_valid_header(h: &Header) -> bool {
-    !h.name.is_empty()
-        && h.name.bytes().all(is_tchar)
-        && memchr::memchr3(b'\r', b'\n', 0, &h.value).is_none()
+    is_valid_field(h.name.as_bytes(), &h.value)
+}
+
+/// A field name is a token and its value holds no line break or NUL.
+pub fn is_valid_field(name: &[u8], value: &[u8]) -> bool {
+    !name.is_empty()
+        && name.iter().copied().all(is_tchar)
+        && memchr::memchr3(b'\r', b'\n', 0, value).is_none()
 }
 
 /// Checks a response head before it is sent; `Err` says what is wrong.
@@ -476,8 +514,16 @@ pub fn validate_response_head(head: &ResponseHead) -> Result<(), String> {
             return Err("the reason phrase holds a line break".into());
         }
     }
-    if let Some(bad) = head.headers.iter().find(|h| !is_valid_header(h)) {
-        return Err(format!("header '{}' is not a valid field", bad.name));
+    for field in head.headers.raw_fields() {
+        let Some((name, value)) = field else {
+            return Err("a header field lies outside its block".into());
+        };
+        if !is_valid_field(name, value) {
+            return Err(format!(
+                "header '{}' is not a valid field",
+                String::from_utf8_lossy(name)
+            ));
+        }
     }
     Ok(())
 }
@@ -707,6 +753,34 @@ mod tests {
     }
 
     #[test]
+    fn response_heads_with_bad_fields_are_refused() {
+        let head = |headers: HeaderBlock| ResponseHead {
+            status: 200,
+            reason: None,
+            headers,
+            body: ResponseBody::Empty,
+            cache: None,
+            log: None,
+        };
+        let mut good = HeaderBlock::new();
+        good.push("X-Fine", b"value \xe9");
+        assert!(validate_response_head(&head(good)).is_ok());
+        for (name, value) in [
+            ("Bad Name", b"v".as_slice()),
+            ("", b"v"),
+            ("X-Split", b"a\r\nInjected: yes"),
+            ("X-Nul", b"a\0b"),
+        ] {
+            let mut bad = HeaderBlock::new();
+            bad.push(name, value);
+            assert!(validate_response_head(&head(bad)).is_err(), "{name:?}");
+        }
+        let outside = HeaderBlock::from_ranges(b"X-A1".to_vec(), vec![[0, 3, 3, 40]]);
+        let error = validate_response_head(&head(outside)).unwrap_err();
+        assert!(error.contains("outside"), "{error}");
+    }
+
+    #[test]
     fn header_blocks_read_fields_in_order_and_survive_bad_ranges() {
         let mut block = HeaderBlock::new();
         block.push("Accept", b"a");
@@ -726,5 +800,14 @@ mod tests {
             vec![[0, 4, 4, 5], [5, 99, 0, 1], [3, 1, 0, 1], [8, 9, 0, 1]],
         );
         assert_eq!(odd.iter().collect::<Vec<_>>(), [("Host", b"x".as_slice())]);
+        // Removing and appending keep the order.
+        block.retain(|name, _| name != "Cookie");
+        let mut more = HeaderBlock::new();
+        more.push("Via", b"1.1 p");
+        block.append(&more);
+        assert_eq!(
+            block.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            ["Accept", "accept", "Via"]
+        );
     }
 }

@@ -56,13 +56,13 @@ impl std::fmt::Debug for EventSender {
 }
 
 impl EventSender {
-    /// Hands `event` to the connection; `Err` gives it back when the
-    /// connection has gone.
-    pub fn send(&self, event: ConnEvent) -> Result<(), ConnEvent> {
+    /// Hands `event` to the connection; false (and the event dropped)
+    /// when the connection has gone.
+    pub fn send(&self, event: ConnEvent) -> bool {
         let waker = {
             let mut state = self.slot.lock();
             if state.closed {
-                return Err(event);
+                return false;
             }
             state.events.push_back(event);
             state.waker.take()
@@ -70,7 +70,7 @@ impl EventSender {
         if let Some(w) = waker {
             w.wake();
         }
-        Ok(())
+        true
     }
 }
 
@@ -153,8 +153,8 @@ mod tests {
     async fn events_arrive_in_order_and_the_end_after_the_last_sender() {
         let (tx, mut rx) = slot();
         let copy = tx.clone();
-        tx.send(ConnEvent::BodyConsumed(1)).unwrap();
-        copy.send(ConnEvent::BodyConsumed(2)).unwrap();
+        assert!(tx.send(ConnEvent::BodyConsumed(1)));
+        assert!(copy.send(ConnEvent::BodyConsumed(2)));
         assert!(matches!(rx.try_recv(), Some(ConnEvent::BodyConsumed(1))));
         drop(tx);
         assert!(matches!(rx.recv().await, Some(ConnEvent::BodyConsumed(2))));
@@ -168,13 +168,10 @@ mod tests {
         let (tx, mut rx) = slot();
         let waiter = tokio::spawn(async move { rx.recv().await.is_some() });
         tokio::task::yield_now().await;
-        tx.send(ConnEvent::Abandoned).unwrap();
+        assert!(tx.send(ConnEvent::Abandoned));
         assert!(waiter.await.unwrap());
-        // The connection is gone: the event comes back.
-        assert!(matches!(
-            tx.send(ConnEvent::Abandoned),
-            Err(ConnEvent::Abandoned)
-        ));
+        // The connection is gone: the event is refused.
+        assert!(!tx.send(ConnEvent::Abandoned));
     }
 
     #[tokio::test]

@@ -129,16 +129,16 @@ pub fn push_status_and_fields(head: &ResponseHead, skip_date: bool, out: &mut Ve
     let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", head.status);
     let mut has_server = false;
     let mut has_date = false;
-    for h in head.headers.iter().filter(|h| !is_framing_header(&h.name)) {
-        let is_date = h.name.eq_ignore_ascii_case("date");
+    for (name, value) in head.headers.iter().filter(|(n, _)| !is_framing_header(n)) {
+        let is_date = name.eq_ignore_ascii_case("date");
         has_date |= is_date;
         if is_date && skip_date {
             continue;
         }
-        has_server |= h.name.eq_ignore_ascii_case("server");
-        out.extend_from_slice(h.name.as_bytes());
+        has_server |= name.eq_ignore_ascii_case("server");
+        out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(&h.value);
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     if !has_server {
@@ -211,7 +211,10 @@ mod tests {
         ResponseHead {
             status,
             reason: None,
-            headers,
+            headers: headers
+                .iter()
+                .map(|h| (h.name.as_str(), h.value.as_slice()))
+                .collect(),
             body,
             cache: None,
             log: None,

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use httpapi::proto::{BodyInfo, CachePolicy, Header, HttpVersion, LogInfo};
+use httpapi::proto::{BodyInfo, CachePolicy, HeaderBlock, HttpVersion, LogInfo};
 use httpapi::{QueueControl, Request, Response};
 
 use crate::auth::{self, Logons};
@@ -50,7 +50,7 @@ pub struct Pipeline {
 struct Reply {
     status: u16,
     /// In the form the response carries them (moved, not copied, into it).
-    headers: Vec<Header>,
+    headers: HeaderBlock,
     body: Body,
     cache: bool,
     log: LogInfo,
@@ -98,7 +98,7 @@ impl Reply {
     fn new(status: u16) -> Reply {
         Reply {
             status,
-            headers: Vec::new(),
+            headers: HeaderBlock::new(),
             body: Body::Empty,
             cache: false,
             log: LogInfo::default(),
@@ -106,18 +106,13 @@ impl Reply {
     }
 
     fn header(mut self, name: &str, value: impl Into<String>) -> Reply {
-        self.headers.push(Header {
-            name: name.to_string(),
-            value: value.into().into_bytes(),
-        });
+        self.headers.push(name, value.into().as_bytes());
         self
     }
 
     fn html(mut self, page: String) -> Reply {
-        self.headers.push(Header::new(
-            "Content-Type",
-            b"text/html; charset=utf-8".as_slice(),
-        ));
+        self.headers
+            .push("Content-Type", b"text/html; charset=utf-8".as_slice());
         self.body = Body::Bytes(Bytes::from(page));
         self
     }
@@ -434,7 +429,7 @@ impl Pipeline {
         match files::evaluate(&conditions, &info, true) {
             Precondition::NotModified => {
                 reply.status = 304;
-                reply.headers.retain(|h| h.name != "Content-Type");
+                reply.headers.retain(|name, _| name != "Content-Type");
                 return Ok(reply);
             }
             Precondition::Failed => return Err(HttpError::new(412, 0)),
@@ -512,7 +507,7 @@ impl Pipeline {
                         ^ info.len
                 );
                 reply.status = 206;
-                reply.headers.retain(|h| h.name != "Content-Type");
+                reply.headers.retain(|name, _| name != "Content-Type");
                 reply = reply.header(
                     "Content-Type",
                     format!("multipart/byteranges; boundary={boundary}"),
@@ -756,9 +751,7 @@ impl Pipeline {
                 CustomErrorKind::Default => None,
             });
             if let Some((content_type, body)) = page {
-                reply
-                    .headers
-                    .push(Header::new("Content-Type", content_type.into_bytes()));
+                reply.headers.push("Content-Type", content_type.as_bytes());
                 reply.body = Body::Bytes(body);
                 return reply;
             }
@@ -779,12 +772,16 @@ impl Pipeline {
             log.dont_log |= cfg.dont_log;
         }
         let mut response = Response::new(status).log(log);
-        if let Some(cfg) = cfg {
-            for (name, value) in &cfg.custom_headers {
-                response = response.header(name, value.as_bytes());
+        match cfg.map(|c| &c.custom_headers) {
+            Some(custom) if !custom.is_empty() => {
+                // HttpCustomHeaders first, then the handler's.
+                for (name, value) in custom {
+                    response.headers.push(name, value.as_bytes());
+                }
+                response.headers.append(&headers);
             }
+            _ => response.headers = headers,
         }
-        response.headers.extend(headers);
         if cache {
             response = response.cache(CachePolicy::UntilInvalidated);
         }
