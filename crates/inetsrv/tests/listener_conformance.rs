@@ -998,6 +998,14 @@ fn table() -> Table {
         501,
         "N/I",
     );
+    // A parameter on chunked: one party reading it as chunked and another
+    // refusing it is a smuggling gap; HTTP.SYS knows only the bare coding.
+    t.refused(
+        "chunked with a parameter",
+        post("Transfer-Encoding: chunked;q=1\r\n", "0\r\n\r\n"),
+        501,
+        "N/I",
+    );
     t.refused(
         "chunked then gzip",
         post("Transfer-Encoding: chunked, gzip\r\n", "0\r\n\r\n"),

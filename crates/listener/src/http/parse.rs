@@ -392,7 +392,14 @@ fn semantics(buf: &[u8], head: &mut Head) -> Result<(), HttpError> {
                 "Invalid Transfer-Encoding",
             ));
         }
-        if names.len() > 1 {
+        // Only the bare `chunked` is understood, as by HTTP.SYS: the coding
+        // defines no parameters (RFC 9112 7), and `chunked;q=1` read as
+        // chunked by one party and refused by another is how requests are
+        // smuggled past a proxy.
+        let chunked_has_parameters = transfer_codings
+            .last()
+            .is_some_and(|c| c.contains(&b';'));
+        if names.len() > 1 || chunked_has_parameters {
             return Err(HttpError::new(
                 501,
                 R::NotImplemented,
@@ -513,6 +520,12 @@ mod tests {
             err("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
             (501, R::NotImplemented)
         );
+        for parameterised in ["chunked;q=1", "chunked ; x", "Chunked;"] {
+            let text = format!(
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {parameterised}\r\n\r\n"
+            );
+            assert_eq!(err(&text), (501, R::NotImplemented), "{parameterised}");
+        }
         assert_eq!(
             err("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n").0,
             400
