@@ -409,9 +409,22 @@ impl Service {
                         && pool.settings.process_differs(&settings)
                         && !settings.disallow_rotation_on_config_change;
                     let was_missing = pool.missing;
+                    let pinging_changed = pool.settings.ping_interval != settings.ping_interval
+                        || pool.settings.pinging_enabled != settings.pinging_enabled;
                     pool.settings = settings;
                     pool.missing = missing;
                     configure_queue(pool);
+                    if pinging_changed {
+                        // A shorter PingInterval counts from now, not
+                        // from the next ping of the old one: a hang is
+                        // found within the new interval plus
+                        // PingResponseTime.
+                        let every = ping_every(&pool.settings);
+                        let now = self.host.now();
+                        for w in self.workers.values_mut().filter(|w| w.pool == *key) {
+                            w.next_ping = w.next_ping.min(now + every);
+                        }
+                    }
                     if was_missing && !missing && pool.settings.auto_start {
                         pool.running = true;
                         pool.reason = None;
@@ -1197,12 +1210,7 @@ impl Service {
                         let seq = pings.next();
                         w.ping = Some((seq, now));
                         w.to.send(&ToWorker::Ping { seq });
-                        let every = if s.pinging_enabled {
-                            Duration::from_secs(u64::from(s.ping_interval))
-                        } else {
-                            STATUS_PING
-                        };
-                        w.next_ping = now + every;
+                        w.next_ping = now + ping_every(s);
                     }
                     if !s.pinging_enabled {
                         // Status pings only: an unanswered one is retried.
@@ -1526,6 +1534,16 @@ fn log_settings(
         fields: log.fields,
         local_time_rollover: log.local_time_rollover,
     })
+}
+
+/// How often a pool's workers are pinged: PingInterval, or the status
+/// ping when pinging is off.
+fn ping_every(settings: &PoolSettings) -> Duration {
+    if settings.pinging_enabled {
+        Duration::from_secs(u64::from(settings.ping_interval))
+    } else {
+        STATUS_PING
+    }
 }
 
 fn configure_queue(pool: &mut Pool) {

@@ -431,3 +431,43 @@ async fn periodic_restart_schedule_recycles_once_per_minute() {
     b.advance(Duration::from_secs(1));
     assert_eq!(b.host.lock().started.len(), 2);
 }
+
+#[tokio::test]
+async fn a_shortened_ping_interval_applies_at_once() {
+    let mut b = Bench::new(&[(ids::PING_INTERVAL, 300), (ids::PING_RESPONSE_TIME, 5)]).await;
+    b.demand();
+    let id = b.worker_ids()[0];
+    b.ready(id);
+    // The first ping (a second after Ready) is answered; the next is due
+    // in 300 s. Then the worker hangs.
+    b.advance(Duration::from_millis(1250));
+    let first = b.outstanding_ping(id).expect("pinged");
+    b.service.handle(Event::Worker(
+        id,
+        FromWorker::Pong {
+            seq: first,
+            requests: 0,
+            active: 0,
+        },
+    ));
+    // The administrator shortens PingInterval to 2 s.
+    let changes = b.service.opts.files.metabase().subscribe();
+    b.service
+        .opts
+        .files
+        .metabase()
+        .write(|txn| {
+            txn.set(
+                &path("/LM/W3SVC/AppPools/DefaultAppPool"),
+                ids::PING_INTERVAL,
+                Value::Dword(2),
+            )
+        })
+        .unwrap();
+    let batch = changes.recv_timeout(Duration::from_secs(5)).unwrap();
+    b.service.handle(Event::Changes(batch));
+    // Found within the new interval plus PingResponseTime, not after the
+    // old interval's 300 s.
+    b.advance(Duration::from_secs(2 + 5 + 1));
+    assert_eq!(b.host.lock().killed, vec![b.pid(id)]);
+}

@@ -396,9 +396,7 @@ fn semantics(buf: &[u8], head: &mut Head) -> Result<(), HttpError> {
         // defines no parameters (RFC 9112 7), and `chunked;q=1` read as
         // chunked by one party and refused by another is how requests are
         // smuggled past a proxy.
-        let chunked_has_parameters = transfer_codings
-            .last()
-            .is_some_and(|c| c.contains(&b';'));
+        let chunked_has_parameters = transfer_codings.last().is_some_and(|c| c.contains(&b';'));
         if names.len() > 1 || chunked_has_parameters {
             return Err(HttpError::new(
                 501,
@@ -521,9 +519,8 @@ mod tests {
             (501, R::NotImplemented)
         );
         for parameterised in ["chunked;q=1", "chunked ; x", "Chunked;"] {
-            let text = format!(
-                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {parameterised}\r\n\r\n"
-            );
+            let text =
+                format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {parameterised}\r\n\r\n");
             assert_eq!(err(&text), (501, R::NotImplemented), "{parameterised}");
         }
         assert_eq!(
