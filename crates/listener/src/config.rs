@@ -66,6 +66,11 @@ pub struct ListenerConfig {
     /// Where HTTPERR logs go; none turns error logging off.
     pub error_logging_dir: Option<PathBuf>,
     pub error_log_file_truncate_size: u64,
+    /// How many HTTPERR files are kept (an inetsrv addition: HTTP.SYS
+    /// keeps them all). With ErrorLogFileTruncateSize it bounds the
+    /// directory, so a flood of refusals cannot fill the disk; 0 keeps
+    /// every file.
+    pub error_log_max_files: u32,
     #[serde(deserialize_with = "registry_bool")]
     pub uri_enable_cache: bool,
     /// The largest response the cache keeps (UriMaxUriBytes).
@@ -108,6 +113,7 @@ impl Default for ListenerConfig {
             ],
             error_logging_dir: None,
             error_log_file_truncate_size: 1024 * 1024,
+            error_log_max_files: 10,
             uri_enable_cache: true,
             uri_max_uri_bytes: 256 * 1024,
             uri_max_header_bytes: 1024,

@@ -100,11 +100,15 @@ pub struct HttpErrLog {
 struct Files {
     dir: PathBuf,
     truncate_size: u64,
+    /// Files kept (0: all).
+    max_files: u32,
     current: Option<Current>,
 }
 
 impl HttpErrLog {
-    pub fn new(dir: Option<PathBuf>, truncate_size: u64) -> HttpErrLog {
+    /// A log in `dir` (none: logging off), rolled at `truncate_size` bytes,
+    /// keeping the newest `max_files` files (0: all).
+    pub fn new(dir: Option<PathBuf>, truncate_size: u64, max_files: u32) -> HttpErrLog {
         let Some(dir) = dir else {
             return HttpErrLog {
                 jobs: None,
@@ -118,6 +122,7 @@ impl HttpErrLog {
         let mut files = Files {
             dir,
             truncate_size: truncate_size.max(1024),
+            max_files,
             current: None,
         };
         let thread = std::thread::Builder::new()
@@ -200,8 +205,8 @@ impl Files {
         Ok(Current { file, size, index })
     }
 
-    /// The highest-numbered existing log, to continue after a restart.
-    fn last_index(&self) -> u32 {
+    /// The indices of the logs in the directory.
+    fn indices(&self) -> Vec<u32> {
         std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
@@ -213,19 +218,41 @@ impl Files {
                     .parse()
                     .ok()
             })
-            .max()
-            .unwrap_or(1)
+            .collect()
+    }
+
+    /// The highest-numbered existing log, to continue after a restart.
+    fn last_index(&self) -> u32 {
+        self.indices().into_iter().max().unwrap_or(1)
+    }
+
+    /// Removes the logs older than the newest `max_files` (counting
+    /// `newest` itself).
+    fn prune(&self, newest: u32) {
+        if self.max_files == 0 {
+            return;
+        }
+        let keep_from = newest.saturating_sub(self.max_files - 1);
+        for index in self.indices().into_iter().filter(|i| *i < keep_from) {
+            let path = self.dir.join(format!("httperr{index}.log"));
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an old HTTPERR log");
+            }
+        }
     }
 
     fn write(&mut self, line: &str) {
         let result = (|| -> std::io::Result<()> {
             if self.current.is_none() {
-                self.current = Some(self.open(self.last_index())?);
+                let last = self.last_index();
+                self.current = Some(self.open(last)?);
+                self.prune(last);
             }
             if let Some(cur) = self.current.as_ref() {
                 if cur.size + line.len() as u64 > self.truncate_size {
                     let next = cur.index + 1;
                     self.current = Some(self.open(next)?);
+                    self.prune(next);
                 }
             }
             if let Some(cur) = self.current.as_mut() {
@@ -282,9 +309,57 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_refusals_stays_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let (truncate, keep) = (64 * 1024, 3);
+        let log = HttpErrLog::new(Some(dir.path().to_path_buf()), truncate, keep);
+        let record = ErrorRecord {
+            client: Some("192.0.2.1:40000".parse().unwrap()),
+            reason: "BadRequest",
+            uri: Some("/flood".into()),
+            status: Some(400),
+            ..ErrorRecord::default()
+        };
+        for i in 0..300_000 {
+            log.write(&record);
+            if i % 10_000 == 0 {
+                // Let the writer keep up, so the lines reach the files
+                // rather than the dropped count.
+                log.flush();
+            }
+        }
+        log.flush();
+        let files: Vec<(String, u64)> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        assert!(files.len() <= keep as usize, "{files:?}");
+        let total: u64 = files.iter().map(|(_, len)| len).sum();
+        assert!(total <= truncate * u64::from(keep), "{total} bytes");
+        // It rolled far past the files it keeps: the old ones went.
+        let newest = files
+            .iter()
+            .filter_map(|(n, _)| {
+                n.strip_prefix("httperr")?
+                    .strip_suffix(".log")?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .max()
+            .unwrap();
+        assert!(newest > 50, "only {newest} files were written");
+    }
+
+    #[test]
     fn files_roll_at_the_size_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let log = HttpErrLog::new(Some(dir.path().to_path_buf()), 1024);
+        let log = HttpErrLog::new(Some(dir.path().to_path_buf()), 1024, 0);
         let record = ErrorRecord {
             reason: "BadRequest",
             uri: Some("/".repeat(100)),
@@ -304,7 +379,7 @@ mod tests {
         // A new writer continues with the newest file, not the first.
         drop(log);
         let first_before = std::fs::read(dir.path().join("httperr1.log")).unwrap();
-        let again = HttpErrLog::new(Some(dir.path().to_path_buf()), 1024);
+        let again = HttpErrLog::new(Some(dir.path().to_path_buf()), 1024, 0);
         again.write(&record);
         drop(again);
         assert_eq!(

@@ -434,6 +434,7 @@ impl Listener {
             errlog: HttpErrLog::new(
                 config.error_logging_dir.clone(),
                 config.error_log_file_truncate_size,
+                config.error_log_max_files,
             ),
             w3c: crate::w3c::W3cLogs::new(),
             busy: std::sync::atomic::AtomicUsize::new(0),
