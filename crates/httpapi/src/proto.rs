@@ -323,6 +323,8 @@ pub enum ErrorCode {
     /// The port could not be listened on.
     AddressInUse,
     Protocol,
+    /// ERROR_QUOTA_EXCEEDED (1816): a per-user limit (queues, URLs).
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -336,6 +338,7 @@ impl ErrorCode {
             ErrorCode::InvalidHandle => 6,
             ErrorCode::AddressInUse => 10048,
             ErrorCode::Protocol => 1726,
+            ErrorCode::QuotaExceeded => 1816,
         }
     }
 }

@@ -252,19 +252,18 @@ impl ResponseCache {
 
     /// Drops the entries at or under a prefix; returns how many.
     pub fn flush(&self, prefix: &UrlPrefix) -> usize {
+        self.flush_within(prefix, None)
+    }
+
+    /// [`ResponseCache::flush`], limited (when `owned` is given) to
+    /// entries under one of `owned`: a program flushes only what its own
+    /// URLs answered.
+    pub fn flush_within(&self, prefix: &UrlPrefix, owned: Option<&[UrlPrefix]>) -> usize {
         let mut map = write(&self.entries);
         let before = map.len();
-        // Prefixes match paths without regard to case, as routing does.
-        let prefix_path = prefix.path.to_lowercase();
         map.retain(|_, e| {
-            let host_matches = match &prefix.host {
-                HostSpec::Strong | HostSpec::Weak => true,
-                HostSpec::Name(n) => *n == e.host,
-                HostSpec::Ip(ip) => e.host.trim_matches(['[', ']']) == ip.to_string(),
-            };
-            let path = e.path.to_lowercase();
-            let under = path.starts_with(&prefix_path) || format!("{path}/") == prefix_path;
-            let doomed = e.port == prefix.port && host_matches && under;
+            let doomed = entry_under(prefix, e)
+                && owned.is_none_or(|owned| owned.iter().any(|o| entry_under(o, e)));
             if doomed {
                 self.total.fetch_sub(e.size(), Ordering::Relaxed);
             }
@@ -384,4 +383,18 @@ mod tests {
         assert_eq!(c.scavenge(Duration::from_secs(1)), 1);
         assert!(c.get("idle").is_none() && c.get("busy").is_some());
     }
+}
+
+/// Whether a cached response lies under `prefix` (its port, its host or a
+/// wildcard, its path without regard to case, as routing matches).
+fn entry_under(prefix: &UrlPrefix, e: &CacheEntry) -> bool {
+    let host_matches = match &prefix.host {
+        HostSpec::Strong | HostSpec::Weak => true,
+        HostSpec::Name(n) => *n == e.host,
+        HostSpec::Ip(ip) => e.host.trim_matches(['[', ']']) == ip.to_string(),
+    };
+    let prefix_path = prefix.path.to_lowercase();
+    let path = e.path.to_lowercase();
+    let under = path.starts_with(&prefix_path) || format!("{path}/") == prefix_path;
+    e.port == prefix.port && host_matches && under
 }

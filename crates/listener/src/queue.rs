@@ -71,15 +71,30 @@ struct Inner {
     /// Sessions that have the queue open (0 for a queue held in-process).
     holders: usize,
     demand_signalled: bool,
-    allowed_uids: Vec<u32>,
+    /// Processes the owner let open the queue (the workers it started).
+    allowed_pids: Vec<u32>,
+}
+
+/// Who created a queue, which decides who may open it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Creator {
+    /// The process the listener runs in (the activation service): only
+    /// the processes it allows ([`Queue::allow_process`]) may open it,
+    /// and only to receive; a program's queue of the same name is another
+    /// queue.
+    Service,
+    /// A program, through the control socket: its user (and root) may
+    /// open it again.
+    Program,
 }
 
 /// A request queue.
 pub struct Queue {
     pub id: u32,
     pub name: String,
-    /// The user that created it; that user (and root) may open it again.
+    /// The user that created it.
     pub owner_uid: u32,
+    pub creator: Creator,
     inner: Mutex<Inner>,
 }
 
@@ -87,11 +102,18 @@ pub struct Queue {
 pub type DemandStartHook = Arc<dyn Fn(&Queue) + Send + Sync>;
 
 impl Queue {
-    pub(crate) fn new(id: u32, name: &str, owner_uid: u32, max_length: usize) -> Queue {
+    pub(crate) fn new(
+        id: u32,
+        name: &str,
+        owner_uid: u32,
+        creator: Creator,
+        max_length: usize,
+    ) -> Queue {
         Queue {
             id,
             name: name.to_string(),
             owner_uid,
+            creator,
             inner: Mutex::new(Inner {
                 max_length,
                 stopped: false,
@@ -101,7 +123,7 @@ impl Queue {
                 next: 0,
                 holders: 0,
                 demand_signalled: false,
-                allowed_uids: Vec::new(),
+                allowed_pids: Vec::new(),
             }),
         }
     }
@@ -250,16 +272,35 @@ impl Queue {
         self.lock().drop_when_stopped = drop;
     }
 
-    /// Lets another user open the queue (the identity a worker runs as).
-    pub fn allow_user(&self, uid: u32) {
+    /// Lets process `pid` open the queue to receive from it (a worker
+    /// process its owner started), by process, not by user: another
+    /// process of the same user is refused.
+    pub fn allow_process(&self, pid: u32) {
         let mut inner = self.lock();
-        if !inner.allowed_uids.contains(&uid) {
-            inner.allowed_uids.push(uid);
+        if !inner.allowed_pids.contains(&pid) {
+            inner.allowed_pids.push(pid);
         }
     }
 
-    pub(crate) fn may_open(&self, uid: u32) -> bool {
-        uid == self.owner_uid || self.lock().allowed_uids.contains(&uid)
+    /// Withdraws [`Queue::allow_process`] (the process exited: its pid
+    /// may come back as another's).
+    pub fn revoke_process(&self, pid: u32) {
+        self.lock().allowed_pids.retain(|p| *p != pid);
+    }
+
+    /// Whether a program's process may open the queue.
+    pub(crate) fn may_open(&self, uid: u32, pid: Option<u32>) -> bool {
+        match self.creator {
+            Creator::Service => pid.is_some_and(|pid| self.lock().allowed_pids.contains(&pid)),
+            Creator::Program => uid == self.owner_uid || uid == 0,
+        }
+    }
+
+    /// Whether a program's session may control the queue (stop it, set
+    /// its length, change its URLs): its creator's user, or root, for a
+    /// program's queue; nobody outside the service for the service's.
+    pub(crate) fn may_control(&self, uid: u32) -> bool {
+        self.creator == Creator::Program && (uid == self.owner_uid || uid == 0)
     }
 
     pub fn is_stopped(&self) -> bool {

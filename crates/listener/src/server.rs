@@ -19,7 +19,7 @@ use crate::cache::ResponseCache;
 use crate::config::ListenerConfig;
 use crate::http::Limits;
 use crate::httperr::HttpErrLog;
-use crate::queue::{DemandStartHook, Queue};
+use crate::queue::{Creator, DemandStartHook, Queue};
 use crate::routing::{RoutingTable, UrlPrefix};
 use crate::url::{Scheme, UrlOptions};
 
@@ -41,7 +41,7 @@ pub(crate) struct Shared {
     pub url_options: UrlOptions,
     pub routes: ArcSwap<RoutingTable<Route>>,
     route_edit: Mutex<()>,
-    queues: Mutex<HashMap<String, Arc<Queue>>>,
+    queues: Mutex<QueueNames>,
     next_queue_id: AtomicU32,
     pub next_request_id: AtomicU64,
     endpoints: Mutex<Endpoints>,
@@ -56,6 +56,36 @@ pub(crate) struct Shared {
     runtime: tokio::runtime::Handle,
 }
 
+/// Queues by name: the service's and programs' apart, so a program can
+/// never take a name the service will use.
+#[derive(Default)]
+struct QueueNames {
+    service: HashMap<String, Arc<Queue>>,
+    programs: HashMap<String, Arc<Queue>>,
+}
+
+/// The most queues one user (not root, not the service's) may hold.
+const MAX_QUEUES_PER_USER: usize = 64;
+/// The most URL prefixes one user's queues may hold.
+const MAX_URLS_PER_USER: usize = 256;
+
+/// Who asks, from the control socket's peer credentials.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caller {
+    pub uid: u32,
+    pub pid: Option<u32>,
+}
+
+fn check_queue_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("'{name}' is not a valid queue name"),
+        ));
+    }
+    Ok(())
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -68,61 +98,111 @@ impl Shared {
             .clone()
     }
 
-    /// Creates a queue, or opens an existing one to serve it too.
+    /// A program creates a queue, or opens an existing one to serve it
+    /// too. The service's queues are apart: a program never creates one
+    /// (a name the service uses is refused) and opens one only when the
+    /// service allowed its process.
     pub(crate) fn open_queue(
         &self,
         name: &str,
-        uid: u32,
+        caller: &Caller,
         open_existing: bool,
     ) -> Result<Arc<Queue>, ApiError> {
-        if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control() || c == '/') {
-            return Err(ApiError::new(
-                ErrorCode::InvalidParameter,
-                format!("'{name}' is not a valid queue name"),
-            ));
-        }
+        check_queue_name(name)?;
         let mut queues = lock(&self.queues);
-        match queues.get(name) {
-            Some(queue) if open_existing => {
-                if !queue.may_open(uid) && uid != 0 && uid != self.uid {
-                    return Err(ApiError::new(
-                        ErrorCode::AccessDenied,
-                        format!("queue {name} belongs to another user"),
-                    ));
+        if open_existing {
+            if let Some(queue) = queues.service.get(name) {
+                if queue.may_open(caller.uid, caller.pid) {
+                    return Ok(queue.clone());
                 }
-                Ok(queue.clone())
+                tracing::warn!(queue = name, pid = ?caller.pid, user = %crate::acl::user_name(caller.uid), "refused: a process the service did not start asked for its queue");
+                return Err(ApiError::new(
+                    ErrorCode::AccessDenied,
+                    format!("queue {name} is the service's: only the worker processes it starts may open it"),
+                ));
             }
-            Some(_) => Err(ApiError::new(
+            let Some(queue) = queues.programs.get(name) else {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("no queue named {name}"),
+                ));
+            };
+            if !queue.may_open(caller.uid, caller.pid) && caller.uid != self.uid {
+                return Err(ApiError::new(
+                    ErrorCode::AccessDenied,
+                    format!("queue {name} belongs to another user"),
+                ));
+            }
+            return Ok(queue.clone());
+        }
+        if queues.service.contains_key(name) || queues.programs.contains_key(name) {
+            return Err(ApiError::new(
                 ErrorCode::AlreadyExists,
                 format!("queue {name} exists"),
-            )),
-            None if open_existing => Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("no queue named {name}"),
-            )),
-            None => {
-                let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
-                let queue = Arc::new(Queue::new(
-                    id,
-                    name,
-                    uid,
-                    self.config.default_queue_length as usize,
+            ));
+        }
+        if caller.uid != 0 && caller.uid != self.uid {
+            let held = queues
+                .programs
+                .values()
+                .filter(|q| q.owner_uid == caller.uid)
+                .count();
+            if held >= MAX_QUEUES_PER_USER {
+                return Err(ApiError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "user {} holds {held} queues, the most one user may",
+                        crate::acl::user_name(caller.uid)
+                    ),
                 ));
-                queues.insert(name.to_string(), queue.clone());
-                Ok(queue)
             }
         }
+        let queue = self.new_queue(name, caller.uid, Creator::Program);
+        queues.programs.insert(name.to_string(), queue.clone());
+        Ok(queue)
+    }
+
+    /// The service creates one of its queues. A program's queue of the
+    /// same name does not stand in its way (it stays the program's, and
+    /// workers open the service's).
+    pub(crate) fn create_service_queue(&self, name: &str) -> Result<Arc<Queue>, ApiError> {
+        check_queue_name(name)?;
+        let mut queues = lock(&self.queues);
+        if queues.service.contains_key(name) {
+            return Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("queue {name} exists"),
+            ));
+        }
+        if let Some(other) = queues.programs.get(name) {
+            tracing::warn!(queue = name, user = %crate::acl::user_name(other.owner_uid), "a program holds a queue of the same name as the service's; it stays apart, and the service's queue serves the site");
+        }
+        let queue = self.new_queue(name, self.uid, Creator::Service);
+        queues.service.insert(name.to_string(), queue.clone());
+        Ok(queue)
+    }
+
+    fn new_queue(&self, name: &str, owner: u32, creator: Creator) -> Arc<Queue> {
+        let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Queue::new(
+            id,
+            name,
+            owner,
+            creator,
+            self.config.default_queue_length as usize,
+        ))
     }
 
     /// Removes a queue nobody holds any more, with its prefixes.
     pub(crate) fn remove_queue(self: &Arc<Self>, queue: &Arc<Queue>) {
         {
             let mut queues = lock(&self.queues);
-            if queues
-                .get(&queue.name)
-                .is_some_and(|q| Arc::ptr_eq(q, queue))
-            {
-                queues.remove(&queue.name);
+            let names = match queue.creator {
+                Creator::Service => &mut queues.service,
+                Creator::Program => &mut queues.programs,
+            };
+            if names.get(&queue.name).is_some_and(|q| Arc::ptr_eq(q, queue)) {
+                names.remove(&queue.name);
             }
         }
         let _edit = lock(&self.route_edit);
@@ -169,6 +249,21 @@ impl Shared {
                         format!("URL reservations unreadable: {e}"),
                     )
                 })?;
+                let held = self
+                    .routes
+                    .load()
+                    .iter()
+                    .filter(|(_, r)| r.queue.owner_uid == uid && r.queue.creator == Creator::Program)
+                    .count();
+                if held >= MAX_URLS_PER_USER {
+                    return Err(ApiError::new(
+                        ErrorCode::QuotaExceeded,
+                        format!(
+                            "user {} holds {held} URL prefixes, the most one user may",
+                            crate::acl::user_name(uid)
+                        ),
+                    ));
+                }
                 if !acl.allows(uid, &parsed) {
                     return Err(ApiError::new(
                         ErrorCode::AccessDenied,
@@ -232,10 +327,26 @@ impl Shared {
         Ok(())
     }
 
-    pub(crate) fn flush_cache(&self, prefix: &str) -> Result<usize, ApiError> {
+    /// Drops cached responses under `prefix`; for a program (`for_queue`)
+    /// only those under the URLs its queue holds.
+    pub(crate) fn flush_cache(
+        &self,
+        prefix: &str,
+        for_queue: Option<&Arc<Queue>>,
+    ) -> Result<usize, ApiError> {
         let parsed = UrlPrefix::parse(prefix)
             .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
-        Ok(self.cache.flush(&parsed))
+        let Some(queue) = for_queue else {
+            return Ok(self.cache.flush(&parsed));
+        };
+        let owned: Vec<UrlPrefix> = self
+            .routes
+            .load()
+            .iter()
+            .filter(|(_, route)| Arc::ptr_eq(&route.queue, queue))
+            .map(|(prefix, _)| prefix.clone())
+            .collect();
+        Ok(self.cache.flush_within(&parsed, Some(&owned)))
     }
 
     /// Listens on (scheme, port) on every listen address, if not yet.
@@ -426,7 +537,7 @@ impl Listener {
             url_options: config.url_options(),
             routes: ArcSwap::from_pointee(RoutingTable::default()),
             route_edit: Mutex::new(()),
-            queues: Mutex::new(HashMap::new()),
+            queues: Mutex::new(QueueNames::default()),
             next_queue_id: AtomicU32::new(1),
             next_request_id: AtomicU64::new(1),
             endpoints: Mutex::new(HashMap::new()),
@@ -511,7 +622,7 @@ impl Listener {
     /// Creates a queue held by this process (the activation service's
     /// queues, created before any worker exists).
     pub fn create_queue(&self, name: &str) -> Result<QueueHandle, ApiError> {
-        let queue = self.shared.open_queue(name, self.shared.uid, false)?;
+        let queue = self.shared.create_service_queue(name)?;
         queue.add_holder();
         Ok(QueueHandle {
             queue,
@@ -572,7 +683,7 @@ impl Listener {
 
     /// Drops cached responses at or under a prefix; returns how many.
     pub fn flush_cache(&self, prefix: &str) -> Result<usize, ApiError> {
-        self.shared.flush_cache(prefix)
+        self.shared.flush_cache(prefix, None)
     }
 
     pub fn cache_hits(&self) -> u64 {

@@ -18,12 +18,14 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use crate::queue::{ConnEvent, EventSender, Queue};
-use crate::server::Shared;
+use crate::server::{Caller, Shared};
 
 /// A connected program.
 pub struct Session {
     pub id: u64,
     pub uid: u32,
+    /// The peer's process, when the socket says.
+    pub pid: Option<u32>,
     writer: mpsc::UnboundedSender<Vec<u8>>,
     requests: Mutex<HashMap<u64, EventSender>>,
     queues: Mutex<HashMap<u32, Arc<Queue>>>,
@@ -117,6 +119,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
     let session = Arc::new(Session {
         id,
         uid,
+        pid: pid.map(|p| p as u32),
         writer: tx,
         requests: Mutex::new(HashMap::new()),
         queues: Mutex::new(HashMap::new()),
@@ -279,6 +282,23 @@ fn own_queue(session: &Session, queue: u32) -> Result<Arc<Queue>, ApiError> {
     })
 }
 
+/// A queue open in this session that the session may also control
+/// (stop, length, URLs): its creator's, not one it may only receive from.
+fn controlled_queue(session: &Session, queue: u32) -> Result<Arc<Queue>, ApiError> {
+    let q = own_queue(session, queue)?;
+    if q.may_control(session.uid) {
+        return Ok(q);
+    }
+    tracing::warn!(queue = %q.name, pid = ?session.pid, user = %crate::acl::user_name(session.uid), "refused: a process that may only receive from a queue tried to control it");
+    Err(ApiError::new(
+        ErrorCode::AccessDenied,
+        format!(
+            "queue {} may only be received from in this session; its owner controls it",
+            q.name
+        ),
+    ))
+}
+
 fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
     match msg {
         ToListener::Hello { .. } => {}
@@ -287,8 +307,12 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
             name,
             open_existing,
         } => {
+            let caller = Caller {
+                uid: session.uid,
+                pid: session.pid,
+            };
             let result = shared
-                .open_queue(&name, session.uid, open_existing)
+                .open_queue(&name, &caller, open_existing)
                 .map(|queue| {
                     let id = queue.id;
                     if let std::collections::hash_map::Entry::Vacant(slot) =
@@ -320,7 +344,7 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
             prefix,
             context,
         } => {
-            let result = own_queue(session, queue)
+            let result = controlled_queue(session, queue)
                 .and_then(|q| shared.add_url(&q, &prefix, context, None, Some(session.uid)))
                 .map(|()| 0);
             reply(session, call, result);
@@ -330,7 +354,7 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
             queue,
             prefix,
         } => {
-            let result = own_queue(session, queue)
+            let result = controlled_queue(session, queue)
                 .and_then(|q| shared.remove_url(&q, &prefix))
                 .map(|()| 0);
             reply(session, call, result);
@@ -340,7 +364,7 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
             queue,
             property,
         } => {
-            let result = own_queue(session, queue).map(|q| {
+            let result = controlled_queue(session, queue).map(|q| {
                 match property {
                     QueueProperty::Stopped(stopped) => q.set_stopped(stopped),
                     QueueProperty::MaxLength(n) => q.set_max_length(n as usize),
@@ -355,7 +379,7 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
             prefix,
         } => {
             let result = own_queue(session, queue)
-                .and_then(|_| shared.flush_cache(&prefix))
+                .and_then(|q| shared.flush_cache(&prefix, Some(&q)))
                 .map(|n| n as u64);
             reply(session, call, result);
         }

@@ -28,6 +28,9 @@ async fn a_request_starts_a_process() {
         .port();
     // The controller holds the queue before any process exists.
     let pool = listener.create_queue("pool").unwrap();
+    // The "started processes" are this test process: the service's queue
+    // lets in only the processes it allows.
+    pool.queue().allow_process(std::process::id());
     pool.add_url(&format!("http://+:{port}/app/"), 0, Some(1))
         .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();

@@ -164,6 +164,9 @@ async fn a_handover_under_load_loses_no_request() {
         .port();
     // The controller holds the queue; processes come and go.
     let pool = listener.create_queue("pool").unwrap();
+    // The "started processes" are this test process: the service's queue
+    // lets in only the processes it allows.
+    pool.queue().allow_process(std::process::id());
     pool.add_url(&format!("http://+:{port}/app/"), 0, Some(1))
         .unwrap();
     let socket = listener.control_socket().to_path_buf();

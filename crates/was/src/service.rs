@@ -766,6 +766,11 @@ impl Service {
                 return None;
             }
         };
+        // This process, and no other (another pool's worker, anything
+        // running as the same user), may open the pool's queue.
+        if let Some(pool) = self.pools.get(pool_key) {
+            pool.queue.queue().allow_process(spawned.pid);
+        }
         let handed = handover.send(&spawned.to_worker, self.reload_seq);
         self.handed.insert(pool_key.to_string(), handed);
         let now = self.host.now();
@@ -1046,6 +1051,10 @@ impl Service {
         let Some(w) = self.workers.remove(&id) else {
             return;
         };
+        // Its pid may come back as another process's.
+        if let Some(pool) = self.pools.get(&w.pool) {
+            pool.queue.queue().revoke_process(w.pid);
+        }
         self.release_waiters();
         let pool_key = w.pool.clone();
         let pool_name = self
