@@ -327,6 +327,15 @@ pub struct Queue {
     ungranted: u32,
 }
 
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
 /// The operations on a queue other than receiving; cheap to clone and
 /// usable while another task receives.
 #[derive(Clone)]

@@ -94,6 +94,8 @@ pub struct Queue {
     pub name: String,
     /// The user that created it.
     pub owner_uid: u32,
+    /// The process that created it, when known (a program's).
+    pub owner_pid: Option<u32>,
     pub creator: Creator,
     inner: Mutex<Inner>,
 }
@@ -105,14 +107,15 @@ impl Queue {
     pub(crate) fn new(
         id: u32,
         name: &str,
-        owner_uid: u32,
+        owner: (u32, Option<u32>),
         creator: Creator,
         max_length: usize,
     ) -> Queue {
         Queue {
             id,
             name: name.to_string(),
-            owner_uid,
+            owner_uid: owner.0,
+            owner_pid: owner.1,
             creator,
             inner: Mutex::new(Inner {
                 max_length,

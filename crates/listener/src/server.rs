@@ -157,7 +157,7 @@ impl Shared {
                 ));
             }
         }
-        let queue = self.new_queue(name, caller.uid, Creator::Program);
+        let queue = self.new_queue(name, (caller.uid, caller.pid), Creator::Program);
         queues.programs.insert(name.to_string(), queue.clone());
         Ok(queue)
     }
@@ -175,14 +175,14 @@ impl Shared {
             ));
         }
         if let Some(other) = queues.programs.get(name) {
-            tracing::warn!(queue = name, user = %crate::acl::user_name(other.owner_uid), "a program holds a queue of the same name as the service's; it stays apart, and the service's queue serves the site");
+            tracing::warn!(queue = name, pid = ?other.owner_pid, user = %crate::acl::user_name(other.owner_uid), "a program holds a queue of the same name as the service's; it stays apart, and the service's queue serves the site");
         }
-        let queue = self.new_queue(name, self.uid, Creator::Service);
+        let queue = self.new_queue(name, (self.uid, None), Creator::Service);
         queues.service.insert(name.to_string(), queue.clone());
         Ok(queue)
     }
 
-    fn new_queue(&self, name: &str, owner: u32, creator: Creator) -> Arc<Queue> {
+    fn new_queue(&self, name: &str, owner: (u32, Option<u32>), creator: Creator) -> Arc<Queue> {
         let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
         Arc::new(Queue::new(
             id,
@@ -201,7 +201,10 @@ impl Shared {
                 Creator::Service => &mut queues.service,
                 Creator::Program => &mut queues.programs,
             };
-            if names.get(&queue.name).is_some_and(|q| Arc::ptr_eq(q, queue)) {
+            if names
+                .get(&queue.name)
+                .is_some_and(|q| Arc::ptr_eq(q, queue))
+            {
                 names.remove(&queue.name);
             }
         }
@@ -253,7 +256,9 @@ impl Shared {
                     .routes
                     .load()
                     .iter()
-                    .filter(|(_, r)| r.queue.owner_uid == uid && r.queue.creator == Creator::Program)
+                    .filter(|(_, r)| {
+                        r.queue.owner_uid == uid && r.queue.creator == Creator::Program
+                    })
                     .count();
                 if held >= MAX_URLS_PER_USER {
                     return Err(ApiError::new(

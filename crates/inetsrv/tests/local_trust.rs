@@ -1,0 +1,218 @@
+//! The local attacks on request queues, as another Unix user would make
+//! them against a running `inetsrv start` (as root, default settings):
+//! squatting a pool's queue name or a paused site's, taking or stopping a
+//! pool's queue, flushing a site's cache, opening queues without end.
+//! Each must fail with a clear refusal while the site keeps serving.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::web::Web;
+use common::BIN;
+
+const NOBODY: u32 = 65534;
+const WWW_DATA: u32 = 33;
+
+/// The `queue_probe` example, copied where any user may run it (the
+/// build tree may sit in a 0700 home).
+fn probe_binary() -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let built = Path::new(BIN)
+        .parent()
+        .unwrap()
+        .join("examples/queue_probe");
+    assert!(
+        built.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (it builds httpapi's examples)",
+        built.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.path().join("queue_probe");
+    std::fs::copy(&built, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, copy)
+}
+
+/// Lets other users reach the control socket, as it is meant to be
+/// reachable (HTTP.SYS's is): the directories above it become 0755.
+fn expose_socket(web: &Web) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let socket = httpapi::socket_for_state_dir(&web.state());
+    let mut dir = socket.clone();
+    while dir.pop() && dir.starts_with(web.dir.path()) {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(web.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    socket
+}
+
+/// Runs the probe's steps as `uid` and returns what it printed.
+fn probe(exe: &Path, socket: &Path, uid: u32, steps: &[&str]) -> String {
+    let out = Command::new(exe)
+        .arg("--socket")
+        .arg(socket)
+        .args(steps)
+        .uid(uid)
+        .gid(uid)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A probe that holds its queues until dropped.
+struct Holder(Child);
+
+impl Holder {
+    fn start(exe: &Path, socket: &Path, uid: u32, steps: &[&str]) -> (Holder, String) {
+        let mut child = Command::new(exe)
+            .arg("--socket")
+            .arg(socket)
+            .args(steps)
+            .arg("hold")
+            .uid(uid)
+            .gid(uid)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut said = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!("the probe ended early: {said}");
+            }
+            said.push_str(&line);
+            if line.starts_with("hold:") {
+                break;
+            }
+        }
+        (Holder(child), said)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.0.stdin.take() {
+            let _ = stdin.write_all(b"");
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn squatted_queue_names_stop_no_site() {
+    let web = Web::start();
+    let socket = expose_socket(&web);
+    let (_dir, exe) = probe_binary();
+    // Another user takes the names first: a pool's that does not exist
+    // yet, and the queue of site 1 paused.
+    let (squatter, said) = Holder::start(
+        &exe,
+        &socket,
+        NOBODY,
+        &["create", "SquatPool", "create", "W3SVC-1-paused"],
+    );
+    assert!(
+        said.contains("create: ok SquatPool") && said.contains("create: ok W3SVC-1-paused"),
+        "{said}"
+    );
+
+    // The administrator creates that pool and a site in it: it serves.
+    web.cli_ok(&["pool", "create", "SquatPool"]);
+    let port = common::free_port();
+    web.cli_ok(&[
+        "site",
+        "create",
+        "Squat",
+        "--path",
+        web.www().to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--ip",
+        "127.0.0.1",
+        "--pool",
+        "SquatPool",
+    ]);
+    let got = common::web::curl(&format!("http://127.0.0.1:{port}/"), &[]);
+    assert_eq!(got.status, 200, "{}", web.log());
+    assert_eq!(web.pool("SquatPool")["state"], "started");
+    assert!(
+        web.log()
+            .contains("a program holds a queue of the same name"),
+        "the log names the other party: {}",
+        web.log()
+    );
+
+    // Pausing site 1 pauses it (503) and continuing brings it back; the
+    // squatter's queue of the paused name changes nothing.
+    web.cli_ok(&["site", "pause", "1"]);
+    assert_eq!(web.curl("/", &[]).status, 503);
+    assert!(web.cli_ok(&["site", "list"]).contains("paused"));
+    web.cli_ok(&["site", "continue", "1"]);
+    assert_eq!(web.curl("/", &[]).status, 200);
+    drop(squatter);
+    assert_eq!(web.curl("/", &[]).status, 200);
+}
+
+#[test]
+fn a_pools_queue_cannot_be_taken_or_stopped_by_another_process() {
+    let web = Web::start();
+    assert_eq!(web.curl("/", &[]).status, 200);
+    let socket = expose_socket(&web);
+    let (_dir, exe) = probe_binary();
+    // As the pool's own identity (another pool's worker, or nginx or
+    // php-fpm as www-data), as nobody, and as root: none was started by
+    // the service, so none may receive the pool's requests or stop it.
+    for uid in [WWW_DATA, NOBODY, 0] {
+        let said = probe(&exe, &socket, uid, &["open", "DefaultAppPool", "stop"]);
+        assert!(
+            said.contains("open: error AccessDenied")
+                && said.contains("only the worker processes it starts may open it"),
+            "uid {uid}: {said}"
+        );
+        assert!(!said.contains("stop: ok"), "uid {uid}: {said}");
+    }
+    assert_eq!(web.curl("/", &[]).status, 200);
+    assert_eq!(web.pool("DefaultAppPool")["state"], "started");
+    assert!(
+        web.log()
+            .contains("a process the service did not start asked for its queue"),
+        "{}",
+        web.log()
+    );
+}
+
+#[test]
+fn another_user_flushes_nothing_of_a_site_and_opens_a_bounded_number_of_queues() {
+    let web = Web::start();
+    let socket = expose_socket(&web);
+    let (_dir, exe) = probe_binary();
+    let site = format!("http://+:{}/", web.port);
+    let said = probe(&exe, &socket, NOBODY, &["create", "mine", "flush", &site]);
+    assert!(said.contains("flush: ok 0"), "{said}");
+
+    let said = probe(&exe, &socket, NOBODY, &["many", "100"]);
+    assert!(
+        said.contains("many (after 64): error QuotaExceeded")
+            && said.contains("the most one user may"),
+        "{said}"
+    );
+    // The limit is per user: another user still may.
+    let said = probe(&exe, &socket, WWW_DATA, &["many", "3"]);
+    assert!(said.contains("many: ok 3"), "{said}");
+    assert_eq!(web.curl("/", &[]).status, 200);
+    // The queues went with the session that held them: the user may
+    // open queues again (once the listener has seen it go).
+    web.wait_for("nobody's queues to go", Duration::from_secs(10), || {
+        probe(&exe, &socket, NOBODY, &["many", "10"]).contains("many: ok 10")
+    });
+}
