@@ -291,6 +291,20 @@ impl ResponseCache {
     }
 }
 
+/// Whether a cached response lies under `prefix` (its port, its host or a
+/// wildcard, its path without regard to case, as routing matches).
+fn entry_under(prefix: &UrlPrefix, e: &CacheEntry) -> bool {
+    let host_matches = match &prefix.host {
+        HostSpec::Strong | HostSpec::Weak => true,
+        HostSpec::Name(n) => *n == e.host,
+        HostSpec::Ip(ip) => e.host.trim_matches(['[', ']']) == ip.to_string(),
+    };
+    let prefix_path = prefix.path.to_lowercase();
+    let path = e.path.to_lowercase();
+    let under = path.starts_with(&prefix_path) || format!("{path}/") == prefix_path;
+    e.port == prefix.port && host_matches && under
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,18 +397,4 @@ mod tests {
         assert_eq!(c.scavenge(Duration::from_secs(1)), 1);
         assert!(c.get("idle").is_none() && c.get("busy").is_some());
     }
-}
-
-/// Whether a cached response lies under `prefix` (its port, its host or a
-/// wildcard, its path without regard to case, as routing matches).
-fn entry_under(prefix: &UrlPrefix, e: &CacheEntry) -> bool {
-    let host_matches = match &prefix.host {
-        HostSpec::Strong | HostSpec::Weak => true,
-        HostSpec::Name(n) => *n == e.host,
-        HostSpec::Ip(ip) => e.host.trim_matches(['[', ']']) == ip.to_string(),
-    };
-    let prefix_path = prefix.path.to_lowercase();
-    let path = e.path.to_lowercase();
-    let under = path.starts_with(&prefix_path) || format!("{path}/") == prefix_path;
-    e.port == prefix.port && host_matches && under
 }
