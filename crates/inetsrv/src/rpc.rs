@@ -24,6 +24,8 @@ pub const FALLBACK_PORT: u16 = 8135;
 /// Where the RPC endpoint listens.
 pub struct RpcOptions {
     pub address: IpAddr,
+    /// The least authentication level every interface requires.
+    pub min_auth_level: u8,
     /// None: 135 if this process may bind it, else 8135.
     pub port: Option<u16>,
     /// The keytab Kerberos uses, read at start-up.
@@ -39,6 +41,8 @@ pub struct RpcEndpoint {
     pub local: PathBuf,
     /// The keytab and its principals, when Kerberos is on.
     pub kerberos: Option<(PathBuf, Vec<String>)>,
+    /// The least authentication level callers need.
+    pub min_auth_level: u8,
 }
 
 /// The keytab to use: `--keytab` (which must load), else
@@ -175,8 +179,9 @@ async fn start_endpoint(options: &RpcOptions, state_dir: &Path) -> Result<RpcEnd
             .poll_between_calls(options.idle_poll)
             .context("cannot poll between RPC calls")?;
     }
-    server.register(EpmServer(EndpointMapper::new()), auth_level::NONE, true);
-    server.register(MgmtServer(Management), auth_level::NONE, false);
+    let level = options.min_auth_level.max(auth_level::NONE);
+    server.register(EpmServer(EndpointMapper::new()), level, true);
+    server.register(MgmtServer(Management), level, false);
     let tcp = match options.port {
         Some(port) => server
             .listen_tcp(SocketAddr::new(options.address, port))
@@ -219,6 +224,7 @@ async fn start_endpoint(options: &RpcOptions, state_dir: &Path) -> Result<RpcEnd
         .with_context(|| format!("cannot listen on {}", local.display()))?;
     tracing::info!(tcp = %tcp, local = %local.display(), "RPC endpoint started");
     Ok(RpcEndpoint {
+        min_auth_level: level,
         tcp,
         local,
         kerberos,

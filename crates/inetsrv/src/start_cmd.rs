@@ -41,9 +41,16 @@ pub struct StartArgs {
     /// free, else 8135. 0 picks a free port.
     #[arg(long, value_name = "PORT")]
     rpc_port: Option<u16>,
-    /// The address the RPC endpoint listens on.
-    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    /// The address the RPC endpoint listens on: loopback unless you open
+    /// it (0.0.0.0 or an interface's address), then best with
+    /// --rpc-auth-level.
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
     rpc_address: std::net::IpAddr,
+    /// The least authentication level every RPC interface requires:
+    /// none (anonymous callers allowed, as Windows' endpoint mapper does),
+    /// connect, call, pkt, integrity or privacy.
+    #[arg(long, default_value = "none", value_name = "LEVEL", value_parser = parse_auth_level)]
+    rpc_auth_level: u8,
     /// How long the RPC endpoint's thread keeps polling for the next call
     /// after each one before it sleeps, in microseconds (0: it sleeps at
     /// once). Saves a CPU wake-up per call where waking is slow (virtual
@@ -190,6 +197,7 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
     } else {
         let options = crate::rpc::RpcOptions {
             address: args.rpc_address,
+            min_auth_level: args.rpc_auth_level,
             port: args.rpc_port,
             keytab,
             idle_poll: Duration::from_micros(args.rpc_idle_poll_us),
@@ -331,6 +339,21 @@ fn print_summary(
             rpc.tcp.port(),
             rpc.local.display()
         ));
+        let reach = if rpc.tcp.ip().is_loopback() {
+            "this machine only (--rpc-address opens it to the network)"
+        } else {
+            "the network"
+        };
+        let callers = match rpc.min_auth_level {
+            msrpc::server::auth_level::NONE => {
+                "anonymous callers allowed (--rpc-auth-level requires authentication)".to_string()
+            }
+            level => format!(
+                "authenticated callers only, at level {} or above",
+                msrpc::server::auth_level::name(level)
+            ),
+        };
+        out.push_str(&format!("  RPC reach:       {reach}; {callers}\n"));
         match &rpc.kerberos {
             Some((path, principals)) => out.push_str(&format!(
                 "  RPC Kerberos:    {} ({})\n",
@@ -344,4 +367,10 @@ fn print_summary(
     out.push_str("ready\n");
     print!("{out}");
     let _ = std::io::stdout().flush();
+}
+
+fn parse_auth_level(text: &str) -> Result<u8, String> {
+    msrpc::server::auth_level::parse(text).ok_or_else(|| {
+        format!("'{text}' is not an authentication level (none, connect, call, pkt, integrity, privacy)")
+    })
 }

@@ -393,6 +393,71 @@ fn impacket_over_ndr64_and_in_small_fragments() {
 }
 
 #[test]
+fn the_endpoint_stays_on_this_machine_unless_opened_and_can_require_authentication() {
+    // Defaults: loopback, said so in the banner.
+    let mut web = Web::prepare();
+    web.rpc_args = ["--rpc-port", "0"].map(String::from).to_vec();
+    web.launch();
+    let banner = web.summary.join("\n");
+    assert!(
+        banner.contains("RPC endpoint:    ncacn_ip_tcp:127.0.0.1[")
+            && banner.contains("this machine only")
+            && banner.contains("anonymous callers allowed"),
+        "{banner}"
+    );
+    drop(web);
+
+    // Opened with authentication required: anonymous callers are
+    // refused, authenticated ones served.
+    let mut web = Web::prepare();
+    web.rpc_args = [
+        "--rpc-address",
+        "127.0.0.1",
+        "--rpc-port",
+        "0",
+        "--rpc-auth-level",
+        "integrity",
+    ]
+    .map(String::from)
+    .to_vec();
+    web.launch();
+    let banner = web.summary.join("\n");
+    assert!(
+        banner.contains("authenticated callers only, at level integrity or above"),
+        "{banner}"
+    );
+    let port = web.rpc_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rpc/impacket_calls.py");
+    let (ok, stdout, stderr) = run(Command::new(python()).arg(script).arg(port.to_string()));
+    assert!(!ok, "an anonymous caller was served: {stdout}");
+    assert!(stderr.contains("rpc_s_access_denied"), "{stderr}");
+    web.cli_ok(&["user", "add", "alice", "--password", "Secret-1"]);
+    let v = impacket_calls(
+        port,
+        &[
+            "--auth-level",
+            "6",
+            "--user",
+            "alice",
+            "--password",
+            "Secret-1",
+        ],
+    );
+    assert_eq!(v["listening"], true, "{v}");
+    let (ok, _, _) = run(Command::new(python()).args([
+        script,
+        &port.to_string(),
+        "--auth-level",
+        "2",
+        "--user",
+        "alice",
+        "--password",
+        "Secret-1",
+    ]));
+    assert!(!ok, "a caller below the level was served");
+}
+
+#[test]
 fn impacket_authenticates_with_ntlm_at_connect_integrity_and_privacy() {
     let web = Web::start();
     let port = web.rpc_port();

@@ -415,6 +415,18 @@ fn initialise(location: &Location) -> Result<()> {
         readable(&www, 0o755)?;
         readable(&start, 0o644)?;
     }
+    // Not world-readable: others may pass through (to the httpapi socket
+    // in run/), not list it; the history and backups are the owner's.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(p, e))
+        };
+        set(dir, 0o711)?;
+        set(&location.history, 0o700)?;
+        set(&location.backups, 0o700)?;
+    }
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let escape = |p: &Path| {
         let mut out = String::new();
@@ -654,7 +666,19 @@ pub fn write_durably(path: &Path, contents: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
-        let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        // Owner-only: the metabase, its history and backups name users,
+        // paths and settings no other local user needs (files meant for
+        // others, like the start page, are opened up by their writer).
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| Error::io(&tmp, e))?
+        };
         file.write_all(contents).map_err(|e| Error::io(&tmp, e))?;
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;

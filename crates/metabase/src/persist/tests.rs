@@ -359,3 +359,32 @@ fn volatile_run_time_state_is_not_written() {
     let saved = std::fs::read_to_string(dir.path().join("MetaBase.xml")).unwrap();
     assert!(saved.contains("ServerComment=\"x\"") && !saved.contains("ServerState"));
 }
+
+#[test]
+fn the_state_dir_and_the_metabase_are_not_world_readable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let files = MetabaseFiles::open_state_dir(&state, LockMode::Exclusive).unwrap();
+    let mode = |rel: &str| {
+        std::fs::metadata(state.join(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o711, "others pass through, not list");
+    assert_eq!(mode("MetaBase.xml"), 0o600);
+    assert_eq!(mode("History"), 0o700);
+    assert_eq!(mode("MetaBack"), 0o700);
+    // The default content stays readable by the pool's identity.
+    assert_eq!(mode("wwwroot"), 0o755);
+    assert_eq!(mode("wwwroot/iisstart.htm"), 0o644);
+    // Every save and history file keeps it so.
+    set(&files, "/LM/W3SVC/1", "ServerComment", &["Saved"]).unwrap();
+    assert_eq!(mode("MetaBase.xml"), 0o600);
+    for entry in std::fs::read_dir(state.join("History")).unwrap() {
+        let m = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(m & 0o077, 0, "a history file open to others");
+    }
+}
