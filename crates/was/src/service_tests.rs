@@ -177,6 +177,25 @@ impl Bench {
             .handle(Event::Worker(id, FromWorker::Ready { pid: 0 }));
     }
 
+    fn pong(&mut self, id: u64, seq: u64) {
+        self.service.handle(Event::Worker(
+            id,
+            FromWorker::Pong {
+                seq,
+                requests: 0,
+                active: 0,
+            },
+        ));
+    }
+
+    /// A worker started on demand that crashes once it is ready.
+    fn start_and_crash_one(&mut self) {
+        self.demand();
+        let id = *self.worker_ids().last().expect("a worker starts");
+        self.ready(id);
+        self.exited(id);
+    }
+
     fn exited(&mut self, id: u64) {
         self.service
             .handle(Event::Exited(id, "exit status: 1".into()));
@@ -266,14 +285,7 @@ async fn an_unanswered_ping_kills_and_a_late_pong_does_not_clear_a_newer_ping() 
     let first = b.outstanding_ping(id).expect("pinged");
     b.expect_sent(id, ToWorker::Ping { seq: first }).await;
     // Answered: the next one comes PingInterval later.
-    b.service.handle(Event::Worker(
-        id,
-        FromWorker::Pong {
-            seq: first,
-            requests: 0,
-            active: 0,
-        },
-    ));
+    b.pong(id, first);
     assert_eq!(b.outstanding_ping(id), None);
     b.advance(Duration::from_millis(4500));
     assert_eq!(b.outstanding_ping(id), None);
@@ -282,14 +294,7 @@ async fn an_unanswered_ping_kills_and_a_late_pong_does_not_clear_a_newer_ping() 
     assert_ne!(first, second);
     b.expect_sent(id, ToWorker::Ping { seq: second }).await;
     // A repeated answer to the first ping must not count for the second.
-    b.service.handle(Event::Worker(
-        id,
-        FromWorker::Pong {
-            seq: first,
-            requests: 0,
-            active: 0,
-        },
-    ));
+    b.pong(id, first);
     assert_eq!(b.outstanding_ping(id), Some(second));
     b.advance(Duration::from_secs(9));
     assert!(b.host.lock().killed.is_empty());
@@ -308,10 +313,7 @@ async fn rapid_fail_protection_stops_the_pool_after_max_crashes() {
     ])
     .await;
     for round in 0..3 {
-        b.demand();
-        let id = *b.worker_ids().last().expect("a worker starts");
-        b.ready(id);
-        b.exited(id);
+        b.start_and_crash_one();
         let (state, _) = b.pool_state();
         if round < 2 {
             assert_eq!(state, PoolState::Started, "round {round}");
@@ -333,10 +335,7 @@ async fn failures_outside_the_interval_do_not_add_up() {
     ])
     .await;
     for _ in 0..4 {
-        b.demand();
-        let id = *b.worker_ids().last().unwrap();
-        b.ready(id);
-        b.exited(id);
+        b.start_and_crash_one();
         // Over a minute between crashes: each stands alone.
         b.host.lock().elapsed += Duration::from_secs(61);
     }
@@ -442,14 +441,7 @@ async fn a_shortened_ping_interval_applies_at_once() {
     // in 300 s. Then the worker hangs.
     b.advance(Duration::from_millis(1250));
     let first = b.outstanding_ping(id).expect("pinged");
-    b.service.handle(Event::Worker(
-        id,
-        FromWorker::Pong {
-            seq: first,
-            requests: 0,
-            active: 0,
-        },
-    ));
+    b.pong(id, first);
     // The administrator shortens PingInterval to 2 s.
     let changes = b.service.opts.files.metabase().subscribe();
     b.service
