@@ -216,3 +216,96 @@ fn another_user_flushes_nothing_of_a_site_and_opens_a_bounded_number_of_queues()
         probe(&exe, &socket, NOBODY, &["many", "10"]).contains("many: ok 10")
     });
 }
+
+#[test]
+fn workers_hold_nothing_extra() {
+    let mut web = Web::prepare();
+    // Something of the service's environment a worker must not see, and a
+    // pool whose worker stalls at start, printing why.
+    web.env
+        .push(("INETSRV_TEST_SECRET".into(), "service-only".into()));
+    web.env
+        .push(("INETSRV_TEST_STALL_WORKER_START".into(), "Stuck".into()));
+    web.launch();
+    assert_eq!(web.curl("/", &[]).status, 200);
+    let pid = web.worker_pids("DefaultAppPool", "running")[0];
+
+    // Its environment: the pool's name, PATH, and the service's own
+    // logging and test settings.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let mut names: Vec<String> = environ
+        .split(|&b| b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            let text = String::from_utf8_lossy(v);
+            text.split('=').next().unwrap_or("").to_string()
+        })
+        .collect();
+    names.sort();
+    for name in &names {
+        assert!(
+            [
+                "APP_POOL_ID",
+                "PATH",
+                "INETSRV_LOG",
+                "INETSRV_TEST_STALL_WORKER_START"
+            ]
+            .contains(&name.as_str()),
+            "the worker inherited {name}: {names:?}"
+        );
+    }
+    assert!(names.contains(&"APP_POOL_ID".to_string()), "{names:?}");
+
+    // No new privileges, whatever it runs.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+
+    // None of the service's files among its descriptors.
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let target = std::fs::read_link(entry.unwrap().path()).unwrap_or_default();
+        let target = target.to_string_lossy();
+        for private in [
+            "inetsrv.log",
+            "MetaBase.xml",
+            ".lock",
+            "users",
+            "admin.sock",
+        ] {
+            assert!(!target.contains(private), "the worker holds {target}");
+        }
+    }
+
+    // What a worker prints reaches the service's log, with its pool and pid.
+    web.cli_ok(&["pool", "create", "Stuck"]);
+    let port = common::free_port();
+    web.cli_ok(&[
+        "site",
+        "create",
+        "StuckSite",
+        "--path",
+        web.www().to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--ip",
+        "127.0.0.1",
+        "--pool",
+        "Stuck",
+    ]);
+    // The request starts the worker, which stalls (the answer does not
+    // matter here).
+    let _ = std::process::Command::new("curl")
+        .args(["-s", "-m", "2", "-o", "/dev/null"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .status();
+    web.wait_for(
+        "the worker's line in the service log",
+        Duration::from_secs(10),
+        || {
+            web.log().lines().any(|l| {
+                l.contains("stalls before registering")
+                    && l.contains("pool=Stuck")
+                    && l.contains("pid=")
+            })
+        },
+    );
+}

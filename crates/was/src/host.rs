@@ -71,6 +71,9 @@ impl Host for SystemHost {
     ) -> std::io::Result<Started> {
         let spawned = process::spawn(launch, id, events.clone(), Event::Worker)?;
         let mut child = spawned.child;
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(forward_log(stderr, launch.pool.to_string(), spawned.pid));
+        }
         tokio::spawn(async move {
             let status = match child.wait().await {
                 Ok(s) => s.to_string(),
@@ -90,5 +93,61 @@ impl Host for SystemHost {
 
     fn memory_kb(&self, pid: u32) -> Option<(u64, u64)> {
         process::memory_kb(pid)
+    }
+}
+
+/// Writes what a worker prints on stderr (its own log lines) into the
+/// service's log, at the level the line gives, with its pool and pid.
+async fn forward_log(stderr: tokio::process::ChildStderr, pool: String, pid: u32) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let (level, text) = split_level(&line);
+        match level {
+            "ERROR" => tracing::error!(target: "worker", %pool, pid, "{text}"),
+            "WARN" => tracing::warn!(target: "worker", %pool, pid, "{text}"),
+            "INFO" => tracing::info!(target: "worker", %pool, pid, "{text}"),
+            "DEBUG" => tracing::debug!(target: "worker", %pool, pid, "{text}"),
+            "TRACE" => tracing::trace!(target: "worker", %pool, pid, "{text}"),
+            // Not a log line (a panic, a library's message): kept whole.
+            _ => tracing::warn!(target: "worker", %pool, pid, "{text}"),
+        }
+    }
+}
+
+/// A worker's log line (`TIMESTAMP  LEVEL target: message`) as its level
+/// and the rest; anything else as no level and the whole line.
+fn split_level(line: &str) -> (&str, &str) {
+    let mut words = line.trim_start().splitn(2, char::is_whitespace);
+    let (Some(stamp), Some(rest)) = (words.next(), words.next()) else {
+        return ("", line);
+    };
+    let rest = rest.trim_start();
+    let level_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let level = &rest[..level_end];
+    let is_level = matches!(level, "ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE");
+    if !is_level || !stamp.contains('T') {
+        return ("", line);
+    }
+    (level, rest[level_end..].trim_start())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_level;
+
+    #[test]
+    fn worker_log_lines_keep_their_level() {
+        assert_eq!(
+            split_level("2026-12-05T06:42:48.158951Z  WARN worker::content: gone"),
+            ("WARN", "worker::content: gone")
+        );
+        assert_eq!(
+            split_level("2026-12-05T06:42:48Z ERROR x: y"),
+            ("ERROR", "x: y")
+        );
+        let panic = "thread 'main' panicked at src/lib.rs:1:1:";
+        assert_eq!(split_level(panic), ("", panic));
+        assert_eq!(split_level(""), ("", ""));
     }
 }

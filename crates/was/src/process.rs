@@ -86,6 +86,12 @@ pub fn account_for(identity_type: u32, wam_user: &str) -> Result<Account, Identi
     }
 }
 
+/// A worker's PATH (it runs no shell; CGI programs get their own).
+const WORKER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// The service's variables a worker inherits: its log filter, and the
+/// hooks the test suite uses to make a worker misbehave.
+const PASSED_ENV: [&str; 2] = ["INETSRV_LOG", "INETSRV_TEST_STALL_WORKER_START"];
+
 /// A started worker: its pid, the channel to it, and the child.
 pub struct Spawned {
     pub pid: u32,
@@ -112,13 +118,24 @@ pub fn spawn<T: Send + 'static>(
 ) -> std::io::Result<Spawned> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let mut cmd = Command::new(&launch.program.program);
+    // A clean environment: the pool's name and what the service's own
+    // logging and test hooks say, nothing else of the service's (or of the
+    // shell that started it).
+    cmd.env_clear()
+        .env("PATH", WORKER_PATH)
+        .env("APP_POOL_ID", launch.pool);
+    for name in PASSED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
     cmd.args(&launch.program.args)
         .arg("--pool")
         .arg(launch.pool)
-        .env("APP_POOL_ID", launch.pool)
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        // Read by the service and written to its log, by pool and pid.
+        .stderr(Stdio::piped())
         // Its own process group: Ctrl-C at the service's terminal reaches
         // the service, which then stops the workers in order.
         .process_group(0)

@@ -162,8 +162,13 @@ fn become_identity(identity: &Identity) -> Result<(), WorkerError> {
         reason,
     };
     let (uid, gid) = (Uid::from_raw(identity.uid), Gid::from_raw(identity.gid));
+    // Nothing it runs (a CGI program, later) may gain rights through a
+    // set-user-ID file: whatever the identity, rights only go down.
+    let no_new_privileges = || {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| fail(format!("PR_SET_NO_NEW_PRIVS: {e}")))
+    };
     if geteuid() == uid && getegid() == gid {
-        return Ok(());
+        return no_new_privileges();
     }
     let groups = std::ffi::CString::new(identity.name.as_str())
         .ok()
@@ -175,7 +180,7 @@ fn become_identity(identity: &Identity) -> Result<(), WorkerError> {
     if getuid() != uid || geteuid() != uid || (!uid.is_root() && setuid(Uid::from_raw(0)).is_ok()) {
         return Err(fail("the change did not hold".into()));
     }
-    Ok(())
+    no_new_privileges()
 }
 
 async fn serve(
