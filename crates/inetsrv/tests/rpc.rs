@@ -549,6 +549,14 @@ static PORT_135: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn on_port_135() -> (std::sync::MutexGuard<'static, ()>, Web) {
     let turn = PORT_135.lock().unwrap_or_else(|e| e.into_inner());
+    // Said plainly when the port is someone else's, rather than as a
+    // server that would not start.
+    if let Err(e) = std::net::TcpListener::bind("127.0.0.1:135") {
+        panic!(
+            "these tests need port 135 on 127.0.0.1, and it is not free ({e}): another program \
+             holds it (a server left running? `ss -ltnp 'sport = :135'` names it)"
+        );
+    }
     let mut web = Web::prepare();
     web.rpc_args = ["--rpc-address", "127.0.0.1", "--rpc-port", "135"]
         .map(String::from)
