@@ -221,6 +221,10 @@ pub struct Limits {
     /// Calls running at once on one multiplexed connection (PFC_CONC_MPX);
     /// at the limit the server reads no further requests until one ends.
     pub max_concurrent_calls: usize,
+    /// A connection with no call running that sends nothing for this long
+    /// is closed (its association's handles go as with any close), so idle
+    /// clients cannot hold descriptors for ever.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -231,6 +235,7 @@ impl Default for Limits {
             max_contexts: 4000,
             max_security_contexts: 64,
             max_concurrent_calls: 32,
+            idle_timeout: std::time::Duration::from_secs(15 * 60),
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use msrpc::client::{CallError, Connection, Options};
 use msrpc::epm::{
@@ -793,5 +794,40 @@ async fn a_connection_over_a_stream_of_the_callers_own() {
             other => panic!("{:?}", other.map(|_| ())),
         }
         assert_eq!(mgmt.is_server_listening().await.unwrap(), (0, 1));
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_busy_ones_kept() {
+    use tokio::io::AsyncReadExt;
+    let server = Server::new(
+        Limits {
+            idle_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        },
+        "testhost".into(),
+    );
+    server.register(MgmtServer(Management), auth_level::NONE, false);
+    let tcp = server
+        .listen_tcp("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    // A client that connects and says nothing is let go.
+    let mut silent = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut byte))
+        .await
+        .expect("the server kept an idle connection");
+    assert!(matches!(read, Ok(0) | Err(_)));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // One that keeps calling is served past the idle time.
+    let mut conn = Connection::connect_tcp(tcp, Options::default())
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        let mut mgmt = MgmtClient::bind(&mut conn).await.unwrap();
+        assert_eq!(mgmt.is_server_listening().await.unwrap(), (0, 1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

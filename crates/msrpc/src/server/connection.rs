@@ -269,9 +269,14 @@ where
             return serve_multiplexed(conn, stream, inbox).await;
         }
         make_room(&mut inbox);
-        match stream.read_buf(&mut inbox).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        let idle = conn.server.limits.idle_timeout;
+        match tokio::time::timeout(idle, stream.read_buf(&mut inbox)).await {
+            Err(_) => {
+                tracing::debug!("rpc: closing a connection idle for {idle:?}");
+                break;
+            }
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {}
         }
     }
     let _ = stream.shutdown().await;
@@ -365,6 +370,10 @@ where
                 }
             }
             Some(done) = results.recv(), if !conn.running.is_empty() => conn.finish(done),
+            _ = tokio::time::sleep(conn.server.limits.idle_timeout), if conn.running.is_empty() && !eof => {
+                tracing::debug!("rpc: closing a connection idle for {:?}", conn.server.limits.idle_timeout);
+                break;
+            }
             else => break,
         }
         if send_queued(&mut conn, &mut writer).await.is_err() {
