@@ -309,3 +309,57 @@ fn workers_hold_nothing_extra() {
         },
     );
 }
+
+#[test]
+fn a_flood_of_connections_is_answered_within_the_descriptor_limit() {
+    use std::io::Read;
+    let mut web = Web::prepare();
+    // 256 descriptors: MaxConnections, not set, becomes 192.
+    web.launcher = ["prlimit", "--nofile=256:256", "--"]
+        .map(String::from)
+        .to_vec();
+    web.launch();
+    assert_eq!(web.curl("/", &[]).status, 200);
+    // 260 clients connect and hold their connections.
+    let mut held = Vec::new();
+    for _ in 0..260 {
+        let s = std::net::TcpStream::connect(("127.0.0.1", web.port)).unwrap();
+        s.set_nonblocking(true).unwrap();
+        held.push((s, false));
+    }
+    // Those past the limit are told so (503) and closed, not left
+    // unaccepted.
+    let mut refused = 0;
+    web.wait_for(
+        "the connections past the limit to be refused",
+        Duration::from_secs(20),
+        || {
+            for (s, answered) in held.iter_mut().filter(|(_, a)| !*a) {
+                let mut buf = [0u8; 512];
+                if let Ok(n) = s.read(&mut buf) {
+                    *answered = true;
+                    if n > 0 && String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503") {
+                        refused += 1;
+                    }
+                }
+            }
+            refused >= 260 - 192
+        },
+    );
+    assert_eq!(refused, 260 - 192, "exactly those past MaxConnections");
+    drop(held);
+    // Serving goes on, the refusals are in HTTPERR, and the log holds no
+    // stream of accept failures.
+    web.wait_for(
+        "a request to be served again",
+        Duration::from_secs(10),
+        || web.curl("/", &[]).status == 200,
+    );
+    web.wait_for("ConnLimit in HTTPERR", Duration::from_secs(10), || {
+        common::log_lines(&web.state().join("logs/HTTPERR"))
+            .iter()
+            .any(|l| l.contains("ConnLimit"))
+    });
+    let accept_failures = web.log().matches("accept failed").count();
+    assert!(accept_failures <= 1, "{accept_failures} accept warnings");
+}

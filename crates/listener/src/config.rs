@@ -36,7 +36,8 @@ pub struct ListenerConfig {
     pub max_request_bytes: usize,
     pub url_segment_max_length: usize,
     pub url_segment_max_count: usize,
-    /// Concurrent client connections; 0 for no limit.
+    /// Concurrent client connections; 0 sizes it from the descriptor
+    /// limit (three quarters of it).
     pub max_connections: usize,
     #[serde(rename = "EnableNonUTF8")]
     #[serde(deserialize_with = "registry_bool")]

@@ -455,13 +455,75 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// MaxConnections, or when it is 0 (not set) three quarters of the
+/// descriptors this process may open, its soft limit first raised to the
+/// hard one: connections beyond it get 503 ConnLimit instead of failing to
+/// be accepted, and the rest is left for files, sessions and logs.
+fn connection_limit(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => {
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Err(_) => 1024,
+    };
+    let connections = (limit.min(1 << 24) as usize * 3 / 4).max(16);
+    tracing::info!(
+        descriptors = limit,
+        connections,
+        "MaxConnections not set: sized from the descriptor limit"
+    );
+    connections
+}
+
+/// A warning for a failure that repeats fast (accept while descriptors
+/// are out): shown at most once per period, with how many were not.
+pub(crate) struct Throttle {
+    period: std::time::Duration,
+    last: Option<std::time::Instant>,
+    unshown: u64,
+}
+
+impl Throttle {
+    pub(crate) fn new(period: std::time::Duration) -> Throttle {
+        Throttle {
+            period,
+            last: None,
+            unshown: 0,
+        }
+    }
+
+    /// `Some(unshown since the last one)` when this one is to be shown.
+    pub(crate) fn show(&mut self, now: std::time::Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < self.period)
+        {
+            self.unshown += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unshown))
+    }
+}
+
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, scheme: Scheme) {
+    let mut warnings = Throttle::new(std::time::Duration::from_secs(10));
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 // Out of descriptors and the like: back off, keep serving.
-                tracing::warn!(error = %e, "accept failed");
+                if let Some(unshown) = warnings.show(std::time::Instant::now()) {
+                    tracing::warn!(error = %e, more_since_last = unshown, "accept failed (shown once per 10 s)");
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 continue;
             }
@@ -554,8 +616,9 @@ impl Listener {
             ),
             w3c: crate::w3c::W3cLogs::new(),
             busy: std::sync::atomic::AtomicUsize::new(0),
-            connections: (config.max_connections > 0)
-                .then(|| Arc::new(Semaphore::new(config.max_connections))),
+            connections: Some(Arc::new(Semaphore::new(connection_limit(
+                config.max_connections,
+            )))),
             demand_hook: RwLock::new(None),
             uid: current_uid(),
             runtime,
@@ -577,6 +640,7 @@ impl Listener {
         let me = shared.clone();
         tasks.push(tokio::spawn(async move {
             let next = AtomicU64::new(1);
+            let mut warnings = Throttle::new(std::time::Duration::from_secs(10));
             loop {
                 match control.accept().await {
                     Ok((stream, _)) => {
@@ -584,7 +648,9 @@ impl Listener {
                         tokio::spawn(crate::session::run(me.clone(), stream, id));
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "control socket accept failed");
+                        if let Some(unshown) = warnings.show(std::time::Instant::now()) {
+                            tracing::warn!(error = %e, more_since_last = unshown, "control socket accept failed (shown once per 10 s)");
+                        }
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
                 }
@@ -731,5 +797,35 @@ fn remove_stale_socket(path: &std::path::Path) -> std::io::Result<()> {
             format!("{} belongs to a running listener", path.display()),
         )),
         Err(_) => std::fs::remove_file(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_repeating_failure_is_shown_once_per_period_with_the_count_between() {
+        let mut t = Throttle::new(Duration::from_secs(10));
+        let start = Instant::now();
+        assert_eq!(t.show(start), Some(0));
+        for ms in [20, 40, 60] {
+            assert_eq!(t.show(start + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(t.show(start + Duration::from_secs(10)), Some(3));
+        assert_eq!(t.show(start + Duration::from_secs(11)), None);
+    }
+
+    #[test]
+    fn an_unset_connection_limit_comes_from_the_descriptor_limit() {
+        assert_eq!(connection_limit(500), 500);
+        let (soft, _) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        let derived = connection_limit(0);
+        assert!(
+            derived >= 16 && derived as u64 <= soft,
+            "{derived} of {soft}"
+        );
     }
 }

@@ -24,6 +24,8 @@ pub struct Web {
     pub summary: Vec<String>,
     /// How the RPC endpoint is started: loopback, a free port.
     pub rpc_args: Vec<String>,
+    /// A program the server is started through (`prlimit …`), if any.
+    pub launcher: Vec<String>,
 }
 
 /// A response as curl got it.
@@ -85,6 +87,7 @@ impl Web {
             rpc_args: ["--rpc-address", "127.0.0.1", "--rpc-port", "0"]
                 .map(String::from)
                 .to_vec(),
+            launcher: Vec::new(),
         };
         web.cli_ok(&[
             "mb",
@@ -105,7 +108,15 @@ impl Web {
     /// Starts `inetsrv start` and waits for its `ready` line.
     pub fn launch(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("stderr.log")).unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(self.target())
             // One thread, as on a one-CPU machine (the listener then runs a
             // current-thread runtime); the listener tests run two.
