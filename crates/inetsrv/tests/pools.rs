@@ -803,3 +803,67 @@ fn idle_workers_shut_down_after_idle_timeout() {
     assert_eq!(web.curl("/i.txt?again", &[]).text(), "idle");
     assert_ne!(one_pid(&web, "DefaultAppPool"), pid);
 }
+
+#[test]
+fn a_crashed_workers_unanswered_request_gets_503() {
+    use std::io::{Read, Write as _};
+    let web = Web::start();
+    let upload = web.www().join("upload");
+    std::fs::create_dir(&upload).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&upload, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/upload", "IIsWebDirectory"]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/upload/AccessFlags",
+        "AccessRead | AccessWrite",
+    ]);
+    web.wait_for("AccessWrite", Duration::from_secs(10), || {
+        web.curl("/upload/first.txt", &["-X", "PUT", "--data-binary", "x"])
+            .status
+            == 201
+    });
+    let pid = web.worker_pids("DefaultAppPool", "running")[0];
+    // An upload whose body has only begun: the worker holds the request
+    // (its temporary file shows it) when it dies.
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", web.port)).unwrap();
+    client
+        .write_all(
+            b"PUT /upload/slow.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npartial",
+        )
+        .unwrap();
+    web.wait_for(
+        "the worker to hold the upload",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_dir(&upload)
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".inetsrv-put-"))
+        },
+    );
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    // No response had begun: 503, as the README says, and HTTPERR says why.
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = client.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    web.wait_for("the HTTPERR line", Duration::from_secs(10), || {
+        common::log_lines(&web.state().join("logs/HTTPERR"))
+            .iter()
+            .any(|l| {
+                l.contains("/upload/slow.txt") && l.contains("Connection_Abandoned_By_AppPool")
+            })
+    });
+    // A new worker serves the next request.
+    assert_eq!(web.curl("/", &[]).status, 200);
+}
