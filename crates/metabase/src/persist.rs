@@ -97,7 +97,7 @@ pub enum LockMode {
 pub(crate) struct FileStamp {
     len: u64,
     modified: Option<SystemTime>,
-    inode: u64,
+    pub(crate) inode: u64,
 }
 
 pub(crate) fn stamp(path: &Path) -> Option<FileStamp> {

@@ -48,10 +48,15 @@ impl Drop for EditWatcher {
     }
 }
 
-/// How long a changed file must stay unchanged before it is read, so that
-/// an editor's write in progress is not mistaken for the edit.
+/// How long a replaced file (a new inode: an editor's save by rename, a
+/// `mv`) must stay unchanged before it is read.
 const SETTLE: Duration = Duration::from_millis(100);
-const SETTLE_LIMIT: Duration = Duration::from_secs(3);
+/// How long a file written in place must stay unchanged: such a save may
+/// come in several writes (a script's `>` then `>>`, a slow copy), and a
+/// half-written file judged and refused would lose the rest.
+const IN_PLACE_QUIET: Duration = Duration::from_millis(1500);
+/// A file that never stops changing is judged after this long.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
 impl MetabaseFiles {
     /// Starts watching MetaBase.xml for hand edits, looking every
@@ -90,14 +95,21 @@ impl MetabaseFiles {
         if seen == lock_state(&self.disk).stamp {
             return Ok(EditOutcome::Unchanged);
         }
+        let known_inode = lock_state(&self.disk).stamp.as_ref().map(|s| s.inode);
+        let in_place = seen.as_ref().map(|s| s.inode) == known_inode;
+        let quiet = if in_place { IN_PLACE_QUIET } else { SETTLE };
         let started = Instant::now();
+        let mut last_change = started;
         loop {
             std::thread::sleep(SETTLE);
             let now = stamp(path);
-            if now == seen || started.elapsed() > SETTLE_LIMIT {
+            if now != seen {
+                seen = now;
+                last_change = Instant::now();
+            }
+            if last_change.elapsed() >= quiet || started.elapsed() > SETTLE_LIMIT {
                 break;
             }
-            seen = now;
         }
 
         let lock = match lock_state(&self.disk).held_lock {
@@ -250,8 +262,50 @@ mod tests {
         let file = dir.join("MetaBase.xml");
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.contains(from), "fixture lacks {from}");
-        // Edit in place, as an editor saving over the file would.
-        std::fs::write(&file, text.replace(from, to)).unwrap();
+        // Saved by rename, as most editors save.
+        let tmp = dir.join("MetaBase.xml.edit");
+        std::fs::write(&tmp, text.replace(from, to)).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+    }
+
+    #[test]
+    fn an_edit_written_in_two_parts_in_place_is_judged_whole() {
+        let (dir, files) = service();
+        let file = dir.path().join("MetaBase.xml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let edited = text.replace(
+            "ServerComment=\"Default Web Site\"",
+            "ServerComment=\"Two writes\"",
+        );
+        let (first, second) = edited.split_at(edited.len() / 2);
+        let (first, second) = (first.to_string(), second.to_string());
+        // The first half now, the rest half a second later, into the same
+        // file (a script's `>` then `>>`).
+        std::fs::write(&file, &first).unwrap();
+        let writer = std::thread::spawn({
+            let file = file.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(500));
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&file)
+                    .unwrap();
+                std::io::Write::write_all(&mut f, second.as_bytes()).unwrap();
+            }
+        });
+        let outcome = files.check_for_edit().unwrap();
+        writer.join().unwrap();
+        assert!(
+            matches!(outcome, EditOutcome::Applied { .. }),
+            "{outcome:?}"
+        );
+        let comment = files
+            .metabase()
+            .snapshot()
+            .get(&p("/LM/W3SVC/1"), 1015, GetMode::Own)
+            .unwrap()
+            .value;
+        assert_eq!(comment, Value::String("Two writes".into()));
     }
 
     #[test]
