@@ -256,9 +256,11 @@ fn workers_hold_nothing_extra() {
     }
     assert!(names.contains(&"APP_POOL_ID".to_string()), "{names:?}");
 
-    // No new privileges, whatever it runs.
+    // No new privileges, whatever it runs, and a seccomp filter (mode 2)
+    // on the system calls a web worker never makes.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
 
     // None of the service's files among its descriptors.
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {

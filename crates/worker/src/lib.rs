@@ -25,6 +25,7 @@ pub mod files;
 pub mod fuzz_checks;
 pub mod listing;
 pub mod pipeline;
+pub mod sandbox;
 pub mod site;
 pub mod watch;
 
@@ -75,6 +76,8 @@ pub enum WorkerError {
         pool: String,
         source: httpapi::Error,
     },
+    #[error("cannot confine the worker: {0}")]
+    Sandbox(String),
 }
 
 /// How often cached files are checked for changes.
@@ -162,13 +165,8 @@ fn become_identity(identity: &Identity) -> Result<(), WorkerError> {
         reason,
     };
     let (uid, gid) = (Uid::from_raw(identity.uid), Gid::from_raw(identity.gid));
-    // Nothing it runs (a CGI program, later) may gain rights through a
-    // set-user-ID file: whatever the identity, rights only go down.
-    let no_new_privileges = || {
-        nix::sys::prctl::set_no_new_privs().map_err(|e| fail(format!("PR_SET_NO_NEW_PRIVS: {e}")))
-    };
     if geteuid() == uid && getegid() == gid {
-        return no_new_privileges();
+        return Ok(());
     }
     let groups = std::ffi::CString::new(identity.name.as_str())
         .ok()
@@ -180,7 +178,7 @@ fn become_identity(identity: &Identity) -> Result<(), WorkerError> {
     if getuid() != uid || geteuid() != uid || (!uid.is_root() && setuid(Uid::from_raw(0)).is_ok()) {
         return Err(fail("the change did not hold".into()));
     }
-    no_new_privileges()
+    Ok(())
 }
 
 async fn serve(
@@ -211,6 +209,8 @@ async fn serve(
         become_identity(identity)?;
         tracing::debug!(user = %identity.name, "running as the pool's identity");
     }
+    // Whatever the identity, rights only go down from here.
+    sandbox::confine().map_err(WorkerError::Sandbox)?;
     let mut queue =
         session
             .open_queue(&options.pool)
