@@ -72,6 +72,10 @@ pub struct ListenerConfig {
     /// directory, so a flood of refusals cannot fill the disk; 0 keeps
     /// every file.
     pub error_log_max_files: u32,
+    /// How many request log (W3C) files each site keeps (an inetsrv
+    /// addition; IIS keeps them all, as 0 does).
+    #[serde(rename = "W3CLogMaxFiles")]
+    pub w3c_log_max_files: u32,
     #[serde(deserialize_with = "registry_bool")]
     pub uri_enable_cache: bool,
     /// The largest response the cache keeps (UriMaxUriBytes).
@@ -115,6 +119,7 @@ impl Default for ListenerConfig {
             error_logging_dir: None,
             error_log_file_truncate_size: 1024 * 1024,
             error_log_max_files: 10,
+            w3c_log_max_files: 0,
             uri_enable_cache: true,
             uri_max_uri_bytes: 256 * 1024,
             uri_max_header_bytes: 1024,

@@ -614,7 +614,7 @@ impl Listener {
                 config.error_log_file_truncate_size,
                 config.error_log_max_files,
             ),
-            w3c: crate::w3c::W3cLogs::new(),
+            w3c: crate::w3c::W3cLogs::new(config.w3c_log_max_files),
             busy: std::sync::atomic::AtomicUsize::new(0),
             connections: Some(Arc::new(Semaphore::new(connection_limit(
                 config.max_connections,

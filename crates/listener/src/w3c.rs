@@ -99,6 +99,8 @@ struct SiteLog {
     /// The file being written and its size.
     current: Option<(PathBuf, u64)>,
     broken: bool,
+    /// Files kept in the site's directory (0: all).
+    max_files: u32,
 }
 
 /// Every site's log.
@@ -106,6 +108,8 @@ struct SiteLog {
 pub struct W3cLogs {
     sites: RwLock<HashMap<u32, Arc<Mutex<SiteLog>>>>,
     computer: String,
+    /// W3CLogMaxFiles: each site keeps its newest this many files (0: all).
+    max_files: u32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -135,13 +139,15 @@ fn local_offset() -> i64 {
 }
 
 impl W3cLogs {
-    pub fn new() -> W3cLogs {
+    /// Logs whose sites keep their newest `max_files` files (0: all).
+    pub fn new(max_files: u32) -> W3cLogs {
         let computer = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_default();
         W3cLogs {
             sites: RwLock::new(HashMap::new()),
             computer,
+            max_files,
         }
     }
 
@@ -173,6 +179,7 @@ impl W3cLogs {
                             buf: Vec::new(),
                             current: None,
                             broken: false,
+                            max_files: self.max_files,
                         })),
                     );
                 }
@@ -356,6 +363,7 @@ impl SiteLog {
                 return;
             }
             let size = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+            self.prune(&dir, &target);
             self.current = Some((target, size));
             let now = Civil::from_system_time(SystemTime::now());
             let header = format!(
@@ -370,6 +378,34 @@ impl SiteLog {
         self.buf.extend_from_slice(line);
         if self.buf.len() >= BUFFER {
             self.flush();
+        }
+    }
+
+    /// Removes the site's oldest log files (by modification time) beyond
+    /// `max_files`, `current` counting as the newest.
+    fn prune(&self, dir: &Path, current: &Path) {
+        if self.max_files == 0 {
+            return;
+        }
+        let mut files: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name.starts_with("ex") || name.starts_with("extend")) && name.ends_with(".log")
+            })
+            .map(|e| e.path())
+            .filter(|p| p != current)
+            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .collect();
+        files.sort();
+        let keep_others = self.max_files as usize - 1;
+        let excess = files.len().saturating_sub(keep_others);
+        for (_, old) in files.into_iter().take(excess) {
+            if let Err(e) = std::fs::remove_file(&old) {
+                tracing::warn!(file = %old.display(), error = %e, "cannot remove an old request log");
+            }
         }
     }
 
@@ -462,7 +498,7 @@ mod tests {
     #[test]
     fn lines_directives_and_size_rollover() {
         let dir = tempfile::tempdir().unwrap();
-        let logs = W3cLogs::new();
+        let logs = W3cLogs::new(0);
         logs.configure(3, Some(settings(dir.path(), period::BY_SIZE)));
         let t = UNIX_EPOCH + Duration::from_secs(1_795_327_628);
         logs.write(&record(t));
@@ -493,5 +529,35 @@ mod tests {
         logs.configure(3, None);
         logs.write(&record(t));
         assert!(!logs.is_logging(3));
+    }
+
+    #[test]
+    fn a_site_keeps_its_newest_w3c_log_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = W3cLogs::new(3);
+        // By size at 300 bytes: a new file every few requests.
+        logs.configure(3, Some(settings(dir.path(), period::BY_SIZE)));
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_327_628);
+        for _ in 0..200 {
+            logs.write(&record(t));
+        }
+        logs.flush_all();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("W3SVC3"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 3, "{names:?}");
+        // The newest ones, the current among them.
+        let numbers: Vec<u32> = names
+            .iter()
+            .map(|n| {
+                n.trim_start_matches("extend")
+                    .trim_end_matches(".log")
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert!(numbers.iter().all(|n| *n > 10), "{numbers:?}");
     }
 }
