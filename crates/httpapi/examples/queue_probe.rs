@@ -14,6 +14,7 @@
 //! - `flush PREFIX`: flush the listener's cache under PREFIX;
 //! - `url PREFIX`: register PREFIX on it;
 //! - `many N`: create N more queues (`probe-0` …), up to the first error;
+//! - `sessions N`: open N more sessions, up to the first refused;
 //! - `hold`: keep the session (and its queues) until standard input ends.
 //!
 //! Each step prints `STEP: ok [value]` or `STEP: error CODE: message`.
@@ -24,7 +25,7 @@ use std::path::PathBuf;
 use httpapi::{Queue, Session};
 
 fn usage() -> ! {
-    eprintln!("usage: queue_probe --socket PATH STEP...  (steps: create NAME, open NAME, stop, start, flush PREFIX, url PREFIX, many N, hold)");
+    eprintln!("usage: queue_probe --socket PATH STEP...  (steps: create NAME, open NAME, stop, start, flush PREFIX, url PREFIX, many N, sessions N, hold)");
     std::process::exit(2);
 }
 
@@ -115,6 +116,22 @@ async fn main() {
                 }
                 if made == n {
                     println!("many: ok {made}");
+                }
+            }
+            "sessions" => {
+                let n: usize = value().parse().unwrap_or_else(|_| usage());
+                let mut sessions = Vec::new();
+                for _ in 0..n {
+                    match Session::connect(&socket).await {
+                        Ok(s) => sessions.push(s),
+                        Err(e) => {
+                            outcome::<()>(&format!("sessions (after {})", sessions.len()), Err(e));
+                            break;
+                        }
+                    }
+                }
+                if sessions.len() == n {
+                    println!("sessions: ok {n}");
                 }
             }
             "hold" => {

@@ -192,7 +192,7 @@ fn a_pools_queue_cannot_be_taken_or_stopped_by_another_process() {
 }
 
 #[test]
-fn another_user_flushes_nothing_of_a_site_and_opens_a_bounded_number_of_queues() {
+fn another_user_flushes_nothing_of_a_site_and_holds_bounded_queues_and_sessions() {
     let web = Web::start();
     let socket = expose_socket(&web);
     let (_dir, exe) = probe_binary();
@@ -209,6 +209,14 @@ fn another_user_flushes_nothing_of_a_site_and_opens_a_bounded_number_of_queues()
     // The limit is per user: another user still may.
     let said = probe(&exe, &socket, WWW_DATA, &["many", "3"]);
     assert!(said.contains("many: ok 3"), "{said}");
+    // Sessions too are bounded per user (the probe's own is the first).
+    let said = probe(&exe, &socket, NOBODY, &["sessions", "200"]);
+    assert!(said.contains("sessions (after 127): error"), "{said}");
+    assert!(
+        web.log().contains("refused a control-socket session"),
+        "{}",
+        web.log()
+    );
     assert_eq!(web.curl("/", &[]).status, 200);
     // The queues went with the session that held them: the user may
     // open queues again (once the listener has seen it go).

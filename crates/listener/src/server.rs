@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub busy: std::sync::atomic::AtomicUsize,
     connections: Option<Arc<Semaphore>>,
     demand_hook: RwLock<Option<DemandStartHook>>,
+    /// Control-socket sessions open, by user.
+    sessions_by_uid: Mutex<HashMap<u32, usize>>,
     uid: u32,
     runtime: tokio::runtime::Handle,
 }
@@ -68,6 +70,43 @@ struct QueueNames {
 const MAX_QUEUES_PER_USER: usize = 64;
 /// The most URL prefixes one user's queues may hold.
 const MAX_URLS_PER_USER: usize = 256;
+/// The most control-socket sessions one user may hold open.
+const MAX_SESSIONS_PER_USER: usize = 128;
+
+/// A session counted against its user while it lives.
+pub(crate) struct SessionSlot {
+    shared: Arc<Shared>,
+    uid: u32,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.shared.sessions_by_uid);
+        if let Some(n) = counts.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.uid);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Counts a new session of `uid`; `None` when the user holds the most
+    /// one user may (root and the service's user are not limited).
+    pub(crate) fn admit_session(self: &Arc<Self>, uid: u32) -> Option<SessionSlot> {
+        let mut counts = lock(&self.sessions_by_uid);
+        let n = counts.entry(uid).or_insert(0);
+        if *n >= MAX_SESSIONS_PER_USER && uid != 0 && uid != self.uid {
+            return None;
+        }
+        *n += 1;
+        Some(SessionSlot {
+            shared: self.clone(),
+            uid,
+        })
+    }
+}
 
 /// Who asks, from the control socket's peer credentials.
 #[derive(Clone, Copy, Debug)]
@@ -620,6 +659,7 @@ impl Listener {
                 config.max_connections,
             )))),
             demand_hook: RwLock::new(None),
+            sessions_by_uid: Mutex::new(HashMap::new()),
             uid: current_uid(),
             runtime,
             config,
@@ -641,11 +681,24 @@ impl Listener {
         tasks.push(tokio::spawn(async move {
             let next = AtomicU64::new(1);
             let mut warnings = Throttle::new(std::time::Duration::from_secs(10));
+            let mut refusals = Throttle::new(std::time::Duration::from_secs(10));
             loop {
                 match control.accept().await {
                     Ok((stream, _)) => {
+                        let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+                        let Some(slot) = me.admit_session(uid) else {
+                            if let Some(unshown) = refusals.show(std::time::Instant::now()) {
+                                tracing::warn!(user = %crate::acl::user_name(uid), more_since_last = unshown, "refused a control-socket session: the user holds the most sessions one user may");
+                            }
+                            drop(stream);
+                            continue;
+                        };
                         let id = next.fetch_add(1, Ordering::Relaxed);
-                        tokio::spawn(crate::session::run(me.clone(), stream, id));
+                        let me = me.clone();
+                        tokio::spawn(async move {
+                            crate::session::run(me, stream, id).await;
+                            drop(slot);
+                        });
                     }
                     Err(e) => {
                         if let Some(unshown) = warnings.show(std::time::Instant::now()) {
