@@ -66,6 +66,27 @@ fn probe(exe: &Path, socket: &Path, uid: u32, steps: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Creates pool `pool` and a site in it serving site 1's content on a free
+/// loopback port; returns the port.
+fn site_in_new_pool(web: &Web, site: &str, pool: &str) -> u16 {
+    web.cli_ok(&["pool", "create", pool]);
+    let port = common::free_port();
+    web.cli_ok(&[
+        "site",
+        "create",
+        site,
+        "--path",
+        web.www().to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--ip",
+        "127.0.0.1",
+        "--pool",
+        pool,
+    ]);
+    port
+}
+
 /// A probe that holds its queues until dropped.
 struct Holder(Child);
 
@@ -127,21 +148,7 @@ fn squatted_queue_names_stop_no_site() {
     );
 
     // The administrator creates that pool and a site in it: it serves.
-    web.cli_ok(&["pool", "create", "SquatPool"]);
-    let port = common::free_port();
-    web.cli_ok(&[
-        "site",
-        "create",
-        "Squat",
-        "--path",
-        web.www().to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-        "--ip",
-        "127.0.0.1",
-        "--pool",
-        "SquatPool",
-    ]);
+    let port = site_in_new_pool(&web, "Squat", "SquatPool");
     let got = common::web::curl(&format!("http://127.0.0.1:{port}/"), &[]);
     assert_eq!(got.status, 200, "{}", web.log());
     assert_eq!(web.pool("SquatPool")["state"], "started");
@@ -286,21 +293,7 @@ fn workers_hold_nothing_extra() {
     }
 
     // What a worker prints reaches the service's log, with its pool and pid.
-    web.cli_ok(&["pool", "create", "Stuck"]);
-    let port = common::free_port();
-    web.cli_ok(&[
-        "site",
-        "create",
-        "StuckSite",
-        "--path",
-        web.www().to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-        "--ip",
-        "127.0.0.1",
-        "--pool",
-        "Stuck",
-    ]);
+    let port = site_in_new_pool(&web, "StuckSite", "Stuck");
     // The request starts the worker, which stalls (the answer does not
     // matter here).
     let _ = std::process::Command::new("curl")

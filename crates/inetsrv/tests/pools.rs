@@ -808,19 +808,8 @@ fn idle_workers_shut_down_after_idle_timeout() {
 fn a_crashed_workers_unanswered_request_gets_503() {
     use std::io::{Read, Write as _};
     let web = Web::start();
-    let upload = web.www().join("upload");
-    std::fs::create_dir(&upload).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&upload, std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
-    web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/upload", "IIsWebDirectory"]);
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/upload/AccessFlags",
-        "AccessRead | AccessWrite",
-    ]);
+    let upload = web.writable_folder("upload");
+    web.allow_writes("upload");
     web.wait_for("AccessWrite", Duration::from_secs(10), || {
         web.curl("/upload/first.txt", &["-X", "PUT", "--data-binary", "x"])
             .status

@@ -310,14 +310,7 @@ fn redirects_custom_headers_expires_and_errors() {
 #[test]
 fn uploads_deletes_and_body_limits() {
     let web = Web::start();
-    let upload_dir = web.www().join("upload");
-    std::fs::create_dir_all(&upload_dir).unwrap();
-    // The worker's identity must be able to write there (NTFS rights in
-    // IIS; Unix permissions here).
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&upload_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    }
+    let upload_dir = web.writable_folder("upload");
     let body_file = web.dir.path().join("payload.txt");
     std::fs::write(&body_file, "uploaded text").unwrap();
     let payload = format!("@{}", body_file.display());
@@ -335,13 +328,7 @@ fn uploads_deletes_and_body_limits() {
     let refused = put("/upload/a.txt", &[]);
     assert_eq!(refused.status, 403);
     assert!(refused.text().contains("403.3"));
-    web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/upload", "IIsWebDirectory"]);
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/upload/AccessFlags",
-        "AccessRead | AccessWrite",
-    ]);
+    web.allow_writes("upload");
     web.wait_for("AccessWrite", Duration::from_secs(10), || {
         put("/upload/a.txt", &[]).status == 201
     });

@@ -216,6 +216,34 @@ impl Web {
         self.dir.path().join("state")
     }
 
+    /// A folder `name` of site 1's content that the worker's identity may
+    /// write to (NTFS rights in IIS; Unix permissions here). Not yet
+    /// writable through HTTP: see [`Web::allow_writes`].
+    pub fn writable_folder(&self, name: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.www().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        dir
+    }
+
+    /// Sets AccessRead | AccessWrite on site 1's folder `name` (PUT and
+    /// DELETE allowed there).
+    pub fn allow_writes(&self, name: &str) {
+        self.cli_ok(&[
+            "mb",
+            "create",
+            &format!("W3SVC/1/ROOT/{name}"),
+            "IIsWebDirectory",
+        ]);
+        self.cli_ok(&[
+            "mb",
+            "set",
+            &format!("W3SVC/1/ROOT/{name}/AccessFlags"),
+            "AccessRead | AccessWrite",
+        ]);
+    }
+
     pub fn www(&self) -> PathBuf {
         self.state().join("wwwroot")
     }
