@@ -179,6 +179,12 @@ fn a_pools_queue_cannot_be_taken_or_stopped_by_another_process() {
     // As the pool's own identity (another pool's worker, or nginx or
     // php-fpm as www-data), as nobody, and as root: none was started by
     // the service, so none may receive the pool's requests or stop it.
+    // Nor take its name.
+    let said = probe(&exe, &socket, NOBODY, &["create", "DefaultAppPool"]);
+    assert!(
+        said.contains("create: error AlreadyExists: queue DefaultAppPool is the service's"),
+        "{said}"
+    );
     for uid in [WWW_DATA, NOBODY, 0] {
         let said = probe(&exe, &socket, uid, &["open", "DefaultAppPool", "stop"]);
         assert!(

@@ -174,7 +174,14 @@ impl Shared {
             }
             return Ok(queue.clone());
         }
-        if queues.service.contains_key(name) || queues.programs.contains_key(name) {
+        if queues.service.contains_key(name) {
+            tracing::warn!(queue = name, pid = ?caller.pid, user = %crate::acl::user_name(caller.uid), "refused: a program asked to create a queue by a name the service uses");
+            return Err(ApiError::new(
+                ErrorCode::AlreadyExists,
+                format!("queue {name} is the service's"),
+            ));
+        }
+        if queues.programs.contains_key(name) {
             return Err(ApiError::new(
                 ErrorCode::AlreadyExists,
                 format!("queue {name} exists"),
