@@ -162,6 +162,8 @@ impl MetabaseFiles {
         let lock = acquire_lock(&location)?;
         if !location.metabase.exists() {
             initialise(&location)?;
+        } else {
+            close_to_others(&location);
         }
         Self::open_locked(location, mode, Some(lock))
     }
@@ -383,6 +385,35 @@ pub(crate) fn acquire_lock(location: &Location) -> Result<File> {
         .map_err(|e| Error::io(&location.lock_file, e))?;
     file.lock().map_err(|e| Error::io(&location.lock_file, e))?;
     Ok(file)
+}
+
+/// A state directory made before its files were kept from other users:
+/// the metabase, its history and its backups become its owner's alone
+/// (files this process owns only; anything else is left as it is).
+fn close_to_others(location: &Location) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // The owner of our own /proc entry is our effective user.
+    let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return;
+    };
+    for (path, private) in [
+        (&location.metabase, 0o600),
+        (&location.history, 0o700),
+        (&location.backups, 0o700),
+    ] {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        if meta.uid() != me || meta.mode() & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(private)) {
+            Ok(()) => tracing::info!(path = %path.display(), "closed to other users"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot close to other users")
+            }
+        }
+    }
 }
 
 /// Writes a fresh state directory.

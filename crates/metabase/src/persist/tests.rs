@@ -388,3 +388,31 @@ fn the_state_dir_and_the_metabase_are_not_world_readable() {
         assert_eq!(m & 0o077, 0, "a history file open to others");
     }
 }
+
+#[test]
+fn an_older_state_dir_is_closed_to_others_when_opened() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    drop(MetabaseFiles::open_state_dir(&state, LockMode::Exclusive).unwrap());
+    // As an earlier version left them.
+    let open_up = |rel: &str, mode| {
+        std::fs::set_permissions(state.join(rel), std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    open_up("MetaBase.xml", 0o644);
+    open_up("History", 0o755);
+    open_up("MetaBack", 0o755);
+    drop(MetabaseFiles::open_state_dir(&state, LockMode::Exclusive).unwrap());
+    let mode = |rel: &str| {
+        std::fs::metadata(state.join(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("MetaBase.xml"), 0o600);
+    assert_eq!(mode("History"), 0o700);
+    assert_eq!(mode("MetaBack"), 0o700);
+    // Content is left as it is.
+    assert_eq!(mode("wwwroot"), 0o755);
+}
