@@ -2,7 +2,9 @@
 //! serving it is ready for them; any number of processes may serve one
 //! queue. A full queue answers 503 QueueFull, a stopped one 503
 //! AppOffline, and a queue nobody serves asks its controller to start a
-//! process (demand start).
+//! process (demand start). A queue has a creator ([`Creator`]): the
+//! service's are opened only by the processes it allows, to receive; a
+//! program's by its user.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};

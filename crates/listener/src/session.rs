@@ -1,5 +1,7 @@
-//! Sessions: one per program connected to the control socket. A session
-//! opens queues, registers URL prefixes (checked against the URL
+//! Sessions: one per program connected to the control socket (at most 128
+//! per user). A session creates or opens queues (the peer's user and
+//! process decide which it may open, and whether it may control them or
+//! only receive), registers URL prefixes (checked against the URL
 //! reservations with the peer's Unix credentials), receives requests and
 //! sends responses, all multiplexed on one connection. When a program
 //! goes away its in-flight requests are abandoned (their clients'
