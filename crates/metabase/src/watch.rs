@@ -268,6 +268,40 @@ mod tests {
         std::fs::rename(&tmp, &file).unwrap();
     }
 
+    /// Writes `text` into `file` in place in two parts, the second 0.5 s
+    /// after the first (a script's `>` then `>>`), on a thread.
+    fn write_in_two_parts(file: &std::path::Path, text: &str) -> std::thread::JoinHandle<()> {
+        let (first, second) = text.split_at(text.len() / 2);
+        std::fs::write(file, first).unwrap();
+        let (file, second) = (file.to_path_buf(), second.to_string());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&file)
+                .unwrap();
+            std::io::Write::write_all(&mut f, second.as_bytes()).unwrap();
+        })
+    }
+
+    #[test]
+    fn a_refused_edit_in_two_parts_is_kept_whole() {
+        let (dir, files) = service();
+        let file = dir.path().join("MetaBase.xml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let broken = text.replace("AppPoolQueueLength=\"1000\"", "AppPoolQueueLength=\"5\"");
+        let writer = write_in_two_parts(&file, &broken);
+        let outcome = files.check_for_edit().unwrap();
+        writer.join().unwrap();
+        let EditOutcome::Rejected { error, saved_as } = outcome else {
+            panic!("accepted: {outcome:?}");
+        };
+        // Refused for what the user wrote, not for half of it, and kept
+        // in full.
+        assert!(error.contains("AppPoolQueueLength"), "{error}");
+        assert_eq!(std::fs::read_to_string(&saved_as).unwrap(), broken);
+    }
+
     #[test]
     fn an_edit_written_in_two_parts_in_place_is_judged_whole() {
         let (dir, files) = service();
@@ -277,22 +311,7 @@ mod tests {
             "ServerComment=\"Default Web Site\"",
             "ServerComment=\"Two writes\"",
         );
-        let (first, second) = edited.split_at(edited.len() / 2);
-        let (first, second) = (first.to_string(), second.to_string());
-        // The first half now, the rest half a second later, into the same
-        // file (a script's `>` then `>>`).
-        std::fs::write(&file, &first).unwrap();
-        let writer = std::thread::spawn({
-            let file = file.clone();
-            move || {
-                std::thread::sleep(Duration::from_millis(500));
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&file)
-                    .unwrap();
-                std::io::Write::write_all(&mut f, second.as_bytes()).unwrap();
-            }
-        });
+        let writer = write_in_two_parts(&file, &edited);
         let outcome = files.check_for_edit().unwrap();
         writer.join().unwrap();
         assert!(
