@@ -39,17 +39,14 @@ fn probe_binary() -> (tempfile::TempDir, PathBuf) {
     (dir, copy)
 }
 
-/// Lets other users reach the control socket, as it is meant to be
-/// reachable (HTTP.SYS's is): the directories above it become 0755.
+/// Lets other users reach the control socket, as an administrator who
+/// runs the server from a 0700 home and wants other users' programs on it
+/// would: the home becomes passable (0711). The state directory and its
+/// `run/` are left as the server made them.
 fn expose_socket(web: &Web) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let socket = httpapi::socket_for_state_dir(&web.state());
-    let mut dir = socket.clone();
-    while dir.pop() && dir.starts_with(web.dir.path()) {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    std::fs::set_permissions(web.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    socket
+    std::fs::set_permissions(web.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    httpapi::socket_for_state_dir(&web.state())
 }
 
 /// Runs the probe's steps as `uid` and returns what it printed.

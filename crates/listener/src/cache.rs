@@ -259,11 +259,22 @@ impl ResponseCache {
     /// entries under one of `owned`: a program flushes only what its own
     /// URLs answered.
     pub fn flush_within(&self, prefix: &UrlPrefix, owned: Option<&[UrlPrefix]>) -> usize {
+        // Prefixes match paths without regard to case, as routing does;
+        // each path is lowered once, not once per comparison.
+        fn lowered(p: &UrlPrefix) -> (&UrlPrefix, String) {
+            (p, p.path.to_lowercase())
+        }
+        let target = lowered(prefix);
+        let owned: Option<Vec<(&UrlPrefix, String)>> =
+            owned.map(|list| list.iter().map(lowered).collect());
         let mut map = write(&self.entries);
         let before = map.len();
         map.retain(|_, e| {
-            let doomed = entry_under(prefix, e)
-                && owned.is_none_or(|owned| owned.iter().any(|o| entry_under(o, e)));
+            let path = e.path.to_lowercase();
+            let doomed = entry_under(&target, e, &path)
+                && owned
+                    .as_ref()
+                    .is_none_or(|owned| owned.iter().any(|o| entry_under(o, e, &path)));
             if doomed {
                 self.total.fetch_sub(e.size(), Ordering::Relaxed);
             }
@@ -291,17 +302,21 @@ impl ResponseCache {
     }
 }
 
-/// Whether a cached response lies under `prefix` (its port, its host or a
-/// wildcard, its path without regard to case, as routing matches).
-fn entry_under(prefix: &UrlPrefix, e: &CacheEntry) -> bool {
+/// Whether a cached response (its path given lowered) lies under a
+/// prefix (with its path lowered): its port, its host or a wildcard, its
+/// path at or below the prefix's.
+fn entry_under(
+    (prefix, prefix_path): &(&UrlPrefix, String),
+    e: &CacheEntry,
+    lower_path: &str,
+) -> bool {
     let host_matches = match &prefix.host {
         HostSpec::Strong | HostSpec::Weak => true,
         HostSpec::Name(n) => *n == e.host,
         HostSpec::Ip(ip) => e.host.trim_matches(['[', ']']) == ip.to_string(),
     };
-    let prefix_path = prefix.path.to_lowercase();
-    let path = e.path.to_lowercase();
-    let under = path.starts_with(&prefix_path) || format!("{path}/") == prefix_path;
+    let under = lower_path.starts_with(prefix_path.as_str())
+        || (lower_path.len() + 1 == prefix_path.len() && prefix_path.starts_with(lower_path));
     e.port == prefix.port && host_matches && under
 }
 

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use httpapi::proto::{Header, RequestHead, ResponseHead};
 
+use crate::server::Caller;
 use crate::session::Session;
 
 /// What a connection hears about its request from the serving side.
@@ -109,15 +110,15 @@ impl Queue {
     pub(crate) fn new(
         id: u32,
         name: &str,
-        owner: (u32, Option<u32>),
+        owner: Caller,
         creator: Creator,
         max_length: usize,
     ) -> Queue {
         Queue {
             id,
             name: name.to_string(),
-            owner_uid: owner.0,
-            owner_pid: owner.1,
+            owner_uid: owner.uid,
+            owner_pid: owner.pid,
             creator,
             inner: Mutex::new(Inner {
                 max_length,

@@ -50,7 +50,8 @@ pub(crate) struct Shared {
     pub w3c: crate::w3c::W3cLogs,
     /// Requests being answered (heads read, responses not yet sent).
     pub busy: std::sync::atomic::AtomicUsize,
-    connections: Option<Arc<Semaphore>>,
+    /// MaxConnections, as permits.
+    connections: Arc<Semaphore>,
     demand_hook: RwLock<Option<DemandStartHook>>,
     /// Control-socket sessions open, by user.
     sessions_by_uid: Mutex<HashMap<u32, usize>>,
@@ -203,7 +204,7 @@ impl Shared {
                 ));
             }
         }
-        let queue = self.new_queue(name, (caller.uid, caller.pid), Creator::Program);
+        let queue = self.new_queue(name, *caller, Creator::Program);
         queues.programs.insert(name.to_string(), queue.clone());
         Ok(queue)
     }
@@ -223,12 +224,19 @@ impl Shared {
         if let Some(other) = queues.programs.get(name) {
             tracing::warn!(queue = name, pid = ?other.owner_pid, user = %crate::acl::user_name(other.owner_uid), "a program holds a queue of the same name as the service's; it stays apart, and the service's queue serves the site");
         }
-        let queue = self.new_queue(name, (self.uid, None), Creator::Service);
+        let queue = self.new_queue(
+            name,
+            Caller {
+                uid: self.uid,
+                pid: None,
+            },
+            Creator::Service,
+        );
         queues.service.insert(name.to_string(), queue.clone());
         Ok(queue)
     }
 
-    fn new_queue(&self, name: &str, owner: (u32, Option<u32>), creator: Creator) -> Arc<Queue> {
+    fn new_queue(&self, name: &str, owner: Caller, creator: Creator) -> Arc<Queue> {
         let id = self.next_queue_id.fetch_add(1, Ordering::Relaxed);
         Arc::new(Queue::new(
             id,
@@ -501,32 +509,43 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// MaxConnections, or when it is 0 (not set) three quarters of the
-/// descriptors this process may open, its soft limit first raised to the
-/// hard one: connections beyond it get 503 ConnLimit instead of failing to
-/// be accepted, and the rest is left for files, sessions and logs.
+/// MaxConnections, or when it is 0 (not set) sized from the descriptors
+/// this process may open ([`connections_for`]), its soft limit first
+/// raised to the hard one.
 fn connection_limit(configured: usize) -> usize {
     if configured > 0 {
         return configured;
     }
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) => {
-            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-                hard
-            } else {
-                soft
-            }
-        }
-        Err(_) => 1024,
-    };
-    let connections = (limit.min(1 << 24) as usize * 3 / 4).max(16);
+    let descriptors = raise_descriptor_limit();
+    let connections = connections_for(descriptors);
     tracing::info!(
-        descriptors = limit,
+        descriptors,
         connections,
         "MaxConnections not set: sized from the descriptor limit"
     );
     connections
+}
+
+/// Raises the soft descriptor limit to the hard one where it is lower;
+/// returns the limit in force.
+fn raise_descriptor_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard))
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() =>
+        {
+            hard
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
+    }
+}
+
+/// Three quarters of `descriptors` (at least 16): connections beyond it
+/// get 503 ConnLimit instead of failing to be accepted, and the rest is
+/// left for files, sessions and logs.
+fn connections_for(descriptors: u64) -> usize {
+    (descriptors.min(1 << 24) as usize * 3 / 4).max(16)
 }
 
 /// A warning for a failure that repeats fast (accept while descriptors
@@ -578,20 +597,15 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, scheme: Scheme)
             .local_addr()
             .unwrap_or_else(|_| listener.local_addr().unwrap_or(remote));
         let shared = shared.clone();
-        match &shared.connections {
-            Some(limit) => match limit.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    tokio::spawn(async move {
-                        crate::conn::serve(shared, stream, remote, local, scheme).await;
-                        drop(permit);
-                    });
-                }
-                Err(_) => {
-                    tokio::spawn(crate::conn::refuse(shared, stream, remote, local));
-                }
-            },
-            None => {
-                tokio::spawn(crate::conn::serve(shared, stream, remote, local, scheme));
+        match shared.connections.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    crate::conn::serve(shared, stream, remote, local, scheme).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(crate::conn::refuse(shared, stream, remote, local));
             }
         }
     }
@@ -662,9 +676,7 @@ impl Listener {
             ),
             w3c: crate::w3c::W3cLogs::new(config.w3c_log_max_files),
             busy: std::sync::atomic::AtomicUsize::new(0),
-            connections: Some(Arc::new(Semaphore::new(connection_limit(
-                config.max_connections,
-            )))),
+            connections: Arc::new(Semaphore::new(connection_limit(config.max_connections))),
             demand_hook: RwLock::new(None),
             sessions_by_uid: Mutex::new(HashMap::new()),
             uid: current_uid(),
@@ -674,7 +686,14 @@ impl Listener {
 
         let socket_path = shared.config.control_socket.clone();
         if let Some(dir) = socket_path.parent() {
-            std::fs::create_dir_all(dir)?;
+            // Others pass through to the socket (it is 0666, as HTTP.SYS's
+            // handle is open to all), whatever the creator's umask; they
+            // do not list the directory.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o711)
+                .create(dir)?;
         }
         remove_stale_socket(&socket_path)?;
         let control = UnixListener::bind(&socket_path)?;
@@ -880,12 +899,9 @@ mod tests {
     #[test]
     fn an_unset_connection_limit_comes_from_the_descriptor_limit() {
         assert_eq!(connection_limit(500), 500);
-        let (soft, _) =
-            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
-        let derived = connection_limit(0);
-        assert!(
-            derived >= 16 && derived as u64 <= soft,
-            "{derived} of {soft}"
-        );
+        assert_eq!(connections_for(256), 192);
+        assert_eq!(connections_for(1024), 768);
+        assert_eq!(connections_for(8), 16);
+        assert_eq!(connections_for(u64::MAX), (1 << 24) * 3 / 4);
     }
 }

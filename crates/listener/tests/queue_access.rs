@@ -57,6 +57,12 @@ async fn the_services_queues_are_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let listener = listener(dir.path()).await;
     let pool = listener.create_queue("pool").unwrap();
+    // Its directory lets others through to the socket, whatever the umask.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let run = std::fs::metadata(dir.path().join("run")).unwrap();
+        assert_eq!(run.permissions().mode() & 0o777, 0o711);
+    }
     let session = Session::connect(listener.control_socket()).await.unwrap();
 
     // Not started by the service: refused, even as the same user (root).

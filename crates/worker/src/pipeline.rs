@@ -105,8 +105,10 @@ impl Reply {
         }
     }
 
-    fn header(mut self, name: &str, value: impl Into<String>) -> Reply {
-        self.headers.push(name, value.into().as_bytes());
+    /// Adds a field; the value is copied into the block (a `&'static str`
+    /// costs no allocation of its own).
+    fn header(mut self, name: &str, value: impl AsRef<str>) -> Reply {
+        self.headers.push(name, value.as_ref().as_bytes());
         self
     }
 
@@ -409,7 +411,7 @@ impl Pipeline {
             if_range: header(req, "if-range"),
         };
         let mut reply = Reply::new(200)
-            .header("Content-Type", content_type.clone())
+            .header("Content-Type", &content_type)
             .header(
                 "Last-Modified",
                 httpapi::dates::http_date(info.last_modified()),
@@ -423,7 +425,7 @@ impl Pipeline {
             Some(Expires::After(secs)) => {
                 reply = reply.header("Cache-Control", format!("max-age={secs}"))
             }
-            Some(Expires::At(date)) => reply = reply.header("Expires", date.clone()),
+            Some(Expires::At(date)) => reply = reply.header("Expires", date),
             None => {}
         }
         match files::evaluate(&conditions, &info, true) {
@@ -441,10 +443,10 @@ impl Pipeline {
             reply = reply.header("Content-Encoding", coding);
             if let Some((cache_control, expires)) = &compression.cache_headers {
                 if !cache_control.is_empty() {
-                    reply = reply.header("Cache-Control", cache_control.clone());
+                    reply = reply.header("Cache-Control", cache_control);
                 }
                 if !expires.is_empty() {
-                    reply = reply.header("Expires", expires.clone());
+                    reply = reply.header("Expires", expires);
                 }
             }
             reply.body = Body::File {
@@ -967,7 +969,7 @@ fn allowed_methods(cfg: &UrlConfig) -> String {
 
 fn moved(status: u16, location: &str) -> Reply {
     let escaped = listing::html_escape(location);
-    Reply::new(status).header("Location", location.to_string()).html(format!(
+    Reply::new(status).header("Location", location).html(format!(
         "<head><title>Object moved</title></head><body><h1>Object Moved</h1>This object may be found <a HREF=\"{escaped}\">here</a>.</body>"
     ))
 }

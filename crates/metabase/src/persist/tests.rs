@@ -360,19 +360,18 @@ fn volatile_run_time_state_is_not_written() {
     assert!(saved.contains("ServerComment=\"x\"") && !saved.contains("ServerState"));
 }
 
+/// A file's permission bits.
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
 #[test]
 fn the_state_dir_and_the_metabase_are_not_world_readable() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let files = MetabaseFiles::open_state_dir(&state, LockMode::Exclusive).unwrap();
-    let mode = |rel: &str| {
-        std::fs::metadata(state.join(rel))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777
-    };
+    let mode = |rel: &str| mode_of(&state.join(rel));
     assert_eq!(mode(""), 0o711, "others pass through, not list");
     assert_eq!(mode("MetaBase.xml"), 0o600);
     assert_eq!(mode("History"), 0o700);
@@ -384,7 +383,7 @@ fn the_state_dir_and_the_metabase_are_not_world_readable() {
     set(&files, "/LM/W3SVC/1", "ServerComment", &["Saved"]).unwrap();
     assert_eq!(mode("MetaBase.xml"), 0o600);
     for entry in std::fs::read_dir(state.join("History")).unwrap() {
-        let m = entry.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+        let m = mode_of(&entry.unwrap().path());
         assert_eq!(m & 0o077, 0, "a history file open to others");
     }
 }
@@ -403,13 +402,7 @@ fn an_older_state_dir_is_closed_to_others_when_opened() {
     open_up("History", 0o755);
     open_up("MetaBack", 0o755);
     drop(MetabaseFiles::open_state_dir(&state, LockMode::Exclusive).unwrap());
-    let mode = |rel: &str| {
-        std::fs::metadata(state.join(rel))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777
-    };
+    let mode = |rel: &str| mode_of(&state.join(rel));
     assert_eq!(mode("MetaBase.xml"), 0o600);
     assert_eq!(mode("History"), 0o700);
     assert_eq!(mode("MetaBack"), 0o700);
