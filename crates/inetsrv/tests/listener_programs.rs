@@ -71,7 +71,7 @@ fn hello(socket: &Path, args: &[&str], uid: Option<u32>) -> Result<Program, Stri
     if let Some(uid) = uid {
         cmd.uid(uid).gid(uid);
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = common::spawn_copied(&mut cmd);
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();

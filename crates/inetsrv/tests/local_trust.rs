@@ -51,15 +51,17 @@ fn expose_socket(web: &Web) -> PathBuf {
 
 /// Runs the probe's steps as `uid` and returns what it printed.
 fn probe(exe: &Path, socket: &Path, uid: u32, steps: &[&str]) -> String {
-    let out = Command::new(exe)
-        .arg("--socket")
-        .arg(socket)
-        .args(steps)
-        .uid(uid)
-        .gid(uid)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let child = common::spawn_copied(
+        Command::new(exe)
+            .arg("--socket")
+            .arg(socket)
+            .args(steps)
+            .uid(uid)
+            .gid(uid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped()),
+    );
+    let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -89,17 +91,17 @@ struct Holder(Child);
 
 impl Holder {
     fn start(exe: &Path, socket: &Path, uid: u32, steps: &[&str]) -> (Holder, String) {
-        let mut child = Command::new(exe)
-            .arg("--socket")
-            .arg(socket)
-            .args(steps)
-            .arg("hold")
-            .uid(uid)
-            .gid(uid)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = common::spawn_copied(
+            Command::new(exe)
+                .arg("--socket")
+                .arg(socket)
+                .args(steps)
+                .arg("hold")
+                .uid(uid)
+                .gid(uid)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        );
         let mut said = String::new();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         loop {

@@ -365,3 +365,22 @@ pub fn log_lines(dir: &Path) -> Vec<String> {
         .filter(|l| !l.starts_with('#'))
         .collect()
 }
+
+/// Starts `command`, again while the kernel says its file is busy: a copy
+/// another test thread just wrote stays "busy" until a process forked
+/// meanwhile (which inherited the writing descriptor for an instant) has
+/// exec'd. A race of the test harness, not of the server.
+pub fn spawn_copied(command: &mut std::process::Command) -> std::process::Child {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match command.spawn() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now();
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
