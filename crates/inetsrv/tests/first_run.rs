@@ -88,6 +88,35 @@ fn content_is_confined_to_the_directories_handed_over() {
         assert_eq!(got.status, 404, "{path}: {}", got.text());
         assert!(!got.text().contains("root:"), "{path}");
     }
+    // A property opens one virtual directory to its links; it is refused
+    // on a key where it would mean nothing.
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AllowSymlinksOutsideRoot", "TRUE"]);
+    web.wait_for(
+        "links out of the root followed",
+        Duration::from_secs(10),
+        || web.curl("/passwd.htm", &[]).status == 200,
+    );
+    assert!(web.curl("/passwd.htm", &[]).text().contains("root:"));
+    assert_eq!(web.curl("/alias.htm", &[]).text(), "inside");
+    web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/inside", "IIsWebDirectory"]);
+    web.cli_fails_with(
+        &[
+            "mb",
+            "set",
+            "W3SVC/1/ROOT/inside/AllowSymlinksOutsideRoot",
+            "TRUE",
+        ],
+        "AllowSymlinksOutsideRoot",
+    );
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/AllowSymlinksOutsideRoot",
+        "FALSE",
+    ]);
+    web.wait_for("links confined again", Duration::from_secs(10), || {
+        web.curl("/passwd.htm", &[]).status == 404
+    });
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use crate::error::{Error, Result};
 use crate::mbxml::{parse_metabase, write_metabase, Document, GlobalInfo, WriteScope};
 use crate::persist::{dir_entries, lock_state, write_durably, MetabaseFiles};
-use crate::schema::{parse_schema, write_schema, Schema};
+use crate::schema::{write_schema, Schema};
 use crate::secrets::SecretKey;
 
 /// MD_BACKUP_MAX_VERSION ([MS-IMSA] 3.1.4.29).
@@ -264,7 +264,7 @@ impl MetabaseFiles {
         validate_name(name)?;
         let info = self.resolve_version(name, version)?;
         let schema = match std::fs::read_to_string(&info.schema_file) {
-            Ok(text) => Arc::new(parse_schema(
+            Ok(text) => Arc::new(Schema::from_file_text(
                 &text,
                 &info.schema_file.display().to_string(),
             )?),

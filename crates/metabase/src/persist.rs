@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::mbxml::{parse_metabase, write_metabase, Document, GlobalInfo, WriteScope};
 use crate::path::MbPath;
-use crate::schema::{parse_schema, write_schema, Schema};
+use crate::schema::{write_schema, Schema};
 use crate::secrets::SecretKey;
 use crate::store::{ChangeBatch, CommitHook, Metabase, Snapshot};
 use crate::tree::{Key, Tree};
@@ -303,7 +303,7 @@ impl MetabaseFiles {
                 ))
             })?;
         let schema = match std::fs::read_to_string(&entry.schema_file) {
-            Ok(text) => Arc::new(parse_schema(
+            Ok(text) => Arc::new(Schema::from_file_text(
                 &text,
                 &entry.schema_file.display().to_string(),
             )?),
@@ -359,7 +359,10 @@ fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str> {
 
 pub(crate) fn load_schema(path: &Path) -> Result<Arc<Schema>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Arc::new(parse_schema(&text, &path.display().to_string())?)),
+        Ok(text) => Ok(Arc::new(Schema::from_file_text(
+            &text,
+            &path.display().to_string(),
+        )?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Schema::standard()),
         Err(e) => Err(Error::io(path, e)),
     }

@@ -7,13 +7,13 @@
 //! It also finds, before a client does, the content a pool's identity
 //! cannot read.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use metabase::image::Take;
 use metabase::{ids, MbPath, Snapshot, Value};
-use worker_control::{Identity, ToWorker, WorkerConfig};
+use worker_control::{Identity, Links, ToWorker, WorkerConfig};
 
 use crate::model::Model;
 use crate::process::Account;
@@ -54,15 +54,24 @@ pub fn select_for(sites: &BTreeSet<u32>) -> impl Fn(&MbPath) -> Take + '_ {
 }
 
 /// The directories the sites serve from: every absolute Path set in them,
-/// and the folders of HttpErrors files set in them or above them.
-pub fn content_dirs(snapshot: &Snapshot, sites: &BTreeSet<u32>) -> BTreeSet<PathBuf> {
-    let mut dirs = BTreeSet::new();
-    let mut note = |key: &metabase::Key| {
+/// and the folders of HttpErrors files set in them or above them; each
+/// with where links beneath it may lead. A directory is
+/// [`Links::Anywhere`] only when every key that serves it as its Path has
+/// AllowSymlinksOutsideRoot in force (an error-page folder alone never).
+pub fn content_dirs(snapshot: &Snapshot, sites: &BTreeSet<u32>) -> BTreeMap<PathBuf, Links> {
+    // `None`: no Path names it (yet).
+    let mut dirs: BTreeMap<PathBuf, Option<bool>> = BTreeMap::new();
+    let mut note = |at: &MbPath, key: &metabase::Key| {
         if let Some(Value::String(p)) | Some(Value::ExpandSz(p)) =
             key.property(ids::PATH).map(|p| &p.value)
         {
             if p.starts_with('/') {
-                dirs.insert(PathBuf::from(p.trim_end_matches('/')).join(""));
+                let allows =
+                    snapshot.effective_dword(at, ids::ALLOW_SYMLINKS_OUTSIDE_ROOT) == Some(1);
+                // `/srv/www/` and `/srv/www` are one directory.
+                let dir: PathBuf = Path::new(p).components().collect();
+                let entry = dirs.entry(dir).or_insert(None);
+                *entry = Some(entry.unwrap_or(true) && allows);
             }
         }
         if let Some(Value::MultiSz(errors)) = key.property(ids::HTTP_ERRORS).map(|p| &p.value) {
@@ -71,33 +80,45 @@ pub fn content_dirs(snapshot: &Snapshot, sites: &BTreeSet<u32>) -> BTreeSet<Path
                 let kind = parts.nth(2).unwrap_or("");
                 if let (true, Some(file)) = (kind.eq_ignore_ascii_case("FILE"), parts.next()) {
                     if let Some(dir) = Path::new(file).parent().filter(|d| d.is_absolute()) {
-                        dirs.insert(dir.to_path_buf());
+                        dirs.entry(dir.components().collect()).or_insert(None);
                     }
                 }
             }
         }
     };
     for above in ["/LM", "/LM/W3SVC"] {
-        if let Some(key) = MbPath::parse(above).ok().and_then(|p| snapshot.find(&p)) {
-            note(key);
+        let Ok(at) = MbPath::parse(above) else {
+            continue;
+        };
+        if let Some(key) = snapshot.find(&at) {
+            note(&at, key);
         }
     }
     for id in sites {
-        let Some(site) = MbPath::parse(&format!("/LM/W3SVC/{id}"))
+        let Some((at, site)) = MbPath::parse(&format!("/LM/W3SVC/{id}"))
             .ok()
-            .and_then(|p| snapshot.find(&p))
+            .and_then(|at| snapshot.find(&at).map(|key| (at, key)))
         else {
             continue;
         };
-        let mut stack = vec![site];
-        while let Some(key) = stack.pop() {
-            note(key);
-            stack.extend(key.children());
+        let mut stack = vec![(at, site)];
+        while let Some((at, key)) = stack.pop() {
+            note(&at, key);
+            stack.extend(
+                key.children()
+                    .filter_map(|child| Some((at.join(child.name()).ok()?, child))),
+            );
         }
     }
-    // `/srv/www/` and `/srv/www` are one directory.
     dirs.into_iter()
-        .map(|d| d.components().collect::<PathBuf>())
+        .map(|(dir, allows)| {
+            let links = if allows == Some(true) {
+                Links::Anywhere
+            } else {
+                Links::Beneath
+            };
+            (dir, links)
+        })
         .collect()
 }
 
@@ -196,7 +217,7 @@ fn in_group(account: &Account, gid: u32) -> bool {
 /// Everything one worker is sent, ready to go.
 pub struct Handover {
     pub config: WorkerConfig,
-    pub roots: Vec<PathBuf>,
+    pub roots: Vec<(PathBuf, Links)>,
 }
 
 impl Handover {
@@ -215,10 +236,10 @@ impl Handover {
         let select = select_for(&sites);
         let metabase = snapshot.image(&select);
         let compression = compression_dir(snapshot, state_dir, pool);
-        let mut roots: Vec<PathBuf> = content_dirs(snapshot, &sites).into_iter().collect();
+        let mut roots: Vec<(PathBuf, Links)> = content_dirs(snapshot, &sites).into_iter().collect();
         let compression_dir = match prepare_compression_dir(&compression, account) {
             Ok(()) => {
-                roots.push(compression.clone());
+                roots.push((compression.clone(), Links::Beneath));
                 Some(compression)
             }
             Err(e) => {
@@ -252,14 +273,20 @@ impl Handover {
     /// [`roots_moved`].
     pub fn send(&self, to: &worker_control::Sender<ToWorker>, seq: u64) -> HandedRoots {
         let mut handed = Vec::with_capacity(self.roots.len());
-        for path in &self.roots {
+        for (path, links) in &self.roots {
             match worker_control::open_root(path) {
                 Ok(fd) => {
                     let dir = std::fs::File::from(fd);
                     let id = dir.metadata().ok().map(|m| (m.dev(), m.ino()));
                     let fd = std::os::fd::OwnedFd::from(dir);
                     handed.push((path.clone(), id));
-                    to.send_with_fd(&ToWorker::Root { path: path.clone() }, fd);
+                    to.send_with_fd(
+                        &ToWorker::Root {
+                            path: path.clone(),
+                            links: *links,
+                        },
+                        fd,
+                    );
                 }
                 Err(e) => {
                     handed.push((path.clone(), None));
@@ -298,6 +325,10 @@ mod tests {
     use metabase::Metabase;
 
     fn snapshot() -> std::sync::Arc<Snapshot> {
+        metabase().snapshot()
+    }
+
+    fn metabase() -> Metabase {
         let mb = Metabase::empty();
         let p = |s: &str| MbPath::parse(s).unwrap();
         mb.write(|t| {
@@ -334,14 +365,49 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        mb.snapshot()
+        mb
+    }
+
+    #[test]
+    fn links_may_leave_a_root_only_where_every_key_serving_it_allows() {
+        let mb = metabase();
+        let p = |s: &str| MbPath::parse(s).unwrap();
+        let sites: BTreeSet<u32> = [1].into();
+        let links = |mb: &Metabase| content_dirs(&mb.snapshot(), &sites);
+        let all_beneath = links(&mb).values().all(|l| *l == Links::Beneath);
+        assert!(all_beneath, "the default keeps links beneath their roots");
+        let allow = |t: &mut metabase::Txn, at: &str, on: u32| {
+            t.set(&p(at), ids::ALLOW_SYMLINKS_OUTSIDE_ROOT, Value::Dword(on))
+        };
+        // Set on a site's ROOT: its directory and the vdir below inherit it;
+        // an error-page folder never does.
+        mb.write(|t| allow(t, "/LM/W3SVC/1/ROOT", 1)).unwrap();
+        let got = links(&mb);
+        assert_eq!(got[Path::new("/srv/one")], Links::Anywhere);
+        assert_eq!(got[Path::new("/srv/docs")], Links::Anywhere);
+        assert_eq!(got[Path::new("/srv/errors")], Links::Beneath);
+        // A vdir that turns it off keeps its own directory closed.
+        mb.write(|t| allow(t, "/LM/W3SVC/1/ROOT/docs", 0)).unwrap();
+        assert_eq!(links(&mb)[Path::new("/srv/docs")], Links::Beneath);
+        // The same directory served by a key that does not allow it is
+        // closed for both.
+        mb.write(|t| {
+            t.create_key(&p("/LM/W3SVC/1/ROOT/docs/again"), "IIsWebVirtualDir")?;
+            t.set(
+                &p("/LM/W3SVC/1/ROOT/docs/again"),
+                ids::PATH,
+                Value::String("/srv/one".into()),
+            )
+        })
+        .unwrap();
+        assert_eq!(links(&mb)[Path::new("/srv/one")], Links::Beneath);
     }
 
     #[test]
     fn a_worker_gets_its_sites_and_their_directories() {
         let snap = snapshot();
         let sites: BTreeSet<u32> = [1].into();
-        let dirs: Vec<PathBuf> = content_dirs(&snap, &sites).into_iter().collect();
+        let dirs: Vec<PathBuf> = content_dirs(&snap, &sites).into_keys().collect();
         assert_eq!(
             dirs,
             ["/srv/docs", "/srv/errors", "/srv/one"].map(PathBuf::from)

@@ -61,6 +61,18 @@ pub struct WorkerConfig {
     pub listener_caches: bool,
 }
 
+/// Where symbolic links beneath a content root may lead
+/// (AllowSymlinksOutsideRoot of the virtual directory that serves it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Links {
+    /// Only to files beneath the root: the default.
+    #[default]
+    Beneath,
+    /// Anywhere the worker's identity may read.
+    Anywhere,
+}
+
 /// The service to a worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -69,7 +81,11 @@ pub enum ToWorker {
     /// configuration names it with; its descriptor travels with the
     /// message. The roots sent since the last [`ToWorker::Configure`] are
     /// the next configuration's whole set.
-    Root { path: PathBuf },
+    Root {
+        path: PathBuf,
+        #[serde(default)]
+        links: Links,
+    },
     /// The configuration, first at start and again after every change;
     /// answered with [`FromWorker::Reloaded`] carrying the same number.
     Configure { seq: u64, config: Box<WorkerConfig> },
@@ -271,7 +287,8 @@ mod tests {
         assert!(service.send(&ToWorker::Ping { seq: 1 }));
         assert!(service.send_with_fd(
             &ToWorker::Root {
-                path: "/srv/www".into()
+                path: "/srv/www".into(),
+                links: Links::Anywhere,
             },
             OwnedFd::from(file.try_clone().unwrap())
         ));
@@ -288,7 +305,8 @@ mod tests {
         assert_eq!(
             root.message,
             ToWorker::Root {
-                path: "/srv/www".into()
+                path: "/srv/www".into(),
+                links: Links::Anywhere,
             }
         );
         let mut got = std::fs::File::from(root.fd.unwrap());

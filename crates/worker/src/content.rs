@@ -5,7 +5,10 @@
 //! is resolved from the nearest root that holds it with
 //! `openat2(RESOLVE_BENEATH)`: the worker's identity needs no right on a
 //! root's parents (a site under a 0700 home works), and neither `..` nor a
-//! symbolic link leads out of the root. Rights on the root itself and
+//! symbolic link leads out of the root. A root whose virtual directory
+//! sets AllowSymlinksOutsideRoot ([`Links::Anywhere`]) follows links
+//! wherever they lead (the worker's identity must still be able to read
+//! there); `..` in a path still never climbs above it. Rights on the root itself and
 //! below it are checked as usual, against the worker's identity.
 //! Changes (PUT, DELETE, compressed copies) go through a descriptor of the
 //! parent directory, resolved the same way, and a single name.
@@ -21,12 +24,26 @@ use nix::errno::Errno;
 use nix::fcntl::{openat2, renameat, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
+pub use worker_control::Links;
 
-/// One directory handed over, and the path the configuration knows it by.
+/// One directory handed over, the path the configuration knows it by,
+/// and where links beneath it may lead.
 #[derive(Debug)]
-struct Root {
-    path: PathBuf,
-    dir: OwnedFd,
+pub struct HandedRoot {
+    pub path: PathBuf,
+    pub dir: OwnedFd,
+    pub links: Links,
+}
+
+/// A root whose links stay beneath it.
+impl From<(PathBuf, OwnedFd)> for HandedRoot {
+    fn from((path, dir): (PathBuf, OwnedFd)) -> HandedRoot {
+        HandedRoot {
+            path,
+            dir,
+            links: Links::Beneath,
+        }
+    }
 }
 
 /// The roots of one configuration generation.
@@ -34,7 +51,7 @@ struct Root {
 pub struct Content {
     /// Longest path first: nested roots (a vdir inside another's
     /// directory) resolve from the nearest.
-    roots: Vec<Root>,
+    roots: Vec<HandedRoot>,
 }
 
 fn to_io(e: Errno) -> Error {
@@ -48,24 +65,36 @@ fn to_io(e: Errno) -> Error {
     }
 }
 
-fn beneath(flags: OFlag) -> OpenHow {
+fn how(flags: OFlag, links: Links) -> OpenHow {
     // openat2 refuses O_PATH with any flag but these three.
     let extra = if flags.contains(OFlag::O_PATH) {
         OFlag::O_CLOEXEC
     } else {
         OFlag::O_CLOEXEC | OFlag::O_NOCTTY
     };
-    OpenHow::new()
-        .flags(flags | extra)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+    let resolve = match links {
+        Links::Beneath => ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        Links::Anywhere => ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    };
+    OpenHow::new().flags(flags | extra).resolve(resolve)
+}
+
+/// Without RESOLVE_BENEATH, `..` would climb from the root: refused here
+/// (the listener already removed dot segments from URLs; this is for
+/// paths from the configuration).
+fn check_no_parent(rest: &Path) -> Result<()> {
+    if rest
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(to_io(Errno::EXDEV));
+    }
+    Ok(())
 }
 
 impl Content {
-    pub fn new(roots: Vec<(PathBuf, OwnedFd)>) -> Content {
-        let mut roots: Vec<Root> = roots
-            .into_iter()
-            .map(|(path, dir)| Root { path, dir })
-            .collect();
+    pub fn new(roots: impl IntoIterator<Item = impl Into<HandedRoot>>) -> Content {
+        let mut roots: Vec<HandedRoot> = roots.into_iter().map(Into::into).collect();
         roots.sort_by_key(|r| std::cmp::Reverse(r.path.components().count()));
         Content { roots }
     }
@@ -80,7 +109,7 @@ impl Content {
     /// a request; `Path::strip_prefix`'s component walk showed in
     /// profiles); slashes left at the front of the rest are dropped, so
     /// `//` in a path resolves as it would from `/`.
-    fn locate<'a>(&'a self, path: &'a Path) -> Result<(BorrowedFd<'a>, &'a Path)> {
+    fn locate<'a>(&'a self, path: &'a Path) -> Result<(BorrowedFd<'a>, &'a Path, Links)> {
         use std::os::unix::ffi::OsStrExt;
         let bytes = path.as_os_str().as_bytes();
         for root in &self.roots {
@@ -98,7 +127,7 @@ impl Content {
             } else {
                 Path::new(OsStr::from_bytes(rest))
             };
-            return Ok((root.dir.as_fd(), rest));
+            return Ok((root.dir.as_fd(), rest, root.links));
         }
         Err(Error::new(
             ErrorKind::NotFound,
@@ -111,7 +140,7 @@ impl Content {
 
     /// The root path holding `path`, and the rest below it.
     pub fn root_of<'a>(&'a self, path: &'a Path) -> Option<(&'a Path, &'a Path)> {
-        let (dir, rest) = self.locate(path).ok()?;
+        let (dir, rest, _) = self.locate(path).ok()?;
         let root = self
             .roots
             .iter()
@@ -123,13 +152,23 @@ impl Content {
     /// (`/proc/self/fd/N/…`), for calls that take only a path (inotify):
     /// it needs no right on the root's parents.
     pub fn proc_path(&self, dir: &Path) -> Option<PathBuf> {
-        let (fd, rest) = self.locate(dir).ok()?;
+        let (fd, rest, _) = self.locate(dir).ok()?;
         Some(PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(rest))
     }
 
     fn open_with(&self, path: &Path, flags: OFlag) -> Result<OwnedFd> {
-        let (dir, rest) = self.locate(path)?;
-        openat2(dir, rest, beneath(flags)).map_err(to_io)
+        self.open_with_links(path, flags).map(|(fd, _)| fd)
+    }
+
+    /// Opens `path` as its root allows, and says how that root treats
+    /// links (for what is opened relative to the result).
+    fn open_with_links(&self, path: &Path, flags: OFlag) -> Result<(OwnedFd, Links)> {
+        let (dir, rest, links) = self.locate(path)?;
+        if links == Links::Anywhere {
+            check_no_parent(rest)?;
+        }
+        let fd = openat2(dir, rest, how(flags, links)).map_err(to_io)?;
+        Ok((fd, links))
     }
 
     /// Opens a file (or directory) for reading.
@@ -159,7 +198,7 @@ impl Content {
     /// what it names; entries that cannot be described (a link out of
     /// the root, a file gone meanwhile) are left out.
     pub fn read_dir(&self, path: &Path) -> Result<Vec<(String, Metadata)>> {
-        let dir = self.open_with(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+        let (dir, links) = self.open_with_links(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
         let listing = nix::dir::Dir::from_fd(dir.try_clone()?).map_err(Error::from)?;
         let mut entries = Vec::new();
         for entry in listing {
@@ -170,7 +209,7 @@ impl Content {
             if name == "." || name == ".." {
                 continue;
             }
-            let Ok(fd) = openat2(&dir, name, beneath(OFlag::O_PATH)) else {
+            let Ok(fd) = openat2(&dir, name, how(OFlag::O_PATH, links)) else {
                 continue;
             };
             if let Ok(meta) = File::from(fd).metadata() {
@@ -207,9 +246,12 @@ impl Content {
                         .unwrap_or(0)
                         << 20
             );
-            let how = beneath(OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL)
-                .mode(Mode::from_bits_truncate(0o600));
-            match openat2(&dir, name.as_str(), how) {
+            let create = how(
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                Links::Beneath,
+            )
+            .mode(Mode::from_bits_truncate(0o600));
+            match openat2(&dir, name.as_str(), create) {
                 Ok(fd) => {
                     return Ok(TempFile {
                         file: File::from(fd),
@@ -333,6 +375,41 @@ mod tests {
             .collect();
         assert!(names.contains(&"sub".to_string()) && names.contains(&"in".to_string()));
         assert!(!names.contains(&"out".to_string()), "{names:?}");
+    }
+
+    #[test]
+    fn a_root_that_allows_it_follows_links_out_but_never_climbs_by_dot_dot() {
+        let top = tempfile::tempdir().unwrap();
+        let www = top.path().join("www");
+        let shared = top.path().join("shared");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::write(shared.join("logo.txt"), "logo").unwrap();
+        std::fs::write(top.path().join("secret.txt"), "no").unwrap();
+        std::os::unix::fs::symlink(&shared, www.join("assets")).unwrap();
+        std::os::unix::fs::symlink("../secret.txt", www.join("up")).unwrap();
+        let content = Content::new([HandedRoot {
+            path: www.clone(),
+            dir: open_root(&www).unwrap(),
+            links: Links::Anywhere,
+        }]);
+        assert_eq!(content.read(&www.join("assets/logo.txt")).unwrap(), b"logo");
+        // Where the link points is what the administrator allowed.
+        assert_eq!(content.read(&www.join("up")).unwrap(), b"no");
+        let names: Vec<String> = content
+            .read_dir(&www)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert!(names.contains(&"assets".to_string()), "{names:?}");
+        // A path that climbs by `..` itself is still refused.
+        let e = content.read(&www.join("../secret.txt")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        let e = content
+            .read(&www.join("assets/../../secret.txt"))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     }
 
     #[test]

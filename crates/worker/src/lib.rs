@@ -31,7 +31,6 @@ pub mod watch;
 
 use std::future::Future;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +41,7 @@ use worker_control::{FromWorker, Identity, Received, Sender, ToWorker, WorkerCon
 
 use crate::auth::Logons;
 use crate::config::Config;
-use crate::content::Content;
+use crate::content::{Content, HandedRoot};
 use crate::pipeline::Pipeline;
 
 /// How a worker is started.
@@ -118,7 +117,7 @@ fn control_socket() -> Result<UnixStream, WorkerError> {
 }
 
 /// The roots sent before a configuration, and the configuration.
-type Handed = (u64, Box<WorkerConfig>, Vec<(PathBuf, OwnedFd)>);
+type Handed = (u64, Box<WorkerConfig>, Vec<HandedRoot>);
 
 /// Waits for the first configuration (`None`: told to stop first).
 async fn first_configuration(inbox: &mut Inbox) -> Result<Option<Handed>, WorkerError> {
@@ -130,7 +129,9 @@ async fn first_configuration(inbox: &mut Inbox) -> Result<Option<Handed>, Worker
             ));
         };
         match message {
-            ToWorker::Root { path } => roots.extend(fd.map(|fd| (path, fd))),
+            ToWorker::Root { path, links } => {
+                roots.extend(fd.map(|dir| HandedRoot { path, dir, links }))
+            }
             ToWorker::Configure { seq, config } => return Ok(Some((seq, config, roots))),
             ToWorker::Stop => return Ok(None),
             _ => {}
@@ -139,10 +140,7 @@ async fn first_configuration(inbox: &mut Inbox) -> Result<Option<Handed>, Worker
 }
 
 /// One configuration generation from what the service sent.
-fn build_config(
-    config: &WorkerConfig,
-    roots: Vec<(PathBuf, OwnedFd)>,
-) -> Result<Config, WorkerError> {
+fn build_config(config: &WorkerConfig, roots: Vec<HandedRoot>) -> Result<Config, WorkerError> {
     let snapshot = metabase::Snapshot::from_image(&config.metabase, config.change_number)?;
     let mut built = Config::new(
         Arc::new(snapshot),
@@ -386,7 +384,9 @@ async fn read_control(
                     active: active.load(Ordering::Relaxed),
                 });
             }
-            ToWorker::Root { path } => roots.extend(fd.map(|fd| (path, fd))),
+            ToWorker::Root { path, links } => {
+                roots.extend(fd.map(|dir| HandedRoot { path, dir, links }))
+            }
             ToWorker::Configure { seq, config } => {
                 match build_config(&config, std::mem::take(&mut roots)) {
                     Ok(config) => {

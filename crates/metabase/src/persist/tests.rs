@@ -409,3 +409,48 @@ fn an_older_state_dir_is_closed_to_others_when_opened() {
     // Content is left as it is.
     assert_eq!(mode("wwwroot"), 0o755);
 }
+
+#[test]
+fn a_state_dir_from_an_older_inetsrv_gains_the_new_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).unwrap());
+    // The schema as an older inetsrv wrote it: IIS's catalog, nothing more.
+    let iis_only = crate::schema::parse_schema(
+        include_str!("../../data/MBSchema.xml"),
+        "IIS's MBSchema.xml",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("MBSchema.xml"), write_schema(&iis_only)).unwrap();
+
+    let files = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).unwrap();
+    set(
+        &files,
+        "/LM/W3SVC/1/ROOT",
+        "AllowSymlinksOutsideRoot",
+        &["TRUE"],
+    )
+    .unwrap();
+    let schema_text = std::fs::read_to_string(dir.path().join("MBSchema.xml")).unwrap();
+    assert!(
+        schema_text.contains("InternalName=\"AllowSymlinksOutsideRoot\""),
+        "the upgraded schema is saved with the change"
+    );
+    drop(files);
+    let files = MetabaseFiles::open_state_dir(dir.path(), LockMode::Exclusive).unwrap();
+    assert!(
+        files.load_warnings().is_empty(),
+        "{:?}",
+        files.load_warnings()
+    );
+    let s = files.metabase().snapshot();
+    assert_eq!(
+        s.get(
+            &p("/LM/W3SVC/1/ROOT"),
+            crate::ids::ALLOW_SYMLINKS_OUTSIDE_ROOT,
+            GetMode::Own
+        )
+        .unwrap()
+        .value,
+        Value::Dword(1)
+    );
+}

@@ -5,6 +5,7 @@
 //! (namespace `x-urn:microsoft-catalog:MetaData_V7`), and can be extended
 //! at run time with new properties and new classes.
 
+mod product;
 mod xml;
 
 use std::collections::{HashMap, HashSet};
@@ -14,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use crate::error::{Error, Result};
 use crate::value::{parse_u32, Attributes, DataType, UserType, Value};
 
+pub use product::{ALLOW_SYMLINKS_OUTSIDE_ROOT, PRODUCT_IDS};
 pub use xml::{parse_schema, write_schema};
 
 /// The schema as shipped: IIS 6's standard classes and properties.
@@ -431,16 +433,29 @@ pub struct Schema {
 }
 
 impl Schema {
+    /// A schema read from a file (a state directory's MBSchema.xml, a
+    /// history version, a backup): parsed, then given inetsrv's own
+    /// properties where it lacks them (conflicts are logged).
+    pub fn from_file_text(text: &str, file: &str) -> Result<Schema> {
+        let mut schema = parse_schema(text, file)?;
+        for conflict in schema.add_product_properties() {
+            tracing::warn!(file, "{conflict}");
+        }
+        Ok(schema)
+    }
+
     /// The standard IIS 6 schema shipped with inetsrv.
     pub fn standard() -> Arc<Schema> {
         static STANDARD: OnceLock<Arc<Schema>> = OnceLock::new();
         STANDARD
             .get_or_init(|| {
-                // The embedded file is tested to parse (tests::embedded_schema_loads).
-                Arc::new(
-                    parse_schema(EMBEDDED_SCHEMA, "<embedded MBSchema.xml>")
-                        .unwrap_or_else(|e| panic!("embedded schema is invalid: {e}")),
-                )
+                // The embedded file is tested to parse (tests::embedded_schema_loads),
+                // and inetsrv's own properties to fit it.
+                let mut schema = parse_schema(EMBEDDED_SCHEMA, "<embedded MBSchema.xml>")
+                    .unwrap_or_else(|e| panic!("embedded schema is invalid: {e}"));
+                let conflicts = schema.add_product_properties();
+                assert!(conflicts.is_empty(), "{conflicts:?}");
+                Arc::new(schema)
             })
             .clone()
     }
