@@ -391,23 +391,27 @@ pub(crate) fn acquire_lock(location: &Location) -> Result<File> {
 }
 
 /// A state directory made before its files were kept from other users:
-/// the metabase, its history and its backups become its owner's alone
-/// (files this process owns only; anything else is left as it is).
+/// the metabase, its history and its backups become its owner's alone, and
+/// the directory itself can be passed through but not listed or written
+/// by others (0711, as a fresh one is made); only what this process owns,
+/// anything else is left as it is.
 fn close_to_others(location: &Location) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     // The owner of our own /proc entry is our effective user.
     let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
         return;
     };
-    for (path, private) in [
-        (&location.metabase, 0o600),
-        (&location.history, 0o700),
-        (&location.backups, 0o700),
+    // (path, mode to set, the bits for others that make it too open)
+    for (path, private, too_open) in [
+        (&location.dir, 0o711, 0o066),
+        (&location.metabase, 0o600, 0o077),
+        (&location.history, 0o700, 0o077),
+        (&location.backups, 0o700, 0o077),
     ] {
         let Ok(meta) = std::fs::metadata(path) else {
             continue;
         };
-        if meta.uid() != me || meta.mode() & 0o077 == 0 {
+        if meta.uid() != me || meta.mode() & too_open == 0 || is_shared(&meta) {
             continue;
         }
         match std::fs::set_permissions(path, std::fs::Permissions::from_mode(private)) {
@@ -417,6 +421,13 @@ fn close_to_others(location: &Location) {
             }
         }
     }
+}
+
+/// A sticky directory (`/tmp`) is everyone's: its mode is never changed,
+/// even when it is given as the state directory.
+fn is_shared(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.is_dir() && meta.mode() & 0o1000 != 0
 }
 
 /// Writes a fresh state directory.
@@ -457,7 +468,9 @@ fn initialise(location: &Location) -> Result<()> {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| Error::io(p, e))
         };
-        set(dir, 0o711)?;
+        if !std::fs::metadata(dir).is_ok_and(|m| is_shared(&m)) {
+            set(dir, 0o711)?;
+        }
         set(&location.history, 0o700)?;
         set(&location.backups, 0o700)?;
     }

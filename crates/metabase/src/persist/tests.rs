@@ -398,11 +398,13 @@ fn an_older_state_dir_is_closed_to_others_when_opened() {
     let open_up = |rel: &str, mode| {
         std::fs::set_permissions(state.join(rel), std::fs::Permissions::from_mode(mode)).unwrap()
     };
+    open_up("", 0o755);
     open_up("MetaBase.xml", 0o644);
     open_up("History", 0o755);
     open_up("MetaBack", 0o755);
     drop(MetabaseFiles::open_state_dir(&state, LockMode::Exclusive).unwrap());
     let mode = |rel: &str| mode_of(&state.join(rel));
+    assert_eq!(mode(""), 0o711, "others pass through, not list");
     assert_eq!(mode("MetaBase.xml"), 0o600);
     assert_eq!(mode("History"), 0o700);
     assert_eq!(mode("MetaBack"), 0o700);
@@ -453,4 +455,19 @@ fn a_state_dir_from_an_older_inetsrv_gains_the_new_properties() {
         .value,
         Value::Dword(1)
     );
+}
+
+#[test]
+fn a_shared_sticky_directory_given_as_state_dir_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    drop(MetabaseFiles::open_state_dir(&shared, LockMode::Exclusive).unwrap());
+    let mode = || std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(), 0o1777, "fresh");
+    drop(MetabaseFiles::open_state_dir(&shared, LockMode::Exclusive).unwrap());
+    assert_eq!(mode(), 0o1777, "reopened");
+    assert_eq!(mode_of(&shared.join("MetaBase.xml")), 0o600);
 }
