@@ -22,7 +22,7 @@ use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
-pub use info::{CertInfo, KeyKind};
+pub use info::{format_time, CertInfo, KeyKind};
 
 /// What can go wrong; each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +138,13 @@ impl Store {
     pub fn for_state_dir(state: &Path) -> Store {
         Store {
             dir: state.join("certs"),
+        }
+    }
+
+    /// The store in any directory.
+    pub fn at(dir: &Path) -> Store {
+        Store {
+            dir: dir.to_path_buf(),
         }
     }
 

@@ -221,9 +221,34 @@ pub enum BodyInfo {
 /// What the listener knows of a TLS connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TlsInfo {
+    /// `TLSv1.2` or `TLSv1.3`.
     pub protocol: String,
+    /// The IANA name of the cipher suite.
     pub cipher: String,
+    /// The bulk cipher's key size in bits (HTTPS_KEYSIZE).
+    pub key_size: u32,
+    /// The host name the client asked for (SNI).
     pub server_name: Option<String>,
+    /// The server certificate's subject and issuer (HTTPS_SERVER_SUBJECT,
+    /// HTTPS_SERVER_ISSUER).
+    pub server_subject: String,
+    pub server_issuer: String,
+    /// The certificate the client presented, when the binding asked for
+    /// one and it was given.
+    pub client_certificate: Option<ClientCertInfo>,
+}
+
+/// A client certificate: the facts behind IIS's CERT_* variables.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCertInfo {
+    pub subject: String,
+    pub issuer: String,
+    /// The serial number as hex bytes joined by `:`.
+    pub serial: String,
+    /// The whole certificate (CERT_COOKIE's source, and for programs that
+    /// check it further).
+    #[serde(with = "serde_bytes")]
+    pub der: Vec<u8>,
 }
 
 /// A request as delivered to the queue's owner.

@@ -7,11 +7,14 @@
 
 mod admin;
 mod backup_cmd;
+mod cert_cmd;
 mod config_cmd;
+mod first_run;
 mod mb_cmd;
 mod output;
 mod rpc;
 mod rpc_cmd;
+mod sslcert_cmd;
 mod start_cmd;
 mod target;
 mod urlacl_cmd;
@@ -96,6 +99,18 @@ pub enum Command {
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
     },
+    /// The server certificate store: import, new, list, export, rename,
+    /// delete.
+    Cert {
+        #[command(subcommand)]
+        command: cert_cmd::CertCommand,
+    },
+    /// SSL bindings: which certificate serves which IP:port or host:port
+    /// (netsh http sslcert).
+    Sslcert {
+        #[command(subcommand)]
+        command: sslcert_cmd::SslCertCommand,
+    },
     /// URL reservations: who may register which URL prefixes.
     Urlacl {
         #[command(subcommand)]
@@ -144,6 +159,8 @@ fn main() -> ExitCode {
         Command::Backup { command } => backup_cmd::run(&cli, command),
         Command::Config { command } => config_cmd::run(&cli, command),
         Command::Urlacl { command } => urlacl_cmd::run(&cli, command),
+        Command::Cert { command } => cert_cmd::run(&cli, command),
+        Command::Sslcert { command } => sslcert_cmd::run(&cli, command),
         Command::Query { wql } => run_web(&cli, WebVerb::Query(wql)),
         Command::Wmi { command } => run_web(&cli, WebVerb::Wmi(command)),
         Command::Rpc { command } => rpc_cmd::run(&cli, command),

@@ -122,7 +122,11 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
     let dir = target::state_dir(cli);
     let files = match &cli.metabase {
         Some(file) => MetabaseFiles::open_file(file, LockMode::WhileWriting)?,
-        None => MetabaseFiles::open_state_dir(&dir, LockMode::WhileWriting)?,
+        None => {
+            let files = MetabaseFiles::open_state_dir(&dir, LockMode::WhileWriting)?;
+            crate::first_run::complete(&files, &dir);
+            files
+        }
     };
     let location = files.location().clone();
     let state_dir = absolute(&location.dir);
@@ -287,11 +291,22 @@ fn print_summary(
         "inetsrv {} is running\n",
         env!("CARGO_PKG_VERSION")
     ));
+    let ssl = listener::ListenerConfig::for_state_dir(state_dir)
+        .ok()
+        .and_then(|c| listener::tls::SslConfig::load(&c.ssl_config_file).ok())
+        .unwrap_or_default();
+    let mut certificates = Vec::new();
     for site in sites {
         let urls: Vec<String> = site
             .bindings
             .iter()
-            .filter_map(|b| was::Binding::parse(b).ok())
+            .filter_map(|b| match b.strip_prefix("https ") {
+                Some(secure) => was::Binding::parse(secure).ok().map(|mut b| {
+                    b.secure = true;
+                    b
+                }),
+                None => was::Binding::parse(b).ok(),
+            })
             .map(|b| {
                 let host = match (&b.host, &b.ip) {
                     (Some(h), _) => h.clone(),
@@ -299,7 +314,16 @@ fn print_summary(
                     (None, Some(ip)) => ip.to_string(),
                     (None, None) => "localhost".into(),
                 };
-                format!("http://{host}:{}/", b.port)
+                if b.secure {
+                    let endpoint = b.ssl_endpoint();
+                    match ssl.find(&endpoint) {
+                        Some(binding) => certificates.push(format!("{endpoint} {}", binding.cert_hash)),
+                        None => certificates.push(format!("{endpoint} none: inetsrv sslcert add --ipport {endpoint} --cert NAME, or set the site's SSLCertHash")),
+                    }
+                    format!("https://{host}:{}/", b.port)
+                } else {
+                    format!("http://{host}:{}/", b.port)
+                }
             })
             .collect();
         let state = match &site.error {
@@ -319,6 +343,9 @@ fn print_summary(
         if let Some(problem) = &site.content_problem {
             out.push_str(&format!("    warning: {problem}\n"));
         }
+    }
+    for c in &certificates {
+        out.push_str(&format!("  certificate:     {c}\n"));
     }
     let www = state_dir.join("wwwroot");
     out.push_str(&format!("  state directory: {}\n", state_dir.display()));

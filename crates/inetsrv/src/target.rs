@@ -30,8 +30,10 @@ pub fn open(cli: &Cli, writes: bool) -> Result<MetabaseFiles> {
             .with_context(|| format!("cannot open metabase file {}", file.display()))?,
         None => {
             let dir = state_dir(cli);
-            MetabaseFiles::open_state_dir(&dir, mode)
-                .with_context(|| format!("cannot open state directory {}", dir.display()))?
+            let files = MetabaseFiles::open_state_dir(&dir, mode)
+                .with_context(|| format!("cannot open state directory {}", dir.display()))?;
+            crate::first_run::complete(&files, &dir);
+            files
         }
     };
     for warning in files.load_warnings() {

@@ -268,6 +268,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                 ip: *ip,
                 port: *port,
                 host: host.as_ref().map(|h| h.to_ascii_lowercase()),
+                secure: false,
             };
             let binding_text = binding.to_string();
             Binding::parse(&binding_text).map_err(|e| anyhow!(e))?;

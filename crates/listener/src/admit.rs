@@ -24,6 +24,8 @@ pub(crate) struct ConnInfo {
     pub scheme: Scheme,
     /// The local address as a host, for HTTP/1.0 requests without Host.
     pub local_host: String,
+    /// What the handshake settled, on an https connection.
+    pub tls: Option<proto::TlsInfo>,
 }
 
 impl ConnInfo {
@@ -36,6 +38,7 @@ impl ConnInfo {
                 std::net::IpAddr::V6(a) => format!("[{a}]"),
                 std::net::IpAddr::V4(a) => a.to_string(),
             },
+            tls: None,
         }
     }
 }
@@ -227,7 +230,7 @@ pub(crate) fn request_message(
         headers: header_block(raw, &request.head),
         remote: conn.remote,
         local: conn.local,
-        tls: None,
+        tls: conn.tls.clone(),
         body: match request.head.framing {
             Framing::None => BodyInfo::None,
             Framing::Length(n) => BodyInfo::Length(n),

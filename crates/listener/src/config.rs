@@ -90,6 +90,19 @@ pub struct ListenerConfig {
     pub control_socket: PathBuf,
     /// The URL reservations (URL ACLs).
     pub url_acl_file: PathBuf,
+    /// The SSL bindings (HTTP.SYS's SslBindingInfo), as `inetsrv sslcert`
+    /// edits them.
+    pub ssl_config_file: PathBuf,
+    /// The certificate store the bindings name certificates in.
+    pub cert_store_dir: PathBuf,
+    /// TLS protocol versions offered: `TLSv1.2`, `TLSv1.3` (older ones are
+    /// refused by name).
+    pub ssl_protocols: Vec<String>,
+    /// Cipher suites offered, by IANA name; empty for the defaults
+    /// (forward-secret AEAD suites only).
+    pub ssl_cipher_suites: Vec<String>,
+    /// Seconds a TLS handshake may take, from accept to its end.
+    pub ssl_handshake_timeout: f64,
 }
 
 impl Default for ListenerConfig {
@@ -127,6 +140,11 @@ impl Default for ListenerConfig {
             uri_max_cache_megabyte_count: 64,
             control_socket: PathBuf::from("run/httpapi.sock"),
             url_acl_file: PathBuf::from("urlacl.json"),
+            ssl_config_file: PathBuf::from("sslcert.json"),
+            cert_store_dir: PathBuf::from("certs"),
+            ssl_protocols: vec!["TLSv1.2".into(), "TLSv1.3".into()],
+            ssl_cipher_suites: Vec::new(),
+            ssl_handshake_timeout: 30.0,
         }
     }
 }
@@ -149,6 +167,12 @@ impl ListenerConfig {
         if config.url_acl_file == defaults.url_acl_file {
             config.url_acl_file = dir.join(&defaults.url_acl_file);
         }
+        if config.ssl_config_file == defaults.ssl_config_file {
+            config.ssl_config_file = dir.join(&defaults.ssl_config_file);
+        }
+        if config.cert_store_dir == defaults.cert_store_dir {
+            config.cert_store_dir = dir.join(&defaults.cert_store_dir);
+        }
         if config.error_logging_dir.is_none() {
             config.error_logging_dir = Some(dir.join("logs/HTTPERR"));
         }
@@ -164,6 +188,7 @@ impl ListenerConfig {
             ("DrainEntityBodyTimeout", self.drain_entity_body_timeout),
             ("RequestQueueTimeout", self.request_queue_timeout),
             ("UriScavengerPeriod", self.uri_scavenger_period),
+            ("SslHandshakeTimeout", self.ssl_handshake_timeout),
         ];
         for (name, value) in positive {
             if !(value > 0.0 && value < 1e7) {
@@ -181,6 +206,7 @@ impl ListenerConfig {
         if self.listen_addresses.is_empty() {
             return Err("ListenAddresses may not be empty".into());
         }
+        self.tls_policy()?;
         Ok(())
     }
 
@@ -201,6 +227,17 @@ impl ListenerConfig {
             percent_u_allowed: self.percent_u_allowed,
             allow_restricted_chars: self.allow_restricted_chars,
         }
+    }
+
+    pub(crate) fn tls_policy(&self) -> Result<crate::tls::TlsPolicy, String> {
+        let versions = crate::tls::parse_versions(&self.ssl_protocols)
+            .map_err(|e| format!("SslProtocols: {e}"))?;
+        if versions.is_empty() {
+            return Err("SslProtocols may not be empty".into());
+        }
+        let suites = crate::tls::parse_suites(&self.ssl_cipher_suites)
+            .map_err(|e| format!("SslCipherSuites: {e}"))?;
+        Ok(crate::tls::TlsPolicy { versions, suites })
     }
 
     pub(crate) fn seconds(value: f64) -> Duration {

@@ -33,6 +33,7 @@ use crate::queue::{ConnEvent, Dispatch};
 use crate::response::{error_response, validate_head, write_head, Framed, WireBody};
 use crate::server::{Route, Shared};
 use crate::session::Session;
+use crate::transport::Transport;
 use crate::url::{CookedUrl, Scheme};
 
 /// How an exchange ended for the connection.
@@ -46,7 +47,7 @@ enum Next {
 /// what the current exchange has sent.
 struct Conn {
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: Transport,
     info: ConnInfo,
     buf: BytesMut,
     out: Vec<u8>,
@@ -98,22 +99,54 @@ struct Seen {
 
 pub(crate) async fn serve(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: Transport,
     remote: SocketAddr,
     local: SocketAddr,
     scheme: Scheme,
+    tls: Option<proto::TlsInfo>,
 ) {
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
+    let mut info = ConnInfo::new(remote, local, scheme);
+    info.tls = tls;
     let mut conn = Conn {
         shared,
         stream,
-        info: ConnInfo::new(remote, local, scheme),
+        info,
         buf: BytesMut::with_capacity(8 * 1024),
         out: Vec::with_capacity(8 * 1024),
         sent: 0,
     };
     while let Next::KeepAlive = conn.exchange().await {}
     let _ = conn.stream.shutdown().await;
+}
+
+/// An https connection: the handshake (bounded by SslHandshakeTimeout),
+/// then requests as on any connection. A handshake that fails is logged
+/// in HTTPERR with its reason.
+pub(crate) async fn serve_tls(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    let limit = ListenerConfig::seconds(config(&shared).ssl_handshake_timeout);
+    let table = shared.tls.load_full();
+    match crate::tls::handshake(&table, stream, local, limit).await {
+        Ok((tls, info)) => {
+            let stream = Transport::Tls(Box::new(tls));
+            serve(shared, stream, remote, local, Scheme::Https, Some(info)).await;
+        }
+        Err(refused) => {
+            tracing::debug!(client = %remote, reason = refused.reason.as_str(), detail = %refused.detail, "TLS connection refused");
+            shared.errlog.write(&ErrorRecord {
+                client: Some(remote),
+                server: Some(local),
+                reason: refused.reason.as_str(),
+                ..ErrorRecord::default()
+            });
+        }
+    }
 }
 
 /// Answers a connection over MaxConnections with 503 and closes it.
@@ -186,8 +219,15 @@ impl Conn {
         let allowed = Duration::from_secs_f64((len as f64 / rate as f64).max(1.0));
         let deadline = Instant::now() + allowed;
         let (mut at, mut left) = (offset, len);
+        if self.stream.plain().is_none() {
+            // Over TLS the bytes must pass through the cipher: read the
+            // file in pieces and write each.
+            return self.copy_file_body(file, at, left, deadline, suffix).await;
+        }
         while left > 0 {
-            let stream = &self.stream;
+            let Some(stream) = self.stream.plain() else {
+                return Err(R::Internal);
+            };
             let step = timeout_at(deadline, async {
                 loop {
                     stream.writable().await?;
@@ -219,6 +259,39 @@ impl Conn {
                 Ok(Err(_)) => return Err(R::ConnectionDropped),
                 Err(_) => return Err(R::TimerMinBytesPerSecond),
             }
+        }
+        if !suffix.is_empty() {
+            self.write_timed(suffix).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends `len` bytes of `file` from `at` by reading and writing (a TLS
+    /// connection), then the framing suffix.
+    async fn copy_file_body(
+        &mut self,
+        file: &std::fs::File,
+        mut at: u64,
+        mut left: u64,
+        deadline: Instant,
+        suffix: &[u8],
+    ) -> Result<(), R> {
+        use std::os::unix::fs::FileExt;
+        let mut piece = vec![0u8; (left.min(64 * 1024)) as usize];
+        while left > 0 {
+            let want = left.min(piece.len() as u64) as usize;
+            let n = match file.read_at(&mut piece[..want], at) {
+                Ok(0) | Err(_) => return Err(R::Internal),
+                Ok(n) => n,
+            };
+            match timeout_at(deadline, self.stream.write_all(&piece[..n])).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(R::ConnectionDropped),
+                Err(_) => return Err(R::TimerMinBytesPerSecond),
+            }
+            at += n as u64;
+            left -= n as u64;
+            self.sent += n as u64;
         }
         if !suffix.is_empty() {
             self.write_timed(suffix).await?;
@@ -631,7 +704,7 @@ impl Conn {
                     }
                     // Head and file leave in full segments (nginx's
                     // tcp_nopush): cork until the file is handed over.
-                    let corked = file.is_some() && socket2::SockRef::from(&self.stream).set_tcp_cork(true).is_ok();
+                    let corked = file.is_some() && socket2::SockRef::from(self.stream.tcp()).set_tcp_cork(true).is_ok();
                     if !self.out.is_empty() {
                         let out = std::mem::take(&mut self.out);
                         let result = self.write_timed(&out).await;
@@ -645,7 +718,7 @@ impl Conn {
                     if let Some((f, offset, len)) = file {
                         let sent = self.send_file_body(response.as_mut(), &f, offset, len).await;
                         if corked {
-                            let _ = socket2::SockRef::from(&self.stream).set_tcp_cork(false);
+                            let _ = socket2::SockRef::from(self.stream.tcp()).set_tcp_cork(false);
                         }
                         if let Err(reason) = sent {
                             session.abort(ctx.id);

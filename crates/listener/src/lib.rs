@@ -27,6 +27,8 @@ pub mod response;
 pub mod routing;
 mod server;
 mod session;
+pub mod tls;
+mod transport;
 pub mod url;
 pub mod w3c;
 

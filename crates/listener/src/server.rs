@@ -57,6 +57,71 @@ pub(crate) struct Shared {
     sessions_by_uid: Mutex<HashMap<u32, usize>>,
     uid: u32,
     runtime: tokio::runtime::Handle,
+    /// The SSL bindings in force, rebuilt when their file or the
+    /// certificate store changes.
+    pub tls: ArcSwap<crate::tls::TlsTable>,
+    tls_policy: crate::tls::TlsPolicy,
+    tls_resumption: crate::tls::Resumption,
+    /// What the SSL files were when last read, and the problems found then.
+    tls_seen: Mutex<(Option<TlsFilesStamp>, Vec<String>)>,
+}
+
+/// The SSL configuration file and the certificate store as they stood
+/// (modification times, sizes, inodes): a change means a rebuild.
+type TlsFilesStamp = Vec<Option<(std::time::SystemTime, u64, u64)>>;
+
+fn tls_files_stamp(config: &ListenerConfig) -> TlsFilesStamp {
+    use std::os::unix::fs::MetadataExt;
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p).ok().map(|m| {
+            (
+                m.modified().unwrap_or(std::time::UNIX_EPOCH),
+                m.len(),
+                m.ino(),
+            )
+        })
+    };
+    let mut out = vec![
+        stamp(&config.ssl_config_file),
+        stamp(&config.cert_store_dir),
+    ];
+    if let Ok(entries) = std::fs::read_dir(&config.cert_store_dir) {
+        let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        files.sort();
+        out.extend(files.iter().map(|f| stamp(f)));
+    }
+    out
+}
+
+impl Shared {
+    /// Rebuilds the TLS table when the SSL files changed since the last
+    /// look (or always with `force`); returns the problems of the
+    /// bindings in force (each also logged once, when found).
+    pub(crate) fn reload_tls(&self, force: bool) -> Vec<String> {
+        let mut seen = lock(&self.tls_seen);
+        let stamp = tls_files_stamp(&self.config);
+        if !force && seen.0.as_ref() == Some(&stamp) {
+            return seen.1.clone();
+        }
+        let store = certstore::Store::at(&self.config.cert_store_dir);
+        let (table, mut problems) = match crate::tls::SslConfig::load(&self.config.ssl_config_file)
+        {
+            Ok(config) => {
+                crate::tls::TlsTable::build(&config, &store, &self.tls_policy, &self.tls_resumption)
+            }
+            Err(e) => (
+                crate::tls::TlsTable::default(),
+                vec![format!("SSL bindings unreadable: {e}")],
+            ),
+        };
+        problems.sort();
+        for p in problems.iter().filter(|p| !seen.1.contains(p)) {
+            tracing::warn!("{p}");
+        }
+        self.tls.store(Arc::new(table));
+        *seen = (Some(stamp), problems.clone());
+        problems
+    }
 }
 
 /// Queues by name: the service's and programs' apart, so a program can
@@ -292,12 +357,6 @@ impl Shared {
     ) -> Result<(), ApiError> {
         let parsed = UrlPrefix::parse(prefix)
             .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
-        if parsed.scheme == Scheme::Https {
-            return Err(ApiError::new(
-                ErrorCode::InvalidParameter,
-                "https prefixes need TLS, which this listener does not serve yet",
-            ));
-        }
         if let Some(uid) = uid {
             if uid != 0 && uid != self.uid {
                 let acl = UrlAcl::load(&self.config.url_acl_file).map_err(|e| {
@@ -413,6 +472,20 @@ impl Shared {
         let mut endpoints = lock(&self.endpoints);
         if endpoints.contains_key(&(scheme, port)) {
             return Ok(());
+        }
+        let other = match scheme {
+            Scheme::Http => Scheme::Https,
+            Scheme::Https => Scheme::Http,
+        };
+        if endpoints.contains_key(&(other, port)) {
+            return Err(ApiError::new(
+                ErrorCode::AddressInUse,
+                format!(
+                    "port {port} serves {}; it cannot serve {} too",
+                    other.as_str(),
+                    scheme.as_str()
+                ),
+            ));
         }
         let mut listeners = Vec::new();
         let mut last_error = None;
@@ -600,7 +673,15 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, scheme: Scheme)
         match shared.connections.clone().try_acquire_owned() {
             Ok(permit) => {
                 tokio::spawn(async move {
-                    crate::conn::serve(shared, stream, remote, local, scheme).await;
+                    match scheme {
+                        Scheme::Http => {
+                            let stream = crate::transport::Transport::Plain(stream);
+                            crate::conn::serve(shared, stream, remote, local, scheme, None).await;
+                        }
+                        Scheme::Https => {
+                            crate::conn::serve_tls(shared, stream, remote, local).await;
+                        }
+                    }
                     drop(permit);
                 });
             }
@@ -681,8 +762,13 @@ impl Listener {
             sessions_by_uid: Mutex::new(HashMap::new()),
             uid: current_uid(),
             runtime,
+            tls: ArcSwap::from_pointee(crate::tls::TlsTable::default()),
+            tls_policy: config.tls_policy().map_err(std::io::Error::other)?,
+            tls_resumption: crate::tls::Resumption::new(),
+            tls_seen: Mutex::new((None, Vec::new())),
             config,
         });
+        shared.reload_tls(true);
 
         let socket_path = shared.config.control_socket.clone();
         if let Some(dir) = socket_path.parent() {
@@ -747,6 +833,17 @@ impl Listener {
         }));
         let me = shared.clone();
         tasks.push(tokio::spawn(async move {
+            // SSL bindings and certificates changed by hand or by another
+            // process apply to new connections within a second.
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let me = me.clone();
+                let _ = tokio::task::spawn_blocking(move || me.reload_tls(false)).await;
+            }
+        }));
+        let me = shared.clone();
+        tasks.push(tokio::spawn(async move {
             let period = ListenerConfig::seconds(me.config.uri_scavenger_period);
             let mut tick = tokio::time::interval(period / 2);
             loop {
@@ -763,6 +860,13 @@ impl Listener {
 
     pub fn control_socket(&self) -> &std::path::Path {
         &self.control_socket
+    }
+
+    /// Reads the SSL bindings and certificates again now if they changed
+    /// (the service calls this after it changed them); returns the
+    /// problems of the bindings in force.
+    pub fn reload_tls(&self) -> Vec<String> {
+        self.shared.reload_tls(false)
     }
 
     pub fn config(&self) -> &ListenerConfig {

@@ -146,6 +146,7 @@ pub struct MetabaseFiles {
     pub(crate) metabase: Metabase,
     pub(crate) disk: Arc<Mutex<DiskState>>,
     warnings: Arc<Vec<String>>,
+    created: bool,
 }
 
 pub(crate) fn lock_state(m: &Mutex<DiskState>) -> MutexGuard<'_, DiskState> {
@@ -160,12 +161,21 @@ impl MetabaseFiles {
         let location = Location::state_dir(dir);
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let lock = acquire_lock(&location)?;
-        if !location.metabase.exists() {
+        let created = !location.metabase.exists();
+        if created {
             initialise(&location)?;
         } else {
             close_to_others(&location);
         }
-        Self::open_locked(location, mode, Some(lock))
+        let mut files = Self::open_locked(location, mode, Some(lock))?;
+        files.created = created;
+        Ok(files)
+    }
+
+    /// Whether this open made the state directory's default metabase (the
+    /// first run): what completes a first run (a certificate) runs once.
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// Opens an existing metabase file.
@@ -234,6 +244,7 @@ impl MetabaseFiles {
             metabase,
             disk,
             warnings: Arc::new(doc.warnings),
+            created: false,
         })
     }
 

@@ -40,12 +40,15 @@ pub mod pool_state {
     pub const COMMAND_STOP: u32 = 2;
 }
 
-/// One ServerBindings entry, `IP:port:host`.
+/// One ServerBindings (or, `secure`, SecureBindings) entry, `IP:port:host`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Binding {
     pub ip: Option<IpAddr>,
     pub port: u16,
     pub host: Option<String>,
+    /// From SecureBindings: served over TLS.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub secure: bool,
 }
 
 impl Binding {
@@ -82,7 +85,25 @@ impl Binding {
             ));
         }
         let host = if host.is_empty() { None } else { Some(host) };
-        Ok(Binding { ip, port, host })
+        Ok(Binding {
+            ip,
+            port,
+            host,
+            secure: false,
+        })
+    }
+
+    /// The SSL endpoint a secure binding needs: `host:port` when it names
+    /// a host (chosen by SNI), else `IP:port` (`0.0.0.0:port` for all).
+    pub fn ssl_endpoint(&self) -> listener::tls::SslEndpoint {
+        use listener::tls::SslEndpoint;
+        match (&self.host, &self.ip) {
+            (Some(h), _) => SslEndpoint::HostnamePort(h.clone(), self.port),
+            (None, Some(ip)) => SslEndpoint::IpPort(std::net::SocketAddr::new(*ip, self.port)),
+            (None, None) => {
+                SslEndpoint::IpPort(std::net::SocketAddr::from(([0, 0, 0, 0], self.port)))
+            }
+        }
     }
 
     /// The URL prefix of `path` (`/` or `/app/`) on this binding, as
@@ -94,7 +115,8 @@ impl Binding {
             (None, Some(ip)) => ip.to_string(),
             (None, None) => "*".to_string(),
         };
-        format!("http://{host}:{}{path}", self.port)
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://{host}:{}{path}", self.port)
     }
 }
 
@@ -107,7 +129,8 @@ impl std::fmt::Display for Binding {
         };
         write!(
             f,
-            "{ip}:{}:{}",
+            "{}{ip}:{}:{}",
+            if self.secure { "https " } else { "" },
             self.port,
             self.host.as_deref().unwrap_or("")
         )
@@ -133,6 +156,9 @@ pub struct Site {
     pub auto_start: bool,
     pub apps: Vec<App>,
     pub log: LogSettings,
+    /// SSLCertHash in force at the site: the certificate its secure
+    /// bindings are served with (40 upper-case hex digits).
+    pub ssl_cert_hash: Option<String>,
 }
 
 /// A site's W3C log settings.
@@ -268,17 +294,27 @@ impl Model {
 fn read_site(s: &Snapshot, site_path: &MbPath, id: u32) -> Site {
     let mut bindings = Vec::new();
     let mut bad_bindings = Vec::new();
-    if let Ok(Some((prop, _))) = s.lookup(site_path, ids::SERVER_BINDINGS, GetMode::Own) {
-        if let Value::MultiSz(entries) = &prop.value {
-            for entry in entries.iter().filter(|e| !e.trim().is_empty()) {
-                match Binding::parse(entry) {
-                    Ok(b) if !bindings.contains(&b) => bindings.push(b),
-                    Ok(_) => {}
-                    Err(e) => bad_bindings.push(e),
+    for (id, secure) in [(ids::SERVER_BINDINGS, false), (ids::SECURE_BINDINGS, true)] {
+        if let Ok(Some((prop, _))) = s.lookup(site_path, id, GetMode::Own) {
+            if let Value::MultiSz(entries) = &prop.value {
+                for entry in entries.iter().filter(|e| !e.trim().is_empty()) {
+                    match Binding::parse(entry) {
+                        Ok(mut b) => {
+                            b.secure = secure;
+                            if !bindings.contains(&b) {
+                                bindings.push(b);
+                            }
+                        }
+                        Err(e) => bad_bindings.push(e),
+                    }
                 }
             }
         }
     }
+    let ssl_cert_hash = match s.effective(site_path, ids::SSL_CERT_HASH) {
+        Some(Value::Binary(hash)) if hash.len() == 20 => Some(hex::encode_upper(hash)),
+        _ => None,
+    };
     let mut apps = Vec::new();
     if let Ok(root) = site_path.join("ROOT") {
         if s.find(&root).is_some() {
@@ -316,6 +352,7 @@ fn read_site(s: &Snapshot, site_path: &MbPath, id: u32) -> Site {
         bad_bindings,
         auto_start: dword(s, site_path, ids::SERVER_AUTO_START, 1) != 0,
         apps,
+        ssl_cert_hash,
         log: LogSettings {
             enabled: dword(s, site_path, ids::LOG_TYPE, 1) == 1,
             directory: log_dir,

@@ -495,11 +495,73 @@ impl Service {
         }
         self.paused.retain(|id, _| model.sites.contains_key(id));
         self.model = model;
+        self.sync_ssl_bindings();
         self.apply_routes();
         for key in gone {
             self.stop_pool_workers(&key);
             self.pools.remove(&key);
         }
+    }
+
+    /// Keeps the SSL bindings that sites' SSLCertHash asks for in step
+    /// with the sites, as IIS 6's W3SVC writes HTTP.SYS's SSL
+    /// configuration: each secure binding of a site with a certificate
+    /// gets a binding marked `W3SVC/<id>`; those no site asks for any more
+    /// go. A binding the administrator made (`inetsrv sslcert add`) for
+    /// the same endpoint is left as it is and wins.
+    fn sync_ssl_bindings(&mut self) {
+        use listener::tls::{SslBinding, SslConfig};
+        let file = self.opts.listener.config().ssl_config_file.clone();
+        let mut desired: Vec<SslBinding> = Vec::new();
+        for (id, site) in &self.model.sites {
+            let Some(hash) = &site.ssl_cert_hash else {
+                continue;
+            };
+            for b in site.bindings.iter().filter(|b| b.secure) {
+                let mut binding = SslBinding::new(&b.ssl_endpoint(), hash);
+                binding.source = Some(format!("W3SVC/{id}"));
+                if !desired.iter().any(|d| d.endpoint() == binding.endpoint()) {
+                    desired.push(binding);
+                }
+            }
+        }
+        let site_made =
+            |b: &SslBinding| b.source.as_deref().is_some_and(|s| s.starts_with("W3SVC/"));
+        let result = SslConfig::edit(&file, |config| {
+            config.bindings.retain(|b| {
+                !site_made(b)
+                    || desired
+                        .iter()
+                        .any(|d| d.endpoint() == b.endpoint() && d.source == b.source)
+            });
+            let mut shadowed = Vec::new();
+            for d in &desired {
+                match config
+                    .bindings
+                    .iter_mut()
+                    .find(|b| b.endpoint() == d.endpoint())
+                {
+                    Some(existing) if !site_made(existing) => {
+                        if !existing.cert_hash.eq_ignore_ascii_case(&d.cert_hash) {
+                            shadowed.push((d.clone(), existing.cert_hash.clone()));
+                        }
+                    }
+                    Some(existing) => existing.cert_hash = d.cert_hash.clone(),
+                    None => config.bindings.push(d.clone()),
+                }
+            }
+            Ok(shadowed)
+        });
+        match result {
+            Ok(shadowed) => {
+                for (d, theirs) in shadowed {
+                    let endpoint = d.endpoint().map(|e| e.to_string()).unwrap_or_default();
+                    tracing::info!(site = d.source.as_deref().unwrap_or(""), %endpoint, certificate = %theirs, "the SSL binding made with `inetsrv sslcert add` serves this endpoint, not the site's SSLCertHash");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot write the sites' SSL bindings"),
+        }
+        self.opts.listener.reload_tls();
     }
 
     /// Registers and unregisters prefixes so each started site's

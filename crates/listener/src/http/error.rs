@@ -32,6 +32,15 @@ pub enum ErrorReason {
     Verb,
     VersionNotSupported,
     Internal,
+    /// A TLS handshake that failed (bad ClientHello, no shared protocol or
+    /// cipher, a client certificate refused).
+    TlsHandshake,
+    /// A handshake on an endpoint no SSL binding covers.
+    TlsNoBinding,
+    /// Plain HTTP sent to an https endpoint.
+    TlsPlainHttp,
+    /// A handshake that did not finish in time.
+    TimerTlsHandshake,
 }
 
 impl ErrorReason {
@@ -64,6 +73,10 @@ impl ErrorReason {
             Self::Verb => "Verb",
             Self::VersionNotSupported => "Version_N/S",
             Self::Internal => "Internal",
+            Self::TlsHandshake => "TLS_Handshake_Failed",
+            Self::TlsNoBinding => "TLS_No_Binding",
+            Self::TlsPlainHttp => "TLS_Plain_HTTP",
+            Self::TimerTlsHandshake => "Timer_TLS_Handshake",
         }
     }
 }
