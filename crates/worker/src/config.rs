@@ -29,7 +29,31 @@ mod hc {
 }
 
 /// AccessSSLFlags bits.
-pub const ACCESS_SSL: u32 = 0x8;
+pub mod access_ssl {
+    pub const SSL: u32 = 0x8;
+    pub const NEGOTIATE_CERT: u32 = 0x20;
+    pub const REQUIRE_CERT: u32 = 0x40;
+    pub const MAP_CERT: u32 = 0x80;
+    pub const SSL128: u32 = 0x100;
+}
+
+/// What AccessSSLFlags refuse for a request, given its connection: 403.4
+/// over plain http where SSL is required, 403.5 below a 128-bit key where
+/// AccessSSL128 is set, 403.7 without a client certificate where one is
+/// required (the binding must ask for them: `--client-cert`).
+pub fn ssl_refusal(flags: u32, tls: Option<&httpapi::proto::TlsInfo>) -> Option<(u16, u16)> {
+    let needs_ssl = flags & (access_ssl::SSL | access_ssl::SSL128 | access_ssl::REQUIRE_CERT) != 0;
+    let Some(tls) = tls else {
+        return needs_ssl.then_some((403, 4));
+    };
+    if flags & access_ssl::SSL128 != 0 && tls.key_size < 128 {
+        return Some((403, 5));
+    }
+    if flags & access_ssl::REQUIRE_CERT != 0 && tls.client_certificate.is_none() {
+        return Some((403, 7));
+    }
+    None
+}
 
 /// A MIME map: extension (with its dot, lower case) to type.
 #[derive(Debug, Default)]
@@ -667,6 +691,30 @@ mod tests {
         assert_eq!(old.errors.len(), 2);
         assert_eq!(old.errors[1].kind, CustomErrorKind::Url("/e.htm".into()));
         assert!(!c.compression.enabled);
+    }
+
+    #[test]
+    fn access_ssl_flags_refuse_as_iis_does() {
+        use httpapi::proto::{ClientCertInfo, TlsInfo};
+        let tls = |key_size, client: bool| TlsInfo {
+            protocol: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+            key_size,
+            server_name: None,
+            server_subject: String::new(),
+            server_issuer: String::new(),
+            client_certificate: client.then(ClientCertInfo::default),
+        };
+        assert_eq!(ssl_refusal(0, None), None);
+        assert_eq!(ssl_refusal(access_ssl::SSL, None), Some((403, 4)));
+        assert_eq!(ssl_refusal(access_ssl::SSL, Some(&tls(128, false))), None);
+        assert_eq!(ssl_refusal(access_ssl::SSL128, None), Some((403, 4)));
+        assert_eq!(ssl_refusal(access_ssl::SSL128, Some(&tls(56, false))), Some((403, 5)));
+        assert_eq!(ssl_refusal(access_ssl::SSL128, Some(&tls(256, false))), None);
+        let require = access_ssl::SSL | access_ssl::NEGOTIATE_CERT | access_ssl::REQUIRE_CERT;
+        assert_eq!(ssl_refusal(require, Some(&tls(128, false))), Some((403, 7)));
+        assert_eq!(ssl_refusal(require, Some(&tls(128, true))), None);
+        assert_eq!(ssl_refusal(access_ssl::NEGOTIATE_CERT, Some(&tls(128, false))), None);
     }
 
     #[test]

@@ -55,6 +55,8 @@ impl HttpError {
             (403, 2) => "Read access denied.",
             (403, 3) => "Write access denied.",
             (403, 4) => "SSL required.",
+            (403, 5) => "SSL 128 required.",
+            (403, 7) => "Client certificate required.",
             (403, 6) => "IP address rejected.",
             (403, 14) => "Directory listing denied.",
             (403, 18) => "Cannot execute request from that application pool.",

@@ -17,7 +17,7 @@ use httpapi::proto::{BodyInfo, CachePolicy, HeaderBlock, HttpVersion, LogInfo};
 use httpapi::{QueueControl, Request, Response};
 
 use crate::auth::{self, Logons};
-use crate::config::{Config, CustomErrorKind, Expires, Handler, UrlConfig, ACCESS_SSL};
+use crate::config::{ssl_refusal, Config, CustomErrorKind, Expires, Handler, UrlConfig};
 use crate::content::Content;
 use crate::errors::HttpError;
 use crate::files::{self, Conditions, FileInfo, Precondition, Ranges};
@@ -189,8 +189,8 @@ impl Pipeline {
         if !cfg.ip_allowed(&req.remote.ip()) {
             return fail(HttpError::new(403, 6));
         }
-        if cfg.access_ssl & ACCESS_SSL != 0 && req.tls.is_none() {
-            return fail(HttpError::new(403, 4));
+        if let Some((status, sub)) = ssl_refusal(cfg.access_ssl, req.tls.as_ref()) {
+            return fail(HttpError::new(status, sub));
         }
         let ctx = match self.authenticate(&cfg, req).await {
             Ok(ctx) => ctx,

@@ -13,6 +13,9 @@ use super::{free_port, BIN};
 pub struct Web {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// Site 1's secure binding (the first run's `:8443:` moved to a free
+    /// port).
+    pub tls_port: u16,
     /// Extra environment for the server (and so its workers).
     pub env: Vec<(String, String)>,
     /// Work on this metabase file (`--metabase`) instead of the state
@@ -79,6 +82,7 @@ impl Web {
         let web = Web {
             dir,
             port: free_port(),
+            tls_port: free_port(),
             env: Vec::new(),
             metabase_file: None,
             child: None,
@@ -94,6 +98,12 @@ impl Web {
             "set",
             "W3SVC/1/ServerBindings",
             &format!(":{}:", web.port),
+        ]);
+        web.cli_ok(&[
+            "mb",
+            "set",
+            "W3SVC/1/SecureBindings",
+            &format!(":{}:", web.tls_port),
         ]);
         web
     }
@@ -307,6 +317,11 @@ impl Web {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The https URL of `path` on site 1, by the name `localhost`.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.tls_port)
     }
 
     /// `curl` with `args`, then the URL of `path` on site 1.
