@@ -709,12 +709,21 @@ mod tests {
         assert_eq!(ssl_refusal(access_ssl::SSL, None), Some((403, 4)));
         assert_eq!(ssl_refusal(access_ssl::SSL, Some(&tls(128, false))), None);
         assert_eq!(ssl_refusal(access_ssl::SSL128, None), Some((403, 4)));
-        assert_eq!(ssl_refusal(access_ssl::SSL128, Some(&tls(56, false))), Some((403, 5)));
-        assert_eq!(ssl_refusal(access_ssl::SSL128, Some(&tls(256, false))), None);
+        assert_eq!(
+            ssl_refusal(access_ssl::SSL128, Some(&tls(56, false))),
+            Some((403, 5))
+        );
+        assert_eq!(
+            ssl_refusal(access_ssl::SSL128, Some(&tls(256, false))),
+            None
+        );
         let require = access_ssl::SSL | access_ssl::NEGOTIATE_CERT | access_ssl::REQUIRE_CERT;
         assert_eq!(ssl_refusal(require, Some(&tls(128, false))), Some((403, 7)));
         assert_eq!(ssl_refusal(require, Some(&tls(128, true))), None);
-        assert_eq!(ssl_refusal(access_ssl::NEGOTIATE_CERT, Some(&tls(128, false))), None);
+        assert_eq!(
+            ssl_refusal(access_ssl::NEGOTIATE_CERT, Some(&tls(128, false))),
+            None
+        );
     }
 
     #[test]

@@ -1,0 +1,724 @@
+//! HTTPS through the real server: TLS terminated in the listener, the
+//! certificate store and SSL bindings driven by the CLI, checked with
+//! clients nobody here wrote (curl, `openssl s_client`, Python's `ssl`).
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::web::{curl, write, Web};
+
+/// What `openssl s_client` printed (stdout and stderr together) for one
+/// connection that sends `GET /` and reads the answer to the end.
+fn s_client(port: u16, args: &[&str]) -> String {
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-ign_eof",
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let out = wait_output(child, Duration::from_secs(20));
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn wait_output(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// curl over https to site 1, trusting `ca`, with `localhost` resolved to
+/// the loopback address the test server listens on.
+fn curl_tls(web: &Web, path: &str, ca: &Path, args: &[&str]) -> common::web::Got {
+    let resolve = format!("localhost:{}:127.0.0.1", web.tls_port);
+    let mut all = vec!["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
+    all.extend_from_slice(args);
+    curl(&web.https_url(path), &all)
+}
+
+/// The first run's certificate, exported to a file the clients trust.
+fn first_run_ca(web: &Web) -> PathBuf {
+    let file = web.dir.path().join("first-run.pem");
+    web.cli_ok(&[
+        "cert",
+        "export",
+        "localhost (self-signed)",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    file
+}
+
+#[test]
+fn the_first_run_serves_https_with_its_own_certificate() {
+    let mut web = Web::prepare();
+    write(&web.www(), "hello.htm", "hello over tls");
+    web.launch();
+    let summary = web.summary.join("\n");
+    assert!(
+        summary.contains(&format!("https://localhost:{}/", web.tls_port)),
+        "{summary}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&web.cli_ok(&["--json", "cert", "list"])).unwrap();
+    let thumbprint = listed[0]["thumbprint"].as_str().unwrap().to_string();
+    assert!(
+        summary.contains(&thumbprint),
+        "the banner names the certificate: {summary}"
+    );
+    assert_eq!(listed[0]["subject"], "CN=localhost");
+    assert!(
+        listed[0]["used_by"].to_string().contains("site 1"),
+        "{listed}"
+    );
+
+    let ca = first_run_ca(&web);
+    let got = curl_tls(&web, "/hello.htm", &ca, &[]);
+    assert_eq!(got.status, 200, "{}", web.log());
+    assert_eq!(got.text(), "hello over tls");
+    // Python's ssl module, verifying the name and the chain.
+    let script = format!(
+        "import ssl, http.client\n\
+         ctx = ssl.create_default_context(cafile={ca:?})\n\
+         ctx.minimum_version = ssl.TLSVersion.TLSv1_2\n\
+         c = http.client.HTTPSConnection('localhost', {port}, context=ctx)\n\
+         c.request('GET', '/hello.htm')\n\
+         r = c.getresponse()\n\
+         print(r.status, r.read().decode(), c.sock.version(), c.sock.selected_alpn_protocol())\n",
+        ca = ca.display().to_string(),
+        port = web.tls_port
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.starts_with("200 hello over tls TLSv1.3"), "{said}");
+
+    // The secure port is in the request log.
+    web.wait_for("the request logged", Duration::from_secs(5), || {
+        web.w3c_lines(1)
+            .iter()
+            .any(|l| l.contains("/hello.htm") && l.contains(&format!(" {} ", web.tls_port)))
+    });
+    // Plain http to the TLS port: a clear 400, logged.
+    let got = curl(&format!("http://127.0.0.1:{}/", web.tls_port), &[]);
+    assert_eq!(got.status, 400);
+    assert!(got.text().contains("speaks HTTPS"), "{}", got.text());
+    // AccessSSL: the content refuses plain http with 403.4, serves https.
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AccessSSLFlags", "AccessSSL"]);
+    web.wait_for("AccessSSL applied", Duration::from_secs(10), || {
+        web.curl("/hello.htm", &[]).status == 403
+    });
+    assert!(web.curl("/hello.htm", &[]).text().contains("SSL required"));
+    assert_eq!(curl_tls(&web, "/hello.htm", &ca, &[]).status, 200);
+    // AccessSSLRequireCert without a client certificate: 403.7.
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/AccessSSLFlags",
+        "AccessSSL | AccessSSLRequireCert",
+    ]);
+    web.wait_for(
+        "AccessSSLRequireCert applied",
+        Duration::from_secs(10),
+        || curl_tls(&web, "/hello.htm", &ca, &[]).status == 403,
+    );
+    assert!(curl_tls(&web, "/hello.htm", &ca, &[])
+        .text()
+        .contains("Client certificate required"));
+    let errors = std::fs::read_dir(web.state().join("logs/HTTPERR"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(errors.contains("TLS_Plain_HTTP"), "{errors}");
+}
+
+#[test]
+fn protocols_resumption_and_alpn_as_a_modern_server_offers_them() {
+    let web = Web::start();
+    for (flag, protocol) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let sessions = web.dir.path().join(format!("session{flag}"));
+        let first = s_client(
+            web.tls_port,
+            &[
+                flag,
+                "-alpn",
+                "http/1.1",
+                "-sess_out",
+                sessions.to_str().unwrap(),
+            ],
+        );
+        assert!(first.contains(&format!("New, {protocol}")), "{first}");
+        assert!(first.contains("ALPN protocol: http/1.1"), "{first}");
+        assert!(first.contains("HTTP/1.1 200 OK"), "{first}");
+        let again = s_client(
+            web.tls_port,
+            &[flag, "-sess_in", sessions.to_str().unwrap()],
+        );
+        assert!(
+            again.contains(&format!("Reused, {protocol}")),
+            "resumption: {again}"
+        );
+    }
+    // Forward-secret AEAD suites only.
+    let first = s_client(web.tls_port, &["-tls1_2"]);
+    assert!(
+        first.contains("Cipher is ECDHE-ECDSA-AES")
+            || first.contains("Cipher is ECDHE-ECDSA-CHACHA20"),
+        "{first}"
+    );
+    // TLS 1.0 and 1.1 are refused by the server (the client is told to
+    // allow them).
+    for flag in ["-tls1", "-tls1_1"] {
+        let old = s_client(web.tls_port, &[flag, "-cipher", "DEFAULT@SECLEVEL=0"]);
+        assert!(old.contains("Cipher is (NONE)"), "{flag}: {old}");
+        assert!(!old.contains("HTTP/1.1 200"), "{flag}: {old}");
+    }
+    // Nothing weak even when a client offers only weak suites.
+    let weak = s_client(
+        web.tls_port,
+        &[
+            "-tls1_2",
+            "-cipher",
+            "AES128-SHA:DES-CBC3-SHA:RC4-SHA@SECLEVEL=0",
+        ],
+    );
+    assert!(weak.contains("Cipher is (NONE)"), "{weak}");
+}
+
+#[test]
+fn sni_bindings_and_certificates_change_while_serving() {
+    let web = Web::start();
+    let port = web.tls_port.to_string();
+    web.cli_ok(&[
+        "cert",
+        "new",
+        "--self-signed",
+        "--dns",
+        "shop.example.test",
+        "--name",
+        "shop",
+    ]);
+    web.cli_ok(&[
+        "cert",
+        "new",
+        "--self-signed",
+        "--dns",
+        "blog.example.test",
+        "--rsa",
+        "--name",
+        "blog",
+    ]);
+    let subject = |sni: &str| {
+        let out = s_client(web.tls_port, &["-servername", sni]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("subject="))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| panic!("no certificate for {sni}: {out}"))
+    };
+    assert_eq!(subject("shop.example.test"), "CN = localhost");
+    // Bound while the server runs: new connections get it at once.
+    web.cli_ok(&[
+        "sslcert",
+        "add",
+        "--hostnameport",
+        &format!("shop.example.test:{port}"),
+        "--cert",
+        "shop",
+    ]);
+    web.cli_ok(&[
+        "sslcert",
+        "add",
+        "--hostnameport",
+        &format!("blog.example.test:{port}"),
+        "--cert",
+        "blog",
+    ]);
+    web.wait_for("the SNI binding applied", Duration::from_secs(10), || {
+        subject("shop.example.test") == "CN = shop.example.test"
+    });
+    assert_eq!(subject("blog.example.test"), "CN = blog.example.test");
+    // Another name falls back to the address binding.
+    assert_eq!(subject("other.example.test"), "CN = localhost");
+    let listed = web.cli_ok(&["sslcert", "list"]);
+    assert!(
+        listed.contains(&format!("shop.example.test:{port}")),
+        "{listed}"
+    );
+    // A certificate in use is not deleted unless forced.
+    web.cli_fails_with(&["cert", "delete", "shop"], "is used by");
+    web.cli_ok(&[
+        "sslcert",
+        "delete",
+        "--hostnameport",
+        &format!("shop.example.test:{port}"),
+    ]);
+    web.cli_ok(&["cert", "delete", "shop"]);
+    web.wait_for("the binding removed", Duration::from_secs(10), || {
+        subject("shop.example.test") == "CN = localhost"
+    });
+    // Two bindings for one endpoint need --replace.
+    web.cli_fails_with(
+        &[
+            "sslcert",
+            "add",
+            "--hostnameport",
+            &format!("blog.example.test:{port}"),
+            "--cert",
+            "blog",
+        ],
+        "already has a binding",
+    );
+    // The site's certificate replaced through the metabase (SSLCertHash)
+    // takes effect without a restart, as IIS 6's did.
+    let listed: serde_json::Value =
+        serde_json::from_str(&web.cli_ok(&["--json", "cert", "list"])).unwrap();
+    let blog = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "blog")
+        .unwrap()["thumbprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    web.cli_ok(&["mb", "set", "W3SVC/1/SSLCertHash", &blog]);
+    web.wait_for("SSLCertHash applied", Duration::from_secs(10), || {
+        subject("www.example.test") == "CN = blog.example.test"
+    });
+}
+
+#[test]
+fn client_certificates_are_asked_for_in_the_handshake() {
+    let web = Web::start();
+    let dir = web.dir.path();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=Clients CA",
+            "-days",
+            "5",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "alice.key",
+            "-out",
+            "alice.csr",
+            "-subj",
+            "/CN=alice",
+        ],
+    );
+    std::fs::write(dir.join("ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "alice.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "alice.pem",
+            "-days",
+            "5",
+            "-extfile",
+            "ext",
+        ],
+    );
+    let ca = first_run_ca(&web);
+    let exact = format!("127.0.0.1:{}", web.tls_port);
+    let alice = ["--cert", "alice.pem", "--key", "alice.key"].map(|a| {
+        if a.ends_with(".pem") || a.ends_with(".key") {
+            dir.join(a).display().to_string()
+        } else {
+            a.to_string()
+        }
+    });
+    let alice: Vec<&str> = alice.iter().map(String::as_str).collect();
+    // Required: without a certificate the handshake fails; with one the
+    // request is served.
+    web.cli_ok(&[
+        "sslcert",
+        "add",
+        "--ipport",
+        &exact,
+        "--cert",
+        "localhost (self-signed)",
+        "--client-cert",
+        "require",
+        "--client-ca",
+        dir.join("ca.pem").to_str().unwrap(),
+    ]);
+    web.wait_for("the binding applied", Duration::from_secs(10), || {
+        curl_tls(&web, "/", &ca, &[]).status == 0
+    });
+    assert_eq!(curl_tls(&web, "/", &ca, &alice).status, 200);
+    // A certificate from another CA is refused too.
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "mallory.key",
+            "-out",
+            "mallory.pem",
+            "-subj",
+            "/CN=mallory",
+            "-days",
+            "5",
+        ],
+    );
+    let mallory = [
+        "--cert".to_string(),
+        dir.join("mallory.pem").display().to_string(),
+        "--key".to_string(),
+        dir.join("mallory.key").display().to_string(),
+    ];
+    let mallory: Vec<&str> = mallory.iter().map(String::as_str).collect();
+    assert_eq!(curl_tls(&web, "/", &ca, &mallory).status, 0);
+    // Negotiate: both are served; AccessSSLRequireCert decides per URL.
+    web.cli_ok(&[
+        "sslcert",
+        "add",
+        "--ipport",
+        &exact,
+        "--cert",
+        "localhost (self-signed)",
+        "--replace",
+        "--client-cert",
+        "negotiate",
+        "--client-ca",
+        dir.join("ca.pem").to_str().unwrap(),
+    ]);
+    web.wait_for("negotiate applied", Duration::from_secs(10), || {
+        curl_tls(&web, "/", &ca, &[]).status == 200
+    });
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/AccessSSLFlags",
+        "AccessSSL | AccessSSLNegotiateCert | AccessSSLRequireCert",
+    ]);
+    web.wait_for(
+        "AccessSSLRequireCert applied",
+        Duration::from_secs(10),
+        || curl_tls(&web, "/", &ca, &[]).status == 403,
+    );
+    assert_eq!(curl_tls(&web, "/", &ca, &alice).status, 200);
+    let errors = std::fs::read_dir(web.state().join("logs/HTTPERR"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(errors.contains("TLS_Handshake_Failed"), "{errors}");
+}
+
+#[test]
+fn hostile_handshakes_are_logged_and_the_server_keeps_serving() {
+    use std::io::Read;
+    use std::net::TcpStream;
+    let web = Web::start();
+    let ca = first_run_ca(&web);
+    let addr = format!("127.0.0.1:{}", web.tls_port);
+    // Garbage, a truncated ClientHello, a record claiming a huge length,
+    // and connections that send nothing (held open meanwhile).
+    let idle: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let inputs: Vec<Vec<u8>> = vec![
+        vec![0xff; 300],
+        vec![
+            0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c, 0x03, 0x03,
+        ],
+        vec![0x16, 0x03, 0x01, 0xff, 0xff],
+        b"\x16\x03\x01\x00\x05hello".to_vec(),
+    ];
+    for input in &inputs {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(input).unwrap();
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        // Closed, at most with an alert: never an HTTP answer.
+        assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    }
+    assert_eq!(curl_tls(&web, "/", &ca, &[]).status, 200, "{}", web.log());
+    drop(idle);
+    let errors = std::fs::read_dir(web.state().join("logs/HTTPERR"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(errors.contains("TLS_Handshake_Failed"), "{errors}");
+}
+
+#[test]
+fn certificates_are_imported_as_files_from_a_ca_or_windows() {
+    let web = Web::prepare();
+    let dir = web.dir.path();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=Corp CA",
+            "-days",
+            "5",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "www.key",
+            "-out",
+            "www.csr",
+            "-subj",
+            "/CN=www.corp.test",
+        ],
+    );
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:www.corp.test\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "www.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "www.pem",
+            "-days",
+            "5",
+            "-extfile",
+            "ext",
+        ],
+    );
+    let chain = dir.join("chain.pem");
+    std::fs::write(
+        &chain,
+        [
+            std::fs::read(dir.join("www.pem")).unwrap(),
+            std::fs::read(dir.join("ca.pem")).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "www.key",
+            "-in",
+            "www.pem",
+            "-certfile",
+            "ca.pem",
+            "-out",
+            "www.pfx",
+            "-passout",
+            "pass:Pa55word",
+        ],
+    );
+    let pem = |name: &str| dir.join(name).display().to_string();
+    // The wrong key, the wrong order, the wrong password: refused, the
+    // store unchanged.
+    web.cli_fails_with(
+        &[
+            "cert",
+            "import",
+            "--cert",
+            &pem("chain.pem"),
+            "--key",
+            &pem("ca.key"),
+        ],
+        "does not belong",
+    );
+    let reversed = dir.join("reversed.pem");
+    std::fs::write(
+        &reversed,
+        [
+            std::fs::read(dir.join("ca.pem")).unwrap(),
+            std::fs::read(dir.join("www.pem")).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    web.cli_fails_with(
+        &[
+            "cert",
+            "import",
+            "--cert",
+            &pem("reversed.pem"),
+            "--key",
+            &pem("www.key"),
+        ],
+        "out of order",
+    );
+    let wrong = Command::new(common::BIN)
+        .args(web.target())
+        .args(["cert", "import", &pem("www.pfx"), "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wrong.stdin.as_ref().unwrap().write_all(b"nope\n").unwrap();
+    let out = wrong.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password is wrong"));
+    let listed: serde_json::Value =
+        serde_json::from_str(&web.cli_ok(&["--json", "cert", "list"])).unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "only the first run's: {listed}"
+    );
+    // The PFX as Windows exports it, with its password on stdin.
+    let mut right = Command::new(common::BIN)
+        .args(web.target())
+        .args([
+            "cert",
+            "import",
+            &pem("www.pfx"),
+            "--password-stdin",
+            "--name",
+            "corp",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    right
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Pa55word\n")
+        .unwrap();
+    let out = right.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CN=www.corp.test"));
+    // The PEM pair is the same certificate: already in the store.
+    let again = web.cli_ok(&[
+        "cert",
+        "import",
+        "--cert",
+        &pem("chain.pem"),
+        "--key",
+        &pem("www.key"),
+    ]);
+    assert!(again.contains("already in the store"), "{again}");
+    // Keys are the service's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let certs = web.state().join("certs");
+    assert_eq!(
+        std::fs::metadata(&certs).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for entry in std::fs::read_dir(&certs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "key") {
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+}
