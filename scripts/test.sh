@@ -3,6 +3,7 @@
 # lints, then every unit, integration and doc test (the real binary, real
 # processes, real files, real clients). Installs what the tests need that a
 # fresh machine may lack: curl (the HTTP client of the end-to-end tests),
+# openssl (s_client and the certificates of the HTTPS tests),
 # procps (kill), Samba's smbtorture (samba-testsuite: the rpc.mgmt and
 # rpc.epmapper suites), MIT Kerberos (krb5-kdc, krb5-admin-server,
 # krb5-user: a realm on loopback for the Kerberos tests) and Impacket 0.13 (the RPC interop tests' client) in
@@ -24,6 +25,7 @@ need() {
     type -P "$1" >/dev/null || { echo "could not install $2 (needed for $1)" >&2; exit 1; }
 }
 need curl curl
+need openssl openssl
 need kill procps
 need python3 python3
 need smbtorture samba-testsuite

@@ -300,13 +300,7 @@ fn print_summary(
         let urls: Vec<String> = site
             .bindings
             .iter()
-            .filter_map(|b| match b.strip_prefix("https ") {
-                Some(secure) => was::Binding::parse(secure).ok().map(|mut b| {
-                    b.secure = true;
-                    b
-                }),
-                None => was::Binding::parse(b).ok(),
-            })
+            .filter_map(|b| was::Binding::parse_label(b).ok())
             .map(|b| {
                 let host = match (&b.host, &b.ip) {
                     (Some(h), _) => h.clone(),

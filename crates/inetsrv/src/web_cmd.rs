@@ -82,19 +82,27 @@ pub enum SiteVerb {
     },
     /// List sites with their state, bindings and root directory.
     List,
-    /// Add a binding (IP:port:host) to a site.
+    /// Add a binding (IP:port:host) to a site; `https :443:` (or
+    /// --secure) adds a secure binding (SecureBindings), served with the
+    /// site's SSLCertHash.
     Bind {
         /// Site ID or name.
         site: String,
-        /// `:8081:`, `127.0.0.1:80:`, `:80:www.example.com`.
+        /// `:8081:`, `127.0.0.1:80:`, `:80:www.example.com`, `https :443:`.
         binding: String,
+        /// A secure (https) binding.
+        #[arg(long)]
+        secure: bool,
     },
     /// Remove a binding from a site.
     Unbind {
         /// Site ID or name.
         site: String,
-        /// The binding as `site list` shows it, e.g. `:8081:`.
+        /// The binding as `site list` shows it, e.g. `:8081:` or `https :8443:`.
         binding: String,
+        /// A secure (https) binding.
+        #[arg(long)]
+        secure: bool,
     },
 }
 
@@ -380,16 +388,33 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
             ctx.line(done.to_string());
             Ok(())
         }
-        SiteVerb::Bind { site, binding } | SiteVerb::Unbind { site, binding } => {
+        SiteVerb::Bind {
+            site,
+            binding,
+            secure,
+        }
+        | SiteVerb::Unbind {
+            site,
+            binding,
+            secure,
+        } => {
             let id = ctx.site_id(site)?;
-            let parsed = Binding::parse(binding).map_err(|e| anyhow!(e))?;
+            let mut parsed = Binding::parse_label(binding).map_err(|e| anyhow!(e))?;
+            parsed.secure |= *secure;
+            let label = parsed.label();
             let model = ctx.model();
-            let mut bindings = model.sites[&id].bindings.clone();
+            // ServerBindings or SecureBindings, whichever the binding is.
+            let mut bindings: Vec<Binding> = model.sites[&id]
+                .bindings
+                .iter()
+                .filter(|b| b.secure == parsed.secure)
+                .cloned()
+                .collect();
             let adding = matches!(verb, SiteVerb::Bind { .. });
             if adding {
                 if let Some(other) = model.sites.values().find(|s| s.bindings.contains(&parsed)) {
                     bail!(
-                        "binding {parsed} is used by site {} ({})",
+                        "binding {label} is used by site {} ({})",
                         other.id,
                         other.comment
                     );
@@ -399,20 +424,25 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                 let before = bindings.len();
                 bindings.retain(|b| *b != parsed);
                 if bindings.len() == before {
-                    bail!("site {id} has no binding {parsed}");
+                    bail!("site {id} has no binding {label}");
                 }
             }
             let texts: Vec<String> = bindings.iter().map(|b| b.to_string()).collect();
+            let property = if parsed.secure {
+                ids::SECURE_BINDINGS
+            } else {
+                ids::SERVER_BINDINGS
+            };
             ctx.write(|t| {
                 t.set(
                     &p(&format!("/LM/W3SVC/{id}")),
-                    ids::SERVER_BINDINGS,
+                    property,
                     Value::MultiSz(texts),
                 )
             })?;
             ctx.settle().await;
             ctx.line(format!(
-                "site {id}: {} {parsed}",
+                "site {id}: {} {label}",
                 if adding {
                     "added binding"
                 } else {
@@ -446,7 +476,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                         "name": s.comment,
                         "state": state,
                         "auto_start": s.auto_start,
-                        "bindings": s.bindings.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+                        "bindings": s.bindings.iter().map(|b| b.label()).collect::<Vec<_>>(),
                         "path": root,
                         "apps": s.apps,
                         "error": status.and_then(|st| st.error.clone()),

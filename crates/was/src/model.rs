@@ -120,6 +120,29 @@ impl Binding {
     }
 }
 
+impl Binding {
+    /// The binding as lists show it: `:8080:`, or `https :8443:` for a
+    /// secure one ([`Binding::parse_label`] reads it back).
+    pub fn label(&self) -> String {
+        if self.secure {
+            format!("https {self}")
+        } else {
+            self.to_string()
+        }
+    }
+
+    /// Reads what [`Binding::label`] writes.
+    pub fn parse_label(text: &str) -> Result<Binding, String> {
+        match text.trim().strip_prefix("https ") {
+            Some(rest) => Binding::parse(rest).map(|mut b| {
+                b.secure = true;
+                b
+            }),
+            None => Binding::parse(text),
+        }
+    }
+}
+
 impl std::fmt::Display for Binding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ip = match &self.ip {
@@ -129,8 +152,7 @@ impl std::fmt::Display for Binding {
         };
         write!(
             f,
-            "{}{ip}:{}:{}",
-            if self.secure { "https " } else { "" },
+            "{ip}:{}:{}",
             self.port,
             self.host.as_deref().unwrap_or("")
         )
@@ -425,6 +447,18 @@ mod tests {
         for bad in ["", "80", ":0:", ":99999:", "x:80:", "[::1:80:"] {
             assert!(Binding::parse(bad).is_err(), "{bad}");
         }
+        // A secure binding: https prefixes, its SSL endpoint, its label.
+        let s = Binding::parse_label("https :8443:").unwrap();
+        assert!(s.secure);
+        assert_eq!(s.prefix("/"), "https://*:8443/");
+        assert_eq!(s.to_string(), ":8443:", "as SecureBindings holds it");
+        assert_eq!(s.label(), "https :8443:");
+        assert_eq!(s.ssl_endpoint().to_string(), "0.0.0.0:8443");
+        let named = Binding::parse_label("https 10.0.0.1:443:shop.test").unwrap();
+        assert_eq!(named.ssl_endpoint().to_string(), "shop.test:443");
+        let ip = Binding::parse_label("https 10.0.0.1:443:").unwrap();
+        assert_eq!(ip.ssl_endpoint().to_string(), "10.0.0.1:443");
+        assert!(!Binding::parse_label(":80:").unwrap().secure);
     }
 
     #[test]

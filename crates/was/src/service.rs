@@ -1489,7 +1489,7 @@ impl Service {
                     id: s.id,
                     comment: s.comment.clone(),
                     state: site_state(rt.map(|r| r.state).unwrap_or(server_state::STOPPED)),
-                    bindings: s.bindings.iter().map(|b| b.to_string()).collect(),
+                    bindings: s.bindings.iter().map(|b| b.label()).collect(),
                     apps: s.apps.clone(),
                     error: rt
                         .and_then(|r| r.error.clone())
