@@ -167,26 +167,20 @@ pub fn order_chain(
         .position(|c| crate::certified_key(std::slice::from_ref(c), key).is_ok())
         .ok_or_else(|| invalid("no certificate in the file belongs to its private key"))?;
     let mut rest = certs;
-    let mut chain = vec![rest.remove(leaf)];
+    let mut last = rest.remove(leaf);
+    let mut chain = Vec::new();
     loop {
-        let issuer = parse(chain.last().unwrap_or(&chain[0]))?
-            .issuer()
-            .as_raw()
-            .to_vec();
-        let subject_of_last = parse(chain.last().unwrap_or(&chain[0]))?
-            .subject()
-            .as_raw()
-            .to_vec();
-        if issuer == subject_of_last {
-            break;
-        }
-        let Some(next) = rest
-            .iter()
-            .position(|c| parse(c).is_ok_and(|p| p.subject().as_raw() == issuer.as_slice()))
-        else {
-            break;
+        let parsed = parse(&last)?;
+        // A self-signed certificate ends the chain.
+        let issuer = (parsed.issuer().as_raw() != parsed.subject().as_raw())
+            .then(|| parsed.issuer().as_raw().to_vec());
+        chain.push(last);
+        let Some(next) = issuer.and_then(|issuer| {
+            rest.iter()
+                .position(|c| parse(c).is_ok_and(|p| p.subject().as_raw() == issuer.as_slice()))
+        }) else {
+            return Ok(chain);
         };
-        chain.push(rest.remove(next));
+        last = rest.remove(next);
     }
-    Ok(chain)
 }

@@ -278,7 +278,8 @@ fn an_expired_certificate_is_imported_with_a_warning_naming_the_dates() {
         .import_pem(&issued.chain(), &issued.read("leaf.key"), None)
         .unwrap()
         .info;
-    let later = UNIX_EPOCH_PLUS(info.not_after + 3600);
+    let later =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs((info.not_after + 3600) as u64);
     let warnings = info.validity_warnings(later);
     assert_eq!(warnings.len(), 1);
     assert!(warnings[0].contains("expired on"), "{warnings:?}");
@@ -289,11 +290,6 @@ fn an_expired_certificate_is_imported_with_a_warning_naming_the_dates() {
     info.not_before += 10 * 86400;
     let early = info.validity_warnings(std::time::SystemTime::now());
     assert!(early[0].contains("not valid until"), "{early:?}");
-}
-
-#[allow(non_snake_case)]
-fn UNIX_EPOCH_PLUS(secs: i64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
 }
 
 #[test]

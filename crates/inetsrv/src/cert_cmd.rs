@@ -98,15 +98,20 @@ fn store(cli: &Cli) -> Result<(Store, ListenerConfig)> {
     Ok((Store::at(&config.cert_store_dir), config))
 }
 
-/// Where a certificate is used: SSL bindings (by endpoint) and sites'
-/// SSLCertHash (by site), from the files, whether or not the server runs.
-fn uses(cli: &Cli, config: &ListenerConfig, thumb: &str) -> Result<Vec<String>> {
+/// Where certificates are used: (thumbprint, user) for SSL bindings (by
+/// endpoint) and sites' SSLCertHash (by site), read once from the files,
+/// whether or not the server runs.
+fn usage(cli: &Cli, config: &ListenerConfig) -> Result<Vec<(String, String)>> {
     let ssl = SslConfig::load(&config.ssl_config_file).map_err(anyhow::Error::msg)?;
-    let mut out: Vec<String> = ssl
+    let mut out: Vec<(String, String)> = ssl
         .bindings
         .iter()
-        .filter(|b| b.cert_hash.eq_ignore_ascii_case(thumb))
-        .filter_map(|b| b.endpoint().ok().map(|e| e.to_string()))
+        .filter_map(|b| {
+            Some((
+                b.cert_hash.to_ascii_uppercase(),
+                b.endpoint().ok()?.to_string(),
+            ))
+        })
         .collect();
     if cli.metabase.is_none() {
         let files = target::open(cli, false)?;
@@ -120,9 +125,10 @@ fn uses(cli: &Cli, config: &ListenerConfig, thumb: &str) -> Result<Vec<String>> 
                     .property(metabase::ids::SSL_CERT_HASH)
                     .map(|p| &p.value)
                 {
-                    if hex::encode_upper(hash).eq_ignore_ascii_case(thumb) {
-                        out.push(format!("site {} (SSLCertHash)", site.name()));
-                    }
+                    out.push((
+                        hex::encode_upper(hash),
+                        format!("site {} (SSLCertHash)", site.name()),
+                    ));
                 }
             }
         }
@@ -130,6 +136,15 @@ fn uses(cli: &Cli, config: &ListenerConfig, thumb: &str) -> Result<Vec<String>> 
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// What uses one certificate, from [`usage`].
+fn used_by(usage: &[(String, String)], thumb: &str) -> Vec<String> {
+    usage
+        .iter()
+        .filter(|(t, _)| t.eq_ignore_ascii_case(thumb))
+        .map(|(_, u)| u.clone())
+        .collect()
 }
 
 fn describe(info: &CertInfo, used_by: &[String]) -> serde_json::Value {
@@ -228,10 +243,11 @@ pub fn run(cli: &Cli, command: &CertCommand) -> Result<()> {
         }
         CertCommand::List => {
             let certs = store.list()?;
-            let mut rows = Vec::new();
-            for info in &certs {
-                rows.push((info, uses(cli, &config, &info.thumbprint)?));
-            }
+            let usage = usage(cli, &config)?;
+            let rows: Vec<_> = certs
+                .iter()
+                .map(|i| (i, used_by(&usage, &i.thumbprint)))
+                .collect();
             if cli.json {
                 output::print_json(&json!(rows
                     .iter()
@@ -275,7 +291,7 @@ pub fn run(cli: &Cli, command: &CertCommand) -> Result<()> {
                         .open(path)
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     file.write_all(text.as_bytes())?;
-                    message(cli, &format!("wrote {}", path.display()))
+                    output::message(cli.json, &format!("wrote {}", path.display()))
                 }
                 None => {
                     print!("{text}");
@@ -288,8 +304,8 @@ pub fn run(cli: &Cli, command: &CertCommand) -> Result<()> {
                 bail!("give the new name, or --clear to remove it");
             }
             let thumb = store.rename(cert, name.as_deref())?;
-            message(
-                cli,
+            output::message(
+                cli.json,
                 &match name {
                     Some(n) => format!("{thumb} is now named {n}"),
                     None => format!("{thumb} has no name now"),
@@ -298,7 +314,7 @@ pub fn run(cli: &Cli, command: &CertCommand) -> Result<()> {
         }
         CertCommand::Delete { cert, force } => {
             let thumb = store.resolve(cert)?;
-            let used_by = uses(cli, &config, &thumb)?;
+            let used_by = used_by(&usage(cli, &config)?, &thumb);
             if !used_by.is_empty() && !force {
                 bail!(
                     "certificate {thumb} is used by {}; change or delete those first, or use --force (they then fail their handshakes)",
@@ -306,16 +322,7 @@ pub fn run(cli: &Cli, command: &CertCommand) -> Result<()> {
                 );
             }
             store.delete(&thumb)?;
-            message(cli, &format!("deleted {thumb}"))
+            output::message(cli.json, &format!("deleted {thumb}"))
         }
     }
-}
-
-fn message(cli: &Cli, text: &str) -> Result<()> {
-    if cli.json {
-        output::print_json(&json!({ "ok": true, "message": text }));
-    } else {
-        println!("{text}");
-    }
-    Ok(())
 }

@@ -133,6 +133,17 @@ pub fn push_json(out: &mut String, value: &Json) {
 }
 
 /// Prints JSON with a trailing newline.
+/// A command's one-line outcome: the text, or `{"ok": true, "message": …}`
+/// with `--json`.
+pub fn message(json: bool, text: &str) -> anyhow::Result<()> {
+    if json {
+        print_json(&serde_json::json!({ "ok": true, "message": text }));
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
 pub fn print_json(value: &Json) {
     println!(
         "{}",

@@ -112,8 +112,8 @@ pub fn run(cli: &Cli, command: &SslCertCommand) -> Result<()> {
             binding.client_cert = *client_cert;
             binding.client_ca = client_ca;
             SslConfig::edit(file, |c| c.add(binding, *replace)).map_err(anyhow::Error::msg)?;
-            message(
-                cli,
+            output::message(
+                cli.json,
                 &format!("{endpoint} is served with certificate {thumb}"),
             )
         }
@@ -135,13 +135,19 @@ pub fn run(cli: &Cli, command: &SslCertCommand) -> Result<()> {
                 .filter(|b| wanted.is_none() || b.endpoint().ok() == wanted)
                 .collect();
             if cli.json {
+                let names: Vec<(String, Option<String>)> = store
+                    .list()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| (c.thumbprint, c.name))
+                    .collect();
                 output::print_json(&json!(shown
                     .iter()
                     .map(|b| json!({
                         "endpoint": b.endpoint().map(|e| e.to_string()).unwrap_or_default(),
                         "kind": if b.hostnameport.is_some() { "hostnameport" } else { "ipport" },
                         "cert_hash": b.cert_hash,
-                        "cert_name": store.list().ok().and_then(|l| l.into_iter().find(|c| c.thumbprint.eq_ignore_ascii_case(&b.cert_hash))).and_then(|c| c.name),
+                        "cert_name": names.iter().find(|(t, _)| t.eq_ignore_ascii_case(&b.cert_hash)).and_then(|(_, n)| n.clone()),
                         "client_cert": b.client_cert,
                         "client_ca": b.client_ca,
                         "made_by": b.source.clone().unwrap_or_else(|| "sslcert".into()),
@@ -177,16 +183,7 @@ pub fn run(cli: &Cli, command: &SslCertCommand) -> Result<()> {
                     "inetsrv: warning: this binding came from {site}'s SSLCertHash; the running server makes it again unless the site's SecureBindings or SSLCertHash change"
                 );
             }
-            message(cli, &format!("removed the SSL binding of {endpoint}"))
+            output::message(cli.json, &format!("removed the SSL binding of {endpoint}"))
         }
     }
-}
-
-fn message(cli: &Cli, text: &str) -> Result<()> {
-    if cli.json {
-        output::print_json(&json!({ "ok": true, "message": text }));
-    } else {
-        println!("{text}");
-    }
-    Ok(())
 }

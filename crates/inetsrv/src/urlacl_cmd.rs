@@ -40,15 +40,18 @@ pub fn run(cli: &Cli, command: &UrlAclCommand) -> Result<()> {
             acl.save(&file)
                 .map_err(anyhow::Error::msg)
                 .context("cannot save the reservations")?;
-            message(cli, &format!("reserved {prefix} for {}", user_name(uid)))
+            output::message(
+                cli.json,
+                &format!("reserved {prefix} for {}", user_name(uid)),
+            )
         }
         UrlAclCommand::Delete { prefix } => {
             let removed = acl.delete(prefix).map_err(anyhow::Error::msg)?;
             acl.save(&file)
                 .map_err(anyhow::Error::msg)
                 .context("cannot save the reservations")?;
-            message(
-                cli,
+            output::message(
+                cli.json,
                 &format!("removed the reservation of {}", removed.prefix),
             )
         }
@@ -81,13 +84,4 @@ pub fn run(cli: &Cli, command: &UrlAclCommand) -> Result<()> {
             Ok(())
         }
     }
-}
-
-fn message(cli: &Cli, text: &str) -> Result<()> {
-    if cli.json {
-        output::print_json(&json!({ "ok": true, "message": text }));
-    } else {
-        println!("{text}");
-    }
-    Ok(())
 }

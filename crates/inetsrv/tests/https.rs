@@ -75,6 +75,40 @@ fn curl_tls(web: &Web, path: &str, ca: &Path, args: &[&str]) -> common::web::Got
     curl(&web.https_url(path), &all)
 }
 
+/// Every HTTPERR line the server wrote.
+fn httperr(web: &Web) -> String {
+    std::fs::read_dir(web.state().join("logs/HTTPERR"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect()
+}
+
+/// curl's arguments presenting `NAME.pem` with `NAME.key` from `dir`.
+fn client_cert(dir: &Path, name: &str) -> Vec<String> {
+    vec![
+        "--cert".into(),
+        dir.join(format!("{name}.pem")).display().to_string(),
+        "--key".into(),
+        dir.join(format!("{name}.key")).display().to_string(),
+    ]
+}
+
+/// `inetsrv cert import PFX --password-stdin EXTRA…` with `password` on
+/// its standard input.
+fn import_pfx(web: &Web, pfx: &str, password: &[u8], extra: &[&str]) -> std::process::Output {
+    let mut child = Command::new(common::BIN)
+        .args(web.target())
+        .args(["cert", "import", pfx, "--password-stdin"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(password).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// The first run's certificate, exported to a file the clients trust.
 fn first_run_ca(web: &Web) -> PathBuf {
     let file = web.dir.path().join("first-run.pem");
@@ -171,10 +205,7 @@ fn the_first_run_serves_https_with_its_own_certificate() {
     assert!(curl_tls(&web, "/hello.htm", &ca, &[])
         .text()
         .contains("Client certificate required"));
-    let errors = std::fs::read_dir(web.state().join("logs/HTTPERR"))
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect::<String>();
+    let errors = httperr(&web);
     assert!(errors.contains("TLS_Plain_HTTP"), "{errors}");
 }
 
@@ -397,13 +428,7 @@ fn client_certificates_are_asked_for_in_the_handshake() {
     );
     let ca = first_run_ca(&web);
     let exact = format!("127.0.0.1:{}", web.tls_port);
-    let alice = ["--cert", "alice.pem", "--key", "alice.key"].map(|a| {
-        if a.ends_with(".pem") || a.ends_with(".key") {
-            dir.join(a).display().to_string()
-        } else {
-            a.to_string()
-        }
-    });
+    let alice = client_cert(dir, "alice");
     let alice: Vec<&str> = alice.iter().map(String::as_str).collect();
     // Required: without a certificate the handshake fails; with one the
     // request is served.
@@ -444,12 +469,7 @@ fn client_certificates_are_asked_for_in_the_handshake() {
             "5",
         ],
     );
-    let mallory = [
-        "--cert".to_string(),
-        dir.join("mallory.pem").display().to_string(),
-        "--key".to_string(),
-        dir.join("mallory.key").display().to_string(),
-    ];
+    let mallory = client_cert(dir, "mallory");
     let mallory: Vec<&str> = mallory.iter().map(String::as_str).collect();
     assert_eq!(curl_tls(&web, "/", &ca, &mallory).status, 0);
     // Negotiate: both are served; AccessSSLRequireCert decides per URL.
@@ -481,10 +501,7 @@ fn client_certificates_are_asked_for_in_the_handshake() {
         || curl_tls(&web, "/", &ca, &[]).status == 403,
     );
     assert_eq!(curl_tls(&web, "/", &ca, &alice).status, 200);
-    let errors = std::fs::read_dir(web.state().join("logs/HTTPERR"))
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect::<String>();
+    let errors = httperr(&web);
     assert!(errors.contains("TLS_Handshake_Failed"), "{errors}");
 }
 
@@ -520,10 +537,7 @@ fn hostile_handshakes_are_logged_and_the_server_keeps_serving() {
     }
     assert_eq!(curl_tls(&web, "/", &ca, &[]).status, 200, "{}", web.log());
     drop(idle);
-    let errors = std::fs::read_dir(web.state().join("logs/HTTPERR"))
-        .unwrap()
-        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
-        .collect::<String>();
+    let errors = httperr(&web);
     assert!(errors.contains("TLS_Handshake_Failed"), "{errors}");
 }
 
@@ -647,16 +661,7 @@ fn certificates_are_imported_as_files_from_a_ca_or_windows() {
         ],
         "out of order",
     );
-    let wrong = Command::new(common::BIN)
-        .args(web.target())
-        .args(["cert", "import", &pem("www.pfx"), "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wrong.stdin.as_ref().unwrap().write_all(b"nope\n").unwrap();
-    let out = wrong.wait_with_output().unwrap();
+    let out = import_pfx(&web, &pem("www.pfx"), b"nope\n", &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("password is wrong"));
     let listed: serde_json::Value =
@@ -667,28 +672,7 @@ fn certificates_are_imported_as_files_from_a_ca_or_windows() {
         "only the first run's: {listed}"
     );
     // The PFX as Windows exports it, with its password on stdin.
-    let mut right = Command::new(common::BIN)
-        .args(web.target())
-        .args([
-            "cert",
-            "import",
-            &pem("www.pfx"),
-            "--password-stdin",
-            "--name",
-            "corp",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    right
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"Pa55word\n")
-        .unwrap();
-    let out = right.wait_with_output().unwrap();
+    let out = import_pfx(&web, &pem("www.pfx"), b"Pa55word\n", &["--name", "corp"]);
     assert!(
         out.status.success(),
         "{}",

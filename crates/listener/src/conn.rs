@@ -224,10 +224,7 @@ impl Conn {
             // file in pieces and write each.
             return self.copy_file_body(file, at, left, deadline, suffix).await;
         }
-        while left > 0 {
-            let Some(stream) = self.stream.plain() else {
-                return Err(R::Internal);
-            };
+        while let (true, Some(stream)) = (left > 0, self.stream.plain()) {
             let step = timeout_at(deadline, async {
                 loop {
                     stream.writable().await?;

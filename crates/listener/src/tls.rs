@@ -384,7 +384,11 @@ fn server_config(
     let mut config = builder.with_cert_resolver(Arc::new(Single(key)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.session_storage = resumption.cache.clone();
-    config.ticketer = resumption.ticketer.clone();
+    // Without a ticket key (no randomness for one), the session cache
+    // alone resumes sessions.
+    if let Some(ticketer) = &resumption.ticketer {
+        config.ticketer = ticketer.clone();
+    }
     config.send_tls13_tickets = 2;
     Ok(Served {
         config: Arc::new(config),
@@ -410,34 +414,15 @@ impl rustls::server::ResolvesServerCert for Single {
 /// a session cache (TLS 1.2 ids, TLS 1.3 stateful) and a ticket key.
 pub(crate) struct Resumption {
     cache: Arc<dyn rustls::server::StoresServerSessions>,
-    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
 }
 
 impl Resumption {
     pub fn new() -> Resumption {
         Resumption {
             cache: rustls::server::ServerSessionMemoryCache::new(16 * 1024),
-            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new()
-                .unwrap_or_else(|_| Arc::new(NoTickets)),
+            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new().ok(),
         }
-    }
-}
-
-#[derive(Debug)]
-struct NoTickets;
-
-impl rustls::server::ProducesTickets for NoTickets {
-    fn enabled(&self) -> bool {
-        false
-    }
-    fn lifetime(&self) -> u32 {
-        0
-    }
-    fn encrypt(&self, _: &[u8]) -> Option<Vec<u8>> {
-        None
-    }
-    fn decrypt(&self, _: &[u8]) -> Option<Vec<u8>> {
-        None
     }
 }
 
