@@ -79,10 +79,7 @@ fn init_logging(log_dir: &Path, foreground: bool) -> Result<PathBuf> {
         .append(true)
         .open(&file_path)
         .with_context(|| format!("cannot open {}", file_path.display()))?;
-    let level = || {
-        tracing_subscriber::EnvFilter::try_from_env("INETSRV_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-    };
+    let level = || log_filter("info");
     let to_file = tracing_subscriber::fmt::layer()
         .with_writer(std::sync::Mutex::new(file))
         .with_ansi(false)
@@ -90,7 +87,7 @@ fn init_logging(log_dir: &Path, foreground: bool) -> Result<PathBuf> {
     let terminal_level = if foreground {
         level()
     } else {
-        tracing_subscriber::EnvFilter::new("warn")
+        log_filter("warn")
     };
     let to_terminal = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -101,6 +98,22 @@ fn init_logging(log_dir: &Path, foreground: bool) -> Result<PathBuf> {
         .with(to_terminal)
         .init();
     Ok(file_path)
+}
+
+/// `INETSRV_LOG`, or `default`. rustls's own messages are kept to errors
+/// unless `INETSRV_LOG` names rustls: it warns about client quirks (an IP
+/// address sent as SNI, as wrk does) once per handshake, which would let
+/// any client fill the log; failed handshakes are counted in HTTPERR.
+fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    let asked = std::env::var("INETSRV_LOG").ok();
+    let filter = asked
+        .as_deref()
+        .and_then(|spec| tracing_subscriber::EnvFilter::try_new(spec).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+    if asked.is_some_and(|spec| spec.contains("rustls")) {
+        return filter;
+    }
+    filter.add_directive("rustls=error".parse().expect("a valid directive"))
 }
 
 /// Tells a service manager we are up (sd_notify), when one asks.

@@ -95,6 +95,9 @@ fn main() {
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    // What the handshakes negotiated, for the report: servers differ in the
+    // key exchange groups they offer (rustls prefers X25519MLKEM768).
+    let negotiated = Arc::new(std::sync::OnceLock::<String>::new());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -103,11 +106,12 @@ fn main() {
     runtime.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..conns {
-            let (connector, request, done, errors) = (
+            let (connector, request, done, errors, negotiated) = (
                 connector.clone(),
                 request.clone(),
                 done.clone(),
                 errors.clone(),
+                negotiated.clone(),
             );
             tasks.push(tokio::spawn(async move {
                 let name = ServerName::try_from("localhost").expect("name");
@@ -117,6 +121,16 @@ fn main() {
                         let tcp = tokio::net::TcpStream::connect(addr).await?;
                         tcp.set_nodelay(true)?;
                         let mut tls = connector.connect(name.clone(), tcp).await?;
+                        negotiated.get_or_init(|| {
+                            let session = tls.get_ref().1;
+                            let suite = session.negotiated_cipher_suite();
+                            let group = session.negotiated_key_exchange_group();
+                            format!(
+                                "{} {}",
+                                suite.map_or("-".into(), |s| format!("{:?}", s.suite())),
+                                group.map_or("-".into(), |g| format!("{:?}", g.name()))
+                            )
+                        });
                         tls.write_all(request.as_bytes()).await?;
                         answer.clear();
                         // A server may close without close_notify once
@@ -142,8 +156,9 @@ fn main() {
     });
     let done = done.load(Ordering::Relaxed);
     println!(
-        "{:.1} handshakes/s ({done} in {seconds} s, {} errors)",
+        "{:.1} handshakes/s ({done} in {seconds} s, {} errors; {})",
         done as f64 / seconds as f64,
-        errors.load(Ordering::Relaxed)
+        errors.load(Ordering::Relaxed),
+        negotiated.get().map_or("no handshake", String::as_str)
     );
 }
