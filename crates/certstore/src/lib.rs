@@ -5,13 +5,15 @@
 //!
 //! Each certificate is three files named by its thumbprint: `T.crt` (the
 //! chain as PEM, leaf first), `T.key` (the private key as PKCS#8 PEM, mode
-//! 0600) and `T.json` (its friendly name). The directory is 0700: only the
+//! 0600) and `T.json` (its friendly name), and optionally a fourth,
+//! `T.ocsp`: an OCSP response (DER) the listener staples to handshakes. The directory is 0700: only the
 //! service's user reads keys; workers never do (the listener terminates
 //! TLS in the service). Every write goes to a temporary file renamed into
 //! place, key before certificate, so a certificate listed is always
 //! usable, and a refused import leaves the store as it was.
 
 mod info;
+mod ocsp;
 mod pem;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 pub use info::{format_time, CertInfo, KeyKind};
+pub use ocsp::OcspStatus;
 
 /// What can go wrong; each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -84,13 +87,43 @@ pub struct Loaded {
     pub info: CertInfo,
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
+    /// The stored OCSP response, with what it says, or why it cannot be
+    /// stapled (it expired, or no longer fits the certificate).
+    pub ocsp: Option<std::result::Result<(Vec<u8>, OcspStatus), String>>,
 }
 
 impl Loaded {
-    /// rustls's form: the chain with a signing key.
+    /// rustls's form: the chain with a signing key, and the OCSP response
+    /// to staple when one is stored and current.
     pub fn certified_key(&self) -> Result<Arc<CertifiedKey>> {
-        certified_key(&self.chain, &self.key).map(Arc::new)
+        let mut key = certified_key(&self.chain, &self.key)?;
+        if let Some(Ok((response, status))) = &self.ocsp {
+            if status.is_current(now()) {
+                key.ocsp = Some(response.clone());
+            }
+        }
+        Ok(Arc::new(key))
     }
+
+    /// Why the stored OCSP response is not stapled, when one is stored and
+    /// is not.
+    pub fn ocsp_problem(&self) -> Option<String> {
+        match &self.ocsp {
+            Some(Err(e)) => Some(e.clone()),
+            Some(Ok((_, status))) if !status.is_current(now()) => Some(format!(
+                "its OCSP response is out of date (next update was {}); store a fresh one with `inetsrv cert ocsp`",
+                status.next_update.map(format_time).unwrap_or_default()
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }
 
 /// What an import did.
@@ -229,7 +262,67 @@ impl Store {
         let key = pem::private_key(&std::fs::read(&key_path).map_err(io(&key_path))?)
             .map_err(|e| invalid(format!("{}: {e}", key_path.display())))?;
         let info = CertInfo::of(&chain, self.meta(&thumb).name)?;
-        Ok(Loaded { info, chain, key })
+        let ocsp = self.read_ocsp(&thumb).map(|read| {
+            read.and_then(|response| {
+                ocsp::check(&response, &chain)
+                    .map(|status| (response, status))
+                    .map_err(|e| e.to_string())
+            })
+        });
+        Ok(Loaded {
+            info,
+            chain,
+            key,
+            ocsp,
+        })
+    }
+
+    fn read_ocsp(&self, thumb: &str) -> Option<std::result::Result<Vec<u8>, String>> {
+        let path = self.file(thumb, "ocsp");
+        match std::fs::read(&path) {
+            Ok(bytes) => Some(Ok(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(Err(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// What the stored OCSP response of a certificate says, if it has one.
+    pub fn ocsp_status(&self, which: &str) -> Result<Option<OcspStatus>> {
+        let loaded = self.load(which)?;
+        match loaded.ocsp {
+            None => Ok(None),
+            Some(Ok((_, status))) => Ok(Some(status)),
+            Some(Err(e)) => Err(invalid(e)),
+        }
+    }
+
+    /// Stores an OCSP response (DER, as `openssl ocsp -respout` writes it)
+    /// for a certificate, after checking it is a successful response saying
+    /// the certificate is good and is current. Replaces the one before.
+    pub fn set_ocsp(&self, which: &str, response: &[u8]) -> Result<(String, OcspStatus)> {
+        let loaded = self.load(which)?;
+        let status = ocsp::check(response, &loaded.chain)?;
+        if !status.is_current(now()) {
+            return Err(invalid(format!(
+                "the OCSP response is out of date (valid {} to {}); fetch a fresh one",
+                format_time(status.this_update),
+                status.next_update.map(format_time).unwrap_or_default()
+            )));
+        }
+        let thumb = loaded.info.thumbprint;
+        self.write_file(&self.file(&thumb, "ocsp"), response, 0o600)?;
+        Ok((thumb, status))
+    }
+
+    /// Stops stapling for a certificate; true when a response was stored.
+    pub fn clear_ocsp(&self, which: &str) -> Result<bool> {
+        let thumb = self.resolve(which)?;
+        let path = self.file(&thumb, "ocsp");
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&path)(e)),
+        }
     }
 
     /// Imports a chain (leaf first) and its key, as PEM.
@@ -395,7 +488,7 @@ impl Store {
     pub fn delete(&self, which: &str) -> Result<String> {
         let thumb = self.resolve(which)?;
         // The certificate first: without it the entry is not listed.
-        for ext in ["crt", "key", "json"] {
+        for ext in ["crt", "key", "json", "ocsp"] {
             let path = self.file(&thumb, ext);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}

@@ -1,6 +1,6 @@
 //! `inetsrv cert`: the server certificate store (the machine's `MY` store
 //! as IIS uses it): import PEM or PFX, make a self-signed certificate,
-//! list, export, rename, delete. Certificates are named by SHA-1
+//! list, export, rename, delete, and the OCSP response stapled to each. Certificates are named by SHA-1
 //! thumbprint (IIS's SSLCertHash) or a friendly name.
 
 use std::io::Read;
@@ -83,6 +83,18 @@ pub enum CertCommand {
         #[arg(long, conflicts_with = "name")]
         clear: bool,
     },
+    /// Staple an OCSP response to a certificate's handshakes: --response
+    /// FILE (DER, as `openssl ocsp -respout` writes it; `-` for standard
+    /// input) stores it after checking it says the certificate is good and
+    /// is current; --clear stops stapling; with neither, shows what is
+    /// stored. Run it again with a fresh response before the next update.
+    Ocsp {
+        cert: String,
+        #[arg(long, value_name = "FILE", conflicts_with = "clear")]
+        response: Option<PathBuf>,
+        #[arg(long)]
+        clear: bool,
+    },
     /// Delete a certificate and its key; refused while an SSL binding or a
     /// site's SSLCertHash uses it, unless --force.
     Delete {
@@ -145,6 +157,31 @@ fn used_by(usage: &[(String, String)], thumb: &str) -> Vec<String> {
         .filter(|(t, _)| t.eq_ignore_ascii_case(thumb))
         .map(|(_, u)| u.clone())
         .collect()
+}
+
+/// A stored OCSP response in one line: what it says and until when.
+fn ocsp_text(store: &Store, thumb: &str) -> Option<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    match store.ocsp_status(thumb) {
+        Ok(None) => None,
+        Ok(Some(status)) => Some(match status.next_update {
+            Some(next) if status.is_current(now) => {
+                format!("good, stapled until {}", certstore::format_time(next))
+            }
+            Some(next) => format!(
+                "out of date since {}, not stapled (inetsrv cert ocsp)",
+                certstore::format_time(next)
+            ),
+            None => format!(
+                "good as of {}, stapled",
+                certstore::format_time(status.this_update)
+            ),
+        }),
+        Err(e) => Some(format!("not stapled: {e}")),
+    }
 }
 
 fn describe(info: &CertInfo, used_by: &[String]) -> serde_json::Value {
@@ -251,7 +288,11 @@ pub fn run(cli: &Cli, command: &CertCommand) -> Result<()> {
             if cli.json {
                 output::print_json(&json!(rows
                     .iter()
-                    .map(|(i, u)| describe(i, u))
+                    .map(|(i, u)| {
+                        let mut value = describe(i, u);
+                        value["ocsp"] = json!(ocsp_text(&store, &i.thumbprint));
+                        value
+                    })
                     .collect::<Vec<_>>()));
             } else if rows.is_empty() {
                 println!(
@@ -271,6 +312,9 @@ pub fn run(cli: &Cli, command: &CertCommand) -> Result<()> {
                         info.key,
                         if used_by.is_empty() { "nothing".to_string() } else { used_by.join(", ") }
                     );
+                    if let Some(ocsp) = ocsp_text(&store, &info.thumbprint) {
+                        println!("  OCSP      {ocsp}");
+                    }
                 }
             }
             Ok(())
@@ -310,6 +354,51 @@ pub fn run(cli: &Cli, command: &CertCommand) -> Result<()> {
                     Some(n) => format!("{thumb} is now named {n}"),
                     None => format!("{thumb} has no name now"),
                 },
+            )
+        }
+        CertCommand::Ocsp {
+            cert,
+            response,
+            clear,
+        } => {
+            if *clear {
+                let thumb = store.resolve(cert)?;
+                let had = store.clear_ocsp(&thumb)?;
+                return output::message(
+                    cli.json,
+                    &if had {
+                        format!("{thumb}: OCSP stapling stopped")
+                    } else {
+                        format!("{thumb} had no OCSP response")
+                    },
+                );
+            }
+            let Some(path) = response else {
+                let thumb = store.resolve(cert)?;
+                let text = ocsp_text(&store, &thumb)
+                    .unwrap_or_else(|| "no OCSP response stored".to_string());
+                return output::message(cli.json, &format!("{thumb}: {text}"));
+            };
+            let bytes = if path.as_os_str() == "-" {
+                let mut bytes = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut bytes)
+                    .context("cannot read the OCSP response from standard input")?;
+                bytes
+            } else {
+                read(path)?
+            };
+            let (thumb, status) = store.set_ocsp(cert, &bytes)?;
+            output::message(
+                cli.json,
+                &format!(
+                    "{thumb}: OCSP response stored (good as of {}{}); stapled to new handshakes",
+                    certstore::format_time(status.this_update),
+                    status
+                        .next_update
+                        .map(|n| format!(", next update {}", certstore::format_time(n)))
+                        .unwrap_or_default()
+                ),
             )
         }
         CertCommand::Delete { cert, force } => {

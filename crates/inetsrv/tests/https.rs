@@ -706,3 +706,237 @@ fn certificates_are_imported_as_files_from_a_ca_or_windows() {
         }
     }
 }
+
+/// A CA in `dir`: `NAME.key` and `NAME.pem` (RSA, as most public CAs).
+fn make_ca(dir: &Path, name: &str, subject: &str) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem,
+            "-subj", subject, "-days", "5",
+        ],
+    );
+}
+
+/// A certificate for `cn` issued by the CA `ca` in `dir`: `NAME.key` and
+/// `NAME.pem`, with `extensions` (openssl extension lines).
+fn issue(dir: &Path, ca: &str, name: &str, cn: &str, extensions: &str) {
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    let subject = format!("/CN={cn}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &subject,
+        ],
+    );
+    let ext = format!("{name}.ext");
+    std::fs::write(dir.join(&ext), extensions).unwrap();
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "5",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+/// An OCSP response from the CA `ca` about `NAME.pem`, written to `out`:
+/// good, or revoked when `revoked`. openssl is the responder, reading an
+/// index of the CA's certificates.
+fn ocsp_response(dir: &Path, ca: &str, name: &str, revoked: bool, out: &str) {
+    let pem = format!("{name}.pem");
+    let serial = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in", &pem])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let serial = String::from_utf8(serial.stdout).unwrap();
+    let serial = serial.trim().trim_start_matches("serial=");
+    let (state, when) = if revoked {
+        ("R", "261201000000Z")
+    } else {
+        ("V", "")
+    };
+    std::fs::write(
+        dir.join("index.txt"),
+        format!("{state}\t301231000000Z\t{when}\t{serial}\tunknown\t/CN=localhost\n"),
+    )
+    .unwrap();
+    let ca_pem = format!("{ca}.pem");
+    let ca_key = format!("{ca}.key");
+    openssl(
+        dir,
+        &[
+            "ocsp",
+            "-issuer",
+            &ca_pem,
+            "-cert",
+            &pem,
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-rsigner",
+            &ca_pem,
+            "-rkey",
+            &ca_key,
+            "-CA",
+            &ca_pem,
+            "-reqin",
+            "req.der",
+            "-respout",
+            out,
+            "-ndays",
+            "7",
+        ],
+    );
+}
+
+#[test]
+fn ocsp_responses_are_stapled_from_the_store() {
+    let web = Web::start();
+    let dir = web.dir.path();
+    make_ca(dir, "ca", "/CN=Stapling CA");
+    issue(
+        dir,
+        "ca",
+        "www",
+        "localhost",
+        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+    let chain = dir.join("chain.pem");
+    std::fs::write(
+        &chain,
+        [
+            std::fs::read(dir.join("www.pem")).unwrap(),
+            std::fs::read(dir.join("ca.pem")).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let imported: serde_json::Value = serde_json::from_str(&web.cli_ok(&[
+        "--json",
+        "cert",
+        "import",
+        "--cert",
+        chain.to_str().unwrap(),
+        "--key",
+        dir.join("www.key").to_str().unwrap(),
+        "--name",
+        "stapled",
+    ]))
+    .unwrap();
+    let thumb = imported["thumbprint"].as_str().unwrap().to_string();
+    web.cli_ok(&["mb", "set", "W3SVC/1/SSLCertHash", &thumb]);
+    let status = || s_client(web.tls_port, &["-status", "-servername", "localhost"]);
+    web.wait_for(
+        "the CA's certificate served",
+        Duration::from_secs(10),
+        || status().contains("CN = Stapling CA"),
+    );
+    assert!(status().contains("OCSP response: no response sent"));
+
+    ocsp_response(dir, "ca", "www", false, "good.der");
+    let good = dir.join("good.der");
+    let stored = web.cli_ok(&[
+        "cert",
+        "ocsp",
+        "stapled",
+        "--response",
+        good.to_str().unwrap(),
+    ]);
+    assert!(
+        stored.contains("OCSP response stored (good as of"),
+        "{stored}"
+    );
+    assert!(stored.contains("next update"), "{stored}");
+    web.wait_for("the response stapled", Duration::from_secs(10), || {
+        status().contains("OCSP Response Status: successful")
+    });
+    let stapled = status();
+    assert!(stapled.contains("Cert Status: good"), "{stapled}");
+    assert!(stapled.contains("HTTP/1.1 200 OK"), "{stapled}");
+    let listed = web.cli_ok(&["cert", "list"]);
+    assert!(listed.contains("OCSP      good, stapled until"), "{listed}");
+
+    // A revoked answer, garbage and another certificate's answer are
+    // refused by name; the good response stays stapled.
+    ocsp_response(dir, "ca", "www", true, "revoked.der");
+    let revoked = dir.join("revoked.der");
+    web.cli_fails_with(
+        &[
+            "cert",
+            "ocsp",
+            "stapled",
+            "--response",
+            revoked.to_str().unwrap(),
+        ],
+        "says the certificate was revoked",
+    );
+    std::fs::write(dir.join("junk.der"), b"not an OCSP response").unwrap();
+    web.cli_fails_with(
+        &[
+            "cert",
+            "ocsp",
+            "stapled",
+            "--response",
+            dir.join("junk.der").to_str().unwrap(),
+        ],
+        "not valid DER",
+    );
+    web.cli_fails_with(
+        &[
+            "cert",
+            "ocsp",
+            "localhost (self-signed)",
+            "--response",
+            good.to_str().unwrap(),
+        ],
+        "not about this certificate",
+    );
+    assert!(status().contains("Cert Status: good"));
+
+    web.cli_ok(&["cert", "ocsp", "stapled", "--clear"]);
+    web.wait_for("stapling stopped", Duration::from_secs(10), || {
+        status().contains("OCSP response: no response sent")
+    });
+    let shown = web.cli_ok(&["cert", "ocsp", "stapled"]);
+    assert!(shown.contains("no OCSP response stored"), "{shown}");
+}

@@ -100,7 +100,12 @@ impl Shared {
     pub(crate) fn reload_tls(&self, force: bool) -> Vec<String> {
         let mut seen = lock(&self.tls_seen);
         let stamp = tls_files_stamp(&self.config);
-        if !force && seen.0.as_ref() == Some(&stamp) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        let stale = self.tls.load().stale_at.is_some_and(|at| now >= at);
+        if !force && !stale && seen.0.as_ref() == Some(&stamp) {
             return seen.1.clone();
         }
         let store = certstore::Store::at(&self.config.cert_store_dir);

@@ -262,6 +262,8 @@ struct Served {
     /// The server certificate's subject and issuer (HTTPS_SERVER_*).
     subject: String,
     issuer: String,
+    /// When the stapled OCSP response goes out of date (seconds since 1970).
+    ocsp_until: Option<i64>,
 }
 
 /// The bindings in force, built into rustls configurations.
@@ -269,6 +271,9 @@ struct Served {
 pub(crate) struct TlsTable {
     by_addr: HashMap<SocketAddr, Arc<Served>>,
     by_host: HashMap<(String, u16), Arc<Served>>,
+    /// The first moment a stapled OCSP response goes out of date: the table
+    /// is rebuilt then, so no client is sent a stale one.
+    pub stale_at: Option<i64>,
 }
 
 /// TLS settings of the whole listener (httpsys.json).
@@ -364,14 +369,23 @@ fn client_verifier(
     builder.build().map(Some).map_err(|e| e.to_string())
 }
 
+/// A binding's rustls configuration, with a warning when the certificate
+/// is served without the OCSP response stored for it.
 fn server_config(
     binding: &SslBinding,
     store: &certstore::Store,
     policy: &TlsPolicy,
     resumption: &Resumption,
-) -> Result<Served, String> {
+) -> Result<(Served, Option<String>), String> {
     let loaded = store.load(&binding.cert_hash).map_err(|e| e.to_string())?;
     let key = loaded.certified_key().map_err(|e| e.to_string())?;
+    let warning = loaded
+        .ocsp_problem()
+        .map(|p| format!("certificate {}: {p}", loaded.info.thumbprint));
+    let ocsp_until = match (&loaded.ocsp, &key.ocsp) {
+        (Some(Ok((_, status))), Some(_)) => status.next_update,
+        _ => None,
+    };
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.cipher_suites = policy.suites.clone();
     let builder = ServerConfig::builder_with_provider(Arc::new(provider))
@@ -390,11 +404,15 @@ fn server_config(
         config.ticketer = ticketer.clone();
     }
     config.send_tls13_tickets = 2;
-    Ok(Served {
-        config: Arc::new(config),
-        subject: loaded.info.subject,
-        issuer: loaded.info.issuer,
-    })
+    Ok((
+        Served {
+            config: Arc::new(config),
+            subject: loaded.info.subject,
+            issuer: loaded.info.issuer,
+            ocsp_until,
+        },
+        warning,
+    ))
 }
 
 /// Always this certificate.
@@ -456,7 +474,12 @@ impl TlsTable {
             let served = match built.get(&key) {
                 Some(s) => s.clone(),
                 None => match server_config(binding, store, policy, resumption) {
-                    Ok(s) => {
+                    Ok((s, warning)) => {
+                        problems.extend(warning);
+                        table.stale_at = match (table.stale_at, s.ocsp_until) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
                         let s = Arc::new(s);
                         built.insert(key, s.clone());
                         s
