@@ -26,6 +26,7 @@ need() {
 }
 need curl curl
 need openssl openssl
+need testssl testssl.sh
 need kill procps
 need python3 python3
 need smbtorture samba-testsuite

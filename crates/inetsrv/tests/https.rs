@@ -940,3 +940,122 @@ fn ocsp_responses_are_stapled_from_the_store() {
     let shown = web.cli_ok(&["cert", "ocsp", "stapled"]);
     assert!(shown.contains("no OCSP response stored"), "{shown}");
 }
+
+/// testssl.sh's findings (its JSON file) against the first run's https
+/// endpoint, by id: (severity, finding).
+fn testssl(web: &Web) -> std::collections::HashMap<String, (String, String)> {
+    let json = web.dir.path().join("testssl.json");
+    let child = Command::new("testssl")
+        .args([
+            "--quiet",
+            "--color",
+            "0",
+            "--warnings",
+            "off",
+            // Protocols, cipher categories, forward secrecy, the server's
+            // defaults and the known vulnerabilities.
+            "-p",
+            "-s",
+            "-f",
+            "-S",
+            "-U",
+            "--jsonfile",
+            json.to_str().unwrap(),
+            &format!("127.0.0.1:{}", web.tls_port),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("testssl.sh is installed (apt-get install testssl.sh)");
+    let out = wait_output(child, Duration::from_secs(240));
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|_| {
+        panic!(
+            "testssl wrote no findings: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let findings: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    findings
+        .iter()
+        .map(|f| {
+            let field = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+            (field("id"), (field("severity"), field("finding")))
+        })
+        .collect()
+}
+
+#[test]
+fn testssl_finds_no_weak_protocol_cipher_or_known_vulnerability() {
+    let web = Web::start();
+    let found = testssl(&web);
+    let finding = |id: &str| {
+        found
+            .get(id)
+            .unwrap_or_else(|| panic!("testssl reported no {id}: {found:?}"))
+            .1
+            .clone()
+    };
+    for old in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
+        assert_eq!(finding(old), "not offered", "{old}");
+    }
+    assert_eq!(finding("TLS1_2"), "offered");
+    assert!(finding("TLS1_3").starts_with("offered"), "{found:?}");
+    for weak in [
+        "cipherlist_NULL",
+        "cipherlist_aNULL",
+        "cipherlist_EXPORT",
+        "cipherlist_LOW",
+        "cipherlist_3DES_IDEA",
+        "cipherlist_AVERAGE",
+    ] {
+        assert_eq!(finding(weak), "not offered", "{weak}");
+    }
+    assert_eq!(finding("cipherlist_STRONG"), "offered");
+    assert_eq!(finding("PFS"), "offered");
+    assert_eq!(finding("ALPN"), "http/1.1");
+    assert_eq!(finding("secure_renego"), "supported");
+    // Every check of a known attack passes.
+    for attack in [
+        "heartbleed",
+        "CCS",
+        "ticketbleed",
+        "ROBOT",
+        "secure_client_renego",
+        "CRIME_TLS",
+        "BREACH",
+        "POODLE_SSL",
+        "fallback_SCSV",
+        "SWEET32",
+        "FREAK",
+        "DROWN",
+        "LOGJAM",
+        "BEAST",
+        "LUCKY13",
+        "RC4",
+    ] {
+        assert_eq!(found[attack].0, "OK", "{attack}: {:?}", found[attack]);
+    }
+    // Nothing else is worse than informational, but what comes of a
+    // self-signed certificate (no chain of trust, no revocation URL, no
+    // DNS CAA record for 127.0.0.1) and testssl's two resumption probes:
+    // their s_client closes as soon as the handshake ends, before a TLS 1.3
+    // server's tickets can arrive (they follow the client's Finished), so
+    // they report a "connect problem" in some runs and "supported" in
+    // others, against OpenSSL's own s_server too. Resumption is tested
+    // with s_client waiting for the answer, above.
+    let allowed = [
+        "cert_chain_of_trust",
+        "cert_revocation",
+        "DNS_CAArecord",
+        "sessionresumption_ticket",
+        "sessionresumption_ID",
+    ];
+    let bad: Vec<_> = found
+        .iter()
+        .filter(|(id, (severity, _))| {
+            !["OK", "INFO"].contains(&severity.as_str()) && !allowed.contains(&id.as_str())
+        })
+        .collect();
+    assert!(bad.is_empty(), "testssl found: {bad:?}");
+}
