@@ -86,6 +86,13 @@ fn http_head() {
 }
 
 #[test]
+fn tls_hello() {
+    // Each input that gets past the ClientHello costs a key exchange and a
+    // signature, so fewer mutations than the parsers get.
+    replay("tls_hello", 40, listener::fuzz_checks::tls_hello);
+}
+
+#[test]
 fn chunked() {
     replay("chunked", 300, listener::fuzz_checks::chunked);
 }

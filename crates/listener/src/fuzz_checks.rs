@@ -172,3 +172,131 @@ pub fn url(data: &[u8]) {
             .all(|s| s.chars().count() <= limits.url_segment_max_length));
     }
 }
+
+/// The bindings [`tls_hello`] chooses from: the default endpoint's
+/// certificate (ECDSA) and an SNI binding with an RSA one, built once.
+fn tls_table() -> &'static crate::tls::TlsTable {
+    use crate::tls::{Resumption, SslBinding, SslConfig, SslEndpoint, TlsTable};
+    static TABLE: std::sync::OnceLock<TlsTable> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        // The store lives only while the table is built: the table keeps
+        // what it needs in memory.
+        let dir = std::env::temp_dir().join(format!("inetsrv-fuzz-tls-{}", std::process::id()));
+        let store = certstore::Store::at(&dir);
+        let ecdsa = store
+            .create_self_signed(&["localhost".into()], None, certstore::NewKey::EcdsaP256, 5)
+            .expect("a certificate");
+        let rsa = store
+            .create_self_signed(
+                &["www.example.test".into()],
+                None,
+                certstore::NewKey::Rsa2048,
+                5,
+            )
+            .expect("a certificate");
+        let mut config = SslConfig::default();
+        let any = SslEndpoint::parse_ipport("0.0.0.0:443").expect("an endpoint");
+        let named = SslEndpoint::parse_hostnameport("www.example.test:443").expect("an endpoint");
+        config
+            .bindings
+            .push(SslBinding::new(&any, &ecdsa.thumbprint));
+        config
+            .bindings
+            .push(SslBinding::new(&named, &rsa.thumbprint));
+        let policy = crate::ListenerConfig::default()
+            .tls_policy()
+            .expect("the default TLS policy");
+        let (table, problems) = TlsTable::build(&config, &store, &policy, &Resumption::new());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(problems.is_empty(), "{problems:?}");
+        table
+    })
+}
+
+/// The https endpoint's first bytes, up to the handshake hand-off, as the
+/// listener takes them: the first byte classified, the ClientHello read
+/// (rustls's `Acceptor`, which the listener's `LazyConfigAcceptor` wraps),
+/// the binding chosen by SNI and address, and the rest of the input fed to
+/// the connection as the client's next flight. Nothing panics; a binding
+/// always covers the wildcard endpoint; what the server sends back is TLS
+/// records (a handshake flight or an alert), never a completed handshake.
+pub fn tls_hello(data: &[u8]) {
+    use crate::tls::FirstByte;
+    let Some(&first) = data.first() else {
+        return;
+    };
+    if FirstByte::of(first) != FirstByte::Handshake {
+        return;
+    }
+    let table = tls_table();
+    let local: std::net::SocketAddr = ([127, 0, 0, 1], 443).into();
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut input = data;
+    let accepted = loop {
+        match acceptor.read_tls(&mut input) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => break accepted,
+            // Waits for more bytes.
+            Ok(None) if input.is_empty() => return,
+            Ok(None) => {}
+            Err((_, mut alert)) => {
+                let mut out = Vec::new();
+                let _ = alert.write_all(&mut out);
+                assert_tls_records(&out);
+                return;
+            }
+        }
+    };
+    let sni = accepted.client_hello().server_name().map(str::to_string);
+    let served = table
+        .choose(sni.as_deref(), local)
+        .expect("the wildcard binding covers every connection");
+    let mut conn = match accepted.into_connection(served.config.clone()) {
+        Ok(conn) => conn,
+        Err((_, mut alert)) => {
+            let mut out = Vec::new();
+            let _ = alert.write_all(&mut out);
+            assert_tls_records(&out);
+            return;
+        }
+    };
+    while !input.is_empty() {
+        match conn.read_tls(&mut input) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if conn.process_new_packets().is_err() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        if conn.write_tls(&mut out).is_err() {
+            break;
+        }
+    }
+    assert_tls_records(&out);
+    assert!(
+        conn.is_handshaking(),
+        "a handshake finished from a client's bytes alone"
+    );
+}
+
+/// What a server sends is whole TLS records: change-cipher-spec, alert,
+/// handshake or application data, each as long as its header says.
+fn assert_tls_records(mut out: &[u8]) {
+    while !out.is_empty() {
+        assert!(out.len() >= 5, "a partial record header: {out:02x?}");
+        assert!(
+            (0x14..=0x17).contains(&out[0]) && out[1] == 3 && (1..=4).contains(&out[2]),
+            "not a TLS record: {:02x?}",
+            &out[..5]
+        );
+        let len = usize::from(u16::from_be_bytes([out[3], out[4]]));
+        assert!(out.len() >= 5 + len, "a record cut short");
+        out = &out[5 + len..];
+    }
+}

@@ -257,8 +257,8 @@ impl SslConfig {
 }
 
 /// What serves one binding.
-struct Served {
-    config: Arc<ServerConfig>,
+pub(crate) struct Served {
+    pub(crate) config: Arc<ServerConfig>,
     /// The server certificate's subject and issuer (HTTPS_SERVER_*).
     subject: String,
     issuer: String,
@@ -502,7 +502,7 @@ impl TlsTable {
         (table, problems)
     }
 
-    fn choose(&self, sni: Option<&str>, local: SocketAddr) -> Option<&Arc<Served>> {
+    pub(crate) fn choose(&self, sni: Option<&str>, local: SocketAddr) -> Option<&Arc<Served>> {
         let port = local.port();
         if let Some(name) = sni {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -558,6 +558,26 @@ fn plain_http_answer() -> Vec<u8> {
     .into_bytes()
 }
 
+/// What the first byte on an https endpoint says the client speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FirstByte {
+    /// A TLS handshake record (0x16): a ClientHello follows.
+    Handshake,
+    /// An upper-case letter: a request line, someone typed http://.
+    PlainHttp,
+    Other,
+}
+
+impl FirstByte {
+    pub(crate) fn of(byte: u8) -> FirstByte {
+        match byte {
+            0x16 => FirstByte::Handshake,
+            b if b.is_ascii_uppercase() => FirstByte::PlainHttp,
+            _ => FirstByte::Other,
+        }
+    }
+}
+
 /// Does the TLS handshake of an accepted connection within `limit`.
 pub(crate) async fn handshake(
     table: &TlsTable,
@@ -585,8 +605,9 @@ pub(crate) async fn handshake(
         }
         Ok(Ok(_)) => {}
     }
-    if first[0] != 0x16 {
-        if first[0].is_ascii_uppercase() {
+    match FirstByte::of(first[0]) {
+        FirstByte::Handshake => {}
+        FirstByte::PlainHttp => {
             let mut tcp = tcp;
             let _ =
                 tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&plain_http_answer()))
@@ -597,10 +618,12 @@ pub(crate) async fn handshake(
                 "plain HTTP on an https endpoint".into(),
             ));
         }
-        return Err(refused(
-            R::TlsHandshake,
-            format!("not a TLS record (first byte {:#04x})", first[0]),
-        ));
+        FirstByte::Other => {
+            return Err(refused(
+                R::TlsHandshake,
+                format!("not a TLS record (first byte {:#04x})", first[0]),
+            ))
+        }
     }
     let acceptor = LazyConfigAcceptor::new(Acceptor::default(), tcp);
     let start = match tokio::time::timeout_at(deadline, acceptor).await {
