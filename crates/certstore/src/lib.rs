@@ -71,6 +71,18 @@ pub fn normalise_thumbprint(text: &str) -> Option<String> {
         .then(|| compact.to_ascii_uppercase())
 }
 
+/// What a certificate file says (PEM, its first certificate, or DER): a
+/// client's certificate to map to a user, for instance.
+pub fn certificate_file_info(bytes: &[u8]) -> Result<CertInfo> {
+    let is_pem = bytes.windows(10).any(|w| w == b"-----BEGIN");
+    let chain = if is_pem {
+        pem::certificates(bytes)?
+    } else {
+        vec![CertificateDer::from(bytes.to_vec())]
+    };
+    CertInfo::of(&chain[..1], None)
+}
+
 /// The key algorithm of a new self-signed certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum NewKey {

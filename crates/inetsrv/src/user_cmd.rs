@@ -1,5 +1,6 @@
 //! `inetsrv user`: the user database Basic authentication checks
-//! (`DIR/users`, 0600, Argon2id hashes). A running server notices changes
+//! (`DIR/users`, 0600, Argon2id hashes), and the client certificates
+//! mapped to its users (`DIR/certmap`). A running server notices changes
 //! at once; cached logons of a changed or deleted user are forgotten.
 
 use std::io::{BufRead, IsTerminal};
@@ -36,8 +37,29 @@ pub enum UserCommand {
         /// The user name.
         name: String,
     },
-    /// List user names.
+    /// List user names, with the client certificates mapped to each.
     List,
+    /// Map a client certificate to a user (IIS's one-to-one mapping):
+    /// where AccessSSLFlags has AccessSSLMapCert, a request presenting it
+    /// is logged on as that user. The binding must ask for certificates
+    /// (inetsrv sslcert add … --client-cert negotiate|require).
+    MapCert {
+        /// The user name.
+        name: String,
+        /// The client's certificate: PEM (its first certificate) or DER.
+        cert: PathBuf,
+    },
+    /// Remove a certificate's mapping.
+    UnmapCert {
+        /// The certificate's SHA-1 thumbprint, or its file.
+        cert: String,
+    },
+}
+
+/// A certificate file's thumbprint and subject.
+fn certificate(path: &std::path::Path) -> Result<certstore::CertInfo> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    certstore::certificate_file_info(&bytes).with_context(|| format!("{}", path.display()))
 }
 
 #[derive(clap::Args, Debug)]
@@ -99,18 +121,61 @@ pub fn run(cli: &Cli, command: &UserCommand) -> Result<()> {
         }
         UserCommand::List => {
             let users = db.users()?;
+            let mappings = db.cert_mappings()?;
+            let mapped = |name: &str| {
+                mappings
+                    .iter()
+                    .filter(|m| m.user.eq_ignore_ascii_case(name))
+                    .collect::<Vec<_>>()
+            };
             if cli.json {
                 output::print_json(&json!(users
                     .iter()
-                    .map(|u| json!({"name": u.name}))
+                    .map(|u| json!({
+                        "name": u.name,
+                        "certificates": mapped(&u.name)
+                            .iter()
+                            .map(|m| json!({"thumbprint": m.thumbprint, "subject": m.subject}))
+                            .collect::<Vec<_>>(),
+                    }))
                     .collect::<Vec<_>>()));
             } else if users.is_empty() {
                 println!("no users in {}", db.path().display());
             } else {
                 for u in users {
                     println!("{}", u.name);
+                    for m in mapped(&u.name) {
+                        println!("  certificate {}  {}", m.thumbprint, m.subject);
+                    }
                 }
             }
+        }
+        UserCommand::MapCert { name, cert } => {
+            let info = certificate(cert)?;
+            let mapping = db.map_cert(&info.thumbprint, &info.subject, name)?;
+            output::message(
+                cli.json,
+                &format!(
+                    "certificate {} ({}) now logs on as {}",
+                    mapping.thumbprint, mapping.subject, mapping.user
+                ),
+            )?;
+        }
+        UserCommand::UnmapCert { cert } => {
+            let path = std::path::Path::new(cert);
+            let thumbprint = match certstore::normalise_thumbprint(cert) {
+                Some(t) => t,
+                None if path.exists() => certificate(path)?.thumbprint,
+                None => bail!("'{cert}' is neither a certificate thumbprint nor a file"),
+            };
+            let removed = db.unmap_cert(&thumbprint)?;
+            output::message(
+                cli.json,
+                &format!(
+                    "certificate {} no longer logs on as {}",
+                    removed.thumbprint, removed.user
+                ),
+            )?;
         }
     }
     Ok(())

@@ -503,6 +503,61 @@ fn client_certificates_are_asked_for_in_the_handshake() {
     assert_eq!(curl_tls(&web, "/", &ca, &alice).status, 200);
     let errors = httperr(&web);
     assert!(errors.contains("TLS_Handshake_Failed"), "{errors}");
+
+    // AccessSSLMapCert: alice's certificate, mapped one-to-one to the user
+    // alice, logs on as her where anonymous access is off; a request
+    // without it, or with an unmapped one, must authenticate otherwise.
+    web.cli_ok(&["user", "add", "alice", "--password", "pw"]);
+    let alice_pem = dir.join("alice.pem");
+    let mapped = web.cli_ok(&["user", "map-cert", "alice", alice_pem.to_str().unwrap()]);
+    assert!(mapped.contains("now logs on as alice"), "{mapped}");
+    assert!(mapped.contains("CN=alice"), "{mapped}");
+    let listed = web.cli_ok(&["user", "list"]);
+    assert!(listed.contains("  certificate "), "{listed}");
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AuthFlags", "AuthBasic"]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/AccessSSLFlags",
+        "AccessSSL | AccessSSLNegotiateCert | AccessSSLMapCert",
+    ]);
+    web.wait_for("AccessSSLMapCert applied", Duration::from_secs(10), || {
+        curl_tls(&web, "/", &ca, &[]).status == 401
+    });
+    let got = curl_tls(&web, "/", &ca, &alice);
+    assert_eq!(got.status, 200, "{}", web.log());
+    web.wait_for("alice in the request log", Duration::from_secs(10), || {
+        web.w3c_lines(1)
+            .iter()
+            .any(|l| l.contains(" alice ") && l.ends_with(" 200 0 0"))
+    });
+    // Mallory's CA is not trusted by the binding; a certificate of the
+    // trusted CA that nobody mapped is only a TLS client certificate.
+    issue(dir, "ca", "carol", "carol", "extendedKeyUsage=clientAuth\n");
+    let carol = client_cert(dir, "carol");
+    let carol: Vec<&str> = carol.iter().map(String::as_str).collect();
+    assert_eq!(curl_tls(&web, "/", &ca, &carol).status, 401);
+    // Unmapped (by thumbprint or by file) and deleted users log on no more.
+    web.cli_ok(&["user", "unmap-cert", alice_pem.to_str().unwrap()]);
+    web.wait_for("the mapping removed", Duration::from_secs(10), || {
+        curl_tls(&web, "/", &ca, &alice).status == 401
+    });
+    web.cli_ok(&["user", "map-cert", "alice", alice_pem.to_str().unwrap()]);
+    web.wait_for("mapped again", Duration::from_secs(10), || {
+        curl_tls(&web, "/", &ca, &alice).status == 200
+    });
+    web.cli_ok(&["user", "delete", "alice"]);
+    web.wait_for("the user deleted", Duration::from_secs(10), || {
+        curl_tls(&web, "/", &ca, &alice).status == 401
+    });
+    web.cli_fails_with(
+        &["user", "map-cert", "alice", alice_pem.to_str().unwrap()],
+        "no user 'alice'",
+    );
+    web.cli_fails_with(
+        &["user", "unmap-cert", "nonsense"],
+        "neither a certificate thumbprint nor a file",
+    );
 }
 
 #[test]

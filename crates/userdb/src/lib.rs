@@ -12,6 +12,11 @@
 //! Windows account names do. Every change is written to a temporary file,
 //! synced and renamed over the old one, so a crash never leaves a torn
 //! file and concurrent readers see the old or the new version whole.
+//!
+//! Beside it, `DIR/certmap` (0600) holds IIS's one-to-one client
+//! certificate mappings: a client certificate, by its SHA-1 thumbprint,
+//! logs on as a user of the database where `AccessSSLMapCert` is set. One
+//! mapping per line: `THUMBPRINT:name:subject` (the subject only to list).
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -42,6 +47,10 @@ pub enum Error {
     InvalidName { name: String, reason: &'static str },
     #[error("cannot hash the password: {0}")]
     Hash(String),
+    #[error("no certificate {0} is mapped to a user")]
+    NotMapped(String),
+    #[error("'{0}' is not a certificate thumbprint (40 hex digits)")]
+    BadThumbprint(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -60,6 +69,31 @@ pub struct User {
 #[derive(Clone, Debug)]
 pub struct UserDb {
     path: PathBuf,
+}
+
+/// A client certificate that logs on as a user (IIS's one-to-one mapping).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertMapping {
+    /// The SHA-1 thumbprint of the certificate (DER), 40 upper-case hex
+    /// digits as Windows shows it.
+    pub thumbprint: String,
+    pub user: String,
+    /// The certificate's subject, to show in lists.
+    pub subject: String,
+}
+
+/// A thumbprint as users type it (any case, spaces or colons between
+/// bytes) in the stored form.
+fn normalise_thumbprint(text: &str) -> Result<String> {
+    let compact: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    if compact.len() == 40 && compact.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(compact.to_ascii_uppercase())
+    } else {
+        Err(Error::BadThumbprint(text.to_string()))
+    }
 }
 
 /// Checks a user name: 1 to 64 characters, none of them `:`, `\`, `/`,
@@ -187,6 +221,7 @@ impl UserDb {
         self.write(&users)
     }
 
+    /// Deletes a user and the certificates mapped to it.
     pub fn delete(&self, name: &str) -> Result<()> {
         let mut users = self.users()?;
         let before = users.len();
@@ -195,7 +230,109 @@ impl UserDb {
         if users.len() == before {
             return Err(Error::NotFound(name.to_string()));
         }
-        self.write(&users)
+        self.write(&users)?;
+        let mut mappings = self.cert_mappings()?;
+        let before = mappings.len();
+        mappings.retain(|m| m.user.to_lowercase() != lower);
+        if mappings.len() != before {
+            self.write_mappings(&mappings)?;
+        }
+        Ok(())
+    }
+
+    /// The certificate mapping file beside the database.
+    pub fn certmap_path(&self) -> PathBuf {
+        self.path.with_file_name("certmap")
+    }
+
+    /// Every certificate mapping; none when the file does not exist.
+    pub fn cert_mappings(&self) -> Result<Vec<CertMapping>> {
+        let path = self.certmap_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let mut fields = line.splitn(3, ':');
+            let (Some(thumb), Some(user)) = (fields.next(), fields.next()) else {
+                return Err(Error::Corrupt {
+                    path,
+                    line: i + 1,
+                    reason: "expected THUMBPRINT:name:subject".into(),
+                });
+            };
+            let thumbprint = normalise_thumbprint(thumb).map_err(|_| Error::Corrupt {
+                path: path.clone(),
+                line: i + 1,
+                reason: "the thumbprint is not 40 hex digits".into(),
+            })?;
+            out.push(CertMapping {
+                thumbprint,
+                user: user.to_string(),
+                subject: fields.next().unwrap_or_default().to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Maps a certificate (by thumbprint) to an existing user, replacing
+    /// the certificate's mapping before, if any.
+    pub fn map_cert(&self, thumbprint: &str, subject: &str, name: &str) -> Result<CertMapping> {
+        let thumbprint = normalise_thumbprint(thumbprint)?;
+        let user = self
+            .user(name)?
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        let mapping = CertMapping {
+            thumbprint,
+            user: user.name,
+            // One line per mapping, whatever the subject holds.
+            subject: subject.replace(['\r', '\n'], " "),
+        };
+        let mut mappings = self.cert_mappings()?;
+        mappings.retain(|m| m.thumbprint != mapping.thumbprint);
+        mappings.push(mapping.clone());
+        self.write_mappings(&mappings)?;
+        Ok(mapping)
+    }
+
+    /// Removes a certificate's mapping.
+    pub fn unmap_cert(&self, thumbprint: &str) -> Result<CertMapping> {
+        let thumbprint = normalise_thumbprint(thumbprint)?;
+        let mut mappings = self.cert_mappings()?;
+        let index = mappings
+            .iter()
+            .position(|m| m.thumbprint == thumbprint)
+            .ok_or_else(|| Error::NotMapped(thumbprint.clone()))?;
+        let removed = mappings.remove(index);
+        self.write_mappings(&mappings)?;
+        Ok(removed)
+    }
+
+    /// The user a certificate logs on as: mapped, and the user still in
+    /// the database (its name as stored).
+    pub fn user_for_cert(&self, thumbprint: &str) -> Result<Option<String>> {
+        let thumbprint = normalise_thumbprint(thumbprint)?;
+        let Some(mapping) = self
+            .cert_mappings()?
+            .into_iter()
+            .find(|m| m.thumbprint == thumbprint)
+        else {
+            return Ok(None);
+        };
+        Ok(self.user(&mapping.user)?.map(|u| u.name))
+    }
+
+    fn write_mappings(&self, mappings: &[CertMapping]) -> Result<()> {
+        let lines: Vec<String> = mappings
+            .iter()
+            .map(|m| format!("{}:{}:{}", m.thumbprint, m.user, m.subject))
+            .collect();
+        write_lines(&self.certmap_path(), &lines)
     }
 
     /// Whether the name and password match a user. Slow by design (the
@@ -217,38 +354,49 @@ impl UserDb {
     }
 
     fn write(&self, users: &[User]) -> Result<()> {
-        let io = |source| Error::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = self
-            .path
-            .with_file_name(format!(".users.tmp.{}", std::process::id()));
-        let result = (|| {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            for u in users {
-                match &u.nt_hash {
-                    Some(nt) => writeln!(file, "{}:{}:{}", u.name, u.hash, hex::encode(nt))?,
-                    None => writeln!(file, "{}:{}", u.name, u.hash)?,
-                }
-            }
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            std::fs::File::open(dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(io)
+        let lines: Vec<String> = users
+            .iter()
+            .map(|u| match &u.nt_hash {
+                Some(nt) => format!("{}:{}:{}", u.name, u.hash, hex::encode(nt)),
+                None => format!("{}:{}", u.name, u.hash),
+            })
+            .collect();
+        write_lines(&self.path, &lines)
     }
+}
+
+/// Replaces `path` with `lines`, 0600, through a synced temporary file.
+fn write_lines(path: &Path, lines: &[String]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        for line in lines {
+            writeln!(file, "{line}")?;
+        }
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
 }
 
 /// The NT hash of a password: MD4 of its UTF-16LE form ([MS-NLMP] 3.3.1).
@@ -268,6 +416,63 @@ fn hash_password(password: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificates_map_one_to_one_to_users_that_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = UserDb::for_state_dir(dir.path());
+        db.add("Alice", "pw").unwrap();
+        db.add("bob", "pw").unwrap();
+        let thumb = format!("ab:cd{}", "0".repeat(36));
+        let mapped = db
+            .map_cert(&thumb, "CN=alice, O=Corp: Sales", "alice")
+            .unwrap();
+        assert_eq!(mapped.thumbprint, format!("ABCD{}", "0".repeat(36)));
+        assert_eq!(mapped.user, "Alice", "the name as stored");
+        assert_eq!(
+            db.user_for_cert(&thumb.to_lowercase()).unwrap().as_deref(),
+            Some("Alice")
+        );
+        let mode = std::fs::metadata(db.certmap_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Mapped again: to the new user, one line still; the subject's
+        // colons survive the file.
+        db.map_cert(&thumb, "CN=x\nline", "bob").unwrap();
+        let all = db.cert_mappings().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].subject, "CN=x line");
+        db.map_cert(&"1".repeat(40), "CN=alice, O=Corp: Sales", "alice")
+            .unwrap();
+        assert_eq!(
+            db.cert_mappings().unwrap()[1].subject,
+            "CN=alice, O=Corp: Sales"
+        );
+        assert!(matches!(
+            db.map_cert(&"2".repeat(40), "", "carol"),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            db.map_cert("12345", "", "bob"),
+            Err(Error::BadThumbprint(_))
+        ));
+        // A deleted user takes its mappings along.
+        db.delete("bob").unwrap();
+        assert_eq!(db.user_for_cert(&thumb).unwrap(), None);
+        assert_eq!(db.cert_mappings().unwrap().len(), 1);
+        db.unmap_cert(&"1".repeat(40)).unwrap();
+        assert!(matches!(
+            db.unmap_cert(&"1".repeat(40)),
+            Err(Error::NotMapped(_))
+        ));
+        assert!(db.cert_mappings().unwrap().is_empty());
+        // A hand-edited file with a bad line is an error naming the line.
+        std::fs::write(db.certmap_path(), "nothex:alice:CN=a\n").unwrap();
+        let e = db.cert_mappings().unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
+    }
 
     #[test]
     fn add_verify_change_delete() {

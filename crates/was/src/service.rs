@@ -126,7 +126,7 @@ struct Service {
     workers: BTreeMap<u64, Worker>,
     next_worker: u64,
     shutdown: Option<(Instant, Vec<oneshot::Sender<()>>)>,
-    users_stamp: Option<SystemTime>,
+    users_stamp: [Option<SystemTime>; 2],
     last_memory_check: Instant,
     root: bool,
     /// Sites whose content directory their pool's identity cannot read.
@@ -208,10 +208,11 @@ impl Service {
     }
 }
 
-fn users_stamp(opts: &Options) -> Option<SystemTime> {
-    std::fs::metadata(userdb::UserDb::for_state_dir(&opts.state_dir).path())
-        .and_then(|m| m.modified())
-        .ok()
+/// When the user database and the certificate mappings last changed.
+fn users_stamp(opts: &Options) -> [Option<SystemTime>; 2] {
+    let db = userdb::UserDb::for_state_dir(&opts.state_dir);
+    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    [modified(db.path()), modified(&db.certmap_path())]
 }
 
 fn path(text: &str) -> MbPath {
@@ -1035,6 +1036,20 @@ impl Service {
                         }
                     };
                     to.send(&ToWorker::LogonResult { id: call, ok });
+                });
+            }
+            FromWorker::CertLogon {
+                id: call,
+                thumbprint,
+            } => {
+                let to = w.to.clone();
+                let db = userdb::UserDb::for_state_dir(&self.opts.state_dir);
+                tokio::task::spawn_blocking(move || {
+                    let user = db.user_for_cert(&thumbprint).unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "certificate mappings unreadable");
+                        None
+                    });
+                    to.send(&ToWorker::CertLogonResult { id: call, user });
                 });
             }
             FromWorker::Reloaded { seq } => {

@@ -95,7 +95,11 @@ pub enum ToWorker {
     Stop,
     /// The answer to [`FromWorker::Logon`].
     LogonResult { id: u64, ok: bool },
-    /// The user database changed: forget cached logons.
+    /// The answer to [`FromWorker::CertLogon`]: the user the certificate
+    /// logs on as, if it is mapped to one.
+    CertLogonResult { id: u64, user: Option<String> },
+    /// The user database or its certificate mappings changed: forget
+    /// cached logons.
     UsersChanged,
 }
 
@@ -121,6 +125,9 @@ pub enum FromWorker {
         user: String,
         password: String,
     },
+    /// Which user a client certificate (by SHA-1 thumbprint) is mapped to
+    /// (AccessSSLMapCert, IIS's one-to-one mapping).
+    CertLogon { id: u64, thumbprint: String },
     /// The configuration of [`ToWorker::Configure`] `seq` is in effect.
     Reloaded { seq: u64 },
     /// The worker stopped taking requests and is finishing those in hand.

@@ -1,7 +1,8 @@
-//! Basic authentication. The worker does not hold the user database: it
-//! asks the activation service (as w3wp asks LSA through LogonUser) and
-//! keeps successful logons for UserTokenTTL (15 minutes), so a browser
-//! sending the same credentials on every request costs one check.
+//! Basic authentication and client certificate mapping. The worker does
+//! not hold the user database: it asks the activation service (as w3wp
+//! asks LSA through LogonUser) and keeps successful logons for
+//! UserTokenTTL (15 minutes), so a browser sending the same credentials on
+//! every request costs one check.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +41,11 @@ pub struct LogonUnavailable;
 
 pub struct Logons {
     cache: Mutex<HashMap<[u8; 32], Instant>>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<bool>>>,
+    /// Client certificates by thumbprint: the user each maps to, or none.
+    /// Unmapped answers are kept too: any change to the mappings clears
+    /// the cache ([`Logons::forget`]).
+    certificates: Mutex<HashMap<String, (Instant, Option<String>)>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
     next: AtomicU64,
     out: mpsc::UnboundedSender<FromWorker>,
 }
@@ -49,10 +54,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Bounds a cache: expired entries go first, then everything.
+fn make_room<K, V>(cache: &mut HashMap<K, V>, at: impl Fn(&V) -> Instant) {
+    if cache.len() >= MAX_CACHED {
+        cache.retain(|_, v| at(v).elapsed() < TOKEN_TTL);
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+    }
+}
+
 impl Logons {
     pub fn new(out: mpsc::UnboundedSender<FromWorker>) -> Logons {
         Logons {
             cache: Mutex::new(HashMap::new()),
+            certificates: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             out,
@@ -67,6 +83,28 @@ impl Logons {
         h.finalize().into()
     }
 
+    /// Sends the service the question `ask` makes with a call id and waits
+    /// for its answer.
+    async fn ask(
+        &self,
+        ask: impl FnOnce(u64) -> FromWorker,
+    ) -> Result<Option<String>, LogonUnavailable> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(id, tx);
+        if self.out.send(ask(id)).is_err() {
+            lock(&self.pending).remove(&id);
+            return Err(LogonUnavailable);
+        }
+        match tokio::time::timeout(LOGON_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            _ => {
+                lock(&self.pending).remove(&id);
+                Err(LogonUnavailable)
+            }
+        }
+    }
+
     /// Whether the user database accepts these credentials.
     pub async fn check(&self, user: &str, password: &str) -> Result<bool, LogonUnavailable> {
         let print = Self::fingerprint(user, password);
@@ -75,48 +113,60 @@ impl Logons {
                 return Ok(true);
             }
         }
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock(&self.pending).insert(id, tx);
-        let asked = self.out.send(FromWorker::Logon {
-            id,
-            user: user.to_string(),
-            password: password.to_string(),
-        });
-        if asked.is_err() {
-            lock(&self.pending).remove(&id);
-            return Err(LogonUnavailable);
-        }
-        let ok = match tokio::time::timeout(LOGON_TIMEOUT, rx).await {
-            Ok(Ok(ok)) => ok,
-            _ => {
-                lock(&self.pending).remove(&id);
-                return Err(LogonUnavailable);
-            }
-        };
+        let ok = self
+            .ask(|id| FromWorker::Logon {
+                id,
+                user: user.to_string(),
+                password: password.to_string(),
+            })
+            .await?
+            .is_some();
         if ok {
             let mut cache = lock(&self.cache);
-            if cache.len() >= MAX_CACHED {
-                cache.retain(|_, at| at.elapsed() < TOKEN_TTL);
-                if cache.len() >= MAX_CACHED {
-                    cache.clear();
-                }
-            }
+            make_room(&mut cache, |at| *at);
             cache.insert(print, Instant::now());
         }
         Ok(ok)
     }
 
-    /// The service's answer to a logon.
+    /// The user a client certificate (DER) is mapped to, if any
+    /// (AccessSSLMapCert).
+    pub async fn certificate_user(&self, der: &[u8]) -> Result<Option<String>, LogonUnavailable> {
+        use sha1::Digest as _;
+        let thumbprint = hex::encode_upper(sha1::Sha1::digest(der));
+        if let Some((at, user)) = lock(&self.certificates).get(&thumbprint) {
+            if at.elapsed() < TOKEN_TTL {
+                return Ok(user.clone());
+            }
+        }
+        let user = self
+            .ask(|id| FromWorker::CertLogon {
+                id,
+                thumbprint: thumbprint.clone(),
+            })
+            .await?;
+        let mut cache = lock(&self.certificates);
+        make_room(&mut cache, |(at, _)| *at);
+        cache.insert(thumbprint, (Instant::now(), user.clone()));
+        Ok(user)
+    }
+
+    /// The service's answer to a password logon.
     pub fn answer(&self, id: u64, ok: bool) {
+        self.answer_user(id, ok.then(String::new));
+    }
+
+    /// The service's answer to a certificate logon: the mapped user.
+    pub fn answer_user(&self, id: u64, user: Option<String>) {
         if let Some(tx) = lock(&self.pending).remove(&id) {
-            let _ = tx.send(ok);
+            let _ = tx.send(user);
         }
     }
 
-    /// The user database changed.
+    /// The user database or the certificate mappings changed.
     pub fn forget(&self) {
         lock(&self.cache).clear();
+        lock(&self.certificates).clear();
     }
 }
 
@@ -165,5 +215,40 @@ mod tests {
             3,
             "the second check came from the cache"
         );
+    }
+
+    #[tokio::test]
+    async fn certificate_logons_are_asked_by_thumbprint_and_cached() {
+        use sha1::Digest as _;
+        let alice = hex::encode_upper(sha1::Sha1::digest(b"alice's certificate"));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let logons = std::sync::Arc::new(Logons::new(tx));
+        let l = logons.clone();
+        let mapped = alice.clone();
+        let answerer = tokio::spawn(async move {
+            let mut asked = Vec::new();
+            while let Some(FromWorker::CertLogon { id, thumbprint }) = rx.recv().await {
+                let user = (thumbprint == mapped).then(|| "alice".to_string());
+                asked.push(thumbprint);
+                l.answer_user(id, user);
+                if asked.len() == 3 {
+                    break;
+                }
+            }
+            asked
+        });
+        let user = |der: &'static [u8]| {
+            let logons = logons.clone();
+            async move { logons.certificate_user(der).await }
+        };
+        assert_eq!(user(b"alice's certificate").await, Ok(Some("alice".into())));
+        assert_eq!(user(b"alice's certificate").await, Ok(Some("alice".into())));
+        assert_eq!(user(b"unmapped").await, Ok(None));
+        assert_eq!(user(b"unmapped").await, Ok(None));
+        logons.forget();
+        assert_eq!(user(b"alice's certificate").await, Ok(Some("alice".into())));
+        let asked = answerer.await.unwrap();
+        assert_eq!(asked[0], alice);
+        assert_eq!(asked.len(), 3, "repeats came from the cache: {asked:?}");
     }
 }

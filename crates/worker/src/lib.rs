@@ -403,6 +403,7 @@ async fn read_control(
                 out.send(&FromWorker::Reloaded { seq });
             }
             ToWorker::LogonResult { id, ok } => pipeline.logons.answer(id, ok),
+            ToWorker::CertLogonResult { id, user } => pipeline.logons.answer_user(id, user),
             ToWorker::UsersChanged => pipeline.logons.forget(),
             ToWorker::Stop => break,
         }

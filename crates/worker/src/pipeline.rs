@@ -17,7 +17,9 @@ use httpapi::proto::{BodyInfo, CachePolicy, HeaderBlock, HttpVersion, LogInfo};
 use httpapi::{QueueControl, Request, Response};
 
 use crate::auth::{self, Logons};
-use crate::config::{ssl_refusal, Config, CustomErrorKind, Expires, Handler, UrlConfig};
+use crate::config::{
+    access_ssl, ssl_refusal, Config, CustomErrorKind, Expires, Handler, UrlConfig,
+};
 use crate::content::Content;
 use crate::errors::HttpError;
 use crate::files::{self, Conditions, FileInfo, Precondition, Ranges};
@@ -235,6 +237,24 @@ impl Pipeline {
     }
 
     async fn authenticate(&self, cfg: &Arc<UrlConfig>, req: &Request) -> Result<Ctx, HttpError> {
+        // A client certificate mapped to a user logs on as that user
+        // (AccessSSLMapCert: IIS's one-to-one mapping, AUTH_TYPE SSL/PCT);
+        // one not mapped leaves the decision to the other methods.
+        if cfg.access_ssl & access_ssl::MAP_CERT != 0 {
+            if let Some(cert) = req.tls.as_ref().and_then(|t| t.client_certificate.as_ref()) {
+                match self.logons.certificate_user(&cert.der).await {
+                    Ok(Some(user)) => {
+                        return Ok(Ctx {
+                            cfg: cfg.clone(),
+                            user,
+                            authenticated: true,
+                        })
+                    }
+                    Ok(None) => {}
+                    Err(_) => return Err(HttpError::new(500, 0)),
+                }
+            }
+        }
         let anonymous = cfg.auth & auth_flags::ANONYMOUS != 0;
         let basic = cfg.auth & auth_flags::BASIC != 0;
         let sent = header(req, "authorization");
