@@ -12,7 +12,16 @@
 //! else `./inetsrv-data/run/httpapi.sock`), `--port N` (default 8081),
 //! `--path /P/` (default `/hello/`), `--queue NAME` (default `hello`),
 //! `--open` to serve a queue another process created, `--cache` to let
-//! the listener cache the answers.
+//! the listener cache the answers, `--https` to register an `https://`
+//! prefix: the listener terminates TLS with the port's SSL binding and
+//! hands over the facts of the connection, which the answer lists under
+//! the names of IIS's server variables (HTTPS_*, CERT_*):
+//!
+//! ```sh
+//! inetsrv sslcert add --ipport 0.0.0.0:8444 --cert "localhost (self-signed)"
+//! cargo run -p httpapi --example hello -- --https --port 8444
+//! curl -k https://localhost:8444/hello/
+//! ```
 
 use std::path::PathBuf;
 
@@ -25,6 +34,7 @@ struct Options {
     queue: String,
     open: bool,
     cache: bool,
+    https: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -37,6 +47,7 @@ fn options() -> Result<Options, String> {
         queue: "hello".into(),
         open: false,
         cache: false,
+        https: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -52,9 +63,10 @@ fn options() -> Result<Options, String> {
             "--queue" => o.queue = value("--queue")?,
             "--open" => o.open = true,
             "--cache" => o.cache = true,
+            "--https" => o.https = true,
             "--help" | "-h" => {
                 return Err(
-                    "usage: hello [--socket PATH] [--port N] [--path /P/] [--queue NAME] [--open] [--cache]"
+                    "usage: hello [--socket PATH] [--port N] [--path /P/] [--queue NAME] [--open] [--cache] [--https]"
                         .into(),
                 )
             }
@@ -86,7 +98,8 @@ async fn serve(o: Options) -> httpapi::Result<()> {
     } else {
         session.create_queue(&o.queue).await?
     };
-    let prefix = format!("http://+:{}{}", o.port, o.path);
+    let scheme = if o.https { "https" } else { "http" };
+    let prefix = format!("{scheme}://+:{}{}", o.port, o.path);
     if !o.open {
         queue.add_url(&prefix, 0).await?;
     }
@@ -103,12 +116,13 @@ async fn serve(o: Options) -> httpapi::Result<()> {
                 Ok(b) => b,
                 Err(_) => return,
             };
-            let text = format!(
+            let mut text = format!(
                 "hello from process {pid}: {} {} ({} body bytes)\n",
                 request.method,
                 request.url.path,
                 body.len()
             );
+            text.push_str(&tls_facts(request.tls.as_ref()));
             let mut response = Response::new(200)
                 .header("Content-Type", "text/plain; charset=utf-8")
                 .header("X-Served-By", pid.to_string())
@@ -119,4 +133,34 @@ async fn serve(o: Options) -> httpapi::Result<()> {
             let _ = request.respond(response).await;
         });
     }
+}
+
+/// The connection's TLS facts under IIS's server variable names.
+fn tls_facts(tls: Option<&httpapi::proto::TlsInfo>) -> String {
+    let Some(tls) = tls else {
+        return "HTTPS: off\n".into();
+    };
+    let mut lines = vec![
+        "HTTPS: on".to_string(),
+        "SERVER_PORT_SECURE: 1".into(),
+        format!("protocol: {}, cipher: {}", tls.protocol, tls.cipher),
+        format!("HTTPS_KEYSIZE: {}", tls.key_size),
+        format!("HTTPS_SERVER_SUBJECT: {}", tls.server_subject),
+        format!("HTTPS_SERVER_ISSUER: {}", tls.server_issuer),
+        format!(
+            "server name (SNI): {}",
+            tls.server_name.as_deref().unwrap_or("-")
+        ),
+    ];
+    match &tls.client_certificate {
+        Some(cert) => lines.extend([
+            "CERT_FLAGS: 1".to_string(),
+            format!("CERT_SUBJECT: {}", cert.subject),
+            format!("CERT_ISSUER: {}", cert.issuer),
+            format!("CERT_SERIALNUMBER: {}", cert.serial),
+            format!("client certificate: {} bytes of DER", cert.der.len()),
+        ]),
+        None => lines.push("CERT_FLAGS: 0".into()),
+    }
+    lines.join("\n") + "\n"
 }

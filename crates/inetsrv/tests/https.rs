@@ -1125,3 +1125,93 @@ fn testssl_finds_no_weak_protocol_cipher_or_known_vulnerability() {
         .collect();
     assert!(bad.is_empty(), "testssl found: {bad:?}");
 }
+
+#[test]
+fn programs_on_the_listener_are_told_the_tls_facts() {
+    use std::io::BufRead;
+    let web = Web::start();
+    let dir = web.dir.path();
+    make_ca(dir, "ca", "/CN=Program CA");
+    issue(dir, "ca", "dave", "dave", "extendedKeyUsage=clientAuth\n");
+    let port = common::free_port();
+    web.cli_ok(&[
+        "sslcert",
+        "add",
+        "--ipport",
+        &format!("127.0.0.1:{port}"),
+        "--cert",
+        "localhost (self-signed)",
+        "--client-cert",
+        "negotiate",
+        "--client-ca",
+        dir.join("ca.pem").to_str().unwrap(),
+    ]);
+    // httpapi's example program, registering an https prefix of its own.
+    let hello = Path::new(common::BIN)
+        .parent()
+        .unwrap()
+        .join("examples/hello");
+    /// Killed when the test ends, however it ends.
+    struct Program(std::process::Child);
+    impl Drop for Program {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut program = Command::new(&hello)
+        .args(["--socket"])
+        .arg(web.state().join("run/httpapi.sock"))
+        .args([
+            "--https",
+            "--port",
+            &port.to_string(),
+            "--path",
+            "/program/",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (cargo build -p httpapi --examples)",
+                hello.display()
+            )
+        });
+    let mut line = String::new();
+    std::io::BufReader::new(program.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("serving https://+:"), "{line}");
+    let ca = first_run_ca(&web);
+    let get = |extra: &[&str]| {
+        let resolve = format!("localhost:{port}:127.0.0.1");
+        let mut args = vec!["--cacert", ca.to_str().unwrap(), "--resolve", &resolve];
+        args.extend_from_slice(extra);
+        curl(&format!("https://localhost:{port}/program/x"), &args)
+    };
+    let dave = client_cert(dir, "dave");
+    let dave: Vec<&str> = dave.iter().map(String::as_str).collect();
+    // The binding takes effect within the listener's next look (1 s).
+    web.wait_for("the program's binding", Duration::from_secs(10), || {
+        get(&[]).status == 200
+    });
+    assert!(get(&[]).text().contains("CERT_FLAGS: 0"));
+    let got = get(&dave);
+    assert_eq!(got.status, 200, "{}", web.log());
+    let text = got.text();
+    for fact in [
+        "HTTPS: on",
+        "SERVER_PORT_SECURE: 1",
+        "protocol: TLSv1.3, cipher: TLS13_",
+        "HTTPS_SERVER_SUBJECT: CN=localhost",
+        "HTTPS_SERVER_ISSUER: CN=localhost",
+        "server name (SNI): localhost",
+        "CERT_FLAGS: 1",
+        "CERT_SUBJECT: CN=dave",
+        "CERT_ISSUER: CN=Program CA",
+        "CERT_SERIALNUMBER: ",
+    ] {
+        assert!(text.contains(fact), "{fact}: {text}");
+    }
+}
