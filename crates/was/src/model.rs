@@ -181,6 +181,9 @@ pub struct Site {
     /// SSLCertHash in force at the site: the certificate its secure
     /// bindings are served with (40 upper-case hex digits).
     pub ssl_cert_hash: Option<String>,
+    /// SSLStoreName when it names a store other than `MY`: inetsrv has the
+    /// one store (`inetsrv cert`), so the certificate is looked for there.
+    pub other_ssl_store: Option<String>,
 }
 
 /// A site's W3C log settings.
@@ -337,6 +340,8 @@ fn read_site(s: &Snapshot, site_path: &MbPath, id: u32) -> Site {
         Some(Value::Binary(hash)) if hash.len() == 20 => Some(hex::encode_upper(hash)),
         _ => None,
     };
+    let other_ssl_store = Some(string(s, site_path, ids::SSL_STORE_NAME))
+        .filter(|name| !name.is_empty() && !name.eq_ignore_ascii_case("MY"));
     let mut apps = Vec::new();
     if let Ok(root) = site_path.join("ROOT") {
         if s.find(&root).is_some() {
@@ -375,6 +380,7 @@ fn read_site(s: &Snapshot, site_path: &MbPath, id: u32) -> Site {
         auto_start: dword(s, site_path, ids::SERVER_AUTO_START, 1) != 0,
         apps,
         ssl_cert_hash,
+        other_ssl_store,
         log: LogSettings {
             enabled: dword(s, site_path, ids::LOG_TYPE, 1) == 1,
             directory: log_dir,
@@ -512,7 +518,10 @@ mod tests {
             t.create_key(&p("/LM/W3SVC/1/ROOT/docs"), "IIsWebVirtualDir")?;
             t.create_key(&p("/LM/W3SVC/Info"), "IIsWebInfo")?;
             t.create_key(&p("/LM/W3SVC/2"), "IIsWebServer")?;
-            set(t, "/LM/W3SVC/2", "ServerAutoStart", &["FALSE"])
+            set(t, "/LM/W3SVC/2", "ServerAutoStart", &["FALSE"])?;
+            // IIS's own store name is the one inetsrv has; another is noted.
+            set(t, "/LM/W3SVC/1", "SSLStoreName", &["my"])?;
+            set(t, "/LM/W3SVC/2", "SSLStoreName", &["WebHosting"])
         })
         .unwrap();
         let m = Model::read(&mb.snapshot());
@@ -535,6 +544,8 @@ mod tests {
             ]
         );
         assert!(!m.sites[&2].auto_start && m.sites[&2].apps.is_empty());
+        assert_eq!(site.other_ssl_store, None);
+        assert_eq!(m.sites[&2].other_ssl_store.as_deref(), Some("WebHosting"));
         let shop = m.pool("shop").unwrap();
         assert_eq!((shop.max_processes, shop.ping_interval), (3, 5));
         assert_eq!(shop.periodic_restart_schedule, vec![(3, 30)]);

@@ -518,6 +518,9 @@ impl Service {
             let Some(hash) = &site.ssl_cert_hash else {
                 continue;
             };
+            if let Some(store) = &site.other_ssl_store {
+                tracing::warn!(site = id, store = %store, "SSLStoreName names a store inetsrv does not have: the certificate is looked for in its one store (MY, `inetsrv cert list`)");
+            }
             for b in site.bindings.iter().filter(|b| b.secure) {
                 let mut binding = SslBinding::new(&b.ssl_endpoint(), hash);
                 binding.source = Some(format!("W3SVC/{id}"));
