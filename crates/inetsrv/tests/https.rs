@@ -594,6 +594,41 @@ fn hostile_handshakes_are_logged_and_the_server_keeps_serving() {
     drop(idle);
     let errors = httperr(&web);
     assert!(errors.contains("TLS_Handshake_Failed"), "{errors}");
+    // A thousand half-open handshakes (a ClientHello's first bytes, then
+    // nothing), held by a helper process that raises its own descriptor
+    // limit: full handshakes still complete meanwhile.
+    let script = format!(
+        "import resource, socket, sys\n\
+         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n\
+         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))\n\
+         held = []\n\
+         for _ in range(1000):\n\
+         \x20   s = socket.create_connection(('127.0.0.1', {port}))\n\
+         \x20   s.sendall(bytes([0x16, 3, 1, 0, 0x40, 1, 0, 0, 0x3c, 3, 3]))\n\
+         \x20   held.append(s)\n\
+         print('holding', len(held), flush=True)\n\
+         sys.stdin.read()\n",
+        port = web.tls_port
+    );
+    let mut holder = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    let served: Vec<u16> = (0..5)
+        .map(|_| curl_tls(&web, "/", &ca, &[]).status)
+        .collect();
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    assert_eq!(said.trim(), "holding 1000");
+    assert_eq!(served, vec![200; 5], "{}", web.log());
     // A client quirk rustls warns about on every handshake (an IP address
     // sent as the server name, as wrk does) is served and does not reach
     // the service log, which any client could otherwise fill.
