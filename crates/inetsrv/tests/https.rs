@@ -368,64 +368,8 @@ fn sni_bindings_and_certificates_change_while_serving() {
 fn client_certificates_are_asked_for_in_the_handshake() {
     let web = Web::start();
     let dir = web.dir.path();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-subj",
-            "/CN=Clients CA",
-            "-days",
-            "5",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "alice.key",
-            "-out",
-            "alice.csr",
-            "-subj",
-            "/CN=alice",
-        ],
-    );
-    std::fs::write(dir.join("ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "alice.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "alice.pem",
-            "-days",
-            "5",
-            "-extfile",
-            "ext",
-        ],
-    );
+    make_ca(dir, "ca", "/CN=Clients CA");
+    issue(dir, "ca", "alice", "alice", "extendedKeyUsage=clientAuth\n");
     let ca = first_run_ca(&web);
     let exact = format!("127.0.0.1:{}", web.tls_port);
     let alice = client_cert(dir, "alice");
@@ -646,70 +590,16 @@ fn hostile_handshakes_are_logged_and_the_server_keeps_serving() {
 fn certificates_are_imported_as_files_from_a_ca_or_windows() {
     let web = Web::prepare();
     let dir = web.dir.path();
-    openssl(
+    make_ca(dir, "ca", "/CN=Corp CA");
+    issue_with_key(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-subj",
-            "/CN=Corp CA",
-            "-days",
-            "5",
-        ],
+        "ca",
+        "www",
+        "www.corp.test",
+        "subjectAltName=DNS:www.corp.test\n",
+        &["rsa:2048"],
     );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "www.key",
-            "-out",
-            "www.csr",
-            "-subj",
-            "/CN=www.corp.test",
-        ],
-    );
-    std::fs::write(dir.join("ext"), "subjectAltName=DNS:www.corp.test\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "www.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "www.pem",
-            "-days",
-            "5",
-            "-extfile",
-            "ext",
-        ],
-    );
-    let chain = dir.join("chain.pem");
-    std::fs::write(
-        &chain,
-        [
-            std::fs::read(dir.join("www.pem")).unwrap(),
-            std::fs::read(dir.join("ca.pem")).unwrap(),
-        ]
-        .concat(),
-    )
-    .unwrap();
+    chain_file(dir, "chain.pem", &["www", "ca"]);
     openssl(
         dir,
         &[
@@ -741,16 +631,7 @@ fn certificates_are_imported_as_files_from_a_ca_or_windows() {
         ],
         "does not belong",
     );
-    let reversed = dir.join("reversed.pem");
-    std::fs::write(
-        &reversed,
-        [
-            std::fs::read(dir.join("ca.pem")).unwrap(),
-            std::fs::read(dir.join("www.pem")).unwrap(),
-        ]
-        .concat(),
-    )
-    .unwrap();
+    chain_file(dir, "reversed.pem", &["ca", "www"]);
     web.cli_fails_with(
         &[
             "cert",
@@ -820,32 +701,27 @@ fn make_ca(dir: &Path, name: &str, subject: &str) {
     );
 }
 
-/// A certificate for `cn` issued by the CA `ca` in `dir`: `NAME.key` and
-/// `NAME.pem`, with `extensions` (openssl extension lines).
+/// A certificate for `cn` issued by the CA `ca` in `dir`: `NAME.key` (ECDSA
+/// P-256) and `NAME.pem`, with `extensions` (openssl extension lines).
 fn issue(dir: &Path, ca: &str, name: &str, cn: &str, extensions: &str) {
-    let (key, csr, pem) = (
+    let ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    issue_with_key(dir, ca, name, cn, extensions, &ec);
+}
+
+/// [`issue`] with the key openssl's `-newkey` arguments describe.
+fn issue_with_key(dir: &Path, ca: &str, name: &str, cn: &str, extensions: &str, key: &[&str]) {
+    let (key_file, csr, pem) = (
         format!("{name}.key"),
         format!("{name}.csr"),
         format!("{name}.pem"),
     );
     let subject = format!("/CN={cn}");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &subject,
-        ],
-    );
+    let mut request = vec!["req", "-newkey"];
+    request.extend_from_slice(key);
+    request.extend([
+        "-nodes", "-keyout", &key_file, "-out", &csr, "-subj", &subject,
+    ]);
+    openssl(dir, &request);
     let ext = format!("{name}.ext");
     std::fs::write(dir.join(&ext), extensions).unwrap();
     let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
@@ -869,6 +745,17 @@ fn issue(dir: &Path, ca: &str, name: &str, cn: &str, extensions: &str) {
             &ext,
         ],
     );
+}
+
+/// `OUT` in `dir`: the named certificates' PEM files in order.
+fn chain_file(dir: &Path, out: &str, names: &[&str]) -> PathBuf {
+    let chain = dir.join(out);
+    let pems: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| std::fs::read(dir.join(format!("{n}.pem"))).unwrap())
+        .collect();
+    std::fs::write(&chain, pems.concat()).unwrap();
+    chain
 }
 
 /// An OCSP response from the CA `ca` about `NAME.pem`, written to `out`:
@@ -942,16 +829,7 @@ fn ocsp_responses_are_stapled_from_the_store() {
         "localhost",
         "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
     );
-    let chain = dir.join("chain.pem");
-    std::fs::write(
-        &chain,
-        [
-            std::fs::read(dir.join("www.pem")).unwrap(),
-            std::fs::read(dir.join("ca.pem")).unwrap(),
-        ]
-        .concat(),
-    )
-    .unwrap();
+    let chain = chain_file(dir, "chain.pem", &["www", "ca"]);
     let imported: serde_json::Value = serde_json::from_str(&web.cli_ok(&[
         "--json",
         "cert",
@@ -1213,8 +1091,10 @@ fn programs_on_the_listener_are_told_the_tls_facts() {
                 hello.display()
             )
         });
+    let stdout = program.stdout.take().unwrap();
+    let _program = Program(program);
     let mut line = String::new();
-    std::io::BufReader::new(program.stdout.take().unwrap())
+    std::io::BufReader::new(stdout)
         .read_line(&mut line)
         .unwrap();
     assert!(line.starts_with("serving https://+:"), "{line}");
