@@ -358,10 +358,34 @@ fn sni_bindings_and_certificates_change_while_serving() {
         .as_str()
         .unwrap()
         .to_string();
+    // A keep-alive connection made before the change is not dropped: it
+    // goes on with the certificate it was made with.
+    let script = format!(
+        "import http.client, ssl, sys\n\
+         ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
+         c = http.client.HTTPSConnection('127.0.0.1', {port}, context=ctx)\n\
+         c.request('GET', '/'); r = c.getresponse(); r.read()\n\
+         sock = c.sock\n\
+         print('before', r.status, flush=True)\n\
+         sys.stdin.readline()\n\
+         c.request('GET', '/'); r = c.getresponse(); r.read()\n\
+         print('after', r.status, c.sock is sock, flush=True)\n"
+    );
+    let mut client = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(client.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "before 200");
     web.cli_ok(&["mb", "set", "W3SVC/1/SSLCertHash", &blog]);
     web.wait_for("SSLCertHash applied", Duration::from_secs(10), || {
         subject("www.example.test") == "CN = blog.example.test"
     });
+    client.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "after 200 True");
+    let _ = client.wait();
 }
 
 #[test]
