@@ -20,6 +20,12 @@ pub struct WorkerArgs {
 const STALL_ON_START: &str = "INETSRV_TEST_STALL_WORKER_START";
 
 pub fn run(args: &WorkerArgs) -> Result<()> {
+    // A worker does not outlive the service that started it, even one
+    // hung in a module (or in the fault injection below) that never reads
+    // the service's Stop: the kernel kills it when the service goes.
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        eprintln!("cannot ask to be stopped with the service: {e}");
+    }
     if let Ok(pools) = std::env::var(STALL_ON_START) {
         if pools
             .split(',')

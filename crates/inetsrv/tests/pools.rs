@@ -856,3 +856,59 @@ fn a_crashed_workers_unanswered_request_gets_503() {
     // A new worker serves the next request.
     assert_eq!(web.curl("/", &[]).status, 200);
 }
+
+/// The workers whose parent is `parent`, by their command line.
+fn children_running(parent: u32, needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let after = stat.rsplit_once(") ").map(|(_, a)| a).unwrap_or_default();
+            let mut fields = after.split(' ');
+            let state = fields.next().unwrap_or_default();
+            let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == parent
+                && state != "Z"
+                && String::from_utf8_lossy(&cmdline)
+                    .replace('\0', " ")
+                    .contains(needle)
+        })
+        .collect()
+}
+
+#[test]
+fn workers_do_not_outlive_a_killed_service() {
+    let mut web = Web::prepare();
+    write(&web.www(), "s.txt", "s");
+    // A worker that hangs before it reads anything from the service (as a
+    // module stuck in a loop would): it never sees a Stop.
+    web.env
+        .push(("INETSRV_TEST_STALL_WORKER_START".into(), "Stuck".into()));
+    web.cli_ok(&["pool", "create", "Stuck"]);
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AppPoolId", "Stuck"]);
+    web.launch();
+    let service = web.pid();
+    let url = web.url("/s.txt");
+    let request = std::thread::spawn(move || common::web::curl(&url, &["--max-time", "5"]));
+    let mut stuck = Vec::new();
+    web.wait_for("the stuck worker", Duration::from_secs(10), || {
+        stuck = children_running(service, "worker --pool Stuck");
+        !stuck.is_empty()
+    });
+    web.signal("KILL");
+    let _ = web.wait_exit(Duration::from_secs(10));
+    web.wait_for(
+        "the worker gone with its service",
+        Duration::from_secs(10),
+        || {
+            stuck.iter().all(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map_or(true, |s| s.contains(") Z "))
+            })
+        },
+    );
+    let _ = request.join();
+}
