@@ -1,8 +1,9 @@
 //! ISAPI's ABI on LP64 Linux: the structures, callback signatures and
 //! constants of `include/httpext.h` (extensions) and `include/httpfilt.h`
 //! (filters), which keep the Windows SDK's names and values, as Rust
-//! types. The worker process hosts modules through these types, and Rust
-//! authors write modules with them.
+//! types. The worker process hosts extensions through [`host`] (the one
+//! place with unsafe code: the C boundary), and Rust authors write modules
+//! with the same types.
 //!
 //! The C headers are the reference a C author compiles against; the test
 //! `tests/headers.rs` compiles a program with `cc` against them and checks
@@ -10,4 +11,5 @@
 
 pub mod ext;
 pub mod filt;
+pub mod host;
 pub mod types;
