@@ -318,6 +318,9 @@ pub struct LogInfo {
     pub win32_status: u32,
     /// DontLog: leave this request out of the site's log.
     pub dont_log: bool,
+    /// Appended to the logged query (cs-uri-query), as ISAPI's
+    /// HSE_APPEND_LOG_PARAMETER appends to it.
+    pub query_suffix: String,
 }
 
 /// A queue's settings that its owner may change.

@@ -306,6 +306,12 @@ impl Conn {
         body_received: u64,
     ) {
         let method = String::from_utf8_lossy(&rl.method);
+        let suffix = log.map(|l| l.query_suffix.as_str()).unwrap_or_default();
+        let query = if suffix.is_empty() {
+            std::borrow::Cow::Borrowed(url.query.as_str())
+        } else {
+            std::borrow::Cow::Owned(format!("{}{suffix}", url.query))
+        };
         self.shared.w3c.write(&crate::w3c::Record {
             site_id: rl.site_id,
             time: std::time::SystemTime::now(),
@@ -313,7 +319,7 @@ impl Conn {
             server: self.info.local,
             method: &method,
             stem: &url.path,
-            query: &url.query,
+            query: &query,
             user: log.map(|l| l.user.as_str()).unwrap_or(""),
             version: rl.version,
             user_agent: rl.user_agent.as_deref(),

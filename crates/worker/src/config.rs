@@ -160,6 +160,11 @@ pub struct UrlConfig {
     /// ScriptMaps in force here: extensions handled by a script engine
     /// or ISAPI extension rather than sent as files.
     pub script_maps: Vec<ScriptMap>,
+    /// UploadReadAheadSize: body bytes an extension is handed with the
+    /// request.
+    pub read_ahead: u32,
+    /// The application's metabase path (AppRoot), APPL_MD_PATH.
+    pub app_root: String,
     local_mime: Option<Arc<MimeTable>>,
     global_mime: Arc<MimeTable>,
 }
@@ -224,9 +229,9 @@ impl UrlConfig {
             .or(self.global_mime.wildcard.as_deref())
     }
 
-    /// Who handles a file of this name here: a wildcard map takes every
-    /// request, then the extension's map, then IIS's executables.
-    pub fn handler(&self, name: &str) -> Handler {
+    /// The script map that takes a file of this name here: a wildcard
+    /// map takes every request, else the map of its extension.
+    pub fn script_map(&self, name: &str) -> Option<&ScriptMap> {
         // The extension as `extension_of` finds it, without allocating.
         let ext = match name.rfind('.') {
             Some(i) if i > 0 => &name[i..],
@@ -235,7 +240,17 @@ impl UrlConfig {
         let mapped = |m: &&ScriptMap| {
             m.extension == "*" || (!ext.is_empty() && m.extension.eq_ignore_ascii_case(ext))
         };
-        if let Some(map) = self.script_maps.iter().find(mapped) {
+        self.script_maps.iter().find(mapped)
+    }
+
+    /// Who handles a file of this name here: a script map, then IIS's
+    /// executables.
+    pub fn handler(&self, name: &str) -> Handler {
+        let ext = match name.rfind('.') {
+            Some(i) if i > 0 => &name[i..],
+            _ => "",
+        };
+        if let Some(map) = self.script_map(name) {
             return Handler::ScriptMapped {
                 script_access_suffices: map.script,
             };
@@ -352,6 +367,8 @@ pub struct Config {
     pub meta: crate::changes::MetaCache,
     /// By site, then URL path (looked up without allocating).
     urls: Mutex<HashMap<u32, HashMap<String, Arc<UrlConfig>>>>,
+    /// WebSvcExtRestrictionList: which modules may run.
+    pub restrictions: crate::isapi::Restrictions,
 }
 
 /// URLs remembered per generation; beyond this the memory starts over.
@@ -370,7 +387,15 @@ impl Config {
             Some(Value::MultiSz(entries)) => MimeTable::from_entries(&entries),
             _ => MimeTable::default(),
         };
+        let restrictions = match MbPath::parse("/LM/W3SVC")
+            .ok()
+            .and_then(|p| snapshot.effective(&p, ids::WEB_SVC_EXT_RESTRICTION_LIST))
+        {
+            Some(Value::MultiSz(entries)) => crate::isapi::Restrictions::parse(&entries),
+            _ => crate::isapi::Restrictions::default(),
+        };
         Config {
+            restrictions,
             compression: Compression::read(&snapshot, compression_dir),
             content,
             listener_caches: true,
@@ -465,6 +490,11 @@ impl Config {
                 .iter()
                 .filter_map(|m| parse_script_map(m))
                 .collect(),
+            read_ahead: at.dword(ids::UPLOAD_READ_AHEAD_SIZE),
+            app_root: at
+                .string(ids::APP_ROOT)
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| at.site_root().to_string()),
             access: at.dword(ids::ACCESS_FLAGS),
             access_ssl: at.dword(ids::ACCESS_SSL_FLAGS),
             auth: at.dword(ids::AUTH_FLAGS),

@@ -23,6 +23,7 @@ pub mod files;
 /// What the fuzz targets and the corpus replay call; not in the product.
 #[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
+pub mod isapi;
 pub mod listing;
 pub mod pipeline;
 pub mod sandbox;

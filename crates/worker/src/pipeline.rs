@@ -46,6 +46,8 @@ pub struct Pipeline {
     compressing: Arc<Mutex<HashSet<PathBuf>>>,
     /// File metadata validated by inotify.
     pub changes: crate::changes::Changes,
+    /// ISAPI extensions loaded in this worker.
+    pub modules: Arc<crate::isapi::Modules>,
 }
 
 /// What to send.
@@ -61,6 +63,8 @@ struct Reply {
 enum Body {
     Empty,
     Bytes(Bytes),
+    /// An ISAPI extension answers, when the response is sent.
+    Extension(Box<crate::isapi::Call>),
     /// Parts of a file, with literal bytes between them (multipart).
     File {
         source: Source,
@@ -83,7 +87,7 @@ enum Part {
 impl Body {
     fn len(&self) -> u64 {
         match self {
-            Body::Empty => 0,
+            Body::Empty | Body::Extension(_) => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::File { parts, .. } => parts
                 .iter()
@@ -126,6 +130,9 @@ impl Reply {
 struct Ctx {
     cfg: Arc<UrlConfig>,
     user: String,
+    /// AUTH_TYPE: "" (anonymous), "Basic", or "SSL/PCT" for a mapped
+    /// client certificate.
+    auth_type: &'static str,
     /// The request carried credentials (its answer is not for everyone).
     authenticated: bool,
 }
@@ -161,6 +168,7 @@ impl Pipeline {
             files: crate::filecache::FileCache::default(),
             compressing: Arc::default(),
             changes: crate::changes::Changes::new(),
+            modules: Arc::default(),
         }
     }
 
@@ -212,6 +220,16 @@ impl Pipeline {
             return fail(HttpError::new(404, 0).win32(3));
         }
         let name = req.url.path.rsplit('/').next().unwrap_or("");
+        if let Some(call) = self.extension_call(config, &cfg, &ctx, name) {
+            return match call {
+                Ok(call) => {
+                    let mut reply = Reply::new(200);
+                    reply.body = Body::Extension(Box::new(call));
+                    Ok(self.finish(&ctx, reply))
+                }
+                Err(e) => fail(e),
+            };
+        }
         if let Err(e) = dynamic_content(&cfg, req, name) {
             return fail(e);
         }
@@ -231,6 +249,45 @@ impl Pipeline {
         }
     }
 
+    /// The ISAPI extension that answers this request: a script map (or
+    /// wildcard map) naming a shared object by its absolute path, where
+    /// the access flags let it run and WebSvcExtRestrictionList allows
+    /// it; `None` when no extension is mapped here.
+    fn extension_call(
+        &self,
+        config: &Config,
+        cfg: &Arc<UrlConfig>,
+        ctx: &Ctx,
+        name: &str,
+    ) -> Option<Result<crate::isapi::Call, HttpError>> {
+        let map = cfg.script_map(name)?;
+        if !map.executable.starts_with('/') {
+            // A Windows path (asp.dll): nothing here can run it (404.2
+            // from dynamic_content, as IIS for a prohibited extension).
+            return None;
+        }
+        let needed = if map.script {
+            access::SCRIPT | access::EXECUTE
+        } else {
+            access::EXECUTE
+        };
+        if cfg.access & needed == 0 {
+            return Some(Err(HttpError::new(403, 1).win32(5)));
+        }
+        if !config.restrictions.allows_extension(&map.executable) {
+            return Some(Err(HttpError::new(404, 2).win32(1260)));
+        }
+        Some(Ok(crate::isapi::Call {
+            module: PathBuf::from(&map.executable),
+            physical: cfg.physical.clone(),
+            site_id: cfg.site_id,
+            meta_path: cfg.app_root.clone(),
+            user: ctx.user.clone(),
+            auth_type: ctx.auth_type,
+            read_ahead: cfg.read_ahead as usize,
+        }))
+    }
+
     fn finish(&self, ctx: &Ctx, mut reply: Reply) -> Reply {
         reply.log.user = ctx.user.clone();
         reply
@@ -247,6 +304,7 @@ impl Pipeline {
                         return Ok(Ctx {
                             cfg: cfg.clone(),
                             user,
+                            auth_type: "SSL/PCT",
                             authenticated: true,
                         })
                     }
@@ -269,6 +327,7 @@ impl Pipeline {
                     Ok(true) => Ok(Ctx {
                         cfg: cfg.clone(),
                         user,
+                        auth_type: "Basic",
                         authenticated: true,
                     }),
                     Ok(false) => Err(HttpError::new(401, 1)),
@@ -280,6 +339,7 @@ impl Pipeline {
             _ if anonymous => Ok(Ctx {
                 cfg: cfg.clone(),
                 user: String::new(),
+                auth_type: "",
                 authenticated: sent.is_some(),
             }),
             // Basic credentials that do not decode are a failed logon.
@@ -811,6 +871,9 @@ impl Pipeline {
         match body {
             Body::Empty => {
                 let _ = req.respond(response).await;
+            }
+            Body::Extension(call) => {
+                crate::isapi::run(self.modules.clone(), *call, req, response).await;
             }
             Body::Bytes(bytes) => {
                 let _ = req.respond(response.body(bytes)).await;

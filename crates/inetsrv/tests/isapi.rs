@@ -1,0 +1,147 @@
+//! ISAPI extensions through the real server: C extensions built with `cc`
+//! against `include/`, mapped by ScriptMaps, allowed (or not) by
+//! WebSvcExtRestrictionList, run in the worker process.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::web::{write, Web};
+
+/// Builds `source` into `dir/NAME.so`, readable by every pool identity
+/// (as an administrator installs a module in /opt or /usr/lib).
+fn build(source: &Path, dir: &Path, name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = dir.join(format!("{name}.so"));
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-pthread", "-I"])
+        .arg(root.join("include"))
+        .arg(root.join(source))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("cc is installed");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+    out
+}
+
+/// A directory for modules that every user may read.
+fn module_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[test]
+fn c_extensions_run_where_script_maps_and_the_lockdown_list_allow() {
+    let modules = module_dir();
+    let hello = build(Path::new("examples/isapi/hello.c"), modules.path(), "hello");
+    let echo = build(
+        Path::new("crates/isapi/tests/c/echo.c"),
+        modules.path(),
+        "echo",
+    );
+    let hello = hello.to_str().unwrap().to_string();
+    let echo = echo.to_str().unwrap().to_string();
+    let mut web = Web::prepare();
+    write(&web.www(), "page.htm", "static");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".hello,{hello},1"),
+        &format!(".echo,{echo},1"),
+        ".gone,/nonexistent/module.so,1",
+    ]);
+    // IIS 6's lockdown: unknown extensions prohibited, hello allowed.
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/WebSvcExtRestrictionList",
+        "0,*.dll",
+        "0,*.exe",
+        &format!("1,{hello},0,HELLO,Hello"),
+        "1,/nonexistent/module.so,0,GONE,Gone",
+    ]);
+    web.launch();
+
+    let got = web.curl("/any/where.hello?name=you", &["-A", "TestAgent/1.0"]);
+    assert_eq!(got.status, 200, "{}", web.log());
+    assert_eq!(
+        got.header("content-type").as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        got.text(),
+        "Hello from ISAPI on 127.0.0.1: GET /any/where.hello?name=you (user agent TestAgent/1.0)\n"
+    );
+    // Static files are untouched.
+    assert_eq!(web.curl("/page.htm", &[]).text(), "static");
+    // Not on the list: 404.2, as IIS answers a prohibited extension.
+    let refused = web.curl("/x.echo", &[]);
+    assert_eq!(refused.status, 404);
+    assert!(refused.text().contains("404.2"), "{}", refused.text());
+    // A module that cannot be loaded: 500, and the log names the file.
+    assert_eq!(web.curl("/x.gone", &[]).status, 500);
+    web.wait_for("the load error logged", Duration::from_secs(10), || {
+        web.log().contains("/nonexistent/module.so")
+    });
+
+    // Allowed while the server runs: echo reads a 1 MB body (the first
+    // UploadReadAheadSize bytes handed with the request, the rest by
+    // ReadClient) and reports what IIS's callbacks return.
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/WebSvcExtRestrictionList",
+        "0,*.dll",
+        &format!("1,{hello}"),
+        &format!("1,{echo}"),
+    ]);
+    web.wait_for("echo allowed", Duration::from_secs(10), || {
+        web.curl("/x.echo", &[]).status == 200
+    });
+    let body: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+    let file = web.dir.path().join("body.bin");
+    std::fs::write(&file, &body).unwrap();
+    let got = web.curl(
+        "/up/load.echo?a=1",
+        &["--data-binary", &format!("@{}", file.display())],
+    );
+    assert_eq!(got.status, 200, "{}", web.log());
+    assert_eq!(got.header("x-echo").as_deref(), Some("yes"));
+    let said = got.text();
+    for line in [
+        "method POST query a=1 path /up/load.echo",
+        "SERVER_NAME 127.0.0.1 (10)",
+        "small buffer: needs 10",
+        "unknown variable: ERROR_INVALID_INDEX",
+        "unknown request: ERROR_INVALID_PARAMETER",
+        "bad ConnID: ERROR_INVALID_PARAMETER",
+        &format!("body 1048576 bytes (49152 preloaded), sum {sum}"),
+    ] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+    // Pending, finished from the extension's own thread.
+    let got = web.curl("/x.echo?pending", &[]);
+    assert_eq!(got.status, 200);
+    assert!(
+        got.text().ends_with("finished from another thread\n"),
+        "{}",
+        got.text()
+    );
+    // The access flags still apply: without Script access, 403.1.
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AccessFlags", "AccessRead"]);
+    web.wait_for("AccessFlags applied", Duration::from_secs(10), || {
+        web.curl("/x.hello", &[]).status == 403
+    });
+}
