@@ -109,7 +109,7 @@ pub async fn run(modules: Arc<Modules>, call: Call, req: Request, template: Resp
         let mut conn = Conn {
             runtime: runtime.clone(),
             request: Some(req),
-            writer: None,
+            output: Output::NotStarted,
             template: Some(template),
             buffered: Vec::new(),
             body_done: false,
@@ -129,9 +129,9 @@ pub async fn run(modules: Arc<Modules>, call: Call, req: Request, template: Resp
 /// One request's side of the host.
 struct Conn {
     runtime: tokio::runtime::Handle,
-    /// Until the response starts.
+    /// Until the response starts streaming.
     request: Option<Request>,
-    writer: Option<ResponseWriter>,
+    output: Output,
     /// The response's fixed part (custom headers, log fields).
     template: Option<Response>,
     /// Body bytes read but not yet given to the extension.
@@ -141,6 +141,21 @@ struct Conn {
     close: bool,
 }
 
+/// Where the response stands. Small responses are gathered and sent
+/// whole when the extension returns (one message to the listener, with
+/// its length); a response that grows past [`GATHER_LIMIT`] streams.
+enum Output {
+    NotStarted,
+    Gathering {
+        response: Response,
+        body: Vec<u8>,
+    },
+    Streaming(ResponseWriter),
+}
+
+/// The most response body kept before it streams.
+const GATHER_LIMIT: usize = 64 * 1024;
+
 impl Conn {
     fn facts(&mut self, call: &Call) -> RequestFacts {
         let (method, query, path, content_type, total) = match &self.request {
@@ -148,9 +163,7 @@ impl Conn {
                 req.method.clone(),
                 req.url.query.clone(),
                 req.url.path.clone(),
-                req.header_str("content-type")
-                    .unwrap_or_default()
-                    .to_string(),
+                req.header_str("content-type").unwrap_or_default().to_string(),
                 match req.body {
                     BodyInfo::None => 0,
                     BodyInfo::Length(n) => u32::try_from(n).unwrap_or(u32::MAX),
@@ -200,22 +213,14 @@ impl Conn {
         }
     }
 
-    /// Starts the response with `status` and the extension's header lines.
-    fn start(&mut self, status: u16, headers: &str) -> std::io::Result<()> {
-        if self.writer.is_some() {
+    /// Decides the response head: `status` and the extension's header
+    /// lines; body bytes after the header block are the body's start.
+    fn head(&mut self, status: u16, headers: &str) -> std::io::Result<()> {
+        if !matches!(self.output, Output::NotStarted) {
             return Err(std::io::Error::other("the response has started"));
-        }
-        // The listener answers a request whole: what is left of the body
-        // is read now, for ReadClient after the head.
-        while self.buffered.len() < MAX_BUFFERED_BODY {
-            match self.next_chunk() {
-                Some(chunk) => self.buffered.extend_from_slice(&chunk),
-                None => break,
-            }
         }
         let mut response = self.template.take().unwrap_or_else(|| Response::new(200));
         response.status = status;
-        let mut length = None;
         let (head, first_body) = match headers.split_once("\r\n\r\n") {
             Some((head, rest)) => (head, rest),
             None => (headers, ""),
@@ -225,52 +230,88 @@ impl Conn {
                 continue;
             };
             let (name, value) = (name.trim(), value.trim());
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.parse::<u64>().ok();
-            } else if !name.eq_ignore_ascii_case("transfer-encoding")
+            // The listener frames the body itself.
+            if !name.eq_ignore_ascii_case("content-length")
+                && !name.eq_ignore_ascii_case("transfer-encoding")
                 && !name.eq_ignore_ascii_case("connection")
             {
                 response.headers.push(name, value.as_bytes());
             }
         }
-        let req = self
-            .request
-            .take()
-            .ok_or_else(|| std::io::Error::other("the request is gone"))?;
-        let is_head = req.method == "HEAD";
-        let length = if is_head { Some(0) } else { length };
-        let writer = self
-            .runtime
-            .block_on(req.start_response(response, length))
-            .map_err(std::io::Error::other)?;
-        self.writer = Some(writer);
+        self.output = Output::Gathering {
+            response,
+            body: Vec::new(),
+        };
         if !first_body.is_empty() {
             self.write(first_body.as_bytes())?;
         }
         Ok(())
     }
 
+    /// Turns a gathered response into a streamed one.
+    fn stream(&mut self) -> std::io::Result<&mut ResponseWriter> {
+        if let Output::Gathering { .. } = self.output {
+            // The listener answers a request whole: what is left of the
+            // body is read now, for ReadClient after this.
+            while self.buffered.len() < MAX_BUFFERED_BODY {
+                match self.next_chunk() {
+                    Some(chunk) => self.buffered.extend_from_slice(&chunk),
+                    None => break,
+                }
+            }
+            let Output::Gathering { response, body } =
+                std::mem::replace(&mut self.output, Output::NotStarted)
+            else {
+                unreachable!("matched above");
+            };
+            let req = self
+                .request
+                .take()
+                .ok_or_else(|| std::io::Error::other("the request is gone"))?;
+            let mut writer = self
+                .runtime
+                .block_on(req.start_response(response, None))
+                .map_err(std::io::Error::other)?;
+            self.runtime
+                .block_on(writer.send(&body))
+                .map_err(std::io::Error::other)?;
+            self.output = Output::Streaming(writer);
+        }
+        match &mut self.output {
+            Output::Streaming(writer) => Ok(writer),
+            _ => Err(std::io::Error::other("no response to stream")),
+        }
+    }
+
     /// Ends the response: the extension's status decides an error answer
     /// when it sent nothing.
     fn finish(mut self, status: u32, http_status: u32) {
-        if let Some(writer) = self.writer.take() {
-            let _ = self.runtime.block_on(writer.finish(Vec::new()));
-            return;
+        match std::mem::replace(&mut self.output, Output::NotStarted) {
+            Output::Streaming(writer) => {
+                let _ = self.runtime.block_on(writer.finish(Vec::new()));
+            }
+            Output::Gathering { response, body } => {
+                if let Some(req) = self.request.take() {
+                    let _ = self.runtime.block_on(req.respond(response.body(body)));
+                }
+            }
+            Output::NotStarted => {
+                let Some(req) = self.request.take() else {
+                    return;
+                };
+                let code = if status == isapi::ext::status::ERROR {
+                    500
+                } else {
+                    u16::try_from(http_status)
+                        .ok()
+                        .filter(|s| (100..600).contains(s))
+                        .unwrap_or(200)
+                };
+                let mut response = self.template.take().unwrap_or_else(|| Response::new(code));
+                response.status = code;
+                let _ = self.runtime.block_on(req.respond(response));
+            }
         }
-        let Some(req) = self.request.take() else {
-            return;
-        };
-        let code = if status == isapi::ext::status::ERROR {
-            500
-        } else {
-            u16::try_from(http_status)
-                .ok()
-                .filter(|s| (100..600).contains(s))
-                .unwrap_or(200)
-        };
-        let mut response = self.template.take().unwrap_or_else(|| Response::new(code));
-        response.status = code;
-        let _ = self.runtime.block_on(req.respond(response));
     }
 }
 
@@ -303,35 +344,46 @@ impl Connection for Conn {
 
     fn send_headers(&mut self, status: &str, headers: &str, keep: bool) -> std::io::Result<()> {
         self.close |= !keep;
-        self.start(status_code(status), headers)
+        self.head(status_code(status), headers)
     }
 
     fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
-        if self.writer.is_none() {
-            self.start(200, "")?;
+        if matches!(self.output, Output::NotStarted) {
+            self.head(200, "")?;
         }
-        let writer = self.writer.as_mut().expect("started above");
-        self.runtime
+        if let Output::Gathering { body, .. } = &mut self.output {
+            if body.len() + data.len() <= GATHER_LIMIT {
+                body.extend_from_slice(data);
+                return Ok(());
+            }
+        }
+        let runtime = self.runtime.clone();
+        let writer = self.stream()?;
+        runtime
             .block_on(writer.send(data))
             .map_err(std::io::Error::other)
     }
 
     fn redirect(&mut self, url: &str) -> std::io::Result<()> {
-        let headers = format!("Location: {url}\r\nContent-Length: 0\r\n\r\n");
-        self.start(302, &headers)
+        self.head(302, &format!("Location: {url}\r\n\r\n"))
     }
 
     fn keep_conn(&self) -> bool {
-        !self.close && self.vars.keep_alive
+        !self.close && self.vars.keep_alive()
     }
 
     fn append_log(&mut self, text: &str) {
-        // Into the log of the response still to start; once it has
-        // started, its log fields have gone to the listener.
-        if let Some(template) = self.template.as_mut() {
-            let mut log = template.log.clone().unwrap_or_default();
+        // Into the log of the response still to be sent; once it streams,
+        // its log fields have gone to the listener.
+        let target = match &mut self.output {
+            Output::Gathering { response, .. } => Some(response),
+            Output::NotStarted => self.template.as_mut(),
+            Output::Streaming(_) => None,
+        };
+        if let Some(response) = target {
+            let mut log = response.log.clone().unwrap_or_default();
             log.query_suffix.push_str(text);
-            template.log = Some(log);
+            response.log = Some(log);
         }
     }
 
@@ -340,113 +392,37 @@ impl Connection for Conn {
     }
 }
 
-/// The server variables of one request, computed before the extension
-/// runs (the request itself is consumed by the response).
+/// The server variables of one request, made when asked from a copy of
+/// the request's head (the request itself is consumed by the response).
 struct Variables {
-    fixed: HashMap<&'static str, String>,
-    /// The request's header fields in order, as sent.
-    headers: Vec<(String, Vec<u8>)>,
-    keep_alive: bool,
+    head: httpapi::proto::RequestHead,
+    physical: Option<PathBuf>,
+    site_id: u32,
+    meta_path: String,
+    user: String,
+    auth_type: &'static str,
 }
 
 impl Variables {
     fn of(req: &Request, call: &Call) -> Variables {
-        let url = &req.url;
-        let secure = req.tls.is_some();
-        let mut fixed: HashMap<&'static str, String> = HashMap::new();
-        let mut set = |name: &'static str, value: String| {
-            fixed.insert(name, value);
-        };
-        set("REQUEST_METHOD", req.method.clone());
-        set("QUERY_STRING", url.query.clone());
-        set("URL", url.path.clone());
-        set("SCRIPT_NAME", url.path.clone());
-        set("PATH_INFO", url.path.clone());
-        set(
-            "PATH_TRANSLATED",
-            call.physical
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        );
-        set("SERVER_NAME", url.host.clone());
-        set("SERVER_PORT", url.port.to_string());
-        set("SERVER_PORT_SECURE", if secure { "1" } else { "0" }.into());
-        set(
-            "SERVER_PROTOCOL",
-            match req.version {
-                HttpVersion::Http10 => "HTTP/1.0",
-                HttpVersion::Http11 => "HTTP/1.1",
-            }
-            .into(),
-        );
-        set("SERVER_SOFTWARE", "Microsoft-IIS/6.0".into());
-        set("GATEWAY_INTERFACE", "CGI/1.1".into());
-        set("REMOTE_ADDR", req.remote.ip().to_string());
-        set("REMOTE_HOST", req.remote.ip().to_string());
-        set("REMOTE_PORT", req.remote.port().to_string());
-        set("LOCAL_ADDR", req.local.ip().to_string());
-        set(
-            "CONTENT_LENGTH",
-            match req.body {
-                BodyInfo::Length(n) => n.to_string(),
-                _ => "0".into(),
-            },
-        );
-        set(
-            "CONTENT_TYPE",
-            req.header_str("content-type").unwrap_or_default().into(),
-        );
-        set("INSTANCE_ID", call.site_id.to_string());
-        set("INSTANCE_META_PATH", format!("/LM/W3SVC/{}", call.site_id));
-        set("APPL_MD_PATH", call.meta_path.clone());
-        set(
-            "APPL_PHYSICAL_PATH",
-            call.physical
-                .as_ref()
-                .and_then(|p| p.parent())
-                .map(|p| format!("{}/", p.display()))
-                .unwrap_or_default(),
-        );
-        set("AUTH_TYPE", call.auth_type.into());
-        set("LOGON_USER", call.user.clone());
-        set("AUTH_USER", call.user.clone());
-        set("REMOTE_USER", call.user.clone());
-        set("HTTPS", if secure { "on" } else { "off" }.into());
-        if let Some(tls) = &req.tls {
-            set("HTTPS_KEYSIZE", tls.key_size.to_string());
-            set("HTTPS_SECRETKEYSIZE", tls.key_size.to_string());
-            set("HTTPS_SERVER_SUBJECT", tls.server_subject.clone());
-            set("HTTPS_SERVER_ISSUER", tls.server_issuer.clone());
-            match &tls.client_certificate {
-                Some(cert) => {
-                    set("CERT_FLAGS", "1".into());
-                    set("CERT_SUBJECT", cert.subject.clone());
-                    set("CERT_ISSUER", cert.issuer.clone());
-                    set("CERT_SERIALNUMBER", cert.serial.clone());
-                }
-                None => set("CERT_FLAGS", "0".into()),
-            }
-        } else {
-            set("CERT_FLAGS", "0".into());
-        }
-        let headers = req
-            .headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_vec()))
-            .collect();
-        let keep_alive = match req.version {
-            HttpVersion::Http11 => !req
-                .header_str("connection")
-                .is_some_and(|c| c.eq_ignore_ascii_case("close")),
-            HttpVersion::Http10 => req
-                .header_str("connection")
-                .is_some_and(|c| c.eq_ignore_ascii_case("keep-alive")),
-        };
         Variables {
-            fixed,
-            headers,
-            keep_alive,
+            head: (**req).clone(),
+            physical: call.physical.clone(),
+            site_id: call.site_id,
+            meta_path: call.meta_path.clone(),
+            user: call.user.clone(),
+            auth_type: call.auth_type,
+        }
+    }
+
+    fn keep_alive(&self) -> bool {
+        let connection = self.head.headers.get("connection");
+        let says = |word: &str| {
+            connection.is_some_and(|c| String::from_utf8_lossy(c).trim().eq_ignore_ascii_case(word))
+        };
+        match self.head.version {
+            HttpVersion::Http11 => !says("close"),
+            HttpVersion::Http10 => says("keep-alive"),
         }
     }
 
@@ -459,34 +435,93 @@ impl Variables {
             let text = String::from_utf8_lossy(&value);
             return Some(text.encode_utf16().flat_map(u16::to_le_bytes).collect());
         }
-        if let Some(value) = self.fixed.get(upper.as_str()) {
-            return Some(value.clone().into_bytes());
-        }
-        match upper.as_str() {
-            "ALL_HTTP" => Some(
-                self.headers
-                    .iter()
-                    .flat_map(|(n, v)| {
-                        let mut line =
-                            format!("HTTP_{}:", n.to_ascii_uppercase().replace('-', "_"))
-                                .into_bytes();
-                        line.extend_from_slice(v);
-                        line.push(b'\n');
-                        line
-                    })
-                    .collect(),
-            ),
-            "ALL_RAW" => Some(
-                self.headers
-                    .iter()
-                    .flat_map(|(n, v)| {
-                        let mut line = format!("{n}: ").into_bytes();
-                        line.extend_from_slice(v);
-                        line.extend_from_slice(b"\r\n");
-                        line
-                    })
-                    .collect(),
-            ),
+        let head = &self.head;
+        let url = &head.url;
+        let tls = head.tls.as_ref();
+        let cert = tls.and_then(|t| t.client_certificate.as_ref());
+        let physical = || {
+            self.physical
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        let header = |n: &str| {
+            head.headers
+                .get(n)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let text = match upper.as_str() {
+            "REQUEST_METHOD" => head.method.clone(),
+            "QUERY_STRING" => url.query.clone(),
+            "URL" | "SCRIPT_NAME" | "PATH_INFO" => url.path.clone(),
+            "PATH_TRANSLATED" => physical(),
+            "SERVER_NAME" => url.host.clone(),
+            "SERVER_PORT" => url.port.to_string(),
+            "SERVER_PORT_SECURE" => if tls.is_some() { "1" } else { "0" }.into(),
+            "SERVER_PROTOCOL" => match head.version {
+                HttpVersion::Http10 => "HTTP/1.0",
+                HttpVersion::Http11 => "HTTP/1.1",
+            }
+            .into(),
+            "SERVER_SOFTWARE" => "Microsoft-IIS/6.0".into(),
+            "GATEWAY_INTERFACE" => "CGI/1.1".into(),
+            "REMOTE_ADDR" | "REMOTE_HOST" => head.remote.ip().to_string(),
+            "REMOTE_PORT" => head.remote.port().to_string(),
+            "LOCAL_ADDR" => head.local.ip().to_string(),
+            "CONTENT_LENGTH" => match head.body {
+                BodyInfo::Length(n) => n.to_string(),
+                _ => "0".into(),
+            },
+            "CONTENT_TYPE" => header("content-type").unwrap_or_default(),
+            "INSTANCE_ID" => self.site_id.to_string(),
+            "INSTANCE_META_PATH" => format!("/LM/W3SVC/{}", self.site_id),
+            "APPL_MD_PATH" => self.meta_path.clone(),
+            "APPL_PHYSICAL_PATH" => self
+                .physical
+                .as_ref()
+                .and_then(|p| p.parent())
+                .map(|p| format!("{}/", p.display()))
+                .unwrap_or_default(),
+            "AUTH_TYPE" => self.auth_type.into(),
+            "LOGON_USER" | "AUTH_USER" | "REMOTE_USER" => self.user.clone(),
+            "HTTPS" => if tls.is_some() { "on" } else { "off" }.into(),
+            "HTTPS_KEYSIZE" | "HTTPS_SECRETKEYSIZE" => {
+                tls.map(|t| t.key_size.to_string()).unwrap_or_default()
+            }
+            "HTTPS_SERVER_SUBJECT" => tls.map(|t| t.server_subject.clone()).unwrap_or_default(),
+            "HTTPS_SERVER_ISSUER" => tls.map(|t| t.server_issuer.clone()).unwrap_or_default(),
+            "CERT_FLAGS" => if cert.is_some() { "1" } else { "0" }.into(),
+            "CERT_SUBJECT" => cert.map(|c| c.subject.clone()).unwrap_or_default(),
+            "CERT_ISSUER" => cert.map(|c| c.issuer.clone()).unwrap_or_default(),
+            "CERT_SERIALNUMBER" => cert.map(|c| c.serial.clone()).unwrap_or_default(),
+            "ALL_HTTP" => {
+                return Some(
+                    head.headers
+                        .iter()
+                        .flat_map(|(n, v)| {
+                            let mut line =
+                                format!("HTTP_{}:", n.to_ascii_uppercase().replace('-', "_"))
+                                    .into_bytes();
+                            line.extend_from_slice(v);
+                            line.push(b'\n');
+                            line
+                        })
+                        .collect(),
+                )
+            }
+            "ALL_RAW" => {
+                return Some(
+                    head.headers
+                        .iter()
+                        .flat_map(|(n, v)| {
+                            let mut line = format!("{n}: ").into_bytes();
+                            line.extend_from_slice(v);
+                            line.extend_from_slice(b"\r\n");
+                            line
+                        })
+                        .collect(),
+                )
+            }
             _ => {
                 // HTTP_ACCEPT_LANGUAGE is Accept-Language; HEADER_ takes
                 // the name as sent.
@@ -497,12 +532,10 @@ impl Variables {
                 } else {
                     return None;
                 };
-                self.headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case(&wanted))
-                    .map(|(_, v)| v.clone())
+                return head.headers.get(&wanted).map(<[u8]>::to_vec);
             }
-        }
+        };
+        Some(text.into_bytes())
     }
 }
 

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# An ISAPI extension against nginx, side by side in one run, with wrk on
+# loopback: examples/isapi/hello.c (built with cc, mapped by ScriptMaps,
+# run in the worker process for every request) against nginx answering
+# the same bytes with `return 200`. Each server gets CPU 0 (inetsrv's
+# listener and its worker share it), wrk gets CPU 1.
+# Target: >= 0.8x nginx's requests per second.
+#
+# Usage: bench/isapi.sh [SECONDS] [CONNECTIONS] [ROUNDS]  (defaults 5, 64, 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-5}
+conns=${2:-64}
+rounds=${3:-3}
+
+. bench/lib.sh
+need nginx nginx
+need wrk wrk
+need taskset util-linux
+need curl curl
+need cc gcc
+
+if [ -z "${INETSRV_BIN:-}" ]; then
+    cargo build -q --release -p inetsrv
+fi
+bin=${INETSRV_BIN:-$PWD/target/release/inetsrv}
+
+# The module where the pool's identity can read it, as /opt would be.
+mkdir -p "$work/modules" "$work/www"
+cc -O2 -shared -fPIC -I include -o "$work/modules/hello.so" examples/isapi/hello.c
+chmod -R a+rX "$work/modules" "$work/www"
+
+port=$(free_port); nginx_port=$(free_port)
+state="$private/state"
+mkdir -p "$state"
+echo '{"ListenAddresses": ["127.0.0.1"]}' > "$state/httpsys.json"
+"$bin" --state-dir "$state" mb set W3SVC/1/ServerBindings ":$port:" >/dev/null
+"$bin" --state-dir "$state" mb set W3SVC/1/SecureBindings ":$(free_port):" >/dev/null
+"$bin" --state-dir "$state" mb set W3SVC/1/ROOT/Path "$work/www" >/dev/null
+"$bin" --state-dir "$state" mb set W3SVC/1/ROOT/ScriptMaps ".hello,$work/modules/hello.so,1" >/dev/null
+"$bin" --state-dir "$state" mb set W3SVC/WebSvcExtRestrictionList "0,*.dll" "1,$work/modules/hello.so,0,HELLO,Hello" >/dev/null
+# Request logs off, as for nginx.
+"$bin" --state-dir "$state" mb set W3SVC/1/LogType 0 >/dev/null
+INETSRV_LOG=warn taskset -c "$server_cpus" "$bin" --state-dir "$state" start >/dev/null &
+pids+=($!)
+wait_up "http://127.0.0.1:$port/x.hello"
+
+# nginx answers exactly what the extension answers to wrk's request (no
+# User-Agent).
+body=$(curl -s -A "" "http://127.0.0.1:$port/x.hello")
+[ -n "$body" ] || { echo "the extension did not answer" >&2; exit 1; }
+escaped=$(printf '%s' "$body" | sed 's/\\/\\\\/g; s/"/\\"/g')
+mkdir -p "$work/nginx/logs"
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes $nginx_workers;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location / {
+            default_type "text/plain; charset=utf-8";
+            return 200 "$escaped\n";
+        }
+    }
+}
+CONF
+taskset -c "$server_cpus" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+pids+=($!)
+wait_up "http://127.0.0.1:$nginx_port/x.hello"
+[ "$(curl -s -A "" "http://127.0.0.1:$nginx_port/x.hello")" = "$body" ] ||
+    { echo "nginx does not answer the same bytes" >&2; exit 1; }
+
+wrk_warm "http://127.0.0.1:$nginx_port/x.hello" "http://127.0.0.1:$port/x.hello"
+echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs"
+echo "== wrk -t$wrk_threads -c$conns, ${rounds} rounds of ${seconds}s each, servers on CPU $server_cpus, wrk on CPU $wrk_cpus"
+echo "== the answer ($(printf '%s\n' "$body" | wc -c) bytes): $body"
+results=$(for _ in $(seq "$rounds"); do
+    wrk_run nginx_return "http://127.0.0.1:$nginx_port/x.hello"
+    wrk_run inetsrv_isapi "http://127.0.0.1:$port/x.hello"
+done | medians)
+echo "$results" | grep -v '^median'
+echo "$results" | awk '
+    $1 == "median" { m[$2] = $3 }
+    END {
+        n = m["nginx_return"]; i = m["inetsrv_isapi"]
+        printf "medians: nginx %.0f, inetsrv with the ISAPI extension %.0f req/s\n", n, i
+        printf "ISAPI hello world: %.2fx nginx (target 0.80x): %s\n", i/n, (i/n >= 0.8 ? "met" : "MISSED")
+    }'
