@@ -20,6 +20,7 @@ mod target;
 mod urlacl_cmd;
 mod user_cmd;
 mod web_cmd;
+mod webext_cmd;
 mod wmi_cmd;
 mod worker_cmd;
 
@@ -111,6 +112,12 @@ pub enum Command {
         #[command(subcommand)]
         command: sslcert_cmd::SslCertCommand,
     },
+    /// Web Service Extensions: which ISAPI modules and CGI programs may
+    /// run (iisext).
+    Webext {
+        #[command(subcommand)]
+        command: webext_cmd::WebextCommand,
+    },
     /// URL reservations: who may register which URL prefixes.
     Urlacl {
         #[command(subcommand)]
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
         Command::Backup { command } => backup_cmd::run(&cli, command),
         Command::Config { command } => config_cmd::run(&cli, command),
         Command::Urlacl { command } => urlacl_cmd::run(&cli, command),
+        Command::Webext { command } => run_web(&cli, WebVerb::Webext(command)),
         Command::Cert { command } => cert_cmd::run(&cli, command),
         Command::Sslcert { command } => sslcert_cmd::run(&cli, command),
         Command::Query { wql } => run_web(&cli, WebVerb::Query(wql)),
@@ -182,6 +190,7 @@ enum WebVerb<'a> {
     Site(&'a web_cmd::SiteVerb),
     Vdir(&'a web_cmd::VdirVerb),
     Pool(&'a web_cmd::PoolVerb),
+    Webext(&'a webext_cmd::WebextCommand),
 }
 
 /// The server already printed why a remote command failed.
@@ -221,6 +230,7 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
     }
     let writes = match &verb {
         WebVerb::Mb(v) => return mb_cmd::run(cli, v),
+        WebVerb::Webext(v) => return webext_cmd::run(cli, v),
         WebVerb::Query(q) => return wmi_cmd::run(cli, wmi_cmd::Request::Query(q)),
         WebVerb::Wmi(v) => return wmi_cmd::run(cli, wmi_cmd::Request::Wmi(v)),
         WebVerb::Site(v) => v.writes(),
@@ -239,7 +249,7 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
     };
     let result = runtime.block_on(async {
         match verb {
-            WebVerb::Mb(_) | WebVerb::Query(_) | WebVerb::Wmi(_) => Ok(()),
+            WebVerb::Mb(_) | WebVerb::Query(_) | WebVerb::Wmi(_) | WebVerb::Webext(_) => Ok(()),
             WebVerb::Site(v) => web_cmd::site(&mut ctx, v).await,
             WebVerb::Vdir(v) => web_cmd::vdir(&mut ctx, v).await,
             WebVerb::Pool(v) => web_cmd::pool(&mut ctx, v).await,

@@ -61,16 +61,30 @@ fn c_extensions_run_where_script_maps_and_the_lockdown_list_allow() {
         &format!(".echo,{echo},1"),
         ".gone,/nonexistent/module.so,1",
     ]);
-    // IIS 6's lockdown: unknown extensions prohibited, hello allowed.
+    // IIS 6's lockdown (the first run lists the unknown ISAPI extensions
+    // and CGI programs as prohibited): hello allowed, echo listed but
+    // prohibited.
+    let listed = web.cli_ok(&["webext", "list"]);
+    assert!(
+        listed.contains("unknown-isapi") && listed.contains("prohibited"),
+        "{listed}"
+    );
     web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/WebSvcExtRestrictionList",
-        "0,*.dll",
-        "0,*.exe",
-        &format!("1,{hello},0,HELLO,Hello"),
-        "1,/nonexistent/module.so,0,GONE,Gone",
+        "webext",
+        "add-file",
+        &hello,
+        "--enable",
+        "--group",
+        "HELLO",
+        "--description",
+        "Hello",
     ]);
+    web.cli_ok(&["webext", "add-file", &echo, "--group", "ECHO"]);
+    web.cli_ok(&["webext", "add-file", "/nonexistent/module.so", "--enable"]);
+    web.cli_fails_with(
+        &["webext", "add-file", "relative.so"],
+        "not an absolute path",
+    );
     web.launch();
 
     let got = web.curl("/any/where.hello?name=you", &["-A", "TestAgent/1.0"]);
@@ -95,20 +109,12 @@ fn c_extensions_run_where_script_maps_and_the_lockdown_list_allow() {
         web.log().contains("/nonexistent/module.so")
     });
 
-    // Allowed while the server runs: echo reads a 1 MB body (the first
-    // UploadReadAheadSize bytes handed with the request, the rest by
-    // ReadClient) and reports what IIS's callbacks return.
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/WebSvcExtRestrictionList",
-        "0,*.dll",
-        &format!("1,{hello}"),
-        &format!("1,{echo}"),
-    ]);
-    web.wait_for("echo allowed", Duration::from_secs(10), || {
-        web.curl("/x.echo", &[]).status == 200
-    });
+    // Allowed while the server runs (in effect when the command returns):
+    // echo reads a 1 MB body (the first UploadReadAheadSize bytes handed
+    // with the request, the rest by ReadClient) and reports what IIS's
+    // callbacks return.
+    web.cli_ok(&["webext", "enable", "ECHO"]);
+    assert_eq!(web.curl("/x.echo", &[]).status, 200, "{}", web.log());
     let body: Vec<u8> = (0..1_048_576u32).map(|i| (i % 251) as u8).collect();
     let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
     let file = web.dir.path().join("body.bin");
@@ -139,6 +145,9 @@ fn c_extensions_run_where_script_maps_and_the_lockdown_list_allow() {
         "{}",
         got.text()
     );
+    // Prohibited again, by the file.
+    web.cli_ok(&["webext", "disable-file", &echo]);
+    assert_eq!(web.curl("/x.echo", &[]).status, 404);
     // The access flags still apply: without Script access, 403.1.
     web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AccessFlags", "AccessRead"]);
     web.wait_for("AccessFlags applied", Duration::from_secs(10), || {

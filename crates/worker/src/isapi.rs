@@ -21,38 +21,94 @@ const PENDING_LIMIT: Duration = Duration::from_secs(300);
 /// answered whole, so the rest is read first).
 const MAX_BUFFERED_BODY: usize = 64 << 20;
 
-/// WebSvcExtRestrictionList: `allowed,path[,deletable,group,description]`
-/// entries. An entry naming the module decides; otherwise `*.dll`
-/// (IIS's "all unknown ISAPI extensions", which covers shared objects
-/// here) does; with neither, the module may not run.
+/// WebSvcExtRestrictionList, IIS 6's Web Service Extensions: entries
+/// `allowed,path,deletable,group,description`. An entry naming the module
+/// decides whether it runs; otherwise `*.dll` (IIS's "All Unknown ISAPI
+/// Extensions", which covers shared objects here) does; with neither, the
+/// module may not run. `*.exe` is the same for CGI programs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Restrictions {
-    entries: Vec<(bool, String)>,
+    pub entries: Vec<Restriction>,
+}
+
+/// One Web Service Extension file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restriction {
+    pub allowed: bool,
+    /// The module's path, or `*.dll` / `*.exe`.
+    pub path: String,
+    /// Whether IIS Manager may delete it (UIDeletableFlag).
+    pub deletable: bool,
+    /// The extension (group) it belongs to: what `enable NAME` names.
+    pub group: String,
+    pub description: String,
+}
+
+/// The wildcard entries: all unknown ISAPI extensions and CGI programs.
+pub const UNKNOWN_ISAPI: &str = "*.dll";
+pub const UNKNOWN_CGI: &str = "*.exe";
+
+impl Restriction {
+    fn parse(entry: &str) -> Option<Restriction> {
+        let mut fields = entry.splitn(5, ',').map(str::trim);
+        let allowed = match fields.next()? {
+            "1" => true,
+            "0" => false,
+            _ => return None,
+        };
+        let path = fields.next().filter(|p| !p.is_empty())?.to_string();
+        let deletable = fields.next() == Some("1");
+        Some(Restriction {
+            allowed,
+            path,
+            deletable,
+            group: fields.next().unwrap_or_default().to_string(),
+            description: fields.next().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Restriction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{},{},{},{},{}",
+            u8::from(self.allowed),
+            self.path,
+            u8::from(self.deletable),
+            self.group,
+            self.description
+        )
+    }
 }
 
 impl Restrictions {
+    /// Entries that do not parse are left out (and logged by the caller
+    /// that cares).
     pub fn parse(list: &[String]) -> Restrictions {
-        let entries = list
-            .iter()
-            .filter_map(|entry| {
-                let mut fields = entry.split(',').map(str::trim);
-                let allowed = fields.next()? == "1";
-                let path = fields.next().filter(|p| !p.is_empty())?;
-                Some((allowed, path.to_string()))
-            })
-            .collect();
-        Restrictions { entries }
+        Restrictions {
+            entries: list.iter().filter_map(|e| Restriction::parse(e)).collect(),
+        }
+    }
+
+    /// The entries as the metabase keeps them.
+    pub fn to_list(&self) -> Vec<String> {
+        self.entries.iter().map(Restriction::to_string).collect()
     }
 
     /// Whether the ISAPI module at `path` may run.
     pub fn allows_extension(&self, path: &str) -> bool {
-        let named = self.entries.iter().find(|(_, p)| p == path);
-        let unknown = || {
+        self.allows(path, UNKNOWN_ISAPI)
+    }
+
+    fn allows(&self, path: &str, unknown: &str) -> bool {
+        let named = self.entries.iter().find(|e| e.path == path);
+        let wildcard = || {
             self.entries
                 .iter()
-                .find(|(_, p)| p.eq_ignore_ascii_case("*.dll"))
+                .find(|e| e.path.eq_ignore_ascii_case(unknown))
         };
-        named.or_else(unknown).is_some_and(|(allowed, _)| *allowed)
+        named.or_else(wildcard).is_some_and(|e| e.allowed)
     }
 }
 
@@ -146,10 +202,7 @@ struct Conn {
 /// its length); a response that grows past [`GATHER_LIMIT`] streams.
 enum Output {
     NotStarted,
-    Gathering {
-        response: Response,
-        body: Vec<u8>,
-    },
+    Gathering { response: Response, body: Vec<u8> },
     Streaming(ResponseWriter),
 }
 
@@ -163,7 +216,9 @@ impl Conn {
                 req.method.clone(),
                 req.url.query.clone(),
                 req.url.path.clone(),
-                req.header_str("content-type").unwrap_or_default().to_string(),
+                req.header_str("content-type")
+                    .unwrap_or_default()
+                    .to_string(),
                 match req.body {
                     BodyInfo::None => 0,
                     BodyInfo::Length(n) => u32::try_from(n).unwrap_or(u32::MAX),
