@@ -154,3 +154,66 @@ fn c_extensions_run_where_script_maps_and_the_lockdown_list_allow() {
         web.curl("/x.hello", &[]).status == 403
     });
 }
+
+/// The worker process an answer of the faults extension came from.
+fn pid_of(got: &common::web::Got) -> u32 {
+    got.text()
+        .trim()
+        .strip_prefix("pid ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a pid: {:?}", got.text()))
+}
+
+#[test]
+fn a_module_that_crashes_or_reports_unhealthy_takes_down_only_its_worker() {
+    let modules = module_dir();
+    let faults = build(
+        Path::new("crates/isapi/tests/c/faults.c"),
+        modules.path(),
+        "faults",
+    );
+    let faults = faults.to_str().unwrap().to_string();
+    let mut web = Web::prepare();
+    write(&web.www(), "page.htm", "static");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".fault,{faults},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &faults, "--enable"]);
+    web.launch();
+
+    let first = pid_of(&web.curl("/x.fault", &[]));
+    // A crash: the request gets no answer (or 502 from the listener), the
+    // worker is replaced, and everything else goes on.
+    for fault in ["crash", "abort"] {
+        let before = pid_of(&web.curl("/x.fault", &[]));
+        let crashed = web.curl(&format!("/x.fault?{fault}"), &[]);
+        assert_ne!(crashed.status, 200, "{fault}");
+        let mut after = before;
+        web.wait_for("a new worker", Duration::from_secs(20), || {
+            let got = web.curl("/x.fault", &[]);
+            if got.status == 200 {
+                after = pid_of(&got);
+            }
+            after != before
+        });
+        assert_eq!(web.curl("/page.htm", &[]).text(), "static");
+    }
+    assert!(web.log().contains("worker process failed"), "{}", web.log());
+    // Reported unhealthy: the request is answered, then the service
+    // recycles the worker with the module's reason in its log.
+    let reporter = web.curl("/x.fault?unhealthy", &[]);
+    assert_eq!(reporter.status, 200);
+    let reporting = pid_of(&reporter);
+    assert_ne!(reporting, first);
+    web.wait_for("the recycle", Duration::from_secs(20), || {
+        pid_of(&web.curl("/x.fault", &[])) != reporting
+    });
+    let log = web.log();
+    assert!(
+        log.contains("HSE_REQ_REPORT_UNHEALTHY from") && log.contains("the database is gone"),
+        "{log}"
+    );
+}

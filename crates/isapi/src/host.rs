@@ -57,6 +57,9 @@ pub trait Connection: Send {
     fn append_log(&mut self, text: &str);
     /// HSE_REQ_CLOSE_CONNECTION and HSE_REQ_ABORTIVE_CLOSE.
     fn close_connection(&mut self);
+    /// HSE_REQ_REPORT_UNHEALTHY: the module asks for its process to be
+    /// replaced, giving a reason (NULL: none).
+    fn report_unhealthy(&mut self, reason: &str);
     /// A ServerSupportFunction request this host does not carry out
     /// itself; `Err` with the Win32 error to report. The default knows
     /// none.
@@ -492,6 +495,15 @@ unsafe extern "C" fn server_support_function(
             }
             ext::req::CLOSE_CONNECTION | ext::req::ABORTIVE_CLOSE => {
                 conn.close_connection();
+                Ok(())
+            }
+            ext::req::REPORT_UNHEALTHY => {
+                let reason = if buffer.is_null() {
+                    ""
+                } else {
+                    text(buffer as *const c_char)?
+                };
+                conn.report_unhealthy(reason);
                 Ok(())
             }
             ext::req::GET_IMPERSONATION_TOKEN => Err(error::NOT_SUPPORTED),

@@ -67,6 +67,9 @@ impl Connection for Recorder {
         self.log.push(text.into());
     }
     fn close_connection(&mut self) {}
+    fn report_unhealthy(&mut self, reason: &str) {
+        self.log.push(format!("unhealthy {reason}"));
+    }
 }
 
 fn facts(query: &str, body: &[u8], preload: usize) -> RequestFacts {

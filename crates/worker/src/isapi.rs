@@ -117,9 +117,34 @@ impl Restrictions {
 #[derive(Default)]
 pub struct Modules {
     loaded: Mutex<HashMap<PathBuf, Arc<Extension>>>,
+    /// To the activation service: HSE_REQ_REPORT_UNHEALTHY.
+    reports: Mutex<Option<tokio::sync::mpsc::UnboundedSender<worker_control::FromWorker>>>,
 }
 
 impl Modules {
+    /// Where a module's report that the worker is unhealthy goes.
+    pub fn set_reports(&self, to: tokio::sync::mpsc::UnboundedSender<worker_control::FromWorker>) {
+        *self.reports.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
+    }
+
+    /// Asks the service to replace this worker, with the module's reason.
+    fn report_unhealthy(&self, module: &Path, reason: &str) {
+        tracing::warn!(module = %module.display(), %reason, "an ISAPI extension reports the worker unhealthy");
+        if let Some(to) = self
+            .reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = to.send(worker_control::FromWorker::RecycleMe {
+                reason: format!(
+                    "HSE_REQ_REPORT_UNHEALTHY from {}: {reason}",
+                    module.display()
+                ),
+            });
+        }
+    }
+
     /// The extension at `path`, loaded on first use.
     pub fn get(&self, path: &Path) -> Result<Arc<Extension>, String> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
@@ -163,6 +188,8 @@ pub async fn run(modules: Arc<Modules>, call: Call, req: Request, template: Resp
         };
         let vars = Variables::of(&req, &call);
         let mut conn = Conn {
+            modules: modules.clone(),
+            module: call.module.clone(),
             runtime: runtime.clone(),
             request: Some(req),
             output: Output::NotStarted,
@@ -184,6 +211,8 @@ pub async fn run(modules: Arc<Modules>, call: Call, req: Request, template: Resp
 
 /// One request's side of the host.
 struct Conn {
+    modules: Arc<Modules>,
+    module: PathBuf,
     runtime: tokio::runtime::Handle,
     /// Until the response starts streaming.
     request: Option<Request>,
@@ -444,6 +473,10 @@ impl Connection for Conn {
 
     fn close_connection(&mut self) {
         self.close = true;
+    }
+
+    fn report_unhealthy(&mut self, reason: &str) {
+        self.modules.report_unhealthy(&self.module, reason);
     }
 }
 

@@ -219,8 +219,10 @@ async fn serve(
                 source,
             })?;
     tracing::debug!(pool = %options.pool, "queue open");
-    // Logons travel the control channel: one task forwards them.
+    // Logons (and reports from modules) travel the control channel: one
+    // task forwards them.
     let (logon_tx, mut logon_rx) = mpsc::unbounded_channel::<FromWorker>();
+    let reports = logon_tx.clone();
     let forward = out.clone();
     tokio::spawn(async move {
         while let Some(message) = logon_rx.recv().await {
@@ -232,6 +234,7 @@ async fn serve(
         Logons::new(logon_tx),
         queue.control(),
     ));
+    pipeline.modules.set_reports(reports);
     out.send(&FromWorker::Reloaded { seq });
     let active = Arc::new(AtomicU64::new(0));
     let idle = Arc::new(Notify::new());
