@@ -217,3 +217,76 @@ fn a_module_that_crashes_or_reports_unhealthy_takes_down_only_its_worker() {
         "{log}"
     );
 }
+
+#[test]
+fn an_extension_written_in_rust_with_the_isapi_crate() {
+    // Built by `cargo test --workspace` with the other examples.
+    let built = Path::new(common::BIN)
+        .parent()
+        .unwrap()
+        .join("examples/librust_echo.so");
+    assert!(
+        built.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (or cargo build -p isapi --examples)",
+        built.display()
+    );
+    let modules = module_dir();
+    let module = modules.path().join("rust_echo.so");
+    std::fs::copy(&built, &module).unwrap();
+    std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let module = module.to_str().unwrap().to_string();
+    let mut web = Web::prepare();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".rs,{module},1"),
+    ]);
+    web.cli_ok(&[
+        "webext", "add-file", &module, "--enable", "--group", "RUSTECHO",
+    ]);
+    web.launch();
+
+    let body = vec![7u8; 200_000];
+    let file = web.dir.path().join("body.bin");
+    std::fs::write(&file, &body).unwrap();
+    let got = web.curl(
+        "/a/b.rs?vars",
+        &[
+            "-A",
+            "RustTest/1",
+            "--data-binary",
+            &format!("@{}", file.display()),
+        ],
+    );
+    assert_eq!(got.status, 200, "{}", web.log());
+    assert_eq!(got.header("x-written-in").as_deref(), Some("Rust"));
+    let text = got.text();
+    for line in [
+        "rust echo: POST /a/b.rs?vars",
+        "SERVER_NAME 127.0.0.1",
+        "REMOTE_ADDR 127.0.0.1",
+        "HTTP_USER_AGENT RustTest/1",
+        "NO_SUCH_VARIABLE (none)",
+        "body 200000 bytes, sum 1400000",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    // HSE_APPEND_LOG_PARAMETER reaches the request log's query field.
+    web.wait_for("the log parameter", Duration::from_secs(10), || {
+        web.w3c_lines(1)
+            .iter()
+            .any(|l| l.contains("/a/b.rs vars&rust=1 "))
+    });
+    let moved = web.curl("/x.rs?redirect", &[]);
+    assert_eq!(moved.status, 302);
+    assert_eq!(moved.header("location").as_deref(), Some("/elsewhere/"));
+    // A panic answers 500 and the worker goes on.
+    assert_eq!(web.curl("/x.rs?panic", &[]).status, 500);
+    assert_eq!(web.curl("/x.rs", &[]).status, 200);
+    // Reported unhealthy: recycled with the reason.
+    assert_eq!(web.curl("/x.rs?unhealthy", &[]).status, 200);
+    web.wait_for("the recycle", Duration::from_secs(20), || {
+        web.log().contains("the cache is corrupt")
+    });
+}

@@ -10,6 +10,7 @@
 //! that every size, field offset and constant here is the same.
 
 pub mod ext;
+pub mod extension;
 pub mod filt;
 pub mod host;
 pub mod types;
