@@ -556,6 +556,13 @@ impl std::fmt::Debug for Request {
 }
 
 impl Request {
+    /// The request's head, to change before the request is handed on: a
+    /// child request made from it (ISAPI's HSE_REQ_EXEC_URL) answers on the
+    /// same connection.
+    pub fn head_mut(&mut self) -> &mut RequestHead {
+        &mut self.head
+    }
+
     /// The first header field of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.head.headers.get(name)

@@ -290,3 +290,57 @@ fn an_extension_written_in_rust_with_the_isapi_crate() {
         web.log().contains("the cache is corrupt")
     });
 }
+
+#[test]
+fn a_wildcard_map_front_end_rewrites_denies_and_hands_requests_on() {
+    let modules = module_dir();
+    let front = build(
+        Path::new("crates/isapi/tests/c/front.c"),
+        modules.path(),
+        "front",
+    );
+    let front = front.to_str().unwrap().to_string();
+    let mut web = Web::prepare();
+    write(&web.www(), "new/page.htm", "the new page");
+    write(&web.www(), "private/secret.htm", "the secret");
+    write(&web.www(), "plain.htm", "plain");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!("*,{front},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &front, "--enable"]);
+    web.launch();
+
+    // Rewritten: /old/ is served from /new/ by a child request.
+    let got = web.curl("/old/page.htm", &[]);
+    assert_eq!(
+        (got.status, got.text().as_str()),
+        (200, "the new page"),
+        "{}",
+        web.log()
+    );
+    // Its own access check, and the request handed on when it passes.
+    let denied = web.curl("/private/secret.htm", &[]);
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.text(), "denied by the front end\n");
+    let allowed = web.curl("/private/secret.htm", &["-H", "X-Secret: letmein"]);
+    assert_eq!(
+        (allowed.status, allowed.text().as_str()),
+        (200, "the secret")
+    );
+    // Everything else is handed on as it came; the front end learns the
+    // child's status (HSE_REQ_GET_EXEC_URL_STATUS) in its completion
+    // function and notes it in a file the test names.
+    let notes = modules.path().join("statuses");
+    std::fs::write(&notes, "").unwrap();
+    std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let header = format!("X-Status-File: {}", notes.display());
+    assert_eq!(web.curl("/plain.htm", &["-H", &header]).text(), "plain");
+    assert_eq!(web.curl("/missing.htm", &["-H", &header]).status, 404);
+    // The completion runs once the child has answered: soon after.
+    web.wait_for("both statuses noted", Duration::from_secs(10), || {
+        std::fs::read_to_string(&notes).unwrap() == "/plain.htm 200.0\n/missing.htm 404.0\n"
+    });
+}

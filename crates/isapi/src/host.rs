@@ -60,6 +60,18 @@ pub trait Connection: Send {
     /// HSE_REQ_REPORT_UNHEALTHY: the module asks for its process to be
     /// replaced, giving a reason (NULL: none).
     fn report_unhealthy(&mut self, reason: &str);
+    /// HSE_REQ_EXEC_URL: runs a child request that answers in this one's
+    /// place; returns when the child has answered. `Err` with the Win32
+    /// error when it cannot be run.
+    fn exec_url(&mut self, request: &ExecUrl) -> Result<(), Dword> {
+        let _ = request;
+        Err(error::NOT_SUPPORTED)
+    }
+    /// HSE_REQ_GET_EXEC_URL_STATUS: how the last child request ended
+    /// (status, sub-status, Win32 error).
+    fn exec_url_status(&self) -> Option<(u16, u16, Dword)> {
+        None
+    }
     /// A ServerSupportFunction request this host does not carry out
     /// itself; `Err` with the Win32 error to report. The default knows
     /// none.
@@ -103,6 +115,15 @@ pub struct Outcome {
     pub abandoned: bool,
 }
 
+/// A pending request's progress.
+#[derive(Default)]
+struct Pending {
+    done: Option<Dword>,
+    /// Asynchronous operations finished (bytes, Win32 error) whose
+    /// completion function is still to be called.
+    completions: Vec<(Dword, Dword)>,
+}
+
 /// The requests in progress, by the ConnID their extension was given.
 static LIVE: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
 
@@ -113,10 +134,12 @@ fn live() -> std::sync::MutexGuard<'static, Option<HashSet<usize>>> {
 /// One request's state behind its ConnID.
 struct Session<'a> {
     conn: Mutex<&'a mut dyn Connection>,
-    /// Set by HSE_REQ_DONE_WITH_SESSION (with its status) for a request
-    /// the extension left pending.
-    done: Mutex<Option<Dword>>,
+    /// What the request's waiter has to do: HSE_REQ_DONE_WITH_SESSION's
+    /// status, and completions to deliver.
+    state: Mutex<Pending>,
     finished: Condvar,
+    /// HSE_REQ_IO_COMPLETION's function and context.
+    completion: Mutex<Option<(ext::IoCompletionFn, usize)>>,
     /// The ECB the extension was handed: the callbacks take the session
     /// from its ConnID, never from the ECB.
     ecb: *mut ExtensionControlBlock,
@@ -244,8 +267,9 @@ impl Extension {
         };
         let session = Session {
             conn: Mutex::new(conn),
-            done: Mutex::new(None),
+            state: Mutex::new(Pending::default()),
             finished: Condvar::new(),
+            completion: Mutex::new(None),
             ecb: &mut ecb,
         };
         let id = &session as *const Session as usize;
@@ -256,13 +280,36 @@ impl Extension {
         let mut status = unsafe { (self.proc_)(session.ecb) };
         let mut abandoned = false;
         if status == ext::status::PENDING {
-            let done = session.done.lock().unwrap_or_else(|e| e.into_inner());
-            let (done, timeout) = session
-                .finished
-                .wait_timeout_while(done, pending_limit, |d| d.is_none())
-                .unwrap_or_else(|e| e.into_inner());
-            abandoned = timeout.timed_out();
-            status = done.unwrap_or(ext::status::ERROR);
+            let deadline = std::time::Instant::now() + pending_limit;
+            let mut state = session.state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(done) = state.done {
+                    status = done;
+                    break;
+                }
+                if let Some((bytes, error)) = state.completions.pop() {
+                    drop(state);
+                    let completion = *session.completion.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some((function, context)) = completion {
+                        // SAFETY: the module registered this function for
+                        // its asynchronous operations, with this context.
+                        unsafe { function(session.ecb, context as LpVoid, bytes, error) };
+                    }
+                    state = session.state.lock().unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    abandoned = true;
+                    status = ext::status::ERROR;
+                    break;
+                }
+                state = session
+                    .finished
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
         }
         live().get_or_insert_with(HashSet::new).remove(&id);
         let log: Vec<u8> = ecb
@@ -291,6 +338,21 @@ impl Drop for Extension {
     }
 }
 
+/// A child request (HSE_EXEC_URL_INFO): each part `None` keeps the
+/// parent's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecUrl {
+    /// The URL, with its query (not decoded).
+    pub url: Option<String>,
+    pub method: Option<String>,
+    /// Header lines (`Name: value\r\n…`) that replace the parent's.
+    pub headers: Option<String>,
+    /// A body that replaces the parent's.
+    pub entity: Option<Vec<u8>>,
+    /// HSE_EXEC_URL_* flags.
+    pub flags: Dword,
+}
+
 /// The request as the control block describes it.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFacts {
@@ -315,6 +377,42 @@ fn session<'a>(hconn: HConn) -> Option<&'a Session<'a>> {
     // SAFETY: registered sessions are alive until removed, after the call
     // (and any pending wait) is over.
     Some(unsafe { &*(hconn as *const Session) })
+}
+
+/// An HSE_EXEC_URL_INFO in Rust's terms.
+#[allow(unsafe_code)]
+fn exec_url_info(info: &ext::HseExecUrlInfo) -> Result<ExecUrl, Dword> {
+    let optional = |p: *const c_char| -> Result<Option<String>, Dword> {
+        if p.is_null() {
+            Ok(None)
+        } else {
+            text(p).map(|t| Some(t.to_string()))
+        }
+    };
+    let entity = if info.p_entity.is_null() {
+        None
+    } else {
+        // SAFETY: the module's entity info and its bytes.
+        let entity = unsafe { &*info.p_entity };
+        Some(if entity.lpb_data.is_null() || entity.cb_available == 0 {
+            Vec::new()
+        } else {
+            unsafe {
+                std::slice::from_raw_parts(
+                    entity.lpb_data as *const u8,
+                    entity.cb_available as usize,
+                )
+            }
+            .to_vec()
+        })
+    };
+    Ok(ExecUrl {
+        url: optional(info.psz_url)?,
+        method: optional(info.psz_method)?,
+        headers: optional(info.psz_child_headers)?,
+        entity,
+        flags: info.dw_exec_url_flags,
+    })
 }
 
 /// Runs a callback's body, turning a panic into FALSE with
@@ -485,8 +583,55 @@ unsafe extern "C" fn server_support_function(
                     // SAFETY: the status is a DWORD the module provides.
                     unsafe { *(buffer as *const Dword) }
                 };
-                *session.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+                session.state.lock().unwrap_or_else(|e| e.into_inner()).done = Some(status);
                 session.finished.notify_all();
+                Ok(())
+            }
+            ext::req::IO_COMPLETION => {
+                // lpvBuffer: the function; lpdwDataType: its context.
+                if buffer.is_null() {
+                    return Err(error::INVALID_PARAMETER);
+                }
+                // SAFETY: httpext.h: the buffer is a PFN_HSE_IO_COMPLETION.
+                let function: ext::IoCompletionFn = unsafe { std::mem::transmute(buffer) };
+                *session.completion.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((function, data_type as usize));
+                Ok(())
+            }
+            ext::req::EXEC_URL => {
+                let request = if buffer.is_null() {
+                    ExecUrl::default()
+                } else {
+                    // SAFETY: the module passes an HSE_EXEC_URL_INFO.
+                    exec_url_info(unsafe { &*(buffer as *const ext::HseExecUrlInfo) })?
+                };
+                conn.exec_url(&request)?;
+                drop(conn);
+                // The child has answered: the completion function is called
+                // once the module has returned HSE_STATUS_PENDING.
+                session
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .completions
+                    .push((0, error::SUCCESS));
+                session.finished.notify_all();
+                Ok(())
+            }
+            ext::req::GET_EXEC_URL_STATUS => {
+                if buffer.is_null() {
+                    return Err(error::INVALID_PARAMETER);
+                }
+                let (status, sub, win32) =
+                    conn.exec_url_status().ok_or(error::INVALID_PARAMETER)?;
+                // SAFETY: the module passes an HSE_EXEC_URL_STATUS.
+                unsafe {
+                    *(buffer as *mut ext::HseExecUrlStatus) = ext::HseExecUrlStatus {
+                        u_http_status_code: status,
+                        u_http_sub_status: sub,
+                        dw_win32_error: win32,
+                    };
+                }
                 Ok(())
             }
             ext::req::APPEND_LOG_PARAMETER => {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use metabase::ipsec::IpSecurity;
@@ -230,27 +230,32 @@ impl UrlConfig {
     }
 
     /// The script map that takes a file of this name here: a wildcard
-    /// map takes every request, else the map of its extension.
-    pub fn script_map(&self, name: &str) -> Option<&ScriptMap> {
+    /// map takes every request, else the map of its extension. `skip`
+    /// names a wildcard module that has had its turn (a child request of
+    /// its own, HSE_EXEC_URL_IGNORE_CURRENT_INTERCEPTOR).
+    pub fn script_map(&self, name: &str, skip: Option<&Path>) -> Option<&ScriptMap> {
         // The extension as `extension_of` finds it, without allocating.
         let ext = match name.rfind('.') {
             Some(i) if i > 0 => &name[i..],
             _ => "",
         };
         let mapped = |m: &&ScriptMap| {
-            m.extension == "*" || (!ext.is_empty() && m.extension.eq_ignore_ascii_case(ext))
+            if m.extension == "*" {
+                return skip.is_none_or(|s| Path::new(&m.executable) != s);
+            }
+            !ext.is_empty() && m.extension.eq_ignore_ascii_case(ext)
         };
         self.script_maps.iter().find(mapped)
     }
 
     /// Who handles a file of this name here: a script map, then IIS's
     /// executables.
-    pub fn handler(&self, name: &str) -> Handler {
+    pub fn handler(&self, name: &str, skip: Option<&Path>) -> Handler {
         let ext = match name.rfind('.') {
             Some(i) if i > 0 => &name[i..],
             _ => "",
         };
-        if let Some(map) = self.script_map(name) {
+        if let Some(map) = self.script_map(name, skip) {
             return Handler::ScriptMapped {
                 script_access_suffices: map.script,
             };

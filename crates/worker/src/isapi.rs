@@ -12,7 +12,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use httpapi::proto::{BodyInfo, HttpVersion};
 use httpapi::{Request, Response, ResponseWriter};
-use isapi::host::{Connection, Extension, RequestFacts};
+use isapi::host::{Connection, ExecUrl, Extension, RequestFacts};
+use isapi::types::{error, Dword};
+
+use crate::pipeline::Pipeline;
 
 /// How long a request an extension left pending may take to be finished.
 const PENDING_LIMIT: Duration = Duration::from_secs(300);
@@ -172,8 +175,9 @@ pub struct Call {
 
 /// Runs the extension for the request and sends its response. A module
 /// that cannot be loaded answers 500 and is named in the service log.
-pub async fn run(modules: Arc<Modules>, call: Call, req: Request, template: Response) {
+pub async fn run(pipeline: Arc<Pipeline>, call: Call, req: Request, template: Response) {
     let runtime = tokio::runtime::Handle::current();
+    let modules = pipeline.modules.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let extension = match modules.get(&call.module) {
             Ok(e) => e,
@@ -188,6 +192,8 @@ pub async fn run(modules: Arc<Modules>, call: Call, req: Request, template: Resp
         };
         let vars = Variables::of(&req, &call);
         let mut conn = Conn {
+            pipeline,
+            child_status: None,
             modules: modules.clone(),
             module: call.module.clone(),
             runtime: runtime.clone(),
@@ -211,6 +217,10 @@ pub async fn run(modules: Arc<Modules>, call: Call, req: Request, template: Resp
 
 /// One request's side of the host.
 struct Conn {
+    /// For child requests (HSE_REQ_EXEC_URL).
+    pipeline: Arc<Pipeline>,
+    /// How the last child request ended.
+    child_status: Option<(u16, u16, u32)>,
     modules: Arc<Modules>,
     module: PathBuf,
     runtime: tokio::runtime::Handle,
@@ -478,6 +488,95 @@ impl Connection for Conn {
     fn report_unhealthy(&mut self, reason: &str) {
         self.modules.report_unhealthy(&self.module, reason);
     }
+
+    fn exec_url(&mut self, child: &ExecUrl) -> Result<(), Dword> {
+        if !matches!(self.output, Output::NotStarted) {
+            // The child answers in the parent's place: not after it began.
+            return Err(error::INVALID_PARAMETER);
+        }
+        if child.entity.is_some() {
+            // A replaced body needs the child to read from memory: not yet.
+            return Err(error::NOT_SUPPORTED);
+        }
+        let mut req = self.request.take().ok_or(error::INVALID_PARAMETER)?;
+        let head = req.head_mut();
+        if let Some(url) = &child.url {
+            let (path, query) = url.split_once('?').unwrap_or((url, ""));
+            match child_path(path) {
+                Some(path) => head.url.path = path,
+                None => {
+                    self.request = Some(req);
+                    return Err(error::INVALID_PARAMETER);
+                }
+            }
+            head.url.query = query.to_string();
+        }
+        if let Some(method) = &child.method {
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+                self.request = Some(req);
+                return Err(error::INVALID_PARAMETER);
+            }
+            head.method = method.clone();
+        }
+        if let Some(headers) = &child.headers {
+            let mut block = httpapi::proto::HeaderBlock::new();
+            for line in headers.split("\r\n").filter(|l| !l.is_empty()) {
+                if let Some((name, value)) = line.split_once(':') {
+                    block.push(name.trim(), value.trim().as_bytes());
+                }
+            }
+            head.headers = block;
+        }
+        let skip = (child.flags & isapi::ext::exec_url::IGNORE_CURRENT_INTERCEPTOR != 0)
+            .then(|| self.module.clone());
+        // The template's fields go with the child's own answer.
+        self.template = None;
+        let status = self
+            .runtime
+            .block_on(self.pipeline.serve_child(req, skip.as_deref()));
+        self.child_status = Some((status.0, status.1, status.2));
+        Ok(())
+    }
+
+    fn exec_url_status(&self) -> Option<(u16, u16, Dword)> {
+        self.child_status
+    }
+}
+
+/// A child request's URL path: decoded, dot segments resolved, never
+/// above the root; `None` when it is not a local absolute path.
+fn child_path(raw: &str) -> Option<String> {
+    if !raw.starts_with('/') {
+        return None;
+    }
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let text = String::from_utf8(decoded).ok()?;
+    if text.contains('\0') || text.contains('\\') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for segment in text.split('/').skip(1) {
+        match segment {
+            "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            s => parts.push(s),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
 }
 
 /// The server variables of one request, made when asked from a copy of
@@ -648,6 +747,18 @@ mod tests {
         let open = list(&["1,*.dll", "0,/opt/app/bad.so"]);
         assert!(open.allows_extension("/opt/app/other.so"));
         assert!(!open.allows_extension("/opt/app/bad.so"));
+    }
+
+    #[test]
+    fn child_urls_are_decoded_and_stay_beneath_the_root() {
+        assert_eq!(child_path("/a/b%20c.htm").as_deref(), Some("/a/b c.htm"));
+        assert_eq!(child_path("/a/./b/../c").as_deref(), Some("/a/c"));
+        assert_eq!(child_path("/a/"), Some("/a/".into()));
+        assert_eq!(child_path("/../etc/passwd"), None);
+        assert_eq!(child_path("relative"), None);
+        assert_eq!(child_path("/a%2"), None);
+        assert_eq!(child_path("/a%00b"), None);
+        assert_eq!(child_path("/a%5cb"), None);
     }
 
     #[test]

@@ -135,6 +135,9 @@ struct Ctx {
     auth_type: &'static str,
     /// The request carried credentials (its answer is not for everyone).
     authenticated: bool,
+    /// The wildcard extension whose child request this is (it does not
+    /// take the request again).
+    skip: Option<PathBuf>,
 }
 
 fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
@@ -173,17 +176,31 @@ impl Pipeline {
     }
 
     /// Answers one request.
-    pub async fn serve(&self, mut req: Request) {
+    pub async fn serve(self: &Arc<Self>, req: Request) {
+        self.serve_child(req, None).await;
+        self.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Answers a request, or a child request an ISAPI extension made
+    /// (HSE_REQ_EXEC_URL) with `skip` the wildcard extension that made it
+    /// (HSE_EXEC_URL_IGNORE_CURRENT_INTERCEPTOR). Returns the answer's
+    /// status, sub-status and Win32 error (HSE_REQ_GET_EXEC_URL_STATUS).
+    pub async fn serve_child(
+        self: &Arc<Self>,
+        mut req: Request,
+        skip: Option<&Path>,
+    ) -> (u16, u16, u32) {
         let config = self.config.load_full();
         let cfg = config.url(req.url_context as u32, &req.url.path);
-        let reply = match self.process(&config, cfg.clone(), &mut req).await {
+        let reply = match self.process(&config, cfg.clone(), &mut req, skip).await {
             Ok(reply) => reply,
             Err((error, challenge)) => {
                 self.error_reply(&config, cfg.as_deref(), &req, error, challenge)
             }
         };
+        let outcome = (reply.status, reply.log.substatus, reply.log.win32_status);
         self.send(req, reply, cfg.as_deref()).await;
-        self.served.fetch_add(1, Ordering::Relaxed);
+        outcome
     }
 
     async fn process(
@@ -191,6 +208,7 @@ impl Pipeline {
         config: &Arc<Config>,
         cfg: Option<Arc<UrlConfig>>,
         req: &mut Request,
+        skip: Option<&Path>,
     ) -> Result<Reply, (HttpError, bool)> {
         let Some(cfg) = cfg else {
             return Err((HttpError::new(404, 0).win32(2), false));
@@ -202,10 +220,11 @@ impl Pipeline {
         if let Some((status, sub)) = ssl_refusal(cfg.access_ssl, req.tls.as_ref()) {
             return fail(HttpError::new(status, sub));
         }
-        let ctx = match self.authenticate(&cfg, req).await {
+        let mut ctx = match self.authenticate(&cfg, req).await {
             Ok(ctx) => ctx,
             Err(e) => return Err((e, true)),
         };
+        ctx.skip = skip.map(Path::to_path_buf);
         if let BodyInfo::Length(n) = req.body {
             if n > cfg.max_entity {
                 return Err((HttpError::new(413, 0), false));
@@ -220,7 +239,7 @@ impl Pipeline {
             return fail(HttpError::new(404, 0).win32(3));
         }
         let name = req.url.path.rsplit('/').next().unwrap_or("");
-        if let Some(call) = self.extension_call(config, &cfg, &ctx, name) {
+        if let Some(call) = self.extension_call(config, &cfg, &ctx, name, skip) {
             return match call {
                 Ok(call) => {
                     let mut reply = Reply::new(200);
@@ -230,7 +249,7 @@ impl Pipeline {
                 Err(e) => fail(e),
             };
         }
-        if let Err(e) = dynamic_content(&cfg, req, name) {
+        if let Err(e) = dynamic_content(&cfg, req, name, ctx.skip.as_deref()) {
             return fail(e);
         }
         let reply = match req.method.as_str() {
@@ -259,8 +278,9 @@ impl Pipeline {
         cfg: &Arc<UrlConfig>,
         ctx: &Ctx,
         name: &str,
+        skip: Option<&Path>,
     ) -> Option<Result<crate::isapi::Call, HttpError>> {
-        let map = cfg.script_map(name)?;
+        let map = cfg.script_map(name, skip)?;
         if !map.executable.starts_with('/') {
             // A Windows path (asp.dll): nothing here can run it (404.2
             // from dynamic_content, as IIS for a prohibited extension).
@@ -306,6 +326,7 @@ impl Pipeline {
                             user,
                             auth_type: "SSL/PCT",
                             authenticated: true,
+                            skip: None,
                         })
                     }
                     Ok(None) => {}
@@ -329,6 +350,7 @@ impl Pipeline {
                         user,
                         auth_type: "Basic",
                         authenticated: true,
+                        skip: None,
                     }),
                     Ok(false) => Err(HttpError::new(401, 1)),
                     Err(_) => Err(HttpError::new(500, 0)),
@@ -341,6 +363,7 @@ impl Pipeline {
                 user: String::new(),
                 auth_type: "",
                 authenticated: sent.is_some(),
+                skip: None,
             }),
             // Basic credentials that do not decode are a failed logon.
             None if basic && is_basic => Err(HttpError::new(401, 1)),
@@ -399,7 +422,7 @@ impl Pipeline {
                 let doc_cfg = config
                     .url(cfg.site_id, &doc_url)
                     .unwrap_or_else(|| cfg.clone());
-                dynamic_content(&doc_cfg, req, doc)?;
+                dynamic_content(&doc_cfg, req, doc, ctx.skip.as_deref())?;
                 if doc_cfg.access & access::READ == 0 {
                     return Err(HttpError::new(403, 2).win32(5));
                 }
@@ -841,7 +864,7 @@ impl Pipeline {
         reply.html(error.page())
     }
 
-    async fn send(&self, req: Request, reply: Reply, cfg: Option<&UrlConfig>) {
+    async fn send(self: &Arc<Self>, req: Request, reply: Reply, cfg: Option<&UrlConfig>) {
         let is_head = req.method == "HEAD";
         let Reply {
             status,
@@ -873,7 +896,7 @@ impl Pipeline {
                 let _ = req.respond(response).await;
             }
             Body::Extension(call) => {
-                crate::isapi::run(self.modules.clone(), *call, req, response).await;
+                crate::isapi::run(self.clone(), *call, req, response).await;
             }
             Body::Bytes(bytes) => {
                 let _ = req.respond(response.body(bytes)).await;
@@ -1012,8 +1035,13 @@ fn io_error(e: std::io::Error) -> HttpError {
 /// one (404.2, Win32 1260). Such files are never sent as their source,
 /// except with Source access: a GET or HEAD with `Translate: f` (what
 /// WebDAV clients send) and Read, or a PUT or DELETE with Write.
-fn dynamic_content(cfg: &UrlConfig, req: &Request, name: &str) -> Result<(), HttpError> {
-    let needed = match cfg.handler(name) {
+fn dynamic_content(
+    cfg: &UrlConfig,
+    req: &Request,
+    name: &str,
+    skip: Option<&Path>,
+) -> Result<(), HttpError> {
+    let needed = match cfg.handler(name, skip) {
         Handler::Static => return Ok(()),
         Handler::ScriptMapped {
             script_access_suffices: true,
