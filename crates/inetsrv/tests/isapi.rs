@@ -344,3 +344,66 @@ fn a_wildcard_map_front_end_rewrites_denies_and_hands_requests_on() {
         std::fs::read_to_string(&notes).unwrap() == "/plain.htm 200.0\n/missing.htm 404.0\n"
     });
 }
+
+#[test]
+fn files_leave_by_transmit_file_and_vectors_and_urls_map_to_paths() {
+    let modules = module_dir();
+    let files = build(
+        Path::new("crates/isapi/tests/c/files.c"),
+        modules.path(),
+        "files",
+    );
+    let files = files.to_str().unwrap().to_string();
+    // Content the pool's identity may read by its path, as an extension
+    // opening PATH_TRANSLATED needs (IIS needed the same NTFS rights).
+    let data_dir = modules.path().join("files");
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(data_dir.join("data.bin"), &data).unwrap();
+    std::fs::set_permissions(
+        data_dir.join("data.bin"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let mut web = Web::prepare();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".files,{files},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &files, "--enable"]);
+    web.cli_ok(&["vdir", "create", "1", "files", data_dir.to_str().unwrap()]);
+    web.launch();
+
+    let got = web.curl("/x.files?tf", &[]);
+    assert_eq!(got.status, 200, "{}", web.log());
+    assert_eq!(got.header("x-sent-by").as_deref(), Some("TransmitFile"));
+    let mut expected = data.clone();
+    expected.extend_from_slice(b"TAIL");
+    assert!(got.body == expected, "{} bytes", got.body.len());
+
+    let got = web.curl("/x.files?vector", &[]);
+    assert_eq!((got.status, got.text().as_str()), (200, "[klmnopqrst]"));
+
+    let got = web.curl("/x.files?map", &[]);
+    assert_eq!(got.status, 200, "{}", web.log());
+    let text = got.text();
+    let path = data_dir.join("data.bin");
+    // AccessRead | AccessScript from the root, inherited by the vdir.
+    let expected_line = format!(
+        "mapped {} flags 0x201 matching path {} url 6",
+        path.display(),
+        data_dir.to_str().unwrap().len()
+    );
+    assert!(text.contains(&expected_line), "{expected_line}: {text}");
+    assert!(text.contains("cert bytes 0"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "async write done: {} bytes, error 0",
+            text.lines().take(2).map(|l| l.len() + 1).sum::<usize>()
+        )),
+        "{text}"
+    );
+}

@@ -72,6 +72,28 @@ pub trait Connection: Send {
     fn exec_url_status(&self) -> Option<(u16, u16, Dword)> {
         None
     }
+    /// HSE_REQ_MAP_URL_TO_PATH(_EX): a URL's physical path, with the
+    /// access flags of its key and how much of the path and URL that key
+    /// maps; `None` when the URL maps to no file.
+    fn map_url(&mut self, url: &str) -> Option<UrlMapping> {
+        let _ = url;
+        None
+    }
+    /// HSE_REQ_TRANSMIT_FILE and file elements of HSE_REQ_VECTOR_SEND:
+    /// `len` bytes of `file` from `offset` (0: to its end) as body bytes.
+    fn send_file(&mut self, file: std::fs::File, offset: u64, len: u64) -> std::io::Result<u64> {
+        let _ = (file, offset, len);
+        Err(std::io::Error::other("not supported"))
+    }
+    /// HSE_REQ_GET_CERT_INFO_EX: the client certificate (DER), if any.
+    fn client_certificate(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// HSE_REQ_SET_FLUSH_FLAG: write through at once (TRUE) or let the
+    /// server gather small writes (FALSE).
+    fn set_flush(&mut self, flush: bool) {
+        let _ = flush;
+    }
     /// A ServerSupportFunction request this host does not carry out
     /// itself; `Err` with the Win32 error to report. The default knows
     /// none.
@@ -115,13 +137,17 @@ pub struct Outcome {
     pub abandoned: bool,
 }
 
+/// A completion function with its context.
+type Completion = (ext::IoCompletionFn, usize);
+
 /// A pending request's progress.
 #[derive(Default)]
 struct Pending {
     done: Option<Dword>,
-    /// Asynchronous operations finished (bytes, Win32 error) whose
-    /// completion function is still to be called.
-    completions: Vec<(Dword, Dword)>,
+    /// Asynchronous operations finished whose completion function is
+    /// still to be called: the operation's own function (TransmitFile's)
+    /// or, with `None`, HSE_REQ_IO_COMPLETION's; bytes; Win32 error.
+    completions: Vec<(Option<Completion>, Dword, Dword)>,
 }
 
 /// The requests in progress, by the ConnID their extension was given.
@@ -139,10 +165,22 @@ struct Session<'a> {
     state: Mutex<Pending>,
     finished: Condvar,
     /// HSE_REQ_IO_COMPLETION's function and context.
-    completion: Mutex<Option<(ext::IoCompletionFn, usize)>>,
+    completion: Mutex<Option<Completion>>,
     /// The ECB the extension was handed: the callbacks take the session
     /// from its ConnID, never from the ECB.
     ecb: *mut ExtensionControlBlock,
+}
+
+impl Session<'_> {
+    /// Queues a completion for the request's waiter to deliver.
+    fn complete(&self, own: Option<Completion>, bytes: Dword, error: Dword) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .completions
+            .push((own, bytes, error));
+        self.finished.notify_all();
+    }
 }
 
 #[allow(unsafe_code)]
@@ -287,9 +325,11 @@ impl Extension {
                     status = done;
                     break;
                 }
-                if let Some((bytes, error)) = state.completions.pop() {
+                if !state.completions.is_empty() {
+                    let (own, bytes, error) = state.completions.remove(0);
                     drop(state);
-                    let completion = *session.completion.lock().unwrap_or_else(|e| e.into_inner());
+                    let completion =
+                        own.or(*session.completion.lock().unwrap_or_else(|e| e.into_inner()));
                     if let Some((function, context)) = completion {
                         // SAFETY: the module registered this function for
                         // its asynchronous operations, with this context.
@@ -338,6 +378,16 @@ impl Drop for Extension {
     }
 }
 
+/// What HSE_REQ_MAP_URL_TO_PATH_EX reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlMapping {
+    pub path: String,
+    /// HSE_URL_FLAGS_* (the key's AccessFlags and AccessSSLFlags).
+    pub flags: Dword,
+    pub matching_path: Dword,
+    pub matching_url: Dword,
+}
+
 /// A child request (HSE_EXEC_URL_INFO): each part `None` keeps the
 /// parent's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -377,6 +427,60 @@ fn session<'a>(hconn: HConn) -> Option<&'a Session<'a>> {
     // SAFETY: registered sessions are alive until removed, after the call
     // (and any pending wait) is over.
     Some(unsafe { &*(hconn as *const Session) })
+}
+
+/// Writes `text` and a NUL at `to`.
+///
+/// # Safety
+/// `to` holds at least `text.len() + 1` bytes.
+#[allow(unsafe_code)]
+unsafe fn copy_c_string(text: &str, to: *mut u8) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), to, text.len());
+        *to.add(text.len()) = 0;
+    }
+}
+
+/// A copy of a module's bytes (NULL or empty: none).
+#[allow(unsafe_code)]
+fn bytes_at(p: LpVoid, len: Dword) -> Vec<u8> {
+    if p.is_null() || len == 0 {
+        return Vec::new();
+    }
+    // SAFETY: the module's buffer holds `len` bytes.
+    unsafe { std::slice::from_raw_parts(p as *const u8, len as usize) }.to_vec()
+}
+
+/// The file a module names by its descriptor (a HANDLE here holds a
+/// descriptor), duplicated so the module keeps its own.
+fn borrowed_file(handle: crate::types::Handle) -> Result<std::fs::File, Dword> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let fd = i32::try_from(handle as isize).map_err(|_| error::INVALID_HANDLE)?;
+    if fd < 0 {
+        return Err(error::INVALID_HANDLE);
+    }
+    // The descriptor must be open: fcntl says so without touching it.
+    if descriptor_is_open(fd).is_none() {
+        return Err(error::INVALID_HANDLE);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the descriptor is open (checked above) and the module keeps
+    // it open for the call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned = borrowed
+        .try_clone_to_owned()
+        .map_err(|_| error::INVALID_HANDLE)?;
+    let file = std::fs::File::from(owned);
+    debug_assert!(file.as_raw_fd() >= 0);
+    Ok(file)
+}
+
+/// Whether a descriptor is open.
+#[allow(unsafe_code)]
+fn descriptor_is_open(fd: i32) -> Option<()> {
+    // SAFETY: F_GETFD reads the descriptor's flags and changes nothing.
+    (unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0).then_some(())
 }
 
 /// An HSE_EXEC_URL_INFO in Rust's terms.
@@ -489,14 +593,22 @@ unsafe extern "C" fn write_client(
         if bytes.is_null() || (buffer.is_null() && unsafe { *bytes } != 0) {
             return Err(error::INVALID_PARAMETER);
         }
-        if flags & ext::io::ASYNC != 0 {
-            // Asynchronous writes need HSE_REQ_IO_COMPLETION: not yet.
-            return Err(error::NOT_SUPPORTED);
-        }
         // SAFETY: the module's buffer holds `*bytes` bytes.
         let data = unsafe { std::slice::from_raw_parts(buffer as *const u8, *bytes as usize) };
         let mut conn = session.conn.lock().unwrap_or_else(|e| e.into_inner());
-        conn.write(data).map_err(|_| error::INVALID_HANDLE)
+        let written = conn.write(data).map_err(|_| error::INVALID_HANDLE);
+        drop(conn);
+        if flags & ext::io::ASYNC != 0 {
+            // Done at once; the module learns it from its completion
+            // function, as for any asynchronous write.
+            let (n, code) = match written {
+                Ok(()) => (data.len() as Dword, error::SUCCESS),
+                Err(code) => (0, code),
+            };
+            session.complete(None, n, code);
+            return Ok(());
+        }
+        written
     })
 }
 
@@ -609,13 +721,7 @@ unsafe extern "C" fn server_support_function(
                 drop(conn);
                 // The child has answered: the completion function is called
                 // once the module has returned HSE_STATUS_PENDING.
-                session
-                    .state
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .completions
-                    .push((0, error::SUCCESS));
-                session.finished.notify_all();
+                session.complete(None, 0, error::SUCCESS);
                 Ok(())
             }
             ext::req::GET_EXEC_URL_STATUS => {
@@ -649,6 +755,217 @@ unsafe extern "C" fn server_support_function(
                     text(buffer as *const c_char)?
                 };
                 conn.report_unhealthy(reason);
+                Ok(())
+            }
+            ext::req::MAP_URL_TO_PATH => {
+                // lpvBuffer: the URL in, the path out; lpdwSize: its size.
+                if buffer.is_null() || size.is_null() {
+                    return Err(error::INVALID_PARAMETER);
+                }
+                let url = text(buffer as *const c_char)?.to_string();
+                let mapping = conn.map_url(&url).ok_or(error::FILE_NOT_FOUND)?;
+                let needed = mapping.path.len() + 1;
+                // SAFETY: the buffer holds `*size` bytes.
+                unsafe {
+                    if (*size as usize) < needed {
+                        *size = needed as Dword;
+                        return Err(error::INSUFFICIENT_BUFFER);
+                    }
+                    copy_c_string(&mapping.path, buffer as *mut u8);
+                    *size = needed as Dword;
+                }
+                Ok(())
+            }
+            ext::req::MAP_URL_TO_PATH_EX => {
+                // lpvBuffer: the URL; lpdwDataType: the HSE_URL_MAPEX_INFO.
+                if buffer.is_null() || data_type.is_null() {
+                    return Err(error::INVALID_PARAMETER);
+                }
+                let url = text(buffer as *const c_char)?.to_string();
+                let mapping = conn.map_url(&url).ok_or(error::FILE_NOT_FOUND)?;
+                if mapping.path.len() >= crate::types::MAX_PATH {
+                    return Err(error::INSUFFICIENT_BUFFER);
+                }
+                // SAFETY: the module passes an HSE_URL_MAPEX_INFO.
+                let info = unsafe { &mut *(data_type as *mut ext::HseUrlMapExInfo) };
+                // SAFETY: lpszPath holds MAX_PATH bytes; the path is shorter.
+                unsafe { copy_c_string(&mapping.path, info.lpsz_path.as_mut_ptr() as *mut u8) };
+                info.dw_flags = mapping.flags;
+                info.cch_matching_path = mapping.matching_path;
+                info.cch_matching_url = mapping.matching_url;
+                Ok(())
+            }
+            ext::req::TRANSMIT_FILE => {
+                if buffer.is_null() {
+                    return Err(error::INVALID_PARAMETER);
+                }
+                // SAFETY: the module passes an HSE_TF_INFO.
+                let info = unsafe { &*(buffer as *const ext::HseTfInfo) };
+                let head = bytes_at(info.p_head, info.head_length);
+                let tail = bytes_at(info.p_tail, info.tail_length);
+                let file = borrowed_file(info.h_file)?;
+                let io = |r: std::io::Result<()>| r.map_err(|_| error::INVALID_HANDLE);
+                if info.dw_flags & ext::io::SEND_HEADERS != 0 {
+                    let status = if info.psz_status_code.is_null() {
+                        "200 OK"
+                    } else {
+                        text(info.psz_status_code)?
+                    };
+                    let headers = String::from_utf8_lossy(&head).into_owned();
+                    let keep = conn.keep_conn();
+                    io(conn.send_headers(status, &headers, keep))?;
+                } else if !head.is_empty() {
+                    io(conn.write(&head))?;
+                }
+                let sent = conn
+                    .send_file(file, u64::from(info.offset), u64::from(info.bytes_to_write))
+                    .map_err(|_| error::INVALID_HANDLE)?;
+                if !tail.is_empty() {
+                    io(conn.write(&tail))?;
+                }
+                if info.dw_flags & ext::io::DISCONNECT_AFTER_SEND != 0 {
+                    conn.close_connection();
+                }
+                drop(conn);
+                let own = info.pfn_hse_io.map(|f| (f, info.p_context as usize));
+                let total = head.len() as u64 + sent + tail.len() as u64;
+                session.complete(
+                    own,
+                    total.min(u64::from(Dword::MAX)) as Dword,
+                    error::SUCCESS,
+                );
+                Ok(())
+            }
+            ext::req::VECTOR_SEND => {
+                if buffer.is_null() {
+                    return Err(error::INVALID_PARAMETER);
+                }
+                // SAFETY: the module passes an HSE_RESPONSE_VECTOR.
+                let vector = unsafe { &*(buffer as *const ext::HseResponseVector) };
+                let io = |r: std::io::Result<()>| r.map_err(|_| error::INVALID_HANDLE);
+                if vector.dw_flags & ext::io::SEND_HEADERS != 0 {
+                    let status = if vector.psz_status.is_null() {
+                        "200 OK"
+                    } else {
+                        text(vector.psz_status)?
+                    };
+                    let headers = if vector.psz_headers.is_null() {
+                        ""
+                    } else {
+                        text(vector.psz_headers)?
+                    };
+                    let keep =
+                        conn.keep_conn() && vector.dw_flags & ext::io::DISCONNECT_AFTER_SEND == 0;
+                    io(conn.send_headers(status, headers, keep))?;
+                }
+                let elements = if vector.lp_element_array.is_null() || vector.n_element_count == 0 {
+                    &[][..]
+                } else {
+                    // SAFETY: the array holds nElementCount elements.
+                    unsafe {
+                        std::slice::from_raw_parts(
+                            vector.lp_element_array,
+                            vector.n_element_count as usize,
+                        )
+                    }
+                };
+                let mut total: u64 = 0;
+                for element in elements {
+                    match element.element_type {
+                        ext::HSE_VECTOR_ELEMENT_TYPE_MEMORY_BUFFER => {
+                            let len = usize::try_from(element.cb_size)
+                                .map_err(|_| error::INVALID_PARAMETER)?;
+                            let data = if len == 0 {
+                                &[][..]
+                            } else if element.pv_context.is_null() {
+                                return Err(error::INVALID_PARAMETER);
+                            } else {
+                                // SAFETY: the element's buffer holds cbSize bytes.
+                                unsafe {
+                                    std::slice::from_raw_parts(element.pv_context as *const u8, len)
+                                }
+                            };
+                            io(conn.write(data))?;
+                            total += len as u64;
+                        }
+                        ext::HSE_VECTOR_ELEMENT_TYPE_FILE_HANDLE => {
+                            let file = borrowed_file(element.pv_context)?;
+                            total += conn
+                                .send_file(file, element.cb_offset, element.cb_size)
+                                .map_err(|_| error::INVALID_HANDLE)?;
+                        }
+                        _ => return Err(error::INVALID_PARAMETER),
+                    }
+                }
+                if vector.dw_flags & ext::io::DISCONNECT_AFTER_SEND != 0 {
+                    conn.close_connection();
+                }
+                drop(conn);
+                if vector.dw_flags & ext::io::ASYNC != 0 {
+                    session.complete(
+                        None,
+                        total.min(u64::from(Dword::MAX)) as Dword,
+                        error::SUCCESS,
+                    );
+                }
+                Ok(())
+            }
+            ext::req::GET_CERT_INFO_EX => {
+                if buffer.is_null() {
+                    return Err(error::INVALID_PARAMETER);
+                }
+                // SAFETY: the module passes a CERT_CONTEXT_EX with its buffer.
+                let info = unsafe { &mut *(buffer as *mut ext::CertContextEx) };
+                let der = conn.client_certificate().unwrap_or_default();
+                info.cert_context.dw_cert_encoding_type =
+                    ext::X509_ASN_ENCODING | ext::PKCS_7_ASN_ENCODING;
+                info.cert_context.cb_cert_encoded = der.len() as Dword;
+                info.dw_certificate_flags = Dword::from(!der.is_empty());
+                if der.len() > info.cb_allocated as usize
+                    || (!der.is_empty() && info.cert_context.pb_cert_encoded.is_null())
+                {
+                    return Err(error::INSUFFICIENT_BUFFER);
+                }
+                if !der.is_empty() {
+                    // SAFETY: pbCertEncoded holds cbAllocated bytes.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            der.as_ptr(),
+                            info.cert_context.pb_cert_encoded,
+                            der.len(),
+                        )
+                    };
+                }
+                Ok(())
+            }
+            ext::req::IS_CONNECTED => {
+                if buffer.is_null() {
+                    return Err(error::INVALID_PARAMETER);
+                }
+                // SAFETY: the answer is a BOOL the module provides.
+                unsafe { *(buffer as *mut Bool) = TRUE };
+                Ok(())
+            }
+            ext::req::SET_FLUSH_FLAG => {
+                conn.set_flush(!buffer.is_null());
+                Ok(())
+            }
+            ext::req::ASYNC_READ_CLIENT => {
+                // lpvBuffer: where to read; lpdwSize: its size. The read is
+                // done at once; the completion reports it.
+                if buffer.is_null() || size.is_null() {
+                    return Err(error::INVALID_PARAMETER);
+                }
+                // SAFETY: the module's buffer holds `*size` bytes and stays
+                // valid until its completion runs.
+                let buf =
+                    unsafe { std::slice::from_raw_parts_mut(buffer as *mut u8, *size as usize) };
+                let read = conn.read(buf);
+                drop(conn);
+                match read {
+                    Ok(n) => session.complete(None, n as Dword, error::SUCCESS),
+                    Err(_) => session.complete(None, 0, error::INVALID_HANDLE),
+                }
                 Ok(())
             }
             ext::req::GET_IMPERSONATION_TOKEN => Err(error::NOT_SUPPORTED),

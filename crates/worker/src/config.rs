@@ -140,6 +140,8 @@ pub struct UrlConfig {
     pub site_id: u32,
     pub mb_path: MbPath,
     pub physical: Option<PathBuf>,
+    /// The URL and Path of the virtual directory that maps it.
+    pub vdir: Option<(String, String)>,
     pub access: u32,
     pub access_ssl: u32,
     pub auth: u32,
@@ -536,6 +538,7 @@ impl Config {
             dont_log: at.dword(ids::DONT_LOG) != 0,
             compress_static,
             physical: at.physical,
+            vdir: at.vdir,
             mb_path: at.mb_path,
             local_mime,
             global_mime: self.global_mime.clone(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use httpapi::proto::{BodyInfo, HttpVersion};
 use httpapi::{Request, Response, ResponseWriter};
-use isapi::host::{Connection, ExecUrl, Extension, RequestFacts};
+use isapi::host::{Connection, ExecUrl, Extension, RequestFacts, UrlMapping};
 use isapi::types::{error, Dword};
 
 use crate::pipeline::Pipeline;
@@ -204,6 +204,7 @@ pub async fn run(pipeline: Arc<Pipeline>, call: Call, req: Request, template: Re
             body_done: false,
             vars,
             close: false,
+            flush: false,
         };
         let facts = conn.facts(&call);
         let outcome = extension.call(&mut conn, &facts, PENDING_LIMIT);
@@ -234,6 +235,8 @@ struct Conn {
     body_done: bool,
     vars: Variables,
     close: bool,
+    /// HSE_REQ_SET_FLUSH_FLAG: writes go out at once, not gathered.
+    flush: bool,
 }
 
 /// Where the response stands. Small responses are gathered and sent
@@ -446,7 +449,7 @@ impl Connection for Conn {
             self.head(200, "")?;
         }
         if let Output::Gathering { body, .. } = &mut self.output {
-            if body.len() + data.len() <= GATHER_LIMIT {
+            if !self.flush && body.len() + data.len() <= GATHER_LIMIT {
                 body.extend_from_slice(data);
                 return Ok(());
             }
@@ -540,6 +543,63 @@ impl Connection for Conn {
 
     fn exec_url_status(&self) -> Option<(u16, u16, Dword)> {
         self.child_status
+    }
+
+    fn map_url(&mut self, url: &str) -> Option<UrlMapping> {
+        use crate::site::access;
+        let path = child_path(url.split('?').next().unwrap_or(url))?;
+        let config = self.pipeline.config.load();
+        let cfg = config.url(self.vars.site_id, &path)?;
+        let physical = cfg.physical.as_ref()?.display().to_string();
+        let (vdir_url, vdir_path) = cfg.vdir.clone().unwrap_or_default();
+        let url_flags = access::READ | access::WRITE | access::EXECUTE | access::SCRIPT;
+        let ssl_flags = isapi::ext::url_flags::SSL
+            | isapi::ext::url_flags::NEGO_CERT
+            | isapi::ext::url_flags::REQUIRE_CERT
+            | isapi::ext::url_flags::MAP_CERT
+            | isapi::ext::url_flags::SSL128;
+        Some(UrlMapping {
+            path: physical,
+            flags: (cfg.access & url_flags) | (cfg.access_ssl & ssl_flags),
+            matching_path: vdir_path.trim_end_matches('/').len() as Dword,
+            matching_url: vdir_url.len() as Dword,
+        })
+    }
+
+    fn send_file(&mut self, file: std::fs::File, offset: u64, len: u64) -> std::io::Result<u64> {
+        let size = file.metadata()?.len();
+        if offset > size {
+            return Err(std::io::Error::other("the offset is past the file's end"));
+        }
+        let len = if len == 0 {
+            size - offset
+        } else {
+            len.min(size - offset)
+        };
+        if matches!(self.output, Output::NotStarted) {
+            self.head(200, "")?;
+        }
+        let runtime = self.runtime.clone();
+        // The listener sends the bytes from the file itself.
+        let writer = self.stream()?;
+        runtime
+            .block_on(writer.send_file(&file, offset, len))
+            .map_err(std::io::Error::other)?;
+        Ok(len)
+    }
+
+    fn client_certificate(&self) -> Option<Vec<u8>> {
+        self.vars
+            .head
+            .tls
+            .as_ref()?
+            .client_certificate
+            .as_ref()
+            .map(|c| c.der.clone())
+    }
+
+    fn set_flush(&mut self, flush: bool) {
+        self.flush = flush;
     }
 }
 

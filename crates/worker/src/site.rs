@@ -47,6 +47,9 @@ pub struct Location {
     pub mb_path: MbPath,
     /// The file-system path, when a Path is in force.
     pub physical: Option<PathBuf>,
+    /// The URL and file-system path of the key that sets Path (the
+    /// virtual directory), as HSE_URL_MAPEX_INFO counts them.
+    pub vdir: Option<(String, String)>,
 }
 
 impl Location {
@@ -68,14 +71,21 @@ impl Location {
             parts.push(segment.to_string());
         }
         let mb_path = MbPath::from_parts(parts).ok()?;
+        let mut vdir = None;
         let physical = match snapshot
             .lookup(&mb_path, ids::PATH, GetMode::PartialPath)
             .ok()?
         {
             Some((property, depth)) => property.value.as_str().map(|root| {
+                let depth = depth.max(base);
+                let url: String = mb_path.parts()[base..depth]
+                    .iter()
+                    .map(|s| format!("/{s}"))
+                    .collect();
+                vdir = Some((url, root.to_string()));
                 let mut p = PathBuf::from(root);
                 // Segments below the key that sets Path are file-system names.
-                for segment in &mb_path.parts()[depth.max(base)..] {
+                for segment in &mb_path.parts()[depth..] {
                     p.push(segment);
                 }
                 p
@@ -87,6 +97,7 @@ impl Location {
             site_id,
             mb_path,
             physical,
+            vdir,
         })
     }
 
