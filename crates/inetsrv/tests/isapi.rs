@@ -219,6 +219,64 @@ fn a_module_that_crashes_or_reports_unhealthy_takes_down_only_its_worker() {
 }
 
 #[test]
+fn a_module_that_hangs_is_found_by_pings_and_its_worker_replaced() {
+    let modules = module_dir();
+    let faults = build(
+        Path::new("crates/isapi/tests/c/faults.c"),
+        modules.path(),
+        "faults",
+    );
+    let faults = faults.to_str().unwrap().to_string();
+    let mut web = Web::prepare();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".fault,{faults},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &faults, "--enable"]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/DefaultAppPool/PingInterval",
+        "1",
+    ]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/DefaultAppPool/PingResponseTime",
+        "2",
+    ]);
+    web.launch();
+
+    let before = pid_of(&web.curl("/x.fault", &[]));
+    let started = std::time::Instant::now();
+    // The worker's own thread answers pings; the hung call is what gives
+    // it away, and the worker is killed: the request's connection closes.
+    let hung = web.curl("/x.fault?hang", &["--max-time", "30"]);
+    assert_ne!(hung.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut after = before;
+    web.wait_for("a new worker", Duration::from_secs(20), || {
+        let got = web.curl("/x.fault", &[]);
+        if got.status == 200 {
+            after = pid_of(&got);
+        }
+        after != before
+    });
+    assert!(
+        web.log()
+            .contains("a module call has run longer than PingResponseTime"),
+        "{}",
+        web.log()
+    );
+}
+
+#[test]
 fn an_extension_written_in_rust_with_the_isapi_crate() {
     // Built by `cargo test --workspace` with the other examples.
     let built = Path::new(common::BIN)

@@ -1010,9 +1010,22 @@ impl Service {
                 seq,
                 requests,
                 active,
+                busiest_ms,
             } => {
                 if w.ping.is_some_and(|(s, _)| s == seq) {
                     w.ping = None;
+                }
+                // A module call running past PingResponseTime is a hang the
+                // worker's own thread cannot see: the worker is replaced.
+                let hung = self.pools.get(&w.pool).is_some_and(|pool| {
+                    let s = &pool.settings;
+                    s.pinging_enabled
+                        && busiest_ms > u64::from(s.ping_response_time).saturating_mul(1000)
+                });
+                if hung {
+                    tracing::warn!(pool = %w.pool, pid = w.pid, seconds = busiest_ms / 1000, "a module call has run longer than PingResponseTime");
+                    self.kill_worker(id, "a module call hung past PingResponseTime");
+                    return;
                 }
                 if requests != w.requests || active > 0 {
                     w.last_activity = self.host.now();

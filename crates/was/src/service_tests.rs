@@ -184,6 +184,7 @@ impl Bench {
                 seq,
                 requests: 0,
                 active: 0,
+                busiest_ms: 0,
             },
         ));
     }
@@ -270,6 +271,36 @@ async fn startup_time_limit_kills_a_silent_worker_and_counts_a_failure() {
     assert_eq!(state, PoolState::Started);
     let failure = failure.expect("the failure is shown");
     assert!(failure.contains("StartupTimeLimit"), "{failure}");
+}
+
+#[tokio::test]
+async fn a_module_call_hung_past_ping_response_time_kills_the_worker() {
+    let mut b = Bench::new(&[(ids::PING_INTERVAL, 5), (ids::PING_RESPONSE_TIME, 10)]).await;
+    b.demand();
+    let id = b.worker_ids()[0];
+    b.ready(id);
+    b.advance(Duration::from_millis(1250));
+    let seq = b.outstanding_ping(id).expect("pinged");
+    // Its thread answers, but a module call has run 9 s: not yet hung.
+    let answer = |busiest_ms| {
+        Event::Worker(
+            id,
+            FromWorker::Pong {
+                seq,
+                requests: 0,
+                active: 1,
+                busiest_ms,
+            },
+        )
+    };
+    b.service.handle(answer(9_000));
+    assert!(b.host.lock().killed.is_empty());
+    // 11 s: past PingResponseTime (10 s), the worker is replaced.
+    b.service.handle(answer(11_000));
+    assert_eq!(b.host.lock().killed, vec![b.pid(id)]);
+    b.exited(id);
+    let failure = b.pool_state().1.unwrap();
+    assert!(failure.contains("module call hung"), "{failure}");
 }
 
 #[tokio::test]

@@ -115,6 +115,11 @@ pub enum FromWorker {
         requests: u64,
         /// Requests in hand now.
         active: u64,
+        /// How long the longest module call in progress (an ISAPI
+        /// extension's) has run, in milliseconds: the service counts a
+        /// worker whose module has hung past PingResponseTime as hung.
+        #[serde(default)]
+        busiest_ms: u64,
     },
     /// The worker reached a limit of its own (PeriodicRestartRequests)
     /// and asks to be replaced.
@@ -275,6 +280,7 @@ mod tests {
         assert_eq!(line, b"{\"type\":\"ping\",\"seq\":7}\n");
         assert_eq!(decode::<ToWorker>(&line), Some(ToWorker::Ping { seq: 7 }));
         let pong = FromWorker::Pong {
+            busiest_ms: 0,
             seq: 7,
             requests: 10,
             active: 1,

@@ -122,9 +122,52 @@ pub struct Modules {
     loaded: Mutex<HashMap<PathBuf, Arc<Extension>>>,
     /// To the activation service: HSE_REQ_REPORT_UNHEALTHY.
     reports: Mutex<Option<tokio::sync::mpsc::UnboundedSender<worker_control::FromWorker>>>,
+    /// Extension calls in progress, by number, with when each began.
+    calls: Mutex<HashMap<u64, std::time::Instant>>,
+    next_call: std::sync::atomic::AtomicU64,
+}
+
+/// An extension call in progress, known to [`Modules::busiest`] until
+/// dropped.
+struct InCall<'a> {
+    modules: &'a Modules,
+    id: u64,
+}
+
+impl Drop for InCall<'_> {
+    fn drop(&mut self) {
+        self.modules
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
 }
 
 impl Modules {
+    /// How long the longest extension call in progress has run: a call
+    /// hung in a module is a hang pings of the worker's own thread miss.
+    pub fn busiest(&self) -> Duration {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|t| t.elapsed())
+            .max()
+            .unwrap_or_default()
+    }
+
+    fn begin_call(&self) -> InCall<'_> {
+        let id = self
+            .next_call
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, std::time::Instant::now());
+        InCall { modules: self, id }
+    }
+
     /// Where a module's report that the worker is unhealthy goes.
     pub fn set_reports(&self, to: tokio::sync::mpsc::UnboundedSender<worker_control::FromWorker>) {
         *self.reports.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
@@ -207,7 +250,9 @@ pub async fn run(pipeline: Arc<Pipeline>, call: Call, req: Request, template: Re
             flush: false,
         };
         let facts = conn.facts(&call);
+        let in_call = modules.begin_call();
         let outcome = extension.call(&mut conn, &facts, PENDING_LIMIT);
+        drop(in_call);
         if outcome.abandoned {
             tracing::warn!(module = %call.module.display(), "an ISAPI extension left a request pending past the limit");
         }

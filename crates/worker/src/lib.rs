@@ -386,6 +386,7 @@ async fn read_control(
                     seq,
                     requests: pipeline.served.load(Ordering::Relaxed),
                     active: active.load(Ordering::Relaxed),
+                    busiest_ms: pipeline.modules.busiest().as_millis() as u64,
                 });
             }
             ToWorker::Root { path, links } => {

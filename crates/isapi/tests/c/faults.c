@@ -1,5 +1,5 @@
 /* A badly behaved extension, for the isolation tests: by its query it
- * crashes (a write through NULL: SIGSEGV), aborts, or reports its worker unhealthy; otherwise
+ * crashes (a write through NULL: SIGSEGV), aborts, hangs, or reports its worker unhealthy; otherwise
  * it says which process it runs in. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +26,9 @@ DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb)
     }
     if (strcmp(ecb->lpszQueryString, "abort") == 0)
         abort();
+    if (strcmp(ecb->lpszQueryString, "hang") == 0)
+        for (;;)
+            sleep(1);
     if (strcmp(ecb->lpszQueryString, "unhealthy") == 0)
         ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_REPORT_UNHEALTHY, "the database is gone",
                                    NULL, NULL);
