@@ -160,8 +160,74 @@ fn pid_of(got: &common::web::Got) -> u32 {
     got.text()
         .trim()
         .strip_prefix("pid ")
-        .and_then(|p| p.parse().ok())
+        .and_then(|p| p.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("not a pid: {:?}", got.text()))
+}
+
+/// How often the faults extension had been called since it was loaded.
+fn calls_of(got: &common::web::Got) -> u32 {
+    got.text()
+        .trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no count: {:?}", got.text()))
+}
+
+#[test]
+fn modules_are_cached_or_not_and_run_from_their_own_url_where_execute_allows() {
+    let modules = module_dir();
+    let faults = build(
+        Path::new("crates/isapi/tests/c/faults.c"),
+        modules.path(),
+        "faults",
+    );
+    let faults = faults.to_str().unwrap().to_string();
+    let mut web = Web::prepare();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".fault,{faults},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &faults, "--enable"]);
+    web.cli_ok(&[
+        "vdir",
+        "create",
+        "1",
+        "scripts",
+        modules.path().to_str().unwrap(),
+    ]);
+    web.launch();
+
+    // CacheISAPI (TRUE by default): loaded once, its state kept.
+    let counts: Vec<u32> = (0..3)
+        .map(|_| calls_of(&web.curl("/x.fault", &[])))
+        .collect();
+    assert_eq!(counts, vec![counts[0], counts[0] + 1, counts[0] + 2]);
+    // FALSE: loaded for each request and unloaded after it.
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/CacheISAPI", "FALSE"]);
+    let counts: Vec<u32> = (0..3)
+        .map(|_| calls_of(&web.curl("/x.fault", &[])))
+        .collect();
+    assert_eq!(counts, vec![1, 1, 1]);
+
+    // The module's own URL: refused without Execute access, run with it.
+    let own = web.curl("/scripts/faults.so", &[]);
+    assert_eq!(own.status, 403);
+    assert!(own.text().contains("403.1"), "{}", own.text());
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/scripts/AccessFlags",
+        "AccessRead | AccessExecute",
+    ]);
+    let own = web.curl("/scripts/faults.so", &[]);
+    assert_eq!(own.status, 200, "{}", web.log());
+    assert!(own.text().starts_with("pid "), "{}", own.text());
+    // Not on the list: 404.2, however it is reached.
+    web.cli_ok(&["webext", "disable-file", &faults]);
+    assert_eq!(web.curl("/scripts/faults.so", &[]).status, 404);
 }
 
 #[test]

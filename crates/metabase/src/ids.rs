@@ -31,6 +31,7 @@ pub const HTTP_REDIRECT: u32 = 6011;
 pub const DEFAULT_LOGON_DOMAIN: u32 = 6012;
 pub const SCRIPT_MAPS: u32 = 6014;
 pub const UPLOAD_READ_AHEAD_SIZE: u32 = 6045;
+pub const CACHE_ISAPI: u32 = 6034;
 pub const APPLICATION_DEPENDENCIES: u32 = 2167;
 pub const WEB_SVC_EXT_RESTRICTION_LIST: u32 = 2168;
 pub const MIME_MAP: u32 = 6015;

@@ -165,6 +165,8 @@ pub struct UrlConfig {
     /// UploadReadAheadSize: body bytes an extension is handed with the
     /// request.
     pub read_ahead: u32,
+    /// CacheISAPI: extensions stay loaded between requests.
+    pub cache_isapi: bool,
     /// The application's metabase path (AppRoot), APPL_MD_PATH.
     pub app_root: String,
     local_mime: Option<Arc<MimeTable>>,
@@ -189,7 +191,7 @@ pub enum Handler {
     Static,
     /// A script-mapped extension; `script_access_suffices` as its flag says.
     ScriptMapped { script_access_suffices: bool },
-    /// `.exe` or `.dll`: a CGI program or an ISAPI extension.
+    /// `.exe`, `.dll` or `.so`: a CGI program or an ISAPI extension.
     Executable,
 }
 
@@ -262,7 +264,10 @@ impl UrlConfig {
                 script_access_suffices: map.script,
             };
         }
-        if ext.eq_ignore_ascii_case(".exe") || ext.eq_ignore_ascii_case(".dll") {
+        if ext.eq_ignore_ascii_case(".exe")
+            || ext.eq_ignore_ascii_case(".dll")
+            || ext.eq_ignore_ascii_case(".so")
+        {
             return Handler::Executable;
         }
         Handler::Static
@@ -498,6 +503,7 @@ impl Config {
                 .filter_map(|m| parse_script_map(m))
                 .collect(),
             read_ahead: at.dword(ids::UPLOAD_READ_AHEAD_SIZE),
+            cache_isapi: at.dword(ids::CACHE_ISAPI) != 0,
             app_root: at
                 .string(ids::APP_ROOT)
                 .filter(|r| !r.is_empty())

@@ -191,8 +191,32 @@ impl Modules {
         }
     }
 
-    /// The extension at `path`, loaded on first use.
-    pub fn get(&self, path: &Path) -> Result<Arc<Extension>, String> {
+    /// Unloads every extension (TerminateExtension), once no request
+    /// uses it.
+    pub fn unload_all(&self) {
+        let loaded = std::mem::take(&mut *self.loaded.lock().unwrap_or_else(|e| e.into_inner()));
+        for (path, extension) in loaded {
+            tracing::info!(module = %path.display(), "ISAPI extension unloaded");
+            drop(extension);
+        }
+    }
+
+    /// The extension at `path`, loaded on first use and kept (CacheISAPI),
+    /// or loaded for this request alone and unloaded after it.
+    pub fn get(&self, path: &Path, cache: bool) -> Result<Arc<Extension>, String> {
+        if !cache {
+            // A copy kept from before CacheISAPI was turned off goes (once
+            // the requests using it end), so this one is loaded afresh.
+            let kept = self
+                .loaded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(path);
+            drop(kept);
+            return Extension::load(path)
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+        }
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(found) = loaded.get(path) {
             return Ok(found.clone());
@@ -207,6 +231,8 @@ impl Modules {
 /// What the pipeline decided for a request an extension answers.
 pub struct Call {
     pub module: PathBuf,
+    /// CacheISAPI: keep the module loaded between requests.
+    pub cache: bool,
     /// The file the URL maps to (PATH_TRANSLATED).
     pub physical: Option<PathBuf>,
     pub site_id: u32,
@@ -222,7 +248,7 @@ pub async fn run(pipeline: Arc<Pipeline>, call: Call, req: Request, template: Re
     let runtime = tokio::runtime::Handle::current();
     let modules = pipeline.modules.clone();
     let _ = tokio::task::spawn_blocking(move || {
-        let extension = match modules.get(&call.module) {
+        let extension = match modules.get(&call.module, call.cache) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "ISAPI extension not loaded");

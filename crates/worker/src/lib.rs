@@ -366,6 +366,10 @@ async fn serve(
     // Responses are written by the session's writer task: a call answered
     // after them is the proof that the listener has every byte.
     let _ = queue.close().await;
+    // Extensions are told they are unloaded (TerminateExtension), as IIS
+    // does when a worker is recycled or stopped.
+    let modules = pipeline.modules.clone();
+    let _ = tokio::task::spawn_blocking(move || modules.unload_all()).await;
     tracing::info!(pool = %options.pool, served = pipeline.served.load(Ordering::Relaxed), "worker stopped");
     Ok(())
 }

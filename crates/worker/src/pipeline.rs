@@ -280,13 +280,24 @@ impl Pipeline {
         name: &str,
         skip: Option<&Path>,
     ) -> Option<Result<crate::isapi::Call, HttpError>> {
-        let map = cfg.script_map(name, skip)?;
-        if !map.executable.starts_with('/') {
+        let (module, script) = match cfg.script_map(name, skip) {
+            Some(map) if map.executable.starts_with('/') => {
+                (PathBuf::from(&map.executable), map.script)
+            }
             // A Windows path (asp.dll): nothing here can run it (404.2
             // from dynamic_content, as IIS for a prohibited extension).
-            return None;
-        }
-        let needed = if map.script {
+            Some(_) => return None,
+            // A URL to a module itself, where Execute access allows it.
+            None if name.ends_with(".so") => {
+                let module = cfg.physical.clone()?;
+                if cfg.access & access::EXECUTE != 0 && !module.is_file() {
+                    return Some(Err(HttpError::new(404, 0).win32(2)));
+                }
+                (module, false)
+            }
+            None => return None,
+        };
+        let needed = if script {
             access::SCRIPT | access::EXECUTE
         } else {
             access::EXECUTE
@@ -294,11 +305,15 @@ impl Pipeline {
         if cfg.access & needed == 0 {
             return Some(Err(HttpError::new(403, 1).win32(5)));
         }
-        if !config.restrictions.allows_extension(&map.executable) {
+        if !config
+            .restrictions
+            .allows_extension(&module.to_string_lossy())
+        {
             return Some(Err(HttpError::new(404, 2).win32(1260)));
         }
         Some(Ok(crate::isapi::Call {
-            module: PathBuf::from(&map.executable),
+            module,
+            cache: cfg.cache_isapi,
             physical: cfg.physical.clone(),
             site_id: cfg.site_id,
             meta_path: cfg.app_root.clone(),

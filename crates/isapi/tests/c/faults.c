@@ -1,6 +1,7 @@
 /* A badly behaved extension, for the isolation tests: by its query it
  * crashes (a write through NULL: SIGSEGV), aborts, hangs, or reports its worker unhealthy; otherwise
- * it says which process it runs in. */
+ * it says which process it runs in and how often it has been called
+ * since it was loaded. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,10 @@ DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb)
     if (strcmp(ecb->lpszQueryString, "unhealthy") == 0)
         ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_REPORT_UNHEALTHY, "the database is gone",
                                    NULL, NULL);
-    n = (DWORD)snprintf(text, sizeof text, "pid %d\n", (int)getpid());
+    /* Kept while the module stays loaded (CacheISAPI). */
+    static int calls;
+    calls++;
+    n = (DWORD)snprintf(text, sizeof text, "pid %d calls %d\n", (int)getpid(), calls);
     ecb->WriteClient(ecb->ConnID, text, &n, HSE_IO_SYNC);
     return HSE_STATUS_SUCCESS;
 }
