@@ -499,6 +499,34 @@ fn client_certificates_are_asked_for_in_the_handshake() {
             .iter()
             .any(|l| l.contains(" alice ") && l.ends_with(" 200 0 0"))
     });
+    // An extension sees the logon as IIS sets it for a mapped certificate.
+    let modules = common::modules::module_dir();
+    let vars = common::modules::test_module(modules.path(), "vars");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".vars,{vars},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    let seen = curl_tls(
+        &web,
+        "/x.vars?AUTH_TYPE,LOGON_USER,REMOTE_USER,HTTPS,SERVER_PORT_SECURE,CERT_FLAGS,CERT_SUBJECT",
+        &ca,
+        &alice,
+    )
+    .text();
+    for line in [
+        "AUTH_TYPE=SSL/PCT",
+        "LOGON_USER=alice",
+        "REMOTE_USER=alice",
+        "HTTPS=on",
+        "SERVER_PORT_SECURE=1",
+        "CERT_FLAGS=1",
+        "CERT_SUBJECT=CN=alice",
+    ] {
+        assert!(seen.contains(line), "{line}: {seen}");
+    }
     // Mallory's CA is not trusted by the binding; a certificate of the
     // trusted CA that nobody mapped is only a TLS client certificate.
     issue(dir, "ca", "carol", "carol", "extendedKeyUsage=clientAuth\n");

@@ -5,40 +5,11 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
+use common::modules::{build, module_dir, test_module};
 use common::web::{write, Web};
-
-/// Builds `source` into `dir/NAME.so`, readable by every pool identity
-/// (as an administrator installs a module in /opt or /usr/lib).
-fn build(source: &Path, dir: &Path, name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = dir.join(format!("{name}.so"));
-    let built = Command::new("cc")
-        .args(["-shared", "-fPIC", "-Wall", "-Werror", "-pthread", "-I"])
-        .arg(root.join("include"))
-        .arg(root.join(source))
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .expect("cc is installed");
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
-    out
-}
-
-/// A directory for modules that every user may read.
-fn module_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
 
 #[test]
 fn c_extensions_run_where_script_maps_and_the_lockdown_list_allow() {
@@ -530,4 +501,107 @@ fn files_leave_by_transmit_file_and_vectors_and_urls_map_to_paths() {
         )),
         "{text}"
     );
+}
+
+/// `NAME=value` lines of the vars extension's answer.
+fn variables(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn server_variables_are_iis_6s() {
+    let modules = module_dir();
+    let vars = test_module(modules.path(), "vars");
+    let mut web = Web::prepare();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".vars,{vars},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/private", "IIsWebDirectory"]);
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/private/AuthFlags", "AuthBasic"]);
+    web.cli_ok(&["user", "add", "alice", "--password", "s3cret"]);
+    web.launch();
+
+    let names = "REQUEST_METHOD,QUERY_STRING,URL,SCRIPT_NAME,PATH_INFO,PATH_TRANSLATED,\
+SERVER_NAME,SERVER_PORT,SERVER_PORT_SECURE,SERVER_PROTOCOL,SERVER_SOFTWARE,GATEWAY_INTERFACE,\
+REMOTE_ADDR,REMOTE_HOST,REMOTE_PORT,LOCAL_ADDR,CONTENT_LENGTH,CONTENT_TYPE,INSTANCE_ID,\
+INSTANCE_META_PATH,APPL_MD_PATH,APPL_PHYSICAL_PATH,AUTH_TYPE,LOGON_USER,REMOTE_USER,HTTPS,\
+CERT_FLAGS,HTTP_X_CUSTOM_THING,HEADER_X-Custom-Thing,http_user_agent,NO_SUCH_VARIABLE";
+    let got = web.curl(
+        &format!("/dir/page.vars?{names}"),
+        &["-A", "Vars/1", "-H", "X-Custom-Thing: 42"],
+    );
+    assert_eq!(got.status, 200, "{}", web.log());
+    let text = got.text();
+    let v = variables(&text);
+    let port = web.port.to_string();
+    let www = web.www();
+    let expected = [
+        ("REQUEST_METHOD", "GET"),
+        ("QUERY_STRING", names),
+        ("URL", "/dir/page.vars"),
+        ("SCRIPT_NAME", "/dir/page.vars"),
+        ("PATH_INFO", "/dir/page.vars"),
+        ("SERVER_NAME", "127.0.0.1"),
+        ("SERVER_PORT", &port),
+        ("SERVER_PORT_SECURE", "0"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("SERVER_SOFTWARE", "Microsoft-IIS/6.0"),
+        ("GATEWAY_INTERFACE", "CGI/1.1"),
+        ("REMOTE_ADDR", "127.0.0.1"),
+        ("REMOTE_HOST", "127.0.0.1"),
+        ("LOCAL_ADDR", "127.0.0.1"),
+        ("CONTENT_LENGTH", "0"),
+        ("CONTENT_TYPE", ""),
+        ("INSTANCE_ID", "1"),
+        ("INSTANCE_META_PATH", "/LM/W3SVC/1"),
+        ("APPL_MD_PATH", "/LM/W3SVC/1/ROOT"),
+        ("AUTH_TYPE", ""),
+        ("LOGON_USER", ""),
+        ("REMOTE_USER", ""),
+        ("HTTPS", "off"),
+        ("CERT_FLAGS", "0"),
+        ("HTTP_X_CUSTOM_THING", "42"),
+        ("HEADER_X-Custom-Thing", "42"),
+        ("http_user_agent", "Vars/1"),
+    ];
+    for (name, value) in expected {
+        assert_eq!(
+            v.get(name).map(String::as_str),
+            Some(value),
+            "{name}: {text}"
+        );
+    }
+    assert_eq!(
+        v["PATH_TRANSLATED"],
+        www.join("dir/page.vars").display().to_string()
+    );
+    assert_eq!(
+        v["APPL_PHYSICAL_PATH"],
+        format!("{}/", www.join("dir").display())
+    );
+    assert!(v["REMOTE_PORT"].parse::<u16>().is_ok(), "{text}");
+    assert!(text.contains("NO_SUCH_VARIABLE: error 1413"), "{text}");
+    // ALL_HTTP and ALL_RAW: every header, in IIS's two forms.
+    let all = web
+        .curl("/x.vars?ALL_HTTP,ALL_RAW", &["-H", "X-Custom-Thing: 42"])
+        .text();
+    assert!(all.contains("HTTP_X_CUSTOM_THING:42"), "{all}");
+    assert!(all.contains("X-Custom-Thing: 42\r\n"), "{all}");
+    // Basic: who logged on.
+    let got = web.curl(
+        "/private/x.vars?AUTH_TYPE,LOGON_USER,AUTH_USER,REMOTE_USER",
+        &["-u", "alice:s3cret"],
+    );
+    let v = variables(&got.text());
+    for name in ["LOGON_USER", "AUTH_USER", "REMOTE_USER"] {
+        assert_eq!(v[name], "alice", "{name}");
+    }
+    assert_eq!(v["AUTH_TYPE"], "Basic");
 }

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::ffi::{c_char, CStr, CString};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::ext::{
@@ -160,10 +160,10 @@ fn live() -> std::sync::MutexGuard<'static, Option<HashSet<usize>>> {
 /// One request's state behind its ConnID.
 struct Session<'a> {
     conn: Mutex<&'a mut dyn Connection>,
-    /// What the request's waiter has to do: HSE_REQ_DONE_WITH_SESSION's
-    /// status, and completions to deliver.
-    state: Mutex<Pending>,
-    finished: Condvar,
+    /// What the request's waiter has to do. Shared: a module's thread
+    /// that signals it (HSE_REQ_DONE_WITH_SESSION) may still hold it when
+    /// the waiter has returned and this session is gone.
+    signal: Arc<Signal>,
     /// HSE_REQ_IO_COMPLETION's function and context.
     completion: Mutex<Option<Completion>>,
     /// The ECB the extension was handed: the callbacks take the session
@@ -171,15 +171,26 @@ struct Session<'a> {
     ecb: *mut ExtensionControlBlock,
 }
 
+/// HSE_REQ_DONE_WITH_SESSION's status and completions to deliver, with
+/// the condition the waiter sleeps on.
+#[derive(Default)]
+struct Signal {
+    state: Mutex<Pending>,
+    finished: Condvar,
+}
+
+impl Signal {
+    fn update(&self, change: impl FnOnce(&mut Pending)) {
+        change(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        self.finished.notify_all();
+    }
+}
+
 impl Session<'_> {
     /// Queues a completion for the request's waiter to deliver.
     fn complete(&self, own: Option<Completion>, bytes: Dword, error: Dword) {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .completions
-            .push((own, bytes, error));
-        self.finished.notify_all();
+        let signal = self.signal.clone();
+        signal.update(|p| p.completions.push((own, bytes, error)));
     }
 }
 
@@ -305,8 +316,7 @@ impl Extension {
         };
         let session = Session {
             conn: Mutex::new(conn),
-            state: Mutex::new(Pending::default()),
-            finished: Condvar::new(),
+            signal: Arc::default(),
             completion: Mutex::new(None),
             ecb: &mut ecb,
         };
@@ -319,7 +329,8 @@ impl Extension {
         let mut abandoned = false;
         if status == ext::status::PENDING {
             let deadline = std::time::Instant::now() + pending_limit;
-            let mut state = session.state.lock().unwrap_or_else(|e| e.into_inner());
+            let signal = session.signal.clone();
+            let mut state = signal.state.lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 if let Some(done) = state.done {
                     status = done;
@@ -335,7 +346,7 @@ impl Extension {
                         // its asynchronous operations, with this context.
                         unsafe { function(session.ecb, context as LpVoid, bytes, error) };
                     }
-                    state = session.state.lock().unwrap_or_else(|e| e.into_inner());
+                    state = signal.state.lock().unwrap_or_else(|e| e.into_inner());
                     continue;
                 }
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -344,7 +355,7 @@ impl Extension {
                     status = ext::status::ERROR;
                     break;
                 }
-                state = session
+                state = signal
                     .finished
                     .wait_timeout(state, left)
                     .unwrap_or_else(|e| e.into_inner())
@@ -695,8 +706,10 @@ unsafe extern "C" fn server_support_function(
                     // SAFETY: the status is a DWORD the module provides.
                     unsafe { *(buffer as *const Dword) }
                 };
-                session.state.lock().unwrap_or_else(|e| e.into_inner()).done = Some(status);
-                session.finished.notify_all();
+                // From here the session may end at any moment: only the
+                // shared signal is touched.
+                let signal = session.signal.clone();
+                signal.update(|p| p.done = Some(status));
                 Ok(())
             }
             ext::req::IO_COMPLETION => {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod modules;
 pub mod web;
 
 use std::path::{Path, PathBuf};

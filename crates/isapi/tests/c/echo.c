@@ -2,7 +2,8 @@
  * server variables, reads the whole body, answers with a summary, and
  * checks the errors IIS gives for misuse. With the query "pending" it
  * finishes the request from a thread of its own (HSE_STATUS_PENDING and
- * HSE_REQ_DONE_WITH_SESSION). */
+ * HSE_REQ_DONE_WITH_SESSION), and TerminateExtension waits for that
+ * thread, as IIS requires of a module before it is unloaded. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,10 @@ static void say(EXTENSION_CONTROL_BLOCK *ecb, const char *text)
     DWORD n = (DWORD)strlen(text);
     ecb->WriteClient(ecb->ConnID, (LPVOID)text, &n, HSE_IO_SYNC);
 }
+
+/* The finishing thread, joined at unload. */
+static pthread_t finisher;
+static int finisher_started;
 
 static void *finish_later(void *arg)
 {
@@ -98,9 +103,10 @@ DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb)
     ecb->dwHttpStatusCode = 200;
     strncpy(ecb->lpszLogData, "echoed", HSE_LOG_BUFFER_LEN);
     if (strcmp(ecb->lpszQueryString, "pending") == 0) {
-        pthread_t thread;
-        pthread_create(&thread, NULL, finish_later, ecb);
-        pthread_detach(thread);
+        if (finisher_started)
+            pthread_join(finisher, NULL);
+        pthread_create(&finisher, NULL, finish_later, ecb);
+        finisher_started = 1;
         return HSE_STATUS_PENDING;
     }
     return HSE_STATUS_SUCCESS;
@@ -108,6 +114,10 @@ DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb)
 
 BOOL WINAPI TerminateExtension(DWORD dwFlags)
 {
+    if (finisher_started) {
+        pthread_join(finisher, NULL);
+        finisher_started = 0;
+    }
     const char *marker = getenv("ECHO_TERMINATED_MARKER");
     if (marker != NULL) {
         FILE *f = fopen(marker, "w");
