@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::modules::{build, module_dir, test_module};
+use common::modules::{build, module_dir, web_with_module};
 use common::web::{write, Web};
 
 #[test]
@@ -147,21 +147,7 @@ fn calls_of(got: &common::web::Got) -> u32 {
 
 #[test]
 fn modules_are_cached_or_not_and_run_from_their_own_url_where_execute_allows() {
-    let modules = module_dir();
-    let faults = build(
-        Path::new("crates/isapi/tests/c/faults.c"),
-        modules.path(),
-        "faults",
-    );
-    let faults = faults.to_str().unwrap().to_string();
-    let mut web = Web::prepare();
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".fault,{faults},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &faults, "--enable"]);
+    let (modules, faults, mut web) = web_with_module("faults", ".fault");
     web.cli_ok(&[
         "vdir",
         "create",
@@ -203,22 +189,8 @@ fn modules_are_cached_or_not_and_run_from_their_own_url_where_execute_allows() {
 
 #[test]
 fn a_module_that_crashes_or_reports_unhealthy_takes_down_only_its_worker() {
-    let modules = module_dir();
-    let faults = build(
-        Path::new("crates/isapi/tests/c/faults.c"),
-        modules.path(),
-        "faults",
-    );
-    let faults = faults.to_str().unwrap().to_string();
-    let mut web = Web::prepare();
+    let (_modules, _faults, mut web) = web_with_module("faults", ".fault");
     write(&web.www(), "page.htm", "static");
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".fault,{faults},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &faults, "--enable"]);
     web.launch();
 
     let first = pid_of(&web.curl("/x.fault", &[]));
@@ -257,21 +229,7 @@ fn a_module_that_crashes_or_reports_unhealthy_takes_down_only_its_worker() {
 
 #[test]
 fn a_module_that_hangs_is_found_by_pings_and_its_worker_replaced() {
-    let modules = module_dir();
-    let faults = build(
-        Path::new("crates/isapi/tests/c/faults.c"),
-        modules.path(),
-        "faults",
-    );
-    let faults = faults.to_str().unwrap().to_string();
-    let mut web = Web::prepare();
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".fault,{faults},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &faults, "--enable"]);
+    let (_modules, _faults, mut web) = web_with_module("faults", ".fault");
     web.cli_ok(&[
         "mb",
         "set",
@@ -388,24 +346,10 @@ fn an_extension_written_in_rust_with_the_isapi_crate() {
 
 #[test]
 fn a_wildcard_map_front_end_rewrites_denies_and_hands_requests_on() {
-    let modules = module_dir();
-    let front = build(
-        Path::new("crates/isapi/tests/c/front.c"),
-        modules.path(),
-        "front",
-    );
-    let front = front.to_str().unwrap().to_string();
-    let mut web = Web::prepare();
+    let (modules, _front, mut web) = web_with_module("front", "*");
     write(&web.www(), "new/page.htm", "the new page");
     write(&web.www(), "private/secret.htm", "the secret");
     write(&web.www(), "plain.htm", "plain");
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!("*,{front},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &front, "--enable"]);
     web.launch();
 
     // Rewritten: /old/ is served from /new/ by a child request.
@@ -513,16 +457,7 @@ fn variables(text: &str) -> std::collections::HashMap<String, String> {
 
 #[test]
 fn server_variables_are_iis_6s() {
-    let modules = module_dir();
-    let vars = test_module(modules.path(), "vars");
-    let mut web = Web::prepare();
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".vars,{vars},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    let (_modules, _vars, mut web) = web_with_module("vars", ".vars");
     web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/private", "IIsWebDirectory"]);
     web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/private/AuthFlags", "AuthBasic"]);
     web.cli_ok(&["user", "add", "alice", "--password", "s3cret"]);

@@ -40,3 +40,21 @@ pub fn test_module(dir: &Path, name: &str) -> String {
     let source = PathBuf::from(format!("crates/isapi/tests/c/{name}.c"));
     build(&source, dir, name).to_str().unwrap().to_string()
 }
+
+/// A server, prepared but not started, whose root maps `map` (`.ext`, or
+/// `*` for a wildcard map) to the test module NAME, which the lockdown
+/// list allows; with the module's directory (kept while it lives) and
+/// path.
+pub fn web_with_module(name: &str, map: &str) -> (tempfile::TempDir, String, super::web::Web) {
+    let modules = module_dir();
+    let module = test_module(modules.path(), name);
+    let web = super::web::Web::prepare();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!("{map},{module},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &module, "--enable"]);
+    (modules, module, web)
+}
