@@ -28,8 +28,10 @@ pub enum LoadError {
     Open { path: PathBuf, reason: String },
     #[error("{path}: it does not export {symbol} (an ISAPI extension exports GetExtensionVersion and HttpExtensionProc)")]
     Missing { path: PathBuf, symbol: &'static str },
-    #[error("{path}: its GetExtensionVersion returned FALSE (it refused to start)")]
+    #[error("{path}: its GetExtensionVersion (or GetFilterVersion) returned FALSE (it refused to start)")]
     Refused { path: PathBuf },
+    #[error("{path}: the filter asks for SF_NOTIFY_READ_RAW_DATA, which needs IIS 5 isolation mode (in worker process isolation mode many worker processes cannot share one connection's raw data)")]
+    RawData { path: PathBuf },
 }
 
 /// What the server does for one request, on the extension's behalf.
@@ -195,7 +197,7 @@ impl Session<'_> {
 }
 
 #[allow(unsafe_code)]
-fn set_last_error(code: Dword) {
+pub(crate) fn set_last_error(code: Dword) {
     // SAFETY: errno is the calling thread's; the pointer libc returns
     // stays valid for the thread's life.
     unsafe { *libc::__errno_location() = code as i32 };

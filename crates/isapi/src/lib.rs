@@ -12,5 +12,6 @@
 pub mod ext;
 pub mod extension;
 pub mod filt;
+pub mod filter_host;
 pub mod host;
 pub mod types;

@@ -676,7 +676,7 @@ impl Connection for Conn {
 
 /// A child request's URL path: decoded, dot segments resolved, never
 /// above the root; `None` when it is not a local absolute path.
-fn child_path(raw: &str) -> Option<String> {
+pub(crate) fn child_path(raw: &str) -> Option<String> {
     if !raw.starts_with('/') {
         return None;
     }
@@ -712,7 +712,7 @@ fn child_path(raw: &str) -> Option<String> {
 
 /// The server variables of one request, made when asked from a copy of
 /// the request's head (the request itself is consumed by the response).
-struct Variables {
+pub(crate) struct Variables {
     head: httpapi::proto::RequestHead,
     physical: Option<PathBuf>,
     site_id: u32,
@@ -722,6 +722,19 @@ struct Variables {
 }
 
 impl Variables {
+    /// A request's variables before its URL is mapped (what a filter
+    /// sees): no physical path or logon yet.
+    pub(crate) fn unmapped(head: &httpapi::proto::RequestHead, site_id: u32) -> Variables {
+        Variables {
+            head: head.clone(),
+            physical: None,
+            site_id,
+            meta_path: format!("/LM/W3SVC/{site_id}/ROOT"),
+            user: String::new(),
+            auth_type: "",
+        }
+    }
+
     fn of(req: &Request, call: &Call) -> Variables {
         Variables {
             head: (**req).clone(),
@@ -745,7 +758,7 @@ impl Variables {
     }
 
     /// A variable by IIS's name; `None` for names IIS would not know.
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Vec<u8>> {
         let upper = name.to_ascii_uppercase();
         if let Some(rest) = upper.strip_prefix("UNICODE_") {
             // IIS gives the UNICODE_ forms as UTF-16LE.

@@ -20,6 +20,7 @@ pub mod content;
 pub mod errors;
 pub mod filecache;
 pub mod files;
+pub mod filters;
 /// What the fuzz targets and the corpus replay call; not in the product.
 #[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
@@ -370,6 +371,7 @@ async fn serve(
     // does when a worker is recycled or stopped.
     let modules = pipeline.modules.clone();
     let _ = tokio::task::spawn_blocking(move || modules.unload_all()).await;
+    pipeline.filter_modules.unload_all();
     tracing::info!(pool = %options.pool, served = pipeline.served.load(Ordering::Relaxed), "worker stopped");
     Ok(())
 }

@@ -48,6 +48,13 @@ pub struct Pipeline {
     pub changes: crate::changes::Changes,
     /// ISAPI extensions loaded in this worker.
     pub modules: Arc<crate::isapi::Modules>,
+    /// ISAPI filters loaded in this worker.
+    pub filter_modules: crate::filters::FilterModules,
+    /// Each site's filters under the configuration (change number) in force.
+    site_filters: Mutex<(
+        u64,
+        std::collections::HashMap<u32, crate::filters::SiteFilters>,
+    )>,
 }
 
 /// What to send.
@@ -172,26 +179,80 @@ impl Pipeline {
             compressing: Arc::default(),
             changes: crate::changes::Changes::new(),
             modules: Arc::default(),
+            filter_modules: Default::default(),
+            site_filters: Mutex::new((u64::MAX, Default::default())),
         }
     }
 
     /// Answers one request.
     pub async fn serve(self: &Arc<Self>, req: Request) {
-        self.serve_child(req, None).await;
+        self.answer(req, None, true).await;
         self.served.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Answers a request, or a child request an ISAPI extension made
-    /// (HSE_REQ_EXEC_URL) with `skip` the wildcard extension that made it
+    /// Answers a child request an ISAPI extension made (HSE_REQ_EXEC_URL),
+    /// with `skip` the wildcard extension that made it
     /// (HSE_EXEC_URL_IGNORE_CURRENT_INTERCEPTOR). Returns the answer's
     /// status, sub-status and Win32 error (HSE_REQ_GET_EXEC_URL_STATUS).
     pub async fn serve_child(
         self: &Arc<Self>,
-        mut req: Request,
+        req: Request,
         skip: Option<&Path>,
     ) -> (u16, u16, u32) {
+        self.answer(req, skip, false).await
+    }
+
+    /// The filters of a site under the configuration in force, loaded on
+    /// first use.
+    fn site_filters(&self, config: &Config, site: u32) -> crate::filters::SiteFilters {
+        let generation = config.snapshot.change_number();
+        let mut cache = self.site_filters.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.0 != generation {
+            *cache = (generation, std::collections::HashMap::new());
+        }
+        cache
+            .1
+            .entry(site)
+            .or_insert_with(|| {
+                self.filter_modules
+                    .for_sites(&config.snapshot, &[site])
+                    .remove(&site)
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+
+    async fn answer(
+        self: &Arc<Self>,
+        mut req: Request,
+        skip: Option<&Path>,
+        top: bool,
+    ) -> (u16, u16, u32) {
         let config = self.config.load_full();
-        let cfg = config.url(req.url_context as u32, &req.url.path);
+        let site = req.url_context as u32;
+        // Filters see the requests clients send (not child requests).
+        let mut filters = None;
+        if top {
+            let site_filters = self.site_filters(&config, site);
+            if site_filters.broken.is_some() {
+                // A filter that did not load (the service log says why).
+                let reply = self.error_reply(&config, None, &req, HttpError::new(500, 0), false);
+                let outcome = (reply.status, 0, 0);
+                self.send(req, reply, None, None).await;
+                return outcome;
+            }
+            if !site_filters.chain.is_empty() {
+                let mut request =
+                    crate::filters::RequestFilters::new(&site_filters, req.tls.is_some(), req.id);
+                let vars = crate::isapi::Variables::unmapped(&req, site);
+                let go_on = request.preproc_headers(req.head_mut(), &|n| vars.get(n));
+                if !go_on {
+                    return self.filter_answer(req, request).await;
+                }
+                filters = Some(request);
+            }
+        }
+        let cfg = config.url(site, &req.url.path);
         let reply = match self.process(&config, cfg.clone(), &mut req, skip).await {
             Ok(reply) => reply,
             Err((error, challenge)) => {
@@ -199,8 +260,39 @@ impl Pipeline {
             }
         };
         let outcome = (reply.status, reply.log.substatus, reply.log.win32_status);
-        self.send(req, reply, cfg.as_deref()).await;
+        match filters.as_mut() {
+            Some(request) => {
+                let vars = crate::isapi::Variables::unmapped(&req, site);
+                self.send(req, reply, cfg.as_deref(), Some((&mut *request, &vars)))
+                    .await;
+                request.end_of_request(&|n| vars.get(n));
+            }
+            None => self.send(req, reply, cfg.as_deref(), None).await,
+        }
         outcome
+    }
+
+    /// The answer a filter made itself (SF_STATUS_REQ_FINISHED), or 500
+    /// for SF_STATUS_REQ_ERROR.
+    async fn filter_answer(
+        &self,
+        req: Request,
+        request: crate::filters::RequestFilters,
+    ) -> (u16, u16, u32) {
+        let outcome = request.outcome;
+        let response = match outcome.answer {
+            Some((status, headers, body)) if !outcome.error => {
+                let mut response = Response::new(status).body(body);
+                response.headers = headers;
+                response
+            }
+            _ => Response::new(500)
+                .header("Content-Type", "text/html")
+                .body("<html><body><h1>500 Internal Server Error</h1><p>An ISAPI filter failed the request.</p></body></html>"),
+        };
+        let status = response.status;
+        let _ = req.respond(response).await;
+        (status, 0, 0)
     }
 
     async fn process(
@@ -879,7 +971,16 @@ impl Pipeline {
         reply.html(error.page())
     }
 
-    async fn send(self: &Arc<Self>, req: Request, reply: Reply, cfg: Option<&UrlConfig>) {
+    async fn send(
+        self: &Arc<Self>,
+        req: Request,
+        reply: Reply,
+        cfg: Option<&UrlConfig>,
+        filters: Option<(
+            &mut crate::filters::RequestFilters,
+            &crate::isapi::Variables,
+        )>,
+    ) {
         let is_head = req.method == "HEAD";
         let Reply {
             status,
@@ -902,7 +1003,21 @@ impl Pipeline {
             }
             _ => response.headers = headers,
         }
-        if cache {
+        // The listener's cache answers without the worker, so without
+        // filters: a filtered site's answers are not cached (as HTTP.SYS's
+        // cache is off for sites with filters in IIS 6).
+        let filtered = filters.is_some();
+        if let Some((request, vars)) = filters {
+            // SF_NOTIFY_SEND_RESPONSE: filters change the status and headers.
+            let mut status = response.status;
+            request.send_response(&mut status, &mut response.headers, &|n| vars.get(n));
+            response.status = status;
+            response.headers.append(&request.outcome.response_headers);
+            if status == 401 {
+                response.headers.append(&request.outcome.denial_headers);
+            }
+        }
+        if cache && !filtered {
             response = response.cache(CachePolicy::UntilInvalidated);
         }
         let total = body.len();

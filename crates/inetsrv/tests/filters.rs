@@ -1,0 +1,83 @@
+//! ISAPI filters through the real server: C filters built with `cc`,
+//! configured as IIS 6 configures them (IIsFilter keys with FilterPath,
+//! FilterLoadOrder), notified in priority order in the worker process.
+
+mod common;
+
+use common::modules::{module_dir, test_module};
+use common::web::{write, Web};
+
+/// Adds an IIsFilter key NAME under FILTERS (a metabase path) and puts it
+/// in the key's FilterLoadOrder.
+fn add_filter(web: &Web, filters: &str, name: &str, path: &str, order: &str) {
+    web.cli_ok(&["mb", "create", &format!("{filters}/{name}"), "IIsFilter"]);
+    web.cli_ok(&["mb", "set", &format!("{filters}/{name}/FilterPath"), path]);
+    web.cli_ok(&["mb", "set", &format!("{filters}/FilterLoadOrder"), order]);
+}
+
+#[test]
+fn filters_rewrite_mark_and_answer_requests_in_priority_order() {
+    let modules = module_dir();
+    let a = test_module(modules.path(), "filter_a");
+    let b = test_module(modules.path(), "filter_b");
+    let vars = test_module(modules.path(), "vars");
+    let mut web = Web::prepare();
+    write(&web.www(), "page.htm", "the page");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".vars,{vars},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    // B is global and loaded first; A is the site's, at high priority.
+    add_filter(&web, "W3SVC/Filters", "B", &b, "Compression,B");
+    add_filter(&web, "W3SVC/1/Filters", "A", &a, "A");
+    web.launch();
+
+    // PREPROC_HEADERS: A (high) then B (low) add to the request's header.
+    let got = web.curl("/x.vars?HTTP_X_FILTER_CHAIN", &[]);
+    assert_eq!(got.status, 200, "{}", web.log());
+    assert_eq!(got.text(), "HTTP_X_FILTER_CHAIN=A,B\n");
+    // SEND_RESPONSE: A sets, B appends; AddResponseHeaders adds.
+    assert_eq!(got.header("x-filtered").as_deref(), Some("A,B"));
+    assert_eq!(got.header("x-added-by-a").as_deref(), Some("yes"));
+    // A rewrites a URL before it is mapped.
+    let page = web.curl("/legacy/page.htm", &[]);
+    assert_eq!((page.status, page.text().as_str()), (200, "the page"));
+    // B changes the status of the response.
+    assert_eq!(web.curl("/missing.htm", &[]).status, 410);
+    // A answers a request itself (SF_STATUS_REQ_FINISHED).
+    let blocked = web.curl("/blocked.htm", &[]);
+    assert_eq!(blocked.status, 403);
+    assert_eq!(blocked.text(), "blocked by filter A\n");
+    // SF_STATUS_REQ_ERROR: 500.
+    assert_eq!(web.curl("/page.htm", &["-H", "X-Break: 1"]).status, 500);
+    // Answers of a filtered site are not cached by the listener: the
+    // filters see every request.
+    for _ in 0..3 {
+        assert_eq!(
+            web.curl("/page.htm", &[]).header("x-filtered").as_deref(),
+            Some("A,B")
+        );
+    }
+}
+
+#[test]
+fn a_filter_asking_for_raw_data_is_refused_with_iis_6s_reason() {
+    let modules = module_dir();
+    let raw = test_module(modules.path(), "filter_raw");
+    let mut web = Web::prepare();
+    write(&web.www(), "page.htm", "the page");
+    add_filter(&web, "W3SVC/1/Filters", "Raw", &raw, "Raw");
+    web.launch();
+    assert_eq!(web.curl("/page.htm", &[]).status, 500);
+    web.wait_for(
+        "the reason logged",
+        std::time::Duration::from_secs(10),
+        || web.log().contains("SF_NOTIFY_READ_RAW_DATA"),
+    );
+    // Disabled, the site serves again.
+    web.cli_ok(&["mb", "set", "W3SVC/1/Filters/Raw/FilterEnabled", "FALSE"]);
+    assert_eq!(web.curl("/page.htm", &[]).text(), "the page");
+}

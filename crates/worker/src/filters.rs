@@ -1,0 +1,423 @@
+//! ISAPI filters in the worker, as IIS 6's worker process isolation mode
+//! runs them: the global filters (`/LM/W3SVC/Filters`, in FilterLoadOrder)
+//! and each site's (`/LM/W3SVC/<id>/Filters`), loaded in every worker that
+//! serves the site and notified in order of priority, then load order.
+//! Notified today: SF_NOTIFY_PREPROC_HEADERS, SF_NOTIFY_SEND_RESPONSE and
+//! SF_NOTIFY_END_OF_REQUEST.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use httpapi::proto::{HeaderBlock, RequestHead};
+use isapi::filt;
+use isapi::filter_host::{Filter, FilterConnection, FilterState, Notification};
+use isapi::types::Dword;
+use metabase::{ids, MbPath, Snapshot, Value};
+
+/// The filters a site's requests pass through, in notification order, or
+/// why they cannot be (a filter that does not load: the site answers 500,
+/// as IIS's worker cannot serve a site whose filters failed).
+#[derive(Clone, Default)]
+pub struct SiteFilters {
+    pub chain: Vec<Arc<Filter>>,
+    pub broken: Option<String>,
+}
+
+/// Loaded filters by path, kept across configurations.
+#[derive(Default)]
+pub struct FilterModules {
+    loaded: Mutex<HashMap<PathBuf, Arc<Filter>>>,
+}
+
+/// `FilterLoadOrder` and the IIsFilter keys of one Filters key: enabled
+/// filters' paths in load order.
+fn listed(snapshot: &Snapshot, filters: &MbPath) -> Vec<(String, PathBuf)> {
+    let Some(key) = snapshot.find(filters) else {
+        return Vec::new();
+    };
+    let order = match key.property(ids::FILTER_LOAD_ORDER).map(|p| &p.value) {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    order
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .filter_map(|name| {
+            let child = filters.join(name).ok()?;
+            let filter = snapshot.find(&child)?;
+            let enabled = !matches!(
+                filter.property(ids::FILTER_ENABLED).map(|p| &p.value),
+                Some(Value::Dword(0))
+            );
+            let path = filter
+                .property(ids::FILTER_PATH)?
+                .value
+                .as_str()?
+                .to_string();
+            enabled.then(|| (name.to_string(), PathBuf::from(path)))
+        })
+        .collect()
+}
+
+impl FilterModules {
+    fn get(&self, path: &Path) -> Result<Arc<Filter>, String> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = loaded.get(path) {
+            return Ok(found.clone());
+        }
+        let filter = Arc::new(Filter::load(path).map_err(|e| e.to_string())?);
+        tracing::info!(filter = %path.display(), description = filter.description(), flags = filter.flags(), "ISAPI filter loaded");
+        loaded.insert(path.to_path_buf(), filter.clone());
+        Ok(filter)
+    }
+
+    /// The filters of each site the configuration serves.
+    pub fn for_sites(&self, snapshot: &Snapshot, sites: &[u32]) -> HashMap<u32, SiteFilters> {
+        let global = MbPath::parse("/LM/W3SVC/Filters")
+            .map(|p| listed(snapshot, &p))
+            .unwrap_or_default();
+        let mut out = HashMap::new();
+        for &site in sites {
+            let own = MbPath::parse(&format!("/LM/W3SVC/{site}/Filters"))
+                .map(|p| listed(snapshot, &p))
+                .unwrap_or_default();
+            let mut filters = SiteFilters::default();
+            for (name, path) in global.iter().chain(own.iter()) {
+                // Compression is IIS's own filter entry, built into inetsrv.
+                if name.eq_ignore_ascii_case("Compression") {
+                    continue;
+                }
+                match self.get(path) {
+                    Ok(f) => filters.chain.push(f),
+                    Err(e) => {
+                        tracing::error!(site, filter = %name, error = %e, "ISAPI filter not loaded: the site answers 500");
+                        filters.broken = Some(e);
+                    }
+                }
+            }
+            // Highest priority first; ties keep the load order.
+            filters
+                .chain
+                .sort_by_key(|f| std::cmp::Reverse(f.priority()));
+            out.insert(site, filters);
+        }
+        out
+    }
+
+    /// Unloads every filter (TerminateFilter).
+    pub fn unload_all(&self) {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+/// What filters said about a request.
+#[derive(Default)]
+pub struct Outcome {
+    /// A filter answered the request itself (SF_STATUS_REQ_FINISHED or
+    /// an SF_REQ_SEND_RESPONSE_HEADER): status, headers, body.
+    pub answer: Option<(u16, HeaderBlock, Vec<u8>)>,
+    /// A filter failed the request (SF_STATUS_REQ_ERROR).
+    pub error: bool,
+    /// AddResponseHeaders and SF_REQ_ADD_HEADERS_ON_DENIAL lines.
+    pub response_headers: HeaderBlock,
+    pub denial_headers: HeaderBlock,
+}
+
+/// One request's filter state across its notifications.
+pub struct RequestFilters {
+    chain: Vec<Arc<Filter>>,
+    states: Vec<FilterState>,
+    disabled: Vec<Dword>,
+    secure: bool,
+    conn_id: Dword,
+    /// AllocMem's blocks, freed with the request.
+    memory: Vec<Box<[u8]>>,
+    pub outcome: Outcome,
+}
+
+fn parse_lines(lines: &str, into: &mut HeaderBlock) {
+    for line in lines.split("\r\n").filter(|l| !l.is_empty()) {
+        if let Some((name, value)) = line.split_once(':') {
+            into.push(name.trim(), value.trim().as_bytes());
+        }
+    }
+}
+
+/// `"403 Forbidden"` → 403.
+fn status_of(status: &str) -> u16 {
+    status
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| (100..600).contains(s))
+        .unwrap_or(200)
+}
+
+/// The header set a notification works on.
+enum Headers<'a> {
+    Request(&'a mut RequestHead),
+    Response(&'a mut HeaderBlock),
+    None,
+}
+
+struct Conn<'h, 'r> {
+    headers: Headers<'h>,
+    variables: &'r dyn Fn(&str) -> Option<Vec<u8>>,
+    request: &'r mut RequestFilters,
+    index: usize,
+}
+
+impl FilterConnection for Conn<'_, '_> {
+    fn server_variable(&mut self, name: &str) -> Option<Vec<u8>> {
+        (self.variables)(name)
+    }
+
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        match &self.headers {
+            Headers::Request(head) => match name.to_ascii_lowercase().as_str() {
+                "method" => Some(head.method.clone().into_bytes()),
+                "url" => Some(head.raw_url.clone()),
+                "version" => Some(
+                    match head.version {
+                        httpapi::proto::HttpVersion::Http10 => "HTTP/1.0",
+                        httpapi::proto::HttpVersion::Http11 => "HTTP/1.1",
+                    }
+                    .into(),
+                ),
+                _ => head.headers.get(name).map(<[u8]>::to_vec),
+            },
+            Headers::Response(block) => block.get(name).map(<[u8]>::to_vec),
+            Headers::None => None,
+        }
+    }
+
+    fn set_header(&mut self, name: &str, value: &str) -> bool {
+        match &mut self.headers {
+            Headers::Request(head) => match name.to_ascii_lowercase().as_str() {
+                "method" => {
+                    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_alphabetic()) {
+                        return false;
+                    }
+                    head.method = value.to_string();
+                    true
+                }
+                "url" => {
+                    let (path, query) = value.split_once('?').unwrap_or((value, ""));
+                    match crate::isapi::child_path(path) {
+                        Some(path) => {
+                            head.url.path = path;
+                            head.url.query = query.to_string();
+                            head.raw_url = value.as_bytes().to_vec();
+                            true
+                        }
+                        None => false,
+                    }
+                }
+                "version" => false,
+                _ => {
+                    replace(&mut head.headers, name, value);
+                    true
+                }
+            },
+            Headers::Response(block) => {
+                replace(block, name, value);
+                true
+            }
+            Headers::None => false,
+        }
+    }
+
+    fn add_header(&mut self, name: &str, value: &str) -> bool {
+        match &mut self.headers {
+            Headers::Request(head) => head.headers.push(name, value.as_bytes()),
+            Headers::Response(block) => block.push(name, value.as_bytes()),
+            Headers::None => return false,
+        }
+        true
+    }
+
+    fn add_response_headers(&mut self, lines: &str) {
+        parse_lines(lines, &mut self.request.outcome.response_headers);
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        let answer = self
+            .request
+            .outcome
+            .answer
+            .get_or_insert_with(|| (200, HeaderBlock::new(), Vec::new()));
+        answer.2.extend_from_slice(data);
+    }
+
+    fn send_response_header(&mut self, status: &str, headers: &str) {
+        let (head, body) = headers.split_once("\r\n\r\n").unwrap_or((headers, ""));
+        let mut block = HeaderBlock::new();
+        parse_lines(head, &mut block);
+        let answer = self
+            .request
+            .outcome
+            .answer
+            .get_or_insert_with(|| (200, HeaderBlock::new(), Vec::new()));
+        answer.0 = status_of(status);
+        answer.1 = block;
+        answer.2.extend_from_slice(body.as_bytes());
+    }
+
+    fn add_headers_on_denial(&mut self, lines: &str) {
+        parse_lines(lines, &mut self.request.outcome.denial_headers);
+    }
+
+    fn disable_notifications(&mut self, flags: Dword) {
+        self.request.disabled[self.index] |= flags;
+    }
+
+    fn alloc(&mut self, size: usize) -> *mut std::ffi::c_void {
+        let mut block = vec![0u8; size.max(1)].into_boxed_slice();
+        let p = block.as_mut_ptr().cast();
+        self.request.memory.push(block);
+        p
+    }
+
+    fn conn_id(&self) -> Dword {
+        self.request.conn_id
+    }
+}
+
+/// Sets a header: every field of that name replaced by one (an empty
+/// value removes them).
+fn replace(block: &mut HeaderBlock, name: &str, value: &str) {
+    block.retain(|n, _| !n.eq_ignore_ascii_case(name));
+    if !value.is_empty() {
+        block.push(name, value.as_bytes());
+    }
+}
+
+impl RequestFilters {
+    pub fn new(site: &SiteFilters, secure: bool, conn_id: u64) -> RequestFilters {
+        RequestFilters {
+            states: site.chain.iter().map(|_| FilterState::default()).collect(),
+            disabled: vec![0; site.chain.len()],
+            chain: site.chain.clone(),
+            secure,
+            conn_id: conn_id as Dword,
+            memory: Vec::new(),
+            outcome: Outcome::default(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chain.is_empty()
+    }
+
+    /// Runs a notification through the chain; false when a filter
+    /// finished the request or failed it (the outcome says which).
+    fn run(
+        &mut self,
+        kind: Kind,
+        mut headers: Headers<'_>,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+        mut status: Option<&mut u16>,
+    ) -> bool {
+        let bit = kind.bit();
+        let secure = self.secure;
+        for index in 0..self.chain.len() {
+            let filter = self.chain[index].clone();
+            if !filter.wants(bit, secure) || self.disabled[index] & bit != 0 {
+                continue;
+            }
+            let mut state = std::mem::take(&mut self.states[index]);
+            let mut code = status.as_deref().copied().unwrap_or(200);
+            let mut conn = Conn {
+                headers: std::mem::replace(&mut headers, Headers::None),
+                variables,
+                request: self,
+                index,
+            };
+            let notification = match kind {
+                Kind::PreprocHeaders => Notification::PreprocHeaders,
+                Kind::SendResponse => Notification::SendResponse { status: &mut code },
+                Kind::EndOfRequest => Notification::EndOfRequest,
+            };
+            let answer = filter.notify(&mut conn, &mut state, secure, notification);
+            headers = std::mem::replace(&mut conn.headers, Headers::None);
+            self.states[index] = state;
+            if let Some(s) = status.as_deref_mut() {
+                *s = code;
+            }
+            match answer {
+                filt::status::REQ_FINISHED | filt::status::REQ_FINISHED_KEEP_CONN => {
+                    self.outcome
+                        .answer
+                        .get_or_insert_with(|| (200, HeaderBlock::new(), Vec::new()));
+                    return false;
+                }
+                filt::status::REQ_ERROR => {
+                    self.outcome.error = true;
+                    return false;
+                }
+                filt::status::REQ_HANDLED_NOTIFICATION => break,
+                _ => {}
+            }
+        }
+        true
+    }
+
+    /// SF_NOTIFY_PREPROC_HEADERS on the request's head (which filters may
+    /// change: its headers, method and URL).
+    pub fn preproc_headers(
+        &mut self,
+        head: &mut RequestHead,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> bool {
+        self.run(
+            Kind::PreprocHeaders,
+            Headers::Request(head),
+            variables,
+            None,
+        )
+    }
+
+    /// SF_NOTIFY_SEND_RESPONSE on the response's status and headers.
+    pub fn send_response(
+        &mut self,
+        status: &mut u16,
+        headers: &mut HeaderBlock,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> bool {
+        // Each filter sees the status the one before it left.
+        self.run(
+            Kind::SendResponse,
+            Headers::Response(headers),
+            variables,
+            Some(status),
+        )
+    }
+
+    /// SF_NOTIFY_END_OF_REQUEST.
+    pub fn end_of_request(&mut self, variables: &dyn Fn(&str) -> Option<Vec<u8>>) {
+        self.run(Kind::EndOfRequest, Headers::None, variables, None);
+    }
+}
+
+/// The notifications the worker sends today.
+#[derive(Clone, Copy)]
+enum Kind {
+    PreprocHeaders,
+    SendResponse,
+    EndOfRequest,
+}
+
+impl Kind {
+    fn bit(self) -> Dword {
+        match self {
+            Kind::PreprocHeaders => filt::notify::PREPROC_HEADERS,
+            Kind::SendResponse => filt::notify::SEND_RESPONSE,
+            Kind::EndOfRequest => filt::notify::END_OF_REQUEST,
+        }
+    }
+}
