@@ -321,6 +321,10 @@ pub struct LogInfo {
     /// Appended to the logged query (cs-uri-query), as ISAPI's
     /// HSE_APPEND_LOG_PARAMETER appends to it.
     pub query_suffix: String,
+    /// What to log as cs-uri-stem and cs-uri-query instead of the
+    /// request's (an ISAPI filter's SF_NOTIFY_LOG may rewrite them).
+    pub stem: Option<String>,
+    pub query: Option<String>,
 }
 
 /// A queue's settings that its owner may change.

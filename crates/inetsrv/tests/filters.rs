@@ -81,3 +81,78 @@ fn a_filter_asking_for_raw_data_is_refused_with_iis_6s_reason() {
     web.cli_ok(&["mb", "set", "W3SVC/1/Filters/Raw/FilterEnabled", "FALSE"]);
     assert_eq!(web.curl("/page.htm", &[]).text(), "the page");
 }
+
+#[test]
+fn filters_map_urls_change_logons_see_denials_and_rewrite_log_lines() {
+    let modules = module_dir();
+    let c = test_module(modules.path(), "filter_c");
+    let vars = test_module(modules.path(), "vars");
+    let mut web = Web::prepare();
+    write(&web.www(), "real/page.htm", "the real page");
+    write(&web.www(), "private/page.htm", "private");
+    write(&web.www(), "answer-denial/page.htm", "private too");
+    write(&web.www(), "secret.htm", "secret");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".vars,{vars},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    for dir in ["private", "answer-denial"] {
+        web.cli_ok(&[
+            "mb",
+            "create",
+            &format!("W3SVC/1/ROOT/{dir}"),
+            "IIsWebDirectory",
+        ]);
+        web.cli_ok(&[
+            "mb",
+            "set",
+            &format!("W3SVC/1/ROOT/{dir}/AuthFlags"),
+            "AuthBasic",
+        ]);
+    }
+    web.cli_ok(&["user", "add", "alice", "--password", "s3cret"]);
+    add_filter(&web, "W3SVC/1/Filters", "C", &c, "C");
+    web.launch();
+
+    // URL_MAP: the file behind /mapped/ is the one in /real/.
+    let got = web.curl("/mapped/page.htm", &[]);
+    assert_eq!(
+        (got.status, got.text().as_str()),
+        (200, "the real page"),
+        "{}",
+        web.log()
+    );
+    // AUTHENTICATION: guest logs on as alice; without it, 401 with the
+    // filter's header on denial (ACCESS_DENIED sees it).
+    let denied = web.curl("/private/page.htm", &[]);
+    assert_eq!(denied.status, 401);
+    assert_eq!(denied.header("x-denied-by").as_deref(), Some("filter C"));
+    assert_eq!(
+        web.curl("/private/page.htm", &["-u", "guest:anything"])
+            .text(),
+        "private"
+    );
+    // ACCESS_DENIED: a filter may answer the denial itself.
+    let answered = web.curl("/answer-denial/page.htm", &[]);
+    assert_eq!(answered.status, 401);
+    assert_eq!(answered.text(), "the filter explains the denial\n");
+    // AUTH_COMPLETE: headers set after the logon reach the handler.
+    assert_eq!(
+        web.curl("/x.vars?HTTP_X_AUTH_COMPLETE", &[]).text(),
+        "HTTP_X_AUTH_COMPLETE=yes\n"
+    );
+    // LOG: the secret path is logged as the filter says.
+    assert_eq!(web.curl("/secret.htm?key=1", &[]).text(), "secret");
+    web.wait_for(
+        "the rewritten log line",
+        std::time::Duration::from_secs(10),
+        || {
+            let lines = web.w3c_lines(1);
+            lines.iter().any(|l| l.contains(" GET /hidden filtered=1 "))
+                && !lines.iter().any(|l| l.contains("secret.htm"))
+        },
+    );
+}

@@ -307,18 +307,24 @@ impl Conn {
     ) {
         let method = String::from_utf8_lossy(&rl.method);
         let suffix = log.map(|l| l.query_suffix.as_str()).unwrap_or_default();
+        let base = log
+            .and_then(|l| l.query.as_deref())
+            .unwrap_or(url.query.as_str());
         let query = if suffix.is_empty() {
-            std::borrow::Cow::Borrowed(url.query.as_str())
+            std::borrow::Cow::Borrowed(base)
         } else {
-            std::borrow::Cow::Owned(format!("{}{suffix}", url.query))
+            std::borrow::Cow::Owned(format!("{base}{suffix}"))
         };
+        let stem = log
+            .and_then(|l| l.stem.as_deref())
+            .unwrap_or(url.path.as_str());
         self.shared.w3c.write(&crate::w3c::Record {
             site_id: rl.site_id,
             time: std::time::SystemTime::now(),
             client: self.info.remote.ip(),
             server: self.info.local,
             method: &method,
-            stem: &url.path,
+            stem,
             query: &query,
             user: log.map(|l| l.user.as_str()).unwrap_or(""),
             version: rl.version,

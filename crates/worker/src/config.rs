@@ -135,7 +135,7 @@ pub enum CustomErrorKind {
 }
 
 /// The settings in force at one URL.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct UrlConfig {
     pub site_id: u32,
     pub mb_path: MbPath,

@@ -2,8 +2,9 @@
 //! runs them: the global filters (`/LM/W3SVC/Filters`, in FilterLoadOrder)
 //! and each site's (`/LM/W3SVC/<id>/Filters`), loaded in every worker that
 //! serves the site and notified in order of priority, then load order.
-//! Notified today: SF_NOTIFY_PREPROC_HEADERS, SF_NOTIFY_SEND_RESPONSE and
-//! SF_NOTIFY_END_OF_REQUEST.
+//! Notified: PREPROC_HEADERS, AUTHENTICATION, URL_MAP, ACCESS_DENIED,
+//! AUTH_COMPLETE, SEND_RESPONSE, LOG and END_OF_REQUEST (END_OF_NET_SESSION
+//! is not: connections belong to the listener).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use httpapi::proto::{HeaderBlock, RequestHead};
 use isapi::filt;
-use isapi::filter_host::{Filter, FilterConnection, FilterState, Notification};
+use isapi::filter_host::{Filter, FilterConnection, FilterState, LogFields, Notification};
 use isapi::types::Dword;
 use metabase::{ids, MbPath, Snapshot, Value};
 
@@ -318,12 +319,11 @@ impl RequestFilters {
     /// finished the request or failed it (the outcome says which).
     fn run(
         &mut self,
-        kind: Kind,
+        payload: &mut Payload,
         mut headers: Headers<'_>,
         variables: &dyn Fn(&str) -> Option<Vec<u8>>,
-        mut status: Option<&mut u16>,
     ) -> bool {
-        let bit = kind.bit();
+        let bit = payload.notification().bit();
         let secure = self.secure;
         for index in 0..self.chain.len() {
             let filter = self.chain[index].clone();
@@ -331,24 +331,15 @@ impl RequestFilters {
                 continue;
             }
             let mut state = std::mem::take(&mut self.states[index]);
-            let mut code = status.as_deref().copied().unwrap_or(200);
             let mut conn = Conn {
                 headers: std::mem::replace(&mut headers, Headers::None),
                 variables,
                 request: self,
                 index,
             };
-            let notification = match kind {
-                Kind::PreprocHeaders => Notification::PreprocHeaders,
-                Kind::SendResponse => Notification::SendResponse { status: &mut code },
-                Kind::EndOfRequest => Notification::EndOfRequest,
-            };
-            let answer = filter.notify(&mut conn, &mut state, secure, notification);
+            let answer = filter.notify(&mut conn, &mut state, secure, payload.notification());
             headers = std::mem::replace(&mut conn.headers, Headers::None);
             self.states[index] = state;
-            if let Some(s) = status.as_deref_mut() {
-                *s = code;
-            }
             match answer {
                 filt::status::REQ_FINISHED | filt::status::REQ_FINISHED_KEEP_CONN => {
                     self.outcome
@@ -375,11 +366,68 @@ impl RequestFilters {
         variables: &dyn Fn(&str) -> Option<Vec<u8>>,
     ) -> bool {
         self.run(
-            Kind::PreprocHeaders,
+            &mut Payload::PreprocHeaders,
             Headers::Request(head),
             variables,
-            None,
         )
+    }
+
+    /// SF_NOTIFY_AUTHENTICATION: the user name and password the request
+    /// logs on with (empty for anonymous), which filters may replace.
+    pub fn authentication(
+        &mut self,
+        user: &mut String,
+        password: &mut String,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> bool {
+        let mut payload = Payload::Authentication(std::mem::take(user), std::mem::take(password));
+        let go_on = self.run(&mut payload, Headers::None, variables);
+        if let Payload::Authentication(u, p) = payload {
+            *user = u;
+            *password = p;
+        }
+        go_on
+    }
+
+    /// SF_NOTIFY_URL_MAP: the physical path a URL maps to, which filters
+    /// may replace.
+    pub fn url_map(
+        &mut self,
+        url: &str,
+        physical: &mut String,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> bool {
+        let mut payload = Payload::UrlMap(url.to_string(), std::mem::take(physical));
+        let go_on = self.run(&mut payload, Headers::None, variables);
+        if let Payload::UrlMap(_, p) = payload {
+            *physical = p;
+        }
+        go_on
+    }
+
+    /// SF_NOTIFY_AUTH_COMPLETE on the request's headers.
+    pub fn auth_complete(
+        &mut self,
+        head: &mut RequestHead,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> bool {
+        self.run(
+            &mut Payload::AuthComplete,
+            Headers::Request(head),
+            variables,
+        )
+    }
+
+    /// SF_NOTIFY_ACCESS_DENIED: a 401 or 403 about to be sent.
+    pub fn access_denied(
+        &mut self,
+        url: &str,
+        physical: &str,
+        reason: Dword,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> bool {
+        let mut payload = Payload::AccessDenied(url.to_string(), physical.to_string(), reason);
+        self.run(&mut payload, Headers::None, variables)
     }
 
     /// SF_NOTIFY_SEND_RESPONSE on the response's status and headers.
@@ -390,34 +438,58 @@ impl RequestFilters {
         variables: &dyn Fn(&str) -> Option<Vec<u8>>,
     ) -> bool {
         // Each filter sees the status the one before it left.
-        self.run(
-            Kind::SendResponse,
-            Headers::Response(headers),
-            variables,
-            Some(status),
-        )
+        let mut payload = Payload::SendResponse(*status);
+        let go_on = self.run(&mut payload, Headers::Response(headers), variables);
+        if let Payload::SendResponse(s) = payload {
+            *status = s;
+        }
+        go_on
+    }
+
+    /// SF_NOTIFY_LOG: the fields of the request's log line.
+    pub fn log(&mut self, fields: &mut LogFields, variables: &dyn Fn(&str) -> Option<Vec<u8>>) {
+        let mut payload = Payload::Log(std::mem::take(fields));
+        self.run(&mut payload, Headers::None, variables);
+        if let Payload::Log(f) = payload {
+            *fields = f;
+        }
     }
 
     /// SF_NOTIFY_END_OF_REQUEST.
     pub fn end_of_request(&mut self, variables: &dyn Fn(&str) -> Option<Vec<u8>>) {
-        self.run(Kind::EndOfRequest, Headers::None, variables, None);
+        self.run(&mut Payload::EndOfRequest, Headers::None, variables);
     }
 }
 
-/// The notifications the worker sends today.
-#[derive(Clone, Copy)]
-enum Kind {
+/// A notification's data, owned while the chain runs.
+enum Payload {
     PreprocHeaders,
-    SendResponse,
+    Authentication(String, String),
+    UrlMap(String, String),
+    AuthComplete,
+    AccessDenied(String, String, Dword),
+    SendResponse(u16),
+    Log(LogFields),
     EndOfRequest,
 }
 
-impl Kind {
-    fn bit(self) -> Dword {
+impl Payload {
+    fn notification(&mut self) -> Notification<'_> {
         match self {
-            Kind::PreprocHeaders => filt::notify::PREPROC_HEADERS,
-            Kind::SendResponse => filt::notify::SEND_RESPONSE,
-            Kind::EndOfRequest => filt::notify::END_OF_REQUEST,
+            Payload::PreprocHeaders => Notification::PreprocHeaders,
+            Payload::Authentication(user, password) => {
+                Notification::Authentication { user, password }
+            }
+            Payload::UrlMap(url, physical) => Notification::UrlMap { url, physical },
+            Payload::AuthComplete => Notification::AuthComplete,
+            Payload::AccessDenied(url, physical, reason) => Notification::AccessDenied {
+                url,
+                physical,
+                reason: *reason,
+            },
+            Payload::SendResponse(status) => Notification::SendResponse { status },
+            Payload::Log(fields) => Notification::Log(fields),
+            Payload::EndOfRequest => Notification::EndOfRequest,
         }
     }
 }

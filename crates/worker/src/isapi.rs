@@ -315,7 +315,10 @@ struct Conn {
 /// its length); a response that grows past [`GATHER_LIMIT`] streams.
 enum Output {
     NotStarted,
-    Gathering { response: Response, body: Vec<u8> },
+    Gathering {
+        response: Box<Response>,
+        body: Vec<u8>,
+    },
     Streaming(ResponseWriter),
 }
 
@@ -407,7 +410,7 @@ impl Conn {
             }
         }
         self.output = Output::Gathering {
-            response,
+            response: Box::new(response),
             body: Vec::new(),
         };
         if !first_body.is_empty() {
@@ -438,7 +441,7 @@ impl Conn {
                 .ok_or_else(|| std::io::Error::other("the request is gone"))?;
             let mut writer = self
                 .runtime
-                .block_on(req.start_response(response, None))
+                .block_on(req.start_response(*response, None))
                 .map_err(std::io::Error::other)?;
             self.runtime
                 .block_on(writer.send(&body))
@@ -544,7 +547,7 @@ impl Connection for Conn {
         // Into the log of the response still to be sent; once it streams,
         // its log fields have gone to the listener.
         let target = match &mut self.output {
-            Output::Gathering { response, .. } => Some(response),
+            Output::Gathering { response, .. } => Some(&mut **response),
             Output::NotStarted => self.template.as_mut(),
             Output::Streaming(_) => None,
         };

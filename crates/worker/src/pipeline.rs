@@ -247,16 +247,43 @@ impl Pipeline {
                 let vars = crate::isapi::Variables::unmapped(&req, site);
                 let go_on = request.preproc_headers(req.head_mut(), &|n| vars.get(n));
                 if !go_on {
-                    return self.filter_answer(req, request).await;
+                    let reply = filter_reply(&mut request);
+                    let outcome = (reply.status, 0, 0);
+                    self.send(req, reply, None, None).await;
+                    return outcome;
                 }
                 filters = Some(request);
             }
         }
         let cfg = config.url(site, &req.url.path);
-        let reply = match self.process(&config, cfg.clone(), &mut req, skip).await {
+        let processed = self
+            .process(&config, cfg.clone(), &mut req, skip, filters.as_mut())
+            .await;
+        let reply = match processed {
             Ok(reply) => reply,
             Err((error, challenge)) => {
-                self.error_reply(&config, cfg.as_deref(), &req, error, challenge)
+                // SF_NOTIFY_ACCESS_DENIED: a filter may answer instead.
+                let denied = match filters.as_mut() {
+                    Some(request) if matches!(error.status, 401 | 403) => {
+                        let vars = crate::isapi::Variables::unmapped(&req, site);
+                        let physical = cfg
+                            .as_ref()
+                            .and_then(|c| c.physical.as_ref())
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default();
+                        let reason = if error.status == 401 {
+                            isapi::filt::denied::LOGON
+                        } else {
+                            isapi::filt::denied::RESOURCE
+                        };
+                        (!request.access_denied(&req.url.path, &physical, reason, &|n| vars.get(n)))
+                            .then(|| filter_reply(request))
+                    }
+                    _ => None,
+                };
+                denied.unwrap_or_else(|| {
+                    self.error_reply(&config, cfg.as_deref(), &req, error, challenge)
+                })
             }
         };
         let outcome = (reply.status, reply.log.substatus, reply.log.win32_status);
@@ -272,39 +299,33 @@ impl Pipeline {
         outcome
     }
 
-    /// The answer a filter made itself (SF_STATUS_REQ_FINISHED), or 500
-    /// for SF_STATUS_REQ_ERROR.
-    async fn filter_answer(
-        &self,
-        req: Request,
-        request: crate::filters::RequestFilters,
-    ) -> (u16, u16, u32) {
-        let outcome = request.outcome;
-        let response = match outcome.answer {
-            Some((status, headers, body)) if !outcome.error => {
-                let mut response = Response::new(status).body(body);
-                response.headers = headers;
-                response
-            }
-            _ => Response::new(500)
-                .header("Content-Type", "text/html")
-                .body("<html><body><h1>500 Internal Server Error</h1><p>An ISAPI filter failed the request.</p></body></html>"),
-        };
-        let status = response.status;
-        let _ = req.respond(response).await;
-        (status, 0, 0)
-    }
-
     async fn process(
         &self,
         config: &Arc<Config>,
         cfg: Option<Arc<UrlConfig>>,
         req: &mut Request,
         skip: Option<&Path>,
+        mut filters: Option<&mut crate::filters::RequestFilters>,
     ) -> Result<Reply, (HttpError, bool)> {
-        let Some(cfg) = cfg else {
+        let Some(mut cfg) = cfg else {
             return Err((HttpError::new(404, 0).win32(2), false));
         };
+        if let Some(request) = filters.as_deref_mut() {
+            // SF_NOTIFY_URL_MAP: a filter may map the URL elsewhere.
+            if let Some(physical) = &cfg.physical {
+                let vars = crate::isapi::Variables::unmapped(req, cfg.site_id);
+                let before = physical.display().to_string();
+                let mut path = before.clone();
+                if !request.url_map(&req.url.path, &mut path, &|n| vars.get(n)) {
+                    return Ok(filter_reply(request));
+                }
+                if path != before {
+                    let mut changed = (*cfg).clone();
+                    changed.physical = Some(PathBuf::from(path));
+                    cfg = Arc::new(changed);
+                }
+            }
+        }
         let fail = |e: HttpError| Err((e, false));
         if !cfg.ip_allowed(&req.remote.ip()) {
             return fail(HttpError::new(403, 6));
@@ -312,11 +333,42 @@ impl Pipeline {
         if let Some((status, sub)) = ssl_refusal(cfg.access_ssl, req.tls.as_ref()) {
             return fail(HttpError::new(status, sub));
         }
+        if let Some(request) = filters.as_deref_mut() {
+            // SF_NOTIFY_AUTHENTICATION: the credentials (empty for an
+            // anonymous request), which a filter may replace.
+            let vars = crate::isapi::Variables::unmapped(req, cfg.site_id);
+            let sent = header(req, "authorization")
+                .and_then(auth::parse_basic)
+                .unwrap_or_default();
+            let (mut user, mut password) = sent.clone();
+            if !request.authentication(&mut user, &mut password, &|n| vars.get(n)) {
+                return Ok(filter_reply(request));
+            }
+            if (user.as_str(), password.as_str()) != (sent.0.as_str(), sent.1.as_str()) {
+                use base64::Engine;
+                let head = req.head_mut();
+                head.headers
+                    .retain(|n, _| !n.eq_ignore_ascii_case("authorization"));
+                if !user.is_empty() {
+                    let token = base64::engine::general_purpose::STANDARD
+                        .encode(format!("{user}:{password}"));
+                    head.headers
+                        .push("Authorization", format!("Basic {token}").as_bytes());
+                }
+            }
+        }
         let mut ctx = match self.authenticate(&cfg, req).await {
             Ok(ctx) => ctx,
             Err(e) => return Err((e, true)),
         };
         ctx.skip = skip.map(Path::to_path_buf);
+        if let Some(request) = filters {
+            // SF_NOTIFY_AUTH_COMPLETE on the request's headers.
+            let vars = crate::isapi::Variables::unmapped(req, cfg.site_id);
+            if !request.auth_complete(req.head_mut(), &|n| vars.get(n)) {
+                return Ok(filter_reply(request));
+            }
+        }
         if let BodyInfo::Length(n) = req.body {
             if n > cfg.max_entity {
                 return Err((HttpError::new(413, 0), false));
@@ -1016,6 +1068,29 @@ impl Pipeline {
             if status == 401 {
                 response.headers.append(&request.outcome.denial_headers);
             }
+            // SF_NOTIFY_LOG: the line's fields, before they go with the
+            // response (the sizes and time are not known yet).
+            let log = response.log.get_or_insert_with(Default::default);
+            let mut fields = isapi::filter_host::LogFields {
+                client_host: req.remote.ip().to_string(),
+                user: log.user.clone(),
+                server: req.local.ip().to_string(),
+                operation: req.method.clone(),
+                target: req.url.path.clone(),
+                parameters: req.url.query.clone(),
+                status: u32::from(status),
+                win32_status: log.win32_status,
+                ..Default::default()
+            };
+            request.log(&mut fields, &|n| vars.get(n));
+            log.user = fields.user;
+            log.win32_status = fields.win32_status;
+            if fields.target != req.url.path {
+                log.stem = Some(fields.target);
+            }
+            if fields.parameters != req.url.query {
+                log.query = Some(fields.parameters);
+            }
         }
         if cache && !filtered {
             response = response.cache(CachePolicy::UntilInvalidated);
@@ -1198,6 +1273,24 @@ fn dynamic_content(
         return Err(HttpError::new(403, 1).win32(5));
     }
     Err(HttpError::new(404, 2).win32(1260))
+}
+
+/// The answer a filter made itself (SF_STATUS_REQ_FINISHED), or 500 for
+/// SF_STATUS_REQ_ERROR.
+fn filter_reply(request: &mut crate::filters::RequestFilters) -> Reply {
+    let outcome = &mut request.outcome;
+    match outcome.answer.take() {
+        Some((status, headers, body)) if !outcome.error => {
+            let mut reply = Reply::new(status);
+            reply.headers = headers;
+            reply.body = Body::Bytes(Bytes::from(body));
+            reply
+        }
+        _ => Reply::new(500).html(
+            "<html><body><h1>500 Internal Server Error</h1><p>An ISAPI filter failed the request.</p></body></html>"
+                .into(),
+        ),
+    }
 }
 
 fn allowed_methods(cfg: &UrlConfig) -> String {
