@@ -15,6 +15,13 @@ fn add_filter(web: &Web, filters: &str, name: &str, path: &str, order: &str) {
     web.cli_ok(&["mb", "set", &format!("{filters}/FilterLoadOrder"), order]);
 }
 
+/// A DWORD property as `mb get --json` shows it.
+fn mb_dword(web: &Web, path: &str) -> Option<u64> {
+    let got = web.cli_ok(&["--json", "mb", "get", path]);
+    let value: serde_json::Value = serde_json::from_str(&got).ok()?;
+    value["value"].as_u64()
+}
+
 #[test]
 fn filters_rewrite_mark_and_answer_requests_in_priority_order() {
     let modules = module_dir();
@@ -53,6 +60,18 @@ fn filters_rewrite_mark_and_answer_requests_in_priority_order() {
     assert_eq!(blocked.text(), "blocked by filter A\n");
     // SF_STATUS_REQ_ERROR: 500.
     assert_eq!(web.curl("/page.htm", &["-H", "X-Break: 1"]).status, 500);
+    // The state and flags each filter was loaded with, reported back to
+    // its key as IIS reports them (1: loaded; the notification flags).
+    web.wait_for(
+        "FilterState recorded",
+        std::time::Duration::from_secs(10),
+        || mb_dword(&web, "W3SVC/1/Filters/A/FilterState") == Some(1),
+    );
+    assert_eq!(
+        mb_dword(&web, "W3SVC/1/Filters/A/FilterFlags"),
+        Some(0x840C3)
+    );
+    assert_eq!(mb_dword(&web, "W3SVC/Filters/B/FilterFlags"), Some(0x24043));
     // Answers of a filtered site are not cached by the listener: the
     // filters see every request.
     for _ in 0..3 {
@@ -76,6 +95,12 @@ fn a_filter_asking_for_raw_data_is_refused_with_iis_6s_reason() {
         "the reason logged",
         std::time::Duration::from_secs(10),
         || web.log().contains("SF_NOTIFY_READ_RAW_DATA"),
+    );
+    // Reported unloaded (4) on its key.
+    web.wait_for(
+        "FilterState recorded",
+        std::time::Duration::from_secs(10),
+        || mb_dword(&web, "W3SVC/1/Filters/Raw/FilterState") == Some(4),
     );
     // Disabled, the site serves again.
     web.cli_ok(&["mb", "set", "W3SVC/1/Filters/Raw/FilterEnabled", "FALSE"]);

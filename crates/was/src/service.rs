@@ -765,6 +765,31 @@ impl Service {
         }
     }
 
+    /// FilterState and FilterFlags on an IIsFilter key, where they differ.
+    fn record_filter(&self, key: &str, state: u32, flags: u32) {
+        let Ok(p) = MbPath::parse(key) else {
+            return;
+        };
+        let snapshot = self.opts.files.metabase().snapshot();
+        let Some(found) = snapshot.find(&p) else {
+            return;
+        };
+        let current = |id| match found.property(id).map(|v| &v.value) {
+            Some(Value::Dword(d)) => Some(*d),
+            _ => None,
+        };
+        if current(ids::FILTER_STATE) == Some(state) && current(ids::FILTER_FLAGS) == Some(flags) {
+            return;
+        }
+        let result = self.opts.files.metabase().write(|t| {
+            t.set(&p, ids::FILTER_STATE, Value::Dword(state))?;
+            t.set(&p, ids::FILTER_FLAGS, Value::Dword(flags))
+        });
+        if let Err(e) = result {
+            tracing::warn!(key, error = %e, "cannot record a filter's state in the metabase");
+        }
+    }
+
     // ----- workers -------------------------------------------------------
 
     fn live_workers(&self, pool: &str) -> usize {
@@ -1067,6 +1092,9 @@ impl Service {
                     });
                     to.send(&ToWorker::CertLogonResult { id: call, user });
                 });
+            }
+            FromWorker::FilterReport { key, state, flags } => {
+                self.record_filter(&key, state, flags);
             }
             FromWorker::Reloaded { seq } => {
                 w.reloaded = w.reloaded.max(seq);

@@ -133,6 +133,16 @@ pub enum FromWorker {
     /// Which user a client certificate (by SHA-1 thumbprint) is mapped to
     /// (AccessSSLMapCert, IIS's one-to-one mapping).
     CertLogon { id: u64, thumbprint: String },
+    /// An ISAPI filter was loaded (or failed to load): the service records
+    /// FilterState and FilterFlags on its key, as IIS reports them.
+    FilterReport {
+        /// The IIsFilter key's metabase path.
+        key: String,
+        /// MD_FILTER_STATE_LOADED (1) or MD_FILTER_STATE_UNLOADED (4).
+        state: u32,
+        /// The notifications GetFilterVersion asked for.
+        flags: u32,
+    },
     /// The configuration of [`ToWorker::Configure`] `seq` is in effect.
     Reloaded { seq: u64 },
     /// The worker stopped taking requests and is finishing those in hand.

@@ -29,11 +29,17 @@ pub struct SiteFilters {
 #[derive(Default)]
 pub struct FilterModules {
     loaded: Mutex<HashMap<PathBuf, Arc<Filter>>>,
+    /// To the activation service: FilterState and FilterFlags.
+    reports: Mutex<Option<tokio::sync::mpsc::UnboundedSender<worker_control::FromWorker>>>,
 }
 
+/// MD_FILTER_STATE_LOADED and MD_FILTER_STATE_UNLOADED.
+const FILTER_STATE_LOADED: u32 = 1;
+const FILTER_STATE_UNLOADED: u32 = 4;
+
 /// `FilterLoadOrder` and the IIsFilter keys of one Filters key: enabled
-/// filters' paths in load order.
-fn listed(snapshot: &Snapshot, filters: &MbPath) -> Vec<(String, PathBuf)> {
+/// filters' names, paths and keys, in load order.
+fn listed(snapshot: &Snapshot, filters: &MbPath) -> Vec<(String, PathBuf, MbPath)> {
     let Some(key) = snapshot.find(filters) else {
         return Vec::new();
     };
@@ -57,12 +63,32 @@ fn listed(snapshot: &Snapshot, filters: &MbPath) -> Vec<(String, PathBuf)> {
                 .value
                 .as_str()?
                 .to_string();
-            enabled.then(|| (name.to_string(), PathBuf::from(path)))
+            enabled.then(|| (name.to_string(), PathBuf::from(path), child.clone()))
         })
         .collect()
 }
 
 impl FilterModules {
+    /// Where filters' states are reported.
+    pub fn set_reports(&self, to: tokio::sync::mpsc::UnboundedSender<worker_control::FromWorker>) {
+        *self.reports.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
+    }
+
+    fn report(&self, key: &MbPath, state: u32, flags: u32) {
+        if let Some(to) = self
+            .reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = to.send(worker_control::FromWorker::FilterReport {
+                key: key.to_string(),
+                state,
+                flags,
+            });
+        }
+    }
+
     fn get(&self, path: &Path) -> Result<Arc<Filter>, String> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(found) = loaded.get(path) {
@@ -85,14 +111,18 @@ impl FilterModules {
                 .map(|p| listed(snapshot, &p))
                 .unwrap_or_default();
             let mut filters = SiteFilters::default();
-            for (name, path) in global.iter().chain(own.iter()) {
+            for (name, path, key) in global.iter().chain(own.iter()) {
                 // Compression is IIS's own filter entry, built into inetsrv.
                 if name.eq_ignore_ascii_case("Compression") {
                     continue;
                 }
                 match self.get(path) {
-                    Ok(f) => filters.chain.push(f),
+                    Ok(f) => {
+                        self.report(key, FILTER_STATE_LOADED, f.flags());
+                        filters.chain.push(f)
+                    }
                     Err(e) => {
+                        self.report(key, FILTER_STATE_UNLOADED, 0);
                         tracing::error!(site, filter = %name, error = %e, "ISAPI filter not loaded: the site answers 500");
                         filters.broken = Some(e);
                     }

@@ -235,7 +235,8 @@ async fn serve(
         Logons::new(logon_tx),
         queue.control(),
     ));
-    pipeline.modules.set_reports(reports);
+    pipeline.modules.set_reports(reports.clone());
+    pipeline.filter_modules.set_reports(reports);
     out.send(&FromWorker::Reloaded { seq });
     let active = Arc::new(AtomicU64::new(0));
     let idle = Arc::new(Notify::new());
