@@ -181,3 +181,51 @@ fn filters_map_urls_change_logons_see_denials_and_rewrite_log_lines() {
         },
     );
 }
+
+#[test]
+fn a_filter_written_in_rust_with_the_isapi_crate() {
+    use std::os::unix::fs::PermissionsExt;
+    let built = std::path::Path::new(common::BIN)
+        .parent()
+        .unwrap()
+        .join("examples/librust_filter.so");
+    assert!(
+        built.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (or cargo build -p isapi --examples)",
+        built.display()
+    );
+    let modules = module_dir();
+    let module = modules.path().join("rust_filter.so");
+    std::fs::copy(&built, &module).unwrap();
+    std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let vars = test_module(modules.path(), "vars");
+    let mut web = Web::prepare();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".vars,{vars},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    add_filter(
+        &web,
+        "W3SVC/1/Filters",
+        "RustFilter",
+        module.to_str().unwrap(),
+        "RustFilter",
+    );
+    web.launch();
+
+    let got = web.curl("/x.vars?HTTP_X_RUST_FILTER", &[]);
+    assert_eq!(got.status, 200, "{}", web.log());
+    assert_eq!(got.text(), "HTTP_X_RUST_FILTER=plain\n");
+    assert_eq!(got.header("x-rust-status").as_deref(), Some("200"));
+    assert_eq!(got.header("x-filtered-in").as_deref(), Some("Rust"));
+    let blocked = web.curl("/rust-blocked/x", &[]);
+    assert_eq!(blocked.status, 403);
+    assert_eq!(blocked.text(), "blocked by a Rust filter\n");
+    assert_eq!(
+        web.curl("/missing", &[]).header("x-rust-status").as_deref(),
+        Some("404")
+    );
+}

@@ -12,6 +12,7 @@
 pub mod ext;
 pub mod extension;
 pub mod filt;
+pub mod filter;
 pub mod filter_host;
 pub mod host;
 pub mod types;
