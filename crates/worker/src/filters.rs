@@ -159,7 +159,9 @@ pub struct Outcome {
     pub denial_headers: HeaderBlock,
 }
 
-/// One request's filter state across its notifications.
+/// One request's filter state across its notifications (the default: no
+/// filters).
+#[derive(Default)]
 pub struct RequestFilters {
     chain: Vec<Arc<Filter>>,
     states: Vec<FilterState>,
@@ -482,6 +484,48 @@ impl RequestFilters {
         self.run(&mut payload, Headers::None, variables);
         if let Payload::Log(f) = payload {
             *fields = f;
+        }
+    }
+
+    /// The notifications of a response about to be sent: SEND_RESPONSE
+    /// (its status and headers, then the headers filters added) and LOG
+    /// (its log line's fields; the sizes and time are not known yet).
+    pub fn on_response(
+        &mut self,
+        response: &mut httpapi::Response,
+        head: &RequestHead,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) {
+        if self.chain.is_empty() {
+            return;
+        }
+        let mut status = response.status;
+        self.send_response(&mut status, &mut response.headers, variables);
+        response.status = status;
+        response.headers.append(&self.outcome.response_headers);
+        if status == 401 {
+            response.headers.append(&self.outcome.denial_headers);
+        }
+        let log = response.log.get_or_insert_with(Default::default);
+        let mut fields = LogFields {
+            client_host: head.remote.ip().to_string(),
+            user: log.user.clone(),
+            server: head.local.ip().to_string(),
+            operation: head.method.clone(),
+            target: head.url.path.clone(),
+            parameters: head.url.query.clone(),
+            status: u32::from(status),
+            win32_status: log.win32_status,
+            ..Default::default()
+        };
+        self.log(&mut fields, variables);
+        log.user = fields.user;
+        log.win32_status = fields.win32_status;
+        if fields.target != head.url.path {
+            log.stem = Some(fields.target);
+        }
+        if fields.parameters != head.url.query {
+            log.query = Some(fields.parameters);
         }
     }
 

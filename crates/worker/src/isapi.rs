@@ -244,10 +244,17 @@ pub struct Call {
 
 /// Runs the extension for the request and sends its response. A module
 /// that cannot be loaded answers 500 and is named in the service log.
-pub async fn run(pipeline: Arc<Pipeline>, call: Call, req: Request, template: Response) {
+/// Gives back the request's filters, for the notifications after it.
+pub async fn run(
+    pipeline: Arc<Pipeline>,
+    call: Call,
+    req: Request,
+    template: Response,
+    filters: Option<crate::filters::RequestFilters>,
+) -> Option<crate::filters::RequestFilters> {
     let runtime = tokio::runtime::Handle::current();
     let modules = pipeline.modules.clone();
-    let _ = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let extension = match modules.get(&call.module, call.cache) {
             Ok(e) => e,
             Err(e) => {
@@ -256,7 +263,7 @@ pub async fn run(pipeline: Arc<Pipeline>, call: Call, req: Request, template: Re
                     "<html><body><h1>500 Internal Server Error</h1><p>The application for this URL could not be started.</p></body></html>",
                 );
                 let _ = runtime.block_on(req.respond(page));
-                return;
+                return filters;
             }
         };
         let vars = Variables::of(&req, &call);
@@ -274,6 +281,7 @@ pub async fn run(pipeline: Arc<Pipeline>, call: Call, req: Request, template: Re
             vars,
             close: false,
             flush: false,
+            filters,
         };
         let facts = conn.facts(&call);
         let in_call = modules.begin_call();
@@ -282,9 +290,11 @@ pub async fn run(pipeline: Arc<Pipeline>, call: Call, req: Request, template: Re
         if outcome.abandoned {
             tracing::warn!(module = %call.module.display(), "an ISAPI extension left a request pending past the limit");
         }
-        conn.finish(outcome.status, outcome.http_status);
+        conn.finish(outcome.status, outcome.http_status)
     })
-    .await;
+    .await
+    .ok()
+    .flatten()
 }
 
 /// One request's side of the host.
@@ -308,6 +318,9 @@ struct Conn {
     close: bool,
     /// HSE_REQ_SET_FLUSH_FLAG: writes go out at once, not gathered.
     flush: bool,
+    /// The request's ISAPI filters: SEND_RESPONSE and LOG see the
+    /// extension's answer.
+    filters: Option<crate::filters::RequestFilters>,
 }
 
 /// Where the response stands. Small responses are gathered and sent
@@ -409,6 +422,10 @@ impl Conn {
                 response.headers.push(name, value.as_bytes());
             }
         }
+        if let Some(filters) = self.filters.as_mut() {
+            let vars = &self.vars;
+            filters.on_response(&mut response, &vars.head, &|n| vars.get(n));
+        }
         self.output = Output::Gathering {
             response: Box::new(response),
             body: Vec::new(),
@@ -456,7 +473,12 @@ impl Conn {
 
     /// Ends the response: the extension's status decides an error answer
     /// when it sent nothing.
-    fn finish(mut self, status: u32, http_status: u32) {
+    fn finish(mut self, status: u32, http_status: u32) -> Option<crate::filters::RequestFilters> {
+        self.send_last(status, http_status);
+        self.filters.take()
+    }
+
+    fn send_last(&mut self, status: u32, http_status: u32) {
         match std::mem::replace(&mut self.output, Output::NotStarted) {
             Output::Streaming(writer) => {
                 let _ = self.runtime.block_on(writer.finish(Vec::new()));
@@ -480,6 +502,10 @@ impl Conn {
                 };
                 let mut response = self.template.take().unwrap_or_else(|| Response::new(code));
                 response.status = code;
+                if let Some(filters) = self.filters.as_mut() {
+                    let vars = &self.vars;
+                    filters.on_response(&mut response, &vars.head, &|n| vars.get(n));
+                }
                 let _ = self.runtime.block_on(req.respond(response));
             }
         }

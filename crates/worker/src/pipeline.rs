@@ -1059,37 +1059,11 @@ impl Pipeline {
         // filters: a filtered site's answers are not cached (as HTTP.SYS's
         // cache is off for sites with filters in IIS 6).
         let filtered = filters.is_some();
-        if let Some((request, vars)) = filters {
-            // SF_NOTIFY_SEND_RESPONSE: filters change the status and headers.
-            let mut status = response.status;
-            request.send_response(&mut status, &mut response.headers, &|n| vars.get(n));
-            response.status = status;
-            response.headers.append(&request.outcome.response_headers);
-            if status == 401 {
-                response.headers.append(&request.outcome.denial_headers);
-            }
-            // SF_NOTIFY_LOG: the line's fields, before they go with the
-            // response (the sizes and time are not known yet).
-            let log = response.log.get_or_insert_with(Default::default);
-            let mut fields = isapi::filter_host::LogFields {
-                client_host: req.remote.ip().to_string(),
-                user: log.user.clone(),
-                server: req.local.ip().to_string(),
-                operation: req.method.clone(),
-                target: req.url.path.clone(),
-                parameters: req.url.query.clone(),
-                status: u32::from(status),
-                win32_status: log.win32_status,
-                ..Default::default()
-            };
-            request.log(&mut fields, &|n| vars.get(n));
-            log.user = fields.user;
-            log.win32_status = fields.win32_status;
-            if fields.target != req.url.path {
-                log.stem = Some(fields.target);
-            }
-            if fields.parameters != req.url.query {
-                log.query = Some(fields.parameters);
+        let mut filters = filters;
+        if let Some((request, vars)) = filters.as_mut() {
+            // An extension's answer is filtered when it makes it.
+            if !matches!(body, Body::Extension(_)) {
+                request.on_response(&mut response, &req, &|n| vars.get(n));
             }
         }
         if cache && !filtered {
@@ -1101,7 +1075,15 @@ impl Pipeline {
                 let _ = req.respond(response).await;
             }
             Body::Extension(call) => {
-                crate::isapi::run(self.clone(), *call, req, response).await;
+                // The request's filters go with the extension and come back
+                // for the notifications after it.
+                let taken = filters
+                    .as_mut()
+                    .map(|(request, _)| std::mem::take(&mut **request));
+                let back = crate::isapi::run(self.clone(), *call, req, response, taken).await;
+                if let (Some((request, _)), Some(back)) = (filters, back) {
+                    *request = back;
+                }
             }
             Body::Bytes(bytes) => {
                 let _ = req.respond(response.body(bytes)).await;
