@@ -1,0 +1,194 @@
+//! The last phases: the answer as the site wants it shown (HttpErrors),
+//! filters' SEND_RESPONSE and LOG, and the response sent to the listener.
+
+use super::*;
+
+impl Pipeline {
+    /// An error as the site wants it shown: HttpErrors' file or URL, or
+    /// the built-in page.
+    pub(super) fn error_reply(
+        &self,
+        config: &Config,
+        cfg: Option<&UrlConfig>,
+        req: &Request,
+        error: HttpError,
+        challenge: bool,
+    ) -> Reply {
+        let mut reply = Reply::new(error.status);
+        reply.log.substatus = error.substatus;
+        reply.log.win32_status = error.win32;
+        if let Some(cfg) = cfg {
+            reply.log.dont_log = cfg.dont_log;
+            if challenge && error.status == 401 && cfg.auth & auth_flags::BASIC != 0 {
+                let realm = if cfg.realm.is_empty() {
+                    req.url.host.as_str()
+                } else {
+                    cfg.realm.as_str()
+                };
+                reply = reply.header(
+                    "WWW-Authenticate",
+                    format!("Basic realm=\"{}\"", realm.replace('"', "")),
+                );
+            }
+            if error.status == 405 {
+                reply = reply.header("Allow", allowed_methods(cfg));
+            }
+            let custom = cfg
+                .errors
+                .iter()
+                .filter(|e| e.status == error.status)
+                .find(|e| e.substatus == Some(error.substatus))
+                .or_else(|| {
+                    cfg.errors
+                        .iter()
+                        .find(|e| e.status == error.status && e.substatus.is_none())
+                });
+            let page = custom.and_then(|entry| match &entry.kind {
+                CustomErrorKind::File(path) => read_error_file(&config.content, path, cfg),
+                CustomErrorKind::Url(url) => {
+                    let target = config.url(cfg.site_id, url.split('?').next().unwrap_or(url))?;
+                    let path = target.physical.as_ref()?;
+                    read_error_file(&config.content, path, &target)
+                }
+                CustomErrorKind::Default => None,
+            });
+            if let Some((content_type, body)) = page {
+                reply.headers.push("Content-Type", content_type.as_bytes());
+                reply.body = Body::Bytes(body);
+                return reply;
+            }
+        }
+        reply.html(error.page())
+    }
+
+    pub(super) async fn send(
+        self: &Arc<Self>,
+        req: Request,
+        reply: Reply,
+        cfg: Option<&UrlConfig>,
+        filters: Option<(
+            &mut crate::filters::RequestFilters,
+            &crate::isapi::Variables,
+        )>,
+    ) {
+        let is_head = req.method == "HEAD";
+        let Reply {
+            status,
+            headers,
+            body,
+            cache,
+            mut log,
+        } = reply;
+        if let Some(cfg) = cfg {
+            log.dont_log |= cfg.dont_log;
+        }
+        let mut response = Response::new(status).log(log);
+        match cfg.map(|c| &c.custom_headers) {
+            Some(custom) if !custom.is_empty() => {
+                // HttpCustomHeaders first, then the handler's.
+                for (name, value) in custom {
+                    response.headers.push(name, value.as_bytes());
+                }
+                response.headers.append(&headers);
+            }
+            _ => response.headers = headers,
+        }
+        // The listener's cache answers without the worker, so without
+        // filters: a filtered site's answers are not cached (as HTTP.SYS's
+        // cache is off for sites with filters in IIS 6).
+        let filtered = filters.is_some();
+        let mut filters = filters;
+        if let Some((request, vars)) = filters.as_mut() {
+            // An extension's answer is filtered when it makes it.
+            if !matches!(body, Body::Extension(_)) {
+                request.on_response(&mut response, &req, &|n| vars.get(n));
+            }
+        }
+        if cache && !filtered {
+            response = response.cache(CachePolicy::UntilInvalidated);
+        }
+        let total = body.len();
+        match body {
+            Body::Empty => {
+                let _ = req.respond(response).await;
+            }
+            Body::Extension(call) => {
+                // The request's filters go with the extension and come back
+                // for the notifications after it.
+                let taken = filters
+                    .as_mut()
+                    .map(|(request, _)| std::mem::take(&mut **request));
+                let back = crate::isapi::run(self.clone(), *call, req, response, taken).await;
+                if let (Some((request, _)), Some(back)) = (filters, back) {
+                    *request = back;
+                }
+            }
+            Body::Bytes(bytes) => {
+                let _ = req.respond(response.body(bytes)).await;
+            }
+            Body::File { source, parts } => {
+                if is_head {
+                    if let Ok(w) = req.start_response(response, Some(total)).await {
+                        let _ = w.finish(Vec::new()).await;
+                    }
+                    return;
+                }
+                let file = match source {
+                    Source::Memory(data) => {
+                        match memory_parts(&data, &parts) {
+                            Some(bytes) => {
+                                let _ = req.respond(response.body(bytes)).await;
+                            }
+                            None => req.abort(),
+                        }
+                        return;
+                    }
+                    Source::Open(file) => file,
+                };
+                if total <= SMALL_FILE {
+                    // Small: read now and send with the head.
+                    match read_parts(&file, &parts) {
+                        Some(bytes) => {
+                            let _ = req.respond(response.body(bytes)).await;
+                        }
+                        // Changed since it was examined: the client must
+                        // not get a head that lies about it.
+                        None => req.abort(),
+                    }
+                    return;
+                }
+                // Boxed: the common (small) path keeps a small future.
+                Box::pin(stream_file(req, response, file, parts, total)).await;
+            }
+        }
+    }
+}
+
+pub(super) fn read_error_file(
+    content: &Content,
+    path: &Path,
+    cfg: &UrlConfig,
+) -> Option<(String, Bytes)> {
+    let meta = content.metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > MAX_ERROR_FILE {
+        return None;
+    }
+    let body = content.read(path).ok()?;
+    let name = path.file_name()?.to_str()?;
+    let content_type = cfg.mime_type(name).unwrap_or("text/html").to_string();
+    Some((content_type, Bytes::from(body)))
+}
+
+pub(super) fn io_error(e: std::io::Error) -> HttpError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => HttpError::new(404, 0).win32(2),
+        std::io::ErrorKind::NotADirectory => HttpError::new(404, 0).win32(3),
+        // The file system refuses the worker's identity: IIS's "denied by
+        // the resource's ACL".
+        std::io::ErrorKind::PermissionDenied => HttpError::new(401, 3).win32(5),
+        _ => {
+            tracing::warn!(error = %e, "file system error");
+            HttpError::new(500, 0)
+        }
+    }
+}
