@@ -56,6 +56,8 @@ start() {
     mkdir -p "$state"
     echo "{\"ListenAddresses\": [\"127.0.0.1\"], \"UriEnableCache\": $3}" > "$state/httpsys.json"
     "$bin" --state-dir "$state" mb set W3SVC/1/ServerBindings ":$2:" >/dev/null
+    # Each instance its own https port (the first run binds :8443:).
+    "$bin" --state-dir "$state" mb set W3SVC/1/SecureBindings ":$(free_port):" >/dev/null
     "$bin" --state-dir "$state" mb set W3SVC/1/ROOT/Path "$work/www" >/dev/null
     # Request logs off, as for nginx.
     "$bin" --state-dir "$state" mb set W3SVC/1/LogType 0 >/dev/null
