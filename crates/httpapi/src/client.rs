@@ -286,6 +286,7 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
                 shared: shared.clone(),
                 window,
                 answered: false,
+                replacement: None,
             };
             let delivered = lock(&shared.queues)
                 .get(&queue)
@@ -540,6 +541,9 @@ pub struct Request {
     shared: Arc<Shared>,
     window: Arc<Semaphore>,
     answered: bool,
+    /// A body given in place of the client's ([`Request::replace_body`]):
+    /// `Some` until it is read.
+    replacement: Option<Option<Bytes>>,
 }
 
 impl Deref for Request {
@@ -563,6 +567,18 @@ impl Request {
         &mut self.head
     }
 
+    /// Gives the request `body` in place of the client's, as a child
+    /// request made from it (ISAPI's HSE_REQ_EXEC_URL with an entity)
+    /// needs: what the client sent beyond what was read is not read.
+    pub fn replace_body(&mut self, body: Bytes) {
+        self.head.body = if body.is_empty() {
+            proto::BodyInfo::None
+        } else {
+            proto::BodyInfo::Length(body.len() as u64)
+        };
+        self.replacement = Some(Some(body));
+    }
+
     /// The first header field of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.head.headers.get(name)
@@ -574,6 +590,9 @@ impl Request {
 
     /// The next piece of the request body; `None` at its end.
     pub async fn body_chunk(&mut self) -> Result<Option<Bytes>> {
+        if let Some(replacement) = self.replacement.as_mut() {
+            return Ok(replacement.take().filter(|b| !b.is_empty()));
+        }
         loop {
             if self.body_done {
                 return Ok(None);

@@ -346,7 +346,16 @@ fn an_extension_written_in_rust_with_the_isapi_crate() {
 
 #[test]
 fn a_wildcard_map_front_end_rewrites_denies_and_hands_requests_on() {
-    let (modules, _front, mut web) = web_with_module("front", "*");
+    let (modules, front, mut web) = web_with_module("front", "*");
+    let echo = common::modules::test_module(modules.path(), "echo");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!("*,{front},1"),
+        &format!(".echo,{echo},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &echo, "--enable"]);
     write(&web.www(), "new/page.htm", "the new page");
     write(&web.www(), "private/secret.htm", "the secret");
     write(&web.www(), "plain.htm", "plain");
@@ -359,6 +368,21 @@ fn a_wildcard_map_front_end_rewrites_denies_and_hands_requests_on() {
         (200, "the new page"),
         "{}",
         web.log()
+    );
+    // A child request with a body of the front end's own (pEntity).
+    let got = web.curl("/entity/anything", &[]);
+    assert_eq!(got.status, 200, "{}", web.log());
+    let sum: u32 = b"hello entity".iter().map(|&b| u32::from(b)).sum();
+    assert!(
+        got.text().contains("method POST query  path /x.echo"),
+        "{}",
+        got.text()
+    );
+    assert!(
+        got.text()
+            .contains(&format!("body 12 bytes (12 preloaded), sum {sum}")),
+        "{}",
+        got.text()
     );
     // Its own access check, and the request handed on when it passes.
     let denied = web.curl("/private/secret.htm", &[]);

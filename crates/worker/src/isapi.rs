@@ -597,11 +597,11 @@ impl Connection for Conn {
             // The child answers in the parent's place: not after it began.
             return Err(error::INVALID_PARAMETER);
         }
-        if child.entity.is_some() {
-            // A replaced body needs the child to read from memory: not yet.
-            return Err(error::NOT_SUPPORTED);
-        }
         let mut req = self.request.take().ok_or(error::INVALID_PARAMETER)?;
+        if let Some(entity) = &child.entity {
+            // The child reads this body instead of the client's.
+            req.replace_body(Bytes::from(entity.clone()));
+        }
         let head = req.head_mut();
         if let Some(url) = &child.url {
             let (path, query) = url.split_once('?').unwrap_or((url, ""));

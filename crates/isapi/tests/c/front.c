@@ -60,6 +60,15 @@ DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb)
 
     memset(&child, 0, sizeof child);
     child.dwExecUrlFlags = HSE_EXEC_URL_IGNORE_CURRENT_INTERCEPTOR;
+    if (strncmp(url, "/entity/", 8) == 0) {
+        /* A child request with a body of the front end's own. */
+        static HSE_EXEC_URL_ENTITY_INFO entity;
+        entity.cbAvailable = 12;
+        entity.lpbData = "hello entity";
+        child.pszUrl = "/x.echo";
+        child.pszMethod = "POST";
+        child.pEntity = &entity;
+    }
     if (strncmp(url, "/old/", 5) == 0) {
         /* Not thread-safe, and enough for a test run one request at a time. */
         snprintf(rewritten, sizeof rewritten, "/new/%s", url + 5);
