@@ -68,6 +68,19 @@ fn c_extensions_run_where_script_maps_and_the_lockdown_list_allow() {
         got.text(),
         "Hello from ISAPI on 127.0.0.1: GET /any/where.hello?name=you (user agent TestAgent/1.0)\n"
     );
+    // HEAD: the extension's head, no body.
+    let head = web.curl("/any/where.hello", &["-I"]);
+    assert_eq!(head.status, 200);
+    assert!(
+        !head.text().contains("Hello from ISAPI"),
+        "{:?}",
+        head.text()
+    );
+    assert!(
+        head.text().contains("Content-Length: 79"),
+        "{:?}",
+        head.text()
+    );
     // Static files are untouched.
     assert_eq!(web.curl("/page.htm", &[]).text(), "static");
     // Not on the list: 404.2, as IIS answers a prohibited extension.
@@ -447,6 +460,10 @@ fn files_leave_by_transmit_file_and_vectors_and_urls_map_to_paths() {
     expected.extend_from_slice(b"TAIL");
     assert!(got.body == expected, "{} bytes", got.body.len());
 
+    // HEAD of a streamed answer: its head, no body, the connection usable.
+    let head = web.curl("/x.files?tf", &["-I", "--max-time", "10"]);
+    assert_eq!(head.status, 200, "{}", web.log());
+    assert!(!head.text().contains("abcdefghij"), "{:?}", head.text());
     let got = web.curl("/x.files?vector", &[]);
     assert_eq!((got.status, got.text().as_str()), (200, "[klmnopqrst]"));
 
