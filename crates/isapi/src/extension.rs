@@ -5,7 +5,7 @@
 //! panic in the handler answers the request with an error instead of
 //! unwinding into the server.
 //!
-//! ```ignore
+//! ```no_run
 //! struct Hello;
 //! impl isapi::extension::HttpExtension for Hello {
 //!     fn handle(&self, request: &mut isapi::extension::Request<'_>) -> isapi::extension::Status {

@@ -12,12 +12,13 @@ use std::ffi::{c_char, c_void, CStr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::ffi::{answer, array_text, c_string, entry, guarded, text};
 use crate::filt::{
     self, GetFilterVersionFn, HttpFilterContext, HttpFilterProcFn, HttpFilterVersion,
     TerminateFilterFn,
 };
 use crate::host::LoadError;
-use crate::types::{error, Bool, Dword, LpStr, LpVoid, FALSE, TRUE};
+use crate::types::{error, Bool, Dword, LpStr, LpVoid, FALSE};
 
 /// A loaded filter.
 pub struct Filter {
@@ -136,29 +137,14 @@ impl Filter {
     /// Loads the module and runs its GetFilterVersion.
     #[allow(unsafe_code)]
     pub fn load(path: &Path) -> Result<Filter, LoadError> {
-        // SAFETY: loading runs the module's initialisers: running the
-        // administrator's filter is what a filter host is for.
-        let library = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let missing = |symbol| LoadError::Missing {
-            path: path.to_path_buf(),
-            symbol,
-        };
-        // SAFETY: the symbols are declared by httpfilt.h with these types.
+        let library = crate::ffi::open(path)?;
+        // SAFETY: the types are the ones httpfilt.h declares.
         let (get_version, proc_, terminate) = unsafe {
-            let get_version = *library
-                .get::<GetFilterVersionFn>(b"GetFilterVersion\0")
-                .map_err(|_| missing("GetFilterVersion"))?;
-            let proc_ = *library
-                .get::<HttpFilterProcFn>(b"HttpFilterProc\0")
-                .map_err(|_| missing("HttpFilterProc"))?;
-            let terminate = library
-                .get::<TerminateFilterFn>(b"TerminateFilter\0")
-                .ok()
-                .map(|s| *s);
-            (get_version, proc_, terminate)
+            (
+                entry::<GetFilterVersionFn>(&library, path, "GetFilterVersion")?,
+                entry::<HttpFilterProcFn>(&library, path, "HttpFilterProc")?,
+                entry::<TerminateFilterFn>(&library, path, "TerminateFilter").ok(),
+            )
         };
         let mut version = HttpFilterVersion {
             dw_server_filter_version: filt::HTTP_FILTER_REVISION,
@@ -177,12 +163,6 @@ impl Filter {
                 path: path.to_path_buf(),
             });
         }
-        let bytes: Vec<u8> = version
-            .lpsz_filter_desc
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
         let mut flags = version.dw_flags;
         // Neither port named: both, as IIS reads it.
         if flags & (filt::notify::SECURE_PORT | filt::notify::NONSECURE_PORT) == 0 {
@@ -190,7 +170,7 @@ impl Filter {
         }
         Ok(Filter {
             path: path.to_path_buf(),
-            description: String::from_utf8_lossy(&bytes).into_owned(),
+            description: array_text(&version.lpsz_filter_desc),
             flags,
             proc_,
             terminate,
@@ -334,7 +314,7 @@ impl Filter {
                 r
             }
             Notification::UrlMap { url, physical } => {
-                let url_c = c_copy(url);
+                let url_c = c_string(url);
                 let mut path_buf = buffer(physical, crate::types::MAX_PATH);
                 let mut info = filt::HttpFilterUrlMap {
                     psz_url: url_c.as_ptr(),
@@ -356,8 +336,8 @@ impl Filter {
                 physical,
                 reason,
             } => {
-                let url_c = c_copy(url);
-                let path_c = c_copy(physical);
+                let url_c = c_string(url);
+                let path_c = c_string(physical);
                 let mut info = filt::HttpFilterAccessDenied {
                     psz_url: url_c.as_ptr(),
                     psz_physical_path: path_c.as_ptr(),
@@ -373,12 +353,12 @@ impl Filter {
             }
             Notification::Log(fields) => {
                 let texts = [
-                    c_copy(&fields.client_host),
-                    c_copy(&fields.user),
-                    c_copy(&fields.server),
-                    c_copy(&fields.operation),
-                    c_copy(&fields.target),
-                    c_copy(&fields.parameters),
+                    c_string(&fields.client_host),
+                    c_string(&fields.user),
+                    c_string(&fields.server),
+                    c_string(&fields.operation),
+                    c_string(&fields.target),
+                    c_string(&fields.parameters),
                 ];
                 let mut log = filt::HttpFilterLog {
                     psz_client_host_name: texts[0].as_ptr(),
@@ -435,11 +415,6 @@ impl Drop for Filter {
     }
 }
 
-/// A NUL-terminated copy of `text` (cut at an inner NUL).
-fn c_copy(text: &str) -> std::ffi::CString {
-    std::ffi::CString::new(text.split('\0').next().unwrap_or_default()).unwrap_or_default()
-}
-
 /// A writable buffer of at least `size` bytes holding `text`.
 fn buffer(text: &str, size: usize) -> Vec<u8> {
     let mut b = text.as_bytes().to_vec();
@@ -473,51 +448,6 @@ fn session<'a>(pfc: *mut HttpFilterContext) -> Option<&'a FilterSession<'a>> {
     }
     // SAFETY: ServerContext points at the live session of this call.
     Some(unsafe { &*(context as *const FilterSession) })
-}
-
-fn guarded(body: impl FnOnce() -> Result<(), Dword>) -> Bool {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-        Ok(Ok(())) => TRUE,
-        Ok(Err(code)) => {
-            crate::host::set_last_error(code);
-            FALSE
-        }
-        Err(_) => {
-            crate::host::set_last_error(error::INVALID_PARAMETER);
-            FALSE
-        }
-    }
-}
-
-#[allow(unsafe_code)]
-fn text<'a>(p: *const c_char) -> Result<&'a str, Dword> {
-    if p.is_null() {
-        return Err(error::INVALID_PARAMETER);
-    }
-    // SAFETY: the module passes a NUL-terminated string.
-    std::str::from_utf8(unsafe { CStr::from_ptr(p) }.to_bytes())
-        .map_err(|_| error::INVALID_PARAMETER)
-}
-
-/// Copies `value` and a NUL into the module's buffer of `*size` bytes, or
-/// reports the size needed.
-#[allow(unsafe_code)]
-fn answer(value: &[u8], buffer: LpVoid, size: *mut Dword) -> Result<(), Dword> {
-    if size.is_null() {
-        return Err(error::INVALID_PARAMETER);
-    }
-    let needed = value.len() + 1;
-    // SAFETY: `buffer` holds `*size` bytes when not NULL.
-    unsafe {
-        if buffer.is_null() || (*size as usize) < needed {
-            *size = needed as Dword;
-            return Err(error::INSUFFICIENT_BUFFER);
-        }
-        std::ptr::copy_nonoverlapping(value.as_ptr(), buffer as *mut u8, value.len());
-        *(buffer as *mut u8).add(value.len()) = 0;
-        *size = needed as Dword;
-    }
-    Ok(())
 }
 
 #[allow(unsafe_code)]
@@ -561,32 +491,31 @@ unsafe extern "C" fn get_header(
     })
 }
 
-#[allow(unsafe_code)]
-unsafe extern "C" fn set_header(pfc: *mut HttpFilterContext, name: LpStr, value: LpStr) -> Bool {
+/// SetHeader (`add` false) and AddHeader (`add` true).
+fn change_header(pfc: *mut HttpFilterContext, name: LpStr, value: LpStr, add: bool) -> Bool {
     guarded(|| {
         let session = session(pfc).ok_or(error::INVALID_PARAMETER)?;
         let name = text(name)?;
         let value = if value.is_null() { "" } else { text(value)? };
         let name = name.strip_suffix(':').unwrap_or(name);
         let mut conn = session.conn.lock().unwrap_or_else(|e| e.into_inner());
-        conn.set_header(name, value)
-            .then_some(())
-            .ok_or(error::INVALID_PARAMETER)
+        let done = if add {
+            conn.add_header(name, value)
+        } else {
+            conn.set_header(name, value)
+        };
+        done.then_some(()).ok_or(error::INVALID_PARAMETER)
     })
 }
 
 #[allow(unsafe_code)]
+unsafe extern "C" fn set_header(pfc: *mut HttpFilterContext, name: LpStr, value: LpStr) -> Bool {
+    change_header(pfc, name, value, false)
+}
+
+#[allow(unsafe_code)]
 unsafe extern "C" fn add_header(pfc: *mut HttpFilterContext, name: LpStr, value: LpStr) -> Bool {
-    guarded(|| {
-        let session = session(pfc).ok_or(error::INVALID_PARAMETER)?;
-        let name = text(name)?;
-        let value = if value.is_null() { "" } else { text(value)? };
-        let name = name.strip_suffix(':').unwrap_or(name);
-        let mut conn = session.conn.lock().unwrap_or_else(|e| e.into_inner());
-        conn.add_header(name, value)
-            .then_some(())
-            .ok_or(error::INVALID_PARAMETER)
-    })
+    change_header(pfc, name, value, true)
 }
 
 #[allow(unsafe_code)]
@@ -595,7 +524,7 @@ unsafe extern "C" fn get_user_token(
     _token: *mut crate::types::Handle,
 ) -> Bool {
     // Workers run as the pool's identity: there is no token to give.
-    crate::host::set_last_error(error::NOT_SUPPORTED);
+    crate::ffi::set_last_error(error::NOT_SUPPORTED);
     FALSE
 }
 

@@ -10,7 +10,7 @@
 //! module hands back is one of the requests in progress.
 
 use std::collections::HashSet;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::c_char;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use crate::ext::{
     self, ExtensionControlBlock, GetExtensionVersionFn, HConn, HseSendHeaderExInfo, HseVersionInfo,
     HttpExtensionProcFn, TerminateExtensionFn,
 };
+use crate::ffi::{answer, array_text, c_string, entry, guarded, text};
 use crate::types::{error, Bool, Dword, LpStr, LpVoid, FALSE, TRUE};
 
 /// Why a module cannot be used.
@@ -196,48 +197,18 @@ impl Session<'_> {
     }
 }
 
-#[allow(unsafe_code)]
-pub(crate) fn set_last_error(code: Dword) {
-    // SAFETY: errno is the calling thread's; the pointer libc returns
-    // stays valid for the thread's life.
-    unsafe { *libc::__errno_location() = code as i32 };
-}
-
-/// Copies `text` into a C string; NULs in it end it where they are.
-fn c_string(text: &str) -> CString {
-    let cut = text.split('\0').next().unwrap_or_default();
-    CString::new(cut).unwrap_or_default()
-}
-
 impl Extension {
     /// Loads the module and runs its GetExtensionVersion.
     #[allow(unsafe_code)]
     pub fn load(path: &Path) -> Result<Extension, LoadError> {
-        let open_error = |reason: String| LoadError::Open {
-            path: path.to_path_buf(),
-            reason,
-        };
-        // SAFETY: loading runs the module's initialisers: running the
-        // administrator's module is what an ISAPI host is for.
-        let library =
-            unsafe { libloading::Library::new(path) }.map_err(|e| open_error(e.to_string()))?;
-        let missing = |symbol| LoadError::Missing {
-            path: path.to_path_buf(),
-            symbol,
-        };
-        // SAFETY: the symbols are declared by httpext.h with these types.
+        let library = crate::ffi::open(path)?;
+        // SAFETY: the types are the ones httpext.h declares.
         let (get_version, proc_, terminate) = unsafe {
-            let get_version = *library
-                .get::<GetExtensionVersionFn>(b"GetExtensionVersion\0")
-                .map_err(|_| missing("GetExtensionVersion"))?;
-            let proc_ = *library
-                .get::<HttpExtensionProcFn>(b"HttpExtensionProc\0")
-                .map_err(|_| missing("HttpExtensionProc"))?;
-            let terminate = library
-                .get::<TerminateExtensionFn>(b"TerminateExtension\0")
-                .ok()
-                .map(|s| *s);
-            (get_version, proc_, terminate)
+            (
+                entry::<GetExtensionVersionFn>(&library, path, "GetExtensionVersion")?,
+                entry::<HttpExtensionProcFn>(&library, path, "HttpExtensionProc")?,
+                entry::<TerminateExtensionFn>(&library, path, "TerminateExtension").ok(),
+            )
         };
         let mut info = HseVersionInfo {
             dw_extension_version: 0,
@@ -250,16 +221,10 @@ impl Extension {
                 path: path.to_path_buf(),
             });
         }
-        // The module may fill the whole array without a NUL.
-        let bytes: Vec<u8> = info
-            .lpsz_extension_desc
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
         Ok(Extension {
             path: path.to_path_buf(),
-            description: String::from_utf8_lossy(&bytes).into_owned(),
+            // The module may fill the whole array without a NUL.
+            description: array_text(&info.lpsz_extension_desc),
             version: info.dw_extension_version,
             proc_,
             terminate,
@@ -532,33 +497,6 @@ fn exec_url_info(info: &ext::HseExecUrlInfo) -> Result<ExecUrl, Dword> {
     })
 }
 
-/// Runs a callback's body, turning a panic into FALSE with
-/// ERROR_INVALID_PARAMETER rather than unwinding into C.
-fn guarded(body: impl FnOnce() -> Result<(), Dword>) -> Bool {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-        Ok(Ok(())) => TRUE,
-        Ok(Err(code)) => {
-            set_last_error(code);
-            FALSE
-        }
-        Err(_) => {
-            set_last_error(error::INVALID_PARAMETER);
-            FALSE
-        }
-    }
-}
-
-/// A C string argument, or ERROR_INVALID_PARAMETER for NULL.
-#[allow(unsafe_code)]
-fn text<'a>(p: *const c_char) -> Result<&'a str, Dword> {
-    if p.is_null() {
-        return Err(error::INVALID_PARAMETER);
-    }
-    // SAFETY: the module passes a NUL-terminated string (httpext.h).
-    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
-    std::str::from_utf8(bytes).map_err(|_| error::INVALID_PARAMETER)
-}
-
 #[allow(unsafe_code)]
 unsafe extern "C" fn get_server_variable(
     hconn: HConn,
@@ -578,19 +516,7 @@ unsafe extern "C" fn get_server_variable(
             .unwrap_or_else(|e| e.into_inner())
             .server_variable(name)
             .ok_or(error::INVALID_INDEX)?;
-        let needed = value.len() + 1;
-        // SAFETY: `size` is the module's DWORD; `buffer` holds `*size`
-        // bytes when it is not NULL.
-        unsafe {
-            if buffer.is_null() || (*size as usize) < needed {
-                *size = needed as Dword;
-                return Err(error::INSUFFICIENT_BUFFER);
-            }
-            std::ptr::copy_nonoverlapping(value.as_ptr(), buffer as *mut u8, value.len());
-            *(buffer as *mut u8).add(value.len()) = 0;
-            *size = needed as Dword;
-        }
-        Ok(())
+        answer(&value, buffer, size)
     })
 }
 
@@ -779,17 +705,7 @@ unsafe extern "C" fn server_support_function(
                 }
                 let url = text(buffer as *const c_char)?.to_string();
                 let mapping = conn.map_url(&url).ok_or(error::FILE_NOT_FOUND)?;
-                let needed = mapping.path.len() + 1;
-                // SAFETY: the buffer holds `*size` bytes.
-                unsafe {
-                    if (*size as usize) < needed {
-                        *size = needed as Dword;
-                        return Err(error::INSUFFICIENT_BUFFER);
-                    }
-                    copy_c_string(&mapping.path, buffer as *mut u8);
-                    *size = needed as Dword;
-                }
-                Ok(())
+                answer(mapping.path.as_bytes(), buffer, size)
             }
             ext::req::MAP_URL_TO_PATH_EX => {
                 // lpvBuffer: the URL; lpdwDataType: the HSE_URL_MAPEX_INFO.

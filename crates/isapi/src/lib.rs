@@ -11,6 +11,7 @@
 
 pub mod ext;
 pub mod extension;
+mod ffi;
 pub mod filt;
 pub mod filter;
 pub mod filter_host;
