@@ -97,7 +97,24 @@ pub fn execute(
     command: &WebextCommand,
 ) -> Result<()> {
     use std::fmt::Write as _;
-    let mut restrictions = Restrictions::parse(&list(files, ids::WEB_SVC_EXT_RESTRICTION_LIST));
+    let raw = list(files, ids::WEB_SVC_EXT_RESTRICTION_LIST);
+    let mut restrictions = Restrictions::parse(&raw);
+    // A hand-written entry this cannot read would be lost by a rewrite.
+    if writes(command)
+        && restrictions.entries.len() != raw.iter().filter(|e| !e.trim().is_empty()).count()
+    {
+        let bad = raw
+            .iter()
+            .find(|e| {
+                !e.trim().is_empty()
+                    && Restrictions::parse(std::slice::from_ref(e))
+                        .entries
+                        .is_empty()
+            })
+            .cloned()
+            .unwrap_or_default();
+        bail!("W3SVC/WebSvcExtRestrictionList has an entry that is not `0|1,path,…`: '{bad}'; correct it with inetsrv mb set first (nothing was changed)");
+    }
     let restriction_name = "WebSvcExtRestrictionList";
     let message = |out: &mut String, text: String| {
         if cli.json {

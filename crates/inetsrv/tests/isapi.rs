@@ -581,3 +581,24 @@ CERT_FLAGS,HTTP_X_CUSTOM_THING,HEADER_X-Custom-Thing,http_user_agent,NO_SUCH_VAR
     }
     assert_eq!(v["AUTH_TYPE"], "Basic");
 }
+
+#[test]
+fn webext_will_not_drop_an_entry_it_cannot_read() {
+    let web = Web::prepare();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/WebSvcExtRestrictionList",
+        "0,*.dll",
+        "yes please,/opt/x.so",
+    ]);
+    web.cli_fails_with(
+        &["webext", "add-file", "/opt/y.so", "--enable"],
+        "'yes please,/opt/x.so'",
+    );
+    let kept = web.cli_ok(&["mb", "get", "W3SVC/WebSvcExtRestrictionList"]);
+    assert!(kept.contains("yes please,/opt/x.so"), "{kept}");
+    assert!(!kept.contains("/opt/y.so"), "{kept}");
+    // Reading still works.
+    assert!(web.cli_ok(&["webext", "list-files"]).contains("*.dll"));
+}

@@ -433,6 +433,12 @@ struct FilterSession<'a> {
     conn: Mutex<&'a mut dyn FilterConnection>,
 }
 
+impl<'a> FilterSession<'a> {
+    fn conn(&self) -> std::sync::MutexGuard<'_, &'a mut dyn FilterConnection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The notification in progress a filter context belongs to. Filters are
 /// called on the thread that answers the request, and a context is only
 /// valid during its notification.
@@ -461,9 +467,7 @@ unsafe extern "C" fn get_server_variable(
         let session = session(pfc).ok_or(error::INVALID_PARAMETER)?;
         let name = text(name)?;
         let value = session
-            .conn
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .conn()
             .server_variable(name)
             .ok_or(error::INVALID_INDEX)?;
         answer(&value, buffer, size)
@@ -481,12 +485,7 @@ unsafe extern "C" fn get_header(
         let session = session(pfc).ok_or(error::INVALID_PARAMETER)?;
         let name = text(name)?;
         let name = name.strip_suffix(':').unwrap_or(name);
-        let value = session
-            .conn
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .header(name)
-            .ok_or(error::INVALID_INDEX)?;
+        let value = session.conn().header(name).ok_or(error::INVALID_INDEX)?;
         answer(&value, buffer, size)
     })
 }
@@ -498,7 +497,7 @@ fn change_header(pfc: *mut HttpFilterContext, name: LpStr, value: LpStr, add: bo
         let name = text(name)?;
         let value = if value.is_null() { "" } else { text(value)? };
         let name = name.strip_suffix(':').unwrap_or(name);
-        let mut conn = session.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conn = session.conn();
         let done = if add {
             conn.add_header(name, value)
         } else {
@@ -537,11 +536,7 @@ unsafe extern "C" fn add_response_headers(
     guarded(|| {
         let session = session(pfc).ok_or(error::INVALID_PARAMETER)?;
         let lines = text(lines)?;
-        session
-            .conn
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .add_response_headers(lines);
+        session.conn().add_response_headers(lines);
         Ok(())
     })
 }
@@ -560,11 +555,7 @@ unsafe extern "C" fn write_client(
         }
         // SAFETY: the module's buffer holds `*bytes` bytes.
         let data = unsafe { std::slice::from_raw_parts(buffer as *const u8, *bytes as usize) };
-        session
-            .conn
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write(data);
+        session.conn().write(data);
         Ok(())
     })
 }
@@ -595,7 +586,7 @@ unsafe extern "C" fn server_support_function(
 ) -> Bool {
     guarded(|| {
         let session = session(pfc).ok_or(error::INVALID_PARAMETER)?;
-        let mut conn = session.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conn = session.conn();
         match request {
             filt::req::SEND_RESPONSE_HEADER => {
                 let status = if data.is_null() {

@@ -69,7 +69,7 @@ pub struct Pipeline {
     /// Each site's filters under the configuration (change number) in force.
     site_filters: Mutex<(
         u64,
-        std::collections::HashMap<u32, crate::filters::SiteFilters>,
+        std::collections::HashMap<u32, Arc<crate::filters::SiteFilters>>,
     )>,
 }
 
@@ -220,7 +220,7 @@ impl Pipeline {
 
     /// The filters of a site under the configuration in force, loaded on
     /// first use.
-    fn site_filters(&self, config: &Config, site: u32) -> crate::filters::SiteFilters {
+    fn site_filters(&self, config: &Config, site: u32) -> Arc<crate::filters::SiteFilters> {
         let generation = config.snapshot.change_number();
         let mut cache = self.site_filters.lock().unwrap_or_else(|e| e.into_inner());
         if cache.0 != generation {
@@ -230,10 +230,12 @@ impl Pipeline {
             .1
             .entry(site)
             .or_insert_with(|| {
-                self.filter_modules
-                    .for_sites(&config.snapshot, &[site])
-                    .remove(&site)
-                    .unwrap_or_default()
+                Arc::new(
+                    self.filter_modules
+                        .for_sites(&config.snapshot, &[site])
+                        .remove(&site)
+                        .unwrap_or_default(),
+                )
             })
             .clone()
     }
