@@ -25,10 +25,10 @@ if [ -z "${INETSRV_BIN:-}" ]; then
 fi
 bin=${INETSRV_BIN:-$PWD/target/release/inetsrv}
 
-# The module where the pool's identity can read it, as /opt would be.
+# The module in a private directory, as a user builds it.
 mkdir -p "$work/modules" "$work/www"
 cc -O2 -shared -fPIC -I include -o "$work/modules/hello.so" examples/isapi/hello.c
-chmod -R a+rX "$work/modules" "$work/www"
+# No chmod: the service hands the modules and the content to the workers.
 
 port=$(free_port); nginx_port=$(free_port)
 state="$private/state"

@@ -184,7 +184,6 @@ fn filters_map_urls_change_logons_see_denials_and_rewrite_log_lines() {
 
 #[test]
 fn a_filter_written_in_rust_with_the_isapi_crate() {
-    use std::os::unix::fs::PermissionsExt;
     let built = std::path::Path::new(common::BIN)
         .parent()
         .unwrap()
@@ -197,7 +196,6 @@ fn a_filter_written_in_rust_with_the_isapi_crate() {
     let modules = module_dir();
     let module = modules.path().join("rust_filter.so");
     std::fs::copy(&built, &module).unwrap();
-    std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o755)).unwrap();
     let vars = test_module(modules.path(), "vars");
     let mut web = Web::prepare();
     web.cli_ok(&[

@@ -20,6 +20,10 @@ fn c_extensions_run_where_script_maps_and_the_lockdown_list_allow() {
         modules.path(),
         "echo",
     );
+    // The modules sit in a private (0700) directory, and hello itself
+    // may be read by its owner alone: the service opens both for the
+    // worker, which runs as another user.
+    std::fs::set_permissions(&hello, std::fs::Permissions::from_mode(0o700)).unwrap();
     let hello = hello.to_str().unwrap().to_string();
     let echo = echo.to_str().unwrap().to_string();
     let mut web = Web::prepare();
@@ -160,14 +164,21 @@ fn calls_of(got: &common::web::Got) -> u32 {
 
 #[test]
 fn modules_are_cached_or_not_and_run_from_their_own_url_where_execute_allows() {
-    let (modules, faults, mut web) = web_with_module("faults", ".fault");
+    // The module lives in a folder of a private (0700) directory: the
+    // folder is served as a virtual directory, the module is mapped too.
+    let modules = module_dir();
+    let scripts = modules.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    let faults = common::modules::test_module(&scripts, "faults");
+    let mut web = Web::prepare();
     web.cli_ok(&[
-        "vdir",
-        "create",
-        "1",
-        "scripts",
-        modules.path().to_str().unwrap(),
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".fault,{faults},1"),
     ]);
+    web.cli_ok(&["webext", "add-file", &faults, "--enable"]);
+    web.cli_ok(&["vdir", "create", "1", "scripts", scripts.to_str().unwrap()]);
     web.launch();
 
     // CacheISAPI (TRUE by default): loaded once, its state kept.
@@ -299,7 +310,6 @@ fn an_extension_written_in_rust_with_the_isapi_crate() {
     let modules = module_dir();
     let module = modules.path().join("rust_echo.so");
     std::fs::copy(&built, &module).unwrap();
-    std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o755)).unwrap();
     let module = module.to_str().unwrap().to_string();
     let mut web = Web::prepare();
     web.cli_ok(&[
@@ -409,7 +419,8 @@ fn a_wildcard_map_front_end_rewrites_denies_and_hands_requests_on() {
     // Everything else is handed on as it came; the front end learns the
     // child's status (HSE_REQ_GET_EXEC_URL_STATUS) in its completion
     // function and notes it in a file the test names.
-    let notes = modules.path().join("statuses");
+    let shared = common::modules::shared_dir();
+    let notes = shared.path().join("statuses");
     std::fs::write(&notes, "").unwrap();
     std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o666)).unwrap();
     let header = format!("X-Status-File: {}", notes.display());
@@ -432,9 +443,9 @@ fn files_leave_by_transmit_file_and_vectors_and_urls_map_to_paths() {
     let files = files.to_str().unwrap().to_string();
     // Content the pool's identity may read by its path, as an extension
     // opening PATH_TRANSLATED needs (IIS needed the same NTFS rights).
-    let data_dir = modules.path().join("files");
+    let shared = common::modules::shared_dir();
+    let data_dir = shared.path().join("files");
     std::fs::create_dir(&data_dir).unwrap();
-    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let data: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     std::fs::write(data_dir.join("data.bin"), &data).unwrap();
     std::fs::set_permissions(

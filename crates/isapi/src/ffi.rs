@@ -8,12 +8,14 @@ use std::path::Path;
 use crate::host::LoadError;
 use crate::types::{error, Bool, Dword, LpVoid, FALSE, TRUE};
 
-/// Loads a module (running its initialisers).
+/// Loads the module `path` from `open_as` (the same file by another
+/// name, such as `/proc/self/fd/N` for a descriptor the host was handed),
+/// running its initialisers.
 #[allow(unsafe_code)]
-pub(crate) fn open(path: &Path) -> Result<libloading::Library, LoadError> {
+pub(crate) fn open(path: &Path, open_as: &Path) -> Result<libloading::Library, LoadError> {
     // SAFETY: loading runs the module's initialisers: running the
     // administrator's module is what an ISAPI host is for.
-    unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open {
+    unsafe { libloading::Library::new(open_as) }.map_err(|e| LoadError::Open {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })

@@ -135,9 +135,16 @@ pub struct FilterState {
 
 impl Filter {
     /// Loads the module and runs its GetFilterVersion.
-    #[allow(unsafe_code)]
     pub fn load(path: &Path) -> Result<Filter, LoadError> {
-        let library = crate::ffi::open(path)?;
+        Filter::load_from(path, path)
+    }
+
+    /// Loads the module `path` by another name for the same file
+    /// (`/proc/self/fd/N` for a descriptor the host holds); errors name
+    /// `path`.
+    #[allow(unsafe_code)]
+    pub fn load_from(path: &Path, open_as: &Path) -> Result<Filter, LoadError> {
+        let library = crate::ffi::open(path, open_as)?;
         // SAFETY: the types are the ones httpfilt.h declares.
         let (get_version, proc_, terminate) = unsafe {
             (

@@ -199,9 +199,16 @@ impl Session<'_> {
 
 impl Extension {
     /// Loads the module and runs its GetExtensionVersion.
-    #[allow(unsafe_code)]
     pub fn load(path: &Path) -> Result<Extension, LoadError> {
-        let library = crate::ffi::open(path)?;
+        Extension::load_from(path, path)
+    }
+
+    /// Loads the module `path` by another name for the same file
+    /// (`/proc/self/fd/N` for a descriptor the host holds); errors name
+    /// `path`.
+    #[allow(unsafe_code)]
+    pub fn load_from(path: &Path, open_as: &Path) -> Result<Extension, LoadError> {
+        let library = crate::ffi::open(path, open_as)?;
         // SAFETY: the types are the ones httpext.h declares.
         let (get_version, proc_, terminate) = unsafe {
             (

@@ -86,12 +86,32 @@ pub fn content_dirs(snapshot: &Snapshot, sites: &BTreeSet<u32>) -> BTreeMap<Path
             }
         }
     };
+    visit_keys(snapshot, sites, &mut note);
+    dirs.into_iter()
+        .map(|(dir, allows)| {
+            let links = if allows == Some(true) {
+                Links::Anywhere
+            } else {
+                Links::Beneath
+            };
+            (dir, links)
+        })
+        .collect()
+}
+
+/// Calls `visit` with every key a worker of `sites` reads settings from:
+/// `/LM`, `/LM/W3SVC` and each site's whole subtree.
+fn visit_keys(
+    snapshot: &Snapshot,
+    sites: &BTreeSet<u32>,
+    visit: &mut dyn FnMut(&MbPath, &metabase::Key),
+) {
     for above in ["/LM", "/LM/W3SVC"] {
         let Ok(at) = MbPath::parse(above) else {
             continue;
         };
         if let Some(key) = snapshot.find(&at) {
-            note(&at, key);
+            visit(&at, key);
         }
     }
     for id in sites {
@@ -103,23 +123,50 @@ pub fn content_dirs(snapshot: &Snapshot, sites: &BTreeSet<u32>) -> BTreeMap<Path
         };
         let mut stack = vec![(at, site)];
         while let Some((at, key)) = stack.pop() {
-            note(&at, key);
+            visit(&at, key);
             stack.extend(
                 key.children()
                     .filter_map(|child| Some((at.join(child.name()).ok()?, child))),
             );
         }
     }
-    dirs.into_iter()
-        .map(|(dir, allows)| {
-            let links = if allows == Some(true) {
-                Links::Anywhere
-            } else {
-                Links::Beneath
-            };
-            (dir, links)
-        })
-        .collect()
+}
+
+/// The ISAPI modules the sites may load: every absolute executable of a
+/// ScriptMaps entry in the keys they read, and the FilterPath of the
+/// global filters and theirs. They are opened here and handed over like
+/// the content roots, so a module in a directory only the administrator
+/// may enter (a 0700 home) still loads in a worker of another identity.
+pub fn module_files(snapshot: &Snapshot, sites: &BTreeSet<u32>) -> BTreeSet<PathBuf> {
+    let mut files = BTreeSet::new();
+    let mut note = |_: &MbPath, key: &metabase::Key| {
+        if let Some(Value::MultiSz(maps)) = key.property(ids::SCRIPT_MAPS).map(|p| &p.value) {
+            for entry in maps {
+                let module = entry.split(',').nth(1).map(str::trim).unwrap_or("");
+                if module.starts_with('/') {
+                    files.insert(PathBuf::from(module));
+                }
+            }
+        }
+    };
+    visit_keys(snapshot, sites, &mut note);
+    let filter_keys = std::iter::once("/LM/W3SVC/Filters".to_string())
+        .chain(sites.iter().map(|id| format!("/LM/W3SVC/{id}/Filters")));
+    for at in filter_keys {
+        let Some(key) = MbPath::parse(&at).ok().and_then(|at| snapshot.find(&at)) else {
+            continue;
+        };
+        for filter in key.children() {
+            if let Some(Value::String(p) | Value::ExpandSz(p)) =
+                filter.property(ids::FILTER_PATH).map(|p| &p.value)
+            {
+                if p.starts_with('/') {
+                    files.insert(PathBuf::from(p));
+                }
+            }
+        }
+    }
+    files
 }
 
 /// A pool name as a directory name: characters other than letters,
@@ -218,6 +265,8 @@ fn in_group(account: &Account, gid: u32) -> bool {
 pub struct Handover {
     pub config: WorkerConfig,
     pub roots: Vec<(PathBuf, Links)>,
+    /// The ISAPI modules it may load ([`module_files`]).
+    pub modules: BTreeSet<PathBuf>,
 }
 
 impl Handover {
@@ -263,11 +312,12 @@ impl Handover {
                 listener_caches,
             },
             roots,
+            modules: module_files(snapshot, &sites),
         }
     }
 
-    /// Sends it: each root that opens, with its descriptor, then the
-    /// configuration. Roots that do not open are left out (requests for
+    /// Sends it: each root and module that opens, with its descriptor,
+    /// then the configuration. Roots that do not open are left out (requests for
     /// them get 404, as for a missing directory); they are logged. Returns
     /// what each root path named when it was opened, for
     /// [`roots_moved`].
@@ -294,6 +344,20 @@ impl Handover {
                 }
             }
         }
+        for path in &self.modules {
+            match worker_control::open_module(path) {
+                Ok(fd) => {
+                    let file = std::fs::File::from(fd);
+                    let id = file.metadata().ok().map(|m| (m.dev(), m.ino()));
+                    handed.push((path.clone(), id));
+                    to.send_with_fd(&ToWorker::Module { path: path.clone() }, file.into());
+                }
+                Err(e) => {
+                    handed.push((path.clone(), None));
+                    tracing::debug!(module = %path.display(), error = %e, "module not handed over")
+                }
+            }
+        }
         to.send(&ToWorker::Configure {
             seq,
             config: Box::new(self.config.clone()),
@@ -302,8 +366,8 @@ impl Handover {
     }
 }
 
-/// Each root path handed to a worker and the directory (device, inode)
-/// it named then; `None` where it did not open.
+/// Each root (or module) path handed to a worker and the directory or
+/// file (device, inode) it named then; `None` where it did not open.
 pub type HandedRoots = Vec<(PathBuf, Option<(u64, u64)>)>;
 
 /// The directory a path names now, by device and inode.
@@ -313,7 +377,7 @@ fn identity_of(path: &Path) -> Option<(u64, u64)> {
 
 /// Whether a root path names another directory than the one handed over:
 /// a symbolic link switched to a new release, a directory renamed into
-/// place, one created since. A worker holds the directory it was handed,
+/// place, one created since (or a module path another file). A worker holds the directory it was handed,
 /// so it must be handed the new one.
 pub fn roots_moved(handed: &HandedRoots) -> bool {
     handed.iter().any(|(path, id)| identity_of(path) != *id)
@@ -418,6 +482,72 @@ mod tests {
         assert!(copy.find(&p("/LM/W3SVC/1/ROOT/docs")).is_some());
         assert!(copy.find(&p("/LM/W3SVC/2")).is_none());
         assert!(copy.find(&p("/LM/W3SVC/AppPools")).is_none());
+    }
+
+    #[test]
+    fn a_worker_is_handed_the_modules_its_sites_and_the_service_name() {
+        let mb = metabase();
+        let p = |s: &str| MbPath::parse(s).unwrap();
+        let maps = |list: &[&str]| Value::MultiSz(list.iter().map(|s| s.to_string()).collect());
+        mb.write(|t| {
+            t.set(
+                &p("/LM/W3SVC"),
+                ids::SCRIPT_MAPS,
+                maps(&[".asp,C:\\WINDOWS\\asp.dll,5", ".all,/opt/all.so,1"]),
+            )?;
+            t.set(
+                &p("/LM/W3SVC/1/ROOT/docs"),
+                ids::SCRIPT_MAPS,
+                maps(&["*,/opt/front.so,0", ".x, /opt/x.so ,1,GET"]),
+            )?;
+            t.set(
+                &p("/LM/W3SVC/2/ROOT"),
+                ids::SCRIPT_MAPS,
+                maps(&[".two,/opt/two.so,1"]),
+            )?;
+            t.create_key(&p("/LM/W3SVC/Filters"), "IIsFilters")?;
+            t.create_key(&p("/LM/W3SVC/Filters/Global"), "IIsFilter")?;
+            t.set(
+                &p("/LM/W3SVC/Filters/Global"),
+                ids::FILTER_PATH,
+                Value::String("/opt/global.so".into()),
+            )?;
+            t.create_key(&p("/LM/W3SVC/2/Filters"), "IIsFilters")?;
+            t.create_key(&p("/LM/W3SVC/2/Filters/Own"), "IIsFilter")?;
+            t.set(
+                &p("/LM/W3SVC/2/Filters/Own"),
+                ids::FILTER_PATH,
+                Value::String("/opt/own.so".into()),
+            )
+        })
+        .unwrap();
+        let of = |site: u32| -> Vec<PathBuf> {
+            module_files(&mb.snapshot(), &[site].into())
+                .into_iter()
+                .collect()
+        };
+        // Windows paths are nothing to open; another site's modules are
+        // not handed over.
+        assert_eq!(
+            of(1),
+            [
+                "/opt/all.so",
+                "/opt/front.so",
+                "/opt/global.so",
+                "/opt/x.so"
+            ]
+            .map(PathBuf::from)
+        );
+        assert_eq!(
+            of(2),
+            [
+                "/opt/all.so",
+                "/opt/global.so",
+                "/opt/own.so",
+                "/opt/two.so"
+            ]
+            .map(PathBuf::from)
+        );
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //!
 //! The channel is a Unix stream socket, the worker's standard input,
 //! carrying one JSON message a line. Messages that hand over a directory
-//! ([`ToWorker::Root`]) carry its descriptor (SCM_RIGHTS) with their first
-//! byte: a worker never opens configuration or content by a path its
-//! identity would have to traverse.
+//! ([`ToWorker::Root`]) or a module ([`ToWorker::Module`]) carry its
+//! descriptor (SCM_RIGHTS) with their first byte: a worker never opens
+//! configuration, content or modules by a path its identity would have to
+//! traverse.
 //!
 //! Both the service (`was`) and the worker (`worker`) depend on this crate
 //! and on nothing of each other.
@@ -86,6 +87,12 @@ pub enum ToWorker {
         #[serde(default)]
         links: Links,
     },
+    /// An ISAPI module (extension or filter) the configuration names, by
+    /// its path; the file's descriptor travels with the message, so the
+    /// worker loads it whatever directories its identity may enter. Like
+    /// the roots, the modules sent since the last [`ToWorker::Configure`]
+    /// belong to the next configuration.
+    Module { path: PathBuf },
     /// The configuration, first at start and again after every change;
     /// answered with [`FromWorker::Reloaded`] carrying the same number.
     Configure { seq: u64, config: Box<WorkerConfig> },
@@ -160,7 +167,7 @@ pub trait Message: Serialize + DeserializeOwned + Send + 'static {
 
 impl Message for ToWorker {
     fn carries_fd(&self) -> bool {
-        matches!(self, ToWorker::Root { .. })
+        matches!(self, ToWorker::Root { .. } | ToWorker::Module { .. })
     }
 }
 
@@ -276,6 +283,15 @@ pub fn open_root(path: &std::path::Path) -> std::io::Result<OwnedFd> {
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_DIRECTORY.bits())
         .open(path)?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Opens a module file to hand to a worker: a regular file, for reading.
+pub fn open_module(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     Ok(OwnedFd::from(file))
 }
 

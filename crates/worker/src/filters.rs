@@ -89,19 +89,26 @@ impl FilterModules {
         }
     }
 
-    fn get(&self, path: &Path) -> Result<Arc<Filter>, String> {
+    fn get(&self, path: &Path, load_as: &dyn Fn(&Path) -> PathBuf) -> Result<Arc<Filter>, String> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(found) = loaded.get(path) {
             return Ok(found.clone());
         }
-        let filter = Arc::new(Filter::load(path).map_err(|e| e.to_string())?);
+        let filter = Arc::new(Filter::load_from(path, &load_as(path)).map_err(|e| e.to_string())?);
         tracing::info!(filter = %path.display(), description = filter.description(), flags = filter.flags(), "ISAPI filter loaded");
         loaded.insert(path.to_path_buf(), filter.clone());
         Ok(filter)
     }
 
-    /// The filters of each site the configuration serves.
-    pub fn for_sites(&self, snapshot: &Snapshot, sites: &[u32]) -> HashMap<u32, SiteFilters> {
+    /// The filters of each site the configuration serves, each module
+    /// loaded from what `load_as` gives for its path
+    /// ([`crate::module_files::ModuleFiles::load_as`]).
+    pub fn for_sites(
+        &self,
+        snapshot: &Snapshot,
+        sites: &[u32],
+        load_as: &dyn Fn(&Path) -> PathBuf,
+    ) -> HashMap<u32, SiteFilters> {
         let global = MbPath::parse("/LM/W3SVC/Filters")
             .map(|p| listed(snapshot, &p))
             .unwrap_or_default();
@@ -116,7 +123,7 @@ impl FilterModules {
                 if name.eq_ignore_ascii_case("Compression") {
                     continue;
                 }
-                match self.get(path) {
+                match self.get(path, load_as) {
                     Ok(f) => {
                         self.report(key, FILTER_STATE_LOADED, f.flags());
                         filters.chain.push(f)

@@ -201,9 +201,15 @@ impl Modules {
         }
     }
 
-    /// The extension at `path`, loaded on first use and kept (CacheISAPI),
+    /// The extension at `path` (loaded from `load_as`: see
+    /// [`crate::module_files`]), loaded on first use and kept (CacheISAPI),
     /// or loaded for this request alone and unloaded after it.
-    pub fn get(&self, path: &Path, cache: bool) -> Result<Arc<Extension>, String> {
+    pub fn get(
+        &self,
+        path: &Path,
+        load_as: impl FnOnce() -> PathBuf,
+        cache: bool,
+    ) -> Result<Arc<Extension>, String> {
         if !cache {
             // A copy kept from before CacheISAPI was turned off goes (once
             // the requests using it end), so this one is loaded afresh.
@@ -213,7 +219,7 @@ impl Modules {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(path);
             drop(kept);
-            return Extension::load(path)
+            return Extension::load_from(path, &load_as())
                 .map(Arc::new)
                 .map_err(|e| e.to_string());
         }
@@ -221,7 +227,8 @@ impl Modules {
         if let Some(found) = loaded.get(path) {
             return Ok(found.clone());
         }
-        let extension = Arc::new(Extension::load(path).map_err(|e| e.to_string())?);
+        let extension =
+            Arc::new(Extension::load_from(path, &load_as()).map_err(|e| e.to_string())?);
         tracing::info!(module = %path.display(), description = extension.description(), "ISAPI extension loaded");
         loaded.insert(path.to_path_buf(), extension.clone());
         Ok(extension)
@@ -255,7 +262,12 @@ pub async fn run(
     let runtime = tokio::runtime::Handle::current();
     let modules = pipeline.modules.clone();
     tokio::task::spawn_blocking(move || {
-        let extension = match modules.get(&call.module, call.cache) {
+        let load_as = || {
+            pipeline
+                .module_files
+                .load_as(&call.module, &pipeline.config.load().content)
+        };
+        let extension = match modules.get(&call.module, load_as, call.cache) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "ISAPI extension not loaded");

@@ -26,6 +26,7 @@ pub mod filters;
 pub mod fuzz_checks;
 pub mod isapi;
 pub mod listing;
+pub mod module_files;
 pub mod pipeline;
 pub mod sandbox;
 pub mod site;
@@ -33,6 +34,7 @@ pub mod watch;
 
 use std::future::Future;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,12 +120,19 @@ fn control_socket() -> Result<UnixStream, WorkerError> {
     UnixStream::from_std(stream).map_err(bad)
 }
 
-/// The roots sent before a configuration, and the configuration.
-type Handed = (u64, Box<WorkerConfig>, Vec<HandedRoot>);
+/// The roots and modules sent before a configuration, and the
+/// configuration.
+type Handed = (
+    u64,
+    Box<WorkerConfig>,
+    Vec<HandedRoot>,
+    Vec<(PathBuf, OwnedFd)>,
+);
 
 /// Waits for the first configuration (`None`: told to stop first).
 async fn first_configuration(inbox: &mut Inbox) -> Result<Option<Handed>, WorkerError> {
     let mut roots = Vec::new();
+    let mut modules = Vec::new();
     loop {
         let Some(Received { message, fd }) = inbox.recv().await else {
             return Err(WorkerError::Control(
@@ -134,7 +143,8 @@ async fn first_configuration(inbox: &mut Inbox) -> Result<Option<Handed>, Worker
             ToWorker::Root { path, links } => {
                 roots.extend(fd.map(|dir| HandedRoot { path, dir, links }))
             }
-            ToWorker::Configure { seq, config } => return Ok(Some((seq, config, roots))),
+            ToWorker::Module { path } => modules.extend(fd.map(|file| (path, file))),
+            ToWorker::Configure { seq, config } => return Ok(Some((seq, config, roots, modules))),
             ToWorker::Stop => return Ok(None),
             _ => {}
         }
@@ -186,7 +196,7 @@ async fn serve(
     out: Sender<FromWorker>,
     mut inbox: Inbox,
 ) -> Result<(), WorkerError> {
-    let Some((seq, start, roots)) = first_configuration(&mut inbox).await? else {
+    let Some((seq, start, roots, modules)) = first_configuration(&mut inbox).await? else {
         return Ok(());
     };
     if !start.pool.eq_ignore_ascii_case(&options.pool) {
@@ -235,6 +245,9 @@ async fn serve(
         Logons::new(logon_tx),
         queue.control(),
     ));
+    for (path, file) in modules {
+        pipeline.module_files.hand(path, file);
+    }
     pipeline.modules.set_reports(reports.clone());
     pipeline.filter_modules.set_reports(reports);
     out.send(&FromWorker::Reloaded { seq });
@@ -398,6 +411,11 @@ async fn read_control(
             }
             ToWorker::Root { path, links } => {
                 roots.extend(fd.map(|dir| HandedRoot { path, dir, links }))
+            }
+            ToWorker::Module { path } => {
+                if let Some(file) = fd {
+                    pipeline.module_files.hand(path, file)
+                }
             }
             ToWorker::Configure { seq, config } => {
                 match build_config(&config, std::mem::take(&mut roots)) {

@@ -76,6 +76,9 @@ pub const ALLOWED: &[(&str, i64)] = &[
     // Files (resolved beneath the handed roots by openat2).
     ("openat", libc::SYS_openat),
     ("openat2", libc::SYS_openat2),
+    // A module the identity may not read is copied into memory to load
+    // (module_files.rs).
+    ("memfd_create", libc::SYS_memfd_create),
     ("statx", libc::SYS_statx),
     ("fstat", libc::SYS_fstat),
     ("newfstatat", libc::SYS_newfstatat),

@@ -1,13 +1,21 @@
 //! ISAPI modules for tests: C sources built with `cc` against `include/`
-//! into a directory every pool identity may read, as an administrator
-//! installs a module in /opt or /usr/lib.
+//! into a private directory (0700, as an administrator's home), which the
+//! service opens for the workers.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A directory for modules that every user may read.
+/// A directory for modules: only its owner may enter it.
 pub fn module_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// A directory the pool's identity may reach by path, for files a module
+/// opens by their names (PATH_TRANSLATED, a file of its own): the rights
+/// an administrator grants the identity, as IIS needed NTFS rights for
+/// it. Modules and content are handed over and need none of this.
+pub fn shared_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
@@ -30,7 +38,6 @@ pub fn build(source: &Path, dir: &Path, name: &str) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
     out
 }
 

@@ -141,7 +141,8 @@ impl Pipeline {
             // A URL to a module itself, where Execute access allows it.
             None if name.ends_with(".so") => {
                 let module = cfg.physical.clone()?;
-                if cfg.access & access::EXECUTE != 0 && !module.is_file() {
+                let is_file = config.content.metadata(&module).is_ok_and(|m| m.is_file());
+                if cfg.access & access::EXECUTE != 0 && !is_file {
                     return Some(Err(HttpError::new(404, 0).win32(2)));
                 }
                 (module, false)

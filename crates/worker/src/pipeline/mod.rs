@@ -64,6 +64,8 @@ pub struct Pipeline {
     pub changes: crate::changes::Changes,
     /// ISAPI extensions loaded in this worker.
     pub modules: Arc<crate::isapi::Modules>,
+    /// The module files the service handed over.
+    pub module_files: crate::module_files::ModuleFiles,
     /// ISAPI filters loaded in this worker.
     pub filter_modules: crate::filters::FilterModules,
     /// Each site's filters under the configuration (change number) in force.
@@ -195,6 +197,7 @@ impl Pipeline {
             compressing: Arc::default(),
             changes: crate::changes::Changes::new(),
             modules: Arc::default(),
+            module_files: Default::default(),
             filter_modules: Default::default(),
             site_filters: Mutex::new((u64::MAX, Default::default())),
         }
@@ -232,7 +235,9 @@ impl Pipeline {
             .or_insert_with(|| {
                 Arc::new(
                     self.filter_modules
-                        .for_sites(&config.snapshot, &[site])
+                        .for_sites(&config.snapshot, &[site], &|path| {
+                            self.module_files.load_as(path, &config.content)
+                        })
                         .remove(&site)
                         .unwrap_or_default(),
                 )
