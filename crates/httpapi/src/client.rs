@@ -63,6 +63,28 @@ struct Shared {
     queues: Mutex<HashMap<u32, mpsc::UnboundedSender<Request>>>,
     requests: Mutex<HashMap<u64, Slot>>,
     closed: AtomicBool,
+    /// Raw-data events, and their receiver until [`Session::raw_events`]
+    /// takes it.
+    raw: mpsc::UnboundedSender<RawEvent>,
+    raw_rx: Mutex<Option<mpsc::UnboundedReceiver<RawEvent>>>,
+}
+
+/// What the listener hands the session of a queue that filters raw data
+/// (set by the queue's owner: the activation service in IIS 5 isolation
+/// mode). Each [`RawEvent::Data`] is answered with
+/// [`Session::raw_data_done`].
+#[derive(Debug)]
+pub enum RawEvent {
+    Opened(proto::RawConnection),
+    Data {
+        conn: u64,
+        seq: u64,
+        outbound: bool,
+        data: Vec<u8>,
+    },
+    Closed {
+        conn: u64,
+    },
 }
 
 impl Shared {
@@ -135,7 +157,10 @@ impl Session {
             }
         }
         let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
+        let (raw, raw_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            raw,
+            raw_rx: Mutex::new(Some(raw_rx)),
             tx,
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU32::new(1),
@@ -175,6 +200,32 @@ impl Session {
             receive_ahead: 64,
             granted: false,
             ungranted: 0,
+        })
+    }
+
+    /// The raw-data events of the connections this session filters (see
+    /// [`RawEvent`]); `None` after the first call.
+    pub fn raw_events(&self) -> Option<mpsc::UnboundedReceiver<RawEvent>> {
+        lock(&self.shared.raw_rx).take()
+    }
+
+    /// Answers [`RawEvent::Data`] `seq` of `conn`: `data` goes on in its
+    /// place, `to_client` goes to the client first, `close` closes the
+    /// connection.
+    pub fn raw_data_done(
+        &self,
+        conn: u64,
+        seq: u64,
+        data: Vec<u8>,
+        to_client: Vec<u8>,
+        close: bool,
+    ) -> Result<()> {
+        self.shared.send(&ToListener::RawDataDone {
+            conn,
+            seq,
+            data,
+            to_client,
+            close,
         })
     }
 
@@ -313,6 +364,25 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
                 let _ = slot.body.send(BodyEvent::Aborted);
                 slot.window.close();
             }
+        }
+        ToApp::RawOpened(connection) => {
+            let _ = shared.raw.send(RawEvent::Opened(connection));
+        }
+        ToApp::RawData {
+            conn,
+            seq,
+            outbound,
+            data,
+        } => {
+            let _ = shared.raw.send(RawEvent::Data {
+                conn,
+                seq,
+                outbound,
+                data,
+            });
+        }
+        ToApp::RawClosed { conn } => {
+            let _ = shared.raw.send(RawEvent::Closed { conn });
         }
     }
 }

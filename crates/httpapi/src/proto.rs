@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The largest frame either side accepts.
 pub const MAX_FRAME: usize = 1 << 24;
 /// The most body bytes sent per frame.
@@ -474,6 +474,29 @@ pub enum ToListener {
         call: u32,
         queue: u32,
     },
+    /// What the raw-data filter made of [`ToApp::RawData`] `seq` of
+    /// connection `conn`: the bytes to pass on in its place, bytes to
+    /// send to the client first (a filter's WriteClient), and whether to
+    /// close the connection instead (SF_STATUS_REQ_FINISHED, or an
+    /// error).
+    RawDataDone {
+        conn: u64,
+        seq: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        to_client: Vec<u8>,
+        close: bool,
+    },
+}
+
+/// A connection as its raw-data filter first hears of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawConnection {
+    pub conn: u64,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub secure: bool,
 }
 
 /// Messages from the listener to a program.
@@ -501,6 +524,24 @@ pub enum ToApp {
     /// The client went away, or the listener gave up on the request.
     Aborted {
         request: u64,
+    },
+    /// A connection opened, to a session whose queue filters raw data
+    /// (IIS 5 isolation mode's SF_NOTIFY_READ_RAW_DATA and
+    /// SF_NOTIFY_SEND_RAW_DATA).
+    RawOpened(RawConnection),
+    /// Bytes of connection `conn` for the raw-data filter: read from the
+    /// client (decrypted) before they are parsed, or on their way out
+    /// (`outbound`). Answered with [`ToListener::RawDataDone`].
+    RawData {
+        conn: u64,
+        seq: u64,
+        outbound: bool,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The connection closed (SF_NOTIFY_END_OF_NET_SESSION).
+    RawClosed {
+        conn: u64,
     },
 }
 

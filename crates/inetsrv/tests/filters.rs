@@ -6,6 +6,7 @@ mod common;
 
 use common::modules::{module_dir, test_module};
 use common::web::{write, Web};
+use std::time::Duration;
 
 /// Adds an IIsFilter key NAME under FILTERS (a metabase path) and puts it
 /// in the key's FilterLoadOrder.
@@ -226,4 +227,117 @@ fn a_filter_written_in_rust_with_the_isapi_crate() {
         web.curl("/missing", &[]).header("x-rust-status").as_deref(),
         Some("404")
     );
+}
+
+#[test]
+fn iis5_isolation_mode_runs_raw_data_filters_in_one_process_for_every_site() {
+    let modules = module_dir();
+    let body = test_module(modules.path(), "filter_rawbody");
+    let record = test_module(modules.path(), "filter_rawlog");
+    let echo = test_module(modules.path(), "echo");
+    let mut web = Web::prepare();
+    write(&web.www(), "page.htm", "the page");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".echo,{echo},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &echo, "--enable"]);
+    add_filter(&web, "W3SVC/Filters", "RawBody", &body, "RawBody");
+    add_filter(&web, "W3SVC/Filters", "RawLog", &record, "RawBody,RawLog");
+    // A second site, in a pool of its own.
+    let port_b = common::free_port();
+    let site_b = web.dir.path().join("site-b");
+    std::fs::create_dir(&site_b).unwrap();
+    write(&site_b, "b.htm", "site b");
+    web.cli_ok(&["pool", "create", "PoolB"]);
+    web.cli_ok(&[
+        "site",
+        "create",
+        "Site B",
+        "--path",
+        site_b.to_str().unwrap(),
+        "--port",
+        &port_b.to_string(),
+        "--pool",
+        "PoolB",
+    ]);
+    web.cli_ok(&["mb", "set", "W3SVC/IIs5IsolationModeEnabled", "TRUE"]);
+    web.launch();
+
+    // The body is rewritten before the server parses it: the extension
+    // reads "APPLE".
+    let sum = |text: &str| text.bytes().map(u64::from).sum::<u64>();
+    let posted = web.curl("/x.echo", &["--data-binary", "an apple a day"]);
+    assert_eq!(posted.status, 200, "{}", web.log());
+    let expected = format!(
+        "body 14 bytes (14 preloaded), sum {}",
+        sum("an APPLE a day")
+    );
+    assert!(posted.text().contains(&expected), "{}", posted.text());
+    // One process serves every site; the application pools are not used.
+    let b = common::web::curl(&format!("http://127.0.0.1:{port_b}/b.htm"), &[]);
+    assert_eq!(b.text(), "site b");
+    assert_eq!(web.worker_pids("IIS5Isolation", "running").len(), 1);
+    assert!(web.worker_pids("DefaultAppPool", "running").is_empty());
+    assert!(web.worker_pids("PoolB", "running").is_empty());
+    assert_eq!(mb_dword(&web, "W3SVC/Filters/RawLog/FilterState"), Some(1));
+    // Over TLS the filters see the decrypted bytes.
+    let resolve = format!("localhost:{}:127.0.0.1", web.tls_port);
+    let secure = common::web::curl(&web.https_url("/page.htm"), &["-k", "--resolve", &resolve]);
+    assert_eq!(
+        (secure.status, secure.text().as_str()),
+        (200, "the page"),
+        "{}",
+        web.log()
+    );
+
+    // The recorder saw both directions of each connection, with the
+    // bytes as the client sent them (it runs before the rewriter), and
+    // each connection's end.
+    let mut seen = String::new();
+    web.wait_for(
+        "both connections recorded to their end",
+        Duration::from_secs(10),
+        || {
+            seen = web.curl("/raw-log", &[]).text();
+            seen.matches("END\n").count() >= 3
+        },
+    );
+    for line in [
+        "OPEN from 127.0.0.1 secure 0",
+        "IN#1 POST /x.echo HTTP/1.1|",
+        "an apple a day",
+        "OUT#2 HTTP/1.1 200 OK",
+        "OPEN from 127.0.0.1 secure 1",
+        "IN#1 GET /page.htm HTTP/1.1|",
+        "IN#1 GET /b.htm HTTP/1.1|",
+    ] {
+        assert!(seen.contains(line), "{line}: {seen}");
+    }
+
+    // Back to worker process isolation mode (with the raw-data filters
+    // taken out, which that mode refuses): the pools serve again.
+    for filter in ["RawBody", "RawLog"] {
+        web.cli_ok(&[
+            "mb",
+            "set",
+            &format!("W3SVC/Filters/{filter}/FilterEnabled"),
+            "FALSE",
+        ]);
+    }
+    web.cli_ok(&["mb", "set", "W3SVC/IIs5IsolationModeEnabled", "FALSE"]);
+    web.wait_for(
+        "the default pool serves again",
+        Duration::from_secs(20),
+        || {
+            web.curl("/page.htm", &[]).text() == "the page"
+                && !web.worker_pids("DefaultAppPool", "running").is_empty()
+        },
+    );
+    let posted = web.curl("/x.echo", &["--data-binary", "an apple a day"]);
+    let expected = format!("sum {}", sum("an apple a day"));
+    assert!(posted.text().contains(&expected), "{}", posted.text());
+    assert!(web.worker_pids("IIS5Isolation", "running").is_empty());
 }

@@ -90,6 +90,12 @@ pub enum Notification<'a> {
     Log(&'a mut LogFields),
     EndOfRequest,
     EndOfNetSession,
+    /// SF_NOTIFY_READ_RAW_DATA (`outbound` false) or
+    /// SF_NOTIFY_SEND_RAW_DATA: the bytes, which the filter may change.
+    RawData {
+        outbound: bool,
+        data: &'a mut Vec<u8>,
+    },
 }
 
 /// The log line's fields a filter may rewrite (HTTP_FILTER_LOG).
@@ -122,9 +128,16 @@ impl Notification<'_> {
             Notification::Log(_) => LOG,
             Notification::EndOfRequest => END_OF_REQUEST,
             Notification::EndOfNetSession => END_OF_NET_SESSION,
+            Notification::RawData {
+                outbound: false, ..
+            } => READ_RAW_DATA,
+            Notification::RawData { outbound: true, .. } => SEND_RAW_DATA,
         }
     }
 }
+
+/// Extra room after raw data a filter may rewrite in place.
+const RAW_HEADROOM: usize = 4096;
 
 /// A filter's per-request state: its pFilterContext, kept between
 /// notifications.
@@ -134,16 +147,20 @@ pub struct FilterState {
 }
 
 impl Filter {
-    /// Loads the module and runs its GetFilterVersion.
+    /// Loads the module and runs its GetFilterVersion (a filter that
+    /// asks for SF_NOTIFY_READ_RAW_DATA is refused: see
+    /// [`Filter::load_from`]).
     pub fn load(path: &Path) -> Result<Filter, LoadError> {
-        Filter::load_from(path, path)
+        Filter::load_from(path, path, false)
     }
 
     /// Loads the module `path` by another name for the same file
     /// (`/proc/self/fd/N` for a descriptor the host holds); errors name
-    /// `path`.
+    /// `path`. A filter asking for SF_NOTIFY_READ_RAW_DATA loads only
+    /// where the host can give it the raw stream (`raw_data`: IIS 5
+    /// isolation mode).
     #[allow(unsafe_code)]
-    pub fn load_from(path: &Path, open_as: &Path) -> Result<Filter, LoadError> {
+    pub fn load_from(path: &Path, open_as: &Path, raw_data: bool) -> Result<Filter, LoadError> {
         let library = crate::ffi::open(path, open_as)?;
         // SAFETY: the types are the ones httpfilt.h declares.
         let (get_version, proc_, terminate) = unsafe {
@@ -165,7 +182,7 @@ impl Filter {
                 path: path.to_path_buf(),
             });
         }
-        if version.dw_flags & filt::notify::READ_RAW_DATA != 0 {
+        if version.dw_flags & filt::notify::READ_RAW_DATA != 0 && !raw_data {
             return Err(LoadError::RawData {
                 path: path.to_path_buf(),
             });
@@ -400,6 +417,41 @@ impl Filter {
                 fields.parameters = read(log.psz_parameters);
                 fields.status = log.dw_http_status;
                 fields.win32_status = log.dw_win32_status;
+                r
+            }
+            Notification::RawData { data, .. } => {
+                // Room to grow in place (cbInBuffer); a filter wanting
+                // more points pvInData at memory of its own (AllocMem).
+                let len = data.len();
+                let mut buffer = std::mem::take(data);
+                buffer.resize(len + RAW_HEADROOM, 0);
+                let mut raw = filt::HttpFilterRawData {
+                    pv_in_data: buffer.as_mut_ptr().cast(),
+                    cb_in_data: len as Dword,
+                    cb_in_buffer: buffer.len() as Dword,
+                    dw_reserved: 0,
+                };
+                let r = unsafe {
+                    (self.proc_)(
+                        &mut pfc,
+                        bit,
+                        (&mut raw as *mut filt::HttpFilterRawData).cast(),
+                    )
+                };
+                *data = if raw.pv_in_data.is_null() || raw.cb_in_data == 0 {
+                    Vec::new()
+                } else if raw.pv_in_data == buffer.as_mut_ptr().cast() {
+                    buffer.truncate((raw.cb_in_data as usize).min(buffer.len()));
+                    buffer
+                } else {
+                    unsafe {
+                        std::slice::from_raw_parts(
+                            raw.pv_in_data as *const u8,
+                            raw.cb_in_data as usize,
+                        )
+                    }
+                    .to_vec()
+                };
                 r
             }
             Notification::EndOfRequest | Notification::EndOfNetSession => unsafe {

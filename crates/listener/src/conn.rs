@@ -105,9 +105,38 @@ pub(crate) async fn serve(
     scheme: Scheme,
     tls: Option<proto::TlsInfo>,
 ) {
-    let _ = stream.tcp().set_nodelay(true);
+    if let Some(tcp) = stream.tcp() {
+        let _ = tcp.set_nodelay(true);
+    }
     let mut info = ConnInfo::new(remote, local, scheme);
+    let secure = tls.is_some();
     info.tls = tls;
+    // IIS 5 isolation mode: the raw-data filter sees the bytes first.
+    let stream = match shared.raw_filter.load_full() {
+        None => stream,
+        Some(filter) => {
+            let demand = shared.demand_hook();
+            let Some(session) = crate::rawfilter::filtering_session(&filter, demand.as_ref()).await
+            else {
+                tracing::warn!(client = %remote, "no process to filter the connection's raw data; closed");
+                return;
+            };
+            let conn = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
+            let limit = ListenerConfig::seconds(config(&shared).idle_connection_timeout);
+            crate::rawfilter::wrap(
+                session,
+                &filter,
+                stream,
+                proto::RawConnection {
+                    conn,
+                    remote,
+                    local,
+                    secure,
+                },
+                limit,
+            )
+        }
+    };
     let mut conn = Conn {
         shared,
         stream,
@@ -713,7 +742,7 @@ impl Conn {
                     }
                     // Head and file leave in full segments (nginx's
                     // tcp_nopush): cork until the file is handed over.
-                    let corked = file.is_some() && socket2::SockRef::from(self.stream.tcp()).set_tcp_cork(true).is_ok();
+                    let corked = file.is_some() && self.stream.tcp().is_some_and(|tcp| socket2::SockRef::from(tcp).set_tcp_cork(true).is_ok());
                     if !self.out.is_empty() {
                         let out = std::mem::take(&mut self.out);
                         let result = self.write_timed(&out).await;
@@ -727,7 +756,7 @@ impl Conn {
                     if let Some((f, offset, len)) = file {
                         let sent = self.send_file_body(response.as_mut(), &f, offset, len).await;
                         if corked {
-                            let _ = socket2::SockRef::from(self.stream.tcp()).set_tcp_cork(false);
+                            if let Some(tcp) = self.stream.tcp() { let _ = socket2::SockRef::from(tcp).set_tcp_cork(false); }
                         }
                         if let Err(reason) = sent {
                             session.abort(ctx.id);

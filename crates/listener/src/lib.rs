@@ -23,6 +23,7 @@ pub mod fuzz_checks;
 pub mod http;
 pub mod httperr;
 pub mod queue;
+mod rawfilter;
 pub mod response;
 pub mod routing;
 mod server;

@@ -225,6 +225,12 @@ impl Queue {
         }
     }
 
+    /// A process serving the queue now (the first that asked for
+    /// requests), if any.
+    pub(crate) fn serving_session(&self) -> Option<Arc<Session>> {
+        self.lock().consumers.first().map(|c| c.session.clone())
+    }
+
     /// A session stops serving the queue.
     pub(crate) fn detach(&self, session: &Arc<Session>) {
         let mut inner = self.lock();

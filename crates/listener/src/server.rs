@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     tls_resumption: crate::tls::Resumption,
     /// What the SSL files were when last read, and the problems found then.
     tls_seen: Mutex<(Option<TlsFilesStamp>, Vec<String>)>,
+    /// The queue whose process filters every connection's raw data
+    /// (IIS 5 isolation mode), if any.
+    pub raw_filter: arc_swap::ArcSwapOption<crate::rawfilter::RawFilter>,
 }
 
 /// The SSL configuration file and the certificate store as they stood
@@ -771,6 +774,7 @@ impl Listener {
             tls_policy: config.tls_policy().map_err(std::io::Error::other)?,
             tls_resumption: crate::tls::Resumption::new(),
             tls_seen: Mutex::new((None, Vec::new())),
+            raw_filter: arc_swap::ArcSwapOption::empty(),
             config,
         });
         shared.reload_tls(true);
@@ -887,6 +891,20 @@ impl Listener {
             queue,
             shared: self.shared.clone(),
         })
+    }
+
+    /// Names the queue whose process filters the raw data of every
+    /// connection accepted from now on (IIS 5 isolation mode: the
+    /// process of SF_NOTIFY_READ_RAW_DATA and SF_NOTIFY_SEND_RAW_DATA
+    /// filters), with the directions it filters; `None` stops it.
+    pub fn set_raw_filter(&self, queue: Option<&QueueHandle>, read: bool, send: bool) {
+        self.shared.raw_filter.store(queue.map(|q| {
+            Arc::new(crate::rawfilter::RawFilter {
+                queue: q.queue.clone(),
+                read,
+                send,
+            })
+        }));
     }
 
     /// Called when a request arrives for a queue nobody serves: the

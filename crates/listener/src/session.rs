@@ -32,6 +32,17 @@ pub struct Session {
     requests: Mutex<HashMap<u64, EventSender>>,
     queues: Mutex<HashMap<u32, Arc<Queue>>>,
     closed: AtomicBool,
+    /// Raw-data round trips waiting for the filter's answer, by
+    /// connection and sequence number.
+    raw_waits: Mutex<HashMap<(u64, u64), tokio::sync::oneshot::Sender<RawDone>>>,
+}
+
+/// A raw-data filter's answer ([`ToListener::RawDataDone`]).
+#[derive(Debug)]
+pub(crate) struct RawDone {
+    pub data: Vec<u8>,
+    pub to_client: Vec<u8>,
+    pub close: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -70,6 +81,42 @@ impl Session {
 
     pub(crate) fn response_consumed(&self, request: u64, bytes: u64) {
         self.send(&ToApp::ResponseConsumed { request, bytes });
+    }
+
+    /// A connection this session filters opened.
+    pub(crate) fn raw_opened(&self, connection: httpapi::proto::RawConnection) {
+        self.send(&ToApp::RawOpened(connection));
+    }
+
+    /// A connection this session filtered closed.
+    pub(crate) fn raw_closed(&self, conn: u64) {
+        lock(&self.raw_waits).retain(|(c, _), _| *c != conn);
+        self.send(&ToApp::RawClosed { conn });
+    }
+
+    /// Hands a piece of a connection's bytes to the filter; its answer,
+    /// or `None` when the session ends first.
+    pub(crate) fn raw_call(
+        &self,
+        conn: u64,
+        seq: u64,
+        outbound: bool,
+        data: Vec<u8>,
+    ) -> impl std::future::Future<Output = Option<RawDone>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut waits = lock(&self.raw_waits);
+            if !self.closed.load(Ordering::Acquire) {
+                waits.insert((conn, seq), tx);
+            }
+        }
+        self.send(&ToApp::RawData {
+            conn,
+            seq,
+            outbound,
+            data,
+        });
+        async move { rx.await.ok() }
     }
 
     /// The listener gives up on a request (its client left).
@@ -126,6 +173,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
         requests: Mutex::new(HashMap::new()),
         queues: Mutex::new(HashMap::new()),
         closed: AtomicBool::new(false),
+        raw_waits: Mutex::new(HashMap::new()),
     });
 
     let writer = tokio::spawn(httpapi::proto::write_batched(rx, writer_half));
@@ -247,6 +295,8 @@ fn close(shared: &Arc<Shared>, session: &Arc<Session>) {
     for events in requests {
         let _ = events.send(ConnEvent::Abandoned);
     }
+    // Connections waiting on this session's raw-data filter close.
+    lock(&session.raw_waits).clear();
     let queues: Vec<Arc<Queue>> = lock(&session.queues).drain().map(|(_, q)| q).collect();
     for queue in queues {
         queue.detach(session);
@@ -304,6 +354,21 @@ fn controlled_queue(session: &Session, queue: u32) -> Result<Arc<Queue>, ApiErro
 fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
     match msg {
         ToListener::Hello { .. } => {}
+        ToListener::RawDataDone {
+            conn,
+            seq,
+            data,
+            to_client,
+            close,
+        } => {
+            if let Some(waiting) = lock(&session.raw_waits).remove(&(conn, seq)) {
+                let _ = waiting.send(RawDone {
+                    data,
+                    to_client,
+                    close,
+                });
+            }
+        }
         ToListener::OpenQueue {
             call,
             name,

@@ -13,14 +13,19 @@ use tokio_rustls::server::TlsStream;
 pub(crate) enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// The connection's end of the raw-data filter's pipe
+    /// ([`crate::rawfilter`]).
+    Filtered(tokio::io::DuplexStream),
 }
 
 impl Transport {
-    /// The TCP socket under the stream (options, corking).
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP socket under the stream (options, corking), when the
+    /// connection code writes to it.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Transport::Plain(s) => s,
-            Transport::Tls(s) => s.get_ref().0,
+            Transport::Plain(s) => Some(s),
+            Transport::Tls(s) => Some(s.get_ref().0),
+            Transport::Filtered(_) => None,
         }
     }
 
@@ -28,7 +33,7 @@ impl Transport {
     pub fn plain(&self) -> Option<&TcpStream> {
         match self {
             Transport::Plain(s) => Some(s),
-            Transport::Tls(_) => None,
+            Transport::Tls(_) | Transport::Filtered(_) => None,
         }
     }
 }
@@ -42,6 +47,7 @@ impl AsyncRead for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::Filtered(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -55,6 +61,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, data),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+            Transport::Filtered(s) => Pin::new(s).poll_write(cx, data),
         }
     }
 
@@ -66,6 +73,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Transport::Filtered(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -73,6 +81,7 @@ impl AsyncWrite for Transport {
         match self {
             Transport::Plain(s) => s.is_write_vectored(),
             Transport::Tls(s) => s.is_write_vectored(),
+            Transport::Filtered(s) => s.is_write_vectored(),
         }
     }
 
@@ -80,6 +89,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::Filtered(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -87,6 +97,7 @@ impl AsyncWrite for Transport {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::Filtered(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -310,6 +310,7 @@ impl Handover {
                 change_number: snapshot.change_number(),
                 compression_dir,
                 listener_caches,
+                iis5_isolation: model.iis5_isolation,
             },
             roots,
             modules: module_files(snapshot, &sites),

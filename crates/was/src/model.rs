@@ -252,7 +252,21 @@ pub struct Model {
     pub sites: BTreeMap<u32, Site>,
     /// By lower-case name (pool names ignore case, as key names do).
     pub pools: BTreeMap<String, PoolSettings>,
+    /// IIs5IsolationModeEnabled: one process ([`IIS5_POOL`]) serves every
+    /// site, application pools are not used, and the global filters see
+    /// connections' raw data.
+    pub iis5_isolation: bool,
+    /// Whether `/LM/W3SVC/Filters` lists an enabled filter (in IIS 5
+    /// isolation mode, the raw-data channel is opened for them).
+    pub global_filters: bool,
 }
+
+/// The one process of IIS 5 isolation mode (the inetinfo role), as a
+/// pool: its queue's and worker's name.
+pub const IIS5_POOL: &str = "IIS5Isolation";
+
+/// IIs5IsolationModeEnabled (absent: FALSE, as IIS 6 installs it).
+const IIS5_ISOLATION_MODE_ENABLED: u32 = 9203;
 
 fn path(text: &str) -> MbPath {
     MbPath::parse(text).unwrap_or_default()
@@ -306,6 +320,40 @@ impl Model {
                 };
                 model.sites.insert(id, read_site(s, &site_path, id));
             }
+        }
+        model.global_filters = s.find(&path("/LM/W3SVC/Filters")).is_some_and(|filters| {
+            filters.children().any(|f| {
+                f.key_type().eq_ignore_ascii_case("IIsFilter")
+                    && !f.name().eq_ignore_ascii_case("Compression")
+                    && !matches!(
+                        f.property(ids::FILTER_ENABLED).map(|p| &p.value),
+                        Some(Value::Dword(0))
+                    )
+            })
+        });
+        // Only a value set counts: the schema's default is TRUE (an IIS 5
+        // upgrade's), while IIS 6 installs FALSE.
+        let iis5 = s
+            .lookup(&w3svc, IIS5_ISOLATION_MODE_ENABLED, GetMode::PartialPath)
+            .ok()
+            .flatten()
+            .and_then(|(p, _)| p.value.as_dword())
+            .is_some_and(|on| on != 0);
+        if iis5 {
+            // Every application runs in the one process; its settings are
+            // the pools' common ones (those of /LM/W3SVC/AppPools).
+            model.iis5_isolation = true;
+            for app in model
+                .sites
+                .values_mut()
+                .flat_map(|site| site.apps.iter_mut())
+            {
+                app.pool = IIS5_POOL.to_string();
+            }
+            model.pools = BTreeMap::from([(
+                IIS5_POOL.to_lowercase(),
+                read_pool(s, &pools_path, IIS5_POOL),
+            )]);
         }
         model
     }
@@ -551,5 +599,18 @@ mod tests {
         assert_eq!(shop.periodic_restart_schedule, vec![(3, 30)]);
         assert_eq!(m.pool("DefaultAppPool").unwrap().max_processes, 1);
         assert_eq!(m.pool("DefaultAppPool").unwrap().identity_type, 2);
+        // Not set means worker process isolation mode, whatever the
+        // schema's default (TRUE, for IIS 5 upgrades) says.
+        assert!(!m.iis5_isolation);
+
+        // IIS 5 isolation mode: every application in one process, whose
+        // settings are the pools' common ones.
+        mb.write(|t| set(t, "/LM/W3SVC", "IIs5IsolationModeEnabled", &["TRUE"]))
+            .unwrap();
+        let m = Model::read(&mb.snapshot());
+        assert!(m.iis5_isolation);
+        assert_eq!(m.pools.keys().collect::<Vec<_>>(), vec!["iis5isolation"]);
+        assert_eq!(m.pool(IIS5_POOL).unwrap().ping_interval, 5);
+        assert!(m.sites[&1].apps.iter().all(|a| a.pool == IIS5_POOL));
     }
 }

@@ -495,6 +495,12 @@ impl Service {
                 .set_site_logging(*id, log_settings(&self.opts.state_dir, &site.log));
         }
         self.paused.retain(|id, _| model.sites.contains_key(id));
+        if model.iis5_isolation != self.model.iis5_isolation {
+            tracing::info!(
+                on = model.iis5_isolation,
+                "IIS 5 isolation mode changed: the web service restarts with its new processes"
+            );
+        }
         self.model = model;
         self.sync_ssl_bindings();
         self.apply_routes();
@@ -502,6 +508,13 @@ impl Service {
             self.stop_pool_workers(&key);
             self.pools.remove(&key);
         }
+        // IIS 5 isolation mode with global filters: every connection's raw
+        // data passes through the one process, where they run.
+        let raw_filter = (self.model.iis5_isolation && self.model.global_filters)
+            .then(|| self.pools.get(&crate::model::IIS5_POOL.to_lowercase()))
+            .flatten()
+            .map(|pool| &pool.queue);
+        self.opts.listener.set_raw_filter(raw_filter, true, true);
     }
 
     /// Keeps the SSL bindings that sites' SSLCertHash asks for in step

@@ -60,6 +60,11 @@ pub struct WorkerConfig {
     /// when it does not, the worker neither marks responses cacheable nor
     /// watches their files.
     pub listener_caches: bool,
+    /// IIS 5 isolation mode: this worker is the one process of every
+    /// site (the inetinfo role) and filters every connection's raw data,
+    /// so SF_NOTIFY_READ_RAW_DATA filters load.
+    #[serde(default)]
+    pub iis5_isolation: bool,
 }
 
 /// Where symbolic links beneath a content root may lead

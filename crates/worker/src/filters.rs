@@ -29,6 +29,9 @@ pub struct SiteFilters {
 #[derive(Default)]
 pub struct FilterModules {
     loaded: Mutex<HashMap<PathBuf, Arc<Filter>>>,
+    /// IIS 5 isolation mode: the listener hands this worker every
+    /// connection's raw data, so SF_NOTIFY_READ_RAW_DATA filters load.
+    raw_data: std::sync::atomic::AtomicBool,
     /// To the activation service: FilterState and FilterFlags.
     reports: Mutex<Option<tokio::sync::mpsc::UnboundedSender<worker_control::FromWorker>>>,
 }
@@ -69,6 +72,34 @@ fn listed(snapshot: &Snapshot, filters: &MbPath) -> Vec<(String, PathBuf, MbPath
 }
 
 impl FilterModules {
+    /// Lets SF_NOTIFY_READ_RAW_DATA filters load (IIS 5 isolation mode).
+    pub fn allow_raw_data(&self) {
+        self.raw_data
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The global filters (`/LM/W3SVC/Filters`), highest priority first:
+    /// the chain that sees connections' raw data, before any request
+    /// names its site.
+    pub fn global(&self, snapshot: &Snapshot, load_as: &dyn Fn(&Path) -> PathBuf) -> SiteFilters {
+        let mut filters = SiteFilters::default();
+        let listed = MbPath::parse("/LM/W3SVC/Filters")
+            .map(|p| listed(snapshot, &p))
+            .unwrap_or_default();
+        for (name, path, _) in listed {
+            if name.eq_ignore_ascii_case("Compression") {
+                continue;
+            }
+            if let Ok(f) = self.get(&path, load_as) {
+                filters.chain.push(f);
+            }
+        }
+        filters
+            .chain
+            .sort_by_key(|f| std::cmp::Reverse(f.priority()));
+        filters
+    }
+
     /// Where filters' states are reported.
     pub fn set_reports(&self, to: tokio::sync::mpsc::UnboundedSender<worker_control::FromWorker>) {
         *self.reports.lock().unwrap_or_else(|e| e.into_inner()) = Some(to);
@@ -94,7 +125,9 @@ impl FilterModules {
         if let Some(found) = loaded.get(path) {
             return Ok(found.clone());
         }
-        let filter = Arc::new(Filter::load_from(path, &load_as(path)).map_err(|e| e.to_string())?);
+        let raw_data = self.raw_data.load(std::sync::atomic::Ordering::Relaxed);
+        let filter =
+            Arc::new(Filter::load_from(path, &load_as(path), raw_data).map_err(|e| e.to_string())?);
         tracing::info!(filter = %path.display(), description = filter.description(), flags = filter.flags(), "ISAPI filter loaded");
         loaded.insert(path.to_path_buf(), filter.clone());
         Ok(filter)
@@ -540,6 +573,37 @@ impl RequestFilters {
     pub fn end_of_request(&mut self, variables: &dyn Fn(&str) -> Option<Vec<u8>>) {
         self.run(&mut Payload::EndOfRequest, Headers::None, variables);
     }
+
+    /// SF_NOTIFY_READ_RAW_DATA (or SEND_RAW_DATA, `outbound`) on a piece
+    /// of a connection's bytes: what goes on in their place, what the
+    /// filters wrote to the client (WriteClient), and whether a filter
+    /// ended the connection (SF_STATUS_REQ_FINISHED or an error).
+    pub fn raw_data(
+        &mut self,
+        outbound: bool,
+        data: Vec<u8>,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> (Vec<u8>, Vec<u8>, bool) {
+        let mut payload = Payload::RawData(outbound, data);
+        let go_on = self.run(&mut payload, Headers::None, variables);
+        let to_client = self
+            .outcome
+            .answer
+            .take()
+            .map(|(_, _, body)| body)
+            .unwrap_or_default();
+        self.outcome.error = false;
+        let data = match payload {
+            Payload::RawData(_, data) => data,
+            _ => Vec::new(),
+        };
+        (data, to_client, !go_on)
+    }
+
+    /// SF_NOTIFY_END_OF_NET_SESSION: the connection closed.
+    pub fn end_of_net_session(&mut self, variables: &dyn Fn(&str) -> Option<Vec<u8>>) {
+        self.run(&mut Payload::EndOfNetSession, Headers::None, variables);
+    }
 }
 
 /// A notification's data, owned while the chain runs.
@@ -552,6 +616,8 @@ enum Payload {
     SendResponse(u16),
     Log(LogFields),
     EndOfRequest,
+    RawData(bool, Vec<u8>),
+    EndOfNetSession,
 }
 
 impl Payload {
@@ -571,6 +637,11 @@ impl Payload {
             Payload::SendResponse(status) => Notification::SendResponse { status },
             Payload::Log(fields) => Notification::Log(fields),
             Payload::EndOfRequest => Notification::EndOfRequest,
+            Payload::RawData(outbound, data) => Notification::RawData {
+                outbound: *outbound,
+                data,
+            },
+            Payload::EndOfNetSession => Notification::EndOfNetSession,
         }
     }
 }

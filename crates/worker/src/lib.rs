@@ -28,6 +28,7 @@ pub mod isapi;
 pub mod listing;
 pub mod module_files;
 pub mod pipeline;
+pub mod raw_filters;
 pub mod sandbox;
 pub mod site;
 pub mod watch;
@@ -247,6 +248,10 @@ async fn serve(
     ));
     for (path, file) in modules {
         pipeline.module_files.hand(path, file);
+    }
+    if start.iis5_isolation {
+        pipeline.filter_modules.allow_raw_data();
+        raw_filters::serve(pipeline.clone(), session.clone());
     }
     pipeline.modules.set_reports(reports.clone());
     pipeline.filter_modules.set_reports(reports);
