@@ -1,17 +1,22 @@
-//! The request pipeline, in IIS 6's order of phases. A request is read
+//! The request pipeline: IIS 6's request phases in their fixed order,
+//! one file each, which a reader follows top to bottom. A request is read
 //! from the queue (`Pipeline::serve`), then, in `Pipeline::answer`:
 //!
-//! 1. preprocess headers: filters' PREPROC_HEADERS (here);
-//! 2. map the URL to its settings and file, with filters' URL_MAP, check
-//!    the client's address and SSL, authenticate (filters' AUTHENTICATION,
-//!    the user database, mapped client certificates) and AUTH_COMPLETE,
-//!    the entity size and HttpRedirect (`checks.rs`);
-//! 3. choose the handler: an ISAPI extension by script map or wildcard
-//!    map (`crate::isapi`), else the static-content handler: files,
-//!    default documents, listings, PUT and DELETE (`static_files.rs`);
-//! 4. send the response: HttpErrors pages, custom headers, filters'
-//!    ACCESS_DENIED, SEND_RESPONSE and LOG, the log fields the listener
-//!    writes (`respond.rs`); then END_OF_REQUEST (here).
+//! 1. read headers: done by the listener, which parsed and checked them;
+//! 2. preprocess headers (`preprocess.rs`);
+//! 3. map the URL to its settings and file (`map_url.rs`);
+//! 4. authenticate: address and SSL checks, the logon (`authenticate.rs`);
+//! 5. authorize: the logon seen, the entity's size (`authorize.rs`);
+//! 6. the handler: HttpRedirect, an ISAPI extension (`extension.rs`) or
+//!    the static-content handler (`static_files.rs`), behind the
+//!    [`handler::RequestHandler`] trait (`handler.rs`);
+//! 7. send the response: HttpErrors pages, custom headers, the log fields
+//!    the listener writes (`respond.rs`);
+//! 8. log, then end of request (here).
+//!
+//! Hooks (ISAPI filters; wildcard script maps are handlers that may hand
+//! the request on) watch the phases through [`hooks::PhaseHooks`], whose
+//! methods all default to "go on".
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -35,11 +40,19 @@ use crate::listing;
 use crate::site::{access, auth as auth_flags, browse};
 use crate::watch::CacheWatch;
 
-mod checks;
+mod authenticate;
+mod authorize;
+mod extension;
+mod handler;
+mod hooks;
+mod map_url;
+mod preprocess;
 mod respond;
 mod static_files;
 
-use checks::*;
+use extension::*;
+use handler::*;
+use hooks::*;
 use respond::*;
 use static_files::*;
 
@@ -247,103 +260,101 @@ impl Pipeline {
 
     async fn answer(
         self: &Arc<Self>,
-        mut req: Request,
+        req: Request,
         skip: Option<&Path>,
         top: bool,
     ) -> (u16, u16, u32) {
         let config = self.config.load_full();
         let site = req.url_context as u32;
-        // Filters see the requests clients send (not child requests).
-        let mut filters = None;
-        if top {
-            let site_filters = self.site_filters(&config, site);
-            if site_filters.broken.is_some() {
-                // A filter that did not load (the service log says why).
-                let reply = self.error_reply(&config, None, &req, HttpError::new(500, 0), false);
-                let outcome = (reply.status, 0, 0);
-                self.send(req, reply, None, None).await;
-                return outcome;
-            }
-            if !site_filters.chain.is_empty() {
-                let mut request =
-                    crate::filters::RequestFilters::new(&site_filters, req.tls.is_some(), req.id);
-                let vars = crate::isapi::Variables::unmapped(&req, site);
-                let go_on = request.preproc_headers(req.head_mut(), &|n| vars.get(n));
-                if !go_on {
-                    let reply = filter_reply(&mut request);
-                    let outcome = (reply.status, 0, 0);
-                    self.send(req, reply, None, None).await;
-                    return outcome;
-                }
-                filters = Some(request);
-            }
-        }
-        let cfg = config.url(site, &req.url.path);
-        let processed = self
-            .process(&config, cfg.clone(), &mut req, skip, filters.as_mut())
-            .await;
-        let reply = match processed {
-            Ok(reply) => reply,
-            Err((error, challenge)) => {
-                // SF_NOTIFY_ACCESS_DENIED: a filter may answer instead.
-                let denied = match filters.as_mut() {
-                    Some(request) if matches!(error.status, 401 | 403) => {
-                        let vars = crate::isapi::Variables::unmapped(&req, site);
-                        let physical = cfg
-                            .as_ref()
-                            .and_then(|c| c.physical.as_ref())
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default();
-                        let reason = if error.status == 401 {
-                            isapi::filt::denied::LOGON
-                        } else {
-                            isapi::filt::denied::RESOURCE
-                        };
-                        (!request.access_denied(&req.url.path, &physical, reason, &|n| vars.get(n)))
-                            .then(|| filter_reply(request))
-                    }
-                    _ => None,
-                };
-                denied.unwrap_or_else(|| {
-                    self.error_reply(&config, cfg.as_deref(), &req, error, challenge)
-                })
-            }
+        let mut x = Exchange {
+            req,
+            site,
+            config,
+            cfg: None,
+            ctx: None,
+            skip: skip.map(Path::to_path_buf),
+            top,
+            filters: None,
+            no_hooks: NoHooks,
         };
+        let mut step = self.preprocess_headers(&mut x);
+        if let Step::Next = step {
+            step = self.map_url(&mut x);
+        }
+        if let Step::Next = step {
+            step = self.authenticate(&mut x).await;
+        }
+        if let Step::Next = step {
+            step = self.authorize(&mut x);
+        }
+        if let Step::Next = step {
+            step = self.handle(&mut x).await;
+        }
+        let reply = self.reply_for(&mut x, step);
         let outcome = (reply.status, reply.log.substatus, reply.log.win32_status);
-        match filters.as_mut() {
-            Some(request) => {
+        let Exchange {
+            req, cfg, filters, ..
+        } = x;
+        match filters {
+            Some(mut request) => {
                 let vars = crate::isapi::Variables::unmapped(&req, site);
-                self.send(req, reply, cfg.as_deref(), Some((&mut *request, &vars)))
+                self.send(req, reply, cfg.as_deref(), Some((&mut request, &vars)))
                     .await;
-                request.end_of_request(&|n| vars.get(n));
+                PhaseHooks::end_of_request(&mut request, &vars);
             }
             None => self.send(req, reply, cfg.as_deref(), None).await,
         }
         outcome
     }
+}
 
-    fn finish(&self, ctx: &Ctx, mut reply: Reply) -> Reply {
-        reply.log.user = ctx.user.clone();
-        reply
+/// A request on its way through the phases, with what each learned.
+struct Exchange {
+    req: Request,
+    site: u32,
+    config: Arc<Config>,
+    /// The URL's settings, once mapped.
+    cfg: Option<Arc<UrlConfig>>,
+    /// The logon, once authenticated.
+    ctx: Option<Ctx>,
+    /// The wildcard extension whose child request this is.
+    skip: Option<PathBuf>,
+    /// A request a client sent (filters see those), not a child request.
+    top: bool,
+    filters: Option<crate::filters::RequestFilters>,
+    no_hooks: NoHooks,
+}
+
+impl Exchange {
+    /// The request's hooks: its filters, or none.
+    fn hooks(&mut self) -> &mut dyn PhaseHooks {
+        match &mut self.filters {
+            Some(filters) => filters,
+            None => &mut self.no_hooks,
+        }
+    }
+
+    /// The hooks and the request, to hand one to the other.
+    fn hooks_and_request(&mut self) -> (&mut dyn PhaseHooks, &mut Request) {
+        let hooks: &mut dyn PhaseHooks = match &mut self.filters {
+            Some(filters) => filters,
+            None => &mut self.no_hooks,
+        };
+        (hooks, &mut self.req)
     }
 }
 
-/// The answer a filter made itself (SF_STATUS_REQ_FINISHED), or 500 for
-/// SF_STATUS_REQ_ERROR.
-fn filter_reply(request: &mut crate::filters::RequestFilters) -> Reply {
-    let outcome = &mut request.outcome;
-    match outcome.answer.take() {
-        Some((status, headers, body)) if !outcome.error => {
-            let mut reply = Reply::new(status);
-            reply.headers = headers;
-            reply.body = Body::Bytes(Bytes::from(body));
-            reply
-        }
-        _ => Reply::new(500).html(
-            "<html><body><h1>500 Internal Server Error</h1><p>An ISAPI filter failed the request.</p></body></html>"
-                .into(),
-        ),
-    }
+/// What a phase decided. Not boxed: every request ends in an `Answer`,
+/// and a box would cost each one an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    /// On to the next phase.
+    Next,
+    /// The answer (a handler's, or a hook's that stopped the request).
+    Answer(Reply),
+    /// An error to show as the site shows errors; `true` when a 401
+    /// should carry the logon challenge.
+    Refuse(HttpError, bool),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -1,9 +1,42 @@
-//! The last phases: the answer as the site wants it shown (HttpErrors),
-//! filters' SEND_RESPONSE and LOG, and the response sent to the listener.
+//! Phase 7, send the response: an error as the site wants it shown
+//! (hooks first see a 401 or 403: filters' ACCESS_DENIED; then
+//! HttpErrors), custom headers, filters' SEND_RESPONSE and LOG, and the
+//! response sent to the listener with the log fields it writes (phase 8,
+//! log).
 
 use super::*;
 
 impl Pipeline {
+    /// The reply the phases came to: the handler's or a hook's answer, or
+    /// an error page.
+    pub(super) fn reply_for(&self, x: &mut Exchange, step: Step) -> Reply {
+        let (error, challenge) = match step {
+            Step::Answer(reply) => return reply,
+            Step::Refuse(error, challenge) => (error, challenge),
+            Step::Next => (HttpError::new(500, 0), false),
+        };
+        if matches!(error.status, 401 | 403) && x.filters.is_some() {
+            // A hook may answer a denial itself.
+            let physical = x
+                .cfg
+                .as_ref()
+                .and_then(|c| c.physical.as_ref())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let reason = if error.status == 401 {
+                isapi::filt::denied::LOGON
+            } else {
+                isapi::filt::denied::RESOURCE
+            };
+            let site = x.site;
+            let (hooks, req) = x.hooks_and_request();
+            if !hooks.access_denied(req, site, &physical, reason) {
+                return x.hooks().answer();
+            }
+        }
+        self.error_reply(&x.config, x.cfg.as_deref(), &x.req, error, challenge)
+    }
+
     /// An error as the site wants it shown: HttpErrors' file or URL, or
     /// the built-in page.
     pub(super) fn error_reply(

@@ -3,6 +3,27 @@
 
 use super::*;
 
+/// Files and directories: what answers when no extension is mapped.
+pub(super) struct StaticFiles;
+
+impl RequestHandler for StaticFiles {
+    async fn handle(self, pipeline: &Pipeline, x: &mut Exchange) -> Result<Reply, HttpError> {
+        let ctx = x.ctx.as_ref().expect("the request is authenticated");
+        let cfg = &ctx.cfg;
+        dynamic_content(cfg, &x.req, file_name(&x.req), ctx.skip.as_deref())?;
+        match x.req.method.as_str() {
+            "GET" | "HEAD" => pipeline.get(&x.config, ctx, &x.req).await,
+            "PUT" => Box::pin(pipeline.put(&x.config, ctx, &mut x.req)).await,
+            "DELETE" => Box::pin(pipeline.delete(&x.config, ctx, &x.req)).await,
+            "OPTIONS" => Ok(Reply::new(200)
+                .header("Allow", allowed_methods(cfg))
+                .header("Public", allowed_methods(cfg))),
+            "POST" => Err(HttpError::new(405, 0)),
+            _ => Err(HttpError::new(501, 0)),
+        }
+    }
+}
+
 impl Pipeline {
     /// GET and HEAD: a file, a directory's default document or listing.
     pub(super) async fn get(
