@@ -338,6 +338,7 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
                 window,
                 answered: false,
                 replacement: None,
+                held: None,
             };
             let delivered = lock(&shared.queues)
                 .get(&queue)
@@ -614,6 +615,90 @@ pub struct Request {
     /// A body given in place of the client's ([`Request::replace_body`]):
     /// `Some` until it is read.
     replacement: Option<Option<Bytes>>,
+    /// Where the response's end waits ([`Request::hold_end`]).
+    held: Option<Arc<HeldState>>,
+}
+
+/// A response's end held back (see [`Request::hold_end`]): what it will
+/// say once the response is otherwise complete, and, once its holder let
+/// it go, what the holder added to the log line.
+#[derive(Default)]
+struct Held {
+    pending: Option<(Vec<Header>, String)>,
+    released: Option<String>,
+}
+
+#[derive(Default)]
+struct HeldState(Mutex<Held>);
+
+/// The end of a response whose request was handed on (an ISAPI
+/// extension's HSE_REQ_EXEC_URL): the response goes out as its new owner
+/// answers, but is complete only when this is released, so the first
+/// owner may still add to its log line. Dropping it releases it.
+pub struct HeldEnd {
+    state: Arc<HeldState>,
+    shared: Arc<Shared>,
+    id: u64,
+    done: bool,
+}
+
+impl HeldEnd {
+    /// Completes the response (as soon as its owner has), adding
+    /// `log_suffix` to its log line's query.
+    pub fn release(mut self, log_suffix: &str) {
+        self.release_with(log_suffix);
+    }
+
+    fn release_with(&mut self, log_suffix: &str) {
+        self.done = true;
+        let mut held = lock(&self.state.0);
+        match held.pending.take() {
+            Some((trailers, mut suffix)) => {
+                suffix.push_str(log_suffix);
+                let _ = self.shared.send(&ToListener::ResponseEnd {
+                    request: self.id,
+                    trailers,
+                    log_suffix: suffix,
+                });
+            }
+            // Still being answered: the end goes when the answer does.
+            None => held.released = Some(log_suffix.to_string()),
+        }
+    }
+}
+
+impl Drop for HeldEnd {
+    fn drop(&mut self) {
+        if !self.done {
+            self.release_with("");
+        }
+    }
+}
+
+/// Sends a response's end, or leaves it to the holder of its
+/// [`HeldEnd`] while that holds it.
+fn end_response(
+    shared: &Shared,
+    held: Option<Arc<HeldState>>,
+    id: u64,
+    trailers: Vec<Header>,
+    mut log_suffix: String,
+) -> Result<()> {
+    if let Some(held) = held {
+        let mut state = lock(&held.0);
+        match state.released.take() {
+            Some(extra) => log_suffix.push_str(&extra),
+            None => {
+                state.pending = Some((trailers, log_suffix));
+                return Ok(());
+            }
+        }
+    }
+    shared.send(&ToListener::ResponseEnd {
+        request: id,
+        trailers,
+        log_suffix,
+    })
 }
 
 impl Deref for Request {
@@ -630,6 +715,21 @@ impl std::fmt::Debug for Request {
 }
 
 impl Request {
+    /// Holds back the end of this request's response, whoever answers
+    /// it, until the [`HeldEnd`] is released: for a program that hands
+    /// the request on (HSE_REQ_EXEC_URL) and still adds to its log line
+    /// afterwards.
+    pub fn hold_end(&mut self) -> HeldEnd {
+        let state = Arc::new(HeldState::default());
+        self.held = Some(state.clone());
+        HeldEnd {
+            state,
+            shared: self.shared.clone(),
+            id: self.head.id,
+            done: false,
+        }
+    }
+
     /// The request's head, to change before the request is handed on: a
     /// child request made from it (ISAPI's HSE_REQ_EXEC_URL) answers on the
     /// same connection.
@@ -719,13 +819,19 @@ impl Request {
         let id = this.head.id;
         let mut frames = Vec::with_capacity(body.len() + 256);
         encode_message(&ToListener::Respond { request: id, head }, &mut frames);
-        // The end flag on the body frame completes the response.
-        encode_response_body(id, true, &body, &mut frames);
+        // The end flag on the body frame completes the response, unless
+        // its end is held.
+        let held = this.held.take();
+        encode_response_body(id, held.is_none(), &body, &mut frames);
         lock(&this.shared.requests).remove(&id);
         this.shared
             .tx
             .send(frames.into())
-            .map_err(|_| Error::Closed)
+            .map_err(|_| Error::Closed)?;
+        match held {
+            Some(held) => end_response(&this.shared, Some(held), id, Vec::new(), String::new()),
+            None => Ok(()),
+        }
     }
 
     /// Starts a response whose body is sent piece by piece (chunked to
@@ -754,6 +860,7 @@ impl Request {
             shared: self.shared.clone(),
             window: self.window.clone(),
             finished: false,
+            held: self.held.take(),
         })
     }
 
@@ -784,6 +891,7 @@ pub struct ResponseWriter {
     shared: Arc<Shared>,
     window: Arc<Semaphore>,
     finished: bool,
+    held: Option<Arc<HeldState>>,
 }
 
 impl ResponseWriter {
@@ -831,13 +939,26 @@ impl ResponseWriter {
     }
 
     /// Completes the response, with trailer fields for a chunked one.
-    pub async fn finish(mut self, trailers: Vec<Header>) -> Result<()> {
+    pub async fn finish(self, trailers: Vec<Header>) -> Result<()> {
+        self.finish_with_log(trailers, String::new()).await
+    }
+
+    /// Completes the response, adding `log_suffix` to its log line's
+    /// query (what an ISAPI extension appends once its head has gone).
+    pub async fn finish_with_log(
+        mut self,
+        trailers: Vec<Header>,
+        log_suffix: String,
+    ) -> Result<()> {
         self.finished = true;
         lock(&self.shared.requests).remove(&self.id);
-        self.shared.send(&ToListener::ResponseEnd {
-            request: self.id,
+        end_response(
+            &self.shared,
+            self.held.take(),
+            self.id,
             trailers,
-        })
+            log_suffix,
+        )
     }
 }
 

@@ -447,10 +447,13 @@ pub enum ToListener {
         request: u64,
         head: ResponseHead,
     },
-    /// The response is complete, with its trailers.
+    /// The response is complete, with its trailers, and text to add to
+    /// its log line's query (an ISAPI extension's
+    /// HSE_APPEND_LOG_PARAMETER after the head was sent).
     ResponseEnd {
         request: u64,
         trailers: Vec<Header>,
+        log_suffix: String,
     },
     /// This many request body bytes were taken (opens the window).
     BodyConsumed {

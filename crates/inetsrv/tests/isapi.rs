@@ -392,6 +392,13 @@ fn a_wildcard_map_front_end_rewrites_denies_and_hands_requests_on() {
         "{}",
         web.log()
     );
+    // What the front end appends to the log after the child answered
+    // reaches the request's log line.
+    web.wait_for("the front end's log note", Duration::from_secs(10), || {
+        web.w3c_lines(1)
+            .iter()
+            .any(|l| l.contains(" /old/page.htm front=done "))
+    });
     // A child request with a body of the front end's own (pEntity).
     let got = web.curl("/entity/anything", &[]);
     assert_eq!(got.status, 200, "{}", web.log());

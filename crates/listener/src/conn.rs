@@ -901,10 +901,17 @@ fn apply(
             }
             EventOutcome::Continue
         }
-        ConnEvent::End(trailers) => {
+        ConnEvent::End(trailers, log_suffix) => {
             let Some(state) = response.as_mut() else {
                 return fail(Some(internal()), R::Internal, false);
             };
+            if !log_suffix.is_empty() {
+                state
+                    .log
+                    .get_or_insert_with(LogInfo::default)
+                    .query_suffix
+                    .push_str(&log_suffix);
+            }
             match state.finish(&trailers) {
                 Some(end) => {
                     out.extend_from_slice(&end);

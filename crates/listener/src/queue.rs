@@ -30,7 +30,9 @@ pub(crate) enum ConnEvent {
         offset: u64,
         len: u64,
     },
-    End(Vec<Header>),
+    /// The response is complete: its trailers, and text for its log
+    /// line's query.
+    End(Vec<Header>, String),
     /// The process went away or gave the request up.
     Abandoned,
     /// The queue was stopped while the request waited in it: answer 503

@@ -224,7 +224,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
                         let _ = events.send(ConnEvent::Body(data));
                     }
                     // The same as a ResponseEnd without trailers.
-                    let _ = events.send(ConnEvent::End(Vec::new()));
+                    let _ = events.send(ConnEvent::End(Vec::new(), String::new()));
                 }
                 continue;
             }
@@ -469,9 +469,13 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
         ToListener::Respond { request, head } => {
             session.deliver(request, ConnEvent::Head(head));
         }
-        ToListener::ResponseEnd { request, trailers } => {
+        ToListener::ResponseEnd {
+            request,
+            trailers,
+            log_suffix,
+        } => {
             if let Some(events) = lock(&session.requests).remove(&request) {
-                let _ = events.send(ConnEvent::End(trailers));
+                let _ = events.send(ConnEvent::End(trailers, log_suffix));
             }
         }
         ToListener::BodyConsumed { request, bytes } => {

@@ -294,6 +294,8 @@ pub async fn run(
             close: false,
             flush: false,
             filters,
+            held: None,
+            late_log: String::new(),
         };
         let facts = conn.facts(&call);
         let in_call = modules.begin_call();
@@ -333,6 +335,12 @@ struct Conn {
     /// The request's ISAPI filters: SEND_RESPONSE and LOG see the
     /// extension's answer.
     filters: Option<crate::filters::RequestFilters>,
+    /// The end of the response a child request gave (HSE_REQ_EXEC_URL),
+    /// held until this extension is done with the request.
+    held: Option<httpapi::HeldEnd>,
+    /// HSE_APPEND_LOG_PARAMETER text that came after the head went: it
+    /// goes with the response's end.
+    late_log: String,
 }
 
 /// Where the response stands. Small responses are gathered and sent
@@ -487,13 +495,19 @@ impl Conn {
     /// when it sent nothing.
     fn finish(mut self, status: u32, http_status: u32) -> Option<crate::filters::RequestFilters> {
         self.send_last(status, http_status);
+        if let Some(held) = self.held.take() {
+            held.release(&self.late_log);
+        }
         self.filters.take()
     }
 
     fn send_last(&mut self, status: u32, http_status: u32) {
         match std::mem::replace(&mut self.output, Output::NotStarted) {
             Output::Streaming(writer) => {
-                let _ = self.runtime.block_on(writer.finish(Vec::new()));
+                let late = std::mem::take(&mut self.late_log);
+                let _ = self
+                    .runtime
+                    .block_on(writer.finish_with_log(Vec::new(), late));
             }
             Output::Gathering { response, body } => {
                 if let Some(req) = self.request.take() {
@@ -582,17 +596,20 @@ impl Connection for Conn {
     }
 
     fn append_log(&mut self, text: &str) {
-        // Into the log of the response still to be sent; once it streams,
-        // its log fields have gone to the listener.
+        // Into the log of the response still to be sent; once its head has
+        // gone (it streams, or a child request answered), with its end.
         let target = match &mut self.output {
             Output::Gathering { response, .. } => Some(&mut **response),
             Output::NotStarted => self.template.as_mut(),
             Output::Streaming(_) => None,
         };
-        if let Some(response) = target {
-            let mut log = response.log.clone().unwrap_or_default();
-            log.query_suffix.push_str(text);
-            response.log = Some(log);
+        match target {
+            Some(response) => {
+                let mut log = response.log.clone().unwrap_or_default();
+                log.query_suffix.push_str(text);
+                response.log = Some(log);
+            }
+            None => self.late_log.push_str(text),
         }
     }
 
@@ -644,6 +661,9 @@ impl Connection for Conn {
         }
         let skip = (child.flags & isapi::ext::exec_url::IGNORE_CURRENT_INTERCEPTOR != 0)
             .then(|| self.module.clone());
+        // The child answers; the response ends when this extension is
+        // done, so what it appends to the log line still counts.
+        self.held = Some(req.hold_end());
         // The template's fields go with the child's own answer.
         self.template = None;
         let status = self

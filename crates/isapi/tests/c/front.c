@@ -36,6 +36,9 @@ static VOID WINAPI child_done(EXTENSION_CONTROL_BLOCK *ecb, PVOID context, DWORD
         }
     }
     free(file);
+    /* The child has answered; the log line still takes the front end's
+     * note. */
+    ecb->ServerSupportFunction(ecb->ConnID, HSE_APPEND_LOG_PARAMETER, "front=done", NULL, NULL);
     ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_DONE_WITH_SESSION, NULL, NULL, NULL);
 }
 
