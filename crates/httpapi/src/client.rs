@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::fdpass::Outgoing;
 use crate::proto::{
     self, decode_frame, decode_message, encode_message, encode_response_body, ApiError,
-    CachePolicy, ErrorCode, Frame, Header, HeaderBlock, LogInfo, QueueProperty, RequestHead,
-    ResponseBody, ResponseHead, ToApp, ToListener,
+    CachePolicy, ErrorCode, Frame, Header, HeaderBlock, LateLog, LogInfo, QueueProperty,
+    RequestHead, ResponseBody, ResponseHead, ToApp, ToListener,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -624,17 +624,23 @@ pub struct Request {
 /// it go, what the holder added to the log line.
 #[derive(Default)]
 struct Held {
-    pending: Option<(Vec<Header>, String)>,
-    released: Option<String>,
+    pending: Option<(Vec<Header>, LateLog)>,
+    released: Option<LateLog>,
 }
 
+/// One hold on a response's end; an earlier hold (`outer`) gets the end
+/// when this one lets it go.
 #[derive(Default)]
-struct HeldState(Mutex<Held>);
+struct HeldState {
+    held: Mutex<Held>,
+    outer: Option<Arc<HeldState>>,
+}
 
-/// The end of a response whose request was handed on (an ISAPI
-/// extension's HSE_REQ_EXEC_URL): the response goes out as its new owner
-/// answers, but is complete only when this is released, so the first
-/// owner may still add to its log line. Dropping it releases it.
+/// The end of a response held back while its request is handed on (an
+/// ISAPI extension's HSE_REQ_EXEC_URL) or its log line is still being
+/// decided (an ISAPI filter's SF_NOTIFY_LOG): the response goes out as
+/// it is answered, but is complete only when this is released, with what
+/// the holder adds to its log line. Holds nest. Dropping it releases it.
 pub struct HeldEnd {
     state: Arc<HeldState>,
     shared: Arc<Shared>,
@@ -645,24 +651,36 @@ pub struct HeldEnd {
 impl HeldEnd {
     /// Completes the response (as soon as its owner has), adding
     /// `log_suffix` to its log line's query.
-    pub fn release(mut self, log_suffix: &str) {
-        self.release_with(log_suffix);
+    pub fn release(self, log_suffix: &str) {
+        self.release_with_log(LateLog {
+            fields: None,
+            query_suffix: log_suffix.to_string(),
+        });
     }
 
-    fn release_with(&mut self, log_suffix: &str) {
+    /// Completes the response (as soon as its owner has) with these
+    /// changes to its log line.
+    pub fn release_with_log(mut self, late: LateLog) {
+        self.let_go(late);
+    }
+
+    fn let_go(&mut self, late: LateLog) {
         self.done = true;
-        let mut held = lock(&self.state.0);
+        let mut held = lock(&self.state.held);
         match held.pending.take() {
-            Some((trailers, mut suffix)) => {
-                suffix.push_str(log_suffix);
-                let _ = self.shared.send(&ToListener::ResponseEnd {
-                    request: self.id,
+            Some((trailers, mut pending)) => {
+                drop(held);
+                pending.merge(late);
+                let _ = end_response(
+                    &self.shared,
+                    self.state.outer.clone(),
+                    self.id,
                     trailers,
-                    log_suffix: suffix,
-                });
+                    pending,
+                );
             }
             // Still being answered: the end goes when the answer does.
-            None => held.released = Some(log_suffix.to_string()),
+            None => held.released = Some(late),
         }
     }
 }
@@ -670,7 +688,7 @@ impl HeldEnd {
 impl Drop for HeldEnd {
     fn drop(&mut self) {
         if !self.done {
-            self.release_with("");
+            self.let_go(LateLog::default());
         }
     }
 }
@@ -682,14 +700,18 @@ fn end_response(
     held: Option<Arc<HeldState>>,
     id: u64,
     trailers: Vec<Header>,
-    mut log_suffix: String,
+    mut late: LateLog,
 ) -> Result<()> {
-    if let Some(held) = held {
-        let mut state = lock(&held.0);
-        match state.released.take() {
-            Some(extra) => log_suffix.push_str(&extra),
+    if let Some(state) = held {
+        let mut guard = lock(&state.held);
+        match guard.released.take() {
+            Some(extra) => {
+                drop(guard);
+                late.merge(extra);
+                return end_response(shared, state.outer.clone(), id, trailers, late);
+            }
             None => {
-                state.pending = Some((trailers, log_suffix));
+                guard.pending = Some((trailers, late));
                 return Ok(());
             }
         }
@@ -697,7 +719,7 @@ fn end_response(
     shared.send(&ToListener::ResponseEnd {
         request: id,
         trailers,
-        log_suffix,
+        late_log: late,
     })
 }
 
@@ -720,7 +742,10 @@ impl Request {
     /// the request on (HSE_REQ_EXEC_URL) and still adds to its log line
     /// afterwards.
     pub fn hold_end(&mut self) -> HeldEnd {
-        let state = Arc::new(HeldState::default());
+        let state = Arc::new(HeldState {
+            held: Mutex::default(),
+            outer: self.held.take(),
+        });
         self.held = Some(state.clone());
         HeldEnd {
             state,
@@ -829,7 +854,9 @@ impl Request {
             .send(frames.into())
             .map_err(|_| Error::Closed)?;
         match held {
-            Some(held) => end_response(&this.shared, Some(held), id, Vec::new(), String::new()),
+            Some(held) => {
+                end_response(&this.shared, Some(held), id, Vec::new(), LateLog::default())
+            }
             None => Ok(()),
         }
     }
@@ -940,25 +967,16 @@ impl ResponseWriter {
 
     /// Completes the response, with trailer fields for a chunked one.
     pub async fn finish(self, trailers: Vec<Header>) -> Result<()> {
-        self.finish_with_log(trailers, String::new()).await
+        self.finish_with_log(trailers, LateLog::default()).await
     }
 
-    /// Completes the response, adding `log_suffix` to its log line's
-    /// query (what an ISAPI extension appends once its head has gone).
-    pub async fn finish_with_log(
-        mut self,
-        trailers: Vec<Header>,
-        log_suffix: String,
-    ) -> Result<()> {
+    /// Completes the response, with changes to its log line decided
+    /// since its head went (what an ISAPI extension appends once its
+    /// head has gone).
+    pub async fn finish_with_log(mut self, trailers: Vec<Header>, late: LateLog) -> Result<()> {
         self.finished = true;
         lock(&self.shared.requests).remove(&self.id);
-        end_response(
-            &self.shared,
-            self.held.take(),
-            self.id,
-            trailers,
-            log_suffix,
-        )
+        end_response(&self.shared, self.held.take(), self.id, trailers, late)
     }
 }
 

@@ -327,6 +327,41 @@ pub struct LogInfo {
     pub query: Option<String>,
 }
 
+/// What a response's end changes in its log line, decided after its head
+/// went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateLog {
+    /// The log fields in place of the head's (an ISAPI filter's
+    /// SF_NOTIFY_LOG runs once the response is sent, with its sizes and
+    /// time).
+    pub fields: Option<LogInfo>,
+    /// Appended to the logged query (HSE_APPEND_LOG_PARAMETER after the
+    /// head went).
+    pub query_suffix: String,
+}
+
+impl LateLog {
+    /// Adds what was decided later.
+    pub fn merge(&mut self, later: LateLog) {
+        if later.fields.is_some() {
+            self.fields = later.fields;
+        }
+        self.query_suffix.push_str(&later.query_suffix);
+    }
+
+    /// Applies it to the log fields the head carried.
+    pub fn apply(self, log: &mut Option<LogInfo>) {
+        if let Some(fields) = self.fields {
+            *log = Some(fields);
+        }
+        if !self.query_suffix.is_empty() {
+            log.get_or_insert_with(LogInfo::default)
+                .query_suffix
+                .push_str(&self.query_suffix);
+        }
+    }
+}
+
 /// A queue's settings that its owner may change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QueueProperty {
@@ -447,13 +482,12 @@ pub enum ToListener {
         request: u64,
         head: ResponseHead,
     },
-    /// The response is complete, with its trailers, and text to add to
-    /// its log line's query (an ISAPI extension's
-    /// HSE_APPEND_LOG_PARAMETER after the head was sent).
+    /// The response is complete, with its trailers, and what changed in
+    /// its log line since its head was sent.
     ResponseEnd {
         request: u64,
         trailers: Vec<Header>,
-        log_suffix: String,
+        late_log: LateLog,
     },
     /// This many request body bytes were taken (opens the window).
     BodyConsumed {

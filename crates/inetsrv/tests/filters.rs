@@ -181,6 +181,36 @@ fn filters_map_urls_change_logons_see_denials_and_rewrite_log_lines() {
                 && !lines.iter().any(|l| l.contains("secret.htm"))
         },
     );
+    // LOG runs once the response has gone, with its sizes: the 3000
+    // bytes of the page and its head out, the request's head in.
+    write(&web.www(), "sizes.htm", "s".repeat(3000));
+    assert_eq!(web.curl("/sizes.htm", &[]).body.len(), 3000);
+    let mut noted = String::new();
+    web.wait_for(
+        "the sizes in the log line",
+        std::time::Duration::from_secs(10),
+        || {
+            noted = web
+                .w3c_lines(1)
+                .iter()
+                .find(|l| l.contains(" /sizes.htm sent="))
+                .cloned()
+                .unwrap_or_default();
+            !noted.is_empty()
+        },
+    );
+    let number = |key: &str| -> u64 {
+        let at = noted.find(key).unwrap() + key.len();
+        noted[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (sent, received) = (number("sent="), number("recvd="));
+    assert!((3000..3600).contains(&sent), "{noted}");
+    assert!((40..600).contains(&received), "{noted}");
 }
 
 #[test]

@@ -901,17 +901,11 @@ fn apply(
             }
             EventOutcome::Continue
         }
-        ConnEvent::End(trailers, log_suffix) => {
+        ConnEvent::End(trailers, late_log) => {
             let Some(state) = response.as_mut() else {
                 return fail(Some(internal()), R::Internal, false);
             };
-            if !log_suffix.is_empty() {
-                state
-                    .log
-                    .get_or_insert_with(LogInfo::default)
-                    .query_suffix
-                    .push_str(&log_suffix);
-            }
+            late_log.apply(&mut state.log);
             match state.finish(&trailers) {
                 Some(end) => {
                     out.extend_from_slice(&end);

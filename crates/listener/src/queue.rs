@@ -30,9 +30,9 @@ pub(crate) enum ConnEvent {
         offset: u64,
         len: u64,
     },
-    /// The response is complete: its trailers, and text for its log
-    /// line's query.
-    End(Vec<Header>, String),
+    /// The response is complete: its trailers, and what changed in its
+    /// log line since its head.
+    End(Vec<Header>, httpapi::proto::LateLog),
     /// The process went away or gave the request up.
     Abandoned,
     /// The queue was stopped while the request waited in it: answer 503

@@ -224,7 +224,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
                         let _ = events.send(ConnEvent::Body(data));
                     }
                     // The same as a ResponseEnd without trailers.
-                    let _ = events.send(ConnEvent::End(Vec::new(), String::new()));
+                    let _ = events.send(ConnEvent::End(Vec::new(), Default::default()));
                 }
                 continue;
             }
@@ -472,10 +472,10 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
         ToListener::ResponseEnd {
             request,
             trailers,
-            log_suffix,
+            late_log,
         } => {
             if let Some(events) = lock(&session.requests).remove(&request) {
-                let _ = events.send(ConnEvent::End(trailers, log_suffix));
+                let _ = events.send(ConnEvent::End(trailers, late_log));
             }
         }
         ToListener::BodyConsumed { request, bytes } => {

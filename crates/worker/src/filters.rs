@@ -211,6 +211,11 @@ pub struct RequestFilters {
     /// AllocMem's blocks, freed with the request.
     memory: Vec<Box<[u8]>>,
     pub outcome: Outcome,
+    /// For SF_NOTIFY_LOG: when the request came, the status and log
+    /// fields of its response, and the bytes sent.
+    started: Option<std::time::Instant>,
+    answered: Option<(u16, Option<httpapi::proto::LogInfo>)>,
+    bytes_sent: u64,
 }
 
 fn parse_lines(lines: &str, into: &mut HeaderBlock) {
@@ -380,6 +385,9 @@ impl RequestFilters {
             conn_id: conn_id as Dword,
             memory: Vec::new(),
             outcome: Outcome::default(),
+            started: Some(std::time::Instant::now()),
+            answered: None,
+            bytes_sent: 0,
         }
     }
 
@@ -527,13 +535,13 @@ impl RequestFilters {
         }
     }
 
-    /// The notifications of a response about to be sent: SEND_RESPONSE
-    /// (its status and headers, then the headers filters added) and LOG
-    /// (its log line's fields; the sizes and time are not known yet).
+    /// SF_NOTIFY_SEND_RESPONSE on a response about to be sent: its status
+    /// and headers, then the headers filters added. Its head's size
+    /// counts toward the bytes SF_NOTIFY_LOG reports.
     pub fn on_response(
         &mut self,
         response: &mut httpapi::Response,
-        head: &RequestHead,
+        _head: &RequestHead,
         variables: &dyn Fn(&str) -> Option<Vec<u8>>,
     ) {
         if self.chain.is_empty() {
@@ -546,27 +554,89 @@ impl RequestFilters {
         if status == 401 {
             response.headers.append(&self.outcome.denial_headers);
         }
-        let log = response.log.get_or_insert_with(Default::default);
+        // "HTTP/1.1 200 OK\r\n", the fields, the blank line.
+        let head_size = 17
+            + response
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>()
+            + 2;
+        self.bytes_sent += head_size as u64;
+        self.answered = Some((status, response.log.clone()));
+    }
+
+    /// Body bytes sent, for SF_NOTIFY_LOG.
+    pub fn count_sent(&mut self, bytes: u64) {
+        self.bytes_sent += bytes;
+    }
+
+    /// Whether a filter of the chain asked for SF_NOTIFY_LOG.
+    pub fn wants_log(&self) -> bool {
+        self.chain
+            .iter()
+            .zip(&self.disabled)
+            .any(|(f, off)| f.wants(filt::notify::LOG, self.secure) && off & filt::notify::LOG == 0)
+    }
+
+    /// SF_NOTIFY_LOG once the response is sent: the log line's fields,
+    /// with the bytes sent and received and the time taken, which filters
+    /// may rewrite; what changed, for the response's end.
+    pub fn log_at_end(
+        &mut self,
+        head: &RequestHead,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> Option<httpapi::proto::LateLog> {
+        let (status, log) = self.answered.take()?;
+        let mut log = log.unwrap_or_default();
+        let received_head = head.method.len()
+            + head.raw_url.len()
+            + 12
+            + head
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>()
+            + 2;
+        let received_body = match head.body {
+            httpapi::proto::BodyInfo::Length(n) => n,
+            _ => 0,
+        };
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         let mut fields = LogFields {
             client_host: head.remote.ip().to_string(),
             user: log.user.clone(),
             server: head.local.ip().to_string(),
             operation: head.method.clone(),
             target: head.url.path.clone(),
-            parameters: head.url.query.clone(),
+            parameters: format!("{}{}", head.url.query, log.query_suffix),
             status: u32::from(status),
             win32_status: log.win32_status,
-            ..Default::default()
+            bytes_sent: clamp(self.bytes_sent),
+            bytes_received: clamp(received_head as u64 + received_body),
+            time_taken_ms: self
+                .started
+                .map_or(0, |t| clamp(t.elapsed().as_millis() as u64)),
         };
+        let before = fields.clone();
         self.log(&mut fields, variables);
+        if fields == before {
+            return None;
+        }
         log.user = fields.user;
         log.win32_status = fields.win32_status;
-        if fields.target != head.url.path {
+        if fields.target != before.target {
             log.stem = Some(fields.target);
         }
-        if fields.parameters != head.url.query {
+        if fields.parameters != before.parameters {
+            // The filter's parameters are the whole logged query.
             log.query = Some(fields.parameters);
+            log.query_suffix.clear();
         }
+        Some(httpapi::proto::LateLog {
+            fields: Some(log),
+            query_suffix: String::new(),
+        })
     }
 
     /// SF_NOTIFY_END_OF_REQUEST.

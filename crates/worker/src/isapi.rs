@@ -504,7 +504,10 @@ impl Conn {
     fn send_last(&mut self, status: u32, http_status: u32) {
         match std::mem::replace(&mut self.output, Output::NotStarted) {
             Output::Streaming(writer) => {
-                let late = std::mem::take(&mut self.late_log);
+                let late = httpapi::proto::LateLog {
+                    fields: None,
+                    query_suffix: std::mem::take(&mut self.late_log),
+                };
                 let _ = self
                     .runtime
                     .block_on(writer.finish_with_log(Vec::new(), late));
@@ -573,6 +576,9 @@ impl Connection for Conn {
     fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         if matches!(self.output, Output::NotStarted) {
             self.head(200, "")?;
+        }
+        if let Some(filters) = self.filters.as_mut() {
+            filters.count_sent(data.len() as u64);
         }
         if let Output::Gathering { body, .. } = &mut self.output {
             if !self.flush && body.len() + data.len() <= GATHER_LIMIT {
@@ -711,6 +717,9 @@ impl Connection for Conn {
         if matches!(self.output, Output::NotStarted) {
             self.head(200, "")?;
         }
+        if let Some(filters) = self.filters.as_mut() {
+            filters.count_sent(len);
+        }
         let runtime = self.runtime.clone();
         // The listener sends the bytes from the file itself.
         let writer = self.stream()?;
@@ -774,7 +783,7 @@ pub(crate) fn child_path(raw: &str) -> Option<String> {
 /// The server variables of one request, made when asked from a copy of
 /// the request's head (the request itself is consumed by the response).
 pub(crate) struct Variables {
-    head: httpapi::proto::RequestHead,
+    pub(crate) head: httpapi::proto::RequestHead,
     physical: Option<PathBuf>,
     site_id: u32,
     meta_path: String,

@@ -1,7 +1,7 @@
 /* The other notifications: URL_MAP sends /mapped/ to the files of /real/,
  * AUTHENTICATION turns the user "guest" into alice, AUTH_COMPLETE marks
  * the request, ACCESS_DENIED counts denials into a header added on denial,
- * and LOG hides a secret path from the log. */
+ * and LOG hides a secret path from the log and notes a response's sizes. */
 #include <stdio.h>
 #include <string.h>
 
@@ -59,9 +59,16 @@ DWORD WINAPI HttpFilterProc(HTTP_FILTER_CONTEXT *pfc, DWORD type, VOID *data)
     }
     case SF_NOTIFY_LOG: {
         HTTP_FILTER_LOG *log = data;
+        static char sizes[96];
         if (strstr(log->pszTarget, "secret") != NULL) {
             log->pszTarget = target;
             log->pszParameters = params;
+        }
+        /* LOG comes once the response is sent: its sizes and time. */
+        if (strstr(log->pszTarget, "sizes") != NULL) {
+            snprintf(sizes, sizeof sizes, "sent=%u&recvd=%u&ms=%u", (unsigned)log->dwBytesSent,
+                     (unsigned)log->dwBytesRecvd, (unsigned)log->msTimeForProcessing);
+            log->pszParameters = sizes;
         }
         break;
     }

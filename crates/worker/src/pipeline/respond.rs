@@ -94,9 +94,12 @@ impl Pipeline {
         reply.html(error.page())
     }
 
+    /// Sends the reply: custom headers, filters' SEND_RESPONSE, the body
+    /// (or the extension that makes it), then filters' LOG with the
+    /// response's sizes and time, which the log line waits for.
     pub(super) async fn send(
         self: &Arc<Self>,
-        req: Request,
+        mut req: Request,
         reply: Reply,
         cfg: Option<&UrlConfig>,
         filters: Option<(
@@ -126,33 +129,55 @@ impl Pipeline {
             }
             _ => response.headers = headers,
         }
+        let Some((request, vars)) = filters else {
+            if cache {
+                response = response.cache(CachePolicy::UntilInvalidated);
+            }
+            self.deliver(req, response, body, is_head, None).await;
+            return;
+        };
         // The listener's cache answers without the worker, so without
         // filters: a filtered site's answers are not cached (as HTTP.SYS's
         // cache is off for sites with filters in IIS 6).
-        let filtered = filters.is_some();
-        let mut filters = filters;
-        if let Some((request, vars)) = filters.as_mut() {
+        if !matches!(body, Body::Extension(_)) {
             // An extension's answer is filtered when it makes it.
-            if !matches!(body, Body::Extension(_)) {
-                request.on_response(&mut response, &req, &|n| vars.get(n));
+            request.on_response(&mut response, &req, &|n| vars.get(n));
+            request.count_sent(if is_head { 0 } else { body.len() });
+        }
+        // SF_NOTIFY_LOG comes once the response is sent: its end waits.
+        let held = request.wants_log().then(|| req.hold_end());
+        self.deliver(req, response, body, is_head, Some(&mut *request))
+            .await;
+        if let Some(held) = held {
+            match request.log_at_end(&vars.head, &|n| vars.get(n)) {
+                Some(late) => held.release_with_log(late),
+                None => held.release(""),
             }
         }
-        if cache && !filtered {
-            response = response.cache(CachePolicy::UntilInvalidated);
-        }
+    }
+
+    /// Sends the response with its body, or runs the extension that
+    /// answers (with the request's filters, given back after it).
+    async fn deliver(
+        self: &Arc<Self>,
+        req: Request,
+        response: Response,
+        body: Body,
+        is_head: bool,
+        filters: Option<&mut crate::filters::RequestFilters>,
+    ) {
         let total = body.len();
         match body {
             Body::Empty => {
                 let _ = req.respond(response).await;
             }
             Body::Extension(call) => {
-                // The request's filters go with the extension and come back
-                // for the notifications after it.
+                let mut filters = filters;
                 let taken = filters
                     .as_mut()
-                    .map(|(request, _)| std::mem::take(&mut **request));
+                    .map(|request| std::mem::take(&mut **request));
                 let back = crate::isapi::run(self.clone(), *call, req, response, taken).await;
-                if let (Some((request, _)), Some(back)) = (filters, back) {
+                if let (Some(request), Some(back)) = (filters, back) {
                     *request = back;
                 }
             }
