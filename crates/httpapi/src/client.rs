@@ -67,6 +67,10 @@ struct Shared {
     /// takes it.
     raw: mpsc::UnboundedSender<RawEvent>,
     raw_rx: Mutex<Option<mpsc::UnboundedReceiver<RawEvent>>>,
+    /// Closed connections this session waits on, and their receiver
+    /// until [`Session::disconnects`] takes it.
+    disconnects: mpsc::UnboundedSender<u64>,
+    disconnects_rx: Mutex<Option<mpsc::UnboundedReceiver<u64>>>,
 }
 
 /// What the listener hands the session of a queue that filters raw data
@@ -158,9 +162,12 @@ impl Session {
         }
         let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
         let (raw, raw_rx) = mpsc::unbounded_channel();
+        let (disconnects, disconnects_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             raw,
             raw_rx: Mutex::new(Some(raw_rx)),
+            disconnects,
+            disconnects_rx: Mutex::new(Some(disconnects_rx)),
             tx,
             calls: Mutex::new(HashMap::new()),
             next_call: AtomicU32::new(1),
@@ -201,6 +208,20 @@ impl Session {
             granted: false,
             ungranted: 0,
         })
+    }
+
+    /// Asks to hear when client connection `connection` (a request's
+    /// [`RequestHead::connection`]) closes, through
+    /// [`Session::disconnects`] (HttpWaitForDisconnect's role).
+    pub fn wait_for_disconnect(&self, connection: u64) -> Result<()> {
+        self.shared
+            .send(&ToListener::WaitForDisconnect { connection })
+    }
+
+    /// The connections waited on, as they close; `None` after the first
+    /// call.
+    pub fn disconnects(&self) -> Option<mpsc::UnboundedReceiver<u64>> {
+        lock(&self.shared.disconnects_rx).take()
     }
 
     /// The raw-data events of the connections this session filters (see
@@ -366,6 +387,9 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
                 slot.window.close();
             }
         }
+        ToApp::Disconnected { connection } => {
+            let _ = shared.disconnects.send(connection);
+        }
         ToApp::RawOpened(connection) => {
             let _ = shared.raw.send(RawEvent::Opened(connection));
         }
@@ -417,6 +441,13 @@ pub struct QueueControl {
 }
 
 impl QueueControl {
+    /// Asks to hear when client connection `connection` closes (see
+    /// [`Session::wait_for_disconnect`]).
+    pub fn wait_for_disconnect(&self, connection: u64) -> Result<()> {
+        self.shared
+            .send(&ToListener::WaitForDisconnect { connection })
+    }
+
     /// Routes `prefix` (`http://+:8080/app/`) to this queue; each request
     /// it routes carries `context`. Refused without a URL reservation for
     /// this program's user.

@@ -271,6 +271,9 @@ pub struct RequestHead {
     pub local: SocketAddr,
     pub tls: Option<TlsInfo>,
     pub body: BodyInfo,
+    /// The client connection it came on (what
+    /// [`ToListener::WaitForDisconnect`] names).
+    pub connection: u64,
 }
 
 /// How the listener may cache a response (the kernel cache's role).
@@ -511,6 +514,11 @@ pub enum ToListener {
         call: u32,
         queue: u32,
     },
+    /// Tell this session when connection `connection` closes
+    /// ([`ToApp::Disconnected`]), as HttpWaitForDisconnect does.
+    WaitForDisconnect {
+        connection: u64,
+    },
     /// What the raw-data filter made of [`ToApp::RawData`] `seq` of
     /// connection `conn`: the bytes to pass on in its place, bytes to
     /// send to the client first (a filter's WriteClient), and whether to
@@ -561,6 +569,11 @@ pub enum ToApp {
     /// The client went away, or the listener gave up on the request.
     Aborted {
         request: u64,
+    },
+    /// A connection this session waits on closed
+    /// ([`ToListener::WaitForDisconnect`]).
+    Disconnected {
+        connection: u64,
     },
     /// A connection opened, to a session whose queue filters raw data
     /// (IIS 5 isolation mode's SF_NOTIFY_READ_RAW_DATA and
@@ -847,6 +860,7 @@ mod tests {
             headers: [("Host", b"h".as_slice()), ("X-Latin", &[0xe9])]
                 .into_iter()
                 .collect(),
+            connection: 7,
             remote: "127.0.0.1:5000".parse().unwrap(),
             local: "[::1]:80".parse().unwrap(),
             tls: None,

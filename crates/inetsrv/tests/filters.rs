@@ -371,3 +371,38 @@ fn iis5_isolation_mode_runs_raw_data_filters_in_one_process_for_every_site() {
     assert!(posted.text().contains(&expected), "{}", posted.text());
     assert!(web.worker_pids("IIS5Isolation", "running").is_empty());
 }
+
+#[test]
+fn filters_keep_state_per_connection_and_hear_it_end() {
+    let modules = module_dir();
+    let session = test_module(modules.path(), "filter_session");
+    let mut web = Web::prepare();
+    write(&web.www(), "a.htm", "a");
+    add_filter(&web, "W3SVC/1/Filters", "Session", &session, "Session");
+    web.launch();
+
+    // Two requests on one connection: the filter's pFilterContext is the
+    // connection's.
+    let both = std::process::Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "-o", "/dev/null"])
+        .arg(web.url("/a.htm"))
+        .arg(web.url("/a.htm"))
+        .output()
+        .unwrap();
+    let heads = String::from_utf8_lossy(&both.stdout).to_lowercase();
+    assert!(heads.contains("x-request-on-connection: 1\r\n"), "{heads}");
+    assert!(heads.contains("x-request-on-connection: 2\r\n"), "{heads}");
+    // A new connection starts again, and the first one's end was heard
+    // (SF_NOTIFY_END_OF_NET_SESSION).
+    web.wait_for(
+        "the first connection's end",
+        Duration::from_secs(10),
+        || {
+            let got = web.curl("/a.htm", &[]);
+            assert_eq!(got.header("x-request-on-connection").as_deref(), Some("1"));
+            got.header("x-sessions-ended")
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n >= 1)
+        },
+    );
+}

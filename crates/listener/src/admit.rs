@@ -26,6 +26,8 @@ pub(crate) struct ConnInfo {
     pub local_host: String,
     /// What the handshake settled, on an https connection.
     pub tls: Option<proto::TlsInfo>,
+    /// The connection's number, unique while the listener runs.
+    pub id: u64,
 }
 
 impl ConnInfo {
@@ -39,6 +41,7 @@ impl ConnInfo {
                 std::net::IpAddr::V4(a) => a.to_string(),
             },
             tls: None,
+            id: 0,
         }
     }
 }
@@ -231,6 +234,7 @@ pub(crate) fn request_message(
         remote: conn.remote,
         local: conn.local,
         tls: conn.tls.clone(),
+        connection: conn.id,
         body: match request.head.framing {
             Framing::None => BodyInfo::None,
             Framing::Length(n) => BodyInfo::Length(n),

@@ -111,6 +111,7 @@ pub(crate) async fn serve(
     let mut info = ConnInfo::new(remote, local, scheme);
     let secure = tls.is_some();
     info.tls = tls;
+    info.id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
     // IIS 5 isolation mode: the raw-data filter sees the bytes first.
     let stream = match shared.raw_filter.load_full() {
         None => stream,
@@ -121,7 +122,7 @@ pub(crate) async fn serve(
                 tracing::warn!(client = %remote, "no process to filter the connection's raw data; closed");
                 return;
             };
-            let conn = shared.next_request_id.fetch_add(1, Ordering::Relaxed);
+            let conn = info.id;
             let limit = ListenerConfig::seconds(config(&shared).idle_connection_timeout);
             crate::rawfilter::wrap(
                 session,
@@ -147,6 +148,7 @@ pub(crate) async fn serve(
     };
     while let Next::KeepAlive = conn.exchange().await {}
     let _ = conn.stream.shutdown().await;
+    conn.shared.disconnected(conn.info.id);
 }
 
 /// An https connection: the handshake (bounded by SslHandshakeTimeout),

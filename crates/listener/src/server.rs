@@ -3,6 +3,8 @@
 //! control socket programs connect to, and the cache scavenger.
 
 use std::collections::HashMap;
+
+use crate::session::Session;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -67,6 +69,12 @@ pub(crate) struct Shared {
     /// The queue whose process filters every connection's raw data
     /// (IIS 5 isolation mode), if any.
     pub raw_filter: arc_swap::ArcSwapOption<crate::rawfilter::RawFilter>,
+    /// Connection numbers, from 1.
+    pub next_connection: AtomicU64,
+    /// Sessions to tell when a connection closes, by connection
+    /// (HttpWaitForDisconnect), and how many connections are watched.
+    disconnect_watch: Mutex<HashMap<u64, Vec<std::sync::Weak<Session>>>>,
+    watched: std::sync::atomic::AtomicUsize,
 }
 
 /// The SSL configuration file and the certificate store as they stood
@@ -204,6 +212,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Tells `session` when connection `connection` closes.
+    pub(crate) fn watch_disconnect(&self, connection: u64, session: &Arc<Session>) {
+        let mut watch = self
+            .disconnect_watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let sessions = watch.entry(connection).or_insert_with(|| {
+            self.watched.fetch_add(1, Ordering::Relaxed);
+            Vec::new()
+        });
+        if !sessions
+            .iter()
+            .any(|s| std::ptr::eq(s.as_ptr(), Arc::as_ptr(session)))
+        {
+            sessions.push(Arc::downgrade(session));
+        }
+    }
+
+    /// A connection closed: the sessions waiting on it hear of it.
+    pub(crate) fn disconnected(&self, connection: u64) {
+        if self.watched.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let sessions = self
+            .disconnect_watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&connection);
+        if let Some(sessions) = sessions {
+            self.watched.fetch_sub(1, Ordering::Relaxed);
+            for session in sessions.iter().filter_map(std::sync::Weak::upgrade) {
+                session.disconnected(connection);
+            }
+        }
+    }
+
     pub(crate) fn demand_hook(&self) -> Option<DemandStartHook> {
         self.demand_hook
             .read()
@@ -775,6 +819,9 @@ impl Listener {
             tls_resumption: crate::tls::Resumption::new(),
             tls_seen: Mutex::new((None, Vec::new())),
             raw_filter: arc_swap::ArcSwapOption::empty(),
+            next_connection: AtomicU64::new(1),
+            disconnect_watch: Mutex::new(HashMap::new()),
+            watched: std::sync::atomic::AtomicUsize::new(0),
             config,
         });
         shared.reload_tls(true);

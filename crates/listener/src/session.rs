@@ -83,6 +83,11 @@ impl Session {
         self.send(&ToApp::ResponseConsumed { request, bytes });
     }
 
+    /// A connection this session waits on closed.
+    pub(crate) fn disconnected(&self, connection: u64) {
+        self.send(&ToApp::Disconnected { connection });
+    }
+
     /// A connection this session filters opened.
     pub(crate) fn raw_opened(&self, connection: httpapi::proto::RawConnection) {
         self.send(&ToApp::RawOpened(connection));
@@ -354,6 +359,9 @@ fn controlled_queue(session: &Session, queue: u32) -> Result<Arc<Queue>, ApiErro
 fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
     match msg {
         ToListener::Hello { .. } => {}
+        ToListener::WaitForDisconnect { connection } => {
+            shared.watch_disconnect(connection, session);
+        }
         ToListener::RawDataDone {
             conn,
             seq,

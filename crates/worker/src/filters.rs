@@ -375,20 +375,92 @@ fn replace(block: &mut HeaderBlock, name: &str, value: &str) {
     }
 }
 
+/// A connection's filter state between its requests: each filter's
+/// pFilterContext and the AllocMem memory last as long as the connection,
+/// as in IIS, until SF_NOTIFY_END_OF_NET_SESSION.
+pub struct ConnFilters {
+    chain: Vec<Arc<Filter>>,
+    states: Vec<FilterState>,
+    memory: Vec<Box<[u8]>>,
+    secure: bool,
+    conn_id: Dword,
+}
+
+impl ConnFilters {
+    /// SF_NOTIFY_END_OF_NET_SESSION: the connection closed. Its memory
+    /// goes with it.
+    pub fn end_of_net_session(self) {
+        let mut filters = RequestFilters {
+            disabled: vec![0; self.chain.len()],
+            chain: self.chain,
+            states: self.states,
+            memory: self.memory,
+            secure: self.secure,
+            conn_id: self.conn_id,
+            ..RequestFilters::default()
+        };
+        filters.run(&mut Payload::EndOfNetSession, Headers::None, &|_| None);
+    }
+}
+
 impl RequestFilters {
-    pub fn new(site: &SiteFilters, secure: bool, conn_id: u64) -> RequestFilters {
+    /// The filters of a request on connection `conn_id`, with what they
+    /// kept from the connection's earlier requests (when the chain is the
+    /// same).
+    pub fn new(
+        site: &SiteFilters,
+        secure: bool,
+        conn_id: u64,
+        kept: Option<ConnFilters>,
+    ) -> RequestFilters {
+        let same_chain = |k: &ConnFilters| {
+            k.chain.len() == site.chain.len()
+                && k.chain
+                    .iter()
+                    .zip(&site.chain)
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+        };
+        let (states, memory) = match kept.filter(same_chain) {
+            Some(k) => (k.states, k.memory),
+            None => (
+                site.chain.iter().map(|_| FilterState::default()).collect(),
+                Vec::new(),
+            ),
+        };
         RequestFilters {
-            states: site.chain.iter().map(|_| FilterState::default()).collect(),
+            states,
             disabled: vec![0; site.chain.len()],
             chain: site.chain.clone(),
             secure,
             conn_id: conn_id as Dword,
-            memory: Vec::new(),
+            memory,
             outcome: Outcome::default(),
             started: Some(std::time::Instant::now()),
             answered: None,
             bytes_sent: 0,
         }
+    }
+
+    /// What lasts beyond the request, for the connection's next one.
+    pub fn keep(self) -> ConnFilters {
+        ConnFilters {
+            chain: self.chain,
+            states: self.states,
+            memory: self.memory,
+            secure: self.secure,
+            conn_id: self.conn_id,
+        }
+    }
+
+    /// Whether a filter of the chain asked for END_OF_NET_SESSION or
+    /// keeps a context: the connection's state must be kept.
+    pub fn keeps_state(&self) -> bool {
+        !self.memory.is_empty()
+            || self.states.iter().any(|s| s.context != 0)
+            || self
+                .chain
+                .iter()
+                .any(|f| f.wants(filt::notify::END_OF_NET_SESSION, self.secure))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -249,6 +249,15 @@ async fn serve(
     for (path, file) in modules {
         pipeline.module_files.hand(path, file);
     }
+    // Connections whose filters keep state close: END_OF_NET_SESSION.
+    if let Some(mut closed) = session.disconnects() {
+        let p = pipeline.clone();
+        tokio::spawn(async move {
+            while let Some(connection) = closed.recv().await {
+                p.connection_closed(connection);
+            }
+        });
+    }
     if start.iis5_isolation {
         pipeline.filter_modules.allow_raw_data();
         raw_filters::serve(pipeline.clone(), session.clone());

@@ -57,7 +57,7 @@ pub fn serve(pipeline: Arc<Pipeline>, session: httpapi::Session) {
                     let chain = pipeline.filter_modules.global(&config.snapshot, &|path| {
                         pipeline.module_files.load_as(path, &config.content)
                     });
-                    let filters = RequestFilters::new(&chain, facts.secure, facts.conn);
+                    let filters = RequestFilters::new(&chain, facts.secure, facts.conn, None);
                     lock(&conns)
                         .insert(facts.conn, Arc::new(Mutex::new(RawConn { facts, filters })));
                 }

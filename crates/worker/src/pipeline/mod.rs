@@ -81,6 +81,8 @@ pub struct Pipeline {
     pub module_files: crate::module_files::ModuleFiles,
     /// ISAPI filters loaded in this worker.
     pub filter_modules: crate::filters::FilterModules,
+    /// What filters keep between a connection's requests.
+    connections: Mutex<Connections>,
     /// Each site's filters under the configuration (change number) in force.
     site_filters: Mutex<(
         u64,
@@ -213,6 +215,51 @@ impl Pipeline {
             module_files: Default::default(),
             filter_modules: Default::default(),
             site_filters: Mutex::new((u64::MAX, Default::default())),
+            connections: Mutex::default(),
+        }
+    }
+
+    /// The filter state a connection's earlier requests left.
+    fn resume_connection(&self, connection: u64) -> Option<crate::filters::ConnFilters> {
+        lock(&self.connections).kept.remove(&connection)
+    }
+
+    /// Keeps a request's filter state for its connection's next request;
+    /// the listener is asked to say when the connection closes.
+    fn keep_connection(&self, connection: u64, filters: crate::filters::RequestFilters) {
+        if !filters.keeps_state() {
+            return;
+        }
+        let kept = filters.keep();
+        let mut connections = lock(&self.connections);
+        if connections.closed.remove(&connection) {
+            // It closed while this request was answered.
+            drop(connections);
+            tokio::task::spawn_blocking(move || kept.end_of_net_session());
+            return;
+        }
+        connections.kept.insert(connection, kept);
+        if connections.watched.insert(connection) {
+            let _ = self.control.wait_for_disconnect(connection);
+        }
+    }
+
+    /// A connection closed: its filters hear of it
+    /// (SF_NOTIFY_END_OF_NET_SESSION), on a thread that may block.
+    pub fn connection_closed(&self, connection: u64) {
+        let mut connections = lock(&self.connections);
+        if !connections.watched.remove(&connection) {
+            return;
+        }
+        match connections.kept.remove(&connection) {
+            Some(kept) => {
+                drop(connections);
+                tokio::task::spawn_blocking(move || kept.end_of_net_session());
+            }
+            // A request on it is being answered: it ends the session.
+            None => {
+                connections.closed.insert(connection);
+            }
         }
     }
 
@@ -298,14 +345,27 @@ impl Pipeline {
         match filters {
             Some(mut request) => {
                 let vars = crate::isapi::Variables::unmapped(&req, site);
+                let connection = req.connection;
                 self.send(req, reply, cfg.as_deref(), Some((&mut request, &vars)))
                     .await;
                 PhaseHooks::end_of_request(&mut request, &vars);
+                self.keep_connection(connection, request);
             }
             None => self.send(req, reply, cfg.as_deref(), None).await,
         }
         outcome
     }
+}
+
+/// Filter state kept between the requests of client connections.
+#[derive(Default)]
+struct Connections {
+    kept: std::collections::HashMap<u64, crate::filters::ConnFilters>,
+    /// Connections the listener will say closed.
+    watched: HashSet<u64>,
+    /// Watched connections that closed while a request of theirs was
+    /// being answered.
+    closed: HashSet<u64>,
 }
 
 /// A request on its way through the phases, with what each learned.

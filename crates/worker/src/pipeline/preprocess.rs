@@ -17,7 +17,8 @@ impl Pipeline {
                 x.filters = Some(crate::filters::RequestFilters::new(
                     &site_filters,
                     x.req.tls.is_some(),
-                    x.req.id,
+                    x.req.connection,
+                    self.resume_connection(x.req.connection),
                 ));
             }
         }
