@@ -406,3 +406,35 @@ fn filters_keep_state_per_connection_and_hear_it_end() {
         },
     );
 }
+
+#[test]
+fn send_raw_data_filters_see_heads_and_bodies_going_out() {
+    let modules = module_dir();
+    let filter = test_module(modules.path(), "filter_sendraw");
+    let vars = test_module(modules.path(), "vars");
+    let mut web = Web::prepare();
+    write(&web.www(), "small.htm", "the secret word");
+    // Larger than what is read whole: it is filtered as it streams.
+    write(&web.www(), "large.txt", "secret..".repeat(40_000));
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".vars,{vars},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    add_filter(&web, "W3SVC/1/Filters", "SendRaw", &filter, "SendRaw");
+    web.launch();
+
+    let small = web.curl("/small.htm", &[]);
+    assert_eq!(small.text(), "the ****** word", "{}", web.log());
+    assert_eq!(small.header("x-raw").as_deref(), Some("seen"));
+    let large = web.curl("/large.txt", &[]);
+    assert_eq!(large.body.len(), 320_000);
+    assert_eq!(large.text(), "******..".repeat(40_000));
+    assert_eq!(large.header("x-raw").as_deref(), Some("seen"));
+    // An extension's answer goes through them too.
+    let ext = web.curl("/x.vars?QUERY_STRING", &[]);
+    assert_eq!(ext.header("x-raw").as_deref(), Some("seen"));
+    assert!(ext.text().starts_with("QUERY_STRING="), "{}", ext.text());
+}

@@ -23,6 +23,10 @@ use metabase::{ids, MbPath, Snapshot, Value};
 pub struct SiteFilters {
     pub chain: Vec<Arc<Filter>>,
     pub broken: Option<String>,
+    /// Per filter of the chain: its raw data passes through it in the
+    /// listener's channel (a global filter in IIS 5 isolation mode), so
+    /// requests do not give it SEND_RAW_DATA again.
+    pub raw_by_listener: Vec<bool>,
 }
 
 /// Loaded filters by path, kept across configurations.
@@ -172,6 +176,12 @@ impl FilterModules {
             filters
                 .chain
                 .sort_by_key(|f| std::cmp::Reverse(f.priority()));
+            let iis5 = self.raw_data.load(std::sync::atomic::Ordering::Relaxed);
+            filters.raw_by_listener = filters
+                .chain
+                .iter()
+                .map(|f| iis5 && global.iter().any(|(_, path, _)| path == f.path()))
+                .collect();
             out.insert(site, filters);
         }
         out
@@ -224,6 +234,31 @@ fn parse_lines(lines: &str, into: &mut HeaderBlock) {
             into.push(name.trim(), value.trim().as_bytes());
         }
     }
+}
+
+/// A response head as text (`HTTP/1.1 200 OK`, fields, blank line):
+/// its status, reason and fields.
+fn parse_head(text: &[u8]) -> Option<(u16, String, HeaderBlock)> {
+    let text = std::str::from_utf8(text).ok()?;
+    let head = text.strip_suffix("\r\n\r\n").unwrap_or(text);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let mut parts = status_line.splitn(3, ' ');
+    if !parts.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    let status: u16 = parts
+        .next()?
+        .parse()
+        .ok()
+        .filter(|s| (100..600).contains(s))?;
+    let reason = parts.next().unwrap_or("").to_string();
+    let mut headers = HeaderBlock::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line.split_once(':')?;
+        headers.push(name.trim(), value.trim().as_bytes());
+    }
+    Some((status, reason, headers))
 }
 
 /// `"403 Forbidden"` → 403.
@@ -427,9 +462,15 @@ impl RequestFilters {
                 Vec::new(),
             ),
         };
+        let disabled = (0..site.chain.len())
+            .map(|i| match site.raw_by_listener.get(i) {
+                Some(true) => filt::notify::SEND_RAW_DATA,
+                _ => 0,
+            })
+            .collect();
         RequestFilters {
             states,
-            disabled: vec![0; site.chain.len()],
+            disabled,
             chain: site.chain.clone(),
             secure,
             conn_id: conn_id as Dword,
@@ -636,6 +677,59 @@ impl RequestFilters {
             + 2;
         self.bytes_sent += head_size as u64;
         self.answered = Some((status, response.log.clone()));
+    }
+
+    /// Whether a filter of the chain asked for SF_NOTIFY_SEND_RAW_DATA.
+    pub fn wants_send_raw(&self) -> bool {
+        self.chain.iter().zip(&self.disabled).any(|(f, off)| {
+            f.wants(filt::notify::SEND_RAW_DATA, self.secure)
+                && off & filt::notify::SEND_RAW_DATA == 0
+        })
+    }
+
+    /// SF_NOTIFY_SEND_RAW_DATA on bytes of the response's body: what
+    /// goes out in their place (with what filters wrote first).
+    pub fn send_raw(
+        &mut self,
+        data: Vec<u8>,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> Vec<u8> {
+        let (data, mut out, _) = self.raw_data(true, data, variables);
+        if out.is_empty() {
+            return data;
+        }
+        out.extend_from_slice(&data);
+        out
+    }
+
+    /// SF_NOTIFY_SEND_RAW_DATA on the response's head, as the raw text it
+    /// goes out as (status line and fields; the listener adds framing and
+    /// connection fields); what filters leave is read back into the
+    /// response. A head they broke is left as it was.
+    pub fn send_raw_head(
+        &mut self,
+        response: &mut httpapi::Response,
+        variables: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) {
+        let reason = response
+            .reason
+            .clone()
+            .unwrap_or_else(|| httpapi::proto::reason_phrase(response.status).to_string());
+        let mut text = format!("HTTP/1.1 {} {reason}\r\n", response.status).into_bytes();
+        for (name, value) in response.headers.iter() {
+            text.extend_from_slice(name.as_bytes());
+            text.extend_from_slice(b": ");
+            text.extend_from_slice(value);
+            text.extend_from_slice(b"\r\n");
+        }
+        text.extend_from_slice(b"\r\n");
+        let out = self.send_raw(text, variables);
+        let Some((status, reason, headers)) = parse_head(&out) else {
+            return;
+        };
+        response.status = status;
+        response.reason = Some(reason);
+        response.headers = headers;
     }
 
     /// Body bytes sent, for SF_NOTIFY_LOG.

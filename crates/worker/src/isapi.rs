@@ -445,6 +445,9 @@ impl Conn {
         if let Some(filters) = self.filters.as_mut() {
             let vars = &self.vars;
             filters.on_response(&mut response, &vars.head, &|n| vars.get(n));
+            if filters.wants_send_raw() {
+                filters.send_raw_head(&mut response, &|n| vars.get(n));
+            }
         }
         self.output = Output::Gathering {
             response: Box::new(response),
@@ -577,9 +580,21 @@ impl Connection for Conn {
         if matches!(self.output, Output::NotStarted) {
             self.head(200, "")?;
         }
-        if let Some(filters) = self.filters.as_mut() {
-            filters.count_sent(data.len() as u64);
-        }
+        // SF_NOTIFY_SEND_RAW_DATA sees the body as it is written.
+        let filtered;
+        let data = match self.filters.as_mut() {
+            Some(filters) => {
+                filters.count_sent(data.len() as u64);
+                if filters.wants_send_raw() {
+                    let vars = &self.vars;
+                    filtered = filters.send_raw(data.to_vec(), &|n| vars.get(n));
+                    filtered.as_slice()
+                } else {
+                    data
+                }
+            }
+            None => data,
+        };
         if let Output::Gathering { body, .. } = &mut self.output {
             if !self.flush && body.len() + data.len() <= GATHER_LIMIT {
                 body.extend_from_slice(data);

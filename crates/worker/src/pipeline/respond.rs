@@ -139,14 +139,20 @@ impl Pipeline {
         // The listener's cache answers without the worker, so without
         // filters: a filtered site's answers are not cached (as HTTP.SYS's
         // cache is off for sites with filters in IIS 6).
+        let mut body = body;
         if !matches!(body, Body::Extension(_)) {
             // An extension's answer is filtered when it makes it.
             request.on_response(&mut response, &req, &|n| vars.get(n));
             request.count_sent(if is_head { 0 } else { body.len() });
+            if request.wants_send_raw() {
+                // SF_NOTIFY_SEND_RAW_DATA: the head as text, then the body.
+                request.send_raw_head(&mut response, &|n| vars.get(n));
+                body = raw_filtered(body, is_head, request, vars);
+            }
         }
         // SF_NOTIFY_LOG comes once the response is sent: its end waits.
         let held = request.wants_log().then(|| req.hold_end());
-        self.deliver(req, response, body, is_head, Some(&mut *request))
+        self.deliver(req, response, body, is_head, Some((&mut *request, vars)))
             .await;
         if let Some(held) = held {
             match request.log_at_end(&vars.head, &|n| vars.get(n)) {
@@ -164,7 +170,10 @@ impl Pipeline {
         response: Response,
         body: Body,
         is_head: bool,
-        filters: Option<&mut crate::filters::RequestFilters>,
+        filters: Option<(
+            &mut crate::filters::RequestFilters,
+            &crate::isapi::Variables,
+        )>,
     ) {
         let total = body.len();
         match body {
@@ -175,9 +184,9 @@ impl Pipeline {
                 let mut filters = filters;
                 let taken = filters
                     .as_mut()
-                    .map(|request| std::mem::take(&mut **request));
+                    .map(|(request, _)| std::mem::take(&mut **request));
                 let back = crate::isapi::run(self.clone(), *call, req, response, taken).await;
-                if let (Some(request), Some(back)) = (filters, back) {
+                if let (Some((request, _)), Some(back)) = (filters, back) {
                     *request = back;
                 }
             }
@@ -215,11 +224,104 @@ impl Pipeline {
                     }
                     return;
                 }
-                // Boxed: the common (small) path keeps a small future.
-                Box::pin(stream_file(req, response, file, parts, total)).await;
+                match filters {
+                    // A large file a SEND_RAW_DATA filter sees, piece by
+                    // piece (its length may change: chunked).
+                    Some((request, vars)) if request.wants_send_raw() => {
+                        Box::pin(stream_filtered(req, response, file, parts, request, vars)).await
+                    }
+                    // Boxed: the common (small) path keeps a small future.
+                    _ => Box::pin(stream_file(req, response, file, parts, total)).await,
+                }
             }
         }
     }
+}
+
+/// A body as SEND_RAW_DATA filters leave it: in memory, filtered whole
+/// (a large open file is filtered as it streams, in `deliver`).
+fn raw_filtered(
+    body: Body,
+    is_head: bool,
+    request: &mut crate::filters::RequestFilters,
+    vars: &crate::isapi::Variables,
+) -> Body {
+    if is_head {
+        return body;
+    }
+    let total = body.len();
+    let bytes = match body {
+        Body::Bytes(bytes) => bytes,
+        Body::File {
+            source: Source::Memory(data),
+            parts,
+        } => match memory_parts(&data, &parts) {
+            Some(bytes) => bytes,
+            None => {
+                return Body::File {
+                    source: Source::Memory(data),
+                    parts,
+                }
+            }
+        },
+        Body::File {
+            source: Source::Open(file),
+            parts,
+        } if total <= SMALL_FILE => match read_parts(&file, &parts) {
+            Some(bytes) => Bytes::from(bytes),
+            None => {
+                return Body::File {
+                    source: Source::Open(file),
+                    parts,
+                }
+            }
+        },
+        other => return other,
+    };
+    Body::Bytes(Bytes::from(
+        request.send_raw(bytes.to_vec(), &|n| vars.get(n)),
+    ))
+}
+
+/// Streams parts of a file through SEND_RAW_DATA filters.
+async fn stream_filtered(
+    req: Request,
+    response: Response,
+    file: std::fs::File,
+    parts: Vec<Part>,
+    request: &mut crate::filters::RequestFilters,
+    vars: &crate::isapi::Variables,
+) {
+    use std::os::unix::fs::FileExt;
+    let Ok(mut writer) = req.start_response(response, None).await else {
+        return;
+    };
+    let mut piece = vec![0u8; 64 * 1024];
+    for part in parts {
+        match part {
+            Part::Literal(bytes) => {
+                let out = request.send_raw(bytes.to_vec(), &|n| vars.get(n));
+                if writer.send(&out).await.is_err() {
+                    return;
+                }
+            }
+            Part::Range { offset, len } => {
+                let mut done = 0u64;
+                while done < len {
+                    let n = (len - done).min(piece.len() as u64) as usize;
+                    if file.read_exact_at(&mut piece[..n], offset + done).is_err() {
+                        return;
+                    }
+                    done += n as u64;
+                    let out = request.send_raw(piece[..n].to_vec(), &|n| vars.get(n));
+                    if writer.send(&out).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    let _ = writer.finish(Vec::new()).await;
 }
 
 pub(super) fn read_error_file(
