@@ -297,30 +297,7 @@ fn a_module_that_hangs_is_found_by_pings_and_its_worker_replaced() {
 
 #[test]
 fn an_extension_written_in_rust_with_the_isapi_crate() {
-    // Built by `cargo test --workspace` with the other examples.
-    let built = Path::new(common::BIN)
-        .parent()
-        .unwrap()
-        .join("examples/librust_echo.so");
-    assert!(
-        built.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` (or cargo build -p isapi --examples)",
-        built.display()
-    );
-    let modules = module_dir();
-    let module = modules.path().join("rust_echo.so");
-    std::fs::copy(&built, &module).unwrap();
-    let module = module.to_str().unwrap().to_string();
-    let mut web = Web::prepare();
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".rs,{module},1"),
-    ]);
-    web.cli_ok(&[
-        "webext", "add-file", &module, "--enable", "--group", "RUSTECHO",
-    ]);
+    let (_modules, mut web) = web_with_rust_echo();
     web.launch();
 
     let body = vec![7u8; 200_000];
@@ -365,6 +342,122 @@ fn an_extension_written_in_rust_with_the_isapi_crate() {
     web.wait_for("the recycle", Duration::from_secs(20), || {
         web.log().contains("the cache is corrupt")
     });
+}
+
+/// The Rust example extension, copied into a private directory, mapped
+/// as `.rs` and allowed.
+fn web_with_rust_echo() -> (tempfile::TempDir, Web) {
+    let built = Path::new(common::BIN)
+        .parent()
+        .unwrap()
+        .join("examples/librust_echo.so");
+    assert!(
+        built.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (or cargo build -p isapi --examples)",
+        built.display()
+    );
+    let modules = module_dir();
+    let module = modules.path().join("rust_echo.so");
+    std::fs::copy(&built, &module).unwrap();
+    let module = module.to_str().unwrap().to_string();
+    let web = Web::prepare();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".rs,{module},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &module, "--enable"]);
+    (modules, web)
+}
+
+#[test]
+fn rust_extensions_read_asynchronously_transmit_files_hand_requests_on_crash_and_hang() {
+    let (_modules, mut web) = web_with_rust_echo();
+    write(&web.www(), "plain.htm", "plain");
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/DefaultAppPool/PingInterval",
+        "1",
+    ]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/DefaultAppPool/PingResponseTime",
+        "2",
+    ]);
+    web.launch();
+
+    // 10 MB read synchronously (ReadClient) and asynchronously
+    // (HSE_REQ_ASYNC_READ_CLIENT with a completion).
+    let body: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+    let file = web.dir.path().join("body.bin");
+    std::fs::write(&file, &body).unwrap();
+    let upload = format!("@{}", file.display());
+    let sync = web.curl("/x.rs?vars", &["--data-binary", &upload]);
+    assert!(
+        sync.text()
+            .contains(&format!("body 10485760 bytes, sum {sum}")),
+        "{}",
+        sync.text()
+    );
+    let asynchronous = web.curl("/x.rs?async", &["--data-binary", &upload]);
+    assert_eq!(
+        asynchronous.text(),
+        format!("async body 10485760 bytes, sum {sum}\n"),
+        "{}",
+        web.log()
+    );
+
+    // TransmitFile: the file's bytes leave from the file, then the tail.
+    let shared = common::modules::shared_dir();
+    let data: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let sent = shared.path().join("data.bin");
+    std::fs::write(&sent, &data).unwrap();
+    std::fs::set_permissions(&sent, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let got = web.curl(
+        "/x.rs?transmit",
+        &["-H", &format!("X-File: {}", sent.display())],
+    );
+    assert_eq!(got.header("x-sent-by").as_deref(), Some("TransmitFile"));
+    let mut expected = data.clone();
+    expected.extend_from_slice(b"TAIL");
+    assert!(got.body == expected, "{} bytes", got.body.len());
+
+    // EXEC_URL: the child answers; the completion notes its status in the
+    // log line.
+    let child = web.curl("/x.rs?exec=/plain.htm", &[]);
+    assert_eq!((child.status, child.text().as_str()), (200, "plain"));
+    web.wait_for(
+        "the child's status in the log",
+        Duration::from_secs(10),
+        || {
+            web.w3c_lines(1)
+                .iter()
+                .any(|l| l.contains(" /x.rs exec=/plain.htm&child=200 "))
+        },
+    );
+
+    // A crash (abort) and a hang take down only the worker.
+    for (fault, limit) in [("abort", 20), ("hang", 30)] {
+        let before = web.worker_pids("DefaultAppPool", "running");
+        let failed = web.curl(&format!("/x.rs?{fault}"), &["--max-time", "30"]);
+        assert_ne!(failed.status, 200, "{fault}");
+        web.wait_for("a new worker", Duration::from_secs(limit), || {
+            // A request starts the replacement.
+            let served = web.curl("/plain.htm", &[]).text() == "plain";
+            let now = web.worker_pids("DefaultAppPool", "running");
+            served && !now.is_empty() && now != before
+        });
+    }
+    assert!(
+        web.log()
+            .contains("a module call has run longer than PingResponseTime"),
+        "{}",
+        web.log()
+    );
 }
 
 #[test]

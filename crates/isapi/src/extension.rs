@@ -30,6 +30,9 @@ pub enum Status {
     /// Success, and the connection may be kept for the next request.
     SuccessKeepConn,
     Error,
+    /// The request goes on after `handle` returns: a completion (of
+    /// [`Request::exec_url`] or [`Request::read_async`]) finishes it.
+    Pending,
 }
 
 impl Status {
@@ -38,6 +41,7 @@ impl Status {
             Status::Success => ext::status::SUCCESS,
             Status::SuccessKeepConn => ext::status::SUCCESS_AND_KEEP_CONN,
             Status::Error => ext::status::ERROR,
+            Status::Pending => ext::status::PENDING,
         }
     }
 }
@@ -144,6 +148,17 @@ impl Request<'_> {
             buf.resize(size as usize, 0);
         }
         None
+    }
+
+    /// The body bytes handed with the request (lpbData, cbAvailable).
+    #[allow(unsafe_code)]
+    pub fn preloaded(&self) -> &[u8] {
+        let available = self.ecb.cb_available as usize;
+        if available == 0 || self.ecb.lpb_data.is_null() {
+            return &[];
+        }
+        // SAFETY: lpbData holds cbAvailable bytes for the request's life.
+        unsafe { std::slice::from_raw_parts(self.ecb.lpb_data, available) }
     }
 
     /// The whole request body: the bytes handed with the request, then
@@ -253,6 +268,212 @@ impl Request<'_> {
         unsafe { self.support(ext::req::APPEND_LOG_PARAMETER, text.as_ptr() as *mut _) }
     }
 
+    /// Sends the status line, `head` (header lines and the blank line),
+    /// `len` bytes of `file` from `offset` (0: to its end), then `tail`
+    /// (HSE_REQ_TRANSMIT_FILE, synchronously): the file's bytes go from
+    /// the file to the client without passing through this module.
+    #[allow(unsafe_code)]
+    pub fn transmit_file(
+        &mut self,
+        file: &std::fs::File,
+        status: &str,
+        head: &str,
+        range: (u32, u32),
+        tail: &[u8],
+    ) -> Result<(), Win32Error> {
+        use std::os::fd::AsRawFd;
+        let status = CString::new(status).map_err(|_| Win32Error(error::INVALID_PARAMETER))?;
+        let mut info = ext::HseTfInfo {
+            pfn_hse_io: None,
+            p_context: std::ptr::null_mut(),
+            // A file handle is its descriptor (isapi_types.h).
+            h_file: file.as_raw_fd() as isize as crate::types::Handle,
+            psz_status_code: status.as_ptr(),
+            bytes_to_write: range.1,
+            offset: range.0,
+            p_head: head.as_ptr() as *mut _,
+            head_length: head.len() as Dword,
+            p_tail: tail.as_ptr() as *mut _,
+            tail_length: tail.len() as Dword,
+            dw_flags: ext::io::SYNC | ext::io::SEND_HEADERS,
+        };
+        // SAFETY: TRANSMIT_FILE takes an HSE_TF_INFO, whose buffers live
+        // for the call.
+        unsafe {
+            self.support(
+                ext::req::TRANSMIT_FILE,
+                (&mut info as *mut ext::HseTfInfo).cast(),
+            )
+        }
+    }
+
+    /// Hands the request on as a child request (HSE_REQ_EXEC_URL), which
+    /// answers the client; `then` runs once it has answered, with its
+    /// outcome, and the request ends after it. Return the
+    /// [`Status::Pending`] this gives from `handle`.
+    #[allow(unsafe_code)]
+    pub fn exec_url(
+        &mut self,
+        child: &ExecUrl<'_>,
+        then: impl FnOnce(&mut Request<'_>, Option<ChildStatus>) + Send + 'static,
+    ) -> Result<Status, Win32Error> {
+        let text = |s: Option<&str>| {
+            s.map(|s| CString::new(s).map_err(|_| Win32Error(error::INVALID_PARAMETER)))
+                .transpose()
+        };
+        let (url, method, headers) = (text(child.url)?, text(child.method)?, text(child.headers)?);
+        let mut entity = child.entity.map(|body| ext::HseExecUrlEntityInfo {
+            cb_available: body.len() as Dword,
+            lpb_data: body.as_ptr() as *mut _,
+        });
+        let ptr = |s: &Option<CString>| {
+            s.as_ref()
+                .map_or(std::ptr::null_mut(), |s| s.as_ptr() as *mut c_char)
+        };
+        let mut info = ext::HseExecUrlInfo {
+            psz_url: ptr(&url),
+            psz_method: ptr(&method),
+            psz_child_headers: ptr(&headers),
+            p_user_info: std::ptr::null_mut(),
+            p_entity: entity.as_mut().map_or(std::ptr::null_mut(), |e| {
+                e as *mut ext::HseExecUrlEntityInfo
+            }),
+            dw_exec_url_flags: if child.ignore_current_interceptor {
+                ext::exec_url::IGNORE_CURRENT_INTERCEPTOR
+            } else {
+                0
+            },
+        };
+        self.on_completion(Box::new(move |request: &mut Request<'_>, _, _| {
+            let status = request.exec_url_status();
+            then(request, status);
+            request.done(Status::SuccessKeepConn);
+        }))?;
+        // SAFETY: EXEC_URL takes an HSE_EXEC_URL_INFO, whose strings and
+        // entity live for the call.
+        unsafe {
+            self.support(
+                ext::req::EXEC_URL,
+                (&mut info as *mut ext::HseExecUrlInfo).cast(),
+            )?
+        };
+        Ok(Status::Pending)
+    }
+
+    /// How the last child request ended (HSE_REQ_GET_EXEC_URL_STATUS).
+    #[allow(unsafe_code)]
+    pub fn exec_url_status(&mut self) -> Option<ChildStatus> {
+        let mut status = ext::HseExecUrlStatus {
+            u_http_status_code: 0,
+            u_http_sub_status: 0,
+            dw_win32_error: 0,
+        };
+        // SAFETY: GET_EXEC_URL_STATUS fills an HSE_EXEC_URL_STATUS.
+        unsafe {
+            self.support(
+                ext::req::GET_EXEC_URL_STATUS,
+                (&mut status as *mut ext::HseExecUrlStatus).cast(),
+            )
+        }
+        .ok()?;
+        Some(ChildStatus {
+            status: status.u_http_status_code,
+            substatus: status.u_http_sub_status,
+            win32: status.dw_win32_error,
+        })
+    }
+
+    /// Reads up to `size` body bytes asynchronously
+    /// (HSE_REQ_ASYNC_READ_CLIENT); `then` gets them (empty at the body's
+    /// end) and may read again or finish the request. Return the
+    /// [`Status::Pending`] this gives from `handle`.
+    #[allow(unsafe_code)]
+    pub fn read_async(
+        &mut self,
+        size: usize,
+        then: impl FnOnce(&mut Request<'_>, Result<Vec<u8>, Win32Error>) -> Status + Send + 'static,
+    ) -> Result<Status, Win32Error> {
+        let len = size.max(1);
+        // The server writes here until the completion runs, which takes
+        // the buffer back (an I/O that never starts leaves it behind).
+        let data = Box::into_raw(vec![0u8; len].into_boxed_slice()) as *mut u8;
+        let at = data as usize;
+        self.on_completion(Box::new(move |request: &mut Request<'_>, bytes, status| {
+            // SAFETY: the buffer made above; its one completion takes it.
+            let buffer =
+                unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(at as *mut u8, len)) };
+            let result = if status == error::SUCCESS {
+                Ok(buffer[..(bytes as usize).min(len)].to_vec())
+            } else {
+                Err(Win32Error(status))
+            };
+            // Pending: `then` started another read, whose completion goes on.
+            let next = then(request, result);
+            if next != Status::Pending {
+                request.done(next);
+            }
+        }))?;
+        let mut size = len as Dword;
+        let ssf = self
+            .ecb
+            .server_support_function
+            .ok_or(Win32Error(error::NOT_SUPPORTED))?;
+        // SAFETY: the buffer holds `size` bytes and lives until the
+        // completion runs.
+        let ok = unsafe {
+            ssf(
+                self.ecb.conn_id,
+                ext::req::ASYNC_READ_CLIENT,
+                data.cast(),
+                &mut size,
+                std::ptr::null_mut(),
+            )
+        };
+        if ok == FALSE {
+            return Err(last_error());
+        }
+        Ok(Status::Pending)
+    }
+
+    /// Registers `then` as the request's completion (HSE_REQ_IO_COMPLETION).
+    #[allow(unsafe_code)]
+    fn on_completion(&mut self, then: Completion) -> Result<(), Win32Error> {
+        let context = Box::into_raw(Box::new(then));
+        let ssf = self
+            .ecb
+            .server_support_function
+            .ok_or(Win32Error(error::NOT_SUPPORTED))?;
+        // SAFETY: IO_COMPLETION takes the function and its context.
+        let ok = unsafe {
+            ssf(
+                self.ecb.conn_id,
+                ext::req::IO_COMPLETION,
+                completion_trampoline as *mut std::ffi::c_void,
+                std::ptr::null_mut(),
+                context as *mut Dword,
+            )
+        };
+        if ok == FALSE {
+            // SAFETY: not handed over: ours to free.
+            drop(unsafe { Box::from_raw(context) });
+            return Err(last_error());
+        }
+        Ok(())
+    }
+
+    /// Ends a pending request (HSE_REQ_DONE_WITH_SESSION).
+    #[allow(unsafe_code)]
+    fn done(&mut self, status: Status) {
+        let mut code = status.code();
+        // SAFETY: DONE_WITH_SESSION takes a pointer to the status.
+        let _ = unsafe {
+            self.support(
+                ext::req::DONE_WITH_SESSION,
+                (&mut code as *mut Dword).cast(),
+            )
+        };
+    }
+
     /// A ServerSupportFunction request whose argument is `buffer`.
     ///
     /// # Safety
@@ -281,6 +502,59 @@ impl Request<'_> {
             return Err(last_error());
         }
         Ok(())
+    }
+}
+
+/// A child request for [`Request::exec_url`]: each part `None` keeps the
+/// request's own.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExecUrl<'a> {
+    /// The URL (with its query), a local absolute path.
+    pub url: Option<&'a str>,
+    pub method: Option<&'a str>,
+    /// Header lines (`Name: value\r\n…`) in place of the request's.
+    pub headers: Option<&'a str>,
+    /// A body in place of the client's.
+    pub entity: Option<&'a [u8]>,
+    /// Skip this extension for the child (a wildcard map's front end).
+    pub ignore_current_interceptor: bool,
+}
+
+/// How a child request ended (HSE_EXEC_URL_STATUS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChildStatus {
+    pub status: u16,
+    pub substatus: u16,
+    pub win32: Dword,
+}
+
+/// A completion: the request, the bytes and Win32 status of the I/O.
+type Completion = Box<dyn FnOnce(&mut Request<'_>, Dword, Dword) + Send>;
+
+/// The C completion function every Rust completion goes through: it
+/// runs the closure registered as its context, once; a panic in it ends
+/// the request with an error.
+#[allow(unsafe_code)]
+unsafe extern "C" fn completion_trampoline(
+    ecb: *mut ExtensionControlBlock,
+    context: *mut std::ffi::c_void,
+    bytes: Dword,
+    status: Dword,
+) {
+    if ecb.is_null() || context.is_null() {
+        return;
+    }
+    // SAFETY: the context is the box on_completion made, given once.
+    let then = unsafe { Box::from_raw(context as *mut Completion) };
+    // SAFETY: the server's control block is valid for the completion.
+    let mut request = Request {
+        ecb: unsafe { &mut *ecb },
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        then(&mut request, bytes, status)
+    }));
+    if outcome.is_err() {
+        request.done(Status::Error);
     }
 }
 
