@@ -257,6 +257,40 @@ fn a_filter_written_in_rust_with_the_isapi_crate() {
         web.curl("/missing", &[]).header("x-rust-status").as_deref(),
         Some("404")
     );
+    // A header removed, a URL rewritten, another mapped elsewhere.
+    let removed = web.curl("/x.vars?HTTP_X_REMOVE_ME", &["-H", "X-Remove-Me: 1"]);
+    assert!(
+        removed.text().starts_with("HTTP_X_REMOVE_ME: error"),
+        "{}",
+        removed.text()
+    );
+    write(&web.www(), "rust-new/page.htm", "the new page");
+    assert_eq!(web.curl("/rust-old/page.htm", &[]).text(), "the new page");
+    write(&web.www(), "rust-real/page.htm", "the real page");
+    std::fs::create_dir_all(web.www().join("rust-mapped")).unwrap();
+    assert_eq!(
+        web.curl("/rust-mapped/page.htm", &[]).text(),
+        "the real page"
+    );
+    // A denial answered by the filter's own page.
+    write(&web.www(), "closed/page.htm", "closed");
+    web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/closed", "IIsWebDirectory"]);
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/closed/AccessFlags", "0"]);
+    let denied = web.curl("/closed/page.htm", &[]);
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.text(), "/closed/page.htm is closed, says Rust\n");
+    // The log line rewritten, with the response's size.
+    write(&web.www(), "rust-secret/page.htm", "x".repeat(500));
+    assert_eq!(web.curl("/rust-secret/page.htm", &[]).body.len(), 500);
+    web.wait_for(
+        "the hidden log line",
+        std::time::Duration::from_secs(10),
+        || {
+            let lines = web.w3c_lines(1);
+            lines.iter().any(|l| l.contains(" /rust-hidden sent="))
+                && !lines.iter().any(|l| l.contains("rust-secret"))
+        },
+    );
 }
 
 #[test]

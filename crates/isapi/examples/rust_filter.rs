@@ -1,5 +1,9 @@
-//! An ISAPI filter written in Rust with the `isapi` crate: it marks every
-//! request, answers /rust-blocked/ itself, and marks every response.
+//! An ISAPI filter written in Rust with the `isapi` crate: the C test
+//! filters' scenarios. It marks every request and drops its
+//! `X-Remove-Me` header, rewrites /rust-old/ to /rust-new/, maps
+//! /rust-mapped/ to another folder, answers /rust-blocked/ itself and
+//! denials with its own page, marks every response, and keeps
+//! /rust-secret/ out of the log.
 //!
 //! ```sh
 //! cargo build -p isapi --example rust_filter    # target/debug/examples/librust_filter.so
@@ -9,7 +13,7 @@
 //! ```
 
 use isapi::filt::notify;
-use isapi::filter::{FilterContext, FilterStatus, Headers, HttpFilter};
+use isapi::filter::{FilterContext, FilterStatus, Headers, HttpFilter, LogRecord, UrlMap};
 use isapi::types::Dword;
 
 struct Marker;
@@ -20,7 +24,12 @@ impl HttpFilter for Marker {
     }
 
     fn flags(&self) -> Dword {
-        notify::PREPROC_HEADERS | notify::SEND_RESPONSE | notify::ORDER_MEDIUM
+        notify::PREPROC_HEADERS
+            | notify::URL_MAP
+            | notify::ACCESS_DENIED
+            | notify::SEND_RESPONSE
+            | notify::LOG
+            | notify::ORDER_MEDIUM
     }
 
     fn preproc_headers(
@@ -37,10 +46,47 @@ impl HttpFilter for Marker {
             );
             return FilterStatus::Finished;
         }
+        if let Some(rest) = url.strip_prefix(b"/rust-old/") {
+            let new = format!("/rust-new/{}", String::from_utf8_lossy(rest));
+            headers.set("url", &new);
+        }
+        headers.set("X-Remove-Me", "");
         headers.add(
             "X-Rust-Filter",
             if ctx.is_secure() { "secure" } else { "plain" },
         );
+        FilterStatus::Next
+    }
+
+    fn url_map(&self, _ctx: &mut FilterContext<'_>, map: &mut UrlMap<'_>) -> FilterStatus {
+        if map.url().starts_with("/rust-mapped/") {
+            let real = map.physical_path().replace("/rust-mapped/", "/rust-real/");
+            map.set_physical_path(&real);
+        }
+        FilterStatus::Next
+    }
+
+    fn access_denied(
+        &self,
+        ctx: &mut FilterContext<'_>,
+        url: &str,
+        _reason: Dword,
+    ) -> FilterStatus {
+        let body = format!("{url} is closed, says Rust\n");
+        ctx.respond(
+            "403 Forbidden",
+            "Content-Type: text/plain\r\n\r\n",
+            body.as_bytes(),
+        );
+        FilterStatus::Finished
+    }
+
+    fn log(&self, _ctx: &mut FilterContext<'_>, log: &mut LogRecord<'_>) -> FilterStatus {
+        if log.target().starts_with("/rust-secret/") {
+            log.set_target("/rust-hidden");
+            let sizes = format!("sent={}", log.bytes_sent());
+            log.set_parameters(&sizes);
+        }
         FilterStatus::Next
     }
 

@@ -63,9 +63,155 @@ pub trait HttpFilter: Send + Sync + 'static {
         FilterStatus::Next
     }
 
+    /// SF_NOTIFY_URL_MAP: the URL and the physical path it maps to,
+    /// which the filter may change.
+    fn url_map(&self, _ctx: &mut FilterContext<'_>, _map: &mut UrlMap<'_>) -> FilterStatus {
+        FilterStatus::Next
+    }
+
+    /// SF_NOTIFY_ACCESS_DENIED: a 401 or 403 is about to be sent for
+    /// `url` (`reason`: SF_DENIED_*); the filter may answer instead.
+    fn access_denied(
+        &self,
+        _ctx: &mut FilterContext<'_>,
+        _url: &str,
+        _reason: Dword,
+    ) -> FilterStatus {
+        FilterStatus::Next
+    }
+
+    /// SF_NOTIFY_LOG: the request's log line, once the response has gone.
+    fn log(&self, _ctx: &mut FilterContext<'_>, _log: &mut LogRecord<'_>) -> FilterStatus {
+        FilterStatus::Next
+    }
+
     /// SF_NOTIFY_END_OF_REQUEST.
     fn end_of_request(&self, _ctx: &mut FilterContext<'_>) -> FilterStatus {
         FilterStatus::Next
+    }
+
+    /// SF_NOTIFY_END_OF_NET_SESSION: the client's connection closed.
+    fn end_of_net_session(&self, _ctx: &mut FilterContext<'_>) -> FilterStatus {
+        FilterStatus::Next
+    }
+}
+
+#[allow(unsafe_code)]
+fn c_text<'a>(p: *const c_char) -> &'a str {
+    if p.is_null() {
+        return "";
+    }
+    // SAFETY: the server's strings live for the notification.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_str()
+        .unwrap_or("")
+}
+
+/// SF_NOTIFY_URL_MAP's data.
+pub struct UrlMap<'a> {
+    map: &'a mut filt::HttpFilterUrlMap,
+}
+
+impl UrlMap<'_> {
+    pub fn url(&self) -> &str {
+        c_text(self.map.psz_url)
+    }
+
+    pub fn physical_path(&self) -> &str {
+        c_text(self.map.psz_physical_path)
+    }
+
+    /// Maps the URL to `path` instead; false if it does not fit
+    /// (MAX_PATH).
+    #[allow(unsafe_code)]
+    pub fn set_physical_path(&mut self, path: &str) -> bool {
+        let bytes = path.as_bytes();
+        if bytes.len() >= self.map.cb_path_buff as usize || bytes.contains(&0) {
+            return false;
+        }
+        // SAFETY: the buffer holds cbPathBuff bytes; the path and its NUL
+        // fit.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.map.psz_physical_path.cast(),
+                bytes.len(),
+            );
+            *self.map.psz_physical_path.add(bytes.len()) = 0;
+        }
+        true
+    }
+}
+
+/// SF_NOTIFY_LOG's data: the log line's fields, and its sizes and time.
+pub struct LogRecord<'a> {
+    pfc: *mut HttpFilterContext,
+    log: &'a mut filt::HttpFilterLog,
+}
+
+impl LogRecord<'_> {
+    pub fn user(&self) -> &str {
+        c_text(self.log.psz_client_user_name)
+    }
+
+    /// The logged URL path (cs-uri-stem).
+    pub fn target(&self) -> &str {
+        c_text(self.log.psz_target)
+    }
+
+    /// The logged query (cs-uri-query).
+    pub fn parameters(&self) -> &str {
+        c_text(self.log.psz_parameters)
+    }
+
+    pub fn status(&self) -> Dword {
+        self.log.dw_http_status
+    }
+
+    pub fn bytes_sent(&self) -> Dword {
+        self.log.dw_bytes_sent
+    }
+
+    pub fn bytes_received(&self) -> Dword {
+        self.log.dw_bytes_recvd
+    }
+
+    pub fn time_taken_ms(&self) -> Dword {
+        self.log.ms_time_for_processing
+    }
+
+    /// A copy of `text` in the connection's memory (AllocMem), which the
+    /// log fields may point at after the notification.
+    #[allow(unsafe_code)]
+    fn keep(&mut self, text: &str) -> Option<*const c_char> {
+        let text = CString::new(text).ok()?;
+        let bytes = text.as_bytes_with_nul();
+        // SAFETY: the server's context for this notification.
+        let alloc = unsafe { (*self.pfc).alloc_mem }?;
+        // SAFETY: AllocMem returns `len` writable bytes, or NULL.
+        let at = unsafe { alloc(self.pfc, bytes.len() as Dword, 0) } as *mut u8;
+        if at.is_null() {
+            return None;
+        }
+        // SAFETY: `at` holds `bytes.len()` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), at, bytes.len()) };
+        Some(at as *const c_char)
+    }
+
+    pub fn set_user(&mut self, user: &str) -> bool {
+        self.keep(user)
+            .map(|p| self.log.psz_client_user_name = p)
+            .is_some()
+    }
+
+    pub fn set_target(&mut self, target: &str) -> bool {
+        self.keep(target).map(|p| self.log.psz_target = p).is_some()
+    }
+
+    pub fn set_parameters(&mut self, parameters: &str) -> bool {
+        self.keep(parameters)
+            .map(|p| self.log.psz_parameters = p)
+            .is_some()
     }
 }
 
@@ -289,6 +435,21 @@ pub unsafe fn http_filter_proc(
                 None => FilterStatus::Error,
             },
             filt::notify::END_OF_REQUEST => filter.end_of_request(&mut ctx),
+            filt::notify::END_OF_NET_SESSION => filter.end_of_net_session(&mut ctx),
+            // SAFETY (the three below): the server passes the
+            // notification's structure, valid for the call.
+            filt::notify::URL_MAP if !data.is_null() => {
+                let map = unsafe { &mut *(data as *mut filt::HttpFilterUrlMap) };
+                filter.url_map(&mut ctx, &mut UrlMap { map })
+            }
+            filt::notify::ACCESS_DENIED if !data.is_null() => {
+                let denied = unsafe { &*(data as *const filt::HttpFilterAccessDenied) };
+                filter.access_denied(&mut ctx, c_text(denied.psz_url), denied.dw_reason)
+            }
+            filt::notify::LOG if !data.is_null() => {
+                let log = unsafe { &mut *(data as *mut filt::HttpFilterLog) };
+                filter.log(&mut ctx, &mut LogRecord { pfc: pfc_ptr, log })
+            }
             _ => FilterStatus::Next,
         };
         status.code()
