@@ -19,6 +19,10 @@ use crate::pipeline::Pipeline;
 
 /// How long a request an extension left pending may take to be finished.
 const PENDING_LIMIT: Duration = Duration::from_secs(300);
+
+/// The most threads extensions run on at once in one worker (the calls
+/// blocked in modules, and one more).
+pub const MAX_CALL_THREADS: usize = 64;
 /// The most request body kept in memory when an extension sends its
 /// response before reading the body (the listener's request must be
 /// answered whole, so the rest is read first).
@@ -261,7 +265,8 @@ pub async fn run(
 ) -> Option<crate::filters::RequestFilters> {
     let runtime = tokio::runtime::Handle::current();
     let modules = pipeline.modules.clone();
-    tokio::task::spawn_blocking(move || {
+    let calls = pipeline.clone();
+    calls.calls.run(move || {
         let load_as = || {
             pipeline
                 .module_files
@@ -307,7 +312,6 @@ pub async fn run(
         conn.finish(outcome.status, outcome.http_status)
     })
     .await
-    .ok()
     .flatten()
 }
 

@@ -13,6 +13,7 @@
 //! client connection: the service and the listener own those.
 
 pub mod auth;
+pub mod call_pool;
 pub mod changes;
 pub mod compress;
 pub mod config;

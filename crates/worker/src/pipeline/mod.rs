@@ -77,6 +77,8 @@ pub struct Pipeline {
     pub changes: crate::changes::Changes,
     /// ISAPI extensions loaded in this worker.
     pub modules: Arc<crate::isapi::Modules>,
+    /// The threads extensions run on.
+    pub calls: crate::call_pool::CallPool,
     /// The module files the service handed over.
     pub module_files: crate::module_files::ModuleFiles,
     /// ISAPI filters loaded in this worker.
@@ -212,6 +214,7 @@ impl Pipeline {
             compressing: Arc::default(),
             changes: crate::changes::Changes::new(),
             modules: Arc::default(),
+            calls: crate::call_pool::CallPool::new(crate::isapi::MAX_CALL_THREADS),
             module_files: Default::default(),
             filter_modules: Default::default(),
             site_filters: Mutex::new((u64::MAX, Default::default())),

@@ -1,0 +1,214 @@
+//! The threads ISAPI extensions run on, as IIS's worker keeps a thread
+//! pool for them: an extension may block (a database call, a read of the
+//! request body), so it never runs on the thread that serves the queue.
+//!
+//! The pool is built for the common case of fast calls under load: calls
+//! queue up and the threads already running take them one after another,
+//! without a thread switch or a wake-up for each call (a general-purpose
+//! blocking pool hands every call to a thread of its own, and on a busy
+//! machine those hand-offs cost as much as the calls). A thread is added
+//! only when the oldest queued call has waited [`GROW_AFTER`] (every
+//! thread is busy, perhaps blocked), up to the pool's limit, by a watcher
+//! thread that sleeps while nothing is queued; a thread idle for
+//! [`IDLE_EXIT`] ends, the last one excepted.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long a queued call may wait before another thread is started.
+pub const GROW_AFTER: Duration = Duration::from_millis(10);
+/// How long a thread with nothing to do waits before it ends.
+pub const IDLE_EXIT: Duration = Duration::from_secs(30);
+/// How long the watcher looks at an empty queue before it sleeps until
+/// the next call.
+const WATCH_IDLE: Duration = Duration::from_secs(1);
+
+type Job = Box<dyn FnOnce() + Send>;
+
+pub struct CallPool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Pool threads wait here for calls.
+    ready: Condvar,
+    /// The watcher waits here while nothing is queued.
+    wake_watcher: Condvar,
+    max_threads: usize,
+}
+
+#[derive(Default, PartialEq, Eq, Clone, Copy)]
+enum Watcher {
+    #[default]
+    None,
+    Running,
+    Parked,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<(Instant, Job)>,
+    threads: usize,
+    idle: usize,
+    watcher: Watcher,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl CallPool {
+    pub fn new(max_threads: usize) -> CallPool {
+        CallPool {
+            shared: Arc::new(Shared {
+                state: Mutex::default(),
+                ready: Condvar::new(),
+                wake_watcher: Condvar::new(),
+                max_threads: max_threads.max(1),
+            }),
+        }
+    }
+
+    /// Runs `call` on a pool thread; its result, or `None` if it
+    /// panicked.
+    pub fn run<T: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> T + Send + 'static,
+    ) -> impl std::future::Future<Output = Option<T>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(Box::new(move || {
+            let _ = tx.send(call());
+        }));
+        async move { rx.await.ok() }
+    }
+
+    fn submit(&self, job: Job) {
+        let mut state = lock(&self.shared);
+        state.jobs.push_back((Instant::now(), job));
+        let wake_thread = state.idle > 0;
+        let start_thread = state.threads == 0;
+        if start_thread {
+            state.threads += 1;
+        }
+        // Whatever the threads do, the watcher sees that calls are
+        // taken in time (a woken thread may take another call first and
+        // block in it).
+        let watcher = state.watcher;
+        if watcher != Watcher::Running {
+            state.watcher = Watcher::Running;
+        }
+        drop(state);
+        if wake_thread {
+            self.shared.ready.notify_one();
+        }
+        if start_thread {
+            spawn_thread(&self.shared);
+        }
+        match watcher {
+            Watcher::None => spawn_watcher(&self.shared),
+            Watcher::Parked => self.shared.wake_watcher.notify_one(),
+            Watcher::Running => {}
+        }
+    }
+}
+
+fn spawn_thread(shared: &Arc<Shared>) {
+    let pool = shared.clone();
+    let started = std::thread::Builder::new()
+        .name("isapi".into())
+        .spawn(move || serve(&pool));
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "no thread for ISAPI calls could be started");
+        lock(shared).threads -= 1;
+    }
+}
+
+/// A pool thread: calls, one after another, until idle too long.
+fn serve(shared: &Shared) {
+    let mut state = lock(shared);
+    loop {
+        if let Some((_, job)) = state.jobs.pop_front() {
+            drop(state);
+            // A panic is the call's: the thread goes on.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            state = lock(shared);
+            continue;
+        }
+        state.idle += 1;
+        let (next, waited) = shared
+            .ready
+            .wait_timeout(state, IDLE_EXIT)
+            .unwrap_or_else(|e| e.into_inner());
+        state = next;
+        state.idle -= 1;
+        if waited.timed_out() && state.jobs.is_empty() && state.threads > 1 {
+            state.threads -= 1;
+            return;
+        }
+    }
+}
+
+/// Adds a thread whenever the oldest queued call has waited too long
+/// (every thread is busy, perhaps blocked in a module); sleeps while
+/// nothing is queued.
+fn spawn_watcher(shared: &Arc<Shared>) {
+    let watched = shared.clone();
+    let started = std::thread::Builder::new()
+        .name("isapi-watch".into())
+        .spawn(move || watch(&watched));
+    if started.is_err() {
+        lock(shared).watcher = Watcher::None;
+    }
+}
+
+fn watch(shared: &Arc<Shared>) {
+    let mut empty_since: Option<Instant> = None;
+    loop {
+        std::thread::sleep(GROW_AFTER);
+        let mut state = lock(shared);
+        let Some(oldest) = state.jobs.front().map(|(at, _)| *at) else {
+            let since = *empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= WATCH_IDLE {
+                state.watcher = Watcher::Parked;
+                while state.watcher == Watcher::Parked {
+                    state = shared
+                        .wake_watcher
+                        .wait(state)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                empty_since = None;
+            }
+            continue;
+        };
+        empty_since = None;
+        if oldest.elapsed() >= GROW_AFTER && state.threads < shared.max_threads {
+            state.threads += 1;
+            drop(state);
+            spawn_thread(shared);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn calls_run_and_a_blocked_thread_gets_company() {
+        let pool = CallPool::new(4);
+        assert_eq!(pool.run(|| 2 + 2).await, Some(4));
+        // A call that blocks does not hold up the next one for long.
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let stuck = pool.run(move || blocked.recv().is_ok());
+        let started = Instant::now();
+        assert_eq!(pool.run(|| "next").await, Some("next"));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        release.send(()).unwrap();
+        assert_eq!(stuck.await, Some(true));
+        // A panicking call gives `None`, and the pool goes on.
+        assert_eq!(pool.run(|| -> u8 { panic!("in the call") }).await, None);
+        assert_eq!(pool.run(|| 1).await, Some(1));
+    }
+}
