@@ -120,11 +120,18 @@ fn c_extensions_run_where_script_maps_and_the_lockdown_list_allow() {
         "small buffer: needs 10",
         "unknown variable: ERROR_INVALID_INDEX",
         "unknown request: ERROR_INVALID_PARAMETER",
+        "impersonation token: ERROR_NOT_SUPPORTED",
         "bad ConnID: ERROR_INVALID_PARAMETER",
         &format!("body 1048576 bytes (49152 preloaded), sum {sum}"),
     ] {
         assert!(said.contains(line), "{line}: {said}");
     }
+    // The service log says why there is no impersonation token.
+    assert!(
+        web.log().contains("there are no Windows access tokens here"),
+        "{}",
+        web.log()
+    );
     // Pending, finished from the extension's own thread.
     let got = web.curl("/x.echo?pending", &[]);
     assert_eq!(got.status, 200);

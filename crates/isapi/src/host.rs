@@ -104,6 +104,12 @@ pub trait Connection: Send {
         let _ = request;
         Err(error::INVALID_PARAMETER)
     }
+
+    /// A request the host cannot do here was refused: `why`, for the
+    /// administrator (the module only sees the error code).
+    fn refused(&mut self, request: &'static str, why: &'static str) {
+        let _ = (request, why);
+    }
 }
 
 /// A loaded extension.
@@ -906,7 +912,13 @@ unsafe extern "C" fn server_support_function(
                 }
                 Ok(())
             }
-            ext::req::GET_IMPERSONATION_TOKEN => Err(error::NOT_SUPPORTED),
+            ext::req::GET_IMPERSONATION_TOKEN => {
+                conn.refused(
+                    "HSE_REQ_GET_IMPERSONATION_TOKEN",
+                    "there are no Windows access tokens here: the worker process already runs as the application pool's identity (or the user a request logs on as is in LOGON_USER)",
+                );
+                Err(error::NOT_SUPPORTED)
+            }
             other => {
                 let _ = size;
                 conn.other_request(other)

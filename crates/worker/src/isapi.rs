@@ -126,6 +126,8 @@ pub struct Modules {
     loaded: Mutex<HashMap<PathBuf, Arc<Extension>>>,
     /// To the activation service: HSE_REQ_REPORT_UNHEALTHY.
     reports: Mutex<Option<tokio::sync::mpsc::UnboundedSender<worker_control::FromWorker>>>,
+    /// Refusals already explained in the service log, by module.
+    explained: Mutex<std::collections::HashSet<(PathBuf, &'static str)>>,
     /// Extension calls in progress, by number, with when each began.
     calls: Mutex<HashMap<u64, std::time::Instant>>,
     next_call: std::sync::atomic::AtomicU64,
@@ -559,6 +561,20 @@ fn status_code(status: &str) -> u16 {
 }
 
 impl Connection for Conn {
+    fn refused(&mut self, request: &'static str, why: &'static str) {
+        // Once per module: a module asking on every request would flood
+        // the log.
+        let first = self
+            .modules
+            .explained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((self.module.clone(), request));
+        if first {
+            tracing::warn!(module = %self.module.display(), request, "refused: {why}");
+        }
+    }
+
     fn server_variable(&mut self, name: &str) -> Option<Vec<u8>> {
         self.vars.get(name)
     }

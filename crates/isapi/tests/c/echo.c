@@ -75,6 +75,13 @@ DWORD WINAPI HttpExtensionProc(EXTENSION_CONTROL_BLOCK *ecb)
     if (!ecb->ServerSupportFunction(ecb->ConnID, 999999, NULL, NULL, NULL) &&
         GetLastError() == ERROR_INVALID_PARAMETER)
         say(ecb, "unknown request: ERROR_INVALID_PARAMETER\n");
+    {
+        HANDLE token = NULL;
+        if (!ecb->ServerSupportFunction(ecb->ConnID, HSE_REQ_GET_IMPERSONATION_TOKEN, &token,
+                                        NULL, NULL) &&
+            GetLastError() == ERROR_NOT_SUPPORTED)
+            say(ecb, "impersonation token: ERROR_NOT_SUPPORTED\n");
+    }
     if (!ecb->ServerSupportFunction((HCONN)(intptr_t)12345, HSE_REQ_IS_KEEP_CONN, &size, NULL,
                                     NULL) &&
         GetLastError() == ERROR_INVALID_PARAMETER)
