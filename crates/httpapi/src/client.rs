@@ -232,7 +232,8 @@ impl Session {
 
     /// Answers [`RawEvent::Data`] `seq` of `conn`: `data` goes on in its
     /// place, `to_client` goes to the client first, `close` closes the
-    /// connection.
+    /// connection, and the next read from the client takes at most
+    /// `next_read` bytes (0: the listener's own size).
     pub fn raw_data_done(
         &self,
         conn: u64,
@@ -240,6 +241,7 @@ impl Session {
         data: Vec<u8>,
         to_client: Vec<u8>,
         close: bool,
+        next_read: u32,
     ) -> Result<()> {
         self.shared.send(&ToListener::RawDataDone {
             conn,
@@ -247,6 +249,7 @@ impl Session {
             data,
             to_client,
             close,
+            next_read,
         })
     }
 

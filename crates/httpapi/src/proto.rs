@@ -574,9 +574,9 @@ pub enum ToListener {
     },
     /// What the raw-data filter made of [`ToApp::RawData`] `seq` of
     /// connection `conn`: the bytes to pass on in its place, bytes to
-    /// send to the client first (a filter's WriteClient), and whether to
+    /// send to the client first (a filter's WriteClient), whether to
     /// close the connection instead (SF_STATUS_REQ_FINISHED, or an
-    /// error).
+    /// error), and the next read's size.
     RawDataDone {
         conn: u64,
         seq: u64,
@@ -585,6 +585,9 @@ pub enum ToListener {
         #[serde(with = "serde_bytes")]
         to_client: Vec<u8>,
         close: bool,
+        /// The most the next read from the client takes (a filter's
+        /// SF_REQ_SET_NEXT_READ_SIZE); 0: the listener's own size.
+        next_read: u32,
     },
 }
 

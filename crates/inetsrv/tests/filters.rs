@@ -381,6 +381,26 @@ fn iis5_isolation_mode_runs_raw_data_filters_in_one_process_for_every_site() {
         assert!(seen.contains(line), "{line}: {seen}");
     }
 
+    // A filter sets the size of the next reads (SF_REQ_SET_NEXT_READ_SIZE):
+    // the rest of a 40 KB body comes 100 bytes at a time.
+    let big = "x".repeat(40_000);
+    let posted = web.curl(
+        "/x.echo",
+        &["-H", "X-Small-Reads: 1", "--data-binary", &big],
+    );
+    assert!(
+        posted.text().contains(&format!("sum {}", sum(&big))),
+        "{}",
+        posted.text()
+    );
+    let record = web.curl("/raw-log", &[]).text();
+    let small: Vec<usize> = record
+        .lines()
+        .filter_map(|l| l.strip_prefix("SMALL ")?.parse().ok())
+        .collect();
+    assert!(small.len() >= 10, "{record}");
+    assert!(small.iter().all(|&n| n <= 100), "{small:?}");
+
     // Back to worker process isolation mode (with the raw-data filters
     // taken out, which that mode refuses): the pools serve again.
     for filter in ["RawBody", "RawLog"] {

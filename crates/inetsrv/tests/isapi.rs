@@ -128,7 +128,8 @@ fn c_extensions_run_where_script_maps_and_the_lockdown_list_allow() {
     }
     // The service log says why there is no impersonation token.
     assert!(
-        web.log().contains("there are no Windows access tokens here"),
+        web.log()
+            .contains("there are no Windows access tokens here"),
         "{}",
         web.log()
     );

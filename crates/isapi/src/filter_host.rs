@@ -65,6 +65,11 @@ pub trait FilterConnection {
     fn alloc(&mut self, size: usize) -> *mut c_void;
     /// The request's connection id (SF_REQ_GET_CONNID).
     fn conn_id(&self) -> Dword;
+    /// SF_REQ_SET_NEXT_READ_SIZE: how much the next read from the client
+    /// takes; false where the host does not read the raw stream.
+    fn set_next_read_size(&mut self, _size: Dword) -> bool {
+        false
+    }
 }
 
 /// One notification, with what the filter may read and change.
@@ -677,7 +682,12 @@ unsafe extern "C" fn server_support_function(
                 unsafe { *(data as *mut Dword) = conn.conn_id() };
                 Ok(())
             }
-            filt::req::SET_NEXT_READ_SIZE => Err(error::NOT_SUPPORTED),
+            // Only where the host reads the raw stream (IIS 5 isolation
+            // mode): the size of the next read from the client.
+            filt::req::SET_NEXT_READ_SIZE => match conn.set_next_read_size(ul1 as Dword) {
+                true => Ok(()),
+                false => Err(error::NOT_SUPPORTED),
+            },
             _ => Err(error::INVALID_PARAMETER),
         }
     })

@@ -98,6 +98,7 @@ async fn through(
             data,
             to_client: Vec::new(),
             close: false,
+            next_read: 0,
         });
     }
     *seq += 1;
@@ -129,9 +130,11 @@ async fn pump(
     let mut from_app = vec![0u8; PIECE];
     let mut seq = 0u64;
     let mut client_open = true;
+    // SF_REQ_SET_NEXT_READ_SIZE: the next read takes at most this.
+    let mut read_size = PIECE;
     loop {
         tokio::select! {
-            got = client_in.read(&mut from_client), if client_open => {
+            got = client_in.read(&mut from_client[..read_size]), if client_open => {
                 match got {
                     Ok(0) | Err(_) => {
                         // The client is done sending: so is the pipe.
@@ -142,6 +145,10 @@ async fn pump(
                         let piece = from_client[..n].to_vec();
                         let Some(done) = through(session, conn, &mut seq, false, read, piece).await else {
                             break;
+                        };
+                        read_size = match done.next_read as usize {
+                            0 => PIECE,
+                            n => n.min(PIECE),
                         };
                         if !done.to_client.is_empty() && !write(&mut client_out, &done.to_client, write_limit).await {
                             break;

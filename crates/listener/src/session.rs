@@ -43,6 +43,8 @@ pub(crate) struct RawDone {
     pub data: Vec<u8>,
     pub to_client: Vec<u8>,
     pub close: bool,
+    /// The most the next read from the client takes (0: any).
+    pub next_read: u32,
 }
 
 impl std::fmt::Debug for Session {
@@ -368,12 +370,14 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
             data,
             to_client,
             close,
+            next_read,
         } => {
             if let Some(waiting) = lock(&session.raw_waits).remove(&(conn, seq)) {
                 let _ = waiting.send(RawDone {
                     data,
                     to_client,
                     close,
+                    next_read,
                 });
             }
         }

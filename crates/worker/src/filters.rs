@@ -226,6 +226,9 @@ pub struct RequestFilters {
     started: Option<std::time::Instant>,
     answered: Option<(u16, Option<httpapi::proto::LogInfo>)>,
     bytes_sent: u64,
+    /// SF_REQ_SET_NEXT_READ_SIZE's answer while raw data is read
+    /// (`None`: not reading raw data).
+    next_read: Option<Dword>,
 }
 
 fn parse_lines(lines: &str, into: &mut HeaderBlock) {
@@ -399,6 +402,16 @@ impl FilterConnection for Conn<'_, '_> {
     fn conn_id(&self) -> Dword {
         self.request.conn_id
     }
+
+    fn set_next_read_size(&mut self, size: Dword) -> bool {
+        match &mut self.request.next_read {
+            Some(next) if size > 0 => {
+                *next = size;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Sets a header: every field of that name replaced by one (an empty
@@ -479,6 +492,7 @@ impl RequestFilters {
             started: Some(std::time::Instant::now()),
             answered: None,
             bytes_sent: 0,
+            next_read: None,
         }
     }
 
@@ -821,6 +835,7 @@ impl RequestFilters {
         variables: &dyn Fn(&str) -> Option<Vec<u8>>,
     ) -> (Vec<u8>, Vec<u8>, bool) {
         let mut payload = Payload::RawData(outbound, data);
+        self.next_read = (!outbound).then_some(0);
         let go_on = self.run(&mut payload, Headers::None, variables);
         let to_client = self
             .outcome
@@ -834,6 +849,13 @@ impl RequestFilters {
             _ => Vec::new(),
         };
         (data, to_client, !go_on)
+    }
+
+    /// The size a filter asked the next read from the client to take
+    /// (SF_REQ_SET_NEXT_READ_SIZE during READ_RAW_DATA); 0 for the
+    /// listener's own.
+    pub fn take_next_read(&mut self) -> Dword {
+        self.next_read.take().unwrap_or(0)
     }
 
     /// SF_NOTIFY_END_OF_NET_SESSION: the connection closed.

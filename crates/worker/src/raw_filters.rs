@@ -72,7 +72,7 @@ pub fn serve(pipeline: Arc<Pipeline>, session: httpapi::Session) {
                     let Some(state) = state else {
                         // Not known here (opened before this worker took
                         // over): passed on unchanged.
-                        let _ = session.raw_data_done(conn, seq, data, Vec::new(), false);
+                        let _ = session.raw_data_done(conn, seq, data, Vec::new(), false, 0);
                         continue;
                     };
                     tokio::task::spawn_blocking(move || {
@@ -80,7 +80,8 @@ pub fn serve(pipeline: Arc<Pipeline>, session: httpapi::Session) {
                         let RawConn { facts, filters } = &mut *state;
                         let variables = |name: &str| variable(facts, name);
                         let (data, to_client, close) = filters.raw_data(outbound, data, &variables);
-                        let _ = session.raw_data_done(conn, seq, data, to_client, close);
+                        let next_read = filters.take_next_read();
+                        let _ = session.raw_data_done(conn, seq, data, to_client, close, next_read);
                     });
                 }
                 RawEvent::Closed { conn } => {

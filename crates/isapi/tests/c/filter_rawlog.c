@@ -5,7 +5,10 @@
  * record is served from raw data too: a request for /raw-log is answered
  * by the filter itself (WriteClient, then SF_STATUS_REQ_FINISHED). The
  * pieces of one connection are numbered through pFilterContext, memory
- * from AllocMem, as a filter keeps per-connection state. */
+ * from AllocMem, as a filter keeps per-connection state. A connection
+ * that sends X-Small-Reads is read 100 bytes at a time after that
+ * (SF_REQ_SET_NEXT_READ_SIZE), each read noted. */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,30 +60,45 @@ DWORD WINAPI HttpFilterProc(HTTP_FILTER_CONTEXT *pfc, DWORD type, VOID *data)
 {
     HTTP_FILTER_RAW_DATA *raw = data;
     char line[600];
-    unsigned *pieces = pfc->pFilterContext;
+    struct state {
+        unsigned pieces;
+        int small_reads;
+    } *conn = pfc->pFilterContext;
     size_t n, i;
 
     if (type == SF_NOTIFY_END_OF_NET_SESSION) {
         note("END\n", 4);
         return SF_STATUS_REQ_NEXT_NOTIFICATION;
     }
-    if (pieces == NULL) {
+    if (conn == NULL) {
         char addr[64];
         DWORD size = sizeof addr;
-        pieces = pfc->AllocMem(pfc, sizeof *pieces, 0);
-        *pieces = 0;
-        pfc->pFilterContext = pieces;
+        conn = pfc->AllocMem(pfc, sizeof *conn, 0);
+        conn->pieces = 0;
+        conn->small_reads = 0;
+        pfc->pFilterContext = conn;
         if (pfc->GetServerVariable(pfc, "REMOTE_ADDR", addr, &size)) {
             n = (size_t)snprintf(line, sizeof line, "OPEN from %s secure %d\n", addr,
                                  pfc->fIsSecurePort);
             note(line, n);
         }
     }
-    *pieces += 1;
+    conn->pieces += 1;
     if (type == SF_NOTIFY_READ_RAW_DATA) {
         if (raw->cbInData >= 12 && memcmp(raw->pvInData, "GET /raw-log", 12) == 0)
             return answer_with_record(pfc);
-        n = (size_t)snprintf(line, sizeof line, "IN#%u ", *pieces);
+        if (conn->small_reads) {
+            /* Reads of at most 100 bytes, as asked. */
+            n = (size_t)snprintf(line, sizeof line, "SMALL %u\n", (unsigned)raw->cbInData);
+            note(line, n);
+            pfc->ServerSupportFunction(pfc, SF_REQ_SET_NEXT_READ_SIZE, NULL, 100, 0);
+            return SF_STATUS_REQ_NEXT_NOTIFICATION;
+        }
+        if (memmem(raw->pvInData, raw->cbInData, "X-Small-Reads:", 14) != NULL) {
+            conn->small_reads = 1;
+            pfc->ServerSupportFunction(pfc, SF_REQ_SET_NEXT_READ_SIZE, NULL, 100, 0);
+        }
+        n = (size_t)snprintf(line, sizeof line, "IN#%u ", conn->pieces);
         for (i = 0; i < raw->cbInData && n < sizeof line - 2; i++) {
             char c = ((char *)raw->pvInData)[i];
             line[n++] = (c == '\r' || c == '\n') ? '|' : c;
@@ -90,7 +108,7 @@ DWORD WINAPI HttpFilterProc(HTTP_FILTER_CONTEXT *pfc, DWORD type, VOID *data)
     } else if (type == SF_NOTIFY_SEND_RAW_DATA) {
         const char *out = raw->pvInData;
         if (raw->cbInData >= 5 && memcmp(out, "HTTP/", 5) == 0) {
-            n = (size_t)snprintf(line, sizeof line, "OUT#%u ", *pieces);
+            n = (size_t)snprintf(line, sizeof line, "OUT#%u ", conn->pieces);
             for (i = 0; i < raw->cbInData && out[i] != '\r' && n < sizeof line - 2; i++)
                 line[n++] = out[i];
             line[n++] = '\n';
