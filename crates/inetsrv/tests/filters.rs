@@ -31,13 +31,7 @@ fn filters_rewrite_mark_and_answer_requests_in_priority_order() {
     let vars = test_module(modules.path(), "vars");
     let mut web = Web::prepare();
     write(&web.www(), "page.htm", "the page");
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".vars,{vars},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    common::modules::map_module(&web, ".vars", &vars);
     // B is global and loaded first; A is the site's, at high priority.
     add_filter(&web, "W3SVC/Filters", "B", &b, "Compression,B");
     add_filter(&web, "W3SVC/1/Filters", "A", &a, "A");
@@ -118,13 +112,7 @@ fn filters_map_urls_change_logons_see_denials_and_rewrite_log_lines() {
     write(&web.www(), "private/page.htm", "private");
     write(&web.www(), "answer-denial/page.htm", "private too");
     write(&web.www(), "secret.htm", "secret");
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".vars,{vars},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    common::modules::map_module(&web, ".vars", &vars);
     for dir in ["private", "answer-denial"] {
         web.cli_ok(&[
             "mb",
@@ -229,13 +217,7 @@ fn a_filter_written_in_rust_with_the_isapi_crate() {
     std::fs::copy(&built, &module).unwrap();
     let vars = test_module(modules.path(), "vars");
     let mut web = Web::prepare();
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".vars,{vars},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    common::modules::map_module(&web, ".vars", &vars);
     add_filter(
         &web,
         "W3SVC/1/Filters",
@@ -301,13 +283,7 @@ fn iis5_isolation_mode_runs_raw_data_filters_in_one_process_for_every_site() {
     let echo = test_module(modules.path(), "echo");
     let mut web = Web::prepare();
     write(&web.www(), "page.htm", "the page");
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".echo,{echo},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &echo, "--enable"]);
+    common::modules::map_module(&web, ".echo", &echo);
     add_filter(&web, "W3SVC/Filters", "RawBody", &body, "RawBody");
     add_filter(&web, "W3SVC/Filters", "RawLog", &record, "RawBody,RawLog");
     // A second site, in a pool of its own.
@@ -470,13 +446,7 @@ fn send_raw_data_filters_see_heads_and_bodies_going_out() {
     write(&web.www(), "small.htm", "the secret word");
     // Larger than what is read whole: it is filtered as it streams.
     write(&web.www(), "large.txt", "secret..".repeat(40_000));
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".vars,{vars},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    common::modules::map_module(&web, ".vars", &vars);
     add_filter(&web, "W3SVC/1/Filters", "SendRaw", &filter, "SendRaw");
     web.launch();
 

@@ -502,13 +502,7 @@ fn client_certificates_are_asked_for_in_the_handshake() {
     // An extension sees the logon as IIS sets it for a mapped certificate.
     let modules = common::modules::module_dir();
     let vars = common::modules::test_module(modules.path(), "vars");
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".vars,{vars},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    common::modules::map_module(&web, ".vars", &vars);
     let seen = curl_tls(
         &web,
         "/x.vars?AUTH_TYPE,LOGON_USER,REMOTE_USER,HTTPS,SERVER_PORT_SECURE,CERT_FLAGS,CERT_SUBJECT",

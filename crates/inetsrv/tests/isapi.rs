@@ -179,13 +179,7 @@ fn modules_are_cached_or_not_and_run_from_their_own_url_where_execute_allows() {
     std::fs::create_dir(&scripts).unwrap();
     let faults = common::modules::test_module(&scripts, "faults");
     let mut web = Web::prepare();
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".fault,{faults},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &faults, "--enable"]);
+    common::modules::map_module(&web, ".fault", &faults);
     web.cli_ok(&["vdir", "create", "1", "scripts", scripts.to_str().unwrap()]);
     web.launch();
 
@@ -262,18 +256,7 @@ fn a_module_that_crashes_or_reports_unhealthy_takes_down_only_its_worker() {
 #[test]
 fn a_module_that_hangs_is_found_by_pings_and_its_worker_replaced() {
     let (_modules, _faults, mut web) = web_with_module("faults", ".fault");
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/AppPools/DefaultAppPool/PingInterval",
-        "1",
-    ]);
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/AppPools/DefaultAppPool/PingResponseTime",
-        "2",
-    ]);
+    common::modules::fast_pings(&web);
     web.launch();
 
     let before = pid_of(&web.curl("/x.fault", &[]));
@@ -369,13 +352,7 @@ fn web_with_rust_echo() -> (tempfile::TempDir, Web) {
     std::fs::copy(&built, &module).unwrap();
     let module = module.to_str().unwrap().to_string();
     let web = Web::prepare();
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".rs,{module},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &module, "--enable"]);
+    common::modules::map_module(&web, ".rs", &module);
     (modules, web)
 }
 
@@ -383,18 +360,7 @@ fn web_with_rust_echo() -> (tempfile::TempDir, Web) {
 fn rust_extensions_read_asynchronously_transmit_files_hand_requests_on_crash_and_hang() {
     let (_modules, mut web) = web_with_rust_echo();
     write(&web.www(), "plain.htm", "plain");
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/AppPools/DefaultAppPool/PingInterval",
-        "1",
-    ]);
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/AppPools/DefaultAppPool/PingResponseTime",
-        "2",
-    ]);
+    common::modules::fast_pings(&web);
     web.launch();
 
     // 10 MB read synchronously (ReadClient) and asynchronously
@@ -562,13 +528,7 @@ fn files_leave_by_transmit_file_and_vectors_and_urls_map_to_paths() {
     )
     .unwrap();
     let mut web = Web::prepare();
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!(".files,{files},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &files, "--enable"]);
+    common::modules::map_module(&web, ".files", &files);
     web.cli_ok(&["vdir", "create", "1", "files", data_dir.to_str().unwrap()]);
     web.launch();
 

@@ -414,24 +414,16 @@ impl Request<'_> {
             }
         }))?;
         let mut size = len as Dword;
-        let ssf = self
-            .ecb
-            .server_support_function
-            .ok_or(Win32Error(error::NOT_SUPPORTED))?;
         // SAFETY: the buffer holds `size` bytes and lives until the
         // completion runs.
-        let ok = unsafe {
-            ssf(
-                self.ecb.conn_id,
+        unsafe {
+            self.support_with(
                 ext::req::ASYNC_READ_CLIENT,
                 data.cast(),
                 &mut size,
                 std::ptr::null_mut(),
-            )
+            )?
         };
-        if ok == FALSE {
-            return Err(last_error());
-        }
         Ok(Status::Pending)
     }
 
@@ -439,26 +431,20 @@ impl Request<'_> {
     #[allow(unsafe_code)]
     fn on_completion(&mut self, then: Completion) -> Result<(), Win32Error> {
         let context = Box::into_raw(Box::new(then));
-        let ssf = self
-            .ecb
-            .server_support_function
-            .ok_or(Win32Error(error::NOT_SUPPORTED))?;
         // SAFETY: IO_COMPLETION takes the function and its context.
-        let ok = unsafe {
-            ssf(
-                self.ecb.conn_id,
+        let registered = unsafe {
+            self.support_with(
                 ext::req::IO_COMPLETION,
                 completion_trampoline as *mut std::ffi::c_void,
                 std::ptr::null_mut(),
                 context as *mut Dword,
             )
         };
-        if ok == FALSE {
+        if registered.is_err() {
             // SAFETY: not handed over: ours to free.
             drop(unsafe { Box::from_raw(context) });
-            return Err(last_error());
         }
-        Ok(())
+        registered
     }
 
     /// Ends a pending request (HSE_REQ_DONE_WITH_SESSION).
@@ -484,20 +470,29 @@ impl Request<'_> {
         request: Dword,
         buffer: *mut std::ffi::c_void,
     ) -> Result<(), Win32Error> {
+        // SAFETY: the caller's promise.
+        unsafe { self.support_with(request, buffer, std::ptr::null_mut(), std::ptr::null_mut()) }
+    }
+
+    /// A ServerSupportFunction request with all three arguments.
+    ///
+    /// # Safety
+    /// `buffer`, `size` and `data_type` are what `request` expects, per
+    /// httpext.h.
+    #[allow(unsafe_code)]
+    unsafe fn support_with(
+        &mut self,
+        request: Dword,
+        buffer: *mut std::ffi::c_void,
+        size: *mut Dword,
+        data_type: *mut Dword,
+    ) -> Result<(), Win32Error> {
         let ssf = self
             .ecb
             .server_support_function
             .ok_or(Win32Error(error::NOT_SUPPORTED))?;
-        // SAFETY: the buffer is what the request expects, per httpext.h.
-        let ok = unsafe {
-            ssf(
-                self.ecb.conn_id,
-                request,
-                buffer,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        };
+        // SAFETY: the caller's promise.
+        let ok = unsafe { ssf(self.ecb.conn_id, request, buffer, size, data_type) };
         if ok == FALSE {
             return Err(last_error());
         }

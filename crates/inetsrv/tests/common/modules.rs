@@ -48,6 +48,31 @@ pub fn test_module(dir: &Path, name: &str) -> String {
     build(&source, dir, name).to_str().unwrap().to_string()
 }
 
+/// Maps `map` (`.ext`, or `*` for a wildcard map) at site 1's root to
+/// `module` (ScriptMaps) and allows the module in the lockdown list, as an
+/// administrator does.
+pub fn map_module(web: &super::web::Web, map: &str, module: &str) {
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!("{map},{module},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", module, "--enable"]);
+}
+
+/// Pings every second, answered within two: a hung worker is found fast.
+pub fn fast_pings(web: &super::web::Web) {
+    for (setting, value) in [("PingInterval", "1"), ("PingResponseTime", "2")] {
+        web.cli_ok(&[
+            "mb",
+            "set",
+            &format!("W3SVC/AppPools/DefaultAppPool/{setting}"),
+            value,
+        ]);
+    }
+}
+
 /// A server, prepared but not started, whose root maps `map` (`.ext`, or
 /// `*` for a wildcard map) to the test module NAME, which the lockdown
 /// list allows; with the module's directory (kept while it lives) and
@@ -56,12 +81,6 @@ pub fn web_with_module(name: &str, map: &str) -> (tempfile::TempDir, String, sup
     let modules = module_dir();
     let module = test_module(modules.path(), name);
     let web = super::web::Web::prepare();
-    web.cli_ok(&[
-        "mb",
-        "set",
-        "W3SVC/1/ROOT/ScriptMaps",
-        &format!("{map},{module},1"),
-    ]);
-    web.cli_ok(&["webext", "add-file", &module, "--enable"]);
+    map_module(&web, map, &module);
     (modules, module, web)
 }
