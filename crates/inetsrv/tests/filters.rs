@@ -357,6 +357,33 @@ fn iis5_isolation_mode_runs_raw_data_filters_in_one_process_for_every_site() {
         assert!(seen.contains(line), "{line}: {seen}");
     }
 
+    // A filter holds a request's first bytes until the rest has come
+    // (SF_STATUS_REQ_READ_NEXT), then sees it whole.
+    write(&web.www(), "split.htm", "split");
+    {
+        use std::io::{Read, Write};
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", web.port)).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client
+            .write_all(b"GET /split.htm HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        client
+            .write_all(b"X-A: 1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = client.read_to_string(&mut answer);
+        assert!(answer.ends_with("\r\n\r\nsplit"), "{answer}");
+    }
+    let record = web.curl("/raw-log", &[]).text();
+    assert!(record.contains("HELD "), "{record}");
+    assert!(
+        record.contains(" GET /split.htm HTTP/1.1||Host: x||X-A: 1||Connection: close||||"),
+        "{record}"
+    );
+
     // A filter sets the size of the next reads (SF_REQ_SET_NEXT_READ_SIZE):
     // the rest of a 40 KB body comes 100 bytes at a time.
     let big = "x".repeat(40_000);

@@ -229,6 +229,10 @@ pub struct RequestFilters {
     /// SF_REQ_SET_NEXT_READ_SIZE's answer while raw data is read
     /// (`None`: not reading raw data).
     next_read: Option<Dword>,
+    /// A raw-data filter answered SF_STATUS_REQ_READ_NEXT: the bytes it
+    /// saw wait for the next piece.
+    read_next: bool,
+    held_raw: Vec<u8>,
 }
 
 fn parse_lines(lines: &str, into: &mut HeaderBlock) {
@@ -493,6 +497,8 @@ impl RequestFilters {
             answered: None,
             bytes_sent: 0,
             next_read: None,
+            read_next: false,
+            held_raw: Vec::new(),
         }
     }
 
@@ -559,6 +565,13 @@ impl RequestFilters {
                     return false;
                 }
                 filt::status::REQ_HANDLED_NOTIFICATION => break,
+                // Raw data only: the filter wants more bytes before it
+                // (and those after it) can act; the piece is held and
+                // given again with the next one.
+                filt::status::REQ_READ_NEXT if self.next_read.is_some() => {
+                    self.read_next = true;
+                    break;
+                }
                 _ => {}
             }
         }
@@ -834,8 +847,17 @@ impl RequestFilters {
         data: Vec<u8>,
         variables: &dyn Fn(&str) -> Option<Vec<u8>>,
     ) -> (Vec<u8>, Vec<u8>, bool) {
+        // Bytes held back by SF_STATUS_REQ_READ_NEXT come first.
+        let data = if outbound || self.held_raw.is_empty() {
+            data
+        } else {
+            let mut all = std::mem::take(&mut self.held_raw);
+            all.extend_from_slice(&data);
+            all
+        };
         let mut payload = Payload::RawData(outbound, data);
         self.next_read = (!outbound).then_some(0);
+        self.read_next = false;
         let go_on = self.run(&mut payload, Headers::None, variables);
         let to_client = self
             .outcome
@@ -848,6 +870,11 @@ impl RequestFilters {
             Payload::RawData(_, data) => data,
             _ => Vec::new(),
         };
+        if self.read_next && go_on {
+            // Nothing goes on until the filter has what it needs.
+            self.held_raw = data;
+            return (Vec::new(), to_client, false);
+        }
         (data, to_client, !go_on)
     }
 

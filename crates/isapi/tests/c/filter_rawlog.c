@@ -94,6 +94,14 @@ DWORD WINAPI HttpFilterProc(HTTP_FILTER_CONTEXT *pfc, DWORD type, VOID *data)
             pfc->ServerSupportFunction(pfc, SF_REQ_SET_NEXT_READ_SIZE, NULL, 100, 0);
             return SF_STATUS_REQ_NEXT_NOTIFICATION;
         }
+        /* A request for /split that has not come whole: held until the
+         * rest arrives (SF_STATUS_REQ_READ_NEXT), then seen in one piece. */
+        if (raw->cbInData >= 10 && memcmp(raw->pvInData, "GET /split", 10) == 0 &&
+            memmem(raw->pvInData, raw->cbInData, "\r\n\r\n", 4) == NULL) {
+            n = (size_t)snprintf(line, sizeof line, "HELD %u\n", (unsigned)raw->cbInData);
+            note(line, n);
+            return SF_STATUS_REQ_READ_NEXT;
+        }
         if (memmem(raw->pvInData, raw->cbInData, "X-Small-Reads:", 14) != NULL) {
             conn->small_reads = 1;
             pfc->ServerSupportFunction(pfc, SF_REQ_SET_NEXT_READ_SIZE, NULL, 100, 0);
