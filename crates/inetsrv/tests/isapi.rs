@@ -681,3 +681,24 @@ fn webext_will_not_drop_an_entry_it_cannot_read() {
     // Reading still works.
     assert!(web.cli_ok(&["webext", "list-files"]).contains("*.dll"));
 }
+
+#[test]
+fn an_extension_may_let_the_listener_keep_its_answers() {
+    let (_modules, _cached, mut web) = web_with_module("cached", ".cache");
+    web.launch();
+
+    // HSE_IO_CACHE_RESPONSE: the repeat is answered from the cache, with
+    // the first call's count.
+    let first = web.curl("/a.cache", &[]).text();
+    assert!(
+        first.starts_with("call ") && first.ends_with(" for /a.cache\n"),
+        "{first}"
+    );
+    assert_eq!(web.curl("/a.cache", &[]).text(), first);
+    // Another URL calls the extension again; without the flag, every
+    // request does.
+    let other = web.curl("/b.cache", &[]).text();
+    assert_ne!(other, first);
+    let plain = web.curl("/nocache.cache", &[]).text();
+    assert_ne!(web.curl("/nocache.cache", &[]).text(), plain);
+}

@@ -105,6 +105,11 @@ pub trait Connection: Send {
         Err(error::INVALID_PARAMETER)
     }
 
+    /// HSE_IO_CACHE_RESPONSE: the extension lets its response be cached
+    /// (in IIS by HTTP.SYS; here by the listener), answering repeats of
+    /// the request without it.
+    fn cache_response(&mut self) {}
+
     /// A request the host cannot do here was refused: `why`, for the
     /// administrator (the module only sees the error code).
     fn refused(&mut self, request: &'static str, why: &'static str) {
@@ -787,6 +792,9 @@ unsafe extern "C" fn server_support_function(
                 // SAFETY: the module passes an HSE_RESPONSE_VECTOR.
                 let vector = unsafe { &*(buffer as *const ext::HseResponseVector) };
                 let io = |r: std::io::Result<()>| r.map_err(|_| error::INVALID_HANDLE);
+                if vector.dw_flags & ext::io::CACHE_RESPONSE != 0 {
+                    conn.cache_response();
+                }
                 if vector.dw_flags & ext::io::SEND_HEADERS != 0 {
                     let status = if vector.psz_status.is_null() {
                         "200 OK"

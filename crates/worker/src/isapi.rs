@@ -303,6 +303,7 @@ pub async fn run(
             filters,
             held: None,
             late_log: String::new(),
+            cacheable: false,
         };
         let facts = conn.facts(&call);
         let in_call = modules.begin_call();
@@ -347,6 +348,8 @@ struct Conn {
     /// HSE_APPEND_LOG_PARAMETER text that came after the head went: it
     /// goes with the response's end.
     late_log: String,
+    /// HSE_IO_CACHE_RESPONSE: the listener may keep the response.
+    cacheable: bool,
 }
 
 /// Where the response stands. Small responses are gathered and sent
@@ -523,7 +526,18 @@ impl Conn {
             }
             Output::Gathering { response, body } => {
                 if let Some(req) = self.request.take() {
-                    let _ = self.runtime.block_on(req.respond(response.body(body)));
+                    let mut response = response.body(body);
+                    // Cached only as asked, and never past filters (they
+                    // see every request) or for a request that logged on.
+                    if self.cacheable
+                        && self.filters.is_none()
+                        && response.status == 200
+                        && req.method == "GET"
+                        && self.vars.user.is_empty()
+                    {
+                        response = response.cache(httpapi::CachePolicy::UntilInvalidated);
+                    }
+                    let _ = self.runtime.block_on(req.respond(response));
                 }
             }
             Output::NotStarted => {
@@ -561,6 +575,10 @@ fn status_code(status: &str) -> u16 {
 }
 
 impl Connection for Conn {
+    fn cache_response(&mut self) {
+        self.cacheable = true;
+    }
+
     fn refused(&mut self, request: &'static str, why: &'static str) {
         // Once per module: a module asking on every request would flood
         // the log.
