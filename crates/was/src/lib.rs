@@ -145,6 +145,8 @@ impl std::fmt::Display for Done {
 pub enum CommandError {
     #[error("no application pool named '{0}'")]
     NoSuchPool(String),
+    #[error("application pools are not used in IIS 5 isolation mode (W3SVC/IIs5IsolationModeEnabled is TRUE): '{0}' has no process; the one process of every site is IIS5Isolation")]
+    Iis5Isolation(String),
     #[error("application pool '{0}' is not in the metabase")]
     PoolNotInMetabase(String),
     #[error("application pool {0} is stopped: start it first")]

@@ -259,6 +259,9 @@ pub struct Model {
     /// Whether `/LM/W3SVC/Filters` lists an enabled filter (in IIS 5
     /// isolation mode, the raw-data channel is opened for them).
     pub global_filters: bool,
+    /// In IIS 5 isolation mode, the one process's settings (see
+    /// [`Model::in_effect`]).
+    pub iis5_process: Option<PoolSettings>,
 }
 
 /// The one process of IIS 5 isolation mode (the inetinfo role), as a
@@ -340,22 +343,28 @@ impl Model {
             .and_then(|(p, _)| p.value.as_dword())
             .is_some_and(|on| on != 0);
         if iis5 {
-            // Every application runs in the one process; its settings are
-            // the pools' common ones (those of /LM/W3SVC/AppPools).
             model.iis5_isolation = true;
-            for app in model
+            model.iis5_process = Some(read_pool(s, &pools_path, IIS5_POOL));
+        }
+        model
+    }
+
+    /// What the service runs: the model itself, or in IIS 5 isolation
+    /// mode every application in the one process, whose settings are the
+    /// pools' common ones (those of `/LM/W3SVC/AppPools`). The pools stay
+    /// configured (the CLI and WMI see them); they are just not used.
+    pub fn in_effect(mut self) -> Model {
+        if let Some(process) = self.iis5_process.take() {
+            for app in self
                 .sites
                 .values_mut()
                 .flat_map(|site| site.apps.iter_mut())
             {
                 app.pool = IIS5_POOL.to_string();
             }
-            model.pools = BTreeMap::from([(
-                IIS5_POOL.to_lowercase(),
-                read_pool(s, &pools_path, IIS5_POOL),
-            )]);
+            self.pools = BTreeMap::from([(IIS5_POOL.to_lowercase(), process)]);
         }
-        model
+        self
     }
 
     /// The pool an application names, if it exists.
@@ -604,10 +613,12 @@ mod tests {
         assert!(!m.iis5_isolation);
 
         // IIS 5 isolation mode: every application in one process, whose
-        // settings are the pools' common ones.
+        // settings are the pools' common ones; the pools stay configured.
         mb.write(|t| set(t, "/LM/W3SVC", "IIs5IsolationModeEnabled", &["TRUE"]))
             .unwrap();
-        let m = Model::read(&mb.snapshot());
+        let configured = Model::read(&mb.snapshot());
+        assert!(configured.pool("Shop").is_some());
+        let m = configured.in_effect();
         assert!(m.iis5_isolation);
         assert_eq!(m.pools.keys().collect::<Vec<_>>(), vec!["iis5isolation"]);
         assert_eq!(m.pool(IIS5_POOL).unwrap().ping_interval, 5);

@@ -202,7 +202,7 @@ impl Service {
             host,
             opts,
         };
-        service.apply_model(Model::read(&snapshot), &[]);
+        service.apply_model(Model::read(&snapshot).in_effect(), &[]);
         service.check_content(&snapshot);
         service
     }
@@ -303,7 +303,7 @@ impl Service {
             }
         }
         if substantive {
-            let model = Model::read(&snapshot);
+            let model = Model::read(&snapshot).in_effect();
             if model != self.model {
                 self.apply_model(model, &batch.changes);
             }
@@ -1574,6 +1574,9 @@ impl Service {
 
     fn pool_command(&mut self, name: &str, command: PoolCommand) -> Result<Done, CommandError> {
         let key = name.to_lowercase();
+        if self.model.iis5_isolation && key != crate::model::IIS5_POOL.to_lowercase() {
+            return Err(CommandError::Iis5Isolation(name.to_string()));
+        }
         let Some(pool) = self.pools.get_mut(&key) else {
             return Err(CommandError::NoSuchPool(name.to_string()));
         };
