@@ -327,7 +327,9 @@ fn iis5_isolation_mode_runs_raw_data_filters_in_one_process_for_every_site() {
         &["pool", "recycle", "DefaultAppPool"],
         "not used in IIS 5 isolation mode",
     );
-    assert!(web.cli_ok(&["mb", "enum", "W3SVC/AppPools"]).contains("PoolB"));
+    assert!(web
+        .cli_ok(&["mb", "enum", "W3SVC/AppPools"])
+        .contains("PoolB"));
     assert_eq!(mb_dword(&web, "W3SVC/Filters/RawLog/FilterState"), Some(1));
     // Over TLS the filters see the decrypted bytes.
     let resolve = format!("localhost:{}:127.0.0.1", web.tls_port);
