@@ -684,8 +684,27 @@ fn webext_will_not_drop_an_entry_it_cannot_read() {
 
 #[test]
 fn an_extension_may_let_the_listener_keep_its_answers() {
-    let (_modules, _cached, mut web) = web_with_module("cached", ".cache");
+    let (modules, cached, mut web) = web_with_module("cached", ".cache");
+    // The example of the README and the benchmark, beside the test module.
+    let example = build(
+        Path::new("examples/isapi/cached.c"),
+        modules.path(),
+        "example",
+    );
+    let example = example.to_str().unwrap().to_string();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".cache,{cached},1"),
+        &format!(".kept,{example},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &example, "--enable"]);
     web.launch();
+    assert_eq!(
+        web.curl("/x.kept", &[]).text(),
+        "Hello from ISAPI, kept by the server's cache\n"
+    );
 
     // HSE_IO_CACHE_RESPONSE: the repeat is answered from the cache, with
     // the first call's count.
