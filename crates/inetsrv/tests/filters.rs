@@ -203,28 +203,21 @@ fn filters_map_urls_change_logons_see_denials_and_rewrite_log_lines() {
 
 #[test]
 fn a_filter_written_in_rust_with_the_isapi_crate() {
-    let built = std::path::Path::new(common::BIN)
-        .parent()
-        .unwrap()
-        .join("examples/librust_filter.so");
-    assert!(
-        built.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` (or cargo build -p isapi --examples)",
-        built.display()
-    );
     let modules = module_dir();
-    let module = modules.path().join("rust_filter.so");
-    std::fs::copy(&built, &module).unwrap();
+    let module = common::modules::example_module(modules.path(), "rust_filter");
+    let echo = common::modules::example_module(modules.path(), "rust_echo");
     let vars = test_module(modules.path(), "vars");
     let mut web = Web::prepare();
-    common::modules::map_module(&web, ".vars", &vars);
-    add_filter(
-        &web,
-        "W3SVC/1/Filters",
-        "RustFilter",
-        module.to_str().unwrap(),
-        "RustFilter",
-    );
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/ScriptMaps",
+        &format!(".vars,{vars},1"),
+        &format!(".rs,{echo},1"),
+    ]);
+    web.cli_ok(&["webext", "add-file", &vars, "--enable"]);
+    web.cli_ok(&["webext", "add-file", &echo, "--enable"]);
+    add_filter(&web, "W3SVC/1/Filters", "RustFilter", &module, "RustFilter");
     web.launch();
 
     let got = web.curl("/x.vars?HTTP_X_RUST_FILTER", &[]);
@@ -261,6 +254,20 @@ fn a_filter_written_in_rust_with_the_isapi_crate() {
     let denied = web.curl("/closed/page.htm", &[]);
     assert_eq!(denied.status, 403);
     assert_eq!(denied.text(), "/closed/page.htm is closed, says Rust\n");
+    // A request handed on by EXEC_URL on a site whose filter waits for
+    // LOG: both hold the response's end; the extension's note after the
+    // child answered and the filter's pass both reach the log line.
+    write(&web.www(), "plain.htm", "plain");
+    assert_eq!(web.curl("/x.rs?exec=/plain.htm", &[]).text(), "plain");
+    web.wait_for(
+        "the child's status in the log",
+        std::time::Duration::from_secs(10),
+        || {
+            web.w3c_lines(1)
+                .iter()
+                .any(|l| l.contains(" /x.rs exec=/plain.htm&child=200 "))
+        },
+    );
     // The log line rewritten, with the response's size.
     write(&web.www(), "rust-secret/page.htm", "x".repeat(500));
     assert_eq!(web.curl("/rust-secret/page.htm", &[]).body.len(), 500);

@@ -338,19 +338,8 @@ fn an_extension_written_in_rust_with_the_isapi_crate() {
 /// The Rust example extension, copied into a private directory, mapped
 /// as `.rs` and allowed.
 fn web_with_rust_echo() -> (tempfile::TempDir, Web) {
-    let built = Path::new(common::BIN)
-        .parent()
-        .unwrap()
-        .join("examples/librust_echo.so");
-    assert!(
-        built.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` (or cargo build -p isapi --examples)",
-        built.display()
-    );
     let modules = module_dir();
-    let module = modules.path().join("rust_echo.so");
-    std::fs::copy(&built, &module).unwrap();
-    let module = module.to_str().unwrap().to_string();
+    let module = common::modules::example_module(modules.path(), "rust_echo");
     let web = Web::prepare();
     common::modules::map_module(&web, ".rs", &module);
     (modules, web)

@@ -41,6 +41,24 @@ pub fn build(source: &Path, dir: &Path, name: &str) -> PathBuf {
     out
 }
 
+/// A Rust example module of the `isapi` crate (`examples/NAME.rs`, built
+/// by `cargo test --workspace` with the other examples), copied into
+/// `dir`; its path.
+pub fn example_module(dir: &Path, name: &str) -> String {
+    let built = Path::new(super::BIN)
+        .parent()
+        .unwrap()
+        .join(format!("examples/lib{name}.so"));
+    assert!(
+        built.exists(),
+        "{} is missing: run the suite with `cargo test --workspace` (or cargo build -p isapi --examples)",
+        built.display()
+    );
+    let module = dir.join(format!("{name}.so"));
+    std::fs::copy(&built, &module).unwrap();
+    module.to_str().unwrap().to_string()
+}
+
 /// A test module of `crates/isapi/tests/c/NAME.c`, built into `dir`, by
 /// its path as ScriptMaps names it.
 pub fn test_module(dir: &Path, name: &str) -> String {
