@@ -294,22 +294,8 @@ fn iis5_isolation_mode_runs_raw_data_filters_in_one_process_for_every_site() {
     add_filter(&web, "W3SVC/Filters", "RawBody", &body, "RawBody");
     add_filter(&web, "W3SVC/Filters", "RawLog", &record, "RawBody,RawLog");
     // A second site, in a pool of its own.
-    let port_b = common::free_port();
-    let site_b = web.dir.path().join("site-b");
-    std::fs::create_dir(&site_b).unwrap();
+    let (site_b, port_b) = web.second_site("PoolB");
     write(&site_b, "b.htm", "site b");
-    web.cli_ok(&["pool", "create", "PoolB"]);
-    web.cli_ok(&[
-        "site",
-        "create",
-        "Site B",
-        "--path",
-        site_b.to_str().unwrap(),
-        "--port",
-        &port_b.to_string(),
-        "--pool",
-        "PoolB",
-    ]);
     web.cli_ok(&["mb", "set", "W3SVC/IIs5IsolationModeEnabled", "TRUE"]);
     web.launch();
 

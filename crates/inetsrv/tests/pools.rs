@@ -149,23 +149,9 @@ fn one_pid(web: &Web, pool: &str) -> u32 {
 #[test]
 fn a_killed_worker_is_replaced_and_the_other_pool_never_notices() {
     let mut web = Web::prepare();
-    let port_b = common::free_port();
-    let site_b = web.dir.path().join("site-b");
-    std::fs::create_dir(&site_b).unwrap();
     web.cli_ok(&["pool", "create", "PoolA"]);
-    web.cli_ok(&["pool", "create", "PoolB"]);
     web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AppPoolId", "PoolA"]);
-    web.cli_ok(&[
-        "site",
-        "create",
-        "Site B",
-        "--path",
-        site_b.to_str().unwrap(),
-        "--port",
-        &port_b.to_string(),
-        "--pool",
-        "PoolB",
-    ]);
+    let (site_b, port_b) = web.second_site("PoolB");
     write(&web.www(), "a.txt", "site a");
     write(&site_b, "b.txt", "site b");
     web.launch();

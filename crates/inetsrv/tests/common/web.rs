@@ -329,6 +329,27 @@ impl Web {
         curl(&self.url(path), args)
     }
 
+    /// Creates pool POOL and site "Site B" in it, served from a folder of
+    /// the test's directory on a port of its own: the folder and port.
+    pub fn second_site(&self, pool: &str) -> (PathBuf, u16) {
+        let port = super::free_port();
+        let dir = self.dir.path().join("site-b");
+        std::fs::create_dir_all(&dir).unwrap();
+        self.cli_ok(&["pool", "create", pool]);
+        self.cli_ok(&[
+            "site",
+            "create",
+            "Site B",
+            "--path",
+            dir.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--pool",
+            pool,
+        ]);
+        (dir, port)
+    }
+
     /// The JSON `pool list` prints.
     pub fn pools(&self) -> serde_json::Value {
         serde_json::from_str(&self.cli_ok(&["--json", "pool", "list"])).unwrap()
