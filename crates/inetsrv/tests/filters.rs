@@ -232,6 +232,11 @@ fn a_filter_written_in_rust_with_the_isapi_crate() {
         web.curl("/missing", &[]).header("x-rust-status").as_deref(),
         Some("404")
     );
+    // What goes out passes SEND_RAW_DATA.
+    write(&web.www(), "masked.htm", "a rust-mask here");
+    assert_eq!(web.curl("/masked.htm", &[]).text(), "a ********* here");
+    write(&web.www(), "grow.htm", "rust-grow");
+    assert_eq!(web.curl("/grow.htm", &[]).text(), "g".repeat(5000));
     // A header removed, a URL rewritten, another mapped elsewhere.
     let removed = web.curl("/x.vars?HTTP_X_REMOVE_ME", &["-H", "X-Remove-Me: 1"]);
     assert!(

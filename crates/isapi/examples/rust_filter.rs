@@ -2,7 +2,8 @@
 //! filters' scenarios. It marks every request and drops its
 //! `X-Remove-Me` header, rewrites /rust-old/ to /rust-new/, maps
 //! /rust-mapped/ to another folder, answers /rust-blocked/ itself and
-//! denials with its own page, marks every response, and keeps
+//! denials with its own page, marks every response, masks "rust-mask" in
+//! what goes out and grows a "rust-grow" body (SEND_RAW_DATA), and keeps
 //! /rust-secret/ out of the log.
 //!
 //! ```sh
@@ -13,7 +14,7 @@
 //! ```
 
 use isapi::filt::notify;
-use isapi::filter::{FilterContext, FilterStatus, Headers, HttpFilter, LogRecord, UrlMap};
+use isapi::filter::{FilterContext, FilterStatus, Headers, HttpFilter, LogRecord, RawData, UrlMap};
 use isapi::types::Dword;
 
 struct Marker;
@@ -29,6 +30,7 @@ impl HttpFilter for Marker {
             | notify::ACCESS_DENIED
             | notify::SEND_RESPONSE
             | notify::LOG
+            | notify::SEND_RAW_DATA
             | notify::ORDER_MEDIUM
     }
 
@@ -79,6 +81,34 @@ impl HttpFilter for Marker {
             body.as_bytes(),
         );
         FilterStatus::Finished
+    }
+
+    fn raw_data(
+        &self,
+        _ctx: &mut FilterContext<'_>,
+        outbound: bool,
+        data: &mut RawData<'_>,
+    ) -> FilterStatus {
+        const WORD: &[u8] = b"rust-mask";
+        // A body that is just "rust-grow" goes out 5000 bytes long (more
+        // than the buffer holds: the filter's own memory).
+        if outbound && data.bytes_mut() == b"rust-grow" {
+            data.replace(&[b'g'; 5000]);
+            return FilterStatus::Next;
+        }
+        if outbound {
+            let bytes = data.bytes_mut();
+            let mut i = 0;
+            while i + WORD.len() <= bytes.len() {
+                if &bytes[i..i + WORD.len()] == WORD {
+                    bytes[i..i + WORD.len()].fill(b'*');
+                    i += WORD.len();
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        FilterStatus::Next
     }
 
     fn log(&self, _ctx: &mut FilterContext<'_>, log: &mut LogRecord<'_>) -> FilterStatus {

@@ -90,6 +90,18 @@ pub trait HttpFilter: Send + Sync + 'static {
         FilterStatus::Next
     }
 
+    /// SF_NOTIFY_READ_RAW_DATA (`outbound` false; IIS 5 isolation mode
+    /// only) or SF_NOTIFY_SEND_RAW_DATA: bytes on their way in or out,
+    /// which the filter may change.
+    fn raw_data(
+        &self,
+        _ctx: &mut FilterContext<'_>,
+        _outbound: bool,
+        _data: &mut RawData<'_>,
+    ) -> FilterStatus {
+        FilterStatus::Next
+    }
+
     /// SF_NOTIFY_END_OF_NET_SESSION: the client's connection closed.
     fn end_of_net_session(&self, _ctx: &mut FilterContext<'_>) -> FilterStatus {
         FilterStatus::Next
@@ -139,6 +151,53 @@ impl UrlMap<'_> {
             );
             *self.map.psz_physical_path.add(bytes.len()) = 0;
         }
+        true
+    }
+}
+
+/// Raw bytes of a connection (HTTP_FILTER_RAW_DATA).
+pub struct RawData<'a> {
+    pfc: *mut HttpFilterContext,
+    raw: &'a mut filt::HttpFilterRawData,
+}
+
+impl RawData<'_> {
+    /// The bytes, to read or to change in place.
+    #[allow(unsafe_code)]
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        if self.raw.pv_in_data.is_null() {
+            return &mut [];
+        }
+        // SAFETY: pvInData holds cbInData bytes for the notification.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.raw.pv_in_data.cast(), self.raw.cb_in_data as usize)
+        }
+    }
+
+    /// Puts `data` in the bytes' place: in the buffer when it fits
+    /// (cbInBuffer), else in the connection's memory (AllocMem).
+    #[allow(unsafe_code)]
+    pub fn replace(&mut self, data: &[u8]) -> bool {
+        let target =
+            if data.len() <= self.raw.cb_in_buffer as usize && !self.raw.pv_in_data.is_null() {
+                self.raw.pv_in_data as *mut u8
+            } else {
+                // SAFETY: the server's context for this notification.
+                let Some(alloc) = (unsafe { (*self.pfc).alloc_mem }) else {
+                    return false;
+                };
+                // SAFETY: AllocMem returns `len` writable bytes, or NULL.
+                let at = unsafe { alloc(self.pfc, data.len().max(1) as Dword, 0) } as *mut u8;
+                if at.is_null() {
+                    return false;
+                }
+                self.raw.pv_in_data = at.cast();
+                self.raw.cb_in_buffer = data.len() as Dword;
+                at
+            };
+        // SAFETY: `target` holds at least `data.len()` bytes.
+        unsafe { std::ptr::copy(data.as_ptr(), target, data.len()) };
+        self.raw.cb_in_data = data.len() as Dword;
         true
     }
 }
@@ -445,6 +504,11 @@ pub unsafe fn http_filter_proc(
             filt::notify::ACCESS_DENIED if !data.is_null() => {
                 let denied = unsafe { &*(data as *const filt::HttpFilterAccessDenied) };
                 filter.access_denied(&mut ctx, c_text(denied.psz_url), denied.dw_reason)
+            }
+            filt::notify::READ_RAW_DATA | filt::notify::SEND_RAW_DATA if !data.is_null() => {
+                let raw = unsafe { &mut *(data as *mut filt::HttpFilterRawData) };
+                let outbound = notification == filt::notify::SEND_RAW_DATA;
+                filter.raw_data(&mut ctx, outbound, &mut RawData { pfc: pfc_ptr, raw })
             }
             filt::notify::LOG if !data.is_null() => {
                 let log = unsafe { &mut *(data as *mut filt::HttpFilterLog) };
