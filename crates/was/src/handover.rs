@@ -323,41 +323,31 @@ impl Handover {
     /// what each root path named when it was opened, for
     /// [`roots_moved`].
     pub fn send(&self, to: &worker_control::Sender<ToWorker>, seq: u64) -> HandedRoots {
-        let mut handed = Vec::with_capacity(self.roots.len());
-        for (path, links) in &self.roots {
-            match worker_control::open_root(path) {
-                Ok(fd) => {
-                    let dir = std::fs::File::from(fd);
-                    let id = dir.metadata().ok().map(|m| (m.dev(), m.ino()));
-                    let fd = std::os::fd::OwnedFd::from(dir);
-                    handed.push((path.clone(), id));
-                    to.send_with_fd(
-                        &ToWorker::Root {
-                            path: path.clone(),
-                            links: *links,
-                        },
-                        fd,
-                    );
-                }
-                Err(e) => {
-                    handed.push((path.clone(), None));
-                    tracing::debug!(dir = %path.display(), error = %e, "content directory not handed over")
-                }
+        let mut handed = Vec::with_capacity(self.roots.len() + self.modules.len());
+        let mut hand = |path: &Path,
+                        opened: std::io::Result<std::os::fd::OwnedFd>,
+                        message: ToWorker| match opened {
+            Ok(fd) => {
+                let file = std::fs::File::from(fd);
+                let id = file.metadata().ok().map(|m| (m.dev(), m.ino()));
+                handed.push((path.to_path_buf(), id));
+                to.send_with_fd(&message, file.into());
             }
+            Err(e) => {
+                handed.push((path.to_path_buf(), None));
+                tracing::debug!(path = %path.display(), error = %e, "not handed over")
+            }
+        };
+        for (path, links) in &self.roots {
+            let message = ToWorker::Root {
+                path: path.clone(),
+                links: *links,
+            };
+            hand(path, worker_control::open_root(path), message);
         }
         for path in &self.modules {
-            match worker_control::open_module(path) {
-                Ok(fd) => {
-                    let file = std::fs::File::from(fd);
-                    let id = file.metadata().ok().map(|m| (m.dev(), m.ino()));
-                    handed.push((path.clone(), id));
-                    to.send_with_fd(&ToWorker::Module { path: path.clone() }, file.into());
-                }
-                Err(e) => {
-                    handed.push((path.clone(), None));
-                    tracing::debug!(module = %path.display(), error = %e, "module not handed over")
-                }
-            }
+            let message = ToWorker::Module { path: path.clone() };
+            hand(path, worker_control::open_module(path), message);
         }
         to.send(&ToWorker::Configure {
             seq,

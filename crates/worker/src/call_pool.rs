@@ -84,6 +84,11 @@ impl CallPool {
         async move { rx.await.ok() }
     }
 
+    /// Runs `call` on a pool thread, not waiting for it.
+    pub fn spawn(&self, call: impl FnOnce() + Send + 'static) {
+        self.submit(Box::new(call));
+    }
+
     fn submit(&self, job: Job) {
         let mut state = lock(&self.shared);
         state.jobs.push_back((Instant::now(), job));

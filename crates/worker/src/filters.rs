@@ -25,7 +25,7 @@ pub struct SiteFilters {
     pub broken: Option<String>,
     /// Per filter of the chain: its raw data passes through it in the
     /// listener's channel (a global filter in IIS 5 isolation mode), so
-    /// requests do not give it SEND_RAW_DATA again.
+    /// requests do not give it SEND_RAW_DATA or END_OF_NET_SESSION again.
     pub raw_by_listener: Vec<bool>,
 }
 
@@ -481,7 +481,8 @@ impl RequestFilters {
         };
         let disabled = (0..site.chain.len())
             .map(|i| match site.raw_by_listener.get(i) {
-                Some(true) => filt::notify::SEND_RAW_DATA,
+                // The listener's channel gives it these.
+                Some(true) => filt::notify::SEND_RAW_DATA | filt::notify::END_OF_NET_SESSION,
                 _ => 0,
             })
             .collect();
@@ -518,10 +519,7 @@ impl RequestFilters {
     pub fn keeps_state(&self) -> bool {
         !self.memory.is_empty()
             || self.states.iter().any(|s| s.context != 0)
-            || self
-                .chain
-                .iter()
-                .any(|f| f.wants(filt::notify::END_OF_NET_SESSION, self.secure))
+            || self.wants(filt::notify::END_OF_NET_SESSION)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -681,7 +679,6 @@ impl RequestFilters {
     pub fn on_response(
         &mut self,
         response: &mut httpapi::Response,
-        _head: &RequestHead,
         variables: &dyn Fn(&str) -> Option<Vec<u8>>,
     ) {
         if self.chain.is_empty() {
@@ -708,10 +705,16 @@ impl RequestFilters {
 
     /// Whether a filter of the chain asked for SF_NOTIFY_SEND_RAW_DATA.
     pub fn wants_send_raw(&self) -> bool {
-        self.chain.iter().zip(&self.disabled).any(|(f, off)| {
-            f.wants(filt::notify::SEND_RAW_DATA, self.secure)
-                && off & filt::notify::SEND_RAW_DATA == 0
-        })
+        self.wants(filt::notify::SEND_RAW_DATA)
+    }
+
+    /// Whether a filter of the chain takes notification `bit` on this
+    /// request (asked for it, on this kind of port, not disabled).
+    fn wants(&self, bit: Dword) -> bool {
+        self.chain
+            .iter()
+            .zip(&self.disabled)
+            .any(|(f, off)| f.wants(bit, self.secure) && off & bit == 0)
     }
 
     /// SF_NOTIFY_SEND_RAW_DATA on bytes of the response's body: what
@@ -766,10 +769,7 @@ impl RequestFilters {
 
     /// Whether a filter of the chain asked for SF_NOTIFY_LOG.
     pub fn wants_log(&self) -> bool {
-        self.chain
-            .iter()
-            .zip(&self.disabled)
-            .any(|(f, off)| f.wants(filt::notify::LOG, self.secure) && off & filt::notify::LOG == 0)
+        self.wants(filt::notify::LOG)
     }
 
     /// SF_NOTIFY_LOG once the response is sent: the log line's fields,

@@ -453,7 +453,7 @@ impl Conn {
         }
         if let Some(filters) = self.filters.as_mut() {
             let vars = &self.vars;
-            filters.on_response(&mut response, &vars.head, &|n| vars.get(n));
+            filters.on_response(&mut response, &|n| vars.get(n));
             if filters.wants_send_raw() {
                 filters.send_raw_head(&mut response, &|n| vars.get(n));
             }
@@ -556,7 +556,7 @@ impl Conn {
                 response.status = code;
                 if let Some(filters) = self.filters.as_mut() {
                     let vars = &self.vars;
-                    filters.on_response(&mut response, &vars.head, &|n| vars.get(n));
+                    filters.on_response(&mut response, &|n| vars.get(n));
                 }
                 let _ = self.runtime.block_on(req.respond(response));
             }

@@ -42,7 +42,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Serves the session's raw-data events until it closes. Filters run on
-/// blocking threads; one connection's pieces come one at a time (the
+/// the worker's call pool (the threads extensions run on); one connection's pieces come one at a time (the
 /// listener waits for each answer), so its state is never shared.
 pub fn serve(pipeline: Arc<Pipeline>, session: httpapi::Session) {
     let Some(mut events) = session.raw_events() else {
@@ -75,7 +75,7 @@ pub fn serve(pipeline: Arc<Pipeline>, session: httpapi::Session) {
                         let _ = session.raw_data_done(conn, seq, data, Vec::new(), false, 0);
                         continue;
                     };
-                    tokio::task::spawn_blocking(move || {
+                    pipeline.calls.spawn(move || {
                         let mut state = lock(&state);
                         let RawConn { facts, filters } = &mut *state;
                         let variables = |name: &str| variable(facts, name);
@@ -86,7 +86,7 @@ pub fn serve(pipeline: Arc<Pipeline>, session: httpapi::Session) {
                 }
                 RawEvent::Closed { conn } => {
                     if let Some(state) = lock(&conns).remove(&conn) {
-                        tokio::task::spawn_blocking(move || {
+                        pipeline.calls.spawn(move || {
                             let mut state = lock(&state);
                             let RawConn { facts, filters } = &mut *state;
                             filters.end_of_net_session(&|name: &str| variable(facts, name));

@@ -238,7 +238,7 @@ impl Pipeline {
         if connections.closed.remove(&connection) {
             // It closed while this request was answered.
             drop(connections);
-            tokio::task::spawn_blocking(move || kept.end_of_net_session());
+            self.calls.spawn(move || kept.end_of_net_session());
             return;
         }
         connections.kept.insert(connection, kept);
@@ -248,7 +248,7 @@ impl Pipeline {
     }
 
     /// A connection closed: its filters hear of it
-    /// (SF_NOTIFY_END_OF_NET_SESSION), on a thread that may block.
+    /// (SF_NOTIFY_END_OF_NET_SESSION), on the call pool.
     pub fn connection_closed(&self, connection: u64) {
         let mut connections = lock(&self.connections);
         if !connections.watched.remove(&connection) {
@@ -257,7 +257,7 @@ impl Pipeline {
         match connections.kept.remove(&connection) {
             Some(kept) => {
                 drop(connections);
-                tokio::task::spawn_blocking(move || kept.end_of_net_session());
+                self.calls.spawn(move || kept.end_of_net_session());
             }
             // A request on it is being answered: it ends the session.
             None => {

@@ -142,7 +142,7 @@ impl Pipeline {
         let mut body = body;
         if !matches!(body, Body::Extension(_)) {
             // An extension's answer is filtered when it makes it.
-            request.on_response(&mut response, &req, &|n| vars.get(n));
+            request.on_response(&mut response, &|n| vars.get(n));
             request.count_sent(if is_head { 0 } else { body.len() });
             if request.wants_send_raw() {
                 // SF_NOTIFY_SEND_RAW_DATA: the head as text, then the body.
