@@ -822,26 +822,34 @@ impl Request {
         if let Some(replacement) = self.replacement.as_mut() {
             return Ok(replacement.take().filter(|b| !b.is_empty()));
         }
-        loop {
-            if self.body_done {
-                return Ok(None);
-            }
-            match self.body.recv().await {
-                Some(BodyEvent::Data(data)) => {
-                    self.unacked += data.len() as u64;
-                    if self.unacked >= proto::ACK_STEP {
-                        self.shared.send(&ToListener::BodyConsumed {
-                            request: self.head.id,
-                            bytes: std::mem::take(&mut self.unacked),
-                        })?;
-                    }
-                    return Ok(Some(data));
-                }
-                Some(BodyEvent::Trailers(t)) => self.trailers = t,
-                Some(BodyEvent::End) => self.body_done = true,
-                Some(BodyEvent::Aborted) | None => return Err(Error::Aborted),
-            }
-        }
+        next_body_chunk(
+            &mut self.body,
+            &mut self.body_done,
+            &mut self.unacked,
+            &mut self.trailers,
+            &self.shared,
+            self.head.id,
+        )
+        .await
+    }
+
+    /// Takes the rest of the body out of the request, to read while the
+    /// response is being sent (a CGI program's input and output flow at
+    /// the same time). The request itself then has no more body.
+    pub fn take_body(&mut self) -> BodyReader {
+        let (_, closed) = mpsc::unbounded_channel();
+        let reader = BodyReader {
+            id: self.head.id,
+            body: std::mem::replace(&mut self.body, closed),
+            done: self.body_done,
+            unacked: std::mem::take(&mut self.unacked),
+            trailers: Vec::new(),
+            shared: self.shared.clone(),
+            replacement: self.replacement.take(),
+        };
+        self.body_done = true;
+        self.replacement = Some(None);
+        reader
     }
 
     /// The whole body, refused beyond `limit` bytes.
@@ -942,6 +950,67 @@ impl Drop for Request {
                 request: self.head.id,
             });
             lock(&self.shared.requests).remove(&self.head.id);
+        }
+    }
+}
+
+/// A request's body taken out of it ([`Request::take_body`]).
+pub struct BodyReader {
+    id: u64,
+    body: mpsc::UnboundedReceiver<BodyEvent>,
+    done: bool,
+    unacked: u64,
+    trailers: Vec<Header>,
+    shared: Arc<Shared>,
+    replacement: Option<Option<Bytes>>,
+}
+
+impl BodyReader {
+    /// The next piece of the body; `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        if let Some(replacement) = self.replacement.as_mut() {
+            return Ok(replacement.take().filter(|b| !b.is_empty()));
+        }
+        next_body_chunk(
+            &mut self.body,
+            &mut self.done,
+            &mut self.unacked,
+            &mut self.trailers,
+            &self.shared,
+            self.id,
+        )
+        .await
+    }
+}
+
+/// The next piece of a body from the listener, acknowledging what was
+/// taken so the client may send more.
+async fn next_body_chunk(
+    body: &mut mpsc::UnboundedReceiver<BodyEvent>,
+    done: &mut bool,
+    unacked: &mut u64,
+    trailers: &mut Vec<Header>,
+    shared: &Shared,
+    id: u64,
+) -> Result<Option<Bytes>> {
+    loop {
+        if *done {
+            return Ok(None);
+        }
+        match body.recv().await {
+            Some(BodyEvent::Data(data)) => {
+                *unacked += data.len() as u64;
+                if *unacked >= proto::ACK_STEP {
+                    shared.send(&ToListener::BodyConsumed {
+                        request: id,
+                        bytes: std::mem::take(unacked),
+                    })?;
+                }
+                return Ok(Some(data));
+            }
+            Some(BodyEvent::Trailers(t)) => *trailers = t,
+            Some(BodyEvent::End) => *done = true,
+            Some(BodyEvent::Aborted) | None => return Err(Error::Aborted),
         }
     }
 }

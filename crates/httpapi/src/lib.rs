@@ -30,7 +30,7 @@ pub mod fdpass;
 pub mod proto;
 
 pub use client::{
-    socket_for_state_dir, Error, HeldEnd, Queue, QueueControl, RawEvent, Request, Response,
-    ResponseWriter, Result, Session,
+    socket_for_state_dir, BodyReader, Error, HeldEnd, Queue, QueueControl, RawEvent, Request,
+    Response, ResponseWriter, Result, Session,
 };
 pub use proto::{CachePolicy, Header, HeaderBlock, LogInfo};

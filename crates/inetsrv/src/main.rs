@@ -85,6 +85,10 @@ pub enum Command {
     },
     /// A worker process (started by the activation service, not by hand).
     Worker(worker_cmd::WorkerArgs),
+    /// A worker's program launcher for CGI and FastCGI (started by the
+    /// worker, not by hand).
+    #[command(hide = true)]
+    Spawner,
     /// Read and change the metabase (the IIS 6 adsutil verbs).
     Mb {
         #[command(subcommand)]
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
         Command::Pool { command } => run_web(&cli, WebVerb::Pool(command)),
         Command::User { command } => user_cmd::run(&cli, command),
         Command::Worker(args) => worker_cmd::run(args),
+        Command::Spawner => worker_cmd::run_spawner(),
         Command::Mb { command } => run_web(&cli, WebVerb::Mb(command)),
         Command::Backup { command } => backup_cmd::run(&cli, command),
         Command::Config { command } => config_cmd::run(&cli, command),

@@ -60,3 +60,16 @@ pub fn run(args: &WorkerArgs) -> Result<()> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
 }
+
+/// `inetsrv spawner`: the worker's program launcher, with its control
+/// socket as standard input ([`spawner`]).
+pub fn run_spawner() -> Result<()> {
+    use std::os::fd::AsFd;
+    // Gone with the worker that started it, should it miss the socket's end.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM);
+    let control = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("the control socket (standard input)")?;
+    spawner::serve(control).map_err(|e| anyhow::anyhow!("the program launcher: {e}"))
+}

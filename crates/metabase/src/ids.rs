@@ -32,6 +32,7 @@ pub const DEFAULT_LOGON_DOMAIN: u32 = 6012;
 pub const SCRIPT_MAPS: u32 = 6014;
 pub const UPLOAD_READ_AHEAD_SIZE: u32 = 6045;
 pub const CACHE_ISAPI: u32 = 6034;
+pub const CGI_TIMEOUT: u32 = 6033;
 pub const FILTER_PATH: u32 = 2041;
 pub const FILTER_LOAD_ORDER: u32 = 2040;
 pub const FILTER_ENABLED: u32 = 2043;

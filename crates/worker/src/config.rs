@@ -169,6 +169,8 @@ pub struct UrlConfig {
     pub cache_isapi: bool,
     /// The application's metabase path (AppRoot), APPL_MD_PATH.
     pub app_root: String,
+    /// CGITimeout, in seconds.
+    pub cgi_timeout: u32,
     local_mime: Option<Arc<MimeTable>>,
     global_mime: Arc<MimeTable>,
 }
@@ -182,6 +184,57 @@ pub struct ScriptMap {
     /// MD_SCRIPTMAPFLAG_SCRIPT (1): Script access suffices; without it
     /// the extension needs Execute access.
     pub script: bool,
+    /// MD_SCRIPTMAPFLAG_CHECK_PATH_INFO (4): "Verify that file exists":
+    /// a missing script is 404 before its handler runs.
+    pub check_file: bool,
+}
+
+impl ScriptMap {
+    /// The program and its arguments, from the executable as IIS writes
+    /// it: a path, then arguments in which `%s` stands for the script
+    /// file and then the query's words (`/usr/bin/perl "%s" %s`).
+    pub fn command_line(&self) -> (String, Vec<String>) {
+        let mut words = split_command_line(&self.executable).into_iter();
+        let program = words.next().unwrap_or_default();
+        (program, words.collect())
+    }
+
+    /// Whether an ISAPI extension (a shared object) handles it, rather
+    /// than a program (CGI).
+    pub fn is_isapi(&self) -> bool {
+        let (program, _) = self.command_line();
+        program.ends_with(".so") || program.ends_with(".dll")
+    }
+}
+
+/// Splits a command line on blanks, with double quotes grouping.
+pub fn split_command_line(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut current));
+                    any = false;
+                }
+            }
+            c => {
+                current.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(current);
+    }
+    words
 }
 
 /// Who would handle a file, by its name.
@@ -212,6 +265,7 @@ pub fn parse_script_map(text: &str) -> Option<ScriptMap> {
         extension,
         executable: executable.to_string(),
         script: flags & 1 != 0,
+        check_file: flags & 4 != 0,
     })
 }
 
@@ -504,6 +558,7 @@ impl Config {
                 .collect(),
             read_ahead: at.dword(ids::UPLOAD_READ_AHEAD_SIZE),
             cache_isapi: at.dword(ids::CACHE_ISAPI) != 0,
+            cgi_timeout: at.dword(ids::CGI_TIMEOUT),
             app_root: at
                 .string(ids::APP_ROOT)
                 .filter(|r| !r.is_empty())

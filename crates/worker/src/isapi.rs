@@ -108,6 +108,11 @@ impl Restrictions {
         self.allows(path, UNKNOWN_ISAPI)
     }
 
+    /// Whether the CGI program (or FastCGI application) at `path` may run.
+    pub fn allows_program(&self, path: &str) -> bool {
+        self.allows(path, UNKNOWN_CGI)
+    }
+
     fn allows(&self, path: &str, unknown: &str) -> bool {
         let named = self.entries.iter().find(|e| e.path == path);
         let wildcard = || {

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod call_pool;
+pub mod cgi;
 pub mod changes;
 pub mod compress;
 pub mod config;
@@ -36,7 +37,7 @@ pub mod watch;
 
 use std::future::Future;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -217,6 +218,23 @@ async fn serve(
             path: start.listener_socket.display().to_string(),
             source,
         })?;
+    // The program launcher keeps the rights the worker gives up next:
+    // CGI and FastCGI programs start there, as the pool's identity.
+    let programs = match spawner::Spawner::launch(
+        Path::new("/proc/self/exe"),
+        &["spawner"],
+        start.identity.as_ref().map(|i| spawner::Identity {
+            name: i.name.clone(),
+            uid: i.uid,
+            gid: i.gid,
+        }),
+    ) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "the program launcher did not start: CGI and FastCGI programs will not run");
+            None
+        }
+    };
     if let Some(identity) = &start.identity {
         become_identity(identity)?;
         tracing::debug!(user = %identity.name, "running as the pool's identity");
@@ -249,6 +267,9 @@ async fn serve(
     ));
     for (path, file) in modules {
         pipeline.module_files.hand(path, file);
+    }
+    if let Some(programs) = programs {
+        let _ = pipeline.spawner.set(programs);
     }
     // Connections whose filters keep state close: END_OF_NET_SESSION.
     if let Some(mut closed) = session.disconnects() {

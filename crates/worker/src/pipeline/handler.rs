@@ -1,8 +1,8 @@
 //! Phase 6, the handler: what answers the request once the phases before
 //! have passed. HttpRedirect answers first where it is set; then an ISAPI
-//! extension the URL maps to (`extension.rs`), else the static-content
-//! handler (`static_files.rs`), which refuses script-mapped files it
-//! cannot run. CGI and FastCGI will be handlers beside them.
+//! extension the URL maps to (`extension.rs`), a CGI program
+//! (`cgi.rs`), else the static-content handler (`static_files.rs`),
+//! which refuses script-mapped files nothing here can run.
 
 use super::*;
 
@@ -26,7 +26,24 @@ impl Pipeline {
             match self.extension_call(&x.config, &cfg, ctx, name, x.skip.as_deref()) {
                 Some(Ok(call)) => ExtensionHandler(call).handle(self, x).await,
                 Some(Err(e)) => Err(e),
-                None => StaticFiles.handle(self, x).await,
+                None => {
+                    let whole = ScriptUrl {
+                        cfg: cfg.clone(),
+                        name: x.req.url.path.clone(),
+                        path_info: String::new(),
+                    };
+                    let program = match self.cgi_call(x, &whole, ctx) {
+                        Some(found) => Some(found),
+                        None => self
+                            .split_script(x, &cfg)
+                            .and_then(|script| self.cgi_call(x, &script, ctx)),
+                    };
+                    match program {
+                        Some(Ok(call)) => CgiHandler(call).handle(self, x).await,
+                        Some(Err(e)) => Err(e),
+                        None => StaticFiles.handle(self, x).await,
+                    }
+                }
             }
         };
         match answered {

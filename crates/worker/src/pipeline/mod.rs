@@ -42,6 +42,7 @@ use crate::watch::CacheWatch;
 
 mod authenticate;
 mod authorize;
+mod cgi;
 mod extension;
 mod handler;
 mod hooks;
@@ -50,6 +51,7 @@ mod preprocess;
 mod respond;
 mod static_files;
 
+use self::cgi::*;
 use extension::*;
 use handler::*;
 use hooks::*;
@@ -83,6 +85,8 @@ pub struct Pipeline {
     pub module_files: crate::module_files::ModuleFiles,
     /// ISAPI filters loaded in this worker.
     pub filter_modules: crate::filters::FilterModules,
+    /// Starts CGI and FastCGI programs (the worker itself may not).
+    pub spawner: std::sync::OnceLock<spawner::Spawner>,
     /// What filters keep between a connection's requests.
     connections: Mutex<Connections>,
     /// Each site's filters under the configuration (change number) in force.
@@ -107,6 +111,8 @@ enum Body {
     Bytes(Bytes),
     /// An ISAPI extension answers, when the response is sent.
     Extension(Box<crate::isapi::Call>),
+    /// A CGI program answers, when the response is sent.
+    Cgi(Box<crate::cgi::CgiCall>),
     /// Parts of a file, with literal bytes between them (multipart).
     File {
         source: Source,
@@ -129,7 +135,7 @@ enum Part {
 impl Body {
     fn len(&self) -> u64 {
         match self {
-            Body::Empty | Body::Extension(_) => 0,
+            Body::Empty | Body::Extension(_) | Body::Cgi(_) => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::File { parts, .. } => parts
                 .iter()
@@ -217,6 +223,7 @@ impl Pipeline {
             calls: crate::call_pool::CallPool::new(crate::isapi::MAX_CALL_THREADS),
             module_files: Default::default(),
             filter_modules: Default::default(),
+            spawner: std::sync::OnceLock::new(),
             site_filters: Mutex::new((u64::MAX, Default::default())),
             connections: Mutex::default(),
         }
@@ -282,6 +289,16 @@ impl Pipeline {
         skip: Option<&Path>,
     ) -> (u16, u16, u32) {
         self.answer(req, skip, false).await
+    }
+
+    /// [`Pipeline::serve_child`] for a request a gateway program sent
+    /// elsewhere (a CGI local redirect), boxed: it runs inside the
+    /// pipeline's own future.
+    pub fn serve_child_boxed(
+        self: Arc<Self>,
+        req: Request,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (u16, u16, u32)> + Send>> {
+        Box::pin(async move { self.answer(req, None, false).await })
     }
 
     /// The filters of a site under the configuration in force, loaded on

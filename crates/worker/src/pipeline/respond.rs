@@ -140,8 +140,9 @@ impl Pipeline {
         // filters: a filtered site's answers are not cached (as HTTP.SYS's
         // cache is off for sites with filters in IIS 6).
         let mut body = body;
-        if !matches!(body, Body::Extension(_)) {
-            // An extension's answer is filtered when it makes it.
+        if !matches!(body, Body::Extension(_) | Body::Cgi(_)) {
+            // An extension's (or a program's) answer is filtered when it
+            // makes it.
             request.on_response(&mut response, &|n| vars.get(n));
             request.count_sent(if is_head { 0 } else { body.len() });
             if request.wants_send_raw() {
@@ -189,6 +190,9 @@ impl Pipeline {
                 if let (Some((request, _)), Some(back)) = (filters, back) {
                     *request = back;
                 }
+            }
+            Body::Cgi(call) => {
+                crate::cgi::run(self.clone(), *call, req, response, filters).await;
             }
             Body::Bytes(bytes) => {
                 let _ = req.respond(response.body(bytes)).await;

@@ -1,0 +1,671 @@
+//! CGI/1.1 programs (RFC 3875), and what CGI and FastCGI share: the
+//! request's meta-variables (RFC 3875 §4.1 and IIS's own), and the
+//! program's answer, a CGI header block (§6) then the body, relayed to
+//! the client as it comes.
+//!
+//! A program starts through the worker's launcher ([`spawner`]) as the
+//! pool's identity, with the body on its standard input (streamed), its
+//! standard output read as the response, and its standard error written
+//! to the service log under the script's name. CGITimeout bounds the whole
+//! run: past it the process group is killed and the client gets a 502
+//! (or, once the response began, a cut connection), with the reason in
+//! the log.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use httpapi::proto::{BodyInfo, HttpVersion};
+use httpapi::{Request, Response};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::pipeline::Pipeline;
+
+/// The longest header block a program may send before its body.
+const MAX_HEAD: usize = 64 * 1024;
+/// A chunked request body is gathered to learn its length (CGI needs
+/// CONTENT_LENGTH) up to this much.
+const MAX_GATHERED_BODY: usize = 64 << 20;
+/// Lines of a program's standard error logged per request; the rest are
+/// counted.
+const MAX_STDERR_LINES: usize = 200;
+
+/// What a script is, for the variables that describe it.
+#[derive(Clone, Debug)]
+pub struct Script {
+    /// The script's URL path (SCRIPT_NAME).
+    pub name: String,
+    /// Its file (SCRIPT_FILENAME).
+    pub file: PathBuf,
+    /// What follows the script in the URL (PATH_INFO), decoded.
+    pub path_info: String,
+    /// PATH_INFO's file under the site's root (PATH_TRANSLATED), or the
+    /// script's when there is none.
+    pub path_translated: PathBuf,
+    /// The site's root directory (DOCUMENT_ROOT).
+    pub document_root: Option<PathBuf>,
+    pub site_id: u32,
+    /// The application's metabase path (APPL_MD_PATH) and directory.
+    pub app_md_path: String,
+    pub app_physical: Option<PathBuf>,
+    pub user: String,
+    pub auth_type: &'static str,
+    /// The server consumed Authorization (a Basic logon): it is not
+    /// passed on.
+    pub authenticated: bool,
+}
+
+/// A CGI program to run for a request.
+#[derive(Clone, Debug)]
+pub struct CgiCall {
+    pub script: Script,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// `nph-` scripts answer with their own status line.
+    pub nph: bool,
+    /// CGITimeout.
+    pub timeout: Duration,
+    /// Directories the program must reach (the site's content).
+    pub reach: Vec<PathBuf>,
+}
+
+/// The meta-variables of a request (RFC 3875 §4.1, and IIS's), for a
+/// CGI program's environment or a FastCGI application's PARAMS.
+pub fn meta_variables(
+    req: &httpapi::proto::RequestHead,
+    script: &Script,
+    content_length: Option<u64>,
+) -> Vec<(String, String)> {
+    let url = &req.url;
+    let tls = req.tls.as_ref();
+    let mut vars: Vec<(String, String)> = Vec::with_capacity(48 + req.headers.iter().count());
+    let mut set = |name: &str, value: String| vars.push((name.to_string(), value));
+    set("GATEWAY_INTERFACE", "CGI/1.1".into());
+    set("SERVER_SOFTWARE", "Microsoft-IIS/6.0".into());
+    set("SERVER_NAME", url.host.clone());
+    set("SERVER_PORT", url.port.to_string());
+    set(
+        "SERVER_PORT_SECURE",
+        if tls.is_some() { "1" } else { "0" }.into(),
+    );
+    set(
+        "SERVER_PROTOCOL",
+        match req.version {
+            HttpVersion::Http10 => "HTTP/1.0",
+            HttpVersion::Http11 => "HTTP/1.1",
+        }
+        .into(),
+    );
+    set("SERVER_ADDR", req.local.ip().to_string());
+    set("LOCAL_ADDR", req.local.ip().to_string());
+    set("REQUEST_METHOD", req.method.clone());
+    set("QUERY_STRING", url.query.clone());
+    set("REQUEST_URI", request_uri(&req.raw_url));
+    set("SCRIPT_NAME", script.name.clone());
+    set("SCRIPT_FILENAME", script.file.display().to_string());
+    set("PATH_INFO", script.path_info.clone());
+    set(
+        "PATH_TRANSLATED",
+        script.path_translated.display().to_string(),
+    );
+    if let Some(root) = &script.document_root {
+        set("DOCUMENT_ROOT", root.display().to_string());
+    }
+    set("URL", script.name.clone());
+    set("REMOTE_ADDR", req.remote.ip().to_string());
+    set("REMOTE_HOST", req.remote.ip().to_string());
+    set("REMOTE_PORT", req.remote.port().to_string());
+    set("AUTH_TYPE", script.auth_type.to_string());
+    set("REMOTE_USER", script.user.clone());
+    set("AUTH_USER", script.user.clone());
+    set("LOGON_USER", script.user.clone());
+    set("HTTPS", if tls.is_some() { "on" } else { "off" }.into());
+    if let Some(t) = tls {
+        set("HTTPS_KEYSIZE", t.key_size.to_string());
+        set("HTTPS_SECRETKEYSIZE", t.key_size.to_string());
+        set("HTTPS_SERVER_SUBJECT", t.server_subject.clone());
+        set("HTTPS_SERVER_ISSUER", t.server_issuer.clone());
+        if let Some(c) = &t.client_certificate {
+            set("CERT_SUBJECT", c.subject.clone());
+            set("CERT_ISSUER", c.issuer.clone());
+            set("CERT_SERIALNUMBER", c.serial.clone());
+        }
+    }
+    set("INSTANCE_ID", script.site_id.to_string());
+    set(
+        "INSTANCE_META_PATH",
+        format!("/LM/W3SVC/{}", script.site_id),
+    );
+    set("APPL_MD_PATH", script.app_md_path.clone());
+    if let Some(p) = &script.app_physical {
+        set("APPL_PHYSICAL_PATH", format!("{}/", p.display()));
+    }
+    // PHP's CGI refuses to run without it (cgi.force_redirect): it says a
+    // server, not a visitor, started the program.
+    set("REDIRECT_STATUS", "200".into());
+    if let Some(n) = content_length {
+        set("CONTENT_LENGTH", n.to_string());
+    }
+    if let Some(t) = req.headers.get("content-type") {
+        set("CONTENT_TYPE", String::from_utf8_lossy(t).into_owned());
+    }
+    for (name, value) in req.headers.iter() {
+        let upper = name.to_ascii_uppercase().replace('-', "_");
+        // Proxy would become HTTP_PROXY, which programs take for their
+        // own outgoing proxy (httpoxy); length and type are above.
+        if upper == "PROXY" || upper == "CONTENT_LENGTH" || upper == "CONTENT_TYPE" {
+            continue;
+        }
+        if upper == "AUTHORIZATION" && script.authenticated {
+            continue;
+        }
+        let key = format!("HTTP_{upper}");
+        let value = String::from_utf8_lossy(value).into_owned();
+        // Repeated fields are joined, as one would be.
+        match vars.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            None => vars.push((key, value)),
+        }
+    }
+    vars
+}
+
+/// REQUEST_URI: the target as sent, its origin form.
+fn request_uri(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    match text.find("://") {
+        Some(i) if !text.starts_with('/') => match text[i + 3..].find('/') {
+            Some(j) => text[i + 3 + j..].to_string(),
+            None => "/".to_string(),
+        },
+        _ => text.into_owned(),
+    }
+}
+
+/// A program's header block, as it wrote it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Head {
+    /// `Status:` (or an nph- status line): code and reason.
+    pub status: Option<(u16, String)>,
+    pub location: Option<String>,
+    /// The other fields, in order (Content-Length among them).
+    pub fields: Vec<(String, String)>,
+}
+
+impl Head {
+    pub fn content_length(&self) -> Option<u64> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+    }
+}
+
+/// Where the header block ends in `data`: the index of the body's first
+/// byte (after a blank line, `\n\n` or `\r\n\r\n`).
+pub fn head_end(data: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(n) = memchr::memchr(b'\n', &data[i..]) {
+        let at = i + n;
+        let next = &data[at + 1..];
+        if next.starts_with(b"\n") {
+            return Some(at + 2);
+        }
+        if next.starts_with(b"\r\n") {
+            return Some(at + 3);
+        }
+        i = at + 1;
+    }
+    None
+}
+
+/// Parses a header block (RFC 3875 §6.2; an `nph` one starts with an
+/// HTTP status line). An error says what is wrong with it.
+pub fn parse_head(block: &[u8], nph: bool) -> Result<Head, String> {
+    let text =
+        std::str::from_utf8(block).map_err(|_| "the header block is not text".to_string())?;
+    let mut head = Head::default();
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    if nph {
+        let line = lines.next().unwrap_or_default();
+        let mut parts = line.splitn(3, ' ');
+        let version = parts.next().unwrap_or_default();
+        let code = parts.next().and_then(|c| c.parse::<u16>().ok());
+        match (version.starts_with("HTTP/"), code) {
+            (true, Some(code)) if (100..=999).contains(&code) => {
+                head.status = Some((code, parts.next().unwrap_or_default().trim().to_string()))
+            }
+            _ => {
+                return Err(format!(
+                    "an nph- script's first line is not a status line: {line:?}"
+                ))
+            }
+        }
+    }
+    for line in lines.filter(|l| !l.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!("a header line without a colon: {line:?}"));
+        };
+        let name = name.trim();
+        let value = value.trim();
+        if name.is_empty() || !name.bytes().all(httpapi::proto::is_tchar) {
+            return Err(format!("a header name that is not a token: {name:?}"));
+        }
+        if value.bytes().any(|b| b == 0 || b == b'\r') {
+            return Err(format!("the value of {name} holds a control character"));
+        }
+        if name.eq_ignore_ascii_case("status") && !nph {
+            let code = value.get(..3).and_then(|c| c.parse::<u16>().ok());
+            match code {
+                Some(code) if (100..=999).contains(&code) => {
+                    head.status = Some((code, value[3..].trim().to_string()))
+                }
+                _ => {
+                    return Err(format!(
+                        "a Status that is not a three-digit code: {value:?}"
+                    ))
+                }
+            }
+        } else if name.eq_ignore_ascii_case("location") {
+            head.location = Some(value.to_string());
+        } else {
+            head.fields.push((name.to_string(), value.to_string()));
+        }
+    }
+    Ok(head)
+}
+
+/// What became of a program's answer, for the log and for FastCGI's
+/// retries.
+pub enum Relayed {
+    /// The response was sent (or a local redirect answered).
+    Answered,
+    /// Nothing came before the output ended: nothing was sent, and the
+    /// request is given back.
+    Nothing(Box<Request>),
+    /// The client got an error (502) or a cut connection; the reason
+    /// was logged.
+    Failed,
+}
+
+/// Relays a program's output (`out`: its header block, then its body) as
+/// the response to `req`, until `deadline`. `name` is the script, for the
+/// log. A local `Location` (no Status, a path) answers the request as
+/// that URL, through the pipeline again.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn relay<R: AsyncRead + Unpin>(
+    pipeline: &Arc<Pipeline>,
+    name: &str,
+    nph: bool,
+    out: &mut R,
+    req: Request,
+    template: Response,
+    deadline: Instant,
+    filters: Option<(
+        &mut crate::filters::RequestFilters,
+        &crate::isapi::Variables,
+    )>,
+) -> Relayed {
+    let mut buffer = Vec::with_capacity(8 * 1024);
+    let mut piece = vec![0u8; 64 * 1024];
+    let split = loop {
+        if let Some(end) = head_end(&buffer) {
+            break end;
+        }
+        if buffer.len() > MAX_HEAD {
+            tracing::error!(
+                script = name,
+                "the program's header block is larger than 64 KB"
+            );
+            bad_gateway(req, template, "its header block is too large").await;
+            return Relayed::Failed;
+        }
+        match tokio::time::timeout_at(deadline, out.read(&mut piece)).await {
+            Err(_) => {
+                tracing::error!(
+                    script = name,
+                    "the program did not answer in time (CGITimeout / RequestTimeout)"
+                );
+                bad_gateway(req, template, "it did not answer in time").await;
+                return Relayed::Failed;
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                if buffer.is_empty() {
+                    return Relayed::Nothing(Box::new(req));
+                }
+                // The output ended within the header block: a block with
+                // no body after it still counts when it ends a line.
+                if buffer.ends_with(b"\n") {
+                    buffer.push(b'\n');
+                    break buffer.len();
+                }
+                tracing::error!(
+                    script = name,
+                    "the program ended before its header block did"
+                );
+                bad_gateway(req, template, "its header block is incomplete").await;
+                return Relayed::Failed;
+            }
+            Ok(Ok(n)) => buffer.extend_from_slice(&piece[..n]),
+        }
+    };
+    let head = match parse_head(&buffer[..split], nph) {
+        Ok(head) => head,
+        Err(reason) => {
+            tracing::error!(script = name, %reason, "the program sent a malformed header block");
+            bad_gateway(req, template, "its header block is malformed").await;
+            return Relayed::Failed;
+        }
+    };
+    let first = Bytes::copy_from_slice(&buffer[split..]);
+    drop(buffer);
+    // RFC 3875 §6.2.2: a local redirect is answered as that URL.
+    if let (None, Some(location)) = (&head.status, &head.location) {
+        if location.starts_with('/') && !location.starts_with("//") {
+            let (path, query) = location.split_once('?').unwrap_or((location, ""));
+            if let Some(path) = crate::isapi::child_path(path) {
+                let mut req = req;
+                req.replace_body(Bytes::new());
+                let h = req.head_mut();
+                h.method = "GET".into();
+                h.url.path = path;
+                h.url.query = query.to_string();
+                h.raw_url = location.as_bytes().to_vec();
+                pipeline.clone().serve_child_boxed(req).await;
+                return Relayed::Answered;
+            }
+        }
+    }
+    let mut response = template;
+    response.status = match (&head.status, &head.location) {
+        (Some((code, _)), _) => *code,
+        (None, Some(_)) => 302,
+        (None, None) => 200,
+    };
+    if let Some((_, reason)) = &head.status {
+        if !reason.is_empty()
+            && reason
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            response.reason = Some(reason.clone());
+        }
+    }
+    if let Some(location) = &head.location {
+        response.headers.push("Location", location.as_bytes());
+    }
+    let length = head.content_length();
+    for (field, value) in &head.fields {
+        // The listener frames the body and owns the connection.
+        if field.eq_ignore_ascii_case("content-length")
+            || field.eq_ignore_ascii_case("transfer-encoding")
+            || field.eq_ignore_ascii_case("connection")
+            || field.eq_ignore_ascii_case("keep-alive")
+        {
+            continue;
+        }
+        response.headers.push(field, value.as_bytes());
+    }
+    if let Some((request, vars)) = filters {
+        request.on_response(&mut response, &|n| vars.get(n));
+    }
+    let is_head = req.method == "HEAD";
+    let no_body = is_head || matches!(response.status, 204 | 304) || response.status < 200;
+    let framing = if no_body {
+        Some(length.unwrap_or(0))
+    } else {
+        length
+    };
+    let mut writer = match req.start_response(response, framing).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(script = name, error = %e, "the response could not start");
+            return Relayed::Failed;
+        }
+    };
+    let mut sent = 0u64;
+    let mut send = |data: &[u8]| -> Option<Vec<u8>> {
+        if no_body {
+            return None;
+        }
+        // Never more than the length announced.
+        let allowed = match length {
+            Some(n) => (n.saturating_sub(sent)).min(data.len() as u64) as usize,
+            None => data.len(),
+        };
+        sent += allowed as u64;
+        (allowed > 0).then(|| data[..allowed].to_vec())
+    };
+    if let Some(data) = send(&first) {
+        if writer.send(&data).await.is_err() {
+            return Relayed::Failed;
+        }
+    }
+    loop {
+        match tokio::time::timeout_at(deadline, out.read(&mut piece)).await {
+            Err(_) => {
+                tracing::error!(script = name, "the program did not finish in time (CGITimeout / RequestTimeout); the response was cut");
+                return Relayed::Failed;
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                if let Some(data) = send(&piece[..n]) {
+                    if writer.send(&data).await.is_err() {
+                        return Relayed::Failed;
+                    }
+                }
+            }
+        }
+    }
+    if let (Some(n), false) = (length, no_body) {
+        if sent < n {
+            tracing::error!(
+                script = name,
+                announced = n,
+                sent,
+                "the program's output ended before its Content-Length"
+            );
+            return Relayed::Failed;
+        }
+    }
+    let _ = writer.finish(Vec::new()).await;
+    Relayed::Answered
+}
+
+/// IIS's 502 for a gateway program that misbehaved.
+async fn bad_gateway(req: Request, template: Response, why: &str) {
+    let mut response = Response::new(502);
+    response.log = template.log;
+    if let Some(log) = response.log.as_mut() {
+        log.win32_status = 0;
+    }
+    let page = format!(
+        "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1><p>The application for this URL misbehaved: {why}.</p></body></html>"
+    );
+    let _ = req
+        .respond(response.header("Content-Type", "text/html").body(page))
+        .await;
+}
+
+/// Runs a CGI program for the request and relays its answer.
+pub(crate) async fn run(
+    pipeline: Arc<Pipeline>,
+    call: CgiCall,
+    mut req: Request,
+    template: Response,
+    filters: Option<(
+        &mut crate::filters::RequestFilters,
+        &crate::isapi::Variables,
+    )>,
+) {
+    let deadline = Instant::now() + call.timeout;
+    let name = call.script.name.clone();
+    let Some(spawner) = pipeline.spawner.get().cloned() else {
+        tracing::error!(script = %name, "CGI programs cannot run: this worker has no program launcher");
+        bad_gateway(req, template, "it could not be started").await;
+        return;
+    };
+    // CGI wants the body's length first: a chunked one is gathered.
+    let gathered = match req.body {
+        BodyInfo::Chunked => match req.read_body(MAX_GATHERED_BODY).await {
+            Ok(body) => Some(Bytes::from(body)),
+            Err(_) => {
+                let _ = req.respond(Response::new(413)).await;
+                return;
+            }
+        },
+        _ => None,
+    };
+    let length = match (&gathered, req.body) {
+        (Some(body), _) => Some(body.len() as u64),
+        (None, BodyInfo::Length(n)) => Some(n),
+        (None, _) => None,
+    };
+    let mut program = spawner::Program::new(&call.program);
+    program.args = call.args.clone();
+    program.env = meta_variables(&req, &call.script, length);
+    program
+        .env
+        .push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+    program.cwd = call.script.file.parent().map(PathBuf::from);
+    program.reach = call.reach.clone();
+    program.stdin = spawner::Stdio::Passed;
+    program.stdout = spawner::Stdio::Passed;
+    program.stderr = spawner::Stdio::Passed;
+    let pipes = (|| -> std::io::Result<_> {
+        let flags = nix::fcntl::OFlag::O_CLOEXEC;
+        Ok((
+            nix::unistd::pipe2(flags)?,
+            nix::unistd::pipe2(flags)?,
+            nix::unistd::pipe2(flags)?,
+        ))
+    })();
+    let Ok(((in_r, in_w), (out_r, out_w), (err_r, err_w))) = pipes else {
+        tracing::error!(script = %name, "no pipes for a CGI program");
+        bad_gateway(req, template, "it could not be started").await;
+        return;
+    };
+    let started = match spawner.spawn(program, &[&in_r, &out_w, &err_w]).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(script = %name, error = %e, "the CGI program could not be started");
+            bad_gateway(req, template, "it could not be started").await;
+            return;
+        }
+    };
+    drop((in_r, out_w, err_w));
+    let pid = started.pid;
+    // Its standard error, to the service log under the script's name.
+    if let Ok(err) = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r) {
+        tokio::spawn(log_stderr(name.clone(), err));
+    }
+    // The body, streamed to its standard input as the client sends it.
+    let mut body = req.take_body();
+    if let Ok(mut input) = tokio::net::unix::pipe::Sender::from_owned_fd(in_w) {
+        tokio::spawn(async move {
+            if let Some(all) = gathered {
+                let _ = input.write_all(&all).await;
+                return;
+            }
+            while let Ok(Some(chunk)) = body.chunk().await {
+                // A program that stops reading ends the stream.
+                if input.write_all(&chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let outcome = match tokio::net::unix::pipe::Receiver::from_owned_fd(out_r) {
+        Ok(mut out) => {
+            relay(
+                &pipeline, &name, call.nph, &mut out, req, template, deadline, filters,
+            )
+            .await
+        }
+        Err(_) => Relayed::Nothing(Box::new(req)),
+    };
+    match outcome {
+        Relayed::Answered => {}
+        Relayed::Nothing(req) => {
+            let exit = tokio::time::timeout(Duration::from_secs(1), started.exited)
+                .await
+                .ok()
+                .and_then(Result::ok);
+            let how = exit
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "no end seen".into());
+            tracing::error!(script = %name, ended = %how, "the CGI program wrote nothing");
+            bad_gateway(*req, Response::new(502), "it wrote no answer").await;
+        }
+        Relayed::Failed => {}
+    }
+    // Whatever is left of it (a program past its time, or one that went
+    // on after its answer) goes with its process group.
+    spawner.kill(pid);
+}
+
+async fn log_stderr(script: String, err: tokio::net::unix::pipe::Receiver) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(err).lines();
+    let mut count = 0usize;
+    while let Ok(Some(line)) = lines.next_line().await {
+        count += 1;
+        if count <= MAX_STDERR_LINES {
+            let line: String = line.chars().take(2000).collect();
+            tracing::warn!(script = %script, "stderr: {line}");
+        }
+    }
+    if count > MAX_STDERR_LINES {
+        tracing::warn!(script = %script, "stderr: {} more lines not logged", count - MAX_STDERR_LINES);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_blocks_end_at_the_first_blank_line_either_way() {
+        assert_eq!(head_end(b"A: b\n\nbody"), Some(6));
+        assert_eq!(head_end(b"A: b\r\n\r\nbody"), Some(8));
+        assert_eq!(head_end(b"X: y\n\r\n"), Some(7));
+        assert_eq!(head_end(b"A: b\r\nC: d\r\n"), None);
+    }
+
+    #[test]
+    fn status_location_and_fields_are_read_and_bad_blocks_refused() {
+        let head = parse_head(
+            b"Status: 404 Not Here\r\nContent-Type: text/plain\r\nX-A: 1\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(head.status, Some((404, "Not Here".into())));
+        assert_eq!(head.fields[0], ("Content-Type".into(), "text/plain".into()));
+        let head = parse_head(b"Location: /elsewhere?x=1\n\n", false).unwrap();
+        assert_eq!(head.location.as_deref(), Some("/elsewhere?x=1"));
+        let head = parse_head(b"HTTP/1.1 201 Made\r\nContent-Length: 3\r\n\r\n", true).unwrap();
+        assert_eq!(head.status, Some((201, "Made".into())));
+        assert_eq!(head.content_length(), Some(3));
+        for bad in [
+            &b"no colon here\n\n"[..],
+            b"Status: abc\n\n",
+            b"Bad Name: x\n\n",
+            b"\xff\xfe: x\n\n",
+        ] {
+            assert!(parse_head(bad, false).is_err(), "{bad:?}");
+        }
+        assert!(parse_head(b"Content-Type: text/plain\n\n", true).is_err());
+    }
+
+    #[test]
+    fn request_uri_is_the_origin_form_of_the_target() {
+        assert_eq!(request_uri(b"/a/b.php?x=1"), "/a/b.php?x=1");
+        assert_eq!(request_uri(b"http://host:8080/a?b"), "/a?b");
+        assert_eq!(request_uri(b"http://host"), "/");
+    }
+}
