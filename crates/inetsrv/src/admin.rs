@@ -296,6 +296,15 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
             }
             result
         }
+        Command::Fastcgi { command } => {
+            let result = crate::fastcgi_cmd::execute(&mut ctx.out, &cli, files, command);
+            if result.is_ok() && crate::fastcgi_cmd::writes(command) {
+                // In effect (in every worker) on return, as mb.
+                was.synced(files.metabase().snapshot().change_number())
+                    .await;
+            }
+            result
+        }
         Command::Query { wql } => crate::wmi_cmd::execute(
             &mut ctx.out,
             &cli,

@@ -9,6 +9,7 @@ mod admin;
 mod backup_cmd;
 mod cert_cmd;
 mod config_cmd;
+mod fastcgi_cmd;
 mod first_run;
 mod mb_cmd;
 mod output;
@@ -122,6 +123,12 @@ pub enum Command {
         #[command(subcommand)]
         command: webext_cmd::WebextCommand,
     },
+    /// FastCGI applications (PHP and others): add, set, list, delete,
+    /// import-ini (IIS 6's fcgiconfig and fcgiext.ini).
+    Fastcgi {
+        #[command(subcommand)]
+        command: fastcgi_cmd::FastcgiCommand,
+    },
     /// URL reservations: who may register which URL prefixes.
     Urlacl {
         #[command(subcommand)]
@@ -172,6 +179,7 @@ fn main() -> ExitCode {
         Command::Config { command } => config_cmd::run(&cli, command),
         Command::Urlacl { command } => urlacl_cmd::run(&cli, command),
         Command::Webext { command } => run_web(&cli, WebVerb::Webext(command)),
+        Command::Fastcgi { command } => run_web(&cli, WebVerb::Fastcgi(command)),
         Command::Cert { command } => cert_cmd::run(&cli, command),
         Command::Sslcert { command } => sslcert_cmd::run(&cli, command),
         Command::Query { wql } => run_web(&cli, WebVerb::Query(wql)),
@@ -196,6 +204,7 @@ enum WebVerb<'a> {
     Vdir(&'a web_cmd::VdirVerb),
     Pool(&'a web_cmd::PoolVerb),
     Webext(&'a webext_cmd::WebextCommand),
+    Fastcgi(&'a fastcgi_cmd::FastcgiCommand),
 }
 
 /// The server already printed why a remote command failed.
@@ -224,6 +233,10 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
         None => (target::state_dir(cli), None),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv = match &verb {
+        WebVerb::Fastcgi(command) => fastcgi_cmd::client_argv(command, argv)?,
+        _ => argv,
+    };
     if let Some(reply) = admin::call(&dir, argv, file.as_deref())? {
         print!("{}", reply.stdout);
         eprint!("{}", reply.stderr);
@@ -236,6 +249,7 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
     let writes = match &verb {
         WebVerb::Mb(v) => return mb_cmd::run(cli, v),
         WebVerb::Webext(v) => return webext_cmd::run(cli, v),
+        WebVerb::Fastcgi(v) => return fastcgi_cmd::run(cli, v),
         WebVerb::Query(q) => return wmi_cmd::run(cli, wmi_cmd::Request::Query(q)),
         WebVerb::Wmi(v) => return wmi_cmd::run(cli, wmi_cmd::Request::Wmi(v)),
         WebVerb::Site(v) => v.writes(),
@@ -254,7 +268,11 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
     };
     let result = runtime.block_on(async {
         match verb {
-            WebVerb::Mb(_) | WebVerb::Query(_) | WebVerb::Wmi(_) | WebVerb::Webext(_) => Ok(()),
+            WebVerb::Mb(_)
+            | WebVerb::Query(_)
+            | WebVerb::Wmi(_)
+            | WebVerb::Webext(_)
+            | WebVerb::Fastcgi(_) => Ok(()),
             WebVerb::Site(v) => web_cmd::site(&mut ctx, v).await,
             WebVerb::Vdir(v) => web_cmd::vdir(&mut ctx, v).await,
             WebVerb::Pool(v) => web_cmd::pool(&mut ctx, v).await,

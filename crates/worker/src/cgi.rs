@@ -28,6 +28,8 @@ const MAX_HEAD: usize = 64 * 1024;
 /// A chunked request body is gathered to learn its length (CGI needs
 /// CONTENT_LENGTH) up to this much.
 const MAX_GATHERED_BODY: usize = 64 << 20;
+/// What a CGI program writes at once is gathered up to this much.
+const CGI_BUFFER: usize = 256 * 1024;
 /// Lines of a program's standard error logged per request; the rest are
 /// counted.
 const MAX_STDERR_LINES: usize = 200;
@@ -293,24 +295,46 @@ pub enum Relayed {
     Failed,
 }
 
+/// How [`relay`] treats a program's output.
+#[derive(Clone, Copy)]
+pub(crate) struct RelayOptions<'a> {
+    /// The script, for the log.
+    pub name: &'a str,
+    /// An nph- script: a status line first.
+    pub nph: bool,
+    pub deadline: Instant,
+    /// Output that comes in one burst is gathered up to this much (a
+    /// response that ends within it gets a Content-Length); a pause in
+    /// the output sends what came (PHP's flush() reaches the client).
+    pub buffer_limit: usize,
+    /// What a misbehaving program's client gets: 502 (CGI, as IIS 6) or
+    /// 500 (FastCGI, as its extension).
+    pub error_status: u16,
+}
+
 /// Relays a program's output (`out`: its header block, then its body) as
-/// the response to `req`, until `deadline`. `name` is the script, for the
-/// log. A local `Location` (no Status, a path) answers the request as
-/// that URL, through the pipeline again.
-#[allow(clippy::too_many_arguments)]
+/// the response to `req`, until the deadline. A read error means the
+/// output broke off: a response begun is cut, not completed. A local
+/// `Location` (no Status, a path) answers the request as that URL,
+/// through the pipeline again.
 pub(crate) async fn relay<R: AsyncRead + Unpin>(
     pipeline: &Arc<Pipeline>,
-    name: &str,
-    nph: bool,
+    how: &RelayOptions<'_>,
     out: &mut R,
     req: Request,
     template: Response,
-    deadline: Instant,
     filters: Option<(
         &mut crate::filters::RequestFilters,
         &crate::isapi::Variables,
     )>,
 ) -> Relayed {
+    let RelayOptions {
+        name,
+        nph,
+        deadline,
+        buffer_limit,
+        error_status,
+    } = *how;
     let mut buffer = Vec::with_capacity(8 * 1024);
     let mut piece = vec![0u8; 64 * 1024];
     let split = loop {
@@ -322,7 +346,7 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
                 script = name,
                 "the program's header block is larger than 64 KB"
             );
-            bad_gateway(req, template, "its header block is too large").await;
+            bad_gateway(req, template, error_status, "its header block is too large").await;
             return Relayed::Failed;
         }
         match tokio::time::timeout_at(deadline, out.read(&mut piece)).await {
@@ -331,10 +355,19 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
                     script = name,
                     "the program did not answer in time (CGITimeout / RequestTimeout)"
                 );
-                bad_gateway(req, template, "it did not answer in time").await;
+                bad_gateway(req, template, error_status, "it did not answer in time").await;
                 return Relayed::Failed;
             }
-            Ok(Ok(0)) | Ok(Err(_)) => {
+            Ok(Err(_)) if buffer.is_empty() => return Relayed::Nothing(Box::new(req)),
+            Ok(Err(_)) => {
+                tracing::error!(
+                    script = name,
+                    "the program's output broke off within its header block"
+                );
+                bad_gateway(req, template, error_status, "its output broke off").await;
+                return Relayed::Failed;
+            }
+            Ok(Ok(0)) => {
                 if buffer.is_empty() {
                     return Relayed::Nothing(Box::new(req));
                 }
@@ -348,7 +381,13 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
                     script = name,
                     "the program ended before its header block did"
                 );
-                bad_gateway(req, template, "its header block is incomplete").await;
+                bad_gateway(
+                    req,
+                    template,
+                    error_status,
+                    "its header block is incomplete",
+                )
+                .await;
                 return Relayed::Failed;
             }
             Ok(Ok(n)) => buffer.extend_from_slice(&piece[..n]),
@@ -358,11 +397,11 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
         Ok(head) => head,
         Err(reason) => {
             tracing::error!(script = name, %reason, "the program sent a malformed header block");
-            bad_gateway(req, template, "its header block is malformed").await;
+            bad_gateway(req, template, error_status, "its header block is malformed").await;
             return Relayed::Failed;
         }
     };
-    let first = Bytes::copy_from_slice(&buffer[split..]);
+    let first = buffer.split_off(split);
     drop(buffer);
     // RFC 3875 §6.2.2: a local redirect is answered as that URL.
     if let (None, Some(location)) = (&head.status, &head.location) {
@@ -416,6 +455,33 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
     }
     let is_head = req.method == "HEAD";
     let no_body = is_head || matches!(response.status, 204 | 304) || response.status < 200;
+    // What comes at once is gathered (up to the limit): a response that
+    // ends within it goes whole, with its length.
+    let mut first = first;
+    let mut ended = false;
+    while first.len() < buffer_limit {
+        match tokio::time::timeout(Duration::ZERO, out.read(&mut piece)).await {
+            Ok(Ok(0)) => {
+                ended = true;
+                break;
+            }
+            Ok(Ok(n)) => first.extend_from_slice(&piece[..n]),
+            Ok(Err(_)) => {
+                tracing::error!(script = name, "the program's output broke off");
+                bad_gateway(req, response, error_status, "its output broke off").await;
+                return Relayed::Failed;
+            }
+            Err(_) => break,
+        }
+    }
+    let length = match (length, ended) {
+        (None, true) => Some(first.len() as u64),
+        (length, _) => length,
+    };
+    if ended && !no_body && length == Some(first.len() as u64) {
+        let _ = req.respond(response.body(first)).await;
+        return Relayed::Answered;
+    }
     let framing = if no_body {
         Some(length.unwrap_or(0))
     } else {
@@ -452,7 +518,14 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
                 tracing::error!(script = name, "the program did not finish in time (CGITimeout / RequestTimeout); the response was cut");
                 return Relayed::Failed;
             }
-            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(0)) => break,
+            Ok(Err(_)) => {
+                tracing::error!(
+                    script = name,
+                    "the program's output broke off; the response was cut"
+                );
+                return Relayed::Failed;
+            }
             Ok(Ok(n)) => {
                 if let Some(data) = send(&piece[..n]) {
                     if writer.send(&data).await.is_err() {
@@ -477,15 +550,17 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
     Relayed::Answered
 }
 
-/// IIS's 502 for a gateway program that misbehaved.
-async fn bad_gateway(req: Request, template: Response, why: &str) {
-    let mut response = Response::new(502);
+/// IIS's answer (502 for CGI, 500 for FastCGI) for a gateway program
+/// that misbehaved.
+pub(crate) async fn bad_gateway(req: Request, template: Response, status: u16, why: &str) {
+    let mut response = Response::new(status);
     response.log = template.log;
     if let Some(log) = response.log.as_mut() {
         log.win32_status = 0;
     }
+    let title = httpapi::proto::reason_phrase(status);
     let page = format!(
-        "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1><p>The application for this URL misbehaved: {why}.</p></body></html>"
+        "<html><head><title>{status} {title}</title></head><body><h1>{title}</h1><p>The application for this URL misbehaved: {why}.</p></body></html>"
     );
     let _ = req
         .respond(response.header("Content-Type", "text/html").body(page))
@@ -507,7 +582,7 @@ pub(crate) async fn run(
     let name = call.script.name.clone();
     let Some(spawner) = pipeline.spawner.get().cloned() else {
         tracing::error!(script = %name, "CGI programs cannot run: this worker has no program launcher");
-        bad_gateway(req, template, "it could not be started").await;
+        bad_gateway(req, template, 502, "it could not be started").await;
         return;
     };
     // CGI wants the body's length first: a chunked one is gathered.
@@ -547,14 +622,14 @@ pub(crate) async fn run(
     })();
     let Ok(((in_r, in_w), (out_r, out_w), (err_r, err_w))) = pipes else {
         tracing::error!(script = %name, "no pipes for a CGI program");
-        bad_gateway(req, template, "it could not be started").await;
+        bad_gateway(req, template, 502, "it could not be started").await;
         return;
     };
     let started = match spawner.spawn(program, &[&in_r, &out_w, &err_w]).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(script = %name, error = %e, "the CGI program could not be started");
-            bad_gateway(req, template, "it could not be started").await;
+            bad_gateway(req, template, 502, "it could not be started").await;
             return;
         }
     };
@@ -582,10 +657,14 @@ pub(crate) async fn run(
     }
     let outcome = match tokio::net::unix::pipe::Receiver::from_owned_fd(out_r) {
         Ok(mut out) => {
-            relay(
-                &pipeline, &name, call.nph, &mut out, req, template, deadline, filters,
-            )
-            .await
+            let how = RelayOptions {
+                name: &name,
+                nph: call.nph,
+                deadline,
+                buffer_limit: CGI_BUFFER,
+                error_status: 502,
+            };
+            relay(&pipeline, &how, &mut out, req, template, filters).await
         }
         Err(_) => Relayed::Nothing(Box::new(req)),
     };
@@ -600,7 +679,7 @@ pub(crate) async fn run(
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "no end seen".into());
             tracing::error!(script = %name, ended = %how, "the CGI program wrote nothing");
-            bad_gateway(*req, Response::new(502), "it wrote no answer").await;
+            bad_gateway(*req, Response::new(502), 502, "it wrote no answer").await;
         }
         Relayed::Failed => {}
     }
@@ -609,7 +688,7 @@ pub(crate) async fn run(
     spawner.kill(pid);
 }
 
-async fn log_stderr(script: String, err: tokio::net::unix::pipe::Receiver) {
+pub(crate) async fn log_stderr(script: String, err: tokio::net::unix::pipe::Receiver) {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(err).lines();
     let mut count = 0usize;

@@ -199,6 +199,16 @@ impl ScriptMap {
         (program, words.collect())
     }
 
+    /// The FastCGI application it names (`fastcgi:NAME`).
+    pub fn fastcgi_app(&self) -> Option<&str> {
+        let rest = self.executable.trim();
+        let prefix = rest.get(..8)?;
+        prefix
+            .eq_ignore_ascii_case("fastcgi:")
+            .then(|| rest[8..].trim())
+            .filter(|n| !n.is_empty())
+    }
+
     /// Whether an ISAPI extension (a shared object) handles it, rather
     /// than a program (CGI).
     pub fn is_isapi(&self) -> bool {
@@ -435,6 +445,8 @@ pub struct Config {
     urls: Mutex<HashMap<u32, HashMap<String, Arc<UrlConfig>>>>,
     /// WebSvcExtRestrictionList: which modules may run.
     pub restrictions: crate::isapi::Restrictions,
+    /// The FastCGI applications, by lower-case name.
+    pub fastcgi_apps: HashMap<String, Arc<crate::fastcgi::AppSettings>>,
 }
 
 /// URLs remembered per generation; beyond this the memory starts over.
@@ -461,6 +473,7 @@ impl Config {
             _ => crate::isapi::Restrictions::default(),
         };
         Config {
+            fastcgi_apps: crate::fastcgi::applications(&snapshot),
             restrictions,
             compression: Compression::read(&snapshot, compression_dir),
             content,

@@ -20,6 +20,7 @@ pub mod compress;
 pub mod config;
 pub mod content;
 pub mod errors;
+pub mod fastcgi;
 pub mod filecache;
 pub mod files;
 pub mod filters;

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use crate::error::{Error, Result};
 use crate::value::{parse_u32, Attributes, DataType, UserType, Value};
 
-pub use product::{ALLOW_SYMLINKS_OUTSIDE_ROOT, PRODUCT_IDS};
+pub use product::{fastcgi, ALLOW_SYMLINKS_OUTSIDE_ROOT, PRODUCT_IDS};
 pub use xml::{parse_schema, write_schema};
 
 /// The schema as shipped: IIS 6's standard classes and properties.
@@ -273,6 +273,29 @@ impl PropertyDef {
                 .iter()
                 .filter(|e| !e.trim().is_empty())
                 .try_for_each(|e| check_binding(e)),
+            (fastcgi::EXE_PATH, Value::String(p)) if !p.starts_with('/') => Err(format!(
+                "'{p}' is not an absolute path (the FastCGI application's program, e.g. /usr/bin/php-cgi)"
+            )),
+            (fastcgi::ENVIRONMENT_VARS, Value::MultiSz(entries)) => entries
+                .iter()
+                .filter(|e| !e.is_empty())
+                .try_for_each(|e| match e.split_once('=') {
+                    Some((name, _)) if !name.is_empty() && !name.contains('\0') => Ok(()),
+                    _ => Err(format!("'{e}' is not NAME=VALUE")),
+                }),
+            (fastcgi::STDERR_MODE, Value::String(m))
+                if !fastcgi::STDERR_MODES.iter().any(|k| k.eq_ignore_ascii_case(m)) =>
+            {
+                Err(format!(
+                    "'{m}' is not a StderrMode: {}",
+                    fastcgi::STDERR_MODES.join(", ")
+                ))
+            }
+            (fastcgi::PROTOCOL, Value::String(m))
+                if !fastcgi::PROTOCOLS.iter().any(|k| k.eq_ignore_ascii_case(m)) =>
+            {
+                Err(format!("'{m}' is not a protocol: Unix (NamedPipe) or Tcp"))
+            }
             (crate::ids::PATH, Value::String(p) | Value::ExpandSz(p)) if p.trim().is_empty() => {
                 Err(
                     "a virtual directory's Path cannot be empty (give the directory it serves)"

@@ -22,30 +22,184 @@ pub const PRODUCT_IDS: RangeInclusive<u32> = 66_000..=66_999;
 /// virtual directory's content may lead out of its Path.
 pub const ALLOW_SYMLINKS_OUTSIDE_ROOT: u32 = 66_000;
 
+/// FastCGI applications: the settings of IIS 6's FastCGI extension
+/// (fcgiext.ini), one `IIsFastCgiApplication` key each under
+/// `/LM/W3SVC/FastCGI` (an `IIsFastCgiApplications` key).
+pub mod fastcgi {
+    pub const EXE_PATH: u32 = 66_001;
+    pub const ARGUMENTS: u32 = 66_002;
+    pub const ENVIRONMENT_VARS: u32 = 66_003;
+    pub const MAX_INSTANCES: u32 = 66_004;
+    pub const INSTANCE_MAX_REQUESTS: u32 = 66_005;
+    pub const REQUEST_TIMEOUT: u32 = 66_006;
+    pub const ACTIVITY_TIMEOUT: u32 = 66_007;
+    pub const IDLE_TIMEOUT: u32 = 66_008;
+    pub const QUEUE_LENGTH: u32 = 66_009;
+    pub const RAPID_FAILS_PER_MINUTE: u32 = 66_010;
+    pub const RESPONSE_BUFFER_LIMIT: u32 = 66_011;
+    pub const STDERR_MODE: u32 = 66_012;
+    pub const PROTOCOL: u32 = 66_013;
+    /// The key type of one application, and of the key holding them.
+    pub const APPLICATION_CLASS: &str = "IIsFastCgiApplication";
+    pub const CONTAINER_CLASS: &str = "IIsFastCgiApplications";
+    /// Where the applications are.
+    pub const CONTAINER_PATH: &str = "/LM/W3SVC/FastCGI";
+    /// FastCgiStderrMode's values, as fcgiext.ini's StderrMode.
+    pub const STDERR_MODES: [&str; 4] = [
+        "ReturnStderrIn500",
+        "ReturnGeneric500",
+        "IgnoreAndReturn200",
+        "TerminateProcess",
+    ];
+    /// FastCgiProtocol's values: a Unix socket (fcgiext.ini's NamedPipe
+    /// is taken as it) or TCP on loopback.
+    pub const PROTOCOLS: [&str; 3] = ["Unix", "Tcp", "NamedPipe"];
+}
+
 struct Addition {
     def: PropertyDef,
     /// The key types that may carry it.
     classes: &'static [&'static str],
 }
 
-fn additions() -> Vec<Addition> {
-    vec![Addition {
-        def: PropertyDef {
-            default: Some("FALSE".into()),
-            ..PropertyDef::custom(
-                ALLOW_SYMLINKS_OUTSIDE_ROOT,
-                "AllowSymlinksOutsideRoot",
-                crate::value::DataType::Dword,
-                UserType::FILE,
-                Attributes::INHERIT,
-            )
-        }
-        .with_schema_type(SchemaType::Bool),
-        // It is read where a Path is set: a virtual directory (a site's
-        // ROOT is one), or above it to pass down.
-        classes: &["IIsWebService", "IIsWebServer", "IIsWebVirtualDir"],
-    }]
+/// A FastCGI application setting (not inherited).
+fn fastcgi_property(
+    id: u32,
+    name: &str,
+    schema_type: SchemaType,
+    default: Option<&str>,
+    range: Option<(u32, u32)>,
+) -> Addition {
+    let mut def = PropertyDef::custom(
+        id,
+        name,
+        schema_type.data_type(),
+        UserType::SERVER,
+        Attributes::NO_ATTRIBUTES,
+    )
+    .with_schema_type(schema_type);
+    def.default = default.map(str::to_string);
+    if let Some((min, max)) = range {
+        def.starting_number = Some(min);
+        def.ending_number = Some(max);
+    }
+    Addition {
+        def,
+        classes: &[fastcgi::APPLICATION_CLASS],
+    }
 }
+
+fn additions() -> Vec<Addition> {
+    use fastcgi::*;
+    use SchemaType::{Dword, MultiSz, String};
+    let seconds = Some((1, 7 * 24 * 3600));
+    let mut list = vec![
+        fastcgi_property(EXE_PATH, "FastCgiExePath", String, None, None),
+        fastcgi_property(ARGUMENTS, "FastCgiArguments", String, Some(""), None),
+        fastcgi_property(
+            ENVIRONMENT_VARS,
+            "FastCgiEnvironmentVars",
+            MultiSz,
+            None,
+            None,
+        ),
+        fastcgi_property(
+            MAX_INSTANCES,
+            "FastCgiMaxInstances",
+            Dword,
+            Some("4"),
+            Some((1, 10_000)),
+        ),
+        fastcgi_property(
+            INSTANCE_MAX_REQUESTS,
+            "FastCgiInstanceMaxRequests",
+            Dword,
+            Some("1000"),
+            Some((1, 10_000_000)),
+        ),
+        fastcgi_property(
+            REQUEST_TIMEOUT,
+            "FastCgiRequestTimeout",
+            Dword,
+            Some("90"),
+            seconds,
+        ),
+        fastcgi_property(
+            ACTIVITY_TIMEOUT,
+            "FastCgiActivityTimeout",
+            Dword,
+            Some("30"),
+            seconds,
+        ),
+        fastcgi_property(
+            IDLE_TIMEOUT,
+            "FastCgiIdleTimeout",
+            Dword,
+            Some("300"),
+            seconds,
+        ),
+        fastcgi_property(
+            QUEUE_LENGTH,
+            "FastCgiQueueLength",
+            Dword,
+            Some("1000"),
+            Some((0, 1_000_000)),
+        ),
+        fastcgi_property(
+            RAPID_FAILS_PER_MINUTE,
+            "FastCgiRapidFailsPerMinute",
+            Dword,
+            Some("10"),
+            Some((0, 1_000_000)),
+        ),
+        fastcgi_property(
+            RESPONSE_BUFFER_LIMIT,
+            "FastCgiResponseBufferLimit",
+            Dword,
+            Some("4194304"),
+            None,
+        ),
+        fastcgi_property(
+            STDERR_MODE,
+            "FastCgiStderrMode",
+            String,
+            Some("ReturnStderrIn500"),
+            None,
+        ),
+        fastcgi_property(PROTOCOL, "FastCgiProtocol", String, Some("Unix"), None),
+    ];
+    list.insert(
+        0,
+        Addition {
+            def: PropertyDef {
+                default: Some("FALSE".into()),
+                ..PropertyDef::custom(
+                    ALLOW_SYMLINKS_OUTSIDE_ROOT,
+                    "AllowSymlinksOutsideRoot",
+                    crate::value::DataType::Dword,
+                    UserType::FILE,
+                    Attributes::INHERIT,
+                )
+            }
+            .with_schema_type(SchemaType::Bool),
+            // It is read where a Path is set: a virtual directory (a site's
+            // ROOT is one), or above it to pass down.
+            classes: &["IIsWebService", "IIsWebServer", "IIsWebVirtualDir"],
+        },
+    );
+    list
+}
+
+/// Key types inetsrv adds: (name, the types it contains, the types that
+/// may contain it).
+const CLASS_ADDITIONS: &[(&str, &[&str], &[&str])] = &[
+    (
+        fastcgi::CONTAINER_CLASS,
+        &[fastcgi::APPLICATION_CLASS],
+        &["IIsWebService"],
+    ),
+    (fastcgi::APPLICATION_CLASS, &[], &[]),
+];
 
 impl PropertyDef {
     fn with_schema_type(mut self, schema_type: SchemaType) -> PropertyDef {
@@ -59,6 +213,20 @@ impl Schema {
     /// per addition that could not be made (an ID or name already taken).
     pub fn add_product_properties(&mut self) -> Vec<String> {
         let mut conflicts = Vec::new();
+        for (name, contains, under) in CLASS_ADDITIONS {
+            if self.class(name).is_some() {
+                continue;
+            }
+            let under: Vec<std::string::String> = under
+                .iter()
+                .filter(|c| self.class(c).is_some())
+                .map(|c| c.to_string())
+                .collect();
+            let contains = contains.iter().map(|c| c.to_string()).collect();
+            if let Err(e) = self.add_class(name, contains, &under, &[]) {
+                conflicts.push(format!("key type {name} could not be added: {e}"));
+            }
+        }
         for Addition { def, classes } in additions() {
             debug_assert!(PRODUCT_IDS.contains(&def.id));
             match (self.property(def.id), self.property_by_name(&def.name)) {

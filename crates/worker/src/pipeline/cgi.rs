@@ -10,13 +10,20 @@ use super::*;
 use crate::cgi::{CgiCall, Script};
 use crate::config::ScriptMap;
 
-/// A CGI program chosen for the request.
-pub(super) struct CgiHandler(pub CgiCall);
+/// A program chosen for the request: a CGI program, or a FastCGI
+/// application.
+pub(super) enum Gateway {
+    Cgi(CgiCall),
+    FastCgi(crate::fastcgi::FastCgiCall),
+}
 
-impl RequestHandler for CgiHandler {
+impl RequestHandler for Gateway {
     async fn handle(self, _pipeline: &Pipeline, _x: &mut Exchange) -> Result<Reply, HttpError> {
         let mut reply = Reply::new(200);
-        reply.body = Body::Cgi(Box::new(self.0));
+        reply.body = match self {
+            Gateway::Cgi(call) => Body::Cgi(Box::new(call)),
+            Gateway::FastCgi(call) => Body::FastCgi(Box::new(call)),
+        };
         Ok(reply)
     }
 }
@@ -79,17 +86,22 @@ impl Pipeline {
         None
     }
 
-    /// The CGI program that answers for a script: `None` when no program
-    /// is mapped to it.
-    pub(super) fn cgi_call(
+    /// The program that answers for a script (CGI or FastCGI): `None`
+    /// when none is mapped to it.
+    pub(super) fn gateway_call(
         &self,
         x: &Exchange,
         script: &ScriptUrl,
         ctx: &Ctx,
-    ) -> Option<Result<CgiCall, HttpError>> {
+    ) -> Option<Result<Gateway, HttpError>> {
         let cfg = &script.cfg;
         let name = script.name.rsplit('/').next().unwrap_or("");
         let physical = cfg.physical.clone()?;
+        if let Some(map) = cfg.script_map(name, x.skip.as_deref()) {
+            if let Some(app) = map.fastcgi_app() {
+                return Some(self.fastcgi_call(x, script, ctx, map, app));
+            }
+        }
         let (program, arg_template, needed, check_file) = match cfg
             .script_map(name, x.skip.as_deref())
         {
@@ -147,35 +159,85 @@ impl Pipeline {
             // RFC 3875 §4.4: an ISINDEX query is the command line.
             args = query_words;
         }
-        let site_root = x.config.url(x.site, "/").and_then(|c| c.physical.clone());
-        let path_translated = if script.path_info.is_empty() {
-            physical.clone()
-        } else {
-            x.config
-                .url(x.site, &script.path_info)
-                .and_then(|c| c.physical.clone())
-                .unwrap_or_else(|| physical.clone())
-        };
-        Some(Ok(CgiCall {
-            script: Script {
-                name: script.name.clone(),
-                file: physical.clone(),
-                path_info: script.path_info.clone(),
-                path_translated,
-                document_root: site_root,
-                site_id: cfg.site_id,
-                app_md_path: cfg.app_root.clone(),
-                app_physical: physical.parent().map(PathBuf::from),
-                user: ctx.user.clone(),
-                auth_type: ctx.auth_type,
-                authenticated: ctx.authenticated,
-            },
+        Some(Ok(Gateway::Cgi(CgiCall {
+            script: script_facts(x, script, ctx, &physical),
             program,
             args,
             nph: name.to_ascii_lowercase().starts_with("nph-"),
             timeout: Duration::from_secs(u64::from(cfg.cgi_timeout.max(1))),
             reach: x.config.content.roots().map(PathBuf::from).collect(),
+        })))
+    }
+
+    /// A script map naming a FastCGI application (`fastcgi:NAME`).
+    fn fastcgi_call(
+        &self,
+        x: &Exchange,
+        script: &ScriptUrl,
+        ctx: &Ctx,
+        map: &ScriptMap,
+        app: &str,
+    ) -> Result<Gateway, HttpError> {
+        let cfg = &script.cfg;
+        if cfg.access & needed_access(map) == 0 {
+            return Err(HttpError::new(403, 1).win32(5));
+        }
+        let physical = cfg
+            .physical
+            .clone()
+            .ok_or(HttpError::new(404, 0).win32(3))?;
+        let Some(settings) = x.config.fastcgi_apps.get(&app.to_ascii_lowercase()) else {
+            tracing::error!(application = app, "a script map names a FastCGI application that is not configured (inetsrv fastcgi list)");
+            return Err(HttpError::new(500, 0));
+        };
+        if map.check_file
+            && !x
+                .config
+                .content
+                .metadata(&physical)
+                .is_ok_and(|m| m.is_file())
+        {
+            return Err(HttpError::new(404, 0).win32(2));
+        }
+        if !x
+            .config
+            .restrictions
+            .allows_program(&settings.exe.to_string_lossy())
+        {
+            return Err(HttpError::new(404, 2).win32(1260));
+        }
+        Ok(Gateway::FastCgi(crate::fastcgi::FastCgiCall {
+            app: settings.clone(),
+            script: script_facts(x, script, ctx, &physical),
+            reach: x.config.content.roots().map(PathBuf::from).collect(),
         }))
+    }
+}
+
+/// What the meta-variables say about the script.
+fn script_facts(x: &Exchange, script: &ScriptUrl, ctx: &Ctx, physical: &Path) -> Script {
+    let cfg = &script.cfg;
+    let site_root = x.config.url(x.site, "/").and_then(|c| c.physical.clone());
+    let path_translated = if script.path_info.is_empty() {
+        physical.to_path_buf()
+    } else {
+        x.config
+            .url(x.site, &script.path_info)
+            .and_then(|c| c.physical.clone())
+            .unwrap_or_else(|| physical.to_path_buf())
+    };
+    Script {
+        name: script.name.clone(),
+        file: physical.to_path_buf(),
+        path_info: script.path_info.clone(),
+        path_translated,
+        document_root: site_root,
+        site_id: cfg.site_id,
+        app_md_path: cfg.app_root.clone(),
+        app_physical: physical.parent().map(PathBuf::from),
+        user: ctx.user.clone(),
+        auth_type: ctx.auth_type,
+        authenticated: ctx.authenticated,
     }
 }
 

@@ -32,14 +32,14 @@ impl Pipeline {
                         name: x.req.url.path.clone(),
                         path_info: String::new(),
                     };
-                    let program = match self.cgi_call(x, &whole, ctx) {
+                    let program = match self.gateway_call(x, &whole, ctx) {
                         Some(found) => Some(found),
                         None => self
                             .split_script(x, &cfg)
-                            .and_then(|script| self.cgi_call(x, &script, ctx)),
+                            .and_then(|script| self.gateway_call(x, &script, ctx)),
                     };
                     match program {
-                        Some(Ok(call)) => CgiHandler(call).handle(self, x).await,
+                        Some(Ok(gateway)) => gateway.handle(self, x).await,
                         Some(Err(e)) => Err(e),
                         None => StaticFiles.handle(self, x).await,
                     }

@@ -87,6 +87,8 @@ pub struct Pipeline {
     pub filter_modules: crate::filters::FilterModules,
     /// Starts CGI and FastCGI programs (the worker itself may not).
     pub spawner: std::sync::OnceLock<spawner::Spawner>,
+    /// FastCGI applications' processes.
+    pub fastcgi: crate::fastcgi::Pools,
     /// What filters keep between a connection's requests.
     connections: Mutex<Connections>,
     /// Each site's filters under the configuration (change number) in force.
@@ -113,6 +115,8 @@ enum Body {
     Extension(Box<crate::isapi::Call>),
     /// A CGI program answers, when the response is sent.
     Cgi(Box<crate::cgi::CgiCall>),
+    /// A FastCGI application answers, when the response is sent.
+    FastCgi(Box<crate::fastcgi::FastCgiCall>),
     /// Parts of a file, with literal bytes between them (multipart).
     File {
         source: Source,
@@ -135,7 +139,7 @@ enum Part {
 impl Body {
     fn len(&self) -> u64 {
         match self {
-            Body::Empty | Body::Extension(_) | Body::Cgi(_) => 0,
+            Body::Empty | Body::Extension(_) | Body::Cgi(_) | Body::FastCgi(_) => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::File { parts, .. } => parts
                 .iter()
@@ -224,6 +228,7 @@ impl Pipeline {
             module_files: Default::default(),
             filter_modules: Default::default(),
             spawner: std::sync::OnceLock::new(),
+            fastcgi: Default::default(),
             site_filters: Mutex::new((u64::MAX, Default::default())),
             connections: Mutex::default(),
         }

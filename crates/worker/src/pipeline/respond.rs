@@ -140,7 +140,7 @@ impl Pipeline {
         // filters: a filtered site's answers are not cached (as HTTP.SYS's
         // cache is off for sites with filters in IIS 6).
         let mut body = body;
-        if !matches!(body, Body::Extension(_) | Body::Cgi(_)) {
+        if !matches!(body, Body::Extension(_) | Body::Cgi(_) | Body::FastCgi(_)) {
             // An extension's (or a program's) answer is filtered when it
             // makes it.
             request.on_response(&mut response, &|n| vars.get(n));
@@ -193,6 +193,9 @@ impl Pipeline {
             }
             Body::Cgi(call) => {
                 crate::cgi::run(self.clone(), *call, req, response, filters).await;
+            }
+            Body::FastCgi(call) => {
+                crate::fastcgi::run(self.clone(), *call, req, response, filters).await;
             }
             Body::Bytes(bytes) => {
                 let _ = req.respond(response.body(bytes)).await;

@@ -1,0 +1,1051 @@
+//! FastCGI applications, as IIS 6's FastCGI extension ran them: each
+//! application (an `IIsFastCgiApplication` key, fcgiext.ini's section)
+//! has a pool of processes in each worker, started on demand through the
+//! worker's launcher up to MaxInstances, each listening on a socket of
+//! its own (a Unix socket, or TCP on loopback) and reused with
+//! FCGI_KEEP_CONN. A request waits for a free process (up to QueueLength
+//! waiting; then 503), runs within RequestTimeout and ActivityTimeout,
+//! and streams both ways; a process is retired after InstanceMaxRequests
+//! and stopped after IdleTimeout unused. A process that ends before it
+//! answers gets the request again on a fresh one (once); too many ends in
+//! a minute (RapidFailsPerMinute) stop the application until its
+//! configuration changes. FCGI_GET_VALUES asks each process how many
+//! connections it takes (FCGI_MAX_CONNS).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fastcgi::{ProtocolStatus, Record};
+use httpapi::proto::BodyInfo;
+use httpapi::{BodyReader, Request, Response};
+use metabase::schema::fastcgi as ids;
+use metabase::{MbPath, Snapshot, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+use crate::cgi::{bad_gateway, meta_variables, relay, RelayOptions, Relayed, Script};
+use crate::pipeline::Pipeline;
+
+/// A request body kept for a retry up to this size.
+const REPLAYABLE_BODY: usize = 1 << 20;
+/// How long a new process has to answer FCGI_GET_VALUES.
+const GET_VALUES_WAIT: Duration = Duration::from_secs(2);
+/// How much standard error text a ReturnStderrIn500 page shows.
+const MAX_STDERR_PAGE: usize = 64 * 1024;
+
+/// What to do with what an application writes to FCGI_STDERR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StderrMode {
+    /// Before any output: a 500 showing the text (IIS's default).
+    ReturnStderrIn500,
+    /// Before any output: a 500 with a generic page.
+    ReturnGeneric500,
+    /// Logged; the response goes on.
+    IgnoreAndReturn200,
+    /// The process is stopped and the request fails.
+    TerminateProcess,
+}
+
+/// One application's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppSettings {
+    pub name: String,
+    pub exe: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub max_instances: u32,
+    pub instance_max_requests: u32,
+    pub request_timeout: Duration,
+    pub activity_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub queue_length: u32,
+    pub rapid_fails_per_minute: u32,
+    pub response_buffer_limit: usize,
+    pub stderr_mode: StderrMode,
+    pub tcp: bool,
+}
+
+/// The applications the configuration defines, by lower-case name.
+pub fn applications(snapshot: &Snapshot) -> HashMap<String, Arc<AppSettings>> {
+    let mut apps = HashMap::new();
+    let Ok(container) = MbPath::parse(ids::CONTAINER_PATH) else {
+        return apps;
+    };
+    let Ok(children) = snapshot.child_keys(&container) else {
+        return apps;
+    };
+    for (name, key_type) in children {
+        if !key_type.eq_ignore_ascii_case(ids::APPLICATION_CLASS) {
+            continue;
+        }
+        let Ok(path) = MbPath::parse(&format!("{}/{name}", ids::CONTAINER_PATH)) else {
+            continue;
+        };
+        let text = |id| match snapshot.effective(&path, id) {
+            Some(Value::String(s)) | Some(Value::ExpandSz(s)) => s,
+            _ => String::new(),
+        };
+        let dword = |id, default: u32| snapshot.effective_dword(&path, id).unwrap_or(default);
+        let exe = text(ids::EXE_PATH);
+        if !exe.starts_with('/') {
+            tracing::warn!(application = %name, "a FastCGI application without an absolute FastCgiExePath is left out");
+            continue;
+        }
+        let env = match snapshot.effective(&path, ids::ENVIRONMENT_VARS) {
+            Some(Value::MultiSz(entries)) => entries
+                .iter()
+                .filter_map(|e| e.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let stderr_mode = match text(ids::STDERR_MODE).to_ascii_lowercase().as_str() {
+            "returngeneric500" => StderrMode::ReturnGeneric500,
+            "ignoreandreturn200" => StderrMode::IgnoreAndReturn200,
+            "terminateprocess" => StderrMode::TerminateProcess,
+            _ => StderrMode::ReturnStderrIn500,
+        };
+        let settings = AppSettings {
+            name: name.clone(),
+            exe: PathBuf::from(exe),
+            args: crate::config::split_command_line(&text(ids::ARGUMENTS)),
+            env,
+            max_instances: dword(ids::MAX_INSTANCES, 4).max(1),
+            instance_max_requests: dword(ids::INSTANCE_MAX_REQUESTS, 1000).max(1),
+            request_timeout: Duration::from_secs(u64::from(dword(ids::REQUEST_TIMEOUT, 90).max(1))),
+            activity_timeout: Duration::from_secs(u64::from(
+                dword(ids::ACTIVITY_TIMEOUT, 30).max(1),
+            )),
+            idle_timeout: Duration::from_secs(u64::from(dword(ids::IDLE_TIMEOUT, 300).max(1))),
+            queue_length: dword(ids::QUEUE_LENGTH, 1000),
+            rapid_fails_per_minute: dword(ids::RAPID_FAILS_PER_MINUTE, 10),
+            response_buffer_limit: dword(ids::RESPONSE_BUFFER_LIMIT, 4 << 20) as usize,
+            stderr_mode,
+            tcp: text(ids::PROTOCOL).eq_ignore_ascii_case("tcp"),
+        };
+        apps.insert(name.to_ascii_lowercase(), Arc::new(settings));
+    }
+    apps
+}
+
+/// A request for a FastCGI application.
+#[derive(Clone, Debug)]
+pub struct FastCgiCall {
+    pub app: Arc<AppSettings>,
+    pub script: Script,
+    /// Directories its processes must reach (the sites' content).
+    pub reach: Vec<PathBuf>,
+}
+
+/// The process pools of this worker, one per application.
+#[derive(Default)]
+pub struct Pools {
+    pools: Mutex<HashMap<String, Arc<AppPool>>>,
+}
+
+impl Pools {
+    /// The pool for these settings; a pool of older settings is retired
+    /// (its processes stop as their requests end).
+    fn get(&self, settings: &Arc<AppSettings>, spawner: &spawner::Spawner) -> Arc<AppPool> {
+        let mut pools = lock(&self.pools);
+        let key = settings.name.to_ascii_lowercase();
+        if let Some(pool) = pools.get(&key) {
+            if pool.settings == *settings {
+                return pool.clone();
+            }
+            pool.retire();
+        }
+        let pool = AppPool::new(settings.clone(), spawner.clone());
+        pools.insert(key, pool.clone());
+        pool
+    }
+
+    /// Stops every process (the worker is stopping).
+    pub fn stop_all(&self) {
+        for (_, pool) in lock(&self.pools).drain() {
+            pool.retire();
+        }
+    }
+
+    /// Processes running, by application (for tests and reports).
+    pub fn process_count(&self) -> usize {
+        lock(&self.pools)
+            .values()
+            .map(|p| lock(&p.state).instances.len())
+            .sum()
+    }
+}
+
+struct AppPool {
+    settings: Arc<AppSettings>,
+    spawner: spawner::Spawner,
+    state: Mutex<PoolState>,
+    /// A slot came free (a request ended, a process went).
+    freed: Notify,
+    waiting: AtomicUsize,
+    retired: AtomicBool,
+}
+
+#[derive(Default)]
+struct PoolState {
+    instances: Vec<Arc<Instance>>,
+    /// Processes being started.
+    starting: u32,
+    /// When processes ended unasked, for RapidFailsPerMinute.
+    failures: VecDeque<std::time::Instant>,
+    /// Why the application was stopped.
+    stopped: Option<String>,
+}
+
+/// One process.
+struct Instance {
+    pid: u32,
+    address: String,
+    tcp: bool,
+    /// Requests at once (FCGI_MAX_CONNS; 1 unless it says more).
+    capacity: u32,
+    in_use: AtomicU32,
+    served: AtomicU32,
+    alive: AtomicBool,
+    /// Asked to stop (retired, idle, timed out): its end is no failure.
+    stopping: AtomicBool,
+    idle_connections: Mutex<Vec<Stream>>,
+    last_used: Mutex<std::time::Instant>,
+}
+
+/// Why a request got no process.
+enum Refusal {
+    /// QueueLength requests wait already, or none came free in time.
+    Busy,
+    /// Stopped by RapidFailsPerMinute, or the program would not start.
+    Failed(String),
+}
+
+impl AppPool {
+    fn new(settings: Arc<AppSettings>, spawner: spawner::Spawner) -> Arc<AppPool> {
+        let pool = Arc::new(AppPool {
+            settings,
+            spawner,
+            state: Mutex::default(),
+            freed: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            retired: AtomicBool::new(false),
+        });
+        // Idle processes stop after IdleTimeout.
+        let weak = Arc::downgrade(&pool);
+        let period = (pool.settings.idle_timeout / 4)
+            .clamp(Duration::from_millis(250), Duration::from_secs(5));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(pool) = weak.upgrade() else { break };
+                if pool.retired.load(Ordering::SeqCst) {
+                    break;
+                }
+                pool.stop_idle();
+            }
+        });
+        pool
+    }
+
+    fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        let instances = std::mem::take(&mut lock(&self.state).instances);
+        for instance in instances {
+            if instance.in_use.load(Ordering::SeqCst) == 0 {
+                self.stop(&instance);
+            } else {
+                // Stops when its request ends (release).
+                instance.stopping.store(true, Ordering::SeqCst);
+            }
+        }
+        self.freed.notify_waiters();
+    }
+
+    fn stop(&self, instance: &Instance) {
+        instance.stopping.store(true, Ordering::SeqCst);
+        lock(&instance.idle_connections).clear();
+        self.spawner.signal(instance.pid, libc::SIGTERM);
+        // One that ignores SIGTERM goes anyway.
+        let spawner = self.spawner.clone();
+        let pid = instance.pid;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            spawner.kill(pid);
+        });
+    }
+
+    fn stop_idle(&self) {
+        let limit = self.settings.idle_timeout;
+        let mut state = lock(&self.state);
+        let (idle, keep): (Vec<_>, Vec<_>) = state.instances.drain(..).partition(|i| {
+            i.in_use.load(Ordering::SeqCst) == 0 && lock(&i.last_used).elapsed() >= limit
+        });
+        state.instances = keep;
+        drop(state);
+        for instance in idle {
+            tracing::debug!(application = %self.settings.name, pid = instance.pid, "an idle FastCGI process stops (IdleTimeout)");
+            self.stop(&instance);
+        }
+    }
+
+    /// A process with room for one more request, started if none has
+    /// room and MaxInstances allows; else a wait in the queue.
+    async fn acquire(
+        self: &Arc<Self>,
+        reach: &[PathBuf],
+        deadline: Instant,
+    ) -> Result<Lease, Refusal> {
+        /// What the pool's state allows now.
+        enum Next {
+            Lent(Arc<Instance>),
+            Start,
+            Wait,
+        }
+        loop {
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let next = {
+                let mut state = lock(&self.state);
+                if let Some(reason) = &state.stopped {
+                    return Err(Refusal::Failed(reason.clone()));
+                }
+                state.instances.retain(|i| i.alive.load(Ordering::SeqCst));
+                let free = state
+                    .instances
+                    .iter()
+                    .filter(|i| !i.stopping.load(Ordering::SeqCst))
+                    .filter(|i| i.in_use.load(Ordering::SeqCst) < i.capacity)
+                    .min_by_key(|i| i.in_use.load(Ordering::SeqCst))
+                    .cloned();
+                match free {
+                    Some(instance) => {
+                        instance.in_use.fetch_add(1, Ordering::SeqCst);
+                        Next::Lent(instance)
+                    }
+                    None if (state.instances.len() as u32 + state.starting)
+                        < self.settings.max_instances =>
+                    {
+                        state.starting += 1;
+                        Next::Start
+                    }
+                    None => Next::Wait,
+                }
+            };
+            match next {
+                Next::Lent(instance) => {
+                    return Ok(Lease {
+                        pool: self.clone(),
+                        instance,
+                        reusable: false,
+                    })
+                }
+                Next::Start => {
+                    let started = self.start(reach).await;
+                    lock(&self.state).starting -= 1;
+                    return match started {
+                        Ok(instance) => {
+                            instance.in_use.fetch_add(1, Ordering::SeqCst);
+                            lock(&self.state).instances.push(instance.clone());
+                            Ok(Lease {
+                                pool: self.clone(),
+                                instance,
+                                reusable: false,
+                            })
+                        }
+                        Err(e) => {
+                            self.failed(&format!("it could not be started: {e}"));
+                            self.freed.notify_one();
+                            Err(Refusal::Failed(e))
+                        }
+                    };
+                }
+                Next::Wait => {}
+            }
+            // Every process is busy: wait in the queue.
+            let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
+            if queued >= self.settings.queue_length as usize {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                return Err(Refusal::Busy);
+            }
+            let woke = tokio::time::timeout_at(deadline, notified).await;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            if woke.is_err() {
+                return Err(Refusal::Busy);
+            }
+        }
+    }
+
+    /// Starts a process and asks it FCGI_GET_VALUES.
+    async fn start(self: &Arc<Self>, reach: &[PathBuf]) -> Result<Arc<Instance>, String> {
+        let s = &self.settings;
+        let mut program = spawner::Program::new(&s.exe);
+        program.args = s.args.clone();
+        program.env = s.env.clone();
+        let has = |env: &[(String, String)], name: &str| env.iter().any(|(k, _)| k == name);
+        if !has(&program.env, "PATH") {
+            program
+                .env
+                .push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+        }
+        // PHP ends its process after 500 requests unless told otherwise:
+        // InstanceMaxRequests decides here.
+        if !has(&program.env, "PHP_FCGI_MAX_REQUESTS") {
+            program.env.push((
+                "PHP_FCGI_MAX_REQUESTS".into(),
+                s.instance_max_requests.to_string(),
+            ));
+        }
+        program.cwd = s.exe.parent().map(PathBuf::from);
+        program.reach = reach.to_vec();
+        program.stdin = if s.tcp {
+            spawner::Stdio::ListenTcp
+        } else {
+            spawner::Stdio::ListenUnix
+        };
+        program.stdout = spawner::Stdio::Null;
+        program.stderr = spawner::Stdio::Passed;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let started = self
+            .spawner
+            .spawn(program, &[&err_w])
+            .await
+            .map_err(|e| e.to_string())?;
+        drop(err_w);
+        let address = started
+            .address
+            .clone()
+            .ok_or("the launcher gave no address")?;
+        if let Ok(err) = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r) {
+            tokio::spawn(crate::cgi::log_stderr(format!("FastCGI {}", s.name), err));
+        }
+        let capacity = max_conns(&address, s.tcp).await.unwrap_or(1).clamp(1, 64);
+        let instance = Arc::new(Instance {
+            pid: started.pid,
+            address,
+            tcp: s.tcp,
+            capacity,
+            in_use: AtomicU32::new(0),
+            served: AtomicU32::new(0),
+            alive: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            idle_connections: Mutex::default(),
+            last_used: Mutex::new(std::time::Instant::now()),
+        });
+        tracing::info!(application = %s.name, pid = started.pid, capacity, "FastCGI process started");
+        // Its end: a failure unless it was asked to stop.
+        let watched = instance.clone();
+        let pool = Arc::downgrade(self);
+        let exited = started.exited;
+        tokio::spawn(async move {
+            let exit = exited.await.unwrap_or(spawner::Exit::Unknown);
+            watched.alive.store(false, Ordering::SeqCst);
+            lock(&watched.idle_connections).clear();
+            let Some(pool) = pool.upgrade() else { return };
+            if !watched.stopping.load(Ordering::SeqCst) {
+                pool.failed(&format!("process {} ended with {exit}", watched.pid));
+            }
+            pool.freed.notify_one();
+        });
+        Ok(instance)
+    }
+
+    /// A process failed: past RapidFailsPerMinute in a minute, the
+    /// application stops.
+    fn failed(&self, what: &str) {
+        let s = &self.settings;
+        tracing::warn!(application = %s.name, "FastCGI application: {what}");
+        let now = std::time::Instant::now();
+        let mut state = lock(&self.state);
+        state.failures.push_back(now);
+        while state
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            state.failures.pop_front();
+        }
+        if s.rapid_fails_per_minute > 0
+            && state.failures.len() as u32 >= s.rapid_fails_per_minute
+            && state.stopped.is_none()
+        {
+            let reason = format!(
+                "it failed {} times within a minute (RapidFailsPerMinute {}); it stays stopped until its configuration changes",
+                state.failures.len(),
+                s.rapid_fails_per_minute
+            );
+            tracing::error!(application = %s.name, "FastCGI application stopped: {reason}");
+            state.stopped = Some(reason);
+            drop(state);
+            self.freed.notify_waiters();
+        }
+    }
+}
+
+/// FCGI_MAX_CONNS, as a new process answers FCGI_GET_VALUES.
+async fn max_conns(address: &str, tcp: bool) -> Option<u32> {
+    let ask = async {
+        let mut stream = Stream::connect(address, tcp).await.ok()?;
+        let mut out = BytesMut::new();
+        fastcgi::encode_get_values(
+            &mut out,
+            &["FCGI_MAX_CONNS", "FCGI_MAX_REQS", "FCGI_MPXS_CONNS"],
+        );
+        stream.write_all(&out).await.ok()?;
+        let mut decoder = fastcgi::Decoder::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = stream.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            decoder.push(&buf[..n]);
+            match decoder.next_record() {
+                Ok(Some(Record::GetValuesResult(values))) => {
+                    return values
+                        .iter()
+                        .find(|(k, _)| k == "FCGI_MAX_CONNS")
+                        .and_then(|(_, v)| v.trim().parse().ok());
+                }
+                Ok(Some(_)) | Err(_) => return None,
+                Ok(None) => {}
+            }
+        }
+    };
+    tokio::time::timeout(GET_VALUES_WAIT, ask)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A process lent to one request.
+struct Lease {
+    pool: Arc<AppPool>,
+    instance: Arc<Instance>,
+    /// The request ended cleanly: its process takes more.
+    reusable: bool,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let instance = &self.instance;
+        let served = instance.served.fetch_add(1, Ordering::SeqCst) + 1;
+        *lock(&instance.last_used) = std::time::Instant::now();
+        let left = instance.in_use.fetch_sub(1, Ordering::SeqCst) - 1;
+        let worn_out = served >= self.pool.settings.instance_max_requests;
+        if !self.reusable || worn_out || instance.stopping.load(Ordering::SeqCst) {
+            if worn_out || !self.reusable {
+                instance.stopping.store(true, Ordering::SeqCst);
+            }
+            if left == 0 {
+                if worn_out {
+                    tracing::debug!(application = %self.pool.settings.name, pid = instance.pid, served, "FastCGI process retired (InstanceMaxRequests)");
+                }
+                lock(&self.pool.state)
+                    .instances
+                    .retain(|i| !Arc::ptr_eq(i, instance));
+                self.pool.stop(instance);
+            }
+        }
+        self.pool.freed.notify_one();
+    }
+}
+
+/// A connection to a process.
+enum Stream {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+impl Stream {
+    async fn connect(address: &str, tcp: bool) -> std::io::Result<Stream> {
+        if tcp {
+            Ok(Stream::Tcp(tokio::net::TcpStream::connect(address).await?))
+        } else {
+            Ok(Stream::Unix(
+                tokio::net::UnixStream::connect(address).await?,
+            ))
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, data),
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, data),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The application's FCGI_STDOUT as a byte stream; an `Err` is an
+/// output that broke off.
+struct Output {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl AsyncRead for Output {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            if !self.current.is_empty() {
+                let n = self.current.len().min(buf.remaining());
+                buf.put_slice(&self.current.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(data))) => self.current = data,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// How the application's side of a request ended.
+enum AppEnd {
+    /// END_REQUEST, with its protocol status.
+    Complete { protocol: ProtocolStatus },
+    /// The connection closed first: the process ended or gave up.
+    Closed,
+    /// It sent what is not FastCGI.
+    Broken(String),
+    /// ActivityTimeout or RequestTimeout passed.
+    TimedOut(&'static str),
+    /// Standard error before any output, in a mode that fails the request.
+    Stderr(String),
+    /// The response was no longer wanted.
+    Abandoned,
+}
+
+/// Where the request's body comes from.
+enum BodySource {
+    Client(BodyReader),
+    Kept(Bytes),
+}
+
+/// Runs the request on the application and relays its answer.
+pub(crate) async fn run(
+    pipeline: Arc<Pipeline>,
+    call: FastCgiCall,
+    mut req: Request,
+    template: Response,
+    mut filters: Option<(
+        &mut crate::filters::RequestFilters,
+        &crate::isapi::Variables,
+    )>,
+) {
+    let settings = call.app.clone();
+    let deadline = Instant::now() + settings.request_timeout;
+    let name = call.script.name.clone();
+    let Some(spawner) = pipeline.spawner.get().cloned() else {
+        tracing::error!(script = %name, "FastCGI applications cannot run: this worker has no program launcher");
+        bad_gateway(req, template, 500, "it could not be started").await;
+        return;
+    };
+    let pool = pipeline.fastcgi.get(&settings, &spawner);
+    let length = match req.body {
+        BodyInfo::Length(n) => Some(n),
+        BodyInfo::None => Some(0),
+        BodyInfo::Chunked => None,
+    };
+    let params = meta_variables(&req, &call.script, length.filter(|n| *n > 0));
+    let mut body = Some(BodySource::Client(req.take_body()));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let lease = match pool.acquire(&call.reach, deadline).await {
+            Ok(lease) => lease,
+            Err(Refusal::Busy) => {
+                tracing::warn!(application = %settings.name, script = %name, "every FastCGI process is busy and the queue is full (QueueLength) or no process came free in time");
+                let mut busy = Response::new(503);
+                busy.log = template.log.clone();
+                let _ = req
+                    .respond(busy.header("Content-Type", "text/html").header("Retry-After", "5").body(
+                        "<html><body><h1>Service Unavailable</h1><p>The application is busy.</p></body></html>",
+                    ))
+                    .await;
+                return;
+            }
+            Err(Refusal::Failed(reason)) => {
+                tracing::error!(application = %settings.name, script = %name, %reason, "the FastCGI application is not available");
+                bad_gateway(req, template, 500, "it is not available").await;
+                return;
+            }
+        };
+        let (tx, rx) = mpsc::channel(8);
+        let mut output = Output {
+            rx,
+            current: Bytes::new(),
+        };
+        let (kept_tx, kept_rx) = tokio::sync::oneshot::channel();
+        let app = tokio::spawn(exchange(
+            lease,
+            params.clone(),
+            body.take().unwrap_or(BodySource::Kept(Bytes::new())),
+            tx,
+            kept_tx,
+            deadline,
+        ));
+        let how = RelayOptions {
+            name: &name,
+            nph: false,
+            deadline,
+            buffer_limit: settings.response_buffer_limit,
+            error_status: 500,
+        };
+        let relayed = relay(
+            &pipeline,
+            &how,
+            &mut output,
+            req,
+            template.clone(),
+            filters.as_mut().map(|(f, v)| (&mut **f, *v)),
+        )
+        .await;
+        drop(output);
+        let end = app
+            .await
+            .unwrap_or(AppEnd::Broken("the exchange task failed".into()));
+        let kept = kept_rx.await.ok().flatten();
+        match relayed {
+            Relayed::Answered | Relayed::Failed => {
+                if let AppEnd::Broken(why) | AppEnd::Stderr(why) = &end {
+                    tracing::error!(application = %settings.name, script = %name, "{why}");
+                }
+                return;
+            }
+            Relayed::Nothing(back) => {
+                req = *back;
+                match end {
+                    AppEnd::Closed if attempt == 1 && kept.is_some() => {
+                        tracing::warn!(application = %settings.name, script = %name, "the FastCGI process ended before it answered; the request is tried once more on a fresh one");
+                        body = kept.map(BodySource::Kept);
+                        continue;
+                    }
+                    AppEnd::Stderr(text) => {
+                        tracing::error!(application = %settings.name, script = %name, "the application wrote to its standard error before any output (StderrMode {:?})", settings.stderr_mode);
+                        let mut page = Response::new(500);
+                        page.log = template.log.clone();
+                        let body = if settings.stderr_mode == StderrMode::ReturnStderrIn500 {
+                            text
+                        } else {
+                            "The FastCGI application wrote to its standard error.".to_string()
+                        };
+                        let _ = req
+                            .respond(
+                                page.header("Content-Type", "text/plain; charset=utf-8")
+                                    .body(body),
+                            )
+                            .await;
+                    }
+                    AppEnd::TimedOut(which) => {
+                        tracing::error!(application = %settings.name, script = %name, "the FastCGI request exceeded {which}; its process was stopped");
+                        bad_gateway(req, template, 500, "it did not answer in time").await;
+                    }
+                    AppEnd::Complete { protocol, .. } => {
+                        let why = match protocol {
+                            ProtocolStatus::Overloaded => "it is overloaded",
+                            ProtocolStatus::CantMpxConn => {
+                                "it refused a second request on a connection"
+                            }
+                            ProtocolStatus::UnknownRole => "it does not take the Responder role",
+                            _ => "it wrote no answer",
+                        };
+                        tracing::error!(application = %settings.name, script = %name, "the FastCGI request failed: {why}");
+                        bad_gateway(
+                            req,
+                            template,
+                            if protocol == ProtocolStatus::Overloaded {
+                                503
+                            } else {
+                                500
+                            },
+                            why,
+                        )
+                        .await;
+                    }
+                    AppEnd::Closed => {
+                        tracing::error!(application = %settings.name, script = %name, "the FastCGI process ended before it answered");
+                        bad_gateway(req, template, 500, "its process ended before it answered")
+                            .await;
+                    }
+                    AppEnd::Broken(why) => {
+                        tracing::error!(application = %settings.name, script = %name, "{why}");
+                        bad_gateway(req, template, 500, "it broke the FastCGI protocol").await;
+                    }
+                    AppEnd::Abandoned => {}
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// One request over a connection to the lent process: the request's
+/// records out (the body streamed), the application's records in, its
+/// output to `out`. `kept` gets a copy of a small body, for a retry.
+async fn exchange(
+    mut lease: Lease,
+    params: Vec<(String, String)>,
+    body: BodySource,
+    out: mpsc::Sender<std::io::Result<Bytes>>,
+    kept: tokio::sync::oneshot::Sender<Option<Bytes>>,
+    deadline: Instant,
+) -> AppEnd {
+    let settings = lease.pool.settings.clone();
+    let instance = lease.instance.clone();
+    let reused = lock(&instance.idle_connections).pop();
+    let stream = match reused {
+        Some(s) => s,
+        None => match tokio::time::timeout_at(
+            deadline,
+            Stream::connect(&instance.address, instance.tcp),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(application = %settings.name, error = %e, "cannot connect to the FastCGI process");
+                let _ = kept.send(gather(body).await);
+                return AppEnd::Closed;
+            }
+            Err(_) => return AppEnd::TimedOut("RequestTimeout"),
+        },
+    };
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    const ID: u16 = 1;
+    let mut head = BytesMut::with_capacity(4096);
+    fastcgi::encode_begin(&mut head, ID, true);
+    fastcgi::encode_params(
+        &mut head,
+        ID,
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    // The body goes on a task of its own: input and output flow at once.
+    let send = tokio::spawn(async move {
+        let mut copy: Option<Vec<u8>> = Some(Vec::new());
+        let mut ok = writer.write_all(&head).await.is_ok();
+        let mut records = BytesMut::new();
+        match body {
+            BodySource::Kept(all) => {
+                copy = Some(all.to_vec());
+                if ok && !all.is_empty() {
+                    fastcgi::encode_stream(&mut records, fastcgi::kind::STDIN, ID, &all);
+                }
+            }
+            BodySource::Client(mut reader) => {
+                // Read to the end even when the process stops taking it:
+                // a small body is kept whole for a retry.
+                while ok || copy.is_some() {
+                    match reader.chunk().await {
+                        Ok(Some(chunk)) => {
+                            if let Some(c) = copy.as_mut() {
+                                if c.len() + chunk.len() <= REPLAYABLE_BODY {
+                                    c.extend_from_slice(&chunk);
+                                } else {
+                                    copy = None;
+                                }
+                            }
+                            if ok {
+                                records.clear();
+                                fastcgi::encode_stream(
+                                    &mut records,
+                                    fastcgi::kind::STDIN,
+                                    ID,
+                                    &chunk,
+                                );
+                                ok = writer.write_all(&records).await.is_ok();
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(_) => {
+                            copy = None;
+                            ok = false;
+                        }
+                    }
+                }
+                records.clear();
+            }
+        }
+        fastcgi::encode_stream(&mut records, fastcgi::kind::STDIN, ID, &[]);
+        if ok {
+            ok = writer.write_all(&records).await.is_ok();
+        }
+        let _ = kept.send(copy.map(Bytes::from));
+        ok.then_some(writer)
+    });
+    let mut decoder = fastcgi::Decoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut wrote_output = false;
+    let mut stderr_text = String::new();
+    let fail_on_stderr = matches!(
+        settings.stderr_mode,
+        StderrMode::ReturnStderrIn500 | StderrMode::ReturnGeneric500
+    );
+    let end = 'read: loop {
+        let limit = (Instant::now() + settings.activity_timeout).min(deadline);
+        let n = match tokio::time::timeout_at(limit, reader.read(&mut buf)).await {
+            Err(_) => {
+                break 'read Ended::Other(AppEnd::TimedOut(if Instant::now() >= deadline {
+                    "RequestTimeout"
+                } else {
+                    "ActivityTimeout"
+                }))
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => break 'read Ended::Other(AppEnd::Closed),
+            Ok(Ok(n)) => n,
+        };
+        decoder.push(&buf[..n]);
+        loop {
+            match decoder.next_record() {
+                Ok(None) => break,
+                Err(e) => {
+                    break 'read Ended::Other(AppEnd::Broken(format!(
+                        "the FastCGI process sent {e}"
+                    )))
+                }
+                Ok(Some(Record::Stdout { data, .. })) => {
+                    if data.is_empty() || !stderr_text.is_empty() && !wrote_output && fail_on_stderr
+                    {
+                        continue;
+                    }
+                    wrote_output = true;
+                    if out.send(Ok(data)).await.is_err() {
+                        break 'read Ended::Other(AppEnd::Abandoned);
+                    }
+                }
+                Ok(Some(Record::Stderr { data, .. })) => {
+                    let text = String::from_utf8_lossy(&data);
+                    for line in text.lines().filter(|l| !l.is_empty()) {
+                        tracing::warn!(application = %settings.name, "stderr: {line}");
+                    }
+                    if settings.stderr_mode == StderrMode::TerminateProcess {
+                        break 'read Ended::Other(AppEnd::Stderr(text.into_owned()));
+                    }
+                    if !wrote_output && fail_on_stderr && stderr_text.len() < MAX_STDERR_PAGE {
+                        stderr_text.push_str(&text);
+                    }
+                }
+                Ok(Some(Record::EndRequest {
+                    protocol_status, ..
+                })) => {
+                    if !stderr_text.is_empty() && !wrote_output && fail_on_stderr {
+                        // The connection is sound: it may serve again.
+                        if let Ok(Some(writer)) = send.await {
+                            lease.reusable = true;
+                            lock(&instance.idle_connections).push(reader.unsplit(writer));
+                        }
+                        return AppEnd::Stderr(std::mem::take(&mut stderr_text));
+                    }
+                    break 'read Ended::Complete(protocol_status, reader);
+                }
+                Ok(Some(Record::GetValuesResult(_))) | Ok(Some(Record::UnknownType(_))) => {}
+            }
+        }
+    };
+    match end {
+        Ended::Complete(protocol, reader) => {
+            // The connection carries the next request once the body went.
+            if protocol == ProtocolStatus::RequestComplete {
+                if let Ok(Some(writer)) = send.await {
+                    lease.reusable = true;
+                    lock(&instance.idle_connections).push(reader.unsplit(writer));
+                }
+            } else {
+                send.abort();
+                // Another process may take the next one.
+                lease.reusable = protocol != ProtocolStatus::Overloaded;
+            }
+            AppEnd::Complete { protocol }
+        }
+        Ended::Other(other) => {
+            // The body task ends (and gives its copy) once the client's
+            // body is read; the process's side is given up.
+            drop(send);
+            if matches!(other, AppEnd::TimedOut(_) | AppEnd::Stderr(_)) {
+                // A process past its time (or told to end on stderr) is
+                // stopped.
+                lease.instance.stopping.store(true, Ordering::SeqCst);
+                lease.pool.spawner.kill(lease.instance.pid);
+            }
+            // A cut output must not read as a complete one.
+            if wrote_output && !matches!(other, AppEnd::Abandoned) {
+                let _ = out
+                    .send(Err(std::io::Error::other("the FastCGI output broke off")))
+                    .await;
+            }
+            other
+        }
+    }
+}
+
+/// How the read loop ended.
+enum Ended {
+    Complete(ProtocolStatus, tokio::io::ReadHalf<Stream>),
+    Other(AppEnd),
+}
+
+/// A body read whole for a retry (`None` past the size kept).
+async fn gather(body: BodySource) -> Option<Bytes> {
+    match body {
+        BodySource::Kept(all) => Some(all),
+        BodySource::Client(mut reader) => {
+            let mut all = Vec::new();
+            while let Ok(Some(chunk)) = reader.chunk().await {
+                if all.len() + chunk.len() > REPLAYABLE_BODY {
+                    return None;
+                }
+                all.extend_from_slice(&chunk);
+            }
+            Some(Bytes::from(all))
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
