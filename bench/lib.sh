@@ -54,6 +54,10 @@ wrk_warm() {
 wrk_run() {
     local out rps p99
     out=$(taskset -c "$wrk_cpus" wrk -t"$wrk_threads" -c"$conns" -d"${seconds}s" --latency "$2")
+    # Errors are not speed: a run with failed answers says so.
+    if echo "$out" | grep -q 'Non-2xx\|Socket errors'; then
+        echo "warning: $1: $(echo "$out" | grep 'Non-2xx\|Socket errors' | tr -s ' ' | tr '\n' ';')" >&2
+    fi
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p99=$(echo "$out" | awk '$1=="99%" {print $2}')
     echo "$1 $rps $p99"

@@ -211,6 +211,12 @@ impl Decoder {
         self.buffer.extend_from_slice(data);
     }
 
+    /// Where to read the application's bytes to (read_buf), without a
+    /// copy.
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buffer
+    }
+
     /// Bytes held that do not make a whole record yet.
     pub fn pending(&self) -> usize {
         self.buffer.len()

@@ -336,7 +336,8 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
         error_status,
     } = *how;
     let mut buffer = Vec::with_capacity(8 * 1024);
-    let mut piece = vec![0u8; 64 * 1024];
+    // Read into without zeroing first (as a Vec would be).
+    let mut piece = bytes::BytesMut::with_capacity(PIECE);
     let split = loop {
         if let Some(end) = head_end(&buffer) {
             break end;
@@ -349,7 +350,7 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
             bad_gateway(req, template, error_status, "its header block is too large").await;
             return Relayed::Failed;
         }
-        match tokio::time::timeout_at(deadline, out.read(&mut piece)).await {
+        match tokio::time::timeout_at(deadline, read_piece(out, &mut piece)).await {
             Err(_) => {
                 tracing::error!(
                     script = name,
@@ -390,7 +391,7 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
                 .await;
                 return Relayed::Failed;
             }
-            Ok(Ok(n)) => buffer.extend_from_slice(&piece[..n]),
+            Ok(Ok(_)) => buffer.extend_from_slice(&piece),
         }
     };
     let head = match parse_head(&buffer[..split], nph) {
@@ -460,18 +461,18 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
     let mut first = first;
     let mut ended = false;
     while first.len() < buffer_limit {
-        match tokio::time::timeout(Duration::ZERO, out.read(&mut piece)).await {
-            Ok(Ok(0)) => {
+        match now_or_never(read_piece(out, &mut piece)).await {
+            Some(Ok(0)) => {
                 ended = true;
                 break;
             }
-            Ok(Ok(n)) => first.extend_from_slice(&piece[..n]),
-            Ok(Err(_)) => {
+            Some(Ok(_)) => first.extend_from_slice(&piece),
+            Some(Err(_)) => {
                 tracing::error!(script = name, "the program's output broke off");
                 bad_gateway(req, response, error_status, "its output broke off").await;
                 return Relayed::Failed;
             }
-            Err(_) => break,
+            None => break,
         }
     }
     let length = match (length, ended) {
@@ -513,7 +514,7 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
         }
     }
     loop {
-        match tokio::time::timeout_at(deadline, out.read(&mut piece)).await {
+        match tokio::time::timeout_at(deadline, read_piece(out, &mut piece)).await {
             Err(_) => {
                 tracing::error!(script = name, "the program did not finish in time (CGITimeout / RequestTimeout); the response was cut");
                 return Relayed::Failed;
@@ -526,8 +527,8 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
                 );
                 return Relayed::Failed;
             }
-            Ok(Ok(n)) => {
-                if let Some(data) = send(&piece[..n]) {
+            Ok(Ok(_)) => {
+                if let Some(data) = send(&piece) {
                     if writer.send(&data).await.is_err() {
                         return Relayed::Failed;
                     }
@@ -548,6 +549,29 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
     }
     let _ = writer.finish(Vec::new()).await;
     Relayed::Answered
+}
+
+/// What one read of a program's output takes at most.
+const PIECE: usize = 64 * 1024;
+
+/// Reads what is there into `piece` (emptied first).
+async fn read_piece<R: AsyncRead + Unpin>(
+    out: &mut R,
+    piece: &mut bytes::BytesMut,
+) -> std::io::Result<usize> {
+    piece.clear();
+    piece.reserve(PIECE);
+    out.read_buf(piece).await
+}
+
+/// A future's output if it is ready now, without waiting (or a timer).
+async fn now_or_never<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// IIS's answer (502 for CGI, 500 for FastCGI) for a gateway program

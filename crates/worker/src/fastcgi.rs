@@ -397,11 +397,12 @@ impl AppPool {
                 .push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
         }
         // PHP ends its process after 500 requests unless told otherwise:
-        // InstanceMaxRequests decides here.
+        // InstanceMaxRequests decides here (PHP's own limit a little
+        // above it, so the pool retires the process first).
         if !has(&program.env, "PHP_FCGI_MAX_REQUESTS") {
             program.env.push((
                 "PHP_FCGI_MAX_REQUESTS".into(),
-                s.instance_max_requests.to_string(),
+                s.instance_max_requests.saturating_add(16).to_string(),
             ));
         }
         program.cwd = s.exe.parent().map(PathBuf::from);
@@ -451,7 +452,9 @@ impl AppPool {
             watched.alive.store(false, Ordering::SeqCst);
             lock(&watched.idle_connections).clear();
             let Some(pool) = pool.upgrade() else { return };
-            if !watched.stopping.load(Ordering::SeqCst) {
+            // A process that ends well (exit code 0: an application
+            // retiring itself after its own request limit) did not fail.
+            if !watched.stopping.load(Ordering::SeqCst) && exit != spawner::Exit::Code(0) {
                 pool.failed(&format!("process {} ended with {exit}", watched.pid));
             }
             pool.freed.notify_one();
@@ -717,19 +720,10 @@ pub(crate) async fn run(
             }
         };
         let (tx, rx) = mpsc::channel(8);
-        let mut output = Output {
+        let output = Output {
             rx,
             current: Bytes::new(),
         };
-        let (kept_tx, kept_rx) = tokio::sync::oneshot::channel();
-        let app = tokio::spawn(exchange(
-            lease,
-            params.clone(),
-            body.take().unwrap_or(BodySource::Kept(Bytes::new())),
-            tx,
-            kept_tx,
-            deadline,
-        ));
         let how = RelayOptions {
             name: &name,
             nph: false,
@@ -737,20 +731,27 @@ pub(crate) async fn run(
             buffer_limit: settings.response_buffer_limit,
             error_status: 500,
         };
-        let relayed = relay(
-            &pipeline,
-            &how,
-            &mut output,
-            req,
-            template.clone(),
-            filters.as_mut().map(|(f, v)| (&mut **f, *v)),
-        )
-        .await;
-        drop(output);
-        let end = app
+        // The application's side and the client's side run together, on
+        // this task; the output goes when the relay is done with it (so
+        // an application still writing learns the answer is no longer
+        // wanted).
+        let relaying = async {
+            let mut output = output;
+            relay(
+                &pipeline,
+                &how,
+                &mut output,
+                req,
+                template.clone(),
+                filters.as_mut().map(|(f, v)| (&mut **f, *v)),
+            )
             .await
-            .unwrap_or(AppEnd::Broken("the exchange task failed".into()));
-        let kept = kept_rx.await.ok().flatten();
+        };
+        let source = body.take().unwrap_or(BodySource::Kept(Bytes::new()));
+        let ((end, kept), relayed) = tokio::join!(
+            exchange(lease, &params, source, length, tx, deadline),
+            relaying
+        );
         match relayed {
             Relayed::Answered | Relayed::Failed => {
                 if let AppEnd::Broken(why) | AppEnd::Stderr(why) = &end {
@@ -827,15 +828,16 @@ pub(crate) async fn run(
 
 /// One request over a connection to the lent process: the request's
 /// records out (the body streamed), the application's records in, its
-/// output to `out`. `kept` gets a copy of a small body, for a retry.
+/// output to `out`. Gives back how it ended and a copy of a small body,
+/// for a retry.
 async fn exchange(
     mut lease: Lease,
-    params: Vec<(String, String)>,
+    params: &[(String, String)],
     body: BodySource,
+    length: Option<u64>,
     out: mpsc::Sender<std::io::Result<Bytes>>,
-    kept: tokio::sync::oneshot::Sender<Option<Bytes>>,
     deadline: Instant,
-) -> AppEnd {
+) -> (AppEnd, Option<Bytes>) {
     let settings = lease.pool.settings.clone();
     let instance = lease.instance.clone();
     let reused = lock(&instance.idle_connections).pop();
@@ -850,76 +852,29 @@ async fn exchange(
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::warn!(application = %settings.name, error = %e, "cannot connect to the FastCGI process");
-                let _ = kept.send(gather(body).await);
-                return AppEnd::Closed;
+                return (AppEnd::Closed, gather(body).await);
             }
-            Err(_) => return AppEnd::TimedOut("RequestTimeout"),
+            Err(_) => return (AppEnd::TimedOut("RequestTimeout"), None),
         },
     };
     let (mut reader, mut writer) = tokio::io::split(stream);
-    const ID: u16 = 1;
     let mut head = BytesMut::with_capacity(4096);
-    fastcgi::encode_begin(&mut head, ID, true);
+    fastcgi::encode_begin(&mut head, REQUEST_ID, true);
     fastcgi::encode_params(
         &mut head,
-        ID,
+        REQUEST_ID,
         params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     );
-    // The body goes on a task of its own: input and output flow at once.
-    let send = tokio::spawn(async move {
-        let mut copy: Option<Vec<u8>> = Some(Vec::new());
-        let mut ok = writer.write_all(&head).await.is_ok();
-        let mut records = BytesMut::new();
-        match body {
-            BodySource::Kept(all) => {
-                copy = Some(all.to_vec());
-                if ok && !all.is_empty() {
-                    fastcgi::encode_stream(&mut records, fastcgi::kind::STDIN, ID, &all);
-                }
-            }
-            BodySource::Client(mut reader) => {
-                // Read to the end even when the process stops taking it:
-                // a small body is kept whole for a retry.
-                while ok || copy.is_some() {
-                    match reader.chunk().await {
-                        Ok(Some(chunk)) => {
-                            if let Some(c) = copy.as_mut() {
-                                if c.len() + chunk.len() <= REPLAYABLE_BODY {
-                                    c.extend_from_slice(&chunk);
-                                } else {
-                                    copy = None;
-                                }
-                            }
-                            if ok {
-                                records.clear();
-                                fastcgi::encode_stream(
-                                    &mut records,
-                                    fastcgi::kind::STDIN,
-                                    ID,
-                                    &chunk,
-                                );
-                                ok = writer.write_all(&records).await.is_ok();
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(_) => {
-                            copy = None;
-                            ok = false;
-                        }
-                    }
-                }
-                records.clear();
-            }
-        }
-        fastcgi::encode_stream(&mut records, fastcgi::kind::STDIN, ID, &[]);
-        if ok {
-            ok = writer.write_all(&records).await.is_ok();
-        }
-        let _ = kept.send(copy.map(Bytes::from));
-        ok.then_some(writer)
-    });
+    let send = if length == Some(0) {
+        // No body: the whole request in one write, and no task for it.
+        fastcgi::encode_stream(&mut head, fastcgi::kind::STDIN, REQUEST_ID, &[]);
+        let ok = writer.write_all(&head).await.is_ok();
+        BodySend::Done(ok.then_some(writer), Some(Bytes::new()))
+    } else {
+        // The body goes on a task of its own: input and output flow at once.
+        BodySend::Task(tokio::spawn(send_body(writer, head, body)))
+    };
     let mut decoder = fastcgi::Decoder::new();
-    let mut buf = vec![0u8; 64 * 1024];
     let mut wrote_output = false;
     let mut stderr_text = String::new();
     let fail_on_stderr = matches!(
@@ -928,7 +883,9 @@ async fn exchange(
     );
     let end = 'read: loop {
         let limit = (Instant::now() + settings.activity_timeout).min(deadline);
-        let n = match tokio::time::timeout_at(limit, reader.read(&mut buf)).await {
+        let room = decoder.buffer_mut();
+        room.reserve(16 * 1024);
+        match tokio::time::timeout_at(limit, reader.read_buf(room)).await {
             Err(_) => {
                 break 'read Ended::Other(AppEnd::TimedOut(if Instant::now() >= deadline {
                     "RequestTimeout"
@@ -937,9 +894,8 @@ async fn exchange(
                 }))
             }
             Ok(Ok(0)) | Ok(Err(_)) => break 'read Ended::Other(AppEnd::Closed),
-            Ok(Ok(n)) => n,
-        };
-        decoder.push(&buf[..n]);
+            Ok(Ok(_)) => {}
+        }
         loop {
             match decoder.next_record() {
                 Ok(None) => break,
@@ -973,14 +929,6 @@ async fn exchange(
                 Ok(Some(Record::EndRequest {
                     protocol_status, ..
                 })) => {
-                    if !stderr_text.is_empty() && !wrote_output && fail_on_stderr {
-                        // The connection is sound: it may serve again.
-                        if let Ok(Some(writer)) = send.await {
-                            lease.reusable = true;
-                            lock(&instance.idle_connections).push(reader.unsplit(writer));
-                        }
-                        return AppEnd::Stderr(std::mem::take(&mut stderr_text));
-                    }
                     break 'read Ended::Complete(protocol_status, reader);
                 }
                 Ok(Some(Record::GetValuesResult(_))) | Ok(Some(Record::UnknownType(_))) => {}
@@ -990,22 +938,25 @@ async fn exchange(
     match end {
         Ended::Complete(protocol, reader) => {
             // The connection carries the next request once the body went.
+            let (writer, kept) = send.finish().await;
             if protocol == ProtocolStatus::RequestComplete {
-                if let Ok(Some(writer)) = send.await {
+                if let Some(writer) = writer {
                     lease.reusable = true;
                     lock(&instance.idle_connections).push(reader.unsplit(writer));
                 }
             } else {
-                send.abort();
                 // Another process may take the next one.
                 lease.reusable = protocol != ProtocolStatus::Overloaded;
             }
-            AppEnd::Complete { protocol }
+            if !stderr_text.is_empty() && !wrote_output && fail_on_stderr {
+                return (AppEnd::Stderr(stderr_text), kept);
+            }
+            (AppEnd::Complete { protocol }, kept)
         }
         Ended::Other(other) => {
             // The body task ends (and gives its copy) once the client's
             // body is read; the process's side is given up.
-            drop(send);
+            let (_, kept) = send.finish().await;
             if matches!(other, AppEnd::TimedOut(_) | AppEnd::Stderr(_)) {
                 // A process past its time (or told to end on stderr) is
                 // stopped.
@@ -1018,9 +969,88 @@ async fn exchange(
                     .send(Err(std::io::Error::other("the FastCGI output broke off")))
                     .await;
             }
-            other
+            (other, kept)
         }
     }
+}
+
+/// The one request a connection carries at a time.
+const REQUEST_ID: u16 = 1;
+
+/// Where the request's records stand.
+enum BodySend {
+    /// Sent (the writer, if it is still sound) with the body kept.
+    Done(Option<tokio::io::WriteHalf<Stream>>, Option<Bytes>),
+    Task(tokio::task::JoinHandle<SentBody>),
+}
+
+/// The writer, if still sound, and a copy of a small body.
+type SentBody = (Option<tokio::io::WriteHalf<Stream>>, Option<Bytes>);
+
+impl BodySend {
+    async fn finish(self) -> SentBody {
+        match self {
+            BodySend::Done(writer, kept) => (writer, kept),
+            BodySend::Task(task) => task.await.unwrap_or((None, None)),
+        }
+    }
+}
+
+/// Sends the request's head, then its body as STDIN records as the
+/// client sends it.
+async fn send_body(
+    mut writer: tokio::io::WriteHalf<Stream>,
+    head: BytesMut,
+    body: BodySource,
+) -> SentBody {
+    let mut copy: Option<Vec<u8>> = Some(Vec::new());
+    let mut ok = writer.write_all(&head).await.is_ok();
+    let mut records = BytesMut::new();
+    match body {
+        BodySource::Kept(all) => {
+            copy = Some(all.to_vec());
+            if ok && !all.is_empty() {
+                fastcgi::encode_stream(&mut records, fastcgi::kind::STDIN, REQUEST_ID, &all);
+            }
+        }
+        BodySource::Client(mut reader) => {
+            // Read to the end even when the process stops taking it: a
+            // small body is kept whole for a retry.
+            while ok || copy.is_some() {
+                match reader.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if let Some(c) = copy.as_mut() {
+                            if c.len() + chunk.len() <= REPLAYABLE_BODY {
+                                c.extend_from_slice(&chunk);
+                            } else {
+                                copy = None;
+                            }
+                        }
+                        if ok {
+                            records.clear();
+                            fastcgi::encode_stream(
+                                &mut records,
+                                fastcgi::kind::STDIN,
+                                REQUEST_ID,
+                                &chunk,
+                            );
+                            ok = writer.write_all(&records).await.is_ok();
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        copy = None;
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+    fastcgi::encode_stream(&mut records, fastcgi::kind::STDIN, REQUEST_ID, &[]);
+    if ok {
+        ok = writer.write_all(&records).await.is_ok();
+    }
+    (ok.then_some(writer), copy.map(Bytes::from))
 }
 
 /// How the read loop ended.
