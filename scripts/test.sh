@@ -6,7 +6,8 @@
 # openssl (s_client and the certificates of the HTTPS tests),
 # procps (kill), Samba's smbtorture (samba-testsuite: the rpc.mgmt and
 # rpc.epmapper suites), MIT Kerberos (krb5-kdc, krb5-admin-server,
-# krb5-user: a realm on loopback for the Kerberos tests) and Impacket 0.13 (the RPC interop tests' client) in
+# krb5-user: a realm on loopback for the Kerberos tests), php-cgi (the PHP
+# tests' FastCGI application) and Impacket 0.13 (the RPC interop tests' client) in
 # a virtual environment under target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,7 @@ need smbtorture samba-testsuite
 need krb5kdc krb5-kdc
 need kadmin.local krb5-admin-server
 need kinit krb5-user
+need php-cgi php-cgi
 
 # Impacket, pinned, in its own environment; the RPC tests find it through
 # INETSRV_TEST_PYTHON (its scripts sit beside the interpreter).

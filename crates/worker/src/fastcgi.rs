@@ -216,6 +216,9 @@ struct Instance {
     alive: AtomicBool,
     /// Asked to stop (retired, idle, timed out): its end is no failure.
     stopping: AtomicBool,
+    /// A connection to it closed before its answer: it takes no more
+    /// requests (it has ended, or goes).
+    broken: AtomicBool,
     idle_connections: Mutex<Vec<Stream>>,
     last_used: Mutex<std::time::Instant>,
 }
@@ -322,7 +325,9 @@ impl AppPool {
                 let free = state
                     .instances
                     .iter()
-                    .filter(|i| !i.stopping.load(Ordering::SeqCst))
+                    .filter(|i| {
+                        !i.stopping.load(Ordering::SeqCst) && !i.broken.load(Ordering::SeqCst)
+                    })
                     .filter(|i| i.in_use.load(Ordering::SeqCst) < i.capacity)
                     .min_by_key(|i| i.in_use.load(Ordering::SeqCst))
                     .cloned();
@@ -345,7 +350,6 @@ impl AppPool {
                     return Ok(Lease {
                         pool: self.clone(),
                         instance,
-                        reusable: false,
                     })
                 }
                 Next::Start => {
@@ -358,7 +362,6 @@ impl AppPool {
                             Ok(Lease {
                                 pool: self.clone(),
                                 instance,
-                                reusable: false,
                             })
                         }
                         Err(e) => {
@@ -439,6 +442,7 @@ impl AppPool {
             served: AtomicU32::new(0),
             alive: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
             idle_connections: Mutex::default(),
             last_used: Mutex::new(std::time::Instant::now()),
         });
@@ -534,8 +538,6 @@ async fn max_conns(address: &str, tcp: bool) -> Option<u32> {
 struct Lease {
     pool: Arc<AppPool>,
     instance: Arc<Instance>,
-    /// The request ended cleanly: its process takes more.
-    reusable: bool,
 }
 
 impl Drop for Lease {
@@ -544,19 +546,37 @@ impl Drop for Lease {
         let served = instance.served.fetch_add(1, Ordering::SeqCst) + 1;
         *lock(&instance.last_used) = std::time::Instant::now();
         let left = instance.in_use.fetch_sub(1, Ordering::SeqCst) - 1;
-        let worn_out = served >= self.pool.settings.instance_max_requests;
-        if !self.reusable || worn_out || instance.stopping.load(Ordering::SeqCst) {
-            if worn_out || !self.reusable {
-                instance.stopping.store(true, Ordering::SeqCst);
-            }
-            if left == 0 {
-                if worn_out {
-                    tracing::debug!(application = %self.pool.settings.name, pid = instance.pid, served, "FastCGI process retired (InstanceMaxRequests)");
-                }
+        if served >= self.pool.settings.instance_max_requests {
+            // Retired: no new requests; it stops once its last ends.
+            instance.stopping.store(true, Ordering::SeqCst);
+            tracing::debug!(application = %self.pool.settings.name, pid = instance.pid, served, "FastCGI process retired (InstanceMaxRequests)");
+        }
+        // A request that did not end cleanly gives its connection up but
+        // not its process: one that died is found by its end (and counted
+        // for RapidFailsPerMinute there); one that lives takes new
+        // connections.
+        if left == 0 {
+            if instance.stopping.load(Ordering::SeqCst) {
                 lock(&self.pool.state)
                     .instances
                     .retain(|i| !Arc::ptr_eq(i, instance));
                 self.pool.stop(instance);
+            } else if instance.broken.load(Ordering::SeqCst) {
+                // Its place goes to a fresh process; one still alive is
+                // made to go (and its end counts as a failure).
+                lock(&self.pool.state)
+                    .instances
+                    .retain(|i| !Arc::ptr_eq(i, instance));
+                lock(&instance.idle_connections).clear();
+                let spawner = self.pool.spawner.clone();
+                let pid = instance.pid;
+                let alive = instance.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if alive.alive.load(Ordering::SeqCst) {
+                        spawner.kill(pid);
+                    }
+                });
             }
         }
         self.pool.freed.notify_one();
@@ -831,7 +851,7 @@ pub(crate) async fn run(
 /// output to `out`. Gives back how it ended and a copy of a small body,
 /// for a retry.
 async fn exchange(
-    mut lease: Lease,
+    lease: Lease,
     params: &[(String, String)],
     body: BodySource,
     length: Option<u64>,
@@ -852,6 +872,7 @@ async fn exchange(
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::warn!(application = %settings.name, error = %e, "cannot connect to the FastCGI process");
+                instance.broken.store(true, Ordering::SeqCst);
                 return (AppEnd::Closed, gather(body).await);
             }
             Err(_) => return (AppEnd::TimedOut("RequestTimeout"), None),
@@ -941,12 +962,8 @@ async fn exchange(
             let (writer, kept) = send.finish().await;
             if protocol == ProtocolStatus::RequestComplete {
                 if let Some(writer) = writer {
-                    lease.reusable = true;
                     lock(&instance.idle_connections).push(reader.unsplit(writer));
                 }
-            } else {
-                // Another process may take the next one.
-                lease.reusable = protocol != ProtocolStatus::Overloaded;
             }
             if !stderr_text.is_empty() && !wrote_output && fail_on_stderr {
                 return (AppEnd::Stderr(stderr_text), kept);
@@ -957,6 +974,9 @@ async fn exchange(
             // The body task ends (and gives its copy) once the client's
             // body is read; the process's side is given up.
             let (_, kept) = send.finish().await;
+            if matches!(other, AppEnd::Closed | AppEnd::Broken(_)) {
+                lease.instance.broken.store(true, Ordering::SeqCst);
+            }
             if matches!(other, AppEnd::TimedOut(_) | AppEnd::Stderr(_)) {
                 // A process past its time (or told to end on stderr) is
                 // stopped.
@@ -1044,6 +1064,8 @@ async fn send_body(
                     }
                 }
             }
+            // Each piece went as it came: only the stream's end is left.
+            records.clear();
         }
     }
     fastcgi::encode_stream(&mut records, fastcgi::kind::STDIN, REQUEST_ID, &[]);
