@@ -149,3 +149,8 @@ fn worker_config() {
         worker::fuzz_checks::worker_config(data);
     });
 }
+
+#[test]
+fn gateway_output() {
+    replay("gateway_output", 400, worker::fuzz_checks::gateway_output);
+}

@@ -85,3 +85,48 @@ pub fn worker_config(data: &[u8]) -> bool {
     }
     true
 }
+
+/// What a FastCGI application or a CGI program sends back: records
+/// decoded from any bytes, whole or in pieces, agree and never read past
+/// what came; a CGI header block, found and parsed from any bytes, ends
+/// where `head_end` says and never panics.
+pub fn gateway_output(data: &[u8]) {
+    let decode = |pieces: &mut dyn Iterator<Item = &[u8]>| {
+        let mut decoder = fastcgi::Decoder::new();
+        let mut records = Vec::new();
+        for piece in pieces {
+            decoder.push(piece);
+            loop {
+                match decoder.next_record() {
+                    Ok(Some(r)) => records.push(r),
+                    Ok(None) => break,
+                    Err(e) => return (records, Some(e)),
+                }
+            }
+        }
+        (records, None)
+    };
+    let whole = decode(&mut std::iter::once(data));
+    let split = decode(&mut data.chunks(7));
+    assert_eq!(whole, split, "records differ when the bytes come in pieces");
+    for record in &whole.0 {
+        if let fastcgi::Record::Stdout { data: d, .. } | fastcgi::Record::Stderr { data: d, .. } =
+            record
+        {
+            assert!(d.len() <= fastcgi::MAX_CONTENT);
+        }
+    }
+    if let Some(end) = crate::cgi::head_end(data) {
+        assert!(end <= data.len());
+        for nph in [false, true] {
+            if let Ok(head) = crate::cgi::parse_head(&data[..end], nph) {
+                if let Some((code, _)) = head.status {
+                    assert!((100..=999).contains(&code));
+                }
+                for (name, value) in &head.fields {
+                    assert!(!name.is_empty() && !value.contains('\r'));
+                }
+            }
+        }
+    }
+}
