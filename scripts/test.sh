@@ -6,8 +6,8 @@
 # openssl (s_client and the certificates of the HTTPS tests),
 # procps (kill), Samba's smbtorture (samba-testsuite: the rpc.mgmt and
 # rpc.epmapper suites), MIT Kerberos (krb5-kdc, krb5-admin-server,
-# krb5-user: a realm on loopback for the Kerberos tests), php-cgi (the PHP
-# tests' FastCGI application) and Impacket 0.13 (the RPC interop tests' client) in
+# krb5-user: a realm on loopback for the Kerberos tests), php-cgi and adminer (the PHP
+# tests' FastCGI application, and a third-party application they drive) and Impacket 0.13 (the RPC interop tests' client) in
 # a virtual environment under target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +35,14 @@ need krb5kdc krb5-kdc
 need kadmin.local krb5-admin-server
 need kinit krb5-user
 need php-cgi php-cgi
+# A third-party PHP application the tests drive (no command to look for).
+[ -f /usr/share/adminer/adminer.php ] || {
+    echo "== installing adminer"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get install -y -q adminer >/dev/null 2>&1 ||
+        { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q adminer >/dev/null; }
+}
 
 # Impacket, pinned, in its own environment; the RPC tests find it through
 # INETSRV_TEST_PYTHON (its scripts sit beside the interpreter).

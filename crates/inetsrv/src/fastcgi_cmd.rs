@@ -223,6 +223,32 @@ fn map_extension(t: &mut metabase::Txn, key: &MbPath, entry: &str) -> Result<()>
     Ok(())
 }
 
+/// `index.EXT` joins the default documents in force at `key` (last), as
+/// IIS's PHP installers added index.php.
+fn add_default_document(t: &mut metabase::Txn, key: &MbPath, entry: &str) -> metabase::Result<()> {
+    let ext = entry.split(',').next().unwrap_or_default();
+    if !ext.starts_with('.') {
+        return Ok(());
+    }
+    let doc = format!("index{ext}");
+    let current = match t.effective(key, ids::DEFAULT_DOC) {
+        Some(Value::String(s)) => s,
+        _ => String::new(),
+    };
+    if current
+        .split(',')
+        .any(|d| d.trim().eq_ignore_ascii_case(&doc))
+    {
+        return Ok(());
+    }
+    let docs = if current.trim().is_empty() {
+        doc
+    } else {
+        format!("{current},{doc}")
+    };
+    t.set(key, ids::DEFAULT_DOC, Value::String(docs))
+}
+
 /// Allows the program in WebSvcExtRestrictionList.
 fn allow_program(t: &mut metabase::Txn, exe: &str, app: &str) -> Result<()> {
     let w3svc = path("/LM/W3SVC");
@@ -321,6 +347,7 @@ pub fn execute(
                 if let Some(entry) = &entry {
                     map_extension(t, &script_map_key(*site), entry)
                         .map_err(|e| metabase::Error::Schema(format!("{e:#}")))?;
+                    add_default_document(t, &script_map_key(*site), entry)?;
                 }
                 if *allow {
                     allow_program(t, exe, name)

@@ -507,3 +507,141 @@ fn a_php_application_waits_for_the_lockdown_list_and_serves_over_tcp() {
     });
     assert_eq!(web.curl("/hi.php", &[]).text(), "hi cgi-fcgi");
 }
+
+/// A value of a hidden form field in Adminer's page.
+fn token(page: &str) -> String {
+    let at = page
+        .find("name='token' value='")
+        .unwrap_or_else(|| panic!("no token in the page: {}", &page[..page.len().min(2000)]));
+    let rest = &page[at + "name='token' value='".len()..];
+    rest[..rest.find('\'').unwrap()].to_string()
+}
+
+#[test]
+fn adminer_from_debian_manages_a_sqlite_database() {
+    // Debian's adminer package (installed by scripts/test.sh), configured
+    // as its README says for a password-less database: its own conf.php
+    // with the login-password-less plugin, in a virtual directory.
+    let adminer = std::path::Path::new("/usr/share/adminer/adminer.php");
+    assert!(
+        adminer.is_file(),
+        "the adminer package is not installed (apt-get install adminer)"
+    );
+    let web = php_web(&[]);
+    let app = web.dir.path().join("adminer-app");
+    write(
+        &app,
+        "index.php",
+        r#"<?php
+function adminer_object() {
+    include_once "/usr/share/adminer/plugins/plugin.php";
+    include_once "/usr/share/adminer/plugins/login-password-less.php";
+    include_once "/usr/share/adminer/plugins/version-noverify.php";
+    return new AdminerPlugin(array(
+        new AdminerVersionNoverify(),
+        new AdminerLoginPasswordLess(password_hash("s3cret", PASSWORD_DEFAULT)),
+    ));
+}
+include "/usr/share/adminer/adminer.php";
+"#,
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    web.cli_ok(&["vdir", "create", "1", "/adminer", app.to_str().unwrap()]);
+    // The database file, provisioned for the pool's identity.
+    let data = common::modules::shared_dir();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+    let db = data.path().join("shop.sqlite");
+    std::fs::write(&db, b"").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let jar = web.dir.path().join("adminer-cookies");
+    let jar = jar.to_str().unwrap();
+    let browse = |url: &str, form: &[(&str, &str)]| {
+        let mut args: Vec<String> = vec!["-c".into(), jar.into(), "-b".into(), jar.into()];
+        for (k, v) in form {
+            args.push("--data-urlencode".into());
+            args.push(format!("{k}={v}"));
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        web.curl(url, &refs)
+    };
+    // The login page, through the directory's default document (index.php).
+    let login = browse("/adminer/", &[]);
+    assert_eq!(login.status, 200, "{}\n{}", login.text(), web.log());
+    assert!(login.text().contains("auth[driver]"), "{}", login.text());
+    // Log in to the SQLite database.
+    let db_text = db.to_str().unwrap();
+    let got = browse(
+        "/adminer/",
+        &[
+            ("auth[driver]", "sqlite"),
+            ("auth[server]", ""),
+            ("auth[username]", ""),
+            ("auth[password]", "s3cret"),
+            ("auth[db]", db_text),
+        ],
+    );
+    assert_eq!(got.status, 302, "{}", got.text());
+    let query = format!("sqlite=&username=&db={}", db_text.replace('/', "%2F"));
+    // Create a table with the SQL command page.
+    let page = browse(&format!("/adminer/?{query}&sql="), &[]);
+    assert_eq!(page.status, 200, "{}", page.text());
+    let got = browse(
+        &format!("/adminer/?{query}&sql="),
+        &[
+            (
+                "query",
+                "CREATE TABLE fruit (id INTEGER PRIMARY KEY, name TEXT, price REAL);",
+            ),
+            ("limit", ""),
+            ("token", &token(&page.text())),
+        ],
+    );
+    assert!(got.text().contains("Query executed OK"), "{}", got.text());
+    // Insert rows with the New item form.
+    for (name, price) in [("apple", "1.25"), ("pear", "2.5")] {
+        let form = browse(&format!("/adminer/?{query}&edit=fruit"), &[]);
+        assert!(form.text().contains("fields[name]"), "{}", form.text());
+        let got = browse(
+            &format!("/adminer/?{query}&edit=fruit"),
+            &[
+                ("fields[name]", name),
+                ("fields[price]", price),
+                ("save", "Save"),
+                ("token", &token(&form.text())),
+            ],
+        );
+        assert!(
+            matches!(got.status, 200 | 302),
+            "{} {}",
+            got.status,
+            got.text()
+        );
+    }
+    // Read them back in the table's Select data view.
+    let rows = browse(&format!("/adminer/?{query}&select=fruit"), &[]);
+    assert_eq!(rows.status, 200);
+    let text = rows.text();
+    assert!(
+        text.contains("apple") && text.contains("pear") && text.contains("2.5"),
+        "{text}"
+    );
+    // And the file is a real SQLite database with them (read by a script
+    // of our own).
+    php(
+        &web,
+        "check.php",
+        &format!(
+            "<?php $d = new PDO('sqlite:{db_text}'); foreach ($d->query('SELECT name FROM fruit ORDER BY id') as $r) echo $r[0], ' ';"
+        ),
+    );
+    assert_eq!(web.curl("/check.php", &[]).text(), "apple pear ");
+}

@@ -56,6 +56,36 @@ fn is_program_name(name: &str) -> bool {
 }
 
 impl Pipeline {
+    /// A directory's default document that a program handles
+    /// (`index.php`): the first of DefaultDoc that exists, when it is one
+    /// a program handles (a static one is the static handler's).
+    pub(super) fn default_document_script(
+        &self,
+        x: &Exchange,
+        cfg: &UrlConfig,
+    ) -> Option<ScriptUrl> {
+        let path = &x.req.url.path;
+        if !path.ends_with('/') || cfg.browse & browse::ENABLE_DEFAULT_DOC == 0 {
+            return None;
+        }
+        let dir = cfg.physical.as_ref()?;
+        let doc = cfg.default_docs.iter().find(|d| {
+            x.config
+                .content
+                .metadata(&dir.join(d))
+                .is_ok_and(|m| m.is_file())
+        })?;
+        if !is_gateway_name(cfg, doc) {
+            return None;
+        }
+        let name = format!("{path}{doc}");
+        Some(ScriptUrl {
+            cfg: x.config.url(x.site, &name)?,
+            name,
+            path_info: String::new(),
+        })
+    }
+
     /// Splits `/dir/script.php/more` into the script and PATH_INFO when
     /// the URL as a whole names no file: the first segment whose
     /// extension a program handles and that is a file is the script.

@@ -35,7 +35,8 @@ impl Pipeline {
                     let program = match self.gateway_call(x, &whole, ctx) {
                         Some(found) => Some(found),
                         None => self
-                            .split_script(x, &cfg)
+                            .default_document_script(x, &cfg)
+                            .or_else(|| self.split_script(x, &cfg))
                             .and_then(|script| self.gateway_call(x, &script, ctx)),
                     };
                     match program {
