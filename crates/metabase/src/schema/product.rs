@@ -281,6 +281,57 @@ mod tests {
     }
 
     #[test]
+    fn fastcgi_applications_are_key_types_with_validated_settings() {
+        let schema = Schema::standard();
+        assert!(schema
+            .may_contain("IIsWebService", fastcgi::CONTAINER_CLASS)
+            .is_ok());
+        assert!(schema
+            .may_contain(fastcgi::CONTAINER_CLASS, fastcgi::APPLICATION_CLASS)
+            .is_ok());
+        assert!(schema
+            .may_contain("IIsWebServer", fastcgi::APPLICATION_CLASS)
+            .is_err());
+        for name in [
+            "FastCgiExePath",
+            "FastCgiMaxInstances",
+            "FastCgiStderrMode",
+            "FastCgiProtocol",
+        ] {
+            let def = schema.property_by_name(name).unwrap();
+            assert!(
+                schema.property_allowed(fastcgi::APPLICATION_CLASS, def.id),
+                "{name}"
+            );
+            assert!(
+                !schema.property_allowed("IIsWebVirtualDir", def.id),
+                "{name}"
+            );
+        }
+        let max = schema.property(fastcgi::MAX_INSTANCES).unwrap();
+        assert_eq!(max.default_value(), Some(crate::Value::Dword(4)));
+        assert!(max.parse_text("0").is_err());
+        let mode = schema.property(fastcgi::STDERR_MODE).unwrap();
+        assert!(mode
+            .check_meaning(&crate::Value::String("TerminateProcess".into()))
+            .is_ok());
+        assert!(mode
+            .check_meaning(&crate::Value::String("Loud".into()))
+            .is_err());
+        let exe = schema.property(fastcgi::EXE_PATH).unwrap();
+        assert!(exe
+            .check_meaning(&crate::Value::String("C:\\PHP\\php-cgi.exe".into()))
+            .is_err());
+        let env = schema.property(fastcgi::ENVIRONMENT_VARS).unwrap();
+        assert!(env
+            .check_meaning(&crate::Value::MultiSz(vec!["PHPRC=/etc/php".into()]))
+            .is_ok());
+        assert!(env
+            .check_meaning(&crate::Value::MultiSz(vec!["PHPRC".into()]))
+            .is_err());
+    }
+
+    #[test]
     fn an_older_schema_gains_them_and_writes_them_back() {
         // A schema as an older inetsrv wrote it: IIS's catalog alone.
         let older = parse_schema(super::super::EMBEDDED_SCHEMA, "older").unwrap();
