@@ -2,7 +2,8 @@
 # PHP through FastCGI, side by side in one run, with wrk on loopback:
 # inetsrv running Debian's php-cgi as a FastCGI application (inetsrv
 # fastcgi add, MaxInstances N) against nginx with Debian's php-fpm
-# (pm = static, the same N processes), both over Unix sockets, both on
+# (pm = static, the same N processes; neither side recycles them), both
+# over Unix sockets, both on
 # CPU 0 with their PHP processes; wrk on CPU 1.
 # Pages: a PHP hello world, and a 20 KB page PHP builds (a table from a
 # loop). Target: >= 1.0x nginx + php-fpm's requests per second.
@@ -52,8 +53,9 @@ echo '{"ListenAddresses": ["127.0.0.1"]}' > "$state/httpsys.json"
 "$bin" --state-dir "$state" mb set W3SVC/1/ServerBindings ":$port:" >/dev/null
 "$bin" --state-dir "$state" mb set W3SVC/1/SecureBindings ":$(free_port):" >/dev/null
 "$bin" --state-dir "$state" mb set W3SVC/1/ROOT/Path "$work/www" >/dev/null
+# Processes are not recycled on either side (php-fpm: pm.max_requests = 0).
 "$bin" --state-dir "$state" fastcgi add PHP --exe /usr/bin/php-cgi --extension .php --allow \
-    --max-instances "$children" >/dev/null
+    --max-instances "$children" --instance-max-requests 10000000 >/dev/null
 # Request logs off, as for nginx.
 "$bin" --state-dir "$state" mb set W3SVC/1/LogType 0 >/dev/null
 INETSRV_LOG=warn taskset -c "$server_cpus" "$bin" --state-dir "$state" start >/dev/null &

@@ -552,7 +552,7 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
 }
 
 /// What one read of a program's output takes at most.
-const PIECE: usize = 64 * 1024;
+const PIECE: usize = 16 * 1024;
 
 /// Reads what is there into `piece` (emptied first).
 async fn read_piece<R: AsyncRead + Unpin>(

@@ -220,13 +220,12 @@ impl Pipeline {
             tracing::error!(application = app, "a script map names a FastCGI application that is not configured (inetsrv fastcgi list)");
             return Err(HttpError::new(500, 0));
         };
-        if map.check_file
-            && !x
-                .config
-                .content
-                .metadata(&physical)
-                .is_ok_and(|m| m.is_file())
-        {
+        // What the file is, as remembered until inotify says it changed.
+        let is_file = self
+            .changes
+            .metadata(&x.config.meta, &x.config.content, &physical)
+            .is_ok_and(|m| m.is_file());
+        if map.check_file && !is_file {
             return Err(HttpError::new(404, 0).win32(2));
         }
         if !x
