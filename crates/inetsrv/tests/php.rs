@@ -645,3 +645,86 @@ include "/usr/share/adminer/adminer.php";
     );
     assert_eq!(web.curl("/check.php", &[]).text(), "apple pear ");
 }
+
+#[test]
+fn processes_are_recycled_stopped_when_idle_and_silent_requests_time_out() {
+    let web = php_web(&[
+        "--instance-max-requests",
+        "2",
+        "--idle-timeout",
+        "1",
+        "--activity-timeout",
+        "1",
+        "--max-instances",
+        "1",
+    ]);
+    php(&web, "pid.php", "<?php echo getmypid();");
+    php(&web, "quiet.php", "<?php sleep(4); echo 'too late';");
+    // InstanceMaxRequests 2: a process serves two requests, then another
+    // takes over.
+    let pids: Vec<String> = (0..6).map(|_| web.curl("/pid.php", &[]).text()).collect();
+    let mut distinct = pids.clone();
+    distinct.dedup();
+    assert!(distinct.len() >= 3, "{pids:?}");
+    for pid in &distinct {
+        assert!(pids.iter().filter(|p| *p == pid).count() <= 2, "{pids:?}");
+    }
+    // IdleTimeout 1 s: an unused process stops.
+    let before = web.curl("/pid.php", &[]).text();
+    web.wait_for("the idle process to stop", Duration::from_secs(10), || {
+        !std::path::Path::new(&format!("/proc/{before}")).exists()
+    });
+    let after = web.curl("/pid.php", &[]).text();
+    assert_ne!(before, after);
+    // ActivityTimeout 1 s: a request silent that long fails, its process
+    // stopped.
+    let started = Instant::now();
+    let got = web.curl("/quiet.php", &[]);
+    assert_eq!(got.status, 500, "{}", got.text());
+    assert!(started.elapsed() < Duration::from_secs(4));
+    web.wait_for("the reason in the log", Duration::from_secs(10), || {
+        web.log().contains("exceeded ActivityTimeout")
+    });
+}
+
+#[test]
+fn fcgi_get_values_lets_one_process_take_several_requests() {
+    // A FastCGI application written for the test (Python, from the
+    // specification) that says FCGI_MAX_CONNS=2: with one process and no
+    // queue, two requests at once are both served, by the same process.
+    let mut web = Web::prepare();
+    let app = write(&web.www(), "app/fcgi_app.py", include_str!("fcgi_app.py"));
+    write(&web.www(), "slow.fcgi", "");
+    web.cli_ok(&[
+        "fastcgi",
+        "add",
+        "PY",
+        "--exe",
+        "/usr/bin/python3",
+        "--args",
+        app.to_str().unwrap(),
+        "--extension",
+        ".fcgi",
+        "--allow",
+        "--max-instances",
+        "1",
+        "--queue-length",
+        "0",
+        "--stderr-mode",
+        "IgnoreAndReturn200",
+    ]);
+    web.launch();
+    let url = web.url("/slow.fcgi");
+    let first = std::thread::spawn(move || common::web::curl(&url, &[]));
+    std::thread::sleep(Duration::from_millis(500));
+    let second = web.curl("/slow.fcgi", &[]);
+    let first = first.join().unwrap();
+    assert_eq!(first.status, 200, "{}\n{}", first.text(), web.log());
+    assert_eq!(second.status, 200, "{}\n{}", second.text(), web.log());
+    assert!(
+        first.text().ends_with("script /slow.fcgi\n"),
+        "{}",
+        first.text()
+    );
+    assert_eq!(first.text(), second.text(), "one process answered both");
+}

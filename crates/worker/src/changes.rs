@@ -59,6 +59,12 @@ impl MetaCache {
     }
 
     /// Forgets `path` and everything below it.
+    /// Forgets a path the worker itself changed (PUT, DELETE), at once:
+    /// inotify says so too, but later than the next request may ask.
+    pub fn forget(&self, path: &Path) {
+        self.forget_under(path);
+    }
+
     fn forget_under(&self, path: &Path) {
         let mut entries = lock(&self.entries);
         let doomed: Vec<PathBuf> = entries

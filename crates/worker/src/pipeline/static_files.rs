@@ -423,6 +423,7 @@ impl Pipeline {
                 .set_permissions(std::fs::Permissions::from_mode(mode));
         }
         content.persist(temp, &physical).map_err(io_error)?;
+        config.meta.forget(&physical);
         self.flush_url(req).await;
         Ok(if existing.is_some() {
             Reply::new(204)
@@ -458,6 +459,7 @@ impl Pipeline {
         } else {
             content.remove_file(physical).map_err(io_error)?;
         }
+        config.meta.forget(physical);
         self.flush_url(req).await;
         Ok(Reply::new(204))
     }
