@@ -316,18 +316,8 @@ pub fn execute(
     files: &MetabaseFiles,
     command: &FastcgiCommand,
 ) -> Result<()> {
-    let message = |out: &mut String, text: String| {
-        if cli.json {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&json!({"ok": true, "message": text}))
-                    .unwrap_or_default()
-            );
-        } else {
-            let _ = writeln!(out, "{text}");
-        }
-    };
+    let message =
+        |out: &mut String, text: String| crate::output::push_message(out, cli.json, &text);
     match command {
         FastcgiCommand::Add {
             name,

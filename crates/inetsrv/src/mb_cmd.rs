@@ -242,11 +242,7 @@ pub fn execute(
 }
 
 fn done(out: &mut String, cli: &Cli, message: &str) -> Result<()> {
-    if cli.json {
-        output::push_json(out, &json!({ "ok": true, "message": message }));
-    } else {
-        say!(out, "{message}");
-    }
+    output::push_message(out, cli.json, message);
     Ok(())
 }
 

@@ -132,7 +132,17 @@ pub fn push_json(out: &mut String, value: &Json) {
     out.push('\n');
 }
 
-/// Prints JSON with a trailing newline.
+/// Appends a command's one-line outcome to its output: the text, or
+/// `{"ok": true, "message": …}` with `--json`.
+pub fn push_message(out: &mut String, json: bool, text: &str) {
+    if json {
+        push_json(out, &serde_json::json!({ "ok": true, "message": text }));
+    } else {
+        out.push_str(text);
+        out.push('\n');
+    }
+}
+
 /// A command's one-line outcome: the text, or `{"ok": true, "message": …}`
 /// with `--json`.
 pub fn message(json: bool, text: &str) -> anyhow::Result<()> {
@@ -144,6 +154,7 @@ pub fn message(json: bool, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints JSON with a trailing newline.
 pub fn print_json(value: &Json) {
     println!(
         "{}",

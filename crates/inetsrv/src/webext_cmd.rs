@@ -116,18 +116,8 @@ pub fn execute(
         bail!("W3SVC/WebSvcExtRestrictionList has an entry that is not `0|1,path,…`: '{bad}'; correct it with inetsrv mb set first (nothing was changed)");
     }
     let restriction_name = "WebSvcExtRestrictionList";
-    let message = |out: &mut String, text: String| {
-        if cli.json {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&json!({"ok": true, "message": text}))
-                    .unwrap_or_default()
-            );
-        } else {
-            let _ = writeln!(out, "{text}");
-        }
-    };
+    let message =
+        |out: &mut String, text: String| crate::output::push_message(out, cli.json, &text);
     match command {
         WebextCommand::List => {
             let mut groups: Vec<(String, Vec<&Restriction>)> = Vec::new();
