@@ -257,6 +257,15 @@ impl Spawner {
         self.signal(pid, libc::SIGKILL);
     }
 
+    /// Ends the launcher: it stops its programs and removes what it made
+    /// (the worker's exit does the same).
+    pub fn shutdown(&self) {
+        let _ = nix::sys::socket::shutdown(
+            std::os::fd::AsRawFd::as_raw_fd(&self.inner.socket),
+            nix::sys::socket::Shutdown::Both,
+        );
+    }
+
     pub fn is_alive(&self) -> bool {
         self.inner.alive.load(Ordering::SeqCst)
     }

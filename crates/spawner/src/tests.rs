@@ -3,13 +3,38 @@ use std::os::fd::OwnedFd;
 
 use super::*;
 
-/// A launcher served by a thread of this process.
-fn local(identity: Option<Identity>) -> Spawner {
+/// A launcher served by a thread of this process, ended (its socket
+/// directory removed) when the test is done with it.
+struct Local {
+    spawner: Spawner,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl std::ops::Deref for Local {
+    type Target = Spawner;
+    fn deref(&self) -> &Spawner {
+        &self.spawner
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.spawner.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn local(identity: Option<Identity>) -> Local {
     let (ours, theirs) = wire::pair(SOCKET_BUFFER).unwrap();
-    std::thread::spawn(move || serve(theirs));
+    let thread = std::thread::spawn(move || serve(theirs));
     let spawner = Spawner::over(ours, None);
     spawner.send(&ToSpawner::Setup { identity }, &[]).unwrap();
-    spawner
+    Local {
+        spawner,
+        thread: Some(thread),
+    }
 }
 
 fn pipe() -> (std::fs::File, OwnedFd) {
@@ -86,6 +111,7 @@ async fn a_kill_reaches_the_whole_process_group() {
 #[tokio::test]
 async fn listening_sockets_are_made_for_fastcgi_applications() {
     let spawner = local(None);
+    let mut socket_dir = None;
     for kind in [Stdio::ListenUnix, Stdio::ListenTcp] {
         let mut program = Program::new("/usr/bin/python3");
         program.args = vec![
@@ -99,6 +125,7 @@ async fn listening_sockets_are_made_for_fastcgi_applications() {
         let mut got = Vec::new();
         if kind == Stdio::ListenUnix {
             assert!(address.starts_with("/tmp/inetsrv-fcgi-"), "{address}");
+            socket_dir = std::path::Path::new(&address).parent().map(PathBuf::from);
             std::os::unix::net::UnixStream::connect(&address)
                 .unwrap()
                 .read_to_end(&mut got)
@@ -113,6 +140,11 @@ async fn listening_sockets_are_made_for_fastcgi_applications() {
         assert_eq!(got, b"accepted");
         assert_eq!(started.exited.await.unwrap(), Exit::Code(0));
     }
+    // Its directory goes with the launcher.
+    let socket_dir = socket_dir.unwrap();
+    assert!(socket_dir.is_dir());
+    drop(spawner);
+    assert!(!socket_dir.exists(), "{} is left", socket_dir.display());
 }
 
 #[tokio::test]
