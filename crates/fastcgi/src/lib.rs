@@ -145,12 +145,36 @@ pub fn encode_params<'a>(
     id: u16,
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) {
-    let mut body = Vec::with_capacity(2048);
+    let mut params = Params::default();
     for (name, value) in pairs {
-        put_pair(&mut body, name.as_bytes(), value.as_bytes());
+        params.add(name, value);
     }
-    encode_stream(out, kind::PARAMS, id, &body);
-    encode_stream(out, kind::PARAMS, id, &[]);
+    params.encode(out, id);
+}
+
+/// A request's variables, added one by one as they are worked out and
+/// encoded (as often as the request is sent) without copies of their own.
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    body: Vec<u8>,
+}
+
+impl Params {
+    pub fn with_capacity(bytes: usize) -> Params {
+        Params {
+            body: Vec::with_capacity(bytes),
+        }
+    }
+
+    pub fn add(&mut self, name: &str, value: &str) {
+        put_pair(&mut self.body, name.as_bytes(), value.as_bytes());
+    }
+
+    /// The PARAMS stream, ended.
+    pub fn encode(&self, out: &mut BytesMut, id: u16) {
+        encode_stream(out, kind::PARAMS, id, &self.body);
+        encode_stream(out, kind::PARAMS, id, &[]);
+    }
 }
 
 /// GET_VALUES for these variables (FCGI_MAX_CONNS, FCGI_MAX_REQS,

@@ -74,86 +74,104 @@ pub struct CgiCall {
 }
 
 /// The meta-variables of a request (RFC 3875 §4.1, and IIS's), for a
-/// CGI program's environment or a FastCGI application's PARAMS.
+/// CGI program's environment.
 pub fn meta_variables(
     req: &httpapi::proto::RequestHead,
     script: &Script,
     content_length: Option<u64>,
 ) -> Vec<(String, String)> {
+    let mut vars = Vec::with_capacity(48 + req.headers.iter().count());
+    each_meta_variable(req, script, content_length, &mut |name, value| {
+        vars.push((name.to_string(), value.to_string()))
+    });
+    vars
+}
+
+/// The meta-variables of a request, each given to `emit` (a FastCGI
+/// application's PARAMS are encoded straight from them).
+pub fn each_meta_variable(
+    req: &httpapi::proto::RequestHead,
+    script: &Script,
+    content_length: Option<u64>,
+    emit: &mut dyn FnMut(&str, &str),
+) {
     let url = &req.url;
     let tls = req.tls.as_ref();
-    let mut vars: Vec<(String, String)> = Vec::with_capacity(48 + req.headers.iter().count());
-    let mut set = |name: &str, value: String| vars.push((name.to_string(), value));
-    set("GATEWAY_INTERFACE", "CGI/1.1".into());
-    set("SERVER_SOFTWARE", "Microsoft-IIS/6.0".into());
-    set("SERVER_NAME", url.host.clone());
-    set("SERVER_PORT", url.port.to_string());
-    set(
-        "SERVER_PORT_SECURE",
-        if tls.is_some() { "1" } else { "0" }.into(),
-    );
-    set(
+    let local = req.local.ip().to_string();
+    let remote = req.remote.ip().to_string();
+    let on_off = |yes: bool| if yes { "on" } else { "off" };
+    emit("GATEWAY_INTERFACE", "CGI/1.1");
+    emit("SERVER_SOFTWARE", "Microsoft-IIS/6.0");
+    emit("SERVER_NAME", &url.host);
+    emit("SERVER_PORT", &url.port.to_string());
+    emit("SERVER_PORT_SECURE", if tls.is_some() { "1" } else { "0" });
+    emit(
         "SERVER_PROTOCOL",
         match req.version {
             HttpVersion::Http10 => "HTTP/1.0",
             HttpVersion::Http11 => "HTTP/1.1",
-        }
-        .into(),
+        },
     );
-    set("SERVER_ADDR", req.local.ip().to_string());
-    set("LOCAL_ADDR", req.local.ip().to_string());
-    set("REQUEST_METHOD", req.method.clone());
-    set("QUERY_STRING", url.query.clone());
-    set("REQUEST_URI", request_uri(&req.raw_url));
-    set("SCRIPT_NAME", script.name.clone());
-    set("SCRIPT_FILENAME", script.file.display().to_string());
-    set("PATH_INFO", script.path_info.clone());
-    set(
-        "PATH_TRANSLATED",
-        script.path_translated.display().to_string(),
-    );
+    emit("SERVER_ADDR", &local);
+    emit("LOCAL_ADDR", &local);
+    emit("REQUEST_METHOD", &req.method);
+    emit("QUERY_STRING", &url.query);
+    emit("REQUEST_URI", &request_uri(&req.raw_url));
+    emit("SCRIPT_NAME", &script.name);
+    emit("SCRIPT_FILENAME", &script.file.to_string_lossy());
+    emit("PATH_INFO", &script.path_info);
+    emit("PATH_TRANSLATED", &script.path_translated.to_string_lossy());
     if let Some(root) = &script.document_root {
-        set("DOCUMENT_ROOT", root.display().to_string());
+        emit("DOCUMENT_ROOT", &root.to_string_lossy());
     }
-    set("URL", script.name.clone());
-    set("REMOTE_ADDR", req.remote.ip().to_string());
-    set("REMOTE_HOST", req.remote.ip().to_string());
-    set("REMOTE_PORT", req.remote.port().to_string());
-    set("AUTH_TYPE", script.auth_type.to_string());
-    set("REMOTE_USER", script.user.clone());
-    set("AUTH_USER", script.user.clone());
-    set("LOGON_USER", script.user.clone());
-    set("HTTPS", if tls.is_some() { "on" } else { "off" }.into());
+    emit("URL", &script.name);
+    emit("REMOTE_ADDR", &remote);
+    emit("REMOTE_HOST", &remote);
+    emit("REMOTE_PORT", &req.remote.port().to_string());
+    emit("AUTH_TYPE", script.auth_type);
+    emit("REMOTE_USER", &script.user);
+    emit("AUTH_USER", &script.user);
+    emit("LOGON_USER", &script.user);
+    emit("HTTPS", on_off(tls.is_some()));
     if let Some(t) = tls {
-        set("HTTPS_KEYSIZE", t.key_size.to_string());
-        set("HTTPS_SECRETKEYSIZE", t.key_size.to_string());
-        set("HTTPS_SERVER_SUBJECT", t.server_subject.clone());
-        set("HTTPS_SERVER_ISSUER", t.server_issuer.clone());
+        let size = t.key_size.to_string();
+        emit("HTTPS_KEYSIZE", &size);
+        emit("HTTPS_SECRETKEYSIZE", &size);
+        emit("HTTPS_SERVER_SUBJECT", &t.server_subject);
+        emit("HTTPS_SERVER_ISSUER", &t.server_issuer);
         if let Some(c) = &t.client_certificate {
-            set("CERT_SUBJECT", c.subject.clone());
-            set("CERT_ISSUER", c.issuer.clone());
-            set("CERT_SERIALNUMBER", c.serial.clone());
+            emit("CERT_SUBJECT", &c.subject);
+            emit("CERT_ISSUER", &c.issuer);
+            emit("CERT_SERIALNUMBER", &c.serial);
         }
     }
-    set("INSTANCE_ID", script.site_id.to_string());
-    set(
+    emit("INSTANCE_ID", &script.site_id.to_string());
+    emit(
         "INSTANCE_META_PATH",
-        format!("/LM/W3SVC/{}", script.site_id),
+        &format!("/LM/W3SVC/{}", script.site_id),
     );
-    set("APPL_MD_PATH", script.app_md_path.clone());
+    emit("APPL_MD_PATH", &script.app_md_path);
     if let Some(p) = &script.app_physical {
-        set("APPL_PHYSICAL_PATH", format!("{}/", p.display()));
+        emit("APPL_PHYSICAL_PATH", &format!("{}/", p.display()));
     }
     // PHP's CGI refuses to run without it (cgi.force_redirect): it says a
     // server, not a visitor, started the program.
-    set("REDIRECT_STATUS", "200".into());
+    emit("REDIRECT_STATUS", "200");
     if let Some(n) = content_length {
-        set("CONTENT_LENGTH", n.to_string());
+        emit("CONTENT_LENGTH", &n.to_string());
     }
     if let Some(t) = req.headers.get("content-type") {
-        set("CONTENT_TYPE", String::from_utf8_lossy(t).into_owned());
+        emit("CONTENT_TYPE", &String::from_utf8_lossy(t));
     }
-    for (name, value) in req.headers.iter() {
+    let headers: Vec<(&str, &[u8])> = req.headers.iter().collect();
+    for (i, (name, value)) in headers.iter().enumerate() {
+        // Repeated fields are joined, as one would be: at the first.
+        if headers[..i]
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
         let upper = name.to_ascii_uppercase().replace('-', "_");
         // Proxy would become HTTP_PROXY, which programs take for their
         // own outgoing proxy (httpoxy); length and type are above.
@@ -164,17 +182,16 @@ pub fn meta_variables(
             continue;
         }
         let key = format!("HTTP_{upper}");
-        let value = String::from_utf8_lossy(value).into_owned();
-        // Repeated fields are joined, as one would be.
-        match vars.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&value);
-            }
-            None => vars.push((key, value)),
+        let mut joined = String::from_utf8_lossy(value).into_owned();
+        for (_, more) in headers[i + 1..]
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            joined.push_str(", ");
+            joined.push_str(&String::from_utf8_lossy(more));
         }
+        emit(&key, &joined);
     }
-    vars
 }
 
 /// REQUEST_URI: the target as sent, its origin form.

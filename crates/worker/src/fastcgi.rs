@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
-use crate::cgi::{bad_gateway, meta_variables, relay, RelayOptions, Relayed, Script};
+use crate::cgi::{bad_gateway, each_meta_variable, relay, RelayOptions, Relayed, Script};
 use crate::pipeline::Pipeline;
 
 /// A request body kept for a retry up to this size.
@@ -715,7 +715,13 @@ pub(crate) async fn run(
         BodyInfo::None => Some(0),
         BodyInfo::Chunked => None,
     };
-    let params = meta_variables(&req, &call.script, length.filter(|n| *n > 0));
+    let mut params = fastcgi::Params::with_capacity(2048);
+    each_meta_variable(
+        &req,
+        &call.script,
+        length.filter(|n| *n > 0),
+        &mut |k, v| params.add(k, v),
+    );
     let mut body = Some(BodySource::Client(req.take_body()));
     let mut attempt = 0;
     loop {
@@ -852,7 +858,7 @@ pub(crate) async fn run(
 /// for a retry.
 async fn exchange(
     lease: Lease,
-    params: &[(String, String)],
+    params: &fastcgi::Params,
     body: BodySource,
     length: Option<u64>,
     out: mpsc::Sender<std::io::Result<Bytes>>,
@@ -881,11 +887,7 @@ async fn exchange(
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut head = BytesMut::with_capacity(4096);
     fastcgi::encode_begin(&mut head, REQUEST_ID, true);
-    fastcgi::encode_params(
-        &mut head,
-        REQUEST_ID,
-        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
+    params.encode(&mut head, REQUEST_ID);
     let send = if length == Some(0) {
         // No body: the whole request in one write, and no task for it.
         fastcgi::encode_stream(&mut head, fastcgi::kind::STDIN, REQUEST_ID, &[]);
