@@ -719,6 +719,20 @@ fn import(files: &MetabaseFiles, ini: &Ini) -> Result<serde_json::Value> {
             (ext, site, app.clone(), *line)
         })
         .collect();
+    // The script maps [Types] asks for, checked before anything is written.
+    let mut maps = Vec::new();
+    for (ext, site, app, line) in types {
+        if !apps.iter().any(|(n, _, _)| n.eq_ignore_ascii_case(&app)) {
+            lines.push(format!(
+                "[Types] line {line}: {ext} names {app}, which was not imported; no script map"
+            ));
+            continue;
+        }
+        let entry = script_map_entry(&ext, &app).with_context(|| format!("[Types] line {line}"))?;
+        maps.push((ext, app, script_map_key(site), entry));
+    }
+    // One write: the applications and their script maps all go in, or
+    // (on an error) none of them.
     files.metabase().write(|t| {
         for (name, exe, settings) in &apps {
             let key = app_path(name).map_err(|e| metabase::Error::Schema(format!("{e:#}")))?;
@@ -727,6 +741,9 @@ fn import(files: &MetabaseFiles, ini: &Ini) -> Result<serde_json::Value> {
             }
             create_app(t, name, exe, settings)
                 .map_err(|e| metabase::Error::Schema(format!("[{name}]: {e:#}")))?;
+        }
+        for (_, _, key, entry) in &maps {
+            map_extension(t, key, entry).map_err(|e| metabase::Error::Schema(format!("{e:#}")))?;
         }
         Ok(())
     })?;
@@ -741,22 +758,10 @@ fn import(files: &MetabaseFiles, ini: &Ini) -> Result<serde_json::Value> {
             ));
         }
     }
-    let mut mapped = 0;
-    for (ext, site, app, line) in types {
-        if !apps.iter().any(|(n, _, _)| n.eq_ignore_ascii_case(&app)) {
-            lines.push(format!(
-                "[Types] line {line}: {ext} names {app}, which was not imported; no script map"
-            ));
-            continue;
-        }
-        let entry = script_map_entry(&ext, &app)?;
-        let key = script_map_key(site);
-        files.metabase().write(|t| {
-            map_extension(t, &key, &entry).map_err(|e| metabase::Error::Schema(format!("{e:#}")))
-        })?;
-        mapped += 1;
+    for (ext, app, key, _) in &maps {
         lines.push(format!("[Types] {ext} → {app} as a script map on {key}"));
     }
+    let mapped = maps.len();
     Ok(json!({
         "imported": imported,
         "skipped": skipped,

@@ -200,6 +200,7 @@ fn bodies_stream_both_ways_and_status_location_and_nph_are_honoured() {
         "echo 'this is not a header'; echo; echo body",
     );
     script(&web, "silent.sh", "exit 0");
+    script(&web, "circle.sh", "echo 'Location: /circle.sh'; echo");
 
     // 10 MB up: CONTENT_LENGTH and every byte on standard input.
     let upload = web.dir.path().join("upload.bin");
@@ -262,6 +263,10 @@ fn bodies_stream_both_ways_and_status_location_and_nph_are_honoured() {
     assert_eq!(got.status, 502, "{}", got.text());
     let got = web.curl("/silent.sh", &[]);
     assert_eq!(got.status, 502, "{}", got.text());
+    // Local redirects in a circle end.
+    let got = web.curl("/circle.sh", &[]);
+    assert_eq!(got.status, 502, "{}", got.text());
+    assert!(got.text().contains("circle"), "{}", got.text());
     web.wait_for("the reasons in the log", Duration::from_secs(10), || {
         let log = web.log();
         log.contains("a header line without a colon") && log.contains("wrote nothing")

@@ -26,7 +26,7 @@ fn php_web(extra: &[&str]) -> Web {
         ".php",
         "--allow",
         "--args",
-        "-d upload_max_filesize=64M -d post_max_size=64M -d output_buffering=0",
+        "-d upload_max_filesize=64M -d post_max_size=64M",
     ];
     args.extend_from_slice(extra);
     let added = web.cli_ok(&args);
@@ -100,6 +100,23 @@ echo json_encode($out);
     assert_eq!(got.status, 200, "{}", got.text());
     let v: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(v["HTTPS"], "on");
+
+    // A chunked body reaches PHP whole (gathered for CONTENT_LENGTH).
+    php(
+        &web,
+        "input.php",
+        "<?php echo strlen(file_get_contents('php://input')), ' ', $_SERVER['CONTENT_LENGTH'];",
+    );
+    let got = web.curl(
+        "/input.php",
+        &[
+            "--data-binary",
+            "a chunked body",
+            "-H",
+            "Transfer-Encoding: chunked",
+        ],
+    );
+    assert_eq!(got.text(), "14 14");
 
     // A form posted.
     let got = web.curl("/app/info.php", &["--data", "name=Ada&lang=php"]);
@@ -545,10 +562,6 @@ function adminer_object() {
 include "/usr/share/adminer/adminer.php";
 "#,
     );
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
     web.cli_ok(&["vdir", "create", "1", "/adminer", app.to_str().unwrap()]);
     // The database file, provisioned for the pool's identity.
     let data = common::modules::shared_dir();
@@ -710,8 +723,6 @@ fn fcgi_get_values_lets_one_process_take_several_requests() {
         "1",
         "--queue-length",
         "0",
-        "--stderr-mode",
-        "IgnoreAndReturn200",
     ]);
     web.launch();
     let url = web.url("/slow.fcgi");

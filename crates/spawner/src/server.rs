@@ -78,6 +78,9 @@ struct Helper {
     /// the helper itself).
     identity: Option<Option<Target>>,
     children: HashSet<u32>,
+    /// The Unix sockets made for programs still running, removed when
+    /// they end (a pool that replaces its processes would leave many).
+    sockets: std::collections::HashMap<u32, PathBuf>,
     view: Option<View>,
     /// Where listening Unix sockets go: a directory only the identity
     /// may enter.
@@ -101,6 +104,11 @@ impl Helper {
                 let reply = match self.spawn(id, &program, fds) {
                     Ok((pid, address)) => {
                         self.children.insert(pid);
+                        if program.stdin == Stdio::ListenUnix {
+                            if let Some(path) = &address {
+                                self.sockets.insert(pid, PathBuf::from(path));
+                            }
+                        }
                         FromSpawner::Spawned { id, pid, address }
                     }
                     Err(error) => FromSpawner::Failed {
@@ -266,6 +274,9 @@ impl Helper {
             .collect();
         for (pid, exit) in ended {
             self.children.remove(&pid);
+            if let Some(socket) = self.sockets.remove(&pid) {
+                let _ = std::fs::remove_file(socket);
+            }
             reply_to(control, &FromSpawner::Exited { pid, exit });
         }
     }

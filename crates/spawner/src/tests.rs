@@ -139,6 +139,13 @@ async fn listening_sockets_are_made_for_fastcgi_applications() {
         }
         assert_eq!(got, b"accepted");
         assert_eq!(started.exited.await.unwrap(), Exit::Code(0));
+        // A program's socket goes when it ends.
+        if kind == Stdio::ListenUnix {
+            assert!(
+                !std::path::Path::new(&address).exists(),
+                "{address} is left"
+            );
+        }
     }
     // Its directory goes with the launcher.
     let socket_dir = socket_dir.unwrap();

@@ -28,6 +28,14 @@ const MAX_HEAD: usize = 64 * 1024;
 /// A chunked request body is gathered to learn its length (CGI needs
 /// CONTENT_LENGTH) up to this much.
 const MAX_GATHERED_BODY: usize = 64 << 20;
+/// Local redirects (RFC 3875 §6.2.2) one request may follow.
+const MAX_LOCAL_REDIRECTS: u8 = 10;
+
+tokio::task_local! {
+    /// The local redirects the request being answered has followed.
+    static LOCAL_REDIRECTS: u8;
+}
+
 /// What a CGI program writes at once is gathered up to this much.
 const CGI_BUFFER: usize = 256 * 1024;
 /// Lines of a program's standard error logged per request; the rest are
@@ -433,7 +441,23 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
                 h.url.path = path;
                 h.url.query = query.to_string();
                 h.raw_url = location.as_bytes().to_vec();
-                pipeline.clone().serve_child_boxed(req).await;
+                // A script that sends the request round in a circle is
+                // stopped, not followed for ever.
+                let depth = LOCAL_REDIRECTS.try_with(|d| *d).unwrap_or(0);
+                if depth >= MAX_LOCAL_REDIRECTS {
+                    tracing::error!(script = name, location = %location, "more than {MAX_LOCAL_REDIRECTS} local redirects in a row");
+                    bad_gateway(
+                        req,
+                        template,
+                        error_status,
+                        "its local redirects go round in a circle",
+                    )
+                    .await;
+                    return Relayed::Failed;
+                }
+                LOCAL_REDIRECTS
+                    .scope(depth + 1, pipeline.clone().serve_child_boxed(req))
+                    .await;
                 return Relayed::Answered;
             }
         }
@@ -591,6 +615,26 @@ async fn now_or_never<F: std::future::Future>(future: F) -> Option<F::Output> {
     .await
 }
 
+/// The request body's length, which CGI and FastCGI programs want before
+/// the body (CONTENT_LENGTH; `None` without a body): a chunked body is
+/// gathered to learn it, up to MAX_GATHERED_BODY, and given back. `None`
+/// when the request cannot go on: a larger body was answered 413, or the
+/// client went.
+pub(crate) async fn body_length(mut req: Request) -> Option<(Request, Option<u64>, Option<Bytes>)> {
+    match req.body {
+        BodyInfo::Length(n) => Some((req, Some(n), None)),
+        BodyInfo::None => Some((req, None, None)),
+        BodyInfo::Chunked => match req.read_body(MAX_GATHERED_BODY).await {
+            Ok(body) => Some((req, Some(body.len() as u64), Some(Bytes::from(body)))),
+            Err(httpapi::Error::TooLarge(_)) => {
+                let _ = req.respond(Response::new(413)).await;
+                None
+            }
+            Err(_) => None,
+        },
+    }
+}
+
 /// IIS's answer (502 for CGI, 500 for FastCGI) for a gateway program
 /// that misbehaved.
 pub(crate) async fn bad_gateway(req: Request, template: Response, status: u16, why: &str) {
@@ -612,7 +656,7 @@ pub(crate) async fn bad_gateway(req: Request, template: Response, status: u16, w
 pub(crate) async fn run(
     pipeline: Arc<Pipeline>,
     call: CgiCall,
-    mut req: Request,
+    req: Request,
     template: Response,
     filters: Option<(
         &mut crate::filters::RequestFilters,
@@ -626,21 +670,8 @@ pub(crate) async fn run(
         bad_gateway(req, template, 502, "it could not be started").await;
         return;
     };
-    // CGI wants the body's length first: a chunked one is gathered.
-    let gathered = match req.body {
-        BodyInfo::Chunked => match req.read_body(MAX_GATHERED_BODY).await {
-            Ok(body) => Some(Bytes::from(body)),
-            Err(_) => {
-                let _ = req.respond(Response::new(413)).await;
-                return;
-            }
-        },
-        _ => None,
-    };
-    let length = match (&gathered, req.body) {
-        (Some(body), _) => Some(body.len() as u64),
-        (None, BodyInfo::Length(n)) => Some(n),
-        (None, _) => None,
+    let Some((mut req, length, gathered)) = body_length(req).await else {
+        return;
     };
     let mut program = spawner::Program::new(&call.program);
     program.args = call.args.clone();

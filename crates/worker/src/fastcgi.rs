@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use fastcgi::{ProtocolStatus, Record};
-use httpapi::proto::BodyInfo;
 use httpapi::{BodyReader, Request, Response};
 use metabase::schema::fastcgi as ids;
 use metabase::{MbPath, Snapshot, Value};
@@ -166,21 +165,6 @@ impl Pools {
         pools.insert(key, pool.clone());
         pool
     }
-
-    /// Stops every process (the worker is stopping).
-    pub fn stop_all(&self) {
-        for (_, pool) in lock(&self.pools).drain() {
-            pool.retire();
-        }
-    }
-
-    /// Processes running, by application (for tests and reports).
-    pub fn process_count(&self) -> usize {
-        lock(&self.pools)
-            .values()
-            .map(|p| lock(&p.state).instances.len())
-            .sum()
-    }
 }
 
 struct AppPool {
@@ -208,7 +192,6 @@ struct PoolState {
 struct Instance {
     pid: u32,
     address: String,
-    tcp: bool,
     /// Requests at once (FCGI_MAX_CONNS; 1 unless it says more).
     capacity: u32,
     in_use: AtomicU32,
@@ -272,16 +255,24 @@ impl AppPool {
         self.freed.notify_waiters();
     }
 
-    fn stop(&self, instance: &Instance) {
+    fn stop(&self, instance: &Arc<Instance>) {
         instance.stopping.store(true, Ordering::SeqCst);
         lock(&instance.idle_connections).clear();
         self.spawner.signal(instance.pid, libc::SIGTERM);
         // One that ignores SIGTERM goes anyway.
+        self.kill_later(instance, Duration::from_secs(5));
+    }
+
+    /// Kills a process after `delay` if it is still there (its pid is not
+    /// signalled once it has ended: another program may have it by then).
+    fn kill_later(&self, instance: &Arc<Instance>, delay: Duration) {
         let spawner = self.spawner.clone();
-        let pid = instance.pid;
+        let instance = instance.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            spawner.kill(pid);
+            tokio::time::sleep(delay).await;
+            if instance.alive.load(Ordering::SeqCst) {
+                spawner.kill(instance.pid);
+            }
         });
     }
 
@@ -436,7 +427,6 @@ impl AppPool {
         let instance = Arc::new(Instance {
             pid: started.pid,
             address,
-            tcp: s.tcp,
             capacity,
             in_use: AtomicU32::new(0),
             served: AtomicU32::new(0),
@@ -568,15 +558,7 @@ impl Drop for Lease {
                     .instances
                     .retain(|i| !Arc::ptr_eq(i, instance));
                 lock(&instance.idle_connections).clear();
-                let spawner = self.pool.spawner.clone();
-                let pid = instance.pid;
-                let alive = instance.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if alive.alive.load(Ordering::SeqCst) {
-                        spawner.kill(pid);
-                    }
-                });
+                self.pool.kill_later(instance, Duration::from_secs(1));
             }
         }
         self.pool.freed.notify_one();
@@ -694,7 +676,7 @@ enum BodySource {
 pub(crate) async fn run(
     pipeline: Arc<Pipeline>,
     call: FastCgiCall,
-    mut req: Request,
+    req: Request,
     template: Response,
     mut filters: Option<(
         &mut crate::filters::RequestFilters,
@@ -710,19 +692,17 @@ pub(crate) async fn run(
         return;
     };
     let pool = pipeline.fastcgi.get(&settings, &spawner);
-    let length = match req.body {
-        BodyInfo::Length(n) => Some(n),
-        BodyInfo::None => Some(0),
-        BodyInfo::Chunked => None,
+    // A chunked body is gathered: PHP reads CONTENT_LENGTH bytes, no more.
+    let Some((mut req, length, gathered)) = crate::cgi::body_length(req).await else {
+        return;
     };
     let mut params = fastcgi::Params::with_capacity(2048);
-    each_meta_variable(
-        &req,
-        &call.script,
-        length.filter(|n| *n > 0),
-        &mut |k, v| params.add(k, v),
-    );
-    let mut body = Some(BodySource::Client(req.take_body()));
+    each_meta_variable(&req, &call.script, length, &mut |k, v| params.add(k, v));
+    let mut body = Some(match gathered {
+        Some(all) => BodySource::Kept(all),
+        None => BodySource::Client(req.take_body()),
+    });
+    let length = length.unwrap_or(0);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -860,7 +840,7 @@ async fn exchange(
     lease: Lease,
     params: &fastcgi::Params,
     body: BodySource,
-    length: Option<u64>,
+    length: u64,
     out: mpsc::Sender<std::io::Result<Bytes>>,
     deadline: Instant,
 ) -> (AppEnd, Option<Bytes>) {
@@ -871,7 +851,7 @@ async fn exchange(
         Some(s) => s,
         None => match tokio::time::timeout_at(
             deadline,
-            Stream::connect(&instance.address, instance.tcp),
+            Stream::connect(&instance.address, settings.tcp),
         )
         .await
         {
@@ -888,7 +868,7 @@ async fn exchange(
     let mut head = BytesMut::with_capacity(4096);
     fastcgi::encode_begin(&mut head, REQUEST_ID, true);
     params.encode(&mut head, REQUEST_ID);
-    let send = if length == Some(0) {
+    let send = if length == 0 {
         // No body: the whole request in one write, and no task for it.
         fastcgi::encode_stream(&mut head, fastcgi::kind::STDIN, REQUEST_ID, &[]);
         let ok = writer.write_all(&head).await.is_ok();

@@ -50,12 +50,23 @@ fn is_gateway_name(cfg: &UrlConfig, name: &str) -> bool {
 }
 
 /// `.exe` and `.cgi`: programs run as CGI where Execute access allows.
-fn is_program_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower.ends_with(".exe") || lower.ends_with(".cgi")
+pub(super) fn is_program_name(name: &str) -> bool {
+    let ends = |ext: &str| {
+        name.len() > ext.len()
+            && name.as_bytes()[name.len() - ext.len()..].eq_ignore_ascii_case(ext.as_bytes())
+    };
+    ends(".exe") || ends(".cgi")
 }
 
 impl Pipeline {
+    /// Whether `path` is a file, as the worker remembers it until inotify
+    /// says it changed (the static handler's lookup).
+    fn is_file(&self, x: &Exchange, path: &Path) -> bool {
+        self.changes
+            .metadata(&x.config.meta, &x.config.content, path)
+            .is_ok_and(|m| m.is_file())
+    }
+
     /// A directory's default document that a program handles
     /// (`index.php`): the first of DefaultDoc that exists, when it is one
     /// a program handles (a static one is the static handler's).
@@ -69,12 +80,10 @@ impl Pipeline {
             return None;
         }
         let dir = cfg.physical.as_ref()?;
-        let doc = cfg.default_docs.iter().find(|d| {
-            x.config
-                .content
-                .metadata(&dir.join(d))
-                .is_ok_and(|m| m.is_file())
-        })?;
+        let doc = cfg
+            .default_docs
+            .iter()
+            .find(|d| self.is_file(x, &dir.join(d)))?;
         if !is_gateway_name(cfg, doc) {
             return None;
         }
@@ -104,7 +113,7 @@ impl Pipeline {
             let is_file = script_cfg
                 .physical
                 .as_ref()
-                .is_some_and(|p| x.config.content.metadata(p).is_ok_and(|m| m.is_file()));
+                .is_some_and(|p| self.is_file(x, p));
             if is_file {
                 return Some(ScriptUrl {
                     cfg: script_cfg,
@@ -151,13 +160,7 @@ impl Pipeline {
         if cfg.access & needed == 0 {
             return Some(Err(HttpError::new(403, 1).win32(5)));
         }
-        if check_file
-            && !x
-                .config
-                .content
-                .metadata(&physical)
-                .is_ok_and(|m| m.is_file())
-        {
+        if check_file && !self.is_file(x, &physical) {
             return Some(Err(HttpError::new(404, 0).win32(2)));
         }
         if !x
@@ -220,12 +223,7 @@ impl Pipeline {
             tracing::error!(application = app, "a script map names a FastCGI application that is not configured (inetsrv fastcgi list)");
             return Err(HttpError::new(500, 0));
         };
-        // What the file is, as remembered until inotify says it changed.
-        let is_file = self
-            .changes
-            .metadata(&x.config.meta, &x.config.content, &physical)
-            .is_ok_and(|m| m.is_file());
-        if map.check_file && !is_file {
+        if map.check_file && !self.is_file(x, &physical) {
             return Err(HttpError::new(404, 0).win32(2));
         }
         if !x

@@ -27,12 +27,16 @@ impl Pipeline {
                 Some(Ok(call)) => ExtensionHandler(call).handle(self, x).await,
                 Some(Err(e)) => Err(e),
                 None => {
-                    let whole = ScriptUrl {
+                    // The URL as a whole names a script only when its
+                    // name is one a program handles (static files pay no
+                    // more than that look).
+                    let mapped = cfg.script_map(name, x.skip.as_deref()).is_some();
+                    let whole = (mapped || is_program_name(name)).then(|| ScriptUrl {
                         cfg: cfg.clone(),
                         name: x.req.url.path.clone(),
                         path_info: String::new(),
-                    };
-                    let program = match self.gateway_call(x, &whole, ctx) {
+                    });
+                    let program = match whole.and_then(|w| self.gateway_call(x, &w, ctx)) {
                         Some(found) => Some(found),
                         None => self
                             .default_document_script(x, &cfg)
