@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use metabase::MetabaseFiles;
 use msrpc::epm::{EndpointMapper, EpmServer};
 use msrpc::mgmt::{Management, MgmtServer};
 use msrpc::security::{Credentials, Keytab};
@@ -33,6 +34,8 @@ pub struct RpcOptions {
     /// How long the endpoint's thread polls after each PDU before it
     /// sleeps (zero: not at all).
     pub idle_poll: Duration,
+    /// How long a DCOM object lives after its client's last ping.
+    pub dcom_ping_timeout: Duration,
 }
 
 /// The running endpoint, for the start-up summary.
@@ -117,7 +120,11 @@ fn principal() -> String {
 /// An explicit port that cannot be bound is an error; the default falls
 /// back from 135 to 8135, and when neither is free the server runs
 /// without RPC (with a warning).
-pub fn start(options: RpcOptions, state_dir: &Path) -> Result<Option<RpcEndpoint>> {
+pub fn start(
+    options: RpcOptions,
+    state_dir: &Path,
+    files: MetabaseFiles,
+) -> Result<Option<RpcEndpoint>> {
     let explicit_port = options.port.is_some();
     let state_dir = state_dir.to_path_buf();
     let (started, result) = std::sync::mpsc::channel();
@@ -137,7 +144,7 @@ pub fn start(options: RpcOptions, state_dir: &Path) -> Result<Option<RpcEndpoint
                 }
             };
             runtime.block_on(async {
-                let endpoint = start_endpoint(&options, &state_dir).await;
+                let endpoint = start_endpoint(&options, &state_dir, files).await;
                 let serving = endpoint.is_ok();
                 let _ = started.send(endpoint);
                 if serving {
@@ -159,7 +166,34 @@ pub fn start(options: RpcOptions, state_dir: &Path) -> Result<Option<RpcEndpoint
     }
 }
 
-async fn start_endpoint(options: &RpcOptions, state_dir: &Path) -> Result<RpcEndpoint> {
+/// Administrators are the users of the database marked so (`inetsrv user
+/// add NAME --admin`), read at each activation.
+struct UserDbAdmins(UserDb);
+
+impl iisadmin::Admins for UserDbAdmins {
+    fn is_admin(&self, user: &str) -> bool {
+        // A Kerberos caller is named user@REALM: the realm is the one the
+        // server's keytab trusts, the user the database's.
+        let name = match self.0.user(user) {
+            Ok(None) => user.split_once('@').map(|(name, _)| name).unwrap_or(user),
+            _ => user,
+        };
+        match self.0.user(name) {
+            Ok(Some(u)) => u.admin,
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!("RPC: cannot read the user database: {e}");
+                false
+            }
+        }
+    }
+}
+
+async fn start_endpoint(
+    options: &RpcOptions,
+    state_dir: &Path,
+    files: MetabaseFiles,
+) -> Result<RpcEndpoint> {
     let server = Server::new(Limits::default(), principal());
     server.set_credentials(std::sync::Arc::new(UserDbCredentials(
         UserDb::for_state_dir(state_dir),
@@ -182,6 +216,27 @@ async fn start_endpoint(options: &RpcOptions, state_dir: &Path) -> Result<RpcEnd
     let level = options.min_auth_level.max(auth_level::NONE);
     server.register(EpmServer(EndpointMapper::new()), level, true);
     server.register(MgmtServer(Management), level, false);
+    // DCOM and the IIS administration classes: their objects are called at
+    // packet integrity or above.
+    let orpc_level = level.max(auth_level::INTEGRITY);
+    let exporter = dcom::Exporter::new(u32::from(orpc_level), options.dcom_ping_timeout);
+    dcom::serve(&server, exporter.clone(), level, orpc_level);
+    let admins: std::sync::Arc<dyn iisadmin::Admins> =
+        std::sync::Arc::new(UserDbAdmins(UserDb::for_state_dir(state_dir)));
+    iisadmin::imsa::serve(
+        &server,
+        &exporter,
+        iisadmin::imsa::AdminBase::new(files, admins),
+        orpc_level,
+    );
+    // Objects whose clients stopped pinging are reclaimed.
+    let sweep = (options.dcom_ping_timeout / 4).max(Duration::from_millis(100));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(sweep).await;
+            exporter.collect_garbage();
+        }
+    });
     let tcp = match options.port {
         Some(port) => server
             .listen_tcp(SocketAddr::new(options.address, port))

@@ -58,6 +58,12 @@ pub struct StartArgs {
     #[arg(long, default_value_t = 100, value_name = "US",
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     rpc_idle_poll_us: u64,
+    /// How long a DCOM object (an IMSAdminBaseW a remote tool activated)
+    /// outlives its client's last ping, in seconds: [MS-DCOM]'s three
+    /// missed pings of 120 s by default.
+    #[arg(long, default_value_t = 360, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    dcom_ping_timeout: u64,
     /// Do not start the RPC endpoint.
     #[arg(long, conflicts_with_all = ["rpc_port", "keytab", "rpc_idle_poll_us"])]
     no_rpc: bool,
@@ -218,8 +224,9 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
             port: args.rpc_port,
             keytab,
             idle_poll: Duration::from_micros(args.rpc_idle_poll_us),
+            dcom_ping_timeout: Duration::from_secs(args.dcom_ping_timeout),
         };
-        crate::rpc::start(options, &state_dir)?
+        crate::rpc::start(options, &state_dir, files.clone())?
     };
 
     let sites = runtime.block_on(was.sites());

@@ -24,6 +24,18 @@ pub enum UserCommand {
         name: String,
         #[command(flatten)]
         password: PasswordSource,
+        /// An administrator: may administer the server remotely (the
+        /// DCOM administration interfaces, at packet integrity or privacy).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Change what a user may do.
+    Set {
+        /// The user name.
+        name: String,
+        /// Whether the user is an administrator.
+        #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+        admin: bool,
     },
     /// Change a user's password.
     Passwd {
@@ -106,10 +118,27 @@ impl PasswordSource {
 pub fn run(cli: &Cli, command: &UserCommand) -> Result<()> {
     let db = UserDb::for_state_dir(&target::state_dir(cli));
     match command {
-        UserCommand::Add { name, password } => {
+        UserCommand::Add {
+            name,
+            password,
+            admin,
+        } => {
             userdb::check_name(name)?;
             db.add(name, &password.get()?)?;
-            println!("user {name} added");
+            if *admin {
+                db.set_admin(name, true)?;
+                println!("user {name} added (an administrator)");
+            } else {
+                println!("user {name} added");
+            }
+        }
+        UserCommand::Set { name, admin } => {
+            db.set_admin(name, *admin)?;
+            if *admin {
+                println!("{name} is now an administrator");
+            } else {
+                println!("{name} is no longer an administrator");
+            }
         }
         UserCommand::Passwd { name, password } => {
             db.set_password(name, &password.get()?)?;
@@ -133,6 +162,7 @@ pub fn run(cli: &Cli, command: &UserCommand) -> Result<()> {
                     .iter()
                     .map(|u| json!({
                         "name": u.name,
+                        "admin": u.admin,
                         "certificates": mapped(&u.name)
                             .iter()
                             .map(|m| json!({"thumbprint": m.thumbprint, "subject": m.subject}))
@@ -143,7 +173,11 @@ pub fn run(cli: &Cli, command: &UserCommand) -> Result<()> {
                 println!("no users in {}", db.path().display());
             } else {
                 for u in users {
-                    println!("{}", u.name);
+                    if u.admin {
+                        println!("{}  (administrator)", u.name);
+                    } else {
+                        println!("{}", u.name);
+                    }
                     for m in mapped(&u.name) {
                         println!("  certificate {}  {}", m.thumbprint, m.subject);
                     }

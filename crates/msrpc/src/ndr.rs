@@ -1106,6 +1106,10 @@ tuple_params!(A, B, C, D, E);
 tuple_params!(A, B, C, D, E, F);
 tuple_params!(A, B, C, D, E, F, G);
 tuple_params!(A, B, C, D, E, F, G, H);
+tuple_params!(A, B, C, D, E, F, G, H, I);
+tuple_params!(A, B, C, D, E, F, G, H, I, J);
+tuple_params!(A, B, C, D, E, F, G, H, I, J, K);
+tuple_params!(A, B, C, D, E, F, G, H, I, J, K, L);
 
 /// Marshals parameters into a fresh stream.
 pub fn params_to_bytes<P: Params>(params: &P, syntax: Syntax) -> Vec<u8> {

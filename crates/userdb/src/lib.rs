@@ -63,6 +63,8 @@ pub struct User {
     pub hash: String,
     /// The NT hash, when the password was set since NT hashes are kept.
     pub nt_hash: Option<[u8; 16]>,
+    /// An administrator: may use the remote administration interfaces.
+    pub admin: bool,
 }
 
 /// The user database file.
@@ -157,10 +159,10 @@ impl UserDb {
             };
             let mut fields = line.split(':');
             let (Some(name), Some(hash)) = (fields.next(), fields.next()) else {
-                return Err(corrupt("expected NAME:HASH[:NTHASH]"));
+                return Err(corrupt("expected NAME:HASH[:NTHASH[:admin]]"));
             };
             let nt_hash = match fields.next() {
-                None => None,
+                None | Some("") => None,
                 Some(hex_text) => {
                     let mut bytes = [0u8; 16];
                     hex::decode_to_slice(hex_text, &mut bytes)
@@ -168,8 +170,13 @@ impl UserDb {
                     Some(bytes)
                 }
             };
+            let admin = match fields.next() {
+                None => false,
+                Some("admin") => true,
+                Some(_) => return Err(corrupt("the fourth field may only be 'admin'")),
+            };
             if fields.next().is_some() {
-                return Err(corrupt("expected NAME:HASH[:NTHASH]"));
+                return Err(corrupt("expected NAME:HASH[:NTHASH[:admin]]"));
             }
             check_name(name).map_err(|e| corrupt(&e.to_string()))?;
             PasswordHash::new(hash).map_err(|_| corrupt("the hash is not a PHC string"))?;
@@ -177,6 +184,7 @@ impl UserDb {
                 name: name.to_string(),
                 hash: hash.to_string(),
                 nt_hash,
+                admin,
             });
         }
         Ok(users)
@@ -204,7 +212,20 @@ impl UserDb {
             name: name.to_string(),
             hash: hash_password(password)?,
             nt_hash: Some(nt_hash(password)),
+            admin: false,
         });
+        self.write(&users)
+    }
+
+    /// Makes a user an administrator, or not.
+    pub fn set_admin(&self, name: &str, admin: bool) -> Result<()> {
+        let mut users = self.users()?;
+        let lower = name.to_lowercase();
+        let user = users
+            .iter_mut()
+            .find(|u| u.name.to_lowercase() == lower)
+            .ok_or_else(|| Error::NotFound(name.to_string()))?;
+        user.admin = admin;
         self.write(&users)
     }
 
@@ -356,9 +377,13 @@ impl UserDb {
     fn write(&self, users: &[User]) -> Result<()> {
         let lines: Vec<String> = users
             .iter()
-            .map(|u| match &u.nt_hash {
-                Some(nt) => format!("{}:{}:{}", u.name, u.hash, hex::encode(nt)),
-                None => format!("{}:{}", u.name, u.hash),
+            .map(|u| {
+                let nt = u.nt_hash.map(hex::encode).unwrap_or_default();
+                match (u.admin, u.nt_hash.is_some()) {
+                    (true, _) => format!("{}:{}:{nt}:admin", u.name, u.hash),
+                    (false, true) => format!("{}:{}:{nt}", u.name, u.hash),
+                    (false, false) => format!("{}:{}", u.name, u.hash),
+                }
             })
             .collect();
         write_lines(&self.path, &lines)

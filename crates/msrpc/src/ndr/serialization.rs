@@ -202,11 +202,9 @@ impl<'a> Deserializer<'a> {
             needed: self.pos + unit,
             have: self.data.len(),
         })?;
-        if !length.is_multiple_of(unit) {
-            return Err(malformed(
-                "an object buffer length that is not a multiple of the alignment",
-            ));
-        }
+        // The length should include the padding to the alignment; writers
+        // that leave it out (Impacket's DCOM activation properties) are
+        // read too, their padding skipped below.
         let object = body.get(..length).ok_or(NdrError::CountTooLarge {
             what: "a type serialization object buffer",
             count: length as u64,
@@ -217,7 +215,7 @@ impl<'a> Deserializer<'a> {
         if d.remaining() >= unit {
             return Err(malformed("bytes are left over in an object buffer"));
         }
-        self.pos += unit + length;
+        self.pos += unit + length.next_multiple_of(unit).min(body.len());
         Ok(value)
     }
 }

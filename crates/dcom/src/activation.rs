@@ -1,0 +1,187 @@
+//! The activation properties BLOB ([MS-DCOM] 2.2.22): what a client asks
+//! of IRemoteSCMActivator (the class, the interfaces, the protocol
+//! sequences it speaks) and what the resolver answers (the object
+//! exporter, the interface pointers). The header and each property are
+//! NDR type serialization version 1 streams ([MS-RPCE] 2.2.6).
+
+use msrpc::ndr::serialization::{Deserializer, Serializer};
+use msrpc::ndr::{ConformantArray, NdrError, Unique};
+use msrpc::Uuid;
+
+use crate::ids;
+use crate::objref::{ObjRef, ObjRefError};
+use crate::types::{
+    check_count, CustomHeader, InstantiationInfoData, MInterfacePointer, PropsOutInfo,
+    RemoteReplyScmInfo, ScmReplyInfoData, ScmRequestInfoData,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivationError {
+    #[error("the activation properties are not an OBJREF_CUSTOM: {0}")]
+    ObjRef(#[from] ObjRefError),
+    #[error("the activation properties' marshaller is {0}, not CLSID_ActivationPropertiesIn")]
+    NotPropertiesIn(Uuid),
+    #[error("the activation properties BLOB is cut short")]
+    Short,
+    #[error("the activation properties BLOB is malformed: {0}")]
+    Ndr(#[from] NdrError),
+    #[error("the activation properties lack {0}")]
+    Missing(&'static str),
+}
+
+/// What the client asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivationRequest {
+    pub clsid: Uuid,
+    pub iids: Vec<Uuid>,
+    /// The protocol sequences the client speaks (tower ids).
+    pub protseqs: Vec<u16>,
+}
+
+fn read_u32(data: &[u8], at: usize) -> Result<u32, ActivationError> {
+    let b = data.get(at..at + 4).ok_or(ActivationError::Short)?;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Reads the `pActProperties` of RemoteCreateInstance / RemoteGetClassObject.
+pub fn parse_request(properties: &MInterfacePointer) -> Result<ActivationRequest, ActivationError> {
+    let ObjRef::Custom { clsid, data, .. } = ObjRef::decode(&properties.data)? else {
+        return Err(ActivationError::Missing("an OBJREF_CUSTOM"));
+    };
+    if clsid != ids::CLSID_ACTIVATION_PROPERTIES_IN {
+        return Err(ActivationError::NotPropertiesIn(clsid));
+    }
+    let total = read_u32(&data, 0)? as usize;
+    let blob = data.get(8..8 + total).ok_or(ActivationError::Short)?;
+    let header: CustomHeader = Deserializer::new(blob)?.read()?;
+    check_count(
+        "CustomHeader.pclsid",
+        u64::from(header.count),
+        &header.clsids,
+    )?;
+    check_count(
+        "CustomHeader.pSizes",
+        u64::from(header.count),
+        &header.sizes,
+    )?;
+    let clsids = header.clsids.get().map(|a| a.0.clone()).unwrap_or_default();
+    let sizes = header.sizes.get().map(|a| a.0.clone()).unwrap_or_default();
+    let mut at = header.header_size as usize;
+    let mut instantiation = None;
+    let mut scm_request = None;
+    for (clsid, size) in clsids.iter().zip(sizes) {
+        let end = at
+            .checked_add(size as usize)
+            .ok_or(ActivationError::Short)?;
+        let property = blob.get(at..end).ok_or(ActivationError::Short)?;
+        // Properties the resolver does not use are skipped by their size
+        // (3.1.2.5.2.3.3: servers ignore those they do not recognize).
+        if *clsid == ids::CLSID_INSTANTIATION_INFO {
+            instantiation = Some(Deserializer::new(property)?.read::<InstantiationInfoData>()?);
+        } else if *clsid == ids::CLSID_SCM_REQUEST_INFO {
+            scm_request = Some(Deserializer::new(property)?.read::<ScmRequestInfoData>()?);
+        }
+        at = end;
+    }
+    let instantiation = instantiation.ok_or(ActivationError::Missing("InstantiationInfoData"))?;
+    check_count(
+        "InstantiationInfoData.pIID",
+        u64::from(instantiation.iid_count),
+        &instantiation.iids,
+    )?;
+    let scm_request = scm_request.ok_or(ActivationError::Missing("ScmRequestInfoData"))?;
+    let protseqs = match scm_request.remote_request.get() {
+        Some(r) => {
+            check_count(
+                "customREMOTE_REQUEST_SCM_INFO.pRequestedProtseqs",
+                u64::from(r.protseq_count),
+                &r.protseqs,
+            )?;
+            r.protseqs.get().map(|a| a.0.clone()).unwrap_or_default()
+        }
+        None => return Err(ActivationError::Missing("customREMOTE_REQUEST_SCM_INFO")),
+    };
+    Ok(ActivationRequest {
+        clsid: instantiation.class_id,
+        iids: instantiation
+            .iids
+            .get()
+            .map(|a| a.0.clone())
+            .unwrap_or_default(),
+        protseqs,
+    })
+}
+
+/// Builds `ppActProperties`: the interfaces (PropsOutInfo) and the
+/// object exporter (ScmReplyInfoData), as Windows orders them.
+pub fn build_reply(
+    iids: &[Uuid],
+    results: &[(u32, Option<MInterfacePointer>)],
+    reply: RemoteReplyScmInfo,
+) -> MInterfacePointer {
+    let props = PropsOutInfo {
+        count: iids.len() as u32,
+        iids: Unique::new(Some(ConformantArray(iids.to_vec()))),
+        results: Unique::new(Some(ConformantArray(
+            results.iter().map(|(hr, _)| *hr).collect(),
+        ))),
+        interfaces: Unique::new(Some(ConformantArray(
+            results
+                .iter()
+                .map(|(_, ip)| Unique::new(ip.clone()))
+                .collect(),
+        ))),
+    };
+    let scm = ScmReplyInfoData {
+        reserved: Unique::new(None),
+        remote_reply: Unique::new(Some(reply)),
+    };
+    let mut props_bytes = Serializer::v1();
+    props_bytes.push(&props);
+    let props_bytes = props_bytes.finish();
+    let mut scm_bytes = Serializer::v1();
+    scm_bytes.push(&scm);
+    let scm_bytes = scm_bytes.finish();
+    let mut header = CustomHeader {
+        total_size: 0,
+        header_size: 0,
+        reserved: 0,
+        dest_ctx: 2,
+        count: 2,
+        class_info_clsid: Uuid::NIL,
+        clsids: Unique::new(Some(ConformantArray(vec![
+            ids::CLSID_PROPS_OUT_INFO,
+            ids::CLSID_SCM_REPLY_INFO,
+        ]))),
+        sizes: Unique::new(Some(ConformantArray(vec![
+            props_bytes.len() as u32,
+            scm_bytes.len() as u32,
+        ]))),
+        reserved_ptr: Unique::new(None),
+    };
+    // The header's size does not depend on the values of its fields.
+    let header_len = {
+        let mut s = Serializer::v1();
+        s.push(&header);
+        s.finish().len()
+    };
+    header.header_size = header_len as u32;
+    header.total_size = (header_len + props_bytes.len() + scm_bytes.len()) as u32;
+    let mut header_bytes = Serializer::v1();
+    header_bytes.push(&header);
+    let header_bytes = header_bytes.finish();
+    let mut blob = Vec::with_capacity(8 + header.total_size as usize);
+    blob.extend_from_slice(&header.total_size.to_le_bytes());
+    blob.extend_from_slice(&0u32.to_le_bytes());
+    blob.extend_from_slice(&header_bytes);
+    blob.extend_from_slice(&props_bytes);
+    blob.extend_from_slice(&scm_bytes);
+    MInterfacePointer::new(
+        ObjRef::Custom {
+            iid: ids::IID_IACTIVATION_PROPERTIES_OUT,
+            clsid: ids::CLSID_ACTIVATION_PROPERTIES_OUT,
+            data: blob,
+        }
+        .encode(),
+    )
+}

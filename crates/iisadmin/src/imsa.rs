@@ -1,0 +1,774 @@
+//! IMSAdminBaseW ([MS-IMSA] 3.1) over the live metabase: the metabase
+//! handles a client opens (with their read/write locks), keys, data, the
+//! change number, SaveData. Every write goes through the same validated
+//! metabase API as the CLI, so a refused value is refused here too.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dcom::{ComClass, Created, Exporter};
+use metabase::{Attributes, DataType, GetMode, MbPath, MetabaseFiles, Property, UserType, Value};
+use msrpc::ndr::{ConformantArray, Unique, WString};
+use msrpc::server::{Call, CallResult};
+use msrpc::Uuid;
+
+use crate::Admins;
+
+/// CLSID_MSAdminBase_W ([MS-IMSA] 1.9).
+pub const CLSID_MSADMIN_BASE_W: Uuid = Uuid {
+    time_low: 0xa9e6_9610,
+    time_mid: 0xb80d,
+    time_hi_and_version: 0x11d0,
+    clock_seq_and_node: [0xb9, 0xb9, 0x00, 0xa0, 0xc9, 0x22, 0xe7, 0x50],
+};
+/// IID_IMSAdminBaseW.
+pub const IID_IMSADMIN_BASE_W: Uuid = Uuid {
+    time_low: 0x70b5_1430,
+    time_mid: 0xb6ca,
+    time_hi_and_version: 0x11d0,
+    clock_seq_and_node: [0xb9, 0xb9, 0x00, 0xa0, 0xc9, 0x22, 0xe7, 0x50],
+};
+
+/// METADATA_MASTER_ROOT_HANDLE (2.2.8).
+pub const MASTER_ROOT_HANDLE: u32 = 0;
+/// ADMINDATA_MAX_NAME_LEN (2.2.1).
+pub const MAX_NAME_LEN: usize = 256;
+pub const METADATA_PERMISSION_READ: u32 = 1;
+pub const METADATA_PERMISSION_WRITE: u32 = 2;
+const CLEARTEXT_DATA_BLOB_SIGNATURE: u32 = 0x6243_6349;
+
+pub const S_OK: u32 = 0;
+pub const E_FAIL: u32 = 0x8000_4005;
+pub const E_INVALIDARG: u32 = 0x8007_0057;
+pub const E_ACCESSDENIED: u32 = 0x8007_0005;
+pub const ERROR_PATH_NOT_FOUND: u32 = 0x8007_0003;
+pub const ERROR_INVALID_HANDLE: u32 = 0x8007_0006;
+pub const ERROR_NO_MORE_ITEMS: u32 = 0x8007_0103;
+pub const ERROR_ALREADY_EXISTS: u32 = 0x8007_00b7;
+pub const ERROR_PATH_BUSY: u32 = 0x8007_0094;
+pub const ERROR_INSUFFICIENT_BUFFER: u32 = 0x8007_007a;
+pub const MD_ERROR_DATA_NOT_FOUND: u32 = 0x800c_c801;
+
+/// IIS_CRYPTO_BLOB (2.2.2).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq, Default)]
+pub struct IisCryptoBlob {
+    pub signature: u32,
+    pub length: u32,
+    #[ndr(size_is = "length")]
+    pub data: Vec<u8>,
+}
+
+/// METADATA_RECORD (2.2.7).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq, Default)]
+pub struct MetadataRecord {
+    pub identifier: u32,
+    pub attributes: u32,
+    pub user_type: u32,
+    pub data_type: u32,
+    pub data_len: u32,
+    pub data: Unique<ConformantArray<u8>>,
+    pub data_tag: u32,
+}
+
+/// METADATA_HANDLE_INFO (2.2.6).
+#[derive(msrpc::Ndr, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct HandleInfo {
+    pub permissions: u32,
+    pub system_change_number: u32,
+}
+
+#[msrpc::interface(uuid = "70b51430-b6ca-11d0-b9b9-00a0c922e750", version = "0.0")]
+pub trait MsAdminBaseW {
+    /// AddKey (3.1.4.4).
+    #[opnum(3)]
+    fn add_key(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// DeleteKey (3.1.4.6).
+    #[opnum(4)]
+    fn delete_key(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// EnumKeys (3.1.4.11): the name of the index-th child.
+    #[opnum(6)]
+    fn enum_keys(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        index: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, ConformantArray<u16>, u32)>;
+
+    /// R_SetData (3.1.4.27).
+    #[opnum(9)]
+    fn set_data(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        record: MetadataRecord,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// R_GetData (3.1.4.23).
+    #[opnum(10)]
+    fn get_data(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        record: MetadataRecord,
+    ) -> CallResult<(
+        dcom::types::OrpcThat,
+        MetadataRecord,
+        u32,
+        Unique<IisCryptoBlob>,
+        u32,
+    )>;
+
+    /// DeleteData (3.1.4.8).
+    #[opnum(11)]
+    fn delete_data(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        identifier: u32,
+        data_type: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// R_EnumData (3.1.4.12): the index-th data item of a key.
+    #[opnum(12)]
+    fn enum_data(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        record: MetadataRecord,
+        index: u32,
+    ) -> CallResult<(
+        dcom::types::OrpcThat,
+        MetadataRecord,
+        u32,
+        Unique<IisCryptoBlob>,
+        u32,
+    )>;
+
+    /// OpenKey (3.1.4.2).
+    #[opnum(17)]
+    fn open_key(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        access: u32,
+        timeout_ms: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32, u32)>;
+
+    /// CloseKey (3.1.4.3).
+    #[opnum(18)]
+    fn close_key(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// SaveData (3.1.4.30).
+    #[opnum(20)]
+    fn save_data(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// GetHandleInfo (3.1.4.19).
+    #[opnum(21)]
+    fn get_handle_info(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, HandleInfo, u32)>;
+
+    /// GetSystemChangeNumber (3.1.4.21).
+    #[opnum(22)]
+    fn get_system_change_number(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+    ) -> CallResult<(dcom::types::OrpcThat, u32, u32)>;
+
+    /// R_GetServerGuid (3.1.4.24).
+    #[opnum(33)]
+    fn get_server_guid(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+    ) -> CallResult<(dcom::types::OrpcThat, Uuid, u32)>;
+}
+
+/// An open METADATA_HANDLE.
+#[derive(Clone, Debug)]
+struct Handle {
+    path: MbPath,
+    permissions: u32,
+    /// The object that opened it: only it may use or close it, and its
+    /// handles close when it goes (released, or its client stopped
+    /// pinging).
+    owner: u64,
+}
+
+/// The handles open on the metabase, shared by every IMSAdminBaseW object
+/// (IIS's handles are the metabase's, not one client's).
+#[derive(Default)]
+struct Handles {
+    open: HashMap<u32, Handle>,
+}
+
+/// Whether one path is the other or below it.
+fn overlaps(a: &MbPath, b: &MbPath) -> bool {
+    let (a, b) = (a.parts(), b.parts());
+    let n = a.len().min(b.len());
+    a[..n]
+        .iter()
+        .zip(&b[..n])
+        .all(|(x, y)| x.eq_ignore_ascii_case(y))
+}
+
+/// What IMSAdminBaseW works on: the metabase, its handles, who may call.
+pub struct AdminBase {
+    files: MetabaseFiles,
+    handles: Mutex<Handles>,
+    next_handle: AtomicU32,
+    next_object: std::sync::atomic::AtomicU64,
+    admins: Arc<dyn Admins>,
+    server_guid: Uuid,
+}
+
+/// One activated IMSAdminBaseW object.
+pub struct AdminBaseObject {
+    id: u64,
+    base: std::sync::Weak<AdminBase>,
+}
+
+impl Drop for AdminBaseObject {
+    fn drop(&mut self) {
+        if let Some(base) = self.base.upgrade() {
+            let mut handles = base.handles();
+            let before = handles.open.len();
+            handles.open.retain(|_, h| h.owner != self.id);
+            let closed = before - handles.open.len();
+            if closed > 0 {
+                tracing::info!(
+                    closed,
+                    "IMSAdminBaseW: an object went with handles open; they are closed"
+                );
+            }
+        }
+    }
+}
+
+impl AdminBase {
+    pub fn new(files: MetabaseFiles, admins: Arc<dyn Admins>) -> Arc<AdminBase> {
+        Arc::new(AdminBase {
+            files,
+            handles: Mutex::new(Handles::default()),
+            next_handle: AtomicU32::new(1),
+            next_object: std::sync::atomic::AtomicU64::new(1),
+            admins,
+            server_guid: Uuid::random(),
+        })
+    }
+
+    fn handles(&self) -> MutexGuard<'_, Handles> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The path `relative` names below `handle`, if the handle is open.
+    fn resolve(
+        &self,
+        object: &AdminBaseObject,
+        handle: u32,
+        relative: &Unique<WString>,
+    ) -> Result<(MbPath, u32), u32> {
+        let (base, permissions) = if handle == MASTER_ROOT_HANDLE {
+            (
+                String::new(),
+                METADATA_PERMISSION_READ | METADATA_PERMISSION_WRITE,
+            )
+        } else {
+            let handles = self.handles();
+            let h = handles
+                .open
+                .get(&handle)
+                .filter(|h| h.owner == object.id)
+                .ok_or(ERROR_INVALID_HANDLE)?;
+            (h.path.to_string(), h.permissions)
+        };
+        let relative = relative.get().map(|s| s.0.as_str()).unwrap_or("");
+        let joined = format!("{base}/{relative}");
+        let cleaned: Vec<&str> = joined
+            .split(['/', '\\'])
+            .filter(|p| !p.is_empty())
+            .collect();
+        let text = format!("/{}", cleaned.join("/"));
+        let path = MbPath::parse(&text).map_err(|_| E_INVALIDARG)?;
+        Ok((path, permissions))
+    }
+
+    fn writable(
+        &self,
+        object: &AdminBaseObject,
+        handle: u32,
+        relative: &Unique<WString>,
+    ) -> Result<MbPath, u32> {
+        let (path, permissions) = self.resolve(object, handle, relative)?;
+        if handle != MASTER_ROOT_HANDLE && permissions & METADATA_PERMISSION_WRITE == 0 {
+            return Err(E_ACCESSDENIED);
+        }
+        Ok(path)
+    }
+
+    fn this(&self, call: &Call, exporter: &Exporter) -> CallResult<Arc<AdminBaseObject>> {
+        exporter.object::<AdminBaseObject>(call)
+    }
+}
+
+/// The HRESULT for a metabase error ([MS-IMSA] 3.1.4's return values).
+pub fn hresult(e: &metabase::Error) -> u32 {
+    use metabase::Error as E;
+    match e {
+        E::PathNotFound(_) => ERROR_PATH_NOT_FOUND,
+        E::KeyExists(_) => ERROR_ALREADY_EXISTS,
+        E::DataNotFound { .. } => MD_ERROR_DATA_NOT_FOUND,
+        E::InvalidPath { .. }
+        | E::InvalidValue { .. }
+        | E::UnknownProperty(_)
+        | E::UnknownKeyType(_)
+        | E::PropertyNotAllowed { .. }
+        | E::ContainmentViolation { .. } => E_INVALIDARG,
+        _ => E_FAIL,
+    }
+}
+
+fn status(result: Result<(), u32>) -> u32 {
+    result.err().unwrap_or(S_OK)
+}
+
+/// The IMSAdminBaseW class: activation checks who calls.
+pub struct AdminBaseClass(pub Arc<AdminBase>);
+
+impl ComClass for AdminBaseClass {
+    fn name(&self) -> &'static str {
+        "IMSAdminBase"
+    }
+    fn create(&self, call: &Call<'_>) -> Result<Created, u32> {
+        if !crate::admitted(call, &self.0.admins, "IMSAdminBaseW activation") {
+            return Err(E_ACCESSDENIED);
+        }
+        Ok(Created {
+            object: Arc::new(AdminBaseObject {
+                id: self.0.next_object.fetch_add(1, Ordering::Relaxed),
+                base: Arc::downgrade(&self.0),
+            }),
+            interfaces: vec![IID_IMSADMIN_BASE_W],
+        })
+    }
+}
+
+/// Serves IMSAdminBaseW for the objects of one exporter.
+pub struct MsAdminBase {
+    pub base: Arc<AdminBase>,
+    pub exporter: Arc<Exporter>,
+}
+
+type That = dcom::types::OrpcThat;
+type This = dcom::types::OrpcThis;
+
+/// The record and blob R_GetData and R_EnumData answer with.
+fn data_reply(
+    asked: &MetadataRecord,
+    id: u32,
+    value: &Value,
+    attributes: Attributes,
+    user_type: UserType,
+) -> (MetadataRecord, u32, Unique<IisCryptoBlob>, u32) {
+    let bytes = value.to_wire_bytes();
+    let record = MetadataRecord {
+        identifier: id,
+        attributes: attributes.0,
+        user_type: user_type.0,
+        data_type: value.data_type().code(),
+        data_len: bytes.len() as u32,
+        data: Unique::new(None),
+        data_tag: 0,
+    };
+    if (asked.data_len as usize) < bytes.len() {
+        return (
+            record,
+            bytes.len() as u32,
+            Unique::new(None),
+            ERROR_INSUFFICIENT_BUFFER,
+        );
+    }
+    let blob = IisCryptoBlob {
+        signature: CLEARTEXT_DATA_BLOB_SIGNATURE,
+        length: bytes.len() as u32,
+        data: bytes.clone(),
+    };
+    (record, bytes.len() as u32, Unique::new(Some(blob)), S_OK)
+}
+
+impl MsAdminBaseW for MsAdminBase {
+    fn add_key(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+    ) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let result = self.base.writable(&object, handle, &path).and_then(|path| {
+            self.base
+                .files
+                .metabase()
+                .write(|t| t.create_key(&path, metabase::schema::GENERIC_KEY_TYPE))
+                .map_err(|e| hresult(&e))
+        });
+        Ok((That::default(), status(result)))
+    }
+
+    fn delete_key(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+    ) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let result = self.base.writable(&object, handle, &path).and_then(|path| {
+            self.base
+                .files
+                .metabase()
+                .write(|t| t.delete_key(&path))
+                .map_err(|e| hresult(&e))
+        });
+        Ok((That::default(), status(result)))
+    }
+
+    fn enum_keys(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        index: u32,
+    ) -> CallResult<(That, ConformantArray<u16>, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let mut name = vec![0u16; MAX_NAME_LEN];
+        let result = self
+            .base
+            .resolve(&object, handle, &path)
+            .and_then(|(path, _)| {
+                let snapshot = self.base.files.metabase().snapshot();
+                let key = snapshot.tree().find(&path).ok_or(ERROR_PATH_NOT_FOUND)?;
+                let child = key
+                    .children()
+                    .nth(index as usize)
+                    .ok_or(ERROR_NO_MORE_ITEMS)?;
+                let units: Vec<u16> = child.name().encode_utf16().collect();
+                if units.len() >= MAX_NAME_LEN {
+                    return Err(ERROR_INSUFFICIENT_BUFFER);
+                }
+                name[..units.len()].copy_from_slice(&units);
+                Ok(())
+            });
+        Ok((That::default(), ConformantArray(name), status(result)))
+    }
+
+    fn set_data(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        record: MetadataRecord,
+    ) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let result = self.base.writable(&object, handle, &path).and_then(|path| {
+            let bytes = record.data.get().map(|a| a.0.as_slice()).unwrap_or(&[]);
+            if bytes.len() != record.data_len as usize {
+                return Err(E_INVALIDARG);
+            }
+            let data_type = DataType::from_code(record.data_type).ok_or(E_INVALIDARG)?;
+            let value = Value::from_wire_bytes(data_type, bytes).ok_or(E_INVALIDARG)?;
+            let property = Property {
+                id: record.identifier,
+                value,
+                attributes: Attributes(record.attributes),
+                user_type: UserType(record.user_type),
+                custom_name: None,
+            };
+            self.base
+                .files
+                .metabase()
+                .write(|t| t.set_property(&path, property))
+                .map_err(|e| {
+                    tracing::info!(path = %path, id = record.identifier, "IMSAdminBaseW SetData refused: {e}");
+                    hresult(&e)
+                })
+        });
+        Ok((That::default(), status(result)))
+    }
+
+    fn get_data(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        record: MetadataRecord,
+    ) -> CallResult<(That, MetadataRecord, u32, Unique<IisCryptoBlob>, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let answer = self
+            .base
+            .resolve(&object, handle, &path)
+            .and_then(|(path, _)| {
+                let snapshot = self.base.files.metabase().snapshot();
+                let inherit = record.attributes & Attributes::INHERIT.0 != 0;
+                let mode = match (inherit, record.attributes & Attributes::PARTIAL_PATH.0 != 0) {
+                    (true, true) => GetMode::PartialPath,
+                    (true, false) => GetMode::Inherited,
+                    _ => GetMode::Own,
+                };
+                let resolved = snapshot
+                    .tree()
+                    .get(&path, record.identifier, mode)
+                    .map_err(|e| hresult(&e))?;
+                if record.data_type != 0 && record.data_type != resolved.value.data_type().code() {
+                    return Err(MD_ERROR_DATA_NOT_FOUND);
+                }
+                Ok(data_reply(
+                    &record,
+                    resolved.id,
+                    &resolved.value,
+                    resolved.attributes,
+                    resolved.user_type,
+                ))
+            });
+        Ok(match answer {
+            Ok((r, len, blob, hr)) => (That::default(), r, len, blob, hr),
+            Err(hr) => (That::default(), record, 0, Unique::new(None), hr),
+        })
+    }
+
+    fn delete_data(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        identifier: u32,
+        _data_type: u32,
+    ) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let result = self.base.writable(&object, handle, &path).and_then(|path| {
+            self.base
+                .files
+                .metabase()
+                .write(|t| t.delete_data(&path, identifier))
+                .map_err(|e| hresult(&e))
+        });
+        Ok((That::default(), status(result)))
+    }
+
+    fn enum_data(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        record: MetadataRecord,
+        index: u32,
+    ) -> CallResult<(That, MetadataRecord, u32, Unique<IisCryptoBlob>, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let answer = self
+            .base
+            .resolve(&object, handle, &path)
+            .and_then(|(path, _)| {
+                let snapshot = self.base.files.metabase().snapshot();
+                let key = snapshot.tree().find(&path).ok_or(ERROR_PATH_NOT_FOUND)?;
+                let property = key
+                    .properties()
+                    .filter(|p| {
+                        record.data_type == 0 || p.value.data_type().code() == record.data_type
+                    })
+                    .nth(index as usize)
+                    .ok_or(ERROR_NO_MORE_ITEMS)?;
+                Ok(data_reply(
+                    &record,
+                    property.id,
+                    &property.value,
+                    property.attributes,
+                    property.user_type,
+                ))
+            });
+        Ok(match answer {
+            Ok((r, len, blob, hr)) => (That::default(), r, len, blob, hr),
+            Err(hr) => (That::default(), record, 0, Unique::new(None), hr),
+        })
+    }
+
+    fn open_key(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        access: u32,
+        _timeout_ms: u32,
+    ) -> CallResult<(That, u32, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let permissions = access & (METADATA_PERMISSION_READ | METADATA_PERMISSION_WRITE);
+        let answer = self
+            .base
+            .resolve(&object, handle, &path)
+            .and_then(|(path, _)| {
+                if permissions == 0 {
+                    return Err(E_INVALIDARG);
+                }
+                let snapshot = self.base.files.metabase().snapshot();
+                let path = snapshot
+                    .tree()
+                    .canonical(&path)
+                    .ok_or(ERROR_PATH_NOT_FOUND)?;
+                let mut handles = self.base.handles();
+                // A write handle excludes every other handle on the same
+                // branch; read handles share ([MS-IMSA] 3.1.4.2). A busy path
+                // is answered at once: the RPC endpoint's thread does not
+                // wait.
+                let busy = handles.open.values().any(|h| {
+                    overlaps(&h.path, &path)
+                        && (h.permissions & METADATA_PERMISSION_WRITE != 0
+                            || permissions & METADATA_PERMISSION_WRITE != 0)
+                });
+                if busy {
+                    return Err(ERROR_PATH_BUSY);
+                }
+                let id = self.base.next_handle.fetch_add(1, Ordering::Relaxed).max(1);
+                handles.open.insert(
+                    id,
+                    Handle {
+                        path,
+                        permissions,
+                        owner: object.id,
+                    },
+                );
+                Ok(id)
+            });
+        Ok(match answer {
+            Ok(id) => (That::default(), id, S_OK),
+            Err(hr) => (That::default(), 0, hr),
+        })
+    }
+
+    fn close_key(&self, call: &Call, _this: This, handle: u32) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let mut handles = self.base.handles();
+        let removed = match handles.open.get(&handle) {
+            Some(h) if h.owner == object.id => handles.open.remove(&handle).is_some(),
+            _ => false,
+        };
+        Ok((
+            That::default(),
+            if removed { S_OK } else { ERROR_INVALID_HANDLE },
+        ))
+    }
+
+    fn save_data(&self, call: &Call, _this: This) -> CallResult<(That, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let result = self.base.files.save().map_err(|e| {
+            tracing::error!("IMSAdminBaseW SaveData failed: {e}");
+            hresult(&e)
+        });
+        Ok((That::default(), status(result)))
+    }
+
+    fn get_handle_info(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+    ) -> CallResult<(That, HandleInfo, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let change = self.base.files.metabase().snapshot().change_number() as u32;
+        let permissions = if handle == MASTER_ROOT_HANDLE {
+            Some(METADATA_PERMISSION_READ)
+        } else {
+            self.base
+                .handles()
+                .open
+                .get(&handle)
+                .filter(|h| h.owner == object.id)
+                .map(|h| h.permissions)
+        };
+        Ok(match permissions {
+            Some(permissions) => (
+                That::default(),
+                HandleInfo {
+                    permissions,
+                    system_change_number: change,
+                },
+                S_OK,
+            ),
+            None => (That::default(), HandleInfo::default(), ERROR_INVALID_HANDLE),
+        })
+    }
+
+    fn get_system_change_number(&self, call: &Call, _this: This) -> CallResult<(That, u32, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let change = self.base.files.metabase().snapshot().change_number() as u32;
+        Ok((That::default(), change, S_OK))
+    }
+
+    fn get_server_guid(&self, call: &Call, _this: This) -> CallResult<(That, Uuid, u32)> {
+        self.base.this(call, &self.exporter)?;
+        Ok((That::default(), self.base.server_guid, S_OK))
+    }
+}
+
+/// Registers IMSAdminBaseW: the class with the exporter, the interface
+/// with the server (at `level`, the least the ORPC interfaces take).
+pub fn serve(
+    server: &msrpc::server::Server,
+    exporter: &Arc<Exporter>,
+    base: Arc<AdminBase>,
+    level: u8,
+) {
+    exporter.register_class(CLSID_MSADMIN_BASE_W, Arc::new(AdminBaseClass(base.clone())));
+    server.register(
+        MsAdminBaseWServer(MsAdminBase {
+            base,
+            exporter: exporter.clone(),
+        }),
+        level,
+        false,
+    );
+}

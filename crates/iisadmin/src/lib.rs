@@ -1,0 +1,51 @@
+//! The IIS administration interfaces on the wire, served as DCOM classes
+//! by the service host:
+//!
+//! - [`imsa`]: IMSAdminBaseW ([MS-IMSA]) over the live metabase, with
+//!   METADATA_HANDLEs and their read/write locks.
+//!
+//! Who may activate them is the host's decision ([`Admins`]): inetsrv
+//! lets administrators of its user database in, at packet integrity or
+//! privacy.
+
+pub mod imsa;
+
+use std::sync::Arc;
+
+use msrpc::server::{auth_level, Call};
+
+/// Decides who is an administrator.
+pub trait Admins: Send + Sync + 'static {
+    fn is_admin(&self, user: &str) -> bool;
+}
+
+/// Whether a call may use the administration interfaces: an
+/// authenticated administrator at packet integrity or above. Refusals are
+/// logged with who and why.
+pub fn admitted(call: &Call<'_>, admins: &Arc<dyn Admins>, what: &str) -> bool {
+    let Some(user) = call.client.as_deref() else {
+        tracing::warn!(
+            what,
+            "administration refused: the caller is not authenticated"
+        );
+        return false;
+    };
+    if call.auth_level < auth_level::INTEGRITY {
+        tracing::warn!(
+            what,
+            user,
+            level = call.auth_level,
+            "administration refused: packet integrity or privacy is required"
+        );
+        return false;
+    }
+    if !admins.is_admin(user) {
+        tracing::warn!(
+            what,
+            user,
+            "administration refused: the user is not an administrator"
+        );
+        return false;
+    }
+    true
+}

@@ -1,0 +1,164 @@
+//! Remote administration over DCOM against a client no one here wrote:
+//! Impacket 0.13's DCOM runtime (DCOMConnection, CoCreateInstanceEx,
+//! IRemUnknown2) activates CLSID_MSAdminBase_W on a live server and calls
+//! IMSAdminBaseW through NDR definitions written in the test from
+//! [MS-IMSA]'s IDL (tests/dcom/impacket_imsa.py). scripts/test.sh
+//! installs Impacket and names its interpreter in INETSRV_TEST_PYTHON.
+
+mod common;
+// Shared with tests/rpc.rs, which uses all of it.
+#[allow(dead_code)]
+#[path = "rpc/kdc.rs"]
+mod kdc;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::web::Web;
+use serde_json::Value;
+
+const E_ACCESSDENIED: u64 = 0x8007_0005;
+
+fn python() -> PathBuf {
+    std::env::var_os("INETSRV_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// Runs the Impacket client; its JSON answer.
+fn imsa(web: &Web, user: &str, password: &str, level: &str, mechanism: &str) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dcom/impacket_imsa.py");
+    let mut command = Command::new(python());
+    command
+        .arg(script)
+        .arg(web.rpc_port().to_string())
+        .args([user, password, level, mechanism]);
+    if mechanism == "kerberos" {
+        command
+            .arg(kdc::REALM)
+            .envs(kdc::kdc().client_env().iter().map(|(k, v)| (*k, v)));
+    }
+    let out = command
+        .output()
+        .expect("python3 with Impacket (pip install impacket==0.13.0)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout {stdout:?} stderr {stderr}\nserver log:\n{}",
+            web.log()
+        )
+    })
+}
+
+/// A server with an administrator (boss, and alice for Kerberos) and a
+/// user who is not one (clerk); its RPC endpoint takes the test realm's
+/// service tickets.
+fn server_with_users() -> Web {
+    let mut web = Web::prepare();
+    web.cli_ok(&["user", "add", "boss", "--password", "Secret-1", "--admin"]);
+    web.cli_ok(&["user", "add", "alice", "--password", "Secret-3", "--admin"]);
+    web.cli_ok(&["user", "add", "clerk", "--password", "Secret-2"]);
+    web.rpc_args.extend([
+        "--keytab".to_string(),
+        kdc::kdc().keytab().display().to_string(),
+    ]);
+    web.launch();
+    web
+}
+
+#[test]
+fn an_administrator_uses_imsadminbasew_at_privacy_and_integrity_with_ntlm_and_spnego() {
+    let web = server_with_users();
+    for (user, password, level, mechanism) in [
+        ("boss", "Secret-1", "privacy", "ntlm"),
+        ("boss", "Secret-1", "integrity", "ntlm"),
+        ("alice", "", "privacy", "kerberos"),
+        ("alice", "", "integrity", "kerberos"),
+    ] {
+        let v = imsa(&web, user, password, level, mechanism);
+        let what = format!("{level}/{mechanism}: {v}");
+        assert_eq!(v["activation"], 0, "{what}");
+        assert_eq!(v["open"], 0, "{what}");
+        // A second write handle on the branch: ERROR_PATH_BUSY.
+        assert_eq!(v["open_busy"], 0x8007_0094u64, "{what}");
+        let keys: Vec<&str> = v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert!(keys.contains(&"1") && keys.contains(&"AppPools"), "{what}");
+        // ERROR_NO_MORE_ITEMS ends the enumeration.
+        assert_eq!(v["enum_end"], 0x8007_0103u64, "{what}");
+        assert_eq!(v["comment_before"]["error"], 0, "{what}");
+        assert_eq!(v["comment_before"]["type"], 2, "{what}");
+        // CLEARTEXT_DATA_BLOB_SIGNATURE.
+        assert_eq!(v["comment_before"]["signature"], 0x6243_6349u64, "{what}");
+        assert_eq!(v["comment_small_buffer"]["error"], 0x8007_007au64, "{what}");
+        assert_eq!(v["missing_key"]["error"], 0x8007_0003u64, "{what}");
+        assert_eq!(v["set_comment"], 0, "{what}");
+        assert_eq!(v["comment_after"]["text"], "Set over DCOM", "{what}");
+        // Validated like the CLI: a key type that is no class is refused.
+        assert_eq!(v["set_bad_keytype"], 0x8007_0057u64, "{what}");
+        assert_eq!(v["add_key"], 0, "{what}");
+        assert_eq!(v["add_key_again"], 0x8007_00b7u64, "{what}");
+        assert_eq!(v["delete_key"], 0, "{what}");
+        assert!(v["change_number"].as_u64().unwrap() > 0, "{what}");
+        assert_eq!(v["save"], 0, "{what}");
+        assert_eq!(v["close"], 0, "{what}");
+        assert_eq!(v["close_again"], 0x8007_0006u64, "{what}");
+        assert_eq!(v["qi"], true, "{what}");
+        assert_eq!(v["qi_unknown"], 0x8000_4002u64, "E_NOINTERFACE: {what}");
+    }
+    // The remote change is the running server's: the local CLI sees it,
+    // and SaveData wrote it to MetaBase.xml.
+    let comment = web.cli_ok(&["mb", "get", "W3SVC/1/ServerComment"]);
+    assert!(comment.contains("Set over DCOM"), "{comment}");
+    let xml = std::fs::read_to_string(web.state().join("MetaBase.xml")).unwrap();
+    assert!(xml.contains("Set over DCOM"));
+    let log = web.log();
+    assert!(log.contains("DCOM: object activated"), "{log}");
+    for level in ["integrity", "privacy"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("alice@INETSRV.TEST logged on")
+                    && l.contains(&format!("with Negotiate (SPNEGO) at level {level}"))),
+            "no Kerberos logon at level {level}:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn non_administrators_and_wrong_passwords_are_refused() {
+    let web = server_with_users();
+    // A user who is not an administrator cannot activate the class.
+    let v = imsa(&web, "clerk", "Secret-2", "privacy", "ntlm");
+    assert_eq!(v["activation"], E_ACCESSDENIED, "{v}");
+    assert!(
+        web.log().contains("the user is not an administrator"),
+        "{}",
+        web.log()
+    );
+    // Made one, the same user can.
+    web.cli_ok(&["user", "set", "clerk", "--admin", "true"]);
+    let v = imsa(&web, "clerk", "Secret-2", "integrity", "ntlm");
+    assert_eq!(v["activation"], 0, "{v}");
+    // A wrong password does not log on at all.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dcom/impacket_imsa.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(web.rpc_port().to_string())
+        .args(["boss", "wrong", "privacy", "ntlm"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(r#"{"activation": "rpc_s_access_denied"}"#),
+        "{stdout}"
+    );
+    // The server goes on serving.
+    let v = imsa(&web, "boss", "Secret-1", "privacy", "ntlm");
+    assert_eq!(v["activation"], 0, "{v}");
+}

@@ -1,0 +1,317 @@
+"""IMSAdminBaseW over DCOM with Impacket's DCOM runtime, against a live
+inetsrv. The interface's calls are described here from [MS-IMSA]'s IDL
+(Impacket has no IIS definitions). Prints one JSON object.
+
+usage: impacket_imsa.py PORT USER PASSWORD integrity|privacy [ntlm | kerberos REALM]
+
+With kerberos, Impacket logs on with Negotiate (SPNEGO) and the Kerberos
+ticket of the credential cache KRB5CCNAME names, to host/localhost.
+"""
+import json
+import sys
+
+from impacket.dcerpc.v5 import dcomrt
+from impacket.dcerpc.v5.dcomrt import DCOMCALL, DCOMANSWER, DCOMConnection, IRemUnknown2
+from impacket.dcerpc.v5.dtypes import DWORD, LPWSTR, ULONG, NULL
+from impacket.dcerpc.v5.ndr import NDRSTRUCT, NDRUniConformantArray, NDRPOINTER
+from impacket.dcerpc.v5.rpcrt import (
+    DCERPCException,
+    RPC_C_AUTHN_LEVEL_PKT_INTEGRITY,
+    RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
+)
+from impacket.uuid import string_to_bin, uuidtup_to_bin
+
+CLSID_MSAdminBase_W = string_to_bin("A9E69610-B80D-11D0-B9B9-00A0C922E750")
+IID_IMSAdminBaseW = uuidtup_to_bin(("70B51430-B6CA-11d0-B9B9-00A0C922E750", "0.0"))
+METADATA_PERMISSION_READ = 1
+METADATA_PERMISSION_WRITE = 2
+STRING_METADATA = 2
+MD_SERVER_COMMENT = 1015
+MD_KEY_TYPE = 1002
+
+
+class DCERPCSessionError(DCERPCException):
+    """What Impacket raises for a call of this module that answers an error."""
+
+    def __init__(self, error_string=None, error_code=None, packet=None):
+        DCERPCException.__init__(self, error_string, error_code, packet)
+
+
+class WCHAR_ARRAY(NDRUniConformantArray):
+    item = "<H"
+
+
+class BYTE_ARRAY(NDRUniConformantArray):
+    item = "c"
+
+
+class PBYTE_ARRAY(NDRPOINTER):
+    referent = (("Data", BYTE_ARRAY),)
+
+
+class METADATA_RECORD(NDRSTRUCT):
+    structure = (
+        ("dwMDIdentifier", DWORD),
+        ("dwMDAttributes", DWORD),
+        ("dwMDUserType", DWORD),
+        ("dwMDDataType", DWORD),
+        ("dwMDDataLen", DWORD),
+        ("pbMDData", PBYTE_ARRAY),
+        ("dwMDDataTag", DWORD),
+    )
+
+
+class IIS_CRYPTO_BLOB(NDRSTRUCT):
+    structure = (
+        ("BlobSignature", DWORD),
+        ("BlobDataLength", DWORD),
+        ("BlobData", BYTE_ARRAY),
+    )
+
+
+class PIIS_CRYPTO_BLOB(NDRPOINTER):
+    referent = (("Data", IIS_CRYPTO_BLOB),)
+
+
+class AddKey(DCOMCALL):
+    opnum = 3
+    structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR))
+
+
+class AddKeyResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class DeleteKey(DCOMCALL):
+    opnum = 4
+    structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR))
+
+
+class DeleteKeyResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class EnumKeys(DCOMCALL):
+    opnum = 6
+    structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR), ("dwMDEnumObjectIndex", DWORD))
+
+
+class EnumKeysResponse(DCOMANSWER):
+    structure = (("pszMDName", WCHAR_ARRAY), ("ErrorCode", ULONG))
+
+
+class R_SetData(DCOMCALL):
+    opnum = 9
+    structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR), ("pmdrMDData", METADATA_RECORD))
+
+
+class R_SetDataResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class R_GetData(DCOMCALL):
+    opnum = 10
+    structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR), ("pmdrMDData", METADATA_RECORD))
+
+
+class R_GetDataResponse(DCOMANSWER):
+    structure = (
+        ("pmdrMDData", METADATA_RECORD),
+        ("pdwMDRequiredDataLen", DWORD),
+        ("ppDataBlob", PIIS_CRYPTO_BLOB),
+        ("ErrorCode", ULONG),
+    )
+
+
+class OpenKey(DCOMCALL):
+    opnum = 17
+    structure = (
+        ("hMDHandle", DWORD),
+        ("pszMDPath", LPWSTR),
+        ("dwMDAccessRequested", DWORD),
+        ("dwMDTimeOut", DWORD),
+    )
+
+
+class OpenKeyResponse(DCOMANSWER):
+    structure = (("phMDNewHandle", DWORD), ("ErrorCode", ULONG))
+
+
+class CloseKey(DCOMCALL):
+    opnum = 18
+    structure = (("hMDHandle", DWORD),)
+
+
+class CloseKeyResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class SaveData(DCOMCALL):
+    opnum = 20
+    structure = ()
+
+
+class SaveDataResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class GetSystemChangeNumber(DCOMCALL):
+    opnum = 22
+    structure = ()
+
+
+class GetSystemChangeNumberResponse(DCOMANSWER):
+    structure = (("pdwSystemChangeNumber", DWORD), ("ErrorCode", ULONG))
+
+
+def hresult(e):
+    code = getattr(e, "error_code", None)
+    return code if code is not None else str(e)
+
+
+def main():
+    port, user, password, level = sys.argv[1:5]
+    mechanism = sys.argv[5] if len(sys.argv) > 5 else "ntlm"
+    realm = sys.argv[6] if len(sys.argv) > 6 else ""
+    auth_level = {
+        "integrity": RPC_C_AUTHN_LEVEL_PKT_INTEGRITY,
+        "privacy": RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
+    }[level]
+    kerberos = mechanism == "kerberos"
+    host = "localhost" if kerberos else "127.0.0.1"
+    target = "%s[%s]" % (host, port)
+    out = {}
+    dcom = DCOMConnection(
+        target, user, password, realm, "", "", authLevel=auth_level, doKerberos=kerberos
+    )
+    # Impacket names the resolver's connection by the target as given and
+    # the objects' by their host alone; the resolver here is not on 135,
+    # so both names must find it.
+    DCOMConnection.PORTMAPS[host] = DCOMConnection.PORTMAPS[target]
+    try:
+        try:
+            iface = dcom.CoCreateInstanceEx(CLSID_MSAdminBase_W, IID_IMSAdminBaseW)
+        except DCERPCException as e:
+            out["activation"] = hresult(e)
+            print(json.dumps(out))
+            return
+        out["activation"] = 0
+        iface.get_cinstance().set_auth_level(auth_level)
+
+        def call(request):
+            return iface.request(request, IID_IMSAdminBaseW, iface.get_iPid())
+
+        def error_of(request):
+            try:
+                return call(request)["ErrorCode"]
+            except DCERPCException as e:
+                return hresult(e)
+
+        req = OpenKey()
+        req["hMDHandle"] = 0
+        req["pszMDPath"] = "/LM/W3SVC\x00"
+        req["dwMDAccessRequested"] = METADATA_PERMISSION_READ | METADATA_PERMISSION_WRITE
+        req["dwMDTimeOut"] = 1000
+        resp = call(req)
+        handle = resp["phMDNewHandle"]
+        out["open"] = resp["ErrorCode"]
+
+        # A second write handle on the same branch is refused while the first is open.
+        out["open_busy"] = error_of(req)
+
+        keys = []
+        for i in range(64):
+            req = EnumKeys()
+            req["hMDHandle"] = handle
+            req["pszMDPath"] = "\x00"
+            req["dwMDEnumObjectIndex"] = i
+            try:
+                resp = call(req)
+            except DCERPCException as e:
+                out["enum_end"] = hresult(e)
+                break
+            keys.append("".join(chr(c) for c in resp["pszMDName"]).split("\x00")[0])
+        out["keys"] = keys
+
+        def get(path, ident, size=4096):
+            req = R_GetData()
+            req["hMDHandle"] = handle
+            req["pszMDPath"] = path + "\x00"
+            req["pmdrMDData"]["dwMDIdentifier"] = ident
+            req["pmdrMDData"]["dwMDAttributes"] = 0
+            req["pmdrMDData"]["dwMDUserType"] = 0
+            req["pmdrMDData"]["dwMDDataType"] = 0
+            req["pmdrMDData"]["dwMDDataLen"] = size
+            req["pmdrMDData"]["pbMDData"] = NULL
+            req["pmdrMDData"]["dwMDDataTag"] = 0
+            try:
+                resp = call(req)
+            except DCERPCException as e:
+                return {"error": hresult(e)}
+            data = b"".join(resp["ppDataBlob"]["BlobData"])
+            return {
+                "error": 0,
+                "type": resp["pmdrMDData"]["dwMDDataType"],
+                "signature": resp["ppDataBlob"]["BlobSignature"],
+                "text": data.decode("utf-16-le").rstrip("\x00"),
+            }
+
+        def set_string(path, ident, text):
+            data = (text + "\x00").encode("utf-16-le")
+            req = R_SetData()
+            req["hMDHandle"] = handle
+            req["pszMDPath"] = path + "\x00"
+            req["pmdrMDData"]["dwMDIdentifier"] = ident
+            req["pmdrMDData"]["dwMDAttributes"] = 1
+            req["pmdrMDData"]["dwMDUserType"] = 1
+            req["pmdrMDData"]["dwMDDataType"] = STRING_METADATA
+            req["pmdrMDData"]["dwMDDataLen"] = len(data)
+            req["pmdrMDData"]["pbMDData"] = list(data)
+            req["pmdrMDData"]["dwMDDataTag"] = 0
+            return error_of(req)
+
+        out["comment_before"] = get("1", MD_SERVER_COMMENT)
+        out["comment_small_buffer"] = get("1", MD_SERVER_COMMENT, 2)
+        out["missing_key"] = get("99", MD_SERVER_COMMENT)
+        out["set_comment"] = set_string("1", MD_SERVER_COMMENT, "Set over DCOM")
+        out["comment_after"] = get("1", MD_SERVER_COMMENT)
+        # Validated like every other write: a key type that is no class.
+        out["set_bad_keytype"] = set_string("1", MD_KEY_TYPE, "NoSuchClass")
+
+        req = AddKey()
+        req["hMDHandle"] = handle
+        req["pszMDPath"] = "DcomKey\x00"
+        out["add_key"] = error_of(req)
+        out["add_key_again"] = error_of(req)
+        req = DeleteKey()
+        req["hMDHandle"] = handle
+        req["pszMDPath"] = "DcomKey\x00"
+        out["delete_key"] = error_of(req)
+
+        out["change_number"] = call(GetSystemChangeNumber())["pdwSystemChangeNumber"]
+        out["save"] = call(SaveData())["ErrorCode"]
+
+        req = CloseKey()
+        req["hMDHandle"] = handle
+        out["close"] = error_of(req)
+        out["close_again"] = error_of(req)
+
+        # IRemUnknown2 on the same object.
+        unknown = IRemUnknown2(iface)
+        qi = unknown.RemQueryInterface(1, (IID_IMSAdminBaseW,))
+        out["qi"] = qi.get_iPid() is not None
+        try:
+            unknown.RemQueryInterface(1, (uuidtup_to_bin(("12345678-1234-1234-1234-123456789abc", "0.0")),))
+            out["qi_unknown"] = 0
+        except DCERPCException as e:
+            out["qi_unknown"] = hresult(e)
+        except Exception as e:  # Impacket raises its own error for a failed REMQIRESULT
+            out["qi_unknown"] = str(e)
+        iface.RemRelease()
+    finally:
+        dcom.disconnect()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
