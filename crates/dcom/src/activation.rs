@@ -185,3 +185,149 @@ pub fn build_reply(
         .encode(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{ComVersion, RemoteRequestScmInfo};
+
+    fn stream<T: msrpc::ndr::Ndr>(value: &T) -> Vec<u8> {
+        let mut s = Serializer::v1();
+        s.push(value);
+        s.finish()
+    }
+
+    /// An ActivationPropertiesIn as a client builds it, with a property
+    /// the resolver does not read in between.
+    fn request(clsid: Uuid, iids: &[Uuid]) -> MInterfacePointer {
+        let instantiation = stream(&InstantiationInfoData {
+            class_id: clsid,
+            class_ctx: 0,
+            activation_flags: 0,
+            is_surrogate: 0,
+            iid_count: iids.len() as u32,
+            inst_flag: 0,
+            iids: Unique::new(Some(ConformantArray(iids.to_vec()))),
+            this_size: 0,
+            client_version: ComVersion { major: 5, minor: 7 },
+        });
+        let unknown = vec![0xfa; 24];
+        let scm = stream(&ScmRequestInfoData {
+            reserved: Unique::new(None),
+            remote_request: Unique::new(Some(RemoteRequestScmInfo {
+                client_imp_level: 2,
+                protseq_count: 1,
+                protseqs: Unique::new(Some(ConformantArray(vec![7]))),
+            })),
+        });
+        let sizes = vec![
+            instantiation.len() as u32,
+            unknown.len() as u32,
+            scm.len() as u32,
+        ];
+        let mut header = CustomHeader {
+            total_size: 0,
+            header_size: 0,
+            reserved: 0,
+            dest_ctx: 2,
+            count: 3,
+            class_info_clsid: Uuid::NIL,
+            clsids: Unique::new(Some(ConformantArray(vec![
+                ids::CLSID_INSTANTIATION_INFO,
+                Uuid::random(),
+                ids::CLSID_SCM_REQUEST_INFO,
+            ]))),
+            sizes: Unique::new(Some(ConformantArray(sizes))),
+            reserved_ptr: Unique::new(None),
+        };
+        header.header_size = stream(&header).len() as u32;
+        let mut blob = stream(&header);
+        blob.extend_from_slice(&instantiation);
+        blob.extend_from_slice(&unknown);
+        blob.extend_from_slice(&scm);
+        let mut data = (blob.len() as u32).to_le_bytes().to_vec();
+        data.extend_from_slice(&[0; 4]);
+        data.extend_from_slice(&blob);
+        MInterfacePointer::new(
+            ObjRef::Custom {
+                iid: ids::IID_IACTIVATION_PROPERTIES_IN,
+                clsid: ids::CLSID_ACTIVATION_PROPERTIES_IN,
+                data,
+            }
+            .encode(),
+        )
+    }
+
+    #[test]
+    fn a_request_is_read_past_properties_it_does_not_know() {
+        let clsid = Uuid::random();
+        let iids = [Uuid::random(), Uuid::random()];
+        let r = parse_request(&request(clsid, &iids)).unwrap();
+        assert_eq!(r.clsid, clsid);
+        assert_eq!(r.iids, iids);
+        assert_eq!(r.protseqs, vec![7]);
+    }
+
+    #[test]
+    fn damaged_requests_are_errors() {
+        let good = request(Uuid::random(), &[Uuid::random()]);
+        for cut in [8, 40, 60, good.data.len() - 20] {
+            let mut bad = good.clone();
+            bad.data.truncate(cut);
+            bad.size = bad.data.len() as u32;
+            assert!(parse_request(&bad).is_err(), "cut at {cut}");
+        }
+        // A standard OBJREF is not activation properties.
+        let std = MInterfacePointer::new(
+            ObjRef::Standard {
+                iid: Uuid::random(),
+                std: Default::default(),
+                resolver: Default::default(),
+            }
+            .encode(),
+        );
+        assert!(matches!(
+            parse_request(&std),
+            Err(ActivationError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn the_reply_carries_the_interfaces_then_the_exporter() {
+        let iids = [Uuid::random(), Uuid::random()];
+        let pointer = MInterfacePointer::new(vec![1, 2, 3, 4]);
+        let reply = build_reply(
+            &iids,
+            &[(0, Some(pointer.clone())), (ids::E_NOINTERFACE, None)],
+            RemoteReplyScmInfo {
+                oxid: 42,
+                oxid_bindings: Unique::new(Some(Default::default())),
+                ipid_rem_unknown: Uuid::random(),
+                authn_hint: 5,
+                server_version: ids::COM_VERSION,
+            },
+        );
+        let ObjRef::Custom { clsid, data, .. } = ObjRef::decode(&reply.data).unwrap() else {
+            panic!("not custom");
+        };
+        assert_eq!(clsid, ids::CLSID_ACTIVATION_PROPERTIES_OUT);
+        let total = read_u32(&data, 0).unwrap() as usize;
+        assert_eq!(total, data.len() - 8);
+        let blob = &data[8..];
+        let header: CustomHeader = Deserializer::new(blob).unwrap().read().unwrap();
+        assert_eq!(header.total_size as usize, blob.len());
+        let sizes = header.sizes.get().unwrap().0.clone();
+        let start = header.header_size as usize;
+        let props: PropsOutInfo = Deserializer::new(&blob[start..start + sizes[0] as usize])
+            .unwrap()
+            .read()
+            .unwrap();
+        assert_eq!(props.results.get().unwrap().0, vec![0, ids::E_NOINTERFACE]);
+        assert_eq!(props.interfaces.get().unwrap().0[0].get(), Some(&pointer));
+        let scm: ScmReplyInfoData = Deserializer::new(&blob[start + sizes[0] as usize..])
+            .unwrap()
+            .read()
+            .unwrap();
+        assert_eq!(scm.remote_reply.get().unwrap().oxid, 42);
+    }
+}

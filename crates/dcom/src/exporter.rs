@@ -497,3 +497,88 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exporter(timeout_ms: u64) -> Arc<Exporter> {
+        Exporter::new(5, Duration::from_millis(timeout_ms))
+    }
+
+    fn object() -> Created {
+        Created {
+            object: Arc::new(7u32),
+            interfaces: vec![ids::IID_IREM_UNKNOWN2],
+        }
+    }
+
+    #[test]
+    fn references_hand_out_ipids_and_the_last_release_ends_the_object() {
+        let e = exporter(60_000);
+        let oid = e.export(object(), Some("Boss".into()), "test");
+        let a = e
+            .std_objref(oid, ids::IID_IREM_UNKNOWN2, PUBLIC_REFS)
+            .unwrap();
+        assert_eq!((a.oxid, a.oid, a.public_refs), (e.oxid(), oid, 5));
+        // The same interface again: the same IPID, more references.
+        let b = e.std_objref(oid, ids::IID_IREM_UNKNOWN2, 2).unwrap();
+        assert_eq!(a.ipid, b.ipid);
+        assert_eq!(
+            e.std_objref(oid, Uuid::random(), 1),
+            Err(ids::E_NOINTERFACE)
+        );
+        // Only its owner (names compare without case) may touch it.
+        assert_eq!(e.release(&a.ipid, Some("someone"), 7), ids::E_ACCESSDENIED);
+        assert_eq!(e.add_ref(&a.ipid, Some("boss"), 1), ids::S_OK);
+        assert_eq!(e.release(&a.ipid, Some("boss"), 7), ids::S_OK);
+        assert_eq!(e.object_count(), 1);
+        assert_eq!(e.release(&a.ipid, Some("boss"), 1), ids::S_OK);
+        assert_eq!(e.object_count(), 0);
+        assert_eq!(e.release(&a.ipid, Some("boss"), 1), ids::RPC_E_INVALID_IPID);
+    }
+
+    #[test]
+    fn a_client_that_never_pings_loses_its_objects_and_one_that_pings_keeps_them() {
+        let e = exporter(150);
+        let forgotten = e.export(object(), None, "test");
+        let kept = e.export(object(), None, "test");
+        let set = e.complex_ping(0, 1, &[kept], &[]).unwrap();
+        assert_ne!(set, 0);
+        assert_eq!(
+            e.complex_ping(0, 1, &[12345], &[]),
+            Err(ids::OR_INVALID_OID)
+        );
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(60));
+            assert_eq!(e.simple_ping(set), ids::S_OK);
+            e.collect_garbage();
+        }
+        // 240 ms without a ping: the unpinged object is gone, the pinged
+        // one stays.
+        assert_eq!(e.object_count(), 1);
+        assert!(e.std_objref(forgotten, ids::IID_IUNKNOWN, 1).is_err());
+        assert!(e.std_objref(kept, ids::IID_IUNKNOWN, 1).is_ok());
+        // The client goes quiet: its set, then its object, are reclaimed.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(e.collect_garbage(), 1);
+        assert_eq!(e.simple_ping(set), ids::OR_INVALID_SET);
+        assert_eq!(e.object_count(), 0);
+    }
+
+    #[test]
+    fn late_pings_change_nothing_and_removals_release() {
+        let e = exporter(60_000);
+        let oid = e.export(object(), None, "test");
+        let set = e.complex_ping(0, 10, &[oid], &[]).unwrap();
+        // Sequence 9 is older than 10: ignored, the OID stays in the set.
+        assert_eq!(e.complex_ping(set, 9, &[], &[oid]), Ok(set));
+        assert_eq!(e.table().objects[&oid].sets, 1);
+        assert_eq!(e.complex_ping(set, 11, &[], &[oid]), Ok(set));
+        assert_eq!(e.table().objects[&oid].sets, 0);
+        // Wrapping around counts as newer.
+        assert!(!sequence_is_older(0, 0xffff));
+        assert!(sequence_is_older(0xffff, 0));
+        assert_eq!(e.complex_ping(99, 1, &[], &[]), Err(ids::OR_INVALID_SET));
+    }
+}

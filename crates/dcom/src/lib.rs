@@ -20,6 +20,9 @@
 
 pub mod activation;
 pub mod exporter;
+/// What the fuzz targets and the corpus replay call; not in the product.
+#[cfg(feature = "fuzz-checks")]
+pub mod fuzz_checks;
 pub mod ids;
 pub mod interfaces;
 pub mod objref;

@@ -154,3 +154,75 @@ fn worker_config() {
 fn gateway_output() {
     replay("gateway_output", 400, worker::fuzz_checks::gateway_output);
 }
+
+#[test]
+fn dcom_structures() {
+    replay("dcom_structures", 400, dcom::fuzz_checks::structures);
+}
+
+#[test]
+fn dcom_requests() {
+    replay("dcom_requests", 400, dcom::fuzz_checks::requests);
+}
+
+#[test]
+fn imsa_requests() {
+    replay("imsa_requests", 400, iisadmin::fuzz_checks::imsa_requests);
+}
+
+/// The DCOM corpus's well-formed cases, written by Impacket's marshalling,
+/// are read as such (the mutations above only show nothing panics).
+#[test]
+fn dcom_corpus_cases_from_impacket_decode() {
+    use msrpc::ndr::{from_bytes, Syntax};
+    let case = |target: &str, name: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus")
+            .join(target)
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let activation = case("dcom_structures", "activation_impacket");
+    let request = dcom::activation::parse_request(&dcom::types::MInterfacePointer::new(
+        activation[1..].to_vec(),
+    ))
+    .unwrap();
+    assert_eq!(request.clsid, iisadmin::imsa::CLSID_MSADMIN_BASE_W);
+    assert_eq!(request.iids, vec![iisadmin::imsa::IID_IMSADMIN_BASE_W]);
+    assert_eq!(request.protseqs, vec![7]);
+    let this = case("dcom_structures", "orpcthis_extension");
+    let this: dcom::types::OrpcThis = from_bytes(&this[1..], Syntax::Ndr20, true).unwrap();
+    let extensions = this.extensions.get().unwrap();
+    assert_eq!(extensions.size, 1);
+    let objref = case("dcom_structures", "objref_standard");
+    let dcom::objref::ObjRef::Standard { std, resolver, .. } =
+        dcom::objref::ObjRef::decode(&objref[1..]).unwrap()
+    else {
+        panic!("not a standard OBJREF");
+    };
+    assert_eq!(std.public_refs, 5);
+    assert_eq!(resolver.strings, vec![(7, "127.0.0.1[135]".to_string())]);
+    for (name, opnum) in [("open_key", 17u16), ("get_data", 10), ("set_data", 9)] {
+        let stub = case("imsa_requests", name);
+        assert_eq!(
+            iisadmin::imsa::MsAdminBaseWServer::<()>::decode_request(
+                opnum,
+                &stub[2..],
+                Syntax::Ndr20,
+                true
+            ),
+            Ok(()),
+            "{name}"
+        );
+    }
+    let stub = case("dcom_requests", "create_instance");
+    assert_eq!(
+        dcom::interfaces::RemoteScmActivatorServer::<()>::decode_request(
+            4,
+            &stub[3..],
+            Syntax::Ndr20,
+            true
+        ),
+        Ok(())
+    );
+}

@@ -8,6 +8,9 @@
 //! lets administrators of its user database in, at packet integrity or
 //! privacy.
 
+/// What the fuzz target and the corpus replay call; not in the product.
+#[cfg(feature = "fuzz-checks")]
+pub mod fuzz_checks;
 pub mod imsa;
 
 use std::sync::Arc;

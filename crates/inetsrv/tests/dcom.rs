@@ -162,3 +162,38 @@ fn non_administrators_and_wrong_passwords_are_refused() {
     let v = imsa(&web, "boss", "Secret-1", "privacy", "ntlm");
     assert_eq!(v["activation"], 0, "{v}");
 }
+
+#[test]
+fn a_client_that_dies_without_releasing_loses_its_object_and_handles_when_it_stops_pinging() {
+    let mut web = Web::prepare();
+    web.cli_ok(&["user", "add", "boss", "--password", "Secret-1", "--admin"]);
+    web.rpc_args
+        .extend(["--dcom-ping-timeout".to_string(), "1".to_string()]);
+    web.launch();
+    // The first client opens /LM/W3SVC for writing and dies.
+    let v = imsa(&web, "boss", "Secret-1", "privacy", "abandon");
+    assert_eq!(v["open"], 0, "{v}");
+    // Its object outlives it until its ping timeout; then its handle is
+    // closed and another client may write. Each try is a whole client
+    // run; ten seconds bound the wait for the one-second timeout.
+    let started = std::time::Instant::now();
+    loop {
+        let v = imsa(&web, "boss", "Secret-1", "privacy", "ntlm");
+        if v["open"] == 0 {
+            assert_eq!(v["set_comment"], 0, "{v}");
+            break;
+        }
+        assert_eq!(v["open"], 0x8007_0094u64, "ERROR_PATH_BUSY: {v}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the abandoned object was never reclaimed:\n{}",
+            web.log()
+        );
+    }
+    let log = web.log();
+    assert!(
+        log.contains("object reclaimed (its client stopped pinging)"),
+        "{log}"
+    );
+    assert!(log.contains("handles open; they are closed"), "{log}");
+}

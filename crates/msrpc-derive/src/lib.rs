@@ -736,6 +736,35 @@ fn expand_interface(
             }
         }
     });
+    // The same unmarshalling and range checks without the call: what the
+    // fuzz targets drive.
+    let decode_arms = methods.iter().map(|m| {
+        let Method {
+            name,
+            opnum,
+            in_names,
+            in_types,
+            ranges,
+            ..
+        } = m;
+        let checks = ranges.iter().map(|(ident, min, max)| {
+            let what = format!("range of {name_text}.{name}'s {ident}");
+            quote! {
+                #ndr::check_range(#what, u64::try_from(#ident).unwrap_or(u64::MAX), #min, #max)
+                    .map_err(|e| ::msrpc::server::Fault::stub(e))?;
+            }
+        });
+        quote! {
+            #opnum => {
+                #[allow(unused_variables)]
+                let (#( #in_names, )*): (#( #in_types, )*) =
+                    #ndr::params_from_bytes(stub, syntax, little_endian)
+                        .map_err(::msrpc::server::Fault::stub)?;
+                #( #checks )*
+                Ok(())
+            }
+        }
+    });
     let opnums = methods.iter().map(|m| m.opnum);
     let client_methods = methods.iter().map(|m| {
         let Method {
@@ -788,6 +817,22 @@ fn expand_interface(
             ) -> ::std::result::Result<Vec<u8>, ::msrpc::server::Fault> {
                 match opnum {
                     #( #arms )*
+                    _ => Err(::msrpc::server::Fault::op_rng()),
+                }
+            }
+        }
+
+        impl<T> #server<T> {
+            /// Unmarshals a request's in-parameters for `opnum` and checks
+            /// their ranges, as dispatch does before the method runs.
+            pub fn decode_request(
+                opnum: u16,
+                stub: &[u8],
+                syntax: #ndr::Syntax,
+                little_endian: bool,
+            ) -> ::std::result::Result<(), ::msrpc::server::Fault> {
+                match opnum {
+                    #( #decode_arms )*
                     _ => Err(::msrpc::server::Fault::op_rng()),
                 }
             }

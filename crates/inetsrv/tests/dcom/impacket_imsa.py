@@ -2,12 +2,16 @@
 inetsrv. The interface's calls are described here from [MS-IMSA]'s IDL
 (Impacket has no IIS definitions). Prints one JSON object.
 
-usage: impacket_imsa.py PORT USER PASSWORD integrity|privacy [ntlm | kerberos REALM]
+usage: impacket_imsa.py PORT USER PASSWORD integrity|privacy [ntlm | kerberos REALM | abandon]
+
+With abandon, the client opens a write handle and dies without releasing
+anything or ever pinging, as a crashed tool would.
 
 With kerberos, Impacket logs on with Negotiate (SPNEGO) and the Kerberos
 ticket of the credential cache KRB5CCNAME names, to host/localhost.
 """
 import json
+import os
 import sys
 
 from impacket.dcerpc.v5 import dcomrt
@@ -212,9 +216,18 @@ def main():
         req["pszMDPath"] = "/LM/W3SVC\x00"
         req["dwMDAccessRequested"] = METADATA_PERMISSION_READ | METADATA_PERMISSION_WRITE
         req["dwMDTimeOut"] = 1000
-        resp = call(req)
+        try:
+            resp = call(req)
+        except DCERPCException as e:
+            out["open"] = hresult(e)
+            print(json.dumps(out))
+            return
         handle = resp["phMDNewHandle"]
         out["open"] = resp["ErrorCode"]
+        if mechanism == "abandon":
+            print(json.dumps(out))
+            sys.stdout.flush()
+            os._exit(0)
 
         # A second write handle on the same branch is refused while the first is open.
         out["open_busy"] = error_of(req)
