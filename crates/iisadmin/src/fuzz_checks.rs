@@ -5,16 +5,18 @@ use msrpc::ndr::Syntax;
 
 use crate::imsa::MsAdminBaseWServer;
 
-/// An IMSAdminBaseW request stub: the first byte is the opnum, the second
-/// the byte order. Decoding never panics.
+/// A request stub for IMSAdminBaseW and for IIisServiceControl: the first
+/// byte is the opnum, the second the byte order. Decoding never panics.
 pub fn imsa_requests(data: &[u8]) {
     let [opnum, order, stub @ ..] = data else {
         return;
     };
-    let _ = MsAdminBaseWServer::<()>::decode_request(
-        u16::from(*opnum),
+    let (opnum, little) = (u16::from(*opnum), order & 1 == 0);
+    let _ = MsAdminBaseWServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little);
+    let _ = crate::iiss::IisServiceControlServer::<()>::decode_request(
+        opnum,
         stub,
         Syntax::Ndr20,
-        order & 1 == 0,
+        little,
     );
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`imsa`]: IMSAdminBaseW ([MS-IMSA]) over the live metabase, with
 //!   METADATA_HANDLEs and their read/write locks.
+//! - [`iiss`]: IIisServiceControl ([MS-IISS]): stop, start, status and
+//!   kill the web service, through the host's [`iiss::ServiceHost`].
 //!
 //! Who may activate them is the host's decision ([`Admins`]): inetsrv
 //! lets administrators of its user database in, at packet integrity or
@@ -11,6 +13,7 @@
 /// What the fuzz target and the corpus replay call; not in the product.
 #[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
+pub mod iiss;
 pub mod imsa;
 
 use std::sync::Arc;

@@ -124,6 +124,7 @@ pub fn start(
     options: RpcOptions,
     state_dir: &Path,
     files: MetabaseFiles,
+    host: WebServiceHost,
 ) -> Result<Option<RpcEndpoint>> {
     let explicit_port = options.port.is_some();
     let state_dir = state_dir.to_path_buf();
@@ -144,7 +145,7 @@ pub fn start(
                 }
             };
             runtime.block_on(async {
-                let endpoint = start_endpoint(&options, &state_dir, files).await;
+                let endpoint = start_endpoint(&options, &state_dir, files, host).await;
                 let serving = endpoint.is_ok();
                 let _ = started.send(endpoint);
                 if serving {
@@ -189,10 +190,151 @@ impl iisadmin::Admins for UserDbAdmins {
     }
 }
 
+/// The web service as IIisServiceControl sees it: the activation
+/// service, driven on the service's own runtime (the RPC endpoint has a
+/// thread and runtime of its own).
+pub struct WebServiceHost {
+    pub was: was::Was,
+    pub files: MetabaseFiles,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl WebServiceHost {
+    /// Runs `work` on the service's runtime; whether it ended in time.
+    fn run(
+        &self,
+        timeout: Duration,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> bool {
+        let (done, finished) = std::sync::mpsc::channel();
+        self.runtime.spawn(async move {
+            work.await;
+            let _ = done.send(());
+        });
+        finished.recv_timeout(timeout).is_ok()
+    }
+
+    /// The pools and sites, asked of the activation service.
+    fn statuses(&self) -> (Vec<was::PoolStatus>, Vec<was::SiteStatus>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let was = self.was.clone();
+        self.runtime.spawn(async move {
+            let _ = tx.send((was.pools().await, was.sites().await));
+        });
+        rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default()
+    }
+
+    fn auto_start(&self, path: &str, id: u32) -> bool {
+        let snapshot = self.files.metabase().snapshot();
+        metabase::MbPath::parse(path)
+            .ok()
+            .and_then(|p| snapshot.tree().effective_dword(&p, id))
+            .unwrap_or(1)
+            != 0
+    }
+}
+
+impl iisadmin::iiss::ServiceHost for WebServiceHost {
+    fn stop(&self, timeout: Duration, _force: bool) -> bool {
+        // Pools stop within their ShutdownTimeLimit, ending their workers
+        // if need be: a forced stop is what every stop does here.
+        let was = self.was.clone();
+        self.run(timeout, async move {
+            for site in was.sites().await {
+                if site.state != was::SiteState::Stopped {
+                    if let Err(e) = was.site_command(site.id, was::SiteCommand::Stop).await {
+                        tracing::warn!(site = site.id, "remote stop: {e}");
+                    }
+                }
+            }
+            for pool in was.pools().await {
+                if pool.state == was::PoolState::Started {
+                    if let Err(e) = was.pool_command(&pool.name, was::PoolCommand::Stop).await {
+                        tracing::warn!(pool = %pool.name, "remote stop: {e}");
+                    }
+                }
+            }
+        })
+    }
+
+    fn start(&self, timeout: Duration) -> bool {
+        let was = self.was.clone();
+        let pools_to_start: Vec<String>;
+        let sites_to_start: Vec<u32>;
+        {
+            let pools = self.statuses();
+            pools_to_start = pools
+                .0
+                .iter()
+                .filter(|p| p.state == was::PoolState::Stopped)
+                .filter(|p| {
+                    self.auto_start(
+                        &format!("/LM/W3SVC/AppPools/{}", p.name),
+                        metabase::ids::APP_POOL_AUTO_START,
+                    )
+                })
+                .map(|p| p.name.clone())
+                .collect();
+            sites_to_start = pools
+                .1
+                .iter()
+                .filter(|s| s.state == was::SiteState::Stopped)
+                .filter(|s| {
+                    self.auto_start(
+                        &format!("/LM/W3SVC/{}", s.id),
+                        metabase::ids::SERVER_AUTO_START,
+                    )
+                })
+                .map(|s| s.id)
+                .collect();
+        }
+        self.run(timeout, async move {
+            for pool in pools_to_start {
+                if let Err(e) = was.pool_command(&pool, was::PoolCommand::Start).await {
+                    tracing::warn!(pool = %pool, "remote start: {e}");
+                }
+            }
+            for site in sites_to_start {
+                if let Err(e) = was.site_command(site, was::SiteCommand::Start).await {
+                    tracing::warn!(site, "remote start: {e}");
+                }
+            }
+        })
+    }
+
+    fn kill(&self) {
+        let was = self.was.clone();
+        self.run(Duration::from_secs(30), async move {
+            for pool in was.pools().await {
+                if !pool.workers.is_empty() {
+                    let _ = was
+                        .pool_command(&pool.name, was::PoolCommand::Recycle)
+                        .await;
+                }
+            }
+        });
+    }
+
+    fn status(&self) -> Vec<iisadmin::iiss::ServiceState> {
+        let (_, sites) = self.statuses();
+        let running = sites.iter().any(|s| s.state != was::SiteState::Stopped);
+        vec![iisadmin::iiss::ServiceState {
+            name: "W3SVC".into(),
+            display_name: "World Wide Web Publishing Service".into(),
+            state: if running {
+                iisadmin::iiss::SERVICE_RUNNING
+            } else {
+                iisadmin::iiss::SERVICE_STOPPED
+            },
+        }]
+    }
+}
+
 async fn start_endpoint(
     options: &RpcOptions,
     state_dir: &Path,
     files: MetabaseFiles,
+    host: WebServiceHost,
 ) -> Result<RpcEndpoint> {
     let server = Server::new(Limits::default(), principal());
     server.set_credentials(std::sync::Arc::new(UserDbCredentials(
@@ -226,7 +368,14 @@ async fn start_endpoint(
     iisadmin::imsa::serve(
         &server,
         &exporter,
-        iisadmin::imsa::AdminBase::new(files, admins),
+        iisadmin::imsa::AdminBase::new(files, admins.clone()),
+        orpc_level,
+    );
+    iisadmin::iiss::serve(
+        &server,
+        &exporter,
+        std::sync::Arc::new(host),
+        admins,
         orpc_level,
     );
     // Objects whose clients stopped pinging are reclaimed.

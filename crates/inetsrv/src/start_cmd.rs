@@ -226,7 +226,12 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
             idle_poll: Duration::from_micros(args.rpc_idle_poll_us),
             dcom_ping_timeout: Duration::from_secs(args.dcom_ping_timeout),
         };
-        crate::rpc::start(options, &state_dir, files.clone())?
+        let host = crate::rpc::WebServiceHost {
+            was: was.clone(),
+            files: files.clone(),
+            runtime: runtime.handle().clone(),
+        };
+        crate::rpc::start(options, &state_dir, files.clone(), host)?
     };
 
     let sites = runtime.block_on(was.sites());

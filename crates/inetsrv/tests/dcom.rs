@@ -197,3 +197,77 @@ fn a_client_that_dies_without_releasing_loses_its_object_and_handles_when_it_sto
     );
     assert!(log.contains("handles open; they are closed"), "{log}");
 }
+
+/// impacket_iiss.py's answer to the steps given.
+fn iiss(web: &Web, user: &str, password: &str, steps: &[&str]) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dcom/impacket_iiss.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(web.rpc_port().to_string())
+        .args([user, password])
+        .args(steps)
+        .output()
+        .expect("python3 with Impacket");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout {stdout:?} stderr {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            web.log()
+        )
+    })
+}
+
+#[test]
+fn iisreset_on_the_wire_stops_starts_and_reports_the_web_service() {
+    let web = server_with_users();
+    assert_eq!(web.curl("/", &[]).status, 200);
+    let before = web.worker_pids("DefaultAppPool", "running");
+    assert!(!before.is_empty());
+    let v = iiss(&web, "boss", "Secret-1", &["status", "stop", "status"]);
+    assert_eq!(v["activation"], 0, "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    // Too small a buffer first: E_ERROR_INSUFFICIENT_BUFFER, then the blob.
+    assert_eq!(steps[0]["small"], 0x8007_007au64, "{v}");
+    assert_eq!(
+        steps[0]["services"],
+        serde_json::json!([{"name": "W3SVC", "state": 4}]),
+        "SERVICE_RUNNING: {v}"
+    );
+    assert_eq!(steps[1]["error"], 0, "{v}");
+    assert_eq!(steps[2]["services"][0]["state"], 1, "SERVICE_STOPPED: {v}");
+    // The site is stopped: the listener no longer serves it.
+    assert_ne!(web.curl("/", &[]).status, 200);
+    let sites = web.cli_ok(&["site", "list"]);
+    assert!(sites.contains("stopped"), "{sites}");
+
+    // Stopping the pool ended its worker.
+    assert!(web.worker_pids("DefaultAppPool", "running").is_empty());
+    let v = iiss(&web, "boss", "Secret-1", &["start", "status", "reboot"]);
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["error"], 0, "{v}");
+    assert_eq!(steps[1]["services"][0]["state"], 4, "{v}");
+    // Reboot is not implemented (E_NOTIMPL), and says so in the log.
+    assert_eq!(steps[2]["error"], 0x8000_4001u64, "{v}");
+    assert!(web.log().contains("Reboot refused"));
+    assert_eq!(web.curl("/", &[]).status, 200);
+    let serving = web.worker_pids("DefaultAppPool", "running");
+    assert!(!serving.is_empty());
+    assert!(serving.iter().all(|p| !before.contains(p)));
+
+    // Kill replaces every worker process.
+    let v = iiss(&web, "boss", "Secret-1", &["kill"]);
+    assert_eq!(v["steps"][0]["error"], 0, "{v}");
+    assert_eq!(web.curl("/", &[]).status, 200);
+    let after = web.worker_pids("DefaultAppPool", "running");
+    assert!(
+        after.iter().all(|p| !serving.contains(p)),
+        "{serving:?} {after:?}"
+    );
+
+    // Only administrators may.
+    let v = iiss(&web, "clerk", "Secret-2", &["stop"]);
+    assert_eq!(v["activation"], E_ACCESSDENIED, "{v}");
+    assert_eq!(web.curl("/", &[]).status, 200);
+}
