@@ -12,7 +12,7 @@ use crate::ids;
 use crate::objref::{ObjRef, ObjRefError};
 use crate::types::{
     check_count, CustomHeader, InstantiationInfoData, MInterfacePointer, PropsOutInfo,
-    RemoteReplyScmInfo, ScmReplyInfoData, ScmRequestInfoData,
+    RemoteReplyScmInfo, RemoteRequestScmInfo, ScmReplyInfoData, ScmRequestInfoData,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -186,76 +186,160 @@ pub fn build_reply(
     )
 }
 
+fn stream<T: msrpc::ndr::Ndr>(value: &T) -> Vec<u8> {
+    let mut s = Serializer::v1();
+    s.push(value);
+    s.finish()
+}
+
+/// Builds ActivationPropertiesIn for RemoteCreateInstance: the class, the
+/// interfaces, ncacn_ip_tcp as the protocol sequence.
+pub fn build_request(clsid: Uuid, iids: &[Uuid]) -> MInterfacePointer {
+    build_request_with(clsid, iids, None)
+}
+
+fn build_request_with(clsid: Uuid, iids: &[Uuid], unknown: Option<Vec<u8>>) -> MInterfacePointer {
+    let instantiation = stream(&InstantiationInfoData {
+        class_id: clsid,
+        class_ctx: 0x14,
+        activation_flags: 0,
+        is_surrogate: 0,
+        iid_count: iids.len() as u32,
+        inst_flag: 0,
+        iids: Unique::new(Some(ConformantArray(iids.to_vec()))),
+        this_size: 0,
+        client_version: ids::COM_VERSION,
+    });
+    let scm = stream(&ScmRequestInfoData {
+        reserved: Unique::new(None),
+        remote_request: Unique::new(Some(RemoteRequestScmInfo {
+            client_imp_level: 2,
+            protseq_count: 1,
+            protseqs: Unique::new(Some(ConformantArray(vec![
+                crate::objref::TOWER_NCACN_IP_TCP,
+            ]))),
+        })),
+    });
+    let mut properties = vec![(ids::CLSID_INSTANTIATION_INFO, instantiation)];
+    if let Some(unknown) = unknown {
+        properties.push((Uuid::random(), unknown));
+    }
+    properties.push((ids::CLSID_SCM_REQUEST_INFO, scm));
+    let mut header = CustomHeader {
+        total_size: 0,
+        header_size: 0,
+        reserved: 0,
+        dest_ctx: 2,
+        count: properties.len() as u32,
+        class_info_clsid: Uuid::NIL,
+        clsids: Unique::new(Some(ConformantArray(
+            properties.iter().map(|(c, _)| *c).collect(),
+        ))),
+        sizes: Unique::new(Some(ConformantArray(
+            properties.iter().map(|(_, p)| p.len() as u32).collect(),
+        ))),
+        reserved_ptr: Unique::new(None),
+    };
+    let header_len = stream(&header).len();
+    header.header_size = header_len as u32;
+    header.total_size =
+        (header_len + properties.iter().map(|(_, p)| p.len()).sum::<usize>()) as u32;
+    let mut blob = stream(&header);
+    for (_, p) in &properties {
+        blob.extend_from_slice(p);
+    }
+    let mut data = (blob.len() as u32).to_le_bytes().to_vec();
+    data.extend_from_slice(&[0; 4]);
+    data.extend_from_slice(&blob);
+    MInterfacePointer::new(
+        ObjRef::Custom {
+            iid: ids::IID_IACTIVATION_PROPERTIES_IN,
+            clsid: ids::CLSID_ACTIVATION_PROPERTIES_IN,
+            data,
+        }
+        .encode(),
+    )
+}
+
+/// What ActivationPropertiesOut says: the exporter, and for each IID
+/// asked its HRESULT and object reference.
+#[derive(Clone, Debug)]
+pub struct ActivationReply {
+    pub exporter: RemoteReplyScmInfo,
+    pub interfaces: Vec<(Uuid, u32, Option<ObjRef>)>,
+}
+
+/// Reads `ppActProperties`.
+pub fn parse_reply(properties: &MInterfacePointer) -> Result<ActivationReply, ActivationError> {
+    let ObjRef::Custom { data, .. } = ObjRef::decode(&properties.data)? else {
+        return Err(ActivationError::Missing("an OBJREF_CUSTOM"));
+    };
+    let total = read_u32(&data, 0)? as usize;
+    let blob = data.get(8..8 + total).ok_or(ActivationError::Short)?;
+    let header: CustomHeader = Deserializer::new(blob)?.read()?;
+    check_count(
+        "CustomHeader.pclsid",
+        u64::from(header.count),
+        &header.clsids,
+    )?;
+    check_count(
+        "CustomHeader.pSizes",
+        u64::from(header.count),
+        &header.sizes,
+    )?;
+    let clsids = header.clsids.get().map(|a| a.0.clone()).unwrap_or_default();
+    let sizes = header.sizes.get().map(|a| a.0.clone()).unwrap_or_default();
+    let mut at = header.header_size as usize;
+    let (mut props, mut scm) = (None, None);
+    for (clsid, size) in clsids.iter().zip(sizes) {
+        let end = at
+            .checked_add(size as usize)
+            .ok_or(ActivationError::Short)?;
+        let property = blob.get(at..end).ok_or(ActivationError::Short)?;
+        if *clsid == ids::CLSID_PROPS_OUT_INFO {
+            props = Some(Deserializer::new(property)?.read::<PropsOutInfo>()?);
+        } else if *clsid == ids::CLSID_SCM_REPLY_INFO {
+            scm = Some(Deserializer::new(property)?.read::<ScmReplyInfoData>()?);
+        }
+        at = end;
+    }
+    let props = props.ok_or(ActivationError::Missing("PropsOutInfo"))?;
+    let exporter = scm
+        .and_then(|s| s.remote_reply.get().cloned())
+        .ok_or(ActivationError::Missing("customREMOTE_REPLY_SCM_INFO"))?;
+    let n = u64::from(props.count);
+    check_count("PropsOutInfo.piid", n, &props.iids)?;
+    check_count("PropsOutInfo.phresults", n, &props.results)?;
+    check_count("PropsOutInfo.ppIntfData", n, &props.interfaces)?;
+    let iids = props.iids.get().map(|a| a.0.clone()).unwrap_or_default();
+    let results = props.results.get().map(|a| a.0.clone()).unwrap_or_default();
+    let pointers = props
+        .interfaces
+        .get()
+        .map(|a| a.0.clone())
+        .unwrap_or_default();
+    let mut interfaces = Vec::new();
+    for ((iid, hr), pointer) in iids.into_iter().zip(results).zip(pointers) {
+        let objref = match pointer.get() {
+            Some(p) => Some(ObjRef::decode(&p.data)?),
+            None => None,
+        };
+        interfaces.push((iid, hr, objref));
+    }
+    Ok(ActivationReply {
+        exporter,
+        interfaces,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{ComVersion, RemoteRequestScmInfo};
 
-    fn stream<T: msrpc::ndr::Ndr>(value: &T) -> Vec<u8> {
-        let mut s = Serializer::v1();
-        s.push(value);
-        s.finish()
-    }
-
-    /// An ActivationPropertiesIn as a client builds it, with a property
-    /// the resolver does not read in between.
+    /// A request with a property the resolver does not read in between
+    /// (as clients may send).
     fn request(clsid: Uuid, iids: &[Uuid]) -> MInterfacePointer {
-        let instantiation = stream(&InstantiationInfoData {
-            class_id: clsid,
-            class_ctx: 0,
-            activation_flags: 0,
-            is_surrogate: 0,
-            iid_count: iids.len() as u32,
-            inst_flag: 0,
-            iids: Unique::new(Some(ConformantArray(iids.to_vec()))),
-            this_size: 0,
-            client_version: ComVersion { major: 5, minor: 7 },
-        });
-        let unknown = vec![0xfa; 24];
-        let scm = stream(&ScmRequestInfoData {
-            reserved: Unique::new(None),
-            remote_request: Unique::new(Some(RemoteRequestScmInfo {
-                client_imp_level: 2,
-                protseq_count: 1,
-                protseqs: Unique::new(Some(ConformantArray(vec![7]))),
-            })),
-        });
-        let sizes = vec![
-            instantiation.len() as u32,
-            unknown.len() as u32,
-            scm.len() as u32,
-        ];
-        let mut header = CustomHeader {
-            total_size: 0,
-            header_size: 0,
-            reserved: 0,
-            dest_ctx: 2,
-            count: 3,
-            class_info_clsid: Uuid::NIL,
-            clsids: Unique::new(Some(ConformantArray(vec![
-                ids::CLSID_INSTANTIATION_INFO,
-                Uuid::random(),
-                ids::CLSID_SCM_REQUEST_INFO,
-            ]))),
-            sizes: Unique::new(Some(ConformantArray(sizes))),
-            reserved_ptr: Unique::new(None),
-        };
-        header.header_size = stream(&header).len() as u32;
-        let mut blob = stream(&header);
-        blob.extend_from_slice(&instantiation);
-        blob.extend_from_slice(&unknown);
-        blob.extend_from_slice(&scm);
-        let mut data = (blob.len() as u32).to_le_bytes().to_vec();
-        data.extend_from_slice(&[0; 4]);
-        data.extend_from_slice(&blob);
-        MInterfacePointer::new(
-            ObjRef::Custom {
-                iid: ids::IID_IACTIVATION_PROPERTIES_IN,
-                clsid: ids::CLSID_ACTIVATION_PROPERTIES_IN,
-                data,
-            }
-            .encode(),
-        )
+        build_request_with(clsid, iids, Some(vec![0xfa; 24]))
     }
 
     #[test]

@@ -203,8 +203,14 @@ impl Exporter {
     }
 
     /// The object a call is made on (its IPID is the request's object
-    /// UUID), if it is of type `T` and the caller may use it.
+    /// UUID), if it is of type `T` and the caller may use it: the one who
+    /// activated it, at the authentication level the exporter asks
+    /// (this machine's socket needs none: the kernel names the caller).
     pub fn object<T: Any + Send + Sync>(&self, call: &Call<'_>) -> Result<Arc<T>, Fault> {
+        let local = matches!(call.transport, Transport::Local { .. });
+        if !local && u32::from(call.auth_level) < self.authn_hint {
+            return Err(Fault::not_executed(ids::E_ACCESSDENIED));
+        }
         let ipid = call
             .object
             .ok_or(Fault::not_executed(ids::RPC_E_INVALID_IPID))?;
@@ -218,7 +224,7 @@ impl Exporter {
             .objects
             .get_mut(&oid)
             .ok_or(Fault::not_executed(ids::RPC_E_INVALID_IPID))?;
-        if !same_user(entry.owner.as_deref(), call.client.as_deref()) {
+        if !same_user(entry.owner.as_deref(), identity(call).as_deref()) {
             return Err(Fault::not_executed(ids::E_ACCESSDENIED));
         }
         entry.last_seen = Instant::now();
@@ -283,7 +289,7 @@ impl Exporter {
             table.ipids.remove(ipid);
             if !table.ipids.values().any(|e| e.oid == oid) {
                 if let Some(o) = table.objects.remove(&oid) {
-                    tracing::debug!(class = o.class, oid, "DCOM: object released");
+                    tracing::info!(class = o.class, oid, "DCOM: object released");
                 }
             }
         }
@@ -472,6 +478,22 @@ impl Exporter {
             });
         }
         Bindings { strings, security }
+    }
+}
+
+/// Who makes a call, for the objects it owns: the authenticated user, or
+/// on this machine's socket the calling process's user.
+pub fn identity(call: &Call<'_>) -> Option<String> {
+    match (&call.client, call.transport) {
+        (Some(user), _) => Some(user.clone()),
+        (
+            None,
+            Transport::Local {
+                peer_uid: Some(uid),
+                ..
+            },
+        ) => Some(format!("uid {uid}")),
+        _ => None,
     }
 }
 

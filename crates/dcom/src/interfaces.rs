@@ -263,9 +263,11 @@ impl Dcom {
             tracing::warn!(protseqs = ?request.protseqs, "DCOM: the client speaks none of this server's protocol sequences");
         }
         let created = class.create(call).inspect_err(|hr| {
-            tracing::warn!(class = class.name(), client = ?call.client, hresult = format!("{hr:#010x}"), "DCOM: activation refused");
+            tracing::warn!(class = class.name(), client = ?crate::exporter::identity(call), hresult = format!("{hr:#010x}"), "DCOM: activation refused");
         })?;
-        let oid = self.0.export(created, call.client.clone(), class.name());
+        let oid = self
+            .0
+            .export(created, crate::exporter::identity(call), class.name());
         let results: Vec<_> = request
             .iids
             .iter()
@@ -279,7 +281,7 @@ impl Dcom {
             self.0.collect_garbage();
             return Err(ids::E_NOINTERFACE);
         }
-        tracing::info!(class = class.name(), client = ?call.client, oid, "DCOM: object activated");
+        tracing::info!(class = class.name(), client = ?crate::exporter::identity(call), oid, "DCOM: object activated");
         Ok(results)
     }
 
@@ -302,10 +304,12 @@ impl Dcom {
     ) -> Vec<RemQiResult> {
         iids.iter()
             .map(|iid| {
-                match self
-                    .0
-                    .query_interface(ipid, call.client.as_deref(), *iid, refs)
-                {
+                match self.0.query_interface(
+                    ipid,
+                    crate::exporter::identity(call).as_deref(),
+                    *iid,
+                    refs,
+                ) {
                     Ok(std) => RemQiResult {
                         hresult: ids::S_OK,
                         std,
@@ -561,8 +565,11 @@ impl RemUnknown2 for Dcom {
             .0
             .iter()
             .map(|r| {
-                self.0
-                    .add_ref(&r.ipid, call.client.as_deref(), r.public_refs)
+                self.0.add_ref(
+                    &r.ipid,
+                    crate::exporter::identity(call).as_deref(),
+                    r.public_refs,
+                )
             })
             .collect();
         let hr = results
@@ -588,9 +595,11 @@ impl RemUnknown2 for Dcom {
         }
         let mut hr = ids::S_OK;
         for r in &refs.0 {
-            let one = self
-                .0
-                .release(&r.ipid, call.client.as_deref(), r.public_refs);
+            let one = self.0.release(
+                &r.ipid,
+                crate::exporter::identity(call).as_deref(),
+                r.public_refs,
+            );
             if one != ids::S_OK {
                 hr = one;
             }

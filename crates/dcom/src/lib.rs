@@ -10,6 +10,7 @@
 //! - [`exporter`]: the OXID, the classes, objects (OIDs), interface
 //!   pointers (IPIDs), reference counts, ping sets, and the reclamation
 //!   of objects whose clients stopped pinging.
+//! - [`client`]: activation and release from the client side.
 //! - [`interfaces`]: IObjectExporter, IRemoteSCMActivator, IActivation,
 //!   IRemUnknown and IRemUnknown2, each described once with
 //!   `#[msrpc::interface]`, served by [`interfaces::Dcom`].
@@ -19,6 +20,7 @@
 //! defines them, and find their object with [`Exporter::object`].
 
 pub mod activation;
+pub mod client;
 pub mod exporter;
 /// What the fuzz targets and the corpus replay call; not in the product.
 #[cfg(feature = "fuzz-checks")]

@@ -18,7 +18,15 @@ pub mod imsa;
 
 use std::sync::Arc;
 
-use msrpc::server::{auth_level, Call};
+use msrpc::server::{auth_level, Call, Transport};
+
+/// This process's effective user: the owner of /proc/self.
+fn effective_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
 
 /// Decides who is an administrator.
 pub trait Admins: Send + Sync + 'static {
@@ -26,10 +34,24 @@ pub trait Admins: Send + Sync + 'static {
 }
 
 /// Whether a call may use the administration interfaces: an
-/// authenticated administrator at packet integrity or above. Refusals are
-/// logged with who and why.
+/// authenticated administrator at packet integrity or above, or, on the
+/// local socket, root or the server's own user. Refusals are logged with
+/// who and why.
 pub fn admitted(call: &Call<'_>, admins: &Arc<dyn Admins>, what: &str) -> bool {
     let Some(user) = call.client.as_deref() else {
+        // On this machine's socket the kernel names the caller: root and
+        // the server's own user administer it, as on its admin socket.
+        if let Transport::Local {
+            peer_uid: Some(uid),
+            ..
+        } = call.transport
+        {
+            if *uid == 0 || *uid == effective_uid() {
+                return true;
+            }
+            tracing::warn!(what, uid, "administration refused: a local caller that is neither root nor the server's user, not logged on");
+            return false;
+        }
         tracing::warn!(
             what,
             "administration refused: the caller is not authenticated"

@@ -11,6 +11,7 @@ mod cert_cmd;
 mod config_cmd;
 mod fastcgi_cmd;
 mod first_run;
+mod iisreset_cmd;
 mod mb_cmd;
 mod output;
 mod rpc;
@@ -145,6 +146,10 @@ pub enum Command {
         #[command(subcommand)]
         command: wmi_cmd::WmiCommand,
     },
+    /// Stop, start, restart the web service or show its status (IIS's
+    /// iisreset), here or on another server (--server HOST), through
+    /// IIisServiceControl over DCOM.
+    Iisreset(iisreset_cmd::IisresetArgs),
     /// The RPC endpoint of this server or another (--server HOST): ping,
     /// interfaces, stats, principal name, endpoint map.
     Rpc {
@@ -185,6 +190,7 @@ fn main() -> ExitCode {
         Command::Query { wql } => run_web(&cli, WebVerb::Query(wql)),
         Command::Wmi { command } => run_web(&cli, WebVerb::Wmi(command)),
         Command::Rpc { command } => rpc_cmd::run(&cli, command),
+        Command::Iisreset(args) => iisreset_cmd::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

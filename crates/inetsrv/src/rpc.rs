@@ -362,22 +362,19 @@ async fn start_endpoint(
     // packet integrity or above.
     let orpc_level = level.max(auth_level::INTEGRITY);
     let exporter = dcom::Exporter::new(u32::from(orpc_level), options.dcom_ping_timeout);
-    dcom::serve(&server, exporter.clone(), level, orpc_level);
+    // The ORPC interfaces take any level the endpoint does: the exporter
+    // asks for orpc_level of every call on an object (the local socket
+    // excepted), and activation for an administrator.
+    dcom::serve(&server, exporter.clone(), level, level);
     let admins: std::sync::Arc<dyn iisadmin::Admins> =
         std::sync::Arc::new(UserDbAdmins(UserDb::for_state_dir(state_dir)));
     iisadmin::imsa::serve(
         &server,
         &exporter,
         iisadmin::imsa::AdminBase::new(files, admins.clone()),
-        orpc_level,
+        level,
     );
-    iisadmin::iiss::serve(
-        &server,
-        &exporter,
-        std::sync::Arc::new(host),
-        admins,
-        orpc_level,
-    );
+    iisadmin::iiss::serve(&server, &exporter, std::sync::Arc::new(host), admins, level);
     // Objects whose clients stopped pinging are reclaimed.
     let sweep = (options.dcom_ping_timeout / 4).max(Duration::from_millis(100));
     tokio::spawn(async move {

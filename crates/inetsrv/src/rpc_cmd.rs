@@ -130,21 +130,7 @@ pub fn run(cli: &Cli, command: &RpcCommand) -> Result<()> {
         | RpcCommand::Principal(t)
         | RpcCommand::Endpoints(t) => t,
     };
-    let auth = if target.uses_kerberos() {
-        Some(kerberos_auth(target)?)
-    } else {
-        match &target.user {
-            Some(user) => Some(ClientAuth {
-                auth_type: target.auth.auth_type(),
-                level: target.level,
-                user: user.clone(),
-                domain: target.domain.clone(),
-                password: target.password.get()?,
-                ticket: None,
-            }),
-            None => None,
-        }
-    };
+    let auth = client_auth(target)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -161,6 +147,25 @@ pub fn run(cli: &Cli, command: &RpcCommand) -> Result<()> {
         result
             .map_err(|e| explain(e, target))
             .with_context(|| format!("on {reached}"))
+    })
+}
+
+/// How the target's options log on: NTLM/Negotiate with a password,
+/// Kerberos with a cached ticket, or anonymously.
+pub(crate) fn client_auth(target: &Target) -> Result<Option<ClientAuth>> {
+    if target.uses_kerberos() {
+        return Ok(Some(kerberos_auth(target)?));
+    }
+    Ok(match &target.user {
+        Some(user) => Some(ClientAuth {
+            auth_type: target.auth.auth_type(),
+            level: target.level,
+            user: user.clone(),
+            domain: target.domain.clone(),
+            password: target.password.get()?,
+            ticket: None,
+        }),
+        None => None,
     })
 }
 
@@ -229,7 +234,7 @@ fn service_principal(target: &Target) -> Result<(Vec<String>, Option<String>)> {
 }
 
 /// Says what a refused logon most likely means.
-fn explain(error: anyhow::Error, target: &Target) -> anyhow::Error {
+pub(crate) fn explain(error: anyhow::Error, target: &Target) -> anyhow::Error {
     use msrpc::client::CallError;
     use msrpc::pdu::nak;
     // A logon refused at the bind, or an access-denied fault after it.
@@ -257,7 +262,7 @@ fn explain(error: anyhow::Error, target: &Target) -> anyhow::Error {
 }
 
 /// Connects to the named server or the local one; also says where.
-async fn connect(
+pub(crate) async fn connect(
     cli: &Cli,
     target: &Target,
     auth: Option<ClientAuth>,

@@ -141,6 +141,15 @@ fn non_administrators_and_wrong_passwords_are_refused() {
         "{}",
         web.log()
     );
+    // An administrator below packet integrity is refused too.
+    let v = imsa(&web, "boss", "Secret-1", "connect", "ntlm");
+    assert_eq!(v["activation"], E_ACCESSDENIED, "{v}");
+    assert!(
+        web.log()
+            .contains("packet integrity or privacy is required"),
+        "{}",
+        web.log()
+    );
     // Made one, the same user can.
     web.cli_ok(&["user", "set", "clerk", "--admin", "true"]);
     let v = imsa(&web, "clerk", "Secret-2", "integrity", "ntlm");
@@ -270,4 +279,71 @@ fn iisreset_on_the_wire_stops_starts_and_reports_the_web_service() {
     let v = iiss(&web, "clerk", "Secret-2", &["stop"]);
     assert_eq!(v["activation"], E_ACCESSDENIED, "{v}");
     assert_eq!(web.curl("/", &[]).status, 200);
+}
+
+#[test]
+fn the_cli_resets_this_server_over_its_socket_and_another_over_tcp() {
+    let web = server_with_users();
+    // On this machine: root needs no logon on the RPC socket.
+    let status = web.cli_ok(&["iisreset", "--status"]);
+    assert!(
+        status.contains("Status for World Wide Web Publishing Service ( W3SVC ) : Running"),
+        "{status}"
+    );
+    let server = format!("127.0.0.1:{}", web.rpc_port());
+    let remote = |extra: &[&str]| {
+        let mut args = vec![
+            "iisreset",
+            "--server",
+            &server,
+            "--user",
+            "boss",
+            "--password",
+            "Secret-1",
+        ];
+        args.extend_from_slice(extra);
+        web.cli(&args)
+    };
+    let out = remote(&["--stop"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Internet services successfully stopped"),
+        "{text}"
+    );
+    assert_ne!(web.curl("/", &[]).status, 200);
+    let json = web.cli_ok(&["iisreset", "--status", "--json"]);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["state"], "Stopped", "{v}");
+    // A restart at integrity with NTLM alone.
+    let out = remote(&["--level", "integrity", "--auth", "ntlm"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Internet services successfully restarted"),
+        "{text}"
+    );
+    assert_eq!(web.curl("/", &[]).status, 200);
+    // Someone who is not an administrator is told so.
+    let out = web.cli(&[
+        "iisreset",
+        "--server",
+        &server,
+        "--user",
+        "clerk",
+        "--password",
+        "Secret-2",
+        "--stop",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("E_ACCESSDENIED"), "{err}");
+    assert_eq!(web.curl("/", &[]).status, 200);
+    // Every object the CLI activated (four) was released by it.
+    let log = web.log();
+    assert_eq!(log.matches("DCOM: object activated").count(), 4, "{log}");
+    assert_eq!(log.matches("DCOM: object released").count(), 4, "{log}");
 }

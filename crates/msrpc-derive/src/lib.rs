@@ -782,7 +782,7 @@ fn expand_interface(
             pub async fn #name(&mut self, #( #in_names: #in_types ),*) -> ::std::result::Result<#out, ::msrpc::client::CallError> {
                 let syntax = self.connection.transfer_syntax(self.context_id)?;
                 let stub = #ndr::params_to_bytes(&(#( #in_names, )*), syntax);
-                let reply = self.connection.call(self.context_id, #opnum, stub).await?;
+                let reply = self.connection.call_on(self.context_id, #opnum, self.object, stub).await?;
                 #ndr::params_from_bytes::<#out>(&reply.stub, syntax, reply.little_endian)
                     .map_err(::msrpc::client::CallError::Stub)
             }
@@ -842,6 +842,8 @@ fn expand_interface(
         #vis struct #client<'c> {
             pub connection: &'c mut ::msrpc::client::Connection,
             pub context_id: u16,
+            /// The object the calls are made on (a DCOM IPID), if any.
+            pub object: ::std::option::Option<::msrpc::Uuid>,
         }
 
         impl<'c> #client<'c> {
@@ -858,7 +860,13 @@ fn expand_interface(
             /// context) and returns its client.
             pub async fn bind(connection: &'c mut ::msrpc::client::Connection) -> ::std::result::Result<#client<'c>, ::msrpc::client::CallError> {
                 let context_id = connection.bind(Self::syntax()).await?;
-                Ok(#client { connection, context_id })
+                Ok(#client { connection, context_id, object: None })
+            }
+
+            /// Makes the calls on an object (PFC_OBJECT_UUID).
+            pub fn on_object(mut self, object: ::msrpc::Uuid) -> Self {
+                self.object = Some(object);
+                self
             }
 
             #( #client_methods )*

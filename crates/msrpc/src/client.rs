@@ -437,7 +437,19 @@ impl Connection {
         opnum: u16,
         stub: Vec<u8>,
     ) -> Result<Reply, CallError> {
-        let call_id = self.send_request(context_id, opnum, stub).await?;
+        self.call_on(context_id, opnum, None, stub).await
+    }
+
+    /// Makes a call on an object (PFC_OBJECT_UUID): a DCOM call names the
+    /// interface pointer's IPID so.
+    pub async fn call_on(
+        &mut self,
+        context_id: u16,
+        opnum: u16,
+        object: Option<crate::Uuid>,
+        stub: Vec<u8>,
+    ) -> Result<Reply, CallError> {
+        let call_id = self.send_request(context_id, opnum, object, stub).await?;
         let mut out = Vec::new();
         loop {
             let (id, part) = self.receive_part().await?;
@@ -481,7 +493,7 @@ impl Connection {
     ) -> Result<Vec<Result<Reply, CallError>>, CallError> {
         let mut ids = Vec::with_capacity(calls.len());
         for (context_id, opnum, stub) in calls {
-            ids.push(self.send_request(context_id, opnum, stub).await?);
+            ids.push(self.send_request(context_id, opnum, None, stub).await?);
         }
         let mut partial: HashMap<u32, Vec<u8>> = HashMap::new();
         let mut done: HashMap<u32, Result<Reply, CallError>> = HashMap::new();
@@ -530,6 +542,7 @@ impl Connection {
         &mut self,
         context_id: u16,
         opnum: u16,
+        object: Option<crate::Uuid>,
         stub: Vec<u8>,
     ) -> Result<u32, CallError> {
         self.transfer_syntax(context_id)?;
@@ -544,12 +557,23 @@ impl Connection {
             Some(c) if protected => self.max_xmit.saturating_sub(c.protection_overhead()),
             _ => self.max_xmit,
         };
+        // The object UUID takes 16 bytes of each fragment's header.
+        let max_frag = if object.is_some() {
+            max_frag.saturating_sub(16)
+        } else {
+            max_frag
+        };
         for (pfc, alloc_hint, stub) in pdu::stub_fragments(stub, max_frag) {
+            let pfc = if object.is_some() {
+                pfc | pdu::flags::OBJECT_UUID
+            } else {
+                pfc
+            };
             let body = Body::Request(pdu::Request {
                 alloc_hint,
                 context_id,
                 opnum,
-                object: None,
+                object,
                 stub,
             });
             let auth = match &self.security {
@@ -646,6 +670,11 @@ impl Connection {
     ) -> Result<(), CallError> {
         let is_request = matches!(body, Body::Request(_));
         let protect = is_request && auth.is_some();
+        // The stub (what sealing encrypts) starts after the object UUID.
+        let header_len = match &body {
+            Body::Request(r) if r.object.is_some() => pdu::CALL_HEADER_LEN + 16,
+            _ => pdu::CALL_HEADER_LEN,
+        };
         let pdu = Pdu {
             rpc_vers_minor: 0,
             flags: pfc,
@@ -659,7 +688,7 @@ impl Connection {
         pdu.encode_into(&mut bytes)?;
         if protect {
             if let Some(context) = self.security.as_mut() {
-                context.protect(&mut bytes, pdu::CALL_HEADER_LEN, self.header_sign)?;
+                context.protect(&mut bytes, header_len, self.header_sign)?;
             }
         }
         self.stream.write_all(&bytes).await?;

@@ -121,6 +121,7 @@ fn session_answers(data: &[u8]) -> Vec<u8> {
         server.register(MgmtServer(Management), auth_level::NONE, false);
         let transport = Transport::Local {
             path: "fuzz".into(),
+            peer_uid: None,
         };
         let mut first = Vec::new();
         for input in [data, &[][..]] {

@@ -95,7 +95,11 @@ pub enum Transport {
     /// ncacn_ip_tcp.
     Tcp { local: SocketAddr, peer: SocketAddr },
     /// ncalrpc: a Unix socket on this machine.
-    Local { path: PathBuf },
+    Local {
+        path: PathBuf,
+        /// The connecting process's user (SO_PEERCRED), when known.
+        peer_uid: Option<u32>,
+    },
 }
 
 impl Transport {
@@ -502,7 +506,10 @@ impl Server {
             loop {
                 match listener.accept().await {
                     Ok((stream, _)) => {
-                        let transport = Transport::Local { path: path.clone() };
+                        let transport = Transport::Local {
+                            path: path.clone(),
+                            peer_uid: stream.peer_cred().ok().map(|c| c.uid()),
+                        };
                         tokio::spawn(connection::serve(Arc::clone(&server), stream, transport));
                     }
                     Err(e) => {

@@ -2,7 +2,7 @@
 inetsrv. The interface's calls are described here from [MS-IMSA]'s IDL
 (Impacket has no IIS definitions). Prints one JSON object.
 
-usage: impacket_imsa.py PORT USER PASSWORD integrity|privacy [ntlm | kerberos REALM | abandon]
+usage: impacket_imsa.py PORT USER PASSWORD connect|integrity|privacy [ntlm | kerberos REALM | abandon]
 
 With abandon, the client opens a write handle and dies without releasing
 anything or ever pinging, as a crashed tool would.
@@ -20,6 +20,7 @@ from impacket.dcerpc.v5.dtypes import DWORD, LPWSTR, ULONG, NULL
 from impacket.dcerpc.v5.ndr import NDRSTRUCT, NDRUniConformantArray, NDRPOINTER
 from impacket.dcerpc.v5.rpcrt import (
     DCERPCException,
+    RPC_C_AUTHN_LEVEL_CONNECT,
     RPC_C_AUTHN_LEVEL_PKT_INTEGRITY,
     RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
 )
@@ -178,6 +179,7 @@ def main():
     mechanism = sys.argv[5] if len(sys.argv) > 5 else "ntlm"
     realm = sys.argv[6] if len(sys.argv) > 6 else ""
     auth_level = {
+        "connect": RPC_C_AUTHN_LEVEL_CONNECT,
         "integrity": RPC_C_AUTHN_LEVEL_PKT_INTEGRITY,
         "privacy": RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
     }[level]

@@ -487,7 +487,7 @@ impl Connection {
     fn peer(&self) -> String {
         match &self.transport {
             Transport::Tcp { peer, .. } => peer.to_string(),
-            Transport::Local { path } => format!("ncalrpc:{}", path.display()),
+            Transport::Local { path, .. } => format!("ncalrpc:{}", path.display()),
         }
     }
 
@@ -744,7 +744,7 @@ impl Connection {
     fn secondary_address(&self) -> Vec<u8> {
         match &self.transport {
             Transport::Tcp { local, .. } => local.port().to_string().into_bytes(),
-            Transport::Local { path } => path
+            Transport::Local { path, .. } => path
                 .file_name()
                 .map(|n| n.to_string_lossy().as_bytes().to_vec())
                 .unwrap_or_default(),

@@ -1,0 +1,115 @@
+//! The client side ([MS-DCOM] 3.2): activating a class on a server and
+//! releasing the interface pointers it handed out. The object's calls
+//! then go through the interface's generated client, made on the IPID
+//! (`…Client::bind(conn).await?.on_object(remote.ipid)`).
+//!
+//! The exporter is reached on the connection the activation went over:
+//! inetsrv's resolver and exporter share one endpoint. Another server's
+//! exporter (at the string bindings the reply names) would need a
+//! connection of its own.
+
+use msrpc::client::{CallError, Connection};
+use msrpc::ndr::{ConformantArray, Unique};
+use msrpc::Uuid;
+
+use crate::activation::{self, ActivationError};
+use crate::ids;
+use crate::interfaces::{RemUnknown2Client, RemoteScmActivatorClient};
+use crate::objref::ObjRef;
+use crate::types::{OrpcThis, RemInterfaceRef};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error("the server answered HRESULT {hr:#010x}{meaning}", meaning = describe(*hr))]
+    HResult { hr: u32 },
+    #[error("the server's activation answer is malformed: {0}")]
+    Reply(#[from] ActivationError),
+    #[error("the server did not return a standard object reference")]
+    NoReference,
+}
+
+/// The HRESULTs a caller may meet, in words.
+fn describe(hr: u32) -> &'static str {
+    match hr {
+        ids::E_ACCESSDENIED => " (E_ACCESSDENIED: the user is not an administrator of the server)",
+        ids::REGDB_E_CLASSNOTREG => " (REGDB_E_CLASSNOTREG: the server has no such class)",
+        ids::E_NOINTERFACE => " (E_NOINTERFACE)",
+        ids::RPC_E_INVALID_IPID => " (RPC_E_INVALID_IPID: the object is gone)",
+        _ => "",
+    }
+}
+
+/// An interface pointer on a remote object.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    pub ipid: Uuid,
+    pub oid: u64,
+    pub oxid: u64,
+    /// The exporter's Remote Unknown, for reference counting.
+    pub rem_unknown: Uuid,
+    pub public_refs: u32,
+}
+
+/// IRemoteSCMActivator::RemoteCreateInstance for one interface.
+pub async fn create_instance(
+    conn: &mut Connection,
+    clsid: Uuid,
+    iid: Uuid,
+) -> Result<Remote, ClientError> {
+    let properties = activation::build_request(clsid, &[iid]);
+    let mut scm = RemoteScmActivatorClient::bind(conn).await?;
+    let (_, reply, hr) = scm
+        .remote_create_instance(
+            OrpcThis::new(ids::COM_VERSION),
+            Unique::new(None),
+            Unique::new(Some(properties)),
+        )
+        .await?;
+    if hr != ids::S_OK {
+        return Err(ClientError::HResult { hr });
+    }
+    let reply = reply.get().ok_or(ClientError::NoReference)?;
+    let reply = activation::parse_reply(reply)?;
+    let (_, hr, objref) = reply
+        .interfaces
+        .into_iter()
+        .find(|(i, _, _)| *i == iid)
+        .ok_or(ClientError::NoReference)?;
+    if hr != ids::S_OK {
+        return Err(ClientError::HResult { hr });
+    }
+    match objref {
+        Some(ObjRef::Standard { std, .. }) => Ok(Remote {
+            ipid: std.ipid,
+            oid: std.oid,
+            oxid: std.oxid,
+            rem_unknown: reply.exporter.ipid_rem_unknown,
+            public_refs: std.public_refs,
+        }),
+        _ => Err(ClientError::NoReference),
+    }
+}
+
+/// IRemUnknown2::RemRelease of the references an interface pointer holds.
+pub async fn release(conn: &mut Connection, remote: &Remote) -> Result<(), ClientError> {
+    let mut unknown = RemUnknown2Client::bind(conn)
+        .await?
+        .on_object(remote.rem_unknown);
+    let (_, hr) = unknown
+        .rem_release(
+            OrpcThis::new(ids::COM_VERSION),
+            1,
+            ConformantArray(vec![RemInterfaceRef {
+                ipid: remote.ipid,
+                public_refs: remote.public_refs,
+                private_refs: 0,
+            }]),
+        )
+        .await?;
+    if hr != ids::S_OK {
+        return Err(ClientError::HResult { hr });
+    }
+    Ok(())
+}
