@@ -116,8 +116,12 @@ fn interface_name(uuid: &msrpc::Uuid) -> &'static str {
         "e1af8308-5d1f-11c9-91a4-08002b14a0fa" => "endpoint mapper (EPM)",
         "afa8bd80-7d8a-11c9-bef4-08002b102989" => "management (MGMT)",
         "70b51430-b6ca-11d0-b9b9-00a0c922e750" => "IIS admin base (IMSAdminBaseW)",
-        "bc8e4b31-aa7e-11d1-a56e-00c04fb6f27e" => "IIS admin base 2 (IMSAdminBase2W)",
-        "4e65a71e-4ede-4886-be67-3c90a08d1f29" => "IIS reset (IIisServiceControl)",
+        "8298d101-f992-43b7-8eca-5052d885b995" => "IIS admin base 2 (IMSAdminBase2W)",
+        "f612954d-3b0b-4c56-9563-227b7be624b4" => "IIS admin base 3 (IMSAdminBase3W)",
+        "e8fb8620-588f-11d2-9d61-00c04f79c5fe" => "IIS reset (IIisServiceControl)",
+        "99fcfec4-5260-101b-bbcb-00aa0021347a" => "DCOM object exporter (IObjectExporter)",
+        "000001a0-0000-0000-c000-000000000046" => "DCOM activation (IRemoteSCMActivator)",
+        "4d9f4ab8-7d1c-11cf-861e-0020af6e7c57" => "DCOM activation (IActivation)",
         _ => "",
     }
 }
