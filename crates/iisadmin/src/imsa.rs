@@ -3,6 +3,9 @@
 //! change number, SaveData. Every write goes through the same validated
 //! metabase API as the CLI, so a refused value is refused here too.
 
+// The methods take the parameters their IDL gives them.
+#![allow(clippy::too_many_arguments)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -100,6 +103,16 @@ pub trait MsAdminBaseW {
         path: Unique<WString>,
     ) -> CallResult<(dcom::types::OrpcThat, u32)>;
 
+    /// DeleteChildKeys (3.1.4.7).
+    #[opnum(5)]
+    fn delete_child_keys(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
     /// EnumKeys (3.1.4.11): the name of the index-th child.
     #[opnum(6)]
     fn enum_keys(
@@ -110,6 +123,31 @@ pub trait MsAdminBaseW {
         path: Unique<WString>,
         index: u32,
     ) -> CallResult<(dcom::types::OrpcThat, ConformantArray<u16>, u32)>;
+
+    /// CopyKey (3.1.4.5): copy, or move when `copy` is false.
+    #[opnum(7)]
+    fn copy_key(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        source_handle: u32,
+        source_path: Unique<WString>,
+        dest_handle: u32,
+        dest_path: Unique<WString>,
+        overwrite: u32,
+        copy: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// RenameKey (3.1.4.28).
+    #[opnum(8)]
+    fn rename_key(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        new_name: Unique<WString>,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
 
     /// R_SetData (3.1.4.27).
     #[opnum(9)]
@@ -169,6 +207,54 @@ pub trait MsAdminBaseW {
         u32,
     )>;
 
+    /// R_GetAllData (3.1.4.22): the entries' METADATA_GETALL_RECORDs then
+    /// their data, in one blob; the count, the data set number, the size.
+    #[opnum(13)]
+    fn get_all_data(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        attributes: u32,
+        user_type: u32,
+        data_type: u32,
+        buffer_size: u32,
+    ) -> CallResult<(
+        dcom::types::OrpcThat,
+        u32,
+        u32,
+        u32,
+        Unique<IisCryptoBlob>,
+        u32,
+    )>;
+
+    /// DeleteAllData (3.1.4.9).
+    #[opnum(14)]
+    fn delete_all_data(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        user_type: u32,
+        data_type: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// GetDataPaths (3.1.4.17): the keys at or below a path where an
+    /// identifier is set, as a MULTISZ.
+    #[opnum(16)]
+    fn get_data_paths(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        identifier: u32,
+        data_type: u32,
+        #[ndr(range(0, 0x10_0000))] buffer_size: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, ConformantArray<u16>, u32, u32)>;
+
     /// OpenKey (3.1.4.2).
     #[opnum(17)]
     fn open_key(
@@ -188,6 +274,17 @@ pub trait MsAdminBaseW {
         call: &Call,
         this: dcom::types::OrpcThis,
         handle: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// ChangePermissions (3.1.4.16): a handle from read to write or back.
+    #[opnum(19)]
+    fn change_permissions(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        timeout_ms: u32,
+        access: u32,
     ) -> CallResult<(dcom::types::OrpcThat, u32)>;
 
     /// SaveData (3.1.4.30).
@@ -213,6 +310,16 @@ pub trait MsAdminBaseW {
         &self,
         call: &Call,
         this: dcom::types::OrpcThis,
+    ) -> CallResult<(dcom::types::OrpcThat, u32, u32)>;
+
+    /// GetDataSetNumber (3.1.4.18).
+    #[opnum(23)]
+    fn get_data_set_number(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
     ) -> CallResult<(dcom::types::OrpcThat, u32, u32)>;
 
     /// R_GetServerGuid (3.1.4.24).
@@ -436,7 +543,418 @@ fn data_reply(
     (record, bytes.len() as u32, Unique::new(Some(blob)), S_OK)
 }
 
+/// METADATA_ISINHERITED (2.2.4): marks data GetAllData found above the key.
+const METADATA_ISINHERITED: u32 = 0x20;
+/// METADATA_GETALL_RECORD's size: seven DWORDs.
+const GETALL_RECORD_LEN: usize = 28;
+
+/// One data item as GetAllData lists it.
+type Entry = (u32, Value, Attributes, UserType);
+
+/// Refuses SECURE data: it travels encrypted with the session key of the
+/// secure-data exchange (R_KeyExchangePhase1/2, [MS-IMSA] 3.1.4.1), which
+/// is not served yet, and is never sent in the clear.
+fn refuse_secure(attributes: Attributes, path: &MbPath, id: u32) -> Result<(), u32> {
+    if attributes.contains(Attributes::SECURE) {
+        tracing::warn!(path = %path, id, "IMSAdminBaseW: SECURE data is not sent or taken without the secure-data key exchange, which is not served yet");
+        return Err(E_ACCESSDENIED);
+    }
+    Ok(())
+}
+
+/// The data a key holds and, with METADATA_INHERIT, what it inherits
+/// (marked METADATA_ISINHERITED).
+fn all_data(tree: &metabase::Tree, path: &MbPath, inherit: bool) -> Result<Vec<Entry>, u32> {
+    let key = tree.find(path).ok_or(ERROR_PATH_NOT_FOUND)?;
+    let mut out: Vec<Entry> = key
+        .properties()
+        .map(|p| (p.id, p.value.clone(), p.attributes, p.user_type))
+        .collect();
+    if inherit {
+        let mut above = std::collections::BTreeSet::new();
+        for depth in 0..path.depth() {
+            let prefix = MbPath::from_parts(path.parts()[..depth].iter().cloned())
+                .map_err(|_| E_INVALIDARG)?;
+            if let Some(k) = tree.find(&prefix) {
+                above.extend(k.properties().filter(|p| p.is_inheritable()).map(|p| p.id));
+            }
+        }
+        for id in above {
+            if out.iter().any(|(own, ..)| *own == id) {
+                continue;
+            }
+            if let Ok(r) = tree.get(path, id, GetMode::Inherited) {
+                out.push((
+                    id,
+                    r.value,
+                    Attributes(r.attributes.0 | METADATA_ISINHERITED),
+                    r.user_type,
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A number that is the same for keys whose data (inherited included) is
+/// the same (GetDataSetNumber, 3.1.4.18).
+fn data_set_number(entries: &[Entry]) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut sorted: Vec<_> = entries
+        .iter()
+        .map(|(id, v, a, u)| (*id, v.to_wire_bytes(), a.0 & !METADATA_ISINHERITED, u.0))
+        .collect();
+    sorted.sort();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sorted.hash(&mut h);
+    // 1 is the master root's own number; others avoid it and 0.
+    (h.finish() as u32).max(2)
+}
+
+/// GetAllData's buffer: the records, then each value 4-aligned.
+fn getall_buffer(chosen: &[Entry]) -> Vec<u8> {
+    let mut records = Vec::with_capacity(chosen.len() * GETALL_RECORD_LEN);
+    let mut data = Vec::new();
+    let data_start = chosen.len() * GETALL_RECORD_LEN;
+    for (id, value, attrs, user) in chosen {
+        let bytes = value.to_wire_bytes();
+        let offset = data_start + data.len();
+        for field in [
+            *id,
+            attrs.0,
+            user.0,
+            value.data_type().code(),
+            bytes.len() as u32,
+            offset as u32,
+            0,
+        ] {
+            records.extend_from_slice(&field.to_le_bytes());
+        }
+        data.extend_from_slice(&bytes);
+        while data.len() % 4 != 0 {
+            data.push(0);
+        }
+    }
+    records.extend_from_slice(&data);
+    records
+}
+
 impl MsAdminBaseW for MsAdminBase {
+    fn delete_child_keys(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+    ) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let result = self.base.writable(&object, handle, &path).and_then(|path| {
+            let snapshot = self.base.files.metabase().snapshot();
+            let key = snapshot.tree().find(&path).ok_or(ERROR_PATH_NOT_FOUND)?;
+            let children: Vec<MbPath> = key
+                .children()
+                .filter_map(|c| path.join(c.name()).ok())
+                .collect();
+            self.base
+                .files
+                .metabase()
+                .write(|t| children.iter().try_for_each(|c| t.delete_key(c)))
+                .map_err(|e| hresult(&e))
+        });
+        Ok((That::default(), status(result)))
+    }
+
+    fn copy_key(
+        &self,
+        call: &Call,
+        _this: This,
+        source_handle: u32,
+        source_path: Unique<WString>,
+        dest_handle: u32,
+        dest_path: Unique<WString>,
+        overwrite: u32,
+        copy: u32,
+    ) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let result = (|| {
+            // Moving takes the source away: it needs a write handle too.
+            let source = if copy != 0 {
+                self.base.resolve(&object, source_handle, &source_path)?.0
+            } else {
+                self.base.writable(&object, source_handle, &source_path)?
+            };
+            let dest = self.base.writable(&object, dest_handle, &dest_path)?;
+            self.base
+                .files
+                .metabase()
+                .write(|t| t.copy_key(&source, &dest, overwrite != 0, copy != 0))
+                .map_err(|e| hresult(&e))
+        })();
+        Ok((That::default(), status(result)))
+    }
+
+    fn rename_key(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        new_name: Unique<WString>,
+    ) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let result = self.base.writable(&object, handle, &path).and_then(|path| {
+            let name = new_name.get().map(|n| n.0.clone()).ok_or(E_INVALIDARG)?;
+            self.base
+                .files
+                .metabase()
+                .write(|t| t.rename_key(&path, &name))
+                .map_err(|e| hresult(&e))
+        });
+        Ok((That::default(), status(result)))
+    }
+
+    fn get_all_data(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        attributes: u32,
+        user_type: u32,
+        data_type: u32,
+        buffer_size: u32,
+    ) -> CallResult<(That, u32, u32, u32, Unique<IisCryptoBlob>, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let answer = self
+            .base
+            .resolve(&object, handle, &path)
+            .and_then(|(path, _)| {
+                if data_type > 5 {
+                    return Err(E_INVALIDARG);
+                }
+                let snapshot = self.base.files.metabase().snapshot();
+                let inherit = attributes & Attributes::INHERIT.0 != 0;
+                let entries = all_data(snapshot.tree(), &path, inherit)?;
+                let set_number = data_set_number(&entries);
+                let chosen: Vec<Entry> = entries
+                    .into_iter()
+                    .filter(|(_, v, _, u)| {
+                        (user_type == 0 || u.0 == user_type)
+                            && (data_type == 0 || v.data_type().code() == data_type)
+                    })
+                    // SECURE data needs the key exchange: left out, with a
+                    // log line saying so.
+                    .filter(|(id, _, a, _)| refuse_secure(*a, &path, *id).is_ok())
+                    .collect();
+                Ok((chosen.len() as u32, set_number, getall_buffer(&chosen)))
+            });
+        Ok(match answer {
+            Ok((count, set_number, buffer)) => {
+                let required = buffer.len() as u32;
+                if buffer_size < required {
+                    (
+                        That::default(),
+                        0,
+                        set_number,
+                        required,
+                        Unique::new(None),
+                        ERROR_INSUFFICIENT_BUFFER,
+                    )
+                } else {
+                    let blob = IisCryptoBlob {
+                        signature: CLEARTEXT_DATA_BLOB_SIGNATURE,
+                        length: required,
+                        data: buffer,
+                    };
+                    (
+                        That::default(),
+                        count,
+                        set_number,
+                        required,
+                        Unique::new(Some(blob)),
+                        S_OK,
+                    )
+                }
+            }
+            Err(hr) => (That::default(), 0, 0, 0, Unique::new(None), hr),
+        })
+    }
+
+    fn delete_all_data(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        user_type: u32,
+        data_type: u32,
+    ) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let result = self.base.writable(&object, handle, &path).and_then(|path| {
+            if data_type > 5 {
+                return Err(E_INVALIDARG);
+            }
+            let snapshot = self.base.files.metabase().snapshot();
+            let key = snapshot.tree().find(&path).ok_or(ERROR_PATH_NOT_FOUND)?;
+            let ids: Vec<u32> = key
+                .properties()
+                .filter(|p| {
+                    (user_type == 0 || p.user_type.0 == user_type)
+                        && (data_type == 0 || p.value.data_type().code() == data_type)
+                })
+                .map(|p| p.id)
+                .collect();
+            self.base
+                .files
+                .metabase()
+                .write(|t| ids.iter().try_for_each(|id| t.delete_data(&path, *id)))
+                .map_err(|e| hresult(&e))
+        });
+        Ok((That::default(), status(result)))
+    }
+
+    fn get_data_paths(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        identifier: u32,
+        data_type: u32,
+        buffer_size: u32,
+    ) -> CallResult<(That, ConformantArray<u16>, u32, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let answer = self
+            .base
+            .resolve(&object, handle, &path)
+            .and_then(|(path, _)| {
+                // Paths are given relative to the handle's key.
+                let base = if handle == MASTER_ROOT_HANDLE {
+                    0
+                } else {
+                    self.base
+                        .handles()
+                        .open
+                        .get(&handle)
+                        .map(|h| h.path.depth())
+                        .unwrap_or(0)
+                };
+                let snapshot = self.base.files.metabase().snapshot();
+                let key = snapshot.tree().find(&path).ok_or(ERROR_PATH_NOT_FOUND)?;
+                let mut units: Vec<u16> = Vec::new();
+                // Depth first, each key before its children.
+                let mut stack = vec![(path.clone(), key)];
+                while let Some((at, key)) = stack.pop() {
+                    let holds = key.properties().any(|p| {
+                        p.id == identifier
+                            && (data_type == 0 || p.value.data_type().code() == data_type)
+                    });
+                    if holds {
+                        let relative = at.parts()[base.min(at.depth())..].join("/");
+                        let text = if relative.is_empty() {
+                            "/".to_string()
+                        } else {
+                            format!("/{relative}/")
+                        };
+                        units.extend(text.encode_utf16());
+                        units.push(0);
+                    }
+                    let mut children: Vec<_> = key
+                        .children()
+                        .filter_map(|c| at.join(c.name()).ok().map(|p| (p, c)))
+                        .collect();
+                    children.reverse();
+                    stack.extend(children);
+                }
+                units.push(0);
+                Ok(units)
+            });
+        let mut buffer = vec![0u16; buffer_size as usize];
+        Ok(match answer {
+            Ok(units) if units.len() <= buffer.len() => {
+                buffer[..units.len()].copy_from_slice(&units);
+                (
+                    That::default(),
+                    ConformantArray(buffer),
+                    units.len() as u32,
+                    S_OK,
+                )
+            }
+            Ok(units) => (
+                That::default(),
+                ConformantArray(buffer),
+                units.len() as u32,
+                ERROR_INSUFFICIENT_BUFFER,
+            ),
+            Err(hr) => (That::default(), ConformantArray(buffer), 0, hr),
+        })
+    }
+
+    fn change_permissions(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        _timeout_ms: u32,
+        access: u32,
+    ) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let permissions = access & (METADATA_PERMISSION_READ | METADATA_PERMISSION_WRITE);
+        let mut handles = self.base.handles();
+        let result = match handles.open.get(&handle) {
+            Some(h) if h.owner == object.id && permissions != 0 => {
+                let path = h.path.clone();
+                let busy = handles.open.iter().any(|(id, other)| {
+                    *id != handle
+                        && overlaps(&other.path, &path)
+                        && (other.permissions & METADATA_PERMISSION_WRITE != 0
+                            || permissions & METADATA_PERMISSION_WRITE != 0)
+                });
+                if busy {
+                    Err(ERROR_PATH_BUSY)
+                } else {
+                    if let Some(h) = handles.open.get_mut(&handle) {
+                        h.permissions = permissions;
+                    }
+                    Ok(())
+                }
+            }
+            Some(h) if h.owner == object.id => Err(E_INVALIDARG),
+            _ => Err(ERROR_INVALID_HANDLE),
+        };
+        Ok((That::default(), status(result)))
+    }
+
+    fn get_data_set_number(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+    ) -> CallResult<(That, u32, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let answer = self
+            .base
+            .resolve(&object, handle, &path)
+            .and_then(|(path, _)| {
+                let snapshot = self.base.files.metabase().snapshot();
+                // The deepest key on the way that exists.
+                let mut at = path;
+                while !at.is_root() && snapshot.tree().find(&at).is_none() {
+                    at = MbPath::from_parts(at.parts()[..at.depth() - 1].iter().cloned())
+                        .map_err(|_| E_INVALIDARG)?;
+                }
+                if at.is_root() {
+                    return Ok(1);
+                }
+                Ok(data_set_number(&all_data(snapshot.tree(), &at, true)?))
+            });
+        Ok(match answer {
+            Ok(n) => (That::default(), n, S_OK),
+            Err(hr) => (That::default(), 0, hr),
+        })
+    }
+
     fn add_key(
         &self,
         call: &Call,
@@ -517,6 +1035,7 @@ impl MsAdminBaseW for MsAdminBase {
             if bytes.len() != record.data_len as usize {
                 return Err(E_INVALIDARG);
             }
+            refuse_secure(Attributes(record.attributes), &path, record.identifier)?;
             let data_type = DataType::from_code(record.data_type).ok_or(E_INVALIDARG)?;
             let value = Value::from_wire_bytes(data_type, bytes).ok_or(E_INVALIDARG)?;
             let property = Property {
@@ -565,6 +1084,7 @@ impl MsAdminBaseW for MsAdminBase {
                 if record.data_type != 0 && record.data_type != resolved.value.data_type().code() {
                     return Err(MD_ERROR_DATA_NOT_FOUND);
                 }
+                refuse_secure(resolved.attributes, &path, resolved.id)?;
                 Ok(data_reply(
                     &record,
                     resolved.id,
@@ -622,6 +1142,7 @@ impl MsAdminBaseW for MsAdminBase {
                     })
                     .nth(index as usize)
                     .ok_or(ERROR_NO_MORE_ITEMS)?;
+                refuse_secure(property.attributes, &path, property.id)?;
                 Ok(data_reply(
                     &record,
                     property.id,

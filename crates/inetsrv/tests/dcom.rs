@@ -60,6 +60,7 @@ fn server_with_users() -> Web {
     web.cli_ok(&["user", "add", "boss", "--password", "Secret-1", "--admin"]);
     web.cli_ok(&["user", "add", "alice", "--password", "Secret-3", "--admin"]);
     web.cli_ok(&["user", "add", "clerk", "--password", "Secret-2"]);
+    web.cli_ok(&["mb", "set", "W3SVC/1/AnonymousUserPass", "Hidden-1"]);
     web.rpc_args.extend([
         "--keytab".to_string(),
         kdc::kdc().keytab().display().to_string(),
@@ -92,6 +93,8 @@ fn an_administrator_uses_imsadminbasew_at_privacy_and_integrity_with_ntlm_and_sp
         assert!(keys.contains(&"1") && keys.contains(&"AppPools"), "{what}");
         // ERROR_NO_MORE_ITEMS ends the enumeration.
         assert_eq!(v["enum_end"], 0x8007_0103u64, "{what}");
+        // SECURE data waits for the key exchange: refused, never clear.
+        assert_eq!(v["secure"]["error"], E_ACCESSDENIED, "{what}");
         assert_eq!(v["comment_before"]["error"], 0, "{what}");
         assert_eq!(v["comment_before"]["type"], 2, "{what}");
         // CLEARTEXT_DATA_BLOB_SIGNATURE.
@@ -105,6 +108,31 @@ fn an_administrator_uses_imsadminbasew_at_privacy_and_integrity_with_ntlm_and_sp
         assert_eq!(v["add_key"], 0, "{what}");
         assert_eq!(v["add_key_again"], 0x8007_00b7u64, "{what}");
         assert_eq!(v["delete_key"], 0, "{what}");
+        // CopyKey took the child along, RenameKey moved the copy,
+        // DeleteChildKeys emptied it and left the original alone.
+        for step in ["add_child", "copy_key", "rename_key", "delete_child_keys"] {
+            assert_eq!(v[step], 0, "{step}: {what}");
+        }
+        assert_eq!(v["renamed_children"], 0x8007_0103u64, "{what}");
+        assert_eq!(v["original_child"], "Child", "{what}");
+        // GetAllData: the key's own data and, marked, what it inherits.
+        assert_eq!(v["getall_small"], 0x8007_007au64, "{what}");
+        let all = &v["getall"];
+        assert_eq!(all["1002"]["text"], "IIsWebVirtualDir", "{what}");
+        assert_eq!(all["1002"]["inherited"], false, "{what}");
+        assert_eq!(all["6016"]["type"], 1, "AccessFlags: {what}");
+        assert_eq!(all["6006"]["inherited"], true, "DefaultDoc: {what}");
+        assert!(all.get("6021").is_none(), "no SECURE data: {what}");
+        assert_eq!(v["getall_set"], v["set_number"], "{what}");
+        // A path below the deepest key has that key's data set.
+        assert_eq!(v["set_number_below"], v["set_number"], "{what}");
+        // GetDataPaths: where KeyType is set, relative to the handle.
+        assert_eq!(v["paths_small"], 0x8007_007au64, "{what}");
+        assert_eq!(
+            v["paths"],
+            serde_json::json!(["/1/", "/1/Filters/", "/1/ROOT/"]),
+            "{what}"
+        );
         assert!(v["change_number"].as_u64().unwrap() > 0, "{what}");
         assert_eq!(v["save"], 0, "{what}");
         assert_eq!(v["close"], 0, "{what}");

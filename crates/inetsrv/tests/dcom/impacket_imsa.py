@@ -12,6 +12,7 @@ ticket of the credential cache KRB5CCNAME names, to host/localhost.
 """
 import json
 import os
+import struct
 import sys
 
 from impacket.dcerpc.v5 import dcomrt
@@ -151,6 +152,86 @@ class CloseKeyResponse(DCOMANSWER):
     structure = (("ErrorCode", ULONG),)
 
 
+class DeleteChildKeys(DCOMCALL):
+    opnum = 5
+    structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR))
+
+
+class DeleteChildKeysResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class CopyKey(DCOMCALL):
+    opnum = 7
+    structure = (
+        ("hMDSourceHandle", DWORD),
+        ("pszMDSourcePath", LPWSTR),
+        ("hMDDestHandle", DWORD),
+        ("pszMDDestPath", LPWSTR),
+        ("bMDOverwriteFlag", DWORD),
+        ("bMDCopyFlag", DWORD),
+    )
+
+
+class CopyKeyResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class RenameKey(DCOMCALL):
+    opnum = 8
+    structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR), ("pszMDNewName", LPWSTR))
+
+
+class RenameKeyResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class R_GetAllData(DCOMCALL):
+    opnum = 13
+    structure = (
+        ("hMDHandle", DWORD),
+        ("pszMDPath", LPWSTR),
+        ("dwMDAttributes", DWORD),
+        ("dwMDUserType", DWORD),
+        ("dwMDDataType", DWORD),
+        ("dwMDBufferSize", DWORD),
+    )
+
+
+class R_GetAllDataResponse(DCOMANSWER):
+    structure = (
+        ("pdwMDNumDataEntries", DWORD),
+        ("pdwMDDataSetNumber", DWORD),
+        ("pdwMDRequiredBufferSize", DWORD),
+        ("ppDataBlob", PIIS_CRYPTO_BLOB),
+        ("ErrorCode", ULONG),
+    )
+
+
+class GetDataPaths(DCOMCALL):
+    opnum = 16
+    structure = (
+        ("hMDHandle", DWORD),
+        ("pszMDPath", LPWSTR),
+        ("dwMDIdentifier", DWORD),
+        ("dwMDDataType", DWORD),
+        ("dwMDBufferSize", DWORD),
+    )
+
+
+class GetDataPathsResponse(DCOMANSWER):
+    structure = (("pszBuffer", WCHAR_ARRAY), ("pdwMDRequiredBufferSize", DWORD), ("ErrorCode", ULONG))
+
+
+class GetDataSetNumber(DCOMCALL):
+    opnum = 23
+    structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR))
+
+
+class GetDataSetNumberResponse(DCOMANSWER):
+    structure = (("pdwMDDataSetNumber", DWORD), ("ErrorCode", ULONG))
+
+
 class SaveData(DCOMCALL):
     opnum = 20
     structure = ()
@@ -285,6 +366,8 @@ def main():
             req["pmdrMDData"]["dwMDDataTag"] = 0
             return error_of(req)
 
+        # AnonymousUserPass is SECURE: never sent in the clear.
+        out["secure"] = get("1", 6021)
         out["comment_before"] = get("1", MD_SERVER_COMMENT)
         out["comment_small_buffer"] = get("1", MD_SERVER_COMMENT, 2)
         out["missing_key"] = get("99", MD_SERVER_COMMENT)
@@ -298,10 +381,91 @@ def main():
         req["pszMDPath"] = "DcomKey\x00"
         out["add_key"] = error_of(req)
         out["add_key_again"] = error_of(req)
-        req = DeleteKey()
+        # A child, a copy of the key (with the child), the copy renamed.
+        req = AddKey()
+        req["hMDHandle"] = handle
+        req["pszMDPath"] = "DcomKey/Child\x00"
+        out["add_child"] = error_of(req)
+        req = CopyKey()
+        req["hMDSourceHandle"] = handle
+        req["pszMDSourcePath"] = "DcomKey\x00"
+        req["hMDDestHandle"] = handle
+        req["pszMDDestPath"] = "DcomCopy\x00"
+        req["bMDOverwriteFlag"] = 0
+        req["bMDCopyFlag"] = 1
+        out["copy_key"] = error_of(req)
+        req = RenameKey()
+        req["hMDHandle"] = handle
+        req["pszMDPath"] = "DcomCopy\x00"
+        req["pszMDNewName"] = "DcomRenamed\x00"
+        out["rename_key"] = error_of(req)
+        req = DeleteChildKeys()
+        req["hMDHandle"] = handle
+        req["pszMDPath"] = "DcomRenamed\x00"
+        out["delete_child_keys"] = error_of(req)
+        req = EnumKeys()
+        req["hMDHandle"] = handle
+        req["pszMDPath"] = "DcomRenamed\x00"
+        req["dwMDEnumObjectIndex"] = 0
+        out["renamed_children"] = error_of(req)
+        req = EnumKeys()
         req["hMDHandle"] = handle
         req["pszMDPath"] = "DcomKey\x00"
-        out["delete_key"] = error_of(req)
+        req["dwMDEnumObjectIndex"] = 0
+        try:
+            out["original_child"] = "".join(chr(c) for c in call(req)["pszMDName"]).split("\x00")[0]
+        except DCERPCException as e:
+            out["original_child"] = hresult(e)
+        for key in ("DcomKey\x00", "DcomRenamed\x00"):
+            req = DeleteKey()
+            req["hMDHandle"] = handle
+            req["pszMDPath"] = key
+            out["delete_key"] = error_of(req)
+
+        # All the data of site 1's root, inherited included.
+        req = R_GetAllData()
+        req["hMDHandle"] = handle
+        req["pszMDPath"] = "1/ROOT\x00"
+        req["dwMDAttributes"] = 1
+        req["dwMDUserType"] = 0
+        req["dwMDDataType"] = 0
+        req["dwMDBufferSize"] = 16
+        out["getall_small"] = error_of(req)
+        req["dwMDBufferSize"] = 65536
+        resp = call(req)
+        blob = b"".join(resp["ppDataBlob"]["BlobData"])
+        entries = {}
+        for i in range(resp["pdwMDNumDataEntries"]):
+            ident, attrs, utype, dtype, dlen, doff, _ = struct.unpack_from("<7I", blob, i * 28)
+            value = blob[doff:doff + dlen]
+            entries[str(ident)] = {
+                "inherited": bool(attrs & 0x20),
+                "type": dtype,
+                "text": value.decode("utf-16-le").rstrip("\x00") if dtype == 2 else None,
+                "dword": struct.unpack("<I", value)[0] if dtype == 1 else None,
+            }
+        out["getall"] = entries
+        out["getall_set"] = resp["pdwMDDataSetNumber"]
+
+        req = GetDataSetNumber()
+        req["hMDHandle"] = handle
+        req["pszMDPath"] = "1/ROOT\x00"
+        out["set_number"] = call(req)["pdwMDDataSetNumber"]
+        req["pszMDPath"] = "1/ROOT/no/such/key\x00"
+        out["set_number_below"] = call(req)["pdwMDDataSetNumber"]
+
+        # Where KeyType (1002) is set below the handle.
+        req = GetDataPaths()
+        req["hMDHandle"] = handle
+        req["pszMDPath"] = "1\x00"
+        req["dwMDIdentifier"] = MD_KEY_TYPE
+        req["dwMDDataType"] = 0
+        req["dwMDBufferSize"] = 4
+        out["paths_small"] = error_of(req)
+        req["dwMDBufferSize"] = 4096
+        units = call(req)["pszBuffer"]
+        text = "".join(chr(c) for c in units)
+        out["paths"] = [p for p in text.split("\x00\x00")[0].split("\x00") if p]
 
         out["change_number"] = call(GetSystemChangeNumber())["pdwSystemChangeNumber"]
         out["save"] = call(SaveData())["ErrorCode"]
