@@ -3,8 +3,12 @@
 //! and latency percentiles. The same client runs against inetsrv's
 //! endpoint and Samba's, so the ratio compares servers.
 //!
-//! usage: rpc_bench ADDR [is_server_listening|ept_lookup_handle_free]
+//! usage: rpc_bench ADDR [is_server_listening|ept_lookup_handle_free|imsa_get_data]
 //!                  [CONNECTIONS] [SECONDS] [LEVEL USER PASSWORD [PROVIDER]]
+//!
+//! imsa_get_data (`bench/dcom.sh`, against `inetsrv start`): each
+//! connection activates CLSID_MSAdminBase_W over DCOM, opens /LM/W3SVC and
+//! reads site 1's ServerComment with IMSAdminBaseW R_GetData per call.
 //!
 //! LEVEL is an authentication level (none, connect, integrity, privacy);
 //! above none each connection logs on as USER with PROVIDER: ntlm (the
@@ -32,10 +36,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use iisadmin::imsa::{
+    MetadataRecord, MsAdminBaseWClient, CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE_W,
+};
 use msrpc::client::{CallError, ClientAuth, Connection, Options};
 use msrpc::epm::EpmClient;
 use msrpc::mgmt::MgmtClient;
-use msrpc::ndr::ContextHandle;
+use msrpc::ndr::{ContextHandle, Unique, WString};
 use msrpc::security::{auth_level, auth_type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -43,8 +50,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let addr: SocketAddr = args.next().ok_or("usage: rpc_bench ADDR")?.parse()?;
     let call = args.next().unwrap_or_else(|| "is_server_listening".into());
-    if call != "is_server_listening" && call != "ept_lookup_handle_free" {
-        return Err("the call: is_server_listening or ept_lookup_handle_free".into());
+    if ![
+        "is_server_listening",
+        "ept_lookup_handle_free",
+        "imsa_get_data",
+    ]
+    .contains(&call.as_str())
+    {
+        return Err(
+            "the call: is_server_listening, ept_lookup_handle_free or imsa_get_data".into(),
+        );
     }
     let connections: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(4);
     let seconds: u64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5);
@@ -83,12 +98,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Options::default()
         };
         let mut conn = Connection::over(Socket { stream, drained }, options);
-        let epm = call == "ept_lookup_handle_free";
+        let call = call.clone();
         tasks.push(Box::pin(async move {
-            let mut client = if epm {
-                Client::Epm(EpmClient::bind(&mut conn).await?)
-            } else {
-                Client::Mgmt(MgmtClient::bind(&mut conn).await?)
+            let mut client = match call.as_str() {
+                "ept_lookup_handle_free" => Client::Epm(EpmClient::bind(&mut conn).await?),
+                "imsa_get_data" => Client::admin_base(&mut conn).await?,
+                _ => Client::Mgmt(MgmtClient::bind(&mut conn).await?),
             };
             let mut latencies = Vec::new();
             // One clock read a call: a call's end is the next one's start.
@@ -126,9 +141,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 enum Client<'c> {
     Mgmt(MgmtClient<'c>),
     Epm(EpmClient<'c>),
+    /// IMSAdminBaseW on an activated object, with an open handle.
+    AdminBase(MsAdminBaseWClient<'c>, u32),
 }
 
-impl Client<'_> {
+fn this() -> dcom::types::OrpcThis {
+    dcom::types::OrpcThis::new(dcom::ids::COM_VERSION)
+}
+
+impl<'c> Client<'c> {
+    /// Activates IMSAdminBaseW and opens /LM/W3SVC for reading.
+    async fn admin_base(conn: &'c mut Connection) -> Result<Client<'c>, CallError> {
+        let remote = dcom::client::create_instance(conn, CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE_W)
+            .await
+            .map_err(|e| match e {
+                dcom::client::ClientError::Call(e) => e,
+                other => panic!("activation: {other}"),
+            })?;
+        let mut client = MsAdminBaseWClient::bind(conn).await?.on_object(remote.ipid);
+        let path = Unique::new(Some(WString("/LM/W3SVC".into())));
+        let (_, handle, hr) = client.open_key(this(), 0, path, 1, 1000).await?;
+        assert_eq!(hr, 0, "OpenKey");
+        Ok(Client::AdminBase(client, handle))
+    }
+
     /// The small call of its interface.
     async fn call(&mut self) -> Result<(), CallError> {
         match self {
@@ -137,6 +173,17 @@ impl Client<'_> {
                 .ept_lookup_handle_free(ContextHandle::default())
                 .await
                 .map(drop),
+            Client::AdminBase(admin, handle) => {
+                let record = MetadataRecord {
+                    identifier: 1015,
+                    data_len: 4096,
+                    ..MetadataRecord::default()
+                };
+                let path = Unique::new(Some(WString("1".into())));
+                let (_, _, _, blob, hr) = admin.get_data(this(), *handle, path, record).await?;
+                assert!(hr == 0 && blob.get().is_some(), "GetData answered {hr:#x}");
+                Ok(())
+            }
         }
     }
 }
