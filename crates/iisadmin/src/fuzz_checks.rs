@@ -5,7 +5,8 @@ use msrpc::ndr::Syntax;
 
 use crate::imsa::MsAdminBaseWServer;
 
-/// A request stub for IMSAdminBaseW and for IIisServiceControl: the first
+/// A request stub for IMSAdminBaseW (and what 2W and 3W add) and for
+/// IIisServiceControl: the first
 /// byte is the opnum, the second the byte order. Decoding never panics.
 pub fn imsa_requests(data: &[u8]) {
     let [opnum, order, stub @ ..] = data else {
@@ -13,6 +14,18 @@ pub fn imsa_requests(data: &[u8]) {
     };
     let (opnum, little) = (u16::from(*opnum), order & 1 == 0);
     let _ = MsAdminBaseWServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little);
+    let _ = crate::imsa::MsAdminBase2WAddsServer::<()>::decode_request(
+        opnum,
+        stub,
+        Syntax::Ndr20,
+        little,
+    );
+    let _ = crate::imsa::MsAdminBase3WAddsServer::<()>::decode_request(
+        opnum,
+        stub,
+        Syntax::Ndr20,
+        little,
+    );
     let _ = crate::iiss::IisServiceControlServer::<()>::decode_request(
         opnum,
         stub,

@@ -81,6 +81,152 @@ pub struct HandleInfo {
     pub system_change_number: u32,
 }
 
+/// FILETIME ([MS-DTYP] 2.3.3): 100 ns intervals since 1601.
+#[derive(msrpc::Ndr, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FileTime {
+    pub low: u32,
+    pub high: u32,
+}
+
+impl FileTime {
+    pub fn from_system(t: Option<std::time::SystemTime>) -> FileTime {
+        // 1601-01-01 to 1970-01-01 in 100 ns intervals.
+        const EPOCH_DIFF: u64 = 116_444_736_000_000_000;
+        let ticks = t
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| EPOCH_DIFF + d.as_nanos() as u64 / 100)
+            .unwrap_or(0);
+        FileTime {
+            low: ticks as u32,
+            high: (ticks >> 32) as u32,
+        }
+    }
+}
+
+/// IID_IMSAdminBase2W ([MS-IMSA] 1.9).
+pub const IID_IMSADMIN_BASE2_W: Uuid = Uuid {
+    time_low: 0x8298_d101,
+    time_mid: 0xf992,
+    time_hi_and_version: 0x43b7,
+    clock_seq_and_node: [0x8e, 0xca, 0x50, 0x52, 0xd8, 0x85, 0xb9, 0x95],
+};
+/// IID_IMSAdminBase3W.
+pub const IID_IMSADMIN_BASE3_W: Uuid = Uuid {
+    time_low: 0xf612_954d,
+    time_mid: 0x3b0b,
+    time_hi_and_version: 0x4c56,
+    clock_seq_and_node: [0x95, 0x63, 0x22, 0x7b, 0x7b, 0xe6, 0x24, 0xb4],
+};
+
+/// What IMSAdminBase2W adds to IMSAdminBaseW (3.3.4); served with the
+/// base's methods under 2W's IID by [`msrpc::server::Extends`].
+#[msrpc::interface(uuid = "8298d101-f992-43b7-8eca-5052d885b995", version = "0.0")]
+pub trait MsAdminBase2WAdds {
+    /// BackupWithPasswd (3.3.4.1).
+    #[opnum(34)]
+    fn backup_with_password(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        name: Unique<WString>,
+        version: u32,
+        flags: u32,
+        password: Unique<WString>,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// RestoreWithPasswd (3.3.4.6).
+    #[opnum(35)]
+    fn restore_with_password(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        name: Unique<WString>,
+        version: u32,
+        flags: u32,
+        password: Unique<WString>,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// Export (3.3.4.3): a key (and its subtree) to a file on the server.
+    #[opnum(36)]
+    fn export(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        password: Unique<WString>,
+        file: Unique<WString>,
+        source: Unique<WString>,
+        flags: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// Import (3.3.4.4).
+    #[opnum(37)]
+    fn import(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        password: Unique<WString>,
+        file: Unique<WString>,
+        source: Unique<WString>,
+        dest: Unique<WString>,
+        flags: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// RestoreHistory (3.3.4.5).
+    #[opnum(38)]
+    fn restore_history(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        location: Unique<WString>,
+        major: u32,
+        minor: u32,
+        flags: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// EnumHistory (3.3.4.2): the index-th history version.
+    #[opnum(39)]
+    fn enum_history(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        location: ConformantArray<u16>,
+        index: u32,
+    ) -> CallResult<(
+        dcom::types::OrpcThat,
+        ConformantArray<u16>,
+        u32,
+        u32,
+        FileTime,
+        u32,
+    )>;
+}
+
+/// GetChildPaths' answer: ORPCTHAT, the buffer, the size it needs, the
+/// HRESULT.
+pub type ChildPathsReply = (
+    dcom::types::OrpcThat,
+    Unique<ConformantArray<u16>>,
+    Unique<u32>,
+    u32,
+);
+
+/// What IMSAdminBase3W adds (3.5.4).
+#[msrpc::interface(uuid = "f612954d-3b0b-4c56-9563-227b7be624b4", version = "0.0")]
+pub trait MsAdminBase3WAdds {
+    /// GetChildPaths (3.5.4.1): every key below a path, as a MULTISZ.
+    #[opnum(40)]
+    fn get_child_paths(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        #[ndr(range(0, 0x100_0000))] buffer_size: u32,
+        buffer: Unique<ConformantArray<u16>>,
+        required: Unique<u32>,
+    ) -> CallResult<ChildPathsReply>;
+}
+
 #[msrpc::interface(uuid = "70b51430-b6ca-11d0-b9b9-00a0c922e750", version = "0.0")]
 pub trait MsAdminBaseW {
     /// AddKey (3.1.4.4).
@@ -322,6 +468,55 @@ pub trait MsAdminBaseW {
         path: Unique<WString>,
     ) -> CallResult<(dcom::types::OrpcThat, u32, u32)>;
 
+    /// Backup (3.1.4.13).
+    #[opnum(28)]
+    fn backup(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        name: Unique<WString>,
+        version: u32,
+        flags: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// Restore (3.1.4.29).
+    #[opnum(29)]
+    fn restore(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        name: Unique<WString>,
+        version: u32,
+        flags: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// EnumBackups (3.1.4.14): the name (when none was given), version
+    /// and time of the index-th backup.
+    #[opnum(30)]
+    fn enum_backups(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        name: ConformantArray<u16>,
+        index: u32,
+    ) -> CallResult<(
+        dcom::types::OrpcThat,
+        ConformantArray<u16>,
+        u32,
+        FileTime,
+        u32,
+    )>;
+
+    /// DeleteBackup (3.1.4.15).
+    #[opnum(31)]
+    fn delete_backup(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        name: Unique<WString>,
+        version: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
     /// R_GetServerGuid (3.1.4.24).
     #[opnum(33)]
     fn get_server_guid(
@@ -463,6 +658,10 @@ pub fn hresult(e: &metabase::Error) -> u32 {
     use metabase::Error as E;
     match e {
         E::PathNotFound(_) => ERROR_PATH_NOT_FOUND,
+        E::Backup(m) if m.contains("already exists") => ERROR_ALREADY_EXISTS,
+        E::Backup(_) => ERROR_FILE_NOT_FOUND,
+        E::Crypto(_) => E_ACCESSDENIED,
+        E::InvalidArgument(_) | E::RootKey(_) => E_INVALIDARG,
         E::KeyExists(_) => ERROR_ALREADY_EXISTS,
         E::DataNotFound { .. } => MD_ERROR_DATA_NOT_FOUND,
         E::InvalidPath { .. }
@@ -495,7 +694,11 @@ impl ComClass for AdminBaseClass {
                 id: self.0.next_object.fetch_add(1, Ordering::Relaxed),
                 base: Arc::downgrade(&self.0),
             }),
-            interfaces: vec![IID_IMSADMIN_BASE_W],
+            interfaces: vec![
+                IID_IMSADMIN_BASE_W,
+                IID_IMSADMIN_BASE2_W,
+                IID_IMSADMIN_BASE3_W,
+            ],
         })
     }
 }
@@ -1269,14 +1472,407 @@ impl MsAdminBaseW for MsAdminBase {
         Ok((That::default(), change, S_OK))
     }
 
+    fn backup(
+        &self,
+        call: &Call,
+        _this: This,
+        name: Unique<WString>,
+        version: u32,
+        flags: u32,
+    ) -> CallResult<(That, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let hr = self.base.backup(&name, version, flags, None);
+        Ok((That::default(), hr))
+    }
+
+    fn restore(
+        &self,
+        call: &Call,
+        _this: This,
+        name: Unique<WString>,
+        version: u32,
+        _flags: u32,
+    ) -> CallResult<(That, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let hr = self.base.restore(&name, version, None);
+        Ok((That::default(), hr))
+    }
+
+    fn enum_backups(
+        &self,
+        call: &Call,
+        _this: This,
+        name: ConformantArray<u16>,
+        index: u32,
+    ) -> CallResult<(That, ConformantArray<u16>, u32, FileTime, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let asked = wide_text(&name.0);
+        let filter = (!asked.is_empty()).then_some(asked.as_str());
+        let answer = self
+            .base
+            .files
+            .list_backups(filter)
+            .map_err(|e| hresult(&e))
+            .and_then(|list| {
+                list.into_iter()
+                    .nth(index as usize)
+                    .ok_or(ERROR_NO_MORE_ITEMS)
+            });
+        Ok(match answer {
+            Ok(b) => (
+                That::default(),
+                ConformantArray(wide_buffer(&b.name, name.0.len().max(MAX_BACKUP_LEN))),
+                b.version,
+                FileTime::from_system(b.modified),
+                S_OK,
+            ),
+            Err(hr) => (That::default(), name, 0, FileTime::default(), hr),
+        })
+    }
+
+    fn delete_backup(
+        &self,
+        call: &Call,
+        _this: This,
+        name: Unique<WString>,
+        version: u32,
+    ) -> CallResult<(That, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let name = name.get().map(|n| n.0.as_str()).unwrap_or("");
+        let result = metabase::BackupVersion::from_code(version)
+            .and_then(|v| self.base.files.delete_backup(name, v))
+            .map(drop)
+            .map_err(|e| hresult(&e));
+        if result.is_ok() {
+            tracing::info!(backup = name, version, "IMSAdminBaseW: backup deleted");
+        }
+        Ok((That::default(), status(result)))
+    }
+
     fn get_server_guid(&self, call: &Call, _this: This) -> CallResult<(That, Uuid, u32)> {
         self.base.this(call, &self.exporter)?;
         Ok((That::default(), self.base.server_guid, S_OK))
     }
 }
 
-/// Registers IMSAdminBaseW: the class with the exporter, the interface
-/// with the server (at `level`, the least the ORPC interfaces take).
+/// MD_BACKUP_MAX_LEN (2.2.12): the name buffers of EnumBackups and
+/// EnumHistory, in WCHARs.
+pub const MAX_BACKUP_LEN: usize = 100;
+const MD_BACKUP_OVERWRITE: u32 = 1;
+const MD_BACKUP_SAVE_FIRST: u32 = 2;
+const MD_BACKUP_FORCE_BACKUP: u32 = 4;
+/// MD_WARNING_SAVE_FAILED: backed up, though the save before it failed.
+const MD_WARNING_SAVE_FAILED: u32 = 0x000c_c809;
+pub const ERROR_FILE_NOT_FOUND: u32 = 0x8007_0002;
+
+/// The text of a WCHAR buffer, up to its first NUL.
+fn wide_text(units: &[u16]) -> String {
+    let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
+    String::from_utf16_lossy(&units[..end])
+}
+
+/// `text` NUL-terminated in a buffer of `len` WCHARs (cut to fit).
+fn wide_buffer(text: &str, len: usize) -> Vec<u16> {
+    let mut out: Vec<u16> = text.encode_utf16().take(len.saturating_sub(1)).collect();
+    out.resize(len, 0);
+    out
+}
+
+impl AdminBase {
+    /// Backup and BackupWithPasswd (3.1.4.13, 3.3.4.1).
+    fn backup(
+        &self,
+        name: &Unique<WString>,
+        version: u32,
+        flags: u32,
+        password: Option<&str>,
+    ) -> u32 {
+        let name = match name.get().map(|n| n.0.as_str()) {
+            Some("") | None => "SampleBackUp",
+            Some(n) => n,
+        };
+        let mut warning = S_OK;
+        if flags & MD_BACKUP_SAVE_FIRST != 0 {
+            if let Err(e) = self.files.save() {
+                if flags & MD_BACKUP_FORCE_BACKUP == 0 {
+                    tracing::error!("IMSAdminBaseW Backup: the save before it failed: {e}");
+                    return hresult(&e);
+                }
+                warning = MD_WARNING_SAVE_FAILED;
+            }
+        }
+        let result = metabase::BackupVersion::from_code(version).and_then(|v| {
+            self.files
+                .backup(name, v, password, flags & MD_BACKUP_OVERWRITE != 0)
+        });
+        match result {
+            Ok(info) => {
+                tracing::info!(backup = %info.name, version = info.version, "IMSAdminBaseW: metabase backed up");
+                warning
+            }
+            Err(e) => {
+                tracing::info!(backup = name, "IMSAdminBaseW Backup refused: {e}");
+                hresult(&e)
+            }
+        }
+    }
+
+    /// Restore and RestoreWithPasswd (3.1.4.29, 3.3.4.6).
+    fn restore(&self, name: &Unique<WString>, version: u32, password: Option<&str>) -> u32 {
+        let name = name.get().map(|n| n.0.as_str()).unwrap_or("");
+        let result = metabase::BackupVersion::from_code(version)
+            .and_then(|v| self.files.restore_backup(name, v, password));
+        match result {
+            Ok(info) => {
+                tracing::info!(backup = %info.name, version = info.version, "IMSAdminBaseW: metabase restored");
+                S_OK
+            }
+            Err(e) => {
+                tracing::info!(backup = name, "IMSAdminBaseW Restore refused: {e}");
+                hresult(&e)
+            }
+        }
+    }
+}
+
+fn password_of(password: &Unique<WString>) -> Option<&str> {
+    password
+        .get()
+        .map(|p| p.0.as_str())
+        .filter(|p| !p.is_empty())
+}
+
+impl MsAdminBase2WAdds for MsAdminBase {
+    fn backup_with_password(
+        &self,
+        call: &Call,
+        _this: This,
+        name: Unique<WString>,
+        version: u32,
+        flags: u32,
+        password: Unique<WString>,
+    ) -> CallResult<(That, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let hr = self
+            .base
+            .backup(&name, version, flags, password_of(&password));
+        Ok((That::default(), hr))
+    }
+
+    fn restore_with_password(
+        &self,
+        call: &Call,
+        _this: This,
+        name: Unique<WString>,
+        version: u32,
+        _flags: u32,
+        password: Unique<WString>,
+    ) -> CallResult<(That, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let hr = self.base.restore(&name, version, password_of(&password));
+        Ok((That::default(), hr))
+    }
+
+    fn export(
+        &self,
+        call: &Call,
+        _this: This,
+        password: Unique<WString>,
+        file: Unique<WString>,
+        source: Unique<WString>,
+        flags: u32,
+    ) -> CallResult<(That, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let result = (|| {
+            let file = file.get().map(|f| f.0.clone()).ok_or(E_INVALIDARG)?;
+            let source = source.get().map(|s| s.0.as_str()).unwrap_or("/");
+            let source = MbPath::parse(source).map_err(|_| E_INVALIDARG)?;
+            let file = std::path::Path::new(&file);
+            if !file
+                .parent()
+                .is_some_and(|d| d.as_os_str().is_empty() || d.is_dir())
+            {
+                return Err(ERROR_PATH_NOT_FOUND);
+            }
+            let options = metabase::ExportOptions {
+                inherited: flags & 1 != 0,
+                node_only: flags & 2 != 0,
+            };
+            self.base
+                .files
+                .export(&source, file, password_of(&password), options)
+                .map(|keys| tracing::info!(file = %file.display(), keys, "IMSAdminBaseW: exported"))
+                .map_err(|e| hresult(&e))
+        })();
+        Ok((That::default(), status(result)))
+    }
+
+    fn import(
+        &self,
+        call: &Call,
+        _this: This,
+        password: Unique<WString>,
+        file: Unique<WString>,
+        source: Unique<WString>,
+        dest: Unique<WString>,
+        flags: u32,
+    ) -> CallResult<(That, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let result = (|| {
+            let file = file.get().map(|f| f.0.clone()).ok_or(E_INVALIDARG)?;
+            let file = std::path::Path::new(&file);
+            if !file.is_file() {
+                return Err(ERROR_FILE_NOT_FOUND);
+            }
+            let parse = |p: &Unique<WString>| {
+                MbPath::parse(p.get().map(|s| s.0.as_str()).unwrap_or("/"))
+                    .map_err(|_| E_INVALIDARG)
+            };
+            let (source, dest) = (parse(&source)?, parse(&dest)?);
+            let options = metabase::ImportOptions {
+                inherited: flags & 1 != 0,
+                node_only: flags & 2 != 0,
+                merge: flags & 4 != 0,
+            };
+            self.base
+                .files
+                .import(file, &source, &dest, password_of(&password), options)
+                .map(|keys| tracing::info!(file = %file.display(), keys, "IMSAdminBaseW: imported"))
+                .map_err(|e| hresult(&e))
+        })();
+        Ok((That::default(), status(result)))
+    }
+
+    fn restore_history(
+        &self,
+        call: &Call,
+        _this: This,
+        _location: Unique<WString>,
+        major: u32,
+        minor: u32,
+        flags: u32,
+    ) -> CallResult<(That, u32)> {
+        self.base.this(call, &self.exporter)?;
+        // MD_HISTORY_LATEST (1): the highest minor version of the major.
+        let minor = (flags & 1 == 0).then_some(minor);
+        let result = self
+            .base
+            .files
+            .restore_history(major, minor)
+            .map(|e| {
+                tracing::info!(
+                    major = e.major,
+                    minor = e.minor,
+                    "IMSAdminBaseW: history version restored"
+                )
+            })
+            .map_err(|e| hresult(&e));
+        Ok((That::default(), status(result)))
+    }
+
+    fn enum_history(
+        &self,
+        call: &Call,
+        _this: This,
+        location: ConformantArray<u16>,
+        index: u32,
+    ) -> CallResult<(That, ConformantArray<u16>, u32, u32, FileTime, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let answer = self
+            .base
+            .files
+            .history()
+            .map_err(|e| hresult(&e))
+            .and_then(|list| {
+                list.into_iter()
+                    .nth(index as usize)
+                    .ok_or(ERROR_NO_MORE_ITEMS)
+            });
+        let history_dir = self.base.files.location().history.display().to_string();
+        Ok(match answer {
+            Ok(e) => (
+                That::default(),
+                ConformantArray(wide_buffer(
+                    &history_dir,
+                    location.0.len().max(MAX_BACKUP_LEN),
+                )),
+                e.major,
+                e.minor,
+                FileTime::from_system(e.modified),
+                S_OK,
+            ),
+            Err(hr) => (That::default(), location, 0, 0, FileTime::default(), hr),
+        })
+    }
+}
+
+impl MsAdminBase3WAdds for MsAdminBase {
+    fn get_child_paths(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        buffer_size: u32,
+        _buffer: Unique<ConformantArray<u16>>,
+        _required: Unique<u32>,
+    ) -> CallResult<ChildPathsReply> {
+        let object = self.base.this(call, &self.exporter)?;
+        let answer = self
+            .base
+            .resolve(&object, handle, &path)
+            .and_then(|(path, _)| {
+                let snapshot = self.base.files.metabase().snapshot();
+                let key = snapshot.tree().find(&path).ok_or(ERROR_PATH_NOT_FOUND)?;
+                // Every key below, depth first, relative to the path asked.
+                let mut units: Vec<u16> = Vec::new();
+                let mut stack: Vec<(String, &metabase::Key)> =
+                    key.children().map(|c| (c.name().to_string(), c)).collect();
+                stack.reverse();
+                while let Some((relative, key)) = stack.pop() {
+                    units.extend(relative.encode_utf16());
+                    units.push(0);
+                    let mut children: Vec<_> = key
+                        .children()
+                        .map(|c| (format!("{relative}/{}", c.name()), c))
+                        .collect();
+                    children.reverse();
+                    stack.extend(children);
+                }
+                units.push(0);
+                Ok(units)
+            });
+        Ok(match answer {
+            Ok(units) if units.len() <= buffer_size as usize => {
+                let mut buffer = units.clone();
+                buffer.resize(buffer_size as usize, 0);
+                (
+                    That::default(),
+                    Unique::new(Some(ConformantArray(buffer))),
+                    Unique::new(Some(units.len() as u32)),
+                    S_OK,
+                )
+            }
+            Ok(units) => (
+                That::default(),
+                Unique::new(Some(ConformantArray(vec![0; buffer_size as usize]))),
+                Unique::new(Some(units.len() as u32)),
+                ERROR_INSUFFICIENT_BUFFER,
+            ),
+            Err(hr) => (
+                That::default(),
+                Unique::new(Some(ConformantArray(vec![0; buffer_size as usize]))),
+                Unique::new(Some(0)),
+                hr,
+            ),
+        })
+    }
+}
+
+/// Registers IMSAdminBaseW, IMSAdminBase2W and IMSAdminBase3W: the class
+/// with the exporter, the interfaces with the server (at `level`, the
+/// least the ORPC interfaces take). 2W and 3W are the base's methods and
+/// what each adds, under their own IIDs.
 pub fn serve(
     server: &msrpc::server::Server,
     exporter: &Arc<Exporter>,
@@ -1284,11 +1880,34 @@ pub fn serve(
     level: u8,
 ) {
     exporter.register_class(CLSID_MSADMIN_BASE_W, Arc::new(AdminBaseClass(base.clone())));
+    let part = || MsAdminBase {
+        base: base.clone(),
+        exporter: exporter.clone(),
+    };
+    server.register(MsAdminBaseWServer(part()), level, false);
+    let syntax = |iid| msrpc::pdu::SyntaxId::new(iid, 0, 0);
     server.register(
-        MsAdminBaseWServer(MsAdminBase {
-            base,
-            exporter: exporter.clone(),
-        }),
+        msrpc::server::Extends::new(
+            syntax(IID_IMSADMIN_BASE2_W),
+            "MsAdminBase2W",
+            vec![
+                Box::new(MsAdminBaseWServer(part())),
+                Box::new(MsAdminBase2WAddsServer(part())),
+            ],
+        ),
+        level,
+        false,
+    );
+    server.register(
+        msrpc::server::Extends::new(
+            syntax(IID_IMSADMIN_BASE3_W),
+            "MsAdminBase3W",
+            vec![
+                Box::new(MsAdminBaseWServer(part())),
+                Box::new(MsAdminBase2WAddsServer(part())),
+                Box::new(MsAdminBase3WAddsServer(part())),
+            ],
+        ),
         level,
         false,
     );

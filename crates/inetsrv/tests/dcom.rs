@@ -32,7 +32,8 @@ fn imsa(web: &Web, user: &str, password: &str, level: &str, mechanism: &str) -> 
     command
         .arg(script)
         .arg(web.rpc_port().to_string())
-        .args([user, password, level, mechanism]);
+        .args([user, password, level, mechanism])
+        .env("EXPORT_FILE", web.state().join("exported.xml"));
     if mechanism == "kerberos" {
         command
             .arg(kdc::REALM)
@@ -133,6 +134,26 @@ fn an_administrator_uses_imsadminbasew_at_privacy_and_integrity_with_ntlm_and_sp
             serde_json::json!(["/1/", "/1/Filters/", "/1/ROOT/"]),
             "{what}"
         );
+        // IMSAdminBase3W, through RemQueryInterface on the same object.
+        assert_eq!(v["backup"], 0, "{what}");
+        assert_eq!(v["backup_again"], 0, "{what}");
+        let backups = v["backups"].as_array().unwrap();
+        assert!(
+            backups.iter().any(|b| b == "dcomtest.0") && backups.iter().any(|b| b == "dcomtest.1"),
+            "{what}"
+        );
+        assert_eq!(v["backups_end"], 0x8007_0103u64, "{what}");
+        assert_eq!(v["restore_wrong_password"], E_ACCESSDENIED, "{what}");
+        assert_eq!(v["restore"], 0, "{what}");
+        assert_eq!(v["delete_backup"], 0, "{what}");
+        assert_eq!(v["delete_missing_backup"], 0x8007_0002u64, "{what}");
+        assert!(v["history"].is_array(), "{what}");
+        assert_eq!(v["export"], 0, "{what}");
+        assert_eq!(
+            v["child_paths"],
+            serde_json::json!(["Filters", "ROOT"]),
+            "{what}"
+        );
         assert!(v["change_number"].as_u64().unwrap() > 0, "{what}");
         assert_eq!(v["save"], 0, "{what}");
         assert_eq!(v["close"], 0, "{what}");
@@ -146,6 +167,12 @@ fn an_administrator_uses_imsadminbasew_at_privacy_and_integrity_with_ntlm_and_sp
     assert!(comment.contains("Set over DCOM"), "{comment}");
     let xml = std::fs::read_to_string(web.state().join("MetaBase.xml")).unwrap();
     assert!(xml.contains("Set over DCOM"));
+    // Export wrote site 1 to the file named, as `inetsrv config export`
+    // would; the backups are the CLI's too.
+    let exported = std::fs::read_to_string(web.state().join("exported.xml")).unwrap();
+    assert!(exported.contains("IIsWebServer"), "{exported}");
+    let backups = web.cli_ok(&["backup", "list"]);
+    assert!(backups.contains("dcomtest"), "{backups}");
     let log = web.log();
     assert!(log.contains("DCOM: object activated"), "{log}");
     for level in ["integrity", "privacy"] {

@@ -89,6 +89,53 @@ pub trait Interface: Send + Sync + 'static {
     fn dispatch(&self, call: &Call<'_>, opnum: u16, stub: &[u8]) -> Result<Vec<u8>, Fault>;
 }
 
+/// An interface that extends others (IDL's `interface B : A`): its own
+/// syntax, each opnum dispatched to the part that has it — every part
+/// described once, with its own trait.
+pub struct Extends {
+    syntax: SyntaxId,
+    name: &'static str,
+    parts: Vec<Box<dyn Interface>>,
+    opnums: &'static [u16],
+}
+
+impl Extends {
+    /// `parts` in inheritance order (the base first); built once, at
+    /// start-up.
+    pub fn new(syntax: SyntaxId, name: &'static str, parts: Vec<Box<dyn Interface>>) -> Extends {
+        let mut opnums: Vec<u16> = parts
+            .iter()
+            .flat_map(|p| p.opnums().iter().copied())
+            .collect();
+        opnums.sort_unstable();
+        opnums.dedup();
+        Extends {
+            syntax,
+            name,
+            parts,
+            opnums: Box::leak(opnums.into_boxed_slice()),
+        }
+    }
+}
+
+impl Interface for Extends {
+    fn syntax(&self) -> SyntaxId {
+        self.syntax
+    }
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn opnums(&self) -> &'static [u16] {
+        self.opnums
+    }
+    fn dispatch(&self, call: &Call<'_>, opnum: u16, stub: &[u8]) -> Result<Vec<u8>, Fault> {
+        match self.parts.iter().find(|p| p.opnums().contains(&opnum)) {
+            Some(part) => part.dispatch(call, opnum, stub),
+            None => Err(Fault::op_rng()),
+        }
+    }
+}
+
 /// How a connection reached the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transport {

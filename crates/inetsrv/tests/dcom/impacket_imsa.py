@@ -29,6 +29,9 @@ from impacket.uuid import string_to_bin, uuidtup_to_bin
 
 CLSID_MSAdminBase_W = string_to_bin("A9E69610-B80D-11D0-B9B9-00A0C922E750")
 IID_IMSAdminBaseW = uuidtup_to_bin(("70B51430-B6CA-11d0-B9B9-00A0C922E750", "0.0"))
+IID_IMSAdminBase3W = uuidtup_to_bin(("f612954d-3b0b-4c56-9563-227b7be624b4", "0.0"))
+MD_BACKUP_NEXT_VERSION = 0xFFFFFFFF
+MD_BACKUP_HIGHEST_VERSION = 0xFFFFFFFE
 METADATA_PERMISSION_READ = 1
 METADATA_PERMISSION_WRITE = 2
 STRING_METADATA = 2
@@ -230,6 +233,111 @@ class GetDataSetNumber(DCOMCALL):
 
 class GetDataSetNumberResponse(DCOMANSWER):
     structure = (("pdwMDDataSetNumber", DWORD), ("ErrorCode", ULONG))
+
+
+class FILETIME(NDRSTRUCT):
+    structure = (("dwLowDateTime", DWORD), ("dwHighDateTime", DWORD))
+
+
+class EnumBackups(DCOMCALL):
+    opnum = 30
+    structure = (("pszMDBackupName", WCHAR_ARRAY), ("dwMDEnumIndex", DWORD))
+
+
+class EnumBackupsResponse(DCOMANSWER):
+    structure = (
+        ("pszMDBackupName", WCHAR_ARRAY),
+        ("pdwMDVersion", DWORD),
+        ("pftMDBackupTime", FILETIME),
+        ("ErrorCode", ULONG),
+    )
+
+
+class DeleteBackup(DCOMCALL):
+    opnum = 31
+    structure = (("pszMDBackupName", LPWSTR), ("dwMDVersion", DWORD))
+
+
+class DeleteBackupResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class BackupWithPasswd(DCOMCALL):
+    opnum = 34
+    structure = (
+        ("pszMDBackupName", LPWSTR),
+        ("dwMDVersion", DWORD),
+        ("dwMDFlags", DWORD),
+        ("pszPasswd", LPWSTR),
+    )
+
+
+class BackupWithPasswdResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class RestoreWithPasswd(BackupWithPasswd):
+    opnum = 35
+
+
+class RestoreWithPasswdResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class Export(DCOMCALL):
+    opnum = 36
+    structure = (
+        ("pszPasswd", LPWSTR),
+        ("pszFileName", LPWSTR),
+        ("pszSourcePath", LPWSTR),
+        ("dwMDFlags", DWORD),
+    )
+
+
+class ExportResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class EnumHistory(DCOMCALL):
+    opnum = 39
+    structure = (("pszMDHistoryLocation", WCHAR_ARRAY), ("dwMDEnumIndex", DWORD))
+
+
+class EnumHistoryResponse(DCOMANSWER):
+    structure = (
+        ("pszMDHistoryLocation", WCHAR_ARRAY),
+        ("pdwMDMajorVersion", DWORD),
+        ("pdwMDMinorVersion", DWORD),
+        ("pftMDHistoryTime", FILETIME),
+        ("ErrorCode", ULONG),
+    )
+
+
+class PWCHAR_ARRAY(NDRPOINTER):
+    referent = (("Data", WCHAR_ARRAY),)
+
+
+class PDWORD(NDRPOINTER):
+    referent = (("Data", DWORD),)
+
+
+class GetChildPaths(DCOMCALL):
+    opnum = 40
+    structure = (
+        ("hMDHandle", DWORD),
+        ("pszMDPath", LPWSTR),
+        ("cchMDBufferSize", DWORD),
+        ("pszBuffer", PWCHAR_ARRAY),
+        ("pcchMDRequiredBufferSize", PDWORD),
+    )
+
+
+class GetChildPathsResponse(DCOMANSWER):
+    structure = (
+        ("pszBuffer", PWCHAR_ARRAY),
+        ("pcchMDRequiredBufferSize", PDWORD),
+        ("ErrorCode", ULONG),
+    )
 
 
 class SaveData(DCOMCALL):
@@ -466,6 +574,72 @@ def main():
         units = call(req)["pszBuffer"]
         text = "".join(chr(c) for c in units)
         out["paths"] = [p for p in text.split("\x00\x00")[0].split("\x00") if p]
+
+        # IMSAdminBase3W on the same object: backups, history, export,
+        # child paths.
+        v3 = IRemUnknown2(iface).RemQueryInterface(1, (IID_IMSAdminBase3W,))
+
+        def call3(request):
+            try:
+                return 0, v3.request(request, IID_IMSAdminBase3W, v3.get_iPid())
+            except DCERPCException as e:
+                return hresult(e), None
+
+        req = BackupWithPasswd()
+        req["pszMDBackupName"] = "dcomtest\x00"
+        req["dwMDVersion"] = MD_BACKUP_NEXT_VERSION
+        req["dwMDFlags"] = 2
+        req["pszPasswd"] = "Backup-Pass-1\x00"
+        out["backup"] = call3(req)[0]
+        out["backup_again"] = call3(req)[0]
+        names = []
+        for i in range(16):
+            req = EnumBackups()
+            req["pszMDBackupName"] = [0] * 100
+            req["dwMDEnumIndex"] = i
+            err, resp = call3(req)
+            if err:
+                out["backups_end"] = err
+                break
+            names.append("%s.%d" % ("".join(chr(c) for c in resp["pszMDBackupName"]).split("\x00")[0], resp["pdwMDVersion"]))
+        out["backups"] = names
+        req = RestoreWithPasswd()
+        req["pszMDBackupName"] = "dcomtest\x00"
+        req["dwMDVersion"] = 0
+        req["dwMDFlags"] = 0
+        req["pszPasswd"] = "wrong\x00"
+        out["restore_wrong_password"] = call3(req)[0]
+        req["pszPasswd"] = "Backup-Pass-1\x00"
+        out["restore"] = call3(req)[0]
+        req = DeleteBackup()
+        req["pszMDBackupName"] = "dcomtest\x00"
+        req["dwMDVersion"] = MD_BACKUP_HIGHEST_VERSION
+        out["delete_backup"] = call3(req)[0]
+        req["pszMDBackupName"] = "nosuchbackup\x00"
+        out["delete_missing_backup"] = call3(req)[0]
+        req = EnumHistory()
+        req["pszMDHistoryLocation"] = [0] * 100
+        req["dwMDEnumIndex"] = 0
+        err, resp = call3(req)
+        out["history"] = err if err else [resp["pdwMDMajorVersion"], resp["pdwMDMinorVersion"]]
+        req = Export()
+        req["pszPasswd"] = "Export-Pass-1\x00"
+        req["pszFileName"] = os.environ.get("EXPORT_FILE", "/nonexistent/x.xml") + "\x00"
+        req["pszSourcePath"] = "/LM/W3SVC/1\x00"
+        req["dwMDFlags"] = 0
+        out["export"] = call3(req)[0]
+        req = GetChildPaths()
+        req["hMDHandle"] = handle
+        req["pszMDPath"] = "1\x00"
+        req["cchMDBufferSize"] = 4096
+        req["pszBuffer"] = [0] * 4096
+        req["pcchMDRequiredBufferSize"] = 0
+        err, resp = call3(req)
+        if err:
+            out["child_paths"] = err
+        else:
+            text = "".join(chr(c) for c in resp["pszBuffer"])
+            out["child_paths"] = [p for p in text.split("\x00\x00")[0].split("\x00") if p]
 
         out["change_number"] = call(GetSystemChangeNumber())["pdwSystemChangeNumber"]
         out["save"] = call(SaveData())["ErrorCode"]
