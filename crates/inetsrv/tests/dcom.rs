@@ -402,3 +402,178 @@ fn the_cli_resets_this_server_over_its_socket_and_another_over_tcp() {
     assert_eq!(log.matches("DCOM: object activated").count(), 4, "{log}");
     assert_eq!(log.matches("DCOM: object released").count(), 4, "{log}");
 }
+
+/// The resolver's and the exporter's own methods through the DCOM client
+/// runtime: IActivation::RemoteActivation (which Impacket does not send),
+/// IObjectExporter (ServerAlive, ServerAlive2, ResolveOxid(2),
+/// ComplexPing, SimplePing), IRemUnknown2::RemQueryInterface2.
+#[test]
+fn the_resolver_and_exporter_answer_every_method() {
+    use dcom::interfaces::{ActivationClient, ObjectExporterClient, RemUnknown2Client};
+    use dcom::objref::ObjRef;
+    use dcom::types::OrpcThis;
+    use msrpc::client::{ClientAuth, Connection, Options};
+    use msrpc::ndr::{ConformantArray, Unique};
+
+    let web = server_with_users();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], web.rpc_port()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let options = Options {
+            auth: Some(ClientAuth {
+                auth_type: msrpc::security::auth_type::WINNT,
+                level: msrpc::security::auth_level::PRIVACY,
+                user: "boss".into(),
+                domain: String::new(),
+                password: "Secret-1".into(),
+                ticket: None,
+            }),
+            ..Options::default()
+        };
+        let mut conn = Connection::connect_tcp(addr, options).await.unwrap();
+        let this = || OrpcThis::new(dcom::ids::COM_VERSION);
+
+        let mut resolver = ObjectExporterClient::bind(&mut conn).await.unwrap();
+        assert_eq!(resolver.server_alive().await.unwrap(), 0);
+        let (version, bindings, _, status) = resolver.server_alive2().await.unwrap();
+        assert_eq!((version.major, version.minor, status), (5, 7, 0));
+        let bindings = dcom::objref::Bindings::from_idl(bindings.get().unwrap()).unwrap();
+        // The resolver's bindings carry no endpoint.
+        assert!(bindings
+            .strings
+            .iter()
+            .any(|(t, a)| *t == 7 && a == "127.0.0.1"));
+
+        // RemoteActivation: IMSAdminBaseW and an interface it lacks.
+        let missing = msrpc::Uuid::random();
+        let mut activation = ActivationClient::bind(&mut conn).await.unwrap();
+        let reply = activation
+            .remote_activation(
+                this(),
+                iisadmin::imsa::CLSID_MSADMIN_BASE_W,
+                Unique::new(None),
+                Unique::new(None),
+                2,
+                0,
+                2,
+                Unique::new(Some(ConformantArray(vec![
+                    iisadmin::imsa::IID_IMSADMIN_BASE_W,
+                    missing,
+                ]))),
+                1,
+                ConformantArray(vec![7]),
+            )
+            .await
+            .unwrap();
+        let (_, oxid, oxid_bindings, rem_unknown, hint, _, hr, pointers, results, _) = reply;
+        assert_eq!(hr, 0);
+        assert_eq!(hint, 5, "packet integrity");
+        assert_eq!(results.0, vec![0, dcom::ids::E_NOINTERFACE]);
+        let exporter = dcom::objref::Bindings::from_idl(oxid_bindings.get().unwrap()).unwrap();
+        let endpoint = format!("127.0.0.1[{}]", web.rpc_port());
+        assert!(
+            exporter.strings.iter().any(|(_, a)| *a == endpoint),
+            "{exporter:?}"
+        );
+        let Ok(ObjRef::Standard { std, .. }) = ObjRef::decode(&pointers.0[0].get().unwrap().data)
+        else {
+            panic!("not a standard reference");
+        };
+        assert_eq!(std.oxid, oxid);
+        assert!(pointers.0[1].get().is_none());
+
+        // An unknown class.
+        let (.., hr, _, _, _) = activation
+            .remote_activation(
+                this(),
+                msrpc::Uuid::random(),
+                Unique::new(None),
+                Unique::new(None),
+                2,
+                0,
+                1,
+                Unique::new(Some(ConformantArray(vec![
+                    iisadmin::imsa::IID_IMSADMIN_BASE_W,
+                ]))),
+                1,
+                ConformantArray(vec![7]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hr, dcom::ids::REGDB_E_CLASSNOTREG);
+
+        let mut resolver = ObjectExporterClient::bind(&mut conn).await.unwrap();
+        let (b, ipid, _, version, status) = resolver
+            .resolve_oxid2(oxid, 1, ConformantArray(vec![7]))
+            .await
+            .unwrap();
+        assert_eq!((status, ipid, version.minor), (0, rem_unknown, 7));
+        assert!(b.get().is_some());
+        let (.., status) = resolver
+            .resolve_oxid(oxid ^ 1, 1, ConformantArray(vec![7]))
+            .await
+            .unwrap();
+        assert_eq!(status, dcom::ids::OR_INVALID_OXID);
+        // A ping set holding the object, pinged.
+        let (set, _, status) = resolver
+            .complex_ping(
+                0,
+                1,
+                1,
+                0,
+                Unique::new(Some(ConformantArray(vec![std.oid]))),
+                Unique::new(None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 0);
+        assert_eq!(resolver.simple_ping(set).await.unwrap(), 0);
+        assert_eq!(
+            resolver.simple_ping(set ^ 1).await.unwrap(),
+            dcom::ids::OR_INVALID_SET
+        );
+        let (_, _, status) = resolver
+            .complex_ping(
+                0,
+                1,
+                1,
+                0,
+                Unique::new(Some(ConformantArray(vec![12345]))),
+                Unique::new(None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, dcom::ids::OR_INVALID_OID);
+
+        // RemQueryInterface2 on the Remote Unknown: 3W, as an OBJREF.
+        let mut unknown = RemUnknown2Client::bind(&mut conn)
+            .await
+            .unwrap()
+            .on_object(rem_unknown);
+        let (_, hrs, pointers, hr) = unknown
+            .rem_query_interface2(
+                this(),
+                std.ipid,
+                2,
+                ConformantArray(vec![iisadmin::imsa::IID_IMSADMIN_BASE3_W, missing]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hrs.0, vec![0, dcom::ids::E_NOINTERFACE]);
+        assert_eq!(hr, dcom::ids::E_NOINTERFACE);
+        let Ok(ObjRef::Standard { iid, .. }) = ObjRef::decode(&pointers.0[0].get().unwrap().data)
+        else {
+            panic!("not a standard reference");
+        };
+        assert_eq!(iid, iisadmin::imsa::IID_IMSADMIN_BASE3_W);
+        // A call on the Remote Unknown without its IPID is refused.
+        let mut wrong = RemUnknown2Client::bind(&mut conn).await.unwrap();
+        assert!(wrong
+            .rem_query_interface2(this(), std.ipid, 1, ConformantArray(vec![missing]))
+            .await
+            .is_err());
+    });
+}
