@@ -235,6 +235,13 @@ impl Exporter {
             .map_err(|_| Fault::not_executed(ids::RPC_E_INVALID_IPID))
     }
 
+    /// The OID of the object a call is made on (after [`Exporter::object`]
+    /// admitted it).
+    pub fn oid_of_call(&self, call: &Call<'_>) -> Option<u64> {
+        let ipid = call.object?;
+        self.table().ipids.get(&ipid).map(|e| e.oid)
+    }
+
     /// The OID an IPID belongs to, if the caller may use it.
     fn oid_of(&self, ipid: &Uuid, client: Option<&str>) -> Result<u64, u32> {
         let table = self.table();

@@ -387,6 +387,23 @@ pub trait MsAdminBaseW {
         data_type: u32,
     ) -> CallResult<(dcom::types::OrpcThat, u32)>;
 
+    /// CopyData (3.1.4.10): data items from one key to another, copied or
+    /// moved.
+    #[opnum(15)]
+    fn copy_data(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        source_handle: u32,
+        source_path: Unique<WString>,
+        dest_handle: u32,
+        dest_path: Unique<WString>,
+        attributes: u32,
+        user_type: u32,
+        data_type: u32,
+        copy: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
     /// GetDataPaths (3.1.4.17): the keys at or below a path where an
     /// identifier is set, as a MULTISZ.
     #[opnum(16)]
@@ -516,6 +533,18 @@ pub trait MsAdminBaseW {
         name: Unique<WString>,
         version: u32,
     ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// UnmarshalInterface (3.1.4.32): this object's IMSAdminBaseW again.
+    #[opnum(32)]
+    fn unmarshal_interface(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+    ) -> CallResult<(
+        dcom::types::OrpcThat,
+        Unique<dcom::types::MInterfacePointer>,
+        u32,
+    )>;
 
     /// R_GetServerGuid (3.1.4.24).
     #[opnum(33)]
@@ -1547,6 +1576,87 @@ impl MsAdminBaseW for MsAdminBase {
             tracing::info!(backup = name, version, "IMSAdminBaseW: backup deleted");
         }
         Ok((That::default(), status(result)))
+    }
+
+    fn copy_data(
+        &self,
+        call: &Call,
+        _this: This,
+        source_handle: u32,
+        source_path: Unique<WString>,
+        dest_handle: u32,
+        dest_path: Unique<WString>,
+        attributes: u32,
+        user_type: u32,
+        data_type: u32,
+        copy: u32,
+    ) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let result = (|| {
+            if data_type > 5 {
+                return Err(E_INVALIDARG);
+            }
+            let source = if copy != 0 {
+                self.base.resolve(&object, source_handle, &source_path)?.0
+            } else {
+                self.base.writable(&object, source_handle, &source_path)?
+            };
+            let dest = self.base.writable(&object, dest_handle, &dest_path)?;
+            let snapshot = self.base.files.metabase().snapshot();
+            if snapshot.tree().find(&dest).is_none() {
+                return Err(ERROR_PATH_NOT_FOUND);
+            }
+            let inherit = attributes & Attributes::INHERIT.0 != 0;
+            let chosen: Vec<Entry> = all_data(snapshot.tree(), &source, inherit)?
+                .into_iter()
+                .filter(|(_, v, _, u)| {
+                    (user_type == 0 || u.0 == user_type)
+                        && (data_type == 0 || v.data_type().code() == data_type)
+                })
+                .collect();
+            self.base
+                .files
+                .metabase()
+                .write(|t| {
+                    for (id, value, attrs, user) in &chosen {
+                        let inherited = attrs.0 & METADATA_ISINHERITED != 0;
+                        t.set_property(
+                            &dest,
+                            Property {
+                                id: *id,
+                                value: value.clone(),
+                                attributes: Attributes(attrs.0 & !METADATA_ISINHERITED),
+                                user_type: *user,
+                                custom_name: None,
+                            },
+                        )?;
+                        // Moving takes the data away from where it is set.
+                        if copy == 0 && !inherited {
+                            t.delete_data(&source, *id)?;
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(|e| hresult(&e))
+        })();
+        Ok((That::default(), status(result)))
+    }
+
+    fn unmarshal_interface(
+        &self,
+        call: &Call,
+        _this: This,
+    ) -> CallResult<(That, Unique<dcom::types::MInterfacePointer>, u32)> {
+        self.base.this(call, &self.exporter)?;
+        let pointer = self
+            .exporter
+            .oid_of_call(call)
+            .ok_or(dcom::ids::RPC_E_INVALID_IPID)
+            .and_then(|oid| self.exporter.marshal(call, oid, IID_IMSADMIN_BASE_W));
+        Ok(match pointer {
+            Ok(p) => (That::default(), Unique::new(Some(p)), S_OK),
+            Err(hr) => (That::default(), Unique::new(None), hr),
+        })
     }
 
     fn get_server_guid(&self, call: &Call, _this: This) -> CallResult<(That, Uuid, u32)> {

@@ -116,6 +116,11 @@ fn an_administrator_uses_imsadminbasew_at_privacy_and_integrity_with_ntlm_and_sp
         }
         assert_eq!(v["renamed_children"], 0x8007_0103u64, "{what}");
         assert_eq!(v["original_child"], "Child", "{what}");
+        // CopyData put site 1's string server data on the new key.
+        assert_eq!(v["copy_data"], 0, "{what}");
+        assert_eq!(v["copied_comment"]["text"], "Set over DCOM", "{what}");
+        // UnmarshalInterface hands back an OBJREF ("MEOW") for the object.
+        assert_eq!(v["unmarshal"], "MEOW", "{what}");
         // GetAllData: the key's own data and, marked, what it inherits.
         assert_eq!(v["getall_small"], 0x8007_007au64, "{what}");
         let all = &v["getall"];

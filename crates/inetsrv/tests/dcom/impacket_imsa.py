@@ -16,7 +16,13 @@ import struct
 import sys
 
 from impacket.dcerpc.v5 import dcomrt
-from impacket.dcerpc.v5.dcomrt import DCOMCALL, DCOMANSWER, DCOMConnection, IRemUnknown2
+from impacket.dcerpc.v5.dcomrt import (
+    DCOMCALL,
+    DCOMANSWER,
+    DCOMConnection,
+    IRemUnknown2,
+    PMInterfacePointer,
+)
 from impacket.dcerpc.v5.dtypes import DWORD, LPWSTR, ULONG, NULL
 from impacket.dcerpc.v5.ndr import NDRSTRUCT, NDRUniConformantArray, NDRPOINTER
 from impacket.dcerpc.v5.rpcrt import (
@@ -340,6 +346,33 @@ class GetChildPathsResponse(DCOMANSWER):
     )
 
 
+class CopyData(DCOMCALL):
+    opnum = 15
+    structure = (
+        ("hMDSourceHandle", DWORD),
+        ("pszMDSourcePath", LPWSTR),
+        ("hMDDestHandle", DWORD),
+        ("pszMDDestPath", LPWSTR),
+        ("dwMDAttributes", DWORD),
+        ("dwMDUserType", DWORD),
+        ("dwMDDataType", DWORD),
+        ("bMDCopyFlag", DWORD),
+    )
+
+
+class CopyDataResponse(DCOMANSWER):
+    structure = (("ErrorCode", ULONG),)
+
+
+class UnmarshalInterface(DCOMCALL):
+    opnum = 32
+    structure = ()
+
+
+class UnmarshalInterfaceResponse(DCOMANSWER):
+    structure = (("piadmbwInterface", PMInterfacePointer), ("ErrorCode", ULONG))
+
+
 class SaveData(DCOMCALL):
     opnum = 20
     structure = ()
@@ -524,6 +557,20 @@ def main():
             out["original_child"] = "".join(chr(c) for c in call(req)["pszMDName"]).split("\x00")[0]
         except DCERPCException as e:
             out["original_child"] = hresult(e)
+        # CopyData: site 1's string server data onto DcomKey, read back.
+        req = CopyData()
+        req["hMDSourceHandle"] = handle
+        req["pszMDSourcePath"] = "1\x00"
+        req["hMDDestHandle"] = handle
+        req["pszMDDestPath"] = "DcomKey\x00"
+        req["dwMDAttributes"] = 0
+        req["dwMDUserType"] = 1
+        req["dwMDDataType"] = STRING_METADATA
+        req["bMDCopyFlag"] = 1
+        out["copy_data"] = error_of(req)
+        out["copied_comment"] = get("DcomKey", MD_SERVER_COMMENT)
+        resp = call(UnmarshalInterface())
+        out["unmarshal"] = b"".join(resp["piadmbwInterface"]["abData"])[:4].decode("latin-1")
         for key in ("DcomKey\x00", "DcomRenamed\x00"):
             req = DeleteKey()
             req["hMDHandle"] = handle
