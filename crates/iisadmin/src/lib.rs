@@ -3,6 +3,8 @@
 //!
 //! - [`imsa`]: IMSAdminBaseW ([MS-IMSA]) over the live metabase, with
 //!   METADATA_HANDLEs and their read/write locks.
+//! - [`irp`]: the Inetinfo interface ([MS-IRP]): version, capabilities,
+//!   the Web service's statistics, cache flush.
 //! - [`iiss`]: IIisServiceControl ([MS-IISS]): stop, start, status and
 //!   kill the web service, through the host's [`iiss::ServiceHost`].
 //!
@@ -15,6 +17,7 @@
 pub mod fuzz_checks;
 pub mod iiss;
 pub mod imsa;
+pub mod irp;
 
 use std::sync::Arc;
 

@@ -18,6 +18,7 @@ mod rpc;
 mod rpc_cmd;
 mod sslcert_cmd;
 mod start_cmd;
+mod stats_cmd;
 mod target;
 mod urlacl_cmd;
 mod user_cmd;
@@ -150,6 +151,10 @@ pub enum Command {
     /// iisreset), here or on another server (--server HOST), through
     /// IIisServiceControl over DCOM.
     Iisreset(iisreset_cmd::IisresetArgs),
+    /// The Web service's counters (requests by verb, bytes, errors,
+    /// connections), here or on another server (--server HOST), through
+    /// the Inetinfo interface (MS-IRP).
+    Stats(stats_cmd::StatsArgs),
     /// The RPC endpoint of this server or another (--server HOST): ping,
     /// interfaces, stats, principal name, endpoint map.
     Rpc {
@@ -191,6 +196,7 @@ fn main() -> ExitCode {
         Command::Wmi { command } => run_web(&cli, WebVerb::Wmi(command)),
         Command::Rpc { command } => rpc_cmd::run(&cli, command),
         Command::Iisreset(args) => iisreset_cmd::run(&cli, args),
+        Command::Stats(args) => stats_cmd::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -197,6 +197,8 @@ pub struct WebServiceHost {
     pub was: was::Was,
     pub files: MetabaseFiles,
     pub runtime: tokio::runtime::Handle,
+    /// Its counters and response cache, for the Inetinfo interface.
+    pub listener: std::sync::Arc<listener::Listener>,
 }
 
 impl WebServiceHost {
@@ -373,6 +375,17 @@ async fn start_endpoint(
         &exporter,
         iisadmin::imsa::AdminBase::new(files, admins.clone()),
         level,
+    );
+    let listener = host.listener.clone();
+    server.register(
+        iisadmin::irp::InetinfoServer(iisadmin::irp::InetinfoService {
+            stats: listener.statistics(),
+            files: host.files.clone(),
+            admins: admins.clone(),
+            flush_cache: Box::new(move || listener.flush_all_cached()),
+        }),
+        level,
+        true,
     );
     iisadmin::iiss::serve(&server, &exporter, std::sync::Arc::new(host), admins, level);
     // Objects whose clients stopped pinging are reclaimed.

@@ -230,6 +230,7 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
             was: was.clone(),
             files: files.clone(),
             runtime: runtime.handle().clone(),
+            listener: listener.clone(),
         };
         crate::rpc::start(options, &state_dir, files.clone(), host)?
     };

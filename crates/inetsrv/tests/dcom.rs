@@ -582,3 +582,71 @@ fn the_resolver_and_exporter_answer_every_method() {
             .is_err());
     });
 }
+
+/// The Inetinfo interface ([MS-IRP]) through Impacket, and `inetsrv
+/// stats`: the counters the listener keeps as it answers.
+#[test]
+fn the_web_services_statistics_count_what_was_answered() {
+    let web = server_with_users();
+    for _ in 0..3 {
+        assert_eq!(web.curl("/", &[]).status, 200);
+    }
+    assert_eq!(web.curl("/", &["-I"]).status, 200);
+    assert_eq!(web.curl("/missing.html", &[]).status, 404);
+    web.curl("/", &["-X", "BREW"]);
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dcom/impacket_irp.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(web.rpc_port().to_string())
+        .args(["boss", "Secret-1", "clear"])
+        .output()
+        .expect("python3 with Impacket");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["version"], 6, "IIS 6.0: {v}");
+    let total = &v["total"];
+    assert_eq!(total["gets"], 4, "{v}");
+    assert_eq!(total["heads"], 1, "{v}");
+    assert_eq!(total["others"], 1, "BREW: {v}");
+    assert_eq!(total["not_found"], 1, "{v}");
+    assert_eq!(total["anonymous"], 6, "{v}");
+    assert!(total["sent"].as_u64().unwrap() > 0 && total["received"].as_u64().unwrap() > 0);
+    assert!(total["attempts"].as_u64().unwrap() >= 6, "{v}");
+    assert_eq!(v["site1"]["gets"], 4, "{v}");
+    assert_eq!(v["site99"]["error"], 2, "ERROR_FILE_NOT_FOUND: {v}");
+    assert_eq!(v["level7"]["error"], 0x7c, "ERROR_INVALID_LEVEL: {v}");
+    assert_eq!(v["clear"], 0, "{v}");
+    assert_eq!(v["site1_after"]["gets"], 0, "{v}");
+
+    // The CLI: site 1 was cleared, the service's total was not.
+    let json = web.cli_ok(&["stats", "--json"]);
+    let all: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(all["requests"]["GET"], 4, "{json}");
+    let server = format!("127.0.0.1:{}", web.rpc_port());
+    let site = web.cli_ok(&[
+        "stats",
+        "--site",
+        "1",
+        "--server",
+        &server,
+        "--user",
+        "boss",
+        "--password",
+        "Secret-1",
+    ]);
+    assert!(site.contains("Web service statistics, site 1"), "{site}");
+    assert!(site.contains("requests              none"), "{site}");
+    let out = web.cli(&[
+        "stats",
+        "--server",
+        &server,
+        "--user",
+        "clerk",
+        "--password",
+        "Secret-2",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("access denied"));
+}

@@ -348,7 +348,9 @@ fn a_keytab_that_does_not_load_stops_the_start() {
 fn epm_bindings(port: u16) -> Value {
     serde_json::json!([
         [format!("ncacn_ip_tcp:127.0.0.1[{port}]"), "Epm"],
-        ["ncalrpc:[epmapper]", "Epm"]
+        ["ncalrpc:[epmapper]", "Epm"],
+        [format!("ncacn_ip_tcp:127.0.0.1[{port}]"), "Inetinfo"],
+        ["ncalrpc:[epmapper]", "Inetinfo"]
     ])
 }
 
@@ -359,7 +361,10 @@ fn impacket_calls_mgmt_and_epm_unauthenticated() {
     let v = impacket_calls(port, &[]);
     assert_eq!(
         v["if_ids"],
-        serde_json::json!(["e1af8308-5d1f-11c9-91a4-08002b14a0fa v3.0"])
+        serde_json::json!([
+            "e1af8308-5d1f-11c9-91a4-08002b14a0fa v3.0",
+            "82ad4280-036b-11cf-972c-00aa006887b0 v2.0"
+        ])
     );
     assert_eq!(v["listening"], true);
     let host = nix_hostname();
@@ -749,7 +754,13 @@ fn rpcdump_lists_the_endpoint_map_on_port_135() {
     );
     assert!(out.contains("ncacn_ip_tcp:127.0.0.1[135]"), "{out}");
     assert!(out.contains("ncalrpc:[epmapper]"), "{out}");
-    assert!(out.contains("[*] Received 2 endpoints."), "{out}");
+    // The endpoint mapper and the Inetinfo interface ([MS-IRP]), each on
+    // both transports.
+    assert!(
+        out.contains("UUID    : 82AD4280-036B-11CF-972C-00AA006887B0 v2.0"),
+        "{out}"
+    );
+    assert!(out.contains("[*] Received 4 endpoints."), "{out}");
 }
 
 #[test]

@@ -250,6 +250,15 @@ impl ResponseCache {
         }
     }
 
+    /// Drops every entry; returns how many.
+    pub fn flush_all(&self) -> usize {
+        let mut map = write(&self.entries);
+        let n = map.len();
+        map.clear();
+        self.total.store(0, Ordering::Relaxed);
+        n
+    }
+
     /// Drops the entries at or under a prefix; returns how many.
     pub fn flush(&self, prefix: &UrlPrefix) -> usize {
         self.flush_within(prefix, None)

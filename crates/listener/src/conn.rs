@@ -388,6 +388,16 @@ impl Conn {
         self.log(seen, Some(error.status), error.reason);
         let page = error_response(&error, head_only);
         let _ = self.write_timed(&page).await;
+        if let Some((raw, method, _)) = &seen.head {
+            self.shared.stats.record(
+                seen.site_id,
+                crate::stats::verb_index(&raw[method.0..method.1]),
+                error.status,
+                page.len() as u64,
+                raw.len() as u64,
+                false,
+            );
+        }
         Next::Close
     }
 
@@ -502,6 +512,9 @@ impl Conn {
             },
             url: admitted.url,
             request_log,
+            verb: crate::stats::verb_index(request.method()),
+            site_id: seen.site_id,
+            head_len: request.raw.len() as u64,
         };
         let next = self
             .run_exchange(&session, &mut events, request.head.framing, ctx, &seen)
@@ -586,9 +599,20 @@ impl Conn {
             &mut out,
         );
         let result = self.write_timed(&out).await;
+        let out_len = out.len() as u64;
         self.out = out;
+        let status = if not_modified { 304 } else { 200 };
+        if result.is_ok() {
+            self.shared.stats.record(
+                seen.site_id,
+                crate::stats::verb_index(request.method()),
+                status,
+                out_len,
+                request.raw.len() as u64,
+                false,
+            );
+        }
         if let (Ok(()), Some(rl), false) = (&result, request_log, entry.dont_log) {
-            let status = if not_modified { 304 } else { 200 };
             self.w3c(rl, url, status, None, 0);
         }
         match result {
@@ -774,6 +798,17 @@ impl Conn {
                     match outcome {
                         EventOutcome::Continue => {}
                         EventOutcome::Done => {
+                            if let Some(r) = response.as_ref() {
+                                let user = r.log.as_ref().is_some_and(|l| !l.user.is_empty());
+                                self.shared.stats.record(
+                                    ctx.site_id,
+                                    ctx.verb,
+                                    r.status,
+                                    self.sent,
+                                    ctx.head_len + body.forwarded,
+                                    user,
+                                );
+                            }
                             if let (Some(rl), Some(r)) = (&ctx.request_log, response.as_ref()) {
                                 if !r.log.as_ref().is_some_and(|l| l.dont_log) {
                                     self.w3c(rl, &ctx.url, r.status, r.log.as_ref(), body.forwarded);
@@ -933,6 +968,10 @@ struct ExchangeCtx {
     cache_key: Option<String>,
     url: CookedUrl,
     request_log: Option<RequestLog>,
+    /// For the counters: the verb's index, the site, the head's size.
+    verb: usize,
+    site_id: Option<u32>,
+    head_len: u64,
 }
 
 /// The request body on its way to the process.

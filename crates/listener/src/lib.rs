@@ -28,6 +28,7 @@ pub mod response;
 pub mod routing;
 mod server;
 mod session;
+pub mod stats;
 pub mod tls;
 mod transport;
 pub mod url;

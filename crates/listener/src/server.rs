@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub busy: std::sync::atomic::AtomicUsize,
     /// MaxConnections, as permits.
     connections: Arc<Semaphore>,
+    /// The Web service's counters ([MS-IRP]'s W3 statistics).
+    pub stats: Arc<crate::stats::Statistics>,
     demand_hook: RwLock<Option<DemandStartHook>>,
     /// Control-socket sessions open, by user.
     sessions_by_uid: Mutex<HashMap<u32, usize>>,
@@ -722,7 +724,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, scheme: Scheme)
             .local_addr()
             .unwrap_or_else(|_| listener.local_addr().unwrap_or(remote));
         let shared = shared.clone();
-        match shared.connections.clone().try_acquire_owned() {
+        let permit = shared.connections.clone().try_acquire_owned();
+        shared.stats.connection();
+        match permit {
             Ok(permit) => {
                 tokio::spawn(async move {
                     match scheme {
@@ -792,6 +796,8 @@ impl Listener {
     pub async fn start(config: ListenerConfig) -> std::io::Result<Listener> {
         config.validate().map_err(std::io::Error::other)?;
         let runtime = tokio::runtime::Handle::current();
+        let connection_permits = connection_limit(config.max_connections);
+        let connections = Arc::new(Semaphore::new(connection_permits));
         let shared = Arc::new(Shared {
             limits: config.limits(),
             url_options: config.url_options(),
@@ -809,7 +815,13 @@ impl Listener {
             ),
             w3c: crate::w3c::W3cLogs::new(config.w3c_log_max_files),
             busy: std::sync::atomic::AtomicUsize::new(0),
-            connections: Arc::new(Semaphore::new(connection_limit(config.max_connections))),
+            connections: connections.clone(),
+            stats: Arc::new(crate::stats::Statistics::new({
+                let connections = connections.clone();
+                Box::new(move || {
+                    connection_permits.saturating_sub(connections.available_permits()) as u64
+                })
+            })),
             demand_hook: RwLock::new(None),
             sessions_by_uid: Mutex::new(HashMap::new()),
             uid: current_uid(),
@@ -916,6 +928,17 @@ impl Listener {
 
     pub fn control_socket(&self) -> &std::path::Path {
         &self.control_socket
+    }
+
+    /// Empties the response cache (IIS's FlushMemoryCache); how many
+    /// entries went.
+    pub fn flush_all_cached(&self) -> usize {
+        self.shared.cache.flush_all()
+    }
+
+    /// The Web service's counters, kept as requests are answered.
+    pub fn statistics(&self) -> Arc<crate::stats::Statistics> {
+        self.shared.stats.clone()
     }
 
     /// Reads the SSL bindings and certificates again now if they changed

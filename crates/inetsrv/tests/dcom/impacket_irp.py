@@ -1,0 +1,148 @@
+"""The Inetinfo interface ([MS-IRP]) with Impacket's DCE/RPC runtime
+against a live inetsrv: R_InetInfoGetVersion, R_W3QueryStatistics2 (for
+the service and for a site) and R_W3ClearStatistics2, at packet privacy.
+The calls are described here from the specification's IDL (Impacket has
+no MS-IRP module). Prints one JSON object.
+
+usage: impacket_irp.py PORT USER PASSWORD [clear]
+"""
+import json
+import sys
+
+from impacket.dcerpc.v5 import transport
+from impacket.dcerpc.v5.dtypes import DWORD, LPWSTR, ULONG, LONGLONG, NULL
+from impacket.dcerpc.v5.ndr import NDRCALL, NDRSTRUCT, NDRPOINTER, NDRUNION
+from impacket.dcerpc.v5.rpcrt import DCERPCException, RPC_C_AUTHN_LEVEL_PKT_PRIVACY
+from impacket.uuid import uuidtup_to_bin
+
+MSRPC_UUID_INETINFO = uuidtup_to_bin(("82ad4280-036b-11cf-972c-00aa006887b0", "2.0"))
+
+W3_FIELDS = (
+    "TotalFilesSent TotalFilesReceived CurrentAnonymousUsers CurrentNonAnonymousUsers "
+    "TotalAnonymousUsers TotalNonAnonymousUsers MaxAnonymousUsers MaxNonAnonymousUsers "
+    "CurrentConnections MaxConnections ConnectionAttempts LogonAttempts TotalOptions TotalGets "
+    "TotalPosts TotalHeads TotalPuts TotalDeletes TotalTraces TotalMove TotalCopy TotalMkcol "
+    "TotalPropfind TotalProppatch TotalSearch TotalLock TotalUnlock TotalOthers TotalCGIRequests "
+    "TotalBGIRequests TotalNotFoundErrors TotalLockedErrors CurrentCalAuth MaxCalAuth "
+    "TotalFailedCalAuth CurrentCalSsl MaxCalSsl TotalFailedCalSsl CurrentCGIRequests "
+    "CurrentBGIRequests MaxCGIRequests MaxBGIRequests CurrentBlockedRequests TotalBlockedRequests "
+    "TotalAllowedRequests TotalRejectedRequests MeasuredBw ServiceUptime TimeOfLastClear nAuxCounters"
+).split()
+
+
+class DCERPCSessionError(DCERPCException):
+    def __init__(self, error_string=None, error_code=None, packet=None):
+        DCERPCException.__init__(self, error_string, error_code, packet)
+
+
+class W3_STATISTICS_1(NDRSTRUCT):
+    structure = (
+        (("TotalBytesSent", LONGLONG), ("TotalBytesReceived", LONGLONG))
+        + tuple((name, DWORD) for name in W3_FIELDS)
+        + tuple(("rgCounters%d" % i, DWORD) for i in range(20))
+    )
+
+
+class LPW3_STATISTICS_1(NDRPOINTER):
+    referent = (("Data", W3_STATISTICS_1),)
+
+
+class W3_STATISTICS_STRUCT(NDRUNION):
+    commonHdr = (("tag", ULONG),)
+    union = {0: ("StatInfo1", LPW3_STATISTICS_1)}
+
+
+class R_InetInfoGetVersion(NDRCALL):
+    opnum = 0
+    structure = (("pszServer", LPWSTR), ("dwReserved", DWORD))
+
+
+class R_InetInfoGetVersionResponse(NDRCALL):
+    structure = (("pdwVersion", DWORD), ("ErrorCode", ULONG))
+
+
+class R_W3QueryStatistics2(NDRCALL):
+    opnum = 10
+    structure = (
+        ("pszServer", LPWSTR),
+        ("dwLevel", DWORD),
+        ("dwInstance", DWORD),
+        ("dwReserved", DWORD),
+    )
+
+
+class R_W3QueryStatistics2Response(NDRCALL):
+    structure = (("InfoStruct", W3_STATISTICS_STRUCT), ("ErrorCode", ULONG))
+
+
+class R_W3ClearStatistics2(NDRCALL):
+    opnum = 11
+    structure = (("pszServer", LPWSTR), ("dwInstance", DWORD))
+
+
+class R_W3ClearStatistics2Response(NDRCALL):
+    structure = (("ErrorCode", ULONG),)
+
+
+def main():
+    port, user, password = sys.argv[1:4]
+    clear = "clear" in sys.argv[4:]
+    t = transport.DCERPCTransportFactory("ncacn_ip_tcp:127.0.0.1[%s]" % port)
+    t.set_credentials(user, password)
+    dce = t.get_dce_rpc()
+    dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
+    dce.connect()
+    dce.bind(MSRPC_UUID_INETINFO)
+    out = {}
+
+    def call(req):
+        try:
+            return 0, dce.request(req)
+        except DCERPCException as e:
+            return e.get_error_code(), None
+
+    req = R_InetInfoGetVersion()
+    req["pszServer"] = NULL
+    req["dwReserved"] = 0
+    err, resp = call(req)
+    out["version"] = err or resp["pdwVersion"]
+
+    def stats(instance, level=0):
+        req = R_W3QueryStatistics2()
+        req["pszServer"] = NULL
+        req["dwLevel"] = level
+        req["dwInstance"] = instance
+        req["dwReserved"] = 0
+        err, resp = call(req)
+        if err:
+            return {"error": err}
+        s = resp["InfoStruct"]["StatInfo1"]
+        return {
+            "sent": s["TotalBytesSent"],
+            "received": s["TotalBytesReceived"],
+            "gets": s["TotalGets"],
+            "posts": s["TotalPosts"],
+            "heads": s["TotalHeads"],
+            "others": s["TotalOthers"],
+            "not_found": s["TotalNotFoundErrors"],
+            "anonymous": s["TotalAnonymousUsers"],
+            "attempts": s["ConnectionAttempts"],
+            "uptime": s["ServiceUptime"],
+        }
+
+    out["total"] = stats(0)
+    out["site1"] = stats(1)
+    out["site99"] = stats(99)
+    out["level7"] = stats(0, 7)
+    if clear:
+        req = R_W3ClearStatistics2()
+        req["pszServer"] = NULL
+        req["dwInstance"] = 1
+        out["clear"] = call(req)[0]
+        out["site1_after"] = stats(1)
+    dce.disconnect()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+//! The Web service's counters, kept as requests are answered: what
+//! IIS 6's W3_STATISTICS_1 ([MS-IRP] 2.2.19) and Performance Monitor's
+//! "Web Service" object report — bytes, requests by verb, not-found and
+//! locked errors, anonymous and authenticated requests, connections —
+//! for the whole service and per site. Relaxed atomics: a request pays a
+//! few increments and one map lookup under a read lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The verbs W3_STATISTICS_1 counts apart, in its order.
+pub const VERBS: [&str; 15] = [
+    "OPTIONS",
+    "GET",
+    "POST",
+    "HEAD",
+    "PUT",
+    "DELETE",
+    "TRACE",
+    "MOVE",
+    "COPY",
+    "MKCOL",
+    "PROPFIND",
+    "PROPPATCH",
+    "SEARCH",
+    "LOCK",
+    "UNLOCK",
+];
+
+/// One set of counters (the service's, or a site's).
+#[derive(Default)]
+pub struct W3Counters {
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    /// VERBS, then every other verb.
+    verbs: [AtomicU64; 16],
+    not_found: AtomicU64,
+    locked: AtomicU64,
+    anonymous: AtomicU64,
+    authenticated: AtomicU64,
+    files_sent: AtomicU64,
+    rejected: AtomicU64,
+    /// Seconds since 1970 of the last clear (0: never).
+    cleared_at: AtomicU64,
+}
+
+/// The counters at one moment, plain numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct W3Snapshot {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// By [`VERBS`], then all others.
+    pub verbs: [u64; 16],
+    pub not_found: u64,
+    pub locked: u64,
+    /// Requests answered without a logged-on user, and with one.
+    pub anonymous: u64,
+    pub authenticated: u64,
+    /// Successful GET and HEAD answers.
+    pub files_sent: u64,
+    /// Requests the listener turned away (503: queue full, offline,
+    /// connection limit).
+    pub rejected: u64,
+    pub current_connections: u64,
+    pub max_connections: u64,
+    pub connection_attempts: u64,
+    /// Seconds the service has run.
+    pub uptime: u64,
+    /// Seconds since 1970 of the last clear (0: never).
+    pub cleared_at: u64,
+}
+
+impl W3Counters {
+    fn record(&self, verb: usize, status: u16, sent: u64, received: u64, user: bool) {
+        let r = Ordering::Relaxed;
+        self.bytes_sent.fetch_add(sent, r);
+        self.bytes_received.fetch_add(received, r);
+        self.verbs[verb.min(15)].fetch_add(1, r);
+        match status {
+            404 => {
+                self.not_found.fetch_add(1, r);
+            }
+            423 => {
+                self.locked.fetch_add(1, r);
+            }
+            503 => {
+                self.rejected.fetch_add(1, r);
+            }
+            200..=299 if verb == 1 || verb == 3 => {
+                self.files_sent.fetch_add(1, r);
+            }
+            _ => {}
+        }
+        if user {
+            self.authenticated.fetch_add(1, r);
+        } else {
+            self.anonymous.fetch_add(1, r);
+        }
+    }
+
+    fn snapshot(&self) -> W3Snapshot {
+        let r = Ordering::Relaxed;
+        W3Snapshot {
+            bytes_sent: self.bytes_sent.load(r),
+            bytes_received: self.bytes_received.load(r),
+            verbs: std::array::from_fn(|i| self.verbs[i].load(r)),
+            not_found: self.not_found.load(r),
+            locked: self.locked.load(r),
+            anonymous: self.anonymous.load(r),
+            authenticated: self.authenticated.load(r),
+            files_sent: self.files_sent.load(r),
+            rejected: self.rejected.load(r),
+            cleared_at: self.cleared_at.load(r),
+            ..W3Snapshot::default()
+        }
+    }
+
+    fn clear(&self) {
+        let r = Ordering::Relaxed;
+        for c in [
+            &self.bytes_sent,
+            &self.bytes_received,
+            &self.not_found,
+            &self.locked,
+            &self.anonymous,
+            &self.authenticated,
+            &self.files_sent,
+            &self.rejected,
+        ] {
+            c.store(0, r);
+        }
+        for v in &self.verbs {
+            v.store(0, r);
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.cleared_at.store(now, r);
+    }
+}
+
+/// The index of a verb in [`VERBS`] (15: another).
+pub fn verb_index(method: &[u8]) -> usize {
+    VERBS
+        .iter()
+        .position(|v| v.as_bytes() == method)
+        .unwrap_or(15)
+}
+
+/// The service's counters and each site's.
+pub struct Statistics {
+    total: W3Counters,
+    sites: RwLock<HashMap<u32, Arc<W3Counters>>>,
+    started: Instant,
+    connection_attempts: AtomicU64,
+    max_connections: AtomicU64,
+    /// Connections open now (the listener's permits in use).
+    current: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl Statistics {
+    pub(crate) fn new(current: Box<dyn Fn() -> u64 + Send + Sync>) -> Statistics {
+        Statistics {
+            total: W3Counters::default(),
+            sites: RwLock::new(HashMap::new()),
+            started: Instant::now(),
+            connection_attempts: AtomicU64::new(0),
+            max_connections: AtomicU64::new(0),
+            current,
+        }
+    }
+
+    fn site(&self, id: u32) -> Arc<W3Counters> {
+        if let Some(c) = self
+            .sites
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return c.clone();
+        }
+        self.sites
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    /// One answered request.
+    pub(crate) fn record(
+        &self,
+        site: Option<u32>,
+        verb: usize,
+        status: u16,
+        sent: u64,
+        received: u64,
+        user: bool,
+    ) {
+        self.total.record(verb, status, sent, received, user);
+        if let Some(id) = site {
+            self.site(id).record(verb, status, sent, received, user);
+        }
+    }
+
+    /// A connection accepted (or turned away at the limit).
+    pub(crate) fn connection(&self) {
+        self.connection_attempts.fetch_add(1, Ordering::Relaxed);
+        self.max_connections
+            .fetch_max((self.current)(), Ordering::Relaxed);
+    }
+
+    /// The service's counters (`None`) or a site's; a site never seen has
+    /// none yet (all zero).
+    pub fn snapshot(&self, site: Option<u32>) -> W3Snapshot {
+        let mut s = match site {
+            None => self.total.snapshot(),
+            Some(id) => self.site(id).snapshot(),
+        };
+        s.current_connections = (self.current)();
+        s.max_connections = self
+            .max_connections
+            .load(Ordering::Relaxed)
+            .max(s.current_connections);
+        s.connection_attempts = self.connection_attempts.load(Ordering::Relaxed);
+        s.uptime = self.started.elapsed().as_secs();
+        s
+    }
+
+    /// Zeroes the service's counters and every site's (`None`), or one
+    /// site's; connections open are not counters and stay.
+    pub fn clear(&self, site: Option<u32>) {
+        match site {
+            None => {
+                self.total.clear();
+                for c in self
+                    .sites
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                {
+                    c.clear();
+                }
+                self.connection_attempts.store(0, Ordering::Relaxed);
+                self.max_connections
+                    .store((self.current)(), Ordering::Relaxed);
+            }
+            Some(id) => self.site(id).clear(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_count_by_verb_status_user_and_site() {
+        let s = Statistics::new(Box::new(|| 3));
+        s.record(Some(1), verb_index(b"GET"), 200, 100, 50, false);
+        s.record(Some(1), verb_index(b"GET"), 404, 10, 50, true);
+        s.record(Some(2), verb_index(b"BREW"), 503, 5, 5, false);
+        s.record(None, verb_index(b"POST"), 423, 0, 500, false);
+        s.connection();
+        let all = s.snapshot(None);
+        assert_eq!((all.bytes_sent, all.bytes_received), (115, 605));
+        assert_eq!((all.verbs[1], all.verbs[2], all.verbs[15]), (2, 1, 1));
+        assert_eq!((all.not_found, all.locked, all.rejected), (1, 1, 1));
+        assert_eq!(
+            (all.anonymous, all.authenticated, all.files_sent),
+            (3, 1, 1)
+        );
+        assert_eq!((all.current_connections, all.max_connections), (3, 3));
+        let one = s.snapshot(Some(1));
+        assert_eq!((one.verbs[1], one.not_found, one.bytes_sent), (2, 1, 110));
+        s.clear(Some(1));
+        assert_eq!(s.snapshot(Some(1)).verbs[1], 0);
+        assert!(s.snapshot(Some(1)).cleared_at > 0);
+        assert_eq!(s.snapshot(None).verbs[1], 2, "the total stays");
+        s.clear(None);
+        assert_eq!(
+            s.snapshot(None),
+            W3Snapshot {
+                current_connections: 3,
+                max_connections: 3,
+                uptime: s.snapshot(None).uptime,
+                cleared_at: s.snapshot(None).cleared_at,
+                ..W3Snapshot::default()
+            }
+        );
+    }
+}
