@@ -5,8 +5,8 @@ use msrpc::ndr::Syntax;
 
 use crate::imsa::MsAdminBaseWServer;
 
-/// A request stub for IMSAdminBaseW (and what 2W and 3W add) and for
-/// IIisServiceControl: the first
+/// A request stub for IMSAdminBaseW (and what 2W and 3W add), for
+/// IIisServiceControl and for Inetinfo: the first
 /// byte is the opnum, the second the byte order. Decoding never panics.
 pub fn imsa_requests(data: &[u8]) {
     let [opnum, order, stub @ ..] = data else {
@@ -26,6 +26,7 @@ pub fn imsa_requests(data: &[u8]) {
         Syntax::Ndr20,
         little,
     );
+    let _ = crate::irp::InetinfoServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little);
     let _ = crate::iiss::IisServiceControlServer::<()>::decode_request(
         opnum,
         stub,
