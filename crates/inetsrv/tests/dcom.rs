@@ -620,10 +620,15 @@ fn the_web_services_statistics_count_what_was_answered() {
     assert_eq!(v["clear"], 0, "{v}");
     assert_eq!(v["site1_after"]["gets"], 0, "{v}");
 
-    // The CLI: site 1 was cleared, the service's total was not.
+    // The CLI: the service's counters are its sites' sums, so clearing
+    // site 1 (where every request went) cleared them too.
     let json = web.cli_ok(&["stats", "--json"]);
     let all: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(all["requests"]["GET"], 4, "{json}");
+    assert_eq!(all["requests"]["GET"], 0, "{json}");
+    assert_eq!(web.curl("/", &[]).status, 200);
+    let json = web.cli_ok(&["stats", "--json"]);
+    let all: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(all["requests"]["GET"], 1, "{json}");
     let server = format!("127.0.0.1:{}", web.rpc_port());
     let site = web.cli_ok(&[
         "stats",
@@ -637,7 +642,7 @@ fn the_web_services_statistics_count_what_was_answered() {
         "Secret-1",
     ]);
     assert!(site.contains("Web service statistics, site 1"), "{site}");
-    assert!(site.contains("requests              none"), "{site}");
+    assert!(site.contains("requests              GET 1"), "{site}");
     let out = web.cli(&[
         "stats",
         "--server",

@@ -53,6 +53,8 @@ struct Conn {
     out: Vec<u8>,
     /// Bytes written for the current exchange (sc-bytes).
     sent: u64,
+    /// The counters of the site this connection's last request went to.
+    counters: Option<(Option<u32>, Arc<crate::stats::W3Counters>)>,
 }
 
 /// Counts a request being answered, for a graceful shutdown.
@@ -145,6 +147,7 @@ pub(crate) async fn serve(
         buf: BytesMut::with_capacity(8 * 1024),
         out: Vec::with_capacity(8 * 1024),
         sent: 0,
+        counters: None,
     };
     while let Next::KeepAlive = conn.exchange().await {}
     let _ = conn.stream.shutdown().await;
@@ -207,6 +210,27 @@ fn config(shared: &Shared) -> &ListenerConfig {
 }
 
 impl Conn {
+    /// Counts an answered request on its site's counters, kept from one
+    /// request to the next (a connection's requests mostly go to one site).
+    fn count(
+        &mut self,
+        site: Option<u32>,
+        verb: usize,
+        status: u16,
+        sent: u64,
+        received: u64,
+        user: bool,
+    ) {
+        let counters = match &self.counters {
+            Some((id, c)) if *id == site => c,
+            _ => {
+                let c = self.shared.stats.counters(site);
+                &self.counters.insert((site, c)).1
+            }
+        };
+        counters.record(verb, status, sent, received, user);
+    }
+
     fn log(&self, seen: &Seen, status: Option<u16>, reason: R) {
         self.shared.errlog.write(&ErrorRecord {
             client: Some(self.info.remote),
@@ -389,7 +413,7 @@ impl Conn {
         let page = error_response(&error, head_only);
         let _ = self.write_timed(&page).await;
         if let Some((raw, method, _)) = &seen.head {
-            self.shared.stats.record(
+            self.count(
                 seen.site_id,
                 crate::stats::verb_index(&raw[method.0..method.1]),
                 error.status,
@@ -603,7 +627,7 @@ impl Conn {
         self.out = out;
         let status = if not_modified { 304 } else { 200 };
         if result.is_ok() {
-            self.shared.stats.record(
+            self.count(
                 seen.site_id,
                 crate::stats::verb_index(request.method()),
                 status,
@@ -800,7 +824,7 @@ impl Conn {
                         EventOutcome::Done => {
                             if let Some(r) = response.as_ref() {
                                 let user = r.log.as_ref().is_some_and(|l| !l.user.is_empty());
-                                self.shared.stats.record(
+                                self.count(
                                     ctx.site_id,
                                     ctx.verb,
                                     r.status,

@@ -3,7 +3,8 @@
 //! "Web Service" object report — bytes, requests by verb, not-found and
 //! locked errors, anonymous and authenticated requests, connections —
 //! for the whole service and per site. Relaxed atomics: a request pays a
-//! few increments and one map lookup under a read lock.
+//! few increments on its site's counters, which its connection keeps at
+//! hand; the service's counters are the sum of every site's.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,7 +74,7 @@ pub struct W3Snapshot {
 }
 
 impl W3Counters {
-    fn record(&self, verb: usize, status: u16, sent: u64, received: u64, user: bool) {
+    pub(crate) fn record(&self, verb: usize, status: u16, sent: u64, received: u64, user: bool) {
         let r = Ordering::Relaxed;
         self.bytes_sent.fetch_add(sent, r);
         self.bytes_received.fetch_add(received, r);
@@ -134,11 +135,7 @@ impl W3Counters {
         for v in &self.verbs {
             v.store(0, r);
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        self.cleared_at.store(now, r);
+        self.cleared_at.store(now_secs(), r);
     }
 }
 
@@ -150,11 +147,38 @@ pub fn verb_index(method: &[u8]) -> usize {
         .unwrap_or(15)
 }
 
-/// The service's counters and each site's.
+impl W3Snapshot {
+    fn add(&mut self, o: &W3Snapshot) {
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+        for (a, b) in self.verbs.iter_mut().zip(o.verbs) {
+            *a += b;
+        }
+        self.not_found += o.not_found;
+        self.locked += o.locked;
+        self.anonymous += o.anonymous;
+        self.authenticated += o.authenticated;
+        self.files_sent += o.files_sent;
+        self.rejected += o.rejected;
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The service's counters and each site's. A request counts once, on its
+/// site's counters (or the unrouted ones); the service's are their sum.
 pub struct Statistics {
-    total: W3Counters,
+    /// Requests no site took (refused before routing, unknown hosts).
+    unrouted: Arc<W3Counters>,
     sites: RwLock<HashMap<u32, Arc<W3Counters>>>,
     started: Instant,
+    /// When the service's counters were last cleared (seconds since 1970).
+    cleared_at: AtomicU64,
     connection_attempts: AtomicU64,
     max_connections: AtomicU64,
     /// Connections open now (the listener's permits in use).
@@ -164,16 +188,22 @@ pub struct Statistics {
 impl Statistics {
     pub(crate) fn new(current: Box<dyn Fn() -> u64 + Send + Sync>) -> Statistics {
         Statistics {
-            total: W3Counters::default(),
+            unrouted: Arc::default(),
             sites: RwLock::new(HashMap::new()),
             started: Instant::now(),
+            cleared_at: AtomicU64::new(0),
             connection_attempts: AtomicU64::new(0),
             max_connections: AtomicU64::new(0),
             current,
         }
     }
 
-    fn site(&self, id: u32) -> Arc<W3Counters> {
+    /// The counters a request of `site` goes to (a connection keeps them
+    /// for its next requests).
+    pub(crate) fn counters(&self, site: Option<u32>) -> Arc<W3Counters> {
+        let Some(id) = site else {
+            return self.unrouted.clone();
+        };
         if let Some(c) = self
             .sites
             .read()
@@ -190,22 +220,6 @@ impl Statistics {
             .clone()
     }
 
-    /// One answered request.
-    pub(crate) fn record(
-        &self,
-        site: Option<u32>,
-        verb: usize,
-        status: u16,
-        sent: u64,
-        received: u64,
-        user: bool,
-    ) {
-        self.total.record(verb, status, sent, received, user);
-        if let Some(id) = site {
-            self.site(id).record(verb, status, sent, received, user);
-        }
-    }
-
     /// A connection accepted (or turned away at the limit).
     pub(crate) fn connection(&self) {
         self.connection_attempts.fetch_add(1, Ordering::Relaxed);
@@ -217,8 +231,20 @@ impl Statistics {
     /// none yet (all zero).
     pub fn snapshot(&self, site: Option<u32>) -> W3Snapshot {
         let mut s = match site {
-            None => self.total.snapshot(),
-            Some(id) => self.site(id).snapshot(),
+            None => {
+                let mut total = self.unrouted.snapshot();
+                for c in self
+                    .sites
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                {
+                    total.add(&c.snapshot());
+                }
+                total.cleared_at = self.cleared_at.load(Ordering::Relaxed);
+                total
+            }
+            Some(_) => self.counters(site).snapshot(),
         };
         s.current_connections = (self.current)();
         s.max_connections = self
@@ -235,7 +261,7 @@ impl Statistics {
     pub fn clear(&self, site: Option<u32>) {
         match site {
             None => {
-                self.total.clear();
+                self.unrouted.clear();
                 for c in self
                     .sites
                     .read()
@@ -244,11 +270,12 @@ impl Statistics {
                 {
                     c.clear();
                 }
+                self.cleared_at.store(now_secs(), Ordering::Relaxed);
                 self.connection_attempts.store(0, Ordering::Relaxed);
                 self.max_connections
                     .store((self.current)(), Ordering::Relaxed);
             }
-            Some(id) => self.site(id).clear(),
+            Some(_) => self.counters(site).clear(),
         }
     }
 }
@@ -260,10 +287,14 @@ mod tests {
     #[test]
     fn requests_count_by_verb_status_user_and_site() {
         let s = Statistics::new(Box::new(|| 3));
-        s.record(Some(1), verb_index(b"GET"), 200, 100, 50, false);
-        s.record(Some(1), verb_index(b"GET"), 404, 10, 50, true);
-        s.record(Some(2), verb_index(b"BREW"), 503, 5, 5, false);
-        s.record(None, verb_index(b"POST"), 423, 0, 500, false);
+        let record = |site, verb: &[u8], status, sent, received, user| {
+            s.counters(site)
+                .record(verb_index(verb), status, sent, received, user)
+        };
+        record(Some(1), b"GET", 200, 100, 50, false);
+        record(Some(1), b"GET", 404, 10, 50, true);
+        record(Some(2), b"BREW", 503, 5, 5, false);
+        record(None, b"POST", 423, 0, 500, false);
         s.connection();
         let all = s.snapshot(None);
         assert_eq!((all.bytes_sent, all.bytes_received), (115, 605));
@@ -276,10 +307,10 @@ mod tests {
         assert_eq!((all.current_connections, all.max_connections), (3, 3));
         let one = s.snapshot(Some(1));
         assert_eq!((one.verbs[1], one.not_found, one.bytes_sent), (2, 1, 110));
-        s.clear(Some(1));
-        assert_eq!(s.snapshot(Some(1)).verbs[1], 0);
-        assert!(s.snapshot(Some(1)).cleared_at > 0);
-        assert_eq!(s.snapshot(None).verbs[1], 2, "the total stays");
+        s.clear(Some(2));
+        assert_eq!(s.snapshot(Some(2)).verbs[15], 0);
+        assert!(s.snapshot(Some(2)).cleared_at > 0);
+        assert_eq!(s.snapshot(None).verbs[1], 2, "site 1's stay in the total");
         s.clear(None);
         assert_eq!(
             s.snapshot(None),
