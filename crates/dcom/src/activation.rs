@@ -43,6 +43,32 @@ fn read_u32(data: &[u8], at: usize) -> Result<u32, ActivationError> {
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// The properties of an activation properties BLOB (an OBJREF_CUSTOM's
+/// data): each property's CLSID and bytes, as the CustomHeader lays them
+/// out.
+fn properties_of(data: &[u8]) -> Result<Vec<(Uuid, &[u8])>, ActivationError> {
+    let total = read_u32(data, 0)? as usize;
+    let blob = data
+        .get(8..8usize.saturating_add(total))
+        .ok_or(ActivationError::Short)?;
+    let header: CustomHeader = Deserializer::new(blob)?.read()?;
+    let n = u64::from(header.count);
+    check_count("CustomHeader.pclsid", n, &header.clsids)?;
+    check_count("CustomHeader.pSizes", n, &header.sizes)?;
+    let clsids = header.clsids.get().map(|a| a.0.as_slice()).unwrap_or(&[]);
+    let sizes = header.sizes.get().map(|a| a.0.as_slice()).unwrap_or(&[]);
+    let mut at = header.header_size as usize;
+    let mut out = Vec::with_capacity(clsids.len());
+    for (clsid, size) in clsids.iter().zip(sizes) {
+        let end = at
+            .checked_add(*size as usize)
+            .ok_or(ActivationError::Short)?;
+        out.push((*clsid, blob.get(at..end).ok_or(ActivationError::Short)?));
+        at = end;
+    }
+    Ok(out)
+}
+
 /// Reads the `pActProperties` of RemoteCreateInstance / RemoteGetClassObject.
 pub fn parse_request(properties: &MInterfacePointer) -> Result<ActivationRequest, ActivationError> {
     let ObjRef::Custom { clsid, data, .. } = ObjRef::decode(&properties.data)? else {
@@ -51,37 +77,16 @@ pub fn parse_request(properties: &MInterfacePointer) -> Result<ActivationRequest
     if clsid != ids::CLSID_ACTIVATION_PROPERTIES_IN {
         return Err(ActivationError::NotPropertiesIn(clsid));
     }
-    let total = read_u32(&data, 0)? as usize;
-    let blob = data.get(8..8 + total).ok_or(ActivationError::Short)?;
-    let header: CustomHeader = Deserializer::new(blob)?.read()?;
-    check_count(
-        "CustomHeader.pclsid",
-        u64::from(header.count),
-        &header.clsids,
-    )?;
-    check_count(
-        "CustomHeader.pSizes",
-        u64::from(header.count),
-        &header.sizes,
-    )?;
-    let clsids = header.clsids.get().map(|a| a.0.clone()).unwrap_or_default();
-    let sizes = header.sizes.get().map(|a| a.0.clone()).unwrap_or_default();
-    let mut at = header.header_size as usize;
     let mut instantiation = None;
     let mut scm_request = None;
-    for (clsid, size) in clsids.iter().zip(sizes) {
-        let end = at
-            .checked_add(size as usize)
-            .ok_or(ActivationError::Short)?;
-        let property = blob.get(at..end).ok_or(ActivationError::Short)?;
-        // Properties the resolver does not use are skipped by their size
-        // (3.1.2.5.2.3.3: servers ignore those they do not recognize).
-        if *clsid == ids::CLSID_INSTANTIATION_INFO {
+    // Properties the resolver does not use are skipped (3.1.2.5.2.3.3:
+    // servers ignore those they do not recognize).
+    for (clsid, property) in properties_of(&data)? {
+        if clsid == ids::CLSID_INSTANTIATION_INFO {
             instantiation = Some(Deserializer::new(property)?.read::<InstantiationInfoData>()?);
-        } else if *clsid == ids::CLSID_SCM_REQUEST_INFO {
+        } else if clsid == ids::CLSID_SCM_REQUEST_INFO {
             scm_request = Some(Deserializer::new(property)?.read::<ScmRequestInfoData>()?);
         }
-        at = end;
     }
     let instantiation = instantiation.ok_or(ActivationError::Missing("InstantiationInfoData"))?;
     check_count(
@@ -274,34 +279,13 @@ pub fn parse_reply(properties: &MInterfacePointer) -> Result<ActivationReply, Ac
     let ObjRef::Custom { data, .. } = ObjRef::decode(&properties.data)? else {
         return Err(ActivationError::Missing("an OBJREF_CUSTOM"));
     };
-    let total = read_u32(&data, 0)? as usize;
-    let blob = data.get(8..8 + total).ok_or(ActivationError::Short)?;
-    let header: CustomHeader = Deserializer::new(blob)?.read()?;
-    check_count(
-        "CustomHeader.pclsid",
-        u64::from(header.count),
-        &header.clsids,
-    )?;
-    check_count(
-        "CustomHeader.pSizes",
-        u64::from(header.count),
-        &header.sizes,
-    )?;
-    let clsids = header.clsids.get().map(|a| a.0.clone()).unwrap_or_default();
-    let sizes = header.sizes.get().map(|a| a.0.clone()).unwrap_or_default();
-    let mut at = header.header_size as usize;
     let (mut props, mut scm) = (None, None);
-    for (clsid, size) in clsids.iter().zip(sizes) {
-        let end = at
-            .checked_add(size as usize)
-            .ok_or(ActivationError::Short)?;
-        let property = blob.get(at..end).ok_or(ActivationError::Short)?;
-        if *clsid == ids::CLSID_PROPS_OUT_INFO {
+    for (clsid, property) in properties_of(&data)? {
+        if clsid == ids::CLSID_PROPS_OUT_INFO {
             props = Some(Deserializer::new(property)?.read::<PropsOutInfo>()?);
-        } else if *clsid == ids::CLSID_SCM_REPLY_INFO {
+        } else if clsid == ids::CLSID_SCM_REPLY_INFO {
             scm = Some(Deserializer::new(property)?.read::<ScmReplyInfoData>()?);
         }
-        at = end;
     }
     let props = props.ok_or(ActivationError::Missing("PropsOutInfo"))?;
     let exporter = scm

@@ -14,7 +14,7 @@ use msrpc::Uuid;
 
 use crate::activation::{self, ActivationError};
 use crate::ids;
-use crate::interfaces::{RemUnknown2Client, RemoteScmActivatorClient};
+use crate::interfaces::{RemUnknownClient, RemoteScmActivatorClient};
 use crate::objref::ObjRef;
 use crate::types::{OrpcThis, RemInterfaceRef};
 
@@ -94,7 +94,7 @@ pub async fn create_instance(
 
 /// IRemUnknown2::RemRelease of the references an interface pointer holds.
 pub async fn release(conn: &mut Connection, remote: &Remote) -> Result<(), ClientError> {
-    let mut unknown = RemUnknown2Client::bind(conn)
+    let mut unknown = RemUnknownClient::bind(conn)
         .await?
         .on_object(remote.rem_unknown);
     let (_, hr) = unknown

@@ -6,7 +6,7 @@ use msrpc::ndr::{from_bytes, to_bytes, Syntax};
 
 use crate::activation::parse_request;
 use crate::interfaces::{
-    ActivationServer, ObjectExporterServer, RemUnknown2Server, RemUnknownServer,
+    ActivationServer, ObjectExporterServer, RemUnknown2AddsServer, RemUnknownServer,
     RemoteScmActivatorServer,
 };
 use crate::objref::{Bindings, ObjRef};
@@ -70,7 +70,7 @@ pub fn requests(data: &[u8]) {
         0 => ObjectExporterServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little),
         1 => RemoteScmActivatorServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little),
         2 => ActivationServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little),
-        3 => RemUnknown2Server::<()>::decode_request(opnum, stub, Syntax::Ndr20, little),
+        3 => RemUnknown2AddsServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little),
         _ => RemUnknownServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little),
     };
 }

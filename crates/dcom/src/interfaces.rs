@@ -140,8 +140,10 @@ pub type RemQueryInterface2Reply = (
     u32,
 );
 
-#[msrpc::interface(uuid = "00000143-0000-0000-c000-000000000046", version = "0.0")]
-pub trait RemUnknown2 {
+/// IRemUnknown ([MS-DCOM] 3.1.1.5.6): interface pointers and their
+/// reference counts, on the exporter's Remote Unknown.
+#[msrpc::interface(uuid = "00000131-0000-0000-c000-000000000046", version = "0.0")]
+pub trait RemUnknown {
     /// RemQueryInterface (3.1.1.5.6.1.1).
     #[opnum(3)]
     fn rem_query_interface(
@@ -173,7 +175,12 @@ pub trait RemUnknown2 {
         count: u16,
         refs: ConformantArray<RemInterfaceRef>,
     ) -> CallResult<(OrpcThat, u32)>;
+}
 
+/// What IRemUnknown2 adds to IRemUnknown; served with IRemUnknown's
+/// methods under IRemUnknown2's IID (`msrpc::server::Extends`).
+#[msrpc::interface(uuid = "00000143-0000-0000-c000-000000000046", version = "0.0")]
+pub trait RemUnknown2Adds {
     /// RemQueryInterface2 (3.1.1.5.7.1.1).
     #[opnum(6)]
     fn rem_query_interface2(
@@ -184,40 +191,6 @@ pub trait RemUnknown2 {
         iid_count: u16,
         iids: ConformantArray<Uuid>,
     ) -> CallResult<RemQueryInterface2Reply>;
-}
-
-/// IRemUnknown (version 0.0, opnums 3-5): older clients bind it by its
-/// own IID; the same object answers.
-#[msrpc::interface(uuid = "00000131-0000-0000-c000-000000000046", version = "0.0")]
-pub trait RemUnknown {
-    #[opnum(3)]
-    fn rem_query_interface(
-        &self,
-        call: &Call,
-        this: OrpcThis,
-        ipid: Uuid,
-        refs: u32,
-        iid_count: u16,
-        iids: ConformantArray<Uuid>,
-    ) -> CallResult<(OrpcThat, Unique<ConformantArray<RemQiResult>>, u32)>;
-
-    #[opnum(4)]
-    fn rem_add_ref(
-        &self,
-        call: &Call,
-        this: OrpcThis,
-        count: u16,
-        refs: ConformantArray<RemInterfaceRef>,
-    ) -> CallResult<(OrpcThat, ConformantArray<u32>, u32)>;
-
-    #[opnum(5)]
-    fn rem_release(
-        &self,
-        call: &Call,
-        this: OrpcThis,
-        count: u16,
-        refs: ConformantArray<RemInterfaceRef>,
-    ) -> CallResult<(OrpcThat, u32)>;
 }
 
 /// The resolver and the exporter's Remote Unknown, over one [`Exporter`].
@@ -517,7 +490,7 @@ impl Activation for Dcom {
     }
 }
 
-impl RemUnknown2 for Dcom {
+impl RemUnknown for Dcom {
     fn rem_query_interface(
         &self,
         call: &Call,
@@ -606,7 +579,9 @@ impl RemUnknown2 for Dcom {
         }
         Ok((that(), hr))
     }
+}
 
+impl RemUnknown2Adds for Dcom {
     fn rem_query_interface2(
         &self,
         call: &Call,
@@ -650,39 +625,5 @@ impl RemUnknown2 for Dcom {
             ConformantArray(pointers),
             hr,
         ))
-    }
-}
-
-impl RemUnknown for Dcom {
-    fn rem_query_interface(
-        &self,
-        call: &Call,
-        this: OrpcThis,
-        ipid: Uuid,
-        refs: u32,
-        iid_count: u16,
-        iids: ConformantArray<Uuid>,
-    ) -> CallResult<(OrpcThat, Unique<ConformantArray<RemQiResult>>, u32)> {
-        RemUnknown2::rem_query_interface(self, call, this, ipid, refs, iid_count, iids)
-    }
-
-    fn rem_add_ref(
-        &self,
-        call: &Call,
-        this: OrpcThis,
-        count: u16,
-        refs: ConformantArray<RemInterfaceRef>,
-    ) -> CallResult<(OrpcThat, ConformantArray<u32>, u32)> {
-        RemUnknown2::rem_add_ref(self, call, this, count, refs)
-    }
-
-    fn rem_release(
-        &self,
-        call: &Call,
-        this: OrpcThis,
-        count: u16,
-        refs: ConformantArray<RemInterfaceRef>,
-    ) -> CallResult<(OrpcThat, u32)> {
-        RemUnknown2::rem_release(self, call, this, count, refs)
     }
 }

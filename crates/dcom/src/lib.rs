@@ -46,6 +46,17 @@ pub fn serve(server: &msrpc::server::Server, exporter: Arc<Exporter>, level: u8,
     server.register(ObjectExporterServer(dcom.clone()), level, false);
     server.register(RemoteScmActivatorServer(dcom.clone()), level, false);
     server.register(ActivationServer(dcom.clone()), level, false);
-    server.register(RemUnknown2Server(dcom.clone()), orpc_level, false);
-    server.register(RemUnknownServer(dcom), orpc_level, false);
+    server.register(RemUnknownServer(dcom.clone()), orpc_level, false);
+    server.register(
+        msrpc::server::Extends::new(
+            msrpc::pdu::SyntaxId::new(ids::IID_IREM_UNKNOWN2, 0, 0),
+            "RemUnknown2",
+            vec![
+                Box::new(RemUnknownServer(dcom.clone())),
+                Box::new(RemUnknown2AddsServer(dcom)),
+            ],
+        ),
+        orpc_level,
+        false,
+    );
 }

@@ -740,39 +740,43 @@ pub struct MsAdminBase {
 
 type That = dcom::types::OrpcThat;
 type This = dcom::types::OrpcThis;
+/// R_GetData's and R_EnumData's answer.
+type DataReply = (That, MetadataRecord, u32, Unique<IisCryptoBlob>, u32);
 
-/// The record and blob R_GetData and R_EnumData answer with.
-fn data_reply(
-    asked: &MetadataRecord,
-    id: u32,
-    value: &Value,
-    attributes: Attributes,
-    user_type: UserType,
-) -> (MetadataRecord, u32, Unique<IisCryptoBlob>, u32) {
+/// What R_GetData and R_EnumData answer: the record and the value in a
+/// cleartext blob, or the error (with the size needed when the client's
+/// buffer is short).
+fn data_answer(asked: MetadataRecord, found: Result<Entry, u32>) -> DataReply {
+    let (id, value, attributes, user_type) = match found {
+        Ok(entry) => entry,
+        Err(hr) => return (That::default(), asked, 0, Unique::new(None), hr),
+    };
     let bytes = value.to_wire_bytes();
+    let len = bytes.len() as u32;
     let record = MetadataRecord {
         identifier: id,
         attributes: attributes.0,
         user_type: user_type.0,
         data_type: value.data_type().code(),
-        data_len: bytes.len() as u32,
+        data_len: len,
         data: Unique::new(None),
         data_tag: 0,
     };
-    if (asked.data_len as usize) < bytes.len() {
+    if asked.data_len < len {
         return (
+            That::default(),
             record,
-            bytes.len() as u32,
+            len,
             Unique::new(None),
             ERROR_INSUFFICIENT_BUFFER,
         );
     }
     let blob = IisCryptoBlob {
         signature: CLEARTEXT_DATA_BLOB_SIGNATURE,
-        length: bytes.len() as u32,
-        data: bytes.clone(),
+        length: len,
+        data: bytes,
     };
-    (record, bytes.len() as u32, Unique::new(Some(blob)), S_OK)
+    (That::default(), record, len, Unique::new(Some(blob)), S_OK)
 }
 
 /// METADATA_ISINHERITED (2.2.4): marks data GetAllData found above the key.
@@ -1296,7 +1300,7 @@ impl MsAdminBaseW for MsAdminBase {
         handle: u32,
         path: Unique<WString>,
         record: MetadataRecord,
-    ) -> CallResult<(That, MetadataRecord, u32, Unique<IisCryptoBlob>, u32)> {
+    ) -> CallResult<DataReply> {
         let object = self.base.this(call, &self.exporter)?;
         let answer = self
             .base
@@ -1317,18 +1321,14 @@ impl MsAdminBaseW for MsAdminBase {
                     return Err(MD_ERROR_DATA_NOT_FOUND);
                 }
                 refuse_secure(resolved.attributes, &path, resolved.id)?;
-                Ok(data_reply(
-                    &record,
+                Ok((
                     resolved.id,
-                    &resolved.value,
+                    resolved.value,
                     resolved.attributes,
                     resolved.user_type,
                 ))
             });
-        Ok(match answer {
-            Ok((r, len, blob, hr)) => (That::default(), r, len, blob, hr),
-            Err(hr) => (That::default(), record, 0, Unique::new(None), hr),
-        })
+        Ok(data_answer(record, answer))
     }
 
     fn delete_data(
@@ -1359,7 +1359,7 @@ impl MsAdminBaseW for MsAdminBase {
         path: Unique<WString>,
         record: MetadataRecord,
         index: u32,
-    ) -> CallResult<(That, MetadataRecord, u32, Unique<IisCryptoBlob>, u32)> {
+    ) -> CallResult<DataReply> {
         let object = self.base.this(call, &self.exporter)?;
         let answer = self
             .base
@@ -1375,18 +1375,14 @@ impl MsAdminBaseW for MsAdminBase {
                     .nth(index as usize)
                     .ok_or(ERROR_NO_MORE_ITEMS)?;
                 refuse_secure(property.attributes, &path, property.id)?;
-                Ok(data_reply(
-                    &record,
+                Ok((
                     property.id,
-                    &property.value,
+                    property.value.clone(),
                     property.attributes,
                     property.user_type,
                 ))
             });
-        Ok(match answer {
-            Ok((r, len, blob, hr)) => (That::default(), r, len, blob, hr),
-            Err(hr) => (That::default(), record, 0, Unique::new(None), hr),
-        })
+        Ok(data_answer(record, answer))
     }
 
     fn open_key(

@@ -57,30 +57,22 @@ fn check(hr: u32, what: &str) -> Result<()> {
 }
 
 pub fn run(cli: &Cli, args: &IisresetArgs) -> Result<()> {
-    let auth = rpc_cmd::client_auth(&args.target)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the RPC client")?;
-    runtime.block_on(async {
-        let (mut conn, reached) = rpc_cmd::connect(cli, &args.target, auth).await?;
-        let result = reset(cli, args, &mut conn).await;
-        result
-            .map_err(|e| rpc_cmd::explain(e, &args.target))
-            .with_context(|| format!("on {reached}"))
-    })
+    rpc_cmd::run_connected(cli, &args.target, |conn| reset(cli, args, conn))
 }
 
-async fn reset(cli: &Cli, args: &IisresetArgs, conn: &mut Connection) -> Result<()> {
-    let remote =
-        dcom::client::create_instance(conn, CLSID_IIS_SERVICE_CONTROL, IID_IIS_SERVICE_CONTROL)
-            .await
-            .context("cannot activate IIisServiceControl")?;
+async fn reset(cli: &Cli, args: &IisresetArgs, mut conn: Connection) -> Result<()> {
+    let remote = dcom::client::create_instance(
+        &mut conn,
+        CLSID_IIS_SERVICE_CONTROL,
+        IID_IIS_SERVICE_CONTROL,
+    )
+    .await
+    .context("cannot activate IIisServiceControl")?;
     let this = || dcom::types::OrpcThis::new(dcom::ids::COM_VERSION);
     let timeout_ms = args.timeout.saturating_mul(1000);
     let force = u32::from(!args.noforce);
     let result = async {
-        let mut control = IisServiceControlClient::bind(conn)
+        let mut control = IisServiceControlClient::bind(&mut conn)
             .await?
             .on_object(remote.ipid);
         if args.status {
@@ -141,7 +133,7 @@ async fn reset(cli: &Cli, args: &IisresetArgs, conn: &mut Connection) -> Result<
     }
     .await;
     // The object goes whether or not the calls worked.
-    let released = dcom::client::release(conn, &remote).await;
+    let released = dcom::client::release(&mut conn, &remote).await;
     result?;
     released.context("cannot release IIisServiceControl")?;
     Ok(())

@@ -154,6 +154,31 @@ pub fn run(cli: &Cli, command: &RpcCommand) -> Result<()> {
     })
 }
 
+/// Runs `work` on a connection to the target, logged on as its options
+/// say, on a runtime of its own; errors say where and explain a refused
+/// logon, as `inetsrv rpc`'s do.
+pub(crate) fn run_connected<T, F>(
+    cli: &Cli,
+    target: &Target,
+    work: impl FnOnce(Connection) -> F,
+) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let auth = client_auth(target)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the RPC client")?;
+    runtime.block_on(async {
+        let (conn, reached) = connect(cli, target, auth).await?;
+        work(conn)
+            .await
+            .map_err(|e| explain(e, target))
+            .with_context(|| format!("on {reached}"))
+    })
+}
+
 /// How the target's options log on: NTLM/Negotiate with a password,
 /// Kerberos with a cached ticket, or anonymously.
 pub(crate) fn client_auth(target: &Target) -> Result<Option<ClientAuth>> {

@@ -3,7 +3,7 @@
 //! socket, or of another (`--server HOST`); `--clear` zeroes them
 //! (R_W3ClearStatistics2).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use iisadmin::irp::{InetinfoClient, W3Statistics1, W3StatisticsStruct, INSTANCE_GLOBAL};
 use msrpc::client::Connection;
@@ -26,18 +26,7 @@ pub struct StatsArgs {
 }
 
 pub fn run(cli: &Cli, args: &StatsArgs) -> Result<()> {
-    let auth = rpc_cmd::client_auth(&args.target)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the RPC client")?;
-    runtime.block_on(async {
-        let (mut conn, reached) = rpc_cmd::connect(cli, &args.target, auth).await?;
-        stats(cli, args, &mut conn)
-            .await
-            .map_err(|e| rpc_cmd::explain(e, &args.target))
-            .with_context(|| format!("on {reached}"))
-    })
+    rpc_cmd::run_connected(cli, &args.target, |conn| stats(cli, args, conn))
 }
 
 fn status_error(status: u32, instance: u32) -> anyhow::Error {
@@ -50,9 +39,9 @@ fn status_error(status: u32, instance: u32) -> anyhow::Error {
     }
 }
 
-async fn stats(cli: &Cli, args: &StatsArgs, conn: &mut Connection) -> Result<()> {
+async fn stats(cli: &Cli, args: &StatsArgs, mut conn: Connection) -> Result<()> {
     let instance = args.site.unwrap_or(INSTANCE_GLOBAL);
-    let mut inetinfo = InetinfoClient::bind(conn).await?;
+    let mut inetinfo = InetinfoClient::bind(&mut conn).await?;
     let (info, status) = inetinfo
         .w3_query_statistics2(Unique::new(None), 0, instance, 0)
         .await?;

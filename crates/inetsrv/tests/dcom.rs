@@ -414,7 +414,7 @@ fn the_cli_resets_this_server_over_its_socket_and_another_over_tcp() {
 /// ComplexPing, SimplePing), IRemUnknown2::RemQueryInterface2.
 #[test]
 fn the_resolver_and_exporter_answer_every_method() {
-    use dcom::interfaces::{ActivationClient, ObjectExporterClient, RemUnknown2Client};
+    use dcom::interfaces::{ActivationClient, ObjectExporterClient, RemUnknown2AddsClient};
     use dcom::objref::ObjRef;
     use dcom::types::OrpcThis;
     use msrpc::client::{ClientAuth, Connection, Options};
@@ -554,7 +554,7 @@ fn the_resolver_and_exporter_answer_every_method() {
         assert_eq!(status, dcom::ids::OR_INVALID_OID);
 
         // RemQueryInterface2 on the Remote Unknown: 3W, as an OBJREF.
-        let mut unknown = RemUnknown2Client::bind(&mut conn)
+        let mut unknown = RemUnknown2AddsClient::bind(&mut conn)
             .await
             .unwrap()
             .on_object(rem_unknown);
@@ -575,7 +575,7 @@ fn the_resolver_and_exporter_answer_every_method() {
         };
         assert_eq!(iid, iisadmin::imsa::IID_IMSADMIN_BASE3_W);
         // A call on the Remote Unknown without its IPID is refused.
-        let mut wrong = RemUnknown2Client::bind(&mut conn).await.unwrap();
+        let mut wrong = RemUnknown2AddsClient::bind(&mut conn).await.unwrap();
         assert!(wrong
             .rem_query_interface2(this(), std.ipid, 1, ConformantArray(vec![missing]))
             .await

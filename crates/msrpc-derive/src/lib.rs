@@ -718,13 +718,7 @@ fn expand_interface(
             ranges,
             ..
         } = m;
-        let checks = ranges.iter().map(|(ident, min, max)| {
-            let what = format!("range of {name_text}.{name}'s {ident}");
-            quote! {
-                #ndr::check_range(#what, u64::try_from(#ident).unwrap_or(u64::MAX), #min, #max)
-                    .map_err(|e| ::msrpc::server::Fault::stub(e))?;
-            }
-        });
+        let checks = range_checks(&name_text, name, ranges);
         quote! {
             #opnum => {
                 let (#( #in_names, )*): (#( #in_types, )*) =
@@ -747,13 +741,7 @@ fn expand_interface(
             ranges,
             ..
         } = m;
-        let checks = ranges.iter().map(|(ident, min, max)| {
-            let what = format!("range of {name_text}.{name}'s {ident}");
-            quote! {
-                #ndr::check_range(#what, u64::try_from(#ident).unwrap_or(u64::MAX), #min, #max)
-                    .map_err(|e| ::msrpc::server::Fault::stub(e))?;
-            }
-        });
+        let checks = range_checks(&name_text, name, ranges);
         quote! {
             #opnum => {
                 #[allow(unused_variables)]
@@ -872,6 +860,25 @@ fn expand_interface(
             #( #client_methods )*
         }
     })
+}
+
+/// The `[range]` checks of a method's parameters, as dispatch runs them.
+fn range_checks(
+    interface: &str,
+    method: &syn::Ident,
+    ranges: &[(syn::Ident, syn::LitInt, syn::LitInt)],
+) -> Vec<proc_macro2::TokenStream> {
+    let ndr = quote!(::msrpc::ndr);
+    ranges
+        .iter()
+        .map(|(ident, min, max)| {
+            let what = format!("range of {interface}.{method}'s {ident}");
+            quote! {
+                #ndr::check_range(#what, u64::try_from(#ident).unwrap_or(u64::MAX), #min, #max)
+                    .map_err(|e| ::msrpc::server::Fault::stub(e))?;
+            }
+        })
+        .collect()
 }
 
 /// `T` of a method's `-> Result<T, _>` or `-> CallResult<T>`.

@@ -219,27 +219,31 @@ impl UserDb {
 
     /// Makes a user an administrator, or not.
     pub fn set_admin(&self, name: &str, admin: bool) -> Result<()> {
+        self.update(name, |user| {
+            user.admin = admin;
+            Ok(())
+        })
+    }
+
+    /// Changes an existing user and writes the file.
+    fn update(&self, name: &str, change: impl FnOnce(&mut User) -> Result<()>) -> Result<()> {
         let mut users = self.users()?;
         let lower = name.to_lowercase();
         let user = users
             .iter_mut()
             .find(|u| u.name.to_lowercase() == lower)
             .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        user.admin = admin;
+        change(user)?;
         self.write(&users)
     }
 
     /// Sets an existing user's password.
     pub fn set_password(&self, name: &str, password: &str) -> Result<()> {
-        let mut users = self.users()?;
-        let lower = name.to_lowercase();
-        let user = users
-            .iter_mut()
-            .find(|u| u.name.to_lowercase() == lower)
-            .ok_or_else(|| Error::NotFound(name.to_string()))?;
-        user.hash = hash_password(password)?;
-        user.nt_hash = Some(nt_hash(password));
-        self.write(&users)
+        self.update(name, |user| {
+            user.hash = hash_password(password)?;
+            user.nt_hash = Some(nt_hash(password));
+            Ok(())
+        })
     }
 
     /// Deletes a user and the certificates mapped to it.

@@ -14,17 +14,18 @@ from impacket.dcerpc.v5.ndr import NDRUniConformantArray
 from impacket.dcerpc.v5.rpcrt import DCERPCException, RPC_C_AUTHN_LEVEL_PKT_PRIVACY
 from impacket.uuid import string_to_bin, uuidtup_to_bin
 
+from dcom_common import (  # noqa: F401 (DCERPCSessionError: Impacket looks it up here)
+    BYTE_ARRAY,
+    DCERPCSessionError,
+    HResultAnswer,
+    connect,
+)
+
 CLSID_IisServiceControl = string_to_bin("E8FB8621-588F-11D2-9D61-00C04F79C5FE")
 IID_IIisServiceControl = uuidtup_to_bin(("E8FB8620-588F-11D2-9D61-00C04F79C5FE", "0.0"))
 
 
-class DCERPCSessionError(DCERPCException):
-    def __init__(self, error_string=None, error_code=None, packet=None):
-        DCERPCException.__init__(self, error_string, error_code, packet)
 
-
-class BYTE_ARRAY(NDRUniConformantArray):
-    item = "c"
 
 
 class Stop(DCOMCALL):
@@ -32,8 +33,8 @@ class Stop(DCOMCALL):
     structure = (("dwTimeoutMsecs", DWORD), ("dwForce", DWORD))
 
 
-class StopResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class StopResponse(HResultAnswer):
+    pass
 
 
 class Start(DCOMCALL):
@@ -41,8 +42,8 @@ class Start(DCOMCALL):
     structure = (("dwTimeoutMsecs", DWORD),)
 
 
-class StartResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class StartResponse(HResultAnswer):
+    pass
 
 
 class Reboot(DCOMCALL):
@@ -50,8 +51,8 @@ class Reboot(DCOMCALL):
     structure = (("dwTimeouMsecs", DWORD), ("dwForceAppsClosed", DWORD))
 
 
-class RebootResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class RebootResponse(HResultAnswer):
+    pass
 
 
 class Status(DCOMCALL):
@@ -73,16 +74,14 @@ class Kill(DCOMCALL):
     structure = ()
 
 
-class KillResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class KillResponse(HResultAnswer):
+    pass
 
 
 def main():
     port, user, password = sys.argv[1:4]
     steps = sys.argv[4:]
-    target = "127.0.0.1[%s]" % port
-    dcom = DCOMConnection(target, user, password, "", "", "", authLevel=RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
-    DCOMConnection.PORTMAPS["127.0.0.1"] = DCOMConnection.PORTMAPS[target]
+    dcom = connect("127.0.0.1", port, user, password, RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
     out = {"steps": []}
     try:
         try:

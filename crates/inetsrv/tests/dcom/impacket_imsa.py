@@ -33,6 +33,15 @@ from impacket.dcerpc.v5.rpcrt import (
 )
 from impacket.uuid import string_to_bin, uuidtup_to_bin
 
+from dcom_common import (  # noqa: F401 (DCERPCSessionError: Impacket looks it up here)
+    BYTE_ARRAY,
+    DCERPCSessionError,
+    HResultAnswer,
+    WCHAR_ARRAY,
+    connect,
+    hresult,
+)
+
 CLSID_MSAdminBase_W = string_to_bin("A9E69610-B80D-11D0-B9B9-00A0C922E750")
 IID_IMSAdminBaseW = uuidtup_to_bin(("70B51430-B6CA-11d0-B9B9-00A0C922E750", "0.0"))
 IID_IMSAdminBase3W = uuidtup_to_bin(("f612954d-3b0b-4c56-9563-227b7be624b4", "0.0"))
@@ -45,19 +54,8 @@ MD_SERVER_COMMENT = 1015
 MD_KEY_TYPE = 1002
 
 
-class DCERPCSessionError(DCERPCException):
-    """What Impacket raises for a call of this module that answers an error."""
-
-    def __init__(self, error_string=None, error_code=None, packet=None):
-        DCERPCException.__init__(self, error_string, error_code, packet)
 
 
-class WCHAR_ARRAY(NDRUniConformantArray):
-    item = "<H"
-
-
-class BYTE_ARRAY(NDRUniConformantArray):
-    item = "c"
 
 
 class PBYTE_ARRAY(NDRPOINTER):
@@ -93,8 +91,8 @@ class AddKey(DCOMCALL):
     structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR))
 
 
-class AddKeyResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class AddKeyResponse(HResultAnswer):
+    pass
 
 
 class DeleteKey(DCOMCALL):
@@ -102,8 +100,8 @@ class DeleteKey(DCOMCALL):
     structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR))
 
 
-class DeleteKeyResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class DeleteKeyResponse(HResultAnswer):
+    pass
 
 
 class EnumKeys(DCOMCALL):
@@ -120,8 +118,8 @@ class R_SetData(DCOMCALL):
     structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR), ("pmdrMDData", METADATA_RECORD))
 
 
-class R_SetDataResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class R_SetDataResponse(HResultAnswer):
+    pass
 
 
 class R_GetData(DCOMCALL):
@@ -157,8 +155,8 @@ class CloseKey(DCOMCALL):
     structure = (("hMDHandle", DWORD),)
 
 
-class CloseKeyResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class CloseKeyResponse(HResultAnswer):
+    pass
 
 
 class DeleteChildKeys(DCOMCALL):
@@ -166,8 +164,8 @@ class DeleteChildKeys(DCOMCALL):
     structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR))
 
 
-class DeleteChildKeysResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class DeleteChildKeysResponse(HResultAnswer):
+    pass
 
 
 class CopyKey(DCOMCALL):
@@ -182,8 +180,8 @@ class CopyKey(DCOMCALL):
     )
 
 
-class CopyKeyResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class CopyKeyResponse(HResultAnswer):
+    pass
 
 
 class RenameKey(DCOMCALL):
@@ -191,8 +189,8 @@ class RenameKey(DCOMCALL):
     structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR), ("pszMDNewName", LPWSTR))
 
 
-class RenameKeyResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class RenameKeyResponse(HResultAnswer):
+    pass
 
 
 class R_GetAllData(DCOMCALL):
@@ -264,8 +262,8 @@ class DeleteBackup(DCOMCALL):
     structure = (("pszMDBackupName", LPWSTR), ("dwMDVersion", DWORD))
 
 
-class DeleteBackupResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class DeleteBackupResponse(HResultAnswer):
+    pass
 
 
 class BackupWithPasswd(DCOMCALL):
@@ -278,16 +276,16 @@ class BackupWithPasswd(DCOMCALL):
     )
 
 
-class BackupWithPasswdResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class BackupWithPasswdResponse(HResultAnswer):
+    pass
 
 
 class RestoreWithPasswd(BackupWithPasswd):
     opnum = 35
 
 
-class RestoreWithPasswdResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class RestoreWithPasswdResponse(HResultAnswer):
+    pass
 
 
 class Export(DCOMCALL):
@@ -300,8 +298,8 @@ class Export(DCOMCALL):
     )
 
 
-class ExportResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class ExportResponse(HResultAnswer):
+    pass
 
 
 class EnumHistory(DCOMCALL):
@@ -360,8 +358,8 @@ class CopyData(DCOMCALL):
     )
 
 
-class CopyDataResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class CopyDataResponse(HResultAnswer):
+    pass
 
 
 class UnmarshalInterface(DCOMCALL):
@@ -378,8 +376,8 @@ class SaveData(DCOMCALL):
     structure = ()
 
 
-class SaveDataResponse(DCOMANSWER):
-    structure = (("ErrorCode", ULONG),)
+class SaveDataResponse(HResultAnswer):
+    pass
 
 
 class GetSystemChangeNumber(DCOMCALL):
@@ -390,10 +388,6 @@ class GetSystemChangeNumber(DCOMCALL):
 class GetSystemChangeNumberResponse(DCOMANSWER):
     structure = (("pdwSystemChangeNumber", DWORD), ("ErrorCode", ULONG))
 
-
-def hresult(e):
-    code = getattr(e, "error_code", None)
-    return code if code is not None else str(e)
 
 
 def main():
@@ -407,15 +401,8 @@ def main():
     }[level]
     kerberos = mechanism == "kerberos"
     host = "localhost" if kerberos else "127.0.0.1"
-    target = "%s[%s]" % (host, port)
     out = {}
-    dcom = DCOMConnection(
-        target, user, password, realm, "", "", authLevel=auth_level, doKerberos=kerberos
-    )
-    # Impacket names the resolver's connection by the target as given and
-    # the objects' by their host alone; the resolver here is not on 135,
-    # so both names must find it.
-    DCOMConnection.PORTMAPS[host] = DCOMConnection.PORTMAPS[target]
+    dcom = connect(host, port, user, password, auth_level, realm, kerberos)
     try:
         try:
             iface = dcom.CoCreateInstanceEx(CLSID_MSAdminBase_W, IID_IMSAdminBaseW)

@@ -15,6 +15,8 @@ from impacket.dcerpc.v5.ndr import NDRCALL, NDRSTRUCT, NDRPOINTER, NDRUNION
 from impacket.dcerpc.v5.rpcrt import DCERPCException, RPC_C_AUTHN_LEVEL_PKT_PRIVACY
 from impacket.uuid import uuidtup_to_bin
 
+from dcom_common import DCERPCSessionError  # noqa: F401 (Impacket looks it up here)
+
 MSRPC_UUID_INETINFO = uuidtup_to_bin(("82ad4280-036b-11cf-972c-00aa006887b0", "2.0"))
 
 W3_FIELDS = (
@@ -28,11 +30,6 @@ W3_FIELDS = (
     "CurrentBGIRequests MaxCGIRequests MaxBGIRequests CurrentBlockedRequests TotalBlockedRequests "
     "TotalAllowedRequests TotalRejectedRequests MeasuredBw ServiceUptime TimeOfLastClear nAuxCounters"
 ).split()
-
-
-class DCERPCSessionError(DCERPCException):
-    def __init__(self, error_string=None, error_code=None, packet=None):
-        DCERPCException.__init__(self, error_string, error_code, packet)
 
 
 class W3_STATISTICS_1(NDRSTRUCT):
