@@ -485,6 +485,29 @@ pub trait MsAdminBaseW {
         path: Unique<WString>,
     ) -> CallResult<(dcom::types::OrpcThat, u32, u32)>;
 
+    /// SetLastChangeTime (3.1.4.31).
+    #[opnum(24)]
+    fn set_last_change_time(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        time: FileTime,
+        local_time: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, u32)>;
+
+    /// GetLastChangeTime (3.1.4.20).
+    #[opnum(25)]
+    fn get_last_change_time(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        handle: u32,
+        path: Unique<WString>,
+        local_time: u32,
+    ) -> CallResult<(dcom::types::OrpcThat, FileTime, u32)>;
+
     /// Backup (3.1.4.13).
     #[opnum(28)]
     fn backup(
@@ -591,6 +614,11 @@ pub struct AdminBase {
     next_object: std::sync::atomic::AtomicU64,
     admins: Arc<dyn Admins>,
     server_guid: Uuid,
+    /// When each key last changed (lower-cased path), as the metabase's
+    /// notifications say, or as SetLastChangeTime set it; keys not changed
+    /// since the service started report its start.
+    changed: Arc<Mutex<HashMap<String, FileTime>>>,
+    started: FileTime,
 }
 
 /// One activated IMSAdminBaseW object.
@@ -618,7 +646,30 @@ impl Drop for AdminBaseObject {
 
 impl AdminBase {
     pub fn new(files: MetabaseFiles, admins: Arc<dyn Admins>) -> Arc<AdminBase> {
+        let changed: Arc<Mutex<HashMap<String, FileTime>>> = Arc::default();
+        let notifications = files.metabase().subscribe();
+        let record = Arc::downgrade(&changed);
+        // The notifications arrive on a thread of their own; it ends with
+        // the metabase's sender or when the AdminBase is gone.
+        let _ = std::thread::Builder::new()
+            .name("imsa-change-times".into())
+            .spawn(move || {
+                while let Ok(batch) = notifications.recv() {
+                    let Some(changed) = record.upgrade() else {
+                        break;
+                    };
+                    let now = FileTime::from_system(Some(std::time::SystemTime::now()));
+                    let mut map = changed.lock().unwrap_or_else(|e| e.into_inner());
+                    for change in &batch.changes {
+                        for path in std::iter::once(&change.path).chain(&change.new_path) {
+                            map.insert(path.to_string().to_lowercase(), now);
+                        }
+                    }
+                }
+            });
         Arc::new(AdminBase {
+            changed,
+            started: FileTime::from_system(Some(std::time::SystemTime::now())),
             files,
             handles: Mutex::new(Handles::default()),
             next_handle: AtomicU32::new(1),
@@ -675,6 +726,15 @@ impl AdminBase {
             return Err(E_ACCESSDENIED);
         }
         Ok(path)
+    }
+
+    /// Records a change of `path` now.
+    fn touch(&self, path: &MbPath) {
+        let now = FileTime::from_system(Some(std::time::SystemTime::now()));
+        self.changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.to_string().to_lowercase(), now);
     }
 
     fn this(&self, call: &Call, exporter: &Exporter) -> CallResult<Arc<AdminBaseObject>> {
@@ -1285,6 +1345,9 @@ impl MsAdminBaseW for MsAdminBase {
                 .files
                 .metabase()
                 .write(|t| t.set_property(&path, property))
+                // The change time is there for the next call at once (the
+                // notification thread records it too, a moment later).
+                .inspect(|_| self.base.touch(&path))
                 .map_err(|e| {
                     tracing::info!(path = %path, id = record.identifier, "IMSAdminBaseW SetData refused: {e}");
                     hresult(&e)
@@ -1495,6 +1558,60 @@ impl MsAdminBaseW for MsAdminBase {
         self.base.this(call, &self.exporter)?;
         let change = self.base.files.metabase().snapshot().change_number() as u32;
         Ok((That::default(), change, S_OK))
+    }
+
+    fn set_last_change_time(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        time: FileTime,
+        _local_time: u32,
+    ) -> CallResult<(That, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let result = self.base.writable(&object, handle, &path).and_then(|path| {
+            let snapshot = self.base.files.metabase().snapshot();
+            snapshot.tree().find(&path).ok_or(ERROR_PATH_NOT_FOUND)?;
+            // Times are kept in UTC; the service's clock is UTC.
+            self.base
+                .changed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(path.to_string().to_lowercase(), time);
+            Ok(())
+        });
+        Ok((That::default(), status(result)))
+    }
+
+    fn get_last_change_time(
+        &self,
+        call: &Call,
+        _this: This,
+        handle: u32,
+        path: Unique<WString>,
+        _local_time: u32,
+    ) -> CallResult<(That, FileTime, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let answer = self
+            .base
+            .resolve(&object, handle, &path)
+            .and_then(|(path, _)| {
+                let snapshot = self.base.files.metabase().snapshot();
+                snapshot.tree().find(&path).ok_or(ERROR_PATH_NOT_FOUND)?;
+                Ok(self
+                    .base
+                    .changed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&path.to_string().to_lowercase())
+                    .copied()
+                    .unwrap_or(self.base.started))
+            });
+        Ok(match answer {
+            Ok(t) => (That::default(), t, S_OK),
+            Err(hr) => (That::default(), FileTime::default(), hr),
+        })
     }
 
     fn backup(

@@ -141,6 +141,24 @@ pub enum W3StatisticsStruct {
     Other(u32),
 }
 
+/// INET_HTTP_SVC_ID (2.2.2): the Web service in a server mask.
+pub const INET_HTTP_SVC_ID: u32 = 0x4;
+
+/// INET_INFO_SITE_ENTRY (2.2.10).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq, Default)]
+pub struct SiteEntry {
+    pub comment: Unique<WString>,
+    pub instance: u32,
+}
+
+/// INET_INFO_SITE_LIST (2.2.9).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq, Default)]
+pub struct SiteList {
+    pub count: u32,
+    #[ndr(size_is = "count")]
+    pub entries: Vec<SiteEntry>,
+}
+
 /// INET_INFO_CAP_FLAGS (2.2.17).
 #[derive(msrpc::Ndr, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct CapFlags {
@@ -170,6 +188,26 @@ pub trait Inetinfo {
         server: Unique<WString>,
         reserved: u32,
     ) -> CallResult<(u32, u32)>;
+
+    /// R_InetInfoGetSites (3.1.5.3): the Web sites, by instance and
+    /// comment.
+    #[opnum(2)]
+    fn get_sites(
+        &self,
+        call: &Call,
+        server: Unique<WString>,
+        server_mask: u32,
+    ) -> CallResult<(Unique<SiteList>, u32)>;
+
+    /// R_InetInfoClearStatistics (3.1.5.8): the Web service's counters
+    /// and every site's, zeroed.
+    #[opnum(7)]
+    fn clear_statistics(
+        &self,
+        call: &Call,
+        server: Unique<WString>,
+        server_mask: u32,
+    ) -> CallResult<u32>;
 
     /// R_InetInfoFlushMemoryCache (3.1.5.9).
     #[opnum(8)]
@@ -249,6 +287,64 @@ impl Inetinfo for InetinfoService {
             return Ok((0, ERROR_ACCESS_DENIED));
         }
         Ok((VERSION, ERROR_SUCCESS))
+    }
+
+    fn get_sites(
+        &self,
+        call: &Call,
+        _server: Unique<WString>,
+        server_mask: u32,
+    ) -> CallResult<(Unique<SiteList>, u32)> {
+        if !crate::admitted(call, &self.admins, "Inetinfo") {
+            return Ok((Unique::new(None), ERROR_ACCESS_DENIED));
+        }
+        let mut entries = Vec::new();
+        // The Web service is the only one inetsrv runs.
+        if server_mask & INET_HTTP_SVC_ID != 0 {
+            let snapshot = self.files.metabase().snapshot();
+            let w3svc = MbPath::parse("/LM/W3SVC").unwrap_or_default();
+            if let Some(key) = snapshot.tree().find(&w3svc) {
+                for site in key.children().filter(|k| k.key_type() == "IIsWebServer") {
+                    let Ok(instance) = site.name().parse::<u32>() else {
+                        continue;
+                    };
+                    let comment = w3svc
+                        .join(site.name())
+                        .ok()
+                        .and_then(|p| snapshot.tree().effective(&p, metabase::ids::SERVER_COMMENT))
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    entries.push(SiteEntry {
+                        comment: Unique::new(Some(WString(comment))),
+                        instance,
+                    });
+                }
+            }
+            entries.sort_by_key(|e| e.instance);
+        }
+        Ok((
+            Unique::new(Some(SiteList {
+                count: entries.len() as u32,
+                entries,
+            })),
+            ERROR_SUCCESS,
+        ))
+    }
+
+    fn clear_statistics(
+        &self,
+        call: &Call,
+        _server: Unique<WString>,
+        server_mask: u32,
+    ) -> CallResult<u32> {
+        if !crate::admitted(call, &self.admins, "Inetinfo") {
+            return Ok(ERROR_ACCESS_DENIED);
+        }
+        if server_mask & INET_HTTP_SVC_ID != 0 {
+            self.stats.clear(None);
+            tracing::info!(user = ?call.client, "Inetinfo: all statistics cleared");
+        }
+        Ok(ERROR_SUCCESS)
     }
 
     fn flush_memory_cache(

@@ -103,6 +103,11 @@ fn an_administrator_uses_imsadminbasew_at_privacy_and_integrity_with_ntlm_and_sp
         assert_eq!(v["comment_small_buffer"]["error"], 0x8007_007au64, "{what}");
         assert_eq!(v["missing_key"]["error"], 0x8007_0003u64, "{what}");
         assert_eq!(v["set_comment"], 0, "{what}");
+        // The key's last change time moved with the write; SetLastChangeTime
+        // sets it.
+        assert_eq!(v["change_time_moved"], true, "{what}");
+        assert_eq!(v["set_change_time"], 0, "{what}");
+        assert_eq!(v["change_time"], 0x01D0_0000_1234_5678u64, "{what}");
         assert_eq!(v["comment_after"]["text"], "Set over DCOM", "{what}");
         // Validated like the CLI: a key type that is no class is refused.
         assert_eq!(v["set_bad_keytype"], 0x8007_0057u64, "{what}");
@@ -619,6 +624,13 @@ fn the_web_services_statistics_count_what_was_answered() {
     assert_eq!(v["level7"]["error"], 0x7c, "ERROR_INVALID_LEVEL: {v}");
     assert_eq!(v["clear"], 0, "{v}");
     assert_eq!(v["site1_after"]["gets"], 0, "{v}");
+    assert_eq!(
+        v["sites"],
+        serde_json::json!([[1, "Default Web Site"]]),
+        "{v}"
+    );
+    assert_eq!(v["clear_all"], 0, "{v}");
+    assert_eq!(v["total_after"]["gets"], 0, "{v}");
 
     // The CLI: the service's counters are its sites' sums, so clearing
     // site 1 (where every request went) cleared them too.

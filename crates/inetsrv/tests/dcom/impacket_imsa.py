@@ -243,6 +243,29 @@ class FILETIME(NDRSTRUCT):
     structure = (("dwLowDateTime", DWORD), ("dwHighDateTime", DWORD))
 
 
+class SetLastChangeTime(DCOMCALL):
+    opnum = 24
+    structure = (
+        ("hMDHandle", DWORD),
+        ("pszMDPath", LPWSTR),
+        ("pftMDLastChangeTime", FILETIME),
+        ("bLocalTime", DWORD),
+    )
+
+
+class SetLastChangeTimeResponse(HResultAnswer):
+    pass
+
+
+class GetLastChangeTime(DCOMCALL):
+    opnum = 25
+    structure = (("hMDHandle", DWORD), ("pszMDPath", LPWSTR), ("bLocalTime", DWORD))
+
+
+class GetLastChangeTimeResponse(DCOMANSWER):
+    structure = (("pftMDLastChangeTime", FILETIME), ("ErrorCode", ULONG))
+
+
 class EnumBackups(DCOMCALL):
     opnum = 30
     structure = (("pszMDBackupName", WCHAR_ARRAY), ("dwMDEnumIndex", DWORD))
@@ -499,7 +522,26 @@ def main():
         out["comment_before"] = get("1", MD_SERVER_COMMENT)
         out["comment_small_buffer"] = get("1", MD_SERVER_COMMENT, 2)
         out["missing_key"] = get("99", MD_SERVER_COMMENT)
+        def change_time(path):
+            req = GetLastChangeTime()
+            req["hMDHandle"] = handle
+            req["pszMDPath"] = path + "\x00"
+            req["bLocalTime"] = 0
+            t = call(req)["pftMDLastChangeTime"]
+            return (t["dwHighDateTime"] << 32) | t["dwLowDateTime"]
+
+        before = change_time("1/ROOT")
+        set_string("1/ROOT", 2102, "Application %d" % os.getpid())
+        out["change_time_moved"] = change_time("1/ROOT") > before
         out["set_comment"] = set_string("1", MD_SERVER_COMMENT, "Set over DCOM")
+        req = SetLastChangeTime()
+        req["hMDHandle"] = handle
+        req["pszMDPath"] = "1\x00"
+        req["pftMDLastChangeTime"]["dwLowDateTime"] = 0x12345678
+        req["pftMDLastChangeTime"]["dwHighDateTime"] = 0x01D00000
+        req["bLocalTime"] = 0
+        out["set_change_time"] = error_of(req)
+        out["change_time"] = change_time("1")
         out["comment_after"] = get("1", MD_SERVER_COMMENT)
         # Validated like every other write: a key type that is no class.
         out["set_bad_keytype"] = set_string("1", MD_KEY_TYPE, "NoSuchClass")

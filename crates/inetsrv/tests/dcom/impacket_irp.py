@@ -11,7 +11,7 @@ import sys
 
 from impacket.dcerpc.v5 import transport
 from impacket.dcerpc.v5.dtypes import DWORD, LPWSTR, ULONG, LONGLONG, NULL
-from impacket.dcerpc.v5.ndr import NDRCALL, NDRSTRUCT, NDRPOINTER, NDRUNION
+from impacket.dcerpc.v5.ndr import NDRCALL, NDRSTRUCT, NDRPOINTER, NDRUNION, NDRUniConformantArray
 from impacket.dcerpc.v5.rpcrt import DCERPCException, RPC_C_AUTHN_LEVEL_PKT_PRIVACY
 from impacket.uuid import uuidtup_to_bin
 
@@ -47,6 +47,40 @@ class LPW3_STATISTICS_1(NDRPOINTER):
 class W3_STATISTICS_STRUCT(NDRUNION):
     commonHdr = (("tag", ULONG),)
     union = {0: ("StatInfo1", LPW3_STATISTICS_1)}
+
+
+class INET_INFO_SITE_ENTRY(NDRSTRUCT):
+    structure = (("pszComment", LPWSTR), ("dwInstance", DWORD))
+
+
+class INET_INFO_SITE_ENTRY_ARRAY(NDRUniConformantArray):
+    item = INET_INFO_SITE_ENTRY
+
+
+class INET_INFO_SITE_LIST(NDRSTRUCT):
+    structure = (("cEntries", DWORD), ("aSiteEntry", INET_INFO_SITE_ENTRY_ARRAY))
+
+
+class LPINET_INFO_SITE_LIST(NDRPOINTER):
+    referent = (("Data", INET_INFO_SITE_LIST),)
+
+
+class R_InetInfoGetSites(NDRCALL):
+    opnum = 2
+    structure = (("pszServer", LPWSTR), ("dwServerMask", DWORD))
+
+
+class R_InetInfoGetSitesResponse(NDRCALL):
+    structure = (("ppSites", LPINET_INFO_SITE_LIST), ("ErrorCode", ULONG))
+
+
+class R_InetInfoClearStatistics(NDRCALL):
+    opnum = 7
+    structure = (("pszServer", LPWSTR), ("dwServerMask", DWORD))
+
+
+class R_InetInfoClearStatisticsResponse(NDRCALL):
+    structure = (("ErrorCode", ULONG),)
 
 
 class R_InetInfoGetVersion(NDRCALL):
@@ -127,6 +161,14 @@ def main():
             "uptime": s["ServiceUptime"],
         }
 
+    req = R_InetInfoGetSites()
+    req["pszServer"] = NULL
+    req["dwServerMask"] = 4
+    err, resp = call(req)
+    out["sites"] = err or [
+        [e["dwInstance"], e["pszComment"][:-1]] for e in resp["ppSites"]["aSiteEntry"]
+    ]
+
     out["total"] = stats(0)
     out["site1"] = stats(1)
     out["site99"] = stats(99)
@@ -137,6 +179,11 @@ def main():
         req["dwInstance"] = 1
         out["clear"] = call(req)[0]
         out["site1_after"] = stats(1)
+        req = R_InetInfoClearStatistics()
+        req["pszServer"] = NULL
+        req["dwServerMask"] = 4
+        out["clear_all"] = call(req)[0]
+        out["total_after"] = stats(0)
     dce.disconnect()
     print(json.dumps(out))
 
