@@ -426,6 +426,14 @@ impl Exporter {
         before - objects.len()
     }
 
+    /// Drops an object and its interface pointers at once (one nothing
+    /// refers to).
+    pub fn forget(&self, oid: u64) {
+        let mut table = self.table();
+        table.objects.remove(&oid);
+        table.ipids.retain(|_, e| e.oid != oid);
+    }
+
     /// How many objects are exported.
     pub fn object_count(&self) -> usize {
         self.table().objects.len()

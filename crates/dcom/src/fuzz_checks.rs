@@ -6,8 +6,8 @@ use msrpc::ndr::{from_bytes, to_bytes, Syntax};
 
 use crate::activation::parse_request;
 use crate::interfaces::{
-    ActivationServer, ObjectExporterServer, RemUnknown2AddsServer, RemUnknownServer,
-    RemoteScmActivatorServer,
+    ActivationServer, ClassFactoryServer, ObjectExporterServer, RemUnknown2AddsServer,
+    RemUnknownServer, RemoteScmActivatorServer,
 };
 use crate::objref::{Bindings, ObjRef};
 use crate::types::{MInterfacePointer, OrpcThat, OrpcThis};
@@ -66,7 +66,8 @@ pub fn requests(data: &[u8]) {
         return;
     };
     let (opnum, little) = (u16::from(*opnum), order & 1 == 0);
-    let _ = match which % 5 {
+    let _ = match which % 6 {
+        5 => ClassFactoryServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little),
         0 => ObjectExporterServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little),
         1 => RemoteScmActivatorServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little),
         2 => ActivationServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little),

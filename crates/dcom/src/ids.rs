@@ -14,6 +14,7 @@ pub const fn com_guid(time_low: u32) -> Uuid {
 }
 
 pub const IID_IUNKNOWN: Uuid = com_guid(0x0000_0000);
+pub const IID_ICLASS_FACTORY: Uuid = com_guid(0x0000_0001);
 pub const IID_IREM_UNKNOWN: Uuid = com_guid(0x0000_0131);
 pub const IID_IREM_UNKNOWN2: Uuid = com_guid(0x0000_0143);
 pub const IID_IREMOTE_SCM_ACTIVATOR: Uuid = com_guid(0x0000_01a0);

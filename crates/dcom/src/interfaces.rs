@@ -95,6 +95,34 @@ pub trait RemoteScmActivator {
     ) -> CallResult<(OrpcThat, Unique<MInterfacePointer>, u32)>;
 }
 
+/// IClassFactory's remote methods (objidl's `call_as` forms): what
+/// RemoteGetClassObject hands out.
+#[msrpc::interface(uuid = "00000001-0000-0000-c000-000000000046", version = "0.0")]
+pub trait ClassFactory {
+    /// RemoteCreateInstance: an object of the factory's class, as `riid`.
+    #[opnum(3)]
+    fn remote_create_instance(
+        &self,
+        call: &Call,
+        this: OrpcThis,
+        riid: Uuid,
+    ) -> CallResult<(OrpcThat, Unique<MInterfacePointer>, u32)>;
+
+    /// RemoteLockServer: accepted; the service does not unload classes.
+    #[opnum(4)]
+    fn remote_lock_server(
+        &self,
+        call: &Call,
+        this: OrpcThis,
+        lock: u32,
+    ) -> CallResult<(OrpcThat, u32)>;
+}
+
+/// A class factory object: the class it makes.
+pub struct ClassFactoryObject {
+    pub clsid: Uuid,
+}
+
 /// RemoteActivation's answer: ORPCTHAT, OXID, its bindings, the IRemUnknown
 /// IPID, the authentication hint, the server's version, the HRESULT, the
 /// interface pointers, their HRESULTs, the status.
@@ -223,6 +251,7 @@ impl Dcom {
         &self,
         call: &Call,
         request: &ActivationRequest,
+        factory: bool,
     ) -> Result<Vec<(u32, Option<MInterfacePointer>)>, u32> {
         let Some(class) = self.0.class(&request.clsid) else {
             tracing::warn!(clsid = %request.clsid, client = ?call.client, "DCOM: activation of a class that is not registered");
@@ -235,9 +264,23 @@ impl Dcom {
         {
             tracing::warn!(protseqs = ?request.protseqs, "DCOM: the client speaks none of this server's protocol sequences");
         }
-        let created = class.create(call).inspect_err(|hr| {
-            tracing::warn!(class = class.name(), client = ?crate::exporter::identity(call), hresult = format!("{hr:#010x}"), "DCOM: activation refused");
-        })?;
+        let created = if factory {
+            // The class decides who may use it when the factory makes an
+            // object; the factory itself is for authenticated callers.
+            if crate::exporter::identity(call).is_none() {
+                return Err(ids::E_ACCESSDENIED);
+            }
+            crate::exporter::Created {
+                object: Arc::new(ClassFactoryObject {
+                    clsid: request.clsid,
+                }),
+                interfaces: vec![ids::IID_ICLASS_FACTORY],
+            }
+        } else {
+            class.create(call).inspect_err(|hr| {
+                tracing::warn!(class = class.name(), client = ?crate::exporter::identity(call), hresult = format!("{hr:#010x}"), "DCOM: activation refused");
+            })?
+        };
         let oid = self
             .0
             .export(created, crate::exporter::identity(call), class.name());
@@ -251,7 +294,7 @@ impl Dcom {
             .collect();
         if results.iter().all(|(hr, _)| *hr != ids::S_OK) {
             // Nothing refers to the object: it goes at once.
-            self.0.collect_garbage();
+            self.0.forget(oid);
             return Err(ids::E_NOINTERFACE);
         }
         tracing::info!(class = class.name(), client = ?crate::exporter::identity(call), oid, "DCOM: object activated");
@@ -380,15 +423,28 @@ impl RemoteScmActivator for Dcom {
         &self,
         call: &Call,
         this: OrpcThis,
-        _properties: Unique<MInterfacePointer>,
+        properties: Unique<MInterfacePointer>,
     ) -> CallResult<(OrpcThat, Unique<MInterfacePointer>, u32)> {
         if !version_ok(this.version) {
             return Ok((that(), Unique::new(None), ids::RPC_E_VERSION_MISMATCH));
         }
-        // The IIS classes are created by the resolver itself; none hands
-        // out a class factory (IClassFactory is not served).
-        tracing::warn!(client = ?call.client, "DCOM: RemoteGetClassObject is not supported; clients activate with RemoteCreateInstance");
-        Ok((that(), Unique::new(None), ids::E_NOINTERFACE))
+        let Some(properties) = properties.get() else {
+            return Ok((that(), Unique::new(None), ids::E_INVALIDARG));
+        };
+        let request = match activation::parse_request(properties) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(client = ?call.client, "DCOM: class object refused: {e}");
+                return Ok((that(), Unique::new(None), ids::RPC_E_INVALID_OBJREF));
+            }
+        };
+        match self.activate(call, &request, true) {
+            Ok(results) => {
+                let reply = activation::build_reply(&request.iids, &results, self.reply_info(call));
+                Ok((that(), Unique::new(Some(reply)), ids::S_OK))
+            }
+            Err(hr) => Ok((that(), Unique::new(None), hr)),
+        }
     }
 
     fn remote_create_instance(
@@ -411,7 +467,7 @@ impl RemoteScmActivator for Dcom {
                 return Ok((that(), Unique::new(None), ids::RPC_E_INVALID_OBJREF));
             }
         };
-        match self.activate(call, &request) {
+        match self.activate(call, &request, false) {
             Ok(results) => {
                 let reply = activation::build_reply(&request.iids, &results, self.reply_info(call));
                 Ok((that(), Unique::new(Some(reply)), ids::S_OK))
@@ -464,7 +520,7 @@ impl Activation for Dcom {
             iids: iids.clone(),
             protseqs: protseqs.0,
         };
-        match self.activate(call, &request) {
+        match self.activate(call, &request, false) {
             Ok(results) => {
                 let info = self.reply_info(call);
                 Ok((
@@ -625,5 +681,38 @@ impl RemUnknown2Adds for Dcom {
             ConformantArray(pointers),
             hr,
         ))
+    }
+}
+
+impl ClassFactory for Dcom {
+    fn remote_create_instance(
+        &self,
+        call: &Call,
+        _this: OrpcThis,
+        riid: Uuid,
+    ) -> CallResult<(OrpcThat, Unique<MInterfacePointer>, u32)> {
+        let factory = self.0.object::<ClassFactoryObject>(call)?;
+        let request = ActivationRequest {
+            clsid: factory.clsid,
+            iids: vec![riid],
+            protseqs: Vec::new(),
+        };
+        Ok(match self.activate(call, &request, false) {
+            Ok(mut results) => {
+                let (hr, pointer) = results.pop().unwrap_or((ids::E_NOINTERFACE, None));
+                (that(), Unique::new(pointer), hr)
+            }
+            Err(hr) => (that(), Unique::new(None), hr),
+        })
+    }
+
+    fn remote_lock_server(
+        &self,
+        call: &Call,
+        _this: OrpcThis,
+        _lock: u32,
+    ) -> CallResult<(OrpcThat, u32)> {
+        self.0.object::<ClassFactoryObject>(call)?;
+        Ok((that(), ids::S_OK))
     }
 }

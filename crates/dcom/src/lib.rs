@@ -46,6 +46,7 @@ pub fn serve(server: &msrpc::server::Server, exporter: Arc<Exporter>, level: u8,
     server.register(ObjectExporterServer(dcom.clone()), level, false);
     server.register(RemoteScmActivatorServer(dcom.clone()), level, false);
     server.register(ActivationServer(dcom.clone()), level, false);
+    server.register(ClassFactoryServer(dcom.clone()), orpc_level, false);
     server.register(RemUnknownServer(dcom.clone()), orpc_level, false);
     server.register(
         msrpc::server::Extends::new(

@@ -579,6 +579,47 @@ fn the_resolver_and_exporter_answer_every_method() {
             panic!("not a standard reference");
         };
         assert_eq!(iid, iisadmin::imsa::IID_IMSADMIN_BASE3_W);
+        // RemoteGetClassObject: a class factory, whose RemoteCreateInstance
+        // makes an IMSAdminBaseW that answers.
+        let mut scm = dcom::interfaces::RemoteScmActivatorClient::bind(&mut conn)
+            .await
+            .unwrap();
+        let (_, reply, hr) = scm
+            .remote_get_class_object(
+                this(),
+                Unique::new(Some(dcom::activation::build_request(
+                    iisadmin::imsa::CLSID_MSADMIN_BASE_W,
+                    &[dcom::ids::IID_ICLASS_FACTORY],
+                ))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hr, 0);
+        let reply = dcom::activation::parse_reply(reply.get().unwrap()).unwrap();
+        let Some(ObjRef::Standard { std: factory, .. }) = &reply.interfaces[0].2 else {
+            panic!("no class factory");
+        };
+        let mut factory_client = dcom::interfaces::ClassFactoryClient::bind(&mut conn)
+            .await
+            .unwrap()
+            .on_object(factory.ipid);
+        let (_, admin, hr) = factory_client
+            .remote_create_instance(this(), iisadmin::imsa::IID_IMSADMIN_BASE_W)
+            .await
+            .unwrap();
+        assert_eq!(hr, 0);
+        let Ok(ObjRef::Standard { std: admin, .. }) = ObjRef::decode(&admin.get().unwrap().data)
+        else {
+            panic!("not a standard reference");
+        };
+        let mut imsa = iisadmin::imsa::MsAdminBaseWClient::bind(&mut conn)
+            .await
+            .unwrap()
+            .on_object(admin.ipid);
+        let (_, change_number, hr) = imsa.get_system_change_number(this()).await.unwrap();
+        assert_eq!(hr, 0);
+        assert!(change_number > 0);
+
         // A call on the Remote Unknown without its IPID is refused.
         let mut wrong = RemUnknown2AddsClient::bind(&mut conn).await.unwrap();
         assert!(wrong
