@@ -141,6 +141,62 @@ pub enum W3StatisticsStruct {
     Other(u32),
 }
 
+/// INETA_CACHE_STATISTICS (2.2.15): the listener's response cache is
+/// IIS's URI cache; there is no file or blob cache (workers read files).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq, Default)]
+pub struct CacheStatistics {
+    pub files_cached: u32,
+    pub total_files_cached: u32,
+    pub file_hits: u32,
+    pub file_misses: u32,
+    pub file_flushes: u32,
+    pub current_file_cache_size: u64,
+    pub maximum_file_cache_size: u64,
+    pub flushed_entries: u32,
+    pub total_flushed: u32,
+    pub uri_cached: u32,
+    pub total_uri_cached: u32,
+    pub uri_hits: u32,
+    pub uri_misses: u32,
+    pub uri_flushes: u32,
+    pub total_uri_flushed: u32,
+    pub blob_cached: u32,
+    pub total_blob_cached: u32,
+    pub blob_hits: u32,
+    pub blob_misses: u32,
+    pub blob_flushes: u32,
+    pub total_blob_flushed: u32,
+}
+
+/// INETA_ATQ_STATISTICS (2.2.14).
+#[derive(msrpc::Ndr, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AtqStatistics {
+    pub total_blocked_requests: u32,
+    pub total_rejected_requests: u32,
+    pub total_allowed_requests: u32,
+    pub current_blocked_requests: u32,
+    pub measured_bandwidth: u32,
+}
+
+/// INET_INFO_STATISTICS_0 (2.2.13).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq, Default)]
+pub struct InetInfoStatistics0 {
+    pub cache: CacheStatistics,
+    pub atq: AtqStatistics,
+    pub aux_counters: u32,
+    pub counters: [u32; 20],
+}
+
+/// INET_INFO_STATISTICS_INFO (2.2.12).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq)]
+#[ndr(switch_type = "u32")]
+pub enum InetInfoStatisticsInfo {
+    #[ndr(case = 0)]
+    Stats0(Unique<InetInfoStatistics0>),
+    #[ndr(default)]
+    Other(u32),
+}
+
 /// INET_HTTP_SVC_ID (2.2.2): the Web service in a server mask.
 pub const INET_HTTP_SVC_ID: u32 = 0x4;
 
@@ -199,6 +255,17 @@ pub trait Inetinfo {
         server_mask: u32,
     ) -> CallResult<(Unique<SiteList>, u32)>;
 
+    /// R_InetInfoQueryStatistics (3.1.5.7): the cache's and the request
+    /// throttle's counters.
+    #[opnum(6)]
+    fn query_statistics(
+        &self,
+        call: &Call,
+        server: Unique<WString>,
+        level: u32,
+        server_mask: u32,
+    ) -> CallResult<(InetInfoStatisticsInfo, u32)>;
+
     /// R_InetInfoClearStatistics (3.1.5.8): the Web service's counters
     /// and every site's, zeroed.
     #[opnum(7)]
@@ -255,6 +322,8 @@ pub struct InetinfoService {
     pub admins: Arc<dyn Admins>,
     /// Empties the listener's response cache; how many entries went.
     pub flush_cache: Box<dyn Fn() -> usize + Send + Sync>,
+    /// The listener's response cache's counters.
+    pub cache_counters: Box<dyn Fn() -> listener::cache::CacheCounters + Send + Sync>,
 }
 
 impl InetinfoService {
@@ -327,6 +396,58 @@ impl Inetinfo for InetinfoService {
                 count: entries.len() as u32,
                 entries,
             })),
+            ERROR_SUCCESS,
+        ))
+    }
+
+    fn query_statistics(
+        &self,
+        call: &Call,
+        _server: Unique<WString>,
+        level: u32,
+        _server_mask: u32,
+    ) -> CallResult<(InetInfoStatisticsInfo, u32)> {
+        let none = || {
+            if level == 0 {
+                InetInfoStatisticsInfo::Stats0(Unique::new(None))
+            } else {
+                InetInfoStatisticsInfo::Other(level)
+            }
+        };
+        if !crate::admitted(call, &self.admins, "Inetinfo") {
+            return Ok((none(), ERROR_ACCESS_DENIED));
+        }
+        if level != 0 {
+            return Ok((none(), ERROR_INVALID_LEVEL));
+        }
+        let c = (self.cache_counters)();
+        let w3 = self.stats.snapshot(None);
+        let n = |v: u64| v as u32;
+        let requests: u64 = w3.verbs.iter().sum();
+        let stats = InetInfoStatistics0 {
+            cache: CacheStatistics {
+                current_file_cache_size: c.bytes,
+                maximum_file_cache_size: c.max_bytes,
+                flushed_entries: n(c.flushed),
+                total_flushed: n(c.flushed),
+                uri_cached: n(c.entries),
+                total_uri_cached: n(c.inserted),
+                uri_hits: n(c.hits),
+                uri_misses: n(c.misses),
+                uri_flushes: n(c.flushes),
+                total_uri_flushed: n(c.flushed),
+                ..CacheStatistics::default()
+            },
+            atq: AtqStatistics {
+                total_rejected_requests: n(w3.rejected),
+                total_allowed_requests: n(requests.saturating_sub(w3.rejected)),
+                ..AtqStatistics::default()
+            },
+            aux_counters: 0,
+            counters: [0; 20],
+        };
+        Ok((
+            InetInfoStatisticsInfo::Stats0(Unique::new(Some(stats))),
             ERROR_SUCCESS,
         ))
     }

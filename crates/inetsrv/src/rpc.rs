@@ -382,7 +382,11 @@ async fn start_endpoint(
             stats: listener.statistics(),
             files: host.files.clone(),
             admins: admins.clone(),
-            flush_cache: Box::new(move || listener.flush_all_cached()),
+            flush_cache: Box::new({
+                let listener = listener.clone();
+                move || listener.flush_all_cached()
+            }),
+            cache_counters: Box::new(move || listener.cache_counters()),
         }),
         level,
         true,

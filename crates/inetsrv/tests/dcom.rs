@@ -652,6 +652,14 @@ fn the_web_services_statistics_count_what_was_answered() {
     let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(v["version"], 6, "IIS 6.0: {v}");
+    // The start page went into the response cache on the first GET and was
+    // answered from it after (URI cache counters), the 404 was a miss.
+    let cache = &v["cache"];
+    assert!(cache["uri_cached"].as_u64().unwrap() >= 1, "{v}");
+    assert!(cache["uri_hits"].as_u64().unwrap() >= 1, "{v}");
+    assert!(cache["uri_misses"].as_u64().unwrap() >= 2, "{v}");
+    assert!(cache["bytes"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(cache["allowed"], 6, "{v}");
     let total = &v["total"];
     assert_eq!(total["gets"], 4, "{v}");
     assert_eq!(total["heads"], 1, "{v}");

@@ -159,6 +159,25 @@ pub struct ResponseCache {
     max_total: u64,
     started: Instant,
     hits: AtomicU64,
+    misses: AtomicU64,
+    inserted: AtomicU64,
+    flushes: AtomicU64,
+    flushed: AtomicU64,
+}
+
+/// The cache's counters (IIS's URI cache counters, [MS-IRP] 2.2.15).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheCounters {
+    pub entries: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Entries ever cached.
+    pub inserted: u64,
+    /// Flushes asked for, and the entries they removed.
+    pub flushes: u64,
+    pub flushed: u64,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -177,6 +196,10 @@ impl ResponseCache {
             max_total,
             started: Instant::now(),
             hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            inserted: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
         }
     }
 
@@ -196,7 +219,10 @@ impl ResponseCache {
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<CacheEntry>> {
-        let entry = read(&self.entries).get(key).cloned()?;
+        let Some(entry) = read(&self.entries).get(key).cloned() else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
         if entry.expires.is_some_and(|e| Instant::now() >= e) {
             self.remove(key);
             return None;
@@ -208,6 +234,21 @@ impl ResponseCache {
 
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// The counters, now.
+    pub fn counters(&self) -> CacheCounters {
+        let r = Ordering::Relaxed;
+        CacheCounters {
+            entries: self.len() as u64,
+            bytes: self.total.load(r),
+            max_bytes: self.max_total,
+            hits: self.hits.load(r),
+            misses: self.misses.load(r),
+            inserted: self.inserted.load(r),
+            flushes: self.flushes.load(r),
+            flushed: self.flushed.load(r),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -225,6 +266,7 @@ impl ResponseCache {
         }
         entry.last_used.store(self.now_secs(), Ordering::Relaxed);
         let mut map = write(&self.entries);
+        self.inserted.fetch_add(1, Ordering::Relaxed);
         if let Some(old) = map.insert(key, Arc::new(entry)) {
             self.total.fetch_sub(old.size(), Ordering::Relaxed);
         }
@@ -256,6 +298,8 @@ impl ResponseCache {
         let n = map.len();
         map.clear();
         self.total.store(0, Ordering::Relaxed);
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.flushed.fetch_add(n as u64, Ordering::Relaxed);
         n
     }
 
@@ -289,7 +333,10 @@ impl ResponseCache {
             }
             !doomed
         });
-        before - map.len()
+        let gone = before - map.len();
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.flushed.fetch_add(gone as u64, Ordering::Relaxed);
+        gone
     }
 
     /// Drops entries unused for `period` and expired ones.

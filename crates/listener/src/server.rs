@@ -936,6 +936,11 @@ impl Listener {
         self.shared.cache.flush_all()
     }
 
+    /// The response cache's counters.
+    pub fn cache_counters(&self) -> crate::cache::CacheCounters {
+        self.shared.cache.counters()
+    }
+
     /// The Web service's counters, kept as requests are answered.
     pub fn statistics(&self) -> Arc<crate::stats::Statistics> {
         self.shared.stats.clone()

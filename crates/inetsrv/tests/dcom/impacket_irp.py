@@ -49,6 +49,55 @@ class W3_STATISTICS_STRUCT(NDRUNION):
     union = {0: ("StatInfo1", LPW3_STATISTICS_1)}
 
 
+CACHE_FIELDS = [
+    ("FilesCached", DWORD), ("TotalFilesCached", DWORD), ("FileHits", DWORD),
+    ("FileMisses", DWORD), ("FileFlushes", DWORD), ("CurrentFileCacheSize", LONGLONG),
+    ("MaximumFileCacheSize", LONGLONG), ("FlushedEntries", DWORD), ("TotalFlushed", DWORD),
+    ("URICached", DWORD), ("TotalURICached", DWORD), ("URIHits", DWORD), ("URIMisses", DWORD),
+    ("URIFlushes", DWORD), ("TotalURIFlushed", DWORD), ("BlobCached", DWORD),
+    ("TotalBlobCached", DWORD), ("BlobHits", DWORD), ("BlobMisses", DWORD),
+    ("BlobFlushes", DWORD), ("TotalBlobFlushed", DWORD),
+]
+
+
+class INETA_CACHE_STATISTICS(NDRSTRUCT):
+    structure = tuple(CACHE_FIELDS)
+
+
+class INETA_ATQ_STATISTICS(NDRSTRUCT):
+    structure = (
+        ("TotalBlockedRequests", DWORD), ("TotalRejectedRequests", DWORD),
+        ("TotalAllowedRequests", DWORD), ("CurrentBlockedRequests", DWORD),
+        ("MeasuredBandwidth", DWORD),
+    )
+
+
+class INET_INFO_STATISTICS_0(NDRSTRUCT):
+    structure = (
+        ("CacheCtrs", INETA_CACHE_STATISTICS),
+        ("AtqCtrs", INETA_ATQ_STATISTICS),
+        ("nAuxCounters", DWORD),
+    ) + tuple(("rgCounters%d" % i, DWORD) for i in range(20))
+
+
+class LPINET_INFO_STATISTICS_0(NDRPOINTER):
+    referent = (("Data", INET_INFO_STATISTICS_0),)
+
+
+class INET_INFO_STATISTICS_INFO(NDRUNION):
+    commonHdr = (("tag", ULONG),)
+    union = {0: ("InetStats0", LPINET_INFO_STATISTICS_0)}
+
+
+class R_InetInfoQueryStatistics(NDRCALL):
+    opnum = 6
+    structure = (("pszServer", LPWSTR), ("Level", DWORD), ("dwServerMask", DWORD))
+
+
+class R_InetInfoQueryStatisticsResponse(NDRCALL):
+    structure = (("StatsInfo", INET_INFO_STATISTICS_INFO), ("ErrorCode", ULONG))
+
+
 class INET_INFO_SITE_ENTRY(NDRSTRUCT):
     structure = (("pszComment", LPWSTR), ("dwInstance", DWORD))
 
@@ -168,6 +217,24 @@ def main():
     out["sites"] = err or [
         [e["dwInstance"], e["pszComment"][:-1]] for e in resp["ppSites"]["aSiteEntry"]
     ]
+
+    req = R_InetInfoQueryStatistics()
+    req["pszServer"] = NULL
+    req["Level"] = 0
+    req["dwServerMask"] = 4
+    err, resp = call(req)
+    if err:
+        out["cache"] = err
+    else:
+        s0 = resp["StatsInfo"]["InetStats0"]
+        c = s0["CacheCtrs"]
+        out["cache"] = {
+            "uri_cached": c["URICached"],
+            "uri_hits": c["URIHits"],
+            "uri_misses": c["URIMisses"],
+            "bytes": c["CurrentFileCacheSize"],
+            "allowed": s0["AtqCtrs"]["TotalAllowedRequests"],
+        }
 
     out["total"] = stats(0)
     out["site1"] = stats(1)
