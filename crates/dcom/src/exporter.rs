@@ -35,9 +35,18 @@ pub struct Created {
 pub trait ComClass: Send + Sync + 'static {
     /// A readable name for the log.
     fn name(&self) -> &'static str;
+    /// Whether the caller may use the class at all (asked before a class
+    /// factory is handed out); `create` asks again.
+    fn admit(&self, _call: &Call<'_>) -> Result<(), u32> {
+        Ok(())
+    }
     /// Creates an object for the caller, or says why not (an HRESULT).
     fn create(&self, call: &Call<'_>) -> Result<Created, u32>;
 }
+
+/// The most objects one caller may hold at once: enough for any tool,
+/// few enough that a runaway client cannot exhaust the service.
+pub const MAX_OBJECTS_PER_CALLER: usize = 1024;
 
 struct ObjectEntry {
     object: Arc<dyn Any + Send + Sync>,
@@ -129,10 +138,29 @@ impl Exporter {
             .cloned()
     }
 
-    /// Exports a new object; its OID.
-    pub fn export(&self, created: Created, owner: Option<String>, class: &'static str) -> u64 {
+    /// Exports a new object; its OID, or E_OUTOFMEMORY when the caller
+    /// holds [`MAX_OBJECTS_PER_CALLER`] already.
+    pub fn export(
+        &self,
+        created: Created,
+        owner: Option<String>,
+        class: &'static str,
+    ) -> Result<u64, u32> {
         let oid = random_u64();
-        self.table().objects.insert(
+        let mut table = self.table();
+        let held = table
+            .objects
+            .values()
+            .filter(|o| {
+                same_user(o.owner.as_deref(), owner.as_deref())
+                    && o.owner.is_some() == owner.is_some()
+            })
+            .count();
+        if held >= MAX_OBJECTS_PER_CALLER {
+            tracing::warn!(owner = ?owner, held, "DCOM: activation refused: the caller holds too many objects");
+            return Err(ids::E_OUTOFMEMORY);
+        }
+        table.objects.insert(
             oid,
             ObjectEntry {
                 object: created.object,
@@ -143,7 +171,7 @@ impl Exporter {
                 class,
             },
         );
-        oid
+        Ok(oid)
     }
 
     /// A reference to `iid` on object `oid` with `refs` public references
@@ -553,7 +581,7 @@ mod tests {
     #[test]
     fn references_hand_out_ipids_and_the_last_release_ends_the_object() {
         let e = exporter(60_000);
-        let oid = e.export(object(), Some("Boss".into()), "test");
+        let oid = e.export(object(), Some("Boss".into()), "test").unwrap();
         let a = e
             .std_objref(oid, ids::IID_IREM_UNKNOWN2, PUBLIC_REFS)
             .unwrap();
@@ -578,8 +606,8 @@ mod tests {
     #[test]
     fn a_client_that_never_pings_loses_its_objects_and_one_that_pings_keeps_them() {
         let e = exporter(150);
-        let forgotten = e.export(object(), None, "test");
-        let kept = e.export(object(), None, "test");
+        let forgotten = e.export(object(), None, "test").unwrap();
+        let kept = e.export(object(), None, "test").unwrap();
         let set = e.complex_ping(0, 1, &[kept], &[]).unwrap();
         assert_ne!(set, 0);
         assert_eq!(
@@ -604,9 +632,23 @@ mod tests {
     }
 
     #[test]
+    fn a_caller_holds_a_bounded_number_of_objects() {
+        let e = exporter(60_000);
+        for _ in 0..MAX_OBJECTS_PER_CALLER {
+            e.export(object(), Some("alice".into()), "test").unwrap();
+        }
+        assert_eq!(
+            e.export(object(), Some("ALICE".into()), "test"),
+            Err(ids::E_OUTOFMEMORY)
+        );
+        // Another caller is not held back by alice's objects.
+        assert!(e.export(object(), Some("bob".into()), "test").is_ok());
+    }
+
+    #[test]
     fn late_pings_change_nothing_and_removals_release() {
         let e = exporter(60_000);
-        let oid = e.export(object(), None, "test");
+        let oid = e.export(object(), None, "test").unwrap();
         let set = e.complex_ping(0, 10, &[oid], &[]).unwrap();
         // Sequence 9 is older than 10: ignored, the OID stays in the set.
         assert_eq!(e.complex_ping(set, 9, &[], &[oid]), Ok(set));

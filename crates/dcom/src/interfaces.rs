@@ -267,9 +267,7 @@ impl Dcom {
         let created = if factory {
             // The class decides who may use it when the factory makes an
             // object; the factory itself is for authenticated callers.
-            if crate::exporter::identity(call).is_none() {
-                return Err(ids::E_ACCESSDENIED);
-            }
+            class.admit(call)?;
             crate::exporter::Created {
                 object: Arc::new(ClassFactoryObject {
                     clsid: request.clsid,
@@ -283,7 +281,7 @@ impl Dcom {
         };
         let oid = self
             .0
-            .export(created, crate::exporter::identity(call), class.name());
+            .export(created, crate::exporter::identity(call), class.name())?;
         let results: Vec<_> = request
             .iids
             .iter()

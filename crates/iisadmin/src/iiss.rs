@@ -156,10 +156,15 @@ impl ComClass for ServiceControlClass {
     fn name(&self) -> &'static str {
         "IIisServiceControl"
     }
-    fn create(&self, call: &Call<'_>) -> Result<Created, u32> {
+    fn admit(&self, call: &Call<'_>) -> Result<(), u32> {
         if !crate::admitted(call, &self.admins, "IIisServiceControl activation") {
             return Err(E_ACCESSDENIED);
         }
+        Ok(())
+    }
+
+    fn create(&self, call: &Call<'_>) -> Result<Created, u32> {
+        self.admit(call)?;
         Ok(Created {
             object: Arc::new(ServiceControlObject),
             interfaces: vec![IID_IIS_SERVICE_CONTROL],

@@ -774,10 +774,15 @@ impl ComClass for AdminBaseClass {
     fn name(&self) -> &'static str {
         "IMSAdminBase"
     }
-    fn create(&self, call: &Call<'_>) -> Result<Created, u32> {
+    fn admit(&self, call: &Call<'_>) -> Result<(), u32> {
         if !crate::admitted(call, &self.0.admins, "IMSAdminBaseW activation") {
             return Err(E_ACCESSDENIED);
         }
+        Ok(())
+    }
+
+    fn create(&self, call: &Call<'_>) -> Result<Created, u32> {
+        self.admit(call)?;
         Ok(Created {
             object: Arc::new(AdminBaseObject {
                 id: self.0.next_object.fetch_add(1, Ordering::Relaxed),
