@@ -416,6 +416,40 @@ impl ObjectExporter for Dcom {
     }
 }
 
+impl Dcom {
+    /// RemoteGetClassObject's and RemoteCreateInstance's work: the
+    /// activation properties read, the object (or its class factory) made,
+    /// the ActivationPropertiesOut answered.
+    fn scm_activation(
+        &self,
+        call: &Call,
+        this: &OrpcThis,
+        properties: &Unique<MInterfacePointer>,
+        factory: bool,
+    ) -> (OrpcThat, Unique<MInterfacePointer>, u32) {
+        if !version_ok(this.version) {
+            return (that(), Unique::new(None), ids::RPC_E_VERSION_MISMATCH);
+        }
+        let Some(properties) = properties.get() else {
+            return (that(), Unique::new(None), ids::E_INVALIDARG);
+        };
+        let request = match activation::parse_request(properties) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(client = ?call.client, "DCOM: activation refused: {e}");
+                return (that(), Unique::new(None), ids::RPC_E_INVALID_OBJREF);
+            }
+        };
+        match self.activate(call, &request, factory) {
+            Ok(results) => {
+                let reply = activation::build_reply(&request.iids, &results, self.reply_info(call));
+                (that(), Unique::new(Some(reply)), ids::S_OK)
+            }
+            Err(hr) => (that(), Unique::new(None), hr),
+        }
+    }
+}
+
 impl RemoteScmActivator for Dcom {
     fn remote_get_class_object(
         &self,
@@ -423,26 +457,7 @@ impl RemoteScmActivator for Dcom {
         this: OrpcThis,
         properties: Unique<MInterfacePointer>,
     ) -> CallResult<(OrpcThat, Unique<MInterfacePointer>, u32)> {
-        if !version_ok(this.version) {
-            return Ok((that(), Unique::new(None), ids::RPC_E_VERSION_MISMATCH));
-        }
-        let Some(properties) = properties.get() else {
-            return Ok((that(), Unique::new(None), ids::E_INVALIDARG));
-        };
-        let request = match activation::parse_request(properties) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(client = ?call.client, "DCOM: class object refused: {e}");
-                return Ok((that(), Unique::new(None), ids::RPC_E_INVALID_OBJREF));
-            }
-        };
-        match self.activate(call, &request, true) {
-            Ok(results) => {
-                let reply = activation::build_reply(&request.iids, &results, self.reply_info(call));
-                Ok((that(), Unique::new(Some(reply)), ids::S_OK))
-            }
-            Err(hr) => Ok((that(), Unique::new(None), hr)),
-        }
+        Ok(self.scm_activation(call, &this, &properties, true))
     }
 
     fn remote_create_instance(
@@ -452,26 +467,7 @@ impl RemoteScmActivator for Dcom {
         _outer: Unique<MInterfacePointer>,
         properties: Unique<MInterfacePointer>,
     ) -> CallResult<(OrpcThat, Unique<MInterfacePointer>, u32)> {
-        if !version_ok(this.version) {
-            return Ok((that(), Unique::new(None), ids::RPC_E_VERSION_MISMATCH));
-        }
-        let Some(properties) = properties.get() else {
-            return Ok((that(), Unique::new(None), ids::E_INVALIDARG));
-        };
-        let request = match activation::parse_request(properties) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(client = ?call.client, "DCOM: activation refused: {e}");
-                return Ok((that(), Unique::new(None), ids::RPC_E_INVALID_OBJREF));
-            }
-        };
-        match self.activate(call, &request, false) {
-            Ok(results) => {
-                let reply = activation::build_reply(&request.iids, &results, self.reply_info(call));
-                Ok((that(), Unique::new(Some(reply)), ids::S_OK))
-            }
-            Err(hr) => Ok((that(), Unique::new(None), hr)),
-        }
+        Ok(self.scm_activation(call, &this, &properties, false))
     }
 }
 
