@@ -278,7 +278,7 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
         out: String::new(),
     };
     let result = match &cli.command {
-        Command::Mb { command } => {
+        Command::Mb { command, .. } => {
             let result = crate::mb_cmd::execute(&mut ctx.out, &cli, files, command);
             if result.is_ok() && crate::mb_cmd::writes(command) {
                 // The change is in effect (in every worker) on return.

@@ -94,6 +94,10 @@ pub enum Command {
     Spawner,
     /// Read and change the metabase (the IIS 6 adsutil verbs).
     Mb {
+        /// With --server HOST: the reading verbs on another server's
+        /// metabase, through IMSAdminBaseW.
+        #[command(flatten)]
+        remote: rpc_cmd::Target,
         #[command(subcommand)]
         command: mb_cmd::MbCommand,
     },
@@ -184,7 +188,10 @@ fn main() -> ExitCode {
         Command::User { command } => user_cmd::run(&cli, command),
         Command::Worker(args) => worker_cmd::run(args),
         Command::Spawner => worker_cmd::run_spawner(),
-        Command::Mb { command } => run_web(&cli, WebVerb::Mb(command)),
+        Command::Mb { remote, command } if remote.server.is_some() => {
+            mb_cmd::run_remote(&cli, remote, command)
+        }
+        Command::Mb { command, .. } => run_web(&cli, WebVerb::Mb(command)),
         Command::Backup { command } => backup_cmd::run(&cli, command),
         Command::Config { command } => config_cmd::run(&cli, command),
         Command::Urlacl { command } => urlacl_cmd::run(&cli, command),

@@ -3,8 +3,8 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use metabase::{
-    Attributes, DataType, GetMode, MbPath, MetabaseFiles, Property, PropertyDef, SchemaType,
-    Snapshot, UserType,
+    Attributes, DataType, GetMode, MbPath, Metabase, MetabaseFiles, Property, PropertyDef,
+    SchemaType, Snapshot, UserType,
 };
 use serde_json::json;
 
@@ -210,34 +210,39 @@ pub fn execute(
     files: &MetabaseFiles,
     command: &MbCommand,
 ) -> Result<()> {
-    let files = files.clone();
+    execute_on(out, cli, files.metabase(), command)
+}
+
+/// Runs a verb on a metabase: the server's or a file's, or a copy of a
+/// remote server's (`--server`).
+pub fn execute_on(out: &mut String, cli: &Cli, mb: &Metabase, command: &MbCommand) -> Result<()> {
     match command {
-        MbCommand::Get { path, own } => get(out, cli, &files, path, *own),
-        MbCommand::Set(args) => set(out, cli, &files, args),
-        MbCommand::Enum { path, own } => enumerate(out, cli, &files, path, *own),
-        MbCommand::EnumAll { path } => enum_all(out, cli, &files, path),
+        MbCommand::Get { path, own } => get(out, cli, mb, path, *own),
+        MbCommand::Set(args) => set(out, cli, mb, args),
+        MbCommand::Enum { path, own } => enumerate(out, cli, mb, path, *own),
+        MbCommand::EnumAll { path } => enum_all(out, cli, mb, path),
         MbCommand::Create { path, key_type } => {
             let path = target::path(path)?;
-            files.metabase().write(|t| t.create_key(&path, key_type))?;
+            mb.write(|t| t.create_key(&path, key_type))?;
             done(out, cli, &format!("created {path} ({key_type})"))
         }
-        MbCommand::Delete { path } => delete(out, cli, &files, path),
+        MbCommand::Delete { path } => delete(out, cli, mb, path),
         MbCommand::Copy {
             source,
             destination,
             overwrite,
-        } => copy(out, cli, &files, source, destination, *overwrite, true),
+        } => copy(out, cli, mb, source, destination, *overwrite, true),
         MbCommand::Move {
             source,
             destination,
             overwrite,
-        } => copy(out, cli, &files, source, destination, *overwrite, false),
+        } => copy(out, cli, mb, source, destination, *overwrite, false),
         MbCommand::Rename {
             source,
             destination,
-        } => rename(out, cli, &files, source, destination),
-        MbCommand::Find { property, path } => find(out, cli, &files, property, path),
-        MbCommand::Schema { command } => schema(out, cli, &files, command),
+        } => rename(out, cli, mb, source, destination),
+        MbCommand::Find { property, path } => find(out, cli, mb, property, path),
+        MbCommand::Schema { command } => schema(out, cli, mb, command),
     }
 }
 
@@ -246,9 +251,9 @@ fn done(out: &mut String, cli: &Cli, message: &str) -> Result<()> {
     Ok(())
 }
 
-fn get(out: &mut String, cli: &Cli, files: &MetabaseFiles, path: &str, own: bool) -> Result<()> {
+fn get(out: &mut String, cli: &Cli, mb: &Metabase, path: &str, own: bool) -> Result<()> {
     let (key_path, name) = split_property(path)?;
-    let snap = files.metabase().snapshot();
+    let snap = mb.snapshot();
     let schema = snap.schema();
     let mode = if own {
         GetMode::Own
@@ -364,18 +369,16 @@ fn not_set_hint(snap: &Snapshot, e: metabase::Error, path: &MbPath, name: &str) 
     e.into()
 }
 
-fn set(out: &mut String, cli: &Cli, files: &MetabaseFiles, args: &SetArgs) -> Result<()> {
+fn set(out: &mut String, cli: &Cli, mb: &Metabase, args: &SetArgs) -> Result<()> {
     let (path, name) = split_property(&args.path)?;
-    let snap = files.metabase().snapshot();
+    let snap = mb.snapshot();
     let known = snap.schema().property_by_name(&name).is_some()
         || snap.schema().flag_by_name(&name).is_some();
     if known {
         if args.data_type.is_some() || args.attributes.is_some() || args.user_type.is_some() {
             bail!("{name} is in the schema: its type, attributes and user type come from there");
         }
-        files
-            .metabase()
-            .write(|t| t.set_text(&path, &name, &args.values))?;
+        mb.write(|t| t.set_text(&path, &name, &args.values))?;
     } else {
         // Data outside the schema: the ID and type must be given.
         let id: u32 = name.strip_prefix("MD_").unwrap_or(&name).parse().map_err(|_| {
@@ -413,12 +416,10 @@ fn set(out: &mut String, cli: &Cli, files: &MetabaseFiles, args: &SetArgs) -> Re
             user_type,
             custom_name: args.name.clone(),
         };
-        files
-            .metabase()
-            .write(|t| t.set_property(&path, property))?;
+        mb.write(|t| t.set_property(&path, property))?;
     }
     if cli.json {
-        return get(out, cli, files, &args.path, true);
+        return get(out, cli, mb, &args.path, true);
     }
     Ok(())
 }
@@ -466,15 +467,9 @@ fn key_listing(
     }
 }
 
-fn enumerate(
-    out: &mut String,
-    cli: &Cli,
-    files: &MetabaseFiles,
-    path: &str,
-    own: bool,
-) -> Result<()> {
+fn enumerate(out: &mut String, cli: &Cli, mb: &Metabase, path: &str, own: bool) -> Result<()> {
     let path = target::path(path)?;
-    let snap = files.metabase().snapshot();
+    let snap = mb.snapshot();
     let mode = if own {
         GetMode::Own
     } else {
@@ -496,9 +491,9 @@ fn enumerate(
     Ok(())
 }
 
-fn enum_all(out: &mut String, cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
+fn enum_all(out: &mut String, cli: &Cli, mb: &Metabase, path: &str) -> Result<()> {
     let path = target::path(path)?;
-    let snap = files.metabase().snapshot();
+    let snap = mb.snapshot();
     let mut paths = Vec::new();
     snap.walk(&path, |p, _| paths.push(p.clone()))?;
     let mut all = Vec::new();
@@ -517,16 +512,16 @@ fn enum_all(out: &mut String, cli: &Cli, files: &MetabaseFiles, path: &str) -> R
     Ok(())
 }
 
-fn delete(out: &mut String, cli: &Cli, files: &MetabaseFiles, path: &str) -> Result<()> {
+fn delete(out: &mut String, cli: &Cli, mb: &Metabase, path: &str) -> Result<()> {
     let full = target::path(path)?;
-    let snap = files.metabase().snapshot();
+    let snap = mb.snapshot();
     if let (Some(parent), Some(name)) = (full.parent(), full.name()) {
         if let Some(key) = snap.find(&parent) {
             let id = property_id(&snap, name).or_else(|| custom_on_key(key, name));
             if let Some(id) =
                 id.filter(|id| key.property(*id).is_some() || key.sealed().any(|s| s.id == *id))
             {
-                files.metabase().write(|t| t.delete_data(&parent, id))?;
+                mb.write(|t| t.delete_data(&parent, id))?;
                 return done(
                     out,
                     cli,
@@ -542,7 +537,7 @@ fn delete(out: &mut String, cli: &Cli, files: &MetabaseFiles, path: &str) -> Res
         );
     }
     let count = snap.key(&full)?.subtree_len();
-    files.metabase().write(|t| t.delete_key(&full))?;
+    mb.write(|t| t.delete_key(&full))?;
     done(
         out,
         cli,
@@ -556,7 +551,7 @@ fn delete(out: &mut String, cli: &Cli, files: &MetabaseFiles, path: &str) -> Res
 fn copy(
     out: &mut String,
     cli: &Cli,
-    files: &MetabaseFiles,
+    mb: &Metabase,
     source: &str,
     destination: &str,
     overwrite: bool,
@@ -564,9 +559,7 @@ fn copy(
 ) -> Result<()> {
     let src = target::path(source)?;
     let dst = target::path(destination)?;
-    files
-        .metabase()
-        .write(|t| t.copy_key(&src, &dst, overwrite, keep_source))?;
+    mb.write(|t| t.copy_key(&src, &dst, overwrite, keep_source))?;
     done(
         out,
         cli,
@@ -580,7 +573,7 @@ fn copy(
 fn rename(
     out: &mut String,
     cli: &Cli,
-    files: &MetabaseFiles,
+    mb: &Metabase,
     source: &str,
     destination: &str,
 ) -> Result<()> {
@@ -599,19 +592,13 @@ fn rename(
     } else {
         destination.to_string()
     };
-    files.metabase().write(|t| t.rename_key(&src, &new_name))?;
+    mb.write(|t| t.rename_key(&src, &new_name))?;
     done(out, cli, &format!("renamed {src} to {new_name}"))
 }
 
-fn find(
-    out: &mut String,
-    cli: &Cli,
-    files: &MetabaseFiles,
-    property: &str,
-    path: &str,
-) -> Result<()> {
+fn find(out: &mut String, cli: &Cli, mb: &Metabase, property: &str, path: &str) -> Result<()> {
     let path = target::path(path)?;
-    let snap = files.metabase().snapshot();
+    let snap = mb.snapshot();
     let id =
         property_id(&snap, property).ok_or_else(|| anyhow!("unknown property '{property}'"))?;
     let paths = snap.data_paths(&path, id, None)?;
@@ -639,13 +626,8 @@ fn find(
     Ok(())
 }
 
-fn schema(
-    out: &mut String,
-    cli: &Cli,
-    files: &MetabaseFiles,
-    command: &SchemaCommand,
-) -> Result<()> {
-    let snap = files.metabase().snapshot();
+fn schema(out: &mut String, cli: &Cli, mb: &Metabase, command: &SchemaCommand) -> Result<()> {
+    let snap = mb.snapshot();
     let schema = snap.schema();
     match command {
         SchemaCommand::Classes { all } => {
@@ -773,9 +755,7 @@ fn schema(
                 def.starting_number = Some(min.unwrap_or(0));
                 def.ending_number = Some(max.unwrap_or(u32::MAX));
             }
-            files
-                .metabase()
-                .write(|t| t.extend_schema(|s| s.add_property(def, classes)))
+            mb.write(|t| t.extend_schema(|s| s.add_property(def, classes)))
                 .context("cannot add the property")?;
             done(out, cli, &format!("added property {name} (ID {id})"))?;
         }
@@ -785,20 +765,175 @@ fn schema(
             under,
             properties,
         } => {
-            files
-                .metabase()
-                .write(|t| {
-                    t.extend_schema(|s| s.add_class(name, contains.clone(), under, properties))
-                })
-                .context("cannot add the class")?;
+            mb.write(|t| {
+                t.extend_schema(|s| s.add_class(name, contains.clone(), under, properties))
+            })
+            .context("cannot add the class")?;
             done(out, cli, &format!("added class {name}"))?;
         }
         SchemaCommand::Allow { class, property } => {
-            files
-                .metabase()
-                .write(|t| t.extend_schema(|s| s.add_property_to_class(class, property)))?;
+            mb.write(|t| t.extend_schema(|s| s.add_property_to_class(class, property)))?;
             done(out, cli, &format!("{class} may now carry {property}"))?;
         }
     }
     Ok(())
+}
+
+/// `inetsrv mb … --server HOST`: the verb runs on a copy of the remote
+/// server's metabase, fetched through IMSAdminBase3W (GetChildPaths, then
+/// R_GetAllData of each key), so it prints what it prints locally. Only
+/// the reading verbs for now; SECURE values are not fetched (they need the
+/// secure-data key exchange).
+pub fn run_remote(cli: &Cli, target: &crate::rpc_cmd::Target, command: &MbCommand) -> Result<()> {
+    if writes(command) {
+        bail!(
+            "`inetsrv mb` only reads a remote server's metabase for now (get, enum, enum-all, find, schema list); change it on that server, or through IMSAdminBaseW"
+        );
+    }
+    let mb = crate::rpc_cmd::run_connected(cli, target, fetch_metabase)?;
+    let mut out = String::new();
+    let result = execute_on(&mut out, cli, &mb, command);
+    print!("{out}");
+    result
+}
+
+async fn fetch_metabase(mut conn: msrpc::client::Connection) -> Result<Metabase> {
+    use iisadmin::imsa::{CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W};
+    let remote =
+        dcom::client::create_instance(&mut conn, CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W)
+            .await
+            .context("cannot activate IMSAdminBase on the server")?;
+    let copied = copy_of(&mut conn, remote.ipid).await;
+    let _ = dcom::client::release(&mut conn, &remote).await;
+    copied
+}
+
+/// Every key below /LM and its own data, into a metabase here.
+async fn copy_of(conn: &mut msrpc::client::Connection, ipid: msrpc::Uuid) -> Result<Metabase> {
+    use iisadmin::imsa::{MsAdminBase3WAddsClient, MsAdminBaseWClient};
+    use msrpc::ndr::{ConformantArray, Unique, WString};
+    let this = || dcom::types::OrpcThis::new(dcom::ids::COM_VERSION);
+    let wide = |s: &str| Unique::new(Some(WString(s.to_string())));
+    let check = |hr: u32, what: &str| -> Result<()> {
+        if hr != 0 {
+            bail!("{what}: the server answered HRESULT {hr:#010x}");
+        }
+        Ok(())
+    };
+    // Every key's path below /LM, as a MULTISZ sized by a first call.
+    let mut v3 = MsAdminBase3WAddsClient::bind(conn).await?.on_object(ipid);
+    let mut size = 4096u32;
+    let units = loop {
+        let (_, buffer, required, hr) = v3
+            .get_child_paths(
+                this(),
+                0,
+                wide("/LM"),
+                size,
+                Unique::new(Some(ConformantArray(vec![0; size as usize]))),
+                Unique::new(Some(0)),
+            )
+            .await?;
+        let required = required.get().copied().unwrap_or(0);
+        if hr == iisadmin::imsa::ERROR_INSUFFICIENT_BUFFER && required > size {
+            size = required;
+            continue;
+        }
+        check(hr, "GetChildPaths")?;
+        break buffer.get().map(|b| b.0.clone()).unwrap_or_default();
+    };
+    let mut keys = vec!["/LM".to_string()];
+    for part in units.split(|&u| u == 0).filter(|p| !p.is_empty()) {
+        keys.push(format!("/LM/{}", String::from_utf16_lossy(part)));
+    }
+    // Each key's own data.
+    let mut admin = MsAdminBaseWClient::bind(conn).await?.on_object(ipid);
+    let mut data = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let mut size = 16 * 1024u32;
+        let blob = loop {
+            let (_, _, _, required, blob, hr) = admin
+                .get_all_data(this(), 0, wide(key), 0, 0, 0, size)
+                .await?;
+            if hr == iisadmin::imsa::ERROR_INSUFFICIENT_BUFFER && required > size {
+                size = required;
+                continue;
+            }
+            check(hr, &format!("GetAllData {key}"))?;
+            break blob.get().map(|b| b.data.clone()).unwrap_or_default();
+        };
+        data.push((key.clone(), getall_entries(&blob)?));
+    }
+    // The copy is made as the server holds it: its checks were made there.
+    let type_of = |entries: &[Property]| {
+        entries
+            .iter()
+            .find(|p| p.id == metabase::schema::KEY_TYPE_ID)
+            .and_then(|p| p.value.as_str().map(str::to_string))
+            .unwrap_or_else(|| metabase::schema::GENERIC_KEY_TYPE.to_string())
+    };
+    let mut root = metabase::Key::copied("", "IIS_ROOT");
+    for (key, entries) in &data {
+        let path = MbPath::parse(key)?;
+        let mut at = &mut root;
+        for (depth, part) in path.parts().iter().enumerate() {
+            at = if depth + 1 == path.depth() {
+                at.child_copied(metabase::Key::copied(part, &type_of(entries)))
+            } else {
+                match at.child_copied_mut(part) {
+                    Some(k) => k,
+                    None => bail!("the server listed {key} before its parent"),
+                }
+            };
+        }
+        for property in entries {
+            at.put_copied(property.clone());
+        }
+    }
+    let mb = Metabase::new(metabase::Snapshot::new(
+        metabase::Tree::new(root, metabase::Schema::standard()),
+        0,
+    ));
+    Ok(mb)
+}
+
+/// The data of an R_GetAllData buffer: METADATA_GETALL_RECORDs, then the
+/// values they point into.
+fn getall_entries(blob: &[u8]) -> Result<Vec<Property>> {
+    let u32_at = |at: usize| {
+        blob.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| anyhow!("the server's GetAllData buffer is cut short"))
+    };
+    // The records end where the first value begins.
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut first_value = blob.len();
+    while at + 28 <= first_value {
+        let (id, attributes, user_type, data_type, len, offset) = (
+            u32_at(at)?,
+            u32_at(at + 4)?,
+            u32_at(at + 8)?,
+            u32_at(at + 12)?,
+            u32_at(at + 16)? as usize,
+            u32_at(at + 20)? as usize,
+        );
+        first_value = first_value.min(offset);
+        let bytes = blob
+            .get(offset..offset + len)
+            .ok_or_else(|| anyhow!("a GetAllData value lies outside the buffer"))?;
+        let data_type = DataType::from_code(data_type)
+            .ok_or_else(|| anyhow!("data {id} has an unknown data type {data_type}"))?;
+        let value = metabase::Value::from_wire_bytes(data_type, bytes)
+            .ok_or_else(|| anyhow!("data {id} is not a valid {data_type:?}"))?;
+        out.push(Property {
+            id,
+            value,
+            attributes: Attributes(attributes),
+            user_type: UserType(user_type),
+            custom_name: None,
+        });
+        at += 28;
+    }
+    Ok(out)
 }

@@ -64,36 +64,36 @@ pub struct Target {
     /// IPv6). Without a port, 135 and then 8135 are tried. Without
     /// --server, the server of --state-dir on this machine, over its Unix
     /// socket.
-    #[arg(long, value_name = "HOST[:PORT]")]
-    server: Option<String>,
+    #[arg(long, global = true, value_name = "HOST[:PORT]")]
+    pub server: Option<String>,
     /// Log on as this user (added on the server with `inetsrv user add`);
     /// the password comes from --password, --password-file or standard
     /// input. Anonymous without it.
-    #[arg(long)]
+    #[arg(long, global = true)]
     user: Option<String>,
     /// The domain to log on in (informational: accounts are the server's).
-    #[arg(long, default_value = "")]
+    #[arg(long, global = true, default_value = "")]
     domain: String,
     #[command(flatten)]
     password: PasswordSource,
     /// The authentication level with --user: connect, integrity or privacy
     /// (signed and sealed).
-    #[arg(long, default_value = "privacy", value_parser = parse_level)]
+    #[arg(long, global = true, default_value = "privacy", value_parser = parse_level)]
     level: u8,
     /// The security provider with --user or --kerberos.
-    #[arg(long, value_enum, default_value_t = Provider::Negotiate)]
+    #[arg(long, global = true, value_enum, default_value_t = Provider::Negotiate)]
     auth: Provider,
     /// Log on with Kerberos, no password: the service ticket for --spn
     /// from the credential cache, or one the KDC issues for the cache's
     /// TGT (after `kinit`). Implied by --auth kerberos.
-    #[arg(short = 'k', long)]
+    #[arg(short = 'k', long, global = true)]
     kerberos: bool,
     /// The service principal to use the ticket of (default host/HOST, the
     /// --server name, or this machine's name without --server).
-    #[arg(long, value_name = "SERVICE/HOST[@REALM]")]
+    #[arg(long, global = true, value_name = "SERVICE/HOST[@REALM]")]
     spn: Option<String>,
     /// The credential cache (default $KRB5CCNAME, else /tmp/krb5cc_UID).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     ccache: Option<String>,
 }
 

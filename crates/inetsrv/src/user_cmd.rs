@@ -78,10 +78,10 @@ fn certificate(path: &std::path::Path) -> Result<certstore::CertInfo> {
 pub struct PasswordSource {
     /// The password (visible in the process list: prefer --password-file
     /// or standard input).
-    #[arg(long, conflicts_with = "password_file")]
+    #[arg(long, global = true, conflicts_with = "password_file")]
     password: Option<String>,
     /// Read the password from the first line of FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     password_file: Option<PathBuf>,
 }
 

@@ -146,6 +146,32 @@ impl Key {
         self.children.get_mut(CiStr::new(name)).map(Arc::make_mut)
     }
 
+    /// A key copied from elsewhere (another server's metabase, read over
+    /// the wire): made as it was there, without the schema's checks, which
+    /// that server made.
+    pub fn copied(name: &str, key_type: &str) -> Key {
+        Key::new(name, key_type)
+    }
+
+    /// Adds data to a copied key, as it was there.
+    pub fn put_copied(&mut self, property: Property) {
+        self.props.insert(property.id, property);
+    }
+
+    /// Adds a copied child; the child's key, to fill in.
+    pub fn child_copied(&mut self, key: Key) -> &mut Key {
+        let slot = self
+            .children
+            .entry(CiName::new(key.name.clone()))
+            .or_insert_with(|| Arc::new(key));
+        Arc::make_mut(slot)
+    }
+
+    /// A child to fill in, if there is one of that name.
+    pub fn child_copied_mut(&mut self, name: &str) -> Option<&mut Key> {
+        self.child_mut(name)
+    }
+
     pub(crate) fn insert_child(&mut self, key: Key) {
         self.children
             .insert(CiName::new(key.name.clone()), Arc::new(key));
