@@ -781,45 +781,183 @@ fn schema(out: &mut String, cli: &Cli, mb: &Metabase, command: &SchemaCommand) -
 
 /// `inetsrv mb … --server HOST`: the verb runs on a copy of the remote
 /// server's metabase, fetched through IMSAdminBase3W (GetChildPaths, then
-/// R_GetAllData of each key), so it prints what it prints locally. Only
-/// the reading verbs for now; SECURE values are not fetched (they need the
-/// secure-data key exchange).
+/// R_GetAllData of each key), so it prints what it prints locally and
+/// refuses what it refuses locally; what a writing verb changed in the
+/// copy is then made on the server, through IMSAdminBaseW, whose own checks
+/// it passes again. SECURE values are not fetched, nor written (they need
+/// the secure-data key exchange).
 pub fn run_remote(cli: &Cli, target: &crate::rpc_cmd::Target, command: &MbCommand) -> Result<()> {
-    if writes(command) {
-        bail!(
-            "`inetsrv mb` only reads a remote server's metabase for now (get, enum, enum-all, find, schema list); change it on that server, or through IMSAdminBaseW"
-        );
+    if matches!(command, MbCommand::Schema { .. }) && writes(command) {
+        bail!("a remote server's schema is changed on that server; `mb schema` writes are not sent over --server");
     }
-    let mb = crate::rpc_cmd::run_connected(cli, target, fetch_metabase)?;
     let mut out = String::new();
-    let result = execute_on(&mut out, cli, &mb, command);
+    let result = crate::rpc_cmd::run_connected(cli, target, |mut conn| {
+        let out = &mut out;
+        async move {
+            use iisadmin::imsa::{CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W};
+            let remote = dcom::client::create_instance(
+                &mut conn,
+                CLSID_MSADMIN_BASE_W,
+                IID_IMSADMIN_BASE3_W,
+            )
+            .await
+            .context("cannot activate IMSAdminBase on the server")?;
+            let done = async {
+                let mb = copy_of(&mut conn, remote.ipid).await?;
+                let changes = mb.subscribe();
+                execute_on(out, cli, &mb, command)?;
+                while let Ok(batch) = changes.try_recv() {
+                    replay(&mut conn, remote.ipid, &mb, &batch).await.context(
+                        "the change was checked here but not all of it made on the server",
+                    )?;
+                }
+                Ok::<(), anyhow::Error>(())
+            }
+            .await;
+            let _ = dcom::client::release(&mut conn, &remote).await;
+            done
+        }
+    });
     print!("{out}");
     result
 }
 
-async fn fetch_metabase(mut conn: msrpc::client::Connection) -> Result<Metabase> {
-    use iisadmin::imsa::{CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W};
-    let remote =
-        dcom::client::create_instance(&mut conn, CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W)
-            .await
-            .context("cannot activate IMSAdminBase on the server")?;
-    let copied = copy_of(&mut conn, remote.ipid).await;
-    let _ = dcom::client::release(&mut conn, &remote).await;
-    copied
+/// Makes on the server what one committed change batch of the copy made.
+async fn replay(
+    conn: &mut msrpc::client::Connection,
+    ipid: msrpc::Uuid,
+    mb: &Metabase,
+    batch: &metabase::ChangeBatch,
+) -> Result<()> {
+    use iisadmin::imsa::MsAdminBaseWClient;
+    use metabase::ChangeKind;
+    let mut admin = MsAdminBaseWClient::bind(conn).await?.on_object(ipid);
+    let snapshot = mb.snapshot();
+    for change in &batch.changes {
+        let kind = change.kind;
+        let path = &change.path;
+        if kind.contains(ChangeKind::RENAME_OBJECT) {
+            if let Some(new_name) = change.new_path.as_ref().and_then(|p| p.name()) {
+                let hr = admin
+                    .rename_key(this(), 0, wide(&path.to_string()), wide(new_name))
+                    .await?
+                    .1;
+                check(hr, &format!("RenameKey {path}"))?;
+            }
+            continue;
+        }
+        match snapshot.tree().find(path) {
+            None if kind.contains(ChangeKind::DELETE_OBJECT) => {
+                let hr = admin
+                    .delete_key(this(), 0, wide(&path.to_string()))
+                    .await?
+                    .1;
+                check(hr, &format!("DeleteKey {path}"))?;
+            }
+            Some(key) if kind.contains(ChangeKind::ADD_OBJECT) => {
+                add_subtree(&mut admin, path, key).await?;
+            }
+            Some(key) => {
+                for id in &change.ids {
+                    match key.property(*id) {
+                        Some(p) => set_remote(&mut admin, path, p).await?,
+                        None => {
+                            let hr = admin
+                                .delete_data(this(), 0, wide(&path.to_string()), *id, 0)
+                                .await?
+                                .1;
+                            check(hr, &format!("DeleteData {path} {id}"))?;
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// A key of the copy and everything below it, made on the server.
+fn add_subtree<'a>(
+    admin: &'a mut iisadmin::imsa::MsAdminBaseWClient<'_>,
+    path: &'a MbPath,
+    key: &'a metabase::Key,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>> {
+    Box::pin(async move {
+        let hr = admin.add_key(this(), 0, wide(&path.to_string())).await?.1;
+        check(hr, &format!("AddKey {path}"))?;
+        // The key type first: the data allowed on the key depends on it.
+        let mut properties: Vec<&Property> = key.properties().collect();
+        properties.sort_by_key(|p| p.id != metabase::schema::KEY_TYPE_ID);
+        for property in properties {
+            set_remote(admin, path, property).await?;
+        }
+        for child in key.children() {
+            add_subtree(admin, &path.join(child.name())?, child).await?;
+        }
+        Ok(())
+    })
+}
+
+async fn set_remote(
+    admin: &mut iisadmin::imsa::MsAdminBaseWClient<'_>,
+    path: &MbPath,
+    property: &Property,
+) -> Result<()> {
+    use msrpc::ndr::{ConformantArray, Unique};
+    let bytes = property.value.to_wire_bytes();
+    let record = iisadmin::imsa::MetadataRecord {
+        identifier: property.id,
+        attributes: property.attributes.0,
+        user_type: property.user_type.0,
+        data_type: property.value.data_type().code(),
+        data_len: bytes.len() as u32,
+        data: Unique::new(Some(ConformantArray(bytes))),
+        data_tag: 0,
+    };
+    let hr = admin
+        .set_data(this(), 0, wide(&path.to_string()), record)
+        .await?
+        .1;
+    if hr == iisadmin::imsa::E_ACCESSDENIED && property.attributes.contains(Attributes::SECURE) {
+        bail!(
+            "{path}: data {} is SECURE: it is not sent over --server until the secure-data key exchange is served; set it on the server",
+            property.id
+        );
+    }
+    check(hr, &format!("SetData {path} {}", property.id))
+}
+
+fn this() -> dcom::types::OrpcThis {
+    dcom::types::OrpcThis::new(dcom::ids::COM_VERSION)
+}
+
+fn wide(s: &str) -> msrpc::ndr::Unique<msrpc::ndr::WString> {
+    msrpc::ndr::Unique::new(Some(msrpc::ndr::WString(s.to_string())))
+}
+
+/// An HRESULT the server answered, as an error.
+fn check(hr: u32, what: &str) -> Result<()> {
+    if hr == 0 {
+        return Ok(());
+    }
+    let meaning = match hr {
+        iisadmin::imsa::E_INVALIDARG => " (E_INVALIDARG: the server refused the value)",
+        iisadmin::imsa::E_ACCESSDENIED => " (E_ACCESSDENIED)",
+        iisadmin::imsa::ERROR_PATH_NOT_FOUND => " (ERROR_PATH_NOT_FOUND)",
+        iisadmin::imsa::ERROR_ALREADY_EXISTS => " (ERROR_ALREADY_EXISTS)",
+        iisadmin::imsa::ERROR_PATH_BUSY => {
+            " (ERROR_PATH_BUSY: another client holds the key open for writing)"
+        }
+        _ => "",
+    };
+    bail!("{what}: the server answered HRESULT {hr:#010x}{meaning}")
 }
 
 /// Every key below /LM and its own data, into a metabase here.
 async fn copy_of(conn: &mut msrpc::client::Connection, ipid: msrpc::Uuid) -> Result<Metabase> {
     use iisadmin::imsa::{MsAdminBase3WAddsClient, MsAdminBaseWClient};
-    use msrpc::ndr::{ConformantArray, Unique, WString};
-    let this = || dcom::types::OrpcThis::new(dcom::ids::COM_VERSION);
-    let wide = |s: &str| Unique::new(Some(WString(s.to_string())));
-    let check = |hr: u32, what: &str| -> Result<()> {
-        if hr != 0 {
-            bail!("{what}: the server answered HRESULT {hr:#010x}");
-        }
-        Ok(())
-    };
+    use msrpc::ndr::{ConformantArray, Unique};
     // Every key's path below /LM, as a MULTISZ sized by a first call.
     let mut v3 = MsAdminBase3WAddsClient::bind(conn).await?.on_object(ipid);
     let mut size = 4096u32;

@@ -726,11 +726,11 @@ fn without_secret(text: &str) -> String {
         .collect()
 }
 
-/// `inetsrv mb … --server`: the reading verbs print for a remote server
-/// what they print locally (SECURE values aside: they need the key
-/// exchange); the writing verbs say they are not served yet.
+/// `inetsrv mb … --server`: the verbs print for a remote server what they
+/// print locally (SECURE values aside: they need the key exchange), and
+/// the writing verbs change the remote server.
 #[test]
-fn mb_reads_a_remote_server_as_it_reads_a_local_one() {
+fn mb_works_on_a_remote_server_as_on_a_local_one() {
     let web = server_with_users();
     let server = format!("127.0.0.1:{}", web.rpc_port());
     let remote = |args: &[&str]| {
@@ -770,20 +770,43 @@ fn mb_reads_a_remote_server_as_it_reads_a_local_one() {
         "Secret-1",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown property 'NoSuchThing'"));
-    let out = web.cli(&[
-        "mb",
-        "set",
-        "W3SVC/1/ServerComment",
-        "x",
-        "--server",
-        &server,
-        "--user",
-        "boss",
-        "--password",
-        "Secret-1",
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only reads a remote server"));
+    // The writing verbs: checked on the copy as locally (same messages),
+    // then made on the server, whose own copy shows them.
+    remote(&["mb", "set", "W3SVC/1/ServerComment", "Set remotely"]);
+    let local = web.cli_ok(&["mb", "get", "W3SVC/1/ServerComment"]);
+    assert!(local.contains("Set remotely"), "{local}");
+    remote(&["mb", "create", "W3SVC/1/ROOT/far", "IIsWebVirtualDir"]);
+    remote(&["mb", "set", "W3SVC/1/ROOT/far/Path", "/tmp"]);
+    remote(&["mb", "copy", "W3SVC/1/ROOT/far", "W3SVC/1/ROOT/farcopy"]);
+    remote(&["mb", "rename", "W3SVC/1/ROOT/farcopy", "W3SVC/1/ROOT/moved"]);
+    let copied = web.cli_ok(&["mb", "get", "W3SVC/1/ROOT/moved/Path"]);
+    assert!(copied.contains("\"/tmp\""), "{copied}");
+    remote(&["mb", "delete", "W3SVC/1/ROOT/moved"]);
+    remote(&["mb", "delete", "W3SVC/1/ROOT/far/Path"]);
+    let listing = web.cli_ok(&["mb", "enum", "W3SVC/1/ROOT"]);
+    assert!(listing.contains("[/LM/W3SVC/1/ROOT/far]") && !listing.contains("moved"));
+    // A value the schema refuses is refused with the local message, and
+    // nothing is sent; a SECURE value is not sent in the clear.
+    let refused = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&[
+            "--server",
+            &server,
+            "--user",
+            "boss",
+            "--password",
+            "Secret-1",
+        ]);
+        let out = web.cli(&all);
+        assert!(!out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let there = refused(&["mb", "set", "W3SVC/1/ServerBindings", "nonsense"]);
+    let out = web.cli(&["mb", "set", "W3SVC/1/ServerBindings", "nonsense"]);
+    let here = String::from_utf8_lossy(&out.stderr).into_owned();
+    let message = here.trim().trim_start_matches("inetsrv: error: ");
+    assert!(there.trim().ends_with(message), "{there} / {here}");
+    assert!(refused(&["mb", "set", "W3SVC/1/AnonymousUserPass", "x"]).contains("is SECURE"));
     // Not an administrator: refused.
     let out = web.cli(&[
         "mb",
