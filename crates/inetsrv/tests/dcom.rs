@@ -733,17 +733,25 @@ fn without_secret(text: &str) -> String {
 fn mb_works_on_a_remote_server_as_on_a_local_one() {
     let web = server_with_users();
     let server = format!("127.0.0.1:{}", web.rpc_port());
+    // A command line, sent to the server as `user`.
+    let on_server = |args: &[&str], user: &str, password: &str| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--server", &server, "--user", user, "--password", password].map(String::from));
+        web.cli(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    };
     let remote = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&[
-            "--server",
-            &server,
-            "--user",
-            "boss",
-            "--password",
-            "Secret-1",
-        ]);
-        web.cli_ok(&all)
+        let out = on_server(args, "boss", "Secret-1");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let refused = |args: &[&str]| {
+        let out = on_server(args, "boss", "Secret-1");
+        assert!(!out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
     };
     for args in [
         &["mb", "get", "W3SVC/1/ServerComment"][..],
@@ -758,18 +766,9 @@ fn mb_works_on_a_remote_server_as_on_a_local_one() {
     let all = ["mb", "enum-all", "/"];
     assert_eq!(remote(&all), without_secret(&web.cli_ok(&all)));
     // Errors are the local ones.
-    let out = web.cli(&[
-        "mb",
-        "get",
-        "W3SVC/1/NoSuchThing",
-        "--server",
-        &server,
-        "--user",
-        "boss",
-        "--password",
-        "Secret-1",
-    ]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown property 'NoSuchThing'"));
+    assert!(
+        refused(&["mb", "get", "W3SVC/1/NoSuchThing"]).contains("unknown property 'NoSuchThing'")
+    );
     // The writing verbs: checked on the copy as locally (same messages),
     // then made on the server, whose own copy shows them.
     remote(&["mb", "set", "W3SVC/1/ServerComment", "Set remotely"]);
@@ -787,20 +786,6 @@ fn mb_works_on_a_remote_server_as_on_a_local_one() {
     assert!(listing.contains("[/LM/W3SVC/1/ROOT/far]") && !listing.contains("moved"));
     // A value the schema refuses is refused with the local message, and
     // nothing is sent; a SECURE value is not sent in the clear.
-    let refused = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&[
-            "--server",
-            &server,
-            "--user",
-            "boss",
-            "--password",
-            "Secret-1",
-        ]);
-        let out = web.cli(&all);
-        assert!(!out.status.success(), "{args:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
     let there = refused(&["mb", "set", "W3SVC/1/ServerBindings", "nonsense"]);
     let out = web.cli(&["mb", "set", "W3SVC/1/ServerBindings", "nonsense"]);
     let here = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -808,16 +793,6 @@ fn mb_works_on_a_remote_server_as_on_a_local_one() {
     assert!(there.trim().ends_with(message), "{there} / {here}");
     assert!(refused(&["mb", "set", "W3SVC/1/AnonymousUserPass", "x"]).contains("is SECURE"));
     // Not an administrator: refused.
-    let out = web.cli(&[
-        "mb",
-        "get",
-        "W3SVC/1/ServerComment",
-        "--server",
-        &server,
-        "--user",
-        "clerk",
-        "--password",
-        "Secret-2",
-    ]);
+    let out = on_server(&["mb", "get", "W3SVC/1/ServerComment"], "clerk", "Secret-2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("E_ACCESSDENIED"));
 }
