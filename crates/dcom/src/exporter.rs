@@ -48,6 +48,10 @@ pub trait ComClass: Send + Sync + 'static {
 /// few enough that a runaway client cannot exhaust the service.
 pub const MAX_OBJECTS_PER_CALLER: usize = 1024;
 
+/// The most ping sets alive at once (ComplexPing answers anyone the
+/// endpoint does; sets live until their timeout).
+pub const MAX_PING_SETS: usize = 65_536;
+
 struct ObjectEntry {
     object: Arc<dyn Any + Send + Sync>,
     interfaces: Vec<Uuid>,
@@ -343,6 +347,10 @@ impl Exporter {
         let mut table = self.table();
         let now = Instant::now();
         let set = if set == 0 {
+            if table.sets.len() >= MAX_PING_SETS {
+                tracing::warn!("DCOM: ComplexPing refused: {MAX_PING_SETS} ping sets are alive");
+                return Err(ids::ERROR_OUTOFMEMORY);
+            }
             let id = random_u64();
             table.sets.insert(
                 id,
@@ -643,6 +651,15 @@ mod tests {
         );
         // Another caller is not held back by alice's objects.
         assert!(e.export(object(), Some("bob".into()), "test").is_ok());
+    }
+
+    #[test]
+    fn ping_sets_are_bounded() {
+        let e = exporter(60_000);
+        for _ in 0..MAX_PING_SETS {
+            e.complex_ping(0, 1, &[], &[]).unwrap();
+        }
+        assert_eq!(e.complex_ping(0, 1, &[], &[]), Err(ids::ERROR_OUTOFMEMORY));
     }
 
     #[test]

@@ -45,3 +45,4 @@ pub const OR_INVALID_OXID: u32 = 1910;
 pub const OR_INVALID_OID: u32 = 1911;
 pub const OR_INVALID_SET: u32 = 1912;
 pub const ERROR_ACCESS_DENIED: u32 = 5;
+pub const ERROR_OUTOFMEMORY: u32 = 14;
