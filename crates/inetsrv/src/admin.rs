@@ -272,7 +272,7 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
         Err(e) => return fail(2, e.render().to_string()),
     };
     let mut ctx = Ctx {
-        files,
+        metabase: files.metabase(),
         was: Some(was),
         json: cli.json,
         out: String::new(),
@@ -329,7 +329,7 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
             }
         }
         Command::Site { command } => web_cmd::site(&mut ctx, command).await,
-        Command::Vdir { command } => web_cmd::vdir(&mut ctx, command).await,
+        Command::Vdir { command, .. } => web_cmd::vdir(&mut ctx, command).await,
         Command::Pool { command } => web_cmd::pool(&mut ctx, command).await,
         _ => Err(anyhow::anyhow!(
             "this command is not served over the admin socket"

@@ -73,6 +73,9 @@ pub enum Command {
     },
     /// Virtual directories: create, delete, list (iisvdir).
     Vdir {
+        /// With --server HOST: on another server, through IMSAdminBaseW.
+        #[command(flatten)]
+        remote: rpc_cmd::Target,
         #[command(subcommand)]
         command: web_cmd::VdirVerb,
     },
@@ -183,7 +186,10 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Start(args) => start_cmd::run(&cli, args),
         Command::Site { command } => run_web(&cli, WebVerb::Site(command)),
-        Command::Vdir { command } => run_web(&cli, WebVerb::Vdir(command)),
+        Command::Vdir { remote, command } if remote.server.is_some() => {
+            web_cmd::vdir_remote(&cli, remote, command)
+        }
+        Command::Vdir { command, .. } => run_web(&cli, WebVerb::Vdir(command)),
         Command::Pool { command } => run_web(&cli, WebVerb::Pool(command)),
         Command::User { command } => user_cmd::run(&cli, command),
         Command::Worker(args) => worker_cmd::run(args),
@@ -280,7 +286,7 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut ctx = web_cmd::Ctx {
-        files: &files,
+        metabase: files.metabase(),
         was: None,
         json: cli.json,
         out: String::new(),

@@ -790,6 +790,16 @@ pub fn run_remote(cli: &Cli, target: &crate::rpc_cmd::Target, command: &MbComman
     if matches!(command, MbCommand::Schema { .. }) && writes(command) {
         bail!("a remote server's schema is changed on that server; `mb schema` writes are not sent over --server");
     }
+    run_on_copy(cli, target, |mb, out| execute_on(out, cli, mb, command))
+}
+
+/// Runs `work` on a copy of a remote server's metabase (what it prints
+/// goes to `out`), then makes on the server what it changed in the copy.
+pub fn run_on_copy(
+    cli: &Cli,
+    target: &crate::rpc_cmd::Target,
+    work: impl FnOnce(&Metabase, &mut String) -> Result<()>,
+) -> Result<()> {
     let mut out = String::new();
     let result = crate::rpc_cmd::run_connected(cli, target, |mut conn| {
         let out = &mut out;
@@ -805,7 +815,7 @@ pub fn run_remote(cli: &Cli, target: &crate::rpc_cmd::Target, command: &MbComman
             let done = async {
                 let mb = copy_of(&mut conn, remote.ipid).await?;
                 let changes = mb.subscribe();
-                execute_on(out, cli, &mb, command)?;
+                work(&mb, out)?;
                 while let Ok(batch) = changes.try_recv() {
                     replay(&mut conn, remote.ipid, &mb, &batch).await.context(
                         "the change was checked here but not all of it made on the server",

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
-use metabase::{MbPath, MetabaseFiles, Value};
+use metabase::{MbPath, Value};
 use serde_json::json;
 use was::model::{ids, Binding, Model};
 use was::{PoolCommand, SiteCommand, Was};
@@ -20,7 +20,7 @@ use was::{PoolCommand, SiteCommand, Was};
 /// What a verb works with: the metabase, and the activation service when
 /// the server runs it.
 pub struct Ctx<'a> {
-    pub files: &'a MetabaseFiles,
+    pub metabase: &'a metabase::Metabase,
     pub was: Option<&'a Was>,
     pub json: bool,
     pub out: String,
@@ -210,7 +210,7 @@ impl Ctx<'_> {
     }
 
     fn model(&self) -> Model {
-        Model::read(&self.files.metabase().snapshot())
+        Model::read(&self.metabase.snapshot())
     }
 
     /// A site by ID, `W3SVC/ID`, or name (ServerComment).
@@ -238,13 +238,12 @@ impl Ctx<'_> {
     /// Waits until the running server has applied what was just written.
     async fn settle(&self) {
         if let Some(was) = self.was {
-            was.synced(self.files.metabase().snapshot().change_number())
-                .await;
+            was.synced(self.metabase.snapshot().change_number()).await;
         }
     }
 
     fn write(&self, f: impl FnOnce(&mut metabase::Txn) -> metabase::Result<()>) -> Result<()> {
-        self.files.metabase().write(f)?;
+        self.metabase.write(f)?;
         Ok(())
     }
 }
@@ -457,7 +456,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                 Some(was) => Some(was.sites().await),
                 None => None,
             };
-            let snapshot = ctx.files.metabase().snapshot();
+            let snapshot = ctx.metabase.snapshot();
             let rows: Vec<serde_json::Value> = model
                 .sites
                 .values()
@@ -568,7 +567,7 @@ pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
             let id = ctx.site_id(site)?;
             let (key, parts) = alias_path(id, alias)?;
             let mb_key = MbPath::parse(&key)?;
-            let snapshot = ctx.files.metabase().snapshot();
+            let snapshot = ctx.metabase.snapshot();
             if snapshot.find(&mb_key).is_some() {
                 bail!("{key} exists");
             }
@@ -624,7 +623,7 @@ pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
             let id = ctx.site_id(site)?;
             let (key, parts) = alias_path(id, alias)?;
             let mb_key = MbPath::parse(&key)?;
-            let snapshot = ctx.files.metabase().snapshot();
+            let snapshot = ctx.metabase.snapshot();
             match snapshot.find(&mb_key) {
                 None => bail!("no virtual directory /{} in site {id}", parts.join("/")),
                 Some(k) if !k.key_type().eq_ignore_ascii_case("IIsWebVirtualDir") => {
@@ -642,7 +641,7 @@ pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
         }
         VdirVerb::List { site } => {
             let id = ctx.site_id(site)?;
-            let snapshot = ctx.files.metabase().snapshot();
+            let snapshot = ctx.metabase.snapshot();
             let root = p(&format!("/LM/W3SVC/{id}/ROOT"));
             let mut rows = Vec::new();
             let base = root.depth();
@@ -867,4 +866,39 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `inetsrv vdir … --server HOST`: the verb runs on a copy of the remote
+/// metabase and what it changed is made on the server (see
+/// `mb_cmd::run_on_copy`): virtual directories are the metabase's alone.
+pub fn vdir_remote(
+    cli: &crate::Cli,
+    target: &crate::rpc_cmd::Target,
+    verb: &VdirVerb,
+) -> Result<()> {
+    crate::mb_cmd::run_on_copy(cli, target, |mb, out| {
+        let mut ctx = Ctx {
+            metabase: mb,
+            was: None,
+            json: cli.json,
+            out: String::new(),
+        };
+        // Without an activation service to wait for, the verb never waits:
+        // it is done at its first poll.
+        let result = {
+            use std::future::Future;
+            let mut future = std::pin::pin!(vdir(&mut ctx, verb));
+            match future
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+            {
+                std::task::Poll::Ready(result) => result,
+                std::task::Poll::Pending => {
+                    bail!("the vdir verb waited for a server it does not have")
+                }
+            }
+        };
+        out.push_str(&ctx.out);
+        result
+    })
 }

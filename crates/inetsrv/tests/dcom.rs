@@ -726,9 +726,9 @@ fn without_secret(text: &str) -> String {
         .collect()
 }
 
-/// `inetsrv mb … --server`: the verbs print for a remote server what they
-/// print locally (SECURE values aside: they need the key exchange), and
-/// the writing verbs change the remote server.
+/// `inetsrv mb … --server` and `inetsrv vdir … --server`: the verbs print
+/// for a remote server what they print locally (SECURE values aside: they
+/// need the key exchange), and the writing verbs change the remote server.
 #[test]
 fn mb_works_on_a_remote_server_as_on_a_local_one() {
     let web = server_with_users();
@@ -795,4 +795,22 @@ fn mb_works_on_a_remote_server_as_on_a_local_one() {
     // Not an administrator: refused.
     let out = on_server(&["mb", "get", "W3SVC/1/ServerComment"], "clerk", "Secret-2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("E_ACCESSDENIED"));
+
+    // `vdir` too: a virtual directory made remotely serves at once.
+    assert_eq!(
+        remote(&["vdir", "list", "1"]),
+        web.cli_ok(&["vdir", "list", "1"])
+    );
+    let far = web.state().join("far");
+    std::fs::create_dir_all(&far).unwrap();
+    std::fs::write(far.join("hello.txt"), "far away").unwrap();
+    let made = remote(&["vdir", "create", "1", "faraway", &far.display().to_string()]);
+    assert!(
+        made.contains("virtual directory /faraway of site 1 created"),
+        "{made}"
+    );
+    let got = web.curl("/faraway/hello.txt", &[]);
+    assert_eq!((got.status, got.text().as_str()), (200, "far away"));
+    remote(&["vdir", "delete", "1", "faraway"]);
+    assert_eq!(web.curl("/faraway/hello.txt", &[]).status, 404);
 }
