@@ -44,5 +44,5 @@ pub const CO_E_OBJNOTCONNECTED: u32 = 0x8004_01fd;
 pub const OR_INVALID_OXID: u32 = 1910;
 pub const OR_INVALID_OID: u32 = 1911;
 pub const OR_INVALID_SET: u32 = 1912;
-pub const ERROR_ACCESS_DENIED: u32 = 5;
+pub use msrpc::status::ERROR_ACCESS_DENIED;
 pub const ERROR_OUTOFMEMORY: u32 = 14;

@@ -28,11 +28,10 @@ pub const IID_IIS_SERVICE_CONTROL: Uuid = Uuid {
     clock_seq_and_node: [0x9d, 0x61, 0x00, 0xc0, 0x4f, 0x79, 0xc5, 0xfe],
 };
 
-pub const S_OK: u32 = 0;
+pub use dcom::ids::{E_ACCESSDENIED, S_OK};
 pub const E_NOTIMPL: u32 = 0x8000_4001;
 pub const E_ERROR_SERVICE_REQUEST_TIMEOUT: u32 = 0x8007_041d;
 pub const E_ERROR_INSUFFICIENT_BUFFER: u32 = 0x8007_007a;
-pub const E_ACCESSDENIED: u32 = 0x8007_0005;
 
 /// SERVICE_STATUS's dwCurrentState ([MS-SCMR] 2.2.47).
 pub const SERVICE_STOPPED: u32 = 1;

@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use dcom::{ComClass, Created, Exporter};
 use metabase::{Attributes, DataType, GetMode, MbPath, MetabaseFiles, Property, UserType, Value};
@@ -41,10 +42,8 @@ pub const METADATA_PERMISSION_READ: u32 = 1;
 pub const METADATA_PERMISSION_WRITE: u32 = 2;
 const CLEARTEXT_DATA_BLOB_SIGNATURE: u32 = 0x6243_6349;
 
-pub const S_OK: u32 = 0;
+pub use dcom::ids::{E_ACCESSDENIED, E_INVALIDARG, S_OK};
 pub const E_FAIL: u32 = 0x8000_4005;
-pub const E_INVALIDARG: u32 = 0x8007_0057;
-pub const E_ACCESSDENIED: u32 = 0x8007_0005;
 pub const ERROR_PATH_NOT_FOUND: u32 = 0x8007_0003;
 pub const ERROR_INVALID_HANDLE: u32 = 0x8007_0006;
 pub const ERROR_NO_MORE_ITEMS: u32 = 0x8007_0103;
@@ -614,11 +613,55 @@ pub struct AdminBase {
     next_object: std::sync::atomic::AtomicU64,
     admins: Arc<dyn Admins>,
     server_guid: Uuid,
-    /// When each key last changed (lower-cased path), as the metabase's
-    /// notifications say, or as SetLastChangeTime set it; keys not changed
-    /// since the service started report its start.
-    changed: Arc<Mutex<HashMap<String, FileTime>>>,
+    /// When each key last changed, as the metabase's notifications say.
+    changed: Arc<ChangeTimes>,
     started: FileTime,
+}
+
+/// When each key last changed (lower-cased path), as the metabase's
+/// notifications say or as SetLastChangeTime set it; keys not changed since
+/// the service started report its start. The notifications arrive on a
+/// thread of their own, so readers wait for it to have seen the metabase's
+/// current change number: a change made by the call before is never missed.
+#[derive(Default)]
+struct ChangeTimes {
+    state: Mutex<ChangeTimesState>,
+    caught_up: Condvar,
+}
+
+#[derive(Default)]
+struct ChangeTimesState {
+    times: HashMap<String, FileTime>,
+    /// The highest change number whose notification was recorded.
+    seen: u64,
+}
+
+impl ChangeTimes {
+    fn lock(&self) -> MutexGuard<'_, ChangeTimesState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, batch: &metabase::ChangeBatch) {
+        let now = FileTime::from_system(Some(std::time::SystemTime::now()));
+        let mut state = self.lock();
+        for change in &batch.changes {
+            for path in std::iter::once(&change.path).chain(&change.new_path) {
+                state.times.insert(path.to_string().to_lowercase(), now);
+            }
+        }
+        state.seen = state.seen.max(batch.change_number);
+        self.caught_up.notify_all();
+    }
+
+    /// The times once every change up to `change_number` is recorded (or,
+    /// should the notification thread be stuck, after a second).
+    fn up_to(&self, change_number: u64) -> MutexGuard<'_, ChangeTimesState> {
+        let state = self.lock();
+        self.caught_up
+            .wait_timeout_while(state, Duration::from_secs(1), |s| s.seen < change_number)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
 }
 
 /// One activated IMSAdminBaseW object.
@@ -646,8 +689,10 @@ impl Drop for AdminBaseObject {
 
 impl AdminBase {
     pub fn new(files: MetabaseFiles, admins: Arc<dyn Admins>) -> Arc<AdminBase> {
-        let changed: Arc<Mutex<HashMap<String, FileTime>>> = Arc::default();
         let notifications = files.metabase().subscribe();
+        let changed = Arc::new(ChangeTimes::default());
+        // Subscribed first: every change after this number is notified.
+        changed.lock().seen = files.metabase().snapshot().change_number();
         let record = Arc::downgrade(&changed);
         // The notifications arrive on a thread of their own; it ends with
         // the metabase's sender or when the AdminBase is gone.
@@ -658,13 +703,7 @@ impl AdminBase {
                     let Some(changed) = record.upgrade() else {
                         break;
                     };
-                    let now = FileTime::from_system(Some(std::time::SystemTime::now()));
-                    let mut map = changed.lock().unwrap_or_else(|e| e.into_inner());
-                    for change in &batch.changes {
-                        for path in std::iter::once(&change.path).chain(&change.new_path) {
-                            map.insert(path.to_string().to_lowercase(), now);
-                        }
-                    }
+                    changed.record(&batch);
                 }
             });
         Arc::new(AdminBase {
@@ -726,15 +765,6 @@ impl AdminBase {
             return Err(E_ACCESSDENIED);
         }
         Ok(path)
-    }
-
-    /// Records a change of `path` now.
-    fn touch(&self, path: &MbPath) {
-        let now = FileTime::from_system(Some(std::time::SystemTime::now()));
-        self.changed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(path.to_string().to_lowercase(), now);
     }
 
     fn this(&self, call: &Call, exporter: &Exporter) -> CallResult<Arc<AdminBaseObject>> {
@@ -1357,9 +1387,6 @@ impl MsAdminBaseW for MsAdminBase {
                 .files
                 .metabase()
                 .write(|t| t.set_property(&path, property))
-                // The change time is there for the next call at once (the
-                // notification thread records it too, a moment later).
-                .inspect(|_| self.base.touch(&path))
                 .map_err(|e| {
                     tracing::info!(path = %path, id = record.identifier, "IMSAdminBaseW SetData refused: {e}");
                     hresult(&e)
@@ -1585,11 +1612,12 @@ impl MsAdminBaseW for MsAdminBase {
         let result = self.base.writable(&object, handle, &path).and_then(|path| {
             let snapshot = self.base.files.metabase().snapshot();
             snapshot.tree().find(&path).ok_or(ERROR_PATH_NOT_FOUND)?;
-            // Times are kept in UTC; the service's clock is UTC.
+            // Times are kept in UTC; the service's clock is UTC. Earlier
+            // changes are recorded first, so theirs do not overwrite it.
             self.base
                 .changed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .up_to(snapshot.change_number())
+                .times
                 .insert(path.to_string().to_lowercase(), time);
             Ok(())
         });
@@ -1614,8 +1642,8 @@ impl MsAdminBaseW for MsAdminBase {
                 Ok(self
                     .base
                     .changed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
+                    .up_to(snapshot.change_number())
+                    .times
                     .get(&path.to_string().to_lowercase())
                     .copied()
                     .unwrap_or(self.base.started))

@@ -18,7 +18,7 @@ use msrpc::server::{Call, CallResult};
 use crate::Admins;
 
 pub const ERROR_SUCCESS: u32 = 0;
-pub const ERROR_ACCESS_DENIED: u32 = 5;
+pub use msrpc::status::ERROR_ACCESS_DENIED;
 pub const ERROR_FILE_NOT_FOUND: u32 = 2;
 pub const ERROR_NOT_SUPPORTED: u32 = 50;
 pub const ERROR_INVALID_LEVEL: u32 = 0x7c;

@@ -57,7 +57,7 @@ fn check(hr: u32, what: &str) -> Result<()> {
 }
 
 pub fn run(cli: &Cli, args: &IisresetArgs) -> Result<()> {
-    rpc_cmd::run_connected(cli, &args.target, |conn| reset(cli, args, conn))
+    rpc_cmd::run_connected(cli, &args.target, |conn, _| reset(cli, args, conn))
 }
 
 async fn reset(cli: &Cli, args: &IisresetArgs, mut conn: Connection) -> Result<()> {

@@ -801,7 +801,7 @@ pub fn run_on_copy(
     work: impl FnOnce(&Metabase, &mut String) -> Result<()>,
 ) -> Result<()> {
     let mut out = String::new();
-    let result = crate::rpc_cmd::run_connected(cli, target, |mut conn| {
+    let result = crate::rpc_cmd::run_connected(cli, target, |mut conn, _| {
         let out = &mut out;
         async move {
             use iisadmin::imsa::{CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W};

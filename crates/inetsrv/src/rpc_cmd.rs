@@ -135,33 +135,24 @@ pub fn run(cli: &Cli, command: &RpcCommand) -> Result<()> {
         | RpcCommand::Principal(t)
         | RpcCommand::Endpoints(t) => t,
     };
-    let auth = client_auth(target)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the RPC client")?;
-    runtime.block_on(async {
-        let (mut conn, reached) = connect(cli, target, auth).await?;
-        let result = match command {
+    run_connected(cli, target, |mut conn, reached| async move {
+        match command {
             RpcCommand::Ping(_) => ping(cli, &mut conn, &reached).await,
             RpcCommand::Interfaces(_) => interfaces(cli, &mut conn).await,
             RpcCommand::Stats(_) => stats(cli, &mut conn).await,
             RpcCommand::Principal(_) => principal(cli, &mut conn, target).await,
             RpcCommand::Endpoints(_) => endpoints(cli, &mut conn).await,
-        };
-        result
-            .map_err(|e| explain(e, target))
-            .with_context(|| format!("on {reached}"))
+        }
     })
 }
 
 /// Runs `work` on a connection to the target, logged on as its options
 /// say, on a runtime of its own; errors say where and explain a refused
-/// logon, as `inetsrv rpc`'s do.
+/// logon. `work` is also told the address reached.
 pub(crate) fn run_connected<T, F>(
     cli: &Cli,
     target: &Target,
-    work: impl FnOnce(Connection) -> F,
+    work: impl FnOnce(Connection, String) -> F,
 ) -> Result<T>
 where
     F: std::future::Future<Output = Result<T>>,
@@ -173,7 +164,7 @@ where
         .context("cannot start the RPC client")?;
     runtime.block_on(async {
         let (conn, reached) = connect(cli, target, auth).await?;
-        work(conn)
+        work(conn, reached.clone())
             .await
             .map_err(|e| explain(e, target))
             .with_context(|| format!("on {reached}"))

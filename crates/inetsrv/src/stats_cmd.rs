@@ -26,7 +26,7 @@ pub struct StatsArgs {
 }
 
 pub fn run(cli: &Cli, args: &StatsArgs) -> Result<()> {
-    rpc_cmd::run_connected(cli, &args.target, |conn| stats(cli, args, conn))
+    rpc_cmd::run_connected(cli, &args.target, |conn, _| stats(cli, args, conn))
 }
 
 fn status_error(status: u32, instance: u32) -> anyhow::Error {

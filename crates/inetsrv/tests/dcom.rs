@@ -25,20 +25,18 @@ fn python() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
-/// Runs the Impacket client; its JSON answer.
-fn imsa(web: &Web, user: &str, password: &str, level: &str, mechanism: &str) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dcom/impacket_imsa.py");
+/// Runs one of tests/dcom's Impacket clients against the server's RPC
+/// port with `args`; the JSON object it prints last.
+fn impacket(web: &Web, script: &str, args: &[&str], setup: impl FnOnce(&mut Command)) -> Value {
     let mut command = Command::new(python());
     command
-        .arg(script)
+        .arg(format!(
+            "{}/tests/dcom/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
         .arg(web.rpc_port().to_string())
-        .args([user, password, level, mechanism])
-        .env("EXPORT_FILE", web.state().join("exported.xml"));
-    if mechanism == "kerberos" {
-        command
-            .arg(kdc::REALM)
-            .envs(kdc::kdc().client_env().iter().map(|(k, v)| (*k, v)));
-    }
+        .args(args);
+    setup(&mut command);
     let out = command
         .output()
         .expect("python3 with Impacket (pip install impacket==0.13.0)");
@@ -50,6 +48,19 @@ fn imsa(web: &Web, user: &str, password: &str, level: &str, mechanism: &str) -> 
             "{e}: stdout {stdout:?} stderr {stderr}\nserver log:\n{}",
             web.log()
         )
+    })
+}
+
+/// impacket_imsa.py's answer, logged on as given.
+fn imsa(web: &Web, user: &str, password: &str, level: &str, mechanism: &str) -> Value {
+    let args = [user, password, level, mechanism];
+    impacket(web, "impacket_imsa.py", &args, |command| {
+        command.env("EXPORT_FILE", web.state().join("exported.xml"));
+        if mechanism == "kerberos" {
+            command
+                .arg(kdc::REALM)
+                .envs(kdc::kdc().client_env().iter().map(|(k, v)| (*k, v)));
+        }
     })
 }
 
@@ -220,18 +231,8 @@ fn non_administrators_and_wrong_passwords_are_refused() {
     let v = imsa(&web, "clerk", "Secret-2", "integrity", "ntlm");
     assert_eq!(v["activation"], 0, "{v}");
     // A wrong password does not log on at all.
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dcom/impacket_imsa.py");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(web.rpc_port().to_string())
-        .args(["boss", "wrong", "privacy", "ntlm"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(r#"{"activation": "rpc_s_access_denied"}"#),
-        "{stdout}"
-    );
+    let v = imsa(&web, "boss", "wrong", "privacy", "ntlm");
+    assert_eq!(v, serde_json::json!({"activation": "rpc_s_access_denied"}));
     // The server goes on serving.
     let v = imsa(&web, "boss", "Secret-1", "privacy", "ntlm");
     assert_eq!(v["activation"], 0, "{v}");
@@ -274,23 +275,12 @@ fn a_client_that_dies_without_releasing_loses_its_object_and_handles_when_it_sto
 
 /// impacket_iiss.py's answer to the steps given.
 fn iiss(web: &Web, user: &str, password: &str, steps: &[&str]) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dcom/impacket_iiss.py");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(web.rpc_port().to_string())
-        .args([user, password])
-        .args(steps)
-        .output()
-        .expect("python3 with Impacket");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "{e}: stdout {stdout:?} stderr {}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            web.log()
-        )
-    })
+    impacket(
+        web,
+        "impacket_iiss.py",
+        &[&[user, password], steps].concat(),
+        |_| {},
+    )
 }
 
 #[test]
@@ -641,16 +631,12 @@ fn the_web_services_statistics_count_what_was_answered() {
     assert_eq!(web.curl("/missing.html", &[]).status, 404);
     web.curl("/", &["-X", "BREW"]);
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dcom/impacket_irp.py");
-    let out = Command::new(python())
-        .arg(script)
-        .arg(web.rpc_port().to_string())
-        .args(["boss", "Secret-1", "clear"])
-        .output()
-        .expect("python3 with Impacket");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+    let v = impacket(
+        &web,
+        "impacket_irp.py",
+        &["boss", "Secret-1", "clear"],
+        |_| {},
+    );
     assert_eq!(v["version"], 6, "IIS 6.0: {v}");
     // The start page went into the response cache on the first GET and was
     // answered from it after (URI cache counters), the 404 was a miss.

@@ -709,46 +709,48 @@ fn expand_interface(
     let ndr = quote!(::msrpc::ndr);
     let uuid_lit = &uuid;
 
+    // Unmarshals a method's in-parameters and checks their ranges: what
+    // the dispatch does before the call, and all the fuzz targets drive.
+    let unmarshal =
+        |m: &Method, syntax: proc_macro2::TokenStream, little_endian: proc_macro2::TokenStream| {
+            let Method {
+                name,
+                in_names,
+                in_types,
+                ranges,
+                ..
+            } = m;
+            let checks = range_checks(&name_text, name, ranges);
+            quote! {
+                #[allow(unused_variables)]
+                let (#( #in_names, )*): (#( #in_types, )*) =
+                    #ndr::params_from_bytes(stub, #syntax, #little_endian)
+                        .map_err(::msrpc::server::Fault::stub)?;
+                #( #checks )*
+            }
+        };
     let arms = methods.iter().map(|m| {
         let Method {
             name,
             opnum,
             in_names,
-            in_types,
-            ranges,
             ..
         } = m;
-        let checks = range_checks(&name_text, name, ranges);
+        let unmarshal = unmarshal(m, quote!(call.syntax), quote!(call.little_endian));
         quote! {
             #opnum => {
-                let (#( #in_names, )*): (#( #in_types, )*) =
-                    #ndr::params_from_bytes(stub, call.syntax, call.little_endian)
-                        .map_err(::msrpc::server::Fault::stub)?;
-                #( #checks )*
+                #unmarshal
                 let out = self.0.#name(call, #( #in_names ),*)?;
                 Ok(#ndr::params_to_bytes(&out, call.syntax))
             }
         }
     });
-    // The same unmarshalling and range checks without the call: what the
-    // fuzz targets drive.
     let decode_arms = methods.iter().map(|m| {
-        let Method {
-            name,
-            opnum,
-            in_names,
-            in_types,
-            ranges,
-            ..
-        } = m;
-        let checks = range_checks(&name_text, name, ranges);
+        let opnum = m.opnum;
+        let unmarshal = unmarshal(m, quote!(syntax), quote!(little_endian));
         quote! {
             #opnum => {
-                #[allow(unused_variables)]
-                let (#( #in_names, )*): (#( #in_types, )*) =
-                    #ndr::params_from_bytes(stub, syntax, little_endian)
-                        .map_err(::msrpc::server::Fault::stub)?;
-                #( #checks )*
+                #unmarshal
                 Ok(())
             }
         }

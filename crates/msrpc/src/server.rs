@@ -83,7 +83,7 @@ pub trait Interface: Send + Sync + 'static {
     fn syntax(&self) -> SyntaxId;
     fn name(&self) -> &'static str;
     /// The opnums it implements.
-    fn opnums(&self) -> &'static [u16];
+    fn opnums(&self) -> &[u16];
     /// Unmarshals the in-parameters from `stub`, calls the method, and
     /// marshals its out-parameters.
     fn dispatch(&self, call: &Call<'_>, opnum: u16, stub: &[u8]) -> Result<Vec<u8>, Fault>;
@@ -96,12 +96,11 @@ pub struct Extends {
     syntax: SyntaxId,
     name: &'static str,
     parts: Vec<Box<dyn Interface>>,
-    opnums: &'static [u16],
+    opnums: Vec<u16>,
 }
 
 impl Extends {
-    /// `parts` in inheritance order (the base first); built once, at
-    /// start-up.
+    /// `parts` in inheritance order (the base first).
     pub fn new(syntax: SyntaxId, name: &'static str, parts: Vec<Box<dyn Interface>>) -> Extends {
         let mut opnums: Vec<u16> = parts
             .iter()
@@ -113,7 +112,7 @@ impl Extends {
             syntax,
             name,
             parts,
-            opnums: Box::leak(opnums.into_boxed_slice()),
+            opnums,
         }
     }
 }
@@ -125,8 +124,8 @@ impl Interface for Extends {
     fn name(&self) -> &'static str {
         self.name
     }
-    fn opnums(&self) -> &'static [u16] {
-        self.opnums
+    fn opnums(&self) -> &[u16] {
+        &self.opnums
     }
     fn dispatch(&self, call: &Call<'_>, opnum: u16, stub: &[u8]) -> Result<Vec<u8>, Fault> {
         match self.parts.iter().find(|p| p.opnums().contains(&opnum)) {
