@@ -14,7 +14,7 @@ use msrpc::Uuid;
 
 use crate::activation::{self, ActivationError};
 use crate::ids;
-use crate::interfaces::{RemUnknownClient, RemoteScmActivatorClient};
+use crate::interfaces::{ObjectExporterClient, RemUnknownClient, RemoteScmActivatorClient};
 use crate::objref::ObjRef;
 use crate::types::{OrpcThis, RemInterfaceRef};
 
@@ -112,4 +112,48 @@ pub async fn release(conn: &mut Connection, remote: &Remote) -> Result<(), Clien
         return Err(ClientError::HResult { hr });
     }
     Ok(())
+}
+
+/// Keeps a client's objects alive on the server it holds them on
+/// ([MS-DCOM] 3.2.6.2): ComplexPing makes a ping set of `oids`; call
+/// [`PingSet::ping`] every [`PING_PERIOD`].
+pub struct PingSet {
+    set: u64,
+}
+
+/// How often a client pings the objects it holds (3.2.2: 2 minutes).
+pub const PING_PERIOD: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl PingSet {
+    /// ComplexPing: a new set holding `oids`.
+    pub async fn new(conn: &mut Connection, oids: Vec<u64>) -> Result<PingSet, ClientError> {
+        let count = oids.len() as u16;
+        let (set, _, status) = ObjectExporterClient::bind(conn)
+            .await?
+            .complex_ping(
+                0,
+                1,
+                count,
+                0,
+                Unique::new(Some(ConformantArray(oids))),
+                Unique::new(None),
+            )
+            .await?;
+        if status != 0 {
+            return Err(ClientError::HResult { hr: status });
+        }
+        Ok(PingSet { set })
+    }
+
+    /// SimplePing: the set's objects are still wanted.
+    pub async fn ping(&self, conn: &mut Connection) -> Result<(), ClientError> {
+        let status = ObjectExporterClient::bind(conn)
+            .await?
+            .simple_ping(self.set)
+            .await?;
+        if status != 0 {
+            return Err(ClientError::HResult { hr: status });
+        }
+        Ok(())
+    }
 }

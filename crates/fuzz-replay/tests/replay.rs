@@ -215,6 +215,38 @@ fn dcom_corpus_cases_from_impacket_decode() {
             "{name}"
         );
     }
+    // The connectable object's and the sink's requests, as the IDL
+    // (objidl, iadmw.h) lays them out.
+    let stub = case("imsa_requests", "find_connection_point");
+    assert_eq!(
+        iisadmin::sink::ConnectionPointContainerServer::<()>::decode_request(
+            4,
+            &stub[2..],
+            Syntax::Ndr20,
+            true
+        ),
+        Ok(())
+    );
+    let stub = case("imsa_requests", "advise");
+    assert_eq!(
+        iisadmin::sink::ConnectionPointServer::<()>::decode_request(
+            5,
+            &stub[2..],
+            Syntax::Ndr20,
+            true
+        ),
+        Ok(())
+    );
+    let stub = case("imsa_requests", "sink_notify");
+    assert_eq!(
+        iisadmin::sink::MsAdminBaseSinkWServer::<()>::decode_request(
+            3,
+            &stub[2..],
+            Syntax::Ndr20,
+            true
+        ),
+        Ok(())
+    );
     let stub = case("dcom_requests", "create_instance");
     assert_eq!(
         dcom::interfaces::RemoteScmActivatorServer::<()>::decode_request(

@@ -6,7 +6,8 @@ use msrpc::ndr::Syntax;
 use crate::imsa::MsAdminBaseWServer;
 
 /// A request stub for IMSAdminBaseW (and what 2W and 3W add), for
-/// IIisServiceControl and for Inetinfo: the first
+/// IIisServiceControl, Inetinfo, IConnectionPointContainer,
+/// IConnectionPoint and IMSAdminBaseSinkW: the first
 /// byte is the opnum, the second the byte order. Decoding never panics.
 pub fn imsa_requests(data: &[u8]) {
     let [opnum, order, stub @ ..] = data else {
@@ -28,6 +29,26 @@ pub fn imsa_requests(data: &[u8]) {
     );
     let _ = crate::irp::InetinfoServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little);
     let _ = crate::iiss::IisServiceControlServer::<()>::decode_request(
+        opnum,
+        stub,
+        Syntax::Ndr20,
+        little,
+    );
+    // The connectable object's interfaces, and the sink's (what a client
+    // hosting one decodes from the service).
+    let _ = crate::sink::ConnectionPointContainerServer::<()>::decode_request(
+        opnum,
+        stub,
+        Syntax::Ndr20,
+        little,
+    );
+    let _ = crate::sink::ConnectionPointServer::<()>::decode_request(
+        opnum,
+        stub,
+        Syntax::Ndr20,
+        little,
+    );
+    let _ = crate::sink::MsAdminBaseSinkWServer::<()>::decode_request(
         opnum,
         stub,
         Syntax::Ndr20,

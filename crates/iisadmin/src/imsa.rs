@@ -615,6 +615,8 @@ pub struct AdminBase {
     server_guid: Uuid,
     /// When each key last changed, as the metabase's notifications say.
     changed: Arc<ChangeTimes>,
+    /// The change-notification sinks clients advised.
+    sinks: Arc<crate::sink::Sinks>,
     started: FileTime,
 }
 
@@ -694,6 +696,8 @@ impl AdminBase {
         // Subscribed first: every change after this number is notified.
         changed.lock().seen = files.metabase().snapshot().change_number();
         let record = Arc::downgrade(&changed);
+        let sinks = Arc::new(crate::sink::Sinks::default());
+        let tell = Arc::downgrade(&sinks);
         // The notifications arrive on a thread of their own; it ends with
         // the metabase's sender or when the AdminBase is gone.
         let _ = std::thread::Builder::new()
@@ -704,10 +708,14 @@ impl AdminBase {
                         break;
                     };
                     changed.record(&batch);
+                    if let Some(sinks) = tell.upgrade() {
+                        sinks.publish(&batch);
+                    }
                 }
             });
         Arc::new(AdminBase {
             changed,
+            sinks,
             started: FileTime::from_system(Some(std::time::SystemTime::now())),
             files,
             handles: Mutex::new(Handles::default()),
@@ -720,6 +728,16 @@ impl AdminBase {
 
     fn handles(&self) -> MutexGuard<'_, Handles> {
         self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The change-notification sinks advised.
+    pub fn sinks(&self) -> &Arc<crate::sink::Sinks> {
+        &self.sinks
+    }
+
+    /// A number for a new object of this admin base.
+    pub(crate) fn next_object_id(&self) -> u64 {
+        self.next_object.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The path `relative` names below `handle`, if the handle is open.
@@ -815,13 +833,14 @@ impl ComClass for AdminBaseClass {
         self.admit(call)?;
         Ok(Created {
             object: Arc::new(AdminBaseObject {
-                id: self.0.next_object.fetch_add(1, Ordering::Relaxed),
+                id: self.0.next_object_id(),
                 base: Arc::downgrade(&self.0),
             }),
             interfaces: vec![
                 IID_IMSADMIN_BASE_W,
                 IID_IMSADMIN_BASE2_W,
                 IID_IMSADMIN_BASE3_W,
+                crate::sink::IID_ICONNECTION_POINT_CONTAINER,
             ],
         })
     }
@@ -2148,6 +2167,12 @@ pub fn serve(
         exporter: exporter.clone(),
     };
     server.register(MsAdminBaseWServer(part()), level, false);
+    server.register(
+        crate::sink::ConnectionPointContainerServer(part()),
+        level,
+        false,
+    );
+    server.register(crate::sink::ConnectionPointServer(part()), level, false);
     let syntax = |iid| msrpc::pdu::SyntaxId::new(iid, 0, 0);
     server.register(
         msrpc::server::Extends::new(

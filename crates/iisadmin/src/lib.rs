@@ -5,6 +5,9 @@
 //!   METADATA_HANDLEs and their read/write locks.
 //! - [`irp`]: the Inetinfo interface ([MS-IRP]): version, capabilities,
 //!   the Web service's statistics, cache flush.
+//! - [`sink`]: the change-notification sinks (IConnectionPointContainer,
+//!   IConnectionPoint, IMSAdminBaseSinkW callbacks), and a client's host
+//!   for one.
 //! - [`iiss`]: IIisServiceControl ([MS-IISS]): stop, start, status and
 //!   kill the web service, through the host's [`iiss::ServiceHost`].
 //!
@@ -18,6 +21,7 @@ pub mod fuzz_checks;
 pub mod iiss;
 pub mod imsa;
 pub mod irp;
+pub mod sink;
 
 use std::sync::Arc;
 

@@ -13,6 +13,7 @@ mod fastcgi_cmd;
 mod first_run;
 mod iisreset_cmd;
 mod mb_cmd;
+mod mb_watch;
 mod output;
 mod rpc;
 mod rpc_cmd;
@@ -194,6 +195,10 @@ fn main() -> ExitCode {
         Command::User { command } => user_cmd::run(&cli, command),
         Command::Worker(args) => worker_cmd::run(args),
         Command::Spawner => worker_cmd::run_spawner(),
+        Command::Mb {
+            remote,
+            command: mb_cmd::MbCommand::Watch(args),
+        } => mb_watch::run(&cli, remote, args),
         Command::Mb { remote, command } if remote.server.is_some() => {
             mb_cmd::run_remote(&cli, remote, command)
         }

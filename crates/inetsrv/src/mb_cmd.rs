@@ -96,6 +96,10 @@ pub enum MbCommand {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+    /// Print the changes a running server makes, as they happen (through
+    /// the IIS admin base's change-notification sink): `mb watch W3SVC/1
+    /// --count 5`, or `--server HOST` for another server's.
+    Watch(crate::mb_watch::WatchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -243,6 +247,7 @@ pub fn execute_on(out: &mut String, cli: &Cli, mb: &Metabase, command: &MbComman
         } => rename(out, cli, mb, source, destination),
         MbCommand::Find { property, path } => find(out, cli, mb, property, path),
         MbCommand::Schema { command } => schema(out, cli, mb, command),
+        MbCommand::Watch(_) => bail!("`mb watch` needs a running server"),
     }
 }
 
@@ -947,7 +952,7 @@ fn wide(s: &str) -> msrpc::ndr::Unique<msrpc::ndr::WString> {
 }
 
 /// An HRESULT the server answered, as an error.
-fn check(hr: u32, what: &str) -> Result<()> {
+pub(crate) fn check(hr: u32, what: &str) -> Result<()> {
     if hr == 0 {
         return Ok(());
     }

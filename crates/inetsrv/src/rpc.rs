@@ -46,6 +46,9 @@ pub struct RpcEndpoint {
     pub kerberos: Option<(PathBuf, Vec<String>)>,
     /// The least authentication level callers need.
     pub min_auth_level: u8,
+    /// IMSAdminBaseW's state: its change-notification sinks are told when
+    /// the service stops.
+    pub admin_base: std::sync::Arc<iisadmin::imsa::AdminBase>,
 }
 
 /// The keytab to use: `--keytab` (which must load), else
@@ -370,12 +373,8 @@ async fn start_endpoint(
     dcom::serve(&server, exporter.clone(), level, level);
     let admins: std::sync::Arc<dyn iisadmin::Admins> =
         std::sync::Arc::new(UserDbAdmins(UserDb::for_state_dir(state_dir)));
-    iisadmin::imsa::serve(
-        &server,
-        &exporter,
-        iisadmin::imsa::AdminBase::new(files, admins.clone()),
-        level,
-    );
+    let admin_base = iisadmin::imsa::AdminBase::new(files, admins.clone());
+    iisadmin::imsa::serve(&server, &exporter, admin_base.clone(), level);
     let listener = host.listener.clone();
     server.register(
         iisadmin::irp::InetinfoServer(iisadmin::irp::InetinfoService {
@@ -442,6 +441,7 @@ async fn start_endpoint(
         .with_context(|| format!("cannot listen on {}", local.display()))?;
     tracing::info!(tcp = %tcp, local = %local.display(), "RPC endpoint started");
     Ok(RpcEndpoint {
+        admin_base,
         min_auth_level: level,
         tcp,
         local,

@@ -255,6 +255,18 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         tracing::info!("stopping: worker processes finish the requests they hold");
         println!("stopping...");
         let _ = std::io::stdout().flush();
+        if let Some(rpc) = &rpc {
+            // IMSAdminBaseSinkW::ShutdownNotify to every advised sink, given
+            // a moment to arrive.
+            let sinks = rpc.admin_base.sinks();
+            if sinks.count() > 0 {
+                sinks.shutdown();
+                let end = tokio::time::Instant::now() + Duration::from_secs(2);
+                while sinks.count() > 0 && tokio::time::Instant::now() < end {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
         was.shutdown().await;
         // Responses the listener is still sending (files handed over by
         // workers) finish too.

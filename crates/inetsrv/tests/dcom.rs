@@ -800,3 +800,216 @@ fn mb_works_on_a_remote_server_as_on_a_local_one() {
     remote(&["vdir", "delete", "1", "faraway"]);
     assert_eq!(web.curl("/faraway/hello.txt", &[]).status, 404);
 }
+
+/// `inetsrv mb watch` running until its stderr says it watches; its
+/// stdout lines arrive on the channel.
+struct Watcher {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Its stderr after the first line (kept open: it may say more).
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+}
+
+impl Watcher {
+    fn start(cli_of: &Web, args: &[&str]) -> Watcher {
+        use std::io::BufRead;
+        let mut child = Command::new(common::BIN)
+            .args(cli_of.target())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        assert!(first.starts_with("watching "), "{first}");
+        Watcher {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// The JSON lines printed until `done` says enough (within a minute).
+    fn until(&self, mut done: impl FnMut(&[Value]) -> bool) -> Vec<Value> {
+        let mut seen = Vec::new();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !done(&seen) {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => seen.push(serde_json::from_str(&line).unwrap()),
+                Err(_) => panic!("the watcher printed only {seen:?}"),
+            }
+        }
+        seen
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn has(seen: &[Value], path: &str, change: &str) -> bool {
+    seen.iter().any(|v| {
+        v["path"] == path
+            && v["change"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|k| k == change))
+    })
+}
+
+#[test]
+fn mb_watch_on_a_second_server_sees_its_changes_through_the_notification_sink() {
+    let mut far = server_with_users();
+    let server = format!("127.0.0.1:{}", far.rpc_port());
+    // The CLI's own state directory has a server of its own, whose changes
+    // the watcher of the far one must not see.
+    let mut near = Web::prepare();
+    near.launch();
+    let logon = [
+        "--server",
+        &server,
+        "--user",
+        "boss",
+        "--password",
+        "Secret-1",
+    ];
+    let watch_args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["--json", "mb", "watch", "W3SVC/1/ROOT"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(logon.iter().map(|s| s.to_string()));
+        args
+    };
+    let args = watch_args(&[]);
+    let watcher = Watcher::start(&near, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let on_far = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(logon);
+        near.cli_ok(&all)
+    };
+    // A change on the near server, then one made on the far server over
+    // --server, one made there locally, one outside the watched key.
+    near.cli_ok(&["mb", "create", "W3SVC/1/ROOT/near", "IIsWebVirtualDir"]);
+    on_far(&["mb", "create", "W3SVC/1/ROOT/seen", "IIsWebVirtualDir"]);
+    far.cli_ok(&["mb", "set", "W3SVC/1/ROOT/seen/Path", "/tmp"]);
+    far.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "outside"]);
+    on_far(&["mb", "delete", "W3SVC/1/ROOT/seen"]);
+    let seen = watcher.until(|seen| has(seen, "/LM/W3SVC/1/ROOT/seen", "delete_object"));
+    assert!(
+        has(&seen, "/LM/W3SVC/1/ROOT/seen", "add_object"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|v| v["path"] == "/LM/W3SVC/1/ROOT/seen"
+            && v["properties"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|n| n == "Path"))
+            && v["ids"]
+                .as_array()
+                .is_some_and(|i| i.iter().any(|n| n == 3001))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|v| v["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/LM/W3SVC/1/ROOT/") && !p.contains("near"))),
+        "only the far server's changes at or below the key: {seen:?}"
+    );
+    // The same change, seen by a local `mb get` on the far server.
+    on_far(&["mb", "set", "W3SVC/1/ROOT/AppFriendlyName", "Remote name"]);
+    assert!(far
+        .cli_ok(&["mb", "get", "W3SVC/1/ROOT/AppFriendlyName"])
+        .contains("Remote name"));
+    let more = watcher.until(|seen| {
+        seen.iter().any(|v| {
+            v["properties"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|n| n == "AppFriendlyName"))
+        })
+    });
+    assert_eq!(more.last().unwrap()["path"], "/LM/W3SVC/1/ROOT");
+    // Ctrl-C: the watcher unadvises and releases before it ends.
+    watcher.signal(nix::sys::signal::Signal::SIGINT);
+    let mut watcher = watcher;
+    assert!(watcher.child.wait().unwrap().success());
+    let wait_log = |text: &str| {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !far.log().contains(text) {
+            assert!(
+                std::time::Instant::now() < end,
+                "no {text:?} in\n{}",
+                far.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_log("IMSAdminBaseSinkW: a sink is unadvised");
+
+    // A watcher that dies without a word loses its sink at the next
+    // change; the server goes on serving.
+    let args = watch_args(&[]);
+    let doomed = Watcher::start(&near, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    doomed.signal(nix::sys::signal::Signal::SIGKILL);
+    let mut doomed = doomed;
+    let _ = doomed.child.wait();
+    far.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AppFriendlyName", "After"]);
+    wait_log("IMSAdminBaseSinkW: the sink is dropped");
+    assert_eq!(far.curl("/", &[]).status, 200);
+
+    // --count and --timeout end a watch; non-administrators are refused.
+    let args = watch_args(&["--count", "1"]);
+    let counted = Watcher::start(&near, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    far.cli_ok(&["mb", "set", "W3SVC/1/ROOT/AppFriendlyName", "Counted"]);
+    let mut counted = counted;
+    assert!(counted.child.wait().unwrap().success());
+    let args = watch_args(&["--timeout", "0.5"]);
+    let mut timed = Watcher::start(&near, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(timed.child.wait().unwrap().success());
+    let out = near.cli(&[
+        "mb",
+        "watch",
+        "--server",
+        &server,
+        "--user",
+        "clerk",
+        "--password",
+        "Secret-2",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("E_ACCESSDENIED"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A server that stops tells its sinks (ShutdownNotify): the watch ends.
+    let args = watch_args(&[]);
+    let mut last = Watcher::start(&near, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    far.signal("TERM");
+    far.wait_exit(std::time::Duration::from_secs(60));
+    assert!(last.child.wait().unwrap().success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut last.stderr, &mut rest).unwrap();
+    assert!(rest.contains("the server is shutting down"), "{rest}");
+}

@@ -152,6 +152,8 @@ pub struct Reply {
 
 pub struct Connection {
     stream: Box<dyn Stream>,
+    /// This end's address, over TCP.
+    local_addr: Option<SocketAddr>,
     options: Options,
     bound: bool,
     max_xmit: usize,
@@ -184,6 +186,7 @@ impl Connection {
     fn new(stream: Box<dyn Stream>, options: Options) -> Connection {
         Connection {
             stream,
+            local_addr: None,
             max_xmit: usize::from(options.max_frag),
             options,
             bound: false,
@@ -206,7 +209,16 @@ impl Connection {
     pub async fn connect_tcp(addr: SocketAddr, options: Options) -> Result<Connection, CallError> {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Connection::new(Box::new(stream), options))
+        let local_addr = stream.local_addr().ok();
+        let mut conn = Connection::new(Box::new(stream), options);
+        conn.local_addr = local_addr;
+        Ok(conn)
+    }
+
+    /// This end's address, on a TCP connection: the address the server
+    /// knows the client by (where it would call the client back).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
     }
 
     /// Any byte stream already connected to a server: a transport of the
