@@ -1324,7 +1324,7 @@ impl MsAdminBaseW for MsAdminBase {
             self.base
                 .files
                 .metabase()
-                .write(|t| t.create_key(&path, metabase::schema::GENERIC_KEY_TYPE))
+                .write(|t| t.add_untyped_key(&path))
                 .map_err(|e| hresult(&e))
         });
         Ok((That::default(), status(result)))

@@ -8,6 +8,8 @@
 //! - [`sink`]: the change-notification sinks (IConnectionPointContainer,
 //!   IConnectionPoint, IMSAdminBaseSinkW callbacks), and a client's host
 //!   for one.
+//! - [`wasctl`]: inetsrv's typed control of the activation service
+//!   (sites, pools, workers), what `inetsrv site|pool --server` call.
 //! - [`iiss`]: IIisServiceControl ([MS-IISS]): stop, start, status and
 //!   kill the web service, through the host's [`iiss::ServiceHost`].
 //!
@@ -22,6 +24,7 @@ pub mod iiss;
 pub mod imsa;
 pub mod irp;
 pub mod sink;
+pub mod wasctl;
 
 use std::sync::Arc;
 

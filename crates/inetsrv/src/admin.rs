@@ -273,7 +273,7 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
     };
     let mut ctx = Ctx {
         metabase: files.metabase(),
-        was: Some(was),
+        live: Some(crate::web_cmd::Live::Local(was)),
         json: cli.json,
         out: String::new(),
     };
@@ -328,9 +328,9 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
                 Err(e) => Err(e),
             }
         }
-        Command::Site { command } => web_cmd::site(&mut ctx, command).await,
+        Command::Site { command, .. } => web_cmd::site(&mut ctx, command).await,
         Command::Vdir { command, .. } => web_cmd::vdir(&mut ctx, command).await,
-        Command::Pool { command } => web_cmd::pool(&mut ctx, command).await,
+        Command::Pool { command, .. } => web_cmd::pool(&mut ctx, command).await,
         _ => Err(anyhow::anyhow!(
             "this command is not served over the admin socket"
         )),

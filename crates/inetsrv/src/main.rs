@@ -69,6 +69,10 @@ pub enum Command {
     Start(start_cmd::StartArgs),
     /// Sites: create, delete, start, stop, pause, continue, list (iisweb).
     Site {
+        /// With --server HOST: on another server, through IMSAdminBaseW
+        /// and its service control.
+        #[command(flatten)]
+        remote: rpc_cmd::Target,
         #[command(subcommand)]
         command: web_cmd::SiteVerb,
     },
@@ -82,6 +86,10 @@ pub enum Command {
     },
     /// Application pools and their worker processes (iisapp).
     Pool {
+        /// With --server HOST: on another server, through IMSAdminBaseW
+        /// and its service control.
+        #[command(flatten)]
+        remote: rpc_cmd::Target,
         #[command(subcommand)]
         command: web_cmd::PoolVerb,
     },
@@ -186,12 +194,18 @@ fn main() -> ExitCode {
 
     let result = match &cli.command {
         Command::Start(args) => start_cmd::run(&cli, args),
-        Command::Site { command } => run_web(&cli, WebVerb::Site(command)),
-        Command::Vdir { remote, command } if remote.server.is_some() => {
-            web_cmd::vdir_remote(&cli, remote, command)
+        Command::Site { remote, command } if remote.server.is_some() => {
+            web_cmd::run_remote(&cli, remote, web_cmd::Verb::Site(command))
         }
+        Command::Vdir { remote, command } if remote.server.is_some() => {
+            web_cmd::run_remote(&cli, remote, web_cmd::Verb::Vdir(command))
+        }
+        Command::Pool { remote, command } if remote.server.is_some() => {
+            web_cmd::run_remote(&cli, remote, web_cmd::Verb::Pool(command))
+        }
+        Command::Site { command, .. } => run_web(&cli, WebVerb::Site(command)),
         Command::Vdir { command, .. } => run_web(&cli, WebVerb::Vdir(command)),
-        Command::Pool { command } => run_web(&cli, WebVerb::Pool(command)),
+        Command::Pool { command, .. } => run_web(&cli, WebVerb::Pool(command)),
         Command::User { command } => user_cmd::run(&cli, command),
         Command::Worker(args) => worker_cmd::run(args),
         Command::Spawner => worker_cmd::run_spawner(),
@@ -292,7 +306,7 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
         .build()?;
     let mut ctx = web_cmd::Ctx {
         metabase: files.metabase(),
-        was: None,
+        live: None,
         json: cli.json,
         out: String::new(),
     };

@@ -806,35 +806,79 @@ pub fn run_on_copy(
     work: impl FnOnce(&Metabase, &mut String) -> Result<()>,
 ) -> Result<()> {
     let mut out = String::new();
-    let result = crate::rpc_cmd::run_connected(cli, target, |mut conn, _| {
-        let out = &mut out;
-        async move {
-            use iisadmin::imsa::{CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W};
-            let remote = dcom::client::create_instance(
-                &mut conn,
-                CLSID_MSADMIN_BASE_W,
-                IID_IMSADMIN_BASE3_W,
-            )
-            .await
-            .context("cannot activate IMSAdminBase on the server")?;
-            let done = async {
-                let mb = copy_of(&mut conn, remote.ipid).await?;
-                let changes = mb.subscribe();
-                work(&mb, out)?;
-                while let Ok(batch) = changes.try_recv() {
-                    replay(&mut conn, remote.ipid, &mb, &batch).await.context(
-                        "the change was checked here but not all of it made on the server",
-                    )?;
-                }
-                Ok::<(), anyhow::Error>(())
-            }
-            .await;
-            let _ = dcom::client::release(&mut conn, &remote).await;
-            done
-        }
+    let result = with_remote_copy(cli, target, async |copy: &RemoteCopy| {
+        work(&copy.metabase, &mut out)?;
+        copy.push().await
     });
     print!("{out}");
     result
+}
+
+/// A remote server's metabase, copied here, and the connection that
+/// reaches the server: what a verb changes in the copy is made on the
+/// server by [`RemoteCopy::push`].
+pub struct RemoteCopy {
+    pub metabase: Metabase,
+    /// The connection to the server (its IMSAdminBase object, and any
+    /// other interface the verb calls).
+    pub conn: tokio::sync::Mutex<msrpc::client::Connection>,
+    ipid: msrpc::Uuid,
+    changes: std::sync::Mutex<std::sync::mpsc::Receiver<std::sync::Arc<metabase::ChangeBatch>>>,
+}
+
+impl RemoteCopy {
+    /// Makes on the server what the copy committed since the last push.
+    pub async fn push(&self) -> Result<()> {
+        let mut conn = self.conn.lock().await;
+        loop {
+            let next = self
+                .changes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .try_recv();
+            let Ok(batch) = next else {
+                return Ok(());
+            };
+            replay(&mut conn, self.ipid, &self.metabase, &batch)
+                .await
+                .context("the change was checked here but not all of it made on the server")?;
+        }
+    }
+}
+
+/// Connects to the server `target` names, activates IMSAdminBase there,
+/// copies its metabase and runs `work` on the copy; the object is released
+/// after.
+pub fn with_remote_copy<T>(
+    cli: &Cli,
+    target: &crate::rpc_cmd::Target,
+    work: impl AsyncFnOnce(&RemoteCopy) -> Result<T>,
+) -> Result<T> {
+    crate::rpc_cmd::run_connected(cli, target, async |mut conn, _| {
+        use iisadmin::imsa::{CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W};
+        let remote =
+            dcom::client::create_instance(&mut conn, CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W)
+                .await
+                .context("cannot activate IMSAdminBase on the server")?;
+        let metabase = match copy_of(&mut conn, remote.ipid).await {
+            Ok(mb) => mb,
+            Err(e) => {
+                let _ = dcom::client::release(&mut conn, &remote).await;
+                return Err(e);
+            }
+        };
+        let changes = metabase.subscribe();
+        let copy = RemoteCopy {
+            metabase,
+            conn: tokio::sync::Mutex::new(conn),
+            ipid: remote.ipid,
+            changes: std::sync::Mutex::new(changes),
+        };
+        let done = work(&copy).await;
+        let mut conn = copy.conn.into_inner();
+        let _ = dcom::client::release(&mut conn, &remote).await;
+        done
+    })
 }
 
 /// Makes on the server what one committed change batch of the copy made.
@@ -848,9 +892,14 @@ async fn replay(
     use metabase::ChangeKind;
     let mut admin = MsAdminBaseWClient::bind(conn).await?.on_object(ipid);
     let snapshot = mb.snapshot();
+    // Keys made with their subtree: the changes below them are made too.
+    let mut added: Vec<&MbPath> = Vec::new();
     for change in &batch.changes {
         let kind = change.kind;
         let path = &change.path;
+        if added.iter().any(|a| path.starts_with(a) && path != *a) {
+            continue;
+        }
         if kind.contains(ChangeKind::RENAME_OBJECT) {
             if let Some(new_name) = change.new_path.as_ref().and_then(|p| p.name()) {
                 let hr = admin
@@ -871,6 +920,7 @@ async fn replay(
             }
             Some(key) if kind.contains(ChangeKind::ADD_OBJECT) => {
                 add_subtree(&mut admin, path, key).await?;
+                added.push(path);
             }
             Some(key) => {
                 for id in &change.ids {
@@ -897,7 +947,7 @@ fn add_subtree<'a>(
     admin: &'a mut iisadmin::imsa::MsAdminBaseWClient<'_>,
     path: &'a MbPath,
     key: &'a metabase::Key,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + 'a>> {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
     Box::pin(async move {
         let hr = admin.add_key(this(), 0, wide(&path.to_string())).await?.1;
         check(hr, &format!("AddKey {path}"))?;

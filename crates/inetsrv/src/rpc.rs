@@ -390,6 +390,16 @@ async fn start_endpoint(
         level,
         true,
     );
+    server.register(
+        iisadmin::wasctl::WasControlServer(iisadmin::wasctl::WasControlService {
+            was: host.was.clone(),
+            runtime: host.runtime.clone(),
+            files: host.files.clone(),
+            admins: admins.clone(),
+        }),
+        level,
+        true,
+    );
     iisadmin::iiss::serve(&server, &exporter, std::sync::Arc::new(host), admins, level);
     // Objects whose clients stopped pinging are reclaimed.
     let sweep = (options.dcom_ping_timeout / 4).max(Duration::from_millis(100));

@@ -120,6 +120,7 @@ fn interface_name(uuid: &msrpc::Uuid) -> &'static str {
         "f612954d-3b0b-4c56-9563-227b7be624b4" => "IIS admin base 3 (IMSAdminBase3W)",
         "e8fb8620-588f-11d2-9d61-00c04f79c5fe" => "IIS reset (IIisServiceControl)",
         "82ad4280-036b-11cf-972c-00aa006887b0" => "IIS Inetinfo (statistics, MS-IRP)",
+        "cd8c0e33-6a4c-4841-9a34-fa3474c0620c" => "inetsrv service control (sites, pools)",
         "99fcfec4-5260-101b-bbcb-00aa0021347a" => "DCOM object exporter (IObjectExporter)",
         "000001a0-0000-0000-c000-000000000046" => "DCOM activation (IRemoteSCMActivator)",
         "4d9f4ab8-7d1c-11cf-861e-0020af6e7c57" => "DCOM activation (IActivation)",

@@ -12,18 +12,123 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
+use iisadmin::wasctl::{LiveSite, WasControlClient};
 use metabase::{MbPath, Value};
 use serde_json::json;
 use was::model::{ids, Binding, Model};
-use was::{PoolCommand, SiteCommand, Was};
+use was::{Done, PoolCommand, PoolStatus, SiteCommand, Was};
+
+use crate::mb_cmd::RemoteCopy;
 
 /// What a verb works with: the metabase, and the activation service when
-/// the server runs it.
+/// a server runs it.
 pub struct Ctx<'a> {
     pub metabase: &'a metabase::Metabase,
-    pub was: Option<&'a Was>,
+    pub live: Option<Live<'a>>,
     pub json: bool,
     pub out: String,
+}
+
+/// A running server's activation service: this process's (the verb runs
+/// in the server, through its admin socket), or another's through the
+/// service-control interface (`--server`), whose metabase the verb
+/// changes as a copy pushed back through IMSAdminBaseW.
+#[derive(Clone, Copy)]
+pub enum Live<'a> {
+    Local(&'a Was),
+    Remote(&'a RemoteCopy),
+}
+
+/// A service-control status other than success, as an error.
+fn control_status(status: u32, what: &str) -> Result<()> {
+    match status {
+        0 => Ok(()),
+        msrpc::status::ERROR_ACCESS_DENIED => {
+            bail!("{what}: access denied (the user is not an administrator of the server)")
+        }
+        iisadmin::wasctl::ERROR_TIMEOUT => {
+            bail!("{what}: the server's activation service did not answer in time")
+        }
+        other => bail!("{what}: the server answered {other:#010x}"),
+    }
+}
+
+impl Live<'_> {
+    /// Returns once what the verb wrote is in effect on the server.
+    async fn settle(&self, metabase: &metabase::Metabase) -> Result<()> {
+        match self {
+            Live::Local(was) => {
+                was.synced(metabase.snapshot().change_number()).await;
+                Ok(())
+            }
+            Live::Remote(copy) => {
+                copy.push().await?;
+                let mut conn = copy.conn.lock().await;
+                let status = WasControlClient::bind(&mut conn).await?.synced().await?;
+                control_status(status, "waiting for the change to take effect")
+            }
+        }
+    }
+
+    async fn sites(&self) -> Result<Vec<LiveSite>> {
+        match self {
+            Live::Local(was) => Ok(was.sites().await.iter().map(LiveSite::from).collect()),
+            Live::Remote(copy) => {
+                let mut conn = copy.conn.lock().await;
+                let (sites, status) = WasControlClient::bind(&mut conn).await?.sites().await?;
+                control_status(status, "site states")?;
+                Ok(sites
+                    .get()
+                    .map(|s| s.0.iter().map(LiveSite::from).collect())
+                    .unwrap_or_default())
+            }
+        }
+    }
+
+    async fn pools(&self) -> Result<Vec<PoolStatus>> {
+        match self {
+            Live::Local(was) => Ok(was.pools().await),
+            Live::Remote(copy) => {
+                let mut conn = copy.conn.lock().await;
+                let (pools, status) = WasControlClient::bind(&mut conn).await?.pools().await?;
+                control_status(status, "application pools")?;
+                Ok(pools
+                    .get()
+                    .map(|p| p.0.iter().map(PoolStatus::from).collect())
+                    .unwrap_or_default())
+            }
+        }
+    }
+
+    async fn site_command(&self, id: u32, command: SiteCommand) -> Result<Done> {
+        match self {
+            Live::Local(was) => Ok(was.site_command(id, command).await?),
+            Live::Remote(copy) => {
+                let mut conn = copy.conn.lock().await;
+                let (outcome, status) = WasControlClient::bind(&mut conn)
+                    .await?
+                    .site_command(id, command.into())
+                    .await?;
+                control_status(status, "site command")?;
+                Ok(outcome.into_result()?)
+            }
+        }
+    }
+
+    async fn pool_command(&self, name: &str, command: PoolCommand) -> Result<Done> {
+        match self {
+            Live::Local(was) => Ok(was.pool_command(name, command).await?),
+            Live::Remote(copy) => {
+                let mut conn = copy.conn.lock().await;
+                let (outcome, status) = WasControlClient::bind(&mut conn)
+                    .await?
+                    .pool_command(msrpc::ndr::WString(name.to_string()), command.into())
+                    .await?;
+                control_status(status, "application pool command")?;
+                Ok(outcome.into_result()?)
+            }
+        }
+    }
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -235,11 +340,36 @@ impl Ctx<'_> {
         }
     }
 
-    /// Waits until the running server has applied what was just written.
-    async fn settle(&self) {
-        if let Some(was) = self.was {
-            was.synced(self.metabase.snapshot().change_number()).await;
+    /// Waits until the running server has applied what was just written
+    /// (a remote one: once it is made there).
+    async fn settle(&self) -> Result<()> {
+        match self.live {
+            Some(live) => live.settle(self.metabase).await,
+            None => Ok(()),
         }
+    }
+
+    /// A content directory a verb names: absolute, and a directory here;
+    /// on another server (`--server`) absolute, and that server's to check.
+    fn content_dir(&self, path: &Path) -> Result<PathBuf> {
+        if matches!(self.live, Some(Live::Remote(_))) {
+            if !path.is_absolute() {
+                bail!(
+                    "{}: give the directory's absolute path on the server",
+                    path.display()
+                );
+            }
+            return Ok(path.to_path_buf());
+        }
+        let dir = absolute(path)?;
+        if !dir.is_dir() {
+            bail!(
+                "{} is not a directory (create it first, for example: mkdir -p {})",
+                dir.display(),
+                dir.display()
+            );
+        }
+        Ok(dir)
     }
 
     fn write(&self, f: impl FnOnce(&mut metabase::Txn) -> metabase::Result<()>) -> Result<()> {
@@ -292,14 +422,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                 Some(id) => *id,
                 None => (1..).find(|n| !model.sites.contains_key(n)).unwrap_or(1),
             };
-            let dir = absolute(path)?;
-            if !dir.is_dir() {
-                bail!(
-                    "{} is not a directory (create it first, for example: mkdir -p {})",
-                    dir.display(),
-                    dir.display()
-                );
-            }
+            let dir = ctx.content_dir(path)?;
             let site = format!("/LM/W3SVC/{id}");
             let root = format!("{site}/ROOT");
             let dir_text = dir.display().to_string();
@@ -329,7 +452,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                     &args(&["Default Application"]),
                 )
             })?;
-            ctx.settle().await;
+            ctx.settle().await?;
             ctx.line(format!(
                 "site {id} ({name}) created: {} serves {}",
                 binding.prefix("/"),
@@ -340,7 +463,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
         SiteVerb::Delete { site } => {
             let id = ctx.site_id(site)?;
             ctx.write(|t| t.delete_key(&p(&format!("/LM/W3SVC/{id}"))))?;
-            ctx.settle().await;
+            ctx.settle().await?;
             ctx.line(format!("site {id} deleted"));
             Ok(())
         }
@@ -355,15 +478,15 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                     &args(&[if start { "TRUE" } else { "FALSE" }]),
                 )
             })?;
-            ctx.settle().await;
-            match ctx.was {
-                Some(was) => {
+            ctx.settle().await?;
+            match ctx.live {
+                Some(live) => {
                     let command = if start {
                         SiteCommand::Start
                     } else {
                         SiteCommand::Stop
                     };
-                    let done = was.site_command(id, command).await?;
+                    let done = live.site_command(id, command).await?;
                     ctx.line(done.to_string());
                 }
                 None => ctx.line(format!(
@@ -375,7 +498,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
         }
         SiteVerb::Pause { site } | SiteVerb::Continue { site } => {
             let id = ctx.site_id(site)?;
-            let Some(was) = ctx.was else {
+            let Some(live) = ctx.live else {
                 bail!("no server is running on this state directory: only a running site can be paused or continued");
             };
             let command = if matches!(verb, SiteVerb::Pause { .. }) {
@@ -383,7 +506,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
             } else {
                 SiteCommand::Continue
             };
-            let done = was.site_command(id, command).await?;
+            let done = live.site_command(id, command).await?;
             ctx.line(done.to_string());
             Ok(())
         }
@@ -439,7 +562,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
                     Value::MultiSz(texts),
                 )
             })?;
-            ctx.settle().await;
+            ctx.settle().await?;
             ctx.line(format!(
                 "site {id}: {} {label}",
                 if adding {
@@ -452,8 +575,8 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
         }
         SiteVerb::List => {
             let model = ctx.model();
-            let live = match ctx.was {
-                Some(was) => Some(was.sites().await),
+            let live = match ctx.live {
+                Some(live) => Some(live.sites().await?),
                 None => None,
             };
             let snapshot = ctx.metabase.snapshot();
@@ -522,8 +645,8 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
 }
 
 async fn report_site_error(ctx: &mut Ctx<'_>, id: u32) -> Result<()> {
-    if let Some(was) = ctx.was {
-        if let Some(site) = was.sites().await.into_iter().find(|s| s.id == id) {
+    if let Some(live) = ctx.live {
+        if let Some(site) = live.sites().await?.into_iter().find(|s| s.id == id) {
             if let Some(error) = site.error {
                 bail!("site {id} cannot start: {error}");
             }
@@ -576,14 +699,7 @@ pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
                     bail!("no application pool '{pool}'");
                 }
             }
-            let dir = absolute(path)?;
-            if !dir.is_dir() {
-                bail!(
-                    "{} is not a directory (create it first, for example: mkdir -p {})",
-                    dir.display(),
-                    dir.display()
-                );
-            }
+            let dir = ctx.content_dir(path)?;
             let dir_text = dir.display().to_string();
             ctx.write(|t| {
                 // Directories between the root and the alias become keys.
@@ -610,7 +726,7 @@ pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
                 }
                 Ok(())
             })?;
-            ctx.settle().await;
+            ctx.settle().await?;
             ctx.line(format!(
                 "virtual directory /{} of site {id} created: serves {}{}",
                 parts.join("/"),
@@ -632,7 +748,7 @@ pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
                 Some(_) => {}
             }
             ctx.write(|t| t.delete_key(&mb_key))?;
-            ctx.settle().await;
+            ctx.settle().await?;
             ctx.line(format!(
                 "virtual directory /{} of site {id} deleted",
                 parts.join("/")
@@ -738,7 +854,7 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
                 }
                 Ok(())
             })?;
-            ctx.settle().await;
+            ctx.settle().await?;
             ctx.line(format!("application pool {name} created"));
             Ok(())
         }
@@ -763,7 +879,7 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
             }
             let key = p("/LM/W3SVC/AppPools").join(&settings.name)?;
             ctx.write(|t| t.delete_key(&key))?;
-            ctx.settle().await;
+            ctx.settle().await?;
             ctx.line(format!("application pool {} deleted", settings.name));
             Ok(())
         }
@@ -781,15 +897,15 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
                     Value::Dword(u32::from(start)),
                 )
             })?;
-            ctx.settle().await;
-            match ctx.was {
-                Some(was) => {
+            ctx.settle().await?;
+            match ctx.live {
+                Some(live) => {
                     let command = if start {
                         PoolCommand::Start
                     } else {
                         PoolCommand::Stop
                     };
-                    let done = was.pool_command(&settings.name, command).await?;
+                    let done = live.pool_command(&settings.name, command).await?;
                     ctx.line(done.to_string());
                 }
                 None => ctx.line(format!(
@@ -801,19 +917,19 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
             Ok(())
         }
         PoolVerb::Recycle { name } => {
-            let Some(was) = ctx.was else {
+            let Some(live) = ctx.live else {
                 bail!("no server is running on this state directory: there is nothing to recycle");
             };
-            let done = was.pool_command(name, PoolCommand::Recycle).await?;
+            let done = live.pool_command(name, PoolCommand::Recycle).await?;
             ctx.line(done.to_string());
             Ok(())
         }
         PoolVerb::List => {
             let model = ctx.model();
-            let rows: Vec<serde_json::Value> = match ctx.was {
-                Some(was) => was
+            let rows: Vec<serde_json::Value> = match ctx.live {
+                Some(live) => live
                     .pools()
-                    .await
+                    .await?
                     .into_iter()
                     .map(|s| serde_json::to_value(s).unwrap_or_default())
                     .collect(),
@@ -868,37 +984,46 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
     }
 }
 
-/// `inetsrv vdir … --server HOST`: the verb runs on a copy of the remote
-/// metabase and what it changed is made on the server (see
-/// `mb_cmd::run_on_copy`): virtual directories are the metabase's alone.
-pub fn vdir_remote(
-    cli: &crate::Cli,
-    target: &crate::rpc_cmd::Target,
-    verb: &VdirVerb,
-) -> Result<()> {
-    crate::mb_cmd::run_on_copy(cli, target, |mb, out| {
+/// A `site`, `vdir` or `pool` verb.
+#[derive(Clone, Copy)]
+pub enum Verb<'a> {
+    Site(&'a SiteVerb),
+    Vdir(&'a VdirVerb),
+    Pool(&'a PoolVerb),
+}
+
+impl Verb<'_> {
+    /// Runs the verb with `ctx`.
+    pub async fn run(self, ctx: &mut Ctx<'_>) -> Result<()> {
+        match self {
+            Verb::Site(v) => site(ctx, v).await,
+            Verb::Vdir(v) => vdir(ctx, v).await,
+            Verb::Pool(v) => pool(ctx, v).await,
+        }
+    }
+}
+
+/// `inetsrv site|vdir|pool … --server HOST`: the verb runs on a copy of the
+/// remote metabase (see `mb_cmd::with_remote_copy`) with the server's
+/// activation service behind it (the service-control interface): what it
+/// writes is made on the server through IMSAdminBaseW before it waits for
+/// the change to take effect or commands a site or pool, so it prints
+/// and refuses what it does locally.
+pub fn run_remote(cli: &crate::Cli, target: &crate::rpc_cmd::Target, verb: Verb<'_>) -> Result<()> {
+    let mut out = String::new();
+    let result = crate::mb_cmd::with_remote_copy(cli, target, async |copy: &RemoteCopy| {
         let mut ctx = Ctx {
-            metabase: mb,
-            was: None,
+            metabase: &copy.metabase,
+            live: Some(Live::Remote(copy)),
             json: cli.json,
             out: String::new(),
         };
-        // Without an activation service to wait for, the verb never waits:
-        // it is done at its first poll.
-        let result = {
-            use std::future::Future;
-            let mut future = std::pin::pin!(vdir(&mut ctx, verb));
-            match future
-                .as_mut()
-                .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-            {
-                std::task::Poll::Ready(result) => result,
-                std::task::Poll::Pending => {
-                    bail!("the vdir verb waited for a server it does not have")
-                }
-            }
-        };
-        out.push_str(&ctx.out);
-        result
-    })
+        let done = verb.run(&mut ctx).await;
+        // What the verb wrote before it failed stays written, as locally.
+        let pushed = copy.push().await;
+        out = ctx.out;
+        done.and(pushed)
+    });
+    print!("{out}");
+    result
 }

@@ -1013,3 +1013,141 @@ fn mb_watch_on_a_second_server_sees_its_changes_through_the_notification_sink() 
     std::io::Read::read_to_string(&mut last.stderr, &mut rest).unwrap();
     assert!(rest.contains("the server is shutting down"), "{rest}");
 }
+
+#[test]
+fn site_and_pool_verbs_work_on_a_remote_server_as_on_a_local_one() {
+    let far = server_with_users();
+    let server = format!("127.0.0.1:{}", far.rpc_port());
+    // The CLI is another machine's: its own state directory, no server.
+    let near = Web::prepare();
+    let logon = [
+        "--server",
+        &server,
+        "--user",
+        "boss",
+        "--password",
+        "Secret-1",
+    ];
+    let on_far = |args: &[&str], user: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(user);
+        near.cli(&all)
+    };
+    let remote = |args: &[&str]| {
+        let out = on_far(args, &logon);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let refused = |args: &[&str]| {
+        let out = on_far(args, &logon);
+        assert!(!out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Listing: the same as on the server itself (worker uptimes aside).
+    let uptimes = |json: &str| {
+        let mut v: Value = serde_json::from_str(json).unwrap();
+        for pool in v.as_array_mut().unwrap() {
+            for w in pool["workers"].as_array_mut().unwrap() {
+                w["uptime_seconds"] = Value::Null;
+            }
+        }
+        v
+    };
+    assert_eq!(remote(&["site", "list"]), far.cli_ok(&["site", "list"]));
+    assert_eq!(
+        uptimes(&remote(&["--json", "pool", "list"])),
+        uptimes(&far.cli_ok(&["--json", "pool", "list"]))
+    );
+    // A pool and a site made remotely serve at once.
+    let dir = far.state().join("remote-site");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.htm"), "made from afar").unwrap();
+    let port = common::free_port();
+    assert_eq!(
+        remote(&["pool", "create", "Far"]),
+        "application pool Far created\n"
+    );
+    let made = remote(&[
+        "site",
+        "create",
+        "Far Site",
+        "--path",
+        dir.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--pool",
+        "Far",
+    ]);
+    assert!(made.starts_with("site 2 (Far Site) created"), "{made}");
+    let get = || common::web::curl(&format!("http://127.0.0.1:{port}/"), &[]);
+    assert_eq!(
+        (get().status, get().text().as_str()),
+        (200, "made from afar")
+    );
+    let listed = far.cli_ok(&["--json", "site", "list"]);
+    assert!(listed.contains("\"Far Site\""), "{listed}");
+    // Commands: stop, start, pause, continue, recycle, as locally.
+    assert_eq!(remote(&["site", "stop", "Far Site"]), "site 2 stopped\n");
+    assert_ne!(get().status, 200);
+    assert_eq!(remote(&["site", "start", "2"]), "site 2 started\n");
+    assert_eq!(remote(&["site", "pause", "2"]), "site 2 paused\n");
+    assert_eq!(get().status, 503);
+    assert_eq!(remote(&["site", "continue", "2"]), "site 2 continued\n");
+    assert_eq!(get().status, 200);
+    let before = far.worker_pids("Far", "running");
+    assert!(!before.is_empty());
+    let recycled = remote(&["pool", "recycle", "Far"]);
+    assert!(
+        recycled.starts_with("application pool Far recycled ("),
+        "{recycled}"
+    );
+    far.wait_for("new workers", std::time::Duration::from_secs(30), || {
+        let now = far.worker_pids("Far", "running");
+        !now.is_empty() && now.iter().all(|p| !before.contains(p))
+    });
+    assert_eq!(
+        remote(&["pool", "stop", "Far"]),
+        "application pool Far stopped\n"
+    );
+    assert_eq!(get().status, 503);
+    assert_eq!(
+        remote(&["pool", "start", "Far"]),
+        "application pool Far started\n"
+    );
+    assert_eq!(get().status, 200);
+    // Bindings, and errors in the local words.
+    let extra = common::free_port();
+    remote(&["site", "bind", "2", &format!(":{extra}:")]);
+    let got = common::web::curl(&format!("http://127.0.0.1:{extra}/"), &[]);
+    assert_eq!(got.status, 200);
+    assert!(refused(&["site", "pause", "9"]).contains("no site '9'"));
+    assert!(refused(&["pool", "recycle", "Nope"]).contains("no application pool named 'Nope'"));
+    assert!(refused(&["pool", "delete", "Far"]).contains("is used by site 2"));
+    assert!(refused(&["site", "create", "Rel", "--path", "rel"])
+        .contains("give the directory's absolute path on the server"));
+    // Not an administrator: refused before anything is done.
+    let out = on_far(
+        &["pool", "stop", "Far"],
+        &[
+            "--server",
+            &server,
+            "--user",
+            "clerk",
+            "--password",
+            "Secret-2",
+        ],
+    );
+    assert!(!out.status.success());
+    assert_eq!(get().status, 200);
+    // Deleting, remotely.
+    assert_eq!(remote(&["site", "delete", "2"]), "site 2 deleted\n");
+    assert_eq!(
+        remote(&["pool", "delete", "Far"]),
+        "application pool Far deleted\n"
+    );
+    assert!(!far.cli_ok(&["pool", "list"]).contains("Far"));
+}

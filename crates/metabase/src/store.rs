@@ -299,6 +299,28 @@ impl Txn {
         Ok(())
     }
 
+    /// Creates a key with no type yet (IIsConfigObject) under any key: IIS
+    /// 6's AddKey ([MS-IMSA] 3.1.4.2), for clients that type the key
+    /// with its KeyType next, as ADSI does. The metabase below ADSI has no
+    /// classes; setting KeyType is what is checked against the parent.
+    pub fn add_untyped_key(&mut self, path: &MbPath) -> Result<()> {
+        let (parent, name) = split(path)?;
+        if self.exists(path) {
+            return Err(Error::KeyExists(
+                self.canonical(path)
+                    .unwrap_or_else(|| path.clone())
+                    .to_string(),
+            ));
+        }
+        if !self.exists(&parent) {
+            return Err(Error::PathNotFound(parent.to_string()));
+        }
+        self.key_mut(&parent)?
+            .insert_child(Key::new(&name, crate::schema::GENERIC_KEY_TYPE));
+        self.log.record(path, ChangeKind::ADD_OBJECT, None);
+        Ok(())
+    }
+
     /// Deletes a key and everything below it (DeleteKey).
     pub fn delete_key(&mut self, path: &MbPath) -> Result<()> {
         let (parent, name) = split(path)?;

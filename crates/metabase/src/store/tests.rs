@@ -572,3 +572,45 @@ fn a_failed_commit_hook_abandons_the_transaction() {
         .is_err());
     assert!(rx.try_recv().is_err());
 }
+
+#[test]
+fn an_untyped_key_goes_anywhere_and_its_key_type_is_checked_against_its_parent() {
+    let mb = store();
+    // IMSAdminBaseW AddKey, then R_SetData KeyType, as ADSI does.
+    mb.write(|t| t.add_untyped_key(&p("/LM/W3SVC/AppPools/P2")))
+        .unwrap();
+    assert_eq!(
+        mb.snapshot()
+            .find(&p("/LM/W3SVC/AppPools/P2"))
+            .unwrap()
+            .key_type(),
+        "IIsConfigObject"
+    );
+    let wrong = mb.write(|t| {
+        t.set_text(
+            &p("/LM/W3SVC/AppPools/P2"),
+            "KeyType",
+            &text(&["IIsWebServer"]),
+        )
+    });
+    assert!(
+        matches!(wrong, Err(Error::ContainmentViolation { .. })),
+        "{wrong:?}"
+    );
+    mb.write(|t| {
+        t.set_text(
+            &p("/LM/W3SVC/AppPools/P2"),
+            "KeyType",
+            &text(&["IIsApplicationPool"]),
+        )
+    })
+    .unwrap();
+    assert!(matches!(
+        mb.write(|t| t.add_untyped_key(&p("/LM/W3SVC/AppPools/P2"))),
+        Err(Error::KeyExists(_))
+    ));
+    assert!(matches!(
+        mb.write(|t| t.add_untyped_key(&p("/LM/W3SVC/Nope/P3"))),
+        Err(Error::PathNotFound(_))
+    ));
+}
