@@ -100,6 +100,16 @@ impl FileTime {
             high: (ticks >> 32) as u32,
         }
     }
+
+    /// The time it names; `None` for zero (no time).
+    pub fn to_system(self) -> Option<std::time::SystemTime> {
+        const EPOCH_DIFF: u64 = 116_444_736_000_000_000;
+        let ticks = u64::from(self.high) << 32 | u64::from(self.low);
+        let since_unix = ticks.checked_sub(EPOCH_DIFF)?;
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_nanos(
+            since_unix.saturating_mul(100),
+        ))
+    }
 }
 
 /// IID_IMSAdminBase2W ([MS-IMSA] 1.9).

@@ -63,6 +63,19 @@ pub enum ConfigCommand {
     RestoreHistory { version: String },
 }
 
+/// `MAJOR` or `MAJOR.MINOR`.
+fn parse_version(version: &str) -> Result<(u32, Option<u32>)> {
+    let (major, minor) = match version.split_once('.') {
+        Some((a, b)) => (
+            a.parse().ok(),
+            Some(b.parse().map_err(|_| anyhow!("bad version '{version}'"))?),
+        ),
+        None => (version.parse().ok(), None),
+    };
+    let major = major.ok_or_else(|| anyhow!("bad version '{version}' (MAJOR or MAJOR.MINOR)"))?;
+    Ok((major, minor))
+}
+
 pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<()> {
     let writes = !matches!(
         command,
@@ -149,15 +162,7 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<()> {
             return Ok(());
         }
         ConfigCommand::RestoreHistory { version } => {
-            let (major, minor) = match version.split_once('.') {
-                Some((a, b)) => (
-                    a.parse().ok(),
-                    Some(b.parse().map_err(|_| anyhow!("bad version '{version}'"))?),
-                ),
-                None => (version.parse().ok(), None),
-            };
-            let major =
-                major.ok_or_else(|| anyhow!("bad version '{version}' (MAJOR or MAJOR.MINOR)"))?;
+            let (major, minor) = parse_version(version)?;
             let entry = files.restore_history(major, minor)?;
             let (now, _) = files.version();
             format!(
@@ -172,4 +177,192 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> Result<()> {
         println!("{message}");
     }
     Ok(())
+}
+
+/// One History/ version, as IMSAdminBase2W's EnumHistory tells it.
+struct RemoteVersion {
+    major: u32,
+    minor: u32,
+    modified: Option<std::time::SystemTime>,
+}
+
+/// Every History/ version on the server, through EnumHistory.
+async fn remote_history(
+    conn: &mut msrpc::client::Connection,
+    ipid: msrpc::Uuid,
+) -> Result<Vec<RemoteVersion>> {
+    use iisadmin::imsa::{MsAdminBase2WAddsClient, ERROR_NO_MORE_ITEMS, MAX_BACKUP_LEN};
+    let mut admin = MsAdminBase2WAddsClient::bind(conn).await?.on_object(ipid);
+    let mut found = Vec::new();
+    for index in 0.. {
+        let (_, _, major, minor, time, hr) = admin
+            .enum_history(
+                crate::mb_cmd::this(),
+                msrpc::ndr::ConformantArray(vec![0u16; MAX_BACKUP_LEN + 1]),
+                index,
+            )
+            .await?;
+        if hr == ERROR_NO_MORE_ITEMS {
+            break;
+        }
+        crate::mb_cmd::check(hr, "EnumHistory")?;
+        found.push(RemoteVersion {
+            major,
+            minor,
+            modified: time.to_system(),
+        });
+    }
+    Ok(found)
+}
+
+/// The newest History/ version on the server, as `M.m`.
+async fn newest(conn: &mut msrpc::client::Connection, ipid: msrpc::Uuid) -> Result<String> {
+    let all = remote_history(conn, ipid).await?;
+    Ok(all
+        .iter()
+        .max_by_key(|v| (v.major, v.minor))
+        .map(|v| format!("{}.{}", v.major, v.minor))
+        .unwrap_or_else(|| "-".into()))
+}
+
+/// `inetsrv config … --server HOST`: SaveData, IMSAdminBase2W's Export,
+/// Import, EnumHistory and RestoreHistory on that server; the files named
+/// are the server's.
+pub fn run_remote(
+    cli: &Cli,
+    target: &crate::rpc_cmd::Target,
+    command: &ConfigCommand,
+) -> Result<()> {
+    use crate::mb_cmd::{check, this, wide};
+    use iisadmin::imsa::{MsAdminBase2WAddsClient, MsAdminBaseWClient};
+    crate::mb_cmd::with_admin_base(cli, target, async |session| {
+        let (mut guard, ipid) = (session.conn.lock().await, session.ipid);
+        let conn = &mut *guard;
+        let message = match command {
+            ConfigCommand::Save => {
+                let hr = MsAdminBaseWClient::bind(conn)
+                    .await?
+                    .on_object(ipid)
+                    .save_data(this())
+                    .await?
+                    .1;
+                check(hr, "SaveData")?;
+                format!(
+                    "saved the server's configuration as version {}",
+                    newest(conn, ipid).await?
+                )
+            }
+            ConfigCommand::Export {
+                path,
+                file,
+                password,
+                inherited,
+                node_only,
+            } => {
+                let password = password.get()?;
+                let path = target::path(path)?;
+                let flags = u32::from(*inherited) | u32::from(*node_only) << 1;
+                let hr = MsAdminBase2WAddsClient::bind(conn)
+                    .await?
+                    .on_object(ipid)
+                    .export(
+                        this(),
+                        wide(password.as_deref().unwrap_or("")),
+                        wide(&file.display().to_string()),
+                        wide(&path.to_string()),
+                        flags,
+                    )
+                    .await?
+                    .1;
+                check(hr, "Export")?;
+                format!("exported {path} to {} on the server", file.display())
+            }
+            ConfigCommand::Import {
+                file,
+                source_path,
+                dest_path,
+                password,
+                inherited,
+                node_only,
+                merge,
+            } => {
+                let password = password.get()?;
+                let (source, dest) = (target::path(source_path)?, target::path(dest_path)?);
+                let flags =
+                    u32::from(*inherited) | u32::from(*node_only) << 1 | u32::from(*merge) << 2;
+                let hr = MsAdminBase2WAddsClient::bind(conn)
+                    .await?
+                    .on_object(ipid)
+                    .import(
+                        this(),
+                        wide(password.as_deref().unwrap_or("")),
+                        wide(&file.display().to_string()),
+                        wide(&source.to_string()),
+                        wide(&dest.to_string()),
+                        flags,
+                    )
+                    .await?
+                    .1;
+                check(hr, "Import")?;
+                format!(
+                    "imported {source} from {} on the server as {dest}",
+                    file.display()
+                )
+            }
+            ConfigCommand::History => {
+                let entries = remote_history(conn, ipid).await?;
+                if cli.json {
+                    output::print_json(&json!(entries
+                        .iter()
+                        .map(|e| json!({
+                            "major": e.major,
+                            "minor": e.minor,
+                            "date": output::time(e.modified),
+                            "file": null,
+                        }))
+                        .collect::<Vec<_>>()));
+                } else if entries.is_empty() {
+                    println!("no history on the server");
+                } else {
+                    println!("{:>12}  {:<19}", "version", "date (UTC)");
+                    for e in entries {
+                        println!(
+                            "{:>12}  {:<19}",
+                            format!("{}.{}", e.major, e.minor),
+                            output::time(e.modified)
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            ConfigCommand::RestoreHistory { version } => {
+                let (major, minor) = parse_version(version)?;
+                // MD_HISTORY_LATEST: the newest minor version of the major.
+                let flags = u32::from(minor.is_none());
+                let hr = MsAdminBase2WAddsClient::bind(conn)
+                    .await?
+                    .on_object(ipid)
+                    .restore_history(
+                        this(),
+                        msrpc::ndr::Unique::new(None),
+                        major,
+                        minor.unwrap_or(0),
+                        flags,
+                    )
+                    .await?
+                    .1;
+                check(hr, "RestoreHistory")?;
+                format!(
+                    "restored history version {version} (saved as version {})",
+                    newest(conn, ipid).await?
+                )
+            }
+        };
+        if cli.json {
+            output::print_json(&json!({ "ok": true, "message": message }));
+        } else {
+            println!("{message}");
+        }
+        Ok(())
+    })
 }

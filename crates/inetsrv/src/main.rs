@@ -115,11 +115,17 @@ pub enum Command {
     },
     /// Named, versioned backups of the whole metabase (iisback).
     Backup {
+        /// With --server HOST: on another server, through IMSAdminBaseW.
+        #[command(flatten)]
+        remote: rpc_cmd::Target,
         #[command(subcommand)]
         command: backup_cmd::BackupCommand,
     },
     /// Save, export, import and history of the configuration (iiscnfg).
     Config {
+        /// With --server HOST: on another server, through IMSAdminBase2W.
+        #[command(flatten)]
+        remote: rpc_cmd::Target,
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
     },
@@ -217,8 +223,18 @@ fn main() -> ExitCode {
             mb_cmd::run_remote(&cli, remote, command)
         }
         Command::Mb { command, .. } => run_web(&cli, WebVerb::Mb(command)),
-        Command::Backup { command } => backup_cmd::run(&cli, command),
-        Command::Config { command } => config_cmd::run(&cli, command),
+        Command::Backup { remote, command } if remote.server.is_some() => {
+            backup_cmd::run_remote(&cli, remote, command)
+        }
+        Command::Backup { remote, command } => remote
+            .stray_password()
+            .and_then(|()| backup_cmd::run(&cli, command)),
+        Command::Config { remote, command } if remote.server.is_some() => {
+            config_cmd::run_remote(&cli, remote, command)
+        }
+        Command::Config { remote, command } => remote
+            .stray_password()
+            .and_then(|()| config_cmd::run(&cli, command)),
         Command::Urlacl { command } => urlacl_cmd::run(&cli, command),
         Command::Webext { command } => run_web(&cli, WebVerb::Webext(command)),
         Command::Fastcgi { command } => run_web(&cli, WebVerb::Fastcgi(command)),

@@ -806,7 +806,7 @@ pub fn run_on_copy(
     work: impl FnOnce(&Metabase, &mut String) -> Result<()>,
 ) -> Result<()> {
     let mut out = String::new();
-    let result = with_remote_copy(cli, target, async |copy: &RemoteCopy| {
+    let result = with_remote_copy(cli, target, async |copy: &RemoteCopy<'_>| {
         work(&copy.metabase, &mut out)?;
         copy.push().await
     });
@@ -817,19 +817,17 @@ pub fn run_on_copy(
 /// A remote server's metabase, copied here, and the connection that
 /// reaches the server: what a verb changes in the copy is made on the
 /// server by [`RemoteCopy::push`].
-pub struct RemoteCopy {
+pub struct RemoteCopy<'s> {
     pub metabase: Metabase,
-    /// The connection to the server (its IMSAdminBase object, and any
-    /// other interface the verb calls).
-    pub conn: tokio::sync::Mutex<msrpc::client::Connection>,
-    ipid: msrpc::Uuid,
+    /// The connection to the server and its IMSAdminBase object.
+    pub session: &'s AdminSession,
     changes: std::sync::Mutex<std::sync::mpsc::Receiver<std::sync::Arc<metabase::ChangeBatch>>>,
 }
 
-impl RemoteCopy {
+impl RemoteCopy<'_> {
     /// Makes on the server what the copy committed since the last push.
     pub async fn push(&self) -> Result<()> {
-        let mut conn = self.conn.lock().await;
+        let mut conn = self.session.conn.lock().await;
         loop {
             let next = self
                 .changes
@@ -839,7 +837,7 @@ impl RemoteCopy {
             let Ok(batch) = next else {
                 return Ok(());
             };
-            replay(&mut conn, self.ipid, &self.metabase, &batch)
+            replay(&mut conn, self.session.ipid, &self.metabase, &batch)
                 .await
                 .context("the change was checked here but not all of it made on the server")?;
         }
@@ -852,7 +850,37 @@ impl RemoteCopy {
 pub fn with_remote_copy<T>(
     cli: &Cli,
     target: &crate::rpc_cmd::Target,
-    work: impl AsyncFnOnce(&RemoteCopy) -> Result<T>,
+    work: impl AsyncFnOnce(&RemoteCopy<'_>) -> Result<T>,
+) -> Result<T> {
+    with_admin_base(cli, target, async |session| {
+        let metabase = {
+            let mut conn = session.conn.lock().await;
+            copy_of(&mut conn, session.ipid).await?
+        };
+        let changes = metabase.subscribe();
+        let copy = RemoteCopy {
+            metabase,
+            session,
+            changes: std::sync::Mutex::new(changes),
+        };
+        work(&copy).await
+    })
+}
+
+/// A connection to a server with an IMSAdminBase object activated on it
+/// (IMSAdminBase3W: 2W and the base are the same object).
+pub struct AdminSession {
+    pub conn: tokio::sync::Mutex<msrpc::client::Connection>,
+    /// The object's IPID.
+    pub ipid: msrpc::Uuid,
+}
+
+/// Connects to the server `target` names and activates IMSAdminBase there;
+/// `work` gets the session, and the object is released after.
+pub fn with_admin_base<T>(
+    cli: &Cli,
+    target: &crate::rpc_cmd::Target,
+    work: impl AsyncFnOnce(&AdminSession) -> Result<T>,
 ) -> Result<T> {
     crate::rpc_cmd::run_connected(cli, target, async |mut conn, _| {
         use iisadmin::imsa::{CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W};
@@ -860,22 +888,12 @@ pub fn with_remote_copy<T>(
             dcom::client::create_instance(&mut conn, CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W)
                 .await
                 .context("cannot activate IMSAdminBase on the server")?;
-        let metabase = match copy_of(&mut conn, remote.ipid).await {
-            Ok(mb) => mb,
-            Err(e) => {
-                let _ = dcom::client::release(&mut conn, &remote).await;
-                return Err(e);
-            }
-        };
-        let changes = metabase.subscribe();
-        let copy = RemoteCopy {
-            metabase,
+        let session = AdminSession {
             conn: tokio::sync::Mutex::new(conn),
             ipid: remote.ipid,
-            changes: std::sync::Mutex::new(changes),
         };
-        let done = work(&copy).await;
-        let mut conn = copy.conn.into_inner();
+        let done = work(&session).await;
+        let mut conn = session.conn.into_inner();
         let _ = dcom::client::release(&mut conn, &remote).await;
         done
     })
@@ -993,11 +1011,11 @@ async fn set_remote(
     check(hr, &format!("SetData {path} {}", property.id))
 }
 
-fn this() -> dcom::types::OrpcThis {
+pub(crate) fn this() -> dcom::types::OrpcThis {
     dcom::types::OrpcThis::new(dcom::ids::COM_VERSION)
 }
 
-fn wide(s: &str) -> msrpc::ndr::Unique<msrpc::ndr::WString> {
+pub(crate) fn wide(s: &str) -> msrpc::ndr::Unique<msrpc::ndr::WString> {
     msrpc::ndr::Unique::new(Some(msrpc::ndr::WString(s.to_string())))
 }
 

@@ -98,6 +98,15 @@ pub struct Target {
 }
 
 impl Target {
+    /// A logon password given without a server to log on to: what the
+    /// seal password of `backup` and `config` used to be called.
+    pub fn stray_password(&self) -> Result<()> {
+        if self.server.is_none() && self.password.given() {
+            bail!("--password and --password-file are the logon password of --server; the password SECURE data is sealed under is --seal-password (or --seal-password-file)");
+        }
+        Ok(())
+    }
+
     fn uses_kerberos(&self) -> bool {
         self.kerberos || self.auth == Provider::Kerberos
     }

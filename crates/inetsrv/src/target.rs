@@ -58,15 +58,25 @@ pub fn split_property(text: &str) -> Result<(MbPath, String)> {
     }
 }
 
-/// A password for sealing or unsealing SECURE data, given on the command
-/// line or, kept out of the process list, in a file.
+/// A password for sealing or unsealing SECURE data (iisback's /bpw),
+/// given on the command line or, kept out of the process list, in a file.
+/// (`--password` is the logon password of `--server`.)
 #[derive(clap::Args, Debug)]
 pub struct PasswordArgs {
-    /// The password.
-    #[arg(long, conflicts_with = "password_file")]
+    /// The password SECURE data is sealed under.
+    #[arg(
+        id = "seal_password",
+        long = "seal-password",
+        value_name = "PASSWORD",
+        conflicts_with = "seal_password_file"
+    )]
     password: Option<String>,
-    /// Read the password from the first line of FILE.
-    #[arg(long, value_name = "FILE")]
+    /// Read the seal password from the first line of FILE.
+    #[arg(
+        id = "seal_password_file",
+        long = "seal-password-file",
+        value_name = "FILE"
+    )]
     password_file: Option<PathBuf>,
 }
 

@@ -86,6 +86,11 @@ pub struct PasswordSource {
 }
 
 impl PasswordSource {
+    /// Whether a password was given (not to be read from standard input).
+    pub fn given(&self) -> bool {
+        self.password.is_some() || self.password_file.is_some()
+    }
+
     pub fn get(&self) -> Result<String> {
         let password = match (&self.password, &self.password_file) {
             (Some(p), _) => p.clone(),

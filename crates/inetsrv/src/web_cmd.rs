@@ -36,7 +36,7 @@ pub struct Ctx<'a> {
 #[derive(Clone, Copy)]
 pub enum Live<'a> {
     Local(&'a Was),
-    Remote(&'a RemoteCopy),
+    Remote(&'a RemoteCopy<'a>),
 }
 
 /// A service-control status other than success, as an error.
@@ -63,7 +63,7 @@ impl Live<'_> {
             }
             Live::Remote(copy) => {
                 copy.push().await?;
-                let mut conn = copy.conn.lock().await;
+                let mut conn = copy.session.conn.lock().await;
                 let status = WasControlClient::bind(&mut conn).await?.synced().await?;
                 control_status(status, "waiting for the change to take effect")
             }
@@ -74,7 +74,7 @@ impl Live<'_> {
         match self {
             Live::Local(was) => Ok(was.sites().await.iter().map(LiveSite::from).collect()),
             Live::Remote(copy) => {
-                let mut conn = copy.conn.lock().await;
+                let mut conn = copy.session.conn.lock().await;
                 let (sites, status) = WasControlClient::bind(&mut conn).await?.sites().await?;
                 control_status(status, "site states")?;
                 Ok(sites
@@ -89,7 +89,7 @@ impl Live<'_> {
         match self {
             Live::Local(was) => Ok(was.pools().await),
             Live::Remote(copy) => {
-                let mut conn = copy.conn.lock().await;
+                let mut conn = copy.session.conn.lock().await;
                 let (pools, status) = WasControlClient::bind(&mut conn).await?.pools().await?;
                 control_status(status, "application pools")?;
                 Ok(pools
@@ -104,7 +104,7 @@ impl Live<'_> {
         match self {
             Live::Local(was) => Ok(was.site_command(id, command).await?),
             Live::Remote(copy) => {
-                let mut conn = copy.conn.lock().await;
+                let mut conn = copy.session.conn.lock().await;
                 let (outcome, status) = WasControlClient::bind(&mut conn)
                     .await?
                     .site_command(id, command.into())
@@ -119,7 +119,7 @@ impl Live<'_> {
         match self {
             Live::Local(was) => Ok(was.pool_command(name, command).await?),
             Live::Remote(copy) => {
-                let mut conn = copy.conn.lock().await;
+                let mut conn = copy.session.conn.lock().await;
                 let (outcome, status) = WasControlClient::bind(&mut conn)
                     .await?
                     .pool_command(msrpc::ndr::WString(name.to_string()), command.into())
@@ -1011,7 +1011,7 @@ impl Verb<'_> {
 /// and refuses what it does locally.
 pub fn run_remote(cli: &crate::Cli, target: &crate::rpc_cmd::Target, verb: Verb<'_>) -> Result<()> {
     let mut out = String::new();
-    let result = crate::mb_cmd::with_remote_copy(cli, target, async |copy: &RemoteCopy| {
+    let result = crate::mb_cmd::with_remote_copy(cli, target, async |copy: &RemoteCopy<'_>| {
         let mut ctx = Ctx {
             metabase: &copy.metabase,
             live: Some(Live::Remote(copy)),

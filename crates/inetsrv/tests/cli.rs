@@ -483,7 +483,7 @@ fn backups_from_the_command_line() {
         (Some("daily"), Some(0))
     );
     env.ok(&["mb", "set", "W3SVC/1/ServerComment", "version two"]);
-    env.ok(&["backup", "create", "daily", "--password", "pw"]);
+    env.ok(&["backup", "create", "daily", "--seal-password", "pw"]);
     assert!(env
         .fail(&["backup", "create", "daily", "--version", "1"])
         .contains("already exists"));

@@ -1151,3 +1151,143 @@ fn site_and_pool_verbs_work_on_a_remote_server_as_on_a_local_one() {
     );
     assert!(!far.cli_ok(&["pool", "list"]).contains("Far"));
 }
+
+#[test]
+fn backup_and_config_verbs_work_on_a_remote_server() {
+    let far = server_with_users();
+    let server = format!("127.0.0.1:{}", far.rpc_port());
+    let near = Web::prepare();
+    let logon = [
+        "--server",
+        &server,
+        "--user",
+        "boss",
+        "--password",
+        "Secret-1",
+    ];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(logon);
+        near.cli(&all)
+    };
+    let remote = |args: &[&str]| {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Backups made remotely are the server's (MetaBack/ there).
+    far.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Before"]);
+    assert_eq!(
+        remote(&["backup", "create", "nightly"]),
+        "created backup nightly version 0\n"
+    );
+    assert_eq!(
+        remote(&["backup", "create", "sealed", "--seal-password", "pw"]),
+        "created backup sealed version 0\n"
+    );
+    let there: Value = serde_json::from_str(&far.cli_ok(&["--json", "backup", "list"])).unwrap();
+    let names: Vec<(&str, bool)> = there
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap(),
+                b["password_protected"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        names.contains(&("nightly", false)) && names.contains(&("sealed", true)),
+        "{names:?}"
+    );
+    let listed: Value = serde_json::from_str(&remote(&["--json", "backup", "list"])).unwrap();
+    let versions = |v: &Value| {
+        let mut all: Vec<(String, u64, String)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["name"].as_str().unwrap().to_string(),
+                    b["version"].as_u64().unwrap(),
+                    b["date"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(versions(&listed), versions(&there));
+    // Restore, remotely: the server's configuration goes back.
+    far.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "After"]);
+    assert_eq!(
+        remote(&["backup", "restore", "nightly"]),
+        "restored backup nightly version 0\n"
+    );
+    assert!(far
+        .cli_ok(&["mb", "get", "W3SVC/1/ServerComment"])
+        .contains("Before"));
+    let out = run(&["backup", "restore", "sealed", "--seal-password", "wrong"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0x80070005"));
+    assert_eq!(
+        remote(&["backup", "delete", "nightly"]),
+        "deleted backup nightly version 0\n"
+    );
+    assert!(!far.cli_ok(&["backup", "list"]).contains("nightly"));
+    // The configuration: save, history, export and import on the server.
+    let saved = remote(&["config", "save"]);
+    assert!(
+        saved.starts_with("saved the server's configuration as version "),
+        "{saved}"
+    );
+    let history = |text: &str| {
+        let v: Value = serde_json::from_str(text).unwrap();
+        let mut all: Vec<(u64, u64)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["major"].as_u64().unwrap(), e["minor"].as_u64().unwrap()))
+            .collect();
+        all.sort();
+        all
+    };
+    let versions_there = history(&far.cli_ok(&["--json", "config", "history"]));
+    assert_eq!(
+        history(&remote(&["--json", "config", "history"])),
+        versions_there
+    );
+    let newest = versions_there.last().unwrap();
+    assert!(
+        saved.contains(&format!("{}.{}", newest.0, newest.1)),
+        "{saved}"
+    );
+    let file = far.state().join("site1.xml");
+    let file = file.to_str().unwrap();
+    remote(&["config", "export", "--path", "W3SVC/1/ROOT", "--file", file]);
+    assert!(std::fs::read_to_string(file)
+        .unwrap()
+        .contains("IIsWebVirtualDir"));
+    remote(&[
+        "config",
+        "import",
+        "--file",
+        file,
+        "--source-path",
+        "W3SVC/1/ROOT",
+        "--dest-path",
+        "W3SVC/1/ROOT/imported",
+    ]);
+    assert!(far
+        .cli_ok(&["mb", "enum", "W3SVC/1/ROOT"])
+        .contains("/LM/W3SVC/1/ROOT/imported"));
+    // A logon password with no server is refused: it is not the seal one.
+    let out = near.cli(&["backup", "create", "x", "--password", "pw"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seal-password"));
+}

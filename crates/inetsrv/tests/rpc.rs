@@ -350,7 +350,9 @@ fn epm_bindings(port: u16) -> Value {
         [format!("ncacn_ip_tcp:127.0.0.1[{port}]"), "Epm"],
         ["ncalrpc:[epmapper]", "Epm"],
         [format!("ncacn_ip_tcp:127.0.0.1[{port}]"), "Inetinfo"],
-        ["ncalrpc:[epmapper]", "Inetinfo"]
+        ["ncalrpc:[epmapper]", "Inetinfo"],
+        [format!("ncacn_ip_tcp:127.0.0.1[{port}]"), "WasControl"],
+        ["ncalrpc:[epmapper]", "WasControl"]
     ])
 }
 
@@ -363,7 +365,8 @@ fn impacket_calls_mgmt_and_epm_unauthenticated() {
         v["if_ids"],
         serde_json::json!([
             "e1af8308-5d1f-11c9-91a4-08002b14a0fa v3.0",
-            "82ad4280-036b-11cf-972c-00aa006887b0 v2.0"
+            "82ad4280-036b-11cf-972c-00aa006887b0 v2.0",
+            "cd8c0e33-6a4c-4841-9a34-fa3474c0620c v1.0"
         ])
     );
     assert_eq!(v["listening"], true);
@@ -754,13 +757,17 @@ fn rpcdump_lists_the_endpoint_map_on_port_135() {
     );
     assert!(out.contains("ncacn_ip_tcp:127.0.0.1[135]"), "{out}");
     assert!(out.contains("ncalrpc:[epmapper]"), "{out}");
-    // The endpoint mapper and the Inetinfo interface ([MS-IRP]), each on
-    // both transports.
+    // The endpoint mapper, the Inetinfo interface ([MS-IRP]) and the
+    // service control, each on both transports.
     assert!(
         out.contains("UUID    : 82AD4280-036B-11CF-972C-00AA006887B0 v2.0"),
         "{out}"
     );
-    assert!(out.contains("[*] Received 4 endpoints."), "{out}");
+    assert!(
+        out.contains("UUID    : CD8C0E33-6A4C-4841-9A34-FA3474C0620C v1.0"),
+        "{out}"
+    );
+    assert!(out.contains("[*] Received 6 endpoints."), "{out}");
 }
 
 #[test]
