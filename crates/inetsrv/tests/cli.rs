@@ -505,9 +505,13 @@ fn backups_from_the_command_line() {
         "backup",
         "restore",
         "daily",
-        "--password-file",
+        "--seal-password-file",
         pw.to_str().unwrap(),
     ]);
+    // The logon password of --server is not taken for the seal.
+    assert!(env
+        .fail(&["backup", "restore", "daily", "--password", "pw"])
+        .contains("--seal-password"));
     assert_eq!(
         env.json(&["mb", "get", "W3SVC/1/ServerComment"])["value"],
         "version two"
