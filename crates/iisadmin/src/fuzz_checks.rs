@@ -54,4 +54,7 @@ pub fn imsa_requests(data: &[u8]) {
         Syntax::Ndr20,
         little,
     );
+    // The secure-data blobs a client sends (R_KeyExchangePhase1/2,
+    // R_SetData's SECURE values), read on the service.
+    crate::secure::fuzz_blob(stub);
 }

@@ -40,7 +40,7 @@ pub const MASTER_ROOT_HANDLE: u32 = 0;
 pub const MAX_NAME_LEN: usize = 256;
 pub const METADATA_PERMISSION_READ: u32 = 1;
 pub const METADATA_PERMISSION_WRITE: u32 = 2;
-const CLEARTEXT_DATA_BLOB_SIGNATURE: u32 = 0x6243_6349;
+use crate::secure::{SecureSession, ServerExchange, ServerKeys, CLEARTEXT_DATA_BLOB_SIGNATURE};
 
 pub use dcom::ids::{E_ACCESSDENIED, E_INVALIDARG, S_OK};
 pub const E_FAIL: u32 = 0x8000_4005;
@@ -51,6 +51,8 @@ pub const ERROR_ALREADY_EXISTS: u32 = 0x8007_00b7;
 pub const ERROR_PATH_BUSY: u32 = 0x8007_0094;
 pub const ERROR_INSUFFICIENT_BUFFER: u32 = 0x8007_007a;
 pub const MD_ERROR_DATA_NOT_FOUND: u32 = 0x800c_c801;
+/// The secure session could not be negotiated, or is not.
+pub const MD_ERROR_SECURE_CHANNEL_FAILURE: u32 = 0x800c_c806;
 
 /// IIS_CRYPTO_BLOB (2.2.2).
 #[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq, Default)]
@@ -111,6 +113,16 @@ impl FileTime {
         ))
     }
 }
+
+/// R_KeyExchangePhase1's answer: ORPCTHAT, the server's key-exchange
+/// public key, signature public key and session key, the HRESULT.
+pub type KeyExchange1Reply = (
+    dcom::types::OrpcThat,
+    Unique<IisCryptoBlob>,
+    Unique<IisCryptoBlob>,
+    Unique<IisCryptoBlob>,
+    u32,
+);
 
 /// IID_IMSAdminBase2W ([MS-IMSA] 1.9).
 pub const IID_IMSADMIN_BASE2_W: Uuid = Uuid {
@@ -566,6 +578,28 @@ pub trait MsAdminBaseW {
         version: u32,
     ) -> CallResult<(dcom::types::OrpcThat, u32)>;
 
+    /// R_KeyExchangePhase1 (3.1.4.25): the client's key-exchange and
+    /// signature public keys in; the server's, and its session key, out.
+    #[opnum(26)]
+    fn key_exchange_phase1(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        client_exchange_key: Unique<IisCryptoBlob>,
+        client_signature_key: Unique<IisCryptoBlob>,
+    ) -> CallResult<KeyExchange1Reply>;
+
+    /// R_KeyExchangePhase2 (3.1.4.26): the client's session key and hash
+    /// in; the server's hash out.
+    #[opnum(27)]
+    fn key_exchange_phase2(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        client_session_key: Unique<IisCryptoBlob>,
+        client_hash: Unique<IisCryptoBlob>,
+    ) -> CallResult<(dcom::types::OrpcThat, Unique<IisCryptoBlob>, u32)>;
+
     /// UnmarshalInterface (3.1.4.32): this object's IMSAdminBaseW again.
     #[opnum(32)]
     fn unmarshal_interface(
@@ -625,6 +659,9 @@ pub struct AdminBase {
     server_guid: Uuid,
     /// When each key last changed, as the metabase's notifications say.
     changed: Arc<ChangeTimes>,
+    /// The service's key-exchange and signature keys, made at the first
+    /// R_KeyExchangePhase1.
+    secure_keys: std::sync::OnceLock<Arc<ServerKeys>>,
     /// The change-notification sinks clients advised.
     sinks: Arc<crate::sink::Sinks>,
     started: FileTime,
@@ -680,6 +717,14 @@ impl ChangeTimes {
 pub struct AdminBaseObject {
     id: u64,
     base: std::sync::Weak<AdminBase>,
+    /// Its secure session (R_KeyExchangePhase1/2), for SECURE values.
+    secure: Mutex<ServerExchange>,
+}
+
+impl AdminBaseObject {
+    fn secure(&self) -> MutexGuard<'_, ServerExchange> {
+        self.secure.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Drop for AdminBaseObject {
@@ -725,6 +770,7 @@ impl AdminBase {
             });
         Arc::new(AdminBase {
             changed,
+            secure_keys: std::sync::OnceLock::new(),
             sinks,
             started: FileTime::from_system(Some(std::time::SystemTime::now())),
             files,
@@ -743,6 +789,15 @@ impl AdminBase {
     /// The change-notification sinks advised.
     pub fn sinks(&self) -> &Arc<crate::sink::Sinks> {
         &self.sinks
+    }
+
+    /// The service's secure-data keys (made once; 512-bit RSA is quick).
+    fn secure_keys(&self) -> Result<Arc<ServerKeys>, crate::secure::SecureError> {
+        if let Some(keys) = self.secure_keys.get() {
+            return Ok(keys.clone());
+        }
+        let keys = Arc::new(ServerKeys::generate()?);
+        Ok(self.secure_keys.get_or_init(|| keys).clone())
     }
 
     /// A number for a new object of this admin base.
@@ -845,6 +900,7 @@ impl ComClass for AdminBaseClass {
             object: Arc::new(AdminBaseObject {
                 id: self.0.next_object_id(),
                 base: Arc::downgrade(&self.0),
+                secure: Mutex::new(ServerExchange::default()),
             }),
             interfaces: vec![
                 IID_IMSADMIN_BASE_W,
@@ -870,7 +926,11 @@ type DataReply = (That, MetadataRecord, u32, Unique<IisCryptoBlob>, u32);
 /// What R_GetData and R_EnumData answer: the record and the value in a
 /// cleartext blob, or the error (with the size needed when the client's
 /// buffer is short).
-fn data_answer(asked: MetadataRecord, found: Result<Entry, u32>) -> DataReply {
+fn data_answer(
+    asked: MetadataRecord,
+    found: Result<Entry, u32>,
+    session: Option<&SecureSession>,
+) -> DataReply {
     let (id, value, attributes, user_type) = match found {
         Ok(entry) => entry,
         Err(hr) => return (That::default(), asked, 0, Unique::new(None), hr),
@@ -895,10 +955,30 @@ fn data_answer(asked: MetadataRecord, found: Result<Entry, u32>) -> DataReply {
             ERROR_INSUFFICIENT_BUFFER,
         );
     }
-    let blob = IisCryptoBlob {
-        signature: CLEARTEXT_DATA_BLOB_SIGNATURE,
-        length: len,
-        data: bytes,
+    let blob = if attributes.contains(Attributes::SECURE) {
+        // Only with a session: the callers refused SECURE data without one.
+        match session.map(|s| s.encrypt(&bytes)) {
+            Some(Ok(blob)) => blob,
+            Some(Err(e)) => {
+                tracing::error!("IMSAdminBaseW: a SECURE value cannot be encrypted: {e}");
+                return (That::default(), record, 0, Unique::new(None), E_FAIL);
+            }
+            None => {
+                return (
+                    That::default(),
+                    record,
+                    0,
+                    Unique::new(None),
+                    E_ACCESSDENIED,
+                )
+            }
+        }
+    } else {
+        IisCryptoBlob {
+            signature: CLEARTEXT_DATA_BLOB_SIGNATURE,
+            length: len,
+            data: bytes,
+        }
     };
     (That::default(), record, len, Unique::new(Some(blob)), S_OK)
 }
@@ -914,12 +994,35 @@ type Entry = (u32, Value, Attributes, UserType);
 /// Refuses SECURE data: it travels encrypted with the session key of the
 /// secure-data exchange (R_KeyExchangePhase1/2, [MS-IMSA] 3.1.4.1), which
 /// is not served yet, and is never sent in the clear.
-fn refuse_secure(attributes: Attributes, path: &MbPath, id: u32) -> Result<(), u32> {
-    if attributes.contains(Attributes::SECURE) {
-        tracing::warn!(path = %path, id, "IMSAdminBaseW: SECURE data is not sent or taken without the secure-data key exchange, which is not served yet");
+/// SECURE data crosses the wire only encrypted: without a secure session
+/// (R_KeyExchangePhase1/2) it is refused.
+fn refuse_secure(
+    attributes: Attributes,
+    path: &MbPath,
+    id: u32,
+    session: Option<&SecureSession>,
+) -> Result<(), u32> {
+    if attributes.contains(Attributes::SECURE) && session.is_none() {
+        tracing::warn!(path = %path, id, "IMSAdminBaseW: SECURE data is sent or taken only after the secure-data key exchange (R_KeyExchangePhase1/2), which this client did not make");
         return Err(E_ACCESSDENIED);
     }
     Ok(())
+}
+
+/// An IIS_CRYPTO_BLOB as R_SetData carries it in pbMDData (3.2.4.4).
+fn crypto_blob_in(bytes: &[u8]) -> Option<IisCryptoBlob> {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (signature, length) = (word(0)?, word(4)?);
+    let data = bytes.get(8..).filter(|d| d.len() == length as usize)?;
+    Some(IisCryptoBlob {
+        signature,
+        length,
+        data: data.to_vec(),
+    })
 }
 
 /// The data a key holds and, with METADATA_INHERIT, what it inherits
@@ -1085,6 +1188,7 @@ impl MsAdminBaseW for MsAdminBase {
         buffer_size: u32,
     ) -> CallResult<(That, u32, u32, u32, Unique<IisCryptoBlob>, u32)> {
         let object = self.base.this(call, &self.exporter)?;
+        let secured = object.secure().session().is_some();
         let answer = self
             .base
             .resolve(&object, handle, &path)
@@ -1102,21 +1206,23 @@ impl MsAdminBaseW for MsAdminBase {
                         (user_type == 0 || u.0 == user_type)
                             && (data_type == 0 || v.data_type().code() == data_type)
                     })
-                    // SECURE data needs the key exchange: left out (a copy
-                    // of the metabase over the wire reads every key, so
-                    // this is not worth a warning each time).
+                    // SECURE data goes only encrypted: without a secure
+                    // session it is left out (a copy of the metabase over
+                    // the wire reads every key: not worth a warning each
+                    // time).
                     .filter(|(id, _, a, _)| {
                         let secure = a.contains(Attributes::SECURE);
-                        if secure {
+                        if secure && !secured {
                             tracing::debug!(path = %path, id, "IMSAdminBaseW GetAllData: SECURE data left out");
                         }
-                        !secure
+                        !secure || secured
                     })
                     .collect();
-                Ok((chosen.len() as u32, set_number, getall_buffer(&chosen)))
+                let has_secure = chosen.iter().any(|(_, _, a, _)| a.contains(Attributes::SECURE));
+                Ok((chosen.len() as u32, set_number, getall_buffer(&chosen), has_secure))
             });
         Ok(match answer {
-            Ok((count, set_number, buffer)) => {
+            Ok((count, set_number, buffer, has_secure)) => {
                 let required = buffer.len() as u32;
                 if buffer_size < required {
                     (
@@ -1128,10 +1234,21 @@ impl MsAdminBaseW for MsAdminBase {
                         ERROR_INSUFFICIENT_BUFFER,
                     )
                 } else {
-                    let blob = IisCryptoBlob {
-                        signature: CLEARTEXT_DATA_BLOB_SIGNATURE,
-                        length: required,
-                        data: buffer,
+                    // With SECURE values in it, the whole buffer travels
+                    // encrypted.
+                    let blob = match object.secure().session() {
+                        Some(session) if has_secure => match session.encrypt(&buffer) {
+                            Ok(blob) => blob,
+                            Err(e) => {
+                                tracing::error!("IMSAdminBaseW GetAllData: cannot encrypt: {e}");
+                                return Ok((That::default(), 0, 0, 0, Unique::new(None), E_FAIL));
+                            }
+                        },
+                        _ => IisCryptoBlob {
+                            signature: CLEARTEXT_DATA_BLOB_SIGNATURE,
+                            length: required,
+                            data: buffer,
+                        },
                     };
                     (
                         That::default(),
@@ -1402,7 +1519,22 @@ impl MsAdminBaseW for MsAdminBase {
             if bytes.len() != record.data_len as usize {
                 return Err(E_INVALIDARG);
             }
-            refuse_secure(Attributes(record.attributes), &path, record.identifier)?;
+            let attributes = Attributes(record.attributes);
+            let secure = object.secure();
+            refuse_secure(attributes, &path, record.identifier, secure.session())?;
+            let decrypted;
+            let bytes = match secure.session() {
+                Some(session) if attributes.contains(Attributes::SECURE) => {
+                    let blob = crypto_blob_in(bytes).ok_or(E_INVALIDARG)?;
+                    decrypted = session.decrypt(&blob).map_err(|e| {
+                        tracing::warn!(path = %path, id = record.identifier, "IMSAdminBaseW SetData: a SECURE value refused: {e}");
+                        E_INVALIDARG
+                    })?;
+                    decrypted.as_slice()
+                }
+                _ => bytes,
+            };
+            drop(secure);
             let data_type = DataType::from_code(record.data_type).ok_or(E_INVALIDARG)?;
             let value = Value::from_wire_bytes(data_type, bytes).ok_or(E_INVALIDARG)?;
             let property = Property {
@@ -1451,7 +1583,12 @@ impl MsAdminBaseW for MsAdminBase {
                 if record.data_type != 0 && record.data_type != resolved.value.data_type().code() {
                     return Err(MD_ERROR_DATA_NOT_FOUND);
                 }
-                refuse_secure(resolved.attributes, &path, resolved.id)?;
+                refuse_secure(
+                    resolved.attributes,
+                    &path,
+                    resolved.id,
+                    object.secure().session(),
+                )?;
                 Ok((
                     resolved.id,
                     resolved.value,
@@ -1459,7 +1596,9 @@ impl MsAdminBaseW for MsAdminBase {
                     resolved.user_type,
                 ))
             });
-        Ok(data_answer(record, answer))
+        let secure = object.secure();
+        let reply = data_answer(record, answer, secure.session());
+        Ok(reply)
     }
 
     fn delete_data(
@@ -1505,7 +1644,12 @@ impl MsAdminBaseW for MsAdminBase {
                     })
                     .nth(index as usize)
                     .ok_or(ERROR_NO_MORE_ITEMS)?;
-                refuse_secure(property.attributes, &path, property.id)?;
+                refuse_secure(
+                    property.attributes,
+                    &path,
+                    property.id,
+                    object.secure().session(),
+                )?;
                 Ok((
                     property.id,
                     property.value.clone(),
@@ -1513,7 +1657,9 @@ impl MsAdminBaseW for MsAdminBase {
                     property.user_type,
                 ))
             });
-        Ok(data_answer(record, answer))
+        let secure = object.secure();
+        let reply = data_answer(record, answer, secure.session());
+        Ok(reply)
     }
 
     fn open_key(
@@ -1839,6 +1985,87 @@ impl MsAdminBaseW for MsAdminBase {
             Ok(p) => (That::default(), Unique::new(Some(p)), S_OK),
             Err(hr) => (That::default(), Unique::new(None), hr),
         })
+    }
+
+    fn key_exchange_phase1(
+        &self,
+        call: &Call,
+        _this: This,
+        client_exchange_key: Unique<IisCryptoBlob>,
+        client_signature_key: Unique<IisCryptoBlob>,
+    ) -> CallResult<KeyExchange1Reply> {
+        let object = self.base.this(call, &self.exporter)?;
+        let refuse = |hr| {
+            Ok((
+                That::default(),
+                Unique::new(None),
+                Unique::new(None),
+                Unique::new(None),
+                hr,
+            ))
+        };
+        let (Some(exchange), Some(signature)) =
+            (client_exchange_key.get(), client_signature_key.get())
+        else {
+            return refuse(E_INVALIDARG);
+        };
+        let mut secure = object.secure();
+        if secure.session().is_some() {
+            // 3.1.4.25: a negotiated session is not negotiated again.
+            return refuse(E_INVALIDARG);
+        }
+        let keys = match self.base.secure_keys() {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::error!("IMSAdminBaseW: cannot make the secure-data keys: {e}");
+                return refuse(E_FAIL);
+            }
+        };
+        match secure.phase1(&keys, exchange, signature) {
+            Ok((exchange, signature, session)) => Ok((
+                That::default(),
+                Unique::new(Some(exchange)),
+                Unique::new(Some(signature)),
+                Unique::new(Some(session)),
+                S_OK,
+            )),
+            Err(e) => {
+                tracing::warn!(client = ?call.client, "IMSAdminBaseW R_KeyExchangePhase1 refused: {e}");
+                refuse(E_INVALIDARG)
+            }
+        }
+    }
+
+    fn key_exchange_phase2(
+        &self,
+        call: &Call,
+        _this: This,
+        client_session_key: Unique<IisCryptoBlob>,
+        client_hash: Unique<IisCryptoBlob>,
+    ) -> CallResult<(That, Unique<IisCryptoBlob>, u32)> {
+        let object = self.base.this(call, &self.exporter)?;
+        let refuse = |hr| Ok((That::default(), Unique::new(None), hr));
+        let mut secure = object.secure();
+        if !matches!(*secure, ServerExchange::Offered { .. }) {
+            return refuse(MD_ERROR_SECURE_CHANNEL_FAILURE);
+        }
+        let (Some(session), Some(hash)) = (client_session_key.get(), client_hash.get()) else {
+            return refuse(E_INVALIDARG);
+        };
+        let keys = match self.base.secure_keys() {
+            Ok(keys) => keys,
+            Err(_) => return refuse(E_FAIL),
+        };
+        match secure.phase2(&keys, session, hash) {
+            Ok(answer) => {
+                tracing::info!(client = ?call.client, "IMSAdminBaseW: a secure session is negotiated");
+                Ok((That::default(), Unique::new(Some(answer)), S_OK))
+            }
+            Err(e) => {
+                tracing::warn!(client = ?call.client, "IMSAdminBaseW R_KeyExchangePhase2 refused: {e}");
+                refuse(MD_ERROR_SECURE_CHANNEL_FAILURE)
+            }
+        }
     }
 
     fn get_server_guid(&self, call: &Call, _this: This) -> CallResult<(That, Uuid, u32)> {

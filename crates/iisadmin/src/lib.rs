@@ -5,6 +5,8 @@
 //!   METADATA_HANDLEs and their read/write locks.
 //! - [`irp`]: the Inetinfo interface ([MS-IRP]): version, capabilities,
 //!   the Web service's statistics, cache flush.
+//! - [`secure`]: the secure-data exchange (R_KeyExchangePhase1/2) and the
+//!   encryption of SECURE values, both sides.
 //! - [`sink`]: the change-notification sinks (IConnectionPointContainer,
 //!   IConnectionPoint, IMSAdminBaseSinkW callbacks), and a client's host
 //!   for one.
@@ -23,6 +25,7 @@ pub mod fuzz_checks;
 pub mod iiss;
 pub mod imsa;
 pub mod irp;
+pub mod secure;
 pub mod sink;
 pub mod wasctl;
 

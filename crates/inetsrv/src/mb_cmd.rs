@@ -8,6 +8,8 @@ use metabase::{
 };
 use serde_json::json;
 
+use iisadmin::secure::SecureSession;
+
 use crate::output;
 
 /// `println!` into the command's output.
@@ -789,8 +791,8 @@ fn schema(out: &mut String, cli: &Cli, mb: &Metabase, command: &SchemaCommand) -
 /// R_GetAllData of each key), so it prints what it prints locally and
 /// refuses what it refuses locally; what a writing verb changed in the
 /// copy is then made on the server, through IMSAdminBaseW, whose own checks
-/// it passes again. SECURE values are not fetched, nor written (they need
-/// the secure-data key exchange).
+/// it passes again. SECURE values travel encrypted under the secure
+/// session negotiated first (R_KeyExchangePhase1/2).
 pub fn run_remote(cli: &Cli, target: &crate::rpc_cmd::Target, command: &MbCommand) -> Result<()> {
     if matches!(command, MbCommand::Schema { .. }) && writes(command) {
         bail!("a remote server's schema is changed on that server; `mb schema` writes are not sent over --server");
@@ -837,7 +839,7 @@ impl RemoteCopy<'_> {
             let Ok(batch) = next else {
                 return Ok(());
             };
-            replay(&mut conn, self.session.ipid, &self.metabase, &batch)
+            replay(&mut conn, self.session, &self.metabase, &batch)
                 .await
                 .context("the change was checked here but not all of it made on the server")?;
         }
@@ -855,7 +857,7 @@ pub fn with_remote_copy<T>(
     with_admin_base(cli, target, async |session| {
         let metabase = {
             let mut conn = session.conn.lock().await;
-            copy_of(&mut conn, session.ipid).await?
+            copy_of(&mut conn, session).await?
         };
         let changes = metabase.subscribe();
         let copy = RemoteCopy {
@@ -873,6 +875,48 @@ pub struct AdminSession {
     pub conn: tokio::sync::Mutex<msrpc::client::Connection>,
     /// The object's IPID.
     pub ipid: msrpc::Uuid,
+    /// The secure session SECURE values travel under, when the server
+    /// negotiated one.
+    pub secure: Option<SecureSession>,
+}
+
+/// R_KeyExchangePhase1 and 2 ([MS-IMSA] 3.2.4.2-3): a secure session for
+/// SECURE values.
+async fn negotiate(
+    conn: &mut msrpc::client::Connection,
+    ipid: msrpc::Uuid,
+) -> Result<SecureSession> {
+    use iisadmin::secure::ClientExchange;
+    use msrpc::ndr::Unique;
+    let (client, exchange, signature) = ClientExchange::start()?;
+    let mut admin = iisadmin::imsa::MsAdminBaseWClient::bind(conn)
+        .await?
+        .on_object(ipid);
+    let (_, server_exchange, server_signature, server_session, hr) = admin
+        .key_exchange_phase1(
+            this(),
+            Unique::new(Some(exchange)),
+            Unique::new(Some(signature)),
+        )
+        .await?;
+    check(hr, "R_KeyExchangePhase1")?;
+    let (Some(server_exchange), Some(server_signature), Some(server_session)) = (
+        server_exchange.get(),
+        server_signature.get(),
+        server_session.get(),
+    ) else {
+        bail!("R_KeyExchangePhase1: the server's answer lacks a key");
+    };
+    let (offered, session, hash) =
+        client.answer(server_exchange, server_signature, server_session)?;
+    let (_, server_hash, hr) = admin
+        .key_exchange_phase2(this(), Unique::new(Some(session)), Unique::new(Some(hash)))
+        .await?;
+    check(hr, "R_KeyExchangePhase2")?;
+    let server_hash = server_hash
+        .get()
+        .ok_or_else(|| anyhow!("R_KeyExchangePhase2: the server's answer lacks its hash"))?;
+    Ok(offered.finish(server_hash)?)
 }
 
 /// Connects to the server `target` names and activates IMSAdminBase there;
@@ -888,9 +932,19 @@ pub fn with_admin_base<T>(
             dcom::client::create_instance(&mut conn, CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE3_W)
                 .await
                 .context("cannot activate IMSAdminBase on the server")?;
+        // A server that does not negotiate (an older one) still serves
+        // everything but SECURE values.
+        let secure = match negotiate(&mut conn, remote.ipid).await {
+            Ok(secure) => Some(secure),
+            Err(e) => {
+                tracing::debug!("no secure session: {e:#}");
+                None
+            }
+        };
         let session = AdminSession {
             conn: tokio::sync::Mutex::new(conn),
             ipid: remote.ipid,
+            secure,
         };
         let done = work(&session).await;
         let mut conn = session.conn.into_inner();
@@ -902,13 +956,16 @@ pub fn with_admin_base<T>(
 /// Makes on the server what one committed change batch of the copy made.
 async fn replay(
     conn: &mut msrpc::client::Connection,
-    ipid: msrpc::Uuid,
+    session: &AdminSession,
     mb: &Metabase,
     batch: &metabase::ChangeBatch,
 ) -> Result<()> {
     use iisadmin::imsa::MsAdminBaseWClient;
     use metabase::ChangeKind;
-    let mut admin = MsAdminBaseWClient::bind(conn).await?.on_object(ipid);
+    let secure = session.secure.as_ref();
+    let mut admin = MsAdminBaseWClient::bind(conn)
+        .await?
+        .on_object(session.ipid);
     let snapshot = mb.snapshot();
     // Keys made with their subtree: the changes below them are made too.
     let mut added: Vec<&MbPath> = Vec::new();
@@ -937,13 +994,13 @@ async fn replay(
                 check(hr, &format!("DeleteKey {path}"))?;
             }
             Some(key) if kind.contains(ChangeKind::ADD_OBJECT) => {
-                add_subtree(&mut admin, path, key).await?;
+                add_subtree(&mut admin, path, key, secure).await?;
                 added.push(path);
             }
             Some(key) => {
                 for id in &change.ids {
                     match key.property(*id) {
-                        Some(p) => set_remote(&mut admin, path, p).await?,
+                        Some(p) => set_remote(&mut admin, path, p, secure).await?,
                         None => {
                             let hr = admin
                                 .delete_data(this(), 0, wide(&path.to_string()), *id, 0)
@@ -965,6 +1022,7 @@ fn add_subtree<'a>(
     admin: &'a mut iisadmin::imsa::MsAdminBaseWClient<'_>,
     path: &'a MbPath,
     key: &'a metabase::Key,
+    secure: Option<&'a SecureSession>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
     Box::pin(async move {
         let hr = admin.add_key(this(), 0, wide(&path.to_string())).await?.1;
@@ -973,10 +1031,10 @@ fn add_subtree<'a>(
         let mut properties: Vec<&Property> = key.properties().collect();
         properties.sort_by_key(|p| p.id != metabase::schema::KEY_TYPE_ID);
         for property in properties {
-            set_remote(admin, path, property).await?;
+            set_remote(admin, path, property, secure).await?;
         }
         for child in key.children() {
-            add_subtree(admin, &path.join(child.name())?, child).await?;
+            add_subtree(admin, &path.join(child.name())?, child, secure).await?;
         }
         Ok(())
     })
@@ -986,9 +1044,24 @@ async fn set_remote(
     admin: &mut iisadmin::imsa::MsAdminBaseWClient<'_>,
     path: &MbPath,
     property: &Property,
+    secure: Option<&SecureSession>,
 ) -> Result<()> {
     use msrpc::ndr::{ConformantArray, Unique};
-    let bytes = property.value.to_wire_bytes();
+    let mut bytes = property.value.to_wire_bytes();
+    if property.attributes.contains(Attributes::SECURE) {
+        // 3.2.4.4: pbMDData is the IIS_CRYPTO_BLOB of the encrypted value.
+        let Some(secure) = secure else {
+            bail!(
+                "{path}: data {} is SECURE and the server negotiated no secure session (R_KeyExchangePhase1/2) to send it encrypted; set it on the server",
+                property.id
+            );
+        };
+        let blob = secure.encrypt(&bytes)?;
+        bytes = Vec::with_capacity(8 + blob.data.len());
+        bytes.extend_from_slice(&blob.signature.to_le_bytes());
+        bytes.extend_from_slice(&blob.length.to_le_bytes());
+        bytes.extend_from_slice(&blob.data);
+    }
     let record = iisadmin::imsa::MetadataRecord {
         identifier: property.id,
         attributes: property.attributes.0,
@@ -1002,12 +1075,6 @@ async fn set_remote(
         .set_data(this(), 0, wide(&path.to_string()), record)
         .await?
         .1;
-    if hr == iisadmin::imsa::E_ACCESSDENIED && property.attributes.contains(Attributes::SECURE) {
-        bail!(
-            "{path}: data {} is SECURE: it is not sent over --server until the secure-data key exchange is served; set it on the server",
-            property.id
-        );
-    }
     check(hr, &format!("SetData {path} {}", property.id))
 }
 
@@ -1038,7 +1105,8 @@ pub(crate) fn check(hr: u32, what: &str) -> Result<()> {
 }
 
 /// Every key below /LM and its own data, into a metabase here.
-async fn copy_of(conn: &mut msrpc::client::Connection, ipid: msrpc::Uuid) -> Result<Metabase> {
+async fn copy_of(conn: &mut msrpc::client::Connection, session: &AdminSession) -> Result<Metabase> {
+    let ipid = session.ipid;
     use iisadmin::imsa::{MsAdminBase3WAddsClient, MsAdminBaseWClient};
     use msrpc::ndr::{ConformantArray, Unique};
     // Every key's path below /LM, as a MULTISZ sized by a first call.
@@ -1081,7 +1149,18 @@ async fn copy_of(conn: &mut msrpc::client::Connection, ipid: msrpc::Uuid) -> Res
                 continue;
             }
             check(hr, &format!("GetAllData {key}"))?;
-            break blob.get().map(|b| b.data.clone()).unwrap_or_default();
+            break match blob.get() {
+                Some(b) if b.signature == iisadmin::secure::ENCRYPTED_DATA_BLOB_SIGNATURE => {
+                    let secure = session.secure.as_ref().ok_or_else(|| {
+                        anyhow!("the server sent {key}'s data encrypted without a secure session")
+                    })?;
+                    secure
+                        .decrypt(b)
+                        .with_context(|| format!("GetAllData {key}"))?
+                }
+                Some(b) => b.data.clone(),
+                None => Vec::new(),
+            };
         };
         data.push((key.clone(), getall_entries(&blob)?));
     }

@@ -105,7 +105,8 @@ fn an_administrator_uses_imsadminbasew_at_privacy_and_integrity_with_ntlm_and_sp
         assert!(keys.contains(&"1") && keys.contains(&"AppPools"), "{what}");
         // ERROR_NO_MORE_ITEMS ends the enumeration.
         assert_eq!(v["enum_end"], 0x8007_0103u64, "{what}");
-        // SECURE data waits for the key exchange: refused, never clear.
+        // SECURE data without a secure session (Impacket negotiates
+        // none): refused, never clear.
         assert_eq!(v["secure"]["error"], E_ACCESSDENIED, "{what}");
         assert_eq!(v["comment_before"]["error"], 0, "{what}");
         assert_eq!(v["comment_before"]["type"], 2, "{what}");
@@ -703,18 +704,9 @@ fn the_web_services_statistics_count_what_was_answered() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("access denied"));
 }
 
-/// A listing without the SECURE value the remote copy lacks (it travels
-/// only with the key exchange).
-fn without_secret(text: &str) -> String {
-    text.lines()
-        .filter(|l| !l.starts_with("AnonymousUserPass"))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
 /// `inetsrv mb … --server` and `inetsrv vdir … --server`: the verbs print
-/// for a remote server what they print locally (SECURE values aside: they
-/// need the key exchange), and the writing verbs change the remote server.
+/// for a remote server what they print locally (SECURE values included,
+/// after the key exchange), and the writing verbs change the remote server.
 #[test]
 fn mb_works_on_a_remote_server_as_on_a_local_one() {
     let web = server_with_users();
@@ -747,10 +739,14 @@ fn mb_works_on_a_remote_server_as_on_a_local_one() {
         &["--json", "mb", "enum", "W3SVC/AppPools"],
         &["mb", "find", "ServerBindings"],
     ] {
-        assert_eq!(remote(args), without_secret(&web.cli_ok(args)), "{args:?}");
+        assert_eq!(remote(args), web.cli_ok(args), "{args:?}");
     }
     let all = ["mb", "enum-all", "/"];
-    assert_eq!(remote(&all), without_secret(&web.cli_ok(&all)));
+    assert_eq!(remote(&all), web.cli_ok(&all));
+    // SECURE values too, shown when asked, after the key exchange.
+    let secret = ["--show-secrets", "mb", "get", "W3SVC/1/AnonymousUserPass"];
+    assert_eq!(remote(&secret), web.cli_ok(&secret));
+    assert!(remote(&secret).contains("Hidden-1"));
     // Errors are the local ones.
     assert!(
         refused(&["mb", "get", "W3SVC/1/NoSuchThing"]).contains("unknown property 'NoSuchThing'")
@@ -771,13 +767,20 @@ fn mb_works_on_a_remote_server_as_on_a_local_one() {
     let listing = web.cli_ok(&["mb", "enum", "W3SVC/1/ROOT"]);
     assert!(listing.contains("[/LM/W3SVC/1/ROOT/far]") && !listing.contains("moved"));
     // A value the schema refuses is refused with the local message, and
-    // nothing is sent; a SECURE value is not sent in the clear.
+    // nothing is sent.
     let there = refused(&["mb", "set", "W3SVC/1/ServerBindings", "nonsense"]);
     let out = web.cli(&["mb", "set", "W3SVC/1/ServerBindings", "nonsense"]);
     let here = String::from_utf8_lossy(&out.stderr).into_owned();
     let message = here.trim().trim_start_matches("inetsrv: error: ");
     assert!(there.trim().ends_with(message), "{there} / {here}");
-    assert!(refused(&["mb", "set", "W3SVC/1/AnonymousUserPass", "x"]).contains("is SECURE"));
+    // A SECURE value is sent encrypted (R_KeyExchangePhase1/2), and kept
+    // SECURE (sealed) on the server.
+    remote(&["mb", "set", "W3SVC/1/AnonymousUserPass", "Sent-Sealed-1"]);
+    assert!(web
+        .cli_ok(&["--show-secrets", "mb", "get", "W3SVC/1/AnonymousUserPass"])
+        .contains("Sent-Sealed-1"));
+    let file = std::fs::read_to_string(web.state().join("MetaBase.xml")).unwrap();
+    assert!(!file.contains("Sent-Sealed-1"), "sealed at rest");
     // Not an administrator: refused.
     let out = on_server(&["mb", "get", "W3SVC/1/ServerComment"], "clerk", "Secret-2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("E_ACCESSDENIED"));
@@ -1290,4 +1293,140 @@ fn backup_and_config_verbs_work_on_a_remote_server() {
     let out = near.cli(&["backup", "create", "x", "--password", "pw"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--seal-password"));
+}
+
+#[test]
+fn secure_values_cross_only_encrypted_after_the_key_exchange() {
+    use iisadmin::imsa::{
+        MetadataRecord, MsAdminBaseWClient, CLSID_MSADMIN_BASE_W, E_ACCESSDENIED,
+        IID_IMSADMIN_BASE_W, MD_ERROR_SECURE_CHANNEL_FAILURE,
+    };
+    use iisadmin::secure::{ClientExchange, ENCRYPTED_DATA_BLOB_SIGNATURE};
+    use msrpc::client::{ClientAuth, Connection, Options};
+    use msrpc::ndr::{ConformantArray, Unique, WString};
+
+    let web = server_with_users();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], web.rpc_port()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let options = Options {
+            auth: Some(ClientAuth {
+                auth_type: msrpc::security::auth_type::WINNT,
+                level: msrpc::security::auth_level::PRIVACY,
+                user: "boss".into(),
+                domain: String::new(),
+                password: "Secret-1".into(),
+                ticket: None,
+            }),
+            ..Options::default()
+        };
+        let mut conn = Connection::connect_tcp(addr, options).await.unwrap();
+        let remote =
+            dcom::client::create_instance(&mut conn, CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE_W)
+                .await
+                .unwrap();
+        let this = || dcom::types::OrpcThis::new(dcom::ids::COM_VERSION);
+        let mut admin = MsAdminBaseWClient::bind(&mut conn)
+            .await
+            .unwrap()
+            .on_object(remote.ipid);
+        let path = || Unique::new(Some(WString("/LM/W3SVC/1".into())));
+        let ask = || MetadataRecord {
+            identifier: 6021,
+            data_len: 4096,
+            ..MetadataRecord::default()
+        };
+        // No session yet: SECURE data is refused, Phase2 too.
+        let (_, _, _, blob, hr) = admin.get_data(this(), 0, path(), ask()).await.unwrap();
+        assert_eq!((hr, blob.get().is_none()), (E_ACCESSDENIED, true));
+        let (_, _, hr) = admin
+            .key_exchange_phase2(this(), Unique::new(None), Unique::new(None))
+            .await
+            .unwrap();
+        assert_eq!(hr, MD_ERROR_SECURE_CHANNEL_FAILURE);
+        // The exchange.
+        let (client, kx, sig) = ClientExchange::start().unwrap();
+        let (_, skx, ssig, ssession, hr) = admin
+            .key_exchange_phase1(
+                this(),
+                Unique::new(Some(kx.clone())),
+                Unique::new(Some(sig.clone())),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hr, 0);
+        let (offered, csession, chash) = client
+            .answer(
+                skx.get().unwrap(),
+                ssig.get().unwrap(),
+                ssession.get().unwrap(),
+            )
+            .unwrap();
+        let (_, shash, hr) = admin
+            .key_exchange_phase2(
+                this(),
+                Unique::new(Some(csession)),
+                Unique::new(Some(chash)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hr, 0);
+        let session = offered.finish(shash.get().unwrap()).unwrap();
+        // Negotiated once: Phase1 again is refused.
+        let (.., hr) = admin
+            .key_exchange_phase1(this(), Unique::new(Some(kx)), Unique::new(Some(sig)))
+            .await
+            .unwrap();
+        assert_eq!(hr, iisadmin::imsa::E_INVALIDARG);
+        // Now the value comes encrypted, and decrypts to the password.
+        let (_, record, _, blob, hr) = admin.get_data(this(), 0, path(), ask()).await.unwrap();
+        assert_eq!(hr, 0);
+        let blob = blob.get().unwrap();
+        assert_eq!(blob.signature, ENCRYPTED_DATA_BLOB_SIGNATURE);
+        let wire: Vec<u8> = "Hidden-1\0"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert!(
+            !blob.data.windows(wire.len()).any(|w| w == wire),
+            "not in the clear"
+        );
+        assert_eq!(session.decrypt(blob).unwrap(), wire);
+        assert_eq!(record.attributes & 4, 4, "marked METADATA_SECURE");
+        // A value set encrypted; one tampered with is refused.
+        let set = |bytes: Vec<u8>| MetadataRecord {
+            identifier: 6021,
+            attributes: 4 | 1,
+            user_type: 1,
+            data_type: 2,
+            data_len: bytes.len() as u32,
+            data: Unique::new(Some(ConformantArray(bytes))),
+            data_tag: 0,
+        };
+        let framed = |b: iisadmin::imsa::IisCryptoBlob| {
+            let mut out = b.signature.to_le_bytes().to_vec();
+            out.extend_from_slice(&b.length.to_le_bytes());
+            out.extend_from_slice(&b.data);
+            out
+        };
+        let value: Vec<u8> = "Via-Key-Exchange\0"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let good = framed(session.encrypt(&value).unwrap());
+        let mut bad = good.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x55;
+        let (_, hr) = admin.set_data(this(), 0, path(), set(bad)).await.unwrap();
+        assert_eq!(hr, iisadmin::imsa::E_INVALIDARG);
+        let (_, hr) = admin.set_data(this(), 0, path(), set(good)).await.unwrap();
+        assert_eq!(hr, 0);
+        dcom::client::release(&mut conn, &remote).await.unwrap();
+    });
+    assert!(web
+        .cli_ok(&["--show-secrets", "mb", "get", "W3SVC/1/AnonymousUserPass"])
+        .contains("Via-Key-Exchange"));
 }
