@@ -3,10 +3,12 @@
 //! counters the listener keeps as it answers requests (bytes, requests by
 //! verb, not-found errors, anonymous and authenticated requests,
 //! connections), for the whole service or one site; R_W3ClearStatistics2
-//! zeroes them. Administrators only, at packet integrity or privacy (as
-//! the DCOM classes). The FTP methods and the configuration methods
-//! (R_InetInfoGet/SetAdminInformation, GetSites) are not served: FTP is
-//! not a service of inetsrv, and the configuration is IMSAdminBaseW's.
+//! zeroes them; R_InetInfoGet/SetAdminInformation and the global forms
+//! read and write the Web service's configuration in the metabase (the
+//! default Web site, instance 1, as IIS maps these instance-less calls).
+//! Administrators only, at packet integrity or privacy (as the DCOM
+//! classes). The FTP methods and IISEnumerateUsers/IISDisconnectUser are
+//! not served: FTP is not a service of inetsrv.
 
 use std::sync::Arc;
 
@@ -22,6 +24,7 @@ pub use msrpc::status::ERROR_ACCESS_DENIED;
 pub const ERROR_FILE_NOT_FOUND: u32 = 2;
 pub const ERROR_NOT_SUPPORTED: u32 = 50;
 pub const ERROR_INVALID_LEVEL: u32 = 0x7c;
+pub const ERROR_SERVICE_NOT_ACTIVE: u32 = 0x426;
 /// dwInstance: the service's own counters, or all sites together.
 pub const INSTANCE_GLOBAL: u32 = 0;
 pub const INSTANCE_ALL: u32 = 0xf000_0003;
@@ -199,6 +202,164 @@ pub enum InetInfoStatisticsInfo {
 
 /// INET_HTTP_SVC_ID (2.2.2): the Web service in a server mask.
 pub const INET_HTTP_SVC_ID: u32 = 0x4;
+pub const ERROR_INVALID_PARAMETER: u32 = 87;
+
+/// INET_INFO_CONFIG_INFO's FieldControl bits (2.2.3) inetsrv serves.
+pub mod fc {
+    pub const CONNECTION_TIMEOUT: u32 = 0x0000_0001;
+    pub const MAX_CONNECTIONS: u32 = 0x0000_0002;
+    pub const LOG_CONFIG: u32 = 0x0000_0004;
+    pub const SERVER_COMMENT: u32 = 0x0000_0010;
+    pub const AUTHENTICATION: u32 = 0x0001_0000;
+    pub const ANON_USER_NAME: u32 = 0x0010_0000;
+    pub const ANON_PASSWORD: u32 = 0x0020_0000;
+    pub const PORT_NUMBER: u32 = 0x0040_0000;
+    pub const VIRTUAL_ROOTS: u32 = 0x0100_0000;
+    /// INET_INFO_GLOBAL_CONFIG_INFO's (2.2.11).
+    pub const GLOBAL_BANDWIDTH_LEVEL: u32 = 0x0000_0001;
+}
+
+/// INET_LOG_CONFIGURATION (2.2.4).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq)]
+pub struct LogConfiguration {
+    pub log_type: u32,
+    pub period: u32,
+    pub directory: [u16; 260],
+    pub truncate_size: u32,
+    pub data_source: [u16; 260],
+    pub table_name: [u16; 30],
+    pub user_name: [u16; 257],
+    pub password: [u16; 257],
+}
+
+/// INET_INFO_IP_SEC_ENTRY (2.2.6).
+#[derive(msrpc::Ndr, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct IpSecEntry {
+    pub mask: u32,
+    pub network: u32,
+}
+
+/// INET_INFO_IP_SEC_LIST (2.2.5).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq, Default)]
+pub struct IpSecList {
+    pub count: u32,
+    #[ndr(size_is = "count")]
+    pub entries: Vec<IpSecEntry>,
+}
+
+/// INET_INFO_VIRTUAL_ROOT_ENTRY (2.2.8).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq)]
+pub struct VirtualRootEntry {
+    pub root: Unique<WString>,
+    pub address: Unique<WString>,
+    pub directory: Unique<WString>,
+    pub mask: u32,
+    pub account_name: Unique<WString>,
+    pub account_password: [u16; 257],
+    pub error: u32,
+}
+
+/// INET_INFO_VIRTUAL_ROOT_LIST (2.2.7).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq, Default)]
+pub struct VirtualRootList {
+    pub count: u32,
+    #[ndr(size_is = "count")]
+    pub entries: Vec<VirtualRootEntry>,
+}
+
+/// INET_INFO_CONFIG_INFO (2.2.3).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq)]
+pub struct ConfigInfo {
+    pub field_control: u32,
+    pub connection_timeout: u32,
+    pub max_connections: u32,
+    pub admin_name: Unique<WString>,
+    pub admin_email: Unique<WString>,
+    pub server_comment: Unique<WString>,
+    pub log_config: Unique<LogConfiguration>,
+    pub lang_id: u16,
+    pub locale_id: u32,
+    pub product_id: [u8; 64],
+    pub log_anonymous: u32,
+    pub log_non_anonymous: u32,
+    pub anon_user_name: Unique<WString>,
+    pub anon_password: [u16; 257],
+    pub authentication: u32,
+    pub port: i16,
+    pub deny_ip_list: Unique<IpSecList>,
+    pub grant_ip_list: Unique<IpSecList>,
+    pub virtual_roots: Unique<VirtualRootList>,
+}
+
+/// INET_INFO_GLOBAL_CONFIG_INFO (2.2.11).
+#[derive(msrpc::Ndr, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GlobalConfigInfo {
+    pub field_control: u32,
+    pub bandwidth_level: u32,
+    pub memory_cache_size: u32,
+}
+
+/// A fixed WCHAR array holding `text` (cut to fit, NUL-terminated).
+pub fn wchars<const N: usize>(text: &str) -> [u16; N] {
+    let mut out = [0u16; N];
+    for (slot, unit) in out.iter_mut().take(N - 1).zip(text.encode_utf16()) {
+        *slot = unit;
+    }
+    out
+}
+
+/// The text of a fixed WCHAR array, up to its NUL.
+pub fn from_wchars(units: &[u16]) -> String {
+    let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
+    String::from_utf16_lossy(&units[..end])
+}
+
+impl ConfigInfo {
+    /// Nothing set: FieldControl 0.
+    pub fn empty() -> ConfigInfo {
+        ConfigInfo {
+            field_control: 0,
+            connection_timeout: 0,
+            max_connections: 0,
+            admin_name: Unique::new(None),
+            admin_email: Unique::new(None),
+            server_comment: Unique::new(None),
+            log_config: Unique::new(None),
+            lang_id: 0,
+            locale_id: 0,
+            product_id: [0; 64],
+            log_anonymous: 0,
+            log_non_anonymous: 0,
+            anon_user_name: Unique::new(None),
+            anon_password: [0; 257],
+            authentication: 0,
+            port: 0,
+            deny_ip_list: Unique::new(None),
+            grant_ip_list: Unique::new(None),
+            virtual_roots: Unique::new(None),
+        }
+    }
+}
+
+impl LogConfiguration {
+    pub fn new(
+        log_type: u32,
+        period: u32,
+        directory: &str,
+        truncate_size: u32,
+    ) -> LogConfiguration {
+        LogConfiguration {
+            log_type,
+            period,
+            directory: wchars(directory),
+            truncate_size,
+            data_source: [0; 260],
+            table_name: [0; 30],
+            user_name: [0; 257],
+            password: [0; 257],
+        }
+    }
+}
 
 /// INET_INFO_SITE_ENTRY (2.2.10).
 #[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq, Default)]
@@ -244,6 +405,46 @@ pub trait Inetinfo {
         server: Unique<WString>,
         reserved: u32,
     ) -> CallResult<(u32, u32)>;
+
+    /// R_InetInfoGetAdminInformation (3.1.5.2): the Web service's
+    /// configuration (the default Web site's values, inherited included).
+    #[opnum(1)]
+    fn get_admin_information(
+        &self,
+        call: &Call,
+        server: Unique<WString>,
+        server_mask: u32,
+    ) -> CallResult<(Unique<ConfigInfo>, u32)>;
+
+    /// R_InetInfoSetAdminInformation (3.1.5.4): the fields FieldControl
+    /// names, set on the default Web site in one change.
+    #[opnum(3)]
+    fn set_admin_information(
+        &self,
+        call: &Call,
+        server: Unique<WString>,
+        server_mask: u32,
+        config: ConfigInfo,
+    ) -> CallResult<u32>;
+
+    /// R_InetInfoGetGlobalAdminInformation (3.1.5.5).
+    #[opnum(4)]
+    fn get_global_admin_information(
+        &self,
+        call: &Call,
+        server: Unique<WString>,
+        server_mask: u32,
+    ) -> CallResult<(Unique<GlobalConfigInfo>, u32)>;
+
+    /// R_InetInfoSetGlobalAdminInformation (3.1.5.6).
+    #[opnum(5)]
+    fn set_global_admin_information(
+        &self,
+        call: &Call,
+        server: Unique<WString>,
+        server_mask: u32,
+        config: GlobalConfigInfo,
+    ) -> CallResult<u32>;
 
     /// R_InetInfoGetSites (3.1.5.3): the Web sites, by instance and
     /// comment.
@@ -345,7 +546,269 @@ impl InetinfoService {
     }
 }
 
+/// The key the instance-less configuration calls read and write.
+const DEFAULT_SITE: &str = "/LM/W3SVC/1";
+
+fn key(text: &str) -> MbPath {
+    MbPath::parse(text).unwrap_or_default()
+}
+
+impl InetinfoService {
+    /// INET_INFO_CONFIG_INFO of the default Web site.
+    fn admin_information(&self) -> ConfigInfo {
+        use metabase::ids;
+        let snapshot = self.files.metabase().snapshot();
+        let tree = snapshot.tree();
+        let site = key(DEFAULT_SITE);
+        let dword = |id| tree.effective_dword(&site, id);
+        let text = |path: &MbPath, id| {
+            tree.effective(path, id)
+                .and_then(|v| v.as_str().map(str::to_string))
+        };
+        let mut info = ConfigInfo::empty();
+        if let Some(v) = dword(ids::CONNECTION_TIMEOUT) {
+            info.connection_timeout = v;
+            info.field_control |= fc::CONNECTION_TIMEOUT;
+        }
+        if let Some(v) = dword(ids::MAX_CONNECTIONS) {
+            info.max_connections = v;
+            info.field_control |= fc::MAX_CONNECTIONS;
+        }
+        if let Some(v) = text(&site, ids::SERVER_COMMENT) {
+            info.server_comment = Unique::new(Some(WString(v)));
+            info.field_control |= fc::SERVER_COMMENT;
+        }
+        if let Some(v) = text(&site, ids::ANONYMOUS_USER_NAME) {
+            info.anon_user_name = Unique::new(Some(WString(v)));
+            info.field_control |= fc::ANON_USER_NAME;
+        }
+        // The password is not read back (as Windows answers: 2.2.3 <4>).
+        if let Some(v) = dword(ids::AUTH_FLAGS) {
+            info.authentication = v;
+            info.field_control |= fc::AUTHENTICATION;
+        }
+        info.log_config = Unique::new(Some(LogConfiguration::new(
+            dword(ids::LOG_TYPE).unwrap_or(0),
+            dword(ids::LOG_FILE_PERIOD).unwrap_or(0),
+            &text(&site, ids::LOG_FILE_DIRECTORY).unwrap_or_default(),
+            dword(ids::LOG_FILE_TRUNCATE_SIZE).unwrap_or(0),
+        )));
+        info.field_control |= fc::LOG_CONFIG;
+        // The first binding's port.
+        let port = tree.effective(&site, ids::SERVER_BINDINGS).and_then(|v| {
+            v.as_multi_sz()?
+                .iter()
+                .find_map(|b| b.split(':').nth(1)?.parse::<u16>().ok())
+        });
+        if let Some(port) = port {
+            info.port = port as i16;
+            info.field_control |= fc::PORT_NUMBER;
+        }
+        // The virtual directories: the root and every IIsWebVirtualDir
+        // below it.
+        let root = key(&format!("{DEFAULT_SITE}/ROOT"));
+        let mut roots = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(at) = stack.pop() {
+            let Some(k) = tree.find(&at) else { continue };
+            if k.key_type() == "IIsWebVirtualDir" {
+                let below = at.parts()[root.parts().len()..].join("/");
+                roots.push(VirtualRootEntry {
+                    root: Unique::new(Some(WString(format!("/{below}")))),
+                    address: Unique::new(Some(WString(String::new()))),
+                    directory: Unique::new(text(&at, ids::PATH).map(WString)),
+                    mask: tree.effective_dword(&at, ids::ACCESS_FLAGS).unwrap_or(0),
+                    account_name: Unique::new(text(&at, ids::UNC_USER_NAME).map(WString)),
+                    account_password: [0; 257],
+                    error: 0,
+                });
+            }
+            for child in k.children() {
+                if let Ok(p) = at.join(child.name()) {
+                    stack.push(p);
+                }
+            }
+        }
+        roots.sort_by(|a, b| {
+            a.root
+                .get()
+                .map(|r| r.0.clone())
+                .cmp(&b.root.get().map(|r| r.0.clone()))
+        });
+        info.virtual_roots = Unique::new(Some(VirtualRootList {
+            count: roots.len() as u32,
+            entries: roots,
+        }));
+        info.field_control |= fc::VIRTUAL_ROOTS;
+        info
+    }
+
+    /// R_InetInfoSetAdminInformation's work: the flagged fields, in one
+    /// change, validated as every write.
+    fn set_admin(&self, config: &ConfigInfo) -> Result<(), metabase::Error> {
+        use metabase::{ids, Value};
+        let site = key(DEFAULT_SITE);
+        let flags = config.field_control;
+        let has = |flag| flags & flag != 0;
+        let text = |u: &Unique<WString>| u.get().map(|w| w.0.clone()).unwrap_or_default();
+        self.files.metabase().write(|t| {
+            if has(fc::CONNECTION_TIMEOUT) {
+                t.set(
+                    &site,
+                    ids::CONNECTION_TIMEOUT,
+                    Value::Dword(config.connection_timeout),
+                )?;
+            }
+            if has(fc::MAX_CONNECTIONS) {
+                t.set(
+                    &site,
+                    ids::MAX_CONNECTIONS,
+                    Value::Dword(config.max_connections),
+                )?;
+            }
+            if has(fc::SERVER_COMMENT) {
+                t.set(
+                    &site,
+                    ids::SERVER_COMMENT,
+                    Value::String(text(&config.server_comment)),
+                )?;
+            }
+            if has(fc::ANON_USER_NAME) {
+                t.set(
+                    &site,
+                    ids::ANONYMOUS_USER_NAME,
+                    Value::String(text(&config.anon_user_name)),
+                )?;
+            }
+            if has(fc::ANON_PASSWORD) {
+                t.set(
+                    &site,
+                    ids::ANONYMOUS_USER_PASS,
+                    Value::String(from_wchars(&config.anon_password)),
+                )?;
+            }
+            if has(fc::AUTHENTICATION) {
+                t.set(&site, ids::AUTH_FLAGS, Value::Dword(config.authentication))?;
+            }
+            if has(fc::LOG_CONFIG) {
+                if let Some(log) = config.log_config.get() {
+                    t.set(&site, ids::LOG_TYPE, Value::Dword(log.log_type))?;
+                    t.set(&site, ids::LOG_FILE_PERIOD, Value::Dword(log.period))?;
+                    t.set(
+                        &site,
+                        ids::LOG_FILE_TRUNCATE_SIZE,
+                        Value::Dword(log.truncate_size),
+                    )?;
+                    let directory = from_wchars(&log.directory);
+                    if !directory.is_empty() {
+                        t.set(&site, ids::LOG_FILE_DIRECTORY, Value::ExpandSz(directory))?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 impl Inetinfo for InetinfoService {
+    fn get_admin_information(
+        &self,
+        call: &Call,
+        _server: Unique<WString>,
+        server_mask: u32,
+    ) -> CallResult<(Unique<ConfigInfo>, u32)> {
+        if !crate::admitted(call, &self.admins, "Inetinfo") {
+            return Ok((Unique::new(None), ERROR_ACCESS_DENIED));
+        }
+        if server_mask != INET_HTTP_SVC_ID {
+            return Ok((Unique::new(None), ERROR_SERVICE_NOT_ACTIVE));
+        }
+        Ok((Unique::new(Some(self.admin_information())), ERROR_SUCCESS))
+    }
+
+    fn set_admin_information(
+        &self,
+        call: &Call,
+        _server: Unique<WString>,
+        server_mask: u32,
+        config: ConfigInfo,
+    ) -> CallResult<u32> {
+        if !crate::admitted(call, &self.admins, "Inetinfo") {
+            return Ok(ERROR_ACCESS_DENIED);
+        }
+        if server_mask != INET_HTTP_SVC_ID {
+            return Ok(ERROR_SERVICE_NOT_ACTIVE);
+        }
+        match self.set_admin(&config) {
+            Ok(()) => {
+                tracing::info!(client = ?call.client, fields = config.field_control, "Inetinfo: the Web service's configuration set");
+                Ok(ERROR_SUCCESS)
+            }
+            Err(e) => {
+                tracing::info!(client = ?call.client, "Inetinfo SetAdminInformation refused: {e}");
+                Ok(match e {
+                    metabase::Error::PathNotFound(_) => ERROR_FILE_NOT_FOUND,
+                    _ => ERROR_INVALID_PARAMETER,
+                })
+            }
+        }
+    }
+
+    fn get_global_admin_information(
+        &self,
+        call: &Call,
+        _server: Unique<WString>,
+        _server_mask: u32,
+    ) -> CallResult<(Unique<GlobalConfigInfo>, u32)> {
+        if !crate::admitted(call, &self.admins, "Inetinfo") {
+            return Ok((Unique::new(None), ERROR_ACCESS_DENIED));
+        }
+        let snapshot = self.files.metabase().snapshot();
+        let bandwidth = snapshot
+            .tree()
+            .effective_dword(&key("/LM/W3SVC"), metabase::ids::MAX_BANDWIDTH);
+        // cbMemoryCacheSize has no IIS 6 metabase property: not reported.
+        let info = GlobalConfigInfo {
+            field_control: if bandwidth.is_some() {
+                fc::GLOBAL_BANDWIDTH_LEVEL
+            } else {
+                0
+            },
+            bandwidth_level: bandwidth.unwrap_or(u32::MAX),
+            memory_cache_size: 0,
+        };
+        Ok((Unique::new(Some(info)), ERROR_SUCCESS))
+    }
+
+    fn set_global_admin_information(
+        &self,
+        call: &Call,
+        _server: Unique<WString>,
+        _server_mask: u32,
+        config: GlobalConfigInfo,
+    ) -> CallResult<u32> {
+        if !crate::admitted(call, &self.admins, "Inetinfo") {
+            return Ok(ERROR_ACCESS_DENIED);
+        }
+        if config.field_control & fc::GLOBAL_BANDWIDTH_LEVEL == 0 {
+            return Ok(ERROR_SUCCESS);
+        }
+        let result = self.files.metabase().write(|t| {
+            t.set(
+                &key("/LM/W3SVC"),
+                metabase::ids::MAX_BANDWIDTH,
+                metabase::Value::Dword(config.bandwidth_level),
+            )
+        });
+        Ok(match result {
+            Ok(()) => ERROR_SUCCESS,
+            Err(e) => {
+                tracing::info!(client = ?call.client, "Inetinfo SetGlobalAdminInformation refused: {e}");
+                ERROR_INVALID_PARAMETER
+            }
+        })
+    }
+
     fn get_version(
         &self,
         call: &Call,

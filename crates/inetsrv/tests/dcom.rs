@@ -1430,3 +1430,120 @@ fn secure_values_cross_only_encrypted_after_the_key_exchange() {
         .cli_ok(&["--show-secrets", "mb", "get", "W3SVC/1/AnonymousUserPass"])
         .contains("Via-Key-Exchange"));
 }
+
+#[test]
+fn the_inetinfo_interface_gets_and_sets_the_web_services_configuration() {
+    use iisadmin::irp::{
+        fc, ConfigInfo, GlobalConfigInfo, InetinfoClient, LogConfiguration, ERROR_ACCESS_DENIED,
+        ERROR_INVALID_PARAMETER, ERROR_SERVICE_NOT_ACTIVE, INET_HTTP_SVC_ID,
+    };
+    use msrpc::client::{ClientAuth, Connection, Options};
+    use msrpc::ndr::{Unique, WString};
+
+    let web = server_with_users();
+    web.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Read over MS-IRP"]);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], web.rpc_port()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connect = |user: &str, password: &str| {
+        let options = Options {
+            auth: Some(ClientAuth {
+                auth_type: msrpc::security::auth_type::WINNT,
+                level: msrpc::security::auth_level::PRIVACY,
+                user: user.into(),
+                domain: String::new(),
+                password: password.into(),
+                ticket: None,
+            }),
+            ..Options::default()
+        };
+        Connection::connect_tcp(addr, options)
+    };
+    let none = || Unique::<WString>::new(None);
+    runtime.block_on(async {
+        let mut conn = connect("boss", "Secret-1").await.unwrap();
+        let mut irp = InetinfoClient::bind(&mut conn).await.unwrap();
+        let (info, status) = irp
+            .get_admin_information(none(), INET_HTTP_SVC_ID)
+            .await
+            .unwrap();
+        assert_eq!(status, 0);
+        let info = info.get().unwrap();
+        assert_eq!(info.server_comment.get().unwrap().0, "Read over MS-IRP");
+        assert_eq!(info.connection_timeout, 120);
+        assert_eq!(info.authentication & 1, 1, "anonymous allowed");
+        assert_ne!(info.field_control & fc::ANON_PASSWORD, fc::ANON_PASSWORD);
+        assert_eq!(info.port as u16, web.port);
+        let roots = info.virtual_roots.get().unwrap();
+        let root = &roots.entries[0];
+        assert_eq!(root.root.get().unwrap().0, "/");
+        assert_eq!(
+            root.directory.get().unwrap().0,
+            web.www().display().to_string()
+        );
+        assert_eq!(root.mask & 1, 1, "AccessRead");
+        // Another service than the Web's is not running.
+        let (_, status) = irp.get_admin_information(none(), 0x1).await.unwrap();
+        assert_eq!(status, ERROR_SERVICE_NOT_ACTIVE);
+        // Set: the flagged fields, in one change; a refused value changes
+        // nothing.
+        let mut set = ConfigInfo::empty();
+        set.field_control = fc::SERVER_COMMENT | fc::CONNECTION_TIMEOUT | fc::ANON_PASSWORD;
+        set.server_comment = Unique::new(Some(WString("Set over MS-IRP".into())));
+        set.connection_timeout = 45;
+        set.anon_password = iisadmin::irp::wchars("Irp-Secret-1");
+        set.max_connections = 7; // not flagged: not set
+        assert_eq!(
+            irp.set_admin_information(none(), INET_HTTP_SVC_ID, set)
+                .await
+                .unwrap(),
+            0
+        );
+        let mut bad = ConfigInfo::empty();
+        bad.field_control = fc::SERVER_COMMENT | fc::LOG_CONFIG;
+        bad.server_comment = Unique::new(Some(WString("Never set".into())));
+        bad.log_config = Unique::new(Some(LogConfiguration::new(1, 9, "", 0)));
+        assert_eq!(
+            irp.set_admin_information(none(), INET_HTTP_SVC_ID, bad)
+                .await
+                .unwrap(),
+            ERROR_INVALID_PARAMETER
+        );
+        // Global: the bandwidth throttle.
+        let (global, status) = irp
+            .get_global_admin_information(none(), INET_HTTP_SVC_ID)
+            .await
+            .unwrap();
+        assert_eq!(
+            (status, global.get().unwrap().bandwidth_level),
+            (0, u32::MAX)
+        );
+        let throttle = GlobalConfigInfo {
+            field_control: fc::GLOBAL_BANDWIDTH_LEVEL,
+            bandwidth_level: 1_048_576,
+            memory_cache_size: 0,
+        };
+        assert_eq!(
+            irp.set_global_admin_information(none(), 0, throttle)
+                .await
+                .unwrap(),
+            0
+        );
+        // Not an administrator: refused.
+        let mut conn = connect("clerk", "Secret-2").await.unwrap();
+        let mut irp = InetinfoClient::bind(&mut conn).await.unwrap();
+        let (info, status) = irp
+            .get_admin_information(none(), INET_HTTP_SVC_ID)
+            .await
+            .unwrap();
+        assert_eq!((status, info.get().is_none()), (ERROR_ACCESS_DENIED, true));
+    });
+    let get = |what: &str| web.cli_ok(&["--show-secrets", "mb", "get", what]);
+    assert!(get("W3SVC/1/ServerComment").contains("Set over MS-IRP"));
+    assert!(get("W3SVC/1/ConnectionTimeout").contains("45"));
+    assert!(get("W3SVC/1/AnonymousUserPass").contains("Irp-Secret-1"));
+    assert!(!get("W3SVC/1/MaxConnections").contains(": (DWORD) 7"));
+    assert!(get("W3SVC/MaxBandwidth").contains("1048576"));
+}

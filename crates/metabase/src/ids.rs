@@ -1,7 +1,10 @@
 //! The IDs of the metabase properties the services act on (the schema's
 //! `ID` attribute, as IIS 6 numbers them), named once for every crate.
 
+pub const MAX_BANDWIDTH: u32 = 1000;
 pub const SERVER_COMMAND: u32 = 1012;
+pub const CONNECTION_TIMEOUT: u32 = 1013;
+pub const MAX_CONNECTIONS: u32 = 1014;
 pub const SERVER_COMMENT: u32 = 1015;
 pub const SERVER_STATE: u32 = 1016;
 pub const SERVER_AUTO_START: u32 = 1017;
@@ -14,6 +17,7 @@ pub const APP_FRIENDLY_NAME: u32 = 2102;
 pub const APP_ROOT: u32 = 2103;
 pub const APP_ISOLATED: u32 = 2104;
 pub const PATH: u32 = 3001;
+pub const UNC_USER_NAME: u32 = 3002;
 pub const LOG_TYPE: u32 = 4000;
 pub const LOG_FILE_DIRECTORY: u32 = 4001;
 pub const LOG_FILE_PERIOD: u32 = 4003;
@@ -43,6 +47,8 @@ pub const WEB_SVC_EXT_RESTRICTION_LIST: u32 = 2168;
 pub const MIME_MAP: u32 = 6015;
 pub const ACCESS_FLAGS: u32 = 6016;
 pub const IP_SECURITY: u32 = 6019;
+pub const ANONYMOUS_USER_NAME: u32 = 6020;
+pub const ANONYMOUS_USER_PASS: u32 = 6021;
 pub const DONT_LOG: u32 = 6023;
 pub const ACCESS_SSL_FLAGS: u32 = 6030;
 pub const MAX_REQUEST_ENTITY_ALLOWED: u32 = 6051;
