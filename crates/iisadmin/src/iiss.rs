@@ -61,7 +61,11 @@ pub trait ServiceHost: Send + Sync + 'static {
     fn status(&self) -> Vec<ServiceState>;
 }
 
-#[msrpc::interface(uuid = "e8fb8620-588f-11d2-9d61-00c04f79c5fe", version = "0.0")]
+#[msrpc::interface(
+    uuid = "e8fb8620-588f-11d2-9d61-00c04f79c5fe",
+    version = "0.0",
+    blocking
+)]
 pub trait IisServiceControl {
     /// Stop (3.1.4.1).
     #[opnum(7)]

@@ -139,7 +139,11 @@ pub struct WirePool {
 }
 
 /// inetsrv's activation service control.
-#[msrpc::interface(uuid = "cd8c0e33-6a4c-4841-9a34-fa3474c0620c", version = "1.0")]
+#[msrpc::interface(
+    uuid = "cd8c0e33-6a4c-4841-9a34-fa3474c0620c",
+    version = "1.0",
+    blocking
+)]
 pub trait WasControl {
     /// The sites' live state.
     #[opnum(0)]

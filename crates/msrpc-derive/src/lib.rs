@@ -560,7 +560,8 @@ fn element_type(ty: &syn::Type) -> syn::Result<syn::Type> {
 }
 
 /// `#[interface(uuid = "…", version = "major.minor")]` on a trait: an IDL
-/// interface described once. Each method is
+/// interface described once (`blocking` added: its calls may wait long,
+/// and run off the connection's task). Each method is
 /// `#[opnum(N)] fn name(&self, call: &Call, in_params…) -> CallResult<Out>`
 /// where the in-parameters and `Out` (one type or a tuple: the
 /// `[out]` parameters in order, the return value last) are [`Ndr`] types;
@@ -596,6 +597,7 @@ fn expand_interface(
 ) -> syn::Result<proc_macro2::TokenStream> {
     let mut uuid = None;
     let mut version = None;
+    let mut blocking = false;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("uuid") {
             uuid = Some(meta.value()?.parse::<LitStr>()?);
@@ -603,8 +605,11 @@ fn expand_interface(
         } else if meta.path.is_ident("version") {
             version = Some(meta.value()?.parse::<LitStr>()?);
             Ok(())
+        } else if meta.path.is_ident("blocking") {
+            blocking = true;
+            Ok(())
         } else {
-            Err(meta.error("supported: uuid = \"…\", version = \"major.minor\""))
+            Err(meta.error("supported: uuid = \"…\", version = \"major.minor\", blocking"))
         }
     });
     syn::parse::Parser::parse2(parser, attr)?;
@@ -798,6 +803,9 @@ fn expand_interface(
             }
             fn opnums(&self) -> &'static [u16] {
                 &[#( #opnums ),*]
+            }
+            fn may_block(&self, _opnum: u16) -> bool {
+                #blocking
             }
             fn dispatch(
                 &self,

@@ -87,6 +87,12 @@ pub trait Interface: Send + Sync + 'static {
     /// Unmarshals the in-parameters from `stub`, calls the method, and
     /// marshals its out-parameters.
     fn dispatch(&self, call: &Call<'_>, opnum: u16, stub: &[u8]) -> Result<Vec<u8>, Fault>;
+    /// Whether a call may wait long (on another service, for a timeout):
+    /// it then runs on the blocking pool even on a connection served in
+    /// turn, so that the endpoint's other connections go on meanwhile.
+    fn may_block(&self, _opnum: u16) -> bool {
+        false
+    }
 }
 
 /// An interface that extends others (IDL's `interface B : A`): its own
@@ -132,6 +138,12 @@ impl Interface for Extends {
             Some(part) => part.dispatch(call, opnum, stub),
             None => Err(Fault::op_rng()),
         }
+    }
+    fn may_block(&self, opnum: u16) -> bool {
+        self.parts
+            .iter()
+            .find(|p| p.opnums().contains(&opnum))
+            .is_some_and(|p| p.may_block(opnum))
     }
 }
 

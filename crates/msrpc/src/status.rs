@@ -19,6 +19,8 @@ pub const ERROR_INSUFFICIENT_BUFFER: u32 = 0x0000_007A;
 pub const RPC_S_UNKNOWN_AUTHN_SERVICE: u32 = 0x0000_06D3;
 /// RPC_X_BAD_STUB_DATA: stub data that breaks a consistency rule.
 pub const RPC_X_BAD_STUB_DATA: u32 = 0x0000_06F7;
+/// RPC_S_CALL_FAILED: the method ended abnormally.
+pub const RPC_S_CALL_FAILED: u32 = 0x0000_06BE;
 /// RPC_S_INVALID_BOUND: an out-of-range `[range]` value.
 pub const RPC_S_INVALID_BOUND: u32 = 0x0000_06C6;
 /// EPT_S_NOT_REGISTERED: no endpoint map element matches.

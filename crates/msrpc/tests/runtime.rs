@@ -831,3 +831,66 @@ async fn idle_connections_are_closed_and_busy_ones_kept() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A method that waits until the test lets it go (or, should it never,
+/// 20 s): 1 when it was let go.
+#[msrpc::interface(
+    uuid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f1",
+    version = "1.0",
+    blocking
+)]
+pub trait Gatekeeper {
+    #[opnum(0)]
+    fn wait(&self, call: &msrpc::server::Call) -> msrpc::server::CallResult<u32>;
+}
+
+struct Gate {
+    entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    open: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Gatekeeper for Gate {
+    fn wait(&self, _call: &msrpc::server::Call) -> msrpc::server::CallResult<u32> {
+        let _ = self.entered.lock().unwrap().send(());
+        let released = self
+            .open
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(20))
+            .is_ok();
+        Ok(u32::from(released))
+    }
+}
+
+/// On a connection served in turn, a call of a `blocking` interface runs
+/// off the runtime: the endpoint (here on one thread, as inetsrv's RPC
+/// thread) serves its other connections meanwhile.
+#[tokio::test]
+async fn a_blocking_call_leaves_the_endpoints_other_connections_served() {
+    let r = start().await;
+    let (entered_tx, entered) = std::sync::mpsc::channel();
+    let (open, open_rx) = std::sync::mpsc::channel();
+    r.server.register(
+        GatekeeperServer(Gate {
+            entered: std::sync::Mutex::new(entered_tx),
+            open: std::sync::Mutex::new(open_rx),
+        }),
+        auth_level::NONE,
+        false,
+    );
+    let mut a = connect(&r, Options::default()).await;
+    let waiting = tokio::spawn(async move {
+        let mut gate = GatekeeperClient::bind(&mut a).await.unwrap();
+        gate.wait().await.unwrap()
+    });
+    // The call is in its method (were it on the runtime's only thread,
+    // this loop would not run again until the method gave up).
+    while entered.try_recv().is_err() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut b = connect(&r, Options::default()).await;
+    let mut mgmt = MgmtClient::bind(&mut b).await.unwrap();
+    assert_eq!(mgmt.is_server_listening().await.unwrap(), (0, 1));
+    open.send(()).unwrap();
+    assert_eq!(waiting.await.unwrap(), 1, "let go by the test");
+}

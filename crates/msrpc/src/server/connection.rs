@@ -152,6 +152,9 @@ struct Connection {
     finished: Option<mpsc::UnboundedSender<Finished>>,
     running: HashSet<u32>,
     orphaned: HashSet<u32>,
+    /// A call that may block, on a connection served in turn: run off the
+    /// task (the blocking pool) before the next fragment is read.
+    deferred: Option<Ready>,
 }
 
 /// A call that passed every check, with what its method is told.
@@ -252,6 +255,7 @@ where
         finished: None,
         running: HashSet::new(),
         orphaned: HashSet::new(),
+        deferred: None,
     };
     // Calls are dispatched in turn, so reads and writes never overlap: one
     // stream, no split halves. What is read lands in one buffer, and each
@@ -316,6 +320,9 @@ where
         };
         let next = conn.process(&mut received[taken..taken + len]);
         taken += len;
+        if let Some(ready) = conn.deferred.take() {
+            conn.run_deferred(ready).await;
+        }
         if send_queued(conn, writer).await.is_err() {
             return None;
         }
@@ -425,6 +432,36 @@ impl Connection {
     }
 
     /// Answers a call that ran on its own, unless it was orphaned.
+    /// Runs a call that may block on the blocking pool and answers it:
+    /// this connection waits (its client waits for the answer anyway),
+    /// the endpoint's other connections do not.
+    async fn run_deferred(&mut self, mut ready: Ready) {
+        let Some(association) = self.association.clone() else {
+            return;
+        };
+        let server = Arc::clone(&self.server);
+        let transport = self.transport.clone();
+        let (call_id, context_id) = (ready.pending.call_id, ready.pending.context_id);
+        let ran = tokio::task::spawn_blocking(move || {
+            let outcome = ready.run(&transport, &association, &server);
+            (ready.pending, outcome)
+        })
+        .await;
+        match ran {
+            Ok((pending, Ok(stub))) => self.respond(
+                pending.call_id,
+                pending.context_id,
+                stub,
+                pending.auth_context,
+            ),
+            Ok((pending, Err(fault))) => self.fault(pending.call_id, pending.context_id, fault),
+            Err(e) => {
+                tracing::error!("rpc: a call ended abnormally: {e}");
+                self.fault(call_id, context_id, Fault::new(status::RPC_S_CALL_FAILED));
+            }
+        }
+    }
+
     fn finish(&mut self, done: Finished) {
         self.running.remove(&done.call_id);
         if self.orphaned.remove(&done.call_id) {
@@ -1138,6 +1175,17 @@ impl Connection {
         let Some(association) = self.association.as_ref() else {
             return;
         };
+        if self.finished.is_none() && context.registered.interface.may_block(pending.opnum) {
+            // In turn, but off this task: handle_fragments runs it.
+            self.deferred = Some(Ready {
+                interface: Arc::clone(&context.registered.interface),
+                syntax: context.syntax,
+                level,
+                client,
+                pending,
+            });
+            return;
+        }
         let Some(finished) = self.finished.clone() else {
             // In turn, on this task: nothing is shared, nothing cloned.
             let how = CallSetting {
