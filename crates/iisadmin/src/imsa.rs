@@ -439,8 +439,10 @@ pub trait MsAdminBaseW {
         #[ndr(range(0, 0x10_0000))] buffer_size: u32,
     ) -> CallResult<(dcom::types::OrpcThat, ConformantArray<u16>, u32, u32)>;
 
-    /// OpenKey (3.1.4.2).
+    /// OpenKey (3.1.4.2): waits up to dwMDTimeOut for a conflicting
+    /// handle to close.
     #[opnum(17)]
+    #[blocking]
     fn open_key(
         &self,
         call: &Call,
@@ -621,6 +623,10 @@ pub trait MsAdminBaseW {
     ) -> CallResult<(dcom::types::OrpcThat, Uuid, u32)>;
 }
 
+/// The longest OpenKey waits for a busy path, whatever dwMDTimeOut says
+/// (each wait holds a thread of the blocking pool).
+pub const MAX_OPEN_WAIT: Duration = Duration::from_secs(60);
+
 /// An open METADATA_HANDLE.
 #[derive(Clone, Debug)]
 struct Handle {
@@ -653,6 +659,8 @@ fn overlaps(a: &MbPath, b: &MbPath) -> bool {
 pub struct AdminBase {
     files: MetabaseFiles,
     handles: Mutex<Handles>,
+    /// Signalled when a handle closes or loses its write permission.
+    handles_freed: Condvar,
     next_handle: AtomicU32,
     next_object: std::sync::atomic::AtomicU64,
     admins: Arc<dyn Admins>,
@@ -734,6 +742,7 @@ impl Drop for AdminBaseObject {
             let before = handles.open.len();
             handles.open.retain(|_, h| h.owner != self.id);
             let closed = before - handles.open.len();
+            base.handles_freed.notify_all();
             if closed > 0 {
                 tracing::info!(
                     closed,
@@ -775,6 +784,7 @@ impl AdminBase {
             started: FileTime::from_system(Some(std::time::SystemTime::now())),
             files,
             handles: Mutex::new(Handles::default()),
+            handles_freed: Condvar::new(),
             next_handle: AtomicU32::new(1),
             next_object: std::sync::atomic::AtomicU64::new(1),
             admins,
@@ -1400,6 +1410,8 @@ impl MsAdminBaseW for MsAdminBase {
                     if let Some(h) = handles.open.get_mut(&handle) {
                         h.permissions = permissions;
                     }
+                    // A write handle made a read one frees its branch.
+                    self.base.handles_freed.notify_all();
                     Ok(())
                 }
             }
@@ -1669,7 +1681,7 @@ impl MsAdminBaseW for MsAdminBase {
         handle: u32,
         path: Unique<WString>,
         access: u32,
-        _timeout_ms: u32,
+        timeout_ms: u32,
     ) -> CallResult<(That, u32, u32)> {
         let object = self.base.this(call, &self.exporter)?;
         let permissions = access & (METADATA_PERMISSION_READ | METADATA_PERMISSION_WRITE);
@@ -1685,17 +1697,27 @@ impl MsAdminBaseW for MsAdminBase {
                     .tree()
                     .canonical(&path)
                     .ok_or(ERROR_PATH_NOT_FOUND)?;
-                let mut handles = self.base.handles();
                 // A write handle excludes every other handle on the same
-                // branch; read handles share ([MS-IMSA] 3.1.4.2). A busy path
-                // is answered at once: the RPC endpoint's thread does not
-                // wait.
-                let busy = handles.open.values().any(|h| {
-                    overlaps(&h.path, &path)
-                        && (h.permissions & METADATA_PERMISSION_WRITE != 0
-                            || permissions & METADATA_PERMISSION_WRITE != 0)
-                });
-                if busy {
+                // branch; read handles share ([MS-IMSA] 3.1.4.2). A busy
+                // path is waited for up to dwMDTimeOut (at most
+                // MAX_OPEN_WAIT; the call runs off the endpoint's thread).
+                let busy = |handles: &Handles| {
+                    handles.open.values().any(|h| {
+                        overlaps(&h.path, &path)
+                            && (h.permissions & METADATA_PERMISSION_WRITE != 0
+                                || permissions & METADATA_PERMISSION_WRITE != 0)
+                    })
+                };
+                let wait = Duration::from_millis(u64::from(timeout_ms)).min(MAX_OPEN_WAIT);
+                if !wait.is_zero() && busy(&self.base.handles()) {
+                    tracing::info!(path = %path, ?wait, "IMSAdminBaseW OpenKey: the path is busy; waiting for it");
+                }
+                let (mut handles, timed_out) = self
+                    .base
+                    .handles_freed
+                    .wait_timeout_while(self.base.handles(), wait, |h| busy(h))
+                    .unwrap_or_else(|e| e.into_inner());
+                if timed_out.timed_out() && busy(&handles) {
                     return Err(ERROR_PATH_BUSY);
                 }
                 let id = self.base.next_handle.fetch_add(1, Ordering::Relaxed).max(1);
@@ -1722,6 +1744,9 @@ impl MsAdminBaseW for MsAdminBase {
             Some(h) if h.owner == object.id => handles.open.remove(&handle).is_some(),
             _ => false,
         };
+        if removed {
+            self.base.handles_freed.notify_all();
+        }
         Ok((
             That::default(),
             if removed { S_OK } else { ERROR_INVALID_HANDLE },

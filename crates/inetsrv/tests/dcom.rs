@@ -1547,3 +1547,93 @@ fn the_inetinfo_interface_gets_and_sets_the_web_services_configuration() {
     assert!(!get("W3SVC/1/MaxConnections").contains(": (DWORD) 7"));
     assert!(get("W3SVC/MaxBandwidth").contains("1048576"));
 }
+
+#[test]
+fn open_key_waits_for_a_conflicting_handle_to_close() {
+    use iisadmin::imsa::{
+        MsAdminBaseWClient, CLSID_MSADMIN_BASE_W, ERROR_PATH_BUSY, IID_IMSADMIN_BASE_W,
+        METADATA_PERMISSION_READ, METADATA_PERMISSION_WRITE,
+    };
+    use msrpc::client::{ClientAuth, Connection, Options};
+    use msrpc::ndr::{Unique, WString};
+
+    let web = server_with_users();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], web.rpc_port()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = Options {
+        auth: Some(ClientAuth {
+            auth_type: msrpc::security::auth_type::WINNT,
+            level: msrpc::security::auth_level::PRIVACY,
+            user: "boss".into(),
+            domain: String::new(),
+            password: "Secret-1".into(),
+            ticket: None,
+        }),
+        ..Options::default()
+    };
+    let this = || dcom::types::OrpcThis::new(dcom::ids::COM_VERSION);
+    let path = || Unique::new(Some(WString("/LM/W3SVC".into())));
+    runtime.block_on(async {
+        let activate = || async {
+            let mut conn = Connection::connect_tcp(addr, options.clone())
+                .await
+                .unwrap();
+            let remote =
+                dcom::client::create_instance(&mut conn, CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE_W)
+                    .await
+                    .unwrap();
+            (conn, remote.ipid)
+        };
+        let (mut a, a_ipid) = activate().await;
+        let (mut b, b_ipid) = activate().await;
+        let mut holder = MsAdminBaseWClient::bind(&mut a)
+            .await
+            .unwrap()
+            .on_object(a_ipid);
+        let (_, held, hr) = holder
+            .open_key(this(), 0, path(), METADATA_PERMISSION_WRITE, 0)
+            .await
+            .unwrap();
+        assert_eq!(hr, 0);
+        // A short wait runs out.
+        let mut waiter = MsAdminBaseWClient::bind(&mut b)
+            .await
+            .unwrap()
+            .on_object(b_ipid);
+        let (_, _, hr) = waiter
+            .open_key(this(), 0, path(), METADATA_PERMISSION_READ, 100)
+            .await
+            .unwrap();
+        assert_eq!(hr, ERROR_PATH_BUSY);
+        // A long one is answered once the holder closes its handle, which
+        // the endpoint serves meanwhile.
+        let waiting = tokio::spawn(async move {
+            let mut waiter = MsAdminBaseWClient::bind(&mut b)
+                .await
+                .unwrap()
+                .on_object(b_ipid);
+            waiter
+                .open_key(this(), 0, path(), METADATA_PERMISSION_READ, 30_000)
+                .await
+                .unwrap()
+        });
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        // (The short wait logged it once already.)
+        let waits = || {
+            web.log()
+                .matches("OpenKey: the path is busy; waiting for it")
+                .count()
+        };
+        while waits() < 2 {
+            assert!(std::time::Instant::now() < end, "{}", web.log());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(holder.close_key(this(), held).await.unwrap().1, 0);
+        let (_, handle, hr) = waiting.await.unwrap();
+        assert_eq!(hr, 0);
+        assert_ne!(handle, 0);
+    });
+}

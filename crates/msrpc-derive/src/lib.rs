@@ -561,7 +561,8 @@ fn element_type(ty: &syn::Type) -> syn::Result<syn::Type> {
 
 /// `#[interface(uuid = "…", version = "major.minor")]` on a trait: an IDL
 /// interface described once (`blocking` added: its calls may wait long,
-/// and run off the connection's task). Each method is
+/// and run off the connection's task; `#[blocking]` on a method: that
+/// method's calls do). Each method is
 /// `#[opnum(N)] fn name(&self, call: &Call, in_params…) -> CallResult<Out>`
 /// where the in-parameters and `Out` (one type or a tuple: the
 /// `[out]` parameters in order, the return value last) are [`Ndr`] types;
@@ -628,16 +629,21 @@ fn expand_interface(
         .ok_or_else(|| syn::Error::new_spanned(&version, "the version is major.minor"))?;
 
     let mut methods = Vec::new();
+    // Methods marked #[blocking]: they may wait long (see `blocking`).
+    let mut blocking_opnums: Vec<u16> = Vec::new();
     for item in &mut trait_item.items {
         let syn::TraitItem::Fn(f) = item else {
             continue;
         };
         let mut opnum = None;
+        let mut method_blocks = false;
         let mut kept = Vec::new();
         for a in f.attrs.drain(..) {
             if a.path().is_ident("opnum") {
                 let lit: syn::LitInt = a.parse_args()?;
                 opnum = Some(lit.base10_parse::<u16>()?);
+            } else if a.path().is_ident("blocking") {
+                method_blocks = true;
             } else {
                 kept.push(a);
             }
@@ -646,6 +652,9 @@ fn expand_interface(
         let opnum = opnum.ok_or_else(|| {
             syn::Error::new_spanned(&f.sig.ident, "each method needs #[opnum(N)]")
         })?;
+        if method_blocks {
+            blocking_opnums.push(opnum);
+        }
         let mut in_names = Vec::new();
         let mut in_types = Vec::new();
         let mut ranges = Vec::new();
@@ -804,8 +813,8 @@ fn expand_interface(
             fn opnums(&self) -> &'static [u16] {
                 &[#( #opnums ),*]
             }
-            fn may_block(&self, _opnum: u16) -> bool {
-                #blocking
+            fn may_block(&self, opnum: u16) -> bool {
+                #blocking || [#( #blocking_opnums ),*].contains(&opnum)
             }
             fn dispatch(
                 &self,
