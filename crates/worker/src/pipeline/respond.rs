@@ -99,7 +99,7 @@ impl Pipeline {
     /// response's sizes and time, which the log line waits for.
     pub(super) async fn send(
         self: &Arc<Self>,
-        mut req: Request,
+        req: Request,
         reply: Reply,
         cfg: Option<&UrlConfig>,
         filters: Option<(
@@ -108,38 +108,37 @@ impl Pipeline {
         )>,
     ) {
         let is_head = req.method == "HEAD";
-        let Reply {
-            status,
-            headers,
-            body,
-            cache,
-            mut log,
-        } = reply;
-        if let Some(cfg) = cfg {
-            log.dont_log |= cfg.dont_log;
-        }
-        let mut response = Response::new(status).log(log);
-        match cfg.map(|c| &c.custom_headers) {
-            Some(custom) if !custom.is_empty() => {
-                // HttpCustomHeaders first, then the handler's.
-                for (name, value) in custom {
-                    response.headers.push(name, value.as_bytes());
+        let (mut response, body, cache) = response_of(reply, cfg);
+        match filters {
+            None => {
+                if cache {
+                    response = response.cache(CachePolicy::UntilInvalidated);
                 }
-                response.headers.append(&headers);
+                self.deliver(req, response, body, is_head, None).await;
             }
-            _ => response.headers = headers,
+            // Boxed: the filters' path holds a second delivery and their
+            // state, which the common path's future need not carry.
+            Some(filters) => {
+                Box::pin(self.send_filtered(req, response, body, is_head, filters)).await;
+            }
         }
-        let Some((request, vars)) = filters else {
-            if cache {
-                response = response.cache(CachePolicy::UntilInvalidated);
-            }
-            self.deliver(req, response, body, is_head, None).await;
-            return;
-        };
+    }
+
+    /// [`Pipeline::send`] for a request with filters.
+    async fn send_filtered(
+        self: &Arc<Self>,
+        mut req: Request,
+        mut response: Response,
+        mut body: Body,
+        is_head: bool,
+        (request, vars): (
+            &mut crate::filters::RequestFilters,
+            &crate::isapi::Variables,
+        ),
+    ) {
         // The listener's cache answers without the worker, so without
         // filters: a filtered site's answers are not cached (as HTTP.SYS's
         // cache is off for sites with filters in IIS 6).
-        let mut body = body;
         if !matches!(body, Body::Extension(_) | Body::Cgi(_) | Body::FastCgi(_)) {
             // An extension's (or a program's) answer is filtered when it
             // makes it.
@@ -191,11 +190,21 @@ impl Pipeline {
                     *request = back;
                 }
             }
+            // Boxed, as the streamed files below: a program's exchange
+            // holds kilobytes of state that every other request's future
+            // would otherwise carry (and copy) too.
             Body::Cgi(call) => {
-                crate::cgi::run(self.clone(), *call, req, response, filters).await;
+                Box::pin(crate::cgi::run(self.clone(), *call, req, response, filters)).await;
             }
             Body::FastCgi(call) => {
-                crate::fastcgi::run(self.clone(), *call, req, response, filters).await;
+                Box::pin(crate::fastcgi::run(
+                    self.clone(),
+                    *call,
+                    req,
+                    response,
+                    filters,
+                ))
+                .await;
             }
             Body::Bytes(bytes) => {
                 let _ = req.respond(response.body(bytes)).await;
@@ -358,4 +367,31 @@ pub(super) fn io_error(e: std::io::Error) -> HttpError {
             HttpError::new(500, 0)
         }
     }
+}
+
+/// The response a reply makes (HttpCustomHeaders first, then the
+/// handler's; DontLog from the URL's settings), its body, and whether the
+/// listener may keep it.
+fn response_of(reply: Reply, cfg: Option<&UrlConfig>) -> (Response, Body, bool) {
+    let Reply {
+        status,
+        headers,
+        body,
+        cache,
+        mut log,
+    } = reply;
+    if let Some(cfg) = cfg {
+        log.dont_log |= cfg.dont_log;
+    }
+    let mut response = Response::new(status).log(log);
+    match cfg.map(|c| &c.custom_headers) {
+        Some(custom) if !custom.is_empty() => {
+            for (name, value) in custom {
+                response.headers.push(name, value.as_bytes());
+            }
+            response.headers.append(&headers);
+        }
+        _ => response.headers = headers,
+    }
+    (response, body, cache)
 }
