@@ -49,6 +49,24 @@ fn version(v: Option<u32>, default: BackupVersion) -> BackupVersion {
     v.map_or(default, BackupVersion::Exact)
 }
 
+/// The backup listing: name, version, date, password protection.
+fn print_table<'a>(
+    rows: impl Iterator<Item = (&'a str, u32, Option<std::time::SystemTime>, &'a str)>,
+) {
+    println!(
+        "{:<24} {:>7}  {:<19}  password",
+        "name", "version", "date (UTC)"
+    );
+    for (name, version, modified, password) in rows {
+        println!(
+            "{:<24} {:>7}  {:<19}  {password}",
+            name,
+            version,
+            output::time(modified)
+        );
+    }
+}
+
 fn describe(b: &BackupInfo) -> serde_json::Value {
     json!({
         "name": b.name,
@@ -85,19 +103,10 @@ pub fn run(cli: &Cli, command: &BackupCommand) -> Result<()> {
             } else if all.is_empty() {
                 println!("no backups in {}", files.location().backups.display());
             } else {
-                println!(
-                    "{:<24} {:>7}  {:<19}  password",
-                    "name", "version", "date (UTC)"
-                );
-                for b in &all {
-                    println!(
-                        "{:<24} {:>7}  {:<19}  {}",
-                        b.name,
-                        b.version,
-                        output::time(b.modified),
-                        if b.password_protected { "yes" } else { "no" }
-                    );
-                }
+                print_table(all.iter().map(|b| {
+                    let password = if b.password_protected { "yes" } else { "no" };
+                    (b.name.as_str(), b.version, b.modified, password)
+                }));
             }
             return Ok(());
         }
@@ -219,20 +228,12 @@ pub fn run_remote(
                 } else if all.is_empty() {
                     println!("no backups on the server");
                 } else {
-                    println!(
-                        "{:<24} {:>7}  {:<19}  password",
-                        "name", "version", "date (UTC)"
+                    // EnumBackups does not say whether a password protects
+                    // a backup.
+                    print_table(
+                        all.iter()
+                            .map(|b| (b.name.as_str(), b.version, b.modified, "-")),
                     );
-                    for b in &all {
-                        // EnumBackups does not say whether a password
-                        // protects a backup.
-                        println!(
-                            "{:<24} {:>7}  {:<19}  -",
-                            b.name,
-                            b.version,
-                            output::time(b.modified)
-                        );
-                    }
                 }
                 return Ok(());
             }

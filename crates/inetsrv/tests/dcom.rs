@@ -19,6 +19,21 @@ use serde_json::Value;
 
 const E_ACCESSDENIED: u64 = 0x8007_0005;
 
+/// Connection options that log on with NTLM at packet privacy.
+fn ntlm_privacy(user: &str, password: &str) -> msrpc::client::Options {
+    msrpc::client::Options {
+        auth: Some(msrpc::client::ClientAuth {
+            auth_type: msrpc::security::auth_type::WINNT,
+            level: msrpc::security::auth_level::PRIVACY,
+            user: user.into(),
+            domain: String::new(),
+            password: password.into(),
+            ticket: None,
+        }),
+        ..msrpc::client::Options::default()
+    }
+}
+
 fn python() -> PathBuf {
     std::env::var_os("INETSRV_TEST_PYTHON")
         .map(PathBuf::from)
@@ -413,7 +428,7 @@ fn the_resolver_and_exporter_answer_every_method() {
     use dcom::interfaces::{ActivationClient, ObjectExporterClient, RemUnknown2AddsClient};
     use dcom::objref::ObjRef;
     use dcom::types::OrpcThis;
-    use msrpc::client::{ClientAuth, Connection, Options};
+    use msrpc::client::Connection;
     use msrpc::ndr::{ConformantArray, Unique};
 
     let web = server_with_users();
@@ -423,17 +438,7 @@ fn the_resolver_and_exporter_answer_every_method() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let options = Options {
-            auth: Some(ClientAuth {
-                auth_type: msrpc::security::auth_type::WINNT,
-                level: msrpc::security::auth_level::PRIVACY,
-                user: "boss".into(),
-                domain: String::new(),
-                password: "Secret-1".into(),
-                ticket: None,
-            }),
-            ..Options::default()
-        };
+        let options = ntlm_privacy("boss", "Secret-1");
         let mut conn = Connection::connect_tcp(addr, options).await.unwrap();
         let this = || OrpcThis::new(dcom::ids::COM_VERSION);
 
@@ -1302,7 +1307,7 @@ fn secure_values_cross_only_encrypted_after_the_key_exchange() {
         IID_IMSADMIN_BASE_W, MD_ERROR_SECURE_CHANNEL_FAILURE,
     };
     use iisadmin::secure::{ClientExchange, ENCRYPTED_DATA_BLOB_SIGNATURE};
-    use msrpc::client::{ClientAuth, Connection, Options};
+    use msrpc::client::Connection;
     use msrpc::ndr::{ConformantArray, Unique, WString};
 
     let web = server_with_users();
@@ -1312,17 +1317,7 @@ fn secure_values_cross_only_encrypted_after_the_key_exchange() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let options = Options {
-            auth: Some(ClientAuth {
-                auth_type: msrpc::security::auth_type::WINNT,
-                level: msrpc::security::auth_level::PRIVACY,
-                user: "boss".into(),
-                domain: String::new(),
-                password: "Secret-1".into(),
-                ticket: None,
-            }),
-            ..Options::default()
-        };
+        let options = ntlm_privacy("boss", "Secret-1");
         let mut conn = Connection::connect_tcp(addr, options).await.unwrap();
         let remote =
             dcom::client::create_instance(&mut conn, CLSID_MSADMIN_BASE_W, IID_IMSADMIN_BASE_W)
@@ -1437,7 +1432,7 @@ fn the_inetinfo_interface_gets_and_sets_the_web_services_configuration() {
         fc, ConfigInfo, GlobalConfigInfo, InetinfoClient, LogConfiguration, ERROR_ACCESS_DENIED,
         ERROR_INVALID_PARAMETER, ERROR_SERVICE_NOT_ACTIVE, INET_HTTP_SVC_ID,
     };
-    use msrpc::client::{ClientAuth, Connection, Options};
+    use msrpc::client::Connection;
     use msrpc::ndr::{Unique, WString};
 
     let web = server_with_users();
@@ -1448,17 +1443,7 @@ fn the_inetinfo_interface_gets_and_sets_the_web_services_configuration() {
         .build()
         .unwrap();
     let connect = |user: &str, password: &str| {
-        let options = Options {
-            auth: Some(ClientAuth {
-                auth_type: msrpc::security::auth_type::WINNT,
-                level: msrpc::security::auth_level::PRIVACY,
-                user: user.into(),
-                domain: String::new(),
-                password: password.into(),
-                ticket: None,
-            }),
-            ..Options::default()
-        };
+        let options = ntlm_privacy(user, password);
         Connection::connect_tcp(addr, options)
     };
     let none = || Unique::<WString>::new(None);
@@ -1554,7 +1539,7 @@ fn open_key_waits_for_a_conflicting_handle_to_close() {
         MsAdminBaseWClient, CLSID_MSADMIN_BASE_W, ERROR_PATH_BUSY, IID_IMSADMIN_BASE_W,
         METADATA_PERMISSION_READ, METADATA_PERMISSION_WRITE,
     };
-    use msrpc::client::{ClientAuth, Connection, Options};
+    use msrpc::client::Connection;
     use msrpc::ndr::{Unique, WString};
 
     let web = server_with_users();
@@ -1563,17 +1548,7 @@ fn open_key_waits_for_a_conflicting_handle_to_close() {
         .enable_all()
         .build()
         .unwrap();
-    let options = Options {
-        auth: Some(ClientAuth {
-            auth_type: msrpc::security::auth_type::WINNT,
-            level: msrpc::security::auth_level::PRIVACY,
-            user: "boss".into(),
-            domain: String::new(),
-            password: "Secret-1".into(),
-            ticket: None,
-        }),
-        ..Options::default()
-    };
+    let options = ntlm_privacy("boss", "Secret-1");
     let this = || dcom::types::OrpcThis::new(dcom::ids::COM_VERSION);
     let path = || Unique::new(Some(WString("/LM/W3SVC".into())));
     runtime.block_on(async {

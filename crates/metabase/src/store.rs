@@ -282,6 +282,16 @@ impl Txn {
             .class(key_type)
             .ok_or_else(|| Error::UnknownKeyType(key_type.to_string()))?;
         let key_type = class.name.clone();
+        self.check_new_key(path, &parent)?;
+        self.check_containment(path, &parent, &key_type)?;
+        self.key_mut(&parent)?
+            .insert_child(Key::new(&name, &key_type));
+        self.log.record(path, ChangeKind::ADD_OBJECT, None);
+        Ok(())
+    }
+
+    /// A new key may go at `path`: nothing is there, its parent is.
+    fn check_new_key(&self, path: &MbPath, parent: &MbPath) -> Result<()> {
         if self.exists(path) {
             return Err(Error::KeyExists(
                 self.canonical(path)
@@ -289,13 +299,9 @@ impl Txn {
                     .to_string(),
             ));
         }
-        if !self.exists(&parent) {
+        if !self.exists(parent) {
             return Err(Error::PathNotFound(parent.to_string()));
         }
-        self.check_containment(path, &parent, &key_type)?;
-        self.key_mut(&parent)?
-            .insert_child(Key::new(&name, &key_type));
-        self.log.record(path, ChangeKind::ADD_OBJECT, None);
         Ok(())
     }
 
@@ -305,16 +311,7 @@ impl Txn {
     /// classes; setting KeyType is what is checked against the parent.
     pub fn add_untyped_key(&mut self, path: &MbPath) -> Result<()> {
         let (parent, name) = split(path)?;
-        if self.exists(path) {
-            return Err(Error::KeyExists(
-                self.canonical(path)
-                    .unwrap_or_else(|| path.clone())
-                    .to_string(),
-            ));
-        }
-        if !self.exists(&parent) {
-            return Err(Error::PathNotFound(parent.to_string()));
-        }
+        self.check_new_key(path, &parent)?;
         self.key_mut(&parent)?
             .insert_child(Key::new(&name, crate::schema::GENERIC_KEY_TYPE));
         self.log.record(path, ChangeKind::ADD_OBJECT, None);
