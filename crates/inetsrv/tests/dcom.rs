@@ -19,6 +19,18 @@ use serde_json::Value;
 
 const E_ACCESSDENIED: u64 = 0x8007_0005;
 
+/// A live server with users, its RPC endpoint's address, and a runtime
+/// for a test's own RPC client.
+fn live_rpc() -> (Web, std::net::SocketAddr, tokio::runtime::Runtime) {
+    let web = server_with_users();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], web.rpc_port()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (web, addr, runtime)
+}
+
 /// Connection options that log on with NTLM at packet privacy.
 fn ntlm_privacy(user: &str, password: &str) -> msrpc::client::Options {
     msrpc::client::Options {
@@ -431,12 +443,7 @@ fn the_resolver_and_exporter_answer_every_method() {
     use msrpc::client::Connection;
     use msrpc::ndr::{ConformantArray, Unique};
 
-    let web = server_with_users();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], web.rpc_port()));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (web, addr, runtime) = live_rpc();
     runtime.block_on(async {
         let options = ntlm_privacy("boss", "Secret-1");
         let mut conn = Connection::connect_tcp(addr, options).await.unwrap();
@@ -1310,12 +1317,7 @@ fn secure_values_cross_only_encrypted_after_the_key_exchange() {
     use msrpc::client::Connection;
     use msrpc::ndr::{ConformantArray, Unique, WString};
 
-    let web = server_with_users();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], web.rpc_port()));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (web, addr, runtime) = live_rpc();
     runtime.block_on(async {
         let options = ntlm_privacy("boss", "Secret-1");
         let mut conn = Connection::connect_tcp(addr, options).await.unwrap();
@@ -1542,12 +1544,7 @@ fn open_key_waits_for_a_conflicting_handle_to_close() {
     use msrpc::client::Connection;
     use msrpc::ndr::{Unique, WString};
 
-    let web = server_with_users();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], web.rpc_port()));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (web, addr, runtime) = live_rpc();
     let options = ntlm_privacy("boss", "Secret-1");
     let this = || dcom::types::OrpcThis::new(dcom::ids::COM_VERSION);
     let path = || Unique::new(Some(WString("/LM/W3SVC".into())));
