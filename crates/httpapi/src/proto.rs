@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The largest frame either side accepts.
 pub const MAX_FRAME: usize = 1 << 24;
 /// The most body bytes sent per frame.
@@ -310,11 +310,19 @@ pub struct ResponseHead {
     pub log: Option<LogInfo>,
 }
 
+/// [`LogInfo::handler`]: an ISAPI extension answered (IIS's BGI counters).
+pub const HANDLER_ISAPI: u8 = 1;
+/// [`LogInfo::handler`]: a CGI program answered.
+pub const HANDLER_CGI: u8 = 2;
+
 /// Log fields only the application knows.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogInfo {
     /// The authenticated user; empty for anonymous requests.
     pub user: String,
+    /// What answered: [`HANDLER_ISAPI`] (an extension, FastCGI included
+    /// as IIS 6's was one), [`HANDLER_CGI`], or 0 (a file, an error).
+    pub handler: u8,
     /// IIS's sub-status (the 3 of 404.3).
     pub substatus: u16,
     /// The Win32 error behind the status (2 for a missing file).

@@ -97,6 +97,16 @@ fn print(cli: &Cli, site: Option<u32>, s: &W3Statistics1) -> Result<()> {
             "locked_errors": s.total_locked_errors,
             "anonymous_requests": s.total_anonymous_users,
             "authenticated_requests": s.total_non_anonymous_users,
+            "current_anonymous": s.current_anonymous_users,
+            "current_authenticated": s.current_non_anonymous_users,
+            "max_anonymous": s.max_anonymous_users,
+            "max_authenticated": s.max_non_anonymous_users,
+            "isapi_requests": s.total_bgi_requests,
+            "current_isapi_requests": s.current_bgi_requests,
+            "max_isapi_requests": s.max_bgi_requests,
+            "cgi_requests": s.total_cgi_requests,
+            "current_cgi_requests": s.current_cgi_requests,
+            "max_cgi_requests": s.max_cgi_requests,
             "rejected_requests": s.total_rejected_requests,
             "current_connections": s.current_connections,
             "max_connections": s.max_connections,
@@ -127,8 +137,22 @@ fn print(cli: &Cli, site: Option<u32>, s: &W3Statistics1) -> Result<()> {
     );
     println!("  files sent            {}", s.total_files_sent);
     println!("  not found errors      {}", s.total_not_found_errors);
-    println!("  anonymous requests    {}", s.total_anonymous_users);
-    println!("  authenticated         {}", s.total_non_anonymous_users);
+    println!(
+        "  anonymous requests    {} ({} now, {} at most)",
+        s.total_anonymous_users, s.current_anonymous_users, s.max_anonymous_users
+    );
+    println!(
+        "  authenticated         {} ({} now, {} at most)",
+        s.total_non_anonymous_users, s.current_non_anonymous_users, s.max_non_anonymous_users
+    );
+    println!(
+        "  ISAPI requests        {} ({} now, {} at most)",
+        s.total_bgi_requests, s.current_bgi_requests, s.max_bgi_requests
+    );
+    println!(
+        "  CGI requests          {} ({} now, {} at most)",
+        s.total_cgi_requests, s.current_cgi_requests, s.max_cgi_requests
+    );
     println!("  rejected (503)        {}", s.total_rejected_requests);
     println!(
         "  connections           {} now, {} at most, {} attempts",

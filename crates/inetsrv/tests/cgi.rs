@@ -319,3 +319,47 @@ fn cgi_timeout_kills_the_process_group_and_stderr_reaches_the_log() {
             .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
     });
 }
+
+#[test]
+fn cgi_requests_are_counted_while_they_run_and_after() {
+    let web = web_with_shell();
+    let go = web.www().join("go");
+    script(
+        &web,
+        "slow.sh",
+        &format!(
+            "printf 'Content-Type: text/plain\\r\\n\\r\\n'\necho started\ni=0\nwhile [ ! -f '{}' ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1)); done\necho done\n",
+            go.display()
+        ),
+    );
+    let stats = || -> serde_json::Value {
+        serde_json::from_str(&web.cli_ok(&["stats", "--json"])).unwrap()
+    };
+    let url = web.url("/slow.sh");
+    let running = std::thread::spawn(move || common::web::curl(&url, &[]));
+    // The program has sent its head: the request is in progress, counted
+    // as a CGI request of an anonymous user, until it ends.
+    let end = Instant::now() + Duration::from_secs(15);
+    let during = loop {
+        let s = stats();
+        if s["current_cgi_requests"] == 1 {
+            break s;
+        }
+        assert!(Instant::now() < end, "never counted as running: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(during["current_anonymous"], 1, "{during}");
+    assert_eq!(during["cgi_requests"], 0, "counted once it ends: {during}");
+    std::fs::write(&go, "").unwrap();
+    let got = running.join().unwrap();
+    assert_eq!(got.status, 200);
+    assert!(got.text().contains("done"));
+    let after = stats();
+    assert_eq!(after["cgi_requests"], 1, "{after}");
+    assert_eq!(after["current_cgi_requests"], 0, "{after}");
+    assert_eq!(after["max_cgi_requests"], 1, "{after}");
+    assert_eq!(after["isapi_requests"], 0, "{after}");
+    // A static page is neither.
+    assert_eq!(web.curl("/page.htm", &[]).status, 200);
+    assert_eq!(stats()["cgi_requests"], 1);
+}

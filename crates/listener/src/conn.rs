@@ -219,16 +219,48 @@ impl Conn {
         status: u16,
         sent: u64,
         received: u64,
-        user: bool,
+        log: Option<&LogInfo>,
     ) {
-        let counters = match &self.counters {
-            Some((id, c)) if *id == site => c,
+        let user = log.is_some_and(|l| !l.user.is_empty());
+        let handler = log.map_or(0, |l| l.handler);
+        self.site_counters(site)
+            .record(verb, status, sent, received, user, handler);
+    }
+
+    /// A site's counters, kept from one request to the next.
+    fn site_counters(&mut self, site: Option<u32>) -> &Arc<crate::stats::W3Counters> {
+        match &self.counters {
+            Some((id, _)) if *id == site => {}
             _ => {
                 let c = self.shared.stats.counters(site);
-                &self.counters.insert((site, c)).1
+                self.counters = Some((site, c));
             }
+        }
+        &self.counters.as_ref().expect("set above").1
+    }
+
+    /// Counts a response whose head came as in progress (IIS's Current and
+    /// Maximum users, ISAPI and CGI requests) until the guard drops.
+    fn in_progress(
+        &mut self,
+        site: Option<u32>,
+        log: Option<&LogInfo>,
+    ) -> crate::stats::InProgress {
+        use crate::stats::Busy;
+        let user = if log.is_some_and(|l| !l.user.is_empty()) {
+            Busy::Authenticated
+        } else {
+            Busy::Anonymous
         };
-        counters.record(verb, status, sent, received, user);
+        let handler = match log.map_or(0, |l| l.handler) {
+            proto::HANDLER_ISAPI => Some(Busy::Isapi),
+            proto::HANDLER_CGI => Some(Busy::Cgi),
+            _ => None,
+        };
+        let kinds = (user, handler);
+        let stats = self.shared.stats.clone();
+        let site = self.site_counters(site).clone();
+        stats.in_progress(&site, kinds)
     }
 
     fn log(&self, seen: &Seen, status: Option<u16>, reason: R) {
@@ -419,7 +451,7 @@ impl Conn {
                 error.status,
                 page.len() as u64,
                 raw.len() as u64,
-                false,
+                None,
             );
         }
         Next::Close
@@ -633,7 +665,7 @@ impl Conn {
                 status,
                 out_len,
                 request.raw.len() as u64,
-                false,
+                None,
             );
         }
         if let (Ok(()), Some(rl), false) = (&result, request_log, entry.dont_log) {
@@ -724,6 +756,7 @@ impl Conn {
         let cfg = config(&shared);
         let mut body = BodyState::new(framing, &shared);
         let mut response: Option<ResponseState> = None;
+        let mut in_progress: Option<crate::stats::InProgress> = None;
         let mut sent_continue = false;
 
         loop {
@@ -759,6 +792,7 @@ impl Conn {
                     self.out.clear();
                     let mut outcome = EventOutcome::Continue;
                     let mut file = None;
+                    let had_head = response.is_some();
                     loop {
                         if let ConnEvent::BodyConsumed(n) = event {
                             body.acknowledge(n);
@@ -775,6 +809,13 @@ impl Conn {
                         match events.try_recv() {
                             Some(more) => event = more,
                             None => break,
+                        }
+                    }
+                    // From its head to its end, the response is in
+                    // progress (the guard ends with the exchange).
+                    if !had_head && in_progress.is_none() {
+                        if let Some(r) = response.as_ref() {
+                            in_progress = Some(self.in_progress(ctx.site_id, r.log.as_ref()));
                         }
                     }
                     if let EventOutcome::Fail { error: Some(error), .. } = outcome {
@@ -823,14 +864,13 @@ impl Conn {
                         EventOutcome::Continue => {}
                         EventOutcome::Done => {
                             if let Some(r) = response.as_ref() {
-                                let user = r.log.as_ref().is_some_and(|l| !l.user.is_empty());
                                 self.count(
                                     ctx.site_id,
                                     ctx.verb,
                                     r.status,
                                     self.sent,
                                     ctx.head_len + body.forwarded,
-                                    user,
+                                    r.log.as_ref(),
                                 );
                             }
                             if let (Some(rl), Some(r)) = (&ctx.request_log, response.as_ref()) {

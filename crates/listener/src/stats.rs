@@ -43,8 +43,79 @@ pub struct W3Counters {
     authenticated: AtomicU64,
     files_sent: AtomicU64,
     rejected: AtomicU64,
+    /// Requests ISAPI extensions (FastCGI included) and CGI programs
+    /// answered.
+    isapi: AtomicU64,
+    cgi: AtomicU64,
+    /// Requests being answered now, and the most at once.
+    busy: InFlight,
     /// Seconds since 1970 of the last clear (0: never).
     cleared_at: AtomicU64,
+}
+
+/// What a request being answered counts as in IIS's Current and Maximum
+/// counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Busy {
+    Anonymous = 0,
+    Authenticated = 1,
+    Isapi = 2,
+    Cgi = 3,
+}
+
+/// Requests in progress by kind ([`Busy`]), and the most seen at once.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    current: [AtomicU64; 4],
+    max: [AtomicU64; 4],
+}
+
+impl InFlight {
+    fn enter(&self, kind: Busy) {
+        let i = kind as usize;
+        let now = self.current[i].fetch_add(1, Ordering::Relaxed) + 1;
+        self.max[i].fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn leave(&self, kind: Busy) {
+        let _ =
+            self.current[kind as usize].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
+    }
+
+    fn read(&self) -> ([u64; 4], [u64; 4]) {
+        let r = Ordering::Relaxed;
+        (
+            std::array::from_fn(|i| self.current[i].load(r)),
+            std::array::from_fn(|i| self.max[i].load(r)),
+        )
+    }
+
+    /// The maxima start again from what is in progress.
+    fn clear(&self) {
+        for i in 0..4 {
+            self.max[i].store(self.current[i].load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
+/// A request being answered, counted on its site's and the service's
+/// in-progress counters until it is dropped (whatever ends the exchange).
+pub(crate) struct InProgress {
+    site: Arc<W3Counters>,
+    service: Arc<Statistics>,
+    /// The user's kind, and the handler's if an extension or a program.
+    kinds: (Busy, Option<Busy>),
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        for kind in std::iter::once(self.kinds.0).chain(self.kinds.1) {
+            self.site.busy.leave(kind);
+            self.service.busy.leave(kind);
+        }
+    }
 }
 
 /// The counters at one moment, plain numbers.
@@ -71,11 +142,37 @@ pub struct W3Snapshot {
     pub uptime: u64,
     /// Seconds since 1970 of the last clear (0: never).
     pub cleared_at: u64,
+    /// Requests ISAPI extensions (FastCGI included) and CGI programs
+    /// answered.
+    pub isapi: u64,
+    pub cgi: u64,
+    /// Requests being answered now, by [`Busy`] kind: anonymous,
+    /// authenticated, by an extension, by a CGI program.
+    pub current: [u64; 4],
+    /// The most at once since the service started or was cleared.
+    pub max: [u64; 4],
 }
 
 impl W3Counters {
-    pub(crate) fn record(&self, verb: usize, status: u16, sent: u64, received: u64, user: bool) {
+    pub(crate) fn record(
+        &self,
+        verb: usize,
+        status: u16,
+        sent: u64,
+        received: u64,
+        user: bool,
+        handler: u8,
+    ) {
         let r = Ordering::Relaxed;
+        match handler {
+            httpapi::proto::HANDLER_ISAPI => {
+                self.isapi.fetch_add(1, r);
+            }
+            httpapi::proto::HANDLER_CGI => {
+                self.cgi.fetch_add(1, r);
+            }
+            _ => {}
+        }
         self.bytes_sent.fetch_add(sent, r);
         self.bytes_received.fetch_add(received, r);
         self.verbs[verb.min(15)].fetch_add(1, r);
@@ -114,6 +211,10 @@ impl W3Counters {
             files_sent: self.files_sent.load(r),
             rejected: self.rejected.load(r),
             cleared_at: self.cleared_at.load(r),
+            isapi: self.isapi.load(r),
+            cgi: self.cgi.load(r),
+            current: self.busy.read().0,
+            max: self.busy.read().1,
             ..W3Snapshot::default()
         }
     }
@@ -129,9 +230,12 @@ impl W3Counters {
             &self.authenticated,
             &self.files_sent,
             &self.rejected,
+            &self.isapi,
+            &self.cgi,
         ] {
             c.store(0, r);
         }
+        self.busy.clear();
         for v in &self.verbs {
             v.store(0, r);
         }
@@ -160,6 +264,11 @@ impl W3Snapshot {
         self.authenticated += o.authenticated;
         self.files_sent += o.files_sent;
         self.rejected += o.rejected;
+        self.isapi += o.isapi;
+        self.cgi += o.cgi;
+        for i in 0..4 {
+            self.current[i] += o.current[i];
+        }
     }
 }
 
@@ -183,6 +292,9 @@ pub struct Statistics {
     max_connections: AtomicU64,
     /// Connections open now (the listener's permits in use).
     current: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Requests in progress over the whole service (its maxima are its
+    /// own, not the sum of the sites').
+    busy: InFlight,
 }
 
 impl Statistics {
@@ -195,6 +307,25 @@ impl Statistics {
             connection_attempts: AtomicU64::new(0),
             max_connections: AtomicU64::new(0),
             current,
+            busy: InFlight::default(),
+        }
+    }
+
+    /// Counts a request in progress on `site`'s counters and the
+    /// service's until the returned guard is dropped.
+    pub(crate) fn in_progress(
+        self: &Arc<Self>,
+        site: &Arc<W3Counters>,
+        kinds: (Busy, Option<Busy>),
+    ) -> InProgress {
+        for kind in std::iter::once(kinds.0).chain(kinds.1) {
+            site.busy.enter(kind);
+            self.busy.enter(kind);
+        }
+        InProgress {
+            site: site.clone(),
+            service: self.clone(),
+            kinds,
         }
     }
 
@@ -242,6 +373,7 @@ impl Statistics {
                     total.add(&c.snapshot());
                 }
                 total.cleared_at = self.cleared_at.load(Ordering::Relaxed);
+                total.max = self.busy.read().1;
                 total
             }
             Some(_) => self.counters(site).snapshot(),
@@ -274,6 +406,7 @@ impl Statistics {
                 self.connection_attempts.store(0, Ordering::Relaxed);
                 self.max_connections
                     .store((self.current)(), Ordering::Relaxed);
+                self.busy.clear();
             }
             Some(_) => self.counters(site).clear(),
         }
@@ -285,11 +418,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn extensions_and_programs_count_and_requests_in_progress_have_maxima() {
+        let s = Arc::new(Statistics::new(Box::new(|| 0)));
+        let site = s.counters(Some(1));
+        site.record(1, 200, 10, 10, false, httpapi::proto::HANDLER_ISAPI);
+        site.record(1, 200, 10, 10, true, httpapi::proto::HANDLER_CGI);
+        site.record(1, 200, 10, 10, false, 0);
+        let a = s.in_progress(&site, (Busy::Anonymous, Some(Busy::Isapi)));
+        let b = s.in_progress(&site, (Busy::Anonymous, Some(Busy::Isapi)));
+        let c = s.in_progress(&site, (Busy::Authenticated, Some(Busy::Cgi)));
+        let now = s.snapshot(None);
+        assert_eq!((now.isapi, now.cgi), (1, 1));
+        assert_eq!(now.current, [2, 1, 2, 1]);
+        drop((a, b));
+        let later = s.snapshot(Some(1));
+        assert_eq!(later.current, [0, 1, 0, 1]);
+        assert_eq!(later.max, [2, 1, 2, 1]);
+        drop(c);
+        assert_eq!(s.snapshot(None).current, [0; 4]);
+        assert_eq!(s.snapshot(None).max, [2, 1, 2, 1]);
+        // A clear starts the maxima again from what runs.
+        let d = s.in_progress(&site, (Busy::Anonymous, None));
+        s.clear(None);
+        let cleared = s.snapshot(None);
+        assert_eq!((cleared.isapi, cleared.max), (0, [1, 0, 0, 0]));
+        drop(d);
+    }
+
+    #[test]
     fn requests_count_by_verb_status_user_and_site() {
         let s = Statistics::new(Box::new(|| 3));
         let record = |site, verb: &[u8], status, sent, received, user| {
             s.counters(site)
-                .record(verb_index(verb), status, sent, received, user)
+                .record(verb_index(verb), status, sent, received, user, 0)
         };
         record(Some(1), b"GET", 200, 100, 50, false);
         record(Some(1), b"GET", 404, 10, 50, true);

@@ -383,6 +383,11 @@ fn response_of(reply: Reply, cfg: Option<&UrlConfig>) -> (Response, Body, bool) 
     if let Some(cfg) = cfg {
         log.dont_log |= cfg.dont_log;
     }
+    log.handler = match body {
+        Body::Extension(_) | Body::FastCgi(_) => httpapi::proto::HANDLER_ISAPI,
+        Body::Cgi(_) => httpapi::proto::HANDLER_CGI,
+        _ => 0,
+    };
     let mut response = Response::new(status).log(log);
     match cfg.map(|c| &c.custom_headers) {
         Some(custom) if !custom.is_empty() => {
