@@ -657,7 +657,7 @@ fn overlaps(a: &MbPath, b: &MbPath) -> bool {
 
 /// What IMSAdminBaseW works on: the metabase, its handles, who may call.
 pub struct AdminBase {
-    files: MetabaseFiles,
+    pub(crate) files: MetabaseFiles,
     handles: Mutex<Handles>,
     /// Signalled when a handle closes or loses its write permission.
     handles_freed: Condvar,
@@ -730,7 +730,7 @@ pub struct AdminBaseObject {
 }
 
 impl AdminBaseObject {
-    fn secure(&self) -> MutexGuard<'_, ServerExchange> {
+    pub(crate) fn secure(&self) -> MutexGuard<'_, ServerExchange> {
         self.secure.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -860,7 +860,11 @@ impl AdminBase {
         Ok(path)
     }
 
-    fn this(&self, call: &Call, exporter: &Exporter) -> CallResult<Arc<AdminBaseObject>> {
+    pub(crate) fn this(
+        &self,
+        call: &Call,
+        exporter: &Exporter,
+    ) -> CallResult<Arc<AdminBaseObject>> {
         exporter.object::<AdminBaseObject>(call)
     }
 }
@@ -917,6 +921,7 @@ impl ComClass for AdminBaseClass {
                 IID_IMSADMIN_BASE2_W,
                 IID_IMSADMIN_BASE3_W,
                 crate::sink::IID_ICONNECTION_POINT_CONTAINER,
+                crate::mbtree::IID_IMETABASE_TREE,
             ],
         })
     }
@@ -999,7 +1004,43 @@ const METADATA_ISINHERITED: u32 = 0x20;
 const GETALL_RECORD_LEN: usize = 28;
 
 /// One data item as GetAllData lists it.
-type Entry = (u32, Value, Attributes, UserType);
+pub(crate) type Entry = (u32, Value, Attributes, UserType);
+
+/// The data an R_SetData record carries, checked and, when SECURE,
+/// decrypted with the object's secure session.
+pub(crate) fn incoming_property(
+    record: &MetadataRecord,
+    path: &MbPath,
+    session: Option<&SecureSession>,
+) -> Result<Property, u32> {
+    let bytes = record.data.get().map(|a| a.0.as_slice()).unwrap_or(&[]);
+    if bytes.len() != record.data_len as usize {
+        return Err(E_INVALIDARG);
+    }
+    let attributes = Attributes(record.attributes);
+    refuse_secure(attributes, path, record.identifier, session)?;
+    let decrypted;
+    let bytes = match session {
+        Some(session) if attributes.contains(Attributes::SECURE) => {
+            let blob = crypto_blob_in(bytes).ok_or(E_INVALIDARG)?;
+            decrypted = session.decrypt(&blob).map_err(|e| {
+                tracing::warn!(path = %path, id = record.identifier, "IMSAdminBaseW SetData: a SECURE value refused: {e}");
+                E_INVALIDARG
+            })?;
+            decrypted.as_slice()
+        }
+        _ => bytes,
+    };
+    let data_type = DataType::from_code(record.data_type).ok_or(E_INVALIDARG)?;
+    let value = Value::from_wire_bytes(data_type, bytes).ok_or(E_INVALIDARG)?;
+    Ok(Property {
+        id: record.identifier,
+        value,
+        attributes,
+        user_type: UserType(record.user_type),
+        custom_name: None,
+    })
+}
 
 /// Refuses SECURE data: it travels encrypted with the session key of the
 /// secure-data exchange (R_KeyExchangePhase1/2, [MS-IMSA] 3.1.4.1), which
@@ -1085,7 +1126,7 @@ fn data_set_number(entries: &[Entry]) -> u32 {
 }
 
 /// GetAllData's buffer: the records, then each value 4-aligned.
-fn getall_buffer(chosen: &[Entry]) -> Vec<u8> {
+pub(crate) fn getall_buffer(chosen: &[Entry]) -> Vec<u8> {
     let mut records = Vec::with_capacity(chosen.len() * GETALL_RECORD_LEN);
     let mut data = Vec::new();
     let data_start = chosen.len() * GETALL_RECORD_LEN;
@@ -1527,35 +1568,7 @@ impl MsAdminBaseW for MsAdminBase {
     ) -> CallResult<(That, u32)> {
         let object = self.base.this(call, &self.exporter)?;
         let result = self.base.writable(&object, handle, &path).and_then(|path| {
-            let bytes = record.data.get().map(|a| a.0.as_slice()).unwrap_or(&[]);
-            if bytes.len() != record.data_len as usize {
-                return Err(E_INVALIDARG);
-            }
-            let attributes = Attributes(record.attributes);
-            let secure = object.secure();
-            refuse_secure(attributes, &path, record.identifier, secure.session())?;
-            let decrypted;
-            let bytes = match secure.session() {
-                Some(session) if attributes.contains(Attributes::SECURE) => {
-                    let blob = crypto_blob_in(bytes).ok_or(E_INVALIDARG)?;
-                    decrypted = session.decrypt(&blob).map_err(|e| {
-                        tracing::warn!(path = %path, id = record.identifier, "IMSAdminBaseW SetData: a SECURE value refused: {e}");
-                        E_INVALIDARG
-                    })?;
-                    decrypted.as_slice()
-                }
-                _ => bytes,
-            };
-            drop(secure);
-            let data_type = DataType::from_code(record.data_type).ok_or(E_INVALIDARG)?;
-            let value = Value::from_wire_bytes(data_type, bytes).ok_or(E_INVALIDARG)?;
-            let property = Property {
-                id: record.identifier,
-                value,
-                attributes: Attributes(record.attributes),
-                user_type: UserType(record.user_type),
-                custom_name: None,
-            };
+            let property = incoming_property(&record, &path, object.secure().session())?;
             self.base
                 .files
                 .metabase()
@@ -2435,6 +2448,7 @@ pub fn serve(
         false,
     );
     server.register(crate::sink::ConnectionPointServer(part()), level, false);
+    server.register(crate::mbtree::MetabaseTreeServer(part()), level, false);
     let syntax = |iid| msrpc::pdu::SyntaxId::new(iid, 0, 0);
     server.register(
         msrpc::server::Extends::new(

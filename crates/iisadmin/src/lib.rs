@@ -10,6 +10,8 @@
 //! - [`sink`]: the change-notification sinks (IConnectionPointContainer,
 //!   IConnectionPoint, IMSAdminBaseSinkW callbacks), and a client's host
 //!   for one.
+//! - [`mbtree`]: inetsrv's own interface on the same object: a branch of
+//!   the metabase in one call, a batch of changes in one transaction.
 //! - [`wasctl`]: inetsrv's typed control of the activation service
 //!   (sites, pools, workers), what `inetsrv site|pool --server` call.
 //! - [`iiss`]: IIisServiceControl ([MS-IISS]): stop, start, status and
@@ -25,6 +27,7 @@ pub mod fuzz_checks;
 pub mod iiss;
 pub mod imsa;
 pub mod irp;
+pub mod mbtree;
 pub mod secure;
 pub mod sink;
 pub mod wasctl;

@@ -1,8 +1,10 @@
-//! The local admin socket (`DIR/run/admin.sock`): how `inetsrv mb`,
-//! `site`, `vdir` and `pool` reach a running server. The client sends its command
-//! line; the server parses and runs it against its live metabase and
-//! activation service and sends back what to print. Only the server's own
-//! user (and root) may connect.
+//! The local admin socket (`DIR/run/admin.sock`): how `inetsrv query` and
+//! `inetsrv wmi` reach the WMI provider of a running server (until it is
+//! served over [MS-WMI]; `mb`, `site`, `vdir`, `pool`, `webext` and
+//! `fastcgi` go through the admin interfaces on the RPC socket instead).
+//! The client sends its command line; the server parses and runs it
+//! against its live metabase and activation service and sends back what
+//! to print. Only the server's own user (and root) may connect.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use was::Was;
 
-use crate::web_cmd::{self, Ctx};
+use crate::web_cmd::Ctx;
 use crate::{Cli, Command};
 
 /// The admin socket of a state directory.
@@ -278,33 +280,6 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
         out: String::new(),
     };
     let result = match &cli.command {
-        Command::Mb { command, .. } => {
-            let result = crate::mb_cmd::execute(&mut ctx.out, &cli, files, command);
-            if result.is_ok() && crate::mb_cmd::writes(command) {
-                // The change is in effect (in every worker) on return.
-                was.synced(files.metabase().snapshot().change_number())
-                    .await;
-            }
-            result
-        }
-        Command::Webext { command } => {
-            let result = crate::webext_cmd::execute(&mut ctx.out, &cli, files, command);
-            if result.is_ok() && crate::webext_cmd::writes(command) {
-                // In effect (in every worker) on return, as mb.
-                was.synced(files.metabase().snapshot().change_number())
-                    .await;
-            }
-            result
-        }
-        Command::Fastcgi { command } => {
-            let result = crate::fastcgi_cmd::execute(&mut ctx.out, &cli, files, command);
-            if result.is_ok() && crate::fastcgi_cmd::writes(command) {
-                // In effect (in every worker) on return, as mb.
-                was.synced(files.metabase().snapshot().change_number())
-                    .await;
-            }
-            result
-        }
         Command::Query { wql } => crate::wmi_cmd::execute(
             &mut ctx.out,
             &cli,
@@ -328,9 +303,6 @@ async fn execute(line: &str, files: &MetabaseFiles, was: &Was) -> Reply {
                 Err(e) => Err(e),
             }
         }
-        Command::Site { command, .. } => web_cmd::site(&mut ctx, command).await,
-        Command::Vdir { command, .. } => web_cmd::vdir(&mut ctx, command).await,
-        Command::Pool { command, .. } => web_cmd::pool(&mut ctx, command).await,
         _ => Err(anyhow::anyhow!(
             "this command is not served over the admin socket"
         )),

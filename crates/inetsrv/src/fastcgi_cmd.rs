@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use metabase::schema::fastcgi as fcgi;
-use metabase::{ids, MbPath, MetabaseFiles, Value};
+use metabase::{ids, MbPath, Value};
 use serde_json::json;
 use worker::isapi::{Restriction, Restrictions};
 
@@ -59,10 +59,6 @@ pub enum FastcgiCommand {
     ImportIni {
         /// The fcgiext.ini file.
         file: std::path::PathBuf,
-        /// The file's text (the client reads the file and sends this to a
-        /// running server).
-        #[arg(long, hide = true)]
-        text: Option<String>,
     },
 }
 
@@ -152,18 +148,6 @@ impl SettingArgs {
 /// Whether the verb changes the metabase.
 pub fn writes(command: &FastcgiCommand) -> bool {
     !matches!(command, FastcgiCommand::List)
-}
-
-/// The argument list a client sends to a running server: import-ini's
-/// file is read here, with the client's rights.
-pub fn client_argv(command: &FastcgiCommand, mut argv: Vec<String>) -> Result<Vec<String>> {
-    if let FastcgiCommand::ImportIni { file, text: None } = command {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        argv.push("--text".into());
-        argv.push(text);
-    }
-    Ok(argv)
 }
 
 fn path(text: &str) -> MbPath {
@@ -275,9 +259,8 @@ fn allow_program(t: &mut metabase::Txn, exe: &str, app: &str) -> Result<()> {
     Ok(())
 }
 
-fn is_allowed(files: &MetabaseFiles, exe: &str) -> bool {
-    match files
-        .metabase()
+fn is_allowed(mb: &metabase::Metabase, exe: &str) -> bool {
+    match mb
         .snapshot()
         .effective(&path("/LM/W3SVC"), ids::WEB_SVC_EXT_RESTRICTION_LIST)
     {
@@ -313,7 +296,7 @@ fn create_app(
 pub fn execute(
     out: &mut String,
     cli: &Cli,
-    files: &MetabaseFiles,
+    mb: &metabase::Metabase,
     command: &FastcgiCommand,
 ) -> Result<()> {
     let message =
@@ -331,7 +314,7 @@ pub fn execute(
                 .as_deref()
                 .map(|e| script_map_entry(e, name))
                 .transpose()?;
-            files.metabase().write(|t| {
+            mb.write(|t| {
                 create_app(t, name, exe, &settings.assignments())
                     .map_err(|e| metabase::Error::Schema(format!("{e:#}")))?;
                 if let Some(entry) = &entry {
@@ -359,7 +342,7 @@ pub fn execute(
             }
             if *allow {
                 let _ = write!(text, "; {exe} is allowed in the Web Service Extensions");
-            } else if !is_allowed(files, exe) {
+            } else if !is_allowed(mb, exe) {
                 let _ = write!(
                     text,
                     "\nnote: {exe} is not allowed in the Web Service Extensions list, so requests answer 404.2 until it is: inetsrv webext add-file {exe} --enable (or add with --allow)"
@@ -381,7 +364,7 @@ pub fn execute(
             if assignments.is_empty() {
                 bail!("nothing to set: give at least one setting (inetsrv fastcgi set --help)");
             }
-            files.metabase().write(|t| {
+            mb.write(|t| {
                 if !t.exists(&key) {
                     return Err(metabase::Error::PathNotFound(format!(
                         "{key} (no FastCGI application {name}; inetsrv fastcgi list)"
@@ -399,11 +382,11 @@ pub fn execute(
             message(out, format!("{name}: {} set", names.join(", ")));
             Ok(())
         }
-        FastcgiCommand::List => list(out, cli, files),
+        FastcgiCommand::List => list(out, cli, mb),
         FastcgiCommand::Delete { name } => {
             let key = app_path(name)?;
             let target = format!("fastcgi:{}", name.to_ascii_lowercase());
-            let removed = files.metabase().write(|t| {
+            let removed = mb.write(|t| {
                 if !t.exists(&key) {
                     return Err(metabase::Error::PathNotFound(format!(
                         "{key} (no FastCGI application {name}; inetsrv fastcgi list)"
@@ -439,14 +422,11 @@ pub fn execute(
             message(out, format!("FastCGI application {name} deleted, with {removed} script map(s) that named it"));
             Ok(())
         }
-        FastcgiCommand::ImportIni { file, text } => {
-            let text = match text {
-                Some(t) => t.clone(),
-                None => std::fs::read_to_string(file)
-                    .with_context(|| format!("cannot read {}", file.display()))?,
-            };
+        FastcgiCommand::ImportIni { file } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
             let ini = parse_ini(&text).with_context(|| format!("{}", file.display()))?;
-            let report = import(files, &ini)?;
+            let report = import(mb, &ini)?;
             if cli.json {
                 let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -459,8 +439,8 @@ pub fn execute(
     }
 }
 
-fn list(out: &mut String, cli: &Cli, files: &MetabaseFiles) -> Result<()> {
-    let snapshot = files.metabase().snapshot();
+fn list(out: &mut String, cli: &Cli, mb: &metabase::Metabase) -> Result<()> {
+    let snapshot = mb.snapshot();
     let container = path(fcgi::CONTAINER_PATH);
     let apps = snapshot.child_keys(&container).unwrap_or_default();
     // Which script maps reach each application.
@@ -514,7 +494,7 @@ fn list(out: &mut String, cli: &Cli, files: &MetabaseFiles) -> Result<()> {
             "responseBufferLimit": text(fcgi::RESPONSE_BUFFER_LIMIT),
             "stderrMode": text(fcgi::STDERR_MODE),
             "protocol": text(fcgi::PROTOCOL),
-            "allowed": is_allowed(files, &text(fcgi::EXE_PATH)),
+            "allowed": is_allowed(mb, &text(fcgi::EXE_PATH)),
             "scriptMaps": mapped,
         }));
     }
@@ -642,7 +622,7 @@ const INI_KEYS: &[(&str, &str)] = &[
     ("Protocol", "FastCgiProtocol"),
 ];
 
-fn import(files: &MetabaseFiles, ini: &Ini) -> Result<serde_json::Value> {
+fn import(mb: &metabase::Metabase, ini: &Ini) -> Result<serde_json::Value> {
     let mut lines = Vec::new();
     let mut imported = Vec::new();
     let mut skipped = Vec::new();
@@ -733,7 +713,7 @@ fn import(files: &MetabaseFiles, ini: &Ini) -> Result<serde_json::Value> {
     }
     // One write: the applications and their script maps all go in, or
     // (on an error) none of them.
-    files.metabase().write(|t| {
+    mb.write(|t| {
         for (name, exe, settings) in &apps {
             let key = app_path(name).map_err(|e| metabase::Error::Schema(format!("{e:#}")))?;
             if t.exists(&key) {
@@ -752,7 +732,7 @@ fn import(files: &MetabaseFiles, ini: &Ini) -> Result<serde_json::Value> {
         lines.push(format!(
             "[{name}] imported as FastCGI application {name} ({exe})"
         ));
-        if !is_allowed(files, exe) {
+        if !is_allowed(mb, exe) {
             lines.push(format!(
                 "  note: {exe} is not allowed yet: inetsrv webext add-file {exe} --enable"
             ));
@@ -774,7 +754,7 @@ fn import(files: &MetabaseFiles, ini: &Ini) -> Result<serde_json::Value> {
 pub fn run(cli: &Cli, command: &FastcgiCommand) -> Result<()> {
     let files = crate::target::open(cli, writes(command))?;
     let mut out = String::new();
-    let result = execute(&mut out, cli, &files, command);
+    let result = execute(&mut out, cli, files.metabase(), command);
     print!("{out}");
     result
 }

@@ -209,9 +209,9 @@ fn main() -> ExitCode {
         Command::Pool { remote, command } if remote.server.is_some() => {
             web_cmd::run_remote(&cli, remote, web_cmd::Verb::Pool(command))
         }
-        Command::Site { command, .. } => run_web(&cli, WebVerb::Site(command)),
-        Command::Vdir { command, .. } => run_web(&cli, WebVerb::Vdir(command)),
-        Command::Pool { command, .. } => run_web(&cli, WebVerb::Pool(command)),
+        Command::Site { remote, command } => run_web(&cli, remote, WebVerb::Site(command)),
+        Command::Vdir { remote, command } => run_web(&cli, remote, WebVerb::Vdir(command)),
+        Command::Pool { remote, command } => run_web(&cli, remote, WebVerb::Pool(command)),
         Command::User { command } => user_cmd::run(&cli, command),
         Command::Worker(args) => worker_cmd::run(args),
         Command::Spawner => worker_cmd::run_spawner(),
@@ -222,7 +222,7 @@ fn main() -> ExitCode {
         Command::Mb { remote, command } if remote.server.is_some() => {
             mb_cmd::run_remote(&cli, remote, command)
         }
-        Command::Mb { command, .. } => run_web(&cli, WebVerb::Mb(command)),
+        Command::Mb { remote, command } => run_web(&cli, remote, WebVerb::Mb(command)),
         Command::Backup { remote, command } if remote.server.is_some() => {
             backup_cmd::run_remote(&cli, remote, command)
         }
@@ -236,12 +236,26 @@ fn main() -> ExitCode {
             .stray_password()
             .and_then(|()| config_cmd::run(&cli, command)),
         Command::Urlacl { command } => urlacl_cmd::run(&cli, command),
-        Command::Webext { command } => run_web(&cli, WebVerb::Webext(command)),
-        Command::Fastcgi { command } => run_web(&cli, WebVerb::Fastcgi(command)),
+        Command::Webext { command } => run_web(
+            &cli,
+            &rpc_cmd::Target::this_machine(),
+            WebVerb::Webext(command),
+        ),
+        Command::Fastcgi { command } => run_web(
+            &cli,
+            &rpc_cmd::Target::this_machine(),
+            WebVerb::Fastcgi(command),
+        ),
         Command::Cert { command } => cert_cmd::run(&cli, command),
         Command::Sslcert { command } => sslcert_cmd::run(&cli, command),
-        Command::Query { wql } => run_web(&cli, WebVerb::Query(wql)),
-        Command::Wmi { command } => run_web(&cli, WebVerb::Wmi(command)),
+        Command::Query { wql } => {
+            run_web(&cli, &rpc_cmd::Target::this_machine(), WebVerb::Query(wql))
+        }
+        Command::Wmi { command } => run_web(
+            &cli,
+            &rpc_cmd::Target::this_machine(),
+            WebVerb::Wmi(command),
+        ),
         Command::Rpc { command } => rpc_cmd::run(&cli, command),
         Command::Iisreset(args) => iisreset_cmd::run(&cli, args),
         Command::Stats(args) => stats_cmd::run(&cli, args),
@@ -281,7 +295,31 @@ impl std::error::Error for RemoteFailure {}
 
 /// Runs an mb, site, vdir or pool verb on the running server when there
 /// is one, else on the metabase files.
-fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
+fn run_web(cli: &Cli, local: &rpc_cmd::Target, verb: WebVerb<'_>) -> anyhow::Result<()> {
+    // A server on this state directory (or this metabase file): the verb
+    // goes through its admin interfaces on its Unix socket, as `--server`
+    // goes to another machine's.
+    if target::server_runs(cli) {
+        let done = match &verb {
+            WebVerb::Mb(v) => Some(mb_cmd::run_remote(cli, local, v)),
+            WebVerb::Site(v) => Some(web_cmd::run_remote(cli, local, web_cmd::Verb::Site(v))),
+            WebVerb::Vdir(v) => Some(web_cmd::run_remote(cli, local, web_cmd::Verb::Vdir(v))),
+            WebVerb::Pool(v) => Some(web_cmd::run_remote(cli, local, web_cmd::Verb::Pool(v))),
+            WebVerb::Webext(v) => Some(mb_cmd::run_on_copy(cli, local, |mb, out| {
+                webext_cmd::execute(out, cli, mb, v)
+            })),
+            WebVerb::Fastcgi(v) => Some(mb_cmd::run_on_copy(cli, local, |mb, out| {
+                fastcgi_cmd::execute(out, cli, mb, v)
+            })),
+            WebVerb::Query(_) | WebVerb::Wmi(_) => None,
+        };
+        match done {
+            // It serves another metabase file: this one is worked on here.
+            Some(Err(e)) if e.downcast_ref::<mb_cmd::OtherMetabase>().is_some() => {}
+            Some(done) => return done,
+            None => {}
+        }
+    }
     // A server started on the same state directory, or on the same
     // metabase file (its state lives beside the file), runs the verb.
     let (dir, file) = match &cli.metabase {
@@ -292,12 +330,14 @@ fn run_web(cli: &Cli, verb: WebVerb<'_>) -> anyhow::Result<()> {
         }
         None => (target::state_dir(cli), None),
     };
+    // WMI runs in the server (its provider), over the admin socket.
+    let in_server = matches!(verb, WebVerb::Query(_) | WebVerb::Wmi(_));
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let argv = match &verb {
-        WebVerb::Fastcgi(command) => fastcgi_cmd::client_argv(command, argv)?,
-        _ => argv,
-    };
-    if let Some(reply) = admin::call(&dir, argv, file.as_deref())? {
+    if let Some(reply) = in_server
+        .then(|| admin::call(&dir, argv, file.as_deref()))
+        .transpose()?
+        .flatten()
+    {
         print!("{}", reply.stdout);
         eprint!("{}", reply.stderr);
         return if reply.code == 0 {

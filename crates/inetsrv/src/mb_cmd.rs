@@ -1,5 +1,7 @@
 //! `inetsrv mb`: adsutil's verbs over the metabase.
 
+use std::path::PathBuf;
+
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use metabase::{
@@ -8,6 +10,7 @@ use metabase::{
 };
 use serde_json::json;
 
+use iisadmin::mbtree::{MetabaseTreeClient, OpKind, TreeOp};
 use iisadmin::secure::SecureSession;
 
 use crate::output;
@@ -786,22 +789,21 @@ fn schema(out: &mut String, cli: &Cli, mb: &Metabase, command: &SchemaCommand) -
     Ok(())
 }
 
-/// `inetsrv mb … --server HOST`: the verb runs on a copy of the remote
-/// server's metabase, fetched through IMSAdminBase3W (GetChildPaths, then
-/// R_GetAllData of each key), so it prints what it prints locally and
-/// refuses what it refuses locally; what a writing verb changed in the
-/// copy is then made on the server, through IMSAdminBaseW, whose own checks
-/// it passes again. SECURE values travel encrypted under the secure
-/// session negotiated first (R_KeyExchangePhase1/2).
+/// `inetsrv mb …` on a running server, this machine's (over its Unix
+/// socket) or another (`--server HOST`): the verb runs on a copy of the
+/// server's metabase (see [`copy_of`]), so it prints what it prints on the
+/// files and refuses what it refuses there; what a writing verb changed
+/// in the copy is then made on the server in one transaction (see
+/// [`send_ops`]), whose own checks it passes again. SECURE values travel
+/// encrypted under the secure session negotiated first
+/// (R_KeyExchangePhase1/2).
 pub fn run_remote(cli: &Cli, target: &crate::rpc_cmd::Target, command: &MbCommand) -> Result<()> {
-    if matches!(command, MbCommand::Schema { .. }) && writes(command) {
-        bail!("a remote server's schema is changed on that server; `mb schema` writes are not sent over --server");
-    }
     run_on_copy(cli, target, |mb, out| execute_on(out, cli, mb, command))
 }
 
 /// Runs `work` on a copy of a remote server's metabase (what it prints
-/// goes to `out`), then makes on the server what it changed in the copy.
+/// goes to `out`), then makes on the server what it changed in the copy
+/// and returns once that is in effect there.
 pub fn run_on_copy(
     cli: &Cli,
     target: &crate::rpc_cmd::Target,
@@ -809,8 +811,10 @@ pub fn run_on_copy(
 ) -> Result<()> {
     let mut out = String::new();
     let result = with_remote_copy(cli, target, async |copy: &RemoteCopy<'_>| {
-        work(&copy.metabase, &mut out)?;
-        copy.push().await
+        let done = work(&copy.metabase, &mut out);
+        // What the verb wrote before it failed stays written, as locally.
+        let settled = copy.settle().await;
+        done.and(settled)
     });
     print!("{out}");
     result
@@ -823,26 +827,45 @@ pub struct RemoteCopy<'s> {
     pub metabase: Metabase,
     /// The connection to the server and its IMSAdminBase object.
     pub session: &'s AdminSession,
+    /// The server runs on this machine (its Unix socket): paths a verb
+    /// names are this machine's, checked here.
+    pub on_this_machine: bool,
     changes: std::sync::Mutex<std::sync::mpsc::Receiver<std::sync::Arc<metabase::ChangeBatch>>>,
 }
 
 impl RemoteCopy<'_> {
     /// Makes on the server what the copy committed since the last push.
-    pub async fn push(&self) -> Result<()> {
-        let mut conn = self.session.conn.lock().await;
-        loop {
-            let next = self
-                .changes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .try_recv();
-            let Ok(batch) = next else {
-                return Ok(());
-            };
-            replay(&mut conn, self.session, &self.metabase, &batch)
-                .await
-                .context("the change was checked here but not all of it made on the server")?;
+    pub async fn push(&self) -> Result<bool> {
+        let snapshot = self.metabase.snapshot();
+        let mut ops = Vec::new();
+        while let Ok(batch) = self
+            .changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_recv()
+        {
+            ops_of(&batch, &snapshot, self.session.secure.as_ref(), &mut ops)?;
         }
+        let sent = !ops.is_empty();
+        let mut conn = self.session.conn.lock().await;
+        send_ops(&mut conn, self.session, ops)
+            .await
+            .context("the change was checked here but not made on the server")?;
+        Ok(sent)
+    }
+
+    /// Pushes, and returns once what was pushed is in effect (in every
+    /// worker) on an inetsrv server.
+    pub async fn settle(&self) -> Result<()> {
+        if !self.push().await? || !self.session.tree {
+            return Ok(());
+        }
+        let mut conn = self.session.conn.lock().await;
+        let status = iisadmin::wasctl::WasControlClient::bind(&mut conn)
+            .await?
+            .synced()
+            .await?;
+        crate::web_cmd::control_status(status, "waiting for the change to take effect")
     }
 }
 
@@ -855,19 +878,41 @@ pub fn with_remote_copy<T>(
     work: impl AsyncFnOnce(&RemoteCopy<'_>) -> Result<T>,
 ) -> Result<T> {
     with_admin_base(cli, target, async |session| {
-        let metabase = {
+        let (metabase, server_file) = {
             let mut conn = session.conn.lock().await;
             copy_of(&mut conn, session).await?
         };
+        if let (true, Some(mine), Some(served)) =
+            (target.server.is_none(), &cli.metabase, &server_file)
+        {
+            let canonical = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            if canonical(mine) != canonical(served) {
+                return Err(OtherMetabase.into());
+            }
+        }
         let changes = metabase.subscribe();
         let copy = RemoteCopy {
             metabase,
             session,
             changes: std::sync::Mutex::new(changes),
+            on_this_machine: target.server.is_none(),
         };
         work(&copy).await
     })
 }
+
+/// The server on this machine serves another metabase file than the one
+/// the command names.
+#[derive(Debug)]
+pub struct OtherMetabase;
+
+impl std::fmt::Display for OtherMetabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server here serves another metabase file")
+    }
+}
+
+impl std::error::Error for OtherMetabase {}
 
 /// A connection to a server with an IMSAdminBase object activated on it
 /// (IMSAdminBase3W: 2W and the base are the same object).
@@ -878,6 +923,9 @@ pub struct AdminSession {
     /// The secure session SECURE values travel under, when the server
     /// negotiated one.
     pub secure: Option<SecureSession>,
+    /// Whether the object serves inetsrv's metabase-tree interface (a copy
+    /// in one call, a change in one transaction); else key by key.
+    pub tree: bool,
 }
 
 /// R_KeyExchangePhase1 and 2 ([MS-IMSA] 3.2.4.2-3): a secure session for
@@ -941,10 +989,13 @@ pub fn with_admin_base<T>(
                 None
             }
         };
+        // inetsrv's own interface on the object, when the server has it.
+        let tree = MetabaseTreeClient::bind(&mut conn).await.is_ok();
         let session = AdminSession {
             conn: tokio::sync::Mutex::new(conn),
             ipid: remote.ipid,
             secure,
+            tree,
         };
         let done = work(&session).await;
         let mut conn = session.conn.into_inner();
@@ -953,20 +1004,22 @@ pub fn with_admin_base<T>(
     })
 }
 
-/// Makes on the server what one committed change batch of the copy made.
-async fn replay(
-    conn: &mut msrpc::client::Connection,
-    session: &AdminSession,
-    mb: &Metabase,
+/// What one committed change batch of the copy made, as the operations
+/// that make it on the server (appended to `ops`).
+fn ops_of(
     batch: &metabase::ChangeBatch,
+    snapshot: &metabase::Snapshot,
+    secure: Option<&SecureSession>,
+    ops: &mut Vec<TreeOp>,
 ) -> Result<()> {
-    use iisadmin::imsa::MsAdminBaseWClient;
     use metabase::ChangeKind;
-    let secure = session.secure.as_ref();
-    let mut admin = MsAdminBaseWClient::bind(conn)
-        .await?
-        .on_object(session.ipid);
-    let snapshot = mb.snapshot();
+    if batch.schema_changed {
+        ops.push(op(
+            OpKind::ReplaceSchema,
+            &MbPath::root(),
+            Some(metabase::schema::write_schema(snapshot.tree().schema())),
+        ));
+    }
     // Keys made with their subtree: the changes below them are made too.
     let mut added: Vec<&MbPath> = Vec::new();
     for change in &batch.changes {
@@ -977,36 +1030,30 @@ async fn replay(
         }
         if kind.contains(ChangeKind::RENAME_OBJECT) {
             if let Some(new_name) = change.new_path.as_ref().and_then(|p| p.name()) {
-                let hr = admin
-                    .rename_key(this(), 0, wide(&path.to_string()), wide(new_name))
-                    .await?
-                    .1;
-                check(hr, &format!("RenameKey {path}"))?;
+                ops.push(op(OpKind::RenameKey, path, Some(new_name.to_string())));
             }
             continue;
         }
         match snapshot.tree().find(path) {
             None if kind.contains(ChangeKind::DELETE_OBJECT) => {
-                let hr = admin
-                    .delete_key(this(), 0, wide(&path.to_string()))
-                    .await?
-                    .1;
-                check(hr, &format!("DeleteKey {path}"))?;
+                ops.push(op(OpKind::DeleteKey, path, None));
             }
             Some(key) if kind.contains(ChangeKind::ADD_OBJECT) => {
-                add_subtree(&mut admin, path, key, secure).await?;
+                subtree_ops(path, key, secure, ops)?;
                 added.push(path);
             }
             Some(key) => {
                 for id in &change.ids {
                     match key.property(*id) {
-                        Some(p) => set_remote(&mut admin, path, p, secure).await?,
+                        Some(p) => {
+                            let mut set = op(OpKind::SetData, path, None);
+                            set.record = record_of(path, p, secure)?;
+                            ops.push(set);
+                        }
                         None => {
-                            let hr = admin
-                                .delete_data(this(), 0, wide(&path.to_string()), *id, 0)
-                                .await?
-                                .1;
-                            check(hr, &format!("DeleteData {path} {id}"))?;
+                            let mut delete = op(OpKind::DeleteData, path, None);
+                            delete.record.identifier = *id;
+                            ops.push(delete);
                         }
                     }
                 }
@@ -1017,35 +1064,46 @@ async fn replay(
     Ok(())
 }
 
-/// A key of the copy and everything below it, made on the server.
-fn add_subtree<'a>(
-    admin: &'a mut iisadmin::imsa::MsAdminBaseWClient<'_>,
-    path: &'a MbPath,
-    key: &'a metabase::Key,
-    secure: Option<&'a SecureSession>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>> {
-    Box::pin(async move {
-        let hr = admin.add_key(this(), 0, wide(&path.to_string())).await?.1;
-        check(hr, &format!("AddKey {path}"))?;
-        // The key type first: the data allowed on the key depends on it.
-        let mut properties: Vec<&Property> = key.properties().collect();
-        properties.sort_by_key(|p| p.id != metabase::schema::KEY_TYPE_ID);
-        for property in properties {
-            set_remote(admin, path, property, secure).await?;
-        }
-        for child in key.children() {
-            add_subtree(admin, &path.join(child.name())?, child, secure).await?;
-        }
-        Ok(())
-    })
+fn op(kind: OpKind, path: &MbPath, text: Option<String>) -> TreeOp {
+    TreeOp {
+        kind,
+        path: msrpc::ndr::WString(path.to_string()),
+        text: msrpc::ndr::Unique::new(text.map(msrpc::ndr::WString)),
+        record: iisadmin::imsa::MetadataRecord::default(),
+    }
 }
 
-async fn set_remote(
-    admin: &mut iisadmin::imsa::MsAdminBaseWClient<'_>,
+/// A key of the copy and everything below it, as operations.
+fn subtree_ops(
+    path: &MbPath,
+    key: &metabase::Key,
+    secure: Option<&SecureSession>,
+    ops: &mut Vec<TreeOp>,
+) -> Result<()> {
+    let key_type = key
+        .property(metabase::schema::KEY_TYPE_ID)
+        .and_then(|p| p.value.as_str().map(str::to_string));
+    ops.push(op(OpKind::AddKey, path, key_type));
+    // The key type first: the data allowed on the key depends on it.
+    let mut properties: Vec<&Property> = key.properties().collect();
+    properties.sort_by_key(|p| p.id != metabase::schema::KEY_TYPE_ID);
+    for property in properties {
+        let mut set = op(OpKind::SetData, path, None);
+        set.record = record_of(path, property, secure)?;
+        ops.push(set);
+    }
+    for child in key.children() {
+        subtree_ops(&path.join(child.name())?, child, secure, ops)?;
+    }
+    Ok(())
+}
+
+/// The METADATA_RECORD R_SetData takes for a value of the copy.
+fn record_of(
     path: &MbPath,
     property: &Property,
     secure: Option<&SecureSession>,
-) -> Result<()> {
+) -> Result<iisadmin::imsa::MetadataRecord> {
     use msrpc::ndr::{ConformantArray, Unique};
     let mut bytes = property.value.to_wire_bytes();
     if property.attributes.contains(Attributes::SECURE) {
@@ -1062,7 +1120,7 @@ async fn set_remote(
         bytes.extend_from_slice(&blob.length.to_le_bytes());
         bytes.extend_from_slice(&blob.data);
     }
-    let record = iisadmin::imsa::MetadataRecord {
+    Ok(iisadmin::imsa::MetadataRecord {
         identifier: property.id,
         attributes: property.attributes.0,
         user_type: property.user_type.0,
@@ -1070,12 +1128,79 @@ async fn set_remote(
         data_len: bytes.len() as u32,
         data: Unique::new(Some(ConformantArray(bytes))),
         data_tag: 0,
-    };
-    let hr = admin
-        .set_data(this(), 0, wide(&path.to_string()), record)
+    })
+}
+
+/// Makes the operations on the server: in one transaction through
+/// inetsrv's metabase-tree interface, or one IMSAdminBaseW call each on a
+/// server without it.
+async fn send_ops(
+    conn: &mut msrpc::client::Connection,
+    session: &AdminSession,
+    ops: Vec<TreeOp>,
+) -> Result<()> {
+    use iisadmin::imsa::MsAdminBaseWClient;
+    use msrpc::ndr::{ConformantArray, Unique};
+    if ops.is_empty() {
+        return Ok(());
+    }
+    if session.tree {
+        let mut tree = MetabaseTreeClient::bind(conn)
+            .await?
+            .on_object(session.ipid);
+        let (_, answer, hr) = tree
+            .apply(this(), Unique::new(Some(ConformantArray(ops))))
+            .await?;
+        if hr != 0 {
+            let message = answer
+                .message
+                .get()
+                .map(|m| m.0.clone())
+                .unwrap_or_default();
+            check(hr, "the change")
+                .with_context(|| message)
+                .context("the server refused the change (none of it was made)")?;
+        }
+        return Ok(());
+    }
+    let mut admin = MsAdminBaseWClient::bind(conn)
         .await?
-        .1;
-    check(hr, &format!("SetData {path} {}", property.id))
+        .on_object(session.ipid);
+    for op in ops {
+        let path = op.path.0.clone();
+        let (what, hr) = match op.kind {
+            OpKind::AddKey => ("AddKey", admin.add_key(this(), 0, wide(&path)).await?.1),
+            OpKind::DeleteKey => (
+                "DeleteKey",
+                admin.delete_key(this(), 0, wide(&path)).await?.1,
+            ),
+            OpKind::RenameKey => {
+                let name = op.text.get().map(|t| t.0.as_str()).unwrap_or_default();
+                let hr = admin
+                    .rename_key(this(), 0, wide(&path), wide(name))
+                    .await?
+                    .1;
+                ("RenameKey", hr)
+            }
+            OpKind::SetData => {
+                let id = op.record.identifier;
+                let hr = admin.set_data(this(), 0, wide(&path), op.record).await?.1;
+                check(hr, &format!("SetData {path} {id}"))?;
+                continue;
+            }
+            OpKind::DeleteData => {
+                let id = op.record.identifier;
+                let hr = admin.delete_data(this(), 0, wide(&path), id, 0).await?.1;
+                check(hr, &format!("DeleteData {path} {id}"))?;
+                continue;
+            }
+            OpKind::ReplaceSchema => {
+                bail!("the server takes no schema change over the wire (it is not inetsrv); change its schema there")
+            }
+        };
+        check(hr, &format!("{what} {path}"))?;
+    }
+    Ok(())
 }
 
 pub(crate) fn this() -> dcom::types::OrpcThis {
@@ -1104,11 +1229,38 @@ pub(crate) fn check(hr: u32, what: &str) -> Result<()> {
     bail!("{what}: the server answered HRESULT {hr:#010x}{meaning}")
 }
 
-/// Every key below /LM and its own data, into a metabase here.
-async fn copy_of(conn: &mut msrpc::client::Connection, session: &AdminSession) -> Result<Metabase> {
+/// Every key below /LM and its own data, into a metabase here: in one
+/// call where the server has inetsrv's metabase-tree interface (with its
+/// schema, and the metabase file it serves), else key by key through
+/// IMSAdminBase3W (GetChildPaths, then R_GetAllData of each key).
+async fn copy_of(
+    conn: &mut msrpc::client::Connection,
+    session: &AdminSession,
+) -> Result<(Metabase, Option<PathBuf>)> {
     let ipid = session.ipid;
     use iisadmin::imsa::{MsAdminBase3WAddsClient, MsAdminBaseWClient};
     use msrpc::ndr::{ConformantArray, Unique};
+    if session.tree {
+        let mut tree = MetabaseTreeClient::bind(conn).await?.on_object(ipid);
+        let (_, answer, hr) = tree
+            .get_tree(this(), msrpc::ndr::WString("/LM".into()))
+            .await?;
+        check(hr, "reading the metabase")?;
+        let schema = match answer.schema.get() {
+            Some(text) => std::sync::Arc::new(
+                metabase::Schema::from_file_text(&text.0, "the server's schema")
+                    .context("the server's schema")?,
+            ),
+            None => metabase::Schema::standard(),
+        };
+        let mut data = Vec::new();
+        for key in answer.keys.get().map(|k| k.0.as_slice()).unwrap_or(&[]) {
+            let blob = getall_blob(session, &key.path.0, &key.data)?;
+            data.push((key.path.0.clone(), getall_entries(&blob)?));
+        }
+        let file = PathBuf::from(&answer.metabase_file.0);
+        return Ok((copied(&data, schema)?, Some(file)));
+    }
     // Every key's path below /LM, as a MULTISZ sized by a first call.
     let mut v3 = MsAdminBase3WAddsClient::bind(conn).await?.on_object(ipid);
     let mut size = 4096u32;
@@ -1150,21 +1302,40 @@ async fn copy_of(conn: &mut msrpc::client::Connection, session: &AdminSession) -
             }
             check(hr, &format!("GetAllData {key}"))?;
             break match blob.get() {
-                Some(b) if b.signature == iisadmin::secure::ENCRYPTED_DATA_BLOB_SIGNATURE => {
-                    let secure = session.secure.as_ref().ok_or_else(|| {
-                        anyhow!("the server sent {key}'s data encrypted without a secure session")
-                    })?;
-                    secure
-                        .decrypt(b)
-                        .with_context(|| format!("GetAllData {key}"))?
-                }
-                Some(b) => b.data.clone(),
+                Some(b) => getall_blob(session, key, b)?,
                 None => Vec::new(),
             };
         };
         data.push((key.clone(), getall_entries(&blob)?));
     }
-    // The copy is made as the server holds it: its checks were made there.
+    Ok((copied(&data, metabase::Schema::standard())?, None))
+}
+
+/// A GetAllData buffer as it came: in the clear, or encrypted under the
+/// secure session.
+fn getall_blob(
+    session: &AdminSession,
+    key: &str,
+    blob: &iisadmin::imsa::IisCryptoBlob,
+) -> Result<Vec<u8>> {
+    if blob.signature != iisadmin::secure::ENCRYPTED_DATA_BLOB_SIGNATURE {
+        return Ok(blob.data.clone());
+    }
+    let secure = session.secure.as_ref().ok_or_else(|| {
+        anyhow!("the server sent {key}'s data encrypted without a secure session")
+    })?;
+    secure
+        .decrypt(blob)
+        .with_context(|| format!("GetAllData {key}"))
+}
+
+/// The keys a server listed (parents first) with their data, as a
+/// metabase here. It is made as the server holds it: its checks were made
+/// there.
+fn copied(
+    data: &[(String, Vec<Property>)],
+    schema: std::sync::Arc<metabase::Schema>,
+) -> Result<Metabase> {
     let type_of = |entries: &[Property]| {
         entries
             .iter()
@@ -1173,7 +1344,7 @@ async fn copy_of(conn: &mut msrpc::client::Connection, session: &AdminSession) -
             .unwrap_or_else(|| metabase::schema::GENERIC_KEY_TYPE.to_string())
     };
     let mut root = metabase::Key::copied("", "IIS_ROOT");
-    for (key, entries) in &data {
+    for (key, entries) in data {
         let path = MbPath::parse(key)?;
         let mut at = &mut root;
         for (depth, part) in path.parts().iter().enumerate() {
@@ -1190,11 +1361,10 @@ async fn copy_of(conn: &mut msrpc::client::Connection, session: &AdminSession) -
             at.put_copied(property.clone());
         }
     }
-    let mb = Metabase::new(metabase::Snapshot::new(
-        metabase::Tree::new(root, metabase::Schema::standard()),
+    Ok(Metabase::new(metabase::Snapshot::new(
+        metabase::Tree::new(root, schema),
         0,
-    ));
-    Ok(mb)
+    )))
 }
 
 /// The data of an R_GetAllData buffer: METADATA_GETALL_RECORDs, then the

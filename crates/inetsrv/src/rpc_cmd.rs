@@ -98,6 +98,15 @@ pub struct Target {
 }
 
 impl Target {
+    /// The server of the state directory on this machine, with the
+    /// options' defaults (for the verbs that take no --server).
+    pub fn this_machine() -> Target {
+        use clap::{Args, FromArgMatches};
+        let matches =
+            Target::augment_args(clap::Command::new("inetsrv")).get_matches_from(["inetsrv"]);
+        Target::from_arg_matches(&matches).expect("the defaults parse")
+    }
+
     /// A logon password given without a server to log on to: what the
     /// seal password of `backup` and `config` used to be called.
     pub fn stray_password(&self) -> Result<()> {
@@ -130,6 +139,7 @@ fn interface_name(uuid: &msrpc::Uuid) -> &'static str {
         "e8fb8620-588f-11d2-9d61-00c04f79c5fe" => "IIS reset (IIisServiceControl)",
         "82ad4280-036b-11cf-972c-00aa006887b0" => "IIS Inetinfo (statistics, MS-IRP)",
         "cd8c0e33-6a4c-4841-9a34-fa3474c0620c" => "inetsrv service control (sites, pools)",
+        "5c1e7a20-43d9-4b7e-9a51-2f0c6e18d473" => "inetsrv metabase tree (copy, batch)",
         "99fcfec4-5260-101b-bbcb-00aa0021347a" => "DCOM object exporter (IObjectExporter)",
         "000001a0-0000-0000-c000-000000000046" => "DCOM activation (IRemoteSCMActivator)",
         "4d9f4ab8-7d1c-11cf-861e-0020af6e7c57" => "DCOM activation (IActivation)",
@@ -174,10 +184,15 @@ where
         .context("cannot start the RPC client")?;
     runtime.block_on(async {
         let (conn, reached) = connect(cli, target, auth).await?;
-        work(conn, reached.clone())
+        let done = work(conn, reached.clone())
             .await
-            .map_err(|e| explain(e, target))
-            .with_context(|| format!("on {reached}"))
+            .map_err(|e| explain(e, target));
+        // This machine's server needs no naming: its errors read as a
+        // command's on the files do.
+        match &target.server {
+            Some(_) => done.with_context(|| format!("on {reached}")),
+            None => done,
+        }
     })
 }
 
@@ -303,7 +318,7 @@ pub(crate) async fn connect(
         ..Options::default()
     };
     let Some(server) = &target.server else {
-        let socket = rpc::local_socket(&target::state_dir(cli));
+        let socket = rpc::local_socket(&target::server_dir(cli));
         if !socket.exists() {
             bail!(
                 "no server runs on {} (no RPC socket at {}): start one with `inetsrv start`, \

@@ -16,6 +16,27 @@ pub fn state_dir(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("inetsrv-data"))
 }
 
+/// Where the server of a command's metabase keeps its state: the state
+/// directory, or the directory of --metabase FILE.
+pub fn server_dir(cli: &Cli) -> PathBuf {
+    match &cli.metabase {
+        Some(file) => {
+            let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+            file.parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default()
+        }
+        None => state_dir(cli),
+    }
+}
+
+/// Whether a server runs on the command's state directory: its RPC socket
+/// answers.
+pub fn server_runs(cli: &Cli) -> bool {
+    let socket = crate::rpc::local_socket(&server_dir(cli));
+    socket.exists() && std::os::unix::net::UnixStream::connect(&socket).is_ok()
+}
+
 /// Opens the metabase for a command. Commands that change it hold the
 /// write lock until they finish, so concurrent commands never lose each
 /// other's changes.

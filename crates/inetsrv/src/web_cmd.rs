@@ -40,7 +40,7 @@ pub enum Live<'a> {
 }
 
 /// A service-control status other than success, as an error.
-fn control_status(status: u32, what: &str) -> Result<()> {
+pub(crate) fn control_status(status: u32, what: &str) -> Result<()> {
     match status {
         0 => Ok(()),
         msrpc::status::ERROR_ACCESS_DENIED => {
@@ -352,7 +352,7 @@ impl Ctx<'_> {
     /// A content directory a verb names: absolute, and a directory here;
     /// on another server (`--server`) absolute, and that server's to check.
     fn content_dir(&self, path: &Path) -> Result<PathBuf> {
-        if matches!(self.live, Some(Live::Remote(_))) {
+        if matches!(self.live, Some(Live::Remote(copy)) if !copy.on_this_machine) {
             if !path.is_absolute() {
                 bail!(
                     "{}: give the directory's absolute path on the server",
@@ -1022,7 +1022,7 @@ pub fn run_remote(cli: &crate::Cli, target: &crate::rpc_cmd::Target, verb: Verb<
         // What the verb wrote before it failed stays written, as locally.
         let pushed = copy.push().await;
         out = ctx.out;
-        done.and(pushed)
+        done.and(pushed.map(|_| ()))
     });
     print!("{out}");
     result

@@ -5,7 +5,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
-use metabase::{ids, MbPath, MetabaseFiles, Value};
+use metabase::{ids, MbPath, Value};
 use serde_json::json;
 use worker::isapi::{Restriction, Restrictions, UNKNOWN_CGI, UNKNOWN_ISAPI};
 
@@ -59,17 +59,15 @@ fn w3svc() -> MbPath {
     MbPath::parse("/LM/W3SVC").unwrap_or_default()
 }
 
-fn list(files: &MetabaseFiles, id: u32) -> Vec<String> {
-    match files.metabase().snapshot().effective(&w3svc(), id) {
+fn list(mb: &metabase::Metabase, id: u32) -> Vec<String> {
+    match mb.snapshot().effective(&w3svc(), id) {
         Some(Value::MultiSz(v)) => v,
         _ => Vec::new(),
     }
 }
 
-fn save(files: &MetabaseFiles, name: &str, values: Vec<String>) -> Result<()> {
-    files
-        .metabase()
-        .write(|t| t.set_text(&w3svc(), name, &values))?;
+fn save(mb: &metabase::Metabase, name: &str, values: Vec<String>) -> Result<()> {
+    mb.write(|t| t.set_text(&w3svc(), name, &values))?;
     Ok(())
 }
 
@@ -93,11 +91,11 @@ fn check_path(path: &str) -> Result<()> {
 pub fn execute(
     out: &mut String,
     cli: &Cli,
-    files: &MetabaseFiles,
+    mb: &metabase::Metabase,
     command: &WebextCommand,
 ) -> Result<()> {
     use std::fmt::Write as _;
-    let raw = list(files, ids::WEB_SVC_EXT_RESTRICTION_LIST);
+    let raw = list(mb, ids::WEB_SVC_EXT_RESTRICTION_LIST);
     let mut restrictions = Restrictions::parse(&raw);
     // A hand-written entry this cannot read would be lost by a rewrite.
     if writes(command)
@@ -231,7 +229,7 @@ pub fn execute(
             if changed == 0 {
                 bail!("no Web Service Extension '{name}' (inetsrv webext list; files are added with add-file --group)");
             }
-            save(files, restriction_name, restrictions.to_list())?;
+            save(mb, restriction_name, restrictions.to_list())?;
             let verb = if allow { "allowed" } else { "prohibited" };
             message(out, format!("{name}: {verb} ({changed} file(s))"));
             Ok(())
@@ -262,7 +260,7 @@ pub fn execute(
                 group: group.clone(),
                 description: description.clone().unwrap_or_default(),
             });
-            save(files, restriction_name, restrictions.to_list())?;
+            save(mb, restriction_name, restrictions.to_list())?;
             let state = if *enable { "allowed" } else { "prohibited" };
             message(out, format!("{path} added to {group}, {state}"));
             Ok(())
@@ -273,7 +271,7 @@ pub fn execute(
             if restrictions.entries.len() == before {
                 bail!("{path} is not listed (inetsrv webext list-files)");
             }
-            save(files, restriction_name, restrictions.to_list())?;
+            save(mb, restriction_name, restrictions.to_list())?;
             message(out, format!("{path} removed (it is now an unknown module)"));
             Ok(())
         }
@@ -286,7 +284,7 @@ pub fn execute(
                 .find(|e| e.path == target)
                 .ok_or_else(|| anyhow!("{path} is not listed (inetsrv webext add-file {path})"))?;
             entry.allowed = allow;
-            save(files, restriction_name, restrictions.to_list())?;
+            save(mb, restriction_name, restrictions.to_list())?;
             let verb = if allow { "allowed" } else { "prohibited" };
             message(out, format!("{path}: {verb}"));
             Ok(())
@@ -299,7 +297,7 @@ pub fn execute(
                 bail!("an application name or group ID may not hold ';' or ','");
             }
             // `AppName;GROUP,GROUP` per application.
-            let mut deps: Vec<(String, Vec<String>)> = list(files, ids::APPLICATION_DEPENDENCIES)
+            let mut deps: Vec<(String, Vec<String>)> = list(mb, ids::APPLICATION_DEPENDENCIES)
                 .iter()
                 .filter_map(|line| {
                     let (name, groups) = line.split_once(';')?;
@@ -335,7 +333,7 @@ pub fn execute(
                 .iter()
                 .map(|(name, groups)| format!("{name};{}", groups.join(",")))
                 .collect();
-            save(files, "ApplicationDependencies", values)?;
+            save(mb, "ApplicationDependencies", values)?;
             let text = if add {
                 format!("{app} depends on {group}")
             } else {
@@ -351,7 +349,7 @@ pub fn execute(
 pub fn run(cli: &Cli, command: &WebextCommand) -> Result<()> {
     let files = crate::target::open(cli, writes(command))?;
     let mut out = String::new();
-    let result = execute(&mut out, cli, &files, command);
+    let result = execute(&mut out, cli, files.metabase(), command);
     print!("{out}");
     result
 }
