@@ -150,8 +150,15 @@ fn prepare(
         ),
         OpKind::SetData => Prepared::SetData(
             path.clone(),
-            incoming_property(&op.record, &path, session)
-                .map_err(|hr| (hr, format!("{path}: data {} refused", op.record.identifier)))?,
+            incoming_property(&op.record, &path, session).map_err(|hr| {
+                let why = match hr {
+                    crate::imsa::E_ACCESSDENIED => {
+                        "SECURE data is sent only encrypted, after the key exchange"
+                    }
+                    _ => "the record's bytes are not a value of its data type and length",
+                };
+                (hr, format!("{path}: data {}: {why}", op.record.identifier))
+            })?,
         ),
         OpKind::DeleteData => Prepared::DeleteData(path, op.record.identifier),
         OpKind::ReplaceSchema => {

@@ -793,6 +793,29 @@ fn mb_works_on_a_remote_server_as_on_a_local_one() {
         .contains("Sent-Sealed-1"));
     let file = std::fs::read_to_string(web.state().join("MetaBase.xml")).unwrap();
     assert!(!file.contains("Sent-Sealed-1"), "sealed at rest");
+    // The schema too: a property added remotely is the server's, and
+    // taken there at once.
+    remote(&[
+        "mb",
+        "schema",
+        "add-property",
+        "ShopRegion",
+        "--id",
+        "70001",
+        "--type",
+        "STRING",
+        "--class",
+        "IIsWebServer",
+    ]);
+    remote(&["mb", "set", "W3SVC/1/ShopRegion", "north"]);
+    assert!(web
+        .cli_ok(&["mb", "get", "W3SVC/1/ShopRegion"])
+        .contains("\"north\""));
+    let schema = std::fs::read_to_string(web.state().join("MBSchema.xml")).unwrap();
+    assert!(
+        schema.contains("ShopRegion"),
+        "saved with the server's schema"
+    );
     // Not an administrator: refused.
     let out = on_server(&["mb", "get", "W3SVC/1/ServerComment"], "clerk", "Secret-2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("E_ACCESSDENIED"));
@@ -1608,4 +1631,177 @@ fn open_key_waits_for_a_conflicting_handle_to_close() {
         assert_eq!(hr, 0);
         assert_ne!(handle, 0);
     });
+}
+
+#[test]
+fn the_metabase_tree_copies_a_branch_and_makes_a_batch_whole_or_not_at_all() {
+    use iisadmin::imsa::{MetadataRecord, CLSID_MSADMIN_BASE_W, E_INVALIDARG};
+    use iisadmin::mbtree::{MetabaseTreeClient, OpKind, TreeOp, IID_IMETABASE_TREE};
+    use msrpc::client::Connection;
+    use msrpc::ndr::{ConformantArray, Unique, WString};
+
+    let (web, addr, runtime) = live_rpc();
+    let this = || dcom::types::OrpcThis::new(dcom::ids::COM_VERSION);
+    let utf16z = |text: &str| -> Vec<u8> {
+        text.encode_utf16()
+            .chain([0])
+            .flat_map(u16::to_le_bytes)
+            .collect()
+    };
+    let op = |kind, path: &str, text: Option<&str>, record: MetadataRecord| TreeOp {
+        kind,
+        path: WString(path.into()),
+        text: Unique::new(text.map(|t| WString(t.into()))),
+        record,
+    };
+    // KeyType 1002, Path 3001, ServerBindings 1023 ([MS-IMSA]/MBSchema IDs).
+    let string = |id, data_type, bytes: Vec<u8>| MetadataRecord {
+        identifier: id,
+        attributes: 0,
+        user_type: 1,
+        data_type,
+        data_len: bytes.len() as u32,
+        data: Unique::new(Some(ConformantArray(bytes))),
+        data_tag: 0,
+    };
+    let vdir = "/LM/W3SVC/1/ROOT/batched";
+    let content = web.state().join("wwwroot");
+    runtime.block_on(async {
+        let mut conn = Connection::connect_tcp(addr, ntlm_privacy("boss", "Secret-1"))
+            .await
+            .unwrap();
+        let remote =
+            dcom::client::create_instance(&mut conn, CLSID_MSADMIN_BASE_W, IID_IMETABASE_TREE)
+                .await
+                .unwrap();
+        let mut tree = MetabaseTreeClient::bind(&mut conn)
+            .await
+            .unwrap()
+            .on_object(remote.ipid);
+
+        // A branch in one answer, parents first, with the schema; SECURE
+        // data left out without the key exchange.
+        let (_, answer, hr) = tree
+            .get_tree(this(), WString("/LM/W3SVC/1".into()))
+            .await
+            .unwrap();
+        assert_eq!(hr, 0);
+        let keys = &answer.keys.get().unwrap().0;
+        let paths: Vec<&str> = keys.iter().map(|k| k.path.0.as_str()).collect();
+        assert_eq!(paths[0], "/LM/W3SVC/1");
+        assert!(paths.contains(&"/LM/W3SVC/1/ROOT"), "{paths:?}");
+        assert!(answer.schema.get().unwrap().0.contains("ServerBindings"));
+        assert!(answer.metabase_file.0.ends_with("MetaBase.xml"));
+        let hidden = utf16z("Hidden-1");
+        assert!(keys.iter().all(|k| !k
+            .data
+            .data
+            .windows(hidden.len())
+            .any(|w| w == hidden.as_slice())));
+        let (_, _, hr) = tree
+            .get_tree(this(), WString("/LM/W3SVC/999".into()))
+            .await
+            .unwrap();
+        assert_eq!(hr, iisadmin::imsa::ERROR_PATH_NOT_FOUND);
+
+        // A batch whose third operation is refused makes nothing, and
+        // says which and why in the metabase's words.
+        let batch = |bindings: &str| {
+            vec![
+                op(
+                    OpKind::AddKey,
+                    vdir,
+                    Some("IIsWebVirtualDir"),
+                    Default::default(),
+                ),
+                op(
+                    OpKind::SetData,
+                    vdir,
+                    None,
+                    string(3001, 2, utf16z(&content.display().to_string())),
+                ),
+                op(
+                    OpKind::SetData,
+                    "/LM/W3SVC/1",
+                    None,
+                    string(1023, 5, {
+                        let mut b = utf16z(bindings);
+                        b.extend([0, 0]);
+                        b
+                    }),
+                ),
+            ]
+        };
+        let (_, answer, hr) = tree
+            .apply(
+                this(),
+                Unique::new(Some(ConformantArray(batch("nonsense")))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hr, E_INVALIDARG);
+        assert_eq!(answer.failed, 2, "{:?}", answer.message);
+        let message = answer.message.get().unwrap().0.clone();
+        assert!(message.contains("ServerBindings"), "{message}");
+        assert!(!web
+            .cli_ok(&["mb", "enum", "W3SVC/1/ROOT"])
+            .contains("batched"));
+
+        // The same batch with a valid binding is made whole.
+        let (_, answer, hr) = tree
+            .apply(this(), Unique::new(Some(ConformantArray(batch(":8099:")))))
+            .await
+            .unwrap();
+        assert_eq!(hr, 0, "{:?}", answer.message);
+        assert!(answer.change_number > 0);
+        let _ = dcom::client::release(&mut conn, &remote).await;
+    });
+    assert!(web
+        .cli_ok(&["mb", "get", "W3SVC/1/ROOT/batched/Path"])
+        .contains(&content.display().to_string()));
+    assert!(web
+        .cli_ok(&["mb", "get", "W3SVC/1/ServerBindings"])
+        .contains(":8099:"));
+}
+
+#[test]
+fn the_cli_here_reaches_the_server_of_its_metabase_file_and_no_other() {
+    let mut web = Web::prepare();
+    web.launch();
+    let on_file = |file: &std::path::Path, args: &[&str]| {
+        let out = Command::new(common::BIN)
+            .arg("--metabase")
+            .arg(file)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The server's own file: the running server makes the change (its
+    // worker serves it at once).
+    let served = web.state().join("MetaBase.xml");
+    on_file(
+        &served,
+        &["mb", "set", "W3SVC/1/ROOT/DefaultDoc", "live.htm"],
+    );
+    std::fs::write(web.state().join("wwwroot/live.htm"), "live").unwrap();
+    assert_eq!(web.curl("/", &[]).text(), "live");
+    // Another file beside it: worked on here, the server's untouched.
+    let other = web.state().join("Other.xml");
+    std::fs::copy(&served, &other).unwrap();
+    on_file(
+        &other,
+        &["mb", "set", "W3SVC/1/ServerComment", "Only in the copy"],
+    );
+    assert!(std::fs::read_to_string(&other)
+        .unwrap()
+        .contains("Only in the copy"));
+    assert!(!web
+        .cli_ok(&["mb", "get", "W3SVC/1/ServerComment"])
+        .contains("Only in the copy"));
 }
