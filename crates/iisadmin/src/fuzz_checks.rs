@@ -6,7 +6,8 @@ use msrpc::ndr::Syntax;
 use crate::imsa::MsAdminBaseWServer;
 
 /// A request stub for IMSAdminBaseW (and what 2W and 3W add), for
-/// IIisServiceControl, Inetinfo, IConnectionPointContainer,
+/// IIisServiceControl, Inetinfo, inetsrv's metabase tree and service
+/// control, IConnectionPointContainer,
 /// IConnectionPoint and IMSAdminBaseSinkW: the first
 /// byte is the opnum, the second the byte order. Decoding never panics.
 pub fn imsa_requests(data: &[u8]) {
@@ -28,6 +29,11 @@ pub fn imsa_requests(data: &[u8]) {
         little,
     );
     let _ = crate::irp::InetinfoServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little);
+    // inetsrv's service control and metabase tree.
+    let _ =
+        crate::wasctl::WasControlServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little);
+    let _ =
+        crate::mbtree::MetabaseTreeServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little);
     let _ = crate::iiss::IisServiceControlServer::<()>::decode_request(
         opnum,
         stub,
