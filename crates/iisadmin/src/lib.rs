@@ -56,7 +56,7 @@ pub trait Admins: Send + Sync + 'static {
 pub fn admitted(call: &Call<'_>, admins: &Arc<dyn Admins>, what: &str) -> bool {
     let Some(user) = call.client.as_deref() else {
         // On this machine's socket the kernel names the caller: root and
-        // the server's own user administer it, as on its admin socket.
+        // the server's own user administer it without a logon.
         if let Transport::Local {
             peer_uid: Some(uid),
             ..

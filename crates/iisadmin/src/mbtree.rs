@@ -94,6 +94,16 @@ pub struct ApplyAnswer {
     pub message: Unique<WString>,
 }
 
+/// A backup as the server's `MetaBack/` holds it: what EnumBackups tells
+/// and whether a password seals its SECURE data.
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq)]
+pub struct BackupEntry {
+    pub name: WString,
+    pub version: u32,
+    pub modified: crate::imsa::FileTime,
+    pub password_protected: u32,
+}
+
 #[msrpc::interface(uuid = "5c1e7a20-43d9-4b7e-9a51-2f0c6e18d473", version = "0.0")]
 pub trait MetabaseTree {
     /// Every key at and below `path` with its own data, and the schema.
@@ -115,6 +125,21 @@ pub trait MetabaseTree {
         this: dcom::types::OrpcThis,
         ops: Unique<ConformantArray<TreeOp>>,
     ) -> CallResult<(dcom::types::OrpcThat, ApplyAnswer, u32)>;
+
+    /// The backups named `name` (every one when absent), in EnumBackups'
+    /// order, in one call.
+    #[opnum(5)]
+    #[blocking]
+    fn list_backups(
+        &self,
+        call: &Call,
+        this: dcom::types::OrpcThis,
+        name: Unique<WString>,
+    ) -> CallResult<(
+        dcom::types::OrpcThat,
+        Unique<ConformantArray<BackupEntry>>,
+        u32,
+    )>;
 }
 
 fn wide(text: &str) -> WString {
@@ -301,5 +326,38 @@ impl MetabaseTree for MsAdminBase {
             )),
             Err(e) => refused(at, (hresult(&e), e.to_string())),
         }
+    }
+
+    fn list_backups(
+        &self,
+        call: &Call,
+        _this: dcom::types::OrpcThis,
+        name: Unique<WString>,
+    ) -> CallResult<(
+        dcom::types::OrpcThat,
+        Unique<ConformantArray<BackupEntry>>,
+        u32,
+    )> {
+        self.base.this(call, &self.exporter)?;
+        let filter = name.get().map(|n| n.0.as_str()).filter(|n| !n.is_empty());
+        Ok(match self.base.files.list_backups(filter) {
+            Ok(list) => {
+                let entries = list
+                    .into_iter()
+                    .map(|b| BackupEntry {
+                        name: wide(&b.name),
+                        version: b.version,
+                        modified: crate::imsa::FileTime::from_system(b.modified),
+                        password_protected: u32::from(b.password_protected),
+                    })
+                    .collect();
+                (
+                    Default::default(),
+                    Unique::new(Some(ConformantArray(entries))),
+                    S_OK,
+                )
+            }
+            Err(e) => (Default::default(), Unique::new(None), hresult(&e)),
+        })
     }
 }

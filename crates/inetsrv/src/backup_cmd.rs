@@ -6,6 +6,7 @@ use metabase::{BackupInfo, BackupVersion};
 use serde_json::json;
 
 use crate::output;
+use crate::server_files::ServerBackup;
 use crate::target::{self, PasswordArgs};
 use crate::Cli;
 
@@ -138,61 +139,18 @@ pub fn run(cli: &Cli, command: &BackupCommand) -> Result<()> {
     Ok(())
 }
 
-/// MD_BACKUP_NEXT_VERSION ([MS-IMSA] 3.1.4.3).
-const NEXT_VERSION: u32 = 0xFFFF_FFFF;
 /// MD_BACKUP_OVERWRITE, MD_BACKUP_SAVE_FIRST.
 const OVERWRITE: u32 = 1;
 const SAVE_FIRST: u32 = 2;
 
-/// A backup as IMSAdminBaseW's EnumBackups tells it: name, version, time
-/// (not whether a password protects it, nor its file on the server).
-struct RemoteBackup {
-    name: String,
-    version: u32,
-    modified: Option<std::time::SystemTime>,
-}
-
-fn describe_remote(b: &RemoteBackup, password_protected: Option<bool>) -> serde_json::Value {
+fn describe_remote(b: &ServerBackup) -> serde_json::Value {
     json!({
         "name": b.name,
         "version": b.version,
         "date": output::time(b.modified),
-        "password_protected": password_protected,
+        "password_protected": b.password_protected,
         "file": null,
     })
-}
-
-/// Every backup (named `name`, or all), through EnumBackups.
-async fn remote_backups(
-    conn: &mut msrpc::client::Connection,
-    ipid: msrpc::Uuid,
-    name: Option<&str>,
-) -> Result<Vec<RemoteBackup>> {
-    use iisadmin::imsa::{MsAdminBaseWClient, ERROR_NO_MORE_ITEMS, MAX_BACKUP_LEN};
-    let mut admin = MsAdminBaseWClient::bind(conn).await?.on_object(ipid);
-    let mut found = Vec::new();
-    for index in 0.. {
-        let mut asked: Vec<u16> = name.unwrap_or("").encode_utf16().collect();
-        asked.resize(MAX_BACKUP_LEN + 1, 0);
-        let (_, got, version, time, hr) = admin
-            .enum_backups(
-                crate::mb_cmd::this(),
-                msrpc::ndr::ConformantArray(asked),
-                index,
-            )
-            .await?;
-        if hr == ERROR_NO_MORE_ITEMS {
-            break;
-        }
-        crate::mb_cmd::check(hr, "EnumBackups")?;
-        let end = got.0.iter().position(|&u| u == 0).unwrap_or(got.0.len());
-        found.push(RemoteBackup {
-            name: String::from_utf16_lossy(&got.0[..end]),
-            version,
-            modified: time.to_system(),
-        });
-    }
-    Ok(found)
 }
 
 /// `inetsrv backup … --server HOST`: IMSAdminBaseW's Backup, Restore,
@@ -203,37 +161,27 @@ pub fn run_remote(
     target: &crate::rpc_cmd::Target,
     command: &BackupCommand,
 ) -> Result<()> {
-    use crate::mb_cmd::{check, this, wide};
-    use iisadmin::imsa::{MsAdminBase2WAddsClient, MsAdminBaseWClient};
+    use crate::server_files::{self as server, HIGHEST_VERSION, NEXT_VERSION};
     crate::mb_cmd::with_admin_base(cli, target, async |session| {
-        let (mut guard, ipid) = (session.conn.lock().await, session.ipid);
+        let mut guard = session.conn.lock().await;
         let conn = &mut *guard;
-        // The version a verb means: the one given, else the highest there
-        // is of the name (what the server will pick).
-        let highest = async |conn: &mut msrpc::client::Connection, name: &str| {
-            let all = remote_backups(conn, ipid, Some(name)).await?;
-            all.iter()
-                .map(|b| b.version)
-                .max()
-                .ok_or_else(|| anyhow::anyhow!("no backup named '{name}' on the server"))
-        };
-        let (name, version, verb, password_protected) = match command {
+        let (name, version, verb) = match command {
             BackupCommand::List { name } => {
-                let all = remote_backups(conn, ipid, name.as_deref()).await?;
+                let all = server::backups(conn, session, name.as_deref()).await?;
                 if cli.json {
-                    output::print_json(&json!(all
-                        .iter()
-                        .map(|b| describe_remote(b, None))
-                        .collect::<Vec<_>>()));
+                    output::print_json(&json!(all.iter().map(describe_remote).collect::<Vec<_>>()));
                 } else if all.is_empty() {
                     println!("no backups on the server");
                 } else {
-                    // EnumBackups does not say whether a password protects
-                    // a backup.
-                    print_table(
-                        all.iter()
-                            .map(|b| (b.name.as_str(), b.version, b.modified, "-")),
-                    );
+                    print_table(all.iter().map(|b| {
+                        let password = match b.password_protected {
+                            Some(true) => "yes",
+                            Some(false) => "no",
+                            // IIS's EnumBackups does not say.
+                            None => "-",
+                        };
+                        (b.name.as_str(), b.version, b.modified, password)
+                    }));
                 }
                 return Ok(());
             }
@@ -244,35 +192,11 @@ pub fn run_remote(
                 overwrite,
             } => {
                 let password = password.get()?;
-                let code = version.unwrap_or(NEXT_VERSION);
                 let flags = SAVE_FIRST | if *overwrite { OVERWRITE } else { 0 };
-                let hr = match &password {
-                    Some(p) => {
-                        MsAdminBase2WAddsClient::bind(conn)
-                            .await?
-                            .on_object(ipid)
-                            .backup_with_password(this(), wide(name), code, flags, wide(p))
-                            .await?
-                            .1
-                    }
-                    None => {
-                        MsAdminBaseWClient::bind(conn)
-                            .await?
-                            .on_object(ipid)
-                            .backup(this(), wide(name), code, flags)
-                            .await?
-                            .1
-                    }
-                };
-                // MD_WARNING_SAVE_FAILED is a success with a warning.
-                if hr & 0x8000_0000 != 0 {
-                    check(hr, "Backup")?;
-                }
-                let made = match version {
-                    Some(v) => *v,
-                    None => highest(conn, name).await?,
-                };
-                (name, made, "created", Some(password.is_some()))
+                let code = version.unwrap_or(NEXT_VERSION);
+                let made =
+                    server::backup(conn, session, name, code, flags, password.as_deref()).await?;
+                (name, made, "created")
             }
             BackupCommand::Restore {
                 name,
@@ -280,60 +204,31 @@ pub fn run_remote(
                 password,
             } => {
                 let password = password.get()?;
-                let version = match version {
-                    Some(v) => *v,
-                    None => highest(conn, name).await?,
-                };
-                let hr = match &password {
-                    Some(p) => {
-                        MsAdminBase2WAddsClient::bind(conn)
-                            .await?
-                            .on_object(ipid)
-                            .restore_with_password(this(), wide(name), version, 0, wide(p))
-                            .await?
-                            .1
-                    }
-                    None => {
-                        MsAdminBaseWClient::bind(conn)
-                            .await?
-                            .on_object(ipid)
-                            .restore(this(), wide(name), version, 0)
-                            .await?
-                            .1
-                    }
-                };
-                check(hr, "Restore")?;
-                (name, version, "restored", None)
+                let code = version.unwrap_or(HIGHEST_VERSION);
+                let restored =
+                    server::restore(conn, session, name, code, password.as_deref()).await?;
+                (name, restored, "restored")
             }
             BackupCommand::Delete { name, version } => {
-                let version = match version {
-                    Some(v) => *v,
-                    None => highest(conn, name).await?,
-                };
-                let hr = MsAdminBaseWClient::bind(conn)
-                    .await?
-                    .on_object(ipid)
-                    .delete_backup(this(), wide(name), version)
-                    .await?
-                    .1;
-                check(hr, "DeleteBackup")?;
-                (name, version, "deleted", None)
+                let code = version.unwrap_or(HIGHEST_VERSION);
+                (
+                    name,
+                    server::delete_backup(conn, session, name, code).await?,
+                    "deleted",
+                )
             }
         };
         if cli.json {
-            let when = remote_backups(conn, ipid, Some(name))
+            let found = server::backups(conn, session, Some(name))
                 .await
                 .ok()
-                .and_then(|all| all.into_iter().find(|b| b.version == version))
-                .and_then(|b| b.modified);
-            let mut obj = describe_remote(
-                &RemoteBackup {
-                    name: name.clone(),
-                    version,
-                    modified: when,
-                },
-                password_protected,
-            );
+                .and_then(|all| all.into_iter().find(|b| b.version == version));
+            let mut obj = describe_remote(&found.unwrap_or(ServerBackup {
+                name: name.clone(),
+                version,
+                modified: None,
+                password_protected: None,
+            }));
             obj["action"] = json!(verb);
             output::print_json(&obj);
         } else {

@@ -233,20 +233,14 @@ pub fn run_remote(
     target: &crate::rpc_cmd::Target,
     command: &ConfigCommand,
 ) -> Result<()> {
-    use crate::mb_cmd::{check, this, wide};
-    use iisadmin::imsa::{MsAdminBase2WAddsClient, MsAdminBaseWClient};
+    use crate::mb_cmd::{check, this};
+    use iisadmin::imsa::MsAdminBase2WAddsClient;
     crate::mb_cmd::with_admin_base(cli, target, async |session| {
         let (mut guard, ipid) = (session.conn.lock().await, session.ipid);
         let conn = &mut *guard;
         let message = match command {
             ConfigCommand::Save => {
-                let hr = MsAdminBaseWClient::bind(conn)
-                    .await?
-                    .on_object(ipid)
-                    .save_data(this())
-                    .await?
-                    .1;
-                check(hr, "SaveData")?;
+                crate::server_files::save(conn, session).await?;
                 format!(
                     "saved the server's configuration as version {}",
                     newest(conn, ipid).await?
@@ -262,19 +256,15 @@ pub fn run_remote(
                 let password = password.get()?;
                 let path = target::path(path)?;
                 let flags = u32::from(*inherited) | u32::from(*node_only) << 1;
-                let hr = MsAdminBase2WAddsClient::bind(conn)
-                    .await?
-                    .on_object(ipid)
-                    .export(
-                        this(),
-                        wide(password.as_deref().unwrap_or("")),
-                        wide(&file.display().to_string()),
-                        wide(&path.to_string()),
-                        flags,
-                    )
-                    .await?
-                    .1;
-                check(hr, "Export")?;
+                crate::server_files::export(
+                    conn,
+                    session,
+                    &path.to_string(),
+                    &file.display().to_string(),
+                    password.as_deref(),
+                    flags,
+                )
+                .await?;
                 format!("exported {path} to {} on the server", file.display())
             }
             ConfigCommand::Import {
@@ -290,20 +280,16 @@ pub fn run_remote(
                 let (source, dest) = (target::path(source_path)?, target::path(dest_path)?);
                 let flags =
                     u32::from(*inherited) | u32::from(*node_only) << 1 | u32::from(*merge) << 2;
-                let hr = MsAdminBase2WAddsClient::bind(conn)
-                    .await?
-                    .on_object(ipid)
-                    .import(
-                        this(),
-                        wide(password.as_deref().unwrap_or("")),
-                        wide(&file.display().to_string()),
-                        wide(&source.to_string()),
-                        wide(&dest.to_string()),
-                        flags,
-                    )
-                    .await?
-                    .1;
-                check(hr, "Import")?;
+                crate::server_files::import(
+                    conn,
+                    session,
+                    &file.display().to_string(),
+                    &source.to_string(),
+                    &dest.to_string(),
+                    password.as_deref(),
+                    flags,
+                )
+                .await?;
                 format!(
                     "imported {source} from {} on the server as {dest}",
                     file.display()

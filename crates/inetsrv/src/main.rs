@@ -5,7 +5,6 @@
 //! iisback, `config` iiscnfg, `urlacl` netsh http urlacl), working on a
 //! running server or on a state directory or metabase file.
 
-mod admin;
 mod backup_cmd;
 mod cert_cmd;
 mod config_cmd;
@@ -17,6 +16,7 @@ mod mb_watch;
 mod output;
 mod rpc;
 mod rpc_cmd;
+mod server_files;
 mod sslcert_cmd;
 mod start_cmd;
 mod stats_cmd;
@@ -28,7 +28,7 @@ mod webext_cmd;
 mod wmi_cmd;
 mod worker_cmd;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -311,7 +311,12 @@ fn run_web(cli: &Cli, local: &rpc_cmd::Target, verb: WebVerb<'_>) -> anyhow::Res
             WebVerb::Fastcgi(v) => Some(mb_cmd::run_on_copy(cli, local, |mb, out| {
                 fastcgi_cmd::execute(out, cli, mb, v)
             })),
-            WebVerb::Query(_) | WebVerb::Wmi(_) => None,
+            WebVerb::Query(q) => Some(wmi_cmd::run_on_server(
+                cli,
+                local,
+                wmi_cmd::Request::Query(q),
+            )),
+            WebVerb::Wmi(v) => Some(wmi_cmd::run_on_server(cli, local, wmi_cmd::Request::Wmi(v))),
         };
         match done {
             // It serves another metabase file: this one is worked on here.
@@ -319,32 +324,6 @@ fn run_web(cli: &Cli, local: &rpc_cmd::Target, verb: WebVerb<'_>) -> anyhow::Res
             Some(done) => return done,
             None => {}
         }
-    }
-    // A server started on the same state directory, or on the same
-    // metabase file (its state lives beside the file), runs the verb.
-    let (dir, file) = match &cli.metabase {
-        Some(file) => {
-            let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
-            let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-            (dir, Some(file))
-        }
-        None => (target::state_dir(cli), None),
-    };
-    // WMI runs in the server (its provider), over the admin socket.
-    let in_server = matches!(verb, WebVerb::Query(_) | WebVerb::Wmi(_));
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(reply) = in_server
-        .then(|| admin::call(&dir, argv, file.as_deref()))
-        .transpose()?
-        .flatten()
-    {
-        print!("{}", reply.stdout);
-        eprint!("{}", reply.stderr);
-        return if reply.code == 0 {
-            Ok(())
-        } else {
-            Err(RemoteFailure.into())
-        };
     }
     let writes = match &verb {
         WebVerb::Mb(v) => return mb_cmd::run(cli, v),

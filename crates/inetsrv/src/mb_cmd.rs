@@ -1233,7 +1233,7 @@ pub(crate) fn check(hr: u32, what: &str) -> Result<()> {
 /// call where the server has inetsrv's metabase-tree interface (with its
 /// schema, and the metabase file it serves), else key by key through
 /// IMSAdminBase3W (GetChildPaths, then R_GetAllData of each key).
-async fn copy_of(
+pub(crate) async fn copy_of(
     conn: &mut msrpc::client::Connection,
     session: &AdminSession,
 ) -> Result<(Metabase, Option<PathBuf>)> {

@@ -103,14 +103,47 @@ async fn watch(
     mut conn: Connection,
     reached: String,
 ) -> Result<()> {
-    let container = dcom::client::create_instance(
+    let schema = Schema::standard();
+    let mut seen = 0usize;
+    follow(
         &mut conn,
-        CLSID_MSADMIN_BASE_W,
-        IID_ICONNECTION_POINT_CONTAINER,
+        args.timeout,
+        |sink| {
+            // On stderr, JSON or not: stdout carries only the changes.
+            eprintln!(
+                "watching {path} on {reached} (change notifications, sink at {sink}); Ctrl-C stops"
+            )
+        },
+        async |_, list| {
+            for change in list.iter().filter(|c| within(c, &path)) {
+                println!("{}", describe(change, &schema, cli.json));
+                seen += 1;
+                if args.count.is_some_and(|n| seen >= n) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        },
     )
     .await
-    .context("cannot activate IMSAdminBase on the server")?;
-    let (_, pointer, hr) = ConnectionPointContainerClient::bind(&mut conn)
+}
+
+/// Advises a notification sink on the server's IMSAdminBase object (on
+/// `conn`), says where it is served (`started`), then hands each batch of
+/// changes to `on_changes` until it answers true (enough), the server
+/// shuts down, `timeout` seconds pass or Ctrl-C; keeps the server's objects
+/// pinged meanwhile, and unadvises and releases them at the end.
+pub async fn follow(
+    conn: &mut Connection,
+    timeout: Option<f64>,
+    started: impl FnOnce(std::net::SocketAddr),
+    mut on_changes: impl AsyncFnMut(&mut Connection, Vec<ChangeObject>) -> Result<bool>,
+) -> Result<()> {
+    let container =
+        dcom::client::create_instance(conn, CLSID_MSADMIN_BASE_W, IID_ICONNECTION_POINT_CONTAINER)
+            .await
+            .context("cannot activate IMSAdminBase on the server")?;
+    let (_, pointer, hr) = ConnectionPointContainerClient::bind(conn)
         .await?
         .on_object(container.ipid)
         .find_connection_point(this(), IID_IMSADMIN_BASE_SINK_W)
@@ -138,26 +171,18 @@ async fn watch(
     let sink = host
         .interface_pointer()
         .map_err(|hr| anyhow::anyhow!("cannot marshal the sink: {hr:#010x}"))?;
-    let (_, cookie, hr) = ConnectionPointClient::bind(&mut conn)
+    let (_, cookie, hr) = ConnectionPointClient::bind(conn)
         .await?
         .on_object(point.ipid)
         .advise(this(), msrpc::ndr::Unique::new(Some(sink)))
         .await?;
     crate::mb_cmd::check(hr, "Advise")?;
-    let pings = PingSet::new(&mut conn, vec![container.oid, point.oid])
+    let pings = PingSet::new(conn, vec![container.oid, point.oid])
         .await
         .context("cannot keep the server's objects alive (ComplexPing)")?;
-    // On stderr, JSON or not: stdout carries only the changes.
-    eprintln!(
-        "watching {path} on {reached} (change notifications, sink at {}); Ctrl-C stops",
-        host.address()
-    );
-    let schema = Schema::standard();
-    let deadline = args
-        .timeout
-        .map(|t| tokio::time::Instant::now() + Duration::from_secs_f64(t));
+    started(host.address());
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + Duration::from_secs_f64(t));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_PERIOD, PING_PERIOD);
-    let mut seen = 0usize;
     let outcome: Result<()> = async {
         loop {
             let expired = async {
@@ -169,12 +194,8 @@ async fn watch(
             tokio::select! {
                 notice = host.notices.recv() => match notice {
                     Some(Notice::Changes(list)) => {
-                        for change in list.iter().filter(|c| within(c, &path)) {
-                            println!("{}", describe(change, &schema, cli.json));
-                            seen += 1;
-                            if args.count.is_some_and(|n| seen >= n) {
-                                return Ok(());
-                            }
+                        if on_changes(conn, list).await? {
+                            return Ok(());
                         }
                     }
                     Some(Notice::Shutdown) => {
@@ -183,7 +204,7 @@ async fn watch(
                     }
                     None => return Ok(()),
                 },
-                _ = ping.tick() => pings.ping(&mut conn).await.context("SimplePing")?,
+                _ = ping.tick() => pings.ping(conn).await.context("SimplePing")?,
                 _ = expired => return Ok(()),
                 _ = tokio::signal::ctrl_c() => return Ok(()),
             }
@@ -191,14 +212,14 @@ async fn watch(
     }
     .await;
     // Done watching: the server stops calling, the objects go.
-    if let Ok(point_client) = ConnectionPointClient::bind(&mut conn).await {
+    if let Ok(point_client) = ConnectionPointClient::bind(conn).await {
         let _ = point_client
             .on_object(point.ipid)
             .unadvise(this(), cookie)
             .await;
     }
-    let _ = dcom::client::release(&mut conn, &point).await;
-    let _ = dcom::client::release(&mut conn, &container).await;
+    let _ = dcom::client::release(conn, &point).await;
+    let _ = dcom::client::release(conn, &container).await;
     outcome
 }
 

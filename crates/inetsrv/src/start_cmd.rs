@@ -2,9 +2,9 @@
 //! role: programs connect to `DIR/run/httpapi.sock` and own URL prefixes
 //! through it), the configuration service (the metabase, with hand edits
 //! of MetaBase.xml applied while running), the activation service (sites,
-//! pools and worker processes) and the admin socket the `site`, `vdir`
-//! and `pool` verbs use. It says on stdout where everything is, then
-//! prints `ready`.
+//! pools and worker processes) and the RPC endpoint whose administration
+//! interfaces the CLI's verbs use (over its Unix socket here, over TCP from
+//! elsewhere). It says on stdout where everything is, then prints `ready`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-use crate::admin;
 use crate::target;
 use crate::Cli;
 
@@ -197,7 +196,6 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
 
     let program =
         std::env::current_exe().context("cannot find this program's path to start workers")?;
-    let admin_socket = admin::socket_path(&state_dir);
     let was = {
         let _guard = runtime.enter();
         was::Was::start(was::Options {
@@ -209,10 +207,6 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
             },
             state_dir: state_dir.clone(),
         })
-    };
-    let admin_task = {
-        let _guard = runtime.enter();
-        admin::serve(&admin_socket, files.clone(), was.clone())?
     };
     tracing::info!("activation service started");
     let rpc = if args.no_rpc {
@@ -240,7 +234,6 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         &state_dir,
         &absolute(&location.metabase),
         &log_file,
-        &admin_socket,
         rpc.as_ref(),
         &sites,
     );
@@ -275,8 +268,6 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         }
         Ok::<(), std::io::Error>(())
     })?;
-    admin_task.abort();
-    let _ = std::fs::remove_file(&admin_socket);
     if let Some(rpc) = &rpc {
         let _ = std::fs::remove_file(&rpc.local);
     }
@@ -320,7 +311,6 @@ fn print_summary(
     state_dir: &Path,
     metabase: &Path,
     log_file: &Path,
-    admin_socket: &Path,
     rpc: Option<&crate::rpc::RpcEndpoint>,
     sites: &[was::SiteStatus],
 ) {
@@ -390,7 +380,6 @@ fn print_summary(
         log_file.parent().unwrap_or(state_dir).display()
     ));
     out.push_str(&format!("  service log:     {}\n", log_file.display()));
-    out.push_str(&format!("  admin socket:    {}\n", admin_socket.display()));
     if let Some(rpc) = rpc {
         out.push_str(&format!(
             "  RPC endpoint:    ncacn_ip_tcp:{}[{}] ncalrpc:{}\n",

@@ -2,7 +2,7 @@
 //! (iisapp): sites, virtual directories and application pools.
 //!
 //! With a server running on the state directory, each verb is carried out
-//! by the server through its admin socket: the metabase change and its
+//! through the server's admin interfaces: the metabase change and its
 //! effect (a site listening, a pool recycled) happen before the command
 //! returns. Without one, the verbs that only change configuration work on
 //! the metabase files, and take effect when the server starts.
@@ -16,7 +16,7 @@ use iisadmin::wasctl::{LiveSite, WasControlClient};
 use metabase::{MbPath, Value};
 use serde_json::json;
 use was::model::{ids, Binding, Model};
-use was::{Done, PoolCommand, PoolStatus, SiteCommand, Was};
+use was::{Done, PoolCommand, PoolStatus, SiteCommand};
 
 use crate::mb_cmd::RemoteCopy;
 
@@ -29,13 +29,12 @@ pub struct Ctx<'a> {
     pub out: String,
 }
 
-/// A running server's activation service: this process's (the verb runs
-/// in the server, through its admin socket), or another's through the
-/// service-control interface (`--server`), whose metabase the verb
-/// changes as a copy pushed back through IMSAdminBaseW.
+/// A running server's activation service, reached through the
+/// service-control interface (over the RPC socket here, or TCP with
+/// `--server`), whose metabase the verb changes as a copy pushed back
+/// through IMSAdminBaseW.
 #[derive(Clone, Copy)]
 pub enum Live<'a> {
-    Local(&'a Was),
     Remote(&'a RemoteCopy<'a>),
 }
 
@@ -55,24 +54,14 @@ pub(crate) fn control_status(status: u32, what: &str) -> Result<()> {
 
 impl Live<'_> {
     /// Returns once what the verb wrote is in effect on the server.
-    async fn settle(&self, metabase: &metabase::Metabase) -> Result<()> {
+    async fn settle(&self) -> Result<()> {
         match self {
-            Live::Local(was) => {
-                was.synced(metabase.snapshot().change_number()).await;
-                Ok(())
-            }
-            Live::Remote(copy) => {
-                copy.push().await?;
-                let mut conn = copy.session.conn.lock().await;
-                let status = WasControlClient::bind(&mut conn).await?.synced().await?;
-                control_status(status, "waiting for the change to take effect")
-            }
+            Live::Remote(copy) => copy.settle().await,
         }
     }
 
     async fn sites(&self) -> Result<Vec<LiveSite>> {
         match self {
-            Live::Local(was) => Ok(was.sites().await.iter().map(LiveSite::from).collect()),
             Live::Remote(copy) => {
                 let mut conn = copy.session.conn.lock().await;
                 let (sites, status) = WasControlClient::bind(&mut conn).await?.sites().await?;
@@ -87,7 +76,6 @@ impl Live<'_> {
 
     async fn pools(&self) -> Result<Vec<PoolStatus>> {
         match self {
-            Live::Local(was) => Ok(was.pools().await),
             Live::Remote(copy) => {
                 let mut conn = copy.session.conn.lock().await;
                 let (pools, status) = WasControlClient::bind(&mut conn).await?.pools().await?;
@@ -100,9 +88,8 @@ impl Live<'_> {
         }
     }
 
-    async fn site_command(&self, id: u32, command: SiteCommand) -> Result<Done> {
+    pub(crate) async fn site_command(&self, id: u32, command: SiteCommand) -> Result<Done> {
         match self {
-            Live::Local(was) => Ok(was.site_command(id, command).await?),
             Live::Remote(copy) => {
                 let mut conn = copy.session.conn.lock().await;
                 let (outcome, status) = WasControlClient::bind(&mut conn)
@@ -115,9 +102,8 @@ impl Live<'_> {
         }
     }
 
-    async fn pool_command(&self, name: &str, command: PoolCommand) -> Result<Done> {
+    pub(crate) async fn pool_command(&self, name: &str, command: PoolCommand) -> Result<Done> {
         match self {
-            Live::Local(was) => Ok(was.pool_command(name, command).await?),
             Live::Remote(copy) => {
                 let mut conn = copy.session.conn.lock().await;
                 let (outcome, status) = WasControlClient::bind(&mut conn)
@@ -344,7 +330,7 @@ impl Ctx<'_> {
     /// (a remote one: once it is made there).
     async fn settle(&self) -> Result<()> {
         match self.live {
-            Some(live) => live.settle(self.metabase).await,
+            Some(live) => live.settle().await,
             None => Ok(()),
         }
     }

@@ -1,13 +1,15 @@
 //! `inetsrv query` and `inetsrv wmi`: the IIS WMI provider's object model
 //! (root/MicrosoftIISv2) on the command line, offline on the metabase
-//! files or on a running server through its admin socket.
+//! files or on a running server through its admin interfaces.
 
 use anyhow::Result;
 use clap::Subcommand;
-use metabase::MetabaseFiles;
+use metabase::Metabase;
+use wmi::computer::FileOp;
 use wmi::methods::{Outcome, ServerAction};
-use wmi::{ClassModel, Provider};
+use wmi::{ClassModel, Provider, WbemStatus};
 
+use crate::rpc_cmd::Target;
 use crate::Cli;
 
 #[derive(Subcommand, Debug, Clone)]
@@ -117,6 +119,26 @@ impl Request<'_> {
     }
 }
 
+/// What a request leaves to be done where the configuration lives: by
+/// the files here, or by the running server.
+pub enum Pending {
+    /// A method only the running service carries out (or, for a site's
+    /// Start and Stop, the service as well as ServerAutoStart).
+    Server(ServerAction),
+    /// An operation on the metabase's files, and how its answer shows.
+    Files(FileOp, Shown),
+}
+
+/// How a file operation's answer is printed.
+pub enum Shown {
+    /// A method's out-parameters.
+    Params,
+    /// A Put on IIsBackup: the new instance's path.
+    Created,
+    /// A Delete on IIsBackup: the path deleted.
+    Deleted(String),
+}
+
 /// Offline, on the files: a method that needs the running server fails.
 pub fn run(cli: &Cli, request: Request<'_>) -> Result<()> {
     if let Request::Wmi(WmiCommand::Watch {
@@ -128,16 +150,234 @@ pub fn run(cli: &Cli, request: Request<'_>) -> Result<()> {
         return watch(cli, query, *count, *timeout);
     }
     let files = crate::target::open(cli, request.writes())?;
+    let backups = files.list_backups(None).unwrap_or_default();
     let mut out = String::new();
-    let result = execute(&mut out, cli, &files, request);
+    let result =
+        execute(&mut out, cli, files.metabase(), backups, request).and_then(
+            |pending| match pending {
+                None => Ok(()),
+                Some(Pending::Files(op, shown)) => {
+                    let outcome = wmi::computer::run(&files, &op)?;
+                    show(&mut out, cli, shown, outcome)
+                }
+                Some(Pending::Server(action)) if !action.needs_server() => Ok(()),
+                Some(Pending::Server(action)) => anyhow::bail!(
+                    "{action:?} needs the running server (inetsrv start) on this state directory"
+                ),
+            },
+        );
     print!("{out}");
-    match result? {
-        None => Ok(()),
-        Some(action) if !action.needs_server() => Ok(()),
-        Some(action) => anyhow::bail!(
-            "{action:?} needs the running server (inetsrv start) on this state directory"
-        ),
+    result
+}
+
+/// On a running server (this machine's, over its RPC socket): the request
+/// runs on a copy of the server's metabase, what it changed is made on the
+/// server in one transaction, and methods the service or the files carry
+/// out go through the service control and IMSAdminBaseW.
+pub fn run_on_server(cli: &Cli, target: &Target, request: Request<'_>) -> Result<()> {
+    if let Request::Wmi(WmiCommand::Watch {
+        query,
+        count,
+        timeout,
+    }) = request
+    {
+        return watch_server(cli, target, query, *count, *timeout);
     }
+    let mut out = String::new();
+    let result = crate::mb_cmd::with_remote_copy(cli, target, async |copy| {
+        let backups = {
+            let mut conn = copy.session.conn.lock().await;
+            crate::server_files::backups(&mut conn, copy.session, None).await?
+        };
+        let backups = backups.into_iter().map(backup_info).collect();
+        let pending = execute(&mut out, cli, &copy.metabase, backups, request);
+        // What the request wrote before it failed stays written, as on the
+        // files.
+        let settled = copy.settle().await;
+        let pending = pending?;
+        settled?;
+        match pending {
+            None => Ok(()),
+            Some(Pending::Server(action)) => {
+                let done = server_action(&crate::web_cmd::Live::Remote(copy), action).await?;
+                out.push_str(&format!("{done}\n"));
+                Ok(())
+            }
+            Some(Pending::Files(op, shown)) => {
+                let outcome = server_file_op(copy.session, &op).await?;
+                show(&mut out, cli, shown, outcome)
+            }
+        }
+    });
+    print!("{out}");
+    result
+}
+
+/// A backup as the server listed it, as the provider shows one.
+fn backup_info(b: crate::server_files::ServerBackup) -> metabase::BackupInfo {
+    metabase::BackupInfo {
+        name: b.name,
+        version: b.version,
+        modified: b.modified,
+        password_protected: b.password_protected.unwrap_or(false),
+        metabase_file: Default::default(),
+        schema_file: Default::default(),
+    }
+}
+
+/// A WMI method the running service carries out.
+async fn server_action(live: &crate::web_cmd::Live<'_>, action: ServerAction) -> Result<was::Done> {
+    use was::{PoolCommand, SiteCommand};
+    use ServerAction as A;
+    match action {
+        A::StartSite(id) => live.site_command(id, SiteCommand::Start).await,
+        A::StopSite(id) => live.site_command(id, SiteCommand::Stop).await,
+        A::PauseSite(id) => live.site_command(id, SiteCommand::Pause).await,
+        A::ContinueSite(id) => live.site_command(id, SiteCommand::Continue).await,
+        A::StartPool(name) => live.pool_command(&name, PoolCommand::Start).await,
+        A::StopPool(name) => live.pool_command(&name, PoolCommand::Stop).await,
+        A::RecyclePool(name) => live.pool_command(&name, PoolCommand::Recycle).await,
+    }
+}
+
+/// An IIsComputer method (or an IIsBackup Put or Delete) carried out by
+/// the server on its files, with the out-parameters the files here give.
+async fn server_file_op(session: &crate::mb_cmd::AdminSession, op: &FileOp) -> Result<Outcome> {
+    use crate::server_files as server;
+    use wmi::computer::backup_params;
+    let mut conn = session.conn.lock().await;
+    let conn = &mut *conn;
+    let as_wmi = |e: anyhow::Error| -> anyhow::Error {
+        // The server's HRESULT, in WMI's terms.
+        let text = format!("{e:#}");
+        let status = if text.contains("E_ACCESSDENIED") {
+            WbemStatus::AccessDenied
+        } else if text.contains("no backup named") || text.contains("ERROR_PATH_NOT_FOUND") {
+            WbemStatus::NotFound
+        } else if text.contains("E_INVALIDARG") {
+            WbemStatus::InvalidParameter
+        } else {
+            WbemStatus::Failed
+        };
+        wmi::WmiError::new(status, text).into()
+    };
+    let outcome = match op {
+        FileOp::Backup {
+            location,
+            version,
+            password,
+            flags,
+        } => {
+            let made = server::backup(
+                conn,
+                session,
+                location,
+                *version,
+                *flags,
+                password.as_deref(),
+            )
+            .await
+            .map_err(as_wmi)?;
+            backup_params(location, made)
+        }
+        FileOp::Restore {
+            location,
+            version,
+            password,
+        } => {
+            let restored = server::restore(conn, session, location, *version, password.as_deref())
+                .await
+                .map_err(as_wmi)?;
+            backup_params(location, restored)
+        }
+        FileOp::EnumBackups { location, index } => {
+            let list = server::backups(conn, session, location.as_deref()).await?;
+            let list: Vec<_> = list.into_iter().map(backup_info).collect();
+            wmi::computer::enum_backups_answer(&list, *index)?
+        }
+        FileOp::DeleteBackup { location, version } => {
+            let deleted = server::delete_backup(conn, session, location, *version)
+                .await
+                .map_err(as_wmi)?;
+            backup_params(location, deleted)
+        }
+        FileOp::SaveData => {
+            server::save(conn, session).await.map_err(as_wmi)?;
+            Outcome::Done(Vec::new())
+        }
+        FileOp::Export {
+            file,
+            source,
+            password,
+            flags,
+        } => {
+            server::export(
+                conn,
+                session,
+                &source.to_string(),
+                file,
+                password.as_deref(),
+                *flags,
+            )
+            .await
+            .map_err(as_wmi)?;
+            Outcome::Done(Vec::new())
+        }
+        FileOp::Import {
+            file,
+            source,
+            dest,
+            password,
+            flags,
+        } => {
+            server::import(
+                conn,
+                session,
+                file,
+                &source.to_string(),
+                &dest.to_string(),
+                password.as_deref(),
+                *flags,
+            )
+            .await
+            .map_err(as_wmi)?;
+            Outcome::Done(Vec::new())
+        }
+    };
+    Ok(outcome)
+}
+
+/// Prints what a file operation answered.
+fn show(out: &mut String, cli: &Cli, shown: Shown, outcome: Outcome) -> Result<()> {
+    match shown {
+        Shown::Created => {
+            out.push_str(&wmi::computer::backup_path(&outcome));
+            out.push('\n');
+        }
+        Shown::Deleted(path) => out.push_str(&format!("deleted {path}\n")),
+        Shown::Params => {
+            if let Outcome::Done(params) = outcome {
+                show_params(out, cli, &params)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A method's out-parameters: `Name = value` lines, or a JSON object.
+fn show_params(out: &mut String, cli: &Cli, params: &[(String, wmi::WmiValue)]) -> Result<()> {
+    if cli.json {
+        let mut map = serde_json::Map::new();
+        for (k, v) in params {
+            map.insert(k.clone(), v.to_json());
+        }
+        *out = serde_json::to_string_pretty(&map)? + "\n";
+    } else {
+        for (k, v) in params.iter().filter(|(_, v)| !v.is_null()) {
+            out.push_str(&format!("{k} = {v}\n"));
+        }
+    }
+    Ok(())
 }
 
 /// `NAME=VALUE` arguments, a name repeated for an array.
@@ -159,19 +399,20 @@ fn pairs(items: &[String]) -> Result<Vec<(String, Vec<String>)>> {
     Ok(out)
 }
 
-/// Runs a request; returns what only the running server can do, when the
-/// request needs it.
+/// Runs a request on a metabase (the backups listed beside it); returns
+/// what is left for the running server or the files to do.
 pub fn execute(
     out: &mut String,
     cli: &Cli,
-    files: &MetabaseFiles,
+    metabase: &Metabase,
+    backups: Vec<metabase::BackupInfo>,
     request: Request<'_>,
-) -> Result<Option<ServerAction>> {
-    let snapshot = files.metabase().snapshot();
+) -> Result<Option<Pending>> {
+    let snapshot = metabase.snapshot();
     let model = ClassModel::from_schema(snapshot.schema());
     let mut provider = Provider::new(&model, &snapshot);
     provider.show_secrets = cli.show_secrets;
-    provider.backups = files.list_backups(None).unwrap_or_default();
+    provider.backups = backups;
     match request {
         Request::Query(text) => {
             let result = provider.query(text).map_err(|e| with_caret(e, text))?;
@@ -201,11 +442,11 @@ pub fn execute(
             let is_backup = model
                 .class(class)
                 .is_some_and(|c| c.kind == wmi::ClassKind::Backup);
-            let relpath = if is_backup {
-                wmi::computer::put_backup(files, &props)?
-            } else {
-                wmi::write::put_instance(files.metabase(), &model, class, &props)?
-            };
+            if is_backup {
+                let op = wmi::computer::put_backup(&props)?;
+                return Ok(Some(Pending::Files(op, Shown::Created)));
+            }
+            let relpath = wmi::write::put_instance(metabase, &model, class, &props)?;
             out.push_str(&relpath);
             out.push('\n');
         }
@@ -215,28 +456,17 @@ pub fn execute(
                 .class(&parsed.class)
                 .is_some_and(|c| c.kind == wmi::ClassKind::Backup);
             if is_backup {
-                wmi::computer::delete_backup(files, &parsed)?;
-            } else {
-                wmi::write::delete_instance(files.metabase(), &model, path)?;
+                let op = wmi::computer::delete_backup(&parsed)?;
+                return Ok(Some(Pending::Files(op, Shown::Deleted(path.clone()))));
             }
+            wmi::write::delete_instance(metabase, &model, path)?;
             out.push_str(&format!("deleted {path}\n"));
         }
         Request::Wmi(WmiCommand::Call { path, method, args }) => {
-            match wmi::methods::call_with_files(files, &model, path, method, &pairs(args)?)? {
-                Outcome::Server(action) => return Ok(Some(action)),
-                Outcome::Done(params) => {
-                    if cli.json {
-                        let mut map = serde_json::Map::new();
-                        for (k, v) in &params {
-                            map.insert(k.clone(), v.to_json());
-                        }
-                        *out = serde_json::to_string_pretty(&map)? + "\n";
-                    } else {
-                        for (k, v) in params.iter().filter(|(_, v)| !v.is_null()) {
-                            out.push_str(&format!("{k} = {v}\n"));
-                        }
-                    }
-                }
+            match wmi::methods::call(metabase, &model, path, method, &pairs(args)?)? {
+                Outcome::Server(action) => return Ok(Some(Pending::Server(action))),
+                Outcome::Files(op) => return Ok(Some(Pending::Files(op, Shown::Params))),
+                Outcome::Done(params) => show_params(out, cli, &params)?,
             }
         }
         Request::Wmi(WmiCommand::AddProperty {
@@ -246,15 +476,8 @@ pub fn execute(
             id,
             inherit,
         }) => {
-            let id = wmi::extend::add_property(
-                files.metabase(),
-                &model,
-                class,
-                name,
-                cim_type,
-                *id,
-                *inherit,
-            )?;
+            let id =
+                wmi::extend::add_property(metabase, &model, class, name, cim_type, *id, *inherit)?;
             out.push_str(&format!("added property {name} (ID {id}) to {class}\n"));
         }
         Request::Wmi(WmiCommand::AddClass {
@@ -262,7 +485,7 @@ pub fn execute(
             under,
             properties,
         }) => {
-            wmi::extend::add_class(files.metabase(), &model, name, under, properties)?;
+            wmi::extend::add_class(metabase, &model, name, under, properties)?;
             out.push_str(&format!("added classes {name} and {name}Setting\n"));
         }
         Request::Wmi(WmiCommand::Watch { .. }) => {
@@ -486,6 +709,60 @@ fn watch(cli: &Cli, text: &str, count: Option<usize>, timeout: Option<f64>) -> R
         }
         snapshot = next;
     }
+}
+
+/// `wmi watch` on a running server: events as they happen, from the
+/// server's change notifications (IMSAdminBaseSinkW) — volatile state such
+/// as ServerState included — each instance at or below a changed key
+/// compared in copies of the server's metabase before and after.
+fn watch_server(
+    cli: &Cli,
+    target: &Target,
+    text: &str,
+    count: Option<usize>,
+    timeout: Option<f64>,
+) -> Result<()> {
+    use std::io::Write;
+    use wmi::events::EventQuery;
+    if timeout.is_some_and(|t| !(t >= 0.0 && t.is_finite())) {
+        anyhow::bail!("--timeout takes a number of seconds, 0 or more");
+    }
+    crate::mb_cmd::with_admin_base(cli, target, async |session| {
+        let mut conn = session.conn.lock().await;
+        let (copy, _) = crate::mb_cmd::copy_of(&mut conn, session).await?;
+        let mut old = copy.snapshot();
+        let query = EventQuery::parse(&ClassModel::from_schema(old.schema()), text)
+            .map_err(|e| with_caret(e, text))?;
+        let mut seen = 0usize;
+        crate::mb_watch::follow(
+            &mut conn,
+            timeout,
+            |_| eprintln!("watching the running server's configuration (change notifications)"),
+            async |conn, changes| {
+                let (copy, _) = crate::mb_cmd::copy_of(conn, session).await?;
+                let new = copy.snapshot();
+                // The classes follow schema extensions.
+                let model = ClassModel::from_schema(new.schema());
+                let scope: Vec<metabase::MbPath> = changes
+                    .iter()
+                    .filter_map(|c| metabase::MbPath::parse(&c.key()).ok())
+                    .collect();
+                let events = query.events_within(&model, &old, &new, Some(&scope))?;
+                old = new;
+                let mut stdout = std::io::stdout();
+                for event in events {
+                    write!(stdout, "{}", format_event(&event, cli.json))?;
+                    stdout.flush()?;
+                    seen += 1;
+                    if count.is_some_and(|c| seen >= c) {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            },
+        )
+        .await
+    })
 }
 
 /// An event as `wmi watch` prints it: one JSON line, or the event class

@@ -1261,6 +1261,21 @@ fn backup_and_config_verbs_work_on_a_remote_server() {
         all
     };
     assert_eq!(versions(&listed), versions(&there));
+    // inetsrv's tree interface says which a password seals.
+    let sealed = |v: &Value| {
+        let mut all: Vec<(String, bool)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let name = b["name"].as_str().unwrap().to_string();
+                (name, b["password_protected"].as_bool().unwrap())
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(sealed(&listed), sealed(&there));
     // Restore, remotely: the server's configuration goes back.
     far.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "After"]);
     assert_eq!(

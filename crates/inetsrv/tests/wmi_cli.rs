@@ -1,6 +1,7 @@
 //! `inetsrv query` and `inetsrv wmi` from the command line: offline on a
-//! state directory, and on a running server through its admin socket,
-//! where a change made with `inetsrv site`/`mb` shows at once.
+//! state directory, and on a running server through its admin interfaces
+//! (the RPC socket), where a change made with `inetsrv site`/`mb` shows at
+//! once.
 
 mod common;
 

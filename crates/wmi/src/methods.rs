@@ -43,6 +43,9 @@ pub enum Outcome {
     Done(Vec<(String, WmiValue)>),
     /// The caller must ask the server.
     Server(ServerAction),
+    /// The caller must carry this out on the metabase's files (here, with
+    /// [`crate::computer::run`], or through the server that has them).
+    Files(crate::computer::FileOp),
 }
 
 /// The methods each element class has, for the catalogue and for errors.
@@ -129,23 +132,6 @@ fn p(text: &str) -> MbPath {
     MbPath::parse(text).unwrap_or_default()
 }
 
-/// Runs `method` on the instance at `path`, with the metabase's files at
-/// hand for IIsComputer's methods (backups, export, import).
-pub fn call_with_files(
-    files: &metabase::MetabaseFiles,
-    model: &ClassModel,
-    path: &str,
-    method: &str,
-    args: &[(String, Vec<String>)],
-) -> Result<Outcome> {
-    let snapshot = files.metabase().snapshot();
-    let inst = Provider::new(model, &snapshot).resolve(path)?;
-    if model.is_a(&inst.class.name, "IIsComputer") {
-        return crate::computer::call(files, method, args);
-    }
-    call(files.metabase(), model, path, method, args)
-}
-
 /// Runs `method` on the instance at `path`.
 pub fn call(
     metabase: &Metabase,
@@ -158,6 +144,9 @@ pub fn call(
     let provider = Provider::new(model, &snapshot);
     let inst = provider.resolve(path)?;
     let class = inst.class.name.clone();
+    if model.is_a(&class, "IIsComputer") {
+        return Ok(Outcome::Files(crate::computer::parse(method, args)?));
+    }
     let known = methods_of(model, &class);
     let Some(method) = known
         .iter()
