@@ -124,7 +124,7 @@ pub enum SiteVerb {
     Create {
         /// The site's name (ServerComment).
         name: String,
-        /// The directory the site's root serves (created if missing).
+        /// The directory the site's root serves (it must exist).
         #[arg(long, value_name = "DIR")]
         path: PathBuf,
         /// TCP port of the binding.
