@@ -462,8 +462,10 @@ pub trait MsAdminBaseW {
         handle: u32,
     ) -> CallResult<(dcom::types::OrpcThat, u32)>;
 
-    /// ChangePermissions (3.1.4.16): a handle from read to write or back.
+    /// ChangePermissions (3.1.4.16): a handle from read to write or back,
+    /// waiting up to dwMDTimeOut for conflicting handles to close.
     #[opnum(19)]
+    #[blocking]
     fn change_permissions(
         &self,
         call: &Call,
@@ -1430,34 +1432,49 @@ impl MsAdminBaseW for MsAdminBase {
         call: &Call,
         _this: This,
         handle: u32,
-        _timeout_ms: u32,
+        timeout_ms: u32,
         access: u32,
     ) -> CallResult<(That, u32)> {
         let object = self.base.this(call, &self.exporter)?;
         let permissions = access & (METADATA_PERMISSION_READ | METADATA_PERMISSION_WRITE);
-        let mut handles = self.base.handles();
-        let result = match handles.open.get(&handle) {
-            Some(h) if h.owner == object.id && permissions != 0 => {
-                let path = h.path.clone();
-                let busy = handles.open.iter().any(|(id, other)| {
-                    *id != handle
-                        && overlaps(&other.path, &path)
-                        && (other.permissions & METADATA_PERMISSION_WRITE != 0
-                            || permissions & METADATA_PERMISSION_WRITE != 0)
-                });
-                if busy {
-                    Err(ERROR_PATH_BUSY)
-                } else {
-                    if let Some(h) = handles.open.get_mut(&handle) {
-                        h.permissions = permissions;
-                    }
-                    // A write handle made a read one frees its branch.
-                    self.base.handles_freed.notify_all();
-                    Ok(())
-                }
+        let path = match self.base.handles().open.get(&handle) {
+            Some(h) if h.owner == object.id && permissions != 0 => h.path.clone(),
+            Some(h) if h.owner == object.id => return Ok((That::default(), E_INVALIDARG)),
+            _ => return Ok((That::default(), ERROR_INVALID_HANDLE)),
+        };
+        // Every other handle on the branch conflicts with a write handle,
+        // and a write handle with this one, as OpenKey decides; a conflict
+        // is waited for up to dwMDTimeOut (off the endpoint's thread).
+        let busy = |handles: &Handles| {
+            handles.open.iter().any(|(id, other)| {
+                *id != handle
+                    && overlaps(&other.path, &path)
+                    && (other.permissions & METADATA_PERMISSION_WRITE != 0
+                        || permissions & METADATA_PERMISSION_WRITE != 0)
+            })
+        };
+        let wait = Duration::from_millis(u64::from(timeout_ms)).min(MAX_OPEN_WAIT);
+        if !wait.is_zero() && busy(&self.base.handles()) {
+            tracing::info!(path = %path, ?wait, "IMSAdminBaseW ChangePermissions: the path is busy; waiting for it");
+        }
+        let (mut handles, timed_out) = self
+            .base
+            .handles_freed
+            .wait_timeout_while(self.base.handles(), wait, |h| {
+                h.open.contains_key(&handle) && busy(h)
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        let still_busy = timed_out.timed_out() && busy(&handles);
+        let result = match handles.open.get_mut(&handle) {
+            // Closed meanwhile (by another call of the same client).
+            None => Err(ERROR_INVALID_HANDLE),
+            Some(_) if still_busy => Err(ERROR_PATH_BUSY),
+            Some(h) => {
+                h.permissions = permissions;
+                // A write handle made a read one frees its branch.
+                self.base.handles_freed.notify_all();
+                Ok(())
             }
-            Some(h) if h.owner == object.id => Err(E_INVALIDARG),
-            _ => Err(ERROR_INVALID_HANDLE),
         };
         Ok((That::default(), status(result)))
     }

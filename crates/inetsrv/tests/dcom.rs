@@ -1625,10 +1625,11 @@ fn open_key_waits_for_a_conflicting_handle_to_close() {
                 .await
                 .unwrap()
                 .on_object(b_ipid);
-            waiter
+            let answer = waiter
                 .open_key(this(), 0, path(), METADATA_PERMISSION_READ, 30_000)
                 .await
-                .unwrap()
+                .unwrap();
+            (b, answer)
         });
         let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
         // (The short wait logged it once already.)
@@ -1642,9 +1643,61 @@ fn open_key_waits_for_a_conflicting_handle_to_close() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert_eq!(holder.close_key(this(), held).await.unwrap().1, 0);
-        let (_, handle, hr) = waiting.await.unwrap();
+        let (mut b, (_, read, hr)) = waiting.await.unwrap();
         assert_eq!(hr, 0);
-        assert_ne!(handle, 0);
+        assert_ne!(read, 0);
+
+        // ChangePermissions waits the same way: a read handle made a
+        // write one while another reader holds the branch.
+        let (_, mine, hr) = holder
+            .open_key(this(), 0, path(), METADATA_PERMISSION_READ, 0)
+            .await
+            .unwrap();
+        assert_eq!(hr, 0);
+        let (_, hr) = holder
+            .change_permissions(this(), mine, 100, METADATA_PERMISSION_WRITE)
+            .await
+            .unwrap();
+        assert_eq!(hr, ERROR_PATH_BUSY);
+        let changing = tokio::spawn(async move {
+            let mut holder = MsAdminBaseWClient::bind(&mut a)
+                .await
+                .unwrap()
+                .on_object(a_ipid);
+            let hr = holder
+                .change_permissions(this(), mine, 30_000, METADATA_PERMISSION_WRITE)
+                .await
+                .unwrap()
+                .1;
+            (a, hr)
+        });
+        let changes = || {
+            web.log()
+                .matches("ChangePermissions: the path is busy; waiting for it")
+                .count()
+        };
+        while changes() < 2 {
+            assert!(std::time::Instant::now() < end, "{}", web.log());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut reader = MsAdminBaseWClient::bind(&mut b)
+            .await
+            .unwrap()
+            .on_object(b_ipid);
+        assert_eq!(reader.close_key(this(), read).await.unwrap().1, 0);
+        let (mut a, hr) = changing.await.unwrap();
+        assert_eq!(hr, 0);
+        // Now a writer: the other client waits for it in vain.
+        let (_, _, hr) = reader
+            .open_key(this(), 0, path(), METADATA_PERMISSION_READ, 100)
+            .await
+            .unwrap();
+        assert_eq!(hr, ERROR_PATH_BUSY);
+        let mut holder = MsAdminBaseWClient::bind(&mut a)
+            .await
+            .unwrap()
+            .on_object(a_ipid);
+        assert_eq!(holder.close_key(this(), mine).await.unwrap().1, 0);
     });
 }
 
