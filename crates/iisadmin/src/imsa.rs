@@ -648,6 +648,18 @@ struct Handles {
 }
 
 /// Whether one path is the other or below it.
+/// Whether a handle on `path` with `permissions` conflicts with an open
+/// one (other than `except`): a write handle excludes every other handle
+/// on its branch; read handles share ([MS-IMSA] 3.1.4.2).
+fn conflicts(handles: &Handles, path: &MbPath, permissions: u32, except: Option<u32>) -> bool {
+    handles.open.iter().any(|(id, other)| {
+        Some(*id) != except
+            && overlaps(&other.path, path)
+            && (other.permissions & METADATA_PERMISSION_WRITE != 0
+                || permissions & METADATA_PERMISSION_WRITE != 0)
+    })
+}
+
 fn overlaps(a: &MbPath, b: &MbPath) -> bool {
     let (a, b) = (a.parts(), b.parts());
     let n = a.len().min(b.len());
@@ -1445,14 +1457,7 @@ impl MsAdminBaseW for MsAdminBase {
         // Every other handle on the branch conflicts with a write handle,
         // and a write handle with this one, as OpenKey decides; a conflict
         // is waited for up to dwMDTimeOut (off the endpoint's thread).
-        let busy = |handles: &Handles| {
-            handles.open.iter().any(|(id, other)| {
-                *id != handle
-                    && overlaps(&other.path, &path)
-                    && (other.permissions & METADATA_PERMISSION_WRITE != 0
-                        || permissions & METADATA_PERMISSION_WRITE != 0)
-            })
-        };
+        let busy = |handles: &Handles| conflicts(handles, &path, permissions, Some(handle));
         let wait = Duration::from_millis(u64::from(timeout_ms)).min(MAX_OPEN_WAIT);
         if !wait.is_zero() && busy(&self.base.handles()) {
             tracing::info!(path = %path, ?wait, "IMSAdminBaseW ChangePermissions: the path is busy; waiting for it");
@@ -1731,13 +1736,7 @@ impl MsAdminBaseW for MsAdminBase {
                 // branch; read handles share ([MS-IMSA] 3.1.4.2). A busy
                 // path is waited for up to dwMDTimeOut (at most
                 // MAX_OPEN_WAIT; the call runs off the endpoint's thread).
-                let busy = |handles: &Handles| {
-                    handles.open.values().any(|h| {
-                        overlaps(&h.path, &path)
-                            && (h.permissions & METADATA_PERMISSION_WRITE != 0
-                                || permissions & METADATA_PERMISSION_WRITE != 0)
-                    })
-                };
+                let busy = |handles: &Handles| conflicts(handles, &path, permissions, None);
                 let wait = Duration::from_millis(u64::from(timeout_ms)).min(MAX_OPEN_WAIT);
                 if !wait.is_zero() && busy(&self.base.handles()) {
                     tracing::info!(path = %path, ?wait, "IMSAdminBaseW OpenKey: the path is busy; waiting for it");
