@@ -262,7 +262,6 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<RemoteFailure>().is_some() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("inetsrv: error: {e:#}");
             ExitCode::FAILURE
@@ -280,18 +279,6 @@ enum WebVerb<'a> {
     Webext(&'a webext_cmd::WebextCommand),
     Fastcgi(&'a fastcgi_cmd::FastcgiCommand),
 }
-
-/// The server already printed why a remote command failed.
-#[derive(Debug)]
-struct RemoteFailure;
-
-impl std::fmt::Display for RemoteFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the server refused the command")
-    }
-}
-
-impl std::error::Error for RemoteFailure {}
 
 /// Runs an mb, site, vdir or pool verb on the running server when there
 /// is one, else on the metabase files.

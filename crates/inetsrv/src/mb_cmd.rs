@@ -1216,18 +1216,41 @@ pub(crate) fn check(hr: u32, what: &str) -> Result<()> {
     if hr == 0 {
         return Ok(());
     }
-    let meaning = match hr {
-        iisadmin::imsa::E_INVALIDARG => " (E_INVALIDARG: the server refused the value)",
-        iisadmin::imsa::E_ACCESSDENIED => " (E_ACCESSDENIED)",
-        iisadmin::imsa::ERROR_PATH_NOT_FOUND => " (ERROR_PATH_NOT_FOUND)",
-        iisadmin::imsa::ERROR_ALREADY_EXISTS => " (ERROR_ALREADY_EXISTS)",
-        iisadmin::imsa::ERROR_PATH_BUSY => {
-            " (ERROR_PATH_BUSY: another client holds the key open for writing)"
-        }
-        _ => "",
-    };
-    bail!("{what}: the server answered HRESULT {hr:#010x}{meaning}")
+    Err(Refused {
+        what: what.to_string(),
+        hr,
+    }
+    .into())
 }
+
+/// A call the server answered with a failing HRESULT.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub what: String,
+    pub hr: u32,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let meaning = match self.hr {
+            iisadmin::imsa::E_INVALIDARG => " (E_INVALIDARG: the server refused the value)",
+            iisadmin::imsa::E_ACCESSDENIED => " (E_ACCESSDENIED)",
+            iisadmin::imsa::ERROR_PATH_NOT_FOUND => " (ERROR_PATH_NOT_FOUND)",
+            iisadmin::imsa::ERROR_ALREADY_EXISTS => " (ERROR_ALREADY_EXISTS)",
+            iisadmin::imsa::ERROR_PATH_BUSY => {
+                " (ERROR_PATH_BUSY: another client holds the key open for writing)"
+            }
+            _ => "",
+        };
+        write!(
+            f,
+            "{}: the server answered HRESULT {:#010x}{meaning}",
+            self.what, self.hr
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// Every key below /LM and its own data, into a metabase here: in one
 /// call where the server has inetsrv's metabase-tree interface (with its

@@ -32,7 +32,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "N")]
     count: Option<usize>,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = crate::target::parse_seconds)]
     timeout: Option<f64>,
 }
 
@@ -84,9 +84,6 @@ fn within(change: &ChangeObject, path: &MbPath) -> bool {
 
 pub fn run(cli: &Cli, target: &Target, args: &WatchArgs) -> Result<()> {
     let path = crate::target::path(&args.path)?;
-    if args.timeout.is_some_and(|t| !(t >= 0.0 && t.is_finite())) {
-        bail!("--timeout takes a number of seconds, 0 or more");
-    }
     rpc_cmd::run_connected(cli, target, |conn, reached| {
         watch(cli, args, path, conn, reached)
     })

@@ -95,8 +95,20 @@ async fn resolve(
         .iter()
         .map(|b| b.version)
         .max()
-        .ok_or_else(|| anyhow::anyhow!("no backup named '{name}' on the server"))
+        .ok_or_else(|| NoSuchBackup(name.to_string()).into())
 }
+
+/// A backup name the server has no backup of.
+#[derive(Debug)]
+pub struct NoSuchBackup(pub String);
+
+impl std::fmt::Display for NoSuchBackup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no backup named '{}' on the server", self.0)
+    }
+}
+
+impl std::error::Error for NoSuchBackup {}
 
 /// Backup (or BackupWithPasswd): returns the version made.
 pub async fn backup(

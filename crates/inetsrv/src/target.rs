@@ -63,6 +63,20 @@ pub fn open(cli: &Cli, writes: bool) -> Result<MetabaseFiles> {
     Ok(files)
 }
 
+/// The longest wait a `--timeout SECONDS` takes: a year.
+const MAX_SECONDS: f64 = 365.0 * 86_400.0;
+
+/// A `--timeout SECONDS` value: a number of seconds, 0 or more, at most a
+/// year (fractions allowed).
+pub fn parse_seconds(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if (0.0..=MAX_SECONDS).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds from 0 to {MAX_SECONDS}"
+        )),
+    }
+}
+
 /// Parses a command-line metabase path (`W3SVC/1` means `/LM/W3SVC/1`).
 pub fn path(text: &str) -> Result<MbPath> {
     Ok(MbPath::parse_relaxed(text)?)

@@ -24,18 +24,10 @@ use crate::mb_cmd::RemoteCopy;
 /// a server runs it.
 pub struct Ctx<'a> {
     pub metabase: &'a metabase::Metabase,
-    pub live: Option<Live<'a>>,
+    /// The running server whose metabase copy this is, when there is one.
+    pub live: Option<&'a RemoteCopy<'a>>,
     pub json: bool,
     pub out: String,
-}
-
-/// A running server's activation service, reached through the
-/// service-control interface (over the RPC socket here, or TCP with
-/// `--server`), whose metabase the verb changes as a copy pushed back
-/// through IMSAdminBaseW.
-#[derive(Clone, Copy)]
-pub enum Live<'a> {
-    Remote(&'a RemoteCopy<'a>),
 }
 
 /// A service-control status other than success, as an error.
@@ -52,68 +44,48 @@ pub(crate) fn control_status(status: u32, what: &str) -> Result<()> {
     }
 }
 
-impl Live<'_> {
-    /// Returns once what the verb wrote is in effect on the server.
-    async fn settle(&self) -> Result<()> {
-        match self {
-            Live::Remote(copy) => copy.settle().await,
-        }
-    }
-
+/// The running server's activation service, reached through the
+/// service-control interface on the copy's connection (the RPC socket
+/// here, or TCP with `--server`).
+impl RemoteCopy<'_> {
     async fn sites(&self) -> Result<Vec<LiveSite>> {
-        match self {
-            Live::Remote(copy) => {
-                let mut conn = copy.session.conn.lock().await;
-                let (sites, status) = WasControlClient::bind(&mut conn).await?.sites().await?;
-                control_status(status, "site states")?;
-                Ok(sites
-                    .get()
-                    .map(|s| s.0.iter().map(LiveSite::from).collect())
-                    .unwrap_or_default())
-            }
-        }
+        let mut conn = self.session.conn.lock().await;
+        let (sites, status) = WasControlClient::bind(&mut conn).await?.sites().await?;
+        control_status(status, "site states")?;
+        Ok(sites
+            .get()
+            .map(|s| s.0.iter().map(LiveSite::from).collect())
+            .unwrap_or_default())
     }
 
     async fn pools(&self) -> Result<Vec<PoolStatus>> {
-        match self {
-            Live::Remote(copy) => {
-                let mut conn = copy.session.conn.lock().await;
-                let (pools, status) = WasControlClient::bind(&mut conn).await?.pools().await?;
-                control_status(status, "application pools")?;
-                Ok(pools
-                    .get()
-                    .map(|p| p.0.iter().map(PoolStatus::from).collect())
-                    .unwrap_or_default())
-            }
-        }
+        let mut conn = self.session.conn.lock().await;
+        let (pools, status) = WasControlClient::bind(&mut conn).await?.pools().await?;
+        control_status(status, "application pools")?;
+        Ok(pools
+            .get()
+            .map(|p| p.0.iter().map(PoolStatus::from).collect())
+            .unwrap_or_default())
     }
 
     pub(crate) async fn site_command(&self, id: u32, command: SiteCommand) -> Result<Done> {
-        match self {
-            Live::Remote(copy) => {
-                let mut conn = copy.session.conn.lock().await;
-                let (outcome, status) = WasControlClient::bind(&mut conn)
-                    .await?
-                    .site_command(id, command.into())
-                    .await?;
-                control_status(status, "site command")?;
-                Ok(outcome.into_result()?)
-            }
-        }
+        let mut conn = self.session.conn.lock().await;
+        let (outcome, status) = WasControlClient::bind(&mut conn)
+            .await?
+            .site_command(id, command.into())
+            .await?;
+        control_status(status, "site command")?;
+        Ok(outcome.into_result()?)
     }
 
     pub(crate) async fn pool_command(&self, name: &str, command: PoolCommand) -> Result<Done> {
-        match self {
-            Live::Remote(copy) => {
-                let mut conn = copy.session.conn.lock().await;
-                let (outcome, status) = WasControlClient::bind(&mut conn)
-                    .await?
-                    .pool_command(msrpc::ndr::WString(name.to_string()), command.into())
-                    .await?;
-                control_status(status, "application pool command")?;
-                Ok(outcome.into_result()?)
-            }
-        }
+        let mut conn = self.session.conn.lock().await;
+        let (outcome, status) = WasControlClient::bind(&mut conn)
+            .await?
+            .pool_command(msrpc::ndr::WString(name.to_string()), command.into())
+            .await?;
+        control_status(status, "application pool command")?;
+        Ok(outcome.into_result()?)
     }
 }
 
@@ -338,7 +310,7 @@ impl Ctx<'_> {
     /// A content directory a verb names: absolute, and a directory here;
     /// on another server (`--server`) absolute, and that server's to check.
     fn content_dir(&self, path: &Path) -> Result<PathBuf> {
-        if matches!(self.live, Some(Live::Remote(copy)) if !copy.on_this_machine) {
+        if self.live.is_some_and(|copy| !copy.on_this_machine) {
             if !path.is_absolute() {
                 bail!(
                     "{}: give the directory's absolute path on the server",
@@ -1000,7 +972,7 @@ pub fn run_remote(cli: &crate::Cli, target: &crate::rpc_cmd::Target, verb: Verb<
     let result = crate::mb_cmd::with_remote_copy(cli, target, async |copy: &RemoteCopy<'_>| {
         let mut ctx = Ctx {
             metabase: &copy.metabase,
-            live: Some(Live::Remote(copy)),
+            live: Some(copy),
             json: cli.json,
             out: String::new(),
         };

@@ -61,7 +61,7 @@ pub enum WmiCommand {
         #[arg(long, value_name = "N")]
         count: Option<usize>,
         /// Stop after this many seconds.
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = crate::target::parse_seconds)]
         timeout: Option<f64>,
     },
     /// Extend the schema: a new property on CLASS's key type (and so on its
@@ -199,7 +199,7 @@ pub fn run_on_server(cli: &Cli, target: &Target, request: Request<'_>) -> Result
         match pending {
             None => Ok(()),
             Some(Pending::Server(action)) => {
-                let done = server_action(&crate::web_cmd::Live::Remote(copy), action).await?;
+                let done = server_action(copy, action).await?;
                 out.push_str(&format!("{done}\n"));
                 Ok(())
             }
@@ -226,7 +226,10 @@ fn backup_info(b: crate::server_files::ServerBackup) -> metabase::BackupInfo {
 }
 
 /// A WMI method the running service carries out.
-async fn server_action(live: &crate::web_cmd::Live<'_>, action: ServerAction) -> Result<was::Done> {
+async fn server_action(
+    live: &crate::mb_cmd::RemoteCopy<'_>,
+    action: ServerAction,
+) -> Result<was::Done> {
     use was::{PoolCommand, SiteCommand};
     use ServerAction as A;
     match action {
@@ -247,19 +250,17 @@ async fn server_file_op(session: &crate::mb_cmd::AdminSession, op: &FileOp) -> R
     use wmi::computer::backup_params;
     let mut conn = session.conn.lock().await;
     let conn = &mut *conn;
+    // The server's refusal in WMI's terms.
     let as_wmi = |e: anyhow::Error| -> anyhow::Error {
-        // The server's HRESULT, in WMI's terms.
-        let text = format!("{e:#}");
-        let status = if text.contains("E_ACCESSDENIED") {
-            WbemStatus::AccessDenied
-        } else if text.contains("no backup named") || text.contains("ERROR_PATH_NOT_FOUND") {
-            WbemStatus::NotFound
-        } else if text.contains("E_INVALIDARG") {
-            WbemStatus::InvalidParameter
-        } else {
-            WbemStatus::Failed
+        use iisadmin::imsa::{ERROR_PATH_NOT_FOUND, E_ACCESSDENIED, E_INVALIDARG};
+        let status = match e.downcast_ref::<crate::mb_cmd::Refused>().map(|r| r.hr) {
+            Some(E_ACCESSDENIED) => WbemStatus::AccessDenied,
+            Some(ERROR_PATH_NOT_FOUND) => WbemStatus::NotFound,
+            Some(E_INVALIDARG) => WbemStatus::InvalidParameter,
+            _ if e.is::<server::NoSuchBackup>() => WbemStatus::NotFound,
+            _ => WbemStatus::Failed,
         };
-        wmi::WmiError::new(status, text).into()
+        wmi::WmiError::new(status, format!("{e:#}")).into()
     };
     let outcome = match op {
         FileOp::Backup {
@@ -291,7 +292,9 @@ async fn server_file_op(session: &crate::mb_cmd::AdminSession, op: &FileOp) -> R
             backup_params(location, restored)
         }
         FileOp::EnumBackups { location, index } => {
-            let list = server::backups(conn, session, location.as_deref()).await?;
+            let list = server::backups(conn, session, location.as_deref())
+                .await
+                .map_err(as_wmi)?;
             let list: Vec<_> = list.into_iter().map(backup_info).collect();
             wmi::computer::enum_backups_answer(&list, *index)?
         }
@@ -654,7 +657,7 @@ fn watch(cli: &Cli, text: &str, count: Option<usize>, timeout: Option<f64>) -> R
     let model = ClassModel::from_schema(snapshot.schema());
     let query = EventQuery::parse(&model, text).map_err(|e| with_caret(e, text))?;
     let interval = Duration::from_secs_f64(query.within.unwrap_or(1.0).clamp(0.05, 3600.0));
-    let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t.max(0.0)));
+    let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t));
     let stamp = |p: &std::path::Path| {
         std::fs::metadata(p)
             .ok()
@@ -724,9 +727,6 @@ fn watch_server(
 ) -> Result<()> {
     use std::io::Write;
     use wmi::events::EventQuery;
-    if timeout.is_some_and(|t| !(t >= 0.0 && t.is_finite())) {
-        anyhow::bail!("--timeout takes a number of seconds, 0 or more");
-    }
     crate::mb_cmd::with_admin_base(cli, target, async |session| {
         let mut conn = session.conn.lock().await;
         let (copy, _) = crate::mb_cmd::copy_of(&mut conn, session).await?;

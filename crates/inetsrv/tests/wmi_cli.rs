@@ -468,6 +468,19 @@ fn events_seen_after_changes_made_through_mb() {
     );
     assert!(out.contains("  ServerState: 2 -> 4"), "{out}");
 
+    // A wait that is no number of seconds is refused before anything runs.
+    for bad in ["inf", "-1", "1e300", "soon"] {
+        for watch in [
+            &["wmi", "watch", "select * from __InstanceModificationEvent"][..],
+            &["mb", "watch"][..],
+        ] {
+            let timeout = format!("--timeout={bad}");
+            let mut args = watch.to_vec();
+            args.push(&timeout);
+            web.cli_fails_with(&args, "is not a number of seconds from 0 to");
+        }
+    }
+
     // An event query is watched, a data query run; each says so.
     let err = web.cli_err(&["wmi", "watch", "select * from IIsWebServerSetting"]);
     assert!(
@@ -648,7 +661,11 @@ fn backups_as_instances_and_the_computers_methods() {
             "BackupVersion=1",
             "BackupPassword=wrong",
         ],
-        "WBEM_E",
+        "WBEM_E_ACCESS_DENIED",
+    );
+    web.cli_fails_with(
+        &["wmi", "call", lm, "DeleteBackup", "BackupLocation=none"],
+        "WBEM_E_NOT_FOUND",
     );
 
     // Export and Import: a copy of site 1 as site 9.

@@ -407,6 +407,11 @@ pub fn backup_path(outcome: &Outcome) -> String {
             }
         }
     }
+    backup_relpath(&name, version)
+}
+
+/// An IIsBackup's object path.
+pub fn backup_relpath(name: &str, version: u32) -> String {
     format!(
         "{BACKUP_CLASS}.Location=\"{}\",Version={version}",
         name.replace('\\', "\\\\").replace('"', "\\\"")

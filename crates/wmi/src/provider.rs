@@ -436,12 +436,7 @@ impl<'a> Provider<'a> {
                     .map_or(WmiValue::Null, WmiValue::String);
                 Instance {
                     class: crate::classes::BACKUP_CLASS.into(),
-                    relpath: format!(
-                        "{}.Location=\"{}\",Version={}",
-                        crate::classes::BACKUP_CLASS,
-                        b.name.replace('\\', "\\\\").replace('"', "\\\""),
-                        b.version
-                    ),
+                    relpath: crate::computer::backup_relpath(&b.name, b.version),
                     properties: vec![
                         ("Location".into(), WmiValue::String(b.name.clone())),
                         ("Version".into(), WmiValue::UInt32(b.version)),
