@@ -271,3 +271,43 @@ pub(crate) fn check_count<T>(
         None => Err(NdrError::Invalid(what)),
     }
 }
+
+/// FLAGGED_WORD_BLOB ([MS-OAUT] 2.2.23.1): a BSTR on the wire. A wireBSTR
+/// is a unique pointer to one ([`Bstr`]).
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq, Default)]
+pub struct FlaggedWordBlob {
+    /// The string's length in octets.
+    pub bytes: u32,
+    #[ndr(range(0, 0x100_0000))]
+    pub chars: u32,
+    #[ndr(size_is = "chars")]
+    pub data: Vec<u16>,
+}
+
+/// A BSTR parameter (wireBSTR, [MS-OAUT] 2.2.23.2).
+pub type Bstr = msrpc::ndr::Unique<FlaggedWordBlob>;
+
+/// A BSTR holding `text`.
+pub fn bstr(text: &str) -> Bstr {
+    let data: Vec<u16> = text.encode_utf16().collect();
+    msrpc::ndr::Unique::new(Some(FlaggedWordBlob {
+        bytes: (data.len() * 2) as u32,
+        chars: data.len() as u32,
+        data,
+    }))
+}
+
+/// A BSTR's text: NULL is the empty string, as OLE treats it; a
+/// terminating NUL some clients count is dropped.
+pub fn bstr_text(b: &Bstr) -> String {
+    match b.get() {
+        None => String::new(),
+        Some(blob) => {
+            let mut units = blob.data.as_slice();
+            while let [rest @ .., 0] = units {
+                units = rest;
+            }
+            String::from_utf16_lossy(units)
+        }
+    }
+}

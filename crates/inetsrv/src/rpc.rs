@@ -373,6 +373,19 @@ async fn start_endpoint(
     dcom::serve(&server, exporter.clone(), level, level);
     let admins: std::sync::Arc<dyn iisadmin::Admins> =
         std::sync::Arc::new(UserDbAdmins(UserDb::for_state_dir(state_dir)));
+    // WMI ([MS-WMI]) over the same metabase, for the same administrators.
+    wbem::serve(
+        &server,
+        std::sync::Arc::new(wbem::Wbem {
+            files: files.clone(),
+            admins: admins.clone(),
+            server_name: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into()),
+            exporter: exporter.clone(),
+        }),
+        level,
+    );
     let admin_base = iisadmin::imsa::AdminBase::new(files, admins.clone());
     iisadmin::imsa::serve(&server, &exporter, admin_base.clone(), level);
     let listener = host.listener.clone();

@@ -845,6 +845,30 @@ impl<const MAX: usize> Ndr for VaryingCString<MAX> {
     }
 }
 
+/// Stub data past a call's last parameter, read and dropped. Windows'
+/// NDR engine ignores such octets, and some clients send them (Impacket
+/// marshals each `[in, out, unique] IWbemClassObject**` of MS-WMI as one
+/// pointer level, leaving the octets of a second behind); a method that
+/// must accept those clients ends its parameters with this.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct IgnoredRest;
+
+impl Ndr for IgnoredRest {
+    fn align(_syntax: Syntax) -> usize {
+        1
+    }
+    fn encode_scalars(&self, _e: &mut Encoder) {}
+    fn encode_buffers(&self, _e: &mut Encoder) {}
+    fn decode_scalars(d: &mut Decoder<'_>) -> Result<Self> {
+        let n = d.remaining();
+        d.take(n, "ignored stub data")?;
+        Ok(IgnoredRest)
+    }
+    fn decode_buffers(&mut self, _d: &mut Decoder<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// A conformant varying array (`[size_is(max), length_is(n)] T a[]`):
 /// the maximum count, the offset (0) and the actual count, then the
 /// elements present — as ept_lookup's entries.

@@ -1080,6 +1080,44 @@ fn embedded(class: &str, property: &str, item: &str) -> EmbeddedObject {
     }
 }
 
+/// An embedded object as the MULTISZ entry it stands for (what
+/// [`embedded`] reads), for writes that carry structured values as
+/// objects (a PutInstance over MS-WMI); None for a class that is not one
+/// of the structured values.
+pub fn embedded_text(object: &EmbeddedObject) -> Option<String> {
+    let get = |name: &str| match object.get(name) {
+        Some(WmiValue::Null) | None => String::new(),
+        Some(v) => v.to_string(),
+    };
+    Some(match object.class.as_str() {
+        c if c.eq_ignore_ascii_case("ServerBinding") => {
+            format!("{}:{}:{}", get("IP"), get("Port"), get("Hostname"))
+        }
+        c if c.eq_ignore_ascii_case("SecureBinding") => format!("{}:{}:", get("IP"), get("Port")),
+        c if c.eq_ignore_ascii_case("ScriptMap") => format!(
+            "{},{},{},{}",
+            get("Extensions"),
+            get("ScriptProcessor"),
+            get("Flags"),
+            get("IncludedVerbs")
+        ),
+        c if c.eq_ignore_ascii_case("HttpError") => format!(
+            "{},{},{},{}",
+            get("HttpErrorCode"),
+            get("HttpErrorSubcode"),
+            get("HandlerType"),
+            get("HandlerLocation")
+        ),
+        c if c.eq_ignore_ascii_case("HttpCustomHeader") => {
+            format!("{}: {}", get("Keyname"), get("Value"))
+        }
+        c if c.eq_ignore_ascii_case("MimeMap") => {
+            format!("{},{}", get("Extension"), get("MimeType"))
+        }
+        _ => return None,
+    })
+}
+
 /// `IP:rest` where IP may be `[v6]` or empty.
 fn split_ip(item: &str) -> (&str, &str) {
     if let Some(r) = item.strip_prefix('[') {

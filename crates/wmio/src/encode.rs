@@ -86,20 +86,7 @@ pub fn encode_unit(object: &Object) -> Vec<u8> {
 /// An ObjectBlock (2.2.5).
 pub fn encode_object_block(object: &Object) -> Vec<u8> {
     let mut out = Vec::new();
-    let kind = match object.body {
-        Body::Class { .. } => object_flags::CLASS,
-        Body::Instance(_) => object_flags::INSTANCE,
-    };
-    let decorated = if object.decoration.is_some() {
-        object_flags::DECORATED
-    } else {
-        0
-    };
-    out.push(kind | decorated | (object.extra_flags & !0x07));
-    if let Some((server, namespace)) = &object.decoration {
-        encoded_string(server, &mut out);
-        encoded_string(namespace, &mut out);
-    }
+    flags_and_decoration(object, &mut out);
     match &object.body {
         Body::Class { parent, current } => {
             class_and_methods(parent, &mut out);
@@ -342,8 +329,52 @@ fn methods_part(class: &ClassDef, out: &mut Vec<u8>) {
 
 /// InstanceType (2.2.53): the class part, then the instance's own.
 fn instance_type(instance: &Instance, out: &mut Vec<u8>) {
+    class_part(&instance.class, out);
+    instance_rest(instance, out);
+}
+
+/// The ObjectFlags and Decoration of an object.
+fn flags_and_decoration(object: &Object, out: &mut Vec<u8>) {
+    let kind = match object.body {
+        Body::Class { .. } => object_flags::CLASS,
+        Body::Instance(_) => object_flags::INSTANCE,
+    };
+    let decorated = if object.decoration.is_some() {
+        object_flags::DECORATED
+    } else {
+        0
+    };
+    out.push(kind | decorated | (object.extra_flags & !0x07));
+    if let Some((server, namespace)) = &object.decoration {
+        encoded_string(server, out);
+        encoded_string(namespace, out);
+    }
+}
+
+/// An instance without its class (EncodingUnitInstanceNoClass, 2.2.3),
+/// as an ObjectArray sends the instances after the first of a class; None
+/// for a class.
+pub fn encode_instance_no_class(object: &Object) -> Option<Vec<u8>> {
+    let Body::Instance(instance) = &object.body else {
+        return None;
+    };
+    let mut out = Vec::new();
+    flags_and_decoration(object, &mut out);
+    instance_rest(instance, &mut out);
+    Some(out)
+}
+
+/// The ClassPart of an instance's class, as the octets that identify the
+/// class in an ObjectArray.
+pub fn encode_class_part(class: &ClassDef) -> Vec<u8> {
+    let mut out = Vec::new();
+    class_part(class, &mut out);
+    out
+}
+
+/// InstanceType after its CurrentClass.
+fn instance_rest(instance: &Instance, out: &mut Vec<u8>) {
     let class = &instance.class;
-    class_part(class, out);
     let start = out.len();
     put_u32(out, 0);
     out.push(0);

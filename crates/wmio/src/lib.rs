@@ -11,6 +11,8 @@
 //!   out as Windows and the clients that read it (Impacket) expect.
 //! - [`decode`]: bytes to objects, every offset and length checked; what
 //!   clients send to PutInstance and ExecMethod.
+//! - [`object_array`]: several objects in one buffer ([MS-WMI] 2.2.14),
+//!   each class sent once, as the smart enumerator sends them.
 //!
 //! The crate knows nothing of DCOM or of IIS: it is the codec alone.
 
@@ -19,9 +21,11 @@ pub mod encode;
 /// What the fuzz target and the corpus replay call; not in the product.
 #[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
+pub mod object_array;
 
 pub use decode::{decode_object_block, decode_unit, DecodeError};
-pub use encode::{encode_object_block, encode_unit};
+pub use encode::{encode_class_part, encode_instance_no_class, encode_object_block, encode_unit};
+pub use object_array::{ObjectArrayDecoder, ObjectArrayEncoder};
 
 /// The EncodingUnit's signature (2.2.77).
 pub const SIGNATURE: u32 = 0x1234_5678;

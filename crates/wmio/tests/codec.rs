@@ -269,3 +269,48 @@ fn malformed_blocks_are_errors_that_say_where() {
         let _ = wmio::decode_unit(&c);
     }
 }
+
+#[test]
+fn an_object_array_sends_each_class_once_and_decodes_whole() {
+    let class = ClassDef {
+        name: Some("IIsWebServerSetting".into()),
+        derivation: vec!["IIsSetting".into()],
+        properties: vec![
+            property("Name", CimType::STRING, None),
+            property("ServerAutoStart", CimType::BOOLEAN, None),
+        ],
+        ..ClassDef::default()
+    };
+    let instance = |name: &str, start: bool| Object {
+        decoration: Some(("web1".into(), "root\\MicrosoftIISv2".into())),
+        extra_flags: 0,
+        body: Body::Instance(Instance {
+            class: class.clone(),
+            values: vec![
+                Slot::Value(Value::String(name.into())),
+                Slot::Value(Value::Boolean(start)),
+            ],
+            qualifiers: vec![],
+        }),
+    };
+    let objects: Vec<Object> = (1..=5)
+        .map(|i| instance(&format!("W3SVC/{i}"), i % 2 == 0))
+        .collect();
+    let mut encoder = wmio::ObjectArrayEncoder::new([7; 16]);
+    let first = encoder.encode(&objects[..2], wmio::object_array::PACKET_SMART_ENUM);
+    let second = encoder.encode(&objects[2..], wmio::object_array::PACKET_SMART_ENUM);
+    // The class travels once: the second buffer is instances alone.
+    let class_bytes = wmio::encode_class_part(&class);
+    let has_class = |buf: &[u8]| buf.windows(class_bytes.len()).any(|w| w == class_bytes);
+    assert!(has_class(&first));
+    assert!(!has_class(&second));
+    let mut decoder = wmio::ObjectArrayDecoder::default();
+    let mut back = decoder.decode(&first).unwrap();
+    back.extend(decoder.decode(&second).unwrap());
+    assert_eq!(back, objects);
+    // A receiver that missed the first buffer cannot place the rest.
+    let e = wmio::ObjectArrayDecoder::default()
+        .decode(&second)
+        .unwrap_err();
+    assert!(e.to_string().contains("class ID"), "{e}");
+}

@@ -1,0 +1,303 @@
+//! The provider's classes and instances as [MS-WMIO] objects: the CIM
+//! types, the qualifiers Windows puts on IIS's classes (CIMTYPE, key,
+//! read, write, dynamic, provider), derivation lists and the origin of
+//! every inherited property.
+
+use wmi::classes::ClassKind;
+use wmi::value::{CimType as WmiType, EmbeddedObject, PropType};
+use wmi::{ClassModel, WmiClass, WmiValue};
+use wmio::{flavor, Body, CimType, ClassDef, Instance, Object, Property, Qualifier, Slot, Value};
+
+/// The namespace the provider serves, as objects are decorated with it.
+pub const IIS_NAMESPACE: &str = "root\\MicrosoftIISv2";
+/// The provider IIS 6 registered for the namespace's dynamic classes.
+pub const PROVIDER: &str = "IIS__PROVIDER";
+
+/// A property's CIM type on the wire.
+pub fn cim_type(ty: &PropType) -> CimType {
+    let base = match ty.base {
+        WmiType::Boolean => CimType::BOOLEAN,
+        WmiType::UInt32 => CimType::UINT32,
+        WmiType::String => CimType::STRING,
+        WmiType::UInt8 => CimType::UINT8,
+        WmiType::Object(_) => CimType::OBJECT,
+        WmiType::Reference(_) => CimType::REFERENCE,
+    };
+    if ty.array {
+        CimType::array_of(base)
+    } else {
+        base
+    }
+}
+
+/// The CIMTYPE qualifier's value (MS-WMIO 2.3.1, 2.3.2).
+fn cimtype_name(ty: &PropType) -> String {
+    match &ty.base {
+        WmiType::Object(class) => format!("object:{class}"),
+        WmiType::Reference(class) if class.is_empty() => "ref:object".to_string(),
+        WmiType::Reference(class) => format!("ref:{class}"),
+        _ => cim_type(ty).name().to_string(),
+    }
+}
+
+fn qualifier(name: &str, flavor: u8, value: Value) -> Qualifier {
+    Qualifier::new(name, flavor, value)
+}
+
+/// The class's own qualifiers.
+fn class_qualifiers(class: &WmiClass) -> Vec<Qualifier> {
+    let restricted = 0;
+    let mut out = Vec::new();
+    match class.kind {
+        ClassKind::Abstract => out.push(qualifier("abstract", restricted, Value::Boolean(true))),
+        ClassKind::Element | ClassKind::Setting | ClassKind::Backup => {
+            out.push(qualifier("dynamic", restricted, Value::Boolean(true)));
+            out.push(qualifier(
+                "provider",
+                restricted,
+                Value::String(PROVIDER.into()),
+            ));
+        }
+        ClassKind::Association => {
+            out.push(qualifier(
+                "Association",
+                flavor::PROPAGATE_TO_DERIVED_CLASS | flavor::PROPAGATE_TO_INSTANCE,
+                Value::Boolean(true),
+            ));
+            out.push(qualifier("dynamic", restricted, Value::Boolean(true)));
+            out.push(qualifier(
+                "provider",
+                restricted,
+                Value::String(PROVIDER.into()),
+            ));
+        }
+        ClassKind::Embedded | ClassKind::Event => {}
+    }
+    out
+}
+
+/// A class of the model as a ClassDef: derivation list, qualifiers, and
+/// its properties in declaration order (inherited ones first).
+pub fn class_def(model: &ClassModel, class: &WmiClass) -> ClassDef {
+    let derivation = model.derivation(&class.name);
+    let properties = class
+        .properties
+        .iter()
+        .map(|p| {
+            let inherited = !p.origin.eq_ignore_ascii_case(&class.name);
+            let origin = derivation
+                .iter()
+                .position(|d| d.eq_ignore_ascii_case(&p.origin))
+                .unwrap_or(derivation.len()) as u32;
+            let from_parent = if inherited {
+                flavor::ORIGIN_PROPAGATED
+            } else {
+                0
+            };
+            let propagated = flavor::PROPAGATE_TO_INSTANCE | flavor::PROPAGATE_TO_DERIVED_CLASS;
+            let mut qualifiers = vec![qualifier(
+                "CIMTYPE",
+                propagated | from_parent,
+                Value::String(cimtype_name(&p.ty)),
+            )];
+            if p.key {
+                qualifiers.push(qualifier(
+                    "key",
+                    propagated | flavor::NOT_OVERRIDABLE | from_parent,
+                    Value::Boolean(true),
+                ));
+            }
+            qualifiers.push(qualifier("read", from_parent, Value::Boolean(true)));
+            if !p.read_only && !p.key && class.kind == ClassKind::Setting {
+                qualifiers.push(qualifier("write", from_parent, Value::Boolean(true)));
+            }
+            Property {
+                name: p.name.clone(),
+                cim_type: cim_type(&p.ty),
+                inherited,
+                origin,
+                qualifiers,
+                default: None,
+            }
+        })
+        .collect();
+    ClassDef {
+        name: Some(class.name.clone()),
+        derivation,
+        qualifiers: class_qualifiers(class),
+        properties,
+        methods: Vec::new(),
+    }
+}
+
+/// A class as GetObject and CreateClassEnum return it: with its parent
+/// (empty for a class without a superclass).
+pub fn class_object(model: &ClassModel, class: &WmiClass, decoration: &Decoration) -> Object {
+    let parent = class
+        .superclass
+        .as_deref()
+        .and_then(|s| model.class(s))
+        .map(|s| class_def(model, s))
+        .unwrap_or_default();
+    Object {
+        decoration: decoration.pair(),
+        extra_flags: 0,
+        body: Body::Class {
+            parent,
+            current: class_def(model, class),
+        },
+    }
+}
+
+/// Where objects come from: the server's name and the namespace.
+#[derive(Clone, Debug)]
+pub struct Decoration {
+    pub server: String,
+    pub namespace: String,
+}
+
+impl Decoration {
+    fn pair(&self) -> Option<(String, String)> {
+        Some((self.server.clone(), self.namespace.clone()))
+    }
+}
+
+/// An instance of the provider as an object. With `columns` (a SELECT
+/// with a property list) the class carries only those properties, as
+/// Windows sends a query's partial instances.
+pub fn instance_object(
+    model: &ClassModel,
+    instance: &wmi::Instance,
+    columns: Option<&[String]>,
+    decoration: Option<&Decoration>,
+) -> Option<Object> {
+    let class = model.class(&instance.class)?;
+    let mut def = class_def(model, class);
+    if let Some(columns) = columns {
+        def.properties
+            .retain(|p| columns.iter().any(|c| c.eq_ignore_ascii_case(&p.name)));
+    }
+    let values = def
+        .properties
+        .iter()
+        .map(|p| {
+            let ty = class
+                .property(&p.name)
+                .map(|wp| wp.ty.clone())
+                .unwrap_or(PropType::scalar(WmiType::String));
+            match instance.get(&p.name) {
+                Some(v) => slot(model, v, &ty),
+                None => Slot::Null,
+            }
+        })
+        .collect();
+    Some(Object {
+        decoration: decoration.and_then(Decoration::pair),
+        extra_flags: 0,
+        body: Body::Instance(Instance {
+            class: def,
+            values,
+            qualifiers: Vec::new(),
+        }),
+    })
+}
+
+fn slot(model: &ClassModel, value: &WmiValue, ty: &PropType) -> Slot {
+    match wire_value(model, value, ty) {
+        Some(v) => Slot::Value(v),
+        None => Slot::Null,
+    }
+}
+
+/// A provider value as the property's type encodes it; None for NULL.
+fn wire_value(model: &ClassModel, value: &WmiValue, ty: &PropType) -> Option<Value> {
+    let scalar = PropType::scalar(ty.base.clone());
+    Some(match value {
+        WmiValue::Null => return None,
+        WmiValue::Array(items) if ty.array => Value::Array(
+            cim_type(&scalar),
+            items
+                .iter()
+                .filter_map(|item| wire_value(model, item, &scalar))
+                .collect(),
+        ),
+        WmiValue::Bytes(bytes) => Value::Array(
+            CimType::UINT8,
+            bytes.iter().map(|b| Value::Uint8(*b)).collect(),
+        ),
+        WmiValue::Array(items) => {
+            // An array where a scalar is declared: its first element.
+            return items.first().and_then(|v| wire_value(model, v, &scalar));
+        }
+        v if ty.array => Value::Array(
+            cim_type(&scalar),
+            wire_value(model, v, &scalar).into_iter().collect(),
+        ),
+        WmiValue::Bool(b) => match ty.base {
+            WmiType::UInt32 => Value::Uint32(u32::from(*b)),
+            _ => Value::Boolean(*b),
+        },
+        WmiValue::UInt32(n) => match ty.base {
+            WmiType::Boolean => Value::Boolean(*n != 0),
+            WmiType::UInt8 => Value::Uint8(*n as u8),
+            WmiType::String => Value::String(n.to_string()),
+            _ => Value::Uint32(*n),
+        },
+        WmiValue::String(s) => match ty.base {
+            WmiType::Reference(_) => Value::Reference(s.clone()),
+            _ => Value::String(s.clone()),
+        },
+        WmiValue::Object(object) => Value::Object(Box::new(embedded(model, object))),
+    })
+}
+
+/// A structured value (a ServerBinding, …) as an embedded instance.
+fn embedded(model: &ClassModel, object: &EmbeddedObject) -> Object {
+    let def = match model.class(&object.class) {
+        Some(class) => class_def(model, class),
+        None => ClassDef {
+            name: Some(object.class.clone()),
+            properties: object
+                .properties
+                .iter()
+                .map(|(name, v)| Property {
+                    name: name.clone(),
+                    cim_type: match v {
+                        WmiValue::Bool(_) => CimType::BOOLEAN,
+                        WmiValue::UInt32(_) => CimType::UINT32,
+                        _ => CimType::STRING,
+                    },
+                    inherited: false,
+                    origin: 0,
+                    qualifiers: Vec::new(),
+                    default: None,
+                })
+                .collect(),
+            ..ClassDef::default()
+        },
+    };
+    let values = def
+        .properties
+        .iter()
+        .map(|p| {
+            let ty = match p.cim_type {
+                CimType::BOOLEAN => PropType::scalar(WmiType::Boolean),
+                CimType::UINT32 => PropType::scalar(WmiType::UInt32),
+                _ => PropType::scalar(WmiType::String),
+            };
+            match object.get(&p.name) {
+                Some(v) => slot(model, v, &ty),
+                None => Slot::Null,
+            }
+        })
+        .collect();
+    Object {
+        decoration: None,
+        extra_flags: 0,
+        body: Body::Instance(Instance {
+            class: def,
+            values,
+            qualifiers: Vec::new(),
+        }),
+    }
+}

@@ -1,0 +1,1500 @@
+//! The WMI service's objects: the login (the activatable class), the
+//! services object of one namespace, the enumerators and smart
+//! enumerators over a result set, and call results. Every call finds its
+//! object through the exporter, which checks that the caller is the one
+//! who activated it; the login admits administrators only.
+
+// The methods take what the IDL gives them.
+#![allow(clippy::too_many_arguments)]
+
+use std::any::Any;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dcom::exporter::identity;
+use dcom::objref::ObjRef;
+use dcom::types::{bstr, bstr_text, Bstr, MInterfacePointer, OrpcThat, OrpcThis};
+use dcom::{ComClass, Created, Exporter};
+use iisadmin::Admins;
+use metabase::MetabaseFiles;
+use msrpc::ndr::{ConformantArray, ConformantVaryingArray, IgnoredRest, Unique, WString};
+use msrpc::server::{Call, CallResult};
+use msrpc::Uuid;
+use wmi::{ClassModel, Provider, WbemStatus, WmiError};
+use wmio::{Body, ClassDef, Object, Slot, Value};
+
+use crate::convert::{self, Decoration};
+use crate::interfaces::*;
+use crate::status::*;
+use crate::*;
+
+/// WBEM_FLAG_RETURN_IMMEDIATELY: semisynchronous.
+const FLAG_RETURN_IMMEDIATELY: u32 = 0x10;
+/// WBEM_FLAG_FORWARD_ONLY: the enumerator cannot Reset or Clone.
+const FLAG_FORWARD_ONLY: u32 = 0x20;
+/// WBEM_FLAG_SHALLOW (CreateClassEnum, CreateInstanceEnum).
+const FLAG_SHALLOW: u32 = 0x1;
+/// WBEM_FLAG_PROTOTYPE (ExecQuery): the result's class, not its objects.
+const FLAG_PROTOTYPE: u32 = 0x2;
+const FLAG_UPDATE_ONLY: u32 = 0x1;
+const FLAG_CREATE_ONLY: u32 = 0x2;
+/// The longest namespace name NTLMLogin takes (Windows: 2,048 characters).
+const MAX_NAMESPACE: usize = 2048;
+/// The most objects one Next hands out.
+const MAX_BATCH: u32 = 65_536;
+
+/// The namespaces served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Namespace {
+    Root,
+    Cimv2,
+    Iis,
+}
+
+impl Namespace {
+    pub fn path(self) -> &'static str {
+        match self {
+            Namespace::Root => "root",
+            Namespace::Cimv2 => "root\\cimv2",
+            Namespace::Iis => convert::IIS_NAMESPACE,
+        }
+    }
+
+    fn children(self) -> &'static [&'static str] {
+        match self {
+            Namespace::Root => &["cimv2", "MicrosoftIISv2"],
+            _ => &[],
+        }
+    }
+
+    /// A namespace path ([MS-WMI] 2.2.2): `root\cimv2`, `//./root/cimv2`,
+    /// `\\host\root\MicrosoftIISv2`, any case, either slash.
+    pub fn parse(text: &str) -> Option<Namespace> {
+        let text = text.trim().replace('/', "\\");
+        let local = match text.strip_prefix("\\\\") {
+            Some(rest) => rest.split_once('\\')?.1.to_string(),
+            None => text,
+        };
+        match local.trim_end_matches('\\').to_ascii_lowercase().as_str() {
+            "root" => Some(Namespace::Root),
+            "root\\cimv2" => Some(Namespace::Cimv2),
+            "root\\microsoftiisv2" => Some(Namespace::Iis),
+            _ => None,
+        }
+    }
+
+    /// A namespace below this one, by relative name (or a full path).
+    fn open(self, relative: &str) -> Option<Namespace> {
+        let relative = relative.trim().replace('/', "\\");
+        Namespace::parse(&format!("{}\\{relative}", self.path()))
+            .or_else(|| Namespace::parse(&relative))
+    }
+}
+
+/// What the WMI service works on.
+pub struct Wbem {
+    pub files: MetabaseFiles,
+    pub admins: Arc<dyn Admins>,
+    /// The name objects are decorated with (__SERVER).
+    pub server_name: String,
+    pub exporter: Arc<Exporter>,
+}
+
+struct LoginObject;
+
+struct ServicesObject {
+    namespace: Namespace,
+}
+
+/// A result set and the position of one enumerator in it.
+struct Results {
+    objects: Arc<Vec<Object>>,
+    position: Mutex<usize>,
+    forward_only: bool,
+}
+
+impl Results {
+    fn position(&self) -> MutexGuard<'_, usize> {
+        self.position.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct EnumObject(Arc<Results>);
+
+struct SmartEnumObject {
+    results: Arc<Results>,
+    encoder: Mutex<wmio::ObjectArrayEncoder>,
+}
+
+struct CallResultObject {
+    status: u32,
+    object: Option<Object>,
+    text: Option<String>,
+    namespace: Option<Namespace>,
+}
+
+/// The login class (CLSID_WbemLevel1Login).
+struct LoginClass(Arc<Wbem>);
+
+impl ComClass for LoginClass {
+    fn name(&self) -> &'static str {
+        "WbemLevel1Login"
+    }
+
+    fn admit(&self, call: &Call<'_>) -> Result<(), u32> {
+        if !iisadmin::admitted(call, &self.0.admins, "WMI (IWbemLevel1Login) activation") {
+            return Err(dcom::ids::E_ACCESSDENIED);
+        }
+        Ok(())
+    }
+
+    fn create(&self, call: &Call<'_>) -> Result<Created, u32> {
+        self.admit(call)?;
+        Ok(Created {
+            object: Arc::new(LoginObject),
+            interfaces: vec![IID_IWBEM_LEVEL1_LOGIN],
+        })
+    }
+}
+
+type That = OrpcThat;
+type This = OrpcThis;
+
+fn none() -> Itf {
+    Unique::new(None)
+}
+
+fn none_in_out() -> ItfInOut {
+    Unique::new(None)
+}
+
+/// What an `[in, out, unique]` pointer answers: the pointer when the
+/// client passed one (and the object is there), NULL otherwise.
+fn in_out(asked: &ItfInOut, pointer: Option<MInterfacePointer>) -> ItfInOut {
+    if asked.get().is_none() {
+        return Unique::new(None);
+    }
+    Unique::new(Some(Unique::new(pointer)))
+}
+
+/// An object as IWbemClassObject's custom OBJREF (2.2.4).
+pub fn object_pointer(object: &Object) -> MInterfacePointer {
+    MInterfacePointer::new(
+        ObjRef::Custom {
+            iid: IID_IWBEM_CLASS_OBJECT,
+            clsid: CLSID_WBEM_CLASS_OBJECT,
+            data: wmio::encode_unit(object),
+        }
+        .encode(),
+    )
+}
+
+/// The object an IWbemClassObject pointer carries.
+pub fn object_of(pointer: &Itf) -> Result<Object, (u32, String)> {
+    let Some(p) = pointer.get() else {
+        return Err((WBEM_E_INVALID_PARAMETER, "no object was given".into()));
+    };
+    match ObjRef::decode(&p.data) {
+        Ok(ObjRef::Custom { data, .. }) => {
+            wmio::decode_unit(&data).map_err(|e| (WBEM_E_INVALID_OBJECT, e.to_string()))
+        }
+        Ok(ObjRef::Standard { .. }) => Err((
+            WBEM_E_INVALID_OBJECT,
+            "an IWbemClassObject must be marshalled by value (OBJREF_CUSTOM), not by reference"
+                .into(),
+        )),
+        Err(e) => Err((WBEM_E_INVALID_OBJECT, e.to_string())),
+    }
+}
+
+fn wmi_error(e: &WmiError) -> u32 {
+    e.status.code()
+}
+
+/// `__NAMESPACE` ([MS-WMI] 2.2.31): one instance per namespace below.
+fn namespace_class() -> ClassDef {
+    ClassDef {
+        name: Some("__NAMESPACE".into()),
+        derivation: vec!["__SystemClass".into()],
+        qualifiers: Vec::new(),
+        properties: vec![wmio::Property {
+            name: "Name".into(),
+            cim_type: wmio::CimType::STRING,
+            inherited: false,
+            origin: 1,
+            qualifiers: vec![
+                wmio::Qualifier::new("CIMTYPE", 3, Value::String("string".into())),
+                wmio::Qualifier::new("key", 0x13, Value::Boolean(true)),
+            ],
+            default: None,
+        }],
+        methods: Vec::new(),
+    }
+}
+
+/// A pending answer: HRESULT and what to log.
+type Refusal = (u32, String);
+
+impl Wbem {
+    fn decoration(&self, namespace: Namespace) -> Decoration {
+        Decoration {
+            server: self.server_name.clone(),
+            namespace: namespace.path().to_string(),
+        }
+    }
+
+    /// Exports a new object and marshals `iid` on it.
+    fn export(
+        &self,
+        call: &Call<'_>,
+        object: Arc<dyn Any + Send + Sync>,
+        interfaces: Vec<Uuid>,
+        class: &'static str,
+        iid: Uuid,
+    ) -> Result<MInterfacePointer, u32> {
+        let oid = self
+            .exporter
+            .export(Created { object, interfaces }, identity(call), class)?;
+        self.exporter.marshal(call, oid, iid).inspect_err(|_| {
+            self.exporter.forget(oid);
+        })
+    }
+
+    fn services(&self, call: &Call<'_>, namespace: Namespace) -> Result<MInterfacePointer, u32> {
+        self.export(
+            call,
+            Arc::new(ServicesObject { namespace }),
+            vec![IID_IWBEM_SERVICES],
+            "IWbemServices",
+            IID_IWBEM_SERVICES,
+        )
+    }
+
+    fn enumerator(
+        &self,
+        call: &Call<'_>,
+        objects: Vec<Object>,
+        flags: u32,
+    ) -> Result<MInterfacePointer, u32> {
+        let results = Arc::new(Results {
+            objects: Arc::new(objects),
+            position: Mutex::new(0),
+            forward_only: flags & FLAG_FORWARD_ONLY != 0,
+        });
+        self.export(
+            call,
+            Arc::new(EnumObject(results)),
+            vec![IID_IENUM_WBEM_CLASS_OBJECT, IID_IWBEM_FETCH_SMART_ENUM],
+            "IEnumWbemClassObject",
+            IID_IENUM_WBEM_CLASS_OBJECT,
+        )
+    }
+
+    fn call_result(
+        &self,
+        call: &Call<'_>,
+        result: CallResultObject,
+    ) -> Result<MInterfacePointer, u32> {
+        self.export(
+            call,
+            Arc::new(result),
+            vec![IID_IWBEM_CALL_RESULT],
+            "IWbemCallResult",
+            IID_IWBEM_CALL_RESULT,
+        )
+    }
+
+    fn with_provider<T>(
+        &self,
+        f: impl FnOnce(&Provider<'_>, &ClassModel) -> Result<T, WmiError>,
+    ) -> Result<T, Refusal> {
+        let snapshot = self.files.metabase().snapshot();
+        let model = ClassModel::from_schema(snapshot.schema());
+        let mut provider = Provider::new(&model, &snapshot);
+        provider.backups = self.files.list_backups(None).unwrap_or_default();
+        f(&provider, &model).map_err(|e| (wmi_error(&e), e.to_string()))
+    }
+
+    fn namespace_instances(&self, namespace: Namespace) -> Vec<Object> {
+        let decoration = self.decoration(namespace);
+        namespace
+            .children()
+            .iter()
+            .map(|name| Object {
+                decoration: Some((decoration.server.clone(), decoration.namespace.clone())),
+                extra_flags: 0,
+                body: Body::Instance(wmio::Instance {
+                    class: namespace_class(),
+                    values: vec![Slot::Value(Value::String(name.to_string()))],
+                    qualifiers: Vec::new(),
+                }),
+            })
+            .collect()
+    }
+
+    fn namespace_class_object(&self, namespace: Namespace) -> Object {
+        Object {
+            decoration: Some((self.server_name.clone(), namespace.path().to_string())),
+            extra_flags: 0,
+            body: Body::Class {
+                parent: ClassDef {
+                    name: Some("__SystemClass".into()),
+                    ..ClassDef::default()
+                },
+                current: namespace_class(),
+            },
+        }
+    }
+
+    /// A WQL query's objects (or, with WBEM_FLAG_PROTOTYPE, its class).
+    fn query(&self, namespace: Namespace, text: &str, flags: u32) -> Result<Vec<Object>, Refusal> {
+        if namespace != Namespace::Iis {
+            let statement =
+                wmi::wql::parse_statement(text).map_err(|e| (wmi_error(&e), e.to_string()))?;
+            let wmi::wql::Statement::Select(query) = statement else {
+                return Ok(Vec::new());
+            };
+            if !query.class.text.eq_ignore_ascii_case("__NAMESPACE") {
+                return Err((
+                    WBEM_E_INVALID_CLASS,
+                    format!(
+                        "there is no class {} in {} (the IIS classes are in {})",
+                        query.class.text,
+                        namespace.path(),
+                        convert::IIS_NAMESPACE
+                    ),
+                ));
+            }
+            let mut out = self.namespace_instances(namespace);
+            if let Some(filter) = &query.filter {
+                let snapshot = self.files.metabase().snapshot();
+                let model = ClassModel::from_schema(snapshot.schema());
+                out.retain(|o| {
+                    let name = o.class_name().to_string();
+                    let get = |p: &str| match &o.body {
+                        Body::Instance(i) => match i.get(p) {
+                            Some(Value::String(s)) => wmi::WmiValue::String(s.clone()),
+                            _ => wmi::WmiValue::Null,
+                        },
+                        Body::Class { .. } => wmi::WmiValue::Null,
+                    };
+                    wmi::provider::eval_with(&model, &name, &get, filter).unwrap_or(false)
+                });
+            }
+            return Ok(out);
+        }
+        let decoration = self.decoration(namespace);
+        self.with_provider(|provider, model| {
+            let result = provider.query(text)?;
+            if flags & FLAG_PROTOTYPE != 0 {
+                let class_name = match wmi::wql::parse_statement(text)? {
+                    wmi::wql::Statement::Select(q) => q.class.text,
+                    wmi::wql::Statement::Assoc(_) => {
+                        return Err(WmiError::new(
+                            WbemStatus::InvalidQuery,
+                            "WBEM_FLAG_PROTOTYPE takes a SELECT query",
+                        ))
+                    }
+                };
+                let class = model.class(&class_name).ok_or_else(|| {
+                    WmiError::new(WbemStatus::InvalidClass, format!("no class {class_name}"))
+                })?;
+                let mut object = convert::class_object(model, class, &decoration);
+                if let (Some(columns), Body::Class { current, .. }) =
+                    (&result.columns, &mut object.body)
+                {
+                    current
+                        .properties
+                        .retain(|p| columns.iter().any(|c| c.eq_ignore_ascii_case(&p.name)));
+                    object.extra_flags = wmio::object_flags::PROTOTYPE;
+                }
+                return Ok(vec![object]);
+            }
+            Ok(result
+                .instances
+                .iter()
+                .filter_map(|i| {
+                    convert::instance_object(model, i, result.columns.as_deref(), Some(&decoration))
+                })
+                .collect())
+        })
+    }
+
+    fn get_object(&self, namespace: Namespace, path: &str) -> Result<Object, Refusal> {
+        let path = path.trim();
+        if path.is_empty() {
+            // An empty class, for a client to build a new one in.
+            return Ok(Object {
+                decoration: None,
+                extra_flags: 0,
+                body: Body::Class {
+                    parent: ClassDef::default(),
+                    current: ClassDef::default(),
+                },
+            });
+        }
+        let local = strip_namespace(path, namespace)?;
+        let is_class = !local.contains(['.', '=']);
+        if namespace != Namespace::Iis {
+            if is_class && local.eq_ignore_ascii_case("__NAMESPACE") {
+                return Ok(self.namespace_class_object(namespace));
+            }
+            let wanted = local
+                .split_once('=')
+                .map(|(_, v)| v.trim().trim_matches(['"', '\'']).to_string());
+            if let Some(name) = wanted {
+                if local.to_ascii_lowercase().starts_with("__namespace") {
+                    if let Some(found) = self.namespace_instances(namespace).into_iter().find(|o| {
+                        matches!(&o.body, Body::Instance(i) if i.get("Name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(&name)))
+                    }) {
+                        return Ok(found);
+                    }
+                }
+            }
+            return Err((
+                WBEM_E_NOT_FOUND,
+                format!("there is no object {local} in {}", namespace.path()),
+            ));
+        }
+        let decoration = self.decoration(namespace);
+        self.with_provider(|provider, model| {
+            if is_class {
+                let class = model.class(local).ok_or_else(|| {
+                    WmiError::new(
+                        WbemStatus::NotFound,
+                        format!("there is no class {local} in {}", convert::IIS_NAMESPACE),
+                    )
+                })?;
+                return Ok(convert::class_object(model, class, &decoration));
+            }
+            let instance = provider.get_object(local)?;
+            convert::instance_object(model, &instance, None, Some(&decoration)).ok_or_else(|| {
+                WmiError::new(WbemStatus::NotFound, format!("no class {}", instance.class))
+            })
+        })
+    }
+
+    fn class_enum(
+        &self,
+        namespace: Namespace,
+        superclass: &str,
+        flags: u32,
+    ) -> Result<Vec<Object>, Refusal> {
+        if namespace != Namespace::Iis {
+            return Ok(
+                if superclass.is_empty() || superclass.eq_ignore_ascii_case("__SystemClass") {
+                    vec![self.namespace_class_object(namespace)]
+                } else {
+                    Vec::new()
+                },
+            );
+        }
+        let decoration = self.decoration(namespace);
+        self.with_provider(|_, model| {
+            if !superclass.is_empty() && model.class(superclass).is_none() {
+                return Err(WmiError::new(
+                    WbemStatus::InvalidClass,
+                    format!(
+                        "there is no class {superclass} in {}",
+                        convert::IIS_NAMESPACE
+                    ),
+                ));
+            }
+            Ok(model
+                .classes()
+                .iter()
+                .filter(|c| {
+                    let parent = c.superclass.as_deref().unwrap_or("");
+                    if flags & FLAG_SHALLOW != 0 {
+                        parent.eq_ignore_ascii_case(superclass)
+                    } else {
+                        superclass.is_empty()
+                            || (!c.name.eq_ignore_ascii_case(superclass)
+                                && model.is_a(&c.name, superclass))
+                    }
+                })
+                .map(|c| convert::class_object(model, c, &decoration))
+                .collect())
+        })
+    }
+
+    fn instance_enum(
+        &self,
+        namespace: Namespace,
+        class: &str,
+        flags: u32,
+    ) -> Result<Vec<Object>, Refusal> {
+        if class.trim().is_empty() || class.contains(|c: char| !(c.is_alphanumeric() || c == '_')) {
+            return Err((
+                WBEM_E_INVALID_CLASS,
+                format!("'{class}' is not a class name"),
+            ));
+        }
+        let mut objects = self.query(namespace, &format!("SELECT * FROM {class}"), 0)?;
+        if flags & FLAG_SHALLOW != 0 {
+            objects.retain(|o| o.class_name().eq_ignore_ascii_case(class));
+        }
+        Ok(objects)
+    }
+
+    /// PutInstance: the instance's non-NULL properties that differ from
+    /// what the key has now are written, in one transaction; NULL ones are
+    /// left as they are. The new instance's path.
+    fn put_instance(&self, object: &Object, flags: u32) -> Result<String, Refusal> {
+        let Body::Instance(instance) = &object.body else {
+            return Err((
+                WBEM_E_INVALID_PARAMETER,
+                "PutInstance takes an instance, not a class".into(),
+            ));
+        };
+        let class = instance.class.name().to_string();
+        let name = match instance.get("Name") {
+            Some(Value::String(n)) => n.clone(),
+            _ => {
+                return Err((
+                    WBEM_E_INVALID_PARAMETER,
+                    format!("Name, the key of {class}, is required"),
+                ))
+            }
+        };
+        let path = wmi::path::ObjectPath::format(&class, "Name", &name);
+        let existing = self.with_provider(|provider, _| Ok(provider.get_object(&path).ok()))?;
+        if existing.is_some() && flags & FLAG_CREATE_ONLY != 0 {
+            return Err((WBEM_E_ALREADY_EXISTS, format!("{path} exists")));
+        }
+        if existing.is_none() && flags & FLAG_UPDATE_ONLY != 0 {
+            return Err((WBEM_E_NOT_FOUND, format!("there is no {path}")));
+        }
+        let mut properties: Vec<(String, Vec<String>)> = vec![("Name".into(), vec![name])];
+        for (p, slot) in instance.class.properties.iter().zip(&instance.values) {
+            if p.name.eq_ignore_ascii_case("Name") {
+                continue;
+            }
+            let value = match slot {
+                Slot::Value(v) => v,
+                Slot::Default => match &p.default {
+                    Some(v) => v,
+                    None => continue,
+                },
+                Slot::Null => continue,
+            };
+            let text = texts(value)
+                .map_err(|why| (WBEM_E_TYPE_MISMATCH, format!("{class}.{}: {why}", p.name)))?;
+            if let Some(current) = existing.as_ref().and_then(|e| e.get(&p.name)) {
+                if current_texts(current) == text {
+                    continue;
+                }
+            }
+            properties.push((p.name.clone(), text));
+        }
+        let snapshot = self.files.metabase().snapshot();
+        let model = ClassModel::from_schema(snapshot.schema());
+        wmi::write::put_instance(self.files.metabase(), &model, &class, &properties)
+            .map_err(|e| (wmi_error(&e), e.to_string()))
+    }
+}
+
+/// A value as the text forms `inetsrv mb set` takes (several for an
+/// array).
+fn texts(value: &Value) -> Result<Vec<String>, String> {
+    Ok(match value {
+        Value::Array(_, items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.extend(texts(item)?);
+            }
+            out
+        }
+        Value::Boolean(b) => vec![if *b { "TRUE" } else { "FALSE" }.to_string()],
+        Value::String(s) | Value::DateTime(s) | Value::Reference(s) => vec![s.clone()],
+        Value::Sint8(v) => vec![v.to_string()],
+        Value::Uint8(v) => vec![v.to_string()],
+        Value::Sint16(v) => vec![v.to_string()],
+        Value::Uint16(v) | Value::Char16(v) => vec![v.to_string()],
+        Value::Sint32(v) => vec![v.to_string()],
+        Value::Uint32(v) => vec![v.to_string()],
+        Value::Sint64(v) => vec![v.to_string()],
+        Value::Uint64(v) => vec![v.to_string()],
+        Value::Real32(v) => vec![v.to_string()],
+        Value::Real64(v) => vec![v.to_string()],
+        Value::Object(object) => {
+            let Body::Instance(instance) = &object.body else {
+                return Err("an embedded class where an instance belongs".into());
+            };
+            let embedded = wmi::value::EmbeddedObject {
+                class: instance.class.name().to_string(),
+                properties: instance
+                    .class
+                    .properties
+                    .iter()
+                    .map(|p| {
+                        let v = match instance.get(&p.name) {
+                            Some(Value::String(s)) => wmi::WmiValue::String(s.clone()),
+                            Some(Value::Uint32(n)) => wmi::WmiValue::UInt32(*n),
+                            Some(Value::Boolean(b)) => wmi::WmiValue::Bool(*b),
+                            Some(other) => wmi::WmiValue::String(
+                                texts(other).map(|t| t.join(",")).unwrap_or_default(),
+                            ),
+                            None => wmi::WmiValue::Null,
+                        };
+                        (p.name.clone(), v)
+                    })
+                    .collect(),
+            };
+            vec![wmi::provider::embedded_text(&embedded).ok_or_else(|| {
+                format!(
+                    "{} is not a structured value of the metabase",
+                    embedded.class
+                )
+            })?]
+        }
+    })
+}
+
+/// The provider's current value in the same text forms.
+fn current_texts(value: &wmi::WmiValue) -> Vec<String> {
+    use wmi::WmiValue as W;
+    match value {
+        W::Null => Vec::new(),
+        W::Bool(b) => vec![if *b { "TRUE" } else { "FALSE" }.to_string()],
+        W::UInt32(n) => vec![n.to_string()],
+        W::String(s) => vec![s.clone()],
+        W::Bytes(b) => b.iter().map(|x| x.to_string()).collect(),
+        W::Array(items) => items.iter().flat_map(current_texts).collect(),
+        W::Object(o) => wmi::provider::embedded_text(o).into_iter().collect(),
+    }
+}
+
+/// A path with its namespace prefix (`\\.\root\MicrosoftIISv2:Class…`)
+/// checked against the services object's namespace and removed.
+fn strip_namespace(path: &str, namespace: Namespace) -> Result<&str, Refusal> {
+    let Some(colon) = path.find(':') else {
+        return Ok(path);
+    };
+    let before = &path[..colon];
+    if before.contains(['"', '\'', '=']) {
+        return Ok(path);
+    }
+    match Namespace::parse(before) {
+        Some(ns) if ns == namespace => Ok(&path[colon + 1..]),
+        _ => Err((
+            WBEM_E_INVALID_NAMESPACE,
+            format!(
+                "'{before}' is not this connection's namespace ({})",
+                namespace.path()
+            ),
+        )),
+    }
+}
+
+/// Serves IWbemLevel1Login and the interfaces of the objects it leads to.
+pub struct WbemService(pub Arc<Wbem>);
+
+impl WbemService {
+    fn refuse(&self, what: &str, (hr, why): Refusal) -> u32 {
+        tracing::info!(hr = format_args!("{hr:#010x}"), "WMI {what}: {why}");
+        hr
+    }
+}
+
+impl WbemLevel1Login for WbemService {
+    fn establish_position(
+        &self,
+        call: &Call,
+        _this: This,
+        _reserved1: Unique<WString>,
+        _reserved2: u32,
+    ) -> CallResult<(That, u32, u32)> {
+        self.0.exporter.object::<LoginObject>(call)?;
+        // Locales it does not know are ignored: LocaleVersion 1.
+        Ok((That::default(), 1, WBEM_S_NO_ERROR))
+    }
+
+    fn request_challenge(
+        &self,
+        call: &Call,
+        _this: This,
+        _reserved1: Unique<WString>,
+        _reserved2: Unique<WString>,
+    ) -> CallResult<(That, ConformantVaryingArray<u8>, u32)> {
+        self.0.exporter.object::<LoginObject>(call)?;
+        let empty = ConformantVaryingArray {
+            max: 16,
+            items: Vec::new(),
+        };
+        Ok((That::default(), empty, WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn wbem_login(
+        &self,
+        call: &Call,
+        _this: This,
+        _reserved1: Unique<WString>,
+        _reserved2: Unique<ConformantVaryingArray<u8>>,
+        _reserved3: u32,
+        _reserved4: Itf,
+    ) -> CallResult<(That, Itf, u32)> {
+        self.0.exporter.object::<LoginObject>(call)?;
+        Ok((That::default(), none(), E_NOTIMPL))
+    }
+
+    fn ntlm_login(
+        &self,
+        call: &Call,
+        _this: This,
+        network_resource: Unique<WString>,
+        _preferred_locale: Unique<WString>,
+        flags: u32,
+        _context: Itf,
+    ) -> CallResult<(That, Itf, u32)> {
+        self.0.exporter.object::<LoginObject>(call)?;
+        let fail = |hr| Ok((That::default(), none(), hr));
+        if !iisadmin::admitted(call, &self.0.admins, "WMI NTLMLogin") {
+            return fail(WBEM_E_ACCESS_DENIED);
+        }
+        if flags != 0 {
+            return fail(WBEM_E_INVALID_PARAMETER);
+        }
+        let Some(resource) = network_resource.get().map(|w| w.0.clone()) else {
+            return fail(WBEM_E_INVALID_PARAMETER);
+        };
+        if resource.chars().count() > MAX_NAMESPACE {
+            return fail(WBEM_E_QUOTA_VIOLATION);
+        }
+        let Some(namespace) = Namespace::parse(&resource) else {
+            tracing::info!(resource, "WMI NTLMLogin: no such namespace");
+            return fail(WBEM_E_INVALID_NAMESPACE);
+        };
+        tracing::info!(user = ?call.client, namespace = namespace.path(), "WMI: logged on");
+        match self.0.services(call, namespace) {
+            Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),
+            Err(hr) => fail(hr),
+        }
+    }
+}
+
+impl WbemServices for WbemService {
+    fn open_namespace(
+        &self,
+        call: &Call,
+        _this: This,
+        namespace: Bstr,
+        _flags: u32,
+        _context: Itf,
+        working_namespace: ItfInOut,
+        result: ItfInOut,
+        _rest: IgnoredRest,
+    ) -> CallResult<ObjectReply> {
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let name = bstr_text(&namespace);
+        let fail = |hr| Ok((That::default(), none_in_out(), none_in_out(), hr));
+        let Some(opened) = services.namespace.open(&name) else {
+            return fail(self.refuse(
+                "OpenNamespace",
+                (
+                    WBEM_E_INVALID_NAMESPACE,
+                    format!("no namespace {name} below {}", services.namespace.path()),
+                ),
+            ));
+        };
+        let pointer = match self.0.services(call, opened) {
+            Ok(p) => p,
+            Err(hr) => return fail(hr),
+        };
+        let call_result = if result.get().is_some() {
+            match self.0.call_result(
+                call,
+                CallResultObject {
+                    status: WBEM_S_NO_ERROR,
+                    object: None,
+                    text: None,
+                    namespace: Some(opened),
+                },
+            ) {
+                Ok(p) => Some(p),
+                Err(hr) => return fail(hr),
+            }
+        } else {
+            None
+        };
+        Ok((
+            That::default(),
+            in_out(&working_namespace, Some(pointer)),
+            in_out(&result, call_result),
+            WBEM_S_NO_ERROR,
+        ))
+    }
+
+    fn cancel_async_call(&self, call: &Call, _this: This, _sink: Itf) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        // No asynchronous call is ever pending: each completes before it
+        // returns.
+        Ok((That::default(), WBEM_E_NOT_FOUND))
+    }
+
+    fn query_object_sink(
+        &self,
+        call: &Call,
+        _this: This,
+        _flags: u32,
+    ) -> CallResult<(That, Itf, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), none(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn get_object(
+        &self,
+        call: &Call,
+        _this: This,
+        path: Bstr,
+        flags: u32,
+        _context: Itf,
+        object: ItfInOut,
+        call_result: ItfInOut,
+        _rest: IgnoredRest,
+    ) -> CallResult<ObjectReply> {
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let path = bstr_text(&path);
+        let fail = |hr| Ok((That::default(), none_in_out(), none_in_out(), hr));
+        let found = match self.0.get_object(services.namespace, &path) {
+            Ok(o) => o,
+            Err(refusal) => return fail(self.refuse("GetObject", refusal)),
+        };
+        if flags & FLAG_RETURN_IMMEDIATELY != 0 {
+            if call_result.get().is_none() {
+                return fail(WBEM_E_INVALID_PARAMETER);
+            }
+            let result = CallResultObject {
+                status: WBEM_S_NO_ERROR,
+                object: Some(found),
+                text: None,
+                namespace: None,
+            };
+            return match self.0.call_result(call, result) {
+                Ok(p) => Ok((
+                    That::default(),
+                    in_out(&object, None),
+                    in_out(&call_result, Some(p)),
+                    WBEM_S_NO_ERROR,
+                )),
+                Err(hr) => fail(hr),
+            };
+        }
+        Ok((
+            That::default(),
+            in_out(&object, Some(object_pointer(&found))),
+            in_out(&call_result, None),
+            WBEM_S_NO_ERROR,
+        ))
+    }
+
+    fn get_object_async(
+        &self,
+        call: &Call,
+        _this: This,
+        _path: Bstr,
+        _flags: u32,
+        _context: Itf,
+        _sink: Itf,
+    ) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn put_class(
+        &self,
+        call: &Call,
+        _this: This,
+        _object: Itf,
+        _flags: u32,
+        _context: Itf,
+        _call_result: ItfInOut,
+        _rest: IgnoredRest,
+    ) -> CallResult<CallResultReply> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        // The classes are the metabase schema's: they change with
+        // `inetsrv schema` or IMSAdminBaseW, not as WMI classes.
+        Ok((That::default(), none_in_out(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn put_class_async(
+        &self,
+        call: &Call,
+        _this: This,
+        _object: Itf,
+        _flags: u32,
+        _context: Itf,
+        _sink: Itf,
+    ) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn delete_class(
+        &self,
+        call: &Call,
+        _this: This,
+        _class: Bstr,
+        _flags: u32,
+        _context: Itf,
+        _call_result: ItfInOut,
+        _rest: IgnoredRest,
+    ) -> CallResult<CallResultReply> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), none_in_out(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn delete_class_async(
+        &self,
+        call: &Call,
+        _this: This,
+        _class: Bstr,
+        _flags: u32,
+        _context: Itf,
+        _sink: Itf,
+    ) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn create_class_enum(
+        &self,
+        call: &Call,
+        _this: This,
+        superclass: Bstr,
+        flags: u32,
+        _context: Itf,
+    ) -> CallResult<(That, Itf, u32)> {
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let superclass = bstr_text(&superclass);
+        match self.0.class_enum(services.namespace, &superclass, flags) {
+            Ok(objects) => self.answer_enum(call, objects, flags),
+            Err(refusal) => Ok((
+                That::default(),
+                none(),
+                self.refuse("CreateClassEnum", refusal),
+            )),
+        }
+    }
+
+    fn create_class_enum_async(
+        &self,
+        call: &Call,
+        _this: This,
+        _superclass: Bstr,
+        _flags: u32,
+        _context: Itf,
+        _sink: Itf,
+    ) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn put_instance(
+        &self,
+        call: &Call,
+        _this: This,
+        instance: Itf,
+        flags: u32,
+        _context: Itf,
+        call_result: ItfInOut,
+        _rest: IgnoredRest,
+    ) -> CallResult<CallResultReply> {
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let fail = |hr| Ok((That::default(), none_in_out(), hr));
+        if services.namespace != Namespace::Iis {
+            return fail(WBEM_E_NOT_SUPPORTED);
+        }
+        if flags & FLAG_RETURN_IMMEDIATELY != 0 && call_result.get().is_none() {
+            return fail(WBEM_E_INVALID_PARAMETER);
+        }
+        let object = match object_of(&instance) {
+            Ok(o) => o,
+            Err(refusal) => return fail(self.refuse("PutInstance", refusal)),
+        };
+        let path = match self.0.put_instance(&object, flags) {
+            Ok(p) => p,
+            Err(refusal) => return fail(self.refuse("PutInstance", refusal)),
+        };
+        tracing::info!(user = ?call.client, path, "WMI PutInstance");
+        let result = if call_result.get().is_some() {
+            match self.0.call_result(
+                call,
+                CallResultObject {
+                    status: WBEM_S_NO_ERROR,
+                    object: None,
+                    text: Some(path),
+                    namespace: None,
+                },
+            ) {
+                Ok(p) => Some(p),
+                Err(hr) => return fail(hr),
+            }
+        } else {
+            None
+        };
+        Ok((
+            That::default(),
+            in_out(&call_result, result),
+            WBEM_S_NO_ERROR,
+        ))
+    }
+
+    fn put_instance_async(
+        &self,
+        call: &Call,
+        _this: This,
+        _instance: Itf,
+        _flags: u32,
+        _context: Itf,
+        _sink: Itf,
+    ) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn delete_instance(
+        &self,
+        call: &Call,
+        _this: This,
+        path: Bstr,
+        flags: u32,
+        _context: Itf,
+        call_result: ItfInOut,
+        _rest: IgnoredRest,
+    ) -> CallResult<CallResultReply> {
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let fail = |hr| Ok((That::default(), none_in_out(), hr));
+        if services.namespace != Namespace::Iis {
+            return fail(WBEM_E_NOT_SUPPORTED);
+        }
+        if flags & FLAG_RETURN_IMMEDIATELY != 0 && call_result.get().is_none() {
+            return fail(WBEM_E_INVALID_PARAMETER);
+        }
+        let path = bstr_text(&path);
+        let local = match strip_namespace(&path, services.namespace) {
+            Ok(l) => l.to_string(),
+            Err(refusal) => return fail(self.refuse("DeleteInstance", refusal)),
+        };
+        let snapshot = self.0.files.metabase().snapshot();
+        let model = ClassModel::from_schema(snapshot.schema());
+        if let Err(e) = wmi::write::delete_instance(self.0.files.metabase(), &model, &local) {
+            return fail(self.refuse("DeleteInstance", (wmi_error(&e), e.to_string())));
+        }
+        tracing::info!(user = ?call.client, path = local, "WMI DeleteInstance");
+        let result = if call_result.get().is_some() {
+            match self.0.call_result(
+                call,
+                CallResultObject {
+                    status: WBEM_S_NO_ERROR,
+                    object: None,
+                    text: None,
+                    namespace: None,
+                },
+            ) {
+                Ok(p) => Some(p),
+                Err(hr) => return fail(hr),
+            }
+        } else {
+            None
+        };
+        Ok((
+            That::default(),
+            in_out(&call_result, result),
+            WBEM_S_NO_ERROR,
+        ))
+    }
+
+    fn delete_instance_async(
+        &self,
+        call: &Call,
+        _this: This,
+        _path: Bstr,
+        _flags: u32,
+        _context: Itf,
+        _sink: Itf,
+    ) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn create_instance_enum(
+        &self,
+        call: &Call,
+        _this: This,
+        class: Bstr,
+        flags: u32,
+        _context: Itf,
+    ) -> CallResult<(That, Itf, u32)> {
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let class = bstr_text(&class);
+        match self.0.instance_enum(services.namespace, &class, flags) {
+            Ok(objects) => self.answer_enum(call, objects, flags),
+            Err(refusal) => Ok((
+                That::default(),
+                none(),
+                self.refuse("CreateInstanceEnum", refusal),
+            )),
+        }
+    }
+
+    fn create_instance_enum_async(
+        &self,
+        call: &Call,
+        _this: This,
+        _class: Bstr,
+        _flags: u32,
+        _context: Itf,
+        _sink: Itf,
+    ) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn exec_query(
+        &self,
+        call: &Call,
+        _this: This,
+        language: Bstr,
+        query: Bstr,
+        flags: u32,
+        _context: Itf,
+    ) -> CallResult<(That, Itf, u32)> {
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let language = bstr_text(&language);
+        if !language.eq_ignore_ascii_case("WQL") {
+            let refusal = (
+                WBEM_E_INVALID_QUERY_TYPE,
+                format!("query language {language:?} is not WQL"),
+            );
+            return Ok((That::default(), none(), self.refuse("ExecQuery", refusal)));
+        }
+        let text = bstr_text(&query);
+        match self.0.query(services.namespace, &text, flags) {
+            Ok(objects) => self.answer_enum(call, objects, flags),
+            Err(refusal) => Ok((That::default(), none(), self.refuse("ExecQuery", refusal))),
+        }
+    }
+
+    fn exec_query_async(
+        &self,
+        call: &Call,
+        _this: This,
+        _language: Bstr,
+        _query: Bstr,
+        _flags: u32,
+        _context: Itf,
+        _sink: Itf,
+    ) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn exec_notification_query(
+        &self,
+        call: &Call,
+        _this: This,
+        _language: Bstr,
+        _query: Bstr,
+        _flags: u32,
+        _context: Itf,
+    ) -> CallResult<(That, Itf, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), none(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn exec_notification_query_async(
+        &self,
+        call: &Call,
+        _this: This,
+        _language: Bstr,
+        _query: Bstr,
+        _flags: u32,
+        _context: Itf,
+        _sink: Itf,
+    ) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn exec_method(
+        &self,
+        call: &Call,
+        _this: This,
+        _path: Bstr,
+        _method: Bstr,
+        _flags: u32,
+        _context: Itf,
+        _in_params: Itf,
+        _out_params: ItfInOut,
+        _call_result: ItfInOut,
+        _rest: IgnoredRest,
+    ) -> CallResult<ObjectReply> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((
+            That::default(),
+            none_in_out(),
+            none_in_out(),
+            WBEM_E_NOT_SUPPORTED,
+        ))
+    }
+
+    fn exec_method_async(
+        &self,
+        call: &Call,
+        _this: This,
+        _path: Bstr,
+        _method: Bstr,
+        _flags: u32,
+        _context: Itf,
+        _in_params: Itf,
+        _sink: Itf,
+    ) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<ServicesObject>(call)?;
+        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+    }
+}
+
+impl WbemService {
+    fn answer_enum(
+        &self,
+        call: &Call<'_>,
+        objects: Vec<Object>,
+        flags: u32,
+    ) -> CallResult<(That, Itf, u32)> {
+        match self.0.enumerator(call, objects, flags) {
+            Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),
+            Err(hr) => Ok((That::default(), none(), hr)),
+        }
+    }
+}
+
+impl EnumWbemClassObject for WbemService {
+    fn reset(&self, call: &Call, _this: This) -> CallResult<(That, u32)> {
+        let e = self.0.exporter.object::<EnumObject>(call)?;
+        if e.0.forward_only {
+            return Ok((That::default(), WBEM_E_INVALID_OPERATION));
+        }
+        *e.0.position() = 0;
+        Ok((That::default(), WBEM_S_NO_ERROR))
+    }
+
+    fn next(
+        &self,
+        call: &Call,
+        _this: This,
+        _timeout: u32,
+        count: u32,
+    ) -> CallResult<(That, ConformantVaryingArray<Itf>, u32, u32)> {
+        let e = self.0.exporter.object::<EnumObject>(call)?;
+        // Every result is ready when the enumerator is made: no wait.
+        let wanted = count.min(MAX_BATCH) as usize;
+        let mut position = e.0.position();
+        let available = e.0.objects.len().saturating_sub(*position);
+        let n = wanted.min(available);
+        let items: Vec<Itf> = e.0.objects[*position..*position + n]
+            .iter()
+            .map(|o| Unique::new(Some(object_pointer(o))))
+            .collect();
+        *position += n;
+        let status = if n < count as usize {
+            WBEM_S_FALSE
+        } else {
+            WBEM_S_NO_ERROR
+        };
+        Ok((
+            That::default(),
+            ConformantVaryingArray {
+                max: count as usize,
+                items,
+            },
+            n as u32,
+            status,
+        ))
+    }
+
+    fn next_async(
+        &self,
+        call: &Call,
+        _this: This,
+        _count: u32,
+        _sink: Itf,
+    ) -> CallResult<(That, u32)> {
+        self.0.exporter.object::<EnumObject>(call)?;
+        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+    }
+
+    fn clone_enum(&self, call: &Call, _this: This) -> CallResult<(That, Itf, u32)> {
+        let e = self.0.exporter.object::<EnumObject>(call)?;
+        if e.0.forward_only {
+            return Ok((That::default(), none(), WBEM_E_INVALID_OPERATION));
+        }
+        let copy = Arc::new(Results {
+            objects: e.0.objects.clone(),
+            position: Mutex::new(*e.0.position()),
+            forward_only: false,
+        });
+        match self.0.export(
+            call,
+            Arc::new(EnumObject(copy)),
+            vec![IID_IENUM_WBEM_CLASS_OBJECT, IID_IWBEM_FETCH_SMART_ENUM],
+            "IEnumWbemClassObject",
+            IID_IENUM_WBEM_CLASS_OBJECT,
+        ) {
+            Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),
+            Err(hr) => Ok((That::default(), none(), hr)),
+        }
+    }
+
+    fn skip(&self, call: &Call, _this: This, _timeout: u32, count: u32) -> CallResult<(That, u32)> {
+        let e = self.0.exporter.object::<EnumObject>(call)?;
+        let mut position = e.0.position();
+        let available = e.0.objects.len().saturating_sub(*position);
+        let n = (count as usize).min(available);
+        *position += n;
+        let status = if n < count as usize {
+            WBEM_S_FALSE
+        } else {
+            WBEM_S_NO_ERROR
+        };
+        Ok((That::default(), status))
+    }
+}
+
+impl WbemFetchSmartEnum for WbemService {
+    fn get_smart_enum(&self, call: &Call, _this: This) -> CallResult<(That, Itf, u32)> {
+        let e = self.0.exporter.object::<EnumObject>(call)?;
+        let smart = SmartEnumObject {
+            results: e.0.clone(),
+            encoder: Mutex::new(wmio::ObjectArrayEncoder::new(Uuid::random().to_le_bytes())),
+        };
+        match self.0.export(
+            call,
+            Arc::new(smart),
+            vec![IID_IWBEM_WCO_SMART_ENUM],
+            "IWbemWCOSmartEnum",
+            IID_IWBEM_WCO_SMART_ENUM,
+        ) {
+            Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),
+            Err(hr) => Ok((That::default(), none(), hr)),
+        }
+    }
+}
+
+impl WbemWcoSmartEnum for WbemService {
+    fn next(
+        &self,
+        call: &Call,
+        _this: This,
+        _proxy: Unique<Uuid>,
+        _timeout: u32,
+        count: u32,
+    ) -> CallResult<SmartNextReply> {
+        let smart = self.0.exporter.object::<SmartEnumObject>(call)?;
+        let wanted = count.min(MAX_BATCH) as usize;
+        let batch: Vec<Object> = {
+            let mut position = smart.results.position();
+            let available = smart.results.objects.len().saturating_sub(*position);
+            let n = wanted.min(available);
+            let batch = smart.results.objects[*position..*position + n].to_vec();
+            *position += n;
+            batch
+        };
+        let n = batch.len();
+        let status = if n < count as usize {
+            WBEM_S_FALSE
+        } else {
+            WBEM_S_NO_ERROR
+        };
+        let buffer = smart
+            .encoder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .encode(&batch, wmio::object_array::PACKET_SMART_ENUM);
+        Ok((
+            That::default(),
+            n as u32,
+            buffer.len() as u32,
+            Unique::new(Some(ConformantArray(buffer))),
+            status,
+        ))
+    }
+}
+
+impl WbemCallResult for WbemService {
+    fn get_result_object(
+        &self,
+        call: &Call,
+        _this: This,
+        _timeout: u32,
+    ) -> CallResult<(That, Itf, u32)> {
+        let r = self.0.exporter.object::<CallResultObject>(call)?;
+        if r.status != WBEM_S_NO_ERROR {
+            return Ok((That::default(), none(), r.status));
+        }
+        match &r.object {
+            Some(o) => Ok((
+                That::default(),
+                Unique::new(Some(object_pointer(o))),
+                WBEM_S_NO_ERROR,
+            )),
+            None => Ok((That::default(), none(), WBEM_E_INVALID_OPERATION)),
+        }
+    }
+
+    fn get_result_string(
+        &self,
+        call: &Call,
+        _this: This,
+        _timeout: u32,
+    ) -> CallResult<(That, Bstr, u32)> {
+        let r = self.0.exporter.object::<CallResultObject>(call)?;
+        if r.status != WBEM_S_NO_ERROR {
+            return Ok((That::default(), Unique::new(None), r.status));
+        }
+        match &r.text {
+            Some(t) => Ok((That::default(), bstr(t), WBEM_S_NO_ERROR)),
+            None => Ok((That::default(), Unique::new(None), WBEM_E_INVALID_OPERATION)),
+        }
+    }
+
+    fn get_result_services(
+        &self,
+        call: &Call,
+        _this: This,
+        _timeout: u32,
+    ) -> CallResult<(That, Itf, u32)> {
+        let r = self.0.exporter.object::<CallResultObject>(call)?;
+        let Some(namespace) = r.namespace else {
+            return Ok((That::default(), none(), WBEM_E_INVALID_OPERATION));
+        };
+        match self.0.services(call, namespace) {
+            Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),
+            Err(hr) => Ok((That::default(), none(), hr)),
+        }
+    }
+
+    fn get_call_status(
+        &self,
+        call: &Call,
+        _this: This,
+        _timeout: u32,
+    ) -> CallResult<(That, u32, u32)> {
+        let r = self.0.exporter.object::<CallResultObject>(call)?;
+        Ok((That::default(), r.status, WBEM_S_NO_ERROR))
+    }
+}
+
+/// Registers the WMI service: the login class with the exporter, the
+/// interfaces with the server (at `level`, the least the ORPC interfaces
+/// take).
+pub fn serve(server: &msrpc::server::Server, wbem: Arc<Wbem>, level: u8) {
+    wbem.exporter
+        .register_class(CLSID_WBEM_LEVEL1_LOGIN, Arc::new(LoginClass(wbem.clone())));
+    let service = || WbemService(wbem.clone());
+    server.register(WbemLevel1LoginServer(service()), level, false);
+    server.register(WbemServicesServer(service()), level, false);
+    server.register(EnumWbemClassObjectServer(service()), level, false);
+    server.register(WbemFetchSmartEnumServer(service()), level, false);
+    server.register(WbemWcoSmartEnumServer(service()), level, false);
+    server.register(WbemCallResultServer(service()), level, false);
+}

@@ -1,0 +1,258 @@
+//! The ObjectArray ([MS-WMI] 2.2.14): several objects in one buffer, as
+//! IWbemWCOSmartEnum::Next and the optimized IWbemObjectSink::Indicate
+//! send them. The first instance of each class carries the class
+//! (WBEMOBJECT_INSTANCE); later ones name it by a class ID and carry only
+//! their own part (WBEMOBJECT_INSTANCE_NOCLASS). Both ends keep the
+//! classes they have seen for the life of the enumerator.
+
+use std::collections::HashMap;
+
+use crate::decode::DecodeError;
+use crate::{encode, Body, Object};
+
+const SIGNATURE: &[u8; 8] = b"WBEMDATA";
+/// bPacketType: an optimized IWbemObjectSink::Indicate.
+pub const PACKET_INDICATE: u8 = 0;
+/// bPacketType: an optimized IWbemWCOSmartEnum::Next.
+pub const PACKET_SMART_ENUM: u8 = 1;
+
+const OBJECT_CLASS: u8 = 1;
+const OBJECT_INSTANCE: u8 = 2;
+const OBJECT_INSTANCE_NOCLASS: u8 = 3;
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+/// The sending end: the class IDs already sent.
+pub struct ObjectArrayEncoder {
+    seed: [u8; 16],
+    classes: HashMap<Vec<u8>, [u8; 16]>,
+}
+
+impl ObjectArrayEncoder {
+    /// `seed` makes the class IDs of this enumerator (a random GUID's
+    /// octets: the IDs are the seed with a counter mixed in).
+    pub fn new(seed: [u8; 16]) -> ObjectArrayEncoder {
+        ObjectArrayEncoder {
+            seed,
+            classes: HashMap::new(),
+        }
+    }
+
+    fn class_id(&mut self, class_part: Vec<u8>) -> ([u8; 16], bool) {
+        if let Some(id) = self.classes.get(&class_part) {
+            return (*id, false);
+        }
+        let mut id = self.seed;
+        let n = (self.classes.len() as u32).to_le_bytes();
+        for (i, b) in n.iter().enumerate() {
+            id[12 + i] ^= b;
+        }
+        self.classes.insert(class_part, id);
+        (id, true)
+    }
+
+    /// An ObjectArray of `objects`.
+    pub fn encode(&mut self, objects: &[Object], packet_type: u8) -> Vec<u8> {
+        let mut packets = Vec::new();
+        for object in objects {
+            let (kind, body) = match &object.body {
+                Body::Class { .. } => {
+                    let block = encode::encode_object_block(object);
+                    let mut body = Vec::with_capacity(block.len() + 8);
+                    put_u32(&mut body, 8);
+                    put_u32(&mut body, block.len() as u32);
+                    body.extend_from_slice(&block);
+                    (OBJECT_CLASS, body)
+                }
+                Body::Instance(instance) => {
+                    let (id, new) = self.class_id(encode::encode_class_part(&instance.class));
+                    let (kind, data) = if new {
+                        (OBJECT_INSTANCE, encode::encode_object_block(object))
+                    } else {
+                        (
+                            OBJECT_INSTANCE_NOCLASS,
+                            encode::encode_instance_no_class(object).unwrap_or_default(),
+                        )
+                    };
+                    let mut body = Vec::with_capacity(data.len() + 24);
+                    put_u32(&mut body, 0x18);
+                    put_u32(&mut body, data.len() as u32);
+                    body.extend_from_slice(&id);
+                    body.extend_from_slice(&data);
+                    (kind, body)
+                }
+            };
+            // WBEM_DATAPACKET_OBJECT (2.2.14.1).
+            put_u32(&mut packets, 9);
+            put_u32(&mut packets, body.len() as u32);
+            packets.push(kind);
+            packets.extend_from_slice(&body);
+        }
+        let mut out = Vec::with_capacity(packets.len() + 50);
+        put_u32(&mut out, 0);
+        out.extend_from_slice(SIGNATURE);
+        put_u32(&mut out, 0x1a);
+        put_u32(&mut out, (packets.len() + 20) as u32);
+        put_u32(&mut out, 0);
+        out.push(1);
+        out.push(packet_type);
+        put_u32(&mut out, 8);
+        put_u32(&mut out, (packets.len() + 12) as u32);
+        put_u32(&mut out, 12);
+        put_u32(&mut out, packets.len() as u32);
+        put_u32(&mut out, objects.len() as u32);
+        out.extend_from_slice(&packets);
+        out
+    }
+}
+
+/// The receiving end: the classes of the instances seen so far.
+#[derive(Default)]
+pub struct ObjectArrayDecoder {
+    classes: HashMap<[u8; 16], Vec<u8>>,
+}
+
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn fail<T>(&self, problem: impl Into<String>) -> Result<T, DecodeError> {
+        Err(DecodeError {
+            at: self.pos,
+            problem: problem.into(),
+        })
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
+        if self.data.len() - self.pos < n {
+            return self.fail(format!("{what} is cut short"));
+        }
+        let s = &self.data[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn expect(&mut self, value: u32, what: &str) -> Result<(), DecodeError> {
+        let found = self.u32(what)?;
+        if found != value {
+            return self.fail(format!("{what} is {found:#x}, not {value:#x}"));
+        }
+        Ok(())
+    }
+}
+
+/// Where an ObjectBlock's ClassPart starts: after ObjectFlags and the
+/// Decoration.
+fn class_part_start(block: &[u8]) -> Option<usize> {
+    let flags = *block.first()?;
+    let mut at = 1;
+    if flags & crate::object_flags::DECORATED != 0 {
+        for _ in 0..2 {
+            let wide = *block.get(at)? == 1;
+            at += 1;
+            if wide {
+                while block.get(at..at + 2)? != [0, 0] {
+                    at += 2;
+                }
+                at += 2;
+            } else {
+                while *block.get(at)? != 0 {
+                    at += 1;
+                }
+                at += 1;
+            }
+        }
+    }
+    Some(at)
+}
+
+impl ObjectArrayDecoder {
+    /// The objects of an ObjectArray.
+    pub fn decode(&mut self, data: &[u8]) -> Result<Vec<Object>, DecodeError> {
+        let mut c = Cursor { data, pos: 0 };
+        c.expect(0, "dwByteOrdering")?;
+        if c.take(8, "abSignature")? != SIGNATURE {
+            return c.fail("abSignature is not WBEMDATA");
+        }
+        c.expect(0x1a, "dwSizeOfHeader1")?;
+        c.u32("dwDataSize1")?;
+        c.u32("dwFlags")?;
+        c.take(2, "bVersion and bPacketType")?;
+        c.expect(8, "dwSizeOfHeader2")?;
+        c.u32("dwDataSize2")?;
+        c.expect(12, "dwSizeOfHeader3")?;
+        c.u32("dwDataSize3")?;
+        let count = c.u32("dwNumObjects")? as usize;
+        if count > (data.len() - c.pos) / 9 {
+            return c.fail(format!(
+                "dwNumObjects {count} is more than the buffer holds"
+            ));
+        }
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            c.expect(9, "WBEM_DATAPACKET_OBJECT's dwSizeOfHeader")?;
+            let size = c.u32("WBEM_DATAPACKET_OBJECT's dwSizeOfData")? as usize;
+            let kind = c.take(1, "bObjectType")?[0];
+            let body_at = c.pos;
+            let body = c.take(size, "a WBEM_DATAPACKET_OBJECT")?;
+            let mut b = Cursor { data: body, pos: 0 };
+            let fix = |mut e: DecodeError| {
+                e.at += body_at;
+                e
+            };
+            let object = match kind {
+                OBJECT_CLASS => {
+                    b.expect(8, "WBEMOBJECT_CLASS's dwSizeOfHeader")
+                        .map_err(fix)?;
+                    let len = b.u32("dwSizeOfData").map_err(fix)? as usize;
+                    let block = b.take(len, "the class").map_err(fix)?;
+                    crate::decode_object_block(block).map_err(fix)?
+                }
+                OBJECT_INSTANCE | OBJECT_INSTANCE_NOCLASS => {
+                    b.expect(0x18, "WBEMOBJECT_INSTANCE's dwSizeOfHeader")
+                        .map_err(fix)?;
+                    let len = b.u32("dwSizeOfData").map_err(fix)? as usize;
+                    let mut id = [0u8; 16];
+                    id.copy_from_slice(b.take(16, "classID").map_err(fix)?);
+                    let block = b.take(len, "the instance").map_err(fix)?;
+                    if kind == OBJECT_INSTANCE {
+                        let object = crate::decode_object_block(block).map_err(fix)?;
+                        let start = class_part_start(block).unwrap_or(block.len());
+                        let class_len = block
+                            .get(start..start + 4)
+                            .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
+                            .unwrap_or(0);
+                        if let Some(part) = block.get(start..start + class_len) {
+                            self.classes.insert(id, part.to_vec());
+                        }
+                        object
+                    } else {
+                        let Some(class) = self.classes.get(&id) else {
+                            return b
+                                .fail("an instance names a class ID not sent before")
+                                .map_err(fix);
+                        };
+                        let start = class_part_start(block).unwrap_or(block.len());
+                        let mut whole = Vec::with_capacity(block.len() + class.len());
+                        whole.extend_from_slice(&block[..start]);
+                        whole.extend_from_slice(class);
+                        whole.extend_from_slice(&block[start..]);
+                        crate::decode_object_block(&whole).map_err(fix)?
+                    }
+                }
+                other => return c.fail(format!("bObjectType {other} is not 1, 2 or 3")),
+            };
+            out.push(object);
+        }
+        Ok(out)
+    }
+}
