@@ -3,7 +3,7 @@
 //! read, write, dynamic, provider), derivation lists and the origin of
 //! every inherited property.
 
-use wmi::classes::ClassKind;
+use wmi::classes::{ClassKind, Source};
 use wmi::value::{CimType as WmiType, EmbeddedObject, PropType};
 use wmi::{ClassModel, WmiClass, WmiValue};
 use wmio::{flavor, Body, CimType, ClassDef, Instance, Object, Property, Qualifier, Slot, Value};
@@ -108,7 +108,9 @@ pub fn class_def(model: &ClassModel, class: &WmiClass) -> ClassDef {
                 ));
             }
             qualifiers.push(qualifier("read", from_parent, Value::Boolean(true)));
-            if !p.read_only && !p.key && class.kind == ClassKind::Setting {
+            // Writable: what a Setting class stores in the metabase.
+            let stored = matches!(p.source, Source::Metabase(_) | Source::Flag { .. });
+            if !p.read_only && stored && class.kind == ClassKind::Setting {
                 qualifiers.push(qualifier("write", from_parent, Value::Boolean(true)));
             }
             Property {

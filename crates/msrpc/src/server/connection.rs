@@ -1079,8 +1079,24 @@ impl Connection {
             );
             return Err(denied());
         };
-        if context.level != auth.auth_level || context.auth_type != auth.auth_type {
+        if context.auth_type != auth.auth_type {
             return Err(denied());
+        }
+        if context.level != auth.auth_level {
+            // A client may raise an established context to packet privacy
+            // (Impacket's wmiquery.py and wmiexec.py bind at integrity and
+            // set privacy after NTLMLogin, on every interface of the
+            // connection; Windows takes it): the context is sealed from
+            // then on. Lowering a level is refused.
+            let raise = auth.auth_level == auth_level::PRIVACY && protects_pdus(context.level);
+            if !raise {
+                return Err(denied());
+            }
+            tracing::debug!(
+                context = auth.context_id,
+                "rpc: a security context raised to packet privacy"
+            );
+            context.level = auth.auth_level;
         }
         if protects_pdus(context.level) {
             let body_start = CALL_HEADER_LEN + if req.object.is_some() { 16 } else { 0 };

@@ -1,0 +1,298 @@
+"""MS-WMI through Impacket 0.13's own IWbemLevel1Login, IWbemServices,
+IEnumWbemClassObject and IWbemClassObject (its MS-WMIO decoder and, for
+PutInstance, its encoder). Arguments: PORT USER PASSWORD STEP...; prints
+one JSON object with what each step saw."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "dcom"))
+
+from dcom_common import DCERPCSessionError, connect, hresult  # noqa: E402,F401
+from impacket.dcerpc.v5.dcom import wmi  # noqa: E402
+from impacket.dcerpc.v5.dcomrt import INTERFACE, DCOMANSWER  # noqa: E402
+from impacket.dcerpc.v5.dtypes import NULL, ULONG  # noqa: E402
+from impacket.dcerpc.v5.ndr import NDRPOINTER, NDRUniConformantArray  # noqa: E402
+from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_LEVEL_PKT_PRIVACY  # noqa: E402
+from impacket.dcerpc.v5.rpcrt import DCERPCException  # noqa: E402
+
+port, user, password = sys.argv[1], sys.argv[2], sys.argv[3]
+steps = sys.argv[4:]
+out = {}
+
+
+class BYTES(NDRUniConformantArray):
+    item = "c"
+
+
+class PBYTES(NDRPOINTER):
+    referent = (("Data", BYTES),)
+
+
+class SmartNext(wmi.IWbemWCOSmartEnum_Next):
+    """IWbemWCOSmartEnum::Next, answered by SmartNextResponse (Impacket
+    finds a call's answer and error classes in the call's module)."""
+
+
+class SmartNextResponse(DCOMANSWER):
+    """IWbemWCOSmartEnum::Next's answer as the IDL has it: pBuffer is a
+    byte** (a unique pointer to the array; Impacket's own description
+    leaves the pointer out)."""
+
+    structure = (
+        ("puReturned", ULONG),
+        ("pdwBuffSize", ULONG),
+        ("pBuffer", PBYTES),
+        ("ErrorCode", ULONG),
+    )
+
+
+def code(e):
+    c = hresult(e)
+    return c if isinstance(c, int) else str(c)
+
+
+def services(dcom, namespace, before=None):
+    """A login and the services of `namespace`, at packet privacy (as
+    wmiquery.py sets it, after NTLMLogin; the login's own calls come
+    first, `before`)."""
+    iface = dcom.CoCreateInstanceEx(wmi.CLSID_WbemLevel1Login, wmi.IID_IWbemLevel1Login)
+    login = wmi.IWbemLevel1Login(iface)
+    if before:
+        before(login)
+    svc = login.NTLMLogin(namespace, NULL, NULL)
+    svc.get_dce_rpc().set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
+    return login, svc
+
+
+def login_calls(login):
+    out["locale_version"] = login.EstablishPosition()
+    try:
+        login.RequestChallenge()
+    except Exception as e:
+        out["request_challenge"] = code(e)
+    try:
+        login.NTLMLogin("//./root/NoSuchNamespace", NULL, NULL)
+    except Exception as e:
+        out["bad_namespace"] = code(e)
+
+
+def drain(enum):
+    """Every object of an enumerator, one Next(WBEM_INFINITE, 1) at a time
+    until WBEM_S_FALSE (Impacket raises on WBEM_S_FALSE, dropping what
+    came with it, so one at a time loses nothing)."""
+    objects = []
+    while True:
+        try:
+            objects.extend(enum.Next(0xFFFFFFFF, 1))
+        except DCERPCException as e:
+            if "S_FALSE" in str(e):
+                return objects
+            raise
+
+
+def values(obj, names):
+    props = obj.getProperties()
+    return {n: props[n]["value"] for n in names if n in props}
+
+
+def spawn(svc, class_name, **values):
+    """SpawnInstance of a class with every property NULL but `values`
+    (Impacket's spawned instances hold 0 and 'False' for every number and
+    boolean, which its encoder would send as values; its encoder writes a
+    NULL string as '', and fails on None)."""
+    cls, _ = svc.GetObject(class_name)
+    inst = cls.SpawnInstance()
+    for name, prop in inst.getProperties().items():
+        scalar_string = prop["stype"] in ("string", "datetime", "reference") and not prop["type"] & 0x2000
+        setattr(inst, name, "" if scalar_string else None)
+    for name, value in values.items():
+        setattr(inst, name, value)
+    return inst
+
+
+dcom = connect("127.0.0.1", port, user, password, RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
+try:
+    if "refused" in steps:
+        try:
+            services(dcom, "//./root/MicrosoftIISv2")
+            out["refused"] = "no"
+        except Exception as e:
+            out["refused"] = code(e)
+    else:
+        login, svc = services(dcom, "//./root/MicrosoftIISv2", login_calls)
+
+        if "query" in steps:
+            # The WMI seed's listing, in the IIS 5.1 class name it uses.
+            enum = svc.ExecQuery(
+                "select * from MicrosoftIIS_WebVirtualDirSetting where AccessWrite != TRUE"
+            )
+            out["listing"] = [values(o, ["Name", "AccessWrite", "Path"]) for o in drain(enum)]
+            enum = svc.ExecQuery("SELECT Name, ServerComment FROM IIsWebServerSetting")
+            rows = drain(enum)
+            out["projected"] = [
+                {"class": o.getClassName(), "props": sorted(o.getProperties().keys()),
+                 "values": values(o, ["Name", "ServerComment"])}
+                for o in rows
+            ]
+            obj, _ = svc.GetObject('IIsWebServerSetting.Name="W3SVC/1"')
+            props = obj.getProperties()
+            out["site"] = {
+                "class": obj.getClassName(),
+                "ServerComment": props["ServerComment"]["value"],
+                "ServerAutoStart": props["ServerAutoStart"]["value"],
+                "bindings": len(props["ServerBindings"]["value"] or []),
+                "name_qualifiers": sorted(props["Name"]["qualifiers"].keys()),
+            }
+            cls, _ = svc.GetObject("IIsWebServerSetting")
+            cprops = cls.getProperties()
+            out["class"] = {
+                "name": cls.getClassName(),
+                "has_name": "Name" in cprops,
+                "name_is_key": "key" in cprops["Name"]["qualifiers"],
+                "comment_type": cprops["ServerComment"]["stype"],
+                "bindings_cimtype": cprops["ServerBindings"]["qualifiers"].get("CIMTYPE"),
+            }
+            for name, call in [
+                ("missing", lambda: svc.GetObject('IIsWebServerSetting.Name="W3SVC/99"')),
+                ("no_class", lambda: svc.GetObject("IIsNoSuchClass")),
+                ("bad_query", lambda: svc.ExecQuery("SELECT FROM WHERE")),
+                ("bad_class", lambda: svc.ExecQuery("SELECT * FROM IIsNoSuchClass")),
+            ]:
+                try:
+                    call()
+                    out[name] = "no error"
+                except Exception as e:
+                    out[name] = code(e)
+            pools = drain(svc.CreateInstanceEnum("IIsApplicationPool"))
+            out["pools"] = [values(o, ["Name"])["Name"] for o in pools]
+            # Impacket's CreateClassEnum hands back the raw answer.
+            resp = svc.CreateClassEnum("IIsSetting")
+            enum = wmi.IEnumWbemClassObject(
+                INTERFACE(svc.get_cinstance(), b"".join(resp["ppEnum"]["abData"]),
+                          svc.get_ipidRemUnknown(), target=svc.get_target()),
+                svc,
+            )
+            classes = drain(enum)
+            out["setting_classes"] = len(classes)
+            out["has_server_setting"] = any(c.getClassName() == "IIsWebServerSetting" for c in classes)
+
+        if "enumerator" in steps:
+            enum = svc.ExecQuery("SELECT Name FROM IIsWebVirtualDirSetting")
+            first = enum.Next(0xFFFFFFFF, 1)
+            try:
+                enum.Skip(0, 1000)
+            except Exception as e:
+                out["skip_past_end"] = code(e)
+            out["after_skip"] = len(drain(enum))
+            enum.Reset()
+            out["after_reset"] = len(drain(enum))
+            out["first"] = values(first[0], ["Name"])["Name"]
+            forward = svc.ExecQuery("SELECT Name FROM IIsWebVirtualDirSetting", lFlags=0x20)
+            try:
+                forward.Reset()
+                out["forward_only_reset"] = "no error"
+            except Exception as e:
+                out["forward_only_reset"] = code(e)
+            # The smart enumerator: every object in one ObjectArray.
+            enum = svc.ExecQuery("SELECT * FROM IIsWebVirtualDirSetting")
+            fetch = enum.RemQueryInterface(1, (wmi.IID_IWbemFetchSmartEnum,))
+            request = wmi.IWbemFetchSmartEnum_GetSmartEnum()
+            resp = fetch.request(request, iid=wmi.IID_IWbemFetchSmartEnum, uuid=fetch.get_iPid())
+            smart = INTERFACE(
+                enum.get_cinstance(), b"".join(resp["ppSmartEnum"]["abData"]),
+                enum.get_ipidRemUnknown(), target=enum.get_target(),
+            )
+            smart = wmi.IWbemWCOSmartEnum(smart)
+            request = SmartNext()
+            request["proxyGUID"] = b"\x11" * 16
+            request["lTimeout"] = 0xFFFFFFFF
+            request["uCount"] = 100
+            try:
+                smart.request(request, iid=wmi.IID_IWbemWCOSmartEnum, uuid=smart.get_iPid())
+                out["smart_status"] = 0
+            except DCERPCException as e:
+                # WBEM_S_FALSE: fewer than asked; the answer is in the packet.
+                out["smart_status"] = code(e)
+                answer = e.get_packet()
+                data = b"".join(answer["pBuffer"])
+                array = wmi.ObjectArray(data)
+                # Each packet through Impacket's own structures: the first
+                # instance carries its class, the next names it by ID.
+                rest, kinds, names, ids = array["wbemObjects"], [], [], []
+                while rest:
+                    packet = wmi.WBEM_DATAPACKET_OBJECT(rest)
+                    kinds.append(packet["bObjectType"])
+                    body = wmi.WBEMOBJECT_INSTANCE(packet["Object"])
+                    ids.append(body["classID"].hex())
+                    if packet["bObjectType"] == 2:
+                        block = wmi.OBJECT_BLOCK(body["ObjectData"])
+                        block.parseObject()
+                        names.append(block.ctCurrent["name"])
+                    rest = rest[9 + packet["dwSizeOfData"]:]
+                out["smart_packets"] = {"kinds": kinds, "classes": names, "one_id": len(set(ids)) == 1}
+                out["smart"] = {
+                    "returned": answer["puReturned"],
+                    "objects": array["dwNumObjects"],
+                    "signature": array["abSignature"].decode(),
+                    "size": answer["pdwBuffSize"] == len(data),
+                }
+
+        if "put" in steps:
+            # The WMI seed's site creation, step by step.
+            site = os.environ["SITE_DIR"]
+            results = []
+            for cls, props in [
+                ("IIsWebServer", {"Name": "W3SVC/20"}),
+                ("IIsWebServerSetting", {"Name": "W3SVC/20", "ServerSize": 1,
+                                         "ServerComment": "SampleWMISite"}),
+                ("IIsWebVirtualDir", {"Name": "W3SVC/20/ROOT"}),
+                ("IIsWebVirtualDirSetting", {"Name": "W3SVC/20/ROOT", "AccessRead": True,
+                                             "AccessWrite": True, "EnableDirBrowsing": True,
+                                             "Path": site}),
+            ]:
+                inst = spawn(svc, cls, **props)
+                result = svc.PutInstance(inst.marshalMe())
+                results.append(result.GetResultString(0)["pstrResultString"]["asData"])
+            out["put"] = results
+            obj, _ = svc.GetObject('IIsWebVirtualDirSetting.Name="W3SVC/20/ROOT"')
+            out["put_back"] = values(obj, ["Path", "AccessWrite", "EnableDirBrowsing", "AccessExecute"])
+            # A change to an existing instance: only what differs is written.
+            inst = spawn(svc, "IIsWebServerSetting", Name="W3SVC/20", ServerComment="Renamed")
+            svc.PutInstance(inst.marshalMe())
+            # CREATE_ONLY on what exists, UPDATE_ONLY on what does not.
+            for name, cls, flags, props in [
+                ("create_only", "IIsWebServer", 2, {"Name": "W3SVC/20"}),
+                ("update_only", "IIsWebServer", 1, {"Name": "W3SVC/21"}),
+                ("wrong_place", "IIsWebServerSetting", 0, {"Name": "W3SVC", "ServerComment": "x"}),
+            ]:
+                try:
+                    svc.PutInstance(spawn(svc, cls, **props).marshalMe(), lFlags=flags)
+                    out[name] = "no error"
+                except Exception as e:
+                    out[name] = code(e)
+            inst = spawn(svc, "IIsWebVirtualDir", Name="W3SVC/20/ROOT/gone")
+            svc.PutInstance(inst.marshalMe())
+            svc.DeleteInstance('IIsWebVirtualDir.Name="W3SVC/20/ROOT/gone"')
+            try:
+                svc.GetObject('IIsWebVirtualDir.Name="W3SVC/20/ROOT/gone"')
+                out["deleted"] = "still there"
+            except Exception as e:
+                out["deleted"] = code(e)
+
+        if "namespaces" in steps:
+            _, root = services(dcom, "//./root")
+            out["root"] = sorted(values(o, ["Name"])["Name"] for o in drain(root.ExecQuery("SELECT * FROM __NAMESPACE")))
+            resp = root.OpenNamespace("MicrosoftIISv2")
+            out["open_namespace"] = resp["ErrorCode"]
+            _, cimv2 = services(dcom, "root\\cimv2")
+            try:
+                cimv2.ExecQuery("SELECT * FROM IIsWebServer")
+                out["iis_in_cimv2"] = "no error"
+            except Exception as e:
+                out["iis_in_cimv2"] = code(e)
+        svc.RemRelease()
+        login.RemRelease()
+finally:
+    dcom.disconnect()
+print(json.dumps(out))

@@ -1,0 +1,279 @@
+//! WMI on the wire ([MS-WMI] over DCOM) against clients no one here
+//! wrote: Impacket 0.13's own wmiquery.py, unchanged (tests/wmi/
+//! wmiquery_here.py only points it at a resolver off port 135), and
+//! Impacket's IWbemLevel1Login, IWbemServices, IEnumWbemClassObject and
+//! IWbemClassObject classes, whose MS-WMIO decoder reads what the server
+//! sends and whose encoder writes the instances PutInstance takes
+//! (tests/wmi/impacket_wmi.py). scripts/test.sh installs Impacket and
+//! names its interpreter in INETSRV_TEST_PYTHON.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::web::Web;
+use serde_json::Value;
+
+const WBEM_E_NOT_FOUND: u64 = 0x8004_1002;
+const WBEM_E_INVALID_PARAMETER: u64 = 0x8004_1008;
+const WBEM_E_NOT_SUPPORTED: u64 = 0x8004_100c;
+const WBEM_E_INVALID_NAMESPACE: u64 = 0x8004_100e;
+const WBEM_E_INVALID_CLASS: u64 = 0x8004_1010;
+const WBEM_E_INVALID_OPERATION: u64 = 0x8004_1016;
+const WBEM_E_INVALID_QUERY: u64 = 0x8004_1017;
+const WBEM_E_ALREADY_EXISTS: u64 = 0x8004_1019;
+const WBEM_S_FALSE: u64 = 1;
+const E_ACCESSDENIED: u64 = 0x8007_0005;
+
+fn python() -> PathBuf {
+    std::env::var_os("INETSRV_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+fn script(name: &str) -> String {
+    format!("{}/tests/wmi/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A server with an administrator (boss) and a user who is not one
+/// (clerk).
+fn server() -> Web {
+    let mut web = Web::prepare();
+    web.cli_ok(&["user", "add", "boss", "--password", "Secret-1", "--admin"]);
+    web.cli_ok(&["user", "add", "clerk", "--password", "Secret-2"]);
+    web.launch();
+    web
+}
+
+/// impacket_wmi.py's answer for `steps`, logged on as `user`.
+fn wmi(web: &Web, user: &str, password: &str, steps: &[&str], env: &[(&str, String)]) -> Value {
+    let out = Command::new(python())
+        .arg(script("impacket_wmi.py"))
+        .arg(web.rpc_port().to_string())
+        .args([user, password])
+        .args(steps)
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .output()
+        .expect("python3 with Impacket (pip install impacket==0.13.0)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout {stdout:?} stderr {stderr}\nserver log:\n{}",
+            web.log()
+        )
+    })
+}
+
+#[test]
+fn impackets_wmiquery_runs_the_seeds_queries_at_packet_privacy() {
+    let web = server();
+    let queries = web.state().join("queries.wql");
+    std::fs::write(
+        &queries,
+        "select * from MicrosoftIIS_WebVirtualDirSetting where AccessWrite != TRUE\n\
+         SELECT Name, ServerComment, ServerAutoStart FROM IIsWebServerSetting\n\
+         SELECT * FROM IIsWebServerSetting\n\
+         SELECT * FROM IIsNoSuchClass\n",
+    )
+    .unwrap();
+    let target = format!("boss:Secret-1@127.0.0.1[{}]", web.rpc_port());
+    let out = Command::new(python())
+        .arg(script("wmiquery_here.py"))
+        .args(["-namespace", "//./root/MicrosoftIISv2"])
+        .args(["-rpc-auth-level", "privacy"])
+        .arg("-file")
+        .arg(&queries)
+        .arg(&target)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let all = format!("{stdout}{stderr}");
+    let context = || format!("wmiquery.py said:\n{all}\nserver log:\n{}", web.log());
+    // The listing: the root virtual directory, AccessWrite FALSE.
+    let listing = all
+        .split("WQL> ")
+        .find(|s| s.starts_with("select * from MicrosoftIIS_WebVirtualDirSetting"))
+        .unwrap_or_else(|| panic!("{}", context()));
+    assert!(listing.contains("| W3SVC/1/ROOT |"), "{}", context());
+    assert!(listing.contains("| AccessWrite |"), "{}", context());
+    // A projection: exactly the columns asked for, in the class's order.
+    assert!(
+        all.contains(
+            "| Name | ServerComment | ServerAutoStart | \n| W3SVC/1 | Default Web Site | True | "
+        ),
+        "{}",
+        context()
+    );
+    let star = all
+        .split("WQL> ")
+        .find(|s| s.starts_with("SELECT * FROM IIsWebServerSetting"))
+        .unwrap();
+    for column in [
+        "| Name |",
+        "| ServerComment |",
+        "| ServerBindings |",
+        "| ConnectionTimeout |",
+    ] {
+        assert!(star.contains(column), "{column}: {}", context());
+    }
+    assert!(star.contains("| W3SVC/1 |"), "{}", context());
+    assert!(
+        all.contains("WBEM_E_INVALID_CLASS"),
+        "an unknown class is WBEM_E_INVALID_CLASS: {}",
+        context()
+    );
+}
+
+#[test]
+fn impacket_reads_classes_instances_and_errors_through_iwbemservices() {
+    let web = server();
+    let out = wmi(&web, "boss", "Secret-1", &["query"], &[]);
+    assert_eq!(out["locale_version"], 1, "{out}");
+    assert_eq!(out["request_challenge"], WBEM_E_NOT_SUPPORTED, "{out}");
+    assert_eq!(out["bad_namespace"], WBEM_E_INVALID_NAMESPACE, "{out}");
+    let listing = out["listing"].as_array().unwrap();
+    assert_eq!(listing.len(), 1, "{out}");
+    assert_eq!(listing[0]["Name"], "W3SVC/1/ROOT");
+    assert_eq!(listing[0]["AccessWrite"], "False");
+    assert_eq!(listing[0]["Path"], web.www().display().to_string(), "{out}");
+    let projected = &out["projected"][0];
+    assert_eq!(projected["class"], "IIsWebServerSetting");
+    assert_eq!(
+        projected["props"],
+        serde_json::json!(["Name", "ServerComment"])
+    );
+    assert_eq!(projected["values"]["ServerComment"], "Default Web Site");
+    let site = &out["site"];
+    assert_eq!(site["class"], "IIsWebServerSetting");
+    assert_eq!(site["ServerComment"], "Default Web Site");
+    assert_eq!(site["ServerAutoStart"], "True");
+    assert_eq!(
+        site["bindings"], 1,
+        "ServerBindings is one embedded ServerBinding"
+    );
+    assert_eq!(
+        site["name_qualifiers"],
+        serde_json::json!(["CIMTYPE", "key", "read"])
+    );
+    let class = &out["class"];
+    assert_eq!(class["name"], "IIsWebServerSetting");
+    assert_eq!(class["name_is_key"], true);
+    assert_eq!(class["comment_type"], "string");
+    assert_eq!(class["bindings_cimtype"], "object:ServerBinding");
+    assert_eq!(out["missing"], WBEM_E_NOT_FOUND, "{out}");
+    assert_eq!(out["no_class"], WBEM_E_NOT_FOUND, "{out}");
+    assert_eq!(out["bad_query"], WBEM_E_INVALID_QUERY, "{out}");
+    assert_eq!(out["bad_class"], WBEM_E_INVALID_CLASS, "{out}");
+    assert_eq!(
+        out["pools"],
+        serde_json::json!(["W3SVC/AppPools/DefaultAppPool"])
+    );
+    assert!(out["setting_classes"].as_u64().unwrap() > 20, "{out}");
+    assert_eq!(out["has_server_setting"], true);
+}
+
+#[test]
+fn enumerators_skip_reset_refuse_when_forward_only_and_send_object_arrays() {
+    let web = server();
+    web.cli_ok(&[
+        "vdir",
+        "create",
+        "1",
+        "images",
+        &web.www().display().to_string(),
+    ]);
+    let out = wmi(&web, "boss", "Secret-1", &["enumerator"], &[]);
+    assert_eq!(out["first"], "W3SVC/1/ROOT", "{out}");
+    assert_eq!(out["skip_past_end"], WBEM_S_FALSE, "{out}");
+    assert_eq!(out["after_skip"], 0);
+    assert_eq!(out["after_reset"], 2, "Reset starts over: {out}");
+    assert_eq!(out["forward_only_reset"], WBEM_E_INVALID_OPERATION);
+    // The smart enumerator: both objects in one ObjectArray, the class
+    // sent with the first only (bObjectType 2, then 3, one class ID).
+    assert_eq!(out["smart_status"], WBEM_S_FALSE);
+    assert_eq!(out["smart"]["returned"], 2);
+    assert_eq!(out["smart"]["objects"], 2);
+    assert_eq!(out["smart"]["signature"], "WBEMDATA");
+    assert_eq!(out["smart"]["size"], true);
+    assert_eq!(out["smart_packets"]["kinds"], serde_json::json!([2, 3]));
+    assert_eq!(out["smart_packets"]["one_id"], true);
+    assert!(out["smart_packets"]["classes"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("IIsWebVirtualDirSetting"));
+}
+
+#[test]
+fn the_seeds_site_is_created_through_put_instance_and_deleted_through_delete_instance() {
+    let web = server();
+    let site = web.www().join("site20");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.htm"), "twenty").unwrap();
+    let out = wmi(
+        &web,
+        "boss",
+        "Secret-1",
+        &["put"],
+        &[("SITE_DIR", site.display().to_string())],
+    );
+    assert_eq!(
+        out["put"],
+        serde_json::json!([
+            "IIsWebServer.Name=\"W3SVC/20\"",
+            "IIsWebServerSetting.Name=\"W3SVC/20\"",
+            "IIsWebVirtualDir.Name=\"W3SVC/20/ROOT\"",
+            "IIsWebVirtualDirSetting.Name=\"W3SVC/20/ROOT\""
+        ]),
+        "{out}"
+    );
+    assert_eq!(out["put_back"]["Path"], site.display().to_string());
+    assert_eq!(out["put_back"]["AccessWrite"], "True");
+    assert_eq!(out["put_back"]["EnableDirBrowsing"], "True");
+    assert_eq!(out["put_back"]["AccessExecute"], "False");
+    assert_eq!(out["create_only"], WBEM_E_ALREADY_EXISTS, "{out}");
+    assert_eq!(out["update_only"], WBEM_E_NOT_FOUND, "{out}");
+    // /LM/W3SVC is not an IIsWebServer: refused, as the seed's Susan saw.
+    assert_eq!(out["wrong_place"], WBEM_E_INVALID_PARAMETER, "{out}");
+    assert_eq!(out["deleted"], WBEM_E_NOT_FOUND, "{out}");
+    // The metabase has what the instances said, and only that: the
+    // second PutInstance changed the comment, and nothing else of the
+    // spawned instances (NULLs) was written.
+    assert_eq!(
+        web.cli_ok(&["mb", "get", "W3SVC/20/ServerComment"]).trim(),
+        "ServerComment                   : (STRING) \"Renamed\""
+    );
+    let own = web.cli_ok(&["mb", "enum", "W3SVC/20/ROOT"]);
+    assert!(own.contains(&site.display().to_string()), "{own}");
+    assert!(!own.contains("gone"), "{own}");
+    // The site serves once it has a binding.
+    let port = common::free_port();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/20/ServerBindings",
+        &format!("127.0.0.1:{port}:"),
+    ]);
+    web.wait_for(
+        "site 20 to serve",
+        std::time::Duration::from_secs(10),
+        || common::web::curl(&format!("http://127.0.0.1:{port}/index.htm"), &[]).body == b"twenty",
+    );
+}
+
+#[test]
+fn namespaces_open_and_only_administrators_log_on() {
+    let web = server();
+    let out = wmi(&web, "boss", "Secret-1", &["namespaces"], &[]);
+    assert_eq!(out["root"], serde_json::json!(["MicrosoftIISv2", "cimv2"]));
+    assert_eq!(out["open_namespace"], 0);
+    assert_eq!(out["iis_in_cimv2"], WBEM_E_INVALID_CLASS);
+    let refused = wmi(&web, "clerk", "Secret-2", &["refused"], &[]);
+    assert_eq!(refused["refused"], E_ACCESSDENIED, "{refused}");
+    assert!(web
+        .log()
+        .contains("administration refused: the user is not an administrator"));
+}
