@@ -383,6 +383,10 @@ async fn start_endpoint(
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "localhost".into()),
             exporter: exporter.clone(),
+            service: Some(wbem::service::ServiceControl {
+                was: host.was.clone(),
+                runtime: host.runtime.clone(),
+            }),
         }),
         level,
     );

@@ -277,3 +277,66 @@ fn namespaces_open_and_only_administrators_log_on() {
         .log()
         .contains("administration refused: the user is not an administrator"));
 }
+
+#[test]
+fn methods_stop_and_start_a_site_recycle_a_pool_and_make_an_application() {
+    const WBEM_E_INVALID_METHOD: u64 = 0x8004_102e;
+    let web = server();
+    web.cli_ok(&[
+        "vdir",
+        "create",
+        "1",
+        "images",
+        &web.www().display().to_string(),
+    ]);
+    assert_eq!(web.curl("/", &[]).status, 200);
+    let before = web.worker_pids("DefaultAppPool", "running");
+    assert!(!before.is_empty());
+
+    let out = wmi(&web, "boss", "Secret-1", &["stop"], &[]);
+    assert_eq!(out["stop"]["class"], "__PARAMETERS", "{out}");
+    // MD_SERVER_STATE_STOPPED, and the site no longer answers.
+    assert_eq!(out["server_state"], 4, "{out}");
+    assert_ne!(web.curl("/", &[]).status, 200);
+    assert_eq!(out["no_method"], WBEM_E_INVALID_METHOD, "{out}");
+    assert_eq!(out["no_instance"], WBEM_E_NOT_FOUND, "{out}");
+
+    let out = wmi(&web, "boss", "Secret-1", &["start", "recycle", "app"], &[]);
+    assert_eq!(out["server_state"], 2, "MD_SERVER_STATE_STARTED: {out}");
+    web.wait_for(
+        "site 1 to serve again",
+        std::time::Duration::from_secs(10),
+        || web.curl("/", &[]).status == 200,
+    );
+    web.wait_for(
+        "the recycled pool's new worker",
+        std::time::Duration::from_secs(20),
+        || {
+            let now = web.worker_pids("DefaultAppPool", "running");
+            !now.is_empty() && now.iter().all(|p| !before.contains(p))
+        },
+    );
+    // Impacket read the method signatures from the class and encoded
+    // AppCreate3's in-parameters from them.
+    assert_eq!(
+        out["methods"],
+        serde_json::json!([
+            "AppCreate",
+            "AppCreate2",
+            "AppCreate3",
+            "AppDelete",
+            "AppDisable",
+            "AppEnable",
+            "AppGetStatus",
+            "AppUnload"
+        ])
+    );
+    assert_eq!(
+        out["app_create3_in"],
+        serde_json::json!(["AppMode", "AppPoolName", "bCreatePool"])
+    );
+    assert_eq!(out["app_create3"], true);
+    assert_eq!(out["app_status"], 1, "APPSTATUS_RUNNING: {out}");
+    let app = web.cli_ok(&["mb", "get", "W3SVC/1/ROOT/images/AppRoot"]);
+    assert!(app.contains("/LM/W3SVC/1/ROOT/images"), "{app}");
+}

@@ -6,7 +6,9 @@
 use wmi::classes::{ClassKind, Source};
 use wmi::value::{CimType as WmiType, EmbeddedObject, PropType};
 use wmi::{ClassModel, WmiClass, WmiValue};
-use wmio::{flavor, Body, CimType, ClassDef, Instance, Object, Property, Qualifier, Slot, Value};
+use wmio::{
+    flavor, Body, CimType, ClassDef, Instance, Method, Object, Property, Qualifier, Slot, Value,
+};
 
 /// The namespace the provider serves, as objects are decorated with it.
 pub const IIS_NAMESPACE: &str = "root\\MicrosoftIISv2";
@@ -123,12 +125,160 @@ pub fn class_def(model: &ClassModel, class: &WmiClass) -> ClassDef {
             }
         })
         .collect();
+    let methods = wmi::methods::methods_of(model, &class.name)
+        .into_iter()
+        .map(|name| method(name, derivation.len() as u32))
+        .collect();
     ClassDef {
         name: Some(class.name.clone()),
         derivation,
         qualifiers: class_qualifiers(class),
         properties,
-        methods: Vec::new(),
+        methods,
+    }
+}
+
+/// Named, typed parameters.
+type Params = Vec<(&'static str, PropType)>;
+
+/// The parameters of the provider's methods, as IIS 6 declared them: the
+/// in-parameters, then the out-parameters (ReturnValue first).
+fn signature(method: &str) -> (Params, Params) {
+    let string = || PropType::scalar(WmiType::String);
+    let uint32 = || PropType::scalar(WmiType::UInt32);
+    let boolean = || PropType::scalar(WmiType::Boolean);
+    let recursive = || vec![("Recursive", boolean())];
+    let backup = || {
+        vec![
+            ("BackupLocation", string()),
+            ("BackupVersion", uint32()),
+            ("BackupFlags", uint32()),
+        ]
+    };
+    match method {
+        "EnumAppsInPool" => (
+            vec![],
+            vec![("Applications", PropType::array(WmiType::String))],
+        ),
+        "CreateNewSite" => (
+            vec![
+                ("PathOfRootVirtualDir", string()),
+                (
+                    "ServerBindings",
+                    PropType::array(WmiType::Object("ServerBinding".into())),
+                ),
+                ("ServerComment", string()),
+                ("ServerId", uint32()),
+            ],
+            vec![("ReturnValue", string())],
+        ),
+        "AppCreate" => (vec![("InProcFlag", boolean())], vec![]),
+        "AppCreate2" => (vec![("AppMode", uint32())], vec![]),
+        "AppCreate3" => (
+            vec![
+                ("AppMode", uint32()),
+                ("AppPoolName", string()),
+                ("bCreatePool", boolean()),
+            ],
+            vec![],
+        ),
+        "AppDelete" | "AppDisable" | "AppEnable" | "AppUnload" => (recursive(), vec![]),
+        "AppGetStatus" => (vec![], vec![("ReturnValue", uint32())]),
+        "Backup" | "Restore" => (backup(), vec![]),
+        "BackupWithPassword" | "RestoreWithPassword" => {
+            let mut p = backup();
+            p.push(("BackupPassword", string()));
+            (p, vec![])
+        }
+        "EnumBackups" => (
+            vec![("BackupLocation", string()), ("IndexIn", uint32())],
+            vec![
+                ("BackupDateTimeOut", string()),
+                ("BackupLocation", string()),
+                ("BackupVersionOut", uint32()),
+            ],
+        ),
+        "DeleteBackup" => (
+            vec![("BackupLocation", string()), ("BackupVersion", uint32())],
+            vec![],
+        ),
+        "Export" => (
+            vec![
+                ("Passwd", string()),
+                ("FileName", string()),
+                ("SourcePath", string()),
+                ("MDFlags", uint32()),
+            ],
+            vec![],
+        ),
+        "Import" => (
+            vec![
+                ("Passwd", string()),
+                ("FileName", string()),
+                ("SourcePath", string()),
+                ("DestPath", string()),
+                ("MDFlags", uint32()),
+            ],
+            vec![],
+        ),
+        _ => (vec![], vec![]),
+    }
+}
+
+/// A method's description: the `__PARAMETERS` classes of its in- and
+/// out-parameters ([MS-WMIO] 2.3.3), each parameter with its position.
+fn method(name: &str, origin: u32) -> Method {
+    let (inputs, outputs) = signature(name);
+    let mut position = 0;
+    // No in-parameters: no input signature; the output signature is
+    // always there (clients build the out-parameters from it), empty for
+    // a method that returns nothing.
+    let mut params = |list: Vec<(&str, PropType)>, direction: &str| -> Option<ClassDef> {
+        if list.is_empty() && direction == "in" {
+            return None;
+        }
+        let properties = list
+            .into_iter()
+            .map(|(param, ty)| {
+                let id = if param == "ReturnValue" {
+                    None
+                } else {
+                    position += 1;
+                    Some(position - 1)
+                };
+                let mut qualifiers = vec![
+                    qualifier("CIMTYPE", 0, Value::String(cimtype_name(&ty))),
+                    qualifier(direction, 0, Value::Boolean(true)),
+                ];
+                if let Some(id) = id {
+                    qualifiers.push(qualifier("ID", 0, Value::Sint32(id)));
+                }
+                Property {
+                    name: param.to_string(),
+                    cim_type: cim_type(&ty),
+                    inherited: false,
+                    origin: 0,
+                    qualifiers,
+                    default: None,
+                }
+            })
+            .collect();
+        Some(ClassDef {
+            name: Some("__PARAMETERS".into()),
+            qualifiers: vec![qualifier("abstract", 0, Value::Boolean(true))],
+            properties,
+            ..ClassDef::default()
+        })
+    };
+    let input = params(inputs, "in");
+    let output = params(outputs, "out");
+    Method {
+        name: name.to_string(),
+        inherited: false,
+        origin,
+        qualifiers: vec![qualifier("Implemented", 0, Value::Boolean(true))],
+        input,
+        output,
     }
 }
 
@@ -299,6 +449,60 @@ fn embedded(model: &ClassModel, object: &EmbeddedObject) -> Object {
         body: Body::Instance(Instance {
             class: def,
             values,
+            qualifiers: Vec::new(),
+        }),
+    }
+}
+
+/// A method's out-parameters as the `__PARAMETERS` instance ExecMethod
+/// returns ([MS-WMIO] 2.3.3): each value's type is what it holds.
+pub fn out_parameters(model: &ClassModel, values: &[(String, WmiValue)]) -> Object {
+    fn type_of(value: &WmiValue) -> PropType {
+        match value {
+            WmiValue::Bool(_) => PropType::scalar(WmiType::Boolean),
+            WmiValue::UInt32(_) => PropType::scalar(WmiType::UInt32),
+            WmiValue::Bytes(_) => PropType::array(WmiType::UInt8),
+            WmiValue::Object(o) => PropType::scalar(WmiType::Object(o.class.clone())),
+            WmiValue::Array(items) => {
+                let mut t = items
+                    .first()
+                    .map(type_of)
+                    .unwrap_or(PropType::scalar(WmiType::String));
+                t.array = true;
+                t
+            }
+            WmiValue::String(_) | WmiValue::Null => PropType::scalar(WmiType::String),
+        }
+    }
+    let mut properties = Vec::new();
+    let mut slots = Vec::new();
+    for (i, (name, value)) in values.iter().enumerate() {
+        let ty = type_of(value);
+        properties.push(Property {
+            name: name.clone(),
+            cim_type: cim_type(&ty),
+            inherited: false,
+            origin: 0,
+            qualifiers: vec![
+                qualifier("CIMTYPE", 0, Value::String(cimtype_name(&ty))),
+                qualifier("out", 0, Value::Boolean(true)),
+                qualifier("ID", 0, Value::Sint32(i as i32)),
+            ],
+            default: None,
+        });
+        slots.push(slot(model, value, &ty));
+    }
+    Object {
+        decoration: None,
+        extra_flags: 0,
+        body: Body::Instance(Instance {
+            class: ClassDef {
+                name: Some("__PARAMETERS".into()),
+                qualifiers: vec![qualifier("abstract", 0, Value::Boolean(true))],
+                properties,
+                ..ClassDef::default()
+            },
+            values: slots,
             qualifiers: Vec::new(),
         }),
     }

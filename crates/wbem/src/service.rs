@@ -97,6 +97,42 @@ pub struct Wbem {
     /// The name objects are decorated with (__SERVER).
     pub server_name: String,
     pub exporter: Arc<Exporter>,
+    /// The running activation service, for the methods only it can carry
+    /// out (Start, Stop, Pause, Continue, Recycle).
+    pub service: Option<ServiceControl>,
+}
+
+/// The activation service and the runtime its work runs on.
+pub struct ServiceControl {
+    pub was: was::Was,
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// How long a method waits for the activation service.
+const SERVICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl ServiceControl {
+    /// Carries out what a method asked of the running service.
+    fn run(&self, action: wmi::methods::ServerAction) -> Result<(), String> {
+        use was::{PoolCommand, SiteCommand};
+        use wmi::methods::ServerAction as A;
+        let was = self.was.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.runtime.spawn(async move {
+            let done = match action {
+                A::StartSite(id) => was.site_command(id, SiteCommand::Start).await,
+                A::StopSite(id) => was.site_command(id, SiteCommand::Stop).await,
+                A::PauseSite(id) => was.site_command(id, SiteCommand::Pause).await,
+                A::ContinueSite(id) => was.site_command(id, SiteCommand::Continue).await,
+                A::StartPool(name) => was.pool_command(&name, PoolCommand::Start).await,
+                A::StopPool(name) => was.pool_command(&name, PoolCommand::Stop).await,
+                A::RecyclePool(name) => was.pool_command(&name, PoolCommand::Recycle).await,
+            };
+            let _ = tx.send(done.map(|_| ()).map_err(|e| e.to_string()));
+        });
+        rx.recv_timeout(SERVICE_TIMEOUT)
+            .unwrap_or_else(|_| Err("the activation service did not answer".into()))
+    }
 }
 
 struct LoginObject;
@@ -590,6 +626,69 @@ impl Wbem {
         let model = ClassModel::from_schema(snapshot.schema());
         wmi::write::put_instance(self.files.metabase(), &model, &class, &properties)
             .map_err(|e| (wmi_error(&e), e.to_string()))
+    }
+}
+
+impl Wbem {
+    /// ExecMethod: the method of the instance at `path`, its in-parameters
+    /// taken by name from `input`; the out-parameters.
+    fn exec_method(
+        &self,
+        namespace: Namespace,
+        path: &str,
+        method: &str,
+        input: Option<&Object>,
+    ) -> Result<Object, Refusal> {
+        if namespace != Namespace::Iis {
+            return Err((
+                WBEM_E_NOT_SUPPORTED,
+                format!("{} has no methods", namespace.path()),
+            ));
+        }
+        let local = strip_namespace(path, namespace)?;
+        let mut args: Vec<(String, Vec<String>)> = Vec::new();
+        if let Some(object) = input {
+            let Body::Instance(params) = &object.body else {
+                return Err((
+                    WBEM_E_INVALID_PARAMETER,
+                    "the in-parameters are a class, not an instance".into(),
+                ));
+            };
+            for (p, slot) in params.class.properties.iter().zip(&params.values) {
+                if let Slot::Value(v) = slot {
+                    let text = texts(v)
+                        .map_err(|why| (WBEM_E_TYPE_MISMATCH, format!("{}: {why}", p.name)))?;
+                    args.push((p.name.clone(), text));
+                }
+            }
+        }
+        let snapshot = self.files.metabase().snapshot();
+        let model = ClassModel::from_schema(snapshot.schema());
+        let wmi_error = |e: WmiError| (e.status.code(), e.to_string());
+        let outcome = wmi::methods::call(self.files.metabase(), &model, local, method, &args)
+            .map_err(wmi_error)?;
+        let values = match outcome {
+            wmi::methods::Outcome::Done(values) => values,
+            wmi::methods::Outcome::Files(op) => {
+                match wmi::computer::run(&self.files, &op).map_err(wmi_error)? {
+                    wmi::methods::Outcome::Done(values) => values,
+                    _ => Vec::new(),
+                }
+            }
+            wmi::methods::Outcome::Server(action) => {
+                let Some(service) = &self.service else {
+                    return Err((
+                        WBEM_E_FAILED,
+                        "the activation service is not running".into(),
+                    ));
+                };
+                service
+                    .run(action)
+                    .map_err(|why| (WBEM_E_FAILED, format!("{method}: {why}")))?;
+                Vec::new()
+            }
+        };
+        Ok(convert::out_parameters(&model, &values))
     }
 }
 
@@ -1220,21 +1319,59 @@ impl WbemServices for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _path: Bstr,
-        _method: Bstr,
-        _flags: u32,
+        path: Bstr,
+        method: Bstr,
+        flags: u32,
         _context: Itf,
-        _in_params: Itf,
-        _out_params: ItfInOut,
-        _call_result: ItfInOut,
+        in_params: Itf,
+        out_params: ItfInOut,
+        call_result: ItfInOut,
         _rest: IgnoredRest,
     ) -> CallResult<ObjectReply> {
-        self.0.exporter.object::<ServicesObject>(call)?;
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let fail = |hr| Ok((That::default(), none_in_out(), none_in_out(), hr));
+        if flags & FLAG_RETURN_IMMEDIATELY != 0 && call_result.get().is_none() {
+            return fail(WBEM_E_INVALID_PARAMETER);
+        }
+        let path = bstr_text(&path);
+        let method = bstr_text(&method);
+        let input = match in_params.get() {
+            None => None,
+            Some(_) => match object_of(&in_params) {
+                Ok(o) => Some(o),
+                Err(refusal) => return fail(self.refuse("ExecMethod", refusal)),
+            },
+        };
+        let output = match self
+            .0
+            .exec_method(services.namespace, &path, &method, input.as_ref())
+        {
+            Ok(o) => o,
+            Err(refusal) => return fail(self.refuse("ExecMethod", refusal)),
+        };
+        tracing::info!(user = ?call.client, path, method, "WMI ExecMethod");
+        if flags & FLAG_RETURN_IMMEDIATELY != 0 {
+            let result = CallResultObject {
+                status: WBEM_S_NO_ERROR,
+                object: Some(output),
+                text: None,
+                namespace: None,
+            };
+            return match self.0.call_result(call, result) {
+                Ok(p) => Ok((
+                    That::default(),
+                    in_out(&out_params, None),
+                    in_out(&call_result, Some(p)),
+                    WBEM_S_NO_ERROR,
+                )),
+                Err(hr) => fail(hr),
+            };
+        }
         Ok((
             That::default(),
-            none_in_out(),
-            none_in_out(),
-            WBEM_E_NOT_SUPPORTED,
+            in_out(&out_params, Some(object_pointer(&output))),
+            in_out(&call_result, None),
+            WBEM_S_NO_ERROR,
         ))
     }
 

@@ -280,6 +280,40 @@ try:
             except Exception as e:
                 out["deleted"] = code(e)
 
+        if "stop" in steps or "start" in steps or "recycle" in steps:
+            for step, path, method in [
+                ("stop", 'IIsWebServer.Name="W3SVC/1"', "Stop"),
+                ("start", 'IIsWebServer.Name="W3SVC/1"', "Start"),
+                ("recycle", 'IIsApplicationPool.Name="W3SVC/AppPools/DefaultAppPool"', "Recycle"),
+            ]:
+                if step in steps:
+                    result = svc.ExecMethod(path, method)
+                    out[step] = {"class": result.getClassName(), "out": sorted(result.getProperties().keys())}
+            obj, _ = svc.GetObject('IIsWebServer.Name="W3SVC/1"')
+            out["server_state"] = obj.getProperties()["ServerState"]["value"]
+            for name, call in [
+                ("no_method", lambda: svc.ExecMethod('IIsWebServer.Name="W3SVC/1"', "Explode")),
+                ("no_instance", lambda: svc.ExecMethod('IIsWebServer.Name="W3SVC/77"', "Start")),
+            ]:
+                try:
+                    call()
+                    out[name] = "no error"
+                except Exception as e:
+                    out[name] = code(e)
+
+        if "app" in steps:
+            # Methods as Impacket calls them: by name on an instance, the
+            # in-parameters encoded from the class's method signature.
+            cls = svc.GetObject("IIsWebVirtualDir")[0]
+            methods = cls.getMethods()
+            out["methods"] = sorted(methods.keys())
+            out["app_create3_in"] = list(methods["AppCreate3"]["InParams"].keys())
+            vdir = svc.GetObject('IIsWebVirtualDir.Name="W3SVC/1/ROOT/images"')[0]
+            result = vdir.AppCreate3(2, "DefaultAppPool", False)
+            out["app_create3"] = result is not None
+            status = svc.GetObject('IIsWebVirtualDir.Name="W3SVC/1/ROOT/images"')[0].AppGetStatus()
+            out["app_status"] = status.getProperties()["ReturnValue"]["value"]
+
         if "namespaces" in steps:
             _, root = services(dcom, "//./root")
             out["root"] = sorted(values(o, ["Name"])["Name"] for o in drain(root.ExecQuery("SELECT * FROM __NAMESPACE")))
