@@ -340,3 +340,45 @@ fn methods_stop_and_start_a_site_recycle_a_pool_and_make_an_application() {
     let app = web.cli_ok(&["mb", "get", "W3SVC/1/ROOT/images/AppRoot"]);
     assert!(app.contains("/LM/W3SVC/1/ROOT/images"), "{app}");
 }
+
+#[test]
+fn an_event_query_delivers_the_modification_mb_set_makes() {
+    use std::io::{BufRead, BufReader, Write};
+    const WBEM_S_TIMEDOUT: u64 = 0x4_0004;
+    let web = server();
+    let mut child = Command::new(python())
+        .arg(script("impacket_wmi.py"))
+        .arg(web.rpc_port().to_string())
+        .args(["boss", "Secret-1", "events"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with Impacket");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The subscription is made; the change comes after it.
+    let ready = lines.by_ref().map_while(Result::ok).any(|l| l == "READY");
+    assert!(ready, "the client did not subscribe: {}", web.log());
+    web.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Changed by mb set"]);
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let last = lines.map_while(Result::ok).last().unwrap_or_default();
+    let status = child.wait().unwrap();
+    let out: Value = serde_json::from_str(&last).unwrap_or_else(|e| {
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        panic!("{e} ({status}): {last:?} {err}\n{}", web.log())
+    });
+    assert_eq!(
+        out["event"]["class"], "__InstanceModificationEvent",
+        "{out}"
+    );
+    assert_eq!(out["event"]["target"]["Name"], "W3SVC/1");
+    assert_eq!(out["event"]["target"]["ServerComment"], "Changed by mb set");
+    assert_eq!(
+        out["event"]["previous"]["ServerComment"],
+        "Default Web Site"
+    );
+    // Nothing else changed: the next Next times out.
+    assert_eq!(out["quiet"], WBEM_S_TIMEDOUT, "{out}");
+    assert_eq!(out["not_an_event"], WBEM_E_INVALID_CLASS, "{out}");
+}

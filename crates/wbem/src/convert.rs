@@ -35,6 +35,7 @@ pub fn cim_type(ty: &PropType) -> CimType {
 /// The CIMTYPE qualifier's value (MS-WMIO 2.3.1, 2.3.2).
 fn cimtype_name(ty: &PropType) -> String {
     match &ty.base {
+        WmiType::Object(class) if class.is_empty() => "object".to_string(),
         WmiType::Object(class) => format!("object:{class}"),
         WmiType::Reference(class) if class.is_empty() => "ref:object".to_string(),
         WmiType::Reference(class) => format!("ref:{class}"),
@@ -428,14 +429,20 @@ fn embedded(model: &ClassModel, object: &EmbeddedObject) -> Object {
             ..ClassDef::default()
         },
     };
+    let model_class = model.class(&object.class);
     let values = def
         .properties
         .iter()
         .map(|p| {
-            let ty = match p.cim_type {
-                CimType::BOOLEAN => PropType::scalar(WmiType::Boolean),
-                CimType::UINT32 => PropType::scalar(WmiType::UInt32),
-                _ => PropType::scalar(WmiType::String),
+            // The model's type where the class is the model's (an event's
+            // TargetInstance is a whole instance), else what the value is.
+            let ty = match model_class.and_then(|c| c.property(&p.name)) {
+                Some(wp) => wp.ty.clone(),
+                None => match p.cim_type {
+                    CimType::BOOLEAN => PropType::scalar(WmiType::Boolean),
+                    CimType::UINT32 => PropType::scalar(WmiType::UInt32),
+                    _ => PropType::scalar(WmiType::String),
+                },
             };
             match object.get(&p.name) {
                 Some(v) => slot(model, v, &ty),

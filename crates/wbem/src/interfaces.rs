@@ -369,8 +369,10 @@ pub trait EnumWbemClassObject {
     fn reset(&self, call: &Call, this: OrpcThis) -> CallResult<(OrpcThat, u32)>;
 
     /// Next (3.1.4.4.2): up to `count` objects, waiting at most `timeout`
-    /// milliseconds.
+    /// milliseconds (for events, which may take that long: off the
+    /// connection's task).
     #[opnum(4)]
+    #[blocking]
     fn next(
         &self,
         call: &Call,
@@ -395,6 +397,7 @@ pub trait EnumWbemClassObject {
 
     /// Skip (3.1.4.4.5).
     #[opnum(7)]
+    #[blocking]
     fn skip(
         &self,
         call: &Call,
@@ -417,6 +420,7 @@ pub trait WbemFetchSmartEnum {
 pub trait WbemWcoSmartEnum {
     /// Next (3.1.4.7.1): objects as an ObjectArray (2.2.14).
     #[opnum(3)]
+    #[blocking]
     fn next(
         &self,
         call: &Call,

@@ -154,11 +154,157 @@ impl Results {
     }
 }
 
-struct EnumObject(Arc<Results>);
+/// An enumerator: over a result set, or over the events of a
+/// notification query as they happen.
+#[derive(Clone)]
+enum EnumObject {
+    Results(Arc<Results>),
+    Events(Arc<EventFeed>),
+}
 
 struct SmartEnumObject {
-    results: Arc<Results>,
+    source: EnumObject,
     encoder: Mutex<wmio::ObjectArrayEncoder>,
+}
+
+/// The events of one ExecNotificationQuery: the metabase's change
+/// notifications, each compared with the configuration seen before.
+struct EventFeed {
+    query: wmi::events::EventQuery,
+    decoration: Decoration,
+    state: Mutex<FeedState>,
+}
+
+struct FeedState {
+    changes: std::sync::mpsc::Receiver<Arc<metabase::ChangeBatch>>,
+    last: Arc<metabase::Snapshot>,
+    pending: std::collections::VecDeque<Object>,
+}
+
+/// How long one wait for a change lasts before the feed checks that its
+/// client still holds it.
+const FEED_SLICE: std::time::Duration = std::time::Duration::from_millis(500);
+/// WBEM_INFINITE.
+const INFINITE: u32 = u32::MAX;
+
+impl EventFeed {
+    /// Up to `count` events, waiting up to `timeout_ms` (or while `alive`
+    /// holds, for WBEM_INFINITE) for them to happen.
+    fn take(
+        &self,
+        files: &MetabaseFiles,
+        count: usize,
+        timeout_ms: u32,
+        alive: &dyn Fn() -> bool,
+    ) -> (Vec<Object>, u32) {
+        let deadline = (timeout_ms != INFINITE).then(|| {
+            std::time::Instant::now() + std::time::Duration::from_millis(u64::from(timeout_ms))
+        });
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if state.pending.len() >= count {
+                return (state.pending.drain(..count).collect(), WBEM_S_NO_ERROR);
+            }
+            let wait = match deadline {
+                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                    Some(left) => left.min(FEED_SLICE),
+                    None => {
+                        let n = state.pending.len();
+                        let status = if n < count {
+                            WBEM_S_TIMEDOUT
+                        } else {
+                            WBEM_S_NO_ERROR
+                        };
+                        return (state.pending.drain(..n).collect(), status);
+                    }
+                },
+                None => FEED_SLICE,
+            };
+            match state.changes.recv_timeout(wait) {
+                Ok(_) => {
+                    // Later notifications are in the same snapshot.
+                    while state.changes.try_recv().is_ok() {}
+                    let now = files.metabase().snapshot();
+                    let model = ClassModel::from_schema(now.schema());
+                    match self.query.events(&model, &state.last, &now) {
+                        Ok(events) => {
+                            for event in events {
+                                if let Some(o) = event_object(&model, &event, &self.decoration) {
+                                    state.pending.push_back(o);
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!("WMI event query: {e}"),
+                    }
+                    state.last = now;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if !alive() {
+                        return (Vec::new(), WBEM_E_FAILED);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return (Vec::new(), WBEM_E_FAILED);
+                }
+            }
+        }
+    }
+}
+
+/// An intrinsic event as the instance a client receives: its class
+/// (__InstanceModificationEvent, …) with TargetInstance and, for a
+/// modification, PreviousInstance embedded.
+fn event_object(
+    model: &ClassModel,
+    event: &wmi::events::Event,
+    decoration: &Decoration,
+) -> Option<Object> {
+    let embed = |i: &wmi::Instance| {
+        wmi::WmiValue::Object(wmi::value::EmbeddedObject {
+            class: i.class.clone(),
+            properties: i.properties.clone(),
+        })
+    };
+    let mut properties = vec![("TargetInstance".to_string(), embed(&event.target))];
+    if let Some(previous) = &event.previous {
+        properties.push(("PreviousInstance".to_string(), embed(previous)));
+    }
+    let instance = wmi::Instance {
+        class: event.class.to_string(),
+        relpath: String::new(),
+        properties,
+    };
+    convert::instance_object(model, &instance, None, Some(decoration))
+}
+
+impl EnumObject {
+    /// Up to `count` objects from the current position.
+    fn take(
+        &self,
+        wbem: &Wbem,
+        count: u32,
+        timeout_ms: u32,
+        alive: &dyn Fn() -> bool,
+    ) -> (Vec<Object>, u32) {
+        let wanted = count.min(MAX_BATCH) as usize;
+        match self {
+            EnumObject::Results(results) => {
+                // Every result is ready when the enumerator is made.
+                let mut position = results.position();
+                let available = results.objects.len().saturating_sub(*position);
+                let n = wanted.min(available);
+                let batch = results.objects[*position..*position + n].to_vec();
+                *position += n;
+                let status = if n < count as usize {
+                    WBEM_S_FALSE
+                } else {
+                    WBEM_S_NO_ERROR
+                };
+                (batch, status)
+            }
+            EnumObject::Events(feed) => feed.take(&wbem.files, wanted, timeout_ms, alive),
+        }
+    }
 }
 
 struct CallResultObject {
@@ -316,9 +462,13 @@ impl Wbem {
             position: Mutex::new(0),
             forward_only: flags & FLAG_FORWARD_ONLY != 0,
         });
+        self.export_enum(call, EnumObject::Results(results))
+    }
+
+    fn export_enum(&self, call: &Call<'_>, object: EnumObject) -> Result<MInterfacePointer, u32> {
         self.export(
             call,
-            Arc::new(EnumObject(results)),
+            Arc::new(object),
             vec![IID_IENUM_WBEM_CLASS_OBJECT, IID_IWBEM_FETCH_SMART_ENUM],
             "IEnumWbemClassObject",
             IID_IENUM_WBEM_CLASS_OBJECT,
@@ -1292,13 +1442,57 @@ impl WbemServices for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _language: Bstr,
-        _query: Bstr,
+        language: Bstr,
+        query: Bstr,
         _flags: u32,
         _context: Itf,
     ) -> CallResult<(That, Itf, u32)> {
-        self.0.exporter.object::<ServicesObject>(call)?;
-        Ok((That::default(), none(), WBEM_E_NOT_SUPPORTED))
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let fail = |hr| Ok((That::default(), none(), hr));
+        let language = bstr_text(&language);
+        if !language.eq_ignore_ascii_case("WQL") {
+            return fail(self.refuse(
+                "ExecNotificationQuery",
+                (
+                    WBEM_E_INVALID_QUERY_TYPE,
+                    format!("query language {language:?} is not WQL"),
+                ),
+            ));
+        }
+        if services.namespace != Namespace::Iis {
+            return fail(self.refuse(
+                "ExecNotificationQuery",
+                (
+                    WBEM_E_INVALID_CLASS,
+                    format!("{} has no events", services.namespace.path()),
+                ),
+            ));
+        }
+        let text = bstr_text(&query);
+        // Subscribed before the first look: no change falls between them.
+        let changes = self.0.files.metabase().subscribe();
+        let last = self.0.files.metabase().snapshot();
+        let model = ClassModel::from_schema(last.schema());
+        let parsed = match wmi::events::EventQuery::parse(&model, &text) {
+            Ok(q) => q,
+            Err(e) => {
+                return fail(self.refuse("ExecNotificationQuery", (wmi_error(&e), e.to_string())))
+            }
+        };
+        let feed = Arc::new(EventFeed {
+            query: parsed,
+            decoration: self.0.decoration(services.namespace),
+            state: Mutex::new(FeedState {
+                changes,
+                last,
+                pending: std::collections::VecDeque::new(),
+            }),
+        });
+        tracing::info!(user = ?call.client, query = text, "WMI: event subscription");
+        match self.0.export_enum(call, EnumObject::Events(feed)) {
+            Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),
+            Err(hr) => fail(hr),
+        }
     }
 
     fn exec_notification_query_async(
@@ -1408,43 +1602,37 @@ impl WbemService {
 impl EnumWbemClassObject for WbemService {
     fn reset(&self, call: &Call, _this: This) -> CallResult<(That, u32)> {
         let e = self.0.exporter.object::<EnumObject>(call)?;
-        if e.0.forward_only {
-            return Ok((That::default(), WBEM_E_INVALID_OPERATION));
+        match &*e {
+            EnumObject::Results(r) if !r.forward_only => {
+                *r.position() = 0;
+                Ok((That::default(), WBEM_S_NO_ERROR))
+            }
+            _ => Ok((That::default(), WBEM_E_INVALID_OPERATION)),
         }
-        *e.0.position() = 0;
-        Ok((That::default(), WBEM_S_NO_ERROR))
     }
 
     fn next(
         &self,
         call: &Call,
         _this: This,
-        _timeout: u32,
+        timeout: u32,
         count: u32,
     ) -> CallResult<(That, ConformantVaryingArray<Itf>, u32, u32)> {
         let e = self.0.exporter.object::<EnumObject>(call)?;
-        // Every result is ready when the enumerator is made: no wait.
-        let wanted = count.min(MAX_BATCH) as usize;
-        let mut position = e.0.position();
-        let available = e.0.objects.len().saturating_sub(*position);
-        let n = wanted.min(available);
-        let items: Vec<Itf> = e.0.objects[*position..*position + n]
+        let alive = || self.0.exporter.oid_of_call(call).is_some();
+        let (batch, status) = e.take(&self.0, count, timeout, &alive);
+        let n = batch.len() as u32;
+        let items: Vec<Itf> = batch
             .iter()
             .map(|o| Unique::new(Some(object_pointer(o))))
             .collect();
-        *position += n;
-        let status = if n < count as usize {
-            WBEM_S_FALSE
-        } else {
-            WBEM_S_NO_ERROR
-        };
         Ok((
             That::default(),
             ConformantVaryingArray {
-                max: count as usize,
+                max: (count as usize).max(items.len()),
                 items,
             },
-            n as u32,
+            n,
             status,
         ))
     }
@@ -1462,37 +1650,27 @@ impl EnumWbemClassObject for WbemService {
 
     fn clone_enum(&self, call: &Call, _this: This) -> CallResult<(That, Itf, u32)> {
         let e = self.0.exporter.object::<EnumObject>(call)?;
-        if e.0.forward_only {
+        let EnumObject::Results(r) = &*e else {
+            return Ok((That::default(), none(), WBEM_E_INVALID_OPERATION));
+        };
+        if r.forward_only {
             return Ok((That::default(), none(), WBEM_E_INVALID_OPERATION));
         }
         let copy = Arc::new(Results {
-            objects: e.0.objects.clone(),
-            position: Mutex::new(*e.0.position()),
+            objects: r.objects.clone(),
+            position: Mutex::new(*r.position()),
             forward_only: false,
         });
-        match self.0.export(
-            call,
-            Arc::new(EnumObject(copy)),
-            vec![IID_IENUM_WBEM_CLASS_OBJECT, IID_IWBEM_FETCH_SMART_ENUM],
-            "IEnumWbemClassObject",
-            IID_IENUM_WBEM_CLASS_OBJECT,
-        ) {
+        match self.0.export_enum(call, EnumObject::Results(copy)) {
             Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),
             Err(hr) => Ok((That::default(), none(), hr)),
         }
     }
 
-    fn skip(&self, call: &Call, _this: This, _timeout: u32, count: u32) -> CallResult<(That, u32)> {
+    fn skip(&self, call: &Call, _this: This, timeout: u32, count: u32) -> CallResult<(That, u32)> {
         let e = self.0.exporter.object::<EnumObject>(call)?;
-        let mut position = e.0.position();
-        let available = e.0.objects.len().saturating_sub(*position);
-        let n = (count as usize).min(available);
-        *position += n;
-        let status = if n < count as usize {
-            WBEM_S_FALSE
-        } else {
-            WBEM_S_NO_ERROR
-        };
+        let alive = || self.0.exporter.oid_of_call(call).is_some();
+        let (_, status) = e.take(&self.0, count, timeout, &alive);
         Ok((That::default(), status))
     }
 }
@@ -1501,7 +1679,7 @@ impl WbemFetchSmartEnum for WbemService {
     fn get_smart_enum(&self, call: &Call, _this: This) -> CallResult<(That, Itf, u32)> {
         let e = self.0.exporter.object::<EnumObject>(call)?;
         let smart = SmartEnumObject {
-            results: e.0.clone(),
+            source: (*e).clone(),
             encoder: Mutex::new(wmio::ObjectArrayEncoder::new(Uuid::random().to_le_bytes())),
         };
         match self.0.export(
@@ -1523,25 +1701,13 @@ impl WbemWcoSmartEnum for WbemService {
         call: &Call,
         _this: This,
         _proxy: Unique<Uuid>,
-        _timeout: u32,
+        timeout: u32,
         count: u32,
     ) -> CallResult<SmartNextReply> {
         let smart = self.0.exporter.object::<SmartEnumObject>(call)?;
-        let wanted = count.min(MAX_BATCH) as usize;
-        let batch: Vec<Object> = {
-            let mut position = smart.results.position();
-            let available = smart.results.objects.len().saturating_sub(*position);
-            let n = wanted.min(available);
-            let batch = smart.results.objects[*position..*position + n].to_vec();
-            *position += n;
-            batch
-        };
+        let alive = || self.0.exporter.oid_of_call(call).is_some();
+        let (batch, status) = smart.source.take(&self.0, count, timeout, &alive);
         let n = batch.len();
-        let status = if n < count as usize {
-            WBEM_S_FALSE
-        } else {
-            WBEM_S_NO_ERROR
-        };
         let buffer = smart
             .encoder
             .lock()

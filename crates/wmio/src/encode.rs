@@ -192,10 +192,14 @@ fn class_part(class: &ClassDef, out: &mut Vec<u8>) {
         for (i, p) in class.properties.iter().enumerate() {
             let slot = &mut values[offsets[i]..offsets[i] + p.cim_type.inline_size()];
             match &p.default {
-                Some(v) => slot.copy_from_slice(&inline_value(v, p.cim_type, &mut heap)),
+                // A default of another type than its property's is not
+                // encoded (it would be read as something else): NULL.
+                Some(v) if v.cim_type() == p.cim_type => {
+                    slot.copy_from_slice(&inline_value(v, p.cim_type, &mut heap))
+                }
                 // No default: NULL, inherited as NULL for an inherited
                 // property.
-                None => {
+                _ => {
                     slot.fill(0xff);
                     nd_set(&mut nd, i, if p.inherited { 3 } else { 1 });
                 }
@@ -388,8 +392,12 @@ fn instance_rest(instance: &Instance, out: &mut Vec<u8>) {
         for (i, p) in class.properties.iter().enumerate() {
             let slot = &mut values[offsets[i]..offsets[i] + p.cim_type.inline_size()];
             match instance.values.get(i).unwrap_or(&Slot::Null) {
-                Slot::Value(v) => slot.copy_from_slice(&inline_value(v, p.cim_type, &mut heap)),
-                Slot::Null => nd_set(&mut nd, i, 1),
+                Slot::Value(v) if v.cim_type() == p.cim_type => {
+                    slot.copy_from_slice(&inline_value(v, p.cim_type, &mut heap))
+                }
+                // NULL, or a value of another type than the property's
+                // (which would be read as something else).
+                Slot::Value(_) | Slot::Null => nd_set(&mut nd, i, 1),
                 Slot::Default => nd_set(&mut nd, i, 2),
             }
         }

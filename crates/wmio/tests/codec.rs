@@ -314,3 +314,93 @@ fn an_object_array_sends_each_class_once_and_decodes_whole() {
         .unwrap_err();
     assert!(e.to_string().contains("class ID"), "{e}");
 }
+
+#[test]
+fn embedded_objects_nest_with_arrays_of_objects_inside() {
+    let binding_class = ClassDef {
+        name: Some("ServerBinding".into()),
+        properties: vec![property("Port", CimType::STRING, None)],
+        ..ClassDef::default()
+    };
+    let binding = |port: &str| {
+        Value::Object(Box::new(Object {
+            decoration: None,
+            extra_flags: 0,
+            body: Body::Instance(Instance {
+                class: binding_class.clone(),
+                values: vec![Slot::Value(Value::String(port.into()))],
+                qualifiers: vec![],
+            }),
+        }))
+    };
+    let setting_class = ClassDef {
+        name: Some("IIsWebServerSetting".into()),
+        properties: vec![
+            property("Name", CimType::STRING, None),
+            property("ServerBindings", CimType::array_of(CimType::OBJECT), None),
+            property("ServerComment", CimType::STRING, None),
+        ],
+        ..ClassDef::default()
+    };
+    let setting = |comment: &str| {
+        Value::Object(Box::new(Object {
+            decoration: None,
+            extra_flags: 0,
+            body: Body::Instance(Instance {
+                class: setting_class.clone(),
+                values: vec![
+                    Slot::Value(Value::String("W3SVC/1".into())),
+                    Slot::Value(Value::Array(
+                        CimType::OBJECT,
+                        vec![binding(":80:"), binding(":81:")],
+                    )),
+                    Slot::Value(Value::String(comment.into())),
+                ],
+                qualifiers: vec![],
+            }),
+        }))
+    };
+    let event = Object {
+        decoration: Some(("host".into(), "root\\MicrosoftIISv2".into())),
+        extra_flags: 0,
+        body: Body::Instance(Instance {
+            class: ClassDef {
+                name: Some("__InstanceModificationEvent".into()),
+                properties: vec![
+                    property("TargetInstance", CimType::OBJECT, None),
+                    property("PreviousInstance", CimType::OBJECT, None),
+                ],
+                ..ClassDef::default()
+            },
+            values: vec![
+                Slot::Value(setting("after")),
+                Slot::Value(setting("before")),
+            ],
+            qualifiers: vec![],
+        }),
+    };
+    let back = wmio::decode_unit(&wmio::encode_unit(&event)).unwrap();
+    assert_eq!(back, event);
+}
+
+#[test]
+fn a_value_of_another_type_than_its_property_goes_as_null() {
+    let object = Object {
+        decoration: None,
+        extra_flags: 0,
+        body: Body::Instance(Instance {
+            class: ClassDef {
+                name: Some("C".into()),
+                properties: vec![property("Count", CimType::UINT32, None)],
+                ..ClassDef::default()
+            },
+            values: vec![Slot::Value(Value::String("not a number".into()))],
+            qualifiers: vec![],
+        }),
+    };
+    let back = wmio::decode_unit(&wmio::encode_unit(&object)).unwrap();
+    let Body::Instance(instance) = back.body else {
+        unreachable!()
+    };
+    assert_eq!(instance.values, vec![Slot::Null]);
+}

@@ -314,6 +314,33 @@ try:
             status = svc.GetObject('IIsWebVirtualDir.Name="W3SVC/1/ROOT/images"')[0].AppGetStatus()
             out["app_status"] = status.getProperties()["ReturnValue"]["value"]
 
+        if "events" in steps:
+            enum = svc.ExecNotificationQuery(
+                "SELECT * FROM __InstanceModificationEvent WITHIN 1 "
+                "WHERE TargetInstance ISA 'IIsWebServerSetting'"
+            )
+            # The test changes the configuration now, and says when.
+            print("READY", flush=True)
+            sys.stdin.readline()
+            event = enum.Next(10000, 1)[0]
+            target = getattr(event, "TargetInstance")
+            previous = getattr(event, "PreviousInstance")
+            out["event"] = {
+                "class": event.getClassName(),
+                "target": values(target, ["Name", "ServerComment"]),
+                "previous": values(previous, ["ServerComment"]),
+            }
+            try:
+                enum.Next(500, 1)
+                out["quiet"] = "an event"
+            except Exception as e:
+                out["quiet"] = code(e)
+            try:
+                svc.ExecNotificationQuery("SELECT * FROM IIsWebServerSetting")
+                out["not_an_event"] = "no error"
+            except Exception as e:
+                out["not_an_event"] = code(e)
+
         if "namespaces" in steps:
             _, root = services(dcom, "//./root")
             out["root"] = sorted(values(o, ["Name"])["Name"] for o in drain(root.ExecQuery("SELECT * FROM __NAMESPACE")))
