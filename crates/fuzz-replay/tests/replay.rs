@@ -258,3 +258,84 @@ fn dcom_corpus_cases_from_impacket_decode() {
         Ok(())
     );
 }
+
+#[test]
+fn wmio_objects() {
+    replay("wmio_objects", 300, wmio::fuzz_checks::objects);
+}
+
+#[test]
+fn wbem_requests() {
+    replay("wbem_requests", 400, wbem::fuzz_checks::wbem_requests);
+}
+
+/// The WMI corpus's well-formed cases (the specification's examples, what
+/// the server sent Impacket, what Impacket encoded and marshalled) are
+/// read as such.
+#[test]
+fn wmi_corpus_cases_decode() {
+    use msrpc::ndr::Syntax;
+    for (name, data) in corpus("wmio_objects") {
+        let (kind, rest) = data.split_first().unwrap();
+        if kind & 1 == 0 {
+            let object = wmio::decode_unit(rest).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!object.class_name().is_empty(), "{name}");
+        } else {
+            let objects = wmio::ObjectArrayDecoder::default()
+                .decode(rest)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(objects.len() >= 2, "{name}");
+            assert!(
+                objects
+                    .iter()
+                    .all(|o| o.class_name() == "IIsWebVirtualDirSetting"),
+                "{name}"
+            );
+        }
+    }
+    let request = |name: &str| {
+        let data = corpus("wbem_requests")
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no case {name}"))
+            .1;
+        (u16::from(data[0]), data[2..].to_vec())
+    };
+    use wbem::interfaces::*;
+    for name in [
+        "exec_query",
+        "get_object_impacket_one_level",
+        "put_instance",
+        "exec_method",
+        "exec_notification_query",
+        "create_class_enum",
+    ] {
+        let (opnum, stub) = request(name);
+        assert_eq!(
+            WbemServicesServer::<()>::decode_request(opnum, &stub, Syntax::Ndr20, true),
+            Ok(()),
+            "{name}"
+        );
+    }
+    let (opnum, stub) = request("ntlm_login");
+    assert_eq!(
+        WbemLevel1LoginServer::<()>::decode_request(opnum, &stub, Syntax::Ndr20, true),
+        Ok(())
+    );
+    let (opnum, stub) = request("enum_next");
+    assert_eq!(
+        EnumWbemClassObjectServer::<()>::decode_request(opnum, &stub, Syntax::Ndr20, true),
+        Ok(())
+    );
+    let (opnum, stub) = request("smart_next");
+    assert_eq!(
+        WbemWcoSmartEnumServer::<()>::decode_request(opnum, &stub, Syntax::Ndr20, true),
+        Ok(())
+    );
+    // PutInstance's instance is Impacket's own encoding of a spawned one.
+    let (_, stub) = request("put_instance");
+    let at = stub.windows(4).position(|w| w == b"MEOW").unwrap();
+    let pointer = dcom::types::MInterfacePointer::new(stub[at..].to_vec());
+    let object = wbem::service::object_of(&msrpc::ndr::Unique::new(Some(pointer))).unwrap();
+    assert_eq!(object.class_name(), "IIsWebVirtualDir");
+}

@@ -20,6 +20,9 @@
 //! interfaces.
 
 pub mod convert;
+/// What the fuzz target and the corpus replay call; not in the product.
+#[cfg(feature = "fuzz-checks")]
+pub mod fuzz_checks;
 pub mod interfaces;
 pub mod service;
 
