@@ -59,6 +59,12 @@ if ! "$venv/bin/python" -c 'import impacket.version as v; assert v.version == "0
     }
     "$venv/bin/pip" install -q 'impacket==0.13.0'
 fi
+# aiowmi, a second MS-WMI client written without Impacket (its own DCOM,
+# NTLM and MS-WMIO decoder), for the WMI tests.
+if ! "$venv/bin/python" -c 'import aiowmi.version as v; assert v.__version__ == "1.1.3"' 2>/dev/null; then
+    echo "== installing aiowmi 1.1.3 into $venv"
+    "$venv/bin/pip" install -q 'aiowmi==1.1.3'
+fi
 export INETSRV_TEST_PYTHON="$venv/bin/python"
 
 echo "== cargo fmt --check"

@@ -267,6 +267,22 @@ impl Exporter {
             .map_err(|_| Fault::not_executed(ids::RPC_E_INVALID_IPID))
     }
 
+    /// Where a call on `ipid` through a context bound to `bound` goes: to
+    /// the interface the IPID is a pointer to when its object does not
+    /// have `bound` (the Remote Unknown's IPID is IRemUnknown2's); None to
+    /// keep the bound one.
+    pub fn route(&self, ipid: &Uuid, bound: &Uuid) -> Option<Uuid> {
+        if *ipid == self.rem_unknown {
+            let remote_unknown = [ids::IID_IREM_UNKNOWN, ids::IID_IREM_UNKNOWN2];
+            return (!remote_unknown.contains(bound)).then_some(ids::IID_IREM_UNKNOWN2);
+        }
+        let table = self.table();
+        let entry = table.ipids.get(ipid)?;
+        let object = table.objects.get(&entry.oid)?;
+        let has_bound = *bound == ids::IID_IUNKNOWN || object.interfaces.contains(bound);
+        (!has_bound).then_some(entry.iid)
+    }
+
     /// The OID of the object a call is made on (after [`Exporter::object`]
     /// admitted it).
     pub fn oid_of_call(&self, call: &Call<'_>) -> Option<u64> {
@@ -584,6 +600,35 @@ mod tests {
             object: Arc::new(7u32),
             interfaces: vec![ids::IID_IREM_UNKNOWN2],
         }
+    }
+
+    #[test]
+    fn a_call_on_an_object_without_its_contexts_interface_goes_to_its_ipids() {
+        let e = exporter(60_000);
+        let (a, b) = (Uuid::random(), Uuid::random());
+        let oid = e
+            .export(
+                Created {
+                    object: Arc::new(1u8),
+                    interfaces: vec![a, b],
+                },
+                None,
+                "test",
+            )
+            .unwrap();
+        let ipid = e.std_objref(oid, a, 1).unwrap().ipid;
+        // The object has the bound interface (or it is IUnknown): kept.
+        assert_eq!(e.route(&ipid, &a), None);
+        assert_eq!(e.route(&ipid, &b), None);
+        assert_eq!(e.route(&ipid, &ids::IID_IUNKNOWN), None);
+        // It has not: the IPID's interface.
+        assert_eq!(e.route(&ipid, &Uuid::random()), Some(a));
+        // The Remote Unknown's IPID is IRemUnknown2's.
+        let remote = e.rem_unknown_ipid();
+        assert_eq!(e.route(&remote, &a), Some(ids::IID_IREM_UNKNOWN2));
+        assert_eq!(e.route(&remote, &ids::IID_IREM_UNKNOWN), None);
+        // An IPID no one handed out: nothing to say.
+        assert_eq!(e.route(&Uuid::random(), &a), None);
     }
 
     #[test]

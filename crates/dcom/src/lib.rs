@@ -42,6 +42,12 @@ pub use exporter::{ComClass, Created, Exporter};
 /// answers to activation and OXID resolution.
 pub fn serve(server: &msrpc::server::Server, exporter: Arc<Exporter>, level: u8, orpc_level: u8) {
     use interfaces::*;
+    // A call on an object that lacks its context's interface goes to the
+    // interface its IPID names.
+    let routes = std::sync::Arc::downgrade(&exporter);
+    server.route_objects(Arc::new(move |ipid, bound| {
+        routes.upgrade().and_then(|e| e.route(ipid, bound))
+    }));
     let dcom = Dcom(exporter);
     server.register(ObjectExporterServer(dcom.clone()), level, false);
     server.register(RemoteScmActivatorServer(dcom.clone()), level, false);

@@ -61,6 +61,7 @@ impl Fault {
     /// RPC_X_ENUM_VALUE_OUT_OF_RANGE for an enumeration's,
     /// RPC_S_INVALID_TAG for a union's discriminant without an arm.
     pub fn stub(e: NdrError) -> Fault {
+        tracing::debug!("rpc: a call's stub data does not decode: {e}");
         Fault::not_executed(match e {
             NdrError::Range { .. } => status::RPC_S_INVALID_BOUND,
             NdrError::EnumValue { .. } => NdrError::ENUM_FAULT,
@@ -331,7 +332,15 @@ pub struct Server {
     listening: AtomicBool,
     acceptors: RwLock<Acceptors>,
     idle_poll: OnceLock<Arc<idle_poll::IdlePoll>>,
+    /// The interface an object UUID stands for, when a layer above knows
+    /// (DCOM: an IPID names one interface of one object).
+    object_interfaces: OnceLock<ObjectInterfaces>,
 }
+
+/// Given a request's object UUID and the interface its presentation
+/// context is bound to, the interface the call is for instead, if the
+/// object does not have the bound one.
+pub type ObjectInterfaces = Arc<dyn Fn(&Uuid, &Uuid) -> Option<Uuid> + Send + Sync>;
 
 /// The credential store of a server that has been given none: every
 /// logon fails.
@@ -358,7 +367,33 @@ impl Server {
                 kerberos: None,
             }),
             idle_poll: OnceLock::new(),
+            object_interfaces: OnceLock::new(),
         })
+    }
+
+    /// Routes calls on objects by their object UUID: a call on an object
+    /// that lacks its presentation context's interface is dispatched to
+    /// the interface its object UUID names (when registered), as Windows
+    /// routes ORPC calls by IPID; clients such as aiowmi call
+    /// IWbemServices on the context they bound for IWbemLevel1Login. The
+    /// first setting stays.
+    pub fn route_objects(&self, lookup: ObjectInterfaces) {
+        let _ = self.object_interfaces.set(lookup);
+    }
+
+    /// The registered interface a call on `object` goes to instead of
+    /// its context's `bound`, if its object names another.
+    pub(crate) fn object_interface(&self, object: &Uuid, bound: &SyntaxId) -> Option<Registered> {
+        let iid = (self.object_interfaces.get()?)(object, &bound.uuid)?;
+        if iid == bound.uuid {
+            return None;
+        }
+        self.interfaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|r| r.interface.syntax().uuid == iid)
+            .cloned()
     }
 
     /// Keeps the runtime polling for `window` after each PDU instead of

@@ -410,9 +410,15 @@ pub trait EnumWbemClassObject {
 /// IWbemFetchSmartEnum (3.1.4.6).
 #[msrpc::interface(uuid = "1c1c45ee-4395-11d2-b60b-00104b703efd", version = "0.0")]
 pub trait WbemFetchSmartEnum {
-    /// GetSmartEnum (3.1.4.6.1).
+    /// GetSmartEnum (3.1.4.6.1). aiowmi sends the enumerator's IPID after
+    /// ORPCTHIS; like Windows, the octets past the parameters are ignored.
     #[opnum(3)]
-    fn get_smart_enum(&self, call: &Call, this: OrpcThis) -> CallResult<(OrpcThat, Itf, u32)>;
+    fn get_smart_enum(
+        &self,
+        call: &Call,
+        this: OrpcThis,
+        rest: IgnoredRest,
+    ) -> CallResult<(OrpcThat, Itf, u32)>;
 }
 
 /// IWbemWCOSmartEnum (3.1.4.7).
@@ -425,7 +431,8 @@ pub trait WbemWcoSmartEnum {
         &self,
         call: &Call,
         this: OrpcThis,
-        proxy: Unique<Uuid>,
+        // REFGUID: a top-level [ref] pointer, the GUID alone on the wire.
+        proxy: Uuid,
         timeout: u32,
         count: u32,
     ) -> CallResult<SmartNextReply>;

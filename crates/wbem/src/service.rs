@@ -1676,7 +1676,12 @@ impl EnumWbemClassObject for WbemService {
 }
 
 impl WbemFetchSmartEnum for WbemService {
-    fn get_smart_enum(&self, call: &Call, _this: This) -> CallResult<(That, Itf, u32)> {
+    fn get_smart_enum(
+        &self,
+        call: &Call,
+        _this: This,
+        _rest: IgnoredRest,
+    ) -> CallResult<(That, Itf, u32)> {
         let e = self.0.exporter.object::<EnumObject>(call)?;
         let smart = SmartEnumObject {
             source: (*e).clone(),
@@ -1700,7 +1705,7 @@ impl WbemWcoSmartEnum for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _proxy: Unique<Uuid>,
+        _proxy: Uuid,
         timeout: u32,
         count: u32,
     ) -> CallResult<SmartNextReply> {

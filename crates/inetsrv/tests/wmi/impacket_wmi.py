@@ -10,8 +10,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "dcom"))
 
 from dcom_common import DCERPCSessionError, connect, hresult  # noqa: E402,F401
 from impacket.dcerpc.v5.dcom import wmi  # noqa: E402
-from impacket.dcerpc.v5.dcomrt import INTERFACE, DCOMANSWER  # noqa: E402
-from impacket.dcerpc.v5.dtypes import NULL, ULONG  # noqa: E402
+from impacket.dcerpc.v5.dcomrt import INTERFACE, DCOMANSWER, DCOMCALL  # noqa: E402
+from impacket.dcerpc.v5.dtypes import GUID, NULL, ULONG  # noqa: E402
 from impacket.dcerpc.v5.ndr import NDRPOINTER, NDRUniConformantArray  # noqa: E402
 from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_LEVEL_PKT_PRIVACY  # noqa: E402
 from impacket.dcerpc.v5.rpcrt import DCERPCException  # noqa: E402
@@ -29,9 +29,18 @@ class PBYTES(NDRPOINTER):
     referent = (("Data", BYTES),)
 
 
-class SmartNext(wmi.IWbemWCOSmartEnum_Next):
-    """IWbemWCOSmartEnum::Next, answered by SmartNextResponse (Impacket
-    finds a call's answer and error classes in the call's module)."""
+class SmartNext(DCOMCALL):
+    """IWbemWCOSmartEnum::Next as the IDL has it: proxyGUID is a REFGUID, a
+    top-level [ref] pointer, so the GUID alone (Impacket's own description
+    adds a referent ID). Answered by SmartNextResponse: Impacket finds a
+    call's answer and error classes in the call's module."""
+
+    opnum = 3
+    structure = (
+        ("proxyGUID", GUID),
+        ("lTimeout", ULONG),
+        ("uCount", ULONG),
+    )
 
 
 class SmartNextResponse(DCOMANSWER):

@@ -604,6 +604,11 @@ impl Connection {
     }
 
     fn fault(&mut self, call_id: u32, context_id: u16, fault: Fault) {
+        tracing::debug!(
+            call_id,
+            status = format_args!("{:#x}", fault.status),
+            "rpc: a call faults"
+        );
         let mut pfc = flags::FIRST_FRAG | flags::LAST_FRAG;
         if fault.did_not_execute {
             pfc |= flags::DID_NOT_EXECUTE;
@@ -1177,10 +1182,15 @@ impl Connection {
             }
             pending.stub.truncate(at);
         }
+        // A call on an object goes to the object's interface.
+        let routed = pending
+            .object
+            .and_then(|o| self.server.object_interface(&o, &context.abstract_syntax));
+        let registered = routed.as_ref().unwrap_or(&context.registered);
         let security = pending.auth_context.and_then(|id| self.security.get(&id));
         let level = security.map_or(auth_level::NONE, |s| s.level);
         let client = security.and_then(|s| s.identity()).map(|i| i.user.clone());
-        if level < context.registered.min_auth_level {
+        if level < registered.min_auth_level {
             self.fault(
                 pending.call_id,
                 pending.context_id,
@@ -1191,10 +1201,10 @@ impl Connection {
         let Some(association) = self.association.as_ref() else {
             return;
         };
-        if self.finished.is_none() && context.registered.interface.may_block(pending.opnum) {
+        if self.finished.is_none() && registered.interface.may_block(pending.opnum) {
             // In turn, but off this task: handle_fragments runs it.
             self.deferred = Some(Ready {
-                interface: Arc::clone(&context.registered.interface),
+                interface: Arc::clone(&registered.interface),
                 syntax: context.syntax,
                 level,
                 client,
@@ -1211,7 +1221,7 @@ impl Connection {
                 association,
                 server: &self.server,
             };
-            let outcome = how.run(&*context.registered.interface, &pending, client);
+            let outcome = how.run(&*registered.interface, &pending, client);
             match outcome {
                 Ok(stub) => self.respond(
                     pending.call_id,
@@ -1226,7 +1236,7 @@ impl Connection {
         // Multiplexed: the call runs on the blocking pool and reports back.
         let association = Arc::clone(association);
         let mut ready = Ready {
-            interface: Arc::clone(&context.registered.interface),
+            interface: Arc::clone(&registered.interface),
             syntax: context.syntax,
             level,
             client,
