@@ -28,6 +28,8 @@ pub enum ClientError {
     Reply(#[from] ActivationError),
     #[error("the server did not return a standard object reference")]
     NoReference,
+    #[error("the server's object reference is malformed: {0}")]
+    ObjRef(#[from] crate::objref::ObjRefError),
 }
 
 /// The HRESULTs a caller may meet, in words.
@@ -90,6 +92,63 @@ pub async fn create_instance(
         }),
         _ => Err(ClientError::NoReference),
     }
+}
+
+/// The interface pointer a call returned (a standard OBJREF in an
+/// MInterfacePointer), on an exporter whose Remote Unknown is
+/// `rem_unknown`.
+pub fn remote_of(
+    pointer: &crate::types::MInterfacePointer,
+    rem_unknown: Uuid,
+) -> Result<Remote, ClientError> {
+    match ObjRef::decode(&pointer.data)? {
+        ObjRef::Standard { std, .. } => Ok(Remote {
+            ipid: std.ipid,
+            oid: std.oid,
+            oxid: std.oxid,
+            rem_unknown,
+            public_refs: std.public_refs,
+        }),
+        ObjRef::Custom { .. } => Err(ClientError::NoReference),
+    }
+}
+
+/// IRemUnknown::RemQueryInterface: another interface of the object
+/// `remote` points to, with one public reference.
+pub async fn query_interface(
+    conn: &mut Connection,
+    remote: &Remote,
+    iid: Uuid,
+) -> Result<Remote, ClientError> {
+    let mut unknown = RemUnknownClient::bind(conn)
+        .await?
+        .on_object(remote.rem_unknown);
+    let (_, results, hr) = unknown
+        .rem_query_interface(
+            OrpcThis::new(ids::COM_VERSION),
+            remote.ipid,
+            1,
+            1,
+            ConformantArray(vec![iid]),
+        )
+        .await?;
+    if hr != ids::S_OK {
+        return Err(ClientError::HResult { hr });
+    }
+    let result = results
+        .get()
+        .and_then(|r| r.0.first().cloned())
+        .ok_or(ClientError::NoReference)?;
+    if result.hresult != ids::S_OK {
+        return Err(ClientError::HResult { hr: result.hresult });
+    }
+    Ok(Remote {
+        ipid: result.std.ipid,
+        oid: result.std.oid,
+        oxid: result.std.oxid,
+        rem_unknown: remote.rem_unknown,
+        public_refs: result.std.public_refs,
+    })
 }
 
 /// IRemUnknown2::RemRelease of the references an interface pointer holds.

@@ -26,6 +26,7 @@ mod user_cmd;
 mod web_cmd;
 mod webext_cmd;
 mod wmi_cmd;
+mod wmi_remote;
 mod worker_cmd;
 
 use std::path::PathBuf;
@@ -161,11 +162,19 @@ pub enum Command {
     /// A WMI query (WQL) on the IIS provider's classes, e.g.
     /// "select * from IIsWebVirtualDirSetting where AccessWrite != TRUE".
     Query {
+        /// With --server HOST: another server's classes, through MS-WMI
+        /// (WMI over DCOM), as any WMI client reaches them.
+        #[command(flatten)]
+        remote: rpc_cmd::Target,
         /// The query: SELECT props|* FROM class [WHERE …].
         wql: String,
     },
     /// The IIS WMI provider's object model: instances and classes.
     Wmi {
+        /// With --server HOST: get, put, delete, call and watch on another
+        /// server, through MS-WMI (WMI over DCOM).
+        #[command(flatten)]
+        remote: rpc_cmd::Target,
         #[command(subcommand)]
         command: wmi_cmd::WmiCommand,
     },
@@ -248,10 +257,16 @@ fn main() -> ExitCode {
         ),
         Command::Cert { command } => cert_cmd::run(&cli, command),
         Command::Sslcert { command } => sslcert_cmd::run(&cli, command),
-        Command::Query { wql } => {
+        Command::Query { remote, wql } if remote.server.is_some() => {
+            wmi_remote::run(&cli, remote, wmi_cmd::Request::Query(wql))
+        }
+        Command::Query { wql, .. } => {
             run_web(&cli, &rpc_cmd::Target::this_machine(), WebVerb::Query(wql))
         }
-        Command::Wmi { command } => run_web(
+        Command::Wmi { remote, command } if remote.server.is_some() => {
+            wmi_remote::run(&cli, remote, wmi_cmd::Request::Wmi(command))
+        }
+        Command::Wmi { command, .. } => run_web(
             &cli,
             &rpc_cmd::Target::this_machine(),
             WebVerb::Wmi(command),

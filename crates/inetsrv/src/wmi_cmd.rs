@@ -368,7 +368,11 @@ fn show(out: &mut String, cli: &Cli, shown: Shown, outcome: Outcome) -> Result<(
 }
 
 /// A method's out-parameters: `Name = value` lines, or a JSON object.
-fn show_params(out: &mut String, cli: &Cli, params: &[(String, wmi::WmiValue)]) -> Result<()> {
+pub(crate) fn show_params(
+    out: &mut String,
+    cli: &Cli,
+    params: &[(String, wmi::WmiValue)],
+) -> Result<()> {
     if cli.json {
         let mut map = serde_json::Map::new();
         for (k, v) in params {
@@ -384,7 +388,7 @@ fn show_params(out: &mut String, cli: &Cli, params: &[(String, wmi::WmiValue)]) 
 }
 
 /// `NAME=VALUE` arguments, a name repeated for an array.
-fn pairs(items: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+pub(crate) fn pairs(items: &[String]) -> Result<Vec<(String, Vec<String>)>> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for item in items {
         let Some((name, value)) = item.split_once('=') else {
@@ -583,7 +587,7 @@ pub fn execute(
     Ok(None)
 }
 
-fn table(out: &mut String, columns: &[String], rows: &[wmi::Instance]) {
+pub(crate) fn table(out: &mut String, columns: &[String], rows: &[wmi::Instance]) {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -621,7 +625,7 @@ fn table(out: &mut String, columns: &[String], rows: &[wmi::Instance]) {
 }
 
 /// `Class.Name="…"` and its non-NULL properties, one per line.
-fn block(out: &mut String, inst: &wmi::Instance) {
+pub(crate) fn block(out: &mut String, inst: &wmi::Instance) {
     out.push_str(&inst.relpath);
     out.push('\n');
     for (name, value) in &inst.properties {

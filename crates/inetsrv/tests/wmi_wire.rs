@@ -451,3 +451,159 @@ fn aiowmi_a_client_written_without_impacket_queries_through_its_smart_enumerator
     names.sort();
     assert_eq!(names, ["MicrosoftIISv2", "cimv2"], "{out}");
 }
+
+/// `inetsrv query --server` and `inetsrv wmi … --server`: the verbs go
+/// through MS-WMI and print what they print on the server itself.
+#[test]
+fn query_and_wmi_reach_another_server_through_ms_wmi() {
+    let web = server();
+    web.cli_ok(&[
+        "vdir",
+        "create",
+        "1",
+        "images",
+        &web.www().display().to_string(),
+    ]);
+    let server = format!("127.0.0.1:{}", web.rpc_port());
+    let remote = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--server",
+            &server,
+            "--user",
+            "boss",
+            "--password",
+            "Secret-1",
+        ]);
+        web.cli(&all)
+    };
+    let ok = |args: &[&str]| {
+        let out = remote(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            web.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for query in [
+        "SELECT * FROM IIsApplicationPool",
+        "SELECT Name, Path, AccessRead FROM IIsWebVirtualDirSetting",
+        "SELECT * FROM IIsWebServerSetting",
+        "SELECT Name FROM IIsWebVirtualDirSetting WHERE Name = 'W3SVC/1/ROOT/nothing'",
+    ] {
+        assert_eq!(
+            ok(&["query", query]),
+            web.cli_ok(&["query", query]),
+            "{query}"
+        );
+        assert_eq!(
+            ok(&["--json", "query", query]),
+            web.cli_ok(&["--json", "query", query]),
+            "{query}"
+        );
+    }
+    let path = "IIsWebVirtualDirSetting.Name=\"W3SVC/1/ROOT/images\"";
+    assert_eq!(ok(&["wmi", "get", path]), web.cli_ok(&["wmi", "get", path]));
+    // Put: text values in the class's types, structured ones as embedded
+    // objects (ServerBindings as ServerBinding instances).
+    let port = common::free_port();
+    assert_eq!(
+        ok(&[
+            "wmi",
+            "put",
+            "IIsWebServerSetting",
+            "Name=W3SVC/1",
+            "ServerComment=Set through MS-WMI",
+            &format!("ServerBindings=127.0.0.1:{port}:"),
+            "ServerBindings=:8099:www.example",
+        ])
+        .trim(),
+        "IIsWebServerSetting.Name=\"W3SVC/1\""
+    );
+    let bindings = web.cli_ok(&["mb", "get", "W3SVC/1/ServerBindings"]);
+    assert!(
+        bindings.contains(&format!("\"127.0.0.1:{port}:\"")),
+        "{bindings}"
+    );
+    assert!(bindings.contains("\":8099:www.example\""), "{bindings}");
+    // A method with arguments, from the class's signature.
+    let status = ok(&[
+        "wmi",
+        "call",
+        "IIsWebVirtualDir.Name=\"W3SVC/1/ROOT/images\"",
+        "AppCreate2",
+        "AppMode=2",
+    ]);
+    assert_eq!(status, "");
+    let app = web.cli_ok(&["mb", "get", "W3SVC/1/ROOT/images/AppIsolated"]);
+    assert!(app.contains("2"), "{app}");
+    let apps = ok(&[
+        "wmi",
+        "call",
+        "IIsApplicationPool.Name=\"W3SVC/AppPools/DefaultAppPool\"",
+        "EnumAppsInPool",
+    ]);
+    assert!(apps.contains("/LM/W3SVC/1/ROOT/images"), "{apps}");
+    // Watch: an event through ExecNotificationQuery.
+    let mut watch = std::process::Command::new(common::BIN)
+        .args(web.target())
+        .args([
+            "wmi",
+            "watch",
+            "SELECT * FROM __InstanceModificationEvent WITHIN 1 WHERE TargetInstance ISA 'IIsWebServerSetting'",
+            "--count",
+            "1",
+            "--timeout",
+            "30",
+            "--server",
+            &server,
+            "--user",
+            "boss",
+            "--password",
+            "Secret-1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.contains("ExecNotificationQuery"), "{line}");
+    web.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Watched"]);
+    let out = watch.wait_with_output().unwrap();
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        events.contains("__InstanceModificationEvent IIsWebServerSetting.Name=\"W3SVC/1\"")
+            && events.contains("ServerComment: Set through MS-WMI -> Watched"),
+        "{events}"
+    );
+    // Errors: the WBEM status, a failing exit.
+    let out = remote(&["query", "SELECT * FROM IIsNoSuchClass"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("WBEM_E_INVALID_CLASS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = remote(&[
+        "wmi",
+        "delete",
+        "IIsWebVirtualDir.Name=\"W3SVC/1/ROOT/nothing\"",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WBEM_E_NOT_FOUND"));
+    assert_eq!(
+        ok(&[
+            "wmi",
+            "delete",
+            "IIsWebVirtualDir.Name=\"W3SVC/1/ROOT/images\""
+        ])
+        .trim(),
+        "deleted IIsWebVirtualDir.Name=\"W3SVC/1/ROOT/images\""
+    );
+    assert!(!web
+        .cli_ok(&["mb", "enum", "W3SVC/1/ROOT"])
+        .contains("images"));
+}

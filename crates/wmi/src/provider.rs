@@ -1020,8 +1020,9 @@ fn convert(base: &CimType, array: bool, property: &str, value: Value) -> WmiValu
     }
 }
 
-/// One MULTISZ entry as its embedded object.
-fn embedded(class: &str, property: &str, item: &str) -> EmbeddedObject {
+/// One MULTISZ entry as its embedded object (`:80:` as a ServerBinding):
+/// what a structured value's text form stands for.
+pub fn embedded(class: &str, property: &str, item: &str) -> EmbeddedObject {
     let s = |v: &str| WmiValue::String(v.trim().to_string());
     let properties: Vec<(String, WmiValue)> = match class {
         "ServerBinding" => {

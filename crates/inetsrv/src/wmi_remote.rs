@@ -1,0 +1,643 @@
+//! `inetsrv query --server HOST` and `inetsrv wmi … --server HOST`: the IIS
+//! WMI provider of another server through MS-WMI, as any WMI client
+//! reaches it: WbemLevel1Login activated over DCOM, NTLMLogin to
+//! `root\MicrosoftIISv2`, then ExecQuery with the smart enumerator,
+//! GetObject, PutInstance, DeleteInstance, ExecMethod and
+//! ExecNotificationQuery, objects in [MS-WMIO]. Output is the local verbs'.
+
+use anyhow::{anyhow, bail, Context, Result};
+use dcom::client::Remote;
+use dcom::types::{bstr, MInterfacePointer, OrpcThis};
+use msrpc::client::Connection;
+use msrpc::ndr::{Unique, WString};
+use wbem::interfaces::*;
+use wbem::service::{object_of, object_pointer};
+use wbem::status::*;
+use wmi::value::EmbeddedObject;
+use wmi::WmiValue;
+use wmio::{Body, CimType, ClassDef, Object, Slot, Value};
+
+use crate::rpc_cmd::Target;
+use crate::wmi_cmd::{Request, WmiCommand};
+use crate::Cli;
+
+/// WBEM_FLAG_RETURN_IMMEDIATELY | WBEM_FLAG_FORWARD_ONLY: how scripts
+/// query.
+const SEMISYNC_FORWARD: u32 = 0x30;
+const INFINITE: u32 = u32::MAX;
+/// Objects asked of the smart enumerator at a time.
+const BATCH: u32 = 1000;
+
+fn this() -> OrpcThis {
+    OrpcThis::new(dcom::ids::COM_VERSION)
+}
+
+/// A WBEM status in words.
+fn status_name(hr: u32) -> String {
+    let name = match hr {
+        WBEM_E_FAILED => "WBEM_E_FAILED",
+        WBEM_E_NOT_FOUND => "WBEM_E_NOT_FOUND",
+        WBEM_E_ACCESS_DENIED => "WBEM_E_ACCESS_DENIED",
+        WBEM_E_INVALID_PARAMETER => "WBEM_E_INVALID_PARAMETER",
+        WBEM_E_NOT_SUPPORTED => "WBEM_E_NOT_SUPPORTED",
+        WBEM_E_INVALID_NAMESPACE => "WBEM_E_INVALID_NAMESPACE",
+        WBEM_E_INVALID_OBJECT => "WBEM_E_INVALID_OBJECT",
+        WBEM_E_INVALID_CLASS => "WBEM_E_INVALID_CLASS",
+        WBEM_E_INVALID_OPERATION => "WBEM_E_INVALID_OPERATION",
+        WBEM_E_INVALID_QUERY => "WBEM_E_INVALID_QUERY",
+        WBEM_E_INVALID_QUERY_TYPE => "WBEM_E_INVALID_QUERY_TYPE",
+        WBEM_E_ALREADY_EXISTS => "WBEM_E_ALREADY_EXISTS",
+        WBEM_E_TYPE_MISMATCH => "WBEM_E_TYPE_MISMATCH",
+        0x8004_102e => "WBEM_E_INVALID_METHOD",
+        0x8004_1031 => "WBEM_E_INVALID_PROPERTY",
+        0x8004_103a => "WBEM_E_INVALID_OBJECT_PATH",
+        0x8007_0005 => "E_ACCESSDENIED",
+        _ => "",
+    };
+    if name.is_empty() {
+        format!("{hr:#010x}")
+    } else {
+        format!("{name} ({hr:#010x})")
+    }
+}
+
+fn check(hr: u32, what: &str) -> Result<()> {
+    if hr == WBEM_S_NO_ERROR {
+        Ok(())
+    } else {
+        bail!("{what}: the server answered {}", status_name(hr))
+    }
+}
+
+/// One logon to the server's `root\MicrosoftIISv2`, and the interface
+/// pointers it holds (released at the end).
+struct Session {
+    conn: Connection,
+    rem_unknown: msrpc::Uuid,
+    services: Remote,
+    held: Vec<Remote>,
+}
+
+impl Session {
+    async fn open(mut conn: Connection) -> Result<Session> {
+        let login = dcom::client::create_instance(
+            &mut conn,
+            wbem::CLSID_WBEM_LEVEL1_LOGIN,
+            wbem::IID_IWBEM_LEVEL1_LOGIN,
+        )
+        .await
+        .context("cannot activate WbemLevel1Login (WMI) on the server")?;
+        let mut client = WbemLevel1LoginClient::bind(&mut conn)
+            .await?
+            .on_object(login.ipid);
+        let (_, services, hr) = client
+            .ntlm_login(
+                this(),
+                Unique::new(Some(WString("//./root/MicrosoftIISv2".into()))),
+                Unique::new(None),
+                0,
+                Unique::new(None),
+            )
+            .await?;
+        let services = services.get().cloned();
+        let _ = dcom::client::release(&mut conn, &login).await;
+        check(hr, "NTLMLogin to root\\MicrosoftIISv2")?;
+        let pointer = services.ok_or_else(|| anyhow!("NTLMLogin returned no IWbemServices"))?;
+        let services = dcom::client::remote_of(&pointer, login.rem_unknown)?;
+        Ok(Session {
+            conn,
+            rem_unknown: login.rem_unknown,
+            held: vec![services.clone()],
+            services,
+        })
+    }
+
+    fn remote(&mut self, pointer: Option<&MInterfacePointer>, what: &str) -> Result<Remote> {
+        let pointer = pointer.ok_or_else(|| anyhow!("{what} returned no interface"))?;
+        let remote = dcom::client::remote_of(pointer, self.rem_unknown)?;
+        self.held.push(remote.clone());
+        Ok(remote)
+    }
+
+    async fn close(mut self) {
+        for remote in self.held.drain(..).rev() {
+            let _ = dcom::client::release(&mut self.conn, &remote).await;
+        }
+    }
+
+    async fn services(&mut self) -> Result<WbemServicesClient<'_>> {
+        Ok(WbemServicesClient::bind(&mut self.conn)
+            .await?
+            .on_object(self.services.ipid))
+    }
+
+    /// ExecQuery, its objects read through the smart enumerator.
+    async fn query(&mut self, text: &str) -> Result<Vec<Object>> {
+        let (_, enumerator, hr) = self
+            .services()
+            .await?
+            .exec_query(
+                this(),
+                bstr("WQL"),
+                bstr(text),
+                SEMISYNC_FORWARD,
+                Unique::new(None),
+            )
+            .await?;
+        check(hr, "ExecQuery")?;
+        let enumerator = self.remote(enumerator.get(), "ExecQuery")?;
+        let fetch = dcom::client::query_interface(
+            &mut self.conn,
+            &enumerator,
+            wbem::IID_IWBEM_FETCH_SMART_ENUM,
+        )
+        .await
+        .context("the enumerator has no IWbemFetchSmartEnum")?;
+        self.held.push(fetch.clone());
+        let (_, smart, hr) = WbemFetchSmartEnumClient::bind(&mut self.conn)
+            .await?
+            .on_object(fetch.ipid)
+            .get_smart_enum(this(), msrpc::ndr::IgnoredRest)
+            .await?;
+        check(hr, "GetSmartEnum")?;
+        let smart = self.remote(smart.get(), "GetSmartEnum")?;
+        let proxy = msrpc::Uuid::random();
+        let mut decoder = wmio::ObjectArrayDecoder::default();
+        let mut objects = Vec::new();
+        loop {
+            let (_, returned, _, buffer, hr) = WbemWcoSmartEnumClient::bind(&mut self.conn)
+                .await?
+                .on_object(smart.ipid)
+                .next(this(), proxy, INFINITE, BATCH)
+                .await?;
+            if hr != WBEM_S_NO_ERROR && hr != WBEM_S_FALSE {
+                check(hr, "IWbemWCOSmartEnum::Next")?;
+            }
+            if returned > 0 {
+                let data = buffer.get().map(|b| b.0.as_slice()).unwrap_or_default();
+                objects.extend(
+                    decoder
+                        .decode(data)
+                        .context("the server's ObjectArray does not decode")?,
+                );
+            }
+            if hr == WBEM_S_FALSE || returned == 0 {
+                return Ok(objects);
+            }
+        }
+    }
+
+    async fn get_object(&mut self, path: &str) -> Result<Object> {
+        let (_, object, _, hr) = self
+            .services()
+            .await?
+            .get_object(
+                this(),
+                bstr(path),
+                0,
+                Unique::new(None),
+                Unique::new(Some(Unique::new(None))),
+                Unique::new(None),
+                msrpc::ndr::IgnoredRest,
+            )
+            .await?;
+        check(hr, &format!("GetObject {path}"))?;
+        let pointer = object.get().and_then(|p| p.get()).cloned();
+        object_of(&Unique::new(pointer))
+            .map_err(|(hr, why)| anyhow!("GetObject {path}: {} ({why})", status_name(hr)))
+    }
+
+    async fn class(&mut self, name: &str) -> Result<ClassDef> {
+        match self.get_object(name).await?.body {
+            Body::Class { current, .. } => Ok(current),
+            Body::Instance(_) => bail!("{name} is an instance, not a class"),
+        }
+    }
+}
+
+/// Runs a query or wmi verb on the server `target` names.
+pub fn run(cli: &Cli, target: &Target, request: Request<'_>) -> Result<()> {
+    crate::rpc_cmd::run_connected(cli, target, async |conn, _| {
+        let mut session = Session::open(conn).await?;
+        let mut out = String::new();
+        let done = execute(&mut session, &mut out, cli, request).await;
+        print!("{out}");
+        session.close().await;
+        done
+    })
+}
+
+async fn execute(
+    session: &mut Session,
+    out: &mut String,
+    cli: &Cli,
+    request: Request<'_>,
+) -> Result<()> {
+    match request {
+        Request::Query(text) => {
+            // The columns as the query names them, for the table.
+            let columns = match wmi::wql::parse_statement(text) {
+                Ok(wmi::wql::Statement::Select(q)) => q
+                    .properties
+                    .map(|list| list.into_iter().map(|n| n.text).collect::<Vec<_>>()),
+                Ok(_) => None,
+                Err(e) => return Err(crate::wmi_cmd::with_caret(e, text)),
+            };
+            let instances: Vec<wmi::Instance> = session
+                .query(text)
+                .await?
+                .iter()
+                .filter_map(instance_of)
+                .collect();
+            if cli.json {
+                let rows: Vec<_> = instances.iter().map(|i| i.to_json()).collect();
+                *out = serde_json::to_string_pretty(&rows)? + "\n";
+                return Ok(());
+            }
+            match &columns {
+                Some(_) if instances.is_empty() => {}
+                Some(columns) => crate::wmi_cmd::table(out, columns, &instances),
+                None => {
+                    for (i, inst) in instances.iter().enumerate() {
+                        if i > 0 {
+                            out.push('\n');
+                        }
+                        crate::wmi_cmd::block(out, inst);
+                    }
+                }
+            }
+            if instances.is_empty() {
+                out.push_str("(no instances)\n");
+            }
+        }
+        Request::Wmi(WmiCommand::Get { path }) => {
+            let object = session.get_object(path).await?;
+            let instance = instance_of(&object)
+                .ok_or_else(|| anyhow!("{path} is a class; `wmi classes --schema` shows one"))?;
+            if cli.json {
+                *out = serde_json::to_string_pretty(&instance.to_json())? + "\n";
+            } else {
+                crate::wmi_cmd::block(out, &instance);
+            }
+        }
+        Request::Wmi(WmiCommand::Put { class, properties }) => {
+            let props = crate::wmi_cmd::pairs(properties)?;
+            let def = session.class(class).await?;
+            let object = build_instance(session, &def, &props).await?;
+            let (_, result, hr) = session
+                .services()
+                .await?
+                .put_instance(
+                    this(),
+                    Unique::new(Some(object_pointer(&object))),
+                    0,
+                    Unique::new(None),
+                    Unique::new(Some(Unique::new(None))),
+                    msrpc::ndr::IgnoredRest,
+                )
+                .await?;
+            check(hr, &format!("PutInstance of {class}"))?;
+            let pointer = result.get().and_then(|p| p.get()).cloned();
+            let result = session.remote(pointer.as_ref(), "PutInstance")?;
+            let (_, path, hr) = WbemCallResultClient::bind(&mut session.conn)
+                .await?
+                .on_object(result.ipid)
+                .get_result_string(this(), INFINITE)
+                .await?;
+            check(hr, "IWbemCallResult::GetResultString")?;
+            out.push_str(&dcom::types::bstr_text(&path));
+            out.push('\n');
+        }
+        Request::Wmi(WmiCommand::Delete { path }) => {
+            let (_, _, hr) = session
+                .services()
+                .await?
+                .delete_instance(
+                    this(),
+                    bstr(path),
+                    0,
+                    Unique::new(None),
+                    Unique::new(None),
+                    msrpc::ndr::IgnoredRest,
+                )
+                .await?;
+            check(hr, &format!("DeleteInstance {path}"))?;
+            out.push_str(&format!("deleted {path}\n"));
+        }
+        Request::Wmi(WmiCommand::Call { path, method, args }) => {
+            let class_name = wmi::path::ObjectPath::parse(path)?.class;
+            let def = session.class(&class_name).await?;
+            let signature = def
+                .methods
+                .iter()
+                .find(|m| m.name.eq_ignore_ascii_case(method))
+                .ok_or_else(|| {
+                    let names: Vec<_> = def.methods.iter().map(|m| m.name.as_str()).collect();
+                    anyhow!(
+                        "{class_name} has no method {method} (it has {})",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    )
+                })?
+                .clone();
+            let input = match &signature.input {
+                Some(params) => {
+                    let args = crate::wmi_cmd::pairs(args)?;
+                    Some(build_instance(session, params, &args).await?)
+                }
+                None if !args.is_empty() => bail!("{method} takes no arguments"),
+                None => None,
+            };
+            let (_, output, _, hr) = session
+                .services()
+                .await?
+                .exec_method(
+                    this(),
+                    bstr(path),
+                    bstr(&signature.name),
+                    0,
+                    Unique::new(None),
+                    Unique::new(input.as_ref().map(object_pointer)),
+                    Unique::new(Some(Unique::new(None))),
+                    Unique::new(None),
+                    msrpc::ndr::IgnoredRest,
+                )
+                .await?;
+            check(hr, &format!("{method} on {path}"))?;
+            let pointer = output.get().and_then(|p| p.get()).cloned();
+            let params = match object_of(&Unique::new(pointer)) {
+                Ok(object) => instance_of(&object)
+                    .map(|i| i.properties)
+                    .unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            crate::wmi_cmd::show_params(out, cli, &params)?;
+        }
+        Request::Wmi(WmiCommand::Watch {
+            query,
+            count,
+            timeout,
+        }) => watch(session, cli, query, *count, *timeout).await?,
+        Request::Wmi(WmiCommand::Classes { schema }) => {
+            bail!(
+                "wmi classes{} on another server: query its classes with `inetsrv query --server … \"SELECT * FROM meta_class\"` is not served; run it on that server",
+                if schema.is_some() { " --schema" } else { "" }
+            )
+        }
+        Request::Wmi(WmiCommand::AddProperty { .. } | WmiCommand::AddClass { .. }) => {
+            bail!("schema extensions on another server go through its metabase: `inetsrv mb schema … --server HOST`")
+        }
+    }
+    Ok(())
+}
+
+/// `wmi watch --server`: ExecNotificationQuery, then each event as it comes.
+async fn watch(
+    session: &mut Session,
+    cli: &Cli,
+    text: &str,
+    count: Option<usize>,
+    timeout: Option<f64>,
+) -> Result<()> {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let (_, enumerator, hr) = session
+        .services()
+        .await?
+        .exec_notification_query(
+            this(),
+            bstr("WQL"),
+            bstr(text),
+            SEMISYNC_FORWARD,
+            Unique::new(None),
+        )
+        .await?;
+    check(hr, "ExecNotificationQuery")?;
+    let enumerator = session.remote(enumerator.get(), "ExecNotificationQuery")?;
+    let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t));
+    eprintln!("# watching through WMI (ExecNotificationQuery); Ctrl-C stops");
+    let mut seen = 0;
+    while count.is_none_or(|c| seen < c) {
+        let slice = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) => left.min(Duration::from_secs(1)),
+                None => break,
+            },
+            None => Duration::from_secs(1),
+        };
+        let (_, objects, returned, hr) = EnumWbemClassObjectClient::bind(&mut session.conn)
+            .await?
+            .on_object(enumerator.ipid)
+            .next(this(), slice.as_millis() as u32, 1)
+            .await?;
+        if hr != WBEM_S_NO_ERROR && hr != WBEM_S_TIMEDOUT && hr != WBEM_S_FALSE {
+            check(hr, "IEnumWbemClassObject::Next")?;
+        }
+        for pointer in objects.items.iter().take(returned as usize) {
+            let Ok(object) = object_of(pointer) else {
+                continue;
+            };
+            if let Some(event) = event_of(&object) {
+                print!("{}", crate::wmi_cmd::format_event(&event, cli.json));
+                let _ = std::io::stdout().flush();
+                seen += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An instance as the local provider shows one.
+fn instance_of(object: &Object) -> Option<wmi::Instance> {
+    let Body::Instance(instance) = &object.body else {
+        return None;
+    };
+    let class = instance.class.name().to_string();
+    let properties: Vec<(String, WmiValue)> = instance
+        .class
+        .properties
+        .iter()
+        .map(|p| {
+            let value = instance
+                .get(&p.name)
+                .map(wmi_value)
+                .unwrap_or(WmiValue::Null);
+            (p.name.clone(), value)
+        })
+        .collect();
+    // Named by its key, as the provider names its instances.
+    let key = instance.class.properties.iter().find(|p| {
+        p.qualifiers
+            .iter()
+            .any(|q| q.name.eq_ignore_ascii_case("key"))
+    });
+    let relpath = match key.and_then(|k| instance.get(&k.name).map(|v| (k, v))) {
+        Some((k, Value::String(v))) => wmi::path::ObjectPath::format(&class, &k.name, v),
+        _ => class.clone(),
+    };
+    Some(wmi::Instance {
+        class,
+        relpath,
+        properties,
+    })
+}
+
+fn wmi_value(value: &Value) -> WmiValue {
+    match value {
+        Value::Boolean(b) => WmiValue::Bool(*b),
+        Value::Uint8(n) => WmiValue::UInt32(u32::from(*n)),
+        Value::Uint16(n) | Value::Char16(n) => WmiValue::UInt32(u32::from(*n)),
+        Value::Uint32(n) => WmiValue::UInt32(*n),
+        Value::Sint8(n) => WmiValue::String(n.to_string()),
+        Value::Sint16(n) => WmiValue::String(n.to_string()),
+        Value::Sint32(n) => WmiValue::String(n.to_string()),
+        Value::Sint64(n) => WmiValue::String(n.to_string()),
+        Value::Uint64(n) => WmiValue::String(n.to_string()),
+        Value::Real32(n) => WmiValue::String(n.to_string()),
+        Value::Real64(n) => WmiValue::String(n.to_string()),
+        Value::String(s) | Value::DateTime(s) | Value::Reference(s) => WmiValue::String(s.clone()),
+        Value::Array(CimType::UINT8, items) => WmiValue::Bytes(
+            items
+                .iter()
+                .map(|v| match v {
+                    Value::Uint8(b) => *b,
+                    _ => 0,
+                })
+                .collect(),
+        ),
+        Value::Array(_, items) => WmiValue::Array(items.iter().map(wmi_value).collect()),
+        Value::Object(object) => match instance_of(object) {
+            Some(i) => WmiValue::Object(EmbeddedObject {
+                class: i.class,
+                properties: i.properties,
+            }),
+            None => WmiValue::Null,
+        },
+    }
+}
+
+/// An event object as the local watch prints one.
+fn event_of(object: &Object) -> Option<wmi::events::Event> {
+    let Body::Instance(instance) = &object.body else {
+        return None;
+    };
+    let class = match instance.class.name() {
+        c if c.eq_ignore_ascii_case("__InstanceCreationEvent") => "__InstanceCreationEvent",
+        c if c.eq_ignore_ascii_case("__InstanceDeletionEvent") => "__InstanceDeletionEvent",
+        c if c.eq_ignore_ascii_case("__InstanceModificationEvent") => "__InstanceModificationEvent",
+        _ => "__InstanceOperationEvent",
+    };
+    let embedded = |name: &str| match instance.get(name) {
+        Some(Value::Object(o)) => instance_of(o),
+        _ => None,
+    };
+    Some(wmi::events::Event {
+        class,
+        target: embedded("TargetInstance")?,
+        previous: embedded("PreviousInstance"),
+    })
+}
+
+/// An instance of `class` with `props` (text, as `inetsrv mb set` takes
+/// them) in its properties' types; the rest NULL.
+async fn build_instance(
+    session: &mut Session,
+    class: &ClassDef,
+    props: &[(String, Vec<String>)],
+) -> Result<Object> {
+    let mut values = vec![Slot::Null; class.properties.len()];
+    for (name, texts) in props {
+        let Some(i) = class
+            .properties
+            .iter()
+            .position(|p| p.name.eq_ignore_ascii_case(name))
+        else {
+            bail!("{} has no property {name}", class.name());
+        };
+        let property = &class.properties[i];
+        let base = property.cim_type.base();
+        let embedded_class = property
+            .qualifiers
+            .iter()
+            .find(|q| q.name.eq_ignore_ascii_case("CIMTYPE"))
+            .and_then(|q| q.value.as_str())
+            .and_then(|t| t.strip_prefix("object:"))
+            .map(str::to_string);
+        let embedded_def = match &embedded_class {
+            Some(c) if base == CimType::OBJECT => Some(session.class(c).await?),
+            _ => None,
+        };
+        let mut items = Vec::with_capacity(texts.len());
+        for text in texts {
+            items.push(
+                value_of(text, base, &property.name, embedded_def.as_ref())
+                    .with_context(|| format!("{}.{}: '{text}'", class.name(), property.name))?,
+            );
+        }
+        values[i] = Slot::Value(if property.cim_type.is_array() {
+            Value::Array(base, items)
+        } else {
+            if items.len() > 1 {
+                bail!("{}.{} takes one value", class.name(), property.name);
+            }
+            items.remove(0)
+        });
+    }
+    Ok(Object {
+        decoration: None,
+        extra_flags: 0,
+        body: Body::Instance(wmio::Instance {
+            class: class.clone(),
+            values,
+            qualifiers: Vec::new(),
+        }),
+    })
+}
+
+/// One text value in a CIM type.
+fn value_of(text: &str, ty: CimType, property: &str, embedded: Option<&ClassDef>) -> Result<Value> {
+    let number = || -> Result<u64> {
+        text.trim()
+            .parse::<u64>()
+            .map_err(|_| anyhow!("not a number"))
+    };
+    Ok(match ty {
+        CimType::BOOLEAN => {
+            Value::Boolean(metabase::schema::parse_bool(text).map_err(|e| anyhow!(e))? == 1)
+        }
+        CimType::UINT8 => Value::Uint8(u8::try_from(number()?)?),
+        CimType::UINT16 => Value::Uint16(u16::try_from(number()?)?),
+        CimType::UINT32 => Value::Uint32(u32::try_from(number()?)?),
+        CimType::UINT64 => Value::Uint64(number()?),
+        CimType::SINT32 => Value::Sint32(text.trim().parse()?),
+        CimType::DATETIME => Value::DateTime(text.to_string()),
+        CimType::REFERENCE => Value::Reference(text.to_string()),
+        CimType::OBJECT => {
+            let def = embedded.ok_or_else(|| anyhow!("an object of no known class"))?;
+            let parsed = wmi::provider::embedded(def.name(), property, text);
+            let values = def
+                .properties
+                .iter()
+                .map(|p| match parsed.get(&p.name) {
+                    Some(WmiValue::String(s)) => Slot::Value(Value::String(s.clone())),
+                    Some(WmiValue::UInt32(n)) => Slot::Value(Value::Uint32(*n)),
+                    Some(WmiValue::Bool(b)) => Slot::Value(Value::Boolean(*b)),
+                    _ => Slot::Null,
+                })
+                .collect();
+            Value::Object(Box::new(Object {
+                decoration: None,
+                extra_flags: 0,
+                body: Body::Instance(wmio::Instance {
+                    class: def.clone(),
+                    values,
+                    qualifiers: Vec::new(),
+                }),
+            }))
+        }
+        _ => Value::String(text.to_string()),
+    })
+}
