@@ -590,7 +590,7 @@ async fn build_instance(
         decoration: None,
         extra_flags: 0,
         body: Body::Instance(wmio::Instance {
-            class: class.clone(),
+            class: std::sync::Arc::new(class.clone()),
             values,
             qualifiers: Vec::new(),
         }),
@@ -632,7 +632,7 @@ fn value_of(text: &str, ty: CimType, property: &str, embedded: Option<&ClassDef>
                 decoration: None,
                 extra_flags: 0,
                 body: Body::Instance(wmio::Instance {
-                    class: def.clone(),
+                    class: std::sync::Arc::new(def.clone()),
                     values,
                     qualifiers: Vec::new(),
                 }),

@@ -3,6 +3,9 @@
 //! read, write, dynamic, provider), derivation lists and the origin of
 //! every inherited property.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use wmi::classes::{ClassKind, Source};
 use wmi::value::{CimType as WmiType, EmbeddedObject, PropType};
 use wmi::{ClassModel, WmiClass, WmiValue};
@@ -315,77 +318,192 @@ impl Decoration {
     }
 }
 
-/// An instance of the provider as an object. With `columns` (a SELECT
-/// with a property list) the class carries only those properties, as
-/// Windows sends a query's partial instances.
-pub fn instance_object(
-    model: &ClassModel,
-    instance: &wmi::Instance,
-    columns: Option<&[String]>,
-    decoration: Option<&Decoration>,
-) -> Option<Object> {
-    let class = model.class(&instance.class)?;
-    let mut def = class_def(model, class);
-    if let Some(columns) = columns {
-        def.properties
-            .retain(|p| columns.iter().any(|c| c.eq_ignore_ascii_case(&p.name)));
+/// A class made for the wire and the model's type of each of its
+/// properties.
+type Made = (Arc<ClassDef>, Arc<Vec<PropType>>);
+
+/// The classes of one answer, each made once: its instances share it
+/// (the smart enumerator then sends it once, and nothing is built twice).
+/// With `columns` (a SELECT with a property list) the classes carry only
+/// those properties, as Windows sends a query's partial instances.
+pub struct ClassCache {
+    columns: Option<Vec<String>>,
+    classes: HashMap<String, Made>,
+    embedded: HashMap<String, Made>,
+}
+
+impl ClassCache {
+    pub fn new(columns: Option<&[String]>) -> ClassCache {
+        ClassCache {
+            columns: columns.map(<[String]>::to_vec),
+            classes: HashMap::new(),
+            embedded: HashMap::new(),
+        }
     }
-    let values = def
+
+    fn instance_class(&mut self, model: &ClassModel, class: &WmiClass) -> Made {
+        if let Some(made) = self.classes.get(&class.name) {
+            return made.clone();
+        }
+        let mut def = class_def(model, class);
+        if let Some(columns) = &self.columns {
+            def.properties
+                .retain(|p| columns.iter().any(|c| c.eq_ignore_ascii_case(&p.name)));
+        }
+        let made = typed(def, Some(class));
+        self.classes.insert(class.name.clone(), made.clone());
+        made
+    }
+
+    fn embedded_class(&mut self, model: &ClassModel, object: &EmbeddedObject) -> Made {
+        if let Some(made) = self.embedded.get(&object.class) {
+            return made.clone();
+        }
+        let class = model.class(&object.class);
+        let def = match class {
+            Some(class) => class_def(model, class),
+            None => ClassDef {
+                name: Some(object.class.clone()),
+                properties: object
+                    .properties
+                    .iter()
+                    .map(|(name, v)| Property {
+                        name: name.clone(),
+                        cim_type: match v {
+                            WmiValue::Bool(_) => CimType::BOOLEAN,
+                            WmiValue::UInt32(_) => CimType::UINT32,
+                            _ => CimType::STRING,
+                        },
+                        inherited: false,
+                        origin: 0,
+                        qualifiers: Vec::new(),
+                        default: None,
+                    })
+                    .collect(),
+                ..ClassDef::default()
+            },
+        };
+        let made = typed(def, class);
+        self.embedded.insert(object.class.clone(), made.clone());
+        made
+    }
+}
+
+/// A class with each property's type in the model's terms: the model's
+/// where the class is the model's (an event's TargetInstance is a whole
+/// instance), else what the wire type says.
+fn typed(def: ClassDef, class: Option<&WmiClass>) -> Made {
+    let types = def
         .properties
         .iter()
-        .map(|p| {
-            let ty = class
-                .property(&p.name)
-                .map(|wp| wp.ty.clone())
-                .unwrap_or(PropType::scalar(WmiType::String));
-            match instance.get(&p.name) {
-                Some(v) => slot(model, v, &ty),
+        .map(|p| match class.and_then(|c| c.property(&p.name)) {
+            Some(wp) => wp.ty.clone(),
+            None => match p.cim_type {
+                CimType::BOOLEAN => PropType::scalar(WmiType::Boolean),
+                CimType::UINT32 => PropType::scalar(WmiType::UInt32),
+                _ => PropType::scalar(WmiType::String),
+            },
+        })
+        .collect();
+    (Arc::new(def), Arc::new(types))
+}
+
+/// The values of `properties` in the order of `def`'s, found by walking
+/// both in step (they are in the class's order), by name otherwise.
+fn values_of(
+    model: &ClassModel,
+    cache: &mut ClassCache,
+    (def, types): &Made,
+    properties: &[(String, WmiValue)],
+) -> Vec<Slot> {
+    let mut next = 0;
+    def.properties
+        .iter()
+        .zip(types.iter())
+        .map(|(p, ty)| {
+            let found = match properties.get(next) {
+                Some((name, v)) if name.eq_ignore_ascii_case(&p.name) => {
+                    next += 1;
+                    Some(v)
+                }
+                _ => properties
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(&p.name))
+                    .map(|(_, v)| v),
+            };
+            match found {
+                Some(v) => slot(model, cache, v, ty),
                 None => Slot::Null,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// An instance of the provider as an object, its class from `cache`.
+pub fn instance_object(
+    model: &ClassModel,
+    cache: &mut ClassCache,
+    instance: &wmi::Instance,
+    decoration: Option<&Decoration>,
+) -> Option<Object> {
+    let class = model.class(&instance.class)?;
+    let made = cache.instance_class(model, class);
+    let values = values_of(model, cache, &made, &instance.properties);
     Some(Object {
         decoration: decoration.and_then(Decoration::pair),
         extra_flags: 0,
         body: Body::Instance(Instance {
-            class: def,
+            class: made.0,
             values,
             qualifiers: Vec::new(),
         }),
     })
 }
 
-fn slot(model: &ClassModel, value: &WmiValue, ty: &PropType) -> Slot {
-    match wire_value(model, value, ty) {
+fn slot(model: &ClassModel, cache: &mut ClassCache, value: &WmiValue, ty: &PropType) -> Slot {
+    match wire_value(model, cache, value, ty) {
         Some(v) => Slot::Value(v),
         None => Slot::Null,
     }
 }
 
 /// A provider value as the property's type encodes it; None for NULL.
-fn wire_value(model: &ClassModel, value: &WmiValue, ty: &PropType) -> Option<Value> {
-    let scalar = PropType::scalar(ty.base.clone());
+fn wire_value(
+    model: &ClassModel,
+    cache: &mut ClassCache,
+    value: &WmiValue,
+    ty: &PropType,
+) -> Option<Value> {
+    let scalar = || PropType::scalar(ty.base.clone());
     Some(match value {
         WmiValue::Null => return None,
-        WmiValue::Array(items) if ty.array => Value::Array(
-            cim_type(&scalar),
-            items
-                .iter()
-                .filter_map(|item| wire_value(model, item, &scalar))
-                .collect(),
-        ),
+        WmiValue::Array(items) if ty.array => {
+            let scalar = scalar();
+            Value::Array(
+                cim_type(&scalar),
+                items
+                    .iter()
+                    .filter_map(|item| wire_value(model, cache, item, &scalar))
+                    .collect(),
+            )
+        }
         WmiValue::Bytes(bytes) => Value::Array(
             CimType::UINT8,
             bytes.iter().map(|b| Value::Uint8(*b)).collect(),
         ),
         WmiValue::Array(items) => {
             // An array where a scalar is declared: its first element.
-            return items.first().and_then(|v| wire_value(model, v, &scalar));
+            return items
+                .first()
+                .and_then(|v| wire_value(model, cache, v, &scalar()));
         }
-        v if ty.array => Value::Array(
-            cim_type(&scalar),
-            wire_value(model, v, &scalar).into_iter().collect(),
-        ),
+        v if ty.array => {
+            let scalar = scalar();
+            Value::Array(
+                cim_type(&scalar),
+                wire_value(model, cache, v, &scalar).into_iter().collect(),
+            )
+        }
         WmiValue::Bool(b) => match ty.base {
             WmiType::UInt32 => Value::Uint32(u32::from(*b)),
             _ => Value::Boolean(*b),
@@ -400,61 +518,19 @@ fn wire_value(model: &ClassModel, value: &WmiValue, ty: &PropType) -> Option<Val
             WmiType::Reference(_) => Value::Reference(s.clone()),
             _ => Value::String(s.clone()),
         },
-        WmiValue::Object(object) => Value::Object(Box::new(embedded(model, object))),
+        WmiValue::Object(object) => Value::Object(Box::new(embedded(model, cache, object))),
     })
 }
 
 /// A structured value (a ServerBinding, …) as an embedded instance.
-fn embedded(model: &ClassModel, object: &EmbeddedObject) -> Object {
-    let def = match model.class(&object.class) {
-        Some(class) => class_def(model, class),
-        None => ClassDef {
-            name: Some(object.class.clone()),
-            properties: object
-                .properties
-                .iter()
-                .map(|(name, v)| Property {
-                    name: name.clone(),
-                    cim_type: match v {
-                        WmiValue::Bool(_) => CimType::BOOLEAN,
-                        WmiValue::UInt32(_) => CimType::UINT32,
-                        _ => CimType::STRING,
-                    },
-                    inherited: false,
-                    origin: 0,
-                    qualifiers: Vec::new(),
-                    default: None,
-                })
-                .collect(),
-            ..ClassDef::default()
-        },
-    };
-    let model_class = model.class(&object.class);
-    let values = def
-        .properties
-        .iter()
-        .map(|p| {
-            // The model's type where the class is the model's (an event's
-            // TargetInstance is a whole instance), else what the value is.
-            let ty = match model_class.and_then(|c| c.property(&p.name)) {
-                Some(wp) => wp.ty.clone(),
-                None => match p.cim_type {
-                    CimType::BOOLEAN => PropType::scalar(WmiType::Boolean),
-                    CimType::UINT32 => PropType::scalar(WmiType::UInt32),
-                    _ => PropType::scalar(WmiType::String),
-                },
-            };
-            match object.get(&p.name) {
-                Some(v) => slot(model, v, &ty),
-                None => Slot::Null,
-            }
-        })
-        .collect();
+fn embedded(model: &ClassModel, cache: &mut ClassCache, object: &EmbeddedObject) -> Object {
+    let made = cache.embedded_class(model, object);
+    let values = values_of(model, cache, &made, &object.properties);
     Object {
         decoration: None,
         extra_flags: 0,
         body: Body::Instance(Instance {
-            class: def,
+            class: made.0,
             values,
             qualifiers: Vec::new(),
         }),
@@ -483,6 +559,7 @@ pub fn out_parameters(model: &ClassModel, values: &[(String, WmiValue)]) -> Obje
     }
     let mut properties = Vec::new();
     let mut slots = Vec::new();
+    let mut cache = ClassCache::new(None);
     for (i, (name, value)) in values.iter().enumerate() {
         let ty = type_of(value);
         properties.push(Property {
@@ -497,18 +574,18 @@ pub fn out_parameters(model: &ClassModel, values: &[(String, WmiValue)]) -> Obje
             ],
             default: None,
         });
-        slots.push(slot(model, value, &ty));
+        slots.push(slot(model, &mut cache, value, &ty));
     }
     Object {
         decoration: None,
         extra_flags: 0,
         body: Body::Instance(Instance {
-            class: ClassDef {
+            class: Arc::new(ClassDef {
                 name: Some("__PARAMETERS".into()),
                 qualifiers: vec![qualifier("abstract", 0, Value::Boolean(true))],
                 properties,
                 ..ClassDef::default()
-            },
+            }),
             values: slots,
             qualifiers: Vec::new(),
         }),

@@ -274,7 +274,12 @@ fn event_object(
         relpath: String::new(),
         properties,
     };
-    convert::instance_object(model, &instance, None, Some(decoration))
+    convert::instance_object(
+        model,
+        &mut convert::ClassCache::new(None),
+        &instance,
+        Some(decoration),
+    )
 }
 
 impl EnumObject {
@@ -509,7 +514,7 @@ impl Wbem {
                 decoration: Some((decoration.server.clone(), decoration.namespace.clone())),
                 extra_flags: 0,
                 body: Body::Instance(wmio::Instance {
-                    class: namespace_class(),
+                    class: Arc::new(namespace_class()),
                     values: vec![Slot::Value(Value::String(name.to_string()))],
                     qualifiers: Vec::new(),
                 }),
@@ -595,12 +600,11 @@ impl Wbem {
                 }
                 return Ok(vec![object]);
             }
+            let mut cache = convert::ClassCache::new(result.columns.as_deref());
             Ok(result
                 .instances
                 .iter()
-                .filter_map(|i| {
-                    convert::instance_object(model, i, result.columns.as_deref(), Some(&decoration))
-                })
+                .filter_map(|i| convert::instance_object(model, &mut cache, i, Some(&decoration)))
                 .collect())
         })
     }
@@ -653,9 +657,10 @@ impl Wbem {
                 return Ok(convert::class_object(model, class, &decoration));
             }
             let instance = provider.get_object(local)?;
-            convert::instance_object(model, &instance, None, Some(&decoration)).ok_or_else(|| {
-                WmiError::new(WbemStatus::NotFound, format!("no class {}", instance.class))
-            })
+            let mut cache = convert::ClassCache::new(None);
+            convert::instance_object(model, &mut cache, &instance, Some(&decoration)).ok_or_else(
+                || WmiError::new(WbemStatus::NotFound, format!("no class {}", instance.class)),
+            )
         })
     }
 

@@ -193,6 +193,47 @@ pub fn decode_object_block(data: &[u8]) -> Result<Object> {
 }
 
 fn object_block(r: &mut Reader<'_>, depth: usize) -> Result<Object> {
+    object_block_with_layout(r, depth).map(|(object, _)| object)
+}
+
+/// An ObjectBlock that fills `data`, and for an instance its class's
+/// layout (what decoding more instances of the class needs).
+pub(crate) fn object_block_layout(data: &[u8]) -> Result<(Object, Option<Layout>)> {
+    object_block_with_layout(&mut Reader::new(data, 0), 0)
+}
+
+/// An instance without its class (EncodingUnitInstanceNoClass, 2.2.3)
+/// of a class decoded before.
+pub(crate) fn instance_no_class(
+    data: &[u8],
+    class: &std::sync::Arc<ClassDef>,
+    layout: &Layout,
+) -> Result<Object> {
+    let mut r = Reader::new(data, 0);
+    let at = r.pos;
+    let flags = r.u8("ObjectFlags")?;
+    if flags & object_flags::INSTANCE == 0 || flags & object_flags::CLASS != 0 {
+        r.pos = at;
+        return r.fail(format!(
+            "ObjectFlags {flags:#x} of an instance without its class"
+        ));
+    }
+    let decoration = if flags & object_flags::DECORATED != 0 {
+        let server = encoded_string(&mut r, "DecServerName")?;
+        let namespace = encoded_string(&mut r, "DecNamespaceName")?;
+        Some((server, namespace))
+    } else {
+        None
+    };
+    let instance = instance_rest(&mut r, class.clone(), layout, 0)?;
+    Ok(Object {
+        decoration,
+        extra_flags: flags & !0x07,
+        body: Body::Instance(instance),
+    })
+}
+
+fn object_block_with_layout(r: &mut Reader<'_>, depth: usize) -> Result<(Object, Option<Layout>)> {
     if depth > MAX_DEPTH {
         return r.fail(format!("objects nest more than {MAX_DEPTH} deep"));
     }
@@ -213,22 +254,27 @@ fn object_block(r: &mut Reader<'_>, depth: usize) -> Result<Object> {
     } else {
         None
     };
-    let body = if class {
+    let (body, layout) = if class {
         let (parent, _) = class_and_methods(r, depth)?;
         let (current, _) = class_and_methods(r, depth)?;
-        Body::Class { parent, current }
+        (Body::Class { parent, current }, None)
     } else {
-        Body::Instance(instance_type(r, depth)?)
+        let (instance, layout) = instance_type(r, depth)?;
+        (Body::Instance(instance), Some(layout))
     };
-    Ok(Object {
-        decoration,
-        extra_flags: flags & !0x07,
-        body,
-    })
+    Ok((
+        Object {
+            decoration,
+            extra_flags: flags & !0x07,
+            body,
+        },
+        layout,
+    ))
 }
 
 /// What decoding an instance needs of its class beyond the definition.
-struct Layout {
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
     /// Each property's ValueTable offset, in declaration order.
     offsets: Vec<usize>,
     nd_and_values: usize,
@@ -496,8 +542,19 @@ fn methods_part(r: &mut Reader<'_>, depth: usize) -> Result<Vec<Method>> {
 }
 
 /// InstanceType (2.2.53).
-fn instance_type(r: &mut Reader<'_>, depth: usize) -> Result<Instance> {
+fn instance_type(r: &mut Reader<'_>, depth: usize) -> Result<(Instance, Layout)> {
     let (class, layout) = class_part(r, depth)?;
+    let instance = instance_rest(r, std::sync::Arc::new(class), &layout, depth)?;
+    Ok((instance, layout))
+}
+
+/// InstanceType after its CurrentClass.
+fn instance_rest(
+    r: &mut Reader<'_>,
+    class: std::sync::Arc<ClassDef>,
+    layout: &Layout,
+    depth: usize,
+) -> Result<Instance> {
     let mut part = r.sized_block("InstanceType")?;
     part.u8("InstanceFlags")?;
     let _name_ref = part.u32("InstanceClassName")?;

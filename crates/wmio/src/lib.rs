@@ -269,10 +269,11 @@ impl ClassDef {
 }
 
 /// An instance (InstanceType, 2.2.53): one slot per property of its
-/// class, in the class's declaration order.
+/// class, in the class's declaration order. Instances of one class share
+/// it (an ObjectArray sends a shared class once).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Instance {
-    pub class: ClassDef,
+    pub class: std::sync::Arc<ClassDef>,
     pub values: Vec<Slot>,
     pub qualifiers: Vec<Qualifier>,
 }

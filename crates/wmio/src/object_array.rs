@@ -24,10 +24,13 @@ fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-/// The sending end: the class IDs already sent.
+/// The sending end: the class IDs already sent. A class is known by its
+/// identity (the `Arc` instances share), so its encoding is made once.
 pub struct ObjectArrayEncoder {
     seed: [u8; 16],
-    classes: HashMap<Vec<u8>, [u8; 16]>,
+    /// By the class's address, the class kept alive so the address is not
+    /// reused.
+    classes: HashMap<usize, ([u8; 16], std::sync::Arc<crate::ClassDef>)>,
 }
 
 impl ObjectArrayEncoder {
@@ -40,8 +43,9 @@ impl ObjectArrayEncoder {
         }
     }
 
-    fn class_id(&mut self, class_part: Vec<u8>) -> ([u8; 16], bool) {
-        if let Some(id) = self.classes.get(&class_part) {
+    fn class_id(&mut self, class: &std::sync::Arc<crate::ClassDef>) -> ([u8; 16], bool) {
+        let key = std::sync::Arc::as_ptr(class) as usize;
+        if let Some((id, _)) = self.classes.get(&key) {
             return (*id, false);
         }
         let mut id = self.seed;
@@ -49,7 +53,7 @@ impl ObjectArrayEncoder {
         for (i, b) in n.iter().enumerate() {
             id[12 + i] ^= b;
         }
-        self.classes.insert(class_part, id);
+        self.classes.insert(key, (id, class.clone()));
         (id, true)
     }
 
@@ -67,7 +71,7 @@ impl ObjectArrayEncoder {
                     (OBJECT_CLASS, body)
                 }
                 Body::Instance(instance) => {
-                    let (id, new) = self.class_id(encode::encode_class_part(&instance.class));
+                    let (id, new) = self.class_id(&instance.class);
                     let (kind, data) = if new {
                         (OBJECT_INSTANCE, encode::encode_object_block(object))
                     } else {
@@ -108,10 +112,11 @@ impl ObjectArrayEncoder {
     }
 }
 
-/// The receiving end: the classes of the instances seen so far.
+/// The receiving end: the classes of the instances seen so far, decoded
+/// once and shared by the instances that name them.
 #[derive(Default)]
 pub struct ObjectArrayDecoder {
-    classes: HashMap<[u8; 16], Vec<u8>>,
+    classes: HashMap<[u8; 16], (std::sync::Arc<crate::ClassDef>, crate::decode::Layout)>,
 }
 
 struct Cursor<'a> {
@@ -148,31 +153,6 @@ impl<'a> Cursor<'a> {
         }
         Ok(())
     }
-}
-
-/// Where an ObjectBlock's ClassPart starts: after ObjectFlags and the
-/// Decoration.
-fn class_part_start(block: &[u8]) -> Option<usize> {
-    let flags = *block.first()?;
-    let mut at = 1;
-    if flags & crate::object_flags::DECORATED != 0 {
-        for _ in 0..2 {
-            let wide = *block.get(at)? == 1;
-            at += 1;
-            if wide {
-                while block.get(at..at + 2)? != [0, 0] {
-                    at += 2;
-                }
-                at += 2;
-            } else {
-                while *block.get(at)? != 0 {
-                    at += 1;
-                }
-                at += 1;
-            }
-        }
-    }
-    Some(at)
 }
 
 impl ObjectArrayDecoder {
@@ -225,28 +205,22 @@ impl ObjectArrayDecoder {
                     id.copy_from_slice(b.take(16, "classID").map_err(fix)?);
                     let block = b.take(len, "the instance").map_err(fix)?;
                     if kind == OBJECT_INSTANCE {
-                        let object = crate::decode_object_block(block).map_err(fix)?;
-                        let start = class_part_start(block).unwrap_or(block.len());
-                        let class_len = block
-                            .get(start..start + 4)
-                            .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
-                            .unwrap_or(0);
-                        if let Some(part) = block.get(start..start + class_len) {
-                            self.classes.insert(id, part.to_vec());
+                        let (object, layout) =
+                            crate::decode::object_block_layout(block).map_err(fix)?;
+                        match (&object.body, layout) {
+                            (Body::Instance(instance), Some(layout)) => {
+                                self.classes.insert(id, (instance.class.clone(), layout));
+                            }
+                            _ => return b.fail("a WBEMOBJECT_INSTANCE holds a class").map_err(fix),
                         }
                         object
                     } else {
-                        let Some(class) = self.classes.get(&id) else {
+                        let Some((class, layout)) = self.classes.get(&id) else {
                             return b
                                 .fail("an instance names a class ID not sent before")
                                 .map_err(fix);
                         };
-                        let start = class_part_start(block).unwrap_or(block.len());
-                        let mut whole = Vec::with_capacity(block.len() + class.len());
-                        whole.extend_from_slice(&block[..start]);
-                        whole.extend_from_slice(class);
-                        whole.extend_from_slice(&block[start..]);
-                        crate::decode_object_block(&whole).map_err(fix)?
+                        crate::decode::instance_no_class(block, class, layout).map_err(fix)?
                     }
                 }
                 other => return c.fail(format!("bObjectType {other} is not 1, 2 or 3")),

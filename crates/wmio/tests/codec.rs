@@ -125,7 +125,7 @@ fn every_cim_type_round_trips_in_classes_instances_and_arrays() {
         decoration: None,
         extra_flags: 0,
         body: Body::Instance(Instance {
-            class: embedded_class,
+            class: embedded_class.into(),
             values: vec![Slot::Value(Value::String(":80:".into()))],
             qualifiers: vec![],
         }),
@@ -205,7 +205,7 @@ fn every_cim_type_round_trips_in_classes_instances_and_arrays() {
         decoration: None,
         extra_flags: 0,
         body: Body::Instance(Instance {
-            class,
+            class: class.into(),
             values: slots,
             qualifiers: vec![],
         }),
@@ -232,7 +232,7 @@ fn no_value_sits_at_heap_offset_zero() {
         decoration: None,
         extra_flags: 0,
         body: Body::Instance(Instance {
-            class,
+            class: class.into(),
             values: vec![Slot::Value(Value::String("v".into()))],
             qualifiers: vec![],
         }),
@@ -281,6 +281,8 @@ fn an_object_array_sends_each_class_once_and_decodes_whole() {
         ],
         ..ClassDef::default()
     };
+    // The instances share their class, as a server's result set does.
+    let class = std::sync::Arc::new(class);
     let instance = |name: &str, start: bool| Object {
         decoration: Some(("web1".into(), "root\\MicrosoftIISv2".into())),
         extra_flags: 0,
@@ -327,7 +329,7 @@ fn embedded_objects_nest_with_arrays_of_objects_inside() {
             decoration: None,
             extra_flags: 0,
             body: Body::Instance(Instance {
-                class: binding_class.clone(),
+                class: binding_class.clone().into(),
                 values: vec![Slot::Value(Value::String(port.into()))],
                 qualifiers: vec![],
             }),
@@ -347,7 +349,7 @@ fn embedded_objects_nest_with_arrays_of_objects_inside() {
             decoration: None,
             extra_flags: 0,
             body: Body::Instance(Instance {
-                class: setting_class.clone(),
+                class: setting_class.clone().into(),
                 values: vec![
                     Slot::Value(Value::String("W3SVC/1".into())),
                     Slot::Value(Value::Array(
@@ -364,14 +366,14 @@ fn embedded_objects_nest_with_arrays_of_objects_inside() {
         decoration: Some(("host".into(), "root\\MicrosoftIISv2".into())),
         extra_flags: 0,
         body: Body::Instance(Instance {
-            class: ClassDef {
+            class: std::sync::Arc::new(ClassDef {
                 name: Some("__InstanceModificationEvent".into()),
                 properties: vec![
                     property("TargetInstance", CimType::OBJECT, None),
                     property("PreviousInstance", CimType::OBJECT, None),
                 ],
                 ..ClassDef::default()
-            },
+            }),
             values: vec![
                 Slot::Value(setting("after")),
                 Slot::Value(setting("before")),
@@ -389,11 +391,11 @@ fn a_value_of_another_type_than_its_property_goes_as_null() {
         decoration: None,
         extra_flags: 0,
         body: Body::Instance(Instance {
-            class: ClassDef {
+            class: std::sync::Arc::new(ClassDef {
                 name: Some("C".into()),
                 properties: vec![property("Count", CimType::UINT32, None)],
                 ..ClassDef::default()
-            },
+            }),
             values: vec![Slot::Value(Value::String("not a number".into()))],
             qualifiers: vec![],
         }),
