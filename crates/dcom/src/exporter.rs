@@ -283,6 +283,11 @@ impl Exporter {
         (!has_bound).then_some(entry.iid)
     }
 
+    /// How long an object lives without pings or calls.
+    pub fn ping_timeout(&self) -> Duration {
+        self.ping_timeout
+    }
+
     /// The OID of the object a call is made on (after [`Exporter::object`]
     /// admitted it).
     pub fn oid_of_call(&self, call: &Call<'_>) -> Option<u64> {
@@ -464,6 +469,12 @@ impl Exporter {
         });
         let before = objects.len();
         objects.retain(|oid, o| {
+            // A call running on it holds it (an OpenKey waiting for a
+            // handle, an event enumerator's Next): in use now, so its time
+            // counts from now.
+            if Arc::strong_count(&o.object) > 1 {
+                o.last_seen = now;
+            }
             let alive = o.sets > 0 || now.duration_since(o.last_seen) < timeout;
             if !alive {
                 tracing::info!(
@@ -682,6 +693,33 @@ mod tests {
         assert_eq!(e.collect_garbage(), 1);
         assert_eq!(e.simple_ping(set), ids::OR_INVALID_SET);
         assert_eq!(e.object_count(), 0);
+    }
+
+    #[test]
+    fn an_object_a_running_call_holds_is_not_reclaimed_until_after_it() {
+        let e = exporter(100);
+        let held: Arc<dyn Any + Send + Sync> = Arc::new(9u32);
+        let oid = e
+            .export(
+                Created {
+                    object: held.clone(),
+                    interfaces: vec![],
+                },
+                None,
+                "test",
+            )
+            .unwrap();
+        // A call holds it (as Exporter::object hands it to one) for
+        // longer than the ping timeout: it stays.
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(e.collect_garbage(), 0);
+        assert!(e.std_objref(oid, ids::IID_IUNKNOWN, 1).is_ok());
+        // The call is over; its time counts from when it was last seen in
+        // use, and then it goes.
+        drop(held);
+        assert_eq!(e.collect_garbage(), 0);
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(e.collect_garbage(), 1);
     }
 
     #[test]

@@ -195,11 +195,17 @@ impl EventFeed {
         files: &MetabaseFiles,
         count: usize,
         timeout_ms: u32,
+        longest_wait: std::time::Duration,
         alive: &dyn Fn() -> bool,
     ) -> (Vec<Object>, u32) {
-        let deadline = (timeout_ms != INFINITE).then(|| {
-            std::time::Instant::now() + std::time::Duration::from_millis(u64::from(timeout_ms))
-        });
+        // WBEM_INFINITE waits at most the exporter's ping timeout: a wait
+        // never outlives a client that went away (one still there calls
+        // again).
+        let wait = match timeout_ms {
+            INFINITE => longest_wait,
+            ms => std::time::Duration::from_millis(u64::from(ms)),
+        };
+        let deadline = Some(std::time::Instant::now() + wait);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if state.pending.len() >= count {
@@ -239,6 +245,7 @@ impl EventFeed {
                     state.last = now;
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    // Released by its client meanwhile: nothing to wait for.
                     if !alive() {
                         return (Vec::new(), WBEM_E_FAILED);
                     }
@@ -307,7 +314,13 @@ impl EnumObject {
                 };
                 (batch, status)
             }
-            EnumObject::Events(feed) => feed.take(&wbem.files, wanted, timeout_ms, alive),
+            EnumObject::Events(feed) => feed.take(
+                &wbem.files,
+                wanted,
+                timeout_ms,
+                wbem.exporter.ping_timeout(),
+                alive,
+            ),
         }
     }
 }
