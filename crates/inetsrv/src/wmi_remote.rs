@@ -131,21 +131,39 @@ impl Session {
             .on_object(self.services.ipid))
     }
 
+    /// ExecQuery or (`events`) ExecNotificationQuery: the enumerator.
+    async fn exec(&mut self, text: &str, events: bool) -> Result<Remote> {
+        let mut services = self.services().await?;
+        let (what, (_, enumerator, hr)) = if events {
+            let answer = services
+                .exec_notification_query(
+                    this(),
+                    bstr("WQL"),
+                    bstr(text),
+                    SEMISYNC_FORWARD,
+                    Unique::new(None),
+                )
+                .await?;
+            ("ExecNotificationQuery", answer)
+        } else {
+            let answer = services
+                .exec_query(
+                    this(),
+                    bstr("WQL"),
+                    bstr(text),
+                    SEMISYNC_FORWARD,
+                    Unique::new(None),
+                )
+                .await?;
+            ("ExecQuery", answer)
+        };
+        check(hr, what)?;
+        self.remote(enumerator.get(), what)
+    }
+
     /// ExecQuery, its objects read through the smart enumerator.
     async fn query(&mut self, text: &str) -> Result<Vec<Object>> {
-        let (_, enumerator, hr) = self
-            .services()
-            .await?
-            .exec_query(
-                this(),
-                bstr("WQL"),
-                bstr(text),
-                SEMISYNC_FORWARD,
-                Unique::new(None),
-            )
-            .await?;
-        check(hr, "ExecQuery")?;
-        let enumerator = self.remote(enumerator.get(), "ExecQuery")?;
+        let enumerator = self.exec(text, false).await?;
         let fetch = dcom::client::query_interface(
             &mut self.conn,
             &enumerator,
@@ -404,19 +422,7 @@ async fn watch(
 ) -> Result<()> {
     use std::io::Write;
     use std::time::{Duration, Instant};
-    let (_, enumerator, hr) = session
-        .services()
-        .await?
-        .exec_notification_query(
-            this(),
-            bstr("WQL"),
-            bstr(text),
-            SEMISYNC_FORWARD,
-            Unique::new(None),
-        )
-        .await?;
-    check(hr, "ExecNotificationQuery")?;
-    let enumerator = session.remote(enumerator.get(), "ExecNotificationQuery")?;
+    let enumerator = session.exec(text, true).await?;
     let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t));
     eprintln!("# watching through WMI (ExecNotificationQuery); Ctrl-C stops");
     let mut seen = 0;

@@ -507,6 +507,57 @@ impl Wbem {
         )
     }
 
+    /// An IWbemCallResult for a successful call when the client asked for
+    /// one (its `[in, out]` pointer is not NULL).
+    fn optional_call_result(
+        &self,
+        call: &Call<'_>,
+        asked: &ItfInOut,
+        result: CallResultObject,
+    ) -> Result<Option<MInterfacePointer>, u32> {
+        if asked.get().is_none() {
+            return Ok(None);
+        }
+        self.call_result(call, result).map(Some)
+    }
+
+    /// The answer of a call that produced one object (GetObject,
+    /// ExecMethod): in `object`, or, semisynchronously, in an
+    /// IWbemCallResult.
+    fn object_answer(
+        &self,
+        call: &Call<'_>,
+        flags: u32,
+        object: &ItfInOut,
+        call_result: &ItfInOut,
+        found: Object,
+    ) -> ObjectReply {
+        let failed = |hr| (That::default(), none_in_out(), none_in_out(), hr);
+        if flags & FLAG_RETURN_IMMEDIATELY == 0 {
+            return (
+                That::default(),
+                in_out(object, Some(object_pointer(&found))),
+                in_out(call_result, None),
+                WBEM_S_NO_ERROR,
+            );
+        }
+        let result = CallResultObject {
+            status: WBEM_S_NO_ERROR,
+            object: Some(found),
+            text: None,
+            namespace: None,
+        };
+        match self.call_result(call, result) {
+            Ok(p) => (
+                That::default(),
+                in_out(object, None),
+                in_out(call_result, Some(p)),
+                WBEM_S_NO_ERROR,
+            ),
+            Err(hr) => failed(hr),
+        }
+    }
+
     fn with_provider<T>(
         &self,
         f: impl FnOnce(&Provider<'_>, &ClassModel) -> Result<T, WmiError>,
@@ -1067,21 +1118,18 @@ impl WbemServices for WbemService {
             Ok(p) => p,
             Err(hr) => return fail(hr),
         };
-        let call_result = if result.get().is_some() {
-            match self.0.call_result(
-                call,
-                CallResultObject {
-                    status: WBEM_S_NO_ERROR,
-                    object: None,
-                    text: None,
-                    namespace: Some(opened),
-                },
-            ) {
-                Ok(p) => Some(p),
-                Err(hr) => return fail(hr),
-            }
-        } else {
-            None
+        let call_result = match self.0.optional_call_result(
+            call,
+            &result,
+            CallResultObject {
+                status: WBEM_S_NO_ERROR,
+                object: None,
+                text: None,
+                namespace: Some(opened),
+            },
+        ) {
+            Ok(p) => p,
+            Err(hr) => return fail(hr),
         };
         Ok((
             That::default(),
@@ -1126,32 +1174,12 @@ impl WbemServices for WbemService {
             Ok(o) => o,
             Err(refusal) => return fail(self.refuse("GetObject", refusal)),
         };
-        if flags & FLAG_RETURN_IMMEDIATELY != 0 {
-            if call_result.get().is_none() {
-                return fail(WBEM_E_INVALID_PARAMETER);
-            }
-            let result = CallResultObject {
-                status: WBEM_S_NO_ERROR,
-                object: Some(found),
-                text: None,
-                namespace: None,
-            };
-            return match self.0.call_result(call, result) {
-                Ok(p) => Ok((
-                    That::default(),
-                    in_out(&object, None),
-                    in_out(&call_result, Some(p)),
-                    WBEM_S_NO_ERROR,
-                )),
-                Err(hr) => fail(hr),
-            };
+        if flags & FLAG_RETURN_IMMEDIATELY != 0 && call_result.get().is_none() {
+            return fail(WBEM_E_INVALID_PARAMETER);
         }
-        Ok((
-            That::default(),
-            in_out(&object, Some(object_pointer(&found))),
-            in_out(&call_result, None),
-            WBEM_S_NO_ERROR,
-        ))
+        Ok(self
+            .0
+            .object_answer(call, flags, &object, &call_result, found))
     }
 
     fn get_object_async(
@@ -1233,14 +1261,8 @@ impl WbemServices for WbemService {
     ) -> CallResult<(That, Itf, u32)> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
         let superclass = bstr_text(&superclass);
-        match self.0.class_enum(services.namespace, &superclass, flags) {
-            Ok(objects) => self.answer_enum(call, objects, flags),
-            Err(refusal) => Ok((
-                That::default(),
-                none(),
-                self.refuse("CreateClassEnum", refusal),
-            )),
-        }
+        let found = self.0.class_enum(services.namespace, &superclass, flags);
+        self.answer_enum(call, "CreateClassEnum", found, flags)
     }
 
     fn create_class_enum_async(
@@ -1283,21 +1305,18 @@ impl WbemServices for WbemService {
             Err(refusal) => return fail(self.refuse("PutInstance", refusal)),
         };
         tracing::info!(user = ?call.client, path, "WMI PutInstance");
-        let result = if call_result.get().is_some() {
-            match self.0.call_result(
-                call,
-                CallResultObject {
-                    status: WBEM_S_NO_ERROR,
-                    object: None,
-                    text: Some(path),
-                    namespace: None,
-                },
-            ) {
-                Ok(p) => Some(p),
-                Err(hr) => return fail(hr),
-            }
-        } else {
-            None
+        let result = match self.0.optional_call_result(
+            call,
+            &call_result,
+            CallResultObject {
+                status: WBEM_S_NO_ERROR,
+                object: None,
+                text: Some(path),
+                namespace: None,
+            },
+        ) {
+            Ok(p) => p,
+            Err(hr) => return fail(hr),
         };
         Ok((
             That::default(),
@@ -1348,21 +1367,18 @@ impl WbemServices for WbemService {
             return fail(self.refuse("DeleteInstance", (wmi_error(&e), e.to_string())));
         }
         tracing::info!(user = ?call.client, path = local, "WMI DeleteInstance");
-        let result = if call_result.get().is_some() {
-            match self.0.call_result(
-                call,
-                CallResultObject {
-                    status: WBEM_S_NO_ERROR,
-                    object: None,
-                    text: None,
-                    namespace: None,
-                },
-            ) {
-                Ok(p) => Some(p),
-                Err(hr) => return fail(hr),
-            }
-        } else {
-            None
+        let result = match self.0.optional_call_result(
+            call,
+            &call_result,
+            CallResultObject {
+                status: WBEM_S_NO_ERROR,
+                object: None,
+                text: None,
+                namespace: None,
+            },
+        ) {
+            Ok(p) => p,
+            Err(hr) => return fail(hr),
         };
         Ok((
             That::default(),
@@ -1394,14 +1410,8 @@ impl WbemServices for WbemService {
     ) -> CallResult<(That, Itf, u32)> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
         let class = bstr_text(&class);
-        match self.0.instance_enum(services.namespace, &class, flags) {
-            Ok(objects) => self.answer_enum(call, objects, flags),
-            Err(refusal) => Ok((
-                That::default(),
-                none(),
-                self.refuse("CreateInstanceEnum", refusal),
-            )),
-        }
+        let found = self.0.instance_enum(services.namespace, &class, flags);
+        self.answer_enum(call, "CreateInstanceEnum", found, flags)
     }
 
     fn create_instance_enum_async(
@@ -1436,10 +1446,8 @@ impl WbemServices for WbemService {
             return Ok((That::default(), none(), self.refuse("ExecQuery", refusal)));
         }
         let text = bstr_text(&query);
-        match self.0.query(services.namespace, &text, flags) {
-            Ok(objects) => self.answer_enum(call, objects, flags),
-            Err(refusal) => Ok((That::default(), none(), self.refuse("ExecQuery", refusal))),
-        }
+        let found = self.0.query(services.namespace, &text, flags);
+        self.answer_enum(call, "ExecQuery", found, flags)
     }
 
     fn exec_query_async(
@@ -1562,29 +1570,9 @@ impl WbemServices for WbemService {
             Err(refusal) => return fail(self.refuse("ExecMethod", refusal)),
         };
         tracing::info!(user = ?call.client, path, method, "WMI ExecMethod");
-        if flags & FLAG_RETURN_IMMEDIATELY != 0 {
-            let result = CallResultObject {
-                status: WBEM_S_NO_ERROR,
-                object: Some(output),
-                text: None,
-                namespace: None,
-            };
-            return match self.0.call_result(call, result) {
-                Ok(p) => Ok((
-                    That::default(),
-                    in_out(&out_params, None),
-                    in_out(&call_result, Some(p)),
-                    WBEM_S_NO_ERROR,
-                )),
-                Err(hr) => fail(hr),
-            };
-        }
-        Ok((
-            That::default(),
-            in_out(&out_params, Some(object_pointer(&output))),
-            in_out(&call_result, None),
-            WBEM_S_NO_ERROR,
-        ))
+        Ok(self
+            .0
+            .object_answer(call, flags, &out_params, &call_result, output))
     }
 
     fn exec_method_async(
@@ -1604,12 +1592,18 @@ impl WbemServices for WbemService {
 }
 
 impl WbemService {
+    /// An enumerator over what a call found, or its refusal.
     fn answer_enum(
         &self,
         call: &Call<'_>,
-        objects: Vec<Object>,
+        what: &str,
+        found: Result<Vec<Object>, Refusal>,
         flags: u32,
     ) -> CallResult<(That, Itf, u32)> {
+        let objects = match found {
+            Ok(objects) => objects,
+            Err(refusal) => return Ok((That::default(), none(), self.refuse(what, refusal))),
+        };
         match self.0.enumerator(call, objects, flags) {
             Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),
             Err(hr) => Ok((That::default(), none(), hr)),
