@@ -225,6 +225,36 @@ impl Session {
             .map_err(|(hr, why)| anyhow!("GetObject {path}: {} ({why})", status_name(hr)))
     }
 
+    /// Every class of the namespace (CreateClassEnum, deep).
+    async fn classes(&mut self) -> Result<Vec<Object>> {
+        let (_, enumerator, hr) = self
+            .services()
+            .await?
+            .create_class_enum(this(), bstr(""), 0x20, Unique::new(None))
+            .await?;
+        check(hr, "CreateClassEnum")?;
+        let enumerator = self.remote(enumerator.get(), "CreateClassEnum")?;
+        let mut objects = Vec::new();
+        loop {
+            let (_, batch, returned, hr) = EnumWbemClassObjectClient::bind(&mut self.conn)
+                .await?
+                .on_object(enumerator.ipid)
+                .next(this(), INFINITE, BATCH)
+                .await?;
+            if hr != WBEM_S_NO_ERROR && hr != WBEM_S_FALSE {
+                check(hr, "IEnumWbemClassObject::Next")?;
+            }
+            for pointer in batch.items.iter().take(returned as usize) {
+                objects.push(object_of(pointer).map_err(|(hr, why)| {
+                    anyhow!("a class from the server: {} ({why})", status_name(hr))
+                })?);
+            }
+            if hr == WBEM_S_FALSE || returned == 0 {
+                return Ok(objects);
+            }
+        }
+    }
+
     async fn class(&mut self, name: &str) -> Result<ClassDef> {
         match self.get_object(name).await?.body {
             Body::Class { current, .. } => Ok(current),
@@ -399,11 +429,80 @@ async fn execute(
             count,
             timeout,
         }) => watch(session, cli, query, *count, *timeout).await?,
-        Request::Wmi(WmiCommand::Classes { schema }) => {
-            bail!(
-                "wmi classes{} on another server: query its classes with `inetsrv query --server … \"SELECT * FROM meta_class\"` is not served; run it on that server",
-                if schema.is_some() { " --schema" } else { "" }
-            )
+        Request::Wmi(WmiCommand::Classes { schema: None }) => {
+            let mut rows: Vec<(String, String, &str)> = session
+                .classes()
+                .await?
+                .iter()
+                .filter_map(|o| match &o.body {
+                    Body::Class { current, .. } => Some((
+                        current.name().to_string(),
+                        current.derivation.first().cloned().unwrap_or_default(),
+                        kind_of(current),
+                    )),
+                    Body::Instance(_) => None,
+                })
+                .collect();
+            rows.sort_by_key(|r| r.0.to_ascii_lowercase());
+            if cli.json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(n, s, k)| serde_json::json!({"name": n, "superclass": s, "kind": k}))
+                    .collect();
+                *out = serde_json::to_string_pretty(&v)? + "\n";
+            } else {
+                out.push_str(&format!("{:<40} {:<26} KIND\n", "CLASS", "SUPERCLASS"));
+                for (n, s, k) in rows {
+                    out.push_str(&format!("{n:<40} {s:<26} {k}\n"));
+                }
+            }
+        }
+        Request::Wmi(WmiCommand::Classes { schema: Some(name) }) => {
+            let class = session.class(name).await?;
+            let mut chain = vec![class.name().to_string()];
+            chain.extend(class.derivation.iter().cloned());
+            out.push_str(&format!("class {}\n", chain.join(" : ")));
+            out.push_str(&format!(
+                "{:<36} {:<26} {:<10} FROM\n",
+                "PROPERTY", "TYPE", "QUALIFIERS"
+            ));
+            for p in &class.properties {
+                let has = |q: &str| p.qualifiers.iter().any(|x| x.name.eq_ignore_ascii_case(q));
+                let mut qualifiers = Vec::new();
+                if has("key") {
+                    qualifiers.push("key");
+                }
+                if !has("write") && !has("key") {
+                    qualifiers.push("read");
+                }
+                let cimtype = p
+                    .qualifiers
+                    .iter()
+                    .find(|q| q.name.eq_ignore_ascii_case("CIMTYPE"))
+                    .and_then(|q| q.value.as_str())
+                    .unwrap_or(p.cim_type.name())
+                    .to_string();
+                let ty = if p.cim_type.is_array() {
+                    format!("{cimtype}[]")
+                } else {
+                    cimtype
+                };
+                // ClassOfOrigin indexes the derivation list, the parent
+                // first ([MS-WMIO] 2.2.35).
+                let origin = class
+                    .derivation
+                    .get(p.origin as usize)
+                    .filter(|_| p.inherited)
+                    .map(String::as_str)
+                    .unwrap_or(class.name());
+                out.push_str(&format!(
+                    "{:<36} {:<26} {:<10} {}\n",
+                    p.name,
+                    ty,
+                    qualifiers.join(","),
+                    origin
+                ));
+            }
         }
         Request::Wmi(WmiCommand::AddProperty { .. } | WmiCommand::AddClass { .. }) => {
             bail!("schema extensions on another server go through its metabase: `inetsrv mb schema … --server HOST`")
@@ -454,6 +553,32 @@ async fn watch(
         }
     }
     Ok(())
+}
+
+/// What a class is for, from the qualifiers IIS's provider gives it.
+fn kind_of(class: &ClassDef) -> &'static str {
+    let has = |q: &str| {
+        class
+            .qualifiers
+            .iter()
+            .any(|x| x.name.eq_ignore_ascii_case(q))
+    };
+    let name = class.name();
+    if has("Association") {
+        "association"
+    } else if has("abstract") {
+        "abstract"
+    } else if name.starts_with("__") {
+        "event"
+    } else if name.eq_ignore_ascii_case("IIsBackup") {
+        "backup"
+    } else if !has("dynamic") {
+        "embedded"
+    } else if name.ends_with("Setting") {
+        "setting"
+    } else {
+        "element"
+    }
 }
 
 /// An instance as the local provider shows one.

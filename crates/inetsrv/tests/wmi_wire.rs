@@ -147,6 +147,13 @@ fn impacket_reads_classes_instances_and_errors_through_iwbemservices() {
         serde_json::json!(["Name", "ServerComment"])
     );
     assert_eq!(projected["values"]["ServerComment"], "Default Web Site");
+    // A prototype: a class (0x01), decorated (0x04), a prototype (0x10),
+    // its key property not selected (0x40).
+    assert_eq!(out["prototype"]["flags"], 0x55, "{out}");
+    assert_eq!(
+        out["prototype"]["props"],
+        serde_json::json!(["ServerComment"])
+    );
     let site = &out["site"];
     assert_eq!(site["class"], "IIsWebServerSetting");
     assert_eq!(site["ServerComment"], "Default Web Site");
@@ -506,6 +513,21 @@ fn query_and_wmi_reach_another_server_through_ms_wmi() {
     }
     let path = "IIsWebVirtualDirSetting.Name=\"W3SVC/1/ROOT/images\"";
     assert_eq!(ok(&["wmi", "get", path]), web.cli_ok(&["wmi", "get", path]));
+    // The catalogue through CreateClassEnum, and a class through GetObject.
+    assert_eq!(ok(&["wmi", "classes"]), web.cli_ok(&["wmi", "classes"]));
+    let schema = ok(&["wmi", "classes", "--schema", "IIsWebServerSetting"]);
+    assert!(
+        schema.starts_with("class IIsWebServerSetting : IIsSetting : CIM_Setting\n"),
+        "{schema}"
+    );
+    let name = schema.lines().find(|l| l.starts_with("Name ")).unwrap();
+    assert!(
+        name.contains(" key ") && name.ends_with("IIsSetting"),
+        "{name}"
+    );
+    assert!(schema
+        .lines()
+        .any(|l| l.starts_with("ServerBindings ") && l.contains("object:ServerBinding[]")));
     // Put: text values in the class's types, structured ones as embedded
     // objects (ServerBindings as ServerBinding instances).
     let port = common::free_port();

@@ -657,10 +657,23 @@ impl Wbem {
                 if let (Some(columns), Body::Class { current, .. }) =
                     (&result.columns, &mut object.body)
                 {
-                    current
-                        .properties
-                        .retain(|p| columns.iter().any(|c| c.eq_ignore_ascii_case(&p.name)));
-                    object.extra_flags = wmio::object_flags::PROTOTYPE;
+                    let is_key = |p: &wmio::Property| {
+                        p.qualifiers
+                            .iter()
+                            .any(|q| q.name.eq_ignore_ascii_case("key"))
+                    };
+                    let selected = |p: &wmio::Property| {
+                        columns.iter().any(|c| c.eq_ignore_ascii_case(&p.name))
+                    };
+                    // [MS-WMI] 2.2.4.1: 0x40 when a key property is left out.
+                    let keys_missing = current.properties.iter().any(|p| is_key(p) && !selected(p));
+                    current.properties.retain(selected);
+                    object.extra_flags = wmio::object_flags::PROTOTYPE
+                        | if keys_missing {
+                            wmio::object_flags::KEYS_MISSING
+                        } else {
+                            0
+                        };
                 }
                 return Ok(vec![object]);
             }

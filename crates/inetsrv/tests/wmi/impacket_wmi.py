@@ -144,6 +144,12 @@ try:
                  "values": values(o, ["Name", "ServerComment"])}
                 for o in rows
             ]
+            # WBEM_FLAG_PROTOTYPE: the result's class, its key left out.
+            proto = drain(svc.ExecQuery("SELECT ServerComment FROM IIsWebServerSetting", lFlags=2))[0]
+            out["prototype"] = {
+                "flags": proto.encodingUnit["ObjectBlock"]["ObjectFlags"],
+                "props": sorted(proto.getProperties().keys()),
+            }
             obj, _ = svc.GetObject('IIsWebServerSetting.Name="W3SVC/1"')
             props = obj.getProperties()
             out["site"] = {
