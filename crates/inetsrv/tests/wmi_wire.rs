@@ -629,3 +629,24 @@ fn query_and_wmi_reach_another_server_through_ms_wmi() {
         .cli_ok(&["mb", "enum", "W3SVC/1/ROOT"])
         .contains("images"));
 }
+
+#[test]
+fn a_partial_put_instance_writes_only_the_properties_its_context_names() {
+    let web = server();
+    web.cli_ok(&["mb", "set", "W3SVC/1/MaxConnections", "77"]);
+    let out = wmi(&web, "boss", "Secret-1", &["partial"], &[]);
+    // Listed and set: written. Not listed (ServerSize=2): left alone.
+    assert_eq!(out["partial"]["ServerComment"], "Partial", "{out}");
+    assert_eq!(out["partial"]["ServerSize"], 1, "{out}");
+    assert_eq!(
+        web.cli_ok(&["mb", "get", "W3SVC/1/ServerSize"]).trim(),
+        "ServerSize                      : (INTEGER) 1"
+    );
+    // Listed and NULL with __PUT_EXT_STRICT_NULLS: the key's own value
+    // goes, the inherited one shows again.
+    let max = web.cli_ok(&["mb", "get", "W3SVC/1/MaxConnections"]);
+    assert!(
+        max.contains("4294967295  [inherited from /LM/W3SVC]"),
+        "{max}"
+    );
+}

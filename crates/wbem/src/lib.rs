@@ -96,6 +96,7 @@ pub mod status {
     pub const WBEM_E_FAILED: u32 = 0x8004_1001;
     pub const WBEM_E_NOT_FOUND: u32 = 0x8004_1002;
     pub const WBEM_E_ACCESS_DENIED: u32 = 0x8004_1003;
+    pub const WBEM_E_INVALID_CONTEXT: u32 = 0x8004_1007;
     pub const WBEM_E_INVALID_PARAMETER: u32 = 0x8004_1008;
     pub const WBEM_E_NOT_SUPPORTED: u32 = 0x8004_100c;
     pub const WBEM_E_INVALID_NAMESPACE: u32 = 0x8004_100e;

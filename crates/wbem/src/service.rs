@@ -406,6 +406,23 @@ pub fn object_of(pointer: &Itf) -> Result<Object, (u32, String)> {
     }
 }
 
+/// The IWbemContext a call carries, if any (custom-marshalled, 2.2.13).
+pub fn context_of(pointer: &Itf) -> Result<Option<wmio::context::Context>, (u32, String)> {
+    let Some(p) = pointer.get() else {
+        return Ok(None);
+    };
+    match ObjRef::decode(&p.data) {
+        Ok(ObjRef::Custom { data, .. }) => wmio::context::decode_context(&data)
+            .map(Some)
+            .map_err(|e| (WBEM_E_INVALID_CONTEXT, e.to_string())),
+        Ok(ObjRef::Standard { .. }) => Err((
+            WBEM_E_INVALID_CONTEXT,
+            "an IWbemContext must be marshalled by value (OBJREF_CUSTOM)".into(),
+        )),
+        Err(e) => Err((WBEM_E_INVALID_CONTEXT, e.to_string())),
+    }
+}
+
 fn wmi_error(e: &WmiError) -> u32 {
     e.status.code()
 }
@@ -807,7 +824,31 @@ impl Wbem {
     /// PutInstance: the instance's non-NULL properties that differ from
     /// what the key has now are written, in one transaction; NULL ones are
     /// left as they are. The new instance's path.
-    fn put_instance(&self, object: &Object, flags: u32) -> Result<String, Refusal> {
+    /// PutInstance, with a client's context: a partial update
+    /// (`__PUT_EXTENSIONS` with `__PUT_EXT_PROPERTIES`, [MS-WMI] 3.1.4.3.12)
+    /// writes only the properties it lists, and with
+    /// `__PUT_EXT_STRICT_NULLS` a listed NULL removes the key's own value
+    /// (the inherited one shows again).
+    fn put_instance(
+        &self,
+        object: &Object,
+        flags: u32,
+        context: Option<&wmio::context::Context>,
+    ) -> Result<String, Refusal> {
+        use wmio::context::ContextValue;
+        let partial = context.filter(|c| c.is_true("__PUT_EXTENSIONS"));
+        let listed: Option<Vec<String>> = match partial.and_then(|c| c.get("__PUT_EXT_PROPERTIES"))
+        {
+            Some(ContextValue::Strings(names)) => Some(names.clone()),
+            Some(ContextValue::String(name)) => Some(vec![name.clone()]),
+            _ => None,
+        };
+        let strict_nulls = partial.is_some_and(|c| c.is_true("__PUT_EXT_STRICT_NULLS"));
+        let wanted = |name: &str| {
+            listed
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|n| n.eq_ignore_ascii_case(name)))
+        };
         let Body::Instance(instance) = &object.body else {
             return Err((
                 WBEM_E_INVALID_PARAMETER,
@@ -832,18 +873,21 @@ impl Wbem {
         if existing.is_none() && flags & FLAG_UPDATE_ONLY != 0 {
             return Err((WBEM_E_NOT_FOUND, format!("there is no {path}")));
         }
-        let mut properties: Vec<(String, Vec<String>)> = vec![("Name".into(), vec![name])];
+        let mut properties: Vec<(String, Vec<String>)> = vec![("Name".into(), vec![name.clone()])];
+        let mut cleared: Vec<&str> = Vec::new();
         for (p, slot) in instance.class.properties.iter().zip(&instance.values) {
-            if p.name.eq_ignore_ascii_case("Name") {
+            if p.name.eq_ignore_ascii_case("Name") || !wanted(&p.name) {
                 continue;
             }
-            let value = match slot {
-                Slot::Value(v) => v,
-                Slot::Default => match &p.default {
-                    Some(v) => v,
-                    None => continue,
-                },
-                Slot::Null => continue,
+            // The class's default when it has none is NULL too (Impacket
+            // marks its NULLs so).
+            let value = match (slot, &p.default) {
+                (Slot::Value(v), _) | (Slot::Default, Some(v)) => v,
+                (Slot::Null | Slot::Default, _) if strict_nulls && listed.is_some() => {
+                    cleared.push(&p.name);
+                    continue;
+                }
+                (Slot::Null | Slot::Default, _) => continue,
             };
             let text = texts(value)
                 .map_err(|why| (WBEM_E_TYPE_MISMATCH, format!("{class}.{}: {why}", p.name)))?;
@@ -856,8 +900,51 @@ impl Wbem {
         }
         let snapshot = self.files.metabase().snapshot();
         let model = ClassModel::from_schema(snapshot.schema());
-        wmi::write::put_instance(self.files.metabase(), &model, &class, &properties)
-            .map_err(|e| (wmi_error(&e), e.to_string()))
+        let done = wmi::write::put_instance(self.files.metabase(), &model, &class, &properties)
+            .map_err(|e| (wmi_error(&e), e.to_string()))?;
+        if !cleared.is_empty() {
+            self.clear(&model, &class, &name, &cleared)?;
+        }
+        Ok(done)
+    }
+
+    /// Removes the key's own values of `properties` (metabase-backed ones;
+    /// a flag is one bit of another's value and stays).
+    fn clear(
+        &self,
+        model: &ClassModel,
+        class: &str,
+        name: &str,
+        properties: &[&str],
+    ) -> Result<(), Refusal> {
+        let path = wmi::write::key_path(name).map_err(|e| (wmi_error(&e), e.to_string()))?;
+        let ids: Vec<u32> = properties
+            .iter()
+            .filter_map(|p| match model.class(class)?.property(p)?.source {
+                wmi::classes::Source::Metabase(id) => Some(id),
+                _ => None,
+            })
+            .collect();
+        let snapshot = self.files.metabase().snapshot();
+        let own: Vec<u32> = match snapshot.find(&path) {
+            Some(key) => ids
+                .into_iter()
+                .filter(|id| key.property(*id).is_some())
+                .collect(),
+            None => Vec::new(),
+        };
+        if own.is_empty() {
+            return Ok(());
+        }
+        self.files
+            .metabase()
+            .write(|t| {
+                for id in &own {
+                    t.delete_data(&path, *id)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| (WBEM_E_FAILED, e.to_string()))
     }
 }
 
@@ -1297,7 +1384,7 @@ impl WbemServices for WbemService {
         _this: This,
         instance: Itf,
         flags: u32,
-        _context: Itf,
+        context: Itf,
         call_result: ItfInOut,
         _rest: IgnoredRest,
     ) -> CallResult<CallResultReply> {
@@ -1313,7 +1400,11 @@ impl WbemServices for WbemService {
             Ok(o) => o,
             Err(refusal) => return fail(self.refuse("PutInstance", refusal)),
         };
-        let path = match self.0.put_instance(&object, flags) {
+        let context = match context_of(&context) {
+            Ok(c) => c,
+            Err(refusal) => return fail(self.refuse("PutInstance", refusal)),
+        };
+        let path = match self.0.put_instance(&object, flags, context.as_ref()) {
             Ok(p) => p,
             Err(refusal) => return fail(self.refuse("PutInstance", refusal)),
         };

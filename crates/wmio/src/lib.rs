@@ -13,9 +13,12 @@
 //!   clients send to PutInstance and ExecMethod.
 //! - [`object_array`]: several objects in one buffer ([MS-WMI] 2.2.14),
 //!   each class sent once, as the smart enumerator sends them.
+//! - [`context`]: IWbemContext's marshalled named values ([MS-WMI]
+//!   2.2.13), what a partial PutInstance names its properties in.
 //!
 //! The crate knows nothing of DCOM or of IIS: it is the codec alone.
 
+pub mod context;
 pub mod decode;
 pub mod encode;
 /// What the fuzz target and the corpus replay call; not in the product.

@@ -406,3 +406,30 @@ fn a_value_of_another_type_than_its_property_goes_as_null() {
     };
     assert_eq!(instance.values, vec![Slot::Null]);
 }
+
+#[test]
+fn a_context_round_trips_and_malformed_ones_are_errors() {
+    use wmio::context::{decode_context, encode_context, Context, ContextValue};
+    let context = Context {
+        properties: vec![
+            ("__PUT_EXTENSIONS".into(), ContextValue::Bool(true)),
+            (
+                "__PUT_EXT_PROPERTIES".into(),
+                ContextValue::Strings(vec!["ServerComment".into(), "Ünï".into()]),
+            ),
+            ("__ProviderArchitecture".into(), ContextValue::Integer(64)),
+            ("__CorrelationId".into(), ContextValue::String("{1}".into())),
+            ("Nothing".into(), ContextValue::Null),
+        ],
+    };
+    let bytes = encode_context(&context);
+    let back = decode_context(&bytes).unwrap();
+    assert_eq!(back, context);
+    assert!(back.is_true("__put_extensions"));
+    for len in 0..bytes.len() {
+        let _ = decode_context(&bytes[..len]);
+    }
+    let mut huge = bytes.clone();
+    huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(decode_context(&huge).is_err());
+}

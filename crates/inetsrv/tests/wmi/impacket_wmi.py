@@ -4,13 +4,16 @@ PutInstance, its encoder). Arguments: PORT USER PASSWORD STEP...; prints
 one JSON object with what each step saw."""
 import json
 import os
+import struct
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "dcom"))
 
 from dcom_common import DCERPCSessionError, connect, hresult  # noqa: E402,F401
 from impacket.dcerpc.v5.dcom import wmi  # noqa: E402
+from impacket import uuid  # noqa: E402
 from impacket.dcerpc.v5.dcomrt import INTERFACE, DCOMANSWER, DCOMCALL  # noqa: E402
+from impacket.dcerpc.v5.dcomrt import MInterfacePointer, OBJREF_CUSTOM  # noqa: E402
 from impacket.dcerpc.v5.dtypes import GUID, NULL, ULONG  # noqa: E402
 from impacket.dcerpc.v5.ndr import NDRPOINTER, NDRUniConformantArray  # noqa: E402
 from impacket.dcerpc.v5.rpcrt import RPC_C_AUTHN_LEVEL_PKT_PRIVACY  # noqa: E402
@@ -355,6 +358,44 @@ try:
                 out["not_an_event"] = "no error"
             except Exception as e:
                 out["not_an_event"] = code(e)
+
+        if "partial" in steps:
+            # A partial update ([MS-WMI] 3.1.4.3.12): the context names the
+            # properties to write; with strict NULLs a listed NULL clears.
+            def context_string(text):
+                units = text.encode("utf-16le")
+                return struct.pack("<L", len(units) // 2) + units
+
+            def context(props):
+                out = struct.pack("<L", 1) + b"\x00" * 16 + struct.pack("<L", len(props))
+                for name, kind, value in props:
+                    out += context_string(name) + struct.pack("<L", 0)
+                    if kind == "bool":
+                        out += struct.pack("<H", 11) + struct.pack("<H", 0xFFFF if value else 0) + b"\x00" * 6
+                    else:
+                        out += struct.pack("<H", 0x2008) + struct.pack("<LL", len(value), 8)
+                        out += b"".join(context_string(v) for v in value)
+                return out
+
+            data = context([
+                ("__PUT_EXTENSIONS", "bool", True),
+                ("__PUT_EXT_STRICT_NULLS", "bool", True),
+                ("__PUT_EXT_PROPERTIES", "strings", ["ServerComment", "MaxConnections"]),
+            ])
+            objref = OBJREF_CUSTOM()
+            objref["iid"] = wmi.IID_IWbemContext[:16]
+            objref["clsid"] = uuid.string_to_bin("674B6698-EE92-11D0-AD71-00C04FD8FDFF")
+            objref["cbExtension"] = 0
+            objref["ObjectReferenceSize"] = len(data) + 8
+            objref["pObjectData"] = data
+            pointer = MInterfacePointer()
+            raw = objref.getData()
+            pointer["ulCntData"] = len(raw)
+            pointer["abData"] = list(raw)
+            inst = spawn(svc, "IIsWebServerSetting", Name="W3SVC/1", ServerComment="Partial", ServerSize=2)
+            svc.PutInstance(inst.marshalMe(), pCtx=pointer)
+            obj, _ = svc.GetObject('IIsWebServerSetting.Name="W3SVC/1"')
+            out["partial"] = values(obj, ["ServerComment", "ServerSize", "MaxConnections"])
 
         if "namespaces" in steps:
             _, root = services(dcom, "//./root")
