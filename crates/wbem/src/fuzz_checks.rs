@@ -8,9 +8,9 @@ use crate::interfaces::*;
 /// A request stub for one of the WMI interfaces (IWbemLevel1Login,
 /// IWbemServices, IEnumWbemClassObject, the smart enumerator,
 /// IWbemCallResult): the first byte is the opnum, the second the byte
-/// order. Decoding never panics, and an IWbemClassObject a request
-/// carries (PutInstance's instance, ExecMethod's in-parameters) decodes
-/// or fails cleanly.
+/// order. Decoding never panics, and an IWbemClassObject or IWbemContext
+/// a request carries (PutInstance's instance and context, ExecMethod's
+/// in-parameters) decodes or fails cleanly.
 pub fn wbem_requests(data: &[u8]) {
     let [opnum, order, stub @ ..] = data else {
         return;
@@ -27,7 +27,9 @@ pub fn wbem_requests(data: &[u8]) {
     for at in 0..stub.len().saturating_sub(4) {
         if &stub[at..at + 4] == b"MEOW" {
             let pointer = dcom::types::MInterfacePointer::new(stub[at..].to_vec());
-            let _ = crate::service::object_of(&msrpc::ndr::Unique::new(Some(pointer)));
+            let pointer = msrpc::ndr::Unique::new(Some(pointer));
+            let _ = crate::service::object_of(&pointer);
+            let _ = crate::service::context_of(&pointer);
         }
     }
 }

@@ -221,10 +221,21 @@ pub fn encode_context(context: &Context) -> Vec<u8> {
         let mut word = [0u8; 8];
         let ty = match value {
             ContextValue::Null => vt::NULL,
-            ContextValue::Integer(n) => {
-                word[..4].copy_from_slice(&(*n as i32).to_le_bytes());
-                vt::I4
-            }
+            // Every number a context decodes to fits one of these.
+            ContextValue::Integer(n) => match (i32::try_from(*n), u32::try_from(*n)) {
+                (Ok(v), _) => {
+                    word[..4].copy_from_slice(&v.to_le_bytes());
+                    vt::I4
+                }
+                (_, Ok(v)) => {
+                    word[..4].copy_from_slice(&v.to_le_bytes());
+                    vt::UI4
+                }
+                _ => {
+                    word = (*n as f64).to_le_bytes();
+                    vt::R8
+                }
+            },
             ContextValue::Bool(b) => {
                 word[..2].copy_from_slice(&(if *b { 0xffffu16 } else { 0 }).to_le_bytes());
                 vt::BOOL

@@ -1,15 +1,17 @@
 //! What the fuzz target and the corpus replay call.
 
-/// The first byte chooses: even, an EncodingUnit ([`decode_unit`]); odd,
-/// two ObjectArrays in a row through one decoder (the second may name
-/// classes the first sent). Never a panic.
+/// The first byte chooses, by its remainder by 3: 0, an EncodingUnit
+/// ([`decode_unit`]); 1, two ObjectArrays in a row through one decoder (the
+/// second may name classes the first sent); 2, an IWbemContext buffer.
+/// Never a panic.
 pub fn objects(data: &[u8]) {
     let [kind, rest @ ..] = data else {
         return;
     };
-    if kind & 1 == 0 {
-        decode_unit(rest);
-        return;
+    match kind % 3 {
+        0 => return decode_unit(rest),
+        2 => return context(rest),
+        _ => {}
     }
     let split = rest
         .windows(8)
@@ -36,5 +38,18 @@ pub fn decode_unit(data: &[u8]) {
         let again = crate::encode_unit(&object);
         let back = crate::decode_unit(&again).expect("what was encoded decodes");
         assert_eq!(format!("{back:?}"), format!("{object:?}"));
+    }
+}
+
+/// An IWbemContext buffer: what decodes (values of types it does not read
+/// aside) encodes and decodes again to the same.
+fn context(data: &[u8]) {
+    use crate::context::{decode_context, encode_context, ContextValue};
+    if let Ok(mut context) = decode_context(data) {
+        context
+            .properties
+            .retain(|(_, v)| !matches!(v, ContextValue::Other(_)));
+        let back = decode_context(&encode_context(&context)).expect("what was encoded decodes");
+        assert_eq!(format!("{back:?}"), format!("{context:?}"));
     }
 }
