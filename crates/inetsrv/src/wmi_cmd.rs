@@ -507,7 +507,7 @@ pub fn execute(
             }
         }
         Request::Wmi(WmiCommand::Classes { schema: None }) => {
-            let mut rows: Vec<_> = model
+            let rows: Vec<_> = model
                 .classes()
                 .iter()
                 .map(|c| {
@@ -518,19 +518,7 @@ pub fn execute(
                     )
                 })
                 .collect();
-            rows.sort_by_key(|r| r.0.to_ascii_lowercase());
-            if cli.json {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|(n, s, k)| serde_json::json!({"name": n, "superclass": s, "kind": k}))
-                    .collect();
-                *out = serde_json::to_string_pretty(&v)? + "\n";
-            } else {
-                out.push_str(&format!("{:<40} {:<26} KIND\n", "CLASS", "SUPERCLASS"));
-                for (n, s, k) in rows {
-                    out.push_str(&format!("{n:<40} {s:<26} {k}\n"));
-                }
-            }
+            class_list(out, cli, rows)?;
         }
         Request::Wmi(WmiCommand::Classes { schema: Some(name) }) => {
             let class = provider.class(name)?;
@@ -585,6 +573,28 @@ pub fn execute(
         }
     }
     Ok(None)
+}
+
+/// `wmi classes`: name, superclass and kind of each class, by name.
+pub(crate) fn class_list(
+    out: &mut String,
+    cli: &Cli,
+    mut rows: Vec<(String, String, String)>,
+) -> Result<()> {
+    rows.sort_by_key(|r| r.0.to_ascii_lowercase());
+    if cli.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(n, s, k)| serde_json::json!({"name": n, "superclass": s, "kind": k}))
+            .collect();
+        *out = serde_json::to_string_pretty(&v)? + "\n";
+    } else {
+        out.push_str(&format!("{:<40} {:<26} KIND\n", "CLASS", "SUPERCLASS"));
+        for (n, s, k) in rows {
+            out.push_str(&format!("{n:<40} {s:<26} {k}\n"));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn table(out: &mut String, columns: &[String], rows: &[wmi::Instance]) {

@@ -7,7 +7,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use dcom::client::Remote;
-use dcom::types::{bstr, MInterfacePointer, OrpcThis};
+use dcom::types::{bstr, MInterfacePointer};
 use msrpc::client::Connection;
 use msrpc::ndr::{Unique, WString};
 use wbem::interfaces::*;
@@ -17,6 +17,7 @@ use wmi::value::EmbeddedObject;
 use wmi::WmiValue;
 use wmio::{Body, CimType, ClassDef, Object, Slot, Value};
 
+use crate::mb_cmd::this;
 use crate::rpc_cmd::Target;
 use crate::wmi_cmd::{Request, WmiCommand};
 use crate::Cli;
@@ -27,10 +28,6 @@ const SEMISYNC_FORWARD: u32 = 0x30;
 const INFINITE: u32 = u32::MAX;
 /// Objects asked of the smart enumerator at a time.
 const BATCH: u32 = 1000;
-
-fn this() -> OrpcThis {
-    OrpcThis::new(dcom::ids::COM_VERSION)
-}
 
 /// A WBEM status in words.
 fn status_name(hr: u32) -> String {
@@ -430,7 +427,7 @@ async fn execute(
             timeout,
         }) => watch(session, cli, query, *count, *timeout).await?,
         Request::Wmi(WmiCommand::Classes { schema: None }) => {
-            let mut rows: Vec<(String, String, &str)> = session
+            let rows = session
                 .classes()
                 .await?
                 .iter()
@@ -438,24 +435,12 @@ async fn execute(
                     Body::Class { current, .. } => Some((
                         current.name().to_string(),
                         current.derivation.first().cloned().unwrap_or_default(),
-                        kind_of(current),
+                        kind_of(current).to_string(),
                     )),
                     Body::Instance(_) => None,
                 })
                 .collect();
-            rows.sort_by_key(|r| r.0.to_ascii_lowercase());
-            if cli.json {
-                let v: Vec<_> = rows
-                    .iter()
-                    .map(|(n, s, k)| serde_json::json!({"name": n, "superclass": s, "kind": k}))
-                    .collect();
-                *out = serde_json::to_string_pretty(&v)? + "\n";
-            } else {
-                out.push_str(&format!("{:<40} {:<26} KIND\n", "CLASS", "SUPERCLASS"));
-                for (n, s, k) in rows {
-                    out.push_str(&format!("{n:<40} {s:<26} {k}\n"));
-                }
-            }
+            crate::wmi_cmd::class_list(out, cli, rows)?;
         }
         Request::Wmi(WmiCommand::Classes { schema: Some(name) }) => {
             let class = session.class(name).await?;

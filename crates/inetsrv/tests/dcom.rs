@@ -11,9 +11,9 @@ mod common;
 #[path = "rpc/kdc.rs"]
 mod kdc;
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use common::python;
 use common::web::Web;
 use serde_json::Value;
 
@@ -44,12 +44,6 @@ fn ntlm_privacy(user: &str, password: &str) -> msrpc::client::Options {
         }),
         ..msrpc::client::Options::default()
     }
-}
-
-fn python() -> PathBuf {
-    std::env::var_os("INETSRV_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
 /// Runs one of tests/dcom's Impacket clients against the server's RPC

@@ -11,14 +11,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::python;
 use common::web::Web;
 use serde_json::Value;
-
-fn python() -> PathBuf {
-    std::env::var_os("INETSRV_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("python3"))
-}
 
 /// An Impacket script (rpcdump.py, rpcmap.py) beside the interpreter, or
 /// on PATH.

@@ -9,9 +9,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use common::python;
 use common::web::Web;
 use serde_json::Value;
 
@@ -25,12 +25,6 @@ const WBEM_E_INVALID_QUERY: u64 = 0x8004_1017;
 const WBEM_E_ALREADY_EXISTS: u64 = 0x8004_1019;
 const WBEM_S_FALSE: u64 = 1;
 const E_ACCESSDENIED: u64 = 0x8007_0005;
-
-fn python() -> PathBuf {
-    std::env::var_os("INETSRV_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("python3"))
-}
 
 fn script(name: &str) -> String {
     format!("{}/tests/wmi/{name}", env!("CARGO_MANIFEST_DIR"))

@@ -205,27 +205,18 @@ impl EventFeed {
             INFINITE => longest_wait,
             ms => std::time::Duration::from_millis(u64::from(ms)),
         };
-        let deadline = Some(std::time::Instant::now() + wait);
+        let deadline = std::time::Instant::now() + wait;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if state.pending.len() >= count {
                 return (state.pending.drain(..count).collect(), WBEM_S_NO_ERROR);
             }
-            let wait = match deadline {
-                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
-                    Some(left) => left.min(FEED_SLICE),
-                    None => {
-                        let n = state.pending.len();
-                        let status = if n < count {
-                            WBEM_S_TIMEDOUT
-                        } else {
-                            WBEM_S_NO_ERROR
-                        };
-                        return (state.pending.drain(..n).collect(), status);
-                    }
-                },
-                None => FEED_SLICE,
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                // Fewer than asked (else they went above): what there is.
+                let n = state.pending.len();
+                return (state.pending.drain(..n).collect(), WBEM_S_TIMEDOUT);
             };
+            let wait = left.min(FEED_SLICE);
             match state.changes.recv_timeout(wait) {
                 Ok(_) => {
                     // Later notifications are in the same snapshot.

@@ -2,7 +2,7 @@
 //! client passes with a call (a partial PutInstance's
 //! `__PUT_EXT_PROPERTIES`, a provider architecture, a locale).
 
-use crate::decode::DecodeError;
+use crate::decode::{DecodeError, Reader};
 
 /// VARTYPEs a context carries ([MS-OAUT] 2.2.7).
 pub mod vt {
@@ -55,64 +55,35 @@ impl Context {
     }
 }
 
-struct Cursor<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn fail<T>(&self, problem: impl Into<String>) -> Result<T, DecodeError> {
-        Err(DecodeError {
-            at: self.pos,
-            problem: problem.into(),
-        })
+/// IWbemContextString (2.2.13.3): a count of UTF-16 units, then them.
+fn string(c: &mut Reader<'_>, what: &str) -> Result<String, DecodeError> {
+    let n = c.u32(what)? as usize;
+    if n > c.rest() / 2 {
+        return c.fail(format!("the context's {what} is longer than the buffer"));
     }
-
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
-        if self.data.len() - self.pos < n {
-            return self.fail(format!("the context's {what} is cut short"));
-        }
-        let s = &self.data[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    /// IWbemContextString (2.2.13.3): a count of UTF-16 units, then them.
-    fn string(&mut self, what: &str) -> Result<String, DecodeError> {
-        let n = self.u32(what)? as usize;
-        if n > (self.data.len() - self.pos) / 2 {
-            return self.fail(format!("the context's {what} is longer than the buffer"));
-        }
-        let units: Vec<u16> = self
-            .take(n * 2, what)?
-            .chunks(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect();
-        String::from_utf16(&units)
-            .or_else(|_| self.fail(format!("the context's {what} is not UTF-16")))
-    }
+    let units: Vec<u16> = c
+        .take(n * 2, what)?
+        .chunks(2)
+        .map(|u| u16::from_le_bytes([u[0], u[1]]))
+        .collect();
+    String::from_utf16(&units).or_else(|_| c.fail(format!("the context's {what} is not UTF-16")))
 }
 
 /// Decodes an IWbemContextBuffer (2.2.13.1).
 pub fn decode_context(data: &[u8]) -> Result<Context, DecodeError> {
-    let mut c = Cursor { data, pos: 0 };
+    let mut c = Reader::new(data, 0);
     let guids = c.u32("NumGuids")? as usize;
-    if guids > (data.len() - c.pos) / 16 {
+    if guids > c.rest() / 16 {
         return c.fail("NumGuids is more than the buffer holds");
     }
     c.take(guids * 16, "GUIDs")?;
     let count = c.u32("NumProps")? as usize;
-    if count > (data.len() - c.pos) / 10 {
+    if count > c.rest() / 10 {
         return c.fail("NumProps is more than the buffer holds");
     }
     let mut properties = Vec::with_capacity(count);
     for _ in 0..count {
-        let name = c.string("property name")?;
+        let name = string(&mut c, "property name")?;
         c.u32("PropertyFlags")?;
         let ty = u16::from_le_bytes(c.take(2, "PropertyType")?.try_into().unwrap_or([0; 2]));
         let value = if ty & vt::ARRAY != 0 {
@@ -121,12 +92,12 @@ pub fn decode_context(data: &[u8]) -> Result<Context, DecodeError> {
             let size = c.u32("ElementSize")? as usize;
             match ty & !vt::ARRAY {
                 vt::BSTR => {
-                    if n > (data.len() - c.pos) / 4 {
+                    if n > c.rest() / 4 {
                         return c.fail("ElementCount is more than the buffer holds");
                     }
                     let mut items = Vec::with_capacity(n);
                     for _ in 0..n {
-                        items.push(c.string("array string")?);
+                        items.push(string(&mut c, "array string")?);
                     }
                     ContextValue::Strings(items)
                 }
@@ -139,13 +110,13 @@ pub fn decode_context(data: &[u8]) -> Result<Context, DecodeError> {
                         vt::NULL => 0,
                         _ => size,
                     };
-                    let bytes = n
-                        .checked_mul(element)
-                        .filter(|b| *b <= data.len() - c.pos)
-                        .ok_or(DecodeError {
-                            at: c.pos,
-                            problem: "an array is longer than the buffer".into(),
-                        })?;
+                    let bytes =
+                        n.checked_mul(element)
+                            .filter(|b| *b <= c.rest())
+                            .ok_or(DecodeError {
+                                at: c.pos,
+                                problem: "an array is longer than the buffer".into(),
+                            })?;
                     c.take(bytes, "array")?;
                     ContextValue::Other(ty)
                 }
@@ -153,7 +124,7 @@ pub fn decode_context(data: &[u8]) -> Result<Context, DecodeError> {
         } else {
             match ty {
                 vt::NULL => ContextValue::Null,
-                vt::BSTR => ContextValue::String(c.string("string value")?),
+                vt::BSTR => ContextValue::String(string(&mut c, "string value")?),
                 vt::UNKNOWN => {
                     // An IWbemClassObject's marshalled buffer: its length
                     // first, as an EncodingUnit carries it.

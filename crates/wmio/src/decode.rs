@@ -21,26 +21,28 @@ pub struct DecodeError {
 
 type Result<T> = std::result::Result<T, DecodeError>;
 
-struct Reader<'a> {
+/// Reads little-endian fields, each failure saying where (its octet in
+/// the outermost buffer) and what was read; shared by every decoder here.
+pub(crate) struct Reader<'a> {
     data: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
     /// Where `data` starts in the outermost block, for errors.
     base: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(data: &'a [u8], base: usize) -> Reader<'a> {
+    pub(crate) fn new(data: &'a [u8], base: usize) -> Reader<'a> {
         Reader { data, pos: 0, base }
     }
 
-    fn fail<T>(&self, problem: impl Into<String>) -> Result<T> {
+    pub(crate) fn fail<T>(&self, problem: impl Into<String>) -> Result<T> {
         Err(DecodeError {
             at: self.base + self.pos,
             problem: problem.into(),
         })
     }
 
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
         if self.data.len() - self.pos < n {
             return self.fail(format!(
                 "{what} needs {n} octets, {} remain",
@@ -52,18 +54,29 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn u8(&mut self, what: &str) -> Result<u8> {
+    pub(crate) fn u8(&mut self, what: &str) -> Result<u8> {
         Ok(self.take(1, what)?[0])
     }
 
-    fn u16(&mut self, what: &str) -> Result<u16> {
+    pub(crate) fn u16(&mut self, what: &str) -> Result<u16> {
         let b = self.take(2, what)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32> {
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32> {
         let b = self.take(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// A UINT32 that must be `value`.
+    pub(crate) fn expect(&mut self, value: u32, what: &str) -> Result<()> {
+        let at = self.pos;
+        let found = self.u32(what)?;
+        if found != value {
+            self.pos = at;
+            return self.fail(format!("{what} is {found:#x}, not {value:#x}"));
+        }
+        Ok(())
     }
 
     /// A block that starts with an EncodingLength counting itself.
@@ -80,7 +93,7 @@ impl<'a> Reader<'a> {
         Ok(Reader::new(body, self.base + at + 4))
     }
 
-    fn rest(&self) -> usize {
+    pub(crate) fn rest(&self) -> usize {
         self.data.len() - self.pos
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::decode::DecodeError;
+use crate::decode::{DecodeError, Reader};
 use crate::{encode, Body, Object};
 
 const SIGNATURE: &[u8; 8] = b"WBEMDATA";
@@ -119,46 +119,10 @@ pub struct ObjectArrayDecoder {
     classes: HashMap<[u8; 16], (std::sync::Arc<crate::ClassDef>, crate::decode::Layout)>,
 }
 
-struct Cursor<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn fail<T>(&self, problem: impl Into<String>) -> Result<T, DecodeError> {
-        Err(DecodeError {
-            at: self.pos,
-            problem: problem.into(),
-        })
-    }
-
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
-        if self.data.len() - self.pos < n {
-            return self.fail(format!("{what} is cut short"));
-        }
-        let s = &self.data[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn expect(&mut self, value: u32, what: &str) -> Result<(), DecodeError> {
-        let found = self.u32(what)?;
-        if found != value {
-            return self.fail(format!("{what} is {found:#x}, not {value:#x}"));
-        }
-        Ok(())
-    }
-}
-
 impl ObjectArrayDecoder {
     /// The objects of an ObjectArray.
     pub fn decode(&mut self, data: &[u8]) -> Result<Vec<Object>, DecodeError> {
-        let mut c = Cursor { data, pos: 0 };
+        let mut c = Reader::new(data, 0);
         c.expect(0, "dwByteOrdering")?;
         if c.take(8, "abSignature")? != SIGNATURE {
             return c.fail("abSignature is not WBEMDATA");
@@ -172,7 +136,7 @@ impl ObjectArrayDecoder {
         c.expect(12, "dwSizeOfHeader3")?;
         c.u32("dwDataSize3")?;
         let count = c.u32("dwNumObjects")? as usize;
-        if count > (data.len() - c.pos) / 9 {
+        if count > c.rest() / 9 {
             return c.fail(format!(
                 "dwNumObjects {count} is more than the buffer holds"
             ));
@@ -181,46 +145,46 @@ impl ObjectArrayDecoder {
         for _ in 0..count {
             c.expect(9, "WBEM_DATAPACKET_OBJECT's dwSizeOfHeader")?;
             let size = c.u32("WBEM_DATAPACKET_OBJECT's dwSizeOfData")? as usize;
-            let kind = c.take(1, "bObjectType")?[0];
+            let kind = c.u8("bObjectType")?;
             let body_at = c.pos;
-            let body = c.take(size, "a WBEM_DATAPACKET_OBJECT")?;
-            let mut b = Cursor { data: body, pos: 0 };
-            let fix = |mut e: DecodeError| {
-                e.at += body_at;
+            let mut b = Reader::new(c.take(size, "a WBEM_DATAPACKET_OBJECT")?, body_at);
+            // The object blocks decode on their own: their errors are
+            // placed in this buffer.
+            let placed = |mut e: DecodeError, at: usize| {
+                e.at += at;
                 e
             };
             let object = match kind {
                 OBJECT_CLASS => {
-                    b.expect(8, "WBEMOBJECT_CLASS's dwSizeOfHeader")
-                        .map_err(fix)?;
-                    let len = b.u32("dwSizeOfData").map_err(fix)? as usize;
-                    let block = b.take(len, "the class").map_err(fix)?;
-                    crate::decode_object_block(block).map_err(fix)?
+                    b.expect(8, "WBEMOBJECT_CLASS's dwSizeOfHeader")?;
+                    let len = b.u32("dwSizeOfData")? as usize;
+                    let at = body_at + b.pos;
+                    let block = b.take(len, "the class")?;
+                    crate::decode_object_block(block).map_err(|e| placed(e, at))?
                 }
                 OBJECT_INSTANCE | OBJECT_INSTANCE_NOCLASS => {
-                    b.expect(0x18, "WBEMOBJECT_INSTANCE's dwSizeOfHeader")
-                        .map_err(fix)?;
-                    let len = b.u32("dwSizeOfData").map_err(fix)? as usize;
+                    b.expect(0x18, "WBEMOBJECT_INSTANCE's dwSizeOfHeader")?;
+                    let len = b.u32("dwSizeOfData")? as usize;
                     let mut id = [0u8; 16];
-                    id.copy_from_slice(b.take(16, "classID").map_err(fix)?);
-                    let block = b.take(len, "the instance").map_err(fix)?;
+                    id.copy_from_slice(b.take(16, "classID")?);
+                    let at = body_at + b.pos;
+                    let block = b.take(len, "the instance")?;
                     if kind == OBJECT_INSTANCE {
                         let (object, layout) =
-                            crate::decode::object_block_layout(block).map_err(fix)?;
+                            crate::decode::object_block_layout(block).map_err(|e| placed(e, at))?;
                         match (&object.body, layout) {
                             (Body::Instance(instance), Some(layout)) => {
                                 self.classes.insert(id, (instance.class.clone(), layout));
                             }
-                            _ => return b.fail("a WBEMOBJECT_INSTANCE holds a class").map_err(fix),
+                            _ => return b.fail("a WBEMOBJECT_INSTANCE holds a class"),
                         }
                         object
                     } else {
                         let Some((class, layout)) = self.classes.get(&id) else {
-                            return b
-                                .fail("an instance names a class ID not sent before")
-                                .map_err(fix);
+                            return b.fail("an instance names a class ID not sent before");
                         };
-                        crate::decode::instance_no_class(block, class, layout).map_err(fix)?
+                        crate::decode::instance_no_class(block, class, layout)
+                            .map_err(|e| placed(e, at))?
                     }
                 }
                 other => return c.fail(format!("bObjectType {other} is not 1, 2 or 3")),

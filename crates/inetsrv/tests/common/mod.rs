@@ -18,6 +18,15 @@ use tokio::net::TcpStream;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_inetsrv");
 
+/// The Python the RPC, DCOM and WMI tests run their clients with:
+/// INETSRV_TEST_PYTHON (scripts/test.sh's environment with Impacket and
+/// aiowmi), else python3.
+pub fn python() -> PathBuf {
+    std::env::var_os("INETSRV_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
