@@ -11,6 +11,9 @@
 //!   pointers (IPIDs), reference counts, ping sets, and the reclamation
 //!   of objects whose clients stopped pinging.
 //! - [`client`]: activation and release from the client side.
+//! - [`callback`]: calling back an object a client handed the service
+//!   (resolved at the client's own resolver, pinged while held), and the
+//!   client's host for such objects.
 //! - [`interfaces`]: IObjectExporter, IRemoteSCMActivator, IActivation,
 //!   IRemUnknown and IRemUnknown2, each described once with
 //!   `#[msrpc::interface]`, served by [`interfaces::Dcom`].
@@ -20,6 +23,7 @@
 //! defines them, and find their object with [`Exporter::object`].
 
 pub mod activation;
+pub mod callback;
 pub mod client;
 pub mod exporter;
 /// What the fuzz targets and the corpus replay call; not in the product.

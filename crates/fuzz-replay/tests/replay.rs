@@ -336,6 +336,23 @@ fn wmi_corpus_cases_decode() {
         WbemWcoSmartEnumServer::<()>::decode_request(opnum, &stub, Syntax::Ndr20, true),
         Ok(())
     );
+    // What an asynchronous call brings: Impacket's ExecQueryAsync with its
+    // response handler, and the server's callbacks to that sink (an
+    // Indicate with the objects, SetStatus with and without an error
+    // object), as the CLI's sink decodes them.
+    let (opnum, stub) = request("exec_query_async");
+    assert_eq!(
+        WbemServicesServer::<()>::decode_request(opnum, &stub, Syntax::Ndr20, true),
+        Ok(())
+    );
+    for name in ["sink_indicate", "sink_set_status", "sink_set_status_error"] {
+        let (opnum, stub) = request(name);
+        assert_eq!(
+            WbemObjectSinkServer::<()>::decode_request(opnum, &stub, Syntax::Ndr20, true),
+            Ok(()),
+            "{name}"
+        );
+    }
     // PutInstance's instance is Impacket's own encoding of a spawned one.
     let (_, stub) = request("put_instance");
     let at = stub.windows(4).position(|w| w == b"MEOW").unwrap();

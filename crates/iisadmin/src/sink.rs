@@ -8,18 +8,15 @@
 //! "Connectable objects", named by [MS-OAUT] <29>); IMSAdminBaseSinkW and
 //! MD_CHANGE_OBJECT_W are the IIS SDK's (iadmw.h, mddefw.h).
 //!
-//! Calling a sink back is DCOM from the other side: the service resolves
-//! the sink's OXID at the client's resolver (the OBJREF's bindings; only
-//! at the address the Advise came from, so a client cannot aim the service
-//! at a third machine), asks the client's Remote Unknown for the sink
-//! interface, pings the sink's object while it holds it, and calls it at
-//! RPC_C_AUTHN_LEVEL_NONE (the service holds no credentials of the
-//! client's machine). A sink that cannot be reached, fails a call, or falls
-//! [`MAX_PENDING`] notifications behind is dropped, with a log line.
+//! Calling a sink back is DCOM from the other side ([`dcom::callback`]:
+//! resolved at the client's own resolver, at the address the Advise came
+//! from, pinged while held, called unauthenticated). A sink that cannot be
+//! reached, fails a call, or falls [`MAX_PENDING`] notifications behind is
+//! dropped, with a log line.
 //!
-//! [`SinkHost`] is the client's side: an exporter of its own on an
-//! ephemeral port serving one IMSAdminBaseSinkW object, whose calls arrive
-//! as [`Notice`]s.
+//! [`SinkHost`] is the client's side: a [`dcom::callback::ObjectHost`]
+//! serving one IMSAdminBaseSinkW object, whose calls arrive as
+//! [`Notice`]s.
 
 // The methods take the parameters their IDL gives them.
 #![allow(clippy::too_many_arguments)]
@@ -28,18 +25,15 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
 
+use dcom::callback::{this, timed, Callback, CallbackError, ObjectHost, Target, TargetError};
 use dcom::exporter::identity;
-use dcom::ids::{COM_VERSION, E_INVALIDARG, S_OK};
-use dcom::interfaces::{ObjectExporterClient, RemUnknownClient};
-use dcom::objref::{Bindings, ObjRef, TOWER_NCACN_IP_TCP};
+use dcom::ids::{E_INVALIDARG, S_OK};
 use dcom::types::{MInterfacePointer, OrpcThat, OrpcThis};
 use dcom::{Created, Exporter};
 use metabase::{ChangeBatch, MbPath};
-use msrpc::client::{CallError, Connection, Options};
 use msrpc::ndr::{ConformantArray, Unique, WString};
-use msrpc::server::{auth_level, Call, CallResult, Transport};
+use msrpc::server::{auth_level, Call, CallResult};
 use msrpc::Uuid;
 
 use crate::imsa::{AdminBaseObject, MsAdminBase};
@@ -74,12 +68,6 @@ pub const MD_MAX_CHANGE_ENTRIES: usize = 100;
 
 /// The most notifications a sink may be behind before it is dropped.
 pub const MAX_PENDING: usize = 1024;
-
-/// How long one callback may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How often the service pings the sink objects it holds ([MS-DCOM] 3.2.2).
-pub const PING_PERIOD: Duration = Duration::from_secs(120);
 
 /// CONNECT_E_NOCONNECTION: no such connection (Unadvise), or no such
 /// connection point (FindConnectionPoint).
@@ -405,56 +393,6 @@ impl ConnectionPointContainer for MsAdminBase {
     }
 }
 
-/// Where a sink is called back: the client's resolver, and the address its
-/// exporter must be at.
-#[derive(Clone, Debug)]
-struct SinkTarget {
-    resolver: SocketAddr,
-    oxid: u64,
-    oid: u64,
-    ipid: Uuid,
-    /// The OBJREF's interface (IUnknown, or the sink's own).
-    iid: Uuid,
-}
-
-/// The address a client's binding string names, if it is `allowed` (the
-/// host the client called from): `10.0.0.2[1234]` or `10.0.0.2` (the
-/// resolver's well-known port).
-fn binding_address(binding: &str, allowed: &[IpAddr], default_port: u16) -> Option<SocketAddr> {
-    let (host, port) = match binding.split_once('[') {
-        Some((host, rest)) => (host, rest.strip_suffix(']')?.parse::<u16>().ok()?),
-        None => (binding, default_port),
-    };
-    let ip: IpAddr = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()?;
-    allowed.contains(&ip).then_some(SocketAddr::new(ip, port))
-}
-
-/// The addresses a caller may be called back at: the one it called from
-/// (on this machine's socket, loopback).
-fn callback_hosts(call: &Call<'_>) -> Vec<IpAddr> {
-    match call.transport {
-        Transport::Tcp { peer, .. } => {
-            let ip = peer.ip();
-            match ip {
-                // An IPv4 client on a dual-stack socket.
-                IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                    Some(v4) => vec![ip, IpAddr::V4(v4)],
-                    None => vec![ip],
-                },
-                IpAddr::V4(_) => vec![ip],
-            }
-        }
-        Transport::Local { .. } => vec![
-            IpAddr::from([127, 0, 0, 1]),
-            IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-        ],
-    }
-}
-
 impl ConnectionPoint for MsAdminBase {
     fn get_connection_interface(
         &self,
@@ -491,30 +429,15 @@ impl ConnectionPoint for MsAdminBase {
         let Some(pointer) = sink.get() else {
             return refuse(E_INVALIDARG);
         };
-        let (iid, std, resolver) = match ObjRef::decode(&pointer.data) {
-            Ok(ObjRef::Standard { iid, std, resolver }) => (iid, std, resolver),
-            Ok(ObjRef::Custom { .. }) => {
-                tracing::warn!("IMSAdminBaseSinkW: Advise refused: a custom-marshalled sink");
-                return refuse(CONNECT_E_CANNOTCONNECT);
-            }
+        let target = match Target::of_pointer(call, pointer) {
+            Ok(t) => t,
             Err(e) => {
-                tracing::warn!("IMSAdminBaseSinkW: Advise refused: the sink's OBJREF: {e}");
-                return refuse(E_INVALIDARG);
+                tracing::warn!(client = ?identity(call), "IMSAdminBaseSinkW: Advise refused: {e}");
+                return refuse(match e {
+                    TargetError::Malformed(_) => E_INVALIDARG,
+                    _ => CONNECT_E_CANNOTCONNECT,
+                });
             }
-        };
-        let hosts = callback_hosts(call);
-        let Some(resolver) = resolver
-            .strings
-            .iter()
-            .filter(|(tower, _)| *tower == TOWER_NCACN_IP_TCP)
-            .find_map(|(_, s)| binding_address(s, &hosts, 135))
-        else {
-            tracing::warn!(
-                client = ?identity(call),
-                bindings = ?resolver.strings,
-                "IMSAdminBaseSinkW: Advise refused: the sink's resolver is not at the address the client called from"
-            );
-            return refuse(CONNECT_E_CANNOTCONNECT);
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return refuse(CONNECT_E_CANNOTCONNECT);
@@ -524,13 +447,6 @@ impl ConnectionPoint for MsAdminBase {
         let Some(cookie) = sinks.add(point.id, queue) else {
             tracing::warn!("IMSAdminBaseSinkW: Advise refused: {MAX_SINKS} sinks are advised");
             return refuse(CONNECT_E_ADVISELIMIT);
-        };
-        let target = SinkTarget {
-            resolver,
-            oxid: std.oxid,
-            oid: std.oid,
-            ipid: std.ipid,
-            iid,
         };
         tracing::info!(cookie, client = ?identity(call), resolver = %target.resolver, "IMSAdminBaseSinkW: a sink is advised");
         let point_id = point.id;
@@ -567,137 +483,16 @@ impl ConnectionPoint for MsAdminBase {
     }
 }
 
-/// Why a sink could not be called.
-#[derive(Debug, thiserror::Error)]
-enum CallBackError {
-    #[error("{0}")]
-    Call(#[from] CallError),
-    #[error("{what} answered {code:#010x}")]
-    Status { what: &'static str, code: u32 },
-    #[error("{0} took longer than {CALL_TIMEOUT:?}")]
-    Timeout(&'static str),
-    #[error("the client's exporter is at no address it called from: {0:?}")]
-    Unreachable(Vec<String>),
-}
-
-async fn timed<T>(
-    what: &'static str,
-    work: impl std::future::Future<Output = Result<T, CallError>>,
-) -> Result<T, CallBackError> {
-    match tokio::time::timeout(CALL_TIMEOUT, work).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(CallBackError::Timeout(what)),
-    }
-}
-
-fn this() -> OrpcThis {
-    OrpcThis::new(COM_VERSION)
-}
-
-/// Resolves the sink, then calls it with each notice until it is
+/// Connects to the sink, then calls it with each notice until it is
 /// unadvised (the queue closes), keeping its object alive with pings.
 async fn call_back(
-    target: &SinkTarget,
+    target: &Target,
     mut notices: tokio::sync::mpsc::Receiver<Notice>,
-) -> Result<(), CallBackError> {
-    let options = Options::default();
-    let mut resolver = timed("connecting to the resolver", async {
-        Connection::connect_tcp(target.resolver, options.clone()).await
-    })
-    .await?;
-    let (bindings, rem_unknown, _, _, status) = timed("ResolveOxid2", async {
-        ObjectExporterClient::bind(&mut resolver)
-            .await?
-            .resolve_oxid2(target.oxid, 1, ConformantArray(vec![TOWER_NCACN_IP_TCP]))
-            .await
-    })
-    .await?;
-    if status != 0 {
-        return Err(CallBackError::Status {
-            what: "ResolveOxid2",
-            code: status,
-        });
-    }
-    let bindings = bindings
-        .get()
-        .and_then(|b| Bindings::from_idl(b).ok())
-        .unwrap_or_default();
-    let allowed = [target.resolver.ip()];
-    let exporter = bindings
-        .strings
-        .iter()
-        .filter(|(tower, _)| *tower == TOWER_NCACN_IP_TCP)
-        .find_map(|(_, s)| binding_address(s, &allowed, target.resolver.port()))
-        .ok_or_else(|| {
-            CallBackError::Unreachable(bindings.strings.iter().map(|(_, s)| s.clone()).collect())
-        })?;
-    let mut conn = timed("connecting to the exporter", async {
-        Connection::connect_tcp(exporter, options.clone()).await
-    })
-    .await?;
-    // The sink's own interface pointer, through the client's Remote
-    // Unknown unless the OBJREF already is one.
-    let sink_ipid = if target.iid == IID_IMSADMIN_BASE_SINK_W {
-        target.ipid
-    } else {
-        let (_, results, hr) = timed("RemQueryInterface", async {
-            RemUnknownClient::bind(&mut conn)
-                .await?
-                .on_object(rem_unknown)
-                .rem_query_interface(
-                    this(),
-                    target.ipid,
-                    1,
-                    1,
-                    ConformantArray(vec![IID_IMSADMIN_BASE_SINK_W]),
-                )
-                .await
-        })
-        .await?;
-        let result = results.get().and_then(|r| r.0.first().copied());
-        match result {
-            Some(r) if hr == S_OK && r.hresult == S_OK => r.std.ipid,
-            Some(r) => {
-                return Err(CallBackError::Status {
-                    what: "RemQueryInterface",
-                    code: if hr == S_OK { r.hresult } else { hr },
-                })
-            }
-            None => {
-                return Err(CallBackError::Status {
-                    what: "RemQueryInterface",
-                    code: hr,
-                })
-            }
-        }
-    };
-    // The sink's object stays alive while pinged (ComplexPing adds it to a
-    // set, SimplePing keeps the set).
-    let (set, _, status) = timed("ComplexPing", async {
-        ObjectExporterClient::bind(&mut resolver)
-            .await?
-            .complex_ping(
-                0,
-                1,
-                1,
-                0,
-                Unique::new(Some(ConformantArray(vec![target.oid]))),
-                Unique::new(None),
-            )
-            .await
-    })
-    .await?;
-    if status != 0 {
-        tracing::debug!(
-            status,
-            "IMSAdminBaseSinkW: the client's resolver keeps no ping set"
-        );
-    }
-    let mut pinger = ObjectExporterClient::bind(&mut resolver).await?;
-    let mut sink = MsAdminBaseSinkWClient::bind(&mut conn)
+) -> Result<(), CallbackError> {
+    let mut callback = Callback::connect(target, IID_IMSADMIN_BASE_SINK_W).await?;
+    let mut sink = MsAdminBaseSinkWClient::bind(&mut callback.conn)
         .await?
-        .on_object(sink_ipid);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_PERIOD, PING_PERIOD);
+        .on_object(callback.ipid);
     loop {
         tokio::select! {
             notice = notices.recv() => match notice {
@@ -713,21 +508,16 @@ async fn call_back(
                 }
                 None => return Ok(()),
             },
-            _ = ping.tick() => {
-                if status == 0 {
-                    let _ = timed("SimplePing", pinger.simple_ping(set)).await?;
-                }
-            }
+            pinged = callback.pinger.tick() => pinged?,
         }
     }
 }
 
-/// The client's side: an exporter of its own serving one
-/// IMSAdminBaseSinkW object, whose calls arrive as notices.
+/// The client's side: a host serving one IMSAdminBaseSinkW object, whose
+/// calls arrive as notices.
 pub struct SinkHost {
-    exporter: Arc<Exporter>,
+    host: ObjectHost,
     oid: u64,
-    address: SocketAddr,
     /// The notices, in the order the service sent them.
     pub notices: tokio::sync::mpsc::UnboundedReceiver<Notice>,
 }
@@ -765,73 +555,37 @@ impl MsAdminBaseSinkW for SinkService {
 
 impl SinkHost {
     /// Starts serving on `ip` (the address the server knows this machine
-    /// by: the local end of the connection to it), on a free port, on the
-    /// current tokio runtime.
+    /// by), on a free port, on the current tokio runtime.
     pub async fn start(ip: IpAddr) -> std::io::Result<SinkHost> {
-        let server = msrpc::server::Server::new(msrpc::server::Limits::default(), String::new());
-        // The service calls back unauthenticated; the objects never
-        // expire (the host lives as long as its process wants
-        // notifications).
-        let exporter = Exporter::new(u32::from(auth_level::NONE), Duration::MAX);
-        dcom::serve(
-            &server,
-            exporter.clone(),
-            auth_level::NONE,
-            auth_level::NONE,
-        );
-        server.register(
-            MsAdminBaseSinkWServer(SinkService(exporter.clone())),
-            auth_level::NONE,
-            false,
-        );
-        let address = server.listen_tcp(SocketAddr::new(ip, 0)).await?;
+        let host = ObjectHost::start(ip, |server, exporter| {
+            server.register(
+                MsAdminBaseSinkWServer(SinkService(exporter.clone())),
+                auth_level::NONE,
+                false,
+            );
+        })
+        .await?;
         let (tx, notices) = tokio::sync::mpsc::unbounded_channel();
-        let oid = exporter
+        let oid = host
             .export(
-                Created {
-                    object: Arc::new(SinkObject { notices: tx }),
-                    interfaces: vec![IID_IMSADMIN_BASE_SINK_W],
-                },
-                None,
+                Arc::new(SinkObject { notices: tx }),
+                IID_IMSADMIN_BASE_SINK_W,
                 "IMSAdminBaseSinkW",
             )
             .map_err(|hr| std::io::Error::other(format!("cannot export the sink: {hr:#010x}")))?;
-        Ok(SinkHost {
-            exporter,
-            oid,
-            address,
-            notices,
-        })
+        Ok(SinkHost { host, oid, notices })
     }
 
     /// Where the host serves.
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.host.address()
     }
 
     /// The sink's IUnknown as Advise takes it: an OBJREF whose resolver is
     /// this host's endpoint.
     pub fn interface_pointer(&self) -> Result<MInterfacePointer, u32> {
-        let std = self.exporter.std_objref(
-            self.oid,
-            dcom::ids::IID_IUNKNOWN,
-            dcom::exporter::PUBLIC_REFS,
-        )?;
-        let binding = match self.address.ip() {
-            IpAddr::V4(ip) => format!("{ip}[{}]", self.address.port()),
-            IpAddr::V6(ip) => format!("{ip}[{}]", self.address.port()),
-        };
-        Ok(MInterfacePointer::new(
-            ObjRef::Standard {
-                iid: dcom::ids::IID_IUNKNOWN,
-                std,
-                resolver: Bindings {
-                    strings: vec![(TOWER_NCACN_IP_TCP, binding)],
-                    security: Vec::new(),
-                },
-            }
-            .encode(),
-        ))
+        self.host
+            .interface_pointer(self.oid, dcom::ids::IID_IUNKNOWN)
     }
 }
 
@@ -839,27 +593,6 @@ impl SinkHost {
 mod tests {
     use super::*;
     use metabase::{Change, ChangeKind};
-
-    #[test]
-    fn binding_strings_are_taken_only_at_the_callers_address() {
-        let allowed = [IpAddr::from([10, 0, 0, 2])];
-        assert_eq!(
-            binding_address("10.0.0.2[4000]", &allowed, 135),
-            Some("10.0.0.2:4000".parse().unwrap())
-        );
-        assert_eq!(
-            binding_address("10.0.0.2", &allowed, 135),
-            Some("10.0.0.2:135".parse().unwrap())
-        );
-        assert_eq!(binding_address("10.0.0.3[4000]", &allowed, 135), None);
-        assert_eq!(binding_address("evil.example[4000]", &allowed, 135), None);
-        assert_eq!(binding_address("10.0.0.2[x]", &allowed, 135), None);
-        let v6 = [IpAddr::from(std::net::Ipv6Addr::LOCALHOST)];
-        assert_eq!(
-            binding_address("::1[4000]", &v6, 135),
-            Some("[::1]:4000".parse().unwrap())
-        );
-    }
 
     #[test]
     fn a_batch_becomes_lists_of_at_most_a_hundred_entries_with_iis_paths() {

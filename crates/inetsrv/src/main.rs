@@ -166,6 +166,10 @@ pub enum Command {
         /// (WMI over DCOM), as any WMI client reaches them.
         #[command(flatten)]
         remote: rpc_cmd::Target,
+        /// With --server: an asynchronous call (ExecQueryAsync); the server
+        /// calls this command back with the results (IWbemObjectSink).
+        #[arg(long = "async")]
+        asynchronous: bool,
         /// The query: SELECT props|* FROM class [WHERE …].
         wql: String,
     },
@@ -175,6 +179,12 @@ pub enum Command {
         /// server, through MS-WMI (WMI over DCOM).
         #[command(flatten)]
         remote: rpc_cmd::Target,
+        /// With --server: asynchronous calls (GetObjectAsync,
+        /// PutInstanceAsync, ExecMethodAsync, ExecNotificationQueryAsync,
+        /// …); the server calls this command back with the results
+        /// (IWbemObjectSink), as it calls Windows' unsecapp.
+        #[arg(long = "async", global = true)]
+        asynchronous: bool,
         #[command(subcommand)]
         command: wmi_cmd::WmiCommand,
     },
@@ -257,14 +267,34 @@ fn main() -> ExitCode {
         ),
         Command::Cert { command } => cert_cmd::run(&cli, command),
         Command::Sslcert { command } => sslcert_cmd::run(&cli, command),
-        Command::Query { remote, wql } if remote.server.is_some() => {
-            wmi_remote::run(&cli, remote, wmi_cmd::Request::Query(wql))
+        Command::Query {
+            remote,
+            asynchronous: true,
+            ..
+        }
+        | Command::Wmi {
+            remote,
+            asynchronous: true,
+            ..
+        } if remote.server.is_none() => Err(anyhow::anyhow!(
+            "--async is for MS-WMI calls to a server: add --server HOST (calls on this machine are made in process)"
+        )),
+        Command::Query {
+            remote,
+            asynchronous,
+            wql,
+        } if remote.server.is_some() => {
+            wmi_remote::run(&cli, remote, *asynchronous, wmi_cmd::Request::Query(wql))
         }
         Command::Query { wql, .. } => {
             run_web(&cli, &rpc_cmd::Target::this_machine(), WebVerb::Query(wql))
         }
-        Command::Wmi { remote, command } if remote.server.is_some() => {
-            wmi_remote::run(&cli, remote, wmi_cmd::Request::Wmi(command))
+        Command::Wmi {
+            remote,
+            asynchronous,
+            command,
+        } if remote.server.is_some() => {
+            wmi_remote::run(&cli, remote, *asynchronous, wmi_cmd::Request::Wmi(command))
         }
         Command::Wmi { command, .. } => run_web(
             &cli,

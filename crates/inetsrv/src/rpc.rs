@@ -387,6 +387,7 @@ async fn start_endpoint(
                 was: host.was.clone(),
                 runtime: host.runtime.clone(),
             }),
+            operations: Default::default(),
         }),
         level,
     );

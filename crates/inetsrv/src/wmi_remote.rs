@@ -4,12 +4,19 @@
 //! `root\MicrosoftIISv2`, then ExecQuery with the smart enumerator,
 //! GetObject, PutInstance, DeleteInstance, ExecMethod and
 //! ExecNotificationQuery, objects in [MS-WMIO]. Output is the local verbs'.
+//!
+//! With `--async` the calls are the asynchronous ones (ExecQueryAsync,
+//! GetObjectAsync, …, ExecNotificationQueryAsync): the command serves an
+//! IWbemObjectSink on the address the server knows it by, and the server
+//! calls it back with the results and the final status, as it calls
+//! Windows' unsecapp.
 
 use anyhow::{anyhow, bail, Context, Result};
 use dcom::client::Remote;
 use dcom::types::{bstr, MInterfacePointer};
 use msrpc::client::Connection;
 use msrpc::ndr::{Unique, WString};
+use wbem::asynchronous::{Sink, SinkEvent, SinkHost};
 use wbem::interfaces::*;
 use wbem::service::{object_of, object_pointer};
 use wbem::status::*;
@@ -45,6 +52,8 @@ fn status_name(hr: u32) -> String {
         WBEM_E_INVALID_QUERY_TYPE => "WBEM_E_INVALID_QUERY_TYPE",
         WBEM_E_ALREADY_EXISTS => "WBEM_E_ALREADY_EXISTS",
         WBEM_E_TYPE_MISMATCH => "WBEM_E_TYPE_MISMATCH",
+        WBEM_E_CALL_CANCELLED => "WBEM_E_CALL_CANCELLED",
+        WBEM_E_QUOTA_VIOLATION => "WBEM_E_QUOTA_VIOLATION",
         0x8004_102e => "WBEM_E_INVALID_METHOD",
         0x8004_1031 => "WBEM_E_INVALID_PROPERTY",
         0x8004_103a => "WBEM_E_INVALID_OBJECT_PATH",
@@ -73,6 +82,64 @@ struct Session {
     rem_unknown: msrpc::Uuid,
     services: Remote,
     held: Vec<Remote>,
+    /// With `--async`: where the server calls the results back.
+    sinks: Option<SinkHost>,
+}
+
+/// How long an asynchronous call may take to report its final status
+/// (a method waits for the activation service up to two minutes).
+const ASYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// An asynchronous call of IWbemServices.
+enum AsyncCall<'a> {
+    Query(&'a str),
+    Events(&'a str),
+    GetObject(&'a str),
+    Classes,
+    Put(&'a Object),
+    Delete(&'a str),
+    Method {
+        path: &'a str,
+        method: &'a str,
+        input: Option<&'a Object>,
+    },
+}
+
+impl AsyncCall<'_> {
+    fn name(&self) -> String {
+        match self {
+            AsyncCall::Query(_) => "ExecQueryAsync".into(),
+            AsyncCall::Events(_) => "ExecNotificationQueryAsync".into(),
+            AsyncCall::GetObject(path) => format!("GetObjectAsync {path}"),
+            AsyncCall::Classes => "CreateClassEnumAsync".into(),
+            AsyncCall::Put(o) => format!("PutInstanceAsync of {}", o.class_name()),
+            AsyncCall::Delete(path) => format!("DeleteInstanceAsync {path}"),
+            AsyncCall::Method { path, method, .. } => {
+                format!("{method} on {path} (ExecMethodAsync)")
+            }
+        }
+    }
+}
+
+/// What an asynchronous call delivered: its objects and result string.
+struct Delivered {
+    objects: Vec<Object>,
+    text: Option<String>,
+}
+
+/// A failure's final status, with the error object's description.
+fn async_failure(what: &str, status: u32, error: Option<&Object>) -> anyhow::Error {
+    let description = error.and_then(|o| match &o.body {
+        Body::Instance(i) => i
+            .get("Description")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        Body::Class { .. } => None,
+    });
+    match description {
+        Some(d) => anyhow!("{what}: the server answered {}: {d}", status_name(status)),
+        None => anyhow!("{what}: the server answered {}", status_name(status)),
+    }
 }
 
 impl Session {
@@ -106,7 +173,133 @@ impl Session {
             rem_unknown: login.rem_unknown,
             held: vec![services.clone()],
             services,
+            sinks: None,
         })
+    }
+
+    /// Serves sinks from now on: the calls below go asynchronously.
+    async fn serve_sinks(&mut self) -> Result<()> {
+        // Where the server can call back: the address this end of the
+        // connection has (loopback over the local socket).
+        let ip = self
+            .conn
+            .local_addr()
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let host = SinkHost::start(ip)
+            .await
+            .with_context(|| format!("cannot serve an IWbemObjectSink on {ip}"))?;
+        self.sinks = Some(host);
+        Ok(())
+    }
+
+    /// Starts an asynchronous call with a new sink: the sink, whose events
+    /// follow.
+    async fn start_async(&mut self, call: &AsyncCall<'_>) -> Result<Sink> {
+        let what = call.name();
+        let host = self.sinks.as_ref().expect("serve_sinks first");
+        let sink = host
+            .sink()
+            .map_err(|hr| anyhow!("cannot marshal the sink: {hr:#010x}"))?;
+        let handler = || Unique::new(Some(sink.pointer.clone()));
+        let none = || Unique::new(None);
+        let mut services = self.services().await?;
+        let (_, hr) = match call {
+            AsyncCall::Query(text) => {
+                services
+                    .exec_query_async(this(), bstr("WQL"), bstr(text), 0, none(), handler())
+                    .await?
+            }
+            AsyncCall::Events(text) => {
+                services
+                    .exec_notification_query_async(
+                        this(),
+                        bstr("WQL"),
+                        bstr(text),
+                        0,
+                        none(),
+                        handler(),
+                    )
+                    .await?
+            }
+            AsyncCall::GetObject(path) => {
+                services
+                    .get_object_async(this(), bstr(path), 0, none(), handler())
+                    .await?
+            }
+            AsyncCall::Classes => {
+                services
+                    .create_class_enum_async(this(), bstr(""), 0, none(), handler())
+                    .await?
+            }
+            AsyncCall::Put(object) => {
+                services
+                    .put_instance_async(
+                        this(),
+                        Unique::new(Some(object_pointer(object))),
+                        0,
+                        none(),
+                        handler(),
+                    )
+                    .await?
+            }
+            AsyncCall::Delete(path) => {
+                services
+                    .delete_instance_async(this(), bstr(path), 0, none(), handler())
+                    .await?
+            }
+            AsyncCall::Method {
+                path,
+                method,
+                input,
+            } => {
+                services
+                    .exec_method_async(
+                        this(),
+                        bstr(path),
+                        bstr(method),
+                        0,
+                        none(),
+                        Unique::new(input.map(object_pointer)),
+                        handler(),
+                    )
+                    .await?
+            }
+        };
+        check(hr, &what)?;
+        Ok(sink)
+    }
+
+    /// An asynchronous call to its final status.
+    async fn call_async(&mut self, call: AsyncCall<'_>) -> Result<Delivered> {
+        let what = call.name();
+        let mut sink = self.start_async(&call).await?;
+        let mut objects = Vec::new();
+        let deadline = tokio::time::Instant::now() + ASYNC_TIMEOUT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, sink.events.recv())
+                .await
+                .map_err(|_| {
+                    anyhow!("{what}: no final status from the server in {ASYNC_TIMEOUT:?}")
+                })?;
+            match event {
+                Some(SinkEvent::Objects(batch)) => objects.extend(batch),
+                Some(SinkEvent::Status {
+                    flags: WBEM_STATUS_COMPLETE,
+                    status,
+                    text,
+                    error,
+                }) => {
+                    if status & 0x8000_0000 != 0 {
+                        return Err(async_failure(&what, status, error.as_deref()));
+                    }
+                    return Ok(Delivered { objects, text });
+                }
+                // Progress.
+                Some(SinkEvent::Status { .. }) => {}
+                None => bail!("{what}: the sink closed"),
+            }
+        }
     }
 
     fn remote(&mut self, pointer: Option<&MInterfacePointer>, what: &str) -> Result<Remote> {
@@ -158,8 +351,12 @@ impl Session {
         self.remote(enumerator.get(), what)
     }
 
-    /// ExecQuery, its objects read through the smart enumerator.
+    /// ExecQuery, its objects read through the smart enumerator (or
+    /// ExecQueryAsync).
     async fn query(&mut self, text: &str) -> Result<Vec<Object>> {
+        if self.sinks.is_some() {
+            return Ok(self.call_async(AsyncCall::Query(text)).await?.objects);
+        }
         let enumerator = self.exec(text, false).await?;
         let fetch = dcom::client::query_interface(
             &mut self.conn,
@@ -203,6 +400,13 @@ impl Session {
     }
 
     async fn get_object(&mut self, path: &str) -> Result<Object> {
+        if self.sinks.is_some() {
+            let mut delivered = self.call_async(AsyncCall::GetObject(path)).await?;
+            return delivered
+                .objects
+                .pop()
+                .ok_or_else(|| anyhow!("GetObjectAsync {path}: no object came"));
+        }
         let (_, object, _, hr) = self
             .services()
             .await?
@@ -224,6 +428,9 @@ impl Session {
 
     /// Every class of the namespace (CreateClassEnum, deep).
     async fn classes(&mut self) -> Result<Vec<Object>> {
+        if self.sinks.is_some() {
+            return Ok(self.call_async(AsyncCall::Classes).await?.objects);
+        }
         let (_, enumerator, hr) = self
             .services()
             .await?
@@ -258,12 +465,101 @@ impl Session {
             Body::Instance(_) => bail!("{name} is an instance, not a class"),
         }
     }
+
+    /// PutInstance: the new or changed instance's path.
+    async fn put_instance(&mut self, object: &Object) -> Result<String> {
+        let class = object.class_name().to_string();
+        if self.sinks.is_some() {
+            let delivered = self.call_async(AsyncCall::Put(object)).await?;
+            return Ok(delivered.text.unwrap_or_default());
+        }
+        let (_, result, hr) = self
+            .services()
+            .await?
+            .put_instance(
+                this(),
+                Unique::new(Some(object_pointer(object))),
+                0,
+                Unique::new(None),
+                Unique::new(Some(Unique::new(None))),
+                msrpc::ndr::IgnoredRest,
+            )
+            .await?;
+        check(hr, &format!("PutInstance of {class}"))?;
+        let pointer = result.get().and_then(|p| p.get()).cloned();
+        let result = self.remote(pointer.as_ref(), "PutInstance")?;
+        let (_, path, hr) = WbemCallResultClient::bind(&mut self.conn)
+            .await?
+            .on_object(result.ipid)
+            .get_result_string(this(), INFINITE)
+            .await?;
+        check(hr, "IWbemCallResult::GetResultString")?;
+        Ok(dcom::types::bstr_text(&path))
+    }
+
+    async fn delete_instance(&mut self, path: &str) -> Result<()> {
+        if self.sinks.is_some() {
+            self.call_async(AsyncCall::Delete(path)).await?;
+            return Ok(());
+        }
+        let (_, _, hr) = self
+            .services()
+            .await?
+            .delete_instance(
+                this(),
+                bstr(path),
+                0,
+                Unique::new(None),
+                Unique::new(None),
+                msrpc::ndr::IgnoredRest,
+            )
+            .await?;
+        check(hr, &format!("DeleteInstance {path}"))
+    }
+
+    /// ExecMethod: the output parameters, if the method has any.
+    async fn exec_method(
+        &mut self,
+        path: &str,
+        method: &str,
+        input: Option<&Object>,
+    ) -> Result<Option<Object>> {
+        if self.sinks.is_some() {
+            let call = AsyncCall::Method {
+                path,
+                method,
+                input,
+            };
+            return Ok(self.call_async(call).await?.objects.pop());
+        }
+        let (_, output, _, hr) = self
+            .services()
+            .await?
+            .exec_method(
+                this(),
+                bstr(path),
+                bstr(method),
+                0,
+                Unique::new(None),
+                Unique::new(input.map(object_pointer)),
+                Unique::new(Some(Unique::new(None))),
+                Unique::new(None),
+                msrpc::ndr::IgnoredRest,
+            )
+            .await?;
+        check(hr, &format!("{method} on {path}"))?;
+        let pointer = output.get().and_then(|p| p.get()).cloned();
+        Ok(object_of(&Unique::new(pointer)).ok())
+    }
 }
 
 /// Runs a query or wmi verb on the server `target` names.
-pub fn run(cli: &Cli, target: &Target, request: Request<'_>) -> Result<()> {
+pub fn run(cli: &Cli, target: &Target, asynchronous: bool, request: Request<'_>) -> Result<()> {
     crate::rpc_cmd::run_connected(cli, target, async |conn, _| {
         let mut session = Session::open(conn).await?;
+        if asynchronous {
+            session.serve_sinks().await?;
+        }
         let mut out = String::new();
         let done = execute(&mut session, &mut out, cli, request).await;
         print!("{out}");
@@ -329,44 +625,12 @@ async fn execute(
             let props = crate::wmi_cmd::pairs(properties)?;
             let def = session.class(class).await?;
             let object = build_instance(session, &def, &props).await?;
-            let (_, result, hr) = session
-                .services()
-                .await?
-                .put_instance(
-                    this(),
-                    Unique::new(Some(object_pointer(&object))),
-                    0,
-                    Unique::new(None),
-                    Unique::new(Some(Unique::new(None))),
-                    msrpc::ndr::IgnoredRest,
-                )
-                .await?;
-            check(hr, &format!("PutInstance of {class}"))?;
-            let pointer = result.get().and_then(|p| p.get()).cloned();
-            let result = session.remote(pointer.as_ref(), "PutInstance")?;
-            let (_, path, hr) = WbemCallResultClient::bind(&mut session.conn)
-                .await?
-                .on_object(result.ipid)
-                .get_result_string(this(), INFINITE)
-                .await?;
-            check(hr, "IWbemCallResult::GetResultString")?;
-            out.push_str(&dcom::types::bstr_text(&path));
+            let path = session.put_instance(&object).await?;
+            out.push_str(&path);
             out.push('\n');
         }
         Request::Wmi(WmiCommand::Delete { path }) => {
-            let (_, _, hr) = session
-                .services()
-                .await?
-                .delete_instance(
-                    this(),
-                    bstr(path),
-                    0,
-                    Unique::new(None),
-                    Unique::new(None),
-                    msrpc::ndr::IgnoredRest,
-                )
-                .await?;
-            check(hr, &format!("DeleteInstance {path}"))?;
+            session.delete_instance(path).await?;
             out.push_str(&format!("deleted {path}\n"));
         }
         Request::Wmi(WmiCommand::Call { path, method, args }) => {
@@ -396,29 +660,12 @@ async fn execute(
                 None if !args.is_empty() => bail!("{method} takes no arguments"),
                 None => None,
             };
-            let (_, output, _, hr) = session
-                .services()
+            let params = session
+                .exec_method(path, &signature.name, input.as_ref())
                 .await?
-                .exec_method(
-                    this(),
-                    bstr(path),
-                    bstr(&signature.name),
-                    0,
-                    Unique::new(None),
-                    Unique::new(input.as_ref().map(object_pointer)),
-                    Unique::new(Some(Unique::new(None))),
-                    Unique::new(None),
-                    msrpc::ndr::IgnoredRest,
-                )
-                .await?;
-            check(hr, &format!("{method} on {path}"))?;
-            let pointer = output.get().and_then(|p| p.get()).cloned();
-            let params = match object_of(&Unique::new(pointer)) {
-                Ok(object) => instance_of(&object)
-                    .map(|i| i.properties)
-                    .unwrap_or_default(),
-                Err(_) => Vec::new(),
-            };
+                .and_then(|object| instance_of(&object))
+                .map(|i| i.properties)
+                .unwrap_or_default();
             crate::wmi_cmd::show_params(out, cli, &params)?;
         }
         Request::Wmi(WmiCommand::Watch {
@@ -506,6 +753,9 @@ async fn watch(
 ) -> Result<()> {
     use std::io::Write;
     use std::time::{Duration, Instant};
+    if session.sinks.is_some() {
+        return watch_async(session, cli, text, count, timeout).await;
+    }
     let enumerator = session.exec(text, true).await?;
     let deadline = timeout.map(|t| Instant::now() + Duration::from_secs_f64(t));
     eprintln!("# watching through WMI (ExecNotificationQuery); Ctrl-C stops");
@@ -538,6 +788,87 @@ async fn watch(
         }
     }
     Ok(())
+}
+
+/// `wmi watch --server --async`: ExecNotificationQueryAsync, the events
+/// as the server calls them back; CancelAsyncCall at the end.
+async fn watch_async(
+    session: &mut Session,
+    cli: &Cli,
+    text: &str,
+    count: Option<usize>,
+    timeout: Option<f64>,
+) -> Result<()> {
+    use std::io::Write;
+    let mut sink = session.start_async(&AsyncCall::Events(text)).await?;
+    eprintln!(
+        "# watching through WMI (ExecNotificationQueryAsync: the server calls back); Ctrl-C stops"
+    );
+    // The services object stays alive while the watch lasts, for the
+    // cancel at the end.
+    let pings = dcom::client::PingSet::new(&mut session.conn, vec![session.services.oid])
+        .await
+        .context("cannot keep the server's objects alive (ComplexPing)")?;
+    let period = dcom::client::PING_PERIOD;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let deadline =
+        timeout.map(|t| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(t));
+    let mut seen = 0;
+    let outcome: Result<()> = loop {
+        if count.is_some_and(|c| seen >= c) {
+            break Ok(());
+        }
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = sink.events.recv() => match event {
+                Some(SinkEvent::Objects(batch)) => {
+                    for event in batch.iter().filter_map(event_of) {
+                        if count.is_some_and(|c| seen >= c) {
+                            break;
+                        }
+                        print!("{}", crate::wmi_cmd::format_event(&event, cli.json));
+                        let _ = std::io::stdout().flush();
+                        seen += 1;
+                    }
+                }
+                Some(SinkEvent::Status { status, error, .. }) => {
+                    break Err(async_failure("ExecNotificationQueryAsync", status, error.as_deref()));
+                }
+                None => break Err(anyhow!("ExecNotificationQueryAsync: the sink closed")),
+            },
+            _ = ping.tick() => pings.ping(&mut session.conn).await.context("SimplePing")?,
+            _ = expired => break Ok(()),
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+        }
+    };
+    if outcome.is_ok() {
+        // Done: the server stops the subscription and says so.
+        let (_, hr) = session
+            .services()
+            .await?
+            .cancel_async_call(this(), Unique::new(Some(sink.pointer.clone())))
+            .await?;
+        check(hr, "CancelAsyncCall")?;
+        let last = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match sink.events.recv().await {
+                    Some(SinkEvent::Status { status, .. }) => return Some(status),
+                    Some(SinkEvent::Objects(_)) => {}
+                    None => return None,
+                }
+            }
+        })
+        .await;
+        if last != Ok(Some(WBEM_E_CALL_CANCELLED)) {
+            eprintln!("# the server did not confirm the cancel: {last:?}");
+        }
+    }
+    outcome
 }
 
 /// What a class is for, from the qualifiers IIS's provider gives it.

@@ -23,6 +23,8 @@ const WBEM_E_INVALID_CLASS: u64 = 0x8004_1010;
 const WBEM_E_INVALID_OPERATION: u64 = 0x8004_1016;
 const WBEM_E_INVALID_QUERY: u64 = 0x8004_1017;
 const WBEM_E_ALREADY_EXISTS: u64 = 0x8004_1019;
+const WBEM_E_INVALID_QUERY_TYPE: u64 = 0x8004_1018;
+const WBEM_E_CALL_CANCELLED: u64 = 0x8004_1032;
 const WBEM_S_FALSE: u64 = 1;
 const E_ACCESSDENIED: u64 = 0x8007_0005;
 
@@ -42,8 +44,20 @@ fn server() -> Web {
 
 /// impacket_wmi.py's answer for `steps`, logged on as `user`.
 fn wmi(web: &Web, user: &str, password: &str, steps: &[&str], env: &[(&str, String)]) -> Value {
+    run_script(web, "impacket_wmi.py", user, password, steps, env)
+}
+
+/// A test script's JSON answer for `steps`.
+fn run_script(
+    web: &Web,
+    name: &str,
+    user: &str,
+    password: &str,
+    steps: &[&str],
+    env: &[(&str, String)],
+) -> Value {
     let out = Command::new(python())
-        .arg(script("impacket_wmi.py"))
+        .arg(script(name))
         .arg(web.rpc_port().to_string())
         .args([user, password])
         .args(steps)
@@ -385,6 +399,105 @@ fn an_event_query_delivers_the_modification_mb_set_makes() {
 }
 
 /// aiowmi's answer to `queries` in `namespace`.
+/// The asynchronous calls, with a response handler no one here wrote:
+/// Impacket's own DCE/RPC server plays the client's resolver and
+/// exporter, and Impacket's structures decode the server's ResolveOxid2,
+/// ComplexPing, Indicate and SetStatus (tests/wmi/impacket_sink.py).
+#[test]
+fn asynchronous_calls_call_back_a_sink_impacket_serves() {
+    use serde_json::json;
+    let web = server();
+    let steps = [
+        "query",
+        "get",
+        "method",
+        "put",
+        "events",
+        "next_async",
+        "refused",
+    ];
+    let out = run_script(&web, "impacket_sink.py", "boss", "Secret-1", &steps, &[]);
+    // ExecQueryAsync: the objects through Indicate, then one SetStatus.
+    assert_eq!(out["query_answer"], 0, "{out}");
+    assert_eq!(out["query"], json!(["W3SVC/1"]), "{out}");
+    assert_eq!(out["query_counts"], true, "lObjectCount matches: {out}");
+    let done = json!({"flags": 0, "status": 0, "text": null, "error": null, "count": 1});
+    assert_eq!(out["query_final"], done, "{out}");
+    // GetObjectAsync: the object; a failure is the final status, with an
+    // __ExtendedStatus error object saying why.
+    assert_eq!(out["get"]["objects"], json!(["IIsWebServer"]), "{out}");
+    assert_eq!(out["get"]["final"], done, "{out}");
+    let missing = &out["get_missing"];
+    assert_eq!(missing["answer"], 0, "the call starts: {out}");
+    assert_eq!(missing["objects"], json!([]), "{out}");
+    assert_eq!(missing["final"]["status"], WBEM_E_NOT_FOUND, "{out}");
+    let error = &missing["final"]["error"];
+    assert_eq!(error["class"], "__ExtendedStatus", "{out}");
+    assert_eq!(error["StatusCode"], WBEM_E_NOT_FOUND, "{out}");
+    assert_eq!(error["Operation"], "GetObjectAsync", "{out}");
+    assert!(
+        error["Description"].as_str().unwrap().contains("W3SVC/99"),
+        "{out}"
+    );
+    // ExecMethodAsync: Stop and Start reach the activation service.
+    assert_eq!(
+        out["method_Stop"],
+        json!({"answer": 0, "final": 0, "ServerState": 4}),
+        "{out}"
+    );
+    assert_eq!(
+        out["method_Start"],
+        json!({"answer": 0, "final": 0, "ServerState": 2}),
+        "{out}"
+    );
+    // PutInstanceAsync: the new instance's path as SetStatus's string.
+    assert_eq!(
+        out["put"]["final"]["text"], "IIsWebVirtualDir.Name=\"W3SVC/1/ROOT/sinkdir\"",
+        "{out}"
+    );
+    assert_eq!(out["delete"]["final"]["status"], 0, "{out}");
+    assert!(!web
+        .cli_ok(&["mb", "enum", "W3SVC/1/ROOT"])
+        .contains("sinkdir"));
+    // ExecNotificationQueryAsync: the event as it happens; CancelAsyncCall
+    // ends it with WBEM_E_CALL_CANCELLED, once.
+    assert_eq!(out["events_answer"], 0, "{out}");
+    assert_eq!(
+        out["events"],
+        json!([{"class": "__InstanceCreationEvent", "target": "IIsWebVirtualDir"}]),
+        "{out}"
+    );
+    assert_eq!(out["cancel_answer"], 0, "{out}");
+    assert_eq!(
+        out["events_final"]["status"], WBEM_E_CALL_CANCELLED,
+        "{out}"
+    );
+    assert_eq!(out["cancel_again"], WBEM_E_NOT_FOUND, "{out}");
+    // NextAsync: as many as asked, then the rest with WBEM_S_FALSE; none
+    // asked is WBEM_S_FALSE at once.
+    assert_eq!(
+        out["next_async"],
+        json!([
+            {"answer": 0, "objects": ["W3SVC/1"], "final": 0},
+            {"answer": 0, "objects": [], "final": WBEM_S_FALSE},
+            {"answer": WBEM_S_FALSE},
+        ]),
+        "{out}"
+    );
+    // Refused at the call, with no callback: no sink, a sink whose
+    // resolver is elsewhere than the caller, a language not WQL.
+    assert_eq!(out["null_sink"], WBEM_E_INVALID_PARAMETER, "{out}");
+    assert_eq!(out["sink_elsewhere"], WBEM_E_INVALID_PARAMETER, "{out}");
+    assert_eq!(out["not_wql"], WBEM_E_INVALID_QUERY_TYPE, "{out}");
+    assert_eq!(out["no_callback"], true, "{out}");
+    // The server resolved the sink's own OXID and pinged its own OID.
+    assert_eq!(
+        out["calls"],
+        json!(["ComplexPing", "Indicate", "ResolveOxid2", "SetStatus"]),
+        "{out}"
+    );
+}
+
 fn aiowmi(web: &Web, namespace: &str, queries: &[&str]) -> Value {
     let out = Command::new(python())
         .arg(script("aiowmi_query.py"))
@@ -457,6 +570,17 @@ fn aiowmi_a_client_written_without_impacket_queries_through_its_smart_enumerator
 /// through MS-WMI and print what they print on the server itself.
 #[test]
 fn query_and_wmi_reach_another_server_through_ms_wmi() {
+    reach_another_server(false);
+}
+
+/// The same with --async: the CLI serves an IWbemObjectSink and the
+/// server calls it back with every result.
+#[test]
+fn query_and_wmi_make_asynchronous_calls_to_their_own_sink() {
+    reach_another_server(true);
+}
+
+fn reach_another_server(asynchronous: bool) {
     let web = server();
     web.cli_ok(&[
         "vdir",
@@ -476,6 +600,9 @@ fn query_and_wmi_reach_another_server_through_ms_wmi() {
             "--password",
             "Secret-1",
         ]);
+        if asynchronous {
+            all.push("--async");
+        }
         web.cli(&all)
     };
     let ok = |args: &[&str]| {
@@ -580,6 +707,7 @@ fn query_and_wmi_reach_another_server_through_ms_wmi() {
             "--password",
             "Secret-1",
         ])
+        .args(asynchronous.then_some("--async"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -591,6 +719,12 @@ fn query_and_wmi_reach_another_server_through_ms_wmi() {
     web.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Watched"]);
     let out = watch.wait_with_output().unwrap();
     let events = String::from_utf8_lossy(&out.stdout);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(out.status.success(), "{rest}");
+    // An asynchronous watch ends with CancelAsyncCall, which the server
+    // confirms to the sink.
+    assert!(!rest.contains("did not confirm"), "{rest}");
     assert!(
         events.contains("__InstanceModificationEvent IIsWebServerSetting.Name=\"W3SVC/1\"")
             && events.contains("ServerComment: Set through MS-WMI -> Watched"),

@@ -161,9 +161,9 @@ pub struct Connection {
     pub assoc_group_id: u32,
     /// Features the server acknowledged in bind-time feature negotiation.
     pub features: Option<u64>,
-    /// The presentation contexts the server accepted, by context id: a
-    /// few at most, looked up on every call.
-    contexts: Vec<(u16, Syntax)>,
+    /// The presentation contexts the server accepted: id, interface,
+    /// transfer syntax; a few at most, looked up on every call.
+    contexts: Vec<(u16, SyntaxId, Syntax)>,
     next_context: u16,
     next_call_id: u32,
     security: Option<SecurityContext>,
@@ -241,8 +241,8 @@ impl Connection {
     pub fn transfer_syntax(&self, context_id: u16) -> Result<Syntax, CallError> {
         self.contexts
             .iter()
-            .find(|(id, _)| *id == context_id)
-            .map(|(_, syntax)| *syntax)
+            .find(|(id, _, _)| *id == context_id)
+            .map(|(_, _, syntax)| *syntax)
             .ok_or(CallError::UnknownContext(context_id))
     }
 
@@ -253,8 +253,12 @@ impl Connection {
     }
 
     /// Binds an interface (a bind on a new connection, an alter_context
-    /// after) and returns its presentation context id.
+    /// after) and returns its presentation context id; an interface bound
+    /// already keeps its context, with no round trip.
     pub async fn bind(&mut self, interface: SyntaxId) -> Result<u16, CallError> {
+        if let Some((id, _, _)) = self.contexts.iter().find(|(_, i, _)| *i == interface) {
+            return Ok(*id);
+        }
         let context_id = self.next_context;
         self.next_context += 1;
         let transfer = if self.options.ndr64 { ndr64() } else { ndr20() };
@@ -332,7 +336,7 @@ impl Connection {
             Syntax::Ndr20
         };
         // Context ids are never reused (next_context only grows).
-        self.contexts.push((context_id, syntax));
+        self.contexts.push((context_id, interface, syntax));
         Ok(context_id)
     }
 
@@ -357,7 +361,7 @@ impl Connection {
             .ok_or(CallError::Protocol("the connection is not bound yet"))?;
         // Only the presentation contexts the server accepted.
         bind.contexts
-            .retain(|c| self.contexts.iter().any(|(id, _)| *id == c.context_id));
+            .retain(|c| self.contexts.iter().any(|(id, _, _)| *id == c.context_id));
         let id = self.next_auth_context_id;
         self.next_auth_context_id += 1;
         let (mut context, token) = new_context(auth, id)?;

@@ -7,7 +7,8 @@ use crate::interfaces::*;
 
 /// A request stub for one of the WMI interfaces (IWbemLevel1Login,
 /// IWbemServices, IEnumWbemClassObject, the smart enumerator,
-/// IWbemCallResult): the first byte is the opnum, the second the byte
+/// IWbemCallResult, and IWbemObjectSink, which a client serves for the
+/// server's callbacks): the first byte is the opnum, the second the byte
 /// order. Decoding never panics, and an IWbemClassObject or IWbemContext
 /// a request carries (PutInstance's instance and context, ExecMethod's
 /// in-parameters) decodes or fails cleanly.
@@ -22,6 +23,7 @@ pub fn wbem_requests(data: &[u8]) {
     let _ = WbemFetchSmartEnumServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little);
     let _ = WbemWcoSmartEnumServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little);
     let _ = WbemCallResultServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little);
+    let _ = WbemObjectSinkServer::<()>::decode_request(opnum, stub, Syntax::Ndr20, little);
     // The objects inside: an OBJREF_CUSTOM's EncodingUnit wherever the
     // stub has the "MEOW" signature.
     for at in 0..stub.len().saturating_sub(4) {

@@ -477,3 +477,32 @@ pub trait WbemCallResult {
         timeout: u32,
     ) -> CallResult<(OrpcThat, u32, u32)>;
 }
+
+/// IWbemObjectSink (3.1.4.2): served by a client that makes asynchronous
+/// calls; the server calls it with the results, then the final status.
+#[msrpc::interface(uuid = "7c857801-7381-11cf-884d-00aa004b2e24", version = "0.0")]
+pub trait WbemObjectSink {
+    /// Indicate (3.1.4.2.1): more result objects.
+    #[opnum(3)]
+    fn indicate(
+        &self,
+        call: &Call,
+        this: OrpcThis,
+        #[ndr(range(0, 65536))] count: u32,
+        objects: ConformantArray<Itf>,
+    ) -> CallResult<(OrpcThat, u32)>;
+
+    /// SetStatus (3.1.4.2.2): the operation's final status
+    /// (WBEM_STATUS_COMPLETE) or its progress, with the result string
+    /// and an error object.
+    #[opnum(4)]
+    fn set_status(
+        &self,
+        call: &Call,
+        this: OrpcThis,
+        flags: u32,
+        result: u32,
+        text: Bstr,
+        object: Itf,
+    ) -> CallResult<(OrpcThat, u32)>;
+}

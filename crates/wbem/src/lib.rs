@@ -12,6 +12,9 @@
 //!   (`root`, `root\cimv2`, `root\MicrosoftIISv2`), the services object
 //!   that queries, reads and writes through the provider on the live
 //!   metabase, and the enumerators and call results it hands out.
+//! - [`asynchronous`]: the asynchronous calls, whose results go to the
+//!   client's IWbemObjectSink (called back over DCOM), and
+//!   CancelAsyncCall.
 //! - The smart enumerator (IWbemWCOSmartEnum) sends ObjectArrays
 //!   (2.2.14, `wmio::object_array`), each class once.
 //!
@@ -19,6 +22,7 @@
 //! administrators, at packet integrity or privacy, as for the metabase
 //! interfaces.
 
+pub mod asynchronous;
 pub mod convert;
 /// What the fuzz target and the corpus replay call; not in the product.
 #[cfg(feature = "fuzz-checks")]
@@ -87,12 +91,23 @@ pub const IID_IWBEM_CALL_RESULT: Uuid = Uuid {
     clock_seq_and_node: [0xa0, 0x7c, 0x00, 0xc0, 0x4f, 0xb6, 0x88, 0x20],
 };
 
+/// IWbemObjectSink (3.1.4.2): what a client serves to take the results
+/// of asynchronous calls.
+pub const IID_IWBEM_OBJECT_SINK: Uuid = Uuid {
+    time_low: 0x7c85_7801,
+    time_mid: 0x7381,
+    time_hi_and_version: 0x11cf,
+    clock_seq_and_node: [0x88, 0x4d, 0x00, 0xaa, 0x00, 0x4b, 0x2e, 0x24],
+};
+
 /// WBEMSTATUS values this service returns ([MS-WMI] 2.2.11) beyond the
 /// provider's own ([`wmi::WbemStatus`]).
 pub mod status {
     pub const WBEM_S_NO_ERROR: u32 = 0;
     pub const WBEM_S_FALSE: u32 = 1;
     pub const WBEM_S_TIMEDOUT: u32 = 0x0004_0004;
+    /// A sink's first Indicate: it takes ObjectArrays too (3.1.4.2.1).
+    pub const WBEM_S_NEW_STYLE: u32 = 0x0004_00ff;
     pub const WBEM_E_FAILED: u32 = 0x8004_1001;
     pub const WBEM_E_NOT_FOUND: u32 = 0x8004_1002;
     pub const WBEM_E_ACCESS_DENIED: u32 = 0x8004_1003;
@@ -108,5 +123,10 @@ pub mod status {
     pub const WBEM_E_ALREADY_EXISTS: u32 = 0x8004_1019;
     pub const WBEM_E_TYPE_MISMATCH: u32 = 0x8004_1005;
     pub const WBEM_E_QUOTA_VIOLATION: u32 = 0x8004_106c;
+    pub const WBEM_E_CALL_CANCELLED: u32 = 0x8004_1032;
+    /// SetStatus's flags (2.2.7 WBEM_STATUS_TYPE): the final status, or
+    /// progress.
+    pub const WBEM_STATUS_COMPLETE: u32 = 0;
+    pub const WBEM_STATUS_PROGRESS: u32 = 2;
     pub const E_NOTIMPL: u32 = 0x8000_4001;
 }

@@ -22,6 +22,7 @@ use msrpc::Uuid;
 use wmi::{ClassModel, Provider, WbemStatus, WmiError};
 use wmio::{Body, ClassDef, Object, Slot, Value};
 
+use crate::asynchronous::{Outcome, Work};
 use crate::convert::{self, Decoration};
 use crate::interfaces::*;
 use crate::status::*;
@@ -100,6 +101,8 @@ pub struct Wbem {
     /// The running activation service, for the methods only it can carry
     /// out (Start, Stop, Pause, Continue, Recycle).
     pub service: Option<ServiceControl>,
+    /// The asynchronous operations whose sinks are being called.
+    pub operations: crate::asynchronous::Operations,
 }
 
 /// The activation service and the runtime its work runs on.
@@ -169,7 +172,7 @@ struct SmartEnumObject {
 
 /// The events of one ExecNotificationQuery: the metabase's change
 /// notifications, each compared with the configuration seen before.
-struct EventFeed {
+pub(crate) struct EventFeed {
     query: wmi::events::EventQuery,
     decoration: Decoration,
     state: Mutex<FeedState>,
@@ -190,7 +193,7 @@ const INFINITE: u32 = u32::MAX;
 impl EventFeed {
     /// Up to `count` events, waiting up to `timeout_ms` (or while `alive`
     /// holds, for WBEM_INFINITE) for them to happen.
-    fn take(
+    pub(crate) fn take(
         &self,
         files: &MetabaseFiles,
         count: usize,
@@ -414,8 +417,51 @@ pub fn context_of(pointer: &Itf) -> Result<Option<wmio::context::Context>, (u32,
     }
 }
 
-fn wmi_error(e: &WmiError) -> u32 {
-    e.status.code()
+/// The object an optional IWbemClassObject pointer carries (ExecMethod's
+/// input parameters).
+fn optional_object(pointer: &Itf) -> Result<Option<Object>, Refusal> {
+    match pointer.get() {
+        None => Ok(None),
+        Some(_) => object_of(pointer).map(Some),
+    }
+}
+
+/// PutInstance's instance and context, checked before it starts.
+fn put_arguments(
+    namespace: Namespace,
+    instance: &Itf,
+    context: &Itf,
+) -> Result<(Object, Option<wmio::context::Context>), Refusal> {
+    if namespace != Namespace::Iis {
+        return Err((
+            WBEM_E_NOT_SUPPORTED,
+            format!("{} has no instances to write", namespace.path()),
+        ));
+    }
+    Ok((object_of(instance)?, context_of(context)?))
+}
+
+/// Checks a query's language: WQL is the only one.
+fn wql(language: &Bstr) -> Result<(), Refusal> {
+    let language = bstr_text(language);
+    if language.eq_ignore_ascii_case("WQL") {
+        Ok(())
+    } else {
+        Err((
+            WBEM_E_INVALID_QUERY_TYPE,
+            format!("query language {language:?} is not WQL"),
+        ))
+    }
+}
+
+/// A provider error as a refusal: its status, and its message (the
+/// status is the HRESULT; the words need not repeat it).
+fn refusal(e: &WmiError) -> Refusal {
+    let message = match e.position {
+        Some(p) => format!("at column {p}: {}", e.message),
+        None => e.message.clone(),
+    };
+    (e.status.code(), message)
 }
 
 /// `__NAMESPACE` ([MS-WMI] 2.2.31): one instance per namespace below.
@@ -440,9 +486,55 @@ fn namespace_class() -> ClassDef {
 }
 
 /// A pending answer: HRESULT and what to log.
-type Refusal = (u32, String);
+pub(crate) type Refusal = (u32, String);
 
 impl Wbem {
+    /// An event subscription's feed: subscribed to the metabase's changes
+    /// before the first look, so no change falls between them.
+    fn event_feed(
+        &self,
+        namespace: Namespace,
+        language: &Bstr,
+        text: &str,
+    ) -> Result<Arc<EventFeed>, Refusal> {
+        wql(language)?;
+        if namespace != Namespace::Iis {
+            return Err((
+                WBEM_E_INVALID_CLASS,
+                format!("{} has no events", namespace.path()),
+            ));
+        }
+        let changes = self.files.metabase().subscribe();
+        let last = self.files.metabase().snapshot();
+        let model = ClassModel::from_schema(last.schema());
+        let query = wmi::events::EventQuery::parse(&model, text).map_err(|e| refusal(&e))?;
+        Ok(Arc::new(EventFeed {
+            query,
+            decoration: self.decoration(namespace),
+            state: Mutex::new(FeedState {
+                changes,
+                last,
+                pending: std::collections::VecDeque::new(),
+            }),
+        }))
+    }
+
+    /// Deletes the instance at `path`; its path in the namespace.
+    fn delete_instance(&self, namespace: Namespace, path: &str) -> Result<String, Refusal> {
+        if namespace != Namespace::Iis {
+            return Err((
+                WBEM_E_NOT_SUPPORTED,
+                format!("{} has no instances to delete", namespace.path()),
+            ));
+        }
+        let local = strip_namespace(path, namespace)?.to_string();
+        let snapshot = self.files.metabase().snapshot();
+        let model = ClassModel::from_schema(snapshot.schema());
+        wmi::write::delete_instance(self.files.metabase(), &model, &local)
+            .map_err(|e| refusal(&e))?;
+        Ok(local)
+    }
+
     fn decoration(&self, namespace: Namespace) -> Decoration {
         Decoration {
             server: self.server_name.clone(),
@@ -574,7 +666,7 @@ impl Wbem {
         let model = ClassModel::from_schema(snapshot.schema());
         let mut provider = Provider::new(&model, &snapshot);
         provider.backups = self.files.list_backups(None).unwrap_or_default();
-        f(&provider, &model).map_err(|e| (wmi_error(&e), e.to_string()))
+        f(&provider, &model).map_err(|e| refusal(&e))
     }
 
     fn namespace_instances(&self, namespace: Namespace) -> Vec<Object> {
@@ -611,8 +703,7 @@ impl Wbem {
     /// A WQL query's objects (or, with WBEM_FLAG_PROTOTYPE, its class).
     fn query(&self, namespace: Namespace, text: &str, flags: u32) -> Result<Vec<Object>, Refusal> {
         if namespace != Namespace::Iis {
-            let statement =
-                wmi::wql::parse_statement(text).map_err(|e| (wmi_error(&e), e.to_string()))?;
+            let statement = wmi::wql::parse_statement(text).map_err(|e| refusal(&e))?;
             let wmi::wql::Statement::Select(query) = statement else {
                 return Ok(Vec::new());
             };
@@ -892,7 +983,7 @@ impl Wbem {
         let snapshot = self.files.metabase().snapshot();
         let model = ClassModel::from_schema(snapshot.schema());
         let done = wmi::write::put_instance(self.files.metabase(), &model, &class, &properties)
-            .map_err(|e| (wmi_error(&e), e.to_string()))?;
+            .map_err(|e| refusal(&e))?;
         if !cleared.is_empty() {
             self.clear(&model, &class, &name, &cleared)?;
         }
@@ -908,7 +999,7 @@ impl Wbem {
         name: &str,
         properties: &[&str],
     ) -> Result<(), Refusal> {
-        let path = wmi::write::key_path(name).map_err(|e| (wmi_error(&e), e.to_string()))?;
+        let path = wmi::write::key_path(name).map_err(|e| refusal(&e))?;
         let ids: Vec<u32> = properties
             .iter()
             .filter_map(|p| match model.class(class)?.property(p)?.source {
@@ -974,7 +1065,7 @@ impl Wbem {
         }
         let snapshot = self.files.metabase().snapshot();
         let model = ClassModel::from_schema(snapshot.schema());
-        let wmi_error = |e: WmiError| (e.status.code(), e.to_string());
+        let wmi_error = |e: WmiError| refusal(&e);
         let outcome = wmi::methods::call(self.files.metabase(), &model, local, method, &args)
             .map_err(wmi_error)?;
         let values = match outcome {
@@ -1230,11 +1321,12 @@ impl WbemServices for WbemService {
         ))
     }
 
-    fn cancel_async_call(&self, call: &Call, _this: This, _sink: Itf) -> CallResult<(That, u32)> {
+    fn cancel_async_call(&self, call: &Call, _this: This, sink: Itf) -> CallResult<(That, u32)> {
         self.0.exporter.object::<ServicesObject>(call)?;
-        // No asynchronous call is ever pending: each completes before it
-        // returns.
-        Ok((That::default(), WBEM_E_NOT_FOUND))
+        Ok((
+            That::default(),
+            crate::asynchronous::cancel(&self.0, call, &sink),
+        ))
     }
 
     fn query_object_sink(
@@ -1277,13 +1369,18 @@ impl WbemServices for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _path: Bstr,
+        path: Bstr,
         _flags: u32,
         _context: Itf,
-        _sink: Itf,
+        sink: Itf,
     ) -> CallResult<(That, u32)> {
-        self.0.exporter.object::<ServicesObject>(call)?;
-        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let (wbem, namespace, path) = (self.0.clone(), services.namespace, bstr_text(&path));
+        let work = Work::Once(Box::new(move || {
+            wbem.get_object(namespace, &path)
+                .map(|o| Outcome::objects(vec![o]))
+        }));
+        self.start(call, "GetObjectAsync", namespace, &sink, work)
     }
 
     fn put_class(
@@ -1360,13 +1457,19 @@ impl WbemServices for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _superclass: Bstr,
-        _flags: u32,
+        superclass: Bstr,
+        flags: u32,
         _context: Itf,
-        _sink: Itf,
+        sink: Itf,
     ) -> CallResult<(That, u32)> {
-        self.0.exporter.object::<ServicesObject>(call)?;
-        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let (wbem, namespace, superclass) =
+            (self.0.clone(), services.namespace, bstr_text(&superclass));
+        let work = Work::Once(Box::new(move || {
+            wbem.class_enum(namespace, &superclass, flags)
+                .map(Outcome::objects)
+        }));
+        self.start(call, "CreateClassEnumAsync", namespace, &sink, work)
     }
 
     fn put_instance(
@@ -1381,18 +1484,11 @@ impl WbemServices for WbemService {
     ) -> CallResult<CallResultReply> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
         let fail = |hr| Ok((That::default(), none_in_out(), hr));
-        if services.namespace != Namespace::Iis {
-            return fail(WBEM_E_NOT_SUPPORTED);
-        }
         if flags & FLAG_RETURN_IMMEDIATELY != 0 && call_result.get().is_none() {
             return fail(WBEM_E_INVALID_PARAMETER);
         }
-        let object = match object_of(&instance) {
-            Ok(o) => o,
-            Err(refusal) => return fail(self.refuse("PutInstance", refusal)),
-        };
-        let context = match context_of(&context) {
-            Ok(c) => c,
+        let (object, context) = match put_arguments(services.namespace, &instance, &context) {
+            Ok(a) => a,
             Err(refusal) => return fail(self.refuse("PutInstance", refusal)),
         };
         let path = match self.0.put_instance(&object, flags, context.as_ref()) {
@@ -1424,13 +1520,27 @@ impl WbemServices for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _instance: Itf,
-        _flags: u32,
-        _context: Itf,
-        _sink: Itf,
+        instance: Itf,
+        flags: u32,
+        context: Itf,
+        sink: Itf,
     ) -> CallResult<(That, u32)> {
-        self.0.exporter.object::<ServicesObject>(call)?;
-        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let (object, context) = match put_arguments(services.namespace, &instance, &context) {
+            Ok(a) => a,
+            Err(refusal) => return Ok((That::default(), self.refuse("PutInstanceAsync", refusal))),
+        };
+        let (wbem, user) = (self.0.clone(), call.client.clone());
+        let work = Work::Once(Box::new(move || {
+            let path = wbem.put_instance(&object, flags, context.as_ref())?;
+            tracing::info!(?user, path, "WMI PutInstanceAsync");
+            Ok(Outcome {
+                objects: Vec::new(),
+                status: WBEM_S_NO_ERROR,
+                text: Some(path),
+            })
+        }));
+        self.start(call, "PutInstanceAsync", services.namespace, &sink, work)
     }
 
     fn delete_instance(
@@ -1445,22 +1555,16 @@ impl WbemServices for WbemService {
     ) -> CallResult<CallResultReply> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
         let fail = |hr| Ok((That::default(), none_in_out(), hr));
-        if services.namespace != Namespace::Iis {
-            return fail(WBEM_E_NOT_SUPPORTED);
-        }
         if flags & FLAG_RETURN_IMMEDIATELY != 0 && call_result.get().is_none() {
             return fail(WBEM_E_INVALID_PARAMETER);
         }
-        let path = bstr_text(&path);
-        let local = match strip_namespace(&path, services.namespace) {
-            Ok(l) => l.to_string(),
+        let local = match self
+            .0
+            .delete_instance(services.namespace, &bstr_text(&path))
+        {
+            Ok(l) => l,
             Err(refusal) => return fail(self.refuse("DeleteInstance", refusal)),
         };
-        let snapshot = self.0.files.metabase().snapshot();
-        let model = ClassModel::from_schema(snapshot.schema());
-        if let Err(e) = wmi::write::delete_instance(self.0.files.metabase(), &model, &local) {
-            return fail(self.refuse("DeleteInstance", (wmi_error(&e), e.to_string())));
-        }
         tracing::info!(user = ?call.client, path = local, "WMI DeleteInstance");
         let result = match self.0.optional_call_result(
             call,
@@ -1486,13 +1590,20 @@ impl WbemServices for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _path: Bstr,
+        path: Bstr,
         _flags: u32,
         _context: Itf,
-        _sink: Itf,
+        sink: Itf,
     ) -> CallResult<(That, u32)> {
-        self.0.exporter.object::<ServicesObject>(call)?;
-        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let (wbem, namespace, path) = (self.0.clone(), services.namespace, bstr_text(&path));
+        let user = call.client.clone();
+        let work = Work::Once(Box::new(move || {
+            let local = wbem.delete_instance(namespace, &path)?;
+            tracing::info!(?user, path = local, "WMI DeleteInstanceAsync");
+            Ok(Outcome::objects(Vec::new()))
+        }));
+        self.start(call, "DeleteInstanceAsync", namespace, &sink, work)
     }
 
     fn create_instance_enum(
@@ -1513,13 +1624,18 @@ impl WbemServices for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _class: Bstr,
-        _flags: u32,
+        class: Bstr,
+        flags: u32,
         _context: Itf,
-        _sink: Itf,
+        sink: Itf,
     ) -> CallResult<(That, u32)> {
-        self.0.exporter.object::<ServicesObject>(call)?;
-        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let (wbem, namespace, class) = (self.0.clone(), services.namespace, bstr_text(&class));
+        let work = Work::Once(Box::new(move || {
+            wbem.instance_enum(namespace, &class, flags)
+                .map(Outcome::objects)
+        }));
+        self.start(call, "CreateInstanceEnumAsync", namespace, &sink, work)
     }
 
     fn exec_query(
@@ -1532,12 +1648,7 @@ impl WbemServices for WbemService {
         _context: Itf,
     ) -> CallResult<(That, Itf, u32)> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
-        let language = bstr_text(&language);
-        if !language.eq_ignore_ascii_case("WQL") {
-            let refusal = (
-                WBEM_E_INVALID_QUERY_TYPE,
-                format!("query language {language:?} is not WQL"),
-            );
+        if let Err(refusal) = wql(&language) {
             return Ok((That::default(), none(), self.refuse("ExecQuery", refusal)));
         }
         let text = bstr_text(&query);
@@ -1549,14 +1660,21 @@ impl WbemServices for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _language: Bstr,
-        _query: Bstr,
-        _flags: u32,
+        language: Bstr,
+        query: Bstr,
+        flags: u32,
         _context: Itf,
-        _sink: Itf,
+        sink: Itf,
     ) -> CallResult<(That, u32)> {
-        self.0.exporter.object::<ServicesObject>(call)?;
-        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        if let Err(refusal) = wql(&language) {
+            return Ok((That::default(), self.refuse("ExecQueryAsync", refusal)));
+        }
+        let (wbem, namespace, text) = (self.0.clone(), services.namespace, bstr_text(&query));
+        let work = Work::Once(Box::new(move || {
+            wbem.query(namespace, &text, flags).map(Outcome::objects)
+        }));
+        self.start(call, "ExecQueryAsync", namespace, &sink, work)
     }
 
     fn exec_notification_query(
@@ -1570,45 +1688,11 @@ impl WbemServices for WbemService {
     ) -> CallResult<(That, Itf, u32)> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
         let fail = |hr| Ok((That::default(), none(), hr));
-        let language = bstr_text(&language);
-        if !language.eq_ignore_ascii_case("WQL") {
-            return fail(self.refuse(
-                "ExecNotificationQuery",
-                (
-                    WBEM_E_INVALID_QUERY_TYPE,
-                    format!("query language {language:?} is not WQL"),
-                ),
-            ));
-        }
-        if services.namespace != Namespace::Iis {
-            return fail(self.refuse(
-                "ExecNotificationQuery",
-                (
-                    WBEM_E_INVALID_CLASS,
-                    format!("{} has no events", services.namespace.path()),
-                ),
-            ));
-        }
         let text = bstr_text(&query);
-        // Subscribed before the first look: no change falls between them.
-        let changes = self.0.files.metabase().subscribe();
-        let last = self.0.files.metabase().snapshot();
-        let model = ClassModel::from_schema(last.schema());
-        let parsed = match wmi::events::EventQuery::parse(&model, &text) {
-            Ok(q) => q,
-            Err(e) => {
-                return fail(self.refuse("ExecNotificationQuery", (wmi_error(&e), e.to_string())))
-            }
+        let feed = match self.0.event_feed(services.namespace, &language, &text) {
+            Ok(f) => f,
+            Err(refusal) => return fail(self.refuse("ExecNotificationQuery", refusal)),
         };
-        let feed = Arc::new(EventFeed {
-            query: parsed,
-            decoration: self.0.decoration(services.namespace),
-            state: Mutex::new(FeedState {
-                changes,
-                last,
-                pending: std::collections::VecDeque::new(),
-            }),
-        });
         tracing::info!(user = ?call.client, query = text, "WMI: event subscription");
         match self.0.export_enum(call, EnumObject::Events(feed)) {
             Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),
@@ -1620,14 +1704,34 @@ impl WbemServices for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _language: Bstr,
-        _query: Bstr,
+        language: Bstr,
+        query: Bstr,
         _flags: u32,
         _context: Itf,
-        _sink: Itf,
+        sink: Itf,
     ) -> CallResult<(That, u32)> {
-        self.0.exporter.object::<ServicesObject>(call)?;
-        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let text = bstr_text(&query);
+        let feed = match self.0.event_feed(services.namespace, &language, &text) {
+            Ok(f) => f,
+            Err(refusal) => {
+                return Ok((
+                    That::default(),
+                    self.refuse("ExecNotificationQueryAsync", refusal),
+                ))
+            }
+        };
+        let hr = self.start(
+            call,
+            "ExecNotificationQueryAsync",
+            services.namespace,
+            &sink,
+            Work::Events(feed),
+        )?;
+        if hr.1 == WBEM_S_NO_ERROR {
+            tracing::info!(user = ?call.client, query = text, "WMI: event subscription (asynchronous)");
+        }
+        Ok(hr)
     }
 
     fn exec_method(
@@ -1650,12 +1754,9 @@ impl WbemServices for WbemService {
         }
         let path = bstr_text(&path);
         let method = bstr_text(&method);
-        let input = match in_params.get() {
-            None => None,
-            Some(_) => match object_of(&in_params) {
-                Ok(o) => Some(o),
-                Err(refusal) => return fail(self.refuse("ExecMethod", refusal)),
-            },
+        let input = match optional_object(&in_params) {
+            Ok(o) => o,
+            Err(refusal) => return fail(self.refuse("ExecMethod", refusal)),
         };
         let output = match self
             .0
@@ -1674,19 +1775,45 @@ impl WbemServices for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _path: Bstr,
-        _method: Bstr,
+        path: Bstr,
+        method: Bstr,
         _flags: u32,
         _context: Itf,
-        _in_params: Itf,
-        _sink: Itf,
+        in_params: Itf,
+        sink: Itf,
     ) -> CallResult<(That, u32)> {
-        self.0.exporter.object::<ServicesObject>(call)?;
-        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+        let services = self.0.exporter.object::<ServicesObject>(call)?;
+        let input = match optional_object(&in_params) {
+            Ok(o) => o,
+            Err(refusal) => return Ok((That::default(), self.refuse("ExecMethodAsync", refusal))),
+        };
+        let (wbem, namespace) = (self.0.clone(), services.namespace);
+        let (path, method, user) = (bstr_text(&path), bstr_text(&method), call.client.clone());
+        let work = Work::Once(Box::new(move || {
+            let output = wbem.exec_method(namespace, &path, &method, input.as_ref())?;
+            tracing::info!(?user, path, method, "WMI ExecMethodAsync");
+            Ok(Outcome::objects(vec![output]))
+        }));
+        self.start(call, "ExecMethodAsync", namespace, &sink, work)
     }
 }
 
 impl WbemService {
+    /// Starts an asynchronous operation (see [`crate::asynchronous`]).
+    fn start(
+        &self,
+        call: &Call<'_>,
+        what: &'static str,
+        namespace: Namespace,
+        sink: &Itf,
+        work: Work,
+    ) -> CallResult<(That, u32)> {
+        Ok((
+            That::default(),
+            crate::asynchronous::start(&self.0, call, what, namespace, sink, work),
+        ))
+    }
+
     /// An enumerator over what a call found, or its refusal.
     fn answer_enum(
         &self,
@@ -1748,11 +1875,30 @@ impl EnumWbemClassObject for WbemService {
         &self,
         call: &Call,
         _this: This,
-        _count: u32,
-        _sink: Itf,
+        count: u32,
+        sink: Itf,
     ) -> CallResult<(That, u32)> {
-        self.0.exporter.object::<EnumObject>(call)?;
-        Ok((That::default(), WBEM_E_NOT_SUPPORTED))
+        let e = self.0.exporter.object::<EnumObject>(call)?;
+        if count == 0 {
+            return Ok((That::default(), WBEM_S_FALSE));
+        }
+        let wbem = self.0.clone();
+        let work = Work::Once(Box::new(move || {
+            // The objects there are, or (events) as many as happen before
+            // the longest wait.
+            let (objects, status) = e.take(&wbem, count, INFINITE, &|| true);
+            if status & 0x8000_0000 != 0 {
+                return Err((status, "the enumeration failed".into()));
+            }
+            Ok(Outcome {
+                objects,
+                status,
+                text: None,
+            })
+        }));
+        // The decoration of the error object only: the enumerator's
+        // objects carry their own.
+        self.start(call, "NextAsync", Namespace::Iis, &sink, work)
     }
 
     fn clone_enum(&self, call: &Call, _this: This) -> CallResult<(That, Itf, u32)> {
