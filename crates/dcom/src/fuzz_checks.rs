@@ -5,6 +5,7 @@
 use msrpc::ndr::{from_bytes, to_bytes, Syntax};
 
 use crate::activation::parse_request;
+use crate::errorinfo::ErrorInfo;
 use crate::interfaces::{
     ActivationServer, ClassFactoryServer, ObjectExporterServer, RemUnknown2AddsServer,
     RemUnknownServer, RemoteScmActivatorServer,
@@ -13,7 +14,9 @@ use crate::objref::{Bindings, ObjRef};
 use crate::types::{MInterfacePointer, OrpcThat, OrpcThis};
 
 /// The first byte picks the structure: OBJREF, a packet DUALSTRINGARRAY,
-/// ORPCTHIS or ORPCTHAT (either byte order), activation properties.
+/// ORPCTHIS or ORPCTHAT (either byte order; an ORPCTHAT's error
+/// information, and the error object's format alone), activation
+/// properties.
 /// Nothing panics; what decodes re-encodes to the same value.
 pub fn structures(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
@@ -48,8 +51,16 @@ pub fn structures(data: &[u8]) {
                 let bytes = to_bytes(&that, Syntax::Ndr20);
                 assert_eq!(
                     from_bytes::<OrpcThat>(&bytes, Syntax::Ndr20, true),
-                    Ok(that)
+                    Ok(that.clone())
                 );
+                // Error information in it reads, and reads back.
+                if let Some(info) = ErrorInfo::of_that(&that) {
+                    assert_eq!(ErrorInfo::of_that(&info.that()), Some(info));
+                }
+            }
+            // The error object's own format, as the whole input.
+            if let Ok(info) = ErrorInfo::decode(rest) {
+                assert_eq!(ErrorInfo::decode(&info.encode()), Ok(info));
             }
         }
         _ => {

@@ -10,6 +10,8 @@
 //! - [`exporter`]: the OXID, the classes, objects (OIDs), interface
 //!   pointers (IPIDs), reference counts, ping sets, and the reclamation
 //!   of objects whose clients stopped pinging.
+//! - [`errorinfo`]: the error information a failing call's ORPCTHAT
+//!   carries (what IErrorInfo tells a caller).
 //! - [`client`]: activation and release from the client side.
 //! - [`callback`]: calling back an object a client handed the service
 //!   (resolved at the client's own resolver, pinged while held), and the
@@ -25,6 +27,7 @@
 pub mod activation;
 pub mod callback;
 pub mod client;
+pub mod errorinfo;
 pub mod exporter;
 /// What the fuzz targets and the corpus replay call; not in the product.
 #[cfg(feature = "fuzz-checks")]

@@ -194,6 +194,15 @@ fn dcom_corpus_cases_from_impacket_decode() {
     let this: dcom::types::OrpcThis = from_bytes(&this[1..], Syntax::Ndr20, true).unwrap();
     let extensions = this.extensions.get().unwrap();
     assert_eq!(extensions.size, 1);
+    // An ORPCTHAT with error information, as a refused WMI call answers
+    // (Impacket's ORPCTHAT reads the same bytes in tests/wmi_wire.rs).
+    let that = case("dcom_structures", "orpcthat_error_info");
+    let that: dcom::types::OrpcThat = from_bytes(&that[1..], Syntax::Ndr20, true).unwrap();
+    let info = dcom::errorinfo::ErrorInfo::of_that(&that).unwrap();
+    assert_eq!(
+        info.description.as_deref(),
+        Some("there is no IIsWebServer named 'W3SVC/99'")
+    );
     let objref = case("dcom_structures", "objref_standard");
     let dcom::objref::ObjRef::Standard { std, resolver, .. } =
         dcom::objref::ObjRef::decode(&objref[1..]).unwrap()

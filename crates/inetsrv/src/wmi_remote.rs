@@ -67,6 +67,18 @@ fn status_name(hr: u32) -> String {
     }
 }
 
+/// Like [`check`], with the words of the error information the answer
+/// carries ([MS-DCOM] 2.2.21), when it does.
+fn check_that(that: &dcom::types::OrpcThat, hr: u32, what: &str) -> Result<()> {
+    if hr == WBEM_S_NO_ERROR {
+        return Ok(());
+    }
+    match dcom::errorinfo::ErrorInfo::of_that(that).and_then(|i| i.description) {
+        Some(why) => bail!("{what}: the server answered {}: {why}", status_name(hr)),
+        None => check(hr, what),
+    }
+}
+
 fn check(hr: u32, what: &str) -> Result<()> {
     if hr == WBEM_S_NO_ERROR {
         Ok(())
@@ -204,7 +216,7 @@ impl Session {
         let handler = || Unique::new(Some(sink.pointer.clone()));
         let none = || Unique::new(None);
         let mut services = self.services().await?;
-        let (_, hr) = match call {
+        let (that, hr) = match call {
             AsyncCall::Query(text) => {
                 services
                     .exec_query_async(this(), bstr("WQL"), bstr(text), 0, none(), handler())
@@ -266,7 +278,7 @@ impl Session {
                     .await?
             }
         };
-        check(hr, &what)?;
+        check_that(&that, hr, &what)?;
         Ok(sink)
     }
 
@@ -324,7 +336,7 @@ impl Session {
     /// ExecQuery or (`events`) ExecNotificationQuery: the enumerator.
     async fn exec(&mut self, text: &str, events: bool) -> Result<Remote> {
         let mut services = self.services().await?;
-        let (what, (_, enumerator, hr)) = if events {
+        let (what, (that, enumerator, hr)) = if events {
             let answer = services
                 .exec_notification_query(
                     this(),
@@ -347,7 +359,7 @@ impl Session {
                 .await?;
             ("ExecQuery", answer)
         };
-        check(hr, what)?;
+        check_that(&that, hr, what)?;
         self.remote(enumerator.get(), what)
     }
 
@@ -407,7 +419,7 @@ impl Session {
                 .pop()
                 .ok_or_else(|| anyhow!("GetObjectAsync {path}: no object came"));
         }
-        let (_, object, _, hr) = self
+        let (that, object, _, hr) = self
             .services()
             .await?
             .get_object(
@@ -420,7 +432,7 @@ impl Session {
                 msrpc::ndr::IgnoredRest,
             )
             .await?;
-        check(hr, &format!("GetObject {path}"))?;
+        check_that(&that, hr, &format!("GetObject {path}"))?;
         let pointer = object.get().and_then(|p| p.get()).cloned();
         object_of(&Unique::new(pointer))
             .map_err(|(hr, why)| anyhow!("GetObject {path}: {} ({why})", status_name(hr)))
@@ -431,12 +443,12 @@ impl Session {
         if self.sinks.is_some() {
             return Ok(self.call_async(AsyncCall::Classes).await?.objects);
         }
-        let (_, enumerator, hr) = self
+        let (that, enumerator, hr) = self
             .services()
             .await?
             .create_class_enum(this(), bstr(""), 0x20, Unique::new(None))
             .await?;
-        check(hr, "CreateClassEnum")?;
+        check_that(&that, hr, "CreateClassEnum")?;
         let enumerator = self.remote(enumerator.get(), "CreateClassEnum")?;
         let mut objects = Vec::new();
         loop {
@@ -473,7 +485,7 @@ impl Session {
             let delivered = self.call_async(AsyncCall::Put(object)).await?;
             return Ok(delivered.text.unwrap_or_default());
         }
-        let (_, result, hr) = self
+        let (that, result, hr) = self
             .services()
             .await?
             .put_instance(
@@ -485,7 +497,7 @@ impl Session {
                 msrpc::ndr::IgnoredRest,
             )
             .await?;
-        check(hr, &format!("PutInstance of {class}"))?;
+        check_that(&that, hr, &format!("PutInstance of {class}"))?;
         let pointer = result.get().and_then(|p| p.get()).cloned();
         let result = self.remote(pointer.as_ref(), "PutInstance")?;
         let (_, path, hr) = WbemCallResultClient::bind(&mut self.conn)
@@ -502,7 +514,7 @@ impl Session {
             self.call_async(AsyncCall::Delete(path)).await?;
             return Ok(());
         }
-        let (_, _, hr) = self
+        let (that, _, hr) = self
             .services()
             .await?
             .delete_instance(
@@ -514,7 +526,7 @@ impl Session {
                 msrpc::ndr::IgnoredRest,
             )
             .await?;
-        check(hr, &format!("DeleteInstance {path}"))
+        check_that(&that, hr, &format!("DeleteInstance {path}"))
     }
 
     /// ExecMethod: the output parameters, if the method has any.
@@ -532,7 +544,7 @@ impl Session {
             };
             return Ok(self.call_async(call).await?.objects.pop());
         }
-        let (_, output, _, hr) = self
+        let (that, output, _, hr) = self
             .services()
             .await?
             .exec_method(
@@ -547,7 +559,7 @@ impl Session {
                 msrpc::ndr::IgnoredRest,
             )
             .await?;
-        check(hr, &format!("{method} on {path}"))?;
+        check_that(&that, hr, &format!("{method} on {path}"))?;
         let pointer = output.get().and_then(|p| p.get()).cloned();
         Ok(object_of(&Unique::new(pointer)).ok())
     }

@@ -180,6 +180,18 @@ fn impacket_reads_classes_instances_and_errors_through_iwbemservices() {
     assert_eq!(class["comment_type"], "string");
     assert_eq!(class["bindings_cimtype"], "object:ServerBinding");
     assert_eq!(out["missing"], WBEM_E_NOT_FOUND, "{out}");
+    // Why, in the error information of the answer's ORPCTHAT ([MS-DCOM]
+    // 2.2.21), as Impacket's own ORPCTHAT reads it.
+    assert_eq!(
+        out["missing_description"], "there is no IIsWebServerSetting named 'W3SVC/99'",
+        "{out}"
+    );
+    assert!(
+        out["bad_query_description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("at column ")),
+        "{out}"
+    );
     assert_eq!(out["no_class"], WBEM_E_NOT_FOUND, "{out}");
     assert_eq!(out["bad_query"], WBEM_E_INVALID_QUERY, "{out}");
     assert_eq!(out["bad_class"], WBEM_E_INVALID_CLASS, "{out}");

@@ -485,6 +485,14 @@ fn namespace_class() -> ClassDef {
     }
 }
 
+/// The Source of the error information a refused call carries.
+const ERROR_SOURCE: &str = "inetsrv WMI (IIS_PROVIDER)";
+
+/// An answer that is an HRESULT alone.
+fn plain(hr: u32) -> (That, u32) {
+    (That::default(), hr)
+}
+
 /// A pending answer: HRESULT and what to log.
 pub(crate) type Refusal = (u32, String);
 
@@ -1190,9 +1198,13 @@ fn strip_namespace(path: &str, namespace: Namespace) -> Result<&str, Refusal> {
 pub struct WbemService(pub Arc<Wbem>);
 
 impl WbemService {
-    fn refuse(&self, what: &str, (hr, why): Refusal) -> u32 {
+    /// A refused call's answer: its HRESULT, and an ORPCTHAT whose error
+    /// information ([MS-DCOM] 2.2.21) says why, as IErrorInfo tells a
+    /// Windows caller.
+    fn refuse(&self, what: &str, (hr, why): Refusal) -> (That, u32) {
         tracing::info!(hr = format_args!("{hr:#010x}"), "WMI {what}: {why}");
-        hr
+        let info = dcom::errorinfo::ErrorInfo::new(IID_IWBEM_SERVICES, ERROR_SOURCE, &why);
+        (info.that(), hr)
     }
 }
 
@@ -1247,27 +1259,27 @@ impl WbemLevel1Login for WbemService {
         _context: Itf,
     ) -> CallResult<(That, Itf, u32)> {
         self.0.exporter.object::<LoginObject>(call)?;
-        let fail = |hr| Ok((That::default(), none(), hr));
+        let fail = |(that, hr): (That, u32)| Ok((that, none(), hr));
         if !iisadmin::admitted(call, &self.0.admins, "WMI NTLMLogin") {
-            return fail(WBEM_E_ACCESS_DENIED);
+            return fail(plain(WBEM_E_ACCESS_DENIED));
         }
         if flags != 0 {
-            return fail(WBEM_E_INVALID_PARAMETER);
+            return fail(plain(WBEM_E_INVALID_PARAMETER));
         }
         let Some(resource) = network_resource.get().map(|w| w.0.clone()) else {
-            return fail(WBEM_E_INVALID_PARAMETER);
+            return fail(plain(WBEM_E_INVALID_PARAMETER));
         };
         if resource.chars().count() > MAX_NAMESPACE {
-            return fail(WBEM_E_QUOTA_VIOLATION);
+            return fail(plain(WBEM_E_QUOTA_VIOLATION));
         }
         let Some(namespace) = Namespace::parse(&resource) else {
             tracing::info!(resource, "WMI NTLMLogin: no such namespace");
-            return fail(WBEM_E_INVALID_NAMESPACE);
+            return fail(plain(WBEM_E_INVALID_NAMESPACE));
         };
         tracing::info!(user = ?call.client, namespace = namespace.path(), "WMI: logged on");
         match self.0.services(call, namespace) {
             Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),
-            Err(hr) => fail(hr),
+            Err(hr) => fail(plain(hr)),
         }
     }
 }
@@ -1286,7 +1298,7 @@ impl WbemServices for WbemService {
     ) -> CallResult<ObjectReply> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
         let name = bstr_text(&namespace);
-        let fail = |hr| Ok((That::default(), none_in_out(), none_in_out(), hr));
+        let fail = |(that, hr): (That, u32)| Ok((that, none_in_out(), none_in_out(), hr));
         let Some(opened) = services.namespace.open(&name) else {
             return fail(self.refuse(
                 "OpenNamespace",
@@ -1298,7 +1310,7 @@ impl WbemServices for WbemService {
         };
         let pointer = match self.0.services(call, opened) {
             Ok(p) => p,
-            Err(hr) => return fail(hr),
+            Err(hr) => return fail(plain(hr)),
         };
         let call_result = match self.0.optional_call_result(
             call,
@@ -1311,7 +1323,7 @@ impl WbemServices for WbemService {
             },
         ) {
             Ok(p) => p,
-            Err(hr) => return fail(hr),
+            Err(hr) => return fail(plain(hr)),
         };
         Ok((
             That::default(),
@@ -1352,13 +1364,13 @@ impl WbemServices for WbemService {
     ) -> CallResult<ObjectReply> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
         let path = bstr_text(&path);
-        let fail = |hr| Ok((That::default(), none_in_out(), none_in_out(), hr));
+        let fail = |(that, hr): (That, u32)| Ok((that, none_in_out(), none_in_out(), hr));
         let found = match self.0.get_object(services.namespace, &path) {
             Ok(o) => o,
             Err(refusal) => return fail(self.refuse("GetObject", refusal)),
         };
         if flags & FLAG_RETURN_IMMEDIATELY != 0 && call_result.get().is_none() {
-            return fail(WBEM_E_INVALID_PARAMETER);
+            return fail(plain(WBEM_E_INVALID_PARAMETER));
         }
         Ok(self
             .0
@@ -1483,9 +1495,9 @@ impl WbemServices for WbemService {
         _rest: IgnoredRest,
     ) -> CallResult<CallResultReply> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
-        let fail = |hr| Ok((That::default(), none_in_out(), hr));
+        let fail = |(that, hr): (That, u32)| Ok((that, none_in_out(), hr));
         if flags & FLAG_RETURN_IMMEDIATELY != 0 && call_result.get().is_none() {
-            return fail(WBEM_E_INVALID_PARAMETER);
+            return fail(plain(WBEM_E_INVALID_PARAMETER));
         }
         let (object, context) = match put_arguments(services.namespace, &instance, &context) {
             Ok(a) => a,
@@ -1507,7 +1519,7 @@ impl WbemServices for WbemService {
             },
         ) {
             Ok(p) => p,
-            Err(hr) => return fail(hr),
+            Err(hr) => return fail(plain(hr)),
         };
         Ok((
             That::default(),
@@ -1528,7 +1540,7 @@ impl WbemServices for WbemService {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
         let (object, context) = match put_arguments(services.namespace, &instance, &context) {
             Ok(a) => a,
-            Err(refusal) => return Ok((That::default(), self.refuse("PutInstanceAsync", refusal))),
+            Err(refusal) => return Ok(self.refuse("PutInstanceAsync", refusal)),
         };
         let (wbem, user) = (self.0.clone(), call.client.clone());
         let work = Work::Once(Box::new(move || {
@@ -1554,9 +1566,9 @@ impl WbemServices for WbemService {
         _rest: IgnoredRest,
     ) -> CallResult<CallResultReply> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
-        let fail = |hr| Ok((That::default(), none_in_out(), hr));
+        let fail = |(that, hr): (That, u32)| Ok((that, none_in_out(), hr));
         if flags & FLAG_RETURN_IMMEDIATELY != 0 && call_result.get().is_none() {
-            return fail(WBEM_E_INVALID_PARAMETER);
+            return fail(plain(WBEM_E_INVALID_PARAMETER));
         }
         let local = match self
             .0
@@ -1577,7 +1589,7 @@ impl WbemServices for WbemService {
             },
         ) {
             Ok(p) => p,
-            Err(hr) => return fail(hr),
+            Err(hr) => return fail(plain(hr)),
         };
         Ok((
             That::default(),
@@ -1649,7 +1661,8 @@ impl WbemServices for WbemService {
     ) -> CallResult<(That, Itf, u32)> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
         if let Err(refusal) = wql(&language) {
-            return Ok((That::default(), none(), self.refuse("ExecQuery", refusal)));
+            let (that, hr) = self.refuse("ExecQuery", refusal);
+            return Ok((that, none(), hr));
         }
         let text = bstr_text(&query);
         let found = self.0.query(services.namespace, &text, flags);
@@ -1668,7 +1681,7 @@ impl WbemServices for WbemService {
     ) -> CallResult<(That, u32)> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
         if let Err(refusal) = wql(&language) {
-            return Ok((That::default(), self.refuse("ExecQueryAsync", refusal)));
+            return Ok(self.refuse("ExecQueryAsync", refusal));
         }
         let (wbem, namespace, text) = (self.0.clone(), services.namespace, bstr_text(&query));
         let work = Work::Once(Box::new(move || {
@@ -1687,7 +1700,7 @@ impl WbemServices for WbemService {
         _context: Itf,
     ) -> CallResult<(That, Itf, u32)> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
-        let fail = |hr| Ok((That::default(), none(), hr));
+        let fail = |(that, hr): (That, u32)| Ok((that, none(), hr));
         let text = bstr_text(&query);
         let feed = match self.0.event_feed(services.namespace, &language, &text) {
             Ok(f) => f,
@@ -1696,7 +1709,7 @@ impl WbemServices for WbemService {
         tracing::info!(user = ?call.client, query = text, "WMI: event subscription");
         match self.0.export_enum(call, EnumObject::Events(feed)) {
             Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),
-            Err(hr) => fail(hr),
+            Err(hr) => fail(plain(hr)),
         }
     }
 
@@ -1714,12 +1727,7 @@ impl WbemServices for WbemService {
         let text = bstr_text(&query);
         let feed = match self.0.event_feed(services.namespace, &language, &text) {
             Ok(f) => f,
-            Err(refusal) => {
-                return Ok((
-                    That::default(),
-                    self.refuse("ExecNotificationQueryAsync", refusal),
-                ))
-            }
+            Err(refusal) => return Ok(self.refuse("ExecNotificationQueryAsync", refusal)),
         };
         let hr = self.start(
             call,
@@ -1748,9 +1756,9 @@ impl WbemServices for WbemService {
         _rest: IgnoredRest,
     ) -> CallResult<ObjectReply> {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
-        let fail = |hr| Ok((That::default(), none_in_out(), none_in_out(), hr));
+        let fail = |(that, hr): (That, u32)| Ok((that, none_in_out(), none_in_out(), hr));
         if flags & FLAG_RETURN_IMMEDIATELY != 0 && call_result.get().is_none() {
-            return fail(WBEM_E_INVALID_PARAMETER);
+            return fail(plain(WBEM_E_INVALID_PARAMETER));
         }
         let path = bstr_text(&path);
         let method = bstr_text(&method);
@@ -1785,7 +1793,7 @@ impl WbemServices for WbemService {
         let services = self.0.exporter.object::<ServicesObject>(call)?;
         let input = match optional_object(&in_params) {
             Ok(o) => o,
-            Err(refusal) => return Ok((That::default(), self.refuse("ExecMethodAsync", refusal))),
+            Err(refusal) => return Ok(self.refuse("ExecMethodAsync", refusal)),
         };
         let (wbem, namespace) = (self.0.clone(), services.namespace);
         let (path, method, user) = (bstr_text(&path), bstr_text(&method), call.client.clone());
@@ -1824,7 +1832,10 @@ impl WbemService {
     ) -> CallResult<(That, Itf, u32)> {
         let objects = match found {
             Ok(objects) => objects,
-            Err(refusal) => return Ok((That::default(), none(), self.refuse(what, refusal))),
+            Err(refusal) => {
+                let (that, hr) = self.refuse(what, refusal);
+                return Ok((that, none(), hr));
+            }
         };
         match self.0.enumerator(call, objects, flags) {
             Ok(p) => Ok((That::default(), Unique::new(Some(p)), WBEM_S_NO_ERROR)),

@@ -64,6 +64,30 @@ def code(e):
     return c if isinstance(c, int) else str(c)
 
 
+def error_description(e):
+    """The Description of the error information a failed call's ORPCTHAT
+    carries ([MS-DCOM] 2.2.21), read with Impacket's ORPCTHAT and
+    OBJREF_CUSTOM."""
+    extents = e.get_packet()["ORPCthat"]["extensions"]["extent"]
+    for extent in extents:
+        if extent["id"] != uuid.string_to_bin("0000031c-0000-0000-c000-000000000046"):
+            continue
+        objref = OBJREF_CUSTOM(b"".join(extent["data"])[:extent["size"]])
+        data, at, texts = objref["pObjectData"], 24, []
+        for _ in range(3):
+            (signature,) = struct.unpack_from("<L", data, at)
+            at += 4
+            if signature == 0:
+                texts.append(None)
+                continue
+            (count,) = struct.unpack_from("<L", data, at)
+            at += 12
+            texts.append(data[at:at + 2 * count].decode("utf-16le").rstrip("\x00"))
+            at += 2 * count
+        return texts[1]
+    return None
+
+
 def services(dcom, namespace, before=None):
     """A login and the services of `namespace`, at packet privacy (as
     wmiquery.py sets it, after NTLMLogin; the login's own calls come
@@ -182,6 +206,7 @@ try:
                     out[name] = "no error"
                 except Exception as e:
                     out[name] = code(e)
+                    out[name + "_description"] = error_description(e)
             pools = drain(svc.CreateInstanceEnum("IIsApplicationPool"))
             out["pools"] = [values(o, ["Name"])["Name"] for o in pools]
             # Impacket's CreateClassEnum hands back the raw answer.
