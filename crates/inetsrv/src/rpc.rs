@@ -49,6 +49,8 @@ pub struct RpcEndpoint {
     /// IMSAdminBaseW's state: its change-notification sinks are told when
     /// the service stops.
     pub admin_base: std::sync::Arc<iisadmin::imsa::AdminBase>,
+    /// The WMI service: its asynchronous calls' sinks are told too.
+    pub wbem: std::sync::Arc<wbem::Wbem>,
 }
 
 /// The keytab to use: `--keytab` (which must load), else
@@ -374,23 +376,20 @@ async fn start_endpoint(
     let admins: std::sync::Arc<dyn iisadmin::Admins> =
         std::sync::Arc::new(UserDbAdmins(UserDb::for_state_dir(state_dir)));
     // WMI ([MS-WMI]) over the same metabase, for the same administrators.
-    wbem::serve(
-        &server,
-        std::sync::Arc::new(wbem::Wbem {
-            files: files.clone(),
-            admins: admins.clone(),
-            server_name: nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "localhost".into()),
-            exporter: exporter.clone(),
-            service: Some(wbem::service::ServiceControl {
-                was: host.was.clone(),
-                runtime: host.runtime.clone(),
-            }),
-            operations: Default::default(),
+    let wmi_service = std::sync::Arc::new(wbem::Wbem {
+        files: files.clone(),
+        admins: admins.clone(),
+        server_name: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into()),
+        exporter: exporter.clone(),
+        service: Some(wbem::service::ServiceControl {
+            was: host.was.clone(),
+            runtime: host.runtime.clone(),
         }),
-        level,
-    );
+        operations: Default::default(),
+    });
+    wbem::serve(&server, wmi_service.clone(), level);
     let admin_base = iisadmin::imsa::AdminBase::new(files, admins.clone());
     iisadmin::imsa::serve(&server, &exporter, admin_base.clone(), level);
     let listener = host.listener.clone();
@@ -470,6 +469,7 @@ async fn start_endpoint(
     tracing::info!(tcp = %tcp, local = %local.display(), "RPC endpoint started");
     Ok(RpcEndpoint {
         admin_base,
+        wbem: wmi_service,
         min_auth_level: level,
         tcp,
         local,

@@ -249,13 +249,18 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         println!("stopping...");
         let _ = std::io::stdout().flush();
         if let Some(rpc) = &rpc {
-            // IMSAdminBaseSinkW::ShutdownNotify to every advised sink, given
-            // a moment to arrive.
+            // IMSAdminBaseSinkW::ShutdownNotify to every advised sink, and
+            // WBEM_E_SHUTTING_DOWN to every WMI sink, given a moment to
+            // arrive.
             let sinks = rpc.admin_base.sinks();
-            if sinks.count() > 0 {
+            let operations = &rpc.wbem.operations;
+            if sinks.count() > 0 || operations.count() > 0 {
                 sinks.shutdown();
+                operations.shutdown();
                 let end = tokio::time::Instant::now() + Duration::from_secs(2);
-                while sinks.count() > 0 && tokio::time::Instant::now() < end {
+                while (sinks.count() > 0 || operations.count() > 0)
+                    && tokio::time::Instant::now() < end
+                {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }

@@ -510,6 +510,47 @@ fn asynchronous_calls_call_back_a_sink_impacket_serves() {
     );
 }
 
+/// A subscription's sink hears the service stop (WBEM_E_SHUTTING_DOWN)
+/// rather than waiting on a server that is gone.
+#[test]
+fn an_asynchronous_subscription_hears_the_service_stop() {
+    let mut web = server();
+    let server = format!("127.0.0.1:{}", web.rpc_port());
+    let mut watch = std::process::Command::new(common::BIN)
+        .args(web.target())
+        .args([
+            "wmi",
+            "watch",
+            "SELECT * FROM __InstanceModificationEvent WITHIN 1 WHERE TargetInstance ISA 'IIsWebServerSetting'",
+            "--timeout",
+            "60",
+            "--async",
+            "--server",
+            &server,
+            "--user",
+            "boss",
+            "--password",
+            "Secret-1",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(watch.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.contains("ExecNotificationQueryAsync"), "{line}");
+    web.signal("TERM");
+    assert!(web.wait_exit(std::time::Duration::from_secs(30)).success());
+    let status = watch.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(!status.success());
+    assert!(
+        rest.contains("WBEM_E_SHUTTING_DOWN") && rest.contains("the service is stopping"),
+        "{rest}"
+    );
+}
+
 fn aiowmi(web: &Web, namespace: &str, queries: &[&str]) -> Value {
     let out = Command::new(python())
         .arg(script("aiowmi_query.py"))

@@ -68,7 +68,8 @@ pub(crate) enum Work {
 struct Pending {
     id: u64,
     target: Target,
-    cancel: tokio::sync::watch::Sender<bool>,
+    /// Why it stops: 0 while it runs, else the final status it ends with.
+    cancel: tokio::sync::watch::Sender<u32>,
 }
 
 /// The operations whose sinks are being called (AsyncOperationTable).
@@ -83,13 +84,13 @@ impl Operations {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn add(&self, target: Target) -> Option<(u64, tokio::sync::watch::Receiver<bool>)> {
+    fn add(&self, target: Target) -> Option<(u64, tokio::sync::watch::Receiver<u32>)> {
         let mut pending = self.lock();
         if pending.len() >= MAX_OPERATIONS {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (cancel, cancelled) = tokio::sync::watch::channel(false);
+        let (cancel, cancelled) = tokio::sync::watch::channel(0);
         pending.push(Pending { id, target, cancel });
         Some((id, cancelled))
     }
@@ -106,12 +107,20 @@ impl Operations {
         // One cancelled already is as good as gone: its sink is being told.
         let live = pending
             .iter()
-            .filter(|p| p.target.same_object(target) && !*p.cancel.borrow());
+            .filter(|p| p.target.same_object(target) && *p.cancel.borrow() == 0);
         for p in live {
-            let _ = p.cancel.send(true);
+            let _ = p.cancel.send(WBEM_E_CALL_CANCELLED);
             found = true;
         }
         found
+    }
+
+    /// The service stops: every operation ends, its sink told
+    /// WBEM_E_SHUTTING_DOWN.
+    pub fn shutdown(&self) {
+        for p in self.lock().iter() {
+            let _ = p.cancel.send(WBEM_E_SHUTTING_DOWN);
+        }
     }
 
     /// How many operations are pending.
@@ -184,22 +193,34 @@ struct Delivery {
     what: &'static str,
     /// The server and namespace of the error object.
     decoration: (String, String),
-    cancelled: tokio::sync::watch::Receiver<bool>,
+    /// Why the operation stops (0 while it runs).
+    cancelled: tokio::sync::watch::Receiver<u32>,
 }
 
-/// Returns when the operation is cancelled (never, if its table entry
-/// goes without).
-async fn until_cancelled(mut cancelled: tokio::sync::watch::Receiver<bool>) {
-    if cancelled.wait_for(|c| *c).await.is_err() {
-        std::future::pending::<()>().await;
+/// Returns, with the status to end with, when the operation is stopped
+/// (never, if its table entry goes without).
+async fn until_cancelled(mut cancelled: tokio::sync::watch::Receiver<u32>) -> u32 {
+    let status = cancelled.wait_for(|c| *c != 0).await.map(|s| *s);
+    match status {
+        Ok(status) => status,
+        Err(_) => std::future::pending().await,
     }
 }
 
-/// The final status of a cancelled operation.
-fn cancelled_status() -> Result<(u32, Option<String>), Refusal> {
+/// The final status of a stopped operation, in words.
+fn stopped(status: u32) -> Result<(u32, Option<String>), Refusal> {
+    let why = match status {
+        WBEM_E_SHUTTING_DOWN => "the service is stopping",
+        _ => "the call was cancelled (CancelAsyncCall)",
+    };
+    Err((status, why.into()))
+}
+
+/// The final status when the sink refused what it was sent.
+fn refused_by_sink() -> Result<(u32, Option<String>), Refusal> {
     Err((
         WBEM_E_CALL_CANCELLED,
-        "the call was cancelled (CancelAsyncCall, or the sink refused Indicate)".into(),
+        "the sink refused Indicate; the call is cancelled".into(),
     ))
 }
 
@@ -225,8 +246,8 @@ impl Delivery {
                     done = tokio::task::spawn_blocking(operation) => done.unwrap_or_else(|_| {
                         Err((WBEM_E_FAILED, "the operation failed unexpectedly".into()))
                     }),
-                    _ = until_cancelled(self.cancelled.clone()) => {
-                        return self.finish(&mut sink, cancelled_status()).await;
+                    status = until_cancelled(self.cancelled.clone()) => {
+                        return self.finish(&mut sink, stopped(status)).await;
                     }
                 };
                 let outcome = match outcome {
@@ -234,8 +255,12 @@ impl Delivery {
                     Err(refusal) => return self.finish(&mut sink, Err(refusal)).await,
                 };
                 for batch in batches(&outcome.objects) {
+                    let stop = *self.cancelled.borrow();
+                    if stop != 0 {
+                        return self.finish(&mut sink, stopped(stop)).await;
+                    }
                     if !self.indicate(&mut sink, batch).await? {
-                        return self.finish(&mut sink, cancelled_status()).await;
+                        return self.finish(&mut sink, refused_by_sink()).await;
                     }
                 }
                 self.finish(&mut sink, Ok((outcome.status, outcome.text)))
@@ -247,8 +272,12 @@ impl Delivery {
                     tokio::select! {
                         batch = events.recv() => match batch {
                             Some(Ok(objects)) => {
+                                let stop = *self.cancelled.borrow();
+                                if stop != 0 {
+                                    return self.finish(&mut sink, stopped(stop)).await;
+                                }
                                 if !self.indicate(&mut sink, &objects).await? {
-                                    return self.finish(&mut sink, cancelled_status()).await;
+                                    return self.finish(&mut sink, refused_by_sink()).await;
                                 }
                             }
                             Some(Err(hr)) => {
@@ -256,8 +285,8 @@ impl Delivery {
                             }
                             None => return Ok(()),
                         },
-                        _ = until_cancelled(self.cancelled.clone()) => {
-                            return self.finish(&mut sink, cancelled_status()).await;
+                        status = until_cancelled(self.cancelled.clone()) => {
+                            return self.finish(&mut sink, stopped(status)).await;
                         }
                         pinged = callback.pinger.tick() => pinged?,
                     }
@@ -266,16 +295,12 @@ impl Delivery {
         }
     }
 
-    /// Indicate: whether the operation goes on (not cancelled, and the
-    /// sink took them).
+    /// Indicate: whether the sink took the objects.
     async fn indicate(
         &mut self,
         sink: &mut WbemObjectSinkClient<'_>,
         objects: &[Object],
     ) -> Result<bool, CallbackError> {
-        if *self.cancelled.borrow() {
-            return Ok(false);
-        }
         let pointers: Vec<Itf> = objects
             .iter()
             .map(|o| Unique::new(Some(object_pointer(o))))

@@ -124,6 +124,7 @@ pub mod status {
     pub const WBEM_E_TYPE_MISMATCH: u32 = 0x8004_1005;
     pub const WBEM_E_QUOTA_VIOLATION: u32 = 0x8004_106c;
     pub const WBEM_E_CALL_CANCELLED: u32 = 0x8004_1032;
+    pub const WBEM_E_SHUTTING_DOWN: u32 = 0x8004_1033;
     /// SetStatus's flags (2.2.7 WBEM_STATUS_TYPE): the final status, or
     /// progress.
     pub const WBEM_STATUS_COMPLETE: u32 = 0;
