@@ -510,11 +510,17 @@ fn asynchronous_calls_call_back_a_sink_impacket_serves() {
     );
 }
 
-/// A subscription's sink hears the service stop (WBEM_E_SHUTTING_DOWN)
-/// rather than waiting on a server that is gone.
-#[test]
-fn an_asynchronous_subscription_hears_the_service_stop() {
-    let mut web = server();
+/// `inetsrv wmi watch` of the modifications of IIsWebServerSetting on
+/// the server, as boss, with `args`, once it says it watches: the
+/// process, the rest of its standard error, and that first line.
+fn start_watch(
+    web: &Web,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+) {
     let server = format!("127.0.0.1:{}", web.rpc_port());
     let mut watch = std::process::Command::new(common::BIN)
         .args(web.target())
@@ -522,9 +528,6 @@ fn an_asynchronous_subscription_hears_the_service_stop() {
             "wmi",
             "watch",
             "SELECT * FROM __InstanceModificationEvent WITHIN 1 WHERE TargetInstance ISA 'IIsWebServerSetting'",
-            "--timeout",
-            "60",
-            "--async",
             "--server",
             &server,
             "--user",
@@ -532,12 +535,23 @@ fn an_asynchronous_subscription_hears_the_service_stop() {
             "--password",
             "Secret-1",
         ])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut err = std::io::BufReader::new(watch.stderr.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    (watch, err, line)
+}
+
+/// A subscription's sink hears the service stop (WBEM_E_SHUTTING_DOWN)
+/// rather than waiting on a server that is gone.
+#[test]
+fn an_asynchronous_subscription_hears_the_service_stop() {
+    let mut web = server();
+    let (mut watch, mut err, line) = start_watch(&web, &["--timeout", "60", "--async"]);
     assert!(line.contains("ExecNotificationQueryAsync"), "{line}");
     web.signal("TERM");
     assert!(web.wait_exit(std::time::Duration::from_secs(30)).success());
@@ -743,31 +757,11 @@ fn reach_another_server(asynchronous: bool) {
     ]);
     assert!(apps.contains("/LM/W3SVC/1/ROOT/images"), "{apps}");
     // Watch: an event through ExecNotificationQuery.
-    let mut watch = std::process::Command::new(common::BIN)
-        .args(web.target())
-        .args([
-            "wmi",
-            "watch",
-            "SELECT * FROM __InstanceModificationEvent WITHIN 1 WHERE TargetInstance ISA 'IIsWebServerSetting'",
-            "--count",
-            "1",
-            "--timeout",
-            "30",
-            "--server",
-            &server,
-            "--user",
-            "boss",
-            "--password",
-            "Secret-1",
-        ])
-        .args(asynchronous.then_some("--async"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(watch.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    let mut args = vec!["--count", "1", "--timeout", "30"];
+    if asynchronous {
+        args.push("--async");
+    }
+    let (watch, mut err, line) = start_watch(&web, &args);
     assert!(line.contains("ExecNotificationQuery"), "{line}");
     web.cli_ok(&["mb", "set", "W3SVC/1/ServerComment", "Watched"]);
     let out = watch.wait_with_output().unwrap();

@@ -230,6 +230,18 @@ def props(obj, names):
     return {n: found[n]["value"] for n in names if n in found}
 
 
+def virtual_directory(name):
+    """A new IIsWebVirtualDir: every property NULL but its Name (see
+    impacket_wmi.py's spawn on Impacket's spawned instances)."""
+    cls, _ = svc.GetObject("IIsWebVirtualDir")
+    inst = cls.SpawnInstance()
+    for prop_name, prop in inst.getProperties().items():
+        scalar_string = prop["stype"] in ("string", "datetime", "reference") and not prop["type"] & 0x2000
+        setattr(inst, prop_name, "" if scalar_string else None)
+    inst.Name = name
+    return inst
+
+
 def final(statuses):
     """The final SetStatus, in JSON terms."""
     flags, status, text, error = statuses[-1]
@@ -296,12 +308,7 @@ try:
             out["method_" + verb] = {"answer": answer, "final": final(statuses)["status"], **state}
 
     if "put" in steps:
-        cls, _ = svc.GetObject("IIsWebVirtualDir")
-        inst = cls.SpawnInstance()
-        for name, prop in inst.getProperties().items():
-            scalar_string = prop["stype"] in ("string", "datetime", "reference") and not prop["type"] & 0x2000
-            setattr(inst, name, "" if scalar_string else None)
-        inst.Name = "W3SVC/1/ROOT/sinkdir"
+        inst = virtual_directory("W3SVC/1/ROOT/sinkdir")
         request = wmi.IWbemServices_PutInstanceAsync()
         raw = inst.marshalMe().getData()
         request["pInst"]["ulCntData"] = len(raw)
@@ -332,12 +339,7 @@ try:
         request["pResponseHandler"] = host.pointer()
         out["events_answer"] = call(svc, request)
         # The change comes through the synchronous interface meanwhile.
-        cls, _ = svc.GetObject("IIsWebVirtualDir")
-        inst = cls.SpawnInstance()
-        for name, prop in inst.getProperties().items():
-            scalar_string = prop["stype"] in ("string", "datetime", "reference") and not prop["type"] & 0x2000
-            setattr(inst, name, "" if scalar_string else None)
-        inst.Name = "W3SVC/1/ROOT/eventdir"
+        inst = virtual_directory("W3SVC/1/ROOT/eventdir")
         svc.PutInstance(inst.marshalMe())
         deadline = threading.Event()
         for _ in range(TIMEOUT * 10):
