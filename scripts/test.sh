@@ -65,6 +65,12 @@ if ! "$venv/bin/python" -c 'import aiowmi.version as v; assert v.__version__ == 
     echo "== installing aiowmi 1.1.3 into $venv"
     "$venv/bin/pip" install -q 'aiowmi==1.1.3'
 fi
+# prometheus_client, whose OpenMetrics parser reads the management
+# service's /metrics in the console tests.
+if ! "$venv/bin/python" -c 'import prometheus_client as p; from importlib.metadata import version; assert version("prometheus_client") == "0.26.0"' 2>/dev/null; then
+    echo "== installing prometheus_client 0.26.0 into $venv"
+    "$venv/bin/pip" install -q 'prometheus_client==0.26.0'
+fi
 export INETSRV_TEST_PYTHON="$venv/bin/python"
 
 echo "== cargo fmt --check"

@@ -123,7 +123,19 @@ pub struct WireWorker {
     pub state: WireWorkerState,
     pub uptime_seconds: u64,
     pub requests: u64,
+    pub active_requests: u64,
     pub user: WString,
+}
+
+/// was::PoolCounters on the wire.
+#[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq)]
+pub struct WirePoolCounters {
+    pub worker_starts: u64,
+    pub worker_failures: u64,
+    pub recycles: u64,
+    pub rapid_fail_stops: u64,
+    pub queue_arrivals: u64,
+    pub queue_rejections: u64,
 }
 
 #[derive(msrpc::Ndr, Clone, Debug, PartialEq, Eq)]
@@ -134,6 +146,7 @@ pub struct WirePool {
     pub worker_count: u32,
     pub workers: Unique<ConformantArray<WireWorker>>,
     pub queued: u32,
+    pub counters: WirePoolCounters,
     pub recent_failures: u32,
     pub last_failure: Unique<WString>,
 }
@@ -409,6 +422,7 @@ impl From<&was::PoolStatus> for WirePool {
                 },
                 uptime_seconds: w.uptime_seconds,
                 requests: w.requests,
+                active_requests: w.active_requests,
                 user: WString(w.user.clone()),
             })
             .collect();
@@ -422,6 +436,14 @@ impl From<&was::PoolStatus> for WirePool {
             worker_count: workers.len() as u32,
             workers: Unique::new(Some(ConformantArray(workers))),
             queued: p.queued as u32,
+            counters: WirePoolCounters {
+                worker_starts: p.counters.worker_starts,
+                worker_failures: p.counters.worker_failures,
+                recycles: p.counters.recycles,
+                rapid_fail_stops: p.counters.rapid_fail_stops,
+                queue_arrivals: p.counters.queue_arrivals,
+                queue_rejections: p.counters.queue_rejections,
+            },
             recent_failures: p.recent_failures as u32,
             last_failure: text(p.last_failure.as_deref()),
         }
@@ -452,10 +474,19 @@ impl From<&WirePool> for was::PoolStatus {
                     },
                     uptime_seconds: w.uptime_seconds,
                     requests: w.requests,
+                    active_requests: w.active_requests,
                     user: w.user.0.clone(),
                 })
                 .collect(),
             queued: p.queued as usize,
+            counters: was::PoolCounters {
+                worker_starts: p.counters.worker_starts,
+                worker_failures: p.counters.worker_failures,
+                recycles: p.counters.recycles,
+                rapid_fail_stops: p.counters.rapid_fail_stops,
+                queue_arrivals: p.counters.queue_arrivals,
+                queue_rejections: p.counters.queue_rejections,
+            },
             recent_failures: p.recent_failures as usize,
             last_failure: untext(&p.last_failure),
         }
@@ -629,9 +660,18 @@ mod tests {
                 state: WorkerState::Stopping,
                 uptime_seconds: 5,
                 requests: 17,
+                active_requests: 1,
                 user: "www-data".into(),
             }],
             queued: 3,
+            counters: was::PoolCounters {
+                worker_starts: 4,
+                worker_failures: 2,
+                recycles: 1,
+                rapid_fail_stops: 1,
+                queue_arrivals: 30,
+                queue_rejections: 3,
+            },
             recent_failures: 2,
             last_failure: None,
         };

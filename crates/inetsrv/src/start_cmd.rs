@@ -72,6 +72,15 @@ pub struct StartArgs {
     /// $KRB5_KTNAME; without one Kerberos is off and Negotiate uses NTLM.
     #[arg(long, value_name = "FILE")]
     keytab: Option<PathBuf>,
+    /// Where the management service listens, over https (the IIS
+    /// management service's port): /metrics for Prometheus. Loopback
+    /// unless you open it. An SSL binding with the server's self-signed
+    /// certificate is made for it if it has none.
+    #[arg(long, default_value = "127.0.0.1:8172", value_name = "ADDR:PORT")]
+    console: std::net::SocketAddr,
+    /// Do not start the management service.
+    #[arg(long, conflicts_with = "console")]
+    no_console: bool,
 }
 
 /// Service log: a file in the state directory, and the terminal.
@@ -229,12 +238,28 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         crate::rpc::start(options, &state_dir, files.clone(), host)?
     };
 
+    let console = if args.no_console {
+        None
+    } else {
+        let sources = console::Sources {
+            listener: listener.clone(),
+            was: was.clone(),
+            users: userdb::UserDb::for_state_dir(&state_dir),
+        };
+        let started = runtime.block_on(console::start(args.console, sources));
+        if let Err(e) = &started {
+            tracing::error!("the management service did not start: {e}");
+        }
+        Some(started.map_err(|e| e.to_string()))
+    };
+
     let sites = runtime.block_on(was.sites());
     print_summary(
         &state_dir,
         &absolute(&location.metabase),
         &log_file,
         rpc.as_ref(),
+        console.as_ref(),
         &sites,
     );
     notify_ready();
@@ -317,6 +342,7 @@ fn print_summary(
     metabase: &Path,
     log_file: &Path,
     rpc: Option<&crate::rpc::RpcEndpoint>,
+    console: Option<&Result<console::Console, String>>,
     sites: &[was::SiteStatus],
 ) {
     let mut out = String::new();
@@ -415,6 +441,14 @@ fn print_summary(
             )),
             None => out.push_str("  RPC Kerberos:    off (no keytab; Negotiate uses NTLM)\n"),
         }
+    }
+    match console {
+        Some(Ok(c)) => out.push_str(&format!(
+            "  management:      {}metrics (administrators; certificate {})\n",
+            c.url, c.certificate
+        )),
+        Some(Err(e)) => out.push_str(&format!("  management:      NOT STARTED: {e}\n")),
+        None => {}
     }
     out.push_str("  Ctrl-C stops the server; requests in progress finish first.\n");
     out.push_str("ready\n");

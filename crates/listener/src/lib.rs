@@ -35,5 +35,5 @@ pub mod url;
 pub mod w3c;
 
 pub use config::ListenerConfig;
-pub use queue::{DemandStartHook, Queue};
+pub use queue::{DemandStartHook, Queue, QueueCounters};
 pub use server::{Listener, QueueHandle};

@@ -78,6 +78,11 @@ struct Inner {
     demand_signalled: bool,
     /// Processes the owner let open the queue (the workers it started).
     allowed_pids: Vec<u32>,
+    /// Requests routed here, and those turned away (full, stopped), since
+    /// the queue was made: Performance Monitor's "HTTP Service Request
+    /// Queues" ArrivalRate and RejectedRequests.
+    arrived: u64,
+    rejected: u64,
 }
 
 /// Who created a queue, which decides who may open it.
@@ -103,6 +108,25 @@ pub struct Queue {
     pub owner_pid: Option<u32>,
     pub creator: Creator,
     inner: Mutex<Inner>,
+}
+
+/// One queue's counters (Performance Monitor's "HTTP Service Request
+/// Queues" object).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueCounters {
+    pub name: String,
+    /// The service's (an application pool's) rather than a program's.
+    pub service: bool,
+    /// Requests waiting now (CurrentQueueSize), and the most it holds.
+    pub length: usize,
+    pub max_length: usize,
+    /// Requests routed to it, and those answered 503 (full) or turned
+    /// away (stopped), since it was made.
+    pub arrived: u64,
+    pub rejected: u64,
+    /// Processes serving it.
+    pub consumers: usize,
+    pub stopped: bool,
 }
 
 /// Called when a request arrives for a queue nobody serves.
@@ -132,6 +156,8 @@ impl Queue {
                 holders: 0,
                 demand_signalled: false,
                 allowed_pids: Vec::new(),
+                arrived: 0,
+                rejected: 0,
             }),
         }
     }
@@ -149,7 +175,9 @@ impl Queue {
         demand: Option<&DemandStartHook>,
     ) -> Dispatch {
         let mut inner = self.lock();
+        inner.arrived += 1;
         if inner.stopped {
+            inner.rejected += 1;
             return if inner.drop_when_stopped {
                 Dispatch::Dropped
             } else {
@@ -165,6 +193,7 @@ impl Queue {
             Err(undelivered) => undelivered,
         };
         if inner.pending.len() >= inner.max_length {
+            inner.rejected += 1;
             return Dispatch::Full;
         }
         inner.pending.push_back(Pending { head, events });
@@ -323,6 +352,21 @@ impl Queue {
 
     pub fn set_max_length(&self, max: usize) {
         self.lock().max_length = max;
+    }
+
+    /// The queue's counters now.
+    pub fn counters(&self) -> QueueCounters {
+        let inner = self.lock();
+        QueueCounters {
+            name: self.name.clone(),
+            service: self.creator == Creator::Service,
+            length: inner.pending.len(),
+            max_length: inner.max_length,
+            arrived: inner.arrived,
+            rejected: inner.rejected,
+            consumers: inner.consumers.len(),
+            stopped: inner.stopped,
+        }
     }
 
     /// Requests waiting for a process.

@@ -941,6 +941,19 @@ impl Listener {
         self.shared.cache.counters()
     }
 
+    /// Every queue's counters, the service's first, by name.
+    pub fn queue_counters(&self) -> Vec<crate::queue::QueueCounters> {
+        let queues = lock(&self.shared.queues);
+        let mut out: Vec<_> = queues
+            .service
+            .values()
+            .chain(queues.programs.values())
+            .map(|q| q.counters())
+            .collect();
+        out.sort_by(|a, b| b.service.cmp(&a.service).then(a.name.cmp(&b.name)));
+        out
+    }
+
     /// The Web service's counters, kept as requests are answered.
     pub fn statistics(&self) -> Arc<crate::stats::Statistics> {
         self.shared.stats.clone()

@@ -388,6 +388,19 @@ impl Statistics {
         s
     }
 
+    /// The sites that have counters (a site never requested has none).
+    pub fn site_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .sites
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Zeroes the service's counters and every site's (`None`), or one
     /// site's; connections open are not counters and stay.
     pub fn clear(&self, site: Option<u32>) {

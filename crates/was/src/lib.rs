@@ -103,6 +103,26 @@ impl std::fmt::Display for SiteState {
     }
 }
 
+impl std::fmt::Display for PoolState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // pad: a width in the format is honoured.
+        f.pad(match self {
+            PoolState::Started => "started",
+            PoolState::Stopped => "stopped",
+        })
+    }
+}
+
+impl std::fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            WorkerState::Starting => "starting",
+            WorkerState::Running => "running",
+            WorkerState::Stopping => "stopping",
+        })
+    }
+}
+
 /// What a pool or site command did, in words for the administrator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Done {
@@ -170,7 +190,29 @@ pub struct WorkerStatus {
     pub state: WorkerState,
     pub uptime_seconds: u64,
     pub requests: u64,
+    /// Requests it was answering at its last ping (W3SVC_W3WP's Active
+    /// Requests).
+    pub active_requests: u64,
     pub user: String,
+}
+
+/// What happened to a pool's workers since the service started
+/// (Performance Monitor's WAS_W3WP and W3SVC counters).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PoolCounters {
+    pub worker_starts: u64,
+    /// Workers that could not start, crashed, hung or were killed.
+    pub worker_failures: u64,
+    /// Workers recycled (by schedule, request or memory limits, a
+    /// command, a configuration change, or at their own request).
+    pub recycles: u64,
+    /// Times rapid-fail protection stopped the pool.
+    pub rapid_fail_stops: u64,
+    /// Requests routed to the pool's queue, and those it turned away
+    /// (full, or the pool stopped): HTTP Service Request Queues'
+    /// ArrivalRate and RejectedRequests.
+    pub queue_arrivals: u64,
+    pub queue_rejections: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -181,6 +223,7 @@ pub struct PoolStatus {
     pub reason: Option<String>,
     pub workers: Vec<WorkerStatus>,
     pub queued: usize,
+    pub counters: PoolCounters,
     pub recent_failures: usize,
     /// Why the last worker failed, while it is among the recent failures
     /// (it could not start, crashed, hung, …).

@@ -57,6 +57,8 @@ struct Worker {
     next_ping: Instant,
     last_activity: Instant,
     requests: u64,
+    /// Requests it was answering at its last ping.
+    active: u64,
     /// The worker this one replaces in an overlapped recycle.
     replaces: Option<u64>,
     replaced_by: Option<u64>,
@@ -82,6 +84,8 @@ struct Pool {
     /// An application names it but it is not in the metabase: its queue
     /// stays stopped (503), as IIS answers for a missing pool.
     missing: bool,
+    /// What happened to its workers since the service started.
+    counters: crate::PoolCounters,
 }
 
 struct Waiter {
@@ -454,6 +458,7 @@ impl Service {
                             start_after_exit: false,
                             last_schedule: None,
                             missing,
+                            counters: crate::PoolCounters::default(),
                         };
                         configure_queue(&mut pool);
                         pool.queue.queue().set_stopped(!running);
@@ -872,8 +877,9 @@ impl Service {
         };
         // This process, and no other (another pool's worker, anything
         // running as the same user), may open the pool's queue.
-        if let Some(pool) = self.pools.get(pool_key) {
+        if let Some(pool) = self.pools.get_mut(pool_key) {
             pool.queue.queue().allow_process(spawned.pid);
+            pool.counters.worker_starts += 1;
         }
         let handed = handover.send(&spawned.to_worker, self.reload_seq);
         self.handed.insert(pool_key.to_string(), handed);
@@ -897,6 +903,7 @@ impl Service {
                 next_ping: now,
                 last_activity: now,
                 requests: 0,
+                active: 0,
                 replaces,
                 replaced_by: None,
                 killed: None,
@@ -1069,6 +1076,7 @@ impl Service {
                     w.last_activity = self.host.now();
                 }
                 w.requests = requests;
+                w.active = active;
             }
             FromWorker::RecycleMe { reason } => {
                 tracing::info!(pool = %w.pool, pid = w.pid, %reason, "recycling worker process");
@@ -1130,6 +1138,9 @@ impl Service {
             return;
         }
         let pool = w.pool.clone();
+        if let Some(p) = self.pools.get_mut(&pool) {
+            p.counters.recycles += 1;
+        }
         let overlapped = self
             .pools
             .get(&pool)
@@ -1274,6 +1285,7 @@ impl Service {
             return;
         };
         pool.last_failure = Some(why.to_string());
+        pool.counters.worker_failures += 1;
         let now = self.host.now();
         let window = Duration::from_secs(u64::from(pool.settings.rapid_fail_interval) * 60);
         pool.failures.push_back(now);
@@ -1294,6 +1306,7 @@ impl Service {
                 pool.settings.rapid_fail_interval
             );
             tracing::error!(pool = %pool.settings.name, %reason, "application pool stopped");
+            pool.counters.rapid_fail_stops += 1;
             pool.running = false;
             pool.reason = Some(reason);
             pool.queue.queue().set_stopped(true);
@@ -1541,10 +1554,19 @@ impl Service {
                         },
                         uptime_seconds: now.duration_since(w.started).as_secs(),
                         requests: w.requests,
+                        active_requests: w.active,
                         user: w.user.clone(),
                     })
                     .collect(),
                 queued: p.queue.queue().pending(),
+                counters: {
+                    let queue = p.queue.queue().counters();
+                    crate::PoolCounters {
+                        queue_arrivals: queue.arrived,
+                        queue_rejections: queue.rejected,
+                        ..p.counters.clone()
+                    }
+                },
                 recent_failures: p.failures.len(),
                 last_failure: p.last_failure.clone().filter(|_| !p.failures.is_empty()),
             })

@@ -16,6 +16,8 @@ pub struct Web {
     /// Site 1's secure binding (the first run's `:8443:` moved to a free
     /// port).
     pub tls_port: u16,
+    /// The management service's port (8172 moved to a free one).
+    pub console_port: u16,
     /// Extra environment for the server (and so its workers).
     pub env: Vec<(String, String)>,
     /// Work on this metabase file (`--metabase`) instead of the state
@@ -83,6 +85,7 @@ impl Web {
             dir,
             port: free_port(),
             tls_port: free_port(),
+            console_port: free_port(),
             env: Vec::new(),
             metabase_file: None,
             child: None,
@@ -139,6 +142,7 @@ impl Web {
                 "1",
             ])
             .args(&self.rpc_args)
+            .args(["--console", &format!("127.0.0.1:{}", self.console_port)])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

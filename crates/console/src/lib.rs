@@ -1,0 +1,175 @@
+//! The management service: what IIS 6's management tools read from a
+//! running server, served by the service host itself on its own https
+//! binding (by default `https://127.0.0.1:8172/`, the IIS management
+//! service's port). It is an application of the listener like any other:
+//! it owns its URL prefix through the request-queue API (crate
+//! `httpapi`), and the listener does its TLS with an SSL binding for its
+//! address (made with the server's self-signed certificate when there is
+//! none).
+//!
+//! - [`metrics`]: the performance counters (Web Service, HTTP Service
+//!   Request Queues, W3SVC_W3WP, the activation service) as Prometheus
+//!   metrics at `/metrics`.
+//! - [`service`]: the requests: who may ask (administrators of the user
+//!   database, HTTP Basic for a scraper, failures rate-limited per
+//!   address), the security headers every answer carries.
+
+pub mod metrics;
+pub mod service;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use listener::tls::{SslBinding, SslConfig, SslEndpoint};
+use listener::{Listener, ListenerConfig};
+
+/// The IIS management service's port.
+pub const DEFAULT_PORT: u16 = 8172;
+
+/// The friendly name of the self-signed certificate a first run makes,
+/// which the console's binding uses when the address has none.
+pub const SELF_SIGNED_NAME: &str = "localhost (self-signed)";
+
+/// The request queue the console owns.
+pub const QUEUE_NAME: &str = "InetsrvManagement";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("the console's SSL binding for {address}: {why}")]
+    Binding { address: SocketAddr, why: String },
+    #[error("the console cannot use the listener: {0}")]
+    Listener(#[from] httpapi::Error),
+}
+
+/// What the console reads: the running listener and activation service.
+#[derive(Clone)]
+pub struct Sources {
+    pub listener: Arc<Listener>,
+    pub was: was::Was,
+    pub users: userdb::UserDb,
+}
+
+impl Sources {
+    /// The service's counters now.
+    pub async fn sample(&self) -> metrics::Sample {
+        let stats = self.listener.statistics();
+        // Every configured site, with zeros until it has traffic, so its
+        // series exist from the start.
+        let mut ids = stats.site_ids();
+        ids.extend(self.was.sites().await.iter().map(|s| s.id));
+        ids.sort_unstable();
+        ids.dedup();
+        metrics::Sample {
+            service: stats.snapshot(None),
+            sites: ids
+                .into_iter()
+                .map(|id| (id, stats.snapshot(Some(id))))
+                .collect(),
+            queues: self.listener.queue_counters(),
+            cache: Some(self.listener.cache_counters()),
+            pools: self.was.pools().await,
+        }
+    }
+}
+
+/// The running console.
+pub struct Console {
+    /// Its address, as a URL.
+    pub url: String,
+    /// The SSL binding's certificate (SHA-1 thumbprint).
+    pub certificate: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The URL of an address: `https://127.0.0.1:8172/`, `https://[::1]:8172/`.
+pub fn url_of(address: SocketAddr) -> String {
+    match address.ip() {
+        IpAddr::V4(ip) => format!("https://{ip}:{}/", address.port()),
+        IpAddr::V6(ip) => format!("https://[{ip}]:{}/", address.port()),
+    }
+}
+
+/// Starts the console at `address` on the current tokio runtime.
+pub async fn start(address: SocketAddr, sources: Sources) -> Result<Console, ConsoleError> {
+    let config = sources.listener.config().clone();
+    let certificate =
+        ensure_binding(&config, address).map_err(|why| ConsoleError::Binding { address, why })?;
+    for problem in sources.listener.reload_tls() {
+        tracing::warn!("SSL bindings: {problem}");
+    }
+    let session = httpapi::Session::connect(&config.control_socket).await?;
+    let queue = session.create_queue(QUEUE_NAME).await?;
+    let url = url_of(address);
+    // A prefix with an IP address is a host name to the router (the Host
+    // header); the service checks the address each request came to.
+    let prefix = if address.ip().is_unspecified() {
+        format!("https://+:{}/", address.port())
+    } else {
+        url.clone()
+    };
+    queue.add_url(&prefix, 0).await?;
+    let served = service::Service::new(address, sources);
+    let task = tokio::spawn(served.run(session, queue));
+    Ok(Console {
+        url,
+        certificate,
+        task,
+    })
+}
+
+/// The SSL binding that serves `address`: its own, the port's wildcard
+/// one, or one made now with the server's self-signed certificate.
+fn ensure_binding(config: &ListenerConfig, address: SocketAddr) -> Result<String, String> {
+    let own = SslEndpoint::IpPort(address);
+    let any = SslEndpoint::IpPort(SocketAddr::new(
+        match address.ip() {
+            IpAddr::V4(_) => IpAddr::from([0, 0, 0, 0]),
+            IpAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED),
+        },
+        address.port(),
+    ));
+    SslConfig::edit(&config.ssl_config_file, |ssl| {
+        if let Some(b) = ssl.find(&own).or_else(|| ssl.find(&any)) {
+            return Ok(b.cert_hash.clone());
+        }
+        let thumbprint = self_signed(&config.cert_store_dir)?;
+        let mut binding = SslBinding::new(&own, &thumbprint);
+        binding.source = Some("console".into());
+        ssl.add(binding, false)?;
+        tracing::info!(%address, certificate = %thumbprint, "SSL binding made for the management console");
+        Ok(thumbprint)
+    })
+}
+
+/// The server's self-signed certificate (made on the first run; made
+/// again if it was deleted).
+fn self_signed(store_dir: &Path) -> Result<String, String> {
+    let store = certstore::Store::at(store_dir);
+    let stored = store.list().map_err(|e| e.to_string())?;
+    if let Some(c) = stored
+        .into_iter()
+        .find(|c| c.name.as_deref() == Some(SELF_SIGNED_NAME))
+    {
+        return Ok(c.thumbprint);
+    }
+    let names: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    store
+        .create_self_signed(
+            &names,
+            Some(SELF_SIGNED_NAME),
+            certstore::NewKey::EcdsaP256,
+            365 * 2,
+        )
+        .map(|c| c.thumbprint)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,214 @@
+//! The management service of a running server: its https binding, who
+//! may read /metrics (administrators; others 401 or 403; a rate limit on
+//! failed logons), the headers every answer carries, and the counters
+//! themselves, parsed by prometheus_client's own OpenMetrics parser and
+//! checked against traffic the test makes. `inetsrv stats` prints the
+//! same pools' counters.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::python;
+use common::web::{curl, Got, Web};
+use serde_json::Value;
+
+fn server() -> Web {
+    let mut web = Web::prepare();
+    web.cli_ok(&["user", "add", "boss", "--password", "Secret-1", "--admin"]);
+    web.cli_ok(&["user", "add", "clerk", "--password", "Secret-2"]);
+    web.launch();
+    web
+}
+
+fn metrics_url(web: &Web) -> String {
+    format!("https://127.0.0.1:{}/metrics", web.console_port)
+}
+
+fn metrics(web: &Web, credentials: &str) -> Got {
+    curl(&metrics_url(web), &["-k", "-u", credentials])
+}
+
+/// The samples of a /metrics text, as prometheus_client parses them.
+fn parse(text: &[u8]) -> Value {
+    let mut child = Command::new(python())
+        .arg(format!(
+            "{}/tests/console/parse_metrics.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with prometheus_client (pip install prometheus_client==0.26.0)");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the text: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(text)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// One sample's value: the first whose name and labels match.
+fn value(parsed: &Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    parsed["samples"].as_array()?.iter().find_map(|s| {
+        let matches = s[0] == name && labels.iter().all(|(k, v)| s[1][*k].as_str() == Some(*v));
+        matches.then(|| s[2].as_f64()).flatten()
+    })
+}
+
+#[test]
+fn metrics_are_served_over_tls_to_administrators_with_the_counters_of_real_traffic() {
+    let web = server();
+    let banner = web.summary.join("\n");
+    assert!(
+        banner.contains(&format!("management:      {}", metrics_url(&web))),
+        "{banner}"
+    );
+    // The certificate is the server's self-signed one, bound for the
+    // console's address.
+    let bindings = web.cli_ok(&["sslcert", "list"]);
+    assert!(
+        bindings.contains(&format!("127.0.0.1:{}", web.console_port)),
+        "{bindings}"
+    );
+
+    let before = metrics(&web, "boss:Secret-1");
+    assert_eq!(
+        before.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&before.body)
+    );
+    assert_eq!(
+        before.header("Content-Type").as_deref(),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let before = parse(&before.body);
+    // Known traffic: 7 GETs of missing pages (each to the worker: a 404
+    // is not cached) and 2 POSTs.
+    for i in 0..7 {
+        assert_eq!(web.curl(&format!("/missing-{i}.html"), &[]).status, 404);
+    }
+    for _ in 0..2 {
+        web.curl("/", &["-X", "POST", "--data", "x=1"]);
+    }
+    let after = metrics(&web, "boss:Secret-1");
+    let after = parse(&after.body);
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?}: {after}"))
+            - value(&before, name, labels).unwrap_or(0.0)
+    };
+    let site = ("site", "1");
+    assert_eq!(
+        delta("inetsrv_web_requests_total", &[site, ("method", "GET")]),
+        7.0
+    );
+    assert_eq!(
+        delta("inetsrv_web_requests_total", &[site, ("method", "POST")]),
+        2.0
+    );
+    assert_eq!(delta("inetsrv_web_not_found_errors_total", &[site]), 7.0);
+    assert!(delta("inetsrv_web_sent_bytes_total", &[site]) > 0.0);
+    assert_eq!(after["families"]["inetsrv_web_requests"], "counter");
+    assert_eq!(
+        after["families"]["inetsrv_web_current_connections"],
+        "gauge"
+    );
+    // The pool's queue took the requests the worker answered, and its
+    // worker process is there with its PID.
+    let pool = ("pool", "DefaultAppPool");
+    assert!(
+        delta(
+            "inetsrv_http_queue_arrivals_total",
+            &[("queue", "DefaultAppPool")]
+        ) >= 9.0,
+        "{after}"
+    );
+    assert_eq!(value(&after, "inetsrv_pool_started", &[pool]), Some(1.0));
+    assert!(value(&after, "inetsrv_pool_worker_starts_total", &[pool]).unwrap() >= 1.0);
+    let pools: Value = serde_json::from_str(&web.cli_ok(&["--json", "stats"])).unwrap();
+    let pid = pools["pools"][0]["workers"][0]["pid"].as_u64().unwrap();
+    assert!(
+        value(
+            &after,
+            "inetsrv_worker_uptime_seconds",
+            &[pool, ("pid", &pid.to_string())]
+        )
+        .is_some(),
+        "{after}"
+    );
+    assert_eq!(pools["pools"][0]["name"], "DefaultAppPool");
+    assert!(pools["pools"][0]["queue_arrivals"].as_u64().unwrap() >= 9);
+}
+
+#[test]
+fn only_administrators_read_and_failed_logons_are_limited() {
+    let web = server();
+    let anonymous = curl(&metrics_url(&web), &["-k"]);
+    assert_eq!(anonymous.status, 401);
+    assert!(anonymous
+        .header("WWW-Authenticate")
+        .is_some_and(|h| h.starts_with("Basic realm=")));
+    // Every answer carries the security headers.
+    for (name, value) in [
+        ("Content-Security-Policy", "default-src 'none'"),
+        ("Strict-Transport-Security", "max-age="),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Cache-Control", "no-store"),
+    ] {
+        assert!(
+            anonymous.header(name).is_some_and(|h| h.contains(value)),
+            "{name}: {}",
+            anonymous.head
+        );
+    }
+    let clerk = metrics(&web, "clerk:Secret-2");
+    assert_eq!(clerk.status, 403);
+    assert!(String::from_utf8_lossy(&clerk.body).contains("not an administrator"));
+    // Not a method the console takes; not a path it has.
+    let post = curl(&metrics_url(&web), &["-k", "-X", "POST"]);
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("Allow").as_deref(), Some("GET, HEAD"));
+    let missing = curl(
+        &format!("https://127.0.0.1:{}/nothing", web.console_port),
+        &["-k"],
+    );
+    assert_eq!(missing.status, 404);
+    // Five wrong passwords from one address in a minute, then 429 even
+    // for the right one.
+    for _ in 0..5 {
+        assert_eq!(metrics(&web, "boss:wrong").status, 401);
+    }
+    let limited = metrics(&web, "boss:Secret-1");
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.header("Retry-After").as_deref(), Some("60"));
+    assert!(web.log().contains("management console: a failed logon"));
+}
+
+#[test]
+fn stats_watch_prints_rates_and_the_pools() {
+    let web = server();
+    let out = web.cli_ok(&["stats", "--watch", "0.5", "--count", "2"]);
+    assert_eq!(
+        out.matches("inetsrv stats, every 0.5 s").count(),
+        2,
+        "{out}"
+    );
+    assert!(out.contains("pool DefaultAppPool"), "{out}");
+    assert!(out.contains("requests/s"), "{out}");
+    let lines = web.cli_ok(&["--json", "stats", "--watch", "0.2", "--count", "2"]);
+    let parsed: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(parsed.len(), 2);
+    assert!(parsed[1]["requests_per_second"].is_number());
+    assert_eq!(parsed[1]["pools"][0]["name"], "DefaultAppPool");
+    let refused = web.cli(&["stats", "--count", "2"]);
+    assert!(!refused.status.success(), "--count needs --watch");
+}
