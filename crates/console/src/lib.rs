@@ -10,12 +10,19 @@
 //! - [`metrics`]: the performance counters (Web Service, HTTP Service
 //!   Request Queues, W3SVC_W3WP, the activation service) as Prometheus
 //!   metrics at `/metrics`.
-//! - [`service`]: the requests: who may ask (administrators of the user
-//!   database, HTTP Basic for a scraper, failures rate-limited per
-//!   address), the security headers every answer carries.
+//! - [`service`]: the requests: the pages, who may ask (administrators
+//!   of the user database, with a session or HTTP Basic for a scraper;
+//!   failures rate-limited per address), the security headers every
+//!   answer carries.
+//! - [`session`]: logons, their cookies and CSRF tokens.
+//! - [`api`]: the JSON the console's page uses: the tree, property
+//!   sheets, changes through the metabase's validated writes, commands,
+//!   live counters.
 
+pub mod api;
 pub mod metrics;
 pub mod service;
+pub mod session;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -48,6 +55,8 @@ pub struct Sources {
     pub listener: Arc<Listener>,
     pub was: was::Was,
     pub users: userdb::UserDb,
+    /// The configuration, read and changed as the CLI does.
+    pub files: metabase::MetabaseFiles,
 }
 
 impl Sources {

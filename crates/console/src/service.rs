@@ -1,9 +1,13 @@
-//! The console's requests, taken from its request queue: who may ask
-//! (administrators of the user database; a scraper with HTTP Basic over
-//! the TLS connection), what a wrong password costs (five failures a
-//! minute from one address, then 429 for the rest of the minute), and
-//! the headers every answer carries (no caching, no framing, no content
-//! from anywhere, HSTS).
+//! The console's requests, taken from its request queue: the pages (a
+//! logon form, then the console itself, its script and style built into
+//! the binary), the JSON API they use ([`crate::api`]), and `/metrics`.
+//! Who may ask: administrators of the user database, logged on with a
+//! session ([`crate::session`]; every change carries its CSRF token) or,
+//! for a scraper, with HTTP Basic over the TLS connection. What a wrong
+//! password costs: five failures a minute from one address, then 429 for
+//! the rest of the minute. Every answer carries a strict
+//! Content-Security-Policy (only the console's own script and style),
+//! HSTS, and no caching or framing.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,11 +25,19 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// The most addresses whose failures are remembered.
 const MAX_TRACKED: usize = 4096;
 
+/// The largest request body taken (a logon form, a property's values).
+const MAX_BODY: usize = 64 * 1024;
+
+const LOGIN_PAGE: &str = include_str!("../assets/login.html");
+const CONSOLE_PAGE: &str = include_str!("../assets/index.html");
+const SCRIPT: &str = include_str!("../assets/app.js");
+const STYLE: &str = include_str!("../assets/app.css");
+
 /// Headers on every answer.
 const SECURITY_HEADERS: [(&str, &str); 6] = [
     (
         "Content-Security-Policy",
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
     (
         "Strict-Transport-Security",
@@ -47,6 +59,7 @@ pub struct Service {
     address: SocketAddr,
     sources: Sources,
     failures: Mutex<HashMap<IpAddr, Failures>>,
+    sessions: crate::session::Sessions,
 }
 
 /// Who asked, once their credentials were checked.
@@ -66,6 +79,7 @@ impl Service {
             address,
             sources,
             failures: Mutex::new(HashMap::new()),
+            sessions: crate::session::Sessions::default(),
         })
     }
 
@@ -87,8 +101,21 @@ impl Service {
         }
     }
 
-    async fn handle(&self, request: Request) {
-        let mut response = self.answer(&request).await;
+    async fn handle(&self, mut request: Request) {
+        let body = if request.method == "POST" {
+            match request.read_body(MAX_BODY).await {
+                Ok(b) => b,
+                Err(_) => {
+                    let _ = request
+                        .respond(text(413, "The request body is too large\n"))
+                        .await;
+                    return;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let mut response = self.answer(&request, &body).await;
         for (name, value) in SECURITY_HEADERS {
             response = response.header(name, value);
         }
@@ -97,30 +124,120 @@ impl Service {
         }
     }
 
-    async fn answer(&self, request: &Request) -> Response {
+    async fn answer(&self, request: &Request, body: &[u8]) -> Response {
         // The router matches the prefix's host against the Host header;
         // the console answers only on the address it was given.
         if !self.address.ip().is_unspecified() && request.local.ip() != self.address.ip() {
             return text(404, "Not Found\n");
         }
-        let read = matches!(request.method.as_str(), "GET" | "HEAD");
-        match request.url.path.as_str() {
-            "/metrics" if read => match self.caller(request).await {
-                Caller::Admin(user) => {
-                    tracing::debug!(user, "management console: metrics read");
-                    let sample = self.sources.sample().await;
-                    Response::new(200)
-                        .header("Content-Type", crate::metrics::CONTENT_TYPE)
-                        .body(crate::metrics::encode(&sample))
-                }
-                refused => self.refusal(refused),
+        let method = request.method.as_str();
+        let read = matches!(method, "GET" | "HEAD");
+        let path = request.url.path.as_str();
+        let token = request
+            .header_str("Cookie")
+            .and_then(crate::session::token_of)
+            .map(str::to_string);
+        let session = token.as_deref().and_then(|t| self.sessions.find(t));
+        match path {
+            "/static/app.js" if read => asset("text/javascript; charset=utf-8", SCRIPT),
+            "/static/app.css" if read => asset("text/css; charset=utf-8", STYLE),
+            "/login" if read => match session {
+                Some(_) => see_other("/"),
+                None => login_page(200, ""),
             },
-            "/" if read => text(
-                200,
-                "inetsrv management service\n\n/metrics  the performance counters (Prometheus; an administrator's credentials)\n",
-            ),
-            "/" | "/metrics" => text(405, "Method Not Allowed\n").header("Allow", "GET, HEAD"),
+            "/login" if method == "POST" => self.login(request, body).await,
+            "/logout" if method == "POST" => {
+                let sent = form_field(body, "csrf");
+                match (&session, token) {
+                    (Some(s), Some(token))
+                        if sent.as_deref().is_some_and(|t| crate::session::same_token(t, &s.csrf)) =>
+                    {
+                        self.sessions.end(&token);
+                        tracing::info!(user = s.user, "management console: logged off");
+                        see_other("/login").header("Set-Cookie", crate::session::clear_cookie())
+                    }
+                    _ => text(403, "A logout needs the session's CSRF token\n"),
+                }
+            }
+            "/" if read => match session {
+                Some(s) => html(
+                    200,
+                    &CONSOLE_PAGE
+                        .replace("{{CSRF}}", &s.csrf)
+                        .replace("{{USER}}", &escape(&s.user)),
+                ),
+                None => see_other("/login"),
+            },
+            "/metrics" if read => {
+                let caller = match &session {
+                    Some(s) => Caller::Admin(s.user.clone()),
+                    None => self.basic_caller(request).await,
+                };
+                match caller {
+                    Caller::Admin(user) => {
+                        tracing::debug!(user, "management console: metrics read");
+                        let sample = self.sources.sample().await;
+                        Response::new(200)
+                            .header("Content-Type", crate::metrics::CONTENT_TYPE)
+                            .body(crate::metrics::encode(&sample))
+                    }
+                    refused => self.refusal(refused),
+                }
+            }
+            p if p.starts_with("/api/") => {
+                let Some(session) = session else {
+                    return json(401, &serde_json::json!({"error": "log on first"}));
+                };
+                if method == "POST" {
+                    let sent = request.header_str("X-CSRF-Token").unwrap_or("");
+                    if !crate::session::same_token(sent, &session.csrf) {
+                        tracing::warn!(user = session.user, "management console: a change without its CSRF token was refused");
+                        return json(403, &serde_json::json!({"error": "missing or wrong CSRF token"}));
+                    }
+                }
+                let (status, value) = match (method, p) {
+                    ("GET", "/api/tree") => crate::api::tree(&self.sources).await,
+                    ("GET", "/api/key") => {
+                        let path = query_field(&request.url.query, "path").unwrap_or_default();
+                        crate::api::key(&self.sources, &path)
+                    }
+                    ("GET", "/api/stats") => crate::api::stats(&self.sources).await,
+                    ("POST", "/api/set") => crate::api::set(&self.sources, &session.user, body),
+                    ("POST", "/api/command") => {
+                        crate::api::command(&self.sources, &session.user, body).await
+                    }
+                    _ => (404, serde_json::json!({"error": "no such call"})),
+                };
+                json(status, &value)
+            }
+            "/" | "/metrics" | "/login" | "/static/app.js" | "/static/app.css" => {
+                text(405, "Method Not Allowed\n").header("Allow", "GET, HEAD")
+            }
+            "/logout" => text(405, "Method Not Allowed\n").header("Allow", "POST"),
             _ => text(404, "Not Found\n"),
+        }
+    }
+
+    /// The logon form's POST: a session for an administrator.
+    async fn login(&self, request: &Request, body: &[u8]) -> Response {
+        let remote = request.remote.ip();
+        let user = form_field(body, "user").unwrap_or_default();
+        let password = form_field(body, "password").unwrap_or_default();
+        match self.check_password(remote, user.clone(), password).await {
+            Caller::Admin(user) => {
+                let (token, _) = self.sessions.create(&user);
+                tracing::info!(user, %remote, "management console: logged on");
+                see_other("/").header("Set-Cookie", crate::session::set_cookie(&token))
+            }
+            Caller::NotAdmin(user) => login_page(
+                403,
+                &format!("{user} is not an administrator of this server."),
+            ),
+            Caller::Limited => login_page(
+                429,
+                "Too many failed logons from this address: try again in a minute.",
+            ),
+            Caller::Unknown => login_page(401, "The user name or password is wrong."),
         }
     }
 
@@ -147,7 +264,7 @@ impl Service {
     }
 
     /// The caller, by its HTTP Basic credentials.
-    async fn caller(&self, request: &Request) -> Caller {
+    async fn basic_caller(&self, request: &Request) -> Caller {
         let remote = request.remote.ip();
         if self.limited(remote) {
             return Caller::Limited;
@@ -158,6 +275,15 @@ impl Service {
         else {
             return Caller::Unknown;
         };
+        self.check_password(remote, user, password).await
+    }
+
+    /// Whether `user` is an administrator with this password (failures
+    /// counted against the address).
+    async fn check_password(&self, remote: IpAddr, user: String, password: String) -> Caller {
+        if self.limited(remote) {
+            return Caller::Limited;
+        }
         let users = self.sources.users.clone();
         let name = user.clone();
         // Password hashes are slow on purpose: off the runtime's threads.
@@ -206,6 +332,60 @@ impl Service {
         });
         entry.count += 1;
     }
+}
+
+fn asset(content_type: &str, body: &'static str) -> Response {
+    Response::new(200)
+        .header("Content-Type", content_type)
+        .body(body)
+}
+
+fn html(status: u16, body: &str) -> Response {
+    Response::new(status)
+        .header("Content-Type", "text/html; charset=utf-8")
+        .body(body.to_string())
+}
+
+fn json(status: u16, value: &serde_json::Value) -> Response {
+    Response::new(status)
+        .header("Content-Type", "application/json")
+        .body(value.to_string())
+}
+
+fn see_other(location: &str) -> Response {
+    Response::new(303).header("Location", location)
+}
+
+fn login_page(status: u16, error: &str) -> Response {
+    html(status, &LOGIN_PAGE.replace("{{ERROR}}", &escape(error)))
+}
+
+/// Text for an HTML page.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A field of an `application/x-www-form-urlencoded` body.
+fn form_field(body: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A field of a query string.
+fn query_field(query: &str, name: &str) -> Option<String> {
+    form_field(query.as_bytes(), name)
 }
 
 fn text(status: u16, body: &str) -> Response {

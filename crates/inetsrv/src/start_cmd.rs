@@ -245,6 +245,7 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
             listener: listener.clone(),
             was: was.clone(),
             users: userdb::UserDb::for_state_dir(&state_dir),
+            files: files.clone(),
         };
         let started = runtime.block_on(console::start(args.console, sources));
         if let Err(e) = &started {

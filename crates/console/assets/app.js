@@ -1,0 +1,212 @@
+"use strict";
+// The management console's page: the tree, a property sheet, commands
+// and the live counters, all from the service's JSON API. Every change
+// carries the session's CSRF token.
+
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+
+async function api(path, body) {
+  const options = body === undefined
+    ? { credentials: "same-origin" }
+    : {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+        body: JSON.stringify(body),
+      };
+  const response = await fetch(path, options);
+  if (response.status === 401) {
+    location.href = "/login";
+    throw new Error("the session ended");
+  }
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.error || response.statusText);
+  return data;
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "text") e.textContent = v;
+    else e.setAttribute(k, v);
+  }
+  e.append(...children);
+  return e;
+}
+
+let selected = null;
+
+function node(label, path, what) {
+  const b = el("button", { type: "button", "data-path": path, text: label });
+  b.addEventListener("click", () => select(path, what, label));
+  if (selected === path) b.setAttribute("aria-current", "true");
+  return b;
+}
+
+async function loadTree() {
+  const tree = await api("/api/tree");
+  const nav = document.getElementById("tree");
+  nav.replaceChildren(el("h2", { text: "Web Sites" }));
+  const sites = el("ul");
+  for (const s of tree.sites) {
+    const li = el("li", { "data-site": String(s.id) });
+    li.append(node(s.comment || `Site ${s.id}`, s.path, { kind: "site", id: s.id }),
+      el("span", { class: "state", text: s.state }));
+    const vdirs = el("ul");
+    for (const v of s.vdirs) {
+      const label = v.slice(s.path.length + "/ROOT".length) || "/";
+      vdirs.append(el("li", {}, node(label, v, { kind: "vdir" })));
+    }
+    li.append(vdirs);
+    sites.append(li);
+  }
+  nav.append(sites, el("h2", { text: "Application Pools" }));
+  const pools = el("ul");
+  for (const p of tree.pools) {
+    const li = el("li", { "data-pool": p.name });
+    li.append(node(p.name, p.path, { kind: "pool", name: p.name }),
+      el("span", { class: "state", text: p.state }));
+    pools.append(li);
+  }
+  nav.append(pools);
+}
+
+async function select(path, what, label) {
+  selected = path;
+  for (const b of document.querySelectorAll("nav button")) {
+    b.setAttribute("aria-current", String(b.dataset.path === path));
+  }
+  const details = document.getElementById("details");
+  const key = await api("/api/key?path=" + encodeURIComponent(path));
+  details.replaceChildren(el("h2", { text: `${label} (${key.key_type})` }));
+  const actions = el("div", { class: "actions" });
+  const verbs = what.kind === "site" ? ["start", "stop", "pause", "continue"]
+    : what.kind === "pool" ? ["start", "stop", "recycle"] : [];
+  for (const verb of verbs) {
+    const b = el("button", { type: "button", "data-command": verb, text: verb[0].toUpperCase() + verb.slice(1) });
+    b.addEventListener("click", () => command(what, verb));
+    actions.append(b);
+  }
+  const message = el("p", { role: "status", id: "message" });
+  details.append(actions, message);
+  const table = el("table", { id: "properties" });
+  table.append(el("caption", { text: "Properties (grey: inherited from a key above)" }));
+  const head = el("tr");
+  for (const h of ["Property", "Value", ""]) head.append(el("th", { text: h }));
+  table.append(el("thead", {}, head));
+  const body = el("tbody");
+  for (const p of key.properties) body.append(row(path, p, message));
+  table.append(body);
+  details.append(table);
+}
+
+function row(path, p, message) {
+  const tr = el("tr", p.inherited ? { class: "inherited", "data-name": p.name } : { "data-name": p.name });
+  tr.append(el("th", { scope: "row", text: p.name }));
+  const cell = el("td");
+  let input = null;
+  if (p.kind === "secret") cell.textContent = "(secret)";
+  else if (p.kind === "binary") cell.textContent = p.value;
+  else if (p.kind === "list") {
+    input = el("textarea", { rows: String(Math.min(6, p.value.length + 1)), "aria-label": p.name });
+    input.value = p.value.join("\n");
+  } else if (p.kind === "bool") {
+    input = el("input", { type: "checkbox", "aria-label": p.name });
+    input.checked = p.value;
+  } else {
+    input = el("input", { type: "text", "aria-label": p.name });
+    input.value = String(p.value);
+  }
+  if (input) cell.append(input);
+  if (p.inherited) cell.append(el("div", { class: "inherited", text: "from " + p.defined_at }));
+  tr.append(cell);
+  const save = el("td");
+  if (input && p.writable) {
+    const b = el("button", { type: "button", text: "Save" });
+    b.addEventListener("click", async () => {
+      const values = p.kind === "list" ? input.value.split("\n").filter((l) => l !== "")
+        : p.kind === "bool" ? [input.checked ? "true" : "false"] : [input.value];
+      try {
+        await api("/api/set", { path, name: p.name, values });
+        message.className = "";
+        message.textContent = `${p.name} saved`;
+      } catch (e) {
+        message.className = "refused";
+        message.textContent = e.message;
+      }
+    });
+    save.append(b);
+  }
+  tr.append(save);
+  return tr;
+}
+
+async function command(what, verb) {
+  const message = document.getElementById("message");
+  try {
+    const target = String(what.kind === "site" ? what.id : what.name);
+    const answer = await api("/api/command", { kind: what.kind, target, command: verb });
+    message.className = "";
+    message.textContent = answer.done;
+  } catch (e) {
+    message.className = "refused";
+    message.textContent = e.message;
+  }
+  await loadTree();
+  await refresh();
+}
+
+const points = [];
+let last = null;
+
+async function refresh() {
+  const s = await api("/api/stats");
+  const now = performance.now();
+  if (last) {
+    const dt = Math.max(0.001, (now - last.t) / 1000);
+    const rps = Math.max(0, (s.requests - last.s.requests) / dt);
+    const sent = Math.max(0, (s.bytes_sent - last.s.bytes_sent) / dt / 1024);
+    points.push(rps);
+    if (points.length > 60) points.shift();
+    document.getElementById("rates").textContent =
+      `${rps.toFixed(1)} requests/s · ${sent.toFixed(1)} KB/s sent · ${s.connections} connections · ${s.rejected} rejected (503)`;
+    draw();
+  }
+  last = { t: now, s };
+  const tbody = document.querySelector("#workers tbody");
+  tbody.replaceChildren();
+  for (const p of s.pools) {
+    for (const w of p.workers) {
+      const tr = el("tr", { "data-pool": p.name, "data-pid": String(w.pid) });
+      for (const v of [p.name, w.pid, w.active, w.requests]) tr.append(el("td", { text: String(v) }));
+      tbody.append(tr);
+    }
+  }
+}
+
+function draw() {
+  const c = document.getElementById("graph");
+  const g = c.getContext("2d");
+  g.clearRect(0, 0, c.width, c.height);
+  const max = Math.max(1, ...points);
+  g.strokeStyle = "#1f5fa8";
+  g.lineWidth = 2;
+  g.beginPath();
+  points.forEach((v, i) => {
+    const x = (i * c.width) / 59;
+    const y = c.height - 10 - (v / max) * (c.height - 20);
+    if (i) g.lineTo(x, y);
+    else g.moveTo(x, y);
+  });
+  g.stroke();
+  g.fillStyle = "#555";
+  g.font = "12px system-ui, sans-serif";
+  g.fillText(`most: ${max.toFixed(1)}/s`, 6, 14);
+  // The latest value, for whoever reads the page without seeing it.
+  c.dataset.latest = points.length ? points[points.length - 1].toFixed(1) : "0";
+  c.setAttribute("aria-label", `Requests per second, the last two minutes; now ${c.dataset.latest}`);
+}
+
+loadTree();
+refresh();
+setInterval(refresh, 2000);

@@ -1,0 +1,255 @@
+//! What the console's pages ask of the service, as JSON: the tree (sites
+//! with their virtual directories, application pools with their worker
+//! processes), a key's property sheet, a property changed (through the
+//! metabase's own validated write, as `inetsrv mb set` does: a refused
+//! value answers the same error), site and pool commands, and the live
+//! counters the graphs draw.
+
+use metabase::{GetMode, MbPath, Value};
+use serde_json::{json, Value as Json};
+
+use crate::Sources;
+
+/// The most virtual directories listed for one site.
+const MAX_VDIRS: usize = 500;
+
+/// An answer: its status and JSON body.
+pub type Answer = (u16, Json);
+
+fn refused(status: u16, why: impl std::fmt::Display) -> Answer {
+    (status, json!({ "error": why.to_string() }))
+}
+
+/// The sites (with their virtual directories) and pools.
+pub async fn tree(sources: &Sources) -> Answer {
+    let sites = sources.was.sites().await;
+    let pools = sources.was.pools().await;
+    let snapshot = sources.files.metabase().snapshot();
+    let sites: Vec<Json> = sites
+        .iter()
+        .map(|s| {
+            let root = format!("/LM/W3SVC/{}/ROOT", s.id);
+            let mut vdirs = Vec::new();
+            if let Ok(path) = MbPath::parse(&root) {
+                virtual_directories(&snapshot, &path, 0, &mut vdirs);
+            }
+            json!({
+                "id": s.id,
+                "comment": s.comment,
+                "state": s.state.to_string(),
+                "bindings": s.bindings,
+                "error": s.error,
+                "path": format!("/LM/W3SVC/{}", s.id),
+                "vdirs": vdirs,
+            })
+        })
+        .collect();
+    let pools: Vec<Json> = pools
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "state": p.state.to_string(),
+                "reason": p.reason,
+                "path": format!("/LM/W3SVC/AppPools/{}", p.name),
+                "workers": p.workers.iter().map(|w| json!({
+                    "pid": w.pid,
+                    "state": w.state.to_string(),
+                    "requests": w.requests,
+                    "active": w.active_requests,
+                    "uptime": w.uptime_seconds,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    (200, json!({ "sites": sites, "pools": pools }))
+}
+
+/// The virtual directories below `path` (ROOT itself first), depth-first.
+fn virtual_directories(
+    snapshot: &metabase::Snapshot,
+    path: &MbPath,
+    depth: usize,
+    out: &mut Vec<String>,
+) {
+    if out.len() >= MAX_VDIRS || depth > 8 {
+        return;
+    }
+    let Ok(key) = snapshot.key(path) else {
+        return;
+    };
+    if key.key_type().eq_ignore_ascii_case("IIsWebVirtualDir") {
+        out.push(path.to_string());
+    }
+    let children: Vec<String> = key.children().map(|c| c.name().to_string()).collect();
+    for child in children {
+        if let Ok(next) = path.join(&child) {
+            virtual_directories(snapshot, &next, depth + 1, out);
+        }
+    }
+}
+
+/// A key's properties, its own and inherited, as the property sheet
+/// shows them.
+pub fn key(sources: &Sources, path: &str) -> Answer {
+    let Ok(path) = MbPath::parse(path) else {
+        return refused(400, format!("'{path}' is not a metabase path"));
+    };
+    let snapshot = sources.files.metabase().snapshot();
+    let schema = snapshot.schema();
+    let key = match snapshot.key(&path) {
+        Ok(k) => k,
+        Err(e) => return refused(404, e),
+    };
+    let records = match snapshot.enum_data(&path, GetMode::Inherited) {
+        Ok(r) => r,
+        Err(e) => return refused(404, e),
+    };
+    let properties: Vec<Json> = records
+        .iter()
+        .map(|r| {
+            let def = schema.property(r.id).filter(|d| d.data_type() == r.data_type());
+            let boolean = def.is_some_and(|d| d.schema_type == metabase::SchemaType::Bool);
+            let (kind, value) = if r.is_secure() {
+                ("secret", json!(null))
+            } else {
+                match &r.value {
+                    Value::Dword(v) if boolean => ("bool", json!(*v != 0)),
+                    Value::Dword(v) => ("number", json!(v)),
+                    Value::String(s) | Value::ExpandSz(s) => ("string", json!(s)),
+                    Value::MultiSz(items) => ("list", json!(items)),
+                    Value::Binary(b) => ("binary", json!(hex::encode(b))),
+                }
+            };
+            json!({
+                "name": r.name,
+                "kind": kind,
+                "value": value,
+                "inherited": r.inherited,
+                "defined_at": r.defined_at.to_string(),
+                // What the sheet may change: properties the schema knows.
+                "writable": schema.property_by_name(&r.name).is_some() && kind != "binary",
+            })
+        })
+        .collect();
+    (
+        200,
+        json!({
+            "path": path.to_string(),
+            "key_type": key.key_type(),
+            "properties": properties,
+        }),
+    )
+}
+
+/// Sets a property from its text values, as `inetsrv mb set` does.
+pub fn set(sources: &Sources, user: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Json>(body) else {
+        return refused(400, "the body is not JSON");
+    };
+    let (Some(path), Some(name), Some(values)) = (
+        request["path"].as_str(),
+        request["name"].as_str(),
+        request["values"].as_array(),
+    ) else {
+        return refused(400, "give path, name and values");
+    };
+    let values: Vec<String> = values
+        .iter()
+        .map(|v| match v {
+            Json::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    let Ok(key) = MbPath::parse(path) else {
+        return refused(400, format!("'{path}' is not a metabase path"));
+    };
+    match sources
+        .files
+        .metabase()
+        .write(|t| t.set_text(&key, name, &values))
+    {
+        Ok(_) => {
+            tracing::info!(user, path, name, ?values, "management console: property set");
+            (200, json!({ "ok": true }))
+        }
+        Err(e) => {
+            tracing::info!(user, path, name, "management console: a change was refused: {e}");
+            refused(400, e)
+        }
+    }
+}
+
+/// A site or pool command.
+pub async fn command(sources: &Sources, user: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Json>(body) else {
+        return refused(400, "the body is not JSON");
+    };
+    let (Some(kind), Some(target), Some(verb)) = (
+        request["kind"].as_str(),
+        request["target"].as_str(),
+        request["command"].as_str(),
+    ) else {
+        return refused(400, "give kind, target and command");
+    };
+    let done = match kind {
+        "site" => {
+            let Ok(id) = target.parse::<u32>() else {
+                return refused(400, format!("'{target}' is not a site ID"));
+            };
+            let command = match verb {
+                "start" => was::SiteCommand::Start,
+                "stop" => was::SiteCommand::Stop,
+                "pause" => was::SiteCommand::Pause,
+                "continue" => was::SiteCommand::Continue,
+                _ => return refused(400, format!("a site cannot {verb}")),
+            };
+            sources.was.site_command(id, command).await
+        }
+        "pool" => {
+            let command = match verb {
+                "start" => was::PoolCommand::Start,
+                "stop" => was::PoolCommand::Stop,
+                "recycle" => was::PoolCommand::Recycle,
+                _ => return refused(400, format!("a pool cannot {verb}")),
+            };
+            sources.was.pool_command(target, command).await
+        }
+        _ => return refused(400, format!("no such kind of object: {kind}")),
+    };
+    match done {
+        Ok(done) => {
+            tracing::info!(user, kind, target, verb, "management console: {done}");
+            (200, json!({ "done": done.to_string() }))
+        }
+        Err(e) => refused(409, e),
+    }
+}
+
+/// The counters the live graphs draw (the page takes rates from two).
+pub async fn stats(sources: &Sources) -> Answer {
+    let sample = sources.sample().await;
+    let service = &sample.service;
+    let requests: u64 = service.verbs.iter().sum();
+    (
+        200,
+        json!({
+            "requests": requests,
+            "bytes_sent": service.bytes_sent,
+            "bytes_received": service.bytes_received,
+            "connections": service.current_connections,
+            "rejected": service.rejected,
+            "pools": sample.pools.iter().map(|p| json!({
+                "name": p.name,
+                "state": p.state.to_string(),
+                "queue": p.queued,
+                "rejected": p.counters.queue_rejections,
+                "workers": p.workers.iter().map(|w| json!({
+                    "pid": w.pid,
+                    "active": w.active_requests,
+                    "requests": w.requests,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+    )
+}
