@@ -7,8 +7,11 @@
 # procps (kill), Samba's smbtorture (samba-testsuite: the rpc.mgmt and
 # rpc.epmapper suites), MIT Kerberos (krb5-kdc, krb5-admin-server,
 # krb5-user: a realm on loopback for the Kerberos tests), php-cgi and adminer (the PHP
-# tests' FastCGI application, and a third-party application they drive) and Impacket 0.13 (the RPC interop tests' client) in
-# a virtual environment under target/.
+# tests' FastCGI application, and a third-party application they drive),
+# chromium and chromium-driver (the management console's browser), and
+# in a virtual environment under target/: Impacket 0.13 (the RPC interop
+# tests' client), aiowmi (a second WMI client), prometheus_client (its
+# OpenMetrics parser reads /metrics) and Selenium (drives chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +38,9 @@ need krb5kdc krb5-kdc
 need kadmin.local krb5-admin-server
 need kinit krb5-user
 need php-cgi php-cgi
+# Debian's chromium and its chromedriver: the management console's browser.
+need chromium chromium
+need chromedriver chromium-driver
 # A third-party PHP application the tests drive (no command to look for).
 [ -f /usr/share/adminer/adminer.php ] || {
     echo "== installing adminer"
@@ -70,6 +76,12 @@ fi
 if ! "$venv/bin/python" -c 'import prometheus_client as p; from importlib.metadata import version; assert version("prometheus_client") == "0.26.0"' 2>/dev/null; then
     echo "== installing prometheus_client 0.26.0 into $venv"
     "$venv/bin/pip" install -q 'prometheus_client==0.26.0'
+fi
+# Selenium, driving Debian's chromium through its chromedriver, for the
+# management console's browser tests.
+if ! "$venv/bin/python" -c 'import selenium; assert selenium.__version__ == "4.51.0"' 2>/dev/null; then
+    echo "== installing selenium 4.51.0 into $venv"
+    "$venv/bin/pip" install -q 'selenium==4.51.0'
 fi
 export INETSRV_TEST_PYTHON="$venv/bin/python"
 

@@ -108,7 +108,9 @@ pub fn key(sources: &Sources, path: &str) -> Answer {
     let properties: Vec<Json> = records
         .iter()
         .map(|r| {
-            let def = schema.property(r.id).filter(|d| d.data_type() == r.data_type());
+            let def = schema
+                .property(r.id)
+                .filter(|d| d.data_type() == r.data_type());
             let boolean = def.is_some_and(|d| d.schema_type == metabase::SchemaType::Bool);
             let (kind, value) = if r.is_secure() {
                 ("secret", json!(null))
@@ -170,11 +172,22 @@ pub fn set(sources: &Sources, user: &str, body: &[u8]) -> Answer {
         .write(|t| t.set_text(&key, name, &values))
     {
         Ok(_) => {
-            tracing::info!(user, path, name, ?values, "management console: property set");
+            tracing::info!(
+                user,
+                path,
+                name,
+                ?values,
+                "management console: property set"
+            );
             (200, json!({ "ok": true }))
         }
         Err(e) => {
-            tracing::info!(user, path, name, "management console: a change was refused: {e}");
+            tracing::info!(
+                user,
+                path,
+                name,
+                "management console: a change was refused: {e}"
+            );
             refused(400, e)
         }
     }

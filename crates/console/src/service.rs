@@ -32,6 +32,7 @@ const LOGIN_PAGE: &str = include_str!("../assets/login.html");
 const CONSOLE_PAGE: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
 const STYLE: &str = include_str!("../assets/app.css");
+const ICON: &str = include_str!("../assets/icon.svg");
 
 /// Headers on every answer.
 const SECURITY_HEADERS: [(&str, &str); 6] = [
@@ -141,6 +142,7 @@ impl Service {
         match path {
             "/static/app.js" if read => asset("text/javascript; charset=utf-8", SCRIPT),
             "/static/app.css" if read => asset("text/css; charset=utf-8", STYLE),
+            "/static/icon.svg" | "/favicon.ico" if read => asset("image/svg+xml", ICON),
             "/login" if read => match session {
                 Some(_) => see_other("/"),
                 None => login_page(200, ""),
@@ -150,7 +152,9 @@ impl Service {
                 let sent = form_field(body, "csrf");
                 match (&session, token) {
                     (Some(s), Some(token))
-                        if sent.as_deref().is_some_and(|t| crate::session::same_token(t, &s.csrf)) =>
+                        if sent
+                            .as_deref()
+                            .is_some_and(|t| crate::session::same_token(t, &s.csrf)) =>
                     {
                         self.sessions.end(&token);
                         tracing::info!(user = s.user, "management console: logged off");
@@ -191,8 +195,14 @@ impl Service {
                 if method == "POST" {
                     let sent = request.header_str("X-CSRF-Token").unwrap_or("");
                     if !crate::session::same_token(sent, &session.csrf) {
-                        tracing::warn!(user = session.user, "management console: a change without its CSRF token was refused");
-                        return json(403, &serde_json::json!({"error": "missing or wrong CSRF token"}));
+                        tracing::warn!(
+                            user = session.user,
+                            "management console: a change without its CSRF token was refused"
+                        );
+                        return json(
+                            403,
+                            &serde_json::json!({"error": "missing or wrong CSRF token"}),
+                        );
                     }
                 }
                 let (status, value) = match (method, p) {
@@ -210,9 +220,8 @@ impl Service {
                 };
                 json(status, &value)
             }
-            "/" | "/metrics" | "/login" | "/static/app.js" | "/static/app.css" => {
-                text(405, "Method Not Allowed\n").header("Allow", "GET, HEAD")
-            }
+            "/" | "/metrics" | "/login" | "/static/app.js" | "/static/app.css"
+            | "/static/icon.svg" => text(405, "Method Not Allowed\n").header("Allow", "GET, HEAD"),
             "/logout" => text(405, "Method Not Allowed\n").header("Allow", "POST"),
             _ => text(404, "Not Found\n"),
         }

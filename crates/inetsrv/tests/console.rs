@@ -212,3 +212,144 @@ fn stats_watch_prints_rates_and_the_pools() {
     let refused = web.cli(&["stats", "--count", "2"]);
     assert!(!refused.status.success(), "--count needs --watch");
 }
+
+/// The console in Debian's chromium (headless, through chromedriver and
+/// Selenium): log on, a property sheet with a refused and an accepted
+/// value, stop and start a site as the site's clients see it, the
+/// requests graph under load, a pool recycled to a new worker process,
+/// log off. Screenshots go to target/console-screenshots.
+#[test]
+fn the_console_works_in_a_real_browser() {
+    let web = server();
+    std::fs::write(web.www().join("load.html"), "load\n").unwrap();
+    let shots =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots");
+    let out = Command::new(python())
+        .arg(format!(
+            "{}/tests/console/browser.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(format!("https://127.0.0.1:{}/", web.console_port))
+        .args(["boss", "Secret-1"])
+        .arg(format!("http://127.0.0.1:{}/", web.port))
+        .arg(&shots)
+        .output()
+        .expect(
+            "python3 with selenium, chromium and chromium-driver (scripts/test.sh installs them)",
+        );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}\n{}", web.log()));
+    assert_eq!(v["logon_form"], true, "{v}");
+    assert!(
+        v["wrong_password"].as_str().unwrap().contains("wrong"),
+        "{v}"
+    );
+    assert_eq!(v["pools"][0], "DefaultAppPool", "{v}");
+    // A refused value shows the same error as `inetsrv mb set`.
+    let cli = web.cli_err(&["mb", "set", "W3SVC/1/MaxConnections", "many"]);
+    let refused = v["refused"]["text"].as_str().unwrap();
+    assert!(v["refused"]["refused"].as_bool().unwrap(), "{v}");
+    assert!(
+        cli.contains(refused),
+        "the console said {refused:?}, the CLI {cli:?}"
+    );
+    assert_eq!(v["saved"]["text"], "ServerComment saved", "{v}");
+    assert!(web
+        .cli_ok(&["mb", "get", "W3SVC/1/ServerComment"])
+        .contains("Managed in a browser"));
+    assert!(web.log().contains("management console: property set"));
+    assert_eq!(v["before_stop"], 200, "{v}");
+    assert_ne!(v["while_stopped"], 200, "{v}");
+    assert_eq!(v["after_start"], 200, "{v}");
+    assert!(v["graph_latest"].as_f64().unwrap() > 0.0, "{v}");
+    let before = v["pids_before"].as_array().unwrap();
+    let after = v["pids_after"].as_array().unwrap();
+    assert!(!before.is_empty() && !after.is_empty(), "{v}");
+    assert!(after.iter().all(|p| !before.contains(p)), "{v}");
+    assert_eq!(v["focusable_tree"], true);
+    assert_eq!(v["logged_out"], true, "{v}");
+    assert_eq!(v["after_logout"], true, "{v}");
+    assert_eq!(v["browser_errors"], serde_json::json!([]), "{v}");
+    assert!(shots.join("05-under-load.png").is_file());
+}
+
+/// The security points without a browser: no change without a session
+/// and its CSRF token, no session for a non-administrator, the cookie's
+/// attributes.
+#[test]
+fn changes_need_a_session_and_its_csrf_token() {
+    let web = server();
+    let base = format!("https://127.0.0.1:{}", web.console_port);
+    let jar = web.dir.path().join("cookies");
+    let jar = jar.to_str().unwrap();
+    let body = r#"{"path":"/LM/W3SVC/1","name":"ServerComment","values":["x"]}"#;
+    // No session: the API refuses, the page sends to the logon form.
+    let anonymous = curl(&format!("{base}/api/set"), &["-k", "-d", body]);
+    assert_eq!(anonymous.status, 401);
+    let page = curl(&format!("{base}/"), &["-k"]);
+    assert_eq!(page.status, 303);
+    assert_eq!(page.header("Location").as_deref(), Some("/login"));
+    // A user who is not an administrator gets no session.
+    let clerk = curl(
+        &format!("{base}/login"),
+        &["-k", "-c", jar, "-d", "user=clerk&password=Secret-2"],
+    );
+    assert_eq!(clerk.status, 403);
+    assert!(clerk.header("Set-Cookie").is_none());
+    // An administrator's session: Secure, HttpOnly, SameSite=Strict.
+    let boss = curl(
+        &format!("{base}/login"),
+        &["-k", "-c", jar, "-d", "user=boss&password=Secret-1"],
+    );
+    assert_eq!(boss.status, 303);
+    let cookie = boss.header("Set-Cookie").unwrap();
+    for attribute in [
+        "__Host-inetsrv-session=",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    // With the session but without the CSRF token: refused, nothing set.
+    let forged = curl(&format!("{base}/api/set"), &["-k", "-b", jar, "-d", body]);
+    assert_eq!(forged.status, 403);
+    assert!(!web
+        .cli_ok(&["mb", "get", "W3SVC/1/ServerComment"])
+        .contains("\"x\""));
+    // With it: set, and logged with who made it.
+    let page = curl(&format!("{base}/"), &["-k", "-b", jar]);
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    let csrf = html
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let header = format!("X-CSRF-Token: {csrf}");
+    let done = curl(
+        &format!("{base}/api/set"),
+        &["-k", "-b", jar, "-H", &header, "-d", body],
+    );
+    assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
+    assert!(web
+        .cli_ok(&["mb", "get", "W3SVC/1/ServerComment"])
+        .contains("\"x\""));
+    assert!(web.log().contains("user=\"boss\""), "{}", web.log());
+    // Logging off needs the token too, then the session is gone.
+    assert_eq!(
+        curl(&format!("{base}/logout"), &["-k", "-b", jar, "-X", "POST"]).status,
+        403
+    );
+    let off = curl(
+        &format!("{base}/logout"),
+        &["-k", "-b", jar, "-d", &format!("csrf={csrf}")],
+    );
+    assert_eq!(off.status, 303);
+    assert_eq!(
+        curl(&format!("{base}/api/tree"), &["-k", "-b", jar]).status,
+        401
+    );
+}
