@@ -168,7 +168,7 @@ impl Service {
                     200,
                     &CONSOLE_PAGE
                         .replace("{{CSRF}}", &s.csrf)
-                        .replace("{{USER}}", &escape(&s.user)),
+                        .replace("{{USER}}", &httpapi::html_escape(&s.user)),
                 ),
                 None => see_other("/login"),
             },
@@ -366,23 +366,10 @@ fn see_other(location: &str) -> Response {
 }
 
 fn login_page(status: u16, error: &str) -> Response {
-    html(status, &LOGIN_PAGE.replace("{{ERROR}}", &escape(error)))
-}
-
-/// Text for an HTML page.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    html(
+        status,
+        &LOGIN_PAGE.replace("{{ERROR}}", &httpapi::html_escape(error)),
+    )
 }
 
 /// A field of an `application/x-www-form-urlencoded` body.

@@ -34,3 +34,20 @@ pub use client::{
     Response, ResponseWriter, Result, Session,
 };
 pub use proto::{CachePolicy, Header, HeaderBlock, LogInfo};
+
+/// Escapes text for an HTML page a response carries (a directory
+/// listing, a redirect's body, a form's message).
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

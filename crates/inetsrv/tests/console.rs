@@ -14,11 +14,7 @@ use common::web::{curl, Got, Web};
 use serde_json::Value;
 
 fn server() -> Web {
-    let mut web = Web::prepare();
-    web.cli_ok(&["user", "add", "boss", "--password", "Secret-1", "--admin"]);
-    web.cli_ok(&["user", "add", "clerk", "--password", "Secret-2"]);
-    web.launch();
-    web
+    Web::start_with_users()
 }
 
 fn metrics_url(web: &Web) -> String {

@@ -35,11 +35,7 @@ fn script(name: &str) -> String {
 /// A server with an administrator (boss) and a user who is not one
 /// (clerk).
 fn server() -> Web {
-    let mut web = Web::prepare();
-    web.cli_ok(&["user", "add", "boss", "--password", "Secret-1", "--admin"]);
-    web.cli_ok(&["user", "add", "clerk", "--password", "Secret-2"]);
-    web.launch();
-    web
+    Web::start_with_users()
 }
 
 /// impacket_wmi.py's answer for `steps`, logged on as `user`.

@@ -44,21 +44,7 @@ pub fn read_entries(content: &Content, dir: &Path) -> std::io::Result<Vec<Entry>
     Ok(entries)
 }
 
-/// Escapes text for HTML.
-pub fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use httpapi::html_escape;
 
 /// Percent-encodes a URL path segment (RFC 3986 unreserved characters and
 /// the sub-delimiters a path may carry are kept).

@@ -111,6 +111,21 @@ impl Web {
         web
     }
 
+    /// Adds the tests' administrator (boss, Secret-1) and a user who is
+    /// not one (clerk, Secret-2).
+    pub fn add_boss_and_clerk(&self) {
+        self.cli_ok(&["user", "add", "boss", "--password", "Secret-1", "--admin"]);
+        self.cli_ok(&["user", "add", "clerk", "--password", "Secret-2"]);
+    }
+
+    /// Prepares, adds boss and clerk, and starts.
+    pub fn start_with_users() -> Web {
+        let mut web = Web::prepare();
+        web.add_boss_and_clerk();
+        web.launch();
+        web
+    }
+
     /// Prepares and starts.
     pub fn start() -> Web {
         let mut web = Web::prepare();
