@@ -517,20 +517,14 @@ fn start_watch(
     std::io::BufReader<std::process::ChildStderr>,
     String,
 ) {
-    let server = format!("127.0.0.1:{}", web.rpc_port());
     let mut watch = std::process::Command::new(common::BIN)
         .args(web.target())
         .args([
             "wmi",
             "watch",
             "SELECT * FROM __InstanceModificationEvent WITHIN 1 WHERE TargetInstance ISA 'IIsWebServerSetting'",
-            "--server",
-            &server,
-            "--user",
-            "boss",
-            "--password",
-            "Secret-1",
         ])
+        .args(web.as_boss())
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -652,17 +646,10 @@ fn reach_another_server(asynchronous: bool) {
         "images",
         &web.www().display().to_string(),
     ]);
-    let server = format!("127.0.0.1:{}", web.rpc_port());
+    let boss = web.as_boss();
     let remote = |args: &[&str]| {
         let mut all: Vec<&str> = args.to_vec();
-        all.extend([
-            "--server",
-            &server,
-            "--user",
-            "boss",
-            "--password",
-            "Secret-1",
-        ]);
+        all.extend(boss.iter().map(String::as_str));
         if asynchronous {
             all.push("--async");
         }

@@ -118,6 +118,22 @@ impl Web {
         self.cli_ok(&["user", "add", "clerk", "--password", "Secret-2"]);
     }
 
+    /// The arguments that reach this server's RPC endpoint over TCP as
+    /// boss (`--server 127.0.0.1:PORT --user boss --password Secret-1`).
+    pub fn as_boss(&self) -> Vec<String> {
+        let server = format!("127.0.0.1:{}", self.rpc_port());
+        [
+            "--server",
+            &server,
+            "--user",
+            "boss",
+            "--password",
+            "Secret-1",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
     /// Prepares, adds boss and clerk, and starts.
     pub fn start_with_users() -> Web {
         let mut web = Web::prepare();
