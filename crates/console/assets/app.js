@@ -46,7 +46,9 @@ function node(label, path, what) {
 async function loadTree() {
   const tree = await api("/api/tree");
   const nav = document.getElementById("tree");
-  nav.replaceChildren(el("h2", { text: "Web Sites" }));
+  const add = el("button", { type: "button", id: "new-site", text: "New site…" });
+  add.addEventListener("click", newSiteForm);
+  nav.replaceChildren(el("h2", { text: "Web Sites" }), add);
   const sites = el("ul");
   for (const s of tree.sites) {
     const li = el("li", { "data-site": String(s.id) });
@@ -55,7 +57,7 @@ async function loadTree() {
     const vdirs = el("ul");
     for (const v of s.vdirs) {
       const label = v.slice(s.path.length + "/ROOT".length) || "/";
-      vdirs.append(el("li", {}, node(label, v, { kind: "vdir" })));
+      vdirs.append(el("li", {}, node(label, v, { kind: "vdir", site: s.id, alias: label })));
     }
     li.append(vdirs);
     sites.append(li);
@@ -87,8 +89,14 @@ async function select(path, what, label) {
     b.addEventListener("click", () => command(what, verb));
     actions.append(b);
   }
+  if (what.kind === "vdir" && what.alias !== "/") {
+    const b = el("button", { type: "button", "data-command": "delete", text: "Delete" });
+    b.addEventListener("click", () => deleteVdir(what));
+    actions.append(b);
+  }
   const message = el("p", { role: "status", id: "message" });
   details.append(actions, message);
+  if (what.kind === "site") details.append(newVdirForm(what.id));
   const table = el("table", { id: "properties" });
   table.append(el("caption", { text: "Properties (grey: inherited from a key above)" }));
   const head = el("tr");
@@ -139,6 +147,84 @@ function row(path, p, message) {
   }
   tr.append(save);
   return tr;
+}
+
+function field(label, name, attrs) {
+  const id = "field-" + name;
+  return el("p", {}, el("label", { for: id, text: label }), " ",
+    el("input", Object.assign({ id, name }, attrs || {})));
+}
+
+function formMessage(form) {
+  const m = el("p", { role: "status", class: "form-message" });
+  form.append(m);
+  return m;
+}
+
+function newSiteForm() {
+  const details = document.getElementById("details");
+  const form = el("form", { id: "site-form" },
+    el("h2", { text: "New web site" }),
+    field("Description", "name", { required: "" }),
+    field("TCP port", "port", { type: "number", min: "1", max: "65535", required: "" }),
+    field("Host header (optional)", "host"),
+    field("Home directory (absolute path)", "path", { required: "" }),
+    el("button", { type: "submit", text: "Create" }));
+  const message = formMessage(form);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = Object.fromEntries(new FormData(form));
+    try {
+      const answer = await api("/api/site", data);
+      message.className = "form-message";
+      message.textContent = answer.done;
+      await loadTree();
+    } catch (e) {
+      message.className = "form-message refused";
+      message.textContent = e.message;
+    }
+  });
+  details.replaceChildren(form);
+  form.querySelector("input").focus();
+}
+
+function newVdirForm(site) {
+  const form = el("form", { id: "vdir-form" },
+    el("h3", { text: "New virtual directory" }),
+    field("Alias", "alias", { required: "" }),
+    field("Directory (absolute path)", "path", { required: "" }),
+    el("p", {}, el("label", {}, el("input", { type: "checkbox", name: "app" }), " An application")),
+    el("button", { type: "submit", text: "Create" }));
+  const message = formMessage(form);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    try {
+      const answer = await api("/api/vdir", {
+        site, alias: data.get("alias"), path: data.get("path"), app: data.get("app") === "on",
+      });
+      message.className = "form-message";
+      message.textContent = answer.done;
+      await loadTree();
+    } catch (e) {
+      message.className = "form-message refused";
+      message.textContent = e.message;
+    }
+  });
+  return form;
+}
+
+async function deleteVdir(what) {
+  const message = document.getElementById("message");
+  try {
+    const answer = await api("/api/vdir/delete", { site: what.site, alias: what.alias });
+    message.className = "";
+    message.textContent = answer.done;
+    await loadTree();
+  } catch (e) {
+    message.className = "refused";
+    message.textContent = e.message;
+  }
 }
 
 async function command(what, verb) {

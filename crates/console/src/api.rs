@@ -193,6 +193,150 @@ pub fn set(sources: &Sources, user: &str, body: &[u8]) -> Answer {
     }
 }
 
+/// The change the activation service has applied once it returns.
+async fn settle(sources: &Sources) {
+    let number = sources.files.metabase().snapshot().change_number();
+    sources.was.synced(number).await;
+}
+
+/// A content directory named in a request: absolute, and a directory on
+/// this machine (the console runs on the server).
+fn content_dir(text: &str) -> Result<String, String> {
+    let dir = std::path::Path::new(text.trim());
+    if !dir.is_absolute() {
+        return Err(format!(
+            "{}: give the directory's absolute path",
+            dir.display()
+        ));
+    }
+    if !dir.is_dir() {
+        return Err(format!(
+            "{} is not a directory (create it first, for example: mkdir -p {})",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(dir.display().to_string())
+}
+
+/// A new site: `{"name", "port", "path", "host"?, "ip"?, "pool"?}`.
+pub async fn create_site(sources: &Sources, user: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Json>(body) else {
+        return refused(400, "the body is not JSON");
+    };
+    let name = request["name"].as_str().unwrap_or("");
+    let port = match &request["port"] {
+        Json::Number(n) => n.as_u64(),
+        Json::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let Some(port) = port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0) else {
+        return refused(400, "give the site a TCP port (1 to 65535)");
+    };
+    let dir = match content_dir(request["path"].as_str().unwrap_or("")) {
+        Ok(d) => d,
+        Err(why) => return refused(400, why),
+    };
+    let host = request["host"]
+        .as_str()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty());
+    let ip = match request["ip"]
+        .as_str()
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+    {
+        None => None,
+        Some(text) => match text.parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => return refused(400, format!("'{text}' is not an IP address")),
+        },
+    };
+    let pool = request["pool"]
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .unwrap_or("DefaultAppPool");
+    let site = was::provision::NewSite {
+        name,
+        dir: &dir,
+        binding: was::Binding {
+            ip,
+            port,
+            host,
+            secure: false,
+        },
+        pool,
+        id: None,
+        auto_start: true,
+    };
+    match was::provision::create_site(sources.files.metabase(), &site) {
+        Ok(id) => {
+            settle(sources).await;
+            tracing::info!(user, id, name, "management console: site created");
+            (
+                200,
+                json!({ "id": id, "done": format!("site {id} ({name}) created") }),
+            )
+        }
+        Err(e) => refused(400, e),
+    }
+}
+
+/// A new virtual directory: `{"site", "alias", "path", "app"?}`.
+pub async fn create_vdir(sources: &Sources, user: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Json>(body) else {
+        return refused(400, "the body is not JSON");
+    };
+    let Some(site) = request["site"].as_u64().and_then(|s| u32::try_from(s).ok()) else {
+        return refused(400, "give the site's ID");
+    };
+    let alias = request["alias"].as_str().unwrap_or("");
+    let dir = match content_dir(request["path"].as_str().unwrap_or("")) {
+        Ok(d) => d,
+        Err(why) => return refused(400, why),
+    };
+    let vdir = was::provision::NewVirtualDirectory {
+        site,
+        alias,
+        dir: &dir,
+        app: request["app"].as_bool().unwrap_or(false),
+        pool: None,
+    };
+    match was::provision::create_virtual_directory(sources.files.metabase(), &vdir) {
+        Ok(key) => {
+            settle(sources).await;
+            tracing::info!(user, key, "management console: virtual directory created");
+            (
+                200,
+                json!({ "key": key, "done": format!("virtual directory {key} created") }),
+            )
+        }
+        Err(e) => refused(400, e),
+    }
+}
+
+/// Deletes a virtual directory: `{"site", "alias"}`.
+pub async fn delete_vdir(sources: &Sources, user: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Json>(body) else {
+        return refused(400, "the body is not JSON");
+    };
+    let Some(site) = request["site"].as_u64().and_then(|s| u32::try_from(s).ok()) else {
+        return refused(400, "give the site's ID");
+    };
+    let alias = request["alias"].as_str().unwrap_or("");
+    match was::provision::delete_virtual_directory(sources.files.metabase(), site, alias) {
+        Ok(key) => {
+            settle(sources).await;
+            tracing::info!(user, key, "management console: virtual directory deleted");
+            (
+                200,
+                json!({ "done": format!("virtual directory {key} deleted") }),
+            )
+        }
+        Err(e) => refused(400, e),
+    }
+}
+
 /// A site or pool command.
 pub async fn command(sources: &Sources, user: &str, body: &[u8]) -> Answer {
     let Ok(request) = serde_json::from_slice::<Json>(body) else {

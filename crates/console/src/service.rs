@@ -216,6 +216,15 @@ impl Service {
                     ("POST", "/api/command") => {
                         crate::api::command(&self.sources, &session.user, body).await
                     }
+                    ("POST", "/api/site") => {
+                        crate::api::create_site(&self.sources, &session.user, body).await
+                    }
+                    ("POST", "/api/vdir") => {
+                        crate::api::create_vdir(&self.sources, &session.user, body).await
+                    }
+                    ("POST", "/api/vdir/delete") => {
+                        crate::api::delete_vdir(&self.sources, &session.user, body).await
+                    }
                     _ => (404, serde_json::json!({"error": "no such call"})),
                 };
                 json(status, &value)

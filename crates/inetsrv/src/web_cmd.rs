@@ -348,68 +348,25 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
             id,
             dont_start,
         } => {
-            let model = ctx.model();
-            if model
-                .sites
-                .values()
-                .any(|s| s.comment.eq_ignore_ascii_case(name))
-            {
-                bail!("a site named '{name}' exists");
-            }
-            if model.pool(pool).is_none() {
-                bail!("no application pool '{pool}' (create it with: inetsrv pool create {pool})");
-            }
             let binding = Binding {
                 ip: *ip,
                 port: *port,
                 host: host.as_ref().map(|h| h.to_ascii_lowercase()),
                 secure: false,
             };
-            let binding_text = binding.to_string();
-            Binding::parse(&binding_text).map_err(|e| anyhow!(e))?;
-            if let Some(other) = model.sites.values().find(|s| s.bindings.contains(&binding)) {
-                bail!(
-                    "binding {binding_text} is used by site {} ({})",
-                    other.id,
-                    other.comment
-                );
-            }
-            let id = match id {
-                Some(id) if model.sites.contains_key(id) => bail!("site ID {id} is taken"),
-                Some(0) => bail!("site IDs start at 1"),
-                Some(id) => *id,
-                None => (1..).find(|n| !model.sites.contains_key(n)).unwrap_or(1),
-            };
             let dir = ctx.content_dir(path)?;
-            let site = format!("/LM/W3SVC/{id}");
-            let root = format!("{site}/ROOT");
             let dir_text = dir.display().to_string();
-            ctx.write(|t| {
-                t.create_key(&p(&site), "IIsWebServer")?;
-                t.set_text(&p(&site), "ServerComment", &args(&[name]))?;
-                t.set_text(&p(&site), "ServerBindings", &args(&[&binding_text]))?;
-                t.set_text(
-                    &p(&site),
-                    "ServerAutoStart",
-                    &args(&[if *dont_start { "FALSE" } else { "TRUE" }]),
-                )?;
-                t.create_key(&p(&format!("{site}/Filters")), "IIsFilters")?;
-                t.create_key(&p(&root), "IIsWebVirtualDir")?;
-                t.set_text(&p(&root), "Path", &args(&[&dir_text]))?;
-                t.set_text(
-                    &p(&root),
-                    "AccessFlags",
-                    &args(&["AccessRead | AccessScript"]),
-                )?;
-                t.set_text(&p(&root), "AppRoot", &args(&[&root]))?;
-                t.set_text(&p(&root), "AppIsolated", &args(&["2"]))?;
-                t.set_text(&p(&root), "AppPoolId", &args(&[pool]))?;
-                t.set_text(
-                    &p(&root),
-                    "AppFriendlyName",
-                    &args(&["Default Application"]),
-                )
-            })?;
+            let id = was::provision::create_site(
+                ctx.metabase,
+                &was::provision::NewSite {
+                    name,
+                    dir: &dir_text,
+                    binding: binding.clone(),
+                    pool,
+                    id: *id,
+                    auto_start: !*dont_start,
+                },
+            )?;
             ctx.settle().await?;
             ctx.line(format!(
                 "site {id} ({name}) created: {} serves {}",
@@ -622,18 +579,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 }
 
 fn alias_path(id: u32, alias: &str) -> Result<(String, Vec<String>)> {
-    let parts: Vec<String> = alias
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    if parts.is_empty() {
-        bail!("give the alias of a virtual directory below the site's root, e.g. docs");
-    }
-    if parts.iter().any(|s| s == "." || s == "..") {
-        bail!("'{alias}' may not hold . or .. segments");
-    }
-    Ok((format!("/LM/W3SVC/{id}/ROOT/{}", parts.join("/")), parts))
+    Ok(was::provision::alias_path(id, alias)?)
 }
 
 pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
@@ -646,44 +592,19 @@ pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
             pool,
         } => {
             let id = ctx.site_id(site)?;
-            let (key, parts) = alias_path(id, alias)?;
-            let mb_key = MbPath::parse(&key)?;
-            let snapshot = ctx.metabase.snapshot();
-            if snapshot.find(&mb_key).is_some() {
-                bail!("{key} exists");
-            }
-            if let Some(pool) = pool {
-                if ctx.model().pool(pool).is_none() {
-                    bail!("no application pool '{pool}'");
-                }
-            }
+            let (_, parts) = alias_path(id, alias)?;
             let dir = ctx.content_dir(path)?;
             let dir_text = dir.display().to_string();
-            ctx.write(|t| {
-                // Directories between the root and the alias become keys.
-                let mut at = format!("/LM/W3SVC/{id}/ROOT");
-                for part in &parts[..parts.len() - 1] {
-                    at = format!("{at}/{part}");
-                    if snapshot.find(&p(&at)).is_none() {
-                        t.create_key(&p(&at), "IIsWebDirectory")?;
-                    }
-                }
-                t.create_key(&mb_key, "IIsWebVirtualDir")?;
-                t.set_text(&mb_key, "Path", &args(&[&dir_text]))?;
-                if *app {
-                    t.set_text(&mb_key, "AppRoot", &args(&[&key]))?;
-                    t.set_text(&mb_key, "AppIsolated", &args(&["2"]))?;
-                    t.set_text(
-                        &mb_key,
-                        "AppFriendlyName",
-                        &args(&[parts.last().map(String::as_str).unwrap_or("")]),
-                    )?;
-                    if let Some(pool) = pool {
-                        t.set_text(&mb_key, "AppPoolId", &args(&[pool]))?;
-                    }
-                }
-                Ok(())
-            })?;
+            was::provision::create_virtual_directory(
+                ctx.metabase,
+                &was::provision::NewVirtualDirectory {
+                    site: id,
+                    alias,
+                    dir: &dir_text,
+                    app: *app,
+                    pool: pool.as_deref(),
+                },
+            )?;
             ctx.settle().await?;
             ctx.line(format!(
                 "virtual directory /{} of site {id} created: serves {}{}",
@@ -695,17 +616,8 @@ pub async fn vdir(ctx: &mut Ctx<'_>, verb: &VdirVerb) -> Result<()> {
         }
         VdirVerb::Delete { site, alias } => {
             let id = ctx.site_id(site)?;
-            let (key, parts) = alias_path(id, alias)?;
-            let mb_key = MbPath::parse(&key)?;
-            let snapshot = ctx.metabase.snapshot();
-            match snapshot.find(&mb_key) {
-                None => bail!("no virtual directory /{} in site {id}", parts.join("/")),
-                Some(k) if !k.key_type().eq_ignore_ascii_case("IIsWebVirtualDir") => {
-                    bail!("{key} is a {}, not a virtual directory", k.key_type())
-                }
-                Some(_) => {}
-            }
-            ctx.write(|t| t.delete_key(&mb_key))?;
+            let (_, parts) = alias_path(id, alias)?;
+            was::provision::delete_virtual_directory(ctx.metabase, id, alias)?;
             ctx.settle().await?;
             ctx.line(format!(
                 "virtual directory /{} of site {id} deleted",

@@ -211,13 +211,21 @@ fn stats_watch_prints_rates_and_the_pools() {
 
 /// The console in Debian's chromium (headless, through chromedriver and
 /// Selenium): log on, a property sheet with a refused and an accepted
-/// value, stop and start a site as the site's clients see it, the
+/// value, a site and a virtual directory made and served, stop and start
+/// a site as the site's clients see it, the
 /// requests graph under load, a pool recycled to a new worker process,
 /// log off. Screenshots go to target/console-screenshots.
 #[test]
 fn the_console_works_in_a_real_browser() {
     let web = server();
     std::fs::write(web.www().join("load.html"), "load\n").unwrap();
+    let new_dir = web.dir.path().join("browser-site");
+    let vdir_dir = web.dir.path().join("browser-docs");
+    std::fs::create_dir_all(&new_dir).unwrap();
+    std::fs::create_dir_all(&vdir_dir).unwrap();
+    std::fs::write(new_dir.join("index.html"), "made in a browser\n").unwrap();
+    std::fs::write(vdir_dir.join("page.html"), "a virtual directory\n").unwrap();
+    let new_port = common::free_port();
     let shots =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots");
     let out = Command::new(python())
@@ -229,6 +237,8 @@ fn the_console_works_in_a_real_browser() {
         .args(["boss", "Secret-1"])
         .arg(format!("http://127.0.0.1:{}/", web.port))
         .arg(&shots)
+        .arg(new_port.to_string())
+        .args([&new_dir, &vdir_dir])
         .output()
         .expect(
             "python3 with selenium, chromium and chromium-driver (scripts/test.sh installs them)",
@@ -256,6 +266,33 @@ fn the_console_works_in_a_real_browser() {
         .cli_ok(&["mb", "get", "W3SVC/1/ServerComment"])
         .contains("Managed in a browser"));
     assert!(web.log().contains("management console: property set"));
+    // A site and a virtual directory made in the browser are served; a
+    // taken binding is refused with the CLI's words.
+    assert!(
+        v["site_taken"]["refused"].as_bool().unwrap()
+            && v["site_taken"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("is used by site 1"),
+        "{v}"
+    );
+    assert!(
+        v["site_created"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("(Browser Site) created"),
+        "{v}"
+    );
+    assert_eq!(v["new_site_page"], "made in a browser\n", "{v}");
+    assert!(
+        v["vdir_created"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("/ROOT/docs created"),
+        "{v}"
+    );
+    assert_eq!(v["vdir_page"], "a virtual directory\n", "{v}");
+    assert!(web.log().contains("management console: site created"));
     assert_eq!(v["before_stop"], 200, "{v}");
     assert_ne!(v["while_stopped"], 200, "{v}");
     assert_eq!(v["after_start"], 200, "{v}");

@@ -20,6 +20,7 @@ pub mod handover;
 mod host;
 pub mod model;
 pub mod process;
+pub mod provision;
 mod service;
 
 use std::path::PathBuf;

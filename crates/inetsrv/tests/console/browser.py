@@ -1,8 +1,8 @@
 """The management console in a real headless browser: Debian's chromium,
 driven through its chromedriver by Selenium (the test command installs
-them). Arguments: CONSOLE_URL USER PASSWORD SITE_URL SCREENSHOT_DIR; prints
-one JSON object with what each step saw. Screenshots are kept in
-SCREENSHOT_DIR as test artifacts."""
+them). Arguments: CONSOLE_URL USER PASSWORD SITE_URL SCREENSHOT_DIR
+NEW_PORT NEW_SITE_DIR VDIR_DIR; prints one JSON object with what each step
+saw. Screenshots are kept in SCREENSHOT_DIR as test artifacts."""
 import json
 import os
 import sys
@@ -18,7 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
-console, user, password, site, shots = sys.argv[1:6]
+console, user, password, site, shots, new_port, new_dir, vdir_dir = sys.argv[1:9]
 os.makedirs(shots, exist_ok=True)
 out = {}
 
@@ -76,6 +76,29 @@ def command(verb):
     return message()
 
 
+def body_of(url, tries=40):
+    """The body of a page, once it answers 200 (a new site starts)."""
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read().decode()
+        except (urllib.error.HTTPError, OSError):
+            time.sleep(0.25)
+    return None
+
+
+def submit(form_id, values):
+    form = wait.until(ready.presence_of_element_located((By.ID, form_id)))
+    for name, value in values.items():
+        field = form.find_element(By.NAME, name)
+        field.clear()
+        field.send_keys(value)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    element = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#%s .form-message" % form_id)
+                         if d.find_element(By.CSS_SELECTOR, "#%s .form-message" % form_id).text else None)
+    return {"text": element.text, "refused": "refused" in (element.get_attribute("class") or "")}
+
+
 def worker_pids():
     return sorted(r.get_attribute("data-pid")
                   for r in driver.find_elements(By.CSS_SELECTOR, "#workers tbody tr"))
@@ -110,12 +133,25 @@ try:
     out["saved"] = save("ServerComment", "Managed in a browser")
     shot("03-property-sheet")
 
+    # A new site, then a virtual directory in it: both served at once.
+    driver.find_element(By.ID, "new-site").click()
+    out["site_taken"] = submit("site-form", {"name": "Browser Site", "port": site.rsplit(":", 1)[1].strip("/"),
+                                             "path": new_dir})
+    out["site_created"] = submit("site-form", {"port": new_port})
+    out["new_site_page"] = body_of("http://127.0.0.1:%s/index.html" % new_port)
+    select("Browser Site")
+    out["vdir_created"] = submit("vdir-form", {"alias": "docs", "path": vdir_dir})
+    out["vdir_page"] = body_of("http://127.0.0.1:%s/docs/page.html" % new_port)
+    shot("04-new-site")
+    # The first site, by the name it was given above.
+    select("Managed in a browser")
+
     # Stop the site: its binding goes; start it: it answers again.
     out["before_stop"] = status_of(site)
     out["stop"] = command("stop")
     time.sleep(0.5)
     out["while_stopped"] = status_of(site)
-    shot("04-stopped")
+    shot("04-stopped-site")
     out["start"] = command("start")
     time.sleep(0.5)
     out["after_start"] = status_of(site)
@@ -166,9 +202,11 @@ try:
     out["after_logout"] = driver.current_url.endswith("/login")
     # The page's console: nothing the CSP refused, no script errors.
     # (The answers the steps above asked for are logged as failed
-    # loads: the wrong password's 401 and the refused value's 400.)
+    # loads: the wrong password's 401, the refused value's and the taken
+    # binding's 400.)
     expected = ("/login - Failed to load resource: the server responded with a status of 401",
-                "/api/set - Failed to load resource: the server responded with a status of 400")
+                "/api/set - Failed to load resource: the server responded with a status of 400",
+                "/api/site - Failed to load resource: the server responded with a status of 400")
     errors = [e["message"] for e in driver.get_log("browser")
               if e["level"] == "SEVERE" and not any(x in e["message"] for x in expected)]
     out["browser_errors"] = errors
