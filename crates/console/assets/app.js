@@ -96,7 +96,7 @@ async function select(path, what, label) {
   }
   const message = el("p", { role: "status", id: "message" });
   details.append(actions, message);
-  if (what.kind === "site") details.append(newVdirForm(what.id));
+  if (what.kind === "site") details.append(newVdirForm(what.id), logsPanel(what.id));
   const table = el("table", { id: "properties" });
   table.append(el("caption", { text: "Properties (grey: inherited from a key above)" }));
   const head = el("tr");
@@ -214,6 +214,28 @@ function newVdirForm(site) {
   return form;
 }
 
+function logsPanel(site) {
+  const request = el("pre", { id: "request-log", tabindex: "0" });
+  const httperr = el("pre", { id: "httperr-log", tabindex: "0" });
+  const again = el("button", { type: "button", text: "Refresh logs" });
+  const load = async () => {
+    for (const [target, query] of [[request, `site=${site}`], [httperr, "httperr=1"]]) {
+      try {
+        const answer = await api(`/api/log?${query}&lines=30`);
+        target.textContent = answer.lines.length ? answer.lines.join("\n") : "(nothing logged yet)";
+        target.dataset.file = answer.file || "";
+      } catch (e) {
+        target.textContent = e.message;
+      }
+    }
+  };
+  again.addEventListener("click", load);
+  load();
+  return el("section", { id: "logs" },
+    el("h3", { text: "Request log (the last 30 lines)" }), request,
+    el("h3", { text: "HTTPERR" }), httperr, again);
+}
+
 async function deleteVdir(what) {
   const message = document.getElementById("message");
   try {
@@ -244,6 +266,8 @@ async function command(what, verb) {
 
 const points = [];
 let last = null;
+// Each worker's CPU seconds at the last refresh, for its CPU %.
+let cpuBefore = new Map();
 
 async function refresh() {
   const s = await api("/api/stats");
@@ -261,13 +285,25 @@ async function refresh() {
   last = { t: now, s };
   const tbody = document.querySelector("#workers tbody");
   tbody.replaceChildren();
+  const cpuNow = new Map();
   for (const p of s.pools) {
     for (const w of p.workers) {
       const tr = el("tr", { "data-pool": p.name, "data-pid": String(w.pid) });
-      for (const v of [p.name, w.pid, w.active, w.requests]) tr.append(el("td", { text: String(v) }));
+      let cpu = "";
+      if (w.cpu_seconds !== null) {
+        cpuNow.set(w.pid, { seconds: w.cpu_seconds, t: now });
+        const before = cpuBefore.get(w.pid);
+        if (before) {
+          const share = (w.cpu_seconds - before.seconds) / Math.max(0.001, (now - before.t) / 1000);
+          cpu = `${Math.max(0, share * 100).toFixed(1)} %`;
+        }
+      }
+      const memory = w.memory_bytes === null ? "" : `${(w.memory_bytes / 1048576).toFixed(1)} MB`;
+      for (const v of [p.name, w.pid, w.active, w.requests, cpu, memory]) tr.append(el("td", { text: String(v) }));
       tbody.append(tr);
     }
   }
+  cpuBefore = cpuNow;
 }
 
 function draw() {

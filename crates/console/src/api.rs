@@ -401,12 +401,98 @@ pub async fn stats(sources: &Sources) -> Answer {
                 "state": p.state.to_string(),
                 "queue": p.queued,
                 "rejected": p.counters.queue_rejections,
-                "workers": p.workers.iter().map(|w| json!({
-                    "pid": w.pid,
-                    "active": w.active_requests,
-                    "requests": w.requests,
-                })).collect::<Vec<_>>(),
+                "workers": p.workers.iter().map(|w| {
+                    let (cpu, memory) = sample.usage.get(&w.pid).copied().unzip();
+                    json!({
+                        "pid": w.pid,
+                        "active": w.active_requests,
+                        "requests": w.requests,
+                        "cpu_seconds": cpu,
+                        "memory_bytes": memory,
+                    })
+                }).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         }),
     )
+}
+
+/// The most lines a log tail gives, and the bytes read from a file's end
+/// to find them.
+const MAX_TAIL_LINES: usize = 200;
+const TAIL_BYTES: u64 = 256 * 1024;
+
+/// The last `lines` lines of a site's request log (`?site=N`) or of
+/// HTTPERR (`?httperr`): the newest file of its directory.
+pub fn log(sources: &Sources, query: &str) -> Answer {
+    let field = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let lines = field("lines")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(50)
+        .clamp(1, MAX_TAIL_LINES);
+    let dir = if field("httperr").is_some() {
+        match sources.listener.config().error_logging_dir.clone() {
+            Some(d) => d,
+            None => return refused(404, "HTTPERR logging is off"),
+        }
+    } else {
+        let Some(id) = field("site").and_then(|s| s.parse::<u32>().ok()) else {
+            return refused(400, "give ?site=ID or ?httperr");
+        };
+        let Ok(key) = MbPath::parse(&format!("/LM/W3SVC/{id}")) else {
+            return refused(400, "no such site");
+        };
+        let snapshot = sources.files.metabase().snapshot();
+        match snapshot.get(&key, metabase::ids::LOG_FILE_DIRECTORY, GetMode::Inherited) {
+            Ok(r) => match &r.value {
+                Value::String(d) | Value::ExpandSz(d) => {
+                    std::path::Path::new(d).join(format!("W3SVC{id}"))
+                }
+                _ => return refused(404, "the site has no LogFileDirectory"),
+            },
+            Err(e) => return refused(404, e),
+        }
+    };
+    let newest = std::fs::read_dir(&dir).ok().and_then(|entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+            .map(|e| e.path())
+    });
+    let Some(file) = newest else {
+        return (
+            200,
+            json!({ "file": null, "lines": [], "directory": dir.display().to_string() }),
+        );
+    };
+    match tail(&file, lines) {
+        Ok(found) => (
+            200,
+            json!({ "file": file.display().to_string(), "lines": found }),
+        ),
+        Err(e) => refused(500, format!("{}: {e}", file.display())),
+    }
+}
+
+/// The last `lines` lines of a file (read from its last [`TAIL_BYTES`]).
+fn tail(path: &std::path::Path, lines: usize) -> std::io::Result<Vec<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let length = file.metadata()?.len();
+    let start = length.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.take(TAIL_BYTES).read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut all: Vec<&str> = text.lines().collect();
+    // A read from the middle of the file starts in the middle of a line.
+    if start > 0 && !all.is_empty() {
+        all.remove(0);
+    }
+    let from = all.len().saturating_sub(lines);
+    Ok(all[from..].iter().map(|l| l.to_string()).collect())
 }

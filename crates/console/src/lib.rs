@@ -15,12 +15,14 @@
 //!   failures rate-limited per address), the security headers every
 //!   answer carries.
 //! - [`session`]: logons, their cookies and CSRF tokens.
+//! - [`procinfo`]: worker processes' CPU time and memory, from /proc.
 //! - [`api`]: the JSON the console's page uses: the tree, property
 //!   sheets, changes through the metabase's validated writes, commands,
 //!   live counters.
 
 pub mod api;
 pub mod metrics;
+pub mod procinfo;
 pub mod service;
 pub mod session;
 
@@ -67,6 +69,7 @@ impl Sources {
         // series exist from the start.
         let mut ids = stats.site_ids();
         ids.extend(self.was.sites().await.iter().map(|s| s.id));
+        let pools = self.was.pools().await;
         ids.sort_unstable();
         ids.dedup();
         metrics::Sample {
@@ -77,7 +80,12 @@ impl Sources {
                 .collect(),
             queues: self.listener.queue_counters(),
             cache: Some(self.listener.cache_counters()),
-            pools: self.was.pools().await,
+            usage: pools
+                .iter()
+                .flat_map(|p| &p.workers)
+                .filter_map(|w| procinfo::usage(w.pid).map(|u| (w.pid, u)))
+                .collect(),
+            pools,
         }
     }
 }

@@ -32,9 +32,18 @@ pub struct Sample {
     /// The URI cache: hits, misses, entries, bytes.
     pub cache: Option<listener::cache::CacheCounters>,
     pub pools: Vec<was::PoolStatus>,
+    /// Each worker process's CPU seconds and resident bytes, by PID.
+    pub usage: std::collections::HashMap<u32, (f64, u64)>,
 }
 
 type Labels = Vec<(&'static str, String)>;
+
+/// A sample's value: a count, or a measure with a fraction (CPU seconds).
+#[derive(Clone, Copy, Debug)]
+enum Number {
+    Whole(u64),
+    Fraction(f64),
+}
 
 /// One metric family: its samples by label set.
 #[derive(Debug)]
@@ -42,7 +51,7 @@ struct Family {
     name: &'static str,
     help: &'static str,
     kind: MetricType,
-    samples: Vec<(Labels, u64)>,
+    samples: Vec<(Labels, Number)>,
 }
 
 impl Family {
@@ -63,12 +72,16 @@ impl Family {
     }
 
     fn with(mut self, labels: Labels, value: u64) -> Family {
-        self.samples.push((labels, value));
+        self.add(labels, value);
         self
     }
 
     fn add(&mut self, labels: Labels, value: u64) {
-        self.samples.push((labels, value));
+        self.samples.push((labels, Number::Whole(value)));
+    }
+
+    fn add_fraction(&mut self, labels: Labels, value: f64) {
+        self.samples.push((labels, Number::Fraction(value)));
     }
 }
 
@@ -269,15 +282,27 @@ fn families(sample: &Sample) -> Vec<Family> {
         "inetsrv_worker_uptime_seconds",
         "Seconds since the worker process started",
     );
+    let mut cpu = Family::counter(
+        "inetsrv_worker_cpu_seconds",
+        "CPU time the worker process used, user and system (Process: % Processor Time)",
+    );
+    let mut memory = Family::gauge(
+        "inetsrv_worker_resident_memory_bytes",
+        "The worker process's resident memory (Process: Working Set)",
+    );
     for pool in &sample.pools {
         for w in &pool.workers {
             let labels = || vec![("pool", pool.name.clone()), ("pid", w.pid.to_string())];
             active.add(labels(), w.active_requests);
             served.add(labels(), w.requests);
             uptime.add(labels(), w.uptime_seconds);
+            if let Some((seconds, bytes)) = sample.usage.get(&w.pid) {
+                cpu.add_fraction(labels(), *seconds);
+                memory.add(labels(), *bytes);
+            }
         }
     }
-    out.extend([active, served, uptime]);
+    out.extend([active, served, uptime, cpu, memory]);
 
     // The activation service, per application pool.
     let pool_label = |p: &was::PoolStatus| vec![("pool", p.name.clone())];
@@ -350,10 +375,12 @@ impl Collector for Collected {
 }
 
 /// One sample's value, as its family's type.
-fn put(kind: &MetricType, metric: MetricEncoder<'_>, value: u64) -> std::fmt::Result {
-    match kind {
-        MetricType::Counter => ConstCounter::new(value).encode(metric),
-        _ => ConstGauge::new(value as i64).encode(metric),
+fn put(kind: &MetricType, metric: MetricEncoder<'_>, value: Number) -> std::fmt::Result {
+    match (kind, value) {
+        (MetricType::Counter, Number::Whole(n)) => ConstCounter::new(n).encode(metric),
+        (MetricType::Counter, Number::Fraction(x)) => ConstCounter::new(x).encode(metric),
+        (_, Number::Whole(n)) => ConstGauge::new(n as i64).encode(metric),
+        (_, Number::Fraction(x)) => ConstGauge::new(x).encode(metric),
     }
 }
 
@@ -400,6 +427,7 @@ mod tests {
             }],
             cache: None,
             pools: Vec::new(),
+            usage: Default::default(),
         };
         let text = encode(&sample);
         assert!(

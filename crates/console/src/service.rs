@@ -212,6 +212,7 @@ impl Service {
                         crate::api::key(&self.sources, &path)
                     }
                     ("GET", "/api/stats") => crate::api::stats(&self.sources).await,
+                    ("GET", "/api/log") => crate::api::log(&self.sources, &request.url.query),
                     ("POST", "/api/set") => crate::api::set(&self.sources, &session.user, body),
                     ("POST", "/api/command") => {
                         crate::api::command(&self.sources, &session.user, body).await

@@ -126,6 +126,10 @@ fn metrics_are_served_over_tls_to_administrators_with_the_counters_of_real_traff
     );
     assert_eq!(value(&after, "inetsrv_pool_started", &[pool]), Some(1.0));
     assert!(value(&after, "inetsrv_pool_worker_starts_total", &[pool]).unwrap() >= 1.0);
+    assert_eq!(
+        after["families"]["inetsrv_worker_resident_memory_bytes"],
+        "gauge"
+    );
     let pools: Value = serde_json::from_str(&web.cli_ok(&["--json", "stats"])).unwrap();
     let pid = pools["pools"][0]["workers"][0]["pid"].as_u64().unwrap();
     assert!(
@@ -292,6 +296,13 @@ fn the_console_works_in_a_real_browser() {
         "{v}"
     );
     assert_eq!(v["vdir_page"], "a virtual directory\n", "{v}");
+    assert!(
+        v["request_log"]
+            .as_str()
+            .unwrap()
+            .contains("GET /docs/page.html"),
+        "{v}"
+    );
     assert!(web.log().contains("management console: site created"));
     assert_eq!(v["before_stop"], 200, "{v}");
     assert_ne!(v["while_stopped"], 200, "{v}");
@@ -301,6 +312,10 @@ fn the_console_works_in_a_real_browser() {
     let after = v["pids_after"].as_array().unwrap();
     assert!(!before.is_empty() && !after.is_empty(), "{v}");
     assert!(after.iter().all(|p| !before.contains(p)), "{v}");
+    // The worker's row: pool, PID, active, requests, CPU %, memory.
+    let row = v["worker_row"].as_array().unwrap();
+    assert!(row[4].as_str().unwrap().ends_with(" %"), "{v}");
+    assert!(row[5].as_str().unwrap().ends_with(" MB"), "{v}");
     assert_eq!(v["focusable_tree"], true);
     assert_eq!(v["logged_out"], true, "{v}");
     assert_eq!(v["after_logout"], true, "{v}");

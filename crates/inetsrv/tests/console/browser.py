@@ -142,6 +142,14 @@ try:
     select("Browser Site")
     out["vdir_created"] = submit("vdir-form", {"alias": "docs", "path": vdir_dir})
     out["vdir_page"] = body_of("http://127.0.0.1:%s/docs/page.html" % new_port)
+    # The site's request log, tailed: the page just fetched is in it.
+    for _ in range(40):
+        driver.find_element(By.XPATH, "//button[.='Refresh logs']").click()
+        time.sleep(0.25)
+        log = driver.find_element(By.ID, "request-log").text
+        if "/docs/page.html" in log:
+            break
+    out["request_log"] = driver.find_element(By.ID, "request-log").text
     shot("04-new-site")
     # The first site, by the name it was given above.
     select("Managed in a browser")
@@ -189,6 +197,8 @@ try:
             break
         time.sleep(0.5)
     out["pids_after"] = worker_pids()
+    time.sleep(2.5)
+    out["worker_row"] = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#workers tbody tr:first-child td")]
     shot("06-recycled")
 
     # Keyboard: the tree's entries are buttons a Tab reaches.
