@@ -90,6 +90,74 @@ impl Sources {
     }
 }
 
+/// The management service's settings: `STATE/management.json`
+/// (`{"Address": "127.0.0.1:8172", "Enabled": true}`; both optional), which
+/// `inetsrv start --console ADDR:PORT` and `--no-console` override.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub address: SocketAddr,
+    pub enabled: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            address: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            enabled: true,
+        }
+    }
+}
+
+/// The settings file of a state directory.
+pub fn settings_file(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("management.json")
+}
+
+impl Settings {
+    /// Reads the settings file; a missing file is the defaults, a file
+    /// that does not read is an error that says where and why.
+    pub fn load(state_dir: &Path) -> Result<Settings, String> {
+        let path = settings_file(state_dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let Some(fields) = json.as_object() else {
+            return Err(format!("{}: expected a JSON object", path.display()));
+        };
+        let mut settings = Settings::default();
+        for (name, value) in fields {
+            match (name.as_str(), value) {
+                ("Address", serde_json::Value::String(text)) => {
+                    settings.address = text.parse().map_err(|_| {
+                        format!(
+                            "{}: Address '{text}' is not ADDRESS:PORT (127.0.0.1:8172, [::1]:8172)",
+                            path.display()
+                        )
+                    })?;
+                }
+                ("Enabled", serde_json::Value::Bool(on)) => settings.enabled = *on,
+                ("Address" | "Enabled", other) => {
+                    return Err(format!(
+                        "{}: {name} cannot be {other} (Address is a string, Enabled true or false)",
+                        path.display()
+                    ))
+                }
+                (other, _) => {
+                    return Err(format!(
+                        "{}: unknown setting '{other}' (Address, Enabled)",
+                        path.display()
+                    ))
+                }
+            }
+        }
+        Ok(settings)
+    }
+}
+
 /// The running console.
 pub struct Console {
     /// Its address, as a URL.
@@ -189,4 +257,38 @@ fn self_signed(store_dir: &Path) -> Result<String, String> {
         )
         .map(|c| c.thumbprint)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_come_from_the_file_with_clear_errors() {
+        let dir = std::env::temp_dir().join(format!("console-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(Settings::load(&dir), Ok(Settings::default()));
+        let write = |text: &str| std::fs::write(settings_file(&dir), text).unwrap();
+        write(r#"{"Address": "[::1]:9172", "Enabled": false}"#);
+        assert_eq!(
+            Settings::load(&dir),
+            Ok(Settings {
+                address: "[::1]:9172".parse().unwrap(),
+                enabled: false
+            })
+        );
+        write(r#"{"Address": "localhost"}"#);
+        assert!(Settings::load(&dir)
+            .unwrap_err()
+            .contains("is not ADDRESS:PORT"));
+        write(r#"{"Port": 1}"#);
+        assert!(Settings::load(&dir)
+            .unwrap_err()
+            .contains("unknown setting 'Port'"));
+        write("{");
+        assert!(Settings::load(&dir)
+            .unwrap_err()
+            .contains("management.json"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -72,13 +72,15 @@ pub struct StartArgs {
     /// $KRB5_KTNAME; without one Kerberos is off and Negotiate uses NTLM.
     #[arg(long, value_name = "FILE")]
     keytab: Option<PathBuf>,
-    /// Where the management service listens, over https (the IIS
-    /// management service's port): /metrics for Prometheus. Loopback
-    /// unless you open it. An SSL binding with the server's self-signed
+    /// Where the management service (the browser console and /metrics)
+    /// listens, over https: default 127.0.0.1:8172 (the IIS management
+    /// service's port), or DIR/management.json's Address. Loopback unless
+    /// you open it. An SSL binding with the server's self-signed
     /// certificate is made for it if it has none.
-    #[arg(long, default_value = "127.0.0.1:8172", value_name = "ADDR:PORT")]
-    console: std::net::SocketAddr,
-    /// Do not start the management service.
+    #[arg(long, value_name = "ADDR:PORT")]
+    console: Option<std::net::SocketAddr>,
+    /// Do not start the management service (or: "Enabled": false in
+    /// DIR/management.json).
     #[arg(long, conflicts_with = "console")]
     no_console: bool,
 }
@@ -159,6 +161,7 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
     let state_dir = absolute(&location.dir);
     let log_file = init_logging(&state_dir.join("logs"), args.foreground)?;
     let config = ListenerConfig::for_state_dir(&state_dir).map_err(anyhow::Error::msg)?;
+    let management = console::Settings::load(&state_dir).map_err(anyhow::Error::msg)?;
     // Read before anything starts: a keytab that does not load stops the
     // start with nothing left running.
     let keytab = if args.no_rpc {
@@ -238,7 +241,7 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         crate::rpc::start(options, &state_dir, files.clone(), host)?
     };
 
-    let console = if args.no_console {
+    let console = if args.no_console || (args.console.is_none() && !management.enabled) {
         None
     } else {
         let sources = console::Sources {
@@ -247,7 +250,8 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
             users: userdb::UserDb::for_state_dir(&state_dir),
             files: files.clone(),
         };
-        let started = runtime.block_on(console::start(args.console, sources));
+        let address = args.console.unwrap_or(management.address);
+        let started = runtime.block_on(console::start(address, sources));
         if let Err(e) = &started {
             tracing::error!("the management service did not start: {e}");
         }

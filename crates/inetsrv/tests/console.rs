@@ -401,3 +401,43 @@ fn changes_need_a_session_and_its_csrf_token() {
         401
     );
 }
+
+/// Where the management service listens can also come from
+/// STATE/management.json; a file that does not read stops the start
+/// with a message that says why.
+#[test]
+fn the_management_service_reads_its_settings_file() {
+    let mut web = Web::prepare();
+    web.add_boss_and_clerk();
+    web.console_args.clear();
+    let settings = web.state().join("management.json");
+    std::fs::write(
+        &settings,
+        format!(r#"{{"Address": "127.0.0.1:{}"}}"#, web.console_port),
+    )
+    .unwrap();
+    web.launch();
+    assert!(web
+        .summary
+        .join("\n")
+        .contains(&format!("https://127.0.0.1:{}/metrics", web.console_port)));
+    assert_eq!(metrics(&web, "boss:Secret-1").status, 200);
+    drop(web);
+
+    let web = Web::prepare();
+    std::fs::write(web.state().join("management.json"), r#"{"Address": 8172}"#).unwrap();
+    // (Under `timeout`: a start that went ahead would not return.)
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(common::BIN)
+        .args(web.target())
+        .args(["start", "--no-rpc"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("management.json: Address cannot be 8172"),
+        "{err}"
+    );
+}

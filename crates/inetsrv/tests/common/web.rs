@@ -18,6 +18,8 @@ pub struct Web {
     pub tls_port: u16,
     /// The management service's port (8172 moved to a free one).
     pub console_port: u16,
+    /// How the management service is started: on `console_port`.
+    pub console_args: Vec<String>,
     /// Extra environment for the server (and so its workers).
     pub env: Vec<(String, String)>,
     /// Work on this metabase file (`--metabase`) instead of the state
@@ -81,11 +83,12 @@ impl Web {
             r#"{"ListenAddresses": ["127.0.0.1"]}"#,
         )
         .unwrap();
-        let web = Web {
+        let mut web = Web {
             dir,
             port: free_port(),
             tls_port: free_port(),
             console_port: free_port(),
+            console_args: Vec::new(),
             env: Vec::new(),
             metabase_file: None,
             child: None,
@@ -96,6 +99,10 @@ impl Web {
                 .to_vec(),
             launcher: Vec::new(),
         };
+        web.console_args = vec![
+            "--console".into(),
+            format!("127.0.0.1:{}", web.console_port),
+        ];
         web.cli_ok(&[
             "mb",
             "set",
@@ -173,7 +180,7 @@ impl Web {
                 "1",
             ])
             .args(&self.rpc_args)
-            .args(["--console", &format!("127.0.0.1:{}", self.console_port)])
+            .args(&self.console_args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
