@@ -36,6 +36,73 @@ function el(tag, attrs, ...children) {
 
 let selected = null;
 
+// IIS 6's property sheets: the tabs of each kind of key, each a list of
+// [property, label], on the key itself or on a key below it ("/ROOT": a
+// site's home directory). "All properties" follows them.
+const SECURITY = ["Directory Security", "", [
+  ["AuthAnonymous", "Anonymous access"], ["AnonymousUserName", "Anonymous user"],
+  ["AuthBasic", "Basic authentication (password sent in clear text)"],
+  ["AuthNTLM", "Integrated Windows authentication"], ["DefaultLogonDomain", "Default domain"],
+  ["IPSecurity", "IP address restrictions"], ["AccessSSL", "Require secure channel (SSL)"],
+  ["AccessSSLRequireCert", "Require client certificates"],
+]];
+const HEADERS = ["HTTP Headers", "", [
+  ["HttpExpires", "Content expiration (D, 0xSECONDS or S, date)"],
+  ["HttpCustomHeaders", "Custom HTTP headers (one a line)"],
+  ["HttpRedirect", "Redirect to (URL[, flags])"],
+]];
+const ERRORS = ["Custom Errors", "", [["HttpErrors", "Errors (code,subcode,FILE|URL,target; one a line)"]]];
+const documents = (at) => ["Documents", at, [
+  ["EnableDefaultDoc", "Enable default content page"], ["DefaultDoc", "Default pages (comma-separated)"],
+  ["EnableDocFooter", "Enable document footer"], ["DefaultDocFooter", "Footer"],
+]];
+const directory = (title, at) => [title, at, [
+  ["Path", "Local path"], ["AccessRead", "Read"], ["AccessWrite", "Write"],
+  ["AccessScript", "Scripts"], ["AccessExecute", "Scripts and executables"],
+  ["AccessSource", "Script source access"], ["EnableDirBrowsing", "Directory browsing"],
+  ["DontLog", "Do not log visits"], ["AppPoolId", "Application pool"],
+]];
+const TABS = {
+  IIsWebServer: [
+    ["Web Site", "", [
+      ["ServerComment", "Description"], ["ServerBindings", "Bindings (IP:port:host, one a line)"],
+      ["SecureBindings", "SSL bindings"], ["ServerAutoStart", "Start with the service"],
+      ["ConnectionTimeout", "Connection timeout (seconds)"], ["LogType", "Enable logging (1)"],
+      ["LogFileDirectory", "Log file directory"],
+      ["LogFilePeriod", "New log file (0 by size, 1 daily, 2 weekly, 3 monthly, 4 hourly)"],
+    ]],
+    ["Performance", "", [
+      ["MaxBandwidth", "Bandwidth limit (bytes a second)"], ["MaxConnections", "Connection limit"],
+    ]],
+    directory("Home Directory", "/ROOT"), documents("/ROOT"), SECURITY, HEADERS, ERRORS,
+  ],
+  IIsWebVirtualDir: [directory("Virtual Directory", ""), documents(""), SECURITY, HEADERS, ERRORS],
+  IIsApplicationPool: [
+    ["Recycling", "", [
+      ["PeriodicRestartTime", "Recycle worker processes (minutes; 0 never)"],
+      ["PeriodicRestartRequests", "Recycle after this many requests (0 never)"],
+      ["PeriodicRestartSchedule", "Recycle at these times (hh:mm, one a line)"],
+      ["PeriodicRestartMemory", "Maximum virtual memory (KB)"],
+      ["PeriodicRestartPrivateMemory", "Maximum used memory (KB)"],
+    ]],
+    ["Performance", "", [
+      ["IdleTimeout", "Shut down worker processes after idle (minutes)"],
+      ["AppPoolQueueLength", "Request queue limit"], ["MaxProcesses", "Web garden: worker processes"],
+      ["CPULimit", "CPU limit (1/1000 %)"], ["CPUAction", "When it is reached (0 log, 1 shut down)"],
+    ]],
+    ["Health", "", [
+      ["PingingEnabled", "Enable pinging"], ["PingInterval", "Ping every (seconds)"],
+      ["RapidFailProtection", "Enable rapid-fail protection"],
+      ["RapidFailProtectionMaxCrashes", "Failures"], ["RapidFailProtectionInterval", "Time period (minutes)"],
+      ["StartupTimeLimit", "Start-up time limit (seconds)"], ["ShutdownTimeLimit", "Shutdown time limit (seconds)"],
+    ]],
+    ["Identity", "", [
+      ["AppPoolIdentityType", "Identity (0 LocalSystem, 1 LocalService, 2 NetworkService, 3 configurable)"],
+      ["WAMUserName", "User name"], ["WAMUserPass", "Password"],
+    ]],
+  ],
+};
+
 function node(label, path, what) {
   const b = el("button", { type: "button", "data-path": path, text: label });
   b.addEventListener("click", () => select(path, what, label));
@@ -96,42 +163,92 @@ async function select(path, what, label) {
   }
   const message = el("p", { role: "status", id: "message" });
   details.append(actions, message);
+  const tabs = (TABS[key.key_type] || []).concat([["All properties", null, null]]);
+  const list = el("div", { role: "tablist", "aria-label": "Property sheet" });
+  const panel = el("div", { role: "tabpanel", id: "sheet" });
+  const show = async (index) => {
+    list.querySelectorAll("[role=tab]").forEach((t, i) => {
+      t.setAttribute("aria-selected", String(i === index));
+      t.tabIndex = i === index ? 0 : -1;
+    });
+    const [title, at, fields] = tabs[index];
+    panel.setAttribute("aria-label", title);
+    panel.replaceChildren(await sheetTable(path, at, fields, key, message));
+  };
+  tabs.forEach(([title], i) => {
+    const tab = el("button", { type: "button", role: "tab", "data-tab": title, text: title });
+    tab.addEventListener("click", () => show(i));
+    // Arrow keys move between the tabs, as a tab list's do.
+    tab.addEventListener("keydown", (event) => {
+      const step = event.key === "ArrowRight" ? 1 : event.key === "ArrowLeft" ? -1 : 0;
+      if (!step) return;
+      const next = (i + step + tabs.length) % tabs.length;
+      list.querySelectorAll("[role=tab]")[next].focus();
+      show(next);
+    });
+    list.append(tab);
+  });
+  details.append(list, panel);
   if (what.kind === "site") details.append(newVdirForm(what.id), logsPanel(what.id));
+  await show(0);
+}
+
+// One tab's table: its fields read from the key (or one below it), or
+// every property of the key for "All properties".
+async function sheetTable(path, at, fields, key, message) {
   const table = el("table", { id: "properties" });
-  table.append(el("caption", { text: "Properties (grey: inherited from a key above)" }));
+  table.append(el("caption", { text: "Grey: inherited from a key above; empty: not set (the default applies)" }));
   const head = el("tr");
   for (const h of ["Property", "Value", ""]) head.append(el("th", { text: h }));
   table.append(el("thead", {}, head));
   const body = el("tbody");
-  for (const p of key.properties) body.append(row(path, p, message));
+  if (fields === null) {
+    for (const p of key.properties) body.append(row(path, p, message));
+  } else {
+    const target = path + at;
+    const names = fields.map(([name]) => name).join(",");
+    const sheet = await api(`/api/sheet?path=${encodeURIComponent(target)}&names=${encodeURIComponent(names)}`);
+    sheet.properties.forEach((p, i) => {
+      if (p.kind !== "unknown") body.append(row(target, p, message, fields[i][1]));
+    });
+  }
   table.append(body);
-  details.append(table);
+  return table;
 }
 
-function row(path, p, message) {
+function row(path, p, message, label) {
   const tr = el("tr", p.inherited ? { class: "inherited", "data-name": p.name } : { "data-name": p.name });
-  tr.append(el("th", { scope: "row", text: p.name }));
+  tr.append(el("th", { scope: "row", text: label || p.name, title: p.name }));
   const cell = el("td");
   let input = null;
-  if (p.kind === "secret") cell.textContent = "(secret)";
-  else if (p.kind === "binary") cell.textContent = p.value;
-  else if (p.kind === "list") {
-    input = el("textarea", { rows: String(Math.min(6, p.value.length + 1)), "aria-label": p.name });
-    input.value = p.value.join("\n");
+  if (p.kind === "binary") cell.textContent = p.value === null ? "" : p.value;
+  else if (p.kind === "secret") {
+    // Never shown; a new one may be typed.
+    input = el("input", { type: "password", "aria-label": label || p.name, placeholder: "(unchanged)", autocomplete: "new-password" });
+  } else if (p.kind === "list") {
+    const items = p.value || [];
+    input = el("textarea", { rows: String(Math.min(6, items.length + 1)), "aria-label": label || p.name });
+    input.value = items.join("\n");
   } else if (p.kind === "bool") {
-    input = el("input", { type: "checkbox", "aria-label": p.name });
-    input.checked = p.value;
+    input = el("input", { type: "checkbox", "aria-label": label || p.name });
+    input.checked = p.value === true;
   } else {
-    input = el("input", { type: "text", "aria-label": p.name });
-    input.value = String(p.value);
+    input = el("input", { type: "text", "aria-label": label || p.name });
+    input.value = p.value === null ? "" : String(p.value);
+    if (p.value === null && p.default) input.placeholder = `default: ${p.default}`;
   }
   if (input) cell.append(input);
-  if (p.inherited) cell.append(el("div", { class: "inherited", text: "from " + p.defined_at }));
+  if (p.inherited && p.defined_at) cell.append(el("div", { class: "inherited", text: "from " + p.defined_at }));
   tr.append(cell);
   const save = el("td");
   if (input && p.writable) {
     const b = el("button", { type: "button", text: "Save" });
     b.addEventListener("click", async () => {
+      if (p.kind === "secret" && input.value === "") {
+        message.className = "refused";
+        message.textContent = `type the new ${label || p.name} first`;
+        return;
+      }
       const values = p.kind === "list" ? input.value.split("\n").filter((l) => l !== "")
         : p.kind === "bool" ? [input.checked ? "true" : "false"] : [input.value];
       try {

@@ -144,6 +144,95 @@ pub fn key(sources: &Sources, path: &str) -> Answer {
     )
 }
 
+/// The most properties one sheet asks for.
+const MAX_SHEET: usize = 64;
+
+/// A property sheet's tab: the named properties (and flags, such as
+/// AccessRead) with the values in effect on the key, set here, inherited
+/// or not set at all (`null`: the server's default applies).
+pub fn sheet(sources: &Sources, query: &str) -> Answer {
+    let field = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let Some(path_text) = field("path") else {
+        return refused(400, "give ?path=");
+    };
+    let Ok(path) = MbPath::parse(&path_text) else {
+        return refused(400, format!("'{path_text}' is not a metabase path"));
+    };
+    let names: Vec<String> = field("names")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .take(MAX_SHEET)
+        .map(str::to_string)
+        .collect();
+    let snapshot = sources.files.metabase().snapshot();
+    let schema = snapshot.schema();
+    if let Err(e) = snapshot.key(&path) {
+        return refused(404, e);
+    }
+    let properties: Vec<Json> = names
+        .iter()
+        .map(|name| {
+            // A flag reads its property's bit.
+            let (def, bit) = match schema.property_by_name(name) {
+                Some(def) => (def, None),
+                None => match schema.flag_by_name(name) {
+                    Some((def, bit)) => (def, Some(bit)),
+                    None => return json!({ "name": name, "kind": "unknown" }),
+                },
+            };
+            let found = snapshot.get(&path, def.id, GetMode::Inherited).ok();
+            let boolean = bit.is_some() || def.schema_type == metabase::SchemaType::Bool;
+            let secret = def.attributes.contains(metabase::Attributes::SECURE);
+            let kind = if secret {
+                "secret"
+            } else if boolean {
+                "bool"
+            } else {
+                match def.data_type() {
+                    metabase::DataType::Dword => "number",
+                    metabase::DataType::MultiSz => "list",
+                    metabase::DataType::Binary => "binary",
+                    _ => "string",
+                }
+            };
+            let value = match (&found, bit) {
+                (_, _) if secret => json!(null),
+                (Some(r), Some(bit)) => match r.value {
+                    Value::Dword(v) => json!(v & bit != 0),
+                    _ => json!(null),
+                },
+                (Some(r), None) => match &r.value {
+                    Value::Dword(v) if boolean => json!(*v != 0),
+                    Value::Dword(v) => json!(v),
+                    Value::String(s) | Value::ExpandSz(s) => json!(s),
+                    Value::MultiSz(items) => json!(items),
+                    Value::Binary(b) => json!(hex::encode(b)),
+                },
+                (None, _) => json!(null),
+            };
+            json!({
+                "name": name,
+                "kind": kind,
+                "value": value,
+                "inherited": found.as_ref().is_some_and(|r| r.inherited),
+                "defined_at": found.as_ref().map(|r| r.defined_at.to_string()),
+                "default": def.default,
+                "writable": kind != "binary",
+            })
+        })
+        .collect();
+    (
+        200,
+        json!({ "path": path.to_string(), "properties": properties }),
+    )
+}
+
 /// Sets a property from its text values, as `inetsrv mb set` does.
 pub fn set(sources: &Sources, user: &str, body: &[u8]) -> Answer {
     let Ok(request) = serde_json::from_slice::<Json>(body) else {

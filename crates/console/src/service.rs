@@ -213,6 +213,7 @@ impl Service {
                     }
                     ("GET", "/api/stats") => crate::api::stats(&self.sources).await,
                     ("GET", "/api/log") => crate::api::log(&self.sources, &request.url.query),
+                    ("GET", "/api/sheet") => crate::api::sheet(&self.sources, &request.url.query),
                     ("POST", "/api/set") => crate::api::set(&self.sources, &session.user, body),
                     ("POST", "/api/command") => {
                         crate::api::command(&self.sources, &session.user, body).await

@@ -266,6 +266,29 @@ fn the_console_works_in_a_real_browser() {
         "the console said {refused:?}, the CLI {cli:?}"
     );
     assert_eq!(v["saved"]["text"], "ServerComment saved", "{v}");
+    // IIS 6's tabs, and a flag on the home directory's tab.
+    assert_eq!(
+        v["tabs"],
+        serde_json::json!([
+            "Web Site",
+            "Performance",
+            "Home Directory",
+            "Documents",
+            "Directory Security",
+            "HTTP Headers",
+            "Custom Errors",
+            "All properties"
+        ]),
+        "{v}"
+    );
+    assert_eq!(v["browsing"]["text"], "EnableDirBrowsing saved", "{v}");
+    let browsing = web.cli_ok(&["mb", "get", "W3SVC/1/ROOT/EnableDirBrowsing"]);
+    let expected = if v["browsing_checked"] == true {
+        "True"
+    } else {
+        "False"
+    };
+    assert!(browsing.contains(expected), "{browsing} {v}");
     assert!(web
         .cli_ok(&["mb", "get", "W3SVC/1/ServerComment"])
         .contains("Managed in a browser"));

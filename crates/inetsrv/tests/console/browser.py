@@ -70,6 +70,20 @@ def save(name, value):
     return message()
 
 
+def tab(title):
+    driver.find_element(By.CSS_SELECTOR, '[role=tab][data-tab="%s"]' % title).click()
+    wait.until(lambda d: d.find_element(By.ID, "sheet").get_attribute("aria-label") == title
+               and d.find_elements(By.CSS_SELECTOR, "#sheet tbody tr"))
+
+
+def toggle(name):
+    driver.execute_script("document.getElementById('message').textContent = ''")
+    row = driver.find_element(By.CSS_SELECTOR, '#sheet tr[data-name="%s"]' % name)
+    row.find_element(By.CSS_SELECTOR, "input[type=checkbox]").click()
+    row.find_element(By.XPATH, ".//button[.='Save']").click()
+    return message()
+
+
 def command(verb):
     driver.execute_script("document.getElementById('message').textContent = ''")
     driver.find_element(By.CSS_SELECTOR, 'button[data-command="%s"]' % verb).click()
@@ -129,9 +143,17 @@ try:
     # The site's property sheet: a refused value shows the metabase's
     # error; an accepted one is written.
     select(out["sites"][0])
+    out["tabs"] = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "[role=tab]")]
+    tab("Performance")
     out["refused"] = save("MaxConnections", "many")
+    tab("Web Site")
     out["saved"] = save("ServerComment", "Managed in a browser")
     shot("03-property-sheet")
+    # A flag of the home directory, on its tab (a key below the site's).
+    tab("Home Directory")
+    out["browsing"] = toggle("EnableDirBrowsing")
+    out["browsing_checked"] = driver.find_element(
+        By.CSS_SELECTOR, '#sheet tr[data-name="EnableDirBrowsing"] input').is_selected()
 
     # A new site, then a virtual directory in it: both served at once.
     driver.find_element(By.ID, "new-site").click()
