@@ -129,7 +129,11 @@ async function loadTree() {
     li.append(vdirs);
     sites.append(li);
   }
-  nav.append(sites, el("h2", { text: "Application Pools" }));
+  const addPool = el("button", { type: "button", id: "new-pool", text: "New pool…" });
+  addPool.addEventListener("click", newPoolForm);
+  const backups = el("button", { type: "button", id: "backups", text: "Backup and restore…" });
+  backups.addEventListener("click", backupPanel);
+  nav.append(sites, el("h2", { text: "Application Pools" }), addPool);
   const pools = el("ul");
   for (const p of tree.pools) {
     const li = el("li", { "data-pool": p.name });
@@ -137,7 +141,7 @@ async function loadTree() {
       el("span", { class: "state", text: p.state }));
     pools.append(li);
   }
-  nav.append(pools);
+  nav.append(pools, el("h2", { text: "Configuration" }), backups);
 }
 
 async function select(path, what, label) {
@@ -154,6 +158,11 @@ async function select(path, what, label) {
   for (const verb of verbs) {
     const b = el("button", { type: "button", "data-command": verb, text: verb[0].toUpperCase() + verb.slice(1) });
     b.addEventListener("click", () => command(what, verb));
+    actions.append(b);
+  }
+  if (what.kind === "site") {
+    const b = el("button", { type: "button", "data-command": "delete", text: "Delete" });
+    b.addEventListener("click", () => deleteSite(what, label));
     actions.append(b);
   }
   if (what.kind === "vdir" && what.alias !== "/") {
@@ -351,6 +360,88 @@ function logsPanel(site) {
   return el("section", { id: "logs" },
     el("h3", { text: "Request log (the last 30 lines)" }), request,
     el("h3", { text: "HTTPERR" }), httperr, again);
+}
+
+// A form whose answer (or refusal) shows below it; `done` runs after.
+function answered(form, call, done) {
+  const message = formMessage(form);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const answer = await call(new FormData(form));
+      message.className = "form-message";
+      message.textContent = answer.done;
+      if (done) await done();
+    } catch (e) {
+      message.className = "form-message refused";
+      message.textContent = e.message;
+    }
+  });
+}
+
+function newPoolForm() {
+  const form = el("form", { id: "pool-form" },
+    el("h2", { text: "New application pool" }),
+    field("Name", "name", { required: "" }),
+    el("button", { type: "submit", text: "Create" }));
+  answered(form, (data) => api("/api/pool", { name: data.get("name") }), loadTree);
+  document.getElementById("details").replaceChildren(form);
+  form.querySelector("input").focus();
+}
+
+async function backupPanel() {
+  const details = document.getElementById("details");
+  const form = el("form", { id: "backup-form" },
+    el("h2", { text: "Backup and restore" }),
+    field("Backup name", "name", { required: "" }),
+    field("Password (optional: encrypts the secrets)", "password", { type: "password", autocomplete: "new-password" }),
+    el("button", { type: "submit", text: "Back up now" }));
+  const table = el("table", { id: "backup-list" });
+  const list = async () => {
+    const answer = await api("/api/backups");
+    const body = el("tbody");
+    for (const b of answer.backups) {
+      const restore = el("button", { type: "button", text: "Restore" });
+      restore.addEventListener("click", async () => {
+        if (!confirm(`Replace the whole configuration with backup ${b.name} version ${b.version}?`)) return;
+        const message = form.querySelector(".form-message");
+        try {
+          const done = await api("/api/restore", { name: b.name, version: b.version });
+          message.className = "form-message";
+          message.textContent = done.done;
+          await loadTree();
+        } catch (e) {
+          message.className = "form-message refused";
+          message.textContent = e.message;
+        }
+      });
+      const when = b.modified ? new Date(b.modified * 1000).toLocaleString() : "";
+      const tr = el("tr", { "data-backup": `${b.name}.${b.version}` });
+      for (const v of [b.name, b.version, when, b.password_protected ? "yes" : "no"]) tr.append(el("td", { text: String(v) }));
+      tr.append(el("td", {}, restore));
+      body.append(tr);
+    }
+    const head = el("tr");
+    for (const h of ["Name", "Version", "Made", "Password", ""]) head.append(el("th", { text: h }));
+    table.replaceChildren(el("caption", { text: "Backups" }), el("thead", {}, head), body);
+  };
+  answered(form, (data) => api("/api/backup", { name: data.get("name"), password: data.get("password") }), list);
+  details.replaceChildren(form, table);
+  await list();
+}
+
+async function deleteSite(what, label) {
+  if (!confirm(`Delete the site ${label}, with its virtual directories and settings?`)) return;
+  const message = document.getElementById("message");
+  try {
+    const answer = await api("/api/site/delete", { id: what.id });
+    document.getElementById("details").replaceChildren(el("h2", { text: answer.done }));
+    selected = null;
+    await loadTree();
+  } catch (e) {
+    message.className = "refused";
+    message.textContent = e.message;
+  }
 }
 
 async function deleteVdir(what) {

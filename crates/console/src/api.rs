@@ -426,6 +426,157 @@ pub async fn delete_vdir(sources: &Sources, user: &str, body: &[u8]) -> Answer {
     }
 }
 
+/// Deletes a site: `{"id"}`.
+pub async fn delete_site(sources: &Sources, user: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Json>(body) else {
+        return refused(400, "the body is not JSON");
+    };
+    let Some(id) = request["id"].as_u64().and_then(|s| u32::try_from(s).ok()) else {
+        return refused(400, "give the site's ID");
+    };
+    match was::provision::delete_site(sources.files.metabase(), id) {
+        Ok(()) => {
+            settle(sources).await;
+            tracing::info!(user, id, "management console: site deleted");
+            (200, json!({ "done": format!("site {id} deleted") }))
+        }
+        Err(e) => refused(400, e),
+    }
+}
+
+/// A new application pool: `{"name"}`.
+pub async fn create_pool(sources: &Sources, user: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Json>(body) else {
+        return refused(400, "the body is not JSON");
+    };
+    let name = request["name"].as_str().unwrap_or("").trim();
+    let pool = was::provision::NewPool {
+        name,
+        identity: None,
+        max_processes: None,
+    };
+    match was::provision::create_pool(sources.files.metabase(), &pool) {
+        Ok(()) => {
+            settle(sources).await;
+            tracing::info!(user, name, "management console: application pool created");
+            (
+                200,
+                json!({ "done": format!("application pool {name} created") }),
+            )
+        }
+        Err(e) => refused(400, e),
+    }
+}
+
+/// The backups (`MetaBack/`), by name then version.
+pub fn backups(sources: &Sources) -> Answer {
+    match sources.files.list_backups(None) {
+        Ok(list) => (
+            200,
+            json!({ "backups": list.iter().map(|b| json!({
+                "name": b.name,
+                "version": b.version,
+                "modified": b.modified
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs()),
+                "password_protected": b.password_protected,
+            })).collect::<Vec<_>>() }),
+        ),
+        Err(e) => refused(500, e),
+    }
+}
+
+/// Backs the configuration up: `{"name", "password"?}` (the next version).
+pub async fn backup(sources: &Sources, user: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Json>(body) else {
+        return refused(400, "the body is not JSON");
+    };
+    let name = request["name"].as_str().unwrap_or("").trim().to_string();
+    let password = request["password"]
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .map(str::to_string);
+    // A whole metabase written and synced: off the runtime's threads.
+    let files = sources.files.clone();
+    let made = {
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || {
+            files.backup(
+                &name,
+                metabase::BackupVersion::Next,
+                password.as_deref(),
+                false,
+            )
+        })
+        .await
+    };
+    let Ok(made) = made else {
+        return refused(500, "the backup failed unexpectedly");
+    };
+    match made {
+        Ok(info) => {
+            tracing::info!(
+                user,
+                name,
+                version = info.version,
+                "management console: backed up"
+            );
+            (
+                200,
+                json!({ "done": format!("backup {} version {} made", info.name, info.version) }),
+            )
+        }
+        Err(e) => refused(400, e),
+    }
+}
+
+/// Restores a backup: `{"name", "version", "password"?}`.
+pub async fn restore(sources: &Sources, user: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Json>(body) else {
+        return refused(400, "the body is not JSON");
+    };
+    let name = request["name"].as_str().unwrap_or("").trim();
+    let Some(version) = request["version"]
+        .as_u64()
+        .and_then(|v| u32::try_from(v).ok())
+    else {
+        return refused(400, "give the backup's version");
+    };
+    let password = request["password"]
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .map(str::to_string);
+    let files = sources.files.clone();
+    let wanted = name.to_string();
+    let restored = tokio::task::spawn_blocking(move || {
+        files.restore_backup(
+            &wanted,
+            metabase::BackupVersion::Exact(version),
+            password.as_deref(),
+        )
+    })
+    .await;
+    let Ok(restored) = restored else {
+        return refused(500, "the restore failed unexpectedly");
+    };
+    match restored {
+        Ok(info) => {
+            settle(sources).await;
+            tracing::warn!(
+                user,
+                name,
+                version,
+                "management console: configuration restored from a backup"
+            );
+            (
+                200,
+                json!({ "done": format!("restored backup {} version {}", info.name, info.version) }),
+            )
+        }
+        Err(e) => refused(400, e),
+    }
+}
+
 /// A site or pool command.
 pub async fn command(sources: &Sources, user: &str, body: &[u8]) -> Answer {
     let Ok(request) = serde_json::from_slice::<Json>(body) else {

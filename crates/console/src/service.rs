@@ -227,6 +227,19 @@ impl Service {
                     ("POST", "/api/vdir/delete") => {
                         crate::api::delete_vdir(&self.sources, &session.user, body).await
                     }
+                    ("POST", "/api/site/delete") => {
+                        crate::api::delete_site(&self.sources, &session.user, body).await
+                    }
+                    ("POST", "/api/pool") => {
+                        crate::api::create_pool(&self.sources, &session.user, body).await
+                    }
+                    ("GET", "/api/backups") => crate::api::backups(&self.sources),
+                    ("POST", "/api/backup") => {
+                        crate::api::backup(&self.sources, &session.user, body).await
+                    }
+                    ("POST", "/api/restore") => {
+                        crate::api::restore(&self.sources, &session.user, body).await
+                    }
                     _ => (404, serde_json::json!({"error": "no such call"})),
                 };
                 json(status, &value)

@@ -377,7 +377,7 @@ pub async fn site(ctx: &mut Ctx<'_>, verb: &SiteVerb) -> Result<()> {
         }
         SiteVerb::Delete { site } => {
             let id = ctx.site_id(site)?;
-            ctx.write(|t| t.delete_key(&p(&format!("/LM/W3SVC/{id}"))))?;
+            was::provision::delete_site(ctx.metabase, id)?;
             ctx.settle().await?;
             ctx.line(format!("site {id} deleted"));
             Ok(())
@@ -702,28 +702,15 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
             identity: who,
             max_processes,
         } => {
-            if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) {
-                bail!("'{name}' is not a valid pool name");
-            }
-            if ctx.model().pool(name).is_some() {
-                bail!("application pool '{name}' exists");
-            }
-            let key = p("/LM/W3SVC/AppPools").join(name)?;
             let who = who.as_deref().map(identity).transpose()?;
-            ctx.write(|t| {
-                t.create_key(&key, "IIsApplicationPool")?;
-                t.set_text(&key, "AppPoolAutoStart", &args(&["TRUE"]))?;
-                if let Some((kind, user)) = who {
-                    t.set(&key, ids::APP_POOL_IDENTITY_TYPE, Value::Dword(kind))?;
-                    if let Some(user) = user {
-                        t.set(&key, ids::WAM_USER_NAME, Value::String(user.to_string()))?;
-                    }
-                }
-                if let Some(n) = max_processes {
-                    t.set(&key, ids::MAX_PROCESSES, Value::Dword(*n))?;
-                }
-                Ok(())
-            })?;
+            was::provision::create_pool(
+                ctx.metabase,
+                &was::provision::NewPool {
+                    name,
+                    identity: who,
+                    max_processes: *max_processes,
+                },
+            )?;
             ctx.settle().await?;
             ctx.line(format!("application pool {name} created"));
             Ok(())

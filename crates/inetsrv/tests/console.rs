@@ -327,6 +327,17 @@ fn the_console_works_in_a_real_browser() {
         "{v}"
     );
     assert!(web.log().contains("management console: site created"));
+    // Backup, delete, restore; a new pool.
+    assert_eq!(v["backup"]["text"], "backup console version 0 made", "{v}");
+    assert_eq!(v["backup_listed"], true, "{v}");
+    assert_ne!(v["deleted_site_answers"], 200, "{v}");
+    assert_eq!(v["restored"], "restored backup console version 0", "{v}");
+    assert_eq!(v["restored_page"], "a virtual directory\n", "{v}");
+    assert_eq!(
+        v["pool_created"]["text"], "application pool BrowserPool created",
+        "{v}"
+    );
+    assert!(web.cli_ok(&["pool", "list"]).contains("BrowserPool"));
     assert_eq!(v["before_stop"], 200, "{v}");
     assert_ne!(v["while_stopped"], 200, "{v}");
     assert_eq!(v["after_start"], 200, "{v}");

@@ -212,3 +212,61 @@ pub fn delete_virtual_directory(
     metabase.write(|t| t.delete_key(&key))?;
     Ok(key_text)
 }
+
+/// Deletes a site, with its virtual directories and settings.
+pub fn delete_site(metabase: &Metabase, id: u32) -> Result<(), ProvisionError> {
+    if !Model::read(&metabase.snapshot()).sites.contains_key(&id) {
+        return Err(refused(format!("there is no site {id}")));
+    }
+    let key = path(&format!("/LM/W3SVC/{id}"))?;
+    metabase.write(|t| t.delete_key(&key))?;
+    Ok(())
+}
+
+/// A new application pool.
+pub struct NewPool<'a> {
+    pub name: &'a str,
+    /// AppPoolIdentityType, and WAMUserName for a configurable one.
+    pub identity: Option<(u32, Option<&'a str>)>,
+    /// MaxProcesses (a web garden).
+    pub max_processes: Option<u32>,
+}
+
+/// Makes an application pool, started with the service.
+pub fn create_pool(metabase: &Metabase, pool: &NewPool<'_>) -> Result<(), ProvisionError> {
+    let name = pool.name;
+    if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) {
+        return Err(refused(format!("'{name}' is not a valid pool name")));
+    }
+    if Model::read(&metabase.snapshot()).pool(name).is_some() {
+        return Err(refused(format!("application pool '{name}' exists")));
+    }
+    let key = path("/LM/W3SVC/AppPools")?.join(name)?;
+    metabase.write(|t| {
+        t.create_key(&key, "IIsApplicationPool")?;
+        t.set_text(&key, "AppPoolAutoStart", &text(&["TRUE"]))?;
+        if let Some((kind, user)) = pool.identity {
+            t.set(
+                &key,
+                crate::model::ids::APP_POOL_IDENTITY_TYPE,
+                metabase::Value::Dword(kind),
+            )?;
+            if let Some(user) = user {
+                t.set(
+                    &key,
+                    crate::model::ids::WAM_USER_NAME,
+                    metabase::Value::String(user.to_string()),
+                )?;
+            }
+        }
+        if let Some(n) = pool.max_processes {
+            t.set(
+                &key,
+                crate::model::ids::MAX_PROCESSES,
+                metabase::Value::Dword(n),
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}

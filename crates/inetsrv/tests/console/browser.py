@@ -173,6 +173,30 @@ try:
             break
     out["request_log"] = driver.find_element(By.ID, "request-log").text
     shot("04-new-site")
+
+    # Back up, delete the new site (it stops answering), restore: it is
+    # back and serves again. A new pool shows in the tree.
+    driver.find_element(By.ID, "backups").click()
+    out["backup"] = submit("backup-form", {"name": "console"})
+    out["backup_listed"] = bool(wait.until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-backup="console.0"]')))
+    select("Browser Site")
+    driver.find_element(By.CSS_SELECTOR, 'button[data-command="delete"]').click()
+    driver.switch_to.alert.accept()
+    wait.until(lambda d: not d.find_elements(By.XPATH, "//nav//button[.='Browser Site']"))
+    out["deleted_site_answers"] = status_of("http://127.0.0.1:%s/index.html" % new_port)
+    driver.find_element(By.ID, "backups").click()
+    restore = wait.until(ready.element_to_be_clickable(
+        (By.CSS_SELECTOR, 'tr[data-backup="console.0"] button')))
+    restore.click()
+    driver.switch_to.alert.accept()
+    out["restored"] = wait.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "#backup-form .form-message").text)
+    wait.until(lambda d: d.find_elements(By.XPATH, "//nav//button[.='Browser Site']"))
+    out["restored_page"] = body_of("http://127.0.0.1:%s/docs/page.html" % new_port)
+    driver.find_element(By.ID, "new-pool").click()
+    out["pool_created"] = submit("pool-form", {"name": "BrowserPool"})
+    wait.until(lambda d: d.find_elements(By.XPATH, "//nav//button[.='BrowserPool']"))
     # The first site, by the name it was given above.
     select("Managed in a browser")
 
