@@ -351,6 +351,7 @@ fn the_console_works_in_a_real_browser() {
     assert!(row[4].as_str().unwrap().ends_with(" %"), "{v}");
     assert!(row[5].as_str().unwrap().ends_with(" MB"), "{v}");
     assert_eq!(v["focusable_tree"], true);
+    assert_eq!(v["phone_overflow"], 0, "wider than a phone's screen: {v}");
     assert_eq!(v["logged_out"], true, "{v}");
     assert_eq!(v["after_logout"], true, "{v}");
     assert_eq!(v["browser_errors"], serde_json::json!([]), "{v}");

@@ -251,6 +251,16 @@ try:
     out["focusable_tree"] = all(
         b.tag_name == "button" for b in driver.find_elements(By.CSS_SELECTOR, "nav li > button"))
 
+    # A phone's width: one column, nothing wider than the screen.
+    driver.set_window_size(390, 844)
+    driver.get(console)
+    wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "nav li[data-site] button")))
+    select("Managed in a browser")
+    out["phone_overflow"] = driver.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    shot("07-phone")
+    driver.set_window_size(1280, 900)
+
     driver.find_element(By.ID, "logout").click()
     wait.until(ready.presence_of_element_located((By.ID, "password")))
     out["logged_out"] = driver.current_url.endswith("/login")
