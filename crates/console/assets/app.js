@@ -172,6 +172,14 @@ async function select(path, what, label) {
   }
   const message = el("p", { role: "status", id: "message" });
   details.append(actions, message);
+  // This site's requests or this pool's arrivals, a second a point.
+  const series = what.kind === "site" ? `site:${what.id}` : what.kind === "pool" ? `pool:${what.name}` : null;
+  if (series) {
+    const what_ = what.kind === "site" ? "Requests per second to this site" : "Requests per second into this pool's queue";
+    details.append(el("canvas", { id: "node-graph", width: "640", height: "90", role: "img",
+      "data-series": series, "aria-label": what_ }));
+    drawNode();
+  }
   const tabs = (TABS[key.key_type] || []).concat([["All properties", null, null]]);
   const list = el("div", { role: "tablist", "aria-label": "Property sheet" });
   const panel = el("div", { role: "tabpanel", id: "sheet" });
@@ -474,6 +482,21 @@ async function command(what, verb) {
 
 const points = [];
 let last = null;
+// Per site ("site:ID") and per pool ("pool:NAME"): the rates drawn for
+// the selected one.
+const history = new Map();
+
+function record(key, rate) {
+  const list = history.get(key) || [];
+  list.push(rate);
+  if (list.length > 60) list.shift();
+  history.set(key, list);
+}
+
+function drawNode() {
+  const canvas = document.getElementById("node-graph");
+  if (canvas) draw(canvas, history.get(canvas.dataset.series) || []);
+}
 // Each worker's CPU seconds at the last refresh, for its CPU %.
 let cpuBefore = new Map();
 
@@ -486,9 +509,19 @@ async function refresh() {
     const sent = Math.max(0, (s.bytes_sent - last.s.bytes_sent) / dt / 1024);
     points.push(rps);
     if (points.length > 60) points.shift();
+    const rate = (now_, before_) => Math.max(0, (now_ - before_) / dt);
+    for (const site of s.sites) {
+      const was = last.s.sites.find((x) => x.id === site.id);
+      if (was) record(`site:${site.id}`, rate(site.requests, was.requests));
+    }
+    for (const pool of s.pools) {
+      const was = last.s.pools.find((x) => x.name === pool.name);
+      if (was) record(`pool:${pool.name}`, rate(pool.arrivals, was.arrivals));
+    }
+    drawNode();
     document.getElementById("rates").textContent =
       `${rps.toFixed(1)} requests/s · ${sent.toFixed(1)} KB/s sent · ${s.connections} connections · ${s.rejected} rejected (503)`;
-    draw();
+    draw(document.getElementById("graph"), points);
   }
   last = { t: now, s };
   const tbody = document.querySelector("#workers tbody");
@@ -514,8 +547,7 @@ async function refresh() {
   cpuBefore = cpuNow;
 }
 
-function draw() {
-  const c = document.getElementById("graph");
+function draw(c, points) {
   const g = c.getContext("2d");
   g.clearRect(0, 0, c.width, c.height);
   const max = Math.max(1, ...points);
@@ -534,7 +566,8 @@ function draw() {
   g.fillText(`most: ${max.toFixed(1)}/s`, 6, 14);
   // The latest value, for whoever reads the page without seeing it.
   c.dataset.latest = points.length ? points[points.length - 1].toFixed(1) : "0";
-  c.setAttribute("aria-label", `Requests per second, the last two minutes; now ${c.dataset.latest}`);
+  const what = c.dataset.series ? "This one's requests per second" : "Requests per second";
+  c.setAttribute("aria-label", `${what}, the last two minutes; now ${c.dataset.latest}`);
 }
 
 loadTree();

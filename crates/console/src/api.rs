@@ -636,10 +636,16 @@ pub async fn stats(sources: &Sources) -> Answer {
             "bytes_received": service.bytes_received,
             "connections": service.current_connections,
             "rejected": service.rejected,
+            "sites": sample.sites.iter().map(|(id, s)| json!({
+                "id": id,
+                "requests": s.verbs.iter().sum::<u64>(),
+                "bytes_sent": s.bytes_sent,
+            })).collect::<Vec<_>>(),
             "pools": sample.pools.iter().map(|p| json!({
                 "name": p.name,
                 "state": p.state.to_string(),
                 "queue": p.queued,
+                "arrivals": p.counters.queue_arrivals,
                 "rejected": p.counters.queue_rejections,
                 "workers": p.workers.iter().map(|w| {
                     let (cpu, memory) = sample.usage.get(&w.pid).copied().unzip();

@@ -342,6 +342,7 @@ fn the_console_works_in_a_real_browser() {
     assert_ne!(v["while_stopped"], 200, "{v}");
     assert_eq!(v["after_start"], 200, "{v}");
     assert!(v["graph_latest"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["site_graph_latest"].as_f64().unwrap() > 0.0, "{v}");
     let before = v["pids_before"].as_array().unwrap();
     let after = v["pids_after"].as_array().unwrap();
     assert!(!before.is_empty() && !after.is_empty(), "{v}");

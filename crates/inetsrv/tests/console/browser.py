@@ -224,6 +224,14 @@ try:
             break
         time.sleep(0.5)
     out["graph_latest"] = float(latest)
+    # The selected site's own graph moves too.
+    site_latest = "0"
+    for _ in range(40):
+        site_latest = driver.find_element(By.ID, "node-graph").get_attribute("data-latest") or "0"
+        if float(site_latest) > 0:
+            break
+        time.sleep(0.5)
+    out["site_graph_latest"] = float(site_latest)
     out["rates"] = driver.find_element(By.ID, "rates").text
     driver.execute_script("window.scrollTo(0, 0)")
     shot("05-under-load")
