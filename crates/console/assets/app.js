@@ -141,7 +141,9 @@ async function loadTree() {
       el("span", { class: "state", text: p.state }));
     pools.append(li);
   }
-  nav.append(pools, el("h2", { text: "Configuration" }), backups);
+  const extensions = el("button", { type: "button", id: "webext", text: "Web Service Extensions" });
+  extensions.addEventListener("click", webExtensions);
+  nav.append(pools, el("h2", { text: "Configuration" }), extensions, backups);
 }
 
 async function select(path, what, label) {
@@ -436,6 +438,38 @@ async function backupPanel() {
   answered(form, (data) => api("/api/backup", { name: data.get("name"), password: data.get("password") }), list);
   details.replaceChildren(form, table);
   await list();
+}
+
+async function webExtensions() {
+  const details = document.getElementById("details");
+  const answer = await api("/api/webext");
+  const message = el("p", { role: "status", id: "message" });
+  const table = el("table", { id: "webext-list" });
+  const head = el("tr");
+  for (const h of ["Web Service Extension", "Status", "Files", ""]) head.append(el("th", { text: h }));
+  const body = el("tbody");
+  for (const x of answer.extensions) {
+    const tr = el("tr", { "data-extension": x.name });
+    tr.append(el("td", { text: x.description ? `${x.name} (${x.description})` : x.name }),
+      el("td", { text: x.state }), el("td", { text: x.files.join(", ") }));
+    const allow = x.state !== "allowed";
+    const b = el("button", { type: "button", text: allow ? "Allow" : "Prohibit" });
+    b.addEventListener("click", async () => {
+      try {
+        const done = await api("/api/webext", { name: x.name, allow });
+        await webExtensions();
+        document.getElementById("message").textContent = done.done;
+      } catch (e) {
+        message.className = "refused";
+        message.textContent = e.message;
+      }
+    });
+    tr.append(el("td", {}, b));
+    body.append(tr);
+  }
+  table.append(el("caption", { text: "Which ISAPI modules and CGI programs may run (others answer 404.2)" }),
+    el("thead", {}, head), body);
+  details.replaceChildren(el("h2", { text: "Web Service Extensions" }), message, table);
 }
 
 async function deleteSite(what, label) {

@@ -577,6 +577,79 @@ pub async fn restore(sources: &Sources, user: &str, body: &[u8]) -> Answer {
     }
 }
 
+/// The Web Service Extensions list, as the metabase keeps it.
+fn restriction_list(sources: &Sources) -> Vec<String> {
+    let snapshot = sources.files.metabase().snapshot();
+    let w3svc = MbPath::parse("/LM/W3SVC").unwrap_or_default();
+    match snapshot.effective(&w3svc, metabase::ids::WEB_SVC_EXT_RESTRICTION_LIST) {
+        Some(Value::MultiSz(v)) => v,
+        _ => Vec::new(),
+    }
+}
+
+/// The Web Service Extensions (which ISAPI modules and CGI programs may
+/// run), as `inetsrv webext list` gives them.
+pub fn web_extensions(sources: &Sources) -> Answer {
+    let raw = restriction_list(sources);
+    let restrictions = worker::isapi::Restrictions::parse(&raw);
+    let groups: Vec<Json> = restrictions
+        .groups()
+        .iter()
+        .map(|g| {
+            json!({
+                "name": g.name,
+                "state": g.state(),
+                "description": g.description(),
+                "files": g.files.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    (200, json!({ "extensions": groups }))
+}
+
+/// Allows or prohibits an extension: `{"name", "allow"}`, as `inetsrv
+/// webext enable|disable NAME` does.
+pub async fn set_web_extension(sources: &Sources, user: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Json>(body) else {
+        return refused(400, "the body is not JSON");
+    };
+    let (Some(name), Some(allow)) = (request["name"].as_str(), request["allow"].as_bool()) else {
+        return refused(400, "give name and allow");
+    };
+    let raw = restriction_list(sources);
+    let mut restrictions = match worker::isapi::Restrictions::parse_to_edit(&raw) {
+        Ok(r) => r,
+        Err(e) => return refused(409, e),
+    };
+    let changed = restrictions.set_group(name, allow);
+    if changed == 0 {
+        return refused(404, format!("no Web Service Extension '{name}'"));
+    }
+    let w3svc = MbPath::parse("/LM/W3SVC").unwrap_or_default();
+    let list = restrictions.to_list();
+    match sources
+        .files
+        .metabase()
+        .write(|t| t.set_text(&w3svc, "WebSvcExtRestrictionList", &list))
+    {
+        Ok(_) => {
+            settle(sources).await;
+            let verb = if allow { "allowed" } else { "prohibited" };
+            tracing::info!(
+                user,
+                name,
+                verb,
+                "management console: Web Service Extension changed"
+            );
+            (
+                200,
+                json!({ "done": format!("{name}: {verb} ({changed} file(s))") }),
+            )
+        }
+        Err(e) => refused(400, e),
+    }
+}
+
 /// A site or pool command.
 pub async fn command(sources: &Sources, user: &str, body: &[u8]) -> Answer {
     let Ok(request) = serde_json::from_slice::<Json>(body) else {

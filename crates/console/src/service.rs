@@ -234,6 +234,10 @@ impl Service {
                         crate::api::create_pool(&self.sources, &session.user, body).await
                     }
                     ("GET", "/api/backups") => crate::api::backups(&self.sources),
+                    ("GET", "/api/webext") => crate::api::web_extensions(&self.sources),
+                    ("POST", "/api/webext") => {
+                        crate::api::set_web_extension(&self.sources, &session.user, body).await
+                    }
                     ("POST", "/api/backup") => {
                         crate::api::backup(&self.sources, &session.user, body).await
                     }

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use metabase::{ids, MbPath, Value};
 use serde_json::json;
-use worker::isapi::{Restriction, Restrictions, UNKNOWN_CGI, UNKNOWN_ISAPI};
+use worker::isapi::{wildcard, Restriction, Restrictions};
 
 use crate::Cli;
 
@@ -71,15 +71,6 @@ fn save(mb: &metabase::Metabase, name: &str, values: Vec<String>) -> Result<()> 
     Ok(())
 }
 
-/// `unknown-isapi` and `unknown-cgi` name the wildcard entries.
-fn wildcard(name: &str) -> Option<&'static str> {
-    match name.to_ascii_lowercase().as_str() {
-        "unknown-isapi" | "*.dll" => Some(UNKNOWN_ISAPI),
-        "unknown-cgi" | "*.exe" => Some(UNKNOWN_CGI),
-        _ => None,
-    }
-}
-
 fn check_path(path: &str) -> Result<()> {
     if wildcard(path).is_some() || path.starts_with('/') {
         return Ok(());
@@ -96,58 +87,27 @@ pub fn execute(
 ) -> Result<()> {
     use std::fmt::Write as _;
     let raw = list(mb, ids::WEB_SVC_EXT_RESTRICTION_LIST);
-    let mut restrictions = Restrictions::parse(&raw);
     // A hand-written entry this cannot read would be lost by a rewrite.
-    if writes(command)
-        && restrictions.entries.len() != raw.iter().filter(|e| !e.trim().is_empty()).count()
-    {
-        let bad = raw
-            .iter()
-            .find(|e| {
-                !e.trim().is_empty()
-                    && Restrictions::parse(std::slice::from_ref(e))
-                        .entries
-                        .is_empty()
-            })
-            .cloned()
-            .unwrap_or_default();
-        bail!("W3SVC/WebSvcExtRestrictionList has an entry that is not `0|1,path,…`: '{bad}'; correct it with inetsrv mb set first (nothing was changed)");
-    }
+    let mut restrictions = if writes(command) {
+        Restrictions::parse_to_edit(&raw).map_err(|e| anyhow!(e))?
+    } else {
+        Restrictions::parse(&raw)
+    };
     let restriction_name = "WebSvcExtRestrictionList";
     let message =
         |out: &mut String, text: String| crate::output::push_message(out, cli.json, &text);
     match command {
         WebextCommand::List => {
-            let mut groups: Vec<(String, Vec<&Restriction>)> = Vec::new();
-            for e in &restrictions.entries {
-                let name = match e.path.as_str() {
-                    p if p.eq_ignore_ascii_case(UNKNOWN_ISAPI) => "unknown-isapi".to_string(),
-                    p if p.eq_ignore_ascii_case(UNKNOWN_CGI) => "unknown-cgi".to_string(),
-                    _ if !e.group.is_empty() => e.group.clone(),
-                    p => p.to_string(),
-                };
-                match groups.iter_mut().find(|(g, _)| *g == name) {
-                    Some((_, members)) => members.push(e),
-                    None => groups.push((name, vec![e])),
-                }
-            }
-            let state = |members: &[&Restriction]| match (
-                members.iter().all(|e| e.allowed),
-                members.iter().any(|e| e.allowed),
-            ) {
-                (true, _) => "allowed",
-                (false, true) => "partly allowed",
-                _ => "prohibited",
-            };
+            let groups = restrictions.groups();
             if cli.json {
                 let rows: Vec<_> = groups
                     .iter()
-                    .map(|(name, members)| {
+                    .map(|g| {
                         json!({
-                            "name": name,
-                            "state": state(members),
-                            "description": members.iter().map(|e| e.description.as_str()).find(|d| !d.is_empty()).unwrap_or(""),
-                            "files": members.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+                            "name": g.name,
+                            "state": g.state(),
+                            "description": g.description(),
+                            "files": g.files.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
                         })
                     })
                     .collect();
@@ -158,13 +118,8 @@ pub fn execute(
                     "no Web Service Extensions listed: every ISAPI module and CGI program is prohibited (inetsrv webext add-file PATH --enable)"
                 );
             } else {
-                for (name, members) in &groups {
-                    let description = members
-                        .iter()
-                        .map(|e| e.description.as_str())
-                        .find(|d| !d.is_empty())
-                        .unwrap_or("");
-                    let _ = writeln!(out, "{name:<24} {:<15} {description}", state(members));
+                for g in &groups {
+                    let _ = writeln!(out, "{:<24} {:<15} {}", g.name, g.state(), g.description());
                 }
             }
             Ok(())
@@ -196,36 +151,7 @@ pub fn execute(
         }
         WebextCommand::Enable { name } | WebextCommand::Disable { name } => {
             let allow = matches!(command, WebextCommand::Enable { .. });
-            let mut changed = 0;
-            match wildcard(name) {
-                Some(path) => {
-                    match restrictions
-                        .entries
-                        .iter_mut()
-                        .find(|e| e.path.eq_ignore_ascii_case(path))
-                    {
-                        Some(e) => e.allowed = allow,
-                        None => restrictions.entries.push(Restriction {
-                            allowed: allow,
-                            path: path.to_string(),
-                            deletable: false,
-                            group: String::new(),
-                            description: String::new(),
-                        }),
-                    }
-                    changed = 1;
-                }
-                None => {
-                    for e in restrictions
-                        .entries
-                        .iter_mut()
-                        .filter(|e| e.group.eq_ignore_ascii_case(name))
-                    {
-                        e.allowed = allow;
-                        changed += 1;
-                    }
-                }
-            }
+            let changed = restrictions.set_group(name, allow);
             if changed == 0 {
                 bail!("no Web Service Extension '{name}' (inetsrv webext list; files are added with add-file --group)");
             }

@@ -338,6 +338,13 @@ fn the_console_works_in_a_real_browser() {
         "{v}"
     );
     assert!(web.cli_ok(&["pool", "list"]).contains("BrowserPool"));
+    assert_eq!(v["webext_before"], "prohibited", "{v}");
+    assert_eq!(v["webext_done"], "unknown-cgi: allowed (1 file(s))", "{v}");
+    assert_eq!(v["webext_after"], "allowed", "{v}");
+    assert!(web
+        .cli_ok(&["webext", "list"])
+        .lines()
+        .any(|l| l.starts_with("unknown-cgi") && l.contains(" allowed")));
     assert_eq!(v["before_stop"], 200, "{v}");
     assert_ne!(v["while_stopped"], 200, "{v}");
     assert_eq!(v["after_start"], 200, "{v}");

@@ -51,6 +51,45 @@ pub struct Restriction {
     pub description: String,
 }
 
+/// One Web Service Extension: its files.
+pub struct ExtensionGroup<'a> {
+    pub name: String,
+    pub files: Vec<&'a Restriction>,
+}
+
+impl ExtensionGroup<'_> {
+    /// `allowed`, `partly allowed` or `prohibited`.
+    pub fn state(&self) -> &'static str {
+        match (
+            self.files.iter().all(|e| e.allowed),
+            self.files.iter().any(|e| e.allowed),
+        ) {
+            (true, _) => "allowed",
+            (false, true) => "partly allowed",
+            _ => "prohibited",
+        }
+    }
+
+    /// The first description one of its files has.
+    pub fn description(&self) -> &str {
+        self.files
+            .iter()
+            .map(|e| e.description.as_str())
+            .find(|d| !d.is_empty())
+            .unwrap_or("")
+    }
+}
+
+/// The wildcard entry `unknown-isapi` (or `*.dll`) and `unknown-cgi` (or
+/// `*.exe`) name.
+pub fn wildcard(name: &str) -> Option<&'static str> {
+    match name.to_ascii_lowercase().as_str() {
+        "unknown-isapi" | "*.dll" => Some(UNKNOWN_ISAPI),
+        "unknown-cgi" | "*.exe" => Some(UNKNOWN_CGI),
+        _ => None,
+    }
+}
+
 /// The wildcard entries: all unknown ISAPI extensions and CGI programs.
 pub const UNKNOWN_ISAPI: &str = "*.dll";
 pub const UNKNOWN_CGI: &str = "*.exe";
@@ -96,6 +135,75 @@ impl Restrictions {
         Restrictions {
             entries: list.iter().filter_map(|e| Restriction::parse(e)).collect(),
         }
+    }
+
+    /// Parses a list that will be written back: an entry that does not
+    /// read would be lost by the rewrite, so it is an error naming it.
+    pub fn parse_to_edit(list: &[String]) -> Result<Restrictions, String> {
+        let parsed = Restrictions::parse(list);
+        if let Some(bad) = list
+            .iter()
+            .find(|e| !e.trim().is_empty() && Restriction::parse(e).is_none())
+        {
+            return Err(format!("W3SVC/WebSvcExtRestrictionList has an entry that is not `0|1,path,…`: '{bad}'; correct it with inetsrv mb set first (nothing was changed)"));
+        }
+        Ok(parsed)
+    }
+
+    /// The extensions, as IIS Manager lists them: the files of a group
+    /// together (a file of no group by its path), and the two wildcard
+    /// entries as `unknown-isapi` and `unknown-cgi`.
+    pub fn groups(&self) -> Vec<ExtensionGroup<'_>> {
+        let mut groups: Vec<ExtensionGroup<'_>> = Vec::new();
+        for e in &self.entries {
+            let name = match e.path.as_str() {
+                p if p.eq_ignore_ascii_case(UNKNOWN_ISAPI) => "unknown-isapi".to_string(),
+                p if p.eq_ignore_ascii_case(UNKNOWN_CGI) => "unknown-cgi".to_string(),
+                _ if !e.group.is_empty() => e.group.clone(),
+                p => p.to_string(),
+            };
+            match groups.iter_mut().find(|g| g.name == name) {
+                Some(g) => g.files.push(e),
+                None => groups.push(ExtensionGroup {
+                    name,
+                    files: vec![e],
+                }),
+            }
+        }
+        groups
+    }
+
+    /// Allows or prohibits every file of an extension (its group ID), or
+    /// a wildcard entry (`unknown-isapi`, `unknown-cgi`, made if absent);
+    /// how many entries changed (0: no such extension).
+    pub fn set_group(&mut self, name: &str, allow: bool) -> usize {
+        if let Some(path) = wildcard(name) {
+            match self
+                .entries
+                .iter_mut()
+                .find(|e| e.path.eq_ignore_ascii_case(path))
+            {
+                Some(e) => e.allowed = allow,
+                None => self.entries.push(Restriction {
+                    allowed: allow,
+                    path: path.to_string(),
+                    deletable: false,
+                    group: String::new(),
+                    description: String::new(),
+                }),
+            }
+            return 1;
+        }
+        let mut changed = 0;
+        for e in self
+            .entries
+            .iter_mut()
+            .filter(|e| e.group.eq_ignore_ascii_case(name))
+        {
+            e.allowed = allow;
+            changed += 1;
+        }
+        changed
     }
 
     /// The entries as the metabase keeps them.

@@ -194,6 +194,16 @@ try:
         lambda d: d.find_element(By.CSS_SELECTOR, "#backup-form .form-message").text)
     wait.until(lambda d: d.find_elements(By.XPATH, "//nav//button[.='Browser Site']"))
     out["restored_page"] = body_of("http://127.0.0.1:%s/docs/page.html" % new_port)
+    # Web Service Extensions: allow unknown CGI programs, as `inetsrv
+    # webext enable unknown-cgi` would.
+    driver.find_element(By.ID, "webext").click()
+    row = wait.until(ready.presence_of_element_located(
+        (By.CSS_SELECTOR, 'tr[data-extension="unknown-cgi"]')))
+    out["webext_before"] = row.find_elements(By.TAG_NAME, "td")[1].text
+    row.find_element(By.TAG_NAME, "button").click()
+    out["webext_done"] = wait.until(lambda d: d.find_element(By.ID, "message").text)
+    out["webext_after"] = driver.find_element(
+        By.CSS_SELECTOR, 'tr[data-extension="unknown-cgi"] td:nth-child(2)').text
     driver.find_element(By.ID, "new-pool").click()
     out["pool_created"] = submit("pool-form", {"name": "BrowserPool"})
     wait.until(lambda d: d.find_elements(By.XPATH, "//nav//button[.='BrowserPool']"))
