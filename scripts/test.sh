@@ -8,10 +8,12 @@
 # rpc.epmapper suites), MIT Kerberos (krb5-kdc, krb5-admin-server,
 # krb5-user: a realm on loopback for the Kerberos tests), php-cgi and adminer (the PHP
 # tests' FastCGI application, and a third-party application they drive),
-# chromium and chromium-driver (the management console's browser), and
+# chromium, chromium-driver and firefox-esr (the management console's
+# browsers), and
 # in a virtual environment under target/: Impacket 0.13 (the RPC interop
 # tests' client), aiowmi (a second WMI client), prometheus_client (its
-# OpenMetrics parser reads /metrics) and Selenium (drives chromium).
+# OpenMetrics parser reads /metrics), Selenium (drives chromium) and
+# marionette-driver (drives Firefox).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +43,8 @@ need php-cgi php-cgi
 # Debian's chromium and its chromedriver: the management console's browser.
 need chromium chromium
 need chromedriver chromium-driver
+# Debian's Firefox ESR, driven over its own Marionette protocol.
+need firefox-esr firefox-esr
 # A third-party PHP application the tests drive (no command to look for).
 [ -f /usr/share/adminer/adminer.php ] || {
     echo "== installing adminer"
@@ -82,6 +86,11 @@ fi
 if ! "$venv/bin/python" -c 'import selenium; assert selenium.__version__ == "4.51.0"' 2>/dev/null; then
     echo "== installing selenium 4.51.0 into $venv"
     "$venv/bin/pip" install -q 'selenium==4.51.0'
+fi
+# Mozilla's Marionette client, for the console's Firefox test.
+if ! "$venv/bin/python" -c 'from importlib.metadata import version; assert version("marionette-driver") == "3.7.1"' 2>/dev/null; then
+    echo "== installing marionette-driver 3.7.1 into $venv"
+    "$venv/bin/pip" install -q 'marionette-driver==3.7.1'
 fi
 export INETSRV_TEST_PYTHON="$venv/bin/python"
 

@@ -484,3 +484,49 @@ fn the_management_service_reads_its_settings_file() {
         "{err}"
     );
 }
+
+/// The console in Firefox too (Debian's firefox-esr over Marionette):
+/// log on, the property sheet's tabs, a refused and an accepted value,
+/// log off.
+#[test]
+fn the_console_works_in_firefox() {
+    let web = server();
+    let shots =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/console-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new(python())
+        .arg(format!(
+            "{}/tests/console/firefox.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(format!("https://127.0.0.1:{}/", web.console_port))
+        .args(["boss", "Secret-1"])
+        .arg(shots.join("firefox.png"))
+        .output()
+        .expect("python3 with marionette-driver and firefox-esr (scripts/test.sh installs them)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    let v: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}\n{}", web.log()));
+    assert_eq!(v["logon_form"], true, "{v}");
+    assert_eq!(v["sites"][0], "Default Web Site", "{v}");
+    assert!(
+        v["refused"]
+            .as_str()
+            .unwrap()
+            .contains("'lots' is not a DWORD"),
+        "{v}"
+    );
+    assert_eq!(v["saved"], "ServerComment saved", "{v}");
+    assert!(web
+        .cli_ok(&["mb", "get", "W3SVC/1/ServerComment"])
+        .contains("Managed in Firefox"));
+    assert!(v["rates"].as_str().unwrap().contains("requests/s"), "{v}");
+    assert_eq!(v["logged_out"], true, "{v}");
+    assert!(shots.join("firefox.png").is_file());
+}
