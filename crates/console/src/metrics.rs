@@ -282,6 +282,14 @@ fn families(sample: &Sample) -> Vec<Family> {
         "inetsrv_worker_uptime_seconds",
         "Seconds since the worker process started",
     );
+    let mut cache_hits = Family::counter(
+        "inetsrv_worker_file_cache_hits",
+        "Static files the worker process answered from its file cache (W3SVC_W3WP: File Cache Hits)",
+    );
+    let mut cache_misses = Family::counter(
+        "inetsrv_worker_file_cache_misses",
+        "Static files the worker process read because its file cache did not hold them (W3SVC_W3WP: File Cache Misses)",
+    );
     let mut cpu = Family::counter(
         "inetsrv_worker_cpu_seconds",
         "CPU time the worker process used, user and system (Process: % Processor Time)",
@@ -296,13 +304,23 @@ fn families(sample: &Sample) -> Vec<Family> {
             active.add(labels(), w.active_requests);
             served.add(labels(), w.requests);
             uptime.add(labels(), w.uptime_seconds);
+            cache_hits.add(labels(), w.file_cache_hits);
+            cache_misses.add(labels(), w.file_cache_misses);
             if let Some((seconds, bytes)) = sample.usage.get(&w.pid) {
                 cpu.add_fraction(labels(), *seconds);
                 memory.add(labels(), *bytes);
             }
         }
     }
-    out.extend([active, served, uptime, cpu, memory]);
+    out.extend([
+        active,
+        served,
+        uptime,
+        cache_hits,
+        cache_misses,
+        cpu,
+        memory,
+    ]);
 
     // The activation service, per application pool.
     let pool_label = |p: &was::PoolStatus| vec![("pool", p.name.clone())];

@@ -124,6 +124,8 @@ pub struct WireWorker {
     pub uptime_seconds: u64,
     pub requests: u64,
     pub active_requests: u64,
+    pub file_cache_hits: u64,
+    pub file_cache_misses: u64,
     pub user: WString,
 }
 
@@ -423,6 +425,8 @@ impl From<&was::PoolStatus> for WirePool {
                 uptime_seconds: w.uptime_seconds,
                 requests: w.requests,
                 active_requests: w.active_requests,
+                file_cache_hits: w.file_cache_hits,
+                file_cache_misses: w.file_cache_misses,
                 user: WString(w.user.clone()),
             })
             .collect();
@@ -475,6 +479,8 @@ impl From<&WirePool> for was::PoolStatus {
                     uptime_seconds: w.uptime_seconds,
                     requests: w.requests,
                     active_requests: w.active_requests,
+                    file_cache_hits: w.file_cache_hits,
+                    file_cache_misses: w.file_cache_misses,
                     user: w.user.0.clone(),
                 })
                 .collect(),
@@ -661,6 +667,8 @@ mod tests {
                 uptime_seconds: 5,
                 requests: 17,
                 active_requests: 1,
+                file_cache_hits: 9,
+                file_cache_misses: 2,
                 user: "www-data".into(),
             }],
             queued: 3,

@@ -141,6 +141,8 @@ fn pools_json(pools: &[was::PoolStatus]) -> serde_json::Value {
                 "state": w.state,
                 "active_requests": w.active_requests,
                 "requests": w.requests,
+                "file_cache_hits": w.file_cache_hits,
+                "file_cache_misses": w.file_cache_misses,
                 "uptime_seconds": w.uptime_seconds,
             })).collect::<Vec<_>>(),
         }))

@@ -530,3 +530,44 @@ fn the_console_works_in_firefox() {
     assert_eq!(v["logged_out"], true, "{v}");
     assert!(shots.join("firefox.png").is_file());
 }
+
+/// A worker's file cache counts its hits (W3SVC_W3WP: File Cache Hits),
+/// reported at each ping (PingInterval, here one second).
+#[test]
+fn a_workers_file_cache_hits_reach_metrics() {
+    let mut web = Web::prepare();
+    web.add_boss_and_clerk();
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/AppPools/DefaultAppPool/PingInterval",
+        "1",
+    ]);
+    web.launch();
+    std::fs::write(web.www().join("cached.html"), "cached\n").unwrap();
+    // Distinct query strings: each reaches the worker (the listener's
+    // own cache keys on the whole URL), which reads the file once.
+    for i in 0..4 {
+        assert_eq!(web.curl(&format!("/cached.html?{i}"), &[]).status, 200);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = metrics(&web, "boss:Secret-1");
+        let parsed = parse(&text.body);
+        let hits: f64 = parsed["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s[0] == "inetsrv_worker_file_cache_hits_total")
+            .filter_map(|s| s[2].as_f64())
+            .sum();
+        if hits >= 3.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no file cache hits reported: {parsed}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}

@@ -194,6 +194,10 @@ pub struct WorkerStatus {
     /// Requests it was answering at its last ping (W3SVC_W3WP's Active
     /// Requests).
     pub active_requests: u64,
+    /// Its file cache's hits and misses (W3SVC_W3WP's File Cache Hits and
+    /// Misses), at its last ping.
+    pub file_cache_hits: u64,
+    pub file_cache_misses: u64,
     pub user: String,
 }
 

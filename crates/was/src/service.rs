@@ -59,6 +59,8 @@ struct Worker {
     requests: u64,
     /// Requests it was answering at its last ping.
     active: u64,
+    /// Its file cache's hits and misses, at its last ping.
+    file_cache: (u64, u64),
     /// The worker this one replaces in an overlapped recycle.
     replaces: Option<u64>,
     replaced_by: Option<u64>,
@@ -904,6 +906,7 @@ impl Service {
                 last_activity: now,
                 requests: 0,
                 active: 0,
+                file_cache: (0, 0),
                 replaces,
                 replaced_by: None,
                 killed: None,
@@ -1055,6 +1058,8 @@ impl Service {
                 seq,
                 requests,
                 active,
+                file_cache_hits,
+                file_cache_misses,
                 busiest_ms,
             } => {
                 if w.ping.is_some_and(|(s, _)| s == seq) {
@@ -1077,6 +1082,7 @@ impl Service {
                 }
                 w.requests = requests;
                 w.active = active;
+                w.file_cache = (file_cache_hits, file_cache_misses);
             }
             FromWorker::RecycleMe { reason } => {
                 tracing::info!(pool = %w.pool, pid = w.pid, %reason, "recycling worker process");
@@ -1555,6 +1561,8 @@ impl Service {
                         uptime_seconds: now.duration_since(w.started).as_secs(),
                         requests: w.requests,
                         active_requests: w.active,
+                        file_cache_hits: w.file_cache.0,
+                        file_cache_misses: w.file_cache.1,
                         user: w.user.clone(),
                     })
                     .collect(),

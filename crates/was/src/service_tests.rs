@@ -184,6 +184,8 @@ impl Bench {
                 seq,
                 requests: 0,
                 active: 0,
+                file_cache_hits: 0,
+                file_cache_misses: 0,
                 busiest_ms: 0,
             },
         ));
@@ -289,6 +291,8 @@ async fn a_module_call_hung_past_ping_response_time_kills_the_worker() {
                 seq,
                 requests: 0,
                 active: 1,
+                file_cache_hits: 0,
+                file_cache_misses: 0,
                 busiest_ms,
             },
         )

@@ -127,6 +127,9 @@ pub enum FromWorker {
         requests: u64,
         /// Requests in hand now.
         active: u64,
+        /// The file cache's hits and misses since the worker started.
+        file_cache_hits: u64,
+        file_cache_misses: u64,
         /// How long the longest module call in progress (an ISAPI
         /// extension's) has run, in milliseconds: the service counts a
         /// worker whose module has hung past PingResponseTime as hung.
@@ -315,6 +318,8 @@ mod tests {
             seq: 7,
             requests: 10,
             active: 1,
+            file_cache_hits: 3,
+            file_cache_misses: 1,
         };
         assert_eq!(decode::<FromWorker>(&encode(&pong)), Some(pong));
         assert_eq!(decode::<ToWorker>(b"not json"), None);

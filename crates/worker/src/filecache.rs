@@ -37,6 +37,10 @@ impl Version {
 #[derive(Default)]
 pub struct FileCache {
     inner: Mutex<Inner>,
+    /// Lookups answered from the cache, and those that were not (W3SVC_W3WP's
+    /// File Cache Hits and Misses).
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -54,8 +58,24 @@ impl FileCache {
     /// describes.
     pub fn get(&self, path: &Path, meta: &std::fs::Metadata) -> Option<Bytes> {
         let inner = lock(&self.inner);
-        let (version, data) = inner.files.get(path)?;
-        (*version == Version::of(meta)).then(|| data.clone())
+        let found = inner
+            .files
+            .get(path)
+            .filter(|(version, _)| *version == Version::of(meta))
+            .map(|(_, data)| data.clone());
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        found
+    }
+
+    /// Hits and misses since the worker started.
+    pub fn counters(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
     }
 
     pub fn put(&self, path: &Path, meta: &std::fs::Metadata, data: Bytes) {

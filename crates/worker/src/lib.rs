@@ -439,10 +439,13 @@ async fn read_control(
     while let Some(Received { message, fd }) = inbox.recv().await {
         match message {
             ToWorker::Ping { seq } => {
+                let (file_cache_hits, file_cache_misses) = pipeline.files.counters();
                 out.send(&FromWorker::Pong {
                     seq,
                     requests: pipeline.served.load(Ordering::Relaxed),
                     active: active.load(Ordering::Relaxed),
+                    file_cache_hits,
+                    file_cache_misses,
                     busiest_ms: pipeline.modules.busiest().as_millis() as u64,
                 });
             }
