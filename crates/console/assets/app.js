@@ -162,9 +162,9 @@ async function select(path, what, label) {
     b.addEventListener("click", () => command(what, verb));
     actions.append(b);
   }
-  if (what.kind === "site") {
+  if (what.kind === "site" || what.kind === "pool") {
     const b = el("button", { type: "button", "data-command": "delete", text: "Delete" });
-    b.addEventListener("click", () => deleteSite(what, label));
+    b.addEventListener("click", () => (what.kind === "site" ? deleteSite(what, label) : deletePool(what)));
     actions.append(b);
   }
   if (what.kind === "vdir" && what.alias !== "/") {
@@ -472,6 +472,20 @@ async function webExtensions() {
   details.replaceChildren(el("h2", { text: "Web Service Extensions" }), message, table);
 }
 
+async function deletePool(what) {
+  if (!confirm(`Delete the application pool ${what.name}?`)) return;
+  const message = document.getElementById("message");
+  try {
+    const answer = await api("/api/pool/delete", { name: what.name });
+    document.getElementById("details").replaceChildren(el("h2", { text: answer.done }));
+    selected = null;
+    await loadTree();
+  } catch (e) {
+    message.className = "refused";
+    message.textContent = e.message;
+  }
+}
+
 async function deleteSite(what, label) {
   if (!confirm(`Delete the site ${label}, with its virtual directories and settings?`)) return;
   const message = document.getElementById("message");
@@ -579,6 +593,13 @@ async function refresh() {
     }
   }
   cpuBefore = cpuNow;
+  const queues = document.querySelector("#queues tbody");
+  queues.replaceChildren();
+  for (const p of s.pools) {
+    const tr = el("tr", { "data-pool": p.name });
+    for (const v of [p.name, p.state, p.queue, p.rejected]) tr.append(el("td", { text: String(v) }));
+    queues.append(tr);
+  }
 }
 
 function draw(c, points) {

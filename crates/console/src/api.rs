@@ -468,6 +468,25 @@ pub async fn create_pool(sources: &Sources, user: &str, body: &[u8]) -> Answer {
     }
 }
 
+/// Deletes an application pool no application uses: `{"name"}`.
+pub async fn delete_pool(sources: &Sources, user: &str, body: &[u8]) -> Answer {
+    let Ok(request) = serde_json::from_slice::<Json>(body) else {
+        return refused(400, "the body is not JSON");
+    };
+    let name = request["name"].as_str().unwrap_or("");
+    match was::provision::delete_pool(sources.files.metabase(), name) {
+        Ok(name) => {
+            settle(sources).await;
+            tracing::info!(user, name, "management console: application pool deleted");
+            (
+                200,
+                json!({ "done": format!("application pool {name} deleted") }),
+            )
+        }
+        Err(e) => refused(400, e),
+    }
+}
+
 /// The backups (`MetaBack/`), by name then version.
 pub fn backups(sources: &Sources) -> Answer {
     match sources.files.list_backups(None) {

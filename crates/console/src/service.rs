@@ -233,6 +233,9 @@ impl Service {
                     ("POST", "/api/pool") => {
                         crate::api::create_pool(&self.sources, &session.user, body).await
                     }
+                    ("POST", "/api/pool/delete") => {
+                        crate::api::delete_pool(&self.sources, &session.user, body).await
+                    }
                     ("GET", "/api/backups") => crate::api::backups(&self.sources),
                     ("GET", "/api/webext") => crate::api::web_extensions(&self.sources),
                     ("POST", "/api/webext") => {

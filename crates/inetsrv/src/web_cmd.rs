@@ -716,28 +716,9 @@ pub async fn pool(ctx: &mut Ctx<'_>, verb: &PoolVerb) -> Result<()> {
             Ok(())
         }
         PoolVerb::Delete { name } => {
-            let model = ctx.model();
-            let Some(settings) = model.pool(name) else {
-                bail!("no application pool '{name}'");
-            };
-            let users: Vec<String> = model
-                .sites
-                .values()
-                .flat_map(|s| s.apps.iter().map(move |a| (s.id, a)))
-                .filter(|(_, a)| a.pool.eq_ignore_ascii_case(name))
-                .map(|(id, a)| format!("site {id} {}", a.url))
-                .collect();
-            if !users.is_empty() {
-                bail!(
-                    "application pool {} is used by {}: move them to another pool first",
-                    settings.name,
-                    users.join(", ")
-                );
-            }
-            let key = p("/LM/W3SVC/AppPools").join(&settings.name)?;
-            ctx.write(|t| t.delete_key(&key))?;
+            let name = was::provision::delete_pool(ctx.metabase, name)?;
             ctx.settle().await?;
-            ctx.line(format!("application pool {} deleted", settings.name));
+            ctx.line(format!("application pool {name} deleted"));
             Ok(())
         }
         PoolVerb::Start { name } | PoolVerb::Stop { name } => {

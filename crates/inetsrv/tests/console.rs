@@ -337,7 +337,16 @@ fn the_console_works_in_a_real_browser() {
         v["pool_created"]["text"], "application pool BrowserPool created",
         "{v}"
     );
-    assert!(web.cli_ok(&["pool", "list"]).contains("BrowserPool"));
+    assert!(v["pool_in_use"]["refused"].as_bool().unwrap(), "{v}");
+    assert!(
+        v["pool_in_use"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("application pool DefaultAppPool is used by site 1"),
+        "{v}"
+    );
+    assert!(!web.cli_ok(&["pool", "list"]).contains("BrowserPool"));
+    assert_eq!(v["queues"], serde_json::json!(["DefaultAppPool"]), "{v}");
     assert_eq!(v["webext_before"], "prohibited", "{v}");
     assert_eq!(v["webext_done"], "unknown-cgi: allowed (1 file(s))", "{v}");
     assert_eq!(v["webext_after"], "allowed", "{v}");

@@ -270,3 +270,29 @@ pub fn create_pool(metabase: &Metabase, pool: &NewPool<'_>) -> Result<(), Provis
     })?;
     Ok(())
 }
+
+/// Deletes an application pool no application uses; its name as the
+/// metabase spells it.
+pub fn delete_pool(metabase: &Metabase, name: &str) -> Result<String, ProvisionError> {
+    let model = Model::read(&metabase.snapshot());
+    let Some(settings) = model.pool(name) else {
+        return Err(refused(format!("no application pool '{name}'")));
+    };
+    let users: Vec<String> = model
+        .sites
+        .values()
+        .flat_map(|s| s.apps.iter().map(move |a| (s.id, a)))
+        .filter(|(_, a)| a.pool.eq_ignore_ascii_case(name))
+        .map(|(id, a)| format!("site {id} {}", a.url))
+        .collect();
+    if !users.is_empty() {
+        return Err(refused(format!(
+            "application pool {} is used by {}: move them to another pool first",
+            settings.name,
+            users.join(", ")
+        )));
+    }
+    let key = path("/LM/W3SVC/AppPools")?.join(&settings.name)?;
+    metabase.write(|t| t.delete_key(&key))?;
+    Ok(settings.name.clone())
+}

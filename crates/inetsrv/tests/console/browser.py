@@ -207,6 +207,19 @@ try:
     driver.find_element(By.ID, "new-pool").click()
     out["pool_created"] = submit("pool-form", {"name": "BrowserPool"})
     wait.until(lambda d: d.find_elements(By.XPATH, "//nav//button[.='BrowserPool']"))
+    # A pool in use cannot go; an unused one can.
+    select("DefaultAppPool")
+    driver.find_element(By.CSS_SELECTOR, 'button[data-command="delete"]').click()
+    driver.switch_to.alert.accept()
+    out["pool_in_use"] = message()
+    select("BrowserPool")
+    driver.find_element(By.CSS_SELECTOR, 'button[data-command="delete"]').click()
+    driver.switch_to.alert.accept()
+    wait.until(lambda d: not d.find_elements(By.XPATH, "//nav//button[.='BrowserPool']"))
+    # The live table of pools follows at its next refresh.
+    wait.until(lambda d: [r.get_attribute("data-pool")
+                          for r in d.find_elements(By.CSS_SELECTOR, "#queues tbody tr")] == ["DefaultAppPool"])
+    out["queues"] = [r.get_attribute("data-pool") for r in driver.find_elements(By.CSS_SELECTOR, "#queues tbody tr")]
     # The first site, by the name it was given above.
     select("Managed in a browser")
 
@@ -290,7 +303,8 @@ try:
     # binding's 400.)
     expected = ("/login - Failed to load resource: the server responded with a status of 401",
                 "/api/set - Failed to load resource: the server responded with a status of 400",
-                "/api/site - Failed to load resource: the server responded with a status of 400")
+                "/api/site - Failed to load resource: the server responded with a status of 400",
+                "/api/pool/delete - Failed to load resource: the server responded with a status of 400")
     errors = [e["message"] for e in driver.get_log("browser")
               if e["level"] == "SEVERE" and not any(x in e["message"] for x in expected)]
     out["browser_errors"] = errors
