@@ -42,6 +42,8 @@ pub const SELF_SIGNED_NAME: &str = "localhost (self-signed)";
 
 /// The request queue the console owns.
 pub const QUEUE_NAME: &str = "InetsrvManagement";
+/// The request queue of `/metrics`' own binding.
+pub const METRICS_QUEUE_NAME: &str = "InetsrvMetrics";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
@@ -91,12 +93,15 @@ impl Sources {
 }
 
 /// The management service's settings: `STATE/management.json`
-/// (`{"Address": "127.0.0.1:8172", "Enabled": true}`; both optional), which
-/// `inetsrv start --console ADDR:PORT` and `--no-console` override.
+/// (`{"Address": "127.0.0.1:8172", "Enabled": true, "MetricsAddress":
+/// "127.0.0.1:9172"}`; each optional), which `inetsrv start --console
+/// ADDR:PORT`, `--no-console` and `--metrics ADDR:PORT` override.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     pub address: SocketAddr,
     pub enabled: bool,
+    /// `/metrics` alone on a plain-http binding of its own, if set.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -104,6 +109,7 @@ impl Default for Settings {
         Settings {
             address: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             enabled: true,
+            metrics_address: None,
         }
     }
 }
@@ -139,16 +145,24 @@ impl Settings {
                         )
                     })?;
                 }
+                ("MetricsAddress", serde_json::Value::String(text)) => {
+                    settings.metrics_address = Some(text.parse().map_err(|_| {
+                        format!(
+                            "{}: MetricsAddress '{text}' is not ADDRESS:PORT",
+                            path.display()
+                        )
+                    })?);
+                }
                 ("Enabled", serde_json::Value::Bool(on)) => settings.enabled = *on,
-                ("Address" | "Enabled", other) => {
+                ("Address" | "MetricsAddress" | "Enabled", other) => {
                     return Err(format!(
-                        "{}: {name} cannot be {other} (Address is a string, Enabled true or false)",
+                        "{}: {name} cannot be {other} (Address and MetricsAddress are strings, Enabled true or false)",
                         path.display()
                     ))
                 }
                 (other, _) => {
                     return Err(format!(
-                        "{}: unknown setting '{other}' (Address, Enabled)",
+                        "{}: unknown setting '{other}' (Address, MetricsAddress, Enabled)",
                         path.display()
                     ))
                 }
@@ -189,24 +203,49 @@ pub async fn start(address: SocketAddr, sources: Sources) -> Result<Console, Con
     for problem in sources.listener.reload_tls() {
         tracing::warn!("SSL bindings: {problem}");
     }
-    let session = httpapi::Session::connect(&config.control_socket).await?;
-    let queue = session.create_queue(QUEUE_NAME).await?;
     let url = url_of(address);
-    // A prefix with an IP address is a host name to the router (the Host
-    // header); the service checks the address each request came to.
-    let prefix = if address.ip().is_unspecified() {
-        format!("https://+:{}/", address.port())
-    } else {
-        url.clone()
-    };
-    queue.add_url(&prefix, 0).await?;
-    let served = service::Service::new(address, sources);
-    let task = tokio::spawn(served.run(session, queue));
+    let task = serve(&config, QUEUE_NAME, "https", address, sources, false).await?;
     Ok(Console {
         url,
         certificate,
         task,
     })
+}
+
+/// Serves `/metrics` alone on a plain-http binding of its own (for a
+/// Prometheus that scrapes without TLS): anyone who reaches the address
+/// reads the counters, so it belongs on loopback or a monitoring network.
+pub async fn start_metrics(address: SocketAddr, sources: Sources) -> Result<Console, ConsoleError> {
+    let config = sources.listener.config().clone();
+    let task = serve(&config, METRICS_QUEUE_NAME, "http", address, sources, true).await?;
+    Ok(Console {
+        url: url_of(address).replacen("https://", "http://", 1),
+        certificate: String::new(),
+        task,
+    })
+}
+
+/// Owns `scheme://address/` through the request-queue API and serves it.
+async fn serve(
+    config: &ListenerConfig,
+    queue_name: &str,
+    scheme: &str,
+    address: SocketAddr,
+    sources: Sources,
+    metrics_only: bool,
+) -> Result<tokio::task::JoinHandle<()>, ConsoleError> {
+    let session = httpapi::Session::connect(&config.control_socket).await?;
+    let queue = session.create_queue(queue_name).await?;
+    // A prefix with an IP address is a host name to the router (the Host
+    // header); the service checks the address each request came to.
+    let prefix = if address.ip().is_unspecified() {
+        format!("{scheme}://+:{}/", address.port())
+    } else {
+        url_of(address).replacen("https", scheme, 1)
+    };
+    queue.add_url(&prefix, 0).await?;
+    let served = service::Service::new(address, sources, metrics_only);
+    Ok(tokio::spawn(served.run(session, queue)))
 }
 
 /// The SSL binding that serves `address`: its own, the port's wildcard
@@ -274,7 +313,8 @@ mod tests {
             Settings::load(&dir),
             Ok(Settings {
                 address: "[::1]:9172".parse().unwrap(),
-                enabled: false
+                enabled: false,
+                metrics_address: None,
             })
         );
         write(r#"{"Address": "localhost"}"#);

@@ -58,6 +58,9 @@ struct Failures {
 /// The console's request handling.
 pub struct Service {
     address: SocketAddr,
+    /// A binding of /metrics alone (plain http, no logon): what
+    /// `--metrics ADDR:PORT` opens for a Prometheus without TLS.
+    metrics_only: bool,
     sources: Sources,
     failures: Mutex<HashMap<IpAddr, Failures>>,
     sessions: crate::session::Sessions,
@@ -75,9 +78,10 @@ enum Caller {
 }
 
 impl Service {
-    pub fn new(address: SocketAddr, sources: Sources) -> Arc<Service> {
+    pub fn new(address: SocketAddr, sources: Sources, metrics_only: bool) -> Arc<Service> {
         Arc::new(Service {
             address,
+            metrics_only,
             sources,
             failures: Mutex::new(HashMap::new()),
             sessions: crate::session::Sessions::default(),
@@ -134,6 +138,18 @@ impl Service {
         let method = request.method.as_str();
         let read = matches!(method, "GET" | "HEAD");
         let path = request.url.path.as_str();
+        if self.metrics_only {
+            return match path {
+                "/metrics" if read => {
+                    let sample = self.sources.sample().await;
+                    Response::new(200)
+                        .header("Content-Type", crate::metrics::CONTENT_TYPE)
+                        .body(crate::metrics::encode(&sample))
+                }
+                "/metrics" => text(405, "Method Not Allowed\n").header("Allow", "GET, HEAD"),
+                _ => text(404, "Not Found\n"),
+            };
+        }
         let token = request
             .header_str("Cookie")
             .and_then(crate::session::token_of)

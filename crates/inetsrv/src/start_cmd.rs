@@ -79,6 +79,12 @@ pub struct StartArgs {
     /// certificate is made for it if it has none.
     #[arg(long, value_name = "ADDR:PORT")]
     console: Option<std::net::SocketAddr>,
+    /// Also serve /metrics alone on a plain-http binding of its own, for a
+    /// Prometheus that scrapes without TLS; anyone who reaches it reads the
+    /// counters (keep it on loopback or a monitoring network). Or
+    /// "MetricsAddress" in DIR/management.json.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
     /// Do not start the management service (or: "Enabled": false in
     /// DIR/management.json).
     #[arg(long, conflicts_with = "console")]
@@ -241,22 +247,29 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         crate::rpc::start(options, &state_dir, files.clone(), host)?
     };
 
+    let sources = console::Sources {
+        listener: listener.clone(),
+        was: was.clone(),
+        users: userdb::UserDb::for_state_dir(&state_dir),
+        files: files.clone(),
+    };
     let console = if args.no_console || (args.console.is_none() && !management.enabled) {
         None
     } else {
-        let sources = console::Sources {
-            listener: listener.clone(),
-            was: was.clone(),
-            users: userdb::UserDb::for_state_dir(&state_dir),
-            files: files.clone(),
-        };
         let address = args.console.unwrap_or(management.address);
-        let started = runtime.block_on(console::start(address, sources));
+        let started = runtime.block_on(console::start(address, sources.clone()));
         if let Err(e) = &started {
             tracing::error!("the management service did not start: {e}");
         }
         Some(started.map_err(|e| e.to_string()))
     };
+    let metrics = args.metrics.or(management.metrics_address).map(|address| {
+        let started = runtime.block_on(console::start_metrics(address, sources.clone()));
+        if let Err(e) = &started {
+            tracing::error!("/metrics' own binding did not start: {e}");
+        }
+        started.map_err(|e| e.to_string())
+    });
 
     let sites = runtime.block_on(was.sites());
     print_summary(
@@ -265,6 +278,7 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
         &log_file,
         rpc.as_ref(),
         console.as_ref(),
+        metrics.as_ref(),
         &sites,
     );
     notify_ready();
@@ -348,6 +362,7 @@ fn print_summary(
     log_file: &Path,
     rpc: Option<&crate::rpc::RpcEndpoint>,
     console: Option<&Result<console::Console, String>>,
+    metrics: Option<&Result<console::Console, String>>,
     sites: &[was::SiteStatus],
 ) {
     let mut out = String::new();
@@ -453,6 +468,14 @@ fn print_summary(
             c.url, c.certificate
         )),
         Some(Err(e)) => out.push_str(&format!("  management:      NOT STARTED: {e}\n")),
+        None => {}
+    }
+    match metrics {
+        Some(Ok(m)) => out.push_str(&format!(
+            "  metrics:         {}metrics (anyone who reaches it)\n",
+            m.url
+        )),
+        Some(Err(e)) => out.push_str(&format!("  metrics:         NOT STARTED: {e}\n")),
         None => {}
     }
     out.push_str("  Ctrl-C stops the server; requests in progress finish first.\n");

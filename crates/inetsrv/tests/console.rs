@@ -357,6 +357,8 @@ fn the_console_works_in_a_real_browser() {
     assert_eq!(v["before_stop"], 200, "{v}");
     assert_ne!(v["while_stopped"], 200, "{v}");
     assert_eq!(v["after_start"], 200, "{v}");
+    assert_eq!(v["pool_stopped"], 503, "{v}");
+    assert_eq!(v["pool_started"], 200, "{v}");
     assert!(v["graph_latest"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["site_graph_latest"].as_f64().unwrap() > 0.0, "{v}");
     let before = v["pids_before"].as_array().unwrap();
@@ -579,4 +581,32 @@ fn a_workers_file_cache_hits_reach_metrics() {
         );
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
+}
+
+/// `--metrics ADDR:PORT`: /metrics alone, over plain http, for a
+/// Prometheus without TLS; nothing else is served there.
+#[test]
+fn metrics_can_have_a_plain_http_binding_of_their_own() {
+    let mut web = Web::prepare();
+    web.add_boss_and_clerk();
+    let port = common::free_port();
+    web.console_args
+        .extend(["--metrics".to_string(), format!("127.0.0.1:{port}")]);
+    web.launch();
+    assert!(
+        web.summary
+            .join("\n")
+            .contains(&format!("metrics:         http://127.0.0.1:{port}/metrics")),
+        "{:?}",
+        web.summary
+    );
+    let got = curl(&format!("http://127.0.0.1:{port}/metrics"), &[]);
+    assert_eq!(got.status, 200);
+    let parsed = parse(&got.body);
+    assert_eq!(parsed["families"]["inetsrv_web_requests"], "counter");
+    assert_eq!(curl(&format!("http://127.0.0.1:{port}/"), &[]).status, 404);
+    assert_eq!(
+        curl(&format!("http://127.0.0.1:{port}/api/tree"), &[]).status,
+        404
+    );
 }

@@ -233,6 +233,14 @@ try:
     time.sleep(0.5)
     out["after_start"] = status_of(site)
 
+    # Stop the site's pool: its requests get 503, as IIS answers; start it.
+    select(out["pools"][0])
+    out["pool_stop"] = command("stop")
+    out["pool_stopped"] = status_of(site + "?pool-stopped")
+    out["pool_start"] = command("start")
+    out["pool_started"] = status_of(site + "?pool-started")
+    select("Managed in a browser")
+
     # Load: the requests graph moves.
     def load():
         end = time.time() + 12
