@@ -68,6 +68,24 @@ async fn web_counters(conn: &mut Connection, instance: u32) -> Result<W3Statisti
         .ok_or_else(|| anyhow::anyhow!("the server answered no statistics"))
 }
 
+/// The URI cache's hits and misses (R_InetInfoQueryStatistics), if the
+/// server answers them.
+async fn uri_cache(conn: &mut Connection) -> Result<Option<(u32, u32)>> {
+    let (info, status) = InetinfoClient::bind(conn)
+        .await?
+        .query_statistics(Unique::new(None), 0, iisadmin::irp::INET_HTTP_SVC_ID)
+        .await?;
+    if status != 0 {
+        return Ok(None);
+    }
+    Ok(match info {
+        iisadmin::irp::InetInfoStatisticsInfo::Stats0(s) => {
+            s.get().map(|s| (s.cache.uri_hits, s.cache.uri_misses))
+        }
+        _ => None,
+    })
+}
+
 /// The application pools, with their queues' and workers' counters.
 async fn pools(conn: &mut Connection) -> Result<Vec<was::PoolStatus>> {
     let (pools, status) = WasControlClient::bind(conn).await?.pools().await?;
@@ -85,7 +103,8 @@ async fn stats(cli: &Cli, args: &StatsArgs, mut conn: Connection) -> Result<()> 
     }
     let s = web_counters(&mut conn, instance).await?;
     let pools = pools(&mut conn).await?;
-    print(cli, args.site, &s, &pools)?;
+    let cache = uri_cache(&mut conn).await?;
+    print(cli, args.site, &s, &pools, cache)?;
     if args.clear {
         let mut inetinfo = InetinfoClient::bind(&mut conn).await?;
         let status = inetinfo
@@ -274,7 +293,13 @@ fn bytes(rate: f64) -> String {
     }
 }
 
-fn print(cli: &Cli, site: Option<u32>, s: &W3Statistics1, pools: &[was::PoolStatus]) -> Result<()> {
+fn print(
+    cli: &Cli,
+    site: Option<u32>,
+    s: &W3Statistics1,
+    pools: &[was::PoolStatus],
+    cache: Option<(u32, u32)>,
+) -> Result<()> {
     let verbs = [
         ("GET", s.total_gets),
         ("POST", s.total_posts),
@@ -320,6 +345,8 @@ fn print(cli: &Cli, site: Option<u32>, s: &W3Statistics1, pools: &[was::PoolStat
             "connection_attempts": s.connection_attempts,
             "uptime_seconds": s.service_uptime,
             "last_cleared": s.time_of_last_clear,
+            "uri_cache_hits": cache.map(|c| c.0),
+            "uri_cache_misses": cache.map(|c| c.1),
             "pools": pools_json(pools),
         }));
         return Ok(());
@@ -367,6 +394,9 @@ fn print(cli: &Cli, site: Option<u32>, s: &W3Statistics1, pools: &[was::PoolStat
         s.current_connections, s.max_connections, s.connection_attempts
     );
     println!("  uptime                {} s", s.service_uptime);
+    if let Some((hits, misses)) = cache {
+        println!("  URI cache             {hits} hits, {misses} misses");
+    }
     if !pools.is_empty() {
         println!("Application pools");
     }
@@ -389,8 +419,8 @@ fn print(cli: &Cli, site: Option<u32>, s: &W3Statistics1, pools: &[was::PoolStat
         );
         for w in &p.workers {
             println!(
-                "    worker {} {}: {} active, {} requests, up {} s",
-                w.pid, w.state, w.active_requests, w.requests, w.uptime_seconds
+                "    worker {} {}: {} active, {} requests, {} file cache hits, up {} s",
+                w.pid, w.state, w.active_requests, w.requests, w.file_cache_hits, w.uptime_seconds
             );
         }
     }

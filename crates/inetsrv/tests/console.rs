@@ -193,6 +193,7 @@ fn only_administrators_read_and_failed_logons_are_limited() {
 #[test]
 fn stats_watch_prints_rates_and_the_pools() {
     let web = server();
+    assert!(web.cli_ok(&["stats"]).contains("URI cache"));
     let out = web.cli_ok(&["stats", "--watch", "0.5", "--count", "2"]);
     assert_eq!(
         out.matches("inetsrv stats, every 0.5 s").count(),
@@ -282,6 +283,7 @@ fn the_console_works_in_a_real_browser() {
         "{v}"
     );
     assert_eq!(v["browsing"]["text"], "EnableDirBrowsing saved", "{v}");
+    assert_eq!(v["arrow_key_tab"], "Performance", "{v}");
     let browsing = web.cli_ok(&["mb", "get", "W3SVC/1/ROOT/EnableDirBrowsing"]);
     let expected = if v["browsing_checked"] == true {
         "True"

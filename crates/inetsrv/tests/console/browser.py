@@ -15,6 +15,7 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -144,6 +145,10 @@ try:
     # error; an accepted one is written.
     select(out["sites"][0])
     out["tabs"] = [t.text for t in driver.find_elements(By.CSS_SELECTOR, "[role=tab]")]
+    # The keyboard: the arrow key moves to the next tab and shows it.
+    driver.find_element(By.CSS_SELECTOR, '[role=tab][data-tab="Web Site"]').send_keys(Keys.ARROW_RIGHT)
+    wait.until(lambda d: d.find_element(By.ID, "sheet").get_attribute("aria-label") == "Performance")
+    out["arrow_key_tab"] = driver.switch_to.active_element.get_attribute("data-tab")
     tab("Performance")
     out["refused"] = save("MaxConnections", "many")
     tab("Web Site")
