@@ -24,6 +24,21 @@ async function api(path, body) {
   return data;
 }
 
+// Runs a call and says what it did (its `done`), or why it was refused,
+// in `message`.
+async function tell(message, call, base = "") {
+  try {
+    const answer = await call();
+    message.className = base;
+    message.textContent = answer.done;
+    return answer;
+  } catch (e) {
+    message.className = `${base} refused`.trim();
+    message.textContent = e.message;
+    return null;
+  }
+}
+
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -270,14 +285,10 @@ function row(path, p, message, label) {
       }
       const values = p.kind === "list" ? input.value.split("\n").filter((l) => l !== "")
         : p.kind === "bool" ? [input.checked ? "true" : "false"] : [input.value];
-      try {
+      await tell(message, async () => {
         await api("/api/set", { path, name: p.name, values });
-        message.className = "";
-        message.textContent = `${p.name} saved`;
-      } catch (e) {
-        message.className = "refused";
-        message.textContent = e.message;
-      }
+        return { done: `${p.name} saved` };
+      });
     });
     save.append(b);
   }
@@ -297,6 +308,17 @@ function formMessage(form) {
   return m;
 }
 
+// A form whose answer (or refusal) shows below it; `done` runs after a
+// success.
+function answered(form, call, done) {
+  const message = formMessage(form);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const answer = await tell(message, () => call(new FormData(form)), "form-message");
+    if (answer && done) await done();
+  });
+}
+
 function newSiteForm() {
   const details = document.getElementById("details");
   const form = el("form", { id: "site-form" },
@@ -306,20 +328,7 @@ function newSiteForm() {
     field("Host header (optional)", "host"),
     field("Home directory (absolute path)", "path", { required: "" }),
     el("button", { type: "submit", text: "Create" }));
-  const message = formMessage(form);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const data = Object.fromEntries(new FormData(form));
-    try {
-      const answer = await api("/api/site", data);
-      message.className = "form-message";
-      message.textContent = answer.done;
-      await loadTree();
-    } catch (e) {
-      message.className = "form-message refused";
-      message.textContent = e.message;
-    }
-  });
+  answered(form, (data) => api("/api/site", Object.fromEntries(data)), loadTree);
   details.replaceChildren(form);
   form.querySelector("input").focus();
 }
@@ -331,22 +340,9 @@ function newVdirForm(site) {
     field("Directory (absolute path)", "path", { required: "" }),
     el("p", {}, el("label", {}, el("input", { type: "checkbox", name: "app" }), " An application")),
     el("button", { type: "submit", text: "Create" }));
-  const message = formMessage(form);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const data = new FormData(form);
-    try {
-      const answer = await api("/api/vdir", {
-        site, alias: data.get("alias"), path: data.get("path"), app: data.get("app") === "on",
-      });
-      message.className = "form-message";
-      message.textContent = answer.done;
-      await loadTree();
-    } catch (e) {
-      message.className = "form-message refused";
-      message.textContent = e.message;
-    }
-  });
+  answered(form, (data) => api("/api/vdir", {
+    site, alias: data.get("alias"), path: data.get("path"), app: data.get("app") === "on",
+  }), loadTree);
   return form;
 }
 
@@ -370,23 +366,6 @@ function logsPanel(site) {
   return el("section", { id: "logs" },
     el("h3", { text: "Request log (the last 30 lines)" }), request,
     el("h3", { text: "HTTPERR" }), httperr, again);
-}
-
-// A form whose answer (or refusal) shows below it; `done` runs after.
-function answered(form, call, done) {
-  const message = formMessage(form);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    try {
-      const answer = await call(new FormData(form));
-      message.className = "form-message";
-      message.textContent = answer.done;
-      if (done) await done();
-    } catch (e) {
-      message.className = "form-message refused";
-      message.textContent = e.message;
-    }
-  });
 }
 
 function newPoolForm() {
@@ -415,15 +394,9 @@ async function backupPanel() {
       restore.addEventListener("click", async () => {
         if (!confirm(`Replace the whole configuration with backup ${b.name} version ${b.version}?`)) return;
         const message = form.querySelector(".form-message");
-        try {
-          const done = await api("/api/restore", { name: b.name, version: b.version });
-          message.className = "form-message";
-          message.textContent = done.done;
-          await loadTree();
-        } catch (e) {
-          message.className = "form-message refused";
-          message.textContent = e.message;
-        }
+        const answer = await tell(message,
+          () => api("/api/restore", { name: b.name, version: b.version }), "form-message");
+        if (answer) await loadTree();
       });
       const when = b.modified ? new Date(b.modified * 1000).toLocaleString() : "";
       const tr = el("tr", { "data-backup": `${b.name}.${b.version}` });
@@ -455,14 +428,10 @@ async function webExtensions() {
     const allow = x.state !== "allowed";
     const b = el("button", { type: "button", text: allow ? "Allow" : "Prohibit" });
     b.addEventListener("click", async () => {
-      try {
-        const done = await api("/api/webext", { name: x.name, allow });
-        await webExtensions();
-        document.getElementById("message").textContent = done.done;
-      } catch (e) {
-        message.className = "refused";
-        message.textContent = e.message;
-      }
+      const answer = await tell(message, () => api("/api/webext", { name: x.name, allow }));
+      if (!answer) return;
+      await webExtensions();
+      document.getElementById("message").textContent = answer.done;
     });
     tr.append(el("td", {}, b));
     body.append(tr);
@@ -474,56 +443,33 @@ async function webExtensions() {
 
 async function deletePool(what) {
   if (!confirm(`Delete the application pool ${what.name}?`)) return;
-  const message = document.getElementById("message");
-  try {
-    const answer = await api("/api/pool/delete", { name: what.name });
-    document.getElementById("details").replaceChildren(el("h2", { text: answer.done }));
-    selected = null;
-    await loadTree();
-  } catch (e) {
-    message.className = "refused";
-    message.textContent = e.message;
-  }
+  await removed(() => api("/api/pool/delete", { name: what.name }));
+}
+
+// A deletion from the details panel: its answer replaces the panel.
+async function removed(call) {
+  const answer = await tell(document.getElementById("message"), call);
+  if (!answer) return;
+  document.getElementById("details").replaceChildren(el("h2", { text: answer.done }));
+  selected = null;
+  await loadTree();
 }
 
 async function deleteSite(what, label) {
   if (!confirm(`Delete the site ${label}, with its virtual directories and settings?`)) return;
-  const message = document.getElementById("message");
-  try {
-    const answer = await api("/api/site/delete", { id: what.id });
-    document.getElementById("details").replaceChildren(el("h2", { text: answer.done }));
-    selected = null;
-    await loadTree();
-  } catch (e) {
-    message.className = "refused";
-    message.textContent = e.message;
-  }
+  await removed(() => api("/api/site/delete", { id: what.id }));
 }
 
 async function deleteVdir(what) {
-  const message = document.getElementById("message");
-  try {
-    const answer = await api("/api/vdir/delete", { site: what.site, alias: what.alias });
-    message.className = "";
-    message.textContent = answer.done;
-    await loadTree();
-  } catch (e) {
-    message.className = "refused";
-    message.textContent = e.message;
-  }
+  const answer = await tell(document.getElementById("message"),
+    () => api("/api/vdir/delete", { site: what.site, alias: what.alias }));
+  if (answer) await loadTree();
 }
 
 async function command(what, verb) {
-  const message = document.getElementById("message");
-  try {
-    const target = String(what.kind === "site" ? what.id : what.name);
-    const answer = await api("/api/command", { kind: what.kind, target, command: verb });
-    message.className = "";
-    message.textContent = answer.done;
-  } catch (e) {
-    message.className = "refused";
-    message.textContent = e.message;
-  }
+  const target = String(what.kind === "site" ? what.id : what.name);
+  await tell(document.getElementById("message"),
+    () => api("/api/command", { kind: what.kind, target, command: verb }));
   await loadTree();
   await refresh();
 }

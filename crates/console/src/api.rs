@@ -611,18 +611,7 @@ fn restriction_list(sources: &Sources) -> Vec<String> {
 pub fn web_extensions(sources: &Sources) -> Answer {
     let raw = restriction_list(sources);
     let restrictions = worker::isapi::Restrictions::parse(&raw);
-    let groups: Vec<Json> = restrictions
-        .groups()
-        .iter()
-        .map(|g| {
-            json!({
-                "name": g.name,
-                "state": g.state(),
-                "description": g.description(),
-                "files": g.files.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let groups: Vec<Json> = restrictions.groups().iter().map(|g| g.to_json()).collect();
     (200, json!({ "extensions": groups }))
 }
 

@@ -100,17 +100,7 @@ pub fn execute(
         WebextCommand::List => {
             let groups = restrictions.groups();
             if cli.json {
-                let rows: Vec<_> = groups
-                    .iter()
-                    .map(|g| {
-                        json!({
-                            "name": g.name,
-                            "state": g.state(),
-                            "description": g.description(),
-                            "files": g.files.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
+                let rows: Vec<_> = groups.iter().map(|g| g.to_json()).collect();
                 let _ = writeln!(out, "{}", serde_json::to_string_pretty(&rows)?);
             } else if groups.is_empty() {
                 let _ = writeln!(

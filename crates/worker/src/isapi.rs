@@ -70,6 +70,16 @@ impl ExtensionGroup<'_> {
         }
     }
 
+    /// As `inetsrv webext list --json` and the console give it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "state": self.state(),
+            "description": self.description(),
+            "files": self.files.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+        })
+    }
+
     /// The first description one of its files has.
     pub fn description(&self) -> &str {
         self.files
