@@ -456,6 +456,22 @@ fn changes_need_a_session_and_its_csrf_token() {
         curl(&format!("{base}/api/tree"), &["-k", "-b", jar]).status,
         401
     );
+    // The logon form is rate-limited as Basic is: five wrong passwords
+    // from one address, then 429 even for the right one.
+    for _ in 0..5 {
+        let wrong = curl(
+            &format!("{base}/login"),
+            &["-k", "-d", "user=boss&password=wrong"],
+        );
+        assert_eq!(wrong.status, 401);
+    }
+    let limited = curl(
+        &format!("{base}/login"),
+        &["-k", "-d", "user=boss&password=Secret-1"],
+    );
+    assert_eq!(limited.status, 429);
+    assert!(String::from_utf8_lossy(&limited.body).contains("Too many failed logons"));
+    assert!(limited.header("Set-Cookie").is_none());
 }
 
 /// Where the management service listens can also come from
