@@ -40,6 +40,8 @@ need krb5kdc krb5-kdc
 need kadmin.local krb5-admin-server
 need kinit krb5-user
 need php-cgi php-cgi
+# Wireshark's dissectors, which check the connectionless RPC PDUs.
+need tshark tshark
 # Debian's chromium and its chromedriver: the management console's browser.
 need chromium chromium
 need chromedriver chromium-driver

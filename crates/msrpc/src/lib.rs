@@ -29,6 +29,7 @@
 // The derive names `::msrpc::ndr`; inside this crate that is `crate`.
 extern crate self as msrpc;
 
+pub mod cl;
 pub mod client;
 pub mod epm;
 /// What the fuzz targets and the corpus replay call; not in the product.
