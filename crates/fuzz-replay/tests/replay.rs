@@ -122,6 +122,11 @@ fn pdu() {
 }
 
 #[test]
+fn cl_datagram() {
+    replay("cl_datagram", 400, msrpc::fuzz_checks::cl_datagram);
+}
+
+#[test]
 fn ndr() {
     replay("ndr", 400, msrpc::fuzz_checks::ndr);
 }

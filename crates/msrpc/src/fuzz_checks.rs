@@ -28,6 +28,24 @@ pub fn pdu(data: &[u8]) {
     assert_eq!(again.encode(), Ok(bytes), "encoding is not stable");
 }
 
+/// A connectionless datagram ([`crate::cl`]): what decodes re-encodes to
+/// a datagram that decodes to the same PDU, and its typed bodies read or
+/// fail cleanly.
+pub fn cl_datagram(data: &[u8]) {
+    let Ok(pdu) = crate::cl::Pdu::decode(data) else {
+        return;
+    };
+    let _ = pdu.fack();
+    let _ = pdu.cancel();
+    let _ = pdu.status();
+    if pdu.body.len() > usize::from(u16::MAX) {
+        return;
+    }
+    let again = crate::cl::Pdu::decode(&pdu.encode())
+        .unwrap_or_else(|e| panic!("a re-encoded datagram fails: {e}"));
+    assert_eq!(again, pdu);
+}
+
 /// NDR: the first byte picks the syntax and byte order, the rest is
 /// decoded as strings, pointers and arrays; nothing panics or allocates
 /// beyond the input, and what decodes re-encodes to a stream that decodes
