@@ -135,6 +135,11 @@ impl Service {
         if !self.address.ip().is_unspecified() && request.local.ip() != self.address.ip() {
             return text(404, "Not Found\n");
         }
+        // On loopback, only this machine's own names: a page elsewhere
+        // whose name was made to point here (DNS rebinding) gets nothing.
+        if self.address.ip().is_loopback() && !loopback_host(&request.url.host) {
+            return text(421, "This service answers to localhost only\n");
+        }
         let method = request.method.as_str();
         let read = matches!(method, "GET" | "HEAD");
         let path = request.url.path.as_str();
@@ -390,6 +395,13 @@ impl Service {
     }
 }
 
+/// Whether a request's host names this machine's loopback.
+fn loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 fn asset(content_type: &str, body: &'static str) -> Response {
     Response::new(200)
         .header("Content-Type", content_type)
@@ -464,5 +476,22 @@ mod tests {
         assert_eq!(basic_credentials("Bearer abc"), None);
         assert_eq!(basic_credentials("Basic !!!"), None);
         assert_eq!(basic_credentials("Basic Ym9zcw=="), None, "no colon");
+    }
+
+    #[test]
+    fn loopback_hosts_are_this_machines_names_only() {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "[::1]",
+            "::1",
+            "127.0.0.2",
+        ] {
+            assert!(loopback_host(host), "{host}");
+        }
+        for host in ["evil.example", "10.0.0.1", "localhost.evil.example", ""] {
+            assert!(!loopback_host(host), "{host}");
+        }
     }
 }

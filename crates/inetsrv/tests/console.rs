@@ -167,6 +167,17 @@ fn only_administrators_read_and_failed_logons_are_limited() {
             anonymous.head
         );
     }
+    // A name that was made to point at loopback (DNS rebinding): refused.
+    let rebound = curl(
+        &metrics_url(&web),
+        &["-k", "-u", "boss:Secret-1", "-H", "Host: evil.example"],
+    );
+    assert_eq!(rebound.status, 421);
+    let by_name = curl(
+        &format!("https://localhost:{}/metrics", web.console_port),
+        &["-k", "-u", "boss:Secret-1"],
+    );
+    assert_eq!(by_name.status, 200);
     let clerk = metrics(&web, "clerk:Secret-2");
     assert_eq!(clerk.status, 403);
     assert!(String::from_utf8_lossy(&clerk.body).contains("not an administrator"));
