@@ -4,6 +4,7 @@ marionette_driver (no geckodriver is packaged). Arguments: CONSOLE_URL
 USER PASSWORD SCREENSHOT; prints one JSON object with what each step saw."""
 import base64
 import json
+import os
 import sys
 
 from marionette_driver.by import By
@@ -14,7 +15,10 @@ from marionette_driver.wait import Wait
 console, user, password, screenshot = sys.argv[1:5]
 out = {}
 
-client = Marionette(bin="/usr/bin/firefox-esr", headless=True, startup_timeout=90)
+# Firefox's own log goes beside the screenshot, not into the working
+# directory.
+gecko_log = os.path.join(os.path.dirname(screenshot), "gecko.log")
+client = Marionette(bin="/usr/bin/firefox-esr", headless=True, startup_timeout=90, gecko_log=gecko_log)
 client.start_session({"acceptInsecureCerts": True})
 wait = Wait(client, timeout=20, ignored_exceptions=[NoSuchElementException, StaleElementException])
 
