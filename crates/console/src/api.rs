@@ -151,11 +151,7 @@ const MAX_SHEET: usize = 64;
 /// AccessRead) with the values in effect on the key, set here, inherited
 /// or not set at all (`null`: the server's default applies).
 pub fn sheet(sources: &Sources, query: &str) -> Answer {
-    let field = |name: &str| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
+    let field = |name: &str| crate::service::query_field(query, name);
     let Some(path_text) = field("path") else {
         return refused(400, "give ?path=");
     };
@@ -298,13 +294,7 @@ fn content_dir(text: &str) -> Result<String, String> {
             dir.display()
         ));
     }
-    if !dir.is_dir() {
-        return Err(format!(
-            "{} is not a directory (create it first, for example: mkdir -p {})",
-            dir.display(),
-            dir.display()
-        ));
-    }
+    was::provision::existing_directory(dir).map_err(|e| e.to_string())?;
     Ok(dir.display().to_string())
 }
 
@@ -751,11 +741,7 @@ const TAIL_BYTES: u64 = 256 * 1024;
 /// The last `lines` lines of a site's request log (`?site=N`) or of
 /// HTTPERR (`?httperr`): the newest file of its directory.
 pub fn log(sources: &Sources, query: &str) -> Answer {
-    let field = |name: &str| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
+    let field = |name: &str| crate::service::query_field(query, name);
     let lines = field("lines")
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(50)

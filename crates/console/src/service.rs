@@ -327,6 +327,7 @@ impl Service {
     /// The caller, by its HTTP Basic credentials.
     async fn basic_caller(&self, request: &Request) -> Caller {
         let remote = request.remote.ip();
+        // A limited address hears so even without credentials.
         if self.limited(remote) {
             return Caller::Limited;
         }
@@ -439,7 +440,7 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
 }
 
 /// A field of a query string.
-fn query_field(query: &str, name: &str) -> Option<String> {
+pub(crate) fn query_field(query: &str, name: &str) -> Option<String> {
     form_field(query.as_bytes(), name)
 }
 

@@ -320,13 +320,7 @@ impl Ctx<'_> {
             return Ok(path.to_path_buf());
         }
         let dir = absolute(path)?;
-        if !dir.is_dir() {
-            bail!(
-                "{} is not a directory (create it first, for example: mkdir -p {})",
-                dir.display(),
-                dir.display()
-            );
-        }
+        was::provision::existing_directory(&dir)?;
         Ok(dir)
     }
 

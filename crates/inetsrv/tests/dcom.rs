@@ -61,15 +61,7 @@ fn impacket(web: &Web, script: &str, args: &[&str], setup: impl FnOnce(&mut Comm
     let out = command
         .output()
         .expect("python3 with Impacket (pip install impacket==0.13.0)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "{e}: stdout {stdout:?} stderr {stderr}\nserver log:\n{}",
-            web.log()
-        )
-    })
+    web.last_json(&out)
 }
 
 /// impacket_imsa.py's answer, logged on as given.

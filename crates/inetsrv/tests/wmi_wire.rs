@@ -60,15 +60,7 @@ fn run_script(
         .envs(env.iter().map(|(k, v)| (*k, v)))
         .output()
         .expect("python3 with Impacket (pip install impacket==0.13.0)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "{e}: stdout {stdout:?} stderr {stderr}\nserver log:\n{}",
-            web.log()
-        )
-    })
+    web.last_json(&out)
 }
 
 #[test]

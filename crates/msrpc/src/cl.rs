@@ -67,6 +67,8 @@ pub enum ClError {
     BodyLength { said: usize, held: usize },
     #[error("the {what} body is cut short")]
     ShortBody { what: &'static str },
+    #[error("a body of {0} octets does not fit one datagram (65535 at most)")]
+    TooLong(usize),
 }
 
 /// The sender's data representation, as far as the header cares.
@@ -259,8 +261,10 @@ impl Reader<'_> {
 }
 
 impl Pdu {
-    /// The datagram.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The datagram; a body longer than the header's `len` can say is
+    /// refused (it goes in fragments).
+    pub fn encode(&self) -> Result<Vec<u8>, ClError> {
+        let len = u16::try_from(self.body.len()).map_err(|_| ClError::TooLong(self.body.len()))?;
         let h = &self.header;
         let mut out = Vec::with_capacity(HEADER_LEN + self.body.len());
         out.extend_from_slice(&[RPC_VERSION, h.ptype, h.flags1, h.flags2]);
@@ -279,12 +283,12 @@ impl Pdu {
         w.u16(h.opnum);
         w.u16(h.interface_hint);
         w.u16(h.activity_hint);
-        w.u16(self.body.len() as u16);
+        w.u16(len);
         w.u16(h.fragnum);
         out.push(h.auth_proto);
         out.push(h.serial as u8);
         out.extend_from_slice(&self.body);
-        out
+        Ok(out)
     }
 
     /// A datagram as a PDU. Octets after the body (an authentication
@@ -489,7 +493,7 @@ mod tests {
     fn headers_round_trip_in_both_byte_orders_at_their_offsets() {
         for drep in [Drep::LITTLE, Drep::BIG] {
             let pdu = request(drep);
-            let wire = pdu.encode();
+            let wire = pdu.encode().unwrap();
             assert_eq!(wire.len(), HEADER_LEN + 4);
             assert_eq!(Pdu::decode(&wire), Ok(pdu.clone()));
             // Offsets of C706 12.1: drep at 4, serial_hi at 7, the
@@ -529,7 +533,7 @@ mod tests {
                 },
                 body: Pdu::fack_body(drep, &fack),
             };
-            let back = Pdu::decode(&pdu.encode()).unwrap();
+            let back = Pdu::decode(&pdu.encode().unwrap()).unwrap();
             assert_eq!(back.fack(), Ok(Some(fack)));
             let quack = Cancel {
                 version: 0,
@@ -544,7 +548,10 @@ mod tests {
                 },
                 body: Pdu::cancel_body(drep, &quack),
             };
-            assert_eq!(Pdu::decode(&pdu.encode()).unwrap().cancel(), Ok(quack));
+            assert_eq!(
+                Pdu::decode(&pdu.encode().unwrap()).unwrap().cancel(),
+                Ok(quack)
+            );
             let fault = Pdu {
                 header: Header {
                     ptype: ptype::FAULT,
@@ -554,10 +561,15 @@ mod tests {
                 body: Pdu::status_body(drep, 0x1c01_0003),
             };
             assert_eq!(
-                Pdu::decode(&fault.encode()).unwrap().status(),
+                Pdu::decode(&fault.encode().unwrap()).unwrap().status(),
                 Ok(0x1c01_0003)
             );
         }
+        let huge = Pdu {
+            header: Header::default(),
+            body: vec![0; 65536],
+        };
+        assert_eq!(huge.encode(), Err(ClError::TooLong(65536)));
         let nocall = Pdu {
             header: Header {
                 ptype: ptype::NOCALL,
@@ -565,8 +577,11 @@ mod tests {
             },
             body: Vec::new(),
         };
-        assert_eq!(Pdu::decode(&nocall.encode()).unwrap().fack(), Ok(None));
-        let wire = request(Drep::LITTLE).encode();
+        assert_eq!(
+            Pdu::decode(&nocall.encode().unwrap()).unwrap().fack(),
+            Ok(None)
+        );
+        let wire = request(Drep::LITTLE).encode().unwrap();
         assert_eq!(Pdu::decode(&wire[..40]), Err(ClError::Short(40)));
         assert!(matches!(
             Pdu::decode(&wire[..wire.len() - 1]),

@@ -38,10 +38,12 @@ pub fn cl_datagram(data: &[u8]) {
     let _ = pdu.fack();
     let _ = pdu.cancel();
     let _ = pdu.status();
-    if pdu.body.len() > usize::from(u16::MAX) {
+    // An auth trailer may make the body longer than `len` can say.
+    let Ok(bytes) = pdu.encode() else {
+        assert!(pdu.body.len() > usize::from(u16::MAX));
         return;
-    }
-    let again = crate::cl::Pdu::decode(&pdu.encode())
+    };
+    let again = crate::cl::Pdu::decode(&bytes)
         .unwrap_or_else(|e| panic!("a re-encoded datagram fails: {e}"));
     assert_eq!(again, pdu);
 }

@@ -147,7 +147,7 @@ fn every_packet_type(drep: Drep) -> Vec<Vec<u8>> {
             body: Pdu::cancel_body(drep, &quack),
         },
     ];
-    pdus.iter().map(Pdu::encode).collect()
+    pdus.iter().map(|p| p.encode().unwrap()).collect()
 }
 
 #[test]

@@ -23,6 +23,19 @@ fn refused(why: impl Into<String>) -> ProvisionError {
     ProvisionError::Refused(why.into())
 }
 
+/// Checks that a content directory exists here (on the server's
+/// machine), as a site or virtual directory needs it.
+pub fn existing_directory(dir: &std::path::Path) -> Result<(), ProvisionError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(refused(format!(
+        "{} is not a directory (create it first, for example: mkdir -p {})",
+        dir.display(),
+        dir.display()
+    )))
+}
+
 /// A new site.
 pub struct NewSite<'a> {
     /// Its ServerComment.

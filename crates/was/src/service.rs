@@ -1077,13 +1077,14 @@ impl Service {
                     self.kill_worker(id, "a module call hung past PingResponseTime");
                     return;
                 }
-                if requests != w.requests || active > 0 {
-                    w.last_activity = self.host.now();
-                }
-                w.requests = requests;
-                w.active = active;
-                w.file_cache = (file_cache_hits, file_cache_misses);
+                self.record_counters(id, requests, active, (file_cache_hits, file_cache_misses));
             }
+            FromWorker::Counters {
+                requests,
+                active,
+                file_cache_hits,
+                file_cache_misses,
+            } => self.record_counters(id, requests, active, (file_cache_hits, file_cache_misses)),
             FromWorker::RecycleMe { reason } => {
                 tracing::info!(pool = %w.pool, pid = w.pid, %reason, "recycling worker process");
                 self.recycle_worker(id);
@@ -1133,6 +1134,21 @@ impl Service {
                 w.fatal = Some(message);
             }
         }
+    }
+
+    /// What a worker's ping or counter report says: activity (for the
+    /// idle timeout) and the counters shown for it.
+    fn record_counters(&mut self, id: u64, requests: u64, active: u64, file_cache: (u64, u64)) {
+        let now = self.host.now();
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        if requests != w.requests || active > 0 {
+            w.last_activity = now;
+        }
+        w.requests = requests;
+        w.active = active;
+        w.file_cache = file_cache;
     }
 
     fn recycle_worker(&mut self, id: u64) {

@@ -207,8 +207,11 @@ async fn until_cancelled(mut cancelled: tokio::sync::watch::Receiver<u32>) -> u3
     }
 }
 
+/// How an operation ends: its status and result string, or a failure.
+type Final = Result<(u32, Option<String>), Refusal>;
+
 /// The final status of a stopped operation, in words.
-fn stopped(status: u32) -> Result<(u32, Option<String>), Refusal> {
+fn stopped(status: u32) -> Final {
     let why = match status {
         WBEM_E_SHUTTING_DOWN => "the service is stopping",
         _ => "the call was cancelled (CancelAsyncCall)",
@@ -217,7 +220,7 @@ fn stopped(status: u32) -> Result<(u32, Option<String>), Refusal> {
 }
 
 /// The final status when the sink refused what it was sent.
-fn refused_by_sink() -> Result<(u32, Option<String>), Refusal> {
+fn refused_by_sink() -> Final {
     Err((
         WBEM_E_CALL_CANCELLED,
         "the sink refused Indicate; the call is cancelled".into(),
@@ -254,14 +257,8 @@ impl Delivery {
                     Ok(o) => o,
                     Err(refusal) => return self.finish(&mut sink, Err(refusal)).await,
                 };
-                for batch in batches(&outcome.objects) {
-                    let stop = *self.cancelled.borrow();
-                    if stop != 0 {
-                        return self.finish(&mut sink, stopped(stop)).await;
-                    }
-                    if !self.indicate(&mut sink, batch).await? {
-                        return self.finish(&mut sink, refused_by_sink()).await;
-                    }
+                if let Some(end) = self.deliver(&mut sink, &outcome.objects).await? {
+                    return self.finish(&mut sink, end).await;
                 }
                 self.finish(&mut sink, Ok((outcome.status, outcome.text)))
                     .await
@@ -272,12 +269,8 @@ impl Delivery {
                     tokio::select! {
                         batch = events.recv() => match batch {
                             Some(Ok(objects)) => {
-                                let stop = *self.cancelled.borrow();
-                                if stop != 0 {
-                                    return self.finish(&mut sink, stopped(stop)).await;
-                                }
-                                if !self.indicate(&mut sink, &objects).await? {
-                                    return self.finish(&mut sink, refused_by_sink()).await;
+                                if let Some(end) = self.deliver(&mut sink, &objects).await? {
+                                    return self.finish(&mut sink, end).await;
                                 }
                             }
                             Some(Err(hr)) => {
@@ -295,16 +288,31 @@ impl Delivery {
         }
     }
 
+    /// Indicates `objects`, in batches; the final status to end with when
+    /// the operation was stopped meanwhile or the sink refused them.
+    async fn deliver(
+        &mut self,
+        sink: &mut WbemObjectSinkClient<'_>,
+        objects: &[Object],
+    ) -> Result<Option<Final>, CallbackError> {
+        for batch in batches(objects) {
+            let stop = *self.cancelled.borrow();
+            if stop != 0 {
+                return Ok(Some(stopped(stop)));
+            }
+            if !self.indicate(sink, batch).await? {
+                return Ok(Some(refused_by_sink()));
+            }
+        }
+        Ok(None)
+    }
+
     /// Indicate: whether the sink took the objects.
     async fn indicate(
         &mut self,
         sink: &mut WbemObjectSinkClient<'_>,
-        objects: &[Object],
+        pointers: Vec<Itf>,
     ) -> Result<bool, CallbackError> {
-        let pointers: Vec<Itf> = objects
-            .iter()
-            .map(|o| Unique::new(Some(object_pointer(o))))
-            .collect();
         let (_, hr) = timed(
             "Indicate",
             sink.indicate(this(), pointers.len() as u32, ConformantArray(pointers)),
@@ -322,7 +330,7 @@ impl Delivery {
     async fn finish(
         &self,
         sink: &mut WbemObjectSinkClient<'_>,
-        result: Result<(u32, Option<String>), Refusal>,
+        result: Final,
     ) -> Result<(), CallbackError> {
         let (status, text, error) = match result {
             Ok((status, text)) => (status, text, None),
@@ -346,22 +354,23 @@ impl Delivery {
     }
 }
 
-/// Batches of at most [`INDICATE_OBJECTS`] objects and about
-/// [`INDICATE_BYTES`] encoded.
-fn batches(objects: &[Object]) -> Vec<&[Object]> {
+/// The objects marshalled (each once), in batches of at most
+/// [`INDICATE_OBJECTS`] objects and about [`INDICATE_BYTES`].
+fn batches(objects: &[Object]) -> Vec<Vec<Itf>> {
     let mut out = Vec::new();
-    let mut start = 0;
+    let mut batch = Vec::new();
     let mut bytes = 0;
-    for (i, object) in objects.iter().enumerate() {
-        bytes += wmio::encode_unit(object).len();
-        if i + 1 - start >= INDICATE_OBJECTS || bytes >= INDICATE_BYTES {
-            out.push(&objects[start..=i]);
-            start = i + 1;
+    for object in objects {
+        let pointer = object_pointer(object);
+        bytes += pointer.data.len();
+        batch.push(Unique::new(Some(pointer)));
+        if batch.len() >= INDICATE_OBJECTS || bytes >= INDICATE_BYTES {
+            out.push(std::mem::take(&mut batch));
             bytes = 0;
         }
     }
-    if start < objects.len() {
-        out.push(&objects[start..]);
+    if !batch.is_empty() {
+        out.push(batch);
     }
     out
 }
@@ -627,7 +636,7 @@ mod tests {
     fn batches_are_cut_by_count() {
         let object = extended_status(1, "x", "y", &("s".into(), "n".into()));
         let objects = vec![object; 150];
-        let sizes: Vec<usize> = batches(&objects).iter().map(|b| b.len()).collect();
+        let sizes: Vec<usize> = batches(&objects).iter().map(Vec::len).collect();
         assert_eq!(sizes, [64, 64, 22]);
         assert!(batches(&[]).is_empty());
     }

@@ -136,6 +136,15 @@ pub enum FromWorker {
         #[serde(default)]
         busiest_ms: u64,
     },
+    /// The counters a ping reports, sent unasked about once a second while
+    /// they change, so what the service shows (W3SVC_W3WP's counters,
+    /// `/metrics`) is at most a second old whatever the PingInterval.
+    Counters {
+        requests: u64,
+        active: u64,
+        file_cache_hits: u64,
+        file_cache_misses: u64,
+    },
     /// The worker reached a limit of its own (PeriodicRestartRequests)
     /// and asks to be replaced.
     RecycleMe { reason: String },
@@ -322,6 +331,13 @@ mod tests {
             file_cache_misses: 1,
         };
         assert_eq!(decode::<FromWorker>(&encode(&pong)), Some(pong));
+        let counters = FromWorker::Counters {
+            requests: 10,
+            active: 0,
+            file_cache_hits: 4,
+            file_cache_misses: 1,
+        };
+        assert_eq!(decode::<FromWorker>(&encode(&counters)), Some(counters));
         assert_eq!(decode::<ToWorker>(b"not json"), None);
         assert_eq!(decode::<ToWorker>(b"{\"type\":\"nonsense\"}"), None);
     }

@@ -299,6 +299,11 @@ async fn serve(
         stop.clone(),
         out.clone(),
     ));
+    tokio::spawn(report_counters(
+        pipeline.clone(),
+        active.clone(),
+        out.clone(),
+    ));
     // File changes, as inotify reports them, forget what was looked up:
     // a thread of its own waits for them (the runtime has no safe way to
     // wait on a descriptor it does not own).
@@ -425,6 +430,33 @@ async fn serve(
     pipeline.filter_modules.unload_all();
     tracing::info!(pool = %options.pool, served = pipeline.served.load(Ordering::Relaxed), "worker stopped");
     Ok(())
+}
+
+/// How often the counters are reported while they change.
+const COUNTER_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reports the counters (FromWorker::Counters) once a period when they
+/// changed; the service's view of this worker is then fresh between
+/// pings.
+async fn report_counters(pipeline: Arc<Pipeline>, active: Arc<AtomicU64>, out: Sender<FromWorker>) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(COUNTER_PERIOD);
+    loop {
+        tick.tick().await;
+        let (file_cache_hits, file_cache_misses) = pipeline.files.counters();
+        let now = FromWorker::Counters {
+            requests: pipeline.served.load(Ordering::Relaxed),
+            active: active.load(Ordering::Relaxed),
+            file_cache_hits,
+            file_cache_misses,
+        };
+        if last.as_ref() != Some(&now) {
+            if !out.send(&now) {
+                return;
+            }
+            last = Some(now);
+        }
+    }
 }
 
 async fn read_control(

@@ -118,6 +118,24 @@ impl Web {
         web
     }
 
+    /// The JSON object a test client printed last (its answer), or a
+    /// panic with what it and the server said.
+    pub fn last_json(&self, out: &Output) -> serde_json::Value {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_default();
+        serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!(
+                "{e}: stdout {stdout:?} stderr {stderr}\nserver log:\n{}",
+                self.log()
+            )
+        })
+    }
+
     /// Adds the tests' administrator (boss, Secret-1) and a user who is
     /// not one (clerk, Secret-2).
     pub fn add_boss_and_clerk(&self) {

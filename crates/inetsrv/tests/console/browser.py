@@ -291,10 +291,6 @@ try:
     out["worker_row"] = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#workers tbody tr:first-child td")]
     shot("06-recycled")
 
-    # Keyboard: the tree's entries are buttons a Tab reaches.
-    out["focusable_tree"] = all(
-        b.tag_name == "button" for b in driver.find_elements(By.CSS_SELECTOR, "nav li > button"))
-
     # A phone's width: one column, nothing wider than the screen.
     driver.set_window_size(390, 844)
     driver.get(console)
