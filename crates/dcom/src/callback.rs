@@ -105,7 +105,7 @@ pub fn binding_address(binding: &str, allowed: &[IpAddr], default_port: u16) -> 
 /// (on this machine's socket, loopback).
 fn callback_hosts(call: &Call<'_>) -> Vec<IpAddr> {
     match call.transport {
-        Transport::Tcp { peer, .. } => {
+        Transport::Tcp { peer, .. } | Transport::Udp { peer, .. } => {
             let ip = peer.ip();
             match ip {
                 // An IPv4 client on a dual-stack socket.

@@ -10,6 +10,8 @@
 //! body's octets (stub data, or a typed body read with the accessors);
 //! encoding writes the header in the representation the packet names.
 
+pub mod window;
+
 use crate::Uuid;
 
 /// The header's length.

@@ -6,6 +6,14 @@
 //! responses. A connection may hold several security
 //! contexts (alter_context with a new auth_context_id). The generated
 //! `…Client` types marshal calls through it.
+//!
+//! Over ncadg_ip_udp the same [`Connection`] holds a connectionless
+//! activity instead (`datagram.rs`): binding is local, and each call is
+//! a connectionless exchange.
+
+mod datagram;
+
+pub use datagram::DatagramOptions;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -150,8 +158,14 @@ pub struct Reply {
     pub little_endian: bool,
 }
 
+/// What a connection runs over.
+enum Link {
+    Stream(Box<dyn Stream>),
+    Datagram(Box<datagram::Activity>),
+}
+
 pub struct Connection {
-    stream: Box<dyn Stream>,
+    link: Link,
     /// This end's address, over TCP.
     local_addr: Option<SocketAddr>,
     options: Options,
@@ -184,8 +198,12 @@ pub struct Connection {
 
 impl Connection {
     fn new(stream: Box<dyn Stream>, options: Options) -> Connection {
+        Connection::with_link(Link::Stream(stream), options)
+    }
+
+    fn with_link(link: Link, options: Options) -> Connection {
         Connection {
-            stream,
+            link,
             local_addr: None,
             max_xmit: usize::from(options.max_frag),
             options,
@@ -213,6 +231,37 @@ impl Connection {
         let mut conn = Connection::new(Box::new(stream), options);
         conn.local_addr = local_addr;
         Ok(conn)
+    }
+
+    /// ncadg_ip_udp: a connectionless activity with the server at `addr`.
+    /// Calls are not authenticated over it yet ([`Options::auth`] is
+    /// refused).
+    pub async fn connect_udp(
+        addr: SocketAddr,
+        options: Options,
+        datagram: DatagramOptions,
+    ) -> Result<Connection, CallError> {
+        if options.auth.is_some() {
+            return Err(CallError::Protocol(
+                "authentication over ncadg_ip_udp is not supported",
+            ));
+        }
+        let activity = datagram::Activity::connect(addr, datagram).await?;
+        let local_addr = Some(activity.local_addr());
+        let mut conn = Connection::with_link(Link::Datagram(Box::new(activity)), options);
+        conn.local_addr = local_addr;
+        conn.bound = true;
+        Ok(conn)
+    }
+
+    /// The byte stream, on a connection that has one.
+    fn stream(&mut self) -> Result<&mut Box<dyn Stream>, CallError> {
+        match &mut self.link {
+            Link::Stream(stream) => Ok(stream),
+            Link::Datagram(_) => Err(CallError::Protocol(
+                "not available over ncadg_ip_udp, which has no connection",
+            )),
+        }
     }
 
     /// This end's address, on a TCP connection: the address the server
@@ -261,6 +310,12 @@ impl Connection {
         }
         let context_id = self.next_context;
         self.next_context += 1;
+        if let Link::Datagram(_) = self.link {
+            // Connectionless calls name their interface in every packet,
+            // in NDR 2.0.
+            self.contexts.push((context_id, interface, Syntax::Ndr20));
+            return Ok(context_id);
+        }
         let transfer = if self.options.ndr64 { ndr64() } else { ndr20() };
         let mut contexts = vec![ContextElem {
             context_id,
@@ -465,6 +520,15 @@ impl Connection {
         object: Option<crate::Uuid>,
         stub: Vec<u8>,
     ) -> Result<Reply, CallError> {
+        if let Link::Datagram(activity) = &mut self.link {
+            let interface = self
+                .contexts
+                .iter()
+                .find(|(id, _, _)| *id == context_id)
+                .map(|(_, interface, _)| *interface)
+                .ok_or(CallError::UnknownContext(context_id))?;
+            return activity.call(&interface, opnum, object, stub).await;
+        }
         let call_id = self.send_request(context_id, opnum, object, stub).await?;
         let mut out = Vec::new();
         loop {
@@ -661,7 +725,7 @@ impl Connection {
 
     /// Sends raw bytes (for tests of malformed input).
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), CallError> {
-        self.stream.write_all(bytes).await?;
+        self.stream()?.write_all(bytes).await?;
         Ok(())
     }
 
@@ -707,7 +771,7 @@ impl Connection {
                 context.protect(&mut bytes, header_len, self.header_sign)?;
             }
         }
-        self.stream.write_all(&bytes).await?;
+        self.stream()?.write_all(&bytes).await?;
         self.outbox = bytes;
         Ok(())
     }
@@ -735,7 +799,12 @@ impl Connection {
             } else {
                 self.inbox.reserve(INBOX_CHUNK);
             }
-            if self.stream.read_buf(&mut self.inbox).await? == 0 {
+            let Link::Stream(stream) = &mut self.link else {
+                return Err(CallError::Protocol(
+                    "not available over ncadg_ip_udp, which has no connection",
+                ));
+            };
+            if stream.read_buf(&mut self.inbox).await? == 0 {
                 return Err(CallError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
         }

@@ -62,7 +62,11 @@ pub mod floor {
     pub const UUID: u8 = 0x0D;
     pub const NCACN: u8 = 0x0B;
     pub const NCALRPC: u8 = 0x0C;
+    /// Connectionless RPC (ncadg).
+    pub const NCADG: u8 = 0x0A;
     pub const TCP: u8 = 0x07;
+    /// [MS-RPCE] 2.1.2.1: UDP's protocol identifier.
+    pub const UDP: u8 = 0x08;
     pub const IP: u8 = 0x09;
     pub const PIPE: u8 = 0x10;
 }
@@ -72,6 +76,7 @@ pub mod floor {
 pub enum Address {
     Tcp(SocketAddr),
     Local(String),
+    Udp(SocketAddr),
 }
 
 /// A decoded protocol tower: interface, transfer syntax, address.
@@ -79,7 +84,8 @@ pub enum Address {
 pub struct TowerInfo {
     pub interface: SyntaxId,
     pub transfer: SyntaxId,
-    /// The protocol of floor 3 onwards: ncacn_ip_tcp or ncalrpc, with the
+    /// The protocol of floor 3 onwards: ncacn_ip_tcp, ncadg_ip_udp or
+    /// ncalrpc, with the
     /// address (port 0 and 0.0.0.0 in a map request).
     pub address: Address,
 }
@@ -103,9 +109,13 @@ impl TowerInfo {
     pub fn encode(&self) -> Vec<u8> {
         let mut floors = vec![uuid_floor(&self.interface), uuid_floor(&self.transfer)];
         match &self.address {
-            Address::Tcp(addr) => {
-                floors.push((vec![floor::NCACN], vec![0, 0]));
-                floors.push((vec![floor::TCP], addr.port().to_be_bytes().to_vec()));
+            Address::Tcp(addr) | Address::Udp(addr) => {
+                let (rpc, transport) = match self.address {
+                    Address::Udp(_) => (floor::NCADG, floor::UDP),
+                    _ => (floor::NCACN, floor::TCP),
+                };
+                floors.push((vec![rpc], vec![0, 0]));
+                floors.push((vec![transport], addr.port().to_be_bytes().to_vec()));
                 let ip = match addr.ip() {
                     IpAddr::V4(v4) => v4,
                     // Towers carry IPv4 only; a v6 listener is reached at
@@ -173,17 +183,22 @@ impl TowerInfo {
         let interface = syntax(&floors[0])?;
         let transfer = syntax(&floors[1])?;
         let address = match (floors[2].0[0], floors[3].0[0]) {
-            (floor::NCACN, floor::TCP) => {
+            (rpc @ (floor::NCACN | floor::NCADG), transport @ (floor::TCP | floor::UDP)) => {
                 let port = match floors[3].1.as_slice() {
                     [a, b] => u16::from_be_bytes([*a, *b]),
-                    _ => return Err(TowerError("a TCP floor holds a 2-byte port")),
+                    _ => return Err(TowerError("a TCP or UDP floor holds a 2-byte port")),
                 };
                 let ip = match floors.get(4).map(|f| (f.0[0], f.1.as_slice())) {
                     Some((floor::IP, [a, b, c, d])) => Ipv4Addr::new(*a, *b, *c, *d),
                     Some(_) => return Err(TowerError("an IP floor holds a 4-byte address")),
                     None => Ipv4Addr::UNSPECIFIED,
                 };
-                Address::Tcp(SocketAddr::new(IpAddr::V4(ip), port))
+                let addr = SocketAddr::new(IpAddr::V4(ip), port);
+                match (rpc, transport) {
+                    (floor::NCACN, floor::TCP) => Address::Tcp(addr),
+                    (floor::NCADG, floor::UDP) => Address::Udp(addr),
+                    _ => return Err(TowerError("ncacn goes over TCP, ncadg over UDP")),
+                }
             }
             (floor::NCALRPC, floor::PIPE) => {
                 let name = floors[3].1.split(|b| *b == 0).next().unwrap_or_default();
@@ -191,7 +206,7 @@ impl TowerInfo {
             }
             _ => {
                 return Err(TowerError(
-                    "only ncacn_ip_tcp and ncalrpc towers are served",
+                    "only ncacn_ip_tcp, ncadg_ip_udp and ncalrpc towers are served",
                 ))
             }
         };
@@ -307,7 +322,9 @@ impl EndpointMapper {
     fn elements(&self, call: &Call) -> Vec<Element> {
         let reached = match call.transport {
             Transport::Tcp { local, .. } => Some(local.ip()),
-            Transport::Local { .. } => None,
+            // A datagram's destination address is not known; the client
+            // reads the wildcard as the address it used.
+            Transport::Udp { .. } | Transport::Local { .. } => None,
         };
         let mut out = Vec::new();
         for registered in call.server.interfaces().iter().filter(|r| r.listed) {
@@ -321,6 +338,7 @@ impl EndpointMapper {
                         }
                         Address::Tcp(addr)
                     }
+                    Endpoint::Udp(addr) => Address::Udp(addr),
                     Endpoint::Local(path) => Address::Local(
                         path.file_name()
                             .map(|n| n.to_string_lossy().into_owned())
@@ -588,7 +606,9 @@ impl Epm for EndpointMapper {
             let same_protocol = |a: &Address| {
                 matches!(
                     (a, &wanted.address),
-                    (Address::Tcp(_), Address::Tcp(_)) | (Address::Local(_), Address::Local(_))
+                    (Address::Tcp(_), Address::Tcp(_))
+                        | (Address::Udp(_), Address::Udp(_))
+                        | (Address::Local(_), Address::Local(_))
                 )
             };
             let towers: Vec<Tower> = self
@@ -671,6 +691,19 @@ mod tests {
             ..tower.clone()
         };
         assert_eq!(TowerInfo::decode(&local.encode()).unwrap(), local);
+
+        // ncadg_ip_udp: floor 3 is connectionless RPC (0x0a), floor 4 UDP
+        // (0x08, [MS-RPCE] 2.1.2.1).
+        let udp = TowerInfo {
+            address: Address::Udp("127.0.0.1:135".parse().unwrap()),
+            ..tower.clone()
+        };
+        let octets = udp.encode();
+        let floors_3_to_5 = [
+            1, 0, 0x0a, 2, 0, 0, 0, 1, 0, 0x08, 2, 0, 0x00, 0x87, 1, 0, 0x09, 4, 0, 127, 0, 0, 1,
+        ];
+        assert!(octets.ends_with(&floors_3_to_5));
+        assert_eq!(TowerInfo::decode(&octets).unwrap(), udp);
     }
 
     #[test]
@@ -690,10 +723,12 @@ mod tests {
         let mut protocol = good.clone();
         // Floor 3's protocol identifier, after the floor count (2 bytes),
         // two UUID floors (25 bytes each) and its own lhs length (2):
-        // ncadg (0x0a) is not served.
+        // ncadg over TCP is no protocol sequence.
         let at = 2 + 25 + 25 + 2;
         assert_eq!(protocol[at], floor::NCACN);
-        protocol[at] = 0x0a;
+        protocol[at] = floor::NCADG;
+        assert!(TowerInfo::decode(&protocol).is_err());
+        protocol[at] = 0x0e;
         assert!(TowerInfo::decode(&protocol).is_err());
     }
 

@@ -31,6 +31,7 @@ extern crate self as msrpc;
 
 pub mod cl;
 pub mod client;
+pub mod conv;
 pub mod epm;
 /// What the fuzz targets and the corpus replay call; not in the product.
 #[cfg(feature = "fuzz-checks")]

@@ -1,6 +1,7 @@
 //! The server runtime: interfaces registered once, served over
 //! ncacn_ip_tcp and ncalrpc (a Unix socket) by the connection-oriented
-//! state machine of C706 chapter 12 with [MS-RPCE] 3.3's rules.
+//! state machine of C706 chapter 12 with [MS-RPCE] 3.3's rules, and over
+//! ncadg_ip_udp by the connectionless one ([MS-RPCE] 3.2, `datagram.rs`).
 //!
 //! An interface is a trait with `#[msrpc::interface]`; its generated
 //! `…Server` implements [`Interface`]: the connection hands it the
@@ -9,6 +10,7 @@
 //! [`Fault`].
 
 mod connection;
+mod datagram;
 mod idle_poll;
 pub mod verification;
 
@@ -159,19 +161,21 @@ pub enum Transport {
         /// The connecting process's user (SO_PEERCRED), when known.
         peer_uid: Option<u32>,
     },
+    /// ncadg_ip_udp: the call's activity came from `peer`.
+    Udp { local: SocketAddr, peer: SocketAddr },
 }
 
 impl Transport {
     pub fn is_local(&self) -> bool {
         match self {
-            Transport::Tcp { peer, .. } => peer.ip().is_loopback(),
+            Transport::Tcp { peer, .. } | Transport::Udp { peer, .. } => peer.ip().is_loopback(),
             Transport::Local { .. } => true,
         }
     }
 
     fn peer_ip(&self) -> Option<IpAddr> {
         match self {
-            Transport::Tcp { peer, .. } => Some(peer.ip()),
+            Transport::Tcp { peer, .. } | Transport::Udp { peer, .. } => Some(peer.ip()),
             Transport::Local { .. } => None,
         }
     }
@@ -207,6 +211,16 @@ pub struct Association {
 }
 
 impl Association {
+    /// An association of its own, for a call outside any connection (a
+    /// connectionless activity, a callback answered by a client).
+    pub(crate) fn detached(peer_ip: Option<IpAddr>) -> Association {
+        Association {
+            id: 0,
+            peer_ip,
+            handles: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Opens a context handle on `value`; None when the association
     /// already holds [`MAX_HANDLES_PER_ASSOCIATION`].
     pub fn open_handle<T: Any + Send>(&self, value: T) -> Option<ContextHandle> {
@@ -318,6 +332,7 @@ pub struct Registered {
 pub enum Endpoint {
     Tcp(SocketAddr),
     Local(PathBuf),
+    Udp(SocketAddr),
 }
 
 /// The server: its interfaces, endpoints, association groups, counters.
@@ -566,6 +581,19 @@ impl Server {
                 }
             }
         });
+        Ok(bound)
+    }
+
+    /// Serves the connectionless protocol on UDP (ncadg_ip_udp). Returns
+    /// the bound address (port 0 picks a free one).
+    pub async fn listen_udp(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let socket = tokio::net::UdpSocket::bind(addr).await?;
+        let bound = socket.local_addr()?;
+        self.endpoints
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Endpoint::Udp(bound));
+        tokio::spawn(datagram::serve(Arc::clone(self), socket, bound));
         Ok(bound)
     }
 
