@@ -1,7 +1,8 @@
 //! The RPC endpoint of `inetsrv start`: the `msrpc` runtime serving the
 //! endpoint mapper and the management interface over ncacn_ip_tcp (port
-//! 135 when the process may bind it, else 8135, or `--rpc-port`) and
-//! ncalrpc (`DIR/run/rpc/epmapper`, for tools on this machine). Callers
+//! 135 when the process may bind it, else 8135, or `--rpc-port`),
+//! ncadg_ip_udp on the same port number, and ncalrpc
+//! (`DIR/run/rpc/epmapper`, for tools on this machine). Callers
 //! authenticate with NTLM as the users of `inetsrv user add`, or with
 //! Kerberos service tickets when a keytab is configured.
 
@@ -41,6 +42,8 @@ pub struct RpcOptions {
 /// The running endpoint, for the start-up summary.
 pub struct RpcEndpoint {
     pub tcp: SocketAddr,
+    /// ncadg_ip_udp, on the same port number when it was free.
+    pub udp: Option<SocketAddr>,
     pub local: PathBuf,
     /// The keytab and its principals, when Kerberos is on.
     pub kerberos: Option<(PathBuf, Vec<String>)>,
@@ -457,6 +460,15 @@ async fn start_endpoint(
             }
         }
     };
+    // The connectionless protocol on the same port number over UDP; a
+    // port taken there costs only UDP.
+    let udp = match server.listen_udp(tcp).await {
+        Ok(addr) => Some(addr),
+        Err(e) => {
+            tracing::warn!("RPC: not serving ncadg_ip_udp on {tcp}: {e}");
+            None
+        }
+    };
     let local = local_socket(state_dir);
     if let Some(parent) = local.parent() {
         std::fs::create_dir_all(parent)
@@ -472,6 +484,7 @@ async fn start_endpoint(
         wbem: wmi_service,
         min_auth_level: level,
         tcp,
+        udp,
         local,
         kerberos,
     })

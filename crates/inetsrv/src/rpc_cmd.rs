@@ -58,6 +58,15 @@ impl Provider {
     }
 }
 
+/// How the CLI reaches a server's RPC endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RpcTransport {
+    /// ncacn_ip_tcp: connection-oriented RPC over TCP.
+    Tcp,
+    /// ncadg_ip_udp: connectionless RPC over UDP (anonymous only).
+    Udp,
+}
+
 #[derive(Args, Debug)]
 pub struct Target {
     /// The server's endpoint mapper: HOST or HOST:PORT ([::1]:135 for
@@ -66,6 +75,11 @@ pub struct Target {
     /// socket.
     #[arg(long, global = true, value_name = "HOST[:PORT]")]
     pub server: Option<String>,
+    /// The protocol to reach --server with: tcp (ncacn_ip_tcp) or udp
+    /// (ncadg_ip_udp, the connectionless protocol; no logon over it yet).
+    /// With udp and no --server, this machine's 127.0.0.1.
+    #[arg(long, global = true, value_enum, default_value_t = RpcTransport::Tcp)]
+    pub transport: RpcTransport,
     /// Log on as this user (added on the server with `inetsrv user add`);
     /// the password comes from --password, --password-file or standard
     /// input. Anonymous without it.
@@ -317,6 +331,9 @@ pub(crate) async fn connect(
         auth,
         ..Options::default()
     };
+    if target.transport == RpcTransport::Udp {
+        return connect_udp(target, options).await;
+    }
     let Some(server) = &target.server else {
         let socket = rpc::local_socket(&target::server_dir(cli));
         if !socket.exists() {
@@ -358,6 +375,53 @@ pub(crate) async fn connect(
     }
     Err(last_error.unwrap_or_else(|| anyhow!("{host} has no address")))
         .with_context(|| format!("cannot reach the RPC endpoint of {server}"))
+}
+
+/// An activity with the server over UDP. Datagrams need no connection, so
+/// without an explicit port each candidate is asked whether it listens.
+async fn connect_udp(target: &Target, options: Options) -> Result<(Connection, String)> {
+    if options.auth.is_some() {
+        bail!(
+            "--transport udp carries anonymous calls only (authentication over ncadg_ip_udp is not supported yet): leave out --user and --kerberos, or use tcp"
+        );
+    }
+    let server = target.server.as_deref().unwrap_or("127.0.0.1");
+    let (host, port) = split_host_port(server)?;
+    let ports = match port {
+        Some(port) => vec![port],
+        None => vec![rpc::EPM_PORT, rpc::FALLBACK_PORT],
+    };
+    let probe = ports.len() > 1;
+    let mut last_error = None;
+    for port in ports {
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .with_context(|| format!("cannot resolve {host}"))?
+            .collect();
+        for addr in addresses {
+            let datagram = msrpc::client::DatagramOptions::default();
+            let mut conn = Connection::connect_udp(addr, options.clone(), datagram).await?;
+            if probe {
+                let mut mgmt = MgmtClient::bind(&mut conn).await?;
+                let answer =
+                    tokio::time::timeout(Duration::from_secs(5), mgmt.is_server_listening()).await;
+                match answer {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        last_error = Some(anyhow!("{addr}: {e}"));
+                        continue;
+                    }
+                    Err(_) => {
+                        last_error = Some(anyhow!("{addr}: no answer in 5 seconds"));
+                        continue;
+                    }
+                }
+            }
+            return Ok((conn, format!("ncadg_ip_udp:{host}[{port}]")));
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow!("{host} has no address")))
+        .with_context(|| format!("cannot reach the RPC endpoint of {server} over UDP"))
 }
 
 /// `HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT`.
@@ -558,6 +622,7 @@ fn binding(address: &Address) -> String {
     match address {
         Address::Tcp(addr) => format!("ncacn_ip_tcp:{}[{}]", addr.ip(), addr.port()),
         Address::Local(name) => format!("ncalrpc:[{name}]"),
+        Address::Udp(addr) => format!("ncadg_ip_udp:{}[{}]", addr.ip(), addr.port()),
     }
 }
 

@@ -432,8 +432,12 @@ fn print_summary(
     ));
     out.push_str(&format!("  service log:     {}\n", log_file.display()));
     if let Some(rpc) = rpc {
+        let udp = rpc
+            .udp
+            .map(|u| format!(" ncadg_ip_udp:{}[{}]", u.ip(), u.port()))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "  RPC endpoint:    ncacn_ip_tcp:{}[{}] ncalrpc:{}\n",
+            "  RPC endpoint:    ncacn_ip_tcp:{}[{}]{udp} ncalrpc:{}\n",
             rpc.tcp.ip(),
             rpc.tcp.port(),
             rpc.local.display()

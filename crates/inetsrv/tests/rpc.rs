@@ -340,15 +340,19 @@ fn a_keytab_that_does_not_load_stops_the_start() {
     assert!(err.contains("not a keytab"), "{err}");
 }
 
+/// The endpoint map as Impacket's hept_lookup reads it: each listed
+/// interface on TCP, UDP and the local socket.
 fn epm_bindings(port: u16) -> Value {
-    serde_json::json!([
-        [format!("ncacn_ip_tcp:127.0.0.1[{port}]"), "Epm"],
-        ["ncalrpc:[epmapper]", "Epm"],
-        [format!("ncacn_ip_tcp:127.0.0.1[{port}]"), "Inetinfo"],
-        ["ncalrpc:[epmapper]", "Inetinfo"],
-        [format!("ncacn_ip_tcp:127.0.0.1[{port}]"), "WasControl"],
-        ["ncalrpc:[epmapper]", "WasControl"]
-    ])
+    let tcp = format!("ncacn_ip_tcp:127.0.0.1[{port}]");
+    let udp = format!("ncadg_ip_udp:127.0.0.1[{port}]");
+    let rows: Vec<Value> = ["Epm", "Inetinfo", "WasControl"]
+        .iter()
+        .flat_map(|name| {
+            [tcp.as_str(), udp.as_str(), "ncalrpc:[epmapper]"]
+                .map(|binding| serde_json::json!([binding, name]))
+        })
+        .collect();
+    Value::Array(rows)
 }
 
 #[test]
@@ -751,9 +755,10 @@ fn rpcdump_lists_the_endpoint_map_on_port_135() {
         "{out}"
     );
     assert!(out.contains("ncacn_ip_tcp:127.0.0.1[135]"), "{out}");
+    assert!(out.contains("ncadg_ip_udp:127.0.0.1[135]"), "{out}");
     assert!(out.contains("ncalrpc:[epmapper]"), "{out}");
     // The endpoint mapper, the Inetinfo interface ([MS-IRP]) and the
-    // service control, each on both transports.
+    // service control, each on all three transports.
     assert!(
         out.contains("UUID    : 82AD4280-036B-11CF-972C-00AA006887B0 v2.0"),
         "{out}"
@@ -762,7 +767,74 @@ fn rpcdump_lists_the_endpoint_map_on_port_135() {
         out.contains("UUID    : CD8C0E33-6A4C-4841-9A34-FA3474C0620C v1.0"),
         "{out}"
     );
-    assert!(out.contains("[*] Received 6 endpoints."), "{out}");
+    assert!(out.contains("[*] Received 9 endpoints."), "{out}");
+}
+
+#[test]
+fn the_rpc_cli_calls_over_udp() {
+    let web = Web::start();
+    let port = web.rpc_port();
+    let server = format!("127.0.0.1:{port}");
+    let udp = |verb: &str, extra: &[&str]| {
+        let mut args = vec!["rpc", verb, "--transport", "udp", "--server", &server];
+        args.extend_from_slice(extra);
+        web.cli_ok(&args)
+    };
+    assert_eq!(
+        udp("ping", &[]).trim(),
+        format!("ncadg_ip_udp:127.0.0.1[{port}]: listening")
+    );
+    let list: Value = serde_json::from_str(&udp("interfaces", &["--json"])).unwrap();
+    assert_eq!(list[0]["uuid"], "e1af8308-5d1f-11c9-91a4-08002b14a0fa");
+    // The endpoint map, read over UDP, lists the UDP endpoint.
+    let map: Value = serde_json::from_str(&udp("endpoints", &["--json"])).unwrap();
+    let udp_binding = format!("ncadg_ip_udp:127.0.0.1[{port}]");
+    assert!(
+        map.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["binding"] == udp_binding.as_str()),
+        "{map}"
+    );
+    let stats: Value = serde_json::from_str(&udp("stats", &["--json"])).unwrap();
+    assert!(stats["calls_in"].as_u64().unwrap() >= 4, "{stats}");
+    // What UDP cannot carry, and a port with nothing on it, say so.
+    web.cli_ok(&["user", "add", "alice", "--password", "Secret-1"]);
+    web.cli_fails_with(
+        &[
+            "rpc",
+            "ping",
+            "--transport",
+            "udp",
+            "--server",
+            &server,
+            "--user",
+            "alice",
+            "--password",
+            "Secret-1",
+        ],
+        "authentication over ncadg_ip_udp is not supported yet",
+    );
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    web.cli_fails_with(
+        &[
+            "rpc",
+            "ping",
+            "--transport",
+            "udp",
+            "--server",
+            &format!("127.0.0.1:{closed_port}"),
+        ],
+        "nothing answers RPC over UDP",
+    );
+    // The banner names the UDP endpoint.
+    let banner = web.summary.join("\n");
+    assert!(
+        banner.contains(&format!("ncadg_ip_udp:127.0.0.1[{port}]")),
+        "{banner}"
+    );
 }
 
 #[test]

@@ -3,8 +3,14 @@
 //! and latency percentiles. The same client runs against inetsrv's
 //! endpoint and Samba's, so the ratio compares servers.
 //!
-//! usage: rpc_bench ADDR [is_server_listening|ept_lookup_handle_free|imsa_get_data]
+//! usage: rpc_bench [udp:|tokio:]ADDR [is_server_listening|ept_lookup_handle_free|imsa_get_data]
 //!                  [CONNECTIONS] [SECONDS] [LEVEL USER PASSWORD [PROVIDER]]
+//!
+//! `udp:ADDR` calls over ncadg_ip_udp, one activity per "connection";
+//! `tokio:ADDR` over TCP with the same tokio-driven client, so that the
+//! two transports are compared with one client (the connectionless
+//! client needs tokio's UDP sockets; the default TCP client runs on the
+//! event loop below).
 //!
 //! imsa_get_data (`bench/dcom.sh`, against `inetsrv start`): each
 //! connection activates CLSID_MSAdminBase_W over DCOM, opens /LM/W3SVC and
@@ -48,7 +54,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let addr: SocketAddr = args.next().ok_or("usage: rpc_bench ADDR")?.parse()?;
+    let target = args.next().ok_or("usage: rpc_bench ADDR")?;
+    let (mode, addr) = match target.split_once(':') {
+        Some((mode @ ("udp" | "tokio"), addr)) => (mode, addr),
+        _ => ("epoll", target.as_str()),
+    };
+    let addr: SocketAddr = addr.parse()?;
     let call = args.next().unwrap_or_else(|| "is_server_listening".into());
     if ![
         "is_server_listening",
@@ -85,6 +96,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .transpose()?;
     let until = Instant::now() + Duration::from_secs(seconds);
+    if mode != "epoll" {
+        let latencies = on_tokio(mode == "udp", addr, &call, connections, auth, until)?;
+        report(latencies, seconds);
+        return Ok(());
+    }
     let mut sockets = Vec::new();
     let mut tasks: Vec<Task> = Vec::new();
     for _ in 0..connections {
@@ -121,6 +137,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for result in run_to_completion(&sockets, tasks)? {
         all.extend(result?);
     }
+    report(all, seconds);
+    Ok(())
+}
+
+/// Calls per second and latency percentiles, as bench/rpc.sh reads them.
+fn report(mut all: Vec<Duration>, seconds: u64) {
     all.sort();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -134,7 +156,58 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(0.5),
         pct(0.99)
     );
-    Ok(())
+}
+
+/// The calls on a one-thread tokio runtime: `connections` activities over
+/// UDP, or connections over TCP.
+fn on_tokio(
+    udp: bool,
+    addr: SocketAddr,
+    call: &str,
+    connections: usize,
+    auth: Option<ClientAuth>,
+    until: Instant,
+) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..connections {
+            let options = Options {
+                auth: auth.clone(),
+                ..Options::default()
+            };
+            let call = call.to_string();
+            tasks.spawn(async move {
+                let mut conn = if udp {
+                    let datagram = msrpc::client::DatagramOptions::default();
+                    Connection::connect_udp(addr, options, datagram).await?
+                } else {
+                    Connection::connect_tcp(addr, options).await?
+                };
+                let mut client = match call.as_str() {
+                    "ept_lookup_handle_free" => Client::Epm(EpmClient::bind(&mut conn).await?),
+                    "imsa_get_data" => Client::admin_base(&mut conn).await?,
+                    _ => Client::Mgmt(MgmtClient::bind(&mut conn).await?),
+                };
+                let mut latencies = Vec::new();
+                let mut start = Instant::now();
+                while start < until {
+                    client.call().await?;
+                    let end = Instant::now();
+                    latencies.push(end - start);
+                    start = end;
+                }
+                Ok::<_, CallError>(latencies)
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            all.extend(done??);
+        }
+        Ok(all)
+    })
 }
 
 /// The interface a connection calls, bound.

@@ -1,5 +1,6 @@
 //! Serves the endpoint mapper and the management interface on a TCP port
-//! (default 8135) and, with a second argument, a Unix socket — to try
+//! (default 8135), the same UDP port and, with a second argument, a Unix
+//! socket — to try
 //! clients against the runtime alone: `cargo run -p msrpc --example
 //! rpc_server -- 127.0.0.1:8135 /tmp/epmapper`. With
 //! `RPC_SERVER_USER=name:password` in the environment, that one account
@@ -58,6 +59,8 @@ async fn main() -> std::io::Result<()> {
     server.register(MgmtServer(Management), auth_level::NONE, false);
     let bound = server.listen_tcp(addr).await?;
     println!("ncacn_ip_tcp:{bound}");
+    let udp = server.listen_udp(bound).await?;
+    println!("ncadg_ip_udp:{udp}");
     if let Some(path) = args.next() {
         server.listen_local(path.clone().into()).await?;
         println!("ncalrpc:{path}");

@@ -41,8 +41,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    /// (Not a source as well: the message already holds it once.)
     #[error("connection: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("the server sent a malformed PDU: {0}")]
     Pdu(#[from] PduError),
     #[error("the server refused the bind: {} (bind_nak reason {})", pdu::nak::name(*.0), .0)]
@@ -59,6 +60,12 @@ pub enum CallError {
     Protocol(&'static str),
     #[error("authentication: {0}")]
     Security(#[from] SecurityError),
+}
+
+impl From<std::io::Error> for CallError {
+    fn from(e: std::io::Error) -> CallError {
+        CallError::Io(e)
+    }
 }
 
 /// Who the client authenticates as, and at what level.
