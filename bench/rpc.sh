@@ -105,25 +105,27 @@ for case in is_server_listening:none:ntlm is_server_listening:privacy:ntlm \
     peer=$(echo "$results" | awk '$1=="samba" {print $2}' | sort -n | sed -n "$(((rounds + 1) / 2))p")
     ours_cpu=$(echo "$results" | awk '$1=="inetsrv" {print $5}' | sort -n | sed -n "$(((rounds + 1) / 2))p")
     peer_cpu=$(echo "$results" | awk '$1=="samba" {print $5}' | sort -n | sed -n "$(((rounds + 1) / 2))p")
+    [ "$case" = is_server_listening:none:ntlm ] && samba_none=$peer
     echo "  median: inetsrv $ours calls/s, samba $peer calls/s, ratio $(awk -v a="$ours" -v b="$peer" 'BEGIN {printf "%.2fx", a / b}')"
     echo "  server CPU per call: inetsrv $ours_cpu us, samba $peer_cpu us, ratio $(awk -v a="$ours_cpu" -v b="$peer_cpu" 'BEGIN {printf "%.2fx", b / a}')"
 done
 
 # The transports of the same build: ncacn_ip_tcp and ncadg_ip_udp from one
 # client (the tokio-driven one: the connectionless client needs tokio's
-# UDP sockets), with Samba's TCP figure from that client too (Samba has
-# no connectionless RPC). Target: UDP at least 0.8x TCP.
+# UDP sockets). Samba has no connectionless RPC; its TCP figure is the
+# first case's (the epoll client: with the tokio client Samba answers
+# several times slower, an interplay of the two, not a measure of Samba).
+# Target: UDP at least 0.8x TCP.
 echo "== transports: is_server_listening at level none, $conns connections or activities, ${seconds}s runs, one client"
 taskset -c 1 "$bin/rpc_bench" "udp:127.0.0.1:$port" is_server_listening 1 1 none >/dev/null
 results=$(for _ in $(seq "$rounds"); do
     run inetsrv-tcp "tokio:127.0.0.1:$port" is_server_listening none ntlm
     run inetsrv-udp "udp:127.0.0.1:$port" is_server_listening none ntlm
-    run samba-tcp "tokio:127.0.0.1:135" is_server_listening none ntlm
 done)
 echo "$results" | awk '{printf "  %-12s %8s calls/s   p50 %6s us   p99 %7s us   server CPU %5s us/call\n", $1, $2, $3, $4, $5}'
 median() { echo "$results" | awk -v n="$1" '$1==n {print $2}' | sort -n | sed -n "$(((rounds + 1) / 2))p"; }
 tcp=$(median inetsrv-tcp)
 udp=$(median inetsrv-udp)
-samba=$(median samba-tcp)
-echo "  median: TCP $tcp calls/s, UDP $udp calls/s, Samba TCP $samba calls/s"
+samba=$samba_none
+echo "  median: TCP $tcp calls/s, UDP $udp calls/s (Samba TCP, first case: $samba calls/s)"
 echo "  UDP/TCP ratio $(awk -v a="$udp" -v b="$tcp" 'BEGIN {printf "%.2fx", a / b}') (target >= 0.8x), UDP/Samba TCP $(awk -v a="$udp" -v b="$samba" 'BEGIN {printf "%.2fx", a / b}')"

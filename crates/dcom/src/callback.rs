@@ -116,6 +116,8 @@ fn callback_hosts(call: &Call<'_>) -> Vec<IpAddr> {
                 IpAddr::V4(_) => vec![ip],
             }
         }
+        // Called back at the client's own address, not its proxy's.
+        Transport::Http { client, .. } => vec![*client],
         Transport::Local { .. } => vec![
             IpAddr::from([127, 0, 0, 1]),
             IpAddr::from(std::net::Ipv6Addr::LOCALHOST),

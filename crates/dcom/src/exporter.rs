@@ -509,9 +509,9 @@ impl Exporter {
     pub fn bindings(&self, call: &Call<'_>, endpoints: bool) -> Bindings {
         let host = hostname();
         let local_ip = match call.transport {
-            Transport::Tcp { local, .. } | Transport::Udp { local, .. } => {
-                Some(local.ip()).filter(|ip| !ip.is_unspecified())
-            }
+            Transport::Tcp { local, .. }
+            | Transport::Udp { local, .. }
+            | Transport::Http { local, .. } => Some(local.ip()).filter(|ip| !ip.is_unspecified()),
             Transport::Local { .. } => None,
         };
         let mut strings = Vec::new();

@@ -30,6 +30,9 @@ pub struct RpcOptions {
     pub min_auth_level: u8,
     /// None: 135 if this process may bind it, else 8135.
     pub port: Option<u16>,
+    /// ncacn_http's port. None: 593 if this process may bind it, else
+    /// 8593.
+    pub http_port: Option<u16>,
     /// The keytab Kerberos uses, read at start-up.
     pub keytab: Option<(PathBuf, Keytab)>,
     /// How long the endpoint's thread polls after each PDU before it
@@ -44,6 +47,8 @@ pub struct RpcEndpoint {
     pub tcp: SocketAddr,
     /// ncadg_ip_udp, on the same port number when it was free.
     pub udp: Option<SocketAddr>,
+    /// ncacn_http, RPC over HTTP's server role.
+    pub http: Option<SocketAddr>,
     pub local: PathBuf,
     /// The keytab and its principals, when Kerberos is on.
     pub kerberos: Option<(PathBuf, Vec<String>)>,
@@ -173,6 +178,43 @@ pub fn start(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The well-known port of RPC over HTTP's endpoint mapper (ncacn_http).
+pub const HTTP_EPM_PORT: u16 = 593;
+/// Where ncacn_http goes when 593 is out of reach.
+pub const HTTP_FALLBACK_PORT: u16 = 8593;
+
+/// ncacn_http: an explicit port that cannot be bound is an error; the
+/// default falls back from 593 to 8593, then goes without (a warning).
+async fn listen_http(
+    server: &std::sync::Arc<Server>,
+    options: &RpcOptions,
+) -> Result<Option<SocketAddr>> {
+    if let Some(port) = options.http_port {
+        let addr = SocketAddr::new(options.address, port);
+        return server
+            .listen_http(addr)
+            .await
+            .map(Some)
+            .with_context(|| format!("cannot listen for ncacn_http on {addr}"));
+    }
+    let privileged = nix::unistd::geteuid().is_root();
+    let ports: &[u16] = if privileged {
+        &[HTTP_EPM_PORT, HTTP_FALLBACK_PORT]
+    } else {
+        &[HTTP_FALLBACK_PORT]
+    };
+    for port in ports {
+        match server
+            .listen_http(SocketAddr::new(options.address, *port))
+            .await
+        {
+            Ok(addr) => return Ok(Some(addr)),
+            Err(e) => tracing::warn!("RPC: ncacn_http port {port} is not available: {e}"),
+        }
+    }
+    Ok(None)
 }
 
 /// Administrators are the users of the database marked so (`inetsrv user
@@ -469,6 +511,7 @@ async fn start_endpoint(
             None
         }
     };
+    let http = listen_http(&server, options).await?;
     let local = local_socket(state_dir);
     if let Some(parent) = local.parent() {
         std::fs::create_dir_all(parent)
@@ -485,6 +528,7 @@ async fn start_endpoint(
         min_auth_level: level,
         tcp,
         udp,
+        http,
         local,
         kerberos,
     })

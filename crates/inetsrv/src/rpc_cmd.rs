@@ -623,6 +623,7 @@ fn binding(address: &Address) -> String {
         Address::Tcp(addr) => format!("ncacn_ip_tcp:{}[{}]", addr.ip(), addr.port()),
         Address::Local(name) => format!("ncalrpc:[{name}]"),
         Address::Udp(addr) => format!("ncadg_ip_udp:{}[{}]", addr.ip(), addr.port()),
+        Address::Http(addr) => format!("ncacn_http:{}[{}]", addr.ip(), addr.port()),
     }
 }
 

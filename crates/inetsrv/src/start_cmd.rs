@@ -40,6 +40,12 @@ pub struct StartArgs {
     /// free, else 8135. 0 picks a free port.
     #[arg(long, value_name = "PORT")]
     rpc_port: Option<u16>,
+    /// The TCP port of ncacn_http, RPC over HTTP's server endpoint (what
+    /// the RPC proxy at /rpc/rpcproxy.dll forwards to). Default: 593 when
+    /// running as root and the port is free, else 8593; with --rpc-port 0,
+    /// a free port. 0 picks a free port.
+    #[arg(long, value_name = "PORT")]
+    rpc_http_port: Option<u16>,
     /// The address the RPC endpoint listens on: loopback unless you open
     /// it (0.0.0.0 or an interface's address), then best with
     /// --rpc-auth-level.
@@ -64,7 +70,7 @@ pub struct StartArgs {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     dcom_ping_timeout: u64,
     /// Do not start the RPC endpoint.
-    #[arg(long, conflicts_with_all = ["rpc_port", "keytab", "rpc_idle_poll_us"])]
+    #[arg(long, conflicts_with_all = ["rpc_port", "rpc_http_port", "keytab", "rpc_idle_poll_us"])]
     no_rpc: bool,
     /// The keytab whose keys RPC callers' Kerberos service tickets are
     /// decrypted with (for example host/NAME@REALM, from `kadmin ktadd`,
@@ -168,6 +174,7 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
     let log_file = init_logging(&state_dir.join("logs"), args.foreground)?;
     let config = ListenerConfig::for_state_dir(&state_dir).map_err(anyhow::Error::msg)?;
     let management = console::Settings::load(&state_dir).map_err(anyhow::Error::msg)?;
+    let proxy_settings = rpcproxy::Settings::load(&state_dir).map_err(anyhow::Error::msg)?;
     // Read before anything starts: a keytab that does not load stops the
     // start with nothing left running.
     let keytab = if args.no_rpc {
@@ -234,6 +241,9 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
             address: args.rpc_address,
             min_auth_level: args.rpc_auth_level,
             port: args.rpc_port,
+            http_port: args
+                .rpc_http_port
+                .or((args.rpc_port == Some(0)).then_some(0)),
             keytab,
             idle_poll: Duration::from_micros(args.rpc_idle_poll_us),
             dcom_ping_timeout: Duration::from_secs(args.dcom_ping_timeout),
@@ -272,13 +282,31 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
     });
 
     let sites = runtime.block_on(was.sites());
+    let proxy = if args.no_rpc {
+        None
+    } else {
+        let started = runtime.block_on(crate::rpc_proxy::start(
+            &proxy_settings,
+            &listener.config().control_socket,
+            &state_dir,
+            rpc.as_ref().and_then(|r| r.http),
+            &sites,
+        ));
+        if let Some(Err(e)) = &started {
+            tracing::error!("the RPC proxy did not start: {e}");
+        }
+        started
+    };
     print_summary(
         &state_dir,
         &absolute(&location.metabase),
         &log_file,
-        rpc.as_ref(),
-        console.as_ref(),
-        metrics.as_ref(),
+        &Services {
+            rpc: rpc.as_ref(),
+            console: console.as_ref(),
+            metrics: metrics.as_ref(),
+            proxy: proxy.as_ref(),
+        },
         &sites,
     );
     notify_ready();
@@ -356,15 +384,27 @@ fn log_changes(files: &MetabaseFiles) -> Result<()> {
     Ok(())
 }
 
+/// The services beside the web server, as they started (or why not).
+struct Services<'a> {
+    rpc: Option<&'a crate::rpc::RpcEndpoint>,
+    console: Option<&'a Result<console::Console, String>>,
+    metrics: Option<&'a Result<console::Console, String>>,
+    proxy: Option<&'a Result<crate::rpc_proxy::RunningProxy, String>>,
+}
+
 fn print_summary(
     state_dir: &Path,
     metabase: &Path,
     log_file: &Path,
-    rpc: Option<&crate::rpc::RpcEndpoint>,
-    console: Option<&Result<console::Console, String>>,
-    metrics: Option<&Result<console::Console, String>>,
+    services: &Services,
     sites: &[was::SiteStatus],
 ) {
+    let Services {
+        rpc,
+        console,
+        metrics,
+        proxy,
+    } = *services;
     let mut out = String::new();
     out.push_str(&format!(
         "inetsrv {} is running\n",
@@ -436,8 +476,12 @@ fn print_summary(
             .udp
             .map(|u| format!(" ncadg_ip_udp:{}[{}]", u.ip(), u.port()))
             .unwrap_or_default();
+        let http = rpc
+            .http
+            .map(|h| format!(" ncacn_http:{}[{}]", h.ip(), h.port()))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "  RPC endpoint:    ncacn_ip_tcp:{}[{}]{udp} ncalrpc:{}\n",
+            "  RPC endpoint:    ncacn_ip_tcp:{}[{}]{udp}{http} ncalrpc:{}\n",
             rpc.tcp.ip(),
             rpc.tcp.port(),
             rpc.local.display()
@@ -480,6 +524,14 @@ fn print_summary(
             m.url
         )),
         Some(Err(e)) => out.push_str(&format!("  metrics:         NOT STARTED: {e}\n")),
+        None => {}
+    }
+    match proxy {
+        Some(Ok(p)) => out.push_str(&format!(
+            "  RPC proxy:       {} (RPC over HTTP to ncacn_http; users, Basic over https)\n",
+            p.urls.join(" ")
+        )),
+        Some(Err(e)) => out.push_str(&format!("  RPC proxy:       NOT STARTED: {e}\n")),
         None => {}
     }
     out.push_str("  Ctrl-C stops the server; requests in progress finish first.\n");

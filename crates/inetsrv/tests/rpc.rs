@@ -118,13 +118,13 @@ fn impacket_logs_on_with_kerberos_through_negotiate_at_every_level() {
         let (ok, v, err) = impacket_kerberos(port, level, &[]);
         assert!(ok, "level {level}: {v} {err}");
         assert_eq!(v["listening"], true, "level {level}: {v}");
-        assert_eq!(v["lookup"], epm_bindings(port), "level {level}");
+        assert_eq!(v["lookup"], epm_bindings(&web), "level {level}");
         assert_eq!(v["map"], format!("ncacn_ip_tcp:127.0.0.1[{port}]"));
         // Sealed or signed requests in 64-byte fragments: a Wrap or MIC
         // token on each.
         let (ok, v, err) = impacket_kerberos(port, level, &["--frag", "64"]);
         assert!(ok, "level {level}, 64-byte fragments: {v} {err}");
-        assert_eq!(v["lookup"], epm_bindings(port));
+        assert_eq!(v["lookup"], epm_bindings(&web));
     }
     let log = web.log();
     for level in ["connect", "integrity", "privacy"] {
@@ -341,15 +341,22 @@ fn a_keytab_that_does_not_load_stops_the_start() {
 }
 
 /// The endpoint map as Impacket's hept_lookup reads it: each listed
-/// interface on TCP, UDP and the local socket.
-fn epm_bindings(port: u16) -> Value {
+/// interface on TCP, UDP, HTTP and the local socket.
+fn epm_bindings(web: &Web) -> Value {
+    let port = web.rpc_port();
     let tcp = format!("ncacn_ip_tcp:127.0.0.1[{port}]");
     let udp = format!("ncadg_ip_udp:127.0.0.1[{port}]");
+    let http = format!("ncacn_http:127.0.0.1[{}]", web.rpc_http_port());
     let rows: Vec<Value> = ["Epm", "Inetinfo", "WasControl"]
         .iter()
         .flat_map(|name| {
-            [tcp.as_str(), udp.as_str(), "ncalrpc:[epmapper]"]
-                .map(|binding| serde_json::json!([binding, name]))
+            [
+                tcp.as_str(),
+                udp.as_str(),
+                http.as_str(),
+                "ncalrpc:[epmapper]",
+            ]
+            .map(|binding| serde_json::json!([binding, name]))
         })
         .collect();
     Value::Array(rows)
@@ -378,7 +385,7 @@ fn impacket_calls_mgmt_and_epm_unauthenticated() {
         v["stop"].as_str().unwrap().contains("access_denied"),
         "stop_server_listening is refused: {v}"
     );
-    assert_eq!(v["lookup"], epm_bindings(port));
+    assert_eq!(v["lookup"], epm_bindings(&web));
     assert_eq!(v["map"], format!("ncacn_ip_tcp:127.0.0.1[{port}]"));
 }
 
@@ -388,13 +395,13 @@ fn impacket_over_ndr64_and_in_small_fragments() {
     let port = web.rpc_port();
     let v = impacket_calls(port, &["--ndr64"]);
     assert_eq!(v["listening"], true, "{v}");
-    assert_eq!(v["lookup"], epm_bindings(port));
+    assert_eq!(v["lookup"], epm_bindings(&web));
     // Requests cut into 8-byte fragments, NDR 2.0 and NDR64.
     for extra in [&["--frag", "8"][..], &["--frag", "8", "--ndr64"][..]] {
         let v = impacket_calls(port, extra);
         assert_eq!(v["princ_name"], nix_hostname().as_str(), "{extra:?}: {v}");
         assert_eq!(v["stats"].as_array().unwrap().len(), 4);
-        assert_eq!(v["lookup"], epm_bindings(port));
+        assert_eq!(v["lookup"], epm_bindings(&web));
         assert_eq!(v["map"], format!("ncacn_ip_tcp:127.0.0.1[{port}]"));
     }
 }
@@ -481,7 +488,7 @@ fn impacket_authenticates_with_ntlm_at_connect_integrity_and_privacy() {
         let v = impacket_calls(port, &auth);
         assert_eq!(v["listening"], true, "level {level}: {v}");
         assert_eq!(v["princ_name"], nix_hostname().as_str());
-        assert_eq!(v["lookup"], epm_bindings(port), "level {level}");
+        assert_eq!(v["lookup"], epm_bindings(&web), "level {level}");
         assert_eq!(v["map"], format!("ncacn_ip_tcp:127.0.0.1[{port}]"));
         // Sealed and signed requests in small fragments too.
         let mut small = auth.to_vec();
@@ -489,7 +496,7 @@ fn impacket_authenticates_with_ntlm_at_connect_integrity_and_privacy() {
         let v = impacket_calls(port, &small);
         assert_eq!(
             v["lookup"],
-            epm_bindings(port),
+            epm_bindings(&web),
             "level {level}, 64-byte fragments"
         );
     }
@@ -758,7 +765,7 @@ fn rpcdump_lists_the_endpoint_map_on_port_135() {
     assert!(out.contains("ncadg_ip_udp:127.0.0.1[135]"), "{out}");
     assert!(out.contains("ncalrpc:[epmapper]"), "{out}");
     // The endpoint mapper, the Inetinfo interface ([MS-IRP]) and the
-    // service control, each on all three transports.
+    // service control, each on all four transports.
     assert!(
         out.contains("UUID    : 82AD4280-036B-11CF-972C-00AA006887B0 v2.0"),
         "{out}"
@@ -767,7 +774,61 @@ fn rpcdump_lists_the_endpoint_map_on_port_135() {
         out.contains("UUID    : CD8C0E33-6A4C-4841-9A34-FA3474C0620C v1.0"),
         "{out}"
     );
-    assert!(out.contains("[*] Received 9 endpoints."), "{out}");
+    assert!(out.contains("ncacn_http:127.0.0.1["), "{out}");
+    assert!(out.contains("[*] Received 12 endpoints."), "{out}");
+}
+
+#[test]
+fn impacket_reaches_mgmt_epm_and_dcom_through_the_rpc_proxy() {
+    let web = Web::start();
+    web.cli_ok(&["user", "add", "boss", "--password", "Secret-1", "--admin"]);
+    let banner = web.summary.join("\n");
+    assert!(
+        banner.contains(&format!("https://*:{}/rpc/rpcproxy.dll", web.tls_port)),
+        "{banner}"
+    );
+    let http_port = web.rpc_http_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rpc/impacket_rpch.py");
+    let (ok, stdout, stderr) = run(Command::new(python()).args([
+        script,
+        &web.tls_port.to_string(),
+        &web.port.to_string(),
+        &http_port.to_string(),
+        "boss",
+        "Secret-1",
+    ]));
+    assert!(ok, "{stdout}\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
+    assert_eq!(v["listening"], true, "{v}");
+    assert_eq!(v["interfaces"], 3, "{v}");
+    let endpoints = v["endpoints"].to_string();
+    assert!(
+        endpoints.contains(&format!("ncacn_http:127.0.0.1[{http_port}]")),
+        "{v}"
+    );
+    // A DCOM activation and IMSAdminBaseW calls, NTLM-sealed, through
+    // the tunnel.
+    assert_eq!(v["activated"], true, "{v}");
+    assert_eq!(
+        (v["open"].as_u64(), v["close"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["server_comment"], "Default Web Site", "{v}");
+    // The refusals as Impacket reports them.
+    assert!(v["wrong_password"].as_str().unwrap().contains("401"), "{v}");
+    assert!(
+        v["not_valid_port"]
+            .as_str()
+            .unwrap()
+            .contains("ERROR_ACCESS_DENIED"),
+        "{v}"
+    );
+    assert!(v["basic_in_clear"].as_str().unwrap().contains("403"), "{v}");
+    let log = web.log();
+    assert!(log.contains("ValidPorts does not allow"), "{log}");
+    assert!(log.contains("the logon of 'boss'"), "{log}");
 }
 
 #[test]

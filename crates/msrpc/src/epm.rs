@@ -67,6 +67,8 @@ pub mod floor {
     pub const TCP: u8 = 0x07;
     /// [MS-RPCE] 2.1.2.1: UDP's protocol identifier.
     pub const UDP: u8 = 0x08;
+    /// ncacn_http's transport floor (C706 Appendix I: 0x1f, HTTP).
+    pub const HTTP: u8 = 0x1F;
     pub const IP: u8 = 0x09;
     pub const PIPE: u8 = 0x10;
 }
@@ -77,6 +79,8 @@ pub enum Address {
     Tcp(SocketAddr),
     Local(String),
     Udp(SocketAddr),
+    /// ncacn_http.
+    Http(SocketAddr),
 }
 
 /// A decoded protocol tower: interface, transfer syntax, address.
@@ -109,9 +113,10 @@ impl TowerInfo {
     pub fn encode(&self) -> Vec<u8> {
         let mut floors = vec![uuid_floor(&self.interface), uuid_floor(&self.transfer)];
         match &self.address {
-            Address::Tcp(addr) | Address::Udp(addr) => {
+            Address::Tcp(addr) | Address::Udp(addr) | Address::Http(addr) => {
                 let (rpc, transport) = match self.address {
                     Address::Udp(_) => (floor::NCADG, floor::UDP),
+                    Address::Http(_) => (floor::NCACN, floor::HTTP),
                     _ => (floor::NCACN, floor::TCP),
                 };
                 floors.push((vec![rpc], vec![0, 0]));
@@ -183,7 +188,10 @@ impl TowerInfo {
         let interface = syntax(&floors[0])?;
         let transfer = syntax(&floors[1])?;
         let address = match (floors[2].0[0], floors[3].0[0]) {
-            (rpc @ (floor::NCACN | floor::NCADG), transport @ (floor::TCP | floor::UDP)) => {
+            (
+                rpc @ (floor::NCACN | floor::NCADG),
+                transport @ (floor::TCP | floor::UDP | floor::HTTP),
+            ) => {
                 let port = match floors[3].1.as_slice() {
                     [a, b] => u16::from_be_bytes([*a, *b]),
                     _ => return Err(TowerError("a TCP or UDP floor holds a 2-byte port")),
@@ -197,6 +205,7 @@ impl TowerInfo {
                 match (rpc, transport) {
                     (floor::NCACN, floor::TCP) => Address::Tcp(addr),
                     (floor::NCADG, floor::UDP) => Address::Udp(addr),
+                    (floor::NCACN, floor::HTTP) => Address::Http(addr),
                     _ => return Err(TowerError("ncacn goes over TCP, ncadg over UDP")),
                 }
             }
@@ -322,6 +331,7 @@ impl EndpointMapper {
     fn elements(&self, call: &Call) -> Vec<Element> {
         let reached = match call.transport {
             Transport::Tcp { local, .. } => Some(local.ip()),
+            Transport::Http { local, .. } => Some(local.ip()),
             // A datagram's destination address is not known; the client
             // reads the wildcard as the address it used.
             Transport::Udp { .. } | Transport::Local { .. } => None,
@@ -339,6 +349,7 @@ impl EndpointMapper {
                         Address::Tcp(addr)
                     }
                     Endpoint::Udp(addr) => Address::Udp(addr),
+                    Endpoint::Http(addr) => Address::Http(addr),
                     Endpoint::Local(path) => Address::Local(
                         path.file_name()
                             .map(|n| n.to_string_lossy().into_owned())
@@ -608,6 +619,7 @@ impl Epm for EndpointMapper {
                     (a, &wanted.address),
                     (Address::Tcp(_), Address::Tcp(_))
                         | (Address::Udp(_), Address::Udp(_))
+                        | (Address::Http(_), Address::Http(_))
                         | (Address::Local(_), Address::Local(_))
                 )
             };

@@ -39,6 +39,7 @@ pub mod fuzz_checks;
 pub mod mgmt;
 pub mod ndr;
 pub mod pdu;
+pub mod rts;
 pub mod security;
 pub mod server;
 pub mod status;

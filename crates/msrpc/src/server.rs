@@ -11,10 +11,12 @@
 
 mod connection;
 mod datagram;
+mod http;
 mod idle_poll;
 pub mod verification;
 
 pub use connection::{ndr20, ndr64};
+pub use http::LEGACY_RESPONSE;
 pub use idle_poll::{IdlePollError, DEFAULT_IDLE_POLL};
 
 use std::any::Any;
@@ -163,12 +165,22 @@ pub enum Transport {
     },
     /// ncadg_ip_udp: the call's activity came from `peer`.
     Udp { local: SocketAddr, peer: SocketAddr },
+    /// ncacn_http: a virtual connection through the RPC proxy at `proxy`
+    /// for the client at `client` (as the proxy reported it).
+    Http {
+        local: SocketAddr,
+        proxy: SocketAddr,
+        client: IpAddr,
+    },
 }
 
 impl Transport {
     pub fn is_local(&self) -> bool {
         match self {
             Transport::Tcp { peer, .. } | Transport::Udp { peer, .. } => peer.ip().is_loopback(),
+            Transport::Http { proxy, client, .. } => {
+                proxy.ip().is_loopback() && client.is_loopback()
+            }
             Transport::Local { .. } => true,
         }
     }
@@ -176,6 +188,7 @@ impl Transport {
     fn peer_ip(&self) -> Option<IpAddr> {
         match self {
             Transport::Tcp { peer, .. } | Transport::Udp { peer, .. } => Some(peer.ip()),
+            Transport::Http { client, .. } => Some(*client),
             Transport::Local { .. } => None,
         }
     }
@@ -333,6 +346,8 @@ pub enum Endpoint {
     Tcp(SocketAddr),
     Local(PathBuf),
     Udp(SocketAddr),
+    /// ncacn_http: RPC over HTTP's server role, reached through a proxy.
+    Http(SocketAddr),
 }
 
 /// The server: its interfaces, endpoints, association groups, counters.
@@ -350,6 +365,9 @@ pub struct Server {
     /// The interface an object UUID stands for, when a layer above knows
     /// (DCOM: an IPID names one interface of one object).
     object_interfaces: OnceLock<ObjectInterfaces>,
+    /// ncacn_http channels waiting for the other half of their virtual
+    /// connection.
+    http_pending: http::Pending,
 }
 
 /// Given a request's object UUID and the interface its presentation
@@ -383,6 +401,7 @@ impl Server {
             }),
             idle_poll: OnceLock::new(),
             object_interfaces: OnceLock::new(),
+            http_pending: Default::default(),
         })
     }
 
@@ -594,6 +613,35 @@ impl Server {
             .unwrap_or_else(|e| e.into_inner())
             .push(Endpoint::Udp(bound));
         tokio::spawn(datagram::serve(Arc::clone(self), socket, bound));
+        Ok(bound)
+    }
+
+    /// Serves RPC over HTTP's server role on TCP (ncacn_http, [MS-RPCH]):
+    /// v2 virtual connections from RPC proxies, and v1 connections.
+    /// Returns the bound address.
+    pub async fn listen_http(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        self.endpoints
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Endpoint::Http(bound));
+        let server = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        let local = stream.local_addr().unwrap_or(bound);
+                        tokio::spawn(http::accept(Arc::clone(&server), stream, local));
+                    }
+                    Err(e) => {
+                        tracing::warn!("rpc: accept on {bound}: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
         Ok(bound)
     }
 

@@ -243,6 +243,23 @@ impl Web {
         line[start..end].parse().unwrap()
     }
 
+    /// The ncacn_http endpoint's port (RPC over HTTP's server role), from
+    /// the start-up summary.
+    pub fn rpc_http_port(&self) -> u16 {
+        let line = self
+            .summary
+            .iter()
+            .find(|l| l.contains("RPC endpoint:"))
+            .unwrap_or_else(|| panic!("no RPC endpoint in {:?}", self.summary));
+        let at = line
+            .find("ncacn_http:")
+            .unwrap_or_else(|| panic!("no ncacn_http in {line}"));
+        let rest = &line[at..];
+        let start = rest.find('[').unwrap() + 1;
+        let end = rest.find(']').unwrap();
+        rest[start..end].parse().unwrap()
+    }
+
     /// Lines the server printed on stdout after `ready`.
     pub fn stdout_lines(&self, wait: Duration) -> Vec<String> {
         let mut lines = Vec::new();

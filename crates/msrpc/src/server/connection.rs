@@ -524,6 +524,7 @@ impl Connection {
     fn peer(&self) -> String {
         match &self.transport {
             Transport::Tcp { peer, .. } | Transport::Udp { peer, .. } => peer.to_string(),
+            Transport::Http { client, proxy, .. } => format!("{client} (through {proxy})"),
             Transport::Local { path, .. } => format!("ncalrpc:{}", path.display()),
         }
     }
@@ -785,9 +786,9 @@ impl Connection {
     /// reached ([MS-RPCE] 3.3.1.5.5: the same as the primary).
     fn secondary_address(&self) -> Vec<u8> {
         match &self.transport {
-            Transport::Tcp { local, .. } | Transport::Udp { local, .. } => {
-                local.port().to_string().into_bytes()
-            }
+            Transport::Tcp { local, .. }
+            | Transport::Udp { local, .. }
+            | Transport::Http { local, .. } => local.port().to_string().into_bytes(),
             Transport::Local { path, .. } => path
                 .file_name()
                 .map(|n| n.to_string_lossy().as_bytes().to_vec())

@@ -1,0 +1,91 @@
+//! The RPC proxy of `inetsrv start`: `/rpc/rpcproxy.dll` (and
+//! `/rpcwithcert/rpcproxy.dll`) on the bindings of the sites
+//! `DIR/rpcproxy.json` names (site 1 by default), forwarding to this
+//! server's ncacn_http endpoint — or where its ValidPorts allow — for the
+//! server's users (Basic over https).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use rpcproxy::{Logons, Proxy, Settings, ValidPorts};
+use userdb::UserDb;
+
+/// The proxy as started, for the start-up summary.
+pub struct RunningProxy {
+    /// The URLs it answers at.
+    pub urls: Vec<String>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+struct UserDbLogons(UserDb);
+
+impl Logons for UserDbLogons {
+    fn basic(&self, user: &str, password: &str) -> bool {
+        self.0.verify(user, password).unwrap_or_else(|e| {
+            tracing::error!("RPC proxy: cannot read the user database: {e}");
+            false
+        })
+    }
+}
+
+/// Starts the proxy on the sites' bindings; None when it is off or there
+/// is no ncacn_http endpoint to forward to.
+pub async fn start(
+    settings: &Settings,
+    control_socket: &Path,
+    state_dir: &Path,
+    http: Option<SocketAddr>,
+    sites: &[was::SiteStatus],
+) -> Option<Result<RunningProxy, String>> {
+    if !settings.enabled {
+        return None;
+    }
+    let valid_ports = if settings.valid_ports.trim().is_empty() {
+        let http = http?;
+        let mut names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+            http.ip().to_string(),
+        ];
+        if let Ok(host) = nix::unistd::gethostname() {
+            names.push(host.to_string_lossy().into_owned());
+        }
+        ValidPorts::own(http.port(), &names)
+    } else {
+        match ValidPorts::parse(&settings.valid_ports) {
+            Ok(v) => v,
+            Err(e) => return Some(Err(e)),
+        }
+    };
+    let mut prefixes = Vec::new();
+    let mut urls = Vec::new();
+    for site in sites.iter().filter(|s| settings.sites.contains(&s.id)) {
+        for label in &site.bindings {
+            let Ok(binding) = was::model::Binding::parse_label(label) else {
+                continue;
+            };
+            for path in ["/rpc/rpcproxy.dll/", "/rpcwithcert/rpcproxy.dll/"] {
+                prefixes.push(binding.prefix(path));
+            }
+            urls.push(binding.prefix("/rpc/rpcproxy.dll"));
+        }
+    }
+    if prefixes.is_empty() {
+        return Some(Err(format!(
+            "none of the sites {:?} has a binding to serve it on",
+            settings.sites
+        )));
+    }
+    let proxy = Proxy {
+        valid_ports,
+        allow_anonymous: settings.allow_anonymous,
+        logons: std::sync::Arc::new(UserDbLogons(UserDb::for_state_dir(state_dir))),
+    };
+    Some(
+        rpcproxy::start(control_socket, &prefixes, proxy)
+            .await
+            .map(|task| RunningProxy { urls, _task: task })
+            .map_err(|e| e.to_string()),
+    )
+}

@@ -1,0 +1,139 @@
+"""RPC over HTTP v2 through inetsrv's RPC proxy, with Impacket's rpch
+transport (RPCProxyClient) as the client: the HTTP channels log on with
+Basic over https, the proxy forwards to the server's ncacn_http endpoint.
+Over the tunnel: MGMT and EPM anonymously, then an NTLM logon at packet
+privacy, a DCOM activation of IMSAdminBaseW (IRemoteSCMActivator) and
+calls on the object by its IPID. Then what must fail: a wrong password,
+a target outside ValidPorts, Basic in clear. Prints one JSON object.
+
+usage: impacket_rpch.py HTTPS_PORT HTTP_PORT NCACN_HTTP_PORT USER PASSWORD
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "dcom"))
+
+from impacket.dcerpc.v5 import dcomrt, epm, mgmt, transport  # noqa: E402
+from impacket.dcerpc.v5.dtypes import NULL  # noqa: E402
+from impacket.dcerpc.v5.rpcrt import (  # noqa: E402
+    DCERPCException,
+    RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
+    RPC_C_AUTHN_WINNT,
+)
+from impacket.http import AUTH_BASIC  # noqa: E402
+from impacket.uuid import generate  # noqa: E402
+
+from impacket_imsa import (  # noqa: E402
+    CLSID_MSAdminBase_W,
+    IID_IMSAdminBaseW,
+    METADATA_PERMISSION_READ,
+    MD_SERVER_COMMENT,
+    STRING_METADATA,
+    CloseKey,
+    OpenKey,
+    R_GetData,
+)
+
+
+def tunnel(scheme, proxy_port, target_port, user, password):
+    t = transport.DCERPCTransportFactory("ncacn_http:127.0.0.1[%s]" % target_port)
+    t.set_rpc_proxy_url("%s://127.0.0.1:%s/rpc/rpcproxy.dll" % (scheme, proxy_port))
+    t.set_credentials(user, password)
+    t.set_auth_type(AUTH_BASIC)
+    return t
+
+
+def orpcthis():
+    this = dcomrt.ORPCTHIS()
+    this["version"]["MajorVersion"] = 5
+    this["version"]["MinorVersion"] = 7
+    this["flags"] = 0
+    this["reserved1"] = 0
+    this["cid"] = generate()
+    this["extensions"] = NULL
+    return this
+
+
+def error_text(e):
+    return str(e)
+
+
+def main():
+    https_port, http_port, target_port, user, password = sys.argv[1:6]
+    out = {}
+
+    # Anonymous calls through the tunnel.
+    dce = tunnel("https", https_port, target_port, user, password).get_dce_rpc()
+    dce.connect()
+    dce.bind(mgmt.MSRPC_UUID_MGMT)
+    out["listening"] = mgmt.his_server_listening(dce)["status"] == 0
+    ids = mgmt.hinq_if_ids(dce)["if_id_vector"]
+    out["interfaces"] = ids["count"]
+    epm_dce = dce.alter_ctx(epm.MSRPC_UUID_PORTMAP)
+    out["endpoints"] = sorted(
+        set(epm.PrintStringBinding(e["tower"]["Floors"]) for e in epm.hept_lookup(None, dce=epm_dce))
+    )
+    dce.disconnect()
+
+    # NTLM at privacy over the tunnel, and DCOM.
+    dce = tunnel("https", https_port, target_port, user, password).get_dce_rpc()
+    dce.set_credentials(user, password, "", "", "")
+    dce.set_auth_type(RPC_C_AUTHN_WINNT)
+    dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
+    dce.connect()
+    scm = dcomrt.IRemoteSCMActivator(dce)
+    iface = scm.RemoteCreateInstance(CLSID_MSAdminBase_W, IID_IMSAdminBaseW)
+    ipid = iface.get_iPid()
+    out["activated"] = ipid is not None
+    admin = dce.alter_ctx(IID_IMSAdminBaseW)
+    req = OpenKey()
+    req["ORPCthis"] = orpcthis()
+    req["hMDHandle"] = 0
+    req["pszMDPath"] = "/LM/W3SVC/1\x00"
+    req["dwMDAccessRequested"] = METADATA_PERMISSION_READ
+    req["dwMDTimeOut"] = 1000
+    resp = admin.request(req, uuid=ipid)
+    out["open"] = resp["ErrorCode"]
+    handle = resp["phMDNewHandle"]
+    req = R_GetData()
+    req["ORPCthis"] = orpcthis()
+    req["hMDHandle"] = handle
+    req["pszMDPath"] = "\x00"
+    req["pmdrMDData"]["dwMDIdentifier"] = MD_SERVER_COMMENT
+    req["pmdrMDData"]["dwMDAttributes"] = 0
+    req["pmdrMDData"]["dwMDUserType"] = 0
+    req["pmdrMDData"]["dwMDDataType"] = STRING_METADATA
+    req["pmdrMDData"]["dwMDDataLen"] = 512
+    req["pmdrMDData"]["pbMDData"] = NULL
+    req["pmdrMDData"]["dwMDDataTag"] = 0
+    resp = admin.request(req, uuid=ipid)
+    # The value comes back in the crypto blob (as R_GetData does).
+    data = b"".join(resp["ppDataBlob"]["BlobData"])
+    out["server_comment"] = data.decode("utf-16-le").split("\x00")[0]
+    req = CloseKey()
+    req["ORPCthis"] = orpcthis()
+    req["hMDHandle"] = handle
+    out["close"] = admin.request(req, uuid=ipid)["ErrorCode"]
+    dce.disconnect()
+
+    # What must fail, and say why.
+    for name, args in (
+        ("wrong_password", ("https", https_port, target_port, user, "wrong")),
+        ("not_valid_port", ("https", https_port, "1", user, password)),
+        ("basic_in_clear", ("http", http_port, target_port, user, password)),
+    ):
+        try:
+            dce = tunnel(*args).get_dce_rpc()
+            dce.connect()
+            out[name] = "connected"
+            dce.disconnect()
+        except DCERPCException as e:
+            out[name] = error_text(e)
+        except Exception as e:  # Impacket raises plain exceptions for HTTP errors
+            out[name] = "%s: %s" % (type(e).__name__, e)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

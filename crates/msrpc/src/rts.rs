@@ -1,0 +1,399 @@
+//! RTS PDUs of RPC over HTTP v2 ([MS-RPCH] 2.2.3 and 2.2.4): the
+//! connection-oriented common header with PTYPE 20, always little-endian
+//! and unfragmented, then Flags, NumberOfCommands and the commands. The
+//! client, the proxies and the server route and pace a virtual
+//! connection with them; every one is decoded with its lengths checked
+//! and encoded byte-exact.
+
+use std::net::IpAddr;
+
+/// PTYPE of an RTS PDU.
+pub const PTYPE_RTS: u8 = 20;
+/// The common header plus Flags and NumberOfCommands.
+pub const HEADER_LEN: usize = 20;
+
+/// The Flags of the RTS header (2.2.3.6.1).
+pub mod flags {
+    pub const NONE: u16 = 0x0000;
+    pub const PING: u16 = 0x0001;
+    pub const OTHER_CMD: u16 = 0x0002;
+    pub const RECYCLE_CHANNEL: u16 = 0x0004;
+    pub const IN_CHANNEL: u16 = 0x0008;
+    pub const OUT_CHANNEL: u16 = 0x0010;
+    pub const EOF: u16 = 0x0020;
+    pub const ECHO: u16 = 0x0040;
+}
+
+/// Forward destinations (2.2.3.3).
+pub mod destination {
+    pub const CLIENT: u32 = 0;
+    pub const IN_PROXY: u32 = 1;
+    pub const SERVER: u32 = 2;
+    pub const OUT_PROXY: u32 = 3;
+}
+
+/// An RTS cookie (2.2.3.1): 16 random octets naming a virtual connection
+/// or channel.
+pub type Cookie = [u8; 16];
+
+/// A fresh cookie.
+pub fn new_cookie() -> Cookie {
+    crate::Uuid::random().to_le_bytes()
+}
+
+/// A flow control acknowledgment (2.2.3.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub bytes_received: u32,
+    pub available_window: u32,
+    pub channel_cookie: Cookie,
+}
+
+/// An RTS command (2.2.3.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    ReceiveWindowSize(u32),
+    FlowControlAck(Ack),
+    ConnectionTimeout(u32),
+    Cookie(Cookie),
+    ChannelLifetime(u32),
+    ClientKeepalive(u32),
+    Version(u32),
+    Empty,
+    /// Padding of this many octets.
+    Padding(u32),
+    NegativeAnce,
+    Ance,
+    ClientAddress(IpAddr),
+    AssociationGroupId(Cookie),
+    Destination(u32),
+    PingTrafficSentNotify(u32),
+}
+
+/// Why octets are not an RTS PDU.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RtsError {
+    #[error("an RTS PDU is cut short ({0} octets)")]
+    Short(usize),
+    #[error("not an RTS PDU: {0}")]
+    Header(&'static str),
+    #[error("unknown RTS command type {0}")]
+    Command(u32),
+    #[error("the RTS PDU has octets after its {0} commands")]
+    Trailing(u16),
+    #[error("an RTS client address of type {0}")]
+    AddressType(u32),
+}
+
+/// An RTS PDU: its flags and commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rts {
+    pub flags: u16,
+    pub commands: Vec<Command>,
+}
+
+/// The fragment length a connection-oriented PDU's header gives, and its
+/// PTYPE, once 10 octets are there.
+pub fn peek(header: &[u8]) -> Option<(u8, usize)> {
+    if header.len() < 10 {
+        return None;
+    }
+    let little = header[4] & 0xf0 != 0;
+    let len = if little {
+        u16::from_le_bytes([header[8], header[9]])
+    } else {
+        u16::from_be_bytes([header[8], header[9]])
+    };
+    Some((header[2], usize::from(len)))
+}
+
+impl Command {
+    fn code(&self) -> u32 {
+        match self {
+            Command::ReceiveWindowSize(_) => 0,
+            Command::FlowControlAck(_) => 1,
+            Command::ConnectionTimeout(_) => 2,
+            Command::Cookie(_) => 3,
+            Command::ChannelLifetime(_) => 4,
+            Command::ClientKeepalive(_) => 5,
+            Command::Version(_) => 6,
+            Command::Empty => 7,
+            Command::Padding(_) => 8,
+            Command::NegativeAnce => 9,
+            Command::Ance => 10,
+            Command::ClientAddress(_) => 11,
+            Command::AssociationGroupId(_) => 12,
+            Command::Destination(_) => 13,
+            Command::PingTrafficSentNotify(_) => 14,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.code().to_le_bytes());
+        match self {
+            Command::ReceiveWindowSize(v)
+            | Command::ConnectionTimeout(v)
+            | Command::ChannelLifetime(v)
+            | Command::ClientKeepalive(v)
+            | Command::Version(v)
+            | Command::Destination(v)
+            | Command::PingTrafficSentNotify(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Command::FlowControlAck(ack) => {
+                out.extend_from_slice(&ack.bytes_received.to_le_bytes());
+                out.extend_from_slice(&ack.available_window.to_le_bytes());
+                out.extend_from_slice(&ack.channel_cookie);
+            }
+            Command::Cookie(c) | Command::AssociationGroupId(c) => out.extend_from_slice(c),
+            Command::Empty | Command::NegativeAnce | Command::Ance => {}
+            Command::Padding(n) => {
+                out.extend_from_slice(&n.to_le_bytes());
+                out.resize(out.len() + *n as usize, 0);
+            }
+            Command::ClientAddress(ip) => {
+                match ip {
+                    IpAddr::V4(v4) => {
+                        out.extend_from_slice(&0u32.to_le_bytes());
+                        out.extend_from_slice(&v4.octets());
+                    }
+                    IpAddr::V6(v6) => {
+                        out.extend_from_slice(&1u32.to_le_bytes());
+                        out.extend_from_slice(&v6.octets());
+                    }
+                }
+                out.extend_from_slice(&[0; 12]);
+            }
+        }
+    }
+}
+
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], RtsError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.data.len())
+            .ok_or(RtsError::Short(self.data.len()))?;
+        let out = &self.data[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+    fn u32(&mut self) -> Result<u32, RtsError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn cookie(&mut self) -> Result<Cookie, RtsError> {
+        let mut c = [0u8; 16];
+        c.copy_from_slice(self.take(16)?);
+        Ok(c)
+    }
+}
+
+impl Rts {
+    pub fn new(flags: u16, commands: Vec<Command>) -> Rts {
+        Rts { flags, commands }
+    }
+
+    /// The PDU's octets.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![5, 0, PTYPE_RTS, 0x03, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        out.extend_from_slice(&self.flags.to_le_bytes());
+        out.extend_from_slice(&(self.commands.len() as u16).to_le_bytes());
+        for command in &self.commands {
+            command.encode(&mut out);
+        }
+        let len = out.len() as u16;
+        out[8..10].copy_from_slice(&len.to_le_bytes());
+        out
+    }
+
+    /// One whole PDU (its frag_length octets).
+    pub fn decode(pdu: &[u8]) -> Result<Rts, RtsError> {
+        if pdu.len() < HEADER_LEN {
+            return Err(RtsError::Short(pdu.len()));
+        }
+        if pdu[0] != 5 || pdu[2] != PTYPE_RTS {
+            return Err(RtsError::Header("rpc_vers is not 5 or PTYPE is not 20"));
+        }
+        if pdu[4] & 0xf0 != 0x10 {
+            return Err(RtsError::Header("RTS PDUs are little-endian"));
+        }
+        let frag_length = usize::from(u16::from_le_bytes([pdu[8], pdu[9]]));
+        if frag_length != pdu.len() {
+            return Err(RtsError::Header("frag_length is not the PDU's length"));
+        }
+        if u16::from_le_bytes([pdu[10], pdu[11]]) != 0 {
+            return Err(RtsError::Header("an RTS PDU has no authentication"));
+        }
+        let flags = u16::from_le_bytes([pdu[16], pdu[17]]);
+        let count = u16::from_le_bytes([pdu[18], pdu[19]]);
+        let mut r = Reader {
+            data: pdu,
+            at: HEADER_LEN,
+        };
+        let mut commands = Vec::with_capacity(usize::from(count).min(16));
+        for _ in 0..count {
+            let command = match r.u32()? {
+                0 => Command::ReceiveWindowSize(r.u32()?),
+                1 => Command::FlowControlAck(Ack {
+                    bytes_received: r.u32()?,
+                    available_window: r.u32()?,
+                    channel_cookie: r.cookie()?,
+                }),
+                2 => Command::ConnectionTimeout(r.u32()?),
+                3 => Command::Cookie(r.cookie()?),
+                4 => Command::ChannelLifetime(r.u32()?),
+                5 => Command::ClientKeepalive(r.u32()?),
+                6 => Command::Version(r.u32()?),
+                7 => Command::Empty,
+                8 => {
+                    let n = r.u32()?;
+                    r.take(n as usize)?;
+                    Command::Padding(n)
+                }
+                9 => Command::NegativeAnce,
+                10 => Command::Ance,
+                11 => {
+                    let ip = match r.u32()? {
+                        0 => {
+                            let b = r.take(4)?;
+                            IpAddr::from([b[0], b[1], b[2], b[3]])
+                        }
+                        1 => {
+                            let mut b = [0u8; 16];
+                            b.copy_from_slice(r.take(16)?);
+                            IpAddr::from(b)
+                        }
+                        other => return Err(RtsError::AddressType(other)),
+                    };
+                    r.take(12)?;
+                    Command::ClientAddress(ip)
+                }
+                12 => Command::AssociationGroupId(r.cookie()?),
+                13 => Command::Destination(r.u32()?),
+                14 => Command::PingTrafficSentNotify(r.u32()?),
+                other => return Err(RtsError::Command(other)),
+            };
+            commands.push(command);
+        }
+        if r.at != pdu.len() {
+            return Err(RtsError::Trailing(count));
+        }
+        Ok(Rts { flags, commands })
+    }
+
+    /// The destination a PDU is to be forwarded to, if it names one.
+    pub fn destination(&self) -> Option<u32> {
+        self.commands.iter().find_map(|c| match c {
+            Command::Destination(d) => Some(*d),
+            _ => None,
+        })
+    }
+
+    /// The flow control acknowledgment it carries, if any.
+    pub fn ack(&self) -> Option<Ack> {
+        self.commands.iter().find_map(|c| match c {
+            Command::FlowControlAck(a) => Some(*a),
+            _ => None,
+        })
+    }
+
+    /// A Ping RTS PDU (2.2.4.49).
+    pub fn ping() -> Rts {
+        Rts::new(flags::PING, Vec::new())
+    }
+
+    /// The Echo RTS PDU of an echo response (2.2.4.48).
+    pub fn echo() -> Rts {
+        Rts::new(flags::ECHO, Vec::new())
+    }
+
+    /// A FlowControlAck RTS PDU (2.2.4.50).
+    pub fn flow_control_ack(ack: Ack) -> Rts {
+        Rts::new(flags::OTHER_CMD, vec![Command::FlowControlAck(ack)])
+    }
+
+    /// A FlowControlAckWithDestination RTS PDU (2.2.4.51).
+    pub fn flow_control_ack_to(destination: u32, ack: Ack) -> Rts {
+        Rts::new(
+            flags::OTHER_CMD,
+            vec![
+                Command::Destination(destination),
+                Command::FlowControlAck(ack),
+            ],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conn_a1_is_76_octets_as_the_out_channel_request_says() {
+        // 2.1.2.1.2: the OUT channel's Content-Length is 76, CONN/A1.
+        let a1 = Rts::new(
+            flags::NONE,
+            vec![
+                Command::Version(1),
+                Command::Cookie([1; 16]),
+                Command::Cookie([2; 16]),
+                Command::ReceiveWindowSize(65536),
+            ],
+        );
+        let octets = a1.encode();
+        assert_eq!(octets.len(), 76);
+        assert_eq!(&octets[..4], &[5, 0, 20, 3]);
+        assert_eq!(u16::from_le_bytes([octets[8], octets[9]]), 76);
+        assert_eq!(&octets[16..20], &[0, 0, 4, 0]);
+        assert_eq!(Rts::decode(&octets), Ok(a1));
+    }
+
+    #[test]
+    fn every_command_round_trips_and_bad_pdus_are_refused() {
+        let all = Rts::new(
+            flags::OTHER_CMD,
+            vec![
+                Command::ReceiveWindowSize(1),
+                Command::FlowControlAck(Ack {
+                    bytes_received: 2,
+                    available_window: 3,
+                    channel_cookie: [4; 16],
+                }),
+                Command::ConnectionTimeout(120_000),
+                Command::Cookie([5; 16]),
+                Command::ChannelLifetime(1 << 30),
+                Command::ClientKeepalive(300_000),
+                Command::Version(1),
+                Command::Empty,
+                Command::Padding(7),
+                Command::NegativeAnce,
+                Command::Ance,
+                Command::ClientAddress("192.0.2.1".parse().unwrap()),
+                Command::ClientAddress("2001:db8::1".parse().unwrap()),
+                Command::AssociationGroupId([6; 16]),
+                Command::Destination(destination::OUT_PROXY),
+                Command::PingTrafficSentNotify(20),
+            ],
+        );
+        let octets = all.encode();
+        assert_eq!(Rts::decode(&octets), Ok(all.clone()));
+        for cut in 0..octets.len() {
+            assert!(Rts::decode(&octets[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut unknown = Rts::ping().encode();
+        unknown[18] = 1;
+        unknown.extend_from_slice(&99u32.to_le_bytes());
+        let len = unknown.len() as u16;
+        unknown[8..10].copy_from_slice(&len.to_le_bytes());
+        assert_eq!(Rts::decode(&unknown), Err(RtsError::Command(99)));
+        let mut big_endian = Rts::ping().encode();
+        big_endian[4] = 0;
+        assert!(Rts::decode(&big_endian).is_err());
+        assert_eq!(peek(&octets), Some((PTYPE_RTS, octets.len())));
+    }
+}

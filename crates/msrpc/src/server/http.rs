@@ -1,0 +1,443 @@
+//! ncacn_http: the server role of RPC over HTTP ([MS-RPCH] 3.1.3 and
+//! 3.2.5). Each TCP connection (from an RPC proxy, or a client speaking
+//! v1 directly) first gets the legacy server response `ncacn_http/1.0`.
+//! Then:
+//!
+//! - RPC over HTTP v1: the peer sends connection-oriented PDUs at once;
+//!   the connection is served as an ncacn_ip_tcp one is.
+//! - v2: the first PDU is CONN/A2 (an outbound proxy's OUT channel) or
+//!   CONN/B2 (an inbound proxy's IN channel). The two halves of a virtual
+//!   connection are paired by its cookie; the server answers CONN/C1 and
+//!   CONN/B3, then serves the connection-oriented state machine over the
+//!   pair: requests from the IN channel, responses out on the OUT channel
+//!   within the outbound proxy's receive window (its FlowControlAcks open
+//!   it again), the IN channel's traffic acknowledged to the inbound
+//!   proxy, and RTS PDUs with a destination forwarded (3.2.1.5.2).
+//!
+//! Channel recycling (IN_R1/IN_R2/OUT_R1/OUT_R2) is not served: a channel
+//! whose lifetime runs out ends its virtual connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::{Server, Transport};
+use crate::rts::{self, destination, Ack, Command, Cookie, Rts, PTYPE_RTS};
+
+/// The legacy server response (2.1.2.2.1).
+pub const LEGACY_RESPONSE: &[u8] = b"ncacn_http/1.0";
+/// The server's receive window for a virtual IN channel.
+const RECEIVE_WINDOW: u32 = 256 * 1024;
+/// How long one half of a virtual connection waits for the other
+/// (3.2.5.2.1: the connection setup timer, 15 minutes).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Halves waiting at once; more are turned away.
+const MAX_PENDING: usize = 1024;
+/// How long the first PDU of a connection may take to come.
+const FIRST_PDU_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One half of a virtual connection, waiting for the other.
+pub(super) struct Half {
+    stream: TcpStream,
+    /// What its CONN/A2 or CONN/B2 said.
+    opened: Opened,
+    since: Instant,
+}
+
+/// The opening PDU of a channel from a proxy.
+#[derive(Clone, Debug)]
+enum Opened {
+    /// CONN/A2: the outbound proxy's OUT channel.
+    Out { channel: Cookie, proxy_window: u32 },
+    /// CONN/B2: the inbound proxy's IN channel.
+    In {
+        channel: Cookie,
+        proxy_window: u32,
+        connection_timeout: u32,
+        client: IpAddr,
+    },
+}
+
+/// Waiting halves by virtual connection cookie.
+pub(super) type Pending = std::sync::Mutex<HashMap<Cookie, Half>>;
+
+/// Reads whole connection-oriented PDUs off a stream.
+struct PduReader<R> {
+    inner: R,
+    buffer: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> PduReader<R> {
+    fn new(inner: R, already: Vec<u8>) -> PduReader<R> {
+        PduReader {
+            inner,
+            buffer: already,
+        }
+    }
+
+    /// The next PDU; None at the end of the stream.
+    async fn next(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            if let Some((_, len)) = rts::peek(&self.buffer) {
+                if len < 16 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "a PDU shorter than its header",
+                    ));
+                }
+                if self.buffer.len() >= len {
+                    let rest = self.buffer.split_off(len);
+                    return Ok(Some(std::mem::replace(&mut self.buffer, rest)));
+                }
+            }
+            let mut chunk = [0u8; 8192];
+            let n = self.inner.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// A stream whose first octets were already read: they are read again.
+struct Rewound<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewound<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.at < self.prefix.len() {
+            let n = (self.prefix.len() - self.at).min(buf.remaining());
+            let at = self.at;
+            buf.put_slice(&self.prefix[at..at + n]);
+            self.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves one accepted connection.
+pub(super) async fn accept(server: Arc<Server>, mut stream: TcpStream, local: SocketAddr) {
+    let peer = match stream.peer_addr() {
+        Ok(peer) => peer,
+        Err(_) => return,
+    };
+    if stream.write_all(LEGACY_RESPONSE).await.is_err() {
+        return;
+    }
+    // Enough of the first PDU to tell v1 from v2.
+    let mut first = Vec::new();
+    let read = tokio::time::timeout(FIRST_PDU_TIMEOUT, async {
+        loop {
+            if let Some((ptype, len)) = rts::peek(&first) {
+                if ptype != PTYPE_RTS || first.len() >= len {
+                    return Ok::<_, std::io::Error>(Some(ptype));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            first.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let ptype = match read {
+        Ok(Ok(Some(ptype))) => ptype,
+        _ => return,
+    };
+    if ptype != PTYPE_RTS {
+        // v1: plain connection-oriented RPC after the legacy response.
+        let transport = Transport::Tcp { local, peer };
+        let stream = Rewound {
+            prefix: first,
+            at: 0,
+            inner: stream,
+        };
+        server.serve_stream(stream, transport).await;
+        return;
+    }
+    let Some((_, len)) = rts::peek(&first) else {
+        return;
+    };
+    let rest = first.split_off(len);
+    let (vc, opened) = match Rts::decode(&first).map(|r| opening(&r)) {
+        Ok(Some(found)) => found,
+        other => {
+            tracing::debug!("rpc: ncacn_http from {peer} does not open a channel: {other:?}");
+            return;
+        }
+    };
+    if !rest.is_empty() {
+        // Nothing may follow the opening PDU before the server answers.
+        return;
+    }
+    let other = {
+        let mut pending = server
+            .http_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        pending.retain(|_, h| h.since.elapsed() < SETUP_TIMEOUT);
+        match pending.remove(&vc) {
+            Some(other) => other,
+            None => {
+                if pending.len() < MAX_PENDING {
+                    pending.insert(
+                        vc,
+                        Half {
+                            stream,
+                            opened,
+                            since: Instant::now(),
+                        },
+                    );
+                }
+                return;
+            }
+        }
+    };
+    let (inbound, outbound) = match (opened, other.opened) {
+        (i @ Opened::In { .. }, o @ Opened::Out { .. }) => ((stream, i), (other.stream, o)),
+        (o @ Opened::Out { .. }, i @ Opened::In { .. }) => ((other.stream, i), (stream, o)),
+        _ => {
+            tracing::debug!("rpc: two ncacn_http channels of one kind for one virtual connection");
+            return;
+        }
+    };
+    virtual_connection(server, local, peer, inbound, outbound).await;
+}
+
+/// The virtual connection cookie and channel a CONN/A2 or CONN/B2 opens.
+fn opening(rts: &Rts) -> Option<(Cookie, Opened)> {
+    use Command::*;
+    match (rts.flags, rts.commands.as_slice()) {
+        (
+            rts::flags::OUT_CHANNEL,
+            [Version(_), Cookie(vc), Cookie(channel), ChannelLifetime(_), ReceiveWindowSize(w)],
+        ) => Some((
+            *vc,
+            Opened::Out {
+                channel: *channel,
+                proxy_window: *w,
+            },
+        )),
+        (
+            rts::flags::IN_CHANNEL,
+            [Version(_), Cookie(vc), Cookie(channel), ReceiveWindowSize(w), ConnectionTimeout(t), AssociationGroupId(_), ClientAddress(client)],
+        ) => Some((
+            *vc,
+            Opened::In {
+                channel: *channel,
+                proxy_window: *w,
+                connection_timeout: *t,
+                client: *client,
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// Serves a paired virtual connection until either channel closes.
+async fn virtual_connection(
+    server: Arc<Server>,
+    local: SocketAddr,
+    proxy: SocketAddr,
+    (mut in_stream, in_opened): (TcpStream, Opened),
+    (mut out_stream, out_opened): (TcpStream, Opened),
+) {
+    let (
+        Opened::In {
+            channel: in_channel,
+            proxy_window: in_proxy_window,
+            connection_timeout,
+            client,
+        },
+        Opened::Out {
+            channel: out_channel,
+            proxy_window: out_window,
+        },
+    ) = (in_opened, out_opened)
+    else {
+        return;
+    };
+    // CONN/C1 to the outbound proxy, CONN/B3 to the inbound proxy.
+    let c1 = Rts::new(
+        rts::flags::NONE,
+        vec![
+            Command::Version(1),
+            Command::ReceiveWindowSize(in_proxy_window),
+            Command::ConnectionTimeout(connection_timeout),
+        ],
+    );
+    let b3 = Rts::new(
+        rts::flags::NONE,
+        vec![
+            Command::ReceiveWindowSize(RECEIVE_WINDOW),
+            Command::Version(1),
+        ],
+    );
+    if out_stream.write_all(&c1.encode()).await.is_err()
+        || in_stream.write_all(&b3.encode()).await.is_err()
+    {
+        return;
+    }
+    let (pipe, machine) = tokio::io::duplex(64 * 1024);
+    let transport = Transport::Http {
+        local,
+        proxy,
+        client,
+    };
+    let served = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move { server.serve_stream(machine, transport).await })
+    };
+    let bridge = Bridge {
+        in_channel,
+        out_channel,
+        received: 0,
+        acknowledged: 0,
+        sent: 0,
+        window: out_window,
+        queue: VecDeque::new(),
+    };
+    if let Err(e) = bridge.run(in_stream, out_stream, pipe).await {
+        tracing::debug!("rpc: ncacn_http virtual connection from {client} ended: {e}");
+    }
+    served.abort();
+}
+
+/// The flow control of a virtual connection at the server.
+struct Bridge {
+    in_channel: Cookie,
+    out_channel: Cookie,
+    /// Octets of RPC PDUs received on the IN channel, and acknowledged.
+    received: u32,
+    acknowledged: u32,
+    /// Octets of RPC PDUs sent on the OUT channel.
+    sent: u32,
+    /// What the outbound proxy can still take.
+    window: u32,
+    /// RPC PDUs waiting for the window.
+    queue: VecDeque<Vec<u8>>,
+}
+
+impl Bridge {
+    async fn run(
+        mut self,
+        in_stream: TcpStream,
+        out_stream: TcpStream,
+        pipe: tokio::io::DuplexStream,
+    ) -> std::io::Result<()> {
+        let (in_read, mut in_write) = in_stream.into_split();
+        let (out_read, mut out_write) = out_stream.into_split();
+        let (pipe_read, mut pipe_write) = tokio::io::split(pipe);
+        let mut from_in = PduReader::new(in_read, Vec::new());
+        let mut from_out = PduReader::new(out_read, Vec::new());
+        let mut from_machine = PduReader::new(pipe_read, Vec::new());
+        loop {
+            tokio::select! {
+                pdu = from_in.next() => {
+                    let Some(pdu) = pdu? else { return Ok(()) };
+                    if pdu[2] == PTYPE_RTS {
+                        let rts = Rts::decode(&pdu).map_err(invalid)?;
+                        // Toward the outbound proxy or the client: on the
+                        // OUT channel; pings and keep-alives end here.
+                        if matches!(rts.destination(), Some(destination::OUT_PROXY | destination::CLIENT)) {
+                            out_write.write_all(&pdu).await?;
+                        }
+                        continue;
+                    }
+                    self.received = self.received.wrapping_add(pdu.len() as u32);
+                    pipe_write.write_all(&pdu).await?;
+                    // The PDU went on to the state machine: the window is
+                    // whole again; say so at half of it.
+                    if self.received.wrapping_sub(self.acknowledged) >= RECEIVE_WINDOW / 2 {
+                        self.acknowledged = self.received;
+                        let ack = Rts::flow_control_ack(Ack {
+                            bytes_received: self.received,
+                            available_window: RECEIVE_WINDOW,
+                            channel_cookie: self.in_channel,
+                        });
+                        in_write.write_all(&ack.encode()).await?;
+                    }
+                }
+                pdu = from_out.next() => {
+                    let Some(pdu) = pdu? else { return Ok(()) };
+                    if pdu[2] != PTYPE_RTS {
+                        return Err(invalid("an RPC PDU from the outbound proxy"));
+                    }
+                    let rts = Rts::decode(&pdu).map_err(invalid)?;
+                    match rts.destination() {
+                        Some(destination::IN_PROXY) => in_write.write_all(&pdu).await?,
+                        Some(destination::CLIENT) => out_write.write_all(&pdu).await?,
+                        _ => {
+                            // An acknowledgment of the OUT channel (another
+                            // channel's is discarded, 3.2.1.5.1.2).
+                            if let Some(ack) = rts.ack().filter(|a| a.channel_cookie == self.out_channel) {
+                                // 3.2.1.5.1.2.
+                                self.window = ack
+                                    .available_window
+                                    .saturating_sub(self.sent.wrapping_sub(ack.bytes_received));
+                                self.flush(&mut out_write).await?;
+                            }
+                        }
+                    }
+                }
+                pdu = from_machine.next() => {
+                    let Some(pdu) = pdu? else { return Ok(()) };
+                    self.queue.push_back(pdu);
+                    self.flush(&mut out_write).await?;
+                }
+            }
+        }
+    }
+
+    /// Sends queued PDUs while the outbound proxy's window allows.
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, out: &mut W) -> std::io::Result<()> {
+        while let Some(pdu) = self.queue.front() {
+            let len = pdu.len() as u32;
+            if len > self.window {
+                break;
+            }
+            out.write_all(pdu).await?;
+            self.window -= len;
+            self.sent = self.sent.wrapping_add(len);
+            self.queue.pop_front();
+        }
+        Ok(())
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
