@@ -16,6 +16,7 @@ mod mb_watch;
 mod output;
 mod rpc;
 mod rpc_cmd;
+mod rpc_http;
 mod rpc_proxy;
 mod server_files;
 mod sslcert_cmd;

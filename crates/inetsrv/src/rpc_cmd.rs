@@ -70,11 +70,18 @@ pub enum RpcTransport {
 #[derive(Args, Debug)]
 pub struct Target {
     /// The server's endpoint mapper: HOST or HOST:PORT ([::1]:135 for
-    /// IPv6). Without a port, 135 and then 8135 are tried. Without
-    /// --server, the server of --state-dir on this machine, over its Unix
-    /// socket.
-    #[arg(long, global = true, value_name = "HOST[:PORT]")]
+    /// IPv6). Without a port, 135 and then 8135 are tried. Or an RPC
+    /// proxy's URL, https://HOST[:PORT][/rpc/rpcproxy.dll[?SERVER:PORT]]:
+    /// RPC over HTTP through port 443 (the HTTP channel logs on with
+    /// --user and its password; the server's ncacn_http port 593, then
+    /// 8593, unless the query names one). Without --server, the server
+    /// of --state-dir on this machine, over its Unix socket.
+    #[arg(long, global = true, value_name = "HOST[:PORT] | https://HOST/")]
     pub server: Option<String>,
+    /// A PEM file of certificates to trust for an https:// --server, beside
+    /// the system's and this machine's server's.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// The protocol to reach --server with: tcp (ncacn_ip_tcp) or udp
     /// (ncadg_ip_udp, the connectionless protocol; no logon over it yet).
     /// With udp and no --server, this machine's 127.0.0.1.
@@ -333,6 +340,20 @@ pub(crate) async fn connect(
     };
     if target.transport == RpcTransport::Udp {
         return connect_udp(target, options).await;
+    }
+    if let Some(url) = target
+        .server
+        .as_deref()
+        .filter(|s| s.starts_with("https://") || s.starts_with("http://"))
+    {
+        let url = crate::rpc_http::ProxyUrl::parse(url)?;
+        return crate::rpc_http::connect(
+            &url,
+            options.auth,
+            &target::server_dir(cli),
+            target.ca_file.as_deref(),
+        )
+        .await;
     }
     let Some(server) = &target.server else {
         let socket = rpc::local_socket(&target::server_dir(cli));

@@ -9,11 +9,14 @@
 //!
 //! Over ncadg_ip_udp the same [`Connection`] holds a connectionless
 //! activity instead (`datagram.rs`): binding is local, and each call is
-//! a connectionless exchange.
+//! a connectionless exchange. Over ncacn_http through an RPC proxy it
+//! runs over a virtual connection (`http.rs`).
 
 mod datagram;
+mod http;
 
 pub use datagram::DatagramOptions;
+pub use http::ProxyRequest;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -259,6 +262,21 @@ impl Connection {
         conn.local_addr = local_addr;
         conn.bound = true;
         Ok(conn)
+    }
+
+    /// ncacn_http through an RPC proxy (RPC over HTTP v2, [MS-RPCH]): a
+    /// virtual connection over two streams the caller connected to the
+    /// proxy (TCP, or TLS for https), its IN and OUT channels.
+    pub async fn over_http_proxy<S>(
+        in_stream: S,
+        out_stream: S,
+        request: &ProxyRequest,
+        options: Options,
+    ) -> Result<Connection, CallError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        http::connect(in_stream, out_stream, request, options).await
     }
 
     /// The byte stream, on a connection that has one.

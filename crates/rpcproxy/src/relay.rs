@@ -162,23 +162,46 @@ impl Sender {
     }
 }
 
-/// A receiver's side: acknowledgments at half the window.
+/// A receiver's side (3.2.1.4.1.1): PDUs are consumed when forwarded,
+/// and the sender hears of the room that makes once its own idea of the
+/// window is half a window short — after more arrived, or after queued
+/// PDUs left (else a sender waiting for room and a receiver waiting for
+/// data would wait for each other).
 struct Receiver {
     received: u32,
     acknowledged: u32,
+    /// The available window the last acknowledgment gave.
+    advertised: u32,
 }
 
 impl Receiver {
-    /// The acknowledgment to send after `len` more octets, if it is time.
-    fn received(&mut self, len: usize, queued: u32, channel: Cookie) -> Option<Ack> {
+    fn new() -> Receiver {
+        Receiver {
+            received: 0,
+            acknowledged: 0,
+            advertised: WINDOW,
+        }
+    }
+
+    /// `len` more octets arrived.
+    fn arrived(&mut self, len: usize) {
         self.received = self.received.wrapping_add(len as u32);
-        if self.received.wrapping_sub(self.acknowledged) < WINDOW / 2 {
+    }
+
+    /// The acknowledgment to send now, if one is due, with `queued`
+    /// octets still held.
+    fn due(&mut self, queued: u32, channel: Cookie) -> Option<Ack> {
+        let in_flight = self.received.wrapping_sub(self.acknowledged);
+        let senders_view = self.advertised.saturating_sub(in_flight);
+        let available = WINDOW.saturating_sub(queued);
+        if available.saturating_sub(senders_view) < WINDOW / 2 {
             return None;
         }
         self.acknowledged = self.received;
+        self.advertised = available;
         Some(Ack {
             bytes_received: self.received,
-            available_window: WINDOW.saturating_sub(queued),
+            available_window: available,
             channel_cookie: channel,
         })
     }
@@ -245,10 +268,7 @@ pub(crate) async fn out_channel(mut request: Request, server: TcpStream) -> Resu
     };
     client.send(&c2.encode()).await?;
     let mut to_client = Sender::new(client_window);
-    let mut from = Receiver {
-        received: 0,
-        acknowledged: 0,
-    };
+    let mut from = Receiver::new();
     let mut last_sent = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -256,6 +276,7 @@ pub(crate) async fn out_channel(mut request: Request, server: TcpStream) -> Resu
                 let Some(pdu) = pdu? else { return Ok(()) };
                 if pdu[2] == PTYPE_RTS {
                     let rts = Rts::decode(&pdu)?;
+                    tracing::trace!(?rts, "RPC proxy: RTS from the server on the OUT channel");
                     match rts.destination() {
                         Some(destination::CLIENT) => {
                             client.send(&pdu).await?;
@@ -272,14 +293,16 @@ pub(crate) async fn out_channel(mut request: Request, server: TcpStream) -> Resu
                     }
                 } else {
                     let len = pdu.len();
+                    tracing::trace!(len, ptype = pdu[2], window = to_client.window, "RPC proxy: to the client");
                     to_client.push(pdu);
-                    if let Some(ack) = from.received(len, to_client.queued, channel) {
-                        server_write.write_all(&Rts::flow_control_ack(ack).encode()).await?;
-                    }
+                    from.arrived(len);
                 }
                 for ready in to_client.ready() {
                     client.send(&ready).await?;
                     last_sent = tokio::time::Instant::now();
+                }
+                if let Some(ack) = from.due(to_client.queued, channel) {
+                    server_write.write_all(&Rts::flow_control_ack(ack).encode()).await?;
                 }
             }
             _ = tokio::time::sleep_until(last_sent + PING_INTERVAL) => {
@@ -343,16 +366,14 @@ pub(crate) async fn in_channel(mut request: Request, server: TcpStream) -> Resul
         }
     };
     let mut to_server = Sender::new(server_window);
-    let mut from = Receiver {
-        received: 0,
-        acknowledged: 0,
-    };
+    let mut from = Receiver::new();
     let outcome: Result<(), RelayError> = async {
         loop {
             // PDUs already held go first.
             while let Some(pdu) = from_client.next()? {
                 if pdu[2] == PTYPE_RTS {
                     let rts = Rts::decode(&pdu)?;
+                    tracing::trace!(?rts, "RPC proxy: RTS from the client");
                     if matches!(
                         rts.destination(),
                         Some(destination::OUT_PROXY | destination::SERVER | destination::CLIENT)
@@ -363,14 +384,22 @@ pub(crate) async fn in_channel(mut request: Request, server: TcpStream) -> Resul
                     continue;
                 }
                 let len = pdu.len();
+                tracing::trace!(
+                    len,
+                    ptype = pdu[2],
+                    window = to_server.window,
+                    "RPC proxy: to the server"
+                );
                 to_server.push(pdu);
-                if let Some(ack) = from.received(len, to_server.queued, channel) {
-                    let to_client = Rts::flow_control_ack_to(destination::CLIENT, ack);
-                    server_write.write_all(&to_client.encode()).await?;
-                }
+                from.arrived(len);
             }
             for ready in to_server.ready() {
                 server_write.write_all(&ready).await?;
+            }
+            if let Some(ack) = from.due(to_server.queued, channel) {
+                // To the client through the server and the outbound proxy.
+                let to_client = Rts::flow_control_ack_to(destination::CLIENT, ack);
+                server_write.write_all(&to_client.encode()).await?;
             }
             tokio::select! {
                 chunk = body.chunk() => match chunk? {
@@ -393,4 +422,28 @@ pub(crate) async fn in_channel(mut request: Request, server: TcpStream) -> Resul
     .await;
     request.abort();
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_made_by_forwarding_is_acknowledged_without_more_data() {
+        let mut r = Receiver::new();
+        // Half a window arrives and is forwarded at once: acknowledged.
+        r.arrived(WINDOW as usize / 2);
+        let ack = r.due(0, [1; 16]).unwrap();
+        assert_eq!(
+            (ack.bytes_received, ack.available_window),
+            (WINDOW / 2, WINDOW)
+        );
+        // A whole window arrives while the next hop is closed: held.
+        r.arrived(WINDOW as usize);
+        assert_eq!(r.due(WINDOW, [1; 16]), None);
+        // Then it drains, with nothing more arriving: the sender hears.
+        let ack = r.due(0, [1; 16]).unwrap();
+        assert_eq!(ack.available_window, WINDOW);
+        assert_eq!(r.due(0, [1; 16]), None);
+    }
 }

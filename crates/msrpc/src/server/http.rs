@@ -370,6 +370,7 @@ impl Bridge {
                     let Some(pdu) = pdu? else { return Ok(()) };
                     if pdu[2] == PTYPE_RTS {
                         let rts = Rts::decode(&pdu).map_err(invalid)?;
+                        tracing::trace!(?rts, "ncacn_http: RTS on the IN channel");
                         // Toward the outbound proxy or the client: on the
                         // OUT channel; pings and keep-alives end here.
                         if matches!(rts.destination(), Some(destination::OUT_PROXY | destination::CLIENT)) {
@@ -378,6 +379,7 @@ impl Bridge {
                         continue;
                     }
                     self.received = self.received.wrapping_add(pdu.len() as u32);
+                    tracing::trace!(len = pdu.len(), ptype = pdu[2], "ncacn_http: in");
                     pipe_write.write_all(&pdu).await?;
                     // The PDU went on to the state machine: the window is
                     // whole again; say so at half of it.
@@ -415,6 +417,7 @@ impl Bridge {
                 }
                 pdu = from_machine.next() => {
                     let Some(pdu) = pdu? else { return Ok(()) };
+                    tracing::trace!(len = pdu.len(), ptype = pdu[2], window = self.window, "ncacn_http: out");
                     self.queue.push_back(pdu);
                     self.flush(&mut out_write).await?;
                 }

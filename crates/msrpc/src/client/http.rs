@@ -1,0 +1,333 @@
+//! RPC over HTTP v2's client role ([MS-RPCH] 3.2.2): a virtual
+//! connection through an RPC proxy out of two HTTP requests the caller
+//! has connected (plain or TLS): RPC_OUT_DATA, whose response body
+//! carries the server's PDUs, and RPC_IN_DATA, whose request body carries
+//! the client's. CONN/A1 and B1 open it; CONN/A3 and C2 complete it. The
+//! connection-oriented client then runs over it unchanged: PDUs go out
+//! within the inbound proxy's window (opened again by the acknowledgments
+//! that come back on the OUT channel), what comes in is acknowledged to
+//! the outbound proxy at half its window, and the IN channel is pinged
+//! when idle so that nothing on the way closes it.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{CallError, Connection, Options};
+use crate::rts::{self, destination, flags, Ack, Command, Cookie, Rts, PTYPE_RTS};
+
+/// The client's receive window on the OUT channel.
+const WINDOW: u32 = 256 * 1024;
+/// The IN channel's declared length (its lifetime): 1 GiB.
+const IN_LIFETIME: u32 = 1 << 30;
+/// The keep-alive the client asks of the inbound proxy (2.2.3.5.6).
+const KEEPALIVE_MS: u32 = 300_000;
+/// The IN channel is pinged when idle this long.
+const PING_INTERVAL: Duration = Duration::from_secs(60);
+/// How long the proxy has to answer the OUT channel's opening.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the HTTP requests say.
+#[derive(Clone, Debug)]
+pub struct ProxyRequest {
+    /// The proxy's host name (the Host header).
+    pub host: String,
+    /// `/rpc/rpcproxy.dll?SERVER:PORT`.
+    pub path_and_query: String,
+    /// The Authorization header's value (`Basic …`), if any.
+    pub authorization: Option<String>,
+}
+
+/// Why the proxy did not open the virtual connection.
+fn refused(status_line: &str) -> CallError {
+    CallError::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        format!("the RPC proxy answered {status_line}"),
+    ))
+}
+
+fn request_head(method: &str, request: &ProxyRequest, length: u32) -> Vec<u8> {
+    let mut head = format!(
+        "{method} {} HTTP/1.1\r\nHost: {}\r\nAccept: application/rpc\r\nUser-Agent: MSRPC\r\n\
+         Cache-Control: no-cache\r\nConnection: Keep-Alive\r\nPragma: No-cache\r\n\
+         Content-Length: {length}\r\n",
+        request.path_and_query, request.host
+    );
+    if let Some(auth) = &request.authorization {
+        head.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+/// Reads an HTTP response head; returns its status line and what of the
+/// body came with it.
+async fn response_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<(String, Vec<u8>), CallError> {
+    let mut got = Vec::new();
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).into_owned();
+            let rest = got[end + 4..].to_vec();
+            let status = head.lines().next().unwrap_or_default().to_string();
+            let lower = head.to_ascii_lowercase();
+            if lower.contains("transfer-encoding: chunked") {
+                return Err(CallError::Protocol(
+                    "the RPC proxy's OUT channel is chunked, which this client does not read",
+                ));
+            }
+            return Ok((status, rest));
+        }
+        if got.len() > 16 * 1024 {
+            return Err(CallError::Protocol(
+                "the RPC proxy's response head is too long",
+            ));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(CallError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Whole PDUs out of bytes that come in pieces.
+#[derive(Default)]
+struct Pdus(Vec<u8>);
+
+impl Pdus {
+    fn next(&mut self) -> Result<Option<Vec<u8>>, CallError> {
+        let Some((_, len)) = rts::peek(&self.0) else {
+            return Ok(None);
+        };
+        if len < 16 {
+            return Err(CallError::Protocol("a PDU shorter than its header"));
+        }
+        if self.0.len() < len {
+            return Ok(None);
+        }
+        let rest = self.0.split_off(len);
+        Ok(Some(std::mem::replace(&mut self.0, rest)))
+    }
+
+    async fn read<S: AsyncRead + Unpin>(&mut self, stream: &mut S) -> Result<Vec<u8>, CallError> {
+        loop {
+            if let Some(pdu) = self.next()? {
+                return Ok(pdu);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(CallError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            self.0.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Opens a virtual connection over the two connected streams (`in_stream`
+/// and `out_stream` to the proxy) and returns the connection-oriented
+/// client running over it.
+pub async fn connect<S>(
+    mut in_stream: S,
+    mut out_stream: S,
+    request: &ProxyRequest,
+    options: Options,
+) -> Result<Connection, CallError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = rts::new_cookie();
+    let in_channel = rts::new_cookie();
+    let out_channel = rts::new_cookie();
+    let a1 = Rts::new(
+        flags::NONE,
+        vec![
+            Command::Version(1),
+            Command::Cookie(connection),
+            Command::Cookie(out_channel),
+            Command::ReceiveWindowSize(WINDOW),
+        ],
+    )
+    .encode();
+    let mut out_request = request_head("RPC_OUT_DATA", request, a1.len() as u32);
+    out_request.extend_from_slice(&a1);
+    out_stream.write_all(&out_request).await?;
+    let b1 = Rts::new(
+        flags::NONE,
+        vec![
+            Command::Version(1),
+            Command::Cookie(connection),
+            Command::Cookie(in_channel),
+            Command::ChannelLifetime(IN_LIFETIME),
+            Command::ClientKeepalive(KEEPALIVE_MS),
+            Command::AssociationGroupId(rts::new_cookie()),
+        ],
+    )
+    .encode();
+    let mut in_request = request_head("RPC_IN_DATA", request, IN_LIFETIME);
+    in_request.extend_from_slice(&b1);
+    in_stream.write_all(&in_request).await?;
+
+    let opened = tokio::time::timeout(ANSWER_TIMEOUT, async {
+        let (status, rest) = response_head(&mut out_stream).await?;
+        if status.split_whitespace().nth(1) != Some("200") {
+            return Err(refused(&status));
+        }
+        let mut pdus = Pdus(rest);
+        let a3 = Rts::decode(&pdus.read(&mut out_stream).await?)
+            .map_err(|_| CallError::Protocol("the proxy's CONN/A3 does not decode"))?;
+        if !matches!(a3.commands.as_slice(), [Command::ConnectionTimeout(_)]) {
+            return Err(CallError::Protocol(
+                "the OUT channel does not begin with CONN/A3",
+            ));
+        }
+        let c2 = Rts::decode(&pdus.read(&mut out_stream).await?)
+            .map_err(|_| CallError::Protocol("the proxy's CONN/C2 does not decode"))?;
+        let in_window = match c2.commands.as_slice() {
+            [Command::Version(_), Command::ReceiveWindowSize(w), Command::ConnectionTimeout(_)] => {
+                *w
+            }
+            _ => return Err(CallError::Protocol("CONN/C2 does not follow CONN/A3")),
+        };
+        Ok((pdus, in_window))
+    })
+    .await;
+    let (pdus, in_window) = match opened {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(CallError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the RPC proxy did not open the virtual connection in 30 s",
+            )))
+        }
+    };
+    let (machine, pipe) = tokio::io::duplex(64 * 1024);
+    let bridge = Bridge {
+        in_channel,
+        out_channel,
+        in_window,
+        sent: 0,
+        received: 0,
+        acknowledged: 0,
+        waiting: std::collections::VecDeque::new(),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = bridge.run(in_stream, out_stream, pdus, pipe).await {
+            tracing::debug!("rpc: the RPC over HTTP virtual connection ended: {e}");
+        }
+    });
+    Ok(Connection::over(machine, options))
+}
+
+/// The client's side of a virtual connection's flow control.
+struct Bridge {
+    in_channel: Cookie,
+    out_channel: Cookie,
+    /// What the inbound proxy can still take.
+    in_window: u32,
+    sent: u32,
+    /// RPC octets received on the OUT channel, and acknowledged.
+    received: u32,
+    acknowledged: u32,
+    waiting: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl Bridge {
+    async fn run<S>(
+        mut self,
+        mut in_stream: S,
+        mut out_stream: S,
+        mut from_out: Pdus,
+        pipe: tokio::io::DuplexStream,
+    ) -> Result<(), CallError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (mut pipe_read, mut pipe_write) = tokio::io::split(pipe);
+        let mut from_client = Pdus::default();
+        let mut last_sent = tokio::time::Instant::now();
+        loop {
+            // Whatever the OUT channel already holds goes first.
+            while let Some(pdu) = from_out.next()? {
+                if pdu[2] == PTYPE_RTS {
+                    let rts = Rts::decode(&pdu)
+                        .map_err(|_| CallError::Protocol("an RTS PDU that does not decode"))?;
+                    if let Some(ack) = rts.ack().filter(|a| a.channel_cookie == self.in_channel) {
+                        self.in_window = ack
+                            .available_window
+                            .saturating_sub(self.sent.wrapping_sub(ack.bytes_received));
+                    }
+                    continue;
+                }
+                self.received = self.received.wrapping_add(pdu.len() as u32);
+                tracing::trace!(len = pdu.len(), received = self.received, "rpch client: in");
+                pipe_write.write_all(&pdu).await?;
+                tracing::trace!("rpch client: handed over");
+                if self.received.wrapping_sub(self.acknowledged) >= WINDOW / 2 {
+                    self.acknowledged = self.received;
+                    let ack = Rts::flow_control_ack_to(
+                        destination::OUT_PROXY,
+                        Ack {
+                            bytes_received: self.received,
+                            available_window: WINDOW,
+                            channel_cookie: self.out_channel,
+                        },
+                    );
+                    in_stream.write_all(&ack.encode()).await?;
+                    last_sent = tokio::time::Instant::now();
+                }
+            }
+            while let Some(pdu) = from_client.next()? {
+                self.waiting.push_back(pdu);
+            }
+            while let Some(pdu) = self.waiting.front() {
+                let len = pdu.len() as u32;
+                if len > self.in_window {
+                    break;
+                }
+                tracing::trace!(len, window = self.in_window, "rpch client: out");
+                in_stream.write_all(pdu).await?;
+                self.in_window -= len;
+                self.sent = self.sent.wrapping_add(len);
+                self.waiting.pop_front();
+                last_sent = tokio::time::Instant::now();
+            }
+            let mut out_chunk = [0u8; 16 * 1024];
+            let mut client_chunk = [0u8; 16 * 1024];
+            let mut in_answer = [0u8; 512];
+            tokio::select! {
+                n = out_stream.read(&mut out_chunk) => {
+                    let n = n?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    from_out.0.extend_from_slice(&out_chunk[..n]);
+                }
+                n = pipe_read.read(&mut client_chunk) => {
+                    let n = n?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    from_client.0.extend_from_slice(&client_chunk[..n]);
+                }
+                // Anything on the IN channel's response side is the proxy
+                // giving up on it.
+                n = in_stream.read(&mut in_answer) => {
+                    let n = n?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    let text = String::from_utf8_lossy(&in_answer[..n]).into_owned();
+                    return Err(refused(text.lines().next().unwrap_or("nothing")));
+                }
+                _ = tokio::time::sleep_until(last_sent + PING_INTERVAL) => {
+                    in_stream.write_all(&Rts::ping().encode()).await?;
+                    last_sent = tokio::time::Instant::now();
+                }
+            }
+        }
+    }
+}
