@@ -127,6 +127,16 @@ fn cl_datagram() {
 }
 
 #[test]
+fn cl_server() {
+    replay("cl_server", 400, msrpc::fuzz_checks::cl_server);
+}
+
+#[test]
+fn rts_channel() {
+    replay("rts_channel", 400, msrpc::fuzz_checks::rts_channel);
+}
+
+#[test]
 fn ndr() {
     replay("ndr", 400, msrpc::fuzz_checks::ndr);
 }

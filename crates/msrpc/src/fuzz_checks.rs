@@ -1,6 +1,6 @@
 //! The properties the msrpc fuzz targets check (`pdu`, `ndr`,
-//! `rpc_session`, `ntlm`), shared with the test suite that replays their
-//! corpora.
+//! `rpc_session`, `ntlm`, `cl_datagram`, `cl_server`, `rts_channel`),
+//! shared with the test suite that replays their corpora.
 
 use crate::pdu::Pdu;
 
@@ -46,6 +46,58 @@ pub fn cl_datagram(data: &[u8]) {
     let again = crate::cl::Pdu::decode(&bytes)
         .unwrap_or_else(|e| panic!("a re-encoded datagram fails: {e}"));
     assert_eq!(again, pdu);
+}
+
+/// The connectionless server's state machine: the input is a series of
+/// datagrams (a peer byte picking one of four clients, a 16-bit length,
+/// the octets), fed to a server with the endpoint mapper and the
+/// management interface, timers run every fourth one. Nothing panics,
+/// and everything the server sends back is a well-formed datagram.
+pub fn cl_server(data: &[u8]) {
+    use crate::epm::{EndpointMapper, EpmServer};
+    use crate::mgmt::{Management, MgmtServer};
+    use crate::server::{auth_level, Limits, Server};
+    let mut datagrams = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 3 && datagrams.len() < 64 {
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40000 + u16::from(rest[0] & 3)));
+        let len = usize::from(u16::from_le_bytes([rest[1], rest[2]])).min(rest.len() - 3);
+        datagrams.push((rest[3..3 + len].to_vec(), peer));
+        rest = &rest[3 + len..];
+    }
+    let server = Server::new(Limits::default(), "fuzz".into());
+    server.register(EpmServer(EndpointMapper::new()), auth_level::NONE, true);
+    server.register(MgmtServer(Management), auth_level::NONE, false);
+    for sent in server.datagrams_for_fuzzing(&datagrams, 4) {
+        let pdu = crate::cl::Pdu::decode(&sent)
+            .unwrap_or_else(|e| panic!("the server sent a datagram that does not decode: {e}"));
+        assert_eq!(pdu.header.auth_proto, 0);
+    }
+}
+
+/// RPC over HTTP's channels: the bytes are a stream of PDUs as an IN or
+/// OUT channel carries them, cut at their frag_length as the proxy and
+/// the server cut them; each RTS PDU decodes or is refused, and what
+/// decodes re-encodes to a PDU that decodes to the same commands.
+pub fn rts_channel(data: &[u8]) {
+    let mut rest = data;
+    while let Some((ptype, len)) = crate::rts::peek(rest) {
+        if len < 16 || len > rest.len() {
+            return;
+        }
+        let (pdu, after) = rest.split_at(len);
+        rest = after;
+        if ptype != crate::rts::PTYPE_RTS {
+            continue;
+        }
+        let Ok(rts) = crate::rts::Rts::decode(pdu) else {
+            continue;
+        };
+        let _ = (rts.destination(), rts.ack());
+        let again = crate::rts::Rts::decode(&rts.encode())
+            .unwrap_or_else(|e| panic!("a re-encoded RTS PDU fails: {e}"));
+        assert_eq!(again, rts);
+    }
 }
 
 /// NDR: the first byte picks the syntax and byte order, the rest is

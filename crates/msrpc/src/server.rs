@@ -603,6 +603,17 @@ impl Server {
         Ok(bound)
     }
 
+    /// The connectionless state machine over datagrams given here, with
+    /// no socket: what it sends back (the fuzz check's view).
+    #[cfg(feature = "fuzz-checks")]
+    pub fn datagrams_for_fuzzing(
+        self: &Arc<Self>,
+        datagrams: &[(Vec<u8>, SocketAddr)],
+        tick_every: usize,
+    ) -> Vec<Vec<u8>> {
+        datagram::run_for_fuzzing(Arc::clone(self), datagrams, tick_every)
+    }
+
     /// Serves the connectionless protocol on UDP (ncadg_ip_udp). Returns
     /// the bound address (port 0 picks a free one).
     pub async fn listen_udp(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {

@@ -199,6 +199,37 @@ pub(super) async fn serve(server: Arc<Server>, socket: UdpSocket, local: SocketA
     }
 }
 
+/// Feeds datagrams to a fresh endpoint's state machine, as from the
+/// addresses given, with its timers run every `tick_every` datagrams;
+/// returns every datagram it would have sent (for the fuzz check).
+#[cfg(feature = "fuzz-checks")]
+pub(crate) fn run_for_fuzzing(
+    server: Arc<Server>,
+    datagrams: &[(Vec<u8>, SocketAddr)],
+    tick_every: usize,
+) -> Vec<Vec<u8>> {
+    let (finished, _done) = mpsc::unbounded_channel();
+    let mut endpoint = Endpoint {
+        server,
+        local: SocketAddr::from(([127, 0, 0, 1], 135)),
+        boot_time: 1,
+        activities: HashMap::new(),
+        callbacks: HashMap::new(),
+        spaces: HashMap::new(),
+        outbox: Vec::new(),
+        finished,
+    };
+    let mut sent = Vec::new();
+    for (i, (datagram, peer)) in datagrams.iter().enumerate() {
+        endpoint.datagram(datagram, *peer);
+        if tick_every != 0 && i % tick_every == tick_every - 1 {
+            endpoint.tick();
+        }
+        sent.extend(endpoint.outbox.drain(..).map(|(d, _)| d));
+    }
+    sent
+}
+
 /// A header answering `request`: same activity, call and interface.
 fn reply_header(request: &Header, ptype: u8, boot_time: u32) -> Header {
     Header {
