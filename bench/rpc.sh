@@ -14,6 +14,10 @@
 # how much each server spends on a call, which does not depend on how
 # well the client keeps up.
 # Target: at least 2x Samba's calls per second.
+# Then the transports of the same build with one (tokio-driven) client:
+# ncadg_ip_udp against ncacn_ip_tcp (target: UDP >= 0.8x TCP), and RPC
+# over HTTPS through `inetsrv start`'s RPC proxy against that server's
+# TCP (target: HTTPS >= 0.5x TCP).
 #
 # Usage: bench/rpc.sh [SECONDS] [CONNECTIONS]   (root: Samba's endpoint
 # mapper binds port 135; installs samba when missing; RPC_BENCH_ROUNDS
@@ -129,3 +133,37 @@ udp=$(median inetsrv-udp)
 samba=$samba_none
 echo "  median: TCP $tcp calls/s, UDP $udp calls/s (Samba TCP, first case: $samba calls/s)"
 echo "  UDP/TCP ratio $(awk -v a="$udp" -v b="$tcp" 'BEGIN {printf "%.2fx", a / b}') (target >= 0.8x), UDP/Samba TCP $(awk -v a="$udp" -v b="$samba" 'BEGIN {printf "%.2fx", a / b}')"
+
+# RPC over HTTPS: the same call through `inetsrv start`'s RPC proxy (RPC
+# over HTTP v2, TLS to the proxy at /rpc/rpcproxy.dll, Basic logon, then
+# ncacn_http to the server), against that server's own ncacn_ip_tcp, with
+# the same tokio-driven client. Target: at least 0.5x TCP.
+echo "== building inetsrv (release)"
+cargo build -q --release -p inetsrv
+state="$private/state"
+mkdir -p "$state"
+echo '{"ListenAddresses": ["127.0.0.1"]}' > "$state/httpsys.json"
+web_port=$(free_port); tls_port=$(free_port); srv_port=$(free_port); http_rpc_port=$(free_port)
+INETSRV_HOME="$state" target/release/inetsrv mb set W3SVC/1/ServerBindings ":$web_port:" >/dev/null
+INETSRV_HOME="$state" target/release/inetsrv mb set W3SVC/1/SecureBindings ":$tls_port:" >/dev/null
+INETSRV_HOME="$state" target/release/inetsrv user add rpcbench --password "$password" >/dev/null
+INETSRV_HOME="$state" taskset -c 0 target/release/inetsrv start --rpc-address 127.0.0.1 \
+    --rpc-port "$srv_port" --rpc-http-port "$http_rpc_port" >"$work/inetsrv.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+    ss -ltn | grep -q "127.0.0.1:$tls_port " && ss -ltn | grep -q "127.0.0.1:$http_rpc_port " && break
+    sleep 0.1
+done
+export RPC_BENCH_CA=$(ls "$state"/certs/*.crt | head -1) RPC_BENCH_PROXY_USER="rpcbench:$password"
+https_target="https:$tls_port/localhost:$http_rpc_port"
+echo "== RPC over HTTPS: is_server_listening at level none, $conns virtual connections, ${seconds}s runs, one client"
+taskset -c 1 "$bin/rpc_bench" "$https_target" is_server_listening 1 1 none >/dev/null
+results=$(for _ in $(seq "$rounds"); do
+    run inetsrv-tcp "tokio:127.0.0.1:$srv_port" is_server_listening none ntlm
+    run inetsrv-https "$https_target" is_server_listening none ntlm
+done)
+echo "$results" | awk '{printf "  %-13s %8s calls/s   p50 %6s us   p99 %7s us   server CPU %5s us/call\n", $1, $2, $3, $4, $5}'
+tcp=$(median inetsrv-tcp)
+https=$(median inetsrv-https)
+echo "  median: TCP $tcp calls/s, HTTPS (through the proxy) $https calls/s (Samba TCP, first case: $samba calls/s)"
+echo "  HTTPS/TCP ratio $(awk -v a="$https" -v b="$tcp" 'BEGIN {printf "%.2fx", a / b}') (target >= 0.5x), HTTPS/Samba TCP $(awk -v a="$https" -v b="$samba" 'BEGIN {printf "%.2fx", a / b}')"

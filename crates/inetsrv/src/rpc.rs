@@ -93,7 +93,7 @@ pub fn local_socket(state_dir: &Path) -> PathBuf {
 
 /// NTLM's accounts: the user database, read at each logon so that
 /// `inetsrv user add/passwd/delete` take effect at once.
-struct UserDbCredentials(UserDb);
+pub(crate) struct UserDbCredentials(pub(crate) UserDb);
 
 impl Credentials for UserDbCredentials {
     fn nt_hash(&self, user: &str) -> Option<(String, [u8; 16])> {

@@ -2,7 +2,7 @@
 //! `/rpcwithcert/rpcproxy.dll`) on the bindings of the sites
 //! `DIR/rpcproxy.json` names (site 1 by default), forwarding to this
 //! server's ncacn_http endpoint — or where its ValidPorts allow — for the
-//! server's users (Basic over https).
+//! server's users (NTLM, Negotiate, or Basic over https).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -81,6 +81,13 @@ pub async fn start(
         valid_ports,
         allow_anonymous: settings.allow_anonymous,
         logons: std::sync::Arc::new(UserDbLogons(UserDb::for_state_dir(state_dir))),
+        acceptors: msrpc::security::Acceptors {
+            credentials: std::sync::Arc::new(crate::rpc::UserDbCredentials(UserDb::for_state_dir(
+                state_dir,
+            ))),
+            kerberos: None,
+        },
+        handshakes: Default::default(),
     };
     Some(
         rpcproxy::start(control_socket, &prefixes, proxy)

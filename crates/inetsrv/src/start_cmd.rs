@@ -528,7 +528,7 @@ fn print_summary(
     }
     match proxy {
         Some(Ok(p)) => out.push_str(&format!(
-            "  RPC proxy:       {} (RPC over HTTP to ncacn_http; users, Basic over https)\n",
+            "  RPC proxy:       {} (RPC over HTTP to ncacn_http; users: NTLM, Negotiate, Basic over https)\n",
             p.urls.join(" ")
         )),
         Some(Err(e)) => out.push_str(&format!("  RPC proxy:       NOT STARTED: {e}\n")),

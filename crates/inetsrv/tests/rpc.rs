@@ -826,6 +826,13 @@ fn impacket_reaches_mgmt_epm_and_dcom_through_the_rpc_proxy() {
         "{v}"
     );
     assert!(v["basic_in_clear"].as_str().unwrap().contains("403"), "{v}");
+    // NTLM on the HTTP channel, over https and in clear.
+    assert_eq!(
+        (&v["ntlm_https"], &v["ntlm_http"]),
+        (&Value::Bool(true), &Value::Bool(true)),
+        "{v}"
+    );
+    assert_ne!(v["ntlm_wrong_password"], "connected", "{v}");
     let log = web.log();
     assert!(log.contains("ValidPorts does not allow"), "{log}");
     assert!(log.contains("the logon of 'boss'"), "{log}");

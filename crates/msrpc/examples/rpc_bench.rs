@@ -10,7 +10,11 @@
 //! `tokio:ADDR` over TCP with the same tokio-driven client, so that the
 //! two transports are compared with one client (the connectionless
 //! client needs tokio's UDP sockets; the default TCP client runs on the
-//! event loop below).
+//! event loop below). `https:PROXY:PORT/SERVER:PORT` goes through an RPC
+//! proxy (RPC over HTTP v2 over TLS to 127.0.0.1:PROXY_PORT, ncacn_http
+//! at SERVER:PORT), its HTTP channel logged on as RPC_BENCH_PROXY_USER
+//! (`user:password`), the proxy's certificate trusted from the PEM file
+//! RPC_BENCH_CA.
 //!
 //! imsa_get_data (`bench/dcom.sh`, against `inetsrv start`): each
 //! connection activates CLSID_MSAdminBase_W over DCOM, opens /LM/W3SVC and
@@ -56,8 +60,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let target = args.next().ok_or("usage: rpc_bench ADDR")?;
     let (mode, addr) = match target.split_once(':') {
-        Some((mode @ ("udp" | "tokio"), addr)) => (mode, addr),
+        Some((mode @ ("udp" | "tokio" | "https"), addr)) => (mode, addr),
         _ => ("epoll", target.as_str()),
+    };
+    // https:PROXY_PORT/SERVER:PORT: the proxy on loopback.
+    let (addr, proxy_target) = match addr.split_once('/') {
+        Some((port, server)) if mode == "https" => {
+            (format!("127.0.0.1:{port}"), Some(server.to_string()))
+        }
+        _ => (addr.to_string(), None),
     };
     let addr: SocketAddr = addr.parse()?;
     let call = args.next().unwrap_or_else(|| "is_server_listening".into());
@@ -97,7 +108,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?;
     let until = Instant::now() + Duration::from_secs(seconds);
     if mode != "epoll" {
-        let latencies = on_tokio(mode == "udp", addr, &call, connections, auth, until)?;
+        let transport = match (mode, proxy_target) {
+            ("udp", _) => Transport::Udp,
+            ("https", Some(server)) => Transport::Https(server),
+            _ => Transport::Tcp,
+        };
+        let latencies = on_tokio(transport, addr, &call, connections, auth, until)?;
         report(latencies, seconds);
         return Ok(());
     }
@@ -158,10 +174,69 @@ fn report(mut all: Vec<Duration>, seconds: u64) {
     );
 }
 
+/// How the tokio-driven client reaches the server.
+#[derive(Clone)]
+enum Transport {
+    Tcp,
+    Udp,
+    /// Through the RPC proxy at the address, to this ncacn_http server.
+    Https(String),
+}
+
+/// A TLS connection to the RPC proxy, trusting RPC_BENCH_CA.
+async fn tls_to(
+    addr: SocketAddr,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, CallError> {
+    use rustls::pki_types::pem::PemObject;
+    let path = std::env::var("RPC_BENCH_CA").map_err(|_| CallError::Protocol("RPC_BENCH_CA"))?;
+    let pem = std::fs::read(path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem).flatten() {
+        let _ = roots.add(cert);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| CallError::Protocol("TLS versions"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::try_from("localhost")
+        .map_err(|_| CallError::Protocol("server name"))?;
+    Ok(
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await?,
+    )
+}
+
+/// A virtual connection through the RPC proxy at `addr` to `server`.
+async fn through_proxy(
+    addr: SocketAddr,
+    server: &str,
+    options: Options,
+) -> Result<Connection, CallError> {
+    use base64::Engine;
+    let user = std::env::var("RPC_BENCH_PROXY_USER")
+        .map_err(|_| CallError::Protocol("RPC_BENCH_PROXY_USER"))?;
+    let request = msrpc::client::ProxyRequest {
+        host: "localhost".into(),
+        path_and_query: format!("/rpc/rpcproxy.dll?{server}"),
+        authorization: Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user)
+        )),
+    };
+    let in_stream = tls_to(addr).await?;
+    let out_stream = tls_to(addr).await?;
+    Connection::over_http_proxy(in_stream, out_stream, &request, options).await
+}
+
 /// The calls on a one-thread tokio runtime: `connections` activities over
-/// UDP, or connections over TCP.
+/// UDP, or connections over TCP or through an RPC proxy.
 fn on_tokio(
-    udp: bool,
+    transport: Transport,
     addr: SocketAddr,
     call: &str,
     connections: usize,
@@ -179,12 +254,15 @@ fn on_tokio(
                 ..Options::default()
             };
             let call = call.to_string();
+            let transport = transport.clone();
             tasks.spawn(async move {
-                let mut conn = if udp {
-                    let datagram = msrpc::client::DatagramOptions::default();
-                    Connection::connect_udp(addr, options, datagram).await?
-                } else {
-                    Connection::connect_tcp(addr, options).await?
+                let mut conn = match transport {
+                    Transport::Udp => {
+                        let datagram = msrpc::client::DatagramOptions::default();
+                        Connection::connect_udp(addr, options, datagram).await?
+                    }
+                    Transport::Tcp => Connection::connect_tcp(addr, options).await?,
+                    Transport::Https(server) => through_proxy(addr, &server, options).await?,
                 };
                 let mut client = match call.as_str() {
                     "ept_lookup_handle_free" => Client::Epm(EpmClient::bind(&mut conn).await?),

@@ -6,8 +6,10 @@
 //! The web server routes the URL prefixes to this request-queue
 //! application (`httpapi`), which owns:
 //!
-//! - who may use it: the HTTP channel is authenticated (Basic, over TLS
-//!   only) against the server's users, unless anonymous use is allowed;
+//! - who may use it: the HTTP channel is authenticated against the
+//!   server's users, with NTLM or Negotiate (the connection's handshake,
+//!   [MS-NTHT]) or Basic (over TLS only), unless anonymous use is
+//!   allowed;
 //! - where it may go: the target `HOST:PORT` of the URL's query must be
 //!   in `ValidPorts` (IIS 6's registry value, same syntax), by default the
 //!   server's own ncacn_http endpoint;
@@ -18,14 +20,15 @@
 //!   3.2.1.5; echo requests are answered.
 //!
 //! Not served: channel recycling (a channel's lifetime is 1 GiB here;
-//! clients such as Impacket do not recycle), RPC over HTTP v1's
-//! RPC_CONNECT, and NTLM on the HTTP channel.
+//! clients such as Impacket do not recycle) and RPC over HTTP v1's
+//! RPC_CONNECT.
 
 mod relay;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use httpapi::{Queue, Request, Response, Session};
@@ -154,7 +157,15 @@ pub struct Proxy {
     pub valid_ports: ValidPorts,
     pub allow_anonymous: bool,
     pub logons: Arc<dyn Logons>,
+    /// NTLM's and Negotiate's accounts (the same users).
+    pub acceptors: msrpc::security::Acceptors,
+    /// NTLM handshakes under way, by client connection: the challenge
+    /// goes out on one request, the answer comes on the next.
+    pub handshakes: Mutex<HashMap<u64, msrpc::security::SecurityContext>>,
 }
+
+/// Handshakes held at once; beyond, the oldest connections' are dropped.
+const MAX_HANDSHAKES: usize = 4096;
 
 /// Serves `prefixes` (`https://+:443/rpc/rpcproxy.dll`, …) on the listener
 /// of `control_socket` until the task is dropped.
@@ -284,9 +295,9 @@ impl Proxy {
         }
     }
 
-    /// The logon of a request, or the 401 that asks for one. Basic goes
-    /// over TLS only: in clear it would hand the password to anyone on
-    /// the path.
+    /// The logon of a request, or the 401 that asks for one (or goes on
+    /// with NTLM's handshake). Basic goes over TLS only: in clear it would
+    /// hand the password to anyone on the path; NTLM never sends it.
     fn authenticate(&self, request: &Request) -> Result<(), Box<Response>> {
         if self.allow_anonymous {
             return Ok(());
@@ -294,20 +305,24 @@ impl Proxy {
         let challenge = || {
             Box::new(
                 Response::new(401)
+                    .header("WWW-Authenticate", "Negotiate")
+                    .header("WWW-Authenticate", "NTLM")
                     .header("WWW-Authenticate", "Basic realm=\"RPC proxy\"")
                     .header("Content-Type", "text/plain")
-                    .body("the RPC proxy needs a logon (Basic, over https)\r\n"),
+                    .body("the RPC proxy needs a logon (NTLM, Negotiate, or Basic over https)\r\n"),
             )
         };
         let Some(value) = request.header_str("Authorization") else {
             return Err(challenge());
         };
-        let Some(encoded) = value
-            .strip_prefix("Basic ")
-            .or_else(|| value.strip_prefix("basic "))
-        else {
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if scheme.eq_ignore_ascii_case("NTLM") || scheme.eq_ignore_ascii_case("Negotiate") {
+            return self.handshake(request, scheme, token.trim(), challenge);
+        }
+        if !scheme.eq_ignore_ascii_case("Basic") {
             return Err(challenge());
-        };
+        }
+        let encoded = token;
         if request.tls.is_none() {
             return Err(Box::new(
                 Response::new(403)
@@ -332,6 +347,69 @@ impl Proxy {
                 request.remote
             );
             Err(challenge())
+        }
+    }
+}
+
+impl Proxy {
+    /// One leg of an NTLM (or Negotiate) handshake on the request's
+    /// connection: the challenge in a 401, or the logon done.
+    fn handshake(
+        &self,
+        request: &Request,
+        scheme: &str,
+        token: &str,
+        challenge: impl Fn() -> Box<Response>,
+    ) -> Result<(), Box<Response>> {
+        use msrpc::security::{auth_level, auth_type, Leg, SecurityContext};
+        let Ok(token) = base64::engine::general_purpose::STANDARD.decode(token) else {
+            return Err(challenge());
+        };
+        let provider = if scheme.eq_ignore_ascii_case("NTLM") {
+            auth_type::WINNT
+        } else {
+            auth_type::GSS_NEGOTIATE
+        };
+        let mut handshakes = self.handshakes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut context = match handshakes.remove(&request.connection) {
+            Some(context) if context.auth_type == provider => context,
+            _ => match SecurityContext::server(provider, auth_level::CONNECT, 0, &self.acceptors) {
+                Ok(context) => context,
+                Err(_) => return Err(challenge()),
+            },
+        };
+        match context.accept(&token) {
+            Ok(Leg::Continue(out)) => {
+                if handshakes.len() >= MAX_HANDSHAKES {
+                    handshakes.clear();
+                }
+                handshakes.insert(request.connection, context);
+                let value = format!(
+                    "{scheme} {}",
+                    base64::engine::general_purpose::STANDARD.encode(out)
+                );
+                Err(Box::new(
+                    Response::new(401).header("WWW-Authenticate", value),
+                ))
+            }
+            Ok(Leg::Done(_)) => match context.identity() {
+                Some(identity) => {
+                    tracing::debug!(
+                        "RPC proxy: {} logged on from {} with {scheme}",
+                        identity.user,
+                        request.remote
+                    );
+                    Ok(())
+                }
+                None => Err(challenge()),
+            },
+            Err(e) => {
+                tracing::warn!(
+                    "RPC proxy: an {scheme} logon from {} was refused: {e}",
+                    request.remote
+                );
+                Err(challenge())
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ from impacket.dcerpc.v5.rpcrt import (  # noqa: E402
     RPC_C_AUTHN_LEVEL_PKT_PRIVACY,
     RPC_C_AUTHN_WINNT,
 )
-from impacket.http import AUTH_BASIC  # noqa: E402
+from impacket.http import AUTH_BASIC, AUTH_NTLM  # noqa: E402
 from impacket.uuid import generate  # noqa: E402
 
 from impacket_imsa import (  # noqa: E402
@@ -36,11 +36,11 @@ from impacket_imsa import (  # noqa: E402
 )
 
 
-def tunnel(scheme, proxy_port, target_port, user, password):
+def tunnel(scheme, proxy_port, target_port, user, password, http_auth=AUTH_BASIC):
     t = transport.DCERPCTransportFactory("ncacn_http:127.0.0.1[%s]" % target_port)
     t.set_rpc_proxy_url("%s://127.0.0.1:%s/rpc/rpcproxy.dll" % (scheme, proxy_port))
     t.set_credentials(user, password)
-    t.set_auth_type(AUTH_BASIC)
+    t.set_auth_type(http_auth)
     return t
 
 
@@ -117,11 +117,21 @@ def main():
     out["close"] = admin.request(req, uuid=ipid)["ErrorCode"]
     dce.disconnect()
 
+    # The HTTP channel logged on with NTLM ([MS-NTHT]), over https and in
+    # clear (NTLM sends no password).
+    for scheme, port in (("https", https_port), ("http", http_port)):
+        dce = tunnel(scheme, port, target_port, user, password, AUTH_NTLM).get_dce_rpc()
+        dce.connect()
+        dce.bind(mgmt.MSRPC_UUID_MGMT)
+        out["ntlm_" + scheme] = mgmt.his_server_listening(dce)["status"] == 0
+        dce.disconnect()
+
     # What must fail, and say why.
     for name, args in (
         ("wrong_password", ("https", https_port, target_port, user, "wrong")),
         ("not_valid_port", ("https", https_port, "1", user, password)),
         ("basic_in_clear", ("http", http_port, target_port, user, password)),
+        ("ntlm_wrong_password", ("https", https_port, target_port, user, "wrong", AUTH_NTLM)),
     ):
         try:
             dce = tunnel(*args).get_dce_rpc()
