@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -119,6 +119,25 @@ def worker_pids():
                   for r in driver.find_elements(By.CSS_SELECTOR, "#workers tbody tr"))
 
 
+def replaced(element):
+    """Waits for a page to replace `element`: gone as Selenium says it
+    (stale), or as Chromium sometimes says it first (its node left the
+    document)."""
+
+    def check(_driver):
+        try:
+            element.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+
+    return check
+
+
 try:
     # Not logged on: the logon form, whatever page was asked for.
     driver.get(console)
@@ -129,7 +148,7 @@ try:
     driver.find_element(By.ID, "password").send_keys("wrong")
     form = driver.find_element(By.TAG_NAME, "form")
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait.until(ready.staleness_of(form))
+    wait.until(replaced(form))
     out["wrong_password"] = wait.until(
         lambda d: d.find_element(By.CSS_SELECTOR, ".error").text)
     driver.find_element(By.ID, "user").clear()
