@@ -370,18 +370,10 @@ pub(crate) async fn connect(
             .with_context(|| format!("cannot reach the RPC socket {}", socket.display()))?;
         return Ok((conn, format!("ncalrpc:{}", socket.display())));
     };
-    let (host, port) = split_host_port(server)?;
-    let ports = match port {
-        Some(port) => vec![port],
-        None => vec![rpc::EPM_PORT, rpc::FALLBACK_PORT],
-    };
+    let (host, ports) = endpoint_ports(server)?;
     let mut last_error = None;
     for port in ports {
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .with_context(|| format!("cannot resolve {host}"))?
-            .collect();
-        for addr in addresses {
+        for addr in addresses(&host, port).await? {
             let attempt = tokio::time::timeout(
                 Duration::from_secs(10),
                 Connection::connect_tcp(addr, options.clone()),
@@ -407,19 +399,11 @@ async fn connect_udp(target: &Target, options: Options) -> Result<(Connection, S
         );
     }
     let server = target.server.as_deref().unwrap_or("127.0.0.1");
-    let (host, port) = split_host_port(server)?;
-    let ports = match port {
-        Some(port) => vec![port],
-        None => vec![rpc::EPM_PORT, rpc::FALLBACK_PORT],
-    };
+    let (host, ports) = endpoint_ports(server)?;
     let probe = ports.len() > 1;
     let mut last_error = None;
     for port in ports {
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .with_context(|| format!("cannot resolve {host}"))?
-            .collect();
-        for addr in addresses {
+        for addr in addresses(&host, port).await? {
             let datagram = msrpc::client::DatagramOptions::default();
             let mut conn = Connection::connect_udp(addr, options.clone(), datagram).await?;
             if probe {
@@ -443,6 +427,24 @@ async fn connect_udp(target: &Target, options: Options) -> Result<(Connection, S
     }
     Err(last_error.unwrap_or_else(|| anyhow!("{host} has no address")))
         .with_context(|| format!("cannot reach the RPC endpoint of {server} over UDP"))
+}
+
+/// The host a --server names and the endpoint mapper's ports to try
+/// there: the one given, else 135 and then 8135.
+fn endpoint_ports(server: &str) -> Result<(String, Vec<u16>)> {
+    let (host, port) = split_host_port(server)?;
+    let ports = match port {
+        Some(port) => vec![port],
+        None => vec![rpc::EPM_PORT, rpc::FALLBACK_PORT],
+    };
+    Ok((host, ports))
+}
+
+async fn addresses(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+    Ok(tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("cannot resolve {host}"))?
+        .collect())
 }
 
 /// `HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT`.

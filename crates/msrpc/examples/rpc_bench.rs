@@ -132,21 +132,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut conn = Connection::over(Socket { stream, drained }, options);
         let call = call.clone();
         tasks.push(Box::pin(async move {
-            let mut client = match call.as_str() {
-                "ept_lookup_handle_free" => Client::Epm(EpmClient::bind(&mut conn).await?),
-                "imsa_get_data" => Client::admin_base(&mut conn).await?,
-                _ => Client::Mgmt(MgmtClient::bind(&mut conn).await?),
-            };
-            let mut latencies = Vec::new();
-            // One clock read a call: a call's end is the next one's start.
-            let mut start = Instant::now();
-            while start < until {
-                client.call().await?;
-                let end = Instant::now();
-                latencies.push(end - start);
-                start = end;
-            }
-            Ok(latencies)
+            calls_until(&mut conn, &call, until).await
         }));
     }
     let mut all = Vec::new();
@@ -264,20 +250,7 @@ fn on_tokio(
                     Transport::Tcp => Connection::connect_tcp(addr, options).await?,
                     Transport::Https(server) => through_proxy(addr, &server, options).await?,
                 };
-                let mut client = match call.as_str() {
-                    "ept_lookup_handle_free" => Client::Epm(EpmClient::bind(&mut conn).await?),
-                    "imsa_get_data" => Client::admin_base(&mut conn).await?,
-                    _ => Client::Mgmt(MgmtClient::bind(&mut conn).await?),
-                };
-                let mut latencies = Vec::new();
-                let mut start = Instant::now();
-                while start < until {
-                    client.call().await?;
-                    let end = Instant::now();
-                    latencies.push(end - start);
-                    start = end;
-                }
-                Ok::<_, CallError>(latencies)
+                calls_until(&mut conn, &call, until).await
             });
         }
         let mut all = Vec::new();
@@ -286,6 +259,26 @@ fn on_tokio(
         }
         Ok(all)
     })
+}
+
+/// Binds the call's interface on `conn` and calls it back to back until
+/// `until`: each call's latency.
+async fn calls_until(conn: &mut Connection, call: &str, until: Instant) -> TaskResult {
+    let mut client = match call {
+        "ept_lookup_handle_free" => Client::Epm(EpmClient::bind(conn).await?),
+        "imsa_get_data" => Client::admin_base(conn).await?,
+        _ => Client::Mgmt(MgmtClient::bind(conn).await?),
+    };
+    let mut latencies = Vec::new();
+    // One clock read a call: a call's end is the next one's start.
+    let mut start = Instant::now();
+    while start < until {
+        client.call().await?;
+        let end = Instant::now();
+        latencies.push(end - start);
+        start = end;
+    }
+    Ok(latencies)
 }
 
 /// The interface a connection calls, bound.

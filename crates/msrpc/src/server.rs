@@ -577,12 +577,40 @@ impl Server {
     /// Listens on TCP and serves each connection on its own task. Returns
     /// the bound address (port 0 picks a free one).
     pub async fn listen_tcp(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        self.accept_tcp(addr, Endpoint::Tcp, |server, stream, local, peer| {
+            connection::serve(server, stream, Transport::Tcp { local, peer })
+        })
+        .await
+    }
+
+    /// Serves RPC over HTTP's server role on TCP (ncacn_http, [MS-RPCH]):
+    /// v2 virtual connections from RPC proxies, and v1 connections.
+    /// Returns the bound address.
+    pub async fn listen_http(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        self.accept_tcp(addr, Endpoint::Http, |server, stream, local, _| {
+            http::accept(server, stream, local)
+        })
+        .await
+    }
+
+    /// Binds `addr`, lists it as an endpoint, and serves each connection
+    /// accepted there on its own task.
+    async fn accept_tcp<F, Fut>(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        endpoint: fn(SocketAddr) -> Endpoint,
+        serve: F,
+    ) -> std::io::Result<SocketAddr>
+    where
+        F: Fn(Arc<Server>, tokio::net::TcpStream, SocketAddr, SocketAddr) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;
         self.endpoints
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Endpoint::Tcp(bound));
+            .push(endpoint(bound));
         let server = Arc::clone(self);
         tokio::spawn(async move {
             loop {
@@ -590,8 +618,7 @@ impl Server {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
                         let local = stream.local_addr().unwrap_or(bound);
-                        let transport = Transport::Tcp { local, peer };
-                        tokio::spawn(connection::serve(Arc::clone(&server), stream, transport));
+                        tokio::spawn(serve(Arc::clone(&server), stream, local, peer));
                     }
                     Err(e) => {
                         tracing::warn!("rpc: accept on {bound}: {e}");
@@ -624,35 +651,6 @@ impl Server {
             .unwrap_or_else(|e| e.into_inner())
             .push(Endpoint::Udp(bound));
         tokio::spawn(datagram::serve(Arc::clone(self), socket, bound));
-        Ok(bound)
-    }
-
-    /// Serves RPC over HTTP's server role on TCP (ncacn_http, [MS-RPCH]):
-    /// v2 virtual connections from RPC proxies, and v1 connections.
-    /// Returns the bound address.
-    pub async fn listen_http(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let bound = listener.local_addr()?;
-        self.endpoints
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Endpoint::Http(bound));
-        let server = Arc::clone(self);
-        tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nodelay(true);
-                        let local = stream.local_addr().unwrap_or(bound);
-                        tokio::spawn(http::accept(Arc::clone(&server), stream, local));
-                    }
-                    Err(e) => {
-                        tracing::warn!("rpc: accept on {bound}: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        });
         Ok(bound)
     }
 

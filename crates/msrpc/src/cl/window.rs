@@ -131,6 +131,24 @@ pub struct Send {
     pub last: bool,
 }
 
+impl Send {
+    /// Marks a fragment's header: its number, and the frag, last_frag and
+    /// nofack flags of a call sent in several fragments.
+    pub fn mark(&self, header: &mut super::Header, fragmented: bool) {
+        use super::flags1;
+        if fragmented {
+            header.flags1 |= flags1::FRAG;
+            if self.last {
+                header.flags1 |= flags1::LAST_FRAG;
+            }
+            if self.no_fack {
+                header.flags1 |= flags1::NO_FACK;
+            }
+        }
+        header.fragnum = self.fragnum;
+    }
+}
+
 /// Fragments one side is sending.
 #[derive(Debug)]
 pub struct Transmission {

@@ -323,16 +323,7 @@ impl Activity {
         let fragmented = tx.is_fragmented();
         for s in tx.burst() {
             let mut header = request.clone();
-            if fragmented {
-                header.flags1 |= flags1::FRAG;
-                if s.last {
-                    header.flags1 |= flags1::LAST_FRAG;
-                }
-                if s.no_fack {
-                    header.flags1 |= flags1::NO_FACK;
-                }
-            }
-            header.fragnum = s.fragnum;
+            s.mark(&mut header, fragmented);
             header.serial = self.next_serial();
             self.send(header, tx.fragment(s.fragnum).to_vec()).await?;
         }

@@ -671,16 +671,7 @@ impl Endpoint {
         let fragmented = tx.is_fragmented();
         for s in tx.burst() {
             let mut header = reply_header(&call.header, ptype::RESPONSE, self.boot_time);
-            if fragmented {
-                header.flags1 |= flags1::FRAG;
-                if s.last {
-                    header.flags1 |= flags1::LAST_FRAG;
-                }
-                if s.no_fack {
-                    header.flags1 |= flags1::NO_FACK;
-                }
-            }
-            header.fragnum = s.fragnum;
+            s.mark(&mut header, fragmented);
             header.serial = call.send_serial;
             call.send_serial = call.send_serial.wrapping_add(1);
             let datagram = encode(header, tx.fragment(s.fragnum).to_vec());

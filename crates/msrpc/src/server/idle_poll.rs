@@ -98,16 +98,17 @@ impl IdlePoll {
             let mut looks = 0u32;
             loop {
                 tokio::task::yield_now().await;
-                // Politely: a thread of this process that shares the CPU
-                // (the listener and the RPC proxy, feeding this endpoint
-                // through RPC over HTTP) runs now instead of waiting for
-                // the window to end; alone on its CPU this returns at once.
-                std::thread::yield_now();
                 fresh |= self.fresh.swap(false, Ordering::Relaxed);
                 looks = looks.wrapping_add(1);
                 if !looks.is_multiple_of(LOOKS_PER_CLOCK_READ) {
                     continue;
                 }
+                // Politely, once every few looks: a thread of this process
+                // that shares the CPU (the listener and the RPC proxy,
+                // feeding this endpoint through RPC over HTTP) runs now
+                // instead of after the window; alone on its CPU this
+                // returns at once.
+                std::thread::yield_now();
                 let now = Instant::now();
                 if std::mem::take(&mut fresh) {
                     until = now + self.window;
