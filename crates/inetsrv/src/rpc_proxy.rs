@@ -4,7 +4,6 @@
 //! server's ncacn_http endpoint — or where its ValidPorts allow — for the
 //! server's users (NTLM, Negotiate, or Basic over https).
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use rpcproxy::{Logons, Proxy, Settings, ValidPorts};
@@ -34,14 +33,16 @@ pub async fn start(
     settings: &Settings,
     control_socket: &Path,
     state_dir: &Path,
-    http: Option<SocketAddr>,
+    rpc: Option<&crate::rpc::RpcEndpoint>,
     sites: &[was::SiteStatus],
 ) -> Option<Result<RunningProxy, String>> {
     if !settings.enabled {
         return None;
     }
-    let valid_ports = if settings.valid_ports.trim().is_empty() {
-        let http = http?;
+    // This server's own endpoint, under the names a client may give it:
+    // its channels are handed over in memory.
+    let own = rpc.and_then(|rpc| {
+        let http = rpc.http?;
         let mut names = vec![
             "localhost".to_string(),
             "127.0.0.1".to_string(),
@@ -51,7 +52,23 @@ pub async fn start(
         if let Ok(host) = nix::unistd::gethostname() {
             names.push(host.to_string_lossy().into_owned());
         }
-        ValidPorts::own(http.port(), &names)
+        Some((ValidPorts::own(http.port(), &names), http, rpc))
+    });
+    let local = own.as_ref().map(|(reached_as, http, rpc)| {
+        let (server, runtime, http) = (rpc.server.clone(), rpc.runtime.clone(), *http);
+        rpcproxy::LocalServer {
+            reached_as: reached_as.clone(),
+            connect: Box::new(move |_client| {
+                let (ours, theirs) = tokio::io::duplex(256 * 1024);
+                // As if from the endpoint's own address: the proxy is
+                // this process.
+                runtime.spawn(server.clone().serve_http_channel(theirs, http, http));
+                Box::new(ours) as Box<dyn rpcproxy::ServerStream>
+            }),
+        }
+    });
+    let valid_ports = if settings.valid_ports.trim().is_empty() {
+        own.as_ref()?.0.clone()
     } else {
         match ValidPorts::parse(&settings.valid_ports) {
             Ok(v) => v,
@@ -78,6 +95,7 @@ pub async fn start(
         )));
     }
     let proxy = Proxy {
+        local,
         valid_ports,
         allow_anonymous: settings.allow_anonymous,
         logons: std::sync::Arc::new(UserDbLogons(UserDb::for_state_dir(state_dir))),

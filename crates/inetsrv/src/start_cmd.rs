@@ -289,7 +289,7 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
             &proxy_settings,
             &listener.config().control_socket,
             &state_dir,
-            rpc.as_ref().and_then(|r| r.http),
+            rpc.as_ref(),
             &sites,
         ));
         if let Some(Err(e)) = &started {

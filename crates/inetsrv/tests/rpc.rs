@@ -909,6 +909,71 @@ fn the_cli_reaches_the_server_through_the_rpc_proxy_over_https() {
 }
 
 #[test]
+fn the_rpc_proxy_forwards_over_tcp_to_another_server_its_valid_ports_allow() {
+    // Channels for this server's own endpoint are handed over in memory;
+    // another server is reached over TCP, as IIS 6's proxy reached them.
+    let other = Web::start();
+    let other_port = other.rpc_http_port();
+    let mut web = Web::prepare();
+    std::fs::write(
+        web.state().join("rpcproxy.json"),
+        format!(r#"{{"ValidPorts": "127.0.0.1:{other_port}"}}"#),
+    )
+    .unwrap();
+    web.launch();
+    web.cli_ok(&["user", "add", "boss", "--password", "Secret-1"]);
+    let through = |target: &str| {
+        let url = format!(
+            "https://localhost:{}/rpc/rpcproxy.dll?{target}",
+            web.tls_port
+        );
+        web.cli(&[
+            "rpc",
+            "principal",
+            "--server",
+            &url,
+            "--user",
+            "boss",
+            "--password",
+            "Secret-1",
+        ])
+    };
+    // The other server answers (its principal is this host's name too,
+    // so the logon is what tells them apart: boss exists only here, and
+    // the call inside the tunnel is anonymous there).
+    let out = web.cli(&[
+        "rpc",
+        "ping",
+        "--server",
+        &format!(
+            "https://localhost:{}/rpc/rpcproxy.dll?127.0.0.1:{other_port}",
+            web.tls_port
+        ),
+        "--user",
+        "boss",
+        "--password",
+        "Secret-1",
+    ]);
+    // The RPC logon inside the tunnel is refused by the other server
+    // (it has no user boss): proof the channel reached it.
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("refused the logon of 'boss'"), "{text}");
+    other.cli_ok(&["user", "add", "boss", "--password", "Secret-1"]);
+    let out = through(&format!("127.0.0.1:{other_port}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(other.log().contains("boss logged on"), "{}", other.log());
+    // This server's own endpoint is not in its ValidPorts now.
+    let own = through(&format!("localhost:{}", web.rpc_http_port()));
+    assert!(!own.status.success());
+    assert!(String::from_utf8_lossy(&own.stderr).contains("RPC Error: 5"));
+}
+
+#[test]
 fn the_rpc_cli_calls_over_udp() {
     let web = Web::start();
     let port = web.rpc_port();

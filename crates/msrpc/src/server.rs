@@ -587,10 +587,24 @@ impl Server {
     /// v2 virtual connections from RPC proxies, and v1 connections.
     /// Returns the bound address.
     pub async fn listen_http(self: &Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
-        self.accept_tcp(addr, Endpoint::Http, |server, stream, local, _| {
-            http::accept(server, stream, local)
+        self.accept_tcp(addr, Endpoint::Http, |server, stream, local, peer| {
+            http::accept(server, Box::new(stream), local, peer)
         })
         .await
+    }
+
+    /// Serves one ncacn_http channel over any byte stream, as if it had
+    /// come to the endpoint at `local` from `peer`: what an RPC proxy in
+    /// this process hands over in memory instead of connecting over TCP.
+    pub async fn serve_http_channel<S>(
+        self: Arc<Self>,
+        stream: S,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        http::accept(self, Box::new(stream), local, peer).await
     }
 
     /// Binds `addr`, lists it as an endpoint, and serves each connection

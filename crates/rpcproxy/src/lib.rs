@@ -152,8 +152,23 @@ pub trait Logons: Send + Sync {
     fn basic(&self, user: &str, password: &str) -> bool;
 }
 
+/// A connection to an RPC server's ncacn_http endpoint.
+pub trait ServerStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ServerStream for T {}
+
+/// The RPC server in this process: the channels for it are handed over
+/// in memory instead of through a loopback TCP connection.
+pub struct LocalServer {
+    /// The names and port it is reached by.
+    pub reached_as: ValidPorts,
+    /// A new channel to it.
+    pub connect: Box<dyn Fn(SocketAddr) -> Box<dyn ServerStream> + Send + Sync>,
+}
+
 /// The proxy as it runs.
 pub struct Proxy {
+    /// This process's own RPC server, when it has one.
+    pub local: Option<LocalServer>,
     pub valid_ports: ValidPorts,
     pub allow_anonymous: bool,
     pub logons: Arc<dyn Logons>,
@@ -277,7 +292,15 @@ impl Proxy {
             reply(request, rpc_error(ACCESS_DENIED, &why)).await;
             return;
         }
-        let server = match connect(&host, port).await {
+        let local = self
+            .local
+            .as_ref()
+            .filter(|l| l.reached_as.allows(&host, port));
+        let server = match local {
+            Some(local) => Ok((local.connect)(request.remote)),
+            None => connect(&host, port).await,
+        };
+        let server = match server {
             Ok(server) => server,
             Err(e) => {
                 let why = format!("{host}:{port} does not answer: {e}");
@@ -426,7 +449,7 @@ fn target(query: &str) -> Option<(String, u16)> {
 }
 
 /// A TCP connection to the RPC server.
-async fn connect(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+async fn connect(host: &str, port: u16) -> std::io::Result<Box<dyn ServerStream>> {
     let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
     let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
     for addr in addresses {
@@ -438,7 +461,7 @@ async fn connect(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream
         {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                return Ok(stream);
+                return Ok(Box::new(stream));
             }
             Ok(Err(e)) => last = e,
             Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, "10 s"),

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use httpapi::{Request, Response};
 use msrpc::rts::{self, destination, flags, Ack, Command, Cookie, Rts, PTYPE_RTS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf};
+
+use crate::ServerStream;
 
 /// The proxy's receive window on each channel.
 const WINDOW: u32 = 256 * 1024;
@@ -57,14 +57,14 @@ impl Pdus {
 
 /// What the server sends: PDUs, its legacy response skipped (3.2.3.5.12:
 /// ignored, and not required).
-struct FromServer {
-    read: OwnedReadHalf,
+struct FromServer<R> {
+    read: R,
     pdus: Pdus,
     legacy_checked: bool,
 }
 
-impl FromServer {
-    fn new(read: OwnedReadHalf) -> FromServer {
+impl<R: AsyncRead + Unpin> FromServer<R> {
+    fn new(read: R) -> FromServer<R> {
         FromServer {
             read,
             pdus: Pdus::default(),
@@ -210,7 +210,10 @@ impl Receiver {
 /// RPC_OUT_DATA: CONN/A1 from the client, CONN/A2 to the server, the
 /// response with CONN/A3, C1 from the server as C2 to the client; then
 /// the server's PDUs go to the client within its window.
-pub(crate) async fn out_channel(mut request: Request, server: TcpStream) -> Result<(), RelayError> {
+pub(crate) async fn out_channel(
+    mut request: Request,
+    server: Box<dyn ServerStream>,
+) -> Result<(), RelayError> {
     let body = request.read_body(120).await?;
     let a1 = Rts::decode(&body)?;
     let (version, connection, channel, client_window) = match (a1.flags, a1.commands.as_slice()) {
@@ -228,7 +231,8 @@ pub(crate) async fn out_channel(mut request: Request, server: TcpStream) -> Resu
             return Err("no CONN/A1".into());
         }
     };
-    let (server_read, mut server_write) = server.into_split();
+    let (server_read, mut server_write): (ReadHalf<Box<dyn ServerStream>>, _) =
+        tokio::io::split(server);
     let a2 = Rts::new(
         flags::OUT_CHANNEL,
         vec![
@@ -316,7 +320,10 @@ pub(crate) async fn out_channel(mut request: Request, server: TcpStream) -> Resu
 /// RPC_IN_DATA: CONN/B1 from the client, CONN/B2 to the server, B3 from
 /// it; then the client's PDUs go to the server within its window, and the
 /// client hears its own acknowledgments through the server.
-pub(crate) async fn in_channel(mut request: Request, server: TcpStream) -> Result<(), RelayError> {
+pub(crate) async fn in_channel(
+    mut request: Request,
+    server: Box<dyn ServerStream>,
+) -> Result<(), RelayError> {
     let mut body = request.take_body();
     let mut from_client = Pdus::default();
     let b1 = loop {
@@ -341,7 +348,8 @@ pub(crate) async fn in_channel(mut request: Request, server: TcpStream) -> Resul
             );
         }
     };
-    let (server_read, mut server_write) = server.into_split();
+    let (server_read, mut server_write): (ReadHalf<Box<dyn ServerStream>>, _) =
+        tokio::io::split(server);
     let b2 = Rts::new(
         flags::IN_CHANNEL,
         vec![

@@ -25,7 +25,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+
+/// A channel's byte stream: a TCP connection from a proxy, or one handed
+/// over in memory by a proxy in the same process.
+pub(crate) trait Channel: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Channel for T {}
 
 use super::{Server, Transport};
 use crate::rts::{self, destination, Ack, Command, Cookie, Rts, PTYPE_RTS};
@@ -44,7 +48,7 @@ const FIRST_PDU_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One half of a virtual connection, waiting for the other.
 pub(super) struct Half {
-    stream: TcpStream,
+    stream: Box<dyn Channel>,
     /// What its CONN/A2 or CONN/B2 said.
     opened: Opened,
     since: Instant,
@@ -147,11 +151,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
 }
 
 /// Serves one accepted connection.
-pub(super) async fn accept(server: Arc<Server>, mut stream: TcpStream, local: SocketAddr) {
-    let peer = match stream.peer_addr() {
-        Ok(peer) => peer,
-        Err(_) => return,
-    };
+pub(super) async fn accept(
+    server: Arc<Server>,
+    mut stream: Box<dyn Channel>,
+    local: SocketAddr,
+    peer: SocketAddr,
+) {
     if stream.write_all(LEGACY_RESPONSE).await.is_err() {
         return;
     }
@@ -272,8 +277,8 @@ async fn virtual_connection(
     server: Arc<Server>,
     local: SocketAddr,
     proxy: SocketAddr,
-    (mut in_stream, in_opened): (TcpStream, Opened),
-    (mut out_stream, out_opened): (TcpStream, Opened),
+    (mut in_stream, in_opened): (Box<dyn Channel>, Opened),
+    (mut out_stream, out_opened): (Box<dyn Channel>, Opened),
 ) {
     let (
         Opened::In {
@@ -354,12 +359,12 @@ struct Bridge {
 impl Bridge {
     async fn run(
         mut self,
-        in_stream: TcpStream,
-        out_stream: TcpStream,
+        in_stream: Box<dyn Channel>,
+        out_stream: Box<dyn Channel>,
         pipe: tokio::io::DuplexStream,
     ) -> std::io::Result<()> {
-        let (in_read, mut in_write) = in_stream.into_split();
-        let (out_read, mut out_write) = out_stream.into_split();
+        let (in_read, mut in_write) = tokio::io::split(in_stream);
+        let (out_read, mut out_write) = tokio::io::split(out_stream);
         let (pipe_read, mut pipe_write) = tokio::io::split(pipe);
         let mut from_in = PduReader::new(in_read, Vec::new());
         let mut from_out = PduReader::new(out_read, Vec::new());
