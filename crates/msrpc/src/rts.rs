@@ -7,6 +7,8 @@
 
 use std::net::IpAddr;
 
+use tokio::io::{AsyncRead, AsyncReadExt};
+
 /// PTYPE of an RTS PDU.
 pub const PTYPE_RTS: u8 = 20;
 /// The common header plus Flags and NumberOfCommands.
@@ -329,6 +331,183 @@ impl Rts {
     }
 }
 
+/// Whole connection-oriented PDUs (RPC or RTS) out of a byte stream
+/// that arrives in pieces, cut at each PDU's frag_length, as every role
+/// of RPC over HTTP reads its channels.
+#[derive(Debug, Default)]
+pub struct PduStream {
+    held: Vec<u8>,
+}
+
+impl PduStream {
+    /// A stream whose first octets were already read.
+    pub fn new(held: Vec<u8>) -> PduStream {
+        PduStream { held }
+    }
+
+    /// Octets that came by other means (an HTTP body's pieces).
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.held.extend_from_slice(bytes);
+    }
+
+    /// What is held and not yet taken as a PDU.
+    pub fn held(&self) -> &[u8] {
+        &self.held
+    }
+
+    /// Drops `n` octets from the front (what is not a PDU: the legacy
+    /// server response).
+    pub fn skip(&mut self, n: usize) {
+        self.held.drain(..n.min(self.held.len()));
+    }
+
+    /// The next whole PDU held, if there is one.
+    pub fn take(&mut self) -> Result<Option<Vec<u8>>, RtsError> {
+        let Some((_, len)) = peek(&self.held) else {
+            return Ok(None);
+        };
+        if len < 16 {
+            return Err(RtsError::Header("a PDU shorter than its header"));
+        }
+        if self.held.len() < len {
+            return Ok(None);
+        }
+        let rest = self.held.split_off(len);
+        Ok(Some(std::mem::replace(&mut self.held, rest)))
+    }
+
+    /// Reads what `from` has into the stream; false at its end.
+    /// Cancel-safe: nothing read is lost if the future is dropped.
+    pub async fn fill<R: AsyncRead + Unpin>(&mut self, from: &mut R) -> std::io::Result<bool> {
+        self.held.reserve(16 * 1024);
+        Ok(from.read_buf(&mut self.held).await? != 0)
+    }
+
+    /// The next PDU, read from `from` as needed; None at its end.
+    pub async fn read<R: AsyncRead + Unpin>(
+        &mut self,
+        from: &mut R,
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            let pdu = self
+                .take()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            if pdu.is_some() {
+                return Ok(pdu);
+            }
+            if !self.fill(from).await? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// A sending channel's flow control (3.2.1.1.4, 3.2.1.5.1.2): RPC PDUs
+/// wait while the receiver's window is short, and its acknowledgments
+/// open it again.
+#[derive(Debug)]
+pub struct SendWindow {
+    sent: u32,
+    window: u32,
+    queue: std::collections::VecDeque<Vec<u8>>,
+    queued: u32,
+}
+
+impl SendWindow {
+    /// `window`: the receiver's ReceiveWindowSize.
+    pub fn new(window: u32) -> SendWindow {
+        SendWindow {
+            sent: 0,
+            window,
+            queue: Default::default(),
+            queued: 0,
+        }
+    }
+
+    /// Octets waiting for the window.
+    pub fn queued(&self) -> u32 {
+        self.queued
+    }
+
+    pub fn push(&mut self, pdu: Vec<u8>) {
+        self.queued = self.queued.saturating_add(pdu.len() as u32);
+        self.queue.push_back(pdu);
+    }
+
+    /// A FlowControlAck from the receiver: AvailableWindow less what is
+    /// still on the way.
+    pub fn acknowledged(&mut self, ack: &Ack) {
+        self.window = ack
+            .available_window
+            .saturating_sub(self.sent.wrapping_sub(ack.bytes_received));
+    }
+
+    /// The PDUs the window lets go now, in order.
+    pub fn ready(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(pdu) = self.queue.front() {
+            let len = pdu.len() as u32;
+            if len > self.window {
+                break;
+            }
+            self.window -= len;
+            self.sent = self.sent.wrapping_add(len);
+            self.queued -= len;
+            out.extend(self.queue.pop_front());
+        }
+        out
+    }
+}
+
+/// A receiving channel's flow control (3.2.1.4.1.1): PDUs are consumed
+/// when handed on, and the sender hears of the room that makes once its
+/// own idea of the window is half a window short — after more arrived,
+/// or after held PDUs left (else a sender waiting for room and a receiver
+/// waiting for data would wait for each other).
+#[derive(Debug)]
+pub struct ReceiveWindow {
+    size: u32,
+    received: u32,
+    acknowledged: u32,
+    /// The available window the last acknowledgment gave.
+    advertised: u32,
+}
+
+impl ReceiveWindow {
+    /// `size`: the ReceiveWindowSize this side advertised.
+    pub fn new(size: u32) -> ReceiveWindow {
+        ReceiveWindow {
+            size,
+            received: 0,
+            acknowledged: 0,
+            advertised: size,
+        }
+    }
+
+    /// `len` more octets of RPC PDUs arrived.
+    pub fn arrived(&mut self, len: usize) {
+        self.received = self.received.wrapping_add(len as u32);
+    }
+
+    /// The acknowledgment to send now, if one is due, with `queued`
+    /// octets still held.
+    pub fn due(&mut self, queued: u32, channel: Cookie) -> Option<Ack> {
+        let in_flight = self.received.wrapping_sub(self.acknowledged);
+        let senders_view = self.advertised.saturating_sub(in_flight);
+        let available = self.size.saturating_sub(queued);
+        if available.saturating_sub(senders_view) < self.size / 2 {
+            return None;
+        }
+        self.acknowledged = self.received;
+        self.advertised = available;
+        Some(Ack {
+            bytes_received: self.received,
+            available_window: available,
+            channel_cookie: channel,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,5 +574,55 @@ mod tests {
         big_endian[4] = 0;
         assert!(Rts::decode(&big_endian).is_err());
         assert_eq!(peek(&octets), Some((PTYPE_RTS, octets.len())));
+    }
+
+    #[test]
+    fn room_made_by_forwarding_is_acknowledged_without_more_data() {
+        let window = 256 * 1024;
+        let mut r = ReceiveWindow::new(window);
+        // Half a window arrives and is handed on at once: acknowledged.
+        r.arrived(window as usize / 2);
+        let ack = r.due(0, [1; 16]).unwrap();
+        assert_eq!(
+            (ack.bytes_received, ack.available_window),
+            (window / 2, window)
+        );
+        // A whole window arrives while the next hop is closed: held.
+        r.arrived(window as usize);
+        assert_eq!(r.due(window, [1; 16]), None);
+        // Then it drains, with nothing more arriving: the sender hears.
+        let ack = r.due(0, [1; 16]).unwrap();
+        assert_eq!(ack.available_window, window);
+        assert_eq!(r.due(0, [1; 16]), None);
+    }
+
+    #[test]
+    fn a_send_window_holds_what_does_not_fit_until_acknowledged() {
+        let mut w = SendWindow::new(100);
+        w.push(vec![0; 60]);
+        w.push(vec![0; 60]);
+        assert_eq!(w.ready().len(), 1);
+        assert_eq!(w.queued(), 60);
+        // The receiver took the first 60 and has 100 free again.
+        w.acknowledged(&Ack {
+            bytes_received: 60,
+            available_window: 100,
+            channel_cookie: [0; 16],
+        });
+        assert_eq!(w.ready().len(), 1);
+        assert_eq!(w.queued(), 0);
+    }
+
+    #[test]
+    fn a_pdu_stream_cuts_at_frag_length() {
+        let ping = Rts::ping().encode();
+        let mut two = ping.clone();
+        two.extend_from_slice(&ping);
+        let mut s = PduStream::new(two[..25].to_vec());
+        assert_eq!(s.take(), Ok(Some(ping.clone())));
+        assert_eq!(s.take(), Ok(None));
+        let mut short = ping.clone();
+        short[8] = 8;
+        assert!(PduStream::new(short).take().is_err());
     }
 }

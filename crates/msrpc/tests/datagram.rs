@@ -505,6 +505,26 @@ async fn bad_datagrams_get_clear_answers_and_the_server_serves_on() {
     socket.send(&ping.encode().unwrap()).await.unwrap();
     assert_eq!(receive(&socket).await.header.ptype, ptype::NOCALL);
 
+    // Overlapped calls (PF2_UNRELATED) on one activity, none finishing
+    // (their client never answers who it is): past the limit a connection
+    // has, refused as too busy.
+    let overlapped = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    overlapped.connect(r.udp).await.unwrap();
+    let activity = Uuid::random();
+    for seq in 0..40 {
+        let mut pdu = Pdu::decode(&request(activity, seq, 0, 0, vec![0; 4])).unwrap();
+        pdu.header.flags2 = flags2::UNRELATED;
+        overlapped.send(&pdu.encode().unwrap()).await.unwrap();
+    }
+    let busy = loop {
+        let pdu = receive(&overlapped).await;
+        if pdu.header.ptype == ptype::REJECT {
+            break pdu;
+        }
+    };
+    assert_eq!(busy.header.seqnum, 32, "calls 0 to 31 are held");
+    assert_eq!(busy.status(), Ok(0x1C01_0014), "nca_s_server_too_busy");
+
     // And the server goes on serving.
     let mut conn = udp(r.udp, DatagramOptions::default()).await;
     let mut mgmt = MgmtClient::bind(&mut conn).await.unwrap();

@@ -6,12 +6,13 @@
 //! side's window and acknowledge what they forwarded (3.2.1.5.1), and
 //! forward RTS PDUs that name a destination (3.2.1.5.2).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use httpapi::{Request, Response};
-use msrpc::rts::{self, destination, flags, Ack, Command, Cookie, Rts, PTYPE_RTS};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf};
+use msrpc::rts::{
+    destination, flags, Command, PduStream, ReceiveWindow, Rts, SendWindow, PTYPE_RTS,
+};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadHalf};
 
 use crate::ServerStream;
 
@@ -29,37 +30,11 @@ const SERVER_ANSWER: Duration = Duration::from_secs(30);
 
 pub(crate) type RelayError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Whole PDUs out of a byte stream that comes in pieces.
-#[derive(Default)]
-struct Pdus {
-    buffer: Vec<u8>,
-}
-
-impl Pdus {
-    fn push(&mut self, data: &[u8]) {
-        self.buffer.extend_from_slice(data);
-    }
-
-    fn next(&mut self) -> Result<Option<Vec<u8>>, RelayError> {
-        let Some((_, len)) = rts::peek(&self.buffer) else {
-            return Ok(None);
-        };
-        if len < 16 {
-            return Err("a PDU shorter than its header".into());
-        }
-        if self.buffer.len() < len {
-            return Ok(None);
-        }
-        let rest = self.buffer.split_off(len);
-        Ok(Some(std::mem::replace(&mut self.buffer, rest)))
-    }
-}
-
 /// What the server sends: PDUs, its legacy response skipped (3.2.3.5.12:
 /// ignored, and not required).
 struct FromServer<R> {
     read: R,
-    pdus: Pdus,
+    pdus: PduStream,
     legacy_checked: bool,
 }
 
@@ -67,38 +42,28 @@ impl<R: AsyncRead + Unpin> FromServer<R> {
     fn new(read: R) -> FromServer<R> {
         FromServer {
             read,
-            pdus: Pdus::default(),
+            pdus: PduStream::default(),
             legacy_checked: false,
         }
     }
 
     /// The next PDU; None when the server closed.
     async fn next(&mut self) -> Result<Option<Vec<u8>>, RelayError> {
-        loop {
-            if !self.legacy_checked {
-                let legacy = msrpc::server::LEGACY_RESPONSE;
-                let held = &self.pdus.buffer;
-                if held.first().is_some_and(|b| *b != legacy[0]) {
-                    self.legacy_checked = true;
-                } else if held.len() >= legacy.len() {
-                    if held.starts_with(legacy) {
-                        self.pdus.buffer.drain(..legacy.len());
-                    }
-                    self.legacy_checked = true;
+        let legacy = msrpc::server::LEGACY_RESPONSE;
+        while !self.legacy_checked {
+            let held = self.pdus.held();
+            if held.first().is_some_and(|b| *b != legacy[0]) {
+                self.legacy_checked = true;
+            } else if held.len() >= legacy.len() {
+                if held.starts_with(legacy) {
+                    self.pdus.skip(legacy.len());
                 }
-            }
-            if self.legacy_checked {
-                if let Some(pdu) = self.pdus.next()? {
-                    return Ok(Some(pdu));
-                }
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self.read.read(&mut chunk).await?;
-            if n == 0 {
+                self.legacy_checked = true;
+            } else if !self.pdus.fill(&mut self.read).await? {
                 return Ok(None);
             }
-            self.pdus.push(&chunk[..n]);
         }
+        Ok(self.pdus.read(&mut self.read).await?)
     }
 
     /// The server's answer to a channel's opening, in time.
@@ -111,99 +76,6 @@ impl<R: AsyncRead + Unpin> FromServer<R> {
             return Err("the server answered the opening with an RPC PDU".into());
         }
         Ok(Rts::decode(&pdu)?)
-    }
-}
-
-/// A sender's side of flow control (3.2.1.1.4): PDUs wait while the
-/// receiver's window is short.
-struct Sender {
-    sent: u32,
-    window: u32,
-    queue: VecDeque<Vec<u8>>,
-    queued: u32,
-}
-
-impl Sender {
-    fn new(window: u32) -> Sender {
-        Sender {
-            sent: 0,
-            window,
-            queue: VecDeque::new(),
-            queued: 0,
-        }
-    }
-
-    fn push(&mut self, pdu: Vec<u8>) {
-        self.queued = self.queued.saturating_add(pdu.len() as u32);
-        self.queue.push_back(pdu);
-    }
-
-    /// A FlowControlAck from the receiver (3.2.1.5.1.2).
-    fn acknowledged(&mut self, ack: &Ack) {
-        self.window = ack
-            .available_window
-            .saturating_sub(self.sent.wrapping_sub(ack.bytes_received));
-    }
-
-    /// The PDUs the window lets go now.
-    fn ready(&mut self) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        while let Some(pdu) = self.queue.front() {
-            let len = pdu.len() as u32;
-            if len > self.window {
-                break;
-            }
-            self.window -= len;
-            self.sent = self.sent.wrapping_add(len);
-            self.queued -= len;
-            out.extend(self.queue.pop_front());
-        }
-        out
-    }
-}
-
-/// A receiver's side (3.2.1.4.1.1): PDUs are consumed when forwarded,
-/// and the sender hears of the room that makes once its own idea of the
-/// window is half a window short — after more arrived, or after queued
-/// PDUs left (else a sender waiting for room and a receiver waiting for
-/// data would wait for each other).
-struct Receiver {
-    received: u32,
-    acknowledged: u32,
-    /// The available window the last acknowledgment gave.
-    advertised: u32,
-}
-
-impl Receiver {
-    fn new() -> Receiver {
-        Receiver {
-            received: 0,
-            acknowledged: 0,
-            advertised: WINDOW,
-        }
-    }
-
-    /// `len` more octets arrived.
-    fn arrived(&mut self, len: usize) {
-        self.received = self.received.wrapping_add(len as u32);
-    }
-
-    /// The acknowledgment to send now, if one is due, with `queued`
-    /// octets still held.
-    fn due(&mut self, queued: u32, channel: Cookie) -> Option<Ack> {
-        let in_flight = self.received.wrapping_sub(self.acknowledged);
-        let senders_view = self.advertised.saturating_sub(in_flight);
-        let available = WINDOW.saturating_sub(queued);
-        if available.saturating_sub(senders_view) < WINDOW / 2 {
-            return None;
-        }
-        self.acknowledged = self.received;
-        self.advertised = available;
-        Some(Ack {
-            bytes_received: self.received,
-            available_window: available,
-            channel_cookie: channel,
-        })
     }
 }
 
@@ -271,8 +143,8 @@ pub(crate) async fn out_channel(
         _ => return Err("the server's answer to CONN/A2 is not CONN/C1".into()),
     };
     client.send(&c2.encode()).await?;
-    let mut to_client = Sender::new(client_window);
-    let mut from = Receiver::new();
+    let mut to_client = SendWindow::new(client_window);
+    let mut from = ReceiveWindow::new(WINDOW);
     let mut last_sent = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -297,7 +169,6 @@ pub(crate) async fn out_channel(
                     }
                 } else {
                     let len = pdu.len();
-                    tracing::trace!(len, ptype = pdu[2], window = to_client.window, "RPC proxy: to the client");
                     to_client.push(pdu);
                     from.arrived(len);
                 }
@@ -305,7 +176,7 @@ pub(crate) async fn out_channel(
                     client.send(&ready).await?;
                     last_sent = tokio::time::Instant::now();
                 }
-                if let Some(ack) = from.due(to_client.queued, channel) {
+                if let Some(ack) = from.due(to_client.queued(), channel) {
                     server_write.write_all(&Rts::flow_control_ack(ack).encode()).await?;
                 }
             }
@@ -325,9 +196,9 @@ pub(crate) async fn in_channel(
     server: Box<dyn ServerStream>,
 ) -> Result<(), RelayError> {
     let mut body = request.take_body();
-    let mut from_client = Pdus::default();
+    let mut from_client = PduStream::default();
     let b1 = loop {
-        if let Some(pdu) = from_client.next()? {
+        if let Some(pdu) = from_client.take()? {
             break pdu;
         }
         match body.chunk().await? {
@@ -373,12 +244,12 @@ pub(crate) async fn in_channel(
             return Err("the server's answer to CONN/B2 is not CONN/B3".into());
         }
     };
-    let mut to_server = Sender::new(server_window);
-    let mut from = Receiver::new();
+    let mut to_server = SendWindow::new(server_window);
+    let mut from = ReceiveWindow::new(WINDOW);
     let outcome: Result<(), RelayError> = async {
         loop {
             // PDUs already held go first.
-            while let Some(pdu) = from_client.next()? {
+            while let Some(pdu) = from_client.take()? {
                 if pdu[2] == PTYPE_RTS {
                     let rts = Rts::decode(&pdu)?;
                     tracing::trace!(?rts, "RPC proxy: RTS from the client");
@@ -392,19 +263,13 @@ pub(crate) async fn in_channel(
                     continue;
                 }
                 let len = pdu.len();
-                tracing::trace!(
-                    len,
-                    ptype = pdu[2],
-                    window = to_server.window,
-                    "RPC proxy: to the server"
-                );
                 to_server.push(pdu);
                 from.arrived(len);
             }
             for ready in to_server.ready() {
                 server_write.write_all(&ready).await?;
             }
-            if let Some(ack) = from.due(to_server.queued, channel) {
+            if let Some(ack) = from.due(to_server.queued(), channel) {
                 // To the client through the server and the outbound proxy.
                 let to_client = Rts::flow_control_ack_to(destination::CLIENT, ack);
                 server_write.write_all(&to_client.encode()).await?;
@@ -430,28 +295,4 @@ pub(crate) async fn in_channel(
     .await;
     request.abort();
     outcome
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn room_made_by_forwarding_is_acknowledged_without_more_data() {
-        let mut r = Receiver::new();
-        // Half a window arrives and is forwarded at once: acknowledged.
-        r.arrived(WINDOW as usize / 2);
-        let ack = r.due(0, [1; 16]).unwrap();
-        assert_eq!(
-            (ack.bytes_received, ack.available_window),
-            (WINDOW / 2, WINDOW)
-        );
-        // A whole window arrives while the next hop is closed: held.
-        r.arrived(WINDOW as usize);
-        assert_eq!(r.due(WINDOW, [1; 16]), None);
-        // Then it drains, with nothing more arriving: the sender hears.
-        let ack = r.due(0, [1; 16]).unwrap();
-        assert_eq!(ack.available_window, WINDOW);
-        assert_eq!(r.due(0, [1; 16]), None);
-    }
 }

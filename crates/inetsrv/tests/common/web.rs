@@ -233,27 +233,26 @@ impl Web {
 
     /// The RPC endpoint's TCP port, from the start-up summary.
     pub fn rpc_port(&self) -> u16 {
-        let line = self
-            .summary
-            .iter()
-            .find(|l| l.contains("RPC endpoint:"))
-            .unwrap_or_else(|| panic!("no RPC endpoint in {:?}", self.summary));
-        let start = line.find('[').unwrap() + 1;
-        let end = line.find(']').unwrap();
-        line[start..end].parse().unwrap()
+        self.endpoint_port("ncacn_ip_tcp:")
     }
 
     /// The ncacn_http endpoint's port (RPC over HTTP's server role), from
     /// the start-up summary.
     pub fn rpc_http_port(&self) -> u16 {
+        self.endpoint_port("ncacn_http:")
+    }
+
+    /// The port of a binding (`ncacn_ip_tcp:127.0.0.1[PORT]`) the summary's
+    /// RPC endpoint line shows.
+    fn endpoint_port(&self, protocol: &str) -> u16 {
         let line = self
             .summary
             .iter()
             .find(|l| l.contains("RPC endpoint:"))
             .unwrap_or_else(|| panic!("no RPC endpoint in {:?}", self.summary));
         let at = line
-            .find("ncacn_http:")
-            .unwrap_or_else(|| panic!("no ncacn_http in {line}"));
+            .find(protocol)
+            .unwrap_or_else(|| panic!("no {protocol} in {line}"));
         let rest = &line[at..];
         let start = rest.find('[').unwrap() + 1;
         let end = rest.find(']').unwrap();

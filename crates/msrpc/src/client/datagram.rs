@@ -85,6 +85,8 @@ pub struct Activity {
     options: DatagramOptions,
     /// What answers the server's conversation callbacks.
     callbacks: OnceLock<Arc<Server>>,
+    /// Where datagrams are received, kept between calls.
+    buffer: Vec<u8>,
 }
 
 /// Where a call is (3.2.2.1.10).
@@ -121,6 +123,7 @@ impl Activity {
             serial: 0,
             options,
             callbacks: OnceLock::new(),
+            buffer: vec![0; MAX_DATAGRAM + 8],
         })
     }
 
@@ -190,10 +193,9 @@ impl Activity {
         let mut interval = self.options.retransmit;
         let mut last_heard = Instant::now();
         self.send_burst(&request, &mut tx).await?;
-        let mut buffer = vec![0u8; MAX_DATAGRAM + 8];
         loop {
             let received = tokio::select! {
-                r = self.socket.recv(&mut buffer) => Some(r.map_err(|e| unreachable_server(e, self.peer))?),
+                r = self.socket.recv(&mut self.buffer) => Some(r.map_err(|e| unreachable_server(e, self.peer))?),
                 _ = tokio::time::sleep(interval) => None,
             };
             let Some(n) = received else {
@@ -223,7 +225,7 @@ impl Activity {
                 }
                 continue;
             };
-            let Ok(pdu) = Pdu::decode(&buffer[..n]) else {
+            let Ok(pdu) = Pdu::decode(&self.buffer[..n]) else {
                 continue;
             };
             let h = &pdu.header;

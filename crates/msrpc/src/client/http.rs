@@ -14,7 +14,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{CallError, Connection, Options};
-use crate::rts::{self, destination, flags, Ack, Command, Cookie, Rts, PTYPE_RTS};
+use crate::rts::{
+    self, destination, flags, Command, Cookie, PduStream, ReceiveWindow, Rts, SendWindow, PTYPE_RTS,
+};
 
 /// The client's receive window on the OUT channel.
 const WINDOW: u32 = 256 * 1024;
@@ -93,38 +95,14 @@ async fn response_head<S: AsyncRead + Unpin>(
     }
 }
 
-/// Whole PDUs out of bytes that come in pieces.
-#[derive(Default)]
-struct Pdus(Vec<u8>);
-
-impl Pdus {
-    fn next(&mut self) -> Result<Option<Vec<u8>>, CallError> {
-        let Some((_, len)) = rts::peek(&self.0) else {
-            return Ok(None);
-        };
-        if len < 16 {
-            return Err(CallError::Protocol("a PDU shorter than its header"));
-        }
-        if self.0.len() < len {
-            return Ok(None);
-        }
-        let rest = self.0.split_off(len);
-        Ok(Some(std::mem::replace(&mut self.0, rest)))
-    }
-
-    async fn read<S: AsyncRead + Unpin>(&mut self, stream: &mut S) -> Result<Vec<u8>, CallError> {
-        loop {
-            if let Some(pdu) = self.next()? {
-                return Ok(pdu);
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(CallError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-            }
-            self.0.extend_from_slice(&chunk[..n]);
-        }
-    }
+/// The next PDU of the OUT channel, which must not end yet.
+async fn next_pdu<S: AsyncRead + Unpin>(
+    pdus: &mut PduStream,
+    stream: &mut S,
+) -> Result<Vec<u8>, CallError> {
+    pdus.read(stream)
+        .await?
+        .ok_or(CallError::Io(std::io::ErrorKind::UnexpectedEof.into()))
 }
 
 /// Opens a virtual connection over the two connected streams (`in_stream`
@@ -176,15 +154,15 @@ where
         if status.split_whitespace().nth(1) != Some("200") {
             return Err(refused(&status));
         }
-        let mut pdus = Pdus(rest);
-        let a3 = Rts::decode(&pdus.read(&mut out_stream).await?)
+        let mut pdus = PduStream::new(rest);
+        let a3 = Rts::decode(&next_pdu(&mut pdus, &mut out_stream).await?)
             .map_err(|_| CallError::Protocol("the proxy's CONN/A3 does not decode"))?;
         if !matches!(a3.commands.as_slice(), [Command::ConnectionTimeout(_)]) {
             return Err(CallError::Protocol(
                 "the OUT channel does not begin with CONN/A3",
             ));
         }
-        let c2 = Rts::decode(&pdus.read(&mut out_stream).await?)
+        let c2 = Rts::decode(&next_pdu(&mut pdus, &mut out_stream).await?)
             .map_err(|_| CallError::Protocol("the proxy's CONN/C2 does not decode"))?;
         let in_window = match c2.commands.as_slice() {
             [Command::Version(_), Command::ReceiveWindowSize(w), Command::ConnectionTimeout(_)] => {
@@ -208,110 +186,87 @@ where
     let bridge = Bridge {
         in_channel,
         out_channel,
-        in_window,
-        sent: 0,
-        received: 0,
-        acknowledged: 0,
-        waiting: std::collections::VecDeque::new(),
     };
     tokio::spawn(async move {
-        if let Err(e) = bridge.run(in_stream, out_stream, pdus, pipe).await {
+        if let Err(e) = bridge
+            .run(in_stream, out_stream, pdus, in_window, pipe)
+            .await
+        {
             tracing::debug!("rpc: the RPC over HTTP virtual connection ended: {e}");
         }
     });
     Ok(Connection::over(machine, options))
 }
 
-/// The client's side of a virtual connection's flow control.
+/// The client's side of a virtual connection: which channels are whose.
 struct Bridge {
     in_channel: Cookie,
     out_channel: Cookie,
-    /// What the inbound proxy can still take.
-    in_window: u32,
-    sent: u32,
-    /// RPC octets received on the OUT channel, and acknowledged.
-    received: u32,
-    acknowledged: u32,
-    waiting: std::collections::VecDeque<Vec<u8>>,
 }
 
 impl Bridge {
     async fn run<S>(
-        mut self,
+        self,
         mut in_stream: S,
         mut out_stream: S,
-        mut from_out: Pdus,
+        mut from_out: PduStream,
+        in_window: u32,
         pipe: tokio::io::DuplexStream,
     ) -> Result<(), CallError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let (mut pipe_read, mut pipe_write) = tokio::io::split(pipe);
-        let mut from_client = Pdus::default();
+        let mut from_client = PduStream::default();
+        // What comes on the OUT channel goes on to the client runtime at
+        // once; what goes on the IN channel waits for the inbound proxy's
+        // window.
+        let mut receiving = ReceiveWindow::new(WINDOW);
+        let mut sending = SendWindow::new(in_window);
         let mut last_sent = tokio::time::Instant::now();
+        let mut in_answer = [0u8; 512];
         loop {
             // Whatever the OUT channel already holds goes first.
-            while let Some(pdu) = from_out.next()? {
+            while let Some(pdu) = from_out
+                .take()
+                .map_err(|_| CallError::Protocol("a PDU shorter than its header"))?
+            {
                 if pdu[2] == PTYPE_RTS {
                     let rts = Rts::decode(&pdu)
                         .map_err(|_| CallError::Protocol("an RTS PDU that does not decode"))?;
                     if let Some(ack) = rts.ack().filter(|a| a.channel_cookie == self.in_channel) {
-                        self.in_window = ack
-                            .available_window
-                            .saturating_sub(self.sent.wrapping_sub(ack.bytes_received));
+                        sending.acknowledged(&ack);
                     }
                     continue;
                 }
-                self.received = self.received.wrapping_add(pdu.len() as u32);
-                tracing::trace!(len = pdu.len(), received = self.received, "rpch client: in");
+                receiving.arrived(pdu.len());
                 pipe_write.write_all(&pdu).await?;
-                tracing::trace!("rpch client: handed over");
-                if self.received.wrapping_sub(self.acknowledged) >= WINDOW / 2 {
-                    self.acknowledged = self.received;
-                    let ack = Rts::flow_control_ack_to(
-                        destination::OUT_PROXY,
-                        Ack {
-                            bytes_received: self.received,
-                            available_window: WINDOW,
-                            channel_cookie: self.out_channel,
-                        },
-                    );
+                if let Some(ack) = receiving.due(0, self.out_channel) {
+                    let ack = Rts::flow_control_ack_to(destination::OUT_PROXY, ack);
                     in_stream.write_all(&ack.encode()).await?;
                     last_sent = tokio::time::Instant::now();
                 }
             }
-            while let Some(pdu) = from_client.next()? {
-                self.waiting.push_back(pdu);
+            while let Some(pdu) = from_client
+                .take()
+                .map_err(|_| CallError::Protocol("a PDU shorter than its header"))?
+            {
+                sending.push(pdu);
             }
-            while let Some(pdu) = self.waiting.front() {
-                let len = pdu.len() as u32;
-                if len > self.in_window {
-                    break;
-                }
-                tracing::trace!(len, window = self.in_window, "rpch client: out");
-                in_stream.write_all(pdu).await?;
-                self.in_window -= len;
-                self.sent = self.sent.wrapping_add(len);
-                self.waiting.pop_front();
+            for pdu in sending.ready() {
+                in_stream.write_all(&pdu).await?;
                 last_sent = tokio::time::Instant::now();
             }
-            let mut out_chunk = [0u8; 16 * 1024];
-            let mut client_chunk = [0u8; 16 * 1024];
-            let mut in_answer = [0u8; 512];
             tokio::select! {
-                n = out_stream.read(&mut out_chunk) => {
-                    let n = n?;
-                    if n == 0 {
+                more = from_out.fill(&mut out_stream) => {
+                    if !more? {
                         return Ok(());
                     }
-                    from_out.0.extend_from_slice(&out_chunk[..n]);
                 }
-                n = pipe_read.read(&mut client_chunk) => {
-                    let n = n?;
-                    if n == 0 {
+                more = from_client.fill(&mut pipe_read) => {
+                    if !more? {
                         return Ok(());
                     }
-                    from_client.0.extend_from_slice(&client_chunk[..n]);
                 }
                 // Anything on the IN channel's response side is the proxy
                 // giving up on it.

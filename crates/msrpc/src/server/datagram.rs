@@ -333,8 +333,17 @@ impl Endpoint {
         // A datagram this large came: the client takes as much back.
         activity.max_pdu = activity.max_pdu.max((size & !7).min(MAX_DATAGRAM));
         if seq >= activity.lowest_unused {
+            // Overlapped calls (PF2_UNRELATED) keep the earlier ones: as
+            // many at once as a connection may run.
+            let overlapped = h.flags2 & flags2::UNRELATED != 0;
+            if overlapped && activity.calls.len() >= self.server.limits.max_concurrent_calls {
+                let header = reply_header(h, ptype::REJECT, self.boot_time);
+                let body = Pdu::status_body(Drep::LITTLE, NCA_S_SERVER_TOO_BUSY);
+                self.outbox.push((encode(header, body), peer));
+                return;
+            }
             activity.lowest_unused = seq.saturating_add(1);
-            if h.flags2 & flags2::UNRELATED == 0 {
+            if !overlapped {
                 // A new call ends the earlier ones (their responses were
                 // received, or the client gave up on them).
                 activity.calls.retain(|s, _| *s >= seq);

@@ -17,7 +17,7 @@
 //! Channel recycling (IN_R1/IN_R2/OUT_R1/OUT_R2) is not served: a channel
 //! whose lifetime runs out ends its virtual connection.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,7 +32,9 @@ pub(crate) trait Channel: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Channel for T {}
 
 use super::{Server, Transport};
-use crate::rts::{self, destination, Ack, Command, Cookie, Rts, PTYPE_RTS};
+use crate::rts::{
+    self, destination, Command, Cookie, PduStream, ReceiveWindow, Rts, SendWindow, PTYPE_RTS,
+};
 
 /// The legacy server response (2.1.2.2.1).
 pub const LEGACY_RESPONSE: &[u8] = b"ncacn_http/1.0";
@@ -70,45 +72,6 @@ enum Opened {
 
 /// Waiting halves by virtual connection cookie.
 pub(super) type Pending = std::sync::Mutex<HashMap<Cookie, Half>>;
-
-/// Reads whole connection-oriented PDUs off a stream.
-struct PduReader<R> {
-    inner: R,
-    buffer: Vec<u8>,
-}
-
-impl<R: AsyncRead + Unpin> PduReader<R> {
-    fn new(inner: R, already: Vec<u8>) -> PduReader<R> {
-        PduReader {
-            inner,
-            buffer: already,
-        }
-    }
-
-    /// The next PDU; None at the end of the stream.
-    async fn next(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        loop {
-            if let Some((_, len)) = rts::peek(&self.buffer) {
-                if len < 16 {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "a PDU shorter than its header",
-                    ));
-                }
-                if self.buffer.len() >= len {
-                    let rest = self.buffer.split_off(len);
-                    return Ok(Some(std::mem::replace(&mut self.buffer, rest)));
-                }
-            }
-            let mut chunk = [0u8; 8192];
-            let n = self.inner.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(None);
-            }
-            self.buffer.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
 
 /// A stream whose first octets were already read: they are read again.
 struct Rewound<S> {
@@ -329,13 +292,8 @@ async fn virtual_connection(
     let bridge = Bridge {
         in_channel,
         out_channel,
-        received: 0,
-        acknowledged: 0,
-        sent: 0,
-        window: out_window,
-        queue: VecDeque::new(),
     };
-    if let Err(e) = bridge.run(in_stream, out_stream, pipe).await {
+    if let Err(e) = bridge.run(in_stream, out_stream, out_window, pipe).await {
         tracing::debug!("rpc: ncacn_http virtual connection from {client} ended: {e}");
     }
     served.abort();
@@ -345,33 +303,31 @@ async fn virtual_connection(
 struct Bridge {
     in_channel: Cookie,
     out_channel: Cookie,
-    /// Octets of RPC PDUs received on the IN channel, and acknowledged.
-    received: u32,
-    acknowledged: u32,
-    /// Octets of RPC PDUs sent on the OUT channel.
-    sent: u32,
-    /// What the outbound proxy can still take.
-    window: u32,
-    /// RPC PDUs waiting for the window.
-    queue: VecDeque<Vec<u8>>,
 }
 
 impl Bridge {
     async fn run(
-        mut self,
+        self,
         in_stream: Box<dyn Channel>,
         out_stream: Box<dyn Channel>,
+        out_window: u32,
         pipe: tokio::io::DuplexStream,
     ) -> std::io::Result<()> {
-        let (in_read, mut in_write) = tokio::io::split(in_stream);
-        let (out_read, mut out_write) = tokio::io::split(out_stream);
-        let (pipe_read, mut pipe_write) = tokio::io::split(pipe);
-        let mut from_in = PduReader::new(in_read, Vec::new());
-        let mut from_out = PduReader::new(out_read, Vec::new());
-        let mut from_machine = PduReader::new(pipe_read, Vec::new());
+        let (mut in_read, mut in_write) = tokio::io::split(in_stream);
+        let (mut out_read, mut out_write) = tokio::io::split(out_stream);
+        let (mut pipe_read, mut pipe_write) = tokio::io::split(pipe);
+        let (mut from_in, mut from_out, mut from_machine) = (
+            PduStream::default(),
+            PduStream::default(),
+            PduStream::default(),
+        );
+        // The IN channel's PDUs go on to the state machine at once: the
+        // window is whole again as soon as they arrive.
+        let mut receiving = ReceiveWindow::new(RECEIVE_WINDOW);
+        let mut sending = SendWindow::new(out_window);
         loop {
             tokio::select! {
-                pdu = from_in.next() => {
+                pdu = from_in.read(&mut in_read) => {
                     let Some(pdu) = pdu? else { return Ok(()) };
                     if pdu[2] == PTYPE_RTS {
                         let rts = Rts::decode(&pdu).map_err(invalid)?;
@@ -383,22 +339,13 @@ impl Bridge {
                         }
                         continue;
                     }
-                    self.received = self.received.wrapping_add(pdu.len() as u32);
-                    tracing::trace!(len = pdu.len(), ptype = pdu[2], "ncacn_http: in");
+                    receiving.arrived(pdu.len());
                     pipe_write.write_all(&pdu).await?;
-                    // The PDU went on to the state machine: the window is
-                    // whole again; say so at half of it.
-                    if self.received.wrapping_sub(self.acknowledged) >= RECEIVE_WINDOW / 2 {
-                        self.acknowledged = self.received;
-                        let ack = Rts::flow_control_ack(Ack {
-                            bytes_received: self.received,
-                            available_window: RECEIVE_WINDOW,
-                            channel_cookie: self.in_channel,
-                        });
-                        in_write.write_all(&ack.encode()).await?;
+                    if let Some(ack) = receiving.due(0, self.in_channel) {
+                        in_write.write_all(&Rts::flow_control_ack(ack).encode()).await?;
                     }
                 }
-                pdu = from_out.next() => {
+                pdu = from_out.read(&mut out_read) => {
                     let Some(pdu) = pdu? else { return Ok(()) };
                     if pdu[2] != PTYPE_RTS {
                         return Err(invalid("an RPC PDU from the outbound proxy"));
@@ -411,38 +358,20 @@ impl Bridge {
                             // An acknowledgment of the OUT channel (another
                             // channel's is discarded, 3.2.1.5.1.2).
                             if let Some(ack) = rts.ack().filter(|a| a.channel_cookie == self.out_channel) {
-                                // 3.2.1.5.1.2.
-                                self.window = ack
-                                    .available_window
-                                    .saturating_sub(self.sent.wrapping_sub(ack.bytes_received));
-                                self.flush(&mut out_write).await?;
+                                sending.acknowledged(&ack);
                             }
                         }
                     }
                 }
-                pdu = from_machine.next() => {
+                pdu = from_machine.read(&mut pipe_read) => {
                     let Some(pdu) = pdu? else { return Ok(()) };
-                    tracing::trace!(len = pdu.len(), ptype = pdu[2], window = self.window, "ncacn_http: out");
-                    self.queue.push_back(pdu);
-                    self.flush(&mut out_write).await?;
+                    sending.push(pdu);
                 }
             }
-        }
-    }
-
-    /// Sends queued PDUs while the outbound proxy's window allows.
-    async fn flush<W: AsyncWrite + Unpin>(&mut self, out: &mut W) -> std::io::Result<()> {
-        while let Some(pdu) = self.queue.front() {
-            let len = pdu.len() as u32;
-            if len > self.window {
-                break;
+            for pdu in sending.ready() {
+                out_write.write_all(&pdu).await?;
             }
-            out.write_all(pdu).await?;
-            self.window -= len;
-            self.sent = self.sent.wrapping_add(len);
-            self.queue.pop_front();
         }
-        Ok(())
     }
 }
 
