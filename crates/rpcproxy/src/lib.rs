@@ -179,7 +179,8 @@ pub struct Proxy {
     pub handshakes: Mutex<HashMap<u64, msrpc::security::SecurityContext>>,
 }
 
-/// Handshakes held at once; beyond, the oldest connections' are dropped.
+/// Handshakes held at once; at the limit all held are dropped (those
+/// clients are challenged again).
 const MAX_HANDSHAKES: usize = 4096;
 
 /// Serves `prefixes` (`https://+:443/rpc/rpcproxy.dll`, …) on the listener
