@@ -63,7 +63,8 @@ impl Provider {
 pub enum RpcTransport {
     /// ncacn_ip_tcp: connection-oriented RPC over TCP.
     Tcp,
-    /// ncadg_ip_udp: connectionless RPC over UDP (anonymous only).
+    /// ncadg_ip_udp: connectionless RPC over UDP (anonymous, or NTLM with
+    /// --user).
     Udp,
 }
 
@@ -83,7 +84,7 @@ pub struct Target {
     #[arg(long, global = true, value_name = "FILE")]
     pub ca_file: Option<std::path::PathBuf>,
     /// The protocol to reach --server with: tcp (ncacn_ip_tcp) or udp
-    /// (ncadg_ip_udp, the connectionless protocol; no logon over it yet).
+    /// (ncadg_ip_udp, the connectionless protocol; NTLM with --user).
     /// With udp and no --server, this machine's 127.0.0.1.
     #[arg(long, global = true, value_enum, default_value_t = RpcTransport::Tcp)]
     pub transport: RpcTransport,
@@ -392,11 +393,17 @@ pub(crate) async fn connect(
 
 /// An activity with the server over UDP. Datagrams need no connection, so
 /// without an explicit port each candidate is asked whether it listens.
-async fn connect_udp(target: &Target, options: Options) -> Result<(Connection, String)> {
-    if options.auth.is_some() {
-        bail!(
-            "--transport udp carries anonymous calls only (authentication over ncadg_ip_udp is not supported yet): leave out --user and --kerberos, or use tcp"
-        );
+async fn connect_udp(target: &Target, mut options: Options) -> Result<(Connection, String)> {
+    if let Some(auth) = &mut options.auth {
+        // Connectionless calls authenticate with NTLM alone ([MS-RPCE]
+        // 3.2.1.4.1): Negotiate with a password means NTLM here.
+        if auth.ticket.is_some() || auth.auth_type == auth_type::GSS_KERBEROS {
+            bail!(
+                "--transport udp authenticates with NTLM only (--user with a password): \
+                 Kerberos needs a connection, use tcp"
+            );
+        }
+        auth.auth_type = auth_type::WINNT;
     }
     let server = target.server.as_deref().unwrap_or("127.0.0.1");
     let (host, ports) = endpoint_ports(server)?;

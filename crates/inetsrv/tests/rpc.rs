@@ -1001,8 +1001,40 @@ fn the_rpc_cli_calls_over_udp() {
     );
     let stats: Value = serde_json::from_str(&udp("stats", &["--json"])).unwrap();
     assert!(stats["calls_in"].as_u64().unwrap() >= 4, "{stats}");
-    // What UDP cannot carry, and a port with nothing on it, say so.
+    // Logged on with NTLM (connectionless NTLM, signed and sealed
+    // datagrams); a wrong password and a port with nothing on it say so.
     web.cli_ok(&["user", "add", "alice", "--password", "Secret-1"]);
+    for level in ["integrity", "privacy"] {
+        let whoami = udp(
+            "ping",
+            &[
+                "--user",
+                "alice",
+                "--password",
+                "Secret-1",
+                "--level",
+                level,
+            ],
+        );
+        assert!(whoami.contains("listening"), "{whoami}");
+    }
+    // The IIS admin interfaces (DCOM activation and IMSAdminBase) ride
+    // authenticated UDP too.
+    web.cli_ok(&["user", "set", "alice", "--admin", "true"]);
+    let comment = web.cli_ok(&[
+        "mb",
+        "get",
+        "W3SVC/1/ServerComment",
+        "--transport",
+        "udp",
+        "--server",
+        &server,
+        "--user",
+        "alice",
+        "--password",
+        "Secret-1",
+    ]);
+    assert!(comment.contains("\"Default Web Site\""), "{comment}");
     web.cli_fails_with(
         &[
             "rpc",
@@ -1014,9 +1046,9 @@ fn the_rpc_cli_calls_over_udp() {
             "--user",
             "alice",
             "--password",
-            "Secret-1",
+            "wrong",
         ],
-        "authentication over ncadg_ip_udp is not supported yet",
+        "refused the logon of 'alice'",
     );
     let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();

@@ -10,6 +10,7 @@
 //! body's octets (stub data, or a typed body read with the accessors);
 //! encoding writes the header in the representation the packet names.
 
+pub mod protection;
 pub mod window;
 
 use crate::Uuid;
@@ -184,6 +185,48 @@ pub struct Cancel {
     pub server_is_accepting: Option<bool>,
 }
 
+/// sec_trailer_cl ([MS-RPCE] 2.2.3.4) and the authentication token after
+/// its padding (2.2.3.5). The body before it is padded to a multiple of 8
+/// octets, counted in the header's `len`, so that the trailer starts where
+/// `len` ends (as Wireshark reads it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthTrailer {
+    pub level: u8,
+    pub key_vers_num: u8,
+    pub token: Vec<u8>,
+}
+
+/// Octets between sec_trailer_cl and the token: MessageBlockSize rounded
+/// up to 4, less 2, at the privacy level, and 2 otherwise (2.2.3.4); NTLM's
+/// block size is 1, so 2 at every level.
+const TRAILER_PADDING: usize = 2;
+
+impl AuthTrailer {
+    /// What a trailer with a token of `token_len` octets adds.
+    pub const fn len(token_len: usize) -> usize {
+        2 + TRAILER_PADDING + token_len
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[self.level, self.key_vers_num]);
+        out.extend_from_slice(&[0; TRAILER_PADDING]);
+        out.extend_from_slice(&self.token);
+    }
+
+    fn decode(bytes: &[u8]) -> Result<AuthTrailer, ClError> {
+        if bytes.len() < 2 + TRAILER_PADDING {
+            return Err(ClError::ShortBody {
+                what: "authentication trailer",
+            });
+        }
+        Ok(AuthTrailer {
+            level: bytes[0],
+            key_vers_num: bytes[1],
+            token: bytes[2 + TRAILER_PADDING..].to_vec(),
+        })
+    }
+}
+
 /// Integers in the representation a packet names.
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
@@ -294,9 +337,16 @@ impl Pdu {
     }
 
     /// A datagram as a PDU. Octets after the body (an authentication
-    /// trailer's token, whose length only the datagram gives) stay in
-    /// the body when `auth_proto` is set, and are refused otherwise.
+    /// trailer, whose token's length only the datagram gives) are allowed
+    /// when `auth_proto` is set and refused otherwise; they are left out
+    /// of the body ([`Pdu::decode_with_trailer`] reads them).
     pub fn decode(datagram: &[u8]) -> Result<Pdu, ClError> {
+        Ok(Pdu::decode_with_trailer(datagram)?.0)
+    }
+
+    /// A datagram as a PDU and, when `auth_proto` is set and octets follow
+    /// the body, its authentication trailer.
+    pub fn decode_with_trailer(datagram: &[u8]) -> Result<(Pdu, Option<AuthTrailer>), ClError> {
         if datagram.len() < HEADER_LEN {
             return Err(ClError::Short(datagram.len()));
         }
@@ -328,39 +378,54 @@ impl Pdu {
         let auth_proto = r.u8()?;
         let serial_lo = r.u8()?;
         let held = datagram.len() - HEADER_LEN;
-        let body_end = if auth_proto != 0 {
+        let body_end = HEADER_LEN + len;
+        let trailer = if auth_proto != 0 {
             // The trailer follows the body; the token runs to the end.
             if len > held {
                 return Err(ClError::BodyLength { said: len, held });
             }
-            datagram.len()
+            let after = &datagram[body_end..];
+            (!after.is_empty())
+                .then(|| AuthTrailer::decode(after))
+                .transpose()?
         } else {
             if len != held {
                 return Err(ClError::BodyLength { said: len, held });
             }
-            HEADER_LEN + len
+            None
         };
-        Ok(Pdu {
-            header: Header {
-                ptype,
-                flags1: datagram[2],
-                flags2: datagram[3],
-                drep,
-                object,
-                interface,
-                activity,
-                server_boot,
-                interface_version,
-                seqnum,
-                opnum,
-                interface_hint,
-                activity_hint,
-                fragnum,
-                auth_proto,
-                serial: (u16::from(datagram[7]) << 8) | u16::from(serial_lo),
+        Ok((
+            Pdu {
+                header: Header {
+                    ptype,
+                    flags1: datagram[2],
+                    flags2: datagram[3],
+                    drep,
+                    object,
+                    interface,
+                    activity,
+                    server_boot,
+                    interface_version,
+                    seqnum,
+                    opnum,
+                    interface_hint,
+                    activity_hint,
+                    fragnum,
+                    auth_proto,
+                    serial: (u16::from(datagram[7]) << 8) | u16::from(serial_lo),
+                },
+                body: datagram[HEADER_LEN..body_end].to_vec(),
             },
-            body: datagram[HEADER_LEN..body_end].to_vec(),
-        })
+            trailer,
+        ))
+    }
+
+    /// The datagram with an authentication trailer after the body, which
+    /// the caller has padded to a multiple of 8 octets.
+    pub fn encode_with_trailer(&self, trailer: &AuthTrailer) -> Result<Vec<u8>, ClError> {
+        let mut out = self.encode()?;
+        trailer.encode(&mut out);
+        Ok(out)
     }
 
     fn reader<'a>(&'a self, what: &'static str) -> Reader<'a> {

@@ -251,12 +251,7 @@ impl Connection {
         options: Options,
         datagram: DatagramOptions,
     ) -> Result<Connection, CallError> {
-        if options.auth.is_some() {
-            return Err(CallError::Protocol(
-                "authentication over ncadg_ip_udp is not supported",
-            ));
-        }
-        let activity = datagram::Activity::connect(addr, datagram).await?;
+        let activity = datagram::Activity::connect(addr, datagram, options.auth.clone()).await?;
         let local_addr = Some(activity.local_addr());
         let mut conn = Connection::with_link(Link::Datagram(Box::new(activity)), options);
         conn.local_addr = local_addr;

@@ -23,12 +23,14 @@
 
 mod kerberos;
 mod ntlm;
+mod ntlm_datagram;
 mod spnego;
 
 pub use kerberos::{
     CachedTicket, CredentialCache, CredentialCacheError, KerberosService, Keytab, KeytabEntry,
     KeytabError,
 };
+pub use ntlm_datagram::{DatagramChallenge, DatagramInitiator, DatagramSession};
 
 use std::fmt;
 use std::sync::Arc;

@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use msrpc::cl::{flags1, flags2, ptype, Drep, Header, Pdu};
-use msrpc::client::{CallError, Connection, DatagramOptions, Options};
+use msrpc::cl::{flags1, flags2, protection, ptype, Drep, Header, Pdu};
+use msrpc::client::{CallError, ClientAuth, Connection, DatagramOptions, Options};
 use msrpc::epm::{inquiry, vers, Address, EndpointMapper, EpmClient, EpmServer, Tower, TowerInfo};
 use msrpc::mgmt::{Management, MgmtClient, MgmtServer};
-use msrpc::ndr::{self, ConformantArray, ContextHandle, Syntax, Unique};
+use msrpc::ndr::{self, ConformantArray, ConformantVaryingArray, ContextHandle, Syntax, Unique};
+use msrpc::security::{auth_type, Credentials, DatagramInitiator};
 use msrpc::server::{auth_level, ndr20, Call, CallResult, Limits, Server};
 use msrpc::{status, Uuid};
 use tokio::net::UdpSocket;
@@ -42,6 +43,54 @@ impl Tally for Counter {
     }
 }
 
+/// Who called, at what level: for calls that must be authenticated.
+#[msrpc::interface(uuid = "0b6f5a3e-2c4d-4e8f-9a1b-3c5d7e9f1a2b", version = "1.0")]
+pub trait Guarded {
+    #[opnum(0)]
+    fn whoami(&self, call: &Call) -> CallResult<(u32, ConformantArray<u8>)>;
+}
+
+struct Guard;
+
+impl Guarded for Guard {
+    fn whoami(&self, call: &Call) -> CallResult<(u32, ConformantArray<u8>)> {
+        let user = call.client.clone().unwrap_or_default();
+        Ok((
+            u32::from(call.auth_level),
+            ConformantArray(user.into_bytes()),
+        ))
+    }
+}
+
+/// One account: alice / "Secret-1".
+struct Accounts;
+
+impl Credentials for Accounts {
+    fn nt_hash(&self, user: &str) -> Option<(String, [u8; 16])> {
+        use md4::Digest;
+        let utf16: Vec<u8> = "Secret-1"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        user.eq_ignore_ascii_case("alice")
+            .then(|| ("alice".to_string(), md4::Md4::digest(&utf16).into()))
+    }
+}
+
+fn alice(level: u8, password: &str) -> Options {
+    Options {
+        auth: Some(ClientAuth {
+            auth_type: auth_type::WINNT,
+            level,
+            user: "alice".into(),
+            domain: String::new(),
+            password: password.into(),
+            ticket: None,
+        }),
+        ..Options::default()
+    }
+}
+
 struct Running {
     server: Arc<Server>,
     udp: SocketAddr,
@@ -54,6 +103,8 @@ async fn start() -> Running {
     server.register(MgmtServer(Management), auth_level::NONE, false);
     let counter = Counter::default();
     server.register(TallyServer(counter.clone()), auth_level::NONE, true);
+    server.register(GuardedServer(Guard), auth_level::INTEGRITY, true);
+    server.set_credentials(Arc::new(Accounts));
     server
         .listen_tcp("127.0.0.1:0".parse().unwrap())
         .await
@@ -100,7 +151,11 @@ async fn management_and_endpoint_mapper_answer_over_udp() {
             .collect();
         assert_eq!(
             listed,
-            vec![EpmClient::syntax().uuid, TallyClient::syntax().uuid]
+            vec![
+                EpmClient::syntax().uuid,
+                TallyClient::syntax().uuid,
+                GuardedClient::syntax().uuid
+            ]
         );
         let (name, st) = mgmt.inq_princ_name(10, 100).await.unwrap();
         assert_eq!((name.text.as_slice(), st), (&b"testhost"[..], 0));
@@ -128,7 +183,7 @@ async fn management_and_endpoint_mapper_answer_over_udp() {
         assert_eq!(tower.address, Address::Udp(r.udp));
 
         // A lookup one entry at a time: its context handle lives in the
-        // activity between calls. EPM and Tally on TCP and UDP: 4.
+        // activity between calls. EPM, Tally and Guarded on TCP and UDP.
         let mut handle = ContextHandle::default();
         let mut seen = Vec::new();
         loop {
@@ -151,14 +206,15 @@ async fn management_and_endpoint_mapper_answer_over_udp() {
             seen.push(TowerInfo::decode(&tower.octets).unwrap().address);
             handle = next;
         }
-        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert_eq!(seen.len(), 6, "{seen:?}");
         assert!(seen.contains(&Address::Udp(r.udp)));
     }
 }
 
 /// A relay between one client and the server that drops, duplicates and
 /// holds back (reorders) datagrams both ways, by a fixed pseudo-random
-/// sequence, and logs every datagram it delivers.
+/// sequence from `seed` (or delivers them all, without one), and logs
+/// every datagram it delivers.
 struct Relay {
     front: SocketAddr,
     log: Arc<Mutex<Vec<common::Datagram>>>,
@@ -192,7 +248,7 @@ impl Faults {
     }
 }
 
-async fn relay(server: SocketAddr, seed: u64) -> Relay {
+async fn relay(server: SocketAddr, seed: Option<u64>) -> Relay {
     let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     back.connect(server).await.unwrap();
@@ -210,7 +266,7 @@ async fn relay(server: SocketAddr, seed: u64) -> Relay {
         );
         let way = usize::from(!to_server);
         tokio::spawn(async move {
-            let mut faults = Faults(seed ^ u64::from(to_server));
+            let mut faults = seed.map(|seed| Faults(seed ^ u64::from(to_server)));
             let mut held: Option<Vec<u8>> = None;
             let mut buffer = vec![0u8; 65536];
             loop {
@@ -228,7 +284,7 @@ async fn relay(server: SocketAddr, seed: u64) -> Relay {
                 let mut deliver = Vec::new();
                 match received {
                     Ok(Some(datagram)) => {
-                        let fate = faults.next();
+                        let fate = faults.as_mut().map_or(Fate::Deliver, Faults::next);
                         if fate != Fate::Deliver {
                             played.lock().unwrap()[way][fate as usize - 1] += 1;
                         }
@@ -279,7 +335,7 @@ async fn relay(server: SocketAddr, seed: u64) -> Relay {
 #[tokio::test]
 async fn calls_complete_exactly_once_through_a_relay_that_loses_and_reorders() {
     let r = start().await;
-    let relay = relay(r.udp, 0x1cedc0de).await;
+    let relay = relay(r.udp, Some(0x1cedc0de)).await;
     let mut conn = udp(relay.front, DatagramOptions::default()).await;
     let mut tally = TallyClient::bind(&mut conn).await.unwrap();
     for i in 1..=20 {
@@ -549,4 +605,217 @@ async fn a_port_nobody_answers_on_is_a_clear_error() {
         }
         other => panic!("{:?}", other.map(|_| ())),
     }
+}
+
+#[tokio::test]
+async fn ntlm_authenticates_calls_over_udp_at_integrity_and_privacy() {
+    let r = start().await;
+    let relay = relay(r.udp, Some(0x5eed_a11ce)).await;
+    // Unauthenticated, the guarded interface refuses.
+    let mut anonymous = udp(r.udp, DatagramOptions::default()).await;
+    let mut guarded = GuardedClient::bind(&mut anonymous).await.unwrap();
+    assert!(matches!(
+        guarded.whoami().await,
+        Err(CallError::Fault { status: 5 })
+    ));
+    for level in [auth_level::INTEGRITY, auth_level::PRIVACY] {
+        for idempotent in [true, false] {
+            // Through the relay that loses, duplicates and reorders.
+            let options = DatagramOptions {
+                idempotent,
+                ..DatagramOptions::default()
+            };
+            let mut conn = Connection::connect_udp(relay.front, alice(level, "Secret-1"), options)
+                .await
+                .unwrap();
+            let mut guarded = GuardedClient::bind(&mut conn).await.unwrap();
+            let (seen_level, user) = guarded.whoami().await.unwrap();
+            assert_eq!(
+                (seen_level, user.0.as_slice()),
+                (u32::from(level), &b"alice"[..])
+            );
+            let mut mgmt = MgmtClient::bind(&mut conn).await.unwrap();
+            assert_eq!(mgmt.inq_if_ids().await.unwrap().1, 0);
+            let mut epm = EpmClient::bind(&mut conn).await.unwrap();
+            let (_, n, _, st) = epm
+                .ept_lookup(
+                    inquiry::ALL_ELTS,
+                    Unique::new(None),
+                    Unique::new(None),
+                    vers::ALL,
+                    ContextHandle::default(),
+                    10,
+                )
+                .await
+                .unwrap();
+            assert_eq!((n, st), (6, 0));
+            // Fragments both ways, each signed (and sealed) on its own.
+            let mut tally = TallyClient::bind(&mut conn).await.unwrap();
+            let big: Vec<u8> = (0..20_000u32).map(|i| (i * 13) as u8).collect();
+            assert_eq!(
+                tally.echo(ConformantArray(big.clone())).await.unwrap().0,
+                big
+            );
+        }
+    }
+    drop(relay);
+
+    // A wrong password: the logon fails, the call is refused.
+    let mut wrong = Connection::connect_udp(
+        r.udp,
+        alice(auth_level::INTEGRITY, "wrong"),
+        DatagramOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut guarded = GuardedClient::bind(&mut wrong).await.unwrap();
+    assert!(matches!(
+        guarded.whoami().await,
+        Err(CallError::Fault { status: 5 })
+    ));
+    // Negotiate and Kerberos need a connection.
+    let mut negotiate = alice(auth_level::INTEGRITY, "Secret-1");
+    negotiate.auth.as_mut().unwrap().auth_type = auth_type::GSS_NEGOTIATE;
+    let refused = Connection::connect_udp(r.udp, negotiate, DatagramOptions::default()).await;
+    assert!(matches!(refused, Err(CallError::Protocol(_))));
+}
+
+/// Every datagram of authenticated runs, through a relay that only
+/// delivers, read by Wireshark: the conv_who_are_you_auth callback and
+/// the signed requests and responses; at the privacy level the stub data
+/// is sealed, so the EPM and MGMT dissectors, which would read cipher
+/// text as arguments, are turned off and the DCE/RPC layer is read.
+#[tokio::test]
+async fn wireshark_reads_every_datagram_of_an_authenticated_run() {
+    let r = start().await;
+    for (level, name, options) in [
+        (auth_level::INTEGRITY, "cl-integrity", &[][..]),
+        (
+            auth_level::PRIVACY,
+            "cl-privacy",
+            &["--disable-protocol", "epm", "--disable-protocol", "mgmt"][..],
+        ),
+    ] {
+        let relay = relay(r.udp, None).await;
+        let mut conn = Connection::connect_udp(
+            relay.front,
+            alice(level, "Secret-1"),
+            DatagramOptions::default(),
+        )
+        .await
+        .unwrap();
+        let mut mgmt = MgmtClient::bind(&mut conn).await.unwrap();
+        assert_eq!(mgmt.is_server_listening().await.unwrap(), (0, 1));
+        let mut epm = EpmClient::bind(&mut conn).await.unwrap();
+        let (_, n, _, _) = epm
+            .ept_lookup(
+                inquiry::ALL_ELTS,
+                Unique::new(None),
+                Unique::new(None),
+                vers::ALL,
+                ContextHandle::default(),
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 6);
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let log = std::mem::take(&mut *relay.log.lock().unwrap());
+        let text = common::tshark_verbose_with(name, &log, options);
+        common::assert_no_complaints(&text);
+        for seen in [
+            "Operation: who_are_you_auth (3)",
+            "Auth proto: NTLMSSP (10)",
+            "Authentication verifier",
+        ] {
+            assert!(text.contains(seen), "{seen}:\n{text}");
+        }
+        if level == auth_level::INTEGRITY {
+            assert!(text.contains("Operation: Lookup (2)"), "{text}");
+        }
+        assert_eq!(text.matches("\nFrame ").count() + 1, log.len());
+    }
+}
+
+/// A request whose body was changed on the way: the callback builds the
+/// context, the fragment does not verify against it, and the method
+/// never runs.
+#[tokio::test]
+async fn a_tampered_request_is_refused_and_never_runs() {
+    let r = start().await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.connect(r.udp).await.unwrap();
+    let logon = DatagramInitiator::new(auth_level::INTEGRITY, "alice", "", "Secret-1").unwrap();
+    let session = logon.session();
+    let activity = Uuid::random();
+    let tally = TallyClient::syntax();
+    let mut header = Header {
+        ptype: ptype::REQUEST,
+        interface: tally.uuid,
+        interface_version: 1,
+        activity,
+        opnum: 0,
+        ..Header::default()
+    };
+    let mut body = ndr::params_to_bytes(&(50u32,), Syntax::Ndr20);
+    let trailer = protection::protect(&session, &mut header, &mut body, auth_level::INTEGRITY, 0);
+    body[0] ^= 0x01;
+    let datagram = Pdu { header, body }.encode_with_trailer(&trailer).unwrap();
+    socket.send(&datagram).await.unwrap();
+    let callback = receive(&socket).await;
+    assert_eq!(callback.header.opnum, 3, "conv_who_are_you_auth");
+    let (asked, _boot, challenge, in_len, max): (Uuid, u32, ConformantArray<u8>, i32, i32) =
+        ndr::params_from_bytes(&callback.body, Syntax::Ndr20, true).unwrap();
+    assert_eq!((asked, in_len as usize), (activity, challenge.0.len()));
+    let token = logon.authenticate(&challenge.0).unwrap();
+    assert!(token.len() <= max as usize);
+    let len = token.len() as i32;
+    let answer = Pdu {
+        header: Header {
+            ptype: ptype::RESPONSE,
+            ..callback.header.clone()
+        },
+        body: ndr::params_to_bytes(
+            &(
+                0u32,
+                Uuid::random(),
+                ConformantVaryingArray {
+                    max: max as usize,
+                    items: token,
+                },
+                len,
+                0u32,
+            ),
+            Syntax::Ndr20,
+        ),
+    };
+    socket.send(&answer.encode().unwrap()).await.unwrap();
+    let refused = receive(&socket).await;
+    assert_eq!(refused.header.ptype, ptype::FAULT);
+    assert_eq!(refused.status(), Ok(5));
+    assert_eq!(
+        r.counter.0.load(Ordering::SeqCst),
+        0,
+        "the method never ran"
+    );
+
+    // Another provider than NTLM is refused at once (0x6D3).
+    let mut header = Header {
+        ptype: ptype::REQUEST,
+        interface: tally.uuid,
+        interface_version: 1,
+        activity: Uuid::random(),
+        flags1: flags1::IDEMPOTENT,
+        ..Header::default()
+    };
+    header.auth_proto = auth_type::GSS_KERBEROS;
+    let mut body = ndr::params_to_bytes(&(1u32,), Syntax::Ndr20);
+    let trailer = protection::protect(&session, &mut header, &mut body, auth_level::INTEGRITY, 0);
+    header.auth_proto = auth_type::GSS_KERBEROS;
+    let datagram = Pdu { header, body }.encode_with_trailer(&trailer).unwrap();
+    socket.send(&datagram).await.unwrap();
+    let reject = receive(&socket).await;
+    assert_eq!(reject.header.ptype, ptype::REJECT);
+    assert_eq!(reject.status(), Ok(status::RPC_S_UNKNOWN_AUTHN_SERVICE));
 }

@@ -84,6 +84,12 @@ impl Reassembly {
         self.last.is_some_and(|l| self.next > l)
     }
 
+    /// The fragments held, by number, to be verified (and unsealed) in
+    /// place before they are taken.
+    pub fn fragments_mut(&mut self) -> impl Iterator<Item = (u16, &mut Vec<u8>)> {
+        self.fragments.iter_mut().map(|(n, f)| (*n, f))
+    }
+
     /// The whole body, once complete.
     pub fn take(&mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.held);

@@ -7,6 +7,13 @@
 //! callbacks (conv_who_are_you2) are answered with this process's
 //! client address space. A response is acknowledged by the next call,
 //! or by an ack when the activity is dropped.
+//!
+//! With a logon, calls are authenticated with connectionless NTLM
+//! ([MS-RPCE] 3.2.1.4.1): the client picks its session key at once and
+//! signs (and seals) its request fragments with it; the server's
+//! conv_who_are_you_auth callback brings the challenge, answered with the
+//! AUTHENTICATE_MESSAGE; response fragments must verify against the same
+//! keys or are dropped.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -14,11 +21,13 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
-use super::{CallError, Reply};
+use super::{CallError, ClientAuth, Reply};
+use crate::cl::protection;
 use crate::cl::window::{Reassembly, Transmission};
 use crate::cl::{flags1, ptype, Drep, Header, Pdu, HEADER_LEN};
 use crate::conv::{ClientIdentity, ConvServer};
 use crate::pdu::SyntaxId;
+use crate::security::{auth_type, DatagramInitiator, DatagramSession};
 use crate::server::{auth_level, Association, Call, Interface, Limits, Server, Transport};
 use crate::uuid::Uuid;
 
@@ -87,6 +96,31 @@ pub struct Activity {
     callbacks: OnceLock<Arc<Server>>,
     /// Where datagrams are received, kept between calls.
     buffer: Vec<u8>,
+    logon: Option<Logon>,
+}
+
+/// An activity's connectionless NTLM logon and the context of its
+/// current key_vers_num.
+struct Logon {
+    auth: ClientAuth,
+    key_vers_num: u8,
+    initiator: Arc<DatagramInitiator>,
+    session: DatagramSession,
+}
+
+impl Logon {
+    fn new(auth: ClientAuth, key_vers_num: u8) -> Result<Logon, CallError> {
+        let initiator =
+            DatagramInitiator::new(auth.level, &auth.user, &auth.domain, &auth.password)
+                .map_err(CallError::Security)?;
+        let session = initiator.session();
+        Ok(Logon {
+            auth,
+            key_vers_num,
+            initiator: Arc::new(initiator),
+            session,
+        })
+    }
 }
 
 /// Where a call is (3.2.2.1.10).
@@ -101,7 +135,20 @@ impl Activity {
     pub async fn connect(
         peer: SocketAddr,
         options: DatagramOptions,
+        auth: Option<ClientAuth>,
     ) -> Result<Activity, CallError> {
+        let logon = match auth {
+            None => None,
+            Some(auth) if auth.auth_type == auth_type::WINNT && auth.ticket.is_none() => {
+                Some(Logon::new(auth, 0)?)
+            }
+            Some(_) => {
+                return Err(CallError::Protocol(
+                    "over ncadg_ip_udp only NTLM authenticates (Negotiate and Kerberos \
+                     need a connection)",
+                ))
+            }
+        };
         let bind: SocketAddr = if peer.is_ipv4() {
             "0.0.0.0:0".parse().expect("an address")
         } else {
@@ -124,6 +171,7 @@ impl Activity {
             options,
             callbacks: OnceLock::new(),
             buffer: vec![0; MAX_DATAGRAM + 8],
+            logon,
         })
     }
 
@@ -153,6 +201,29 @@ impl Activity {
         Ok(())
     }
 
+    /// Sends a request fragment, protected when the activity has a logon.
+    async fn send_fragment(
+        &mut self,
+        mut header: Header,
+        mut body: Vec<u8>,
+    ) -> Result<(), CallError> {
+        let Some(logon) = &self.logon else {
+            return self.send(header, body).await;
+        };
+        let trailer = protection::protect(
+            &logon.session,
+            &mut header,
+            &mut body,
+            logon.auth.level,
+            logon.key_vers_num,
+        );
+        let datagram = Pdu { header, body }
+            .encode_with_trailer(&trailer)
+            .map_err(|_| CallError::Protocol("a fragment does not fit a datagram"))?;
+        self.socket.send(&datagram).await?;
+        Ok(())
+    }
+
     /// Makes a call; the request is fragmented as the server allows.
     pub async fn call(
         &mut self,
@@ -163,6 +234,13 @@ impl Activity {
     ) -> Result<Reply, CallError> {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
+        // A fresh context before a message number would repeat.
+        if let Some(logon) = &self.logon {
+            let key_vers_num = protection::key_vers_num(seq);
+            if logon.key_vers_num != key_vers_num {
+                self.logon = Some(Logon::new(logon.auth.clone(), key_vers_num)?);
+            }
+        }
         // This request acknowledges the previous answer.
         self.ack_pending = None;
         let mut request = Header {
@@ -182,10 +260,15 @@ impl Activity {
             opnum,
             ..Header::default()
         };
+        let overhead = if self.logon.is_some() {
+            protection::OVERHEAD
+        } else {
+            0
+        };
         let fragment_len = self
             .options
             .fragment_len
-            .unwrap_or((self.max_pdu - HEADER_LEN) & !7)
+            .unwrap_or((self.max_pdu - HEADER_LEN - overhead) & !7)
             .max(8);
         let mut tx = Transmission::new(&stub, fragment_len, usize::from(self.window));
         let mut rx = Reassembly::new();
@@ -225,7 +308,7 @@ impl Activity {
                 }
                 continue;
             };
-            let Ok(pdu) = Pdu::decode(&self.buffer[..n]) else {
+            let Ok((mut pdu, trailer)) = Pdu::decode_with_trailer(&self.buffer[..n]) else {
                 continue;
             };
             let h = &pdu.header;
@@ -243,11 +326,38 @@ impl Activity {
             }
             match h.ptype {
                 ptype::RESPONSE => {
-                    tx.acknowledge_all();
-                    state = State::ReceiveFrags;
                     let fragmented = h.flags1 & flags1::FRAG != 0;
                     let last = !fragmented || h.flags1 & flags1::LAST_FRAG != 0;
                     let fragnum = if fragmented { h.fragnum } else { 0 };
+                    if let Some(logon) = &self.logon {
+                        let Some(trailer) = trailer.filter(|_| h.auth_proto == auth_type::WINNT)
+                        else {
+                            return Err(CallError::Protocol(
+                                "the server answered an authenticated call without protection",
+                            ));
+                        };
+                        // A fragment that does not verify is dropped, as
+                        // if lost: the server sends it again.
+                        let level = logon.auth.level;
+                        if protection::unprotect(
+                            &logon.session,
+                            seq,
+                            fragnum,
+                            &mut pdu.body,
+                            level,
+                            &trailer.token,
+                        )
+                        .is_err()
+                        {
+                            tracing::debug!(
+                                "rpc: a response fragment that does not verify dropped"
+                            );
+                            continue;
+                        }
+                    }
+                    let h = &pdu.header;
+                    tx.acknowledge_all();
+                    state = State::ReceiveFrags;
                     if rx
                         .add(fragnum, last, h.serial, &pdu.body, MAX_RESPONSE)
                         .is_err()
@@ -327,7 +437,8 @@ impl Activity {
             let mut header = request.clone();
             s.mark(&mut header, fragmented);
             header.serial = self.next_serial();
-            self.send(header, tx.fragment(s.fragnum).to_vec()).await?;
+            self.send_fragment(header, tx.fragment(s.fragnum).to_vec())
+                .await?;
         }
         Ok(())
     }
@@ -358,6 +469,7 @@ impl Activity {
             cas: client_address_space(),
             activity: self.id,
             seq,
+            logon: self.logon.as_ref().map(|l| Arc::clone(&l.initiator)),
         });
         let transport = Transport::Udp {
             local: self.local,

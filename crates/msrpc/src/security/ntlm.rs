@@ -24,7 +24,7 @@ use super::{SEC_TRAILER_LEN, SIGNATURE_LEN};
 
 pub(super) const NEGOTIATE_MESSAGE: u32 = 1;
 pub(super) const AUTHENTICATE_MESSAGE: u32 = 3;
-const NTLM_SIGNATURE: &[u8; 8] = b"NTLMSSP\0";
+pub(super) const NTLM_SIGNATURE: &[u8; 8] = b"NTLMSSP\0";
 
 /// NegotiateFlags bits used here ([MS-NLMP] 2.2.2.5).
 mod flag {
@@ -322,10 +322,14 @@ pub(super) struct NtlmSession {
     key_exch: bool,
 }
 
-const CLIENT_SIGN: &[u8] = b"session key to client-to-server signing key magic constant\0";
-const SERVER_SIGN: &[u8] = b"session key to server-to-client signing key magic constant\0";
-const CLIENT_SEAL: &[u8] = b"session key to client-to-server sealing key magic constant\0";
-const SERVER_SEAL: &[u8] = b"session key to server-to-client sealing key magic constant\0";
+pub(super) const CLIENT_SIGN: &[u8] =
+    b"session key to client-to-server signing key magic constant\0";
+pub(super) const SERVER_SIGN: &[u8] =
+    b"session key to server-to-client signing key magic constant\0";
+pub(super) const CLIENT_SEAL: &[u8] =
+    b"session key to client-to-server sealing key magic constant\0";
+pub(super) const SERVER_SEAL: &[u8] =
+    b"session key to server-to-client sealing key magic constant\0";
 
 impl NtlmSession {
     /// Keys from the exported session key and the negotiated flags
@@ -550,7 +554,7 @@ impl AuthenticateMessage {
     }
 }
 
-fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+pub(super) fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
     let mut mac =
         <Hmac<Md5> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
     for part in parts {

@@ -13,7 +13,13 @@
 //!   them (an ack, or its next call on the activity);
 //! - pings get working, nocall or the response again (3.2.3.5.5);
 //!   cl_cancel gets cancel_ack (3.2.3.5.7);
-//! - idle calls and activities are scavenged (3.2.3.6.1).
+//! - idle calls and activities are scavenged (3.2.3.6.1);
+//! - an authenticated call (NTLM) whose key_vers_num names no context of
+//!   its activity waits for a conv_who_are_you_auth callback that carries
+//!   connectionless NTLM's CHALLENGE_MESSAGE to the client and brings
+//!   back its AUTHENTICATE_MESSAGE (3.2.1.4.1); its fragments are then
+//!   verified (and unsealed), and the response's fragments signed (and
+//!   sealed) with the same context.
 //!
 //! Calls run on the task itself unless their interface says they may
 //! block, as on a connection served in turn.
@@ -28,10 +34,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::{auth_level, Association, Call, Fault, Registered, Server, Transport};
+use crate::cl::protection;
 use crate::cl::window::{Reassembly, Refused, Transmission};
-use crate::cl::{flags1, flags2, ptype, Cancel, Drep, Header, Pdu};
-use crate::ndr::{self, Syntax};
+use crate::cl::{flags1, flags2, ptype, AuthTrailer, Cancel, Drep, Header, Pdu};
+use crate::ndr::{self, ConformantArray, ConformantVaryingArray, Syntax};
 use crate::pdu::SyntaxId;
+use crate::security::{auth_type, DatagramChallenge, DatagramSession, Identity};
 use crate::status;
 use crate::uuid::Uuid;
 
@@ -52,6 +60,9 @@ const CALL_IDLE: Duration = Duration::from_secs(15);
 /// An activity idle this long is forgotten with its context handles
 /// (C706 TIMEOUT_IDLE, 5 minutes).
 const ACTIVITY_IDLE: Duration = Duration::from_secs(300);
+/// The longest token a client may answer conv_who_are_you_auth with (an
+/// AUTHENTICATE_MESSAGE is a few hundred octets).
+const AUTH_TOKEN_MAX: i32 = 4096;
 /// conv_who_are_you2 is sent again after this, at most this many times.
 const CALLBACK_RETRY: Duration = Duration::from_secs(1);
 const CALLBACK_TRIES: u8 = 5;
@@ -106,6 +117,26 @@ struct ServerCall {
     heard_serial: Option<u16>,
     send_serial: u16,
     cancel_id: u32,
+    /// An authenticated call's context and each fragment's signature.
+    auth: Option<CallAuth>,
+}
+
+struct CallAuth {
+    key_vers_num: u8,
+    tokens: BTreeMap<u16, Vec<u8>>,
+}
+
+/// An activity's authentication: the provider and level its first call
+/// named (later packets must name the same, 3.2.3.5.3) and its contexts.
+struct ActivityAuth {
+    level: u8,
+    contexts: HashMap<u8, Established>,
+}
+
+/// A security context built by a conv_who_are_you_auth callback.
+struct Established {
+    identity: Identity,
+    session: Arc<DatagramSession>,
 }
 
 struct Activity {
@@ -122,14 +153,18 @@ struct Activity {
     /// The client's receive window, from its facks.
     window: u16,
     callback: Option<Callback>,
+    auth: Option<ActivityAuth>,
 }
 
-/// A conv_who_are_you2 on its way to the client.
+/// A conversation callback on its way to the client.
 struct Callback {
     activity: Uuid,
     datagram: Vec<u8>,
     sent: Instant,
     tries: u8,
+    /// conv_who_are_you_auth's challenge and the context it builds;
+    /// None for conv_who_are_you2.
+    auth: Option<(u8, DatagramChallenge)>,
 }
 
 /// A call that ran off the task.
@@ -262,15 +297,15 @@ impl Endpoint {
     fn datagram(&mut self, bytes: &[u8], peer: SocketAddr) {
         self.server.stats.pkts_in.fetch_add(1, Ordering::Relaxed);
         self.server.pdu_arrived();
-        let pdu = match Pdu::decode(bytes) {
-            Ok(pdu) => pdu,
+        let (pdu, trailer) = match Pdu::decode_with_trailer(bytes) {
+            Ok(decoded) => decoded,
             Err(e) => {
                 tracing::debug!("rpc: udp datagram from {peer} dropped: {e}");
                 return;
             }
         };
         match pdu.header.ptype {
-            ptype::REQUEST => self.request(pdu, bytes.len(), peer),
+            ptype::REQUEST => self.request(pdu, trailer, bytes.len(), peer),
             ptype::PING => self.ping(&pdu.header, peer),
             ptype::FACK => self.fack(&pdu, peer),
             ptype::ACK => self.ack(&pdu.header, peer),
@@ -288,16 +323,30 @@ impl Endpoint {
         self.send(encode(header, body), peer);
     }
 
-    fn request(&mut self, pdu: Pdu, size: usize, peer: SocketAddr) {
+    fn request(&mut self, pdu: Pdu, trailer: Option<AuthTrailer>, size: usize, peer: SocketAddr) {
         let h = &pdu.header;
         if h.server_boot != 0 && h.server_boot != self.boot_time {
             self.reject(h, NCA_S_WRONG_BOOT_TIME, peer);
             return;
         }
-        if h.auth_proto != 0 {
-            self.reject(h, status::RPC_S_UNKNOWN_AUTHN_SERVICE, peer);
-            return;
-        }
+        // Connectionless NTLM is the one provider here (3.2.3.5.4.2: no
+        // credentials for the provider named, 0x6D3).
+        let trailer = match (h.auth_proto, trailer) {
+            (0, _) => None,
+            (auth_type::WINNT, Some(t))
+                if (auth_level::CONNECT..=auth_level::PRIVACY).contains(&t.level) =>
+            {
+                Some(t)
+            }
+            (auth_type::WINNT, _) => {
+                self.reject(h, status::NCA_S_PROTO_ERROR, peer);
+                return;
+            }
+            _ => {
+                self.reject(h, status::RPC_S_UNKNOWN_AUTHN_SERVICE, peer);
+                return;
+            }
+        };
         let seq = h.seqnum;
         if !self.activities.contains_key(&h.activity) {
             if self.activities.len() >= MAX_ACTIVITIES {
@@ -318,6 +367,10 @@ impl Endpoint {
                     max_pdu: FIRST_PDU_LENGTH,
                     window: 1,
                     callback: None,
+                    auth: trailer.as_ref().map(|t| ActivityAuth {
+                        level: t.level,
+                        contexts: HashMap::new(),
+                    }),
                 },
             );
         }
@@ -326,6 +379,10 @@ impl Endpoint {
         };
         // Another address using the activity: not its client.
         if activity.peer != peer || seq < activity.lowest_allowed {
+            return;
+        }
+        // Neither provider nor level may change within an activity.
+        if activity.auth.as_ref().map(|a| a.level) != trailer.as_ref().map(|t| t.level) {
             return;
         }
         let now = Instant::now();
@@ -360,6 +417,10 @@ impl Endpoint {
                     heard_serial: None,
                     send_serial: 0,
                     cancel_id: 0,
+                    auth: trailer.as_ref().map(|t| CallAuth {
+                        key_vers_num: t.key_vers_num,
+                        tokens: BTreeMap::new(),
+                    }),
                 },
             );
         }
@@ -389,11 +450,18 @@ impl Endpoint {
         let last = !fragmented || h.flags1 & flags1::LAST_FRAG != 0;
         let fragnum = if fragmented { h.fragnum } else { 0 };
         let limit = self.server.limits.max_input;
+        if call.auth.as_ref().map(|a| a.key_vers_num) != trailer.as_ref().map(|t| t.key_vers_num) {
+            return;
+        }
         match call
             .fragments
             .add(fragnum, last, h.serial, &pdu.body, limit)
         {
-            Ok(_) => {}
+            Ok(added) => {
+                if let (true, Some(auth), Some(t)) = (added, &mut call.auth, trailer) {
+                    auth.tokens.insert(fragnum, t.token);
+                }
+            }
             Err(Refused::TooLarge) => {
                 tracing::warn!("rpc: a udp request from {peer} is larger than the server takes");
                 let activity_id = h.activity;
@@ -416,14 +484,16 @@ impl Endpoint {
             self.outbox.push((encode(header, body), peer));
         }
         if call.fragments.is_complete() {
-            call.stub = call.fragments.take();
             let activity_id = h.activity;
             self.begin(activity_id, seq);
         }
     }
 
-    /// A complete request: identify the client first if the call must
-    /// run at most once and the client's address space is unknown.
+    /// A complete request: verified and run if its context is known and
+    /// its client identified; otherwise a callback asks the client first
+    /// (conv_who_are_you_auth to build the context of an authenticated
+    /// call, conv_who_are_you2 when a call must run at most once and the
+    /// client's address space is unknown).
     fn begin(&mut self, activity_id: Uuid, seq: u32) {
         let boot_time = self.boot_time;
         let Some(activity) = self.activities.get_mut(&activity_id) else {
@@ -432,8 +502,26 @@ impl Endpoint {
         let Some(call) = activity.calls.get_mut(&seq) else {
             return;
         };
+        let needs_context = match (&call.auth, &activity.auth) {
+            (Some(auth), Some(activity_auth)) => {
+                match activity_auth.contexts.get(&auth.key_vers_num) {
+                    Some(context) => {
+                        let level = activity_auth.level;
+                        if let Err(e) = verify(call, level, &context.session) {
+                            tracing::warn!("rpc: udp call from {} refused: {e}", activity.peer);
+                            self.end(activity_id, seq, Fault::new(status::ERROR_ACCESS_DENIED));
+                            return;
+                        }
+                        None
+                    }
+                    None => Some(auth.key_vers_num),
+                }
+            }
+            _ => None,
+        };
         let idempotent = call.header.flags1 & (flags1::IDEMPOTENT | flags1::MAYBE) != 0;
-        if idempotent || activity.cas.is_some() {
+        if needs_context.is_none() && (idempotent || activity.cas.is_some()) {
+            call.stub = call.fragments.take();
             self.dispatch(activity_id, seq);
             return;
         }
@@ -441,12 +529,42 @@ impl Endpoint {
         if activity.callback.is_some() {
             return;
         }
-        // conv_who_are_you2 on a fresh activity of this server's own,
-        // idempotent as the IDL says. PF2_UNRELATED, which 3.2.1.5.2 says
-        // a server SHOULD set to invite overlapped calls, is left clear:
-        // Wireshark's dissector takes any flags2 bit above 0x02 for "not
-        // DCE/RPC", which would hide the callback from administrators
-        // reading a capture; clients then do not overlap calls.
+        // conv_who_are_you2 or conv_who_are_you_auth on a fresh activity
+        // of this server's own, idempotent as the IDL says. PF2_UNRELATED,
+        // which 3.2.1.5.2 says a server SHOULD set to invite overlapped
+        // calls, is left clear: Wireshark's dissector takes any flags2 bit
+        // above 0x02 for "not DCE/RPC", which would hide the callback from
+        // administrators reading a capture; clients then do not overlap
+        // calls.
+        let (opnum, body, auth) = match needs_context {
+            None => (
+                1,
+                ndr::params_to_bytes(&(activity_id, boot_time), Syntax::Ndr20),
+                None,
+            ),
+            Some(key_vers_num) => {
+                let credentials = self.server.acceptors().credentials;
+                let challenge = match DatagramChallenge::new(credentials, &self.server.principal) {
+                    Ok(challenge) => challenge,
+                    Err(e) => {
+                        tracing::warn!("rpc: udp: {e}");
+                        self.end(activity_id, seq, Fault::new(status::ERROR_ACCESS_DENIED));
+                        return;
+                    }
+                };
+                let token = challenge.message().to_vec();
+                let in_len = token.len() as i32;
+                let params = (
+                    activity_id,
+                    boot_time,
+                    ConformantArray(token),
+                    in_len,
+                    AUTH_TOKEN_MAX,
+                );
+                let body = ndr::params_to_bytes(&params, Syntax::Ndr20);
+                (3, body, Some((key_vers_num, challenge)))
+            }
+        };
         let callback_activity = Uuid::random();
         let header = Header {
             ptype: ptype::REQUEST,
@@ -459,23 +577,26 @@ impl Endpoint {
             server_boot: 0,
             interface_version: 3,
             seqnum: 0,
-            opnum: 1,
+            opnum,
             ..Header::default()
         };
-        let body = ndr::params_to_bytes(&(activity_id, boot_time), Syntax::Ndr20);
         let datagram = encode(header, body);
+        let Some(activity) = self.activities.get_mut(&activity_id) else {
+            return;
+        };
         activity.callback = Some(Callback {
             activity: callback_activity,
             datagram: datagram.clone(),
             sent: Instant::now(),
             tries: 1,
+            auth,
         });
         let peer = activity.peer;
         self.callbacks.insert(callback_activity, activity_id);
         self.send(datagram, peer);
     }
 
-    /// The client answered conv_who_are_you2 (or refused it).
+    /// The client answered a callback (or refused it).
     fn callback_answer(&mut self, pdu: &Pdu, peer: SocketAddr) {
         let h = &pdu.header;
         let Some(activity_id) = self.callbacks.get(&h.activity).copied() else {
@@ -489,16 +610,43 @@ impl Endpoint {
             return;
         }
         self.callbacks.remove(&h.activity);
-        activity.callback = None;
-        let answer = if h.ptype == ptype::RESPONSE && h.flags1 & flags1::FRAG == 0 {
-            ndr::params_from_bytes::<(u32, Uuid, u32)>(
-                &pdu.body,
-                Syntax::Ndr20,
-                h.drep.little_endian,
-            )
-            .ok()
-        } else {
-            None
+        let callback = activity.callback.take();
+        let whole = h.ptype == ptype::RESPONSE && h.flags1 & flags1::FRAG == 0;
+        let little = h.drep.little_endian;
+        let answer = match callback.and_then(|c| c.auth) {
+            None if whole => {
+                ndr::params_from_bytes::<(u32, Uuid, u32)>(&pdu.body, Syntax::Ndr20, little).ok()
+            }
+            Some((key_vers_num, challenge)) if whole => {
+                type AuthAnswer = (u32, Uuid, ConformantVaryingArray<u8>, i32, u32);
+                match ndr::params_from_bytes::<AuthAnswer>(&pdu.body, Syntax::Ndr20, little) {
+                    Ok((seq, cas, token, len, 0))
+                        if usize::try_from(len).ok() == Some(token.items.len()) =>
+                    {
+                        match challenge.accept(&token.items) {
+                            Ok((identity, session)) => {
+                                tracing::debug!("rpc: udp logon of {identity} from {peer} (NTLM)");
+                                if let Some(auth) = &mut activity.auth {
+                                    auth.contexts.insert(
+                                        key_vers_num,
+                                        Established {
+                                            identity,
+                                            session: Arc::new(session),
+                                        },
+                                    );
+                                }
+                                Some((seq, cas, 0))
+                            }
+                            Err(e) => {
+                                tracing::warn!("rpc: udp logon from {peer} failed: {e}");
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
         };
         let waiting: Vec<u32> = activity
             .calls
@@ -527,14 +675,21 @@ impl Endpoint {
                         // duplicate, never to run.
                         self.end(activity_id, seq, Fault::new(NCA_S_WHO_ARE_YOU_FAILED));
                     } else {
-                        self.dispatch(activity_id, seq);
+                        self.begin(activity_id, seq);
                     }
                 }
             }
             _ => {
                 tracing::debug!("rpc: {peer} did not say who it is; its calls are refused");
+                // A logon that failed is access denied; a client that
+                // would not answer, the callback's failure.
+                let status = if activity.auth.is_some() {
+                    status::ERROR_ACCESS_DENIED
+                } else {
+                    NCA_S_WHO_ARE_YOU_FAILED
+                };
                 for seq in waiting {
-                    self.end(activity_id, seq, Fault::new(NCA_S_WHO_ARE_YOU_FAILED));
+                    self.end(activity_id, seq, Fault::new(status));
                 }
             }
         }
@@ -569,7 +724,17 @@ impl Endpoint {
             self.end(activity_id, seq, Fault::op_rng());
             return;
         }
-        if auth_level::NONE < registered.min_auth_level {
+        let (level, client) = match (&call.auth, &activity.auth) {
+            (Some(auth), Some(activity_auth)) => (
+                activity_auth.level,
+                activity_auth
+                    .contexts
+                    .get(&auth.key_vers_num)
+                    .map(|c| c.identity.user.clone()),
+            ),
+            _ => (auth_level::NONE, None),
+        };
+        if level < registered.min_auth_level {
             self.end(
                 activity_id,
                 seq,
@@ -592,8 +757,8 @@ impl Endpoint {
                 opnum: h.opnum,
                 call_id: seq,
                 object,
-                auth_level: auth_level::NONE,
-                client: None,
+                auth_level: level,
+                client,
                 transport: &transport,
                 association: &association,
                 server,
@@ -636,7 +801,12 @@ impl Endpoint {
         }
         match outcome {
             Ok(stub) => {
-                let fragment_len = (activity.max_pdu - crate::cl::HEADER_LEN) & !7;
+                let overhead = if call.auth.is_some() {
+                    protection::OVERHEAD
+                } else {
+                    0
+                };
+                let fragment_len = (activity.max_pdu - crate::cl::HEADER_LEN - overhead) & !7;
                 let window = usize::from(activity.window);
                 call.phase = Phase::Sending(Transmission::new(&stub, fragment_len, window));
                 self.send_burst(activity_id, seq);
@@ -677,13 +847,36 @@ impl Endpoint {
         let Phase::Sending(tx) = &mut call.phase else {
             return;
         };
+        // The context the request came under protects the response.
+        let protection = match (&call.auth, &activity.auth) {
+            (Some(auth), Some(activity_auth)) => {
+                activity_auth.contexts.get(&auth.key_vers_num).map(|c| {
+                    (
+                        Arc::clone(&c.session),
+                        activity_auth.level,
+                        auth.key_vers_num,
+                    )
+                })
+            }
+            _ => None,
+        };
         let fragmented = tx.is_fragmented();
         for s in tx.burst() {
             let mut header = reply_header(&call.header, ptype::RESPONSE, self.boot_time);
             s.mark(&mut header, fragmented);
             header.serial = call.send_serial;
             call.send_serial = call.send_serial.wrapping_add(1);
-            let datagram = encode(header, tx.fragment(s.fragnum).to_vec());
+            let mut body = tx.fragment(s.fragnum).to_vec();
+            let datagram = match &protection {
+                Some((session, level, key_vers_num)) => {
+                    let trailer =
+                        protection::protect(session, &mut header, &mut body, *level, *key_vers_num);
+                    Pdu { header, body }
+                        .encode_with_trailer(&trailer)
+                        .unwrap_or_default()
+                }
+                None => encode(header, body),
+            };
             self.outbox.push((datagram, peer));
         }
     }
@@ -894,4 +1087,26 @@ fn fragment_offer(peer: SocketAddr) -> usize {
     } else {
         ETHERNET_FRAGMENT
     }
+}
+
+/// Verifies (and unseals) every fragment of a complete authenticated
+/// request in place against the signature it came with.
+fn verify(
+    call: &mut ServerCall,
+    level: u8,
+    session: &DatagramSession,
+) -> Result<(), crate::security::SecurityError> {
+    let Some(auth) = &call.auth else {
+        return Ok(());
+    };
+    let seq = call.header.seqnum;
+    for (fragnum, body) in call.fragments.fragments_mut() {
+        let token = auth
+            .tokens
+            .get(&fragnum)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        protection::unprotect(session, seq, fragnum, body, level, token)?;
+    }
+    Ok(())
 }

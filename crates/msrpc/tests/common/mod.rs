@@ -67,6 +67,11 @@ pub fn pcap(datagrams: &[Datagram]) -> Vec<u8> {
 
 /// `tshark -V`'s reading of the datagrams.
 pub fn tshark_verbose(name: &str, datagrams: &[Datagram]) -> String {
+    tshark_verbose_with(name, datagrams, &[])
+}
+
+/// `tshark -V`'s reading of the datagrams, with more options.
+pub fn tshark_verbose_with(name: &str, datagrams: &[Datagram], options: &[&str]) -> String {
     let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("capture.pcap");
@@ -75,6 +80,7 @@ pub fn tshark_verbose(name: &str, datagrams: &[Datagram]) -> String {
         .args(["-n", "-r"])
         .arg(&file)
         .args(["-V", "-o", "dcerpc.desegment_dcerpc:TRUE"])
+        .args(options)
         .output()
         .expect("tshark (apt-get install tshark)");
     std::fs::remove_dir_all(&dir).unwrap();
