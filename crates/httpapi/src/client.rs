@@ -363,6 +363,7 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
                 answered: false,
                 replacement: None,
                 held: None,
+                body_read: 0,
             };
             let delivered = lock(&shared.queues)
                 .get(&queue)
@@ -651,6 +652,8 @@ pub struct Request {
     replacement: Option<Option<Bytes>>,
     /// Where the response's end waits ([`Request::hold_end`]).
     held: Option<Arc<HeldState>>,
+    /// Body bytes read so far.
+    body_read: u64,
 }
 
 /// A response's end held back (see [`Request::hold_end`]): what it will
@@ -822,7 +825,7 @@ impl Request {
         if let Some(replacement) = self.replacement.as_mut() {
             return Ok(replacement.take().filter(|b| !b.is_empty()));
         }
-        next_body_chunk(
+        let chunk = next_body_chunk(
             &mut self.body,
             &mut self.body_done,
             &mut self.unacked,
@@ -830,7 +833,63 @@ impl Request {
             &self.shared,
             self.head.id,
         )
-        .await
+        .await?;
+        self.body_read += chunk.as_ref().map_or(0, |c| c.len() as u64);
+        Ok(chunk)
+    }
+
+    /// Takes the client's connection over, as HTTP.SYS's opaque mode
+    /// does: the listener stops reading and writing it (and logs the
+    /// request with `status`), and the program then reads the rest of the
+    /// client's bytes (the body not yet read, and whatever follows it,
+    /// unframed) and writes its own response, head included. The program
+    /// must be in the listener's process; elsewhere this is an error and
+    /// the connection is closed.
+    pub async fn take_connection(mut self, status: u16) -> Result<TakenConnection> {
+        let (token, handed) = crate::handoff::expect()?;
+        self.answered = true;
+        let id = self.head.id;
+        let sent = self.shared.send(&ToListener::TakeConnection {
+            request: id,
+            token,
+            status,
+        });
+        let handoff = match sent {
+            Ok(()) => tokio::time::timeout(std::time::Duration::from_secs(30), handed).await,
+            Err(e) => {
+                crate::handoff::forget(&token);
+                lock(&self.shared.requests).remove(&id);
+                return Err(e);
+            }
+        };
+        let Ok(Ok(handoff)) = handoff else {
+            crate::handoff::forget(&token);
+            lock(&self.shared.requests).remove(&id);
+            return Err(Error::Io(std::io::Error::other(
+                "the listener did not hand the connection over (the program is not in its \
+                 process, or the client went away)",
+            )));
+        };
+        // The body bytes the listener passed on before it let go come
+        // first, then what it had read past them.
+        let mut pending = BytesMut::new();
+        let mut wanted = handoff.forwarded.saturating_sub(self.body_read);
+        while wanted > 0 && !self.body_done {
+            match self.body.recv().await {
+                Some(BodyEvent::Data(data)) => {
+                    wanted = wanted.saturating_sub(data.len() as u64);
+                    pending.extend_from_slice(&data);
+                }
+                Some(BodyEvent::Trailers(_)) => {}
+                Some(BodyEvent::End) | Some(BodyEvent::Aborted) | None => break,
+            }
+        }
+        pending.extend_from_slice(&handoff.buffered);
+        lock(&self.shared.requests).remove(&id);
+        Ok(TakenConnection {
+            pending: pending.freeze(),
+            stream: handoff.stream,
+        })
     }
 
     /// Takes the rest of the body out of the request, to read while the
@@ -951,6 +1010,65 @@ impl Drop for Request {
             });
             lock(&self.shared.requests).remove(&self.head.id);
         }
+    }
+}
+
+/// A client connection a program took over ([`Request::take_connection`]).
+pub struct TakenConnection {
+    /// Bytes read from the client before the hand-over, read first.
+    pending: Bytes,
+    stream: Box<dyn crate::handoff::Stream>,
+}
+
+impl tokio::io::AsyncRead for TakenConnection {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.pending.is_empty() {
+            let n = self.pending.len().min(buf.remaining());
+            buf.put_slice(&self.pending[..n]);
+            self.pending.advance(n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TakenConnection {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

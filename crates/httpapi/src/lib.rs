@@ -27,6 +27,7 @@
 mod client;
 pub mod dates;
 pub mod fdpass;
+pub mod handoff;
 pub mod proto;
 
 pub use client::{

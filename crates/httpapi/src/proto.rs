@@ -562,6 +562,15 @@ pub enum ToListener {
     Abort {
         request: u64,
     },
+    /// Hand the request's connection over to the program, which is in
+    /// the listener's process ([`crate::handoff`]): the listener stops
+    /// reading and writing it, logs the request with `status`, and passes
+    /// the connection on under `token`.
+    TakeConnection {
+        request: u64,
+        token: [u8; 16],
+        status: u16,
+    },
     /// Body bytes from a file: `len` bytes at `offset` of the descriptor
     /// that travels with this frame ([`crate::fdpass`]).
     SendFile {

@@ -49,10 +49,8 @@ pub struct RpcEndpoint {
     pub udp: Option<SocketAddr>,
     /// ncacn_http, RPC over HTTP's server role.
     pub http: Option<SocketAddr>,
-    /// The server and the runtime it runs on (its own thread), for the
-    /// RPC proxy to hand channels to in memory.
+    /// The server, for the RPC proxy to hand channels to in memory.
     pub server: std::sync::Arc<Server>,
-    pub runtime: tokio::runtime::Handle,
     pub local: PathBuf,
     /// The keytab and its principals, when Kerberos is on.
     pub kerberos: Option<(PathBuf, Vec<String>)>,
@@ -534,7 +532,6 @@ async fn start_endpoint(
         udp,
         http,
         server: server.clone(),
-        runtime: tokio::runtime::Handle::current(),
         local,
         kerberos,
     })

@@ -55,14 +55,17 @@ pub async fn start(
         Some((ValidPorts::own(http.port(), &names), http, rpc))
     });
     let local = own.as_ref().map(|(reached_as, http, rpc)| {
-        let (server, runtime, http) = (rpc.server.clone(), rpc.runtime.clone(), *http);
+        let (server, http) = (rpc.server.clone(), *http);
         rpcproxy::LocalServer {
             reached_as: reached_as.clone(),
             connect: Box::new(move |_client| {
                 let (ours, theirs) = tokio::io::duplex(256 * 1024);
                 // As if from the endpoint's own address: the proxy is
-                // this process.
-                runtime.spawn(server.clone().serve_http_channel(theirs, http, http));
+                // this process. Served on the proxy's own runtime (the
+                // web server's), not the RPC endpoint's thread: a call
+                // then goes from the client's TLS stream to the method
+                // and back without waking another thread.
+                tokio::spawn(server.clone().serve_http_channel(theirs, http, http));
                 Box::new(ours) as Box<dyn rpcproxy::ServerStream>
             }),
         }

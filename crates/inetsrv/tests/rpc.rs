@@ -819,6 +819,14 @@ fn impacket_reaches_mgmt_epm_and_dcom_through_the_rpc_proxy() {
     // NTLM on the HTTP channel, over https and in clear.
     assert_eq!(v["ntlm_https"], true, "{v}");
     assert_eq!(v["ntlm_http"], true, "{v}");
+    // RPC over HTTP v1: the mixed proxy's connect response, then MGMT
+    // anonymously and under NTLM privacy over the one connection.
+    assert_eq!(v["v1_status"], "HTTP/1.1 200 OK", "{v}");
+    assert_eq!(v["v1_listening"], true, "{v}");
+    assert_eq!(v["v1_interfaces"], 3, "{v}");
+    assert_eq!(v["v1_privacy"], true, "{v}");
+    assert_eq!(v["v1_wrong_password"], "401 Unauthorized", "{v}");
+    assert_eq!(v["v1_not_valid_port"], "503 RPC Error: 5", "{v}");
     // The refusals, as the proxy answers them (2.1.2.1.3's 503 "RPC
     // Error: 5" for a target outside ValidPorts).
     assert_eq!(v["wrong_password"], "401 Unauthorized", "{v}");

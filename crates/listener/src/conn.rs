@@ -40,6 +40,12 @@ use crate::url::{CookedUrl, Scheme};
 enum Next {
     KeepAlive,
     Close,
+    /// The process took the connection over: it goes to the process
+    /// under `token` with what was read and not passed on.
+    HandOff {
+        token: httpapi::handoff::Token,
+        forwarded: u64,
+    },
 }
 
 /// A connection's state between its phases: what it is ([`ConnInfo`]),
@@ -149,9 +155,27 @@ pub(crate) async fn serve(
         sent: 0,
         counters: None,
     };
-    while let Next::KeepAlive = conn.exchange().await {}
-    let _ = conn.stream.shutdown().await;
+    let next = loop {
+        match conn.exchange().await {
+            Next::KeepAlive => continue,
+            next => break next,
+        }
+    };
     conn.shared.disconnected(conn.info.id);
+    if let Next::HandOff { token, forwarded } = next {
+        let Conn { stream, buf, .. } = conn;
+        let handoff = httpapi::handoff::Handoff {
+            stream: Box::new(stream),
+            buffered: buf.freeze(),
+            forwarded,
+        };
+        if let Err(mut back) = httpapi::handoff::deliver(&token, handoff) {
+            tracing::warn!(client = %remote, "a process asked for a connection it is not in the listener's process to take; closed");
+            let _ = back.stream.shutdown().await;
+        }
+        return;
+    }
+    let _ = conn.stream.shutdown().await;
 }
 
 /// An https connection: the handshake (bounded by SslHandshakeTimeout),
@@ -796,6 +820,20 @@ impl Conn {
                     loop {
                         if let ConnEvent::BodyConsumed(n) = event {
                             body.acknowledge(n);
+                        } else if let ConnEvent::TakeOver { token, status } = event {
+                            // The process speaks for itself from here:
+                            // what it framed before goes first.
+                            if !self.out.is_empty() {
+                                let out = std::mem::take(&mut self.out);
+                                if self.write_timed(&out).await.is_err() {
+                                    return Next::Close;
+                                }
+                            }
+                            self.count(ctx.site_id, ctx.verb, status, self.sent, ctx.head_len + body.forwarded, None);
+                            if let Some(rl) = &ctx.request_log {
+                                self.w3c(rl, &ctx.url, status, None, body.forwarded);
+                            }
+                            return Next::HandOff { token, forwarded: body.forwarded };
                         } else if let ConnEvent::File { file: f, offset, len } = event {
                             // Written after what is already framed.
                             file = Some((f, offset, len));
@@ -977,10 +1015,12 @@ fn apply(
         abort,
     };
     match event {
-        // Files are sent by the connection itself, outside this batch.
-        ConnEvent::Delivered(_) | ConnEvent::BodyConsumed(_) | ConnEvent::File { .. } => {
-            EventOutcome::Continue
-        }
+        // Files and hand-overs are the connection's own work, outside
+        // this batch.
+        ConnEvent::Delivered(_)
+        | ConnEvent::BodyConsumed(_)
+        | ConnEvent::File { .. }
+        | ConnEvent::TakeOver { .. } => EventOutcome::Continue,
         ConnEvent::Head(h) => {
             if response.is_some() {
                 return fail(None, R::Internal, true);

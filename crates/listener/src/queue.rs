@@ -35,6 +35,12 @@ pub(crate) enum ConnEvent {
     End(Vec<Header>, httpapi::proto::LateLog),
     /// The process went away or gave the request up.
     Abandoned,
+    /// The process takes the connection over ([`httpapi::handoff`]),
+    /// logging the request with `status`.
+    TakeOver {
+        token: httpapi::handoff::Token,
+        status: u16,
+    },
     /// The queue was stopped while the request waited in it: answer 503
     /// AppOffline, or drop the connection when `drop`.
     Offline {

@@ -500,5 +500,14 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
                 let _ = events.send(ConnEvent::Abandoned);
             }
         }
+        ToListener::TakeConnection {
+            request,
+            token,
+            status,
+        } => {
+            if let Some(events) = lock(&session.requests).remove(&request) {
+                let _ = events.send(ConnEvent::TakeOver { token, status });
+            }
+        }
     }
 }

@@ -51,3 +51,70 @@ async fn hello_through_a_queue() {
     );
     assert!(text.contains("HTTP/1.1 404 Not Found"), "{text}");
 }
+
+/// A program in the listener's process takes a connection over (opaque
+/// mode): it gets the body bytes the listener had passed on, then the
+/// rest of the client's bytes unframed, and writes its own answer; an
+/// earlier request on the connection was served as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_takes_a_connection_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ListenerConfig {
+        listen_addresses: vec!["127.0.0.1".parse().unwrap()],
+        control_socket: dir.path().join("run/httpapi.sock"),
+        url_acl_file: dir.path().join("urlacl.json"),
+        error_logging_dir: Some(dir.path().join("logs")),
+        ..ListenerConfig::default()
+    };
+    let listener = Listener::start(config).await.unwrap();
+    let port = free_port();
+    let session = Session::connect(listener.control_socket()).await.unwrap();
+    let mut queue = session.create_queue("tunnel").await.unwrap();
+    queue
+        .add_url(&format!("http://+:{port}/tunnel/"), 0)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        loop {
+            let mut req = queue.receive().await.unwrap();
+            if req.method == "GET" {
+                req.respond(Response::new(200).body("plain")).await.unwrap();
+                continue;
+            }
+            // The body's first bytes through the queue, the rest direct.
+            let first = req.body_chunk().await.unwrap().unwrap();
+            let mut conn = req.take_connection(200).await.unwrap();
+            let mut rest = vec![0u8; 14 - first.len() + 6];
+            conn.read_exact(&mut rest).await.unwrap();
+            let mut all = first.to_vec();
+            all.extend_from_slice(&rest);
+            conn.write_all(b"TUNNEL ").await.unwrap();
+            conn.write_all(&all).await.unwrap();
+            conn.shutdown().await.unwrap();
+        }
+    });
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(b"GET /tunnel/a HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    let first = String::from_utf8_lossy(&first[..n]);
+    assert!(
+        first.starts_with("HTTP/1.1 200 OK\r\n") && first.ends_with("plain"),
+        "{first}"
+    );
+    // A body of 14 bytes, then 6 more the listener never frames.
+    s.write_all(b"TUNNEL /tunnel/b HTTP/1.1\r\nHost: localhost\r\nContent-Length: 14\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(b"fourteen bytes").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"+after").await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    assert_eq!(String::from_utf8_lossy(&got), "TUNNEL fourteen bytes+after");
+}

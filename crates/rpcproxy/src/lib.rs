@@ -17,11 +17,15 @@
 //!   channel (CONN/A1 → A2, A3, and C1 → C2), an RPC_IN_DATA request the
 //!   IN channel (CONN/B1 → B2), each a TCP connection to the server's
 //!   ncacn_http endpoint, with the flow control and forwarding of
-//!   3.2.1.5; echo requests are answered.
+//!   3.2.1.5; an RPC_CONNECT request (version 1) the mixed proxy of
+//!   3.1.2, one connection relayed both ways; echo requests are answered.
+//!   Once a channel is open the proxy takes the client's connection over
+//!   from the listener (it lives in the listener's process, as IIS 6's
+//!   proxy lived in the web server) and relays without the request
+//!   queue in between.
 //!
 //! Not served: channel recycling (a channel's lifetime is 1 GiB here;
-//! clients such as Impacket do not recycle) and RPC over HTTP v1's
-//! RPC_CONNECT.
+//! clients such as Impacket do not recycle).
 
 mod relay;
 
@@ -239,18 +243,16 @@ const PROTOCOL_ERROR: u32 = 0x6c0;
 impl Proxy {
     async fn handle(self: Arc<Self>, request: Request) {
         let method = request.method.clone();
-        if method != "RPC_IN_DATA" && method != "RPC_OUT_DATA" {
-            let text = if method == "RPC_CONNECT" {
-                "RPC over HTTP v1 (RPC_CONNECT) is not served here; use version 2"
-            } else {
-                "the RPC proxy takes RPC_IN_DATA and RPC_OUT_DATA"
-            };
+        if !matches!(
+            method.as_str(),
+            "RPC_IN_DATA" | "RPC_OUT_DATA" | "RPC_CONNECT"
+        ) {
             reply(
                 request,
                 Response::new(405)
-                    .header("Allow", "RPC_IN_DATA, RPC_OUT_DATA")
+                    .header("Allow", "RPC_IN_DATA, RPC_OUT_DATA, RPC_CONNECT")
                     .header("Content-Type", "text/plain")
-                    .body(format!("{text}\r\n")),
+                    .body("the RPC proxy takes RPC_IN_DATA, RPC_OUT_DATA and RPC_CONNECT\r\n"),
             )
             .await;
             return;
@@ -271,7 +273,8 @@ impl Proxy {
             .header_str("Content-Length")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        if length <= 0x10 {
+        // Version 1's RPC_CONNECT has no Content-Length at all.
+        if length <= 0x10 && method != "RPC_CONNECT" {
             // An echo request (2.1.2.1.5): the echo response.
             reply(
                 request,
@@ -309,10 +312,10 @@ impl Proxy {
                 return;
             }
         };
-        let outcome = if method == "RPC_OUT_DATA" {
-            relay::out_channel(request, server).await
-        } else {
-            relay::in_channel(request, server).await
+        let outcome = match method.as_str() {
+            "RPC_OUT_DATA" => relay::out_channel(request, server).await,
+            "RPC_IN_DATA" => relay::in_channel(request, server).await,
+            _ => relay::mixed(request, server).await,
         };
         if let Err(e) = outcome {
             tracing::debug!("RPC proxy: a {method} channel to {host}:{port} ended: {e}");

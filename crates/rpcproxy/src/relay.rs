@@ -5,14 +5,21 @@
 //! ncacn_http endpoint. Both pace what they forward by the receiving
 //! side's window and acknowledge what they forwarded (3.2.1.5.1), and
 //! forward RTS PDUs that name a destination (3.2.1.5.2).
+//!
+//! Once a channel's opening is read, the proxy takes the client's
+//! connection over from the listener (opaque mode,
+//! [`httpapi::Request::take_connection`]) and reads and writes it
+//! itself: each PDU then costs the connection's own reads and writes, not
+//! a trip through the request queue as well. The version 1 mixed proxy
+//! (RPC_CONNECT, 3.1.2) relays its one connection both ways.
 
 use std::time::Duration;
 
-use httpapi::{Request, Response};
+use httpapi::Request;
 use msrpc::rts::{
     destination, flags, Command, PduStream, ReceiveWindow, Rts, SendWindow, PTYPE_RTS,
 };
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf};
 
 use crate::ServerStream;
 
@@ -105,6 +112,7 @@ pub(crate) async fn out_channel(
     };
     let (server_read, mut server_write): (ReadHalf<Box<dyn ServerStream>>, _) =
         tokio::io::split(server);
+    let mut client = request.take_connection(200).await?;
     let a2 = Rts::new(
         flags::OUT_CHANNEL,
         vec![
@@ -116,17 +124,18 @@ pub(crate) async fn out_channel(
         ],
     );
     server_write.write_all(&a2.encode()).await?;
-    let response = Response::new(200)
-        .reason("Success")
-        .header("Content-Type", "application/rpc");
-    let mut client = request
-        .start_response(response, Some(u64::from(LIFETIME)))
-        .await?;
     let a3 = Rts::new(
         flags::NONE,
         vec![Command::ConnectionTimeout(CONNECTION_TIMEOUT_MS)],
     );
-    client.send(&a3.encode()).await?;
+    let mut head = format!(
+        "HTTP/1.1 200 Success\r\nContent-Type: application/rpc\r\nDate: {}\r\n\
+         Content-Length: {LIFETIME}\r\n\r\n",
+        httpapi::dates::http_date(std::time::SystemTime::now())
+    )
+    .into_bytes();
+    head.extend_from_slice(&a3.encode());
+    client.write_all(&head).await?;
     let mut from_server = FromServer::new(server_read);
     let c1 = from_server.answer().await?;
     let c2 = match c1.commands.as_slice() {
@@ -142,7 +151,7 @@ pub(crate) async fn out_channel(
         }
         _ => return Err("the server's answer to CONN/A2 is not CONN/C1".into()),
     };
-    client.send(&c2.encode()).await?;
+    client.write_all(&c2.encode()).await?;
     let mut to_client = SendWindow::new(client_window);
     let mut from = ReceiveWindow::new(WINDOW);
     let mut last_sent = tokio::time::Instant::now();
@@ -155,7 +164,7 @@ pub(crate) async fn out_channel(
                     tracing::trace!(?rts, "RPC proxy: RTS from the server on the OUT channel");
                     match rts.destination() {
                         Some(destination::CLIENT) => {
-                            client.send(&pdu).await?;
+                            client.write_all(&pdu).await?;
                             last_sent = tokio::time::Instant::now();
                         }
                         Some(destination::OUT_PROXY) => {
@@ -172,8 +181,10 @@ pub(crate) async fn out_channel(
                     to_client.push(pdu);
                     from.arrived(len);
                 }
-                for ready in to_client.ready() {
-                    client.send(&ready).await?;
+                // What is ready leaves in one write (one TLS record).
+                let ready = to_client.ready();
+                if !ready.is_empty() {
+                    client.write_all(&ready.concat()).await?;
                     last_sent = tokio::time::Instant::now();
                 }
                 if let Some(ack) = from.due(to_client.queued(), channel) {
@@ -181,7 +192,7 @@ pub(crate) async fn out_channel(
                 }
             }
             _ = tokio::time::sleep_until(last_sent + PING_INTERVAL) => {
-                client.send(&Rts::ping().encode()).await?;
+                client.write_all(&Rts::ping().encode()).await?;
                 last_sent = tokio::time::Instant::now();
             }
         }
@@ -195,13 +206,12 @@ pub(crate) async fn in_channel(
     mut request: Request,
     server: Box<dyn ServerStream>,
 ) -> Result<(), RelayError> {
-    let mut body = request.take_body();
     let mut from_client = PduStream::default();
     let b1 = loop {
         if let Some(pdu) = from_client.take()? {
             break pdu;
         }
-        match body.chunk().await? {
+        match request.body_chunk().await? {
             Some(chunk) => from_client.push(&chunk),
             None => return Err("the IN channel ended before CONN/B1".into()),
         }
@@ -233,16 +243,16 @@ pub(crate) async fn in_channel(
             Command::ClientAddress(request.remote.ip()),
         ],
     );
+    // The IN channel's response is never sent: the connection is the
+    // proxy's from here, and the client's bytes come straight.
+    let mut client = request.take_connection(200).await?;
     server_write.write_all(&b2.encode()).await?;
     let mut from_server = FromServer::new(server_read);
     // The channel stays plugged until the server's CONN/B3.
     let b3 = from_server.answer().await?;
     let server_window = match b3.commands.as_slice() {
         [Command::ReceiveWindowSize(w), Command::Version(_)] => *w,
-        _ => {
-            request.abort();
-            return Err("the server's answer to CONN/B2 is not CONN/B3".into());
-        }
+        _ => return Err("the server's answer to CONN/B2 is not CONN/B3".into()),
     };
     let mut to_server = SendWindow::new(server_window);
     let mut from = ReceiveWindow::new(WINDOW);
@@ -275,9 +285,8 @@ pub(crate) async fn in_channel(
                 server_write.write_all(&to_client.encode()).await?;
             }
             tokio::select! {
-                chunk = body.chunk() => match chunk? {
-                    Some(chunk) => from_client.push(&chunk),
-                    None => return Ok(()),
+                more = from_client.fill(&mut client) => if !more? {
+                    return Ok(());
                 },
                 pdu = from_server.next() => {
                     let Some(pdu) = pdu? else { return Ok(()) };
@@ -293,6 +302,30 @@ pub(crate) async fn in_channel(
         }
     }
     .await;
-    request.abort();
+    let _ = client.shutdown().await;
     outcome
+}
+
+/// RPC_CONNECT (version 1, 3.1.2.5): the server's legacy response first,
+/// then the RPC connect response's head, then the one connection relayed
+/// both ways until either side closes it.
+pub(crate) async fn mixed(
+    request: Request,
+    mut server: Box<dyn ServerStream>,
+) -> Result<(), RelayError> {
+    let legacy = msrpc::server::LEGACY_RESPONSE;
+    let mut heard = vec![0u8; legacy.len()];
+    let answered = tokio::time::timeout(SERVER_ANSWER, server.read_exact(&mut heard)).await;
+    if !matches!(answered, Ok(Ok(_))) || heard != legacy {
+        let why = "the server did not send the legacy server response";
+        let _ = request
+            .respond(crate::rpc_error(crate::SERVER_UNAVAILABLE, why))
+            .await;
+        return Err(why.into());
+    }
+    let mut client = request.take_connection(200).await?;
+    // 2.1.1.1.2: "HTTP/1.1", a 2xx status, "OK"; the body is the PDUs.
+    client.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await?;
+    tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+    Ok(())
 }

@@ -3,9 +3,11 @@ transport (RPCProxyClient) as the client: the HTTP channels log on with
 Basic over https, the proxy forwards to the server's ncacn_http endpoint.
 Over the tunnel: MGMT and EPM anonymously, then an NTLM logon at packet
 privacy, a DCOM activation of IMSAdminBaseW (IRemoteSCMActivator) and
-calls on the object by its IPID. Then what must fail: a wrong password
-(Basic and NTLM), a target outside ValidPorts, Basic in clear. Prints
-one JSON object.
+calls on the object by its IPID. RPC over HTTP v1 (RPC_CONNECT, the
+mixed proxy) with Impacket's DCE/RPC layer over the connection the
+connect response leaves open, anonymously and with NTLM privacy. Then
+what must fail: a wrong password (Basic and NTLM), a target outside
+ValidPorts, Basic in clear. Prints one JSON object.
 
 usage: impacket_rpch.py HTTPS_PORT HTTP_PORT NCACN_HTTP_PORT USER PASSWORD
 """
@@ -13,6 +15,7 @@ import base64
 import http.client
 import json
 import os
+import socket
 import ssl
 import sys
 
@@ -90,6 +93,72 @@ def ntlm_answer(port, target, user, password):
     challenge = base64.b64decode(resp.getheader("WWW-Authenticate").split(" ", 1)[1])
     authenticate, _ = ntlm.getNTLMSSPType3(negotiate, challenge, user, password, "", "", "")
     return answer("https", port, target, "NTLM " + base64.b64encode(authenticate.getData()).decode(), conn)
+
+
+class RpcConnect(transport.DCERPCTransport):
+    """RPC over HTTP v1 ([MS-RPCH] 2.1.1): an RPC_CONNECT request to the
+    proxy over https; after its response's head the connection carries
+    the PDUs both ways."""
+
+    def __init__(self, proxy_port, target, authorization):
+        transport.DCERPCTransport.__init__(self, "127.0.0.1", int(proxy_port))
+        self.proxy_port = int(proxy_port)
+        self.target = target
+        self.authorization = authorization
+        self.sock = None
+        self.status_line = None
+
+    def connect(self):
+        raw = socket.create_connection(("127.0.0.1", self.proxy_port), timeout=30)
+        self.sock = ssl._create_unverified_context().wrap_socket(raw, server_hostname="localhost")
+        head = (
+            "RPC_CONNECT /rpc/rpcproxy.dll?%s HTTP/1.1\r\n"
+            "Host: localhost\r\nUser-Agent: RPC\r\nPragma: No-cache\r\n"
+            "Protocol: 1.1\r\nAuthorization: %s\r\n\r\n" % (self.target, self.authorization)
+        )
+        self.sock.sendall(head.encode())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            more = self.sock.recv(1)
+            if not more:
+                raise ConnectionError("the proxy closed the connection: %r" % got)
+            got += more
+        self.status_line = got.split(b"\r\n", 1)[0].decode()
+        if not self.status_line.startswith("HTTP/1.1 200"):
+            raise ConnectionError(self.status_line)
+        return 1
+
+    def disconnect(self):
+        self.sock.close()
+
+    def send(self, data, forceWriteAndx=0, forceRecv=0):
+        self.sock.sendall(data)
+
+    def recv(self, forceRecv=0, count=0):
+        if not count:
+            return self.sock.recv(8192)
+        buffer = b""
+        while len(buffer) < count:
+            more = self.sock.recv(count - len(buffer))
+            if not more:
+                raise ConnectionError("the proxy closed the connection")
+            buffer += more
+        return buffer
+
+    def get_socket(self):
+        return self.sock
+
+
+def v1_answer(port, target, authorization):
+    """The status line an RPC_CONNECT gets."""
+    conn = connection("https", port)
+    conn.request(
+        "RPC_CONNECT",
+        "/rpc/rpcproxy.dll?" + target,
+        headers={"Authorization": authorization, "User-Agent": "RPC"},
+    )
+    resp = conn.getresponse()
+    return "%s %s" % (resp.status, resp.reason)
 
 
 def orpcthis():
@@ -170,11 +239,32 @@ def main():
         out["ntlm_" + scheme] = mgmt.his_server_listening(dce)["status"] == 0
         dce.disconnect()
 
+    # RPC over HTTP v1 through the mixed proxy: anonymous MGMT, then NTLM
+    # at packet privacy inside.
+    target = "127.0.0.1:%s" % target_port
+    t = RpcConnect(https_port, target, basic(user, password))
+    dce = t.get_dce_rpc()
+    dce.connect()
+    out["v1_status"] = t.status_line
+    dce.bind(mgmt.MSRPC_UUID_MGMT)
+    out["v1_listening"] = mgmt.his_server_listening(dce)["status"] == 0
+    out["v1_interfaces"] = mgmt.hinq_if_ids(dce)["if_id_vector"]["count"]
+    dce.disconnect()
+    dce = RpcConnect(https_port, target, basic(user, password)).get_dce_rpc()
+    dce.set_credentials(user, password, "", "", "")
+    dce.set_auth_type(RPC_C_AUTHN_WINNT)
+    dce.set_auth_level(RPC_C_AUTHN_LEVEL_PKT_PRIVACY)
+    dce.connect()
+    dce.bind(mgmt.MSRPC_UUID_MGMT)
+    out["v1_privacy"] = mgmt.his_server_listening(dce)["status"] == 0
+    dce.disconnect()
+    out["v1_wrong_password"] = v1_answer(https_port, target, basic(user, "wrong"))
+    out["v1_not_valid_port"] = v1_answer(https_port, "127.0.0.1:1", basic(user, password))
+
     # What must fail, and say why: the proxy's own answers, read with a
     # plain HTTP client (Impacket's rpch reads the head after a 100
     # Continue with the 100's own recv, so a refusal that follows it at
     # once can be lost to it and the client then waits for ever).
-    target = "127.0.0.1:%s" % target_port
     out["wrong_password"] = answer("https", https_port, target, basic(user, "wrong"))
     out["not_valid_port"] = answer("https", https_port, "127.0.0.1:1", basic(user, password))
     out["basic_in_clear"] = answer("http", http_port, target, basic(user, password))

@@ -21,6 +21,7 @@
 //! several workers the driver may be held by one asleep in `epoll_wait`
 //! while the polling one spins for nothing, so it is refused there.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +34,11 @@ pub const DEFAULT_IDLE_POLL: Duration = Duration::from_micros(100);
 
 /// How many looks at the flag the polling task makes per clock read.
 const LOOKS_PER_CLOCK_READ: u32 = 8;
+
+thread_local! {
+    /// This thread is the one a polling task polls on.
+    static POLLED_HERE: Cell<bool> = const { Cell::new(false) };
+}
 
 /// The shared state of one server's polling task.
 pub(crate) struct IdlePoll {
@@ -77,8 +83,14 @@ impl IdlePoll {
         Ok(poll)
     }
 
-    /// A PDU came: poll for another window from now.
+    /// A PDU came: poll for another window from now. Only for PDUs read
+    /// on the polling task's own thread: a connection served on another
+    /// runtime (the RPC proxy's channels, on the web server's) would have
+    /// this thread spin for PDUs it never reads.
     pub(crate) fn pdu_arrived(&self) {
+        if !POLLED_HERE.with(Cell::get) {
+            return;
+        }
         self.fresh.store(true, Ordering::Relaxed);
         if self.sleeping.load(Ordering::Relaxed) {
             self.wake.notify_one();
@@ -86,6 +98,8 @@ impl IdlePoll {
     }
 
     async fn run(self: Arc<Self>) {
+        // The runtime's one worker: every task of it runs here.
+        POLLED_HERE.with(|here| here.set(true));
         loop {
             self.wake.notified().await;
             self.sleeping.store(false, Ordering::Relaxed);
