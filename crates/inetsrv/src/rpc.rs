@@ -51,6 +51,8 @@ pub struct RpcEndpoint {
     pub http: Option<SocketAddr>,
     /// The server, for the RPC proxy to hand channels to in memory.
     pub server: std::sync::Arc<Server>,
+    /// How long the endpoint polls after each PDU (zero: it does not).
+    pub idle_poll: std::time::Duration,
     pub local: PathBuf,
     /// The keytab and its principals, when Kerberos is on.
     pub kerberos: Option<(PathBuf, Vec<String>)>,
@@ -532,6 +534,7 @@ async fn start_endpoint(
         udp,
         http,
         server: server.clone(),
+        idle_poll: options.idle_poll,
         local,
         kerberos,
     })

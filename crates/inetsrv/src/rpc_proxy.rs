@@ -56,6 +56,14 @@ pub async fn start(
     });
     let local = own.as_ref().map(|(reached_as, http, rpc)| {
         let (server, http) = (rpc.server.clone(), *http);
+        // Those channels are served here, on the web server's runtime: it
+        // polls between their calls as the endpoint's own thread does,
+        // where it can (a runtime of one worker).
+        if !rpc.idle_poll.is_zero() {
+            if let Err(e) = msrpc::server::Server::poll_between_calls_here(rpc.idle_poll) {
+                tracing::debug!("RPC proxy: no polling between calls on the web runtime: {e}");
+            }
+        }
         rpcproxy::LocalServer {
             reached_as: reached_as.clone(),
             connect: Box::new(move |_client| {

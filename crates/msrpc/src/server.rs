@@ -445,11 +445,17 @@ impl Server {
             .map_err(|_| IdlePollError::AlreadyOn)
     }
 
+    /// The same for another runtime of the process that serves some of
+    /// this server's connections (the RPC proxy's channels, handed over
+    /// in memory on the web server's runtime). Each runtime's polling
+    /// task answers only PDUs read on its own thread.
+    pub fn poll_between_calls_here(window: Duration) -> Result<(), IdlePollError> {
+        idle_poll::IdlePoll::start(window).map(|_| ())
+    }
+
     /// A PDU came in (the connections tell every one).
     fn pdu_arrived(&self) {
-        if let Some(poll) = self.idle_poll.get() {
-            poll.pdu_arrived();
-        }
+        idle_poll::pdu_arrived();
     }
 
     /// Where NTLM finds accounts (until set, every logon fails).

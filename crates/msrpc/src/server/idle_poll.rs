@@ -21,7 +21,7 @@
 //! several workers the driver may be held by one asleep in `epoll_wait`
 //! while the polling one spins for nothing, so it is refused there.
 
-use std::cell::Cell;
+use std::cell::OnceCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,8 +36,21 @@ pub const DEFAULT_IDLE_POLL: Duration = Duration::from_micros(100);
 const LOOKS_PER_CLOCK_READ: u32 = 8;
 
 thread_local! {
-    /// This thread is the one a polling task polls on.
-    static POLLED_HERE: Cell<bool> = const { Cell::new(false) };
+    /// The polling task of the runtime whose worker this thread is.
+    static POLLER: OnceCell<Arc<IdlePoll>> = const { OnceCell::new() };
+}
+
+/// A PDU was read on this thread: its runtime's polling task, if it has
+/// one, polls for another window. A runtime without one (where the RPC
+/// proxy's channels are served when its runtime has several workers) is
+/// left alone, and no other runtime's thread spins for PDUs it never
+/// reads.
+pub(crate) fn pdu_arrived() {
+    POLLER.with(|poller| {
+        if let Some(poll) = poller.get() {
+            poll.pdu_arrived();
+        }
+    });
 }
 
 /// The shared state of one server's polling task.
@@ -83,14 +96,8 @@ impl IdlePoll {
         Ok(poll)
     }
 
-    /// A PDU came: poll for another window from now. Only for PDUs read
-    /// on the polling task's own thread: a connection served on another
-    /// runtime (the RPC proxy's channels, on the web server's) would have
-    /// this thread spin for PDUs it never reads.
-    pub(crate) fn pdu_arrived(&self) {
-        if !POLLED_HERE.with(Cell::get) {
-            return;
-        }
+    /// A PDU came: poll for another window from now.
+    fn pdu_arrived(&self) {
         self.fresh.store(true, Ordering::Relaxed);
         if self.sleeping.load(Ordering::Relaxed) {
             self.wake.notify_one();
@@ -98,8 +105,11 @@ impl IdlePoll {
     }
 
     async fn run(self: Arc<Self>) {
-        // The runtime's one worker: every task of it runs here.
-        POLLED_HERE.with(|here| here.set(true));
+        // The runtime's one worker: every task of it runs here. A second
+        // polling task for the same runtime has nothing to do.
+        if POLLER.with(|poller| poller.set(Arc::clone(&self)).is_err()) {
+            return;
+        }
         loop {
             self.wake.notified().await;
             self.sleeping.store(false, Ordering::Relaxed);
