@@ -889,6 +889,7 @@ impl Request {
         Ok(TakenConnection {
             pending: pending.freeze(),
             stream: handoff.stream,
+            _held: handoff.held,
         })
     }
 
@@ -1018,6 +1019,8 @@ pub struct TakenConnection {
     /// Bytes read from the client before the hand-over, read first.
     pending: Bytes,
     stream: Box<dyn crate::handoff::Stream>,
+    /// The listener's count of the connection, until it is dropped.
+    _held: Box<dyn std::any::Any + Send>,
 }
 
 impl tokio::io::AsyncRead for TakenConnection {

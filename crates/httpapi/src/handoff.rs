@@ -28,6 +28,9 @@ pub struct Handoff {
     /// Request body bytes already passed on through the queue (they are
     /// on their way to the program's request).
     pub forwarded: u64,
+    /// What the listener counts the connection by (its MaxConnections
+    /// permit), released when the program drops the connection.
+    pub held: Box<dyn std::any::Any + Send>,
 }
 
 /// A token names one hand-over.

@@ -112,6 +112,7 @@ pub(crate) async fn serve(
     local: SocketAddr,
     scheme: Scheme,
     tls: Option<proto::TlsInfo>,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     if let Some(tcp) = stream.tcp() {
         let _ = tcp.set_nodelay(true);
@@ -168,6 +169,7 @@ pub(crate) async fn serve(
             stream: Box::new(stream),
             buffered: buf.freeze(),
             forwarded,
+            held: Box::new(permit),
         };
         if let Err(mut back) = httpapi::handoff::deliver(&token, handoff) {
             tracing::warn!(client = %remote, "a process asked for a connection it is not in the listener's process to take; closed");
@@ -186,6 +188,7 @@ pub(crate) async fn serve_tls(
     stream: TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
     let limit = ListenerConfig::seconds(config(&shared).ssl_handshake_timeout);
@@ -193,7 +196,16 @@ pub(crate) async fn serve_tls(
     match crate::tls::handshake(&table, stream, local, limit).await {
         Ok((tls, info)) => {
             let stream = Transport::Tls(Box::new(tls));
-            serve(shared, stream, remote, local, Scheme::Https, Some(info)).await;
+            serve(
+                shared,
+                stream,
+                remote,
+                local,
+                Scheme::Https,
+                Some(info),
+                permit,
+            )
+            .await;
         }
         Err(refused) => {
             tracing::debug!(client = %remote, reason = refused.reason.as_str(), detail = %refused.detail, "TLS connection refused");

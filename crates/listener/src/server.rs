@@ -729,16 +729,18 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, scheme: Scheme)
         match permit {
             Ok(permit) => {
                 tokio::spawn(async move {
+                    // The permit goes with the connection, also to a
+                    // program that takes it over.
                     match scheme {
                         Scheme::Http => {
                             let stream = crate::transport::Transport::Plain(stream);
-                            crate::conn::serve(shared, stream, remote, local, scheme, None).await;
+                            crate::conn::serve(shared, stream, remote, local, scheme, None, permit)
+                                .await;
                         }
                         Scheme::Https => {
-                            crate::conn::serve_tls(shared, stream, remote, local).await;
+                            crate::conn::serve_tls(shared, stream, remote, local, permit).await;
                         }
                     }
-                    drop(permit);
                 });
             }
             Err(_) => {

@@ -55,7 +55,8 @@ async fn hello_through_a_queue() {
 /// A program in the listener's process takes a connection over (opaque
 /// mode): it gets the body bytes the listener had passed on, then the
 /// rest of the client's bytes unframed, and writes its own answer; an
-/// earlier request on the connection was served as usual.
+/// earlier request on the connection was served as usual, and while the
+/// program holds the connection it still counts against MaxConnections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_takes_a_connection_over() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,6 +65,7 @@ async fn a_program_takes_a_connection_over() {
         control_socket: dir.path().join("run/httpapi.sock"),
         url_acl_file: dir.path().join("urlacl.json"),
         error_logging_dir: Some(dir.path().join("logs")),
+        max_connections: 1,
         ..ListenerConfig::default()
     };
     let listener = Listener::start(config).await.unwrap();
@@ -90,6 +92,9 @@ async fn a_program_takes_a_connection_over() {
             all.extend_from_slice(&rest);
             conn.write_all(b"TUNNEL ").await.unwrap();
             conn.write_all(&all).await.unwrap();
+            // Held a while: the connection still counts against
+            // MaxConnections while the program has it.
+            tokio::time::sleep(Duration::from_millis(300)).await;
             conn.shutdown().await.unwrap();
         }
     });
@@ -114,6 +119,12 @@ async fn a_program_takes_a_connection_over() {
     s.write_all(b"fourteen bytes").await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     s.write_all(b"+after").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut second = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut refused = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), second.read_to_end(&mut refused)).await;
+    let refused = String::from_utf8_lossy(&refused);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     let mut got = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
     assert_eq!(String::from_utf8_lossy(&got), "TUNNEL fourteen bytes+after");
