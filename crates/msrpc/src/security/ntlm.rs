@@ -26,13 +26,74 @@ pub(super) const NEGOTIATE_MESSAGE: u32 = 1;
 pub(super) const AUTHENTICATE_MESSAGE: u32 = 3;
 pub(super) const NTLM_SIGNATURE: &[u8; 8] = b"NTLMSSP\0";
 
-/// NegotiateFlags bits used here ([MS-NLMP] 2.2.2.5).
-mod flag {
+/// NegotiateFlags bits used here and by connectionless NTLM ([MS-NLMP]
+/// 2.2.2.5).
+pub(super) mod flag {
     pub const UNICODE: u32 = 0x0000_0001;
+    pub const REQUEST_TARGET: u32 = 0x0000_0004;
+    pub const SIGN: u32 = 0x0000_0010;
+    pub const SEAL: u32 = 0x0000_0020;
+    pub const DATAGRAM: u32 = 0x0000_0040;
+    pub const NTLM: u32 = 0x0000_0200;
+    pub const ALWAYS_SIGN: u32 = 0x0000_8000;
+    pub const TARGET_TYPE_SERVER: u32 = 0x0002_0000;
     pub const EXTENDED_SESSION_SECURITY: u32 = 0x0008_0000;
+    pub const TARGET_INFO: u32 = 0x0080_0000;
     pub const NEGOTIATE_128: u32 = 0x2000_0000;
     pub const KEY_EXCH: u32 = 0x4000_0000;
     pub const NEGOTIATE_56: u32 = 0x8000_0000;
+}
+
+/// How much of the exported session key seals ([MS-NLMP] 3.4.5.3): 16
+/// octets with 128-bit keys, 7 with 56-bit, else 5.
+pub(super) fn seal_key_len(flags: u32) -> usize {
+    if flags & flag::NEGOTIATE_128 != 0 {
+        16
+    } else if flags & flag::NEGOTIATE_56 != 0 {
+        7
+    } else {
+        5
+    }
+}
+
+/// A side's (outbound, inbound) pair of two directions' keys.
+pub(super) fn by_side<T>(client: bool, from_client: T, from_server: T) -> (T, T) {
+    if client {
+        (from_client, from_server)
+    } else {
+        (from_server, from_client)
+    }
+}
+
+/// NTOWFv2 ([MS-NLMP] 3.3.2): HMAC_MD5 of the upper-cased user and the
+/// domain, keyed with the NT hash.
+pub(super) fn ntowf_v2(nt_hash: &[u8; 16], user: &str, domain: &str) -> [u8; 16] {
+    let user_domain: Vec<u8> = user
+        .to_uppercase()
+        .encode_utf16()
+        .chain(domain.encode_utf16())
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    hmac_md5(nt_hash, &[&user_domain])
+}
+
+/// The value of AV pair `wanted` in a list ([MS-NLMP] 2.2.2.1), up to
+/// MsvAvEOL.
+pub(super) fn av_pair(mut pairs: &[u8], wanted: u16) -> Option<&[u8]> {
+    const MSV_AV_EOL: u16 = 0;
+    while pairs.len() >= 4 {
+        let id = u16::from_le_bytes([pairs[0], pairs[1]]);
+        let len = usize::from(u16::from_le_bytes([pairs[2], pairs[3]]));
+        let value = pairs.get(4..4 + len)?;
+        if id == MSV_AV_EOL {
+            return None;
+        }
+        if id == wanted {
+            return Some(value);
+        }
+        pairs = &pairs[4 + len..];
+    }
+    None
 }
 
 /// The type of an NTLM message, or an error if it is none.
@@ -335,21 +396,10 @@ impl NtlmSession {
     /// Keys from the exported session key and the negotiated flags
     /// ([MS-NLMP] 3.4.5.2 SIGNKEY, 3.4.5.3 SEALKEY).
     pub fn new(exported: &[u8; 16], flags: u32, client: bool) -> NtlmSession {
-        let seal_len = if flags & flag::NEGOTIATE_128 != 0 {
-            16
-        } else if flags & flag::NEGOTIATE_56 != 0 {
-            7
-        } else {
-            5
-        };
-        let seal_key = &exported[..seal_len];
+        let seal_key = &exported[..seal_key_len(flags)];
         let from_client = Direction::new(exported, seal_key, CLIENT_SIGN, CLIENT_SEAL);
         let from_server = Direction::new(exported, seal_key, SERVER_SIGN, SERVER_SEAL);
-        let (outbound, inbound) = if client {
-            (from_client, from_server)
-        } else {
-            (from_server, from_client)
-        };
+        let (outbound, inbound) = by_side(client, from_client, from_server);
         NtlmSession {
             outbound,
             inbound,
@@ -517,15 +567,10 @@ impl AuthenticateMessage {
             ));
         }
         let (proof, temp) = self.nt_response.split_at(16);
-        let user_domain: Vec<u8> = self
-            .user
-            .to_uppercase()
-            .encode_utf16()
-            .chain(self.domain.encode_utf16())
-            .flat_map(u16::to_le_bytes)
-            .collect();
-        let ntowf_v2 = hmac_md5(nt_hash, &[&user_domain]);
-        let expected = hmac_md5(&ntowf_v2, &[challenge, temp]);
+        let expected = hmac_md5(
+            &ntowf_v2(nt_hash, &self.user, &self.domain),
+            &[challenge, temp],
+        );
         Ok(constant_time_eq(&expected, proof))
     }
 
@@ -533,24 +578,11 @@ impl AuthenticateMessage {
     /// bit 0x2 among the AV pairs of the NTLMv2 response ([MS-NLMP]
     /// 2.2.2.1), which follow its 28 fixed bytes.
     pub fn has_mic(&self) -> bool {
-        const MSV_AV_EOL: u16 = 0;
         const MSV_AV_FLAGS: u16 = 6;
-        let mut pairs = self.nt_response.get(16 + 28..).unwrap_or_default();
-        while pairs.len() >= 4 {
-            let id = u16::from_le_bytes([pairs[0], pairs[1]]);
-            let len = usize::from(u16::from_le_bytes([pairs[2], pairs[3]]));
-            let Some(value) = pairs.get(4..4 + len) else {
-                return false;
-            };
-            match id {
-                MSV_AV_EOL => return false,
-                MSV_AV_FLAGS if len == 4 => {
-                    return u32::from_le_bytes([value[0], value[1], value[2], value[3]]) & 2 != 0
-                }
-                _ => pairs = &pairs[4 + len..],
-            }
-        }
-        false
+        let pairs = self.nt_response.get(16 + 28..).unwrap_or_default();
+        av_pair(pairs, MSV_AV_FLAGS)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .is_some_and(|v| u32::from_le_bytes(v) & 2 != 0)
     }
 }
 

@@ -26,29 +26,13 @@ use md5::{Digest, Md5};
 use rc4::{Rc4, StreamCipher};
 
 use super::ntlm::{
-    constant_time_eq, hmac_md5, message_type, AuthenticateMessage, AUTHENTICATE_MESSAGE,
-    CLIENT_SEAL, CLIENT_SIGN, NTLM_SIGNATURE, SERVER_SEAL, SERVER_SIGN,
+    av_pair, by_side, constant_time_eq, flag, hmac_md5, message_type, ntowf_v2, seal_key_len,
+    AuthenticateMessage, AUTHENTICATE_MESSAGE, CLIENT_SEAL, CLIENT_SIGN, NTLM_SIGNATURE,
+    SERVER_SEAL, SERVER_SIGN,
 };
 use super::{auth_level, Credentials, Identity, SecurityError, SIGNATURE_LEN};
 
 const CHALLENGE_MESSAGE: u32 = 2;
-
-/// NegotiateFlags ([MS-NLMP] 2.2.2.5).
-mod flag {
-    pub const UNICODE: u32 = 0x0000_0001;
-    pub const REQUEST_TARGET: u32 = 0x0000_0004;
-    pub const SIGN: u32 = 0x0000_0010;
-    pub const SEAL: u32 = 0x0000_0020;
-    pub const DATAGRAM: u32 = 0x0000_0040;
-    pub const NTLM: u32 = 0x0000_0200;
-    pub const ALWAYS_SIGN: u32 = 0x0000_8000;
-    pub const TARGET_TYPE_SERVER: u32 = 0x0002_0000;
-    pub const EXTENDED_SESSION_SECURITY: u32 = 0x0008_0000;
-    pub const TARGET_INFO: u32 = 0x0080_0000;
-    pub const NEGOTIATE_128: u32 = 0x2000_0000;
-    pub const KEY_EXCH: u32 = 0x4000_0000;
-    pub const NEGOTIATE_56: u32 = 0x8000_0000;
-}
 
 /// What a datagram session cannot do without.
 const REQUIRED: u32 =
@@ -249,14 +233,6 @@ impl DatagramChallenge {
     }
 }
 
-/// NTOWFv2 ([MS-NLMP] 3.3.2): HMAC_MD5 of the upper-cased user and the
-/// domain, keyed with the NT hash.
-fn ntowf_v2(nt_hash: &[u8; 16], user: &str, domain: &str) -> [u8; 16] {
-    let mut user_domain = utf16le(&user.to_uppercase());
-    user_domain.extend_from_slice(&utf16le(domain));
-    hmac_md5(nt_hash, &[&user_domain])
-}
-
 /// The client's side: the session exists from the start; the
 /// AUTHENTICATE_MESSAGE is made when the server's challenge comes.
 pub struct DatagramInitiator {
@@ -350,18 +326,10 @@ impl DatagramInitiator {
 }
 
 /// MsvAvTimestamp in a target information list.
-fn timestamp_of(mut pairs: &[u8]) -> Option<u64> {
-    while pairs.len() >= 4 {
-        let id = u16::from_le_bytes([pairs[0], pairs[1]]);
-        let len = usize::from(u16::from_le_bytes([pairs[2], pairs[3]]));
-        let value = pairs.get(4..4 + len)?;
-        match id {
-            av::EOL => return None,
-            av::TIMESTAMP if len == 8 => return Some(u64::from_le_bytes(value.try_into().ok()?)),
-            _ => pairs = &pairs[4 + len..],
-        }
-    }
-    None
+fn timestamp_of(pairs: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        av_pair(pairs, av::TIMESTAMP)?.try_into().ok()?,
+    ))
 }
 
 /// One direction's keys ([MS-NLMP] 3.4.5.2, 3.4.5.3).
@@ -461,20 +429,10 @@ pub struct DatagramSession {
 
 impl DatagramSession {
     fn new(exported: &[u8; 16], flags: u32, client: bool) -> DatagramSession {
-        let seal_len = if flags & flag::NEGOTIATE_128 != 0 {
-            16
-        } else if flags & flag::NEGOTIATE_56 != 0 {
-            7
-        } else {
-            5
-        };
+        let seal_len = seal_key_len(flags);
         let from_client = Keys::new(exported, seal_len, CLIENT_SIGN, CLIENT_SEAL);
         let from_server = Keys::new(exported, seal_len, SERVER_SIGN, SERVER_SEAL);
-        let (outbound, inbound) = if client {
-            (from_client, from_server)
-        } else {
-            (from_server, from_client)
-        };
+        let (outbound, inbound) = by_side(client, from_client, from_server);
         DatagramSession {
             outbound,
             inbound,
