@@ -13,17 +13,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A listener on loopback with its files in `dir`.
+fn config_in(dir: &std::path::Path) -> ListenerConfig {
+    ListenerConfig {
+        listen_addresses: vec!["127.0.0.1".parse().unwrap()],
+        control_socket: dir.join("run/httpapi.sock"),
+        url_acl_file: dir.join("urlacl.json"),
+        error_logging_dir: Some(dir.join("logs")),
+        ..ListenerConfig::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_through_a_queue() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ListenerConfig {
-        listen_addresses: vec!["127.0.0.1".parse().unwrap()],
-        control_socket: dir.path().join("run/httpapi.sock"),
-        url_acl_file: dir.path().join("urlacl.json"),
-        error_logging_dir: Some(dir.path().join("logs")),
-        ..ListenerConfig::default()
-    };
-    let listener = Listener::start(config).await.unwrap();
+    let listener = Listener::start(config_in(dir.path())).await.unwrap();
     let port = free_port();
     let session = Session::connect(listener.control_socket()).await.unwrap();
     let mut queue = session.create_queue("hello").await.unwrap();
@@ -60,15 +64,12 @@ async fn hello_through_a_queue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_program_takes_a_connection_over() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ListenerConfig {
-        listen_addresses: vec!["127.0.0.1".parse().unwrap()],
-        control_socket: dir.path().join("run/httpapi.sock"),
-        url_acl_file: dir.path().join("urlacl.json"),
-        error_logging_dir: Some(dir.path().join("logs")),
+    let listener = Listener::start(ListenerConfig {
         max_connections: 1,
-        ..ListenerConfig::default()
-    };
-    let listener = Listener::start(config).await.unwrap();
+        ..config_in(dir.path())
+    })
+    .await
+    .unwrap();
     let port = free_port();
     let session = Session::connect(listener.control_socket()).await.unwrap();
     let mut queue = session.create_queue("tunnel").await.unwrap();

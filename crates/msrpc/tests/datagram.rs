@@ -607,6 +607,23 @@ async fn a_port_nobody_answers_on_is_a_clear_error() {
     }
 }
 
+/// How many endpoints one ept_lookup of up to ten lists, and its status.
+async fn endpoints_in_one_lookup(conn: &mut Connection) -> (u32, u32) {
+    let mut epm = EpmClient::bind(conn).await.unwrap();
+    let (_, n, _, st) = epm
+        .ept_lookup(
+            inquiry::ALL_ELTS,
+            Unique::new(None),
+            Unique::new(None),
+            vers::ALL,
+            ContextHandle::default(),
+            10,
+        )
+        .await
+        .unwrap();
+    (n, st)
+}
+
 #[tokio::test]
 async fn ntlm_authenticates_calls_over_udp_at_integrity_and_privacy() {
     let r = start().await;
@@ -636,19 +653,7 @@ async fn ntlm_authenticates_calls_over_udp_at_integrity_and_privacy() {
             );
             let mut mgmt = MgmtClient::bind(&mut conn).await.unwrap();
             assert_eq!(mgmt.inq_if_ids().await.unwrap().1, 0);
-            let mut epm = EpmClient::bind(&mut conn).await.unwrap();
-            let (_, n, _, st) = epm
-                .ept_lookup(
-                    inquiry::ALL_ELTS,
-                    Unique::new(None),
-                    Unique::new(None),
-                    vers::ALL,
-                    ContextHandle::default(),
-                    10,
-                )
-                .await
-                .unwrap();
-            assert_eq!((n, st), (6, 0));
+            assert_eq!(endpoints_in_one_lookup(&mut conn).await, (6, 0));
             // Fragments both ways, each signed (and sealed) on its own.
             let mut tally = TallyClient::bind(&mut conn).await.unwrap();
             let big: Vec<u8> = (0..20_000u32).map(|i| (i * 13) as u8).collect();
@@ -706,19 +711,7 @@ async fn wireshark_reads_every_datagram_of_an_authenticated_run() {
         .unwrap();
         let mut mgmt = MgmtClient::bind(&mut conn).await.unwrap();
         assert_eq!(mgmt.is_server_listening().await.unwrap(), (0, 1));
-        let mut epm = EpmClient::bind(&mut conn).await.unwrap();
-        let (_, n, _, _) = epm
-            .ept_lookup(
-                inquiry::ALL_ELTS,
-                Unique::new(None),
-                Unique::new(None),
-                vers::ALL,
-                ContextHandle::default(),
-                10,
-            )
-            .await
-            .unwrap();
-        assert_eq!(n, 6);
+        assert_eq!(endpoints_in_one_lookup(&mut conn).await, (6, 0));
         drop(conn);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let log = std::mem::take(&mut *relay.log.lock().unwrap());
