@@ -154,21 +154,7 @@ impl NtlmAcceptor {
                         "NTLM without extended session security is refused".to_string(),
                     ));
                 }
-                let (account, nt_hash) = self
-                    .credentials
-                    .nt_hash(&message.user)
-                    .filter(|_| !message.user.is_empty())
-                    .ok_or_else(|| {
-                        SecurityError::LogonFailure(format!(
-                            "no account '{}' that can log on with NTLM",
-                            message.user
-                        ))
-                    })?;
-                if !message.verify_ntlmv2(&nt_hash, &challenge)? {
-                    return Err(SecurityError::LogonFailure(format!(
-                        "wrong password for '{account}'"
-                    )));
-                }
+                let (account, nt_hash) = message.logon(&*self.credentials, &challenge)?;
                 let hash = NtlmHash::from_bytes(nt_hash);
                 let identity =
                     AuthIdentityBuffers::from_utf8_with_hash(&message.user, &message.domain, &hash);
@@ -550,6 +536,30 @@ impl AuthenticateMessage {
             user: text(field(36)?)?,
             flags,
         })
+    }
+
+    /// The account the message logs on as and its NT hash, once its
+    /// NTLMv2 response to `challenge` is checked against the store.
+    pub fn logon(
+        &self,
+        credentials: &dyn Credentials,
+        challenge: &[u8; 8],
+    ) -> Result<(String, [u8; 16]), SecurityError> {
+        let (account, nt_hash) = credentials
+            .nt_hash(&self.user)
+            .filter(|_| !self.user.is_empty())
+            .ok_or_else(|| {
+                SecurityError::LogonFailure(format!(
+                    "no account '{}' that can log on with NTLM",
+                    self.user
+                ))
+            })?;
+        if !self.verify_ntlmv2(&nt_hash, challenge)? {
+            return Err(SecurityError::LogonFailure(format!(
+                "wrong password for '{account}'"
+            )));
+        }
+        Ok((account, nt_hash))
     }
 
     /// NTProofStr = HMAC_MD5(NTOWFv2, ServerChallenge || temp), where

@@ -187,21 +187,7 @@ impl DatagramChallenge {
                     .to_string(),
             ));
         }
-        let (account, nt_hash) = self
-            .credentials
-            .nt_hash(&message.user)
-            .filter(|_| !message.user.is_empty())
-            .ok_or_else(|| {
-                SecurityError::LogonFailure(format!(
-                    "no account '{}' that can log on with NTLM",
-                    message.user
-                ))
-            })?;
-        if !message.verify_ntlmv2(&nt_hash, &self.server_challenge)? {
-            return Err(SecurityError::LogonFailure(format!(
-                "wrong password for '{account}'"
-            )));
-        }
+        let (account, nt_hash) = message.logon(&*self.credentials, &self.server_challenge)?;
         // [MS-NLMP] 3.3.2: SessionBaseKey = HMAC_MD5(ResponseKeyNT,
         // NTProofStr), which NTLMv2 uses as the KeyExchangeKey.
         let response_key = ntowf_v2(&nt_hash, &message.user, &message.domain);
