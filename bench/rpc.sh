@@ -122,9 +122,14 @@ done
 # Target: UDP at least 0.8x TCP.
 echo "== transports: is_server_listening at level none, $conns connections or activities, ${seconds}s runs, one client"
 taskset -c 1 "$bin/rpc_bench" "udp:127.0.0.1:$port" is_server_listening 1 1 none >/dev/null
+# The same at level privacy with NTLM: connectionless NTLM (a
+# conv_who_are_you_auth callback per activity, then each datagram signed
+# and sealed) against NTLM on the connection.
 results=$(for _ in $(seq "$rounds"); do
     run inetsrv-tcp "tokio:127.0.0.1:$port" is_server_listening none ntlm
     run inetsrv-udp "udp:127.0.0.1:$port" is_server_listening none ntlm
+    run tcp-privacy "tokio:127.0.0.1:$port" is_server_listening privacy ntlm
+    run udp-privacy "udp:127.0.0.1:$port" is_server_listening privacy ntlm
 done)
 echo "$results" | awk '{printf "  %-12s %8s calls/s   p50 %6s us   p99 %7s us   server CPU %5s us/call\n", $1, $2, $3, $4, $5}'
 median() { echo "$results" | awk -v n="$1" '$1==n {print $2}' | sort -n | sed -n "$(((rounds + 1) / 2))p"; }
@@ -133,6 +138,9 @@ udp=$(median inetsrv-udp)
 samba=$samba_none
 echo "  median: TCP $tcp calls/s, UDP $udp calls/s (Samba TCP, first case: $samba calls/s)"
 echo "  UDP/TCP ratio $(awk -v a="$udp" -v b="$tcp" 'BEGIN {printf "%.2fx", a / b}') (target >= 0.8x), UDP/Samba TCP $(awk -v a="$udp" -v b="$samba" 'BEGIN {printf "%.2fx", a / b}')"
+tcp_privacy=$(median tcp-privacy)
+udp_privacy=$(median udp-privacy)
+echo "  at privacy (NTLM): TCP $tcp_privacy calls/s, UDP $udp_privacy calls/s, ratio $(awk -v a="$udp_privacy" -v b="$tcp_privacy" 'BEGIN {printf "%.2fx", a / b}')"
 
 # RPC over HTTPS: the same call through `inetsrv start`'s RPC proxy (RPC
 # over HTTP v2, TLS to the proxy at /rpc/rpcproxy.dll, Basic logon, then
