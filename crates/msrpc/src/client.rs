@@ -16,7 +16,7 @@ mod datagram;
 mod http;
 
 pub use datagram::DatagramOptions;
-pub use http::ProxyRequest;
+pub use http::{ChannelOpener, ProxyRequest};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -272,6 +272,31 @@ impl Connection {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         http::connect(in_stream, out_stream, request, options).await
+    }
+
+    /// The same, with IN channels `in_lifetime` octets long that are
+    /// recycled ([MS-RPCH] 3.2.2.5.12) over new connections from `opener`
+    /// when half of one is sent.
+    pub async fn over_http_proxy_recycling<S>(
+        in_stream: S,
+        out_stream: S,
+        request: &ProxyRequest,
+        options: Options,
+        opener: ChannelOpener<S>,
+        in_lifetime: u32,
+    ) -> Result<Connection, CallError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        http::connect_recycling(
+            in_stream,
+            out_stream,
+            request,
+            options,
+            Some(opener),
+            in_lifetime,
+        )
+        .await
     }
 
     /// The byte stream, on a connection that has one.

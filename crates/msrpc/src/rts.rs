@@ -457,6 +457,21 @@ impl SendWindow {
         }
         out
     }
+
+    /// Every PDU still queued, whatever the window: what a channel being
+    /// replaced sends before it goes (3.2.3.5.6).
+    pub fn drain(&mut self) -> Vec<Vec<u8>> {
+        self.queued = 0;
+        self.queue.drain(..).collect()
+    }
+
+    /// A new channel to the same receiver, whose window is `window`: what
+    /// is queued stays queued for it (the client's IN channel recycling,
+    /// 3.2.2.5.5).
+    pub fn renew(&mut self, window: u32) {
+        self.sent = 0;
+        self.window = window;
+    }
 }
 
 /// A receiving channel's flow control (3.2.1.4.1.1): PDUs are consumed

@@ -368,6 +368,8 @@ pub struct Server {
     /// ncacn_http channels waiting for the other half of their virtual
     /// connection.
     http_pending: http::Pending,
+    /// Virtual connections served, for successor IN channels.
+    http_live: http::Live,
 }
 
 /// Given a request's object UUID and the interface its presentation
@@ -402,6 +404,7 @@ impl Server {
             idle_poll: OnceLock::new(),
             object_interfaces: OnceLock::new(),
             http_pending: Default::default(),
+            http_live: Default::default(),
         })
     }
 

@@ -217,43 +217,69 @@ pub(crate) async fn in_channel(
         }
     };
     let b1 = Rts::decode(&b1)?;
-    let (version, connection, channel, association) = match (b1.flags, b1.commands.as_slice()) {
+    // A new virtual connection's IN channel (CONN/B1 → CONN/B2), or the
+    // successor of one (IN_R1/A1 → IN_R1/A2, 3.2.3.5.5.2: this proxy keeps
+    // no table of virtual connections, so it always takes the IN_R1 path).
+    let (opening, channel) = match (b1.flags, b1.commands.as_slice()) {
         (
             flags::NONE,
             [Command::Version(v), Command::Cookie(vc), Command::Cookie(in_channel), Command::ChannelLifetime(_), Command::ClientKeepalive(_), Command::AssociationGroupId(group)],
-        ) => (*v, *vc, *in_channel, *group),
+        ) => (
+            Rts::new(
+                flags::IN_CHANNEL,
+                vec![
+                    Command::Version((*v).min(1)),
+                    Command::Cookie(*vc),
+                    Command::Cookie(*in_channel),
+                    Command::ReceiveWindowSize(WINDOW),
+                    Command::ConnectionTimeout(CONNECTION_TIMEOUT_MS),
+                    Command::AssociationGroupId(*group),
+                    Command::ClientAddress(request.remote.ip()),
+                ],
+            ),
+            *in_channel,
+        ),
+        (
+            flags::RECYCLE_CHANNEL,
+            [Command::Version(v), Command::Cookie(vc), Command::Cookie(predecessor), Command::Cookie(successor)],
+        ) => (
+            Rts::new(
+                flags::IN_CHANNEL | flags::RECYCLE_CHANNEL,
+                vec![
+                    Command::Version((*v).min(1)),
+                    Command::Cookie(*vc),
+                    Command::Cookie(*predecessor),
+                    Command::Cookie(*successor),
+                    Command::ReceiveWindowSize(WINDOW),
+                    Command::ConnectionTimeout(CONNECTION_TIMEOUT_MS),
+                ],
+            ),
+            *successor,
+        ),
         _ => {
             request.abort();
-            return Err(
-                "the IN channel does not begin with CONN/B1 (recycling is not served)".into(),
-            );
+            return Err("the IN channel begins with neither CONN/B1 nor IN_R1/A1".into());
         }
     };
     let (server_read, mut server_write): (ReadHalf<Box<dyn ServerStream>>, _) =
         tokio::io::split(server);
-    let b2 = Rts::new(
-        flags::IN_CHANNEL,
-        vec![
-            Command::Version(version.min(1)),
-            Command::Cookie(connection),
-            Command::Cookie(channel),
-            Command::ReceiveWindowSize(WINDOW),
-            Command::ConnectionTimeout(CONNECTION_TIMEOUT_MS),
-            Command::AssociationGroupId(association),
-            Command::ClientAddress(request.remote.ip()),
-        ],
-    );
     // The IN channel's response is never sent: the connection is the
     // proxy's from here, and the client's bytes come straight.
     let mut client = request.take_connection(200).await?;
-    server_write.write_all(&b2.encode()).await?;
+    server_write.write_all(&opening.encode()).await?;
     let mut from_server = FromServer::new(server_read);
-    // The channel stays plugged until the server's CONN/B3.
-    let b3 = from_server.answer().await?;
-    let server_window = match b3.commands.as_slice() {
-        [Command::ReceiveWindowSize(w), Command::Version(_)] => *w,
-        _ => return Err("the server's answer to CONN/B2 is not CONN/B3".into()),
-    };
+    // The channel stays plugged until the server's CONN/B3 (or, for a
+    // successor, IN_R1/B2 once the predecessor is done).
+    let answer = from_server.answer().await?;
+    let server_window =
+        match answer.commands.as_slice() {
+            [Command::ReceiveWindowSize(w), Command::Version(_)] => *w,
+            [Command::ReceiveWindowSize(w)] => *w,
+            _ => return Err(
+                "the server answered the IN channel's opening with neither CONN/B3 nor IN_R1/B2"
+                    .into(),
+            ),
+        };
     let mut to_server = SendWindow::new(server_window);
     let mut from = ReceiveWindow::new(WINDOW);
     let outcome: Result<(), RelayError> = async {
@@ -263,6 +289,23 @@ pub(crate) async fn in_channel(
                 if pdu[2] == PTYPE_RTS {
                     let rts = Rts::decode(&pdu)?;
                     tracing::trace!(?rts, "RPC proxy: RTS from the client");
+                    // IN_R1/A5: a successor takes over (3.2.3.5.6):
+                    // IN_R1/A6, what is queued, IN_R1/B1, and this
+                    // channel ends.
+                    if let (flags::NONE, [Command::Cookie(successor)]) =
+                        (rts.flags, rts.commands.as_slice())
+                    {
+                        let a6 = Rts::new(flags::NONE, vec![Command::Cookie(*successor)]);
+                        let mut out = a6.encode();
+                        for queued in to_server.drain() {
+                            out.extend_from_slice(&queued);
+                        }
+                        out.extend_from_slice(
+                            &Rts::new(flags::NONE, vec![Command::Empty]).encode(),
+                        );
+                        server_write.write_all(&out).await?;
+                        return Ok(());
+                    }
                     if matches!(
                         rts.destination(),
                         Some(destination::OUT_PROXY | destination::SERVER | destination::CLIENT)

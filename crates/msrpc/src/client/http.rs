@@ -8,7 +8,15 @@
 //! that come back on the OUT channel), what comes in is acknowledged to
 //! the outbound proxy at half its window, and the IN channel is pinged
 //! when idle so that nothing on the way closes it.
+//!
+//! Given a way to open more connections to the proxy, the client
+//! recycles its IN channel (3.2.2.5.12, the IN_R1 sequence) once half the
+//! channel's lifetime is sent: a successor RPC_IN_DATA request opens with
+//! IN_R1/A1; when IN_R1/A4 comes on the OUT channel the predecessor gets
+//! IN_R1/A5 and the successor carries on.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -105,14 +113,34 @@ async fn next_pdu<S: AsyncRead + Unpin>(
         .ok_or(CallError::Io(std::io::ErrorKind::UnexpectedEof.into()))
 }
 
+/// Opens another connection to the proxy: where successor IN channels go.
+pub type ChannelOpener<S> =
+    Box<dyn FnMut() -> Pin<Box<dyn Future<Output = std::io::Result<S>> + Send>> + Send>;
+
 /// Opens a virtual connection over the two connected streams (`in_stream`
 /// and `out_stream` to the proxy) and returns the connection-oriented
 /// client running over it.
 pub async fn connect<S>(
+    in_stream: S,
+    out_stream: S,
+    request: &ProxyRequest,
+    options: Options,
+) -> Result<Connection, CallError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    connect_recycling(in_stream, out_stream, request, options, None, IN_LIFETIME).await
+}
+
+/// The same, with IN channels of `in_lifetime` octets that `opener`
+/// replaces when half of one is sent.
+pub async fn connect_recycling<S>(
     mut in_stream: S,
     mut out_stream: S,
     request: &ProxyRequest,
     options: Options,
+    opener: Option<ChannelOpener<S>>,
+    in_lifetime: u32,
 ) -> Result<Connection, CallError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -139,13 +167,13 @@ where
             Command::Version(1),
             Command::Cookie(connection),
             Command::Cookie(in_channel),
-            Command::ChannelLifetime(IN_LIFETIME),
+            Command::ChannelLifetime(in_lifetime),
             Command::ClientKeepalive(KEEPALIVE_MS),
             Command::AssociationGroupId(rts::new_cookie()),
         ],
     )
     .encode();
-    let mut in_request = request_head("RPC_IN_DATA", request, IN_LIFETIME);
+    let mut in_request = request_head("RPC_IN_DATA", request, in_lifetime);
     in_request.extend_from_slice(&b1);
     in_stream.write_all(&in_request).await?;
 
@@ -184,8 +212,13 @@ where
     };
     let (machine, pipe) = tokio::io::duplex(64 * 1024);
     let bridge = Bridge {
+        connection,
         in_channel,
         out_channel,
+        request: request.clone(),
+        opener,
+        in_lifetime,
+        in_sent: b1.len() as u64,
     };
     tokio::spawn(async move {
         if let Err(e) = bridge
@@ -198,25 +231,58 @@ where
     Ok(Connection::over(machine, options))
 }
 
-/// The client's side of a virtual connection: which channels are whose.
-struct Bridge {
+/// The client's side of a virtual connection: which channels are whose,
+/// and how the IN channel is replaced.
+struct Bridge<S> {
+    connection: Cookie,
     in_channel: Cookie,
     out_channel: Cookie,
+    request: ProxyRequest,
+    opener: Option<ChannelOpener<S>>,
+    in_lifetime: u32,
+    /// Body octets sent on the current IN channel.
+    in_sent: u64,
 }
 
-impl Bridge {
-    async fn run<S>(
-        self,
+impl<S: AsyncRead + AsyncWrite + Unpin> Bridge<S> {
+    /// Starts a successor IN channel (IN_R1/A1) once half the current
+    /// one's lifetime is sent; returns it and its cookie.
+    async fn successor(&mut self) -> Result<Option<(S, Cookie)>, CallError> {
+        if self.in_sent < u64::from(self.in_lifetime / 2) {
+            return Ok(None);
+        }
+        let Some(opener) = self.opener.as_mut() else {
+            return Ok(None);
+        };
+        let mut stream = opener().await?;
+        let successor = rts::new_cookie();
+        let a1 = Rts::new(
+            flags::RECYCLE_CHANNEL,
+            vec![
+                Command::Version(1),
+                Command::Cookie(self.connection),
+                Command::Cookie(self.in_channel),
+                Command::Cookie(successor),
+            ],
+        )
+        .encode();
+        let mut head = request_head("RPC_IN_DATA", &self.request, self.in_lifetime);
+        head.extend_from_slice(&a1);
+        stream.write_all(&head).await?;
+        Ok(Some((stream, successor)))
+    }
+
+    async fn run(
+        mut self,
         mut in_stream: S,
         mut out_stream: S,
         mut from_out: PduStream,
         in_window: u32,
         pipe: tokio::io::DuplexStream,
-    ) -> Result<(), CallError>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    ) -> Result<(), CallError> {
         let (mut pipe_read, mut pipe_write) = tokio::io::split(pipe);
+        // A successor IN channel waiting for IN_R1/A4.
+        let mut successor: Option<(S, Cookie)> = None;
         let mut from_client = PduStream::default();
         // What comes on the OUT channel goes on to the client runtime at
         // once; what goes on the IN channel waits for the inbound proxy's
@@ -237,13 +303,31 @@ impl Bridge {
                     if let Some(ack) = rts.ack().filter(|a| a.channel_cookie == self.in_channel) {
                         sending.acknowledged(&ack);
                     }
+                    // IN_R1/A4 (3.2.2.5.5): the predecessor gets IN_R1/A5
+                    // after everything sent on it, the successor carries on
+                    // with the window its proxy offers.
+                    if let (
+                        flags::NONE,
+                        [Command::Destination(_), Command::Version(_), Command::ReceiveWindowSize(w), Command::ConnectionTimeout(_)],
+                    ) = (rts.flags, rts.commands.as_slice())
+                    {
+                        if let Some((next, cookie)) = successor.take() {
+                            let a5 = Rts::new(flags::NONE, vec![Command::Cookie(cookie)]);
+                            in_stream.write_all(&a5.encode()).await?;
+                            in_stream = next;
+                            self.in_channel = cookie;
+                            self.in_sent = 0;
+                            sending.renew(*w);
+                        }
+                    }
                     continue;
                 }
                 receiving.arrived(pdu.len());
                 pipe_write.write_all(&pdu).await?;
                 if let Some(ack) = receiving.due(0, self.out_channel) {
-                    let ack = Rts::flow_control_ack_to(destination::OUT_PROXY, ack);
-                    in_stream.write_all(&ack.encode()).await?;
+                    let ack = Rts::flow_control_ack_to(destination::OUT_PROXY, ack).encode();
+                    in_stream.write_all(&ack).await?;
+                    self.in_sent += ack.len() as u64;
                     last_sent = tokio::time::Instant::now();
                 }
             }
@@ -255,7 +339,11 @@ impl Bridge {
             }
             for pdu in sending.ready() {
                 in_stream.write_all(&pdu).await?;
+                self.in_sent += pdu.len() as u64;
                 last_sent = tokio::time::Instant::now();
+            }
+            if successor.is_none() {
+                successor = self.successor().await?;
             }
             tokio::select! {
                 more = from_out.fill(&mut out_stream) => {
@@ -279,7 +367,9 @@ impl Bridge {
                     return Err(refused(text.lines().next().unwrap_or("nothing")));
                 }
                 _ = tokio::time::sleep_until(last_sent + PING_INTERVAL) => {
-                    in_stream.write_all(&Rts::ping().encode()).await?;
+                    let ping = Rts::ping().encode();
+                    in_stream.write_all(&ping).await?;
+                    self.in_sent += ping.len() as u64;
                     last_sent = tokio::time::Instant::now();
                 }
             }

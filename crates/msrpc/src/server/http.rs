@@ -14,8 +14,13 @@
 //!   it again), the IN channel's traffic acknowledged to the inbound
 //!   proxy, and RTS PDUs with a destination forwarded (3.2.1.5.2).
 //!
-//! Channel recycling (IN_R1/IN_R2/OUT_R1/OUT_R2) is not served: a channel
-//! whose lifetime runs out ends its virtual connection.
+//! IN channel recycling by the IN_R1 sequence (3.2.5.5.5–7): a successor
+//! IN channel opens with IN_R1/A2 naming the virtual connection and its
+//! predecessor; the server tells the client (IN_R1/A3 on the OUT channel),
+//! and when IN_R1/A6 and IN_R1/B1 come on the predecessor it switches to
+//! the successor (IN_R1/B2). IN_R2 and OUT channel recycling are not
+//! served: an OUT channel whose lifetime runs out ends its virtual
+//! connection.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -113,6 +118,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
     }
 }
 
+/// A successor IN channel on its way to its virtual connection.
+pub(super) struct Successor {
+    stream: Box<dyn Channel>,
+    predecessor: Cookie,
+    channel: Cookie,
+    proxy_window: u32,
+    connection_timeout: u32,
+}
+
+/// The virtual connections being served, by cookie: where a successor
+/// channel goes.
+pub(super) type Live =
+    std::sync::Mutex<HashMap<Cookie, tokio::sync::mpsc::UnboundedSender<Successor>>>;
+
 /// Serves one accepted connection.
 pub(super) async fn accept(
     server: Arc<Server>,
@@ -160,6 +179,25 @@ pub(super) async fn accept(
         return;
     };
     let rest = first.split_off(len);
+    if let Some((vc, predecessor, channel, proxy_window, connection_timeout)) =
+        Rts::decode(&first).ok().as_ref().and_then(in_r1_a2)
+    {
+        let successor = Successor {
+            stream,
+            predecessor,
+            channel,
+            proxy_window,
+            connection_timeout,
+        };
+        let live = server.http_live.lock().unwrap_or_else(|e| e.into_inner());
+        match live.get(&vc) {
+            Some(to) if rest.is_empty() => {
+                let _ = to.send(successor);
+            }
+            _ => tracing::debug!("rpc: ncacn_http from {peer}: IN_R1/A2 for no connection"),
+        }
+        return;
+    }
     let (vc, opened) = match Rts::decode(&first).map(|r| opening(&r)) {
         Ok(Some(found)) => found,
         other => {
@@ -202,7 +240,22 @@ pub(super) async fn accept(
             return;
         }
     };
-    virtual_connection(server, local, peer, inbound, outbound).await;
+    virtual_connection(server, local, peer, vc, inbound, outbound).await;
+}
+
+/// IN_R1/A2 (2.2.4.11): the virtual connection, the predecessor and
+/// successor IN channels, the inbound proxy's window and time-out.
+fn in_r1_a2(rts: &Rts) -> Option<(Cookie, Cookie, Cookie, u32, u32)> {
+    use Command::*;
+    match (rts.flags, rts.commands.as_slice()) {
+        (
+            f,
+            [Version(_), Cookie(vc), Cookie(predecessor), Cookie(successor), ReceiveWindowSize(w), ConnectionTimeout(t)],
+        ) if f == rts::flags::IN_CHANNEL | rts::flags::RECYCLE_CHANNEL => {
+            Some((*vc, *predecessor, *successor, *w, *t))
+        }
+        _ => None,
+    }
 }
 
 /// The virtual connection cookie and channel a CONN/A2 or CONN/B2 opens.
@@ -240,6 +293,7 @@ async fn virtual_connection(
     server: Arc<Server>,
     local: SocketAddr,
     proxy: SocketAddr,
+    vc: Cookie,
     (mut in_stream, in_opened): (Box<dyn Channel>, Opened),
     (mut out_stream, out_opened): (Box<dyn Channel>, Opened),
 ) {
@@ -293,7 +347,22 @@ async fn virtual_connection(
         in_channel,
         out_channel,
     };
-    if let Err(e) = bridge.run(in_stream, out_stream, out_window, pipe).await {
+    // Where its successor IN channels come.
+    let (successors_tx, successors) = tokio::sync::mpsc::unbounded_channel();
+    server
+        .http_live
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(vc, successors_tx);
+    let outcome = bridge
+        .run(in_stream, out_stream, out_window, pipe, successors)
+        .await;
+    server
+        .http_live
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&vc);
+    if let Err(e) = outcome {
         tracing::debug!("rpc: ncacn_http virtual connection from {client} ended: {e}");
     }
     served.abort();
@@ -307,13 +376,18 @@ struct Bridge {
 
 impl Bridge {
     async fn run(
-        self,
+        mut self,
         in_stream: Box<dyn Channel>,
         out_stream: Box<dyn Channel>,
         out_window: u32,
         pipe: tokio::io::DuplexStream,
+        mut successors: tokio::sync::mpsc::UnboundedReceiver<Successor>,
     ) -> std::io::Result<()> {
         let (mut in_read, mut in_write) = tokio::io::split(in_stream);
+        // A successor IN channel announced to the client, and whether the
+        // predecessor has said it is done (IN_R1/A6).
+        let mut successor: Option<Successor> = None;
+        let mut a6_seen = false;
         let (mut out_read, mut out_write) = tokio::io::split(out_stream);
         let (mut pipe_read, mut pipe_write) = tokio::io::split(pipe);
         let (mut from_in, mut from_out, mut from_machine) = (
@@ -327,11 +401,60 @@ impl Bridge {
         let mut sending = SendWindow::new(out_window);
         loop {
             tokio::select! {
+                arrived = successors.recv(), if successor.is_none() => {
+                    let Some(next) = arrived else { continue };
+                    if next.predecessor != self.in_channel {
+                        // 3.2.5.5.5: a protocol error; the successor goes.
+                        continue;
+                    }
+                    // IN_R1/A3 to the client, through the outbound proxy.
+                    let a3 = Rts::new(
+                        rts::flags::NONE,
+                        vec![
+                            Command::Destination(destination::CLIENT),
+                            Command::Version(1),
+                            Command::ReceiveWindowSize(next.proxy_window),
+                            Command::ConnectionTimeout(next.connection_timeout),
+                        ],
+                    );
+                    out_write.write_all(&a3.encode()).await?;
+                    successor = Some(next);
+                    a6_seen = false;
+                }
                 pdu = from_in.read(&mut in_read) => {
                     let Some(pdu) = pdu? else { return Ok(()) };
                     if pdu[2] == PTYPE_RTS {
                         let rts = Rts::decode(&pdu).map_err(invalid)?;
                         tracing::trace!(?rts, "ncacn_http: RTS on the IN channel");
+                        let announced = successor.as_ref().map(|n| n.channel);
+                        let (a6, b1) = match (rts.flags, rts.commands.as_slice()) {
+                            (rts::flags::NONE, [Command::Cookie(c)]) => (announced == Some(*c), false),
+                            (rts::flags::NONE, [Command::Empty]) => (false, announced.is_some() && a6_seen),
+                            _ => (false, false),
+                        };
+                        match (a6, b1) {
+                            // IN_R1/A6: the predecessor proxy is done.
+                            (true, _) => {
+                                a6_seen = true;
+                                continue;
+                            }
+                            // IN_R1/B1: switch to the successor, IN_R1/B2.
+                            (_, true) => {
+                                let Some(next) = successor.take() else { continue };
+                                let (read, mut write) = tokio::io::split(next.stream);
+                                let b2 = Rts::new(
+                                    rts::flags::NONE,
+                                    vec![Command::ReceiveWindowSize(RECEIVE_WINDOW)],
+                                );
+                                write.write_all(&b2.encode()).await?;
+                                (in_read, in_write) = (read, write);
+                                from_in = PduStream::default();
+                                receiving = ReceiveWindow::new(RECEIVE_WINDOW);
+                                self.in_channel = next.channel;
+                                continue;
+                            }
+                            _ => {}
+                        }
                         // Toward the outbound proxy or the client: on the
                         // OUT channel; pings and keep-alives end here.
                         if matches!(rts.destination(), Some(destination::OUT_PROXY | destination::CLIENT)) {
