@@ -117,6 +117,7 @@ pub async fn start(
             kerberos: None,
         },
         handshakes: Default::default(),
+        out_channel_lifetime: rpcproxy::OUT_CHANNEL_LIFETIME,
     };
     Some(
         rpcproxy::start(control_socket, &prefixes, proxy)

@@ -181,7 +181,13 @@ pub struct Proxy {
     /// NTLM handshakes under way, by client connection: the challenge
     /// goes out on one request, the answer comes on the next.
     pub handshakes: Mutex<HashMap<u64, msrpc::security::SecurityContext>>,
+    /// An OUT channel's lifetime: its response's Content-Length, after
+    /// half of which the server recycles it ([`OUT_CHANNEL_LIFETIME`]).
+    pub out_channel_lifetime: u32,
 }
+
+/// The OUT channel lifetime IIS 6's proxy announced: 1 GiB.
+pub const OUT_CHANNEL_LIFETIME: u32 = 1 << 30;
 
 /// Handshakes held at once; at the limit all held are dropped (those
 /// clients are challenged again).
@@ -313,7 +319,7 @@ impl Proxy {
             }
         };
         let outcome = match method.as_str() {
-            "RPC_OUT_DATA" => relay::out_channel(request, server).await,
+            "RPC_OUT_DATA" => relay::out_channel(request, server, self.out_channel_lifetime).await,
             "RPC_IN_DATA" => relay::in_channel(request, server).await,
             _ => relay::mixed(request, server).await,
         };

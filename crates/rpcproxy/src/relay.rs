@@ -25,8 +25,6 @@ use crate::ServerStream;
 
 /// The proxy's receive window on each channel.
 const WINDOW: u32 = 256 * 1024;
-/// The OUT channel's lifetime: its response's Content-Length (1 GiB).
-const LIFETIME: u32 = 1 << 30;
 /// The connection time-out told to the client (2.2.3.5.3: at least 120 s).
 const CONNECTION_TIMEOUT_MS: u32 = 120_000;
 /// The client is pinged on an OUT channel idle this long (half the
@@ -86,72 +84,143 @@ impl<R: AsyncRead + Unpin> FromServer<R> {
     }
 }
 
+/// The response head of an OUT channel (3.2.4.5.1): its body is the
+/// channel, `lifetime` octets long.
+fn out_channel_head(lifetime: u32) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 Success\r\nContent-Type: application/rpc\r\nDate: {}\r\n\
+         Content-Length: {lifetime}\r\n\r\n",
+        httpapi::dates::http_date(std::time::SystemTime::now())
+    )
+    .into_bytes()
+}
+
 /// RPC_OUT_DATA: CONN/A1 from the client, CONN/A2 to the server, the
 /// response with CONN/A3, C1 from the server as C2 to the client; then
-/// the server's PDUs go to the client within its window.
+/// the server's PDUs go to the client within its window. Or a successor
+/// OUT channel (3.2.4.5.6.2, OUT_R1): OUT_R1/A3 from the client, OUT_R1/A4
+/// to the server, plugged until the client's OUT_R1/A11, then the
+/// response and the server's PDUs.
 pub(crate) async fn out_channel(
     mut request: Request,
     server: Box<dyn ServerStream>,
+    lifetime: u32,
 ) -> Result<(), RelayError> {
-    let body = request.read_body(120).await?;
-    let a1 = Rts::decode(&body)?;
-    let (version, connection, channel, client_window) = match (a1.flags, a1.commands.as_slice()) {
+    // The opening PDU (a successor's request body holds OUT_R1/A11 too,
+    // which comes later).
+    let mut from_client = PduStream::default();
+    let opening = loop {
+        if let Some(pdu) = from_client.take()? {
+            break pdu;
+        }
+        match request.body_chunk().await? {
+            Some(chunk) => from_client.push(&chunk),
+            None => return Err("the OUT channel ended before its opening".into()),
+        }
+    };
+    let opening = Rts::decode(&opening)?;
+    let (server_read, mut server_write): (ReadHalf<Box<dyn ServerStream>>, _) =
+        tokio::io::split(server);
+    let mut from_server = FromServer::new(server_read);
+    match (opening.flags, opening.commands.as_slice()) {
         (
             flags::NONE,
             [Command::Version(v), Command::Cookie(vc), Command::Cookie(out), Command::ReceiveWindowSize(w)],
-        ) => (*v, *vc, *out, *w),
+        ) => {
+            let (channel, client_window) = (*out, *w);
+            let mut client = request.take_connection(200).await?;
+            let a2 = Rts::new(
+                flags::OUT_CHANNEL,
+                vec![
+                    Command::Version((*v).min(1)),
+                    Command::Cookie(*vc),
+                    Command::Cookie(channel),
+                    Command::ChannelLifetime(lifetime),
+                    Command::ReceiveWindowSize(WINDOW),
+                ],
+            );
+            server_write.write_all(&a2.encode()).await?;
+            let a3 = Rts::new(
+                flags::NONE,
+                vec![Command::ConnectionTimeout(CONNECTION_TIMEOUT_MS)],
+            );
+            let mut head = out_channel_head(lifetime);
+            head.extend_from_slice(&a3.encode());
+            client.write_all(&head).await?;
+            let c1 = from_server.answer().await?;
+            let c2 = match c1.commands.as_slice() {
+                [Command::Version(v), Command::ReceiveWindowSize(w), Command::ConnectionTimeout(t)] => {
+                    Rts::new(
+                        flags::NONE,
+                        vec![
+                            Command::Version(*v),
+                            Command::ReceiveWindowSize(*w),
+                            Command::ConnectionTimeout(*t),
+                        ],
+                    )
+                }
+                _ => return Err("the server's answer to CONN/A2 is not CONN/C1".into()),
+            };
+            client.write_all(&c2.encode()).await?;
+            relay_out(client, from_server, server_write, client_window, channel).await
+        }
+        (
+            flags::RECYCLE_CHANNEL,
+            [Command::Version(v), Command::Cookie(vc), Command::Cookie(predecessor), Command::Cookie(successor), Command::ReceiveWindowSize(w)],
+        ) => {
+            let (channel, client_window) = (*successor, *w);
+            let mut client = request.take_connection(200).await?;
+            let a4 = Rts::new(
+                flags::RECYCLE_CHANNEL | flags::OUT_CHANNEL,
+                vec![
+                    Command::Version((*v).min(1)),
+                    Command::Cookie(*vc),
+                    Command::Cookie(*predecessor),
+                    Command::Cookie(channel),
+                    Command::ChannelLifetime(lifetime),
+                    Command::ReceiveWindowSize(WINDOW),
+                    Command::ConnectionTimeout(CONNECTION_TIMEOUT_MS),
+                ],
+            );
+            server_write.write_all(&a4.encode()).await?;
+            // Plugged until OUT_R1/A11 (3.2.4.5.9); the server's PDUs wait
+            // in the connection to it meanwhile.
+            let a11 = from_client
+                .read(&mut client)
+                .await?
+                .ok_or("the successor OUT channel ended before OUT_R1/A11")?;
+            let a11 = Rts::decode(&a11)?;
+            if !matches!(
+                (a11.flags, a11.commands.as_slice()),
+                (flags::NONE, [Command::Ance])
+            ) {
+                return Err("the successor OUT channel's second PDU is not OUT_R1/A11".into());
+            }
+            client.write_all(&out_channel_head(lifetime)).await?;
+            relay_out(client, from_server, server_write, client_window, channel).await
+        }
         _ => {
             let _ = request
                 .respond(crate::rpc_error(
                     crate::PROTOCOL_ERROR,
-                    "the OUT channel does not begin with CONN/A1 (recycling is not served)",
+                    "the OUT channel begins with neither CONN/A1 nor OUT_R1/A3",
                 ))
                 .await;
-            return Err("no CONN/A1".into());
+            Err("no CONN/A1 or OUT_R1/A3".into())
         }
-    };
-    let (server_read, mut server_write): (ReadHalf<Box<dyn ServerStream>>, _) =
-        tokio::io::split(server);
-    let mut client = request.take_connection(200).await?;
-    let a2 = Rts::new(
-        flags::OUT_CHANNEL,
-        vec![
-            Command::Version(version.min(1)),
-            Command::Cookie(connection),
-            Command::Cookie(channel),
-            Command::ChannelLifetime(LIFETIME),
-            Command::ReceiveWindowSize(WINDOW),
-        ],
-    );
-    server_write.write_all(&a2.encode()).await?;
-    let a3 = Rts::new(
-        flags::NONE,
-        vec![Command::ConnectionTimeout(CONNECTION_TIMEOUT_MS)],
-    );
-    let mut head = format!(
-        "HTTP/1.1 200 Success\r\nContent-Type: application/rpc\r\nDate: {}\r\n\
-         Content-Length: {LIFETIME}\r\n\r\n",
-        httpapi::dates::http_date(std::time::SystemTime::now())
-    )
-    .into_bytes();
-    head.extend_from_slice(&a3.encode());
-    client.write_all(&head).await?;
-    let mut from_server = FromServer::new(server_read);
-    let c1 = from_server.answer().await?;
-    let c2 = match c1.commands.as_slice() {
-        [Command::Version(v), Command::ReceiveWindowSize(w), Command::ConnectionTimeout(t)] => {
-            Rts::new(
-                flags::NONE,
-                vec![
-                    Command::Version(*v),
-                    Command::ReceiveWindowSize(*w),
-                    Command::ConnectionTimeout(*t),
-                ],
-            )
-        }
-        _ => return Err("the server's answer to CONN/A2 is not CONN/C1".into()),
-    };
-    client.write_all(&c2.encode()).await?;
+    }
+}
+
+/// An open OUT channel: the server's PDUs go to the client within its
+/// window; OUT_R1/A9 (3.2.4.5.8) ends it once what is queued went, with
+/// OUT_R1/A10.
+async fn relay_out<R: AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin>(
+    mut client: httpapi::TakenConnection,
+    mut from_server: FromServer<R>,
+    mut server_write: W,
+    client_window: u32,
+    channel: msrpc::rts::Cookie,
+) -> Result<(), RelayError> {
     let mut to_client = SendWindow::new(client_window);
     let mut from = ReceiveWindow::new(WINDOW);
     let mut last_sent = tokio::time::Instant::now();
@@ -162,6 +231,16 @@ pub(crate) async fn out_channel(
                 if pdu[2] == PTYPE_RTS {
                     let rts = Rts::decode(&pdu)?;
                     tracing::trace!(?rts, "RPC proxy: RTS from the server on the OUT channel");
+                    if let (flags::NONE, [Command::Ance]) = (rts.flags, rts.commands.as_slice()) {
+                        let mut out = Vec::new();
+                        for queued in to_client.drain() {
+                            out.extend_from_slice(&queued);
+                        }
+                        out.extend_from_slice(&Rts::new(flags::NONE, vec![Command::Ance]).encode());
+                        client.write_all(&out).await?;
+                        let _ = client.shutdown().await;
+                        return Ok(());
+                    }
                     match rts.destination() {
                         Some(destination::CLIENT) => {
                             client.write_all(&pdu).await?;

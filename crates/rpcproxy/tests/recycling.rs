@@ -1,11 +1,13 @@
-//! IN channel recycling ([MS-RPCH] 3.2.2.5.12, the IN_R1 sequence) end to
-//! end: msrpc's client with a short IN channel lifetime, through the
-//! listener and this proxy, to an msrpc server's ncacn_http side handed
-//! over in memory — all in one process, as `inetsrv start` runs them.
+//! Channel recycling ([MS-RPCH] 3.2.2.5.12 and 3.2.5.5.15, the IN_R1 and
+//! OUT_R1 sequences) end to end: msrpc's client with a short IN channel
+//! lifetime and this proxy with a short OUT channel lifetime, through the
+//! listener, to an msrpc server's ncacn_http side handed over in memory —
+//! all in one process, as `inetsrv start` runs them.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use listener::{Listener, ListenerConfig};
 use msrpc::client::{Connection, Options, ProxyRequest};
@@ -13,7 +15,59 @@ use msrpc::mgmt::{Management, MgmtClient, MgmtServer};
 use msrpc::security::{Acceptors, Credentials};
 use msrpc::server::{auth_level, Limits, Server};
 use rpcproxy::{LocalServer, Logons, Proxy, ValidPorts};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+/// A connection to the proxy that notes the method of the request it
+/// carries (its first word).
+struct Noted {
+    inner: TcpStream,
+    methods: Arc<Mutex<Vec<String>>>,
+    noted: bool,
+}
+
+impl AsyncRead for Noted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Noted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if !self.noted {
+            self.noted = true;
+            let method = String::from_utf8_lossy(data)
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            self.methods.lock().unwrap().push(method);
+        }
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+async fn connect(port: u16, methods: Arc<Mutex<Vec<String>>>) -> std::io::Result<Noted> {
+    Ok(Noted {
+        inner: TcpStream::connect(("127.0.0.1", port)).await?,
+        methods,
+        noted: false,
+    })
+}
 
 struct Nobody;
 
@@ -38,7 +92,7 @@ fn free_port() -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_in_channel_is_recycled_while_calls_go_on() {
+async fn both_channels_are_recycled_while_calls_go_on() {
     let dir = tempfile::tempdir().unwrap();
     let listener = Listener::start(ListenerConfig {
         listen_addresses: vec!["127.0.0.1".parse().unwrap()],
@@ -78,6 +132,7 @@ async fn the_in_channel_is_recycled_while_calls_go_on() {
             kerberos: None,
         },
         handshakes: Default::default(),
+        out_channel_lifetime: 16384,
     };
     let _proxy = rpcproxy::start(
         listener.control_socket(),
@@ -92,16 +147,16 @@ async fn the_in_channel_is_recycled_while_calls_go_on() {
         path_and_query: "/rpc/rpcproxy.dll?localhost:593".into(),
         authorization: None,
     };
-    let opened = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&opened);
+    let methods = Arc::new(Mutex::new(Vec::new()));
+    let noted = Arc::clone(&methods);
     let opener = Box::new(move || {
-        counted.fetch_add(1, Ordering::SeqCst);
-        Box::pin(TcpStream::connect(("127.0.0.1", port)))
-            as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+        Box::pin(connect(port, Arc::clone(&noted)))
+            as Pin<Box<dyn std::future::Future<Output = _> + Send>>
     });
-    let in_stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let out_stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    // IN channels of 8 KB: a successor every 4 KB of requests.
+    let in_stream = connect(port, Arc::clone(&methods)).await.unwrap();
+    let out_stream = connect(port, Arc::clone(&methods)).await.unwrap();
+    // IN channels of 8 KB: a successor every 4 KB of requests; OUT
+    // channels of 16 KB (the proxy's): one every 8 KB of responses.
     let mut conn = Connection::over_http_proxy_recycling(
         in_stream,
         out_stream,
@@ -124,9 +179,11 @@ async fn the_in_channel_is_recycled_while_calls_go_on() {
         assert_eq!(answer, (0, 1), "call {call}");
     }
     // A successor is opened only once the one before took over (IN_R1/A4
-    // came, IN_R1/B2 unplugged it): three mean two completed switches.
-    let successors = opened.load(Ordering::SeqCst);
-    assert!(successors >= 3, "{successors} successor IN channels");
+    // came, or OUT_R1/A10): three of each mean two completed switches.
+    let methods = methods.lock().unwrap().clone();
+    let count = |m: &str| methods.iter().filter(|x| *x == m).count();
+    assert!(count("RPC_IN_DATA") >= 3, "{methods:?}");
+    assert!(count("RPC_OUT_DATA") >= 3, "{methods:?}");
     // Every call reached the server once (the bind's and this one too).
     let (_, stats, st) = mgmt.inq_stats(4).await.unwrap();
     assert_eq!(st, 0);

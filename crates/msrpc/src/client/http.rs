@@ -10,10 +10,14 @@
 //! when idle so that nothing on the way closes it.
 //!
 //! Given a way to open more connections to the proxy, the client
-//! recycles its IN channel (3.2.2.5.12, the IN_R1 sequence) once half the
-//! channel's lifetime is sent: a successor RPC_IN_DATA request opens with
-//! IN_R1/A1; when IN_R1/A4 comes on the OUT channel the predecessor gets
-//! IN_R1/A5 and the successor carries on.
+//! recycles its channels. The IN channel (3.2.2.5.12, IN_R1) once half its
+//! lifetime is sent: a successor RPC_IN_DATA request opens with IN_R1/A1;
+//! when IN_R1/A4 comes on the OUT channel the predecessor gets IN_R1/A5
+//! and the successor carries on. The OUT channel when the server asks
+//! (OUT_R1/A2, 3.2.2.5.6–8): a successor RPC_OUT_DATA request opens with
+//! OUT_R1/A3; OUT_R1/A6 is answered with OUT_R1/A7 on the IN channel, and
+//! OUT_R1/A10, the predecessor's last PDU, with OUT_R1/A11 on the
+//! successor, whose response then carries the server's PDUs.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -231,8 +235,17 @@ where
     Ok(Connection::over(machine, options))
 }
 
+/// Where the OUT channel's recycling is, with the successor.
+enum OutRecycling<S> {
+    Opened,
+    /// OUT_R1/A3 sent; waiting for OUT_R1/A6.
+    A6Wait(S, Cookie),
+    /// OUT_R1/A7 sent; waiting for OUT_R1/A10.
+    A10Wait(S, Cookie),
+}
+
 /// The client's side of a virtual connection: which channels are whose,
-/// and how the IN channel is replaced.
+/// and how they are replaced.
 struct Bridge<S> {
     connection: Cookie,
     in_channel: Cookie,
@@ -283,6 +296,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Bridge<S> {
         let (mut pipe_read, mut pipe_write) = tokio::io::split(pipe);
         // A successor IN channel waiting for IN_R1/A4.
         let mut successor: Option<(S, Cookie)> = None;
+        let mut out_recycling = OutRecycling::Opened;
         let mut from_client = PduStream::default();
         // What comes on the OUT channel goes on to the client runtime at
         // once; what goes on the IN channel waits for the inbound proxy's
@@ -306,6 +320,78 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Bridge<S> {
                     // IN_R1/A4 (3.2.2.5.5): the predecessor gets IN_R1/A5
                     // after everything sent on it, the successor carries on
                     // with the window its proxy offers.
+                    match (rts.flags, rts.commands.as_slice(), out_recycling) {
+                        // OUT_R1/A2: a successor OUT channel, opened with
+                        // OUT_R1/A3 (its body holds OUT_R1/A11 later).
+                        (
+                            flags::RECYCLE_CHANNEL,
+                            [Command::Destination(_)],
+                            OutRecycling::Opened,
+                        ) if self.opener.is_some() => {
+                            let next_cookie = rts::new_cookie();
+                            let a3 = Rts::new(
+                                flags::RECYCLE_CHANNEL,
+                                vec![
+                                    Command::Version(1),
+                                    Command::Cookie(self.connection),
+                                    Command::Cookie(self.out_channel),
+                                    Command::Cookie(next_cookie),
+                                    Command::ReceiveWindowSize(WINDOW),
+                                ],
+                            )
+                            .encode();
+                            let a11_len = Rts::new(flags::NONE, vec![Command::Ance]).encode().len();
+                            let mut head = request_head(
+                                "RPC_OUT_DATA",
+                                &self.request,
+                                (a3.len() + a11_len) as u32,
+                            );
+                            head.extend_from_slice(&a3);
+                            let opener = self.opener.as_mut().expect("checked above");
+                            let mut next = opener().await?;
+                            next.write_all(&head).await?;
+                            out_recycling = OutRecycling::A6Wait(next, next_cookie);
+                        }
+                        // OUT_R1/A6: OUT_R1/A7 to the server on the IN
+                        // channel.
+                        (
+                            flags::OUT_CHANNEL,
+                            [Command::Destination(_), Command::Version(_), Command::ConnectionTimeout(_)],
+                            OutRecycling::A6Wait(next, next_cookie),
+                        ) => {
+                            let a7 = Rts::new(
+                                flags::OUT_CHANNEL,
+                                vec![
+                                    Command::Destination(destination::SERVER),
+                                    Command::Cookie(next_cookie),
+                                ],
+                            )
+                            .encode();
+                            in_stream.write_all(&a7).await?;
+                            self.in_sent += a7.len() as u64;
+                            out_recycling = OutRecycling::A10Wait(next, next_cookie);
+                        }
+                        // OUT_R1/A10, the predecessor's last PDU: OUT_R1/A11
+                        // on the successor, whose response carries on.
+                        (
+                            flags::NONE,
+                            [Command::Ance],
+                            OutRecycling::A10Wait(mut next, next_cookie),
+                        ) => {
+                            next.write_all(&Rts::new(flags::NONE, vec![Command::Ance]).encode())
+                                .await?;
+                            let (status, rest) = response_head(&mut next).await?;
+                            if status.split_whitespace().nth(1) != Some("200") {
+                                return Err(refused(&status));
+                            }
+                            out_stream = next;
+                            from_out = PduStream::new(rest);
+                            self.out_channel = next_cookie;
+                            receiving = ReceiveWindow::new(WINDOW);
+                            out_recycling = OutRecycling::Opened;
+                        }
+                        (_, _, state) => out_recycling = state,
+                    }
                     if let (
                         flags::NONE,
                         [Command::Destination(_), Command::Version(_), Command::ReceiveWindowSize(w), Command::ConnectionTimeout(_)],

@@ -14,13 +14,18 @@
 //!   it again), the IN channel's traffic acknowledged to the inbound
 //!   proxy, and RTS PDUs with a destination forwarded (3.2.1.5.2).
 //!
-//! IN channel recycling by the IN_R1 sequence (3.2.5.5.5–7): a successor
-//! IN channel opens with IN_R1/A2 naming the virtual connection and its
-//! predecessor; the server tells the client (IN_R1/A3 on the OUT channel),
-//! and when IN_R1/A6 and IN_R1/B1 come on the predecessor it switches to
-//! the successor (IN_R1/B2). IN_R2 and OUT channel recycling are not
-//! served: an OUT channel whose lifetime runs out ends its virtual
-//! connection.
+//! Channel recycling by the R1 sequences (the proxies here keep no table
+//! of virtual connections, so R2 does not arise):
+//!
+//! - IN (3.2.5.5.5–7): a successor IN channel opens with IN_R1/A2 naming
+//!   the virtual connection and its predecessor; the server tells the
+//!   client (IN_R1/A3 on the OUT channel), and when IN_R1/A6 and IN_R1/B1
+//!   come on the predecessor it switches to the successor (IN_R1/B2).
+//! - OUT (3.2.5.5.9–10, 3.2.5.5.15): once half the OUT channel's lifetime
+//!   is sent the server asks the client for a successor (OUT_R1/A1); the
+//!   successor opens with OUT_R1/A4, the server answers OUT_R1/A5 on the
+//!   predecessor, and when the client's OUT_R1/A8 comes on the IN channel
+//!   it switches and sends OUT_R1/A9 on the predecessor.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -65,7 +70,11 @@ pub(super) struct Half {
 #[derive(Clone, Debug)]
 enum Opened {
     /// CONN/A2: the outbound proxy's OUT channel.
-    Out { channel: Cookie, proxy_window: u32 },
+    Out {
+        channel: Cookie,
+        proxy_window: u32,
+        lifetime: u32,
+    },
     /// CONN/B2: the inbound proxy's IN channel.
     In {
         channel: Cookie,
@@ -118,13 +127,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
     }
 }
 
-/// A successor IN channel on its way to its virtual connection.
+/// A successor channel on its way to its virtual connection.
 pub(super) struct Successor {
     stream: Box<dyn Channel>,
+    /// An OUT channel (OUT_R1/A4), or an IN channel (IN_R1/A2).
+    out: bool,
     predecessor: Cookie,
     channel: Cookie,
     proxy_window: u32,
     connection_timeout: u32,
+    /// An OUT channel's lifetime.
+    lifetime: u32,
 }
 
 /// The virtual connections being served, by cookie: where a successor
@@ -179,22 +192,29 @@ pub(super) async fn accept(
         return;
     };
     let rest = first.split_off(len);
-    if let Some((vc, predecessor, channel, proxy_window, connection_timeout)) =
-        Rts::decode(&first).ok().as_ref().and_then(in_r1_a2)
+    if let Some((vc, out, predecessor, channel, proxy_window, connection_timeout, lifetime)) =
+        Rts::decode(&first)
+            .ok()
+            .as_ref()
+            .and_then(successor_opening)
     {
         let successor = Successor {
             stream,
+            out,
             predecessor,
             channel,
             proxy_window,
             connection_timeout,
+            lifetime,
         };
         let live = server.http_live.lock().unwrap_or_else(|e| e.into_inner());
         match live.get(&vc) {
             Some(to) if rest.is_empty() => {
                 let _ = to.send(successor);
             }
-            _ => tracing::debug!("rpc: ncacn_http from {peer}: IN_R1/A2 for no connection"),
+            _ => tracing::debug!(
+                "rpc: ncacn_http from {peer}: a successor channel for no connection"
+            ),
         }
         return;
     }
@@ -243,17 +263,25 @@ pub(super) async fn accept(
     virtual_connection(server, local, peer, vc, inbound, outbound).await;
 }
 
-/// IN_R1/A2 (2.2.4.11): the virtual connection, the predecessor and
-/// successor IN channels, the inbound proxy's window and time-out.
-fn in_r1_a2(rts: &Rts) -> Option<(Cookie, Cookie, Cookie, u32, u32)> {
+/// A successor channel's opening: IN_R1/A2 (2.2.4.11) or OUT_R1/A4
+/// (2.2.4.26). The virtual connection, whether it is an OUT channel, the
+/// predecessor and successor, the proxy's window and time-out, and an
+/// OUT channel's lifetime.
+type SuccessorOpening = (Cookie, bool, Cookie, Cookie, u32, u32, u32);
+
+fn successor_opening(rts: &Rts) -> Option<SuccessorOpening> {
     use Command::*;
+    const RECYCLE_IN: u16 = rts::flags::IN_CHANNEL | rts::flags::RECYCLE_CHANNEL;
+    const RECYCLE_OUT: u16 = rts::flags::OUT_CHANNEL | rts::flags::RECYCLE_CHANNEL;
     match (rts.flags, rts.commands.as_slice()) {
         (
-            f,
+            RECYCLE_IN,
             [Version(_), Cookie(vc), Cookie(predecessor), Cookie(successor), ReceiveWindowSize(w), ConnectionTimeout(t)],
-        ) if f == rts::flags::IN_CHANNEL | rts::flags::RECYCLE_CHANNEL => {
-            Some((*vc, *predecessor, *successor, *w, *t))
-        }
+        ) => Some((*vc, false, *predecessor, *successor, *w, *t, 0)),
+        (
+            RECYCLE_OUT,
+            [Version(_), Cookie(vc), Cookie(predecessor), Cookie(successor), ChannelLifetime(l), ReceiveWindowSize(w), ConnectionTimeout(t)],
+        ) => Some((*vc, true, *predecessor, *successor, *w, *t, *l)),
         _ => None,
     }
 }
@@ -264,12 +292,13 @@ fn opening(rts: &Rts) -> Option<(Cookie, Opened)> {
     match (rts.flags, rts.commands.as_slice()) {
         (
             rts::flags::OUT_CHANNEL,
-            [Version(_), Cookie(vc), Cookie(channel), ChannelLifetime(_), ReceiveWindowSize(w)],
+            [Version(_), Cookie(vc), Cookie(channel), ChannelLifetime(l), ReceiveWindowSize(w)],
         ) => Some((
             *vc,
             Opened::Out {
                 channel: *channel,
                 proxy_window: *w,
+                lifetime: *l,
             },
         )),
         (
@@ -307,6 +336,7 @@ async fn virtual_connection(
         Opened::Out {
             channel: out_channel,
             proxy_window: out_window,
+            lifetime: out_lifetime,
         },
     ) = (in_opened, out_opened)
     else {
@@ -346,8 +376,9 @@ async fn virtual_connection(
     let bridge = Bridge {
         in_channel,
         out_channel,
+        out_lifetime,
     };
-    // Where its successor IN channels come.
+    // Where its successor channels come.
     let (successors_tx, successors) = tokio::sync::mpsc::unbounded_channel();
     server
         .http_live
@@ -372,6 +403,17 @@ async fn virtual_connection(
 struct Bridge {
     in_channel: Cookie,
     out_channel: Cookie,
+    /// The OUT channel's lifetime, from its CONN/A2 or OUT_R1/A4.
+    out_lifetime: u32,
+}
+
+/// Where the OUT channel's recycling is (3.2.5.5.9–10).
+enum OutRecycling {
+    Opened,
+    /// OUT_R1/A1 sent: waiting for the successor's OUT_R1/A4.
+    A4Wait,
+    /// OUT_R1/A5 sent: waiting for the client's OUT_R1/A8.
+    A8Wait(Successor),
 }
 
 impl Bridge {
@@ -388,6 +430,9 @@ impl Bridge {
         // predecessor has said it is done (IN_R1/A6).
         let mut successor: Option<Successor> = None;
         let mut a6_seen = false;
+        let mut out_recycling = OutRecycling::Opened;
+        // Octets sent on the OUT channel.
+        let mut out_sent: u64 = 0;
         let (mut out_read, mut out_write) = tokio::io::split(out_stream);
         let (mut pipe_read, mut pipe_write) = tokio::io::split(pipe);
         let (mut from_in, mut from_out, mut from_machine) = (
@@ -403,6 +448,26 @@ impl Bridge {
             tokio::select! {
                 arrived = successors.recv(), if successor.is_none() => {
                     let Some(next) = arrived else { continue };
+                    if next.out {
+                        // OUT_R1/A4: OUT_R1/A5 to the client on the
+                        // predecessor, then wait for its OUT_R1/A8.
+                        if next.predecessor != self.out_channel
+                            || !matches!(out_recycling, OutRecycling::A4Wait)
+                        {
+                            continue;
+                        }
+                        let a5 = Rts::new(
+                            rts::flags::OUT_CHANNEL,
+                            vec![
+                                Command::Destination(destination::CLIENT),
+                                Command::Version(1),
+                                Command::ConnectionTimeout(next.connection_timeout),
+                            ],
+                        );
+                        out_write.write_all(&a5.encode()).await?;
+                        out_recycling = OutRecycling::A8Wait(next);
+                        continue;
+                    }
                     if next.predecessor != self.in_channel {
                         // 3.2.5.5.5: a protocol error; the successor goes.
                         continue;
@@ -426,6 +491,34 @@ impl Bridge {
                     if pdu[2] == PTYPE_RTS {
                         let rts = Rts::decode(&pdu).map_err(invalid)?;
                         tracing::trace!(?rts, "ncacn_http: RTS on the IN channel");
+                        // OUT_R1/A8 from the client (3.2.5.5.10): the
+                        // successor OUT channel becomes the default one,
+                        // OUT_R1/A9 ends the predecessor.
+                        let out_successor = match &out_recycling {
+                            OutRecycling::A8Wait(next) => Some(next.channel),
+                            _ => None,
+                        };
+                        if let (rts::flags::OUT_CHANNEL, [Command::Destination(destination::SERVER), Command::Cookie(c)]) =
+                            (rts.flags, rts.commands.as_slice())
+                        {
+                            if out_successor == Some(*c) {
+                                let OutRecycling::A8Wait(next) =
+                                    std::mem::replace(&mut out_recycling, OutRecycling::Opened)
+                                else {
+                                    continue;
+                                };
+                                let a9 = Rts::new(rts::flags::NONE, vec![Command::Ance]);
+                                out_write.write_all(&a9.encode()).await?;
+                                let _ = out_write.shutdown().await;
+                                (out_read, out_write) = tokio::io::split(next.stream);
+                                from_out = PduStream::default();
+                                sending.renew(next.proxy_window);
+                                self.out_channel = next.channel;
+                                self.out_lifetime = next.lifetime;
+                                out_sent = 0;
+                                continue;
+                            }
+                        }
                         let announced = successor.as_ref().map(|n| n.channel);
                         let (a6, b1) = match (rts.flags, rts.commands.as_slice()) {
                             (rts::flags::NONE, [Command::Cookie(c)]) => (announced == Some(*c), false),
@@ -493,6 +586,19 @@ impl Bridge {
             }
             for pdu in sending.ready() {
                 out_write.write_all(&pdu).await?;
+                out_sent += pdu.len() as u64;
+            }
+            // Half the OUT channel's lifetime sent: OUT_R1/A1 asks the
+            // client for a successor (3.2.5.5.15).
+            if matches!(out_recycling, OutRecycling::Opened)
+                && out_sent >= u64::from(self.out_lifetime / 2)
+            {
+                let a1 = Rts::new(
+                    rts::flags::RECYCLE_CHANNEL,
+                    vec![Command::Destination(destination::CLIENT)],
+                );
+                out_write.write_all(&a1.encode()).await?;
+                out_recycling = OutRecycling::A4Wait;
             }
         }
     }
