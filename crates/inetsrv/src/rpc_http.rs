@@ -125,6 +125,10 @@ fn pem_certificates(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static
         .collect()
 }
 
+/// The IN channels' lifetime (their Content-Length), as Windows clients
+/// use: 1 GiB; a successor replaces each when half of it is sent.
+const IN_CHANNEL_LIFETIME: u32 = 1 << 30;
+
 /// A stream to the proxy, TLS or not.
 trait ProxyStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ProxyStream for T {}
@@ -197,7 +201,26 @@ pub async fn connect(
         };
         let in_stream = open(url, tls.as_ref()).await?;
         let out_stream = open(url, tls.as_ref()).await?;
-        match Connection::over_http_proxy(in_stream, out_stream, &request, options.clone()).await {
+        // Successor channels, when the channels' lifetimes run low.
+        let (reopen_url, reopen_tls) = (url.clone(), tls.clone());
+        let opener: msrpc::client::ChannelOpener<Box<dyn ProxyStream>> = Box::new(move || {
+            let (url, tls) = (reopen_url.clone(), reopen_tls.clone());
+            Box::pin(async move {
+                open(&url, tls.as_ref())
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("{e:#}")))
+            })
+        });
+        let connected = Connection::over_http_proxy_recycling(
+            in_stream,
+            out_stream,
+            &request,
+            options.clone(),
+            opener,
+            IN_CHANNEL_LIFETIME,
+        )
+        .await;
+        match connected {
             Ok(conn) => {
                 let scheme = if url.tls { "https" } else { "http" };
                 let reached = format!(
