@@ -23,9 +23,10 @@
 //!   from the listener (it lives in the listener's process, as IIS 6's
 //!   proxy lived in the web server) and relays without the request
 //!   queue in between.
-//!
-//! Not served: channel recycling (a channel's lifetime is 1 GiB here;
-//! clients such as Impacket do not recycle).
+//! - channel recycling by the R1 sequences (IN_R1/A1 opening a successor
+//!   IN channel, OUT_R1/A3 a successor OUT channel; relay.rs): with no
+//!   table of virtual connections here, every successor is treated as a
+//!   channel to another proxy would be, and the R2 sequences do not arise.
 
 mod relay;
 
