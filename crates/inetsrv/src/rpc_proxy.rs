@@ -2,12 +2,46 @@
 //! `/rpcwithcert/rpcproxy.dll`) on the bindings of the sites
 //! `DIR/rpcproxy.json` names (site 1 by default), forwarding to this
 //! server's ncacn_http endpoint — or where its ValidPorts allow — for the
-//! server's users (NTLM, Negotiate, or Basic over https).
+//! server's users (NTLM, Negotiate, or Basic over https), as the
+//! directory's AuthFlags allow.
 
 use std::path::Path;
 
-use rpcproxy::{Logons, Proxy, Settings, ValidPorts};
+use metabase::{ids, MbPath, Metabase};
+use rpcproxy::{Logons, Proxy, Schemes, Settings, ValidPorts};
 use userdb::UserDb;
+
+/// What IIS 6's RPC proxy set on its `Rpc` and `RpcWithCert` directories
+/// when it was installed: Basic and Integrated Windows authentication.
+/// Without such a key, the proxy behaves so.
+const INSTALLED_AUTH_FLAGS: u32 = 2 | 4;
+
+/// The logons the proxy's directory takes now: the effective AuthFlags of
+/// `/LM/W3SVC/SITE/ROOT/Rpc` (or `RpcWithCert`), read at each request so
+/// that a change applies at once; [`INSTALLED_AUTH_FLAGS`] while the key
+/// does not exist.
+fn schemes(metabase: &Metabase, site: u64, url_path: &str) -> Schemes {
+    let directory = if url_path
+        .trim_start_matches('/')
+        .to_ascii_lowercase()
+        .starts_with("rpcwithcert")
+    {
+        "RpcWithCert"
+    } else {
+        "Rpc"
+    };
+    let Ok(path) = MbPath::parse(&format!("/LM/W3SVC/{site}/ROOT/{directory}")) else {
+        return Schemes::from_auth_flags(INSTALLED_AUTH_FLAGS);
+    };
+    let snapshot = metabase.snapshot();
+    let tree = snapshot.tree();
+    let flags = if tree.exists(&path) {
+        tree.effective_dword(&path, ids::AUTH_FLAGS).unwrap_or(0)
+    } else {
+        INSTALLED_AUTH_FLAGS
+    };
+    Schemes::from_auth_flags(flags)
+}
 
 /// The proxy as started, for the start-up summary.
 pub struct RunningProxy {
@@ -35,6 +69,7 @@ pub async fn start(
     state_dir: &Path,
     rpc: Option<&crate::rpc::RpcEndpoint>,
     sites: &[was::SiteStatus],
+    metabase: Metabase,
 ) -> Option<Result<RunningProxy, String>> {
     if !settings.enabled {
         return None;
@@ -94,7 +129,7 @@ pub async fn start(
                 continue;
             };
             for path in ["/rpc/rpcproxy.dll/", "/rpcwithcert/rpcproxy.dll/"] {
-                prefixes.push(binding.prefix(path));
+                prefixes.push((binding.prefix(path), u64::from(site.id)));
             }
             urls.push(binding.prefix("/rpc/rpcproxy.dll"));
         }
@@ -118,6 +153,7 @@ pub async fn start(
         },
         handshakes: Default::default(),
         out_channel_lifetime: rpcproxy::OUT_CHANNEL_LIFETIME,
+        schemes: Box::new(move |site, path| schemes(&metabase, site, path)),
     };
     Some(
         rpcproxy::start(control_socket, &prefixes, proxy)

@@ -291,6 +291,7 @@ pub fn run(cli: &Cli, args: &StartArgs) -> Result<()> {
             &state_dir,
             rpc.as_ref(),
             &sites,
+            files.metabase().clone(),
         ));
         if let Some(Err(e)) = &started {
             tracing::error!("the RPC proxy did not start: {e}");

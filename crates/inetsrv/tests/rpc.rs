@@ -836,6 +836,51 @@ fn impacket_reaches_mgmt_epm_and_dcom_through_the_rpc_proxy() {
     let log = web.log();
     assert!(log.contains("ValidPorts does not allow"), "{log}");
     assert!(log.contains("the logon of 'boss'"), "{log}");
+
+    // The site's settings decide the HTTP channel's logons: the AuthFlags
+    // of W3SVC/1/ROOT/Rpc, read at each request (an echo request: an
+    // RPC_OUT_DATA without a body).
+    let echo = |auth: &[&str]| {
+        let url = format!(
+            "https://127.0.0.1:{}/rpc/rpcproxy.dll?127.0.0.1:{http_port}",
+            web.tls_port
+        );
+        let mut args = vec!["-k", "-X", "RPC_OUT_DATA", "-H", "Content-Length: 0"];
+        args.extend_from_slice(auth);
+        common::web::curl(&url, &args)
+    };
+    assert_eq!(
+        echo(&["-u", "boss:Secret-1"]).status,
+        200,
+        "Basic and NTLM when no key says"
+    );
+    web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/Rpc", "IIsWebVirtualDir"]);
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/Rpc/AuthFlags", "4"]);
+    let integrated_only = echo(&["-u", "boss:Secret-1"]);
+    assert_eq!(integrated_only.status, 401, "{}", integrated_only.head);
+    assert!(
+        integrated_only.head.contains("WWW-Authenticate: NTLM"),
+        "{}",
+        integrated_only.head
+    );
+    assert!(
+        !integrated_only.head.contains("Basic"),
+        "{}",
+        integrated_only.head
+    );
+    web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/Rpc/AuthFlags", "2"]);
+    let basic_only = echo(&[
+        "-H",
+        "Authorization: NTLM TlRMTVNTUAABAAAAB4IIAAAAAAAAAAAAAAAAAAAAAAA=",
+    ]);
+    assert_eq!(basic_only.status, 401, "{}", basic_only.head);
+    assert!(
+        basic_only.head.contains("Basic realm"),
+        "{}",
+        basic_only.head
+    );
+    assert!(!basic_only.head.contains("NTLM"), "{}", basic_only.head);
+    assert_eq!(echo(&["-u", "boss:Secret-1"]).status, 200);
 }
 
 #[test]

@@ -185,6 +185,42 @@ pub struct Proxy {
     /// An OUT channel's lifetime: its response's Content-Length, after
     /// half of which the server recycles it ([`OUT_CHANNEL_LIFETIME`]).
     pub out_channel_lifetime: u32,
+    /// The logons a request's directory takes now (the site's settings:
+    /// AuthFlags), by the context its prefix was added with and its path.
+    pub schemes: SchemesOf,
+}
+
+/// Which logons a directory takes, by its prefix's context and its path.
+pub type SchemesOf = Box<dyn Fn(u64, &str) -> Schemes + Send + Sync>;
+
+/// Which logons the HTTP channel may use, as IIS's AuthFlags say of the
+/// proxy's directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schemes {
+    /// AuthAnonymous: no logon (and the proxy's AllowAnonymous too).
+    pub anonymous: bool,
+    /// AuthBasic (over https only).
+    pub basic: bool,
+    /// AuthNTLM, Integrated Windows authentication: NTLM and Negotiate.
+    pub integrated: bool,
+}
+
+impl Schemes {
+    /// Every logon: for a proxy outside any site's settings.
+    pub const ALL: Schemes = Schemes {
+        anonymous: true,
+        basic: true,
+        integrated: true,
+    };
+
+    /// From AuthFlags (MD_AUTH_ANONYMOUS 1, MD_AUTH_BASIC 2, MD_AUTH_NT 4).
+    pub fn from_auth_flags(flags: u32) -> Schemes {
+        Schemes {
+            anonymous: flags & 1 != 0,
+            basic: flags & 2 != 0,
+            integrated: flags & 4 != 0,
+        }
+    }
 }
 
 /// The OUT channel lifetime IIS 6's proxy announced: 1 GiB.
@@ -194,17 +230,18 @@ pub const OUT_CHANNEL_LIFETIME: u32 = 1 << 30;
 /// clients are challenged again).
 const MAX_HANDSHAKES: usize = 4096;
 
-/// Serves `prefixes` (`https://+:443/rpc/rpcproxy.dll`, …) on the listener
+/// Serves `prefixes` (`https://+:443/rpc/rpcproxy.dll`, …, each with
+/// the context [`Proxy::schemes`] is asked with: the site) on the listener
 /// of `control_socket` until the task is dropped.
 pub async fn start(
     control_socket: &Path,
-    prefixes: &[String],
+    prefixes: &[(String, u64)],
     proxy: Proxy,
 ) -> httpapi::Result<tokio::task::JoinHandle<()>> {
     let session = Session::connect(control_socket).await?;
     let queue = session.create_queue("RpcProxy").await?;
-    for prefix in prefixes {
-        queue.add_url(prefix, 0).await?;
+    for (prefix, context) in prefixes {
+        queue.add_url(prefix, *context).await?;
     }
     let proxy = Arc::new(proxy);
     Ok(tokio::spawn(async move {
@@ -333,27 +370,44 @@ impl Proxy {
     /// with NTLM's handshake). Basic goes over TLS only: in clear it would
     /// hand the password to anyone on the path; NTLM never sends it.
     fn authenticate(&self, request: &Request) -> Result<(), Box<Response>> {
-        if self.allow_anonymous {
+        let schemes = (self.schemes)(request.url_context, &request.url.path);
+        if self.allow_anonymous && schemes.anonymous {
             return Ok(());
         }
         let challenge = || {
-            Box::new(
-                Response::new(401)
+            let mut response = Response::new(401).header("Content-Type", "text/plain");
+            let mut offered = Vec::new();
+            if schemes.integrated {
+                response = response
                     .header("WWW-Authenticate", "Negotiate")
-                    .header("WWW-Authenticate", "NTLM")
-                    .header("WWW-Authenticate", "Basic realm=\"RPC proxy\"")
-                    .header("Content-Type", "text/plain")
-                    .body("the RPC proxy needs a logon (NTLM, Negotiate, or Basic over https)\r\n"),
-            )
+                    .header("WWW-Authenticate", "NTLM");
+                offered.push("NTLM, Negotiate");
+            }
+            if schemes.basic {
+                response = response.header("WWW-Authenticate", "Basic realm=\"RPC proxy\"");
+                offered.push("Basic over https");
+            }
+            let text = if offered.is_empty() {
+                "the RPC proxy's directory allows no logon it takes (AuthFlags)\r\n".to_string()
+            } else {
+                format!(
+                    "the RPC proxy needs a logon ({})\r\n",
+                    offered.join(", or ")
+                )
+            };
+            Box::new(response.body(text))
         };
         let Some(value) = request.header_str("Authorization") else {
             return Err(challenge());
         };
         let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("NTLM") || scheme.eq_ignore_ascii_case("Negotiate") {
+            if !schemes.integrated {
+                return Err(challenge());
+            }
             return self.handshake(request, scheme, token.trim(), challenge);
         }
-        if !scheme.eq_ignore_ascii_case("Basic") {
+        if !scheme.eq_ignore_ascii_case("Basic") || !schemes.basic {
             return Err(challenge());
         }
         let encoded = token;

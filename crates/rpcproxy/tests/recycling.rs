@@ -133,10 +133,11 @@ async fn both_channels_are_recycled_while_calls_go_on() {
         },
         handshakes: Default::default(),
         out_channel_lifetime: 16384,
+        schemes: Box::new(|_, _| rpcproxy::Schemes::ALL),
     };
     let _proxy = rpcproxy::start(
         listener.control_socket(),
-        &[format!("http://+:{port}/rpc/rpcproxy.dll/")],
+        &[(format!("http://+:{port}/rpc/rpcproxy.dll/"), 0)],
         proxy,
     )
     .await
