@@ -364,6 +364,7 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
                 replacement: None,
                 held: None,
                 body_read: 0,
+                body_wanted: false,
             };
             let delivered = lock(&shared.queues)
                 .get(&queue)
@@ -654,6 +655,8 @@ pub struct Request {
     held: Option<Arc<HeldState>>,
     /// Body bytes read so far.
     body_read: u64,
+    /// The listener was told the body is wanted ([`ToListener::WantBody`]).
+    body_wanted: bool,
 }
 
 /// A response's end held back (see [`Request::hold_end`]): what it will
@@ -825,6 +828,12 @@ impl Request {
         if let Some(replacement) = self.replacement.as_mut() {
             return Ok(replacement.take().filter(|b| !b.is_empty()));
         }
+        want_body(
+            &mut self.body_wanted,
+            self.body_done,
+            &self.shared,
+            self.head.id,
+        )?;
         let chunk = next_body_chunk(
             &mut self.body,
             &mut self.body_done,
@@ -906,6 +915,7 @@ impl Request {
             trailers: Vec::new(),
             shared: self.shared.clone(),
             replacement: self.replacement.take(),
+            wanted: self.body_wanted,
         };
         self.body_done = true;
         self.replacement = Some(None);
@@ -1084,6 +1094,8 @@ pub struct BodyReader {
     trailers: Vec<Header>,
     shared: Arc<Shared>,
     replacement: Option<Option<Bytes>>,
+    /// The listener was told the body is wanted.
+    wanted: bool,
 }
 
 impl BodyReader {
@@ -1092,6 +1104,7 @@ impl BodyReader {
         if let Some(replacement) = self.replacement.as_mut() {
             return Ok(replacement.take().filter(|b| !b.is_empty()));
         }
+        want_body(&mut self.wanted, self.done, &self.shared, self.id)?;
         next_body_chunk(
             &mut self.body,
             &mut self.done,
@@ -1106,6 +1119,16 @@ impl BodyReader {
 
 /// The next piece of a body from the listener, acknowledging what was
 /// taken so the client may send more.
+/// Tells the listener, once, that the body is being read: its `100
+/// Continue` goes out then.
+fn want_body(wanted: &mut bool, done: bool, shared: &Shared, id: u64) -> Result<()> {
+    if !*wanted && !done {
+        *wanted = true;
+        shared.send(&ToListener::WantBody { request: id })?;
+    }
+    Ok(())
+}
+
 async fn next_body_chunk(
     body: &mut mpsc::UnboundedReceiver<BodyEvent>,
     done: &mut bool,

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// The largest frame either side accepts.
 pub const MAX_FRAME: usize = 1 << 24;
 /// The most body bytes sent per frame.
@@ -605,6 +605,12 @@ pub enum ToListener {
         /// The most the next read from the client takes (a filter's
         /// SF_REQ_SET_NEXT_READ_SIZE); 0: the listener's own size.
         next_read: u32,
+    },
+    /// The program reads the request body: a client that waits for
+    /// `100 Continue` (Expect: 100-continue) gets it now, not before (a
+    /// program that answers without reading, a 401 say, sends none).
+    WantBody {
+        request: u64,
     },
 }
 

@@ -794,6 +794,9 @@ impl Conn {
         let mut response: Option<ResponseState> = None;
         let mut in_progress: Option<crate::stats::InProgress> = None;
         let mut sent_continue = false;
+        // The process reads the body: only then is a 100 Continue owed
+        // (a program that answers without reading, a 401 say, sends none).
+        let mut body_wanted = false;
 
         loop {
             // Forward what the buffer already holds, within the window.
@@ -805,7 +808,12 @@ impl Conn {
                 self.log(seen, None, e.reason);
                 return Next::Close;
             }
-            if ctx.expect_continue && !sent_continue && response.is_none() && body.wants_more() {
+            if ctx.expect_continue
+                && body_wanted
+                && !sent_continue
+                && response.is_none()
+                && body.wants_more()
+            {
                 sent_continue = true;
                 if self
                     .write_timed(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -832,6 +840,8 @@ impl Conn {
                     loop {
                         if let ConnEvent::BodyConsumed(n) = event {
                             body.acknowledge(n);
+                        } else if let ConnEvent::BodyWanted = event {
+                            body_wanted = true;
                         } else if let ConnEvent::TakeOver { token, status } = event {
                             // The process speaks for itself from here:
                             // what it framed before goes first.
@@ -1031,6 +1041,7 @@ fn apply(
         // this batch.
         ConnEvent::Delivered(_)
         | ConnEvent::BodyConsumed(_)
+        | ConnEvent::BodyWanted
         | ConnEvent::File { .. }
         | ConnEvent::TakeOver { .. } => EventOutcome::Continue,
         ConnEvent::Head(h) => {

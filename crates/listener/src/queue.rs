@@ -22,6 +22,8 @@ pub(crate) enum ConnEvent {
     Delivered(Arc<Session>),
     /// The process read this many request body bytes.
     BodyConsumed(u64),
+    /// The process reads the body: a 100 Continue is owed now.
+    BodyWanted,
     Head(ResponseHead),
     Body(Bytes),
     /// Body bytes to send from a file (sendfile).

@@ -500,6 +500,9 @@ fn handle(shared: &Arc<Shared>, session: &Arc<Session>, msg: ToListener) {
                 let _ = events.send(ConnEvent::Abandoned);
             }
         }
+        ToListener::WantBody { request } => {
+            session.deliver(request, ConnEvent::BodyWanted);
+        }
         ToListener::TakeConnection {
             request,
             token,

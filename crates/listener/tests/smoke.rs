@@ -130,3 +130,61 @@ async fn a_program_takes_a_connection_over() {
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
     assert_eq!(String::from_utf8_lossy(&got), "TUNNEL fourteen bytes+after");
 }
+
+/// What the server sends next, as text.
+async fn first_bytes(s: &mut TcpStream) -> String {
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Expect: 100-continue is answered when the program reads the body, not
+/// before: a program that refuses at once (a 401 for a logon, say) sends
+/// its answer with no 100 ahead of it, and the client keeps its body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continue_goes_out_when_the_program_reads_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = Listener::start(config_in(dir.path())).await.unwrap();
+    let port = free_port();
+    let session = Session::connect(listener.control_socket()).await.unwrap();
+    let mut queue = session.create_queue("expect").await.unwrap();
+    queue
+        .add_url(&format!("http://+:{port}/expect/"), 0)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        loop {
+            let mut req = queue.receive().await.unwrap();
+            if req.url.path.ends_with("/deny") {
+                req.respond(Response::new(401).body("no")).await.unwrap();
+                continue;
+            }
+            let body = req.read_body(1024).await.unwrap();
+            req.respond(Response::new(200).body(body)).await.unwrap();
+        }
+    });
+    let head = |path: &str| {
+        format!(
+            "POST /expect/{path} HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n\
+             Content-Length: 5\r\n\r\n"
+        )
+    };
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(head("deny").as_bytes()).await.unwrap();
+    let refused = first_bytes(&mut s).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(head("read").as_bytes()).await.unwrap();
+    let interim = first_bytes(&mut s).await;
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"hello").await.unwrap();
+    let answer = first_bytes(&mut s).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
+        "{answer}"
+    );
+}
