@@ -133,7 +133,7 @@ impl<T> From<HttpError> for Refusal<'_, T> {
 }
 
 /// Decides what happens to `request` on connection `conn`.
-pub(crate) fn admit<'r, T>(
+pub(crate) fn admit<'r, T: Clone>(
     conn: &ConnInfo,
     request: &Request,
     routes: &'r RoutingTable<T>,

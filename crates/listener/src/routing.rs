@@ -8,8 +8,12 @@
 //! address (matched against the address the connection arrived on), then
 //! the weak wildcard; within each, the longest path prefix wins. Matching is
 //! case-insensitive.
+//!
+//! The table is made of persistent collections (`imbl`): the listener
+//! changes a copy and publishes it whole, and a copy costs nothing however
+//! many prefixes there are, so registering ten thousand sites' prefixes
+//! one by one is not quadratic.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -177,31 +181,36 @@ fn path_matches(path: &str, prefix_path: &str) -> bool {
     lower.starts_with(prefix_path) || format!("{lower}/") == prefix_path
 }
 
+#[derive(Clone)]
 struct Entry<T> {
     prefix: UrlPrefix,
     target: T,
 }
 
-struct PortRoutes<T> {
-    strong: Vec<Entry<T>>,
-    names: HashMap<String, Vec<Entry<T>>>,
-    ips: HashMap<IpAddr, Vec<Entry<T>>>,
-    weak: Vec<Entry<T>>,
+/// One host's prefixes, longest path first.
+type List<T> = imbl::Vector<Entry<T>>;
+
+#[derive(Clone)]
+struct PortRoutes<T: Clone> {
+    strong: List<T>,
+    names: imbl::HashMap<String, List<T>>,
+    ips: imbl::HashMap<IpAddr, List<T>>,
+    weak: List<T>,
 }
 
-impl<T> Default for PortRoutes<T> {
+impl<T: Clone> Default for PortRoutes<T> {
     fn default() -> Self {
         PortRoutes {
-            strong: Vec::new(),
-            names: HashMap::new(),
-            ips: HashMap::new(),
-            weak: Vec::new(),
+            strong: List::new(),
+            names: imbl::HashMap::new(),
+            ips: imbl::HashMap::new(),
+            weak: List::new(),
         }
     }
 }
 
-impl<T> PortRoutes<T> {
-    fn list_mut(&mut self, host: &HostSpec) -> &mut Vec<Entry<T>> {
+impl<T: Clone> PortRoutes<T> {
+    fn list_mut(&mut self, host: &HostSpec) -> &mut List<T> {
         match host {
             HostSpec::Strong => &mut self.strong,
             HostSpec::Weak => &mut self.weak,
@@ -231,22 +240,24 @@ pub enum Routed<'a, T> {
     NoHost,
 }
 
-/// Prefixes and what each routes to.
-pub struct RoutingTable<T> {
-    ports: HashMap<(Scheme, u16), PortRoutes<T>>,
+/// Prefixes and what each routes to. Cloning it is cheap (persistent
+/// collections share what the copies have in common).
+#[derive(Clone)]
+pub struct RoutingTable<T: Clone> {
+    ports: imbl::HashMap<(Scheme, u16), PortRoutes<T>>,
     count: usize,
 }
 
-impl<T> Default for RoutingTable<T> {
+impl<T: Clone> Default for RoutingTable<T> {
     fn default() -> Self {
         RoutingTable {
-            ports: HashMap::new(),
+            ports: imbl::HashMap::new(),
             count: 0,
         }
     }
 }
 
-impl<T> RoutingTable<T> {
+impl<T: Clone> RoutingTable<T> {
     pub fn len(&self) -> usize {
         self.count
     }
@@ -336,7 +347,7 @@ impl<T> RoutingTable<T> {
         let Some(routes) = self.ports.get(&(scheme, port)) else {
             return Routed::NoHost;
         };
-        fn find<'t, T>(list: &'t [Entry<T>], path: &str) -> Option<(&'t T, &'t UrlPrefix)> {
+        fn find<'t, T: Clone>(list: &'t List<T>, path: &str) -> Option<(&'t T, &'t UrlPrefix)> {
             list.iter()
                 .find(|e| path_matches(path, &e.prefix.path))
                 .map(|e| (&e.target, &e.prefix))
@@ -490,5 +501,19 @@ mod tests {
         assert!(!r.covers(&prefix("http://+:8080/apple/")));
         assert!(!r.covers(&prefix("http://*:8080/app/")));
         assert!(!r.covers(&prefix("http://+:8081/app/")));
+    }
+
+    #[test]
+    fn a_copy_changes_apart_from_the_table_it_came_from() {
+        let mut table = RoutingTable::default();
+        table.insert(prefix("http://a.example:80/"), "a").unwrap();
+        let mut copy = table.clone();
+        copy.insert(prefix("http://b.example:80/"), "b").unwrap();
+        copy.remove(&prefix("http://a.example:80/"));
+        assert_eq!(route(&table, "a.example", "/"), Some("a"));
+        assert_eq!(route(&table, "b.example", "/"), None);
+        assert_eq!(route(&copy, "a.example", "/"), None);
+        assert_eq!(route(&copy, "b.example", "/"), Some("b"));
+        assert_eq!((table.len(), copy.len()), (1, 1));
     }
 }

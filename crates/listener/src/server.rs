@@ -601,12 +601,10 @@ impl Shared {
 /// How long an unused port stays open.
 const ENDPOINT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// A copy of the table to change and publish: cheap, whatever its size
+/// (its collections are persistent).
 fn clone_table(table: &RoutingTable<Route>) -> RoutingTable<Route> {
-    let mut copy = RoutingTable::default();
-    for (prefix, route) in table.iter() {
-        let _ = copy.insert(prefix.clone(), route.clone());
-    }
-    copy
+    table.clone()
 }
 
 /// Binds, giving a listener of ours that is closing a moment to let go.
