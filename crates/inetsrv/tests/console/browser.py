@@ -104,6 +104,10 @@ def body_of(url, tries=40):
 
 def submit(form_id, values):
     form = wait.until(ready.presence_of_element_located((By.ID, form_id)))
+    # The form's last answer goes first, so that the wait below reads the
+    # answer to this submission and not the one before it.
+    driver.execute_script(
+        "var m = document.querySelector('#%s .form-message'); if (m) m.textContent = '';" % form_id)
     for name, value in values.items():
         field = form.find_element(By.NAME, name)
         field.clear()
