@@ -1074,33 +1074,18 @@ fn the_rpc_cli_calls_over_udp() {
     // The IIS admin interfaces (DCOM activation and IMSAdminBase) ride
     // authenticated UDP too.
     web.cli_ok(&["user", "set", "alice", "--admin", "true"]);
-    let comment = web.cli_ok(&[
-        "mb",
-        "get",
-        "W3SVC/1/ServerComment",
-        "--transport",
-        "udp",
-        "--server",
-        &server,
-        "--user",
-        "alice",
-        "--password",
-        "Secret-1",
-    ]);
+    let as_alice = |verb: &[&str], password: &str| {
+        let mut args = verb.to_vec();
+        args.extend_from_slice(&["--transport", "udp", "--server", &server]);
+        args.extend_from_slice(&["--user", "alice", "--password", password]);
+        args.iter().map(|a| a.to_string()).collect::<Vec<String>>()
+    };
+    let args = as_alice(&["mb", "get", "W3SVC/1/ServerComment"], "Secret-1");
+    let comment = web.cli_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(comment.contains("\"Default Web Site\""), "{comment}");
+    let args = as_alice(&["rpc", "ping"], "wrong");
     web.cli_fails_with(
-        &[
-            "rpc",
-            "ping",
-            "--transport",
-            "udp",
-            "--server",
-            &server,
-            "--user",
-            "alice",
-            "--password",
-            "wrong",
-        ],
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
         "refused the logon of 'alice'",
     );
     let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
