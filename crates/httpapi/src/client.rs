@@ -345,6 +345,9 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
             let window = Arc::new(Semaphore::new(proto::BODY_WINDOW as usize));
             let id = head.id;
             let queue = head.queue;
+            // Only a client that waits for 100 Continue needs telling
+            // that the body is read.
+            let body_wanted = !expects_continue(&head);
             lock(&shared.requests).insert(
                 id,
                 Slot {
@@ -364,7 +367,7 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
                 replacement: None,
                 held: None,
                 body_read: 0,
-                body_wanted: false,
+                body_wanted,
             };
             let delivered = lock(&shared.queues)
                 .get(&queue)
@@ -1117,8 +1120,12 @@ impl BodyReader {
     }
 }
 
-/// The next piece of a body from the listener, acknowledging what was
-/// taken so the client may send more.
+/// Whether the client waits for `100 Continue` before it sends the body
+/// (the listener passes on no other expectation).
+fn expects_continue(head: &RequestHead) -> bool {
+    head.headers.get("expect").is_some()
+}
+
 /// Tells the listener, once, that the body is being read: its `100
 /// Continue` goes out then.
 fn want_body(wanted: &mut bool, done: bool, shared: &Shared, id: u64) -> Result<()> {
@@ -1129,6 +1136,8 @@ fn want_body(wanted: &mut bool, done: bool, shared: &Shared, id: u64) -> Result<
     Ok(())
 }
 
+/// The next piece of a body from the listener, acknowledging what was
+/// taken so the client may send more.
 async fn next_body_chunk(
     body: &mut mpsc::UnboundedReceiver<BodyEvent>,
     done: &mut bool,

@@ -382,7 +382,7 @@ impl Shared {
             }
         }
         let _edit = lock(&self.route_edit);
-        let mut table = clone_table(&self.routes.load());
+        let mut table = RoutingTable::clone(&self.routes.load());
         let mut removed = Vec::new();
         table.retain(|prefix, route| {
             let keep = !Arc::ptr_eq(&route.queue, queue);
@@ -449,7 +449,7 @@ impl Shared {
             }
         }
         let _edit = lock(&self.route_edit);
-        let mut table = clone_table(&self.routes.load());
+        let mut table = RoutingTable::clone(&self.routes.load());
         let route = Route {
             queue: queue.clone(),
             context,
@@ -482,7 +482,7 @@ impl Shared {
         let parsed = UrlPrefix::parse(prefix)
             .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
         let _edit = lock(&self.route_edit);
-        let mut table = clone_table(&self.routes.load());
+        let mut table = RoutingTable::clone(&self.routes.load());
         let owned = table
             .iter()
             .any(|(p, r)| *p == parsed && Arc::ptr_eq(&r.queue, queue));
@@ -600,12 +600,6 @@ impl Shared {
 
 /// How long an unused port stays open.
 const ENDPOINT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// A copy of the table to change and publish: cheap, whatever its size
-/// (its collections are persistent).
-fn clone_table(table: &RoutingTable<Route>) -> RoutingTable<Route> {
-    table.clone()
-}
 
 /// Binds, giving a listener of ours that is closing a moment to let go.
 fn bind_retrying(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {

@@ -793,6 +793,25 @@ async fn a_tampered_request_is_refused_and_never_runs() {
         "the method never ran"
     );
 
+    // A verifier that is not an NTLM signature is refused, not held.
+    let mut header = Header {
+        ptype: ptype::REQUEST,
+        interface: tally.uuid,
+        interface_version: 1,
+        activity: Uuid::random(),
+        flags1: flags1::IDEMPOTENT,
+        ..Header::default()
+    };
+    let mut body = ndr::params_to_bytes(&(1u32,), Syntax::Ndr20);
+    let mut trailer =
+        protection::protect(&session, &mut header, &mut body, auth_level::INTEGRITY, 0);
+    trailer.token = vec![0xab; 1000];
+    let datagram = Pdu { header, body }.encode_with_trailer(&trailer).unwrap();
+    socket.send(&datagram).await.unwrap();
+    let reject = receive(&socket).await;
+    assert_eq!(reject.header.ptype, ptype::REJECT);
+    assert_eq!(reject.status(), Ok(status::NCA_S_PROTO_ERROR));
+
     // Another provider than NTLM is refused at once (0x6D3).
     let mut header = Header {
         ptype: ptype::REQUEST,

@@ -84,6 +84,23 @@ impl<R: AsyncRead + Unpin> FromServer<R> {
     }
 }
 
+/// A channel's opening PDU, from the request's body as the listener
+/// passes it on; what follows it stays in `from_client`.
+async fn opening_pdu(
+    request: &mut Request,
+    from_client: &mut PduStream,
+) -> Result<Rts, RelayError> {
+    loop {
+        if let Some(pdu) = from_client.take()? {
+            return Ok(Rts::decode(&pdu)?);
+        }
+        match request.body_chunk().await? {
+            Some(chunk) => from_client.push(&chunk),
+            None => return Err("the channel ended before its opening PDU".into()),
+        }
+    }
+}
+
 /// The response head of an OUT channel (3.2.4.5.1): its body is the
 /// channel, `lifetime` octets long.
 fn out_channel_head(lifetime: u32) -> Vec<u8> {
@@ -109,16 +126,7 @@ pub(crate) async fn out_channel(
     // The opening PDU (a successor's request body holds OUT_R1/A11 too,
     // which comes later).
     let mut from_client = PduStream::default();
-    let opening = loop {
-        if let Some(pdu) = from_client.take()? {
-            break pdu;
-        }
-        match request.body_chunk().await? {
-            Some(chunk) => from_client.push(&chunk),
-            None => return Err("the OUT channel ended before its opening".into()),
-        }
-    };
-    let opening = Rts::decode(&opening)?;
+    let opening = opening_pdu(&mut request, &mut from_client).await?;
     let (server_read, mut server_write): (ReadHalf<Box<dyn ServerStream>>, _) =
         tokio::io::split(server);
     let mut from_server = FromServer::new(server_read);
@@ -286,16 +294,7 @@ pub(crate) async fn in_channel(
     server: Box<dyn ServerStream>,
 ) -> Result<(), RelayError> {
     let mut from_client = PduStream::default();
-    let b1 = loop {
-        if let Some(pdu) = from_client.take()? {
-            break pdu;
-        }
-        match request.body_chunk().await? {
-            Some(chunk) => from_client.push(&chunk),
-            None => return Err("the IN channel ended before CONN/B1".into()),
-        }
-    };
-    let b1 = Rts::decode(&b1)?;
+    let b1 = opening_pdu(&mut request, &mut from_client).await?;
     // A new virtual connection's IN channel (CONN/B1 → CONN/B2), or the
     // successor of one (IN_R1/A1 → IN_R1/A2, 3.2.3.5.5.2: this proxy keeps
     // no table of virtual connections, so it always takes the IN_R1 path).

@@ -222,13 +222,11 @@ where
         request: request.clone(),
         opener,
         in_lifetime,
+        in_stream,
         in_sent: b1.len() as u64,
     };
     tokio::spawn(async move {
-        if let Err(e) = bridge
-            .run(in_stream, out_stream, pdus, in_window, pipe)
-            .await
-        {
+        if let Err(e) = bridge.run(out_stream, pdus, in_window, pipe).await {
             tracing::debug!("rpc: the RPC over HTTP virtual connection ended: {e}");
         }
     });
@@ -253,11 +251,28 @@ struct Bridge<S> {
     request: ProxyRequest,
     opener: Option<ChannelOpener<S>>,
     in_lifetime: u32,
-    /// Body octets sent on the current IN channel.
+    /// The current IN channel and the body octets sent on it.
+    in_stream: S,
     in_sent: u64,
 }
 
+/// What an RTS PDU on the OUT channel did to the OUT channel's recycling.
+enum OutStep<S> {
+    /// Where the recycling is now.
+    Stays(OutRecycling<S>),
+    /// The successor took over: its stream, cookie, and what came after
+    /// its response head.
+    SwitchTo(S, Cookie, Vec<u8>),
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Bridge<S> {
+    /// Writes on the IN channel, counting what its lifetime allows.
+    async fn send_in(&mut self, bytes: &[u8]) -> Result<(), CallError> {
+        self.in_stream.write_all(bytes).await?;
+        self.in_sent += bytes.len() as u64;
+        Ok(())
+    }
+
     /// Starts a successor IN channel (IN_R1/A1) once half the current
     /// one's lifetime is sent; returns it and its cookie.
     async fn successor(&mut self) -> Result<Option<(S, Cookie)>, CallError> {
@@ -285,9 +300,91 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Bridge<S> {
         Ok(Some((stream, successor)))
     }
 
+    /// IN_R1/A4 (3.2.2.5.5): the predecessor gets IN_R1/A5 after
+    /// everything sent on it, and the successor carries on with the window
+    /// its proxy offers.
+    async fn in_r1_a4(
+        &mut self,
+        successor: (S, Cookie),
+        window: u32,
+        sending: &mut SendWindow,
+    ) -> Result<(), CallError> {
+        let (next, cookie) = successor;
+        let a5 = Rts::new(flags::NONE, vec![Command::Cookie(cookie)]);
+        self.in_stream.write_all(&a5.encode()).await?;
+        self.in_stream = next;
+        self.in_channel = cookie;
+        self.in_sent = 0;
+        sending.renew(window);
+        Ok(())
+    }
+
+    /// The OUT_R1 step (3.2.2.5.6–8) `rts` makes, if any: OUT_R1/A2 opens
+    /// a successor with OUT_R1/A3 (its body holds OUT_R1/A11 later),
+    /// OUT_R1/A6 is answered with OUT_R1/A7 on the IN channel, and
+    /// OUT_R1/A10, the predecessor's last PDU, with OUT_R1/A11 on the
+    /// successor, whose response then carries on.
+    async fn out_r1_step(
+        &mut self,
+        rts: &Rts,
+        state: OutRecycling<S>,
+    ) -> Result<OutStep<S>, CallError> {
+        let step = match (rts.flags, rts.commands.as_slice(), state) {
+            (flags::RECYCLE_CHANNEL, [Command::Destination(_)], OutRecycling::Opened)
+                if self.opener.is_some() =>
+            {
+                let cookie = rts::new_cookie();
+                let a3 = Rts::new(
+                    flags::RECYCLE_CHANNEL,
+                    vec![
+                        Command::Version(1),
+                        Command::Cookie(self.connection),
+                        Command::Cookie(self.out_channel),
+                        Command::Cookie(cookie),
+                        Command::ReceiveWindowSize(WINDOW),
+                    ],
+                )
+                .encode();
+                let a11_len = Rts::new(flags::NONE, vec![Command::Ance]).encode().len();
+                let length = (a3.len() + a11_len) as u32;
+                let mut head = request_head("RPC_OUT_DATA", &self.request, length);
+                head.extend_from_slice(&a3);
+                let opener = self.opener.as_mut().expect("checked above");
+                let mut next = opener().await?;
+                next.write_all(&head).await?;
+                OutStep::Stays(OutRecycling::A6Wait(next, cookie))
+            }
+            (
+                flags::OUT_CHANNEL,
+                [Command::Destination(_), Command::Version(_), Command::ConnectionTimeout(_)],
+                OutRecycling::A6Wait(next, cookie),
+            ) => {
+                let a7 = Rts::new(
+                    flags::OUT_CHANNEL,
+                    vec![
+                        Command::Destination(destination::SERVER),
+                        Command::Cookie(cookie),
+                    ],
+                );
+                self.send_in(&a7.encode()).await?;
+                OutStep::Stays(OutRecycling::A10Wait(next, cookie))
+            }
+            (flags::NONE, [Command::Ance], OutRecycling::A10Wait(mut next, cookie)) => {
+                next.write_all(&Rts::new(flags::NONE, vec![Command::Ance]).encode())
+                    .await?;
+                let (status, rest) = response_head(&mut next).await?;
+                if status.split_whitespace().nth(1) != Some("200") {
+                    return Err(refused(&status));
+                }
+                OutStep::SwitchTo(next, cookie, rest)
+            }
+            (_, _, state) => OutStep::Stays(state),
+        };
+        Ok(step)
+    }
+
     async fn run(
         mut self,
-        mut in_stream: S,
         mut out_stream: S,
         mut from_out: PduStream,
         in_window: u32,
@@ -311,110 +408,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Bridge<S> {
                 .take()
                 .map_err(|_| CallError::Protocol("a PDU shorter than its header"))?
             {
-                if pdu[2] == PTYPE_RTS {
-                    let rts = Rts::decode(&pdu)
-                        .map_err(|_| CallError::Protocol("an RTS PDU that does not decode"))?;
-                    if let Some(ack) = rts.ack().filter(|a| a.channel_cookie == self.in_channel) {
-                        sending.acknowledged(&ack);
-                    }
-                    // IN_R1/A4 (3.2.2.5.5): the predecessor gets IN_R1/A5
-                    // after everything sent on it, the successor carries on
-                    // with the window its proxy offers.
-                    match (rts.flags, rts.commands.as_slice(), out_recycling) {
-                        // OUT_R1/A2: a successor OUT channel, opened with
-                        // OUT_R1/A3 (its body holds OUT_R1/A11 later).
-                        (
-                            flags::RECYCLE_CHANNEL,
-                            [Command::Destination(_)],
-                            OutRecycling::Opened,
-                        ) if self.opener.is_some() => {
-                            let next_cookie = rts::new_cookie();
-                            let a3 = Rts::new(
-                                flags::RECYCLE_CHANNEL,
-                                vec![
-                                    Command::Version(1),
-                                    Command::Cookie(self.connection),
-                                    Command::Cookie(self.out_channel),
-                                    Command::Cookie(next_cookie),
-                                    Command::ReceiveWindowSize(WINDOW),
-                                ],
-                            )
-                            .encode();
-                            let a11_len = Rts::new(flags::NONE, vec![Command::Ance]).encode().len();
-                            let mut head = request_head(
-                                "RPC_OUT_DATA",
-                                &self.request,
-                                (a3.len() + a11_len) as u32,
-                            );
-                            head.extend_from_slice(&a3);
-                            let opener = self.opener.as_mut().expect("checked above");
-                            let mut next = opener().await?;
-                            next.write_all(&head).await?;
-                            out_recycling = OutRecycling::A6Wait(next, next_cookie);
-                        }
-                        // OUT_R1/A6: OUT_R1/A7 to the server on the IN
-                        // channel.
-                        (
-                            flags::OUT_CHANNEL,
-                            [Command::Destination(_), Command::Version(_), Command::ConnectionTimeout(_)],
-                            OutRecycling::A6Wait(next, next_cookie),
-                        ) => {
-                            let a7 = Rts::new(
-                                flags::OUT_CHANNEL,
-                                vec![
-                                    Command::Destination(destination::SERVER),
-                                    Command::Cookie(next_cookie),
-                                ],
-                            )
-                            .encode();
-                            in_stream.write_all(&a7).await?;
-                            self.in_sent += a7.len() as u64;
-                            out_recycling = OutRecycling::A10Wait(next, next_cookie);
-                        }
-                        // OUT_R1/A10, the predecessor's last PDU: OUT_R1/A11
-                        // on the successor, whose response carries on.
-                        (
-                            flags::NONE,
-                            [Command::Ance],
-                            OutRecycling::A10Wait(mut next, next_cookie),
-                        ) => {
-                            next.write_all(&Rts::new(flags::NONE, vec![Command::Ance]).encode())
-                                .await?;
-                            let (status, rest) = response_head(&mut next).await?;
-                            if status.split_whitespace().nth(1) != Some("200") {
-                                return Err(refused(&status));
-                            }
-                            out_stream = next;
-                            from_out = PduStream::new(rest);
-                            self.out_channel = next_cookie;
-                            receiving = ReceiveWindow::new(WINDOW);
-                            out_recycling = OutRecycling::Opened;
-                        }
-                        (_, _, state) => out_recycling = state,
-                    }
-                    if let (
-                        flags::NONE,
-                        [Command::Destination(_), Command::Version(_), Command::ReceiveWindowSize(w), Command::ConnectionTimeout(_)],
-                    ) = (rts.flags, rts.commands.as_slice())
-                    {
-                        if let Some((next, cookie)) = successor.take() {
-                            let a5 = Rts::new(flags::NONE, vec![Command::Cookie(cookie)]);
-                            in_stream.write_all(&a5.encode()).await?;
-                            in_stream = next;
-                            self.in_channel = cookie;
-                            self.in_sent = 0;
-                            sending.renew(*w);
-                        }
+                if pdu[2] != PTYPE_RTS {
+                    receiving.arrived(pdu.len());
+                    pipe_write.write_all(&pdu).await?;
+                    if let Some(ack) = receiving.due(0, self.out_channel) {
+                        let ack = Rts::flow_control_ack_to(destination::OUT_PROXY, ack);
+                        self.send_in(&ack.encode()).await?;
+                        last_sent = tokio::time::Instant::now();
                     }
                     continue;
                 }
-                receiving.arrived(pdu.len());
-                pipe_write.write_all(&pdu).await?;
-                if let Some(ack) = receiving.due(0, self.out_channel) {
-                    let ack = Rts::flow_control_ack_to(destination::OUT_PROXY, ack).encode();
-                    in_stream.write_all(&ack).await?;
-                    self.in_sent += ack.len() as u64;
-                    last_sent = tokio::time::Instant::now();
+                let rts = Rts::decode(&pdu)
+                    .map_err(|_| CallError::Protocol("an RTS PDU that does not decode"))?;
+                if let Some(ack) = rts.ack().filter(|a| a.channel_cookie == self.in_channel) {
+                    sending.acknowledged(&ack);
+                }
+                match self.out_r1_step(&rts, out_recycling).await? {
+                    OutStep::Stays(state) => out_recycling = state,
+                    OutStep::SwitchTo(next, cookie, rest) => {
+                        out_stream = next;
+                        from_out = PduStream::new(rest);
+                        self.out_channel = cookie;
+                        receiving = ReceiveWindow::new(WINDOW);
+                        out_recycling = OutRecycling::Opened;
+                    }
+                }
+                if let (
+                    flags::NONE,
+                    [Command::Destination(_), Command::Version(_), Command::ReceiveWindowSize(w), Command::ConnectionTimeout(_)],
+                ) = (rts.flags, rts.commands.as_slice())
+                {
+                    if let Some(next) = successor.take() {
+                        self.in_r1_a4(next, *w, &mut sending).await?;
+                    }
                 }
             }
             while let Some(pdu) = from_client
@@ -424,8 +450,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Bridge<S> {
                 sending.push(pdu);
             }
             for pdu in sending.ready() {
-                in_stream.write_all(&pdu).await?;
-                self.in_sent += pdu.len() as u64;
+                self.send_in(&pdu).await?;
                 last_sent = tokio::time::Instant::now();
             }
             if successor.is_none() {
@@ -444,7 +469,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Bridge<S> {
                 }
                 // Anything on the IN channel's response side is the proxy
                 // giving up on it.
-                n = in_stream.read(&mut in_answer) => {
+                n = self.in_stream.read(&mut in_answer) => {
                     let n = n?;
                     if n == 0 {
                         return Ok(());
@@ -453,9 +478,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Bridge<S> {
                     return Err(refused(text.lines().next().unwrap_or("nothing")));
                 }
                 _ = tokio::time::sleep_until(last_sent + PING_INTERVAL) => {
-                    let ping = Rts::ping().encode();
-                    in_stream.write_all(&ping).await?;
-                    self.in_sent += ping.len() as u64;
+                    self.send_in(&Rts::ping().encode()).await?;
                     last_sent = tokio::time::Instant::now();
                 }
             }

@@ -333,8 +333,17 @@ impl Endpoint {
         // credentials for the provider named, 0x6D3).
         let trailer = match (h.auth_proto, trailer) {
             (0, _) => None,
+            // An NTLM signature at the levels that sign, nothing at connect:
+            // a token of any other length is not NTLM's (and would be
+            // held per fragment until the call completes).
             (auth_type::WINNT, Some(t))
-                if (auth_level::CONNECT..=auth_level::PRIVACY).contains(&t.level) =>
+                if (auth_level::CONNECT..=auth_level::PRIVACY).contains(&t.level)
+                    && t.token.len()
+                        == if protection::signs(t.level) {
+                            crate::security::SIGNATURE_LEN
+                        } else {
+                            0
+                        } =>
             {
                 Some(t)
             }
