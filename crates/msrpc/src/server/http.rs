@@ -209,10 +209,14 @@ pub(super) async fn accept(
         };
         let live = server.http_live.lock().unwrap_or_else(|e| e.into_inner());
         match live.get(&vc) {
-            Some(to) if rest.is_empty() => {
+            // Nothing may follow the opening before the server answers.
+            Some(_) if !rest.is_empty() => tracing::debug!(
+                "rpc: ncacn_http from {peer}: bytes after a successor channel's opening"
+            ),
+            Some(to) => {
                 let _ = to.send(successor);
             }
-            _ => tracing::debug!(
+            None => tracing::debug!(
                 "rpc: ncacn_http from {peer}: a successor channel for no connection"
             ),
         }
