@@ -358,7 +358,7 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
             let request = Request {
                 body_done: matches!(head.body, proto::BodyInfo::None),
                 unacked: 0,
-                head: *head,
+                head,
                 body: body_rx,
                 trailers: Vec::new(),
                 shared: shared.clone(),
@@ -642,7 +642,9 @@ impl Queue {
 /// A request to answer. Dropping it unanswered aborts it (its client's
 /// connection is closed).
 pub struct Request {
-    head: RequestHead,
+    /// Boxed: a request is handed by value from phase to phase, and its
+    /// head is most of it.
+    head: Box<RequestHead>,
     body: mpsc::UnboundedReceiver<BodyEvent>,
     body_done: bool,
     /// Body bytes taken but not yet acknowledged to the listener.

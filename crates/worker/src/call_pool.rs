@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// How long a queued call may wait before another thread is started.
@@ -28,6 +29,138 @@ type Job = Box<dyn FnOnce() + Send>;
 
 pub struct CallPool {
     shared: Arc<Shared>,
+    finished: Arc<Finished>,
+}
+
+/// One call's result, as its caller waits for it.
+enum Slot<T> {
+    Waiting(Option<Waker>),
+    Done(Option<T>),
+    Taken,
+}
+
+fn lock_slot<T>(slot: &Mutex<Slot<T>>) -> MutexGuard<'_, Slot<T>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where finished calls wake their callers. Waking a task of the
+/// runtime from a pool thread costs a system call (the runtime's event
+/// loop is woken through a file descriptor) and a call takes a few
+/// microseconds, so a wake-up for each would cost as much as the call:
+/// instead the callers' wakers are gathered here and one task on the
+/// runtime, woken once for all those gathered, wakes them from there
+/// (which is as cheap as a function call).
+struct Finished {
+    state: Mutex<FinishedState>,
+}
+
+#[derive(Default)]
+struct FinishedState {
+    /// Callers whose calls have ended, to be woken by the dispatcher.
+    pending: Vec<Waker>,
+    /// The dispatcher, while it waits for finished calls.
+    dispatcher: Option<Waker>,
+    /// A dispatcher task runs (on the runtime of the first caller); with
+    /// none (no runtime, or its runtime ended) pool threads wake callers
+    /// themselves.
+    running: bool,
+    /// The pool is gone: the dispatcher ends.
+    closed: bool,
+}
+
+impl Finished {
+    fn lock(&self) -> MutexGuard<'_, FinishedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the dispatcher on the caller's runtime if none runs.
+    fn ensure_dispatcher(self: &Arc<Self>) {
+        let mut state = self.lock();
+        if state.running || state.closed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        state.running = true;
+        drop(state);
+        // The guard goes into the task at once: dropped with it even if it
+        // never ran (a runtime may end before polling it).
+        runtime.spawn(dispatch(DispatcherGone(self.clone())));
+    }
+
+    /// A pool thread's call for `waker`'s task has ended.
+    fn wake(&self, waker: Waker) {
+        let mut state = self.lock();
+        if !state.running {
+            drop(state);
+            waker.wake();
+            return;
+        }
+        state.pending.push(waker);
+        // Only the first of a batch wakes the dispatcher: it takes all
+        // that are there when it runs.
+        let dispatcher = if state.pending.len() == 1 {
+            state.dispatcher.take()
+        } else {
+            None
+        };
+        drop(state);
+        if let Some(d) = dispatcher {
+            d.wake();
+        }
+    }
+}
+
+/// Ends the dispatcher's watch when its task ends (the pool closed, or
+/// the runtime shut down with the task in it): callers still pending are
+/// woken, and later ones are woken by the pool threads.
+struct DispatcherGone(Arc<Finished>);
+
+impl Drop for DispatcherGone {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.running = false;
+        state.dispatcher = None;
+        let pending = std::mem::take(&mut state.pending);
+        drop(state);
+        pending.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// The dispatcher: wakes, from the runtime's own thread, the callers
+/// whose calls have ended.
+async fn dispatch(gone: DispatcherGone) {
+    loop {
+        let batch = std::future::poll_fn(|cx| {
+            let mut state = gone.0.lock();
+            if !state.pending.is_empty() {
+                return Poll::Ready(Some(std::mem::take(&mut state.pending)));
+            }
+            if state.closed {
+                return Poll::Ready(None);
+            }
+            state.dispatcher = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        match batch {
+            Some(wakers) => wakers.into_iter().for_each(Waker::wake),
+            None => return,
+        }
+    }
+}
+
+impl Drop for CallPool {
+    fn drop(&mut self) {
+        let mut state = self.finished.lock();
+        state.closed = true;
+        let dispatcher = state.dispatcher.take();
+        drop(state);
+        if let Some(d) = dispatcher {
+            d.wake();
+        }
+    }
 }
 
 struct Shared {
@@ -68,6 +201,9 @@ impl CallPool {
                 wake_watcher: Condvar::new(),
                 max_threads: max_threads.max(1),
             }),
+            finished: Arc::new(Finished {
+                state: Mutex::default(),
+            }),
         }
     }
 
@@ -77,11 +213,28 @@ impl CallPool {
         &self,
         call: impl FnOnce() -> T + Send + 'static,
     ) -> impl std::future::Future<Output = Option<T>> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let slot = Arc::new(Mutex::new(Slot::Waiting(None)));
+        let filled = slot.clone();
+        let finished = self.finished.clone();
+        finished.ensure_dispatcher();
         self.submit(Box::new(move || {
-            let _ = tx.send(call());
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).ok();
+            let waiting = std::mem::replace(&mut *lock_slot(&filled), Slot::Done(result));
+            if let Slot::Waiting(Some(waker)) = waiting {
+                finished.wake(waker);
+            }
         }));
-        async move { rx.await.ok() }
+        std::future::poll_fn(move |cx| {
+            let mut slot = lock_slot(&slot);
+            match std::mem::replace(&mut *slot, Slot::Taken) {
+                Slot::Done(result) => Poll::Ready(result),
+                Slot::Waiting(_) => {
+                    *slot = Slot::Waiting(Some(cx.waker().clone()));
+                    Poll::Pending
+                }
+                Slot::Taken => Poll::Ready(None),
+            }
+        })
     }
 
     /// Runs `call` on a pool thread, not waiting for it.
@@ -215,5 +368,50 @@ mod tests {
         // A panicking call gives `None`, and the pool goes on.
         assert_eq!(pool.run(|| -> u8 { panic!("in the call") }).await, None);
         assert_eq!(pool.run(|| 1).await, Some(1));
+    }
+
+    #[test]
+    fn callers_are_woken_in_batches_and_after_their_runtime_ends() {
+        let pool = Arc::new(CallPool::new(2));
+        for _ in 0..2 {
+            // A runtime of its own each time: the dispatcher of the first
+            // ends with it, and the second starts another.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let pool = pool.clone();
+            let sum = runtime.block_on(async move {
+                let calls: Vec<_> = (0..200u64).map(|i| pool.run(move || i)).collect();
+                let mut sum = 0;
+                for call in calls {
+                    sum += call.await.unwrap();
+                }
+                sum
+            });
+            assert_eq!(sum, (0..200).sum::<u64>());
+        }
+        // Outside any runtime, the pool threads wake the caller.
+        let call = pool.run(|| "no runtime");
+        assert_eq!(block_on_here(call), Some("no runtime"));
+    }
+
+    /// Polls a future to its end on this thread, parking between polls.
+    fn block_on_here<F: std::future::Future>(future: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+            std::thread::park();
+        }
     }
 }

@@ -103,15 +103,42 @@ pub fn each_meta_variable(
     content_length: Option<u64>,
     emit: &mut dyn FnMut(&str, &str),
 ) {
+    use std::fmt::Write as _;
     let url = &req.url;
     let tls = req.tls.as_ref();
-    let local = req.local.ip().to_string();
-    let remote = req.remote.ip().to_string();
+    // Numbers and addresses are written into one scratch buffer: a
+    // FastCGI request is made for every hit, so no allocation each.
+    let mut scratch = String::with_capacity(64);
+    let mut formatted = |name: &str, value: std::fmt::Arguments<'_>| {
+        scratch.clear();
+        let _ = scratch.write_fmt(value);
+        emit(name, &scratch);
+    };
+    formatted("SERVER_PORT", format_args!("{}", url.port));
+    formatted("SERVER_ADDR", format_args!("{}", req.local.ip()));
+    formatted("LOCAL_ADDR", format_args!("{}", req.local.ip()));
+    formatted("REMOTE_ADDR", format_args!("{}", req.remote.ip()));
+    formatted("REMOTE_HOST", format_args!("{}", req.remote.ip()));
+    formatted("REMOTE_PORT", format_args!("{}", req.remote.port()));
+    formatted("INSTANCE_ID", format_args!("{}", script.site_id));
+    formatted(
+        "INSTANCE_META_PATH",
+        format_args!("/LM/W3SVC/{}", script.site_id),
+    );
+    if let Some(p) = &script.app_physical {
+        formatted("APPL_PHYSICAL_PATH", format_args!("{}/", p.display()));
+    }
+    if let Some(n) = content_length {
+        formatted("CONTENT_LENGTH", format_args!("{n}"));
+    }
+    if let Some(t) = tls {
+        formatted("HTTPS_KEYSIZE", format_args!("{}", t.key_size));
+        formatted("HTTPS_SECRETKEYSIZE", format_args!("{}", t.key_size));
+    }
     let on_off = |yes: bool| if yes { "on" } else { "off" };
     emit("GATEWAY_INTERFACE", "CGI/1.1");
     emit("SERVER_SOFTWARE", "Microsoft-IIS/6.0");
     emit("SERVER_NAME", &url.host);
-    emit("SERVER_PORT", &url.port.to_string());
     emit("SERVER_PORT_SECURE", if tls.is_some() { "1" } else { "0" });
     emit(
         "SERVER_PROTOCOL",
@@ -120,8 +147,6 @@ pub fn each_meta_variable(
             HttpVersion::Http11 => "HTTP/1.1",
         },
     );
-    emit("SERVER_ADDR", &local);
-    emit("LOCAL_ADDR", &local);
     emit("REQUEST_METHOD", &req.method);
     emit("QUERY_STRING", &url.query);
     emit("REQUEST_URI", &request_uri(&req.raw_url));
@@ -133,18 +158,12 @@ pub fn each_meta_variable(
         emit("DOCUMENT_ROOT", &root.to_string_lossy());
     }
     emit("URL", &script.name);
-    emit("REMOTE_ADDR", &remote);
-    emit("REMOTE_HOST", &remote);
-    emit("REMOTE_PORT", &req.remote.port().to_string());
     emit("AUTH_TYPE", script.auth_type);
     emit("REMOTE_USER", &script.user);
     emit("AUTH_USER", &script.user);
     emit("LOGON_USER", &script.user);
     emit("HTTPS", on_off(tls.is_some()));
     if let Some(t) = tls {
-        let size = t.key_size.to_string();
-        emit("HTTPS_KEYSIZE", &size);
-        emit("HTTPS_SECRETKEYSIZE", &size);
         emit("HTTPS_SERVER_SUBJECT", &t.server_subject);
         emit("HTTPS_SERVER_ISSUER", &t.server_issuer);
         if let Some(c) = &t.client_certificate {
@@ -153,34 +172,32 @@ pub fn each_meta_variable(
             emit("CERT_SERIALNUMBER", &c.serial);
         }
     }
-    emit("INSTANCE_ID", &script.site_id.to_string());
-    emit(
-        "INSTANCE_META_PATH",
-        &format!("/LM/W3SVC/{}", script.site_id),
-    );
     emit("APPL_MD_PATH", &script.app_md_path);
-    if let Some(p) = &script.app_physical {
-        emit("APPL_PHYSICAL_PATH", &format!("{}/", p.display()));
-    }
     // PHP's CGI refuses to run without it (cgi.force_redirect): it says a
     // server, not a visitor, started the program.
     emit("REDIRECT_STATUS", "200");
-    if let Some(n) = content_length {
-        emit("CONTENT_LENGTH", &n.to_string());
-    }
     if let Some(t) = req.headers.get("content-type") {
         emit("CONTENT_TYPE", &String::from_utf8_lossy(t));
     }
-    let headers: Vec<(&str, &[u8])> = req.headers.iter().collect();
-    for (i, (name, value)) in headers.iter().enumerate() {
+    // HTTP_<NAME> for each field, built in two reused buffers.
+    let mut key = String::with_capacity(64);
+    let mut joined = String::with_capacity(256);
+    let fields: Vec<(&str, &[u8])> = req.headers.iter().collect();
+    for (i, &(name, value)) in fields.iter().enumerate() {
         // Repeated fields are joined, as one would be: at the first.
-        if headers[..i]
+        if fields[..i]
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case(name))
         {
             continue;
         }
-        let upper = name.to_ascii_uppercase().replace('-', "_");
+        key.clear();
+        key.push_str("HTTP_");
+        key.extend(name.chars().map(|c| match c {
+            '-' => '_',
+            c => c.to_ascii_uppercase(),
+        }));
+        let upper = &key[5..];
         // Proxy would become HTTP_PROXY, which programs take for their
         // own outgoing proxy (httpoxy); length and type are above.
         if upper == "PROXY" || upper == "CONTENT_LENGTH" || upper == "CONTENT_TYPE" {
@@ -189,9 +206,9 @@ pub fn each_meta_variable(
         if upper == "AUTHORIZATION" && script.authenticated {
             continue;
         }
-        let key = format!("HTTP_{upper}");
-        let mut joined = String::from_utf8_lossy(value).into_owned();
-        for (_, more) in headers[i + 1..]
+        joined.clear();
+        joined.push_str(&String::from_utf8_lossy(value));
+        for (_, more) in fields[i + 1..]
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
         {

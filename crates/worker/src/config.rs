@@ -212,8 +212,29 @@ impl ScriptMap {
     /// Whether an ISAPI extension (a shared object) handles it, rather
     /// than a program (CGI).
     pub fn is_isapi(&self) -> bool {
-        let (program, _) = self.command_line();
+        let program = self.program();
         program.ends_with(".so") || program.ends_with(".dll")
+    }
+
+    /// The program, the command line's first word: asked for every
+    /// request, so found without splitting the whole line when it has
+    /// no quotes inside it.
+    pub fn program(&self) -> std::borrow::Cow<'_, str> {
+        let text = self.executable.trim_start();
+        let plain = match text.strip_prefix('"') {
+            Some(quoted) => quoted
+                .split_once('"')
+                .filter(|(_, after)| after.is_empty() || after.starts_with(char::is_whitespace))
+                .map(|(word, _)| word),
+            None => text
+                .split(char::is_whitespace)
+                .next()
+                .filter(|word| !word.contains('"')),
+        };
+        match plain {
+            Some(word) => std::borrow::Cow::Borrowed(word),
+            None => std::borrow::Cow::Owned(self.command_line().0),
+        }
     }
 }
 
@@ -708,6 +729,28 @@ mod tests {
         assert_eq!(parse_script_map("*,wild.dll,0").unwrap().extension, "*");
         assert_eq!(parse_script_map(""), None);
         assert_eq!(parse_script_map(",x.dll,1"), None);
+    }
+
+    #[test]
+    fn a_script_maps_program_is_its_command_lines_first_word() {
+        for executable in [
+            "/opt/isapi/hello.so",
+            "  /usr/bin/perl \"%s\" %s",
+            "\"/opt/my dir/x.so\"",
+            "\"/opt/my dir/x.cgi\" -q %s",
+            "\"/opt/a\"b.so -x",
+            "/opt/a\"b c\".so",
+            "",
+        ] {
+            let map = parse_script_map(&format!(".x,{executable},1")).unwrap();
+            assert_eq!(map.program(), map.command_line().0, "{executable:?}");
+        }
+        assert!(parse_script_map(".x,\"/opt/a\"b.so -x,1")
+            .unwrap()
+            .is_isapi());
+        assert!(!parse_script_map(".x,/usr/bin/php-cgi x.so,1")
+            .unwrap()
+            .is_isapi());
     }
     use metabase::Metabase;
 

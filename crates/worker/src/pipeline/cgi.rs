@@ -144,7 +144,7 @@ impl Pipeline {
         let (program, arg_template, needed, check_file) = match cfg
             .script_map(name, x.skip.as_deref())
         {
-            Some(map) if !map.is_isapi() && map.command_line().0.starts_with('/') => {
+            Some(map) if !map.is_isapi() && map.program().starts_with('/') => {
                 let (program, args) = map.command_line();
                 (
                     PathBuf::from(program),

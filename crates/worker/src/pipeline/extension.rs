@@ -30,11 +30,11 @@ impl Pipeline {
         skip: Option<&Path>,
     ) -> Option<Result<crate::isapi::Call, HttpError>> {
         let (module, script) = match cfg.script_map(name, skip) {
-            Some(map) if map.is_isapi() && map.command_line().0.starts_with('/') => {
-                (PathBuf::from(map.command_line().0), map.script)
+            Some(map) if map.is_isapi() && map.program().starts_with('/') => {
+                (PathBuf::from(&*map.program()), map.script)
             }
             // A program: the CGI handler's.
-            Some(map) if map.command_line().0.starts_with('/') => return None,
+            Some(map) if map.program().starts_with('/') => return None,
             // A Windows path (asp.dll): nothing here can run it (404.2
             // from dynamic_content, as IIS for a prohibited extension).
             Some(_) => return None,
