@@ -6,7 +6,10 @@
 # listener and its worker share it), wrk gets CPU 1.
 # Target: >= 0.8x nginx's requests per second. Also measured: examples/isapi/cached.c,
 # whose answer (HSE_IO_CACHE_RESPONSE) the listener keeps, against nginx
-# returning the same bytes.
+# returning the same bytes, and bench/relay_floor.c, a C program of
+# inetsrv's shape (a front process, a Unix socket, a back process; both on
+# CPU 0) answering the same bytes: the rate the two-process design itself
+# allows, so what inetsrv falls short of it is its own code.
 #
 # Usage: bench/isapi.sh [SECONDS] [CONNECTIONS] [ROUNDS]  (defaults 5, 64, 3)
 set -euo pipefail
@@ -87,13 +90,23 @@ wait_up "http://127.0.0.1:$nginx_port/x.hello"
 [ "$(curl -s -A "" "http://127.0.0.1:$nginx_port/x.cached")" = "$cached_body" ] ||
     { echo "nginx does not answer the cached extension's bytes" >&2; exit 1; }
 
-wrk_warm "http://127.0.0.1:$nginx_port/x.hello" "http://127.0.0.1:$port/x.hello" "http://127.0.0.1:$port/x.cached"
+# The yardstick of the two-process shape, answering the same bytes.
+floor_port=$(free_port)
+cc -O2 -o "$work/relay_floor" bench/relay_floor.c
+taskset -c "$server_cpus" "$work/relay_floor" "$floor_port" "$body" &
+pids+=($!)
+wait_up "http://127.0.0.1:$floor_port/x.hello"
+[ "$(curl -s -A "" "http://127.0.0.1:$floor_port/x.hello")" = "$body" ] ||
+    { echo "relay_floor does not answer the same bytes" >&2; exit 1; }
+
+wrk_warm "http://127.0.0.1:$floor_port/x.hello" "http://127.0.0.1:$nginx_port/x.hello" "http://127.0.0.1:$port/x.hello" "http://127.0.0.1:$port/x.cached"
 echo "== $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs"
 echo "== wrk -t$wrk_threads -c$conns, ${rounds} rounds of ${seconds}s each, servers on CPU $server_cpus, wrk on CPU $wrk_cpus"
 echo "== the answer ($(printf '%s\n' "$body" | wc -c) bytes): $body"
 results=$(for _ in $(seq "$rounds"); do
     wrk_run nginx_return "http://127.0.0.1:$nginx_port/x.hello"
     wrk_run inetsrv_isapi "http://127.0.0.1:$port/x.hello"
+    wrk_run relay_floor "http://127.0.0.1:$floor_port/x.hello"
     wrk_run nginx_return_2 "http://127.0.0.1:$nginx_port/x.cached"
     wrk_run inetsrv_cached "http://127.0.0.1:$port/x.cached"
 done | medians)
@@ -105,5 +118,7 @@ echo "$results" | awk '
         n2 = m["nginx_return_2"]; c = m["inetsrv_cached"]
         printf "medians: nginx %.0f, inetsrv with the ISAPI extension %.0f req/s\n", n, i
         printf "ISAPI hello world: %.2fx nginx (target 0.80x): %s\n", i/n, (i/n >= 0.8 ? "met" : "MISSED")
+        f = m["relay_floor"]
+        printf "the two-process floor (bench/relay_floor.c): %.0f req/s, %.2fx nginx; inetsrv reaches %.2fx of it\n", f, f/n, i/f
         printf "an extension answering with HSE_IO_CACHE_RESPONSE (repeats answered from the listener cache): %.0f req/s, %.2fx nginx (%.0f)\n", c, c/n2, n2
     }'
