@@ -10,7 +10,9 @@
 //! only when the oldest queued call has waited [`GROW_AFTER`] (every
 //! thread is busy, perhaps blocked), up to the pool's limit, by a watcher
 //! thread that sleeps while nothing is queued; a thread idle for
-//! [`IDLE_EXIT`] ends, the last one excepted.
+//! [`IDLE_EXIT`] ends, the last one excepted. Finished calls wake their
+//! callers in batches, through one task on the caller's runtime
+//! ([`Finished`]), for the same reason.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
