@@ -373,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn callers_are_woken_in_batches_and_after_their_runtime_ends() {
+    fn callers_are_woken_through_their_runtime_and_after_it_ends() {
         let pool = Arc::new(CallPool::new(2));
         for _ in 0..2 {
             // A runtime of its own each time: the dispatcher of the first

@@ -103,42 +103,24 @@ pub fn each_meta_variable(
     content_length: Option<u64>,
     emit: &mut dyn FnMut(&str, &str),
 ) {
-    use std::fmt::Write as _;
     let url = &req.url;
     let tls = req.tls.as_ref();
     // Numbers and addresses are written into one scratch buffer: a
     // FastCGI request is made for every hit, so no allocation each.
     let mut scratch = String::with_capacity(64);
-    let mut formatted = |name: &str, value: std::fmt::Arguments<'_>| {
-        scratch.clear();
-        let _ = scratch.write_fmt(value);
-        emit(name, &scratch);
-    };
-    formatted("SERVER_PORT", format_args!("{}", url.port));
-    formatted("SERVER_ADDR", format_args!("{}", req.local.ip()));
-    formatted("LOCAL_ADDR", format_args!("{}", req.local.ip()));
-    formatted("REMOTE_ADDR", format_args!("{}", req.remote.ip()));
-    formatted("REMOTE_HOST", format_args!("{}", req.remote.ip()));
-    formatted("REMOTE_PORT", format_args!("{}", req.remote.port()));
-    formatted("INSTANCE_ID", format_args!("{}", script.site_id));
-    formatted(
-        "INSTANCE_META_PATH",
-        format_args!("/LM/W3SVC/{}", script.site_id),
-    );
-    if let Some(p) = &script.app_physical {
-        formatted("APPL_PHYSICAL_PATH", format_args!("{}/", p.display()));
-    }
-    if let Some(n) = content_length {
-        formatted("CONTENT_LENGTH", format_args!("{n}"));
-    }
-    if let Some(t) = tls {
-        formatted("HTTPS_KEYSIZE", format_args!("{}", t.key_size));
-        formatted("HTTPS_SECRETKEYSIZE", format_args!("{}", t.key_size));
+    macro_rules! emit_formatted {
+        ($name:expr, $($format:tt)+) => {{
+            use std::fmt::Write as _;
+            scratch.clear();
+            let _ = write!(scratch, $($format)+);
+            emit($name, &scratch);
+        }};
     }
     let on_off = |yes: bool| if yes { "on" } else { "off" };
     emit("GATEWAY_INTERFACE", "CGI/1.1");
     emit("SERVER_SOFTWARE", "Microsoft-IIS/6.0");
     emit("SERVER_NAME", &url.host);
+    emit_formatted!("SERVER_PORT", "{}", url.port);
     emit("SERVER_PORT_SECURE", if tls.is_some() { "1" } else { "0" });
     emit(
         "SERVER_PROTOCOL",
@@ -147,6 +129,8 @@ pub fn each_meta_variable(
             HttpVersion::Http11 => "HTTP/1.1",
         },
     );
+    emit_formatted!("SERVER_ADDR", "{}", req.local.ip());
+    emit_formatted!("LOCAL_ADDR", "{}", req.local.ip());
     emit("REQUEST_METHOD", &req.method);
     emit("QUERY_STRING", &url.query);
     emit("REQUEST_URI", &request_uri(&req.raw_url));
@@ -158,12 +142,17 @@ pub fn each_meta_variable(
         emit("DOCUMENT_ROOT", &root.to_string_lossy());
     }
     emit("URL", &script.name);
+    emit_formatted!("REMOTE_ADDR", "{}", req.remote.ip());
+    emit_formatted!("REMOTE_HOST", "{}", req.remote.ip());
+    emit_formatted!("REMOTE_PORT", "{}", req.remote.port());
     emit("AUTH_TYPE", script.auth_type);
     emit("REMOTE_USER", &script.user);
     emit("AUTH_USER", &script.user);
     emit("LOGON_USER", &script.user);
     emit("HTTPS", on_off(tls.is_some()));
     if let Some(t) = tls {
+        emit_formatted!("HTTPS_KEYSIZE", "{}", t.key_size);
+        emit_formatted!("HTTPS_SECRETKEYSIZE", "{}", t.key_size);
         emit("HTTPS_SERVER_SUBJECT", &t.server_subject);
         emit("HTTPS_SERVER_ISSUER", &t.server_issuer);
         if let Some(c) = &t.client_certificate {
@@ -172,10 +161,18 @@ pub fn each_meta_variable(
             emit("CERT_SERIALNUMBER", &c.serial);
         }
     }
+    emit_formatted!("INSTANCE_ID", "{}", script.site_id);
+    emit_formatted!("INSTANCE_META_PATH", "/LM/W3SVC/{}", script.site_id);
     emit("APPL_MD_PATH", &script.app_md_path);
+    if let Some(p) = &script.app_physical {
+        emit_formatted!("APPL_PHYSICAL_PATH", "{}/", p.display());
+    }
     // PHP's CGI refuses to run without it (cgi.force_redirect): it says a
     // server, not a visitor, started the program.
     emit("REDIRECT_STATUS", "200");
+    if let Some(n) = content_length {
+        emit_formatted!("CONTENT_LENGTH", "{n}");
+    }
     if let Some(t) = req.headers.get("content-type") {
         emit("CONTENT_TYPE", &String::from_utf8_lossy(t));
     }

@@ -187,16 +187,29 @@ pub struct ScriptMap {
     /// MD_SCRIPTMAPFLAG_CHECK_PATH_INFO (4): "Verify that file exists":
     /// a missing script is 404 before its handler runs.
     pub check_file: bool,
+    /// The executable split as a command line (program, then arguments),
+    /// once when the configuration is read rather than per request.
+    words: Vec<String>,
 }
 
 impl ScriptMap {
-    /// The program and its arguments, from the executable as IIS writes
-    /// it: a path, then arguments in which `%s` stands for the script
-    /// file and then the query's words (`/usr/bin/perl "%s" %s`).
-    pub fn command_line(&self) -> (String, Vec<String>) {
-        let mut words = split_command_line(&self.executable).into_iter();
-        let program = words.next().unwrap_or_default();
-        (program, words.collect())
+    /// The program: the executable's first word, as IIS writes it (a
+    /// path, then arguments in which `%s` stands for the script file and
+    /// then the query's words: `/usr/bin/perl "%s" %s`).
+    pub fn program(&self) -> &str {
+        self.words.first().map_or("", String::as_str)
+    }
+
+    /// The arguments after the program.
+    pub fn arguments(&self) -> &[String] {
+        self.words.get(1..).unwrap_or_default()
+    }
+
+    /// Whether an ISAPI extension (a shared object) handles it, rather
+    /// than a program (CGI).
+    pub fn is_isapi(&self) -> bool {
+        let program = self.program();
+        program.ends_with(".so") || program.ends_with(".dll")
     }
 
     /// The FastCGI application it names (`fastcgi:NAME`).
@@ -207,34 +220,6 @@ impl ScriptMap {
             .eq_ignore_ascii_case("fastcgi:")
             .then(|| rest[8..].trim())
             .filter(|n| !n.is_empty())
-    }
-
-    /// Whether an ISAPI extension (a shared object) handles it, rather
-    /// than a program (CGI).
-    pub fn is_isapi(&self) -> bool {
-        let program = self.program();
-        program.ends_with(".so") || program.ends_with(".dll")
-    }
-
-    /// The program, the command line's first word: asked for every
-    /// request, so found without splitting the whole line when it has
-    /// no quotes inside it.
-    pub fn program(&self) -> std::borrow::Cow<'_, str> {
-        let text = self.executable.trim_start();
-        let plain = match text.strip_prefix('"') {
-            Some(quoted) => quoted
-                .split_once('"')
-                .filter(|(_, after)| after.is_empty() || after.starts_with(char::is_whitespace))
-                .map(|(word, _)| word),
-            None => text
-                .split(char::is_whitespace)
-                .next()
-                .filter(|word| !word.contains('"')),
-        };
-        match plain {
-            Some(word) => std::borrow::Cow::Borrowed(word),
-            None => std::borrow::Cow::Owned(self.command_line().0),
-        }
     }
 }
 
@@ -297,6 +282,7 @@ pub fn parse_script_map(text: &str) -> Option<ScriptMap> {
         executable: executable.to_string(),
         script: flags & 1 != 0,
         check_file: flags & 4 != 0,
+        words: split_command_line(executable),
     })
 }
 
@@ -733,17 +719,25 @@ mod tests {
 
     #[test]
     fn a_script_maps_program_is_its_command_lines_first_word() {
-        for executable in [
-            "/opt/isapi/hello.so",
-            "  /usr/bin/perl \"%s\" %s",
-            "\"/opt/my dir/x.so\"",
-            "\"/opt/my dir/x.cgi\" -q %s",
-            "\"/opt/a\"b.so -x",
-            "/opt/a\"b c\".so",
-            "",
+        for (executable, program, arguments) in [
+            ("/opt/isapi/hello.so", "/opt/isapi/hello.so", &[][..]),
+            (
+                "  /usr/bin/perl \"%s\" %s",
+                "/usr/bin/perl",
+                &["%s", "%s"][..],
+            ),
+            ("\"/opt/my dir/x.so\"", "/opt/my dir/x.so", &[][..]),
+            (
+                "\"/opt/my dir/x.cgi\" -q %s",
+                "/opt/my dir/x.cgi",
+                &["-q", "%s"][..],
+            ),
+            ("\"/opt/a\"b.so -x", "/opt/ab.so", &["-x"][..]),
+            ("", "", &[][..]),
         ] {
             let map = parse_script_map(&format!(".x,{executable},1")).unwrap();
-            assert_eq!(map.program(), map.command_line().0, "{executable:?}");
+            assert_eq!(map.program(), program, "{executable:?}");
+            assert_eq!(map.arguments(), arguments, "{executable:?}");
         }
         assert!(parse_script_map(".x,\"/opt/a\"b.so -x,1")
             .unwrap()

@@ -144,15 +144,12 @@ impl Pipeline {
         let (program, arg_template, needed, check_file) = match cfg
             .script_map(name, x.skip.as_deref())
         {
-            Some(map) if !map.is_isapi() && map.program().starts_with('/') => {
-                let (program, args) = map.command_line();
-                (
-                    PathBuf::from(program),
-                    args,
-                    needed_access(map),
-                    map.check_file,
-                )
-            }
+            Some(map) if !map.is_isapi() && map.program().starts_with('/') => (
+                PathBuf::from(map.program()),
+                map.arguments().to_vec(),
+                needed_access(map),
+                map.check_file,
+            ),
             Some(_) => return None,
             None if is_program_name(name) => (physical.clone(), Vec::new(), access::EXECUTE, true),
             None => return None,

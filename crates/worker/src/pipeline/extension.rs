@@ -31,7 +31,7 @@ impl Pipeline {
     ) -> Option<Result<crate::isapi::Call, HttpError>> {
         let (module, script) = match cfg.script_map(name, skip) {
             Some(map) if map.is_isapi() && map.program().starts_with('/') => {
-                (PathBuf::from(&*map.program()), map.script)
+                (PathBuf::from(map.program()), map.script)
             }
             // A program: the CGI handler's.
             Some(map) if map.program().starts_with('/') => return None,
