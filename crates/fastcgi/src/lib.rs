@@ -170,6 +170,15 @@ impl Params {
         put_pair(&mut self.body, name.as_bytes(), value.as_bytes());
     }
 
+    /// The bytes of the variables added (their records' headers aside).
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+
     /// The PARAMS stream, ended.
     pub fn encode(&self, out: &mut BytesMut, id: u16) {
         encode_stream(out, kind::PARAMS, id, &self.body);

@@ -621,6 +621,84 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// The reading half of a [`Stream`] whose request body is being sent.
+enum StreamReader {
+    Unix(tokio::net::unix::OwnedReadHalf),
+    Tcp(tokio::net::tcp::OwnedReadHalf),
+}
+
+/// The writing half of a [`Stream`]. Dropped alone, it shuts the
+/// connection's sending side: only a connection given up is.
+enum StreamWriter {
+    Unix(tokio::net::unix::OwnedWriteHalf),
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+}
+
+impl Stream {
+    fn into_split(self) -> (StreamReader, StreamWriter) {
+        match self {
+            Stream::Unix(s) => {
+                let (r, w) = s.into_split();
+                (StreamReader::Unix(r), StreamWriter::Unix(w))
+            }
+            Stream::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (StreamReader::Tcp(r), StreamWriter::Tcp(w))
+            }
+        }
+    }
+}
+
+impl StreamReader {
+    /// The connection whole again (`None` for halves of two connections,
+    /// which cannot happen here).
+    fn reunite(self, writer: StreamWriter) -> Option<Stream> {
+        match (self, writer) {
+            (StreamReader::Unix(r), StreamWriter::Unix(w)) => r.reunite(w).ok().map(Stream::Unix),
+            (StreamReader::Tcp(r), StreamWriter::Tcp(w)) => r.reunite(w).ok().map(Stream::Tcp),
+            _ => None,
+        }
+    }
+}
+
+impl AsyncRead for StreamReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            StreamReader::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            StreamReader::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for StreamWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            StreamWriter::Unix(s) => Pin::new(s).poll_write(cx, data),
+            StreamWriter::Tcp(s) => Pin::new(s).poll_write(cx, data),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            StreamWriter::Unix(s) => Pin::new(s).poll_flush(cx),
+            StreamWriter::Tcp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            StreamWriter::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            StreamWriter::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 /// The application's FCGI_STDOUT as a byte stream; an `Err` is an
 /// output that broke off.
 struct Output {
@@ -864,18 +942,23 @@ async fn exchange(
             Err(_) => return (AppEnd::TimedOut("RequestTimeout"), None),
         },
     };
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut head = BytesMut::with_capacity(4096);
+    let mut head = BytesMut::with_capacity(1024 + params.len());
     fastcgi::encode_begin(&mut head, REQUEST_ID, true);
     params.encode(&mut head, REQUEST_ID);
-    let send = if length == 0 {
-        // No body: the whole request in one write, and no task for it.
+    let mut connection = if length == 0 {
+        // No body: the whole request in one write, and the connection
+        // stays whole (no task, no halves).
         fastcgi::encode_stream(&mut head, fastcgi::kind::STDIN, REQUEST_ID, &[]);
-        let ok = writer.write_all(&head).await.is_ok();
-        BodySend::Done(ok.then_some(writer), Some(Bytes::new()))
+        let mut stream = stream;
+        let sent = stream.write_all(&head).await.is_ok();
+        Connection::Whole { stream, sent }
     } else {
         // The body goes on a task of its own: input and output flow at once.
-        BodySend::Task(tokio::spawn(send_body(writer, head, body)))
+        let (reader, writer) = stream.into_split();
+        Connection::Split {
+            reader,
+            body: tokio::spawn(send_body(writer, head, body)),
+        }
     };
     let mut decoder = fastcgi::Decoder::new();
     let mut wrote_output = false;
@@ -888,7 +971,7 @@ async fn exchange(
         let limit = (Instant::now() + settings.activity_timeout).min(deadline);
         let room = decoder.buffer_mut();
         room.reserve(16 * 1024);
-        match tokio::time::timeout_at(limit, reader.read_buf(room)).await {
+        match tokio::time::timeout_at(limit, connection.read_buf(room)).await {
             Err(_) => {
                 break 'read Ended::Other(AppEnd::TimedOut(if Instant::now() >= deadline {
                     "RequestTimeout"
@@ -932,19 +1015,19 @@ async fn exchange(
                 Ok(Some(Record::EndRequest {
                     protocol_status, ..
                 })) => {
-                    break 'read Ended::Complete(protocol_status, reader);
+                    break 'read Ended::Complete(protocol_status);
                 }
                 Ok(Some(Record::GetValuesResult(_))) | Ok(Some(Record::UnknownType(_))) => {}
             }
         }
     };
     match end {
-        Ended::Complete(protocol, reader) => {
+        Ended::Complete(protocol) => {
             // The connection carries the next request once the body went.
-            let (writer, kept) = send.finish().await;
+            let (stream, kept) = connection.finish().await;
             if protocol == ProtocolStatus::RequestComplete {
-                if let Some(writer) = writer {
-                    lock(&instance.idle_connections).push(reader.unsplit(writer));
+                if let Some(stream) = stream {
+                    lock(&instance.idle_connections).push(stream);
                 }
             }
             if !stderr_text.is_empty() && !wrote_output && fail_on_stderr {
@@ -955,7 +1038,7 @@ async fn exchange(
         Ended::Other(other) => {
             // The body task ends (and gives its copy) once the client's
             // body is read; the process's side is given up.
-            let (_, kept) = send.finish().await;
+            let (_, kept) = connection.finish().await;
             if matches!(other, AppEnd::Closed | AppEnd::Broken(_)) {
                 lease.instance.broken.store(true, Ordering::SeqCst);
             }
@@ -979,32 +1062,53 @@ async fn exchange(
 /// The one request a connection carries at a time.
 const REQUEST_ID: u16 = 1;
 
-/// Where the request's records stand.
-enum BodySend {
-    /// Sent (the writer, if it is still sound) with the body kept.
-    Done(Option<tokio::io::WriteHalf<Stream>>, Option<Bytes>),
-    Task(tokio::task::JoinHandle<SentBody>),
+/// A connection carrying a request: whole when the request went in one
+/// write, in halves while a task sends the body (owned halves: no lock
+/// between reading and writing).
+enum Connection {
+    Whole {
+        stream: Stream,
+        sent: bool,
+    },
+    Split {
+        reader: StreamReader,
+        body: tokio::task::JoinHandle<SentBody>,
+    },
 }
 
 /// The writer, if still sound, and a copy of a small body.
-type SentBody = (Option<tokio::io::WriteHalf<Stream>>, Option<Bytes>);
+type SentBody = (Option<StreamWriter>, Option<Bytes>);
 
-impl BodySend {
-    async fn finish(self) -> SentBody {
+impl Connection {
+    /// The connection back whole, if it is still sound, once the body has
+    /// gone, and a copy of a small body (for a retry).
+    async fn finish(self) -> (Option<Stream>, Option<Bytes>) {
         match self {
-            BodySend::Done(writer, kept) => (writer, kept),
-            BodySend::Task(task) => task.await.unwrap_or((None, None)),
+            Connection::Whole { stream, sent } => (sent.then_some(stream), Some(Bytes::new())),
+            Connection::Split { reader, body } => {
+                let (writer, kept) = body.await.unwrap_or((None, None));
+                (writer.and_then(|w| reader.reunite(w)), kept)
+            }
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Connection::Whole { stream, .. } => Pin::new(stream).poll_read(cx, buf),
+            Connection::Split { reader, .. } => Pin::new(reader).poll_read(cx, buf),
         }
     }
 }
 
 /// Sends the request's head, then its body as STDIN records as the
 /// client sends it.
-async fn send_body(
-    mut writer: tokio::io::WriteHalf<Stream>,
-    head: BytesMut,
-    body: BodySource,
-) -> SentBody {
+async fn send_body(mut writer: StreamWriter, head: BytesMut, body: BodySource) -> SentBody {
     let mut copy: Option<Vec<u8>> = Some(Vec::new());
     let mut ok = writer.write_all(&head).await.is_ok();
     let mut records = BytesMut::new();
@@ -1059,7 +1163,7 @@ async fn send_body(
 
 /// How the read loop ended.
 enum Ended {
-    Complete(ProtocolStatus, tokio::io::ReadHalf<Stream>),
+    Complete(ProtocolStatus),
     Other(AppEnd),
 }
 
