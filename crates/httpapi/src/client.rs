@@ -358,7 +358,7 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
             let request = Request {
                 body_done: matches!(head.body, proto::BodyInfo::None),
                 unacked: 0,
-                head,
+                head: Arc::from(head),
                 body: body_rx,
                 trailers: Vec::new(),
                 shared: shared.clone(),
@@ -644,7 +644,9 @@ impl Queue {
 pub struct Request {
     /// Boxed: a request is handed by value from phase to phase, and its
     /// head is most of it.
-    head: Box<RequestHead>,
+    /// Shared, so that what reads the head while the request is answered
+    /// (an extension's server variables) needs no copy of its own.
+    head: Arc<RequestHead>,
     body: mpsc::UnboundedReceiver<BodyEvent>,
     body_done: bool,
     /// Body bytes taken but not yet acknowledged to the listener.
@@ -803,15 +805,21 @@ impl Request {
     /// The request's head, to change before the request is handed on: a
     /// child request made from it (ISAPI's HSE_REQ_EXEC_URL) answers on the
     /// same connection.
+    /// The head to change (copied first if it is shared).
     pub fn head_mut(&mut self) -> &mut RequestHead {
-        &mut self.head
+        Arc::make_mut(&mut self.head)
+    }
+
+    /// The head, shared (no copy).
+    pub fn shared_head(&self) -> Arc<RequestHead> {
+        self.head.clone()
     }
 
     /// Gives the request `body` in place of the client's, as a child
     /// request made from it (ISAPI's HSE_REQ_EXEC_URL with an entity)
     /// needs: what the client sent beyond what was read is not read.
     pub fn replace_body(&mut self, body: Bytes) {
-        self.head.body = if body.is_empty() {
+        self.head_mut().body = if body.is_empty() {
             proto::BodyInfo::None
         } else {
             proto::BodyInfo::Length(body.len() as u64)

@@ -959,7 +959,7 @@ pub(crate) fn child_path(raw: &str) -> Option<String> {
 /// The server variables of one request, made when asked from a copy of
 /// the request's head (the request itself is consumed by the response).
 pub(crate) struct Variables {
-    pub(crate) head: httpapi::proto::RequestHead,
+    pub(crate) head: Arc<httpapi::proto::RequestHead>,
     physical: Option<PathBuf>,
     site_id: u32,
     meta_path: String,
@@ -970,9 +970,9 @@ pub(crate) struct Variables {
 impl Variables {
     /// A request's variables before its URL is mapped (what a filter
     /// sees): no physical path or logon yet.
-    pub(crate) fn unmapped(head: &httpapi::proto::RequestHead, site_id: u32) -> Variables {
+    pub(crate) fn unmapped(req: &Request, site_id: u32) -> Variables {
         Variables {
-            head: head.clone(),
+            head: req.shared_head(),
             physical: None,
             site_id,
             meta_path: format!("/LM/W3SVC/{site_id}/ROOT"),
@@ -983,7 +983,7 @@ impl Variables {
 
     fn of(req: &Request, call: &Call) -> Variables {
         Variables {
-            head: (**req).clone(),
+            head: req.shared_head(),
             physical: call.physical.clone(),
             site_id: call.site_id,
             meta_path: call.meta_path.clone(),

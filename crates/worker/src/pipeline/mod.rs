@@ -336,49 +336,66 @@ impl Pipeline {
         skip: Option<&Path>,
         top: bool,
     ) -> (u16, u16, u32) {
-        let config = self.config.load_full();
         let site = req.url_context as u32;
-        let mut x = Exchange {
-            req,
-            site,
-            config,
-            cfg: None,
-            ctx: None,
-            skip: skip.map(Path::to_path_buf),
-            top,
-            filters: None,
-            no_hooks: NoHooks,
+        // The phases' state ends before the response is sent: the send's
+        // future does not sit beside it in this one.
+        let (req, reply, cfg, filters) = {
+            let mut x = Exchange {
+                req,
+                site,
+                config: self.config.load_full(),
+                cfg: None,
+                ctx: None,
+                skip: skip.map(Path::to_path_buf),
+                top,
+                filters: None,
+                no_hooks: NoHooks,
+            };
+            let mut step = self.preprocess_headers(&mut x);
+            if let Step::Next = step {
+                step = self.map_url(&mut x);
+            }
+            if let Step::Next = step {
+                step = self.authenticate(&mut x).await;
+            }
+            if let Step::Next = step {
+                step = self.authorize(&mut x);
+            }
+            if let Step::Next = step {
+                step = self.handle(&mut x).await;
+            }
+            let reply = self.reply_for(&mut x, step);
+            // Boxed (rare): the filters' state is not carried by every
+            // request's future.
+            (x.req, reply, x.cfg, x.filters.map(Box::new))
         };
-        let mut step = self.preprocess_headers(&mut x);
-        if let Step::Next = step {
-            step = self.map_url(&mut x);
-        }
-        if let Step::Next = step {
-            step = self.authenticate(&mut x).await;
-        }
-        if let Step::Next = step {
-            step = self.authorize(&mut x);
-        }
-        if let Step::Next = step {
-            step = self.handle(&mut x).await;
-        }
-        let reply = self.reply_for(&mut x, step);
         let outcome = (reply.status, reply.log.substatus, reply.log.win32_status);
-        let Exchange {
-            req, cfg, filters, ..
-        } = x;
         match filters {
-            Some(mut request) => {
-                let vars = crate::isapi::Variables::unmapped(&req, site);
-                let connection = req.connection;
-                self.send(req, reply, cfg.as_deref(), Some((&mut request, &vars)))
-                    .await;
-                PhaseHooks::end_of_request(&mut request, &vars);
-                self.keep_connection(connection, request);
+            Some(request) => {
+                Box::pin(self.send_with_filters(req, reply, cfg, request, site)).await;
             }
             None => self.send(req, reply, cfg.as_deref(), None).await,
         }
         outcome
+    }
+
+    /// The response of a request with filters, and its end for them. Boxed
+    /// by [`Pipeline::answer`]: the filters' state and server variables
+    /// stay out of every other request's future.
+    async fn send_with_filters(
+        self: &Arc<Self>,
+        req: Request,
+        reply: Reply,
+        cfg: Option<Arc<UrlConfig>>,
+        mut request: Box<crate::filters::RequestFilters>,
+        site: u32,
+    ) {
+        let vars = crate::isapi::Variables::unmapped(&req, site);
+        let connection = req.connection;
+        self.send(req, reply, cfg.as_deref(), Some((&mut request, &vars)))
+            .await;
+        PhaseHooks::end_of_request(&mut *request, &vars);
+        self.keep_connection(connection, *request);
     }
 }
 
