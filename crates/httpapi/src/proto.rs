@@ -276,6 +276,87 @@ pub struct RequestHead {
     pub connection: u64,
 }
 
+/// A request head to send, borrowing what the sender already holds (the
+/// client's bytes, the canonical URL): encoded by [`encode_request`]
+/// exactly as `ToApp::Request` with the [`RequestHead`] it describes, but
+/// without copying each string into one first.
+#[derive(Serialize)]
+pub struct RequestHeadRef<'a> {
+    pub id: u64,
+    pub queue: u32,
+    pub url_context: u64,
+    pub prefix: &'a str,
+    pub method: &'a str,
+    #[serde(with = "serde_bytes")]
+    pub raw_url: &'a [u8],
+    pub url: CookedUrlRef<'a>,
+    pub version: HttpVersion,
+    pub headers: HeaderBlockRef<'a>,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: Option<&'a TlsInfo>,
+    pub body: BodyInfo,
+    pub connection: u64,
+}
+
+/// [`CookedUrl`], borrowed.
+#[derive(Serialize)]
+pub struct CookedUrlRef<'a> {
+    pub scheme: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    pub path: &'a str,
+    pub query: &'a str,
+}
+
+/// A [`HeaderBlock`] over bytes held elsewhere: the stretch of a head the
+/// fields lie in, and each field's (name, value) ranges in the whole head,
+/// moved by `base` as they are written (no list of ranges built first).
+pub struct HeaderBlockRef<'a> {
+    pub bytes: &'a [u8],
+    pub base: usize,
+    pub fields: &'a [FieldRanges],
+}
+
+/// A field's (name start, name end) and (value start, value end).
+pub type FieldRanges = ((usize, usize), (usize, usize));
+
+impl Serialize for HeaderBlockRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Ranges<'a>(&'a HeaderBlockRef<'a>);
+        impl Serialize for Ranges<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let base = self.0.base;
+                let at = |i: usize| i.saturating_sub(base) as u32;
+                serializer.collect_seq(
+                    self.0
+                        .fields
+                        .iter()
+                        .map(|&((nlo, nhi), (vlo, vhi))| [at(nlo), at(nhi), at(vlo), at(vhi)]),
+                )
+            }
+        }
+        let mut block = serializer.serialize_struct("HeaderBlock", 2)?;
+        block.serialize_field("bytes", serde_bytes::Bytes::new(self.bytes))?;
+        block.serialize_field("fields", &Ranges(self))?;
+        block.end()
+    }
+}
+
+/// Appends `head` as a `ToApp::Request` message frame.
+pub fn encode_request(head: &RequestHeadRef<'_>, out: &mut Vec<u8>) {
+    /// `ToApp::Request`, with what it carries borrowed.
+    struct RequestMessage<'a>(&'a RequestHeadRef<'a>);
+    impl Serialize for RequestMessage<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            // ToApp's third variant (the test below holds the two apart).
+            serializer.serialize_newtype_variant("ToApp", 2, "Request", self.0)
+        }
+    }
+    encode_message(&RequestMessage(head), out);
+}
+
 /// How the listener may cache a response (the kernel cache's role).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CachePolicy {
@@ -956,6 +1037,100 @@ mod tests {
         assert_eq!(decoded.url.full(), "http://h:80/café?x");
         assert_eq!(decoded.headers.get("x-latin"), Some([0xe9].as_slice()));
         assert_eq!(decoded, Box::new(head));
+    }
+
+    #[test]
+    fn a_borrowed_request_head_encodes_as_an_owned_one() {
+        let raw = b"GET /a?b HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nAccept: */*\r\n\r\n";
+        // (name, value) ranges in the whole head, as a parser gives them.
+        let fields = [
+            ((19, 23), (25, 26)),
+            ((28, 35), (36, 36)),
+            ((38, 44), (46, 49)),
+        ];
+        let tls = TlsInfo {
+            protocol: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+            key_size: 128,
+            server_name: Some("h".into()),
+            server_subject: "CN=h".into(),
+            server_issuer: "CN=h".into(),
+            client_certificate: None,
+        };
+        for tls in [None, Some(&tls)] {
+            let view = RequestHeadRef {
+                id: 9,
+                queue: 4,
+                url_context: 2,
+                prefix: "http://+:80/",
+                method: "GET",
+                raw_url: b"/a?b",
+                url: CookedUrlRef {
+                    scheme: "http",
+                    host: "h",
+                    port: 80,
+                    path: "/a",
+                    query: "b",
+                },
+                version: HttpVersion::Http11,
+                headers: HeaderBlockRef {
+                    bytes: &raw[19..49],
+                    base: 19,
+                    fields: &fields,
+                },
+                remote: "127.0.0.1:5000".parse().unwrap(),
+                local: "127.0.0.1:80".parse().unwrap(),
+                tls,
+                body: BodyInfo::Length(3),
+                connection: 5,
+            };
+            let owned = RequestHead {
+                id: 9,
+                queue: 4,
+                url_context: 2,
+                prefix: "http://+:80/".into(),
+                method: "GET".into(),
+                raw_url: b"/a?b".to_vec(),
+                url: CookedUrl {
+                    scheme: "http".into(),
+                    host: "h".into(),
+                    port: 80,
+                    path: "/a".into(),
+                    query: "b".into(),
+                },
+                version: HttpVersion::Http11,
+                headers: [
+                    ("Host", b"h".as_slice()),
+                    ("X-Empty", b"".as_slice()),
+                    ("Accept", b"*/*".as_slice()),
+                ]
+                .into_iter()
+                .collect(),
+                remote: "127.0.0.1:5000".parse().unwrap(),
+                local: "127.0.0.1:80".parse().unwrap(),
+                tls: tls.cloned(),
+                body: BodyInfo::Length(3),
+                connection: 5,
+            };
+            let mut borrowed = Vec::new();
+            encode_request(&view, &mut borrowed);
+            let (Frame::Message(bytes), _) = decode_frame(&borrowed).unwrap().unwrap() else {
+                panic!("not a message")
+            };
+            let ToApp::Request(decoded) = decode_message::<ToApp>(bytes).unwrap() else {
+                panic!("not a request")
+            };
+            assert_eq!(decoded.headers.get("accept"), Some(b"*/*".as_slice()));
+            assert_eq!(decoded.headers.get("x-empty"), Some(b"".as_slice()));
+            // The same message as the owned head's (header bytes aside:
+            // the owned block is built without the CRLFs between fields).
+            let mut expected = owned.clone();
+            expected.headers = decoded.headers.clone();
+            assert_eq!(*decoded, expected);
+            let mut again = Vec::new();
+            encode_message(&ToApp::Request(Box::new(expected)), &mut again);
+            assert_eq!(borrowed, again);
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use httpapi::proto::{self, BodyInfo, HeaderBlock, HttpVersion, RequestHead};
+use httpapi::proto::{self, BodyInfo, HeaderBlockRef, HttpVersion, RequestHeadRef};
 
 use crate::cache::ResponseCache;
 use crate::config::ListenerConfig;
@@ -210,55 +210,66 @@ pub(crate) fn request_message(
     request: &Request,
     url: &CookedUrl,
     to: &Destination<'_>,
-) -> Box<RequestHead> {
+) -> RequestFrame {
     let raw = &request.raw;
-    Box::new(RequestHead {
+    let fields = &request.head.headers[..];
+    // The stretch of the head the fields lie in, sent as it is.
+    let (base, end) = match (fields.first(), fields.last()) {
+        (Some(first), Some(last)) => (first.0 .0, last.1 .1.max(last.0 .1)),
+        _ => (0, 0),
+    };
+    let method = request.method();
+    let lossy;
+    let method = match std::str::from_utf8(method) {
+        Ok(text) => text,
+        Err(_) => {
+            lossy = String::from_utf8_lossy(method).into_owned();
+            &lossy
+        }
+    };
+    let head = RequestHeadRef {
         id: to.id,
         queue: to.queue,
         url_context: to.url_context,
-        prefix: to.prefix.to_string(),
-        method: String::from_utf8_lossy(request.method()).into_owned(),
-        raw_url: request.target().to_vec(),
-        url: proto::CookedUrl {
-            scheme: url.scheme.as_str().to_string(),
-            host: url.host.clone(),
+        prefix: to.prefix,
+        method,
+        raw_url: request.target(),
+        url: proto::CookedUrlRef {
+            scheme: url.scheme.as_str(),
+            host: &url.host,
             port: url.port,
-            path: url.path.clone(),
-            query: url.query.clone(),
+            path: &url.path,
+            query: &url.query,
         },
         version: match request.head.version {
             Version::Http10 => HttpVersion::Http10,
             Version::Http11 => HttpVersion::Http11,
         },
-        headers: header_block(raw, &request.head),
+        headers: HeaderBlockRef {
+            bytes: &raw[base..end],
+            base,
+            fields,
+        },
         remote: conn.remote,
         local: conn.local,
-        tls: conn.tls.clone(),
-        connection: conn.id,
+        tls: conn.tls.as_ref(),
         body: match request.head.framing {
             Framing::None => BodyInfo::None,
             Framing::Length(n) => BodyInfo::Length(n),
             Framing::Chunked => BodyInfo::Chunked,
         },
-    })
+        connection: conn.id,
+    };
+    let mut frame = Vec::with_capacity(256 + raw.len());
+    proto::encode_request(&head, &mut frame);
+    RequestFrame { id: to.id, frame }
 }
 
-/// The fields of a parsed head in one piece: the stretch of the head they
-/// lie in, copied once, with their ranges moved to it.
-fn header_block(raw: &[u8], head: &Head) -> HeaderBlock {
-    let fields = &head.headers;
-    let (Some(first), Some(last)) = (fields.first(), fields.last()) else {
-        return HeaderBlock::new();
-    };
-    let (base, end) = (first.0 .0, last.1 .1.max(last.0 .1));
-    let at = |i: usize| (i - base) as u32;
-    HeaderBlock::from_ranges(
-        raw[base..end].to_vec(),
-        fields
-            .iter()
-            .map(|&((nlo, nhi), (vlo, vhi))| [at(nlo), at(nhi), at(vlo), at(vhi)])
-            .collect(),
-    )
+/// A request on its way to a process: its id, and its message encoded
+/// once, when it was admitted.
+pub(crate) struct RequestFrame {
+    pub id: u64,
+    pub frame: Vec<u8>,
 }
 
 #[cfg(test)]
@@ -415,6 +426,15 @@ mod tests {
                 prefix: "http://+:8080/",
             },
         );
+        assert_eq!(msg.id, 7);
+        let (proto::Frame::Message(bytes), _) = proto::decode_frame(&msg.frame).unwrap().unwrap()
+        else {
+            panic!("not a message frame");
+        };
+        let proto::ToApp::Request(msg) = proto::decode_message::<proto::ToApp>(bytes).unwrap()
+        else {
+            panic!("not a request");
+        };
         assert_eq!((msg.id, msg.queue, msg.url_context), (7, 3, 9));
         assert_eq!(msg.method, "GET");
         assert_eq!(msg.raw_url, b"/App/%7Euser?q=1");

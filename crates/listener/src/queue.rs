@@ -10,7 +10,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use httpapi::proto::{Header, RequestHead, ResponseHead};
+use httpapi::proto::{Header, ResponseHead};
+
+use crate::admit::RequestFrame;
 
 use crate::server::Caller;
 use crate::session::Session;
@@ -70,7 +72,7 @@ struct Consumer {
 }
 
 struct Pending {
-    head: Box<RequestHead>,
+    head: RequestFrame,
     events: EventSender,
 }
 
@@ -178,7 +180,7 @@ impl Queue {
     /// called (once until a process attaches) when nobody serves the queue.
     pub(crate) fn dispatch(
         &self,
-        head: Box<RequestHead>,
+        head: RequestFrame,
         events: EventSender,
         demand: Option<&DemandStartHook>,
     ) -> Dispatch {
@@ -410,14 +412,14 @@ fn take_credit(inner: &mut Inner) -> Option<Arc<Session>> {
     None
 }
 
-type Undelivered = (Box<RequestHead>, EventSender);
+type Undelivered = (RequestFrame, EventSender);
 
 /// Hands a request to the next consumer with credit. A consumer whose
 /// session is closing (its process went away) is dropped and the next
 /// one tried; with none left the request is given back to wait.
 fn deliver_to_any(
     inner: &mut Inner,
-    mut head: Box<RequestHead>,
+    mut head: RequestFrame,
     mut events: EventSender,
 ) -> Result<(), Undelivered> {
     while let Some(session) = take_credit(inner) {
@@ -437,7 +439,7 @@ fn deliver_to_any(
 /// Hands a request to a session, unless that session is closing.
 fn deliver(
     session: &Arc<Session>,
-    head: Box<RequestHead>,
+    head: RequestFrame,
     events: EventSender,
 ) -> Result<(), Undelivered> {
     // Registered before the process can answer, so no answer is lost.

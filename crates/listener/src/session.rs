@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::{Buf, BytesMut};
 use httpapi::proto::{
     decode_frame, decode_message, encode_message, encode_request_body, ApiError, ErrorCode, Frame,
-    QueueProperty, RequestHead, ToApp, ToListener, PROTOCOL_VERSION,
+    QueueProperty, ToApp, ToListener, PROTOCOL_VERSION,
 };
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -67,8 +67,9 @@ impl Session {
         let _ = self.writer.send(frame);
     }
 
-    pub(crate) fn send_request(&self, head: Box<RequestHead>) {
-        self.send(&ToApp::Request(head));
+    /// Sends a request message, encoded when it was admitted.
+    pub(crate) fn send_request(&self, request: crate::admit::RequestFrame) {
+        let _ = self.writer.send(request.frame);
     }
 
     pub(crate) fn send_body(&self, request: u64, end: bool, data: &[u8]) {

@@ -160,14 +160,20 @@ pub fn canonicalize(
             return Err(url_error());
         }
     }
-    let path = remove_dot_segments(&text.replace('\\', "/"))?;
-    let segments: Vec<&str> = path[1..].split('/').collect();
-    if segments.len() > limits.url_segment_max_count
-        || segments
-            .iter()
-            .any(|s| s.chars().count() > limits.url_segment_max_length)
-    {
-        return Err(url_error());
+    let text = if text.contains('\\') {
+        text.replace('\\', "/")
+    } else {
+        text
+    };
+    let path = remove_dot_segments(text)?;
+    let mut segments = 0;
+    for segment in path[1..].split('/') {
+        segments += 1;
+        if segments > limits.url_segment_max_count
+            || segment.chars().count() > limits.url_segment_max_length
+        {
+            return Err(url_error());
+        }
     }
     Ok(CookedUrl {
         scheme: t.scheme,
@@ -382,7 +388,11 @@ fn to_text(decoded: Vec<u8>, options: &UrlOptions) -> Result<String, HttpError> 
 
 /// RFC 3986 5.2.4 on a decoded absolute path; climbing above the root is
 /// an error rather than being clamped.
-fn remove_dot_segments(path: &str) -> Result<String, HttpError> {
+fn remove_dot_segments(path: String) -> Result<String, HttpError> {
+    // Most paths have none: they stay as they are.
+    if !path[1..].split('/').any(|s| s == "." || s == "..") {
+        return Ok(path);
+    }
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path[1..].split('/').collect();
     let last = segments.len() - 1;
