@@ -19,7 +19,7 @@ use crate::ext::{
     self, ExtensionControlBlock, GetExtensionVersionFn, HConn, HseSendHeaderExInfo, HseVersionInfo,
     HttpExtensionProcFn, TerminateExtensionFn,
 };
-use crate::ffi::{answer, array_text, c_string, entry, guarded, text};
+use crate::ffi::{answer, array_text, entry, guarded, text};
 use crate::types::{error, Bool, Dword, LpStr, LpVoid, FALSE, TRUE};
 
 /// Why a module cannot be used.
@@ -274,11 +274,24 @@ impl Extension {
         request: &RequestFacts,
         pending_limit: Duration,
     ) -> Outcome {
-        let method = c_string(&request.method);
-        let query = c_string(&request.query_string);
-        let path_info = c_string(&request.path_info);
-        let path_translated = c_string(&request.path_translated);
-        let content_type = c_string(&request.content_type);
+        // The ECB's strings, each up to a NUL it may hold and ended by
+        // one, in one buffer.
+        let texts = [
+            &request.method,
+            &request.query_string,
+            &request.path_info,
+            &request.path_translated,
+            &request.content_type,
+        ];
+        let mut strings = Vec::with_capacity(texts.iter().map(|t| t.len() + 1).sum());
+        let mut starts = [0usize; 5];
+        for (start, text) in starts.iter_mut().zip(texts) {
+            *start = strings.len();
+            strings.extend_from_slice(text.split('\0').next().unwrap_or_default().as_bytes());
+            strings.push(0u8);
+        }
+        let [method, query, path_info, path_translated, content_type] =
+            starts.map(|start| strings[start..].as_ptr() as LpStr);
         let mut preloaded = request.preloaded.clone();
         let mut ecb = ExtensionControlBlock {
             cb_size: std::mem::size_of::<ExtensionControlBlock>() as Dword,
@@ -286,14 +299,14 @@ impl Extension {
             conn_id: std::ptr::null_mut(),
             dw_http_status_code: 200,
             lpsz_log_data: [0; ext::HSE_LOG_BUFFER_LEN],
-            lpsz_method: method.as_ptr() as LpStr,
-            lpsz_query_string: query.as_ptr() as LpStr,
-            lpsz_path_info: path_info.as_ptr() as LpStr,
-            lpsz_path_translated: path_translated.as_ptr() as LpStr,
+            lpsz_method: method,
+            lpsz_query_string: query,
+            lpsz_path_info: path_info,
+            lpsz_path_translated: path_translated,
             cb_total_bytes: request.total_bytes,
             cb_available: preloaded.len() as Dword,
             lpb_data: preloaded.as_mut_ptr(),
-            lpsz_content_type: content_type.as_ptr() as LpStr,
+            lpsz_content_type: content_type,
             get_server_variable: Some(get_server_variable),
             write_client: Some(write_client),
             read_client: Some(read_client),

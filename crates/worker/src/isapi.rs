@@ -386,8 +386,8 @@ pub async fn run(
     call: Call,
     req: Request,
     template: Response,
-    filters: Option<crate::filters::RequestFilters>,
-) -> Option<crate::filters::RequestFilters> {
+    filters: Option<Box<crate::filters::RequestFilters>>,
+) -> Option<Box<crate::filters::RequestFilters>> {
     let runtime = tokio::runtime::Handle::current();
     let modules = pipeline.modules.clone();
     let calls = pipeline.clone();
@@ -464,7 +464,7 @@ struct Conn {
     flush: bool,
     /// The request's ISAPI filters: SEND_RESPONSE and LOG see the
     /// extension's answer.
-    filters: Option<crate::filters::RequestFilters>,
+    filters: Option<Box<crate::filters::RequestFilters>>,
     /// The end of the response a child request gave (HSE_REQ_EXEC_URL),
     /// held until this extension is done with the request.
     held: Option<httpapi::HeldEnd>,
@@ -628,7 +628,11 @@ impl Conn {
 
     /// Ends the response: the extension's status decides an error answer
     /// when it sent nothing.
-    fn finish(mut self, status: u32, http_status: u32) -> Option<crate::filters::RequestFilters> {
+    fn finish(
+        mut self,
+        status: u32,
+        http_status: u32,
+    ) -> Option<Box<crate::filters::RequestFilters>> {
         self.send_last(status, http_status);
         if let Some(held) = self.held.take() {
             held.release(&self.late_log);

@@ -182,12 +182,14 @@ impl Pipeline {
             }
             Body::Extension(call) => {
                 let mut filters = filters;
+                // Boxed for the call: most requests have none, and the
+                // call's state is moved to the pool's thread and back.
                 let taken = filters
                     .as_mut()
-                    .map(|(request, _)| std::mem::take(&mut **request));
+                    .map(|(request, _)| Box::new(std::mem::take(&mut **request)));
                 let back = crate::isapi::run(self.clone(), *call, req, response, taken).await;
                 if let (Some((request, _)), Some(back)) = (filters, back) {
-                    *request = back;
+                    *request = *back;
                 }
             }
             // Boxed, as the streamed files below: a program's exchange
