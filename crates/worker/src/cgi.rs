@@ -78,7 +78,7 @@ pub struct CgiCall {
     /// CGITimeout.
     pub timeout: Duration,
     /// Directories the program must reach (the site's content).
-    pub reach: Vec<PathBuf>,
+    pub reach: Arc<[PathBuf]>,
 }
 
 /// The meta-variables of a request (RFC 3875 §4.1, and IIS's), for a
@@ -650,8 +650,18 @@ pub(crate) async fn body_length(mut req: Request) -> Option<(Request, Option<u64
 }
 
 /// IIS's answer (502 for CGI, 500 for FastCGI) for a gateway program
-/// that misbehaved.
-pub(crate) async fn bad_gateway(req: Request, template: Response, status: u16, why: &str) {
+/// that misbehaved. Boxed: an error page is rare, and its state would
+/// otherwise sit in (and be copied with) every relay's future.
+pub(crate) fn bad_gateway<'a>(
+    req: Request,
+    template: Response,
+    status: u16,
+    why: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+    Box::pin(bad_gateway_page(req, template, status, why))
+}
+
+async fn bad_gateway_page(req: Request, template: Response, status: u16, why: &str) {
     let mut response = Response::new(status);
     response.log = template.log;
     if let Some(log) = response.log.as_mut() {
@@ -694,7 +704,7 @@ pub(crate) async fn run(
         .env
         .push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
     program.cwd = call.script.file.parent().map(PathBuf::from);
-    program.reach = call.reach.clone();
+    program.reach = call.reach.to_vec();
     program.stdin = spawner::Stdio::Passed;
     program.stdout = spawner::Stdio::Passed;
     program.stderr = spawner::Stdio::Passed;

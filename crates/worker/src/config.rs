@@ -444,6 +444,9 @@ pub struct Config {
     mime_tables: Mutex<HashMap<Vec<String>, Arc<MimeTable>>>,
     /// The directories the service handed over, and what is beneath them.
     pub content: Content,
+    /// Their paths, which every CGI and FastCGI program must reach (made
+    /// once, shared by each request's call).
+    pub content_roots: Arc<[PathBuf]>,
     /// Whether the listener keeps responses marked cacheable.
     pub listener_caches: bool,
     /// What paths were found to be, until a change says otherwise.
@@ -483,6 +486,7 @@ impl Config {
             fastcgi_apps: crate::fastcgi::applications(&snapshot),
             restrictions,
             compression: Compression::read(&snapshot, compression_dir),
+            content_roots: content.roots().map(PathBuf::from).collect(),
             content,
             listener_caches: true,
             meta: crate::changes::MetaCache::default(),

@@ -140,7 +140,7 @@ pub struct FastCgiCall {
     pub app: Arc<AppSettings>,
     pub script: Script,
     /// Directories its processes must reach (the sites' content).
-    pub reach: Vec<PathBuf>,
+    pub reach: Arc<[PathBuf]>,
 }
 
 /// The process pools of this worker, one per application.

@@ -195,7 +195,7 @@ impl Pipeline {
             args,
             nph: name.to_ascii_lowercase().starts_with("nph-"),
             timeout: Duration::from_secs(u64::from(cfg.cgi_timeout.max(1))),
-            reach: x.config.content.roots().map(PathBuf::from).collect(),
+            reach: x.config.content_roots.clone(),
         })))
     }
 
@@ -233,7 +233,7 @@ impl Pipeline {
         Ok(Gateway::FastCgi(crate::fastcgi::FastCgiCall {
             app: settings.clone(),
             script: script_facts(x, script, ctx, &physical),
-            reach: x.config.content.roots().map(PathBuf::from).collect(),
+            reach: x.config.content_roots.clone(),
         }))
     }
 }
