@@ -776,9 +776,11 @@ pub(crate) async fn run(
     };
     let mut params = fastcgi::Params::with_capacity(2048);
     each_meta_variable(&req, &call.script, length, &mut |k, v| params.add(k, v));
-    let mut body = Some(match gathered {
-        Some(all) => BodySource::Kept(all),
-        None => BodySource::Client(req.take_body()),
+    let mut body = Some(match (gathered, length) {
+        (Some(all), _) => BodySource::Kept(all),
+        // No body to read: none to take (taking one costs a channel).
+        (None, None | Some(0)) => BodySource::Kept(Bytes::new()),
+        (None, Some(_)) => BodySource::Client(req.take_body()),
     });
     let length = length.unwrap_or(0);
     let mut attempt = 0;
