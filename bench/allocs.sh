@@ -39,11 +39,7 @@ echo '<?php echo "Hello, world!\n";' > "$work/www/hello.php"
 
 port=$(free_port)
 state="$private/state"
-mkdir -p "$state"
-echo '{"ListenAddresses": ["127.0.0.1"]}' > "$state/httpsys.json"
-"$bin" --state-dir "$state" mb set W3SVC/1/ServerBindings ":$port:" >/dev/null
-"$bin" --state-dir "$state" mb set W3SVC/1/SecureBindings ":$(free_port):" >/dev/null
-"$bin" --state-dir "$state" mb set W3SVC/1/ROOT/Path "$work/www" >/dev/null
+site_state "$bin" "$state" "$port" "$work/www"
 # The extension's map above the site (the site root gets PHP's from `fastcgi add`).
 "$bin" --state-dir "$state" mb set W3SVC/ScriptMaps ".hello,$work/modules/hello.so,1" >/dev/null
 "$bin" --state-dir "$state" mb set W3SVC/WebSvcExtRestrictionList "0,*.dll" "1,$work/modules/hello.so,0,HELLO,Hello" >/dev/null

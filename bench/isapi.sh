@@ -38,11 +38,7 @@ cc -O2 -shared -fPIC -I include -o "$work/modules/cached.so" examples/isapi/cach
 
 port=$(free_port); nginx_port=$(free_port)
 state="$private/state"
-mkdir -p "$state"
-echo '{"ListenAddresses": ["127.0.0.1"]}' > "$state/httpsys.json"
-"$bin" --state-dir "$state" mb set W3SVC/1/ServerBindings ":$port:" >/dev/null
-"$bin" --state-dir "$state" mb set W3SVC/1/SecureBindings ":$(free_port):" >/dev/null
-"$bin" --state-dir "$state" mb set W3SVC/1/ROOT/Path "$work/www" >/dev/null
+site_state "$bin" "$state" "$port" "$work/www"
 "$bin" --state-dir "$state" mb set W3SVC/1/ROOT/ScriptMaps ".hello,$work/modules/hello.so,1" ".cached,$work/modules/cached.so,1" >/dev/null
 "$bin" --state-dir "$state" mb set W3SVC/WebSvcExtRestrictionList "0,*.dll" "1,$work/modules/hello.so,0,HELLO,Hello" "1,$work/modules/cached.so,0,CACHED,Cached" >/dev/null
 # Request logs off, as for nginx.

@@ -38,6 +38,16 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# site_state BIN STATE PORT ROOT: a state directory whose default site
+# listens on 127.0.0.1:PORT (https on a free port) and serves ROOT.
+site_state() {
+    mkdir -p "$2"
+    echo '{"ListenAddresses": ["127.0.0.1"]}' > "$2/httpsys.json"
+    "$1" --state-dir "$2" mb set W3SVC/1/ServerBindings ":$3:" >/dev/null
+    "$1" --state-dir "$2" mb set W3SVC/1/SecureBindings ":$(free_port):" >/dev/null
+    "$1" --state-dir "$2" mb set W3SVC/1/ROOT/Path "$4" >/dev/null
+}
+
 # wait_up URL...: until each answers (10 s at most each).
 wait_up() {
     for url in "$@"; do

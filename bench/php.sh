@@ -48,11 +48,7 @@ chmod -R a+rX "$work/www"
 
 port=$(free_port); nginx_port=$(free_port)
 state="$private/state"
-mkdir -p "$state"
-echo '{"ListenAddresses": ["127.0.0.1"]}' > "$state/httpsys.json"
-"$bin" --state-dir "$state" mb set W3SVC/1/ServerBindings ":$port:" >/dev/null
-"$bin" --state-dir "$state" mb set W3SVC/1/SecureBindings ":$(free_port):" >/dev/null
-"$bin" --state-dir "$state" mb set W3SVC/1/ROOT/Path "$work/www" >/dev/null
+site_state "$bin" "$state" "$port" "$work/www"
 # Processes are not recycled on either side (php-fpm: pm.max_requests = 0).
 "$bin" --state-dir "$state" fastcgi add PHP --exe /usr/bin/php-cgi --extension .php --allow \
     --max-instances "$children" --instance-max-requests 10000000 >/dev/null

@@ -583,43 +583,56 @@ impl Stream {
     }
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+/// AsyncRead or AsyncWrite for an enum with a `Unix` and a `Tcp` variant:
+/// each call goes to the variant's stream.
+macro_rules! by_variant {
+    (AsyncRead for $kind:ident) => {
+        impl AsyncRead for $kind {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                match self.get_mut() {
+                    $kind::Unix(s) => Pin::new(s).poll_read(cx, buf),
+                    $kind::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+                }
+            }
         }
-    }
+    };
+    (AsyncWrite for $kind:ident) => {
+        impl AsyncWrite for $kind {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                data: &[u8],
+            ) -> Poll<std::io::Result<usize>> {
+                match self.get_mut() {
+                    $kind::Unix(s) => Pin::new(s).poll_write(cx, data),
+                    $kind::Tcp(s) => Pin::new(s).poll_write(cx, data),
+                }
+            }
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+                match self.get_mut() {
+                    $kind::Unix(s) => Pin::new(s).poll_flush(cx),
+                    $kind::Tcp(s) => Pin::new(s).poll_flush(cx),
+                }
+            }
+            fn poll_shutdown(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                match self.get_mut() {
+                    $kind::Unix(s) => Pin::new(s).poll_shutdown(cx),
+                    $kind::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+                }
+            }
+        }
+    };
 }
 
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Unix(s) => Pin::new(s).poll_write(cx, data),
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, data),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+by_variant!(AsyncRead for Stream);
+by_variant!(AsyncWrite for Stream);
 
 /// The reading half of a [`Stream`] whose request body is being sent.
 enum StreamReader {
@@ -661,43 +674,8 @@ impl StreamReader {
     }
 }
 
-impl AsyncRead for StreamReader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            StreamReader::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            StreamReader::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for StreamWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            StreamWriter::Unix(s) => Pin::new(s).poll_write(cx, data),
-            StreamWriter::Tcp(s) => Pin::new(s).poll_write(cx, data),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            StreamWriter::Unix(s) => Pin::new(s).poll_flush(cx),
-            StreamWriter::Tcp(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            StreamWriter::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            StreamWriter::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+by_variant!(AsyncRead for StreamReader);
+by_variant!(AsyncWrite for StreamWriter);
 
 /// The application's FCGI_STDOUT as a byte stream; an `Err` is an
 /// output that broke off.
