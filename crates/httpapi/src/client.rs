@@ -642,9 +642,8 @@ impl Queue {
 /// A request to answer. Dropping it unanswered aborts it (its client's
 /// connection is closed).
 pub struct Request {
-    /// Boxed: a request is handed by value from phase to phase, and its
-    /// head is most of it.
-    /// Shared, so that what reads the head while the request is answered
+    /// Behind a pointer (a request is handed by value from phase to phase,
+    /// and its head is most of it), and shared, so that what reads the head while the request is answered
     /// (an extension's server variables) needs no copy of its own.
     head: Arc<RequestHead>,
     body: mpsc::UnboundedReceiver<BodyEvent>,

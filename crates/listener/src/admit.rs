@@ -218,21 +218,14 @@ pub(crate) fn request_message(
         (Some(first), Some(last)) => (first.0 .0, last.1 .1.max(last.0 .1)),
         _ => (0, 0),
     };
-    let method = request.method();
-    let lossy;
-    let method = match std::str::from_utf8(method) {
-        Ok(text) => text,
-        Err(_) => {
-            lossy = String::from_utf8_lossy(method).into_owned();
-            &lossy
-        }
-    };
+    // Token characters (the parser admits no others): borrowed, not copied.
+    let method = String::from_utf8_lossy(request.method());
     let head = RequestHeadRef {
         id: to.id,
         queue: to.queue,
         url_context: to.url_context,
         prefix: to.prefix,
-        method,
+        method: &method,
         raw_url: request.target(),
         url: proto::CookedUrlRef {
             scheme: url.scheme.as_str(),

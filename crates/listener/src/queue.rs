@@ -72,7 +72,7 @@ struct Consumer {
 }
 
 struct Pending {
-    head: RequestFrame,
+    request: RequestFrame,
     events: EventSender,
 }
 
@@ -180,7 +180,7 @@ impl Queue {
     /// called (once until a process attaches) when nobody serves the queue.
     pub(crate) fn dispatch(
         &self,
-        head: RequestFrame,
+        request: RequestFrame,
         events: EventSender,
         demand: Option<&DemandStartHook>,
     ) -> Dispatch {
@@ -198,7 +198,7 @@ impl Queue {
         // receiving (detach, under the same lock) has every request handed
         // to it on the wire before its StopReceiving reply, so its drain
         // sees them all.
-        let (head, events) = match deliver_to_any(&mut inner, head, events) {
+        let (request, events) = match deliver_to_any(&mut inner, request, events) {
             Ok(()) => return Dispatch::Delivered,
             Err(undelivered) => undelivered,
         };
@@ -206,7 +206,7 @@ impl Queue {
             inner.rejected += 1;
             return Dispatch::Full;
         }
-        inner.pending.push_back(Pending { head, events });
+        inner.pending.push_back(Pending { request, events });
         let signal = inner.consumers.is_empty() && !inner.demand_signalled;
         if signal {
             inner.demand_signalled = true;
@@ -243,9 +243,9 @@ impl Queue {
             let Some(p) = inner.pending.pop_front() else {
                 break;
             };
-            if let Err((head, events)) = deliver(session, p.head, p.events) {
+            if let Err((request, events)) = deliver(session, p.request, p.events) {
                 // The session is closing: the request waits for another.
-                inner.pending.push_front(Pending { head, events });
+                inner.pending.push_front(Pending { request, events });
                 inner.consumers.remove(index);
                 return;
             }
@@ -257,7 +257,7 @@ impl Queue {
     /// ran out or its client left); false if a process already has it.
     pub(crate) fn cancel(&self, request: u64) -> bool {
         let mut inner = self.lock();
-        match inner.pending.iter().position(|p| p.head.id == request) {
+        match inner.pending.iter().position(|p| p.request.id == request) {
             Some(i) => {
                 inner.pending.remove(i);
                 true
@@ -419,34 +419,34 @@ type Undelivered = (RequestFrame, EventSender);
 /// one tried; with none left the request is given back to wait.
 fn deliver_to_any(
     inner: &mut Inner,
-    mut head: RequestFrame,
+    mut request: RequestFrame,
     mut events: EventSender,
 ) -> Result<(), Undelivered> {
     while let Some(session) = take_credit(inner) {
-        match deliver(&session, head, events) {
+        match deliver(&session, request, events) {
             Ok(()) => return Ok(()),
             Err(back) => {
-                (head, events) = back;
+                (request, events) = back;
                 inner
                     .consumers
                     .retain(|c| !Arc::ptr_eq(&c.session, &session));
             }
         }
     }
-    Err((head, events))
+    Err((request, events))
 }
 
 /// Hands a request to a session, unless that session is closing.
 fn deliver(
     session: &Arc<Session>,
-    head: RequestFrame,
+    request: RequestFrame,
     events: EventSender,
 ) -> Result<(), Undelivered> {
     // Registered before the process can answer, so no answer is lost.
-    if !session.track(head.id, events.clone()) {
-        return Err((head, events));
+    if !session.track(request.id, events.clone()) {
+        return Err((request, events));
     }
     let _ = events.send(ConnEvent::Delivered(session.clone()));
-    session.send_request(head);
+    session.send_request(request);
     Ok(())
 }

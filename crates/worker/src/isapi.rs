@@ -960,8 +960,9 @@ pub(crate) fn child_path(raw: &str) -> Option<String> {
     Some(format!("/{}", parts.join("/")))
 }
 
-/// The server variables of one request, made when asked from a copy of
-/// the request's head (the request itself is consumed by the response).
+/// The server variables of one request, made when asked from the
+/// request's head, shared with it (the request itself is consumed by the
+/// response).
 pub(crate) struct Variables {
     pub(crate) head: Arc<httpapi::proto::RequestHead>,
     physical: Option<PathBuf>,
