@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use httpapi::proto::{BodyInfo, HttpVersion};
 use httpapi::{Request, Response};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::pipeline::Pipeline;
@@ -341,7 +341,6 @@ pub(crate) struct RelayOptions<'a> {
     pub name: &'a str,
     /// An nph- script: a status line first.
     pub nph: bool,
-    pub deadline: Instant,
     /// Output that comes in one burst is gathered up to this much (a
     /// response that ends within it gets a Content-Length); a pause in
     /// the output sends what came (PHP's flush() reaches the client).
@@ -351,15 +350,51 @@ pub(crate) struct RelayOptions<'a> {
     pub error_status: u16,
 }
 
+/// A program's output as it comes: its chunks in order, `Ok(None)` at
+/// its end. An error is an output that broke off; one of kind
+/// `TimedOut`, a program past its time. Chunks are handed over as they
+/// were read (no copy on the way to the relay).
+pub(crate) trait ProgramOutput {
+    /// The next chunk. `timed`: wait within the program's deadlines
+    /// (false when the caller only takes what is there now, and drops the
+    /// call if nothing is: no timer is set for that).
+    async fn next_chunk(&mut self, timed: bool) -> std::io::Result<Option<Bytes>>;
+}
+
+/// A CGI program's standard output, read until its deadline (CGITimeout).
+struct PipeOutput {
+    pipe: tokio::net::unix::pipe::Receiver,
+    piece: bytes::BytesMut,
+    deadline: Instant,
+}
+
+impl ProgramOutput for PipeOutput {
+    async fn next_chunk(&mut self, timed: bool) -> std::io::Result<Option<Bytes>> {
+        self.piece.reserve(PIECE);
+        let read = if timed {
+            match tokio::time::timeout_at(self.deadline, self.pipe.read_buf(&mut self.piece)).await
+            {
+                Ok(read) => read,
+                Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+            }
+        } else {
+            self.pipe.read_buf(&mut self.piece).await
+        };
+        match read? {
+            0 => Ok(None),
+            _ => Ok(Some(self.piece.split().freeze())),
+        }
+    }
+}
+
 /// Relays a program's output (`out`: its header block, then its body) as
-/// the response to `req`, until the deadline. A read error means the
-/// output broke off: a response begun is cut, not completed. A local
-/// `Location` (no Status, a path) answers the request as that URL,
-/// through the pipeline again.
-pub(crate) async fn relay<R: AsyncRead + Unpin>(
+/// the response to `req`. A read error means the output broke off: a
+/// response begun is cut, not completed. A local `Location` (no Status, a
+/// path) answers the request as that URL, through the pipeline again.
+pub(crate) async fn relay<O: ProgramOutput>(
     pipeline: &Arc<Pipeline>,
     how: &RelayOptions<'_>,
-    out: &mut R,
+    out: &mut O,
     req: Request,
     template: Response,
     filters: Option<(
@@ -370,18 +405,15 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
     let RelayOptions {
         name,
         nph,
-        deadline,
         buffer_limit,
         error_status,
     } = *how;
-    let mut buffer = Vec::with_capacity(8 * 1024);
-    // Read into without zeroing first (as a Vec would be).
-    let mut piece = bytes::BytesMut::with_capacity(PIECE);
-    let split = loop {
-        if let Some(end) = head_end(&buffer) {
-            break end;
-        }
-        if buffer.len() > MAX_HEAD {
+    // The header block, and what came of the body with it. Most often the
+    // block ends within the first chunk and is read there; one that spans
+    // chunks is gathered.
+    let mut gathered = bytes::BytesMut::new();
+    let (block, first) = loop {
+        if gathered.len() > MAX_HEAD {
             tracing::error!(
                 script = name,
                 "the program's header block is larger than 64 KB"
@@ -389,8 +421,8 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
             bad_gateway(req, template, error_status, "its header block is too large").await;
             return Relayed::Failed;
         }
-        match tokio::time::timeout_at(deadline, read_piece(out, &mut piece)).await {
-            Err(_) => {
+        let chunk = match out.next_chunk(true).await {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 tracing::error!(
                     script = name,
                     "the program did not answer in time (CGITimeout / RequestTimeout)"
@@ -398,8 +430,8 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
                 bad_gateway(req, template, error_status, "it did not answer in time").await;
                 return Relayed::Failed;
             }
-            Ok(Err(_)) if buffer.is_empty() => return Relayed::Nothing(Box::new(req)),
-            Ok(Err(_)) => {
+            Err(_) if gathered.is_empty() => return Relayed::Nothing(Box::new(req)),
+            Err(_) => {
                 tracing::error!(
                     script = name,
                     "the program's output broke off within its header block"
@@ -407,15 +439,15 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
                 bad_gateway(req, template, error_status, "its output broke off").await;
                 return Relayed::Failed;
             }
-            Ok(Ok(0)) => {
-                if buffer.is_empty() {
+            Ok(None) => {
+                if gathered.is_empty() {
                     return Relayed::Nothing(Box::new(req));
                 }
                 // The output ended within the header block: a block with
                 // no body after it still counts when it ends a line.
-                if buffer.ends_with(b"\n") {
-                    buffer.push(b'\n');
-                    break buffer.len();
+                if gathered.ends_with(b"\n") {
+                    gathered.extend_from_slice(b"\n");
+                    break (gathered.freeze(), Bytes::new());
                 }
                 tracing::error!(
                     script = name,
@@ -430,10 +462,21 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
                 .await;
                 return Relayed::Failed;
             }
-            Ok(Ok(_)) => buffer.extend_from_slice(&piece),
+            Ok(Some(chunk)) => chunk,
+        };
+        if gathered.is_empty() {
+            if let Some(end) = head_end(&chunk) {
+                break (chunk.slice(..end), chunk.slice(end..));
+            }
+        }
+        gathered.extend_from_slice(&chunk);
+        if let Some(end) = head_end(&gathered) {
+            let mut all = gathered.freeze();
+            let block = all.split_to(end);
+            break (block, all);
         }
     };
-    let head = match parse_head(&buffer[..split], nph) {
+    let head = match parse_head(&block, nph) {
         Ok(head) => head,
         Err(reason) => {
             tracing::error!(script = name, %reason, "the program sent a malformed header block");
@@ -441,8 +484,7 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
             return Relayed::Failed;
         }
     };
-    let first = buffer.split_off(split);
-    drop(buffer);
+    drop(block);
     // RFC 3875 §6.2.2: a local redirect is answered as that URL.
     if let (None, Some(location)) = (&head.status, &head.location) {
         if location.starts_with('/') && !location.starts_with("//") {
@@ -516,12 +558,18 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
     let mut first = first;
     let mut ended = false;
     while first.len() < buffer_limit {
-        match now_or_never(read_piece(out, &mut piece)).await {
-            Some(Ok(0)) => {
+        match now_or_never(out.next_chunk(false)).await {
+            Some(Ok(None)) => {
                 ended = true;
                 break;
             }
-            Some(Ok(_)) => first.extend_from_slice(&piece),
+            Some(Ok(Some(chunk))) if first.is_empty() => first = chunk,
+            Some(Ok(Some(chunk))) => {
+                let mut joined = bytes::BytesMut::with_capacity(first.len() + chunk.len());
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&chunk);
+                first = joined.freeze();
+            }
             Some(Err(_)) => {
                 tracing::error!(script = name, "the program's output broke off");
                 bad_gateway(req, response, error_status, "its output broke off").await;
@@ -551,42 +599,41 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
         }
     };
     let mut sent = 0u64;
-    let mut send = |data: &[u8]| -> Option<Vec<u8>> {
+    // What of `data` goes: nothing for a response without a body, and
+    // never more than the length announced.
+    let mut allowed = |data: &[u8]| -> usize {
         if no_body {
-            return None;
+            return 0;
         }
-        // Never more than the length announced.
         let allowed = match length {
             Some(n) => (n.saturating_sub(sent)).min(data.len() as u64) as usize,
             None => data.len(),
         };
         sent += allowed as u64;
-        (allowed > 0).then(|| data[..allowed].to_vec())
+        allowed
     };
-    if let Some(data) = send(&first) {
-        if writer.send(&data).await.is_err() {
-            return Relayed::Failed;
-        }
+    let n = allowed(&first);
+    if n > 0 && writer.send(&first[..n]).await.is_err() {
+        return Relayed::Failed;
     }
     loop {
-        match tokio::time::timeout_at(deadline, read_piece(out, &mut piece)).await {
-            Err(_) => {
+        match out.next_chunk(true).await {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 tracing::error!(script = name, "the program did not finish in time (CGITimeout / RequestTimeout); the response was cut");
                 return Relayed::Failed;
             }
-            Ok(Ok(0)) => break,
-            Ok(Err(_)) => {
+            Ok(None) => break,
+            Err(_) => {
                 tracing::error!(
                     script = name,
                     "the program's output broke off; the response was cut"
                 );
                 return Relayed::Failed;
             }
-            Ok(Ok(_)) => {
-                if let Some(data) = send(&piece) {
-                    if writer.send(&data).await.is_err() {
-                        return Relayed::Failed;
-                    }
+            Ok(Some(chunk)) => {
+                let n = allowed(&chunk);
+                if n > 0 && writer.send(&chunk[..n]).await.is_err() {
+                    return Relayed::Failed;
                 }
             }
         }
@@ -608,16 +655,6 @@ pub(crate) async fn relay<R: AsyncRead + Unpin>(
 
 /// What one read of a program's output takes at most.
 const PIECE: usize = 16 * 1024;
-
-/// Reads what is there into `piece` (emptied first).
-async fn read_piece<R: AsyncRead + Unpin>(
-    out: &mut R,
-    piece: &mut bytes::BytesMut,
-) -> std::io::Result<usize> {
-    piece.clear();
-    piece.reserve(PIECE);
-    out.read_buf(piece).await
-}
 
 /// A future's output if it is ready now, without waiting (or a timer).
 async fn now_or_never<F: std::future::Future>(future: F) -> Option<F::Output> {
@@ -752,13 +789,17 @@ pub(crate) async fn run(
         });
     }
     let outcome = match tokio::net::unix::pipe::Receiver::from_owned_fd(out_r) {
-        Ok(mut out) => {
+        Ok(pipe) => {
             let how = RelayOptions {
                 name: &name,
                 nph: call.nph,
-                deadline,
                 buffer_limit: CGI_BUFFER,
                 error_status: 502,
+            };
+            let mut out = PipeOutput {
+                pipe,
+                piece: bytes::BytesMut::new(),
+                deadline,
             };
             relay(&pipeline, &how, &mut out, req, template, filters).await
         }

@@ -26,7 +26,7 @@ use httpapi::{BodyReader, Request, Response};
 use metabase::schema::fastcgi as ids;
 use metabase::{MbPath, Snapshot, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::cgi::{bad_gateway, each_meta_variable, relay, RelayOptions, Relayed, Script};
@@ -677,35 +677,6 @@ impl StreamReader {
 by_variant!(AsyncRead for StreamReader);
 by_variant!(AsyncWrite for StreamWriter);
 
-/// The application's FCGI_STDOUT as a byte stream; an `Err` is an
-/// output that broke off.
-struct Output {
-    rx: mpsc::Receiver<std::io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl AsyncRead for Output {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        loop {
-            if !self.current.is_empty() {
-                let n = self.current.len().min(buf.remaining());
-                buf.put_slice(&self.current.split_to(n));
-                return Poll::Ready(Ok(()));
-            }
-            match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(Ok(data))) => self.current = data,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-}
-
 /// How the application's side of a request ended.
 enum AppEnd {
     /// END_REQUEST, with its protocol status.
@@ -783,43 +754,43 @@ pub(crate) async fn run(
                 return;
             }
         };
-        let (tx, rx) = mpsc::channel(8);
-        let output = Output {
-            rx,
-            current: Bytes::new(),
-        };
         let how = RelayOptions {
             name: &name,
             nph: false,
-            deadline,
             buffer_limit: settings.response_buffer_limit,
             error_status: 500,
         };
-        // The application's side and the client's side run together, on
-        // this task; the output goes when the relay is done with it (so
-        // an application still writing learns the answer is no longer
-        // wanted).
-        let relaying = async {
-            let mut output = output;
-            relay(
-                &pipeline,
-                &how,
-                &mut output,
-                req,
-                template.clone(),
-                filters.as_mut().map(|(f, v)| (&mut **f, *v)),
-            )
-            .await
-        };
+        // The relay reads the application's records as it needs its
+        // output; the application's side ends once the relay is done with
+        // it (so an application still writing learns the answer is no
+        // longer wanted).
         let source = body.take().unwrap_or(BodySource::Kept(Bytes::new()));
-        let ((end, kept), relayed) = tokio::join!(
-            exchange(lease, &params, source, length, tx, deadline),
-            relaying
-        );
+        let (relayed, (end, kept)) =
+            match AppExchange::open(lease, &params, source, length, deadline).await {
+                Ok(mut app) => {
+                    let relayed = relay(
+                        &pipeline,
+                        &how,
+                        &mut app,
+                        req,
+                        template.clone(),
+                        filters.as_mut().map(|(f, v)| (&mut **f, *v)),
+                    )
+                    .await;
+                    (relayed, app.finish().await)
+                }
+                Err(failed) => (Relayed::Nothing(Box::new(req)), failed),
+            };
         match relayed {
             Relayed::Answered | Relayed::Failed => {
-                if let AppEnd::Broken(why) | AppEnd::Stderr(why) = &end {
-                    tracing::error!(application = %settings.name, script = %name, "{why}");
+                match &end {
+                    AppEnd::Broken(why) | AppEnd::Stderr(why) => {
+                        tracing::error!(application = %settings.name, script = %name, "{why}");
+                    }
+                    AppEnd::TimedOut(which) => {
+                        tracing::error!(application = %settings.name, script = %name, "the FastCGI request exceeded {which}; its process was stopped and the response cut");
+                    }
+                    _ => {}
                 }
                 return;
             }
@@ -891,150 +862,226 @@ pub(crate) async fn run(
 }
 
 /// One request over a connection to the lent process: the request's
-/// records out (the body streamed), the application's records in, its
-/// output to `out`. Gives back how it ended and a copy of a small body,
-/// for a retry.
-async fn exchange(
+/// records sent (the body streamed by a task of its own), then the
+/// application's records read as the relay asks for its output.
+struct AppExchange {
     lease: Lease,
-    params: &fastcgi::Params,
-    body: BodySource,
-    length: u64,
-    out: mpsc::Sender<std::io::Result<Bytes>>,
+    connection: Connection,
+    decoder: fastcgi::Decoder,
     deadline: Instant,
-) -> (AppEnd, Option<Bytes>) {
-    let settings = lease.pool.settings.clone();
-    let instance = lease.instance.clone();
-    let reused = lock(&instance.idle_connections).pop();
-    let stream = match reused {
-        Some(s) => s,
-        None => match tokio::time::timeout_at(
+    /// Standard output passed on: an end other than END_REQUEST is then
+    /// a cut response, not an empty one.
+    wrote_output: bool,
+    /// Standard error before any output, in a mode that fails the
+    /// request with it.
+    stderr_text: String,
+    fail_on_stderr: bool,
+    /// How the application's side ended, once it has.
+    end: Option<Ended>,
+}
+
+impl AppExchange {
+    /// Connects to the lent process (or takes an idle connection to it)
+    /// and sends the request. On failure, how it ended and a copy of a
+    /// small body, for a retry.
+    async fn open(
+        lease: Lease,
+        params: &fastcgi::Params,
+        body: BodySource,
+        length: u64,
+        deadline: Instant,
+    ) -> Result<AppExchange, (AppEnd, Option<Bytes>)> {
+        let settings = &lease.pool.settings;
+        let instance = &lease.instance;
+        let reused = lock(&instance.idle_connections).pop();
+        let stream = match reused {
+            Some(s) => s,
+            None => match tokio::time::timeout_at(
+                deadline,
+                Stream::connect(&instance.address, settings.tcp),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::warn!(application = %settings.name, error = %e, "cannot connect to the FastCGI process");
+                    instance.broken.store(true, Ordering::SeqCst);
+                    return Err((AppEnd::Closed, gather(body).await));
+                }
+                Err(_) => return Err((AppEnd::TimedOut("RequestTimeout"), None)),
+            },
+        };
+        let mut head = BytesMut::with_capacity(1024 + params.len());
+        fastcgi::encode_begin(&mut head, REQUEST_ID, true);
+        params.encode(&mut head, REQUEST_ID);
+        let connection = if length == 0 {
+            // No body: the whole request in one write, and the connection
+            // stays whole (no task, no halves).
+            fastcgi::encode_stream(&mut head, fastcgi::kind::STDIN, REQUEST_ID, &[]);
+            let mut stream = stream;
+            let sent = stream.write_all(&head).await.is_ok();
+            Connection::Whole { stream, sent }
+        } else {
+            // The body goes on a task of its own: input and output flow at once.
+            let (reader, writer) = stream.into_split();
+            Connection::Split {
+                reader,
+                body: tokio::spawn(send_body(writer, head, body)),
+            }
+        };
+        let fail_on_stderr = matches!(
+            settings.stderr_mode,
+            StderrMode::ReturnStderrIn500 | StderrMode::ReturnGeneric500
+        );
+        Ok(AppExchange {
+            lease,
+            connection,
+            decoder: fastcgi::Decoder::new(),
             deadline,
-            Stream::connect(&instance.address, settings.tcp),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::warn!(application = %settings.name, error = %e, "cannot connect to the FastCGI process");
-                instance.broken.store(true, Ordering::SeqCst);
-                return (AppEnd::Closed, gather(body).await);
+            wrote_output: false,
+            stderr_text: String::new(),
+            fail_on_stderr,
+            end: None,
+        })
+    }
+
+    /// Records how the application's side ended; what the relay reads of
+    /// it: the end of the output, or (after output) a cut one.
+    fn ended(&mut self, end: Ended) -> std::io::Result<Option<Bytes>> {
+        let cut = match &end {
+            Ended::Other(AppEnd::TimedOut(_)) if self.wrote_output => {
+                Some(std::io::Error::from(std::io::ErrorKind::TimedOut))
             }
-            Err(_) => return (AppEnd::TimedOut("RequestTimeout"), None),
-        },
-    };
-    let mut head = BytesMut::with_capacity(1024 + params.len());
-    fastcgi::encode_begin(&mut head, REQUEST_ID, true);
-    params.encode(&mut head, REQUEST_ID);
-    let mut connection = if length == 0 {
-        // No body: the whole request in one write, and the connection
-        // stays whole (no task, no halves).
-        fastcgi::encode_stream(&mut head, fastcgi::kind::STDIN, REQUEST_ID, &[]);
-        let mut stream = stream;
-        let sent = stream.write_all(&head).await.is_ok();
-        Connection::Whole { stream, sent }
-    } else {
-        // The body goes on a task of its own: input and output flow at once.
-        let (reader, writer) = stream.into_split();
-        Connection::Split {
-            reader,
-            body: tokio::spawn(send_body(writer, head, body)),
+            Ended::Other(_) if self.wrote_output => {
+                Some(std::io::Error::other("the FastCGI output broke off"))
+            }
+            _ => None,
+        };
+        self.end = Some(end);
+        match cut {
+            Some(e) => Err(e),
+            None => Ok(None),
         }
-    };
-    let mut decoder = fastcgi::Decoder::new();
-    let mut wrote_output = false;
-    let mut stderr_text = String::new();
-    let fail_on_stderr = matches!(
-        settings.stderr_mode,
-        StderrMode::ReturnStderrIn500 | StderrMode::ReturnGeneric500
-    );
-    let end = 'read: loop {
-        let limit = (Instant::now() + settings.activity_timeout).min(deadline);
-        let room = decoder.buffer_mut();
-        room.reserve(16 * 1024);
-        match tokio::time::timeout_at(limit, connection.read_buf(room)).await {
-            Err(_) => {
-                break 'read Ended::Other(AppEnd::TimedOut(if Instant::now() >= deadline {
-                    "RequestTimeout"
-                } else {
-                    "ActivityTimeout"
-                }))
+    }
+
+    /// How the application's side ended, with the connection given back
+    /// to the process's idle ones when it can carry another request, and
+    /// a copy of a small body (for a retry). An end the relay did not
+    /// read up to is an abandoned request.
+    async fn finish(self) -> (AppEnd, Option<Bytes>) {
+        let AppExchange {
+            lease,
+            connection,
+            wrote_output,
+            stderr_text,
+            fail_on_stderr,
+            end,
+            ..
+        } = self;
+        match end.unwrap_or(Ended::Other(AppEnd::Abandoned)) {
+            Ended::Complete(protocol) => {
+                // The connection carries the next request once the body went.
+                let (stream, kept) = connection.finish().await;
+                if protocol == ProtocolStatus::RequestComplete {
+                    if let Some(stream) = stream {
+                        lock(&lease.instance.idle_connections).push(stream);
+                    }
+                }
+                if !stderr_text.is_empty() && !wrote_output && fail_on_stderr {
+                    return (AppEnd::Stderr(stderr_text), kept);
+                }
+                (AppEnd::Complete { protocol }, kept)
             }
-            Ok(Ok(0)) | Ok(Err(_)) => break 'read Ended::Other(AppEnd::Closed),
-            Ok(Ok(_)) => {}
+            Ended::Other(other) => {
+                // The body task ends (and gives its copy) once the client's
+                // body is read; the process's side is given up.
+                let (_, kept) = connection.finish().await;
+                if matches!(other, AppEnd::Closed | AppEnd::Broken(_)) {
+                    lease.instance.broken.store(true, Ordering::SeqCst);
+                }
+                if matches!(other, AppEnd::TimedOut(_) | AppEnd::Stderr(_)) {
+                    // A process past its time (or told to end on stderr) is
+                    // stopped.
+                    lease.instance.stopping.store(true, Ordering::SeqCst);
+                    lease.pool.spawner.kill(lease.instance.pid);
+                }
+                (other, kept)
+            }
+        }
+    }
+}
+
+impl crate::cgi::ProgramOutput for AppExchange {
+    async fn next_chunk(&mut self, timed: bool) -> std::io::Result<Option<Bytes>> {
+        if self.end.is_some() {
+            return Ok(None);
         }
         loop {
-            match decoder.next_record() {
-                Ok(None) => break,
-                Err(e) => {
-                    break 'read Ended::Other(AppEnd::Broken(format!(
-                        "the FastCGI process sent {e}"
-                    )))
-                }
-                Ok(Some(Record::Stdout { data, .. })) => {
-                    if data.is_empty() || !stderr_text.is_empty() && !wrote_output && fail_on_stderr
-                    {
-                        continue;
+            // Records already read come first.
+            loop {
+                match self.decoder.next_record() {
+                    Ok(None) => break,
+                    Err(e) => {
+                        return self.ended(Ended::Other(AppEnd::Broken(format!(
+                            "the FastCGI process sent {e}"
+                        ))))
                     }
-                    wrote_output = true;
-                    if out.send(Ok(data)).await.is_err() {
-                        break 'read Ended::Other(AppEnd::Abandoned);
+                    Ok(Some(Record::Stdout { data, .. })) => {
+                        if data.is_empty()
+                            || !self.stderr_text.is_empty()
+                                && !self.wrote_output
+                                && self.fail_on_stderr
+                        {
+                            continue;
+                        }
+                        self.wrote_output = true;
+                        return Ok(Some(data));
                     }
-                }
-                Ok(Some(Record::Stderr { data, .. })) => {
-                    let text = String::from_utf8_lossy(&data);
-                    for line in text.lines().filter(|l| !l.is_empty()) {
-                        tracing::warn!(application = %settings.name, "stderr: {line}");
+                    Ok(Some(Record::Stderr { data, .. })) => {
+                        let settings = &self.lease.pool.settings;
+                        let text = String::from_utf8_lossy(&data);
+                        for line in text.lines().filter(|l| !l.is_empty()) {
+                            tracing::warn!(application = %settings.name, "stderr: {line}");
+                        }
+                        if settings.stderr_mode == StderrMode::TerminateProcess {
+                            let text = text.into_owned();
+                            return self.ended(Ended::Other(AppEnd::Stderr(text)));
+                        }
+                        if !self.wrote_output
+                            && self.fail_on_stderr
+                            && self.stderr_text.len() < MAX_STDERR_PAGE
+                        {
+                            self.stderr_text.push_str(&text);
+                        }
                     }
-                    if settings.stderr_mode == StderrMode::TerminateProcess {
-                        break 'read Ended::Other(AppEnd::Stderr(text.into_owned()));
-                    }
-                    if !wrote_output && fail_on_stderr && stderr_text.len() < MAX_STDERR_PAGE {
-                        stderr_text.push_str(&text);
-                    }
-                }
-                Ok(Some(Record::EndRequest {
-                    protocol_status, ..
-                })) => {
-                    break 'read Ended::Complete(protocol_status);
-                }
-                Ok(Some(Record::GetValuesResult(_))) | Ok(Some(Record::UnknownType(_))) => {}
-            }
-        }
-    };
-    match end {
-        Ended::Complete(protocol) => {
-            // The connection carries the next request once the body went.
-            let (stream, kept) = connection.finish().await;
-            if protocol == ProtocolStatus::RequestComplete {
-                if let Some(stream) = stream {
-                    lock(&instance.idle_connections).push(stream);
+                    Ok(Some(Record::EndRequest {
+                        protocol_status, ..
+                    })) => return self.ended(Ended::Complete(protocol_status)),
+                    Ok(Some(Record::GetValuesResult(_))) | Ok(Some(Record::UnknownType(_))) => {}
                 }
             }
-            if !stderr_text.is_empty() && !wrote_output && fail_on_stderr {
-                return (AppEnd::Stderr(stderr_text), kept);
+            let room = self.decoder.buffer_mut();
+            room.reserve(16 * 1024);
+            let read = if timed {
+                let settings = &self.lease.pool.settings;
+                let limit = (Instant::now() + settings.activity_timeout).min(self.deadline);
+                match tokio::time::timeout_at(limit, self.connection.read_buf(room)).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        let which = if Instant::now() >= self.deadline {
+                            "RequestTimeout"
+                        } else {
+                            "ActivityTimeout"
+                        };
+                        return self.ended(Ended::Other(AppEnd::TimedOut(which)));
+                    }
+                }
+            } else {
+                self.connection.read_buf(room).await
+            };
+            if !matches!(read, Ok(n) if n > 0) {
+                return self.ended(Ended::Other(AppEnd::Closed));
             }
-            (AppEnd::Complete { protocol }, kept)
-        }
-        Ended::Other(other) => {
-            // The body task ends (and gives its copy) once the client's
-            // body is read; the process's side is given up.
-            let (_, kept) = connection.finish().await;
-            if matches!(other, AppEnd::Closed | AppEnd::Broken(_)) {
-                lease.instance.broken.store(true, Ordering::SeqCst);
-            }
-            if matches!(other, AppEnd::TimedOut(_) | AppEnd::Stderr(_)) {
-                // A process past its time (or told to end on stderr) is
-                // stopped.
-                lease.instance.stopping.store(true, Ordering::SeqCst);
-                lease.pool.spawner.kill(lease.instance.pid);
-            }
-            // A cut output must not read as a complete one.
-            if wrote_output && !matches!(other, AppEnd::Abandoned) {
-                let _ = out
-                    .send(Err(std::io::Error::other("the FastCGI output broke off")))
-                    .await;
-            }
-            (other, kept)
         }
     }
 }
