@@ -130,7 +130,7 @@ pub fn each_meta_variable(
         },
     );
     emit_formatted!("SERVER_ADDR", "{}", req.local.ip());
-    emit_formatted!("LOCAL_ADDR", "{}", req.local.ip());
+    emit("LOCAL_ADDR", &scratch);
     emit("REQUEST_METHOD", &req.method);
     emit("QUERY_STRING", &url.query);
     emit("REQUEST_URI", &request_uri(&req.raw_url));
@@ -143,7 +143,7 @@ pub fn each_meta_variable(
     }
     emit("URL", &script.name);
     emit_formatted!("REMOTE_ADDR", "{}", req.remote.ip());
-    emit_formatted!("REMOTE_HOST", "{}", req.remote.ip());
+    emit("REMOTE_HOST", &scratch);
     emit_formatted!("REMOTE_PORT", "{}", req.remote.port());
     emit("AUTH_TYPE", script.auth_type);
     emit("REMOTE_USER", &script.user);
@@ -217,14 +217,17 @@ pub fn each_meta_variable(
 }
 
 /// REQUEST_URI: the target as sent, its origin form.
-fn request_uri(raw: &[u8]) -> String {
+fn request_uri(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
     let text = String::from_utf8_lossy(raw);
-    match text.find("://") {
-        Some(i) if !text.starts_with('/') => match text[i + 3..].find('/') {
-            Some(j) => text[i + 3 + j..].to_string(),
-            None => "/".to_string(),
-        },
-        _ => text.into_owned(),
+    let origin = match text.find("://") {
+        Some(i) if !text.starts_with('/') => text[i + 3..].find('/').map(|j| i + 3 + j),
+        _ => return text,
+    };
+    match (origin, text) {
+        (None, _) => Cow::Borrowed("/"),
+        (Some(at), Cow::Borrowed(t)) => Cow::Borrowed(&t[at..]),
+        (Some(at), Cow::Owned(t)) => Cow::Owned(t[at..].to_string()),
     }
 }
 

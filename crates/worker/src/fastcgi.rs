@@ -202,7 +202,9 @@ struct Instance {
     /// A connection to it closed before its answer: it takes no more
     /// requests (it has ended, or goes).
     broken: AtomicBool,
-    idle_connections: Mutex<Vec<Stream>>,
+    /// Connections between requests, each with its record decoder (and
+    /// the decoder's buffer, reused).
+    idle_connections: Mutex<Vec<(Stream, fastcgi::Decoder)>>,
     last_used: Mutex<std::time::Instant>,
 }
 
@@ -894,15 +896,15 @@ impl AppExchange {
         let settings = &lease.pool.settings;
         let instance = &lease.instance;
         let reused = lock(&instance.idle_connections).pop();
-        let stream = match reused {
-            Some(s) => s,
+        let (stream, decoder) = match reused {
+            Some(idle) => idle,
             None => match tokio::time::timeout_at(
                 deadline,
                 Stream::connect(&instance.address, settings.tcp),
             )
             .await
             {
-                Ok(Ok(s)) => s,
+                Ok(Ok(s)) => (s, fastcgi::Decoder::new()),
                 Ok(Err(e)) => {
                     tracing::warn!(application = %settings.name, error = %e, "cannot connect to the FastCGI process");
                     instance.broken.store(true, Ordering::SeqCst);
@@ -936,7 +938,7 @@ impl AppExchange {
         Ok(AppExchange {
             lease,
             connection,
-            decoder: fastcgi::Decoder::new(),
+            decoder,
             deadline,
             wrote_output: false,
             stderr_text: String::new(),
@@ -972,6 +974,7 @@ impl AppExchange {
         let AppExchange {
             lease,
             connection,
+            decoder,
             wrote_output,
             stderr_text,
             fail_on_stderr,
@@ -984,7 +987,14 @@ impl AppExchange {
                 let (stream, kept) = connection.finish().await;
                 if protocol == ProtocolStatus::RequestComplete {
                     if let Some(stream) = stream {
-                        lock(&lease.instance.idle_connections).push(stream);
+                        // Bytes past END_REQUEST belong to no request:
+                        // they go with their decoder.
+                        let decoder = if decoder.pending() == 0 {
+                            decoder
+                        } else {
+                            fastcgi::Decoder::new()
+                        };
+                        lock(&lease.instance.idle_connections).push((stream, decoder));
                     }
                 }
                 if !stderr_text.is_empty() && !wrote_output && fail_on_stderr {
