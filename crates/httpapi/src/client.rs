@@ -52,7 +52,8 @@ enum BodyEvent {
 }
 
 struct Slot {
-    body: mpsc::UnboundedSender<BodyEvent>,
+    /// Where the request's body goes; none for a request without one.
+    body: Option<mpsc::UnboundedSender<BodyEvent>>,
     window: Arc<Semaphore>,
 }
 
@@ -276,7 +277,9 @@ fn shut(shared: &Shared) {
     }
     lock(&shared.queues).clear();
     for (_, slot) in lock(&shared.requests).drain() {
-        let _ = slot.body.send(BodyEvent::Aborted);
+        if let Some(body) = &slot.body {
+            let _ = body.send(BodyEvent::Aborted);
+        }
         slot.window.close();
     }
 }
@@ -299,7 +302,9 @@ async fn read_loop(
                     let start = len - data.len();
                     let frame = buf.split_to(len).freeze();
                     let data = frame.slice(start..);
-                    let slot_body = lock(&shared.requests).get(&request).map(|s| s.body.clone());
+                    let slot_body = lock(&shared.requests)
+                        .get(&request)
+                        .and_then(|s| s.body.clone());
                     if let Some(body) = slot_body {
                         if !data.is_empty() {
                             let _ = body.send(BodyEvent::Data(data));
@@ -341,7 +346,13 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
             }
         }
         ToApp::Request(head) => {
-            let (body_tx, body_rx) = mpsc::unbounded_channel();
+            // A request without a body has no channel for one.
+            let (body_tx, body_rx) = if matches!(head.body, proto::BodyInfo::None) {
+                (None, None)
+            } else {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            };
             let window = Arc::new(Semaphore::new(proto::BODY_WINDOW as usize));
             let id = head.id;
             let queue = head.queue;
@@ -380,8 +391,11 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
             }
         }
         ToApp::RequestTrailers { request, trailers } => {
-            if let Some(slot) = lock(&shared.requests).get(&request) {
-                let _ = slot.body.send(BodyEvent::Trailers(trailers));
+            if let Some(body) = lock(&shared.requests)
+                .get(&request)
+                .and_then(|s| s.body.as_ref())
+            {
+                let _ = body.send(BodyEvent::Trailers(trailers));
             }
         }
         ToApp::ResponseConsumed { request, bytes } => {
@@ -391,7 +405,9 @@ fn dispatch(shared: &Arc<Shared>, msg: ToApp) {
         }
         ToApp::Aborted { request } => {
             if let Some(slot) = lock(&shared.requests).remove(&request) {
-                let _ = slot.body.send(BodyEvent::Aborted);
+                if let Some(body) = &slot.body {
+                    let _ = body.send(BodyEvent::Aborted);
+                }
                 slot.window.close();
             }
         }
@@ -646,7 +662,7 @@ pub struct Request {
     /// and its head is most of it), and shared, so that what reads the head while the request is answered
     /// (an extension's server variables) needs no copy of its own.
     head: Arc<RequestHead>,
-    body: mpsc::UnboundedReceiver<BodyEvent>,
+    body: Option<mpsc::UnboundedReceiver<BodyEvent>>,
     body_done: bool,
     /// Body bytes taken but not yet acknowledged to the listener.
     unacked: u64,
@@ -896,7 +912,10 @@ impl Request {
         let mut pending = BytesMut::new();
         let mut wanted = handoff.forwarded.saturating_sub(self.body_read);
         while wanted > 0 && !self.body_done {
-            match self.body.recv().await {
+            let Some(body) = self.body.as_mut() else {
+                break;
+            };
+            match body.recv().await {
                 Some(BodyEvent::Data(data)) => {
                     wanted = wanted.saturating_sub(data.len() as u64);
                     pending.extend_from_slice(&data);
@@ -918,10 +937,9 @@ impl Request {
     /// response is being sent (a CGI program's input and output flow at
     /// the same time). The request itself then has no more body.
     pub fn take_body(&mut self) -> BodyReader {
-        let (_, closed) = mpsc::unbounded_channel();
         let reader = BodyReader {
             id: self.head.id,
-            body: std::mem::replace(&mut self.body, closed),
+            body: self.body.take(),
             done: self.body_done,
             unacked: std::mem::take(&mut self.unacked),
             trailers: Vec::new(),
@@ -1100,7 +1118,7 @@ impl tokio::io::AsyncWrite for TakenConnection {
 /// A request's body taken out of it ([`Request::take_body`]).
 pub struct BodyReader {
     id: u64,
-    body: mpsc::UnboundedReceiver<BodyEvent>,
+    body: Option<mpsc::UnboundedReceiver<BodyEvent>>,
     done: bool,
     unacked: u64,
     trailers: Vec<Header>,
@@ -1148,7 +1166,7 @@ fn want_body(wanted: &mut bool, done: bool, shared: &Shared, id: u64) -> Result<
 /// The next piece of a body from the listener, acknowledging what was
 /// taken so the client may send more.
 async fn next_body_chunk(
-    body: &mut mpsc::UnboundedReceiver<BodyEvent>,
+    body: &mut Option<mpsc::UnboundedReceiver<BodyEvent>>,
     done: &mut bool,
     unacked: &mut u64,
     trailers: &mut Vec<Header>,
@@ -1156,10 +1174,11 @@ async fn next_body_chunk(
     id: u64,
 ) -> Result<Option<Bytes>> {
     loop {
-        if *done {
+        // Without a channel there is no body (or it was taken).
+        let Some(receiver) = body.as_mut().filter(|_| !*done) else {
             return Ok(None);
-        }
-        match body.recv().await {
+        };
+        match receiver.recv().await {
             Some(BodyEvent::Data(data)) => {
                 *unacked += data.len() as u64;
                 if *unacked >= proto::ACK_STEP {
