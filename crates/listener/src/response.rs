@@ -4,7 +4,6 @@
 //! written by the listener to match how the body is actually sent.
 
 use std::cell::RefCell;
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use httpapi::proto::{ResponseBody, ResponseHead};
@@ -125,8 +124,12 @@ pub fn push_status_and_fields(head: &ResponseHead, skip_date: bool, out: &mut Ve
         .reason
         .as_deref()
         .unwrap_or_else(|| status_text_for(head.status));
-    // Written in place: no String per response.
-    let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", head.status);
+    // Written in place: no String per response, no formatting machinery.
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(head.status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
     let mut has_server = false;
     let mut has_date = false;
     for (name, value) in head.headers.iter().filter(|(n, _)| !is_framing_header(n)) {
@@ -180,7 +183,9 @@ pub fn write_head(
     }
     match wire {
         WireBody::Length(n) => {
-            let _ = write!(out, "Content-Length: {n}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         WireBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         WireBody::None | WireBody::UntilClose => {}

@@ -116,11 +116,13 @@ pub fn each_meta_variable(
             emit($name, &scratch);
         }};
     }
+    // Numbers without the formatting machinery.
+    let mut digits = itoa::Buffer::new();
     let on_off = |yes: bool| if yes { "on" } else { "off" };
     emit("GATEWAY_INTERFACE", "CGI/1.1");
     emit("SERVER_SOFTWARE", "Microsoft-IIS/6.0");
     emit("SERVER_NAME", &url.host);
-    emit_formatted!("SERVER_PORT", "{}", url.port);
+    emit("SERVER_PORT", digits.format(url.port));
     emit("SERVER_PORT_SECURE", if tls.is_some() { "1" } else { "0" });
     emit(
         "SERVER_PROTOCOL",
@@ -144,7 +146,7 @@ pub fn each_meta_variable(
     emit("URL", &script.name);
     emit_formatted!("REMOTE_ADDR", "{}", req.remote.ip());
     emit("REMOTE_HOST", &scratch);
-    emit_formatted!("REMOTE_PORT", "{}", req.remote.port());
+    emit("REMOTE_PORT", digits.format(req.remote.port()));
     emit("AUTH_TYPE", script.auth_type);
     emit("REMOTE_USER", &script.user);
     emit("AUTH_USER", &script.user);
@@ -161,7 +163,7 @@ pub fn each_meta_variable(
             emit("CERT_SERIALNUMBER", &c.serial);
         }
     }
-    emit_formatted!("INSTANCE_ID", "{}", script.site_id);
+    emit("INSTANCE_ID", digits.format(script.site_id));
     emit_formatted!("INSTANCE_META_PATH", "/LM/W3SVC/{}", script.site_id);
     emit("APPL_MD_PATH", &script.app_md_path);
     if let Some(p) = &script.app_physical {
@@ -171,7 +173,7 @@ pub fn each_meta_variable(
     // server, not a visitor, started the program.
     emit("REDIRECT_STATUS", "200");
     if let Some(n) = content_length {
-        emit_formatted!("CONTENT_LENGTH", "{n}");
+        emit("CONTENT_LENGTH", digits.format(n));
     }
     if let Some(t) = req.headers.get("content-type") {
         emit("CONTENT_TYPE", &String::from_utf8_lossy(t));
