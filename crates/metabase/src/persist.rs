@@ -551,11 +551,14 @@ impl CommitHook for Persister {
         if only_volatile(next, batch) {
             return Ok(());
         }
-        let mut disk = lock_state(&self.disk);
-        let _lock = match disk.held_lock {
-            Some(_) => None,
-            None => Some(acquire_lock(&self.location)?),
+        // The file lock before the state's: the edit watcher takes them in
+        // that order too (the other order deadlocks against it).
+        let held = lock_state(&self.disk).held_lock.is_some();
+        let _lock = match held {
+            true => None,
+            false => Some(acquire_lock(&self.location)?),
         };
+        let mut disk = lock_state(&self.disk);
         if let Some(adopt) = disk.adopt.take() {
             return adopt_edit(&self.location, &mut disk, next, adopt);
         }

@@ -112,9 +112,12 @@ impl MetabaseFiles {
             }
         }
 
-        let lock = match lock_state(&self.disk).held_lock {
-            Some(_) => None,
-            None => Some(acquire_lock(&self.location)?),
+        // The file lock is taken without the state's held (a commit takes
+        // the file lock first, then the state's).
+        let held = lock_state(&self.disk).held_lock.is_some();
+        let lock = match held {
+            true => None,
+            false => Some(acquire_lock(&self.location)?),
         };
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
@@ -282,6 +285,68 @@ mod tests {
                 .unwrap();
             std::io::Write::write_all(&mut f, second.as_bytes()).unwrap();
         })
+    }
+
+    #[test]
+    fn the_services_writes_and_the_edit_watcher_never_wait_on_each_other() {
+        // Hand edits keep coming while the service writes: the watcher
+        // takes the file lock to read each edit as a write commits. The two
+        // once took the file lock and the state's in opposite orders and
+        // could block each other for ever.
+        let (dir, files) = service();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut threads = Vec::new();
+        let (writer_files, writer_stop, writes_done) =
+            (files.clone(), stop.clone(), done_tx.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut n = 0;
+            while !writer_stop.load(Ordering::Relaxed) {
+                // A write may be refused for an edit it would overwrite.
+                let _ = writer_files.metabase().write(|t| {
+                    t.set_text(&p("/LM/W3SVC/1"), "ServerComment", &[format!("write {n}")])
+                });
+                n += 1;
+            }
+            let _ = writes_done.send(());
+        }));
+        let (edit_dir, edit_stop) = (dir.path().to_path_buf(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let file = edit_dir.join("MetaBase.xml");
+            while !edit_stop.load(Ordering::Relaxed) {
+                let Ok(text) = std::fs::read_to_string(&file) else {
+                    continue;
+                };
+                let tmp = edit_dir.join("MetaBase.xml.edit");
+                let (from, to) = if text.contains("AppPoolQueueLength=\"1000\"") {
+                    ("AppPoolQueueLength=\"1000\"", "AppPoolQueueLength=\"1001\"")
+                } else {
+                    ("AppPoolQueueLength=\"1001\"", "AppPoolQueueLength=\"1000\"")
+                };
+                if std::fs::write(&tmp, text.replace(from, to)).is_ok() {
+                    let _ = std::fs::rename(&tmp, &file);
+                }
+                // Long enough for the watcher to judge the edit settled.
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        }));
+        let watcher_files = files.clone();
+        threads.push(std::thread::spawn(move || {
+            for _ in 0..12 {
+                let _ = watcher_files.check_for_edit();
+            }
+            let _ = done_tx.send(());
+        }));
+        let watched = done_rx.recv_timeout(Duration::from_secs(120));
+        stop.store(true, Ordering::Relaxed);
+        let wrote = done_rx.recv_timeout(Duration::from_secs(60));
+        assert!(
+            watched.is_ok() && wrote.is_ok(),
+            "a write and the edit watcher blocked each other"
+        );
+        for t in threads {
+            t.join().unwrap();
+        }
     }
 
     #[test]
