@@ -970,15 +970,26 @@ impl Request {
     }
 
     /// Answers with a complete response. A body within the flow-control
-    /// window goes out with its head in a single write.
-    pub async fn respond(self, response: Response) -> Result<()> {
-        let body = response.body.clone();
-        if body.len() as u64 > proto::BODY_WINDOW {
-            let mut writer =
-                self.start(response.into_head(ResponseBody::Length(body.len() as u64)))?;
-            writer.send(&body).await?;
-            return writer.finish(Vec::new()).await;
+    /// window goes out with its head in a single write, at once: the
+    /// future returned is then ready (and small, in the futures that
+    /// await it). A larger body goes as the window allows.
+    pub fn respond(self, response: Response) -> Responding {
+        if response.body.len() as u64 > proto::BODY_WINDOW {
+            Responding::Windowed(Box::pin(self.respond_windowed(response)))
+        } else {
+            Responding::Sent(Some(self.respond_at_once(response)))
         }
+    }
+
+    async fn respond_windowed(self, response: Response) -> Result<()> {
+        let body = response.body.clone();
+        let mut writer = self.start(response.into_head(ResponseBody::Length(body.len() as u64)))?;
+        writer.send(&body).await?;
+        writer.finish(Vec::new()).await
+    }
+
+    fn respond_at_once(self, response: Response) -> Result<()> {
+        let body = response.body.clone();
         let head = response.into_head(ResponseBody::Length(body.len() as u64));
         proto::validate_response_head(&head).map_err(Error::InvalidResponse)?;
         let mut this = self;
@@ -1004,17 +1015,18 @@ impl Request {
     }
 
     /// Starts a response whose body is sent piece by piece (chunked to
-    /// HTTP/1.1 clients); `length` if it is known.
-    pub async fn start_response(
+    /// HTTP/1.1 clients); `length` if it is known. The head goes at once:
+    /// the future returned is ready (and small).
+    pub fn start_response(
         self,
         response: Response,
         length: Option<u64>,
-    ) -> Result<ResponseWriter> {
+    ) -> std::future::Ready<Result<ResponseWriter>> {
         let body = match length {
             Some(n) => ResponseBody::Length(n),
             None => ResponseBody::Streamed,
         };
-        self.start(response.into_head(body))
+        std::future::ready(self.start(response.into_head(body)))
     }
 
     fn start(mut self, head: ResponseHead) -> Result<ResponseWriter> {
@@ -1050,6 +1062,29 @@ impl Drop for Request {
                 request: self.head.id,
             });
             lock(&self.shared.requests).remove(&self.head.id);
+        }
+    }
+}
+
+/// The answer of [`Request::respond`]: already sent, or being sent as the
+/// flow-control window allows.
+pub enum Responding {
+    Sent(Option<Result<()>>),
+    Windowed(std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>),
+}
+
+impl std::future::Future for Responding {
+    type Output = Result<()>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        match self.get_mut() {
+            Responding::Sent(result) => {
+                std::task::Poll::Ready(result.take().expect("a response's outcome is taken once"))
+            }
+            Responding::Windowed(sending) => sending.as_mut().poll(cx),
         }
     }
 }

@@ -32,7 +32,7 @@ pub mod proto;
 
 pub use client::{
     socket_for_state_dir, BodyReader, Error, HeldEnd, Queue, QueueControl, RawEvent, Request,
-    Response, ResponseWriter, Result, Session, TakenConnection,
+    Responding, Response, ResponseWriter, Result, Session, TakenConnection,
 };
 pub use proto::{CachePolicy, Header, HeaderBlock, LogInfo};
 

@@ -401,7 +401,7 @@ pub(crate) async fn relay<O: ProgramOutput>(
     how: &RelayOptions<'_>,
     out: &mut O,
     req: Request,
-    template: Response,
+    template: &Response,
     filters: Option<(
         &mut crate::filters::RequestFilters,
         &crate::isapi::Variables,
@@ -423,7 +423,13 @@ pub(crate) async fn relay<O: ProgramOutput>(
                 script = name,
                 "the program's header block is larger than 64 KB"
             );
-            bad_gateway(req, template, error_status, "its header block is too large").await;
+            bad_gateway(
+                req,
+                template.clone(),
+                error_status,
+                "its header block is too large",
+            )
+            .await;
             return Relayed::Failed;
         }
         let chunk = match out.next_chunk(true).await {
@@ -432,7 +438,13 @@ pub(crate) async fn relay<O: ProgramOutput>(
                     script = name,
                     "the program did not answer in time (CGITimeout / RequestTimeout)"
                 );
-                bad_gateway(req, template, error_status, "it did not answer in time").await;
+                bad_gateway(
+                    req,
+                    template.clone(),
+                    error_status,
+                    "it did not answer in time",
+                )
+                .await;
                 return Relayed::Failed;
             }
             Err(_) if gathered.is_empty() => return Relayed::Nothing(Box::new(req)),
@@ -441,7 +453,7 @@ pub(crate) async fn relay<O: ProgramOutput>(
                     script = name,
                     "the program's output broke off within its header block"
                 );
-                bad_gateway(req, template, error_status, "its output broke off").await;
+                bad_gateway(req, template.clone(), error_status, "its output broke off").await;
                 return Relayed::Failed;
             }
             Ok(None) => {
@@ -460,7 +472,7 @@ pub(crate) async fn relay<O: ProgramOutput>(
                 );
                 bad_gateway(
                     req,
-                    template,
+                    template.clone(),
                     error_status,
                     "its header block is incomplete",
                 )
@@ -485,7 +497,13 @@ pub(crate) async fn relay<O: ProgramOutput>(
         Ok(head) => head,
         Err(reason) => {
             tracing::error!(script = name, %reason, "the program sent a malformed header block");
-            bad_gateway(req, template, error_status, "its header block is malformed").await;
+            bad_gateway(
+                req,
+                template.clone(),
+                error_status,
+                "its header block is malformed",
+            )
+            .await;
             return Relayed::Failed;
         }
     };
@@ -509,7 +527,7 @@ pub(crate) async fn relay<O: ProgramOutput>(
                     tracing::error!(script = name, location = %location, "more than {MAX_LOCAL_REDIRECTS} local redirects in a row");
                     bad_gateway(
                         req,
-                        template,
+                        template.clone(),
                         error_status,
                         "its local redirects go round in a circle",
                     )
@@ -523,7 +541,7 @@ pub(crate) async fn relay<O: ProgramOutput>(
             }
         }
     }
-    let mut response = template;
+    let mut response = template.clone();
     response.status = match (&head.status, &head.location) {
         (Some((code, _)), _) => *code,
         (None, Some(_)) => 302,
@@ -721,7 +739,8 @@ async fn bad_gateway_page(req: Request, template: Response, status: u16, why: &s
 /// Runs a CGI program for the request and relays its answer.
 pub(crate) async fn run(
     pipeline: Arc<Pipeline>,
-    call: CgiCall,
+    // Boxed: an async fn keeps its arguments twice in its state.
+    call: Box<CgiCall>,
     req: Request,
     template: Response,
     filters: Option<(
@@ -806,7 +825,7 @@ pub(crate) async fn run(
                 piece: bytes::BytesMut::new(),
                 deadline,
             };
-            relay(&pipeline, &how, &mut out, req, template, filters).await
+            relay(&pipeline, &how, &mut out, req, &template, filters).await
         }
         Err(_) => Relayed::Nothing(Box::new(req)),
     };

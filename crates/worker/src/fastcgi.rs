@@ -704,7 +704,8 @@ enum BodySource {
 /// Runs the request on the application and relays its answer.
 pub(crate) async fn run(
     pipeline: Arc<Pipeline>,
-    call: FastCgiCall,
+    // Boxed: an async fn keeps its arguments twice in its state.
+    call: Box<FastCgiCall>,
     req: Request,
     template: Response,
     mut filters: Option<(
@@ -775,7 +776,7 @@ pub(crate) async fn run(
                         &how,
                         &mut app,
                         req,
-                        template.clone(),
+                        &template,
                         filters.as_mut().map(|(f, v)| (&mut **f, *v)),
                     )
                     .await;

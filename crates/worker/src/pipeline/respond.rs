@@ -196,12 +196,12 @@ impl Pipeline {
             // holds kilobytes of state that every other request's future
             // would otherwise carry (and copy) too.
             Body::Cgi(call) => {
-                Box::pin(crate::cgi::run(self.clone(), *call, req, response, filters)).await;
+                Box::pin(crate::cgi::run(self.clone(), call, req, response, filters)).await;
             }
             Body::FastCgi(call) => {
                 Box::pin(crate::fastcgi::run(
                     self.clone(),
-                    *call,
+                    call,
                     req,
                     response,
                     filters,
