@@ -576,22 +576,24 @@ pub(crate) async fn relay<O: ProgramOutput>(
     }
     let is_head = req.method == "HEAD";
     let no_body = is_head || matches!(response.status, 204 | 304) || response.status < 200;
-    // What comes at once is gathered (up to the limit): a response that
-    // ends within it goes whole, with its length.
-    let mut first = first;
+    // What comes at once is gathered (up to the limit), as the chunks it
+    // came in (no copy while gathering): a response that ends within it
+    // goes whole, with its length.
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut gathered_len = first.len();
+    if !first.is_empty() {
+        parts.push(first);
+    }
     let mut ended = false;
-    while first.len() < buffer_limit {
+    while gathered_len < buffer_limit {
         match now_or_never(out.next_chunk(false)).await {
             Some(Ok(None)) => {
                 ended = true;
                 break;
             }
-            Some(Ok(Some(chunk))) if first.is_empty() => first = chunk,
             Some(Ok(Some(chunk))) => {
-                let mut joined = bytes::BytesMut::with_capacity(first.len() + chunk.len());
-                joined.extend_from_slice(&first);
-                joined.extend_from_slice(&chunk);
-                first = joined.freeze();
+                gathered_len += chunk.len();
+                parts.push(chunk);
             }
             Some(Err(_)) => {
                 tracing::error!(script = name, "the program's output broke off");
@@ -602,11 +604,22 @@ pub(crate) async fn relay<O: ProgramOutput>(
         }
     }
     let length = match (length, ended) {
-        (None, true) => Some(first.len() as u64),
+        (None, true) => Some(gathered_len as u64),
         (length, _) => length,
     };
-    if ended && !no_body && length == Some(first.len() as u64) {
-        let _ = req.respond(response.body(first)).await;
+    if ended && !no_body && length == Some(gathered_len as u64) {
+        let body = match parts.len() {
+            0 => Bytes::new(),
+            1 => parts.swap_remove(0),
+            _ => {
+                let mut whole = bytes::BytesMut::with_capacity(gathered_len);
+                for part in parts.drain(..) {
+                    whole.extend_from_slice(&part);
+                }
+                whole.freeze()
+            }
+        };
+        let _ = req.respond(response.body(body)).await;
         return Relayed::Answered;
     }
     let framing = if no_body {
@@ -635,9 +648,11 @@ pub(crate) async fn relay<O: ProgramOutput>(
         sent += allowed as u64;
         allowed
     };
-    let n = allowed(&first);
-    if n > 0 && writer.send(&first[..n]).await.is_err() {
-        return Relayed::Failed;
+    for part in parts {
+        let n = allowed(&part);
+        if n > 0 && writer.send(&part[..n]).await.is_err() {
+            return Relayed::Failed;
+        }
     }
     loop {
         match out.next_chunk(true).await {
