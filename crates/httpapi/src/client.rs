@@ -659,8 +659,9 @@ impl Queue {
 /// connection is closed).
 pub struct Request {
     /// Behind a pointer (a request is handed by value from phase to phase,
-    /// and its head is most of it), and shared, so that what reads the head while the request is answered
-    /// (an extension's server variables) needs no copy of its own.
+    /// and its head is most of it), and shared, so that what reads the
+    /// head while the request is answered (an extension's server
+    /// variables) needs no copy of its own.
     head: Arc<RequestHead>,
     body: Option<mpsc::UnboundedReceiver<BodyEvent>>,
     body_done: bool,
@@ -977,7 +978,7 @@ impl Request {
         if response.body.len() as u64 > proto::BODY_WINDOW {
             Responding::Windowed(Box::pin(self.respond_windowed(response)))
         } else {
-            Responding::Sent(Some(self.respond_at_once(response)))
+            Responding::Sent(std::future::ready(self.respond_at_once(response)))
         }
     }
 
@@ -1069,7 +1070,7 @@ impl Drop for Request {
 /// The answer of [`Request::respond`]: already sent, or being sent as the
 /// flow-control window allows.
 pub enum Responding {
-    Sent(Option<Result<()>>),
+    Sent(std::future::Ready<Result<()>>),
     Windowed(std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>),
 }
 
@@ -1081,9 +1082,7 @@ impl std::future::Future for Responding {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<()>> {
         match self.get_mut() {
-            Responding::Sent(result) => {
-                std::task::Poll::Ready(result.take().expect("a response's outcome is taken once"))
-            }
+            Responding::Sent(result) => std::pin::Pin::new(result).poll(cx),
             Responding::Windowed(sending) => sending.as_mut().poll(cx),
         }
     }
@@ -1209,8 +1208,11 @@ async fn next_body_chunk(
     id: u64,
 ) -> Result<Option<Bytes>> {
     loop {
+        if *done {
+            return Ok(None);
+        }
         // Without a channel there is no body (or it was taken).
-        let Some(receiver) = body.as_mut().filter(|_| !*done) else {
+        let Some(receiver) = body.as_mut() else {
             return Ok(None);
         };
         match receiver.recv().await {

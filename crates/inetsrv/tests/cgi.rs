@@ -201,6 +201,18 @@ fn bodies_stream_both_ways_and_status_location_and_nph_are_honoured() {
     );
     script(&web, "silent.sh", "exit 0");
     script(&web, "circle.sh", "echo 'Location: /circle.sh'; echo");
+    // Header blocks past 64 KB: one that ends just beyond the limit, and
+    // one that never ends.
+    script(
+        &web,
+        "bighead.sh",
+        "printf 'Content-Type: text/plain\\nX-Long: %070000d\\n\\nbody' 0",
+    );
+    script(
+        &web,
+        "endless.sh",
+        "printf 'X-Long: '; head -c 1000000 /dev/zero | tr '\\0' a",
+    );
 
     // 10 MB up: CONTENT_LENGTH and every byte on standard input.
     let upload = web.dir.path().join("upload.bin");
@@ -263,13 +275,20 @@ fn bodies_stream_both_ways_and_status_location_and_nph_are_honoured() {
     assert_eq!(got.status, 502, "{}", got.text());
     let got = web.curl("/silent.sh", &[]);
     assert_eq!(got.status, 502, "{}", got.text());
+    for oversized in ["/bighead.sh", "/endless.sh"] {
+        let got = web.curl(oversized, &[]);
+        assert_eq!(got.status, 502, "{oversized}: {}", got.text());
+        assert!(got.text().contains("too large"), "{}", got.text());
+    }
     // Local redirects in a circle end.
     let got = web.curl("/circle.sh", &[]);
     assert_eq!(got.status, 502, "{}", got.text());
     assert!(got.text().contains("circle"), "{}", got.text());
     web.wait_for("the reasons in the log", Duration::from_secs(10), || {
         let log = web.log();
-        log.contains("a header line without a colon") && log.contains("wrote nothing")
+        log.contains("a header line without a colon")
+            && log.contains("wrote nothing")
+            && log.contains("header block is larger than 64 KB")
     });
     // The server goes on serving.
     assert_eq!(web.curl("/page.htm", &[]).status, 200);

@@ -132,6 +132,7 @@ pub fn each_meta_variable(
         },
     );
     emit_formatted!("SERVER_ADDR", "{}", req.local.ip());
+    // The same address, still in the scratch buffer.
     emit("LOCAL_ADDR", &scratch);
     emit("REQUEST_METHOD", &req.method);
     emit("QUERY_STRING", &url.query);
@@ -145,6 +146,8 @@ pub fn each_meta_variable(
     }
     emit("URL", &script.name);
     emit_formatted!("REMOTE_ADDR", "{}", req.remote.ip());
+    // No name lookup (IIS's default): the address, still in the scratch
+    // buffer.
     emit("REMOTE_HOST", &scratch);
     emit("REMOTE_PORT", digits.format(req.remote.port()));
     emit("AUTH_TYPE", script.auth_type);
@@ -418,33 +421,13 @@ pub(crate) async fn relay<O: ProgramOutput>(
     // chunks is gathered.
     let mut gathered = bytes::BytesMut::new();
     let (block, first) = loop {
-        if gathered.len() > MAX_HEAD {
-            tracing::error!(
-                script = name,
-                "the program's header block is larger than 64 KB"
-            );
-            bad_gateway(
-                req,
-                template.clone(),
-                error_status,
-                "its header block is too large",
-            )
-            .await;
-            return Relayed::Failed;
-        }
         let chunk = match out.next_chunk(true).await {
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 tracing::error!(
                     script = name,
                     "the program did not answer in time (CGITimeout / RequestTimeout)"
                 );
-                bad_gateway(
-                    req,
-                    template.clone(),
-                    error_status,
-                    "it did not answer in time",
-                )
-                .await;
+                bad_gateway(req, template, error_status, "it did not answer in time");
                 return Relayed::Failed;
             }
             Err(_) if gathered.is_empty() => return Relayed::Nothing(Box::new(req)),
@@ -453,7 +436,7 @@ pub(crate) async fn relay<O: ProgramOutput>(
                     script = name,
                     "the program's output broke off within its header block"
                 );
-                bad_gateway(req, template.clone(), error_status, "its output broke off").await;
+                bad_gateway(req, template, error_status, "its output broke off");
                 return Relayed::Failed;
             }
             Ok(None) => {
@@ -472,11 +455,10 @@ pub(crate) async fn relay<O: ProgramOutput>(
                 );
                 bad_gateway(
                     req,
-                    template.clone(),
+                    template,
                     error_status,
                     "its header block is incomplete",
-                )
-                .await;
+                );
                 return Relayed::Failed;
             }
             Ok(Some(chunk)) => chunk,
@@ -492,18 +474,24 @@ pub(crate) async fn relay<O: ProgramOutput>(
             let block = all.split_to(end);
             break (block, all);
         }
+        if gathered.len() > MAX_HEAD {
+            // Judged below, as too large, without reading on.
+            break (gathered.freeze(), Bytes::new());
+        }
     };
+    if block.len() > MAX_HEAD {
+        tracing::error!(
+            script = name,
+            "the program's header block is larger than 64 KB"
+        );
+        bad_gateway(req, template, error_status, "its header block is too large");
+        return Relayed::Failed;
+    }
     let head = match parse_head(&block, nph) {
         Ok(head) => head,
         Err(reason) => {
             tracing::error!(script = name, %reason, "the program sent a malformed header block");
-            bad_gateway(
-                req,
-                template.clone(),
-                error_status,
-                "its header block is malformed",
-            )
-            .await;
+            bad_gateway(req, template, error_status, "its header block is malformed");
             return Relayed::Failed;
         }
     };
@@ -527,11 +515,10 @@ pub(crate) async fn relay<O: ProgramOutput>(
                     tracing::error!(script = name, location = %location, "more than {MAX_LOCAL_REDIRECTS} local redirects in a row");
                     bad_gateway(
                         req,
-                        template.clone(),
+                        template,
                         error_status,
                         "its local redirects go round in a circle",
-                    )
-                    .await;
+                    );
                     return Relayed::Failed;
                 }
                 LOCAL_REDIRECTS
@@ -597,7 +584,7 @@ pub(crate) async fn relay<O: ProgramOutput>(
             }
             Some(Err(_)) => {
                 tracing::error!(script = name, "the program's output broke off");
-                bad_gateway(req, response, error_status, "its output broke off").await;
+                bad_gateway(req, &response, error_status, "its output broke off");
                 return Relayed::Failed;
             }
             None => break,
@@ -725,20 +712,11 @@ pub(crate) async fn body_length(mut req: Request) -> Option<(Request, Option<u64
 }
 
 /// IIS's answer (502 for CGI, 500 for FastCGI) for a gateway program
-/// that misbehaved. Boxed: an error page is rare, and its state would
-/// otherwise sit in (and be copied with) every relay's future.
-pub(crate) fn bad_gateway<'a>(
-    req: Request,
-    template: Response,
-    status: u16,
-    why: &'a str,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
-    Box::pin(bad_gateway_page(req, template, status, why))
-}
-
-async fn bad_gateway_page(req: Request, template: Response, status: u16, why: &str) {
+/// that misbehaved, with the request's log fields from `template`. The
+/// page is far within the flow-control window: it goes at once.
+pub(crate) fn bad_gateway(req: Request, template: &Response, status: u16, why: &str) {
     let mut response = Response::new(status);
-    response.log = template.log;
+    response.log = template.log.clone();
     if let Some(log) = response.log.as_mut() {
         log.win32_status = 0;
     }
@@ -746,9 +724,8 @@ async fn bad_gateway_page(req: Request, template: Response, status: u16, why: &s
     let page = format!(
         "<html><head><title>{status} {title}</title></head><body><h1>{title}</h1><p>The application for this URL misbehaved: {why}.</p></body></html>"
     );
-    let _ = req
-        .respond(response.header("Content-Type", "text/html").body(page))
-        .await;
+    let sending = req.respond(response.header("Content-Type", "text/html").body(page));
+    debug_assert!(matches!(sending, httpapi::Responding::Sent(_)));
 }
 
 /// Runs a CGI program for the request and relays its answer.
@@ -767,7 +744,7 @@ pub(crate) async fn run(
     let name = call.script.name.clone();
     let Some(spawner) = pipeline.spawner.get().cloned() else {
         tracing::error!(script = %name, "CGI programs cannot run: this worker has no program launcher");
-        bad_gateway(req, template, 502, "it could not be started").await;
+        bad_gateway(req, &template, 502, "it could not be started");
         return;
     };
     let Some((mut req, length, gathered)) = body_length(req).await else {
@@ -794,14 +771,14 @@ pub(crate) async fn run(
     })();
     let Ok(((in_r, in_w), (out_r, out_w), (err_r, err_w))) = pipes else {
         tracing::error!(script = %name, "no pipes for a CGI program");
-        bad_gateway(req, template, 502, "it could not be started").await;
+        bad_gateway(req, &template, 502, "it could not be started");
         return;
     };
     let started = match spawner.spawn(program, &[&in_r, &out_w, &err_w]).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(script = %name, error = %e, "the CGI program could not be started");
-            bad_gateway(req, template, 502, "it could not be started").await;
+            bad_gateway(req, &template, 502, "it could not be started");
             return;
         }
     };
@@ -855,7 +832,7 @@ pub(crate) async fn run(
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "no end seen".into());
             tracing::error!(script = %name, ended = %how, "the CGI program wrote nothing");
-            bad_gateway(*req, Response::new(502), 502, "it wrote no answer").await;
+            bad_gateway(*req, &Response::new(502), 502, "it wrote no answer");
         }
         Relayed::Failed => {}
     }

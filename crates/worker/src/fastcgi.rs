@@ -718,7 +718,7 @@ pub(crate) async fn run(
     let name = call.script.name.clone();
     let Some(spawner) = pipeline.spawner.get().cloned() else {
         tracing::error!(script = %name, "FastCGI applications cannot run: this worker has no program launcher");
-        bad_gateway(req, template, 500, "it could not be started").await;
+        bad_gateway(req, &template, 500, "it could not be started");
         return;
     };
     let pool = pipeline.fastcgi.get(&settings, &spawner);
@@ -753,7 +753,7 @@ pub(crate) async fn run(
             }
             Err(Refusal::Failed(reason)) => {
                 tracing::error!(application = %settings.name, script = %name, %reason, "the FastCGI application is not available");
-                bad_gateway(req, template, 500, "it is not available").await;
+                bad_gateway(req, &template, 500, "it is not available");
                 return;
             }
         };
@@ -823,7 +823,7 @@ pub(crate) async fn run(
                     }
                     AppEnd::TimedOut(which) => {
                         tracing::error!(application = %settings.name, script = %name, "the FastCGI request exceeded {which}; its process was stopped");
-                        bad_gateway(req, template, 500, "it did not answer in time").await;
+                        bad_gateway(req, &template, 500, "it did not answer in time");
                     }
                     AppEnd::Complete { protocol, .. } => {
                         let why = match protocol {
@@ -837,24 +837,22 @@ pub(crate) async fn run(
                         tracing::error!(application = %settings.name, script = %name, "the FastCGI request failed: {why}");
                         bad_gateway(
                             req,
-                            template,
+                            &template,
                             if protocol == ProtocolStatus::Overloaded {
                                 503
                             } else {
                                 500
                             },
                             why,
-                        )
-                        .await;
+                        );
                     }
                     AppEnd::Closed => {
                         tracing::error!(application = %settings.name, script = %name, "the FastCGI process ended before it answered");
-                        bad_gateway(req, template, 500, "its process ended before it answered")
-                            .await;
+                        bad_gateway(req, &template, 500, "its process ended before it answered");
                     }
                     AppEnd::Broken(why) => {
                         tracing::error!(application = %settings.name, script = %name, "{why}");
-                        bad_gateway(req, template, 500, "it broke the FastCGI protocol").await;
+                        bad_gateway(req, &template, 500, "it broke the FastCGI protocol");
                     }
                     AppEnd::Abandoned => {}
                 }
@@ -1022,61 +1020,68 @@ impl AppExchange {
     }
 }
 
+impl AppExchange {
+    /// What the records read so far give: a chunk of output, or the end;
+    /// `None` when more must be read first.
+    fn output_so_far(&mut self) -> Option<std::io::Result<Option<Bytes>>> {
+        loop {
+            match self.decoder.next_record() {
+                Ok(None) => return None,
+                Err(e) => {
+                    let why = format!("the FastCGI process sent {e}");
+                    return Some(self.ended(Ended::Other(AppEnd::Broken(why))));
+                }
+                Ok(Some(Record::Stdout { data, .. })) => {
+                    let held_back =
+                        !self.stderr_text.is_empty() && !self.wrote_output && self.fail_on_stderr;
+                    if data.is_empty() || held_back {
+                        continue;
+                    }
+                    self.wrote_output = true;
+                    return Some(Ok(Some(data)));
+                }
+                Ok(Some(Record::Stderr { data, .. })) => {
+                    let settings = &self.lease.pool.settings;
+                    let text = String::from_utf8_lossy(&data);
+                    for line in text.lines().filter(|l| !l.is_empty()) {
+                        tracing::warn!(application = %settings.name, "stderr: {line}");
+                    }
+                    if settings.stderr_mode == StderrMode::TerminateProcess {
+                        let text = text.into_owned();
+                        return Some(self.ended(Ended::Other(AppEnd::Stderr(text))));
+                    }
+                    if !self.wrote_output
+                        && self.fail_on_stderr
+                        && self.stderr_text.len() < MAX_STDERR_PAGE
+                    {
+                        self.stderr_text.push_str(&text);
+                    }
+                }
+                Ok(Some(Record::EndRequest {
+                    protocol_status, ..
+                })) => return Some(self.ended(Ended::Complete(protocol_status))),
+                Ok(Some(Record::GetValuesResult(_))) | Ok(Some(Record::UnknownType(_))) => {}
+            }
+        }
+    }
+}
+
 impl crate::cgi::ProgramOutput for AppExchange {
     async fn next_chunk(&mut self, timed: bool) -> std::io::Result<Option<Bytes>> {
         if self.end.is_some() {
             return Ok(None);
         }
         loop {
-            // Records already read come first.
-            loop {
-                match self.decoder.next_record() {
-                    Ok(None) => break,
-                    Err(e) => {
-                        return self.ended(Ended::Other(AppEnd::Broken(format!(
-                            "the FastCGI process sent {e}"
-                        ))))
-                    }
-                    Ok(Some(Record::Stdout { data, .. })) => {
-                        if data.is_empty()
-                            || !self.stderr_text.is_empty()
-                                && !self.wrote_output
-                                && self.fail_on_stderr
-                        {
-                            continue;
-                        }
-                        self.wrote_output = true;
-                        return Ok(Some(data));
-                    }
-                    Ok(Some(Record::Stderr { data, .. })) => {
-                        let settings = &self.lease.pool.settings;
-                        let text = String::from_utf8_lossy(&data);
-                        for line in text.lines().filter(|l| !l.is_empty()) {
-                            tracing::warn!(application = %settings.name, "stderr: {line}");
-                        }
-                        if settings.stderr_mode == StderrMode::TerminateProcess {
-                            let text = text.into_owned();
-                            return self.ended(Ended::Other(AppEnd::Stderr(text)));
-                        }
-                        if !self.wrote_output
-                            && self.fail_on_stderr
-                            && self.stderr_text.len() < MAX_STDERR_PAGE
-                        {
-                            self.stderr_text.push_str(&text);
-                        }
-                    }
-                    Ok(Some(Record::EndRequest {
-                        protocol_status, ..
-                    })) => return self.ended(Ended::Complete(protocol_status)),
-                    Ok(Some(Record::GetValuesResult(_))) | Ok(Some(Record::UnknownType(_))) => {}
-                }
+            if let Some(output) = self.output_so_far() {
+                return output;
             }
             let room = self.decoder.buffer_mut();
             room.reserve(16 * 1024);
             let read = if timed {
                 let settings = &self.lease.pool.settings;
                 let limit = (Instant::now() + settings.activity_timeout).min(self.deadline);
-                match tokio::time::timeout_at(limit, self.connection.read_buf(room)).await {
+                match tokio::time::timeout_at(limit, self.connection.reading().read_buf(room)).await
+                {
                     Ok(read) => read,
                     Err(_) => {
                         let which = if Instant::now() >= self.deadline {
@@ -1088,7 +1093,7 @@ impl crate::cgi::ProgramOutput for AppExchange {
                     }
                 }
             } else {
-                self.connection.read_buf(room).await
+                self.connection.reading().read_buf(room).await
             };
             if !matches!(read, Ok(n) if n > 0) {
                 return self.ended(Ended::Other(AppEnd::Closed));
@@ -1118,6 +1123,14 @@ enum Connection {
 type SentBody = (Option<StreamWriter>, Option<Bytes>);
 
 impl Connection {
+    /// Where the application's records are read from.
+    fn reading(&mut self) -> &mut (dyn AsyncRead + Unpin + Send) {
+        match self {
+            Connection::Whole { stream, .. } => stream,
+            Connection::Split { reader, .. } => reader,
+        }
+    }
+
     /// The connection back whole, if it is still sound, once the body has
     /// gone, and a copy of a small body (for a retry).
     async fn finish(self) -> (Option<Stream>, Option<Bytes>) {
@@ -1127,19 +1140,6 @@ impl Connection {
                 let (writer, kept) = body.await.unwrap_or((None, None));
                 (writer.and_then(|w| reader.reunite(w)), kept)
             }
-        }
-    }
-}
-
-impl AsyncRead for Connection {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Connection::Whole { stream, .. } => Pin::new(stream).poll_read(cx, buf),
-            Connection::Split { reader, .. } => Pin::new(reader).poll_read(cx, buf),
         }
     }
 }
