@@ -127,16 +127,16 @@ pub fn encode_abort(out: &mut BytesMut, id: u16) {
 }
 
 /// One name-value pair in FastCGI's length-prefixed form.
-fn put_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+fn put_pair(out: &mut impl BufMut, name: &[u8], value: &[u8]) {
     for len in [name.len(), value.len()] {
         if len < 128 {
-            out.push(len as u8);
+            out.put_u8(len as u8);
         } else {
-            out.extend_from_slice(&((len as u32) | 0x8000_0000).to_be_bytes());
+            out.put_u32((len as u32) | 0x8000_0000);
         }
     }
-    out.extend_from_slice(name);
-    out.extend_from_slice(value);
+    out.put_slice(name);
+    out.put_slice(value);
 }
 
 /// The PARAMS stream, ended: the request's variables.
@@ -145,44 +145,71 @@ pub fn encode_params<'a>(
     id: u16,
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) {
-    let mut params = Params::default();
+    let mut body = Vec::new();
     for (name, value) in pairs {
-        params.add(name, value);
+        put_pair(&mut body, name.as_bytes(), value.as_bytes());
     }
-    params.encode(out, id);
+    if !body.is_empty() {
+        encode_stream(out, kind::PARAMS, id, &body);
+    }
+    encode_stream(out, kind::PARAMS, id, &[]);
 }
 
-/// A request's variables, added one by one as they are worked out and
-/// encoded (as often as the request is sent) without copies of their own.
-#[derive(Clone, Debug, Default)]
-pub struct Params {
-    body: Vec<u8>,
+/// The bytes of a record's header.
+const HEADER_LEN: usize = 8;
+
+/// A Responder request's records in one buffer, built as its variables
+/// are worked out: BEGIN_REQUEST, then the PARAMS stream with each pair
+/// written straight into its record (not gathered first and copied),
+/// its end, and the end of STDIN for a request without a body. The
+/// finished bytes are sent as often as the request is (a retry sends
+/// them again).
+pub struct RequestRecords {
+    out: BytesMut,
+    id: u16,
+    /// Where the PARAMS record's header is, its length filled in at the
+    /// end.
+    params_at: usize,
 }
 
-impl Params {
-    pub fn with_capacity(bytes: usize) -> Params {
-        Params {
-            body: Vec::with_capacity(bytes),
-        }
+impl RequestRecords {
+    /// `capacity`: the bytes the variables are expected to take.
+    pub fn new(id: u16, keep_conn: bool, capacity: usize) -> RequestRecords {
+        let mut out = BytesMut::with_capacity(capacity + 5 * HEADER_LEN + 16);
+        encode_begin(&mut out, id, keep_conn);
+        let params_at = out.len();
+        header(&mut out, kind::PARAMS, id, 0, 0);
+        RequestRecords { out, id, params_at }
     }
 
     pub fn add(&mut self, name: &str, value: &str) {
-        put_pair(&mut self.body, name.as_bytes(), value.as_bytes());
+        put_pair(&mut self.out, name.as_bytes(), value.as_bytes());
     }
 
-    /// The bytes of the variables added (their records' headers aside).
-    pub fn len(&self) -> usize {
-        self.body.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.body.is_empty()
-    }
-
-    /// The PARAMS stream, ended.
-    pub fn encode(&self, out: &mut BytesMut, id: u16) {
-        encode_stream(out, kind::PARAMS, id, &self.body);
-        encode_stream(out, kind::PARAMS, id, &[]);
+    /// The records, with the end of STDIN when no body follows.
+    pub fn finish(mut self, body_follows: bool) -> Bytes {
+        let pairs_at = self.params_at + HEADER_LEN;
+        let content = self.out.len() - pairs_at;
+        if content == 0 {
+            self.out.truncate(self.params_at);
+        } else if content <= MAX_CONTENT {
+            let padding = (8 - content % 8) % 8;
+            self.out[self.params_at + 4..self.params_at + 6]
+                .copy_from_slice(&(content as u16).to_be_bytes());
+            self.out[self.params_at + 6] = padding as u8;
+            self.out.put_bytes(0, padding);
+        } else {
+            // Past one record (rare: very large cookies): split into
+            // records of their own.
+            let pairs = self.out.split_off(pairs_at);
+            self.out.truncate(self.params_at);
+            encode_stream(&mut self.out, kind::PARAMS, self.id, &pairs);
+        }
+        header(&mut self.out, kind::PARAMS, self.id, 0, 0);
+        if !body_follows {
+            header(&mut self.out, kind::STDIN, self.id, 0, 0);
+        }
+        self.out.freeze()
     }
 }
 
@@ -322,6 +349,31 @@ mod tests {
         out.extend_from_slice(content);
         out.extend(std::iter::repeat_n(0u8, padding as usize));
         out
+    }
+
+    #[test]
+    fn request_records_match_the_records_encoded_one_by_one() {
+        let long = "x".repeat(70_000);
+        for (pairs, body_follows) in [
+            (vec![], true),
+            (vec![("A", "bc")], false),
+            (
+                vec![("SCRIPT_NAME", "/a.php"), ("HTTP_COOKIE", long.as_str())],
+                true,
+            ),
+        ] {
+            let mut built = RequestRecords::new(3, true, 16);
+            for (name, value) in &pairs {
+                built.add(name, value);
+            }
+            let mut expected = BytesMut::new();
+            encode_begin(&mut expected, 3, true);
+            encode_params(&mut expected, 3, pairs.iter().copied());
+            if !body_follows {
+                encode_stream(&mut expected, kind::STDIN, 3, &[]);
+            }
+            assert_eq!(built.finish(body_follows), expected.freeze());
+        }
     }
 
     #[test]

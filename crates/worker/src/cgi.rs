@@ -236,17 +236,18 @@ fn request_uri(raw: &[u8]) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// A program's header block, as it wrote it.
+/// A program's header block as it wrote it, read where it lies (no
+/// copies of its fields).
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Head {
+pub struct Head<'a> {
     /// `Status:` (or an nph- status line): code and reason.
-    pub status: Option<(u16, String)>,
-    pub location: Option<String>,
+    pub status: Option<(u16, &'a str)>,
+    pub location: Option<&'a str>,
     /// The other fields, in order (Content-Length among them).
-    pub fields: Vec<(String, String)>,
+    pub fields: Vec<(&'a str, &'a str)>,
 }
 
-impl Head {
+impl Head<'_> {
     pub fn content_length(&self) -> Option<u64> {
         self.fields
             .iter()
@@ -275,7 +276,7 @@ pub fn head_end(data: &[u8]) -> Option<usize> {
 
 /// Parses a header block (RFC 3875 §6.2; an `nph` one starts with an
 /// HTTP status line). An error says what is wrong with it.
-pub fn parse_head(block: &[u8], nph: bool) -> Result<Head, String> {
+pub fn parse_head(block: &[u8], nph: bool) -> Result<Head<'_>, String> {
     let text =
         std::str::from_utf8(block).map_err(|_| "the header block is not text".to_string())?;
     let mut head = Head::default();
@@ -287,7 +288,7 @@ pub fn parse_head(block: &[u8], nph: bool) -> Result<Head, String> {
         let code = parts.next().and_then(|c| c.parse::<u16>().ok());
         match (version.starts_with("HTTP/"), code) {
             (true, Some(code)) if (100..=999).contains(&code) => {
-                head.status = Some((code, parts.next().unwrap_or_default().trim().to_string()))
+                head.status = Some((code, parts.next().unwrap_or_default().trim()))
             }
             _ => {
                 return Err(format!(
@@ -312,7 +313,7 @@ pub fn parse_head(block: &[u8], nph: bool) -> Result<Head, String> {
             let code = value.get(..3).and_then(|c| c.parse::<u16>().ok());
             match code {
                 Some(code) if (100..=999).contains(&code) => {
-                    head.status = Some((code, value[3..].trim().to_string()))
+                    head.status = Some((code, value[3..].trim()))
                 }
                 _ => {
                     return Err(format!(
@@ -321,9 +322,9 @@ pub fn parse_head(block: &[u8], nph: bool) -> Result<Head, String> {
                 }
             }
         } else if name.eq_ignore_ascii_case("location") {
-            head.location = Some(value.to_string());
+            head.location = Some(value);
         } else {
-            head.fields.push((name.to_string(), value.to_string()));
+            head.fields.push((name, value));
         }
     }
     Ok(head)
@@ -495,7 +496,6 @@ pub(crate) async fn relay<O: ProgramOutput>(
             return Relayed::Failed;
         }
     };
-    drop(block);
     // RFC 3875 §6.2.2: a local redirect is answered as that URL.
     if let (None, Some(location)) = (&head.status, &head.location) {
         if location.starts_with('/') && !location.starts_with("//") {
@@ -540,7 +540,7 @@ pub(crate) async fn relay<O: ProgramOutput>(
                 .bytes()
                 .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
         {
-            response.reason = Some(reason.clone());
+            response.reason = Some(reason.to_string());
         }
     }
     if let Some(location) = &head.location {
@@ -558,6 +558,9 @@ pub(crate) async fn relay<O: ProgramOutput>(
         }
         response.headers.push(field, value.as_bytes());
     }
+    // Read: the block's storage is not held while the body is relayed.
+    drop(head);
+    drop(block);
     if let Some((request, vars)) = filters {
         request.on_response(&mut response, &|n| vars.get(n));
     }
@@ -876,12 +879,12 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(head.status, Some((404, "Not Here".into())));
-        assert_eq!(head.fields[0], ("Content-Type".into(), "text/plain".into()));
+        assert_eq!(head.status, Some((404, "Not Here")));
+        assert_eq!(head.fields[0], ("Content-Type", "text/plain"));
         let head = parse_head(b"Location: /elsewhere?x=1\n\n", false).unwrap();
-        assert_eq!(head.location.as_deref(), Some("/elsewhere?x=1"));
+        assert_eq!(head.location, Some("/elsewhere?x=1"));
         let head = parse_head(b"HTTP/1.1 201 Made\r\nContent-Length: 3\r\n\r\n", true).unwrap();
-        assert_eq!(head.status, Some((201, "Made".into())));
+        assert_eq!(head.status, Some((201, "Made")));
         assert_eq!(head.content_length(), Some(3));
         for bad in [
             &b"no colon here\n\n"[..],

@@ -715,7 +715,7 @@ pub(crate) async fn run(
 ) {
     let settings = call.app.clone();
     let deadline = Instant::now() + settings.request_timeout;
-    let name = call.script.name.clone();
+    let name = call.script.name.as_str();
     let Some(spawner) = pipeline.spawner.get().cloned() else {
         tracing::error!(script = %name, "FastCGI applications cannot run: this worker has no program launcher");
         bad_gateway(req, &template, 500, "it could not be started");
@@ -726,8 +726,8 @@ pub(crate) async fn run(
     let Some((mut req, length, gathered)) = crate::cgi::body_length(req).await else {
         return;
     };
-    let mut params = fastcgi::Params::with_capacity(2048);
-    each_meta_variable(&req, &call.script, length, &mut |k, v| params.add(k, v));
+    let mut records = fastcgi::RequestRecords::new(REQUEST_ID, true, 2048);
+    each_meta_variable(&req, &call.script, length, &mut |k, v| records.add(k, v));
     let mut body = Some(match (gathered, length) {
         (Some(all), _) => BodySource::Kept(all),
         // No body to read: none to take (taking one costs a channel).
@@ -735,6 +735,8 @@ pub(crate) async fn run(
         (None, Some(_)) => BodySource::Client(req.take_body()),
     });
     let length = length.unwrap_or(0);
+    // Without a body the request ends with its records: one write.
+    let records = records.finish(length != 0);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -758,7 +760,7 @@ pub(crate) async fn run(
             }
         };
         let how = RelayOptions {
-            name: &name,
+            name,
             nph: false,
             buffer_limit: settings.response_buffer_limit,
             error_status: 500,
@@ -769,7 +771,7 @@ pub(crate) async fn run(
         // longer wanted).
         let source = body.take().unwrap_or(BodySource::Kept(Bytes::new()));
         let (relayed, (end, kept)) =
-            match AppExchange::open(lease, &params, source, length, deadline).await {
+            match AppExchange::open(lease, &records, source, length, deadline).await {
                 Ok(mut app) => {
                     let relayed = relay(
                         &pipeline,
@@ -887,7 +889,7 @@ impl AppExchange {
     /// small body, for a retry.
     async fn open(
         lease: Lease,
-        params: &fastcgi::Params,
+        records: &Bytes,
         body: BodySource,
         length: u64,
         deadline: Instant,
@@ -912,22 +914,18 @@ impl AppExchange {
                 Err(_) => return Err((AppEnd::TimedOut("RequestTimeout"), None)),
             },
         };
-        let mut head = BytesMut::with_capacity(1024 + params.len());
-        fastcgi::encode_begin(&mut head, REQUEST_ID, true);
-        params.encode(&mut head, REQUEST_ID);
         let connection = if length == 0 {
             // No body: the whole request in one write, and the connection
             // stays whole (no task, no halves).
-            fastcgi::encode_stream(&mut head, fastcgi::kind::STDIN, REQUEST_ID, &[]);
             let mut stream = stream;
-            let sent = stream.write_all(&head).await.is_ok();
+            let sent = stream.write_all(records).await.is_ok();
             Connection::Whole { stream, sent }
         } else {
             // The body goes on a task of its own: input and output flow at once.
             let (reader, writer) = stream.into_split();
             Connection::Split {
                 reader,
-                body: tokio::spawn(send_body(writer, head, body)),
+                body: tokio::spawn(send_body(writer, records.clone(), body)),
             }
         };
         let fail_on_stderr = matches!(
@@ -1146,7 +1144,7 @@ impl Connection {
 
 /// Sends the request's head, then its body as STDIN records as the
 /// client sends it.
-async fn send_body(mut writer: StreamWriter, head: BytesMut, body: BodySource) -> SentBody {
+async fn send_body(mut writer: StreamWriter, head: Bytes, body: BodySource) -> SentBody {
     let mut copy: Option<Vec<u8>> = Some(Vec::new());
     let mut ok = writer.write_all(&head).await.is_ok();
     let mut records = BytesMut::new();
