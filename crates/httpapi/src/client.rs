@@ -636,12 +636,36 @@ impl Queue {
                 self.rx.recv().await.ok_or(Error::Closed)?
             }
         };
+        self.taken()?;
+        Ok(request)
+    }
+
+    /// A request already routed to this queue, if one waits (`None`
+    /// otherwise): a server that took one with `receive` takes those that
+    /// came with it without waiting again.
+    pub fn receive_now(&mut self) -> Result<Option<Request>> {
+        if !self.granted {
+            return Ok(None);
+        }
+        match self.rx.try_recv() {
+            Ok(request) => {
+                self.taken()?;
+                Ok(Some(request))
+            }
+            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::error::TryRecvError::Disconnected) => Err(Error::Closed),
+        }
+    }
+
+    /// Counts a request taken, and gives the listener credit for more
+    /// every quarter of the read-ahead.
+    fn taken(&mut self) -> Result<()> {
         self.ungranted += 1;
         if self.ungranted >= (self.receive_ahead / 4).max(1) {
             let n = std::mem::take(&mut self.ungranted);
             self.grant(n)?;
         }
-        Ok(request)
+        Ok(())
     }
 
     /// Stops serving the queue (it goes away once nobody holds it).

@@ -526,7 +526,7 @@ impl Conn {
             path_translated: call
                 .physical
                 .as_ref()
-                .map(|p| p.display().to_string())
+                .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             content_type,
             total_bytes: total,
@@ -1010,7 +1010,12 @@ impl Variables {
 
     /// A variable by IIS's name; `None` for names IIS would not know.
     pub(crate) fn get(&self, name: &str) -> Option<Vec<u8>> {
-        let upper = name.to_ascii_uppercase();
+        // Names are most often asked for in capitals already.
+        let upper: std::borrow::Cow<str> = if name.bytes().any(|b| b.is_ascii_lowercase()) {
+            name.to_ascii_uppercase().into()
+        } else {
+            name.into()
+        };
         if let Some(rest) = upper.strip_prefix("UNICODE_") {
             // IIS gives the UNICODE_ forms as UTF-16LE.
             let value = self.get(rest)?;
@@ -1032,7 +1037,7 @@ impl Variables {
                 .get(n)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         };
-        let text = match upper.as_str() {
+        let text = match &*upper {
             "REQUEST_METHOD" => head.method.clone(),
             "QUERY_STRING" => url.query.clone(),
             "URL" | "SCRIPT_NAME" | "PATH_INFO" => url.path.clone(),

@@ -9,7 +9,10 @@ impl Pipeline {
         let Some(mut cfg) = x.config.url(x.site, &x.req.url.path) else {
             return Step::Refuse(HttpError::new(404, 0).win32(2), false);
         };
-        if let Some(physical) = &cfg.physical {
+        // Only filters map a URL elsewhere: without them the path is not
+        // copied out to be offered.
+        let physical = cfg.physical.as_ref().filter(|_| x.filters.is_some());
+        if let Some(physical) = physical {
             let before = physical.display().to_string();
             let mut path = before.clone();
             let site = x.site;
