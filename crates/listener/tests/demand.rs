@@ -2,37 +2,19 @@
 //! (the activation service's hook) to start a process, and waits for one
 //! to attach.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use httpapi::{Response, Session};
-use listener::{Listener, ListenerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_starts_a_process() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = Listener::start(ListenerConfig {
-        listen_addresses: vec!["127.0.0.1".parse().unwrap()],
-        control_socket: dir.path().join("run/httpapi.sock"),
-        url_acl_file: dir.path().join("urlacl.json"),
-        ..ListenerConfig::default()
-    })
-    .await
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // The controller holds the queue before any process exists.
-    let pool = listener.create_queue("pool").unwrap();
-    // The "started processes" are this test process: the service's queue
-    // lets in only the processes it allows.
-    pool.queue().allow_process(std::process::id());
-    pool.add_url(&format!("http://+:{port}/app/"), 0, Some(1))
-        .unwrap();
+    let (listener, pool, port) = common::pool_on_loopback(dir.path()).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     listener.set_demand_start(Arc::new(move |queue: &listener::Queue| {
         let _ = tx.send(queue.name.clone());

@@ -4,12 +4,13 @@
 //! must never be handed to it after that reply, nor to a session that is
 //! closing.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use httpapi::{Response, Session};
-use listener::{Listener, ListenerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -149,26 +150,7 @@ async fn load(port: u16, tally: Arc<Tally>, stop: Arc<AtomicBool>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handover_under_load_loses_no_request() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = Listener::start(ListenerConfig {
-        listen_addresses: vec!["127.0.0.1".parse().unwrap()],
-        control_socket: dir.path().join("run/httpapi.sock"),
-        url_acl_file: dir.path().join("urlacl.json"),
-        ..ListenerConfig::default()
-    })
-    .await
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // The controller holds the queue; processes come and go.
-    let pool = listener.create_queue("pool").unwrap();
-    // The "started processes" are this test process: the service's queue
-    // lets in only the processes it allows.
-    pool.queue().allow_process(std::process::id());
-    pool.add_url(&format!("http://+:{port}/app/"), 0, Some(1))
-        .unwrap();
+    let (listener, _pool, port) = common::pool_on_loopback(dir.path()).await;
     let socket = listener.control_socket().to_path_buf();
 
     let start = |generation: u32| {

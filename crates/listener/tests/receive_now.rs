@@ -4,10 +4,11 @@
 //! back. Were `receive_now` to take requests without counting them, the
 //! credit (4 here) would run out and the load below would stall.
 
+mod common;
+
 use std::time::Duration;
 
 use httpapi::{Response, Session};
-use listener::{Listener, ListenerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -48,23 +49,7 @@ async fn client(port: u16) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_taken_without_waiting_give_the_listener_its_credit_back() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = Listener::start(ListenerConfig {
-        listen_addresses: vec!["127.0.0.1".parse().unwrap()],
-        control_socket: dir.path().join("run/httpapi.sock"),
-        url_acl_file: dir.path().join("urlacl.json"),
-        ..ListenerConfig::default()
-    })
-    .await
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let pool = listener.create_queue("pool").unwrap();
-    pool.queue().allow_process(std::process::id());
-    pool.add_url(&format!("http://+:{port}/app/"), 0, Some(1))
-        .unwrap();
+    let (listener, _pool, port) = common::pool_on_loopback(dir.path()).await;
 
     let session = Session::connect(listener.control_socket()).await.unwrap();
     let mut queue = session.open_queue("pool").await.unwrap();
