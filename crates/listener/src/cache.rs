@@ -209,7 +209,7 @@ impl ResponseCache {
         let mut k = String::with_capacity(host.len() + path.len() + 7);
         k.push_str(host);
         k.push(':');
-        k.push_str(&port.to_string());
+        k.push_str(itoa::Buffer::new().format(port));
         k.push_str(path);
         k
     }

@@ -243,6 +243,7 @@ fn parse_authority(raw: &[u8], scheme: Scheme) -> Result<(String, u16), HttpErro
         Some("") => scheme.default_port(),
         Some(_) => return Err(host_error()),
     };
+    let mut host = host;
     if !host.starts_with('[') {
         let valid = !host.is_empty()
             && host.len() <= 255
@@ -250,7 +251,7 @@ fn parse_authority(raw: &[u8], scheme: Scheme) -> Result<(String, u16), HttpErro
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
             && !host.starts_with('.')
-            && !host.contains("..");
+            && !host.as_bytes().windows(2).any(|pair| pair == b"..");
         if !valid {
             return Err(host_error());
         }
@@ -260,7 +261,8 @@ fn parse_authority(raw: &[u8], scheme: Scheme) -> Result<(String, u16), HttpErro
             return Err(host_error());
         }
     }
-    Ok((host.to_ascii_lowercase(), port))
+    host.make_ascii_lowercase();
+    Ok((host, port))
 }
 
 fn hex(b: u8) -> Option<u8> {
