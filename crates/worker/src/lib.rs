@@ -195,6 +195,10 @@ fn become_identity(identity: &Identity) -> Result<(), WorkerError> {
     Ok(())
 }
 
+/// The most requests taken from the queue between two looks at whether
+/// the worker is told to stop (as many as a queue reads ahead by default).
+const TAKEN_TOGETHER: usize = 64;
+
 async fn serve(
     options: Options,
     out: Sender<FromWorker>,
@@ -382,9 +386,12 @@ async fn serve(
             received = queue.receive() => match received {
                 Ok(first) => {
                     // Requests that came together are answered together,
-                    // without a select (and its wake-up registrations) each.
+                    // without a select (and its wake-up registrations) each;
+                    // a bounded number, so a stop is seen under any load.
                     let mut next = Some(first);
+                    let mut together = 0;
                     while let Some(req) = next {
+                        together += 1;
                         answer(req).await;
                         let served = pipeline.served.load(Ordering::Relaxed) + active.load(Ordering::Relaxed);
                         if restart_requests > 0 && served >= restart_requests && !recycle_asked {
@@ -393,7 +400,11 @@ async fn serve(
                                 reason: format!("{served} requests served (PeriodicRestartRequests)"),
                             });
                         }
-                        next = queue.receive_now().ok().flatten();
+                        next = if together < TAKEN_TOGETHER {
+                            queue.receive_now().ok().flatten()
+                        } else {
+                            None
+                        };
                     }
                 }
                 Err(e) => {
