@@ -139,22 +139,6 @@ fn put_pair(out: &mut impl BufMut, name: &[u8], value: &[u8]) {
     out.put_slice(value);
 }
 
-/// The PARAMS stream, ended: the request's variables.
-pub fn encode_params<'a>(
-    out: &mut BytesMut,
-    id: u16,
-    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-) {
-    let mut body = Vec::new();
-    for (name, value) in pairs {
-        put_pair(&mut body, name.as_bytes(), value.as_bytes());
-    }
-    if !body.is_empty() {
-        encode_stream(out, kind::PARAMS, id, &body);
-    }
-    encode_stream(out, kind::PARAMS, id, &[]);
-}
-
 /// The bytes of a record's header.
 const HEADER_LEN: usize = 8;
 
@@ -351,6 +335,19 @@ mod tests {
         out
     }
 
+    /// The PARAMS stream as the specification frames it: the pairs as
+    /// one stream of records (empty when there are none), then its end.
+    fn params_stream(out: &mut BytesMut, id: u16, pairs: &[(&str, &str)]) {
+        let mut body = Vec::new();
+        for (name, value) in pairs {
+            put_pair(&mut body, name.as_bytes(), value.as_bytes());
+        }
+        if !body.is_empty() {
+            encode_stream(out, kind::PARAMS, id, &body);
+        }
+        encode_stream(out, kind::PARAMS, id, &[]);
+    }
+
     #[test]
     fn request_records_match_the_records_encoded_one_by_one() {
         let long = "x".repeat(70_000);
@@ -368,7 +365,7 @@ mod tests {
             }
             let mut expected = BytesMut::new();
             encode_begin(&mut expected, 3, true);
-            encode_params(&mut expected, 3, pairs.iter().copied());
+            params_stream(&mut expected, 3, &pairs);
             if !body_follows {
                 encode_stream(&mut expected, kind::STDIN, 3, &[]);
             }
@@ -381,12 +378,16 @@ mod tests {
         let mut out = BytesMut::new();
         encode_begin(&mut out, 1, true);
         assert_eq!(&out[..], &[1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]);
-        out.clear();
-        encode_params(&mut out, 1, [("A", "bc")]);
-        // Pair: 1, 2, "A", "bc" (5 bytes, padded to 8); then the end.
+        let mut request = RequestRecords::new(1, true, 8);
+        request.add("A", "bc");
+        // BEGIN_REQUEST; the pair 1, 2, "A", "bc" (5 bytes, padded to 8);
+        // the end of PARAMS; the end of STDIN.
         assert_eq!(
-            &out[..],
-            &[1, 4, 0, 1, 0, 5, 3, 0, 1, 2, b'A', b'b', b'c', 0, 0, 0, 1, 4, 0, 1, 0, 0, 0, 0]
+            &request.finish(false)[..],
+            &[
+                1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 4, 0, 1, 0, 5, 3, 0, 1, 2, b'A',
+                b'b', b'c', 0, 0, 0, 1, 4, 0, 1, 0, 0, 0, 0, 1, 5, 0, 1, 0, 0, 0, 0
+            ]
         );
         out.clear();
         encode_stream(&mut out, kind::STDIN, 1, &vec![7u8; 70_000]);

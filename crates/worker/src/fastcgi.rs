@@ -1142,7 +1142,7 @@ impl Connection {
     }
 }
 
-/// Sends the request's head, then its body as STDIN records as the
+/// Sends the request's records, then its body as STDIN records as the
 /// client sends it.
 async fn send_body(mut writer: StreamWriter, head: Bytes, body: BodySource) -> SentBody {
     let mut copy: Option<Vec<u8>> = Some(Vec::new());
