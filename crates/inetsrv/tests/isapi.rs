@@ -626,10 +626,9 @@ CERT_FLAGS,HTTP_X_CUSTOM_THING,HEADER_X-Custom-Thing,http_user_agent,NO_SUCH_VAR
         v["PATH_TRANSLATED"],
         www.join("dir/page.vars").display().to_string()
     );
-    assert_eq!(
-        v["APPL_PHYSICAL_PATH"],
-        format!("{}/", www.join("dir").display())
-    );
+    // The application's directory (that of APPL_MD_PATH, the site's root
+    // here), not the script's.
+    assert_eq!(v["APPL_PHYSICAL_PATH"], format!("{}/", www.display()));
     assert!(v["REMOTE_PORT"].parse::<u16>().is_ok(), "{text}");
     assert!(text.contains("NO_SUCH_VARIABLE: error 1413"), "{text}");
     // ALL_HTTP and ALL_RAW: every header, in IIS's two forms.

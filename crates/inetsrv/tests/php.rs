@@ -49,7 +49,8 @@ fn server_variables_forms_and_uploads() {
 header('Content-Type: application/json');
 $keys = ['SCRIPT_NAME', 'SCRIPT_FILENAME', 'PATH_INFO', 'PATH_TRANSLATED', 'REQUEST_URI',
          'QUERY_STRING', 'HTTPS', 'REMOTE_ADDR', 'SERVER_PORT', 'SERVER_NAME', 'SERVER_PROTOCOL',
-         'SERVER_SOFTWARE', 'REQUEST_METHOD', 'HTTP_X_TEST', 'DOCUMENT_ROOT', 'GATEWAY_INTERFACE'];
+         'SERVER_SOFTWARE', 'REQUEST_METHOD', 'HTTP_X_TEST', 'DOCUMENT_ROOT', 'GATEWAY_INTERFACE',
+         'REMOTE_HOST', 'LOCAL_ADDR', 'SERVER_ADDR', 'APPL_MD_PATH', 'APPL_PHYSICAL_PATH'];
 $out = [];
 foreach ($keys as $k) { $out[$k] = $_SERVER[$k] ?? null; }
 $out['get'] = $_GET;
@@ -87,6 +88,12 @@ echo json_encode($out);
     assert_eq!(v["HTTP_X_TEST"], "hello");
     assert_eq!(v["GATEWAY_INTERFACE"], "CGI/1.1");
     assert_eq!(v["DOCUMENT_ROOT"], www.display().to_string());
+    assert_eq!(v["REMOTE_HOST"], "127.0.0.1");
+    assert_eq!(v["LOCAL_ADDR"], "127.0.0.1");
+    assert_eq!(v["SERVER_ADDR"], "127.0.0.1");
+    // The application's (the site root's), not the script's directory.
+    assert_eq!(v["APPL_MD_PATH"], "/LM/W3SVC/1/ROOT");
+    assert_eq!(v["APPL_PHYSICAL_PATH"], format!("{}/", www.display()));
     assert_eq!(v["get"]["y"], "two");
     // The script's own directory is its real path (the pool's identity
     // reaches it through the launcher's mount view), and it runs as that
@@ -100,6 +107,9 @@ echo json_encode($out);
     assert_eq!(got.status, 200, "{}", got.text());
     let v: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(v["HTTPS"], "on");
+    // Without PATH_INFO, PATH_TRANSLATED is the script's own file.
+    assert_eq!(v["PATH_INFO"], "");
+    assert_eq!(v["PATH_TRANSLATED"], v["SCRIPT_FILENAME"]);
 
     // A chunked body reaches PHP whole (gathered for CONTENT_LENGTH).
     php(

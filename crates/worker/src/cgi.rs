@@ -21,6 +21,7 @@ use httpapi::{Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::ip_text::IpText;
 use crate::pipeline::Pipeline;
 
 /// The longest header block a program may send before its body.
@@ -51,15 +52,14 @@ pub struct Script {
     pub file: PathBuf,
     /// What follows the script in the URL (PATH_INFO), decoded.
     pub path_info: String,
-    /// PATH_INFO's file under the site's root (PATH_TRANSLATED), or the
-    /// script's when there is none.
-    pub path_translated: PathBuf,
+    /// PATH_INFO's file under the site's root (PATH_TRANSLATED); `None`
+    /// when it is the script's own file (no PATH_INFO).
+    pub path_translated: Option<PathBuf>,
     /// The site's root directory (DOCUMENT_ROOT).
     pub document_root: Option<PathBuf>,
     pub site_id: u32,
-    /// The application's metabase path (APPL_MD_PATH) and directory.
-    pub app_md_path: String,
-    pub app_physical: Option<PathBuf>,
+    /// The application (APPL_MD_PATH, APPL_PHYSICAL_PATH).
+    pub app: Arc<crate::config::Application>,
     pub user: String,
     pub auth_type: &'static str,
     /// The server consumed Authorization (a Basic logon): it is not
@@ -131,24 +131,30 @@ pub fn each_meta_variable(
             HttpVersion::Http11 => "HTTP/1.1",
         },
     );
-    emit_formatted!("SERVER_ADDR", "{}", req.local.ip());
-    // The same address, still in the scratch buffer.
-    emit("LOCAL_ADDR", &scratch);
+    let mut address = IpText::new();
+    emit("SERVER_ADDR", address.format(req.local.ip()));
+    emit("LOCAL_ADDR", address.as_str());
     emit("REQUEST_METHOD", &req.method);
     emit("QUERY_STRING", &url.query);
     emit("REQUEST_URI", &request_uri(&req.raw_url));
     emit("SCRIPT_NAME", &script.name);
     emit("SCRIPT_FILENAME", &script.file.to_string_lossy());
     emit("PATH_INFO", &script.path_info);
-    emit("PATH_TRANSLATED", &script.path_translated.to_string_lossy());
+    emit(
+        "PATH_TRANSLATED",
+        &script
+            .path_translated
+            .as_deref()
+            .unwrap_or(&script.file)
+            .to_string_lossy(),
+    );
     if let Some(root) = &script.document_root {
         emit("DOCUMENT_ROOT", &root.to_string_lossy());
     }
     emit("URL", &script.name);
-    emit_formatted!("REMOTE_ADDR", "{}", req.remote.ip());
-    // No name lookup (IIS's default): the address, still in the scratch
-    // buffer.
-    emit("REMOTE_HOST", &scratch);
+    emit("REMOTE_ADDR", address.format(req.remote.ip()));
+    // No name lookup (IIS's default): the address.
+    emit("REMOTE_HOST", address.as_str());
     emit("REMOTE_PORT", digits.format(req.remote.port()));
     emit("AUTH_TYPE", script.auth_type);
     emit("REMOTE_USER", &script.user);
@@ -168,8 +174,8 @@ pub fn each_meta_variable(
     }
     emit("INSTANCE_ID", digits.format(script.site_id));
     emit_formatted!("INSTANCE_META_PATH", "/LM/W3SVC/{}", script.site_id);
-    emit("APPL_MD_PATH", &script.app_md_path);
-    if let Some(p) = &script.app_physical {
+    emit("APPL_MD_PATH", &script.app.md_path);
+    if let Some(p) = &script.app.physical {
         emit_formatted!("APPL_PHYSICAL_PATH", "{}/", p.display());
     }
     // PHP's CGI refuses to run without it (cgi.force_redirect): it says a

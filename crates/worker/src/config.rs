@@ -167,12 +167,25 @@ pub struct UrlConfig {
     pub read_ahead: u32,
     /// CacheISAPI: extensions stay loaded between requests.
     pub cache_isapi: bool,
-    /// The application's metabase path (AppRoot), APPL_MD_PATH.
-    pub app_root: String,
+    /// The application the URL belongs to (APPL_MD_PATH,
+    /// APPL_PHYSICAL_PATH), shared by its URLs' settings so that a request
+    /// takes it without copying.
+    pub app: Arc<Application>,
     /// CGITimeout, in seconds.
     pub cgi_timeout: u32,
     local_mime: Option<Arc<MimeTable>>,
     global_mime: Arc<MimeTable>,
+}
+
+/// The application a URL belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Application {
+    /// Its metabase path (AppRoot): APPL_MD_PATH.
+    pub md_path: String,
+    /// The directory its root maps to: APPL_PHYSICAL_PATH (IIS 6's
+    /// "physical path that corresponds to the metabase path in
+    /// APPL_MD_PATH"), not the script's own directory.
+    pub physical: Option<PathBuf>,
 }
 
 /// One ScriptMaps entry, `extension,executable,flags[,verbs]`.
@@ -442,6 +455,8 @@ pub struct Config {
     pub compression: Compression,
     global_mime: Arc<MimeTable>,
     mime_tables: Mutex<HashMap<Vec<String>, Arc<MimeTable>>>,
+    /// The applications met so far, by metabase path.
+    applications: Mutex<HashMap<String, Arc<Application>>>,
     /// The directories the service handed over, and what is beneath them.
     pub content: Content,
     /// Their paths, which every CGI and FastCGI program must reach (made
@@ -493,6 +508,7 @@ impl Config {
             snapshot,
             global_mime: Arc::new(global_mime),
             mime_tables: Mutex::new(HashMap::new()),
+            applications: Mutex::new(HashMap::new()),
             urls: Mutex::new(HashMap::new()),
         }
     }
@@ -512,6 +528,41 @@ impl Config {
             .or_default()
             .insert(url_path.to_string(), resolved.clone());
         Some(resolved)
+    }
+
+    /// The application of `at`: AppRoot where set (else the site's root),
+    /// and the directory that application's root URL maps to. Shared by
+    /// every URL of one application (a handful per site), so resolved
+    /// once each.
+    fn application(&self, at: &Location, site_id: u32) -> Arc<Application> {
+        let md_path = at
+            .string(ids::APP_ROOT)
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| at.site_root().to_string());
+        let mut known = lock(&self.applications);
+        if let Some(app) = known.get(&md_path) {
+            return app.clone();
+        }
+        // The application's root as a URL of the site: AppRoot below the
+        // site's ROOT key (an AppRoot elsewhere names no URL of this
+        // site: the site's root stands for it).
+        let url = MbPath::parse_relaxed(&md_path)
+            .ok()
+            .and_then(|p| p.relative_to(&at.site_root()))
+            .map(|below| format!("/{below}"))
+            .unwrap_or_else(|| "/".to_string());
+        let physical = Location::resolve(self.snapshot.clone(), site_id, &url)
+            .or_else(|| Location::resolve(self.snapshot.clone(), site_id, "/"))
+            .and_then(|l| l.physical);
+        let app = Arc::new(Application {
+            md_path: md_path.clone(),
+            physical,
+        });
+        if known.len() >= MAX_CACHED_URLS {
+            known.clear();
+        }
+        known.insert(md_path, app.clone());
+        app
     }
 
     fn resolve(&self, site_id: u32, url_path: &str) -> Option<UrlConfig> {
@@ -583,10 +634,7 @@ impl Config {
             read_ahead: at.dword(ids::UPLOAD_READ_AHEAD_SIZE),
             cache_isapi: at.dword(ids::CACHE_ISAPI) != 0,
             cgi_timeout: at.dword(ids::CGI_TIMEOUT),
-            app_root: at
-                .string(ids::APP_ROOT)
-                .filter(|r| !r.is_empty())
-                .unwrap_or_else(|| at.site_root().to_string()),
+            app: self.application(&at, site_id),
             access: at.dword(ids::ACCESS_FLAGS),
             access_ssl: at.dword(ids::ACCESS_SSL_FLAGS),
             auth: at.dword(ids::AUTH_FLAGS),

@@ -15,6 +15,7 @@ use httpapi::{Request, Response, ResponseWriter};
 use isapi::host::{Connection, ExecUrl, Extension, RequestFacts, UrlMapping};
 use isapi::types::{error, Dword};
 
+use crate::ip_text::IpText;
 use crate::pipeline::Pipeline;
 
 /// How long a request an extension left pending may take to be finished.
@@ -372,7 +373,8 @@ pub struct Call {
     /// The file the URL maps to (PATH_TRANSLATED).
     pub physical: Option<PathBuf>,
     pub site_id: u32,
-    pub meta_path: String,
+    /// The application (APPL_MD_PATH, APPL_PHYSICAL_PATH).
+    pub app: Arc<crate::config::Application>,
     pub user: String,
     pub auth_type: &'static str,
     pub read_ahead: usize,
@@ -967,7 +969,8 @@ pub(crate) struct Variables {
     pub(crate) head: Arc<httpapi::proto::RequestHead>,
     physical: Option<PathBuf>,
     site_id: u32,
-    meta_path: String,
+    /// `None` before the URL is mapped (the site's root application).
+    app: Option<Arc<crate::config::Application>>,
     user: String,
     auth_type: &'static str,
 }
@@ -980,7 +983,7 @@ impl Variables {
             head: req.shared_head(),
             physical: None,
             site_id,
-            meta_path: format!("/LM/W3SVC/{site_id}/ROOT"),
+            app: None,
             user: String::new(),
             auth_type: "",
         }
@@ -991,7 +994,7 @@ impl Variables {
             head: req.shared_head(),
             physical: call.physical.clone(),
             site_id: call.site_id,
-            meta_path: call.meta_path.clone(),
+            app: Some(call.app.clone()),
             user: call.user.clone(),
             auth_type: call.auth_type,
         }
@@ -1052,9 +1055,9 @@ impl Variables {
             .into(),
             "SERVER_SOFTWARE" => "Microsoft-IIS/6.0".into(),
             "GATEWAY_INTERFACE" => "CGI/1.1".into(),
-            "REMOTE_ADDR" | "REMOTE_HOST" => head.remote.ip().to_string(),
+            "REMOTE_ADDR" | "REMOTE_HOST" => IpText::new().format(head.remote.ip()).to_string(),
             "REMOTE_PORT" => head.remote.port().to_string(),
-            "LOCAL_ADDR" => head.local.ip().to_string(),
+            "LOCAL_ADDR" => IpText::new().format(head.local.ip()).to_string(),
             "CONTENT_LENGTH" => match head.body {
                 BodyInfo::Length(n) => n.to_string(),
                 _ => "0".into(),
@@ -1062,11 +1065,14 @@ impl Variables {
             "CONTENT_TYPE" => header("content-type").unwrap_or_default(),
             "INSTANCE_ID" => self.site_id.to_string(),
             "INSTANCE_META_PATH" => format!("/LM/W3SVC/{}", self.site_id),
-            "APPL_MD_PATH" => self.meta_path.clone(),
+            "APPL_MD_PATH" => match &self.app {
+                Some(app) => app.md_path.clone(),
+                None => format!("/LM/W3SVC/{}/ROOT", self.site_id),
+            },
             "APPL_PHYSICAL_PATH" => self
-                .physical
+                .app
                 .as_ref()
-                .and_then(|p| p.parent())
+                .and_then(|app| app.physical.as_ref())
                 .map(|p| format!("{}/", p.display()))
                 .unwrap_or_default(),
             "AUTH_TYPE" => self.auth_type.into(),

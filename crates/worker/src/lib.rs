@@ -27,6 +27,7 @@ pub mod filters;
 /// What the fuzz targets and the corpus replay call; not in the product.
 #[cfg(feature = "fuzz-checks")]
 pub mod fuzz_checks;
+pub mod ip_text;
 pub mod isapi;
 pub mod listing;
 pub mod module_files;

@@ -243,12 +243,11 @@ fn script_facts(x: &Exchange, script: &ScriptUrl, ctx: &Ctx, physical: &Path) ->
     let cfg = &script.cfg;
     let site_root = x.config.url(x.site, "/").and_then(|c| c.physical.clone());
     let path_translated = if script.path_info.is_empty() {
-        physical.to_path_buf()
+        None
     } else {
         x.config
             .url(x.site, &script.path_info)
             .and_then(|c| c.physical.clone())
-            .unwrap_or_else(|| physical.to_path_buf())
     };
     Script {
         name: script.name.clone(),
@@ -257,8 +256,7 @@ fn script_facts(x: &Exchange, script: &ScriptUrl, ctx: &Ctx, physical: &Path) ->
         path_translated,
         document_root: site_root,
         site_id: cfg.site_id,
-        app_md_path: cfg.app_root.clone(),
-        app_physical: physical.parent().map(PathBuf::from),
+        app: cfg.app.clone(),
         user: ctx.user.clone(),
         auth_type: ctx.auth_type,
         authenticated: ctx.authenticated,

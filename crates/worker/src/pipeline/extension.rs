@@ -68,7 +68,7 @@ impl Pipeline {
             cache: cfg.cache_isapi,
             physical: cfg.physical.clone(),
             site_id: cfg.site_id,
-            meta_path: cfg.app_root.clone(),
+            app: cfg.app.clone(),
             user: ctx.user.clone(),
             auth_type: ctx.auth_type,
             read_ahead: cfg.read_ahead as usize,
