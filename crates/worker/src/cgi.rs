@@ -187,16 +187,12 @@ pub fn each_meta_variable(
     if let Some(t) = req.headers.get("content-type") {
         emit("CONTENT_TYPE", &String::from_utf8_lossy(t));
     }
-    // HTTP_<NAME> for each field, built in two reused buffers.
+    // HTTP_<NAME> for each field, the name built in a reused buffer.
     let mut key = String::with_capacity(64);
-    let mut joined = String::with_capacity(256);
-    let fields: Vec<(&str, &[u8])> = req.headers.iter().collect();
-    for (i, &(name, value)) in fields.iter().enumerate() {
+    let fields = || req.headers.iter();
+    for (i, (name, value)) in fields().enumerate() {
         // Repeated fields are joined, as one would be: at the first.
-        if fields[..i]
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+        if fields().take(i).any(|(n, _)| n.eq_ignore_ascii_case(name)) {
             continue;
         }
         key.clear();
@@ -214,12 +210,16 @@ pub fn each_meta_variable(
         if upper == "AUTHORIZATION" && script.authenticated {
             continue;
         }
-        joined.clear();
-        joined.push_str(&String::from_utf8_lossy(value));
-        for (_, more) in fields[i + 1..]
-            .iter()
+        let mut repeats = fields()
+            .skip(i + 1)
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+            .peekable();
+        if repeats.peek().is_none() {
+            emit(&key, &String::from_utf8_lossy(value));
+            continue;
+        }
+        let mut joined = String::from_utf8_lossy(value).into_owned();
+        for (_, more) in repeats {
             joined.push_str(", ");
             joined.push_str(&String::from_utf8_lossy(more));
         }

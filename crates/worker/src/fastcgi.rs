@@ -154,15 +154,21 @@ impl Pools {
     /// (its processes stop as their requests end).
     fn get(&self, settings: &Arc<AppSettings>, spawner: &spawner::Spawner) -> Arc<AppPool> {
         let mut pools = lock(&self.pools);
-        let key = settings.name.to_ascii_lowercase();
-        if let Some(pool) = pools.get(&key) {
-            if pool.settings == *settings {
+        // A handful of applications: found without a lower-case copy of
+        // the name per request.
+        let found = pools
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(&settings.name))
+            .map(|(_, pool)| pool);
+        if let Some(pool) = found {
+            // The same configuration's settings are the same Arc.
+            if Arc::ptr_eq(&pool.settings, settings) || pool.settings == *settings {
                 return pool.clone();
             }
             pool.retire();
         }
         let pool = AppPool::new(settings.clone(), spawner.clone());
-        pools.insert(key, pool.clone());
+        pools.insert(settings.name.to_ascii_lowercase(), pool.clone());
         pool
     }
 }
