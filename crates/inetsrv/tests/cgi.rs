@@ -52,6 +52,10 @@ fn a_script_map_runs_a_program_with_the_request_meta_variables() {
             "X-Test: hello",
             "-H",
             "Proxy: http://evil/",
+            "-H",
+            "X-Twice: one",
+            "-H",
+            "x-twice: two",
             "-A",
             "Agent/1",
         ],
@@ -90,6 +94,14 @@ fn a_script_map_runs_a_program_with_the_request_meta_variables() {
     assert_eq!(var("HTTPS").as_deref(), Some("off"));
     assert_eq!(var("HTTP_X_TEST").as_deref(), Some("hello"));
     assert_eq!(var("HTTP_USER_AGENT").as_deref(), Some("Agent/1"));
+    // A repeated field is one variable, its values joined in order.
+    assert_eq!(var("HTTP_X_TWICE").as_deref(), Some("one, two"), "{text}");
+    assert_eq!(var("REMOTE_HOST").as_deref(), Some("127.0.0.1"));
+    assert_eq!(var("SERVER_ADDR").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        var("APPL_PHYSICAL_PATH"),
+        Some(format!("{}/", www.display()))
+    );
     assert_eq!(var("INSTANCE_ID").as_deref(), Some("1"));
     assert_eq!(var("REDIRECT_STATUS").as_deref(), Some("200"));
     // httpoxy: a Proxy header never becomes HTTP_PROXY.

@@ -570,6 +570,14 @@ fn server_variables_are_iis_6s() {
     web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/private", "IIsWebDirectory"]);
     web.cli_ok(&["mb", "set", "W3SVC/1/ROOT/private/AuthFlags", "AuthBasic"]);
     web.cli_ok(&["user", "add", "alice", "--password", "s3cret"]);
+    // An application of its own below the site's.
+    web.cli_ok(&["mb", "create", "W3SVC/1/ROOT/shop", "IIsWebDirectory"]);
+    web.cli_ok(&[
+        "mb",
+        "set",
+        "W3SVC/1/ROOT/shop/AppRoot",
+        "/LM/W3SVC/1/ROOT/shop",
+    ]);
     web.launch();
 
     let names = "REQUEST_METHOD,QUERY_STRING,URL,SCRIPT_NAME,PATH_INFO,PATH_TRANSLATED,\
@@ -629,6 +637,16 @@ CERT_FLAGS,HTTP_X_CUSTOM_THING,HEADER_X-Custom-Thing,http_user_agent,NO_SUCH_VAR
     // The application's directory (that of APPL_MD_PATH, the site's root
     // here), not the script's.
     assert_eq!(v["APPL_PHYSICAL_PATH"], format!("{}/", www.display()));
+    // Deeper in an application of its own: that application's.
+    let shop = variables(
+        &web.curl("/shop/cart/list.vars?APPL_MD_PATH,APPL_PHYSICAL_PATH", &[])
+            .text(),
+    );
+    assert_eq!(shop["APPL_MD_PATH"], "/LM/W3SVC/1/ROOT/shop");
+    assert_eq!(
+        shop["APPL_PHYSICAL_PATH"],
+        format!("{}/", www.join("shop").display())
+    );
     assert!(v["REMOTE_PORT"].parse::<u16>().is_ok(), "{text}");
     assert!(text.contains("NO_SUCH_VARIABLE: error 1413"), "{text}");
     // ALL_HTTP and ALL_RAW: every header, in IIS's two forms.
