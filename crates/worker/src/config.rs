@@ -455,8 +455,9 @@ pub struct Config {
     pub compression: Compression,
     global_mime: Arc<MimeTable>,
     mime_tables: Mutex<HashMap<Vec<String>, Arc<MimeTable>>>,
-    /// The applications met so far, by metabase path.
-    applications: Mutex<HashMap<String, Arc<Application>>>,
+    /// The applications met so far, by site and metabase path (an AppRoot
+    /// outside its own site stands for that site's root).
+    applications: Mutex<HashMap<(u32, String), Arc<Application>>>,
     /// The directories the service handed over, and what is beneath them.
     pub content: Content,
     /// Their paths, which every CGI and FastCGI program must reach (made
@@ -539,14 +540,16 @@ impl Config {
             .string(ids::APP_ROOT)
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| at.site_root().to_string());
+        let key = (site_id, md_path);
         let mut known = lock(&self.applications);
-        if let Some(app) = known.get(&md_path) {
+        if let Some(app) = known.get(&key) {
             return app.clone();
         }
+        let md_path = &key.1;
         // The application's root as a URL of the site: AppRoot below the
         // site's ROOT key (an AppRoot elsewhere names no URL of this
         // site: the site's root stands for it).
-        let url = MbPath::parse_relaxed(&md_path)
+        let url = MbPath::parse_relaxed(md_path)
             .ok()
             .and_then(|p| p.relative_to(&at.site_root()))
             .map(|below| format!("/{below}"))
@@ -561,7 +564,7 @@ impl Config {
         if known.len() >= MAX_CACHED_URLS {
             known.clear();
         }
-        known.insert(md_path, app.clone());
+        known.insert(key, app.clone());
         app
     }
 
