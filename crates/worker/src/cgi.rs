@@ -175,8 +175,8 @@ pub fn each_meta_variable(
     emit("INSTANCE_ID", digits.format(script.site_id));
     emit_formatted!("INSTANCE_META_PATH", "/LM/W3SVC/{}", script.site_id);
     emit("APPL_MD_PATH", &script.app.md_path);
-    if let Some(p) = &script.app.physical {
-        emit_formatted!("APPL_PHYSICAL_PATH", "{}/", p.display());
+    if let Some(dir) = &script.app.physical_path {
+        emit("APPL_PHYSICAL_PATH", dir);
     }
     // PHP's CGI refuses to run without it (cgi.force_redirect): it says a
     // server, not a visitor, started the program.

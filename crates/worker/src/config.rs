@@ -182,10 +182,27 @@ pub struct UrlConfig {
 pub struct Application {
     /// Its metabase path (AppRoot): APPL_MD_PATH.
     pub md_path: String,
-    /// The directory its root maps to: APPL_PHYSICAL_PATH (IIS 6's
-    /// "physical path that corresponds to the metabase path in
-    /// APPL_MD_PATH"), not the script's own directory.
-    pub physical: Option<PathBuf>,
+    /// APPL_PHYSICAL_PATH as given to programs: the directory the
+    /// application's root maps to (IIS 6's "physical path that corresponds
+    /// to the metabase path in APPL_MD_PATH", not the script's directory),
+    /// ending in one `/`. Written once per application, not per request.
+    pub physical_path: Option<String>,
+}
+
+impl Application {
+    fn new(md_path: String, physical: Option<&Path>) -> Application {
+        let physical_path = physical.map(|dir| {
+            // A Path set with a trailing slash keeps it: one, not two.
+            let mut text = dir.display().to_string();
+            text.truncate(text.trim_end_matches('/').len());
+            text.push('/');
+            text
+        });
+        Application {
+            md_path,
+            physical_path,
+        }
+    }
 }
 
 /// One ScriptMaps entry, `extension,executable,flags[,verbs]`.
@@ -557,10 +574,7 @@ impl Config {
         let physical = Location::resolve(self.snapshot.clone(), site_id, &url)
             .or_else(|| Location::resolve(self.snapshot.clone(), site_id, "/"))
             .and_then(|l| l.physical);
-        let app = Arc::new(Application {
-            md_path: md_path.clone(),
-            physical,
-        });
+        let app = Arc::new(Application::new(md_path.clone(), physical.as_deref()));
         if known.len() >= MAX_CACHED_URLS {
             known.clear();
         }
@@ -756,6 +770,18 @@ pub fn parse_custom_error(text: &str) -> Option<CustomError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_applications_physical_path_ends_in_one_slash() {
+        let text = |dir: Option<&str>| {
+            Application::new("/LM/W3SVC/1/ROOT".into(), dir.map(Path::new)).physical_path
+        };
+        assert_eq!(text(Some("/srv/www")).as_deref(), Some("/srv/www/"));
+        assert_eq!(text(Some("/srv/www/")).as_deref(), Some("/srv/www/"));
+        assert_eq!(text(Some("/srv/www//")).as_deref(), Some("/srv/www/"));
+        assert_eq!(text(Some("/")).as_deref(), Some("/"));
+        assert_eq!(text(None), None);
+    }
 
     #[test]
     fn script_maps_parse_as_iis_writes_them() {

@@ -146,7 +146,9 @@ pub struct FastCgiCall {
 /// The process pools of this worker, one per application.
 #[derive(Default)]
 pub struct Pools {
-    pools: Mutex<HashMap<String, Arc<AppPool>>>,
+    /// By name; a handful, looked through without a lower-case copy of
+    /// the name per request.
+    pools: Mutex<Vec<Arc<AppPool>>>,
 }
 
 impl Pools {
@@ -154,21 +156,20 @@ impl Pools {
     /// (its processes stop as their requests end).
     fn get(&self, settings: &Arc<AppSettings>, spawner: &spawner::Spawner) -> Arc<AppPool> {
         let mut pools = lock(&self.pools);
-        // A handful of applications: found without a lower-case copy of
-        // the name per request.
         let found = pools
             .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(&settings.name))
-            .map(|(_, pool)| pool);
-        if let Some(pool) = found {
+            .position(|pool| pool.settings.name.eq_ignore_ascii_case(&settings.name));
+        if let Some(at) = found {
+            let pool = &pools[at];
             // The same configuration's settings are the same Arc.
             if Arc::ptr_eq(&pool.settings, settings) || pool.settings == *settings {
                 return pool.clone();
             }
             pool.retire();
+            pools.swap_remove(at);
         }
         let pool = AppPool::new(settings.clone(), spawner.clone());
-        pools.insert(settings.name.to_ascii_lowercase(), pool.clone());
+        pools.push(pool.clone());
         pool
     }
 }

@@ -1072,8 +1072,7 @@ impl Variables {
             "APPL_PHYSICAL_PATH" => self
                 .app
                 .as_ref()
-                .and_then(|app| app.physical.as_ref())
-                .map(|p| format!("{}/", p.display()))
+                .and_then(|app| app.physical_path.clone())
                 .unwrap_or_default(),
             "AUTH_TYPE" => self.auth_type.into(),
             "LOGON_USER" | "AUTH_USER" | "REMOTE_USER" => self.user.clone(),
