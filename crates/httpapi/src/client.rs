@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::fdpass::Outgoing;
@@ -127,7 +126,7 @@ pub fn socket_for_state_dir(dir: &Path) -> std::path::PathBuf {
 impl Session {
     /// Connects to the listener's control socket.
     pub async fn connect(path: impl AsRef<Path>) -> Result<Session> {
-        let stream = UnixStream::connect(path.as_ref()).await?;
+        let stream = quietsock::QuietUnixStream::connect(path.as_ref()).await?;
         let (mut reader, mut writer) = stream.into_split();
         let program = std::env::args().next().unwrap_or_default();
         let mut hello = Vec::new();
@@ -286,7 +285,7 @@ fn shut(shared: &Shared) {
 
 async fn read_loop(
     shared: std::sync::Weak<Shared>,
-    mut reader: tokio::net::unix::OwnedReadHalf,
+    mut reader: quietsock::ReadHalf,
     mut buf: BytesMut,
 ) {
     loop {

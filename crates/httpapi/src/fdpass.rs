@@ -13,9 +13,8 @@ use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::unix::OwnedWriteHalf;
-use tokio::net::UnixStream;
+use quietsock::{ReadHalf, WriteHalf};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A frame to send, with the descriptor it carries, if any.
@@ -35,12 +34,9 @@ impl From<Vec<u8>> for Outgoing {
 pub const MAX_PENDING_FDS: usize = 64;
 
 /// Sends one frame with a descriptor attached to its first byte.
-async fn send_with_fd(out: &mut OwnedWriteHalf, bytes: &[u8], fd: &OwnedFd) -> std::io::Result<()> {
-    let stream: &UnixStream = out.as_ref();
-    let raw = stream.as_raw_fd();
-    let sent = loop {
-        stream.writable().await?;
-        let attempt = stream.try_io(Interest::WRITABLE, || {
+async fn send_with_fd(out: &mut WriteHalf, bytes: &[u8], fd: &OwnedFd) -> std::io::Result<()> {
+    let sent = out
+        .write_with(|raw| {
             let fds = [fd.as_raw_fd()];
             let cmsgs = [ControlMessage::ScmRights(&fds)];
             sendmsg::<()>(
@@ -51,20 +47,15 @@ async fn send_with_fd(out: &mut OwnedWriteHalf, bytes: &[u8], fd: &OwnedFd) -> s
                 None,
             )
             .map_err(std::io::Error::from)
-        });
-        match attempt {
-            Ok(n) => break n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    };
+        })
+        .await?;
     // The descriptor went with the first byte; the rest is plain.
     out.write_all(&bytes[sent..]).await
 }
 
 /// Writes frames until either side closes. Frames that are ready together
 /// go out in one write; a frame with a descriptor goes out on its own.
-pub async fn write_frames(mut frames: UnboundedReceiver<Outgoing>, mut out: OwnedWriteHalf) {
+pub async fn write_frames(mut frames: UnboundedReceiver<Outgoing>, mut out: WriteHalf) {
     let mut batch = Vec::with_capacity(64 * 1024);
     let mut carry: Option<Outgoing> = None;
     loop {
@@ -120,7 +111,7 @@ impl FdReader {
     /// it; the bytes are `self.scratch[..n]`, 0 at the end of the stream.
     pub async fn read(
         &mut self,
-        stream: &UnixStream,
+        stream: &ReadHalf,
         fds: &mut VecDeque<OwnedFd>,
     ) -> std::io::Result<usize> {
         read_with_fds(stream, &mut self.scratch, &mut self.control, fds).await
@@ -130,16 +121,14 @@ impl FdReader {
 /// Reads what is available into `scratch`, queueing any descriptors that
 /// came with it; 0 at the end of the stream.
 async fn read_with_fds(
-    stream: &UnixStream,
+    stream: &ReadHalf,
     scratch: &mut [u8],
     control: &mut [u8],
     fds: &mut VecDeque<OwnedFd>,
 ) -> std::io::Result<usize> {
-    let raw = stream.as_raw_fd();
-    loop {
-        stream.readable().await?;
-        let mut received: Vec<RawFd> = Vec::new();
-        let attempt = stream.try_io(Interest::READABLE, || {
+    let mut received: Vec<RawFd> = Vec::new();
+    let attempt = stream
+        .read_with(|raw| {
             let mut iov = [IoSliceMut::new(&mut *scratch)];
             let msg = recvmsg::<()>(
                 raw,
@@ -156,19 +145,15 @@ async fn read_with_fds(
                 }
             }
             Ok(msg.bytes)
-        });
-        for fd in received {
-            // SAFETY: the kernel just installed this descriptor in our
-            // table for us (SCM_RIGHTS); nothing else owns it.
-            #[allow(unsafe_code)]
-            fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        match attempt {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
+        })
+        .await;
+    for fd in received {
+        // SAFETY: the kernel just installed this descriptor in our
+        // table for us (SCM_RIGHTS); nothing else owns it.
+        #[allow(unsafe_code)]
+        fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
     }
+    attempt
 }
 
 #[cfg(test)]
@@ -178,8 +163,9 @@ mod tests {
 
     #[tokio::test]
     async fn descriptors_travel_in_order_with_their_frames() {
-        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = quietsock::QuietUnixStream::pair().unwrap();
         let (_ra, wa) = a.into_split();
+        let (b, _wb) = b.into_split();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let writer = tokio::spawn(write_frames(rx, wa));
         let mut file = tempfile::tempfile().unwrap();

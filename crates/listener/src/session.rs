@@ -168,6 +168,15 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
     let uid = cred.map(|c| c.uid()).unwrap_or(u32::MAX);
     let pid = cred.and_then(|c| c.pid());
     tracing::debug!(session = id, uid, pid, "program connected");
+    // Registered for reading only: the worker's every read of what this
+    // side wrote would otherwise wake this loop (see quietsock).
+    let stream = match quietsock::QuietUnixStream::from_tokio(stream) {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(session = id, error = %e, "cannot take over the program's socket");
+            return;
+        }
+    };
     let (reader, writer_half) = stream.into_split();
     let mut fds: std::collections::VecDeque<std::os::fd::OwnedFd> =
         std::collections::VecDeque::new();
@@ -275,7 +284,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: UnixStream, id: u64) {
             handle(&shared, &session, msg);
         }
         // Descriptors may come with the bytes (SendFile).
-        match reader_buf.read(reader.as_ref(), &mut fds).await {
+        match reader_buf.read(&reader, &mut fds).await {
             Ok(0) | Err(_) => break,
             Ok(n) => buf.extend_from_slice(&reader_buf.scratch[..n]),
         }

@@ -143,8 +143,9 @@ pub fn spawn<T: Send + 'static>(
     let child = cmd.spawn()?;
     let pid = child.id().unwrap_or(0);
     ours.set_nonblocking(true)?;
-    let (to_worker, mut inbox) =
-        worker_control::channel::<ToWorker, FromWorker>(tokio::net::UnixStream::from_std(ours)?);
+    let (to_worker, mut inbox) = worker_control::channel::<ToWorker, FromWorker>(
+        quietsock::QuietUnixStream::from_std(ours)?,
+    );
     tokio::spawn(async move {
         while let Some(received) = inbox.recv().await {
             if from_worker.send(wrap(id, received.message)).is_err() {

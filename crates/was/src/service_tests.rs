@@ -64,7 +64,7 @@ impl Host for FakeHost {
         if m.refuse_spawn {
             return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
         }
-        let (ours, theirs) = tokio::net::UnixStream::pair()?;
+        let (ours, theirs) = quietsock::QuietUnixStream::pair()?;
         let (to_worker, _from_worker) = worker_control::channel::<ToWorker, FromWorker>(ours);
         let (_to_service, inbox) = worker_control::channel::<FromWorker, ToWorker>(theirs);
         let pid = 10_000 + id as u32;

@@ -22,9 +22,9 @@ use std::path::PathBuf;
 
 use httpapi::fdpass::{FdReader, Outgoing};
 use metabase::image::KeyImage;
+use quietsock::QuietUnixStream;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 /// The Unix account a worker becomes before it takes a request.
@@ -242,14 +242,14 @@ pub const MAX_LINE: usize = 64 << 20;
 /// sender go out in order; messages read arrive on the receiver, which
 /// closes when the other side does (or breaks the protocol).
 pub fn channel<Out: Message, In: Message>(
-    stream: UnixStream,
+    stream: QuietUnixStream,
 ) -> (Sender<Out>, mpsc::UnboundedReceiver<Received<In>>) {
     let (read, write) = stream.into_split();
     let (frames, frames_rx) = mpsc::unbounded_channel();
     tokio::spawn(httpapi::fdpass::write_frames(frames_rx, write));
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let stream = read.as_ref();
+        let stream = &read;
         let mut reader = FdReader::new(64 * 1024);
         let mut fds: VecDeque<OwnedFd> = VecDeque::new();
         let mut pending: Vec<u8> = Vec::new();
@@ -344,7 +344,7 @@ mod tests {
 
     #[tokio::test]
     async fn directories_travel_with_their_messages() {
-        let (a, b) = UnixStream::pair().unwrap();
+        let (a, b) = QuietUnixStream::pair().unwrap();
         let (service, _from_worker) = channel::<ToWorker, FromWorker>(a);
         let (_to_service, mut worker) = channel::<FromWorker, ToWorker>(b);
         let mut file = tempfile::tempfile().unwrap();

@@ -574,9 +574,11 @@ impl Drop for Lease {
     }
 }
 
-/// A connection to a process.
+/// A connection to a process. A Unix socket is registered for reading
+/// only: the process's read of each request would otherwise wake the
+/// worker's event loop (see quietsock).
 enum Stream {
-    Unix(tokio::net::UnixStream),
+    Unix(quietsock::QuietUnixStream),
     Tcp(tokio::net::TcpStream),
 }
 
@@ -586,7 +588,7 @@ impl Stream {
             Ok(Stream::Tcp(tokio::net::TcpStream::connect(address).await?))
         } else {
             Ok(Stream::Unix(
-                tokio::net::UnixStream::connect(address).await?,
+                quietsock::QuietUnixStream::connect(address).await?,
             ))
         }
     }
@@ -645,14 +647,14 @@ by_variant!(AsyncWrite for Stream);
 
 /// The reading half of a [`Stream`] whose request body is being sent.
 enum StreamReader {
-    Unix(tokio::net::unix::OwnedReadHalf),
+    Unix(quietsock::ReadHalf),
     Tcp(tokio::net::tcp::OwnedReadHalf),
 }
 
 /// The writing half of a [`Stream`]. Dropped alone, it shuts the
 /// connection's sending side: only a connection given up is.
 enum StreamWriter {
-    Unix(tokio::net::unix::OwnedWriteHalf),
+    Unix(quietsock::WriteHalf),
     Tcp(tokio::net::tcp::OwnedWriteHalf),
 }
 
@@ -676,7 +678,11 @@ impl StreamReader {
     /// which cannot happen here).
     fn reunite(self, writer: StreamWriter) -> Option<Stream> {
         match (self, writer) {
-            (StreamReader::Unix(r), StreamWriter::Unix(w)) => r.reunite(w).ok().map(Stream::Unix),
+            (StreamReader::Unix(r), StreamWriter::Unix(w)) => {
+                quietsock::QuietUnixStream::reunite(r, w)
+                    .ok()
+                    .map(Stream::Unix)
+            }
             (StreamReader::Tcp(r), StreamWriter::Tcp(w)) => r.reunite(w).ok().map(Stream::Tcp),
             _ => None,
         }

@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::UnixStream;
+use quietsock::QuietUnixStream;
 use tokio::sync::{mpsc, Notify};
 use worker_control::{FromWorker, Identity, Received, Sender, ToWorker, WorkerConfig};
 
@@ -109,7 +109,7 @@ pub async fn run(options: Options) -> Result<(), WorkerError> {
 }
 
 /// The control socket: standard input, which must be a Unix socket.
-fn control_socket() -> Result<UnixStream, WorkerError> {
+fn control_socket() -> Result<QuietUnixStream, WorkerError> {
     let bad = |e: std::io::Error| WorkerError::Control(e.to_string());
     let fd: OwnedFd = std::io::stdin().as_fd().try_clone_to_owned().map_err(bad)?;
     use nix::sys::stat::SFlag;
@@ -122,7 +122,7 @@ fn control_socket() -> Result<UnixStream, WorkerError> {
     }
     let stream = std::os::unix::net::UnixStream::from(fd);
     stream.set_nonblocking(true).map_err(bad)?;
-    UnixStream::from_std(stream).map_err(bad)
+    QuietUnixStream::from_std(stream).map_err(bad)
 }
 
 /// The roots and modules sent before a configuration, and the
