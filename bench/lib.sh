@@ -73,6 +73,20 @@ wrk_run() {
     echo "$1 $rps $p99"
 }
 
+# cpu_per_request LABEL URL ROOT_PID...: one wrk run of $seconds on URL;
+# per process role under the roots (inetsrv's listener, worker and PHP
+# processes; nginx, php-fpm), the user and system CPU and the context
+# switches per request, from /proc (bench/proc_cpu.py).
+cpu_per_request() {
+    local label=$1 url=$2 requests
+    shift 2
+    python3 bench/proc_cpu.py snapshot "$@" > "$work/cpu_before"
+    requests=$(taskset -c "$wrk_cpus" wrk -t"$wrk_threads" -c"$conns" -d"${seconds}s" "$url" |
+        awk '/requests in/ {print $1}')
+    python3 bench/proc_cpu.py snapshot "$@" > "$work/cpu_after"
+    python3 bench/proc_cpu.py report "$label" "$work/cpu_before" "$work/cpu_after" "$requests"
+}
+
 # medians < "NAME rps p99" lines: prints each run, then "median NAME rps" lines.
 medians() {
     local results

@@ -6,7 +6,9 @@
 # over Unix sockets, both on
 # CPU 0 with their PHP processes; wrk on CPU 1.
 # Pages: a PHP hello world, and a 20 KB page PHP builds (a table from a
-# loop). Target: >= 1.0x nginx + php-fpm's requests per second.
+# loop). Target: >= 1.0x nginx + php-fpm's requests per second. Then, for
+# the hello world, each side's CPU per request by process role (user,
+# system, context switches; bench/proc_cpu.py), to show where it goes.
 #
 # Usage: bench/php.sh [SECONDS] [CONNECTIONS] [ROUNDS] [PHP_PROCESSES]
 #        (defaults 5, 32, 3, 4)
@@ -55,6 +57,7 @@ site_state "$bin" "$state" "$port" "$work/www"
 # Request logs off, as for nginx.
 "$bin" --state-dir "$state" mb set W3SVC/1/LogType 0 >/dev/null
 INETSRV_LOG=warn taskset -c "$server_cpus" "$bin" --state-dir "$state" start >/dev/null &
+inetsrv_pid=$!
 pids+=($!)
 wait_up "http://127.0.0.1:$port/hello.php"
 
@@ -77,6 +80,7 @@ pm.max_children = $children
 pm.max_requests = 0
 CONF
 taskset -c "$server_cpus" php-fpm8.2 -y "$work/fpm/php-fpm.conf" -c /etc/php/8.2/fpm/php.ini &
+fpm_pid=$!
 pids+=($!)
 for _ in $(seq 100); do [ -S "$work/fpm/php.sock" ] && break; sleep 0.1; done
 
@@ -104,6 +108,7 @@ http {
 }
 CONF
 taskset -c "$server_cpus" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+nginx_pid=$!
 pids+=($!)
 wait_up "http://127.0.0.1:$nginx_port/hello.php"
 
@@ -132,3 +137,7 @@ echo "$results" | awk '
         printf "hello world: inetsrv + php-cgi %.0f, nginx + php-fpm %.0f req/s: %.2fx (target 1.00x): %s\n", m["inetsrv_hello"], m["fpm_hello"], h, (h >= 1.0 ? "met" : "MISSED")
         printf "20 KB page:  inetsrv + php-cgi %.0f, nginx + php-fpm %.0f req/s: %.2fx (target 1.00x): %s\n", m["inetsrv_page"], m["fpm_page"], p, (p >= 1.0 ? "met" : "MISSED")
     }'
+# Where each side's CPU goes, role by role: what to work on next.
+echo "== where the CPU goes, the hello world (one ${seconds}s run each, from /proc)"
+cpu_per_request "nginx + php-fpm" "http://127.0.0.1:$nginx_port/hello.php" "$nginx_pid" "$fpm_pid"
+cpu_per_request "inetsrv + php-cgi" "http://127.0.0.1:$port/hello.php" "$inetsrv_pid"
