@@ -9,7 +9,8 @@
 # returning the same bytes, and bench/relay_floor.c, a C program of
 # inetsrv's shape (a front process, a Unix socket, a back process; both on
 # CPU 0) answering the same bytes: the rate the two-process design itself
-# allows, so what inetsrv falls short of it is its own code.
+# allows, so what inetsrv falls short of it is its own code. Then each
+# one's CPU per request by process role (bench/proc_cpu.py).
 #
 # Usage: bench/isapi.sh [SECONDS] [CONNECTIONS] [ROUNDS]  (defaults 5, 64, 3)
 set -euo pipefail
@@ -44,6 +45,7 @@ site_state "$bin" "$state" "$port" "$work/www"
 # Request logs off, as for nginx.
 "$bin" --state-dir "$state" mb set W3SVC/1/LogType 0 >/dev/null
 INETSRV_LOG=warn taskset -c "$server_cpus" "$bin" --state-dir "$state" start >/dev/null &
+inetsrv_pid=$!
 pids+=($!)
 wait_up "http://127.0.0.1:$port/x.hello"
 
@@ -78,6 +80,7 @@ http {
 }
 CONF
 taskset -c "$server_cpus" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+nginx_pid=$!
 pids+=($!)
 wait_up "http://127.0.0.1:$nginx_port/x.hello"
 [ "$(curl -s -A "" "http://127.0.0.1:$nginx_port/x.hello")" = "$body" ] ||
@@ -90,6 +93,7 @@ wait_up "http://127.0.0.1:$nginx_port/x.hello"
 floor_port=$(free_port)
 cc -O2 -o "$work/relay_floor" bench/relay_floor.c
 taskset -c "$server_cpus" "$work/relay_floor" "$floor_port" "$body" &
+floor_pid=$!
 pids+=($!)
 wait_up "http://127.0.0.1:$floor_port/x.hello"
 [ "$(curl -s -A "" "http://127.0.0.1:$floor_port/x.hello")" = "$body" ] ||
@@ -118,3 +122,8 @@ echo "$results" | awk '
         printf "the two-process floor (bench/relay_floor.c): %.0f req/s, %.2fx nginx; inetsrv reaches %.2fx of it\n", f, f/n, i/f
         printf "an extension answering with HSE_IO_CACHE_RESPONSE (repeats answered from the listener cache): %.0f req/s, %.2fx nginx (%.0f)\n", c, c/n2, n2
     }'
+# Where each one's CPU goes, role by role: what to work on next.
+echo "== where the CPU goes (one ${seconds}s run each, from /proc)"
+cpu_per_request "nginx return 200" "http://127.0.0.1:$nginx_port/x.hello" "$nginx_pid"
+cpu_per_request "relay_floor" "http://127.0.0.1:$floor_port/x.hello" "$floor_pid"
+cpu_per_request "inetsrv with the ISAPI extension" "http://127.0.0.1:$port/x.hello" "$inetsrv_pid"
