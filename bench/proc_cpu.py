@@ -127,6 +127,9 @@ def main():
     if len(sys.argv) >= 3 and sys.argv[1] == "snapshot":
         json.dump(snapshot([int(p) for p in sys.argv[2:]]), sys.stdout)
     elif len(sys.argv) == 6 and sys.argv[1] == "report":
+        if not sys.argv[5].isdigit():
+            print(f"{sys.argv[2]}: the load run reported no request count", file=sys.stderr)
+            sys.exit(1)
         with open(sys.argv[3]) as b, open(sys.argv[4]) as a:
             report(sys.argv[2], json.load(b), json.load(a), int(sys.argv[5]))
     else:

@@ -85,7 +85,8 @@ impl QuietUnixStream {
         }
     }
 
-    /// The socket itself, for what is asked of it directly (credentials).
+    /// The socket itself, for what is asked of it directly (its
+    /// descriptor, its peer's credentials).
     pub fn get_ref(&self) -> &StdUnixStream {
         self.read.socket.get_ref()
     }
@@ -98,13 +99,16 @@ pub struct ReadHalf {
 
 impl ReadHalf {
     /// Runs `op` on the descriptor when the socket may have something to
-    /// read, again after each `WouldBlock` (for reads of a kind tokio has
-    /// no method for, such as `recvmsg` with descriptors).
+    /// read, again after each `WouldBlock` or interruption (for reads of a
+    /// kind tokio has no method for, such as `recvmsg` with descriptors),
+    /// as the writing half's `write_with` does.
     pub async fn read_with<R>(&self, mut op: impl FnMut(RawFd) -> io::Result<R>) -> io::Result<R> {
         loop {
             let mut guard = self.socket.readable().await?;
-            if let Ok(done) = guard.try_io(|socket| op(socket.as_raw_fd())) {
-                return done;
+            match guard.try_io(|socket| op(socket.as_raw_fd())) {
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(done) => return done,
+                Err(_would_block) => continue,
             }
         }
     }
