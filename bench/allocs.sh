@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Allocations and memmove calls per request, counted exactly with perf's
-# user probes (uprobes on the binary's mi_malloc_aligned and libc's
-# __memmove_avx_unaligned_erms), in the listener and in the worker, for the
+# user probes (uprobes on the binary's mi_malloc_aligned and on each of
+# libc's __memmove_*_unaligned_erms variants: which one runs depends on the
+# CPU, AVX on one machine, AVX-512 on another), in the listener and in the worker, for the
 # ISAPI hello extension (examples/isapi/hello.c) and a PHP hello world
 # through FastCGI (Debian's php-cgi). These are counts, not timings: they do
 # not move with the machine's noise, so a change that saves work shows here
@@ -61,14 +62,22 @@ worker=$(pgrep -f "^$bin worker" | head -1)
 
 # The probes, named for this run; removed on exit.
 group="inetsrv_allocs_$$"
-perf probe -q -x "$bin" -a "$group:alloc=mi_malloc_aligned size=%di:u64"
-perf probe -q -x "$memmove_lib" -a "$group:memmove=__memmove_avx_unaligned_erms len=%dx:u64"
 trap 'perf probe -q -d "$group:*" 2>/dev/null || true; cleanup' EXIT
+perf probe -q -x "$bin" -a "$group:alloc=mi_malloc_aligned size=%di:u64"
+# libc picks its memmove by the CPU's features at load: every variant is
+# probed (under its own event name) and their counts added.
+memmove_events=()
+for variant in avx512 evex avx sse2; do
+    if perf probe -q -x "$memmove_lib" -a "$group:memmove_$variant=__memmove_${variant}_unaligned_erms len=%dx:u64" 2>/dev/null; then
+        memmove_events+=(-e "$group:memmove_$variant")
+    fi
+done
+[ ${#memmove_events[@]} -gt 0 ] || { echo "no __memmove_*_unaligned_erms in $memmove_lib to probe" >&2; exit 1; }
 
 # count URL PID NAME: one wrk run with PID's probes recorded.
 count() {
     taskset -c "$wrk_cpus" wrk -t1 -c"$conns" -d2s "$1" >/dev/null
-    perf record -q -m 16M -e "$group:alloc" -e "$group:memmove" -p "$2" -o "$work/perf.data" -- \
+    perf record -q -m 16M -e "$group:alloc" "${memmove_events[@]}" -p "$2" -o "$work/perf.data" -- \
         taskset -c "$wrk_cpus" wrk -t1 -c"$conns" -d"${seconds}s" "$1" > "$work/wrk.out" 2>/dev/null
     local requests
     requests=$(awk '/requests in/ {print $1}' "$work/wrk.out")
@@ -77,7 +86,7 @@ count() {
     fi
     perf script -i "$work/perf.data" 2>/dev/null | awk -v r="$requests" -v name="$3" '
         / [a-z_0-9]+:alloc: / { a++; for (i = 1; i <= NF; i++) if ($i ~ /^size=/) { sub("size=", "", $i); ab += $i + 0 } }
-        / [a-z_0-9]+:memmove: / { m++; for (i = 1; i <= NF; i++) if ($i ~ /^len=/) { sub("len=", "", $i); mb += $i + 0 } }
+        / [a-z_0-9]+:memmove_[a-z0-9]+: / { m++; for (i = 1; i <= NF; i++) if ($i ~ /^len=/) { sub("len=", "", $i); mb += $i + 0 } }
         END { printf "  %-26s %6.1f allocations (%6.0f bytes)  %6.1f memmoves (%6.0f bytes) per request\n", name, a / r, ab / r, m / r, mb / r }'
 }
 

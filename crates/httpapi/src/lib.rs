@@ -36,6 +36,23 @@ pub use client::{
 };
 pub use proto::{CachePolicy, Header, HeaderBlock, LogInfo};
 
+/// Polls `future` once: its output if it is ready now, `None` if it must
+/// wait (its waker is then registered, as by any poll). The listener and
+/// the worker arm a timer only for work that has to wait: a timer costs a
+/// clock read and a registration with the runtime's timer wheel, and most
+/// writes (and many reads) under load complete at the first try.
+pub async fn ready_now<F: std::future::Future>(
+    mut future: std::pin::Pin<&mut F>,
+) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match future.as_mut().poll(cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
+
 /// Escapes text for an HTML page a response carries (a directory
 /// listing, a redirect's body, a form's message).
 pub fn html_escape(text: &str) -> String {
@@ -51,4 +68,21 @@ pub fn html_escape(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod ready_now_tests {
+    use super::ready_now;
+
+    #[tokio::test]
+    async fn a_ready_future_gives_its_output_and_a_waiting_one_none() {
+        let ready = std::pin::pin!(async { 7 });
+        assert_eq!(ready_now(ready).await, Some(7));
+        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let mut waiting = std::pin::pin!(rx);
+        assert_eq!(ready_now(waiting.as_mut()).await, None);
+        // Polled once and still usable: it completes when its value comes.
+        tx.send(3).unwrap();
+        assert_eq!(waiting.await, Ok(3));
+    }
 }

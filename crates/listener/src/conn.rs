@@ -495,9 +495,17 @@ impl Conn {
 
     /// Writes all of `data` within the time MinSendRate allows.
     async fn write_timed(&mut self, data: &[u8]) -> Result<(), R> {
-        let rate = config(&self.shared).min_send_rate.max(1);
-        let allowed = Duration::from_secs_f64((data.len() as f64 / rate as f64).max(1.0));
-        match timeout(allowed, self.stream.write_all(data)).await {
+        let mut write = std::pin::pin!(self.stream.write_all(data));
+        // A socket with room takes it at once: no timer for that.
+        let written = match httpapi::ready_now(write.as_mut()).await {
+            Some(done) => Ok(done),
+            None => {
+                let rate = config(&self.shared).min_send_rate.max(1);
+                let allowed = Duration::from_secs_f64((data.len() as f64 / rate as f64).max(1.0));
+                timeout(allowed, write).await
+            }
+        };
+        match written {
             Ok(Ok(())) => {
                 self.sent += data.len() as u64;
                 Ok(())
@@ -507,12 +515,18 @@ impl Conn {
         }
     }
 
-    /// Reads more into the buffer before `deadline`.
-    async fn read_more(&mut self, deadline: Instant) -> Result<usize, ReadError> {
+    /// Reads more into the buffer before `deadline` (asked for only when
+    /// the read has to wait).
+    async fn read_more(&mut self, deadline: impl FnOnce() -> Instant) -> Result<usize, ReadError> {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(8 * 1024);
         }
-        match timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+        let mut read = std::pin::pin!(self.stream.read_buf(&mut self.buf));
+        let result = match httpapi::ready_now(read.as_mut()).await {
+            Some(read) => Ok(read),
+            None => timeout_at(deadline(), read).await,
+        };
+        match result {
             Err(_) => Err(ReadError::Timeout),
             Ok(Ok(0)) => Err(ReadError::Closed),
             Ok(Ok(n)) => Ok(n),
@@ -533,7 +547,6 @@ impl Conn {
         let shared = self.shared.clone();
         let _busy = Busy::new(&shared);
         self.sent = 0;
-        let started = Instant::now();
         let mut seen = Seen {
             head: Some((
                 request.raw.clone(),
@@ -569,7 +582,8 @@ impl Conn {
             .filter(|id| shared.w3c.is_logging(*id))
             .map(|site_id| RequestLog {
                 site_id,
-                started,
+                // Read only for a logged request (time-taken).
+                started: Instant::now(),
                 method: request
                     .raw
                     .slice(request.head.method.0..request.head.method.1),
@@ -619,12 +633,15 @@ impl Conn {
     /// HeaderWait for the rest. `Err` when the connection is done.
     async fn read_head(&mut self) -> Result<Request, Next> {
         let cfg = config(&self.shared);
-        let idle_deadline = Instant::now() + ListenerConfig::seconds(cfg.idle_connection_timeout);
+        let idle_wait = ListenerConfig::seconds(cfg.idle_connection_timeout);
         let header_wait = ListenerConfig::seconds(cfg.header_wait_timeout);
+        // Each deadline is set when first needed: IdleConnection's at the
+        // first wait with nothing received, HeaderWait's at the first wait
+        // with part of a head (a head that arrives whole reads no clock).
+        let mut idle_deadline: Option<Instant> = None;
         let mut head_deadline: Option<Instant> = None;
         loop {
             if !self.buf.is_empty() {
-                head_deadline.get_or_insert_with(|| Instant::now() + header_wait);
                 match parse_head(&self.buf, &self.shared.limits) {
                     Ok(Some(head)) => {
                         let raw = self.buf.split_to(head.len).freeze();
@@ -634,7 +651,13 @@ impl Conn {
                     Err(e) => return Err(self.refuse(e, &Seen::default(), false).await),
                 }
             }
-            match self.read_more(head_deadline.unwrap_or(idle_deadline)).await {
+            let waiting = if self.buf.is_empty() {
+                (&mut idle_deadline, idle_wait)
+            } else {
+                (&mut head_deadline, header_wait)
+            };
+            let deadline = || *waiting.0.get_or_insert_with(|| Instant::now() + waiting.1);
+            match self.read_more(deadline).await {
                 Ok(_) => {}
                 Err(ReadError::Timeout) => {
                     let reason = if head_deadline.is_some() {
@@ -753,10 +776,21 @@ impl Conn {
             }
             Dispatch::Delivered | Dispatch::Queued => {}
         }
-        let queue_deadline =
-            Instant::now() + ListenerConfig::seconds(config(&shared).request_queue_timeout);
+        // Taken at once (a process had room) is the common case: its
+        // event is already there, and no timer is armed for it.
+        let mut queue_deadline = None;
         loop {
-            match timeout_at(queue_deadline, events.recv()).await {
+            let event = match events.try_recv() {
+                Some(event) => Ok(Some(event)),
+                None => {
+                    let deadline = *queue_deadline.get_or_insert_with(|| {
+                        Instant::now()
+                            + ListenerConfig::seconds(config(&shared).request_queue_timeout)
+                    });
+                    timeout_at(deadline, events.recv()).await
+                }
+            };
+            match event {
                 Ok(Some(ConnEvent::Delivered(session))) => return Ok((id, session, events)),
                 Ok(Some(ConnEvent::Offline { drop })) => {
                     return Err(self.offline(drop, seen, is_head).await);
@@ -825,7 +859,10 @@ impl Conn {
                 }
             }
             let reading = body.wants_more() && body.window_open();
-            let entity_deadline = Instant::now() + ListenerConfig::seconds(cfg.entity_body_timeout);
+            // Only while the body is read (a request without one arms no
+            // timer and reads no clock).
+            let entity_deadline =
+                reading.then(|| Instant::now() + ListenerConfig::seconds(cfg.entity_body_timeout));
             tokio::select! {
                 biased;
                 event = events.recv() => {
@@ -960,7 +997,7 @@ impl Conn {
                         Ok(_) => {}
                     }
                 }
-                _ = tokio::time::sleep_until(entity_deadline), if reading => {
+                _ = sleep_until_some(entity_deadline), if reading => {
                     session.abort(ctx.id);
                     self.log(seen, None, R::TimerEntityBody);
                     return Next::Close;
@@ -980,14 +1017,16 @@ impl Conn {
         if !keep_alive {
             return Next::Close;
         }
-        let cfg = config(&self.shared);
-        let deadline = Instant::now() + ListenerConfig::seconds(cfg.drain_entity_body_timeout);
+        let mut deadline = None;
         loop {
             match body.drain(&mut self.buf) {
                 Err(_) => return Next::Close,
                 Ok(true) => return Next::KeepAlive,
                 Ok(false) => {}
             }
+            let drain_wait =
+                ListenerConfig::seconds(config(&self.shared).drain_entity_body_timeout);
+            let deadline = || *deadline.get_or_insert_with(|| Instant::now() + drain_wait);
             match self.read_more(deadline).await {
                 Ok(_) => {}
                 Err(ReadError::Timeout) => {
@@ -1017,6 +1056,16 @@ enum EventOutcome {
         reason: R,
         abort: bool,
     },
+}
+
+/// Sleeps until `deadline`, or forever without one. A `select!` branch's
+/// future is built even while the branch is off: this one then builds no
+/// timer.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn internal() -> HttpError {

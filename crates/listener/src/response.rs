@@ -4,7 +4,7 @@
 //! written by the listener to match how the body is actually sent.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use httpapi::proto::{ResponseBody, ResponseHead};
 
@@ -18,15 +18,16 @@ pub fn push_date(out: &mut Vec<u8>) {
     thread_local! {
         static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [0; 29])) };
     }
-    let now = SystemTime::now();
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+    // The kernel's coarse clock (its last tick, read without the TSC) is
+    // exact enough for a value in whole seconds.
+    let secs = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME_COARSE)
+        .ok()
+        .and_then(|t| u64::try_from(t.tv_sec()).ok())
         .unwrap_or(0);
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.0 != secs {
-            let text = httpapi::dates::http_date(now);
+            let text = httpapi::dates::http_date(UNIX_EPOCH + std::time::Duration::from_secs(secs));
             if text.len() == 29 {
                 c.1.copy_from_slice(text.as_bytes());
                 c.0 = secs;

@@ -1089,10 +1089,18 @@ impl crate::cgi::ProgramOutput for AppExchange {
             let room = self.decoder.buffer_mut();
             room.reserve(16 * 1024);
             let read = if timed {
-                let settings = &self.lease.pool.settings;
-                let limit = (Instant::now() + settings.activity_timeout).min(self.deadline);
-                match tokio::time::timeout_at(limit, self.connection.reading().read_buf(room)).await
-                {
+                let mut reading = std::pin::pin!(self.connection.reading().read_buf(room));
+                // What the process has already written is taken without a
+                // timer (and without reading the clock).
+                let now_or_timed = match httpapi::ready_now(reading.as_mut()).await {
+                    Some(read) => Ok(read),
+                    None => {
+                        let settings = &self.lease.pool.settings;
+                        let limit = (Instant::now() + settings.activity_timeout).min(self.deadline);
+                        tokio::time::timeout_at(limit, reading).await
+                    }
+                };
+                match now_or_timed {
                     Ok(read) => read,
                     Err(_) => {
                         let which = if Instant::now() >= self.deadline {
