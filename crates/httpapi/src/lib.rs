@@ -21,8 +21,10 @@
 //! ```
 //!
 //! What it owns: the wire protocol ([`proto`]) and the client library
-//! ([`Session`], [`Queue`], [`Request`], [`ResponseWriter`]). It must not
-//! depend on the listener: the listener depends on it.
+//! ([`Session`], [`Queue`], [`Request`], [`ResponseWriter`]), and
+//! [`ready_now`], the one-poll helper both sides of the wire use to arm a
+//! timer only for work that waits. It must not depend on the listener: the
+//! listener depends on it.
 
 mod client;
 pub mod dates;

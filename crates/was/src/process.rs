@@ -142,7 +142,6 @@ pub fn spawn<T: Send + 'static>(
         .kill_on_drop(true);
     let child = cmd.spawn()?;
     let pid = child.id().unwrap_or(0);
-    ours.set_nonblocking(true)?;
     let (to_worker, mut inbox) = worker_control::channel::<ToWorker, FromWorker>(
         quietsock::QuietUnixStream::from_std(ours)?,
     );

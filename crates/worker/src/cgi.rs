@@ -582,7 +582,7 @@ pub(crate) async fn relay<O: ProgramOutput>(
     }
     let mut ended = false;
     while gathered_len < buffer_limit {
-        match now_or_never(out.next_chunk(false)).await {
+        match httpapi::ready_now(std::pin::pin!(out.next_chunk(false))).await {
             Some(Ok(None)) => {
                 ended = true;
                 break;
@@ -689,16 +689,6 @@ pub(crate) async fn relay<O: ProgramOutput>(
 
 /// What one read of a program's output takes at most.
 const PIECE: usize = 16 * 1024;
-
-/// A future's output if it is ready now, without waiting (or a timer).
-async fn now_or_never<F: std::future::Future>(future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
-        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
-        std::task::Poll::Pending => std::task::Poll::Ready(None),
-    })
-    .await
-}
 
 /// The request body's length, which CGI and FastCGI programs want before
 /// the body (CONTENT_LENGTH; `None` without a body): a chunked body is

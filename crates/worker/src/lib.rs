@@ -120,9 +120,7 @@ fn control_socket() -> Result<QuietUnixStream, WorkerError> {
             "standard input is not a socket".into(),
         ));
     }
-    let stream = std::os::unix::net::UnixStream::from(fd);
-    stream.set_nonblocking(true).map_err(bad)?;
-    QuietUnixStream::from_std(stream).map_err(bad)
+    QuietUnixStream::from_std(std::os::unix::net::UnixStream::from(fd)).map_err(bad)
 }
 
 /// The roots and modules sent before a configuration, and the
